@@ -1,0 +1,5 @@
+"""``python -m fetcher``."""
+
+from fetcher.cli import main
+
+main(prog_name="fetcher")

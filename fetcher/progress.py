@@ -1,0 +1,103 @@
+"""The Rich progress display on standard error, updated by the writer thread."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.filesize import decimal
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from fetcher.results import Result, Summary
+
+REFRESH_PER_SECOND = 10
+
+
+class _DoneColumn(ProgressColumn):
+    """done/total, with ``?`` while the input is still being read."""
+
+    def render(self, task: Task) -> Text:
+        total = "?" if task.total is None else str(int(task.total))
+        return Text(f"{int(task.completed)}/{total}")
+
+
+class _StatsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        fields = task.fields
+        text = Text()
+        text.append(f"{fields.get('ok', 0)} ok", style="green")
+        text.append("  ")
+        text.append(f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else "")
+        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {decimal(fields.get('bytes', 0))}")
+        return text
+
+
+class RichProgress:
+    """Shows done/total, ok and failed counts, req/s, bytes, elapsed time and ETA on stderr.
+
+    Rich refreshes from its own thread at most REFRESH_PER_SECOND times; ``on_result`` only
+    updates numbers under Rich's lock, so its cost per record is small.
+    """
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("fetching"),
+            BarColumn(),
+            _DoneColumn(),
+            _StatsColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console,
+            refresh_per_second=REFRESH_PER_SECOND,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.task = self.progress.add_task("fetch", total=None, ok=0, failed=0, rate=0.0, bytes=0)
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def on_start(self, summary: Summary) -> None:
+        pass
+
+    def on_total(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def on_result(self, result: Result, summary: Summary) -> None:
+        self._show(summary)
+
+    def on_finish(self, summary: Summary) -> None:
+        self._show(summary)
+        self.progress.refresh()
+
+    def _show(self, summary: Summary) -> None:
+        self.progress.update(
+            self.task,
+            completed=summary.done,
+            ok=summary.ok,
+            failed=summary.failed,
+            rate=summary.rate,
+            bytes=summary.bytes,
+        )

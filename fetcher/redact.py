@@ -1,0 +1,48 @@
+"""Keep secrets out of everything printed: passwords in URLs and credential header values."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MASK = "***"
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+# scheme://user:password@ -- the password is everything up to the last @ before the path.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*):[^/?#\s]*@")
+
+
+def redact_url(url: str) -> str:
+    """Return url with the password of its user-info, if any, replaced by ``***``."""
+    if "@" not in url:
+        return url
+    return _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url)
+
+
+def redact_text(text: str) -> str:
+    """Mask every URL password found anywhere in a free text such as an error message."""
+    return redact_url(text)
+
+
+def redact_header(name: str, value: str) -> str:
+    """The value of a header as it may be shown: credential headers are masked whole."""
+    return MASK if name.lower() in SECRET_HEADERS else value
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter that masks URL passwords and credential headers in every message.
+
+    urllib3's debug log (-vv) prints request lines, so the mask is applied to the final text.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_log_text(super().format(record))
+
+
+_HEADER_LINE = re.compile(
+    r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie)(['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]*"
+)
+
+
+def redact_log_text(text: str) -> str:
+    return _HEADER_LINE.sub(lambda m: f"{m[1]}{m[2]}{MASK}", redact_text(text))

@@ -1,0 +1,200 @@
+"""Record writers (text, jsonl, csv) and the end-of-run summary, for files, pipes and terminals.
+
+Files and pipes get plain buffered writes, flushed whenever the run is idle; a terminal gets a
+Rich console, so records share it with the live progress display without garbling it. Rich is
+imported only for terminals: a pipe of records should not pay for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
+
+from fetcher.results import Result, Summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+FORMATS = ("text", "jsonl", "csv")
+CSV_FIELDS = (
+    "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
+    "content_type", "sha256", "path", "line", "error_kind", "error_message",
+)  # fmt: skip
+
+
+def format_text(result: Result) -> str:
+    """``status  bytes  seconds  url`` and, for a failure, ``kind: message``; tab-separated."""
+    record = result.as_record()
+    status = str(result.status) if result.status is not None else "---"
+    line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{record['url']}"
+    if result.error_kind is not None:
+        line += f"\t{result.error_kind}: {result.error_message}"
+    return line + "\n"
+
+
+def format_jsonl(result: Result) -> str:
+    return json.dumps(result.as_record(), ensure_ascii=False) + "\n"
+
+
+def csv_row(result: Result) -> list[Any]:
+    record = result.as_record()
+    error = record.pop("error")
+    record["error_kind"] = error["kind"] if error else None
+    record["error_message"] = error["message"] if error else None
+    return ["" if record[name] is None else record[name] for name in CSV_FIELDS]
+
+
+class CsvFormatter:
+    """Formats one CSV row at a time, so that rows can go to a stream or a console alike."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+
+    def header(self) -> str:
+        return self._format(list(CSV_FIELDS))
+
+    def __call__(self, result: Result) -> str:
+        return self._format(csv_row(result))
+
+    def _format(self, row: list[Any]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(row)
+        return self._buffer.getvalue()
+
+
+def make_formatter(name: str) -> tuple[Callable[[Result], str], str]:
+    """The formatting function for a format name, and the header line it needs first."""
+    if name == "jsonl":
+        return format_jsonl, ""
+    if name == "csv":
+        formatter = CsvFormatter()
+        return formatter, formatter.header()
+    return format_text, ""
+
+
+class StreamWriter:
+    """Writes records to a text stream (stdout, a pipe, a --results file)."""
+
+    def __init__(self, stream: TextIO, format_name: str, close_stream: bool = False) -> None:
+        self.stream = stream
+        self.format, header = make_formatter(format_name)
+        self.close_stream = close_stream
+        if header:
+            stream.write(header)
+
+    def write(self, result: Result) -> None:
+        self.stream.write(self.format(result))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.close_stream:
+            self.stream.close()
+
+
+class ConsoleWriter:
+    """Writes records to a terminal through a Rich console: coloured text, whole lines.
+
+    When the live progress display is on the same terminal, the console is the display's own,
+    so each record is printed above the display instead of through it.
+    """
+
+    def __init__(self, console: Console, format_name: str) -> None:
+        self.console = console
+        self.format, header = make_formatter(format_name)
+        self.colour = format_name == "text"
+        if header:
+            self._print(header, "")
+
+    def write(self, result: Result) -> None:
+        style = ("green" if result.ok else "red") if self.colour else ""
+        self._print(self.format(result), style)
+
+    def _print(self, line: str, style: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True, highlight=False)
+
+    def flush(self) -> None:
+        self.console.file.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The summary as plain lines, for logs and pipes."""
+    size = _human_bytes(summary.bytes)
+    lines = [
+        f"fetcher: {summary.ok} ok, {summary.failed} failed, {size}, "
+        f"{summary.elapsed:.2f} s, {summary.rate:.1f} req/s"
+    ]
+    if summary.not_attempted:
+        lines.append(f"  not attempted: {summary.not_attempted}")
+    if summary.duplicates:
+        lines.append(f"  duplicates skipped: {summary.duplicates}")
+    if summary.interrupted_by:
+        lines.append(f"  stopped by {summary.interrupted_by}")
+    for kind, group in summary.kinds_by_count():
+        lines.append(f"  {kind:<20} {group.count:>8}  {', '.join(group.examples)}")
+    hosts = summary.top_hosts()
+    if hosts:
+        lines.append("  most failures: " + ", ".join(f"{host} ({n})" for host, n in hosts))
+    return lines
+
+
+def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> None:
+    """Print the summary: a Rich table on a terminal console, plain lines otherwise."""
+    if console is None:
+        stream.write("\n".join(summary_lines(summary)) + "\n")
+        stream.flush()
+        return
+    from rich.table import Table
+
+    console.print(summary_lines(summary)[0], highlight=False, markup=False)
+    extra = summary_lines(summary)[1:]
+    for line in extra:
+        if line.startswith("  not attempted") or line.startswith("  duplicates") or (
+            line.startswith("  stopped by")
+        ):
+            console.print(line, highlight=False, markup=False)
+    if summary.by_kind:
+        table = Table(title="errors by kind", title_justify="left")
+        table.add_column("kind", style="red")
+        table.add_column("count", justify="right")
+        table.add_column("examples", overflow="fold")
+        for kind, group in summary.kinds_by_count():
+            table.add_row(str(kind), str(group.count), "\n".join(group.examples))
+        console.print(table)
+    hosts = summary.top_hosts()
+    if hosts:
+        table = Table(title="hosts with most failures", title_justify="left")
+        table.add_column("host")
+        table.add_column("failed", justify="right")
+        for host, count in hosts:
+            table.add_row(host, str(count))
+        console.print(table)
+
+
+def write_summary_json(summary: Summary, path: str, exit_status: int) -> None:
+    """Write the --summary file atomically: a monitor never reads half of it."""
+    from fetcher.atomic import write_atomically
+
+    text = json.dumps(summary.as_dict(exit_status), indent=2) + "\n"
+    write_atomically(path, text.encode())
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"

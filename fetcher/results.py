@@ -1,0 +1,165 @@
+"""Result (what happened to one URL) and Summary (the counts and error groups of a run).
+
+A Summary is fed by one thread only, the one that writes records, so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fetcher.errors import ErrorKind
+from fetcher.redact import redact_url
+from fetcher.sources import Job
+
+EXAMPLES_PER_KIND = 3
+TOP_HOSTS = 5
+
+
+@dataclass(slots=True)
+class Result:
+    """The outcome of one Job. ``ok`` is decided by the fetcher, never by the writer."""
+
+    job: Job
+    ok: bool = False
+    final_url: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    bytes: int = 0
+    elapsed: float = 0.0
+    attempts: int = 0
+    redirects: int = 0
+    content_type: str | None = None
+    sha256: str | None = None
+    path: str | None = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    meta: dict[str, Any] | None = None
+
+    @property
+    def url(self) -> str:
+        return self.job.url
+
+    @property
+    def line(self) -> int | None:
+        return self.job.line
+
+    @classmethod
+    def failure(cls, job: Job, kind: ErrorKind, message: str, **fields: Any) -> Result:
+        return cls(job=job, ok=False, error_kind=kind, error_message=message, **fields)
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON record of §2.4, with secrets masked."""
+        record: dict[str, Any] = {
+            "url": redact_url(self.job.url),
+            "final_url": redact_url(self.final_url) if self.final_url else None,
+            "ok": self.ok,
+            "status": self.status,
+            "reason": self.reason,
+            "bytes": self.bytes,
+            "elapsed": round(self.elapsed, 6),
+            "attempts": self.attempts,
+            "redirects": self.redirects,
+            "content_type": self.content_type,
+            "sha256": self.sha256,
+            "path": self.path,
+            "line": self.job.line,
+            "error": None
+            if self.error_kind is None
+            else {"kind": str(self.error_kind), "message": self.error_message or ""},
+        }
+        if self.meta is not None:
+            record["meta"] = self.meta
+        return record
+
+
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+@dataclass
+class KindGroup:
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """Counts everything a run did. ``add`` is called once per record, from one thread."""
+
+    ok: int = 0
+    failed: int = 0
+    bytes: int = 0
+    not_attempted: int = 0
+    duplicates: int = 0
+    total: int | None = None  # known once the input has been read to its end
+    by_kind: dict[ErrorKind, KindGroup] = field(default_factory=dict)
+    failed_hosts: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    interrupted_by: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return max(end - self.started, 1e-9)
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed
+
+    def add(self, result: Result) -> None:
+        self.bytes += result.bytes
+        if result.ok:
+            self.ok += 1
+            return
+        self.failed += 1
+        kind = result.error_kind or ErrorKind.OTHER
+        group = self.by_kind.get(kind)
+        if group is None:
+            group = self.by_kind[kind] = KindGroup()
+        group.count += 1
+        if len(group.examples) < EXAMPLES_PER_KIND:
+            group.examples.append(redact_url(result.job.url))
+        host = host_of(result.job.target)
+        if host:
+            self.failed_hosts[host] += 1
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()
+
+    def top_hosts(self) -> list[tuple[str, int]]:
+        return self.failed_hosts.most_common(TOP_HOSTS)
+
+    def kinds_by_count(self) -> list[tuple[ErrorKind, KindGroup]]:
+        return sorted(self.by_kind.items(), key=lambda item: (-item[1].count, item[0]))
+
+    def as_dict(self, exit_status: int) -> dict[str, Any]:
+        """The --summary JSON object, for monitoring."""
+        return {
+            "total": self.done,
+            "ok": self.ok,
+            "failed": self.failed,
+            "not_attempted": self.not_attempted,
+            "duplicates": self.duplicates,
+            "bytes": self.bytes,
+            "elapsed": round(self.elapsed, 3),
+            "requests_per_second": round(self.rate, 2),
+            "by_kind": {
+                str(kind): {"count": group.count, "examples": group.examples}
+                for kind, group in self.kinds_by_count()
+            },
+            "by_host": dict(self.top_hosts()),
+            "interrupted_by": self.interrupted_by,
+            "exit_status": exit_status,
+        }

@@ -1,0 +1,70 @@
+"""The settings of one run: a frozen dataclass built by the CLI, read by every other module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fetcher import __version__
+
+DEFAULT_WORKERS = 16
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_SCHEME = "https"
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_USER_AGENT = f"fetcher/{__version__}"
+# URLs dispatched but not yet written, per worker: enough to keep every worker busy while the
+# writer catches up, small enough that memory does not depend on the length of the input.
+DEFAULT_WINDOW_PER_WORKER = 4
+# Seconds that in-flight requests get to finish after the first SIGINT or SIGTERM.
+DEFAULT_GRACE = 2.0
+MAX_LINE_BYTES = 8192
+CHUNK_SIZE = 64 * 1024
+
+
+class OkStatus:
+    """Which HTTP statuses count as ok: ``200-299,304`` and the like; by default below 400."""
+
+    def __init__(self, ranges: tuple[tuple[int, int], ...] = ()) -> None:
+        self.ranges = ranges
+
+    @classmethod
+    def parse(cls, text: str) -> OkStatus:
+        """Parse ``200-299,304``. Raises ValueError with a message for the user."""
+        ranges: list[tuple[int, int]] = []
+        for part in text.split(","):
+            part = part.strip()
+            low, _, high = part.partition("-")
+            try:
+                first, last = int(low), int(high or low)
+            except ValueError:
+                raise ValueError(f"not a status or range: {part!r}") from None
+            if not 100 <= first <= last <= 999:
+                raise ValueError(f"not a status range between 100 and 999: {part!r}")
+            ranges.append((first, last))
+        return cls(tuple(ranges))
+
+    def __contains__(self, status: int) -> bool:
+        if not self.ranges:
+            return status < 400
+        return any(first <= status <= last for first, last in self.ranges)
+
+    def __repr__(self) -> str:
+        return f"OkStatus({self.ranges!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    workers: int = DEFAULT_WORKERS
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    default_scheme: str = DEFAULT_SCHEME
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    user_agent: str = DEFAULT_USER_AGENT
+    ok_status: OkStatus = OkStatus()
+    unique: bool = False
+    ordered: bool = False
+    grace: float = DEFAULT_GRACE
+
+    @property
+    def window(self) -> int:
+        return self.workers * DEFAULT_WINDOW_PER_WORKER

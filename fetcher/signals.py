@@ -1,0 +1,61 @@
+"""SIGINT and SIGTERM: the first stops a run gracefully, the second exits at once.
+
+The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
+which puts a message on a reentrant queue, or, the second time, clean up and ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from fetcher.status import ExitStatus
+
+STATUS_BY_SIGNAL = {signal.SIGINT: ExitStatus.INTERRUPTED, signal.SIGTERM: ExitStatus.TERMINATED}
+
+# Called before an immediate exit: each must be quick and must not raise.
+_exit_hooks: list[Callable[[], None]] = []
+
+
+def on_hard_exit(hook: Callable[[], None]) -> None:
+    """Register hook to run before a second signal ends the process at once."""
+    _exit_hooks.append(hook)
+
+
+def hard_exit(status: int) -> None:
+    """Run the exit hooks, flush what can be flushed, and end the process now."""
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception:  # noqa: BLE001, S110 - exiting anyway; nothing useful to report
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
+    os._exit(status)
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[ExitStatus], None]) -> Iterator[None]:
+    """Within the block, the first SIGINT/SIGTERM calls request_stop; a second exits at once."""
+    received: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            request_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
+        else:
+            hard_exit(STATUS_BY_SIGNAL[signal.Signals(signum)])
+
+    previous = {sig: signal.signal(sig, handle) for sig in STATUS_BY_SIGNAL}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,168 @@
+"""Lazy reading of URL lists from arguments, files and standard input, one Job per URL line.
+
+Lines are read one at a time with a bounded ``readline`` so that neither an endless pipe nor a
+line of a gigabyte makes memory grow. A line that cannot be fetched still becomes a Job, carrying
+the reason, so that it gets its record like every other URL.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from fetcher.settings import MAX_LINE_BYTES
+
+BOM = b"\xef\xbb\xbf"
+SCHEMES = ("http", "https")
+
+
+@dataclass(slots=True)
+class Job:
+    """One URL to fetch, or one line that could not be a URL (``invalid`` says why)."""
+
+    seq: int  # position among the jobs of this run, for --ordered
+    url: str  # as read: the stripped line
+    target: str  # what is fetched: the URL with the default scheme applied
+    line: int | None  # line number in its input; None for a command-line argument
+    raw: bytes  # the line verbatim, without its line end, for --failed
+    invalid: str | None = None
+
+
+@dataclass(slots=True)
+class Source:
+    """One place URLs come from: a list of command-line arguments or an open binary stream."""
+
+    name: str
+    stream: BinaryIO | None = None
+    arguments: tuple[str, ...] = ()
+
+    @property
+    def finite(self) -> bool:
+        """True when the rest can be read at once after an interrupt (not a pipe or terminal)."""
+        if self.stream is None:
+            return True
+        try:
+            return stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
+        except (OSError, ValueError):
+            return False
+
+
+def validate(url: str) -> str | None:
+    """Return why url cannot be fetched, or None when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"malformed URL: {exc}"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
+    if not parts.hostname:
+        return "no host in URL"
+    return None
+
+
+def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+    """Yield (line number, line without its end, too long) for every physical line.
+
+    A line longer than MAX_LINE_BYTES is cut to that length and its rest is skipped in bounded
+    chunks, so that memory does not depend on the input.
+    """
+    number = 0
+    limit = MAX_LINE_BYTES + 2  # room for CRLF
+    while True:
+        raw = stream.readline(limit)
+        if not raw:
+            return
+        number += 1
+        too_long = False
+        if not raw.endswith(b"\n") and len(raw) >= limit:
+            too_long = True
+            rest = raw
+            while rest and not rest.endswith(b"\n"):
+                rest = stream.readline(65536)
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        yield number, raw.rstrip(b"\r\n")[:MAX_LINE_BYTES], too_long
+
+
+class InputReader:
+    """Iterates the Jobs of all sources in order; reading stops where the caller stops.
+
+    ``drain()`` continues after an interrupt, yielding only what finite sources still hold, so
+    that the lines never attempted can be handed back to the user.
+    """
+
+    def __init__(self, sources: list[Source], default_scheme: str, unique: bool = False) -> None:
+        self.sources = sources
+        self.default_scheme = default_scheme
+        self.unique = unique
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.count = 0
+        self._current: Iterator[Job] | None = None
+        self._position = 0
+
+    def __iter__(self) -> Iterator[Job]:
+        while self._position < len(self.sources):
+            if self._current is None:
+                self._current = self._jobs(self.sources[self._position])
+            yield from self._current
+            self._current = None
+            self._position += 1
+
+    @property
+    def current_is_finite(self) -> bool:
+        if self._position >= len(self.sources):
+            return True
+        return self.sources[self._position].finite
+
+    def drain(self) -> Iterator[Job]:
+        """Yield the jobs left in the current and later sources that are finite."""
+        while self._position < len(self.sources):
+            source = self.sources[self._position]
+            if source.finite:
+                if self._current is None:
+                    self._current = self._jobs(source)
+                yield from self._current
+            self._current = None
+            self._position += 1
+
+    def _jobs(self, source: Source) -> Iterator[Job]:
+        if source.stream is None:
+            for argument in source.arguments:
+                job = self._make_job(None, os.fsencode(argument), False)
+                if job is not None:
+                    yield job
+            return
+        for number, raw, too_long in read_lines(source.stream):
+            job = self._make_job(number, raw, too_long)
+            if job is not None:
+                yield job
+
+    def _make_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            return self._new_job(text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
+        if not text or text.startswith("#"):
+            return None
+        if too_long:
+            return self._new_job(text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
+        target = text if "://" in text else f"{self.default_scheme}://{text}"
+        if self.unique:
+            if target in self.seen:
+                self.duplicates += 1
+                return None
+            self.seen.add(target)
+        return self._new_job(text, target, line, raw, validate(target))
+
+    def _new_job(self, url: str, target: str, line: int | None, raw: bytes,
+                 invalid: str | None) -> Job:
+        job = Job(self.count, url, target, line, raw, invalid)
+        self.count += 1
+        return job

@@ -1,0 +1,28 @@
+"""Exit statuses, and the one mapping from how a run ended to the status it exits with."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from fetcher.results import Summary
+
+
+class ExitStatus(IntEnum):
+    OK = 0  # every URL ended ok, or there was none
+    SOME_FAILED = 1  # some URLs did not end ok
+    USAGE = 2  # bad option or unreadable input: nothing was fetched
+    ALL_FAILED = 3  # not one URL ended ok: an outage rather than a few bad links
+    INTERRUPTED = 130  # 128 + SIGINT
+    BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+    TERMINATED = 143  # 128 + SIGTERM
+
+
+def exit_status(summary: Summary, stopped_by: ExitStatus | None = None) -> ExitStatus:
+    """The status for a finished run; an interruption overrides what was counted."""
+    if stopped_by is not None:
+        return stopped_by
+    if summary.failed == 0:
+        return ExitStatus.OK
+    if summary.ok == 0:
+        return ExitStatus.ALL_FAILED
+    return ExitStatus.SOME_FAILED

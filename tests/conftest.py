@@ -1,0 +1,56 @@
+"""Fixtures: local servers and ways to run fetcher (in process with CliRunner, or as a process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fetcher.cli import main
+from tests.servers import CountingServer, counting_server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with counting_server() as running:
+        yield running
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without FETCHER_* or proxy variables that could change a test."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("FETCHER_") and "proxy" not in key.lower()
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def invoke(args: list[str], input: str | bytes | None = None, **env: str) -> Result:
+    """Run the command in process: fast, for everything but signals, terminals and real pipes."""
+    runner = CliRunner()
+    return runner.invoke(main, args, input=input, env=clean_env(**env), catch_exceptions=False)
+
+
+def run_process(
+    args: list[str], input: bytes | None = None, timeout: float = 60, **kwargs: object
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m fetcher`` as a real process, with stdin closed unless input is given."""
+    return subprocess.run(
+        [sys.executable, "-m", "fetcher", *args],
+        input=input if input is not None else b"",
+        capture_output=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )

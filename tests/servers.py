@@ -1,0 +1,192 @@
+"""Real servers on 127.0.0.1 for the tests: a counting keep-alive HTTP server and a raw-socket
+server for faults (resets, truncated bodies, silence, full backlogs)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be observed
+
+    server: CountingServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        server = self.server
+        with server.lock:
+            server.requests += 1
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+            server.paths.append(self.path)
+            server.headers_seen.append(dict(self.headers))
+        try:
+            status, headers, body, delay = server.route(self.path)
+            if delay:
+                time.sleep(delay)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        finally:
+            with server.lock:
+                server.in_flight -= 1
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+Route = tuple[int, dict[str, str], bytes, float]
+
+
+def default_route(path: str) -> Route:
+    """``/status/N`` answers N; ``/slow/S/...`` waits S seconds; anything else 200 with the path."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if parts[0] == "status" and len(parts) > 1:
+        return int(parts[1]), {"Content-Type": "text/plain"}, f"status {parts[1]}".encode(), 0.0
+    if parts[0] == "slow" and len(parts) > 1:
+        return 200, {"Content-Type": "text/plain"}, path.encode(), float(parts[1])
+    if parts[0] == "redirect-loop":
+        return 302, {"Location": "/redirect-loop"}, b"", 0.0
+    return 200, {"Content-Type": "text/plain"}, f"body of {path}\n".encode(), 0.0
+
+
+class CountingServer(ThreadingHTTPServer):
+    """An HTTP/1.1 keep-alive server that counts accepted connections and requests in flight."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, route: Callable[[str], Route] = default_route) -> None:
+        super().__init__(("127.0.0.1", 0), _CountingHandler)
+        self.route = route
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.paths: list[str] = []
+        self.headers_seen: list[dict[str, str]] = []
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        conn, address = super().get_request()
+        with self.lock:
+            self.connections += 1
+        return conn, address
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@contextlib.contextmanager
+def counting_server(route: Callable[[str], Route] = default_route) -> Iterator[CountingServer]:
+    server = CountingServer(route)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one request head (up to the blank line), bounded in time and size."""
+    conn.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data and len(data) < 65536:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with RST instead of FIN: SO_LINGER with a zero timeout."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+class FaultServer:
+    """Accepts connections on 127.0.0.1 and hands each to ``behaviour(conn)`` in a thread."""
+
+    def __init__(self, behaviour: Callable[[socket.socket], None]) -> None:
+        self.behaviour = behaviour
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            self.behaviour(conn)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def __enter__(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self.listener.close()
+        self._thread.join(timeout=2)
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[str]:
+    """A listener whose accept queue is full and never drained: connecting times out.
+
+    Linux drops SYNs to a listener whose backlog is full, so the client's connect hangs until
+    its connect timeout; the URL yielded points at it.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):  # fill the accept queue (backlog 0 holds one) and the SYN queue
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        time.sleep(0.05)  # let the kernel finish the fillers' handshakes
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
