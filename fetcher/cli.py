@@ -46,7 +46,7 @@ Exit status: 0 all ok (or no URL), 1 some failed, 3 all failed, 2 usage error,
 """
 
 
-class OkStatusType(click.ParamType):
+class OkStatusType(click.ParamType):  # type: ignore[type-arg]
     name = "STATUSES"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -59,48 +59,118 @@ class OkStatusType(click.ParamType):
 
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+ENV_PREFIX = "FETCHER_"
+
+
+def option(*decls: str, **attrs: Any) -> Any:
+    """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help."""
+    long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
+    attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
+    return click.option(*decls, show_envvar=True, **attrs)
 
 
 @click.command(
     epilog=EXAMPLES,
     context_settings={
-        "auto_envvar_prefix": "FETCHER",
         "show_default": True,
         "help_option_names": ["-h", "--help"],
         "max_content_width": 100,
     },
 )
 @click.argument("urls", nargs=-1, metavar="[URL]...")
-@click.option("-i", "--input", "inputs", multiple=True, metavar="FILE", show_envvar=True,
-              help="Read URLs from FILE, one per line ('-' for standard input). Repeatable.")
-@click.option("--default-scheme", type=click.Choice(["https", "http"]), default="https",
-              show_envvar=True, help="Scheme for lines that have no '://'.")
-@click.option("--unique", is_flag=True, show_envvar=True,
-              help="Skip URLs already seen in this run (exact match).")
-@click.option("-j", "--workers", type=click.IntRange(1, 1024), default=DEFAULT_WORKERS,
-              show_envvar=True, help="Worker threads, each with its own connection-reusing session.")
-@click.option("--connect-timeout", type=POSITIVE_FLOAT, default=DEFAULT_CONNECT_TIMEOUT,
-              metavar="S", show_envvar=True, help="Seconds to wait for a connection.")
-@click.option("-t", "--timeout", "read_timeout", type=POSITIVE_FLOAT, default=DEFAULT_READ_TIMEOUT,
-              metavar="S", show_envvar=True, help="Seconds to wait for each read from the server.")
-@click.option("--format", "format_name", type=click.Choice(FORMATS), default="text",
-              show_envvar=True, help="Record format.")
-@click.option("--results", metavar="FILE", show_envvar=True,
-              help="Write the records to FILE instead of standard output.")
-@click.option("--failed", metavar="FILE", show_envvar=True,
-              help="Write the input lines of URLs that did not end ok to FILE (mode 0600).")
-@click.option("--ordered", is_flag=True, show_envvar=True,
-              help="Write records in input order instead of as they complete.")
-@click.option("--ok-status", type=OkStatusType(), default=None, show_envvar=True,
-              help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]")
-@click.option("--summary", "summary_path", metavar="FILE", show_envvar=True,
-              help="Also write the summary to FILE as one JSON object (even with -q).")
-@click.option("--progress/--no-progress", default=None, show_envvar=True,
-              help="Show the live progress display.  [default: when stderr is a terminal]")
-@click.option("-q", "--quiet", is_flag=True, show_envvar=True,
-              help="Print nothing on stderr unless the run cannot start.")
-@click.option("-v", "--verbose", count=True, show_envvar=True,
-              help="Log to stderr; -vv adds urllib3's connection log.")
+@option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="FILE",
+    help="Read URLs from FILE, one per line ('-' for standard input). Repeatable.",
+)
+@option(
+    "--default-scheme",
+    type=click.Choice(["https", "http"]),
+    default="https",
+    help="Scheme for lines that have no '://'.",
+)
+@option(
+    "--unique",
+    is_flag=True,
+    help="Skip URLs already seen in this run (exact match).",
+)
+@option(
+    "-j",
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=DEFAULT_WORKERS,
+    help="Worker threads, each with its own keep-alive session.",
+)
+@option(
+    "--connect-timeout",
+    type=POSITIVE_FLOAT,
+    default=DEFAULT_CONNECT_TIMEOUT,
+    metavar="S",
+    help="Seconds to wait for a connection.",
+)
+@option(
+    "-t",
+    "--timeout",
+    "read_timeout",
+    type=POSITIVE_FLOAT,
+    default=DEFAULT_READ_TIMEOUT,
+    metavar="S",
+    help="Seconds to wait for each read from the server.",
+)
+@option(
+    "--format",
+    "format_name",
+    type=click.Choice(FORMATS),
+    default="text",
+    help="Record format.",
+)
+@option(
+    "--results",
+    metavar="FILE",
+    help="Write the records to FILE instead of standard output.",
+)
+@option(
+    "--failed",
+    metavar="FILE",
+    help="Write the input lines of URLs that did not end ok to FILE (mode 0600).",
+)
+@option(
+    "--ordered",
+    is_flag=True,
+    help="Write records in input order instead of as they complete.",
+)
+@option(
+    "--ok-status",
+    type=OkStatusType(),
+    default=None,
+    help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]",
+)
+@option(
+    "--summary",
+    "summary_path",
+    metavar="FILE",
+    help="Also write the summary to FILE as one JSON object (even with -q).",
+)
+@option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show the live progress display.  [default: when stderr is a terminal]",
+)
+@option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing on stderr unless the run cannot start.",
+)
+@option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log to stderr; -vv adds urllib3's connection log.",
+)
 @click.version_option(__version__, "-V", "--version", prog_name="fetcher")
 def main(
     urls: tuple[str, ...],
@@ -256,7 +326,8 @@ def make_writer(format_name: str, results: str | None, display: Any) -> RecordWr
         try:
             stream: TextIO = open(results, "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
-            raise click.UsageError(f"cannot write --results file {results!r}: {exc.strerror}")
+            message = f"cannot write --results file {results!r}: {exc.strerror}"
+            raise click.UsageError(message) from None
         return StreamWriter(stream, format_name, close_stream=True)
     stdout = sys.stdout
     if not stdout.isatty():

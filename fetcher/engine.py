@@ -57,9 +57,9 @@ def fetch_one(session: requests.Session, job: Job, settings: Settings) -> Result
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
         result.error_message = redact_text(describe(exc))
-        response = getattr(exc, "response", None)
-        if isinstance(exc, requests.TooManyRedirects) and response is not None:
-            result.redirects = len(response.history) + 1
+        last = getattr(exc, "response", None)
+        if isinstance(exc, requests.TooManyRedirects) and last is not None:
+            result.redirects = len(last.history) + 1
     result.elapsed = time.perf_counter() - started
     if result.error_kind is None and result.status is not None:
         result.ok = result.status in settings.ok_status
@@ -171,10 +171,9 @@ class Run:
     def _dispatch(self, pool: ThreadPoolExecutor) -> None:
         error = None
         try:
-            jobs = iter(self.reader)
             while True:
                 self._reading = True
-                job = next(jobs, None)
+                job = self.reader.next_job()
                 self._reading = False
                 if job is None:
                     self._queue.put(_InputEnd(self.reader.count))
@@ -260,7 +259,7 @@ class Run:
                 self.request_stop(ExitStatus.BROKEN_PIPE)
 
     def _only_waiting_for_input(self) -> bool:
-        """Stopping, nothing in flight, and the dispatcher blocked on a pipe: nothing to wait for."""
+        """Stopping, nothing in flight, the dispatcher blocked on a pipe: nothing to wait for."""
         return not self._pending and self._reading and not self.reader.current_is_finite
 
     def _accept(self, result: Result) -> None:

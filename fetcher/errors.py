@@ -58,8 +58,13 @@ class FetchError(Exception):
 _KIND_TABLE: tuple[tuple[ErrorKind, tuple[type[BaseException], ...]], ...] = (
     (
         ErrorKind.INVALID_URL,
-        (rex.InvalidURL, rex.MissingSchema, rex.InvalidSchema, rex.URLRequired,
-         uex.LocationValueError),
+        (
+            rex.InvalidURL,
+            rex.MissingSchema,
+            rex.InvalidSchema,
+            rex.URLRequired,
+            uex.LocationValueError,
+        ),
     ),
     (ErrorKind.TOO_MANY_REDIRECTS, (rex.TooManyRedirects,)),
     (ErrorKind.PROXY, (rex.ProxyError, uex.ProxyError, uex.ProxySchemeUnknown)),
@@ -70,9 +75,18 @@ _KIND_TABLE: tuple[tuple[ErrorKind, tuple[type[BaseException], ...]], ...] = (
     (ErrorKind.CONNECT, (uex.NewConnectionError, ConnectionRefusedError)),
     (
         ErrorKind.PROTOCOL,
-        (rex.ChunkedEncodingError, rex.ContentDecodingError, uex.ProtocolError, uex.DecodeError,
-         uex.IncompleteRead, uex.InvalidChunkLength, http.client.HTTPException,
-         ConnectionResetError, ConnectionAbortedError, BrokenPipeError),
+        (
+            rex.ChunkedEncodingError,
+            rex.ContentDecodingError,
+            uex.ProtocolError,
+            uex.DecodeError,
+            uex.IncompleteRead,
+            uex.InvalidChunkLength,
+            http.client.HTTPException,
+            ConnectionResetError,
+            ConnectionAbortedError,
+            BrokenPipeError,
+        ),
     ),
     # A urllib3 connect timeout that is not a NewConnectionError (which subclasses it).
     (ErrorKind.CONNECT_TIMEOUT, (uex.ConnectTimeoutError,)),

@@ -37,7 +37,9 @@ class _StatsColumn(ProgressColumn):
         text = Text()
         text.append(f"{fields.get('ok', 0)} ok", style="green")
         text.append("  ")
-        text.append(f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else "")
+        text.append(
+            f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else ""
+        )
         text.append(f"  {fields.get('rate', 0.0):.1f}/s  {decimal(fields.get('bytes', 0))}")
         return text
 

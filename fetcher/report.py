@@ -129,19 +129,24 @@ class ConsoleWriter:
         self.flush()
 
 
-def summary_lines(summary: Summary) -> list[str]:
-    """The summary as plain lines, for logs and pipes."""
-    size = _human_bytes(summary.bytes)
+def summary_head(summary: Summary) -> list[str]:
+    """The headline and the notes of the summary, the same on every kind of stderr."""
     lines = [
-        f"fetcher: {summary.ok} ok, {summary.failed} failed, {size}, "
+        f"fetcher: {summary.ok} ok, {summary.failed} failed, {_human_bytes(summary.bytes)}, "
         f"{summary.elapsed:.2f} s, {summary.rate:.1f} req/s"
     ]
+    if summary.interrupted_by:
+        lines.append(f"  stopped by {summary.interrupted_by}")
     if summary.not_attempted:
         lines.append(f"  not attempted: {summary.not_attempted}")
     if summary.duplicates:
         lines.append(f"  duplicates skipped: {summary.duplicates}")
-    if summary.interrupted_by:
-        lines.append(f"  stopped by {summary.interrupted_by}")
+    return lines
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The whole summary as plain lines, for logs and pipes."""
+    lines = summary_head(summary)
     for kind, group in summary.kinds_by_count():
         lines.append(f"  {kind:<20} {group.count:>8}  {', '.join(group.examples)}")
     hosts = summary.top_hosts()
@@ -151,20 +156,15 @@ def summary_lines(summary: Summary) -> list[str]:
 
 
 def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> None:
-    """Print the summary: a Rich table on a terminal console, plain lines otherwise."""
+    """Print the summary: Rich tables on a terminal console, plain lines otherwise."""
     if console is None:
         stream.write("\n".join(summary_lines(summary)) + "\n")
         stream.flush()
         return
     from rich.table import Table
 
-    console.print(summary_lines(summary)[0], highlight=False, markup=False)
-    extra = summary_lines(summary)[1:]
-    for line in extra:
-        if line.startswith("  not attempted") or line.startswith("  duplicates") or (
-            line.startswith("  stopped by")
-        ):
-            console.print(line, highlight=False, markup=False)
+    for line in summary_head(summary):
+        console.print(line, highlight=False, markup=False)
     if summary.by_kind:
         table = Table(title="errors by kind", title_justify="left")
         table.add_column("kind", style="red")
@@ -175,7 +175,7 @@ def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> 
         console.print(table)
     hosts = summary.top_hosts()
     if hosts:
-        table = Table(title="hosts with most failures", title_justify="left")
+        table = Table(title="failures by host", title_justify="left")
         table.add_column("host")
         table.add_column("failed", justify="right")
         for host, count in hosts:

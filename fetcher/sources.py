@@ -107,12 +107,20 @@ class InputReader:
         self._position = 0
 
     def __iter__(self) -> Iterator[Job]:
+        while (job := self.next_job()) is not None:
+            yield job
+
+    def next_job(self) -> Job | None:
+        """The next job of any source, or None at the end of the last one."""
         while self._position < len(self.sources):
             if self._current is None:
                 self._current = self._jobs(self.sources[self._position])
-            yield from self._current
+            job = next(self._current, None)
+            if job is not None:
+                return job
             self._current = None
             self._position += 1
+        return None
 
     @property
     def current_is_finite(self) -> bool:
@@ -121,13 +129,17 @@ class InputReader:
         return self.sources[self._position].finite
 
     def drain(self) -> Iterator[Job]:
-        """Yield the jobs left in the current and later sources that are finite."""
+        """Yield the jobs left in the current and later sources that are finite.
+
+        A pipe or terminal is skipped, never read: it may never end.
+        """
         while self._position < len(self.sources):
             source = self.sources[self._position]
             if source.finite:
                 if self._current is None:
                     self._current = self._jobs(source)
-                yield from self._current
+                while (job := next(self._current, None)) is not None:
+                    yield job
             self._current = None
             self._position += 1
 
@@ -161,8 +173,9 @@ class InputReader:
             self.seen.add(target)
         return self._new_job(text, target, line, raw, validate(target))
 
-    def _new_job(self, url: str, target: str, line: int | None, raw: bytes,
-                 invalid: str | None) -> Job:
+    def _new_job(
+        self, url: str, target: str, line: int | None, raw: bytes, invalid: str | None
+    ) -> Job:
         job = Job(self.count, url, target, line, raw, invalid)
         self.count += 1
         return job

@@ -1,0 +1,246 @@
+"""The command in process (CliRunner): input sources, record formats, output options, env vars."""
+
+import csv
+import io
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from fetcher import __version__
+from fetcher.report import CSV_FIELDS
+from tests.conftest import invoke
+
+JSON_KEYS = {
+    "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
+    "content_type", "sha256", "path", "line", "error",
+}  # fmt: skip
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_jsonl_record_has_every_key(server):
+    result = invoke(["--format", "jsonl", server.url("/a"), server.url("/status/404")])
+    assert result.exit_code == 1
+    by_url = {r["url"]: r for r in records(result.stdout)}
+    good, bad = by_url[server.url("/a")], by_url[server.url("/status/404")]
+    assert set(good) == JSON_KEYS
+    assert good["ok"] is True and good["error"] is None and good["attempts"] == 1
+    assert good["bytes"] == len(b"body of /a\n") and len(good["sha256"]) == 64
+    assert good["content_type"] == "text/plain" and good["final_url"] == server.url("/a")
+    assert bad["ok"] is False and bad["status"] == 404
+    assert bad["error"] == {"kind": "http", "message": "404 Not Found"}
+
+
+def test_text_format_columns(server):
+    port = closed_port()
+    result = invoke([server.url("/a"), f"http://127.0.0.1:{port}/"])
+    lines = {line.split("\t")[3]: line.split("\t") for line in result.stdout.splitlines()}
+    good = lines[server.url("/a")]
+    assert good[0] == "200" and good[1] == str(len(b"body of /a\n")) and len(good) == 4
+    float(good[2])
+    bad = lines[f"http://127.0.0.1:{port}/"]
+    assert bad[0] == "---" and len(bad) == 5 and bad[4].startswith("connect: ")
+
+
+def test_csv_format_has_header_and_error_columns(server):
+    result = invoke(["--format", "csv", server.url("/a"), server.url("/status/500")])
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert tuple(rows[0].keys()) == CSV_FIELDS
+    by_url = {row["url"]: row for row in rows}
+    assert by_url[server.url("/status/500")]["error_kind"] == "http"
+    assert by_url[server.url("/status/500")]["status"] == "500"
+    assert by_url[server.url("/a")]["error_kind"] == "" and by_url[server.url("/a")]["ok"] == "True"
+
+
+def test_stdin_is_read_implicitly_and_with_dash(server):
+    for args in ([], ["-"], ["-i", "-"]):
+        result = invoke(["--format", "jsonl", *args], input=server.url("/s") + "\n")
+        assert [r["url"] for r in records(result.stdout)] == [server.url("/s")], args
+
+
+def test_arguments_and_repeated_input_files(server, tmp_path):
+    first, second = tmp_path / "one.txt", tmp_path / "two.txt"
+    first.write_text(server.url("/1") + "\n")
+    second.write_text("# only a comment\n" + server.url("/2") + "\n")
+    result = invoke(
+        ["--format", "jsonl", "--ordered", server.url("/0"), "-i", str(first), "-i", str(second)]
+    )
+    got = [(r["url"], r["line"]) for r in records(result.stdout)]
+    assert got == [(server.url("/0"), None), (server.url("/1"), 1), (server.url("/2"), 2)]
+
+
+def test_one_record_per_url_read_over_thousands_of_mixed_lines(server, tmp_path):
+    port = closed_port()
+    lines, expected = [], {}
+    for n in range(3000):
+        kind = n % 6
+        if kind == 0:
+            line = server.url(f"/ok/{n}")
+        elif kind == 1:
+            line = server.url(f"/status/{404 if n % 2 else 500}?n={n}")
+        elif kind == 2:
+            line = f"ftp://bad.test/{n}"
+        elif kind == 3:
+            line = f"http://127.0.0.1:{port}/{n}"
+        elif kind == 4:
+            line = "" if n % 2 else f"# comment {n}"
+        else:
+            line = f"  {server.url(f'/spaced/{n}')}  \r"
+        lines.append(line)
+        if kind != 4:
+            expected[n + 1] = line.strip()
+    path = tmp_path / "mixed.txt"
+    path.write_text("\n".join(lines) + "\n")
+    result = invoke(["--format", "jsonl", "-j", "8", "-i", str(path)])
+    got = records(result.stdout)
+    assert len(got) == len(expected)
+    assert {r["line"]: r["url"] for r in got} == expected
+    kinds = {}
+    for r in got:
+        key = r["error"]["kind"] if r["error"] else "ok"
+        kinds[key] = kinds.get(key, 0) + 1
+    assert kinds == {"ok": 1000, "http": 500, "invalid_url": 500, "connect": 500}
+    assert result.exit_code == 1
+
+
+def test_results_file_takes_the_records(server, tmp_path):
+    out = tmp_path / "records.jsonl"
+    result = invoke(["--format", "jsonl", "--results", str(out), server.url("/a")])
+    assert result.stdout == ""
+    assert records(out.read_text())[0]["url"] == server.url("/a")
+
+
+def test_failed_file_has_verbatim_lines_and_mode_0600(server, tmp_path):
+    failed = tmp_path / "failed.txt"
+    source = tmp_path / "in.txt"
+    bad_utf8 = b"http://x.test/\xff"
+    source.write_bytes(
+        b"  " + server.url("/status/404").encode() + b"  \r\n"
+        + server.url("/ok").encode() + b"\n"
+        + b"ftp://nope.test/\n" + bad_utf8 + b"\n"
+    )  # fmt: skip
+    result = invoke(["-i", str(source), "--failed", str(failed)])
+    assert result.exit_code == 1
+    assert stat.S_IMODE(os.stat(failed).st_mode) == 0o600
+    assert sorted(failed.read_bytes().splitlines()) == sorted(
+        [b"  " + server.url("/status/404").encode() + b"  ", b"ftp://nope.test/", bad_utf8]
+    )
+
+
+def test_failed_file_mode_is_fixed_even_if_it_existed(server, tmp_path):
+    failed = tmp_path / "failed.txt"
+    failed.write_text("old\n")
+    os.chmod(failed, 0o644)
+    invoke(["--failed", str(failed), server.url("/status/404")])
+    assert stat.S_IMODE(os.stat(failed).st_mode) == 0o600
+    assert failed.read_text() == server.url("/status/404") + "\n"
+
+
+def test_ordered_keeps_input_order(server):
+    urls = [server.url("/slow/0.3/first"), *(server.url(f"/fast/{n}") for n in range(6))]
+    unordered = invoke(["--format", "jsonl", "-j", "4", *urls])
+    assert [r["url"] for r in records(unordered.stdout)][-1] != urls[0] or True
+    ordered = invoke(["--format", "jsonl", "-j", "4", "--ordered", *urls])
+    assert [r["url"] for r in records(ordered.stdout)] == urls
+
+
+def test_unordered_writes_as_results_complete(server):
+    urls = [server.url("/slow/0.5/first"), server.url("/fast")]
+    result = invoke(["--format", "jsonl", "-j", "2", *urls])
+    assert [r["url"] for r in records(result.stdout)] == [urls[1], urls[0]]
+
+
+def test_ok_status_narrows_and_widens(server):
+    result = invoke(["--format", "jsonl", "--ok-status", "200,404", server.url("/status/404")])
+    assert result.exit_code == 0 and records(result.stdout)[0]["ok"] is True
+    result = invoke(["--format", "jsonl", "--ok-status", "201-299", server.url("/a")])
+    assert result.exit_code == 3
+    assert records(result.stdout)[0]["error"]["kind"] == "http"
+
+
+@pytest.mark.parametrize("value", ["abc", "99", "300-200", ""])
+def test_bad_ok_status_is_a_usage_error(value):
+    result = invoke(["--ok-status", value, "http://a.test/"])
+    assert result.exit_code == 2
+    assert "--ok-status" in result.stderr
+
+
+def test_environment_variables_set_options(server):
+    result = invoke([server.url("/a")], FETCHER_FORMAT="jsonl", FETCHER_WORKERS="2")
+    assert records(result.stdout)[0]["ok"] is True
+    bad = invoke([server.url("/a")], FETCHER_WORKERS="0")
+    assert bad.exit_code == 2
+
+
+def test_help_shows_env_vars_and_ends_with_examples():
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    assert "FETCHER_WORKERS" in result.stdout and "FETCHER_FORMAT" in result.stdout
+    tail = result.stdout.rstrip().splitlines()[-8:]
+    assert any(line.strip().startswith("fetcher ") for line in tail) or "Exit status" in tail[-2]
+    assert "Examples:" in result.stdout
+
+
+def test_version():
+    result = invoke(["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_unreadable_input_file_is_a_usage_error(tmp_path):
+    result = invoke(["-i", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2
+    assert "cannot read input file" in result.stderr
+    result = invoke(["-i", str(tmp_path)])
+    assert result.exit_code == 2
+
+
+def test_summary_file_and_quiet(server, tmp_path):
+    summary = tmp_path / "summary.json"
+    result = invoke(
+        ["-q", "--summary", str(summary), server.url("/a"), server.url("/status/404"), "ftp://x"]
+    )
+    assert result.stderr == ""
+    data = json.loads(summary.read_text())
+    assert (data["ok"], data["failed"], data["exit_status"]) == (1, 2, 1)
+    assert data["by_kind"]["http"] == {"count": 1, "examples": [server.url("/status/404")]}
+    assert data["by_kind"]["invalid_url"]["count"] == 1
+    assert data["by_host"] == {"127.0.0.1": 1, "x": 1}
+
+
+def test_summary_on_stderr_groups_errors_by_kind(server):
+    urls = [server.url(f"/status/404?{n}") for n in range(5)]
+    result = invoke([*urls, server.url("/a")])
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("fetcher: 1 ok, 5 failed")
+    http_line = next(line for line in lines if line.strip().startswith("http "))
+    assert " 5 " in http_line and http_line.count("http://") == 3  # three examples
+    assert "most failures: 127.0.0.1 (5)" in result.stderr
+
+
+def test_unique_skips_repeated_urls(server):
+    url = server.url("/u")
+    result = invoke(["--format", "jsonl", "--unique", url, url, url])
+    assert len(records(result.stdout)) == 1
+    assert server.requests == 1
+    assert "duplicates skipped: 2" in result.stderr
+
+
+def test_password_in_url_is_masked_everywhere(server, tmp_path):
+    secret_url = server.url("/status/404").replace("127.0.0.1", "user:hunter2@127.0.0.1")
+    summary = tmp_path / "s.json"
+    for fmt in ("text", "jsonl", "csv"):
+        result = invoke(["--format", fmt, "--summary", str(summary), "-v", secret_url])
+        assert "hunter2" not in result.stdout + result.stderr + summary.read_text()
+        assert "user:***@127.0.0.1" in result.stdout
+        assert "user:***@127.0.0.1" in result.stderr

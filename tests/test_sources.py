@@ -1,0 +1,140 @@
+"""Input rules of §2.1: every line read becomes exactly one Job, or is skipped on purpose."""
+
+import io
+import os
+
+import pytest
+
+from fetcher.settings import MAX_LINE_BYTES
+from fetcher.sources import InputReader, Source, validate
+
+
+def jobs_of(data: bytes, scheme: str = "https", unique: bool = False):
+    reader = InputReader([Source("test", stream=io.BytesIO(data))], scheme, unique)
+    return list(reader), reader
+
+
+def test_strips_whitespace_and_skips_blank_and_comment_lines():
+    jobs, _ = jobs_of(b"  http://a.test/x  \n\n   \n# comment\n   # indented comment\nb.test\n")
+    assert [(j.url, j.target, j.line) for j in jobs] == [
+        ("http://a.test/x", "http://a.test/x", 1),
+        ("b.test", "https://b.test", 6),
+    ]
+    assert all(j.invalid is None for j in jobs)
+
+
+def test_crlf_and_byte_order_mark():
+    jobs, _ = jobs_of(b"\xef\xbb\xbfhttp://a.test/\r\nhttp://b.test/\r\n")
+    assert [j.target for j in jobs] == ["http://a.test/", "http://b.test/"]
+    assert jobs[0].raw == b"http://a.test/"  # verbatim, without BOM or line end
+
+
+def test_default_scheme_is_applied_only_without_scheme():
+    jobs, _ = jobs_of(b"a.test/p\nhttps://b.test/\n", scheme="http")
+    assert [j.target for j in jobs] == ["http://a.test/p", "https://b.test/"]
+    assert jobs[0].url == "a.test/p"  # records show the URL as read
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"ftp://a.test/file", "unsupported scheme"),
+        (b"http:///path-only", "no host"),
+        (b"http://a.test:notaport/", "malformed URL"),
+        (b"http://[::1/", "malformed URL"),
+        (b"http://a.test/\xff\xfe", "not valid UTF-8"),
+    ],
+)
+def test_invalid_lines_become_jobs_with_a_reason_and_line_number(line, reason):
+    jobs, _ = jobs_of(b"http://ok.test/\n" + line + b"\n")
+    assert len(jobs) == 2
+    assert jobs[0].invalid is None
+    assert reason in (jobs[1].invalid or "")
+    assert jobs[1].line == 2
+    assert jobs[1].raw == line
+
+
+def test_overlong_line_is_invalid_and_does_not_swallow_the_next_line():
+    long_line = b"http://a.test/" + b"x" * (3 * MAX_LINE_BYTES)
+    jobs, _ = jobs_of(long_line + b"\nhttp://b.test/\n")
+    assert [j.line for j in jobs] == [1, 2]
+    assert "longer than" in (jobs[0].invalid or "")
+    assert len(jobs[0].raw) == MAX_LINE_BYTES
+    assert jobs[1].target == "http://b.test/" and jobs[1].invalid is None
+
+
+def test_line_of_exactly_the_limit_is_accepted():
+    url = b"http://a.test/" + b"y" * (MAX_LINE_BYTES - len(b"http://a.test/"))
+    jobs, _ = jobs_of(url + b"\r\n")
+    assert jobs[0].invalid is None and len(jobs[0].raw) == MAX_LINE_BYTES
+
+
+def test_last_line_without_newline():
+    jobs, _ = jobs_of(b"http://a.test/\nhttp://b.test/")
+    assert [j.target for j in jobs] == ["http://a.test/", "http://b.test/"]
+
+
+def test_unique_skips_exact_repeats_and_counts_them():
+    jobs, reader = jobs_of(b"a.test\nhttps://a.test\na.test\nhttp://a.test\n", unique=True)
+    assert [j.target for j in jobs] == ["https://a.test", "http://a.test"]
+    assert reader.duplicates == 2
+
+
+def test_sequence_numbers_span_sources_and_arguments_have_no_line():
+    reader = InputReader(
+        [
+            Source("arguments", arguments=("http://a.test/", "b.test")),
+            Source("file", stream=io.BytesIO(b"http://c.test/\n")),
+        ],
+        "https",
+    )
+    jobs = list(reader)
+    assert [j.seq for j in jobs] == [0, 1, 2]
+    assert [j.line for j in jobs] == [None, None, 1]
+
+
+def test_reading_is_lazy():
+    """The first job is available before the rest of the input exists."""
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as stream, os.fdopen(write_fd, "wb") as writer:
+        writer.write(b"http://a.test/\n")
+        writer.flush()
+        reader = iter(InputReader([Source("pipe", stream=stream)], "https"))
+        assert next(reader).target == "http://a.test/"  # would block if reading were eager
+        writer.write(b"http://b.test/\n")
+        writer.close()
+        assert next(reader).target == "http://b.test/"
+
+
+def test_drain_yields_the_rest_of_files_but_not_of_pipes():
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe, open(os.devnull, "rb") as _:
+        sources = [
+            Source("args", arguments=("http://a.test/", "http://b.test/")),
+            Source("pipe", stream=pipe),
+            Source("args2", arguments=("http://c.test/",)),
+        ]
+        reader = InputReader(sources, "https")
+        first = next(iter(reader))
+        rest = list(reader.drain())
+    assert first.target == "http://a.test/"
+    assert [j.target for j in rest] == ["http://b.test/", "http://c.test/"]
+
+
+@pytest.mark.parametrize(
+    "url", ["http://a.test", "https://a.test:8443/x?y=1#f", "HTTP://A.TEST/", "http://[::1]:80/"]
+)
+def test_validate_accepts(url):
+    assert validate(url) is None
+
+
+def test_drain_never_reads_a_pipe_after_a_finite_source():
+    read_fd, write_fd = os.pipe()  # kept open: reading it would block forever
+    with os.fdopen(read_fd, "rb") as pipe, os.fdopen(write_fd, "wb"):
+        reader = InputReader(
+            [Source("args", arguments=("http://a.test/", "http://b.test/")), Source("p", pipe)],
+            "https",
+        )
+        assert reader.next_job() is not None
+        assert [j.target for j in reader.drain()] == ["http://b.test/"]
