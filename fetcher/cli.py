@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
 import click
+from click.decorators import FC
 
 from fetcher import __version__
 from fetcher.collector import Collector, FailedLines, RecordWriter
@@ -62,7 +63,7 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 ENV_PREFIX = "FETCHER_"
 
 
-def option(*decls: str, **attrs: Any) -> Any:
+def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
     """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help."""
     long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
     attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
@@ -331,12 +332,26 @@ def make_writer(format_name: str, results: str | None, display: Any) -> RecordWr
         return StreamWriter(stream, format_name, close_stream=True)
     stdout = sys.stdout
     if not stdout.isatty():
-        return StreamWriter(stdout, format_name)
+        stream = buffered_stdout()
+        return StreamWriter(stream, format_name, close_stream=stream is not sys.stdout)
     if display is not None and same_terminal(stdout, sys.stderr):
         return ConsoleWriter(display.console, format_name)
     from rich.console import Console
 
     return ConsoleWriter(Console(file=stdout), format_name)
+
+
+def buffered_stdout() -> TextIO:
+    """Our own buffered UTF-8 stream on stdout's descriptor: records are flushed when the run
+    is idle, not once each, even under PYTHONUNBUFFERED (which made that a syscall per record)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return sys.stdout  # not backed by a descriptor (a test runner's capture)
+    sys.stdout.flush()
+    return open(  # noqa: SIM115 - closed by the writer, which leaves the descriptor open
+        descriptor, "w", encoding="utf-8", newline="", buffering=1 << 16, closefd=False
+    )
 
 
 def same_terminal(first: TextIO, second: TextIO) -> bool:
