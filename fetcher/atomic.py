@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+TEMP_PREFIX = ".fetcher-"
+TEMP_SUFFIX = ".part"
 
 
-def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Write data to a temporary file beside path, then rename it over path."""
+@contextmanager
+def atomic_path(path: str, mode: int = 0o644) -> Iterator[str]:
+    """Yield a temporary name beside path; when the block ends without error, the file written
+    there is synced and renamed to path. On error it is removed and path is left untouched."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".fetcher-", suffix=".tmp")
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
+        yield temporary
+        with open(temporary, "rb") as file:
             os.fsync(file.fileno())
         os.chmod(temporary, mode)
         os.replace(temporary, path)
@@ -23,3 +30,9 @@ def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
         except OSError:
             pass
         raise
+
+
+def write_atomically(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write data to path through a temporary file and a rename."""
+    with atomic_path(path, mode) as temporary, open(temporary, "wb") as file:
+        file.write(data)

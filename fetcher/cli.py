@@ -8,30 +8,32 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from http.cookiejar import MozillaCookieJar
 from typing import Any, TextIO
 
 import click
-from click.decorators import FC
 
 from fetcher import __version__
 from fetcher.collector import Collector, FailedLines, RecordWriter
+from fetcher.cookies import load_jar, save_jar
 from fetcher.engine import Fetcher, Run
 from fetcher.events import NullEvents
-from fetcher.report import FORMATS, ConsoleWriter, StreamWriter, print_summary, write_summary_json
+from fetcher.options import all_options, build_settings
+from fetcher.report import ConsoleWriter, StreamWriter, print_summary, write_summary_json
 from fetcher.results import Summary
 from fetcher.session import SessionPool
-from fetcher.settings import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_WORKERS,
-    OkStatus,
-    Settings,
-)
 from fetcher.signals import hard_exit, stop_on_signals
 from fetcher.sources import InputReader, Source
 from fetcher.status import ExitStatus, exit_status
+
+STOP_REASONS = {
+    ExitStatus.INTERRUPTED: "SIGINT",
+    ExitStatus.TERMINATED: "SIGTERM",
+    ExitStatus.BROKEN_PIPE: "a closed standard output",
+}
 
 EXAMPLES = """\b
 Examples:
@@ -47,29 +49,6 @@ Exit status: 0 all ok (or no URL), 1 some failed, 3 all failed, 2 usage error,
 """
 
 
-class OkStatusType(click.ParamType):  # type: ignore[type-arg]
-    name = "STATUSES"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, OkStatus):
-            return value
-        try:
-            return OkStatus.parse(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
-ENV_PREFIX = "FETCHER_"
-
-
-def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
-    """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help."""
-    long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
-    attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
-    return click.option(*decls, show_envvar=True, **attrs)
-
-
 @click.command(
     epilog=EXAMPLES,
     context_settings={
@@ -79,157 +58,62 @@ def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
     },
 )
 @click.argument("urls", nargs=-1, metavar="[URL]...")
-@option(
-    "-i",
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="FILE",
-    help="Read URLs from FILE, one per line ('-' for standard input). Repeatable.",
-)
-@option(
-    "--default-scheme",
-    type=click.Choice(["https", "http"]),
-    default="https",
-    help="Scheme for lines that have no '://'.",
-)
-@option(
-    "--unique",
-    is_flag=True,
-    help="Skip URLs already seen in this run (exact match).",
-)
-@option(
-    "-j",
-    "--workers",
-    type=click.IntRange(1, 1024),
-    default=DEFAULT_WORKERS,
-    help="Worker threads, each with its own keep-alive session.",
-)
-@option(
-    "--connect-timeout",
-    type=POSITIVE_FLOAT,
-    default=DEFAULT_CONNECT_TIMEOUT,
-    metavar="S",
-    help="Seconds to wait for a connection.",
-)
-@option(
-    "-t",
-    "--timeout",
-    "read_timeout",
-    type=POSITIVE_FLOAT,
-    default=DEFAULT_READ_TIMEOUT,
-    metavar="S",
-    help="Seconds to wait for each read from the server.",
-)
-@option(
-    "--format",
-    "format_name",
-    type=click.Choice(FORMATS),
-    default="text",
-    help="Record format.",
-)
-@option(
-    "--results",
-    metavar="FILE",
-    help="Write the records to FILE instead of standard output.",
-)
-@option(
-    "--failed",
-    metavar="FILE",
-    help="Write the input lines of URLs that did not end ok to FILE (mode 0600).",
-)
-@option(
-    "--ordered",
-    is_flag=True,
-    help="Write records in input order instead of as they complete.",
-)
-@option(
-    "--ok-status",
-    type=OkStatusType(),
-    default=None,
-    help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]",
-)
-@option(
-    "--summary",
-    "summary_path",
-    metavar="FILE",
-    help="Also write the summary to FILE as one JSON object (even with -q).",
-)
-@option(
-    "--progress/--no-progress",
-    default=None,
-    help="Show the live progress display.  [default: when stderr is a terminal]",
-)
-@option(
-    "-q",
-    "--quiet",
-    is_flag=True,
-    help="Print nothing on stderr unless the run cannot start.",
-)
-@option(
-    "-v",
-    "--verbose",
-    count=True,
-    help="Log to stderr; -vv adds urllib3's connection log.",
-)
+@all_options
 @click.version_option(__version__, "-V", "--version", prog_name="fetcher")
-def main(
-    urls: tuple[str, ...],
-    inputs: tuple[str, ...],
-    default_scheme: str,
-    unique: bool,
-    workers: int,
-    connect_timeout: float,
-    read_timeout: float,
-    format_name: str,
-    results: str | None,
-    failed: str | None,
-    ordered: bool,
-    ok_status: OkStatus | None,
-    summary_path: str | None,
-    progress: bool | None,
-    quiet: bool,
-    verbose: int,
-) -> None:
+def main(urls: tuple[str, ...], **params: Any) -> None:
     """Fetch URLs concurrently and print one record per URL, then a summary of every error.
 
     URLs come from the arguments, from --input files and, when neither is given and standard
     input is not a terminal, from standard input. '-' means standard input.
     """
-    configure_logging(verbose, quiet)
-    settings = Settings(
-        workers=workers,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        default_scheme=default_scheme,
-        ok_status=ok_status or OkStatus(),
-        unique=unique,
-        ordered=ordered,
-    )
+    quiet = params["quiet"]
+    configure_logging(params["verbose"], quiet)
+    settings = build_settings(params)
     with ExitStack() as stack:
-        sources = open_sources(urls, inputs, stack)
+        sources = open_sources(urls, params["inputs"], stack)
         reader = InputReader(sources, settings.default_scheme, settings.unique)
-        failed_lines = stack.enter_context(_closing(open_failed(failed)))
+        jar = open_cookie_jar(settings.cookie_jar)
+        failed_lines = stack.enter_context(_closing(open_failed(params["failed"])))
+        progress = params["progress"]
         show_progress = (not quiet and sys.stderr.isatty()) if progress is None else progress
         display = make_display(show_progress)
-        writer = make_writer(format_name, results, display)
+        if display is not None:
+            display.take_over_logging()
+        writer = make_writer(params["format_name"], params["results"], display)
         summary = Summary()
         collector = Collector(summary, writer, display or NullEvents(), failed_lines)
-        sessions = SessionPool(settings)
-        run = Run(settings, reader, Fetcher(settings, sessions), collector)
+        sessions = SessionPool(settings, jar)
+        stopping = threading.Event()
+        run = Run(settings, reader, Fetcher(settings, sessions, stopping), collector, stopping)
         with stop_on_signals(run.request_stop):
             with display or ExitStack():
                 stopped_by = run.run()
                 summary.finish()
                 if display is not None:
                     display.on_finish(summary)
-            finish(run, summary, writer, sessions, stopped_by, quiet, summary_path, display)
+            if settings.cookie_jar:
+                save_jar(settings.cookie_jar, sessions.jars())
+            finish(
+                run, summary, writer, sessions, stopped_by, quiet, params["summary_path"], display
+            )
             status = exit_status(summary, stopped_by)
             if collector.output_broken:
-                silence_stdout()
-            if stopped_by is not None and run.abandoned:
-                hard_exit(status)  # workers still blocked on servers: do not wait for them
+                silence(sys.stdout)
+            if stopped_by is not None:
+                # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a
+                # normal interpreter exit would wait for the first and abort on the second.
+                stack.close()
+                hard_exit(status)
     sys.exit(status)
+
+
+def open_cookie_jar(path: str | None) -> MozillaCookieJar | None:
+    if path is None:
+        return None
+    try:
+        return load_jar(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def finish(
@@ -244,8 +128,7 @@ def finish(
 ) -> None:
     """Close outputs and sessions, then report: the summary on stderr and in --summary."""
     summary.duplicates = run.reader.duplicates
-    if stopped_by in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED):
-        summary.interrupted_by = "SIGINT" if stopped_by is ExitStatus.INTERRUPTED else "SIGTERM"
+    summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     try:
         writer.close()
     except BrokenPipeError:
@@ -261,7 +144,10 @@ def finish(
             from rich.console import Console
 
             console = Console(stderr=True)
-        print_summary(summary, sys.stderr, console)
+        try:
+            print_summary(summary, sys.stderr, console)
+        except BrokenPipeError:  # `fetcher ... 2>&1 | head`: nobody reads stderr either
+            silence(sys.stderr)
 
 
 def open_sources(urls: tuple[str, ...], inputs: tuple[str, ...], stack: ExitStack) -> list[Source]:
@@ -361,10 +247,10 @@ def same_terminal(first: TextIO, second: TextIO) -> bool:
         return False
 
 
-def silence_stdout() -> None:
-    """After EPIPE, point stdout at /dev/null so that the interpreter's last flush is quiet."""
+def silence(stream: TextIO) -> None:
+    """After EPIPE, point stream at /dev/null so that the interpreter's last flush is quiet."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stream.fileno())
     os.close(devnull)
 
 

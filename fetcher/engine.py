@@ -18,12 +18,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import requests
+from urllib3.util import Timeout
 
-from fetcher.errors import ErrorKind, classify, describe
+from fetcher.cookies import host_cookies
+from fetcher.errors import ErrorKind, FetchError, classify, describe
 from fetcher.redact import redact_text, redact_url
-from fetcher.results import Result
+from fetcher.results import Result, host_of
+from fetcher.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.session import SessionPool
 from fetcher.settings import CHUNK_SIZE, Settings
 from fetcher.sources import InputReader, Job
@@ -36,58 +40,170 @@ log = logging.getLogger("fetcher")
 FLUSH_LINGER = 0.02
 
 
-def fetch_one(session: requests.Session, job: Job, settings: Settings) -> Result:
-    """Fetch job.target with session and return its Result. Never raises for a failed URL."""
-    result = Result(job=job, attempts=1)
+class Deadline(Timeout):
+    """A urllib3 Timeout that never waits past a URL's --max-time deadline.
+
+    urllib3 clones the timeout for every request it sends, redirects included, so each clone
+    takes the time left at that moment; past the deadline no new request is even started.
+    """
+
+    def __init__(self, connect: float, read: float, deadline: float) -> None:
+        super().__init__(connect=connect, read=read)
+        self.deadline = deadline
+
+    def clone(self) -> Timeout:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError("--max-time reached", ErrorKind.MAX_TIME)
+        return Timeout(
+            connect=min(float(self._connect), remaining),  # type: ignore[arg-type]
+            read=min(float(self._read), remaining),  # type: ignore[arg-type]
+        )
+
+
+def fetch_one(
+    session: requests.Session,
+    job: Job,
+    settings: Settings,
+    stopping: threading.Event | None = None,
+) -> Result:
+    """Fetch job.target with session, retrying per settings, and return its Result.
+
+    Never raises for a failed URL: every failure is classified into the Result. Not
+    thread-safe in the way Session is not: call it only with the calling thread's session.
+    When stopping is set, no further attempt is made and a wait for one ends at once.
+    """
     started = time.perf_counter()
+    deadline = time.monotonic() + settings.max_time if settings.max_time else None
+    attempt = 0
+    while True:
+        attempt += 1
+        result, retry_after = _attempt(session, job, settings, deadline)
+        if not should_retry(result, attempt, settings):
+            break
+        wait = retry_wait(attempt, retry_after, settings)
+        if deadline is not None and time.monotonic() + wait >= deadline:
+            break  # the next attempt could not finish in time: report this one
+        log.info("retrying %s in %.2f s after %s", redact_url(job.target), wait, _outcome(result))
+        if stopping is None:
+            time.sleep(wait)
+        elif stopping.wait(wait):
+            break
+    result.attempts = attempt
+    result.elapsed = time.perf_counter() - started
+    log.info("%s %s", _outcome(result), redact_url(job.target))
+    return result
+
+
+def _outcome(result: Result) -> str:
+    return f"{result.status or '---'} {'ok' if result.ok else result.error_kind}"
+
+
+def _attempt(
+    session: requests.Session, job: Job, settings: Settings, deadline: float | None
+) -> tuple[Result, float | None]:
+    """One request (redirects included). Returns its Result and the Retry-After it carried."""
+    result = Result(job=job)
+    retry_after = None
+    timeout: Timeout | tuple[float, float]
+    if deadline is None:
+        timeout = (settings.connect_timeout, settings.read_timeout)
+    else:
+        timeout = Deadline(settings.connect_timeout, settings.read_timeout, deadline)
     try:
-        with session.get(
+        with session.request(
+            settings.effective_method,
             job.target,
+            data=settings.data,
             stream=True,
-            timeout=(settings.connect_timeout, settings.read_timeout),
+            timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
+            allow_redirects=settings.follow_redirects,
+            **request_options(job, settings),
         ) as response:
             result.status = response.status_code
             result.reason = response.reason
             result.final_url = response.url
             result.redirects = len(response.history)
             result.content_type = response.headers.get("Content-Type")
-            digest = hashlib.sha256()
-            size = 0
-            for chunk in response.iter_content(CHUNK_SIZE):
-                digest.update(chunk)
-                size += len(chunk)
-            result.bytes = size
-            result.sha256 = digest.hexdigest()
+            if response.status_code in settings.retry_on:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            read_body(response, result, settings, deadline)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
         result.error_message = redact_text(describe(exc))
+        if deadline is not None and time.monotonic() >= deadline:
+            result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
+            result.error_message = f"--max-time of {settings.max_time:g} s reached"
         last = getattr(exc, "response", None)
         if isinstance(exc, requests.TooManyRedirects) and last is not None:
             result.redirects = len(last.history) + 1
-    result.elapsed = time.perf_counter() - started
     if result.error_kind is None and result.status is not None:
         result.ok = result.status in settings.ok_status
         if not result.ok:
             result.error_kind = ErrorKind.HTTP
             result.error_message = f"{result.status} {result.reason or ''}".strip()
-    log.info("%s %s %s", result.status or "---", redact_url(job.target), result.error_kind or "")
-    return result
+    return result, retry_after
+
+
+def read_body(
+    response: requests.Response, result: Result, settings: Settings, deadline: float | None
+) -> None:
+    """Read the decoded body, hashing it, within --max-size and the deadline.
+
+    ``read1`` returns after each read from the socket, so a server that drips a byte a second
+    is checked against the deadline every second; urllib3 bounds how much one compressed read
+    may inflate, so a gzip bomb is stopped at --max-size without being decoded whole.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    limit = settings.max_size
+    read1 = response.raw.read1
+    while chunk := read1(CHUNK_SIZE):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise FetchError(f"--max-time of {settings.max_time:g} s reached", ErrorKind.MAX_TIME)
+        digest.update(chunk)
+    result.bytes = size
+    result.sha256 = digest.hexdigest()
+
+
+def request_options(job: Job, settings: Settings) -> dict[str, Any]:
+    """Per-request arguments that must win over what requests reads from the environment
+    (REQUESTS_CA_BUNDLE would override a session's verify; HTTP_PROXY a session's proxies)."""
+    options: dict[str, Any] = {}
+    if settings.verify is not True:
+        options["verify"] = settings.verify
+    if settings.proxy is not None:
+        options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
+    if settings.cookies:
+        options["cookies"] = host_cookies(settings.cookies, host_of(job.target))
+    return options
 
 
 class Fetcher:
-    """Fetches one job with the calling thread's own Session."""
+    """Fetches one job with the calling thread's own Session; stops retrying when told to."""
 
-    def __init__(self, settings: Settings, sessions: SessionPool) -> None:
+    def __init__(
+        self, settings: Settings, sessions: SessionPool, stopping: threading.Event | None = None
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.stopping = stopping
 
     def __call__(self, job: Job) -> Result:
-        return fetch_one(self.sessions.get(), job, self.settings)
+        return fetch_one(self.sessions.get(), job, self.settings, self.stopping)
 
 
 @dataclass(slots=True)
 class _Skipped:
     job: Job  # read, never attempted: the run was stopped first
+
+
+@dataclass(slots=True)
+class _NotStarted:
+    job: Job  # submitted, but the run was stopped before a worker took it
 
 
 @dataclass(slots=True)
@@ -105,7 +221,7 @@ class _Stop:
     reason: ExitStatus
 
 
-_Message = Result | _Skipped | _InputEnd | _DispatchEnd | _Stop
+_Message = Result | _Skipped | _NotStarted | _InputEnd | _DispatchEnd | _Stop
 
 
 class Handler:
@@ -133,6 +249,7 @@ class Run:
         reader: InputReader,
         fetch: Callable[[Job], Result],
         handler: Handler,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
@@ -141,7 +258,8 @@ class Run:
         # SimpleQueue.put is reentrant: signal handlers may call request_stop at any moment.
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._slots = threading.Semaphore(settings.window)
-        self._stopping = threading.Event()
+        # Shared with the fetcher, so that retries stop waiting once the run is stopping.
+        self._stopping = stopping or threading.Event()
         self._pending: dict[int, Job] = {}
         self._submitted = 0
         self._handled = 0
@@ -209,6 +327,9 @@ class Run:
         return False
 
     def _work(self, job: Job) -> None:
+        if self._stopping.is_set():
+            self._queue.put(_NotStarted(job))
+            return
         try:
             result = self.fetch(job)
         except BaseException as exc:  # noqa: BLE001 - a bug must not lose the URL's record
@@ -241,6 +362,11 @@ class Run:
                 self._accept(message)
             elif isinstance(message, _Skipped):
                 self._skip(message.job)
+            elif isinstance(message, _NotStarted):
+                if self._pending.pop(message.job.seq, None) is not None:
+                    self._handled += 1
+                    self._slots.release()
+                    self._skip(message.job)
             elif isinstance(message, _InputEnd):
                 self.handler.total(message.count)
             elif isinstance(message, _DispatchEnd):

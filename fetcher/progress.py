@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 
 from rich.console import Console
@@ -44,6 +45,18 @@ class _StatsColumn(ProgressColumn):
         return text
 
 
+class _ConsoleLogHandler(logging.Handler):
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(Text(self.format(record)), soft_wrap=True, highlight=False)
+        except Exception:  # noqa: BLE001 - logging must never break the run
+            self.handleError(record)
+
+
 class RichProgress:
     """Shows done/total, ok and failed counts, req/s, bytes, elapsed time and ETA on stderr.
 
@@ -80,6 +93,13 @@ class RichProgress:
         traceback: TracebackType | None,
     ) -> None:
         self.progress.stop()
+
+    def take_over_logging(self) -> None:
+        """Print log lines above the live display, through its console, not across it."""
+        root = logging.getLogger()
+        handler = _ConsoleLogHandler(self.console)
+        handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
+        root.handlers[:] = [handler]
 
     def on_start(self, summary: Summary) -> None:
         pass

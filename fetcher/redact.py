@@ -16,6 +16,8 @@ def redact_url(url: str) -> str:
     """Return url with the password of its user-info, if any, replaced by ``***``."""
     if "@" not in url:
         return url
+    if "://" not in url:  # a line without scheme, shown as read: user:password@host/...
+        return redact_url("x://" + url)[len("x://") :]
     return _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url)
 
 

@@ -2,25 +2,41 @@
 
 A Session is not thread-safe (requests issue #2766), so sessions are never shared; each is kept in
 a registry so that all of them are closed when the run ends, whichever thread made them.
+Everything a session needs is set here, from Settings, so that every worker's is identical.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
+from http.cookiejar import CookieJar
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
+from fetcher.cookies import copy_into
 from fetcher.settings import Settings
 
 
-def make_session(settings: Settings) -> requests.Session:
-    """A Session configured from settings. Every worker's session is made here, identically."""
+def make_session(settings: Settings, cookies: CookieJar | None = None) -> requests.Session:
+    """A Session configured from settings, holding a copy of the loaded cookie jar."""
     session = requests.Session()
     session.headers["User-Agent"] = settings.user_agent
+    if settings.data is not None:
+        session.headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
+    for name, value in settings.headers:
+        session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
     session.max_redirects = settings.max_redirects
+    if settings.auth is not None:
+        session.auth = settings.auth
+    session.verify = settings.verify
+    if settings.client_cert is not None:
+        session.cert = settings.client_cert
+    if cookies is not None:
+        copy_into(cookies, session.cookies)
     # One thread uses a session at a time, so one connection per host is all it can use; no
-    # retries here: failures are classified and reported, never hidden in the adapter.
+    # retries here: fetch_one retries, counts attempts and honours the deadline itself.
     adapter = HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -30,22 +46,30 @@ def make_session(settings: Settings) -> requests.Session:
 class SessionPool:
     """Hands each thread its own Session; ``close_all`` closes every session ever handed out."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cookies: CookieJar | None = None) -> None:
         self.settings = settings
+        self.cookies = cookies
         self._local = threading.local()
         self._lock = threading.Lock()
         self.sessions: list[requests.Session] = []
         self.closed = False
+        if settings.verify is False:
+            # The user asked for it with --insecure; a warning per request would drown the output.
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
 
     def get(self) -> requests.Session:
         """The calling thread's session, created on its first call."""
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = make_session(self.settings)
+            session = make_session(self.settings, self.cookies)
             self._local.session = session
             with self._lock:
                 self.sessions.append(session)
         return session
+
+    def jars(self) -> list[CookieJar]:
+        with self._lock:
+            return [session.cookies for session in self.sessions]
 
     def close_all(self) -> None:
         with self._lock:

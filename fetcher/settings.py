@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from fetcher import __version__
 
 DEFAULT_WORKERS = 16
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+DEFAULT_BACKOFF = 0.5
+DEFAULT_MAX_RETRY_WAIT = 60.0
+# Methods that change state: a retry could apply the change twice (RFC 9110 section 9.2.2).
+NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_SCHEME = "https"
@@ -64,6 +70,33 @@ class Settings:
     unique: bool = False
     ordered: bool = False
     grace: float = DEFAULT_GRACE
+    # HTTP behaviour (spec section 2.2)
+    method: str | None = None  # None: GET, or POST when there is data
+    data: bytes | None = None
+    headers: tuple[tuple[str, str | None], ...] = ()  # None: remove that header
+    auth: tuple[str, str] | None = None
+    cookies: tuple[tuple[str, str], ...] = ()
+    cookie_jar: str | None = None
+    proxy: str | None = None
+    verify: bool | str = True  # False with --insecure, a path with --cacert
+    client_cert: str | tuple[str, str] | None = None
+    max_time: float | None = None
+    retries: int = DEFAULT_RETRIES
+    retry_on: frozenset[int] = DEFAULT_RETRY_ON
+    backoff: float = DEFAULT_BACKOFF
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT
+    retry_all_methods: bool = False
+    follow_redirects: bool = True
+    max_size: int | None = None
+
+    @property
+    def effective_method(self) -> str:
+        return self.method or ("POST" if self.data is not None else "GET")
+
+    @property
+    def may_retry(self) -> bool:
+        """Whether this run's method may be retried at all."""
+        return self.retry_all_methods or self.effective_method not in NON_IDEMPOTENT_METHODS
 
     @property
     def window(self) -> int:

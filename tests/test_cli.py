@@ -102,7 +102,7 @@ def test_one_record_per_url_read_over_thousands_of_mixed_lines(server, tmp_path)
             expected[n + 1] = line.strip()
     path = tmp_path / "mixed.txt"
     path.write_text("\n".join(lines) + "\n")
-    result = invoke(["--format", "jsonl", "-j", "8", "-i", str(path)])
+    result = invoke(["--format", "jsonl", "-j", "8", "--retries", "0", "-i", str(path)])
     got = records(result.stdout)
     assert len(got) == len(expected)
     assert {r["line"]: r["url"] for r in got} == expected

@@ -1,0 +1,194 @@
+"""The command's options, grouped as in the README, and their translation into Settings.
+
+Every option has an environment variable FETCHER_<LONG NAME>, shown in --help. Values that need
+parsing go through ``fetcher.parsing``, whose ValueError becomes a usage error (exit 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.decorators import FC
+
+from fetcher import settings as defaults
+from fetcher.parsing import parse_cookie, parse_header, parse_size, parse_user
+from fetcher.settings import OkStatus, Settings
+
+ENV_PREFIX = "FETCHER_"
+POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
+NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
+
+
+def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
+    """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help."""
+    long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
+    attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
+    return click.option(*decls, show_envvar=True, **attrs)
+
+
+class Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A parameter type from one of fetcher.parsing's functions."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return self.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _parse_statuses(text: str) -> frozenset[int]:
+    statuses: set[int] = set()
+    for first, last in OkStatus.parse(text).ranges:
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
+
+
+INPUT_OPTIONS = [
+    option("-i", "--input", "inputs", multiple=True, metavar="FILE",
+           help="Read URLs from FILE, one per line ('-' for standard input). Repeatable."),
+    option("--default-scheme", type=click.Choice(["https", "http"]), default="https",
+           help="Scheme for lines that have no '://'."),
+    option("--unique", is_flag=True, help="Skip URLs already seen in this run (exact match)."),
+]  # fmt: skip
+
+REQUEST_OPTIONS = [
+    option("-X", "--method", metavar="METHOD", help="HTTP method.  [default: GET, POST with -d]"),
+    option("-d", "--data", metavar="TEXT|@FILE", help="Send TEXT, or FILE's bytes, as the body."),
+    option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+           type=Parsed("HEADER", parse_header),
+           help="Add a header; 'NAME:' removes one. Repeatable."),
+    option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT, help="User-Agent header."),
+    option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",
+           help="Basic authentication; asks for the password on a terminal if it is missing."),
+    option("-b", "--cookie", "cookies", multiple=True, metavar="NAME=VALUE",
+           type=Parsed("COOKIE", parse_cookie), help="Send a cookie to each URL's host."),
+    option("-c", "--cookie-jar", metavar="FILE",
+           help="Load cookies from FILE (Netscape format) and save all received ones there."),
+    option("-x", "--proxy", metavar="URL", help="Proxy for every request (overrides *_PROXY)."),
+    option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
+    option("--cacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+           help="Trust the CA certificates in FILE (PEM)."),
+    option("--cert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+           help="Client TLS certificate (PEM; may include the key)."),
+    option("--key", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+           help="Private key for --cert (PEM)."),
+]  # fmt: skip
+
+TIMING_OPTIONS = [
+    option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
+           help="Worker threads, each with its own keep-alive session."),
+    option("--connect-timeout", type=POSITIVE_FLOAT, default=defaults.DEFAULT_CONNECT_TIMEOUT,
+           metavar="S", help="Seconds to wait for a connection."),
+    option("-t", "--timeout", "read_timeout", type=POSITIVE_FLOAT,
+           default=defaults.DEFAULT_READ_TIMEOUT, metavar="S",
+           help="Seconds to wait for each read from the server."),
+    option("--max-time", type=POSITIVE_FLOAT, metavar="S",
+           help="Seconds one URL may take in all, redirects and retries included."),
+    option("--retries", type=click.IntRange(0, 100), default=defaults.DEFAULT_RETRIES,
+           help="Retries after connection errors, timeouts and --retry-on statuses."),
+    option("--retry-on", type=Parsed("STATUSES", _parse_statuses), metavar="STATUSES",
+           default=",".join(map(str, sorted(defaults.DEFAULT_RETRY_ON))),
+           help="Statuses that are retried."),
+    option("--backoff", type=NON_NEGATIVE_FLOAT, default=defaults.DEFAULT_BACKOFF, metavar="S",
+           help="First wait before a retry, doubled each time, with jitter."),
+    option("--max-retry-wait", type=NON_NEGATIVE_FLOAT, metavar="S",
+           default=defaults.DEFAULT_MAX_RETRY_WAIT, help="Longest Retry-After that is honoured."),
+    option("--retry-all-methods", is_flag=True, help="Retry POST and PATCH too."),
+    option("--max-redirects", type=click.IntRange(0, 1000),
+           default=defaults.DEFAULT_MAX_REDIRECTS, help="Redirects followed at most."),
+    option("--no-follow", is_flag=True, help="Do not follow redirects: report the 3xx itself."),
+    option("--max-size", type=Parsed("BYTES", parse_size), metavar="BYTES",
+           help="Abandon bodies larger than this after decoding (suffixes K, M, G)."),
+]  # fmt: skip
+
+OUTPUT_OPTIONS = [
+    option("--format", "format_name", type=click.Choice(["text", "jsonl", "csv"]),
+           default="text", help="Record format."),
+    option("--results", metavar="FILE", help="Write the records to FILE instead of stdout."),
+    option("--failed", metavar="FILE",
+           help="Write the input lines of URLs that did not end ok to FILE (mode 0600)."),
+    option("--ordered", is_flag=True,
+           help="Write records in input order instead of as they complete."),
+    option("--ok-status", type=Parsed("STATUSES", OkStatus.parse), default=None,
+           help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]"),
+    option("--summary", "summary_path", metavar="FILE",
+           help="Also write the summary to FILE as one JSON object (even with -q)."),
+    option("--progress/--no-progress", default=None,
+           help="Show the live progress display.  [default: when stderr is a terminal]"),
+    option("-q", "--quiet", is_flag=True,
+           help="Print nothing on stderr unless the run cannot start."),
+    option("-v", "--verbose", count=True, help="Log to stderr; -vv adds urllib3's connection log."),
+]  # fmt: skip
+
+
+def all_options(command: FC) -> FC:
+    """Apply every option group, in the order --help shows them."""
+    for decorator in reversed(INPUT_OPTIONS + REQUEST_OPTIONS + TIMING_OPTIONS + OUTPUT_OPTIONS):
+        command = decorator(command)
+    return command
+
+
+def read_data(value: str | None) -> bytes | None:
+    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE."""
+    if value is None:
+        return None
+    if not value.startswith("@"):
+        return value.encode()
+    try:
+        with open(value[1:], "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise click.UsageError(f"cannot read -d file {value[1:]!r}: {exc.strerror}") from None
+
+
+def build_settings(params: dict[str, Any]) -> Settings:
+    """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
+    auth = None
+    if params["user"] is not None:
+        user, password = params["user"]
+        if password is None:
+            password = click.prompt(f"password for {user}", hide_input=True, default="",
+                                    show_default=False, err=True)  # fmt: skip
+        auth = (user, password)
+    if params["key"] and not params["cert"]:
+        raise click.UsageError("--key needs --cert")
+    client_cert = (params["cert"], params["key"]) if params["key"] else params["cert"]
+    verify: bool | str = params["cacert"] or True
+    if params["insecure"]:
+        verify = False
+    return Settings(
+        workers=params["workers"],
+        connect_timeout=params["connect_timeout"],
+        read_timeout=params["read_timeout"],
+        default_scheme=params["default_scheme"],
+        ok_status=params["ok_status"] or OkStatus(),
+        unique=params["unique"],
+        ordered=params["ordered"],
+        user_agent=params["user_agent"],
+        method=params["method"].upper() if params["method"] else None,
+        data=read_data(params["data"]),
+        headers=tuple(params["headers"]),
+        auth=auth,
+        cookies=tuple(params["cookies"]),
+        cookie_jar=params["cookie_jar"],
+        proxy=params["proxy"],
+        verify=verify,
+        client_cert=client_cert,
+        max_time=params["max_time"],
+        retries=params["retries"],
+        retry_on=params["retry_on"],
+        backoff=params["backoff"],
+        max_retry_wait=params["max_retry_wait"],
+        retry_all_methods=params["retry_all_methods"],
+        max_redirects=params["max_redirects"],
+        follow_redirects=not params["no_follow"],
+        max_size=params["max_size"],
+    )

@@ -1,0 +1,46 @@
+"""Option strings to typed values. Each parser raises ValueError with a message for the user."""
+
+from __future__ import annotations
+
+import re
+
+# RFC 9110 token characters: what a header name may be made of.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
+_SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_header(text: str) -> tuple[str, str | None]:
+    """``Name: value`` to (name, value). ``Name:`` with nothing after it removes the header
+    (value None), as in curl."""
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon or not _TOKEN.match(name):
+        raise ValueError(f"malformed header {text!r}: expected 'Name: value'")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name!r} has a line break in its value")
+    value = value.strip()
+    return name, (value or None)
+
+
+def parse_size(text: str) -> int:
+    """``1048576``, ``512K``, ``10M``, ``2G`` (powers of 1024) to a number of bytes."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (a number with an optional K, M or G)")
+    return int(match[1]) * _SIZE_FACTORS[match[2].upper()]
+
+
+def parse_cookie(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` to (name, value)."""
+    name, equals, value = text.partition("=")
+    name = name.strip()
+    if not equals or not _TOKEN.match(name):
+        raise ValueError(f"malformed cookie {text!r}: expected NAME=VALUE")
+    return name, value.strip()
+
+
+def parse_user(text: str) -> tuple[str, str | None]:
+    """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
+    user, colon, password = text.partition(":")
+    return user, (password if colon else None)

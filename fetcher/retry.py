@@ -1,0 +1,57 @@
+"""When to try a URL again, and how long to wait first.
+
+Retries live here rather than in urllib3's ``Retry`` because the record must say how many
+attempts the server saw (also when the last one raised), a ``Retry-After`` must be capped by
+``--max-retry-wait``, and no wait may run past a URL's ``--max-time`` deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from email.utils import parsedate_to_datetime
+
+from fetcher.errors import ErrorKind
+from fetcher.results import Result
+from fetcher.settings import Settings
+
+# Failures worth another try: the next attempt may well succeed.
+RETRY_KINDS = frozenset(
+    {ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.READ_TIMEOUT, ErrorKind.PROTOCOL}
+)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date; None if invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None  # an HTTP date is always GMT; a date without a zone is not one
+    now = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - now)
+
+
+def should_retry(result: Result, attempt: int, settings: Settings) -> bool:
+    """Whether the failure in result, after `attempt` attempts, deserves another attempt."""
+    if result.ok or attempt > settings.retries or not settings.may_retry:
+        return False
+    if result.error_kind in RETRY_KINDS:
+        return True
+    return result.status is not None and result.status in settings.retry_on
+
+
+def retry_wait(attempt: int, retry_after: float | None, settings: Settings) -> float:
+    """Seconds before attempt+1: Retry-After (capped) if the server gave one, else exponential
+    backoff (``--backoff`` doubled per attempt) with jitter of +-50% so that workers that failed
+    together do not all come back together."""
+    if retry_after is not None:
+        return min(retry_after, settings.max_retry_wait)
+    base = settings.backoff * (2 ** (attempt - 1))
+    return float(min(base * random.uniform(0.5, 1.5), settings.max_retry_wait))

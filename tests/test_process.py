@@ -1,0 +1,534 @@
+"""The command as a real process: exit statuses, signals, pipes, streaming stdin, secrets (§2.5).
+
+Everything here runs ``python -m fetcher`` against servers on 127.0.0.1. Waits are bounded polls
+on something observable (the server's request counter, a line on a pipe), never bare sleeps,
+except where a test says why nothing can be observed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import selectors
+import shlex
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from fetcher.settings import DEFAULT_GRACE
+from tests.conftest import clean_env, run_process
+from tests.servers import CountingServer, FaultServer, read_request
+
+FETCHER = [sys.executable, "-m", "fetcher"]
+RECORD_TEXT = re.compile(r"^(\d{3}|---)\t\d+\t\d+\.\d{3}\t\S+")
+NOISE = ("Traceback", "BrokenPipeError", "Exception ignored", "Fatal Python error")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+class QuietServer(CountingServer):
+    """The counting server, without socketserver's traceback for a client that went away.
+
+    Here clients go away mid-answer on purpose (interrupted, abandoned, reader gone).
+    """
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    running = QuietServer()
+    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.shutdown()
+        running.server_close()
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll predicate until it holds; fail with what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def spawn(
+    args: list[str], tmp_path: Path, stdin: int | IO[bytes] | None = subprocess.DEVNULL
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start fetcher with stdout and stderr going to tmp_path/stdout and tmp_path/stderr.
+
+    Files rather than pipes: the test never has to drain them while it waits for the process.
+    The process is killed if the test leaves the block while it still runs.
+    """
+    with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [*FETCHER, *args], stdin=stdin, stdout=out, stderr=err, env=clean_env()
+        )
+    with process:
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+
+def output(tmp_path: Path, name: str) -> str:
+    return (tmp_path / name).read_text(encoding="utf-8")
+
+
+def jsonl_records(text: str) -> list[dict[str, Any]]:
+    """Every line must be a whole JSON object: a half-written record fails here."""
+    assert text == "" or text.endswith("\n"), f"last record not terminated: {text[-200:]!r}"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
+    """Wait for process; return its status and the seconds it took from now."""
+    started = time.monotonic()
+    status = process.wait(timeout=timeout)
+    return status, time.monotonic() - started
+
+
+def slow_urls(server: CountingServer, count: int, seconds: float = 0.5) -> list[str]:
+    return [server.url(f"/slow/{seconds}/{n}") for n in range(count)]
+
+
+def check_each_line_once(
+    lines: list[str], records: list[dict[str, Any]], failed: list[str]
+) -> set[str]:
+    """Every input line has exactly one record, or none and is in --failed as not attempted.
+
+    Failed records are in --failed too (once), ok ones are not. Returns the lines handed back
+    without a record: the ones not attempted.
+    """
+    urls = [record["url"] for record in records]
+    assert len(urls) == len(set(urls)), "a URL got two records"
+    assert len(failed) == len(set(failed)), "a line is twice in --failed"
+    assert set(urls) | set(failed) == set(lines), "an input line was lost"
+    for record in records:
+        # Failed records are in --failed so that they can be retried; ok ones are not.
+        assert (record["url"] in failed) is (not record["ok"]), record
+    return set(failed) - set(urls)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[FaultServer]:
+    """A server that reads the request and never answers until the test is over."""
+    release = threading.Event()
+
+    def hang(conn: socket.socket) -> None:
+        read_request(conn)
+        release.wait(30)
+
+    with FaultServer(hang) as fault:
+        try:
+            yield fault
+        finally:
+            release.set()
+
+
+# -- 1. exit statuses --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("paths", "stdin", "records", "expected"),
+    [
+        pytest.param(["/a", "/b"], b"", 2, 0, id="all-ok"),
+        pytest.param([], b"", 0, 0, id="empty-stdin"),
+        pytest.param([], b"# only a comment\n\n   \n", 0, 0, id="stdin-without-urls"),
+        pytest.param(["/a", "/status/404"], b"", 2, 1, id="some-failed"),
+        pytest.param(["/status/404", "/status/410"], b"", 2, 3, id="all-failed"),
+        pytest.param([], b"ftp://example.invalid/x\nhttp://\n\xff\xfe\n", 3, 3, id="only-invalid"),
+    ],
+)
+def test_exit_status_of_a_run(server, paths, stdin, records, expected):
+    # With URL arguments stdin is not read; without, the input is stdin (a pipe here).
+    result = run_process([server.url(path) for path in paths], input=stdin)
+    stderr = result.stderr.decode()
+    assert result.returncode == expected, stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == records
+    assert all(RECORD_TEXT.match(line) for line in lines), lines
+    assert re.search(r"^fetcher: \d+ ok, \d+ failed", stderr, re.M), stderr
+
+
+@pytest.mark.parametrize(
+    "bad_args",
+    [
+        pytest.param(["--no-such-option"], id="bad-option"),
+        pytest.param(["-j", "0"], id="bad-value"),
+        pytest.param(["-i", "{tmp}/missing.txt"], id="missing-input-file"),
+        pytest.param(["-i", "{tmp}"], id="input-is-a-directory"),
+    ],
+)
+def test_usage_error_exits_2_before_fetching_anything(server, tmp_path, bad_args):
+    args = [arg.format(tmp=tmp_path) for arg in bad_args]
+    result = run_process([server.url("/a"), *args])
+    assert result.returncode == 2, result.stderr
+    assert b"Usage:" in result.stderr
+    assert result.stdout == b""
+    assert server.requests == 0
+
+
+def test_no_url_and_stdin_a_terminal_prints_usage_and_exits_2():
+    master, slave = os.openpty()
+    try:
+        result = subprocess.run(
+            FETCHER, stdin=slave, capture_output=True, timeout=30, env=clean_env(), check=False
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 2, result.stderr
+    assert b"Usage: fetcher" in result.stderr
+    assert b"no URL given" in result.stderr
+    assert result.stdout == b""
+
+
+# -- 2. a first SIGINT / SIGTERM ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "name"),
+    [
+        pytest.param(signal.SIGINT, 130, "SIGINT", id="SIGINT"),
+        pytest.param(signal.SIGTERM, 143, "SIGTERM", id="SIGTERM"),
+    ],
+)
+def test_interrupt_accounts_for_every_input_line(server, tmp_path, signum, status, name):
+    lines = slow_urls(server, 40)
+    urls_file = tmp_path / "urls.txt"
+    urls_file.write_text("\n".join(lines) + "\n")
+    failed_file = tmp_path / "failed.txt"
+    args = ["-i", str(urls_file), "-j", "4", "--failed", str(failed_file), "--format", "jsonl"]
+    with spawn(args, tmp_path) as process:
+        wait_for(lambda: server.requests >= 4, "the first four requests")
+        process.send_signal(signum)
+        returncode, seconds = wait_exit(process, timeout=10)
+
+    stderr = output(tmp_path, "stderr")
+    assert returncode == status, stderr
+    # In-flight requests get the grace period, not more (plus the time to write and exit).
+    assert seconds < DEFAULT_GRACE + 1.5, seconds
+    assert not any(noise in stderr for noise in NOISE), stderr
+    records = jsonl_records(output(tmp_path, "stdout"))
+    failed = failed_file.read_text().splitlines()
+    not_attempted = check_each_line_once(lines, records, failed)
+    assert not_attempted, "a 40 x 0.5 s run stopped after 4 requests left nothing unattempted"
+    assert stat.S_IMODE(failed_file.stat().st_mode) == 0o600
+    ok = sum(record["ok"] for record in records)
+    assert f"fetcher: {ok} ok, {len(records) - ok} failed" in stderr
+    assert f"stopped by {name}" in stderr
+    assert f"not attempted: {len(not_attempted)}" in stderr
+
+
+def test_interrupt_starts_no_new_request_and_lets_in_flight_ones_finish(server, tmp_path):
+    lines = slow_urls(server, 40)
+    urls_file = tmp_path / "urls.txt"
+    urls_file.write_text("\n".join(lines) + "\n")
+    args = ["-i", str(urls_file), "-j", "4", "--format", "jsonl"]
+    with spawn(args, tmp_path) as process:
+        wait_for(lambda: server.requests >= 4, "the first four requests")
+        started_before_signal = server.requests
+        process.send_signal(signal.SIGINT)
+        returncode, seconds = wait_exit(process, timeout=10)
+
+    assert returncode == 130
+    assert server.requests == started_before_signal, "requests were started after SIGINT"
+    records = jsonl_records(output(tmp_path, "stdout"))
+    # The four in flight take 0.5 s, well within the grace: they end with their real records.
+    assert [record["ok"] for record in records] == [True] * started_before_signal, records
+    assert seconds < 1.5, f"waited {seconds:.1f} s for requests that take 0.5 s"
+
+
+def interrupt_with_stdin_left_open(server: CountingServer, tmp_path: Path, count: int) -> None:
+    lines = slow_urls(server, count)
+    failed_file = tmp_path / "failed.txt"
+    args = ["-j", "4", "--failed", str(failed_file), "--format", "jsonl"]
+    with spawn(args, tmp_path, stdin=subprocess.PIPE) as process:
+        assert process.stdin is not None
+        process.stdin.write("".join(f"{line}\n" for line in lines).encode())
+        process.stdin.flush()  # and the pipe stays open: the producer is still running
+        wait_for(lambda: server.requests >= 4, "the first four requests")
+        process.send_signal(signal.SIGINT)
+        returncode, seconds = wait_exit(process, timeout=10)
+
+    stderr = output(tmp_path, "stderr")
+    assert returncode == 130, stderr
+    assert seconds < DEFAULT_GRACE + 1.5, seconds
+    assert not any(noise in stderr for noise in NOISE), stderr
+    assert "stopped by SIGINT" in stderr
+    records = jsonl_records(output(tmp_path, "stdout"))
+    failed = failed_file.read_text().splitlines()
+    handled = {record["url"] for record in records} | set(failed)
+    # Lines still in the pipe cannot be read without waiting for the producer; the ones handled
+    # are a prefix of the input, each once.
+    check_each_line_once(lines[: len(handled)], records, failed)
+    assert len(handled) >= 4
+
+
+def test_interrupt_with_stdin_pipe_left_open_and_dispatch_window_full(server, tmp_path):
+    interrupt_with_stdin_left_open(server, tmp_path, count=40)
+
+
+def test_interrupt_with_stdin_pipe_left_open_and_dispatcher_waiting_for_input(server, tmp_path):
+    interrupt_with_stdin_left_open(server, tmp_path, count=8)
+
+
+def test_first_interrupt_gives_a_hanging_request_the_grace_then_exits(tmp_path):
+    failed_file = tmp_path / "failed.txt"
+    with silent_server() as fault:
+        url = fault.url("/hangs")
+        args = [url, "-t", "30", "--failed", str(failed_file), "--format", "jsonl"]
+        with spawn(args, tmp_path) as process:
+            wait_for(lambda: fault.connections >= 1, "the request to reach the server")
+            process.send_signal(signal.SIGINT)
+            returncode, seconds = wait_exit(process, timeout=10)
+
+    assert returncode == 130
+    assert DEFAULT_GRACE - 0.5 < seconds < DEFAULT_GRACE + 1.5, seconds
+    [record] = jsonl_records(output(tmp_path, "stdout"))
+    assert record["url"] == url and record["ok"] is False
+    assert record["error"]["kind"] == "other"
+    assert "interrupted" in record["error"]["message"]
+    assert failed_file.read_text() == url + "\n"
+    assert "stopped by SIGINT" in output(tmp_path, "stderr")
+
+
+# -- 3. a second SIGINT ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "second", [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
+)
+def test_second_signal_exits_at_once_while_a_request_hangs(tmp_path, second):
+    with silent_server() as fault:
+        args = [fault.url("/hangs"), "-t", "30"]
+        with spawn(args, tmp_path) as process:
+            wait_for(lambda: fault.connections >= 1, "the request to reach the server")
+            process.send_signal(signal.SIGINT)
+            # Nothing observable marks the first signal as handled; 0.3 s keeps the two from
+            # being merged by the interpreter and leaves 1.7 s of the grace to tell them apart.
+            time.sleep(0.3)
+            process.send_signal(second)
+            returncode, seconds = wait_exit(process, timeout=10)
+
+    assert returncode == 130 if second == signal.SIGINT else 143
+    assert seconds < 1.0, f"the second signal took {seconds:.2f} s to end the process"
+
+
+# -- 4. the reader of stdout goes away ---------------------------------------------------------
+
+
+def big_list(server: CountingServer, tmp_path: Path) -> Path:
+    """500 URLs whose records (about 170 kB) cannot all fit in a pipe (64 kB) before its
+    reader has gone: a shorter output could be written whole, and exit 0 rightly."""
+    urls_file = tmp_path / "big.txt"
+    padding = "x" * 300
+    urls_file.write_text("".join(server.url(f"/page/{n}/{padding}") + "\n" for n in range(500)))
+    return urls_file
+
+
+def test_head_closing_the_pipe_ends_the_run_quietly_with_141(server, tmp_path):
+    urls_file = big_list(server, tmp_path)
+    fetcher = shlex.join([*FETCHER, "-i", str(urls_file)])
+    started = time.monotonic()
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {fetcher} | head -1"],
+        capture_output=True,
+        timeout=30,
+        env=clean_env(),
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    stderr = result.stderr.decode()
+    # head exits 0, so with pipefail the pipeline's status is fetcher's: 141 = 128 + SIGPIPE.
+    assert result.returncode == 141, stderr
+    assert seconds < 5, seconds
+    assert not any(noise in stderr for noise in NOISE), stderr
+    [line] = result.stdout.decode().splitlines()
+    assert RECORD_TEXT.match(line), line
+    assert server.requests < 500, "dispatch went on after the reader had gone"
+
+
+def test_stdout_and_stderr_on_one_closed_pipe_exit_141(server, tmp_path):
+    urls_file = big_list(server, tmp_path)
+    read_end, write_end = os.pipe()
+    with contextlib.ExitStack() as stack:
+        process = stack.enter_context(
+            subprocess.Popen(
+                [*FETCHER, "-i", str(urls_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=write_end,
+                env=clean_env(),
+            )
+        )
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as reader:
+            first = reader.readline()  # then close: the `head -1` of `fetcher 2>&1 | head -1`
+        returncode, seconds = wait_exit(process, timeout=10)
+    assert RECORD_TEXT.match(first.decode()), first
+    assert returncode == 141
+    assert seconds < 5
+
+
+def test_reader_gone_while_stdin_stays_open_exits_141(server, tmp_path):
+    with (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [*FETCHER, "--format", "jsonl"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=clean_env(),
+        )
+    with process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(f"{server.url('/first')}\n".encode())
+            process.stdin.flush()
+            first = read_line_within(process.stdout, 5.0)
+            process.stdout.close()  # the reader goes away, as in `tail -f urls | fetcher | head -1`
+            process.stdin.write(f"{server.url('/second')}\n".encode())
+            process.stdin.flush()
+            returncode, seconds = wait_exit(process, timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    stderr = output(tmp_path, "stderr")
+    assert json.loads(first)["url"] == server.url("/first")
+    assert returncode == 141, stderr
+    assert seconds < 3
+    assert not any(noise in stderr for noise in NOISE), stderr
+
+
+# -- 5. records stream while stdin is open -----------------------------------------------------
+
+
+def read_line_within(stream: IO[bytes], timeout: float) -> str:
+    """Read one line from a pipe without blocking past timeout seconds."""
+    fd = stream.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no whole line within {timeout} s (got {data!r})")
+            if selector.select(remaining):
+                chunk = os.read(fd, 1)  # one byte at a time: never read past the line
+                if not chunk:
+                    raise AssertionError(f"end of output before a whole line (got {data!r})")
+                data += chunk
+    return data.decode()
+
+
+def test_records_appear_while_stdin_is_still_open(server, tmp_path):
+    with (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [*FETCHER, "--format", "jsonl"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=clean_env(),
+        )
+    with process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            records = []
+            for path in ("/first", "/second"):
+                process.stdin.write(f"{server.url(path)}\n".encode())
+                process.stdin.flush()
+                records.append(json.loads(read_line_within(process.stdout, 5.0)))
+            assert process.poll() is None, "fetcher ended while its input was still open"
+            process.stdin.close()
+            rest = process.stdout.read()
+            returncode = process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert [record["url"] for record in records] == [server.url("/first"), server.url("/second")]
+    assert all(record["ok"] for record in records)
+    assert rest == b""
+    assert returncode == 0, output(tmp_path, "stderr")
+
+
+# -- 6. secrets --------------------------------------------------------------------------------
+
+SECRET = "s3cret"
+SECRET_BASIC = base64.b64encode(f"user:{SECRET}".encode()).decode()  # the Authorization value
+
+
+def secret_urls(server: CountingServer) -> list[str]:
+    port = closed_port()
+    return [
+        f"http://user:{SECRET}@127.0.0.1:{server.port}/ok",
+        f"http://user:{SECRET}@127.0.0.1:{server.port}/status/404",  # http failure: an example
+        f"http://user:{SECRET}@127.0.0.1:{port}/refused",  # connect failure: another kind
+        f"http://user:{SECRET}@bad host/x",  # invalid: urllib3's message quotes the URL
+        f"http://user:{SECRET}@127.0.0.1:{server.port}/redirect-loop",  # final_url and redirects
+    ]
+
+
+@pytest.mark.parametrize(
+    ("format_name", "verbosity"), [("text", "-v"), ("jsonl", "-vv"), ("csv", "-v")]
+)
+def test_passwords_never_shown(server, tmp_path, format_name, verbosity):
+    urls = secret_urls(server)
+    summary_file = tmp_path / "summary.json"
+    failed_file = tmp_path / "failed.txt"
+    args = ["--format", format_name, verbosity, "--summary", str(summary_file)]
+    args += ["--failed", str(failed_file)]
+    result = run_process(args, input="".join(f"{url}\n" for url in urls).encode())
+    stdout, stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.returncode == 1, stderr
+    summary = summary_file.read_text()
+    for shown in (stdout, stderr, summary):
+        assert SECRET not in shown
+        assert SECRET_BASIC not in shown
+    assert stdout.count("user:***@") >= len(urls)
+    assert "user:***@127.0.0.1" in stderr.split("fetcher: ")[-1]  # the summary's examples
+    assert "INFO" in stderr  # the log was on, so it was checked too
+    if verbosity == "-vv":
+        assert "urllib3" in stderr
+    # --failed keeps the lines verbatim so that they can be retried: that is why it is 0600.
+    assert SECRET in failed_file.read_text()
+    assert stat.S_IMODE(failed_file.stat().st_mode) == 0o600
+
+
+def test_password_in_a_line_without_scheme_never_shown(server):
+    line = f"user:{SECRET}@127.0.0.1:{server.port}/status/404"
+    result = run_process(["--default-scheme", "http", "--format", "jsonl"], input=line.encode())
+    assert result.returncode == 3
+    [record] = jsonl_records(result.stdout.decode())
+    assert record["error"]["kind"] == "http"  # it was fetched, with the default scheme
+    assert SECRET not in result.stdout.decode()
+    assert SECRET not in result.stderr.decode()

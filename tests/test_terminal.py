@@ -1,0 +1,289 @@
+"""fetcher on a terminal: the live progress display, records beside it, and the summary (§2.4).
+
+A pseudo-terminal stands in for the user's terminal: the process writes to its slave side and the
+test reads everything from its master side until the process has gone (EOF or EIO).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env
+from tests.servers import CountingServer
+
+FETCHER = [sys.executable, "-m", "fetcher"]
+COLUMNS = 120
+# CSI (colours, cursor moves, erasing, ?25l/?25h), OSC (titles, links), and short escapes.
+ESCAPES = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78]"
+)
+CURSOR_CONTROLS = ("\x1b[?25l", "\x1b[2K", "\r")
+BOX = "━┃┏┓┗┛│─┌┐└┘┡┩╇"
+
+
+@dataclass
+class TerminalRun:
+    status: int
+    terminal: str  # what the process wrote to the terminal, escapes included
+    stdout: str  # stdout when it was not the terminal
+    stderr: str  # stderr when it was not the terminal
+
+    @property
+    def fragments(self) -> list[str]:
+        """The terminal text without escapes, cut at every CR and LF: what each redraw left."""
+        return [piece.rstrip() for piece in re.split(r"[\r\n]", strip_escapes(self.terminal))]
+
+
+def strip_escapes(text: str) -> str:
+    return ESCAPES.sub("", text)
+
+
+def terminal_env() -> dict[str, str]:
+    env = clean_env(TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES="40")
+    for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CI"):
+        env.pop(name, None)
+    return env
+
+
+def run_on_terminal(
+    args: list[str],
+    tmp_path: Path,
+    *,
+    stdout_on_terminal: bool,
+    stderr_on_terminal: bool,
+    timeout: float = 30.0,
+) -> TerminalRun:
+    """Run fetcher with stdout and/or stderr on a pty (the others go to files); read it all."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
+    try:
+        with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+            process = subprocess.Popen(
+                [*FETCHER, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=slave if stdout_on_terminal else out,
+                stderr=slave if stderr_on_terminal else err,
+                env=terminal_env(),
+            )
+        os.close(slave)  # the process holds the only copies: EIO on the master when it ends
+        slave = -1
+        with process:
+            try:
+                terminal = read_until_closed(master, timeout)
+                status = process.wait(timeout=timeout)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    return TerminalRun(
+        status=status,
+        terminal=terminal.decode("utf-8"),
+        stdout=(tmp_path / "stdout").read_text(encoding="utf-8"),
+        stderr=(tmp_path / "stderr").read_text(encoding="utf-8"),
+    )
+
+
+def read_until_closed(master: int, timeout: float) -> bytes:
+    """Everything written to the pty until every slave descriptor is closed."""
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"the terminal was still open after {timeout} s")
+        ready, _, _ = select.select([master], [], [], remaining)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError as exc:
+            if exc.errno == errno.EIO:  # Linux: the slave side is closed
+                break
+            raise
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def slow_urls(server: CountingServer, count: int, seconds: float = 0.05) -> list[str]:
+    return [server.url(f"/slow/{seconds}/{n}") for n in range(count)]
+
+
+def progress_fragments(run: TerminalRun) -> list[str]:
+    return [piece for piece in run.fragments if "fetching" in piece]
+
+
+# -- 7. progress only when stderr is a terminal ------------------------------------------------
+
+
+def test_progress_on_stderr_when_it_is_a_terminal(server, tmp_path):
+    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    run = run_on_terminal(
+        ["-j", "4", *urls], tmp_path, stdout_on_terminal=False, stderr_on_terminal=True
+    )
+    assert run.status == 1
+    assert "\x1b[" in run.terminal
+    shown = progress_fragments(run)
+    assert shown, run.terminal
+    # The last frame is drawn after the last result: done/total, ok and failed counts.
+    assert re.search(r"\b9/9\b.*\b8 ok\b.*\b1 failed\b", shown[-1]), shown[-1]
+    # Records went to stdout, a file: plain text, no escapes, no progress.
+    records = run.stdout.splitlines()
+    assert len(records) == 9
+    assert not any("\x1b" in line or "fetching" in line for line in records)
+
+
+def test_no_progress_when_stderr_is_a_pipe(server, tmp_path):
+    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    run = run_on_terminal(
+        ["-j", "4", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=False
+    )
+    assert run.status == 1
+    assert "fetching" not in run.stderr
+    assert "\x1b" not in run.stderr and "\r" not in run.stderr
+    assert run.stderr.startswith("fetcher: 8 ok, 1 failed"), run.stderr
+    # stdout is the terminal: the records are there (coloured), without a progress display.
+    assert "fetching" not in strip_escapes(run.terminal)
+    assert "\x1b[?25l" not in run.terminal  # the cursor is hidden only by a live display
+    assert sum(server.url("/slow/") in piece for piece in run.fragments) == 8
+    assert "\x1b[" in run.terminal, "records on a terminal are coloured"
+
+
+def test_no_progress_option_on_a_terminal(server, tmp_path):
+    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    run = run_on_terminal(
+        ["--no-progress", "-j", "4", *urls],
+        tmp_path,
+        stdout_on_terminal=False,
+        stderr_on_terminal=True,
+    )
+    assert run.status == 1
+    assert not progress_fragments(run), run.terminal
+    assert "\x1b[?25l" not in run.terminal
+    assert "errors by kind" in run.terminal  # the summary is still there, as a table
+    assert len(run.stdout.splitlines()) == 9
+
+
+@pytest.mark.parametrize("stderr_on_terminal", [False, True], ids=["pipe", "terminal"])
+def test_quiet_prints_nothing_on_stderr_even_with_failures(server, tmp_path, stderr_on_terminal):
+    urls = [server.url("/a"), server.url("/status/404"), "ftp://example.invalid/"]
+    run = run_on_terminal(
+        ["-q", *urls], tmp_path, stdout_on_terminal=False, stderr_on_terminal=stderr_on_terminal
+    )
+    assert run.status == 1
+    assert (run.terminal if stderr_on_terminal else run.stderr) == ""
+    assert len(run.stdout.splitlines()) == 3
+
+
+# -- 8. records and the live display on one terminal -------------------------------------------
+
+RECORD_ON_TERMINAL = r"200\s+\d+\s+\d+\.\d{{3}}\s+{url}"
+
+
+@pytest.mark.parametrize("format_name", ["text", "jsonl"])
+def test_records_beside_the_live_display_are_never_garbled(server, tmp_path, format_name):
+    urls = slow_urls(server, 60)
+    run = run_on_terminal(
+        ["-j", "4", "--format", format_name, *urls],
+        tmp_path,
+        stdout_on_terminal=True,
+        stderr_on_terminal=True,
+    )
+    assert run.status == 0
+    assert progress_fragments(run), "the live display was not shown"
+    fragments = run.fragments
+    for url in urls:
+        this_url = re.compile(re.escape(url) + r"(?![\d/])")  # /slow/0.05/1 is not .../10
+        holding = [piece for piece in fragments if this_url.search(piece)]
+        assert len(holding) == 1, (url, holding)
+        [piece] = holding
+        # Tabs are expanded to spaces on a terminal; the record is whole, on a line of its own.
+        if format_name == "text":
+            assert re.fullmatch(RECORD_ON_TERMINAL.format(url=re.escape(url)), piece), piece
+        else:
+            record = json.loads(piece)
+            assert record["url"] == url and record["ok"] is True
+    for piece in fragments:
+        if "fetching" in piece or " ok " in piece:
+            assert "http://" not in piece, f"a record mixed with the progress display: {piece!r}"
+    # Every record is followed by a line end, so no redraw can land in the middle of it.
+    text = strip_escapes(run.terminal)
+    end = r"\r\n" if format_name == "text" else r'".*\r\n'
+    for url in urls:
+        assert re.search(re.escape(url) + end, text), url
+
+
+def test_log_lines_beside_the_live_display_are_never_garbled(server, tmp_path):
+    urls = slow_urls(server, 20)
+    run = run_on_terminal(
+        ["-v", "-j", "4", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=True
+    )
+    assert run.status == 0
+    logged = [piece for piece in run.fragments if " fetcher INFO " in piece]
+    assert len(logged) == len(urls), logged
+    log_line = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} fetcher INFO 200 ok http://\S+$")
+    for piece in logged:
+        assert log_line.match(piece), piece
+
+
+# -- 9. the summary: a table on a terminal, plain lines on a pipe ------------------------------
+
+
+def test_summary_on_a_terminal_is_a_table(server, tmp_path):
+    urls = [server.url("/a"), server.url("/status/404"), server.url("/status/410")]
+    run = run_on_terminal(
+        ["--no-progress", *urls], tmp_path, stdout_on_terminal=False, stderr_on_terminal=True
+    )
+    assert run.status == 1
+    text = strip_escapes(run.terminal)
+    assert "fetcher: 1 ok, 2 failed" in text
+    assert "errors by kind" in text
+    # The hosts with most failures: a row of their own table, the host without a URL.
+    assert any(re.fullmatch(r"│ 127\.0\.0\.1 +│ +2 │", piece) for piece in run.fragments), text
+    assert any(char in text for char in BOX)
+    [http_row] = [piece for piece in run.fragments if re.search(r"\bhttp\b.*\b2\b", piece)]
+    assert any(char in http_row for char in BOX), http_row
+
+
+def test_summary_on_a_terminal_without_failures_has_no_error_table(server, tmp_path):
+    run = run_on_terminal(
+        ["--no-progress", server.url("/a")],
+        tmp_path,
+        stdout_on_terminal=False,
+        stderr_on_terminal=True,
+    )
+    assert run.status == 0
+    text = strip_escapes(run.terminal)
+    assert "fetcher: 1 ok, 0 failed" in text
+    assert "errors by kind" not in text
+
+
+def test_summary_on_a_pipe_is_plain_lines(server, tmp_path):
+    urls = [server.url("/a"), server.url("/status/404"), server.url("/status/410")]
+    run = run_on_terminal(urls, tmp_path, stdout_on_terminal=True, stderr_on_terminal=False)
+    assert run.status == 1
+    lines = run.stderr.splitlines()
+    assert re.fullmatch(r"fetcher: 1 ok, 2 failed, \d+ B, \d+\.\d\d s, \d+\.\d req/s", lines[0])
+    assert re.search(r"^  http +2  http://127\.0\.0\.1:\d+/status/", run.stderr, re.M)
+    assert "most failures: 127.0.0.1 (2)" in run.stderr
+    assert "errors by kind" not in run.stderr
+    assert not any(char in run.stderr for char in BOX)
+    assert "\x1b" not in run.stderr
