@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from http.cookiejar import MozillaCookieJar
+from http.cookiejar import CookieJar
 from typing import Any, TextIO
 
 import click
@@ -107,7 +107,7 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     sys.exit(status)
 
 
-def open_cookie_jar(path: str | None) -> MozillaCookieJar | None:
+def open_cookie_jar(path: str | None) -> CookieJar | None:
     if path is None:
         return None
     try:

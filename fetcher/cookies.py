@@ -1,52 +1,116 @@
 """The cookie jar file (-c) and command-line cookies (-b).
 
 Each worker's Session keeps its own jar (a jar shared between sessions would be iterated by
-requests without its lock); the jars are merged when the run ends and saved atomically in the
-Netscape format that curl and wget read.
+requests without its lock); the jars are merged when the run ends and saved atomically.
+
+The file is the Netscape format that curl and wget read and write. http.cookiejar's
+MozillaCookieJar disagrees with curl on two points: it writes an empty expiry for session
+cookies (curl skips such lines) and reads curl's ``0`` as expired in 1970; and it drops curl's
+``#HttpOnly_`` lines as comments. So the seven fields are read and written here, into and from
+http.cookiejar's own Cookie objects, which still do all the domain and path matching.
 """
 
 from __future__ import annotations
 
-import copy
-import os
+import time
 from collections.abc import Iterable
-from http.cookiejar import CookieJar, LoadError, MozillaCookieJar
+from http.cookiejar import Cookie, CookieJar
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
 from fetcher.atomic import atomic_path
 
+HEADER = (
+    "# Netscape HTTP Cookie File\n# Written by fetcher: curl -b and wget --load-cookies read it.\n"
+)
+HTTP_ONLY = "#HttpOnly_"
 
-def load_jar(path: str) -> MozillaCookieJar:
+
+def parse_jar_line(line: str) -> Cookie | None:
+    """One line of a Netscape cookie file to a Cookie; None for comments, blank lines and
+    expired cookies. Raises ValueError for a line that is not seven tab-separated fields."""
+    line = line.rstrip("\r\n")
+    http_only = line.startswith(HTTP_ONLY)
+    if http_only:
+        line = line[len(HTTP_ONLY) :]
+    elif not line.strip() or line.startswith("#"):
+        return None
+    fields = line.split("\t")
+    if len(fields) != 7:
+        raise ValueError("expected 7 tab-separated fields")
+    domain, domain_flag, path, secure, expires_text, name, value = fields
+    expires = int(expires_text) if expires_text not in ("", "0") else None
+    if expires is not None and expires < time.time():
+        return None
+    return Cookie(
+        version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
+        domain_specified=domain_flag.upper() == "TRUE", domain_initial_dot=domain.startswith("."),
+        path=path, path_specified=True, secure=secure.upper() == "TRUE", expires=expires,
+        discard=expires is None, comment=None, comment_url=None,
+        rest={"HttpOnly": ""} if http_only else {},
+    )  # fmt: skip
+
+
+def format_jar_line(cookie: Cookie) -> str:
+    prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
+    fields = [
+        cookie.domain,
+        "TRUE" if cookie.domain.startswith(".") else "FALSE",
+        cookie.path,
+        "TRUE" if cookie.secure else "FALSE",
+        str(cookie.expires) if cookie.expires is not None else "0",  # 0: a session cookie
+        cookie.name,
+        cookie.value or "",
+    ]
+    return prefix + "\t".join(fields) + "\n"
+
+
+def load_jar(path: str) -> CookieJar:
     """Load a Netscape cookie file; a missing file is an empty jar. Raises ValueError if the
     file exists but cannot be read as one."""
-    jar = MozillaCookieJar(path)
-    if os.path.exists(path):
+    jar = CookieJar()
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.readlines()
+    except FileNotFoundError:
+        return jar
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read cookie jar {path!r}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
         try:
-            jar.load(ignore_discard=True, ignore_expires=False)
-        except (LoadError, OSError) as exc:
-            raise ValueError(f"cannot read cookie jar {path!r}: {exc}") from None
+            cookie = parse_jar_line(line)
+        except ValueError as exc:
+            raise ValueError(f"cannot read cookie jar {path!r}, line {number}: {exc}") from None
+        if cookie is not None:
+            jar.set_cookie(cookie)
     return jar
 
 
-def copy_into(source: Iterable[object], target: CookieJar) -> None:
+def copy_into(source: Iterable[Cookie], target: CookieJar) -> None:
     for cookie in source:
-        target.set_cookie(copy.copy(cookie))  # type: ignore[arg-type]
+        target.set_cookie(cookie)
 
 
 def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
-    """Merge the jars and write them to path atomically; return the number of cookies saved."""
-    merged = MozillaCookieJar()
+    """Merge the jars (later ones win for the same domain, path and name) and write them to path
+    atomically, mode 0600; return the number of cookies saved."""
+    merged = CookieJar()
     for jar in jars:
         copy_into(jar, merged)
-    with atomic_path(path, mode=0o600) as temporary:
-        merged.save(temporary, ignore_discard=True, ignore_expires=False)
-    return len(merged)
+    now = int(time.time())
+    cookies = [cookie for cookie in merged if not cookie.is_expired(now)]
+    with atomic_path(path, mode=0o600) as temporary, open(temporary, "w") as file:
+        file.write(HEADER + "\n")
+        file.writelines(format_jar_line(cookie) for cookie in cookies)
+    return len(cookies)
 
 
 def host_cookies(pairs: tuple[tuple[str, str], ...], host: str) -> RequestsCookieJar:
     """Command-line cookies bound to one host, so that a redirect elsewhere never carries them."""
     jar = RequestsCookieJar()
+    # http.cookiejar knows a host without a dot (localhost) as host.local.
+    domain = host if "." in host else f"{host}.local"
     for name, value in pairs:
-        jar.set_cookie(create_cookie(name, value, domain=host, path="/"))  # type: ignore[no-untyped-call]
+        cookie = create_cookie(name, value, domain=domain, path="/")  # type: ignore[no-untyped-call]
+        jar.set_cookie(cookie)
     return jar

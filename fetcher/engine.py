@@ -158,7 +158,7 @@ def read_body(
     size = 0
     limit = settings.max_size
     read1 = response.raw.read1
-    while chunk := read1(CHUNK_SIZE):
+    while chunk := read1(CHUNK_SIZE, decode_content=True):
         size += len(chunk)
         if limit is not None and size > limit:
             raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)

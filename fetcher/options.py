@@ -6,6 +6,7 @@ parsing go through ``fetcher.parsing``, whose ValueError becomes a usage error (
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -155,8 +156,11 @@ def build_settings(params: dict[str, Any]) -> Settings:
     if params["user"] is not None:
         user, password = params["user"]
         if password is None:
-            password = click.prompt(f"password for {user}", hide_input=True, default="",
-                                    show_default=False, err=True)  # fmt: skip
+            # Ask only on a terminal: a piped stdin may be the URL list itself.
+            password = ""
+            if sys.stdin is not None and sys.stdin.isatty():
+                password = click.prompt(f"password for {user}", hide_input=True, default="",
+                                        show_default=False, err=True)  # fmt: skip
         auth = (user, password)
     if params["key"] and not params["cert"]:
         raise click.UsageError("--key needs --cert")

@@ -54,3 +54,9 @@ def run_process(
         check=False,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address() -> tuple[str, int]:
+    """pytest-httpserver on 127.0.0.1, so that 'localhost' can stand for another host."""
+    return ("127.0.0.1", 0)

@@ -1,0 +1,502 @@
+"""HTTP behaviour of §2.2 against real local servers: methods, headers, auth, cookies and jar,
+timeouts and --max-time, retries, redirects with credential stripping, --max-size."""
+
+import base64
+import gzip
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from email.utils import formatdate
+
+import pytest
+from werkzeug import Request, Response
+
+from fetcher import __version__
+from tests.conftest import ROOT, clean_env, invoke
+from tests.servers import FaultServer, counting_server, read_request
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def only(result) -> dict:
+    got = records(result.stdout)
+    assert len(got) == 1, result.stdout
+    return got[0]
+
+
+class Recorder:
+    """A pytest-httpserver handler that records each request (with its time) and answers from a
+    list of responses, the last one repeating."""
+
+    def __init__(self, *responses: Response) -> None:
+        self.responses = list(responses) or [Response("ok")]
+        self.requests: list[Request] = []
+        self.times: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Request) -> Response:
+        with self.lock:
+            self.requests.append(request)
+            self.times.append(time.monotonic())
+            index = min(len(self.requests), len(self.responses)) - 1
+        return self.responses[index]
+
+    @property
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.times, self.times[1:], strict=False)]
+
+
+def serve(httpserver, path: str, *responses: Response) -> Recorder:
+    recorder = Recorder(*responses)
+    httpserver.expect_request(path).respond_with_handler(recorder)
+    return recorder
+
+
+# -- 1. methods, data, headers, user agent, auth, cookies, .netrc -----------------------------
+
+
+def test_method_and_data_text(httpserver):
+    seen = serve(httpserver, "/m")
+    result = invoke(["--format", "jsonl", "-X", "put", "-d", "a=1&b=2", httpserver.url_for("/m")])
+    assert only(result)["ok"] is True
+    request = seen.requests[0]
+    assert request.method == "PUT" and request.get_data() == b"a=1&b=2"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_data_from_file_is_a_post_and_header_overrides_content_type(httpserver, tmp_path):
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"x": [1, 2]}\n\x00binary')
+    seen = serve(httpserver, "/p")
+    invoke(["-d", f"@{body}", "-H", "Content-Type: application/json", httpserver.url_for("/p")])
+    request = seen.requests[0]
+    assert request.method == "POST"
+    assert request.get_data() == body.read_bytes()
+    assert request.headers["Content-Type"] == "application/json"
+
+
+def test_unreadable_data_file_is_a_usage_error(tmp_path):
+    result = invoke(["-d", f"@{tmp_path / 'missing'}", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "cannot read -d file" in result.stderr
+
+
+def test_repeated_headers_default_and_custom_user_agent(httpserver):
+    seen = serve(httpserver, "/h")
+    invoke(["-H", "X-One: 1", "-H", "X-Two:  two words ", httpserver.url_for("/h")])
+    invoke(["-A", "probe/9", "-H", "Accept:", httpserver.url_for("/h")])
+    first, second = seen.requests
+    assert first.headers["X-One"] == "1" and first.headers["X-Two"] == "two words"
+    assert first.headers["User-Agent"] == f"fetcher/{__version__}"
+    assert second.headers["User-Agent"] == "probe/9"
+    assert "Accept" not in second.headers  # 'Name:' removes a header, as in curl
+
+
+@pytest.mark.parametrize("header", ["no colon", "Bad Name: x", ": empty name", "X\u00e9: v"])
+def test_malformed_header_is_a_usage_error(header):
+    result = invoke(["-H", header, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2
+    assert "malformed header" in result.stderr
+
+
+def test_basic_auth_and_cookies(httpserver):
+    seen = serve(httpserver, "/a")
+    invoke(["-u", "alice:s3cret", "-b", "one=1", "-b", "two=2", httpserver.url_for("/a")])
+    request = seen.requests[0]
+    expected = base64.b64encode(b"alice:s3cret").decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert request.cookies.to_dict() == {"one": "1", "two": "2"}
+
+
+def test_user_without_password_off_a_terminal_sends_an_empty_password(httpserver):
+    seen = serve(httpserver, "/a")
+    invoke(["-u", "bob", httpserver.url_for("/a")])
+    assert seen.requests[0].authorization.password == ""
+
+
+def test_netrc_is_honoured(httpserver, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login nora password fromnetrc\n")
+    netrc.chmod(0o600)
+    seen = serve(httpserver, "/n")
+    invoke([httpserver.url_for("/n")], NETRC=str(netrc))
+    assert seen.requests[0].authorization.username == "nora"
+    assert seen.requests[0].authorization.password == "fromnetrc"
+
+
+# -- 2. the cookie jar ------------------------------------------------------------------------
+
+
+def cookie_route(path: str):
+    parts = path.strip("/").split("/")
+    if parts[0] == "set":
+        return 200, {"Set-Cookie": f"{parts[1]}=v-{parts[1]}; Path=/"}, b"set", 0.05
+    return 200, {}, b"ok", 0.0
+
+
+def test_cookie_jar_merges_what_every_worker_received_and_is_readable_by_curl(tmp_path):
+    jar = tmp_path / "cookies.txt"
+    names = [f"c{n}" for n in range(8)]
+    with counting_server(cookie_route) as server:
+        urls = [server.url(f"/set/{name}") for name in names]
+        result = invoke(["-j", "4", "-c", str(jar), *urls])
+        assert result.exit_code == 0
+        text = jar.read_text()
+        assert text.startswith("# Netscape HTTP Cookie File")
+        assert stat.S_IMODE(jar.stat().st_mode) == 0o600
+        for name in names:
+            assert f"\t{name}\tv-{name}" in text
+        assert [p.name for p in tmp_path.iterdir()] == ["cookies.txt"]  # no temporary left
+        # A later run loads the jar and sends the cookies back.
+        invoke(["-c", str(jar), server.url("/echo")])
+        sent = server.headers_seen[-1]["Cookie"]
+        assert sorted(sent.split("; ")) == sorted(f"{n}=v-{n}" for n in names)
+        if shutil.which("curl"):
+            before = len(server.headers_seen)
+            subprocess.run(
+                ["curl", "-s", "-o", os.devnull, "-b", str(jar), server.url("/curl")],
+                check=True,
+                timeout=10,
+            )
+            assert len(server.headers_seen) == before + 1
+            assert "c0=v-c0" in server.headers_seen[-1]["Cookie"]
+
+
+def test_unreadable_cookie_jar_is_a_usage_error(tmp_path):
+    jar = tmp_path / "jar.txt"
+    jar.write_text("this is not a cookie file\n")
+    result = invoke(["-c", str(jar), "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "cookie jar" in result.stderr
+
+
+# -- 5. timeouts and --max-time ---------------------------------------------------------------
+
+
+def drip(conn):
+    """Headers at once, then one body byte a second."""
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b"x")
+        time.sleep(1)
+
+
+def silent(conn):
+    read_request(conn)
+    time.sleep(10)
+
+
+def test_max_time_cuts_a_dripping_body(tmp_path):
+    with FaultServer(drip) as server:
+        started = time.monotonic()
+        result = invoke(["--format", "jsonl", "--max-time", "1.5", server.url("/")])
+        took = time.monotonic() - started
+    record = only(result)
+    assert record["error"]["kind"] == "max_time"
+    assert record["attempts"] == 1  # max_time is not retried
+    assert 1.4 <= took < 2.6
+
+
+def test_max_time_includes_retries():
+    with FaultServer(silent) as server:
+        started = time.monotonic()
+        result = invoke(
+            ["--format", "jsonl", "-t", "0.4", "--retries", "10", "--backoff", "0.01",
+             "--max-time", "1.5", server.url("/")]
+        )  # fmt: skip
+        took = time.monotonic() - started
+        seen = server.connections
+    record = only(result)
+    assert record["error"]["kind"] == "max_time"
+    assert record["attempts"] >= 3 and record["attempts"] == seen
+    assert took < 2.5
+
+
+def test_max_time_includes_redirects(httpserver):
+    def hop(request: Request) -> Response:
+        time.sleep(0.4)
+        number = int(request.path.rsplit("/", 1)[1])
+        return Response("", status=302, headers={"Location": f"/hop/{number + 1}"})
+
+    for n in range(12):
+        httpserver.expect_request(f"/hop/{n}").respond_with_handler(hop)
+    started = time.monotonic()
+    result = invoke(["--format", "jsonl", "--max-time", "1", httpserver.url_for("/hop/0")])
+    assert only(result)["error"]["kind"] == "max_time"
+    assert time.monotonic() - started < 2.0
+
+
+# -- 6. retries -------------------------------------------------------------------------------
+
+
+def test_attempts_equal_what_the_server_saw(httpserver):
+    seen = serve(httpserver, "/flaky", Response("", 503), Response("", 502), Response("fine"))
+    record = only(invoke(["--format", "jsonl", "--backoff", "0.01", httpserver.url_for("/flaky")]))
+    assert record["ok"] is True and record["attempts"] == 3 == len(seen.requests)
+
+
+def test_retries_stop_at_the_limit(httpserver):
+    seen = serve(httpserver, "/down", Response("", 500))
+    args = ["--format", "jsonl", "--backoff", "0.01", "--retries", "3", httpserver.url_for("/down")]
+    record = only(invoke(args))
+    assert record["attempts"] == 4 == len(seen.requests)
+    assert record["error"]["kind"] == "http" and record["status"] == 500
+
+
+def test_a_404_is_not_retried(httpserver):
+    seen = serve(httpserver, "/gone", Response("", 404))
+    record = only(invoke(["--format", "jsonl", "--backoff", "0.01", httpserver.url_for("/gone")]))
+    assert record["attempts"] == 1 == len(seen.requests)
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_post_and_patch_are_retried_only_when_asked(httpserver, method):
+    seen = serve(httpserver, "/w", Response("", 503))
+    url = httpserver.url_for("/w")
+    record = only(invoke(["--format", "jsonl", "-X", method, "--backoff", "0.01", url]))
+    assert record["attempts"] == 1 == len(seen.requests)
+    args = ["--format", "jsonl", "-X", method, "--backoff", "0.01", "--retry-all-methods", url]
+    record = only(invoke(args))
+    assert record["attempts"] == 3 and len(seen.requests) == 4
+
+
+def test_connection_errors_are_retried():
+    accepted = []
+
+    def reset_at_once(conn):
+        accepted.append(1)
+        read_request(conn)
+        from tests.servers import reset
+
+        reset(conn)
+
+    with FaultServer(reset_at_once) as server:
+        args = ["--format", "jsonl", "--backoff", "0.01", "--retries", "2", server.url("/")]
+        record = only(invoke(args))
+    assert record["error"]["kind"] == "protocol"
+    assert record["attempts"] == 3 == len(accepted)
+
+
+def test_backoff_doubles_with_jitter(httpserver):
+    recorders = [serve(httpserver, f"/b{n}", Response("", 500)) for n in range(3)]
+    urls = [httpserver.url_for(f"/b{n}") for n in range(3)]
+    invoke(["--backoff", "0.2", "--retries", "3", "-j", "3", *urls])
+    for recorder in recorders:
+        first, second, third = recorder.gaps
+        assert 0.1 <= first < 0.45  # 0.2 +-50%, plus time to answer
+        assert 0.2 <= second < 0.75
+        assert 0.4 <= third < 1.35
+    firsts = [round(recorder.gaps[0], 3) for recorder in recorders]
+    assert len(set(firsts)) > 1  # jitter: workers that failed together come back apart
+
+
+def test_retry_after_seconds(httpserver):
+    seen = serve(httpserver, "/ra", Response("", 429, {"Retry-After": "1"}), Response("ok"))
+    record = only(invoke(["--format", "jsonl", "--backoff", "0.01", httpserver.url_for("/ra")]))
+    assert record["ok"] is True and record["attempts"] == 2
+    assert seen.gaps[0] >= 0.95
+
+
+def test_retry_after_http_date(httpserver):
+    when = formatdate(time.time() + 2, usegmt=True)
+    seen = serve(httpserver, "/rd", Response("", 503, {"Retry-After": when}), Response("ok"))
+    record = only(invoke(["--format", "jsonl", "--backoff", "0.01", httpserver.url_for("/rd")]))
+    assert record["ok"] is True
+    assert 0.9 <= seen.gaps[0] < 3.0  # whole seconds in the date
+
+
+def test_retry_after_is_capped_by_max_retry_wait(httpserver):
+    seen = serve(httpserver, "/cap", Response("", 503, {"Retry-After": "30"}), Response("ok"))
+    args = ["--format", "jsonl", "--max-retry-wait", "0.5", httpserver.url_for("/cap")]
+    started = time.monotonic()
+    record = only(invoke(args))
+    assert record["ok"] is True
+    assert 0.45 <= seen.gaps[0] < 1.5 and time.monotonic() - started < 3
+
+
+# -- 7. redirects and credentials -------------------------------------------------------------
+
+
+def chain(httpserver, length: int) -> str:
+    for n in range(length, 0, -1):
+        httpserver.expect_request(f"/r/{n}").respond_with_response(
+            Response("", 302, {"Location": f"/r/{n - 1}"})
+        )
+    httpserver.expect_request("/r/0").respond_with_data("landed")
+    return httpserver.url_for(f"/r/{length}")
+
+
+def test_redirects_are_counted_and_final_url_set(httpserver):
+    record = only(invoke(["--format", "jsonl", chain(httpserver, 3)]))
+    assert record["redirects"] == 3 and record["final_url"] == httpserver.url_for("/r/0")
+    assert record["bytes"] == len(b"landed")
+
+
+def test_max_redirects(httpserver):
+    record = only(invoke(["--format", "jsonl", "--max-redirects", "2", chain(httpserver, 3)]))
+    assert record["error"]["kind"] == "too_many_redirects"
+
+
+def test_no_follow_reports_the_redirect_itself(httpserver):
+    record = only(invoke(["--format", "jsonl", "--no-follow", chain(httpserver, 1)]))
+    assert record["status"] == 302 and record["ok"] is True and record["redirects"] == 0
+    assert record["final_url"] == httpserver.url_for("/r/1")
+
+
+SECRET_ARGS = [
+    "-u", "alice:pw1", "-H", "X-Keep: yes", "-b", "session=cookie1",
+    "-H", "Proxy-Authorization: Basic cHJveHk6cHc=",
+]  # fmt: skip
+
+
+def test_credentials_are_not_forwarded_to_another_host(httpserver):
+    port = httpserver.port
+    httpserver.expect_request("/away").respond_with_response(
+        Response("", 302, {"Location": f"http://localhost:{port}/landing"})
+    )
+    landing = serve(httpserver, "/landing")
+    first = serve(httpserver, "/first")
+    invoke([*SECRET_ARGS, httpserver.url_for("/first")])  # same host: all are sent
+    assert first.requests[0].headers["Authorization"].startswith("Basic ")
+    assert first.requests[0].cookies.get("session") == "cookie1"
+    record = only(invoke(["--format", "jsonl", *SECRET_ARGS, httpserver.url_for("/away")]))
+    assert record["ok"] is True and record["redirects"] == 1
+    headers = landing.requests[0].headers
+    assert headers["X-Keep"] == "yes"
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        assert name not in headers, name
+
+
+def test_authorization_header_given_with_h_is_not_forwarded(httpserver):
+    port = httpserver.port
+    httpserver.expect_request("/away").respond_with_response(
+        Response("", 301, {"Location": f"http://localhost:{port}/landing"})
+    )
+    landing = serve(httpserver, "/landing")
+    args = ["-H", "Authorization: Bearer tok", "-H", "Cookie: c=1", httpserver.url_for("/away")]
+    invoke(args)
+    assert "Authorization" not in landing.requests[0].headers
+    assert "Cookie" not in landing.requests[0].headers
+
+
+# -- 8. --max-size and content decoding -------------------------------------------------------
+
+
+def test_max_size_counts_decoded_bytes(httpserver):
+    body = b"z" * 5000
+    packed = gzip.compress(body)
+    assert len(packed) < 500
+    headers = {"Content-Encoding": "gzip"}
+    httpserver.expect_request("/g").respond_with_response(Response(packed, 200, headers))
+    url = httpserver.url_for("/g")
+    record = only(invoke(["--format", "jsonl", "--max-size", "4K", url]))
+    assert record["error"]["kind"] == "too_large" and record["attempts"] == 1
+    record = only(invoke(["--format", "jsonl", "--max-size", "5000", url]))
+    assert record["ok"] is True and record["bytes"] == 5000
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_bodies_are_decoded(httpserver, encoding):
+    body = b"decoded body " * 100
+    if encoding == "gzip":
+        packed = gzip.compress(body)
+    elif encoding == "deflate":
+        packed = zlib.compress(body)
+    elif encoding == "br":
+        packed = pytest.importorskip("brotli").compress(body)
+    else:
+        zstd = pytest.importorskip("backports.zstd")
+        packed = zstd.compress(body)
+    seen = serve(httpserver, "/e", Response(packed, 200, {"Content-Encoding": encoding}))
+    record = only(invoke(["--format", "jsonl", httpserver.url_for("/e")]))
+    assert record["bytes"] == len(body)
+    assert encoding in seen.requests[0].headers["Accept-Encoding"]
+
+
+def bomb(size: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    block = bytes(1 << 20)
+    parts = [compressor.compress(block) for _ in range(size >> 20)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def test_gzip_bomb_is_stopped_at_max_size_with_flat_memory(httpserver):
+    packed = bomb(1 << 30)  # 1 GiB of zeros in about 1 MB
+    headers = {"Content-Encoding": "gzip"}
+    httpserver.expect_request("/bomb").respond_with_response(Response(packed, 200, headers))
+    code = (
+        "import resource, sys\n"
+        "from fetcher.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "finally:\n"
+        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    print(f'PEAK_KB={peak}', file=sys.stderr)\n"
+    )
+    args = ["--format", "jsonl", "--max-size", "10M", httpserver.url_for("/bomb")]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+        cwd=ROOT,
+        check=False,
+    )
+    record = json.loads(done.stdout)
+    assert record["error"]["kind"] == "too_large"
+    peak_kb = int(done.stderr.split("PEAK_KB=")[1])
+    assert peak_kb < 150 * 1024, f"peak RSS {peak_kb} KB while abandoning a 1 GiB bomb"
+
+
+# -- 9. secrets in logs -----------------------------------------------------------------------
+
+
+def test_verbose_logs_never_print_credentials(httpserver):
+    serve(httpserver, "/v")
+    url = httpserver.url_for("/v").replace("127.0.0.1", "u:urlpass@127.0.0.1")
+    args = [
+        "-vv", "-u", "alice:authpass", "-H", "Authorization: Bearer hdrtoken",
+        "-b", "c=cookiepass", "-H", "Cookie: d=hdrcookie",
+        "-H", "Proxy-Authorization: Basic proxypass", url,
+    ]  # fmt: skip
+    result = invoke(args)
+    everything = result.stdout + result.stderr
+    assert "DEBUG" in result.stderr  # urllib3's connection log is on
+    for secret in ("urlpass", "authpass", "hdrtoken", "cookiepass", "hdrcookie", "proxypass"):
+        assert secret not in everything, secret
+    assert base64.b64encode(b"alice:authpass").decode() not in everything
+
+
+def test_jar_reads_curl_session_and_httponly_cookies_and_writes_them_back(tmp_path):
+    from fetcher.cookies import load_jar, save_jar
+
+    future = int(time.time()) + 3600
+    curl_file = tmp_path / "curl.txt"
+    curl_file.write_text(
+        "# Netscape HTTP Cookie File\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts1\n"
+        f"#HttpOnly_.example.test\tTRUE\t/app\tTRUE\t{future}\thidden\th1\n"
+        "127.0.0.1\tFALSE\t/\tFALSE\t1\texpired\told\n"
+    )
+    jar = load_jar(str(curl_file))
+    got = {c.name: c for c in jar}
+    assert set(got) == {"session", "hidden"}
+    assert got["session"].expires is None and got["hidden"].secure
+    assert got["hidden"].has_nonstandard_attr("HttpOnly")
+    out = tmp_path / "out.txt"
+    assert save_jar(str(out), [jar]) == 2
+    lines = [line for line in out.read_text().splitlines() if line and not line[0] == "#"]
+    assert "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts1" in lines
+    assert f"#HttpOnly_.example.test\tTRUE\t/app\tTRUE\t{future}\thidden\th1" in out.read_text()
+    assert {c.name for c in load_jar(str(out))} == {"session", "hidden"}
