@@ -136,7 +136,7 @@ def _attempt(
             result.error_message = f"--max-time of {settings.max_time:g} s reached"
         last = getattr(exc, "response", None)
         if isinstance(exc, requests.TooManyRedirects) and last is not None:
-            result.redirects = len(last.history) + 1
+            result.redirects = len(last.history)  # the redirects actually followed
     if result.error_kind is None and result.status is not None:
         result.ok = result.status in settings.ok_status
         if not result.ok:

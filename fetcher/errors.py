@@ -125,25 +125,44 @@ def classify(exc: BaseException) -> ErrorKind:
             return link.kind
     for kind, types in _KIND_TABLE:
         for link in chain:
-            if kind is ErrorKind.CONNECT_TIMEOUT and isinstance(link, uex.NewConnectionError):
-                continue
+            if kind is ErrorKind.CONNECT_TIMEOUT:
+                if isinstance(link, uex.NewConnectionError):
+                    continue
+                if _is_handshake_timeout(link):
+                    return kind  # urllib3 reports it as a read timeout; it is part of connecting
             if isinstance(link, types):
                 return kind
     return ErrorKind.OTHER
+
+
+def _is_handshake_timeout(link: BaseException) -> bool:
+    return isinstance(link, TimeoutError) and "handshake operation timed out" in str(link)
 
 
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line message for humans: the innermost informative text of the chain."""
+    """A one-line message for humans: the innermost informative text of the chain.
+
+    The walk stops at an http.client error: what lies below it is parsing detail (int()'s
+    complaint about a status that is not a number), not what went wrong.
+    """
     message = ""
     for link in iter_chain(exc):
-        text = _OBJECT_REPR.sub("", str(link)).strip()
+        text = _text(link)
         if text and "Max retries exceeded" not in text and "Caused by" not in text:
             message = text
         elif text and not message:
             message = text
+        if isinstance(link, http.client.HTTPException):
+            break
     if not message:
         message = type(exc).__name__
     return " ".join(message.split())
+
+
+def _text(link: BaseException) -> str:
+    if type(link) is http.client.BadStatusLine:
+        return f"bad status line {str(link.args[0] if link.args else '').strip()!r}"
+    return _OBJECT_REPR.sub("", str(link)).strip()

@@ -72,21 +72,20 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
     chunks, so that memory does not depend on the input.
     """
     number = 0
-    limit = MAX_LINE_BYTES + 2  # room for CRLF
+    limit = len(BOM) + MAX_LINE_BYTES + 2  # room for a BOM and CRLF around the longest line
     while True:
         raw = stream.readline(limit)
         if not raw:
             return
         number += 1
-        too_long = False
-        if not raw.endswith(b"\n") and len(raw) >= limit:
-            too_long = True
-            rest = raw
-            while rest and not rest.endswith(b"\n"):
-                rest = stream.readline(65536)
+        complete = raw.endswith(b"\n") or len(raw) < limit  # a whole line, or the last one
+        rest = raw
+        while not complete and rest and not rest.endswith(b"\n"):
+            rest = stream.readline(65536)
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
-        yield number, raw.rstrip(b"\r\n")[:MAX_LINE_BYTES], too_long
+        line = raw.rstrip(b"\r\n")
+        yield number, line[:MAX_LINE_BYTES], not complete or len(line) > MAX_LINE_BYTES
 
 
 class InputReader:

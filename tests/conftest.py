@@ -38,7 +38,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 def invoke(args: list[str], input: str | bytes | None = None, **env: str) -> Result:
     """Run the command in process: fast, for everything but signals, terminals and real pipes."""
     runner = CliRunner()
-    return runner.invoke(main, args, input=input, env=clean_env(**env), catch_exceptions=False)
+    # CliRunner only sets the variables it is given: unset the caller's FETCHER_* and proxies.
+    unset: dict[str, str | None] = {
+        key: None for key in os.environ if key.startswith("FETCHER_") or "proxy" in key.lower()
+    }
+    unset.update(env)
+    return runner.invoke(main, args, input=input, env=unset, catch_exceptions=False)
 
 
 def run_process(

@@ -77,6 +77,8 @@ class CountingServer(ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, object]:
         conn, address = super().get_request()
+        # Headers and body go out in two writes: without this, Nagle and delayed ACKs add 40 ms.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.lock:
             self.connections += 1
         return conn, address
@@ -190,3 +192,63 @@ def full_backlog() -> Iterator[str]:
         for filler in fillers:
             filler.close()
         listener.close()
+
+
+# -- helpers for the fault, error and session tests ----------------------------------------------
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens: bound, read and closed again at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def silent(conn: socket.socket) -> None:
+    """A FaultServer behaviour: read the request, answer nothing until the client hangs up.
+
+    The thread ends when the client closes (recv returns b"") or after read_request's 5 s.
+    """
+    read_request(conn)
+    conn.recv(1)
+
+
+def respond(data: bytes, end: str = "close") -> Callable[[socket.socket], None]:
+    """A FaultServer behaviour: read the request, send data, then end the connection.
+
+    end is ``close`` (a clean FIN), ``reset`` (an RST) or ``stall`` (say nothing more until the
+    client hangs up). On Linux the client reads what was sent before it sees the RST.
+    """
+    if end not in ("close", "reset", "stall"):
+        raise ValueError(f"unknown end {end!r}")
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(data)
+        if end == "reset":
+            reset(conn)
+        elif end == "stall":
+            conn.recv(1)
+
+    return behaviour
+
+
+@contextlib.contextmanager
+def tls_server(
+    wrap_socket: Callable[..., socket.socket], route: Callable[[str], Route] = default_route
+) -> Iterator[CountingServer]:
+    """A CountingServer speaking HTTPS; pass a server-side ``SSLContext.wrap_socket``.
+
+    The handshake runs in ``accept``: a client that rejects the certificate is dropped (the
+    failed accept is ignored by socketserver) and the server goes on.
+    """
+    server = CountingServer(route)
+    server.socket = wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
