@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from requests.utils import should_bypass_proxies
 from urllib3.util import Timeout
 
+from fetcher.bodies import Bodies, BodyOutput
 from fetcher.cookies import host_cookies
 from fetcher.errors import ErrorKind, FetchError, classify, describe
 from fetcher.redact import redact_text, redact_url
@@ -66,21 +68,24 @@ def fetch_one(
     job: Job,
     settings: Settings,
     stopping: threading.Event | None = None,
+    bodies: Bodies | None = None,
 ) -> Result:
     """Fetch job.target with session, retrying per settings, and return its Result.
 
     Never raises for a failed URL: every failure is classified into the Result. Not
     thread-safe in the way Session is not: call it only with the calling thread's session.
-    When stopping is set, no further attempt is made and a wait for one ends at once.
+    When stopping is set, no further attempt is made and a wait for one ends at once. With
+    bodies, each ok body is saved and/or spooled for the record writer (``Result.body``).
     """
     started = time.perf_counter()
     deadline = time.monotonic() + settings.max_time if settings.max_time else None
     attempt = 0
     while True:
         attempt += 1
-        result, retry_after = _attempt(session, job, settings, deadline)
+        result, retry_after = _attempt(session, job, settings, deadline, bodies)
         if not should_retry(result, attempt, settings):
             break
+        result.close()
         wait = retry_wait(attempt, retry_after, settings)
         if deadline is not None and time.monotonic() + wait >= deadline:
             break  # the next attempt could not finish in time: report this one
@@ -100,7 +105,11 @@ def _outcome(result: Result) -> str:
 
 
 def _attempt(
-    session: requests.Session, job: Job, settings: Settings, deadline: float | None
+    session: requests.Session,
+    job: Job,
+    settings: Settings,
+    deadline: float | None,
+    bodies: Bodies | None,
 ) -> tuple[Result, float | None]:
     """One request (redirects included). Returns its Result and the Retry-After it carried."""
     result = Result(job=job)
@@ -127,7 +136,10 @@ def _attempt(
             result.content_type = response.headers.get("Content-Type")
             if response.status_code in settings.retry_on:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            read_body(response, result, settings, deadline)
+            output = None
+            if bodies is not None:
+                output = bodies.open(job.target, response.status_code in settings.ok_status)
+            read_body(response, result, settings, deadline, output)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
         result.error_message = redact_text(describe(exc))
@@ -140,15 +152,22 @@ def _attempt(
     if result.error_kind is None and result.status is not None:
         result.ok = result.status in settings.ok_status
         if not result.ok:
-            result.error_kind = ErrorKind.HTTP
+            # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
+            result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
             result.error_message = f"{result.status} {result.reason or ''}".strip()
     return result, retry_after
 
 
 def read_body(
-    response: requests.Response, result: Result, settings: Settings, deadline: float | None
+    response: requests.Response,
+    result: Result,
+    settings: Settings,
+    deadline: float | None,
+    output: BodyOutput | None = None,
 ) -> None:
-    """Read the decoded body, hashing it, within --max-size and the deadline.
+    """Read the decoded body, hashing it and writing it to output, within --max-size and the
+    deadline. On any failure the output is aborted (its temporary file removed) and the
+    exception propagates; the output is committed only after the last byte.
 
     ``read1`` returns after each read from the socket, so a server that drips a byte a second
     is checked against the deadline every second; urllib3 bounds how much one compressed read
@@ -158,13 +177,25 @@ def read_body(
     size = 0
     limit = settings.max_size
     read1 = response.raw.read1
-    while chunk := read1(CHUNK_SIZE, decode_content=True):
-        size += len(chunk)
-        if limit is not None and size > limit:
-            raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)
-        if deadline is not None and time.monotonic() >= deadline:
-            raise FetchError(f"--max-time of {settings.max_time:g} s reached", ErrorKind.MAX_TIME)
-        digest.update(chunk)
+    try:
+        while chunk := read1(CHUNK_SIZE, decode_content=True):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                message = f"body larger than --max-size ({limit} bytes)"
+                raise FetchError(message, ErrorKind.TOO_LARGE)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FetchError(
+                    f"--max-time of {settings.max_time:g} s reached", ErrorKind.MAX_TIME
+                )
+            digest.update(chunk)
+            if output is not None:
+                output.write(chunk)
+        if output is not None:
+            result.path, result.body = output.finish()
+    except BaseException:
+        if output is not None:
+            output.abort()
+        raise
     result.bytes = size
     result.sha256 = digest.hexdigest()
 
@@ -175,7 +206,8 @@ def request_options(job: Job, settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if settings.verify is not True:
         options["verify"] = settings.verify
-    if settings.proxy is not None:
+    if settings.proxy is not None and not should_bypass_proxies(job.target, None):
+        # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY.
         options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
     if settings.cookies:
         options["cookies"] = host_cookies(settings.cookies, host_of(job.target))
@@ -186,14 +218,19 @@ class Fetcher:
     """Fetches one job with the calling thread's own Session; stops retrying when told to."""
 
     def __init__(
-        self, settings: Settings, sessions: SessionPool, stopping: threading.Event | None = None
+        self,
+        settings: Settings,
+        sessions: SessionPool,
+        stopping: threading.Event | None = None,
+        bodies: Bodies | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.stopping = stopping
+        self.bodies = bodies
 
     def __call__(self, job: Job) -> Result:
-        return fetch_one(self.sessions.get(), job, self.settings, self.stopping)
+        return fetch_one(self.sessions.get(), job, self.settings, self.stopping, self.bodies)
 
 
 @dataclass(slots=True)

@@ -163,6 +163,9 @@ def describe(exc: BaseException) -> str:
 
 
 def _text(link: BaseException) -> str:
+    if isinstance(link, uex.LocationParseError) and "://" not in str(link):
+        # urllib3 quotes the part it could not parse, which may be half of a password.
+        return "malformed URL (check the URL and any *_PROXY variable)"
     if type(link) is http.client.BadStatusLine:
         return f"bad status line {str(link.args[0] if link.args else '').strip()!r}"
     return _OBJECT_REPR.sub("", str(link)).strip()

@@ -14,7 +14,7 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
-from fetcher.parsing import parse_cookie, parse_header, parse_size, parse_user
+from fetcher.parsing import parse_cookie, parse_header, parse_proxy, parse_size, parse_user
 from fetcher.settings import OkStatus, Settings
 
 ENV_PREFIX = "FETCHER_"
@@ -73,7 +73,8 @@ REQUEST_OPTIONS = [
            type=Parsed("COOKIE", parse_cookie), help="Send a cookie to each URL's host."),
     option("-c", "--cookie-jar", metavar="FILE",
            help="Load cookies from FILE (Netscape format) and save all received ones there."),
-    option("-x", "--proxy", metavar="URL", help="Proxy for every request (overrides *_PROXY)."),
+    option("-x", "--proxy", metavar="URL", type=Parsed("URL", parse_proxy),
+           help="Proxy for every request (overrides *_PROXY; NO_PROXY still applies)."),
     option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
     option("--cacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
            help="Trust the CA certificates in FILE (PEM)."),

@@ -44,3 +44,18 @@ def parse_user(text: str) -> tuple[str, str | None]:
     """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
     user, colon, password = text.partition(":")
     return user, (password if colon else None)
+
+
+def parse_proxy(text: str) -> str:
+    """A proxy URL requests can use. The ValueError never repeats the URL: it may hold a
+    password."""
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    try:
+        parsed = parse_url(text if "://" in text else "http://" + text)
+    except LocationParseError:
+        raise ValueError("malformed proxy URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError("a proxy URL must be http://HOST[:PORT] or https://HOST[:PORT]")
+    return text

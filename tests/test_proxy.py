@@ -1,0 +1,339 @@
+"""Proxies through a real forward proxy on 127.0.0.1: -x, the *_PROXY variables and NO_PROXY,
+CONNECT tunnels for https, unreachable proxies, proxy credentials (sent, and never printed)
+and a proxy that answers 407.
+"""
+
+import json
+import logging
+import os
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import counting_server
+from tests.tls_proxy_servers import (
+    basic,
+    closed_port,
+    forward_proxy,
+    https_server,
+    make_certificates,
+)
+
+SECRET = "ppass"
+SECRET_BASIC = basic("puser", SECRET).removeprefix("Basic ")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """CliRunner only sets the variables it is given: remove proxies, FETCHER_* and CA bundles
+    ourselves; tests that want a proxy variable pass it."""
+    for key in list(os.environ):
+        if key.startswith("FETCHER_") or "proxy" in key.lower() or key.endswith("CA_BUNDLE"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """-v and -vv point the root logger at the runner's stderr; put it back afterwards."""
+    root, ours = logging.getLogger(), logging.getLogger("fetcher")
+    handlers, root_level, our_level = root.handlers[:], root.level, ours.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    ours.setLevel(our_level)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def target():
+    with counting_server() as running:
+        yield running
+
+
+@pytest.fixture
+def tls_target(certs):
+    with https_server(certs.server_context()) as running:
+        yield running
+
+
+@pytest.fixture
+def proxy():
+    with forward_proxy() as running:
+        yield running
+
+
+@pytest.fixture
+def auth_proxy():
+    with forward_proxy(("puser", SECRET)) as running:
+        yield running
+
+
+def fetch(url, *args, **env):
+    """Run the command on one URL without retries; return (click result, its one record)."""
+    result = invoke(["--format", "jsonl", "--retries", "0", *args, url], **env)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, (result.exit_code, result.stdout, result.stderr)
+    return result, json.loads(lines[0])
+
+
+def assert_ok(result, record):
+    assert record["ok"] is True and record["status"] == 200 and record["error"] is None, record
+    assert result.exit_code == 0, result.stderr
+
+
+def assert_failed(result, record, kind, status=None):
+    assert record["ok"] is False, record
+    assert record["error"]["kind"] == kind, record
+    assert record["status"] == status, record
+    assert record["attempts"] == 1, record
+    assert result.exit_code == 3, result.stderr
+
+
+def dead_proxy():
+    return f"http://127.0.0.1:{closed_port()}"
+
+
+# -- plain http through the proxy ----------------------------------------------------------------
+
+
+def test_no_proxy_applies_to_the_proxy_option_as_in_curl(proxy, target):
+    result, record = fetch(target.url("/direct"), "-x", proxy.url, NO_PROXY="127.0.0.1")
+    assert_ok(result, record)
+    assert proxy.request_lines == []
+    assert target.paths == ["/direct"]
+
+
+def test_proxy_option_forwards_http(proxy, target):
+    url = target.url("/via-x")
+    result, record = fetch(url, "-x", proxy.url)
+
+    assert_ok(result, record)
+    assert record["bytes"] == len(b"body of /via-x\n")
+    assert proxy.request_lines == [f"GET {url} HTTP/1.1"]  # absolute URI: a proxy request
+    assert target.paths == ["/via-x"]
+    assert proxy.proxy_authorizations == [None]
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy"])
+def test_http_proxy_variable_is_honoured(proxy, target, variable):
+    url = target.url("/via-env")
+    result, record = fetch(url, **{variable: proxy.url})
+
+    assert_ok(result, record)
+    assert proxy.request_lines == [f"GET {url} HTTP/1.1"]
+    assert target.paths == ["/via-env"]
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "localhost,127.0.0.1", "127.0.0.0/8"])
+def test_no_proxy_bypasses_the_proxy_variable(proxy, target, no_proxy):
+    result, record = fetch(target.url("/direct"), HTTP_PROXY=proxy.url, NO_PROXY=no_proxy)
+
+    assert_ok(result, record)
+    assert proxy.request_lines == []
+    assert target.paths == ["/direct"]
+
+
+def test_proxy_option_wins_over_the_variable(proxy, target):
+    url = target.url("/x-wins")
+    result, record = fetch(url, "-x", proxy.url, HTTP_PROXY=dead_proxy())
+
+    assert_ok(result, record)
+    assert proxy.request_lines == [f"GET {url} HTTP/1.1"]
+
+
+def test_proxy_option_wins_for_https_urls_too(proxy, tls_target, certs):
+    url = tls_target.url("/x-wins-tls")
+    result, record = fetch(
+        url, "--cacert", str(certs.ca_pem), "-x", proxy.url, HTTPS_PROXY=dead_proxy()
+    )
+
+    assert_ok(result, record)
+    assert len(proxy.request_lines) == 1
+    assert proxy.request_lines[0].startswith(f"CONNECT 127.0.0.1:{tls_target.port} ")
+
+
+# -- https through a CONNECT tunnel --------------------------------------------------------------
+
+
+def test_https_goes_through_a_connect_tunnel(proxy, tls_target, certs):
+    result, record = fetch(
+        tls_target.url("/tunnel"), "--cacert", str(certs.ca_pem), "-x", proxy.url
+    )
+
+    assert_ok(result, record)
+    assert record["bytes"] == len(b"secure /tunnel\n")
+    assert len(proxy.request_lines) == 1
+    assert proxy.request_lines[0].startswith(f"CONNECT 127.0.0.1:{tls_target.port} ")
+    assert tls_target.paths == ["/tunnel"]  # end to end: the proxy only saw the tunnel
+
+
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "https_proxy"])
+def test_https_proxy_variable_is_honoured(proxy, tls_target, certs, variable):
+    url = tls_target.url("/tunnel-env")
+    result, record = fetch(url, "--cacert", str(certs.ca_pem), **{variable: proxy.url})
+
+    assert_ok(result, record)
+    assert [line.split()[:2] for line in proxy.request_lines] == [
+        ["CONNECT", f"127.0.0.1:{tls_target.port}"]
+    ]
+    assert tls_target.paths == ["/tunnel-env"]
+
+
+def test_certificate_is_verified_through_the_tunnel(proxy, tls_target):
+    """The tunnel carries TLS end to end: without --cacert the target's certificate is still
+    checked, and the failure is the target's (tls), not the proxy's."""
+    result, record = fetch(tls_target.url("/untrusted"), "-x", proxy.url)
+
+    assert_failed(result, record, "tls")
+    assert len(proxy.request_lines) == 1 and proxy.request_lines[0].startswith("CONNECT ")
+    assert tls_target.paths == []
+
+
+# -- unreachable proxy ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_unreachable_proxy_is_kind_proxy(target, tls_target, scheme, how):
+    url = target.url("/unreached") if scheme == "http" else tls_target.url("/unreached")
+    dead = dead_proxy()
+    if how == "option":
+        result, record = fetch(url, "-x", dead)
+    else:
+        result, record = fetch(url, **{f"{scheme.upper()}_PROXY": dead})
+
+    assert_failed(result, record, "proxy")
+    assert record["error"]["message"], record
+    assert target.paths == [] and tls_target.paths == []
+
+
+# -- credentials -----------------------------------------------------------------------------------
+
+
+def assert_secret_not_printed(result):
+    for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        assert SECRET not in text, f"the proxy password is on {stream}:\n{text}"
+        assert SECRET_BASIC not in text, f"the Proxy-Authorization value is on {stream}:\n{text}"
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_proxy_credentials_are_sent_and_never_printed(
+    auth_proxy, target, tls_target, certs, scheme, verbosity
+):
+    url = target.url("/cred") if scheme == "http" else tls_target.url("/cred")
+    proxy_url = f"http://puser:{SECRET}@127.0.0.1:{auth_proxy.port}"
+    result, record = fetch(url, "--cacert", str(certs.ca_pem), "-x", proxy_url, *verbosity)
+
+    assert_ok(result, record)
+    assert auth_proxy.proxy_authorizations == [basic("puser", SECRET)]
+    if verbosity == ["-vv"]:  # the secret is absent from a log that is really there
+        assert "urllib3.connectionpool DEBUG Starting new HTTP" in result.stderr, result.stderr
+    if verbosity:
+        assert f"200 ok {url}" in result.stderr, result.stderr
+    assert_secret_not_printed(result)
+
+
+@pytest.mark.parametrize("fmt", ["text", "jsonl", "csv"])
+@pytest.mark.parametrize("how", ["option", "variable"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_password_of_an_unreachable_proxy_is_not_printed(target, tls_target, scheme, how, fmt):
+    url = target.url("/dead") if scheme == "http" else tls_target.url("/dead")
+    dead = f"http://puser:{SECRET}@127.0.0.1:{closed_port()}"
+    args = ["--format", fmt, "--retries", "0", "-vv", url]
+    if how == "option":
+        result = invoke(["-x", dead, *args])
+    else:
+        result = invoke(args, **{f"{scheme.upper()}_PROXY": dead})
+
+    assert result.exit_code == 3, result.stderr
+    assert "proxy" in result.stdout, result.stdout  # the kind, in every format
+    assert_secret_not_printed(result)
+
+
+def test_proxy_credentials_from_the_variable_are_sent(auth_proxy, tls_target, certs):
+    proxy_url = f"http://puser:{SECRET}@127.0.0.1:{auth_proxy.port}"
+    result, record = fetch(
+        tls_target.url("/cred-env"), "--cacert", str(certs.ca_pem), "-vv", HTTPS_PROXY=proxy_url
+    )
+
+    assert_ok(result, record)
+    assert auth_proxy.proxy_authorizations == [basic("puser", SECRET)]
+    assert_secret_not_printed(result)
+
+
+def test_407_for_an_https_url_is_kind_proxy(auth_proxy, tls_target, certs):
+    """requests turns a refused CONNECT into a ProxyError: no response reaches the record."""
+    proxy_url = f"http://puser:wrong-{SECRET}@127.0.0.1:{auth_proxy.port}"
+    result, record = fetch(
+        tls_target.url("/refused"), "--cacert", str(certs.ca_pem), "-x", proxy_url, "-vv"
+    )
+
+    assert_failed(result, record, "proxy")
+    assert "407" in record["error"]["message"], record
+    assert auth_proxy.proxy_authorizations == [basic("puser", f"wrong-{SECRET}")]
+    assert tls_target.paths == []
+    assert_secret_not_printed(result)
+
+
+def test_407_for_an_http_url_is_a_failed_record(auth_proxy, target):
+    """For a plain http URL the 407 is an ordinary response, relayed by the proxy itself."""
+    result, record = fetch(target.url("/refused"), "-x", auth_proxy.url, "--retries", "2")
+
+    assert record["ok"] is False and record["status"] == 407, record
+    assert record["error"] is not None, record
+    assert record["attempts"] == 1, record  # 407 is not in --retry-on: credentials won't change
+    assert result.exit_code == 3
+    assert auth_proxy.proxy_authorizations == [None]
+    assert target.paths == []
+
+
+def test_407_for_an_http_url_is_kind_proxy(auth_proxy, target):
+    result, record = fetch(target.url("/refused"), "-x", auth_proxy.url)
+
+    assert_failed(result, record, "proxy", status=407)
+
+
+# -- malformed proxy URLs --------------------------------------------------------------------------
+
+
+def test_malformed_proxy_variable_is_reported_with_its_password_masked(target):
+    """A bad -x is a usage error; a bad HTTP_PROXY is found per URL and becomes its record."""
+    bad = f"http://puser:{SECRET}@127.0.0.1:99999"
+    result, record = fetch(target.url("/bad-port"), HTTP_PROXY=bad)
+
+    assert record["ok"] is False and record["error"]["kind"] == "invalid_url", record
+    assert "http://puser:***@127.0.0.1:99999" in record["error"]["message"], record
+    assert_secret_not_printed(result)
+    assert target.paths == []
+
+
+@pytest.mark.parametrize("proxy_url", ["http://127.0.0.1:99999", "ftp://127.0.0.1:21", "http://"])
+def test_malformed_proxy_option_is_a_usage_error(target, proxy_url):
+    result = invoke(["--format", "jsonl", "--retries", "0", "-x", proxy_url, target.url("/never")])
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert target.paths == []
+
+
+def test_part_of_a_malformed_proxy_password_is_not_printed(target):
+    result = invoke(
+        [
+            "--format",
+            "jsonl",
+            "--retries",
+            "0",
+            "-vv",
+            "-x",
+            "http://puser:s3cr/et@127.0.0.1:1",
+            target.url("/never"),
+        ]
+    )
+
+    assert result.exit_code != 0
+    assert "s3cr" not in result.stdout + result.stderr

@@ -1,0 +1,229 @@
+"""TLS options against a real HTTPS server on 127.0.0.1 with trustme certificates: verification
+on by default, --cacert, -k/--insecure, client certificates, and REQUESTS_CA_BUNDLE never
+overriding what the command line asked for.
+"""
+
+import json
+import os
+import ssl
+
+import pytest
+
+from tests.conftest import invoke, run_process
+from tests.tls_proxy_servers import Certificates, https_server, make_certificates
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """CliRunner only sets the variables it is given: remove proxies, FETCHER_* and CA bundles
+    (this machine sets REQUESTS_CA_BUNDLE) ourselves; tests that want them pass them."""
+    for key in list(os.environ):
+        if key.startswith("FETCHER_") or "proxy" in key.lower() or key in CA_BUNDLE_VARIABLES:
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture
+def server(certs):
+    with https_server(certs.server_context()) as running:
+        yield running
+
+
+@pytest.fixture
+def mtls_server(certs):
+    """A server that requires a client certificate issued by our CA."""
+    with https_server(certs.server_context(require_client_cert=True)) as running:
+        yield running
+
+
+def fetch(url, *args, **env):
+    """Run the command on one URL without retries; return (click result, its one record)."""
+    result = invoke(["--format", "jsonl", "--retries", "0", *args, url], **env)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, (result.exit_code, result.stdout, result.stderr)
+    return result, json.loads(lines[0])
+
+
+def assert_ok(result, record, path):
+    assert record["ok"] is True, record
+    assert record["status"] == 200 and record["error"] is None, record
+    assert record["bytes"] == len(f"secure {path}\n"), record
+    assert result.exit_code == 0, result.stderr
+
+
+def assert_tls_failure(result, record):
+    assert record["ok"] is False and record["status"] is None, record
+    assert record["error"]["kind"] == "tls", record
+    assert record["error"]["message"], record
+    assert result.exit_code == 3, result.stderr  # every URL failed
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+def test_verification_is_on_by_default(server):
+    result, record = fetch(server.url("/default"))
+
+    assert_tls_failure(result, record)
+    assert "certificate verify failed" in record["error"]["message"], record
+    assert server.paths == []  # the request was never sent over the untrusted connection
+
+
+def test_cacert_trusts_the_ca(server, certs):
+    result, record = fetch(server.url("/trusted"), "--cacert", str(certs.ca_pem))
+
+    assert_ok(result, record, "/trusted")
+    assert server.paths == ["/trusted"]
+
+
+def test_cacert_still_checks_the_host_name(certs):
+    """Trusting the CA is not trusting any name: a certificate for another host still fails."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certs.ca.issue_cert("elsewhere.example").configure_cert(context)
+    with https_server(context) as server:
+        result, record = fetch(server.url("/wrong-name"), "--cacert", str(certs.ca_pem))
+
+    assert_tls_failure(result, record)
+    assert "127.0.0.1" in record["error"]["message"], record
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("flag", ["-k", "--insecure"])
+def test_insecure_skips_verification(server, flag):
+    result, record = fetch(server.url("/insecure"), flag)
+
+    assert_ok(result, record, "/insecure")
+    assert "InsecureRequestWarning" not in result.stderr
+
+
+def test_insecure_prints_no_warning_in_a_real_process(server):
+    """In process, pytest turns warnings into errors; a real process shows what a user sees:
+    urllib3 would print InsecureRequestWarning on stderr once per run if fetcher let it."""
+    url = server.url("/quiet")
+    done = run_process(["--format", "jsonl", "--retries", "0", "-k", url, url], timeout=30)
+
+    stderr = done.stderr.decode()
+    records = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert done.returncode == 0, stderr
+    assert [r["status"] for r in records] == [200, 200]
+    assert "InsecureRequestWarning" not in stderr and "Unverified HTTPS" not in stderr, stderr
+
+
+# -- client certificates ---------------------------------------------------------------------------
+
+
+def test_client_certificate_and_key_are_presented(mtls_server, certs):
+    result, record = fetch(
+        mtls_server.url("/mtls"),
+        "--cacert", str(certs.ca_pem),
+        "--cert", str(certs.client_cert_pem),
+        "--key", str(certs.client_key_pem),
+    )  # fmt: skip
+
+    assert_ok(result, record, "/mtls")
+    assert mtls_server.paths == ["/mtls"]
+    (peer,) = mtls_server.peer_certs
+    assert peer["subjectAltName"] == (("email", "client@example"),)
+
+
+def test_client_certificate_with_its_key_in_one_file(mtls_server, certs):
+    cert = str(certs.client_combined_pem)
+    result, record = fetch(
+        mtls_server.url("/one-file"), "--cacert", str(certs.ca_pem), "--cert", cert
+    )
+
+    assert_ok(result, record, "/one-file")
+    assert mtls_server.paths == ["/one-file"]
+
+
+def test_missing_client_certificate_is_tls(certs):
+    """With TLS 1.3 the client finishes its handshake before the server checks for a client
+    certificate; the server's refusal (an alert, or just the closed connection) arrives on the
+    first read. Both show up as an SSLError, so the kind is tls."""
+    with https_server(certs.server_context(require_client_cert=True)) as server:
+        result, record = fetch(server.url("/no-cert"), "--cacert", str(certs.ca_pem))
+
+    assert_tls_failure(result, record)
+    assert server.paths == []
+    # The server thread has been joined, so its side of the story is complete.
+    assert len(server.tls_errors) == 1, server.tls_errors
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in server.tls_errors[0]
+
+
+def test_client_certificate_from_another_ca_is_tls(certs, tmp_path):
+    """A client certificate the server does not trust is refused like a missing one."""
+    stranger = make_certificates(tmp_path)
+    with https_server(certs.server_context(require_client_cert=True)) as server:
+        result, record = fetch(
+            server.url("/stranger"),
+            "--cacert", str(certs.ca_pem),
+            "--cert", str(stranger.client_combined_pem),
+        )  # fmt: skip
+
+    assert_tls_failure(result, record)
+    assert server.paths == []
+    assert len(server.tls_errors) == 1 and "CERTIFICATE_VERIFY_FAILED" in server.tls_errors[0]
+
+
+def test_key_without_cert_is_a_usage_error(server, certs):
+    result = invoke(["--key", str(certs.client_key_pem), server.url("/never")])
+
+    assert result.exit_code == 2
+    assert "--key needs --cert" in result.stderr
+    assert result.stdout == ""
+    assert server.paths == []
+
+
+def test_missing_cert_file_is_a_usage_error(server, tmp_path):
+    result = invoke(["--cert", str(tmp_path / "absent.pem"), server.url("/never")])
+
+    assert result.exit_code == 2
+    assert "absent.pem" in result.stderr
+    assert server.paths == []
+
+
+# -- REQUESTS_CA_BUNDLE --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+def test_ca_bundle_variable_is_honoured_without_options(server, certs, variable):
+    """The control for the tests below: requests really reads the variable in this setup."""
+    result, record = fetch(server.url("/from-env"), **{variable: str(certs.ca_pem)})
+    assert_ok(result, record, "/from-env")
+
+    result, record = fetch(server.url("/other-env"), **{variable: str(certs.other_ca_pem)})
+    assert_tls_failure(result, record)
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+def test_cacert_wins_over_ca_bundle_variable(server, certs, variable):
+    """requests' merge_environment_settings would replace a session's verify with the variable;
+    fetcher passes --cacert with each request so that the command line wins."""
+    env = {variable: str(certs.other_ca_pem)}
+    result, record = fetch(server.url("/cacert-wins"), "--cacert", str(certs.ca_pem), **env)
+
+    assert_ok(result, record, "/cacert-wins")
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+def test_insecure_wins_over_ca_bundle_variable(server, certs, variable):
+    result, record = fetch(server.url("/k-wins"), "-k", **{variable: str(certs.other_ca_pem)})
+
+    assert_ok(result, record, "/k-wins")
+
+
+def test_client_certificate_survives_ca_bundle_variable(mtls_server, certs):
+    result, record = fetch(
+        mtls_server.url("/mtls-env"),
+        "--cacert", str(certs.ca_pem),
+        "--cert", str(certs.client_combined_pem),
+        REQUESTS_CA_BUNDLE=str(certs.other_ca_pem),
+    )  # fmt: skip
+
+    assert_ok(result, record, "/mtls-env")
