@@ -5,10 +5,11 @@ A Summary is fed by one thread only, the one that writes records, so it needs no
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
@@ -38,6 +39,12 @@ class Result:
     error_kind: ErrorKind | None = None
     error_message: str | None = None
     meta: dict[str, Any] | None = None
+    body: IO[builtins.bytes] | None = None  # for --body and --include-body; closed once written
+
+    def close(self) -> None:
+        if self.body is not None:
+            self.body.close()
+            self.body = None
 
     @property
     def url(self) -> str:

@@ -8,12 +8,14 @@ from tests.conftest import ROOT
 
 CORE = [
     "fetcher.atomic",
+    "fetcher.bodies",
     "fetcher.collector",
     "fetcher.cookies",
     "fetcher.engine",
     "fetcher.errors",
     "fetcher.events",
     "fetcher.parsing",
+    "fetcher.paths",
     "fetcher.redact",
     "fetcher.results",
     "fetcher.retry",
