@@ -12,20 +12,27 @@ import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.cookiejar import CookieJar
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import click
 
 from fetcher import __version__
+from fetcher.bodies import Bodies, remove_live_temporaries
 from fetcher.collector import Collector, FailedLines, RecordWriter
 from fetcher.cookies import load_jar, save_jar
 from fetcher.engine import Fetcher, Run
 from fetcher.events import NullEvents
 from fetcher.options import all_options, build_settings
-from fetcher.report import ConsoleWriter, StreamWriter, print_summary, write_summary_json
+from fetcher.report import (
+    ConsoleWriter,
+    NullWriter,
+    StreamWriter,
+    print_summary,
+    write_summary_json,
+)
 from fetcher.results import Summary
 from fetcher.session import SessionPool
-from fetcher.signals import hard_exit, stop_on_signals
+from fetcher.signals import hard_exit, on_hard_exit, stop_on_signals
 from fetcher.sources import InputReader, Source
 from fetcher.status import ExitStatus, exit_status
 
@@ -79,12 +86,15 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         display = make_display(show_progress)
         if display is not None:
             display.take_over_logging()
-        writer = make_writer(params["format_name"], params["results"], display)
+        writer = make_writer(params, display)
+        bodies = make_bodies(params)
         summary = Summary()
-        collector = Collector(summary, writer, display or NullEvents(), failed_lines)
+        body_stream = stdout_binary() if params["body"] else None
+        collector = Collector(summary, writer, display or NullEvents(), failed_lines, body_stream)
         sessions = SessionPool(settings, jar)
         stopping = threading.Event()
-        run = Run(settings, reader, Fetcher(settings, sessions, stopping), collector, stopping)
+        fetcher = Fetcher(settings, sessions, stopping, bodies)
+        run = Run(settings, reader, fetcher, collector, stopping)
         with stop_on_signals(run.request_stop):
             with display or ExitStack():
                 stopped_by = run.run()
@@ -207,24 +217,59 @@ def make_display(show: bool) -> Any:
     return RichProgress()
 
 
-def make_writer(format_name: str, results: str | None, display: Any) -> RecordWriter:
-    """Records go to --results, else stdout: through Rich on a terminal, plainly otherwise."""
+def make_writer(params: dict[str, Any], display: Any) -> RecordWriter:
+    """Records go to --results, else stdout (nowhere with --body): through Rich on a terminal,
+    plainly otherwise."""
+    format_name, results, include_body = (
+        params["format_name"], params["results"], params["include_body"]
+    )  # fmt: skip
+    if include_body and format_name != "jsonl":
+        raise click.UsageError("--include-body needs --format jsonl")
     if results is not None:
         try:
             stream: TextIO = open(results, "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
             message = f"cannot write --results file {results!r}: {exc.strerror}"
             raise click.UsageError(message) from None
-        return StreamWriter(stream, format_name, close_stream=True)
+        return StreamWriter(stream, format_name, close_stream=True, include_body=include_body)
+    if params["body"]:
+        return NullWriter()
     stdout = sys.stdout
     if not stdout.isatty():
         stream = buffered_stdout()
-        return StreamWriter(stream, format_name, close_stream=stream is not sys.stdout)
+        close = stream is not sys.stdout
+        return StreamWriter(stream, format_name, close_stream=close, include_body=include_body)
     if display is not None and same_terminal(stdout, sys.stderr):
-        return ConsoleWriter(display.console, format_name)
+        return ConsoleWriter(display.console, format_name, include_body)
     from rich.console import Console
 
-    return ConsoleWriter(Console(file=stdout), format_name)
+    return ConsoleWriter(Console(file=stdout), format_name, include_body)
+
+
+def make_bodies(params: dict[str, Any]) -> Bodies | None:
+    """Where bodies go: -o DIR (created now: a folder that cannot be is a usage error) and/or a
+    spool for --body and --include-body; None when only their hashes are kept."""
+    folder = params["output_dir"]
+    spool = params["body"] or params["include_body"]
+    if folder is None and not spool:
+        return None
+    if folder is not None:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
+        on_hard_exit(remove_live_temporaries)
+    return Bodies(folder, spool)
+
+
+def stdout_binary() -> BinaryIO:
+    """A buffered binary stream on stdout for --body (our own, like buffered_stdout)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return sys.stdout.buffer  # a test runner's capture
+    sys.stdout.flush()
+    return open(descriptor, "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
 
 
 def buffered_stdout() -> TextIO:

@@ -6,6 +6,7 @@ Everything here runs on one thread, in the order results are emitted, so nothing
 from __future__ import annotations
 
 import os
+import shutil
 from typing import BinaryIO, Protocol
 
 from fetcher.engine import Handler
@@ -60,11 +61,13 @@ class Collector(Handler):
         writer: RecordWriter,
         events: Events,
         failed: FailedLines | None = None,
+        bodies: BinaryIO | None = None,
     ) -> None:
         self.summary = summary
         self.writer = writer
         self.events = events
         self.failed = failed
+        self.bodies = bodies  # --body: where whole bodies go, one after another
         self.output_broken = False
 
     def result(self, result: Result) -> None:
@@ -72,13 +75,18 @@ class Collector(Handler):
         if not result.ok and self.failed is not None:
             self.failed.add(result.job.raw)
         self.events.on_result(result, self.summary)
-        if self.output_broken:
-            return
         try:
+            if self.output_broken:
+                return
+            if self.bodies is not None and result.body is not None:
+                result.body.seek(0)
+                shutil.copyfileobj(result.body, self.bodies)
             self.writer.write(result)
         except BrokenPipeError:
             self.output_broken = True
             raise
+        finally:
+            result.close()
 
     def skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
@@ -96,6 +104,8 @@ class Collector(Handler):
             return
         try:
             self.writer.flush()
+            if self.bodies is not None:
+                self.bodies.flush()
         except BrokenPipeError:
             self.output_broken = True
             raise

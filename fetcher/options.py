@@ -112,6 +112,12 @@ TIMING_OPTIONS = [
 ]  # fmt: skip
 
 OUTPUT_OPTIONS = [
+    option("-o", "--output-dir", metavar="DIR",
+           help="Save each ok body to DIR/<host>[_<port>]/<path>, atomically."),
+    option("--body", is_flag=True,
+           help="Write each body to stdout, whole; records then go only to --results."),
+    option("--include-body", is_flag=True,
+           help="Add the body to each jsonl record ('body', or 'body_base64' if not UTF-8)."),
     option("--format", "format_name", type=click.Choice(["text", "jsonl", "csv"]),
            default="text", help="Record format."),
     option("--results", metavar="FILE", help="Write the records to FILE instead of stdout."),

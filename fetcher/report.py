@@ -39,6 +39,10 @@ def format_jsonl(result: Result) -> str:
     return json.dumps(result.as_record(), ensure_ascii=False) + "\n"
 
 
+def format_jsonl_with_body(result: Result) -> str:
+    return json.dumps(result.as_record(include_body=True), ensure_ascii=False) + "\n"
+
+
 def csv_row(result: Result) -> list[Any]:
     record = result.as_record()
     error = record.pop("error")
@@ -67,10 +71,10 @@ class CsvFormatter:
         return self._buffer.getvalue()
 
 
-def make_formatter(name: str) -> tuple[Callable[[Result], str], str]:
+def make_formatter(name: str, include_body: bool = False) -> tuple[Callable[[Result], str], str]:
     """The formatting function for a format name, and the header line it needs first."""
     if name == "jsonl":
-        return format_jsonl, ""
+        return (format_jsonl_with_body if include_body else format_jsonl), ""
     if name == "csv":
         formatter = CsvFormatter()
         return formatter, formatter.header()
@@ -80,9 +84,15 @@ def make_formatter(name: str) -> tuple[Callable[[Result], str], str]:
 class StreamWriter:
     """Writes records to a text stream (stdout, a pipe, a --results file)."""
 
-    def __init__(self, stream: TextIO, format_name: str, close_stream: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        format_name: str,
+        close_stream: bool = False,
+        include_body: bool = False,
+    ) -> None:
         self.stream = stream
-        self.format, header = make_formatter(format_name)
+        self.format, header = make_formatter(format_name, include_body)
         self.close_stream = close_stream
         if header:
             stream.write(header)
@@ -106,9 +116,9 @@ class ConsoleWriter:
     so each record is printed above the display instead of through it.
     """
 
-    def __init__(self, console: Console, format_name: str) -> None:
+    def __init__(self, console: Console, format_name: str, include_body: bool = False) -> None:
         self.console = console
-        self.format, header = make_formatter(format_name)
+        self.format, header = make_formatter(format_name, include_body)
         self.colour = format_name == "text"
         if header:
             self._print(header, "")
@@ -127,6 +137,19 @@ class ConsoleWriter:
 
     def close(self) -> None:
         self.flush()
+
+
+class NullWriter:
+    """Where records go with --body and no --results: nowhere (stdout carries the bodies)."""
+
+    def write(self, result: Result) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def summary_head(summary: Summary) -> list[str]:

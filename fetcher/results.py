@@ -5,6 +5,7 @@ A Summary is fed by one thread only, the one that writes records, so it needs no
 
 from __future__ import annotations
 
+import base64
 import builtins
 import time
 from collections import Counter
@@ -58,8 +59,10 @@ class Result:
     def failure(cls, job: Job, kind: ErrorKind, message: str, **fields: Any) -> Result:
         return cls(job=job, ok=False, error_kind=kind, error_message=message, **fields)
 
-    def as_record(self) -> dict[str, Any]:
-        """The JSON record of §2.4, with secrets masked."""
+    def as_record(self, include_body: bool = False) -> dict[str, Any]:
+        """The JSON record of §2.4, with secrets masked; with include_body, the body too, as
+        ``body`` when it is UTF-8 text and ``body_base64`` otherwise (null when there was none).
+        """
         record: dict[str, Any] = {
             "url": redact_url(self.job.url),
             "final_url": redact_url(self.final_url) if self.final_url else None,
@@ -80,7 +83,19 @@ class Result:
         }
         if self.meta is not None:
             record["meta"] = self.meta
+        if include_body:
+            record.update(self._body_fields())
         return record
+
+    def _body_fields(self) -> dict[str, str | None]:
+        if self.body is None:
+            return {"body": None}
+        self.body.seek(0)
+        data = self.body.read()
+        try:
+            return {"body": data.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"body_base64": base64.b64encode(data).decode("ascii")}
 
 
 def host_of(url: str) -> str:
