@@ -150,6 +150,8 @@ def describe(exc: BaseException) -> str:
     """
     message = ""
     for link in iter_chain(exc):
+        if isinstance(link, FetchError):
+            return str(link)  # ours, and written to be read as it is
         text = _text(link)
         if text and "Max retries exceeded" not in text and "Caused by" not in text:
             message = text

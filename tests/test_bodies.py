@@ -1,0 +1,274 @@
+"""Saving bodies (-o), --body and --include-body against real local servers: files are complete
+under their final name or absent, whatever happens to the run."""
+
+import base64
+import hashlib
+import json
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, clean_env, invoke
+from tests.servers import FaultServer, counting_server, read_request, reset
+
+TEMP_GLOB = ".fetcher-*.part"
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def body_for(path: str) -> bytes:
+    """A distinct body per path; /big/N gives N bytes, /bin/N binary bytes."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if parts[0] == "big":
+        size = int(parts[1])
+        stem = f"BEGIN {path}\n".encode()
+        return stem + bytes((n * 7 + len(path)) % 26 + 97 for n in range(size)) + b"\nEND\n"
+    if parts[0] == "bin":
+        return bytes(range(256)) * int(parts[1]) + path.encode()
+    return f"body of {path}\n".encode()
+
+
+def body_route(path: str):
+    if path.startswith("/status/"):
+        code = int(path.split("/")[2])
+        return code, {"Content-Type": "text/plain"}, b"error page", 0.0
+    return 200, {"Content-Type": "application/octet-stream"}, body_for(path), 0.0
+
+
+@pytest.fixture
+def bodies_server():
+    with counting_server(body_route) as server:
+        yield server
+
+
+def test_path_and_sha256_match_the_files_on_disk(bodies_server, tmp_path):
+    out = tmp_path / "out"
+    paths = ["/", "/a/b.txt", "/a/", "/q?x=1&y=a/b", "/big/200000", "/bin/10", "/status/404"]
+    urls = [bodies_server.url(p) for p in paths]
+    result = invoke(["--format", "jsonl", "-j", "4", "-o", str(out), *urls])
+    assert result.exit_code == 1
+    port = bodies_server.port
+    expected = {
+        "/": f"127.0.0.1_{port}/index.html",
+        "/a/b.txt": f"127.0.0.1_{port}/a/b.txt",
+        "/a/": f"127.0.0.1_{port}/a/index.html",
+        "/q?x=1&y=a/b": f"127.0.0.1_{port}/q@x=1&y=a%2Fb",
+        "/big/200000": f"127.0.0.1_{port}/big/200000",
+        "/bin/10": f"127.0.0.1_{port}/bin/10",
+    }
+    by_path = {r["url"].split(str(port), 1)[1]: r for r in records(result.stdout)}
+    for path, relative in expected.items():
+        record = by_path[path]
+        saved = Path(record["path"])
+        assert saved == out / relative, path
+        data = saved.read_bytes()
+        assert data == body_for(path)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest()
+        assert record["bytes"] == len(data)
+    assert by_path["/status/404"]["path"] is None  # error pages are not saved
+    assert len(files_under(out)) == len(expected)
+    assert not list(out.rglob(TEMP_GLOB))
+
+
+def test_output_dir_that_cannot_be_created_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke(["-o", str(blocker / "sub"), "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--output-dir" in result.stderr
+
+
+def partial_then(end: str):
+    """Headers promising 1 MB, 100 KB of body, then a reset, a clean close or a stall."""
+
+    def behaviour(conn):
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"p" * 100_000)
+        if end == "reset":
+            reset(conn)
+        elif end == "stall":
+            time.sleep(3)
+
+    return behaviour
+
+
+@pytest.mark.parametrize(
+    ("end", "args", "kind"),
+    [
+        ("reset", [], "protocol"),
+        ("close", [], "protocol"),
+        ("stall", ["--max-time", "0.8"], "max_time"),
+        ("stall", ["--max-size", "50K"], "too_large"),
+        ("stall", ["-t", "0.5"], "read_timeout"),
+    ],
+)
+def test_every_failure_removes_the_temporary_file(tmp_path, end, args, kind):
+    out = tmp_path / "out"
+    with FaultServer(partial_then(end)) as server:
+        result = invoke(
+            ["--format", "jsonl", "--retries", "0", "-o", str(out), *args, server.url("/f")]
+        )
+    (record,) = records(result.stdout)
+    assert record["error"]["kind"] == kind and record["path"] is None
+    assert files_under(out) == []  # neither the final name nor a temporary
+
+
+def run_background(args: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fetcher", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd=ROOT,
+        **kwargs,
+    )
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+def dripping(conn):
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"d" * 1000)
+    for _ in range(200):
+        conn.sendall(b"d")
+        time.sleep(0.05)
+
+
+def test_sigkill_mid_download_leaves_no_file_under_its_final_name(tmp_path):
+    out = tmp_path / "out"
+    with FaultServer(dripping) as server:
+        process = run_background(["-o", str(out), "-t", "5", server.url("/slow.bin")])
+        try:
+            wait_for(lambda: any(out.rglob(TEMP_GLOB)))
+            process.send_signal(signal.SIGKILL)
+            process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    finals = [p for p in files_under(out) if not p.name.startswith(".fetcher-")]
+    assert finals == []
+    assert len(list(out.rglob(TEMP_GLOB))) == 1  # only a SIGKILL can leave one, under .part
+
+
+def test_sigkill_at_random_moments_leaves_only_complete_files(bodies_server, tmp_path):
+    """Many bodies, killed at several moments: each final file is complete and correct."""
+    urls = [bodies_server.url(f"/big/{150_000 + n}") for n in range(40)]
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(urls) + "\n")
+    for round_number, delay in enumerate((0.2, 0.35, 0.5, 0.8)):
+        out = tmp_path / f"out{round_number}"
+        process = run_background(["-o", str(out), "-j", "8", "-i", str(listing)])
+        time.sleep(delay)  # the moment of the kill is the point of this test
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+        for saved in files_under(out):
+            if saved.name.startswith(".fetcher-"):
+                continue
+            assert saved.read_bytes() == body_for(f"/big/{saved.name}"), saved
+
+
+def test_interrupt_removes_the_temporary_files_of_unfinished_downloads(tmp_path):
+    out = tmp_path / "out"
+    with FaultServer(dripping) as server:
+        process = run_background(["-o", str(out), "-t", "5", server.url("/a"), server.url("/b")])
+        try:
+            wait_for(lambda: len(list(out.rglob(TEMP_GLOB))) == 2)
+            process.send_signal(signal.SIGINT)
+            process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130
+    assert files_under(out) == []
+
+
+def limit_file_size() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+
+def test_write_error_is_an_io_record_and_the_run_goes_on(bodies_server, tmp_path):
+    """A file-size limit set in the child (root ignores a read-only folder) fails the big body."""
+    out = tmp_path / "out"
+    big, small = bodies_server.url("/big/100000"), bodies_server.url("/small.txt")
+    process = run_background(
+        ["--format", "jsonl", "-j", "2", "-o", str(out), big, small], preexec_fn=limit_file_size
+    )
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    by_url = {r["url"]: r for r in records(stdout.decode())}
+    assert by_url[big]["error"]["kind"] == "io" and by_url[big]["path"] is None
+    message = by_url[big]["error"]["message"]
+    assert "File too large" in message and str(out) in message  # says which file, and why
+    assert by_url[small]["ok"] is True
+    assert Path(by_url[small]["path"]).read_bytes() == body_for("/small.txt")
+    assert files_under(out) == [Path(by_url[small]["path"])]  # no temporary left behind
+
+
+def test_body_option_writes_whole_bodies_never_interleaved(bodies_server, tmp_path):
+    sizes = [1_000 + n * 50_000 for n in range(50)]  # up to 2.5 MB: some spill to disk
+    paths = [f"/big/{size}" for size in sizes]
+    results = tmp_path / "records.jsonl"
+    args = ["--body", "-j", "16", "--format", "jsonl", "--results", str(results)]
+    process = run_background([*args, *(bodies_server.url(p) for p in paths)])
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    remaining = stdout
+    seen = set()
+    while remaining:
+        header = remaining.split(b"\n", 1)[0].decode()
+        assert header.startswith("BEGIN "), header[:80]
+        path = header[len("BEGIN ") :]
+        body = body_for(path)
+        assert remaining.startswith(body), f"body of {path} interrupted"
+        seen.add(path)
+        remaining = remaining[len(body) :]
+    assert seen == set(paths)
+    assert len(records(results.read_text())) == 50
+
+
+def test_body_option_without_results_writes_no_records(bodies_server):
+    result = invoke(["--body", bodies_server.url("/one")])
+    assert result.stdout == "body of /one\n"
+
+
+def test_include_body_is_text_or_base64_and_every_line_is_json(bodies_server):
+    text_paths = [f"/t/{n}" for n in range(25)]
+    binary_paths = [f"/bin/{n + 1}" for n in range(25)]
+    urls = [bodies_server.url(p) for p in text_paths + binary_paths]
+    process = run_background(["--format", "jsonl", "--include-body", "-j", "16", *urls])
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    lines = stdout.decode().splitlines()
+    assert len(lines) == 50
+    for record in map(json.loads, lines):
+        path = record["url"].split(str(bodies_server.port), 1)[1]
+        if path.startswith("/t/"):
+            assert record["body"] == body_for(path).decode() and "body_base64" not in record
+        else:
+            assert base64.b64decode(record["body_base64"]) == body_for(path)
+            assert "body" not in record
+
+
+def test_include_body_is_null_without_a_body_and_needs_jsonl(tmp_path):
+    result = invoke(["--format", "jsonl", "--include-body", "--retries", "0", "ftp://x/"])
+    assert records(result.stdout)[0]["body"] is None
+    result = invoke(["--include-body", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--include-body needs --format jsonl" in result.stderr
