@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from http.cookiejar import Cookie, CookieJar
+from urllib.parse import urlsplit
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
@@ -105,12 +106,18 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
     return len(cookies)
 
 
-def host_cookies(pairs: tuple[tuple[str, str], ...], host: str) -> RequestsCookieJar:
-    """Command-line cookies bound to one host, so that a redirect elsewhere never carries them."""
-    jar = RequestsCookieJar()
+def host_cookies(pairs: tuple[tuple[str, str], ...], url: str) -> RequestsCookieJar:
+    """Command-line cookies bound to url's host, and to https when url is https, so that a
+    redirect to another host, or from https to http, never carries them."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
     # http.cookiejar knows a host without a dot (localhost) as host.local.
     domain = host if "." in host else f"{host}.local"
+    secure = parts.scheme == "https"
+    jar = RequestsCookieJar()
     for name, value in pairs:
-        cookie = create_cookie(name, value, domain=domain, path="/")  # type: ignore[no-untyped-call]
+        cookie = create_cookie(  # type: ignore[no-untyped-call]
+            name, value, domain=domain, path="/", secure=secure
+        )
         jar.set_cookie(cookie)
     return jar

@@ -28,7 +28,7 @@ from fetcher.bodies import Bodies, BodyOutput
 from fetcher.cookies import host_cookies
 from fetcher.errors import ErrorKind, FetchError, classify, describe
 from fetcher.redact import redact_text, redact_url
-from fetcher.results import Result, host_of
+from fetcher.results import Result
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.session import SessionPool
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -210,7 +210,7 @@ def request_options(job: Job, settings: Settings) -> dict[str, Any]:
         # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY.
         options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
     if settings.cookies:
-        options["cookies"] = host_cookies(settings.cookies, host_of(job.target))
+        options["cookies"] = host_cookies(settings.cookies, job.target)
     return options
 
 

@@ -500,3 +500,41 @@ def test_jar_reads_curl_session_and_httponly_cookies_and_writes_them_back(tmp_pa
     assert "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts1" in lines
     assert f"#HttpOnly_.example.test\tTRUE\t/app\tTRUE\t{future}\thidden\th1" in out.read_text()
     assert {c.name for c in load_jar(str(out))} == {"session", "hidden"}
+
+
+def test_credentials_are_not_forwarded_from_https_to_http(httpserver, tmp_path):
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.tls_proxy_servers import make_certificates
+
+    certs = make_certificates(tmp_path)
+    landing = serve(httpserver, "/landing")
+    target = httpserver.url_for("/landing")  # same host, plain http
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirect)
+    server.socket = certs.server_context().wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/start"
+        args = ["--format", "jsonl", "--cacert", str(certs.ca_pem), *SECRET_ARGS, url]
+        record = only(invoke(args))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert record["ok"] is True and record["final_url"] == target
+    headers = landing.requests[0].headers
+    assert headers["X-Keep"] == "yes"
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        assert name not in headers, name
