@@ -120,13 +120,14 @@ class Bodies:
         self.folder = OutputDir(output_dir) if output_dir else None
         self.spool = spool
 
-    def open(self, url: str, save: bool) -> BodyOutput | None:
+    def open(self, url: str, save: bool, name: str | None = None) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. ``save`` is false
-        for a response whose status is not ok: error pages are not saved as the resource."""
+        for a response whose status is not ok: error pages are not saved as the resource. name
+        is a file name under the folder given by the input, instead of the URL's path."""
         saved = None
         if save and self.folder is not None:
             try:
-                final = self.folder.place(url)
+                final = self.folder.place(url, name)
             except OSError as exc:
                 raise _io_error("cannot create a folder for", url, exc) from exc
             saved = SavedFile(final)

@@ -83,7 +83,7 @@ def fetch_one(
     while True:
         attempt += 1
         result, retry_after = _attempt(session, job, settings, deadline, bodies)
-        if not should_retry(result, attempt, settings):
+        if not should_retry(result, attempt, request_method(job, settings), settings):
             break
         result.close()
         wait = retry_wait(attempt, retry_after, settings)
@@ -121,9 +121,9 @@ def _attempt(
         timeout = Deadline(settings.connect_timeout, settings.read_timeout, deadline)
     try:
         with session.request(
-            settings.effective_method,
+            request_method(job, settings),
             job.target,
-            data=settings.data,
+            data=job.data if job.data is not None else settings.data,
             stream=True,
             timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
             allow_redirects=settings.follow_redirects,
@@ -138,7 +138,8 @@ def _attempt(
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             output = None
             if bodies is not None:
-                output = bodies.open(job.target, response.status_code in settings.ok_status)
+                ok = response.status_code in settings.ok_status
+                output = bodies.open(job.target, ok, job.output)
             read_body(response, result, settings, deadline, output)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
@@ -200,10 +201,20 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
+def request_method(job: Job, settings: Settings) -> str:
+    return settings.method_for(job.method, job.data if job.data is not None else settings.data)
+
+
 def request_options(job: Job, settings: Settings) -> dict[str, Any]:
-    """Per-request arguments that must win over what requests reads from the environment
-    (REQUESTS_CA_BUNDLE would override a session's verify; HTTP_PROXY a session's proxies)."""
+    """Per-request arguments: the job's own headers, and what must win over what requests reads
+    from the environment (REQUESTS_CA_BUNDLE would override a session's verify; HTTP_PROXY a
+    session's proxies)."""
     options: dict[str, Any] = {}
+    if job.headers or (job.data is not None and settings.data is None):
+        headers = dict(job.headers)
+        if job.data is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
+        options["headers"] = headers
     if settings.verify is not True:
         options["verify"] = settings.verify
     if settings.proxy is not None and not should_bypass_proxies(job.target, None):

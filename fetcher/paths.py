@@ -82,6 +82,14 @@ def url_parts(url: str) -> list[str]:
     return [_fit(name, url) for name in [host_folder(url), *names]]
 
 
+def name_parts(name: str, url: str) -> list[str]:
+    """A file name given by the input (``output``), made as safe as a URL's path: folders kept,
+    dot segments resolved within it, unsafe characters encoded; never empty."""
+    names = [_encode(segment) for segment in _segments(name.replace("\\", "/"))]
+    names = ["%2E" * len(n) if n in (".", "..") else n for n in names] or [INDEX]
+    return [_fit(n, url) for n in names]
+
+
 class OutputDir:
     """Places bodies under one folder for one run. Thread-safe: workers call ``place``."""
 
@@ -90,10 +98,11 @@ class OutputDir:
         self._lock = threading.Lock()
         self._owner: dict[str, str] = {}  # relative file path -> hash of the URL given it
 
-    def place(self, url: str) -> str:
-        """Create the folders for url and return the absolute path its body goes to.
-        Raises OSError when a folder cannot be created."""
-        components = url_parts(url)
+    def place(self, url: str, name: str | None = None) -> str:
+        """Create the folders for url and return the path its body goes to: the URL's own, or
+        name (a relative file name, made safe the same way) when given. Raises OSError when a
+        folder cannot be created."""
+        components = name_parts(name, url) if name else url_parts(url)
         mark = url_hash(url)
         with self._lock:
             folder = self.root

@@ -39,7 +39,6 @@ class Result:
     path: str | None = None
     error_kind: ErrorKind | None = None
     error_message: str | None = None
-    meta: dict[str, Any] | None = None
     body: IO[builtins.bytes] | None = None  # for --body and --include-body; closed once written
 
     def close(self) -> None:
@@ -81,8 +80,8 @@ class Result:
             if self.error_kind is None
             else {"kind": str(self.error_kind), "message": self.error_message or ""},
         }
-        if self.meta is not None:
-            record["meta"] = self.meta
+        if self.job.meta is not None:
+            record["meta"] = self.job.meta
         if include_body:
             record.update(self._body_fields())
         return record

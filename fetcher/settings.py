@@ -89,14 +89,13 @@ class Settings:
     follow_redirects: bool = True
     max_size: int | None = None
 
-    @property
-    def effective_method(self) -> str:
-        return self.method or ("POST" if self.data is not None else "GET")
+    def method_for(self, method: str | None, data: bytes | None) -> str:
+        """The method of a request: given, else POST when it has data (as curl -d), else GET."""
+        return method or self.method or ("POST" if data is not None else "GET")
 
-    @property
-    def may_retry(self) -> bool:
-        """Whether this run's method may be retried at all."""
-        return self.retry_all_methods or self.effective_method not in NON_IDEMPOTENT_METHODS
+    def may_retry(self, method: str) -> bool:
+        """Whether a request with this method may be retried at all."""
+        return self.retry_all_methods or method not in NON_IDEMPOTENT_METHODS
 
     @property
     def window(self) -> int:

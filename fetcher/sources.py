@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from fetcher.settings import MAX_LINE_BYTES
@@ -30,6 +30,12 @@ class Job:
     line: int | None  # line number in its input; None for a command-line argument
     raw: bytes  # the line verbatim, without its line end, for --failed
     invalid: str | None = None
+    # Per-URL settings from --input-format jsonl or csv; None: the command line's.
+    method: str | None = None
+    headers: tuple[tuple[str, str | None], ...] = ()
+    data: bytes | None = None
+    output: str | None = None  # a file name under -o DIR instead of the URL's path
+    meta: dict[str, Any] | None = None  # every other key of the line, back in the record
 
 
 @dataclass(slots=True)
