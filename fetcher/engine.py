@@ -15,7 +15,6 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +26,9 @@ from urllib3.util import Timeout
 from fetcher.bodies import Bodies, BodyOutput
 from fetcher.cookies import host_cookies
 from fetcher.errors import ErrorKind, FetchError, classify, describe
+from fetcher.limits import Scheduler, Task
 from fetcher.redact import redact_text, redact_url
-from fetcher.results import Result
+from fetcher.results import Result, host_of
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.session import SessionPool
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -63,6 +63,48 @@ class Deadline(Timeout):
         )
 
 
+# Statuses whose Retry-After pauses the whole host, not only the URL that received it.
+HOST_PAUSE_STATUSES = frozenset({429, 503})
+
+
+@dataclass(slots=True)
+class Attempt:
+    """What one attempt came to, and what should happen next."""
+
+    result: Result
+    retry_in: float | None = None  # seconds until the next attempt is due; None: final
+    pause_host: float | None = None  # seconds the host asked every client to wait
+
+
+def attempt_once(
+    session: requests.Session, task: Task, settings: Settings, bodies: Bodies | None = None
+) -> Attempt:
+    """Make the next attempt at task and decide about the one after it. Never raises for a
+    failed URL. Call it only with the calling thread's own session."""
+    job = task.job
+    task.attempt += 1
+    if task.started is None:
+        task.started = time.perf_counter()
+        task.deadline = time.monotonic() + settings.max_time if settings.max_time else None
+    result, retry_after = _attempt(session, job, settings, task.deadline, bodies)
+    result.attempts = task.attempt
+    result.elapsed = time.perf_counter() - task.started
+    outcome = Attempt(result)
+    if retry_after is not None and result.status in HOST_PAUSE_STATUSES:
+        outcome.pause_host = min(retry_after, settings.max_retry_wait)
+    if should_retry(result, task.attempt, request_method(job, settings), settings):
+        wait = retry_wait(task.attempt, retry_after, settings)
+        # No attempt is started that could not finish before the deadline.
+        if task.deadline is None or time.monotonic() + wait < task.deadline:
+            outcome.retry_in = wait
+            log.info(
+                "retrying %s in %.2f s after %s", redact_url(job.target), wait, _outcome(result)
+            )
+            return outcome
+    log.info("%s %s", _outcome(result), redact_url(job.target))
+    return outcome
+
+
 def fetch_one(
     session: requests.Session,
     job: Job,
@@ -74,30 +116,19 @@ def fetch_one(
 
     Never raises for a failed URL: every failure is classified into the Result. Not
     thread-safe in the way Session is not: call it only with the calling thread's session.
-    When stopping is set, no further attempt is made and a wait for one ends at once. With
-    bodies, each ok body is saved and/or spooled for the record writer (``Result.body``).
+    Waits between attempts happen here, in the calling thread; a Run instead hands a retry back
+    to its scheduler. When stopping is set, a wait ends at once with the last result.
     """
-    started = time.perf_counter()
-    deadline = time.monotonic() + settings.max_time if settings.max_time else None
-    attempt = 0
+    task = Task(job, host_of(job.target))
     while True:
-        attempt += 1
-        result, retry_after = _attempt(session, job, settings, deadline, bodies)
-        if not should_retry(result, attempt, request_method(job, settings), settings):
-            break
-        result.close()
-        wait = retry_wait(attempt, retry_after, settings)
-        if deadline is not None and time.monotonic() + wait >= deadline:
-            break  # the next attempt could not finish in time: report this one
-        log.info("retrying %s in %.2f s after %s", redact_url(job.target), wait, _outcome(result))
+        outcome = attempt_once(session, task, settings, bodies)
+        if outcome.retry_in is None:
+            return outcome.result
         if stopping is None:
-            time.sleep(wait)
-        elif stopping.wait(wait):
-            break
-    result.attempts = attempt
-    result.elapsed = time.perf_counter() - started
-    log.info("%s %s", _outcome(result), redact_url(job.target))
-    return result
+            time.sleep(outcome.retry_in)
+        elif stopping.wait(outcome.retry_in):
+            return outcome.result
+        outcome.result.close()
 
 
 def _outcome(result: Result) -> str:
@@ -243,15 +274,13 @@ class Fetcher:
     def __call__(self, job: Job) -> Result:
         return fetch_one(self.sessions.get(), job, self.settings, self.stopping, self.bodies)
 
+    def attempt(self, task: Task) -> Attempt:
+        return attempt_once(self.sessions.get(), task, self.settings, self.bodies)
+
 
 @dataclass(slots=True)
 class _Skipped:
     job: Job  # read, never attempted: the run was stopped first
-
-
-@dataclass(slots=True)
-class _NotStarted:
-    job: Job  # submitted, but the run was stopped before a worker took it
 
 
 @dataclass(slots=True)
@@ -269,7 +298,7 @@ class _Stop:
     reason: ExitStatus
 
 
-_Message = Result | _Skipped | _NotStarted | _InputEnd | _DispatchEnd | _Stop
+_Message = Result | _Skipped | _InputEnd | _DispatchEnd | _Stop
 
 
 class Handler:
@@ -295,14 +324,15 @@ class Run:
         self,
         settings: Settings,
         reader: InputReader,
-        fetch: Callable[[Job], Result],
+        fetcher: Fetcher,
         handler: Handler,
         stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
-        self.fetch = fetch
+        self.fetcher = fetcher
         self.handler = handler
+        self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         # SimpleQueue.put is reentrant: signal handlers may call request_stop at any moment.
         self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._slots = threading.Semaphore(settings.window)
@@ -324,21 +354,23 @@ class Run:
 
     def run(self) -> ExitStatus | None:
         """Fetch everything; return the reason the run was stopped, or None if it was not."""
-        pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="fetcher-worker")
-        dispatcher = threading.Thread(
-            target=self._dispatch, args=(pool,), name="fetcher-dispatch", daemon=True
-        )
+        workers = self.settings.workers
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
+        for _ in range(workers):
+            pool.submit(self._work)
+        dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
         dispatcher.start()
         try:
             self._collect()
         finally:
+            self.scheduler.stop()
             # After a stop, workers stuck on a slow server are not waited for.
             pool.shutdown(wait=self.stopped_by is None, cancel_futures=True)
         return self.stopped_by
 
     # -- dispatcher thread -------------------------------------------------------------------
 
-    def _dispatch(self, pool: ThreadPoolExecutor) -> None:
+    def _dispatch(self) -> None:
         error = None
         try:
             while True:
@@ -356,7 +388,7 @@ class Run:
                 if job.invalid is not None:
                     self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
                 else:
-                    pool.submit(self._work, job)
+                    self.scheduler.put(Task(job, host_of(job.target)))
             if self._stopping.is_set():
                 for job in self.reader.drain():
                     self._queue.put(_Skipped(job))
@@ -374,16 +406,27 @@ class Run:
                 return True
         return False
 
-    def _work(self, job: Job) -> None:
-        if self._stopping.is_set():
-            self._queue.put(_NotStarted(job))
-            return
-        try:
-            result = self.fetch(job)
-        except BaseException as exc:  # noqa: BLE001 - a bug must not lose the URL's record
-            log.exception("unexpected error fetching %s", redact_url(job.target))
-            result = Result.failure(job, classify(exc), redact_text(describe(exc)))
-        self._queue.put(result)
+    def _work(self) -> None:
+        """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
+        scheduler = self.scheduler
+        while (task := scheduler.take()) is not None:
+            try:
+                outcome = self.fetcher.attempt(task)
+            except BaseException as exc:  # noqa: BLE001 - a bug must not lose the URL's record
+                log.exception("unexpected error fetching %s", redact_url(task.job.target))
+                failure = Result.failure(
+                    task.job, classify(exc), redact_text(describe(exc)), attempts=task.attempt
+                )
+                outcome = Attempt(failure)
+            if outcome.pause_host:  # before finish(): no worker may slip in before the pause
+                scheduler.pause(task.host, outcome.pause_host)
+            scheduler.finish(task)
+            if outcome.retry_in is not None and not self._stopping.is_set():
+                outcome.result.close()
+                task.last = outcome.result
+                scheduler.retry(task, outcome.retry_in)
+            else:
+                self._queue.put(outcome.result)
 
     # -- calling thread ------------------------------------------------------------------------
 
@@ -410,11 +453,6 @@ class Run:
                 self._accept(message)
             elif isinstance(message, _Skipped):
                 self._skip(message.job)
-            elif isinstance(message, _NotStarted):
-                if self._pending.pop(message.job.seq, None) is not None:
-                    self._handled += 1
-                    self._slots.release()
-                    self._skip(message.job)
             elif isinstance(message, _InputEnd):
                 self.handler.total(message.count)
             elif isinstance(message, _DispatchEnd):
@@ -423,6 +461,8 @@ class Run:
                     log.error("%s", message.error)
             elif self.stopped_by is None:
                 self.stopped_by = message.reason
+                self.scheduler.stop()
+                self._drain_scheduler()
                 # Once the reader of our output is gone, waiting would only delay the exit.
                 grace = 0.0 if message.reason is ExitStatus.BROKEN_PIPE else self.settings.grace
                 deadline = time.monotonic() + grace
@@ -472,8 +512,21 @@ class Run:
             if self.stopped_by is None:
                 self.request_stop(ExitStatus.BROKEN_PIPE)
 
+    def _drain_scheduler(self) -> None:
+        """After a stop: a task waiting for a retry ends with its last result; a task never
+        started is handed back as not attempted."""
+        for task in self.scheduler.drain():
+            if task.last is not None:
+                self._accept(task.last)
+            elif self._pending.pop(task.job.seq, None) is not None:
+                self._handled += 1
+                self._slots.release()
+                self._skip(task.job)
+
     def _abandon_pending(self) -> None:
         """After the grace period: the jobs still in flight get a record saying so."""
+        if self.stopped_by is not None:
+            self._drain_scheduler()  # tasks the dispatcher queued while the stop arrived
         for seq in sorted(self._pending):
             job = self._pending.pop(seq)
             self.abandoned += 1

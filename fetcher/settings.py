@@ -88,6 +88,10 @@ class Settings:
     retry_all_methods: bool = False
     follow_redirects: bool = True
     max_size: int | None = None
+    # Politeness (spec section 2.3), shared by all workers through the scheduler
+    per_host: int | None = None
+    rate: float | None = None  # requests started per second, whole run
+    host_rate: float | None = None  # requests started per second, per host
 
     def method_for(self, method: str | None, data: bytes | None) -> str:
         """The method of a request: given, else POST when it has data (as curl -d), else GET."""

@@ -14,6 +14,7 @@ CORE = [
     "fetcher.engine",
     "fetcher.errors",
     "fetcher.events",
+    "fetcher.limits",
     "fetcher.parsing",
     "fetcher.paths",
     "fetcher.redact",

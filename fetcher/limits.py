@@ -1,0 +1,174 @@
+"""The scheduler that hands tasks to workers when their host may be fetched.
+
+Workers pull: each asks ``take()`` for any task that may start now, so a host that is paused
+(a 429 or 503 with Retry-After), at its --per-host limit or waiting for its --host-rate turn
+holds back only its own tasks, and a worker that is free takes another host's task instead of
+waiting. --rate spaces the starts of all requests. A task that must be retried later goes back
+in with a time before which it may not start; it does not keep a worker asleep.
+
+These limits are shared by every worker, so they live here, not in the per-thread sessions.
+Rates are kept 1% under the figure given, so that network jitter cannot put R+1 requests into
+one second at the server.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fetcher.results import Result
+from fetcher.sources import Job
+
+RATE_MARGIN = 1.01
+
+
+@dataclass(slots=True)
+class Task:
+    """A job on its way through attempts: what a retry needs to carry to the next worker."""
+
+    job: Job
+    host: str
+    attempt: int = 0
+    started: float | None = None  # perf_counter() at the first attempt
+    deadline: float | None = None  # monotonic() deadline from --max-time
+    last: Result | None = None  # the previous attempt's result, while a retry is pending
+
+
+@dataclass(slots=True)
+class _Host:
+    queue: deque[Task] = field(default_factory=deque)
+    in_flight: int = 0
+    next_start: float = 0.0  # --host-rate: the earliest time the next request may start
+    paused_until: float = 0.0  # Retry-After
+
+
+def spacing(rate: float | None) -> float:
+    return RATE_MARGIN / rate if rate else 0.0
+
+
+class Scheduler:
+    """Thread-safe. ``put`` and ``retry`` add tasks, ``take`` blocks until one may start (or
+    the scheduler is stopped: None), ``finish`` is called after every attempt."""
+
+    def __init__(
+        self,
+        per_host: int | None = None,
+        rate: float | None = None,
+        host_rate: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_host = per_host
+        self.spacing = spacing(rate)
+        self.host_spacing = spacing(host_rate)
+        self.clock = clock
+        self._cond = threading.Condition(threading.Lock())
+        self._hosts: dict[str, _Host] = {}
+        self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
+        self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
+        self._order = itertools.count()
+        self._next_start = 0.0  # --rate
+        self._stopped = False
+
+    def put(self, task: Task) -> None:
+        with self._cond:
+            self._queue(task, front=False)
+            self._cond.notify()
+
+    def retry(self, task: Task, delay: float) -> None:
+        """Queue task again, not to start before delay seconds from now."""
+        with self._cond:
+            heapq.heappush(self._later, (self.clock() + delay, next(self._order), task))
+            self._cond.notify()
+
+    def pause(self, host: str, seconds: float) -> None:
+        """No request to host starts before seconds from now, from any worker."""
+        with self._cond:
+            state = self._hosts.setdefault(host, _Host())
+            state.paused_until = max(state.paused_until, self.clock() + seconds)
+
+    def finish(self, task: Task) -> None:
+        """An attempt of task ended: its host has one request fewer in flight."""
+        with self._cond:
+            state = self._hosts[task.host]
+            state.in_flight -= 1
+            now = self.clock()
+            if (
+                not state.queue
+                and state.in_flight == 0
+                and state.paused_until <= now
+                and state.next_start <= now
+            ):
+                del self._hosts[task.host]
+            self._cond.notify()
+
+    def stop(self) -> None:
+        """Every ``take``, waiting or to come, returns None."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    def drain(self) -> list[Task]:
+        """Remove and return every task not started, retries included."""
+        with self._cond:
+            tasks = [task for state in self._hosts.values() for task in state.queue]
+            tasks.extend(task for _, _, task in self._later)
+            for state in self._hosts.values():
+                state.queue.clear()
+            self._later.clear()
+            self._waiting.clear()
+            return tasks
+
+    def take(self) -> Task | None:
+        """Block until a task may start, count it as started and return it; None once stopped."""
+        with self._cond:
+            while not self._stopped:
+                now = self.clock()
+                while self._later and self._later[0][0] <= now:
+                    self._queue(heapq.heappop(self._later)[2], front=True)
+                task, wake = self._eligible(now)
+                if task is not None:
+                    return task
+                if self._later:
+                    wake = min(wake, self._later[0][0])
+                self._cond.wait(None if wake == float("inf") else max(wake - now, 0.001))
+            return None
+
+    def _queue(self, task: Task, front: bool) -> None:
+        state = self._hosts.setdefault(task.host, _Host())
+        if front:
+            state.queue.appendleft(task)  # a retry goes before its host's newer tasks
+        else:
+            state.queue.append(task)
+        self._waiting[task.host] = None
+
+    def _eligible(self, now: float) -> tuple[Task | None, float]:
+        """The first task, in turn by host, that may start now; else when to look again."""
+        wake = float("inf")
+        if self._waiting and self.spacing and now < self._next_start:
+            return None, self._next_start
+        for host in self._waiting:
+            state = self._hosts[host]
+            if state.paused_until > now:
+                wake = min(wake, state.paused_until)
+            elif self.per_host is not None and state.in_flight >= self.per_host:
+                continue  # finish() will wake a worker
+            elif self.host_spacing and state.next_start > now:
+                wake = min(wake, state.next_start)
+            else:
+                task = state.queue.popleft()
+                if state.queue:
+                    self._waiting.move_to_end(host)
+                else:
+                    del self._waiting[host]
+                state.in_flight += 1
+                if self.host_spacing:
+                    state.next_start = max(now, state.next_start) + self.host_spacing
+                if self.spacing:
+                    self._next_start = max(now, self._next_start) + self.spacing
+                return task, wake
+        return None, wake
