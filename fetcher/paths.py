@@ -14,8 +14,10 @@ needed, gets ``~<hash of the URL>`` on the component that clashes. Names are sta
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import threading
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 MAX_COMPONENT_BYTES = 255
@@ -23,7 +25,7 @@ INDEX = "index.html"
 QUERY_MARK = "@"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a file name cannot hold or that would make two names ambiguous, percent-encoded.
-_UNSAFE = {chr(c) for c in range(32)} | {"\x7f", "/", "\\", "%"}
+_UNSAFE = {chr(c) for c in range(32)} | {chr(c) for c in range(0x7F, 0xA0)} | {"/", "\\", "%"}
 
 
 def url_hash(url: str) -> str:
@@ -31,7 +33,8 @@ def url_hash(url: str) -> str:
 
 
 def _encode(text: str) -> str:
-    return "".join(f"%{ord(c):02X}" if c in _UNSAFE else c for c in text)
+    """Percent-encode, as UTF-8, what a name must not hold; unquote() gives the text back."""
+    return "".join("".join(f"%{b:02X}" for b in c.encode()) if c in _UNSAFE else c for c in text)
 
 
 def _fit(component: str, url: str) -> str:
@@ -42,6 +45,11 @@ def _fit(component: str, url: str) -> str:
     suffix = "~" + url_hash(url)
     cut = data[: MAX_COMPONENT_BYTES - len(suffix)].decode("utf-8", "ignore")
     return cut + suffix
+
+
+def _not_dots(name: str) -> str:
+    """'.' and '..' are not names: they stay encoded."""
+    return "%2E" * len(name) if name in (".", "..") else name
 
 
 def _segments(path: str) -> list[str]:
@@ -63,7 +71,7 @@ def host_folder(url: str) -> str:
     host = (parts.hostname or "unknown-host").lower()
     port = parts.port
     name = host if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f"{host}_{port}"
-    return _encode(name.replace(":", "_"))
+    return _not_dots(_encode(name.replace(":", "_")))
 
 
 def url_parts(url: str) -> list[str]:
@@ -71,11 +79,9 @@ def url_parts(url: str) -> list[str]:
     '.', '..' or a name with '/', NUL or a control character; each at most 255 bytes."""
     parts = urlsplit(url)
     segments = _segments(parts.path)
-    names = []
-    for segment in segments:
-        name = _encode(unquote(segment, errors="surrogateescape"))
-        names.append("%2E" * len(name) if name in (".", "..") else name)
-    if not names or parts.path.endswith("/"):
+    names = [_not_dots(_encode(unquote(s, errors="surrogateescape"))) for s in segments]
+    # "/a/" and, after dot-segment removal, "/a/b/.." and "/a/." name the folder /a/
+    if not names or parts.path.endswith("/") or parts.path.rsplit("/", 1)[-1] in (".", ".."):
         names.append(INDEX)
     if parts.query:
         names[-1] += QUERY_MARK + _encode(unquote(parts.query, errors="surrogateescape"))
@@ -107,17 +113,34 @@ class OutputDir:
         with self._lock:
             folder = self.root
             for name in components[:-1]:
-                folder = self._folder(folder, name, mark)
-            name = components[-1]
-            target = os.path.join(folder, name)
-            if os.path.isdir(target) or self._owner.get(target, mark) != mark:
-                target = os.path.join(folder, _fit(name + "~" + mark, url + "~"))
+                folder = self._first_free(folder, name, url, mark, self._fits_folder)
+                os.makedirs(folder, exist_ok=True)
+            target = self._first_free(folder, components[-1], url, mark, self._fits_file)
             self._owner[target] = mark
             return target
 
-    def _folder(self, parent: str, name: str, mark: str) -> str:
-        path = os.path.join(parent, name)
-        if path in self._owner or (os.path.exists(path) and not os.path.isdir(path)):
-            path = os.path.join(parent, f"{name}~{mark}")  # a file is where a folder is needed
-        os.makedirs(path, exist_ok=True)
-        return path
+    def _fits_file(self, path: str, mark: str) -> bool:
+        """Not a folder, and not given to another URL in this run (an earlier run's file is
+        replaced)."""
+        return self._owner.get(path, mark) == mark and not os.path.isdir(path)
+
+    def _fits_folder(self, path: str, mark: str) -> bool:
+        """Not a file given in this run, nor a file (or dangling link) an earlier run left."""
+        return path not in self._owner and (os.path.isdir(path) or not os.path.lexists(path))
+
+    @staticmethod
+    def _first_free(
+        parent: str, name: str, url: str, mark: str, fits: Callable[[str, str], bool]
+    ) -> str:
+        """The first of name, name~<hash>, name~<hash>-3, ... that fits, each cut to 255 bytes.
+        The order is fixed, and a name that did not fit never fits later, so a URL placed again
+        gets the same path."""
+        for n in itertools.count(1):
+            if n == 1:
+                candidate = name
+            else:
+                candidate = _fit(f"{name}~{mark}" + ("" if n == 2 else f"-{n}"), f"{url}~{n}")
+            path = os.path.join(parent, candidate)
+            if fits(path, mark):
+                return path
+        raise AssertionError("unreachable")
