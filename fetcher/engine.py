@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.utils import should_bypass_proxies
 from urllib3.util import Timeout
 
 from fetcher.bodies import Bodies, BodyOutput
 from fetcher.cookies import host_cookies
+from fetcher.environment import Environment
 from fetcher.errors import ErrorKind, FetchError, classify, describe
 from fetcher.limits import Scheduler, Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result, host_of
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
-from fetcher.session import SessionPool
+from fetcher.session import FetcherSession, SessionPool
 from fetcher.settings import CHUNK_SIZE, Settings
 from fetcher.sources import InputReader, Job
 from fetcher.status import ExitStatus
@@ -77,7 +77,7 @@ class Attempt:
 
 
 def attempt_once(
-    session: requests.Session, task: Task, settings: Settings, bodies: Bodies | None = None
+    session: FetcherSession, task: Task, settings: Settings, bodies: Bodies | None = None
 ) -> Attempt:
     """Make the next attempt at task and decide about the one after it. Never raises for a
     failed URL. Call it only with the calling thread's own session."""
@@ -106,7 +106,7 @@ def attempt_once(
 
 
 def fetch_one(
-    session: requests.Session,
+    session: FetcherSession,
     job: Job,
     settings: Settings,
     stopping: threading.Event | None = None,
@@ -136,7 +136,7 @@ def _outcome(result: Result) -> str:
 
 
 def _attempt(
-    session: requests.Session,
+    session: FetcherSession,
     job: Job,
     settings: Settings,
     deadline: float | None,
@@ -158,7 +158,7 @@ def _attempt(
             stream=True,
             timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
             allow_redirects=settings.follow_redirects,
-            **request_options(job, settings),
+            **request_options(job, settings, session.environment),
         ) as response:
             result.status = response.status_code
             result.reason = response.reason
@@ -236,21 +236,23 @@ def request_method(job: Job, settings: Settings) -> str:
     return settings.method_for(job.method, job.data if job.data is not None else settings.data)
 
 
-def request_options(job: Job, settings: Settings) -> dict[str, Any]:
-    """Per-request arguments: the job's own headers, and what must win over what requests reads
-    from the environment (REQUESTS_CA_BUNDLE would override a session's verify; HTTP_PROXY a
-    session's proxies)."""
+def request_options(job: Job, settings: Settings, environment: Environment) -> dict[str, Any]:
+    """Per-request arguments: the job's own headers, and what requests would have read from the
+    environment for this URL (proxies, .netrc), from the run's Environment."""
     options: dict[str, Any] = {}
     if job.headers or (job.data is not None and settings.data is None):
         headers = dict(job.headers)
         if job.data is not None and not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
         options["headers"] = headers
-    if settings.verify is not True:
-        options["verify"] = settings.verify
-    if settings.proxy is not None and not should_bypass_proxies(job.target, None):
-        # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY.
-        options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
+    if settings.proxy is not None:
+        if not environment.bypasses_proxy(job.target):
+            # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY.
+            options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
+    elif proxies := environment.proxies_for(job.target):
+        options["proxies"] = proxies
+    if settings.auth is None and (netrc := environment.netrc_auth(job.target)):
+        options["auth"] = netrc
     if settings.cookies:
         options["cookies"] = host_cookies(settings.cookies, job.target)
     return options

@@ -10,18 +10,57 @@ from __future__ import annotations
 import threading
 import warnings
 from http.cookiejar import CookieJar
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest, Response
 
 from fetcher.cookies import copy_into
+from fetcher.environment import Environment
 from fetcher.settings import Settings
 
 
-def make_session(settings: Settings, cookies: CookieJar | None = None) -> requests.Session:
+class FetcherSession(requests.Session):
+    """A Session that takes what requests reads from the environment from an Environment read
+    once per run (``trust_env`` is off), also when a redirect re-evaluates auth and proxies."""
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__()
+        self.trust_env = False
+        self.environment = environment
+
+    def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        # The parent stripped Authorization if the host changed; .netrc may have credentials
+        # for the new host, which requests looks up there when it trusts the environment.
+        new_auth = self.environment.netrc_auth(prepared_request.url or "")
+        if new_auth is not None:
+            prepared_request.prepare_auth(new_auth)
+
+    def rebuild_proxies(
+        self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
+    ) -> dict[str, str]:
+        merged = dict(proxies or {})
+        url = prepared_request.url or ""
+        scheme = urlsplit(url).scheme
+        environ = self.environment.proxies_for(url)
+        proxy = environ.get(scheme, environ.get("all"))
+        if proxy:
+            merged.setdefault(scheme, proxy)
+        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
+            prepared_request, merged
+        )
+        return rebuilt
+
+
+def make_session(
+    settings: Settings, cookies: CookieJar | None = None, environment: Environment | None = None
+) -> FetcherSession:
     """A Session configured from settings, holding a copy of the loaded cookie jar."""
-    session = requests.Session()
+    environment = environment or Environment()
+    session = FetcherSession(environment)
     session.headers["User-Agent"] = settings.user_agent
     if settings.data is not None:
         session.headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
@@ -30,7 +69,8 @@ def make_session(settings: Settings, cookies: CookieJar | None = None) -> reques
     session.max_redirects = settings.max_redirects
     if settings.auth is not None:
         session.auth = settings.auth
-    session.verify = settings.verify
+    # REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE apply when neither --cacert nor -k was given.
+    session.verify = environment.ca_bundle or True if settings.verify is True else settings.verify
     if settings.client_cert is not None:
         session.cert = settings.client_cert
     if cookies is not None:
@@ -49,19 +89,20 @@ class SessionPool:
     def __init__(self, settings: Settings, cookies: CookieJar | None = None) -> None:
         self.settings = settings
         self.cookies = cookies
+        self.environment = Environment()
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.sessions: list[requests.Session] = []
+        self.sessions: list[FetcherSession] = []
         self.closed = False
         if settings.verify is False:
             # The user asked for it with --insecure; a warning per request would drown the output.
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
 
-    def get(self) -> requests.Session:
+    def get(self) -> FetcherSession:
         """The calling thread's session, created on its first call."""
-        session: requests.Session | None = getattr(self._local, "session", None)
+        session: FetcherSession | None = getattr(self._local, "session", None)
         if session is None:
-            session = make_session(self.settings, self.cookies)
+            session = make_session(self.settings, self.cookies, self.environment)
             self._local.session = session
             with self._lock:
                 self.sessions.append(session)

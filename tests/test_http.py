@@ -538,3 +538,19 @@ def test_credentials_are_not_forwarded_from_https_to_http(httpserver, tmp_path):
     assert headers["X-Keep"] == "yes"
     for name in ("Authorization", "Cookie", "Proxy-Authorization"):
         assert name not in headers, name
+
+
+def test_netrc_credentials_of_the_new_host_apply_after_a_redirect(httpserver, tmp_path):
+    """As requests does with trust_env: the netrc entry of the host redirected to is used."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login lena password forlocalhost\n")
+    netrc.chmod(0o600)
+    port = httpserver.port
+    httpserver.expect_request("/go").respond_with_response(
+        Response("", 302, {"Location": f"http://localhost:{port}/there"})
+    )
+    there = serve(httpserver, "/there")
+    first = serve(httpserver, "/first")
+    invoke([httpserver.url_for("/go"), httpserver.url_for("/first")], NETRC=str(netrc))
+    assert there.requests[0].authorization.username == "lena"
+    assert first.requests[0].authorization is None  # no entry for 127.0.0.1

@@ -13,6 +13,7 @@ CORE = [
     "fetcher.cookies",
     "fetcher.engine",
     "fetcher.errors",
+    "fetcher.environment",
     "fetcher.events",
     "fetcher.limits",
     "fetcher.parsing",
