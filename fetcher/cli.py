@@ -78,7 +78,9 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     settings = build_settings(params)
     with ExitStack() as stack:
         sources = open_sources(urls, params["inputs"], stack)
-        reader = InputReader(sources, settings.default_scheme, settings.unique)
+        reader = InputReader(
+            sources, settings.default_scheme, settings.unique, settings.input_format, settings.shard
+        )
         jar = open_cookie_jar(settings.cookie_jar)
         failed_lines = stack.enter_context(_closing(open_failed(params["failed"])))
         progress = params["progress"]
@@ -138,6 +140,7 @@ def finish(
 ) -> None:
     """Close outputs and sessions, then report: the summary on stderr and in --summary."""
     summary.duplicates = run.reader.duplicates
+    summary.other_shards = run.reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     try:
         writer.close()
@@ -225,25 +228,30 @@ def make_writer(params: dict[str, Any], display: Any) -> RecordWriter:
     )  # fmt: skip
     if include_body and format_name != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
+    meta = params["input_format"] != "lines"  # a csv meta column: only inputs with meta have one
     if results is not None:
         try:
             stream: TextIO = open(results, "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
             message = f"cannot write --results file {results!r}: {exc.strerror}"
             raise click.UsageError(message) from None
-        return StreamWriter(stream, format_name, close_stream=True, include_body=include_body)
+        return StreamWriter(
+            stream, format_name, close_stream=True, include_body=include_body, meta_column=meta
+        )
     if params["body"]:
         return NullWriter()
     stdout = sys.stdout
     if not stdout.isatty():
         stream = buffered_stdout()
         close = stream is not sys.stdout
-        return StreamWriter(stream, format_name, close_stream=close, include_body=include_body)
+        return StreamWriter(
+            stream, format_name, close_stream=close, include_body=include_body, meta_column=meta
+        )
     if display is not None and same_terminal(stdout, sys.stderr):
-        return ConsoleWriter(display.console, format_name, include_body)
+        return ConsoleWriter(display.console, format_name, include_body, meta)
     from rich.console import Console
 
-    return ConsoleWriter(Console(file=stdout), format_name, include_body)
+    return ConsoleWriter(Console(file=stdout), format_name, include_body, meta)
 
 
 def make_bodies(params: dict[str, Any]) -> Bodies | None:

@@ -29,6 +29,8 @@ class FailedLines:
     """The --failed file: the input lines, verbatim, of every URL that did not end ok.
 
     Created with mode 0600 because the lines may carry passwords: they must, to be retried.
+    A csv input's header row comes first (again wherever it changes), so that the file can be
+    read back as csv.
     """
 
     def __init__(self, path: str) -> None:
@@ -36,8 +38,12 @@ class FailedLines:
         os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self.count = 0
+        self._header: bytes | None = None
 
-    def add(self, raw: bytes) -> None:
+    def add(self, raw: bytes, header: bytes | None = None) -> None:
+        if header is not None and header != self._header:
+            self._file.write(header + b"\n")
+            self._header = header
         self._file.write(raw + b"\n")
         self.count += 1
 
@@ -73,7 +79,7 @@ class Collector(Handler):
     def result(self, result: Result) -> None:
         self.summary.add(result)
         if not result.ok and self.failed is not None:
-            self.failed.add(result.job.raw)
+            self.failed.add(result.job.raw, result.job.header)
         self.events.on_result(result, self.summary)
         try:
             if self.output_broken:
@@ -91,7 +97,7 @@ class Collector(Handler):
     def skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
         if self.failed is not None:
-            self.failed.add(job.raw)
+            self.failed.add(job.raw, job.header)
 
     def total(self, count: int) -> None:
         self.summary.total = count

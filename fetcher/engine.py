@@ -242,7 +242,8 @@ def request_options(job: Job, settings: Settings, environment: Environment) -> d
     options: dict[str, Any] = {}
     if job.headers or (job.data is not None and settings.data is None):
         headers = dict(job.headers)
-        if job.data is not None and not any(k.lower() == "content-type" for k in headers):
+        given = [name for name, _ in (*settings.headers, *job.headers)]
+        if job.data is not None and not any(name.lower() == "content-type" for name in given):
             headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
         options["headers"] = headers
     if settings.proxy is not None:

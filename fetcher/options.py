@@ -14,8 +14,16 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
-from fetcher.parsing import parse_cookie, parse_header, parse_proxy, parse_size, parse_user
+from fetcher.parsing import (
+    parse_cookie,
+    parse_header,
+    parse_proxy,
+    parse_rate,
+    parse_size,
+    parse_user,
+)
 from fetcher.settings import OkStatus, Settings
+from fetcher.shards import Shard
 
 ENV_PREFIX = "FETCHER_"
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -58,6 +66,12 @@ INPUT_OPTIONS = [
     option("--default-scheme", type=click.Choice(["https", "http"]), default="https",
            help="Scheme for lines that have no '://'."),
     option("--unique", is_flag=True, help="Skip URLs already seen in this run (exact match)."),
+    option("--input-format", type=click.Choice(defaults.INPUT_FORMATS), default="lines",
+           help="Format of --input files and stdin: a URL a line, or per-URL fields (url, "
+                "method, headers, data, output; other keys come back as 'meta') as JSON Lines "
+                "or as CSV with a header row."),
+    option("--shard", type=Parsed("K/N", Shard.parse), metavar="K/N",
+           help="Fetch only the URLs whose host falls in shard K of N (0 <= K < N)."),
 ]  # fmt: skip
 
 REQUEST_OPTIONS = [
@@ -111,6 +125,15 @@ TIMING_OPTIONS = [
            help="Abandon bodies larger than this after decoding (suffixes K, M, G)."),
 ]  # fmt: skip
 
+LIMIT_OPTIONS = [
+    option("--per-host", type=click.IntRange(1, 1024), metavar="N",
+           help="At most N requests in flight to one host."),
+    option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
+           help="At most R requests started per second (or minute) in the whole run."),
+    option("--host-rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
+           help="At most R requests started per second (or minute) to each host."),
+]  # fmt: skip
+
 OUTPUT_OPTIONS = [
     option("-o", "--output-dir", metavar="DIR",
            help="Save each ok body to DIR/<host>[_<port>]/<path>, atomically."),
@@ -139,7 +162,8 @@ OUTPUT_OPTIONS = [
 
 def all_options(command: FC) -> FC:
     """Apply every option group, in the order --help shows them."""
-    for decorator in reversed(INPUT_OPTIONS + REQUEST_OPTIONS + TIMING_OPTIONS + OUTPUT_OPTIONS):
+    groups = INPUT_OPTIONS + REQUEST_OPTIONS + TIMING_OPTIONS + LIMIT_OPTIONS + OUTPUT_OPTIONS
+    for decorator in reversed(groups):
         command = decorator(command)
     return command
 
@@ -182,6 +206,8 @@ def build_settings(params: dict[str, Any]) -> Settings:
         default_scheme=params["default_scheme"],
         ok_status=params["ok_status"] or OkStatus(),
         unique=params["unique"],
+        input_format=params["input_format"],
+        shard=params["shard"],
         ordered=params["ordered"],
         user_agent=params["user_agent"],
         method=params["method"].upper() if params["method"] else None,
@@ -202,4 +228,7 @@ def build_settings(params: dict[str, Any]) -> Settings:
         max_redirects=params["max_redirects"],
         follow_redirects=not params["no_follow"],
         max_size=params["max_size"],
+        per_host=params["per_host"],
+        rate=params["rate"],
+        host_rate=params["host_rate"],
     )

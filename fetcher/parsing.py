@@ -59,3 +59,16 @@ def parse_proxy(text: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError("a proxy URL must be http://HOST[:PORT] or https://HOST[:PORT]")
     return text
+
+
+def parse_rate(text: str) -> float:
+    """``R``, ``R/s`` or ``R/m`` to requests per second."""
+    number, _, unit = text.strip().partition("/")
+    unit = unit.strip().lower() or "s"
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"not a rate: {text!r} (a number, optionally /s or /m)") from None
+    if unit not in ("s", "m") or not value > 0:
+        raise ValueError(f"not a rate: {text!r} (a positive number, optionally /s or /m)")
+    return value if unit == "s" else value / 60

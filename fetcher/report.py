@@ -23,6 +23,9 @@ CSV_FIELDS = (
     "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
     "content_type", "sha256", "path", "line", "error_kind", "error_message",
 )  # fmt: skip
+# The last CSV column when the input is jsonl or csv: each line's meta as compact JSON, empty
+# when the line had none. JSON, because meta values may be objects and arrays.
+CSV_META_FIELD = "meta"
 
 
 def format_text(result: Result) -> str:
@@ -43,26 +46,33 @@ def format_jsonl_with_body(result: Result) -> str:
     return json.dumps(result.as_record(include_body=True), ensure_ascii=False) + "\n"
 
 
-def csv_row(result: Result) -> list[Any]:
+def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
     record = result.as_record()
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
     record["error_message"] = error["message"] if error else None
-    return ["" if record[name] is None else record[name] for name in CSV_FIELDS]
+    row = ["" if record[name] is None else record[name] for name in CSV_FIELDS]
+    if meta_column:
+        meta = record.get("meta")
+        row.append(
+            "" if meta is None else json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+        )
+    return row
 
 
 class CsvFormatter:
     """Formats one CSV row at a time, so that rows can go to a stream or a console alike."""
 
-    def __init__(self) -> None:
+    def __init__(self, meta_column: bool = False) -> None:
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self.meta_column = meta_column
 
     def header(self) -> str:
-        return self._format(list(CSV_FIELDS))
+        return self._format([*CSV_FIELDS, CSV_META_FIELD] if self.meta_column else list(CSV_FIELDS))
 
     def __call__(self, result: Result) -> str:
-        return self._format(csv_row(result))
+        return self._format(csv_row(result, self.meta_column))
 
     def _format(self, row: list[Any]) -> str:
         self._buffer.seek(0)
@@ -71,12 +81,15 @@ class CsvFormatter:
         return self._buffer.getvalue()
 
 
-def make_formatter(name: str, include_body: bool = False) -> tuple[Callable[[Result], str], str]:
-    """The formatting function for a format name, and the header line it needs first."""
+def make_formatter(
+    name: str, include_body: bool = False, meta_column: bool = False
+) -> tuple[Callable[[Result], str], str]:
+    """The formatting function for a format name, and the header line it needs first.
+    meta_column adds CSV_META_FIELD to csv (jsonl has ``meta`` when the input gave one)."""
     if name == "jsonl":
         return (format_jsonl_with_body if include_body else format_jsonl), ""
     if name == "csv":
-        formatter = CsvFormatter()
+        formatter = CsvFormatter(meta_column)
         return formatter, formatter.header()
     return format_text, ""
 
@@ -90,9 +103,10 @@ class StreamWriter:
         format_name: str,
         close_stream: bool = False,
         include_body: bool = False,
+        meta_column: bool = False,
     ) -> None:
         self.stream = stream
-        self.format, header = make_formatter(format_name, include_body)
+        self.format, header = make_formatter(format_name, include_body, meta_column)
         self.close_stream = close_stream
         if header:
             stream.write(header)
@@ -116,9 +130,15 @@ class ConsoleWriter:
     so each record is printed above the display instead of through it.
     """
 
-    def __init__(self, console: Console, format_name: str, include_body: bool = False) -> None:
+    def __init__(
+        self,
+        console: Console,
+        format_name: str,
+        include_body: bool = False,
+        meta_column: bool = False,
+    ) -> None:
         self.console = console
-        self.format, header = make_formatter(format_name, include_body)
+        self.format, header = make_formatter(format_name, include_body, meta_column)
         self.colour = format_name == "text"
         if header:
             self._print(header, "")
@@ -164,6 +184,8 @@ def summary_head(summary: Summary) -> list[str]:
         lines.append(f"  not attempted: {summary.not_attempted}")
     if summary.duplicates:
         lines.append(f"  duplicates skipped: {summary.duplicates}")
+    if summary.other_shards:
+        lines.append(f"  left to other shards: {summary.other_shards}")
     return lines
 
 

@@ -119,6 +119,7 @@ class Summary:
     bytes: int = 0
     not_attempted: int = 0
     duplicates: int = 0
+    other_shards: int = 0  # lines of the input left to the other shards of --shard
     total: int | None = None  # known once the input has been read to its end
     by_kind: dict[ErrorKind, KindGroup] = field(default_factory=dict)
     failed_hosts: Counter[str] = field(default_factory=Counter)
@@ -151,7 +152,8 @@ class Summary:
             group = self.by_kind[kind] = KindGroup()
         group.count += 1
         if len(group.examples) < EXAMPLES_PER_KIND:
-            group.examples.append(redact_url(result.job.url))
+            # A jsonl or csv line without a URL has none to show: its line number then.
+            group.examples.append(redact_url(result.job.url) or f"line {result.job.line}")
         host = host_of(result.job.target)
         if host:
             self.failed_hosts[host] += 1
@@ -173,6 +175,7 @@ class Summary:
             "failed": self.failed,
             "not_attempted": self.not_attempted,
             "duplicates": self.duplicates,
+            "other_shards": self.other_shards,
             "bytes": self.bytes,
             "elapsed": round(self.elapsed, 3),
             "requests_per_second": round(self.rate, 2),

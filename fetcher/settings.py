@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fetcher import __version__
+from fetcher.shards import Shard
 
 DEFAULT_WORKERS = 16
 DEFAULT_RETRIES = 2
@@ -24,6 +25,10 @@ DEFAULT_WINDOW_PER_WORKER = 4
 # Seconds that in-flight requests get to finish after the first SIGINT or SIGTERM.
 DEFAULT_GRACE = 2.0
 MAX_LINE_BYTES = 8192
+# A jsonl line or csv record may carry headers and a body besides its URL; this bounds it (and
+# the memory one read takes). The same as the csv module's own limit on one field.
+MAX_RECORD_BYTES = 128 * 1024
+INPUT_FORMATS = ("lines", "jsonl", "csv")
 CHUNK_SIZE = 64 * 1024
 
 
@@ -68,6 +73,8 @@ class Settings:
     user_agent: str = DEFAULT_USER_AGENT
     ok_status: OkStatus = OkStatus()
     unique: bool = False
+    input_format: str = "lines"  # one of INPUT_FORMATS, for -i files and standard input
+    shard: Shard | None = None  # --shard K/N: only the lines whose host falls in shard K
     ordered: bool = False
     grace: float = DEFAULT_GRACE
     # HTTP behaviour (spec section 2.2)

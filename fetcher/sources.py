@@ -2,7 +2,9 @@
 
 Lines are read one at a time with a bounded ``readline`` so that neither an endless pipe nor a
 line of a gigabyte makes memory grow. A line that cannot be fetched still becomes a Job, carrying
-the reason, so that it gets its record like every other URL.
+the reason, so that it gets its record like every other URL. Files and standard input are plain
+URL lines, or jsonl or csv (``fetcher.input_formats``); lines of other shards are counted, not
+kept.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from fetcher.settings import MAX_LINE_BYTES
+from fetcher.input_formats import Entry, iter_csv, iter_jsonl
+from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
+from fetcher.shards import Shard, shard_key
 
 BOM = b"\xef\xbb\xbf"
 SCHEMES = ("http", "https")
@@ -36,6 +40,7 @@ class Job:
     data: bytes | None = None
     output: str | None = None  # a file name under -o DIR instead of the URL's path
     meta: dict[str, Any] | None = None  # every other key of the line, back in the record
+    header: bytes | None = None  # csv: the header row, written before the line to --failed
 
 
 @dataclass(slots=True)
@@ -71,14 +76,16 @@ def validate(url: str) -> str | None:
     return None
 
 
-def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+def read_lines(
+    stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes, bool]]:
     """Yield (line number, line without its end, too long) for every physical line.
 
-    A line longer than MAX_LINE_BYTES is cut to that length and its rest is skipped in bounded
+    A line longer than max_bytes is cut to that length and its rest is skipped in bounded
     chunks, so that memory does not depend on the input.
     """
     number = 0
-    limit = len(BOM) + MAX_LINE_BYTES + 2  # room for a BOM and CRLF around the longest line
+    limit = len(BOM) + max_bytes + 2  # room for a BOM and CRLF around the longest line
     while True:
         raw = stream.readline(limit)
         if not raw:
@@ -91,22 +98,33 @@ def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         line = raw.rstrip(b"\r\n")
-        yield number, line[:MAX_LINE_BYTES], not complete or len(line) > MAX_LINE_BYTES
+        yield number, line[:max_bytes], not complete or len(line) > max_bytes
 
 
 class InputReader:
     """Iterates the Jobs of all sources in order; reading stops where the caller stops.
 
     ``drain()`` continues after an interrupt, yielding only what finite sources still hold, so
-    that the lines never attempted can be handed back to the user.
+    that the lines never attempted can be handed back to the user. input_format applies to
+    streams; command-line arguments are always plain URLs.
     """
 
-    def __init__(self, sources: list[Source], default_scheme: str, unique: bool = False) -> None:
+    def __init__(
+        self,
+        sources: list[Source],
+        default_scheme: str,
+        unique: bool = False,
+        input_format: str = "lines",
+        shard: Shard | None = None,
+    ) -> None:
         self.sources = sources
         self.default_scheme = default_scheme
         self.unique = unique
+        self.input_format = input_format
+        self.shard = shard
         self.seen: set[str] = set()
         self.duplicates = 0
+        self.other_shards = 0  # lines left to the other shards of --shard
         self.count = 0
         self._current: Iterator[Job] | None = None
         self._position = 0
@@ -155,8 +173,15 @@ class InputReader:
                 if job is not None:
                     yield job
             return
-        for number, raw, too_long in read_lines(source.stream):
-            job = self._make_job(number, raw, too_long)
+        if self.input_format == "lines":
+            for number, raw, too_long in read_lines(source.stream):
+                job = self._make_job(number, raw, too_long)
+                if job is not None:
+                    yield job
+            return
+        parse = iter_jsonl if self.input_format == "jsonl" else iter_csv
+        for entry in parse(read_lines(source.stream, MAX_RECORD_BYTES)):
+            job = self._entry_job(entry)
             if job is not None:
                 yield job
 
@@ -165,22 +190,47 @@ class InputReader:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
             text = raw.decode("utf-8", "backslashreplace").strip()
-            return self._new_job(text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
+            return self._admit(
+                Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
+            )
         if not text or text.startswith("#"):
             return None
         if too_long:
-            return self._new_job(text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
-        target = text if "://" in text else f"{self.default_scheme}://{text}"
-        if self.unique:
-            if target in self.seen:
+            return self._admit(
+                Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
+            )
+        return self._admit(self._url_job(text, line, raw), dedupe=True)
+
+    def _entry_job(self, entry: Entry) -> Job | None:
+        """The Job of a jsonl line or csv record: its URL under the rules of a plain line, and
+        its own method, headers, body, output name and meta."""
+        if entry.url is not None:
+            job = self._url_job(entry.url, entry.line, entry.raw)
+        else:
+            # No URL to show. Not the line instead: it may hold an Authorization header.
+            job = Job(-1, "", "", entry.line, entry.raw)
+        if entry.error is not None:
+            job.invalid = entry.error
+        job.method, job.headers, job.data = entry.method, entry.headers, entry.data
+        job.output, job.meta, job.header = entry.output, entry.meta, entry.header
+        # A malformed line always gets its record: only well-formed ones can be repeats.
+        return self._admit(job, dedupe=entry.error is None)
+
+    def _url_job(self, url: str, line: int | None, raw: bytes) -> Job:
+        target = url if "://" in url else f"{self.default_scheme}://{url}"
+        return Job(-1, url, target, line, raw, validate(target))
+
+    def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
+        """Number job and return it, or None when it belongs to another shard or, with dedupe
+        and --unique, repeats a URL already read."""
+        if self.shard is not None and not self.shard.holds(shard_key(job.target, job.raw)):
+            self.other_shards += 1
+            return None
+        if dedupe and self.unique:
+            if job.target in self.seen:
                 self.duplicates += 1
                 return None
-            self.seen.add(target)
-        return self._new_job(text, target, line, raw, validate(target))
-
-    def _new_job(
-        self, url: str, target: str, line: int | None, raw: bytes, invalid: str | None
-    ) -> Job:
-        job = Job(self.count, url, target, line, raw, invalid)
+            self.seen.add(job.target)
+        job.seq = self.count
         self.count += 1
         return job

@@ -1,0 +1,469 @@
+"""--input-format jsonl and csv (§2.1): per-URL method, headers, data, output and meta, sent to a
+real local server; malformed lines as invalid_url records with their line numbers; csv line
+numbers across quoted line breaks; output names that cannot leave -o DIR; the meta column."""
+
+import csv
+import io
+import json
+import os
+
+import pytest
+
+from fetcher.report import CSV_FIELDS
+from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
+from fetcher.sources import InputReader, Source
+from tests.conftest import invoke
+from tests.test_http import serve
+
+
+def jobs_of(data: bytes, input_format: str, **options):
+    reader = InputReader(
+        [Source("test", stream=io.BytesIO(data))], "https", input_format=input_format, **options
+    )
+    return list(reader), reader
+
+
+def jsonl(*objects) -> bytes:
+    return b"".join(
+        (o if isinstance(o, bytes) else json.dumps(o).encode()) + b"\n" for o in objects
+    )
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def by_line(text: str) -> dict[int, dict]:
+    return {record["line"]: record for record in records(text)}
+
+
+# -- jsonl: parsing --------------------------------------------------------------------------
+
+
+def test_jsonl_fields_and_nested_meta():
+    meta = {"id": 7, "tags": ["a", {"b": [1, 2.5, None, True]}], "deep": {"x": {"y": "é"}}}
+    data = jsonl(
+        {
+            "url": "  example.test/a ",
+            "method": "put",
+            "headers": {"X-One": " 1 ", "Accept": None, "X-Empty": ""},
+            "data": "naïve=1",
+            "output": "sub/page.html",
+            **meta,
+        },
+        {"url": "http://example.test/b"},
+    )
+    (first, second), _ = jobs_of(data, "jsonl")
+    assert (first.url, first.target, first.line, first.invalid) == (
+        "example.test/a", "https://example.test/a", 1, None
+    )  # fmt: skip
+    assert first.method == "PUT"  # as -X put
+    assert first.headers == (("X-One", "1"), ("Accept", None), ("X-Empty", ""))
+    assert first.data == "naïve=1".encode()
+    assert first.output == "sub/page.html"
+    assert first.meta == meta  # nested values intact, key order kept
+    assert list(first.meta) == list(meta)
+    assert (second.method, second.headers, second.data, second.output, second.meta) == (
+        None, (), None, None, None
+    )  # fmt: skip
+    assert first.raw == data.splitlines()[0]  # for --failed, verbatim
+
+
+def test_jsonl_skips_blank_lines_but_not_hash_lines_and_counts_physical_lines():
+    data = b'\xef\xbb\xbf{"url": "a.test"}\r\n\r\n   \n# a comment\n{"url": "b.test"}'
+    jobs, _ = jobs_of(data, "jsonl")
+    assert [(j.line, j.url, j.invalid is None) for j in jobs] == [
+        (1, "a.test", True),
+        (4, "", False),  # '#' is not special in jsonl: it is not JSON
+        (5, "b.test", True),
+    ]
+    assert jobs[1].raw == b"# a comment"
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"not json", "not valid JSON"),
+        (b'{"url": "a.test"', "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object, not an array"),
+        (b'"a.test"', "must be a JSON object, not a string"),
+        (b"{}", "no 'url'"),
+        (b'{"url": null}', "no 'url'"),
+        (b'{"url": "  "}', "empty 'url'"),
+        (b'{"url": 5}', "'url' must be a string, not a number"),
+        (b'{"url": ["a.test"]}', "'url' must be a string, not an array"),
+        (b'{"url": "a.test/x\\ny"}', "'url' has a control character"),
+        (b'{"url": "a.test", "method": "GE T"}', "'method' must be an HTTP method"),
+        (b'{"url": "a.test", "method": 1}', "'method' must be an HTTP method"),
+        (b'{"url": "a.test", "headers": "X-A: 1"}', "'headers' must be an object, not a string"),
+        (b'{"url": "a.test", "headers": ["X-A"]}', "'headers' must be an object, not an array"),
+        (b'{"url": "a.test", "headers": {"X-A": 1}}', "header 'X-A' must be a string or null"),
+        (b'{"url": "a.test", "headers": {"X A": "1"}}', "the name of header 1 is not a token"),
+        (b'{"url": "a.test", "headers": {"X-A": "1\\r\\nX-B: 2"}}', "line break"),
+        (b'{"url": "a.test", "data": {"a": 1}}', "'data' must be a string, not an object"),
+        (b'{"url": "a.test", "output": ""}', "'output' must be a non-empty string"),
+        (b'{"url": "a.test", "output": 3}', "'output' must be a non-empty string, not a number"),
+        (b'{"url": "a.test", "n": NaN}', "NaN is not a JSON number"),
+        (b'{"url": "a.test", "n": 1e999}', "too large"),
+        (b'{"url": "a.test", "s": "\\ud800"}', "lone surrogate"),
+        (b'{"url": "a.test\xff"}', "not valid UTF-8"),
+        (b"[" * 100_000, "not valid JSON"),
+    ],
+)
+def test_malformed_jsonl_line_is_an_invalid_job_and_the_next_line_is_read(line, reason):
+    jobs, _ = jobs_of(b"\n" + line + b'\n{"url": "ok.test"}\n', "jsonl")
+    bad, good = jobs
+    assert bad.line == 2 and bad.invalid is not None and reason in bad.invalid, bad.invalid
+    assert bad.raw == line
+    assert (good.line, good.url, good.invalid) == (3, "ok.test", None)
+
+
+def test_malformed_object_keeps_its_url_and_meta():
+    (job,), _ = jobs_of(jsonl({"url": "a.test/x", "headers": 5, "id": {"n": [1]}}), "jsonl")
+    assert job.invalid and job.url == "a.test/x" and job.meta == {"id": {"n": [1]}}
+
+
+def test_jsonl_url_follows_the_rules_of_a_plain_line():
+    lines = [
+        {"url": "ftp://a.test/"},
+        {"url": "http://"},
+        {"url": "a.test/" + "x" * MAX_LINE_BYTES},
+        {"url": "b.test/1"},
+        {"url": "https://b.test/1", "id": 2},  # the same URL once the scheme is applied
+        {"url": "b.test/1", "headers": 3},  # malformed: never a repeat, always a record
+    ]
+    jobs, reader = jobs_of(jsonl(*lines), "jsonl", unique=True)
+    assert [j.line for j in jobs] == [1, 2, 3, 4, 6]
+    assert "unsupported scheme" in jobs[0].invalid
+    assert "no host" in jobs[1].invalid
+    assert f"longer than {MAX_LINE_BYTES} bytes" in jobs[2].invalid
+    assert jobs[3].invalid is None and jobs[3].target == "https://b.test/1"
+    assert reader.duplicates == 1
+    assert [j.seq for j in jobs] == [0, 1, 2, 3, 4]
+
+
+def test_overlong_jsonl_line_is_invalid_and_does_not_swallow_the_next_line():
+    long_line = json.dumps({"url": "a.test", "data": "x" * MAX_RECORD_BYTES}).encode()
+    jobs, _ = jobs_of(long_line + b'\n{"url": "b.test"}\n', "jsonl")
+    assert "longer than" in jobs[0].invalid and jobs[0].line == 1
+    assert (jobs[1].line, jobs[1].url) == (2, "b.test")
+    fits = json.dumps({"url": "a.test", "data": "x" * (MAX_RECORD_BYTES - 100)}).encode()
+    (job,), _ = jobs_of(fits + b"\n", "jsonl")
+    assert job.invalid is None and len(job.data) == MAX_RECORD_BYTES - 100
+
+
+class EndlessStream:
+    """An input that never ends (a first line, then one line forever): reading it all would
+    never return."""
+
+    def __init__(self, first: bytes, line: bytes) -> None:
+        self.first, self.line = first, line
+        self.reads = 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.reads += 1
+        return self.first if self.reads == 1 else self.line
+
+
+@pytest.mark.parametrize(
+    ("input_format", "first"),
+    [("jsonl", b'{"url": "a.test", "id": 1}\n'), ("csv", b"url,id\n")],
+)
+def test_structured_input_is_read_lazily(input_format, first):
+    line = b'{"url": "a.test", "id": 1}\n' if input_format == "jsonl" else b"a.test,1\n"
+    stream = EndlessStream(first, line)
+    reader = InputReader([Source("endless", stream=stream)], "https", input_format=input_format)
+    for _ in range(4):
+        job = reader.next_job()
+        assert (job.url, job.meta) == ("a.test", {"id": 1 if input_format == "jsonl" else "1"})
+    assert stream.reads <= 5  # a line at a time, never ahead
+
+
+# -- csv: parsing ----------------------------------------------------------------------------
+
+
+def test_csv_columns_empty_cells_headers_and_meta():
+    data = (
+        "\ufeffurl , method,headers,data,output,id,note\r\n"
+        'a.test/1,,"{""X-A"": ""1"", ""Accept"": null}",,,7,\r\n'
+        'http://b.test/2,delete,,x=1,b.txt,,say "hi"\r\n'
+    ).encode()
+    (first, second), _ = jobs_of(data, "csv")
+    assert (first.line, first.url, first.target) == (2, "a.test/1", "https://a.test/1")
+    assert (first.method, first.data, first.output) == (None, None, None)
+    assert first.headers == (("X-A", "1"), ("Accept", None))
+    assert first.meta == {"id": "7"}  # an empty cell is absent, meta values are strings
+    assert (second.method, second.data, second.output) == ("DELETE", b"x=1", "b.txt")
+    assert second.meta == {"note": 'say "hi"'}
+    assert first.header == b"url , method,headers,data,output,id,note"  # for --failed
+
+
+def test_csv_line_numbers_count_physical_lines_across_quoted_line_breaks():
+    data = (
+        b"url,note\n"  # 1
+        b'a.test,"one\n'  # 2
+        b"two\n"  # 3
+        b'three"\n'  # 4
+        b"\n"  # 5: blank, skipped
+        b'b.test,"x,y"\n'  # 6
+        b'"c.test/a\n'  # 7: a url cannot span lines
+        b'b",\n'  # 8
+        b"d.test,4\n"  # 9
+    )
+    jobs, _ = jobs_of(data, "csv")
+    assert [(j.line, j.invalid is None) for j in jobs] == [
+        (2, True), (6, True), (7, False), (9, True)
+    ]  # fmt: skip
+    assert jobs[0].meta == {"note": "one\ntwo\nthree"}
+    assert jobs[0].raw == b'a.test,"one\ntwo\nthree"'
+    assert "control character" in jobs[2].invalid
+    assert "\n" not in jobs[2].url  # shown on one line
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (b"a.test,1,2", "3 fields where the header has 2"),
+        (b"a.test", "1 fields where the header has 2"),
+        (b'a.test,"1"x', "malformed CSV"),
+        (b"a.test\xff,1", "not valid UTF-8"),
+        (b",1", "no 'url'"),
+    ],
+)
+def test_bad_csv_row_is_an_invalid_job_and_the_next_row_is_read(row, reason):
+    jobs, _ = jobs_of(b"url,id\n" + row + b"\nok.test,2\n", "csv")
+    bad, good = jobs
+    assert bad.line == 2 and reason in bad.invalid, bad.invalid
+    assert (good.line, good.url, good.invalid, good.meta) == (3, "ok.test", None, {"id": "2"})
+
+
+def test_csv_headers_cell_must_be_a_json_object_of_strings():
+    data = b'url,headers\na.test,{bad\nb.test,"[1]"\nc.test,"{""A"": 1}"\n'
+    jobs, _ = jobs_of(data, "csv")
+    assert "'headers' is not valid JSON" in jobs[0].invalid
+    assert "'headers' must be an object" in jobs[1].invalid
+    assert "header 'A' must be a string" in jobs[2].invalid
+    assert [j.url for j in jobs] == ["a.test", "b.test", "c.test"]
+
+
+def test_unterminated_quote_at_the_end_is_an_invalid_record():
+    jobs, _ = jobs_of(b'url\na.test\n"b.test\nc.test\n', "csv")
+    assert [(j.line, j.invalid is None) for j in jobs] == [(2, True), (3, False)]
+    assert "malformed CSV" in jobs[1].invalid
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (b"id,name", "no 'url' column"),
+        (b"url,id,url", "the column 'url' twice"),
+        (b'url,"id', "cannot be read"),
+    ],
+)
+def test_bad_csv_header_makes_every_record_invalid(header, reason):
+    jobs, _ = jobs_of(header + b"\na.test,1\nb.test,2\n", "csv")
+    assert all(reason in job.invalid and "line 1" in job.invalid for job in jobs)
+    if b'"' in header:  # an open quote swallows the rest: the header itself gets the record
+        assert [job.line for job in jobs] == [1]
+    else:
+        assert [job.line for job in jobs] == [2, 3]
+
+
+def test_csv_column_without_a_name_must_stay_empty():
+    jobs, _ = jobs_of(b"url,\na.test,\nb.test,x\n", "csv")
+    assert jobs[0].invalid is None
+    assert "column 2, which has no name" in jobs[1].invalid
+
+
+def test_overlong_csv_record_is_invalid_and_the_next_record_is_read():
+    long_line = b'a.test,"' + b"x" * MAX_RECORD_BYTES + b'"'
+    jobs, _ = jobs_of(b"url,note\n" + long_line + b"\nb.test,1\n", "csv")
+    assert [(j.line, j.url) for j in jobs][1:] == [(3, "b.test")]
+    assert jobs[0].line == 2 and "record longer than" in jobs[0].invalid
+    # Over several lines, the record is cut where it passes the limit.
+    half = b"x" * (MAX_RECORD_BYTES // 2)
+    jobs, _ = jobs_of(b'url,note\na.test,"' + half + b"\n" + half + b"\n", "csv")
+    assert jobs[0].line == 2 and "record longer than" in jobs[0].invalid
+
+
+def test_command_line_arguments_stay_plain_urls():
+    reader = InputReader(
+        [Source("arguments", arguments=("a.test/x",))], "https", input_format="jsonl"
+    )
+    (job,) = list(reader)
+    assert (job.target, job.invalid, job.line) == ("https://a.test/x", None, None)
+
+
+# -- against a real server --------------------------------------------------------------------
+
+
+def test_jsonl_lines_send_their_own_method_headers_and_data(httpserver, tmp_path):
+    seen = serve(httpserver, "/r")
+    url = httpserver.url_for("/r")
+    lines = [
+        {"url": url + "?1", "headers": {"X-A": "one", "Accept": None}, "id": 1},
+        {"url": url + "?2", "data": "name=Zoë&x=1", "id": {"nested": [1, {"two": 2}]}},
+        {"url": url + "?3", "method": "put", "data": '{"k": 1}',
+         "headers": {"Content-Type": "application/json"}},
+        {"url": url + "?4", "method": "DELETE"},
+    ]  # fmt: skip
+    listing = tmp_path / "in.jsonl"
+    listing.write_bytes(jsonl(*lines))
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl", "-i", str(listing)])
+    assert result.exit_code == 0, result.stderr
+    requests = {r.query_string.decode(): r for r in seen.requests}
+    assert requests["1"].method == "GET" and requests["1"].headers["X-A"] == "one"
+    assert "Accept" not in requests["1"].headers
+    assert requests["2"].method == "POST"  # data without a method is a POST, as with -d
+    assert requests["2"].get_data() == "name=Zoë&x=1".encode()
+    assert requests["2"].headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert (requests["3"].method, requests["3"].get_data()) == ("PUT", b'{"k": 1}')
+    assert requests["3"].headers["Content-Type"] == "application/json"
+    assert requests["4"].method == "DELETE" and "X-A" not in requests["4"].headers
+    got = by_line(result.stdout)
+    assert got[1]["meta"] == {"id": 1}
+    assert got[2]["meta"] == {"id": {"nested": [1, {"two": 2}]}}
+    assert "meta" not in got[3] and "meta" not in got[4]  # only when the line carried one
+
+
+def test_csv_lines_send_their_own_fields_and_csv_records_carry_meta(httpserver, tmp_path):
+    seen = serve(httpserver, "/c")
+    url = httpserver.url_for("/c")
+    listing = tmp_path / "in.csv"
+    with listing.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "url", "method", "headers", "data", "note"])
+        writer.writerow(["1", url + "?1", "", json.dumps({"X-B": "b"}), "", "line\nbreak"])
+        writer.writerow(["2", url + "?2", "PATCH", "", "é=1", ""])
+        writer.writerow(["", url + "?3", "", "", "", ""])
+    result = invoke(["--input-format", "csv", "--format", "csv", "-i", str(listing)])
+    assert result.exit_code == 0, result.stderr
+    requests = {r.query_string.decode(): r for r in seen.requests}
+    assert requests["1"].method == "GET" and requests["1"].headers["X-B"] == "b"
+    assert (requests["2"].method, requests["2"].get_data()) == ("PATCH", "é=1".encode())
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert tuple(rows[0]) == (*CSV_FIELDS, "meta")
+    meta = {row["url"].rsplit("?", 1)[1]: row["meta"] for row in rows}
+    assert json.loads(meta["1"]) == {"id": "1", "note": "line\nbreak"}
+    assert json.loads(meta["2"]) == {"id": "2"}
+    assert meta["3"] == ""  # no meta: an empty cell
+    assert {row["line"] for row in rows} == {"2", "4", "5"}  # line 2 spans two lines
+
+
+def test_csv_output_has_no_meta_column_for_plain_lines(httpserver):
+    serve(httpserver, "/p")
+    result = invoke(["--format", "csv", httpserver.url_for("/p")])
+    assert result.stdout.splitlines()[0] == ",".join(CSV_FIELDS)
+
+
+def test_malformed_lines_get_records_and_the_run_goes_on(httpserver, tmp_path):
+    serve(httpserver, "/ok")
+    listing = tmp_path / "in.jsonl"
+    listing.write_bytes(
+        jsonl(
+            {"url": httpserver.url_for("/ok"), "n": 1},
+            b"{oops",
+            {"url": httpserver.url_for("/ok"), "headers": {"X": 1}, "n": 3},
+            {"nourl": True},
+            {"url": httpserver.url_for("/ok"), "n": 5},
+        )
+    )
+    failed = tmp_path / "failed.jsonl"
+    result = invoke(
+        ["--input-format", "jsonl", "--format", "jsonl", "-i", str(listing),
+         "--failed", str(failed), "--ordered"]
+    )  # fmt: skip
+    assert result.exit_code == 1
+    got = records(result.stdout)
+    assert [r["line"] for r in got] == [1, 2, 3, 4, 5]
+    assert [r["ok"] for r in got] == [True, False, False, False, True]
+    assert {r["error"]["kind"] for r in got if not r["ok"]} == {"invalid_url"}
+    assert "not valid JSON" in got[1]["error"]["message"]
+    assert got[2]["meta"] == {"n": 3} and got[3]["meta"] == {"nourl": True}
+    assert "invalid_url" in result.stderr
+    assert failed.read_bytes().splitlines() == listing.read_bytes().splitlines()[1:4]
+
+
+def test_failed_file_of_a_csv_input_starts_with_its_header(httpserver, tmp_path):
+    serve(httpserver, "/ok")
+    listing = tmp_path / "in.csv"
+    listing.write_text(
+        f'url,id\n{httpserver.url_for("/ok")},1\nftp://x.test/,2\n"bad\nline",3\n', "utf-8"
+    )
+    failed = tmp_path / "failed.csv"
+    invoke(["--input-format", "csv", "-i", str(listing), "--failed", str(failed)])
+    assert failed.read_text() == 'url,id\nftp://x.test/,2\n"bad\nline",3\n'
+    again = invoke(["--input-format", "csv", "--format", "jsonl", "-i", str(failed)])
+    assert sorted((r["line"], r["meta"]["id"]) for r in records(again.stdout)) == [
+        (2, "2"), (3, "3")
+    ]  # fmt: skip
+
+
+def test_output_names_stay_inside_the_output_dir(httpserver, tmp_path):
+    serve(httpserver, "/f")
+    url = httpserver.url_for("/f")
+    out = tmp_path / "deep" / "out"
+    lines = [
+        {"url": url + "?1", "output": "../../etc/x"},
+        {"url": url + "?2", "output": "/abs/path"},
+        {"url": url + "?3", "output": "sub/../../name.txt"},
+        {"url": url + "?4", "output": "..\\..\\win.txt"},
+    ]
+    result = invoke(
+        ["--input-format", "jsonl", "--format", "jsonl", "-o", str(out), "-"], input=jsonl(*lines)
+    )
+    assert result.exit_code == 0, result.stderr
+    paths = {r["line"]: r["path"] for r in records(result.stdout)}
+    assert paths == {
+        1: str(out / "etc" / "x"),
+        2: str(out / "abs" / "path"),
+        3: str(out / "name.txt"),
+        4: str(out / "win.txt"),
+    }
+    root = os.path.realpath(out)
+    for path in paths.values():
+        assert os.path.commonpath([root, os.path.realpath(path)]) == root
+        with open(path) as file:
+            assert file.read() == "ok"
+    outside = {p for p in tmp_path.rglob("*") if p.is_file() and out not in p.parents}
+    assert outside == set()
+    assert not os.path.exists("/abs/path")
+
+
+def test_a_malformed_line_is_never_shown_whole_it_may_hold_credentials(tmp_path):
+    listing = tmp_path / "in.jsonl"
+    listing.write_bytes(
+        b'{"url": "http://127.0.0.1:9/", "headers": {"Authorization": "Bearer s3cret"}\n'
+        b'{"headers": {"Cookie": "id=s3cret"}}\n'
+        b'{"url": "http://127.0.0.1:9/", "headers": {"Authorization: Bearer s3cret": null}}\n'
+    )
+    failed = tmp_path / "failed.jsonl"
+    result = invoke(
+        ["--input-format", "jsonl", "-i", str(listing), "--failed", str(failed), "--ordered"]
+    )
+    assert "s3cret" not in result.stdout + result.stderr
+    assert [line.split("\t")[3] for line in result.stdout.splitlines()] == [
+        "", "", "http://127.0.0.1:9/"
+    ]  # fmt: skip
+    assert "line 1, line 2, http://127.0.0.1:9/" in result.stderr  # the summary's examples
+    assert failed.read_bytes() == listing.read_bytes()  # verbatim, mode 0600, to be retried
+
+
+def test_command_line_content_type_applies_to_a_line_with_data(httpserver):
+    seen = serve(httpserver, "/ct")
+    line = json.dumps({"url": httpserver.url_for("/ct"), "data": '{"a": 1}'})
+    invoke(["--input-format", "jsonl", "-H", "Content-Type: application/json"], input=line + "\n")
+    assert seen.requests[0].headers["Content-Type"] == "application/json"
+
+
+def test_input_format_from_the_environment_applies_to_stdin(httpserver):
+    seen = serve(httpserver, "/e")
+    line = json.dumps({"url": httpserver.url_for("/e"), "method": "POST", "k": "v"})
+    result = invoke(["--format", "jsonl"], input=line + "\n", FETCHER_INPUT_FORMAT="jsonl")
+    assert records(result.stdout)[0]["meta"] == {"k": "v"}
+    assert seen.requests[0].method == "POST"
+
+
+def test_unknown_input_format_is_a_usage_error():
+    result = invoke(["--input-format", "xml", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--input-format" in result.stderr

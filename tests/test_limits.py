@@ -1,0 +1,237 @@
+"""Politeness of §2.3, observed by the server: --per-host, --rate, --host-rate and the host pause
+on Retry-After, with 127.0.0.1 and localhost as two hosts of one local server."""
+
+import json
+import threading
+import time
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fetcher.limits import Scheduler, Task
+from fetcher.sources import Job
+from tests.conftest import invoke
+
+
+class Recording(ThreadingHTTPServer):
+    """Records every request's arrival time and host, and requests in flight per host.
+    ``/slow/S/...`` answers after S seconds; ``answers`` maps a path to a list of (status,
+    headers) given in turn, the last one repeating."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.arrivals: list[tuple[float, str, str]] = []
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.max_in_flight: dict[str, int] = defaultdict(int)
+        self.max_total = 0
+        self.answers: dict[str, list[tuple[int, dict[str, str]]]] = {}
+        self.sent: list[tuple[float, str, int]] = []  # when each response was sent, its status
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.server_address[1]}{path}"
+
+    def times(self, host: str) -> list[float]:
+        return [t for t, h, _ in self.arrivals if h == host]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Recording
+
+    def do_GET(self) -> None:  # noqa: N802
+        server = self.server
+        host = self.headers["Host"].rsplit(":", 1)[0]
+        with server.lock:
+            server.arrivals.append((time.monotonic(), host, self.path))
+            server.in_flight[host] += 1
+            server.max_in_flight[host] = max(server.max_in_flight[host], server.in_flight[host])
+            server.max_total = max(server.max_total, sum(server.in_flight.values()))
+            answers = server.answers.get(self.path)
+            status, headers = (
+                answers.pop(0)
+                if answers and len(answers) > 1
+                else (answers[0] if answers else (200, {}))
+            )
+        try:
+            parts = self.path.strip("/").split("/")
+            if parts[0] == "slow":
+                time.sleep(float(parts[1]))
+            body = b"ok"
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            with server.lock:
+                server.sent.append((time.monotonic(), self.path, status))
+        finally:
+            with server.lock:
+                server.in_flight[host] -= 1
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording():
+    server = Recording()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def max_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times))
+
+
+# -- --per-host -------------------------------------------------------------------------------
+
+
+def test_per_host_limits_each_host_separately(recording):
+    urls = [
+        recording.url(f"/slow/0.15/{n}", host)
+        for n in range(12)
+        for host in ("127.0.0.1", "localhost")
+    ]
+    result = invoke(["--format", "jsonl", "-j", "8", "--per-host", "2", *urls])
+    assert result.exit_code == 0, result.stderr
+    assert len(records(result.stdout)) == 24
+    assert recording.max_in_flight["127.0.0.1"] == 2  # never more, and reached under load
+    assert recording.max_in_flight["localhost"] == 2
+    assert recording.max_total >= 3  # the two hosts were fetched side by side
+
+
+def test_without_per_host_one_host_gets_every_worker(recording):
+    urls = [recording.url(f"/slow/0.15/{n}") for n in range(12)]
+    invoke(["-j", "6", *urls])
+    assert recording.max_in_flight["127.0.0.1"] >= 4
+
+
+# -- --rate and --host-rate ---------------------------------------------------------------------
+
+
+def test_rate_spaces_requests_evenly_without_a_burst(recording):
+    urls = [recording.url(f"/r/{n}") for n in range(40)]
+    result = invoke(["-j", "8", "--rate", "20", *urls])
+    assert result.exit_code == 0
+    times = sorted(recording.times("127.0.0.1"))
+    assert len(times) == 40
+    assert times[-1] - times[0] >= 1.8
+    assert max_in_any_second(times) <= 20
+    assert times[1] - times[0] >= 0.04  # no burst at the start: one request, then the spacing
+
+
+def test_rate_per_minute(recording):
+    urls = [recording.url(f"/m/{n}") for n in range(3)]
+    invoke(["-j", "3", "--rate", "120/m", *urls])
+    times = sorted(recording.times("127.0.0.1"))
+    assert times[-1] - times[0] >= 0.95  # 2 per second
+
+
+def test_host_rate_applies_to_each_host(recording):
+    urls = [
+        recording.url(f"/h/{n}", host) for n in range(10) for host in ("127.0.0.1", "localhost")
+    ]
+    started = time.monotonic()
+    invoke(["-j", "8", "--host-rate", "10", *urls])
+    took = time.monotonic() - started
+    for host in ("127.0.0.1", "localhost"):
+        times = sorted(recording.times(host))
+        assert len(times) == 10
+        assert times[-1] - times[0] >= 0.9
+        assert max_in_any_second(times) <= 10
+    assert took < 1.9  # the hosts were not spaced against each other
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "fast", "10/h", "/s"])
+def test_bad_rate_is_a_usage_error(value):
+    result = invoke(["--rate", value, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--rate" in result.stderr
+
+
+# -- the shared host pause --------------------------------------------------------------------
+
+
+def test_retry_after_pauses_the_host_for_every_worker_while_others_go_on(recording):
+    recording.answers["/first"] = [(429, {"Retry-After": "1"}), (200, {})]
+    a_urls = [recording.url("/first")] + [recording.url(f"/slow/0.05/a{n}") for n in range(8)]
+    b_urls = [recording.url(f"/slow/0.1/b{n}", "localhost") for n in range(12)]
+    urls = [a_urls[0]] + [u for pair in zip(a_urls[1:], b_urls, strict=False) for u in pair]
+    urls += b_urls[len(a_urls) - 1 :]
+    result = invoke(["--format", "jsonl", "-j", "4", "--backoff", "0.01", *urls])
+    assert result.exit_code == 0, result.stderr
+    by_url = {r["url"]: r for r in records(result.stdout)}
+    assert by_url[a_urls[0]]["attempts"] == 2
+    arrivals = sorted(recording.arrivals)
+    # A request already leaving when the 429 arrived cannot be recalled: allow 50 ms for it.
+    paused_at = next(t for t, path, status in recording.sent if status == 429) + 0.05
+    to_a = [t for t, host, _ in arrivals if host == "127.0.0.1" and t > paused_at]
+    to_b = [t for t, host, _ in arrivals if host == "localhost" and paused_at < t < paused_at + 0.9]
+    assert min(to_a) >= paused_at + 0.9  # no worker sent anything to A during the pause
+    assert len(to_b) >= 6  # while B was fetched by the workers A could not use
+
+
+def test_host_pause_is_capped_by_max_retry_wait(recording):
+    recording.answers["/long"] = [(503, {"Retry-After": "30"}), (200, {})]
+    urls = [recording.url("/long"), *(recording.url(f"/slow/0.05/{n}") for n in range(6))]
+    started = time.monotonic()
+    result = invoke(["--format", "jsonl", "-j", "2", "--max-retry-wait", "0.5", *urls])
+    assert time.monotonic() - started < 5
+    assert all(r["ok"] for r in records(result.stdout))
+    paused_at = next(t for t, path, status in recording.sent if status == 503) + 0.05
+    later = [t for t, _, _ in recording.arrivals if t > paused_at]
+    assert later and min(later) >= paused_at + 0.4  # paused for 0.5 s, not 30
+
+
+# -- the scheduler, directly ------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task(n: int, host: str = "a") -> Task:
+    return Task(Job(n, f"http://{host}/{n}", f"http://{host}/{n}", n + 1, b""), host)
+
+
+def test_scheduler_serves_hosts_in_turn_and_skips_a_saturated_one():
+    scheduler = Scheduler(per_host=1, clock=FakeClock())
+    for n, host in enumerate("aab"):
+        scheduler.put(task(n, host))
+    first = scheduler.take()
+    second = scheduler.take()
+    assert (first.host, second.host) == ("a", "b")  # the second 'a' waits for the first
+    scheduler.finish(first)
+    assert scheduler.take().job.seq == 1
+
+
+def test_scheduler_drain_returns_waiting_tasks_and_retries():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    started = scheduler.take()
+    scheduler.finish(started)
+    scheduler.retry(started, 10)
+    scheduler.put(task(1))
+    scheduler.stop()
+    assert scheduler.take() is None
+    assert sorted(t.job.seq for t in scheduler.drain()) == [0, 1]
