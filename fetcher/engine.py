@@ -246,12 +246,18 @@ def request_options(job: Job, settings: Settings, environment: Environment) -> d
         if job.data is not None and not any(name.lower() == "content-type" for name in given):
             headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
         options["headers"] = headers
+    proxies: dict[str, str] = {}
     if settings.proxy is not None:
         if not environment.bypasses_proxy(job.target):
             # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY.
-            options["proxies"] = {"http": settings.proxy, "https": settings.proxy}
-    elif proxies := environment.proxies_for(job.target):
+            proxies = {"http": settings.proxy, "https": settings.proxy}
+    else:
+        proxies = environment.proxies_for(job.target)
+    if proxies:
         options["proxies"] = proxies
+    if job.target.startswith("http:") and not proxies.get("http", "").startswith("https:"):
+        # No TLS at all: a CA bundle path would only cost requests a stat() per request.
+        options["verify"] = True
     if settings.auth is None and (netrc := environment.netrc_auth(job.target)):
         options["auth"] = netrc
     if settings.cookies:
