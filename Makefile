@@ -18,6 +18,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
+# The long soak: 20,000 URLs at -j 64 against the chaos server (a 600-URL one is part of test).
+soak: $(STAMP)
+	FETCHER_SOAK_URLS=20000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check fetcher tests examples
 	$(BIN)/ruff format --check fetcher tests examples

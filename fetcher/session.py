@@ -83,6 +83,20 @@ def make_session(
     return session
 
 
+def close_session(session: requests.Session) -> None:
+    """Close session and every connection it holds, now. Since urllib3 2, PoolManager.clear()
+    only forgets its pools, and a pool held in an exception's traceback cycle keeps its socket
+    open until the cycle collector runs (urllib3 #3082); so each pool is closed here."""
+    for adapter in session.adapters.values():
+        if isinstance(adapter, HTTPAdapter):
+            for manager in (adapter.poolmanager, *adapter.proxy_manager.values()):
+                for key in list(manager.pools.keys()):
+                    pool = manager.pools.get(key)
+                    if pool is not None:
+                        pool.close()
+    session.close()
+
+
 class SessionPool:
     """Hands each thread its own Session; ``close_all`` closes every session ever handed out."""
 
@@ -117,4 +131,4 @@ class SessionPool:
             sessions = list(self.sessions)
             self.closed = True
         for session in sessions:
-            session.close()
+            close_session(session)
