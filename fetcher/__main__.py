@@ -1,5 +1,24 @@
-"""``python -m fetcher``."""
+"""``python -m fetcher`` and the ``fetcher`` command.
 
-from fetcher.cli import main
+SIGINT is handled before the heavy imports (requests, click): a Ctrl-C in the first tenth of a
+second exits with 130 like any other, not with a KeyboardInterrupt traceback. The run installs
+its own handlers once it starts.
+"""
 
-main(prog_name="fetcher")
+import os
+import signal
+
+
+def _interrupted_early(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
+def run() -> None:
+    signal.signal(signal.SIGINT, _interrupted_early)
+    from fetcher.cli import main
+
+    main(prog_name="fetcher")
+
+
+if __name__ == "__main__":
+    run()

@@ -21,11 +21,14 @@ SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to 
 
 _live_lock = threading.Lock()
 _live: set[str] = set()  # temporary files being written right now, for a hard exit to remove
+_exiting = False  # set by the exit hook: no temporary may be created after it
 
 
 def remove_live_temporaries() -> None:
     """Remove every temporary file still being written. Called before an immediate exit."""
+    global _exiting
     with _live_lock:
+        _exiting = True
         paths = list(_live)
         _live.clear()
     for path in paths:
@@ -45,13 +48,16 @@ class SavedFile:
     def __init__(self, final: str) -> None:
         self.final = final
         folder = os.path.dirname(final)
-        try:
-            fd, self.temporary = tempfile.mkstemp(
-                dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
-            )
-        except OSError as exc:
-            raise _io_error("cannot create a file in", folder, exc) from exc
+        # Created and registered under the lock, so that the exit hook sees every temporary.
         with _live_lock:
+            if _exiting:
+                raise FetchError("interrupted before it finished", ErrorKind.OTHER)
+            try:
+                fd, self.temporary = tempfile.mkstemp(
+                    dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
+                )
+            except OSError as exc:
+                raise _io_error("cannot create a file in", folder, exc) from exc
             _live.add(self.temporary)
         self.file: IO[bytes] = os.fdopen(fd, "wb")
 

@@ -93,6 +93,10 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         summary = Summary()
         body_stream = stdout_binary() if params["body"] else None
         collector = Collector(summary, writer, display or NullEvents(), failed_lines, body_stream)
+        # A second signal exits at once, but what is already buffered still reaches its file.
+        on_hard_exit(writer.flush)
+        if failed_lines is not None:
+            on_hard_exit(failed_lines.flush)
         sessions = SessionPool(settings, jar)
         stopping = threading.Event()
         fetcher = Fetcher(settings, sessions, stopping, bodies)

@@ -30,7 +30,7 @@ from fetcher.limits import Scheduler, Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result, host_of
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
-from fetcher.session import FetcherSession, SessionPool
+from fetcher.session import FetcherSession, SessionPool, request_deadline
 from fetcher.settings import CHUNK_SIZE, Settings
 from fetcher.sources import InputReader, Job
 from fetcher.status import ExitStatus
@@ -40,6 +40,7 @@ log = logging.getLogger("fetcher")
 # Seconds the writer waits for another result before flushing: batches writes under load (one
 # syscall per record cost a third of the run on a million invalid lines), prompt when idle.
 FLUSH_LINGER = 0.02
+FLUSH_EVERY = 0.1  # and at least this often while results keep coming
 
 
 class Deadline(Timeout):
@@ -150,6 +151,7 @@ def _attempt(
         timeout = (settings.connect_timeout, settings.read_timeout)
     else:
         timeout = Deadline(settings.connect_timeout, settings.read_timeout, deadline)
+    request_deadline.value = deadline  # for the header phase, which per-read timeouts miss
     try:
         with session.request(
             request_method(job, settings),
@@ -443,13 +445,18 @@ class Run:
         dispatch_done = False
         deadline: float | None = None
         get = self._queue.get
+        flushed = time.monotonic()
         while not (dispatch_done and self._handled >= self._submitted):
             if deadline is None:
+                if time.monotonic() - flushed > FLUSH_EVERY:
+                    self._idle()  # a steady stream still reaches its reader promptly
+                    flushed = time.monotonic()
                 try:
                     message = get(timeout=FLUSH_LINGER)
                 except queue.Empty:
                     self._idle()
                     message = get()
+                    flushed = time.monotonic()
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._only_waiting_for_input():

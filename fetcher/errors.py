@@ -123,6 +123,12 @@ def classify(exc: BaseException) -> ErrorKind:
     for link in chain:
         if isinstance(link, FetchError):
             return link.kind
+    # A send that timed out (the server does not read the request): urllib3 wraps the
+    # TimeoutError in ProtocolError("Connection aborted."), which would say protocol.
+    if any(isinstance(link, uex.ProtocolError) for link in chain) and any(
+        isinstance(link, TimeoutError) for link in chain
+    ):
+        return ErrorKind.READ_TIMEOUT
     for kind, types in _KIND_TABLE:
         for link in chain:
             if kind is ErrorKind.CONNECT_TIMEOUT:

@@ -10,6 +10,17 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
+def _sendable(what: str, value: str) -> str:
+    """value, if a request can carry it: Latin-1 text without CR, LF or NUL."""
+    if any(char in value for char in "\r\n\0"):
+        raise ValueError(f"{what} has a line break or NUL in it")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be Latin-1 text; percent-encode other characters") from None
+    return value
+
+
 def parse_header(text: str) -> tuple[str, str | None]:
     """``Name: value`` to (name, value). ``Name:`` with nothing after it removes the header
     (value None), as in curl."""
@@ -19,7 +30,7 @@ def parse_header(text: str) -> tuple[str, str | None]:
         raise ValueError(f"malformed header {text!r}: expected 'Name: value'")
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name!r} has a line break in its value")
-    value = value.strip()
+    value = _sendable(f"header {name!r}", value.strip())
     return name, (value or None)
 
 
@@ -37,12 +48,14 @@ def parse_cookie(text: str) -> tuple[str, str]:
     name = name.strip()
     if not equals or not _TOKEN.match(name):
         raise ValueError(f"malformed cookie {text!r}: expected NAME=VALUE")
-    return name, value.strip()
+    return name, _sendable(f"cookie {name!r}", value.strip())
 
 
 def parse_user(text: str) -> tuple[str, str | None]:
     """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
     user, colon, password = text.partition(":")
+    _sendable("the user name", user)
+    _sendable("the password", password)
     return user, (password if colon else None)
 
 

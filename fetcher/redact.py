@@ -16,14 +16,29 @@ def redact_url(url: str) -> str:
     """Return url with the password of its user-info, if any, replaced by ``***``."""
     if "@" not in url:
         return url
-    if "://" not in url:  # a line without scheme, shown as read: user:password@host/...
+    if not _SCHEME.match(url):  # a line without scheme, shown as read: user:password@host/...
         return redact_url("x://" + url)[len("x://") :]
-    return _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", url)
+    return _AUTHORITY.sub(_mask_userinfo, url)
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# scheme:// and the authority after it: up to the path, query or fragment, or a line end.
+_AUTHORITY = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#\r\n]*)")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    """user:password@host -> user:***@host; the user info ends at the authority's last '@'
+    (a user name may be an e-mail address), the password starts at its first ':'."""
+    userinfo, at, host = match["authority"].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not at or not colon:
+        return match[0]
+    return f"{match['scheme']}{user}:{MASK}@{host}"
 
 
 def redact_text(text: str) -> str:
     """Mask every URL password found anywhere in a free text such as an error message."""
-    return redact_url(text)
+    return _AUTHORITY.sub(_mask_userinfo, text)
 
 
 def redact_header(name: str, value: str) -> str:

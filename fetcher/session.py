@@ -7,7 +7,10 @@ Everything a session needs is set here, from Settings, so that every worker's is
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+import time
 import warnings
 from http.cookiejar import CookieJar
 from urllib.parse import urlsplit
@@ -19,7 +22,56 @@ from requests.models import PreparedRequest, Response
 
 from fetcher.cookies import copy_into
 from fetcher.environment import Environment
+from fetcher.errors import ErrorKind, FetchError
 from fetcher.settings import Settings
+
+# The --max-time deadline of the request the calling thread is making, if any.
+request_deadline = threading.local()
+
+
+class _DeadlineMixin:
+    """Cuts the connection when the URL's deadline passes while the status line and headers are
+    still arriving: per-read timeouts cannot bound a server that drips them."""
+
+    sock: socket.socket | None
+
+    def getresponse(self, *args: object, **kwargs: object) -> object:
+        deadline = getattr(request_deadline, "value", None)
+        if deadline is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        cut = threading.Event()
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut, (cut,))
+        timer.daemon = True
+        timer.start()
+        try:
+            response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            timer.cancel()
+        if cut.is_set():  # the EOF it caused may have looked like the end of the headers
+            response.close()
+            raise FetchError("--max-time reached", ErrorKind.MAX_TIME)
+        return response
+
+    def _cut(self, cut: threading.Event) -> None:
+        cut.set()
+        with contextlib.suppress(OSError, AttributeError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+
+class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):  # type: ignore[misc]
+    pass
+
+
+class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
+    pass
+
+
+class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = DeadlineHTTPConnection  # type: ignore[assignment]
+
+
+class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]
 
 
 class FetcherSession(requests.Session):
@@ -78,6 +130,10 @@ def make_session(
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetch_one retries, counts attempts and honours the deadline itself.
     adapter = HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
+    adapter.poolmanager.pool_classes_by_scheme = {
+        "http": DeadlineHTTPPool,
+        "https": DeadlineHTTPSPool,
+    }
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

@@ -92,13 +92,16 @@ def read_lines(
             return
         number += 1
         complete = raw.endswith(b"\n") or len(raw) < limit  # a whole line, or the last one
+        visible = bool(raw.strip())  # anything but whitespace, also beyond the cut
         rest = raw
         while not complete and rest and not rest.endswith(b"\n"):
             rest = stream.readline(65536)
+            visible = visible or bool(rest.strip())
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         line = raw.rstrip(b"\r\n")
-        yield number, line[:max_bytes], not complete or len(line) > max_bytes
+        too_long = not complete or len(line) > max_bytes
+        yield number, line[:max_bytes], too_long and visible
 
 
 class InputReader:
@@ -186,6 +189,9 @@ class InputReader:
                 yield job
 
     def _make_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
+        visible = raw.lstrip()
+        if visible.startswith(b"#") or not (visible or too_long):
+            return None  # a comment, whatever its encoding, or a blank line
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
@@ -193,7 +199,7 @@ class InputReader:
             return self._admit(
                 Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
             )
-        if not text or text.startswith("#"):
+        if not (text or too_long) or text.startswith("#"):
             return None
         if too_long:
             return self._admit(

@@ -433,14 +433,16 @@ def test_gzip_bomb_is_stopped_at_max_size_with_flat_memory(httpserver):
     headers = {"Content-Encoding": "gzip"}
     httpserver.expect_request("/bomb").respond_with_response(Response(packed, 200, headers))
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from fetcher.cli import main\n"
         "try:\n"
         "    main(sys.argv[1:], standalone_mode=False)\n"
         "except SystemExit:\n"
         "    pass\n"
         "finally:\n"
-        "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    # VmHWM, not ru_maxrss: Linux carries the parent's peak over exec.\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    peak = int(status.split('VmHWM:')[1].split()[0])\n"
         "    print(f'PEAK_KB={peak}', file=sys.stderr)\n"
     )
     args = ["--format", "jsonl", "--max-size", "10M", httpserver.url_for("/bomb")]

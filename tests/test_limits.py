@@ -132,7 +132,10 @@ def test_rate_spaces_requests_evenly_without_a_burst(recording):
     times = sorted(recording.times("127.0.0.1"))
     assert len(times) == 40
     assert times[-1] - times[0] >= 1.8
-    assert max_in_any_second(times) <= 20
+    # Starts are spaced exactly (test_scheduler_spaces_starts_under_the_rate); on a loaded
+    # machine one request can be held between its start and the wire and join the next
+    # second's window, which no client can prevent: one such straggler is tolerated here.
+    assert max_in_any_second(times) <= 21
     assert times[1] - times[0] >= 0.04  # no burst at the start: one request, then the spacing
 
 
@@ -154,7 +157,7 @@ def test_host_rate_applies_to_each_host(recording):
         times = sorted(recording.times(host))
         assert len(times) == 10
         assert times[-1] - times[0] >= 0.9
-        assert max_in_any_second(times) <= 10
+        assert max_in_any_second(times) <= 11  # one straggler, as in the --rate test
     assert took < 1.9  # the hosts were not spaced against each other
 
 
@@ -235,3 +238,25 @@ def test_scheduler_drain_returns_waiting_tasks_and_retries():
     scheduler.stop()
     assert scheduler.take() is None
     assert sorted(t.job.seq for t in scheduler.drain()) == [0, 1]
+
+
+@pytest.mark.parametrize("rate", [1.0, 20.0, 500.0])
+def test_scheduler_spaces_starts_under_the_rate(rate):
+    """With a clock that only moves when asked, starts are at least 1/R apart, the first at once,
+    and no one-second window holds more than R of them."""
+    clock = FakeClock()
+    scheduler = Scheduler(rate=rate, host_rate=rate, clock=clock)
+    count = int(rate * 3) + 2
+    for n in range(count):
+        scheduler.put(task(n))
+    starts = []
+    while len(starts) < count:
+        taken = scheduler._eligible(clock.now)[0]  # what take() returns, without blocking
+        if taken is None:
+            clock.now += 0.001
+            continue
+        starts.append(clock.now)
+        scheduler.finish(taken)
+    assert starts[0] == 100.0
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 1 / rate
+    assert max_in_any_second(starts) <= rate
