@@ -27,5 +27,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check fetcher tests examples
 	$(BIN)/mypy
 
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
