@@ -1,8 +1,10 @@
-"""Fetching: ``fetch_one`` for one URL, and ``Run``, the bounded pool that fetches a whole input.
+"""Fetching: ``attempt_once`` and ``fetch_one`` for one URL, and ``Run`` for a whole input.
 
 Threads of a run:
-- the dispatcher reads the input and submits jobs, never more than ``settings.window`` at once;
-- the workers of a ThreadPoolExecutor fetch, each with its own Session, and queue their Result;
+- the dispatcher reads the input and puts tasks in the scheduler (fetcher.limits), never more
+  than ``settings.window`` URLs read and not yet written;
+- the workers of a ThreadPoolExecutor each take whatever task may start now, attempt it with
+  their own Session, and queue the Result or hand a retry back to the scheduler;
 - the calling thread (the main thread under the CLI) takes results from the queue and hands
   them, one at a time, to the handler that writes records: records have a single writer.
 Per-URL failures are Results, never exceptions crossing a thread.
