@@ -10,8 +10,6 @@ from fetcher.results import Result, Summary
 class Events(Protocol):
     """Called from the writer thread only, once per record and at the edges of the run."""
 
-    def on_start(self, summary: Summary) -> None: ...
-
     def on_total(self, total: int) -> None: ...
 
     def on_result(self, result: Result, summary: Summary) -> None: ...
@@ -21,9 +19,6 @@ class Events(Protocol):
 
 class NullEvents:
     """What runs when no one is watching: costs one method call per record."""
-
-    def on_start(self, summary: Summary) -> None:
-        pass
 
     def on_total(self, total: int) -> None:
         pass

@@ -22,6 +22,7 @@ from fetcher.parsing import (
     parse_size,
     parse_user,
 )
+from fetcher.report import FORMATS
 from fetcher.settings import OkStatus, Settings
 from fetcher.shards import Shard
 
@@ -141,7 +142,7 @@ OUTPUT_OPTIONS = [
            help="Write each body to stdout, whole; records then go only to --results."),
     option("--include-body", is_flag=True,
            help="Add the body to each jsonl record ('body', or 'body_base64' if not UTF-8)."),
-    option("--format", "format_name", type=click.Choice(["text", "jsonl", "csv"]),
+    option("--format", "format_name", type=click.Choice(FORMATS),
            default="text", help="Record format."),
     option("--results", metavar="FILE", help="Write the records to FILE instead of stdout."),
     option("--failed", metavar="FILE",

@@ -104,9 +104,6 @@ class RichProgress:
         handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
         root.handlers[:] = [handler]
 
-    def on_start(self, summary: Summary) -> None:
-        pass
-
     def on_total(self, total: int) -> None:
         self.progress.update(self.task, total=total)
 

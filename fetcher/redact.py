@@ -41,11 +41,6 @@ def redact_text(text: str) -> str:
     return _AUTHORITY.sub(_mask_userinfo, text)
 
 
-def redact_header(name: str, value: str) -> str:
-    """The value of a header as it may be shown: credential headers are masked whole."""
-    return MASK if name.lower() in SECRET_HEADERS else value
-
-
 class RedactingFormatter(logging.Formatter):
     """A log formatter that masks URL passwords and credential headers in every message.
 
@@ -57,7 +52,8 @@ class RedactingFormatter(logging.Formatter):
 
 
 _HEADER_LINE = re.compile(
-    r"(?i)\b(authorization|proxy-authorization|cookie|set-cookie)(['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]*"
+    r"(?i)\b(" + "|".join(sorted(SECRET_HEADERS, key=len, reverse=True)) + r")"
+    r"(['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]*"
 )
 
 
