@@ -155,12 +155,11 @@ def _attempt(
         timeout = Deadline(settings.connect_timeout, settings.read_timeout, deadline)
     request_deadline.value = deadline  # for the header phase, which per-read timeouts miss
     try:
-        with session.request(
+        with session.fetch(
             request_method(job, settings),
             job.target,
             data=job.data if job.data is not None else settings.data,
-            stream=True,
-            timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
+            timeout=timeout,
             allow_redirects=settings.follow_redirects,
             **request_options(job, settings, session.environment),
         ) as response:
