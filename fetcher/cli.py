@@ -99,8 +99,16 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
             on_hard_exit(failed_lines.flush)
         sessions = SessionPool(settings, jar)
         stopping = threading.Event()
-        fetcher = Fetcher(settings, sessions, stopping, bodies)
-        run = Run(settings, reader, fetcher, collector, stopping)
+        run: Run
+        if settings.processes > 1:
+            from fetcher.processes import ProcessRun
+
+            levels = (logging.getLogger().level, logging.getLogger("fetcher").getEffectiveLevel())
+            run = ProcessRun(settings, reader, collector, params["output_dir"], levels, stopping)
+            on_hard_exit(run.stop_workers_now)
+        else:
+            run = Run(settings, reader, Fetcher(settings, sessions, stopping, bodies), collector,
+                      stopping)  # fmt: skip
         with stop_on_signals(run.request_stop):
             with display or ExitStack():
                 stopped_by = run.run()
@@ -110,7 +118,15 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
             if settings.cookie_jar:
                 save_jar(settings.cookie_jar, sessions.jars())
             finish(
-                run, summary, writer, sessions, stopped_by, quiet, params["summary_path"], display
+                run,
+                reader,
+                summary,
+                writer,
+                sessions,
+                stopped_by,
+                quiet,
+                params["summary_path"],
+                display,
             )
             status = exit_status(summary, stopped_by)
             if collector.output_broken:
@@ -134,6 +150,7 @@ def open_cookie_jar(path: str | None) -> CookieJar | None:
 
 def finish(
     run: Run,
+    reader: InputReader,
     summary: Summary,
     writer: RecordWriter,
     sessions: SessionPool,
@@ -143,8 +160,8 @@ def finish(
     display: Any,
 ) -> None:
     """Close outputs and sessions, then report: the summary on stderr and in --summary."""
-    summary.duplicates = run.reader.duplicates
-    summary.other_shards = run.reader.other_shards
+    summary.duplicates = reader.duplicates
+    summary.other_shards = reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     try:
         writer.close()
@@ -312,10 +329,10 @@ def silence(stream: TextIO) -> None:
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
-    from fetcher.redact import RedactingFormatter
+    from fetcher.redact import LOG_FORMAT, RedactingFormatter
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     if verbose >= 2:

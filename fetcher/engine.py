@@ -17,9 +17,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from urllib3.util import Timeout
@@ -34,7 +35,7 @@ from fetcher.results import Result, host_of
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.session import FetcherSession, SessionPool, request_deadline
 from fetcher.settings import CHUNK_SIZE, Settings
-from fetcher.sources import InputReader, Job
+from fetcher.sources import Job
 from fetcher.status import ExitStatus
 
 log = logging.getLogger("fetcher")
@@ -43,6 +44,8 @@ log = logging.getLogger("fetcher")
 # syscall per record cost a third of the run on a million invalid lines), prompt when idle.
 FLUSH_LINGER = 0.02
 FLUSH_EVERY = 0.1  # and at least this often while results keep coming
+# Seconds the writer lets results gather while they keep coming (see Run._collect).
+COLLECT_NAP = 0.002
 
 
 class Deadline(Timeout):
@@ -310,7 +313,17 @@ class _Stop:
     reason: ExitStatus
 
 
-_Message = Result | _Skipped | _InputEnd | _DispatchEnd | _Stop
+class JobSource(Protocol):
+    """Where a Run's jobs come from: an InputReader, or a worker process's pipe."""
+
+    count: int
+
+    @property
+    def current_is_finite(self) -> bool: ...
+
+    def next_job(self) -> Job | None: ...
+
+    def drain(self) -> Iterator[Job]: ...
 
 
 class Handler:
@@ -335,10 +348,11 @@ class Run:
     def __init__(
         self,
         settings: Settings,
-        reader: InputReader,
+        reader: JobSource,
         fetcher: Fetcher,
         handler: Handler,
         stopping: threading.Event | None = None,
+        window: int | None = None,
     ) -> None:
         self.settings = settings
         self.reader = reader
@@ -346,8 +360,10 @@ class Run:
         self.handler = handler
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         # SimpleQueue.put is reentrant: signal handlers may call request_stop at any moment.
-        self._queue: queue.SimpleQueue[_Message] = queue.SimpleQueue()
-        self._slots = threading.Semaphore(settings.window)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._window = window or settings.window
+        self._slots = threading.Semaphore(self._window)
+        self._freed = 0  # slots of written records, not yet released to the dispatcher
         # Shared with the fetcher, so that retries stop waiting once the run is stopping.
         self._stopping = stopping or threading.Event()
         self._pending: dict[int, Job] = {}
@@ -447,18 +463,34 @@ class Run:
         deadline: float | None = None
         get = self._queue.get
         flushed = time.monotonic()
+        batch = 0  # messages taken since the queue was last found empty
+        # With a small window the workers would run out of work while the writer naps.
+        nap = COLLECT_NAP if self._window >= 16 else 0.0
         while not (dispatch_done and self._handled >= self._submitted):
             if deadline is None:
                 if time.monotonic() - flushed > FLUSH_EVERY:
                     self._idle()  # a steady stream still reaches its reader promptly
                     flushed = time.monotonic()
                 try:
-                    message = get(timeout=FLUSH_LINGER)
+                    message = get(block=False)
+                    batch += 1
                 except queue.Empty:
-                    self._idle()
-                    message = get()
-                    flushed = time.monotonic()
+                    self._release_slots()
+                    if batch and nap:
+                        # Results are coming: let a few more gather instead of waking for each
+                        # one (every wake-up is a context switch for two threads and the GIL).
+                        # A stop sets the event, so it is never waited for.
+                        batch = 0
+                        self._stopping.wait(nap)
+                        continue
+                    try:
+                        message = get(timeout=FLUSH_LINGER)
+                    except queue.Empty:
+                        self._idle()
+                        message = get()
+                        flushed = time.monotonic()
             else:
+                self._release_slots()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._only_waiting_for_input():
                     break
@@ -476,6 +508,8 @@ class Run:
                 dispatch_done = True
                 if message.error:
                     log.error("%s", message.error)
+            elif not isinstance(message, _Stop):
+                self._other_message(message)
             elif self.stopped_by is None:
                 self.stopped_by = message.reason
                 self.scheduler.stop()
@@ -485,6 +519,17 @@ class Run:
                 deadline = time.monotonic() + grace
         self._abandon_pending()
         self._idle()
+
+    def _other_message(self, message: object) -> None:
+        """A message of a subclass's own making (see fetcher.processes)."""
+        raise TypeError(f"unexpected message {message!r}")
+
+    def _release_slots(self) -> None:
+        """Let the dispatcher read as many lines as records were written since the last call:
+        in one go, so that it wakes once per batch, not once per record."""
+        if self._freed:
+            self._slots.release(self._freed)
+            self._freed = 0
 
     def _idle(self) -> None:
         try:
@@ -522,7 +567,7 @@ class Run:
                 self._emit(result)
 
     def _emit(self, result: Result) -> None:
-        self._slots.release()
+        self._freed += 1
         try:
             self.handler.result(result)
         except BrokenPipeError:
@@ -537,7 +582,7 @@ class Run:
                 self._accept(task.last)
             elif self._pending.pop(task.job.seq, None) is not None:
                 self._handled += 1
-                self._slots.release()
+                self._freed += 1
                 self._skip(task.job)
 
     def _abandon_pending(self) -> None:

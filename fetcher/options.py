@@ -102,6 +102,8 @@ REQUEST_OPTIONS = [
 TIMING_OPTIONS = [
     option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
            help="Worker threads, each with its own keep-alive session."),
+    option("--processes", type=click.IntRange(1, 64), default=1, metavar="P",
+           help="Spread the -j workers over P processes: more CPU for fast servers."),
     option("--connect-timeout", type=POSITIVE_FLOAT, default=defaults.DEFAULT_CONNECT_TIMEOUT,
            metavar="S", help="Seconds to wait for a connection."),
     option("-t", "--timeout", "read_timeout", type=POSITIVE_FLOAT,
@@ -196,12 +198,19 @@ def build_settings(params: dict[str, Any]) -> Settings:
         auth = (user, password)
     if params["key"] and not params["cert"]:
         raise click.UsageError("--key needs --cert")
+    if params["processes"] > 1:
+        # Each of these needs one place that sees every request or every body.
+        alone = {"--rate": params["rate"], "-c/--cookie-jar": params["cookie_jar"],
+                 "--body": params["body"], "--include-body": params["include_body"]}  # fmt: skip
+        if given := [name for name, value in alone.items() if value]:
+            raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     client_cert = (params["cert"], params["key"]) if params["key"] else params["cert"]
     verify: bool | str = params["cacert"] or True
     if params["insecure"]:
         verify = False
     return Settings(
         workers=params["workers"],
+        processes=params["processes"],
         connect_timeout=params["connect_timeout"],
         read_timeout=params["read_timeout"],
         default_scheme=params["default_scheme"],

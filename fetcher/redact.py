@@ -41,6 +41,9 @@ def redact_text(text: str) -> str:
     return _AUTHORITY.sub(_mask_userinfo, text)
 
 
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
 class RedactingFormatter(logging.Formatter):
     """A log formatter that masks URL passwords and credential headers in every message.
 

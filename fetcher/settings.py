@@ -66,6 +66,7 @@ class OkStatus:
 @dataclass(frozen=True, slots=True)
 class Settings:
     workers: int = DEFAULT_WORKERS
+    processes: int = 1  # --processes: worker processes; 1 fetches in this process
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     default_scheme: str = DEFAULT_SCHEME

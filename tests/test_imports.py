@@ -19,6 +19,7 @@ CORE = [
     "fetcher.limits",
     "fetcher.parsing",
     "fetcher.paths",
+    "fetcher.processes",
     "fetcher.redact",
     "fetcher.results",
     "fetcher.retry",

@@ -1,0 +1,406 @@
+"""--processes P: P worker processes, each an ordinary Run with its own threads and sessions.
+
+Why: one interpreter runs Python on one core at a time, and 16 threads taking turns at its lock
+cost a request more CPU than the request itself on a fast network. Processes share no lock.
+
+This process still reads the input, decides what every job is, and writes every record, so
+--ordered, --unique, --shard, --failed, the summary and the exit status work as with one
+process. Jobs go to the workers in batches over pipes, round-robin, or by host when a per-host
+limit (--per-host, --host-rate) or -o DIR is set, so that each host's limits, pauses and file
+names live in one process; results come back in batches. A worker is told to stop with SIGTERM
+(it ignores the terminal's SIGINT: this process decides), hands back what it never started, and
+gets a little less grace than this process so that its last records arrive in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from types import FrameType
+from typing import Any
+
+from fetcher.engine import Fetcher, Handler, Run, _DispatchEnd, _InputEnd, _Skipped
+from fetcher.errors import ErrorKind
+from fetcher.redact import LOG_FORMAT, RedactingFormatter
+from fetcher.results import Result, host_of
+from fetcher.session import SessionPool
+from fetcher.settings import Settings
+from fetcher.sources import InputReader, Job
+from fetcher.status import ExitStatus
+
+log = logging.getLogger("fetcher")
+
+BATCH = 32  # jobs or results sent in one message, at most
+GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
+# What a worker sends back for one job: its seq and every field of its Result but the job.
+_RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
+
+# A job as sent to a worker: seq, target, method, headers, data, output.
+_WireJob = tuple[int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None]
+
+
+def _to_wire(job: Job) -> _WireJob:
+    return (job.seq, job.target, job.method, job.headers, job.data, job.output)
+
+
+def _from_wire(wire: _WireJob) -> Job:
+    seq, target, method, headers, data, output = wire
+    return Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
+               output=output)  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Unattempted:
+    seq: int  # a worker had the job but never started it: the run was stopped
+
+
+@dataclass(slots=True)
+class _WorkerGone:
+    index: int  # a worker's pipe ended: whatever it still had gets a record
+
+
+def split_workers(workers: int, processes: int) -> list[int]:
+    """-j spread over the processes, the first ones taking one more when it does not divide."""
+    processes = min(processes, workers)
+    share, extra = divmod(workers, processes)
+    return [share + (1 if index < extra else 0) for index in range(processes)]
+
+
+def deals_by_host(settings: Settings, output_dir: str | None) -> bool:
+    return bool(settings.per_host or settings.host_rate or output_dir)
+
+
+def _host_index(host: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(host.encode()).digest()[:8], "big") % count
+
+
+class ProcessRun(Run):
+    """A Run whose jobs are fetched by worker processes instead of this process's threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reader: InputReader,
+        handler: Handler,
+        output_dir: str | None = None,
+        log_levels: tuple[int, int] = (logging.WARNING, logging.WARNING),
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.shares = split_workers(settings.workers, settings.processes)
+        # Twice the workers' own windows: a batch on its way must not leave a worker idle.
+        window = 2 * len(self.shares) * settings.window
+        unused = Fetcher(settings, SessionPool(settings))  # this process's threads fetch nothing
+        super().__init__(settings, reader, unused, handler, stopping, window)
+        self.output_dir = output_dir
+        self.log_levels = log_levels
+        self.by_host = deals_by_host(settings, output_dir)
+        self._owner: dict[int, int] = {}  # seq -> worker index, while the job is out
+        self._alive = [True] * len(self.shares)
+        self._jobs_out: list[Connection] = []
+        self._processes: list[Any] = []
+
+    # -- calling thread: start and end ----------------------------------------------------------
+
+    def run(self) -> ExitStatus | None:
+        context = multiprocessing.get_context("spawn")
+        grace = max(0.0, self.settings.grace - GRACE_MARGIN)
+        readers = []
+        for index, workers in enumerate(self.shares):
+            jobs_in, jobs_out = context.Pipe(duplex=False)
+            results_in, results_out = context.Pipe(duplex=False)
+            # Ordering is this process's: a worker sees only some of the jobs.
+            settings = replace(self.settings, workers=workers, grace=grace, ordered=False)
+            process = context.Process(
+                target=worker_main,
+                args=(settings, self.output_dir, self.log_levels, jobs_in, results_out),
+                name=f"fetcher-worker-{index}",
+            )
+            process.start()
+            jobs_in.close()
+            results_out.close()
+            self._jobs_out.append(jobs_out)
+            self._processes.append(process)
+            reader = threading.Thread(
+                target=self._receive, args=(index, results_in), daemon=True,
+                name=f"fetcher-results-{index}",
+            )  # fmt: skip
+            reader.start()
+            readers.append(reader)
+        dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
+        dispatcher.start()
+        try:
+            self._collect()
+        finally:
+            self._end_workers()
+        return self.stopped_by
+
+    def request_stop(self, reason: ExitStatus) -> None:
+        """As Run's, and each worker is told to stop too. Safe in a signal handler."""
+        super().request_stop(reason)
+        self.kill_workers(signal.SIGTERM)
+
+    def stop_workers_now(self) -> None:
+        """Before this process exits at once: a second SIGTERM makes a worker remove its
+        temporary files and exit at once too."""
+        self.kill_workers(signal.SIGTERM)
+        self.kill_workers(signal.SIGTERM)
+
+    def kill_workers(self, sig: int) -> None:
+        for process in self._processes:
+            if process.pid is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(process.pid, sig)
+
+    def _end_workers(self) -> None:
+        for connection in self._jobs_out:
+            with contextlib.suppress(OSError):
+                connection.close()
+        limit = 5.0 if self.stopped_by is None else GRACE_MARGIN
+        for process in self._processes:
+            process.join(limit)
+            if process.is_alive():  # stopped, or stuck: its jobs already have their records
+                process.kill()
+                process.join(1.0)
+
+    # -- dispatcher thread ----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        batches: list[list[_WireJob]] = [[] for _ in self.shares]
+        count = len(self.shares)
+        turn = 0
+        error = None
+        try:
+            while True:
+                finite = self.reader.current_is_finite
+                self._reading = True
+                job = self.reader.next_job()
+                self._reading = False
+                if job is None:
+                    self._flush(batches)
+                    self._queue.put(_InputEnd(self.reader.count))
+                    break
+                if self._stopping.is_set() or not self._slots.acquire(blocking=False):
+                    self._flush(batches)  # waiting for room: what is batched must go now
+                    if not self._acquire_slot():
+                        self._queue.put(_Skipped(job))
+                        break
+                self._submitted += 1
+                self._pending[job.seq] = job
+                if job.invalid is not None:
+                    self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
+                    continue
+                if self.by_host:
+                    index = _host_index(host_of(job.target), count)
+                else:
+                    index = turn = self._next_alive(turn)
+                if not self._alive[index]:
+                    self._queue.put(_lost(job))
+                    continue
+                self._owner[job.seq] = index
+                batch = batches[index]
+                batch.append(_to_wire(job))
+                # A pipe may not send its next line for hours: nothing read waits for it.
+                if len(batch) >= BATCH or not finite:
+                    self._send(index, batch)
+            if self._stopping.is_set():
+                for job in self.reader.drain():
+                    self._queue.put(_Skipped(job))
+        except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
+            error = f"reading the input failed: {exc}"
+        finally:
+            for batch in batches:  # dealt but never sent: the run was stopped
+                for wire in batch:
+                    self._queue.put(_Unattempted(wire[0]))
+            for connection in self._jobs_out:
+                with contextlib.suppress(OSError):
+                    connection.close()  # end of input for the workers
+            self._queue.put(_DispatchEnd(error))
+
+    def _flush(self, batches: list[list[_WireJob]]) -> None:
+        for index, batch in enumerate(batches):
+            if batch:
+                self._send(index, batch)
+
+    def _next_alive(self, turn: int) -> int:
+        count = len(self.shares)
+        for step in range(1, count + 1):
+            index = (turn + step) % count
+            if self._alive[index]:
+                return index
+        return turn  # none is: the job gets its record from _lost
+
+    def _send(self, index: int, batch: list[_WireJob]) -> None:
+        if self._stopping.is_set():
+            return  # left in the batch: handed back as unattempted
+        try:
+            self._jobs_out[index].send(batch)
+        except OSError:
+            self._alive[index] = False
+        batch.clear()
+        if not self._alive[index]:
+            # Its jobs (these too) get their records when the main thread scans its owners.
+            self._queue.put(_WorkerGone(index))
+
+    # -- a results thread per worker --------------------------------------------------------------
+
+    def _receive(self, index: int, connection: Connection) -> None:
+        try:
+            while True:
+                message = connection.recv()
+                for item in message:
+                    if isinstance(item, int):
+                        self._queue.put(_Unattempted(item))
+                        continue
+                    job = self._pending.get(item[0])
+                    if job is not None:
+                        result = Result(job)
+                        for name, value in zip(_RESULT_FIELDS, item[1:], strict=True):
+                            setattr(result, name, value)
+                        self._queue.put(result)
+        except (EOFError, OSError):
+            pass
+        finally:
+            connection.close()
+            self._alive[index] = False
+            self._queue.put(_WorkerGone(index))
+
+    # -- calling thread: messages only a ProcessRun receives -------------------------------------
+
+    def _other_message(self, message: object) -> None:
+        if isinstance(message, _Unattempted):
+            self._owner.pop(message.seq, None)
+            job = self._pending.pop(message.seq, None)
+            if job is not None:
+                self._handled += 1
+                self._freed += 1
+                self._skip(job)
+        elif isinstance(message, _WorkerGone):
+            if self.stopped_by is not None:
+                return  # stopped: what it had is abandoned with the others at the grace's end
+            lost = [seq for seq, owner in list(self._owner.items()) if owner == message.index]
+            for seq in sorted(lost):
+                job = self._pending.get(seq)
+                if job is not None:
+                    self._accept(_lost(job))
+        else:
+            super()._other_message(message)
+
+    def _accept(self, result: Result) -> None:
+        self._owner.pop(result.job.seq, None)
+        super()._accept(result)
+
+
+def _lost(job: Job) -> Result:
+    message = "the worker process for it ended unexpectedly"
+    return Result.failure(job, ErrorKind.OTHER, message, attempts=1)
+
+
+# -- in a worker process ----------------------------------------------------------------------
+
+
+class WireReader:
+    """The jobs a worker receives, with InputReader's interface for its Run."""
+
+    current_is_finite = False  # the pipe waits for this process's dispatcher
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.count = 0
+        self._buffer: list[Job] = []
+
+    def next_job(self) -> Job | None:
+        while not self._buffer:
+            try:
+                batch = self.connection.recv()
+            except (EOFError, OSError):
+                return None
+            self._buffer = [_from_wire(wire) for wire in reversed(batch)]
+        self.count += 1
+        return self._buffer.pop()
+
+    def drain(self) -> Iterator[Job]:
+        """Jobs received and never started, and those already waiting in the pipe."""
+        yield from reversed(self._buffer)
+        self._buffer = []
+        with contextlib.suppress(EOFError, OSError):
+            while self.connection.poll(0):
+                for wire in self.connection.recv():
+                    yield _from_wire(wire)
+
+
+class WireHandler(Handler):
+    """Sends a worker's results back in batches: each record whole, each job once."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.batch: list[Any] = []
+
+    def result(self, result: Result) -> None:
+        result.close()  # bodies are only saved to files in a worker (-o); never sent
+        self.batch.append((result.job.seq, *(getattr(result, name) for name in _RESULT_FIELDS)))
+        if len(self.batch) >= BATCH:
+            self.idle()
+
+    def skipped(self, job: Job) -> None:
+        self.batch.append(job.seq)
+        self.idle()
+
+    def idle(self) -> None:
+        if self.batch:
+            self.connection.send(self.batch)
+            self.batch = []
+
+
+def worker_main(
+    settings: Settings,
+    output_dir: str | None,
+    log_levels: tuple[int, int],
+    jobs: Connection,
+    results: Connection,
+) -> None:
+    """A worker process: fetch the jobs that arrive, send back the results, until the end."""
+    from fetcher.bodies import Bodies, remove_live_temporaries
+
+    root_level, fetcher_level = log_levels
+    log_handler = logging.StreamHandler(sys.stderr)
+    log_handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    logging.getLogger().handlers[:] = [log_handler]
+    logging.getLogger().setLevel(root_level)
+    logging.getLogger("fetcher").setLevel(fetcher_level)
+    bodies = Bodies(output_dir, False) if output_dir is not None else None
+    sessions = SessionPool(settings)
+    stopping = threading.Event()
+    handler = WireHandler(results)
+    run = Run(settings, WireReader(jobs), Fetcher(settings, sessions, stopping, bodies), handler,
+              stopping)  # fmt: skip
+    received: list[int] = []
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            run.request_stop(ExitStatus.TERMINATED)
+        else:
+            remove_live_temporaries()
+            os._exit(int(ExitStatus.TERMINATED))
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the parent decides
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        stopped = run.run()
+        handler.idle()
+    except (BrokenPipeError, EOFError, OSError):
+        stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
+    sessions.close_all()
+    results.close()
+    if stopped is not None:
+        remove_live_temporaries()
+        os._exit(0)  # threads may be blocked on a server; their jobs have their records

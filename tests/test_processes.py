@@ -1,0 +1,218 @@
+"""--processes P: the same records as one process, limits that hold across processes, and no
+URL lost when a worker process dies or the run is interrupted.
+
+Every test runs ``python -m fetcher`` as a real process against servers on 127.0.0.1; waits are
+bounded polls on the server's counters or on the process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from fetcher.processes import split_workers
+from tests.conftest import clean_env, run_process
+from tests.servers import CountingServer, counting_server
+
+FETCHER = [sys.executable, "-m", "fetcher"]
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def reap(process: subprocess.Popen[bytes]) -> None:
+    process.kill()
+    process.wait()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def records(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the fetcher process pid (not multiprocessing's tracker)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"spawn_main" in command:
+                found.append(int(child))
+    return found
+
+
+def mixed_input(server: CountingServer, path: Path, count: int) -> list[str]:
+    lines = []
+    for n in range(count):
+        if n % 10 == 3:
+            lines.append(f"ftp://invalid.example/{n}")
+        elif n % 10 == 7:
+            lines.append(server.url(f"/status/404?n={n}"))
+        elif n % 20 == 9:
+            lines.append(server.url(f"/status/500?n={n}"))
+        else:
+            lines.append(server.url(f"/page/{n}"))
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return lines
+
+
+def comparable(record: dict) -> tuple:
+    error = record["error"]
+    return (
+        record["line"], record["url"], record["ok"], record["status"], record["bytes"],
+        record["sha256"], record["attempts"], error and error["kind"],
+    )  # fmt: skip
+
+
+def test_split_workers_spreads_j_over_the_processes():
+    assert split_workers(16, 2) == [8, 8]
+    assert split_workers(7, 3) == [3, 2, 2]
+    assert split_workers(2, 8) == [1, 1]  # never a process without a worker
+
+
+def test_processes_write_the_records_one_process_writes(tmp_path):
+    with counting_server() as server:
+        urls = tmp_path / "urls.txt"
+        lines = mixed_input(server, urls, 300)
+        common = ["-j", "6", "--format", "jsonl", "--retries", "1", "--backoff", "0", "-i"]
+        one = run_process([*common, str(urls), "--failed", str(tmp_path / "f1")])
+        requests_by_one = server.requests
+        three = run_process([*common, str(urls), "--failed", str(tmp_path / "f3"),
+                             "--processes", "3", "--ordered"])  # fmt: skip
+        assert server.requests == 2 * requests_by_one  # retries included, nothing fetched twice
+    assert one.returncode == three.returncode == 1, three.stderr
+    by_one, by_three = records(one.stdout), records(three.stdout)
+    assert len(by_three) == len(lines)
+    assert [r["line"] for r in by_three] == list(range(1, len(lines) + 1))  # --ordered
+    assert sorted(map(comparable, by_one)) == sorted(map(comparable, by_three))
+    failed = (tmp_path / "f3").read_text().splitlines()
+    assert sorted(failed) == sorted((tmp_path / "f1").read_text().splitlines())
+    assert len(failed) == sum(1 for r in by_three if not r["ok"]) > 0
+    assert b"Traceback" not in three.stderr
+
+
+def test_a_per_host_limit_holds_across_processes(tmp_path):
+    slow = lambda path: (200, {}, b"slow", 0.05)  # noqa: E731
+    with counting_server(slow) as first, counting_server(slow) as second:
+        urls = [first.url(f"/a/{n}") for n in range(24)]
+        urls += [second.url(f"/b/{n}").replace("127.0.0.1", "localhost") for n in range(24)]
+        result = run_process(["-j", "8", "--processes", "4", "--per-host", "1", "-q", *urls])
+        assert result.returncode == 0, result.stderr
+        assert first.requests == second.requests == 24
+        assert first.max_in_flight == 1 and second.max_in_flight == 1
+
+
+def test_files_saved_by_workers_are_whole_and_no_temporary_is_left(tmp_path):
+    with counting_server() as server:
+        urls = [server.url(f"/dir/file{n}.txt") for n in range(30)]
+        result = run_process(["-j", "4", "--processes", "2", "-o", str(tmp_path / "out"),
+                              "--format", "jsonl", *urls])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = {r["path"] for r in records(result.stdout)}
+    assert len(saved) == 30
+    for path in saved:
+        assert Path(path).read_bytes() == f"body of /dir/{Path(path).name}\n".encode()
+    assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name]
+
+
+@pytest.mark.parametrize("option", [["--rate", "5"], ["-c", "jar.txt"], ["--body"]])
+def test_what_needs_one_process_is_refused_clearly(option):
+    result = run_process(["--processes", "2", *option, "http://127.0.0.1:9/"])
+    assert result.returncode == 2
+    assert b"works only with --processes 1" in result.stderr
+
+
+def test_a_line_on_an_open_pipe_is_fetched_before_the_next_arrives():
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "--processes", "2", "-j", "2", "--format", "jsonl"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(f"{server.url('/first')}\n".encode())
+            process.stdin.flush()
+            ready, _, _ = select.select([process.stdout], [], [], 20)
+            assert ready, "no record while the pipe stayed open"
+            assert json.loads(process.stdout.readline())["status"] == 200
+            process.stdin.close()
+            assert process.wait(20) == 0
+        finally:
+            reap(process)
+
+
+def start_slow_run(server: CountingServer, tmp_path: Path, count: int) -> subprocess.Popen[bytes]:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"{server.url(f'/slow/0.3/{n}')}\n" for n in range(count)))
+    return subprocess.Popen(
+        [*FETCHER, "-j", "4", "--processes", "2", "--format", "jsonl", "-i", str(urls),
+         "--failed", str(tmp_path / "failed.txt")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
+    with counting_server() as server:
+        process = start_slow_run(server, tmp_path, 24)
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests")
+            workers = worker_pids(process.pid)
+            assert len(workers) == 2
+            os.kill(workers[0], signal.SIGKILL)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            reap(process)
+    assert process.returncode == 1, stderr
+    got = records(stdout)
+    assert sorted(r["line"] for r in got) == list(range(1, 25))  # one record for every line
+    lost = [r for r in got if not r["ok"]]
+    assert lost and all("ended unexpectedly" in r["error"]["message"] for r in lost)
+    assert any(r["ok"] for r in got)  # the other worker went on
+
+
+@pytest.mark.parametrize(
+    ("send", "status"),
+    [(lambda p: os.killpg(p.pid, signal.SIGINT), 130), (lambda p: p.terminate(), 143)],
+    ids=["ctrl-c to the group", "sigterm to the parent"],
+)
+def test_an_interrupt_gives_every_line_a_record_or_a_failed_line(tmp_path, send, status):
+    count = 60
+    with counting_server() as server:
+        process = start_slow_run(server, tmp_path, count)
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests")
+            workers = worker_pids(process.pid)
+            send(process)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            reap(process)
+    assert process.returncode == status, stderr
+    written = [r["url"] for r in records(stdout)]
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    every = [server.url(f"/slow/0.3/{n}") for n in range(count)]
+    assert sorted(written + [u for u in failed if u not in written]) == sorted(every)
+    assert len(set(written)) == len(written) and written  # none twice, some done
+    assert len(written) < count  # it did stop
+    for pid in workers:  # the workers are gone too
+        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
+                 or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3],
+                 f"worker {pid} to end", 10)  # fmt: skip
+    assert b"Traceback" not in stderr
