@@ -74,15 +74,18 @@ TARGET_STARTUP = 0.25
 # RSS is flat when the second half's peak is within this of the first half's.
 FLAT_GROWTH, FLAT_SLACK = 1.10, 4e6
 
-FETCHER, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP = (
+# fetcher's own process count for the "fetcher -P" rows: this bench's machines have 2 cores.
+FETCHER_PROCESSES = 2
+FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP = (
     "fetcher",
+    f"fetcher --processes {FETCHER_PROCESSES}",
     "curl --parallel",
     "xargs -P curl",
     "plain requests",
     "aiohttp",
 )
-ALL_TOOLS = (FETCHER, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP)
-TO_DISK = {FETCHER, CURL_PARALLEL, XARGS_CURL}
+ALL_TOOLS = (FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP)
+TO_DISK = {FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL}
 
 
 @dataclass
@@ -222,8 +225,10 @@ def command(
 ) -> tuple[list[str], Path | None]:
     """The argv and stdin file that make tool fetch the URLs in urls at concurrency workers."""
     j = str(workers)
-    if tool == FETCHER:
+    if tool in (FETCHER, FETCHER_P):
         disk = ["-o", str(out_dir)] if out_dir is not None else []
+        if tool == FETCHER_P:
+            disk += ["--processes", str(FETCHER_PROCESSES)]
         return [bench.fetcher, "-q", "-j", j, "--format", "jsonl", "-i", str(urls), *disk], None
     if tool == CURL_PARALLEL:
         config = curl_config(urls, out_dir)
@@ -340,6 +345,8 @@ def scenario_a(bench: Bench, static: Counted) -> None:
             bench.row("A", tool, count, A_WORKERS, "req/s").samples.append(sample)
             progress(label, sample, "req/s")
     ratio_target(bench, "A", FETCHER, PLAIN, "req/s", TARGET_A_RATIO, "A: fetcher / plain req/s")
+    ratio_target(bench, "A", FETCHER_P, PLAIN, "req/s", TARGET_A_RATIO,
+                 f"A: {FETCHER_P} / plain req/s")  # fmt: skip
 
 
 @dataclass
@@ -527,13 +534,15 @@ def scenario_b(bench: Bench) -> None:
                     f"eff {fmt_stat([s.efficiency or 0 for s in row.samples], '{:.1%}')}; "
                     f"net of {startup[tool]:.2f} s start-up {statistics.median(net):.1%}"
                 )
-            fetcher_row = bench.row("B", FETCHER, count, workers, "req/s")
-            if FETCHER in bench.tools and fetcher_row.samples:
+            for name in (FETCHER, FETCHER_P):
+                if name not in bench.tools:
+                    continue
+                fetcher_row = bench.row("B", name, count, workers, "req/s")
                 efficiencies = [sample.efficiency or 0.0 for sample in fetcher_row.samples]
                 goal = TARGET_B_EFFICIENCY.get(workers)
                 bench.targets.append(
                     Target(
-                        f"B: fetcher efficiency at -j {workers}",
+                        f"B: {name} efficiency at -j {workers}",
                         f">= {goal:.0%}" if goal else "(none set)",
                         f"{fmt_stat(efficiencies, '{:.1%}')} (ideal {ideal:.2f} s, start-up "
                         f"included)",
@@ -570,6 +579,8 @@ def scenario_c(bench: Bench, static: Counted) -> None:
             row.note = "to disk" if disk else "reads only"
             progress(label, sample, "MB/s")
     ratio_target(bench, "C", FETCHER, PLAIN, "MB/s", None, "C: fetcher (to disk) / plain MB/s")
+    ratio_target(bench, "C", FETCHER_P, PLAIN, "MB/s", None,
+                 f"C: {FETCHER_P} (to disk) / plain MB/s")  # fmt: skip
 
 
 def big_size(bench: Bench) -> int:
