@@ -7,9 +7,10 @@ This process still reads the input, decides what every job is, and writes every 
 --ordered, --unique, --shard, --failed, the summary and the exit status work as with one
 process. Jobs go to the workers in batches over pipes, round-robin, or by host when a per-host
 limit (--per-host, --host-rate) or -o DIR is set, so that each host's limits, pauses and file
-names live in one process; results come back in batches. A worker is told to stop with SIGTERM
-(it ignores the terminal's SIGINT: this process decides), hands back what it never started, and
-gets a little less grace than this process so that its last records arrive in time.
+names live in one process; results come back in batches. A worker runs in its own process
+group, out of reach of the terminal's Ctrl-C: this process decides, and tells it to stop with
+SIGTERM; it hands back what it never started, and gets a little less grace than this process so
+that its last records arrive in time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -40,6 +41,11 @@ from fetcher.status import ExitStatus
 log = logging.getLogger("fetcher")
 
 BATCH = 32  # jobs or results sent in one message, at most
+# What a worker process runs: this module, found where this process found it.
+WORKER_CODE = (
+    "import sys; sys.path[:0] = {path!r}; "
+    "from fetcher.processes import worker_process; worker_process({jobs}, {results})"
+)
 GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
 # What a worker sends back for one job: its seq and every field of its Result but the job.
 _RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
@@ -106,35 +112,21 @@ class ProcessRun(Run):
         self._owner: dict[int, int] = {}  # seq -> worker index, while the job is out
         self._alive = [True] * len(self.shares)
         self._jobs_out: list[Connection] = []
-        self._processes: list[Any] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
 
     # -- calling thread: start and end ----------------------------------------------------------
 
     def run(self) -> ExitStatus | None:
-        context = multiprocessing.get_context("spawn")
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
-        readers = []
         for index, workers in enumerate(self.shares):
-            jobs_in, jobs_out = context.Pipe(duplex=False)
-            results_in, results_out = context.Pipe(duplex=False)
             # Ordering is this process's: a worker sees only some of the jobs.
             settings = replace(self.settings, workers=workers, grace=grace, ordered=False)
-            process = context.Process(
-                target=worker_main,
-                args=(settings, self.output_dir, self.log_levels, jobs_in, results_out),
-                name=f"fetcher-worker-{index}",
-            )
-            process.start()
-            jobs_in.close()
-            results_out.close()
-            self._jobs_out.append(jobs_out)
-            self._processes.append(process)
+            results = self._start_worker(settings)
             reader = threading.Thread(
-                target=self._receive, args=(index, results_in), daemon=True,
+                target=self._receive, args=(index, results), daemon=True,
                 name=f"fetcher-results-{index}",
             )  # fmt: skip
             reader.start()
-            readers.append(reader)
         dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
         dispatcher.start()
         try:
@@ -142,6 +134,29 @@ class ProcessRun(Run):
         finally:
             self._end_workers()
         return self.stopped_by
+
+    def _start_worker(self, settings: Settings) -> Connection:
+        """Start a worker process; keep the pipe to it, return the pipe from it.
+
+        A plain interpreter rather than multiprocessing's spawn: that would also start its
+        resource tracker and import this process's __main__ (the CLI) again in each worker.
+        Each worker has its own process group, so a Ctrl-C at the terminal reaches only this
+        process, which tells the workers what to do.
+        """
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        code = WORKER_CODE.format(path=sys.path, jobs=jobs_read, results=results_write)
+        process = subprocess.Popen(
+            [sys.executable, "-c", code], pass_fds=(jobs_read, results_write),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
+        )  # fmt: skip
+        os.close(jobs_read)
+        os.close(results_write)
+        jobs = Connection(jobs_write, readable=False)
+        jobs.send((settings, self.output_dir, self.log_levels))
+        self._jobs_out.append(jobs)
+        self._processes.append(process)
+        return Connection(results_read, writable=False)
 
     def request_stop(self, reason: ExitStatus) -> None:
         """As Run's, and each worker is told to stop too. Safe in a signal handler."""
@@ -156,7 +171,7 @@ class ProcessRun(Run):
 
     def kill_workers(self, sig: int) -> None:
         for process in self._processes:
-            if process.pid is not None:
+            if process.returncode is None:
                 with contextlib.suppress(OSError):
                     os.kill(process.pid, sig)
 
@@ -166,10 +181,11 @@ class ProcessRun(Run):
                 connection.close()
         limit = 5.0 if self.stopped_by is None else GRACE_MARGIN
         for process in self._processes:
-            process.join(limit)
-            if process.is_alive():  # stopped, or stuck: its jobs already have their records
+            try:
+                process.wait(limit)
+            except subprocess.TimeoutExpired:  # stopped, or stuck: its jobs have their records
                 process.kill()
-                process.join(1.0)
+                process.wait()
 
     # -- dispatcher thread ----------------------------------------------------------------------
 
@@ -180,10 +196,10 @@ class ProcessRun(Run):
         error = None
         try:
             while True:
-                finite = self.reader.current_is_finite
                 self._reading = True
                 job = self.reader.next_job()
                 self._reading = False
+                finite = self.reader.current_is_finite  # of the source the job came from
                 if job is None:
                     self._flush(batches)
                     self._queue.put(_InputEnd(self.reader.count))
@@ -358,6 +374,18 @@ class WireHandler(Handler):
         if self.batch:
             self.connection.send(self.batch)
             self.batch = []
+
+
+def worker_process(jobs_descriptor: int, results_descriptor: int) -> None:
+    """The entry point of a worker process (see ProcessRun._start_worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, whatever reaches us
+    jobs = Connection(jobs_descriptor, writable=False)
+    results = Connection(results_descriptor, readable=False)
+    try:
+        settings, output_dir, log_levels = jobs.recv()
+    except (EOFError, OSError):
+        return  # the parent ended before it could say what to do
+    worker_main(settings, output_dir, log_levels, jobs, results)
 
 
 def worker_main(

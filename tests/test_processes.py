@@ -47,12 +47,12 @@ def records(stdout: bytes) -> list[dict]:
 
 
 def worker_pids(pid: int) -> list[int]:
-    """The worker processes of the fetcher process pid (not multiprocessing's tracker)."""
+    """The worker processes of the fetcher process pid."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         for child in (task / "children").read_text().split():
             command = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"spawn_main" in command:
+            if b"worker_process" in command:
                 found.append(int(child))
     return found
 
