@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
@@ -46,6 +47,10 @@ WORKER_CODE = (
     "import sys; sys.path[:0] = {path!r}; "
     "from fetcher.processes import worker_process; worker_process({jobs}, {results})"
 )
+# Tells a worker to remove its temporaries and exit at once (SIGTERM is the graceful stop, and
+# two SIGTERMs sent together may arrive as one).
+EXIT_NOW = signal.SIGUSR1
+EXIT_NOW_WAIT = 1.0  # seconds this process waits for its workers to have done so
 GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
 # What a worker sends back for one job: its seq and every field of its Result but the job.
 _RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
@@ -164,10 +169,14 @@ class ProcessRun(Run):
         self.kill_workers(signal.SIGTERM)
 
     def stop_workers_now(self) -> None:
-        """Before this process exits at once: a second SIGTERM makes a worker remove its
-        temporary files and exit at once too."""
-        self.kill_workers(signal.SIGTERM)
-        self.kill_workers(signal.SIGTERM)
+        """Before this process exits at once: each worker removes its temporary files and
+        exits at once too, and is waited for (briefly), so that none is left behind by a
+        worker that outlives this process."""
+        self.kill_workers(EXIT_NOW)
+        deadline = time.monotonic() + EXIT_NOW_WAIT
+        for process in self._processes:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                process.wait(max(0.0, deadline - time.monotonic()))
 
     def kill_workers(self, sig: int) -> None:
         for process in self._processes:
@@ -414,14 +423,14 @@ def worker_main(
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        if len(received) == 1:
+        if len(received) == 1 and signum == signal.SIGTERM:
             run.request_stop(ExitStatus.TERMINATED)
         else:
             remove_live_temporaries()
             os._exit(int(ExitStatus.TERMINATED))
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C: the parent decides
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(EXIT_NOW, on_term)
     try:
         stopped = run.run()
         handler.idle()

@@ -355,12 +355,16 @@ CHECKS = (
 )
 
 
-def test_soak(tmp_path):
+@pytest.mark.parametrize(
+    "extra", [(), ("--processes", "2")], ids=["one process", "worker processes"]
+)
+def test_soak(tmp_path, extra):
     """One run, every check on it, every failing check reported. One test rather than several
     sharing a module fixture, which pytest-xdist would set up once per worker: two soaks at
-    once."""
+    once. With worker processes, the checks are on the process that writes the records (with
+    -o DIR and one host, one worker process fetches everything)."""
     with ChaosServer(RETRIES) as server:
-        run = run_fetcher(server, tmp_path, list(range(SOAK_URLS)))
+        run = run_fetcher(server, tmp_path, list(range(SOAK_URLS)), extra=extra)
         print("\n" + describe_run(run, server))
         failures = []
         for check in CHECKS:

@@ -43,6 +43,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import clean_env
 from tests.servers import closed_port, counting_server
@@ -215,7 +217,7 @@ def wait_for(predicate: Any, what: str, timeout: float = 15.0) -> None:
         time.sleep(0.005)
 
 
-def run_one(plan: Plan, folder: Path) -> Outcome:
+def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
     folder.mkdir()
     urls_file, failed_file, out = folder / "urls.txt", folder / "failed.txt", folder / "out"
     rng = random.Random(plan.seed)
@@ -224,7 +226,7 @@ def run_one(plan: Plan, folder: Path) -> Outcome:
         # A comment and a blank line are not input lines: they get nothing anywhere.
         urls_file.write_text("# storm\n\n" + "".join(f"{line}\n" for line in lines))
         args = ["-i", str(urls_file), "-o", str(out), "--failed", str(failed_file)]
-        args += ["--format", "jsonl", "-j", "8"]
+        args += ["--format", "jsonl", "-j", "8", *extra]
         with (folder / "stdout").open("wb") as stdout, (folder / "stderr").open("wb") as stderr:
             process = subprocess.Popen(
                 [*FETCHER, *args],
@@ -317,10 +319,17 @@ def check(outcome: Outcome) -> None:
         assert f"not attempted: {not_attempted}" in outcome.stderr, outcome.stderr[-2000:]
 
 
-def test_storm_of_interrupts_loses_no_line_and_leaves_no_truncated_file(tmp_path):
-    plans = make_plans()
+@pytest.mark.parametrize(
+    ("extra", "runs"),
+    [((), RUNS), (("--processes", "2"), RUNS // 2)],
+    ids=["one process", "worker processes"],
+)
+def test_storm_of_interrupts_loses_no_line_and_leaves_no_truncated_file(tmp_path, extra, runs):
+    plans = make_plans()[:runs]
     with ThreadPoolExecutor(AT_ONCE) as pool:
-        outcomes = list(pool.map(lambda plan: run_one(plan, tmp_path / f"run{plan.index}"), plans))
+        outcomes = list(
+            pool.map(lambda plan: run_one(plan, tmp_path / f"run{plan.index}", extra), plans)
+        )
     problems = []
     for outcome in outcomes:
         try:
