@@ -104,7 +104,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
             from fetcher.processes import ProcessRun
 
             levels = (logging.getLogger().level, logging.getLogger("fetcher").getEffectiveLevel())
-            run = ProcessRun(settings, reader, collector, params["output_dir"], levels, stopping)
+            output_dir = params["output_dir"]
+            run = ProcessRun(settings, reader, collector, output_dir, levels, stopping, jar)
             on_hard_exit(run.stop_workers_now)
         else:
             run = Run(settings, reader, Fetcher(settings, sessions, stopping, bodies), collector,
@@ -116,7 +117,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
                 if display is not None:
                     display.on_finish(summary)
             if settings.cookie_jar:
-                save_jar(settings.cookie_jar, sessions.jars())
+                # No session at all (every line invalid, or an early stop): keep what was loaded.
+                save_jar(settings.cookie_jar, run.jars() or [jar or CookieJar()])
             finish(
                 run,
                 reader,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import requests
@@ -374,6 +375,10 @@ class Run:
         self._reading = False  # the dispatcher is waiting for the next input line
         self.stopped_by: ExitStatus | None = None
         self.abandoned = 0  # in flight when the grace period ran out
+
+    def jars(self) -> list[CookieJar]:
+        """The cookie jars of the sessions that fetched, for -c: one per worker that did."""
+        return self.fetcher.sessions.jars()
 
     def request_stop(self, reason: ExitStatus) -> None:
         """Stop dispatching; in-flight jobs get the grace period. Safe in a signal handler."""

@@ -200,8 +200,8 @@ def build_settings(params: dict[str, Any]) -> Settings:
         raise click.UsageError("--key needs --cert")
     if params["processes"] > 1:
         # Each of these needs one place that sees every request or every body.
-        alone = {"--rate": params["rate"], "-c/--cookie-jar": params["cookie_jar"],
-                 "--body": params["body"], "--include-body": params["include_body"]}  # fmt: skip
+        alone = {"--rate": params["rate"], "--body": params["body"],
+                 "--include-body": params["include_body"]}  # fmt: skip
         if given := [name for name, value in alone.items() if value]:
             raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     client_cert = (params["cert"], params["key"]) if params["key"] else params["cert"]

@@ -26,10 +26,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from http.cookiejar import Cookie, CookieJar
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
+from fetcher.cookies import copy_into
 from fetcher.engine import Fetcher, Handler, Run, _DispatchEnd, _InputEnd, _Skipped
 from fetcher.errors import ErrorKind
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
@@ -70,6 +72,23 @@ def _from_wire(wire: _WireJob) -> Job:
 
 
 @dataclass(slots=True)
+class WorkerSetup:
+    """The first message to a worker: what it needs besides its jobs."""
+
+    settings: Settings
+    output_dir: str | None
+    log_levels: tuple[int, int]  # the root logger's level and fetcher's
+    cookies: list[Cookie] | None  # the -c jar as loaded; None without -c
+
+
+@dataclass(slots=True)
+class WorkerCookies:
+    """A worker's last message with -c: the cookies its sessions held at the end."""
+
+    cookies: list[Cookie]
+
+
+@dataclass(slots=True)
 class _Unattempted:
     seq: int  # a worker had the job but never started it: the run was stopped
 
@@ -105,6 +124,7 @@ class ProcessRun(Run):
         output_dir: str | None = None,
         log_levels: tuple[int, int] = (logging.WARNING, logging.WARNING),
         stopping: threading.Event | None = None,
+        cookies: CookieJar | None = None,
     ) -> None:
         self.shares = split_workers(settings.workers, settings.processes)
         # Twice the workers' own windows: a batch on its way must not leave a worker idle.
@@ -113,6 +133,9 @@ class ProcessRun(Run):
         super().__init__(settings, reader, unused, handler, stopping, window)
         self.output_dir = output_dir
         self.log_levels = log_levels
+        self.cookies = cookies
+        self._received_cookies: list[list[Cookie]] = []  # one list per worker that had sessions
+        self._readers: list[threading.Thread] = []
         self.by_host = deals_by_host(settings, output_dir)
         self._owner: dict[int, int] = {}  # seq -> worker index, while the job is out
         self._alive = [True] * len(self.shares)
@@ -132,6 +155,7 @@ class ProcessRun(Run):
                 name=f"fetcher-results-{index}",
             )  # fmt: skip
             reader.start()
+            self._readers.append(reader)
         dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
         dispatcher.start()
         try:
@@ -158,7 +182,8 @@ class ProcessRun(Run):
         os.close(jobs_read)
         os.close(results_write)
         jobs = Connection(jobs_write, readable=False)
-        jobs.send((settings, self.output_dir, self.log_levels))
+        cookies = list(self.cookies) if self.cookies is not None else None
+        jobs.send(WorkerSetup(settings, self.output_dir, self.log_levels, cookies))
         self._jobs_out.append(jobs)
         self._processes.append(process)
         return Connection(results_read, writable=False)
@@ -195,6 +220,18 @@ class ProcessRun(Run):
             except subprocess.TimeoutExpired:  # stopped, or stuck: its jobs have their records
                 process.kill()
                 process.wait()
+        for reader in self._readers:  # each ends at its pipe's end, with the worker's cookies
+            reader.join(1.0)
+
+    def jars(self) -> list[CookieJar]:
+        """The cookies the workers' sessions held at the end, as SessionPool.jars() gives them;
+        empty when no worker made a session."""
+        jars = []
+        for cookies in self._received_cookies:
+            jar = CookieJar()
+            copy_into(cookies, jar)
+            jars.append(jar)
+        return jars
 
     # -- dispatcher thread ----------------------------------------------------------------------
 
@@ -281,6 +318,9 @@ class ProcessRun(Run):
         try:
             while True:
                 message = connection.recv()
+                if isinstance(message, WorkerCookies):
+                    self._received_cookies.append(message.cookies)
+                    continue
                 for item in message:
                     if isinstance(item, int):
                         self._queue.put(_Unattempted(item))
@@ -391,30 +431,29 @@ def worker_process(jobs_descriptor: int, results_descriptor: int) -> None:
     jobs = Connection(jobs_descriptor, writable=False)
     results = Connection(results_descriptor, readable=False)
     try:
-        settings, output_dir, log_levels = jobs.recv()
+        setup = jobs.recv()
     except (EOFError, OSError):
         return  # the parent ended before it could say what to do
-    worker_main(settings, output_dir, log_levels, jobs, results)
+    worker_main(setup, jobs, results)
 
 
-def worker_main(
-    settings: Settings,
-    output_dir: str | None,
-    log_levels: tuple[int, int],
-    jobs: Connection,
-    results: Connection,
-) -> None:
+def worker_main(setup: WorkerSetup, jobs: Connection, results: Connection) -> None:
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
     from fetcher.bodies import Bodies, remove_live_temporaries
 
-    root_level, fetcher_level = log_levels
+    settings, output_dir = setup.settings, setup.output_dir
+    root_level, fetcher_level = setup.log_levels
     log_handler = logging.StreamHandler(sys.stderr)
     log_handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     logging.getLogger().handlers[:] = [log_handler]
     logging.getLogger().setLevel(root_level)
     logging.getLogger("fetcher").setLevel(fetcher_level)
     bodies = Bodies(output_dir, False) if output_dir is not None else None
-    sessions = SessionPool(settings)
+    jar = None
+    if setup.cookies is not None:
+        jar = CookieJar()
+        copy_into(setup.cookies, jar)
+    sessions = SessionPool(settings, jar)
     stopping = threading.Event()
     handler = WireHandler(results)
     run = Run(settings, WireReader(jobs), Fetcher(settings, sessions, stopping, bodies), handler,
@@ -434,6 +473,8 @@ def worker_main(
     try:
         stopped = run.run()
         handler.idle()
+        if settings.cookie_jar and sessions.sessions:
+            results.send(WorkerCookies([cookie for jar in sessions.jars() for cookie in jar]))
     except (BrokenPipeError, EOFError, OSError):
         stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
     sessions.close_all()

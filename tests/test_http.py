@@ -169,6 +169,14 @@ def test_cookie_jar_merges_what_every_worker_received_and_is_readable_by_curl(tm
             assert "c0=v-c0" in server.headers_seen[-1]["Cookie"]
 
 
+def test_a_run_that_fetched_nothing_keeps_the_cookie_jar_it_loaded(tmp_path):
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tkeep\tme\n")
+    result = invoke(["-c", str(jar), "ftp://127.0.0.1/invalid"])  # no session is ever made
+    assert result.exit_code == 3
+    assert "\tkeep\tme" in jar.read_text()
+
+
 def test_unreadable_cookie_jar_is_a_usage_error(tmp_path):
     jar = tmp_path / "jar.txt"
     jar.write_text("this is not a cookie file\n")

@@ -131,7 +131,7 @@ def test_files_saved_by_workers_are_whole_and_no_temporary_is_left(tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*") if ".part" in p.name]
 
 
-@pytest.mark.parametrize("option", [["--rate", "5"], ["-c", "jar.txt"], ["--body"]])
+@pytest.mark.parametrize("option", [["--rate", "5"], ["--body"], ["--include-body"]])
 def test_what_needs_one_process_is_refused_clearly(option):
     result = run_process(["--processes", "2", *option, "http://127.0.0.1:9/"])
     assert result.returncode == 2
@@ -156,6 +156,26 @@ def test_a_line_on_an_open_pipe_is_fetched_before_the_next_arrives():
             assert process.wait(20) == 0
         finally:
             reap(process)
+
+
+def cookie_route(path: str):
+    name = path.strip("/").split("/")[-1]
+    return 200, {"Set-Cookie": f"{name}=v-{name}; Path=/"}, b"set", 0.02
+
+
+def test_the_cookie_jar_gets_what_every_worker_process_received(tmp_path):
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tloaded\tyes\n")
+    names = [f"c{n}" for n in range(12)]
+    with counting_server(cookie_route) as server:
+        urls = [server.url(f"/set/{name}") for name in names]
+        result = run_process(["-j", "4", "--processes", "2", "-q", "-c", str(jar), *urls])
+        assert result.returncode == 0, result.stderr
+        text = jar.read_text()
+        for name in [*names, "loaded"]:
+            assert f"\t{name}\t" in text, text
+        # The workers were sent the loaded jar: every request carried its cookie.
+        assert all("loaded=yes" in seen.get("Cookie", "") for seen in server.headers_seen)
 
 
 def start_slow_run(server: CountingServer, tmp_path: Path, count: int) -> subprocess.Popen[bytes]:
