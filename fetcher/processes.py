@@ -5,9 +5,9 @@ cost a request more CPU than the request itself on a fast network. Processes sha
 
 This process still reads the input, decides what every job is, and writes every record, so
 --ordered, --unique, --shard, --failed, the summary and the exit status work as with one
-process. Jobs go to the workers in batches over pipes, round-robin, or by host when a per-host
-limit (--per-host, --host-rate) or -o DIR is set, so that each host's limits, pauses and file
-names live in one process; results come back in batches. A worker runs in its own process
+process. Jobs go in batches over pipes to the worker with the fewest jobs out, or by host when
+a per-host limit (--per-host, --host-rate) or -o DIR is set, so that each host's limits, pauses
+and file names live in one process; results come back in batches. A worker runs in its own process
 group, out of reach of the terminal's Ctrl-C: this process decides, and tells it to stop with
 SIGTERM; it hands back what it never started, and gets a little less grace than this process so
 that its last records arrive in time.
@@ -138,6 +138,10 @@ class ProcessRun(Run):
         self._readers: list[threading.Thread] = []
         self.by_host = deals_by_host(settings, output_dir)
         self._owner: dict[int, int] = {}  # seq -> worker index, while the job is out
+        # Jobs dealt to each worker (written by the dispatcher only) and jobs back from it
+        # (by the calling thread only): one writer each, so no update is lost between threads.
+        self._dealt = [0] * len(self.shares)
+        self._back = [0] * len(self.shares)
         self._alive = [True] * len(self.shares)
         self._jobs_out: list[Connection] = []
         self._processes: list[subprocess.Popen[bytes]] = []
@@ -263,11 +267,12 @@ class ProcessRun(Run):
                 if self.by_host:
                     index = _host_index(host_of(job.target), count)
                 else:
-                    index = turn = self._next_alive(turn)
+                    index = turn = self._least_busy(turn)
                 if not self._alive[index]:
                     self._queue.put(_lost(job))
                     continue
                 self._owner[job.seq] = index
+                self._dealt[index] += 1
                 batch = batches[index]
                 batch.append(_to_wire(job))
                 # A pipe may not send its next line for hours: nothing read waits for it.
@@ -292,13 +297,18 @@ class ProcessRun(Run):
             if batch:
                 self._send(index, batch)
 
-    def _next_alive(self, turn: int) -> int:
+    def _least_busy(self, turn: int) -> int:
+        """The live worker with the fewest jobs out (ties: the next after turn), so that a
+        worker whose threads are all held by slow servers stops being given more."""
         count = len(self.shares)
+        best, fewest = turn, None
         for step in range(1, count + 1):
             index = (turn + step) % count
             if self._alive[index]:
-                return index
-        return turn  # none is: the job gets its record from _lost
+                out = self._dealt[index] - self._back[index]
+                if fewest is None or out < fewest:
+                    best, fewest = index, out
+        return best  # when none is alive: the job gets its record from _lost
 
     def _send(self, index: int, batch: list[_WireJob]) -> None:
         if self._stopping.is_set():
@@ -342,7 +352,7 @@ class ProcessRun(Run):
 
     def _other_message(self, message: object) -> None:
         if isinstance(message, _Unattempted):
-            self._owner.pop(message.seq, None)
+            self._returned(message.seq)
             job = self._pending.pop(message.seq, None)
             if job is not None:
                 self._handled += 1
@@ -360,8 +370,13 @@ class ProcessRun(Run):
             super()._other_message(message)
 
     def _accept(self, result: Result) -> None:
-        self._owner.pop(result.job.seq, None)
+        self._returned(result.job.seq)
         super()._accept(result)
+
+    def _returned(self, seq: int) -> None:
+        owner = self._owner.pop(seq, None)
+        if owner is not None:
+            self._back[owner] += 1
 
 
 def _lost(job: Job) -> Result:

@@ -107,6 +107,21 @@ def test_processes_write_the_records_one_process_writes(tmp_path):
     assert b"Traceback" not in three.stderr
 
 
+def test_a_worker_held_by_a_slow_server_is_given_no_more_jobs(tmp_path):
+    """One thread per worker; the first URL holds its worker for 2 s. Dealt in turns, every
+    other job would wait behind it; dealt to the least busy worker, the rest go to the other."""
+    route = lambda path: (200, {}, b"x", 2.0 if path == "/slow" else 0.0)  # noqa: E731
+    with counting_server(route) as server:
+        urls = tmp_path / "urls.txt"
+        fast = [server.url(f"/fast/{n}") for n in range(300)]
+        urls.write_text("".join(f"{url}\n" for url in [server.url("/slow"), *fast]))
+        result = run_process(["-j", "2", "--processes", "2", "--format", "jsonl", "-i", str(urls)])
+    assert result.returncode == 0, result.stderr
+    order = [r["url"] for r in records(result.stdout)]
+    before_slow = order.index(server.url("/slow"))
+    assert before_slow >= 250, f"only {before_slow} of 300 fast URLs done before the slow one"
+
+
 def test_a_per_host_limit_holds_across_processes(tmp_path):
     slow = lambda path: (200, {}, b"slow", 0.05)  # noqa: E731
     with counting_server(slow) as first, counting_server(slow) as second:
