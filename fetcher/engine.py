@@ -453,6 +453,7 @@ class Run:
                 outcome = Attempt(failure)
             if outcome.pause_host:  # before finish(): no worker may slip in before the pause
                 scheduler.pause(task.host, outcome.pause_host)
+                self._host_paused(task.host, outcome.pause_host)
             scheduler.finish(task)
             if outcome.retry_in is not None and not self._stopping.is_set():
                 outcome.result.close()
@@ -524,6 +525,10 @@ class Run:
                 deadline = time.monotonic() + grace
         self._abandon_pending()
         self._idle()
+
+    def _host_paused(self, host: str, seconds: float) -> None:
+        """A host asked every client to wait (429/503 Retry-After); called by the worker that
+        received the answer, once the scheduler holds the host back."""
 
     def _other_message(self, message: object) -> None:
         """A message of a subclass's own making (see fetcher.processes)."""

@@ -34,6 +34,7 @@ from typing import Any
 from fetcher.cookies import copy_into
 from fetcher.engine import Fetcher, Handler, Run, _DispatchEnd, _InputEnd, _Skipped
 from fetcher.errors import ErrorKind
+from fetcher.paths import host_folder, name_parts
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
 from fetcher.results import Result, host_of
 from fetcher.session import SessionPool
@@ -47,7 +48,7 @@ BATCH = 32  # jobs or results sent in one message, at most
 # What a worker process runs: this module, found where this process found it.
 WORKER_CODE = (
     "import sys; sys.path[:0] = {path!r}; "
-    "from fetcher.processes import worker_process; worker_process({jobs}, {results})"
+    "from fetcher.processes import worker_process; worker_process({jobs}, {results}, {control})"
 )
 # Tells a worker to remove its temporaries and exit at once (SIGTERM is the graceful stop, and
 # two SIGTERMs sent together may arrive as one).
@@ -89,8 +90,18 @@ class WorkerCookies:
 
 
 @dataclass(slots=True)
+class HostPause:
+    """A host asked to wait (429/503 Retry-After): from the worker that was told, relayed by
+    this process to every other worker, so that the pause holds for all of them."""
+
+    host: str
+    seconds: float
+
+
+@dataclass(slots=True)
 class _Unattempted:
-    seq: int  # a worker had the job but never started it: the run was stopped
+    seq: int  # dealt, never started: the run was stopped
+    from_worker: bool = True  # False: never sent; this process's dispatcher stopped first
 
 
 @dataclass(slots=True)
@@ -105,12 +116,23 @@ def split_workers(workers: int, processes: int) -> list[int]:
     return [share + (1 if index < extra else 0) for index in range(processes)]
 
 
-def deals_by_host(settings: Settings, output_dir: str | None) -> bool:
-    return bool(settings.per_host or settings.host_rate or output_dir)
+def deal_key(job: Job, settings: Settings, output_dir: str | None) -> str | None:
+    """What decides a job's worker, when something must: None lets the least busy take it.
+
+    With -o DIR, the first component of the job's path under DIR: two jobs whose files could
+    clash (the same path, or a file where the other needs a folder) share every component of
+    the shorter path, so the first one too, and one process's OutputDir keeps them apart. Else,
+    with a per-host limit, the host, so that its limit lives in one process.
+    """
+    if output_dir is not None:
+        return name_parts(job.output, job.target)[0] if job.output else host_folder(job.target)
+    if settings.per_host or settings.host_rate:
+        return host_of(job.target)
+    return None
 
 
-def _host_index(host: str, count: int) -> int:
-    return int.from_bytes(hashlib.sha256(host.encode()).digest()[:8], "big") % count
+def _key_index(key: str, count: int) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count
 
 
 class ProcessRun(Run):
@@ -131,12 +153,12 @@ class ProcessRun(Run):
         window = 2 * len(self.shares) * settings.window
         unused = Fetcher(settings, SessionPool(settings))  # this process's threads fetch nothing
         super().__init__(settings, reader, unused, handler, stopping, window)
+        self.input = reader  # the reader, as what it is here: an InputReader
         self.output_dir = output_dir
         self.log_levels = log_levels
         self.cookies = cookies
         self._received_cookies: list[list[Cookie]] = []  # one list per worker that had sessions
         self._readers: list[threading.Thread] = []
-        self.by_host = deals_by_host(settings, output_dir)
         self._owner: dict[int, int] = {}  # seq -> worker index, while the job is out
         # Jobs dealt to each worker (written by the dispatcher only) and jobs back from it
         # (by the calling thread only): one writer each, so no update is lost between threads.
@@ -144,25 +166,30 @@ class ProcessRun(Run):
         self._back = [0] * len(self.shares)
         self._alive = [True] * len(self.shares)
         self._jobs_out: list[Connection] = []
+        self._jobs_closed = False
+        self._close_lock = threading.Lock()
+        # Host pauses relayed to each worker, from the results threads: a lock per pipe.
+        self._control: list[tuple[threading.Lock, Connection]] = []
         self._processes: list[subprocess.Popen[bytes]] = []
 
     # -- calling thread: start and end ----------------------------------------------------------
 
     def run(self) -> ExitStatus | None:
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
-        for index, workers in enumerate(self.shares):
-            # Ordering is this process's: a worker sees only some of the jobs.
-            settings = replace(self.settings, workers=workers, grace=grace, ordered=False)
-            results = self._start_worker(settings)
-            reader = threading.Thread(
-                target=self._receive, args=(index, results), daemon=True,
-                name=f"fetcher-results-{index}",
-            )  # fmt: skip
-            reader.start()
-            self._readers.append(reader)
-        dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
-        dispatcher.start()
         try:
+            for index, workers in enumerate(self.shares):
+                # Ordering is this process's: a worker sees only some of the jobs.
+                settings = replace(self.settings, workers=workers, grace=grace, ordered=False)
+                results = self._start_worker(settings)
+                reader = threading.Thread(
+                    target=self._receive, args=(index, results), daemon=True,
+                    name=f"fetcher-results-{index}",
+                )  # fmt: skip
+                reader.start()
+                self._readers.append(reader)
+            dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch",
+                                          daemon=True)  # fmt: skip
+            dispatcher.start()
             self._collect()
         finally:
             self._end_workers()
@@ -178,19 +205,26 @@ class ProcessRun(Run):
         """
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
-        code = WORKER_CODE.format(path=sys.path, jobs=jobs_read, results=results_write)
-        process = subprocess.Popen(
-            [sys.executable, "-c", code], pass_fds=(jobs_read, results_write),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
-        )  # fmt: skip
-        os.close(jobs_read)
-        os.close(results_write)
+        control_read, control_write = os.pipe()
+        theirs = (jobs_read, results_write, control_read)
+        code = WORKER_CODE.format(path=sys.path, jobs=jobs_read, results=results_write,
+                                  control=control_read)  # fmt: skip
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", code], pass_fds=theirs,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
+            )  # fmt: skip
+        finally:
+            for descriptor in theirs:
+                os.close(descriptor)
+        self._processes.append(process)
         jobs = Connection(jobs_write, readable=False)
+        self._jobs_out.append(jobs)
+        self._control.append((threading.Lock(), Connection(control_write, readable=False)))
+        results = Connection(results_read, writable=False)
         cookies = list(self.cookies) if self.cookies is not None else None
         jobs.send(WorkerSetup(settings, self.output_dir, self.log_levels, cookies))
-        self._jobs_out.append(jobs)
-        self._processes.append(process)
-        return Connection(results_read, writable=False)
+        return results
 
     def request_stop(self, reason: ExitStatus) -> None:
         """As Run's, and each worker is told to stop too. Safe in a signal handler."""
@@ -213,10 +247,18 @@ class ProcessRun(Run):
                 with contextlib.suppress(OSError):
                     os.kill(process.pid, sig)
 
-    def _end_workers(self) -> None:
+    def _close_jobs(self) -> None:
+        """End of input for the workers; from the dispatcher, or at the end of the run."""
+        with self._close_lock:
+            if self._jobs_closed:
+                return
+            self._jobs_closed = True
         for connection in self._jobs_out:
             with contextlib.suppress(OSError):
                 connection.close()
+
+    def _end_workers(self) -> None:
+        self._close_jobs()
         limit = 5.0 if self.stopped_by is None else GRACE_MARGIN
         for process in self._processes:
             try:
@@ -226,6 +268,9 @@ class ProcessRun(Run):
                 process.wait()
         for reader in self._readers:  # each ends at its pipe's end, with the worker's cookies
             reader.join(1.0)
+        for lock, connection in self._control:
+            with lock, contextlib.suppress(OSError):
+                connection.close()
 
     def jars(self) -> list[CookieJar]:
         """The cookies the workers' sessions held at the end, as SessionPool.jars() gives them;
@@ -246,10 +291,12 @@ class ProcessRun(Run):
         error = None
         try:
             while True:
+                if not self.input.rest_is_finite:
+                    # The next read may wait on a pipe for hours: nothing read waits with it.
+                    self._flush(batches)
                 self._reading = True
                 job = self.reader.next_job()
                 self._reading = False
-                finite = self.reader.current_is_finite  # of the source the job came from
                 if job is None:
                     self._flush(batches)
                     self._queue.put(_InputEnd(self.reader.count))
@@ -264,8 +311,9 @@ class ProcessRun(Run):
                 if job.invalid is not None:
                     self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
                     continue
-                if self.by_host:
-                    index = _host_index(host_of(job.target), count)
+                key = deal_key(job, self.settings, self.output_dir)
+                if key is not None:
+                    index = _key_index(key, count)
                 else:
                     index = turn = self._least_busy(turn)
                 if not self._alive[index]:
@@ -275,8 +323,7 @@ class ProcessRun(Run):
                 self._dealt[index] += 1
                 batch = batches[index]
                 batch.append(_to_wire(job))
-                # A pipe may not send its next line for hours: nothing read waits for it.
-                if len(batch) >= BATCH or not finite:
+                if len(batch) >= BATCH:
                     self._send(index, batch)
             if self._stopping.is_set():
                 for job in self.reader.drain():
@@ -286,10 +333,8 @@ class ProcessRun(Run):
         finally:
             for batch in batches:  # dealt but never sent: the run was stopped
                 for wire in batch:
-                    self._queue.put(_Unattempted(wire[0]))
-            for connection in self._jobs_out:
-                with contextlib.suppress(OSError):
-                    connection.close()  # end of input for the workers
+                    self._queue.put(_Unattempted(wire[0], from_worker=False))
+            self._close_jobs()
             self._queue.put(_DispatchEnd(error))
 
     def _flush(self, batches: list[list[_WireJob]]) -> None:
@@ -313,13 +358,12 @@ class ProcessRun(Run):
     def _send(self, index: int, batch: list[_WireJob]) -> None:
         if self._stopping.is_set():
             return  # left in the batch: handed back as unattempted
-        try:
+        with contextlib.suppress(OSError):  # a dead worker: its results thread will say so
             self._jobs_out[index].send(batch)
-        except OSError:
-            self._alive[index] = False
         batch.clear()
         if not self._alive[index]:
-            # Its jobs (these too) get their records when the main thread scans its owners.
+            # Its results thread found it gone, maybe before these were dealt: scan again, so
+            # that these too get their records.
             self._queue.put(_WorkerGone(index))
 
     # -- a results thread per worker --------------------------------------------------------------
@@ -330,6 +374,9 @@ class ProcessRun(Run):
                 message = connection.recv()
                 if isinstance(message, WorkerCookies):
                     self._received_cookies.append(message.cookies)
+                    continue
+                if isinstance(message, HostPause):
+                    self._relay(index, message)
                     continue
                 for item in message:
                     if isinstance(item, int):
@@ -348,10 +395,22 @@ class ProcessRun(Run):
             self._alive[index] = False
             self._queue.put(_WorkerGone(index))
 
+    def _relay(self, sender: int, pause: HostPause) -> None:
+        for index, (lock, connection) in enumerate(self._control):
+            if index != sender and self._alive[index]:
+                with lock, contextlib.suppress(OSError):
+                    connection.send(pause)
+
     # -- calling thread: messages only a ProcessRun receives -------------------------------------
 
     def _other_message(self, message: object) -> None:
         if isinstance(message, _Unattempted):
+            if self.stopped_by is None and message.from_worker:
+                # A worker stopped on its own (a SIGTERM that was not ours): a record, as lost.
+                job = self._pending.get(message.seq)
+                if job is not None:
+                    self._accept(_lost(job, "the worker process for it was stopped first"))
+                return
             self._returned(message.seq)
             job = self._pending.pop(message.seq, None)
             if job is not None:
@@ -379,8 +438,7 @@ class ProcessRun(Run):
             self._back[owner] += 1
 
 
-def _lost(job: Job) -> Result:
-    message = "the worker process for it ended unexpectedly"
+def _lost(job: Job, message: str = "the worker process for it ended unexpectedly") -> Result:
     return Result.failure(job, ErrorKind.OTHER, message, attempts=1)
 
 
@@ -417,11 +475,23 @@ class WireReader:
                     yield _from_wire(wire)
 
 
-class WireHandler(Handler):
-    """Sends a worker's results back in batches: each record whole, each job once."""
+class Outbox:
+    """The pipe to the parent: whole messages from any thread."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.lock = threading.Lock()
+
+    def send(self, message: object) -> None:
+        with self.lock:
+            self.connection.send(message)
+
+
+class WireHandler(Handler):
+    """Sends a worker's results back in batches: each record whole, each job once."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
         self.batch: list[Any] = []
 
     def result(self, result: Result) -> None:
@@ -436,23 +506,43 @@ class WireHandler(Handler):
 
     def idle(self) -> None:
         if self.batch:
-            self.connection.send(self.batch)
+            self.outbox.send(self.batch)
             self.batch = []
 
 
-def worker_process(jobs_descriptor: int, results_descriptor: int) -> None:
+class WorkerRun(Run):
+    """A worker's Run: a host pause it receives goes to the parent, for the other workers."""
+
+    outbox: Outbox
+
+    def _host_paused(self, host: str, seconds: float) -> None:
+        with contextlib.suppress(OSError):  # the parent is gone: nobody else to pause
+            self.outbox.send(HostPause(host, seconds))
+
+    def follow_pauses(self, control: Connection) -> None:
+        """The pauses other workers received, relayed by the parent; until the pipe ends."""
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                pause = control.recv()
+                self.scheduler.pause(pause.host, pause.seconds)
+
+
+def worker_process(jobs_descriptor: int, results_descriptor: int, control_descriptor: int) -> None:
     """The entry point of a worker process (see ProcessRun._start_worker)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, whatever reaches us
     jobs = Connection(jobs_descriptor, writable=False)
     results = Connection(results_descriptor, readable=False)
+    control = Connection(control_descriptor, writable=False)
     try:
         setup = jobs.recv()
     except (EOFError, OSError):
         return  # the parent ended before it could say what to do
-    worker_main(setup, jobs, results)
+    worker_main(setup, jobs, results, control)
 
 
-def worker_main(setup: WorkerSetup, jobs: Connection, results: Connection) -> None:
+def worker_main(
+    setup: WorkerSetup, jobs: Connection, results: Connection, control: Connection
+) -> None:
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
     from fetcher.bodies import Bodies, remove_live_temporaries
 
@@ -470,14 +560,17 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Connection) -> No
         copy_into(setup.cookies, jar)
     sessions = SessionPool(settings, jar)
     stopping = threading.Event()
-    handler = WireHandler(results)
-    run = Run(settings, WireReader(jobs), Fetcher(settings, sessions, stopping, bodies), handler,
-              stopping)  # fmt: skip
-    received: list[int] = []
+    outbox = Outbox(results)
+    handler = WireHandler(outbox)
+    run = WorkerRun(settings, WireReader(jobs), Fetcher(settings, sessions, stopping, bodies),
+                    handler, stopping)  # fmt: skip
+    run.outbox = outbox
+    threading.Thread(target=run.follow_pauses, args=(control,), daemon=True).start()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1 and signum == signal.SIGTERM:
+        """SIGTERM stops gracefully (again and again: only the parent's EXIT_NOW is final,
+        whoever else sends SIGTERM); EXIT_NOW removes the temporaries and exits now."""
+        if signum == signal.SIGTERM:
             run.request_stop(ExitStatus.TERMINATED)
         else:
             remove_live_temporaries()
@@ -489,7 +582,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Connection) -> No
         stopped = run.run()
         handler.idle()
         if settings.cookie_jar and sessions.sessions:
-            results.send(WorkerCookies([cookie for jar in sessions.jars() for cookie in jar]))
+            outbox.send(WorkerCookies([cookie for jar in sessions.jars() for cookie in jar]))
     except (BrokenPipeError, EOFError, OSError):
         stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
     sessions.close_all()

@@ -149,6 +149,12 @@ class InputReader:
         return None
 
     @property
+    def rest_is_finite(self) -> bool:
+        """Whether every source from the current one on is a file or arguments: reading the
+        next line cannot wait on a pipe or a terminal."""
+        return all(source.finite for source in self.sources[self._position :])
+
+    @property
     def current_is_finite(self) -> bool:
         if self._position >= len(self.sources):
             return True

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -40,6 +41,19 @@ def reap(process: subprocess.Popen[bytes]) -> None:
     for stream in (process.stdin, process.stdout, process.stderr):
         if stream is not None:
             stream.close()
+
+
+def read_lines(stream: IO[bytes], count: int, timeout: float) -> list[bytes]:
+    """The first count lines from a pipe, read from its descriptor (a buffered readline could
+    hold the second line where select cannot see it); fails after timeout seconds."""
+    data, deadline = b"", time.monotonic() + timeout
+    while data.count(b"\n") < count:
+        ready, _, _ = select.select([stream], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"fewer than {count} lines in {timeout} s: {data!r}"
+        chunk = os.read(stream.fileno(), 65536)
+        assert chunk, f"the pipe ended after {data!r}"
+        data += chunk
+    return data.splitlines()[:count]
 
 
 def records(stdout: bytes) -> list[dict]:
@@ -164,9 +178,8 @@ def test_a_line_on_an_open_pipe_is_fetched_before_the_next_arrives():
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(f"{server.url('/first')}\n".encode())
             process.stdin.flush()
-            ready, _, _ = select.select([process.stdout], [], [], 20)
-            assert ready, "no record while the pipe stayed open"
-            assert json.loads(process.stdout.readline())["status"] == 200
+            (line,) = read_lines(process.stdout, 1, 20)
+            assert json.loads(line)["status"] == 200
             process.stdin.close()
             assert process.wait(20) == 0
         finally:
@@ -251,3 +264,104 @@ def test_an_interrupt_gives_every_line_a_record_or_a_failed_line(tmp_path, send,
                  or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3],
                  f"worker {pid} to end", 10)  # fmt: skip
     assert b"Traceback" not in stderr
+
+
+# -- found on review: each failed before its fix -------------------------------------------------
+
+
+def test_lines_read_before_a_quiet_pipe_are_fetched_without_waiting_for_it():
+    """Arguments, then '-' on a pipe that says nothing yet: the arguments' records come now."""
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "--processes", "2", "-j", "2", "--format", "jsonl",
+             server.url("/one"), server.url("/two"), "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            got = [json.loads(line)["url"] for line in read_lines(process.stdout, 2, 20)]
+            assert sorted(got) == [server.url("/one"), server.url("/two")]
+            process.stdin.write(f"{server.url('/three')}\n".encode())
+            process.stdin.close()
+            assert process.wait(20) == 0
+            assert json.loads(process.stdout.read())["url"] == server.url("/three")
+        finally:
+            reap(process)
+
+
+def test_a_retry_after_pauses_the_host_in_every_worker_process(tmp_path):
+    seen: list[tuple[float, str]] = []
+
+    def route(path: str):
+        seen.append((time.monotonic(), path))
+        if path == "/first" and sum(1 for _, p in seen if p == "/first") == 1:
+            return 429, {"Retry-After": "2"}, b"wait", 0.0
+        return 200, {}, b"ok", 0.005
+
+    with counting_server(route) as server:
+        urls = tmp_path / "urls.txt"
+        lines = [server.url("/first")] + [server.url(f"/n/{n}") for n in range(400)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        result = run_process(["-j", "4", "--processes", "2", "-q", "-i", str(urls)])
+    assert result.returncode == 0, result.stderr
+    told = next(at for at, path in seen if path == "/first")
+    during = [path for at, path in seen if told + 0.1 < at < told + 1.8]
+    assert during == [], f"{len(during)} requests to the paused host, e.g. {during[:3]}"
+    assert sum(1 for _, path in seen if path == "/first") == 2  # retried after the pause
+
+
+def test_output_names_shared_by_urls_of_two_hosts_never_share_a_file(tmp_path):
+    with counting_server() as server:
+        jobs = tmp_path / "jobs.jsonl"
+        first = server.url("/f1")
+        second = server.url("/f2").replace("127.0.0.1", "localhost")
+        jobs.write_text(json.dumps({"url": first, "output": "same.txt"}) + "\n"
+                        + json.dumps({"url": second, "output": "same.txt"}) + "\n")  # fmt: skip
+        out = tmp_path / "out"
+        result = run_process(["--processes", "3", "-j", "3", "--input-format", "jsonl",
+                              "-i", str(jobs), "-o", str(out), "--format", "jsonl"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    paths = {r["url"]: r["path"] for r in records(result.stdout)}
+    assert len(set(paths.values())) == 2, paths
+    assert Path(paths[first]).read_bytes() == b"body of /f1\n"
+    assert Path(paths[second]).read_bytes() == b"body of /f2\n"
+
+
+def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_path):
+    count = 60
+    with counting_server() as server:
+        process = start_slow_run(server, tmp_path, count)
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests")
+            os.kill(worker_pids(process.pid)[0], signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            reap(process)
+    assert process.returncode == 1, stderr  # some failed; the run itself was not stopped
+    got = records(stdout)
+    assert sorted(r["line"] for r in got) == list(range(1, count + 1))
+    assert b"not attempted" not in stderr
+
+
+def test_sigterm_to_every_process_lets_requests_in_flight_finish(tmp_path):
+    """As from ``pkill fetcher``: the workers' SIGTERM, then the parent's a moment later, is one
+    graceful stop for the workers, not a second signal that abandons what is in flight."""
+    count = 60
+    with counting_server() as server:
+        process = start_slow_run(server, tmp_path, count)
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests")
+            for pid in worker_pids(process.pid):
+                os.kill(pid, signal.SIGTERM)
+            time.sleep(0.1)  # the gap between the signals is the point of the test
+            process.terminate()
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            reap(process)
+    assert process.returncode == 143, stderr
+    got = records(stdout)
+    assert not [r for r in got if "interrupted" in (r["error"] or {}).get("message", "")]
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    every = {server.url(f"/slow/0.3/{n}") for n in range(count)}
+    assert {r["url"] for r in got} | set(failed) == every
