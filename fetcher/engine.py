@@ -407,28 +407,45 @@ class Run:
         error = None
         try:
             while True:
+                self._before_read()
                 self._reading = True
                 job = self.reader.next_job()
                 self._reading = False
                 if job is None:
                     self._queue.put(_InputEnd(self.reader.count))
                     break
-                if not self._acquire_slot():
-                    self._queue.put(_Skipped(job))
-                    break
+                if self._stopping.is_set() or not self._slots.acquire(blocking=False):
+                    self._before_wait()
+                    if not self._acquire_slot():
+                        self._queue.put(_Skipped(job))
+                        break
                 self._submitted += 1
                 self._pending[job.seq] = job
                 if job.invalid is not None:
                     self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
                 else:
-                    self.scheduler.put(Task(job, host_of(job.target)))
+                    self._deal(job)
             if self._stopping.is_set():
                 for job in self.reader.drain():
                     self._queue.put(_Skipped(job))
         except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
             error = f"reading the input failed: {describe(exc)}"
         finally:
+            self._dispatch_ended()
             self._queue.put(_DispatchEnd(error))
+
+    def _deal(self, job: Job) -> None:
+        """Hand a job read and counted to whatever fetches it: here, this Run's workers."""
+        self.scheduler.put(Task(job, host_of(job.target)))
+
+    def _before_read(self) -> None:
+        """The dispatcher is about to read the next line (a subclass may send what it holds)."""
+
+    def _before_wait(self) -> None:
+        """The dispatcher is about to wait for room in the window."""
+
+    def _dispatch_ended(self) -> None:
+        """The dispatcher reads no more: the input ended, failed, or the run was stopped."""
 
     def _acquire_slot(self) -> bool:
         while not self._stopping.is_set():

@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any
 
 from fetcher.cookies import copy_into
-from fetcher.engine import Fetcher, Handler, Run, _DispatchEnd, _InputEnd, _Skipped
+from fetcher.engine import Fetcher, Handler, Run
 from fetcher.errors import ErrorKind
 from fetcher.paths import host_folder, name_parts
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
@@ -165,6 +165,9 @@ class ProcessRun(Run):
         self._dealt = [0] * len(self.shares)
         self._back = [0] * len(self.shares)
         self._alive = [True] * len(self.shares)
+        # The dispatcher's own: jobs dealt to each worker and not sent yet, and whose turn it is.
+        self._batches: list[list[_WireJob]] = [[] for _ in self.shares]
+        self._turn = 0
         self._jobs_out: list[Connection] = []
         self._jobs_closed = False
         self._close_lock = threading.Lock()
@@ -284,61 +287,38 @@ class ProcessRun(Run):
 
     # -- dispatcher thread ----------------------------------------------------------------------
 
-    def _dispatch(self) -> None:
-        batches: list[list[_WireJob]] = [[] for _ in self.shares]
-        count = len(self.shares)
-        turn = 0
-        error = None
-        try:
-            while True:
-                if not self.input.rest_is_finite:
-                    # The next read may wait on a pipe for hours: nothing read waits with it.
-                    self._flush(batches)
-                self._reading = True
-                job = self.reader.next_job()
-                self._reading = False
-                if job is None:
-                    self._flush(batches)
-                    self._queue.put(_InputEnd(self.reader.count))
-                    break
-                if self._stopping.is_set() or not self._slots.acquire(blocking=False):
-                    self._flush(batches)  # waiting for room: what is batched must go now
-                    if not self._acquire_slot():
-                        self._queue.put(_Skipped(job))
-                        break
-                self._submitted += 1
-                self._pending[job.seq] = job
-                if job.invalid is not None:
-                    self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
-                    continue
-                key = deal_key(job, self.settings, self.output_dir)
-                if key is not None:
-                    index = _key_index(key, count)
-                else:
-                    index = turn = self._least_busy(turn)
-                if not self._alive[index]:
-                    self._queue.put(_lost(job))
-                    continue
-                self._owner[job.seq] = index
-                self._dealt[index] += 1
-                batch = batches[index]
-                batch.append(_to_wire(job))
-                if len(batch) >= BATCH:
-                    self._send(index, batch)
-            if self._stopping.is_set():
-                for job in self.reader.drain():
-                    self._queue.put(_Skipped(job))
-        except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
-            error = f"reading the input failed: {exc}"
-        finally:
-            for batch in batches:  # dealt but never sent: the run was stopped
-                for wire in batch:
-                    self._queue.put(_Unattempted(wire[0], from_worker=False))
-            self._close_jobs()
-            self._queue.put(_DispatchEnd(error))
+    def _deal(self, job: Job) -> None:
+        key = deal_key(job, self.settings, self.output_dir)
+        if key is not None:
+            index = _key_index(key, len(self.shares))
+        else:
+            index = self._turn = self._least_busy(self._turn)
+        if not self._alive[index]:
+            self._queue.put(_lost(job))
+            return
+        self._owner[job.seq] = index
+        self._dealt[index] += 1
+        batch = self._batches[index]
+        batch.append(_to_wire(job))
+        if len(batch) >= BATCH:
+            self._send(index, batch)
 
-    def _flush(self, batches: list[list[_WireJob]]) -> None:
-        for index, batch in enumerate(batches):
+    def _before_read(self) -> None:
+        if not self.input.rest_is_finite:
+            self._flush()  # the next read may wait on a pipe for hours: nothing read waits too
+
+    def _before_wait(self) -> None:
+        self._flush()  # waiting for room: what is batched must go now
+
+    def _dispatch_ended(self) -> None:
+        self._flush()
+        for batch in self._batches:  # dealt but never sent: the run was stopped
+            for wire in batch:
+                self._queue.put(_Unattempted(wire[0], from_worker=False))
+        self._close_jobs()  # end of input for the workers
+
+    def _flush(self) -> None:
+        for index, batch in enumerate(self._batches):
             if batch:
                 self._send(index, batch)
 
