@@ -97,11 +97,26 @@ class Result:
             return {"body_base64": base64.b64encode(data).decode("ascii")}
 
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def host_of(url: str) -> str:
+    """The server a URL names, as ``host:port`` with the scheme's port when none is given: the
+    unit of every per-host limit, of the Retry-After pause and of the summary, because
+    ``127.0.0.1:8001`` and ``127.0.0.1:8002`` are two servers. The host alone for a scheme without a known port, ""
+    for a URL without a host."""
     try:
-        return (urlsplit(url).hostname or "").lower()
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
     except ValueError:
         return ""
+    if not host:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None:
+        port = DEFAULT_PORTS.get(parts.scheme.lower())
+    return host if port is None else f"{host}:{port}"
 
 
 @dataclass

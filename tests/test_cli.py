@@ -215,7 +215,7 @@ def test_summary_file_and_quiet(server, tmp_path):
     assert (data["ok"], data["failed"], data["exit_status"]) == (1, 2, 1)
     assert data["by_kind"]["http"] == {"count": 1, "examples": [server.url("/status/404")]}
     assert data["by_kind"]["invalid_url"]["count"] == 1
-    assert data["by_host"] == {"127.0.0.1": 1, "x": 1}
+    assert data["by_host"] == {f"127.0.0.1:{server.port}": 1, "x": 1}
 
 
 def test_summary_on_stderr_groups_errors_by_kind(server):
@@ -225,7 +225,7 @@ def test_summary_on_stderr_groups_errors_by_kind(server):
     assert lines[0].startswith("fetcher: 1 ok, 5 failed")
     http_line = next(line for line in lines if line.strip().startswith("http "))
     assert " 5 " in http_line and http_line.count("http://") == 3  # three examples
-    assert "most failures: 127.0.0.1 (5)" in result.stderr
+    assert f"most failures: 127.0.0.1:{server.port} (5)" in result.stderr
 
 
 def test_unique_skips_repeated_urls(server):

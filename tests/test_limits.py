@@ -260,3 +260,62 @@ def test_scheduler_spaces_starts_under_the_rate(rate):
     assert starts[0] == 100.0
     assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 1 / rate
     assert max_in_any_second(starts) <= rate
+
+
+# -- a host is host and port --------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_recording():
+    server = Recording()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_pause_on_one_port_does_not_hold_another_port_of_the_same_address(
+    recording, second_recording
+):
+    """Issue 11: a 429 from 127.0.0.1:8002 paused 127.0.0.1:8001 too."""
+    recording.answers["/first"] = [(429, {"Retry-After": "3"}), (200, {})]
+    others = [second_recording.url(f"/slow/0.05/{n}") for n in range(6)]
+    result = invoke(["--format", "jsonl", "-j", "2", "--ordered", recording.url("/first"), *others])
+    assert result.exit_code == 0, result.stderr
+    paused_at = next(t for t, path, status in recording.sent if status == 429)
+    # Every request to the other port was answered long before the 3 s pause ended.
+    assert len(second_recording.sent) == 6
+    assert max(t for t, _, _ in second_recording.sent) < paused_at + 2
+
+
+def test_per_host_counts_each_port_as_its_own_host(recording, second_recording):
+    urls = [s.url(f"/slow/0.2/{n}") for n in range(4) for s in (recording, second_recording)]
+    result = invoke(["--format", "jsonl", "-j", "4", "--per-host", "1", *urls])
+    assert result.exit_code == 0, result.stderr
+    # One at a time on each port, but both ports at once: the two runs overlap.
+    assert recording.max_in_flight["127.0.0.1"] == 1
+    assert second_recording.max_in_flight["127.0.0.1"] == 1
+
+    def spans(server: Recording) -> list[tuple[float, float]]:
+        ends = {path: t for t, path, _ in server.sent}
+        return [(t, ends[path]) for t, _, path in server.arrivals]
+
+    # Some request to one port was in flight while one to the other was: not one at a time.
+    assert any(
+        a < d and c < b for a, b in spans(recording) for c, d in spans(second_recording)
+    )
+
+
+def test_summary_names_failing_hosts_with_their_port(recording, second_recording):
+    for path in ("/bad", "/bad2"):
+        recording.answers[path] = [(404, {})]
+    second_recording.answers["/bad"] = [(404, {})]
+    urls = [recording.url("/bad"), recording.url("/bad2"), second_recording.url("/bad")]
+    result = invoke(urls)
+    assert result.exit_code == 3
+    first, second = (f"127.0.0.1:{s.server_address[1]}" for s in (recording, second_recording))
+    assert f"{first} (2)" in result.stderr and f"{second} (1)" in result.stderr
