@@ -10,6 +10,7 @@ kept.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,24 @@ def validate(url: str) -> str | None:
     if not parts.hostname:
         return "no host in URL"
     return None
+
+
+# "mailto:", "javascript:", "data:"... at the start of a line: a scheme, unless what follows the
+# colon is a port ("localhost:8080/x"). So "user:password@host" needs its scheme written out.
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
+_WHITESPACE = re.compile(r"\s")
+
+
+def not_a_url(text: str) -> str | None:
+    """Why a stripped line is not a URL at all, before any default scheme is applied; None when it
+    may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
+    not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
+    if _WHITESPACE.search(text):
+        return "whitespace inside the URL"
+    if "://" in text or not _SCHEME_PREFIX.match(text):
+        return None
+    scheme = text.split(":", 1)[0]
+    return f"unsupported scheme {scheme!r} (only http and https are fetched)"
 
 
 def read_lines(
@@ -229,6 +248,8 @@ class InputReader:
         return self._admit(job, dedupe=entry.error is None)
 
     def _url_job(self, url: str, line: int | None, raw: bytes) -> Job:
+        if (problem := not_a_url(url)) is not None:
+            return Job(-1, url, url, line, raw, problem)
         target = url if "://" in url else f"{self.default_scheme}://{url}"
         return Job(-1, url, target, line, raw, validate(target))
 

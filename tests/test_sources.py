@@ -138,3 +138,40 @@ def test_drain_never_reads_a_pipe_after_a_finite_source():
         )
         assert reader.next_job() is not None
         assert [j.target for j in reader.drain()] == ["http://b.test/"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"mailto:someone@example.com",
+        b"javascript:alert(1)",
+        b"data:text/plain,hello",
+        b"tel:+123456",
+        b"http://a.test/with space",
+        b"a.test/with\ttab",
+        b"http://a.test/ x",
+    ],
+)
+def test_other_schemes_without_slashes_and_inner_whitespace_are_not_urls(line):
+    """Issue 11: mailto:someone@example.com was fetched as https://mailto:***@example.com."""
+    jobs, _ = jobs_of(line + b"\n")
+    assert len(jobs) == 1
+    assert jobs[0].invalid is not None
+    assert jobs[0].target == jobs[0].url  # no default scheme glued on
+    assert jobs[0].raw == line
+
+
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        (b"localhost:8080/x", "https://localhost:8080/x"),
+        (b"localhost:8080", "https://localhost:8080"),
+        (b"a.test:443?q=1", "https://a.test:443?q=1"),
+        (b"user@a.test/x", "https://user@a.test/x"),
+        (b"a.test/path:with:colons", "https://a.test/path:with:colons"),
+        (b"a.test/x?y=1#frag", "https://a.test/x?y=1#frag"),
+    ],
+)
+def test_a_line_that_starts_with_a_host_gets_the_default_scheme(line, target):
+    jobs, _ = jobs_of(line + b"\n")
+    assert [(j.target, j.invalid) for j in jobs] == [(target, None)]
