@@ -32,14 +32,27 @@ NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 
 
 def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
-    """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help."""
+    """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help.
+    A repeatable option takes one value per line of its variable (see ``Parsed``)."""
     long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
     attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
+    if attrs.get("multiple"):
+        attrs.setdefault("type", Parsed("TEXT", str))
     return click.option(*decls, show_envvar=True, **attrs)
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]
-    """A parameter type from one of fetcher.parsing's functions."""
+    """A parameter type from one of fetcher.parsing's functions.
+
+    From an environment variable, a repeatable option takes one value per line, never split on
+    spaces: ``FETCHER_HEADER=$'Authorization: Bearer x\nX-B: two'`` is two headers. Blank lines
+    and CRLF line ends are accepted.
+    """
+
+    envvar_list_splitter = "\n"
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [line.rstrip("\r") for line in (rv or "").split("\n") if line.strip()]
 
     def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
         self.name = name

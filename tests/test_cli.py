@@ -244,3 +244,23 @@ def test_password_in_url_is_masked_everywhere(server, tmp_path):
         assert "hunter2" not in result.stdout + result.stderr + summary.read_text()
         assert "user:***@127.0.0.1" in result.stdout
         assert "user:***@127.0.0.1" in result.stderr
+
+
+def test_repeatable_options_take_one_value_per_line_of_their_variable(server, tmp_path):
+    """Issue 11: FETCHER_HEADER='Authorization: Bearer x' was split on spaces and refused."""
+    first, second = tmp_path / "one.txt", tmp_path / "two words.txt"
+    first.write_text(server.url("/from-one") + "\n")
+    second.write_text(server.url("/from-two") + "\n")
+    result = invoke(
+        [],
+        FETCHER_HEADER="Authorization: Bearer x\nX-Two: two words\r\n",
+        FETCHER_INPUT=f"{first}\n{second}\n",
+        FETCHER_COOKIE="a=1\nb=two",
+        FETCHER_FORMAT="jsonl",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert sorted(server.paths) == ["/from-one", "/from-two"]
+    for seen in server.headers_seen:
+        assert seen["Authorization"] == "Bearer x"
+        assert seen["X-Two"] == "two words"
+        assert seen["Cookie"] == "a=1; b=two"
