@@ -103,8 +103,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 def host_of(url: str) -> str:
     """The server a URL names, as ``host:port`` with the scheme's port when none is given: the
     unit of every per-host limit, of the Retry-After pause and of the summary, because
-    ``127.0.0.1:8001`` and ``127.0.0.1:8002`` are two servers. The host alone for a scheme without a known port, ""
-    for a URL without a host."""
+    ``127.0.0.1:8001`` and ``127.0.0.1:8002`` are two servers. The host alone for a scheme
+    without a known port; "" for a URL without a host."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port

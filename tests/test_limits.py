@@ -305,9 +305,7 @@ def test_per_host_counts_each_port_as_its_own_host(recording, second_recording):
         return [(t, ends[path]) for t, _, path in server.arrivals]
 
     # Some request to one port was in flight while one to the other was: not one at a time.
-    assert any(
-        a < d and c < b for a, b in spans(recording) for c, d in spans(second_recording)
-    )
+    assert any(a < d and c < b for a, b in spans(recording) for c, d in spans(second_recording))
 
 
 def test_summary_names_failing_hosts_with_their_port(recording, second_recording):
