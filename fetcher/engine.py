@@ -89,6 +89,8 @@ def attempt_once(
     """Make the next attempt at task and decide about the one after it. Never raises for a
     failed URL. Call it only with the calling thread's own session."""
     job = task.job
+    if task.last is not None and task.deadline is not None and time.monotonic() >= task.deadline:
+        return Attempt(_given_up(task, settings))
     task.attempt += 1
     if task.started is None:
         task.started = time.perf_counter()
@@ -136,6 +138,19 @@ def fetch_one(
         elif stopping.wait(outcome.retry_in):
             return outcome.result
         outcome.result.close()
+
+
+def _given_up(task: Task, settings: Settings) -> Result:
+    """The record of a task whose --max-time ran out while it waited for a retry: its last
+    attempt's outcome, real attempt count included, saying why no other attempt was made.
+    ``max_time`` stays the kind of a request that the deadline cut."""
+    result = task.last
+    assert result is not None and task.started is not None
+    result.elapsed = time.perf_counter() - task.started
+    note = f"retry given up: --max-time of {settings.max_time:g} s reached"
+    result.error_message = f"{result.error_message} ({note})" if result.error_message else note
+    log.info("%s %s (%s)", _outcome(result), redact_url(task.job.target), note)
+    return result
 
 
 def _outcome(result: Result) -> str:
@@ -468,15 +483,15 @@ class Run:
                     task.job, classify(exc), redact_text(describe(exc)), attempts=task.attempt
                 )
                 outcome = Attempt(failure)
-            if outcome.pause_host:  # before finish(): no worker may slip in before the pause
-                scheduler.pause(task.host, outcome.pause_host)
-                self._host_paused(task.host, outcome.pause_host)
-            scheduler.finish(task)
-            if outcome.retry_in is not None and not self._stopping.is_set():
+            retry_in = None if self._stopping.is_set() else outcome.retry_in
+            if retry_in is not None:
                 outcome.result.close()
                 task.last = outcome.result
-                scheduler.retry(task, outcome.retry_in)
-            else:
+            # The pause is set in the same step that frees the worker: none may slip in first.
+            scheduler.finish(task, retry_in, outcome.pause_host)
+            if outcome.pause_host:
+                self._host_paused(task.host, outcome.pause_host)
+            if retry_in is None:
                 self._queue.put(outcome.result)
 
     # -- calling thread ------------------------------------------------------------------------

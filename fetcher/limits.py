@@ -82,8 +82,11 @@ class Scheduler:
     def retry(self, task: Task, delay: float) -> None:
         """Queue task again, not to start before delay seconds from now."""
         with self._cond:
-            heapq.heappush(self._later, (self.clock() + delay, next(self._order), task))
+            self._retry_at(task, self.clock() + delay)
             self._cond.notify()
+
+    def _retry_at(self, task: Task, due: float) -> None:
+        heapq.heappush(self._later, (due, next(self._order), task))
 
     def pause(self, host: str, seconds: float) -> None:
         """No request to host starts before seconds from now, from any worker."""
@@ -91,12 +94,24 @@ class Scheduler:
             state = self._hosts.setdefault(host, _Host())
             state.paused_until = max(state.paused_until, self.clock() + seconds)
 
-    def finish(self, task: Task) -> None:
-        """An attempt of task ended: its host has one request fewer in flight."""
+    def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
+        """An attempt of task ended: its host has one request fewer in flight; with pause, no
+        request to the host starts for that many seconds; with retry_in, task is queued again
+        to start no sooner than that.
+
+        One clock reading serves all three, so a retry that waits out the host's own
+        Retry-After is due the moment the pause ends, and goes before the host's untried tasks
+        then, instead of losing to them by the microseconds between two readings (which let
+        every round of untried tasks renew the pause while the retries starved).
+        """
         with self._cond:
             state = self._hosts[task.host]
             state.in_flight -= 1
             now = self.clock()
+            if pause:
+                state.paused_until = max(state.paused_until, now + pause)
+            if retry_in is not None:
+                self._retry_at(task, now + retry_in)
             if (
                 not state.queue
                 and state.in_flight == 0
@@ -123,15 +138,16 @@ class Scheduler:
             self._waiting.clear()
             return tasks
 
-    def take(self) -> Task | None:
-        """Block until a task may start, count it as started and return it; None once stopped."""
+    def take(self, block: bool = True) -> Task | None:
+        """Block until a task may start, count it as started and return it; None once stopped
+        (or, without block, when no task may start right now)."""
         with self._cond:
             while not self._stopped:
                 now = self.clock()
                 while self._later and self._later[0][0] <= now:
                     self._queue(heapq.heappop(self._later)[2], front=True)
                 task, wake = self._eligible(now)
-                if task is not None:
+                if task is not None or not block:
                     return task
                 if self._later:
                     wake = min(wake, self._later[0][0])
@@ -155,20 +171,37 @@ class Scheduler:
             state = self._hosts[host]
             if state.paused_until > now:
                 wake = min(wake, state.paused_until)
+                expiry = _retry_expiry(state.queue[0])
+                if expiry is not None and expiry > now:
+                    wake = min(wake, expiry)
+                elif expiry is not None:
+                    # Its --max-time ran out while it waited: a worker ends it with its last
+                    # outcome now, rather than when the pause ends. No request is sent.
+                    return self._start(host, state, now, limited=False), wake
             elif self.per_host is not None and state.in_flight >= self.per_host:
                 continue  # finish() will wake a worker
             elif self.host_spacing and state.next_start > now:
                 wake = min(wake, state.next_start)
             else:
-                task = state.queue.popleft()
-                if state.queue:
-                    self._waiting.move_to_end(host)
-                else:
-                    del self._waiting[host]
-                state.in_flight += 1
-                if self.host_spacing:
-                    state.next_start = max(now, state.next_start) + self.host_spacing
-                if self.spacing:
-                    self._next_start = max(now, self._next_start) + self.spacing
-                return task, wake
+                return self._start(host, state, now), wake
         return None, wake
+
+    def _start(self, host: str, state: _Host, now: float, limited: bool = True) -> Task:
+        """Take the host's first task and count it in flight (and, if it is to send a request,
+        against the rates)."""
+        task = state.queue.popleft()
+        if state.queue:
+            self._waiting.move_to_end(host)
+        else:
+            del self._waiting[host]
+        state.in_flight += 1
+        if limited and self.host_spacing:
+            state.next_start = max(now, state.next_start) + self.host_spacing
+        if limited and self.spacing:
+            self._next_start = max(now, self._next_start) + self.spacing
+        return task
+
+
+def _retry_expiry(task: Task) -> float | None:
+    """When a task waiting for a retry runs out of --max-time; None if it is not such a task."""
+    return task.deadline if task.last is not None else None

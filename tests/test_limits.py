@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from fetcher.limits import Scheduler, Task
+from fetcher.results import Result
 from fetcher.sources import Job
 from tests.conftest import invoke
 
@@ -317,3 +318,68 @@ def test_summary_names_failing_hosts_with_their_port(recording, second_recording
     assert result.exit_code == 3
     first, second = (f"127.0.0.1:{s.server_address[1]}" for s in (recording, second_recording))
     assert f"{first} (2)" in result.stderr and f"{second} (1)" in result.stderr
+
+
+def test_a_retry_waiting_out_its_hosts_pause_goes_before_untried_tasks_when_it_ends():
+    """Issue 11: retries starved behind the host pause, untried tasks renewing it each round."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n in range(3):
+        scheduler.put(task(n))
+    first = scheduler.take()
+    clock.now += 0.2  # the 503 with Retry-After: 1 arrives
+    scheduler.finish(first, retry_in=1.0, pause=1.0)
+    clock.now += 0.999
+    assert scheduler.take(block=False) is None  # paused
+    clock.now += 0.001
+    assert scheduler.take() is first  # the moment the pause ends
+    assert scheduler.take().job.seq == 1
+
+
+def test_a_pause_holds_a_retry_due_before_it_ends():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first, second = scheduler.take(), scheduler.take()
+    scheduler.finish(first, retry_in=0.1)  # a reset: retry after a short backoff
+    scheduler.finish(second, pause=2.0)  # but the host asked everyone to wait 2 s
+    clock.now += 0.5
+    assert scheduler.take(block=False) is None
+    clock.now += 1.6
+    assert scheduler.take() is first
+
+
+def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcome(recording):
+    """Issue 11: such URLs ended as max_time after one request, their retry never sent."""
+    recording.answers["/x"] = [(503, {"Retry-After": "1"}), (200, {})]
+    recording.answers["/slow/0.3/y"] = [(429, {"Retry-After": "4"}), (200, {})]
+    started = time.monotonic()
+    result = invoke(
+        ["--format", "jsonl", "-j", "2", "--max-time", "2", "--ordered",
+         recording.url("/x"), recording.url("/slow/0.3/y")]
+    )  # fmt: skip
+    took = time.monotonic() - started
+    x, y = records(result.stdout)
+    # /x's retry was due at 1 s, but the 429 paused the host for 4 s, past /x's deadline.
+    assert [path for _, _, path in recording.arrivals].count("/x") == 1
+    assert (x["status"], x["attempts"], x["error"]["kind"]) == (503, 1, "http")
+    assert "retry given up: --max-time of 2 s reached" in x["error"]["message"]
+    assert 1.9 <= x["elapsed"] < 3.0
+    assert (y["status"], y["attempts"], y["error"]["kind"]) == (429, 1, "http")
+    assert took < 3.5  # ended at its deadline, not when the 4 s pause did
+
+
+def test_a_retry_that_runs_out_of_time_while_its_host_is_paused_is_handed_out_at_once():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first, second = scheduler.take(), scheduler.take()
+    first.deadline, first.last = clock.now + 1.5, Result(job=first.job)
+    scheduler.finish(first, retry_in=0.5)
+    scheduler.finish(second, pause=10.0)
+    clock.now += 1.0
+    assert scheduler.take(block=False) is None  # due, but the host is paused
+    clock.now += 0.5
+    assert scheduler.take(block=False) is first  # its deadline: out it goes to be ended
