@@ -110,7 +110,7 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         else:
             run = Run(settings, reader, Fetcher(settings, sessions, stopping, bodies), collector,
                       stopping)  # fmt: skip
-        with stop_on_signals(run.request_stop):
+        with stop_on_signals(run.request_stop, run.hard_stop):
             with display or ExitStack():
                 stopped_by = run.run()
                 summary.finish()

@@ -36,6 +36,7 @@ from fetcher.results import Result, host_of
 from fetcher.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.session import FetcherSession, SessionPool, request_deadline
 from fetcher.settings import CHUNK_SIZE, Settings
+from fetcher.signals import hard_exit
 from fetcher.sources import Job
 from fetcher.status import ExitStatus
 
@@ -47,6 +48,8 @@ FLUSH_LINGER = 0.02
 FLUSH_EVERY = 0.1  # and at least this often while results keep coming
 # Seconds the writer lets results gather while they keep coming (see Run._collect).
 COLLECT_NAP = 0.002
+# Seconds a second signal may take to end the process, every line accounted for (SPEC 2.5).
+HARD_STOP_LIMIT = 0.8
 
 
 class Deadline(Timeout):
@@ -329,6 +332,11 @@ class _Stop:
     reason: ExitStatus
 
 
+@dataclass(slots=True)
+class _HardStop:
+    reason: ExitStatus  # a second signal: account for every line, then exit at once
+
+
 class JobSource(Protocol):
     """Where a Run's jobs come from: an InputReader, or a worker process's pipe."""
 
@@ -339,7 +347,7 @@ class JobSource(Protocol):
 
     def next_job(self) -> Job | None: ...
 
-    def drain(self) -> Iterator[Job]: ...
+    def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
 
 
 class Handler:
@@ -382,7 +390,9 @@ class Run:
         self._freed = 0  # slots of written records, not yet released to the dispatcher
         # Shared with the fetcher, so that retries stop waiting once the run is stopping.
         self._stopping = stopping or threading.Event()
-        self._pending: dict[int, Job] = {}
+        # Every task dispatched and not yet recorded, by seq: in flight, queued, waiting for a
+        # retry, or with its result on the queue. What a hard stop writes to --failed.
+        self._pending: dict[int, Task] = {}
         self._submitted = 0
         self._handled = 0
         self._ordered: dict[int, Result | None] = {}
@@ -390,6 +400,10 @@ class Run:
         self._reading = False  # the dispatcher is waiting for the next input line
         self.stopped_by: ExitStatus | None = None
         self.abandoned = 0  # in flight when the grace period ran out
+        self._dispatcher: threading.Thread | None = None
+        self._collecting = False  # the calling thread is in run(): a hard stop goes through it
+        self._hard: ExitStatus | None = None  # a second signal came: the dispatcher stops reading
+        self._hard_event = threading.Event()  # wakes the watchdog of a hard stop
 
     def jars(self) -> list[CookieJar]:
         """The cookie jars of the sessions that fetched, for -c: one per worker that did."""
@@ -400,21 +414,51 @@ class Run:
         self._stopping.set()
         self._queue.put(_Stop(reason))
 
+    def hard_stop(self, reason: ExitStatus) -> None:
+        """End the process within a second, every line read that did not end ok handed to the
+        handler first (so to --failed), with the unread rest of a file input. Safe in a signal
+        handler: it only sets flags and queues a message; the calling thread does the work at
+        its next message (see ``_finish_hard``), and a watchdog exits anyway if it cannot.
+        Outside ``run()`` every line read is already accounted for: exit at once."""
+        if not self._collecting:
+            hard_exit(reason)
+        self._hard = reason
+        self._stopping.set()
+        self._queue.put(_HardStop(reason))
+        self._hard_event.set()
+
     def run(self) -> ExitStatus | None:
         """Fetch everything; return the reason the run was stopped, or None if it was not."""
         workers = self.settings.workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
         for _ in range(workers):
             pool.submit(self._work)
-        dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch", daemon=True)
-        dispatcher.start()
+        self._start_dispatcher()
         try:
             self._collect()
         finally:
+            self._collecting = False
             self.scheduler.stop()
             # After a stop, workers stuck on a slow server are not waited for.
             pool.shutdown(wait=self.stopped_by is None, cancel_futures=True)
         return self.stopped_by
+
+    def _start_dispatcher(self) -> None:
+        """Start the dispatcher thread and the watchdog of a hard stop; from here on a second
+        signal is handled by the calling thread's ``_collect``."""
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="fetcher-dispatch", daemon=True
+        )
+        self._dispatcher.start()
+        threading.Thread(target=self._watch_hard_stop, name="fetcher-watchdog", daemon=True).start()
+        self._collecting = True
+
+    def _watch_hard_stop(self) -> None:
+        """If the calling thread cannot finish a hard stop in time (blocked writing to a pipe
+        nobody reads, say), exit anyway: the promise is an exit within a second."""
+        self._hard_event.wait()
+        time.sleep(HARD_STOP_LIMIT)
+        hard_exit(self._hard or ExitStatus.INTERRUPTED)
 
     # -- dispatcher thread -------------------------------------------------------------------
 
@@ -435,23 +479,26 @@ class Run:
                         self._queue.put(_Skipped(job))
                         break
                 self._submitted += 1
-                self._pending[job.seq] = job
+                task = Task(job, host_of(job.target))
+                self._pending[job.seq] = task
                 if job.invalid is not None:
                     self._queue.put(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
                 else:
-                    self._deal(job)
+                    self._deal(task)
             if self._stopping.is_set():
                 for job in self.reader.drain():
                     self._queue.put(_Skipped(job))
+                    if self._hard is not None:
+                        break  # the calling thread reads the rest itself, at once
         except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
             error = f"reading the input failed: {describe(exc)}"
         finally:
             self._dispatch_ended()
             self._queue.put(_DispatchEnd(error))
 
-    def _deal(self, job: Job) -> None:
+    def _deal(self, task: Task) -> None:
         """Hand a job read and counted to whatever fetches it: here, this Run's workers."""
-        self.scheduler.put(Task(job, host_of(job.target)))
+        self.scheduler.put(task)
 
     def _before_read(self) -> None:
         """The dispatcher is about to read the next line (a subclass may send what it holds)."""
@@ -536,27 +583,80 @@ class Run:
                     message = get(timeout=min(remaining, 0.05))
                 except queue.Empty:
                     continue
-            if isinstance(message, Result):
-                self._accept(message)
-            elif isinstance(message, _Skipped):
-                self._skip(message.job)
-            elif isinstance(message, _InputEnd):
-                self.handler.total(message.count)
-            elif isinstance(message, _DispatchEnd):
-                dispatch_done = True
-                if message.error:
-                    log.error("%s", message.error)
-            elif not isinstance(message, _Stop):
-                self._other_message(message)
-            elif self.stopped_by is None:
-                self.stopped_by = message.reason
-                self.scheduler.stop()
-                self._drain_scheduler()
-                # Once the reader of our output is gone, waiting would only delay the exit.
-                grace = 0.0 if message.reason is ExitStatus.BROKEN_PIPE else self.settings.grace
-                deadline = time.monotonic() + grace
+            if self._hard is not None:  # not behind a backlog of messages: now
+                self._handle(message)
+                self._finish_hard(self._hard)
+            match message:
+                case _DispatchEnd(error=error):
+                    dispatch_done = True
+                    if error:
+                        log.error("%s", error)
+                case _Stop(reason=reason):
+                    if self.stopped_by is None:
+                        deadline = self._begin_stop(reason)
+                case _:
+                    self._handle(message)
         self._abandon_pending()
         self._idle()
+
+    def _begin_stop(self, reason: ExitStatus) -> float:
+        """The first stop: no task starts any more; return when the grace period ends."""
+        self.stopped_by = reason
+        self.scheduler.stop()
+        self._drain_scheduler()
+        # Once the reader of our output is gone, waiting would only delay the exit.
+        grace = 0.0 if reason is ExitStatus.BROKEN_PIPE else self.settings.grace
+        return time.monotonic() + grace
+
+    def _handle(self, message: object) -> None:
+        """Handle a message about one job, or the input's count (not the run's own: stops and
+        the dispatcher's end are ``_collect``'s)."""
+        match message:
+            case Result():
+                self._accept(message)
+            case _Skipped(job=job):
+                self._skip(job)
+            case _InputEnd(count=count):
+                self.handler.total(count)
+            case _DispatchEnd() | _Stop() | _HardStop():
+                pass
+            case _:
+                self._other_message(message)
+
+    def _finish_hard(self, reason: ExitStatus) -> None:
+        """A second signal, on the calling thread: hand every line read that did not end ok to
+        the handler — results waiting on the queue, what the dispatcher read, the unread rest of
+        file inputs, tasks queued or waiting for a retry, requests in flight — then exit now.
+
+        The dispatcher stops after the line it is on (it checks ``_hard``) and is waited for
+        briefly, so that the input is read by one thread at a time; one blocked on a pipe is
+        not waited for (a pipe may never end, and its unread rest is not ours to drain)."""
+        self.stopped_by = self.stopped_by or reason
+        self.scheduler.stop()
+        self._take_queued()
+        dispatcher = self._dispatcher
+        if dispatcher is not None and not (self._reading and not self.reader.current_is_finite):
+            dispatcher.join(HARD_STOP_LIMIT / 2)
+        self._take_queued()
+        if dispatcher is None or not dispatcher.is_alive():
+            for job in self.reader.drain(lines_only=True):
+                self.handler.skipped(job)  # to --failed; its order no longer matters
+        self._drain_scheduler()
+        self._abandon_pending()
+        try:
+            self.handler.idle()
+        except BrokenPipeError:
+            pass
+        hard_exit(reason)
+
+    def _take_queued(self) -> None:
+        """Handle every message on the queue now, without waiting for more."""
+        while True:
+            try:
+                message = self._queue.get(block=False)
+            except queue.Empty:
+                return
+            self._handle(message)
 
     def _host_paused(self, host: str, seconds: float) -> None:
         """A host asked every client to wait (429/503 Retry-After); called by the worker that
@@ -628,14 +728,19 @@ class Run:
                 self._skip(task.job)
 
     def _abandon_pending(self) -> None:
-        """After the grace period: the jobs still in flight get a record saying so."""
+        """After the grace period: the jobs still in flight get a record saying so, with the
+        time they ran."""
         if self.stopped_by is not None:
             self._drain_scheduler()  # tasks the dispatcher queued while the stop arrived
+        now = time.perf_counter()
         for seq in sorted(self._pending):
-            job = self._pending.pop(seq)
+            task = self._pending.pop(seq)
             self.abandoned += 1
-            message = "interrupted before it finished"
-            self._ordered[seq] = Result.failure(job, ErrorKind.OTHER, message, attempts=1)
+            self._ordered[seq] = Result.failure(
+                task.job, ErrorKind.OTHER, "interrupted before it finished",
+                attempts=max(task.attempt, 1),
+                elapsed=0.0 if task.started is None else now - task.started,
+            )  # fmt: skip
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)
             if result is not None:

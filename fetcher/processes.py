@@ -34,6 +34,7 @@ from typing import Any
 from fetcher.cookies import copy_into
 from fetcher.engine import Fetcher, Handler, Run
 from fetcher.errors import ErrorKind
+from fetcher.limits import Task
 from fetcher.paths import host_folder, name_parts
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
 from fetcher.results import Result, host_of
@@ -190,11 +191,10 @@ class ProcessRun(Run):
                 )  # fmt: skip
                 reader.start()
                 self._readers.append(reader)
-            dispatcher = threading.Thread(target=self._dispatch, name="fetcher-dispatch",
-                                          daemon=True)  # fmt: skip
-            dispatcher.start()
+            self._start_dispatcher()
             self._collect()
         finally:
+            self._collecting = False
             self._end_workers()
         return self.stopped_by
 
@@ -287,7 +287,9 @@ class ProcessRun(Run):
 
     # -- dispatcher thread ----------------------------------------------------------------------
 
-    def _deal(self, job: Job) -> None:
+    def _deal(self, task: Task) -> None:
+        job = task.job
+        task.started = time.perf_counter()  # as far as this process knows: when it was dealt
         key = deal_key(job, self.settings, self.output_dir)
         if key is not None:
             index = _key_index(key, len(self.shares))
@@ -362,9 +364,9 @@ class ProcessRun(Run):
                     if isinstance(item, int):
                         self._queue.put(_Unattempted(item))
                         continue
-                    job = self._pending.get(item[0])
-                    if job is not None:
-                        result = Result(job)
+                    task = self._pending.get(item[0])
+                    if task is not None:
+                        result = Result(task.job)
                         for name, value in zip(_RESULT_FIELDS, item[1:], strict=True):
                             setattr(result, name, value)
                         self._queue.put(result)
@@ -387,24 +389,24 @@ class ProcessRun(Run):
         if isinstance(message, _Unattempted):
             if self.stopped_by is None and message.from_worker:
                 # A worker stopped on its own (a SIGTERM that was not ours): a record, as lost.
-                job = self._pending.get(message.seq)
-                if job is not None:
-                    self._accept(_lost(job, "the worker process for it was stopped first"))
+                task = self._pending.get(message.seq)
+                if task is not None:
+                    self._accept(_lost(task.job, "the worker process for it was stopped first"))
                 return
             self._returned(message.seq)
-            job = self._pending.pop(message.seq, None)
-            if job is not None:
+            task = self._pending.pop(message.seq, None)
+            if task is not None:
                 self._handled += 1
                 self._freed += 1
-                self._skip(job)
+                self._skip(task.job)
         elif isinstance(message, _WorkerGone):
             if self.stopped_by is not None:
                 return  # stopped: what it had is abandoned with the others at the grace's end
             lost = [seq for seq, owner in list(self._owner.items()) if owner == message.index]
             for seq in sorted(lost):
-                job = self._pending.get(seq)
-                if job is not None:
-                    self._accept(_lost(job))
+                task = self._pending.get(seq)
+                if task is not None:
+                    self._accept(_lost(task.job))
         else:
             super()._other_message(message)
 
@@ -445,7 +447,7 @@ class WireReader:
         self.count += 1
         return self._buffer.pop()
 
-    def drain(self) -> Iterator[Job]:
+    def drain(self, lines_only: bool = False) -> Iterator[Job]:
         """Jobs received and never started, and those already waiting in the pipe."""
         yield from reversed(self._buffer)
         self._buffer = []

@@ -1,7 +1,9 @@
 """SIGINT and SIGTERM: the first stops a run gracefully, the second exits at once.
 
 The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
-which puts a message on a reentrant queue, or, the second time, clean up and ``os._exit``.
+which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
+the same with another message (the main thread then accounts for every line and calls
+``hard_exit``: run the exit hooks and ``os._exit``).
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def hard_exit(status: int) -> None:
 
 
 @contextmanager
-def stop_on_signals(request_stop: Callable[[ExitStatus], None]) -> Iterator[None]:
-    """Within the block, the first SIGINT/SIGTERM calls request_stop; a second exits at once."""
+def stop_on_signals(
+    request_stop: Callable[[ExitStatus], None],
+    hard_stop: Callable[[ExitStatus], None] = hard_exit,
+) -> Iterator[None]:
+    """Within the block, the first SIGINT/SIGTERM calls request_stop; a second calls hard_stop,
+    which must end the process within a second (by default: at once)."""
     received: list[int] = []
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +57,7 @@ def stop_on_signals(request_stop: Callable[[ExitStatus], None]) -> Iterator[None
         if len(received) == 1:
             request_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
         else:
-            hard_exit(STATUS_BY_SIGNAL[signal.Signals(signum)])
+            hard_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
 
     previous = {sig: signal.signal(sig, handle) for sig in STATUS_BY_SIGNAL}
     try:

@@ -1,0 +1,149 @@
+"""A second signal (SPEC 2.5): the process ends within a second, and still every line read that
+did not end ok reaches --failed — in flight, queued, waiting for a retry, and the unread rest of
+the input file — so that records and --failed together are the input, each line once."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env
+from tests.servers import counting_server
+
+SEED = 1105
+LINES = 20_000
+
+
+def route(path: str):
+    """``/q/N`` at once; ``/slow/N`` after 2 s (in flight at the signal), ``/slower/N`` after 4;
+    ``/s500/N`` a 500,
+    retried after a backoff; ``/s404/N`` a 404."""
+    kind = path.split("/")[1]
+    if kind == "slow":
+        return 200, {}, b"slow", 2.0
+    if kind == "slower":
+        return 200, {}, b"slower", 4.0  # outlasts the 2 s grace of a first signal
+    if kind == "s500":
+        return 500, {}, b"error", 0.0
+    if kind == "s404":
+        return 404, {}, b"missing", 0.0
+    return 200, {}, b"quick", 0.0
+
+
+def make_lines(base: str, count: int, rng: random.Random) -> list[str]:
+    kinds = ["q"] * 90 + ["slow"] * 2 + ["s500"] * 3 + ["s404"] * 3 + ["ftp"] * 2
+    lines = []
+    for n in range(count):
+        kind = rng.choice(kinds)
+        lines.append(f"ftp://127.0.0.1/{n}" if kind == "ftp" else f"{base}/{kind}/{n}")
+    return lines
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
+
+
+def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: float, extra=()):
+    """Run fetcher over lines, SIGINT once the server saw `after` requests, SIGINT again `gap`
+    seconds later; return (status, seconds from the second signal to the exit, records,
+    --failed lines)."""
+    urls, failed = tmp_path / "urls.txt", tmp_path / "failed.txt"
+    urls.write_text("".join(f"{line}\n" for line in lines))
+    args = ["-i", str(urls), "--failed", str(failed), "--format", "jsonl", "-j", "16"]
+    args += ["--retries", "2", "--backoff", "0.5", *extra]
+    out = (tmp_path / "stdout").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fetcher", *args],
+        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env(),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: server.requests >= after, f"{after} requests")
+        process.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        process.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        _, stderr = process.communicate(timeout=20)
+        took = time.monotonic() - second
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        out.close()
+    assert b"Traceback" not in stderr, stderr.decode()[-2000:]
+    text = (tmp_path / "stdout").read_text()
+    assert text == "" or text.endswith("\n"), "a record was cut"
+    records = [json.loads(line) for line in text.splitlines()]
+    return process.returncode, took, records, failed.read_text().splitlines()
+
+
+def check_every_line_once(lines: list[str], records: list[dict], failed: list[str]) -> None:
+    urls = [record["url"] for record in records]
+    assert len(urls) == len(set(urls)), "a URL got two records"
+    assert len(failed) == len(set(failed)), "a line is twice in --failed"
+    missing = set(lines) - set(urls) - set(failed)
+    assert not missing, f"{len(missing)} lines in neither records nor --failed"
+    assert set(urls) | set(failed) == set(lines)
+    for record in records:
+        assert (record["url"] in failed) is (not record["ok"]), record
+
+
+PLANS = [(random.Random(SEED + n).randrange(50, 4000), random.Random(-n).uniform(0.02, 0.3))
+         for n in range(3)]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["threads", "processes"])
+@pytest.mark.parametrize(("after", "gap"), PLANS)
+def test_a_second_signal_loses_no_line_of_20000(tmp_path, extra, after, gap):
+    with counting_server(route) as server:
+        lines = make_lines(server.url("").rstrip("/"), LINES, random.Random(after))
+        status, took, records, failed = interrupt_twice(tmp_path, lines, server, after, gap, extra)
+    assert status == 130
+    assert took < 1.5, f"{took:.2f} s after the second signal"
+    check_every_line_once(lines, records, failed)
+    assert len(records) < LINES, "the run ended before the signals: nothing was tested"
+    # What it aims at: lines never read, and requests in flight, all handed back.
+    assert len(set(failed) - {r["url"] for r in records}) > 1000
+    assert any(r["error"] and "interrupted" in r["error"]["message"] for r in records)
+
+
+def test_a_second_signal_over_100000_lines_exits_within_a_second(tmp_path):
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(100_000)]
+        status, took, records, failed = interrupt_twice(tmp_path, lines, server, 20, 0.05)
+    assert status == 130
+    check_every_line_once(lines, records, failed)
+    assert took < 1.0, f"{took:.2f} s after the second signal"
+
+
+def test_a_request_cut_by_an_interrupt_has_the_time_it_ran(tmp_path):
+    """Issue 11: a request cut after 4 s had a record whose elapsed was 0.000."""
+    with counting_server(route) as server:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(server.url("/slower/1") + "\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fetcher", "-i", str(urls), "--format", "jsonl"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        wait_for(lambda: server.requests >= 1, "the request")
+        time.sleep(1.2)  # into the 4 s answer
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=20)
+        cut_after = time.monotonic() - started
+    [record] = [json.loads(line) for line in stdout.splitlines()]
+    assert record["error"]["kind"] == "other" and "interrupted" in record["error"]["message"]
+    # Cut at the end of the grace period: it ran from its start until then, not 0.000 s.
+    assert 1.2 + cut_after - 0.3 <= record["elapsed"] <= 1.2 + cut_after + 0.5, record
