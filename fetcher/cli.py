@@ -5,18 +5,20 @@ This module and the display modules are the only ones that import click or rich.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from http.cookiejar import CookieJar
 from typing import Any, BinaryIO, TextIO
 
 import click
 
 from fetcher import __version__
+from fetcher.atomic import output_problem
 from fetcher.bodies import Bodies, remove_live_temporaries
 from fetcher.collector import Collector, FailedLines, RecordWriter
 from fetcher.cookies import load_jar, save_jar
@@ -37,6 +39,7 @@ from fetcher.sources import InputReader, Source
 from fetcher.status import ExitStatus, exit_status
 
 STOP_REASONS = {
+    ExitStatus.SOME_FAILED: "an output that cannot be written",  # see stop_on_write_error
     ExitStatus.INTERRUPTED: "SIGINT",
     ExitStatus.TERMINATED: "SIGTERM",
     ExitStatus.BROKEN_PIPE: "a closed standard output",
@@ -76,13 +79,16 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     quiet = params["quiet"]
     configure_logging(params["verbose"], quiet)
     settings = build_settings(params)
+    check_output_files(params)
     with ExitStack() as stack:
         sources = open_sources(urls, params["inputs"], stack)
         reader = InputReader(
             sources, settings.default_scheme, settings.unique, settings.input_format, settings.shard
         )
         jar = open_cookie_jar(settings.cookie_jar)
-        failed_lines = stack.enter_context(_closing(open_failed(params["failed"])))
+        failed_lines = open_failed(params["failed"])
+        if failed_lines is not None:
+            stack.callback(failed_lines.abort)  # a run that ends in an error keeps the old FILE
         progress = params["progress"]
         show_progress = (not quiet and sys.stderr.isatty()) if progress is None else progress
         display = make_display(show_progress)
@@ -92,11 +98,14 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         bodies = make_bodies(params)
         summary = Summary()
         body_stream = stdout_binary() if params["body"] else None
-        collector = Collector(summary, writer, display or NullEvents(), failed_lines, body_stream)
+        records_to = "<stdout>" if params["results"] is None else repr(params["results"])
+        collector = Collector(
+            summary, writer, display or NullEvents(), failed_lines, body_stream, records_to
+        )
         # A second signal exits at once, but what is already buffered still reaches its file.
         on_hard_exit(writer.flush)
         if failed_lines is not None:
-            on_hard_exit(failed_lines.flush)
+            on_hard_exit(functools.partial(failed_lines.commit, sync=False))
         sessions = SessionPool(settings, jar)
         stopping = threading.Event()
         run: Run
@@ -110,27 +119,23 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         else:
             run = Run(settings, reader, Fetcher(settings, sessions, stopping, bodies), collector,
                       stopping)  # fmt: skip
+        collector.on_write_error = functools.partial(stop_on_write_error, run, display)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with display or ExitStack():
                 stopped_by = run.run()
                 summary.finish()
                 if display is not None:
                     display.on_finish(summary)
+            collector.close_writer()
+            problems = [] if collector.write_error is None else [collector.write_error]
+            problems += commit_failed(failed_lines)
             if settings.cookie_jar:
                 # No session at all (every line invalid, or an early stop): keep what was loaded.
-                save_jar(settings.cookie_jar, run.jars() or [jar or CookieJar()])
-            finish(
-                run,
-                reader,
-                summary,
-                writer,
-                sessions,
-                stopped_by,
-                quiet,
-                params["summary_path"],
-                display,
-            )
-            status = exit_status(summary, stopped_by)
+                jars = run.jars() or [jar or CookieJar()]
+                path = settings.cookie_jar
+                problems += write_or_say("-c", path, lambda: save_jar(path, jars))
+            status = finish(run, reader, summary, sessions, stopped_by, quiet,
+                            params["summary_path"], display, problems)  # fmt: skip
             if collector.output_broken:
                 silence(sys.stdout)
             if stopped_by is not None:
@@ -154,26 +159,25 @@ def finish(
     run: Run,
     reader: InputReader,
     summary: Summary,
-    writer: RecordWriter,
     sessions: SessionPool,
     stopped_by: ExitStatus | None,
     quiet: bool,
     summary_path: str | None,
     display: Any,
-) -> None:
-    """Close outputs and sessions, then report: the summary on stderr and in --summary."""
+    problems: list[str],
+) -> int:
+    """Close sessions, then report: the summary on stderr and in --summary. Returns the exit
+    status: a file that could not be written (problems) makes it at least 1."""
     summary.duplicates = reader.duplicates
     summary.other_shards = reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
-    try:
-        writer.close()
-    except BrokenPipeError:
-        pass
     if run.abandoned == 0:
         sessions.close_all()
-    status = exit_status(summary, stopped_by)
+    status = final_status(summary, stopped_by, bool(problems))
     if summary_path:
-        write_summary_json(summary, summary_path, status)
+        path = summary_path
+        if write_or_say("--summary", path, lambda: write_summary_json(summary, path, status)):
+            status = final_status(summary, stopped_by, True)
     if not quiet:
         console = display.console if display is not None else None
         if console is None and sys.stderr.isatty():
@@ -184,6 +188,16 @@ def finish(
             print_summary(summary, sys.stderr, console)
         except BrokenPipeError:  # `fetcher ... 2>&1 | head`: nobody reads stderr either
             silence(sys.stderr)
+    return status
+
+
+def final_status(summary: Summary, stopped_by: ExitStatus | None, lost_output: bool) -> int:
+    """exit_status, except that an output that could not be written turns 0 into 1: the run
+    did not do all it was asked (there is no exit status of its own for that in §2.5)."""
+    status = exit_status(summary, stopped_by)
+    if lost_output and status is ExitStatus.OK:
+        return ExitStatus.SOME_FAILED
+    return status
 
 
 def open_sources(urls: tuple[str, ...], inputs: tuple[str, ...], stack: ExitStack) -> list[Source]:
@@ -216,6 +230,28 @@ def open_sources(urls: tuple[str, ...], inputs: tuple[str, ...], stack: ExitStac
     return sources
 
 
+# Every file a run writes, checked before the first request: (option, its params key, whether
+# it is replaced by a rename, so that its folder must be writable). One line per file.
+OUTPUT_FILES = (
+    ("--failed", "failed", True),
+    ("--results", "results", False),  # streamed while the run goes, like a shell's `>`
+    ("--summary", "summary_path", True),
+    ("-c", "cookie_jar", True),
+)
+
+
+def check_output_files(params: dict[str, Any]) -> None:
+    """A missing or unwritable folder, or a directory, is a usage error now, not a traceback
+    once the work is done."""
+    for option, key, replaced in OUTPUT_FILES:
+        path = params.get(key)
+        if path is None:
+            continue
+        problem = output_problem(path, replaced)
+        if problem is not None:
+            raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
+
+
 def open_failed(path: str | None) -> FailedLines | None:
     if path is None:
         return None
@@ -225,13 +261,48 @@ def open_failed(path: str | None) -> FailedLines | None:
         raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
 
 
-@contextmanager
-def _closing(thing: FailedLines | None) -> Iterator[FailedLines | None]:
+def commit_failed(failed: FailedLines | None) -> list[str]:
+    """Rename --failed into place; the problem, if any, as a message (the old FILE is kept)."""
+    if failed is None:
+        return []
+    failed.commit()
+    if failed.error is None:
+        return []
+    message = f"cannot write --failed file {failed.path!r}: {failed.error.strerror or failed.error}"
+    say(message, None)
+    return [message]
+
+
+def write_or_say(option: str, path: str, write: Callable[[], object]) -> list[str]:
+    """Write a file at the end of the run; a failure (a full disk: the folder was checked
+    before the run) is one line on stderr and a message in the returned list, not a traceback."""
     try:
-        yield thing
-    finally:
-        if thing is not None:
-            thing.close()
+        write()
+    except OSError as exc:
+        message = f"cannot write {option} file {path!r}: {exc.strerror or exc}"
+        say(message, None)
+        return [message]
+    return []
+
+
+def stop_on_write_error(run: Run, display: Any, message: str) -> None:
+    """Records cannot be written (a full disk): say so once and stop the run as an interrupt
+    would, so that what was not fetched goes to --failed instead of being fetched for nothing."""
+    say(message, display)
+    run.request_stop(ExitStatus.SOME_FAILED)
+
+
+def say(message: str, display: Any) -> None:
+    """One line on stderr, above the live display when there is one."""
+    line = f"fetcher: {message}"
+    try:
+        if display is not None:
+            display.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def make_display(show: bool) -> Any:
@@ -254,7 +325,10 @@ def make_writer(params: dict[str, Any], display: Any) -> RecordWriter:
     meta = params["input_format"] != "lines"  # a csv meta column: only inputs with meta have one
     if results is not None:
         try:
-            stream: TextIO = open(results, "w", encoding="utf-8", newline="")  # noqa: SIM115
+            # backslashreplace: whatever text a format lets through, a record is always written.
+            stream: TextIO = open(  # noqa: SIM115 - closed by the writer
+                results, "w", encoding="utf-8", errors="backslashreplace", newline=""
+            )
         except OSError as exc:
             message = f"cannot write --results file {results!r}: {exc.strerror}"
             raise click.UsageError(message) from None
@@ -312,8 +386,9 @@ def buffered_stdout() -> TextIO:
         return sys.stdout  # not backed by a descriptor (a test runner's capture)
     sys.stdout.flush()
     return open(  # noqa: SIM115 - closed by the writer, which leaves the descriptor open
-        descriptor, "w", encoding="utf-8", newline="", buffering=1 << 16, closefd=False
-    )
+        descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="",
+        buffering=1 << 16, closefd=False,
+    )  # fmt: skip
 
 
 def same_terminal(first: TextIO, second: TextIO) -> bool:

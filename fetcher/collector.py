@@ -5,14 +5,19 @@ Everything here runs on one thread, in the order results are emitted, so nothing
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from typing import BinaryIO, Protocol
+from collections.abc import Callable
+from typing import Any, BinaryIO, Protocol
 
+from fetcher.atomic import create_temporary, is_stream, remove_quietly
 from fetcher.engine import Handler
 from fetcher.events import Events
 from fetcher.results import Result, Summary
 from fetcher.sources import Job
+
+FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 
 
 class RecordWriter(Protocol):
@@ -28,30 +33,88 @@ class RecordWriter(Protocol):
 class FailedLines:
     """The --failed file: the input lines, verbatim, of every URL that did not end ok.
 
-    Created with mode 0600 because the lines may carry passwords: they must, to be retried.
+    Built in a temporary beside FILE (created exclusively, mode 0600 from the start: the lines
+    may carry passwords, which they must, to be retried) and renamed over FILE by ``commit``
+    when the run ends. So ``-i FILE --failed FILE`` reads the old list while the new one is
+    written, and a run killed outright leaves the old FILE whole. A symlink at FILE is replaced,
+    never written through; a FIFO or a character device (``/dev/stderr``) is written in place.
+
     A csv input's header row comes first (again wherever it changes), so that the file can be
-    read back as csv.
+    read back as csv. Lines are buffered here and written with ``os.write``, not through a
+    buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
+    Python file object would raise "reentrant call".
     """
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        self._file: BinaryIO = os.fdopen(fd, "wb")
-        self.count = 0
+        self.path = path
+        self.temporary: str | None = None
+        if is_stream(path):
+            self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            self._fd, self.temporary = create_temporary(path, 0o600)
+        self._buffer = bytearray()
         self._header: bytes | None = None
+        self._ended = False
+        self.count = 0
+        self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
     def add(self, raw: bytes, header: bytes | None = None) -> None:
         if header is not None and header != self._header:
-            self._file.write(header + b"\n")
+            self._buffer += header + b"\n"
             self._header = header
-        self._file.write(raw + b"\n")
+        self._buffer += raw + b"\n"
         self.count += 1
+        if len(self._buffer) >= FAILED_BUFFER:
+            self.flush()
 
     def flush(self) -> None:
-        self._file.flush()
+        """Write what was added. Never raises: a failure is kept in ``error``, so that a full
+        disk under --failed cannot cost the run its records."""
+        if self.error is not None or self._fd < 0:
+            self._buffer.clear()
+            return
+        try:
+            while self._buffer:
+                # A slice is a copy: a signal handler may add to the buffer during the write.
+                written = os.write(self._fd, self._buffer[:FAILED_BUFFER])
+                del self._buffer[:written]
+        except OSError as exc:
+            self.error = exc
+            self._buffer.clear()
 
-    def close(self) -> None:
-        self._file.close()
+    def commit(self, sync: bool = True) -> None:
+        """Write the rest and rename the file over FILE. Idempotent, never raises, and safe to
+        call from a hard-exit hook (sync=False there: no fsync, so it does not wait on the disk).
+        After a write error the old FILE is kept and ``error`` says why."""
+        if self._ended:
+            return
+        self.flush()
+        if self.temporary is not None and self.error is None:
+            try:
+                if sync:
+                    os.fsync(self._fd)
+                os.replace(self.temporary, self.path)
+                self.temporary = None
+            except OSError as exc:
+                self.error = exc
+        self._end()
+
+    def abort(self) -> None:
+        """The run did not end (an error before or during it): remove the temporary, keep the
+        old FILE. Idempotent; does nothing after commit."""
+        self._end()
+
+    def _end(self) -> None:
+        self._ended = True
+        fd, self._fd = self._fd, -1  # first: a reentrant call must never write to a reused fd
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.temporary is not None:
+            remove_quietly(self.temporary)
+            self.temporary = None
 
 
 class Collector(Handler):
@@ -59,6 +122,11 @@ class Collector(Handler):
 
     Bookkeeping comes before the record so that a closed output (BrokenPipeError, re-raised to
     the run, which stops) never loses a count or a --failed line.
+
+    Any other write error (a full disk, EIO) is not raised: it is reported once through
+    ``on_write_error`` (which stops the run), and from then on no record is written and every
+    line whose record is lost goes to --failed, ok or not, together with the ok lines of
+    records still buffered when the write failed. A retry from --failed gives them back.
     """
 
     def __init__(
@@ -68,26 +136,35 @@ class Collector(Handler):
         events: Events,
         failed: FailedLines | None = None,
         bodies: BinaryIO | None = None,
+        records_to: str = "<stdout>",
+        on_write_error: Callable[[str], None] | None = None,
     ) -> None:
         self.summary = summary
         self.writer = writer
         self.events = events
         self.failed = failed
         self.bodies = bodies  # --body: where whole bodies go, one after another
+        self.records_to = records_to  # for the message: where records go
+        self.on_write_error = on_write_error
         self.output_broken = False
+        self.write_error: str | None = None  # the message, once a write has failed
+        self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
 
     def result(self, result: Result) -> None:
         self.summary.add(result)
-        if not result.ok and self.failed is not None:
+        lost = self.write_error is not None
+        if (lost or not result.ok) and self.failed is not None:
             self.failed.add(result.job.raw, result.job.header)
         self.events.on_result(result, self.summary)
         try:
-            if self.output_broken:
+            if self.output_broken or lost:
                 return
+            if result.ok and self.failed is not None:
+                self._unflushed.append((result.job.raw, result.job.header))
             if self.bodies is not None and result.body is not None:
                 result.body.seek(0)
-                shutil.copyfileobj(result.body, self.bodies)
-            self.writer.write(result)
+                self._guard(shutil.copyfileobj, "bodies", result.body, self.bodies)
+            self._guard(self.writer.write, "records", result)
         except BrokenPipeError:
             self.output_broken = True
             raise
@@ -106,12 +183,45 @@ class Collector(Handler):
     def idle(self) -> None:
         if self.failed is not None:
             self.failed.flush()
-        if self.output_broken:
+        if self.output_broken or self.write_error is not None:
             return
         try:
-            self.writer.flush()
+            self._guard(self.writer.flush, "records")
             if self.bodies is not None:
-                self.bodies.flush()
+                self._guard(self.bodies.flush, "bodies")
         except BrokenPipeError:
             self.output_broken = True
             raise
+        if self.write_error is None:
+            self._unflushed.clear()
+
+    def close_writer(self) -> None:
+        """Flush and close the records' output at the end of the run, with the same care."""
+        if not self.output_broken and self.write_error is None:
+            try:
+                self._guard(self.writer.flush, "records")
+                self._guard(self.writer.close)
+            except BrokenPipeError:
+                self.output_broken = True
+            return
+        with contextlib.suppress(OSError):  # already reported: only release what is left
+            self.writer.close()
+
+    def _guard(self, write: Callable[..., object], what: str = "", *args: Any) -> None:
+        """Call write; an OSError other than EPIPE becomes write_error instead of an exception."""
+        if self.write_error is not None:
+            return
+        try:
+            write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            where = self.records_to if what == "records" else "<stdout>"
+            reason = exc.strerror or str(exc)
+            self.write_error = f"cannot write {what or 'records'} to {where}: {reason}"
+            if self.failed is not None:
+                for raw, header in self._unflushed:
+                    self.failed.add(raw, header)
+            self._unflushed.clear()
+            if self.on_write_error is not None:
+                self.on_write_error(self.write_error)

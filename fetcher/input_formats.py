@@ -28,6 +28,12 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
+# The deepest nesting of objects and arrays a jsonl line (or a csv 'headers' cell) may have, the
+# line's own object included. Real meta is a few levels deep; deeper lines are invalid_url
+# records. The bound keeps every later step that recurses (the record's JSON, a worker's pickle)
+# far from Python's recursion limit, which a meta nested ~980 deep once hit in the writer.
+MAX_JSON_DEPTH = 64
+
 Line = tuple[int, bytes, bool]  # what read_lines yields: number, bytes without the end, too long
 
 
@@ -229,12 +235,32 @@ def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
         raise _Malformed(f"{what}: nested too deeply") from None
     except ValueError as exc:  # from the hooks below, or an integer of thousands of digits
         raise _Malformed(f"{what}: {exc}") from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _Malformed(f"{what}: nested more than {MAX_JSON_DEPTH} levels")
     if "\\u" in text:
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise _Malformed(f"{what}: a \\u escape of a lone surrogate") from None
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than limit levels (the line's own object is the
+    first); a walk with a list, not recursion, so that any depth json.loads took is safe."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _refuse_constant(name: str) -> Any:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -26,6 +28,8 @@ CSV_FIELDS = (
 # The last CSV column when the input is jsonl or csv: each line's meta as compact JSON, empty
 # when the line had none. JSON, because meta values may be objects and arrays.
 CSV_META_FIELD = "meta"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def format_text(result: Result) -> str:
@@ -38,12 +42,40 @@ def format_text(result: Result) -> str:
     return line + "\n"
 
 
+def escape_surrogates(text: str) -> str:
+    """Lone surrogates (bytes that were not UTF-8, in a file name) as the six characters
+    ``\\udce9``: they are the only characters of a str that UTF-8 cannot encode. Used for CSV
+    cells, where it is plain text; everything else is left as it is."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(_escape, text)
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """JSON that a strict UTF-8 stream always accepts and that is one line for every reader.
+
+    Beyond json.dumps, lone surrogates, DEL, the C1 controls and U+2028/U+2029 are escaped as
+    ``\\uXXXX``: the string's own escape, so json.loads gives the same str back (a path with a
+    surrogate then opens the saved file); no line splitter (str.splitlines) breaks a record and no
+    terminal acts on a C1 control. Cannot raise for what the input parsers accept: their meta is
+    nested at most MAX_JSON_DEPTH levels.
+    """
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if text.isascii() or not _JSON_UNSAFE.search(text):
+        return text
+    return _JSON_UNSAFE.sub(_escape, text)  # only inside strings: the rest is ASCII
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def format_jsonl(result: Result) -> str:
-    return json.dumps(result.as_record(), ensure_ascii=False) + "\n"
+    return to_json(result.as_record()) + "\n"
 
 
 def format_jsonl_with_body(result: Result) -> str:
-    return json.dumps(result.as_record(include_body=True), ensure_ascii=False) + "\n"
+    return to_json(result.as_record(include_body=True)) + "\n"
 
 
 def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
@@ -51,13 +83,17 @@ def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
     record["error_message"] = error["message"] if error else None
-    row = ["" if record[name] is None else record[name] for name in CSV_FIELDS]
+    row = [_cell(record[name]) for name in CSV_FIELDS]
     if meta_column:
         meta = record.get("meta")
-        row.append(
-            "" if meta is None else json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
-        )
+        row.append("" if meta is None else to_json(meta, separators=(",", ":")))
     return row
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return escape_surrogates(value) if isinstance(value, str) else value
 
 
 class CsvFormatter:
@@ -112,15 +148,42 @@ class StreamWriter:
             stream.write(header)
 
     def write(self, result: Result) -> None:
-        self.stream.write(self.format(result))
+        try:
+            self.stream.write(self.format(result))
+        except BrokenPipeError:
+            raise
+        except OSError:
+            self._discard()
+            raise
 
     def flush(self) -> None:
-        self.stream.flush()
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError:
+            self._discard()
+            raise
 
     def close(self) -> None:
         self.flush()
         if self.close_stream:
             self.stream.close()
+
+    def _discard(self) -> None:
+        """After a failed write (a full disk): point the descriptor at /dev/null, so that what
+        is still buffered is dropped quietly by a later flush, close, or the interpreter's exit
+        instead of failing again with a traceback. Records are lost either way; the caller
+        reports it once."""
+        try:
+            descriptor = self.stream.fileno()
+        except (OSError, ValueError):
+            return  # not backed by a descriptor (a test runner's capture)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
 
 
 class ConsoleWriter:

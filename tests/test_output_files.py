@@ -1,0 +1,379 @@
+"""The run's own output files: --failed, --results, --summary and -c (§2.4, §2.5).
+
+Each is checked before the first request; --failed is built beside its FILE and renamed over it
+when the run ends; symlinks, modes and the umask follow one documented rule; a write that fails
+mid-run ends the run cleanly. Real servers on 127.0.0.1, real processes where the exit status,
+the umask, signals or /dev/full matter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env, invoke, run_process
+from tests.servers import CountingServer, Route, counting_server, default_route
+
+FETCHER = [sys.executable, "-m", "fetcher"]
+NOISE = ("Traceback", "Exception ignored", "Error in sys.excepthook")
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".fetcher-"))
+
+
+# -- 1. --failed is built beside FILE and replaces it when the run ends -------------------------
+
+
+def flaky_route() -> Callable[[str], Route]:
+    """``/flaky/N`` fails (503) the first time it is asked for and is ok afterwards;
+    ``/gone/N`` is always 404; anything else is the default route."""
+    seen: set[str] = set()
+    lock = threading.Lock()
+
+    def route(path: str) -> Route:
+        if path.startswith("/flaky/"):
+            with lock:
+                first = path not in seen
+                seen.add(path)
+            return (503 if first else 200), {}, b"flaky", 0.0
+        if path.startswith("/gone/"):
+            return 404, {}, b"gone", 0.0
+        return default_route(path)
+
+    return route
+
+
+def test_failed_retry_loop_reads_the_old_list_and_keeps_what_failed_again(tmp_path):
+    retry = tmp_path / "retry.txt"
+    with counting_server(flaky_route()) as server:
+        ok = [server.url(f"/ok/{n}") for n in range(3)]
+        flaky = [server.url(f"/flaky/{n}") for n in range(4)]
+        gone = [server.url(f"/gone/{n}") for n in range(2)]
+        # --retries 0: the flaky ones must fail in the first run, not be retried within it.
+        first = invoke(["--retries", "0", "--failed", str(retry), *ok, *flaky, *gone])
+        assert first.exit_code == 1
+        assert sorted(retry.read_text().splitlines()) == sorted(flaky + gone)
+        before = server.requests
+
+        second = invoke(["--retries", "0", "-i", str(retry), "--failed", str(retry)])
+
+        assert server.requests - before == len(flaky) + len(gone), "the retry fetched nothing"
+        assert second.exit_code == 1
+        assert sorted(retry.read_text().splitlines()) == sorted(gone)
+        assert mode_of(retry) == 0o600
+        assert leftovers(tmp_path) == []
+        # Once more: only the lines that are still gone are fetched, and kept.
+        third = invoke(["-i", str(retry), "--failed", str(retry)])
+        assert third.exit_code == 3
+        assert server.requests - before == len(flaky) + 2 * len(gone)
+        assert sorted(retry.read_text().splitlines()) == sorted(gone)
+
+
+def test_failed_is_built_in_a_0600_temporary_even_under_umask_0(tmp_path):
+    failed = tmp_path / "failed.txt"
+    failed.write_bytes(b"old line\n")
+    with counting_server() as server:
+        urls = [server.url("/status/404"), server.url("/slow/30/hang")]
+        with (tmp_path / "out").open("wb") as out:
+            process = subprocess.Popen(
+                [*FETCHER, "-j", "2", "--failed", str(failed), *urls],
+                stdout=out, stderr=subprocess.DEVNULL, env=clean_env(), umask=0,
+            )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 2, "both requests to reach the server")
+            temporaries = leftovers(tmp_path)
+            assert len(temporaries) == 1, temporaries
+            assert mode_of(tmp_path / temporaries[0]) == 0o600
+            assert failed.read_bytes() == b"old line\n", "FILE changed before the run ended"
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_sigkill_mid_run_leaves_the_old_failed_file_whole(tmp_path):
+    failed = tmp_path / "failed.txt"
+    old = b"http://old.test/1\nhttp://old.test/2 with\ttab\n"
+    failed.write_bytes(old)
+    os.chmod(failed, 0o600)
+    with counting_server() as server:
+        urls = [server.url(f"/status/404?{n}") for n in range(20)] + [server.url("/slow/30/x")]
+        source = tmp_path / "in.txt"
+        source.write_text("\n".join(urls) + "\n")
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "4", "-i", str(source), "--failed", str(failed)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= len(urls), "every request to reach the server")
+            process.kill()
+            process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert failed.read_bytes() == old
+    assert mode_of(failed) == 0o600
+
+
+def test_second_interrupt_still_commits_the_failed_file(tmp_path):
+    failed = tmp_path / "failed.txt"
+    failed.write_bytes(b"old\n")
+    with counting_server() as server:
+        bad, hanging = server.url("/status/404"), server.url("/slow/30/hang")
+        with (tmp_path / "err").open("wb") as err:
+            process = subprocess.Popen(
+                [*FETCHER, "-j", "2", "--failed", str(failed), bad, hanging],
+                stdout=subprocess.DEVNULL, stderr=err, env=clean_env(),
+            )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 2, "both requests to reach the server")
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)  # nothing observable marks the first signal as handled
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 130
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert bad.encode() + b"\n" in failed.read_bytes().splitlines(keepends=True)
+    assert b"old\n" not in failed.read_bytes()
+    assert mode_of(failed) == 0o600
+    assert leftovers(tmp_path) == []
+
+
+# -- 2. symlinks and special files ---------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    with counting_server() as running:
+        yield running
+
+
+def precious(tmp_path: Path) -> tuple[Path, Path]:
+    """A file the link points at, which no option may change, and the link to it."""
+    target = tmp_path / "elsewhere" / "precious.txt"
+    target.parent.mkdir()
+    target.write_bytes(b"precious\n")
+    os.chmod(target, 0o644)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    return target, link
+
+
+@pytest.mark.parametrize(
+    "option", ["--failed", "--summary", "-c"], ids=["failed", "summary", "cookie-jar"]
+)
+def test_a_symlink_at_a_replaced_file_is_replaced_never_written_through(server, tmp_path, option):
+    target, link = precious(tmp_path)
+    if option == "-c":
+        target.write_text("# Netscape HTTP Cookie File\n")
+    before = target.read_bytes()
+    result = invoke([option, str(link), server.url("/status/404")])
+    assert result.exit_code == 3
+    assert target.read_bytes() == before
+    assert mode_of(target) == 0o644
+    assert not link.is_symlink(), "the link should have been replaced by the new file"
+    assert link.stat().st_size > 0
+    assert leftovers(tmp_path) == []
+
+
+def test_results_through_a_symlink_is_written_like_a_shell_redirection(server, tmp_path):
+    target, link = precious(tmp_path)
+    result = invoke(["--format", "jsonl", "--results", str(link), server.url("/a")])
+    assert result.exit_code == 0
+    assert link.is_symlink(), "--results must not replace the link"
+    assert json.loads(target.read_text())["url"] == server.url("/a")
+    assert mode_of(target) == 0o644  # truncated in place, its mode kept
+
+
+def read_fifo_later(path: Path) -> Callable[[], bytes]:
+    """Open a FIFO for reading now (without blocking) and return what reads all of it."""
+    os.mkfifo(path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def read_all() -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(fd)
+        return b"".join(chunks)
+
+    return read_all
+
+
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--results"])
+def test_a_fifo_is_written_to_not_replaced(server, tmp_path, option):
+    fifo = tmp_path / "fifo"
+    read_all = read_fifo_later(fifo)
+    result = invoke([option, str(fifo), "--format", "jsonl", server.url("/status/404")])
+    data = read_all()
+    assert result.exit_code == 3
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
+    assert server.url("/status/404").encode() in data or b'"failed": 1' in data
+    assert leftovers(tmp_path) == []
+
+
+def test_dev_stdout_is_a_legitimate_target(server, tmp_path):
+    result = run_process(
+        ["--results", "/dev/stdout", "--failed", "/dev/stderr", "--summary", "/dev/stdout",
+         "--format", "jsonl", "-q", server.url("/status/404")]
+    )  # fmt: skip
+    assert result.returncode == 3
+    lines = result.stdout.decode().splitlines()
+    assert json.loads(lines[0])["url"] == server.url("/status/404")
+    assert json.loads("\n".join(lines[1:]))["failed"] == 1
+    assert result.stderr.decode() == server.url("/status/404") + "\n"
+    assert os.path.islink("/dev/stdout") or stat.S_ISCHR(os.stat("/dev/stdout").st_mode)
+
+
+# -- 3. modes and the umask ------------------------------------------------------------------
+
+
+def test_new_summary_and_results_honour_the_umask(server, tmp_path):
+    summary, results = tmp_path / "summary.json", tmp_path / "records.txt"
+    args = ["-q", "--summary", str(summary), "--results", str(results), server.url("/a")]
+    result = run_process(args, umask=0o027)
+    assert result.returncode == 0, result.stderr
+    assert mode_of(summary) == 0o640
+    assert mode_of(results) == 0o640
+
+
+def test_replacing_a_file_keeps_its_mode(server, tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text("{}")
+    os.chmod(summary, 0o600)
+    result = run_process(["-q", "--summary", str(summary), server.url("/a")], umask=0o022)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(summary.read_text())["ok"] == 1
+    assert mode_of(summary) == 0o600
+
+
+@pytest.mark.parametrize("option", ["--failed", "-c"])
+def test_secret_bearing_files_are_0600_whatever_the_umask(server, tmp_path, option):
+    path = tmp_path / "secret.txt"
+    result = run_process([option, str(path), server.url("/status/404")], umask=0)
+    assert result.returncode == 3, result.stderr
+    assert mode_of(path) == 0o600
+
+
+# -- 4. every output file is checked before the first request --------------------------------
+
+
+OUTPUT_OPTIONS = ["--failed", "--results", "--summary", "-c"]
+
+
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_output_in_a_missing_folder_is_a_usage_error_before_any_request(server, tmp_path, option):
+    path = tmp_path / "missing" / "file.txt"
+    result = invoke([option, str(path), server.url("/a")])
+    assert result.exit_code == 2
+    assert option in result.output
+    assert "does not exist" in result.output
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_output_that_is_a_directory_is_a_usage_error_before_any_request(server, tmp_path, option):
+    result = invoke([option, str(tmp_path), server.url("/a")])
+    assert result.exit_code == 2
+    assert "is a directory" in result.output
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_output_under_a_regular_file_is_a_usage_error(server, tmp_path, option):
+    (tmp_path / "plain").write_text("x")
+    result = invoke([option, str(tmp_path / "plain" / "file.txt"), server.url("/a")])
+    assert result.exit_code == 2
+    assert "not a folder" in result.output
+    assert server.requests == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
+@pytest.mark.parametrize("option", OUTPUT_OPTIONS)
+def test_output_in_a_read_only_folder_is_a_usage_error(server, tmp_path, option):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    result = invoke([option, str(folder / "file.txt"), server.url("/a")])
+    assert result.exit_code == 2
+    assert "cannot write in its folder" in result.output
+    assert server.requests == 0
+
+
+def test_usage_errors_leave_an_old_failed_file_alone(server, tmp_path):
+    failed = tmp_path / "failed.txt"
+    failed.write_bytes(b"keep me\n")
+    result = invoke(["--failed", str(failed), "--summary", str(tmp_path / "no" / "s.json"), "x"])
+    assert result.exit_code == 2
+    assert failed.read_bytes() == b"keep me\n"
+    assert leftovers(tmp_path) == []
+
+
+# -- 5. a write that fails mid-run --------------------------------------------------------------
+
+
+def run_into_dev_full(args: list[str], to_stdout: bool) -> subprocess.CompletedProcess[bytes]:
+    with open("/dev/full", "wb") as full:
+        return subprocess.run(
+            [*FETCHER, *args], stdin=subprocess.DEVNULL,
+            stdout=full if to_stdout else subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=clean_env(), timeout=120, check=False,
+        )  # fmt: skip
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("count", [1, 400], ids=["fails-at-flush", "fails-mid-run"])
+@pytest.mark.parametrize("where", ["stdout", "results"])
+def test_records_that_cannot_be_written_end_the_run_cleanly(server, tmp_path, count, where):
+    failed, summary = tmp_path / "failed.txt", tmp_path / "summary.json"
+    urls = [server.url(f"/ok/{n}") for n in range(count)] + [server.url("/status/404")]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(urls) + "\n")
+    args = ["--format", "jsonl", "-i", str(source), "--failed", str(failed)]
+    args += ["--summary", str(summary)]
+    if where == "results":
+        args += ["--results", "/dev/full"]
+    result = run_into_dev_full(args, to_stdout=where == "stdout")
+
+    stderr = result.stderr.decode()
+    for noise in NOISE:
+        assert noise not in stderr, stderr
+    name = "<stdout>" if where == "stdout" else "'/dev/full'"
+    message = f"fetcher: cannot write records to {name}: No space left on device"
+    assert stderr.count(message) == 1, stderr
+    assert result.returncode == 1
+    assert "fetcher: " in stderr and " ok, " in stderr, "no summary"
+    assert json.loads(summary.read_text())["exit_status"] == 1
+    # Not one record reached /dev/full: every line is in --failed, once, to be fetched again.
+    assert sorted(failed.read_text().splitlines()) == sorted(urls)
