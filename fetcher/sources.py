@@ -251,6 +251,8 @@ class InputReader:
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
+            if raw.decode("utf-8", "surrogateescape").lstrip().startswith("#"):
+                return None  # a comment after a non-ASCII space ("\xa0# caf\xe9"), bytes or not
             text = raw.decode("utf-8", "backslashreplace").strip()
             return self._admit(
                 Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
