@@ -37,6 +37,7 @@ class Task:
     started: float | None = None  # perf_counter() at the first attempt
     deadline: float | None = None  # monotonic() deadline from --max-time
     last: Result | None = None  # the previous attempt's result, while a retry is pending
+    due: float | None = None  # clock() time its retry is due, while a retry is pending
 
 
 @dataclass(slots=True)
@@ -45,6 +46,7 @@ class _Host:
     in_flight: int = 0
     next_start: float = 0.0  # --host-rate: the earliest time the next request may start
     paused_until: float = 0.0  # Retry-After
+    paused_at: float = 0.0  # when paused_until was last pushed back
 
 
 def spacing(rate: float | None) -> float:
@@ -86,13 +88,14 @@ class Scheduler:
             self._cond.notify()
 
     def _retry_at(self, task: Task, due: float) -> None:
+        task.due = due
         heapq.heappush(self._later, (due, next(self._order), task))
 
     def pause(self, host: str, seconds: float) -> None:
         """No request to host starts before seconds from now, from any worker."""
         with self._cond:
             state = self._hosts.setdefault(host, _Host())
-            state.paused_until = max(state.paused_until, self.clock() + seconds)
+            _pause(state, self.clock(), seconds)
 
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
         """An attempt of task ended: its host has one request fewer in flight; with pause, no
@@ -109,7 +112,7 @@ class Scheduler:
             state.in_flight -= 1
             now = self.clock()
             if pause:
-                state.paused_until = max(state.paused_until, now + pause)
+                _pause(state, now, pause)
             if retry_in is not None:
                 self._retry_at(task, now + retry_in)
             if (
@@ -169,7 +172,7 @@ class Scheduler:
             return None, self._next_start
         for host in self._waiting:
             state = self._hosts[host]
-            if state.paused_until > now:
+            if state.paused_until > now and not _waited_out(state):
                 wake = min(wake, state.paused_until)
                 expiry = _retry_expiry(state.queue[0])
                 if expiry is not None and expiry > now:
@@ -200,6 +203,22 @@ class Scheduler:
         if limited and self.spacing:
             self._next_start = max(now, self._next_start) + self.spacing
         return task
+
+
+def _pause(state: _Host, now: float, seconds: float) -> None:
+    if now + seconds > state.paused_until:
+        state.paused_until = now + seconds
+        state.paused_at = now
+
+
+def _waited_out(state: _Host) -> bool:
+    """Whether the host's first task is a retry that was due before the host's pause was last
+    pushed back: it has waited out the Retry-After it was given, and only lost the race for a
+    worker to a sibling whose own 503 renewed the pause. It may go; untried tasks may not.
+    Without this, a burst of URLs that all got "Retry-After: 1" is retried a few per second,
+    as workers free up, each retry renewing the pause, until the last ones run out of time."""
+    first = state.queue[0]
+    return first.last is not None and first.due is not None and first.due <= state.paused_at
 
 
 def _retry_expiry(task: Task) -> float | None:

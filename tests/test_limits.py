@@ -383,3 +383,29 @@ def test_a_retry_that_runs_out_of_time_while_its_host_is_paused_is_handed_out_at
     assert scheduler.take(block=False) is None  # due, but the host is paused
     clock.now += 0.5
     assert scheduler.take(block=False) is first  # its deadline: out it goes to be ended
+
+
+def test_retries_due_before_a_sibling_renewed_the_pause_still_go_but_untried_tasks_wait():
+    """A burst of URLs all told "Retry-After: 1": the first retry's own 503 pauses the host
+    again, but its siblings were due already and go as workers free up; new URLs wait."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n in range(4):
+        scheduler.put(task(n))
+    burst = [scheduler.take() for _ in range(3)]
+    for started in burst:
+        started.last = Result(job=started.job)  # as a worker leaves it: the 503
+        scheduler.finish(started, retry_in=1.0, pause=1.0)
+    clock.now += 1.0
+    first_retry = scheduler.take(block=False)
+    assert first_retry in burst
+    clock.now += 0.05
+    scheduler.finish(first_retry, pause=1.0)  # 503 again: the host is paused until +2.05
+    clock.now += 0.05
+    rest = [scheduler.take(block=False), scheduler.take(block=False)]
+    assert sorted(t.job.seq for t in rest) == sorted(
+        t.job.seq for t in burst if t is not first_retry
+    )
+    assert scheduler.take(block=False) is None  # the untried task waits for the pause
+    clock.now += 1.0
+    assert scheduler.take(block=False).job.seq == 3
