@@ -285,11 +285,14 @@ def make_bodies(params: dict[str, Any]) -> Bodies | None:
     if folder is None and not spool:
         return None
     if folder is not None:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise click.UsageError(f"--output-dir {folder!r} is a file, not a folder")
         try:
-            os.makedirs(folder, exist_ok=True)
+            bodies = Bodies(folder, spool)  # creates DIR and opens it, once for the run
         except OSError as exc:
             raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
         on_hard_exit(remove_live_temporaries)
+        return bodies
     return Bodies(folder, spool)
 
 
