@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 import tempfile
 import threading
 from typing import IO
@@ -107,13 +108,16 @@ class SavedFile:
         in between."""
         folder, name = self._placement.folder, self._placement.name
         try:
-            self.file.close()
+            # Still open during the checks: a file closed and unlinked by someone else frees
+            # its inode number, which a link made at once may reuse and so pass for ours.
+            self.file.flush()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
             os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
             if not self._holds_ours(name):
                 self._remove(name)  # what the rename moved there was not ours
                 raise Swapped()
+            self.file.close()
         except OSError as exc:
             self.abort()
             raise _io_error("cannot save", self.final, exc) from exc
@@ -133,7 +137,7 @@ class SavedFile:
             info = os.stat(name, dir_fd=self._placement.folder, follow_symlinks=False)
         except OSError:
             return False
-        return (info.st_dev, info.st_ino) == self._identity
+        return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == self._identity
 
     def _remove(self, name: str) -> None:
         """Unlink name in the folder: a link there goes, never its target."""

@@ -307,3 +307,32 @@ def test_planted_links_never_lead_outside(server, plants):
 @given(PLANTS)
 def test_planted_links_never_lead_outside_with_processes(server, plants):
     fuzz_once(server, plants, ["--processes", "2", "-j", "2"])
+
+
+def test_a_swap_between_the_check_and_the_rename_is_caught(tmp_path, monkeypatch):
+    """The narrowest window: the temporary is swapped for a link just before the rename (here,
+    by the rename itself). What was renamed is removed and the body is an io error."""
+    import fetcher.bodies as bodies
+    from fetcher.errors import FetchError
+    from fetcher.paths import OutputDir
+
+    outside = make_outside(tmp_path)
+    out = tmp_path / "out"
+    saved = bodies.SavedFile(OutputDir(str(out)).place("http://h/f"))
+    saved.write(b"body")
+    real_replace = os.replace
+
+    def swap_then_replace(src, dst, **kwargs) -> None:
+        folder = kwargs["src_dir_fd"]
+        os.unlink(src, dir_fd=folder)
+        os.symlink(outside / "file", src, dir_fd=folder)
+        real_replace(src, dst, **kwargs)
+
+    before = snapshot(tmp_path, skip=out)
+    monkeypatch.setattr(bodies.os, "replace", swap_then_replace)
+    with pytest.raises(FetchError, match="replaced"):
+        saved.commit()
+    assert snapshot(tmp_path, skip=out) == before
+    assert not os.path.lexists(out / "h" / "f")
+    assert list((out / "h").iterdir()) == []
+    assert bodies._live == set()
