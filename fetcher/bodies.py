@@ -192,16 +192,19 @@ class Bodies:
         self.folder = OutputDir(output_dir) if output_dir else None
         self.spool = spool
 
-    def open(self, url: str, status: int, ok: bool, name: str | None = None) -> BodyOutput | None:
+    def open(
+        self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False
+    ) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
-        an ok 2xx response is saved: a 304, a 3xx under --no-follow or an error page is not the
-        resource, and never creates, empties or replaces a file; a 304's output names the file
-        already there. name is a file name under the folder given by the input, instead of the
-        URL's path. Raises FetchError (io) when the file cannot be created."""
+        an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
+        --no-follow, an error page or a HEAD's empty body is not the resource, and never
+        creates, empties or replaces a file; a 304's output names the file already there. name
+        is a file name under the folder given by the input, instead of the URL's path. Raises
+        FetchError (io) when the file cannot be created."""
         saved: SavedFile | None = None
         existing: str | None = None
         if self.folder is not None:
-            if ok and 200 <= status < 300:
+            if ok and 200 <= status < 300 and not head:
                 saved = SavedFile(self._place(self.folder, url, name))
             elif status == 304:
                 existing = self.folder.existing(url, name)

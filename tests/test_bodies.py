@@ -402,3 +402,26 @@ def test_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
     assert result.exit_code == 2
     assert "--output-dir" in result.stderr and "not a folder" in result.stderr
     assert blocker.read_text() == "x"
+
+
+def test_a_head_request_never_empties_a_saved_file(tmp_path):
+    """A 200 to HEAD has no body: it is not the resource either (found beside issue 11)."""
+    out = tmp_path / "out"
+    with counting_server(Answers()) as server:
+        server.RequestHandlerClass = type(
+            "Handler", (server.RequestHandlerClass,), {"do_HEAD": head_200}
+        )
+        url = server.url("/data.bin")
+        (saved,) = records(invoke(["--format", "jsonl", "-o", str(out), url]).stdout)
+        result = invoke(["--format", "jsonl", "-X", "HEAD", "-o", str(out), url])
+    (record,) = records(result.stdout)
+    assert record["status"] == 200 and record["ok"] is True
+    assert Path(saved["path"]).read_bytes() == body_for("/big/300000")
+    assert record["path"] is None
+
+
+def head_200(handler) -> None:
+    """do_HEAD for the counting server: the head of the 300 KB body, as a server sends it."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "300000")
+    handler.end_headers()
