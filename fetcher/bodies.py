@@ -192,6 +192,11 @@ class Bodies:
         self.folder = OutputDir(output_dir) if output_dir else None
         self.spool = spool
 
+    def close(self) -> None:
+        """Close DIR's descriptor; a body opened after this gets an io record."""
+        if self.folder is not None:
+            self.folder.close()
+
     def open(
         self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False
     ) -> BodyOutput | None:

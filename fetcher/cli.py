@@ -90,6 +90,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
             display.take_over_logging()
         writer = make_writer(params, display)
         bodies = make_bodies(params)
+        if bodies is not None:
+            stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
         summary = Summary()
         body_stream = stdout_binary() if params["body"] else None
         collector = Collector(summary, writer, display or NullEvents(), failed_lines, body_stream)

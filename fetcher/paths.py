@@ -217,7 +217,11 @@ class OutputDir:
         self._owner: dict[str, str] = {}  # relative file path -> hash of the URL given it
 
     def close(self) -> None:
-        self._closer()
+        """Close DIR's descriptor, under the lock, so that no walk starts from a number that
+        was closed and reused; placing fails from then on."""
+        with self._lock:
+            self._closer()
+            self._root_fd = -1
 
     def place(self, url: str, name: str | None = None) -> Placement:
         """Create the folders for url and return where its body goes: the URL's own path, or
@@ -246,6 +250,8 @@ class OutputDir:
         components = name_parts(name, url) if name else url_parts(url)
         mark = url_hash(url)
         with self._lock:
+            if self._root_fd < 0:
+                raise OSError(errno.EBADF, "the run has ended", self.root)
             folder, path = os.dup(self._root_fd), self.root
             try:
                 for component in components[:-1]:

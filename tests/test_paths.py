@@ -631,3 +631,13 @@ def test_an_output_name_with_a_lone_surrogate_becomes_valid_text() -> None:
     (name,) = name_parts("a\udcffb", "http://h/")
     assert name == "a%ED%B3%BFb"
     name.encode("utf-8")
+
+
+def test_placing_after_close_fails_cleanly(root: str) -> None:
+    """After the run closes DIR's descriptor, a late worker gets an error, never a walk from
+    whatever the descriptor number came to mean."""
+    out = OutputDir(root)
+    out.close()
+    out.close()  # twice is harmless
+    with pytest.raises(OSError, match="the run has ended"):
+        out.place("http://h/a")
