@@ -3,24 +3,34 @@ target and renamed only when complete, and a spool for --body and --include-body
 
 No run, crashed or killed, leaves a truncated file under a final name: the rename is atomic, and
 a temporary that is abandoned (reset, --max-size, --max-time, interrupt) is removed; one that a
-SIGKILL leaves behind keeps its ``.fetcher-*.part`` name.
+SIGKILL leaves behind keeps its ``.fetcher-*.part`` name. Every file operation is relative to the
+folder's descriptor from fetcher.paths and never follows a link: the temporary is created
+exclusively under a random name, its mode comes from the umask at creation (nothing is chmod-ed),
+and it is renamed only while its name still holds the very file written.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import stat
 import tempfile
 import threading
 from typing import IO
 
-from fetcher.atomic import TEMP_PREFIX, TEMP_SUFFIX
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.paths import OutputDir
+from fetcher.paths import LinkInTheWay, OutputDir, Placement
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
+TEMP_PREFIX = ".fetcher-"
+TEMP_SUFFIX = ".part"
+FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _live_lock = threading.Lock()
-_live: set[str] = set()  # temporary files being written right now, for a hard exit to remove
+# Temporary files being written right now, as (folder descriptor, name), for a hard exit to remove.
+_live: set[tuple[int, str]] = set()
 _exiting = False  # set by the exit hook: no temporary may be created after it
 
 
@@ -29,11 +39,11 @@ def remove_live_temporaries() -> None:
     global _exiting
     with _live_lock:
         _exiting = True
-        paths = list(_live)
+        entries = list(_live)
         _live.clear()
-    for path in paths:
+    for folder, name in entries:
         try:
-            os.unlink(path)
+            os.unlink(name, dir_fd=folder)
         except OSError:
             pass
 
@@ -42,23 +52,48 @@ def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
 
 
-class SavedFile:
-    """One body on its way to ``final``. ``commit`` renames it; ``abort`` removes it."""
+def _create_temporary(folder: int) -> tuple[int, str]:
+    """A new file in folder under an unpredictable name, created exclusively (never an existing
+    file, never through a link)."""
+    for _ in range(100):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            return os.open(name, _CREATE, FILE_MODE, dir_fd=folder), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name")
 
-    def __init__(self, final: str) -> None:
-        self.final = final
-        folder = os.path.dirname(final)
+
+class Swapped(OSError):
+    """The name of the file being written no longer holds it: someone replaced it."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EEXIST, "the file was replaced by someone else while it was written")
+
+
+class SavedFile:
+    """One body on its way to ``placement``. ``commit`` renames it; ``abort`` removes it. Owns
+    the placement's folder descriptor from here on."""
+
+    def __init__(self, placement: Placement) -> None:
+        self.final = placement.path
+        self._placement = placement
         # Created and registered under the lock, so that the exit hook sees every temporary.
         with _live_lock:
             if _exiting:
+                placement.close()
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             try:
-                fd, self.temporary = tempfile.mkstemp(
-                    dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX
-                )
+                fd, self.temporary = _create_temporary(placement.folder)
             except OSError as exc:
-                raise _io_error("cannot create a file in", folder, exc) from exc
-            _live.add(self.temporary)
+                placement.close()
+                raise _io_error(
+                    "cannot create a file in", os.path.dirname(self.final), exc
+                ) from exc
+            self._entry = (placement.folder, self.temporary)
+            _live.add(self._entry)
+        info = os.fstat(fd)
+        self._identity = (info.st_dev, info.st_ino)
         self.file: IO[bytes] = os.fdopen(fd, "wb")
 
     def write(self, chunk: bytes) -> None:
@@ -68,35 +103,66 @@ class SavedFile:
             raise _io_error("cannot write", self.final, exc) from exc
 
     def commit(self) -> None:
+        """Rename the temporary over the final name (a link there is replaced, not followed),
+        if it is still the file written: checked before the rename, and after it, for a swap
+        in between."""
+        folder, name = self._placement.folder, self._placement.name
         try:
+            # Still open during the checks: a file closed and unlinked by someone else frees
+            # its inode number, which a link made at once may reuse and so pass for ours.
+            self.file.flush()
+            if not self._holds_ours(self.temporary):
+                raise Swapped()
+            os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+            if not self._holds_ours(name):
+                self._remove(name)  # what the rename moved there was not ours
+                raise Swapped()
             self.file.close()
-            os.chmod(self.temporary, 0o644)
-            os.replace(self.temporary, self.final)
         except OSError as exc:
             self.abort()
             raise _io_error("cannot save", self.final, exc) from exc
-        with _live_lock:
-            _live.discard(self.temporary)
+        self._forget()
 
     def abort(self) -> None:
         try:
             self.file.close()
         except OSError:
             pass
+        if self._placement.folder >= 0:
+            self._remove(self.temporary)
+        self._forget()
+
+    def _holds_ours(self, name: str) -> bool:
         try:
-            os.unlink(self.temporary)
+            info = os.stat(name, dir_fd=self._placement.folder, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == self._identity
+
+    def _remove(self, name: str) -> None:
+        """Unlink name in the folder: a link there goes, never its target."""
+        try:
+            os.unlink(name, dir_fd=self._placement.folder)
         except OSError:
             pass
+
+    def _forget(self) -> None:
+        """Out of the exit hook's sight first, then the descriptor closed, so the hook never
+        uses a descriptor number that was closed and reused."""
         with _live_lock:
-            _live.discard(self.temporary)
+            _live.discard(self._entry)
+        self._placement.close()
 
 
 class BodyOutput:
     """Everything one response's body is written to, besides the hash: a file, a spool, both."""
 
-    def __init__(self, saved: SavedFile | None, spool: IO[bytes] | None) -> None:
+    def __init__(
+        self, saved: SavedFile | None, spool: IO[bytes] | None, existing: str | None = None
+    ) -> None:
         self.saved = saved
         self.spool = spool
+        self.existing = existing  # a 304's: the file already there, named in the record
 
     def write(self, chunk: bytes) -> None:
         if self.saved is not None:
@@ -105,12 +171,12 @@ class BodyOutput:
             self.spool.write(chunk)
 
     def finish(self) -> tuple[str | None, IO[bytes] | None]:
-        """Commit the file; return its path and the spool rewound for reading."""
+        """Commit the file; return its path (or the existing file's) and the spool rewound."""
         if self.saved is not None:
             self.saved.commit()
         if self.spool is not None:
             self.spool.seek(0)
-        return (self.saved.final if self.saved else None), self.spool
+        return (self.saved.final if self.saved else self.existing), self.spool
 
     def abort(self) -> None:
         if self.saved is not None:
@@ -126,18 +192,38 @@ class Bodies:
         self.folder = OutputDir(output_dir) if output_dir else None
         self.spool = spool
 
-    def open(self, url: str, save: bool, name: str | None = None) -> BodyOutput | None:
-        """An output for url's body, or None when nothing but the hash is kept. ``save`` is false
-        for a response whose status is not ok: error pages are not saved as the resource. name
-        is a file name under the folder given by the input, instead of the URL's path."""
-        saved = None
-        if save and self.folder is not None:
-            try:
-                final = self.folder.place(url, name)
-            except OSError as exc:
-                raise _io_error("cannot create a folder for", url, exc) from exc
-            saved = SavedFile(final)
+    def close(self) -> None:
+        """Close DIR's descriptor; a body opened after this gets an io record."""
+        if self.folder is not None:
+            self.folder.close()
+
+    def open(
+        self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False
+    ) -> BodyOutput | None:
+        """An output for url's body, or None when nothing but the hash is kept. Only the body of
+        an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
+        --no-follow, an error page or a HEAD's empty body is not the resource, and never
+        creates, empties or replaces a file; a 304's output names the file already there. name
+        is a file name under the folder given by the input, instead of the URL's path. Raises
+        FetchError (io) when the file cannot be created."""
+        saved: SavedFile | None = None
+        existing: str | None = None
+        if self.folder is not None:
+            if ok and 200 <= status < 300 and not head:
+                saved = SavedFile(self._place(self.folder, url, name))
+            elif status == 304:
+                existing = self.folder.existing(url, name)
         spool = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) if self.spool else None
-        if saved is None and spool is None:
+        if saved is None and spool is None and existing is None:
             return None
-        return BodyOutput(saved, spool)
+        return BodyOutput(saved, spool, existing)
+
+    @staticmethod
+    def _place(folder: OutputDir, url: str, name: str | None) -> Placement:
+        try:
+            return folder.place(url, name)
+        except LinkInTheWay as exc:
+            message = f"cannot save under {exc.filename}: {exc.strerror}"
+            raise FetchError(message, ErrorKind.IO) from None
+        except OSError as exc:
+            raise _io_error("cannot create a folder for", url, exc) from exc

@@ -96,6 +96,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
             display.take_over_logging()
         writer = make_writer(params, display)
         bodies = make_bodies(params)
+        if bodies is not None:
+            stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
         summary = Summary()
         body_stream = stdout_binary() if params["body"] else None
         records_to = "<stdout>" if params["results"] is None else repr(params["results"])
@@ -359,11 +361,14 @@ def make_bodies(params: dict[str, Any]) -> Bodies | None:
     if folder is None and not spool:
         return None
     if folder is not None:
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise click.UsageError(f"--output-dir {folder!r} is a file, not a folder")
         try:
-            os.makedirs(folder, exist_ok=True)
+            bodies = Bodies(folder, spool)  # creates DIR and opens it, once for the run
         except OSError as exc:
             raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
         on_hard_exit(remove_live_temporaries)
+        return bodies
     return Bodies(folder, spool)
 
 

@@ -195,7 +195,8 @@ def _attempt(
             output = None
             if bodies is not None:
                 ok = response.status_code in settings.ok_status
-                output = bodies.open(job.target, ok, job.output)
+                head = request_method(job, settings) == "HEAD"
+                output = bodies.open(job.target, response.status_code, ok, job.output, head)
             read_body(response, result, settings, deadline, output)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)

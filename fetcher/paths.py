@@ -3,22 +3,28 @@
 ``url_parts`` is a pure mapping from a URL to path components. Each component is percent-decoded
 for readability and then re-encoded where a file name cannot hold a character (``/``, ``\\``,
 NUL, control characters) and for ``%`` itself, so that different decoded names stay different;
-dot segments are resolved first and a decoded ``.`` or ``..`` stays encoded, so nothing climbs
-out of DIR. A component longer than 255 bytes is cut and given a hash of the whole URL.
+bytes that are not UTF-8 stay percent-encoded as received, so every name is valid text. Dot
+segments are resolved first and a decoded ``.`` or ``..`` stays encoded, so nothing climbs out of
+DIR. A component longer than 255 bytes is cut and given a hash of the whole URL.
 
 ``OutputDir`` places the components on disk for one run: a name already given to another URL in
 this run, or a file where a folder is needed (``/a`` then ``/a/b``), or a folder where a file is
 needed, gets ``~<hash of the URL>`` on the component that clashes. Names are stable per URL.
+DIR is opened once; every folder under it is reached from that descriptor, one component at a
+time, never through a symbolic link: a link where a folder is needed is refused (``LinkInTheWay``).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import os
+import stat
 import threading
-from collections.abc import Callable
-from urllib.parse import unquote, urlsplit
+import weakref
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes, urlsplit
 
 MAX_COMPONENT_BYTES = 255
 INDEX = "index.html"
@@ -26,15 +32,50 @@ QUERY_MARK = "@"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a file name cannot hold or that would make two names ambiguous, percent-encoded.
 _UNSAFE = {chr(c) for c in range(32)} | {chr(c) for c in range(0x7F, 0xA0)} | {"/", "\\", "%"}
+_UNSAFE |= {chr(c) for c in range(0xD800, 0xE000)}  # lone surrogates are not text
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LinkInTheWay(OSError):
+    """A symbolic link (or something not a folder) sits where a folder is needed: refused,
+    never followed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            errno.ELOOP, "a symbolic link or a file is in the way (links are not followed)", path
+        )
 
 
 def url_hash(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
+def _percent(data: bytes) -> str:
+    return "".join(f"%{b:02X}" for b in data)
+
+
 def _encode(text: str) -> str:
     """Percent-encode, as UTF-8, what a name must not hold; unquote() gives the text back."""
-    return "".join("".join(f"%{b:02X}" for b in c.encode()) if c in _UNSAFE else c for c in text)
+    return "".join(
+        _percent(c.encode("utf-8", "surrogatepass")) if c in _UNSAFE else c for c in text
+    )
+
+
+def _decode(text: str) -> str:
+    """Percent-decode text for a name, re-encoding what a name must not hold. Bytes that are not
+    UTF-8 stay percent-encoded as received (``caf%E9``): a name is always valid text, as the
+    records that carry it must be, and never one with a lone surrogate."""
+    data = unquote_to_bytes(text.encode("utf-8", "surrogatepass"))
+    names: list[str] = []
+    while data:
+        try:
+            names.append(_encode(data.decode()))
+            break
+        except UnicodeDecodeError as exc:
+            names.append(_encode(data[: exc.start].decode()))
+            names.append(_percent(data[exc.start : exc.end]))
+            data = data[exc.end :]
+    return "".join(names)
 
 
 def _fit(component: str, url: str) -> str:
@@ -79,12 +120,12 @@ def url_parts(url: str) -> list[str]:
     '.', '..' or a name with '/', NUL or a control character; each at most 255 bytes."""
     parts = urlsplit(url)
     segments = _segments(parts.path)
-    names = [_not_dots(_encode(unquote(s, errors="surrogateescape"))) for s in segments]
+    names = [_not_dots(_decode(s)) for s in segments]
     # "/a/" and, after dot-segment removal, "/a/b/.." and "/a/." name the folder /a/
     if not names or parts.path.endswith("/") or parts.path.rsplit("/", 1)[-1] in (".", ".."):
         names.append(INDEX)
     if parts.query:
-        names[-1] += QUERY_MARK + _encode(unquote(parts.query, errors="surrogateescape"))
+        names[-1] += QUERY_MARK + _decode(parts.query)
     return [_fit(name, url) for name in [host_folder(url), *names]]
 
 
@@ -96,51 +137,158 @@ def name_parts(name: str, url: str) -> list[str]:
     return [_fit(n, url) for n in names]
 
 
+@dataclass(slots=True)
+class Placement:
+    """Where one body goes: ``name`` in the folder open as ``folder`` (a descriptor the holder
+    owns and must close), shown as ``path`` (DIR as given, joined with the names)."""
+
+    path: str
+    folder: int
+    name: str
+
+    def close(self) -> None:
+        if self.folder >= 0:
+            os.close(self.folder)
+            self.folder = -1
+
+    def __enter__(self) -> Placement:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _lstat(folder: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _open_folder(parent: int, name: str, path: str, create: bool) -> int | None:
+    """The folder name in parent, opened without following a link: created when missing and
+    create is true, else None. Raises LinkInTheWay for a link or anything else not a folder
+    (O_NOFOLLOW makes that hold even if the name is swapped after it was looked at)."""
+    for _ in range(3):
+        try:
+            return os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if not create:
+                return None
+            try:
+                os.mkdir(name, 0o777, dir_fd=parent)
+            except FileExistsError:
+                pass  # made by someone else meanwhile: open whatever it is, or refuse it
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise LinkInTheWay(path) from None
+            raise
+    raise LinkInTheWay(path)  # it keeps disappearing: someone is playing with it
+
+
+def _is_file(info: os.stat_result | None) -> bool:
+    return info is not None and stat.S_ISREG(info.st_mode)
+
+
+def _fits_file(info: os.stat_result | None) -> bool:
+    """Not a folder. A link fits: the rename replaces the link itself, never its target."""
+    return info is None or not stat.S_ISDIR(info.st_mode)
+
+
+def _fits_folder(info: os.stat_result | None) -> bool:
+    """A folder, nothing, or a link (refused when opened, rather than routed around: a link
+    in DIR where a folder is needed is someone's doing, and the record should say so)."""
+    return info is None or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode)
+
+
 class OutputDir:
-    """Places bodies under one folder for one run. Thread-safe: workers call ``place``."""
+    """Places bodies under one folder for one run. Thread-safe: workers call ``place``.
+
+    DIR is opened once, here (following a link the user gave as DIR: that is their choice);
+    everything below it is reached from that descriptor without following any link.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = os.path.normpath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
         self._owner: dict[str, str] = {}  # relative file path -> hash of the URL given it
 
-    def place(self, url: str, name: str | None = None) -> str:
-        """Create the folders for url and return the path its body goes to: the URL's own, or
+    def close(self) -> None:
+        """Close DIR's descriptor, under the lock, so that no walk starts from a number that
+        was closed and reused; placing fails from then on."""
+        with self._lock:
+            self._closer()
+            self._root_fd = -1
+
+    def place(self, url: str, name: str | None = None) -> Placement:
+        """Create the folders for url and return where its body goes: the URL's own path, or
         name (a relative file name, made safe the same way) when given. Raises OSError when a
-        folder cannot be created."""
+        folder cannot be created, LinkInTheWay when a link sits where a folder is needed."""
+        placement = self._walk(url, name, create=True)
+        assert placement is not None  # create=True never gives up on a missing folder
+        return placement
+
+    def existing(self, url: str, name: str | None = None) -> str | None:
+        """The path url's body would be saved to, if a regular file is there now; else None.
+        Creates nothing and follows no link. The file counts as given to url in this run."""
+        try:
+            placement = self._walk(url, name, create=False)
+        except OSError:
+            return None
+        if placement is None:
+            return None
+        with placement:
+            return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
+
+    def _walk(self, url: str, name: str | None, create: bool) -> Placement | None:
+        """Walk (and with create, make) the folders of url's path from DIR's descriptor,
+        resolving clashes; None when a folder is missing and create is false. The file name is
+        claimed for url when create is true or a regular file is there."""
         components = name_parts(name, url) if name else url_parts(url)
         mark = url_hash(url)
         with self._lock:
-            folder = self.root
-            for name in components[:-1]:
-                folder = self._first_free(folder, name, url, mark, self._fits_folder)
-                os.makedirs(folder, exist_ok=True)
-            target = self._first_free(folder, components[-1], url, mark, self._fits_file)
-            self._owner[target] = mark
-            return target
+            if self._root_fd < 0:
+                raise OSError(errno.EBADF, "the run has ended", self.root)
+            folder, path = os.dup(self._root_fd), self.root
+            try:
+                for component in components[:-1]:
+                    path, child = self._first_free(folder, path, component, url, mark, False)
+                    opened = _open_folder(folder, child, path, create)
+                    os.close(folder)
+                    folder = -1
+                    if opened is None:
+                        return None
+                    folder = opened
+                path, child = self._first_free(folder, path, components[-1], url, mark, True)
+                if create or _is_file(_lstat(folder, child)):
+                    self._owner[path] = mark
+            except BaseException:
+                if folder >= 0:
+                    os.close(folder)
+                raise
+            return Placement(path, folder, child)
 
-    def _fits_file(self, path: str, mark: str) -> bool:
-        """Not a folder, and not given to another URL in this run (an earlier run's file is
-        replaced)."""
-        return self._owner.get(path, mark) == mark and not os.path.isdir(path)
-
-    def _fits_folder(self, path: str, mark: str) -> bool:
-        """Not a file given in this run, nor a file (or dangling link) an earlier run left."""
-        return path not in self._owner and (os.path.isdir(path) or not os.path.lexists(path))
-
-    @staticmethod
     def _first_free(
-        parent: str, name: str, url: str, mark: str, fits: Callable[[str, str], bool]
-    ) -> str:
-        """The first of name, name~<hash>, name~<hash>-3, ... that fits, each cut to 255 bytes.
-        The order is fixed, and a name that did not fit never fits later, so a URL placed again
-        gets the same path."""
+        self, folder: int, parent: str, name: str, url: str, mark: str, file: bool
+    ) -> tuple[str, str]:
+        """The first of name, name~<hash>, name~<hash>-3, ... that fits in folder, each cut to
+        255 bytes, as (path, name). The order is fixed, and a name that did not fit never fits
+        later, so a URL placed again gets the same path."""
         for n in itertools.count(1):
             if n == 1:
                 candidate = name
             else:
                 candidate = _fit(f"{name}~{mark}" + ("" if n == 2 else f"-{n}"), f"{url}~{n}")
             path = os.path.join(parent, candidate)
-            if fits(path, mark):
-                return path
+            if file:
+                # not given to another URL in this run (an earlier run's file is replaced)
+                fits = self._owner.get(path, mark) == mark and _fits_file(_lstat(folder, candidate))
+            else:
+                # not a file given in this run, nor a file an earlier run left
+                fits = path not in self._owner and _fits_folder(_lstat(folder, candidate))
+            if fits:
+                return path, candidate
         raise AssertionError("unreachable")

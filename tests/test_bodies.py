@@ -4,8 +4,10 @@ under their final name or absent, whatever happens to the run."""
 import base64
 import hashlib
 import json
+import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -272,3 +274,154 @@ def test_include_body_is_null_without_a_body_and_needs_jsonl(tmp_path):
     assert records(result.stdout)[0]["body"] is None
     result = invoke(["--include-body", "http://127.0.0.1:9/"])
     assert result.exit_code == 2 and "--include-body needs --format jsonl" in result.stderr
+
+
+# -- only final 2xx bodies are saved (issue 11) -----------------------------------------------
+
+
+class Answers:
+    """A route whose answer the test changes between runs: a 200 with a 300 KB body first."""
+
+    def __init__(self) -> None:
+        self.status = 200
+
+    def __call__(self, path: str):
+        if self.status == 200:
+            return 200, {"ETag": '"v1"'}, body_for("/big/300000"), 0.0
+        if self.status in (301, 302):
+            return self.status, {"Location": "/elsewhere"}, b"<p>moved</p>", 0.0
+        if self.status == 304:
+            return 304, {"ETag": '"v1"'}, b"", 0.0
+        return self.status, {"Content-Type": "text/plain"}, b"error page", 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "args"),
+    [
+        (304, ["-H", 'If-None-Match: "v1"']),
+        (302, ["--no-follow"]),
+        (301, ["--no-follow"]),
+        (404, ["--ok-status", "200-299,404"]),  # ok, and still not the resource
+        (500, []),
+    ],
+)
+def test_an_answer_that_is_not_2xx_never_touches_a_saved_file(tmp_path, status, args):
+    out = tmp_path / "out"
+    answers = Answers()
+    with counting_server(answers) as server:
+        url = server.url("/data.bin")
+        first = invoke(["--format", "jsonl", "-o", str(out), url])
+        (saved,) = records(first.stdout)
+        saved_path = Path(saved["path"])
+        before = saved_path.stat()
+        answers.status = status
+        second = invoke(["--format", "jsonl", "--retries", "0", "-o", str(out), *args, url])
+    (record,) = records(second.stdout)
+    assert record["status"] == status
+    assert saved_path.read_bytes() == body_for("/big/300000")  # neither emptied nor replaced
+    after = saved_path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert files_under(out) == [saved_path]  # nothing saved beside it, no temporary left
+    # a 304 says the copy there is current: its record names it; nothing else does
+    assert record["path"] == (str(saved_path) if status == 304 else None)
+
+
+@pytest.mark.parametrize(
+    ("status", "args"),
+    [(304, ["-H", 'If-None-Match: "v1"']), (302, ["--no-follow"]), (404, ["--ok-status", "404"])],
+)
+def test_an_answer_that_is_not_2xx_creates_nothing(tmp_path, status, args):
+    out = tmp_path / "out"
+    answers = Answers()
+    answers.status = status
+    with counting_server(answers) as server:
+        result = invoke(["--format", "jsonl", "-o", str(out), *args, server.url("/a/b/c")])
+    (record,) = records(result.stdout)
+    assert record["status"] == status and record["path"] is None
+    assert list(out.iterdir()) == []  # not even the host folder
+
+
+def test_a_304_names_the_file_a_clash_gave_the_url(tmp_path):
+    """The path of a 304 is the one the URL's body would be saved to, clash names included."""
+    out = tmp_path / "out"
+    answers = Answers()
+    with counting_server(answers) as server:
+        urls = [server.url("/a"), server.url("/a/b")]  # h/a is a file, so /a/b goes to h/a~hash/b
+        args = ["--format", "jsonl", "-j", "1", "-o", str(out), *urls]
+        first = {r["url"]: r["path"] for r in records(invoke(args).stdout)}
+        answers.status = 304
+        second = invoke(args)
+    assert {r["url"]: r["path"] for r in records(second.stdout)} == first
+    assert all(Path(path).read_bytes() == body_for("/big/300000") for path in first.values())
+
+
+# -- names of bytes that are not UTF-8 (issue 11) ---------------------------------------------
+
+
+@pytest.mark.parametrize("format_name", ["jsonl", "csv"])
+def test_bytes_that_are_not_utf8_keep_their_percent_encoding(bodies_server, tmp_path, format_name):
+    import csv
+    import io
+
+    out = tmp_path / "out"
+    paths = {"/caf%E9": "caf%E9", "/d%FF/x?q=%E9%C3%A9": "d%FF/x@q=%E9é", "/ok": "ok"}
+    urls = [bodies_server.url(p) for p in paths]
+    result = invoke(["--format", format_name, "-o", str(out), *urls])
+    if format_name == "jsonl":
+        rows = records(result.stdout)
+    else:
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == len(paths)  # every record written
+    host = out / f"127.0.0.1_{bodies_server.port}"
+    by_url = {row["url"]: row["path"] for row in rows}
+    for url, (path, relative) in zip(urls, paths.items(), strict=True):
+        assert by_url[url] == str(host / relative), url
+        assert (host / relative).read_bytes() == body_for(path)
+    assert result.exit_code == 0
+
+
+# -- mode and DIR itself ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o077, 0o600), (0o002, 0o664), (0o022, 0o644)])
+def test_saved_files_honour_the_umask(bodies_server, tmp_path, umask, mode):
+    out = tmp_path / "out"
+    process = run_background(
+        ["-o", str(out), bodies_server.url("/a/b.txt")], preexec_fn=lambda: os.umask(umask)
+    )
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    (saved,) = files_under(out)
+    assert stat.S_IMODE(saved.stat().st_mode) == mode
+
+
+def test_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = invoke(["-o", str(blocker), "http://127.0.0.1:9/"])
+    assert result.exit_code == 2
+    assert "--output-dir" in result.stderr and "not a folder" in result.stderr
+    assert blocker.read_text() == "x"
+
+
+def test_a_head_request_never_empties_a_saved_file(tmp_path):
+    """A 200 to HEAD has no body: it is not the resource either (found beside issue 11)."""
+    out = tmp_path / "out"
+    with counting_server(Answers()) as server:
+        server.RequestHandlerClass = type(
+            "Handler", (server.RequestHandlerClass,), {"do_HEAD": head_200}
+        )
+        url = server.url("/data.bin")
+        (saved,) = records(invoke(["--format", "jsonl", "-o", str(out), url]).stdout)
+        result = invoke(["--format", "jsonl", "-X", "HEAD", "-o", str(out), url])
+    (record,) = records(result.stdout)
+    assert record["status"] == 200 and record["ok"] is True
+    assert Path(saved["path"]).read_bytes() == body_for("/big/300000")
+    assert record["path"] is None
+
+
+def head_200(handler) -> None:
+    """do_HEAD for the counting server: the head of the 300 KB body, as a server sends it."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "300000")
+    handler.end_headers()

@@ -19,7 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fetcher.paths import INDEX, MAX_COMPONENT_BYTES, OutputDir, url_hash, url_parts
+from fetcher.paths import (
+    INDEX,
+    MAX_COMPONENT_BYTES,
+    OutputDir,
+    name_parts,
+    url_hash,
+    url_parts,
+)
 
 HASH_SUFFIX = re.compile(r"~[0-9a-f]{8}\Z")
 FAST = settings(max_examples=300, deadline=None)
@@ -39,6 +46,12 @@ def inside(root: str, path: str) -> bool:
     """path (after resolving '..' and symbolic links) is root or below it."""
     real_root = os.path.realpath(root)
     return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
+def place(out: OutputDir, url: str) -> str:
+    """The path OutputDir gives url, its folder descriptor closed at once."""
+    with out.place(url) as placed:
+        return placed.path
 
 
 def save(path: str, url: str) -> None:
@@ -64,7 +77,7 @@ def place_all(out: OutputDir, root: str, urls: list[str], late: bool = False) ->
     given_to: dict[str, str] = {}
     owner: dict[str, str] = {}
     for url in urls:
-        path = out.place(url)  # (d) never raises
+        path = place(out, url)  # (d) never raises
         assert inside(root, os.path.dirname(path)), (url, path)  # (a)
         assert os.path.dirname(os.path.realpath(path)) != os.path.realpath(root), (url, path)
         assert given_to.setdefault(url, path) == path, f"{url} moved: {given_to[url]} {path}"  # (c)
@@ -131,7 +144,14 @@ LAYOUT = [
     ("http://h/a%0Ab%0d%1B%7F", ["h", "a%0Ab%0D%1B%7F"]),
     ("http://h/a%5Cb", ["h", "a%5Cb"]),
     ("http://h/a\\b", ["h", "a%5Cb"]),
-    ("http://h/a%ff", ["h", "a\udcff"]),  # undecodable bytes kept as os.fsencode maps them
+    # bytes that are not UTF-8 stay percent-encoded as received: a name is always valid text
+    ("http://h/a%ff", ["h", "a%FF"]),
+    ("http://h/caf%E9", ["h", "caf%E9"]),
+    ("http://h/caf%E9/x?q=%e9%C3%A9%FF", ["h", "caf%E9", "x@q=%E9é%FF"]),
+    ("http://h/%C3%A9%C3", ["h", "é%C3"]),  # a sequence cut short
+    ("http://h/%ED%A0%80", ["h", "%ED%A0%80"]),  # an encoded surrogate is not UTF-8
+    ("http://h/%C0%AF", ["h", "%C0%AF"]),  # an overlong '/' neither
+    ("http://h/caf%25E9", ["h", "caf%25E9"]),  # the text '%E9' stays apart from the byte
     # dot segments resolved, clamped at the host; empty segments dropped
     ("http://h/./a/../b", ["h", "b"]),
     ("http://h/../../etc/passwd", ["h", "etc", "passwd"]),
@@ -262,6 +282,7 @@ def test_url_parts_are_always_safe_names(url: str) -> None:
         assert not any(is_control(c) for c in name), (url, parts)
         assert nbytes(name) <= MAX_COMPONENT_BYTES, (url, name)
         assert len(os.fsencode(name)) <= MAX_COMPONENT_BYTES, (url, name)
+        name.encode("utf-8")  # valid text, which records must be: no lone surrogate
     root = os.path.join(os.sep, "srv", "out")
     joined = os.path.normpath(os.path.join(root, *parts))
     assert os.path.commonpath([root, joined]) == root and joined != root, (url, joined)
@@ -361,22 +382,22 @@ def root(tmp_path) -> str:
 
 def test_place_returns_the_layout_path_and_creates_its_folders(root: str) -> None:
     out = OutputDir(root)
-    path = out.place("https://Example.com:8443/a/b/c.txt?x=/1")
+    path = place(out, "https://Example.com:8443/a/b/c.txt?x=/1")
     assert path == os.path.join(root, "example.com_8443", "a", "b", "c.txt@x=%2F1")
     assert os.path.isdir(os.path.dirname(path))
     assert not os.path.exists(path)  # the body is the writer's job
-    assert out.place("http://h/") == os.path.join(root, "h", "index.html")
+    assert place(out, "http://h/") == os.path.join(root, "h", "index.html")
 
 
 @pytest.mark.parametrize("spelling", ["{}/", "{}/./", "{}/sub/..", "{}//"])
 def test_the_root_may_be_spelled_any_way(root: str, spelling: str) -> None:
     os.makedirs(os.path.join(root, "sub"))
-    assert OutputDir(spelling.format(root)).place("http://h/a") == os.path.join(root, "h", "a")
+    assert place(OutputDir(spelling.format(root)), "http://h/a") == os.path.join(root, "h", "a")
 
 
 def test_a_relative_root(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(root)
-    path = OutputDir("rel").place("http://h/../../a")
+    path = place(OutputDir("rel"), "http://h/../../a")
     assert path == os.path.join("rel", "h", "a")
     save(path, "x")
     assert inside(root, path)
@@ -480,7 +501,7 @@ def test_concurrent_placing(root: str) -> None:
     def work(index: int) -> None:
         barrier.wait()
         order = urls[index:] + urls[:index]
-        results[index] = [(url, out.place(url)) for url in (order if index % 2 else order[::-1])]
+        results[index] = [(url, place(out, url)) for url in (order if index % 2 else order[::-1])]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -603,3 +624,20 @@ def test_a_final_dot_segment_means_a_folder(url: str) -> None:
 def test_c1_controls_are_encoded() -> None:
     name = url_parts("http://h/a%C2%9B%C2%85b")[-1]
     assert not any(0x80 <= ord(c) <= 0x9F for c in name), name
+
+
+def test_an_output_name_with_a_lone_surrogate_becomes_valid_text() -> None:
+    """A jsonl ``output`` may carry "\\udcff": the name written in records must still encode."""
+    (name,) = name_parts("a\udcffb", "http://h/")
+    assert name == "a%ED%B3%BFb"
+    name.encode("utf-8")
+
+
+def test_placing_after_close_fails_cleanly(root: str) -> None:
+    """After the run closes DIR's descriptor, a late worker gets an error, never a walk from
+    whatever the descriptor number came to mean."""
+    out = OutputDir(root)
+    out.close()
+    out.close()  # twice is harmless
+    with pytest.raises(OSError, match="the run has ended"):
+        out.place("http://h/a")

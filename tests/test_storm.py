@@ -399,13 +399,14 @@ def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_pat
 CREATE_AFTER_EXIT_HOOK = """
 import os, sys, threading
 from fetcher.bodies import SavedFile, remove_live_temporaries
+from fetcher.paths import OutputDir
 
 remove_live_temporaries()
 
 
 def worker():
     try:
-        SavedFile(os.path.join(sys.argv[1], "page"))
+        SavedFile(OutputDir(sys.argv[1]).place("http://h/page"))
     except Exception:
         pass
 
@@ -426,4 +427,4 @@ def test_no_temporary_appears_once_the_exit_hook_has_run(tmp_path):
         check=False,
     )
     assert done.returncode == 130, done.stderr
-    assert not list(tmp_path.glob(".fetcher-*.part"))
+    assert not list(tmp_path.rglob(".fetcher-*.part"))
