@@ -17,10 +17,12 @@ from fetcher import settings as defaults
 from fetcher.parsing import (
     parse_cookie,
     parse_header,
+    parse_method,
     parse_proxy,
     parse_rate,
     parse_size,
     parse_user,
+    parse_user_agent,
 )
 from fetcher.report import FORMATS
 from fetcher.settings import OkStatus, Settings
@@ -76,12 +78,14 @@ INPUT_OPTIONS = [
 ]  # fmt: skip
 
 REQUEST_OPTIONS = [
-    option("-X", "--method", metavar="METHOD", help="HTTP method.  [default: GET, POST with -d]"),
+    option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
+           help="HTTP method.  [default: GET, POST with -d]"),
     option("-d", "--data", metavar="TEXT|@FILE", help="Send TEXT, or FILE's bytes, as the body."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header),
            help="Add a header; 'NAME:' removes one. Repeatable."),
-    option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT, help="User-Agent header."),
+    option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
+           type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),
     option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",
            help="Basic authentication; asks for the password on a terminal if it is missing."),
     option("-b", "--cookie", "cookies", multiple=True, metavar="NAME=VALUE",
@@ -220,7 +224,7 @@ def build_settings(params: dict[str, Any]) -> Settings:
         shard=params["shard"],
         ordered=params["ordered"],
         user_agent=params["user_agent"],
-        method=params["method"].upper() if params["method"] else None,
+        method=params["method"],
         data=read_data(params["data"]),
         headers=tuple(params["headers"]),
         auth=auth,

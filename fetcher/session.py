@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -79,6 +80,34 @@ class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]
 
 
+def content_length_problem(values: list[str]) -> str | None:
+    """What is wrong with the Content-Length field lines of an answer, or None.
+
+    RFC 9110 §8.6: one number of digits; a list or repetition of one same number may be taken
+    as that number. urllib3 reads a length it cannot parse as none at all, so the body would
+    be read to the close and a short one saved as complete: such an answer is refused here.
+    """
+    numbers = {value.strip() for line in values for value in line.split(",")}
+    if not numbers:
+        return None
+    if any(not (number.isascii() and number.isdigit()) for number in numbers):
+        return f"invalid Content-Length {', '.join(values)[:40]!r}"
+    if len({int(number) for number in numbers}) > 1:
+        return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
+    return None
+
+
+class FetcherAdapter(HTTPAdapter):
+    """An HTTPAdapter that refuses an answer whose body length cannot be known."""
+
+    def build_response(self, req: PreparedRequest, resp: Any) -> Response:
+        problem = content_length_problem(resp.headers.getlist("Content-Length"))
+        if problem is not None:
+            resp.close()  # the framing is unknown: the connection cannot be reused
+            raise FetchError(problem, ErrorKind.PROTOCOL)
+        return super().build_response(req, resp)
+
+
 class FetcherSession(requests.Session):
     """A Session that takes what requests reads from the environment from an Environment read
     once per run (``trust_env`` is off), also when a redirect re-evaluates auth and proxies."""
@@ -88,6 +117,7 @@ class FetcherSession(requests.Session):
         self.trust_env = False
         self.environment = environment
         self._headers: CaseInsensitiveDict[str] | None = None
+        self._following = True  # whether the request being sent follows redirects
 
     def fetch(
         self,
@@ -135,6 +165,7 @@ class FetcherSession(requests.Session):
         prepared.prepare_body(data or {}, None, None)
         prepared.prepare_auth(auth if auth is not None else self.auth, url)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
+        self._following = allow_redirects
         return self.send(
             prepared,
             timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
@@ -155,6 +186,19 @@ class FetcherSession(requests.Session):
             template.prepare_headers(merged)
             self._headers = template.headers
         return self._headers
+
+    def get_redirect_target(self, resp: Response) -> str | None:
+        """requests' target, decoded from the header's bytes as UTF-8; a Location that is not
+        UTF-8 is the server's error (protocol) when it is followed, and no target under
+        --no-follow, where the 3xx itself is the answer."""
+        try:
+            target: str | None = super().get_redirect_target(resp)
+        except UnicodeDecodeError:
+            if not self._following:
+                return None
+            resp.close()
+            raise FetchError("redirect Location is not valid UTF-8", ErrorKind.PROTOCOL) from None
+        return target
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
@@ -202,7 +246,7 @@ def make_session(
         copy_into(cookies, session.cookies)
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetch_one retries, counts attempts and honours the deadline itself.
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
+    adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
         "http": DeadlineHTTPPool,
         "https": DeadlineHTTPSPool,
