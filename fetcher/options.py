@@ -50,10 +50,25 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
+        which = self._which(param, ctx)
         try:
             return self.parse(value)
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            self.fail(f"{which}{exc}", param, ctx)
+
+    @staticmethod
+    def _which(param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """'the 2nd -H: ' for a repeatable option, whose messages do not repeat the value.
+
+        Click converts the values of a repeatable option one by one, in order, so counting the
+        calls per option gives the position of the value being converted.
+        """
+        if param is None or ctx is None or not param.multiple:
+            return ""
+        key = f"fetcher.position.{param.name}"
+        ctx.meta[key] = position = ctx.meta.get(key, 0) + 1
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(position % 10 if position % 100 // 10 != 1 else 0)
+        return f"the {position}{suffix or 'th'} {param.opts[0]}: "
 
 
 def _parse_statuses(text: str) -> frozenset[int]:

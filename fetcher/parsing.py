@@ -8,6 +8,8 @@ import re
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# Why a malformed -H or -b is not repeated in its usage error: it is often a credential.
+NOT_SHOWN = "not shown: it may hold a secret"
 
 
 def check_sendable(what: str, value: str) -> str:
@@ -27,7 +29,8 @@ def parse_header(text: str) -> tuple[str, str | None]:
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon or not _TOKEN.match(name):
-        raise ValueError(f"malformed header {text!r}: expected 'Name: value'")
+        # Not repeated: 'Authorization Bearer TOKEN' (no colon) is the usual mistake.
+        raise ValueError(f"malformed header, expected 'Name: value' ({NOT_SHOWN})")
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name!r} has a line break in its value")
     value = check_sendable(f"header {name!r}", value.strip())
@@ -60,7 +63,7 @@ def parse_cookie(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     name = name.strip()
     if not equals or not _TOKEN.match(name):
-        raise ValueError(f"malformed cookie {text!r}: expected NAME=VALUE")
+        raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
     return name, check_sendable(f"cookie {name!r}", value.strip())
 
 
