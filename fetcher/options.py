@@ -190,17 +190,26 @@ def all_options(command: FC) -> FC:
     return command
 
 
+# -d @FILE is held in memory and sent to every URL: /dev/zero or a disk image must not fill it.
+MAX_DATA_FILE_BYTES = 100 * 1024 * 1024
+
+
 def read_data(value: str | None) -> bytes | None:
-    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE."""
+    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE or one larger than
+    MAX_DATA_FILE_BYTES."""
     if value is None:
         return None
     if not value.startswith("@"):
         return value.encode()
     try:
         with open(value[1:], "rb") as file:
-            return file.read()
+            data = file.read(MAX_DATA_FILE_BYTES + 1)
     except OSError as exc:
         raise click.UsageError(f"cannot read -d file {value[1:]!r}: {exc.strerror}") from None
+    if len(data) > MAX_DATA_FILE_BYTES:
+        limit = MAX_DATA_FILE_BYTES // (1024 * 1024)
+        raise click.UsageError(f"-d file {value[1:]!r} is larger than {limit} MiB")
+    return data
 
 
 def build_settings(params: dict[str, Any]) -> Settings:

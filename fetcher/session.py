@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.cookies import merge_cookies
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 from urllib3.util import Timeout
 
-from fetcher.cookies import copy_into
+from fetcher.cookies import BoundedCookieJar, copy_into
 from fetcher.environment import Environment
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.settings import Settings
@@ -155,13 +155,14 @@ class FetcherSession(requests.Session):
         else:
             prepared.headers = self._session_headers().copy()
         if cookies or self.cookies:
+            # A bounded jar: requests builds the Cookie header, and each redirect's, from it.
             jar = merge_cookies(  # type: ignore[no-untyped-call]
-                merge_cookies(RequestsCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
+                merge_cookies(BoundedCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
                 cookies or {},
             )
             prepared.prepare_cookies(jar)
         else:
-            prepared._cookies = RequestsCookieJar()  # type: ignore[attr-defined] # as requests'
+            prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(data or {}, None, None)
         prepared.prepare_auth(auth if auth is not None else self.auth, url)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
@@ -236,6 +237,7 @@ def make_session(
     for name, value in settings.headers:
         session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
     session.max_redirects = settings.max_redirects
+    session.cookies = BoundedCookieJar()
     if settings.auth is not None:
         session.auth = settings.auth
     # REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE apply when neither --cacert nor -k was given.
