@@ -1,4 +1,5 @@
-"""Keep secrets out of everything printed: passwords in URLs and credential header values."""
+"""Keep secrets out of everything printed (passwords in URLs and credential header values),
+and control characters out of everything printed for humans."""
 
 from __future__ import annotations
 
@@ -74,17 +75,47 @@ def redact_text(text: str) -> str:
     return _mask_authorities(text, _TEXT_END) if "@" in text else text
 
 
+# Controls (C0, DEL, C1: ESC starts a terminal's escape sequences, U+009B is CSI on its own),
+# the bidirectional overrides and isolates that reorder what follows them on screen, and the
+# Unicode line and paragraph separators.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def visible(text: str, keep: str = "") -> str:
+    """text with every control character written as a Python escape (``\\x1b``, ``\\u202e``),
+    except those in keep: what a server or a URL list says can then neither drive a terminal
+    nor break a record into lines or fields. A backslash is left as it is (this is for eyes,
+    not for parsing back: jsonl and csv keep the exact text).
+    """
+    if not _INVISIBLE.search(text):
+        return text
+    return _INVISIBLE.sub(lambda m: m[0] if m[0] in keep else _escape(m[0]), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(char) or (
+        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    )
+
+
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 class RedactingFormatter(logging.Formatter):
-    """A log formatter that masks URL passwords and credential headers in every message.
+    """A log formatter that masks URL passwords and credential headers in every message, and
+    makes control characters visible.
 
     urllib3's debug log (-vv) prints request lines, so the mask is applied to the final text.
+    A line break in a message is escaped too (it would forge a log line); a traceback keeps its.
     """
 
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = visible(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact_log_text(super().format(record))
+        return visible(redact_log_text(super().format(record)), keep="\n")
 
 
 _HEADER_LINE = re.compile(
