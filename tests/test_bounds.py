@@ -25,7 +25,11 @@ from fetcher.cookies import (
     BoundedCookieJar,
     load_jar,
 )
+from fetcher.engine import fetch_one
 from fetcher.options import MAX_DATA_FILE_BYTES
+from fetcher.session import close_session, make_session
+from fetcher.settings import Settings
+from fetcher.sources import Job
 from tests.conftest import invoke
 
 NEW_PER_ANSWER = 95
@@ -99,6 +103,20 @@ def test_cookie_flood_keeps_the_jar_and_the_cookie_header_bounded(flood, tmp_pat
     if workers == "1":  # one jar: the most recently set cookies are kept, the last answer's
         last = flood.answers * NEW_PER_ANSWER - 1
         assert any(line.split("\t")[5] == f"c{last}" for line in saved)
+
+
+def test_each_worker_session_jar_stays_bounded(flood):
+    settings = Settings(retries=0)
+    session = make_session(settings)
+    try:
+        for number in range(10):
+            url = flood.url(f"/{number}")
+            job = Job(seq=number, url=url, target=url, line=None, raw=url.encode())
+            assert fetch_one(session, job, settings).ok
+    finally:
+        close_session(session)
+    assert len(session.cookies) == MAX_COOKIES_PER_DOMAIN  # of the 950 it was sent
+    assert max(map(len, flood.cookie_headers)) <= MAX_COOKIE_HEADER_BYTES
 
 
 def cookie(name: str, domain: str = "a.test", value: str = "v") -> Cookie:
