@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -108,6 +108,17 @@ class FetcherAdapter(HTTPAdapter):
         return super().build_response(req, resp)
 
 
+def _redirect_problem(base: str, target: str) -> str | None:
+    """Why the target of a redirect from base cannot be fetched, or None."""
+    from fetcher.sources import validate  # sources imports the input parsers: only when needed
+
+    try:
+        problem = validate(urljoin(base, target))
+    except ValueError as exc:  # urljoin's own urlsplit: an unclosed IPv6 bracket
+        problem = f"malformed URL: {exc}"
+    return f"redirect to a URL that cannot be fetched: {problem}" if problem else None
+
+
 class FetcherSession(requests.Session):
     """A Session that takes what requests reads from the environment from an Environment read
     once per run (``trust_env`` is off), also when a redirect re-evaluates auth and proxies."""
@@ -189,17 +200,21 @@ class FetcherSession(requests.Session):
         return self._headers
 
     def get_redirect_target(self, resp: Response) -> str | None:
-        """requests' target, decoded from the header's bytes as UTF-8; a Location that is not
-        UTF-8 is the server's error (protocol) when it is followed, and no target under
-        --no-follow, where the 3xx itself is the answer."""
+        """requests' target, decoded from the header's bytes as UTF-8. When it is followed, a
+        Location that is not UTF-8, or not an http(s) URL with a host, is the server's error
+        (protocol): invalid_url would blame the user's line. Under --no-follow, where the 3xx
+        itself is the answer, it is no target."""
+        problem: str | None = None
         try:
             target: str | None = super().get_redirect_target(resp)
         except UnicodeDecodeError:
-            if not self._following:
-                return None
+            target, problem = None, "redirect Location is not valid UTF-8"
+        if target:
+            problem = _redirect_problem(resp.url, target)
+        if problem and self._following:
             resp.close()
-            raise FetchError("redirect Location is not valid UTF-8", ErrorKind.PROTOCOL) from None
-        return target
+            raise FetchError(problem, ErrorKind.PROTOCOL)
+        return None if problem else target
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]

@@ -103,6 +103,25 @@ def test_latin1_location_under_no_follow_is_the_3xx_itself():
     assert record["status"] == 302
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        b"file:///etc/passwd",
+        b"javascript:alert(1)",
+        b"http://127.0.0.1:99999999/",
+        b"http://[::1/x",
+    ],
+    ids=["file", "javascript", "port-out-of-range", "bad-ipv6"],
+)
+def test_redirect_to_a_url_that_cannot_be_fetched_is_protocol_not_invalid_url(location):
+    # invalid_url says "fix this line of your list"; here the line was fine, the server was not.
+    answer = b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+    record, code = fetch_one_answer(answer)
+    assert code == 3
+    assert record["error"]["kind"] == "protocol", record
+    assert "redirect" in record["error"]["message"]
+
+
 # -- values given on the command line or in a jsonl line -----------------------------------------
 
 
