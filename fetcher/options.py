@@ -95,7 +95,8 @@ INPUT_OPTIONS = [
 REQUEST_OPTIONS = [
     option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
            help="HTTP method.  [default: GET, POST with -d]"),
-    option("-d", "--data", metavar="TEXT|@FILE", help="Send TEXT, or FILE's bytes, as the body."),
+    option("-d", "--data", metavar="TEXT|@FILE",
+           help="Send TEXT, or FILE's bytes (at most 100 MiB), as the body."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header),
            help="Add a header; 'NAME:' removes one. Repeatable."),
@@ -106,7 +107,8 @@ REQUEST_OPTIONS = [
     option("-b", "--cookie", "cookies", multiple=True, metavar="NAME=VALUE",
            type=Parsed("COOKIE", parse_cookie), help="Send a cookie to each URL's host."),
     option("-c", "--cookie-jar", metavar="FILE",
-           help="Load cookies from FILE (Netscape format) and save all received ones there."),
+           help="Load cookies from FILE (Netscape format, at most 16 MiB) and save all received "
+                "ones there."),
     option("-x", "--proxy", metavar="URL", type=Parsed("URL", parse_proxy),
            help="Proxy for every request (overrides *_PROXY; NO_PROXY still applies)."),
     option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
