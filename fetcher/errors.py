@@ -82,6 +82,7 @@ _KIND_TABLE: tuple[tuple[ErrorKind, tuple[type[BaseException], ...]], ...] = (
             uex.DecodeError,
             uex.IncompleteRead,
             uex.InvalidChunkLength,
+            uex.InvalidHeader,  # conflicting Content-Length values in an answer
             http.client.HTTPException,
             ConnectionResetError,
             ConnectionAbortedError,

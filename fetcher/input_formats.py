@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fetcher.parsing import check_sendable
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -198,8 +199,10 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
             continue
         if not isinstance(text, str):
             raise _Malformed(f"header {name!r} must be a string or null, not {_json_type(text)}")
-        if "\r" in text or "\n" in text:
-            raise _Malformed(f"header {name!r} has a line break in its value")
+        try:
+            check_sendable(f"header {name!r}", text)  # as -H: no CR, LF or NUL; Latin-1
+        except ValueError as exc:
+            raise _Malformed(str(exc)) from None
         headers.append((name, text.strip()))  # surrounding blanks are not part of a value
     return tuple(headers)
 

@@ -17,10 +17,12 @@ from fetcher import settings as defaults
 from fetcher.parsing import (
     parse_cookie,
     parse_header,
+    parse_method,
     parse_proxy,
     parse_rate,
     parse_size,
     parse_user,
+    parse_user_agent,
 )
 from fetcher.report import FORMATS
 from fetcher.settings import OkStatus, Settings
@@ -61,10 +63,25 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
+        which = self._which(param, ctx)
         try:
             return self.parse(value)
         except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            self.fail(f"{which}{exc}", param, ctx)
+
+    @staticmethod
+    def _which(param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """'the 2nd -H: ' for a repeatable option, whose messages do not repeat the value.
+
+        Click converts the values of a repeatable option one by one, in order, so counting the
+        calls per option gives the position of the value being converted.
+        """
+        if param is None or ctx is None or not param.multiple:
+            return ""
+        key = f"fetcher.position.{param.name}"
+        ctx.meta[key] = position = ctx.meta.get(key, 0) + 1
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(position % 10 if position % 100 // 10 != 1 else 0)
+        return f"the {position}{suffix or 'th'} {param.opts[0]}: "
 
 
 def _parse_statuses(text: str) -> frozenset[int]:
@@ -89,18 +106,22 @@ INPUT_OPTIONS = [
 ]  # fmt: skip
 
 REQUEST_OPTIONS = [
-    option("-X", "--method", metavar="METHOD", help="HTTP method.  [default: GET, POST with -d]"),
-    option("-d", "--data", metavar="TEXT|@FILE", help="Send TEXT, or FILE's bytes, as the body."),
+    option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
+           help="HTTP method.  [default: GET, POST with -d]"),
+    option("-d", "--data", metavar="TEXT|@FILE",
+           help="Send TEXT, or FILE's bytes (at most 100 MiB), as the body."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header),
            help="Add a header; 'NAME:' removes one. Repeatable."),
-    option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT, help="User-Agent header."),
+    option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
+           type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),
     option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",
            help="Basic authentication; asks for the password on a terminal if it is missing."),
     option("-b", "--cookie", "cookies", multiple=True, metavar="NAME=VALUE",
            type=Parsed("COOKIE", parse_cookie), help="Send a cookie to each URL's host."),
     option("-c", "--cookie-jar", metavar="FILE",
-           help="Load cookies from FILE (Netscape format) and save all received ones there."),
+           help="Load cookies from FILE (Netscape format, at most 16 MiB) and save all received "
+                "ones there."),
     option("-x", "--proxy", metavar="URL", type=Parsed("URL", parse_proxy),
            help="Proxy for every request (overrides *_PROXY; NO_PROXY still applies)."),
     option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
@@ -184,17 +205,26 @@ def all_options(command: FC) -> FC:
     return command
 
 
+# -d @FILE is held in memory and sent to every URL: /dev/zero or a disk image must not fill it.
+MAX_DATA_FILE_BYTES = 100 * 1024 * 1024
+
+
 def read_data(value: str | None) -> bytes | None:
-    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE."""
+    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE or one larger than
+    MAX_DATA_FILE_BYTES."""
     if value is None:
         return None
     if not value.startswith("@"):
         return value.encode()
     try:
         with open(value[1:], "rb") as file:
-            return file.read()
+            data = file.read(MAX_DATA_FILE_BYTES + 1)
     except OSError as exc:
         raise click.UsageError(f"cannot read -d file {value[1:]!r}: {exc.strerror}") from None
+    if len(data) > MAX_DATA_FILE_BYTES:
+        limit = MAX_DATA_FILE_BYTES // (1024 * 1024)
+        raise click.UsageError(f"-d file {value[1:]!r} is larger than {limit} MiB")
+    return data
 
 
 def build_settings(params: dict[str, Any]) -> Settings:
@@ -233,7 +263,7 @@ def build_settings(params: dict[str, Any]) -> Settings:
         shard=params["shard"],
         ordered=params["ordered"],
         user_agent=params["user_agent"],
-        method=params["method"].upper() if params["method"] else None,
+        method=params["method"],
         data=read_data(params["data"]),
         headers=tuple(params["headers"]),
         auth=auth,

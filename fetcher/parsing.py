@@ -8,9 +8,11 @@ import re
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# Why a malformed -H or -b is not repeated in its usage error: it is often a credential.
+NOT_SHOWN = "not shown: it may hold a secret"
 
 
-def _sendable(what: str, value: str) -> str:
+def check_sendable(what: str, value: str) -> str:
     """value, if a request can carry it: Latin-1 text without CR, LF or NUL."""
     if any(char in value for char in "\r\n\0"):
         raise ValueError(f"{what} has a line break or NUL in it")
@@ -27,11 +29,25 @@ def parse_header(text: str) -> tuple[str, str | None]:
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon or not _TOKEN.match(name):
-        raise ValueError(f"malformed header {text!r}: expected 'Name: value'")
+        # Not repeated: 'Authorization Bearer TOKEN' (no colon) is the usual mistake.
+        raise ValueError(f"malformed header, expected 'Name: value' ({NOT_SHOWN})")
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name!r} has a line break in its value")
-    value = _sendable(f"header {name!r}", value.strip())
+    value = check_sendable(f"header {name!r}", value.strip())
     return name, (value or None)
+
+
+def parse_method(text: str) -> str:
+    """-X: a token (RFC 9110 §9.1), upper-cased as curl sends it. The value is not repeated in
+    the message: it may hold a line break that would garble the terminal."""
+    if not _TOKEN.match(text):
+        raise ValueError("a method is one word of letters, digits and !#$%&'*+.^_`|~- (e.g. GET)")
+    return text.upper()
+
+
+def parse_user_agent(text: str) -> str:
+    """-A: any Latin-1 text a header can carry."""
+    return check_sendable("the User-Agent", text)
 
 
 def parse_size(text: str) -> int:
@@ -47,15 +63,15 @@ def parse_cookie(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     name = name.strip()
     if not equals or not _TOKEN.match(name):
-        raise ValueError(f"malformed cookie {text!r}: expected NAME=VALUE")
-    return name, _sendable(f"cookie {name!r}", value.strip())
+        raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
+    return name, check_sendable(f"cookie {name!r}", value.strip())
 
 
 def parse_user(text: str) -> tuple[str, str | None]:
     """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
     user, colon, password = text.partition(":")
-    _sendable("the user name", user)
-    _sendable("the password", password)
+    check_sendable("the user name", user)
+    check_sendable("the password", password)
     return user, (password if colon else None)
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from fetcher.redact import visible
 from fetcher.results import Result, Summary
 
 if TYPE_CHECKING:
@@ -33,12 +34,17 @@ _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def format_text(result: Result) -> str:
-    """``status  bytes  seconds  url`` and, for a failure, ``kind: message``; tab-separated."""
+    """``status  bytes  seconds  url`` and, for a failure, ``kind: message``; tab-separated.
+
+    The text is for humans, piped or not: the URL and the message (which may quote a server's
+    reason phrase) have their control characters made visible, so that a record is one line of
+    five fields and never drives the terminal. jsonl and csv keep the exact text.
+    """
     record = result.as_record()
     status = str(result.status) if result.status is not None else "---"
-    line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{record['url']}"
+    line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{visible(record['url'])}"
     if result.error_kind is not None:
-        line += f"\t{result.error_kind}: {result.error_message}"
+        line += f"\t{result.error_kind}: {visible(result.error_message or '')}"
     return line + "\n"
 
 
@@ -256,10 +262,11 @@ def summary_lines(summary: Summary) -> list[str]:
     """The whole summary as plain lines, for logs and pipes."""
     lines = summary_head(summary)
     for kind, group in summary.kinds_by_count():
-        lines.append(f"  {kind:<20} {group.count:>8}  {', '.join(group.examples)}")
+        examples = ", ".join(map(visible, group.examples))
+        lines.append(f"  {kind:<20} {group.count:>8}  {examples}")
     hosts = summary.top_hosts()
     if hosts:
-        lines.append("  most failures: " + ", ".join(f"{host} ({n})" for host, n in hosts))
+        lines.append("  most failures: " + ", ".join(f"{visible(h)} ({n})" for h, n in hosts))
     return lines
 
 
@@ -270,7 +277,9 @@ def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> 
         stream.flush()
         return
     from rich.table import Table
+    from rich.text import Text
 
+    # Cells as Text: a URL holding "[/x]" is not Rich markup (as a str it raised MarkupError).
     for line in summary_head(summary):
         console.print(line, highlight=False, markup=False)
     if summary.by_kind:
@@ -279,7 +288,8 @@ def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> 
         table.add_column("count", justify="right")
         table.add_column("examples", overflow="fold")
         for kind, group in summary.kinds_by_count():
-            table.add_row(str(kind), str(group.count), "\n".join(group.examples))
+            examples = Text("\n".join(map(visible, group.examples)))
+            table.add_row(str(kind), str(group.count), examples)
         console.print(table)
     hosts = summary.top_hosts()
     if hosts:
@@ -287,7 +297,7 @@ def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> 
         table.add_column("host")
         table.add_column("failed", justify="right")
         for host, count in hosts:
-            table.add_row(host, str(count))
+            table.add_row(Text(visible(host)), str(count))
         console.print(table)
 
 

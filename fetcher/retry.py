@@ -26,16 +26,21 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
+    if not value.isascii():  # "²".isdigit() is true, and no HTTP date has a letter beyond ASCII
+        return None
     if value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if moment.tzinfo is None:
         return None  # an HTTP date is always GMT; a date without a zone is not one
     now = time.time() if now is None else now
-    return max(0.0, moment.timestamp() - now)
+    try:
+        return max(0.0, moment.timestamp() - now)
+    except (OverflowError, ValueError):  # year 1 in a time zone west of UTC, and the like
+        return None
 
 
 def should_retry(result: Result, attempt: int, method: str, settings: Settings) -> bool:

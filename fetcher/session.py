@@ -14,18 +14,19 @@ import time
 import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar, merge_cookies
+from requests.cookies import merge_cookies
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 from urllib3.util import Timeout
 
-from fetcher.cookies import copy_into
+from fetcher.cookies import BoundedCookieJar, copy_into
 from fetcher.environment import Environment
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.settings import Settings
@@ -79,6 +80,45 @@ class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]
 
 
+def content_length_problem(values: list[str]) -> str | None:
+    """What is wrong with the Content-Length field lines of an answer, or None.
+
+    RFC 9110 §8.6: one number of digits; a list or repetition of one same number may be taken
+    as that number. urllib3 reads a length it cannot parse as none at all, so the body would
+    be read to the close and a short one saved as complete: such an answer is refused here.
+    """
+    numbers = {value.strip() for line in values for value in line.split(",")}
+    if not numbers:
+        return None
+    if any(not (number.isascii() and number.isdigit()) for number in numbers):
+        return f"invalid Content-Length {', '.join(values)[:40]!r}"
+    if len({int(number) for number in numbers}) > 1:
+        return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
+    return None
+
+
+class FetcherAdapter(HTTPAdapter):
+    """An HTTPAdapter that refuses an answer whose body length cannot be known."""
+
+    def build_response(self, req: PreparedRequest, resp: Any) -> Response:
+        problem = content_length_problem(resp.headers.getlist("Content-Length"))
+        if problem is not None:
+            resp.close()  # the framing is unknown: the connection cannot be reused
+            raise FetchError(problem, ErrorKind.PROTOCOL)
+        return super().build_response(req, resp)
+
+
+def _redirect_problem(base: str, target: str) -> str | None:
+    """Why the target of a redirect from base cannot be fetched, or None."""
+    from fetcher.sources import validate  # sources imports the input parsers: only when needed
+
+    try:
+        problem = validate(urljoin(base, target))
+    except ValueError as exc:  # urljoin's own urlsplit: an unclosed IPv6 bracket
+        problem = f"malformed URL: {exc}"
+    return f"redirect to a URL that cannot be fetched: {problem}" if problem else None
+
+
 class FetcherSession(requests.Session):
     """A Session that takes what requests reads from the environment from an Environment read
     once per run (``trust_env`` is off), also when a redirect re-evaluates auth and proxies."""
@@ -88,6 +128,7 @@ class FetcherSession(requests.Session):
         self.trust_env = False
         self.environment = environment
         self._headers: CaseInsensitiveDict[str] | None = None
+        self._following = True  # whether the request being sent follows redirects
 
     def fetch(
         self,
@@ -125,16 +166,18 @@ class FetcherSession(requests.Session):
         else:
             prepared.headers = self._session_headers().copy()
         if cookies or self.cookies:
+            # A bounded jar: requests builds the Cookie header, and each redirect's, from it.
             jar = merge_cookies(  # type: ignore[no-untyped-call]
-                merge_cookies(RequestsCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
+                merge_cookies(BoundedCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
                 cookies or {},
             )
             prepared.prepare_cookies(jar)
         else:
-            prepared._cookies = RequestsCookieJar()  # type: ignore[attr-defined] # as requests'
+            prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(data or {}, None, None)
         prepared.prepare_auth(auth if auth is not None else self.auth, url)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
+        self._following = allow_redirects
         return self.send(
             prepared,
             timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
@@ -155,6 +198,23 @@ class FetcherSession(requests.Session):
             template.prepare_headers(merged)
             self._headers = template.headers
         return self._headers
+
+    def get_redirect_target(self, resp: Response) -> str | None:
+        """requests' target, decoded from the header's bytes as UTF-8. When it is followed, a
+        Location that is not UTF-8, or not an http(s) URL with a host, is the server's error
+        (protocol): invalid_url would blame the user's line. Under --no-follow, where the 3xx
+        itself is the answer, it is no target."""
+        problem: str | None = None
+        try:
+            target: str | None = super().get_redirect_target(resp)
+        except UnicodeDecodeError:
+            target, problem = None, "redirect Location is not valid UTF-8"
+        if target:
+            problem = _redirect_problem(resp.url, target)
+        if problem and self._following:
+            resp.close()
+            raise FetchError(problem, ErrorKind.PROTOCOL)
+        return None if problem else target
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
@@ -192,6 +252,7 @@ def make_session(
     for name, value in settings.headers:
         session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
     session.max_redirects = settings.max_redirects
+    session.cookies = BoundedCookieJar()
     if settings.auth is not None:
         session.auth = settings.auth
     # REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE apply when neither --cacert nor -k was given.
@@ -202,7 +263,7 @@ def make_session(
         copy_into(cookies, session.cookies)
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetch_one retries, counts attempts and honours the deadline itself.
-    adapter = HTTPAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
+    adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
         "http": DeadlineHTTPPool,
         "https": DeadlineHTTPSPool,
