@@ -405,6 +405,7 @@ class Run:
         self._collecting = False  # the calling thread is in run(): a hard stop goes through it
         self._hard: ExitStatus | None = None  # a second signal came: the dispatcher stops reading
         self._hard_event = threading.Event()  # wakes the watchdog of a hard stop
+        self._watchdog: threading.Thread | None = None
 
     def jars(self) -> list[CookieJar]:
         """The cookie jars of the sessions that fetched, for -c: one per worker that did."""
@@ -438,7 +439,7 @@ class Run:
         try:
             self._collect()
         finally:
-            self._collecting = False
+            self._end_collecting()
             self.scheduler.stop()
             # After a stop, workers stuck on a slow server are not waited for.
             pool.shutdown(wait=self.stopped_by is None, cancel_futures=True)
@@ -451,13 +452,26 @@ class Run:
             target=self._dispatch, name="fetcher-dispatch", daemon=True
         )
         self._dispatcher.start()
-        threading.Thread(target=self._watch_hard_stop, name="fetcher-watchdog", daemon=True).start()
+        self._watchdog = threading.Thread(
+            target=self._watch_hard_stop, name="fetcher-watchdog", daemon=True
+        )
+        self._watchdog.start()
         self._collecting = True
+
+    def _end_collecting(self) -> None:
+        """The calling thread left run(): a second signal now exits directly; the watchdog
+        ends (it is woken with no hard stop to watch)."""
+        self._collecting = False
+        self._hard_event.set()
+        if self._watchdog is not None and self._hard is None:
+            self._watchdog.join()
 
     def _watch_hard_stop(self) -> None:
         """If the calling thread cannot finish a hard stop in time (blocked writing to a pipe
         nobody reads, say), exit anyway: the promise is an exit within a second."""
         self._hard_event.wait()
+        if self._hard is None:
+            return  # the run ended without one
         time.sleep(HARD_STOP_LIMIT)
         hard_exit(self._hard or ExitStatus.INTERRUPTED)
 

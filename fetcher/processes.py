@@ -194,7 +194,7 @@ class ProcessRun(Run):
             self._start_dispatcher()
             self._collect()
         finally:
-            self._collecting = False
+            self._end_collecting()
             self._end_workers()
         return self.stopped_by
 
