@@ -80,6 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recording():
+    yield from serve_recording()
+
+
+def serve_recording():
     server = Recording()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -268,15 +272,7 @@ def test_scheduler_spaces_starts_under_the_rate(rate):
 
 @pytest.fixture
 def second_recording():
-    server = Recording()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    yield from serve_recording()  # another server, on another port: another host
 
 
 def test_a_pause_on_one_port_does_not_hold_another_port_of_the_same_address(
