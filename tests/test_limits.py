@@ -141,7 +141,9 @@ def test_rate_spaces_requests_evenly_without_a_burst(recording):
     # machine one request can be held between its start and the wire and join the next
     # second's window, which no client can prevent: one such straggler is tolerated here.
     assert max_in_any_second(times) <= 21
-    assert times[1] - times[0] >= 0.04  # no burst at the start: one request, then the spacing
+    # No burst at the start: the first five arrivals span four spacings (0.2 s), less what one
+    # request held on its way (a new connection under load) takes off: a burst spans ~0.
+    assert times[4] - times[0] >= 0.14
 
 
 def test_rate_per_minute(recording):
