@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import socketserver
 import struct
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 
 class _CountingHandler(BaseHTTPRequestHandler):
@@ -97,9 +99,12 @@ class CountingServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
+S = TypeVar("S", bound=socketserver.BaseServer)
+
+
 @contextlib.contextmanager
-def counting_server(route: Callable[[str], Route] = default_route) -> Iterator[CountingServer]:
-    server = CountingServer(route)
+def serving(server: S) -> Iterator[S]:
+    """Serve server in a daemon thread for the block; shut it down and close it after."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.daemon = True
     thread.start()
@@ -108,6 +113,22 @@ def counting_server(route: Callable[[str], Route] = default_route) -> Iterator[C
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(5)
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll predicate until it holds; fail with what after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
+
+
+@contextlib.contextmanager
+def counting_server(route: Callable[[str], Route] = default_route) -> Iterator[CountingServer]:
+    with serving(CountingServer(route)) as server:
+        yield server
 
 
 def read_request(conn: socket.socket) -> bytes:

@@ -31,6 +31,7 @@ from fetcher.session import close_session, make_session
 from fetcher.settings import Settings
 from fetcher.sources import Job
 from tests.conftest import invoke
+from tests.servers import serving
 
 NEW_PER_ANSWER = 95
 VALUE = "v" * 1000
@@ -74,15 +75,8 @@ class _FloodHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flood() -> Iterator[CookieFlood]:
-    server = CookieFlood()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(CookieFlood()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # -- received cookies ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import clean_env
-from tests.servers import counting_server
+from tests.servers import counting_server, wait_for
 
 SEED = 1105
 LINES = 20_000
@@ -46,14 +46,6 @@ def make_lines(base: str, count: int, rng: random.Random) -> list[str]:
     return lines
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.002)
-
-
 def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: float, extra=()):
     """Run fetcher over lines, SIGINT once the server saw `after` requests, SIGINT again `gap`
     seconds later; return (status, seconds from the second signal to the exit, records,
@@ -68,7 +60,7 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env(),
     )  # fmt: skip
     try:
-        wait_for(lambda: server.requests >= after, f"{after} requests")
+        wait_for(lambda: server.requests >= after, f"{after} requests", timeout=30)
         process.send_signal(signal.SIGINT)
         time.sleep(gap)
         process.send_signal(signal.SIGINT)

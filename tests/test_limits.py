@@ -13,6 +13,7 @@ from fetcher.limits import Scheduler, Task
 from fetcher.results import Result
 from fetcher.sources import Job
 from tests.conftest import invoke
+from tests.servers import serving
 
 
 class Recording(ThreadingHTTPServer):
@@ -84,15 +85,8 @@ def recording():
 
 
 def serve_recording():
-    server = Recording()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(Recording()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def records(text: str) -> list[dict]:

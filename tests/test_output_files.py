@@ -22,18 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import clean_env, invoke, run_process
-from tests.servers import CountingServer, Route, counting_server, default_route
+from tests.servers import CountingServer, Route, counting_server, default_route, wait_for
 
 FETCHER = [sys.executable, "-m", "fetcher"]
 NOISE = ("Traceback", "Exception ignored", "Error in sys.excepthook")
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def mode_of(path: Path) -> int:

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,7 +29,7 @@ import pytest
 
 from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import clean_env, run_process
-from tests.servers import CountingServer, FaultServer, read_request
+from tests.servers import CountingServer, FaultServer, read_request, wait_for
 
 FETCHER = [sys.executable, "-m", "fetcher"]
 RECORD_TEXT = re.compile(r"^(\d{3}|---)\t\d+\t\d+\.\d{3}\t\S+")
@@ -60,15 +60,6 @@ def server() -> Iterator[CountingServer]:
     finally:
         running.shutdown()
         running.server_close()
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll predicate until it holds; fail with what after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 @contextlib.contextmanager

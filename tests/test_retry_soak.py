@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.conftest import clean_env
+from tests.servers import serving
 
 HOSTS = 20
 URLS = int(os.environ.get("FETCHER_SOAK_URLS", "2000"))
@@ -60,15 +61,7 @@ class _Host(ThreadingHTTPServer):
 @contextmanager
 def hosts(count: int, busy: int) -> Iterator[list[_Host]]:
     with ExitStack() as stack:
-        servers = []
-        for index in range(count):
-            server = _Host(index == busy)
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-            thread.start()
-            stack.callback(thread.join)
-            stack.callback(server.server_close)
-            stack.callback(server.shutdown)
-            servers.append(server)
+        servers = [stack.enter_context(serving(_Host(n == busy))) for n in range(count)]
         yield servers
 
 
