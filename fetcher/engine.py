@@ -50,6 +50,7 @@ FLUSH_EVERY = 0.1  # and at least this often while results keep coming
 COLLECT_NAP = 0.002
 # Seconds a second signal may take to end the process, every line accounted for (SPEC 2.5).
 HARD_STOP_LIMIT = 0.8
+WATCHDOG_HOOKS_WAIT = 0.15  # then the watchdog exits even if a hook is stuck
 
 
 class Deadline(Timeout):
@@ -98,13 +99,14 @@ def attempt_once(
     if task.started is None:
         task.started = time.perf_counter()
         task.deadline = time.monotonic() + settings.max_time if settings.max_time else None
-    result, retry_after = _attempt(session, job, settings, task.deadline, bodies)
+    method = request_method(job, settings)
+    result, retry_after = _attempt(session, job, method, settings, task.deadline, bodies)
     result.attempts = task.attempt
     result.elapsed = time.perf_counter() - task.started
     outcome = Attempt(result)
     if retry_after is not None and result.status in HOST_PAUSE_STATUSES:
         outcome.pause_host = min(retry_after, settings.max_retry_wait)
-    if should_retry(result, task.attempt, request_method(job, settings), settings):
+    if should_retry(result, task.attempt, method, settings):
         wait = retry_wait(task.attempt, retry_after, settings)
         # No attempt is started that could not finish before the deadline.
         if task.deadline is None or time.monotonic() + wait < task.deadline:
@@ -163,6 +165,7 @@ def _outcome(result: Result) -> str:
 def _attempt(
     session: FetcherSession,
     job: Job,
+    method: str,
     settings: Settings,
     deadline: float | None,
     bodies: Bodies | None,
@@ -178,7 +181,7 @@ def _attempt(
     request_deadline.value = deadline  # for the header phase, which per-read timeouts miss
     try:
         with session.fetch(
-            request_method(job, settings),
+            method,
             job.target,
             data=job.data if job.data is not None else settings.data,
             timeout=timeout,
@@ -195,7 +198,7 @@ def _attempt(
             output = None
             if bodies is not None:
                 ok = response.status_code in settings.ok_status
-                head = request_method(job, settings) == "HEAD"
+                head = method == "HEAD"
                 output = bodies.open(job.target, response.status_code, ok, job.output, head)
             read_body(response, result, settings, deadline, output)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
@@ -473,7 +476,7 @@ class Run:
         if self._hard is None:
             return  # the run ended without one
         time.sleep(HARD_STOP_LIMIT)
-        hard_exit(self._hard or ExitStatus.INTERRUPTED)
+        hard_exit(self._hard or ExitStatus.INTERRUPTED, wait=WATCHDOG_HOOKS_WAIT)
 
     # -- dispatcher thread -------------------------------------------------------------------
 

@@ -81,12 +81,6 @@ class Scheduler:
             self._queue(task, front=False)
             self._cond.notify()
 
-    def retry(self, task: Task, delay: float) -> None:
-        """Queue task again, not to start before delay seconds from now."""
-        with self._cond:
-            self._retry_at(task, self.clock() + delay)
-            self._cond.notify()
-
     def _retry_at(self, task: Task, due: float) -> None:
         task.due = due
         heapq.heappush(self._later, (due, next(self._order), task))

@@ -51,8 +51,6 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
     and CRLF line ends are accepted.
     """
 
-    envvar_list_splitter = "\n"
-
     def split_envvar_value(self, rv: str) -> list[str]:
         return [line.rstrip("\r") for line in (rv or "").split("\n") if line.strip()]
 

@@ -26,10 +26,11 @@ import weakref
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from fetcher.settings import DEFAULT_PORTS
+
 MAX_COMPONENT_BYTES = 255
 INDEX = "index.html"
 QUERY_MARK = "@"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters a file name cannot hold or that would make two names ambiguous, percent-encoded.
 _UNSAFE = {chr(c) for c in range(32)} | {chr(c) for c in range(0x7F, 0xA0)} | {"/", "\\", "%"}
 _UNSAFE |= {chr(c) for c in range(0xD800, 0xE000)}  # lone surrogates are not text
@@ -111,7 +112,7 @@ def host_folder(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "unknown-host").lower()
     port = parts.port
-    name = host if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f"{host}_{port}"
+    name = host if port is None or port == DEFAULT_PORTS.get(parts.scheme) else f"{host}_{port}"
     return _not_dots(_encode(name.replace(":", "_")))
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
 from fetcher.redact import redact_url
+from fetcher.settings import DEFAULT_PORTS
 from fetcher.sources import Job
 
 EXAMPLES_PER_KIND = 3
@@ -95,9 +96,6 @@ class Result:
             return {"body": data.decode("utf-8")}
         except UnicodeDecodeError:
             return {"body_base64": base64.b64encode(data).decode("ascii")}
-
-
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def host_of(url: str) -> str:

@@ -23,6 +23,7 @@ DEFAULT_USER_AGENT = f"fetcher/{__version__}"
 # writer catches up, small enough that memory does not depend on the length of the input.
 DEFAULT_WINDOW_PER_WORKER = 4
 # Seconds that in-flight requests get to finish after the first SIGINT or SIGTERM.
+DEFAULT_PORTS = {"http": 80, "https": 443}  # of the schemes fetched
 DEFAULT_GRACE = 2.0
 MAX_LINE_BYTES = 8192
 # A jsonl line or csv record may carry headers and a body besides its URL; this bounds it (and

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -28,8 +30,32 @@ def on_hard_exit(hook: Callable[[], None]) -> None:
     _exit_hooks.append(hook)
 
 
-def hard_exit(status: int) -> None:
-    """Run the exit hooks, flush what can be flushed, and end the process now."""
+# One thread runs the hooks: they write files that are not safe to write from two at once.
+_exiting = threading.Lock()
+
+
+def hard_exit(status: int, wait: float | None = None) -> None:
+    """Run the exit hooks, flush what can be flushed, and end the process now.
+
+    With wait, give the hooks at most that many seconds (a hook may block on a stream the
+    stuck main thread holds: the watchdog of a hard stop must exit all the same). A second
+    caller while one is exiting leaves it to the first, waiting at most wait seconds itself.
+    """
+    if not _exiting.acquire(blocking=False):
+        if wait is None:
+            threading.Event().wait()  # the first caller ends the process
+        time.sleep(wait or 0.0)
+        os._exit(status)
+    if wait is None:
+        _run_hooks()
+    else:
+        runner = threading.Thread(target=_run_hooks, name="fetcher-exit-hooks", daemon=True)
+        runner.start()
+        runner.join(wait)
+    os._exit(status)
+
+
+def _run_hooks() -> None:
     for hook in list(_exit_hooks):
         try:
             hook()
@@ -40,7 +66,6 @@ def hard_exit(status: int) -> None:
             stream.flush()
         except Exception:  # noqa: BLE001, S110
             pass
-    os._exit(status)
 
 
 @contextmanager

@@ -139,3 +139,18 @@ def test_a_request_cut_by_an_interrupt_has_the_time_it_ran(tmp_path):
     assert record["error"]["kind"] == "other" and "interrupted" in record["error"]["message"]
     # Cut at the end of the grace period: it ran from its start until then, not 0.000 s.
     assert 1.2 + cut_after - 0.3 <= record["elapsed"] <= 1.2 + cut_after + 0.5, record
+
+
+def test_the_watchdogs_exit_does_not_wait_for_a_stuck_hook():
+    """Review: the watchdog exists for a main thread stuck on a stream; its first hook flushes
+    that stream and would block on the same lock. With wait, the exit comes all the same."""
+    code = (
+        "import threading\n"
+        "from fetcher.signals import hard_exit, on_hard_exit\n"
+        "on_hard_exit(threading.Event().wait)\n"
+        "hard_exit(7, wait=0.2)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=clean_env(), timeout=20, check=False)
+    assert done.returncode == 7
+    assert time.monotonic() - started < 5

@@ -233,8 +233,7 @@ def test_scheduler_drain_returns_waiting_tasks_and_retries():
     scheduler = Scheduler(clock=clock)
     scheduler.put(task(0))
     started = scheduler.take()
-    scheduler.finish(started)
-    scheduler.retry(started, 10)
+    scheduler.finish(started, retry_in=10)
     scheduler.put(task(1))
     scheduler.stop()
     assert scheduler.take() is None
