@@ -18,14 +18,16 @@ from typing import Any, BinaryIO, TextIO
 import click
 
 from fetcher import __version__
-from fetcher.atomic import output_problem
-from fetcher.bodies import Bodies, remove_live_temporaries
-from fetcher.collector import Collector, FailedLines, RecordWriter
-from fetcher.cookies import load_jar, save_jar
-from fetcher.engine import Fetcher, Run
-from fetcher.events import NullEvents
+from fetcher.http.cookies import load_jar, save_jar
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.input.reader import InputReader, Source
 from fetcher.options import all_options, build_settings
-from fetcher.report import (
+from fetcher.output.atomic import output_problem
+from fetcher.output.bodies import Bodies, remove_live_temporaries
+from fetcher.output.collector import Collector, FailedLines, RecordWriter
+from fetcher.output.display import NullEvents
+from fetcher.output.records import (
     ConsoleWriter,
     NullWriter,
     StreamWriter,
@@ -33,9 +35,8 @@ from fetcher.report import (
     write_summary_json,
 )
 from fetcher.results import Summary
-from fetcher.session import SessionPool
-from fetcher.signals import hard_exit, on_hard_exit, stop_on_signals
-from fetcher.sources import InputReader, Source
+from fetcher.run.engine import Run
+from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals
 from fetcher.status import ExitStatus, exit_status
 
 STOP_REASONS = {
@@ -112,7 +113,7 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         stopping = threading.Event()
         run: Run
         if settings.processes > 1:
-            from fetcher.processes import ProcessRun
+            from fetcher.run.processes import ProcessRun
 
             levels = (logging.getLogger().level, logging.getLogger("fetcher").getEffectiveLevel())
             output_dir = params["output_dir"]
@@ -311,7 +312,7 @@ def make_display(show: bool) -> Any:
     """The Rich display on stderr, or None when progress is off (imports Rich only if needed)."""
     if not show:
         return None
-    from fetcher.progress import RichProgress
+    from fetcher.output.progress import RichProgress
 
     return RichProgress()
 

@@ -1,7 +1,7 @@
 """The command's options, grouped as in the README, and their translation into Settings.
 
 Every option has an environment variable FETCHER_<LONG NAME>, shown in --help. Values that need
-parsing go through ``fetcher.parsing``, whose ValueError becomes a usage error (exit 2).
+parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
-from fetcher.parsing import (
+from fetcher.input.parsing import (
     parse_cookie,
     parse_header,
     parse_method,
@@ -24,9 +24,9 @@ from fetcher.parsing import (
     parse_user,
     parse_user_agent,
 )
-from fetcher.report import FORMATS
+from fetcher.input.shards import Shard
+from fetcher.output.records import FORMATS
 from fetcher.settings import OkStatus, Settings
-from fetcher.shards import Shard
 
 ENV_PREFIX = "FETCHER_"
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -44,7 +44,7 @@ def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]
-    """A parameter type from one of fetcher.parsing's functions.
+    """A parameter type from one of fetcher.input.parsing's functions.
 
     From an environment variable, a repeatable option takes one value per line, never split on
     spaces: ``FETCHER_HEADER=$'Authorization: Bearer x\nX-B: two'`` is two headers. Blank lines

@@ -14,9 +14,9 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
+from fetcher.input.reader import Job
 from fetcher.redact import redact_url
 from fetcher.settings import DEFAULT_PORTS
-from fetcher.sources import Job
 
 EXAMPLES_PER_KIND = 3
 TOP_HOSTS = 5

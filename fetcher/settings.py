@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fetcher import __version__
-from fetcher.shards import Shard
+from fetcher.input.shards import Shard
 
 DEFAULT_WORKERS = 16
 DEFAULT_RETRIES = 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from fetcher.cookies import (
+from fetcher.http.cookies import (
     MAX_COOKIE_BYTES,
     MAX_COOKIE_HEADER_BYTES,
     MAX_COOKIES,
@@ -25,11 +25,11 @@ from fetcher.cookies import (
     BoundedCookieJar,
     load_jar,
 )
-from fetcher.engine import fetch_one
+from fetcher.http.fetch import fetch_one
+from fetcher.http.session import close_session, make_session
+from fetcher.input.reader import Job
 from fetcher.options import MAX_DATA_FILE_BYTES
-from fetcher.session import close_session, make_session
 from fetcher.settings import Settings
-from fetcher.sources import Job
 from tests.conftest import invoke
 from tests.servers import serving
 

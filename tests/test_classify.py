@@ -77,7 +77,7 @@ def test_non_ascii_retry_after_is_ignored_and_the_status_decides(value):
 
 
 def test_parse_retry_after_refuses_what_is_not_ascii_digits_or_a_date():
-    from fetcher.retry import parse_retry_after
+    from fetcher.http.retry import parse_retry_after
 
     assert parse_retry_after("²") is None
     assert parse_retry_after("١٢") is None  # Arabic-Indic digits: isdigit(), not HTTP

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from fetcher import __version__
-from fetcher.report import CSV_FIELDS
+from fetcher.output.records import CSV_FIELDS
 from tests.conftest import invoke
 
 JSON_KEYS = {

@@ -13,7 +13,8 @@ import requests
 import trustme
 import urllib3.exceptions
 
-from fetcher.errors import ErrorKind, FetchError, classify, describe, iter_chain
+from fetcher.errors import ErrorKind, FetchError
+from fetcher.http.classify import classify, describe, iter_chain
 from tests.servers import FaultServer, closed_port, full_backlog, respond, silent, tls_server
 
 HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"

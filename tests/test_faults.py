@@ -13,10 +13,10 @@ import ssl
 import pytest
 import trustme
 
-from fetcher.engine import fetch_one
-from fetcher.session import make_session
+from fetcher.http.fetch import fetch_one
+from fetcher.http.session import make_session
+from fetcher.input.reader import Job
 from fetcher.settings import MAX_LINE_BYTES, Settings
-from fetcher.sources import Job
 from tests.conftest import invoke
 from tests.servers import (
     FaultServer,

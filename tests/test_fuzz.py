@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fetcher.parsing import (
+from fetcher.input.parsing import (
     parse_cookie,
     parse_header,
     parse_proxy,
@@ -26,9 +26,9 @@ from fetcher.parsing import (
     parse_size,
     parse_user,
 )
+from fetcher.input.reader import InputReader, Job, Source
 from fetcher.redact import MASK, redact_text, redact_url
 from fetcher.settings import MAX_LINE_BYTES, OkStatus
-from fetcher.sources import InputReader, Job, Source
 from tests.conftest import invoke
 from tests.servers import counting_server
 

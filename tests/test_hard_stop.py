@@ -146,7 +146,7 @@ def test_the_watchdogs_exit_does_not_wait_for_a_stuck_hook():
     that stream and would block on the same lock. With wait, the exit comes all the same."""
     code = (
         "import threading\n"
-        "from fetcher.signals import hard_exit, on_hard_exit\n"
+        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
         "on_hard_exit(threading.Event().wait)\n"
         "hard_exit(7, wait=0.2)\n"
     )

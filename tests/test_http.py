@@ -489,7 +489,7 @@ def test_verbose_logs_never_print_credentials(httpserver):
 
 
 def test_jar_reads_curl_session_and_httponly_cookies_and_writes_them_back(tmp_path):
-    from fetcher.cookies import load_jar, save_jar
+    from fetcher.http.cookies import load_jar, save_jar
 
     future = int(time.time()) + 3600
     curl_file = tmp_path / "curl.txt"

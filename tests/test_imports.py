@@ -7,27 +7,29 @@ import sys
 from tests.conftest import ROOT
 
 CORE = [
-    "fetcher.atomic",
-    "fetcher.bodies",
-    "fetcher.collector",
-    "fetcher.cookies",
-    "fetcher.engine",
+    "fetcher.output.atomic",
+    "fetcher.output.bodies",
+    "fetcher.output.collector",
+    "fetcher.http.cookies",
+    "fetcher.run.engine",
     "fetcher.errors",
-    "fetcher.environment",
-    "fetcher.events",
-    "fetcher.input_formats",
-    "fetcher.limits",
-    "fetcher.parsing",
-    "fetcher.paths",
-    "fetcher.processes",
+    "fetcher.http.classify",
+    "fetcher.http.fetch",
+    "fetcher.http.environment",
+    "fetcher.output.display",
+    "fetcher.input.formats",
+    "fetcher.run.scheduler",
+    "fetcher.input.parsing",
+    "fetcher.output.paths",
+    "fetcher.run.processes",
     "fetcher.redact",
     "fetcher.results",
-    "fetcher.retry",
-    "fetcher.session",
+    "fetcher.http.retry",
+    "fetcher.http.session",
     "fetcher.settings",
-    "fetcher.shards",
-    "fetcher.signals",
-    "fetcher.sources",
+    "fetcher.input.shards",
+    "fetcher.run.signals",
+    "fetcher.input.reader",
     "fetcher.status",
 ]
 UI = ("click", "rich")
@@ -47,7 +49,7 @@ def loaded_after_import(modules: list[str]) -> set[str]:
 
 def test_core_modules_import_neither_click_nor_rich():
     loaded = loaded_after_import(CORE)
-    assert "fetcher.engine" in loaded
+    assert "fetcher.run.engine" in loaded
     assert not {name for name in loaded if name.split(".")[0] in UI}
 
 
@@ -56,18 +58,18 @@ def test_every_package_module_is_classified():
     ui_modules = {
         "fetcher.cli",
         "fetcher.options",
-        "fetcher.progress",
-        "fetcher.report",
+        "fetcher.output.progress",
+        "fetcher.output.records",
         "fetcher.__main__",
     }
     found = {
-        "fetcher." + path.stem
-        for path in (ROOT / "fetcher").glob("*.py")
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (ROOT / "fetcher").rglob("*.py")
         if path.stem != "__init__"
     }
     assert found == set(CORE) | ui_modules
 
 
 def test_report_imports_rich_only_for_terminals():
-    loaded = loaded_after_import(["fetcher.report"])
+    loaded = loaded_after_import(["fetcher.output.records"])
     assert "rich" not in loaded

@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from fetcher.report import CSV_FIELDS
+from fetcher.input.reader import InputReader, Source
+from fetcher.output.records import CSV_FIELDS
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
-from fetcher.sources import InputReader, Source
 from tests.conftest import invoke
 from tests.test_http import serve
 

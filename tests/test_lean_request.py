@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
-from fetcher.cookies import host_cookies
-from fetcher.environment import Environment
-from fetcher.session import make_session
+from fetcher.http.cookies import host_cookies
+from fetcher.http.environment import Environment
+from fetcher.http.session import make_session
 from fetcher.settings import Settings
 
 

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fetcher.limits import Scheduler, Task
+from fetcher.input.reader import Job
 from fetcher.results import Result
-from fetcher.sources import Job
+from fetcher.run.scheduler import Scheduler, Task
 from tests.conftest import invoke
 from tests.servers import serving
 

@@ -312,9 +312,9 @@ def test_planted_links_never_lead_outside_with_processes(server, plants):
 def test_a_swap_between_the_check_and_the_rename_is_caught(tmp_path, monkeypatch):
     """The narrowest window: the temporary is swapped for a link just before the rename (here,
     by the rename itself). What was renamed is removed and the body is an io error."""
-    import fetcher.bodies as bodies
+    import fetcher.output.bodies as bodies
     from fetcher.errors import FetchError
-    from fetcher.paths import OutputDir
+    from fetcher.output.paths import OutputDir
 
     outside = make_outside(tmp_path)
     out = tmp_path / "out"

@@ -1,4 +1,4 @@
-"""Where -o DIR saves each body (SPEC §2.4): fetcher.paths.url_parts and OutputDir.
+"""Where -o DIR saves each body (SPEC §2.4): fetcher.output.paths.url_parts and OutputDir.
 
 Explicit examples pin the layout; hypothesis properties show, for arbitrary URLs, that names are
 safe and stay inside DIR, and, for arbitrary sequences of URLs placed and saved one after another
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fetcher.paths import (
+from fetcher.output.paths import (
     INDEX,
     MAX_COMPONENT_BYTES,
     OutputDir,

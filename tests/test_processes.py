@@ -20,7 +20,7 @@ from typing import IO
 
 import pytest
 
-from fetcher.processes import split_workers
+from fetcher.run.processes import split_workers
 from tests.conftest import clean_env, run_process
 from tests.servers import CountingServer, counting_server
 

@@ -17,10 +17,10 @@ import sys
 import pytest
 
 from fetcher.errors import ErrorKind
-from fetcher.input_formats import MAX_JSON_DEPTH
-from fetcher.report import CsvFormatter, format_jsonl, format_jsonl_with_body
+from fetcher.input.formats import MAX_JSON_DEPTH
+from fetcher.input.reader import Job
+from fetcher.output.records import CsvFormatter, format_jsonl, format_jsonl_with_body
 from fetcher.results import Result
-from fetcher.sources import Job
 from tests.conftest import ROOT, clean_env, invoke
 from tests.servers import counting_server
 

@@ -12,13 +12,14 @@ import threading
 import pytest
 
 import fetcher.cli
-from fetcher.collector import Collector
-from fetcher.engine import Fetcher, Run
-from fetcher.events import NullEvents
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.input.reader import InputReader, Source
+from fetcher.output.collector import Collector
+from fetcher.output.display import NullEvents
 from fetcher.results import Summary
-from fetcher.session import SessionPool
+from fetcher.run.engine import Run
 from fetcher.settings import Settings
-from fetcher.sources import InputReader, Source
 from tests.conftest import invoke
 
 

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from fetcher.shards import Shard, shard_key, shard_of
-from fetcher.sources import InputReader, Source
+from fetcher.input.reader import InputReader, Source
+from fetcher.input.shards import Shard, shard_key, shard_of
 from tests.conftest import clean_env, invoke
 from tests.servers import closed_port
 

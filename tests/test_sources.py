@@ -5,8 +5,8 @@ import os
 
 import pytest
 
+from fetcher.input.reader import InputReader, Source, validate
 from fetcher.settings import MAX_LINE_BYTES
-from fetcher.sources import InputReader, Source, validate
 
 
 def jobs_of(data: bytes, scheme: str = "https", unique: bool = False):

@@ -398,8 +398,8 @@ def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_pat
 # body starts, so it creates a temporary; then the process ends with os._exit, as hard_exit does.
 CREATE_AFTER_EXIT_HOOK = """
 import os, sys, threading
-from fetcher.bodies import SavedFile, remove_live_temporaries
-from fetcher.paths import OutputDir
+from fetcher.output.bodies import SavedFile, remove_live_temporaries
+from fetcher.output.paths import OutputDir
 
 remove_live_temporaries()
 

@@ -11,17 +11,17 @@ import shutil
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
-from fetcher.atomic import create_temporary, is_stream, remove_quietly
-from fetcher.engine import Handler
-from fetcher.events import Events
+from fetcher.input.reader import Job
+from fetcher.output.atomic import create_temporary, is_stream, remove_quietly
+from fetcher.output.display import Events
 from fetcher.results import Result, Summary
-from fetcher.sources import Job
+from fetcher.run.engine import Handler
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 
 
 class RecordWriter(Protocol):
-    """Writes one record per result; implemented by the formats of ``fetcher.report``."""
+    """Writes one record per result; implemented by the formats of ``fetcher.output.records``."""
 
     def write(self, result: Result) -> None: ...
 

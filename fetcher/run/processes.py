@@ -31,16 +31,17 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
-from fetcher.cookies import copy_into
-from fetcher.engine import Fetcher, Handler, Run
 from fetcher.errors import ErrorKind
-from fetcher.limits import Task
-from fetcher.paths import host_folder, name_parts
+from fetcher.http.cookies import copy_into
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.input.reader import InputReader, Job
+from fetcher.output.paths import host_folder, name_parts
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
 from fetcher.results import Result, host_of
-from fetcher.session import SessionPool
+from fetcher.run.engine import Handler, Run
+from fetcher.run.scheduler import Task
 from fetcher.settings import Settings
-from fetcher.sources import InputReader, Job
 from fetcher.status import ExitStatus
 
 log = logging.getLogger("fetcher")
@@ -49,7 +50,7 @@ BATCH = 32  # jobs or results sent in one message, at most
 # What a worker process runs: this module, found where this process found it.
 WORKER_CODE = (
     "import sys; sys.path[:0] = {path!r}; "
-    "from fetcher.processes import worker_process; worker_process({jobs}, {results}, {control})"
+    "from fetcher.run.processes import worker_process; worker_process({jobs}, {results}, {control})"
 )
 # Tells a worker to remove its temporaries and exit at once (SIGTERM is the graceful stop, and
 # two SIGTERMs sent together may arrive as one).
@@ -526,7 +527,7 @@ def worker_main(
     setup: WorkerSetup, jobs: Connection, results: Connection, control: Connection
 ) -> None:
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
-    from fetcher.bodies import Bodies, remove_live_temporaries
+    from fetcher.output.bodies import Bodies, remove_live_temporaries
 
     settings, output_dir = setup.settings, setup.output_dir
     root_level, fetcher_level = setup.log_levels

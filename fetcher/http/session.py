@@ -26,9 +26,9 @@ from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 from urllib3.util import Timeout
 
-from fetcher.cookies import BoundedCookieJar, copy_into
-from fetcher.environment import Environment
 from fetcher.errors import ErrorKind, FetchError
+from fetcher.http.cookies import BoundedCookieJar, copy_into
+from fetcher.http.environment import Environment
 from fetcher.settings import Settings
 
 # The --max-time deadline of the request the calling thread is making, if any.
@@ -110,7 +110,7 @@ class FetcherAdapter(HTTPAdapter):
 
 def _redirect_problem(base: str, target: str) -> str | None:
     """Why the target of a redirect from base cannot be fetched, or None."""
-    from fetcher.sources import validate  # sources imports the input parsers: only when needed
+    from fetcher.input.reader import validate  # sources imports the input parsers: only when needed
 
     try:
         problem = validate(urljoin(base, target))
@@ -152,7 +152,7 @@ class FetcherSession(requests.Session):
         same thing every time: re-validating the session's headers, copying an empty cookie jar
         twice, merging empty hooks, params and proxies through ``merge_setting`` (whose
         runtime-checked Protocols made it a tenth of a request's CPU), and the environment,
-        which this session never reads (``trust_env`` is off; fetcher.environment read it).
+        which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
         prepared = PreparedRequest()

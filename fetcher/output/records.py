@@ -303,7 +303,7 @@ def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> 
 
 def write_summary_json(summary: Summary, path: str, exit_status: int) -> None:
     """Write the --summary file atomically: a monitor never reads half of it."""
-    from fetcher.atomic import write_atomically
+    from fetcher.output.atomic import write_atomically
 
     text = json.dumps(summary.as_dict(exit_status), indent=2) + "\n"
     write_atomically(path, text.encode())

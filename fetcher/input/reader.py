@@ -3,7 +3,7 @@
 Lines are read one at a time with a bounded ``readline`` so that neither an endless pipe nor a
 line of a gigabyte makes memory grow. A line that cannot be fetched still becomes a Job, carrying
 the reason, so that it gets its record like every other URL. Files and standard input are plain
-URL lines, or jsonl or csv (``fetcher.input_formats``); lines of other shards are counted, not
+URL lines, or jsonl or csv (``fetcher.input.formats``); lines of other shards are counted, not
 kept.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-from fetcher.input_formats import Entry, iter_csv, iter_jsonl
+from fetcher.input.formats import Entry, iter_csv, iter_jsonl
+from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
-from fetcher.shards import Shard, shard_key
 
 BOM = b"\xef\xbb\xbf"
 SCHEMES = ("http", "https")

@@ -17,12 +17,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.parsing import check_sendable
+from fetcher.input.parsing import check_sendable
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
 KEYS = ("url", "method", "headers", "data", "output")
-# RFC 9110 token: what a method and a header name are made of (as in fetcher.parsing).
+# RFC 9110 token: what a method and a header name are made of (as in fetcher.input.parsing).
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # No line breaks, tabs or other controls in a URL: a plain line cannot hold a line break either,
 # and records in text format are one line each.

@@ -4,7 +4,7 @@ target and renamed only when complete, and a spool for --body and --include-body
 No run, crashed or killed, leaves a truncated file under a final name: the rename is atomic, and
 a temporary that is abandoned (reset, --max-size, --max-time, interrupt) is removed; one that a
 SIGKILL leaves behind keeps its ``.fetcher-*.part`` name. Every file operation is relative to the
-folder's descriptor from fetcher.paths and never follows a link: the temporary is created
+folder's descriptor from fetcher.output.paths and never follows a link: the temporary is created
 exclusively under a random name, its mode comes from the umask at creation (nothing is chmod-ed),
 and it is renamed only while its name still holds the very file written.
 """
@@ -20,7 +20,7 @@ import threading
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.paths import LinkInTheWay, OutputDir, Placement
+from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
 TEMP_PREFIX = ".fetcher-"

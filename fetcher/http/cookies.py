@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
-from fetcher.atomic import atomic_path
+from fetcher.output.atomic import atomic_path
 
 HEADER = (
     "# Netscape HTTP Cookie File\n# Written by fetcher: curl -b and wget --load-cookies read it.\n"

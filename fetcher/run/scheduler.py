@@ -21,8 +21,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fetcher.input.reader import Job
 from fetcher.results import Result
-from fetcher.sources import Job
 
 RATE_MARGIN = 1.01
 

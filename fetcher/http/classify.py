@@ -1,0 +1,141 @@
+"""The one function that maps any exception to an ErrorKind, and one that describes it."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+
+import requests.exceptions as rex
+import urllib3.exceptions as uex
+
+from fetcher.errors import ErrorKind, FetchError
+
+# Checked in this order against every exception of the chain: the first kind whose types match
+# anywhere wins. Specific kinds come before the generic ones they are wrapped in (a proxy that
+# fails TLS is a proxy problem; a refused connection is wrapped in a generic ConnectionError).
+_KIND_TABLE: tuple[tuple[ErrorKind, tuple[type[BaseException], ...]], ...] = (
+    (
+        ErrorKind.INVALID_URL,
+        (
+            rex.InvalidURL,
+            rex.MissingSchema,
+            rex.InvalidSchema,
+            rex.URLRequired,
+            uex.LocationValueError,
+        ),
+    ),
+    (ErrorKind.TOO_MANY_REDIRECTS, (rex.TooManyRedirects,)),
+    (ErrorKind.PROXY, (rex.ProxyError, uex.ProxyError, uex.ProxySchemeUnknown)),
+    (ErrorKind.TLS, (rex.SSLError, uex.SSLError, ssl.SSLError, ssl.CertificateError)),
+    (ErrorKind.DNS, (uex.NameResolutionError, socket.gaierror)),
+    (ErrorKind.CONNECT_TIMEOUT, (rex.ConnectTimeout,)),
+    (ErrorKind.READ_TIMEOUT, (rex.ReadTimeout, uex.ReadTimeoutError)),
+    (ErrorKind.CONNECT, (uex.NewConnectionError, ConnectionRefusedError)),
+    (
+        ErrorKind.PROTOCOL,
+        (
+            rex.ChunkedEncodingError,
+            rex.ContentDecodingError,
+            uex.ProtocolError,
+            uex.DecodeError,
+            uex.IncompleteRead,
+            uex.InvalidChunkLength,
+            uex.InvalidHeader,  # conflicting Content-Length values in an answer
+            http.client.HTTPException,
+            ConnectionResetError,
+            ConnectionAbortedError,
+            BrokenPipeError,
+        ),
+    ),
+    # A urllib3 connect timeout that is not a NewConnectionError (which subclasses it).
+    (ErrorKind.CONNECT_TIMEOUT, (uex.ConnectTimeoutError,)),
+    (ErrorKind.READ_TIMEOUT, (rex.Timeout, socket.timeout)),
+    (ErrorKind.CONNECT, (rex.ConnectionError,)),
+)
+
+_MAX_CHAIN = 16
+
+
+def iter_chain(exc: BaseException) -> Iterator[BaseException]:
+    """Yield exc and every exception it wraps, outermost first, each once.
+
+    Follows ``__cause__``, ``__context__``, urllib3's ``reason`` and requests' habit of
+    passing the wrapped exception as the first argument.
+    """
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < _MAX_CHAIN:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        candidates = [reason, current.__cause__, current.__context__]
+        candidates.extend(current.args[:1])
+        todo.extend(c for c in candidates if isinstance(c, BaseException))
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """Return the kind of a failure. Never raises; unknown failures are ``other``."""
+    chain = list(iter_chain(exc))
+    for link in chain:
+        if isinstance(link, FetchError):
+            return link.kind
+    # A send that timed out (the server does not read the request): urllib3 wraps the
+    # TimeoutError in ProtocolError("Connection aborted."), which would say protocol.
+    if any(isinstance(link, uex.ProtocolError) for link in chain) and any(
+        isinstance(link, TimeoutError) for link in chain
+    ):
+        return ErrorKind.READ_TIMEOUT
+    for kind, types in _KIND_TABLE:
+        for link in chain:
+            if kind is ErrorKind.CONNECT_TIMEOUT:
+                if isinstance(link, uex.NewConnectionError):
+                    continue
+                if _is_handshake_timeout(link):
+                    return kind  # urllib3 reports it as a read timeout; it is part of connecting
+            if isinstance(link, types):
+                return kind
+    return ErrorKind.OTHER
+
+
+def _is_handshake_timeout(link: BaseException) -> bool:
+    return isinstance(link, TimeoutError) and "handshake operation timed out" in str(link)
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>:?\s*")
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for humans: the innermost informative text of the chain.
+
+    The walk stops at an http.client error: what lies below it is parsing detail (int()'s
+    complaint about a status that is not a number), not what went wrong.
+    """
+    message = ""
+    for link in iter_chain(exc):
+        if isinstance(link, FetchError):
+            return str(link)  # ours, and written to be read as it is
+        text = _text(link)
+        if text and "Max retries exceeded" not in text and "Caused by" not in text:
+            message = text
+        elif text and not message:
+            message = text
+        if isinstance(link, http.client.HTTPException):
+            break
+    if not message:
+        message = type(exc).__name__
+    return " ".join(message.split())
+
+
+def _text(link: BaseException) -> str:
+    if isinstance(link, uex.LocationParseError) and "://" not in str(link):
+        # urllib3 quotes the part it could not parse, which may be half of a password.
+        return "malformed URL (check the URL and any *_PROXY variable)"
+    if type(link) is http.client.BadStatusLine:
+        return f"bad status line {str(link.args[0] if link.args else '').strip()!r}"
+    return _OBJECT_REPR.sub("", str(link)).strip()

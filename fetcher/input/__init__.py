@@ -1,0 +1,1 @@
+"""Input: lazy URL sources (lines, jsonl, csv), validation, deduplication and sharding."""

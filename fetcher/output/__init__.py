@@ -1,0 +1,1 @@
+"""Output: records (text, jsonl, csv), the summary, the display, saved bodies and --failed."""
