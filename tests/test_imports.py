@@ -13,6 +13,7 @@ CORE = [
     "fetcher.http.cookies",
     "fetcher.run.engine",
     "fetcher.errors",
+    "fetcher.observer",
     "fetcher.http.classify",
     "fetcher.http.fetch",
     "fetcher.http.environment",
