@@ -25,8 +25,9 @@ from fetcher.http.cookies import (
     BoundedCookieJar,
     load_jar,
 )
-from fetcher.http.fetch import fetch_one
-from fetcher.http.session import close_session, make_session
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.http.task import Task
 from fetcher.input.reader import Job
 from fetcher.options import MAX_DATA_FILE_BYTES
 from fetcher.settings import Settings
@@ -101,14 +102,16 @@ def test_cookie_flood_keeps_the_jar_and_the_cookie_header_bounded(flood, tmp_pat
 
 def test_each_worker_session_jar_stays_bounded(flood):
     settings = Settings(retries=0)
-    session = make_session(settings)
+    pool = SessionPool(settings)
+    fetcher = Fetcher(settings, pool)
     try:
         for number in range(10):
             url = flood.url(f"/{number}")
             job = Job(seq=number, url=url, target=url, line=None, raw=url.encode())
-            assert fetch_one(session, job, settings).ok
+            assert fetcher.attempt(Task(job, "127.0.0.1")).result.ok  # retries=0: the whole fetch
     finally:
-        close_session(session)
+        pool.close_all()
+    [session] = pool.sessions  # one thread: one session fetched all ten
     assert len(session.cookies) == MAX_COOKIES_PER_DOMAIN  # of the 950 it was sent
     assert max(map(len, flood.cookie_headers)) <= MAX_COOKIE_HEADER_BYTES
 

@@ -13,8 +13,9 @@ import ssl
 import pytest
 import trustme
 
-from fetcher.http.fetch import fetch_one
-from fetcher.http.session import make_session
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.http.task import Task
 from fetcher.input.reader import Job
 from fetcher.settings import MAX_LINE_BYTES, Settings
 from tests.conftest import invoke
@@ -434,17 +435,23 @@ def test_every_fault_in_one_run_gets_its_own_record(server):
             assert records[url]["error"]["message"].strip()
 
 
-# -- fetch_one directly: a failure does not spoil the worker's session -----------------------
+# -- one attempt through Fetcher: a failure does not spoil the worker's session ---------------
 
 
-def make_job(url):
-    return Job(seq=0, url=url, target=url, line=None, raw=url.encode())
+def make_task(url):
+    return Task(Job(seq=0, url=url, target=url, line=None, raw=url.encode()), "127.0.0.1")
 
 
-def test_fetch_one_returns_failures_and_the_session_stays_usable(server):
+def test_an_attempt_returns_failures_and_the_session_stays_usable(server):
     settings = Settings(connect_timeout=0.5, read_timeout=0.5, retries=0)
-    session = make_session(settings)
-    session.trust_env = False  # no proxy from the environment between us and 127.0.0.1
+    pool = SessionPool(settings)  # this thread's session serves every attempt below
+    fetcher = Fetcher(settings, pool)
+
+    def fetch(url):
+        outcome = fetcher.attempt(make_task(url))
+        assert outcome.retry_in is None  # retries=0: one attempt is the whole fetch
+        return outcome.result
+
     faults = [
         (respond(HEAD_100K + b"x" * 100, end="reset"), "protocol", 200),
         (respond(HEAD_100 + b"x", end="close"), "protocol", 200),
@@ -454,17 +461,18 @@ def test_fetch_one_returns_failures_and_the_session_stays_usable(server):
     try:
         for behaviour, kind, status in faults:
             with FaultServer(behaviour) as fault:
-                failed = fetch_one(session, make_job(fault.url()), settings)
+                failed = fetch(fault.url())
             assert failed.ok is False
             assert failed.error_kind == kind
             assert failed.status == status
             assert failed.error_message
-            after = fetch_one(session, make_job(server.url("/after")), settings)
+            after = fetch(server.url("/after"))
             assert after.ok is True, after
             assert after.bytes == len(b"body of /after\n")
-        refused = fetch_one(session, make_job(f"http://127.0.0.1:{closed_port()}/"), settings)
+        refused = fetch(f"http://127.0.0.1:{closed_port()}/")
         assert refused.error_kind == "connect"
         assert refused.status is None
     finally:
-        session.close()
+        pool.close_all()
+    assert len(pool.sessions) == 1
     assert server.connections == 1  # the good host's kept-alive connection survived every fault

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from werkzeug import Request, Response
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
+from fetcher.http.request import EffectiveRequest
 from fetcher.http.session import make_session
 from fetcher.settings import Settings
 
@@ -61,7 +63,7 @@ def through(kind: str, settings: Settings, calls: list[tuple[str, str, dict[str,
         if kind == "request":
             response = session.request(method, url, stream=True, timeout=(5, 5), **options)
         else:
-            response = session.fetch(method, url, timeout=(5, 5), **options)
+            response = session.fetch(EffectiveRequest(method, url, **options), timeout=(5, 5))
         with response:
             final = response.request
             observed.append(
@@ -143,8 +145,8 @@ def test_command_line_cookies_and_cookies_set_by_redirect_hops(httpserver, recor
     here = httpserver.url_for("/redirect-here")
     away = httpserver.url_for("/redirect-away")
     calls = [
-        ("GET", here, {"cookies": host_cookies(settings.cookies, here)}),
-        ("GET", away, {"cookies": host_cookies(settings.cookies, away)}),
+        ("GET", here, {"cookies": host_cookies(settings.cookies, urlsplit(here))}),
+        ("GET", away, {"cookies": host_cookies(settings.cookies, urlsplit(away))}),
         ("GET", httpserver.url_for("/after"), {}),
     ]
     seen, _, cookies = same_either_way(settings, calls, recording)

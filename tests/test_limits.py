@@ -9,9 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from fetcher.http.deadline import Deadline
+from fetcher.http.task import Task
 from fetcher.input.reader import Job
 from fetcher.results import Result
-from fetcher.run.scheduler import Scheduler, Task
+from fetcher.run.scheduler import Scheduler
 from tests.conftest import invoke
 from tests.servers import serving
 
@@ -367,7 +369,7 @@ def test_a_retry_that_runs_out_of_time_while_its_host_is_paused_is_handed_out_at
     scheduler.put(task(0))
     scheduler.put(task(1))
     first, second = scheduler.take(), scheduler.take()
-    first.deadline, first.last = clock.now + 1.5, Result(job=first.job)
+    first.max_time, first.last = Deadline(clock.now + 1.5, 1.5), Result(job=first.job)
     scheduler.finish(first, retry_in=0.5)
     scheduler.finish(second, pause=10.0)
     clock.now += 1.0

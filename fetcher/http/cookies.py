@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from http.cookiejar import Cookie, CookieJar, CookiePolicy
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
 from requests.cookies import RequestsCookieJar, create_cookie
 
@@ -188,14 +188,13 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
     return len(cookies)
 
 
-def host_cookies(pairs: tuple[tuple[str, str], ...], url: str) -> RequestsCookieJar:
+def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> RequestsCookieJar:
     """Command-line cookies bound to url's host, and to https when url is https, so that a
     redirect to another host, or from https to http, never carries them."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    host = (url.hostname or "").lower()
     # http.cookiejar knows a host without a dot (localhost) as host.local.
     domain = host if "." in host else f"{host}.local"
-    secure = parts.scheme == "https"
+    secure = url.scheme == "https"
     jar = RequestsCookieJar()
     for name, value in pairs:
         cookie = create_cookie(  # type: ignore[no-untyped-call]

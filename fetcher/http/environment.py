@@ -6,6 +6,7 @@ server (measured with cProfile: getproxies_environment alone was 24%). Sessions 
 ``trust_env`` off and get the same answers from this object: the proxies and NO_PROXY decision
 per origin, the netrc credentials per host, and REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, each
 computed once and cached (bounded, so that a list of a million hosts stays flat in memory).
+Its methods take a URL already split (``urllib.parse.urlsplit``): the caller splits it once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
 
 from requests.utils import get_environ_proxies, get_netrc_auth, should_bypass_proxies
 
@@ -29,20 +30,17 @@ class Environment:
         self._bypass = lru_cache(CACHE_SIZE)(self._origin_bypass)
         self._netrc = lru_cache(CACHE_SIZE)(self._host_netrc)
 
-    def bypasses_proxy(self, url: str) -> bool:
+    def bypasses_proxy(self, url: SplitResult) -> bool:
         """Whether NO_PROXY covers url."""
-        parts = urlsplit(url)
-        return self._bypass(parts.scheme, parts.netloc)
+        return self._bypass(url.scheme, url.netloc)
 
-    def proxies_for(self, url: str) -> dict[str, str]:
+    def proxies_for(self, url: SplitResult) -> dict[str, str]:
         """The *_PROXY proxies for url, {} when NO_PROXY covers it: what requests would merge."""
-        parts = urlsplit(url)
-        return self._proxies(parts.scheme, parts.netloc)
+        return self._proxies(url.scheme, url.netloc)
 
-    def netrc_auth(self, url: str) -> tuple[str, str] | None:
+    def netrc_auth(self, url: SplitResult) -> tuple[str, str] | None:
         """The .netrc credentials for url's host, as requests would find them."""
-        parts = urlsplit(url)
-        return self._netrc(parts.scheme, parts.hostname or "")
+        return self._netrc(url.scheme, url.hostname or "")
 
     @staticmethod
     def _origin_proxies(scheme: str, netloc: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""When to try a URL again, and how long to wait first.
+"""The retry policy: whether to try a URL again, how long to wait first, and when a host asked
+every client to wait. Pure functions of an attempt's outcome and the settings.
 
 Retries live here rather than in urllib3's ``Retry`` because the record must say how many
 attempts the server saw (also when the last one raised), a ``Retry-After`` must be capped by
@@ -19,6 +20,8 @@ from fetcher.settings import Settings
 RETRY_KINDS = frozenset(
     {ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.READ_TIMEOUT, ErrorKind.PROTOCOL}
 )
+# Statuses whose Retry-After pauses the whole host, not only the URL that received it.
+HOST_PAUSE_STATUSES = frozenset({429, 503})
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -60,3 +63,28 @@ def retry_wait(attempt: int, retry_after: float | None, settings: Settings) -> f
         return min(retry_after, settings.max_retry_wait)
     base = settings.backoff * (2 ** (attempt - 1))
     return float(min(base * random.uniform(0.5, 1.5), settings.max_retry_wait))
+
+
+def retry_in(
+    result: Result,
+    attempt: int,
+    method: str,
+    retry_after: float | None,
+    settings: Settings,
+    time_left: float | None = None,
+) -> float | None:
+    """Seconds until the next attempt, or None if there is to be none: when result deserves
+    one (should_retry) and its wait ends with time_left to spare (seconds to the URL's
+    --max-time deadline; None without one): no attempt is started that could not finish."""
+    if not should_retry(result, attempt, method, settings):
+        return None
+    wait = retry_wait(attempt, retry_after, settings)
+    return wait if time_left is None or wait < time_left else None
+
+
+def host_pause(result: Result, retry_after: float | None, settings: Settings) -> float | None:
+    """Seconds (capped by --max-retry-wait) that the host asked every client to wait: the
+    Retry-After of a 429 or 503. None otherwise."""
+    if retry_after is None or result.status not in HOST_PAUSE_STATUSES:
+        return None
+    return min(retry_after, settings.max_retry_wait)

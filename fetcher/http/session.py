@@ -7,12 +7,8 @@ Everything a session needs is set here, from Settings, so that every worker's is
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-import time
 import warnings
-from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -28,56 +24,10 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.cookies import BoundedCookieJar, copy_into
+from fetcher.http.deadline import DeadlineHTTPPool, DeadlineHTTPSPool
 from fetcher.http.environment import Environment
+from fetcher.http.request import EffectiveRequest, form_content_type
 from fetcher.settings import Settings
-
-# The --max-time deadline of the request the calling thread is making, if any.
-request_deadline = threading.local()
-
-
-class _DeadlineMixin:
-    """Cuts the connection when the URL's deadline passes while the status line and headers are
-    still arriving: per-read timeouts cannot bound a server that drips them."""
-
-    sock: socket.socket | None
-
-    def getresponse(self, *args: object, **kwargs: object) -> object:
-        deadline = getattr(request_deadline, "value", None)
-        if deadline is None:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        cut = threading.Event()
-        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._cut, (cut,))
-        timer.daemon = True
-        timer.start()
-        try:
-            response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            timer.cancel()
-        if cut.is_set():  # the EOF it caused may have looked like the end of the headers
-            response.close()
-            raise FetchError("--max-time reached", ErrorKind.MAX_TIME)
-        return response
-
-    def _cut(self, cut: threading.Event) -> None:
-        cut.set()
-        with contextlib.suppress(OSError, AttributeError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
-
-
-class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):  # type: ignore[misc]
-    pass
-
-
-class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
-    pass
-
-
-class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = DeadlineHTTPConnection  # type: ignore[assignment]
-
-
-class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]
 
 
 def content_length_problem(values: list[str]) -> str | None:
@@ -130,22 +80,10 @@ class FetcherSession(requests.Session):
         self._headers: CaseInsensitiveDict[str] | None = None
         self._following = True  # whether the request being sent follows redirects
 
-    def fetch(
-        self,
-        method: str,
-        url: str,
-        *,
-        data: bytes | None = None,
-        headers: Mapping[str, str | None] | None = None,
-        auth: tuple[str, str] | None = None,
-        cookies: CookieJar | None = None,
-        proxies: Mapping[str, str] | None = None,
-        verify: bool | str | None = None,
-        timeout: float | tuple[float, float] | Timeout | None = None,
-        allow_redirects: bool = True,
-    ) -> Response:
-        """``Session.request(..., stream=True)`` without its per-request merging: what requests
-        would merge is the same for every request of a session, so it is merged once.
+    def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
+        """Send request (``stream=True``) and follow its redirects as ``Session.request`` would,
+        without its per-request merging: what requests would merge is the same for every
+        request of a session, so it is merged once.
 
         Each step is requests' own (PreparedRequest.prepare_*, Session.send with its redirect,
         credential-stripping and cookie code); what is skipped is only what would come to the
@@ -155,38 +93,43 @@ class FetcherSession(requests.Session):
         which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
+        prepared = self._prepare(request)
+        # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
+        self._following = request.follow_redirects
+        proxies = request.proxies or {}
+        return self.send(
+            prepared,
+            timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
+            allow_redirects=request.follow_redirects,
+            proxies={k: v for k, v in proxies.items() if v is not None},
+            stream=True,
+            verify=request.verify if request.verify is not None else self.verify,
+            cert=self.cert,
+        )
+
+    def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
-        prepared.prepare_method(method)
-        prepared.prepare_url(url, None)
-        if headers:
+        prepared.prepare_method(request.method)
+        prepared.prepare_url(request.url, None)
+        if request.headers:
             merged = merge_setting(  # type: ignore[no-untyped-call]
-                headers, self.headers, dict_class=CaseInsensitiveDict
+                request.headers, self.headers, dict_class=CaseInsensitiveDict
             )
             prepared.prepare_headers(merged)
         else:
             prepared.headers = self._session_headers().copy()
-        if cookies or self.cookies:
+        if request.cookies or self.cookies:
             # A bounded jar: requests builds the Cookie header, and each redirect's, from it.
             jar = merge_cookies(  # type: ignore[no-untyped-call]
                 merge_cookies(BoundedCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
-                cookies or {},
+                request.cookies or {},
             )
             prepared.prepare_cookies(jar)
         else:
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
-        prepared.prepare_body(data or {}, None, None)
-        prepared.prepare_auth(auth if auth is not None else self.auth, url)
-        # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
-        self._following = allow_redirects
-        return self.send(
-            prepared,
-            timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
-            allow_redirects=allow_redirects,
-            proxies={k: v for k, v in (proxies or {}).items() if v is not None},
-            stream=True,
-            verify=verify if verify is not None else self.verify,
-            cert=self.cert,
-        )
+        prepared.prepare_body(request.data or {}, None, None)
+        prepared.prepare_auth(request.auth if request.auth is not None else self.auth, request.url)
+        return prepared
 
     def _session_headers(self) -> CaseInsensitiveDict[str]:
         """The session's headers as PreparedRequest.prepare_headers leaves them, made once."""
@@ -218,9 +161,9 @@ class FetcherSession(requests.Session):
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
-        # The parent stripped Authorization if the host changed; .netrc may have credentials
-        # for the new host, which requests looks up there when it trusts the environment.
-        new_auth = self.environment.netrc_auth(prepared_request.url or "")
+        # The parent stripped Authorization if the origin changed (should_strip_auth); .netrc may
+        # have credentials for the new host, which requests looks up when it trusts the environment.
+        new_auth = self.environment.netrc_auth(urlsplit(prepared_request.url or ""))
         if new_auth is not None:
             prepared_request.prepare_auth(new_auth)
 
@@ -228,12 +171,11 @@ class FetcherSession(requests.Session):
         self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
         merged = dict(proxies or {})
-        url = prepared_request.url or ""
-        scheme = urlsplit(url).scheme
+        url = urlsplit(prepared_request.url or "")
         environ = self.environment.proxies_for(url)
-        proxy = environ.get(scheme, environ.get("all"))
+        proxy = environ.get(url.scheme, environ.get("all"))
         if proxy:
-            merged.setdefault(scheme, proxy)
+            merged.setdefault(url.scheme, proxy)
         rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
             prepared_request, merged
         )
@@ -247,8 +189,7 @@ def make_session(
     environment = environment or Environment()
     session = FetcherSession(environment)
     session.headers["User-Agent"] = settings.user_agent
-    if settings.data is not None:
-        session.headers["Content-Type"] = "application/x-www-form-urlencoded"  # as curl -d
+    session.headers.update(form_content_type(settings.data))  # -H below may change or remove it
     for name, value in settings.headers:
         session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
     session.max_redirects = settings.max_redirects
@@ -262,7 +203,7 @@ def make_session(
     if cookies is not None:
         copy_into(cookies, session.cookies)
     # One thread uses a session at a time, so one connection per host is all it can use; no
-    # retries here: fetch_one retries, counts attempts and honours the deadline itself.
+    # retries here: fetcher.http.fetch retries, counts attempts and honours the deadline.
     adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
         "http": DeadlineHTTPPool,

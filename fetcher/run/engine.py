@@ -25,10 +25,11 @@ from typing import Protocol
 from fetcher.errors import ErrorKind
 from fetcher.http.classify import classify, describe
 from fetcher.http.fetch import Attempt, Fetcher
+from fetcher.http.task import Task
 from fetcher.input.reader import Job
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result, host_of
-from fetcher.run.scheduler import Scheduler, Task
+from fetcher.run.scheduler import Scheduler
 from fetcher.run.signals import hard_exit
 from fetcher.settings import Settings
 from fetcher.status import ExitStatus

@@ -35,12 +35,12 @@ from fetcher.errors import ErrorKind
 from fetcher.http.cookies import copy_into
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
+from fetcher.http.task import Task
 from fetcher.input.reader import InputReader, Job
 from fetcher.output.paths import host_folder, name_parts
 from fetcher.redact import LOG_FORMAT, RedactingFormatter
 from fetcher.results import Result, host_of
 from fetcher.run.engine import Handler, Run
-from fetcher.run.scheduler import Task
 from fetcher.settings import Settings
 from fetcher.status import ExitStatus
 

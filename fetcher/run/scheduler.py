@@ -21,23 +21,9 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fetcher.input.reader import Job
-from fetcher.results import Result
+from fetcher.http.task import Task
 
 RATE_MARGIN = 1.01
-
-
-@dataclass(slots=True)
-class Task:
-    """A job on its way through attempts: what a retry needs to carry to the next worker."""
-
-    job: Job
-    host: str
-    attempt: int = 0
-    started: float | None = None  # perf_counter() at the first attempt
-    deadline: float | None = None  # monotonic() deadline from --max-time
-    last: Result | None = None  # the previous attempt's result, while a retry is pending
-    due: float | None = None  # clock() time its retry is due, while a retry is pending
 
 
 @dataclass(slots=True)

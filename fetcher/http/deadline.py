@@ -1,0 +1,134 @@
+"""A URL's --max-time deadline: when it runs out, the error it raises, the urllib3 timeout it
+bounds, and the connections that cut a server dripping its headers when it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.util import Timeout
+
+from fetcher.errors import ErrorKind, FetchError
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The instant (on ``time.monotonic()``) by which a URL must be done, all attempts
+    included, and the --max-time it came from (for the message)."""
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def start(cls, seconds: float | None) -> Deadline | None:
+        """The deadline seconds from now; None without a --max-time."""
+        return cls(time.monotonic() + seconds, seconds) if seconds else None
+
+    def remaining(self) -> float:
+        """Seconds left; zero or less once it has passed."""
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    @property
+    def message(self) -> str:
+        return f"--max-time of {self.seconds:g} s reached"
+
+    def error(self) -> FetchError:
+        """The error of a request that the deadline cut (kind ``max_time``)."""
+        return FetchError(self.message, ErrorKind.MAX_TIME)
+
+    def timeout(self, connect: float, read: float) -> Timeout:
+        """A urllib3 Timeout that never waits past the deadline.
+
+        urllib3 clones the timeout for every request it sends, redirects included, so each
+        clone takes the time left at that moment; past the deadline no new request is started.
+        """
+        return _BoundedTimeout(connect, read, self)
+
+
+class _BoundedTimeout(Timeout):
+    def __init__(self, connect: float, read: float, deadline: Deadline) -> None:
+        super().__init__(connect=connect, read=read)
+        self.deadline = deadline
+
+    def clone(self) -> Timeout:
+        remaining = self.deadline.remaining()
+        if remaining <= 0:
+            raise self.deadline.error()
+        return Timeout(
+            connect=min(float(self._connect), remaining),  # type: ignore[arg-type]
+            read=min(float(self._read), remaining),  # type: ignore[arg-type]
+        )
+
+
+class _ThreadDeadline(threading.local):
+    deadline: Deadline | None = None
+
+
+# The deadline of the request the calling thread is sending, for its connection to read while
+# the status line and headers arrive: urllib3 passes a connection no Timeout object.
+_current = _ThreadDeadline()
+
+
+@contextlib.contextmanager
+def applied(deadline: Deadline | None) -> Iterator[None]:
+    """Within the block, the calling thread's requests are cut when deadline passes while
+    their headers arrive (see DeadlineHTTPPool)."""
+    _current.deadline = deadline
+    try:
+        yield
+    finally:
+        _current.deadline = None
+
+
+class _DeadlineMixin:
+    """Cuts the connection when the deadline passes while the status line and headers are
+    still arriving: per-read timeouts cannot bound a server that drips them."""
+
+    sock: socket.socket | None
+
+    def getresponse(self, *args: object, **kwargs: object) -> object:
+        deadline = _current.deadline
+        if deadline is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        cut = threading.Event()
+        timer = threading.Timer(max(0.0, deadline.remaining()), self._cut, (cut,))
+        timer.daemon = True
+        timer.start()
+        try:
+            response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            timer.cancel()
+        if cut.is_set():  # the EOF it caused may have looked like the end of the headers
+            response.close()
+            raise deadline.error()
+        return response
+
+    def _cut(self, cut: threading.Event) -> None:
+        cut.set()
+        with contextlib.suppress(OSError, AttributeError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+
+class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):  # type: ignore[misc]
+    pass
+
+
+class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
+    pass
+
+
+class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = DeadlineHTTPConnection  # type: ignore[assignment]
+
+
+class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]

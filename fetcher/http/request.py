@@ -1,0 +1,83 @@
+"""The effective request of a URL: what is sent for it, worked out once from its Job, the
+Settings and the Environment, and the same at every attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from http.cookiejar import CookieJar
+from urllib.parse import SplitResult, urlsplit
+
+from fetcher.http.cookies import host_cookies
+from fetcher.http.environment import Environment
+from fetcher.input.reader import Job
+from fetcher.settings import Settings
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"  # what curl -d sends
+
+Headers = Iterable[tuple[str, str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveRequest:
+    """One URL's request, on top of what its worker's Session carries for every request (the
+    run's headers, -u, the CA bundle). A None field means the session's."""
+
+    method: str
+    url: str
+    data: bytes | None = None
+    headers: Mapping[str, str | None] | None = None  # added to the session's; None removes one
+    auth: tuple[str, str] | None = None  # .netrc's for this host, when -u was not given
+    cookies: CookieJar | None = None  # -b cookies, bound to this URL's host (and https)
+    proxies: Mapping[str, str | None] | None = None
+    verify: bool | str | None = None
+    follow_redirects: bool = True
+
+
+def form_content_type(data: bytes | None, *given: Headers) -> dict[str, str]:
+    """curl -d's Content-Type for a body sent when no header list in given names one; else {}."""
+    if data is None or any(name.lower() == "content-type" for h in given for name, _ in h):
+        return {}
+    return {"Content-Type": FORM_CONTENT_TYPE}
+
+
+def effective_request(job: Job, settings: Settings, environment: Environment) -> EffectiveRequest:
+    """job's request under settings, with what requests would have read from the environment
+    for its URL (proxies, .netrc) taken from the run's Environment. The URL is split once."""
+    url = urlsplit(job.target)
+    data = job.data if job.data is not None else settings.data
+    proxies = _proxies(url, settings, environment)
+    return EffectiveRequest(
+        method=settings.method_for(job.method, data),
+        url=job.target,
+        data=data,
+        headers=_job_headers(job, settings),
+        auth=environment.netrc_auth(url) if settings.auth is None else None,
+        cookies=host_cookies(settings.cookies, url) if settings.cookies else None,
+        proxies=proxies or None,
+        # No TLS at all: a CA bundle path would only cost requests a stat() per request.
+        verify=True if _without_tls(job.target, proxies) else None,
+        follow_redirects=settings.follow_redirects,
+    )
+
+
+def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
+    """The job's own headers (jsonl, csv), with -d's Content-Type for a body of its own: the
+    session carries the run's headers, and the Content-Type of a body given with -d."""
+    headers: dict[str, str | None] = dict(job.headers)
+    if settings.data is None:
+        headers.update(form_content_type(job.data, settings.headers, job.headers))
+    return headers or None
+
+
+def _proxies(url: SplitResult, settings: Settings, environment: Environment) -> dict[str, str]:
+    if settings.proxy is None:
+        return environment.proxies_for(url)
+    if environment.bypasses_proxy(url):
+        return {}  # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY
+    return {"http": settings.proxy, "https": settings.proxy}
+
+
+def _without_tls(target: str, proxies: Mapping[str, str]) -> bool:
+    return target.startswith("http:") and not proxies.get("http", "").startswith("https:")

@@ -1,0 +1,34 @@
+"""A URL on its way through its attempts: what a retry carries to the next worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fetcher.input.reader import Job
+from fetcher.results import Result
+
+if TYPE_CHECKING:  # only annotations: the scheduler imports Task without urllib3
+    from fetcher.http.deadline import Deadline
+    from fetcher.http.request import EffectiveRequest
+
+
+@dataclass(slots=True)
+class Task:
+    """A job and the state of its attempts. The first attempt (fetcher.http.fetch) sets
+    ``started``, ``max_time`` and ``request``; later attempts reuse them."""
+
+    job: Job
+    host: str
+    attempt: int = 0
+    started: float | None = None  # perf_counter() at the first attempt
+    max_time: Deadline | None = None  # --max-time, counted from the first attempt
+    request: EffectiveRequest | None = None  # what every attempt sends
+    last: Result | None = None  # the previous attempt's result, while a retry is pending
+    due: float | None = None  # clock() time its retry is due, while a retry is pending
+
+    @property
+    def deadline(self) -> float | None:
+        """When --max-time runs out, on ``time.monotonic()``: what the scheduler compares with
+        its clock. None without a --max-time, or before the first attempt."""
+        return None if self.max_time is None else self.max_time.at
