@@ -6,6 +6,8 @@ import gzip
 import json
 import os
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -13,13 +15,14 @@ import threading
 import time
 import zlib
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from werkzeug import Request, Response
 
 from fetcher import __version__
 from tests.conftest import ROOT, clean_env, invoke
-from tests.servers import FaultServer, counting_server, read_request
+from tests.servers import FaultServer, counting_server, read_request, serving
 
 
 def records(text: str) -> list[dict]:
@@ -545,6 +548,63 @@ def test_credentials_are_not_forwarded_from_https_to_http(httpserver, tmp_path):
         thread.join()
     assert record["ok"] is True and record["final_url"] == target
     headers = landing.requests[0].headers
+    assert headers["X-Keep"] == "yes"
+    for name in ("Authorization", "Cookie", "Proxy-Authorization"):
+        assert name not in headers, name
+
+
+class BothSchemes(ThreadingHTTPServer):
+    """One port that speaks TLS to a client that opens with a TLS handshake and plain HTTP to
+    one that does not, so that an https URL can redirect to one that differs in scheme only.
+    Records (path, over TLS, headers) of every request; /start redirects to http /landing."""
+
+    daemon_threads = True
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _BothSchemesHandler)
+        self.context = context
+        self.seen: list[tuple[str, bool, dict[str, str]]] = []
+
+    def finish_request(self, request, client_address):
+        request.settimeout(10)
+        if request.recv(1, socket.MSG_PEEK) != b"\x16":  # not a TLS handshake record
+            super().finish_request(request, client_address)
+            return
+        with self.context.wrap_socket(request, server_side=True) as tls:
+            super().finish_request(tls, client_address)
+
+
+class _BothSchemesHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):  # noqa: N802
+        tls = isinstance(self.connection, ssl.SSLSocket)
+        self.server.seen.append((self.path, tls, dict(self.headers)))
+        port = self.server.server_address[1]
+        self.send_response(302 if self.path == "/start" else 200)
+        if self.path == "/start":
+            self.send_header("Location", f"http://127.0.0.1:{port}/landing")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_credentials_are_not_forwarded_from_https_to_http_on_the_same_host_and_port(tmp_path):
+    """Only the scheme changes: neither a new host nor a new port (on which requests strips
+    Authorization anyway) can be what keeps the credentials from the plain-text hop."""
+    from tests.tls_proxy_servers import make_certificates
+
+    certs = make_certificates(tmp_path)
+    with serving(BothSchemes(certs.server_context())) as server:
+        port = server.server_address[1]
+        args = ["--format", "jsonl", "--cacert", str(certs.ca_pem), *SECRET_ARGS]
+        record = only(invoke([*args, f"https://127.0.0.1:{port}/start"]))
+    assert record["ok"] is True and record["final_url"] == f"http://127.0.0.1:{port}/landing"
+    (start, start_tls, sent), (landing, landing_tls, headers) = server.seen
+    assert (start, start_tls, landing, landing_tls) == ("/start", True, "/landing", False)
+    assert sent["Authorization"].startswith("Basic ") and "session=cookie1" in sent["Cookie"]
     assert headers["X-Keep"] == "yes"
     for name in ("Authorization", "Cookie", "Proxy-Authorization"):
         assert name not in headers, name
