@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import ssl
+import subprocess
+import sys
 
 import pytest
 import trustme
@@ -18,7 +20,7 @@ from fetcher.http.session import SessionPool
 from fetcher.http.task import Task
 from fetcher.input.reader import Job
 from fetcher.settings import MAX_LINE_BYTES, Settings
-from tests.conftest import invoke
+from tests.conftest import clean_env, invoke
 from tests.servers import (
     FaultServer,
     closed_port,
@@ -207,6 +209,30 @@ def test_dns_failure(server):
     assert_failed(records[bad], "dns")
     assert "Name or service not known" in records[bad]["error"]["message"]
     assert_ok(records[server.url("/fine")])
+
+
+# A name the system's resolver fails for real without sending a packet: each label has the
+# most DNS allows (63 bytes) but the name is longer than its 255 in all, so the C library
+# refuses it before it builds a query (strace shows glibc open no inet socket for it, where
+# it sends "x.invalid" to the nameserver of resolv.conf). And fetcher runs in a network
+# namespace of its own, whose only interface is a loopback that is down, so even a resolver
+# that did try could send nothing off this machine.
+UNRESOLVABLE = ".".join(["a" * 63] * 4) + ".invalid"
+
+
+def test_dns_failure_from_the_real_resolver():
+    isolated = ["unshare", "--net", "--"]
+    if subprocess.run([*isolated, "true"], capture_output=True, check=False).returncode != 0:
+        pytest.fail("needs 'unshare --net' (root) to resolve with no way off the machine")
+    url = f"http://{UNRESOLVABLE}/"
+    args = [sys.executable, "-m", "fetcher", "--format", "jsonl", "-q", "--retries", "0", url]
+    done = subprocess.run(
+        [*isolated, *args], capture_output=True, timeout=60, env=clean_env(), check=False
+    )
+    assert done.returncode == 3, done.stderr  # all failed
+    [record] = [json.loads(line) for line in done.stdout.splitlines()]
+    assert_failed(record, "dns")
+    assert "Name or service not known" in record["error"]["message"]  # the resolver's own word
 
 
 def test_connection_refused(server):
