@@ -8,7 +8,6 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import urllib3
@@ -78,15 +77,10 @@ class _ThreadDeadline(threading.local):
 _current = _ThreadDeadline()
 
 
-@contextlib.contextmanager
-def applied(deadline: Deadline | None) -> Iterator[None]:
-    """Within the block, the calling thread's requests are cut when deadline passes while
-    their headers arrive (see DeadlineHTTPPool)."""
+def set_thread_deadline(deadline: Deadline | None) -> None:
+    """Until the next call, the calling thread's requests are cut when deadline passes while
+    their headers arrive (see DeadlineHTTPPool); None: never."""
     _current.deadline = deadline
-    try:
-        yield
-    finally:
-        _current.deadline = None
 
 
 class _DeadlineMixin:

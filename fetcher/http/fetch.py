@@ -18,7 +18,7 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe
-from fetcher.http.deadline import Deadline, applied
+from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.request import EffectiveRequest, effective_request
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
@@ -79,11 +79,12 @@ class Fetcher:
             retry_in(result, task.attempt, request.method, retry_after, settings, time_left),
             host_pause(result, retry_after, settings),
         )
-        url = redact_url(request.url)
-        if outcome.retry_in is not None:
-            log.info("retrying %s in %.2f s after %s", url, outcome.retry_in, _outcome(result))
-        else:
-            log.info("%s %s", _outcome(result), url)
+        if log.isEnabledFor(logging.INFO):  # -v: not worth a redaction per URL otherwise
+            url, said = redact_url(request.url), _outcome(result)
+            if outcome.retry_in is not None:
+                log.info("retrying %s in %.2f s after %s", url, outcome.retry_in, said)
+            else:
+                log.info("%s %s", said, url)
         return outcome
 
 
@@ -120,8 +121,9 @@ def _attempt(
         timeout = (settings.connect_timeout, settings.read_timeout)
     else:
         timeout = deadline.timeout(settings.connect_timeout, settings.read_timeout)
+    set_thread_deadline(deadline)  # for the header phase, which per-read timeouts miss
     try:
-        with applied(deadline), session.fetch(request, timeout) as response:
+        with session.fetch(request, timeout) as response:
             retry_after = _read(response, result, request, task, settings, bodies)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
@@ -132,6 +134,8 @@ def _attempt(
         last = getattr(exc, "response", None)
         if isinstance(exc, requests.TooManyRedirects) and last is not None:
             result.redirects = len(last.history)  # the redirects actually followed
+    finally:
+        set_thread_deadline(None)
     if result.error_kind is None and result.status is not None:
         result.ok = result.status in settings.ok_status
         if not result.ok:

@@ -65,6 +65,8 @@ def effective_request(job: Job, settings: Settings, environment: Environment) ->
 def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
     """The job's own headers (jsonl, csv), with -d's Content-Type for a body of its own: the
     session carries the run's headers, and the Content-Type of a body given with -d."""
+    if not job.headers and job.data is None:
+        return None  # the common case, on the path of every URL
     headers: dict[str, str | None] = dict(job.headers)
     if settings.data is None:
         headers.update(form_content_type(job.data, settings.headers, job.headers))
