@@ -27,7 +27,7 @@ from fetcher.http.cookies import (
 )
 from fetcher.http.fetch import fetch_one
 from fetcher.http.session import close_session, make_session
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.options import MAX_DATA_FILE_BYTES
 from fetcher.settings import Settings
 from tests.conftest import invoke

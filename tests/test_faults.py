@@ -15,7 +15,7 @@ import trustme
 
 from fetcher.http.fetch import fetch_one
 from fetcher.http.session import make_session
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.settings import MAX_LINE_BYTES, Settings
 from tests.conftest import invoke
 from tests.servers import (

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 from fetcher.run.scheduler import Scheduler, Task
 from tests.conftest import invoke

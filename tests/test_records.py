@@ -18,7 +18,7 @@ import pytest
 
 from fetcher.errors import ErrorKind
 from fetcher.input.formats import MAX_JSON_DEPTH
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.output.records import CsvFormatter, format_jsonl, format_jsonl_with_body
 from fetcher.results import Result
 from tests.conftest import ROOT, clean_env, invoke

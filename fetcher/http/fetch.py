@@ -21,7 +21,7 @@ from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
 from fetcher.http.retry import parse_retry_after, retry_wait, should_retry
 from fetcher.http.session import FetcherSession, SessionPool, request_deadline
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies, BodyOutput
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result, host_of

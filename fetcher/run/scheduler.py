@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 
 RATE_MARGIN = 1.01
