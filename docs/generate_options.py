@@ -37,7 +37,8 @@ length: [usage.md](usage.md).
 
 def _import_command() -> click.Command:
     # This checkout's fetcher, whatever an editable install elsewhere points at.
-    sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
     from fetcher.cli import main
 
     return main
