@@ -214,7 +214,8 @@ class FakeClock:
 
 
 def task(n: int, host: str = "a") -> Task:
-    return Task(Job(n, f"http://{host}/{n}", f"http://{host}/{n}", n + 1, b""), host)
+    url = f"http://{host}/{n}"
+    return Task(Job(seq=n, url=url, target=url, line=n + 1, raw=b""), host)
 
 
 def test_scheduler_serves_hosts_in_turn_and_skips_a_saturated_one():
@@ -251,7 +252,7 @@ def test_scheduler_spaces_starts_under_the_rate(rate):
         scheduler.put(task(n))
     starts = []
     while len(starts) < count:
-        taken = scheduler._eligible(clock.now)[0]  # what take() returns, without blocking
+        taken = scheduler.take(block=False)
         if taken is None:
             clock.now += 0.001
             continue
