@@ -3,6 +3,7 @@
     python bench/run.py                      # every scenario, full size, 3 repetitions
     python bench/run.py --quick              # smoke run: scale 0.05, 1 repetition
     python bench/run.py --scenarios A,B --repeat 3 --scale 0.1
+    python bench/run.py --base /work/wt-base/.venv/bin/fetcher   # this fetcher next to another
 
 Why it is built this way:
 - Every client runs on the same URL list at the same concurrency, one after another inside each
@@ -12,6 +13,9 @@ Why it is built this way:
   from its ``ru_maxrss``, connections and requests from the server's own counters. No client
   reports on itself, so none can flatter itself, and the server's request count checks that each
   client really fetched every URL.
+- ``--base`` measures a second fetcher executable (another commit's, in its own venv) in the
+  same way, each run next to the same run of this one, so a change can be judged by the ratio
+  of the two within one run rather than against a table made on another day.
 - The servers are local (loopback only), started in temporary folders on free ports, and removed
   at the end; every run has a time limit, so the bench always stops by itself.
 
@@ -85,7 +89,13 @@ FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP = (
     "aiohttp",
 )
 ALL_TOOLS = (FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP)
-TO_DISK = {FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL}
+# With --base: the same fetcher rows run with the other executable, each beside its counterpart.
+FETCHER_BASE, FETCHER_P_BASE = f"{FETCHER} (base)", f"{FETCHER_P} (base)"
+BASE_OF = {FETCHER: FETCHER_BASE, FETCHER_P: FETCHER_P_BASE}
+FETCHERS = (FETCHER, FETCHER_P, FETCHER_BASE, FETCHER_P_BASE)
+TO_DISK = {*FETCHERS, CURL_PARALLEL, XARGS_CURL}
+# What the base ratios aim at: no worse than before, within the machine's noise.
+NO_WORSE, NO_BIGGER = "≈ 1x or more (no worse)", "≈ 1x or less (no worse)"
 
 
 @dataclass
@@ -132,6 +142,7 @@ class Bench:
     env: dict[str, str]
     fetcher: str
     tools: list[str]
+    base: str | None = None  # --base: the other fetcher executable, measured beside this one
     wrk: str | None = None  # the C client that calibrates the latency server, when installed
     rows: dict[tuple[str, str, int | None], Row] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
@@ -144,6 +155,29 @@ class Bench:
         if key not in self.rows:
             self.rows[key] = Row(scenario, tool, urls, workers, unit)
         return self.rows[key]
+
+    def executable(self, tool: str) -> str:
+        """The fetcher command that runs tool's rows: --base's for the base rows."""
+        if tool in (FETCHER_BASE, FETCHER_P_BASE):
+            assert self.base is not None
+            return self.base
+        return self.fetcher
+
+    def fetchers(self, rep: int) -> list[str]:
+        """fetcher, and its base when --base is given, in the order of repetition rep."""
+        names = [FETCHER, FETCHER_BASE] if self.base else [FETCHER]
+        return names if rep % 2 == 0 else names[::-1]
+
+    def tools_in_order(self, rep: int) -> list[str]:
+        """The tools for repetition rep: each fetcher row beside its base row, the pair's
+        order swapped every other repetition, so that a drift in load favours neither."""
+        order = list(self.tools)
+        if rep % 2 == 1:
+            for tool, base in BASE_OF.items():
+                if base in order:
+                    at = order.index(tool)
+                    order[at], order[at + 1] = base, tool
+        return order
 
 
 # ---------------------------------------------------------------- environment and set-up
@@ -197,6 +231,42 @@ def version_of(argv: list[str]) -> str:
     return (done.stdout or done.stderr).splitlines()[0] if (done.stdout or done.stderr) else "?"
 
 
+def describe_fetcher(name: str, executable: str) -> str:
+    """A note naming which code an executable runs: its --version, and the checkout and commit
+    its fetcher package is imported from (an editable install runs whatever that checkout
+    holds, so the path and commit say more than the version)."""
+    version = version_of([executable, "--version"]).split()[-1]
+    found = f"{name} {version}: {executable}"
+    try:
+        with open(executable, "rb") as script:
+            shebang = script.readline().decode(errors="replace")
+    except OSError:
+        return found
+    if not shebang.startswith("#!"):
+        return found
+    # Run from "/" so that the current folder's own fetcher/ cannot shadow the installed one.
+    where = "import fetcher, os; print(os.path.dirname(os.path.dirname(fetcher.__file__)))"
+    source = one_line([*shebang[2:].split(), "-c", where], cwd="/")
+    if source is None:
+        return found
+    commit = one_line(["git", "-C", source, "rev-parse", "--short", "HEAD"])
+    changed = one_line(["git", "-C", source, "status", "--porcelain", "--untracked-files=no"])
+    if commit is None:
+        return f"{found}, code in {source}"
+    dirty = " with uncommitted changes" if changed else ""
+    return f"{found}, code in {source} at commit {commit}{dirty}"
+
+
+def one_line(argv: list[str], cwd: str | None = None) -> str | None:
+    """The first line argv prints, or None when it fails (or prints nothing)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=cwd)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.splitlines()
+    return lines[0].strip() if done.returncode == 0 and lines else None
+
+
 # ---------------------------------------------------------------- URL lists and commands
 
 
@@ -225,11 +295,12 @@ def command(
 ) -> tuple[list[str], Path | None]:
     """The argv and stdin file that make tool fetch the URLs in urls at concurrency workers."""
     j = str(workers)
-    if tool in (FETCHER, FETCHER_P):
+    if tool in FETCHERS:
         disk = ["-o", str(out_dir)] if out_dir is not None else []
-        if tool == FETCHER_P:
+        if tool in (FETCHER_P, FETCHER_P_BASE):
             disk += ["--processes", str(FETCHER_PROCESSES)]
-        return [bench.fetcher, "-q", "-j", j, "--format", "jsonl", "-i", str(urls), *disk], None
+        fetcher = bench.executable(tool)
+        return [fetcher, "-q", "-j", j, "--format", "jsonl", "-i", str(urls), *disk], None
     if tool == CURL_PARALLEL:
         config = curl_config(urls, out_dir)
         return ["curl", "--parallel", "--parallel-max", j, "-s", "-K", str(config)], None
@@ -302,23 +373,27 @@ def progress(label: str, sample: Sample, unit: str) -> None:
 def scenario_s(bench: Bench, static: Counted) -> None:
     """Start-up: what a shell one-liner pays before and after its one request."""
     log("S: start-up")
-    runs = STARTUP_RUNS
-    version = bench.row("S", "fetcher --version", 0, None, "")
-    one = bench.row("S", "fetcher, one URL", 1, None, "")
     url = static.url("/s/one")
-    argv_one = [bench.fetcher, "-q", "--format", "jsonl", url]
-    for _ in range(runs):
-        result, connections, requests = measured(
-            bench, static, [bench.fetcher, "--version"], limit=30
-        )
-        check(bench, "S fetcher --version", result, None, 0)
-        version.samples.append(Sample(result, 0, connections=connections, requests=requests))
-        result, connections, requests = measured(bench, static, argv_one, limit=30)
-        check(bench, "S one URL", result, requests, 1)
-        one.samples.append(Sample(result, 1, connections=connections, requests=requests))
-    for row in (version, one):
+    for index in range(STARTUP_RUNS):
+        for name in bench.fetchers(index):
+            fetcher = bench.executable(name)
+            version = bench.row("S", f"{name} --version", 0, None, "")
+            result, connections, requests = measured(
+                bench, static, [fetcher, "--version"], limit=30
+            )
+            check(bench, f"S {name} --version", result, None, 0)
+            version.samples.append(Sample(result, 0, connections=connections, requests=requests))
+            one = bench.row("S", f"{name}, one URL", 1, None, "")
+            argv_one = [fetcher, "-q", "--format", "jsonl", url]
+            result, connections, requests = measured(bench, static, argv_one, limit=30)
+            check(bench, f"S {name} one URL", result, requests, 1)
+            one.samples.append(Sample(result, 1, connections=connections, requests=requests))
+    for row in bench.rows.values():
+        if row.scenario == "S":
+            row.note = f"median of {len(row.samples)}"
+    for suffix in (" --version", ", one URL"):
+        row = bench.rows[("S", FETCHER + suffix, None)]
         walls = [sample.run.wall for sample in row.samples]
-        row.note = f"median of {len(walls)}"
         bench.targets.append(
             Target(
                 f"S: {row.tool}",
@@ -327,6 +402,10 @@ def scenario_s(bench: Bench, static: Counted) -> None:
                 statistics.median(walls) <= TARGET_STARTUP,
             )
         )
+        if bench.base:
+            base = bench.rows[("S", FETCHER_BASE + suffix, None)]
+            name = f"S: {row.tool} / {base.tool} wall s"
+            side_by_side(bench, name, NO_BIGGER, row, base, lambda sample: sample.run.wall)
 
 
 def scenario_a(bench: Bench, static: Counted) -> None:
@@ -336,7 +415,7 @@ def scenario_a(bench: Bench, static: Counted) -> None:
     log(f"A: {count:,} x 1 KiB at -j {A_WORKERS}")
     limit = 60 + count * 0.02
     for rep in range(bench.args.repeat):
-        for tool in bench.tools:
+        for tool in bench.tools_in_order(rep):
             argv, stdin = command(bench, tool, urls, count, A_WORKERS)
             result, connections, requests = measured(bench, static, argv, limit=limit, stdin=stdin)
             label = f"A {tool} rep {rep + 1}"
@@ -347,6 +426,8 @@ def scenario_a(bench: Bench, static: Counted) -> None:
     ratio_target(bench, "A", FETCHER, PLAIN, "req/s", TARGET_A_RATIO, "A: fetcher / plain req/s")
     ratio_target(bench, "A", FETCHER_P, PLAIN, "req/s", TARGET_A_RATIO,
                  f"A: {FETCHER_P} / plain req/s")  # fmt: skip
+    for tool in BASE_OF:
+        base_ratio(bench, "A", tool, A_WORKERS, "req/s")
 
 
 @dataclass
@@ -515,7 +596,7 @@ def scenario_b(bench: Bench) -> None:
             ideal = count * B_DELAY / workers
             log(f"B: {count:,} URLs x {B_DELAY * 1000:g} ms at -j {workers} (ideal {ideal:.2f} s)")
             for rep in range(bench.args.repeat):
-                for tool in bench.tools:
+                for tool in bench.tools_in_order(rep):
                     argv, stdin = command(bench, tool, urls, count, workers)
                     result, connections, requests = measured(
                         bench, latency, argv, limit=30 + ideal * 10, stdin=stdin
@@ -549,6 +630,7 @@ def scenario_b(bench: Bench) -> None:
                         statistics.median(efficiencies) >= goal if goal else None,
                     )
                 )
+                base_ratio(bench, "B", name, workers, "req/s")
 
 
 def scenario_c(bench: Bench, static: Counted) -> None:
@@ -560,7 +642,7 @@ def scenario_c(bench: Bench, static: Counted) -> None:
     out_dir = bench.work / "c-out"
     limit = 60 + volume / 5e6
     for rep in range(bench.args.repeat):
-        for tool in bench.tools:
+        for tool in bench.tools_in_order(rep):
             disk = tool in TO_DISK
             shutil.rmtree(out_dir, ignore_errors=True)
             out_dir.mkdir()
@@ -581,6 +663,8 @@ def scenario_c(bench: Bench, static: Counted) -> None:
     ratio_target(bench, "C", FETCHER, PLAIN, "MB/s", None, "C: fetcher (to disk) / plain MB/s")
     ratio_target(bench, "C", FETCHER_P, PLAIN, "MB/s", None,
                  f"C: {FETCHER_P} (to disk) / plain MB/s")  # fmt: skip
+    for tool in BASE_OF:
+        base_ratio(bench, "C", tool, C_WORKERS, "MB/s")
 
 
 def big_size(bench: Bench) -> int:
@@ -614,34 +698,30 @@ def scenario_d(bench: Bench, static: Counted) -> None:
     count = max(1, round(D_LINES * bench.args.scale))
     fetches = math.ceil(count / D_FETCH_EVERY)
     log(f"D: {count:,} lines on stdin ({fetches:,} fetched) at -j {D_WORKERS}")
-    argv = [bench.fetcher, "-q", "-j", str(D_WORKERS), "--format", "jsonl"]
-    row = bench.row("D", FETCHER, count, D_WORKERS, "lines/s")
-    halves: list[str] = []
-    flat: list[bool] = []
+    halves: dict[str, list[str]] = {}
+    flat: dict[str, list[bool]] = {}
     for rep in range(bench.args.repeat):
-        result, connections, requests = measured(
-            bench,
-            static,
-            argv,
-            limit=60 + count * 0.005,
-            stdin=d_lines(count, static),
-            sample_every=D_SAMPLE_EVERY,
-        )
-        label = f"D fetcher rep {rep + 1}"
-        check(bench, label, result, requests, fetches, ok_status=(1,))
-        sample = Sample(result, count, connections=connections, requests=requests)
-        row.samples.append(sample)
-        progress(label, sample, "lines/s")
-        middle = result.wall / 2
-        first = [rss for at, rss in result.rss if at < middle]
-        second = [rss for at, rss in result.rss if at >= middle]
-        if first and second:
-            halves.append(
-                f"{min(first) / 1e6:.0f}–{max(first) / 1e6:.0f} then "
-                f"{min(second) / 1e6:.0f}–{max(second) / 1e6:.0f}"
+        for tool in bench.fetchers(rep):
+            argv = [bench.executable(tool), "-q", "-j", str(D_WORKERS), "--format", "jsonl"]
+            result, connections, requests = measured(
+                bench,
+                static,
+                argv,
+                limit=60 + count * 0.005,
+                stdin=d_lines(count, static),
+                sample_every=D_SAMPLE_EVERY,
             )
-            flat.append(max(second) <= max(first) * FLAT_GROWTH + FLAT_SLACK)
-    row.note = f"RSS MB, 1st half then 2nd half: {'; '.join(halves)}"
+            label = f"D {tool} rep {rep + 1}"
+            check(bench, label, result, requests, fetches, ok_status=(1,))
+            sample = Sample(result, count, connections=connections, requests=requests)
+            row = bench.row("D", tool, count, D_WORKERS, "lines/s")
+            row.samples.append(sample)
+            progress(label, sample, "lines/s")
+            if (split := rss_halves(result)) is not None:
+                halves.setdefault(tool, []).append(split[0])
+                flat.setdefault(tool, []).append(split[1])
+            row.note = f"RSS MB, 1st half then 2nd half: {'; '.join(halves.get(tool, []))}"
+    row = bench.row("D", FETCHER, count, D_WORKERS, "lines/s")
     peaks = [sample.run.max_rss for sample in row.samples]
     bench.targets.append(
         Target(
@@ -655,10 +735,32 @@ def scenario_d(bench: Bench, static: Counted) -> None:
         Target(
             "D: fetcher RSS flat",
             f"2nd-half peak <= 1st-half peak x {FLAT_GROWTH} + {FLAT_SLACK / 1e6:.0f} MB",
-            "; ".join(halves) or "no samples",
-            all(flat) if flat else None,
+            "; ".join(halves.get(FETCHER, [])) or "no samples",
+            all(flat[FETCHER]) if flat.get(FETCHER) else None,
         )
     )
+    base_ratio(bench, "D", FETCHER, D_WORKERS, "lines/s")
+    if (base := bench.rows.get(("D", FETCHER_BASE, D_WORKERS))) is not None:
+        name = f"D: {FETCHER} / {FETCHER_BASE} peak RSS"
+        side_by_side(bench, name, NO_BIGGER, row, base, lambda sample: sample.run.max_rss)
+
+
+def rss_halves(result: Run) -> tuple[str, bool] | None:
+    """RSS over the run's first half and its second ("lowest–highest MB" each), and whether it
+    stayed flat; None without samples in both halves."""
+    middle = result.wall / 2
+    first = [rss for at, rss in result.rss if at < middle]
+    second = [rss for at, rss in result.rss if at >= middle]
+    if not (first and second):
+        return None
+    text = (
+        f"{min(first) / 1e6:.0f}–{max(first) / 1e6:.0f} then "
+        f"{min(second) / 1e6:.0f}–{max(second) / 1e6:.0f}"
+    )
+    return text, max(second) <= max(first) * FLAT_GROWTH + FLAT_SLACK
+
+
+E_MODES = (("progress off", "--no-progress"), ("progress on", "--progress"))
 
 
 def scenario_e(bench: Bench, static: Counted) -> None:
@@ -666,37 +768,79 @@ def scenario_e(bench: Bench, static: Counted) -> None:
     count = max(1, round(E_URLS * bench.args.scale))
     urls, count = write_list(bench, "e", (static.url(f"/e/{i}") for i in range(count)))
     log(f"E: {count:,} x 1 KiB at -j {E_WORKERS}, progress on and off")
-    base = [bench.fetcher, "-q", "-j", str(E_WORKERS), "--format", "jsonl", "-i", str(urls)]
-    modes = [("fetcher, progress off", "--no-progress"), ("fetcher, progress on", "--progress")]
+    runs = [(tool, mode, flag) for mode, flag in E_MODES for tool in bench.fetchers(0)]
     for rep in range(bench.args.repeat):
-        # Alternate the order, so that a drift in the machine's load favours neither.
-        for name, flag in modes if rep % 2 == 0 else modes[::-1]:
+        # Alternate the order, so that a drift in the machine's load favours none of the runs.
+        for tool, mode, flag in runs if rep % 2 == 0 else runs[::-1]:
+            fetcher = bench.executable(tool)
+            argv = [fetcher, "-q", "-j", str(E_WORKERS), "--format", "jsonl", "-i", str(urls)]
             result, connections, requests = measured(
-                bench, static, [*base, flag], limit=60 + count * 0.02, stderr_on_pty=True
+                bench, static, [*argv, flag], limit=60 + count * 0.02, stderr_on_pty=True
             )
-            label = f"E {name} rep {rep + 1}"
+            label = f"E {tool}, {mode} rep {rep + 1}"
             check(bench, label, result, requests, count)
             sample = Sample(result, count, connections=connections, requests=requests)
-            row = bench.row("E", name, count, E_WORKERS, "req/s")
+            row = bench.row("E", f"{tool}, {mode}", count, E_WORKERS, "req/s")
             row.samples.append(sample)
             drawn = [s.run.pty_bytes / 1e3 for s in row.samples]
             row.note = f"the terminal got {fmt_stat(drawn, '{:.0f}')} kB"
             progress(label, sample, "req/s")
-    off, on = (bench.row("E", name, count, E_WORKERS, "req/s") for name, _ in modes)
+    for tool in bench.fetchers(0):
+        progress_cost(bench, tool, count)
+    if bench.base:
+        for mode, _ in E_MODES:
+            mine = bench.rows[("E", f"{FETCHER}, {mode}", E_WORKERS)]
+            base = bench.rows[("E", f"{FETCHER_BASE}, {mode}", E_WORKERS)]
+            name = f"E: {FETCHER} / {FETCHER_BASE} req/s, {mode}"
+            side_by_side(bench, name, NO_WORSE, mine, base, lambda s: rate_of(s, "req/s"))
+
+
+def progress_cost(bench: Bench, tool: str, count: int) -> None:
+    """The target for E: 1 - tool's req/s with progress on over off, run by run."""
+    off, on = (bench.row("E", f"{tool}, {mode}", count, E_WORKERS, "req/s") for mode, _ in E_MODES)
     costs = [
         1 - (rate_of(b, "req/s") or 0.0) / (rate_of(a, "req/s") or math.inf)
         for a, b in zip(off.samples, on.samples, strict=True)
     ]
+    who = "" if tool == FETCHER else f"{tool} "
     if on.samples and all(sample.run.pty_bytes == 0 for sample in on.samples):
-        bench.problems.append("E: with --progress the terminal received nothing")
+        bench.problems.append(f"E: {who}with --progress the terminal received nothing")
+    mine = tool == FETCHER and bool(costs)  # the base's cost is shown for comparison only
     bench.targets.append(
         Target(
-            "E: progress display cost (1 - on/off req/s)",
+            f"E: {who}progress display cost (1 - on/off req/s)",
             f"<= {TARGET_E_COST:.0%}",
             fmt_stat(costs, "{:.1%}"),
-            statistics.median(costs) <= TARGET_E_COST if costs else None,
+            statistics.median(costs) <= TARGET_E_COST if mine else None,
         )
     )
+
+
+def side_by_side(
+    bench: Bench,
+    name: str,
+    goal: str,
+    mine: Row,
+    base: Row,
+    value: Callable[[Sample], float | None],
+) -> None:
+    """A row's value over its base row's, run by run (runs made next to each other)."""
+    ratios = [
+        (value(a) or 0.0) / (value(b) or math.inf)
+        for a, b in zip(mine.samples, base.samples, strict=False)
+    ]
+    bench.targets.append(Target(name, goal, f"{fmt_stat(ratios, '{:.2f}')}x", None))
+
+
+def base_ratio(bench: Bench, scenario: str, tool: str, workers: int | None, unit: str) -> None:
+    """tool's rate over its base's (--base) in one scenario, with the note "no worse"."""
+    mine = bench.rows.get((scenario, tool, workers))
+    base = bench.rows.get((scenario, BASE_OF[tool], workers))
+    if bench.base is None or mine is None or base is None:
+        return
+    where = scenario if scenario != "B" else f"B -j {workers}"
+    name = f"{where}: {tool} / {base.tool} {unit}"
+    side_by_side(bench, name, NO_WORSE, mine, base, lambda sample: rate_of(sample, unit))
 
 
 def ratio_target(
@@ -812,7 +956,9 @@ process start-up included; "net of start-up" subtracts the client's own least wa
 empty list (of 5). B's calibration: wrk's efficiency is 50 ms / its mean latency; the Python
 clients' is ideal / their own first-request-to-last-answer time. Target ratios pair the runs of
 one repetition. D pipes generated lines (1 in 20 a real URL, the rest ftp:// lines that become
-invalid_url records) and samples VmRSS every 0.5 s."""
+invalid_url records) and samples VmRSS every 0.5 s. With --base, each "(base)" row runs the other
+fetcher executable right beside the same run of this one (the pair's order alternating per
+repetition), and the "fetcher / fetcher (base)" ratios pair those two runs."""
 
 
 def report(bench: Bench, started: datetime.datetime, load_before: tuple[float, ...]) -> str:
@@ -854,6 +1000,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tools", default=",".join(ALL_TOOLS), help=f"clients to run (of: {', '.join(ALL_TOOLS)})"
     )
     parser.add_argument(
+        "--base",
+        metavar="FETCHER_EXECUTABLE",
+        help="another fetcher command (e.g. an older commit's, installed in its own venv) to "
+        "measure beside this one: each fetcher row gets a '(base)' row, and the targets the "
+        "ratio of the two",
+    )
+    parser.add_argument(
         "--no-install", action="store_true", help="install nothing (nginx, wrk, aiohttp)"
     )
     parser.add_argument(
@@ -872,7 +1025,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"bad --scenarios, --repeat or --scale ({', '.join(sorted(unknown))})")
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     if bad := set(args.tools) - set(ALL_TOOLS):
-        parser.error(f"unknown tools: {', '.join(sorted(bad))}")
+        parser.error(f"unknown tools: {', '.join(sorted(bad))} (base rows come with --base)")
+    if args.base is not None:
+        # Absolute: the clients run in the bench's temporary folder.
+        args.base = os.path.abspath(args.base)
+        if not (os.path.isfile(args.base) and os.access(args.base, os.X_OK)):
+            parser.error(f"--base {args.base}: not an executable file")
     return args
 
 
@@ -901,11 +1059,15 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"{tool}: no {binary} on this machine; its rows are missing")
     if CURL_PARALLEL in tools or XARGS_CURL in tools:
         notes.append(version_of(["curl", "--version"]).split(" (")[0])
-    notes.append(f"fetcher {version_of([find_fetcher(), '--version']).split()[-1]}")
+    notes.append(describe_fetcher(FETCHER, find_fetcher()))
+    if args.base is not None:
+        notes.append(describe_fetcher(FETCHER_BASE, args.base))
+        # Each base row right after its counterpart: Bench.tools_in_order relies on it.
+        tools = [name for tool in tools for name in (tool, BASE_OF.get(tool)) if name]
     with contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="fetcher-bench-"))
         stack.callback(shutil.rmtree, work, ignore_errors=True)
-        bench = Bench(args, work, child_env(), find_fetcher(), tools, notes=notes)
+        bench = Bench(args, work, child_env(), find_fetcher(), tools, args.base, notes=notes)
         if "B" in args.scenarios:
             bench.wrk = find_binary(("wrk",), "wrk", install)
             if bench.wrk is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 
 

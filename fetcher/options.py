@@ -176,7 +176,7 @@ OUTPUT_OPTIONS = [
            help="Write each body to stdout, whole; records then go only to --results."),
     option("--include-body", is_flag=True,
            help="Add the body to each jsonl record ('body', or 'body_base64' if not UTF-8)."),
-    option("--format", "format_name", type=click.Choice(FORMATS),
+    option("--format", type=click.Choice(FORMATS),
            default="text", help="Record format."),
     option("--results", metavar="FILE", help="Write the records to FILE instead of stdout."),
     option("--failed", metavar="FILE",
@@ -185,7 +185,7 @@ OUTPUT_OPTIONS = [
            help="Write records in input order instead of as they complete."),
     option("--ok-status", type=Parsed("STATUSES", OkStatus.parse), default=None,
            help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]"),
-    option("--summary", "summary_path", metavar="FILE",
+    option("--summary", metavar="FILE",
            help="Also write the summary to FILE as one JSON object (even with -q)."),
     option("--progress/--no-progress", default=None,
            help="Show the live progress display.  [default: when stderr is a terminal]"),
@@ -225,18 +225,31 @@ def read_data(value: str | None) -> bytes | None:
     return data
 
 
-def build_settings(params: dict[str, Any]) -> Settings:
+def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
-    auth = None
-    if params["user"] is not None:
-        user, password = params["user"]
-        if password is None:
-            # Ask only on a terminal: a piped stdin may be the URL list itself.
-            password = ""
-            if sys.stdin is not None and sys.stdin.isatty():
-                password = click.prompt(f"password for {user}", hide_input=True, default="",
-                                        show_default=False, err=True)  # fmt: skip
-        auth = (user, password)
+    check_combinations(params)
+    fields = {name: value for name, value in params.items() if name not in DERIVED}
+    cert, key = params["cert"], params["key"]
+    verify: bool | str = False if params["insecure"] else params["cacert"] or True
+    fields.update(
+        urls=urls,
+        auth=ask_password(params["user"]),
+        client_cert=(cert, key) if key else cert,
+        verify=verify,
+        follow_redirects=not params["no_follow"],
+        data=read_data(params["data"]),
+        ok_status=params["ok_status"] or OkStatus(),
+        headers=tuple(params["headers"]),
+        cookies=tuple(params["cookies"]),
+    )
+    return Settings(**fields)
+
+
+# Options that Settings holds in the form the code uses (see build_settings).
+DERIVED = frozenset({"user", "cert", "key", "cacert", "insecure", "no_follow"})
+
+
+def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
         raise click.UsageError("--key needs --cert")
     if params["processes"] > 1:
@@ -245,41 +258,19 @@ def build_settings(params: dict[str, Any]) -> Settings:
                  "--include-body": params["include_body"]}  # fmt: skip
         if given := [name for name, value in alone.items() if value]:
             raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
-    client_cert = (params["cert"], params["key"]) if params["key"] else params["cert"]
-    verify: bool | str = params["cacert"] or True
-    if params["insecure"]:
-        verify = False
-    return Settings(
-        workers=params["workers"],
-        processes=params["processes"],
-        connect_timeout=params["connect_timeout"],
-        read_timeout=params["read_timeout"],
-        default_scheme=params["default_scheme"],
-        ok_status=params["ok_status"] or OkStatus(),
-        unique=params["unique"],
-        input_format=params["input_format"],
-        shard=params["shard"],
-        ordered=params["ordered"],
-        user_agent=params["user_agent"],
-        method=params["method"],
-        data=read_data(params["data"]),
-        headers=tuple(params["headers"]),
-        auth=auth,
-        cookies=tuple(params["cookies"]),
-        cookie_jar=params["cookie_jar"],
-        proxy=params["proxy"],
-        verify=verify,
-        client_cert=client_cert,
-        max_time=params["max_time"],
-        retries=params["retries"],
-        retry_on=params["retry_on"],
-        backoff=params["backoff"],
-        max_retry_wait=params["max_retry_wait"],
-        retry_all_methods=params["retry_all_methods"],
-        max_redirects=params["max_redirects"],
-        follow_redirects=not params["no_follow"],
-        max_size=params["max_size"],
-        per_host=params["per_host"],
-        rate=params["rate"],
-        host_rate=params["host_rate"],
-    )
+    if params["include_body"] and params["format"] != "jsonl":
+        raise click.UsageError("--include-body needs --format jsonl")
+
+
+def ask_password(user: tuple[str, str | None] | None) -> tuple[str, str] | None:
+    """-u USER without a password asks for one, only on a terminal: a piped stdin may be the
+    URL list itself."""
+    if user is None:
+        return None
+    name, password = user
+    if password is None:
+        password = ""
+        if sys.stdin is not None and sys.stdin.isatty():
+            password = click.prompt(f"password for {name}", hide_input=True, default="",
+                                    show_default=False, err=True)  # fmt: skip
+    return (name, password)

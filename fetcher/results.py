@@ -14,7 +14,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.redact import redact_url
 from fetcher.settings import DEFAULT_PORTS
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fetcher import __version__
 from fetcher.input.shards import Shard
+from fetcher.logs import LogLevels, log_levels
 
 DEFAULT_WORKERS = 16
 DEFAULT_RETRIES = 2
@@ -66,6 +67,13 @@ class OkStatus:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every option of a run, named after the option (see fetcher.options); a few are stored
+    in the form the code uses (``auth`` for -u, ``verify`` for -k and --cacert,
+    ``client_cert`` for --cert and --key, ``follow_redirects`` for --no-follow)."""
+
+    # Input (spec section 2.1)
+    urls: tuple[str, ...] = ()  # the URL arguments; '-' is standard input
+    inputs: tuple[str, ...] = ()  # -i FILE, repeatable; '-' is standard input
     workers: int = DEFAULT_WORKERS
     processes: int = 1  # --processes: worker processes; 1 fetches in this process
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -101,6 +109,17 @@ class Settings:
     per_host: int | None = None
     rate: float | None = None  # requests started per second, whole run
     host_rate: float | None = None  # requests started per second, per host
+    # Output (spec section 2.4)
+    output_dir: str | None = None
+    body: bool = False
+    include_body: bool = False
+    format: str = "text"
+    results: str | None = None
+    failed: str | None = None
+    summary: str | None = None
+    progress: bool | None = None  # None: when stderr is a terminal
+    quiet: bool = False
+    verbose: int = 0
 
     def method_for(self, method: str | None, data: bytes | None) -> str:
         """The method of a request: given, else POST when it has data (as curl -d), else GET."""
@@ -113,3 +132,7 @@ class Settings:
     @property
     def window(self) -> int:
         return self.workers * DEFAULT_WINDOW_PER_WORKER
+
+    @property
+    def log_levels(self) -> LogLevels:
+        return log_levels(self.verbose, self.quiet)

@@ -90,3 +90,19 @@ def test_the_import_graph_has_no_cycle():
 
 def test_the_checks_see_the_package():
     assert len(modules()) > 20 and Path(PACKAGE / "run").is_dir()
+
+
+def test_the_package_ships_every_subpackage():
+    """An installed fetcher needs fetcher/http, fetcher/run...: a plain `packages = ["fetcher"]`
+    built a wheel without them while editable installs hid it."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    shipped = set(find_packages(str(ROOT), include=include))
+    folders = {
+        ".".join(path.parent.relative_to(ROOT).parts) for path in PACKAGE.rglob("__init__.py")
+    }
+    assert folders <= shipped and {"fetcher.run", "fetcher.http"} <= folders

@@ -28,7 +28,7 @@ from fetcher.http.cookies import (
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
 from fetcher.http.task import Task
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.options import MAX_DATA_FILE_BYTES
 from fetcher.settings import Settings
 from tests.conftest import invoke

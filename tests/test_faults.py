@@ -18,7 +18,7 @@ import trustme
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
 from fetcher.http.task import Task
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.settings import MAX_LINE_BYTES, Settings
 from tests.conftest import clean_env, invoke
 from tests.servers import (

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from fetcher.input.jobs import Job
 from fetcher.input.parsing import (
     parse_cookie,
     parse_header,
@@ -26,7 +27,7 @@ from fetcher.input.parsing import (
     parse_size,
     parse_user,
 )
-from fetcher.input.reader import InputReader, Job, Source
+from fetcher.input.reader import InputReader, Source
 from fetcher.redact import MASK, redact_text, redact_url
 from fetcher.settings import MAX_LINE_BYTES, OkStatus
 from tests.conftest import invoke

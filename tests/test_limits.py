@@ -11,7 +11,7 @@ import pytest
 
 from fetcher.http.deadline import Deadline
 from fetcher.http.task import Task
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 from fetcher.run.scheduler import Scheduler
 from tests.conftest import invoke
@@ -216,7 +216,8 @@ class FakeClock:
 
 
 def task(n: int, host: str = "a") -> Task:
-    return Task(Job(n, f"http://{host}/{n}", f"http://{host}/{n}", n + 1, b""), host)
+    url = f"http://{host}/{n}"
+    return Task(Job(seq=n, url=url, target=url, line=n + 1, raw=b""), host)
 
 
 def test_scheduler_serves_hosts_in_turn_and_skips_a_saturated_one():
@@ -253,7 +254,7 @@ def test_scheduler_spaces_starts_under_the_rate(rate):
         scheduler.put(task(n))
     starts = []
     while len(starts) < count:
-        taken = scheduler._eligible(clock.now)[0]  # what take() returns, without blocking
+        taken = scheduler.take(block=False)
         if taken is None:
             clock.now += 0.001
             continue

@@ -18,7 +18,7 @@ import pytest
 
 from fetcher.errors import ErrorKind
 from fetcher.input.formats import MAX_JSON_DEPTH
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.output.records import CsvFormatter, format_jsonl, format_jsonl_with_body
 from fetcher.results import Result
 from tests.conftest import ROOT, clean_env, invoke
@@ -28,7 +28,8 @@ ODD = "caf\udce9 \ud800 \x00\x01\x1b[31m\x7f\x85\u2028 \u00e9"
 
 
 def odd_result() -> Result:
-    job = Job(0, "http://h/" + ODD, "http://h/" + ODD, 3, b"raw", meta={ODD: [ODD, {ODD: 1}]})
+    url = "http://h/" + ODD
+    job = Job(seq=0, url=url, target=url, line=3, raw=b"raw", meta={ODD: [ODD, {ODD: 1}]})
     return Result(
         job, final_url="http://h/" + ODD, status=500, reason=ODD, content_type=ODD,
         path="/out/" + ODD, error_kind=ErrorKind.IO, error_message="cannot write " + ODD,

@@ -19,7 +19,7 @@ from fetcher.http.retry import (
     retry_wait,
     should_retry,
 )
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 from fetcher.settings import Settings
 

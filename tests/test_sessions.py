@@ -11,14 +11,10 @@ import threading
 
 import pytest
 
-import fetcher.cli
-from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
 from fetcher.input.reader import InputReader, Source
-from fetcher.output.collector import Collector
-from fetcher.output.display import NullEvents
 from fetcher.results import Summary
-from fetcher.run.engine import Run
+from fetcher.run.build import build_run
 from fetcher.settings import Settings
 from tests.conftest import invoke
 
@@ -31,19 +27,24 @@ def clean_environment(monkeypatch):
             monkeypatch.delenv(key)
 
 
-class MemoryWriter:
-    """A RecordWriter that keeps the results in a list."""
+class MemoryObserver:
+    """An Observer that keeps the results in a list and counts them in a Summary."""
 
     def __init__(self):
         self.results = []
+        self.summary = Summary()
 
-    def write(self, result):
+    def on_result(self, result):
+        self.summary.add(result)
         self.results.append(result)
 
-    def flush(self):
-        pass
+    def on_skipped(self, job):
+        raise AssertionError(f"{job.url} was not attempted")
 
-    def close(self):
+    def on_total(self, count):
+        self.summary.total = count
+
+    def on_idle(self):
         pass
 
 
@@ -61,16 +62,20 @@ class RecordingPool(SessionPool):
             self.threads_by_session[id(session)].add(threading.get_ident())
         return session
 
+    def close_all(self):
+        if not self.closed:  # the connections each session still held when it was closed
+            self.pools_at_close = [pool_count(session) for session in self.sessions]
+        super().close_all()
 
-def run_urls(settings, sources, fetch):
-    """Wire a Run as cli.main does, with records kept in memory; return (summary, writer)."""
-    writer = MemoryWriter()
-    summary = Summary()
+
+def run_urls(settings, sources, pool):
+    """A run built as the command builds it, with records kept in memory; returns
+    (summary, observer)."""
+    observer = MemoryObserver()
     reader = InputReader(sources, settings.default_scheme, settings.unique)
-    collector = Collector(summary, writer, NullEvents())
-    stopped_by = Run(settings, reader, fetch, collector).run()
+    stopped_by = build_run(settings, reader, observer, sessions=pool).run()
     assert stopped_by is None
-    return summary, writer
+    return observer.summary, observer
 
 
 def pool_count(session):
@@ -91,20 +96,14 @@ def test_200_urls_with_4_workers_open_at_most_4_connections(server):
     assert 1 <= server.connections <= 4
 
 
-def test_the_command_closes_every_session(server, monkeypatch):
-    pools = []
+def test_a_run_closes_every_session(server):
+    """The command builds its run with build_run; the run closes its sessions at the end."""
+    settings = Settings(workers=3)
+    pool = SessionPool(settings)
+    urls = tuple(server.url(f"/{n}") for n in range(20))
+    summary, _ = run_urls(settings, [Source("arguments", arguments=urls)], pool)
 
-    class KeptPool(SessionPool):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            pools.append(self)
-
-    monkeypatch.setattr(fetcher.cli, "SessionPool", KeptPool)
-    urls = [server.url(f"/{n}") for n in range(20)]
-    result = invoke(["-q", "-j", "3", *urls])
-
-    assert result.exit_code == 0, result.output
-    [pool] = pools
+    assert summary.ok == 20
     assert pool.closed is True
     assert 1 <= len(pool.sessions) <= 3
     assert all(pool_count(session) == 0 for session in pool.sessions)
@@ -118,8 +117,7 @@ def test_each_session_belongs_to_one_worker_thread_and_is_closed(server):
     pool = RecordingPool(settings)
     urls = tuple(server.url(f"/item/{n}") for n in range(40))
     try:
-        fetch = Fetcher(settings, pool)
-        summary, writer = run_urls(settings, [Source("arguments", arguments=urls)], fetch)
+        summary, writer = run_urls(settings, [Source("arguments", arguments=urls)], pool)
 
         assert summary.ok == 40 and summary.failed == 0
         assert sorted(result.job.url for result in writer.results) == sorted(urls)
@@ -132,7 +130,7 @@ def test_each_session_belongs_to_one_worker_thread_and_is_closed(server):
         assert len(all_threads) == len(pool.sessions)  # and one per thread
         assert threading.get_ident() not in all_threads  # made in the workers, not the caller
         assert server.connections <= len(pool.sessions)  # each kept its connection alive
-        assert any(pool_count(session) > 0 for session in pool.sessions)
+        assert any(count > 0 for count in pool.pools_at_close)
     finally:
         pool.close_all()
 
@@ -187,12 +185,11 @@ def test_lines_read_ahead_of_the_records_written_are_bounded(server):
     settings = Settings(workers=2)
     pool = SessionPool(settings)
     urls = "".join(server.url(f"/slow/0.01/{n}") + "\n" for n in range(40))
-    writer = MemoryWriter()
+    writer = MemoryObserver()
     stream = CountingStream(urls.encode(), writer)
     reader = InputReader([Source("slow list", stream=stream)], settings.default_scheme)
-    collector = Collector(Summary(), writer, NullEvents())
     try:
-        assert Run(settings, reader, Fetcher(settings, pool), collector).run() is None
+        assert build_run(settings, reader, writer, sessions=pool).run() is None
     finally:
         pool.close_all()
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from fetcher.input.reader import InputReader, Source, validate
+from fetcher.input.jobs import validate
+from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_LINE_BYTES
 
 

@@ -11,7 +11,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.settings import Settings
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"  # what curl -d sends

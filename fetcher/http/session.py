@@ -60,7 +60,7 @@ class FetcherAdapter(HTTPAdapter):
 
 def _redirect_problem(base: str, target: str) -> str | None:
     """Why the target of a redirect from base cannot be fetched, or None."""
-    from fetcher.input.reader import validate  # sources imports the input parsers: only when needed
+    from fetcher.input.jobs import validate  # sources imports the input parsers: only when needed
 
     try:
         problem = validate(urljoin(base, target))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.results import Result
 
 if TYPE_CHECKING:  # only annotations: the scheduler imports Task without urllib3

@@ -17,13 +17,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.input.parsing import check_sendable
+from fetcher.input.parsing import TOKEN, check_sendable
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
 KEYS = ("url", "method", "headers", "data", "output")
-# RFC 9110 token: what a method and a header name are made of (as in fetcher.input.parsing).
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 # No line breaks, tabs or other controls in a URL: a plain line cannot hold a line break either,
 # and records in text format are one line each.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -179,7 +177,7 @@ def _url(value: Any) -> str:
 def _method(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not _TOKEN.match(value.strip()):
+    if not isinstance(value, str) or not TOKEN.match(value.strip()):
         raise _Malformed("'method' must be an HTTP method such as GET (a token)")
     return value.strip().upper()  # as -X
 
@@ -192,7 +190,7 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
         raise _Malformed(f"'headers' must be an object, not {_json_type(value)}")
     headers: list[tuple[str, str | None]] = []
     for number, (name, text) in enumerate(value.items(), 1):
-        if not _TOKEN.match(name):  # not shown: 'Authorization: Bearer ...' as a name happens
+        if not TOKEN.match(name):  # not shown: 'Authorization: Bearer ...' as a name happens
             raise _Malformed(f"the name of header {number} is not a token (no blank, no colon)")
         if text is None:
             headers.append((name, None))

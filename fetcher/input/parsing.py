@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 # RFC 9110 token characters: what a header name may be made of.
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 # Why a malformed -H or -b is not repeated in its usage error: it is often a credential.
@@ -28,7 +28,7 @@ def parse_header(text: str) -> tuple[str, str | None]:
     (value None), as in curl."""
     name, colon, value = text.partition(":")
     name = name.strip()
-    if not colon or not _TOKEN.match(name):
+    if not colon or not TOKEN.match(name):
         # Not repeated: 'Authorization Bearer TOKEN' (no colon) is the usual mistake.
         raise ValueError(f"malformed header, expected 'Name: value' ({NOT_SHOWN})")
     if "\r" in value or "\n" in value:
@@ -40,7 +40,7 @@ def parse_header(text: str) -> tuple[str, str | None]:
 def parse_method(text: str) -> str:
     """-X: a token (RFC 9110 §9.1), upper-cased as curl sends it. The value is not repeated in
     the message: it may hold a line break that would garble the terminal."""
-    if not _TOKEN.match(text):
+    if not TOKEN.match(text):
         raise ValueError("a method is one word of letters, digits and !#$%&'*+.^_`|~- (e.g. GET)")
     return text.upper()
 
@@ -62,7 +62,7 @@ def parse_cookie(text: str) -> tuple[str, str]:
     """``NAME=VALUE`` to (name, value)."""
     name, equals, value = text.partition("=")
     name = name.strip()
-    if not equals or not _TOKEN.match(name):
+    if not equals or not TOKEN.match(name):
         raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
     return name, check_sendable(f"cookie {name!r}", value.strip())
 

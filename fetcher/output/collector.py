@@ -11,11 +11,10 @@ import shutil
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol
 
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.output.atomic import create_temporary, is_stream, remove_quietly
 from fetcher.output.display import Events
 from fetcher.results import Result, Summary
-from fetcher.run.engine import Handler
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 
@@ -117,7 +116,7 @@ class FailedLines:
             self.temporary = None
 
 
-class Collector(Handler):
+class Collector:
     """Counts, remembers failures and writes records, in that order, for every result.
 
     Bookkeeping comes before the record so that a closed output (BrokenPipeError, re-raised to
@@ -150,7 +149,7 @@ class Collector(Handler):
         self.write_error: str | None = None  # the message, once a write has failed
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
 
-    def result(self, result: Result) -> None:
+    def on_result(self, result: Result) -> None:
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:
@@ -171,16 +170,16 @@ class Collector(Handler):
         finally:
             result.close()
 
-    def skipped(self, job: Job) -> None:
+    def on_skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
         if self.failed is not None:
             self.failed.add(job.raw, job.header)
 
-    def total(self, count: int) -> None:
+    def on_total(self, count: int) -> None:
         self.summary.total = count
         self.events.on_total(count)
 
-    def idle(self) -> None:
+    def on_idle(self) -> None:
         if self.failed is not None:
             self.failed.flush()
         if self.output_broken or self.write_error is not None:

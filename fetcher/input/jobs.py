@@ -1,0 +1,147 @@
+"""What one input line becomes: a Job, numbered, checked (a line that cannot be fetched still
+becomes a Job carrying the reason, so that it gets its record), and kept or left to --unique
+and --shard."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from fetcher.input.formats import Entry
+from fetcher.input.shards import Shard, shard_key
+from fetcher.settings import MAX_LINE_BYTES
+
+SCHEMES = ("http", "https")
+
+
+@dataclass(slots=True)
+class Job:
+    """One URL to fetch, or one line that could not be a URL (``invalid`` says why)."""
+
+    seq: int  # position among the jobs of this run, for --ordered
+    url: str  # as read: the stripped line
+    target: str  # what is fetched: the URL with the default scheme applied
+    line: int | None  # line number in its input; None for a command-line argument
+    raw: bytes  # the line verbatim, without its line end, for --failed
+    invalid: str | None = None
+    # Per-URL settings from --input-format jsonl or csv; None: the command line's.
+    method: str | None = None
+    headers: tuple[tuple[str, str | None], ...] = ()
+    data: bytes | None = None
+    output: str | None = None  # a file name under -o DIR instead of the URL's path
+    meta: dict[str, Any] | None = None  # every other key of the line, back in the record
+    header: bytes | None = None  # csv: the header row, written before the line to --failed
+
+
+def validate(url: str) -> str | None:
+    """Return why url cannot be fetched, or None when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"malformed URL: {exc}"
+    if parts.scheme.lower() not in SCHEMES:
+        return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
+    if not parts.hostname:
+        return "no host in URL"
+    return None
+
+
+# "mailto:", "javascript:", "data:"... at the start of a line: a scheme, unless what follows the
+# colon is a port ("localhost:8080/x") or "user:password@host" (see _OPAQUE_SCHEMES).
+_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
+_WHITESPACE = re.compile(r"\s")
+# Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
+# "user:password@host". Any other "word:...@host" is a host with credentials.
+_OPAQUE_SCHEMES = frozenset(
+    "mailto javascript data tel sms urn news about blob magnet geo cid mid xmpp sip sips fax "
+    "callto bitcoin".split()
+)
+
+
+def not_a_url(text: str) -> str | None:
+    """Why a stripped line is not a URL at all, before any default scheme is applied; None when it
+    may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
+    not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
+    if _WHITESPACE.search(text):
+        return "whitespace inside the URL"
+    if "://" in text or not _SCHEME_PREFIX.match(text):
+        return None
+    scheme = text.split(":", 1)[0]
+    authority = re.split(r"[/?#]", text, maxsplit=1)[0]
+    if "@" in authority and scheme.lower() not in _OPAQUE_SCHEMES:
+        return None  # "user:password@host/x": a host with credentials
+    return f"unsupported scheme {scheme!r} (only http and https are fetched)"
+
+
+class JobMaker:
+    """Turns lines and entries into numbered Jobs; counts what --unique and --shard leave out.
+    One per run: it holds the URLs seen, for --unique."""
+
+    def __init__(self, default_scheme: str, unique: bool = False, shard: Shard | None = None):
+        self.default_scheme = default_scheme
+        self.unique = unique
+        self.shard = shard
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.other_shards = 0  # lines left to the other shards of --shard
+        self.count = 0
+
+    def line_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
+        visible = raw.lstrip()
+        if visible.startswith(b"#") or not (visible or too_long):
+            return None  # a comment, whatever its encoding, or a blank line
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as exc:
+            if raw.decode("utf-8", "surrogateescape").lstrip().startswith("#"):
+                return None  # a comment after a non-ASCII space ("\xa0# caf\xe9"), bytes or not
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            return self._admit(
+                Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
+            )
+        if not (text or too_long) or text.startswith("#"):
+            return None
+        if too_long:
+            return self._admit(
+                Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
+            )
+        return self._admit(self.url_job(text, line, raw), dedupe=True)
+
+    def entry_job(self, entry: Entry) -> Job | None:
+        """The Job of a jsonl line or csv record: its URL under the rules of a plain line, and
+        its own method, headers, body, output name and meta."""
+        if entry.url is not None:
+            job = self.url_job(entry.url, entry.line, entry.raw)
+        else:
+            # No URL to show. Not the line instead: it may hold an Authorization header.
+            job = Job(-1, "", "", entry.line, entry.raw)
+        if entry.error is not None:
+            job.invalid = entry.error
+        job.method, job.headers, job.data = entry.method, entry.headers, entry.data
+        job.output, job.meta, job.header = entry.output, entry.meta, entry.header
+        # A malformed line always gets its record: only well-formed ones can be repeats.
+        return self._admit(job, dedupe=entry.error is None)
+
+    def url_job(self, url: str, line: int | None, raw: bytes) -> Job:
+        if (problem := not_a_url(url)) is not None:
+            return Job(-1, url, url, line, raw, problem)
+        target = url if "://" in url else f"{self.default_scheme}://{url}"
+        return Job(-1, url, target, line, raw, validate(target))
+
+    def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
+        """Number job and return it, or None when it belongs to another shard or, with dedupe
+        and --unique, repeats a URL already read."""
+        if self.shard is not None and not self.shard.holds(shard_key(job.target, job.raw)):
+            self.other_shards += 1
+            return None
+        if dedupe and self.unique:
+            if job.target in self.seen:
+                self.duplicates += 1
+                return None
+            self.seen.add(job.target)
+        job.seq = self.count
+        self.count += 1
+        return job

@@ -1,0 +1,32 @@
+"""Logging on stderr, with secrets masked: set up the same way by the command line and by each
+worker process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from fetcher.redact import LOG_FORMAT, RedactingFormatter
+
+# (the root logger's level, fetcher's): what -v, -vv and -q mean.
+LogLevels = tuple[int, int]
+
+
+def log_levels(verbose: int, quiet: bool) -> LogLevels:
+    """-vv: everything, libraries included; -v: fetcher's own progress (each retry and
+    outcome); -q: errors only; else warnings."""
+    if verbose >= 2:
+        return logging.DEBUG, logging.DEBUG
+    if verbose == 1:
+        return logging.WARNING, logging.INFO
+    level = logging.ERROR if quiet else logging.WARNING
+    return level, level
+
+
+def configure_logging(levels: LogLevels) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(levels[0])
+    logging.getLogger("fetcher").setLevel(levels[1])

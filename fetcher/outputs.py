@@ -1,0 +1,199 @@
+"""Opening everything a run reads and writes, before the first request: the input sources, the
+records' output, saved bodies, --failed, the cookie jar and the display. A problem with any of
+them is a usage error now (exit 2), not a traceback once the work is done."""
+
+from __future__ import annotations
+
+import functools
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from http.cookiejar import CookieJar
+from typing import Any, TextIO
+
+import click
+
+from fetcher.http.cookies import load_jar
+from fetcher.input.reader import InputReader, Source
+from fetcher.output.atomic import output_problem
+from fetcher.output.bodies import Bodies, remove_live_temporaries
+from fetcher.output.collector import Collector, FailedLines, RecordWriter
+from fetcher.output.display import NullEvents
+from fetcher.output.records import ConsoleWriter, NullWriter, StreamWriter
+from fetcher.results import Summary
+from fetcher.run.signals import on_hard_exit
+from fetcher.settings import Settings
+from fetcher.streams import Streams
+
+# Every file a run writes, checked before the first request: (option, its Settings field,
+# whether it is replaced by a rename, so that its folder must be writable). One line per file.
+OUTPUT_FILES = (
+    ("--failed", "failed", True),
+    ("--results", "results", False),  # streamed while the run goes, like a shell's `>`
+    ("--summary", "summary", True),
+    ("-c", "cookie_jar", True),
+)
+
+
+@dataclass
+class Outputs:
+    """What a run writes to, opened: records go through the collector."""
+
+    summary: Summary
+    display: Any  # a RichProgress, or None when progress is off
+    writer: RecordWriter
+    collector: Collector
+    failed: FailedLines | None
+    bodies: Bodies | None
+    jar: CookieJar | None
+
+
+def open_input(settings: Settings, streams: Streams, stack: ExitStack) -> InputReader:
+    sources = open_sources(settings, streams, stack)
+    return InputReader(sources, settings.default_scheme, settings.unique,
+                       settings.input_format, settings.shard)  # fmt: skip
+
+
+def open_sources(settings: Settings, streams: Streams, stack: ExitStack) -> list[Source]:
+    """Open every input now, so that a missing file is a usage error before anything is
+    fetched. URL arguments keep their place around '-' (standard input)."""
+    sources: list[Source] = []
+    arguments: list[str] = []
+    for url in settings.urls:
+        if url == "-":
+            if arguments:
+                sources.append(Source("arguments", arguments=tuple(arguments)))
+                arguments = []
+            sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+        else:
+            arguments.append(url)
+    if arguments:
+        sources.append(Source("arguments", arguments=tuple(arguments)))
+    for path in settings.inputs:
+        if path == "-":
+            sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+            continue
+        try:
+            stream = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the stack
+        except OSError as exc:
+            raise click.UsageError(f"cannot read input file {path!r}: {exc.strerror}") from None
+        sources.append(Source(path, stream=stream))
+    if not sources:
+        if streams.stdin_is_terminal:
+            raise click.UsageError("no URL given: pass URLs, --input FILE, or pipe a list in")
+        sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+    return sources
+
+
+def check_output_files(settings: Settings) -> None:
+    """A missing or unwritable folder, or a directory, is a usage error now."""
+    for option, field_name, replaced in OUTPUT_FILES:
+        path = getattr(settings, field_name)
+        if path is None:
+            continue
+        problem = output_problem(path, replaced)
+        if problem is not None:
+            raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
+
+
+def open_outputs(settings: Settings, streams: Streams, stack: ExitStack) -> Outputs:
+    jar = open_cookie_jar(settings.cookie_jar)
+    failed = open_failed(settings.failed)
+    if failed is not None:
+        stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
+    display = make_display(settings, streams)
+    if display is not None:
+        display.take_over_logging()
+    writer = make_writer(settings, streams, display)
+    bodies = make_bodies(settings)
+    if bodies is not None:
+        stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
+    summary = Summary()
+    body_stream = streams.binary_stdout() if settings.body else None
+    records_to = "<stdout>" if settings.results is None else repr(settings.results)
+    collector = Collector(summary, writer, display or NullEvents(), failed, body_stream,
+                          records_to)  # fmt: skip
+    # A second signal exits at once, but what is already buffered still reaches its file.
+    on_hard_exit(writer.flush)
+    if failed is not None:
+        on_hard_exit(functools.partial(failed.commit, sync=False))
+    return Outputs(summary, display, writer, collector, failed, bodies, jar)
+
+
+def open_cookie_jar(path: str | None) -> CookieJar | None:
+    if path is None:
+        return None
+    try:
+        return load_jar(path)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def open_failed(path: str | None) -> FailedLines | None:
+    if path is None:
+        return None
+    try:
+        return FailedLines(path)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
+
+
+def make_display(settings: Settings, streams: Streams) -> Any:
+    """The Rich display on stderr, or None when progress is off (imports Rich only if needed)."""
+    show = settings.progress
+    if show is None:
+        show = not settings.quiet and streams.stderr_is_terminal
+    if not show:
+        return None
+    from fetcher.output.progress import RichProgress
+
+    return RichProgress()
+
+
+def make_writer(settings: Settings, streams: Streams, display: Any) -> RecordWriter:
+    """Records go to --results, else stdout (nowhere with --body): through Rich on a terminal,
+    plainly otherwise."""
+    kind, include_body = settings.format, settings.include_body
+    meta = settings.input_format != "lines"  # a csv meta column: only inputs with meta have one
+    if settings.results is not None:
+        stream = open_results(settings.results)
+        return StreamWriter(stream, kind, close_stream=True, include_body=include_body,
+                            meta_column=meta)  # fmt: skip
+    if settings.body:
+        return NullWriter()
+    if not streams.stdout_is_terminal:
+        stream = streams.buffered_stdout()
+        return StreamWriter(stream, kind, close_stream=stream is not streams.stdout,
+                            include_body=include_body, meta_column=meta)  # fmt: skip
+    if display is not None and streams.same_terminal():
+        return ConsoleWriter(display.console, kind, include_body, meta)
+    from rich.console import Console
+
+    return ConsoleWriter(Console(file=streams.stdout), kind, include_body, meta)
+
+
+def open_results(path: str) -> TextIO:
+    try:
+        # backslashreplace: whatever text a format lets through, a record is always written.
+        return open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
+
+
+def make_bodies(settings: Settings) -> Bodies | None:
+    """Where bodies go: -o DIR (created now: a folder that cannot be is a usage error) and/or a
+    spool for --body and --include-body; None when only their hashes are kept."""
+    folder = settings.output_dir
+    spool = settings.body or settings.include_body
+    if folder is None and not spool:
+        return None
+    if folder is None:
+        return Bodies(folder, spool)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise click.UsageError(f"--output-dir {folder!r} is a file, not a folder")
+    try:
+        bodies = Bodies(folder, spool)  # creates DIR and opens it, once for the run
+    except OSError as exc:
+        raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
+    on_hard_exit(remove_live_temporaries)
+    return bodies

@@ -1,0 +1,132 @@
+"""The books of a run: every line dispatched and not yet recorded, and the order records leave in.
+
+Nothing read is ever dropped: a line is recorded (a Result), handed back as not attempted, or
+abandoned with a record saying so. The dispatcher thread adds; only the calling thread takes
+out and emits, so each counter has a single writer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from fetcher.errors import ErrorKind
+from fetcher.http.task import Task
+from fetcher.input.jobs import Job
+from fetcher.observer import Observer
+from fetcher.results import Result
+from fetcher.run.messages import DispatchEnd, HardStop, InputEnd, Skipped, Stop
+
+
+class Books:
+    """Pending tasks by seq, and the records emitted to the observer, in input order when
+    ``ordered``. A BrokenPipeError from the observer is passed to ``on_broken_pipe``."""
+
+    def __init__(
+        self, observer: Observer, ordered: bool, on_broken_pipe: Callable[[], None]
+    ) -> None:
+        self.observer = observer
+        self.ordered = ordered
+        self.on_broken_pipe = on_broken_pipe
+        # Every task dispatched and not yet recorded, by seq: in flight, queued, waiting for a
+        # retry, or with its result on the queue. What a hard stop writes to --failed.
+        self.pending: dict[int, Task] = {}
+        self.submitted = 0  # by the dispatcher thread only
+        self.handled = 0
+        self.freed = 0  # records written since the dispatcher was last given room for more
+        self.abandoned = 0  # in flight when the grace period ran out
+        self._ordered: dict[int, Result | None] = {}
+        self._next_seq = 0
+
+    def add(self, task: Task) -> None:
+        """The dispatcher hands task on (dispatcher thread)."""
+        self.submitted += 1
+        self.pending[task.job.seq] = task
+
+    @property
+    def settled(self) -> bool:
+        """Every task dispatched so far has been recorded or handed back."""
+        return self.handled >= self.submitted
+
+    def handle(self, message: object) -> None:
+        """Take a message about one line, or the input's count (stops and the dispatcher's
+        end are the run's own)."""
+        match message:
+            case Result():
+                self.accept(message)
+            case Skipped(job=job, dispatched=dispatched):
+                self.skip(job, dispatched)
+            case InputEnd(count=count):
+                self.observer.on_total(count)
+            case DispatchEnd() | Stop() | HardStop():
+                pass
+            case _:
+                raise TypeError(f"unexpected message {message!r}")
+
+    def accept(self, result: Result) -> None:
+        """A final result. One that arrives after its task was abandoned is dropped: the
+        task already has its record."""
+        if self.pending.pop(result.job.seq, None) is None:
+            return
+        self.handled += 1
+        if not self.ordered:
+            self._emit(result)
+            return
+        self._ordered[result.job.seq] = result
+        self._emit_in_order()
+
+    def skip(self, job: Job, dispatched: bool = True) -> None:
+        """A line never attempted. A dispatched one counts only if it is still pending (its
+        record may have been written already, as abandoned)."""
+        if dispatched:
+            if self.pending.pop(job.seq, None) is None:
+                return
+            self.handled += 1
+            self.freed += 1
+        self.observer.on_skipped(job)
+        if self.ordered:
+            self._ordered[job.seq] = None
+            self._emit_in_order()
+
+    def settle(self, task: Task) -> None:
+        """A task taken back from the executor after a stop: it ends with its last attempt's
+        result if it was waiting for a retry, else as never attempted."""
+        if task.last is not None:
+            self.accept(task.last)
+        else:
+            self.skip(task.job)
+
+    def abandon_pending(self) -> None:
+        """After the grace period: the tasks still in flight get a record saying so, with the
+        time they ran; then every record held back for ordering is emitted."""
+        now = time.perf_counter()
+        for seq in sorted(self.pending):
+            task = self.pending.pop(seq)
+            self.abandoned += 1
+            self._ordered[seq] = Result.failure(
+                task.job, ErrorKind.OTHER, "interrupted before it finished",
+                attempts=max(task.attempt, 1),
+                elapsed=0.0 if task.started is None else now - task.started,
+            )  # fmt: skip
+        for seq in sorted(self._ordered):
+            result = self._ordered.pop(seq)
+            if result is not None:
+                self._emit(result)
+
+    def take_freed(self) -> int:
+        freed, self.freed = self.freed, 0
+        return freed
+
+    def _emit_in_order(self) -> None:
+        while self._next_seq in self._ordered:
+            result = self._ordered.pop(self._next_seq)
+            self._next_seq += 1
+            if result is not None:
+                self._emit(result)
+
+    def _emit(self, result: Result) -> None:
+        self.freed += 1
+        try:
+            self.observer.on_result(result)
+        except BrokenPipeError:
+            self.on_broken_pipe()

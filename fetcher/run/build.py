@@ -1,0 +1,43 @@
+"""The one place a run is put together, for the command line and for each worker process."""
+
+from __future__ import annotations
+
+import threading
+from http.cookiejar import CookieJar
+
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.observer import Observer
+from fetcher.output.bodies import Bodies
+from fetcher.run.dispatcher import JobSource
+from fetcher.run.engine import Run
+from fetcher.run.executor import Executor
+from fetcher.run.processes import ProcessExecutor
+from fetcher.run.threads import PauseListener, ThreadExecutor
+from fetcher.settings import Settings
+
+
+def build_run(
+    settings: Settings,
+    source: JobSource,
+    observer: Observer,
+    *,
+    bodies: Bodies | None = None,
+    jar: CookieJar | None = None,
+    on_pause: PauseListener | None = None,
+    sessions: SessionPool | None = None,
+) -> Run:
+    """A run over source whose records go to observer: fetched by this process's threads, or
+    by ``settings.processes`` worker processes (each of which builds its own run here).
+
+    sessions: the pool of this process's threads (made here when None); the run closes every
+    session in it at the end unless a request was abandoned mid-flight."""
+    stopping = threading.Event()
+    executor: Executor
+    if settings.processes > 1:
+        executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
+    else:
+        sessions = sessions or SessionPool(settings, jar)
+        fetcher = Fetcher(settings, sessions, stopping, bodies)
+        executor = ThreadExecutor(settings, fetcher, stopping, on_pause)
+    return Run(settings, source, executor, observer, stopping)

@@ -1,0 +1,139 @@
+"""The dispatcher: one thread reads the input and hands each line to the executor, never more
+than a window of lines read and not yet recorded, so memory is flat on endless input."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+from fetcher.errors import ErrorKind
+from fetcher.http.classify import describe
+from fetcher.http.task import Task
+from fetcher.input.jobs import Job
+from fetcher.results import Result, host_of
+from fetcher.run.books import Books
+from fetcher.run.executor import Executor
+from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Skipped
+
+
+class JobSource(Protocol):
+    """Where a run's jobs come from: an InputReader, or a worker process's pipe."""
+
+    @property
+    def count(self) -> int:
+        """Lines read so far."""
+
+    @property
+    def current_is_finite(self) -> bool:
+        """The line being read comes from a file (not a pipe that may wait for hours)."""
+
+    @property
+    def rest_is_finite(self) -> bool:
+        """Every line still to read comes from files."""
+
+    def next_job(self) -> Job | None: ...
+
+    def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
+
+
+class Dispatcher:
+    """Reads jobs, admits each into the window (a semaphore the calling thread releases as
+    records are written), adds it to the books and hands it on in batches of the executor's
+    size: at once before a read that may block and before waiting for room."""
+
+    def __init__(
+        self,
+        source: JobSource,
+        executor: Executor,
+        books: Books,
+        inbox: Inbox,
+        stopping: threading.Event,
+    ) -> None:
+        self.source = source
+        self.executor = executor
+        self.books = books
+        self.inbox = inbox
+        self.stopping = stopping
+        self.reading = False  # waiting for the next input line
+        self.hard = False  # a second signal: stop after the line being read
+        self._slots = threading.Semaphore(executor.window)
+        self._batch: list[Task] = []
+        self._thread = threading.Thread(target=self._run, name="fetcher-dispatch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def release(self, count: int) -> None:
+        """Room for count more lines: as many records were written (calling thread)."""
+        if count:
+            self._slots.release(count)
+
+    def blocked_on_pipe(self) -> bool:
+        """Waiting for a line from a pipe, which may never come."""
+        return self.reading and not self.source.current_is_finite
+
+    def _run(self) -> None:
+        error = None
+        try:
+            self._dispatch()
+            if self.stopping.is_set():
+                for job in self.source.drain():
+                    self.inbox(Skipped(job, dispatched=False))
+                    if self.hard:
+                        break  # the calling thread reads the rest itself, at once
+        except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
+            error = f"reading the input failed: {describe(exc)}"
+        finally:
+            self._hand_on()
+            self.inbox(DispatchEnd(error))
+
+    def _dispatch(self) -> None:
+        while True:
+            if self._batch and not self.source.rest_is_finite:
+                self._hand_on()  # the next read may wait on a pipe for hours: nothing waits too
+            self.reading = True
+            job = self.source.next_job()
+            self.reading = False
+            if job is None:
+                self.inbox(InputEnd(self.source.count))
+                return
+            if self.stopping.is_set() or not self._slots.acquire(blocking=False):
+                self._hand_on()  # waiting for room: what is batched must go now
+                if not self._acquire_slot():
+                    self.inbox(Skipped(job, dispatched=False))
+                    return
+            task = Task(job, host_of(job.target))
+            self.books.add(task)
+            if job.invalid is not None:
+                self.inbox(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
+                continue
+            self._batch.append(task)
+            if len(self._batch) >= self.executor.batch_size:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Hand the batch to the executor; after a stop, back as never attempted."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        if self.stopping.is_set():
+            for task in batch:
+                self.inbox(Skipped(task.job, dispatched=True))
+            return
+        self.executor.submit(batch)
+
+    def _acquire_slot(self) -> bool:
+        while not self.stopping.is_set():
+            if self._slots.acquire(timeout=0.25):
+                if self.stopping.is_set():
+                    self._slots.release()
+                    return False
+                return True
+        return False

@@ -1,0 +1,45 @@
+"""The interface between a run and whatever fetches its tasks: threads of this process
+(fetcher.run.threads) or worker processes (fetcher.run.processes).
+
+An executor puts each task's final Result, or a ``Skipped`` for one it never started, in the
+run's inbox; it never raises for a URL. The run calls ``start`` and ``close`` from its calling
+thread, ``submit`` from the dispatcher thread, and the rest from the calling thread after a stop.
+"""
+
+from __future__ import annotations
+
+from http.cookiejar import CookieJar
+from typing import Protocol
+
+from fetcher.http.task import Task
+from fetcher.run.messages import Inbox
+
+
+class Executor(Protocol):
+    window: int  # lines read and not yet recorded, at most: enough to keep every worker busy
+    batch_size: int  # tasks the dispatcher gathers before a submit
+
+    def start(self, inbox: Inbox) -> None:
+        """Start the workers; their results go to inbox."""
+
+    def submit(self, tasks: list[Task]) -> None:
+        """Fetch these tasks (dispatcher thread)."""
+
+    def stop(self) -> None:
+        """The first stop: no task starts any more; in-flight ones may finish."""
+
+    def drain(self) -> list[Task]:
+        """After a stop: the tasks this process holds that were never started or are waiting
+        for a retry (a worker process hands its own back through the inbox instead)."""
+
+    def pause(self, host: str, seconds: float) -> None:
+        """No request to host starts for seconds, in any worker (a 429/503 Retry-After that a
+        worker elsewhere was given)."""
+
+    def close(self, stopped: bool, abandoned: bool) -> None:
+        """The run is over: end the workers, without waiting for stuck ones when stopped, and
+        close their connections unless a request was abandoned mid-flight (its thread may
+        still be using its session)."""
+
+    def jars(self) -> list[CookieJar]:
+        """The cookie jars of the sessions that fetched, for -c: one per session."""

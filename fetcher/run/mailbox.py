@@ -1,0 +1,85 @@
+"""The run's queue as its calling thread reads it: messages taken in batches while results
+keep coming, the output flushed whenever none is waiting and at least every FLUSH_EVERY
+seconds, and the dispatcher given room as records are written."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+# Seconds the writer waits for another result before flushing: batches writes under load (one
+# syscall per record cost a third of the run on a million invalid lines), prompt when idle.
+FLUSH_LINGER = 0.02
+FLUSH_EVERY = 0.1  # and at least this often while results keep coming
+# Seconds the writer lets results gather while they keep coming (see Mailbox.next).
+COLLECT_NAP = 0.002
+
+
+class Mailbox:
+    """``put`` from any thread, even a signal handler (``SimpleQueue.put`` is reentrant);
+    everything else from the calling thread only."""
+
+    def __init__(
+        self,
+        stopping: threading.Event,
+        on_empty: Callable[[], None],
+        on_idle: Callable[[], None],
+        nap: bool,
+    ) -> None:
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.put = self._queue.put
+        self.stopping = stopping  # set by a stop: a nap never delays one
+        self.on_empty = on_empty  # the queue was found empty (give the dispatcher room)
+        self.on_idle = on_idle  # flush the output
+        # With a small window the workers would run out of work while the writer naps.
+        self.nap = COLLECT_NAP if nap else 0.0
+        self._flushed = time.monotonic()
+        self._batch = 0  # messages taken since the queue was last found empty
+
+    def next(self) -> object:
+        """The next message, waiting as long as it takes."""
+        if time.monotonic() - self._flushed > FLUSH_EVERY:
+            self.on_idle()  # a steady stream still reaches its reader promptly
+            self._flushed = time.monotonic()
+        try:
+            message = self._queue.get(block=False)
+            self._batch += 1
+            return message
+        except queue.Empty:
+            self.on_empty()
+        if self._batch and self.nap:
+            # Results are coming: let a few more gather instead of waking for each one (every
+            # wake-up is a context switch for two threads and the GIL).
+            self._batch = 0
+            self.stopping.wait(self.nap)
+            return self.next()
+        try:
+            return self._queue.get(timeout=FLUSH_LINGER)
+        except queue.Empty:
+            self.on_idle()
+            message = self._queue.get()
+            self._flushed = time.monotonic()
+            return message
+
+    def next_before(self, deadline: float, give_up: Callable[[], bool]) -> object | None:
+        """The next message, or None once deadline passes or give_up() says nothing is left
+        to wait for."""
+        while True:
+            self.on_empty()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or give_up():
+                return None
+            try:
+                return self._queue.get(timeout=min(remaining, 0.05))
+            except queue.Empty:
+                continue
+
+    def queued(self) -> Iterator[object]:
+        """Every message on the queue now, without waiting for more."""
+        while True:
+            try:
+                yield self._queue.get(block=False)
+            except queue.Empty:
+                return

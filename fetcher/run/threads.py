@@ -1,0 +1,105 @@
+"""The thread executor: worker threads, each with its own Session, take tasks from the
+scheduler (per-host limits, rates, pauses) and put their final results in the run's inbox."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http.cookiejar import CookieJar
+
+from fetcher.http.classify import classify, describe
+from fetcher.http.fetch import Attempt, Fetcher
+from fetcher.http.task import Task
+from fetcher.redact import redact_text, redact_url
+from fetcher.results import Result
+from fetcher.run.messages import Inbox
+from fetcher.run.scheduler import Scheduler
+from fetcher.settings import Settings
+
+log = logging.getLogger("fetcher")
+
+# Called by the worker that received a 429/503 Retry-After, once this process holds the host
+# back: a worker process relays it to its siblings.
+PauseListener = Callable[[str, float], None]
+
+
+class ThreadExecutor:
+    """``settings.workers`` threads sharing one Scheduler; a retry goes back to the scheduler
+    with the time it is due, so no thread sleeps through a backoff."""
+
+    batch_size = 1  # the scheduler takes tasks one at a time, at once
+
+    def __init__(
+        self,
+        settings: Settings,
+        fetcher: Fetcher,
+        stopping: threading.Event,
+        on_pause: PauseListener | None = None,
+    ) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+        self.stopping = stopping  # once set, no retry is scheduled: the last result stands
+        self.on_pause = on_pause
+        self.window = settings.window
+        self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
+        self._inbox: Inbox | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        workers = self.settings.workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
+        for _ in range(workers):
+            self._pool.submit(self._work, inbox)
+
+    def submit(self, tasks: list[Task]) -> None:
+        for task in tasks:
+            self.scheduler.put(task)
+
+    def pause(self, host: str, seconds: float) -> None:
+        self.scheduler.pause(host, seconds)
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+
+    def drain(self) -> list[Task]:
+        return self.scheduler.drain()
+
+    def close(self, stopped: bool, abandoned: bool) -> None:
+        self.scheduler.stop()
+        if self._pool is not None:
+            # After a stop, workers stuck on a slow server are not waited for.
+            self._pool.shutdown(wait=not stopped, cancel_futures=True)
+        if not abandoned:
+            self.fetcher.sessions.close_all()
+
+    def jars(self) -> list[CookieJar]:
+        return self.fetcher.sessions.jars()
+
+    def _work(self, inbox: Inbox) -> None:
+        """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
+        scheduler = self.scheduler
+        while (task := scheduler.take()) is not None:
+            outcome = self._attempt(task)
+            retry_in = None if self.stopping.is_set() else outcome.retry_in
+            if retry_in is not None:
+                outcome.result.close()
+                task.last = outcome.result
+            # The pause is set in the same step that frees the worker: none may slip in first.
+            scheduler.finish(task, retry_in, outcome.pause_host)
+            if outcome.pause_host and self.on_pause is not None:
+                self.on_pause(task.host, outcome.pause_host)
+            if retry_in is None:
+                inbox(outcome.result)
+
+    def _attempt(self, task: Task) -> Attempt:
+        try:
+            return self.fetcher.attempt(task)
+        except BaseException as exc:  # noqa: BLE001 - a bug must not lose the URL's record
+            log.exception("unexpected error fetching %s", redact_url(task.job.target))
+            failure = Result.failure(
+                task.job, classify(exc), redact_text(describe(exc)), attempts=task.attempt
+            )
+            return Attempt(failure)

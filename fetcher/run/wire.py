@@ -1,0 +1,86 @@
+"""What travels between the parent and a worker process (fetcher.run.processes and
+fetcher.run.worker): jobs one way, results the other, each in batches, over pipes."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from http.cookiejar import Cookie
+from multiprocessing.connection import Connection
+from typing import Any
+
+from fetcher.input.jobs import Job
+from fetcher.results import Result
+from fetcher.settings import Settings
+
+BATCH = 32  # jobs or results sent in one message, at most, per worker
+# What a worker sends back for one job: its seq and every field of its Result but the job.
+RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
+
+# A job as sent to a worker: seq, target, method, headers, data, output.
+WireJob = tuple[int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None]
+# A result as sent back: (seq, *fields), or the bare seq of a job the worker never started.
+WireResult = tuple[Any, ...] | int
+
+
+def job_to_wire(job: Job) -> WireJob:
+    return (job.seq, job.target, job.method, job.headers, job.data, job.output)
+
+
+def job_from_wire(wire: WireJob) -> Job:
+    seq, target, method, headers, data, output = wire
+    return Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
+               output=output)  # fmt: skip
+
+
+def result_to_wire(result: Result) -> WireResult:
+    return (result.job.seq, *(getattr(result, name) for name in RESULT_FIELDS))
+
+
+def result_from_wire(job: Job, wire: tuple[Any, ...]) -> Result:
+    result = Result(job)
+    for name, value in zip(RESULT_FIELDS, wire[1:], strict=True):
+        setattr(result, name, value)
+    return result
+
+
+@dataclass(slots=True)
+class WorkerSetup:
+    """The first message to a worker: what it needs besides its jobs."""
+
+    settings: Settings
+    output_dir: str | None
+    log_levels: tuple[int, int]  # the root logger's level and fetcher's
+    cookies: list[Cookie] | None  # the -c jar as loaded; None without -c
+
+
+@dataclass(slots=True)
+class WorkerCookies:
+    """A worker's last message with -c: the cookies its sessions held at the end."""
+
+    cookies: list[Cookie]
+
+
+@dataclass(slots=True)
+class HostPause:
+    """A host asked to wait (429/503 Retry-After): from the worker that was told, relayed by
+    the parent to every other worker, so that the pause holds for all of them."""
+
+    host: str
+    seconds: float
+
+
+class Outbox:
+    """One end of a pipe that several threads send whole messages to."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.lock = threading.Lock()
+
+    def send(self, message: object) -> None:
+        with self.lock:
+            self.connection.send(message)
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()

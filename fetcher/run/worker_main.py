@@ -1,0 +1,165 @@
+"""Inside a worker process (--processes): an ordinary run with a thread executor, built by the
+same function as the command line's, reading its jobs from a pipe and sending results back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from http.cookiejar import CookieJar
+from multiprocessing.connection import Connection
+from types import FrameType
+
+from fetcher.http.cookies import copy_into
+from fetcher.input.jobs import Job
+from fetcher.logs import configure_logging
+from fetcher.output.bodies import Bodies, remove_live_temporaries
+from fetcher.results import Result
+from fetcher.run.build import build_run
+from fetcher.run.engine import Run
+from fetcher.run.wire import (
+    BATCH,
+    HostPause,
+    Outbox,
+    WireResult,
+    WorkerCookies,
+    WorkerSetup,
+    job_from_wire,
+    result_to_wire,
+)
+from fetcher.run.worker_process import EXIT_NOW
+from fetcher.status import ExitStatus
+
+
+class WireReader:
+    """The jobs a worker receives, as a JobSource for its run."""
+
+    current_is_finite = False  # the pipe waits for the parent's dispatcher
+    rest_is_finite = False
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.count = 0
+        self._buffer: list[Job] = []
+
+    def next_job(self) -> Job | None:
+        while not self._buffer:
+            try:
+                batch = self.connection.recv()
+            except (EOFError, OSError):
+                return None
+            self._buffer = [job_from_wire(wire) for wire in reversed(batch)]
+        self.count += 1
+        return self._buffer.pop()
+
+    def drain(self, lines_only: bool = False) -> Iterator[Job]:
+        """Jobs received and never started, and those already waiting in the pipe."""
+        yield from reversed(self._buffer)
+        self._buffer = []
+        with contextlib.suppress(EOFError, OSError):
+            while self.connection.poll(0):
+                for wire in self.connection.recv():
+                    yield job_from_wire(wire)
+
+
+class WireObserver:
+    """Sends a worker's results back in batches: each record whole, each job once."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.batch: list[WireResult] = []
+
+    def on_result(self, result: Result) -> None:
+        result.close()  # bodies are only saved to files in a worker (-o); never sent
+        self.batch.append(result_to_wire(result))
+        if len(self.batch) >= BATCH:
+            self.on_idle()
+
+    def on_skipped(self, job: Job) -> None:
+        self.batch.append(job.seq)
+        self.on_idle()
+
+    def on_total(self, count: int) -> None:
+        """Nothing to tell: the parent counts its own input."""
+
+    def on_idle(self) -> None:
+        if self.batch:
+            self.outbox.send(self.batch)
+            self.batch = []
+
+
+def worker_process(jobs_descriptor: int, results_descriptor: int, control_descriptor: int) -> None:
+    """The entry point of a worker process (see fetcher.run.worker_process.WORKER_CODE)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, whatever reaches us
+    jobs = Connection(jobs_descriptor, writable=False)
+    results = Outbox(Connection(results_descriptor, readable=False))
+    control = Connection(control_descriptor, writable=False)
+    try:
+        setup = jobs.recv()
+    except (EOFError, OSError):
+        return  # the parent ended before it could say what to do
+    worker_main(setup, jobs, results, control)
+
+
+def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: Connection) -> None:
+    """A worker process: fetch the jobs that arrive, send back the results, until the end."""
+    configure_logging(setup.log_levels)
+    jar = None
+    if setup.cookies is not None:
+        jar = CookieJar()
+        copy_into(setup.cookies, jar)
+    observer = WireObserver(results)
+    run = build_run(
+        setup.settings, WireReader(jobs), observer, jar=jar,
+        bodies=Bodies(setup.output_dir, False) if setup.output_dir is not None else None,
+        on_pause=lambda host, seconds: _send_pause(results, HostPause(host, seconds)),
+    )  # fmt: skip
+    follow_pauses(run, control)
+    stop_on_term(run)
+    try:
+        stopped = run.run()
+        observer.on_idle()
+        jars = run.executor.jars()
+        if setup.settings.cookie_jar and jars:
+            results.send(WorkerCookies([cookie for jar in jars for cookie in jar]))
+    except (BrokenPipeError, EOFError, OSError):
+        stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
+    results.close()
+    if stopped is not None:
+        remove_live_temporaries()
+        os._exit(0)  # threads may be blocked on a server; their jobs have their records
+
+
+def _send_pause(results: Outbox, pause: HostPause) -> None:
+    with contextlib.suppress(OSError):  # the parent is gone: nobody else to pause
+        results.send(pause)
+
+
+def follow_pauses(run: Run, control: Connection) -> None:
+    """A thread that applies the pauses other workers received, relayed by the parent, until
+    the pipe ends."""
+
+    def follow() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                pause = control.recv()
+                run.executor.pause(pause.host, pause.seconds)
+
+    threading.Thread(target=follow, name="fetcher-pauses", daemon=True).start()
+
+
+def stop_on_term(run: Run) -> None:
+    """SIGTERM stops gracefully (again and again: only the parent's EXIT_NOW is final, whoever
+    else sends SIGTERM); EXIT_NOW removes the temporaries and exits now."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGTERM:
+            run.request_stop(ExitStatus.TERMINATED)
+        else:
+            remove_live_temporaries()
+            os._exit(int(ExitStatus.TERMINATED))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(EXIT_NOW, on_signal)

@@ -1,0 +1,130 @@
+"""The parent's handle on one worker process: starting it, the three pipes to it, the thread
+that listens to it, and ending it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+
+from fetcher.run.wire import HostPause, Outbox, WireJob, WorkerSetup
+
+# What a worker process runs: fetcher.run.worker_main, found where this process found it.
+WORKER_CODE = (
+    "import sys; sys.path[:0] = {path!r}; from fetcher.run.worker_main import worker_process; "
+    "worker_process({jobs}, {results}, {control})"
+)
+# Tells a worker to remove its temporaries and exit at once (SIGTERM is the graceful stop, and
+# two SIGTERMs sent together may arrive as one).
+EXIT_NOW = signal.SIGUSR1
+
+# Called by the listening thread with each message, and None when the pipe ends.
+Listener = Callable[[int, object], None]
+
+
+class WorkerProcess:
+    """One worker: jobs go down one pipe (from the dispatcher), results come up another (to the
+    listening thread), relayed host pauses down a third (from any results thread)."""
+
+    def __init__(self, index: int, setup: WorkerSetup) -> None:
+        """Start the process and send it its setup.
+
+        A plain interpreter rather than multiprocessing's spawn: that would also start its
+        resource tracker and import this process's __main__ (the CLI) again in each worker.
+        Each worker has its own process group, so a Ctrl-C at the terminal reaches only this
+        process, which tells the workers what to do.
+        """
+        self.index = index
+        self.alive = True
+        # Jobs dealt (written by the dispatcher only) and back (by the listening thread only):
+        # one writer each, so no update is lost between threads.
+        self.dealt = 0
+        self.back = 0
+        jobs_read, jobs_write = os.pipe()
+        results_read, results_write = os.pipe()
+        control_read, control_write = os.pipe()
+        theirs = (jobs_read, results_write, control_read)
+        code = WORKER_CODE.format(path=sys.path, jobs=jobs_read, results=results_write,
+                                  control=control_read)  # fmt: skip
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code], pass_fds=theirs,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
+            )  # fmt: skip
+        finally:
+            for descriptor in theirs:
+                os.close(descriptor)
+        self.jobs = Connection(jobs_write, readable=False)
+        self.control = Outbox(Connection(control_write, readable=False))
+        self.results = Connection(results_read, writable=False)
+        self._jobs_closed = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self.jobs.send(setup)
+
+    @property
+    def out(self) -> int:
+        """Jobs dealt to this worker and not back yet."""
+        return self.dealt - self.back
+
+    def listen(self, listener: Listener) -> None:
+        self._listener = threading.Thread(
+            target=self._listen, args=(listener,), daemon=True,
+            name=f"fetcher-results-{self.index}",
+        )  # fmt: skip
+        self._listener.start()
+
+    def send(self, batch: list[WireJob]) -> None:
+        """Jobs for the worker (dispatcher thread); a dead worker's listener says so."""
+        with contextlib.suppress(OSError):
+            self.jobs.send(batch)
+
+    def relay(self, pause: HostPause) -> None:
+        if self.alive:
+            with contextlib.suppress(OSError):
+                self.control.send(pause)
+
+    def kill(self, sig: int) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.process.pid, sig)
+
+    def wait(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            self.process.wait(timeout)
+
+    def end_jobs(self) -> None:
+        """End of input for the worker: from the dispatcher's end or the run's, once."""
+        if self._jobs_closed.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                self.jobs.close()
+
+    def wait_or_kill(self, limit: float) -> None:
+        """Wait for the worker to end (its jobs all have their records), killing a stuck one;
+        then for its listener, which ends at the pipe's end with the worker's cookies."""
+        try:
+            self.process.wait(limit)
+        except subprocess.TimeoutExpired:  # stopped, or stuck: its jobs have their records
+            self.process.kill()
+            self.process.wait()
+        if self._listener is not None:
+            self._listener.join(1.0)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.control.close()
+
+    def _listen(self, listener: Listener) -> None:
+        try:
+            while True:
+                listener(self.index, self.results.recv())
+        except (EOFError, OSError):
+            pass
+        finally:
+            self.results.close()
+            self.alive = False
+            listener(self.index, None)

@@ -1,0 +1,79 @@
+"""The standard streams of this process and what they are connected to (as httpie's
+Environment): one object the command line asks, instead of ``sys.std*`` everywhere."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import BinaryIO, TextIO
+
+
+@dataclass
+class Streams:
+    stdin: TextIO | None = field(default_factory=lambda: sys.stdin)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @property
+    def stdin_is_terminal(self) -> bool:
+        return self.stdin is None or self.stdin.isatty()
+
+    @property
+    def stdout_is_terminal(self) -> bool:
+        return self.stdout.isatty()
+
+    @property
+    def stderr_is_terminal(self) -> bool:
+        return self.stderr.isatty()
+
+    def stdin_binary(self) -> BinaryIO:
+        assert self.stdin is not None
+        return self.stdin.buffer
+
+    def same_terminal(self) -> bool:
+        """Whether stdout and stderr are one terminal (records then print above the display)."""
+        try:
+            first, second = os.fstat(self.stdout.fileno()), os.fstat(self.stderr.fileno())
+        except (OSError, ValueError):
+            return False
+        return os.path.samestat(first, second)
+
+    def buffered_stdout(self) -> TextIO:
+        """Our own buffered UTF-8 stream on stdout's descriptor: records are flushed when the
+        run is idle, not once each, even under PYTHONUNBUFFERED (which made that a syscall per
+        record). The descriptor stays open when it is closed."""
+        try:
+            descriptor = self.stdout.fileno()
+        except (OSError, ValueError):
+            return self.stdout  # not backed by a descriptor (a test runner's capture)
+        self.stdout.flush()
+        return open(  # noqa: SIM115 - closed by the writer, which leaves the descriptor open
+            descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="",
+            buffering=1 << 16, closefd=False,
+        )  # fmt: skip
+
+    def binary_stdout(self) -> BinaryIO:
+        """A buffered binary stream on stdout for --body (our own, like buffered_stdout)."""
+        try:
+            descriptor = self.stdout.fileno()
+        except (OSError, ValueError):
+            return self.stdout.buffer  # a test runner's capture
+        self.stdout.flush()
+        return open(descriptor, "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
+
+    @staticmethod
+    def silence(stream: TextIO) -> None:
+        """After EPIPE, point stream at /dev/null so that the interpreter's last flush is
+        quiet."""
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+    def say(self, line: str) -> None:
+        """One line for humans on stderr; a closed stderr is not an error worth more."""
+        try:
+            self.stderr.write(line + "\n")
+            self.stderr.flush()
+        except OSError:
+            pass
