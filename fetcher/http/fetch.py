@@ -47,7 +47,7 @@ class Fetcher:
         self,
         settings: Settings,
         sessions: SessionPool,
-        stopping: threading.Event | None = None,  # the run's; waits are the scheduler's now
+        stopping: threading.Event | None = None,  # unread: waits between attempts are the run's
         bodies: Bodies | None = None,
     ) -> None:
         self.settings = settings
