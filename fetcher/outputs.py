@@ -17,8 +17,9 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.output.atomic import output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
-from fetcher.output.collector import Collector, FailedLines, RecordWriter
+from fetcher.output.collector import Collector, RecordWriter
 from fetcher.output.display import NullEvents
+from fetcher.output.failed import FailedLines
 from fetcher.output.records import ConsoleWriter, NullWriter, StreamWriter
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit

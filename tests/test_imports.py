@@ -10,6 +10,7 @@ CORE = [
     "fetcher.output.atomic",
     "fetcher.output.bodies",
     "fetcher.output.collector",
+    "fetcher.output.failed",
     "fetcher.http.cookies",
     "fetcher.run.engine",
     "fetcher.errors",
