@@ -20,7 +20,8 @@ from fetcher.http.cookies import save_jar
 from fetcher.input.reader import InputReader
 from fetcher.logs import configure_logging, log_levels
 from fetcher.options import all_options, build_settings
-from fetcher.output.records import print_summary, write_summary_json
+from fetcher.output.summary import write_summary_json
+from fetcher.output.terminal import print_summary
 from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run

@@ -17,10 +17,11 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.output.atomic import output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
-from fetcher.output.collector import Collector, RecordWriter
+from fetcher.output.collector import Collector
 from fetcher.output.display import NullEvents
 from fetcher.output.failed import FailedLines
-from fetcher.output.records import ConsoleWriter, NullWriter, StreamWriter
+from fetcher.output.terminal import ConsoleWriter
+from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit
 from fetcher.settings import Settings

@@ -11,6 +11,9 @@ CORE = [
     "fetcher.output.bodies",
     "fetcher.output.collector",
     "fetcher.output.failed",
+    "fetcher.output.records",
+    "fetcher.output.summary",
+    "fetcher.output.writers",
     "fetcher.http.cookies",
     "fetcher.run.engine",
     "fetcher.errors",
@@ -76,7 +79,7 @@ def test_every_package_module_is_classified():
         "fetcher.options",
         "fetcher.outputs",
         "fetcher.output.progress",
-        "fetcher.output.records",
+        "fetcher.output.terminal",
         "fetcher.__main__",
     }
     found = {
@@ -88,5 +91,5 @@ def test_every_package_module_is_classified():
 
 
 def test_report_imports_rich_only_for_terminals():
-    loaded = loaded_after_import(["fetcher.output.records"])
+    loaded = loaded_after_import(["fetcher.output.records", "fetcher.output.terminal"])
     assert "rich" not in loaded

@@ -8,22 +8,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Callable
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from fetcher.input.jobs import Job
 from fetcher.output.display import Events
 from fetcher.output.failed import FailedLines
+from fetcher.output.writers import RecordWriter
 from fetcher.results import Result, Summary
-
-
-class RecordWriter(Protocol):
-    """Writes one record per result; implemented by the formats of ``fetcher.output.records``."""
-
-    def write(self, result: Result) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Collector:

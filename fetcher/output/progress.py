@@ -7,7 +7,6 @@ import time
 from types import TracebackType
 
 from rich.console import Console
-from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
     Progress,
@@ -20,6 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from fetcher.output.summary import human_bytes
 from fetcher.results import Result, Summary
 
 # A redraw costs about 0.7 ms of CPU here: 4 a second (Rich's own default) is 0.3% of a core.
@@ -44,7 +44,7 @@ class _StatsColumn(ProgressColumn):
         text.append(
             f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else ""
         )
-        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {decimal(fields.get('bytes', 0))}")
+        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {human_bytes(fields.get('bytes', 0))}")
         return text
 
 
