@@ -133,6 +133,11 @@ class Summary:
         if host:
             self.failed_hosts[host] += 1
 
+    def start(self) -> None:
+        """Start the clock again: elapsed and rate count from here, not from the set-up before
+        the run (a display built with this Summary imports Rich first)."""
+        self.started = time.monotonic()
+
     def finish(self) -> None:
         self.finished = time.monotonic()
 

@@ -1,4 +1,5 @@
-"""The run's single consumer of results: it counts them, keeps the failed lines, and writes records.
+"""The run's single consumer of results (an ``Observer``): it counts them, keeps the failed
+lines, shows progress and writes records.
 
 Everything here runs on one thread, in the order results are emitted, so nothing needs a lock.
 """
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from fetcher.input.jobs import Job
-from fetcher.output.display import Events
+from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
 from fetcher.output.writers import RecordWriter
 from fetcher.results import Result, Summary
@@ -33,7 +34,7 @@ class Collector:
         self,
         summary: Summary,
         writer: RecordWriter,
-        events: Events,
+        display: Display,
         failed: FailedLines | None = None,
         bodies: BinaryIO | None = None,
         records_to: str = "<stdout>",
@@ -41,7 +42,7 @@ class Collector:
     ) -> None:
         self.summary = summary
         self.writer = writer
-        self.events = events
+        self.display = display
         self.failed = failed
         self.bodies = bodies  # --body: where whole bodies go, one after another
         self.records_to = records_to  # for the message: where records go
@@ -51,11 +52,13 @@ class Collector:
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
 
     def on_result(self, result: Result) -> None:
+        """Count, keep the line if it failed, show, write the body and the record. Raises
+        BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:
             self.failed.add(result.job.raw, result.job.header)
-        self.events.on_result(result, self.summary)
+        self.display.on_result(result)
         try:
             if self.output_broken or lost:
                 return
@@ -78,9 +81,10 @@ class Collector:
 
     def on_total(self, count: int) -> None:
         self.summary.total = count
-        self.events.on_total(count)
+        self.display.on_total(count)
 
     def on_idle(self) -> None:
+        """Flush --failed, the records and the bodies. Raises BrokenPipeError as on_result."""
         if self.failed is not None:
             self.failed.flush()
         if self.output_broken or self.write_error is not None:
