@@ -17,7 +17,7 @@ from typing import BinaryIO, TextIO
 import pytest
 
 from fetcher.errors import ErrorKind
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.observer import Observer
 from fetcher.output.collector import Collector
 from fetcher.output.display import NullDisplay
@@ -27,8 +27,8 @@ from fetcher.results import Result, Summary
 
 
 def job(n: int, header: bytes | None = None) -> Job:
-    return Job(n, f"http://h{n % 3}.test/{n}", f"http://h{n % 3}.test/{n}", n + 1,
-               f"line {n}".encode(), header=header)  # fmt: skip
+    url = f"http://h{n % 3}.test/{n}"
+    return Job(seq=n, url=url, target=url, line=n + 1, raw=f"line {n}".encode(), header=header)
 
 
 def ok(n: int, body: bytes | None = None) -> Result:

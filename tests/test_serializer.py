@@ -14,7 +14,7 @@ import json
 import pytest
 
 from fetcher.errors import ErrorKind
-from fetcher.input.reader import Job
+from fetcher.input.jobs import Job
 from fetcher.output import records
 from fetcher.output.records import (
     CSV_FIELDS,
@@ -37,8 +37,8 @@ META = {"id": 7, "tags": ["a", ODD], "nested": {"ok": True, "none": None}}
 
 def full_result(**fields: object) -> Result:
     """Every field of a record set, a failure with a password in its URLs."""
-    job = Job(4, "https://user:secret@example.test/a?b=1", "https://example.test/a", 12, b"raw",
-              meta=dict(META))  # fmt: skip
+    job = Job(seq=4, url="https://user:secret@example.test/a?b=1", target="https://example.test/a",
+              line=12, raw=b"raw", meta=dict(META))  # fmt: skip
     values: dict[str, object] = dict(
         ok=False, final_url="https://user:secret@example.test/final", status=503,
         reason="Service Unavailable", bytes=1234, elapsed=1.23456789, attempts=3, redirects=1,
@@ -50,13 +50,14 @@ def full_result(**fields: object) -> Result:
 
 
 def odd_result() -> Result:
-    job = Job(0, "http://u:p@h/" + ODD, "http://h/" + ODD, None, b"raw", meta={ODD: [ODD]})
+    job = Job(seq=0, url="http://u:p@h/" + ODD, target="http://h/" + ODD, line=None, raw=b"raw",
+              meta={ODD: [ODD]})  # fmt: skip
     return Result(job, final_url="http://h/" + ODD, status=500, reason=ODD, path="/o/" + ODD,
                   error_kind=ErrorKind.IO, error_message="cannot write " + ODD)  # fmt: skip
 
 
 def bare_result() -> Result:
-    return Result(Job(0, "h/x", "http://h/x", None, b"h/x"))
+    return Result(Job(seq=0, url="h/x", target="http://h/x", line=None, raw=b"h/x"))
 
 
 # -- the schema -----------------------------------------------------------------------------------

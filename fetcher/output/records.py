@@ -66,7 +66,7 @@ def _body_fields(result: Result) -> dict[str, str | None]:
 
 
 # The field names, read off an empty record so that the schema is written once, above.
-FIELDS = tuple(record_of(Result(Job(0, "", "", None, b""))))
+FIELDS = tuple(record_of(Result(Job(seq=0, url="", target="", line=None, raw=b""))))
 ERROR_COLUMNS = ("error_kind", "error_message")  # csv cells cannot nest: error is two columns
 CSV_FIELDS = tuple(c for name in FIELDS for c in (ERROR_COLUMNS if name == "error" else (name,)))
 # The last CSV column when the input is jsonl or csv: each line's meta as compact JSON, empty
