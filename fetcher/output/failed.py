@@ -45,14 +45,15 @@ class FailedLines:
     def flush(self) -> None:
         """Write what was added. Never raises: a failure is kept in ``error``, so that a full
         disk under --failed cannot cost the run its records."""
-        fd = self.file.fd
-        if self.error is not None or fd < 0:
+        if self.error is not None or self.file.fd < 0:
             self._buffer.clear()
             return
         try:
             while self._buffer:
                 # A slice is a copy: a signal handler may add to the buffer during the write.
-                written = os.write(fd, self._buffer[:FAILED_BUFFER])
+                # The descriptor is read again each time: commit (in an exit hook) may have
+                # closed it, and a closed one must fail (EBADF), never write to a reused number.
+                written = os.write(self.file.fd, self._buffer[:FAILED_BUFFER])
                 del self._buffer[:written]
         except OSError as exc:
             self.error = exc
