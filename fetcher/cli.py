@@ -20,7 +20,8 @@ from fetcher.http.cookies import save_jar
 from fetcher.input.reader import InputReader
 from fetcher.logs import configure_logging, log_levels
 from fetcher.options import all_options, build_settings
-from fetcher.output.records import print_summary, write_summary_json
+from fetcher.output.summary import write_summary_json
+from fetcher.output.terminal import print_summary
 from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
@@ -78,11 +79,10 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
                         jar=outputs.jar)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         with stop_on_signals(run.request_stop, run.hard_stop):
-            with outputs.display or ExitStack():
+            with outputs.display:
                 stopped_by = run.run()
                 outputs.summary.finish()
-                if outputs.display is not None:
-                    outputs.display.on_finish(outputs.summary)
+                outputs.display.on_finish(outputs.summary)
             status = report(settings, streams, reader, run, outputs, stopped_by)
             if stopped_by is not None:
                 # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a
@@ -128,7 +128,7 @@ def report(
 
 
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:
-    console = outputs.display.console if outputs.display is not None else None
+    console = outputs.console
     if console is None and streams.stderr_is_terminal:
         from rich.console import Console
 
@@ -179,9 +179,5 @@ def stop_on_write_error(run: Run, outputs: Outputs, message: str) -> None:
     """Records cannot be written (a full disk): say so once, above the display if there is
     one, and stop the run as an interrupt would, so that what was not fetched goes to --failed
     instead of being fetched for nothing."""
-    line = f"fetcher: {message}"
-    if outputs.display is not None:
-        outputs.display.console.print(line, markup=False, highlight=False, soft_wrap=True)
-    else:
-        Streams().say(line)
+    outputs.display.say(f"fetcher: {message}")
     run.request_stop(ExitStatus.SOME_FAILED)

@@ -9,7 +9,7 @@ import os
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -17,13 +17,18 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.output.atomic import output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
-from fetcher.output.collector import Collector, FailedLines, RecordWriter
-from fetcher.output.display import NullEvents
-from fetcher.output.records import ConsoleWriter, NullWriter, StreamWriter
+from fetcher.output.collector import Collector
+from fetcher.output.display import Display, NullDisplay
+from fetcher.output.failed import FailedLines
+from fetcher.output.terminal import ConsoleWriter
+from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit
 from fetcher.settings import Settings
 from fetcher.streams import Streams
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Every file a run writes, checked before the first request: (option, its Settings field,
 # whether it is replaced by a rename, so that its folder must be writable). One line per file.
@@ -40,7 +45,8 @@ class Outputs:
     """What a run writes to, opened: records go through the collector."""
 
     summary: Summary
-    display: Any  # a RichProgress, or None when progress is off
+    display: Display
+    console: Console | None  # the live display's, shared by records and the summary; or None
     writer: RecordWriter
     collector: Collector
     failed: FailedLines | None
@@ -101,23 +107,22 @@ def open_outputs(settings: Settings, streams: Streams, stack: ExitStack) -> Outp
     failed = open_failed(settings.failed)
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
-    display = make_display(settings, streams)
-    if display is not None:
-        display.take_over_logging()
-    writer = make_writer(settings, streams, display)
+    summary = Summary()
+    display, console = make_display(settings, streams, summary)
+    display.take_over_logging()
+    writer = make_writer(settings, streams, console)
     bodies = make_bodies(settings)
     if bodies is not None:
         stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
-    summary = Summary()
+    summary.start()  # the run's clock: the set-up above (Rich's import) is not the run
     body_stream = streams.binary_stdout() if settings.body else None
     records_to = "<stdout>" if settings.results is None else repr(settings.results)
-    collector = Collector(summary, writer, display or NullEvents(), failed, body_stream,
-                          records_to)  # fmt: skip
+    collector = Collector(summary, writer, display, failed, body_stream, records_to)
     # A second signal exits at once, but what is already buffered still reaches its file.
     on_hard_exit(writer.flush)
     if failed is not None:
         on_hard_exit(functools.partial(failed.commit, sync=False))
-    return Outputs(summary, display, writer, collector, failed, bodies, jar)
+    return Outputs(summary, display, console, writer, collector, failed, bodies, jar)
 
 
 def open_cookie_jar(path: str | None) -> CookieJar | None:
@@ -138,19 +143,23 @@ def open_failed(path: str | None) -> FailedLines | None:
         raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
 
 
-def make_display(settings: Settings, streams: Streams) -> Any:
-    """The Rich display on stderr, or None when progress is off (imports Rich only if needed)."""
+def make_display(
+    settings: Settings, streams: Streams, summary: Summary
+) -> tuple[Display, Console | None]:
+    """The Rich display on stderr and its console, or a NullDisplay and no console when progress
+    is off (imports Rich only if needed)."""
     show = settings.progress
     if show is None:
         show = not settings.quiet and streams.stderr_is_terminal
     if not show:
-        return None
+        return NullDisplay(streams.stderr), None
     from fetcher.output.progress import RichProgress
 
-    return RichProgress()
+    display = RichProgress(summary)
+    return display, display.console
 
 
-def make_writer(settings: Settings, streams: Streams, display: Any) -> RecordWriter:
+def make_writer(settings: Settings, streams: Streams, console: Console | None) -> RecordWriter:
     """Records go to --results, else stdout (nowhere with --body): through Rich on a terminal,
     plainly otherwise."""
     kind, include_body = settings.format, settings.include_body
@@ -165,8 +174,8 @@ def make_writer(settings: Settings, streams: Streams, display: Any) -> RecordWri
         stream = streams.buffered_stdout()
         return StreamWriter(stream, kind, close_stream=stream is not streams.stdout,
                             include_body=include_body, meta_column=meta)  # fmt: skip
-    if display is not None and streams.same_terminal():
-        return ConsoleWriter(display.console, kind, include_body, meta)
+    if console is not None and streams.same_terminal():
+        return ConsoleWriter(console, kind, include_body, meta)
     from rich.console import Console
 
     return ConsoleWriter(Console(file=streams.stdout), kind, include_body, meta)

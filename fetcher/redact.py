@@ -1,5 +1,6 @@
-"""Keep secrets out of everything printed (passwords in URLs and credential header values),
-and control characters out of everything printed for humans."""
+"""Text made safe to show: secrets kept out of everything printed (passwords in URLs, credential
+header values) and control characters out of everything printed for humans (``visible``). Text
+made safe to serialise (jsonl, csv) is ``fetcher.output.records``'s."""
 
 from __future__ import annotations
 

@@ -5,7 +5,6 @@ A Summary is fed by one thread only, the one that writes records, so it needs no
 
 from __future__ import annotations
 
-import base64
 import builtins
 import time
 from collections import Counter
@@ -24,7 +23,8 @@ TOP_HOSTS = 5
 
 @dataclass(slots=True)
 class Result:
-    """The outcome of one Job. ``ok`` is decided by the fetcher, never by the writer."""
+    """The outcome of one Job. ``ok`` is decided by the fetcher, never by the writer; the record
+    written for it is ``fetcher.output.records``'s."""
 
     job: Job
     ok: bool = False
@@ -58,44 +58,6 @@ class Result:
     @classmethod
     def failure(cls, job: Job, kind: ErrorKind, message: str, **fields: Any) -> Result:
         return cls(job=job, ok=False, error_kind=kind, error_message=message, **fields)
-
-    def as_record(self, include_body: bool = False) -> dict[str, Any]:
-        """The JSON record of §2.4, with secrets masked; with include_body, the body too, as
-        ``body`` when it is UTF-8 text and ``body_base64`` otherwise (null when there was none).
-        """
-        record: dict[str, Any] = {
-            "url": redact_url(self.job.url),
-            "final_url": redact_url(self.final_url) if self.final_url else None,
-            "ok": self.ok,
-            "status": self.status,
-            "reason": self.reason,
-            "bytes": self.bytes,
-            "elapsed": round(self.elapsed, 6),
-            "attempts": self.attempts,
-            "redirects": self.redirects,
-            "content_type": self.content_type,
-            "sha256": self.sha256,
-            "path": self.path,
-            "line": self.job.line,
-            "error": None
-            if self.error_kind is None
-            else {"kind": str(self.error_kind), "message": self.error_message or ""},
-        }
-        if self.job.meta is not None:
-            record["meta"] = self.job.meta
-        if include_body:
-            record.update(self._body_fields())
-        return record
-
-    def _body_fields(self) -> dict[str, str | None]:
-        if self.body is None:
-            return {"body": None}
-        self.body.seek(0)
-        data = self.body.read()
-        try:
-            return {"body": data.decode("utf-8")}
-        except UnicodeDecodeError:
-            return {"body_base64": base64.b64encode(data).decode("ascii")}
 
 
 def host_of(url: str) -> str:
@@ -170,6 +132,11 @@ class Summary:
         host = host_of(result.job.target)
         if host:
             self.failed_hosts[host] += 1
+
+    def start(self) -> None:
+        """Start the clock again: elapsed and rate count from here, not from the set-up before
+        the run (a display built with this Summary imports Rich first)."""
+        self.started = time.monotonic()
 
     def finish(self) -> None:
         self.finished = time.monotonic()

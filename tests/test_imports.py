@@ -10,6 +10,10 @@ CORE = [
     "fetcher.output.atomic",
     "fetcher.output.bodies",
     "fetcher.output.collector",
+    "fetcher.output.failed",
+    "fetcher.output.records",
+    "fetcher.output.summary",
+    "fetcher.output.writers",
     "fetcher.http.cookies",
     "fetcher.run.engine",
     "fetcher.errors",
@@ -78,7 +82,7 @@ def test_every_package_module_is_classified():
         "fetcher.options",
         "fetcher.outputs",
         "fetcher.output.progress",
-        "fetcher.output.records",
+        "fetcher.output.terminal",
         "fetcher.__main__",
     }
     found = {
@@ -90,5 +94,5 @@ def test_every_package_module_is_classified():
 
 
 def test_report_imports_rich_only_for_terminals():
-    loaded = loaded_after_import(["fetcher.output.records"])
+    loaded = loaded_after_import(["fetcher.output.records", "fetcher.output.terminal"])
     assert "rich" not in loaded

@@ -1,22 +1,27 @@
-"""The run's own files: written whole under their final name or not at all, with one mode rule.
+"""Files written whole under their final name or not at all: one temporary-file creator (for
+bodies under -o too) and ``AtomicFile``, with one mode rule, for the run's own files.
 
-A file is built in a temporary beside it (created exclusively, 0600) and renamed over it, so a
-symlink at the final name is replaced, never written through. Its mode is set on the descriptor:
-the one asked for (0600 for files with secrets), else an existing file's own mode, else
-0666 minus the umask, as a shell redirection would create it. A character device or a FIFO
-(``/dev/stdout``, a named pipe) is written in place: it is a stream, not a file to replace.
+A file is built in a temporary beside it (created exclusively, never through a link) and renamed
+over it, so a symlink at the final name is replaced, never written through. An ``AtomicFile``'s
+mode is set on the descriptor: the one asked for (0600 for files with secrets), else an existing
+file's own mode, else 0666 minus the umask, as a shell redirection would create it. A character
+device or a FIFO (``/dev/stdout``, a named pipe) is written in place: it is a stream, not a file
+to replace.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
+FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def is_stream(path: str) -> bool:
@@ -57,18 +62,91 @@ def mode_for(path: str, mode: int | None = None) -> int:
     return 0o666 & ~current_umask()
 
 
-def create_temporary(path: str, mode: int) -> tuple[int, str]:
-    """A new file beside path, opened exclusively with mode 0600, then set to mode by its
-    descriptor; returns the descriptor and the name. Raises OSError."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+def create_temporary(folder: str | int, mode: int | None = None) -> tuple[int, str]:
+    """A new file ``.fetcher-<random>.part`` in folder, created exclusively (never an existing
+    file, never through a link); returns its descriptor (write-only) and its name.
+
+    folder is a path (the name returned is then joined to it) or a folder's descriptor (the name
+    is then relative to it, as bodies under -o are reached). With mode, the file is created 0600
+    and then set to mode by its descriptor; without, it gets FILE_MODE less the umask from the
+    kernel and nothing is chmod-ed. Raises OSError.
+    """
+    for _ in range(100):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        created = FILE_MODE if mode is None else 0o600
+        try:
+            if isinstance(folder, int):
+                fd = os.open(name, _CREATE, created, dir_fd=folder)
+            else:
+                name = os.path.join(folder, name)
+                fd = os.open(name, _CREATE, created)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            _set_mode(fd, name, mode)
+        return fd, name
+    raise FileExistsError(errno.EEXIST, "no free temporary name")
+
+
+def _set_mode(fd: int, name: str, mode: int) -> None:
+    """fchmod a path-named temporary just created; on failure close and remove it, and raise."""
     try:
         os.fchmod(fd, mode)
     except OSError:
         os.close(fd)
-        remove_quietly(temporary)
+        remove_quietly(name)
         raise
-    return fd, temporary
+
+
+class AtomicFile:
+    """path's new content, written to ``fd`` (or to the file ``name``) and renamed over path by
+    ``commit``: a reader, or a run killed outright, finds the old file or the new one, never half.
+
+    A stream at path (``is_stream``) is opened and written in place instead. ``fd`` may be used
+    with ``os.write``, which unlike a Python file is safe in a signal handler. ``commit`` and
+    ``abort`` may be called in any order and any number of times: the first one decides.
+    """
+
+    def __init__(self, path: str, mode: int | None = None) -> None:
+        """Raises OSError when the temporary (or the stream) cannot be opened."""
+        self.path = path
+        self.temporary: str | None = None
+        if is_stream(path):
+            self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            folder = os.path.dirname(os.path.abspath(path))
+            self.fd, self.temporary = create_temporary(folder, mode_for(path, mode))
+
+    @property
+    def name(self) -> str:
+        """The name to write to: the temporary, or path itself for a stream."""
+        return self.temporary or self.path
+
+    def commit(self, sync: bool = True) -> None:
+        """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
+        must not wait on the disk), and close. Raises OSError; abort then removes the temporary."""
+        if self.temporary is not None and self.fd >= 0:
+            if sync:
+                os.fsync(self.fd)  # the same file as any descriptor opened on name
+            os.replace(self.temporary, self.path)
+            self.temporary = None
+        self.close()
+
+    def abort(self) -> None:
+        """Close and remove the temporary: path is left as it was. Never raises; after a commit,
+        does nothing."""
+        self.close()
+        if self.temporary is not None:
+            remove_quietly(self.temporary)
+            self.temporary = None
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1  # first: a reentrant call must never close a reused number
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def remove_quietly(path: str) -> None:
@@ -84,18 +162,14 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
     there is synced and renamed to path (a symlink there is replaced, not followed). On error it
     is removed and path is left untouched. A stream (``is_stream``) is yielded as itself."""
     if is_stream(path):
-        yield path
+        yield path  # opened by the caller alone: a FIFO's reader sees one writer
         return
-    fd, temporary = create_temporary(path, mode_for(path, mode))
+    file = AtomicFile(path, mode)
     try:
-        yield temporary
-        os.fsync(fd)  # the same file as the caller's own descriptor: its data reach the disk
-        os.replace(temporary, path)
-    except BaseException:
-        remove_quietly(temporary)
-        raise
+        yield file.name
+        file.commit()
     finally:
-        os.close(fd)
+        file.abort()
 
 
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:

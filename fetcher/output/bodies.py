@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import tempfile
 import threading
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
+from fetcher.output.atomic import create_temporary
 from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
-TEMP_PREFIX = ".fetcher-"
-TEMP_SUFFIX = ".part"
-FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _live_lock = threading.Lock()
 # Temporary files being written right now, as (folder descriptor, name), for a hard exit to remove.
@@ -52,18 +48,6 @@ def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
 
 
-def _create_temporary(folder: int) -> tuple[int, str]:
-    """A new file in folder under an unpredictable name, created exclusively (never an existing
-    file, never through a link)."""
-    for _ in range(100):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-        try:
-            return os.open(name, _CREATE, FILE_MODE, dir_fd=folder), name
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary name")
-
-
 class Swapped(OSError):
     """The name of the file being written no longer holds it: someone replaced it."""
 
@@ -84,7 +68,7 @@ class SavedFile:
                 placement.close()
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             try:
-                fd, self.temporary = _create_temporary(placement.folder)
+                fd, self.temporary = create_temporary(placement.folder)
             except OSError as exc:
                 placement.close()
                 raise _io_error(

@@ -1,4 +1,5 @@
-"""The run's single consumer of results: it counts them, keeps the failed lines, and writes records.
+"""The run's single consumer of results (an ``Observer``): it counts them, keeps the failed
+lines, shows progress and writes records.
 
 Everything here runs on one thread, in the order results are emitted, so nothing needs a lock.
 """
@@ -6,114 +7,15 @@ Everything here runs on one thread, in the order results are emitted, so nothing
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from collections.abc import Callable
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 from fetcher.input.jobs import Job
-from fetcher.output.atomic import create_temporary, is_stream, remove_quietly
-from fetcher.output.display import Events
+from fetcher.output.display import Display
+from fetcher.output.failed import FailedLines
+from fetcher.output.writers import RecordWriter
 from fetcher.results import Result, Summary
-
-FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
-
-
-class RecordWriter(Protocol):
-    """Writes one record per result; implemented by the formats of ``fetcher.output.records``."""
-
-    def write(self, result: Result) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class FailedLines:
-    """The --failed file: the input lines, verbatim, of every URL that did not end ok.
-
-    Built in a temporary beside FILE (created exclusively, mode 0600 from the start: the lines
-    may carry passwords, which they must, to be retried) and renamed over FILE by ``commit``
-    when the run ends. So ``-i FILE --failed FILE`` reads the old list while the new one is
-    written, and a run killed outright leaves the old FILE whole. A symlink at FILE is replaced,
-    never written through; a FIFO or a character device (``/dev/stderr``) is written in place.
-
-    A csv input's header row comes first (again wherever it changes), so that the file can be
-    read back as csv. Lines are buffered here and written with ``os.write``, not through a
-    buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
-    Python file object would raise "reentrant call".
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.temporary: str | None = None
-        if is_stream(path):
-            self._fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        else:
-            self._fd, self.temporary = create_temporary(path, 0o600)
-        self._buffer = bytearray()
-        self._header: bytes | None = None
-        self._ended = False
-        self.count = 0
-        self.error: OSError | None = None  # a failed write: the old FILE is then kept
-
-    def add(self, raw: bytes, header: bytes | None = None) -> None:
-        if header is not None and header != self._header:
-            self._buffer += header + b"\n"
-            self._header = header
-        self._buffer += raw + b"\n"
-        self.count += 1
-        if len(self._buffer) >= FAILED_BUFFER:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what was added. Never raises: a failure is kept in ``error``, so that a full
-        disk under --failed cannot cost the run its records."""
-        if self.error is not None or self._fd < 0:
-            self._buffer.clear()
-            return
-        try:
-            while self._buffer:
-                # A slice is a copy: a signal handler may add to the buffer during the write.
-                written = os.write(self._fd, self._buffer[:FAILED_BUFFER])
-                del self._buffer[:written]
-        except OSError as exc:
-            self.error = exc
-            self._buffer.clear()
-
-    def commit(self, sync: bool = True) -> None:
-        """Write the rest and rename the file over FILE. Idempotent, never raises, and safe to
-        call from a hard-exit hook (sync=False there: no fsync, so it does not wait on the disk).
-        After a write error the old FILE is kept and ``error`` says why."""
-        if self._ended:
-            return
-        self.flush()
-        if self.temporary is not None and self.error is None:
-            try:
-                if sync:
-                    os.fsync(self._fd)
-                os.replace(self.temporary, self.path)
-                self.temporary = None
-            except OSError as exc:
-                self.error = exc
-        self._end()
-
-    def abort(self) -> None:
-        """The run did not end (an error before or during it): remove the temporary, keep the
-        old FILE. Idempotent; does nothing after commit."""
-        self._end()
-
-    def _end(self) -> None:
-        self._ended = True
-        fd, self._fd = self._fd, -1  # first: a reentrant call must never write to a reused fd
-        if fd >= 0:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.temporary is not None:
-            remove_quietly(self.temporary)
-            self.temporary = None
 
 
 class Collector:
@@ -132,7 +34,7 @@ class Collector:
         self,
         summary: Summary,
         writer: RecordWriter,
-        events: Events,
+        display: Display,
         failed: FailedLines | None = None,
         bodies: BinaryIO | None = None,
         records_to: str = "<stdout>",
@@ -140,7 +42,7 @@ class Collector:
     ) -> None:
         self.summary = summary
         self.writer = writer
-        self.events = events
+        self.display = display
         self.failed = failed
         self.bodies = bodies  # --body: where whole bodies go, one after another
         self.records_to = records_to  # for the message: where records go
@@ -150,11 +52,13 @@ class Collector:
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
 
     def on_result(self, result: Result) -> None:
+        """Count, keep the line if it failed, show, write the body and the record. Raises
+        BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:
             self.failed.add(result.job.raw, result.job.header)
-        self.events.on_result(result, self.summary)
+        self.display.on_result(result)
         try:
             if self.output_broken or lost:
                 return
@@ -177,9 +81,10 @@ class Collector:
 
     def on_total(self, count: int) -> None:
         self.summary.total = count
-        self.events.on_total(count)
+        self.display.on_total(count)
 
     def on_idle(self) -> None:
+        """Flush --failed, the records and the bodies. Raises BrokenPipeError as on_result."""
         if self.failed is not None:
             self.failed.flush()
         if self.output_broken or self.write_error is not None:

@@ -1,30 +1,80 @@
-"""The progress protocol that the run calls as it goes, and a display that shows nothing."""
+"""What the CLI shows while a run goes, as one protocol: the Rich progress display
+(``fetcher.output.progress``) or ``NullDisplay``, which shows nothing."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import sys
+from types import TracebackType
+from typing import Protocol, TextIO
 
 from fetcher.results import Result, Summary
 
 
-class Events(Protocol):
-    """Called from the writer thread only, once per record and at the edges of the run."""
+class Display(Protocol):
+    """Shown for the duration of a ``with`` block; fed by the thread that writes records, once
+    per record and at the edges of the run. A display that shows counts is given the run's
+    Summary when it is built and reads it: the Summary is updated before ``on_result``."""
 
-    def on_total(self, total: int) -> None: ...
+    def __enter__(self) -> Display: ...
 
-    def on_result(self, result: Result, summary: Summary) -> None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
 
-    def on_finish(self, summary: Summary) -> None: ...
+    def on_total(self, count: int) -> None:
+        """The input has been read to its end and held count URLs."""
+
+    def on_result(self, result: Result) -> None:
+        """One more record: called for every one, so it must be cheap."""
+
+    def on_finish(self, summary: Summary) -> None:
+        """The run is over: show the final counts."""
+
+    def say(self, line: str) -> None:
+        """Print one line for humans on stderr, above the display. Never raises OSError: a
+        line that cannot be shown is dropped."""
+
+    def take_over_logging(self) -> None:
+        """Route log lines through the display, so that they do not cut across it."""
 
 
-class NullEvents:
-    """What runs when no one is watching: costs one method call per record."""
+class NullDisplay:
+    """The display when none is shown (--no-progress, stderr not a terminal): costs one method
+    call per record. ``say`` writes to stderr, or to whatever sys.stderr is at the time."""
 
-    def on_total(self, total: int) -> None:
+    def __init__(self, stderr: TextIO | None = None) -> None:
+        self.stderr = stderr
+
+    def __enter__(self) -> NullDisplay:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         pass
 
-    def on_result(self, result: Result, summary: Summary) -> None:
+    def on_total(self, count: int) -> None:
+        pass
+
+    def on_result(self, result: Result) -> None:
         pass
 
     def on_finish(self, summary: Summary) -> None:
+        pass
+
+    def say(self, line: str) -> None:
+        stream = self.stderr or sys.stderr
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except OSError:
+            pass
+
+    def take_over_logging(self) -> None:
         pass

@@ -1,4 +1,4 @@
-"""The Rich progress display on standard error, updated by the writer thread."""
+"""The Rich progress display on standard error (a ``Display``), updated by the writer thread."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 from types import TracebackType
 
 from rich.console import Console
-from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
     Progress,
@@ -20,6 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from fetcher.output.summary import human_bytes
 from fetcher.results import Result, Summary
 
 # A redraw costs about 0.7 ms of CPU here: 4 a second (Rich's own default) is 0.3% of a core.
@@ -44,7 +44,7 @@ class _StatsColumn(ProgressColumn):
         text.append(
             f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else ""
         )
-        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {decimal(fields.get('bytes', 0))}")
+        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {human_bytes(fields.get('bytes', 0))}")
         return text
 
 
@@ -61,13 +61,15 @@ class _ConsoleLogHandler(logging.Handler):
 
 
 class RichProgress:
-    """Shows done/total, ok and failed counts, req/s, bytes, elapsed time and ETA on stderr.
+    """Shows done/total, ok and failed counts, req/s, bytes, elapsed time and ETA on stderr,
+    read from the run's summary.
 
     Rich refreshes from its own thread at most REFRESH_PER_SECOND times; ``on_result`` only
     updates numbers under Rich's lock, so its cost per record is small.
     """
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, summary: Summary, console: Console | None = None) -> None:
+        self.summary = summary
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             SpinnerColumn(),
@@ -98,6 +100,13 @@ class RichProgress:
     ) -> None:
         self.progress.stop()
 
+    def say(self, line: str) -> None:
+        """Print line above the live display, through its console."""
+        try:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        except OSError:
+            pass
+
     def take_over_logging(self) -> None:
         """Print log lines above the live display, through its console, not across it."""
         root = logging.getLogger()
@@ -105,16 +114,16 @@ class RichProgress:
         handler.setFormatter(root.handlers[0].formatter if root.handlers else None)
         root.handlers[:] = [handler]
 
-    def on_total(self, total: int) -> None:
-        self.progress.update(self.task, total=total)
+    def on_total(self, count: int) -> None:
+        self.progress.update(self.task, total=count)
 
-    def on_result(self, result: Result, summary: Summary) -> None:
+    def on_result(self, result: Result) -> None:
         # Rich redraws at most REFRESH_PER_SECOND times; updating its task for every record
         # cost 8% of the throughput of a fast run (bench E), twice a refresh costs nothing.
         now = time.monotonic()
         if now - self._shown >= UPDATE_INTERVAL:
             self._shown = now
-            self._show(summary)
+            self._show(self.summary)
 
     def on_finish(self, summary: Summary) -> None:
         self._show(summary)

@@ -1,36 +1,80 @@
-"""Record writers (text, jsonl, csv) and the end-of-run summary, for files, pipes and terminals.
-
-Files and pipes get plain buffered writes, flushed whenever the run is idle; a terminal gets a
-Rich console, so records share it with the live progress display without garbling it. Rich is
-imported only for terminals: a pipe of records should not pay for it.
+"""The record of one URL (§2.4), its schema written once in ``record_of``, and its three formats:
+text for humans (control characters made visible), jsonl and csv for programs (the exact text,
+escaped only as far as their syntax and UTF-8 require: the one place text is made safe to store).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
-import os
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any
 
-from fetcher.redact import visible
-from fetcher.results import Result, Summary
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from fetcher.input.jobs import Job
+from fetcher.redact import redact_url, visible
+from fetcher.results import Result
 
 FORMATS = ("text", "jsonl", "csv")
-CSV_FIELDS = (
-    "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
-    "content_type", "sha256", "path", "line", "error_kind", "error_message",
-)  # fmt: skip
+
+
+def shown_url(result: Result) -> str:
+    """The URL as read, its password masked: the same in every format."""
+    return redact_url(result.job.url)
+
+
+def record_of(result: Result, include_body: bool = False) -> dict[str, Any]:
+    """The record as a dict: the schema, FIELDS in this order, then ``meta`` when the input gave
+    one; with include_body, the body too, as ``body`` when it is UTF-8 text and ``body_base64``
+    otherwise (null when there was none). Reads the body from its start."""
+    record: dict[str, Any] = {
+        "url": shown_url(result),
+        "final_url": redact_url(result.final_url) if result.final_url else None,
+        "ok": result.ok,
+        "status": result.status,
+        "reason": result.reason,
+        "bytes": result.bytes,
+        "elapsed": round(result.elapsed, 6),
+        "attempts": result.attempts,
+        "redirects": result.redirects,
+        "content_type": result.content_type,
+        "sha256": result.sha256,
+        "path": result.path,
+        "line": result.job.line,
+        "error": None
+        if result.error_kind is None
+        else {"kind": str(result.error_kind), "message": result.error_message or ""},
+    }  # a dict display: this runs once per record, and a table of getters cost twice the time
+    if result.job.meta is not None:
+        record["meta"] = result.job.meta
+    if include_body:
+        record.update(_body_fields(result))
+    return record
+
+
+def _body_fields(result: Result) -> dict[str, str | None]:
+    if result.body is None:
+        return {"body": None}
+    result.body.seek(0)
+    data = result.body.read()
+    try:
+        return {"body": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"body_base64": base64.b64encode(data).decode("ascii")}
+
+
+# The field names, read off an empty record so that the schema is written once, above.
+FIELDS = tuple(record_of(Result(Job(seq=0, url="", target="", line=None, raw=b""))))
+ERROR_COLUMNS = ("error_kind", "error_message")  # csv cells cannot nest: error is two columns
+CSV_FIELDS = tuple(c for name in FIELDS for c in (ERROR_COLUMNS if name == "error" else (name,)))
 # The last CSV column when the input is jsonl or csv: each line's meta as compact JSON, empty
 # when the line had none. JSON, because meta values may be objects and arrays.
 CSV_META_FIELD = "meta"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+# -- text -----------------------------------------------------------------------------------------
 
 
 def format_text(result: Result) -> str:
@@ -40,21 +84,25 @@ def format_text(result: Result) -> str:
     reason phrase) have their control characters made visible, so that a record is one line of
     five fields and never drives the terminal. jsonl and csv keep the exact text.
     """
-    record = result.as_record()
     status = str(result.status) if result.status is not None else "---"
-    line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{visible(record['url'])}"
+    line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{visible(shown_url(result))}"
     if result.error_kind is not None:
         line += f"\t{result.error_kind}: {visible(result.error_message or '')}"
     return line + "\n"
 
 
-def escape_surrogates(text: str) -> str:
-    """Lone surrogates (bytes that were not UTF-8, in a file name) as the six characters
-    ``\\udce9``: they are the only characters of a str that UTF-8 cannot encode. Used for CSV
-    cells, where it is plain text; everything else is left as it is."""
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    return _SURROGATE.sub(_escape, text)
+# -- jsonl ----------------------------------------------------------------------------------------
+
+# What a JSON text may hold raw but a reader may not take: lone surrogates (UTF-8 cannot encode
+# them), DEL and the C1 controls (a terminal acts on them), U+2028/U+2029 (str.splitlines breaks
+# a line there).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode_escape(match: re.Match[str]) -> str:
+    """A character as JSON's (and Python's) own six-character escape, ``\\udce9``."""
+    return f"\\u{ord(match.group()):04x}"
 
 
 def to_json(value: Any, **options: Any) -> str:
@@ -69,23 +117,33 @@ def to_json(value: Any, **options: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, **options)
     if text.isascii() or not _JSON_UNSAFE.search(text):
         return text
-    return _JSON_UNSAFE.sub(_escape, text)  # only inside strings: the rest is ASCII
-
-
-def _escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+    return _JSON_UNSAFE.sub(_unicode_escape, text)  # only inside strings: the rest is ASCII
 
 
 def format_jsonl(result: Result) -> str:
-    return to_json(result.as_record()) + "\n"
+    return to_json(record_of(result)) + "\n"
 
 
 def format_jsonl_with_body(result: Result) -> str:
-    return to_json(result.as_record(include_body=True)) + "\n"
+    return to_json(record_of(result, include_body=True)) + "\n"
+
+
+# -- csv ------------------------------------------------------------------------------------------
+
+
+def csv_text(text: str) -> str:
+    """A CSV cell's text: lone surrogates (bytes that were not UTF-8, in a file name) as the six
+    characters ``\\udce9``, the only characters of a str that UTF-8 cannot encode; everything
+    else as it is, for csv quoting takes care of the rest."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(_unicode_escape, text)
 
 
 def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
-    record = result.as_record()
+    """The CSV_FIELDS cells of result (and the meta cell with meta_column). None is an empty
+    cell; booleans are left to the csv module (``True``, ``False``)."""
+    record = record_of(result)
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
     record["error_message"] = error["message"] if error else None
@@ -99,7 +157,7 @@ def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    return escape_surrogates(value) if isinstance(value, str) else value
+    return csv_text(value) if isinstance(value, str) else value
 
 
 class CsvFormatter:
@@ -134,185 +192,3 @@ def make_formatter(
         formatter = CsvFormatter(meta_column)
         return formatter, formatter.header()
     return format_text, ""
-
-
-class StreamWriter:
-    """Writes records to a text stream (stdout, a pipe, a --results file)."""
-
-    def __init__(
-        self,
-        stream: TextIO,
-        format_name: str,
-        close_stream: bool = False,
-        include_body: bool = False,
-        meta_column: bool = False,
-    ) -> None:
-        self.stream = stream
-        self.format, header = make_formatter(format_name, include_body, meta_column)
-        self.close_stream = close_stream
-        if header:
-            stream.write(header)
-
-    def write(self, result: Result) -> None:
-        try:
-            self.stream.write(self.format(result))
-        except BrokenPipeError:
-            raise
-        except OSError:
-            self._discard()
-            raise
-
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError:
-            self._discard()
-            raise
-
-    def close(self) -> None:
-        self.flush()
-        if self.close_stream:
-            self.stream.close()
-
-    def _discard(self) -> None:
-        """After a failed write (a full disk): point the descriptor at /dev/null, so that what
-        is still buffered is dropped quietly by a later flush, close, or the interpreter's exit
-        instead of failing again with a traceback. Records are lost either way; the caller
-        reports it once."""
-        try:
-            descriptor = self.stream.fileno()
-        except (OSError, ValueError):
-            return  # not backed by a descriptor (a test runner's capture)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, descriptor)
-        finally:
-            os.close(devnull)
-
-
-class ConsoleWriter:
-    """Writes records to a terminal through a Rich console: coloured text, whole lines.
-
-    When the live progress display is on the same terminal, the console is the display's own,
-    so each record is printed above the display instead of through it.
-    """
-
-    def __init__(
-        self,
-        console: Console,
-        format_name: str,
-        include_body: bool = False,
-        meta_column: bool = False,
-    ) -> None:
-        self.console = console
-        self.format, header = make_formatter(format_name, include_body, meta_column)
-        self.colour = format_name == "text"
-        if header:
-            self._print(header, "")
-
-    def write(self, result: Result) -> None:
-        style = ("green" if result.ok else "red") if self.colour else ""
-        self._print(self.format(result), style)
-
-    def _print(self, line: str, style: str) -> None:
-        from rich.text import Text
-
-        self.console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True, highlight=False)
-
-    def flush(self) -> None:
-        self.console.file.flush()
-
-    def close(self) -> None:
-        self.flush()
-
-
-class NullWriter:
-    """Where records go with --body and no --results: nowhere (stdout carries the bodies)."""
-
-    def write(self, result: Result) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def summary_head(summary: Summary) -> list[str]:
-    """The headline and the notes of the summary, the same on every kind of stderr."""
-    lines = [
-        f"fetcher: {summary.ok} ok, {summary.failed} failed, {_human_bytes(summary.bytes)}, "
-        f"{summary.elapsed:.2f} s, {summary.rate:.1f} req/s"
-    ]
-    if summary.interrupted_by:
-        lines.append(f"  stopped by {summary.interrupted_by}")
-    if summary.not_attempted:
-        lines.append(f"  not attempted: {summary.not_attempted}")
-    if summary.duplicates:
-        lines.append(f"  duplicates skipped: {summary.duplicates}")
-    if summary.other_shards:
-        lines.append(f"  left to other shards: {summary.other_shards}")
-    return lines
-
-
-def summary_lines(summary: Summary) -> list[str]:
-    """The whole summary as plain lines, for logs and pipes."""
-    lines = summary_head(summary)
-    for kind, group in summary.kinds_by_count():
-        examples = ", ".join(map(visible, group.examples))
-        lines.append(f"  {kind:<20} {group.count:>8}  {examples}")
-    hosts = summary.top_hosts()
-    if hosts:
-        lines.append("  most failures: " + ", ".join(f"{visible(h)} ({n})" for h, n in hosts))
-    return lines
-
-
-def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> None:
-    """Print the summary: Rich tables on a terminal console, plain lines otherwise."""
-    if console is None:
-        stream.write("\n".join(summary_lines(summary)) + "\n")
-        stream.flush()
-        return
-    from rich.table import Table
-    from rich.text import Text
-
-    # Cells as Text: a URL holding "[/x]" is not Rich markup (as a str it raised MarkupError).
-    for line in summary_head(summary):
-        console.print(line, highlight=False, markup=False)
-    if summary.by_kind:
-        table = Table(title="errors by kind", title_justify="left")
-        table.add_column("kind", style="red")
-        table.add_column("count", justify="right")
-        table.add_column("examples", overflow="fold")
-        for kind, group in summary.kinds_by_count():
-            examples = Text("\n".join(map(visible, group.examples)))
-            table.add_row(str(kind), str(group.count), examples)
-        console.print(table)
-    hosts = summary.top_hosts()
-    if hosts:
-        table = Table(title="failures by host", title_justify="left")
-        table.add_column("host")
-        table.add_column("failed", justify="right")
-        for host, count in hosts:
-            table.add_row(Text(visible(host)), str(count))
-        console.print(table)
-
-
-def write_summary_json(summary: Summary, path: str, exit_status: int) -> None:
-    """Write the --summary file atomically: a monitor never reads half of it."""
-    from fetcher.output.atomic import write_atomically
-
-    text = json.dumps(summary.as_dict(exit_status), indent=2) + "\n"
-    write_atomically(path, text.encode())
-
-
-def _human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"

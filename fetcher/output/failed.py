@@ -1,0 +1,80 @@
+"""The --failed file: the input lines, verbatim, of every URL that did not end ok, ready to be
+read back with ``-i FILE``."""
+
+from __future__ import annotations
+
+import os
+
+from fetcher.output.atomic import AtomicFile
+
+FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
+
+
+class FailedLines:
+    """The --failed file, built as an AtomicFile (mode 0600 from the start: the lines may carry
+    passwords, which they must, to be retried) and renamed over FILE by ``commit`` when the run
+    ends. So ``-i FILE --failed FILE`` reads the old list while the new one is written, and a
+    run killed outright leaves the old FILE whole. A symlink at FILE is replaced, never written
+    through; a FIFO or a character device (``/dev/stderr``) is written in place.
+
+    A csv input's header row comes first (again wherever it changes), so that the file can be
+    read back as csv. Lines are buffered here and written with ``os.write``, not through a
+    buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
+    Python file object would raise "reentrant call".
+    """
+
+    def __init__(self, path: str) -> None:
+        """Raises OSError when the file cannot be created."""
+        self.path = path
+        self.file = AtomicFile(path, 0o600)
+        self._buffer = bytearray()
+        self._header: bytes | None = None
+        self._ended = False
+        self.count = 0
+        self.error: OSError | None = None  # a failed write: the old FILE is then kept
+
+    def add(self, raw: bytes, header: bytes | None = None) -> None:
+        if header is not None and header != self._header:
+            self._buffer += header + b"\n"
+            self._header = header
+        self._buffer += raw + b"\n"
+        self.count += 1
+        if len(self._buffer) >= FAILED_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what was added. Never raises: a failure is kept in ``error``, so that a full
+        disk under --failed cannot cost the run its records."""
+        if self.error is not None or self.file.fd < 0:
+            self._buffer.clear()
+            return
+        try:
+            while self._buffer:
+                # A slice is a copy: a signal handler may add to the buffer during the write.
+                # The descriptor is read again each time: commit (in an exit hook) may have
+                # closed it, and a closed one must fail (EBADF), never write to a reused number.
+                written = os.write(self.file.fd, self._buffer[:FAILED_BUFFER])
+                del self._buffer[:written]
+        except OSError as exc:
+            self.error = exc
+            self._buffer.clear()
+
+    def commit(self, sync: bool = True) -> None:
+        """Write the rest and rename the file over FILE. Idempotent, never raises, and safe to
+        call from a hard-exit hook (sync=False there: no fsync, so it does not wait on the disk).
+        After a write error the old FILE is kept and ``error`` says why."""
+        if self._ended:
+            return
+        self.flush()
+        if self.error is None:
+            try:
+                self.file.commit(sync)
+            except OSError as exc:
+                self.error = exc
+        self.abort()
+
+    def abort(self) -> None:
+        """The run did not end (an error before or during it): remove the temporary, keep the
+        old FILE. Idempotent; does nothing after commit."""
+        self._ended = True
+        self.file.abort()

@@ -1,0 +1,92 @@
+"""Where formatted records go: a text stream (stdout, a pipe, a --results file), or nowhere.
+
+Files and pipes get plain buffered writes, flushed whenever the run is idle. (A terminal gets a
+Rich console instead: ``fetcher.output.terminal.ConsoleWriter``.)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol, TextIO
+
+from fetcher.output.records import make_formatter
+from fetcher.results import Result
+
+
+class RecordWriter(Protocol):
+    """Writes one record per result. Raises OSError (BrokenPipeError when the reader is gone)."""
+
+    def write(self, result: Result) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamWriter:
+    """Writes records to a text stream (stdout, a pipe, a --results file)."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        format_name: str,
+        close_stream: bool = False,
+        include_body: bool = False,
+        meta_column: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.format, header = make_formatter(format_name, include_body, meta_column)
+        self.close_stream = close_stream
+        if header:
+            stream.write(header)
+
+    def write(self, result: Result) -> None:
+        try:
+            self.stream.write(self.format(result))
+        except BrokenPipeError:
+            raise
+        except OSError:
+            self._discard()
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError:
+            self._discard()
+            raise
+
+    def close(self) -> None:
+        self.flush()
+        if self.close_stream:
+            self.stream.close()
+
+    def _discard(self) -> None:
+        """After a failed write (a full disk): point the descriptor at /dev/null, so that what
+        is still buffered is dropped quietly by a later flush, close, or the interpreter's exit
+        instead of failing again with a traceback. Records are lost either way; the caller
+        reports it once."""
+        try:
+            descriptor = self.stream.fileno()
+        except (OSError, ValueError):
+            return  # not backed by a descriptor (a test runner's capture)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, descriptor)
+        finally:
+            os.close(devnull)
+
+
+class NullWriter:
+    """Where records go with --body and no --results: nowhere (stdout carries the bodies)."""
+
+    def write(self, result: Result) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,266 @@
+"""The Collector, the run's one consumer of results: counting, --failed lines, the display, and
+what happens when records cannot be written (a full disk, a reader that went away).
+
+Pure objects and real files: /dev/full for a disk that is full, a pipe whose reader is closed
+for EPIPE.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+from collections.abc import Iterator
+from typing import BinaryIO, TextIO
+
+import pytest
+
+from fetcher.errors import ErrorKind
+from fetcher.input.jobs import Job
+from fetcher.observer import Observer
+from fetcher.output.collector import Collector
+from fetcher.output.display import NullDisplay
+from fetcher.output.failed import FailedLines
+from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
+from fetcher.results import Result, Summary
+
+
+def job(n: int, header: bytes | None = None) -> Job:
+    url = f"http://h{n % 3}.test/{n}"
+    return Job(seq=n, url=url, target=url, line=n + 1, raw=f"line {n}".encode(), header=header)
+
+
+def ok(n: int, body: bytes | None = None) -> Result:
+    return Result(job(n), ok=True, status=200, bytes=10 * n,
+                  body=None if body is None else io.BytesIO(body))  # fmt: skip
+
+
+def failed(n: int, kind: ErrorKind = ErrorKind.HTTP) -> Result:
+    return Result.failure(job(n), kind, "no", status=500)
+
+
+class RecordingDisplay(NullDisplay):
+    """A NullDisplay that remembers what it was told, and what the summary said at the time."""
+
+    def __init__(self, summary: Summary) -> None:
+        self.summary = summary
+        self.seen: list[tuple[str, int]] = []  # (url, records counted when it was shown)
+        self.total: int | None = None
+
+    def on_result(self, result: Result) -> None:
+        self.seen.append((result.url, self.summary.done))
+
+    def on_total(self, count: int) -> None:
+        self.total = count
+
+
+def collector_with(
+    writer: RecordWriter,
+    failed_path: str | None = None,
+    bodies: BinaryIO | None = None,
+    records_to: str = "<stdout>",
+) -> tuple[Collector, list[str]]:
+    """A Collector on writer (and --failed at failed_path); and the messages it reported."""
+    reported: list[str] = []
+    summary = Summary()
+    failed_lines = FailedLines(failed_path) if failed_path else None
+    display = RecordingDisplay(summary)
+    collector = Collector(summary, writer, display, failed_lines, bodies, records_to,
+                          on_write_error=reported.append)  # fmt: skip
+    return collector, reported
+
+
+def committed(collector: Collector) -> bytes:
+    assert collector.failed is not None
+    collector.failed.commit()
+    with open(collector.failed.path, "rb") as file:
+        return file.read()
+
+
+@pytest.fixture
+def full_stream() -> Iterator[TextIO]:
+    """A text stream on /dev/full: every flush fails with ENOSPC, as on a full disk."""
+    stream = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    yield stream
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def closed_pipe() -> Iterator[TextIO]:
+    """A text stream on a pipe whose reader is gone: a flush fails with EPIPE."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    stream = open(writer, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    yield stream
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+# -- counting -------------------------------------------------------------------------------------
+
+
+def test_the_collector_is_an_observer():
+    collector: Observer = Collector(Summary(), NullWriter(), NullDisplay())
+    assert callable(collector.on_result) and callable(collector.on_idle)
+
+
+def test_it_counts_every_result_before_the_display_sees_it():
+    out = io.StringIO()
+    collector, reported = collector_with(StreamWriter(out, "text"))
+    for n in range(6):
+        collector.on_result(ok(n) if n % 2 else failed(n, ErrorKind.CONNECT))
+    collector.on_total(6)
+    summary = collector.summary
+    assert (summary.ok, summary.failed, summary.done, summary.total) == (3, 3, 6, 6)
+    assert summary.bytes == 10 * (1 + 3 + 5)
+    assert summary.by_kind[ErrorKind.CONNECT].count == 3
+    assert summary.failed_hosts == {"h0.test:80": 1, "h1.test:80": 1, "h2.test:80": 1}
+    display = collector.display
+    assert isinstance(display, RecordingDisplay)
+    assert [count for _, count in display.seen] == [1, 2, 3, 4, 5, 6]
+    assert display.total == 6
+    collector.on_idle()
+    assert len(out.getvalue().splitlines()) == 6 and reported == []
+
+
+def test_a_skipped_line_is_counted_and_goes_to_failed(tmp_path):
+    path = str(tmp_path / "failed.txt")
+    collector, _ = collector_with(NullWriter(), path)
+    collector.on_result(ok(1))
+    collector.on_skipped(job(2))
+    collector.on_result(failed(3))
+    assert collector.summary.not_attempted == 1 and collector.summary.done == 2
+    assert committed(collector) == b"line 2\nline 3\n"
+
+
+def test_failed_lines_keep_csv_headers_and_are_0600(tmp_path):
+    path = tmp_path / "failed.csv"
+    path.write_bytes(b"old\n")
+    collector, _ = collector_with(NullWriter(), str(path))
+    first, second = b"url,n", b"n,url"
+    for n, header in [(1, first), (2, first), (3, second), (4, first)]:
+        collector.on_result(Result.failure(job(n, header), ErrorKind.DNS, "no"))
+    collector.on_result(ok(5))
+    collector.on_idle()
+    assert path.read_bytes() == b"old\n"  # replaced only when the run ends
+    assert committed(collector) == b"url,n\nline 1\nline 2\nn,url\nline 3\nurl,n\nline 4\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["failed.csv"]  # no temporary left
+
+
+def test_an_aborted_failed_file_leaves_the_old_one(tmp_path):
+    path = tmp_path / "failed.txt"
+    path.write_bytes(b"old\n")
+    failed_lines = FailedLines(str(path))
+    failed_lines.add(b"new")
+    failed_lines.flush()
+    failed_lines.abort()
+    failed_lines.commit()  # after abort: nothing
+    assert path.read_bytes() == b"old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["failed.txt"]
+
+
+def test_a_failed_file_that_cannot_be_written_keeps_the_error_and_never_raises():
+    failed_lines = FailedLines("/dev/full")  # a character device: written in place
+    failed_lines.add(b"x" * 100)
+    failed_lines.flush()
+    failed_lines.commit()
+    assert failed_lines.error is not None and failed_lines.error.errno == errno.ENOSPC
+
+
+def test_bodies_go_to_their_stream_and_every_result_is_closed():
+    bodies = io.BytesIO()
+    collector, _ = collector_with(NullWriter(), bodies=bodies)
+    results = [ok(1, b"first "), ok(2), ok(3, b"third")]
+    for result in results:
+        collector.on_result(result)
+    collector.on_idle()
+    assert bodies.getvalue() == b"first third"
+    assert all(result.body is None for result in results)
+
+
+# -- write errors ---------------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_reported_once_and_lost_records_go_to_failed(tmp_path, full_stream):
+    path = str(tmp_path / "failed.txt")
+    collector, reported = collector_with(StreamWriter(full_stream, "jsonl"), path,
+                                         records_to="'records.jsonl'")  # fmt: skip
+    collector.on_result(ok(1))  # buffered in the stream: lost when the flush fails
+    collector.on_result(failed(2))
+    collector.on_idle()  # the flush fails: ENOSPC
+    assert reported == ["cannot write records to 'records.jsonl': No space left on device"]
+    assert collector.write_error == reported[0]
+    collector.on_result(ok(3))  # nothing written any more: to --failed, ok or not
+    collector.on_result(failed(4))
+    collector.on_idle()
+    collector.close_writer()
+    assert len(reported) == 1 and not collector.output_broken
+    assert (collector.summary.ok, collector.summary.failed) == (2, 2)
+    assert committed(collector) == b"line 2\nline 1\nline 3\nline 4\n"
+
+
+def test_a_write_error_without_failed_is_still_reported(full_stream):
+    collector, reported = collector_with(StreamWriter(full_stream, "text"))
+    collector.on_result(ok(1))
+    collector.close_writer()
+    assert reported == ["cannot write records to <stdout>: No space left on device"]
+
+
+def test_a_body_stream_that_fails_is_reported_as_bodies(tmp_path):
+    with open("/dev/full", "wb", buffering=0) as bodies:
+        collector, reported = collector_with(NullWriter(), bodies=bodies)
+        collector.on_result(ok(1, b"x" * 10))
+    assert reported == ["cannot write bodies to <stdout>: No space left on device"]
+
+
+def test_a_closed_reader_raises_broken_pipe_once_and_nothing_is_lost(tmp_path, closed_pipe):
+    path = str(tmp_path / "failed.txt")
+    collector, reported = collector_with(StreamWriter(closed_pipe, "text"), path)
+    collector.on_result(ok(1))
+    collector.on_result(failed(2))
+    with pytest.raises(BrokenPipeError):
+        collector.on_idle()
+    assert collector.output_broken
+    collector.on_result(failed(3))  # counted and kept, not written, not raised again
+    collector.on_idle()
+    collector.close_writer()
+    assert reported == [] and collector.write_error is None
+    assert (collector.summary.ok, collector.summary.failed) == (1, 2)
+    assert committed(collector) == b"line 2\nline 3\n"
+
+
+class RaisingStream(io.StringIO):
+    """A stream whose write raises the given error: a reader gone mid-record."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+
+def test_a_broken_pipe_on_write_is_raised_after_the_bookkeeping(tmp_path):
+    path = str(tmp_path / "failed.txt")
+    stream = RaisingStream(BrokenPipeError(errno.EPIPE, "Broken pipe"))
+    collector, reported = collector_with(StreamWriter(stream, "jsonl"), path)
+    with pytest.raises(BrokenPipeError):
+        collector.on_result(failed(7))
+    assert collector.output_broken and collector.summary.failed == 1 and reported == []
+    assert committed(collector) == b"line 7\n"
+
+
+def test_an_oserror_on_write_is_not_raised(tmp_path):
+    stream = RaisingStream(OSError(errno.EIO, "Input/output error"))
+    collector, reported = collector_with(StreamWriter(stream, "jsonl"), str(tmp_path / "f"))
+    collector.on_result(ok(1))
+    collector.on_result(ok(2))
+    assert reported == ["cannot write records to <stdout>: Input/output error"]
+    assert committed(collector) == b"line 1\nline 2\n"
