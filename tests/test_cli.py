@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import os
-import socket
 import stat
 
 import pytest
@@ -12,21 +11,12 @@ import pytest
 from fetcher import __version__
 from fetcher.output.records import CSV_FIELDS
 from tests.conftest import invoke
+from tests.servers import closed_port, records
 
 JSON_KEYS = {
     "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
     "content_type", "sha256", "path", "line", "error",
 }  # fmt: skip
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_jsonl_record_has_every_key(server):

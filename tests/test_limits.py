@@ -1,7 +1,6 @@
 """Politeness of §2.3, observed by the server: --per-host, --rate, --host-rate and the host pause
 on Retry-After, with 127.0.0.1 and localhost as two hosts of one local server."""
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -13,7 +12,7 @@ from fetcher.input.jobs import Job
 from fetcher.results import Result
 from fetcher.run.scheduler import Scheduler, Task
 from tests.conftest import invoke
-from tests.servers import serving
+from tests.servers import max_in_any_second, records, serving
 
 
 class Recording(ThreadingHTTPServer):
@@ -87,15 +86,6 @@ def recording():
 def serve_recording():
     with serving(Recording()) as server:
         yield server
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def max_in_any_second(times: list[float]) -> int:
-    times = sorted(times)
-    return max(sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times))
 
 
 # -- --per-host -------------------------------------------------------------------------------

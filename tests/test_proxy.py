@@ -9,10 +9,9 @@ import logging
 import pytest
 
 from tests.conftest import invoke
-from tests.servers import counting_server
+from tests.servers import closed_port, counting_server
 from tests.tls_proxy_servers import (
     basic,
-    closed_port,
     forward_proxy,
     https_server,
     make_certificates,

@@ -45,10 +45,9 @@ from typing import Any
 import pytest
 
 from fetcher.settings import DEFAULT_GRACE
-from tests.conftest import clean_env
-from tests.servers import closed_port, counting_server
+from tests.conftest import FETCHER, clean_env
+from tests.servers import closed_port, counting_server, wait_for
 
-FETCHER = [sys.executable, "-m", "fetcher"]
 NOISE = ("Traceback", "BrokenPipeError", "Exception ignored", "Fatal Python error")
 SUMMARY = re.compile(r"^fetcher: \d+ ok, \d+ failed", re.M)
 
@@ -208,14 +207,6 @@ def input_lines(server: StormServer, refused_port: int, rng: random.Random) -> l
     return lines
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
-
-
 def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
     folder.mkdir()
     urls_file, failed_file, out = folder / "urls.txt", folder / "failed.txt", folder / "out"
@@ -236,7 +227,7 @@ def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
             )
         with process:
             try:
-                wait_for(lambda: server.requests >= 1, "the run's first request")
+                wait_for(lambda: server.requests >= 1, "the run's first request", 15)
                 time.sleep(plan.delay)  # the random moment is the point of the storm
                 process.send_signal(signal.SIGTERM if plan.interrupt == SIGTERM else signal.SIGINT)
                 first = last = time.monotonic()
