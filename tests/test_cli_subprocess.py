@@ -1,4 +1,5 @@
 """The command as a real process: exit statuses, signals, pipes, streaming stdin, secrets (§2.5).
+Worker processes (--processes) are test_worker_processes.py.
 
 Everything here runs ``python -m fetcher`` against servers on 127.0.0.1. Waits are bounded polls
 on something observable (the server's request counter, a line on a pipe), never bare sleeps,
