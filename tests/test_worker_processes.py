@@ -1,5 +1,5 @@
-"""Worker processes, --processes P: the same records as one process, limits that hold across processes, and no
-URL lost when a worker process dies or the run is interrupted.
+"""Worker processes, --processes P: the same records as one process, limits that hold across
+processes, and no URL lost when a worker process dies or the run is interrupted.
 
 Every test runs ``python -m fetcher`` as a real process against servers on 127.0.0.1; waits are
 bounded polls on the server's counters or on the process.
