@@ -20,7 +20,16 @@ import pytest
 
 from fetcher.run.processes import split_workers
 from tests.conftest import FETCHER, clean_env, run_process
-from tests.servers import CountingServer, counting_server, has_ended, records, wait_for, worker_pids
+from tests.servers import (
+    CountingServer,
+    check_each_line_once,
+    client_ports,
+    counting_server,
+    has_ended,
+    records,
+    wait_for,
+    worker_pids,
+)
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
@@ -197,16 +206,33 @@ def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
             wait_for(lambda: server.requests >= 4, "the first requests", 20)
             workers = worker_pids(process.pid)
             assert len(workers) == 2
+            # Each worker's two threads keep one connection each: by the client's port, the
+            # server tells which worker sent a request.
+            wait_for(lambda: all(len(client_ports(pid, server.port)) == 2 for pid in workers),
+                     "two connections from each worker", 20)  # fmt: skip
+            killed = client_ports(workers[0], server.port)
             os.kill(workers[0], signal.SIGKILL)
             stdout, stderr = process.communicate(timeout=60)
         finally:
             reap(process)
+        sent = list(zip(server.paths, server.peers, strict=True))
     assert process.returncode == 1, stderr
     got = records(stdout)
     assert sorted(r["line"] for r in got) == list(range(1, 25))  # one record for every line
     lost = [r for r in got if not r["ok"]]
     assert lost and all("ended unexpectedly" in r["error"]["message"] for r in lost)
     assert any(r["ok"] for r in got)  # the other worker went on
+    # Only the dead worker's jobs are lost: every URL the other worker fetched has an ok record,
+    # and a lost URL was fetched by the dead worker (in flight when it died) or by no one.
+    every = [server.url(f"/slow/0.3/{n}") for n in range(24)]
+    by_killed = {server.url(path) for path, port in sent if port in killed}
+    by_other = {server.url(path) for path, port in sent if port not in killed}
+    ok = {r["url"] for r in got if r["ok"]}
+    assert by_killed and by_other <= ok, sorted(by_other - ok)
+    assert {r["url"] for r in lost} <= by_killed | (set(every) - by_other)
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
+    assert check_each_line_once(every, got, failed) == set()  # every line has its record
 
 
 @pytest.mark.parametrize(
@@ -313,6 +339,11 @@ def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_p
     got = records(stdout)
     assert sorted(r["line"] for r in got) == list(range(1, count + 1))
     assert b"not attempted" not in stderr
+    # Each line's own record, and --failed holds exactly the lines whose record failed.
+    every = [server.url(f"/slow/0.3/{n}") for n in range(count)]
+    assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    assert check_each_line_once(every, got, failed) == set()
 
 
 def test_sigterm_to_every_process_lets_requests_in_flight_finish(tmp_path):
