@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -17,6 +18,29 @@ from tests.servers import CountingServer, counting_server
 ROOT = Path(__file__).resolve().parent.parent
 
 
+FETCHER = [sys.executable, "-m", "fetcher"]
+
+
+def changes_a_run(name: str) -> bool:
+    """Whether a variable of the caller's environment could change a run: proxies, FETCHER_*
+    settings, a .netrc named by NETRC, CA bundles (this machine sets REQUESTS_CA_BUNDLE)."""
+    return (
+        name.startswith("FETCHER_")
+        or "proxy" in name.lower()
+        or name == "NETRC"
+        or name.endswith("CA_BUNDLE")
+    )
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without the variables of changes_a_run; one that wants a proxy or a CA
+    bundle sets it itself (monkeypatch, or the env of invoke and run_process)."""
+    for name in list(os.environ):
+        if changes_a_run(name):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def server() -> Iterator[CountingServer]:
     with counting_server() as running:
@@ -24,12 +48,8 @@ def server() -> Iterator[CountingServer]:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without FETCHER_* or proxy variables that could change a test."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("FETCHER_") and "proxy" not in key.lower()
-    }
+    """The environment for a fetcher process, without the variables that could change a run."""
+    env = {key: value for key, value in os.environ.items() if not changes_a_run(key)}
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
@@ -38,10 +58,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 def invoke(args: list[str], input: str | bytes | None = None, **env: str) -> Result:
     """Run the command in process: fast, for everything but signals, terminals and real pipes."""
     runner = CliRunner()
-    # CliRunner only sets the variables it is given: unset the caller's FETCHER_* and proxies.
-    unset: dict[str, str | None] = {
-        key: None for key in os.environ if key.startswith("FETCHER_") or "proxy" in key.lower()
-    }
+    # CliRunner only sets the variables it is given: unset what could change a run (for a
+    # module-scoped fixture, which runs before clean_environment).
+    unset: dict[str, str | None] = {key: None for key in os.environ if changes_a_run(key)}
     unset.update(env)
     return runner.invoke(main, args, input=input, env=unset, catch_exceptions=False)
 
@@ -51,13 +70,26 @@ def run_process(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -m fetcher`` as a real process, with stdin closed unless input is given."""
     return subprocess.run(
-        [sys.executable, "-m", "fetcher", *args],
+        [*FETCHER, *args],
         input=input if input is not None else b"",
         capture_output=True,
         timeout=timeout,
         env=clean_env(),
         check=False,
         **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def run_background(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start ``python -m fetcher`` in the project folder, stdin closed, stdout and stderr piped."""
+    return subprocess.Popen(
+        [*FETCHER, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd=ROOT,
+        **kwargs,
     )
 
 

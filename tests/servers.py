@@ -1,9 +1,12 @@
-"""Real servers on 127.0.0.1 for the tests: a counting keep-alive HTTP server and a raw-socket
-server for faults (resets, truncated bodies, silence, full backlogs)."""
+"""Real servers on 127.0.0.1 for the tests (a counting keep-alive HTTP server, a raw-socket server
+for faults: resets, truncated bodies, silence, full backlogs) and the helpers the test files share:
+bounded waits, reading records, the every-line-once check, finding worker processes."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
 import socketserver
 import struct
@@ -12,7 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 
 class _CountingHandler(BaseHTTPRequestHandler):
@@ -27,6 +31,7 @@ class _CountingHandler(BaseHTTPRequestHandler):
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
             server.paths.append(self.path)
+            server.peers.append(self.client_address[1])
             server.headers_seen.append(dict(self.headers))
         try:
             status, headers, body, delay = server.route(self.path)
@@ -76,6 +81,7 @@ class CountingServer(ThreadingHTTPServer):
         self.in_flight = 0
         self.max_in_flight = 0
         self.paths: list[str] = []
+        self.peers: list[int] = []  # the client's port of each request, beside paths
         self.headers_seen: list[dict[str, str]] = []
 
     def get_request(self) -> tuple[socket.socket, object]:
@@ -279,3 +285,82 @@ def tls_server(
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- helpers the test files share -----------------------------------------------------------------
+
+
+def slow_urls(server: CountingServer, count: int, seconds: float) -> list[str]:
+    """count URLs that the counting server answers after seconds each."""
+    return [server.url(f"/slow/{seconds}/{n}") for n in range(count)]
+
+
+def records(text: str | bytes) -> list[dict[str, Any]]:
+    """The records of --format jsonl output, one per line."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def check_each_line_once(
+    lines: list[str], records: list[dict[str, Any]], failed: list[str]
+) -> set[str]:
+    """Every input line has exactly one record, or none and is in --failed as not attempted.
+
+    Failed records are in --failed too (once), ok ones are not. Returns the lines handed back
+    without a record: the ones not attempted.
+    """
+    urls = [record["url"] for record in records]
+    assert len(urls) == len(set(urls)), "a URL got two records"
+    assert len(failed) == len(set(failed)), "a line is twice in --failed"
+    missing = set(lines) - set(urls) - set(failed)
+    assert not missing, f"{len(missing)} lines in neither records nor --failed"
+    assert set(urls) | set(failed) == set(lines), "an input line was lost"
+    for record in records:
+        # Failed records are in --failed so that they can be retried; ok ones are not.
+        assert (record["url"] in failed) is (not record["ok"]), record
+    return set(failed) - set(urls)
+
+
+def max_in_any_second(times: list[float]) -> int:
+    """The most of times that fall in any one-second window."""
+    times = sorted(times)
+    return max(sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times))
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes (--processes) of the fetcher process pid."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+            if b"worker_process" in command:
+                found.append(int(child))
+    return found
+
+
+def has_ended(pid: int) -> bool:
+    """Whether process pid is gone or a zombie (ended, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(b")", 1)[1].split()[0] == b"Z"
+
+
+def client_ports(pid: int, server_port: int) -> set[int]:
+    """The local ports of process pid's TCP connections to server_port on 127.0.0.1: the
+    ports a CountingServer sees in its peers."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed while we look
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for row in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if inode in inodes and int(remote.split(":")[1], 16) == server_port:
+            ports.add(int(local.split(":")[1], 16))
+    return ports

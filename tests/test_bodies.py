@@ -8,21 +8,15 @@ import os
 import resource
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, clean_env, invoke
-from tests.servers import FaultServer, counting_server, read_request, reset
+from tests.conftest import invoke, run_background
+from tests.servers import FaultServer, counting_server, read_request, records, reset, wait_for
 
 TEMP_GLOB = ".fetcher-*.part"
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -125,25 +119,6 @@ def test_every_failure_removes_the_temporary_file(tmp_path, end, args, kind):
     assert files_under(out) == []  # neither the final name nor a temporary
 
 
-def run_background(args: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fetcher", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=clean_env(),
-        cwd=ROOT,
-        **kwargs,
-    )
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
 def dripping(conn):
     read_request(conn)
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"d" * 1000)
@@ -157,7 +132,7 @@ def test_sigkill_mid_download_leaves_no_file_under_its_final_name(tmp_path):
     with FaultServer(dripping) as server:
         process = run_background(["-o", str(out), "-t", "5", server.url("/slow.bin")])
         try:
-            wait_for(lambda: any(out.rglob(TEMP_GLOB)))
+            wait_for(lambda: any(out.rglob(TEMP_GLOB)), "a temporary file", 10)
             process.send_signal(signal.SIGKILL)
             process.communicate(timeout=10)
         finally:
@@ -170,20 +145,30 @@ def test_sigkill_mid_download_leaves_no_file_under_its_final_name(tmp_path):
 
 
 def test_sigkill_at_random_moments_leaves_only_complete_files(bodies_server, tmp_path):
-    """Many bodies, killed at several moments: each final file is complete and correct."""
+    """Many bodies, killed at several moments: each final file is complete and correct.
+
+    The moments count from the run's first request, not from the start of the interpreter
+    (which takes half a second or more, and would end most runs before anything was saved);
+    the test fails unless files were checked and some kill landed mid-run."""
     urls = [bodies_server.url(f"/big/{150_000 + n}") for n in range(40)]
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls) + "\n")
-    for round_number, delay in enumerate((0.2, 0.35, 0.5, 0.8)):
+    checked, cut_short = 0, 0
+    for round_number, delay in enumerate((0.05, 0.2, 0.4, 0.7)):
         out = tmp_path / f"out{round_number}"
+        before = bodies_server.requests
         process = run_background(["-o", str(out), "-j", "8", "-i", str(listing)])
+        wait_for(lambda n=before: bodies_server.requests > n, "the run's first request", 20)
         time.sleep(delay)  # the moment of the kill is the point of this test
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
-        for saved in files_under(out):
-            if saved.name.startswith(".fetcher-"):
-                continue
+        finals = [p for p in files_under(out) if not p.name.startswith(".fetcher-")]
+        for saved in finals:
             assert saved.read_bytes() == body_for(f"/big/{saved.name}"), saved
+        checked += len(finals)
+        cut_short += process.returncode == -signal.SIGKILL and len(finals) < len(urls)
+    assert checked > 0, "no file was saved before the kills: nothing was checked"
+    assert cut_short > 0, "every run ended before its kill: no kill landed mid-run"
 
 
 def test_interrupt_removes_the_temporary_files_of_unfinished_downloads(tmp_path):
@@ -191,7 +176,7 @@ def test_interrupt_removes_the_temporary_files_of_unfinished_downloads(tmp_path)
     with FaultServer(dripping) as server:
         process = run_background(["-o", str(out), "-t", "5", server.url("/a"), server.url("/b")])
         try:
-            wait_for(lambda: len(list(out.rglob(TEMP_GLOB))) == 2)
+            wait_for(lambda: len(list(out.rglob(TEMP_GLOB))) == 2, "two temporaries", 10)
             process.send_signal(signal.SIGINT)
             process.communicate(timeout=15)
         finally:

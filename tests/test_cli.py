@@ -4,7 +4,6 @@ import csv
 import io
 import json
 import os
-import socket
 import stat
 
 import pytest
@@ -12,21 +11,12 @@ import pytest
 from fetcher import __version__
 from fetcher.output.records import CSV_FIELDS
 from tests.conftest import invoke
+from tests.servers import closed_port, records
 
 JSON_KEYS = {
     "url", "final_url", "ok", "status", "reason", "bytes", "elapsed", "attempts", "redirects",
     "content_type", "sha256", "path", "line", "error",
 }  # fmt: skip
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_jsonl_record_has_every_key(server):
@@ -84,22 +74,25 @@ def test_one_record_per_url_read_over_thousands_of_mixed_lines(server, tmp_path)
     port = closed_port()
     lines, expected = [], {}
     for n in range(3000):
-        kind = n % 6
+        # The kind of line by n % 6, its variant by the round n // 6: n % 2 would be fixed by
+        # the kind (n = 6k + 1 is always odd), and one variant would never occur.
+        kind, variant = n % 6, (n // 6) % 2
         if kind == 0:
             line = server.url(f"/ok/{n}")
         elif kind == 1:
-            line = server.url(f"/status/{404 if n % 2 else 500}?n={n}")
+            line = server.url(f"/status/{404 if variant else 500}?n={n}")
         elif kind == 2:
             line = f"ftp://bad.test/{n}"
         elif kind == 3:
             line = f"http://127.0.0.1:{port}/{n}"
         elif kind == 4:
-            line = "" if n % 2 else f"# comment {n}"
+            line = "" if variant else f"# comment {n}"
         else:
             line = f"  {server.url(f'/spaced/{n}')}  \r"
         lines.append(line)
         if kind != 4:
             expected[n + 1] = line.strip()
+    assert lines.count("") == 250 and sum(line.startswith("# ") for line in lines) == 250
     path = tmp_path / "mixed.txt"
     path.write_text("\n".join(lines) + "\n")
     result = invoke(["--format", "jsonl", "-j", "8", "--retries", "0", "-i", str(path)])
@@ -111,6 +104,8 @@ def test_one_record_per_url_read_over_thousands_of_mixed_lines(server, tmp_path)
         key = r["error"]["kind"] if r["error"] else "ok"
         kinds[key] = kinds.get(key, 0) + 1
     assert kinds == {"ok": 1000, "http": 500, "invalid_url": 500, "connect": 500}
+    statuses = [r["status"] for r in got if r["error"] and r["error"]["kind"] == "http"]
+    assert (statuses.count(404), statuses.count(500)) == (250, 250)
     assert result.exit_code == 1
 
 
@@ -150,7 +145,9 @@ def test_failed_file_mode_is_fixed_even_if_it_existed(server, tmp_path):
 def test_ordered_keeps_input_order(server):
     urls = [server.url("/slow/0.3/first"), *(server.url(f"/fast/{n}") for n in range(6))]
     unordered = invoke(["--format", "jsonl", "-j", "4", *urls])
-    assert [r["url"] for r in records(unordered.stdout)][-1] != urls[0] or True
+    as_written = [r["url"] for r in records(unordered.stdout)]
+    # The control: without --ordered a fast URL overtakes the slow first one.
+    assert sorted(as_written) == sorted(urls) and as_written[0] != urls[0]
     ordered = invoke(["--format", "jsonl", "-j", "4", "--ordered", *urls])
     assert [r["url"] for r in records(ordered.stdout)] == urls
 

@@ -4,7 +4,6 @@ Every chain here comes out of requests talking to a socket on 127.0.0.1 (or, for
 patched resolver, which sends nothing); only ``other`` and FetchError are raised by hand.
 """
 
-import os
 import socket
 import ssl
 
@@ -19,14 +18,6 @@ from tests.servers import FaultServer, closed_port, full_backlog, respond, silen
 
 HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
 TIMEOUT = (2, 2)
-
-
-@pytest.fixture(autouse=True)
-def no_proxies_from_environment(monkeypatch):
-    """requests honours *_PROXY variables; none may stand between these tests and 127.0.0.1."""
-    for key in list(os.environ):
-        if "proxy" in key.lower():
-            monkeypatch.delenv(key)
 
 
 def assert_short_message(exc):

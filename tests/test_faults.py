@@ -6,7 +6,6 @@ resetting, truncating, talking garbage); the records are the JSON Lines the comm
 
 import contextlib
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -33,14 +32,6 @@ from tests.servers import (
 HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
 HEAD_100 = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
 FAKE_HOST = "no-such-host.test"
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """CliRunner only sets the variables it is given: remove proxies and FETCHER_* ourselves."""
-    for key in list(os.environ):
-        if key.startswith("FETCHER_") or "proxy" in key.lower():
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)

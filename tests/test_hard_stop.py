@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env
-from tests.servers import counting_server, wait_for
+from tests.conftest import FETCHER, clean_env
+from tests.servers import check_each_line_once, counting_server, wait_for
 
 SEED = 1105
 LINES = 20_000
@@ -56,7 +56,7 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
     args += ["--retries", "2", "--backoff", "0.5", *extra]
     out = (tmp_path / "stdout").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "fetcher", *args],
+        [*FETCHER, *args],
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env(),
     )  # fmt: skip
     try:
@@ -79,17 +79,6 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
     return process.returncode, took, records, failed.read_text().splitlines()
 
 
-def check_every_line_once(lines: list[str], records: list[dict], failed: list[str]) -> None:
-    urls = [record["url"] for record in records]
-    assert len(urls) == len(set(urls)), "a URL got two records"
-    assert len(failed) == len(set(failed)), "a line is twice in --failed"
-    missing = set(lines) - set(urls) - set(failed)
-    assert not missing, f"{len(missing)} lines in neither records nor --failed"
-    assert set(urls) | set(failed) == set(lines)
-    for record in records:
-        assert (record["url"] in failed) is (not record["ok"]), record
-
-
 PLANS = [(random.Random(SEED + n).randrange(50, 4000), random.Random(-n).uniform(0.02, 0.3))
          for n in range(3)]  # fmt: skip
 
@@ -102,7 +91,7 @@ def test_a_second_signal_loses_no_line_of_20000(tmp_path, extra, after, gap):
         status, took, records, failed = interrupt_twice(tmp_path, lines, server, after, gap, extra)
     assert status == 130
     assert took < 1.5, f"{took:.2f} s after the second signal"
-    check_every_line_once(lines, records, failed)
+    check_each_line_once(lines, records, failed)
     assert len(records) < LINES, "the run ended before the signals: nothing was tested"
     # What it aims at: lines never read, and requests in flight, all handed back.
     assert len(set(failed) - {r["url"] for r in records}) > 1000
@@ -115,7 +104,7 @@ def test_a_second_signal_over_100000_lines_exits_within_a_second(tmp_path):
         lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(100_000)]
         status, took, records, failed = interrupt_twice(tmp_path, lines, server, 20, 0.05)
     assert status == 130
-    check_every_line_once(lines, records, failed)
+    check_each_line_once(lines, records, failed)
     assert took < 1.0, f"{took:.2f} s after the second signal"
 
 
@@ -125,7 +114,7 @@ def test_a_request_cut_by_an_interrupt_has_the_time_it_ran(tmp_path):
         urls = tmp_path / "urls.txt"
         urls.write_text(server.url("/slower/1") + "\n")
         process = subprocess.Popen(
-            [sys.executable, "-m", "fetcher", "-i", str(urls), "--format", "jsonl"],
+            [*FETCHER, "-i", str(urls), "--format", "jsonl"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=clean_env(),
         )  # fmt: skip

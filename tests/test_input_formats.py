@@ -13,6 +13,7 @@ from fetcher.input.reader import InputReader, Source
 from fetcher.output.records import CSV_FIELDS
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 from tests.conftest import invoke
+from tests.servers import records
 from tests.test_http import serve
 
 
@@ -27,10 +28,6 @@ def jsonl(*objects) -> bytes:
     return b"".join(
         (o if isinstance(o, bytes) else json.dumps(o).encode()) + b"\n" for o in objects
     )
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def by_line(text: str) -> dict[int, dict]:

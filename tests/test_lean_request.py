@@ -8,7 +8,6 @@ requests, the redirect counts and the cookies the sessions keep must be the same
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,13 +19,6 @@ from fetcher.http.environment import Environment
 from fetcher.http.request import EffectiveRequest
 from fetcher.http.session import make_session
 from fetcher.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for key in list(os.environ):
-        if key.startswith("FETCHER_") or "proxy" in key.lower() or key == "NETRC":
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Politeness of §2.3, observed by the server: --per-host, --rate, --host-rate and the host pause
 on Retry-After, with 127.0.0.1 and localhost as two hosts of one local server."""
 
-import json
 import threading
 import time
 from collections import defaultdict
@@ -9,13 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fetcher.http.deadline import Deadline
-from fetcher.http.task import Task
-from fetcher.input.jobs import Job
-from fetcher.results import Result
-from fetcher.run.scheduler import Scheduler
 from tests.conftest import invoke
-from tests.servers import serving
+from tests.servers import max_in_any_second, records, serving
 
 
 class Recording(ThreadingHTTPServer):
@@ -89,15 +83,6 @@ def recording():
 def serve_recording():
     with serving(Recording()) as server:
         yield server
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
-
-
-def max_in_any_second(times: list[float]) -> int:
-    times = sorted(times)
-    return max(sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times))
 
 
 # -- --per-host -------------------------------------------------------------------------------
@@ -204,67 +189,6 @@ def test_host_pause_is_capped_by_max_retry_wait(recording):
     assert later and min(later) >= paused_at + 0.4  # paused for 0.5 s, not 30
 
 
-# -- the scheduler, directly ------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def task(n: int, host: str = "a") -> Task:
-    url = f"http://{host}/{n}"
-    return Task(Job(seq=n, url=url, target=url, line=n + 1, raw=b""), host)
-
-
-def test_scheduler_serves_hosts_in_turn_and_skips_a_saturated_one():
-    scheduler = Scheduler(per_host=1, clock=FakeClock())
-    for n, host in enumerate("aab"):
-        scheduler.put(task(n, host))
-    first = scheduler.take()
-    second = scheduler.take()
-    assert (first.host, second.host) == ("a", "b")  # the second 'a' waits for the first
-    scheduler.finish(first)
-    assert scheduler.take().job.seq == 1
-
-
-def test_scheduler_drain_returns_waiting_tasks_and_retries():
-    clock = FakeClock()
-    scheduler = Scheduler(clock=clock)
-    scheduler.put(task(0))
-    started = scheduler.take()
-    scheduler.finish(started, retry_in=10)
-    scheduler.put(task(1))
-    scheduler.stop()
-    assert scheduler.take() is None
-    assert sorted(t.job.seq for t in scheduler.drain()) == [0, 1]
-
-
-@pytest.mark.parametrize("rate", [1.0, 20.0, 500.0])
-def test_scheduler_spaces_starts_under_the_rate(rate):
-    """With a clock that only moves when asked, starts are at least 1/R apart, the first at once,
-    and no one-second window holds more than R of them."""
-    clock = FakeClock()
-    scheduler = Scheduler(rate=rate, host_rate=rate, clock=clock)
-    count = int(rate * 3) + 2
-    for n in range(count):
-        scheduler.put(task(n))
-    starts = []
-    while len(starts) < count:
-        taken = scheduler.take(block=False)
-        if taken is None:
-            clock.now += 0.001
-            continue
-        starts.append(clock.now)
-        scheduler.finish(taken)
-    assert starts[0] == 100.0
-    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 1 / rate
-    assert max_in_any_second(starts) <= rate
-
-
 # -- a host is host and port --------------------------------------------------------------------
 
 
@@ -314,36 +238,6 @@ def test_summary_names_failing_hosts_with_their_port(recording, second_recording
     assert f"{first} (2)" in result.stderr and f"{second} (1)" in result.stderr
 
 
-def test_a_retry_waiting_out_its_hosts_pause_goes_before_untried_tasks_when_it_ends():
-    """Issue 11: retries starved behind the host pause, untried tasks renewing it each round."""
-    clock = FakeClock()
-    scheduler = Scheduler(clock=clock)
-    for n in range(3):
-        scheduler.put(task(n))
-    first = scheduler.take()
-    clock.now += 0.2  # the 503 with Retry-After: 1 arrives
-    scheduler.finish(first, retry_in=1.0, pause=1.0)
-    clock.now += 0.999
-    assert scheduler.take(block=False) is None  # paused
-    clock.now += 0.001
-    assert scheduler.take() is first  # the moment the pause ends
-    assert scheduler.take().job.seq == 1
-
-
-def test_a_pause_holds_a_retry_due_before_it_ends():
-    clock = FakeClock()
-    scheduler = Scheduler(clock=clock)
-    scheduler.put(task(0))
-    scheduler.put(task(1))
-    first, second = scheduler.take(), scheduler.take()
-    scheduler.finish(first, retry_in=0.1)  # a reset: retry after a short backoff
-    scheduler.finish(second, pause=2.0)  # but the host asked everyone to wait 2 s
-    clock.now += 0.5
-    assert scheduler.take(block=False) is None
-    clock.now += 1.6
-    assert scheduler.take() is first
-
-
 def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcome(recording):
     """Issue 11: such URLs ended as max_time after one request, their retry never sent."""
     recording.answers["/x"] = [(503, {"Retry-After": "1"}), (200, {})]
@@ -362,44 +256,3 @@ def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcom
     assert 1.9 <= x["elapsed"] < 3.0
     assert (y["status"], y["attempts"], y["error"]["kind"]) == (429, 1, "http")
     assert took < 3.5  # ended at its deadline, not when the 4 s pause did
-
-
-def test_a_retry_that_runs_out_of_time_while_its_host_is_paused_is_handed_out_at_once():
-    clock = FakeClock()
-    scheduler = Scheduler(clock=clock)
-    scheduler.put(task(0))
-    scheduler.put(task(1))
-    first, second = scheduler.take(), scheduler.take()
-    first.max_time, first.last = Deadline(clock.now + 1.5, 1.5), Result(job=first.job)
-    scheduler.finish(first, retry_in=0.5)
-    scheduler.finish(second, pause=10.0)
-    clock.now += 1.0
-    assert scheduler.take(block=False) is None  # due, but the host is paused
-    clock.now += 0.5
-    assert scheduler.take(block=False) is first  # its deadline: out it goes to be ended
-
-
-def test_retries_due_before_a_sibling_renewed_the_pause_still_go_but_untried_tasks_wait():
-    """A burst of URLs all told "Retry-After: 1": the first retry's own 503 pauses the host
-    again, but its siblings were due already and go as workers free up; new URLs wait."""
-    clock = FakeClock()
-    scheduler = Scheduler(clock=clock)
-    for n in range(4):
-        scheduler.put(task(n))
-    burst = [scheduler.take() for _ in range(3)]
-    for started in burst:
-        started.last = Result(job=started.job)  # as a worker leaves it: the 503
-        scheduler.finish(started, retry_in=1.0, pause=1.0)
-    clock.now += 1.0
-    first_retry = scheduler.take(block=False)
-    assert first_retry in burst
-    clock.now += 0.05
-    scheduler.finish(first_retry, pause=1.0)  # 503 again: the host is paused until +2.05
-    clock.now += 0.05
-    rest = [scheduler.take(block=False), scheduler.take(block=False)]
-    assert sorted(t.job.seq for t in rest) == sorted(
-        t.job.seq for t in burst if t is not first_retry
-    )
-    assert scheduler.take(block=False) is None  # the untried task waits for the pause
-    clock.now += 1.0
-    assert scheduler.take(block=False).job.seq == 3

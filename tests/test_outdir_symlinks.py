@@ -20,9 +20,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import invoke, run_process
-from tests.servers import CountingServer, FaultServer, counting_server, read_request
-from tests.test_bodies import run_background, wait_for
+from tests.conftest import invoke, run_background, run_process
+from tests.servers import (
+    CountingServer,
+    FaultServer,
+    counting_server,
+    read_request,
+    records,
+    wait_for,
+)
 
 Snapshot = dict[str, tuple[str, int, bytes | str]]
 
@@ -56,10 +62,6 @@ def make_outside(base: Path) -> Path:
     (outside / "dir" / "a").write_bytes(b"outside a\n")
     (outside / "dir" / "named.txt").write_bytes(b"outside named\n")
     return outside
-
-
-def records(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def body_route(path: str) -> tuple[int, dict[str, str], bytes, float]:
@@ -182,7 +184,7 @@ def test_a_temporary_swapped_for_a_link_mid_download(tmp_path):
         host = out / f"127.0.0.1_{fault.port}"
         process = run_background(["--format", "jsonl", "-o", str(out), fault.url("/slow.bin")])
         try:
-            wait_for(lambda: host.is_dir() and any(host.glob(".fetcher-*.part")), timeout=20)
+            wait_for(lambda: host.is_dir() and any(host.glob(".fetcher-*.part")), "a temporary", 20)
             (temporary,) = host.glob(".fetcher-*.part")
             temporary.unlink()
             temporary.symlink_to(victim)

@@ -13,18 +13,16 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, invoke, run_process
-from tests.servers import CountingServer, Route, counting_server, default_route, wait_for
+from tests.conftest import FETCHER, clean_env, invoke, run_process
+from tests.servers import Route, counting_server, default_route, wait_for
 
-FETCHER = [sys.executable, "-m", "fetcher"]
 NOISE = ("Traceback", "Exception ignored", "Error in sys.excepthook")
 
 
@@ -157,12 +155,6 @@ def test_second_interrupt_still_commits_the_failed_file(tmp_path):
 
 
 # -- 2. symlinks and special files ---------------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[CountingServer]:
-    with counting_server() as running:
-        yield running
 
 
 def precious(tmp_path: Path) -> tuple[Path, Path]:

@@ -5,15 +5,13 @@ and a proxy that answers 407.
 
 import json
 import logging
-import os
 
 import pytest
 
 from tests.conftest import invoke
-from tests.servers import counting_server
+from tests.servers import closed_port, counting_server
 from tests.tls_proxy_servers import (
     basic,
-    closed_port,
     forward_proxy,
     https_server,
     make_certificates,
@@ -21,15 +19,6 @@ from tests.tls_proxy_servers import (
 
 SECRET = "ppass"
 SECRET_BASIC = basic("puser", SECRET).removeprefix("Basic ")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """CliRunner only sets the variables it is given: remove proxies, FETCHER_* and CA bundles
-    ourselves; tests that want a proxy variable pass it."""
-    for key in list(os.environ):
-        if key.startswith("FETCHER_") or "proxy" in key.lower() or key.endswith("CA_BUNDLE"):
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(autouse=True)

@@ -6,10 +6,7 @@ Proved against a real keep-alive server: the server counts the TCP connections i
 import collections
 import io
 import json
-import os
 import threading
-
-import pytest
 
 from fetcher.http.session import SessionPool
 from fetcher.input.reader import InputReader, Source
@@ -17,14 +14,6 @@ from fetcher.results import Summary
 from fetcher.run.build import build_run
 from fetcher.settings import Settings
 from tests.conftest import invoke
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """No proxy between us and 127.0.0.1, and no FETCHER_* setting from the caller's shell."""
-    for key in list(os.environ):
-        if key.startswith("FETCHER_") or "proxy" in key.lower():
-            monkeypatch.delenv(key)
 
 
 class MemoryObserver:

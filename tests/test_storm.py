@@ -45,10 +45,9 @@ from typing import Any
 import pytest
 
 from fetcher.settings import DEFAULT_GRACE
-from tests.conftest import clean_env
-from tests.servers import closed_port, counting_server
+from tests.conftest import FETCHER, clean_env
+from tests.servers import closed_port, counting_server, wait_for
 
-FETCHER = [sys.executable, "-m", "fetcher"]
 NOISE = ("Traceback", "BrokenPipeError", "Exception ignored", "Fatal Python error")
 SUMMARY = re.compile(r"^fetcher: \d+ ok, \d+ failed", re.M)
 
@@ -208,14 +207,6 @@ def input_lines(server: StormServer, refused_port: int, rng: random.Random) -> l
     return lines
 
 
-def wait_for(predicate: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
-
-
 def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
     folder.mkdir()
     urls_file, failed_file, out = folder / "urls.txt", folder / "failed.txt", folder / "out"
@@ -236,7 +227,7 @@ def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
             )
         with process:
             try:
-                wait_for(lambda: server.requests >= 1, "the run's first request")
+                wait_for(lambda: server.requests >= 1, "the run's first request", 15)
                 time.sleep(plan.delay)  # the random moment is the point of the storm
                 process.send_signal(signal.SIGTERM if plan.interrupt == SIGTERM else signal.SIGINT)
                 first = last = time.monotonic()
@@ -396,35 +387,50 @@ def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_pat
 
 # What a worker whose response arrives during an exit does, after the exit hook has run: its
 # body starts, so it creates a temporary; then the process ends with os._exit, as hard_exit does.
+# It prints what became of the file: "created", or "refused: " and the FetchError. Anything else
+# (an AttributeError from a renamed method, say) prints nothing and fails the test.
 CREATE_AFTER_EXIT_HOOK = """
 import os, sys, threading
+from fetcher.errors import FetchError
 from fetcher.output.bodies import SavedFile, remove_live_temporaries
 from fetcher.output.paths import OutputDir
 
-remove_live_temporaries()
+if sys.argv[2] == "after-the-hook":
+    remove_live_temporaries()
+outcome = []
 
 
 def worker():
     try:
         SavedFile(OutputDir(sys.argv[1]).place("http://h/page"))
-    except Exception:
-        pass
+    except FetchError as exc:
+        outcome.append(f"refused: {exc}")
+    else:
+        outcome.append("created")
 
 
 thread = threading.Thread(target=worker, daemon=True)
 thread.start()
 thread.join(0.5)
+print(*outcome, flush=True)
 os._exit(130)
 """
 
 
-def test_no_temporary_appears_once_the_exit_hook_has_run(tmp_path):
+@pytest.mark.parametrize(
+    ("moment", "outcome", "temporaries"),
+    [("after-the-hook", "refused: interrupted before it finished", 0),
+     ("without-the-hook", "created", 1)],  # the control: the script can leave a temporary
+    ids=["after the exit hook", "control without it"],
+)  # fmt: skip
+def test_no_temporary_appears_once_the_exit_hook_has_run(tmp_path, moment, outcome, temporaries):
     done = subprocess.run(
-        [sys.executable, "-c", CREATE_AFTER_EXIT_HOOK, str(tmp_path)],
+        [sys.executable, "-c", CREATE_AFTER_EXIT_HOOK, str(tmp_path), moment],
         capture_output=True,
         timeout=30,
         env=clean_env(),
         check=False,
     )
     assert done.returncode == 130, done.stderr
-    assert not list(tmp_path.rglob(".fetcher-*.part"))
+    assert done.stdout.decode().strip() == outcome, done.stderr.decode()
+    assert len(list(tmp_path.rglob(".fetcher-*.part"))) == temporaries

@@ -14,7 +14,6 @@ import re
 import select
 import struct
 import subprocess
-import sys
 import termios
 import time
 from dataclasses import dataclass
@@ -22,10 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env
-from tests.servers import CountingServer
+from tests.conftest import FETCHER, clean_env
+from tests.servers import slow_urls
 
-FETCHER = [sys.executable, "-m", "fetcher"]
 COLUMNS = 120
 # CSI (colours, cursor moves, erasing, ?25l/?25h), OSC (titles, links), and short escapes.
 ESCAPES = re.compile(
@@ -123,10 +121,6 @@ def read_until_closed(master: int, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def slow_urls(server: CountingServer, count: int, seconds: float = 0.05) -> list[str]:
-    return [server.url(f"/slow/{seconds}/{n}") for n in range(count)]
-
-
 def progress_fragments(run: TerminalRun) -> list[str]:
     return [piece for piece in run.fragments if "fetching" in piece]
 
@@ -135,7 +129,7 @@ def progress_fragments(run: TerminalRun) -> list[str]:
 
 
 def test_progress_on_stderr_when_it_is_a_terminal(server, tmp_path):
-    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    urls = [*slow_urls(server, 8, 0.05), server.url("/status/404")]
     run = run_on_terminal(
         ["-j", "4", *urls], tmp_path, stdout_on_terminal=False, stderr_on_terminal=True
     )
@@ -152,7 +146,7 @@ def test_progress_on_stderr_when_it_is_a_terminal(server, tmp_path):
 
 
 def test_no_progress_when_stderr_is_a_pipe(server, tmp_path):
-    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    urls = [*slow_urls(server, 8, 0.05), server.url("/status/404")]
     run = run_on_terminal(
         ["-j", "4", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=False
     )
@@ -168,7 +162,7 @@ def test_no_progress_when_stderr_is_a_pipe(server, tmp_path):
 
 
 def test_no_progress_option_on_a_terminal(server, tmp_path):
-    urls = [*slow_urls(server, 8), server.url("/status/404")]
+    urls = [*slow_urls(server, 8, 0.05), server.url("/status/404")]
     run = run_on_terminal(
         ["--no-progress", "-j", "4", *urls],
         tmp_path,
@@ -200,7 +194,7 @@ RECORD_ON_TERMINAL = r"200\s+\d+\s+\d+\.\d{{3}}\s+{url}"
 
 @pytest.mark.parametrize("format_name", ["text", "jsonl"])
 def test_records_beside_the_live_display_are_never_garbled(server, tmp_path, format_name):
-    urls = slow_urls(server, 60)
+    urls = slow_urls(server, 60, 0.05)
     run = run_on_terminal(
         ["-j", "4", "--format", format_name, *urls],
         tmp_path,
@@ -232,7 +226,7 @@ def test_records_beside_the_live_display_are_never_garbled(server, tmp_path, for
 
 
 def test_log_lines_beside_the_live_display_are_never_garbled(server, tmp_path):
-    urls = slow_urls(server, 20)
+    urls = slow_urls(server, 20, 0.05)
     run = run_on_terminal(
         ["-v", "-j", "4", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=True
     )

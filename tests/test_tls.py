@@ -4,7 +4,6 @@ overriding what the command line asked for.
 """
 
 import json
-import os
 import ssl
 
 import pytest
@@ -13,15 +12,6 @@ from tests.conftest import invoke, run_process
 from tests.tls_proxy_servers import Certificates, https_server, make_certificates
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    """CliRunner only sets the variables it is given: remove proxies, FETCHER_* and CA bundles
-    (this machine sets REQUESTS_CA_BUNDLE) ourselves; tests that want them pass them."""
-    for key in list(os.environ):
-        if key.startswith("FETCHER_") or "proxy" in key.lower() or key in CA_BUNDLE_VARIABLES:
-            monkeypatch.delenv(key)
 
 
 @pytest.fixture(scope="module")

@@ -308,10 +308,3 @@ def forward_proxy(credentials: tuple[str, str] | None = None) -> Iterator[Forwar
     proxy = ForwardProxy(credentials)
     with _serving(proxy):
         yield proxy
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens: bound and closed again at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -1,4 +1,5 @@
 """The command as a real process: exit statuses, signals, pipes, streaming stdin, secrets (§2.5).
+Worker processes (--processes) are test_worker_processes.py.
 
 Everything here runs ``python -m fetcher`` against servers on 127.0.0.1. Waits are bounded polls
 on something observable (the server's request counter, a line on a pipe), never bare sleeps,
@@ -18,7 +19,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,10 +28,17 @@ from typing import IO, Any
 import pytest
 
 from fetcher.settings import DEFAULT_GRACE
-from tests.conftest import clean_env, run_process
-from tests.servers import CountingServer, FaultServer, read_request, wait_for
+from tests.conftest import FETCHER, clean_env, run_process
+from tests.servers import (
+    CountingServer,
+    FaultServer,
+    check_each_line_once,
+    closed_port,
+    read_request,
+    slow_urls,
+    wait_for,
+)
 
-FETCHER = [sys.executable, "-m", "fetcher"]
 RECORD_TEXT = re.compile(r"^(\d{3}|---)\t\d+\t\d+\.\d{3}\t\S+")
 NOISE = ("Traceback", "BrokenPipeError", "Exception ignored", "Fatal Python error")
 
@@ -99,34 +106,6 @@ def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, fl
     started = time.monotonic()
     status = process.wait(timeout=timeout)
     return status, time.monotonic() - started
-
-
-def slow_urls(server: CountingServer, count: int, seconds: float = 0.5) -> list[str]:
-    return [server.url(f"/slow/{seconds}/{n}") for n in range(count)]
-
-
-def check_each_line_once(
-    lines: list[str], records: list[dict[str, Any]], failed: list[str]
-) -> set[str]:
-    """Every input line has exactly one record, or none and is in --failed as not attempted.
-
-    Failed records are in --failed too (once), ok ones are not. Returns the lines handed back
-    without a record: the ones not attempted.
-    """
-    urls = [record["url"] for record in records]
-    assert len(urls) == len(set(urls)), "a URL got two records"
-    assert len(failed) == len(set(failed)), "a line is twice in --failed"
-    assert set(urls) | set(failed) == set(lines), "an input line was lost"
-    for record in records:
-        # Failed records are in --failed so that they can be retried; ok ones are not.
-        assert (record["url"] in failed) is (not record["ok"]), record
-    return set(failed) - set(urls)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -214,7 +193,7 @@ def test_no_url_and_stdin_a_terminal_prints_usage_and_exits_2():
     ],
 )
 def test_interrupt_accounts_for_every_input_line(server, tmp_path, signum, status, name):
-    lines = slow_urls(server, 40)
+    lines = slow_urls(server, 40, 0.5)
     urls_file = tmp_path / "urls.txt"
     urls_file.write_text("\n".join(lines) + "\n")
     failed_file = tmp_path / "failed.txt"
@@ -241,7 +220,7 @@ def test_interrupt_accounts_for_every_input_line(server, tmp_path, signum, statu
 
 
 def test_interrupt_starts_no_new_request_and_lets_in_flight_ones_finish(server, tmp_path):
-    lines = slow_urls(server, 40)
+    lines = slow_urls(server, 40, 0.5)
     urls_file = tmp_path / "urls.txt"
     urls_file.write_text("\n".join(lines) + "\n")
     args = ["-i", str(urls_file), "-j", "4", "--format", "jsonl"]
@@ -260,7 +239,7 @@ def test_interrupt_starts_no_new_request_and_lets_in_flight_ones_finish(server, 
 
 
 def interrupt_with_stdin_left_open(server: CountingServer, tmp_path: Path, count: int) -> None:
-    lines = slow_urls(server, count)
+    lines = slow_urls(server, count, 0.5)
     failed_file = tmp_path / "failed.txt"
     args = ["-j", "4", "--failed", str(failed_file), "--format", "jsonl"]
     with spawn(args, tmp_path, stdin=subprocess.PIPE) as process:

@@ -1,5 +1,5 @@
-"""--processes P: the same records as one process, limits that hold across processes, and no
-URL lost when a worker process dies or the run is interrupted.
+"""Worker processes, --processes P: the same records as one process, limits that hold across
+processes, and no URL lost when a worker process dies or the run is interrupted.
 
 Every test runs ``python -m fetcher`` as a real process against servers on 127.0.0.1; waits are
 bounded polls on the server's counters or on the process.
@@ -12,27 +12,24 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 from fetcher.run.processes import split_workers
-from tests.conftest import clean_env, run_process
-from tests.servers import CountingServer, counting_server
-
-FETCHER = [sys.executable, "-m", "fetcher"]
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from tests.conftest import FETCHER, clean_env, run_process
+from tests.servers import (
+    CountingServer,
+    check_each_line_once,
+    client_ports,
+    counting_server,
+    has_ended,
+    records,
+    wait_for,
+    worker_pids,
+)
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
@@ -54,21 +51,6 @@ def read_lines(stream: IO[bytes], count: int, timeout: float) -> list[bytes]:
         assert chunk, f"the pipe ended after {data!r}"
         data += chunk
     return data.splitlines()[:count]
-
-
-def records(stdout: bytes) -> list[dict]:
-    return [json.loads(line) for line in stdout.decode().splitlines()]
-
-
-def worker_pids(pid: int) -> list[int]:
-    """The worker processes of the fetcher process pid."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"worker_process" in command:
-                found.append(int(child))
-    return found
 
 
 def mixed_input(server: CountingServer, path: Path, count: int) -> list[str]:
@@ -221,19 +203,36 @@ def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
     with counting_server() as server:
         process = start_slow_run(server, tmp_path, 24)
         try:
-            wait_for(lambda: server.requests >= 4, "the first requests")
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
             workers = worker_pids(process.pid)
             assert len(workers) == 2
+            # Each worker's two threads keep one connection each: by the client's port, the
+            # server tells which worker sent a request.
+            wait_for(lambda: all(len(client_ports(pid, server.port)) == 2 for pid in workers),
+                     "two connections from each worker", 20)  # fmt: skip
+            killed = client_ports(workers[0], server.port)
             os.kill(workers[0], signal.SIGKILL)
             stdout, stderr = process.communicate(timeout=60)
         finally:
             reap(process)
+        sent = list(zip(server.paths, server.peers, strict=True))
     assert process.returncode == 1, stderr
     got = records(stdout)
     assert sorted(r["line"] for r in got) == list(range(1, 25))  # one record for every line
     lost = [r for r in got if not r["ok"]]
     assert lost and all("ended unexpectedly" in r["error"]["message"] for r in lost)
     assert any(r["ok"] for r in got)  # the other worker went on
+    # Only the dead worker's jobs are lost: every URL the other worker fetched has an ok record,
+    # and a lost URL was fetched by the dead worker (in flight when it died) or by no one.
+    every = [server.url(f"/slow/0.3/{n}") for n in range(24)]
+    by_killed = {server.url(path) for path, port in sent if port in killed}
+    by_other = {server.url(path) for path, port in sent if port not in killed}
+    ok = {r["url"] for r in got if r["ok"]}
+    assert by_killed and by_other <= ok, sorted(by_other - ok)
+    assert {r["url"] for r in lost} <= by_killed | (set(every) - by_other)
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
+    assert check_each_line_once(every, got, failed) == set()  # every line has its record
 
 
 @pytest.mark.parametrize(
@@ -246,7 +245,7 @@ def test_an_interrupt_gives_every_line_a_record_or_a_failed_line(tmp_path, send,
     with counting_server() as server:
         process = start_slow_run(server, tmp_path, count)
         try:
-            wait_for(lambda: server.requests >= 4, "the first requests")
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
             workers = worker_pids(process.pid)
             send(process)
             stdout, stderr = process.communicate(timeout=30)
@@ -260,9 +259,7 @@ def test_an_interrupt_gives_every_line_a_record_or_a_failed_line(tmp_path, send,
     assert len(set(written)) == len(written) and written  # none twice, some done
     assert len(written) < count  # it did stop
     for pid in workers:  # the workers are gone too
-        wait_for(lambda pid=pid: not Path(f"/proc/{pid}").exists()
-                 or b"Z" in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[1][:3],
-                 f"worker {pid} to end", 10)  # fmt: skip
+        wait_for(lambda pid=pid: has_ended(pid), f"worker {pid} to end", 10)
     assert b"Traceback" not in stderr
 
 
@@ -333,7 +330,7 @@ def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_p
     with counting_server() as server:
         process = start_slow_run(server, tmp_path, count)
         try:
-            wait_for(lambda: server.requests >= 4, "the first requests")
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
             os.kill(worker_pids(process.pid)[0], signal.SIGTERM)
             stdout, stderr = process.communicate(timeout=60)
         finally:
@@ -342,6 +339,11 @@ def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_p
     got = records(stdout)
     assert sorted(r["line"] for r in got) == list(range(1, count + 1))
     assert b"not attempted" not in stderr
+    # Each line's own record, and --failed holds exactly the lines whose record failed.
+    every = [server.url(f"/slow/0.3/{n}") for n in range(count)]
+    assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    assert check_each_line_once(every, got, failed) == set()
 
 
 def test_sigterm_to_every_process_lets_requests_in_flight_finish(tmp_path):
@@ -351,7 +353,7 @@ def test_sigterm_to_every_process_lets_requests_in_flight_finish(tmp_path):
     with counting_server() as server:
         process = start_slow_run(server, tmp_path, count)
         try:
-            wait_for(lambda: server.requests >= 4, "the first requests")
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
             for pid in worker_pids(process.pid):
                 os.kill(pid, signal.SIGTERM)
             time.sleep(0.1)  # the gap between the signals is the point of the test

@@ -1,0 +1,352 @@
+"""The scheduler alone, with a fake clock: hosts in turn, --per-host, --rate and --host-rate,
+host pauses (Retry-After), retries that come due, stop and drain. No test sleeps: the clock moves
+only when a test moves it, and ``take(block=False)`` says what a worker would get right now."""
+
+import threading
+
+import pytest
+
+from fetcher.input.jobs import Job
+from fetcher.results import Result
+from fetcher.http.deadline import Deadline
+from fetcher.http.task import Task
+from fetcher.run.scheduler import RATE_MARGIN, Scheduler
+from tests.servers import max_in_any_second
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task(n: int, host: str = "a") -> Task:
+    url = f"http://{host}/{n}"
+    return Task(Job(seq=n, url=url, target=url, line=n + 1, raw=url.encode()), host)
+
+
+def seqs(scheduler: Scheduler) -> list[int]:
+    """The seq of every task that may start now, taken in turn, until none may."""
+    taken = []
+    while (started := scheduler.take(block=False)) is not None:
+        taken.append(started.job.seq)
+    return taken
+
+
+# -- moved from test_limits.py -------------------------------------------------------------------
+
+
+def test_scheduler_serves_hosts_in_turn_and_skips_a_saturated_one():
+    scheduler = Scheduler(per_host=1, clock=FakeClock())
+    for n, host in enumerate("aab"):
+        scheduler.put(task(n, host))
+    first = scheduler.take()
+    second = scheduler.take()
+    assert (first.host, second.host) == ("a", "b")  # the second 'a' waits for the first
+    scheduler.finish(first)
+    assert scheduler.take().job.seq == 1
+
+
+def test_scheduler_drain_returns_waiting_tasks_and_retries():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    started = scheduler.take()
+    scheduler.finish(started, retry_in=10)
+    scheduler.put(task(1))
+    scheduler.stop()
+    assert scheduler.take() is None
+    assert sorted(t.job.seq for t in scheduler.drain()) == [0, 1]
+
+
+@pytest.mark.parametrize("rate", [1.0, 20.0, 500.0])
+def test_scheduler_spaces_starts_under_the_rate(rate):
+    """With a clock that only moves when asked, starts are at least 1/R apart, the first at once,
+    and no one-second window holds more than R of them."""
+    clock = FakeClock()
+    scheduler = Scheduler(rate=rate, host_rate=rate, clock=clock)
+    count = int(rate * 3) + 2
+    for n in range(count):
+        scheduler.put(task(n))
+    starts = []
+    while len(starts) < count:
+        taken = scheduler.take(block=False)
+        if taken is None:
+            clock.now += 0.001
+            continue
+        starts.append(clock.now)
+        scheduler.finish(taken)
+    assert starts[0] == 100.0
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) >= 1 / rate
+    assert max_in_any_second(starts) <= rate
+
+
+# -- put and take -------------------------------------------------------------------------------
+
+
+def test_take_without_block_is_none_when_nothing_may_start():
+    scheduler = Scheduler(clock=FakeClock())
+    assert scheduler.take(block=False) is None
+    scheduler.put(task(0))
+    assert scheduler.take(block=False).job.seq == 0
+    assert scheduler.take(block=False) is None
+
+
+def test_one_hosts_tasks_start_in_the_order_they_were_put():
+    scheduler = Scheduler(clock=FakeClock())
+    for n in range(5):
+        scheduler.put(task(n))
+    assert seqs(scheduler) == [0, 1, 2, 3, 4]
+
+
+def test_hosts_take_turns():
+    scheduler = Scheduler(clock=FakeClock())
+    for n, host in enumerate("aaabbc"):
+        scheduler.put(task(n, host))
+    assert seqs(scheduler) == [0, 3, 5, 1, 4, 2]  # a b c a b a
+
+
+# -- --per-host -----------------------------------------------------------------------------------
+
+
+def test_per_host_holds_each_host_to_its_limit_and_finish_frees_a_place():
+    scheduler = Scheduler(per_host=2, clock=FakeClock())
+    for n, host in enumerate("aaaab"):
+        scheduler.put(task(n, host))
+    first, others = scheduler.take(block=False), seqs(scheduler)
+    assert (first.job.seq, others) == (0, [4, 1])  # then 'a' has two in flight: none more
+    scheduler.finish(first)
+    assert seqs(scheduler) == [2]
+    assert scheduler.take(block=False) is None
+
+
+# -- pauses (Retry-After) -------------------------------------------------------------------------
+
+
+def test_a_paused_host_holds_only_its_own_tasks_until_the_pause_ends():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.pause("a", 5.0)
+    scheduler.put(task(0, "a"))
+    scheduler.put(task(1, "b"))
+    assert seqs(scheduler) == [1]
+    clock.now += 4.999
+    assert scheduler.take(block=False) is None
+    clock.now += 0.001
+    assert seqs(scheduler) == [0]
+
+
+def test_a_shorter_pause_does_not_shorten_a_longer_one():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.pause("a", 5.0)
+    scheduler.pause("a", 1.0)
+    clock.now += 2.0
+    assert scheduler.take(block=False) is None
+    clock.now += 3.0
+    assert seqs(scheduler) == [0]
+
+
+def test_finish_with_a_pause_pauses_the_host_from_that_moment():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    started = scheduler.take(block=False)
+    clock.now += 1.0  # the answer with Retry-After: 2 arrives a second later
+    scheduler.finish(started, pause=2.0)
+    clock.now += 1.999
+    assert scheduler.take(block=False) is None
+    clock.now += 0.001
+    assert seqs(scheduler) == [1]
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+def test_a_retry_waits_its_delay_without_holding_its_host_then_goes_first():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    started = scheduler.take(block=False)
+    scheduler.finish(started, retry_in=2.0)
+    assert started.due == 102.0
+    scheduler.put(task(1))
+    scheduler.put(task(2))
+    assert seqs(scheduler) == [1, 2]  # the host is not held while the retry waits
+    scheduler.put(task(3))
+    clock.now += 2.0
+    assert seqs(scheduler) == [0, 3]  # due: before the host's newer task
+
+
+def test_retries_come_back_in_the_order_they_are_due():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n, host in enumerate("abc"):
+        scheduler.put(task(n, host))
+    started = [scheduler.take(block=False) for _ in range(3)]
+    for attempt, delay in zip(started, [3.0, 1.0, 2.0], strict=True):
+        scheduler.finish(attempt, retry_in=delay)
+    assert seqs(scheduler) == []
+    clock.now += 1.0
+    assert seqs(scheduler) == [1]
+    clock.now += 1.0
+    assert seqs(scheduler) == [2]
+    clock.now += 1.0
+    assert seqs(scheduler) == [0]
+
+
+# -- --rate and --host-rate -----------------------------------------------------------------------
+
+
+def test_host_rate_spaces_one_hosts_starts_and_not_another_hosts():
+    clock = FakeClock()
+    scheduler = Scheduler(host_rate=10.0, clock=clock)
+    for n, host in enumerate("aab"):
+        scheduler.put(task(n, host))
+    assert seqs(scheduler) == [0, 2]  # 'b' is not held by 'a's rate
+    clock.now += RATE_MARGIN / 10 - 0.001
+    assert scheduler.take(block=False) is None
+    clock.now += 0.002
+    assert seqs(scheduler) == [1]
+
+
+def test_rate_spaces_the_starts_of_every_host():
+    clock = FakeClock()
+    scheduler = Scheduler(rate=10.0, clock=clock)
+    for n, host in enumerate("ab"):
+        scheduler.put(task(n, host))
+    assert seqs(scheduler) == [0]  # 'b' waits too: --rate counts all requests
+    clock.now += RATE_MARGIN / 10 - 0.001
+    assert scheduler.take(block=False) is None
+    clock.now += 0.002
+    assert seqs(scheduler) == [1]
+
+
+# -- stop, drain and blocking takes ----------------------------------------------------------------
+
+
+def test_stop_ends_every_take_and_drain_hands_back_queued_tasks_and_retries_once():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n, host in enumerate("aab"):
+        scheduler.put(task(n, host))
+    started = scheduler.take(block=False)
+    scheduler.finish(started, retry_in=5.0)
+    scheduler.stop()
+    assert scheduler.take(block=False) is None
+    assert scheduler.take() is None  # a blocking take returns at once too
+    assert sorted(t.job.seq for t in scheduler.drain()) == [0, 1, 2]
+    assert scheduler.drain() == []
+
+
+def take_in_a_thread(scheduler: Scheduler) -> tuple[threading.Thread, list[Task | None]]:
+    """A worker blocked in take(); what it got is in the list once the thread has ended."""
+    got: list[Task | None] = []
+    thread = threading.Thread(target=lambda: got.append(scheduler.take()), daemon=True)
+    thread.start()
+    return thread, got
+
+
+def test_a_waiting_take_gets_a_task_put_later():
+    scheduler = Scheduler(clock=FakeClock())
+    thread, got = take_in_a_thread(scheduler)
+    scheduler.put(task(0))
+    thread.join(5)
+    assert not thread.is_alive() and got[0].job.seq == 0
+
+
+def test_a_waiting_take_is_woken_by_the_finish_that_frees_its_hosts_place():
+    scheduler = Scheduler(per_host=1, clock=FakeClock())
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    started = scheduler.take(block=False)
+    thread, got = take_in_a_thread(scheduler)
+    scheduler.finish(started)
+    thread.join(5)
+    assert not thread.is_alive() and got[0].job.seq == 1
+
+
+def test_a_waiting_take_returns_none_when_the_scheduler_stops():
+    scheduler = Scheduler(clock=FakeClock())
+    thread, got = take_in_a_thread(scheduler)
+    scheduler.stop()
+    thread.join(5)
+    assert not thread.is_alive() and got == [None]
+
+
+# -- found in issue 11 ----------------------------------------------------------------------------
+
+
+def test_a_retry_waiting_out_its_hosts_pause_goes_before_untried_tasks_when_it_ends():
+    """Issue 11: retries starved behind the host pause, untried tasks renewing it each round."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n in range(3):
+        scheduler.put(task(n))
+    first = scheduler.take()
+    clock.now += 0.2  # the 503 with Retry-After: 1 arrives
+    scheduler.finish(first, retry_in=1.0, pause=1.0)
+    clock.now += 0.999
+    assert scheduler.take(block=False) is None  # paused
+    clock.now += 0.001
+    assert scheduler.take() is first  # the moment the pause ends
+    assert scheduler.take().job.seq == 1
+
+
+def test_a_pause_holds_a_retry_due_before_it_ends():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first, second = scheduler.take(), scheduler.take()
+    scheduler.finish(first, retry_in=0.1)  # a reset: retry after a short backoff
+    scheduler.finish(second, pause=2.0)  # but the host asked everyone to wait 2 s
+    clock.now += 0.5
+    assert scheduler.take(block=False) is None
+    clock.now += 1.6
+    assert scheduler.take() is first
+
+
+def test_a_retry_that_runs_out_of_time_while_its_host_is_paused_is_handed_out_at_once():
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first, second = scheduler.take(), scheduler.take()
+    first.max_time, first.last = Deadline(clock.now + 1.5, 1.5), Result(job=first.job)
+    scheduler.finish(first, retry_in=0.5)
+    scheduler.finish(second, pause=10.0)
+    clock.now += 1.0
+    assert scheduler.take(block=False) is None  # due, but the host is paused
+    clock.now += 0.5
+    assert scheduler.take(block=False) is first  # its deadline: out it goes to be ended
+
+
+def test_retries_due_before_a_sibling_renewed_the_pause_still_go_but_untried_tasks_wait():
+    """A burst of URLs all told "Retry-After: 1": the first retry's own 503 pauses the host
+    again, but its siblings were due already and go as workers free up; new URLs wait."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n in range(4):
+        scheduler.put(task(n))
+    burst = [scheduler.take() for _ in range(3)]
+    for started in burst:
+        started.last = Result(job=started.job)  # as a worker leaves it: the 503
+        scheduler.finish(started, retry_in=1.0, pause=1.0)
+    clock.now += 1.0
+    first_retry = scheduler.take(block=False)
+    assert first_retry in burst
+    clock.now += 0.05
+    scheduler.finish(first_retry, pause=1.0)  # 503 again: the host is paused until +2.05
+    clock.now += 0.05
+    rest = [scheduler.take(block=False), scheduler.take(block=False)]
+    assert sorted(t.job.seq for t in rest) == sorted(
+        t.job.seq for t in burst if t is not first_retry
+    )
+    assert scheduler.take(block=False) is None  # the untried task waits for the pause
+    clock.now += 1.0
+    assert scheduler.take(block=False).job.seq == 3
