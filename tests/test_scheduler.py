@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from fetcher.input.jobs import Job
-from fetcher.results import Result
 from fetcher.http.deadline import Deadline
 from fetcher.http.task import Task
+from fetcher.input.jobs import Job
+from fetcher.results import Result
 from fetcher.run.scheduler import RATE_MARGIN, Scheduler
 from tests.servers import max_in_any_second
 

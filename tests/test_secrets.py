@@ -154,3 +154,13 @@ def test_usage_error_never_prints_a_header_cookie_or_password(args, named):
     assert "Usage:" in result.output
     assert MARK not in result.output
     assert named in result.output  # which one is wrong, by its name or its position
+
+
+def test_a_url_that_urllib_cannot_split_quotes_no_part_of_its_password():
+    """Found by the property above: with "][" in a password urllib's message quoted the rest of
+    it ("'Qz7Kw@127.0.0.1:1' does not appear to be an IPv4 or IPv6 address")."""
+    from fetcher.input.jobs import validate
+
+    message = validate("http://:Qz7Kw][Qz7Kw@127.0.0.1:1/")
+    assert message is not None and message.startswith("malformed URL")
+    assert "Qz7Kw" not in message

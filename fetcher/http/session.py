@@ -60,12 +60,12 @@ class FetcherAdapter(HTTPAdapter):
 
 def _redirect_problem(base: str, target: str) -> str | None:
     """Why the target of a redirect from base cannot be fetched, or None."""
-    from fetcher.input.jobs import validate  # sources imports the input parsers: only when needed
+    from fetcher.input.jobs import malformed, validate  # imports the input parsers: when needed
 
     try:
         problem = validate(urljoin(base, target))
     except ValueError as exc:  # urljoin's own urlsplit: an unclosed IPv6 bracket
-        problem = f"malformed URL: {exc}"
+        problem = malformed(exc)
     return f"redirect to a URL that cannot be fetched: {problem}" if problem else None
 
 

@@ -35,13 +35,23 @@ class Job:
     header: bytes | None = None  # csv: the header row, written before the line to --failed
 
 
+# A part of the URL that urllib quotes in its message: it may be a piece of a password
+# ("http://:pa][ss@host/" makes urllib quote "ss@host").
+_QUOTED = re.compile(r"'[^']*'")
+
+
+def malformed(exc: ValueError) -> str:
+    """The record's message for a URL that urllib cannot split, quoting none of the URL."""
+    return f"malformed URL: {_QUOTED.sub('(part of the URL)', str(exc))}"
+
+
 def validate(url: str) -> str | None:
     """Return why url cannot be fetched, or None when it can."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        return f"malformed URL: {exc}"
+        return malformed(exc)
     if parts.scheme.lower() not in SCHEMES:
         return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
     if not parts.hostname:
