@@ -1,4 +1,4 @@
-"""The command's options, grouped as in the README, and their translation into Settings.
+"""The command's options, grouped as in --help, and their translation into Settings.
 
 Every option has an environment variable FETCHER_<LONG NAME>, shown in --help. Values that need
 parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage error (exit 2).
