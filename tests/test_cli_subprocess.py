@@ -35,6 +35,7 @@ from tests.servers import (
     check_each_line_once,
     closed_port,
     read_request,
+    serving,
     slow_urls,
     wait_for,
 )
@@ -58,14 +59,8 @@ class QuietServer(CountingServer):
 
 @pytest.fixture
 def server() -> Iterator[CountingServer]:
-    running = QuietServer()
-    thread = threading.Thread(target=running.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
+    with serving(QuietServer()) as running:
         yield running
-    finally:
-        running.shutdown()
         running.server_close()
 
 
@@ -370,15 +365,20 @@ def test_stdout_and_stderr_on_one_closed_pipe_exit_141(server, tmp_path):
     assert seconds < 5
 
 
-def test_reader_gone_while_stdin_stays_open_exits_141(server, tmp_path):
+def jsonl_on_pipes(tmp_path):
+    """fetcher --format jsonl with a pipe on stdin and on stdout; stderr to tmp_path/stderr."""
     with (tmp_path / "stderr").open("wb") as err:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [*FETCHER, "--format", "jsonl"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=err,
             env=clean_env(),
         )
+
+
+def test_reader_gone_while_stdin_stays_open_exits_141(server, tmp_path):
+    process = jsonl_on_pipes(tmp_path)
     with process:
         assert process.stdin is not None and process.stdout is not None
         try:
@@ -422,14 +422,7 @@ def read_line_within(stream: IO[bytes], timeout: float) -> str:
 
 
 def test_records_appear_while_stdin_is_still_open(server, tmp_path):
-    with (tmp_path / "stderr").open("wb") as err:
-        process = subprocess.Popen(
-            [*FETCHER, "--format", "jsonl"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            env=clean_env(),
-        )
+    process = jsonl_on_pipes(tmp_path)
     with process:
         assert process.stdin is not None and process.stdout is not None
         try:

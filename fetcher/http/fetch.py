@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,12 +46,10 @@ class Fetcher:
         self,
         settings: Settings,
         sessions: SessionPool,
-        stopping: threading.Event | None = None,  # unread: waits between attempts are the run's
         bodies: Bodies | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.stopping = stopping
         self.bodies = bodies
 
     def attempt(self, task: Task) -> Attempt:

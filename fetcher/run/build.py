@@ -38,6 +38,6 @@ def build_run(
         executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
     else:
         sessions = sessions or SessionPool(settings, jar)
-        fetcher = Fetcher(settings, sessions, stopping, bodies)
+        fetcher = Fetcher(settings, sessions, bodies)
         executor = ThreadExecutor(settings, fetcher, stopping, on_pause)
     return Run(settings, source, executor, observer, stopping)
