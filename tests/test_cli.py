@@ -50,7 +50,7 @@ def test_csv_format_has_header_and_error_columns(server):
     by_url = {row["url"]: row for row in rows}
     assert by_url[server.url("/status/500")]["error_kind"] == "http"
     assert by_url[server.url("/status/500")]["status"] == "500"
-    assert by_url[server.url("/a")]["error_kind"] == "" and by_url[server.url("/a")]["ok"] == "True"
+    assert by_url[server.url("/a")]["error_kind"] == "" and by_url[server.url("/a")]["ok"] == "true"
 
 
 def test_stdin_is_read_implicitly_and_with_dash(server):

@@ -197,16 +197,16 @@ def rows(formatter: CsvFormatter, *results: Result) -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
-def test_csv_of_a_full_result_has_the_error_as_two_columns_and_booleans_as_python_writes_them():
+def test_csv_of_a_full_result_has_the_error_as_two_columns_and_booleans_in_lower_case():
     ok = full_result(ok=True, error_kind=None, error_message=None, status=200)
     header, failed, good = rows(CsvFormatter(), full_result(), ok)
     assert header == list(CSV_FIELDS)
     assert failed == [
-        "https://user:***@example.test/a?b=1", "https://user:***@example.test/final", "False",
+        "https://user:***@example.test/a?b=1", "https://user:***@example.test/final", "false",
         "503", "Service Unavailable", "1234", "1.234568", "3", "1", "text/html; charset=utf-8",
         "ab" * 32, "/out/example.test/a", "12", "http", "HTTP 503 Service Unavailable",
     ]  # fmt: skip
-    assert good[CSV_FIELDS.index("ok")] == "True"
+    assert good[CSV_FIELDS.index("ok")] == "true"  # spec 2.4: true/false, as JSON writes them
     assert good[CSV_FIELDS.index("error_kind")] == "" == good[CSV_FIELDS.index("error_message")]
 
 
@@ -214,7 +214,7 @@ def test_csv_null_is_an_empty_cell():
     _, row = rows(CsvFormatter(), bare_result())
     cells = dict(zip(CSV_FIELDS, row, strict=True))
     assert cells["final_url"] == cells["status"] == cells["line"] == cells["path"] == ""
-    assert cells["bytes"] == "0" and cells["ok"] == "False" and cells["error_kind"] == ""
+    assert cells["bytes"] == "0" and cells["ok"] == "false" and cells["error_kind"] == ""
 
 
 def test_csv_meta_column_is_compact_json_and_empty_without_meta():
@@ -241,4 +241,4 @@ def test_make_formatter_gives_each_format_and_its_header():
     assert make_formatter("jsonl", include_body=True) == (format_jsonl_with_body, "")
     formatter, header = make_formatter("csv", meta_column=True)
     assert header == ",".join([*CSV_FIELDS, CSV_META_FIELD]) + "\n"
-    assert formatter(bare_result()).startswith("h/x,,False,")
+    assert formatter(bare_result()).startswith("h/x,,false,")

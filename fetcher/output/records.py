@@ -142,7 +142,8 @@ def csv_text(text: str) -> str:
 
 def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
     """The CSV_FIELDS cells of result (and the meta cell with meta_column). None is an empty
-    cell; booleans are left to the csv module (``True``, ``False``)."""
+    cell; a boolean is ``true`` or ``false``, as in the jsonl record and the meta column (spec
+    2.4), not Python's ``True``."""
     record = record_of(result)
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
@@ -157,6 +158,8 @@ def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return csv_text(value) if isinstance(value, str) else value
 
 
