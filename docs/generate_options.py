@@ -56,17 +56,25 @@ def help_text() -> str:
     return result.output
 
 
-def option_rows() -> list[tuple[str, str, str, str]]:
-    """(option, env var, default, meaning) for each option, from the records --help prints."""
+def option_rows() -> list[tuple[str, list[tuple[str, str, str, str]]]]:
+    """(heading, rows) for each section of --help; a row is (option, env var, default, meaning),
+    from the records --help prints."""
     command = _import_command()
+    from fetcher.command import OTHER  # the heading of --help and --version
+
     ctx = command.make_context("fetcher", [], resilient_parsing=True, terminal_width=WIDTH)
-    rows = []
+    records: dict[str, tuple[str, str]] = {}
     for param in command.get_params(ctx):
         # --help lists options only; the URL argument is in its usage line.
         record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-        if record is not None:
-            rows.append(_row(*record))
-    return rows
+        if record is not None and param.name:
+            records[param.name] = record
+    sections = []
+    for heading, names in [*getattr(command, "sections", ()), (OTHER, list(records))]:
+        rows = [_row(*records.pop(name)) for name in names if name in records]
+        if rows:
+            sections.append((heading, rows))
+    return sections
 
 
 def _row(names: str, text: str) -> tuple[str, str, str, str]:
@@ -99,8 +107,12 @@ def _cell(text: str) -> str:
 def render() -> str:
     """The whole page, as docs/options.md must hold it."""
     lines = [INTRO.format(command=REGENERATE), "## Options", ""]
-    lines += ["| option | env var | default | meaning |", "| --- | --- | --- | --- |"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in option_rows()]
+    for heading, rows in option_rows():
+        lines += [f"### {heading}", ""]
+        lines += ["| option | env var | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+        lines += [""]
+    lines.pop()
     lines += ["", "## `fetcher --help`", "", "```text", help_text().rstrip("\n"), "```", ""]
     return "\n".join(lines)
 

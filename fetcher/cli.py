@@ -16,10 +16,11 @@ from typing import Any
 import click
 
 from fetcher import __version__
+from fetcher.command import SectionedCommand
 from fetcher.http.cookies import save_jar
 from fetcher.input.reader import InputReader
-from fetcher.logs import configure_logging, log_levels
-from fetcher.options import all_options, build_settings
+from fetcher.logs import configure_logging
+from fetcher.options import all_options, build_settings, help_sections
 from fetcher.output.summary import write_summary_json
 from fetcher.output.terminal import print_summary
 from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs
@@ -44,20 +45,22 @@ Examples:
   grep -o 'https://[^ ]*' log | fetcher --format jsonl | jq -r 'select(.ok|not).url'
   fetcher -q -i urls.txt --failed retry.txt --summary summary.json || echo "exit $?"
   FETCHER_WORKERS=64 fetcher -i urls.txt --ordered
+  fetcher -sS -i urls.txt -o mirror -R      # cron: quiet unless something failed
 
 \b
 Exit status: 0 all ok (or no URL), 1 some failed, 3 all failed, 2 usage error,
 130 after SIGINT, 143 after SIGTERM, 141 when the reader of standard output went away.
 """
 
+CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"],
+                    "max_content_width": 100}  # fmt: skip
+
 
 @click.command(
+    cls=SectionedCommand,
+    sections=help_sections(),
     epilog=EXAMPLES,
-    context_settings={
-        "show_default": True,
-        "help_option_names": ["-h", "--help"],
-        "max_content_width": 100,
-    },
+    context_settings=CONTEXT_SETTINGS,
 )
 @click.argument("urls", nargs=-1, metavar="[URL]...")
 @all_options
@@ -68,8 +71,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     URLs come from the arguments, from --input files and, when neither is given and standard
     input is not a terminal, from standard input. '-' means standard input.
     """
-    configure_logging(log_levels(params["verbose"], params["quiet"]))
-    settings = build_settings(urls, params)
+    settings = build_settings(urls, params)  # -s is -q: the log levels come after it
+    configure_logging(settings.log_levels)
     check_output_files(settings)
     streams = Streams()
     with ExitStack() as stack:
@@ -120,7 +123,7 @@ def report(
         write = lambda: write_summary_json(summary, path, status)  # noqa: E731
         if write_or_say(streams, "--summary", path, write):
             status = final_status(summary, stopped_by, True)
-    if not settings.quiet:
+    if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
     if outputs.collector.output_broken:
         streams.silence(streams.stdout)

@@ -14,6 +14,7 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
+from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     parse_cookie,
     parse_header,
@@ -132,18 +133,14 @@ REQUEST_OPTIONS = [
 ]  # fmt: skip
 
 TIMING_OPTIONS = [
-    option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
-           help="Worker threads, each with its own keep-alive session."),
-    option("--processes", type=click.IntRange(1, 64), default=1, metavar="P",
-           help="Spread the -j workers over P processes: more CPU for fast servers."),
     option("--connect-timeout", type=POSITIVE_FLOAT, default=defaults.DEFAULT_CONNECT_TIMEOUT,
            metavar="S", help="Seconds to wait for a connection."),
     option("-t", "--timeout", "read_timeout", type=POSITIVE_FLOAT,
            default=defaults.DEFAULT_READ_TIMEOUT, metavar="S",
            help="Seconds to wait for each read from the server."),
-    option("--max-time", type=POSITIVE_FLOAT, metavar="S",
+    option("-m", "--max-time", type=POSITIVE_FLOAT, metavar="S",
            help="Seconds one URL may take in all, redirects and retries included."),
-    option("--retries", type=click.IntRange(0, 100), default=defaults.DEFAULT_RETRIES,
+    option("--retries", "--retry", type=click.IntRange(0, 100), default=defaults.DEFAULT_RETRIES,
            help="Retries after connection errors, timeouts and --retry-on statuses."),
     option("--retry-on", type=Parsed("STATUSES", _parse_statuses), metavar="STATUSES",
            default=",".join(map(str, sorted(defaults.DEFAULT_RETRY_ON))),
@@ -161,6 +158,10 @@ TIMING_OPTIONS = [
 ]  # fmt: skip
 
 LIMIT_OPTIONS = [
+    option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
+           help="Worker threads, each with its own keep-alive session."),
+    option("--processes", type=click.IntRange(1, 64), default=1, metavar="P",
+           help="Spread the -j workers over P processes: more CPU for fast servers."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",
            help="At most N requests in flight to one host."),
     option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
@@ -195,12 +196,34 @@ OUTPUT_OPTIONS = [
 ]  # fmt: skip
 
 
+# --help's sections, in order: a heading and its options. A new group is one line here.
+HELP_SECTIONS: list[tuple[str, list[Callable[[FC], FC]]]] = [
+    ("Input", INPUT_OPTIONS),
+    ("Requests", REQUEST_OPTIONS + REQUEST_HABITS),
+    ("Timeouts, retries and redirects", TIMING_OPTIONS),
+    ("Concurrency", LIMIT_OPTIONS),
+    ("Output", OUTPUT_OPTIONS + OUTPUT_HABITS),
+]
+
+
 def all_options(command: FC) -> FC:
-    """Apply every option group, in the order --help shows them."""
-    groups = INPUT_OPTIONS + REQUEST_OPTIONS + TIMING_OPTIONS + LIMIT_OPTIONS + OUTPUT_OPTIONS
-    for decorator in reversed(groups):
-        command = decorator(command)
+    """Apply every option, in the order --help shows them."""
+    for _, group in reversed(HELP_SECTIONS):
+        for decorator in reversed(group):
+            command = decorator(command)
     return command
+
+
+def help_sections() -> list[tuple[str, list[str]]]:
+    """HELP_SECTIONS as (heading, parameter names), for fetcher.command.SectionedCommand: each
+    section's options applied to a throw-away command, whose parameters then have their names."""
+    sections = []
+    for heading, group in HELP_SECTIONS:
+        probe = click.Command(None)
+        for decorator in group:
+            decorator(probe)
+        sections.append((heading, [param.name for param in probe.params if param.name]))
+    return sections
 
 
 # -d @FILE is held in memory and sent to every URL: /dev/zero or a disk image must not fill it.
@@ -227,6 +250,7 @@ def read_data(value: str | None) -> bytes | None:
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
+    fold_habits(params)
     check_combinations(params)
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]

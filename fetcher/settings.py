@@ -120,6 +120,10 @@ class Settings:
     progress: bool | None = None  # None: when stderr is a terminal
     quiet: bool = False
     verbose: int = 0
+    # curl habits (spec section 2) that are more than another name for an option above
+    show_error: bool = False  # -S: the summary even with -q, when the exit status is not 0
+    remote_time: bool = False  # -R: a saved file's mtime is the server's Last-Modified
+    remote_header_name: bool = False  # -J: a saved file is named by Content-Disposition
 
     def method_for(self, method: str | None, data: bytes | None) -> str:
         """The method of a request: given, else POST when it has data (as curl -d), else GET."""

@@ -1,0 +1,120 @@
+"""curl's habits (spec section 2): the curl flags fetcher accepts because they mean the same thing
+here, how they fold into fetcher's own options, and the curl options that mean something else
+here, refused with what to use instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.decorators import FC
+
+ENV_PREFIX = "FETCHER_"
+
+
+def habit(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
+    """A curl flag: a click flag whose environment variable is FETCHER_<LONG NAME>, shown."""
+    long_name = next(d for d in decls if d.startswith("--"))
+    envvar = ENV_PREFIX + long_name[2:].replace("-", "_").upper()
+    return click.option(*decls, is_flag=True, envvar=envvar, show_envvar=True, **attrs)
+
+
+REQUEST_HABITS = [
+    habit("-I", "--head", help="Send HEAD: the status and headers, no body (curl -I)."),
+    habit("-L", "--location",
+          help="Accepted for curl: redirects are followed already (--no-follow to not)."),
+    habit("--compressed",
+          help="Accepted for curl: bodies are asked for compressed and decoded already."),
+]  # fmt: skip
+
+OUTPUT_HABITS = [
+    habit("-f", "--fail",
+          help="Accepted for curl: a status of 400 or more is a failure already."),
+    habit("-s", "--silent", help="-q, and no progress display (curl -s)."),
+    habit("-S", "--show-error",
+          help="With -s or -q: print the summary all the same when the exit status is not 0 "
+               "(curl -sS)."),
+    habit("-R", "--remote-time",
+          help="Give each file saved under -o the server's Last-Modified time."),
+    habit("-J", "--remote-header-name",
+          help="With -o: name each saved file after the server's Content-Disposition filename, "
+               "in DIR/<host>[_<port>]/."),
+]  # fmt: skip
+
+# Accepted and nothing more: what they ask for is what fetcher does anyway.
+NO_OPS = ("location", "compressed", "fail")
+
+
+def fold_habits(params: dict[str, Any]) -> None:
+    """Turn the curl flags in params (the command's parsed options) into fetcher's own options,
+    in place: -s into -q and no progress, -I into -X HEAD; the no-ops go. Raises
+    click.UsageError for combinations curl refuses too, and for -o given a file."""
+    for name in NO_OPS:
+        params.pop(name)
+    if params.pop("silent"):
+        params["quiet"] = True
+        if params["progress"] is None:
+            params["progress"] = False
+    if params.pop("head"):
+        if params["method"] not in (None, "HEAD"):
+            raise click.UsageError(f"-I sends HEAD: it cannot go with -X {params['method']}")
+        if params["data"] is not None:
+            raise click.UsageError("-I sends HEAD, which has no body: it cannot go with -d")
+        params["method"] = "HEAD"
+    if params["remote_header_name"] and params["output_dir"] is None:
+        raise click.UsageError(
+            "-J names the files saved under -o DIR: give -o DIR too "
+            "(fetcher never writes a file named by a server into the current folder)"
+        )
+    if params["output_dir"] is not None:
+        problem = output_dir_problem(params["output_dir"])
+        if problem is not None:
+            raise click.UsageError(problem)
+
+
+# The end of a name that looks like a file's: a dot, then up to 5 letters and digits, at least
+# one of them a letter (out.html, urls.txt, page.json; not v1.2 nor backup.2024).
+FILE_SUFFIX = re.compile(r"[^./][^/]*\.(?=[A-Za-z0-9]{0,4}[A-Za-z])[A-Za-z0-9]{1,5}")
+BODY_TO_STDOUT = "to write bodies to standard output, use --body"
+TO_A_FILE = "to save one body to a file, use --body > FILE; for the records, --results FILE"
+
+
+def output_dir_problem(folder: str) -> str | None:
+    """Why -o FOLDER is refused, or None. -o takes a folder (curl's -o takes a file): a folder
+    that exists is always fine; '-' and a new name that looks like a file name are refused,
+    with what to use instead. A trailing '/' says "a folder, whatever its name"."""
+    if folder == "-":
+        return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
+    if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
+        return None
+    if os.path.lexists(folder):
+        return f"-o {folder!r} exists and is not a folder, but -o takes one: {TO_A_FILE}"
+    if FILE_SUFFIX.fullmatch(os.path.basename(folder)):
+        return (
+            f"-o takes a folder (each body is saved as DIR/<host>/<path>), and {folder!r} looks "
+            f"like a file name: {TO_A_FILE}; for a new folder of that name, write it {folder}/"
+        )
+    return None
+
+
+# curl options that mean something else here (or nothing): what to use instead.
+REFUSED = {
+    "-O": "-O (curl's --remote-name) is not an option here: -o DIR saves each body as "
+    "DIR/<host>/<path>, named after its URL (-J: after the server's Content-Disposition)",
+    "--output": "--output is not an option here (curl's -o FILE): -o/--output-dir DIR saves each "
+    f"body under DIR; {TO_A_FILE}",
+    "-w": "-w (curl's --write-out) is not an option here: every record has the status, size "
+    "and time; --format jsonl or csv gives them all, for jq or a spreadsheet",
+}
+REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
+REFUSED["--write-out"] = REFUSED["-w"]
+
+
+def refusal(option: str | None) -> str | None:
+    """The message for a curl option given to fetcher that means something else here, or None
+    for an option that is simply unknown."""
+    return REFUSED.get(option or "")

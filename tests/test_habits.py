@@ -1,0 +1,257 @@
+"""curl's habits (spec section 2): the flags that mean the same here work, alone and through their
+FETCHER_ variables; the curl options that mean something else are usage errors that say what to
+use instead; --help is in the spec's sections."""
+
+import gzip
+
+import click
+import pytest
+from werkzeug import Response
+
+from fetcher.cli import main
+from fetcher.command import OTHER, SectionedCommand
+from fetcher.habits import fold_habits, output_dir_problem
+from fetcher.options import help_sections
+from tests.conftest import invoke
+from tests.servers import records
+
+
+def only(result) -> dict:
+    got = records(result.stdout)
+    assert len(got) == 1, result.stdout
+    return got[0]
+
+
+# -- the flags that mean the same thing -----------------------------------------------------------
+
+
+def test_location_compressed_and_fail_are_accepted_and_change_nothing(httpserver):
+    body = b"decoded " * 100
+    httpserver.expect_request("/old").respond_with_response(
+        Response(status=302, headers={"Location": "/new"})
+    )
+    httpserver.expect_request("/new").respond_with_response(
+        Response(gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    )
+    httpserver.expect_request("/gone").respond_with_data("no", status=404)
+    urls = [httpserver.url_for("/old"), httpserver.url_for("/gone")]
+    plain = invoke(["--format", "jsonl", "--ordered", *urls])
+    curl = invoke(["--format", "jsonl", "--ordered", "-L", "--compressed", "-f", *urls])
+    assert curl.exit_code == plain.exit_code == 1, curl.stderr
+    moved, gone = records(curl.stdout)
+    assert moved["redirects"] == 1 and moved["final_url"] == httpserver.url_for("/new")
+    assert moved["bytes"] == len(body) and moved["ok"] is True
+    assert gone["ok"] is False and gone["error"]["kind"] == "http"
+    strip = lambda r: {k: v for k, v in r.items() if k != "elapsed"}  # noqa: E731
+    assert list(map(strip, records(plain.stdout))) == list(map(strip, records(curl.stdout)))
+
+
+def test_head_sends_head_and_saves_nothing(httpserver, tmp_path):
+    httpserver.expect_request("/h", method="HEAD").respond_with_data("", status=200)
+    for args, env in ((["-I"], {}), ([], {"FETCHER_HEAD": "1"})):
+        out = tmp_path / "out"
+        result = invoke(["--format", "jsonl", "-o", str(out), *args, httpserver.url_for("/h")],
+                        **env)  # fmt: skip
+        record = only(result)
+        assert record["ok"] is True and record["path"] is None, env
+        assert httpserver.log[-1][0].method == "HEAD"
+        assert not list(out.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [(["-I", "-X", "POST"], "-X POST"), (["-I", "-d", "x"], "-d")],
+)
+def test_head_with_another_method_or_a_body_is_a_usage_error(args, says):
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and says in result.stderr and "-I" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["-m", "--max-time", "FETCHER_MAX_TIME"])
+def test_m_is_max_time(server, how):
+    args, env = (["--retries", "0"], {how: "0.3"}) if how.startswith("F") else ([how, "0.3"], {})
+    result = invoke(["--format", "jsonl", "--retries", "0", *args, server.url("/slow/3/x")], **env)
+    record = only(result)
+    assert record["error"]["kind"] == "max_time", record
+    assert record["elapsed"] < 2.5
+
+
+@pytest.mark.parametrize("how", ["--retry", "--retries", "FETCHER_RETRIES"])
+def test_retry_is_retries(server, how):
+    args, env = ([], {how: "1"}) if how.startswith("F") else ([how, "1"], {})
+    url = server.url("/status/503")
+    result = invoke(["--format", "jsonl", "--backoff", "0", *args, url], **env)
+    assert only(result)["attempts"] == 2
+    assert server.requests == 2
+
+
+def test_silent_is_quiet_and_show_error_prints_the_summary_only_on_failure(server):
+    ok, bad = server.url("/a"), server.url("/status/404")
+    assert invoke([ok, bad]).stderr.startswith("fetcher: 1 ok, 1 failed")  # the default
+    silent = invoke(["-s", ok, bad])
+    assert silent.exit_code == 1 and silent.stderr == ""
+    assert invoke([ok, bad], FETCHER_SILENT="1").stderr == ""
+    shown = invoke(["-sS", ok, bad])
+    assert shown.exit_code == 1 and shown.stderr.startswith("fetcher: 1 ok, 1 failed")
+    assert invoke([ok, bad], FETCHER_SILENT="1", FETCHER_SHOW_ERROR="1").stderr.startswith(
+        "fetcher: 1 ok"
+    )
+    assert invoke(["-q", "-S", ok, bad]).stderr.startswith("fetcher: 1 ok, 1 failed")
+    quiet_ok = invoke(["-sS", ok])
+    assert quiet_ok.exit_code == 0 and quiet_ok.stderr == ""  # cron: nothing when all is well
+    assert invoke(["-sSfL", ok]).stdout.startswith("200\t")  # curl's usual bundle
+
+
+def params(**given):
+    """The parsed options fold_habits reads, as Click gives them when none is set."""
+    base = dict(location=False, compressed=False, fail=False, silent=False, head=False,
+                quiet=False, progress=None, method=None, data=None, remote_header_name=False,
+                output_dir=None)  # fmt: skip
+    return base | given
+
+
+def test_silent_turns_the_progress_display_off_unless_asked_for():
+    folded = params(silent=True)
+    fold_habits(folded)
+    assert folded["quiet"] is True and folded["progress"] is False
+    assert not {"silent", "location", "compressed", "fail", "head"} & set(folded)
+    asked = params(silent=True, progress=True)
+    fold_habits(asked)
+    assert asked["quiet"] is True and asked["progress"] is True
+
+
+# -- the curl options that mean something else ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (["-O"], "-o DIR"),
+        (["--remote-name"], "-o DIR"),
+        (["-sO"], "-o DIR"),
+        (["--output", "x.html"], "--body > FILE"),
+        (["-w", "%{http_code}"], "--format jsonl"),
+    ],
+)
+def test_curl_options_that_mean_something_else_say_what_to_use(args, advice):
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2
+    assert advice in result.stderr and "No such option" not in result.stderr
+
+
+def test_an_unknown_option_is_still_clicks_error():
+    result = invoke(["--fial", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "No such option" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["out.html", "page.json", "urls.txt", "a.tar.gz", "example.com"])
+def test_o_with_a_new_file_name_is_refused_and_creates_nothing(server, tmp_path, name):
+    target = tmp_path / name
+    result = invoke(["-o", str(target), server.url("/a")])
+    assert result.exit_code == 2
+    assert "--body > FILE" in result.stderr and "--results FILE" in result.stderr
+    assert f"{name}/" in result.stderr  # how to say "a folder of that name" all the same
+    assert not target.exists() and server.requests == 0
+
+
+def test_o_dash_is_refused(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-o", "-", server.url("/a")])
+    assert result.exit_code == 2 and "--body" in result.stderr
+    assert not (tmp_path / "-").exists() and server.requests == 0
+
+
+def test_o_with_an_existing_file_is_refused_with_advice(tmp_path):
+    existing = tmp_path / "notes"
+    existing.write_text("mine")
+    result = invoke(["-o", str(existing), "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--body > FILE" in result.stderr
+    assert existing.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["mirror", "v1.2", "backup.2024", ".cache", "out.html/"])
+def test_o_with_a_folder_name_saves_there(server, tmp_path, name):
+    result = invoke(["--format", "jsonl", "-o", f"{tmp_path}/{name}", server.url("/a")])
+    assert result.exit_code == 0, result.stderr
+    saved = tmp_path / name.rstrip("/") / f"127.0.0.1_{server.port}" / "a"
+    assert saved.read_bytes() == b"body of /a\n"
+
+
+def test_o_with_an_existing_folder_named_like_a_file_is_fine(server, tmp_path):
+    folder = tmp_path / "site.html"
+    folder.mkdir()
+    result = invoke(["-o", str(folder), server.url("/a")])
+    assert result.exit_code == 0, result.stderr
+    assert (folder / f"127.0.0.1_{server.port}" / "a").is_file()
+
+
+def test_output_dir_rule():
+    assert output_dir_problem("-") is not None
+    assert output_dir_problem("report.pdf") is not None
+    assert output_dir_problem("sub/dir/index.htm") is not None
+    for folder in ("out", "out/", "v2.0", "data.2024", ".hidden", "a/b", "out.html/"):
+        assert output_dir_problem(folder) is None, folder
+
+
+def test_remote_header_name_needs_output_dir():
+    result = invoke(["-J", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "-o DIR" in result.stderr
+
+
+# -- --help in sections ---------------------------------------------------------------------------
+
+
+def test_help_is_in_the_specs_sections_with_examples_last():
+    text = invoke(["--help"]).stdout
+    headings = [line[:-1] for line in text.splitlines() if line and line[0] != " " and
+                line.endswith(":")]  # fmt: skip
+    expected = [heading for heading, _ in help_sections()]
+    assert headings[: len(expected)] == expected
+    assert expected[:2] == ["Input", "Requests"] and "Output" in expected
+    assert headings[-1] == OTHER
+    assert text.index("Examples:") > text.index(OTHER + ":")
+    assert "FETCHER_SILENT" in text and "FETCHER_WORKERS" in text  # env vars still shown
+    sections = dict(help_sections())
+    assert "head" in sections["Requests"]
+    assert "max_time" in sections["Timeouts, retries and redirects"]
+    assert "workers" in sections["Concurrency"] and "remote_time" in sections["Output"]
+
+
+def test_every_option_is_in_one_section():
+    named = [name for _, names in help_sections() for name in names]
+    assert len(named) == len(set(named))
+    options = {p.name for p in main.params if isinstance(p, click.Option)}
+    assert set(named) == options - {"help", "version"}
+
+
+def test_a_new_section_is_a_heading_and_its_names():
+    @click.command(cls=SectionedCommand, sections=[("Later", ["b"]), ("Sooner", ["a"])])
+    @click.option("-a", help="first")
+    @click.option("-b", help="second")
+    @click.option("-c", help="third")
+    def command(a, b, c):
+        pass
+
+    text = click.testing.CliRunner().invoke(command, ["--help"]).output
+    assert text.index("Later:") < text.index("-b") < text.index("Sooner:") < text.index("-a")
+    assert text.index(OTHER + ":") < text.index("-c")
+    # one column for the text of every section
+    assert len({line.index("first" if "first" in line else "second") for line in
+                text.splitlines() if "first" in line or "second" in line}) == 1  # fmt: skip
+
+
+# -- environment variables ------------------------------------------------------------------------
+
+
+def test_every_repeatable_option_takes_one_value_per_line_of_its_variable():
+    repeatable = [p for p in main.params if isinstance(p, click.Option) and p.multiple]
+    assert {p.name for p in repeatable} >= {"inputs", "headers", "cookies"}
+    for param in repeatable:
+        assert param.envvar and param.show_envvar, param.name
+        assert param.type.split_envvar_value("a b\r\n\nc d\n") == ["a b", "c d"], param.name
+
+
+def test_every_option_has_a_shown_fetcher_variable():
+    for param in main.params:
+        if isinstance(param, click.Option) and param.name not in {"help", "version"}:
+            assert str(param.envvar).startswith("FETCHER_") and param.show_envvar, param.name
