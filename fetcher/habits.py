@@ -92,7 +92,7 @@ def output_dir_problem(folder: str) -> str | None:
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
     if os.path.lexists(folder):
-        return f"-o {folder!r} exists and is not a folder, but -o takes one: {TO_A_FILE}"
+        return f"--output-dir {folder!r} is a file, not a folder (-o takes one): {TO_A_FILE}"
     if FILE_SUFFIX.fullmatch(os.path.basename(folder)):
         return (
             f"-o takes a folder (each body is saved as DIR/<host>/<path>), and {folder!r} looks "

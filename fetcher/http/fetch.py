@@ -18,11 +18,12 @@ from urllib3.util import Timeout
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe
 from fetcher.http.deadline import Deadline, set_thread_deadline
+from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
-from fetcher.output.bodies import Bodies, BodyOutput
+from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -163,9 +164,22 @@ def _read(
     if bodies is not None:
         ok = response.status_code in settings.ok_status
         head = request.method == "HEAD"
-        output = bodies.open(task.job.target, response.status_code, ok, task.job.output, head)
+        remote = _remote_file(response, settings)
+        target, name = task.job.target, task.job.output
+        output = bodies.open(target, response.status_code, ok, name, head, remote)
     read_body(response, result, settings, task.max_time, output)
     return retry_after
+
+
+def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:
+    """What -J and -R take from the response's headers, when they are given."""
+    if not (settings.remote_header_name or settings.remote_time):
+        return None
+    headers = response.headers
+    return RemoteFile(
+        disposition_name(headers) if settings.remote_header_name else None,
+        remote_time(headers) if settings.remote_time else None,
+    )
 
 
 def read_body(

@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 import threading
+from dataclasses import dataclass
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
@@ -59,9 +60,10 @@ class SavedFile:
     """One body on its way to ``placement``. ``commit`` renames it; ``abort`` removes it. Owns
     the placement's folder descriptor from here on."""
 
-    def __init__(self, placement: Placement) -> None:
+    def __init__(self, placement: Placement, modified: float | None = None) -> None:
         self.final = placement.path
         self._placement = placement
+        self._modified = modified  # -R: the server's Last-Modified, given before the rename
         # Created and registered under the lock, so that the exit hook sees every temporary.
         with _live_lock:
             if _exiting:
@@ -95,6 +97,7 @@ class SavedFile:
             # Still open during the checks: a file closed and unlinked by someone else frees
             # its inode number, which a link made at once may reuse and so pass for ours.
             self.file.flush()
+            self._set_time()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
             os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
@@ -106,6 +109,17 @@ class SavedFile:
             self.abort()
             raise _io_error("cannot save", self.final, exc) from exc
         self._forget()
+
+    def _set_time(self) -> None:
+        """-R: the server's time on the file, through its descriptor, before the rename: the
+        file appears under its name with its time. A file system that refuses keeps the
+        download time, as a missing Last-Modified does."""
+        if self._modified is None:
+            return
+        try:
+            os.utime(self.file.fileno(), (self._modified, self._modified))
+        except (OSError, OverflowError, ValueError):
+            pass
 
     def abort(self) -> None:
         try:
@@ -136,6 +150,15 @@ class SavedFile:
         with _live_lock:
             _live.discard(self._entry)
         self._placement.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """What a response says of the file it carries, when asked for: its name under -J (one
+    name, from Content-Disposition) and its time under -R (Last-Modified, POSIX seconds)."""
+
+    name: str | None = None
+    modified: float | None = None
 
 
 class BodyOutput:
@@ -182,30 +205,34 @@ class Bodies:
             self.folder.close()
 
     def open(
-        self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False
-    ) -> BodyOutput | None:
+        self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False,
+        remote: RemoteFile | None = None,
+    ) -> BodyOutput | None:  # fmt: skip
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
         an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
         --no-follow, an error page or a HEAD's empty body is not the resource, and never
         creates, empties or replaces a file; a 304's output names the file already there. name
-        is a file name under the folder given by the input, instead of the URL's path. Raises
-        FetchError (io) when the file cannot be created."""
+        is a file name under the folder given by the input, instead of the URL's path; remote
+        is what the server said of the file (-J, -R). Raises FetchError (io) when the file
+        cannot be created."""
         saved: SavedFile | None = None
         existing: str | None = None
+        remote = remote or RemoteFile()
         if self.folder is not None:
             if ok and 200 <= status < 300 and not head:
-                saved = SavedFile(self._place(self.folder, url, name))
+                placement = self._place(self.folder, url, name, remote.name)
+                saved = SavedFile(placement, remote.modified)
             elif status == 304:
-                existing = self.folder.existing(url, name)
+                existing = self.folder.existing(url, name, remote.name)
         spool = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
         return BodyOutput(saved, spool, existing)
 
     @staticmethod
-    def _place(folder: OutputDir, url: str, name: str | None) -> Placement:
+    def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
         try:
-            return folder.place(url, name)
+            return folder.place(url, name, remote)
         except LinkInTheWay as exc:
             message = f"cannot save under {exc.filename}: {exc.strerror}"
             raise FetchError(message, ErrorKind.IO) from None

@@ -138,6 +138,22 @@ def name_parts(name: str, url: str) -> list[str]:
     return [_fit(n, url) for n in names]
 
 
+def remote_name_parts(filename: str, url: str) -> list[str]:
+    """-J: a Content-Disposition file name (one name, no folder: fetcher.http.headers) in the
+    URL's host folder, made as safe as a URL's path."""
+    return [host_folder(url), _fit(_not_dots(_encode(filename)), url)]
+
+
+def components(url: str, name: str | None, remote_name: str | None) -> list[str]:
+    """Where url's body goes under DIR: the input's name for it, else the server's (-J), else
+    the URL's own path."""
+    if name:
+        return name_parts(name, url)
+    if remote_name:
+        return remote_name_parts(remote_name, url)
+    return url_parts(url)
+
+
 @dataclass(slots=True)
 class Placement:
     """Where one body goes: ``name`` in the folder open as ``folder`` (a descriptor the holder
@@ -224,19 +240,22 @@ class OutputDir:
             self._closer()
             self._root_fd = -1
 
-    def place(self, url: str, name: str | None = None) -> Placement:
+    def place(self, url: str, name: str | None = None, remote_name: str | None = None) -> Placement:
         """Create the folders for url and return where its body goes: the URL's own path, or
-        name (a relative file name, made safe the same way) when given. Raises OSError when a
-        folder cannot be created, LinkInTheWay when a link sits where a folder is needed."""
-        placement = self._walk(url, name, create=True)
+        name (a relative file name, made safe the same way) when given, or remote_name (-J)
+        in the host's folder. Raises OSError when a folder cannot be created, LinkInTheWay when
+        a link sits where a folder is needed."""
+        placement = self._walk(components(url, name, remote_name), url, create=True)
         assert placement is not None  # create=True never gives up on a missing folder
         return placement
 
-    def existing(self, url: str, name: str | None = None) -> str | None:
+    def existing(
+        self, url: str, name: str | None = None, remote_name: str | None = None
+    ) -> str | None:
         """The path url's body would be saved to, if a regular file is there now; else None.
         Creates nothing and follows no link. The file counts as given to url in this run."""
         try:
-            placement = self._walk(url, name, create=False)
+            placement = self._walk(components(url, name, remote_name), url, create=False)
         except OSError:
             return None
         if placement is None:
@@ -244,11 +263,10 @@ class OutputDir:
         with placement:
             return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
 
-    def _walk(self, url: str, name: str | None, create: bool) -> Placement | None:
-        """Walk (and with create, make) the folders of url's path from DIR's descriptor,
+    def _walk(self, components: list[str], url: str, create: bool) -> Placement | None:
+        """Walk (and with create, make) the folders of url's components from DIR's descriptor,
         resolving clashes; None when a folder is missing and create is false. The file name is
         claimed for url when create is true or a regular file is there."""
-        components = name_parts(name, url) if name else url_parts(url)
         mark = url_hash(url)
         with self._lock:
             if self._root_fd < 0:

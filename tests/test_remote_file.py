@@ -1,0 +1,138 @@
+"""-R/--remote-time and -J/--remote-header-name (spec 2 and 2.4): a saved file gets the server's
+Last-Modified as its time and, with -J, the Content-Disposition name, made safe like any other."""
+
+import os
+from pathlib import Path
+
+import pytest
+from werkzeug import Response
+
+from fetcher.http.headers import disposition_name, remote_time
+from tests.conftest import invoke
+from tests.servers import records
+
+MODIFIED = "Sun, 06 Nov 1994 08:49:37 GMT"
+MODIFIED_AT = 784111777  # the same instant, in POSIX seconds
+
+
+def serve(httpserver, path, body=b"body", **headers):
+    httpserver.expect_request(path).respond_with_response(Response(body, headers=headers))
+    return httpserver.url_for(path)
+
+
+def folder(httpserver) -> str:
+    """The host folder under -o of the test server's URLs."""
+    return f"{httpserver.host}_{httpserver.port}"
+
+
+def by_url(result) -> dict:
+    return {record["url"]: record for record in records(result.stdout)}
+
+
+def test_remote_time_sets_the_saved_files_mtime(httpserver, tmp_path):
+    dated = serve(httpserver, "/dated", **{"Last-Modified": MODIFIED})
+    undated = serve(httpserver, "/undated")
+    bad = serve(httpserver, "/bad-date", **{"Last-Modified": "yesterday, more or less"})
+    out = tmp_path / "out"
+    result = invoke(["--format", "jsonl", "-R", "-o", str(out), dated, undated, bad])
+    assert result.exit_code == 0, result.stderr
+    paths = {url: record["path"] for url, record in by_url(result).items()}
+    assert os.stat(paths[dated]).st_mtime == MODIFIED_AT
+    now = os.stat(out).st_mtime
+    for url in (undated, bad):  # no usable Last-Modified: the download time
+        assert abs(os.stat(paths[url]).st_mtime - now) < 60, url
+
+
+def test_without_remote_time_the_file_has_the_download_time(httpserver, tmp_path):
+    dated = serve(httpserver, "/dated", **{"Last-Modified": MODIFIED})
+    result = invoke(["--format", "jsonl", "-o", str(tmp_path), dated], FETCHER_REMOTE_TIME="")
+    [record] = records(result.stdout)
+    assert os.stat(record["path"]).st_mtime > MODIFIED_AT + 10**8
+    again = invoke(["--format", "jsonl", "-o", str(tmp_path), dated], FETCHER_REMOTE_TIME="1")
+    assert os.stat(records(again.stdout)[0]["path"]).st_mtime == MODIFIED_AT  # by its variable
+
+
+def test_remote_header_name_names_the_file_in_the_hosts_folder(httpserver, tmp_path):
+    url = serve(httpserver, "/download", b"pdf", **{
+        "Content-Disposition": "attachment; filename=\"rates.pdf\"; "
+                               "filename*=UTF-8''%E2%82%AC%20rates.pdf"})  # fmt: skip
+    result = invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), url])
+    [record] = records(result.stdout)
+    host = folder(httpserver)
+    assert record["path"] == str(tmp_path / host / "€ rates.pdf")  # filename* wins
+    assert (tmp_path / host / "€ rates.pdf").read_bytes() == b"pdf"
+    assert not (tmp_path / host / "download").exists()
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        'attachment; filename="../../../escaped.txt"',
+        'attachment; filename="..\\\\..\\\\escaped.txt"',
+        "attachment; filename*=UTF-8''..%2F..%2Fescaped.txt",
+        'attachment; filename="/etc/escaped.txt"',
+    ],
+)
+def test_a_remote_name_never_leaves_dir(httpserver, tmp_path, disposition):
+    url = serve(httpserver, "/d", b"x", **{"Content-Disposition": disposition})
+    out = tmp_path / "out"
+    result = invoke(["--format", "jsonl", "-J", "-o", str(out), url])
+    [record] = records(result.stdout)
+    assert record["path"] == str(out / folder(httpserver) / "escaped.txt")
+    assert [p for p in tmp_path.rglob("escaped.txt")] == [out / folder(httpserver) / "escaped.txt"]
+
+
+@pytest.mark.parametrize(
+    "disposition", ["inline", 'attachment; filename=".."', 'attachment; filename=""', "x;;;="]
+)
+def test_no_usable_remote_name_keeps_the_urls_name(httpserver, tmp_path, disposition):
+    url = serve(httpserver, "/page", b"x", **{"Content-Disposition": disposition})
+    result = invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), url])
+    assert records(result.stdout)[0]["path"] == str(tmp_path / folder(httpserver) / "page")
+
+
+def test_two_urls_with_one_remote_name_never_clobber_each_other(httpserver, tmp_path):
+    same = {"Content-Disposition": 'attachment; filename="report.pdf"'}
+    first = serve(httpserver, "/one", b"first", **same)
+    second = serve(httpserver, "/two", b"second", **same)
+    plain = serve(httpserver, "/report.pdf", b"third")  # a URL path with the same name
+    result = invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), first, second, plain])
+    assert result.exit_code == 0, result.stderr
+    paths = {url: record["path"] for url, record in by_url(result).items()}
+    assert len(set(paths.values())) == 3
+    contents = {Path(path).read_bytes() for path in paths.values()}
+    assert contents == {b"first", b"second", b"third"}
+
+
+def test_a_control_character_in_a_remote_name_is_encoded(httpserver, tmp_path):
+    url = serve(
+        httpserver,
+        "/c",
+        b"x",
+        **{"Content-Disposition": "attachment; filename*=UTF-8''a%1B%5B2Jb.txt"},
+    )
+    [record] = records(invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), url]).stdout)
+    assert os.path.basename(record["path"]) == "a%1B[2Jb.txt"
+
+
+def test_the_inputs_output_field_wins_over_the_remote_name(httpserver, tmp_path):
+    url = serve(httpserver, "/f", b"x", **{"Content-Disposition": 'attachment; filename="r.txt"'})
+    line = f'{{"url": "{url}", "output": "mine.txt"}}\n'
+    result = invoke(["--format", "jsonl", "--input-format", "jsonl", "-J", "-o", str(tmp_path)],
+                    input=line)  # fmt: skip
+    assert records(result.stdout)[0]["path"] == str(tmp_path / "mine.txt")
+
+
+def test_header_parsing():
+    assert remote_time({"Last-Modified": MODIFIED}) == MODIFIED_AT
+    assert remote_time({"Last-Modified": "Sun Nov  6 08:49:37 1994"}) == MODIFIED_AT  # asctime
+    assert remote_time({"Last-Modified": "Sun, 99 Nov 1994 08:49:37 GMT"}) is None
+    assert remote_time({}) is None
+    header = lambda v: {"Content-Disposition": v}  # noqa: E731
+    assert disposition_name(header("attachment; filename=plain.txt")) == "plain.txt"
+    assert (
+        disposition_name(header("attachment; filename*=iso-8859-1'en'%A3%20rates.txt"))
+        == "£ rates.txt"
+    )
+    assert disposition_name(header('attachment; filename="C:\\\\dir\\\\b.txt"')) == "b.txt"
+    assert disposition_name(header("attachment")) is None
