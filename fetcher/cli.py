@@ -117,12 +117,14 @@ def report(
     summary.duplicates = reader.duplicates
     summary.other_shards = reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
-    status = final_status(summary, stopped_by, bool(problems))
+    # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
+    ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.output_broken else None)
+    status = final_status(summary, ended_by, bool(problems))
     if settings.summary:
         path = settings.summary
         write = lambda: write_summary_json(summary, path, status)  # noqa: E731
         if write_or_say(streams, "--summary", path, write):
-            status = final_status(summary, stopped_by, True)
+            status = final_status(summary, ended_by, True)
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
     if outputs.collector.output_broken:

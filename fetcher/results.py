@@ -41,6 +41,9 @@ class Result:
     error_kind: ErrorKind | None = None
     error_message: str | None = None
     body: IO[builtins.bytes] | None = None  # for --body and --include-body; closed once written
+    # In flight when the run stopped (an interrupt, a closed stdout) and cut by it: the run's own
+    # doing, so the summary counts it as not finished, not as failed. Its line goes to --failed.
+    abandoned: bool = False
 
     def close(self) -> None:
         if self.body is not None:
@@ -93,6 +96,7 @@ class Summary:
     failed: int = 0
     bytes: int = 0
     not_attempted: int = 0
+    not_finished: int = 0  # abandoned in flight when the run stopped: neither ok nor failed
     duplicates: int = 0
     other_shards: int = 0  # lines of the input left to the other shards of --shard
     total: int | None = None  # known once the input has been read to its end
@@ -119,6 +123,9 @@ class Summary:
         self.bytes += result.bytes
         if result.ok:
             self.ok += 1
+            return
+        if result.abandoned:
+            self.not_finished += 1
             return
         self.failed += 1
         kind = result.error_kind or ErrorKind.OTHER
@@ -150,9 +157,10 @@ class Summary:
     def as_dict(self, exit_status: int) -> dict[str, Any]:
         """The --summary JSON object, for monitoring."""
         return {
-            "total": self.done,
+            "total": self.done + self.not_finished,  # every record written or due
             "ok": self.ok,
             "failed": self.failed,
+            "not_finished": self.not_finished,
             "not_attempted": self.not_attempted,
             "duplicates": self.duplicates,
             "other_shards": self.other_shards,

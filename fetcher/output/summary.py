@@ -28,6 +28,8 @@ def summary_head(summary: Summary) -> list[str]:
     ]
     if summary.interrupted_by:
         lines.append(f"  stopped by {summary.interrupted_by}")
+    if summary.not_finished:
+        lines.append(f"  not finished: {summary.not_finished}")
     if summary.not_attempted:
         lines.append(f"  not attempted: {summary.not_attempted}")
     if summary.duplicates:

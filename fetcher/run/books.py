@@ -105,7 +105,7 @@ class Books:
             self.abandoned += 1
             self._ordered[seq] = Result.failure(
                 task.job, ErrorKind.OTHER, "interrupted before it finished",
-                attempts=max(task.attempt, 1),
+                attempts=max(task.attempt, 1), abandoned=True,
                 elapsed=0.0 if task.started is None else now - task.started,
             )  # fmt: skip
         for seq in sorted(self._ordered):
