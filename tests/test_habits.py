@@ -3,6 +3,7 @@ FETCHER_ variables; the curl options that mean something else are usage errors t
 use instead; --help is in the spec's sections."""
 
 import gzip
+import subprocess
 
 import click
 import pytest
@@ -12,7 +13,7 @@ from fetcher.cli import main
 from fetcher.command import OTHER, SectionedCommand
 from fetcher.habits import fold_habits, output_dir_problem
 from fetcher.options import help_sections
-from tests.conftest import invoke
+from tests.conftest import FETCHER, clean_env, invoke
 from tests.servers import records
 
 
@@ -255,3 +256,15 @@ def test_every_option_has_a_shown_fetcher_variable():
     for param in main.params:
         if isinstance(param, click.Option) and param.name not in {"help", "version"}:
             assert str(param.envvar).startswith("FETCHER_") and param.show_envvar, param.name
+
+
+def test_shell_completion_as_documented():
+    """docs/usage.md#shell-completion: Click's _FETCHER_COMPLETE gives a script and completes."""
+    script = subprocess.run([*FETCHER], env=clean_env(_FETCHER_COMPLETE="bash_source"),
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert script.returncode == 0 and "_fetcher_completion()" in script.stdout
+    env = clean_env(_FETCHER_COMPLETE="bash_complete", COMP_WORDS="fetcher --remote-t",
+                    COMP_CWORD="1")  # fmt: skip
+    words = subprocess.run([*FETCHER], env=env, capture_output=True, text=True, timeout=30,
+                           check=False)  # fmt: skip
+    assert words.stdout.split() == ["plain,--remote-time"]
