@@ -52,12 +52,13 @@ def test_without_remote_time_the_file_has_the_download_time(httpserver, tmp_path
     assert os.stat(records(again.stdout)[0]["path"]).st_mtime == MODIFIED_AT  # by its variable
 
 
-def test_remote_header_name_names_the_file_in_the_hosts_folder(httpserver, tmp_path):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_remote_header_name_names_the_file_in_the_hosts_folder(httpserver, tmp_path, processes):
     url = serve(httpserver, "/download", b"pdf", **{
         "Content-Disposition": "attachment; filename=\"rates.pdf\"; "
                                "filename*=UTF-8''%E2%82%AC%20rates.pdf"})  # fmt: skip
-    result = invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), url])
-    [record] = records(result.stdout)
+    args = ["--format", "jsonl", "-J", "-R", "--processes", processes, "-o", str(tmp_path), url]
+    [record] = records(invoke(args).stdout)
     host = folder(httpserver)
     assert record["path"] == str(tmp_path / host / "€ rates.pdf")  # filename* wins
     assert (tmp_path / host / "€ rates.pdf").read_bytes() == b"pdf"
