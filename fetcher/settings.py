@@ -120,6 +120,11 @@ class Settings:
     progress: bool | None = None  # None: when stderr is a terminal
     quiet: bool = False
     verbose: int = 0
+    # Incremental runs (spec section 3), through fetcher.state
+    state: str | None = None  # --state FILE
+    skip_fresh: float | None = None  # seconds; --skip-fresh DURATION
+    retry_failed: bool = False
+    resume: bool = False  # --continue
 
     def method_for(self, method: str | None, data: bytes | None) -> str:
         """The method of a request: given, else POST when it has data (as curl -d), else GET."""

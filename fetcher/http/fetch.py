@@ -26,6 +26,7 @@ from fetcher.output.bodies import Bodies, BodyOutput
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
 from fetcher.settings import CHUNK_SIZE, Settings
+from fetcher.state.prior import Prior
 
 log = logging.getLogger("fetcher")
 
@@ -65,7 +66,9 @@ class Fetcher:
             task.started = time.perf_counter()
             task.max_time = Deadline.start(settings.max_time)
         if task.request is None:
-            task.request = effective_request(task.job, settings, session.environment)
+            task.request = effective_request(
+                task.job, settings, session.environment, self._prior(task)
+            )
         request = task.request
         result, retry_after = _attempt(session, request, task, settings, self.bodies)
         result.attempts = task.attempt
@@ -83,6 +86,16 @@ class Fetcher:
             else:
                 log.info("%s %s", said, url)
         return outcome
+
+    def _prior(self, task: Task) -> Prior | None:
+        """The state's knowledge of task's URL, when a conditional request may use it: with
+        -o, only if the file saved then is still there, or a 304 would leave nothing saved."""
+        prior = task.job.prior
+        if prior is None or not prior.has_validators:
+            return None
+        if self.bodies is not None and not self.bodies.saved(task.job.target, task.job.output):
+            return None
+        return prior
 
 
 def _given_up(task: Task, deadline: Deadline) -> Result:
@@ -134,7 +147,7 @@ def _attempt(
     finally:
         set_thread_deadline(None)
     if result.error_kind is None and result.status is not None:
-        result.ok = result.status in settings.ok_status
+        result.ok = result.status in settings.ok_status or result.not_modified
         if not result.ok:
             # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
             result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
@@ -156,6 +169,10 @@ def _read(
     result.final_url = response.url
     result.redirects = len(response.history)
     result.content_type = response.headers.get("Content-Type")
+    if settings.state is not None:
+        result.etag = response.headers.get("ETag")
+        result.last_modified = response.headers.get("Last-Modified")
+        result.not_modified = response.status_code == 304 and request.conditional
     retry_after = None
     if response.status_code in settings.retry_on:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))

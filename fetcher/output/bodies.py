@@ -202,6 +202,11 @@ class Bodies:
             return None
         return BodyOutput(saved, spool, existing)
 
+    def saved(self, url: str, name: str | None = None) -> bool:
+        """Whether url's file under -o is there (a conditional request is only worth it then);
+        True without -o, where nothing is saved to lose."""
+        return self.folder is None or self.folder.existing(url, name) is not None
+
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None) -> Placement:
         try:
