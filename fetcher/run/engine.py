@@ -58,11 +58,6 @@ class Run:
         self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put)
         self.stopped_by: ExitStatus | None = None
 
-    @property
-    def abandoned(self) -> int:
-        """Requests still in flight when the grace period ran out."""
-        return self.books.abandoned
-
     def request_stop(self, reason: ExitStatus) -> None:
         """Stop dispatching; in-flight jobs get the grace period. Safe in a signal handler."""
         self.stopping.set()
