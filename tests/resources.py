@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
+from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 
@@ -65,7 +69,7 @@ class Origin:
         if start is not None and start >= len(item.body):
             return Response(status=416, headers={"Content-Range": f"bytes */{len(item.body)}"})
         body = item.body if start is None else item.body[start:]
-        response = Response(_chunks(body, item.chunk_delay), headers=validators,
+        response = Response(_chunks(body, item), headers=validators,
                             direct_passthrough=True)  # fmt: skip
         response.headers["Content-Length"] = str(len(body))
         response.headers["Accept-Ranges"] = "bytes"
@@ -96,10 +100,25 @@ def _range_start(item: Resource, headers: dict[str, str]) -> int | None:
     return int(wanted[len("bytes=") : -1])
 
 
-def _chunks(body: bytes, delay: float) -> Any:
-    import time
-
+def _chunks(body: bytes, item: Resource) -> Any:
+    """The body in 64 KiB chunks, item.chunk_delay apart (read at each chunk: a test may make
+    a download that is under way fast again)."""
     for start in range(0, len(body), 65536):
         yield body[start : start + 65536]
-        if delay:
-            time.sleep(delay)
+        if item.chunk_delay:
+            time.sleep(item.chunk_delay)
+
+
+@contextmanager
+def origin_server() -> Iterator[tuple[HTTPServer, Origin]]:
+    """A threaded pytest-httpserver on 127.0.0.1 serving an Origin: a slow download does not
+    hold up the next request."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    origin = Origin()
+    server.expect_request("").respond_with_handler(origin)
+    server.start()
+    try:
+        yield server, origin
+    finally:
+        server.clear()
+        server.stop()

@@ -50,7 +50,8 @@ def test_a_second_run_sends_the_validators_it_was_given_and_a_304_is_ok_and_unch
     assert not {"if-none-match", "if-modified-since"} & set(origin.requests_for("/a")[0])
     [second] = fetch("--state", state, url)
     headers = origin.requests_for("/a")[1]
-    assert sent <= set(headers) and not ({"if-none-match", "if-modified-since"} - sent) & set(headers)
+    unsent = {"if-none-match", "if-modified-since"} - sent
+    assert sent <= set(headers) and not unsent & set(headers)
     assert second["status"] == 304 and second["ok"] is True and second["not_modified"] is True
     assert second["changed"] is False
     assert second["sha256"] == first["sha256"]  # the unchanged body's, from the state
@@ -111,7 +112,8 @@ def test_skip_fresh_skips_what_was_fetched_ok_recently_and_records_it(
     state = str(tmp_path / "s.db")
     ok, missing = httpserver.url_for("/ok"), httpserver.url_for("/missing")
     fetch("--state", state, ok, missing)
-    result = invoke(["--format", "jsonl", "-q", "--state", state, "--skip-fresh", "1h", ok, missing])
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "--skip-fresh", "1h", ok,
+                     missing])  # fmt: skip
     found = by_url(records(result.stdout))
     assert found[ok]["skipped"] is True and found[ok]["ok"] is True
     assert found[ok]["sha256"] is not None and found[ok]["changed"] is False
@@ -126,9 +128,8 @@ def test_retry_failed_fetches_only_the_last_failures_with_their_input_lines(
     origin.resources["/fine"] = resource(b"fine\n")
     state, listing = str(tmp_path / "s.db"), tmp_path / "in.jsonl"
     fine, broken = httpserver.url_for("/fine"), httpserver.url_for("/broken")
-    listing.write_text(
-        json.dumps({"url": fine, "tag": "f"}) + "\n" + json.dumps({"url": broken, "tag": "b"}) + "\n"
-    )
+    lines = [json.dumps({"url": fine, "tag": "f"}), json.dumps({"url": broken, "tag": "b"})]
+    listing.write_text("\n".join(lines) + "\n")
     first = fetch("--state", state, "--input-format", "jsonl", "-i", str(listing))
     assert {r["url"]: r["ok"] for r in first} == {fine: True, broken: False}
     origin.resources["/broken"] = resource(b"mended\n")
@@ -183,8 +184,8 @@ def test_the_schema_is_versioned_and_readable_with_sqlite(
 
     origin.resources["/a"] = resource(b"alpha\n")
     state = tmp_path / "s.db"
-    found = by_url(fetch("--state", str(state), httpserver.url_for("/a"), httpserver.url_for("/no")))
-    record = found[httpserver.url_for("/a")]
+    url, missing = httpserver.url_for("/a"), httpserver.url_for("/no")
+    record = by_url(fetch("--state", str(state), url, missing))[url]
     with sqlite3.connect(state) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -16,7 +16,7 @@ from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
 from fetcher.output.writers import RecordWriter
-from fetcher.results import Result, Summary
+from fetcher.results import Partial, Result, Summary
 from fetcher.state.store import State
 
 
@@ -85,6 +85,10 @@ class Collector:
         self.summary.not_attempted += 1
         if self.failed is not None:
             self.failed.add(job.raw, job.header)
+
+    def on_partial(self, job: Job, partial: Partial) -> None:
+        if self.state is not None:
+            self._guard(self.state.partial_begun, "state", job, partial.path, partial.validator)
 
     def on_total(self, count: int) -> None:
         self.summary.total = count

@@ -10,7 +10,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from fetcher.input.jobs import Job
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.settings import Settings
 
 BATCH = 32  # jobs or results sent in one message, at most, per worker
@@ -61,6 +61,15 @@ class WorkerCookies:
     """A worker's last message with -c: the cookies its sessions held at the end."""
 
     cookies: list[Cookie]
+
+
+@dataclass(slots=True)
+class PartialNote:
+    """--continue: the body of the job seq is being written to a partial file (relayed by the
+    parent to its state as a PartialBegun)."""
+
+    seq: int
+    partial: Partial
 
 
 @dataclass(slots=True)

@@ -39,8 +39,10 @@ ON CONFLICT (url) DO UPDATE SET
     sha256 = iif(excluded.ok, excluded.sha256, sha256),
     path = iif(excluded.ok, excluded.path, path),
     fetched_at = excluded.fetched_at, form = excluded.form, line = excluded.line,
-    header = excluded.header, partial = excluded.partial, partial_from = excluded.partial_from,
-    partial_bytes = excluded.partial_bytes
+    header = excluded.header,
+    partial = iif(excluded.ok, NULL, coalesce(excluded.partial, partial)),
+    partial_from = iif(excluded.ok, NULL, coalesce(excluded.partial_from, partial_from)),
+    partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes))
 """
 # A download under --continue has begun: where its partial file is, before it can be cut off.
 _PARTIAL = """
