@@ -109,6 +109,7 @@ class Books:
                 task.job, ErrorKind.OTHER, "interrupted before it finished",
                 attempts=max(task.attempt, 1),
                 elapsed=0.0 if task.started is None else now - task.started,
+                partial=task.partial,  # --continue: what its body was written to so far
             )  # fmt: skip
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.state import database
 from fetcher.state.prior import Prior
 
@@ -110,14 +110,11 @@ class State:
                 prior is None or prior.sha256 != result.sha256
             )
         sha256 = bytes.fromhex(result.sha256) if result.ok and result.sha256 else None
-        partial = result.partial
+        kept = _partial_columns(result.partial)
         self._write(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               result.etag, result.last_modified, sha256, result.path,
-                              int(time.time()), *_line_of(job),
-                              partial.path if partial else None,
-                              partial.validator if partial else None,
-                              partial.size if partial else None))  # fmt: skip
+                              int(time.time()), *_line_of(job), *kept))  # fmt: skip
         if self._pending >= COMMIT_ROWS:
             self.commit()
 
@@ -149,6 +146,20 @@ class State:
             self._in_transaction = True
         self._writer.execute(sql, row)
         self._pending += 1
+
+
+def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
+    """partial, partial_from and partial_bytes: how far a download cut short got (the file's
+    size now, when the result could not know it: one abandoned in flight)."""
+    if partial is None:
+        return None, None, None
+    size: int | None = partial.size
+    if not size:
+        try:
+            size = os.stat(partial.path, follow_symlinks=False).st_size
+        except OSError:
+            size = None
+    return partial.path, partial.validator, size
 
 
 def _line_of(job: Job) -> tuple[int, bytes | None, bytes | None]:
