@@ -23,6 +23,7 @@ class Resource:
     etag: str | None = None  # as sent, quotes included
     last_modified: str | None = None
     chunk_delay: float = 0.0  # seconds between 64 KiB chunks: a slow download
+    fail_next: int = 0  # answer this many requests with a 503 first
 
     @property
     def sha256(self) -> str:
@@ -58,6 +59,9 @@ class Origin:
             item = self.resources.get(request.path)
         if item is None:
             return Response(b"not here\n", status=404)
+        if item.fail_next > 0:
+            item.fail_next -= 1
+            return Response(b"try again\n", status=503)
         validators = {}
         if item.etag:
             validators["ETag"] = item.etag

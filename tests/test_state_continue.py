@@ -118,6 +118,24 @@ def test_a_416_starts_the_body_again_at_once(
     assert Path(record["path"]).read_bytes() == short
 
 
+def test_an_error_answer_to_the_range_keeps_the_partial_for_the_retry(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    body = big_body(5)
+    origin.resources["/big"] = slow = resource(body)
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", url]
+    _, kept = kill_mid_download([*args, "-q"], state, url, out)
+    slow.chunk_delay, slow.fail_next = 0.0, 1
+    [record] = records(invoke(["--format", "jsonl", "-q", "--backoff", "0", *args]).stdout)
+    ranges = [headers.get("range") for headers in origin.requests_for("/big")[-2:]]
+    assert ranges == [f"bytes={kept}-"] * 2  # the 503, then the retry, both for the rest
+    assert record["status"] == 206 and record["attempts"] == 2
+    assert record["sha256"] == hashlib.sha256(body).hexdigest()
+
+
 def test_without_continue_an_interrupted_download_leaves_no_partial(
     served: tuple[HTTPServer, Origin], tmp_path: Path
 ) -> None:

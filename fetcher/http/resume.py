@@ -76,8 +76,11 @@ class Resumer:
         if kept is not None and task.partial is not None:
             if status == 206 and self._continues(response, kept, task.partial):
                 return BodyOutput(kept, None)
-            kept.discard()  # a whole new body, a refusal, or an error page: start again later
-            task.partial = None
+            if 200 <= status < 300:
+                kept.discard()  # the whole body again (it changed), or a range not asked for
+                task.partial = None
+            else:
+                kept.abort()  # an error page: the partial file waits for a later attempt
         validator = validator_of(response) if ok and 200 <= status < 300 and not head else None
         output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
                                   resumable=validator is not None)  # fmt: skip
