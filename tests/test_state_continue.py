@@ -80,14 +80,15 @@ def test_continue_after_sigkill_asks_for_the_rest_and_ends_with_the_whole_sha256
     assert partial_row(state, url) == (None, None)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_resource_changed_meanwhile_is_saved_whole_never_spliced(
-    served: tuple[HTTPServer, Origin], tmp_path: Path
+    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str
 ) -> None:
     server, origin = served
     origin.resources["/big"] = slow = resource(big_body(1), version=1)
     slow.chunk_delay = 0.02
     url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
-    args = ["--state", str(state), "-o", str(out), "--continue", url]
+    args = ["--state", str(state), "-o", str(out), "--continue", "--processes", processes, url]
     kill_mid_download([*args, "-q"], state, url, out)
     slow.chunk_delay = 0.0
     new_body = big_body(2)[: BIG - 12345]

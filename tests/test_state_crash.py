@@ -68,13 +68,15 @@ def test_skip_fresh_after_a_sigkill_resumes_whatever_the_order_of_the_input(
     assert ok_urls(state) == set(urls)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
 def test_sigkill_at_random_moments_leaves_a_sound_state_and_a_next_run_completes(
-    server: CountingServer, tmp_path: Path
+    server: CountingServer, tmp_path: Path, processes: str
 ) -> None:
     urls = [server.url(f"/item/{n}") for n in range(3000)]
     listing, state = tmp_path / "urls.txt", tmp_path / "s.db"
     listing.write_text("\n".join(urls) + "\n")
-    args = ["--state", str(state), "-j", "8", "-q", "--skip-fresh", "1h", "-i", str(listing)]
+    args = ["--state", str(state), "-j", "8", "--processes", processes, "-q", "--skip-fresh",
+            "1h", "-i", str(listing)]  # fmt: skip
     chance = random.Random(14)
     for _ in range(4):
         process = run_background(args)
