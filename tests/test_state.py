@@ -196,3 +196,35 @@ def test_the_schema_is_versioned_and_readable_with_sqlite(
         failed = db.execute("SELECT url, status, error_kind FROM urls WHERE NOT ok").fetchall()
     assert rows == {httpserver.url_for("/a"): record["sha256"]}
     assert failed == [(httpserver.url_for("/no"), 404, "http")]
+
+
+def test_a_state_written_by_a_newer_fetcher_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    from fetcher.state.database import SCHEMA_VERSION
+
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as db:
+        db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    result = invoke(["--state", str(newer), "http://127.0.0.1:9/x"])
+    assert result.exit_code == 2 and "written by a newer fetcher" in result.output
+    with sqlite3.connect(newer) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_an_older_state_is_migrated_step_by_step(tmp_path: Path, monkeypatch) -> None:
+    """A version-1 file read by a fetcher whose schema has a second step gets that step, in
+    place, and keeps its rows."""
+    from fetcher.state import database
+    from fetcher.state.store import State
+
+    path = tmp_path / "old.db"
+    State(str(path)).close()  # version 1
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO urls (url, ok, fetched_at) VALUES ('http://a/', 1, 0)")
+    step = "ALTER TABLE urls ADD COLUMN note TEXT"
+    monkeypatch.setattr(database, "MIGRATIONS", (*database.MIGRATIONS, step))
+    monkeypatch.setattr(database, "SCHEMA_VERSION", len(database.MIGRATIONS))
+    State(str(path)).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("SELECT url, note FROM urls").fetchall() == [("http://a/", None)]
