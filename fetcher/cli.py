@@ -23,7 +23,7 @@ from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
 from fetcher.output.summary import write_summary_json
 from fetcher.output.terminal import print_summary
-from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs
+from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs, open_state
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
 from fetcher.run.signals import hard_exit, stop_on_signals
@@ -76,10 +76,11 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     check_output_files(settings)
     streams = Streams()
     with ExitStack() as stack:
-        reader = open_input(settings, streams, stack)
-        outputs = open_outputs(settings, streams, stack)
+        state = open_state(settings, stack)
+        reader = open_input(settings, streams, stack, state)
+        outputs = open_outputs(settings, streams, stack, state)
         run = build_run(settings, reader, outputs.collector, bodies=outputs.bodies,
-                        jar=outputs.jar)  # fmt: skip
+                        jar=outputs.jar, lookup=outputs.lookup)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with outputs.display:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from fetcher.input.jobs import Job
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 
 
 class Observer(Protocol):
@@ -17,6 +17,10 @@ class Observer(Protocol):
 
     def on_skipped(self, job: Job) -> None:
         """A line read but never attempted, because the run was stopped first."""
+
+    def on_partial(self, job: Job, partial: Partial) -> None:
+        """--continue: job's body is being written to a partial file that a later run may
+        continue (the state records it before a byte is lost to a kill)."""
 
     def on_total(self, count: int) -> None:
         """The input has been read to its end and held count URLs."""

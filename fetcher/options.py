@@ -17,6 +17,7 @@ from fetcher import settings as defaults
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     parse_cookie,
+    parse_duration,
     parse_header,
     parse_method,
     parse_proxy,
@@ -196,6 +197,21 @@ OUTPUT_OPTIONS = [
 ]  # fmt: skip
 
 
+STATE_OPTIONS = [
+    option("--state", metavar="FILE",
+           help="Remember every URL's outcome in FILE (SQLite): later runs send conditional "
+                "requests and records say what changed."),
+    option("--skip-fresh", type=Parsed("DURATION", parse_duration), metavar="DURATION",
+           help="With --state: skip URLs fetched ok within DURATION (e.g. 90s, 30m, 6h, 2d); "
+                "they still get a record."),
+    option("--retry-failed", is_flag=True,
+           help="With --state: fetch only the URLs whose last result there failed."),
+    option("--continue", "resume", is_flag=True,
+           help="With --state and -o: keep the partial file of a download cut short and "
+                "resume it next time with a Range request."),
+]  # fmt: skip
+
+
 # --help's sections, in order: a heading and its options. A new group is one line here.
 HELP_SECTIONS: list[tuple[str, list[Callable[[FC], FC]]]] = [
     ("Input", INPUT_OPTIONS),
@@ -203,6 +219,7 @@ HELP_SECTIONS: list[tuple[str, list[Callable[[FC], FC]]]] = [
     ("Timeouts, retries and redirects", TIMING_OPTIONS),
     ("Concurrency", LIMIT_OPTIONS),
     ("Output", OUTPUT_OPTIONS + OUTPUT_HABITS),
+    ("Incremental runs", STATE_OPTIONS),
 ]
 
 
@@ -251,7 +268,7 @@ def read_data(value: str | None) -> bytes | None:
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
     fold_habits(params)
-    check_combinations(params)
+    check_combinations({**params, "urls": urls})
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
     verify: bool | str = False if params["insecure"] else params["cacert"] or True
@@ -284,6 +301,21 @@ def check_combinations(params: dict[str, Any]) -> None:
             raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
+    check_state_options(params)
+
+
+def check_state_options(params: dict[str, Any]) -> None:
+    needs_state = {
+        "--skip-fresh": params["skip_fresh"] is not None,
+        "--retry-failed": params["retry_failed"],
+        "--continue": params["resume"],
+    }
+    if not params["state"] and (given := [name for name, value in needs_state.items() if value]):
+        raise click.UsageError(f"{', '.join(given)} needs --state FILE")
+    if params["resume"] and not params["output_dir"]:
+        raise click.UsageError("--continue needs -o DIR: it resumes saved files")
+    if params["retry_failed"] and (params["urls"] or params["inputs"]):
+        raise click.UsageError("--retry-failed takes its URLs from --state: give no URL or -i")
 
 
 def ask_password(user: tuple[str, str | None] | None) -> tuple[str, str] | None:

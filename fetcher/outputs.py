@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -25,6 +26,9 @@ from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit
 from fetcher.settings import Settings
+from fetcher.state.database import StateError
+from fetcher.state.lookup import StateLookup
+from fetcher.state.store import State
 from fetcher.streams import Streams
 
 if TYPE_CHECKING:
@@ -37,6 +41,7 @@ OUTPUT_FILES = (
     ("--results", "results", False),  # streamed while the run goes, like a shell's `>`
     ("--summary", "summary", True),
     ("-c", "cookie_jar", True),
+    ("--state", "state", True),  # SQLite writes its -wal and -shm files beside it
 )
 
 
@@ -52,10 +57,33 @@ class Outputs:
     failed: FailedLines | None
     bodies: Bodies | None
     jar: CookieJar | None
+    lookup: StateLookup | None  # what the dispatcher asks --state about each URL
 
 
-def open_input(settings: Settings, streams: Streams, stack: ExitStack) -> InputReader:
-    sources = open_sources(settings, streams, stack)
+def open_state(settings: Settings, stack: ExitStack) -> State | None:
+    """Open, lock and migrate --state FILE now: another run holding it, or a file that is not
+    a fetcher state, is a usage error before anything is fetched."""
+    path = settings.state
+    if path is None:
+        return None
+    try:
+        state = State(path)
+    except StateError as exc:
+        raise click.UsageError(f"--state file {path!r} {exc}") from None
+    except (OSError, sqlite3.Error) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise click.UsageError(f"cannot open --state file {path!r}: {reason}") from None
+    stack.callback(state.close)
+    return state
+
+
+def open_input(
+    settings: Settings, streams: Streams, stack: ExitStack, state: State | None = None
+) -> InputReader:
+    if settings.retry_failed and state is not None:
+        sources = [Source("--retry-failed", stored=state.failed_lines())]
+    else:
+        sources = open_sources(settings, streams, stack)
     return InputReader(sources, settings.default_scheme, settings.unique,
                        settings.input_format, settings.shard)  # fmt: skip
 
@@ -102,7 +130,9 @@ def check_output_files(settings: Settings) -> None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
 
 
-def open_outputs(settings: Settings, streams: Streams, stack: ExitStack) -> Outputs:
+def open_outputs(
+    settings: Settings, streams: Streams, stack: ExitStack, state: State | None = None
+) -> Outputs:
     jar = open_cookie_jar(settings.cookie_jar)
     failed = open_failed(settings.failed)
     if failed is not None:
@@ -117,12 +147,13 @@ def open_outputs(settings: Settings, streams: Streams, stack: ExitStack) -> Outp
     summary.start()  # the run's clock: the set-up above (Rich's import) is not the run
     body_stream = streams.binary_stdout() if settings.body else None
     records_to = "<stdout>" if settings.results is None else repr(settings.results)
-    collector = Collector(summary, writer, display, failed, body_stream, records_to)
+    collector = Collector(summary, writer, display, failed, body_stream, records_to, state=state)
     # A second signal exits at once, but what is already buffered still reaches its file.
     on_hard_exit(writer.flush)
     if failed is not None:
         on_hard_exit(functools.partial(failed.commit, sync=False))
-    return Outputs(summary, display, console, writer, collector, failed, bodies, jar)
+    lookup = None if state is None else StateLookup(state, settings.skip_fresh)
+    return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
 
 
 def open_cookie_jar(path: str | None) -> CookieJar | None:
@@ -163,22 +194,25 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
     """Records go to --results, else stdout (nowhere with --body): through Rich on a terminal,
     plainly otherwise."""
     kind, include_body = settings.format, settings.include_body
-    meta = settings.input_format != "lines"  # a csv meta column: only inputs with meta have one
+    shape = {
+        "include_body": include_body,
+        # A csv meta column: only inputs with meta have one (--retry-failed's may).
+        "meta_column": settings.input_format != "lines" or settings.retry_failed,
+        "state": settings.state is not None,
+    }
     if settings.results is not None:
         stream = open_results(settings.results)
-        return StreamWriter(stream, kind, close_stream=True, include_body=include_body,
-                            meta_column=meta)  # fmt: skip
+        return StreamWriter(stream, kind, close_stream=True, **shape)
     if settings.body:
         return NullWriter()
     if not streams.stdout_is_terminal:
         stream = streams.buffered_stdout()
-        return StreamWriter(stream, kind, close_stream=stream is not streams.stdout,
-                            include_body=include_body, meta_column=meta)  # fmt: skip
+        return StreamWriter(stream, kind, close_stream=stream is not streams.stdout, **shape)
     if console is not None and streams.same_terminal():
-        return ConsoleWriter(console, kind, include_body, meta)
+        return ConsoleWriter(console, kind, **shape)
     from rich.console import Console
 
-    return ConsoleWriter(Console(file=streams.stdout), kind, include_body, meta)
+    return ConsoleWriter(Console(file=streams.stdout), kind, **shape)
 
 
 def open_results(path: str) -> TextIO:

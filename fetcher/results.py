@@ -21,6 +21,16 @@ EXAMPLES_PER_KIND = 3
 TOP_HOSTS = 5
 
 
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """--continue: a body cut short, kept under its temporary name to be resumed by a later
+    run with a Range request, valid while the resource still matches validator."""
+
+    path: str
+    validator: str  # for If-Range: the response's ETag, or else its Last-Modified
+    size: int  # bytes kept
+
+
 @dataclass(slots=True)
 class Result:
     """The outcome of one Job. ``ok`` is decided by the fetcher, never by the writer; the record
@@ -44,6 +54,13 @@ class Result:
     # In flight when the run stopped (an interrupt, a closed stdout) and cut by it: the run's own
     # doing, so the summary counts it as not finished, not as failed. Its line goes to --failed.
     abandoned: bool = False
+    # --state (fetcher.state): the validators to keep, and what the record says of the past.
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False  # a 304 to a conditional request
+    changed: bool | None = None  # set by the state for an ok result
+    skipped: bool = False  # --skip-fresh: fetched ok recently, not fetched now
+    partial: Partial | None = None  # --continue: the body's kept partial file, when cut short
 
     def close(self) -> None:
         if self.body is not None:
@@ -99,6 +116,10 @@ class Summary:
     not_finished: int = 0  # abandoned in flight when the run stopped: neither ok nor failed
     duplicates: int = 0
     other_shards: int = 0  # lines of the input left to the other shards of --shard
+    # --state: ok results that changed, answered 304, or were skipped as fresh
+    changed: int = 0
+    not_modified: int = 0
+    skipped: int = 0
     total: int | None = None  # known once the input has been read to its end
     by_kind: dict[ErrorKind, KindGroup] = field(default_factory=dict)
     failed_hosts: Counter[str] = field(default_factory=Counter)
@@ -123,6 +144,12 @@ class Summary:
         self.bytes += result.bytes
         if result.ok:
             self.ok += 1
+            if result.changed:
+                self.changed += 1
+            elif result.not_modified:
+                self.not_modified += 1
+            elif result.skipped:
+                self.skipped += 1
             return
         if result.abandoned:
             self.not_finished += 1
@@ -164,6 +191,9 @@ class Summary:
             "not_attempted": self.not_attempted,
             "duplicates": self.duplicates,
             "other_shards": self.other_shards,
+            "changed": self.changed,
+            "not_modified": self.not_modified,
+            "skipped": self.skipped,
             "bytes": self.bytes,
             "elapsed": round(self.elapsed, 3),
             "requests_per_second": round(self.rate, 2),

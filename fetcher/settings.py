@@ -124,6 +124,11 @@ class Settings:
     show_error: bool = False  # -S: the summary even with -q, when the exit status is not 0
     remote_time: bool = False  # -R: a saved file's mtime is the server's Last-Modified
     remote_header_name: bool = False  # -J: a saved file is named by Content-Disposition
+    # Incremental runs (spec section 3), through fetcher.state
+    state: str | None = None  # --state FILE
+    skip_fresh: float | None = None  # seconds; --skip-fresh DURATION
+    retry_failed: bool = False
+    resume: bool = False  # --continue
 
     def method_for(self, method: str | None, data: bytes | None) -> str:
         """The method of a request: given, else POST when it has data (as curl -d), else GET."""

@@ -54,6 +54,11 @@ CORE = [
     "fetcher.run.signals",
     "fetcher.input.reader",
     "fetcher.status",
+    "fetcher.state.database",
+    "fetcher.state.lookup",
+    "fetcher.state.prior",
+    "fetcher.state.store",
+    "fetcher.http.resume",
 ]
 UI = ("click", "rich")
 

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import requests
 from urllib3.util import Timeout
@@ -20,13 +20,15 @@ from fetcher.http.classify import classify, describe
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request
+from fetcher.http.resume import Resumer
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
-from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile
+from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
 from fetcher.redact import redact_text, redact_url
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.settings import CHUNK_SIZE, Settings
+from fetcher.state.prior import Prior
 
 log = logging.getLogger("fetcher")
 
@@ -52,6 +54,8 @@ class Fetcher:
         self.settings = settings
         self.sessions = sessions
         self.bodies = bodies
+        self.resumer = Resumer(bodies) if settings.resume and bodies is not None else None
+        self.exchange = Exchange(settings, bodies, self.resumer)
 
     def attempt(self, task: Task) -> Attempt:
         """Make the next attempt at task and decide about the one after it. Never raises for a
@@ -66,9 +70,13 @@ class Fetcher:
             task.started = time.perf_counter()
             task.max_time = Deadline.start(settings.max_time)
         if task.request is None:
-            task.request = effective_request(task.job, settings, session.environment)
+            task.request = effective_request(
+                task.job, settings, session.environment, self._prior(task)
+            )
         request = task.request
-        result, retry_after = _attempt(session, request, task, settings, self.bodies)
+        result, retry_after = self.exchange.send(session, request, task)
+        if self.resumer is not None:
+            self.resumer.settle(task, result)
         result.attempts = task.attempt
         result.elapsed = time.perf_counter() - task.started
         time_left = None if task.max_time is None else task.max_time.remaining()
@@ -84,6 +92,19 @@ class Fetcher:
             else:
                 log.info("%s %s", said, url)
         return outcome
+
+    def _prior(self, task: Task) -> Prior | None:
+        """The state's knowledge of task's URL, when a conditional request may use it: with
+        -o, only if the file saved then is still there, or a 304 would leave nothing saved."""
+        prior = task.job.prior
+        if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
+            task.partial = Partial(prior.partial, prior.partial_from, 0)
+            return None  # the rest of a partial body is asked for, not whether it changed
+        if prior is None or not prior.has_validators:
+            return None
+        if self.bodies is not None and not self.bodies.saved(task.job.target, task.job.output):
+            return None
+        return prior
 
 
 def _given_up(task: Task, deadline: Deadline) -> Result:
@@ -103,72 +124,106 @@ def _outcome(result: Result) -> str:
     return f"{result.status or '---'} {'ok' if result.ok else result.error_kind}"
 
 
-def _attempt(
-    session: FetcherSession,
-    request: EffectiveRequest,
-    task: Task,
-    settings: Settings,
-    bodies: Bodies | None,
-) -> tuple[Result, float | None]:
-    """One request (redirects included). Returns its Result and the Retry-After it carried."""
-    result = Result(job=task.job)
-    retry_after = None
-    deadline = task.max_time
-    timeout: Timeout | tuple[float, float]
-    if deadline is None:
-        timeout = (settings.connect_timeout, settings.read_timeout)
-    else:
-        timeout = deadline.timeout(settings.connect_timeout, settings.read_timeout)
-    set_thread_deadline(deadline)  # for the header phase, which per-read timeouts miss
-    try:
-        with session.fetch(request, timeout) as response:
-            retry_after = _read(response, result, request, task, settings, bodies)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
-        result.error_kind = classify(exc)
-        result.error_message = redact_text(describe(exc))
-        if deadline is not None and deadline.expired():
-            result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
-            result.error_message = deadline.message
-        last = getattr(exc, "response", None)
-        if isinstance(exc, requests.TooManyRedirects) and last is not None:
-            result.redirects = len(last.history)  # the redirects actually followed
-    finally:
-        set_thread_deadline(None)
-    if result.error_kind is None and result.status is not None:
-        result.ok = result.status in settings.ok_status
-        if not result.ok:
-            # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
-            result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
-            result.error_message = f"{result.status} {result.reason or ''}".strip()
-    return result, retry_after
+class Exchange:
+    """One request of an attempt (redirects included) and where its body goes: the run's -o
+    folder or spool, through the Resumer with --continue."""
 
+    def __init__(
+        self, settings: Settings, bodies: Bodies | None, resumer: Resumer | None = None
+    ) -> None:
+        self.settings = settings
+        self.bodies = bodies
+        self.resumer = resumer
 
-def _read(
-    response: requests.Response,
-    result: Result,
-    request: EffectiveRequest,
-    task: Task,
-    settings: Settings,
-    bodies: Bodies | None,
-) -> float | None:
-    """Record the answer and read its body into result; return its Retry-After, if any."""
-    result.status = response.status_code
-    result.reason = response.reason
-    result.final_url = response.url
-    result.redirects = len(response.history)
-    result.content_type = response.headers.get("Content-Type")
-    retry_after = None
-    if response.status_code in settings.retry_on:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    output = None
-    if bodies is not None:
-        ok = response.status_code in settings.ok_status
-        head = request.method == "HEAD"
+    def send(
+        self, session: FetcherSession, request: EffectiveRequest, task: Task
+    ) -> tuple[Result, float | None]:
+        """Returns the attempt's Result and the Retry-After it carried. A 416 to a Range
+        request starts the body again at once, without the Range."""
+        result = Result(job=task.job)
+        retry_after, settings, deadline = None, self.settings, task.max_time
+        timeout: Timeout | tuple[float, float]
+        if deadline is None:
+            timeout = (settings.connect_timeout, settings.read_timeout)
+        else:
+            timeout = deadline.timeout(settings.connect_timeout, settings.read_timeout)
+        set_thread_deadline(deadline)  # for the header phase, which per-read timeouts miss
+        try:
+            retry_after = self._exchange(session, request, task, timeout, result)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
+            result.error_kind = classify(exc)
+            result.error_message = redact_text(describe(exc))
+            if deadline is not None and deadline.expired():
+                result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
+                result.error_message = deadline.message
+            last = getattr(exc, "response", None)
+            if isinstance(exc, requests.TooManyRedirects) and last is not None:
+                result.redirects = len(last.history)  # the redirects actually followed
+        finally:
+            set_thread_deadline(None)
+        if result.error_kind is None and result.status is not None:
+            result.ok = result.status in settings.ok_status or result.not_modified
+            if not result.ok:
+                # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
+                result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
+                result.error_message = f"{result.status} {result.reason or ''}".strip()
+        return result, retry_after
+
+    def _exchange(
+        self,
+        session: FetcherSession,
+        request: EffectiveRequest,
+        task: Task,
+        timeout: Timeout | tuple[float, float],
+        result: Result,
+    ) -> float | None:
+        kept, asked = self.resumer.reopen(task) if self.resumer else (None, {})
+        try:
+            if kept is not None:
+                ranged = replace(request, headers={**(request.headers or {}), **asked})
+                with session.fetch(ranged, timeout) as response:
+                    if response.status_code != 416:
+                        return self._read(response, result, request, task, kept)
+                kept.discard()  # the range is not there any more: the whole body, now
+                task.partial = kept = None
+            with session.fetch(request, timeout) as response:
+                return self._read(response, result, request, task, None)
+        finally:
+            if kept is not None:
+                kept.abort()  # not reached by a response: kept for the next attempt
+
+    def _read(
+        self,
+        response: requests.Response,
+        result: Result,
+        request: EffectiveRequest,
+        task: Task,
+        kept: SavedFile | None,
+    ) -> float | None:
+        """Record the answer and read its body into result; return its Retry-After, if any."""
+        settings = self.settings
+        result.status = response.status_code
+        result.reason = response.reason
+        result.final_url = response.url
+        result.redirects = len(response.history)
+        result.content_type = response.headers.get("Content-Type")
+        if settings.state is not None:
+            result.etag = response.headers.get("ETag")
+            result.last_modified = response.headers.get("Last-Modified")
+            result.not_modified = response.status_code == 304 and request.conditional
+        retry_after = None
+        if response.status_code in settings.retry_on:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        output = None
+        ok, head = response.status_code in settings.ok_status, request.method == "HEAD"
         remote = _remote_file(response, settings)
-        target, name = task.job.target, task.job.output
-        output = bodies.open(target, response.status_code, ok, name, head, remote)
-    read_body(response, result, settings, task.max_time, output)
-    return retry_after
+        if self.resumer is not None:
+            output = self.resumer.output(response, task, kept, ok, head, remote)
+        elif self.bodies is not None:
+            output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
+                                      head, remote=remote)  # fmt: skip
+        read_body(response, result, settings, task.max_time, output)
+        return retry_after
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:
@@ -199,13 +254,19 @@ def read_body(
     """
     digest = hashlib.sha256()
     write = output.write if output is not None else None
+    kept = output.saved.kept if output is not None and output.saved is not None else 0
+    limit = settings.max_size
     try:
-        size = _copy(response.raw.read1, digest.update, write, settings.max_size, deadline)
+        if kept:
+            output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
+            limit = None if limit is None else limit - kept
+        size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline)
         if output is not None:
             result.path, result.body = output.finish()
-    except BaseException:
+    except BaseException as exc:
         if output is not None:
-            output.abort()
+            too_large = isinstance(exc, FetchError) and exc.kind is ErrorKind.TOO_LARGE
+            output.discard() if too_large else output.abort()
         raise
     result.bytes = size
     result.sha256 = digest.hexdigest()

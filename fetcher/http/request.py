@@ -13,6 +13,7 @@ from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
 from fetcher.input.jobs import Job
 from fetcher.settings import Settings
+from fetcher.state.prior import Prior
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"  # what curl -d sends
 
@@ -33,6 +34,7 @@ class EffectiveRequest:
     proxies: Mapping[str, str | None] | None = None
     verify: bool | str | None = None
     follow_redirects: bool = True
+    conditional: bool = False  # carries the validators of a body saved before (--state)
 
 
 def form_content_type(data: bytes | None, *given: Headers) -> dict[str, str]:
@@ -42,24 +44,43 @@ def form_content_type(data: bytes | None, *given: Headers) -> dict[str, str]:
     return {"Content-Type": FORM_CONTENT_TYPE}
 
 
-def effective_request(job: Job, settings: Settings, environment: Environment) -> EffectiveRequest:
+def effective_request(
+    job: Job, settings: Settings, environment: Environment, prior: Prior | None = None
+) -> EffectiveRequest:
     """job's request under settings, with what requests would have read from the environment
-    for its URL (proxies, .netrc) taken from the run's Environment. The URL is split once."""
+    for its URL (proxies, .netrc) taken from the run's Environment. The URL is split once.
+    With prior (--state), the request is conditional on its validators."""
     url = urlsplit(job.target)
     data = job.data if job.data is not None else settings.data
     proxies = _proxies(url, settings, environment)
+    headers = _job_headers(job, settings)
+    validators = conditional_headers(prior) if prior is not None else {}
+    if validators:
+        headers = {**(headers or {}), **validators}
     return EffectiveRequest(
         method=settings.method_for(job.method, data),
         url=job.target,
         data=data,
-        headers=_job_headers(job, settings),
+        headers=headers,
         auth=environment.netrc_auth(url) if settings.auth is None else None,
         cookies=host_cookies(settings.cookies, url) if settings.cookies else None,
         proxies=proxies or None,
         # No TLS at all: a CA bundle path would only cost requests a stat() per request.
         verify=True if _without_tls(job.target, proxies) else None,
         follow_redirects=settings.follow_redirects,
+        conditional=bool(validators),
     )
+
+
+def conditional_headers(prior: Prior) -> dict[str, str]:
+    """If-None-Match and If-Modified-Since from the last ok body's validators (RFC 9110 13.1):
+    a server that knows ETags decides by the first, others by the second."""
+    headers = {}
+    if prior.etag is not None:
+        headers["If-None-Match"] = prior.etag
+    if prior.last_modified is not None:
+        headers["If-Modified-Since"] = prior.last_modified
+    return headers
 
 
 def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fetcher.input.jobs import Job
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 
 if TYPE_CHECKING:  # only annotations: the scheduler imports Task without urllib3
     from fetcher.http.deadline import Deadline
@@ -26,6 +26,7 @@ class Task:
     request: EffectiveRequest | None = None  # what every attempt sends
     last: Result | None = None  # the previous attempt's result, while a retry is pending
     due: float | None = None  # clock() time its retry is due, while a retry is pending
+    partial: Partial | None = None  # --continue: the file holding the body so far
 
     @property
     def deadline(self) -> float | None:

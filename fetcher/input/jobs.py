@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fetcher.input.formats import Entry
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import MAX_LINE_BYTES
+
+if TYPE_CHECKING:
+    from fetcher.state.prior import Prior
 
 SCHEMES = ("http", "https")
 
@@ -33,6 +36,8 @@ class Job:
     output: str | None = None  # a file name under -o DIR instead of the URL's path
     meta: dict[str, Any] | None = None  # every other key of the line, back in the record
     header: bytes | None = None  # csv: the header row, written before the line to --failed
+    input_format: str = "lines"  # how raw reads: a URL line, or a jsonl or csv entry
+    prior: Prior | None = None  # --state: what earlier runs learnt about this URL
 
 
 # A part of the URL that urllib quotes in its message: it may be a piece of a password
@@ -132,6 +137,7 @@ class JobMaker:
             job.invalid = entry.error
         job.method, job.headers, job.data = entry.method, entry.headers, entry.data
         job.output, job.meta, job.header = entry.output, entry.meta, entry.header
+        job.input_format = "jsonl" if entry.header is None else "csv"
         # A malformed line always gets its record: only well-formed ones can be repeats.
         return self._admit(job, dedupe=entry.error is None)
 

@@ -90,6 +90,18 @@ def parse_proxy(text: str) -> str:
     return text
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_FACTORS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` to seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (a number with an optional s, m, h, d or w)")
+    return float(match[1]) * _DURATION_FACTORS[match[2].lower()]
+
+
 def parse_rate(text: str) -> float:
     """``R``, ``R/s`` or ``R/m`` to requests per second."""
     number, _, unit = text.strip().partition("/")

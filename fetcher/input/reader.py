@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -25,11 +25,13 @@ BOM = b"\xef\xbb\xbf"
 
 @dataclass(slots=True)
 class Source:
-    """One place URLs come from: a list of command-line arguments or an open binary stream."""
+    """One place URLs come from: a list of command-line arguments, an open binary stream, or
+    stored lines (--retry-failed's, from the state: each with its input format and csv header)."""
 
     name: str
     stream: BinaryIO | None = None
     arguments: tuple[str, ...] = ()
+    stored: Iterable[tuple[str, bytes, bytes]] | None = None
 
     @property
     def finite(self) -> bool:
@@ -171,6 +173,9 @@ class InputReader:
                 yield Job(-1, "", "", None, raw)
 
     def _jobs(self, source: Source) -> Iterator[Job]:
+        if source.stored is not None:
+            yield from self._stored_jobs(source.stored)
+            return
         if source.stream is None:
             for argument in source.arguments:
                 job = self.jobs.line_job(None, os.fsencode(argument), False)
@@ -187,4 +192,20 @@ class InputReader:
         for entry in parse(read_lines(source.stream, MAX_RECORD_BYTES)):
             job = self.jobs.entry_job(entry)
             if job is not None:
+                yield job
+
+    def _stored_jobs(self, stored: Iterable[tuple[str, bytes, bytes]]) -> Iterator[Job]:
+        """Jobs of lines kept in the state, each read as its own run read it (a jsonl line with
+        its options and meta, a csv record under its header), whatever --input-format says.
+        They have no line number: the state is not a file the user can open at a line."""
+        for input_format, line, header in stored:
+            if input_format == "lines":
+                job = self.jobs.line_job(None, line, len(line) > MAX_LINE_BYTES)
+            else:
+                lines = [(1, header, False), (2, line, False)] if header else [(1, line, False)]
+                parse = iter_jsonl if input_format == "jsonl" else iter_csv
+                entry = next(iter(parse(lines)), None)
+                job = None if entry is None else self.jobs.entry_job(entry)
+            if job is not None:
+                job.line = None
                 yield job

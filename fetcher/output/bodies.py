@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.output.atomic import create_temporary
+from fetcher.output.atomic import TEMP_PREFIX, TEMP_SUFFIX, create_temporary
 from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
+from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
+# The names create_temporary gives: the only files --continue ever reopens.
+_TEMPORARY = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{16}" + re.escape(TEMP_SUFFIX))
+_CONTINUE = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO never blocks
 
 _live_lock = threading.Lock()
 # Temporary files being written right now, as (folder descriptor, name), for a hard exit to remove.
@@ -57,34 +63,65 @@ class Swapped(OSError):
 
 
 class SavedFile:
-    """One body on its way to ``placement``. ``commit`` renames it; ``abort`` removes it. Owns
-    the placement's folder descriptor from here on."""
+    """One body on its way to ``placement``. ``commit`` renames it; ``abort`` removes it, unless
+    it is resumable (--continue), which keeps it for a later Range request. Owns the
+    placement's folder descriptor from here on. kept: a partial file left by an earlier
+    attempt, open for writing, to be continued (its bytes are ``kept``)."""
 
-    def __init__(self, placement: Placement, modified: float | None = None) -> None:
+    def __init__(
+        self,
+        placement: Placement,
+        resumable: bool = False,
+        kept: tuple[int, str] | None = None,
+        modified: float | None = None,
+    ) -> None:
         self.final = placement.path
         self._placement = placement
-        self._modified = modified  # -R: the server's Last-Modified, given before the rename
-        # Created and registered under the lock, so that the exit hook sees every temporary.
+        self.resumable = resumable
+        # -R: the server's Last-Modified, set before the rename (on a kept file, by the
+        # response that continues it)
+        self.modified = modified
+        # Created and registered under the lock, so that the exit hook sees every temporary
+        # it is to remove (a resumable one is left for the next run).
         with _live_lock:
             if _exiting:
                 placement.close()
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             try:
-                fd, self.temporary = create_temporary(placement.folder)
+                fd, self.temporary = kept or create_temporary(placement.folder)
             except OSError as exc:
                 placement.close()
                 raise _io_error(
                     "cannot create a file in", os.path.dirname(self.final), exc
                 ) from exc
             self._entry = (placement.folder, self.temporary)
-            _live.add(self._entry)
+            if not resumable:
+                _live.add(self._entry)
         info = os.fstat(fd)
         self._identity = (info.st_dev, info.st_ino)
-        self.file: IO[bytes] = os.fdopen(fd, "wb")
+        self.kept = info.st_size if kept else 0
+        self.size = self.kept  # bytes in the file so far
+        self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb")
+        self.file.seek(self.size)
+
+    @property
+    def path(self) -> str:
+        """The temporary's path: DIR as given, joined with the names."""
+        return os.path.join(os.path.dirname(self.final), self.temporary)
+
+    def hash_kept(self, update: Callable[[bytes], object]) -> None:
+        """Feed the kept bytes to update (the hash of the whole body starts with them)."""
+        self.file.seek(0)
+        left = self.kept
+        while left > 0 and (chunk := self.file.read(min(left, CHUNK_SIZE))):
+            update(chunk)
+            left -= len(chunk)
+        self.file.seek(self.kept)
 
     def write(self, chunk: bytes) -> None:
         try:
             self.file.write(chunk)
+            self.size += len(chunk)
         except OSError as exc:
             raise _io_error("cannot write", self.final, exc) from exc
 
@@ -114,21 +151,27 @@ class SavedFile:
         """-R: the server's time on the file, through its descriptor, before the rename: the
         file appears under its name with its time. A file system that refuses keeps the
         download time, as a missing Last-Modified does."""
-        if self._modified is None:
+        if self.modified is None:
             return
         try:
-            os.utime(self.file.fileno(), (self._modified, self._modified))
+            os.utime(self.file.fileno(), (self.modified, self.modified))
         except (OSError, OverflowError, ValueError):
             pass
 
     def abort(self) -> None:
+        """Give up: the file is removed, or, resumable, kept whole as far as it got."""
         try:
             self.file.close()
         except OSError:
             pass
-        if self._placement.folder >= 0:
+        if self._placement.folder >= 0 and not self.resumable:
             self._remove(self.temporary)
         self._forget()
+
+    def discard(self) -> None:
+        """Give up and remove the file, resumable or not (it cannot be continued)."""
+        self.resumable = False
+        self.abort()
 
     def _holds_ours(self, name: str) -> bool:
         try:
@@ -191,6 +234,12 @@ class BodyOutput:
         if self.spool is not None:
             self.spool.close()
 
+    def discard(self) -> None:
+        """abort, and a resumable file goes too: what was read is not worth continuing."""
+        if self.saved is not None:
+            self.saved.resumable = False
+        self.abort()
+
 
 class Bodies:
     """Decides, per response, where its body goes: the run's -o folder and/or a spool."""
@@ -205,29 +254,69 @@ class Bodies:
             self.folder.close()
 
     def open(
-        self, url: str, status: int, ok: bool, name: str | None = None, head: bool = False,
+        self,
+        url: str,
+        status: int,
+        ok: bool,
+        name: str | None = None,
+        head: bool = False,
+        resumable: bool = False,
         remote: RemoteFile | None = None,
-    ) -> BodyOutput | None:  # fmt: skip
+    ) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
         an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
         --no-follow, an error page or a HEAD's empty body is not the resource, and never
         creates, empties or replaces a file; a 304's output names the file already there. name
-        is a file name under the folder given by the input, instead of the URL's path; remote
-        is what the server said of the file (-J, -R). Raises FetchError (io) when the file
-        cannot be created."""
+        is a file name under the folder given by the input, instead of the URL's path. A
+        resumable file is kept when the body is cut short (--continue); remote is what the
+        server said of the file (-J, -R). Raises FetchError (io) when the file cannot be
+        created."""
         saved: SavedFile | None = None
         existing: str | None = None
         remote = remote or RemoteFile()
         if self.folder is not None:
             if ok and 200 <= status < 300 and not head:
                 placement = self._place(self.folder, url, name, remote.name)
-                saved = SavedFile(placement, remote.modified)
+                saved = SavedFile(placement, resumable, modified=remote.modified)
             elif status == 304:
                 existing = self.folder.existing(url, name, remote.name)
         spool = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
         return BodyOutput(saved, spool, existing)
+
+    def reopen(self, url: str, name: str | None, path: str) -> SavedFile | None:
+        """The partial file at path that an earlier attempt at url left (--continue), open to be
+        continued; None when it cannot be: gone, not where url's file goes, not one of ours by
+        its name, a link, or a file with other names (a hard link could lead outside DIR)."""
+        if self.folder is None:
+            return None
+        folder, name_there = os.path.split(path)
+        if not _TEMPORARY.fullmatch(name_there):
+            return None
+        try:
+            placement = self.folder.place(url, name)
+        except OSError:
+            return None
+        if os.path.dirname(placement.path) != folder:
+            placement.close()
+            return None
+        try:
+            fd = os.open(name_there, _CONTINUE, dir_fd=placement.folder)
+        except OSError:
+            placement.close()
+            return None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            placement.close()
+            return None
+        return SavedFile(placement, resumable=True, kept=(fd, name_there))
+
+    def saved(self, url: str, name: str | None = None) -> bool:
+        """Whether url's file under -o is there (a conditional request is only worth it then);
+        True without -o, where nothing is saved to lose."""
+        return self.folder is None or self.folder.existing(url, name) is not None
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -15,7 +16,8 @@ from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
 from fetcher.output.writers import RecordWriter
-from fetcher.results import Result, Summary
+from fetcher.results import Partial, Result, Summary
+from fetcher.state.store import State
 
 
 class Collector:
@@ -39,6 +41,7 @@ class Collector:
         bodies: BinaryIO | None = None,
         records_to: str = "<stdout>",
         on_write_error: Callable[[str], None] | None = None,
+        state: State | None = None,
     ) -> None:
         self.summary = summary
         self.writer = writer
@@ -47,13 +50,17 @@ class Collector:
         self.bodies = bodies  # --body: where whole bodies go, one after another
         self.records_to = records_to  # for the message: where records go
         self.on_write_error = on_write_error
+        self.state = state  # --state: written before the record, which says what changed
         self.output_broken = False
         self.write_error: str | None = None  # the message, once a write has failed
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
 
     def on_result(self, result: Result) -> None:
-        """Count, keep the line if it failed, show, write the body and the record. Raises
-        BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
+        """Write the state, count, keep the line if it failed, show, write the body and the
+        record. Raises BrokenPipeError when the records' reader has gone (the run then stops
+        quietly)."""
+        if self.state is not None:
+            self._guard(self.state.record, "state", result)
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:
@@ -79,12 +86,19 @@ class Collector:
         if self.failed is not None:
             self.failed.add(job.raw, job.header)
 
+    def on_partial(self, job: Job, partial: Partial) -> None:
+        if self.state is not None:
+            self._guard(self.state.partial_begun, "state", job, partial.path, partial.validator)
+
     def on_total(self, count: int) -> None:
         self.summary.total = count
         self.display.on_total(count)
 
     def on_idle(self) -> None:
-        """Flush --failed, the records and the bodies. Raises BrokenPipeError as on_result."""
+        """Commit the state; flush --failed, the records and the bodies. Raises BrokenPipeError
+        as on_result."""
+        if self.state is not None:
+            self._guard(self.state.commit, "state")
         if self.failed is not None:
             self.failed.flush()
         if self.output_broken or self.write_error is not None:
@@ -119,9 +133,11 @@ class Collector:
             write(*args)
         except BrokenPipeError:
             raise
-        except OSError as exc:
+        except (OSError, sqlite3.Error) as exc:
             where = self.records_to if what == "records" else "<stdout>"
-            reason = exc.strerror or str(exc)
+            if what == "state" and self.state is not None:
+                where = repr(self.state.path)
+            reason = getattr(exc, "strerror", None) or str(exc)
             self.write_error = f"cannot write {what or 'records'} to {where}: {reason}"
             if self.failed is not None:
                 for raw, header in self._unflushed:

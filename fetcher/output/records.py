@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import io
 import json
 import re
@@ -25,10 +26,11 @@ def shown_url(result: Result) -> str:
     return redact_url(result.job.url)
 
 
-def record_of(result: Result, include_body: bool = False) -> dict[str, Any]:
-    """The record as a dict: the schema, FIELDS in this order, then ``meta`` when the input gave
-    one; with include_body, the body too, as ``body`` when it is UTF-8 text and ``body_base64``
-    otherwise (null when there was none). Reads the body from its start."""
+def record_of(result: Result, include_body: bool = False, state: bool = False) -> dict[str, Any]:
+    """The record as a dict: the schema, FIELDS in this order, with state (--state) the
+    STATE_FIELDS, then ``meta`` when the input gave one; with include_body, the body too, as
+    ``body`` when it is UTF-8 text and ``body_base64`` otherwise (null when there was none).
+    Reads the body from its start."""
     record: dict[str, Any] = {
         "url": shown_url(result),
         "final_url": redact_url(result.final_url) if result.final_url else None,
@@ -47,6 +49,10 @@ def record_of(result: Result, include_body: bool = False) -> dict[str, Any]:
         if result.error_kind is None
         else {"kind": str(result.error_kind), "message": result.error_message or ""},
     }  # a dict display: this runs once per record, and a table of getters cost twice the time
+    if state:
+        record["changed"] = result.changed
+        record["not_modified"] = result.not_modified
+        record["skipped"] = result.skipped
     if result.job.meta is not None:
         record["meta"] = result.job.meta
     if include_body:
@@ -67,6 +73,8 @@ def _body_fields(result: Result) -> dict[str, str | None]:
 
 # The field names, read off an empty record so that the schema is written once, above.
 FIELDS = tuple(record_of(Result(Job(seq=0, url="", target="", line=None, raw=b""))))
+# What a record says of earlier runs, with --state (spec section 3).
+STATE_FIELDS = ("changed", "not_modified", "skipped")
 ERROR_COLUMNS = ("error_kind", "error_message")  # csv cells cannot nest: error is two columns
 CSV_FIELDS = tuple(c for name in FIELDS for c in (ERROR_COLUMNS if name == "error" else (name,)))
 # The last CSV column when the input is jsonl or csv: each line's meta as compact JSON, empty
@@ -88,6 +96,8 @@ def format_text(result: Result) -> str:
     line = f"{status}\t{result.bytes}\t{result.elapsed:.3f}\t{visible(shown_url(result))}"
     if result.error_kind is not None:
         line += f"\t{result.error_kind}: {visible(result.error_message or '')}"
+    elif result.skipped:
+        line += "\tskipped: fetched ok within --skip-fresh"
     return line + "\n"
 
 
@@ -140,15 +150,15 @@ def csv_text(text: str) -> str:
     return _SURROGATE.sub(_unicode_escape, text)
 
 
-def csv_row(result: Result, meta_column: bool = False) -> list[Any]:
-    """The CSV_FIELDS cells of result (and the meta cell with meta_column). None is an empty
-    cell; a boolean is ``true`` or ``false``, as in the jsonl record and the meta column (spec
-    2.4), not Python's ``True``."""
-    record = record_of(result)
+def csv_row(result: Result, meta_column: bool = False, state: bool = False) -> list[Any]:
+    """The CSV_FIELDS cells of result (then the STATE_FIELDS with state, and the meta cell with
+    meta_column). None is an empty cell; a boolean is ``true`` or ``false``, as in the jsonl
+    record and the meta column (spec 2.4), not Python's ``True``."""
+    record = record_of(result, state=state)
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
     record["error_message"] = error["message"] if error else None
-    row = [_cell(record[name]) for name in CSV_FIELDS]
+    row = [_cell(record[name]) for name in csv_columns(state)]
     if meta_column:
         meta = record.get("meta")
         row.append("" if meta is None else to_json(meta, separators=(",", ":")))
@@ -163,19 +173,26 @@ def _cell(value: Any) -> Any:
     return csv_text(value) if isinstance(value, str) else value
 
 
+def csv_columns(state: bool = False) -> tuple[str, ...]:
+    """The csv columns of a record, but the meta column."""
+    return (*CSV_FIELDS, *STATE_FIELDS) if state else CSV_FIELDS
+
+
 class CsvFormatter:
     """Formats one CSV row at a time, so that rows can go to a stream or a console alike."""
 
-    def __init__(self, meta_column: bool = False) -> None:
+    def __init__(self, meta_column: bool = False, state: bool = False) -> None:
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
         self.meta_column = meta_column
+        self.state = state
 
     def header(self) -> str:
-        return self._format([*CSV_FIELDS, CSV_META_FIELD] if self.meta_column else list(CSV_FIELDS))
+        columns = csv_columns(self.state)
+        return self._format([*columns, CSV_META_FIELD] if self.meta_column else list(columns))
 
     def __call__(self, result: Result) -> str:
-        return self._format(csv_row(result, self.meta_column))
+        return self._format(csv_row(result, self.meta_column, self.state))
 
     def _format(self, row: list[Any]) -> str:
         self._buffer.seek(0)
@@ -185,13 +202,20 @@ class CsvFormatter:
 
 
 def make_formatter(
-    name: str, include_body: bool = False, meta_column: bool = False
+    name: str, include_body: bool = False, meta_column: bool = False, state: bool = False
 ) -> tuple[Callable[[Result], str], str]:
     """The formatting function for a format name, and the header line it needs first.
-    meta_column adds CSV_META_FIELD to csv (jsonl has ``meta`` when the input gave one)."""
+    meta_column adds CSV_META_FIELD to csv (jsonl has ``meta`` when the input gave one); state
+    adds the STATE_FIELDS to jsonl and csv."""
     if name == "jsonl":
-        return (format_jsonl_with_body if include_body else format_jsonl), ""
+        if not state:
+            return (format_jsonl_with_body if include_body else format_jsonl), ""
+        return functools.partial(_jsonl_with, include_body=include_body, state=state), ""
     if name == "csv":
-        formatter = CsvFormatter(meta_column)
+        formatter = CsvFormatter(meta_column, state)
         return formatter, formatter.header()
     return format_text, ""
+
+
+def _jsonl_with(result: Result, include_body: bool, state: bool) -> str:
+    return to_json(record_of(result, include_body, state)) + "\n"

@@ -26,6 +26,9 @@ def summary_head(summary: Summary) -> list[str]:
         f"fetcher: {summary.ok} ok, {summary.failed} failed, {human_bytes(summary.bytes)}, "
         f"{summary.elapsed:.2f} s, {summary.rate:.1f} req/s"
     ]
+    if summary.changed or summary.not_modified or summary.skipped:
+        lines.append(f"  changed: {summary.changed}, not modified: {summary.not_modified}, "
+                     f"skipped as fresh: {summary.skipped}")  # fmt: skip
     if summary.interrupted_by:
         lines.append(f"  stopped by {summary.interrupted_by}")
     if summary.not_finished:

@@ -32,9 +32,10 @@ class ConsoleWriter:
         format_name: str,
         include_body: bool = False,
         meta_column: bool = False,
+        state: bool = False,
     ) -> None:
         self.console = console
-        self.format, header = make_formatter(format_name, include_body, meta_column)
+        self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.colour = format_name == "text"
         if header:
             self._print(header, "")

@@ -33,9 +33,10 @@ class StreamWriter:
         close_stream: bool = False,
         include_body: bool = False,
         meta_column: bool = False,
+        state: bool = False,
     ) -> None:
         self.stream = stream
-        self.format, header = make_formatter(format_name, include_body, meta_column)
+        self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.close_stream = close_stream
         if header:
             stream.write(header)

@@ -15,7 +15,7 @@ from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.observer import Observer
 from fetcher.results import Result
-from fetcher.run.messages import DispatchEnd, HardStop, InputEnd, Skipped, Stop
+from fetcher.run.messages import DispatchEnd, HardStop, InputEnd, PartialBegun, Skipped, Stop
 
 
 class Books:
@@ -58,6 +58,8 @@ class Books:
                 self.skip(job, dispatched)
             case InputEnd(count=count):
                 self.observer.on_total(count)
+            case PartialBegun(job=job, partial=partial):
+                self.observer.on_partial(job, partial)
             case DispatchEnd() | Stop() | HardStop():
                 pass
             case _:
@@ -107,6 +109,7 @@ class Books:
                 task.job, ErrorKind.OTHER, "interrupted before it finished",
                 attempts=max(task.attempt, 1), abandoned=True,
                 elapsed=0.0 if task.started is None else now - task.started,
+                partial=task.partial,  # --continue: what its body was written to so far
             )  # fmt: skip
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)

@@ -9,7 +9,7 @@ from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
 from fetcher.observer import Observer
 from fetcher.output.bodies import Bodies
-from fetcher.run.dispatcher import JobSource
+from fetcher.run.dispatcher import JobSource, Lookup
 from fetcher.run.engine import Run
 from fetcher.run.executor import Executor
 from fetcher.run.processes import ProcessExecutor
@@ -26,12 +26,14 @@ def build_run(
     jar: CookieJar | None = None,
     on_pause: PauseListener | None = None,
     sessions: SessionPool | None = None,
+    lookup: Lookup | None = None,
 ) -> Run:
     """A run over source whose records go to observer: fetched by this process's threads, or
     by ``settings.processes`` worker processes (each of which builds its own run here).
 
     sessions: the pool of this process's threads (made here when None); the run closes every
-    session in it at the end unless a request was abandoned mid-flight."""
+    session in it at the end unless a request was abandoned mid-flight. lookup: the state's,
+    for each job read (the parent's only: a worker process gets its jobs with their Prior)."""
     stopping = threading.Event()
     executor: Executor
     if settings.processes > 1:
@@ -40,4 +42,4 @@ def build_run(
         sessions = sessions or SessionPool(settings, jar)
         fetcher = Fetcher(settings, sessions, bodies)
         executor = ThreadExecutor(settings, fetcher, stopping, on_pause)
-    return Run(settings, source, executor, observer, stopping)
+    return Run(settings, source, executor, observer, stopping, lookup)

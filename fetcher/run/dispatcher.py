@@ -4,7 +4,7 @@ than a window of lines read and not yet recorded, so memory is flat on endless i
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from fetcher.errors import ErrorKind
@@ -37,6 +37,11 @@ class JobSource(Protocol):
     def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
 
 
+# Called for each valid job as it is read: a Result to record at once instead of fetching it
+# (--skip-fresh), or None. May attach what it knows to the job (fetcher.state.lookup).
+Lookup = Callable[[Job], Result | None]
+
+
 class Dispatcher:
     """Reads jobs, admits each into the window (a semaphore the calling thread releases as
     records are written), adds it to the books and hands it on in batches of the executor's
@@ -49,8 +54,10 @@ class Dispatcher:
         books: Books,
         inbox: Inbox,
         stopping: threading.Event,
+        lookup: Lookup | None = None,
     ) -> None:
         self.source = source
+        self.lookup = lookup
         self.executor = executor
         self.books = books
         self.inbox = inbox
@@ -113,6 +120,9 @@ class Dispatcher:
             self.books.add(task)
             if job.invalid is not None:
                 self.inbox(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
+                continue
+            if self.lookup is not None and (known := self.lookup(job)) is not None:
+                self.inbox(known)
                 continue
             self._batch.append(task)
             if len(self._batch) >= self.executor.batch_size:

@@ -20,7 +20,7 @@ import time
 
 from fetcher.observer import Observer
 from fetcher.run.books import Books
-from fetcher.run.dispatcher import Dispatcher, JobSource
+from fetcher.run.dispatcher import Dispatcher, JobSource, Lookup
 from fetcher.run.executor import Executor
 from fetcher.run.hard_stop import HARD_STOP_LIMIT, HardStopper
 from fetcher.run.mailbox import Mailbox
@@ -42,6 +42,7 @@ class Run:
         executor: Executor,
         observer: Observer,
         stopping: threading.Event | None = None,
+        lookup: Lookup | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -51,14 +52,11 @@ class Run:
         self.stopping = stopping or threading.Event()
         self.books = Books(observer, settings.ordered, self._output_gone)
         self.mailbox = Mailbox(self.stopping, self._give_room, self._idle, executor.window >= 16)
-        self.dispatcher = Dispatcher(source, executor, self.books, self.mailbox.put, self.stopping)
+        self.dispatcher = Dispatcher(
+            source, executor, self.books, self.mailbox.put, self.stopping, lookup
+        )
         self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put)
         self.stopped_by: ExitStatus | None = None
-
-    @property
-    def abandoned(self) -> int:
-        """Requests still in flight when the grace period ran out."""
-        return self.books.abandoned
 
     def request_stop(self, reason: ExitStatus) -> None:
         """Stop dispatching; in-flight jobs get the grace period. Safe in a signal handler."""

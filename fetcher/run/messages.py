@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetcher.input.jobs import Job
+from fetcher.results import Partial
 from fetcher.status import ExitStatus
 
 # Where executors and the dispatcher put their messages: the run's queue.
@@ -23,6 +24,14 @@ class Skipped:
 
     job: Job
     dispatched: bool  # False: the dispatcher stopped before handing it on (not yet counted)
+
+
+@dataclass(slots=True)
+class PartialBegun:
+    """--continue: a resumable body of job is being written to a partial file."""
+
+    job: Job
+    partial: Partial
 
 
 @dataclass(slots=True)

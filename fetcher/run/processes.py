@@ -29,11 +29,12 @@ from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
 from fetcher.output.paths import host_folder, name_parts
 from fetcher.results import Result, host_of
-from fetcher.run.messages import Inbox, Skipped
+from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.signals import on_hard_exit
 from fetcher.run.wire import (
     BATCH,
     HostPause,
+    PartialNote,
     WireResult,
     WorkerCookies,
     WorkerSetup,
@@ -212,6 +213,8 @@ class ProcessExecutor:
                 self._lose(index)
             case WorkerCookies(cookies=cookies):
                 self._received_cookies.append(cookies)
+            case PartialNote(seq=seq, partial=partial) if seq in self._out:  # this thread pops
+                self._inbox(PartialBegun(self._out[seq][1].job, partial))
             case HostPause():
                 for worker in self.workers:
                     if worker.index != index:

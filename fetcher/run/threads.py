@@ -14,7 +14,7 @@ from fetcher.http.fetch import Attempt, Fetcher
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
-from fetcher.run.messages import Inbox
+from fetcher.run.messages import Inbox, PartialBegun
 from fetcher.run.scheduler import Scheduler
 from fetcher.settings import Settings
 
@@ -49,6 +49,8 @@ class ThreadExecutor:
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
+        if self.fetcher.resumer is not None:
+            self.fetcher.resumer.on_partial = lambda job, partial: inbox(PartialBegun(job, partial))
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
         for _ in range(workers):

@@ -10,27 +10,29 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from fetcher.input.jobs import Job
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.settings import Settings
 
 BATCH = 32  # jobs or results sent in one message, at most, per worker
 # What a worker sends back for one job: its seq and every field of its Result but the job.
 RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
 
-# A job as sent to a worker: seq, target, method, headers, data, output.
-WireJob = tuple[int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None]
+# A job as sent to a worker: seq, target, method, headers, data, output, prior (--state).
+WireJob = tuple[
+    int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None, Any
+]
 # A result as sent back: (seq, *fields), or the bare seq of a job the worker never started.
 WireResult = tuple[Any, ...] | int
 
 
 def job_to_wire(job: Job) -> WireJob:
-    return (job.seq, job.target, job.method, job.headers, job.data, job.output)
+    return (job.seq, job.target, job.method, job.headers, job.data, job.output, job.prior)
 
 
 def job_from_wire(wire: WireJob) -> Job:
-    seq, target, method, headers, data, output = wire
+    seq, target, method, headers, data, output, prior = wire
     return Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
-               output=output)  # fmt: skip
+               output=output, prior=prior)  # fmt: skip
 
 
 def result_to_wire(result: Result) -> WireResult:
@@ -59,6 +61,15 @@ class WorkerCookies:
     """A worker's last message with -c: the cookies its sessions held at the end."""
 
     cookies: list[Cookie]
+
+
+@dataclass(slots=True)
+class PartialNote:
+    """--continue: the body of the job seq is being written to a partial file (relayed by the
+    parent to its state as a PartialBegun)."""
+
+    seq: int
+    partial: Partial
 
 
 @dataclass(slots=True)

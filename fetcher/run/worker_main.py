@@ -16,13 +16,14 @@ from fetcher.http.cookies import copy_into
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
 from fetcher.output.bodies import Bodies, remove_live_temporaries
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
 from fetcher.run.wire import (
     BATCH,
     HostPause,
     Outbox,
+    PartialNote,
     WireResult,
     WorkerCookies,
     WorkerSetup,
@@ -80,6 +81,10 @@ class WireObserver:
     def on_skipped(self, job: Job) -> None:
         self.batch.append(job.seq)
         self.on_idle()
+
+    def on_partial(self, job: Job, partial: Partial) -> None:
+        self.on_idle()  # results first: the parent hears of this job's partial in order
+        self.outbox.send(PartialNote(job.seq, partial))
 
     def on_total(self, count: int) -> None:
         """Nothing to tell: the parent counts its own input."""
@@ -139,13 +144,17 @@ def _send_pause(results: Outbox, pause: HostPause) -> None:
 
 def follow_pauses(run: Run, control: Connection) -> None:
     """A thread that applies the pauses other workers received, relayed by the parent, until
-    the pipe ends."""
+    the pipe ends. The parent closes it only once this process has ended: its end while this
+    process runs means the parent was killed outright, and a worker does not outlive it (it
+    would go on writing files, under --continue the very partial files the next run resumes)."""
 
     def follow() -> None:
         with contextlib.suppress(EOFError, OSError):
             while True:
                 pause = control.recv()
                 run.executor.pause(pause.host, pause.seconds)
+        remove_live_temporaries()
+        os._exit(int(ExitStatus.TERMINATED))
 
     threading.Thread(target=follow, name="fetcher-pauses", daemon=True).start()
 

@@ -1,0 +1,120 @@
+"""--continue: a download cut short keeps its partial file, and a later attempt (in this run or
+the next) asks for the rest with ``Range`` validated by ``If-Range`` (RFC 9110 14.2, 13.1.5).
+
+Only a body sent as it is (no Content-Encoding: ranges count the encoded bytes) with a strong
+ETag or a Last-Modified date is resumable. A 206 is taken only when it starts exactly where the
+file ends and still carries the same validator; anything else starts the body again from its
+first byte, so a resource that changed meanwhile is saved whole in its new version, never
+spliced onto the old one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+import requests
+
+from fetcher.http.task import Task
+from fetcher.input.jobs import Job
+from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
+from fetcher.results import Partial, Result
+
+# Told when a resumable download has begun, before a byte is written: where its file is, so
+# that the state can find it even after a SIGKILL.
+PartialListener = Callable[[Job, Partial], None]
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)$")
+
+
+def validator_of(response: requests.Response) -> str | None:
+    """What If-Range may carry for this response: its strong ETag, else its Last-Modified; None
+    when it has neither or when its body is encoded."""
+    headers = response.headers
+    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+        return None
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def range_start(response: requests.Response) -> int | None:
+    """The first byte of a 206's Content-Range, or None."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    return int(match[1]) if match else None
+
+
+class Resumer:
+    """Chooses each response's body output under --continue, and keeps each task's partial
+    file (``task.partial``) up to date. One per Fetcher; thread-safe (state lives in tasks)."""
+
+    def __init__(self, bodies: Bodies, on_partial: PartialListener | None = None) -> None:
+        self.bodies = bodies
+        self.on_partial = on_partial
+
+    def reopen(self, task: Task) -> tuple[SavedFile | None, dict[str, str]]:
+        """Before an attempt: the task's partial file, open, and the headers asking for the
+        rest of it; (None, {}) when there is none or it cannot be continued."""
+        partial = task.partial
+        if partial is None:
+            return None, {}
+        kept = self.bodies.reopen(task.job.target, task.job.output, partial.path)
+        if kept is None:
+            task.partial = None
+            return None, {}
+        headers = {"Range": f"bytes={kept.kept}-", "If-Range": partial.validator,
+                   "Accept-Encoding": "identity"}  # fmt: skip
+        return kept, headers
+
+    def output(
+        self,
+        response: requests.Response,
+        task: Task,
+        kept: SavedFile | None,
+        ok: bool,
+        head: bool,
+        remote: RemoteFile | None = None,
+    ) -> BodyOutput | None:
+        """Where this response's body goes: on into the kept file for a 206 that continues it
+        (with -R, the time this response gives); else a new file (resumable when the response
+        allows), the kept one removed. remote: what -J and -R take from the response."""
+        status = response.status_code
+        if kept is not None and task.partial is not None:
+            if status == 206 and self._continues(response, kept, task.partial):
+                kept.modified = remote.modified if remote is not None else None
+                return BodyOutput(kept, None)
+            if 200 <= status < 300:
+                kept.discard()  # the whole body again (it changed), or a range not asked for
+                task.partial = None
+            else:
+                kept.abort()  # an error page: the partial file waits for a later attempt
+        validator = validator_of(response) if ok and 200 <= status < 300 and not head else None
+        output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
+                                  resumable=validator is not None, remote=remote)  # fmt: skip
+        if validator is not None and output is not None and output.saved is not None:
+            task.partial = Partial(output.saved.path, validator, 0)
+            if self.on_partial is not None:
+                self.on_partial(task.job, task.partial)
+        return output
+
+    @staticmethod
+    def _continues(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
+        etag = response.headers.get("ETag")
+        same = etag is None or etag == partial.validator or not partial.validator.startswith('"')
+        return same and range_start(response) == kept.kept
+
+    @staticmethod
+    def settle(task: Task, result: Result) -> None:
+        """After an attempt: an ok body leaves no partial; a failed one says how far it got
+        (for the state, which the next run reads)."""
+        partial = task.partial
+        if result.ok or partial is None:
+            task.partial = None
+            return
+        try:
+            size = os.stat(partial.path, follow_symlinks=False).st_size
+        except OSError:
+            task.partial = None  # removed meanwhile: nothing to continue
+            return
+        result.partial = task.partial = Partial(partial.path, partial.validator, size)

@@ -1,0 +1,98 @@
+"""The --state file: an SQLite database in WAL mode, its schema, its migrations and its lock.
+
+WAL lets the dispatcher read while the record writer writes, and with ``synchronous=NORMAL`` a
+commit is one append to the log: a process killed at any moment loses at most the transaction
+it was in, never the file. One run at a time: the file is locked with ``flock`` for the whole
+run, and a second run is refused at once instead of waiting on SQLite's busy lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+
+# The schema, version by version: MIGRATIONS[n] takes a database from user_version n to n + 1.
+# Never edit a step once released; add one. docs/state.md documents the latest.
+MIGRATIONS = (
+    """
+    CREATE TABLE urls (
+        url TEXT PRIMARY KEY NOT NULL,
+        ok INTEGER NOT NULL,
+        status INTEGER,
+        error_kind TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        sha256 BLOB,
+        path TEXT,
+        fetched_at INTEGER NOT NULL,
+        form INTEGER NOT NULL DEFAULT 0,
+        line BLOB,
+        header BLOB,
+        partial TEXT,
+        partial_from TEXT,
+        partial_bytes INTEGER
+    ) WITHOUT ROWID;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state
+
+
+class StateError(Exception):
+    """The state file cannot be used: in use by another run, not a database, too new."""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are begun explicitly), usable from the
+    thread that is handed it (``check_same_thread`` off: one thread at a time uses it)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+    connection.execute("PRAGMA busy_timeout = 5000")
+    return connection
+
+
+def lock(path: str) -> int:
+    """Open path (created empty if missing: an empty file is an empty database) and lock it
+    for this process; return the descriptor, which holds the lock until it is closed. The lock
+    is ``flock``'s, which SQLite's own POSIX locks do not touch, and dies with the process.
+    Raises StateError when another run holds it, OSError when path cannot be opened."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StateError("is in use by another fetcher run (one run per state file)") from None
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """WAL mode and the latest schema: a new database is created, an older one migrated step by
+    step, each step in its own transaction. Raises StateError for a file that is not an SQLite
+    database or that a newer fetcher wrote."""
+    try:
+        if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise StateError("cannot be put in WAL mode (is it on a network file system?)")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"is not a fetcher state database ({exc})") from None
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
+        )
+    if version == 0 and _has_tables(connection):
+        raise StateError("is an SQLite database, but not a fetcher state")
+    for step in range(version, SCHEMA_VERSION):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute(MIGRATIONS[step])
+        connection.execute(f"PRAGMA user_version = {step + 1}")
+        connection.execute("COMMIT")
+
+
+def _has_tables(connection: sqlite3.Connection) -> bool:
+    count: int = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return count > 0

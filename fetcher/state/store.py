@@ -1,0 +1,169 @@
+"""A run's --state: per-URL lookups as the input is read, results written as records are.
+
+Lookups stream with the input, one primary-key read per URL on the dispatcher's connection, so
+memory does not grow with the state. Writes go through one connection on the thread that writes
+the records, in transactions committed every COMMIT_ROWS rows and whenever the writer is idle
+(at least every tenth of a second while results come): a crash loses at most that much.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+
+from fetcher.errors import ErrorKind
+from fetcher.input.jobs import Job
+from fetcher.results import Partial, Result
+from fetcher.state import database
+from fetcher.state.prior import Prior
+
+COMMIT_ROWS = 2000
+FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is read back
+FORM_NAMES = {code: name for name, code in FORMS.items()}
+
+_LOOKUP = (
+    "SELECT ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from "
+    "FROM urls WHERE url = ?"
+)
+_FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 ORDER BY url"
+_UPSERT = """
+INSERT INTO urls (url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at,
+                  form, line, header, partial, partial_from, partial_bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (url) DO UPDATE SET
+    ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
+    etag = iif(excluded.ok, excluded.etag, etag),
+    last_modified = iif(excluded.ok, excluded.last_modified, last_modified),
+    sha256 = iif(excluded.ok, excluded.sha256, sha256),
+    path = iif(excluded.ok, excluded.path, path),
+    fetched_at = excluded.fetched_at, form = excluded.form, line = excluded.line,
+    header = excluded.header,
+    partial = iif(excluded.ok, NULL, coalesce(excluded.partial, partial)),
+    partial_from = iif(excluded.ok, NULL, coalesce(excluded.partial_from, partial_from)),
+    partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes))
+"""
+# A download under --continue has begun: where its partial file is, before it can be cut off.
+_PARTIAL = """
+INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)
+VALUES (?, 0, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (url) DO UPDATE SET
+    partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL
+"""
+
+
+class State:
+    """The open --state file of one run: locked, migrated, with a connection for lookups and
+    one for writes. ``close`` commits what is pending and releases the lock."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = database.lock(path)
+        try:
+            self._writer = database.connect(path)
+            database.prepare(self._writer)
+            self._reader = database.connect(path)
+        except sqlite3.DatabaseError as exc:
+            os.close(self._lock)
+            raise database.StateError(f"is not a fetcher state database ({exc})") from None
+        except BaseException:
+            os.close(self._lock)
+            raise
+        self._pending = 0
+        self._in_transaction = False
+
+    # -- lookups (the dispatcher's thread) ------------------------------------------------------
+
+    def lookup(self, url: str) -> Prior | None:
+        row = self._reader.execute(_LOOKUP, (url,)).fetchone()
+        if row is None:
+            return None
+        ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
+        return Prior(bool(ok), fetched_at, etag, last_modified,
+                     sha256.hex() if sha256 is not None else None, path, partial,
+                     partial_from)  # fmt: skip
+
+    def failed_lines(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """(input format, line, csv header or b"") of every URL whose last result failed, as
+        they were read: --retry-failed's input. Streams from a snapshot of the state taken at
+        the first row, so that the rows this run writes do not come back."""
+        for url, form, line, header in self._reader.execute(_FAILED):
+            text = line if line is not None else url.encode()
+            yield FORM_NAMES.get(form, "lines"), text, header or b""
+
+    # -- writes (the records' thread) -----------------------------------------------------------
+
+    def record(self, result: Result) -> None:
+        """Write result's row (a skipped URL and an invalid line have none) and fill in what the
+        state knows for its record: ``changed``, and a 304's hash."""
+        job, prior = result.job, result.job.prior
+        if result.skipped or result.error_kind is ErrorKind.INVALID_URL:
+            return
+        if result.not_modified and prior is not None:
+            result.sha256 = result.sha256 if result.bytes else prior.sha256
+            result.etag = result.etag or prior.etag
+            result.last_modified = result.last_modified or prior.last_modified
+            result.path = result.path or prior.path
+        if result.ok:
+            result.changed = not result.not_modified and (
+                prior is None or prior.sha256 != result.sha256
+            )
+        sha256 = bytes.fromhex(result.sha256) if result.ok and result.sha256 else None
+        kept = _partial_columns(result.partial)
+        self._write(_UPSERT, (job.target, result.ok, result.status,
+                              None if result.error_kind is None else str(result.error_kind),
+                              result.etag, result.last_modified, sha256, result.path,
+                              int(time.time()), *_line_of(job), *kept))  # fmt: skip
+        if self._pending >= COMMIT_ROWS:
+            self.commit()
+
+    def partial_begun(self, job: Job, path: str, validator: str) -> None:
+        """--continue: a download of job is being written to path, resumable with validator."""
+        self._write(_PARTIAL, (job.target, int(time.time()), *_line_of(job), path, validator))
+
+    def commit(self) -> None:
+        if self._in_transaction:
+            self._writer.execute("COMMIT")
+            self._in_transaction = False
+            self._pending = 0
+
+    def close(self) -> None:
+        """Commit, close both connections, release the lock. Idempotent."""
+        if self._lock < 0:
+            return
+        try:
+            self.commit()
+        finally:
+            self._reader.close()
+            self._writer.close()
+            os.close(self._lock)
+            self._lock = -1
+
+    def _write(self, sql: str, row: tuple[object, ...]) -> None:
+        if not self._in_transaction:
+            self._writer.execute("BEGIN")
+            self._in_transaction = True
+        self._writer.execute(sql, row)
+        self._pending += 1
+
+
+def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
+    """partial, partial_from and partial_bytes: how far a download cut short got (the file's
+    size now, when the result could not know it: one abandoned in flight)."""
+    if partial is None:
+        return None, None, None
+    size: int | None = partial.size
+    if not size:
+        try:
+            size = os.stat(partial.path, follow_symlinks=False).st_size
+        except OSError:
+            size = None
+    return partial.path, partial.validator, size
+
+
+def _line_of(job: Job) -> tuple[int, bytes | None, bytes | None]:
+    """form, line and header columns: the line as read, NULL when it is the URL itself."""
+    raw = job.raw
+    line = None if raw == job.target.encode() else raw
+    return FORMS[job.input_format], line, job.header

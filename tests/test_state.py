@@ -1,0 +1,230 @@
+"""--state (spec section 3): conditional re-fetch, changed, --skip-fresh, --retry-failed, the
+lock, the schema; against a real local origin that honours validators (tests/resources.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.conftest import invoke
+from tests.resources import Origin, resource
+from tests.servers import records
+
+
+@pytest.fixture
+def origin(httpserver: HTTPServer) -> Origin:
+    served = Origin()
+    httpserver.expect_request("").respond_with_handler(served)
+    return served
+
+
+def fetch(*args: str) -> list[dict]:
+    result = invoke(["--format", "jsonl", "-q", *args])
+    assert result.exit_code in (0, 1, 3), result.output
+    return records(result.stdout)
+
+
+def by_url(found: list[dict]) -> dict[str, dict]:
+    return {record["url"]: record for record in found}
+
+
+@pytest.mark.parametrize(
+    ("etag", "dated", "sent"),
+    [(True, False, {"if-none-match"}), (False, True, {"if-modified-since"}),
+     (True, True, {"if-none-match", "if-modified-since"})],
+    ids=["etag-only", "last-modified-only", "both"],
+)  # fmt: skip
+def test_a_second_run_sends_the_validators_it_was_given_and_a_304_is_ok_and_unchanged(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, etag: bool, dated: bool, sent: set[str]
+) -> None:
+    origin.resources["/a"] = resource(b"alpha\n", etag=etag, dated=dated)
+    url, state = httpserver.url_for("/a"), str(tmp_path / "state.db")
+    [first] = fetch("--state", state, url)
+    assert first["ok"] and first["status"] == 200 and first["changed"] is True
+    assert first["not_modified"] is False and first["skipped"] is False
+    assert not {"if-none-match", "if-modified-since"} & set(origin.requests_for("/a")[0])
+    [second] = fetch("--state", state, url)
+    headers = origin.requests_for("/a")[1]
+    unsent = {"if-none-match", "if-modified-since"} - sent
+    assert sent <= set(headers) and not unsent & set(headers)
+    assert second["status"] == 304 and second["ok"] is True and second["not_modified"] is True
+    assert second["changed"] is False
+    assert second["sha256"] == first["sha256"]  # the unchanged body's, from the state
+
+
+def test_a_changed_resource_is_fetched_whole_and_changed_says_so(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/a"] = resource(b"one\n", version=1)
+    origin.resources["/b"] = resource(b"same\n", version=1)
+    state, out = str(tmp_path / "state.db"), tmp_path / "out"
+    urls = [httpserver.url_for("/a"), httpserver.url_for("/b")]
+    fetch("--state", state, "-o", str(out), *urls)
+    origin.resources["/a"] = resource(b"two, longer\n", version=2)
+    new_url = httpserver.url_for("/c")
+    origin.resources["/c"] = resource(b"new\n")
+    found = by_url(fetch("--state", state, "-o", str(out), *urls, new_url))
+    assert found[urls[0]]["status"] == 200 and found[urls[0]]["changed"] is True
+    assert Path(found[urls[0]]["path"]).read_bytes() == b"two, longer\n"
+    assert found[urls[1]]["status"] == 304 and found[urls[1]]["changed"] is False
+    assert found[new_url]["changed"] is True  # new to the state
+    assert json.loads(json.dumps([r for r in found.values() if r["changed"]]))  # jq's select
+
+
+def test_a_304_keeps_the_saved_file_bytes_mtime_and_inode(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/keep"] = resource(b"keep me\n")
+    state, out, url = str(tmp_path / "s.db"), tmp_path / "out", httpserver.url_for("/keep")
+    [first] = fetch("--state", state, "-o", str(out), url)
+    saved = Path(first["path"])
+    os.utime(saved, (1_000_000, 1_000_000))
+    before = saved.stat()
+    [second] = fetch("--state", state, "-o", str(out), url)
+    after = saved.stat()
+    assert second["status"] == 304 and second["path"] == first["path"]
+    assert saved.read_bytes() == b"keep me\n"
+    assert (after.st_ino, after.st_mtime, after.st_size) == (before.st_ino, 1_000_000, 8)
+
+
+def test_a_saved_file_that_is_gone_is_fetched_again_unconditionally(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/gone"] = resource(b"again\n")
+    state, out, url = str(tmp_path / "s.db"), tmp_path / "out", httpserver.url_for("/gone")
+    [first] = fetch("--state", state, "-o", str(out), url)
+    Path(first["path"]).unlink()
+    [second] = fetch("--state", state, "-o", str(out), url)
+    assert "if-none-match" not in origin.requests_for("/gone")[1]
+    assert second["status"] == 200 and Path(second["path"]).read_bytes() == b"again\n"
+    assert second["changed"] is False  # the same bytes as the state's
+
+
+def test_skip_fresh_skips_what_was_fetched_ok_recently_and_records_it(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/ok"] = resource(b"ok\n")
+    state = str(tmp_path / "s.db")
+    ok, missing = httpserver.url_for("/ok"), httpserver.url_for("/missing")
+    fetch("--state", state, ok, missing)
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "--skip-fresh", "1h", ok,
+                     missing])  # fmt: skip
+    found = by_url(records(result.stdout))
+    assert found[ok]["skipped"] is True and found[ok]["ok"] is True
+    assert found[ok]["sha256"] is not None and found[ok]["changed"] is False
+    assert found[missing]["skipped"] is False and found[missing]["status"] == 404
+    assert len(origin.requests_for("/ok")) == 1  # not asked again
+    assert result.exit_code == 1  # the 404 still failed
+
+
+def test_retry_failed_fetches_only_the_last_failures_with_their_input_lines(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/fine"] = resource(b"fine\n")
+    state, listing = str(tmp_path / "s.db"), tmp_path / "in.jsonl"
+    fine, broken = httpserver.url_for("/fine"), httpserver.url_for("/broken")
+    lines = [json.dumps({"url": fine, "tag": "f"}), json.dumps({"url": broken, "tag": "b"})]
+    listing.write_text("\n".join(lines) + "\n")
+    first = fetch("--state", state, "--input-format", "jsonl", "-i", str(listing))
+    assert {r["url"]: r["ok"] for r in first} == {fine: True, broken: False}
+    origin.resources["/broken"] = resource(b"mended\n")
+    [retried] = fetch("--state", state, "--retry-failed")
+    assert retried["url"] == broken and retried["ok"] is True and retried["meta"] == {"tag": "b"}
+    assert fetch("--state", state, "--retry-failed") == []  # nothing failed any more
+    assert len(origin.requests_for("/fine")) == 1
+
+
+def test_retry_failed_with_urls_or_without_state_is_a_usage_error(tmp_path: Path) -> None:
+    state = str(tmp_path / "s.db")
+    given = invoke(["--state", state, "--retry-failed", "http://127.0.0.1:9/x"])
+    assert given.exit_code == 2 and "--retry-failed takes its URLs from --state" in given.output
+    for option in (["--retry-failed"], ["--skip-fresh", "1h"], ["--continue", "-o", str(tmp_path)]):
+        alone = invoke([*option, "http://127.0.0.1:9/x"])
+        assert alone.exit_code == 2 and "needs --state FILE" in alone.output
+
+
+def test_a_state_in_use_is_refused_at_once_without_a_request(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    from fetcher.state.store import State
+
+    state = str(tmp_path / "s.db")
+    holder = State(state)  # another run holds it
+    try:
+        started = time.monotonic()
+        result = invoke(["--state", state, httpserver.url_for("/a")])
+        took = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.exit_code == 2 and took < 1.0
+    assert "in use by another fetcher run" in result.output
+    assert origin.seen == []
+
+
+def test_a_file_that_is_not_a_state_is_a_usage_error(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("these are my notes, not a database\n" * 10)
+    result = invoke(["--state", str(text), "http://127.0.0.1:9/x"])
+    assert result.exit_code == 2 and "not a fetcher state" in result.output
+    assert text.read_text().startswith("these are my notes")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE mine (x)")
+    result = invoke(["--state", str(other), "http://127.0.0.1:9/x"])
+    assert result.exit_code == 2 and "not a fetcher state" in result.output
+
+
+def test_the_schema_is_versioned_and_readable_with_sqlite(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    from fetcher.state.database import SCHEMA_VERSION
+
+    origin.resources["/a"] = resource(b"alpha\n")
+    state = tmp_path / "s.db"
+    url, missing = httpserver.url_for("/a"), httpserver.url_for("/no")
+    record = by_url(fetch("--state", str(state), url, missing))[url]
+    with sqlite3.connect(state) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        rows = dict(db.execute("SELECT url, lower(hex(sha256)) FROM urls WHERE ok").fetchall())
+        failed = db.execute("SELECT url, status, error_kind FROM urls WHERE NOT ok").fetchall()
+    assert rows == {httpserver.url_for("/a"): record["sha256"]}
+    assert failed == [(httpserver.url_for("/no"), 404, "http")]
+
+
+def test_a_state_written_by_a_newer_fetcher_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    from fetcher.state.database import SCHEMA_VERSION
+
+    newer = tmp_path / "newer.db"
+    with sqlite3.connect(newer) as db:
+        db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    result = invoke(["--state", str(newer), "http://127.0.0.1:9/x"])
+    assert result.exit_code == 2 and "written by a newer fetcher" in result.output
+    with sqlite3.connect(newer) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+
+
+def test_an_older_state_is_migrated_step_by_step(tmp_path: Path, monkeypatch) -> None:
+    """A version-1 file read by a fetcher whose schema has a second step gets that step, in
+    place, and keeps its rows."""
+    from fetcher.state import database
+    from fetcher.state.store import State
+
+    path = tmp_path / "old.db"
+    State(str(path)).close()  # version 1
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO urls (url, ok, fetched_at) VALUES ('http://a/', 1, 0)")
+    step = "ALTER TABLE urls ADD COLUMN note TEXT"
+    monkeypatch.setattr(database, "MIGRATIONS", (*database.MIGRATIONS, step))
+    monkeypatch.setattr(database, "SCHEMA_VERSION", len(database.MIGRATIONS))
+    State(str(path)).close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("SELECT url, note FROM urls").fetchall() == [("http://a/", None)]

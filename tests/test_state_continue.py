@@ -1,0 +1,158 @@
+"""--continue (spec section 3): a download cut short, even by SIGKILL, is resumed by the next
+run with Range + If-Range and ends with the whole body's sha256; a resource that changed
+meanwhile is saved whole in its new version, never spliced."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.conftest import invoke, run_background
+from tests.resources import Origin, Resource, origin_server, resource
+from tests.servers import records, wait_for
+
+BIG = 20 * 1024 * 1024
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[HTTPServer, Origin]]:
+    with origin_server() as running:
+        yield running
+
+
+def big_body(seed: int) -> bytes:
+    block = hashlib.sha256(f"block {seed}".encode()).digest() * 2048  # 64 KiB
+    return block * (BIG // len(block))
+
+
+def partial_row(state: Path, url: str) -> tuple[str | None, str | None]:
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT partial, partial_from FROM urls WHERE url = ?", (url,))
+            return row.fetchone() or (None, None)
+    except sqlite3.OperationalError:
+        return None, None  # not created yet
+
+
+def kill_mid_download(args: list[str], state: Path, url: str, out: Path) -> tuple[Path, int]:
+    """Start fetcher, wait until its partial file holds at least 1 MiB and the state knows it,
+    SIGKILL it; return the partial file and its size."""
+    process = run_background(args)
+    try:
+        wait_for(lambda: partial_row(state, url)[0] is not None, "the state to know the partial")
+        path = Path(partial_row(state, url)[0] or "")
+        wait_for(lambda: path.exists() and path.stat().st_size >= 1 << 20, "1 MiB written")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        process.stdout.close()  # type: ignore[union-attr]
+        process.stderr.close()  # type: ignore[union-attr]
+    assert not any(p.is_file() and not p.name.startswith(".fetcher-") for p in out.rglob("*"))
+    return path, path.stat().st_size
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_continue_after_sigkill_asks_for_the_rest_and_ends_with_the_whole_sha256(
+    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str
+) -> None:
+    server, origin = served
+    body = big_body(1)
+    origin.resources["/big"] = slow = resource(body)
+    slow.chunk_delay = 0.02  # about 6 s for 20 MiB: killed long before the end
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", "--processes", processes, url]
+    partial, kept = kill_mid_download([*args, "-q"], state, url, out)
+    slow.chunk_delay = 0.0
+    result = invoke(["--format", "jsonl", "-q", *args])
+    [record] = records(result.stdout)
+    resumed = origin.requests_for("/big")[-1]
+    assert resumed["range"] == f"bytes={kept}-" and resumed["if-range"] == slow.etag
+    assert record["ok"] and record["status"] == 206 and record["bytes"] == len(body)
+    assert record["sha256"] == hashlib.sha256(body).hexdigest()
+    assert Path(record["path"]).read_bytes() == body
+    assert not partial.exists() and not list(out.rglob(".fetcher-*"))
+    assert partial_row(state, url) == (None, None)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_resource_changed_meanwhile_is_saved_whole_never_spliced(
+    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str
+) -> None:
+    server, origin = served
+    origin.resources["/big"] = slow = resource(big_body(1), version=1)
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", "--processes", processes, url]
+    kill_mid_download([*args, "-q"], state, url, out)
+    slow.chunk_delay = 0.0
+    new_body = big_body(2)[: BIG - 12345]
+    origin.resources["/big"] = new = resource(new_body, version=2)
+    [record] = records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+    asked = origin.requests_for("/big")[-1]
+    assert asked["if-range"] == slow.etag  # the old version's: the server sends the new whole
+    assert record["status"] == 200 and record["sha256"] == new.sha256
+    assert Path(record["path"]).read_bytes() == new_body
+    assert not list(out.rglob(".fetcher-*"))
+
+
+def test_a_416_starts_the_body_again_at_once(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    origin.resources["/big"] = slow = resource(big_body(3))
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", url]
+    kill_mid_download([*args, "-q"], state, url, out)
+    short = b"now much shorter\n"
+    origin.resources["/big"] = Resource(short, etag=slow.etag, last_modified=slow.last_modified)
+    [record] = records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+    statuses = [("range" in h) for h in origin.requests_for("/big")[-2:]]
+    assert statuses == [True, False]  # the range, refused (416); then the whole body
+    assert record["ok"] and record["status"] == 200 and record["bytes"] == len(short)
+    assert Path(record["path"]).read_bytes() == short
+
+
+def test_an_error_answer_to_the_range_keeps_the_partial_for_the_retry(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    body = big_body(5)
+    origin.resources["/big"] = slow = resource(body)
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", url]
+    _, kept = kill_mid_download([*args, "-q"], state, url, out)
+    slow.chunk_delay, slow.fail_next = 0.0, 1
+    [record] = records(invoke(["--format", "jsonl", "-q", "--backoff", "0", *args]).stdout)
+    ranges = [headers.get("range") for headers in origin.requests_for("/big")[-2:]]
+    assert ranges == [f"bytes={kept}-"] * 2  # the 503, then the retry, both for the rest
+    assert record["status"] == 206 and record["attempts"] == 2
+    assert record["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_without_continue_an_interrupted_download_leaves_no_partial(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    origin.resources["/big"] = slow = resource(big_body(4))
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    process = run_background(["--state", str(state), "-o", str(out), "-q", url])
+    try:
+        wait_for(lambda: any(p.stat().st_size > 1 << 20 for p in out.rglob(".fetcher-*")),
+                 "a partial file of 1 MiB")  # fmt: skip
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT)  # the second: exit at once
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+        process.communicate()
+    assert not list(out.rglob(".fetcher-*"))
+    assert partial_row(state, url) == (None, None)
