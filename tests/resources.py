@@ -24,6 +24,7 @@ class Resource:
     last_modified: str | None = None
     chunk_delay: float = 0.0  # seconds between 64 KiB chunks: a slow download
     fail_next: int = 0  # answer this many requests with a 503 first
+    disposition: str | None = None  # a Content-Disposition header to send (-J)
 
     @property
     def sha256(self) -> str:
@@ -67,6 +68,8 @@ class Origin:
             validators["ETag"] = item.etag
         if item.last_modified:
             validators["Last-Modified"] = item.last_modified
+        if item.disposition:
+            validators["Content-Disposition"] = item.disposition
         if _not_modified(item, headers):
             return Response(status=304, headers=validators)
         start = _range_start(item, headers)

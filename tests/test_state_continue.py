@@ -5,9 +5,11 @@ meanwhile is saved whole in its new version, never spliced."""
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import sqlite3
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,40 @@ def test_without_continue_an_interrupted_download_leaves_no_partial(
         process.communicate()
     assert not list(out.rglob(".fetcher-*"))
     assert partial_row(state, url) == (None, None)
+
+
+def test_a_resumed_download_gets_the_servers_time_with_remote_time(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    body = big_body(6)
+    origin.resources["/big"] = slow = resource(body)
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", "-R", url]
+    kill_mid_download([*args, "-q"], state, url, out)
+    slow.chunk_delay = 0.0
+    [record] = records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+    assert record["status"] == 206 and record["sha256"] == hashlib.sha256(body).hexdigest()
+    modified = parsedate_to_datetime(slow.last_modified or "").timestamp()
+    assert os.stat(record["path"]).st_mtime == modified  # set on the kept file too
+
+
+def test_remote_header_name_names_the_file_under_continue_and_keeps_no_partial(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    server, origin = served
+    body = big_body(7)
+    origin.resources["/dl/big"] = slow = resource(body)
+    slow.disposition = 'attachment; filename="named.bin"'
+    slow.chunk_delay = 0.02
+    url, state, out = server.url_for("/dl/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--format", "jsonl", "-q", "--state", str(state), "-o", str(out), "--continue", "-J"]
+    [cut] = records(invoke([*args, "--max-time", "0.5", url]).stdout)
+    assert cut["error"]["kind"] == "max_time"
+    # Named by -J, its folder is not the URL's, where --continue looks: not kept, started again
+    assert not list(out.rglob(".fetcher-*")) and partial_row(state, url) == (None, None)
+    slow.chunk_delay = 0.0
+    [record] = records(invoke([*args, url]).stdout)
+    assert record["status"] == 200 and Path(record["path"]).read_bytes() == body
+    assert Path(record["path"]) == out / f"127.0.0.1_{server.port}" / "named.bin"

@@ -78,7 +78,8 @@ class Resumer:
     ) -> BodyOutput | None:
         """Where this response's body goes: on into the kept file for a 206 that continues it
         (with -R, the time this response gives); else a new file (resumable when the response
-        allows), the kept one removed. remote: what -J and -R take from the response."""
+        allows, and not named by -J: a partial file is found again by the URL's name), the kept
+        one removed. remote: what -J and -R take from the response."""
         status = response.status_code
         if kept is not None and task.partial is not None:
             if status == 206 and self._continues(response, kept, task.partial):
@@ -90,6 +91,8 @@ class Resumer:
             else:
                 kept.abort()  # an error page: the partial file waits for a later attempt
         validator = validator_of(response) if ok and 200 <= status < 300 and not head else None
+        if remote is not None and remote.name is not None and task.job.output is None:
+            validator = None  # named by -J: its folder may not be the URL's, where reopen looks
         output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
                                   resumable=validator is not None, remote=remote)  # fmt: skip
         if validator is not None and output is not None and output.saved is not None:
