@@ -65,7 +65,7 @@ def resolves_to_loopback(host: str) -> bool:
 def readme_recipe() -> str:
     """The GNU parallel recipe of README.md, its continuation lines joined."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"\*\*GNU parallel.*?\n\n((?:    .*\n)+)", readme)
+    match = re.search(r"\*\*GNU parallel[^\n]*(?:\n[^\n]+)*\n\n((?:    .*\n)+)", readme)
     assert match, "README.md has no GNU parallel recipe"
     lines = [line.strip() for line in match[1].splitlines()]
     return " ".join(line.removesuffix("\\").strip() for line in lines)
