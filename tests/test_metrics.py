@@ -80,7 +80,8 @@ def test_special_values_are_spelled_as_the_format_spells_them():
 
 
 def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
-    summary = Summary(ok=5, failed=3, bytes=1234, not_attempted=2, duplicates=4, other_shards=6)
+    summary = Summary(ok=5, failed=3, bytes=1234, not_attempted=2, duplicates=4, other_shards=6,
+                      changed=1, not_modified=2, skipped=1)  # fmt: skip
     summary.by_kind = {ErrorKind.DNS: KindGroup(2), ErrorKind.HTTP: KindGroup(1)}
     summary.finished = summary.started + 2.5
     path = tmp_path / "fetcher.prom"
@@ -93,6 +94,8 @@ def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
     assert errors == {kind.value: {"dns": 2, "http": 1}.get(kind.value, 0) for kind in ErrorKind}
     assert by_label(samples, "fetcher_skipped_lines_total", "reason") == {
         "duplicate": 4, "other_shard": 6}  # fmt: skip
+    assert by_label(samples, "fetcher_state_urls_total", "state") == {
+        "changed": 1, "not_modified": 2, "skipped": 1}  # fmt: skip
     assert value(samples, "fetcher_bytes_total") == 1234
     assert value(samples, "fetcher_duration_seconds") == pytest.approx(2.5)
     assert value(samples, "fetcher_exit_status") == 1

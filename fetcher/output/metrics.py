@@ -47,6 +47,11 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
                    ("not_attempted", summary.not_attempted)]),
         Family.by("fetcher_errors_total", "URLs of the run that did not end ok, by error kind.",
                   "kind", [(str(kind), by_kind.get(kind, 0)) for kind in ErrorKind]),
+        Family.by("fetcher_state_urls_total", "Ok URLs of the run by what --state knew of them: "
+                  "changed since the last fetch, not_modified (a 304), skipped as fresh "
+                  "(--skip-fresh); all 0 without --state.", "state",
+                  [("changed", summary.changed), ("not_modified", summary.not_modified),
+                   ("skipped", summary.skipped)]),
         Family.by("fetcher_skipped_lines_total", "Input lines not fetched by design: duplicates "
                   "(--unique) and lines left to the other shards (--shard).", "reason",
                   [("duplicate", summary.duplicates), ("other_shard", summary.other_shards)]),
