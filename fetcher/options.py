@@ -292,6 +292,8 @@ def check_state_options(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{', '.join(given)} needs --state FILE")
     if params["resume"] and not params["output_dir"]:
         raise click.UsageError("--continue needs -o DIR: it resumes saved files")
+    if params["resume"] and (params["body"] or params["include_body"]):
+        raise click.UsageError("--continue resumes files under -o, not --body or --include-body")
     if params["retry_failed"] and (params["urls"] or params["inputs"]):
         raise click.UsageError("--retry-failed takes its URLs from --state: give no URL or -i")
 
