@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint soak bench docs clean
+.PHONY: demo test lint soak scale bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ test: $(STAMP)
 # The long soak: 20,000 URLs at -j 64 against the chaos server (a 600-URL one is part of test).
 soak: $(STAMP)
 	FETCHER_SOAK_URLS=20000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+
+# The README's GNU parallel recipe run for real: 4 shards over ssh to a throw-away sshd on
+# 127.0.0.1-4 (tests/test_scale.py). As root; installs sshd, parallel and rsync from Debian's
+# packages when missing. Not part of `make test` nor of CI.
+SCALE_TOOLS := /usr/sbin/sshd /usr/bin/ssh-keygen /usr/bin/parallel /usr/bin/rsync
+scale: $(STAMP)
+	@for tool in $(SCALE_TOOLS); do test -x $$tool || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	    openssh-server openssh-client parallel rsync; \
+	fi
+	FETCHER_SCALE=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_scale.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check fetcher tests examples

@@ -21,9 +21,11 @@ from fetcher.http.cookies import save_jar
 from fetcher.input.reader import InputReader
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
+from fetcher.output.metrics import write_metrics
 from fetcher.output.summary import write_summary_json
 from fetcher.output.terminal import print_summary
 from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs, open_state
+from fetcher.results import Summary
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
 from fetcher.run.signals import hard_exit, stop_on_signals
@@ -121,15 +123,31 @@ def report(
     # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
     ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.output_broken else None)
     status = final_status(summary, ended_by, bool(problems))
-    if settings.summary:
-        path = settings.summary
-        write = lambda: write_summary_json(summary, path, status)  # noqa: E731
-        if write_or_say(streams, "--summary", path, write):
-            status = final_status(summary, ended_by, True)
+    status = write_summary_files(settings, streams, summary, ended_by, status)
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
     if outputs.collector.output_broken:
         streams.silence(streams.stdout)
+    return status
+
+
+def write_summary_files(
+    settings: Settings,
+    streams: Streams,
+    summary: Summary,
+    stopped_by: ExitStatus | None,
+    status: int,
+) -> int:
+    """Write --summary, then --metrics, each with the exit status so far; returns the exit
+    status, made at least 1 by a file that could not be written (a file already written keeps
+    the status it was given)."""
+    files = [("--summary", settings.summary, write_summary_json),
+             ("--metrics", settings.metrics, write_metrics)]  # fmt: skip
+    for option, path, write in files:
+        if path is None:
+            continue
+        if write_or_say(streams, option, path, functools.partial(write, summary, path, status)):
+            status = final_status(summary, stopped_by, True)
     return status
 
 

@@ -189,6 +189,8 @@ OUTPUT_OPTIONS = [
            help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]"),
     option("--summary", metavar="FILE",
            help="Also write the summary to FILE as one JSON object (even with -q)."),
+    option("--metrics", metavar="FILE",
+           help="Also write the summary to FILE in the Prometheus text format (even with -q)."),
     option("--progress/--no-progress", default=None,
            help="Show the live progress display.  [default: when stderr is a terminal]"),
     option("-q", "--quiet", is_flag=True,
@@ -314,6 +316,8 @@ def check_state_options(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{', '.join(given)} needs --state FILE")
     if params["resume"] and not params["output_dir"]:
         raise click.UsageError("--continue needs -o DIR: it resumes saved files")
+    if params["resume"] and (params["body"] or params["include_body"]):
+        raise click.UsageError("--continue resumes files under -o, not --body or --include-body")
     if params["retry_failed"] and (params["urls"] or params["inputs"]):
         raise click.UsageError("--retry-failed takes its URLs from --state: give no URL or -i")
 

@@ -40,6 +40,7 @@ OUTPUT_FILES = (
     ("--failed", "failed", True),
     ("--results", "results", False),  # streamed while the run goes, like a shell's `>`
     ("--summary", "summary", True),
+    ("--metrics", "metrics", True),
     ("-c", "cookie_jar", True),
     ("--state", "state", True),  # SQLite writes its -wal and -shm files beside it
 )

@@ -117,6 +117,7 @@ class Settings:
     results: str | None = None
     failed: str | None = None
     summary: str | None = None
+    metrics: str | None = None  # Prometheus text format, for node_exporter
     progress: bool | None = None  # None: when stderr is a terminal
     quiet: bool = False
     verbose: int = 0

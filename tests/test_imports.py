@@ -13,6 +13,7 @@ CORE = [
     "fetcher.output.failed",
     "fetcher.output.records",
     "fetcher.output.summary",
+    "fetcher.output.metrics",
     "fetcher.output.writers",
     "fetcher.http.cookies",
     "fetcher.run.engine",

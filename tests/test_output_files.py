@@ -169,7 +169,9 @@ def precious(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(
-    "option", ["--failed", "--summary", "-c"], ids=["failed", "summary", "cookie-jar"]
+    "option",
+    ["--failed", "--summary", "--metrics", "-c"],
+    ids=["failed", "summary", "metrics", "cookie-jar"],
 )
 def test_a_symlink_at_a_replaced_file_is_replaced_never_written_through(server, tmp_path, option):
     target, link = precious(tmp_path)
@@ -215,7 +217,7 @@ def read_fifo_later(path: Path) -> Callable[[], bytes]:
     return read_all
 
 
-@pytest.mark.parametrize("option", ["--failed", "--summary", "--results"])
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics", "--results"])
 def test_a_fifo_is_written_to_not_replaced(server, tmp_path, option):
     fifo = tmp_path / "fifo"
     read_all = read_fifo_later(fifo)
@@ -223,7 +225,8 @@ def test_a_fifo_is_written_to_not_replaced(server, tmp_path, option):
     data = read_all()
     assert result.exit_code == 3
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced"
-    assert server.url("/status/404").encode() in data or b'"failed": 1' in data
+    expected = {"--summary": b'"failed": 1', "--metrics": b'fetcher_urls_total{outcome="failed"} 1'}
+    assert expected.get(option, server.url("/status/404").encode()) in data
     assert leftovers(tmp_path) == []
 
 
@@ -273,7 +276,7 @@ def test_secret_bearing_files_are_0600_whatever_the_umask(server, tmp_path, opti
 # -- 4. every output file is checked before the first request --------------------------------
 
 
-OUTPUT_OPTIONS = ["--failed", "--results", "--summary", "-c"]
+OUTPUT_OPTIONS = ["--failed", "--results", "--summary", "--metrics", "-c", "--state"]
 
 
 @pytest.mark.parametrize("option", OUTPUT_OPTIONS)

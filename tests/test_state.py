@@ -147,6 +147,11 @@ def test_retry_failed_with_urls_or_without_state_is_a_usage_error(tmp_path: Path
     for option in (["--retry-failed"], ["--skip-fresh", "1h"], ["--continue", "-o", str(tmp_path)]):
         alone = invoke([*option, "http://127.0.0.1:9/x"])
         assert alone.exit_code == 2 and "needs --state FILE" in alone.output
+    for option in (["--body"], ["--include-body", "--format", "jsonl"]):
+        both = invoke(["--state", state, "--continue", "-o", str(tmp_path), *option, "x.test"])
+        assert both.exit_code == 2 and "--continue resumes files under -o" in both.output
+    bare = invoke(["--state", state, "--continue", "x.test"])
+    assert bare.exit_code == 2 and "--continue needs -o DIR" in bare.output
 
 
 def test_a_state_in_use_is_refused_at_once_without_a_request(

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -40,6 +41,28 @@ def partial_row(state: Path, url: str) -> tuple[str | None, str | None]:
             return row.fetchone() or (None, None)
     except sqlite3.OperationalError:
         return None, None  # not created yet
+
+
+@dataclass
+class Download:
+    """A slow 20 MiB download under --continue: its URL, state, folder and fetcher arguments."""
+
+    url: str
+    state: Path
+    out: Path
+    args: list[str]
+    served: Resource
+
+
+def slow_download(
+    served: tuple[HTTPServer, Origin], tmp_path: Path, body: bytes, *extra: str
+) -> Download:
+    server, origin = served
+    origin.resources["/big"] = item = resource(body)
+    item.chunk_delay = 0.02  # about 6 s for 20 MiB: killed long before the end
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    args = ["--state", str(state), "-o", str(out), "--continue", *extra, url]
+    return Download(url, state, out, args, item)
 
 
 def kill_mid_download(args: list[str], state: Path, url: str, out: Path) -> tuple[Path, int]:
@@ -106,15 +129,13 @@ def test_a_resource_changed_meanwhile_is_saved_whole_never_spliced(
 def test_a_416_starts_the_body_again_at_once(
     served: tuple[HTTPServer, Origin], tmp_path: Path
 ) -> None:
-    server, origin = served
-    origin.resources["/big"] = slow = resource(big_body(3))
-    slow.chunk_delay = 0.02
-    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
-    args = ["--state", str(state), "-o", str(out), "--continue", url]
-    kill_mid_download([*args, "-q"], state, url, out)
+    origin = served[1]
+    run = slow_download(served, tmp_path, big_body(3))
+    kill_mid_download([*run.args, "-q"], run.state, run.url, run.out)
     short = b"now much shorter\n"
+    slow = run.served
     origin.resources["/big"] = Resource(short, etag=slow.etag, last_modified=slow.last_modified)
-    [record] = records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+    [record] = records(invoke(["--format", "jsonl", "-q", *run.args]).stdout)
     statuses = [("range" in h) for h in origin.requests_for("/big")[-2:]]
     assert statuses == [True, False]  # the range, refused (416); then the whole body
     assert record["ok"] and record["status"] == 200 and record["bytes"] == len(short)
@@ -124,15 +145,11 @@ def test_a_416_starts_the_body_again_at_once(
 def test_an_error_answer_to_the_range_keeps_the_partial_for_the_retry(
     served: tuple[HTTPServer, Origin], tmp_path: Path
 ) -> None:
-    server, origin = served
-    body = big_body(5)
-    origin.resources["/big"] = slow = resource(body)
-    slow.chunk_delay = 0.02
-    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
-    args = ["--state", str(state), "-o", str(out), "--continue", url]
-    _, kept = kill_mid_download([*args, "-q"], state, url, out)
-    slow.chunk_delay, slow.fail_next = 0.0, 1
-    [record] = records(invoke(["--format", "jsonl", "-q", "--backoff", "0", *args]).stdout)
+    origin, body = served[1], big_body(5)
+    run = slow_download(served, tmp_path, body)
+    _, kept = kill_mid_download([*run.args, "-q"], run.state, run.url, run.out)
+    run.served.chunk_delay, run.served.fail_next = 0.0, 1
+    [record] = records(invoke(["--format", "jsonl", "-q", "--backoff", "0", *run.args]).stdout)
     ranges = [headers.get("range") for headers in origin.requests_for("/big")[-2:]]
     assert ranges == [f"bytes={kept}-"] * 2  # the 503, then the retry, both for the rest
     assert record["status"] == 206 and record["attempts"] == 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from fetcher.input.formats import iter_csv, iter_jsonl
@@ -32,16 +32,17 @@ class Source:
     stream: BinaryIO | None = None
     arguments: tuple[str, ...] = ()
     stored: Iterable[tuple[str, bytes, bytes]] | None = None
+    # True when the rest can be read at once after an interrupt (not a pipe or terminal);
+    # asked before every read, so worked out once: a regular file stays one.
+    finite: bool = field(init=False)
 
-    @property
-    def finite(self) -> bool:
-        """True when the rest can be read at once after an interrupt (not a pipe or terminal)."""
-        if self.stream is None:
-            return True
-        try:
-            return stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
-        except (OSError, ValueError):
-            return False
+    def __post_init__(self) -> None:
+        self.finite = True
+        if self.stream is not None:
+            try:
+                self.finite = stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
+            except (OSError, ValueError, AttributeError):  # closed, or not backed by a file
+                self.finite = False
 
 
 def read_lines(

@@ -15,7 +15,15 @@ from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.observer import Observer
 from fetcher.results import Result
-from fetcher.run.messages import DispatchEnd, HardStop, InputEnd, PartialBegun, Skipped, Stop
+from fetcher.run.messages import (
+    DispatchEnd,
+    HardStop,
+    InputEnd,
+    Known,
+    PartialBegun,
+    Skipped,
+    Stop,
+)
 
 
 class Books:
@@ -34,6 +42,8 @@ class Books:
         self.submitted = 0  # by the dispatcher thread only
         self.handled = 0
         self.freed = 0  # records written since the dispatcher was last given room for more
+        self.freed_known = 0  # the same, of records known without a fetch
+        self._known_held: set[int] = set()  # --ordered: seqs of known records held back
         self.abandoned = 0  # in flight when the grace period ran out
         self._ordered: dict[int, Result | None] = {}
         self._next_seq = 0
@@ -54,6 +64,9 @@ class Books:
         match message:
             case Result():
                 self.accept(message)
+            case Known(results=results):
+                for result in results:
+                    self.accept(result, known=True)
             case Skipped(job=job, dispatched=dispatched):
                 self.skip(job, dispatched)
             case InputEnd(count=count):
@@ -65,16 +78,18 @@ class Books:
             case _:
                 raise TypeError(f"unexpected message {message!r}")
 
-    def accept(self, result: Result) -> None:
-        """A final result. One that arrives after its task was abandoned is dropped: the
-        task already has its record."""
+    def accept(self, result: Result, known: bool = False) -> None:
+        """A final result (known: made by the dispatcher, without a fetch). One that arrives
+        after its task was abandoned is dropped: the task already has its record."""
         if self.pending.pop(result.job.seq, None) is None:
             return
         self.handled += 1
         if not self.ordered:
-            self._emit(result)
+            self._emit(result, known)
             return
         self._ordered[result.job.seq] = result
+        if known:
+            self._known_held.add(result.job.seq)
         self._emit_in_order()
 
     def skip(self, job: Job, dispatched: bool = True) -> None:
@@ -114,21 +129,34 @@ class Books:
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)
             if result is not None:
-                self._emit(result)
+                self._emit(result, self._forget_known(seq))
 
-    def take_freed(self) -> int:
+    def take_freed(self) -> tuple[int, int]:
+        """Records written since the last call: (fetched, known without a fetch)."""
         freed, self.freed = self.freed, 0
-        return freed
+        known, self.freed_known = self.freed_known, 0
+        return freed, known
 
     def _emit_in_order(self) -> None:
         while self._next_seq in self._ordered:
-            result = self._ordered.pop(self._next_seq)
+            seq = self._next_seq
+            result = self._ordered.pop(seq)
             self._next_seq += 1
             if result is not None:
-                self._emit(result)
+                self._emit(result, self._forget_known(seq))
 
-    def _emit(self, result: Result) -> None:
-        self.freed += 1
+    def _forget_known(self, seq: int) -> bool:
+        """Whether the held record of seq was known without a fetch (and forget it)."""
+        if seq in self._known_held:
+            self._known_held.remove(seq)
+            return True
+        return False
+
+    def _emit(self, result: Result, known: bool = False) -> None:
+        if known:
+            self.freed_known += 1
+        else:
+            self.freed += 1
         try:
             self.observer.on_result(result)
         except BrokenPipeError:

@@ -14,7 +14,7 @@ from fetcher.input.jobs import Job
 from fetcher.results import Result, host_of
 from fetcher.run.books import Books
 from fetcher.run.executor import Executor
-from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Skipped
+from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Known, Skipped
 
 
 class JobSource(Protocol):
@@ -36,6 +36,9 @@ class JobSource(Protocol):
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
 
+
+KNOWN_WINDOW = 4096  # records known without a fetch, read and not yet written, at most
+KNOWN_BATCH = 256  # of those, handed to the writer in one message
 
 # Called for each valid job as it is read: a Result to record at once instead of fetching it
 # (--skip-fresh), or None. May attach what it knows to the job (fetcher.state.lookup).
@@ -65,7 +68,10 @@ class Dispatcher:
         self.reading = False  # waiting for the next input line
         self.hard = False  # a second signal: stop after the line being read
         self._slots = threading.Semaphore(executor.window)
+        # Records known without a fetch take no room from the fetches: a window of their own.
+        self._known_slots = threading.Semaphore(KNOWN_WINDOW)
         self._batch: list[Task] = []
+        self._known: list[Result] = []
         self._thread = threading.Thread(target=self._run, name="fetcher-dispatch", daemon=True)
 
     def start(self) -> None:
@@ -77,10 +83,14 @@ class Dispatcher:
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
-    def release(self, count: int) -> None:
-        """Room for count more lines: as many records were written (calling thread)."""
-        if count:
-            self._slots.release(count)
+    def release(self, freed: tuple[int, int]) -> None:
+        """Room for more lines: as many records were written, (fetched, known without a
+        fetch), since the last call (calling thread)."""
+        fetched, known = freed
+        if fetched:
+            self._slots.release(fetched)
+        if known:
+            self._known_slots.release(known)
 
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""
@@ -103,33 +113,47 @@ class Dispatcher:
 
     def _dispatch(self) -> None:
         while True:
-            if self._batch and not self.source.rest_is_finite:
+            if (self._batch or self._known) and not self.source.rest_is_finite:
                 self._hand_on()  # the next read may wait on a pipe for hours: nothing waits too
             self.reading = True
             job = self.source.next_job()
             self.reading = False
             if job is None:
+                self._hand_on()
                 self.inbox(InputEnd(self.source.count))
                 return
-            if self.stopping.is_set() or not self._slots.acquire(blocking=False):
+            known = self._known_now(job)
+            slots = self._slots if known is None else self._known_slots
+            if self.stopping.is_set() or not slots.acquire(blocking=False):
                 self._hand_on()  # waiting for room: what is batched must go now
-                if not self._acquire_slot():
+                if not self._acquire_slot(slots):
                     self.inbox(Skipped(job, dispatched=False))
                     return
             task = Task(job, host_of(job.target))
             self.books.add(task)
-            if job.invalid is not None:
-                self.inbox(Result.failure(job, ErrorKind.INVALID_URL, job.invalid))
-                continue
-            if self.lookup is not None and (known := self.lookup(job)) is not None:
-                self.inbox(known)
+            if known is not None:
+                self._known.append(known)
+                if len(self._known) >= KNOWN_BATCH:
+                    self._hand_on()
                 continue
             self._batch.append(task)
             if len(self._batch) >= self.executor.batch_size:
                 self._hand_on()
 
+    def _known_now(self, job: Job) -> Result | None:
+        """The record of a job that needs no fetch: an invalid line, a URL fresh in --state."""
+        if job.invalid is not None:
+            return Result.failure(job, ErrorKind.INVALID_URL, job.invalid)
+        if self.lookup is not None:
+            return self.lookup(job)
+        return None
+
     def _hand_on(self) -> None:
-        """Hand the batch to the executor; after a stop, back as never attempted."""
+        """Hand the known records to the writer, and the batch to the executor; after a stop,
+        the batch goes back as never attempted."""
+        known, self._known = self._known, []
+        if known:
+            self.inbox(Known(known))
         batch, self._batch = self._batch, []
         if not batch:
             return
@@ -139,11 +163,11 @@ class Dispatcher:
             return
         self.executor.submit(batch)
 
-    def _acquire_slot(self) -> bool:
+    def _acquire_slot(self, slots: threading.Semaphore) -> bool:
         while not self.stopping.is_set():
-            if self._slots.acquire(timeout=0.25):
+            if slots.acquire(timeout=0.25):
                 if self.stopping.is_set():
-                    self._slots.release()
+                    slots.release()
                     return False
                 return True
         return False

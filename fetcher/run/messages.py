@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fetcher.input.jobs import Job
-from fetcher.results import Partial
+from fetcher.results import Partial, Result
 from fetcher.status import ExitStatus
 
 # Where executors and the dispatcher put their messages: the run's queue.
@@ -24,6 +24,14 @@ class Skipped:
 
     job: Job
     dispatched: bool  # False: the dispatcher stopped before handing it on (not yet counted)
+
+
+@dataclass(slots=True)
+class Known:
+    """Records known without a fetch (invalid lines, URLs skipped as fresh), in a batch: they
+    come as fast as lines are read, so one message and one wake-up carries many."""
+
+    results: list[Result]
 
 
 @dataclass(slots=True)

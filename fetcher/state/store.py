@@ -20,6 +20,8 @@ from fetcher.state import database
 from fetcher.state.prior import Prior
 
 COMMIT_ROWS = 2000
+READ_BATCH = 1000  # lookups in one read transaction, at most
+READ_SECONDS = 1.0  # and for at most this long
 FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is read back
 FORM_NAMES = {code: name for name, code in FORMS.items()}
 
@@ -72,11 +74,21 @@ class State:
             raise
         self._pending = 0
         self._in_transaction = False
+        self._lookups = self._reader.cursor()
+        self._reads = READ_BATCH  # the first lookup begins a read transaction
+        self._read_until = 0.0
+        self._failed: sqlite3.Connection | None = None
 
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
     def lookup(self, url: str) -> Prior | None:
-        row = self._reader.execute(_LOOKUP, (url,)).fetchone()
+        """The state's row for url. Lookups share a read transaction for up to READ_BATCH
+        lookups or READ_SECONDS (each lookup in its own cost three times as much in WAL mode);
+        the snapshot they see is at most that old, and the log is never pinned for longer."""
+        if self._reads >= READ_BATCH or time.monotonic() > self._read_until:
+            self._renew_read()
+        self._reads += 1
+        row = self._lookups.execute(_LOOKUP, (url,)).fetchone()
         if row is None:
             return None
         ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
@@ -88,7 +100,8 @@ class State:
         """(input format, line, csv header or b"") of every URL whose last result failed, as
         they were read: --retry-failed's input. Streams from a snapshot of the state taken at
         the first row, so that the rows this run writes do not come back."""
-        for url, form, line, header in self._reader.execute(_FAILED):
+        self._failed = database.connect(self.path)  # its own snapshot, as long as it reads
+        for url, form, line, header in self._failed.execute(_FAILED):
             text = line if line is not None else url.encode()
             yield FORM_NAMES.get(form, "lines"), text, header or b""
 
@@ -122,6 +135,13 @@ class State:
         """--continue: a download of job is being written to path, resumable with validator."""
         self._write(_PARTIAL, (job.target, int(time.time()), *_line_of(job), path, validator))
 
+    def _renew_read(self) -> None:
+        if self._reader.in_transaction:
+            self._reader.execute("COMMIT")
+        self._reader.execute("BEGIN")
+        self._reads = 0
+        self._read_until = time.monotonic() + READ_SECONDS
+
     def commit(self) -> None:
         if self._in_transaction:
             self._writer.execute("COMMIT")
@@ -135,8 +155,9 @@ class State:
         try:
             self.commit()
         finally:
-            self._reader.close()
-            self._writer.close()
+            for connection in (self._failed, self._reader, self._writer):
+                if connection is not None:
+                    connection.close()
             os.close(self._lock)
             self._lock = -1
 
