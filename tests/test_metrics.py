@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import signal
 import subprocess
 import time
@@ -18,7 +19,7 @@ from fetcher.errors import ErrorKind
 from fetcher.output.metrics import Family, metrics_text, run_families, write_metrics
 from fetcher.results import KindGroup, Summary
 from tests.conftest import FETCHER, clean_env, invoke
-from tests.servers import check_each_line_once, closed_port, slow_urls, wait_for
+from tests.servers import check_each_line_once, closed_port, counting_server, slow_urls, wait_for
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -81,7 +82,7 @@ def test_special_values_are_spelled_as_the_format_spells_them():
 
 def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
     summary = Summary(ok=5, failed=3, bytes=1234, not_attempted=2, duplicates=4, other_shards=6,
-                      changed=1, not_modified=2, skipped=1)  # fmt: skip
+                      changed=1, not_modified=2, skipped=1, not_finished=7)  # fmt: skip
     summary.by_kind = {ErrorKind.DNS: KindGroup(2), ErrorKind.HTTP: KindGroup(1)}
     summary.finished = summary.started + 2.5
     path = tmp_path / "fetcher.prom"
@@ -89,7 +90,7 @@ def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
     types, samples = read_metrics(path)
 
     assert by_label(samples, "fetcher_urls_total", "outcome") == {
-        "ok": 5, "failed": 3, "not_attempted": 2}  # fmt: skip
+        "ok": 5, "failed": 3, "not_finished": 7, "not_attempted": 2}  # fmt: skip
     errors = by_label(samples, "fetcher_errors_total", "kind")
     assert errors == {kind.value: {"dns": 2, "http": 1}.get(kind.value, 0) for kind in ErrorKind}
     assert by_label(samples, "fetcher_skipped_lines_total", "reason") == {
@@ -123,7 +124,8 @@ def test_metrics_match_the_run_records(server, tmp_path):
 
     ok = sum(r["ok"] for r in records)
     outcomes = by_label(samples, "fetcher_urls_total", "outcome")
-    assert outcomes == {"ok": ok, "failed": len(records) - ok, "not_attempted": 0}
+    assert outcomes == {"ok": ok, "failed": len(records) - ok, "not_finished": 0,
+                        "not_attempted": 0}  # fmt: skip
     errors = {kind: n for kind, n in by_label(samples, "fetcher_errors_total", "kind").items() if n}
     assert errors == {"http": 1, "connect": 1, "invalid_url": 1}
     assert by_label(samples, "fetcher_skipped_lines_total", "reason")["duplicate"] == 1
@@ -189,6 +191,28 @@ def test_an_interrupted_run_still_writes_its_metrics(server, tmp_path):
 
     _, samples = read_metrics(metrics)
     ok = sum(r["ok"] for r in records)
+    cut = sum(r["error"] == {"kind": "other", "message": "interrupted before it finished"}
+              for r in records)  # fmt: skip
     assert by_label(samples, "fetcher_urls_total", "outcome") == {
-        "ok": ok, "failed": len(records) - ok, "not_attempted": len(not_attempted)}  # fmt: skip
+        "ok": ok, "failed": len(records) - ok - cut, "not_finished": cut,
+        "not_attempted": len(not_attempted)}  # fmt: skip
     assert value(samples, "fetcher_exit_status") == 130
+
+
+def test_requests_abandoned_after_head_exits_are_not_finished_in_the_metrics(tmp_path):
+    """As in the summary (test_reader_gone.py): the three slow requests in flight when head's
+    pipe closed are not_finished, not failed, and the status is 141."""
+    metrics = tmp_path / "fetcher.prom"
+    with counting_server() as server:
+        urls = [server.url("/fast"), server.url("/slow/0.5/medium")]
+        urls += [server.url(f"/slow/8/{n}") for n in range(3)]
+        command = [*FETCHER, "-j", "8", "-q", "--metrics", str(metrics), *urls]
+        line = f"set -o pipefail; {shlex.join(command)} | head -1"
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=60,
+                                env=clean_env(), check=False)  # fmt: skip
+    assert result.returncode == 141, result.stderr
+    _, samples = read_metrics(metrics)
+    assert by_label(samples, "fetcher_urls_total", "outcome") == {
+        "ok": 2, "failed": 0, "not_finished": 3, "not_attempted": 0}  # fmt: skip
+    assert sum(by_label(samples, "fetcher_errors_total", "kind").values()) == 0
+    assert value(samples, "fetcher_exit_status") == 141

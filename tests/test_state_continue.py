@@ -180,17 +180,13 @@ def test_without_continue_an_interrupted_download_leaves_no_partial(
 def test_a_resumed_download_gets_the_servers_time_with_remote_time(
     served: tuple[HTTPServer, Origin], tmp_path: Path
 ) -> None:
-    server, origin = served
     body = big_body(6)
-    origin.resources["/big"] = slow = resource(body)
-    slow.chunk_delay = 0.02
-    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
-    args = ["--state", str(state), "-o", str(out), "--continue", "-R", url]
-    kill_mid_download([*args, "-q"], state, url, out)
-    slow.chunk_delay = 0.0
-    [record] = records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+    download = slow_download(served, tmp_path, body, "-R")
+    kill_mid_download([*download.args, "-q"], download.state, download.url, download.out)
+    download.served.chunk_delay = 0.0
+    [record] = records(invoke(["--format", "jsonl", "-q", *download.args]).stdout)
     assert record["status"] == 206 and record["sha256"] == hashlib.sha256(body).hexdigest()
-    modified = parsedate_to_datetime(slow.last_modified or "").timestamp()
+    modified = parsedate_to_datetime(download.served.last_modified or "").timestamp()
     assert os.stat(record["path"]).st_mtime == modified  # set on the kept file too
 
 

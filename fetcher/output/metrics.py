@@ -41,9 +41,11 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
     run replaces the file, which Prometheus sees as a counter reset."""
     by_kind = {kind: group.count for kind, group in summary.by_kind.items()}
     return [
-        Family.by("fetcher_urls_total", "URLs of the run by outcome; not_attempted: read but "
-                  "not fetched, after an interrupt.", "outcome",
+        Family.by("fetcher_urls_total", "URLs of the run by outcome; not_finished: in flight "
+                  "when the run stopped itself and cut by it; not_attempted: read but not "
+                  "fetched, after an interrupt.", "outcome",
                   [("ok", summary.ok), ("failed", summary.failed),
+                   ("not_finished", summary.not_finished),
                    ("not_attempted", summary.not_attempted)]),
         Family.by("fetcher_errors_total", "URLs of the run that did not end ok, by error kind.",
                   "kind", [(str(kind), by_kind.get(kind, 0)) for kind in ErrorKind]),
