@@ -194,7 +194,10 @@ def run(
                     if track is not None and (at := read_position(child.pid, track, tracked_fd)):
                         positions.append((samples[-1][0], at))
         finally:
-            if waiter.is_alive():  # interrupted: leave nothing running
+            # Interrupted: leave nothing running. Asked of reaped, not of waiter.is_alive(): a
+            # KeyboardInterrupt inside waiter.join() leaves the thread marked stopped while it
+            # still waits (CPython 3.11, bpo-45274's handling), and the client ran on.
+            if not reaped:
                 kill_group(child.pid)
                 waiter.join(10)
         if timed_out:

@@ -4,6 +4,7 @@
     python bench/run.py --quick              # smoke run: scale 0.05, 1 repetition
     python bench/run.py --scenarios A,B --repeat 3 --scale 0.1
     python bench/run.py --base /work/wt-base/.venv/bin/fetcher   # this fetcher next to another
+    python bench/run.py --scenarios F --scale 0.25 --f-lines 1000000   # F: A list / 4, 1M fresh
 
 Why it is built this way:
 - Every client runs on the same URL list at the same concurrency, one after another inside each
@@ -928,7 +929,7 @@ def f_disk_run(bench: Bench, static: Counted, sizes: dict[str, list[float]]) -> 
 def f_skip_fresh(bench: Bench, static: Counted, sizes: dict[str, list[float]]) -> None:
     """A second run over F_LINES URLs all fetched ok a moment ago: nothing to fetch, every line
     a lookup and a skipped record. RSS is sampled with how far the input has been read."""
-    lines = max(1, round(F_LINES * bench.args.scale))
+    lines = bench.args.f_lines or max(1, round(F_LINES * bench.args.scale))
     early = max(1, min(F_EARLY_LINES, lines // 2))  # mid-file: the input is open then
     state, urls = bench.work / "f-fresh.db", bench.work / "f-fresh.txt"
     saved = f"{bench.work}/out/127.0.0.1_{static.port}/f/"
@@ -1205,6 +1206,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("nginx", "asyncio"),
         default="nginx",
         help="static server (default nginx; the asyncio server is its fallback)",
+    )
+    parser.add_argument(
+        "--f-lines",
+        type=int,
+        default=None,
+        help=f"F's --skip-fresh run: fresh URLs in the state (default {F_LINES:,} x --scale), "
+        "so that a run at a small scale can still measure the full million",
     )
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown copy of the table")
     args = parser.parse_args(argv)
