@@ -44,20 +44,27 @@ class Run:
     rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, bytes)
     stderr: str = ""
     pty_bytes: int = 0  # what the child wrote to its terminal stderr
+    # With sample_every: the largest VmHWM sampled, the program's own peak since its exec.
+    # max_rss, from wait4, is at least the bench's own RSS when it forked the child (Linux
+    # keeps the larger of the old and the new image's peaks across exec): for a client smaller
+    # than the bench, max_rss is the bench's, and only hwm is the client's.
+    hwm: int = 0
     # With track: (seconds in, bytes the child had read of that file), sampled with the RSS.
     positions: list[tuple[float, int]] = field(default_factory=list)
 
 
-def vm_rss(pid: int) -> int | None:
-    """The process's resident set in bytes, from /proc; None once it is gone or a zombie."""
+def vm_sizes(pid: int) -> tuple[int | None, int | None]:
+    """VmRSS and VmHWM (the peak resident set of the program since its exec) in bytes, from
+    /proc; None once it is gone or a zombie."""
+    found: dict[bytes, int] = {}
     try:
         with open(f"/proc/{pid}/status", "rb") as file:
             for line in file:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith((b"VmRSS:", b"VmHWM:")):
+                    found[line[:5]] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return None
+    return found.get(b"VmRSS"), found.get(b"VmHWM")
 
 
 def read_position(pid: int, path: Path, fd: list[int]) -> int | None:
@@ -176,6 +183,7 @@ def run(
             helper.start()
         samples: list[tuple[float, int]] = []
         positions: list[tuple[float, int]] = []
+        hwm = 0
         tracked_fd: list[int] = []
         timed_out = False
         deadline = started + limit
@@ -189,8 +197,10 @@ def run(
                     break
                 waiter.join(min(sample_every or 0.5, deadline - now))
                 # Sampled from the first interval on: at 0 s the child is still exec'ing.
-                if sample_every is not None and (rss := vm_rss(child.pid)) is not None:
-                    samples.append((time.perf_counter() - started, rss))
+                if sample_every is not None and (sizes := vm_sizes(child.pid))[0] is not None:
+                    rss, high = sizes
+                    samples.append((time.perf_counter() - started, rss or 0))
+                    hwm = max(hwm, high or 0)
                     if track is not None and (at := read_position(child.pid, track, tracked_fd)):
                         positions.append((samples[-1][0], at))
         finally:
@@ -218,6 +228,7 @@ def run(
             stderr=stderr_text,
             pty_bytes=pty_bytes[0],
             positions=positions,
+            hwm=hwm,
         )
     finally:
         stderr_file.close()

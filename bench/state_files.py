@@ -6,13 +6,17 @@ WAL, the migrations, ``user_version``), so it is the file a run would find, and 
 what a first run with ``-o`` would have written for each URL: ok, status 200, an nginx-style
 ETag and a Last-Modified date, a 32-byte sha256, the saved path, ``fetched_at`` now; the line
 is the URL itself, so ``line`` and ``header`` are NULL as fetcher leaves them. Rows go in input
-order, as a run writes them, in transactions of ROWS_PER_COMMIT.
+order, as a run writes them, in transactions of ROWS_PER_COMMIT. Run as a script (the bench does)
+so that the bench's own process stays small: a child's ru_maxrss counts its parent's RSS at fork.
+
+    python bench/state_files.py STATE LISTING COUNT URL_PREFIX PATH_PREFIX
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,3 +86,13 @@ def statuses(state: Path) -> dict[int | None, int]:
         return {status: int(count) for status, count in found}
     finally:
         connection.close()
+
+
+def main(argv: list[str]) -> None:
+    state, listing, count, url_prefix, path_prefix = argv
+    pairs = ((f"{url_prefix}{n}", f"{path_prefix}{n}") for n in range(int(count)))
+    print(synthetic_state(Path(state), Path(listing), pairs))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
