@@ -12,6 +12,7 @@ or the bench is interrupted, the whole group is killed, so no client outlives th
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -43,16 +44,45 @@ class Run:
     rss: list[tuple[float, int]] = field(default_factory=list)  # (seconds in, bytes)
     stderr: str = ""
     pty_bytes: int = 0  # what the child wrote to its terminal stderr
+    # With sample_every: the largest VmHWM sampled, the program's own peak since its exec.
+    # max_rss, from wait4, is at least the bench's own RSS when it forked the child (Linux
+    # keeps the larger of the old and the new image's peaks across exec): for a client smaller
+    # than the bench, max_rss is the bench's, and only hwm is the client's.
+    hwm: int = 0
+    # With track: (seconds in, bytes the child had read of that file), sampled with the RSS.
+    positions: list[tuple[float, int]] = field(default_factory=list)
 
 
-def vm_rss(pid: int) -> int | None:
-    """The process's resident set in bytes, from /proc; None once it is gone or a zombie."""
+def vm_sizes(pid: int) -> tuple[int | None, int | None]:
+    """VmRSS and VmHWM (the peak resident set of the program since its exec) in bytes, from
+    /proc; None once it is gone or a zombie."""
+    found: dict[bytes, int] = {}
     try:
         with open(f"/proc/{pid}/status", "rb") as file:
             for line in file:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith((b"VmRSS:", b"VmHWM:")):
+                    found[line[:5]] = int(line.split()[1]) * 1024
     except OSError:
+        pass
+    return found.get(b"VmRSS"), found.get(b"VmHWM")
+
+
+def read_position(pid: int, path: Path, fd: list[int]) -> int | None:
+    """How far the process has read the file at path: its descriptor's offset, from
+    /proc/PID/fdinfo (fd caches the descriptor's number once found); None when not open."""
+    try:
+        if not fd:
+            for name in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{name}") == os.path.realpath(path):
+                        fd.append(int(name))
+                        break
+        if fd:
+            with open(f"/proc/{pid}/fdinfo/{fd[0]}", "rb") as file:
+                for line in file:
+                    if line.startswith(b"pos:"):
+                        return int(line.split()[1])
+    except (OSError, ValueError):
         pass
     return None
 
@@ -100,12 +130,14 @@ def run(
     sample_every: float | None = None,
     stderr_on_pty: bool = False,
     cwd: Path | None = None,
+    track: Path | None = None,
 ) -> Run:
     """Runs argv to its end (or its time limit) and measures it.
 
     stdin is a file, generated chunks (written by a thread, so the input need never exist
     whole), or nothing; stdout is a file or /dev/null. With stderr_on_pty the child's stderr is
-    a pseudo-terminal of 120 x 40, as a person's would be.
+    a pseudo-terminal of 120 x 40, as a person's would be. With track (and sample_every), how
+    far the child has read that file is sampled with its RSS (Run.positions).
     """
     stdin_file: IO[bytes] | None = None
     master = slave = -1
@@ -150,6 +182,9 @@ def run(
         for helper in helpers:
             helper.start()
         samples: list[tuple[float, int]] = []
+        positions: list[tuple[float, int]] = []
+        hwm = 0
+        tracked_fd: list[int] = []
         timed_out = False
         deadline = started + limit
         try:
@@ -162,10 +197,17 @@ def run(
                     break
                 waiter.join(min(sample_every or 0.5, deadline - now))
                 # Sampled from the first interval on: at 0 s the child is still exec'ing.
-                if sample_every is not None and (rss := vm_rss(child.pid)) is not None:
-                    samples.append((time.perf_counter() - started, rss))
+                if sample_every is not None and (sizes := vm_sizes(child.pid))[0] is not None:
+                    rss, high = sizes
+                    samples.append((time.perf_counter() - started, rss or 0))
+                    hwm = max(hwm, high or 0)
+                    if track is not None and (at := read_position(child.pid, track, tracked_fd)):
+                        positions.append((samples[-1][0], at))
         finally:
-            if waiter.is_alive():  # interrupted: leave nothing running
+            # Interrupted: leave nothing running. Asked of reaped, not of waiter.is_alive(): a
+            # KeyboardInterrupt inside waiter.join() leaves the thread marked stopped while it
+            # still waits (CPython 3.11, bpo-45274's handling), and the client ran on.
+            if not reaped:
                 kill_group(child.pid)
                 waiter.join(10)
         if timed_out:
@@ -185,6 +227,8 @@ def run(
             rss=samples,
             stderr=stderr_text,
             pty_bytes=pty_bytes[0],
+            positions=positions,
+            hwm=hwm,
         )
     finally:
         stderr_file.close()

@@ -4,6 +4,7 @@
     python bench/run.py --quick              # smoke run: scale 0.05, 1 repetition
     python bench/run.py --scenarios A,B --repeat 3 --scale 0.1
     python bench/run.py --base /work/wt-base/.venv/bin/fetcher   # this fetcher next to another
+    python bench/run.py --scenarios F --scale 0.25 --f-lines 1000000   # F: A list / 4, 1M fresh
 
 Why it is built this way:
 - Every client runs on the same URL list at the same concurrency, one after another inside each
@@ -28,6 +29,9 @@ Scenarios (sizes at --scale 1):
   C  4 x 100 MiB at -j 4; fetcher and curl write to disk, the Python peers only read
   D  1,000,000 lines piped on stdin to fetcher; RSS sampled every 0.5 s
   E  50,000 x 1 KiB with the progress display on a pseudo-terminal, on versus off
+  F  --state: the A list without a state, then a first run (all new) and a second run (304s)
+     on one state; a --skip-fresh run over 1,000,000 fresh URLs (a state written with sqlite3);
+     the state's bytes per URL
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from types import FrameType
 
 from measure import Run, run
 from servers import Counted, Nginx, PythonServer, find_binary, find_nginx, log, niced
+from state_files import state_size, statuses
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.md"
@@ -65,6 +70,9 @@ CAL_CONNECTIONS, CAL_ROUNDS, CAL_SECONDS = 512, 20, 3
 C_FILES, C_SIZE, C_WORKERS = 4, 100 * 2**20, 4
 D_LINES, D_FETCH_EVERY, D_WORKERS, D_SAMPLE_EVERY = 1_000_000, 20, 16, 0.5
 E_URLS, E_WORKERS = 50_000, 16
+# F: the A list with --state (first and second run), a --skip-fresh run over a state of F_LINES
+# fresh rows (its RSS also read at F_EARLY_LINES), and -o's state from F_DISK_URLS URLs.
+F_LINES, F_EARLY_LINES, F_DISK_URLS, F_SAMPLE_EVERY = 1_000_000, 100_000, 20_000, 0.25
 STARTUP_RUNS = 10
 XARGS_BATCH = 50  # URLs per curl process under xargs
 
@@ -75,6 +83,7 @@ TARGET_CALIBRATION = 0.95
 TARGET_D_RSS = 60e6
 TARGET_E_COST = 0.03
 TARGET_STARTUP = 0.25
+TARGET_F_CPU, TARGET_F_RATE, TARGET_F_RSS, TARGET_F_BYTES = 1.10, 20_000, 60e6, 300
 # RSS is flat when the second half's peak is within this of the first half's.
 FLAT_GROWTH, FLAT_SLACK = 1.10, 4e6
 
@@ -326,6 +335,7 @@ def measured(
     stdout: Path | None = None,
     sample_every: float | None = None,
     stderr_on_pty: bool = False,
+    track: Path | None = None,
 ) -> tuple[Run, int, int]:
     """Runs argv and returns its Run with the connections and requests the server saw."""
     connections, requests = server.counts()
@@ -338,6 +348,7 @@ def measured(
         sample_every=sample_every,
         stderr_on_pty=stderr_on_pty,
         cwd=bench.work,
+        track=track,
     )
     after_connections, after_requests = server.counts()
     return result, after_connections - connections, after_requests - requests
@@ -816,6 +827,198 @@ def progress_cost(bench: Bench, tool: str, count: int) -> None:
     )
 
 
+# F's rows: the A list with no state, then a first and a second run on one state.
+F_NONE, F_FIRST, F_SECOND = (
+    "fetcher, no state",
+    "fetcher --state, 1st run (all new)",
+    "fetcher --state, 2nd run (same state)",
+)
+F_DISK = "fetcher --state -o, 1st run"
+F_FRESH = "fetcher --state --skip-fresh 1d, all fresh"
+
+
+def scenario_f(bench: Bench, static: Counted) -> None:
+    """--state's costs: CPU per URL with and without it, the --skip-fresh rate and memory over a
+    large state, and the state's size per URL."""
+    if bench.base:
+        bench.notes.append("F: measured for this fetcher only (no base rows)")
+    sizes: dict[str, list[float]] = {}
+    f_state_runs(bench, static, sizes)
+    f_disk_run(bench, static, sizes)
+    f_skip_fresh(bench, static, sizes)
+    for name, values in sizes.items():
+        bench.targets.append(
+            Target(
+                f"F: state bytes per URL, {name}",
+                f"<= {TARGET_F_BYTES}",
+                fmt_stat(values, "{:.0f}"),
+                statistics.median(values) <= TARGET_F_BYTES,
+            )
+        )
+
+
+def f_state_runs(bench: Bench, static: Counted, sizes: dict[str, list[float]]) -> None:
+    """The A list without a state, then twice on one new state: a first run that inserts every
+    URL and a second that looks each up and sends its validators (nginx answers 304)."""
+    count = max(1, round(A_URLS * bench.args.scale))
+    urls, count = write_list(bench, "f-a", (static.url(f"/a/{i}") for i in range(count)))
+    log(f"F: {count:,} x 1 KiB at -j {A_WORKERS}, without a state, then twice with one")
+    argv = [bench.fetcher, "-q", "-j", str(A_WORKERS), "--format", "jsonl", "-i", str(urls)]
+    seen: dict[int | None, int] = {}
+    for rep in range(bench.args.repeat):
+        state = bench.work / f"f-a-{rep}.db"
+        order = [F_NONE, F_FIRST, F_SECOND] if rep % 2 == 0 else [F_FIRST, F_SECOND, F_NONE]
+        for tool in order:
+            extra = [] if tool == F_NONE else ["--state", str(state)]
+            result, connections, requests = measured(
+                bench, static, [*argv, *extra], limit=60 + count * 0.02, sample_every=0.5
+            )
+            label = f"F {tool} rep {rep + 1}"
+            check(bench, label, result, requests, count)
+            sample = Sample(result, count, connections=connections, requests=requests)
+            bench.row("F", tool, count, A_WORKERS, "req/s").samples.append(sample)
+            progress(label, sample, "req/s")
+            if tool != F_NONE:
+                size, rows = state_size(state)
+                which = "1st" if tool == F_FIRST else "2nd"
+                sizes.setdefault(f"A list's state after the {which} run", []).append(size / rows)
+        seen = statuses(state)
+    answers = ", ".join(f"{n:,} x {status}" for status, n in sorted(seen.items(), key=str))
+    for tool in (F_NONE, F_FIRST, F_SECOND):
+        row = bench.row("F", tool, count, A_WORKERS, "req/s")
+        row.note = own_peak(row)
+    bench.row("F", F_SECOND, count, A_WORKERS, "req/s").note += f"; state's statuses: {answers}"
+    for tool in (F_FIRST, F_SECOND):
+        cpu_ratio(bench, tool, count)
+
+
+def own_peak(row: Row) -> str:
+    """The largest VmHWM sampled: the client's own peak RSS (the column's ru_maxrss also counts
+    the bench's RSS when it forked the client)."""
+    return f"own peak (VmHWM) {fmt_stat([s.run.hwm / 1e6 for s in row.samples], '{:.1f}')} MB"
+
+
+def cpu_ratio(bench: Bench, tool: str, count: int) -> None:
+    """tool's CPU per URL over the no-state run's, repetition by repetition."""
+    mine = bench.row("F", tool, count, A_WORKERS, "req/s")
+    plain = bench.row("F", F_NONE, count, A_WORKERS, "req/s")
+    ratios = [
+        a.run.cpu / max(b.run.cpu, 1e-9) for a, b in zip(mine.samples, plain.samples, strict=False)
+    ]
+    bench.targets.append(
+        Target(
+            f"F: CPU per URL, {tool} / no state",
+            f"<= {TARGET_F_CPU:.2f}x",
+            f"{fmt_stat(ratios, '{:.3f}')}x",
+            statistics.median(ratios) <= TARGET_F_CPU,
+        )
+    )
+
+
+def f_disk_run(bench: Bench, static: Counted, sizes: dict[str, list[float]]) -> None:
+    """One first run with -o, for the size of a state whose rows hold the saved paths."""
+    count = max(1, min(F_DISK_URLS, round(A_URLS * bench.args.scale)))
+    urls, count = write_list(bench, "f-o", (static.url(f"/o/{i}") for i in range(count)))
+    out_dir, state = bench.work / "f-out", bench.work / "f-o.db"
+    log(f"F: {count:,} x 1 KiB saved with -o, with a state")
+    argv = [bench.fetcher, "-q", "-j", str(A_WORKERS), "--format", "jsonl", "-i", str(urls)]
+    argv += ["--state", str(state), "-o", str(out_dir)]
+    result, connections, requests = measured(bench, static, argv, limit=60 + count * 0.05)
+    check(bench, f"F {F_DISK}", result, requests, count)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    sample = Sample(result, count, connections=connections, requests=requests)
+    row = bench.row("F", F_DISK, count, A_WORKERS, "req/s")
+    row.samples.append(sample)
+    row.note = "one run"
+    progress(f"F {F_DISK}", sample, "req/s")
+    size, rows = state_size(state)
+    sizes.setdefault(f"{count:,} URLs saved with -o (path set)", []).append(size / rows)
+
+
+def f_skip_fresh(bench: Bench, static: Counted, sizes: dict[str, list[float]]) -> None:
+    """A second run over F_LINES URLs all fetched ok a moment ago: nothing to fetch, every line
+    a lookup and a skipped record. RSS is sampled with how far the input has been read."""
+    lines = bench.args.f_lines or max(1, round(F_LINES * bench.args.scale))
+    early = max(1, min(F_EARLY_LINES, lines // 2))  # mid-file: the input is open then
+    state, urls = bench.work / "f-fresh.db", bench.work / "f-fresh.txt"
+    saved = f"{bench.work}/out/127.0.0.1_{static.port}/f/"
+    log(f"F: writing a state of {lines:,} fresh rows with sqlite3")
+    started = datetime.datetime.now()
+    # In a child process: the bench's own RSS would count in the next client's ru_maxrss.
+    build = [sys.executable, str(HERE / "state_files.py"), str(state), str(urls), str(lines)]
+    build += [static.url("/f/"), saved]
+    subprocess.run(build, check=True, timeout=600, stdout=subprocess.DEVNULL)
+    built = (datetime.datetime.now() - started).total_seconds()
+    size, rows = state_size(state)
+    sizes.setdefault(f"{rows:,} rows written with sqlite3 (path set)", []).append(size / rows)
+    with open(urls, "rb") as file:
+        early_bytes = sum(len(line) for _, line in zip(range(early), file, strict=False))
+    log(f"F: --skip-fresh 1d over {lines:,} fresh URLs (state {size / 1e6:.0f} MB, {built:.0f} s)")
+    argv = [bench.fetcher, "-q", "--format", "jsonl", "-i", str(urls)]
+    argv += ["--state", str(state), "--skip-fresh", "1d"]
+    at_early: list[float] = []
+    halves: list[str] = []
+    flat: list[bool] = []
+    row = bench.row("F", F_FRESH, lines, None, "URLs/s")
+    for rep in range(bench.args.repeat):
+        result, connections, requests = measured(
+            bench, static, argv, limit=60 + lines * 0.002, sample_every=F_SAMPLE_EVERY, track=urls
+        )
+        label = f"F {F_FRESH} rep {rep + 1}"
+        check(bench, label, result, requests, 0)
+        sample = Sample(result, lines, connections=connections, requests=requests)
+        row.samples.append(sample)
+        progress(label, sample, "URLs/s")
+        if (reached := rss_once_read(result, early_bytes)) is not None:
+            at_early.append(reached / 1e6)
+        if (split := rss_halves(result)) is not None:
+            halves.append(split[0])
+            flat.append(split[1])
+    row.note = (
+        f"{own_peak(row)}; state {size / 1e6:.0f} MB, written in {built:.0f} s; RSS MB once "
+        f"{early:,} lines "
+        f"were read: {fmt_stat(at_early, '{:.1f}')}; 1st half then 2nd half: {'; '.join(halves)}"
+    )
+    f_fresh_targets(bench, row, early, at_early, (halves, flat))
+
+
+def rss_once_read(result: Run, position: int) -> int | None:
+    """The highest RSS sampled until the child had read position bytes of its tracked input."""
+    reached = [at for at, pos in result.positions if pos >= position]
+    if not reached:
+        return None
+    return max(rss for at, rss in result.rss if at <= reached[0])
+
+
+def f_fresh_targets(
+    bench: Bench, row: Row, early: int, at_early: list[float], shape: tuple[list[str], list[bool]]
+) -> None:
+    halves, flat = shape
+    rates = [rate for sample in row.samples if (rate := rate_of(sample, row.unit)) is not None]
+    peaks = [sample.run.max_rss for sample in row.samples]
+    bench.targets += [
+        Target(
+            f"F: --skip-fresh rate, {row.urls:,} fresh URLs",
+            f">= {TARGET_F_RATE:,} URLs/s",
+            f"{fmt_stat(rates, '{:,.0f}')} URLs/s",
+            statistics.median(rates) >= TARGET_F_RATE if rates else None,
+        ),
+        Target(
+            "F: --skip-fresh peak RSS",
+            f"<= {TARGET_F_RSS / 1e6:.0f} MB",
+            f"{fmt_stat([p / 1e6 for p in peaks], '{:.1f}')} MB (wait4); {own_peak(row)}; "
+            f"at {early:,} lines: {fmt_stat(at_early, '{:.1f}')} MB",
+            statistics.median(peaks) <= TARGET_F_RSS if peaks else None,
+        ),
+        Target(
+            "F: --skip-fresh RSS flat",
+            f"2nd-half peak <= 1st-half peak x {FLAT_GROWTH} + {FLAT_SLACK / 1e6:.0f} MB",
+            "; ".join(halves) or "no samples",
+            all(flat) if flat else None,
+        ),
+    ]
+
+
 def side_by_side(
     bench: Bench,
     name: str,
@@ -900,7 +1103,7 @@ def optional(values: list[int | None]) -> list[float]:
     return [float(value) for value in values if value is not None]
 
 
-SCENARIO_ORDER = {"S": 0, "A": 1, "B0": 2, "B": 3, "C": 4, "D": 5, "E": 6}
+SCENARIO_ORDER = {"S": 0, "A": 1, "B0": 2, "B": 3, "C": 4, "D": 5, "E": 6, "F": 7}
 
 
 def table(bench: Bench) -> str:
@@ -992,7 +1195,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Scenarios", 1)[1].join(["Scenarios", ""]),
     )
-    parser.add_argument("--scenarios", default="S,A,B,C,D,E", help="comma-separated letters")
+    parser.add_argument("--scenarios", default="S,A,B,C,D,E,F", help="comma-separated letters")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--scale", type=float, default=None, help="size factor (default 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: scale 0.05, repeat 1")
@@ -1015,12 +1218,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="nginx",
         help="static server (default nginx; the asyncio server is its fallback)",
     )
+    parser.add_argument(
+        "--f-lines",
+        type=int,
+        default=None,
+        help=f"F's --skip-fresh run: fresh URLs in the state (default {F_LINES:,} x --scale), "
+        "so that a run at a small scale can still measure the full million",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown copy of the table")
     args = parser.parse_args(argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
     args.scale = args.scale or (0.05 if args.quick else 1.0)
     args.scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(args.scenarios) - set("SABCDE")
+    unknown = set(args.scenarios) - set("SABCDEF")
     if unknown or args.repeat < 1 or args.scale <= 0:
         parser.error(f"bad --scenarios, --repeat or --scale ({', '.join(sorted(unknown))})")
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -1075,7 +1285,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 notes.append(version_of([bench.wrk, "-v"]).split(" [")[0])
         static: Counted | None = None
-        if set(args.scenarios) & set("SACDE"):
+        if set(args.scenarios) & set("SACDEF"):
             big = (C_FILES, big_size(bench)) if "C" in args.scenarios else (0, 0)
             nginx = find_nginx(install) if args.static == "nginx" else None
             if nginx is not None:
@@ -1095,6 +1305,7 @@ def main(argv: list[str] | None = None) -> int:
             ("E", scenario_e),
             ("D", scenario_d),
             ("A", scenario_a),
+            ("F", scenario_f),
         ]
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -1,5 +1,6 @@
 """The bench's fallback static server, used only when nginx cannot be had: an asyncio HTTP/1.1
-keep-alive server answering a 1 KiB body for every path, and ``/big/NAME`` from --files with
+keep-alive server answering a 1 KiB body for every path (with an ETag and a Last-Modified date, and
+a 304 to a request that sends the ETag back in If-None-Match), and ``/big/NAME`` from --files with
 sendfile. It is far slower than nginx (one Python process), which the table's header then says.
 
 Like nginx's stub_status it counts the TCP connections it accepted and the requests it answered,
@@ -20,6 +21,10 @@ from pathlib import Path
 
 MAX_HEAD = 64 * 1024  # a request head longer than this is not from one of our clients
 STATS_PATH = b"/__stats"
+# The 1 KiB body never changes, so like nginx's static files it has validators, and a request
+# that sends its ETag back (scenario F's second run with --state) gets a 304.
+ETAG = b'"bench-1k"'
+VALIDATORS = b"ETag: " + ETAG + b"\r\nLast-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\n"
 
 
 class Counters:
@@ -43,12 +48,19 @@ class Counters:
         ).encode()
 
 
-def response_head(length: int, close: bool, content_type: bytes = b"text/plain") -> bytes:
+def response_head(
+    length: int, close: bool, content_type: bytes = b"text/plain", extra: bytes = b""
+) -> bytes:
     connection = b"Connection: close\r\n" if close else b""
     return (
         b"HTTP/1.1 200 OK\r\nContent-Type: " + content_type + b"\r\n"
-        b"Content-Length: " + str(length).encode() + b"\r\n" + connection + b"\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n" + extra + connection + b"\r\n"
     )
+
+
+def not_modified_head(close: bool) -> bytes:
+    connection = b"Connection: close\r\n" if close else b""
+    return b"HTTP/1.1 304 Not Modified\r\n" + VALIDATORS + connection + b"\r\n"
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -100,6 +112,8 @@ class HttpProtocol(asyncio.Protocol):
         counters.requests += 1
         if target.startswith(b"/big/") and self.server.files is not None:
             asyncio.get_running_loop().create_task(self.send_file(target[5:], close))
+        elif b"if-none-match: " + ETAG in headers:
+            self.write(self.server.not_modified[close], close)
         else:
             self.respond(close)
 
@@ -147,8 +161,9 @@ class Server:
         self.files = files
         self.counters = Counters()
         body = (b"x" * (body_size - 1) + b"\n") if body_size > 0 else b""
-        self.small_response = response_head(len(body), False) + body
-        self.small_response_close = response_head(len(body), True) + body
+        self.small_response = response_head(len(body), False, extra=VALIDATORS) + body
+        self.small_response_close = response_head(len(body), True, extra=VALIDATORS) + body
+        self.not_modified = {False: not_modified_head(False), True: not_modified_head(True)}
 
 
 async def serve(args: argparse.Namespace) -> None:
