@@ -96,12 +96,20 @@ def test_session_headers_with_a_removed_one_and_per_request_headers(httpserver, 
         ("GET", httpserver.url_for("/one"), {}),
         ("GET", httpserver.url_for("/two"), {"headers": {"X-Job": "2", "Accept": None}}),
         ("GET", httpserver.url_for("/three"), {"headers": {}}),
+        # a session header overridden in another case, and a conditional request's validators
+        (
+            "GET",
+            httpserver.url_for("/four"),
+            {"headers": {"x-run": "9", "If-None-Match": '"v1"', "If-Modified-Since": "x"}},
+        ),
     ]
     seen, _, _ = same_either_way(settings, calls, recording)
     first, second = dict(seen[0][3]), dict(seen[1][3])
     assert first["x-run"] == "1"
     assert first["accept-encoding"] == "identity"  # http.client's, once the session's is removed
     assert second["x-job"] == "2" and "accept" not in second
+    fourth = dict(seen[3][3])
+    assert fourth["x-run"] == "9" and fourth["if-none-match"] == '"v1"'
 
 
 def test_bodies_methods_and_a_303_that_drops_the_body(httpserver, recording):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -20,6 +21,7 @@ from requests.cookies import merge_cookies
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity, to_native_string
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
@@ -111,13 +113,9 @@ class FetcherSession(requests.Session):
         prepared = PreparedRequest()
         prepared.prepare_method(request.method)
         prepared.prepare_url(request.url, None)
+        prepared.headers = self._session_headers().copy()
         if request.headers:
-            merged = merge_setting(  # type: ignore[no-untyped-call]
-                request.headers, self.headers, dict_class=CaseInsensitiveDict
-            )
-            prepared.prepare_headers(merged)
-        else:
-            prepared.headers = self._session_headers().copy()
+            _merge_headers(prepared.headers, request.headers)
         if request.cookies or self.cookies:
             # A bounded jar: requests builds the Cookie header, and each redirect's, from it.
             jar = merge_cookies(  # type: ignore[no-untyped-call]
@@ -180,6 +178,19 @@ class FetcherSession(requests.Session):
             prepared_request, merged
         )
         return rebuilt
+
+
+def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | None]) -> None:
+    """Add a request's own headers to a copy of the session's, as requests' merge_setting and
+    prepare_headers would (a None value removes one), checking only the headers added: the
+    session's were checked once (a conditional request's two headers cost a twentieth of a
+    request's CPU through merge_setting)."""
+    for name, value in extra.items():
+        if value is None:
+            headers.pop(name, None)
+            continue
+        check_header_validity((name, value))
+        headers[to_native_string(name)] = value  # type: ignore[no-untyped-call]
 
 
 def make_session(
