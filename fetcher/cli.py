@@ -74,9 +74,9 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     streams = Streams()
     with ExitStack() as stack:
         reader = open_input(settings, streams, stack)
-        outputs = open_outputs(settings, streams, stack)
+        outputs = open_outputs(settings, streams, stack, reader)
         run = build_run(settings, reader, outputs.collector, bodies=outputs.bodies,
-                        jar=outputs.jar)  # fmt: skip
+                        jar=outputs.jar, transfers=outputs.display.transfers)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with outputs.display:

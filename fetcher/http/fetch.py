@@ -22,6 +22,7 @@ from fetcher.http.request import EffectiveRequest, effective_request
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
+from fetcher.http.transfers import Transfers, Watch
 from fetcher.output.bodies import Bodies, BodyOutput
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
@@ -47,10 +48,12 @@ class Fetcher:
         settings: Settings,
         sessions: SessionPool,
         bodies: Bodies | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.bodies = bodies
+        self.transfers = transfers  # large bodies in flight, for the display; None: not shown
 
     def attempt(self, task: Task) -> Attempt:
         """Make the next attempt at task and decide about the one after it. Never raises for a
@@ -67,7 +70,7 @@ class Fetcher:
         if task.request is None:
             task.request = effective_request(task.job, settings, session.environment)
         request = task.request
-        result, retry_after = _attempt(session, request, task, settings, self.bodies)
+        result, retry_after = _attempt(session, request, task, settings, self)
         result.attempts = task.attempt
         result.elapsed = time.perf_counter() - task.started
         time_left = None if task.max_time is None else task.max_time.remaining()
@@ -107,7 +110,7 @@ def _attempt(
     request: EffectiveRequest,
     task: Task,
     settings: Settings,
-    bodies: Bodies | None,
+    fetcher: Fetcher,
 ) -> tuple[Result, float | None]:
     """One request (redirects included). Returns its Result and the Retry-After it carried."""
     result = Result(job=task.job)
@@ -121,7 +124,7 @@ def _attempt(
     set_thread_deadline(deadline)  # for the header phase, which per-read timeouts miss
     try:
         with session.fetch(request, timeout) as response:
-            retry_after = _read(response, result, request, task, settings, bodies)
+            retry_after = _read(response, result, request, task, settings, fetcher)
     except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
         result.error_kind = classify(exc)
         result.error_message = redact_text(describe(exc))
@@ -148,7 +151,7 @@ def _read(
     request: EffectiveRequest,
     task: Task,
     settings: Settings,
-    bodies: Bodies | None,
+    fetcher: Fetcher,
 ) -> float | None:
     """Record the answer and read its body into result; return its Retry-After, if any."""
     result.status = response.status_code
@@ -160,12 +163,23 @@ def _read(
     if response.status_code in settings.retry_on:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
     output = None
+    bodies = fetcher.bodies
     if bodies is not None:
         ok = response.status_code in settings.ok_status
         head = request.method == "HEAD"
         output = bodies.open(task.job.target, response.status_code, ok, task.job.output, head)
-    read_body(response, result, settings, task.max_time, output)
+    watch = None if fetcher.transfers is None else _watch(fetcher.transfers, response)
+    read_body(response, result, settings, task.max_time, output, watch)
     return retry_after
+
+
+def _watch(transfers: Transfers, response: requests.Response) -> Watch:
+    """A watch on the body about to be read; its size is known only when it is not encoded
+    (Content-Length counts the bytes on the wire, the count is of decoded bytes)."""
+    length = response.headers.get("Content-Length", "")
+    encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+    total = int(length) if length.isdigit() and not encoded else None
+    return transfers.watch(response.url, total)
 
 
 def read_body(
@@ -174,10 +188,12 @@ def read_body(
     settings: Settings,
     deadline: Deadline | None,
     output: BodyOutput | None = None,
+    watch: Watch | None = None,
 ) -> None:
     """Read the decoded body, hashing it and writing it to output, within --max-size and the
     deadline. On any failure the output is aborted (its temporary file removed) and the
-    exception propagates; the output is committed only after the last byte.
+    exception propagates; the output is committed only after the last byte. A watch, if any,
+    is told the bytes read now and then (for the display) and ended however the read ends.
 
     ``read1`` returns after each read from the socket, so a server that drips a byte a second
     is checked against the deadline every second; urllib3 bounds how much one compressed read
@@ -186,13 +202,16 @@ def read_body(
     digest = hashlib.sha256()
     write = output.write if output is not None else None
     try:
-        size = _copy(response.raw.read1, digest.update, write, settings.max_size, deadline)
+        size = _copy(response.raw.read1, digest.update, write, settings.max_size, deadline, watch)
         if output is not None:
             result.path, result.body = output.finish()
     except BaseException:
         if output is not None:
             output.abort()
         raise
+    finally:
+        if watch is not None:
+            watch.end()
     result.bytes = size
     result.sha256 = digest.hexdigest()
 
@@ -203,12 +222,16 @@ def _copy(
     write: Callable[[bytes], object] | None,
     limit: int | None,
     deadline: Deadline | None,
+    watch: Watch | None = None,
 ) -> int:
     """Feed every decoded chunk to update (the hash) and write; return the size. Raises
-    FetchError past --max-size or the deadline."""
+    FetchError past --max-size or the deadline. The watch costs one comparison per chunk."""
     size = 0
+    report_at: float = watch.next_report if watch is not None else float("inf")
     while chunk := read1(CHUNK_SIZE, decode_content=True):
         size += len(chunk)
+        if size >= report_at and watch is not None:
+            report_at = watch.update(size)
         if limit is not None and size > limit:
             raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)
         if deadline is not None and deadline.expired():
