@@ -35,6 +35,7 @@ CORE = [
     "fetcher.http.classify",
     "fetcher.http.deadline",
     "fetcher.http.fetch",
+    "fetcher.http.transfers",
     "fetcher.http.environment",
     "fetcher.output.display",
     "fetcher.input.formats",
