@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
@@ -27,6 +27,7 @@ from fetcher.results import Result, Summary
 # clock that moves by quarter seconds is smooth enough to read.
 REFRESH_PER_SECOND = 4
 RATE_WINDOW = 5.0  # seconds: the rates are those of this window, so that a stall shows at once
+SAMPLE_EVERY = 0.5 / REFRESH_PER_SECOND  # the rates' samples, however often a frame is drawn
 TRANSFERS_SHOWN = 3  # the largest downloads in flight, each with its own bar
 BAR_WIDTH = 30
 NAME_WIDTH = 40
@@ -81,8 +82,9 @@ class _ConsoleLogHandler(logging.Handler):
 
 
 class Frame:
-    """Draws one frame: the run's line, then a line per large download in flight. Called by
-    Rich's refresh thread only (so its rate windows need no lock)."""
+    """The live display's renderable: the run's line, then a line per large download in flight,
+    drawn from the figures of the moment each time Rich renders it (on its timer, and when a
+    record is printed above it, so that the two always agree). Thread-safe."""
 
     def __init__(self, summary: Summary, transfers: Transfers) -> None:
         self.summary = summary
@@ -90,28 +92,33 @@ class Frame:
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
         self.spinner = Spinner("dots")
+        self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
+        self.rates = (0.0, 0.0)  # URLs and bytes a second, as of the last sample
+        self.sampled = -SAMPLE_EVERY
         self.transfer_rates: dict[int, SlidingRate] = {}
+        self.speeds: dict[int, float] = {}
         self.bytes_shown = 0
 
-    def render(self) -> RenderableType:
-        now = time.monotonic()
-        summary = self.summary
-        done = summary.done
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        with self.lock:
+            yield self.render(time.monotonic())
+
+    def render(self, now: float) -> RenderableType:
+        summary, done = self.summary, self.summary.done
+        downloads = [] if self.finished else self.transfers.largest(TRANSFERS_SHOWN)
         # Bytes of downloads in flight count at once; never backwards as one of them ends.
         self.bytes_shown = max(self.bytes_shown, summary.bytes + self.transfers.bytes_in_flight())
-        per_second, bytes_per_second = self.rate.add(now, done, self.bytes_shown)
+        if now - self.sampled >= SAMPLE_EVERY:
+            self._sample(now, done, downloads)
+        per_second, bytes_per_second = self.rates
         if self.finished:  # the last frame: the whole run's figures, as in the summary
             self.bytes_shown = summary.bytes
             per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
         total = None if self.total is None else max(self.total, done)
-        eta = None
-        if total is not None and per_second > 0:
-            eta = (total - done) / per_second
-        elif self.finished:
-            eta = 0.0
+        eta = None if total is None or per_second <= 0 else (total - done) / per_second
         grid = Table.grid(padding=(0, 1))
-        cells = [
+        grid.add_row(
             Text("✓", style="green") if self.finished else self.spinner,
             Text("fetching"),
             ProgressBar(total=total, completed=done, width=BAR_WIDTH, pulse=total is None),
@@ -122,20 +129,22 @@ class Frame:
             Text(human_bytes(self.bytes_shown)),
             Text(f"{human_bytes(bytes_per_second)}/s"),
             Text(clock(summary.elapsed), style="yellow"),
-            Text(f"eta {clock(eta)}", style="cyan"),
-        ]
-        grid.add_row(*cells)
-        downloads = self.transfers.largest(TRANSFERS_SHOWN)
-        if not downloads or self.finished:
-            return grid
-        return Group(grid, self._transfer_rows(now, downloads))
+            Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"),
+        )
+        return Group(grid, self._transfer_rows(downloads)) if downloads else grid
 
-    def _transfer_rows(self, now: float, downloads: list[Transfer]) -> Table:
+    def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
+        """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
+        self.sampled = now
+        self.rates = self.rate.add(now, done, self.bytes_shown)
         rates = {id(t): self.transfer_rates.get(id(t)) or SlidingRate() for t in downloads}
         self.transfer_rates = rates  # forget the ones that ended
+        self.speeds = {id(t): rates[id(t)].add(now, 0, t.done)[1] for t in downloads}
+
+    def _transfer_rows(self, downloads: list[Transfer]) -> Table:
         grid = Table.grid(padding=(0, 1))
         for transfer in downloads:
-            _, speed = rates[id(transfer)].add(now, 0, transfer.done)
+            speed = self.speeds.get(id(transfer), 0.0)
             total = transfer.total
             eta = None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
             size = human_bytes(transfer.done)
@@ -175,8 +184,8 @@ class RichProgress:
         self.total_known = False  # the input has ended: its count beats the one counted ahead
         self.stop_counting = threading.Event()
         self.live = Live(
+            self.frame,
             console=self.console,
-            get_renderable=self.frame.render,
             refresh_per_second=REFRESH_PER_SECOND,
             redirect_stdout=False,
             redirect_stderr=False,
@@ -186,7 +195,7 @@ class RichProgress:
         if self.count_total is not None:
             counter = threading.Thread(target=self._count, name="fetcher-count", daemon=True)
             counter.start()
-        self.live.start()
+        self.live.start(refresh=True)  # the first frame now: rates count from it
         return self
 
     def __exit__(
