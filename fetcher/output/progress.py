@@ -117,6 +117,8 @@ class Frame:
             per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
         total = None if self.total is None else max(self.total, done)
         eta = None if total is None or per_second <= 0 else (total - done) / per_second
+        if eta is not None and downloads:  # the run ends no sooner than its downloads
+            eta = max([eta, *(self._eta(t) or 0.0 for t in downloads)])
         grid = Table.grid(padding=(0, 1))
         grid.add_row(
             Text("✓", style="green") if self.finished else self.spinner,
@@ -141,12 +143,14 @@ class Frame:
         self.transfer_rates = rates  # forget the ones that ended
         self.speeds = {id(t): rates[id(t)].add(now, 0, t.done)[1] for t in downloads}
 
+    def _eta(self, transfer: Transfer) -> float | None:
+        speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
+        return None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
+
     def _transfer_rows(self, downloads: list[Transfer]) -> Table:
         grid = Table.grid(padding=(0, 1))
         for transfer in downloads:
-            speed = self.speeds.get(id(transfer), 0.0)
-            total = transfer.total
-            eta = None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
+            speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
             size = human_bytes(transfer.done)
             grid.add_row(
                 Text("  ↓"),
@@ -154,7 +158,7 @@ class Frame:
                 ProgressBar(total, transfer.done, BAR_WIDTH // 2, pulse=total is None),
                 Text(size if total is None else f"{size} / {human_bytes(total)}"),
                 Text(f"{human_bytes(speed)}/s"),
-                Text(f"eta {clock(eta)}", style="cyan"),
+                Text(f"eta {clock(self._eta(transfer))}", style="cyan"),
             )
         return grid
 
