@@ -22,7 +22,7 @@ from fetcher.http.request import EffectiveRequest, effective_request
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
-from fetcher.http.transfers import Transfers, Watch
+from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.output.bodies import Bodies, BodyOutput
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
@@ -173,13 +173,15 @@ def _read(
     return retry_after
 
 
-def _watch(transfers: Transfers, response: requests.Response) -> Watch:
-    """A watch on the body about to be read; its size is known only when it is not encoded
-    (Content-Length counts the bytes on the wire, the count is of decoded bytes)."""
+def _watch(transfers: Transfers, response: requests.Response) -> Watch | None:
+    """A watch on the body about to be read, or None when it is known to be small. Its size
+    is known only when it is not encoded (Content-Length counts the bytes on the wire, the
+    watch counts decoded bytes), and then urllib3 holds the body to it."""
     length = response.headers.get("Content-Length", "")
-    encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-    total = int(length) if length.isdigit() and not encoded else None
-    return transfers.watch(response.url, total)
+    if "Content-Encoding" in response.headers or not length.isdigit():
+        return transfers.watch(response.url, None)
+    total = int(length)
+    return transfers.watch(response.url, total) if total >= LARGE_BODY else None
 
 
 def read_body(
