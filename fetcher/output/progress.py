@@ -186,6 +186,7 @@ class RichProgress:
         self.frame = Frame(summary, self.transfers)
         self.count_total = count_total
         self.total_known = False  # the input has ended: its count beats the one counted ahead
+        self.total_lock = threading.Lock()
         self.stop_counting = threading.Event()
         self.live = Live(
             self.frame,
@@ -214,8 +215,9 @@ class RichProgress:
     def _count(self) -> None:
         assert self.count_total is not None
         count = self.count_total(self.stop_counting.is_set)
-        if count is not None and not self.total_known:
-            self.frame.total = count
+        with self.total_lock:
+            if count is not None and not self.total_known:
+                self.frame.total = count
 
     def say(self, line: str) -> None:
         """Print line above the live display, through its console."""
@@ -232,8 +234,9 @@ class RichProgress:
         root.handlers[:] = [handler]
 
     def on_total(self, count: int) -> None:
-        self.total_known = True
-        self.frame.total = count
+        with self.total_lock:
+            self.total_known = True
+            self.frame.total = count
 
     def on_result(self, result: Result) -> None:
         """Nothing to do: the next redraw reads the Summary, already updated."""
