@@ -30,7 +30,9 @@ RATE_WINDOW = 5.0  # seconds: the rates are those of this window, so that a stal
 SAMPLE_EVERY = 0.5 / REFRESH_PER_SECOND  # the rates' samples, however often a frame is drawn
 TRANSFERS_SHOWN = 3  # the largest downloads in flight, each with its own bar
 BAR_WIDTH = 30
+MIN_BAR_WIDTH = 8
 NAME_WIDTH = 40
+MIN_NAME_WIDTH = 16
 TotalCounter = Callable[[Callable[[], bool]], int | None]
 
 
@@ -102,9 +104,9 @@ class Frame:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         with self.lock:
-            yield self.render(time.monotonic())
+            yield self.render(time.monotonic(), options.max_width)
 
-    def render(self, now: float) -> RenderableType:
+    def render(self, now: float, width: int = 120) -> RenderableType:
         summary, done = self.summary, self.summary.done
         downloads = [] if self.finished else self.transfers.largest(TRANSFERS_SHOWN)
         # Bytes of downloads in flight count at once; never backwards as one of them ends.
@@ -119,11 +121,7 @@ class Frame:
         eta = None if total is None or per_second <= 0 else (total - done) / per_second
         if eta is not None and downloads:  # the run ends no sooner than its downloads
             eta = max([eta, *(self._eta(t) or 0.0 for t in downloads)])
-        grid = Table.grid(padding=(0, 1))
-        grid.add_row(
-            Text("✓", style="green") if self.finished else self.spinner,
-            Text("fetching"),
-            ProgressBar(total=total, completed=done, width=BAR_WIDTH, pulse=total is None),
+        figures = [
             Text(f"{done}/{'?' if total is None else total}"),
             Text(f"{summary.ok} ok", style="green"),
             Text(f"{summary.failed} failed", style="red" if summary.failed else ""),
@@ -132,8 +130,17 @@ class Frame:
             Text(f"{human_bytes(bytes_per_second)}/s"),
             Text(clock(summary.elapsed), style="yellow"),
             Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"),
-        )
-        return Group(grid, self._transfer_rows(downloads)) if downloads else grid
+        ]
+        head: list[RenderableType] = [
+            Text("✓", style="green") if self.finished else self.spinner,
+            Text("fetching"),
+        ]
+        room = width - sum(len(text) + 1 for text in figures) - 12  # spinner, "fetching", gaps
+        if room >= MIN_BAR_WIDTH:  # a narrow terminal drops the bar rather than wrap the line
+            head.append(ProgressBar(total, done, min(BAR_WIDTH, room), pulse=total is None))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(*head, *figures)
+        return Group(grid, self._transfer_rows(downloads, width)) if downloads else grid
 
     def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
         """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
@@ -147,14 +154,15 @@ class Frame:
         speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
         return None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
 
-    def _transfer_rows(self, downloads: list[Transfer]) -> Table:
+    def _transfer_rows(self, downloads: list[Transfer], width: int) -> Table:
         grid = Table.grid(padding=(0, 1))
+        name_width = max(MIN_NAME_WIDTH, min(NAME_WIDTH, width - 75))
         for transfer in downloads:
             speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
             size = human_bytes(transfer.done)
             grid.add_row(
                 Text("  ↓"),
-                Text(short_name(transfer.url).ljust(NAME_WIDTH)),
+                Text(short_name(transfer.url, name_width).ljust(name_width)),
                 ProgressBar(total, transfer.done, BAR_WIDTH // 2, pulse=total is None),
                 Text(size if total is None else f"{size} / {human_bytes(total)}"),
                 Text(f"{human_bytes(speed)}/s"),
@@ -211,6 +219,8 @@ class RichProgress:
     ) -> None:
         self.stop_counting.set()
         self.live.stop()
+        if not self.console.is_interactive:  # the one frame of --progress on a file: end its line
+            self.console.line()
 
     def _count(self) -> None:
         assert self.count_total is not None
