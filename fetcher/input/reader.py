@@ -35,11 +35,11 @@ class Source:
     def start(self) -> int | None:
         """Where the stream of a regular file stands now (before the run reads it), for
         counting it ahead; None for arguments and for anything that can be read only once."""
-        if self.stream is None or not self.finite:
-            return None
         try:
+            if self.stream is None or not self.finite:
+                return None
             return self.stream.tell()
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor
             return None
 
     @property
