@@ -150,12 +150,12 @@ def stalling_server() -> Iterator[str]:
 def test_the_clock_runs_and_the_rate_falls_during_a_stall_and_the_total_is_known_at_once(
     tmp_path,
 ):
-    # Two workers: 10 quick answers, then both workers held 2.5 s, then 100 more. At most 20
+    # Two workers: 10 quick answers, then both workers held 3 s, then 100 more. At most 20
     # lines can be read before the stall ends (10 done, 2 held, a window of 4 per worker), so
     # a total of 112 during the stall was counted ahead, not read.
     with stalling_server() as base:
         urls = [f"{base}/quick/{n}" for n in range(10)]
-        urls += [f"{base}/stall/2.5/{n}" for n in range(2)]
+        urls += [f"{base}/stall/3/{n}" for n in range(2)]
         urls += [f"{base}/quick/{n}" for n in range(10, 110)]
         listing = tmp_path / "urls.txt"
         listing.write_text("# a comment and a blank line are not URLs\n\n" + "\n".join(urls))
