@@ -80,9 +80,10 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     with ExitStack() as stack:
         state = open_state(settings, stack)
         reader = open_input(settings, streams, stack, state)
-        outputs = open_outputs(settings, streams, stack, state)
+        outputs = open_outputs(settings, streams, stack, state, reader)
         run = build_run(settings, reader, outputs.collector, bodies=outputs.bodies,
-                        jar=outputs.jar, lookup=outputs.lookup)  # fmt: skip
+                        jar=outputs.jar, lookup=outputs.lookup,
+                        transfers=outputs.display.transfers)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with outputs.display:

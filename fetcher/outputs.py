@@ -132,14 +132,19 @@ def check_output_files(settings: Settings) -> None:
 
 
 def open_outputs(
-    settings: Settings, streams: Streams, stack: ExitStack, state: State | None = None
+    settings: Settings,
+    streams: Streams,
+    stack: ExitStack,
+    state: State | None = None,
+    reader: InputReader | None = None,
 ) -> Outputs:
+    """Open every output; the display, if shown, counts reader's URLs ahead of the run."""
     jar = open_cookie_jar(settings.cookie_jar)
     failed = open_failed(settings.failed)
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
     summary = Summary()
-    display, console = make_display(settings, streams, summary)
+    display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
     writer = make_writer(settings, streams, console)
     bodies = make_bodies(settings)
@@ -176,10 +181,10 @@ def open_failed(path: str | None) -> FailedLines | None:
 
 
 def make_display(
-    settings: Settings, streams: Streams, summary: Summary
+    settings: Settings, streams: Streams, summary: Summary, reader: InputReader | None = None
 ) -> tuple[Display, Console | None]:
     """The Rich display on stderr and its console, or a NullDisplay and no console when progress
-    is off (imports Rich only if needed)."""
+    is off (imports Rich only if needed). The display counts reader's URLs in the background."""
     show = settings.progress
     if show is None:
         show = not settings.quiet and streams.stderr_is_terminal
@@ -187,7 +192,7 @@ def make_display(
         return NullDisplay(streams.stderr), None
     from fetcher.output.progress import RichProgress
 
-    display = RichProgress(summary)
+    display = RichProgress(summary, count_total=None if reader is None else reader.count_ahead)
     return display, display.console
 
 

@@ -37,6 +37,7 @@ CORE = [
     "fetcher.http.deadline",
     "fetcher.http.fetch",
     "fetcher.http.headers",
+    "fetcher.http.transfers",
     "fetcher.http.environment",
     "fetcher.output.display",
     "fetcher.input.formats",

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FETCHER, clean_env
-from tests.servers import slow_urls
+from tests.conftest import FETCHER, clean_env, invoke
+from tests.servers import Route, counting_server, default_route, slow_urls
 
 COLUMNS = 120
 # CSI (colours, cursor moves, erasing, ?25l/?25h), OSC (titles, links), and short escapes.
@@ -189,7 +189,7 @@ def test_quiet_prints_nothing_on_stderr_even_with_failures(server, tmp_path, std
 
 # -- 8. records and the live display on one terminal -------------------------------------------
 
-RECORD_ON_TERMINAL = r"200\s+\d+\s+\d+\.\d{{3}}\s+{url}"
+RECORD_ON_TERMINAL = r"200\s+\d+ B\s+\d+\.\d{{3}} s\s+{url}"
 
 
 @pytest.mark.parametrize("format_name", ["text", "jsonl"])
@@ -281,3 +281,65 @@ def test_summary_on_a_pipe_is_plain_lines(server, tmp_path):
     assert "errors by kind" not in run.stderr
     assert not any(char in run.stderr for char in BOX)
     assert "\x1b" not in run.stderr
+
+
+# -- 10. the text format: aligned on a terminal, tab-separated when piped -----------------------
+
+
+def moving_route(path: str) -> Route:
+    """``/moved`` redirects to ``/target``; ``/large`` answers 1,500 bytes."""
+    if path == "/moved":
+        return 302, {"Location": "/target"}, b"", 0.0
+    if path == "/large":
+        return 200, {}, b"x" * 1500, 0.0
+    return default_route(path)
+
+
+def text_format_urls(base: str) -> list[str]:
+    # A URL list may hold an escape sequence: shown, never acted on.
+    return [f"{base}/a", f"{base}/moved", f"{base}/large", f"{base}/status/404",
+            f"{base}/colour\x1b[31mred"]  # fmt: skip
+
+
+def test_text_format_on_a_terminal_is_aligned_with_human_sizes_and_the_final_url(tmp_path):
+    with counting_server(moving_route) as server:
+        base = server.url("").rstrip("/")
+        urls = text_format_urls(base)
+        run = run_on_terminal(["--ordered", "--no-progress", *urls], tmp_path,
+                              stdout_on_terminal=True, stderr_on_terminal=False)  # fmt: skip
+    assert run.status == 1
+    assert "\x1b[31mred" not in run.terminal, "the URL's escape reached the terminal"
+    lines = [piece for piece in run.fragments if base in piece]
+    seconds = r"\d+\.\d{3} s"
+    expected = [
+        rf"200 +11 B +{seconds}  {re.escape(urls[0])}",
+        rf"200 +16 B +{seconds}  {re.escape(urls[1])} → {re.escape(base)}/target",
+        rf"200 +1\.5 kB +{seconds}  {re.escape(urls[2])}",
+        rf"404 +10 B +{seconds}  {re.escape(urls[3])}  http: 404 Not Found",
+        rf"200 +\d+ B +{seconds}  {re.escape(base)}/colour\\x1b\[31mred",
+    ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(pattern, line), (pattern, line)
+    assert len({line.index(base) for line in lines}) == 1, "the URLs do not start in one column"
+    assert "\t" not in strip_escapes(run.terminal)
+
+
+def test_text_format_piped_is_tab_separated_with_exact_byte_counts():
+    with counting_server(moving_route) as server:
+        base = server.url("").rstrip("/")
+        urls = text_format_urls(base)
+        result = invoke(["--ordered", *urls])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    seconds = r"\d+\.\d{3}"
+    expected = [
+        rf"200\t11\t{seconds}\t{re.escape(urls[0])}",
+        rf"200\t16\t{seconds}\t{re.escape(urls[1])}",  # the final URL is jsonl's, not here
+        rf"200\t1500\t{seconds}\t{re.escape(urls[2])}",
+        rf"404\t10\t{seconds}\t{re.escape(urls[3])}\thttp: 404 Not Found",
+        rf"200\t\d+\t{seconds}\t{re.escape(base)}/colour\\x1b\[31mred",
+    ]
+    assert len(lines) == len(expected), lines
+    for line, pattern in zip(lines, expected, strict=True):
+        assert re.fullmatch(pattern, line), (pattern, line)

@@ -24,6 +24,7 @@ from fetcher.http.resume import Resumer
 from fetcher.http.retry import host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
+from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Partial, Result
@@ -50,12 +51,14 @@ class Fetcher:
         settings: Settings,
         sessions: SessionPool,
         bodies: Bodies | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.bodies = bodies
+        self.transfers = transfers  # large bodies in flight, for the display; None: not shown
         self.resumer = Resumer(bodies) if settings.resume and bodies is not None else None
-        self.exchange = Exchange(settings, bodies, self.resumer)
+        self.exchange = Exchange(settings, bodies, self.resumer, transfers)
 
     def attempt(self, task: Task) -> Attempt:
         """Make the next attempt at task and decide about the one after it. Never raises for a
@@ -129,11 +132,16 @@ class Exchange:
     folder or spool, through the Resumer with --continue."""
 
     def __init__(
-        self, settings: Settings, bodies: Bodies | None, resumer: Resumer | None = None
+        self,
+        settings: Settings,
+        bodies: Bodies | None,
+        resumer: Resumer | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.settings = settings
         self.bodies = bodies
         self.resumer = resumer
+        self.transfers = transfers  # large bodies in flight, for the display; None: not shown
 
     def send(
         self, session: FetcherSession, request: EffectiveRequest, task: Task
@@ -222,7 +230,8 @@ class Exchange:
         elif self.bodies is not None:
             output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
                                       head, remote=remote)  # fmt: skip
-        read_body(response, result, settings, task.max_time, output)
+        watch = None if self.transfers is None else _watch(self.transfers, response)
+        read_body(response, result, settings, task.max_time, output, watch)
         return retry_after
 
 
@@ -237,16 +246,29 @@ def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile 
     )
 
 
+def _watch(transfers: Transfers, response: requests.Response) -> Watch | None:
+    """A watch on the body about to be read, or None when it is known to be small. Its size
+    is known only when it is not encoded (Content-Length counts the bytes on the wire, the
+    watch counts decoded bytes), and then urllib3 holds the body to it."""
+    length = response.headers.get("Content-Length", "")
+    if "Content-Encoding" in response.headers or not length.isdigit():
+        return transfers.watch(response.url, None)
+    total = int(length)
+    return transfers.watch(response.url, total) if total >= LARGE_BODY else None
+
+
 def read_body(
     response: requests.Response,
     result: Result,
     settings: Settings,
     deadline: Deadline | None,
     output: BodyOutput | None = None,
+    watch: Watch | None = None,
 ) -> None:
     """Read the decoded body, hashing it and writing it to output, within --max-size and the
     deadline. On any failure the output is aborted (its temporary file removed) and the
-    exception propagates; the output is committed only after the last byte.
+    exception propagates; the output is committed only after the last byte. A watch, if any,
+    is told the bytes read now and then (for the display) and ended however the read ends.
 
     ``read1`` returns after each read from the socket, so a server that drips a byte a second
     is checked against the deadline every second; urllib3 bounds how much one compressed read
@@ -260,7 +282,7 @@ def read_body(
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
             limit = None if limit is None else limit - kept
-        size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline)
+        size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline, watch)
         if output is not None:
             result.path, result.body = output.finish()
     except BaseException as exc:
@@ -268,6 +290,9 @@ def read_body(
             too_large = isinstance(exc, FetchError) and exc.kind is ErrorKind.TOO_LARGE
             output.discard() if too_large else output.abort()
         raise
+    finally:
+        if watch is not None:
+            watch.end()
     result.bytes = size
     result.sha256 = digest.hexdigest()
 
@@ -278,12 +303,16 @@ def _copy(
     write: Callable[[bytes], object] | None,
     limit: int | None,
     deadline: Deadline | None,
+    watch: Watch | None = None,
 ) -> int:
     """Feed every decoded chunk to update (the hash) and write; return the size. Raises
-    FetchError past --max-size or the deadline."""
+    FetchError past --max-size or the deadline. The watch costs one comparison per chunk."""
     size = 0
+    report_at: float = watch.next_report if watch is not None else float("inf")
     while chunk := read1(CHUNK_SIZE, decode_content=True):
         size += len(chunk)
+        if size >= report_at and watch is not None:
+            report_at = watch.update(size)
         if limit is not None and size > limit:
             raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)
         if deadline is not None and deadline.expired():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -21,6 +21,7 @@ from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 BOM = b"\xef\xbb\xbf"
+COUNT_CHUNK = 1 << 20  # bytes read at a time when counting a file's URLs ahead of the run
 
 
 @dataclass(slots=True)
@@ -43,6 +44,16 @@ class Source:
                 self.finite = stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
             except (OSError, ValueError, AttributeError):  # closed, or not backed by a file
                 self.finite = False
+
+    def start(self) -> int | None:
+        """Where the stream of a regular file stands now (before the run reads it), for
+        counting it ahead; None for arguments and for anything that can be read only once."""
+        try:
+            if self.stream is None or not self.finite:
+                return None
+            return self.stream.tell()
+        except (AttributeError, OSError, ValueError):  # a stream without a descriptor
+            return None
 
 
 def read_lines(
@@ -73,6 +84,32 @@ def read_lines(
         yield number, line[:max_bytes], too_long and visible
 
 
+def _holds_url(line: bytes) -> bool:
+    """Whether a line becomes a job: it is not blank and not a comment (JobMaker's rule)."""
+    visible = line.lstrip()
+    return bool(visible) and visible[0] != 0x23  # '#'
+
+
+def count_url_lines(fd: int, start: int, stopped: Callable[[], bool]) -> int | None:
+    """The lines of a regular file from start on that hold a URL, read with pread (the
+    file's position, shared with its reader, does not move). None when stopped."""
+    count, carry, offset = 0, b"", start
+    first = start == 0
+    while chunk := os.pread(fd, COUNT_CHUNK, offset):
+        if stopped():
+            return None
+        offset += len(chunk)
+        lines = (carry + chunk).split(b"\n")
+        carry = lines.pop()
+        if first and lines:
+            lines[0] = lines[0].removeprefix(BOM)
+            first = False
+        count += sum(map(_holds_url, lines))
+    if first:
+        carry = carry.removeprefix(BOM)
+    return count + _holds_url(carry)
+
+
 class InputReader:
     """Iterates the Jobs of all sources in order; reading stops where the caller stops.
 
@@ -94,6 +131,7 @@ class InputReader:
         self.jobs = JobMaker(default_scheme, unique, shard)
         self._current: Iterator[Job] | None = None
         self._position = 0
+        self._starts = [source.start() for source in sources]  # before anything is read
 
     @property
     def count(self) -> int:
@@ -107,6 +145,29 @@ class InputReader:
     @property
     def other_shards(self) -> int:
         return self.jobs.other_shards
+
+    def count_ahead(self, stopped: Callable[[], bool] = lambda: False) -> int | None:
+        """How many jobs the input holds, counted without disturbing its reading: regular
+        files are read with pread from where they stood when the reader was made. None when
+        the count cannot be known now or exactly: a pipe, a FIFO or a terminal (they can be
+        read once only), input other than plain lines, --unique or --shard. Safe to call
+        from another thread; it returns None soon after stopped() becomes true."""
+        if self.input_format != "lines" or self.jobs.unique or self.jobs.shard is not None:
+            return None
+        starts = list(zip(self.sources, self._starts, strict=True))
+        if any(source.stream is not None and start is None for source, start in starts):
+            return None
+        count = 0
+        for source, start in starts:
+            if source.stream is None:
+                count += sum(map(_holds_url, map(os.fsencode, source.arguments)))
+                continue
+            assert start is not None
+            found = count_url_lines(source.stream.fileno(), start, stopped)
+            if found is None:
+                return None
+            count += found
+        return count
 
     def __iter__(self) -> Iterator[Job]:
         while (job := self.next_job()) is not None:
@@ -175,7 +236,7 @@ class InputReader:
 
     def _jobs(self, source: Source) -> Iterator[Job]:
         if source.stored is not None:
-            yield from self._stored_jobs(source.stored)
+            yield from stored_jobs(self.jobs, source.stored)
             return
         if source.stream is None:
             for argument in source.arguments:
@@ -195,18 +256,19 @@ class InputReader:
             if job is not None:
                 yield job
 
-    def _stored_jobs(self, stored: Iterable[tuple[str, bytes, bytes]]) -> Iterator[Job]:
-        """Jobs of lines kept in the state, each read as its own run read it (a jsonl line with
-        its options and meta, a csv record under its header), whatever --input-format says.
-        They have no line number: the state is not a file the user can open at a line."""
-        for input_format, line, header in stored:
-            if input_format == "lines":
-                job = self.jobs.line_job(None, line, len(line) > MAX_LINE_BYTES)
-            else:
-                lines = [(1, header, False), (2, line, False)] if header else [(1, line, False)]
-                parse = iter_jsonl if input_format == "jsonl" else iter_csv
-                entry = next(iter(parse(lines)), None)
-                job = None if entry is None else self.jobs.entry_job(entry)
-            if job is not None:
-                job.line = None
-                yield job
+
+def stored_jobs(maker: JobMaker, stored: Iterable[tuple[str, bytes, bytes]]) -> Iterator[Job]:
+    """Jobs of lines kept in the state, each read as its own run read it (a jsonl line with
+    its options and meta, a csv record under its header), whatever --input-format says. They
+    have no line number: the state is not a file the user can open at a line."""
+    for input_format, line, header in stored:
+        if input_format == "lines":
+            job = maker.line_job(None, line, len(line) > MAX_LINE_BYTES)
+        else:
+            lines = [(1, header, False), (2, line, False)] if header else [(1, line, False)]
+            parse = iter_jsonl if input_format == "jsonl" else iter_csv
+            entry = next(iter(parse(lines)), None)
+            job = None if entry is None else maker.entry_job(entry)
+        if job is not None:
+            job.line = None
+            yield job

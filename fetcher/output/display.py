@@ -7,13 +7,19 @@ import sys
 from types import TracebackType
 from typing import Protocol, TextIO
 
+from fetcher.http.transfers import Transfers
 from fetcher.results import Result, Summary
 
 
 class Display(Protocol):
     """Shown for the duration of a ``with`` block; fed by the thread that writes records, once
     per record and at the edges of the run. A display that shows counts is given the run's
-    Summary when it is built and reads it: the Summary is updated before ``on_result``."""
+    Summary when it is built and reads it: the Summary is updated before ``on_result``.
+
+    ``transfers``: the registry in which the threads reading bodies show their large downloads
+    in flight, for the display to poll; None when it shows none (reading then costs nothing)."""
+
+    transfers: Transfers | None
 
     def __enter__(self) -> Display: ...
 
@@ -25,7 +31,7 @@ class Display(Protocol):
     ) -> None: ...
 
     def on_total(self, count: int) -> None:
-        """The input has been read to its end and held count URLs."""
+        """The input has been read to its end and held count URLs (from the writer thread)."""
 
     def on_result(self, result: Result) -> None:
         """One more record: called for every one, so it must be cheap."""
@@ -47,6 +53,7 @@ class NullDisplay:
 
     def __init__(self, stderr: TextIO | None = None) -> None:
         self.stderr = stderr
+        self.transfers: Transfers | None = None
 
     def __enter__(self) -> NullDisplay:
         return self

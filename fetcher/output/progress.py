@@ -1,51 +1,74 @@
-"""The Rich progress display on standard error (a ``Display``), updated by the writer thread."""
+"""The Rich progress display on standard error (a ``Display``): redrawn on a timer from the run's
+Summary and the large downloads in flight, so that a stall shows as a falling rate and a running
+clock, never as a frozen line."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.spinner import Spinner
+from rich.table import Table
 from rich.text import Text
 
+from fetcher.http.transfers import Transfer, Transfers
 from fetcher.output.summary import human_bytes
+from fetcher.redact import redact_url, visible
 from fetcher.results import Result, Summary
 
-# A redraw costs about 0.7 ms of CPU here: 4 a second (Rich's own default) is 0.3% of a core.
+# A redraw costs about 0.7 ms of CPU: 4 a second (Rich's own default) is 0.3% of a core, and a
+# clock that moves by quarter seconds is smooth enough to read.
 REFRESH_PER_SECOND = 4
-UPDATE_INTERVAL = 0.5 / REFRESH_PER_SECOND
+RATE_WINDOW = 5.0  # seconds: the rates are those of this window, so that a stall shows at once
+SAMPLE_EVERY = 0.5 / REFRESH_PER_SECOND  # the rates' samples, however often a frame is drawn
+TRANSFERS_SHOWN = 3  # the largest downloads in flight, each with its own bar
+BAR_WIDTH = 30
+MIN_BAR_WIDTH = 8
+NAME_WIDTH = 40
+MIN_NAME_WIDTH = 16
+TotalCounter = Callable[[Callable[[], bool]], int | None]
 
 
-class _DoneColumn(ProgressColumn):
-    """done/total, with ``?`` while the input is still being read."""
+class SlidingRate:
+    """Rates of two counters (URLs done, bytes) over the last ``window`` seconds, from samples
+    taken at each redraw; before the window has filled, since the first sample."""
 
-    def render(self, task: Task) -> Text:
-        total = "?" if task.total is None else str(int(task.total))
-        return Text(f"{int(task.completed)}/{total}")
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self.samples: deque[tuple[float, int, int]] = deque()
+
+    def add(self, now: float, done: int, size: int) -> tuple[float, float]:
+        """Take a sample; return (done per second, bytes per second) over the window."""
+        samples = self.samples
+        samples.append((now, done, size))
+        while len(samples) > 2 and now - samples[1][0] >= self.window:
+            samples.popleft()  # keep one sample at or beyond the window's start
+        then, done_then, size_then = samples[0]
+        seconds = now - then
+        if seconds <= 0:
+            return 0.0, 0.0
+        return max(done - done_then, 0) / seconds, max(size - size_then, 0) / seconds
 
 
-class _StatsColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        fields = task.fields
-        text = Text()
-        text.append(f"{fields.get('ok', 0)} ok", style="green")
-        text.append("  ")
-        text.append(
-            f"{fields.get('failed', 0)} failed", style="red" if fields.get("failed") else ""
-        )
-        text.append(f"  {fields.get('rate', 0.0):.1f}/s  {human_bytes(fields.get('bytes', 0))}")
-        return text
+def clock(seconds: float | None) -> str:
+    """``H:MM:SS``, or ``-:--:--`` when not known."""
+    if seconds is None:
+        return "-:--:--"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def short_name(url: str, width: int = NAME_WIDTH) -> str:
+    """A URL for a narrow column: its password masked, controls visible, its end kept."""
+    shown = visible(redact_url(url)).split("://", 1)[-1]
+    return shown if len(shown) <= width else "…" + shown[-(width - 1) :]
 
 
 class _ConsoleLogHandler(logging.Handler):
@@ -60,36 +83,132 @@ class _ConsoleLogHandler(logging.Handler):
             self.handleError(record)
 
 
-class RichProgress:
-    """Shows done/total, ok and failed counts, req/s, bytes, elapsed time and ETA on stderr,
-    read from the run's summary.
+class Frame:
+    """The live display's renderable: the run's line, then a line per large download in flight,
+    drawn from the figures of the moment each time Rich renders it (on its timer, and when a
+    record is printed above it, so that the two always agree). Thread-safe."""
 
-    Rich refreshes from its own thread at most REFRESH_PER_SECOND times; ``on_result`` only
-    updates numbers under Rich's lock, so its cost per record is small.
+    def __init__(self, summary: Summary, transfers: Transfers) -> None:
+        self.summary = summary
+        self.transfers = transfers
+        self.total: int | None = None  # set by the display, from any thread
+        self.finished = False
+        self.spinner = Spinner("dots")
+        self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
+        self.rate = SlidingRate()
+        self.rates = (0.0, 0.0)  # URLs and bytes a second, as of the last sample
+        self.sampled = -SAMPLE_EVERY
+        self.transfer_rates: dict[int, SlidingRate] = {}
+        self.speeds: dict[int, float] = {}
+        self.bytes_shown = 0
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        with self.lock:
+            yield self.render(time.monotonic(), options.max_width)
+
+    def render(self, now: float, width: int = 120) -> RenderableType:
+        summary, done = self.summary, self.summary.done
+        downloads = [] if self.finished else self.transfers.largest(TRANSFERS_SHOWN)
+        # Bytes of downloads in flight count at once; never backwards as one of them ends.
+        self.bytes_shown = max(self.bytes_shown, summary.bytes + self.transfers.bytes_in_flight())
+        if now - self.sampled >= SAMPLE_EVERY:
+            self._sample(now, done, downloads)
+        per_second, bytes_per_second = self.rates
+        if self.finished:  # the last frame: the whole run's figures, as in the summary
+            self.bytes_shown = summary.bytes
+            per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
+        total = None if self.total is None else max(self.total, done)
+        eta = None if total is None or per_second <= 0 else (total - done) / per_second
+        if eta is not None and downloads:  # the run ends no sooner than its downloads
+            eta = max([eta, *(self._eta(t) or 0.0 for t in downloads)])
+        figures = [
+            Text(f"{done}/{'?' if total is None else total}"),
+            Text(f"{summary.ok} ok", style="green"),
+            Text(f"{summary.failed} failed", style="red" if summary.failed else ""),
+            Text(f"{per_second:.1f} req/s"),
+            Text(human_bytes(self.bytes_shown)),
+            Text(f"{human_bytes(bytes_per_second)}/s"),
+            Text(clock(summary.elapsed), style="yellow"),
+            Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"),
+        ]
+        head: list[RenderableType] = [
+            Text("✓", style="green") if self.finished else self.spinner,
+            Text("fetching"),
+        ]
+        room = width - sum(len(text) + 1 for text in figures) - 12  # spinner, "fetching", gaps
+        if room >= MIN_BAR_WIDTH:  # a narrow terminal drops the bar rather than wrap the line
+            head.append(ProgressBar(total, done, min(BAR_WIDTH, room), pulse=total is None))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_row(*head, *figures)
+        return Group(grid, self._transfer_rows(downloads, width)) if downloads else grid
+
+    def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
+        """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
+        self.sampled = now
+        self.rates = self.rate.add(now, done, self.bytes_shown)
+        rates = {id(t): self.transfer_rates.get(id(t)) or SlidingRate() for t in downloads}
+        self.transfer_rates = rates  # forget the ones that ended
+        self.speeds = {id(t): rates[id(t)].add(now, 0, t.done)[1] for t in downloads}
+
+    def _eta(self, transfer: Transfer) -> float | None:
+        speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
+        return None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
+
+    def _transfer_rows(self, downloads: list[Transfer], width: int) -> Table:
+        grid = Table.grid(padding=(0, 1))
+        name_width = max(MIN_NAME_WIDTH, min(NAME_WIDTH, width - 75))
+        for transfer in downloads:
+            speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
+            size = human_bytes(transfer.done)
+            grid.add_row(
+                Text("  ↓"),
+                Text(short_name(transfer.url, name_width).ljust(name_width)),
+                ProgressBar(total, transfer.done, BAR_WIDTH // 2, pulse=total is None),
+                Text(size if total is None else f"{size} / {human_bytes(total)}"),
+                Text(f"{human_bytes(speed)}/s"),
+                Text(f"eta {clock(self._eta(transfer))}", style="cyan"),
+            )
+        return grid
+
+
+class RichProgress:
+    """Shows done/total, ok and failed counts, req/s and bytes/s over the last RATE_WINDOW
+    seconds, bytes, elapsed time and ETA on stderr, and a bar for each of the largest downloads
+    in flight (threads of this process only: with --processes, the totals alone).
+
+    Rich's own thread redraws REFRESH_PER_SECOND times a second, reading the Summary (which the
+    writer thread updates) and polling ``transfers`` (which the reading threads update): a
+    record costs the display nothing. With a counter, the total is counted in a thread of its
+    own as the run starts; an input that can be read once only stays ``?`` until read.
     """
 
-    def __init__(self, summary: Summary, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        summary: Summary,
+        console: Console | None = None,
+        count_total: TotalCounter | None = None,
+    ) -> None:
         self.summary = summary
         self.console = console or Console(stderr=True)
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("fetching"),
-            BarColumn(),
-            _DoneColumn(),
-            _StatsColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
+        self.transfers: Transfers | None = Transfers()
+        self.frame = Frame(summary, self.transfers)
+        self.count_total = count_total
+        self.total_known = False  # the input has ended: its count beats the one counted ahead
+        self.total_lock = threading.Lock()
+        self.stop_counting = threading.Event()
+        self.live = Live(
+            self.frame,
             console=self.console,
             refresh_per_second=REFRESH_PER_SECOND,
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._shown = 0.0
-        self.task = self.progress.add_task("fetch", total=None, ok=0, failed=0, rate=0.0, bytes=0)
 
     def __enter__(self) -> RichProgress:
-        self.progress.start()
+        if self.count_total is not None:
+            counter = threading.Thread(target=self._count, name="fetcher-count", daemon=True)
+            counter.start()
+        self.live.start(refresh=True)  # the first frame now: rates count from it
         return self
 
     def __exit__(
@@ -98,7 +217,17 @@ class RichProgress:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.progress.stop()
+        self.stop_counting.set()
+        self.live.stop()
+        if not self.console.is_interactive:  # the one frame of --progress on a file: end its line
+            self.console.line()
+
+    def _count(self) -> None:
+        assert self.count_total is not None
+        count = self.count_total(self.stop_counting.is_set)
+        with self.total_lock:
+            if count is not None and not self.total_known:
+                self.frame.total = count
 
     def say(self, line: str) -> None:
         """Print line above the live display, through its console."""
@@ -115,26 +244,13 @@ class RichProgress:
         root.handlers[:] = [handler]
 
     def on_total(self, count: int) -> None:
-        self.progress.update(self.task, total=count)
+        with self.total_lock:
+            self.total_known = True
+            self.frame.total = count
 
     def on_result(self, result: Result) -> None:
-        # Rich redraws at most REFRESH_PER_SECOND times; updating its task for every record
-        # cost 8% of the throughput of a fast run (bench E), twice a refresh costs nothing.
-        now = time.monotonic()
-        if now - self._shown >= UPDATE_INTERVAL:
-            self._shown = now
-            self._show(self.summary)
+        """Nothing to do: the next redraw reads the Summary, already updated."""
 
     def on_finish(self, summary: Summary) -> None:
-        self._show(summary)
-        self.progress.refresh()
-
-    def _show(self, summary: Summary) -> None:
-        self.progress.update(
-            self.task,
-            completed=summary.done,
-            ok=summary.ok,
-            failed=summary.failed,
-            rate=summary.rate,
-            bytes=summary.bytes,
-        )
+        self.frame.finished = True
+        self.live.refresh()

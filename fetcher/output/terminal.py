@@ -1,5 +1,5 @@
-"""What is printed on a terminal through Rich, beside the live display: coloured records and the
-summary's tables.
+"""What is printed on a terminal through Rich, beside the live display: records in aligned
+columns with human sizes (text) or as they are (jsonl, csv), and the summary's tables.
 
 Rich is imported only when something is printed on a terminal: a pipe of records, or a summary
 on a log file, should not pay for it.
@@ -9,18 +9,44 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from fetcher.output.records import make_formatter
-from fetcher.output.summary import summary_head, summary_lines
-from fetcher.redact import visible
+from fetcher.output.records import make_formatter, shown_url
+from fetcher.output.summary import human_bytes, summary_head, summary_lines
+from fetcher.redact import redact_url, visible
 from fetcher.results import Result, Summary
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+REDIRECTED = "→"
+
+
+def terminal_record(result: Result) -> Text:
+    """A record of the text format for a person at a terminal: status, size, seconds and URL in
+    aligned columns, ``→ final URL`` after a redirect, then ``kind: message`` for a failure;
+    what a server or a URL list said has its control characters made visible. (Piped, the
+    text format is tab-separated: ``fetcher.output.records.format_text``.)"""
+    from rich.text import Text
+
+    status = "---" if result.status is None else str(result.status)
+    line = Text.assemble(
+        (f"{status:>3}", "green" if result.ok else "red"),
+        f"  {human_bytes(result.bytes):>8}  ",
+        (f"{result.elapsed:7.3f} s", "dim"),
+        "  ",
+        visible(shown_url(result)),
+    )
+    if result.redirects and result.final_url:
+        line.append(f" {REDIRECTED} {visible(redact_url(result.final_url))}", style="cyan")
+    if result.error_kind is not None:
+        line.append(f"  {result.error_kind}: {visible(result.error_message or '')}", style="red")
+    return line
 
 
 class ConsoleWriter:
-    """Writes records to a terminal through a Rich console: coloured text, whole lines.
+    """Writes records to a terminal through a Rich console, whole lines: the text format as
+    ``terminal_record``, jsonl and csv as they are.
 
     When the live progress display is on the same terminal, the console is the display's own,
     so each record is printed above the display instead of through it.
@@ -36,13 +62,15 @@ class ConsoleWriter:
     ) -> None:
         self.console = console
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
-        self.colour = format_name == "text"
+        self.aligned = format_name == "text"
         if header:
             self._print(header, "")
 
     def write(self, result: Result) -> None:
-        style = ("green" if result.ok else "red") if self.colour else ""
-        self._print(self.format(result), style)
+        if self.aligned:
+            self.console.print(terminal_record(result), soft_wrap=True, highlight=False)
+            return
+        self._print(self.format(result), "")
 
     def _print(self, line: str, style: str) -> None:
         from rich.text import Text

@@ -7,6 +7,7 @@ from http.cookiejar import CookieJar
 
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
+from fetcher.http.transfers import Transfers
 from fetcher.observer import Observer
 from fetcher.output.bodies import Bodies
 from fetcher.run.dispatcher import JobSource, Lookup
@@ -27,19 +28,22 @@ def build_run(
     on_pause: PauseListener | None = None,
     sessions: SessionPool | None = None,
     lookup: Lookup | None = None,
+    transfers: Transfers | None = None,
 ) -> Run:
     """A run over source whose records go to observer: fetched by this process's threads, or
     by ``settings.processes`` worker processes (each of which builds its own run here).
 
     sessions: the pool of this process's threads (made here when None); the run closes every
     session in it at the end unless a request was abandoned mid-flight. lookup: the state's,
-    for each job read (the parent's only: a worker process gets its jobs with their Prior)."""
+    for each job read (the parent's only: a worker process gets its jobs with their Prior).
+    transfers: where this process's threads show their large bodies in flight (worker
+    processes show none: their bytes are counted in the parent only when a record arrives)."""
     stopping = threading.Event()
     executor: Executor
     if settings.processes > 1:
         executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
     else:
         sessions = sessions or SessionPool(settings, jar)
-        fetcher = Fetcher(settings, sessions, bodies)
+        fetcher = Fetcher(settings, sessions, bodies, transfers)
         executor = ThreadExecutor(settings, fetcher, stopping, on_pause)
     return Run(settings, source, executor, observer, stopping, lookup)

@@ -1,0 +1,88 @@
+"""The downloads in flight that are large enough to watch, shared by the threads that read bodies
+and the progress display that polls them: no callback per chunk, only a number to store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+# A body is watched once it is known (Content-Length) or seen (bytes read) to be this large.
+LARGE_BODY = 1_000_000
+# How often a watched body's count is stored, in bytes read: one comparison per chunk otherwise.
+REPORT_EVERY = 256 * 1024
+
+
+@dataclass(eq=False, slots=True)
+class Transfer:
+    """One body being read: its URL (as fetched, not redacted), its size when known, and the
+    bytes read so far (stored by the reading thread, read by the display)."""
+
+    url: str
+    total: int | None
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Watch:
+    """What the reading thread holds for one body: it tells the registry about the body once it
+    is large, and stores its count now and then. Only that thread calls it; a small body costs
+    this object and nothing else."""
+
+    __slots__ = ("registry", "url", "total", "transfer", "next_report")
+
+    def __init__(self, registry: Transfers, url: str, total: int | None) -> None:
+        self.registry = registry
+        self.url = url
+        self.total = total
+        self.transfer: Transfer | None = None
+        self.next_report = LARGE_BODY  # the size at which the reader calls update
+        if total is not None and total >= LARGE_BODY:
+            self.update(0)
+
+    def update(self, size: int) -> int:
+        """size bytes have been read: store it; return the size at which to call again."""
+        if self.transfer is None:
+            self.transfer = Transfer(self.url, self.total)
+            self.registry.add(self.transfer)
+        self.transfer.done = size
+        self.next_report = size + REPORT_EVERY
+        return self.next_report
+
+    def end(self) -> None:
+        """The body has been read, or its reading failed: it is no longer in flight."""
+        if self.transfer is not None:
+            self.registry.remove(self.transfer)
+
+
+class Transfers:
+    """The registry of large bodies in flight. Thread-safe: any reading thread adds and removes,
+    the display takes snapshots."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[int, Transfer] = {}
+
+    def watch(self, url: str, total: int | None) -> Watch:
+        """A Watch for one body about to be read; total is its decoded size, if known."""
+        return Watch(self, url, total)
+
+    def add(self, transfer: Transfer) -> None:
+        with self._lock:
+            self._live[id(transfer)] = transfer
+
+    def remove(self, transfer: Transfer) -> None:
+        with self._lock:
+            self._live.pop(id(transfer), None)
+
+    def largest(self, count: int) -> list[Transfer]:
+        """Up to count transfers in flight, the largest first (a known size before an unknown
+        one, then by bytes read)."""
+        with self._lock:
+            live = list(self._live.values())
+        live.sort(key=lambda t: (t.total is not None, t.total or 0, t.done), reverse=True)
+        return live[:count]
+
+    def bytes_in_flight(self) -> int:
+        with self._lock:
+            return sum(t.done for t in self._live.values())

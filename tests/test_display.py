@@ -1,0 +1,196 @@
+"""The parts of the progress display that are not Rich: the total counted ahead of the run, the
+sliding rate, and the registry of large downloads in flight that the body reader updates."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from fetcher.http.fetch import Fetcher
+from fetcher.http.session import SessionPool
+from fetcher.http.task import Task
+from fetcher.http.transfers import LARGE_BODY, REPORT_EVERY, Transfers
+from fetcher.input.jobs import Job
+from fetcher.input.reader import InputReader, Source
+from fetcher.input.shards import Shard
+from fetcher.output.progress import SlidingRate, clock, short_name
+from fetcher.settings import Settings
+from tests.servers import serving, wait_for
+
+LISTING = (
+    b"\xef\xbb\xbfhttps://example.org/1\r\n"  # a byte-order mark, CRLF
+    b"\n   \t\n# a comment\n  # an indented comment\n"
+    b"example.org/2\n"
+    b"not a url\n"  # still a job (it gets its record)
+    b"\xff\xfe not utf-8\n"
+    b"https://example.org/3"  # no line end
+)
+
+
+@pytest.fixture
+def opened() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+def reader_of(opened: ExitStack, tmp_path, data: bytes = LISTING, **options) -> InputReader:
+    path = tmp_path / "urls.txt"
+    path.write_bytes(data)
+    stream = opened.enter_context(path.open("rb"))
+    return InputReader([Source(str(path), stream=stream)], "https", **options)
+
+
+def test_counted_ahead_is_the_number_of_jobs_and_reading_is_not_disturbed(opened, tmp_path):
+    reader = reader_of(opened, tmp_path)
+    first = reader.next_job()
+    assert first is not None and first.url == "https://example.org/1"
+    assert reader.count_ahead() == 5  # from where the file stood when the reader was made
+    assert [job.url for job in [first, *reader]][1:3] == ["example.org/2", "not a url"]
+    assert reader.count == 5
+
+
+def test_counted_ahead_from_where_a_file_stands_and_with_arguments(opened, tmp_path):
+    path = tmp_path / "urls.txt"
+    path.write_bytes(b"skipped by the caller\nhttps://a.example/\n#\nhttps://b.example/\n")
+    stream = opened.enter_context(path.open("rb"))
+    stream.readline()  # `(read one line; fetcher) < FILE`: the rest is what fetcher reads
+    sources = [Source("arguments", arguments=("a.example", "", "#x")),
+               Source(str(path), stream=stream)]  # fmt: skip
+    reader = InputReader(sources, "https")
+    assert reader.count_ahead() == 3
+    assert len(list(reader)) == 3
+
+
+def test_a_file_larger_than_a_chunk_is_counted_across_chunk_edges(opened, tmp_path):
+    line = b"https://example.org/" + b"x" * 100 + b"\n"
+    data = line * 30_000  # 3.6 MB: lines cut by the 1 MiB reads
+    reader = reader_of(opened, tmp_path, data)
+    assert reader.count_ahead() == 30_000
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"unique": True}, {"input_format": "jsonl"}, {"shard": Shard(1, 2)}],
+    ids=["unique", "jsonl", "shard"],
+)
+def test_not_counted_ahead_when_the_count_would_not_be_exact(opened, tmp_path, options):
+    reader = reader_of(opened, tmp_path, **options)
+    assert reader.count_ahead() is None
+
+
+def test_a_pipe_is_never_counted_ahead_and_never_read_twice():
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"https://example.org/1\nhttps://example.org/2\n")
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        reader = InputReader([Source("<stdin>", stream=pipe)], "https")
+        assert reader.count_ahead() is None
+        assert [job.url for job in reader] == ["https://example.org/1", "https://example.org/2"]
+
+
+def test_counting_stops_when_asked(opened, tmp_path):
+    reader = reader_of(opened, tmp_path, b"https://example.org/\n" * 100_000)
+    assert reader.count_ahead(lambda: True) is None
+    assert reader.count_ahead() == 100_000
+
+
+def test_sliding_rate_falls_when_nothing_is_done_and_forgets_beyond_its_window():
+    rate = SlidingRate(window=5.0)
+    assert rate.add(100.0, 0, 0) == (0.0, 0.0)
+    assert rate.add(101.0, 10, 1000) == (10.0, 1000.0)
+    assert rate.add(102.0, 10, 1000) == (5.0, 500.0)  # a stall: the rate falls
+    for second in range(103, 108):
+        done, _ = rate.add(float(second), 10, 1000)
+    assert done == 0.0  # nothing in the last 5 s
+    assert rate.add(108.0, 20, 1000)[0] == pytest.approx(2.0)  # 10 in the last 5 s
+
+
+def test_clock_and_short_names():
+    assert clock(None) == "-:--:--"
+    assert clock(3725.9) == "1:02:05"
+    shown = short_name("https://user:secret@example.org/a\x1b[2J")
+    assert shown == "user:***@example.org/a\\x1b[2J"
+    long = short_name("https://example.org/" + "d/" * 40 + "file.iso", width=20)
+    assert len(long) == 20 and long.endswith("/file.iso") and long.startswith("…")
+
+
+def test_a_body_known_to_be_large_is_shown_at_once_and_a_small_one_never():
+    transfers = Transfers()
+    large = transfers.watch("http://h/large", LARGE_BODY)
+    small = transfers.watch("http://h/small", 100)
+    unknown = transfers.watch("http://h/chunked", None)
+    assert [t.url for t in transfers.largest(3)] == ["http://h/large"]
+    assert large.update(REPORT_EVERY) == 2 * REPORT_EVERY
+    assert transfers.bytes_in_flight() == REPORT_EVERY
+    assert unknown.next_report == LARGE_BODY  # shown once it has read that much
+    unknown.update(LARGE_BODY + 1)
+    assert [t.url for t in transfers.largest(3)] == ["http://h/large", "http://h/chunked"]
+    assert [t.url for t in transfers.largest(1)] == ["http://h/large"]
+    for watch in (large, small, unknown):
+        watch.end()
+    assert transfers.largest(3) == [] and transfers.bytes_in_flight() == 0
+
+
+class _DrippingHandler(BaseHTTPRequestHandler):
+    """Sends 3 MB in pieces; after the first MB it waits until the test lets it go on."""
+
+    protocol_version = "HTTP/1.1"
+    go_on = threading.Event()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        size = 3_000_000
+        self.send_response(200)
+        self.send_header("Content-Length" if self.path == "/sized" else "X-Size", str(size))
+        if self.path != "/sized":
+            self.send_header("Connection", "close")  # the body ends with the connection
+        self.end_headers()
+        for sent in range(0, size, 100_000):
+            if sent == 1_500_000:
+                self.go_on.wait(10)
+            self.wfile.write(b"x" * 100_000)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["/sized", "/unsized"])
+def test_the_body_reader_shows_a_large_download_while_it_is_read(path):
+    _DrippingHandler.go_on.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DrippingHandler)
+    server.daemon_threads = True
+    transfers = Transfers()
+    settings = Settings(retries=0)
+    pool = SessionPool(settings)
+    with serving(server):
+        url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+        fetcher = Fetcher(settings, pool, transfers=transfers)
+        job = Job(seq=0, url=url, target=url, line=None, raw=url.encode())
+        outcome: list[object] = []
+        task = Task(job, "127.0.0.1")
+        worker = threading.Thread(target=lambda: outcome.append(fetcher.attempt(task)))
+        worker.start()
+        try:
+            wait_for(lambda: transfers.bytes_in_flight() >= LARGE_BODY, "the download shown")
+            [shown] = transfers.largest(3)
+            assert shown.url == url
+            assert shown.total == (3_000_000 if path == "/sized" else None)
+        finally:
+            _DrippingHandler.go_on.set()
+            worker.join(10)
+            pool.close_all()
+    [attempt] = outcome
+    assert attempt.result.ok and attempt.result.bytes == 3_000_000  # type: ignore[attr-defined]
+    assert transfers.largest(3) == []  # gone once read
+
+
+def test_an_unused_stream_is_left_alone():
+    # Counting ahead only ever reads regular files with pread: a BytesIO has no descriptor.
+    reader = InputReader([Source("memory", stream=io.BytesIO(b"https://a.example/\n"))], "https")
+    assert reader.count_ahead() is None
+    assert len(list(reader)) == 1
