@@ -30,6 +30,7 @@ from fetcher.run.build import build_run
 from fetcher.run.engine import Run
 from fetcher.run.signals import hard_exit, stop_on_signals
 from fetcher.settings import Settings
+from fetcher.state.lookup import Prefetching
 from fetcher.status import ExitStatus, exit_status
 from fetcher.streams import Streams
 
@@ -81,7 +82,8 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         state = open_state(settings, stack)
         reader = open_input(settings, streams, stack, state)
         outputs = open_outputs(settings, streams, stack, state, reader)
-        run = build_run(settings, reader, outputs.collector, bodies=outputs.bodies,
+        source = reader if outputs.lookup is None else Prefetching(reader, outputs.lookup)
+        run = build_run(settings, source, outputs.collector, bodies=outputs.bodies,
                         jar=outputs.jar, lookup=outputs.lookup,
                         transfers=outputs.display.transfers)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)

@@ -60,6 +60,7 @@ CORE = [
     "fetcher.state.lookup",
     "fetcher.state.prior",
     "fetcher.state.store",
+    "fetcher.state.writes",
     "fetcher.http.resume",
 ]
 UI = ("click", "rich")

@@ -1,13 +1,23 @@
 """What the dispatcher asks the state about each job as it is read: its Prior, which the job
-carries to the HTTP layer, and, under --skip-fresh, whether it needs fetching at all."""
+carries to the HTTP layer, and, under --skip-fresh, whether it needs fetching at all.
+
+Lookups are made a batch at a time when the input is a file (``Prefetching`` reads up to
+PREFETCH lines ahead): sqlite3 lets go of the GIL at each statement step, and a step per URL
+handed the GIL to a worker thread and back once per URL. A pipe is never read ahead."""
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
 
 from fetcher.input.jobs import Job
 from fetcher.results import Result
+from fetcher.run.dispatcher import JobSource
+from fetcher.state.prior import Prior
 from fetcher.state.store import State
+
+PREFETCH = 64
 
 
 class StateLookup:
@@ -16,14 +26,70 @@ class StateLookup:
     def __init__(self, state: State, skip_fresh: float | None = None) -> None:
         self.state = state
         self.skip_fresh = skip_fresh
+        self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
+
+    def prefetch(self, jobs: list[Job]) -> None:
+        """Look jobs up in one statement; their calls then need no query of their own."""
+        valid = [job for job in jobs if job.invalid is None]
+        if not valid:
+            return
+        found = self.state.lookup_many([job.target for job in valid])
+        for job in valid:
+            self._ahead[job.seq] = found.get(job.target)
 
     def __call__(self, job: Job) -> Result | None:
         """Attach job's Prior; return its record now if it is fresh (ok, skipped, unchanged),
         or None when it is to be fetched."""
-        prior = job.prior = self.state.lookup(job.target)
+        if job.seq in self._ahead:
+            prior = job.prior = self._ahead.pop(job.seq)
+        else:
+            prior = job.prior = self.state.lookup(job.target)
         if prior is None or self.skip_fresh is None:
             return None
         if not prior.fresh(time.time(), self.skip_fresh):
             return None
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256,
                       path=prior.path)  # fmt: skip
+
+
+class Prefetching:
+    """A JobSource that reads up to PREFETCH jobs ahead while the input is files, and has the
+    state look them up together; otherwise (a pipe) one job at a time, as read."""
+
+    def __init__(self, source: JobSource, lookup: StateLookup) -> None:
+        self.source = source
+        self.lookup = lookup
+        self._ahead: deque[Job] = deque()
+
+    @property
+    def count(self) -> int:
+        return self.source.count
+
+    @property
+    def current_is_finite(self) -> bool:
+        return bool(self._ahead) or self.source.current_is_finite
+
+    @property
+    def rest_is_finite(self) -> bool:
+        return self.source.rest_is_finite
+
+    def next_job(self) -> Job | None:
+        if not self._ahead:
+            first = self.source.next_job()  # may wait on a pipe, as without a state
+            if first is None:
+                return None
+            jobs = [first]
+            while len(jobs) < PREFETCH and self.source.rest_is_finite:
+                job = self.source.next_job()
+                if job is None:
+                    break
+                jobs.append(job)
+            if len(jobs) > 1:
+                self.lookup.prefetch(jobs)
+            self._ahead.extend(jobs)
+        return self._ahead.popleft()
+
+    def drain(self, lines_only: bool = False) -> Iterator[Job]:
+        while self._ahead:
+            yield self._ahead.popleft()
+        yield from self.source.drain(lines_only)

@@ -8,6 +8,7 @@ the records, in transactions committed every COMMIT_ROWS rows and whenever the w
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -18,6 +19,7 @@ from fetcher.input.jobs import Job
 from fetcher.results import Partial, Result
 from fetcher.state import database
 from fetcher.state.prior import Prior
+from fetcher.state.writes import PendingWrites, Statement
 
 COMMIT_ROWS = 2000
 READ_BATCH = 1000  # lookups in one read transaction, at most
@@ -30,10 +32,14 @@ _LOOKUP = (
     "FROM urls WHERE url = ?"
 )
 _FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 ORDER BY url"
-_UPSERT = """
-INSERT INTO urls (url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at,
-                  form, line, header, partial, partial_from, partial_bytes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+_COLUMNS = (
+    "url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at, form, line, "
+    "header, partial, partial_from, partial_bytes"
+)
+_UPSERT = Statement(
+    f"INSERT INTO urls ({_COLUMNS})",
+    15,
+    """
 ON CONFLICT (url) DO UPDATE SET
     ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
     etag = iif(excluded.ok, excluded.etag, etag),
@@ -45,13 +51,22 @@ ON CONFLICT (url) DO UPDATE SET
     partial = iif(excluded.ok, NULL, coalesce(excluded.partial, partial)),
     partial_from = iif(excluded.ok, NULL, coalesce(excluded.partial_from, partial_from)),
     partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes))
-"""
+""",
+)
 # A download under --continue has begun: where its partial file is, before it can be cut off.
-_PARTIAL = """
-INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)
-VALUES (?, 0, ?, ?, ?, ?, ?, ?)
+_PARTIAL = Statement(
+    "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
+    8,
+    """
 ON CONFLICT (url) DO UPDATE SET
     partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL
+""",
+)
+# Many lookups in one statement step: the rows found, as one JSON text.
+_LOOKUP_MANY = """
+SELECT json_group_array(json_array(url, ok, fetched_at, etag, last_modified, lower(hex(sha256)),
+                                   path, partial, partial_from))
+FROM urls WHERE url IN (SELECT value FROM json_each(?))
 """
 
 
@@ -72,8 +87,7 @@ class State:
         except BaseException:
             os.close(self._lock)
             raise
-        self._pending = 0
-        self._in_transaction = False
+        self._pending = PendingWrites()
         self._lookups = self._reader.cursor()
         self._reads = READ_BATCH  # the first lookup begins a read transaction
         self._read_until = 0.0
@@ -95,6 +109,17 @@ class State:
         return Prior(bool(ok), fetched_at, etag, last_modified,
                      sha256.hex() if sha256 is not None else None, path, partial,
                      partial_from)  # fmt: skip
+
+    def lookup_many(self, urls: list[str]) -> dict[str, Prior]:
+        """The rows of urls that the state has, in one statement step (see lookup)."""
+        if self._reads >= READ_BATCH or time.monotonic() > self._read_until:
+            self._renew_read()
+        self._reads += len(urls)
+        text = self._lookups.execute(_LOOKUP_MANY, (json.dumps(urls),)).fetchone()[0]
+        found = {}
+        for url, ok, fetched_at, etag, modified, sha256, path, partial, since in json.loads(text):
+            found[url] = Prior(bool(ok), fetched_at, etag, modified, sha256, path, partial, since)
+        return found
 
     def failed_lines(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(input format, line, csv header or b"") of every URL whose last result failed, as
@@ -124,16 +149,17 @@ class State:
             )
         sha256 = bytes.fromhex(result.sha256) if result.ok and result.sha256 else None
         kept = _partial_columns(result.partial)
-        self._write(_UPSERT, (job.target, result.ok, result.status,
+        self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               result.etag, result.last_modified, sha256, result.path,
                               int(time.time()), *_line_of(job), *kept))  # fmt: skip
-        if self._pending >= COMMIT_ROWS:
+        if len(self._pending) >= COMMIT_ROWS:
             self.commit()
 
     def partial_begun(self, job: Job, path: str, validator: str) -> None:
         """--continue: a download of job is being written to path, resumable with validator."""
-        self._write(_PARTIAL, (job.target, int(time.time()), *_line_of(job), path, validator))
+        row = (job.target, 0, int(time.time()), *_line_of(job), path, validator)
+        self._pending.add(_PARTIAL, row)
 
     def _renew_read(self) -> None:
         if self._reader.in_transaction:
@@ -143,10 +169,8 @@ class State:
         self._read_until = time.monotonic() + READ_SECONDS
 
     def commit(self) -> None:
-        if self._in_transaction:
-            self._writer.execute("COMMIT")
-            self._in_transaction = False
-            self._pending = 0
+        if self._pending:
+            self._pending.write(self._writer)
 
     def close(self) -> None:
         """Commit, close both connections, release the lock. Idempotent."""
@@ -160,13 +184,6 @@ class State:
                     connection.close()
             os.close(self._lock)
             self._lock = -1
-
-    def _write(self, sql: str, row: tuple[object, ...]) -> None:
-        if not self._in_transaction:
-            self._writer.execute("BEGIN")
-            self._in_transaction = True
-        self._writer.execute(sql, row)
-        self._pending += 1
 
 
 def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
