@@ -10,25 +10,24 @@ import functools
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from http.cookiejar import CookieJar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fetcher import __version__
-from fetcher.http.cookies import save_jar
-from fetcher.input.reader import InputReader
 from fetcher.logs import configure_logging, log_levels
 from fetcher.options import all_options, build_settings
-from fetcher.output.summary import write_summary_json
-from fetcher.output.terminal import print_summary
-from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs
-from fetcher.run.build import build_run
-from fetcher.run.engine import Run
-from fetcher.run.signals import hard_exit, stop_on_signals
-from fetcher.settings import Settings
 from fetcher.status import ExitStatus, exit_status
-from fetcher.streams import Streams
+
+if TYPE_CHECKING:
+    from fetcher.input.reader import InputReader
+    from fetcher.outputs import Outputs
+    from fetcher.run.engine import Run
+    from fetcher.settings import Settings
+    from fetcher.streams import Streams
+
+# What a run needs (requests, the cookie jar, Rich on a terminal) is imported by fetch() once the
+# options are parsed: --version and --help pay only for click (tests/test_imports.py).
 
 STOP_REASONS = {
     ExitStatus.SOME_FAILED: "an output that cannot be written",  # see stop_on_write_error
@@ -69,7 +68,17 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     input is not a terminal, from standard input. '-' means standard input.
     """
     configure_logging(log_levels(params["verbose"], params["quiet"]))
-    settings = build_settings(urls, params)
+    sys.exit(fetch(build_settings(urls, params)))
+
+
+def fetch(settings: Settings) -> int:
+    """Open the input and outputs, run, report; the exit status. What a run needs is imported
+    here, so that --version and --help pay only for click."""
+    from fetcher.outputs import check_output_files, open_input, open_outputs
+    from fetcher.run.build import build_run
+    from fetcher.run.signals import hard_exit, stop_on_signals
+    from fetcher.streams import Streams
+
     check_output_files(settings)
     streams = Streams()
     with ExitStack() as stack:
@@ -89,7 +98,7 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
                 # normal interpreter exit would wait for the first and abort on the second.
                 stack.close()
                 hard_exit(status)
-    sys.exit(status)
+    return status
 
 
 def report(
@@ -106,6 +115,10 @@ def report(
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     problems += commit_failed(outputs, streams)
     if settings.cookie_jar:
+        from http.cookiejar import CookieJar
+
+        from fetcher.http.cookies import save_jar
+
         # No session at all (every line invalid, or an early stop): keep what was loaded.
         jars = run.executor.jars() or [outputs.jar or CookieJar()]
         path = settings.cookie_jar
@@ -116,6 +129,8 @@ def report(
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     status = final_status(summary, stopped_by, bool(problems))
     if settings.summary:
+        from fetcher.output.summary import write_summary_json
+
         path = settings.summary
         write = lambda: write_summary_json(summary, path, status)  # noqa: E731
         if write_or_say(streams, "--summary", path, write):
@@ -128,6 +143,8 @@ def report(
 
 
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:
+    from fetcher.output.terminal import print_summary
+
     console = outputs.console
     if console is None and streams.stderr_is_terminal:
         from rich.console import Console
