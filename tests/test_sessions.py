@@ -6,7 +6,10 @@ Proved against a real keep-alive server: the server counts the TCP connections i
 import collections
 import io
 import json
+import sys
 import threading
+
+import pytest
 
 from fetcher.http.session import SessionPool
 from fetcher.input.reader import InputReader, Source
@@ -191,3 +194,27 @@ def test_lines_read_ahead_of_the_records_written_are_bounded(server):
     # The workers are slow and the reader is not: the window really was filled.
     assert stream.most_ahead >= settings.window
     assert server.max_in_flight <= settings.workers
+
+
+def test_a_thread_run_raises_the_switch_interval_while_it_runs_and_restores_it(server):
+    """Many workers hand the GIL to each other at every socket call; the interpreter's 5 ms
+    interval added a forced hand-off on top (fetcher.run.threads.SWITCH_INTERVAL)."""
+    from fetcher.run.threads import SWITCH_INTERVAL
+
+    seen = []
+
+    class IntervalObserver(MemoryObserver):
+        def on_result(self, result):
+            seen.append(sys.getswitchinterval())
+            super().on_result(result)
+
+    before = sys.getswitchinterval()
+    assert before < SWITCH_INTERVAL
+    settings = Settings(workers=2)
+    observer = IntervalObserver()
+    urls = tuple(server.url(f"/{n}") for n in range(5))
+    reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
+    assert build_run(settings, reader, observer).run() is None
+    assert observer.summary.ok == 5
+    assert seen == pytest.approx([SWITCH_INTERVAL] * 5)
+    assert sys.getswitchinterval() == pytest.approx(before)

@@ -4,6 +4,7 @@ scheduler (per-host limits, rates, pauses) and put their final results in the ru
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,13 @@ from fetcher.run.scheduler import Scheduler
 from fetcher.settings import Settings
 
 log = logging.getLogger("fetcher")
+
+# Seconds a thread may hold the GIL while another waits for it, during a run (CPython's default
+# is 0.005). Workers give the GIL up at every socket call anyway; with many of them, the default
+# made each waiting thread force a hand-off every 5 ms on top: at -j 256 three times the
+# context switches per request and a third less throughput (bench/README.md, "what grows with
+# the thread count").
+SWITCH_INTERVAL = 0.05
 
 # Called by the worker that received a 429/503 Retry-After, once this process holds the host
 # back: a worker process relays it to its siblings.
@@ -46,9 +54,12 @@ class ThreadExecutor:
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._switch_interval: float | None = None  # the interpreter's own, while we run
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(max(SWITCH_INTERVAL, self._switch_interval))
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
         for _ in range(workers):
@@ -74,6 +85,9 @@ class ThreadExecutor:
             self._pool.shutdown(wait=not stopped, cancel_futures=True)
         if not abandoned:
             self.fetcher.sessions.close_all()
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     def jars(self) -> list[CookieJar]:
         return self.fetcher.sessions.jars()
