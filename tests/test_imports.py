@@ -47,6 +47,7 @@ CORE = [
     "fetcher.http.request",
     "fetcher.http.retry",
     "fetcher.http.session",
+    "fetcher.http.sockets",
     "fetcher.http.task",
     "fetcher.settings",
     "fetcher.input.shards",
