@@ -218,3 +218,44 @@ def test_a_thread_run_raises_the_switch_interval_while_it_runs_and_restores_it(s
     assert observer.summary.ok == 5
     assert seen == pytest.approx([SWITCH_INTERVAL] * 5)
     assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_two_runs_at_once_keep_the_interval_raised_until_the_last_ends(server):
+    """A process may hold several runs (tests do): the first run to end must not lower the
+    interval under a later one still running, and the last to end restores the interpreter's."""
+    from fetcher.run.threads import SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    seen = []
+
+    class HeldObserver(MemoryObserver):
+        """Holds its run inside its one record until released."""
+
+        def __init__(self):
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def on_result(self, result):
+            self.entered.set()
+            assert self.release.wait(10)
+            seen.append(sys.getswitchinterval())
+            super().on_result(result)
+
+    def start(observer):
+        settings = Settings(workers=1)
+        reader = InputReader([Source("arguments", arguments=(server.url("/x"),))], "http", False)
+        thread = threading.Thread(target=build_run(settings, reader, observer).run)
+        thread.start()
+        assert observer.entered.wait(10)
+        return thread
+
+    first, second = HeldObserver(), HeldObserver()
+    first_thread = start(first)
+    second_thread = start(second)
+    first.release.set()
+    first_thread.join(10)  # the first run has ended; the second is still inside its record
+    second.release.set()
+    second_thread.join(10)
+    assert first.summary.ok == second.summary.ok == 1
+    assert seen == pytest.approx([SWITCH_INTERVAL, SWITCH_INTERVAL])
+    assert sys.getswitchinterval() == pytest.approx(before)

@@ -28,6 +28,32 @@ log = logging.getLogger("fetcher")
 # the thread count").
 SWITCH_INTERVAL = 0.05
 
+
+class _SwitchInterval:
+    """The raised interval while at least one thread run is running in this process (tests run
+    several at once); the interpreter's own once the last one ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._saved = 0.0
+
+    def raise_(self) -> None:
+        with self._lock:
+            if self._runs == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(max(SWITCH_INTERVAL, self._saved))
+            self._runs += 1
+
+    def restore(self) -> None:
+        with self._lock:
+            self._runs -= 1
+            if self._runs == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_switch_interval = _SwitchInterval()
+
 # Called by the worker that received a 429/503 Retry-After, once this process holds the host
 # back: a worker process relays it to its siblings.
 PauseListener = Callable[[str, float], None]
@@ -54,12 +80,12 @@ class ThreadExecutor:
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._switch_interval: float | None = None  # the interpreter's own, while we run
+        self._raised = False  # the switch interval, while this run runs
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(max(SWITCH_INTERVAL, self._switch_interval))
+        _switch_interval.raise_()
+        self._raised = True
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
         for _ in range(workers):
@@ -85,9 +111,9 @@ class ThreadExecutor:
             self._pool.shutdown(wait=not stopped, cancel_futures=True)
         if not abandoned:
             self.fetcher.sessions.close_all()
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
+        if self._raised:
+            _switch_interval.restore()
+            self._raised = False
 
     def jars(self) -> list[CookieJar]:
         return self.fetcher.sessions.jars()
