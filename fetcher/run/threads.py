@@ -100,6 +100,9 @@ class ThreadExecutor:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        # A stop must be prompt (a second signal exits within a second): from now on the
+        # threads that remain hand the GIL over as often as the interpreter's own interval says.
+        self._lower_switch_interval()
 
     def drain(self) -> list[Task]:
         return self.scheduler.drain()
@@ -111,9 +114,12 @@ class ThreadExecutor:
             self._pool.shutdown(wait=not stopped, cancel_futures=True)
         if not abandoned:
             self.fetcher.sessions.close_all()
+        self._lower_switch_interval()
+
+    def _lower_switch_interval(self) -> None:
         if self._raised:
-            _switch_interval.restore()
             self._raised = False
+            _switch_interval.restore()
 
     def jars(self) -> list[CookieJar]:
         return self.fetcher.sessions.jars()
