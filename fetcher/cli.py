@@ -10,29 +10,26 @@ import functools
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from http.cookiejar import CookieJar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from fetcher import __version__
 from fetcher.command import SectionedCommand
-from fetcher.http.cookies import save_jar
-from fetcher.input.reader import InputReader
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
-from fetcher.output.metrics import write_metrics
-from fetcher.output.summary import write_summary_json
-from fetcher.output.terminal import print_summary
-from fetcher.outputs import Outputs, check_output_files, open_input, open_outputs, open_state
-from fetcher.results import Summary
-from fetcher.run.build import build_run
-from fetcher.run.engine import Run
-from fetcher.run.signals import hard_exit, stop_on_signals
-from fetcher.settings import Settings
-from fetcher.state.lookup import Prefetching
 from fetcher.status import ExitStatus, exit_status
-from fetcher.streams import Streams
+
+if TYPE_CHECKING:
+    from fetcher.input.reader import InputReader
+    from fetcher.outputs import Outputs
+    from fetcher.results import Summary
+    from fetcher.run.engine import Run
+    from fetcher.settings import Settings
+    from fetcher.streams import Streams
+
+# What a run needs (requests, the cookie jar, Rich on a terminal) is imported by fetch() once the
+# options are parsed: --version and --help pay only for click (tests/test_imports.py).
 
 STOP_REASONS = {
     ExitStatus.SOME_FAILED: "an output that cannot be written",  # see stop_on_write_error
@@ -76,6 +73,18 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     """
     settings = build_settings(urls, params)  # -s is -q: the log levels come after it
     configure_logging(settings.log_levels)
+    sys.exit(fetch(settings))
+
+
+def fetch(settings: Settings) -> int:
+    """Open the state, the input and outputs, run, report; the exit status. What a run needs is
+    imported here, so that --version and --help pay only for click."""
+    from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
+    from fetcher.run.build import build_run
+    from fetcher.run.signals import hard_exit, stop_on_signals
+    from fetcher.state.lookup import Prefetching
+    from fetcher.streams import Streams
+
     check_output_files(settings)
     streams = Streams()
     with ExitStack() as stack:
@@ -98,7 +107,7 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
                 # normal interpreter exit would wait for the first and abort on the second.
                 stack.close()
                 hard_exit(status)
-    sys.exit(status)
+    return status
 
 
 def report(
@@ -115,6 +124,10 @@ def report(
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     problems += commit_failed(outputs, streams)
     if settings.cookie_jar:
+        from http.cookiejar import CookieJar
+
+        from fetcher.http.cookies import save_jar
+
         # No session at all (every line invalid, or an early stop): keep what was loaded.
         jars = run.executor.jars() or [outputs.jar or CookieJar()]
         path = settings.cookie_jar
@@ -144,6 +157,9 @@ def write_summary_files(
     """Write --summary, then --metrics, each with the exit status so far; returns the exit
     status, made at least 1 by a file that could not be written (a file already written keeps
     the status it was given)."""
+    from fetcher.output.metrics import write_metrics
+    from fetcher.output.summary import write_summary_json
+
     files = [("--summary", settings.summary, write_summary_json),
              ("--metrics", settings.metrics, write_metrics)]  # fmt: skip
     for option, path, write in files:
@@ -155,6 +171,8 @@ def write_summary_files(
 
 
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:
+    from fetcher.output.terminal import print_summary
+
     console = outputs.console
     if console is None and streams.stderr_is_terminal:
         from rich.console import Console

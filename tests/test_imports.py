@@ -50,6 +50,7 @@ CORE = [
     "fetcher.http.request",
     "fetcher.http.retry",
     "fetcher.http.session",
+    "fetcher.http.sockets",
     "fetcher.http.task",
     "fetcher.settings",
     "fetcher.input.shards",
@@ -107,3 +108,36 @@ def test_every_package_module_is_classified():
 def test_report_imports_rich_only_for_terminals():
     loaded = loaded_after_import(["fetcher.output.records", "fetcher.output.terminal"])
     assert "rich" not in loaded
+
+
+def loaded_by_command(args: list[str]) -> tuple[str, set[str]]:
+    """What `fetcher ARGS` prints, and every module loaded when it exits, in a fresh interpreter."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: sys.stderr.write(json.dumps(sorted(sys.modules))))\n"
+        f"sys.argv = ['fetcher', *{args!r}]\n"
+        "from fetcher.__main__ import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, cwd=ROOT, text=True
+    )
+    return done.stdout, set(json.loads(done.stderr))
+
+
+def test_version_and_help_import_neither_requests_nor_rich():
+    """--version and --help are answered by click alone: start-up pays for nothing else."""
+    heavy = {"requests", "urllib3", "rich", "http.cookiejar", "hashlib", "multiprocessing"}
+    for args, says in ((["--version"], "fetcher, version"), (["--help"], "--processes")):
+        output, loaded = loaded_by_command(args)
+        assert says in output
+        assert "fetcher.cli" in loaded
+        assert not {name for name in loaded if name.split(".")[0] in heavy or name in heavy}
+
+
+def test_a_run_of_threads_does_not_import_multiprocessing(httpserver):
+    httpserver.expect_request("/one").respond_with_data("x")
+    output, loaded = loaded_by_command(["-q", "--format", "jsonl", httpserver.url_for("/one")])
+    assert '"ok": true' in output
+    assert "requests" in loaded
+    assert "multiprocessing.connection" not in loaded

@@ -158,3 +158,58 @@ def test_command_line_cookies_and_cookies_set_by_redirect_hops(httpserver, recor
 def test_proxies_with_none_values_and_verify_given_per_request(httpserver, recording):
     calls = [("GET", httpserver.url_for("/p"), {"proxies": {"http": None}, "verify": True})]
     same_either_way(Settings(), calls, recording)
+
+
+def test_the_adapter_picks_the_pool_requests_would_for_each_origin_verify_and_cert(tmp_path):
+    """FetcherAdapter works out a pool's key once per origin; requests' HTTPAdapter does it per
+    request. For the same adapter both must hand out the very same pool object, also after the
+    PoolManager evicted pools (its 16 most recent are kept) and made new ones."""
+    from requests import Request
+    from requests.adapters import HTTPAdapter
+
+    from fetcher.http.session import FetcherAdapter
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not read until a TLS handshake")
+    adapter = make_session(Settings(), environment=Environment()).adapters["https://"]
+    assert isinstance(adapter, FetcherAdapter)
+    urls = [f"http://127.0.0.1:{8000 + n}/a?b" for n in range(20)] + [
+        "http://Example.ORG/x",
+        "http://example.org:80/y",
+        "https://example.org/z",
+        "https://user:pw@example.org:8443/",
+        "http://[::1]:8080/v6",
+    ]
+    for verify, cert in ((True, None), (False, None), (str(bundle), None), (True, "client.pem")):
+        for round_ in range(2):  # the second round through the cache
+            for url in urls:
+                prepared = Request("GET", url).prepare()
+                ours = adapter.get_connection_with_tls_context(prepared, verify, {}, cert)
+                theirs = HTTPAdapter.get_connection_with_tls_context(
+                    adapter, prepared, verify, {}, cert
+                )
+                assert ours is theirs, (url, verify, cert, round_)
+    assert len(adapter.pool_keys) == 4 * len(urls)  # a key per spelling of an origin...
+    same = [Request("GET", url).prepare() for url in urls[20:22]]
+    pools = {id(adapter.get_connection_with_tls_context(p, True, {}, None)) for p in same}
+    assert len(pools) == 1  # ...and one pool for Example.ORG and example.org:80
+
+
+def test_the_adapter_with_a_proxy_and_an_unknown_scheme_is_requests_own():
+    from requests import Request
+    from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import URLSchemeUnknown
+
+    adapter = make_session(Settings(), environment=Environment()).adapters["http://"]
+    prepared = Request("GET", "http://example.org/").prepare()
+    proxies = {"http": "http://127.0.0.1:3128"}
+    ours = adapter.get_connection_with_tls_context(prepared, True, proxies, None)
+    theirs = HTTPAdapter.get_connection_with_tls_context(adapter, prepared, True, proxies, None)
+    assert ours is theirs and ours.proxy is not None
+    prepared.url = "ftp://example.org/"
+    for method in (
+        adapter.get_connection_with_tls_context,
+        HTTPAdapter.get_connection_with_tls_context.__get__(adapter),
+    ):
+        with pytest.raises(URLSchemeUnknown):
+            method(prepared, True, {}, None)

@@ -6,7 +6,10 @@ Proved against a real keep-alive server: the server counts the TCP connections i
 import collections
 import io
 import json
+import sys
 import threading
+
+import pytest
 
 from fetcher.http.session import SessionPool
 from fetcher.input.reader import InputReader, Source
@@ -191,3 +194,85 @@ def test_lines_read_ahead_of_the_records_written_are_bounded(server):
     # The workers are slow and the reader is not: the window really was filled.
     assert stream.most_ahead >= settings.window
     assert server.max_in_flight <= settings.workers
+
+
+def test_a_thread_run_raises_the_switch_interval_while_it_runs_and_restores_it(server):
+    """Many workers hand the GIL to each other at every socket call; the interpreter's 5 ms
+    interval added a forced hand-off on top (fetcher.run.threads.SWITCH_INTERVAL)."""
+    from fetcher.run.threads import SWITCH_INTERVAL
+
+    seen = []
+
+    class IntervalObserver(MemoryObserver):
+        def on_result(self, result):
+            seen.append(sys.getswitchinterval())
+            super().on_result(result)
+
+    before = sys.getswitchinterval()
+    assert before < SWITCH_INTERVAL
+    settings = Settings(workers=2)
+    observer = IntervalObserver()
+    urls = tuple(server.url(f"/{n}") for n in range(5))
+    reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
+    assert build_run(settings, reader, observer).run() is None
+    assert observer.summary.ok == 5
+    assert seen == pytest.approx([SWITCH_INTERVAL] * 5)
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_two_runs_at_once_keep_the_interval_raised_until_the_last_ends(server):
+    """A process may hold several runs (tests do): the first run to end must not lower the
+    interval under a later one still running, and the last to end restores the interpreter's."""
+    from fetcher.run.threads import SWITCH_INTERVAL
+
+    before = sys.getswitchinterval()
+    seen = []
+
+    class HeldObserver(MemoryObserver):
+        """Holds its run inside its one record until released."""
+
+        def __init__(self):
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def on_result(self, result):
+            self.entered.set()
+            assert self.release.wait(10)
+            seen.append(sys.getswitchinterval())
+            super().on_result(result)
+
+    def start(observer):
+        settings = Settings(workers=1)
+        reader = InputReader([Source("arguments", arguments=(server.url("/x"),))], "http", False)
+        thread = threading.Thread(target=build_run(settings, reader, observer).run)
+        thread.start()
+        assert observer.entered.wait(10)
+        return thread
+
+    first, second = HeldObserver(), HeldObserver()
+    first_thread = start(first)
+    second_thread = start(second)
+    first.release.set()
+    first_thread.join(10)  # the first run has ended; the second is still inside its record
+    second.release.set()
+    second_thread.join(10)
+    assert first.summary.ok == second.summary.ok == 1
+    assert seen == pytest.approx([SWITCH_INTERVAL, SWITCH_INTERVAL])
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_a_stop_lowers_the_interval_at_once_and_close_keeps_it_lowered():
+    """A second signal must end the run within a second: with threads holding the GIL for
+    50 ms at a time the hard stop took 0.5-0.8 s instead of 0.2 s (tests/test_hard_stop.py)."""
+    from fetcher.http.fetch import Fetcher
+    from fetcher.run.threads import SWITCH_INTERVAL, ThreadExecutor
+
+    before = sys.getswitchinterval()
+    settings = Settings(workers=2)
+    executor = ThreadExecutor(settings, Fetcher(settings, SessionPool(settings)), threading.Event())
+    executor.start(lambda message: None)
+    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL)
+    executor.stop()
+    assert sys.getswitchinterval() == pytest.approx(before)
+    executor.close(stopped=True, abandoned=False)
+    assert sys.getswitchinterval() == pytest.approx(before)

@@ -18,17 +18,22 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.cookies import merge_cookies
+from requests.exceptions import InvalidURL
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, to_native_string
+from requests.utils import check_header_validity, select_proxy, to_native_string
+from urllib3.connectionpool import ConnectionPool, port_by_scheme
+from urllib3.exceptions import LocationValueError, URLSchemeUnknown
+from urllib3.poolmanager import PoolKey, PoolManager
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.cookies import BoundedCookieJar, copy_into
-from fetcher.http.deadline import DeadlineHTTPPool, DeadlineHTTPSPool
+from fetcher.http.deadline import DeadlineHTTPSPool
 from fetcher.http.environment import Environment
 from fetcher.http.request import EffectiveRequest, form_content_type
+from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.settings import Settings
 
 
@@ -49,8 +54,51 @@ def content_length_problem(values: list[str]) -> str | None:
     return None
 
 
+# Origins whose connection-pool key an adapter keeps; past this many it starts over.
+POOL_KEYS_KEPT = 256
+
+
 class FetcherAdapter(HTTPAdapter):
-    """An HTTPAdapter that refuses an answer whose body length cannot be known."""
+    """An HTTPAdapter that refuses an answer whose body length cannot be known, and works out
+    the key of an origin's connection pool once rather than for every request."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # (scheme://netloc, verify, cert) -> the pool's key and the context that makes it
+        self.pool_keys: dict[tuple[str, object, object], tuple[PoolKey, dict[str, Any]]] = {}
+
+    def get_connection_with_tls_context(
+        self,
+        request: PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: tuple[str, str] | str | None = None,
+    ) -> ConnectionPool:
+        """requests' own choice of pool. Without a proxy, what requests does per request (parse
+        the URL, build the TLS arguments, normalize a 30-field PoolKey: a few percent of a
+        request's CPU) depends only on the origin, verify and cert, so it is done once each;
+        the pool itself is still asked of the PoolManager every time (its LRU, its eviction)."""
+        url = request.url or ""
+        if proxies and select_proxy(url, proxies):
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        end = url.find("/", url.find("//") + 2)
+        key = (url if end < 0 else url[:end], verify, cert)
+        found = self.pool_keys.get(key)
+        if found is None:
+            try:
+                as_given: Any = verify  # None too, as requests passes it on
+                host_params, pool_kwargs = self.build_connection_pool_key_attributes(
+                    request, as_given, cert
+                )
+            except ValueError as e:
+                raise InvalidURL(e, request=request) from e
+            found = pool_key(self.poolmanager, dict(pool_kwargs), **host_params)
+            if len(self.pool_keys) >= POOL_KEYS_KEPT:
+                self.pool_keys.clear()
+            self.pool_keys[key] = found
+        # A new pool takes its arguments out of the context: it gets a copy.
+        manager: PoolManager = self.poolmanager
+        return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         problem = content_length_problem(resp.headers.getlist("Content-Length"))
@@ -58,6 +106,23 @@ class FetcherAdapter(HTTPAdapter):
             resp.close()  # the framing is unknown: the connection cannot be reused
             raise FetchError(problem, ErrorKind.PROTOCOL)
         return super().build_response(req, resp)
+
+
+def pool_key(
+    manager: PoolManager, pool_kwargs: dict[str, Any], scheme: str, host: str, port: int | None
+) -> tuple[PoolKey, dict[str, Any]]:
+    """The key and context PoolManager.connection_from_host would make (urllib3 2), with its
+    errors: what it does before it looks the pool up."""
+    if not host:
+        raise LocationValueError("No host specified.")
+    context = manager._merge_pool_kwargs(pool_kwargs)
+    context["scheme"] = scheme or "http"
+    context["port"] = port or port_by_scheme.get(context["scheme"].lower(), 80)
+    context["host"] = host
+    make_key = manager.key_fn_by_scheme.get(context["scheme"].lower())
+    if not make_key:
+        raise URLSchemeUnknown(context["scheme"])
+    return make_key(context), context
 
 
 def _redirect_problem(base: str, target: str) -> str | None:
@@ -217,7 +282,7 @@ def make_session(
     # retries here: fetcher.http.fetch retries, counts attempts and honours the deadline.
     adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = {
-        "http": DeadlineHTTPPool,
+        "http": KernelTimeoutHTTPPool,  # fewer system calls, each giving up the GIL
         "https": DeadlineHTTPSPool,
     }
     session.mount("http://", adapter)

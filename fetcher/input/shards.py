@@ -7,7 +7,6 @@ Python's ``hash()``, which is salted per process: every machine and Python versi
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -43,6 +42,8 @@ class Shard:
 
 def shard_of(key: bytes, count: int) -> int:
     """The shard, out of count, of a key: the first 8 bytes of its SHA-256, modulo count."""
+    import hashlib  # only --shard hashes: loading OpenSSL is a start-up cost for every run
+
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % count
 
 

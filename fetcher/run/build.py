@@ -13,7 +13,6 @@ from fetcher.output.bodies import Bodies
 from fetcher.run.dispatcher import JobSource, Lookup
 from fetcher.run.engine import Run
 from fetcher.run.executor import Executor
-from fetcher.run.processes import ProcessExecutor
 from fetcher.run.threads import PauseListener, ThreadExecutor
 from fetcher.settings import Settings
 
@@ -41,6 +40,9 @@ def build_run(
     stopping = threading.Event()
     executor: Executor
     if settings.processes > 1:
+        # Only here: multiprocessing's pipes are a start-up cost a run of threads need not pay.
+        from fetcher.run.processes import ProcessExecutor
+
         executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
     else:
         sessions = sessions or SessionPool(settings, jar)

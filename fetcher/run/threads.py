@@ -4,6 +4,7 @@ scheduler (per-host limits, rates, pauses) and put their final results in the ru
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,39 @@ from fetcher.run.scheduler import Scheduler
 from fetcher.settings import Settings
 
 log = logging.getLogger("fetcher")
+
+# Seconds a thread may hold the GIL while another waits for it, during a run (CPython's default
+# is 0.005). Workers give the GIL up at every socket call anyway; with many of them, the default
+# made each waiting thread force a hand-off every 5 ms on top: at -j 256 three times the
+# context switches per request and a third less throughput (bench/README.md, "what grows with
+# the thread count").
+SWITCH_INTERVAL = 0.05
+
+
+class _SwitchInterval:
+    """The raised interval while at least one thread run is running in this process (tests run
+    several at once); the interpreter's own once the last one ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._saved = 0.0
+
+    def raise_(self) -> None:
+        with self._lock:
+            if self._runs == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(max(SWITCH_INTERVAL, self._saved))
+            self._runs += 1
+
+    def restore(self) -> None:
+        with self._lock:
+            self._runs -= 1
+            if self._runs == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_switch_interval = _SwitchInterval()
 
 # Called by the worker that received a 429/503 Retry-After, once this process holds the host
 # back: a worker process relays it to its siblings.
@@ -46,11 +80,14 @@ class ThreadExecutor:
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._raised = False  # the switch interval, while this run runs
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
         if self.fetcher.resumer is not None:
             self.fetcher.resumer.on_partial = lambda job, partial: inbox(PartialBegun(job, partial))
+        _switch_interval.raise_()
+        self._raised = True
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
         for _ in range(workers):
@@ -65,6 +102,9 @@ class ThreadExecutor:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        # A stop must be prompt (a second signal exits within a second): from now on the
+        # threads that remain hand the GIL over as often as the interpreter's own interval says.
+        self._lower_switch_interval()
 
     def drain(self) -> list[Task]:
         return self.scheduler.drain()
@@ -76,6 +116,12 @@ class ThreadExecutor:
             self._pool.shutdown(wait=not stopped, cancel_futures=True)
         if not abandoned:
             self.fetcher.sessions.close_all()
+        self._lower_switch_interval()
+
+    def _lower_switch_interval(self) -> None:
+        if self._raised:
+            self._raised = False
+            _switch_interval.restore()
 
     def jars(self) -> list[CookieJar]:
         return self.fetcher.sessions.jars()
