@@ -1,9 +1,10 @@
 """A run's --state: per-URL lookups as the input is read, results written as records are.
 
-Lookups stream with the input, one primary-key read per URL on the dispatcher's connection, so
-memory does not grow with the state. Writes go through one connection on the thread that writes
-the records, in transactions committed every COMMIT_ROWS rows and whenever the writer is idle
-(at least every tenth of a second while results come): a crash loses at most that much.
+Lookups stream with the input on the dispatcher's connection (by primary key, alone or a batch
+in one statement), so memory does not grow with the state. Writes go through one connection on
+the thread that writes the records, kept in order and committed every COMMIT_ROWS rows and
+whenever the writer is idle (at least every tenth of a second while results come), as multi-row
+statements: a crash loses at most that much.
 """
 
 from __future__ import annotations
