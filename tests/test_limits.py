@@ -144,7 +144,10 @@ def test_host_rate_applies_to_each_host(recording):
     for host in ("127.0.0.1", "localhost"):
         times = sorted(recording.times(host))
         assert len(times) == 10
-        assert times[-1] - times[0] >= 0.9
+        # Nine spacings (0.9 s), less what one request held on its way takes off (a new
+        # connection, or a GIL turn of up to the run's 50 ms switch interval), as in the --rate
+        # test; a burst spans ~0. (It asked for the full 0.9 s and failed once in 10 runs.)
+        assert times[-1] - times[0] >= 0.8
         assert max_in_any_second(times) <= 11  # one straggler, as in the --rate test
     assert took < 1.9  # the hosts were not spaced against each other
 
