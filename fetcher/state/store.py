@@ -13,7 +13,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
@@ -28,10 +29,9 @@ READ_SECONDS = 1.0  # and for at most this long
 FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is read back
 FORM_NAMES = {code: name for name, code in FORMS.items()}
 
-_LOOKUP = (
-    "SELECT ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from "
-    "FROM urls WHERE url = ?"
-)
+# A Prior's columns, in its fields' order, the hash as lowercase hex: for one URL and for many.
+_PRIOR = "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, partial, partial_from"
+_LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
 _FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 ORDER BY url"
 _COLUMNS = (
     "url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at, form, line, "
@@ -64,9 +64,8 @@ ON CONFLICT (url) DO UPDATE SET
 """,
 )
 # Many lookups in one statement step: the rows found, as one JSON text.
-_LOOKUP_MANY = """
-SELECT json_group_array(json_array(url, ok, fetched_at, etag, last_modified, lower(hex(sha256)),
-                                   path, partial, partial_from))
+_LOOKUP_MANY = f"""
+SELECT json_group_array(json_array(url, {_PRIOR}))
 FROM urls WHERE url IN (SELECT value FROM json_each(?))
 """
 
@@ -97,30 +96,24 @@ class State:
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
     def lookup(self, url: str) -> Prior | None:
-        """The state's row for url. Lookups share a read transaction for up to READ_BATCH
-        lookups or READ_SECONDS (each lookup in its own cost three times as much in WAL mode);
-        the snapshot they see is at most that old, and the log is never pinned for longer."""
-        if self._reads >= READ_BATCH or time.monotonic() > self._read_until:
-            self._renew_read()
-        self._reads += 1
+        """The state's row for url."""
+        self._reading(1)
         row = self._lookups.execute(_LOOKUP, (url,)).fetchone()
-        if row is None:
-            return None
-        ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
-        return Prior(bool(ok), fetched_at, etag, last_modified,
-                     sha256.hex() if sha256 is not None else None, path, partial,
-                     partial_from)  # fmt: skip
+        return None if row is None else _prior(row)
 
     def lookup_many(self, urls: list[str]) -> dict[str, Prior]:
-        """The rows of urls that the state has, in one statement step (see lookup)."""
+        """The rows of urls that the state has, in one statement step."""
+        self._reading(len(urls))
+        text = self._lookups.execute(_LOOKUP_MANY, (json.dumps(urls),)).fetchone()[0]
+        return {url: _prior(row) for url, *row in json.loads(text)}
+
+    def _reading(self, lookups: int) -> None:
+        """Lookups share a read transaction for up to READ_BATCH lookups or READ_SECONDS (each
+        in its own costs three times as much in WAL mode): the snapshot they see is at most that
+        old, and the log is never pinned for longer."""
         if self._reads >= READ_BATCH or time.monotonic() > self._read_until:
             self._renew_read()
-        self._reads += len(urls)
-        text = self._lookups.execute(_LOOKUP_MANY, (json.dumps(urls),)).fetchone()[0]
-        found = {}
-        for url, ok, fetched_at, etag, modified, sha256, path, partial, since in json.loads(text):
-            found[url] = Prior(bool(ok), fetched_at, etag, modified, sha256, path, partial, since)
-        return found
+        self._reads += lookups
 
     def failed_lines(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(input format, line, csv header or b"") of every URL whose last result failed, as
@@ -185,6 +178,12 @@ class State:
                     connection.close()
             os.close(self._lock)
             self._lock = -1
+
+
+def _prior(row: Sequence[Any]) -> Prior:
+    ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
+    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, path, partial,
+                 partial_from)  # fmt: skip
 
 
 def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
