@@ -82,7 +82,6 @@ def fetch(settings: Settings) -> int:
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
     from fetcher.run.signals import hard_exit, stop_on_signals
-    from fetcher.state.lookup import Prefetching
     from fetcher.streams import Streams
 
     check_output_files(settings)
@@ -91,7 +90,7 @@ def fetch(settings: Settings) -> int:
         state = open_state(settings, stack)
         reader = open_input(settings, streams, stack, state)
         outputs = open_outputs(settings, streams, stack, state, reader)
-        source = reader if outputs.lookup is None else Prefetching(reader, outputs.lookup)
+        source = reader if outputs.lookup is None else outputs.lookup.reading_ahead(reader)
         run = build_run(settings, source, outputs.collector, bodies=outputs.bodies,
                         jar=outputs.jar, lookup=outputs.lookup,
                         transfers=outputs.display.transfers)  # fmt: skip

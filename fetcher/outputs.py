@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -26,13 +25,13 @@ from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit
 from fetcher.settings import Settings
-from fetcher.state.database import StateError
-from fetcher.state.lookup import StateLookup
-from fetcher.state.store import State
 from fetcher.streams import Streams
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from fetcher.state.lookup import StateLookup
+    from fetcher.state.store import State
 
 # Every file a run writes, checked before the first request: (option, its Settings field,
 # whether it is replaced by a rename, so that its folder must be writable). One line per file.
@@ -67,6 +66,11 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     path = settings.state
     if path is None:
         return None
+    import sqlite3  # only with --state: a run without one does not load SQLite
+
+    from fetcher.state.database import StateError
+    from fetcher.state.store import State
+
     try:
         state = State(path)
     except StateError as exc:
@@ -158,7 +162,11 @@ def open_outputs(
     on_hard_exit(writer.flush)
     if failed is not None:
         on_hard_exit(functools.partial(failed.commit, sync=False))
-    lookup = None if state is None else StateLookup(state, settings.skip_fresh)
+    lookup = None
+    if state is not None:
+        from fetcher.state.lookup import StateLookup
+
+        lookup = StateLookup(state, settings.skip_fresh)
     return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
 
 

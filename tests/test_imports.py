@@ -141,3 +141,9 @@ def test_a_run_of_threads_does_not_import_multiprocessing(httpserver):
     assert '"ok": true' in output
     assert "requests" in loaded
     assert "multiprocessing.connection" not in loaded
+
+
+def test_a_run_without_a_state_does_not_load_sqlite():
+    """--state's modules, and SQLite with them, are imported only when --state is given."""
+    loaded = loaded_after_import(["fetcher.cli", "fetcher.outputs", "fetcher.run.build"])
+    assert "sqlite3" not in loaded and "fetcher.state.store" not in loaded

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sqlite3
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
 from fetcher.output.writers import RecordWriter
 from fetcher.results import Partial, Result, Summary
-from fetcher.state.store import State
+
+if TYPE_CHECKING:
+    from fetcher.state.store import State
 
 
 class Collector:
@@ -133,7 +134,7 @@ class Collector:
             write(*args)
         except BrokenPipeError:
             raise
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             where = self.records_to if what == "records" else "<stdout>"
             if what == "state" and self.state is not None:
                 where = repr(self.state.path)

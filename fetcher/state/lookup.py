@@ -28,6 +28,10 @@ class StateLookup:
         self.skip_fresh = skip_fresh
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
 
+    def reading_ahead(self, source: JobSource) -> Prefetching:
+        """source, read ahead so that its jobs are looked up a batch at a time."""
+        return Prefetching(source, self)
+
     def prefetch(self, jobs: list[Job]) -> None:
         """Look jobs up in one statement; their calls then need no query of their own."""
         valid = [job for job in jobs if job.invalid is None]

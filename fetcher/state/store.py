@@ -163,8 +163,13 @@ class State:
         self._read_until = time.monotonic() + READ_SECONDS
 
     def commit(self) -> None:
+        """Write what is pending. Raises OSError (a full disk, a database gone bad), which the
+        records' writer reports as it reports its own."""
         if self._pending:
-            self._pending.write(self._writer)
+            try:
+                self._pending.write(self._writer)
+            except sqlite3.Error as exc:
+                raise OSError(f"SQLite: {exc}") from exc
 
     def close(self) -> None:
         """Commit, close both connections, release the lock. Idempotent."""
