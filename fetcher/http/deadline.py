@@ -14,6 +14,7 @@ import urllib3
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
+from fetcher.http.response_headers import HeaderParsingResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +114,11 @@ class _DeadlineMixin:
 
 
 class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):  # type: ignore[misc]
-    pass
+    response_class = HeaderParsingResponse
 
 
 class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
-    pass
+    response_class = HeaderParsingResponse
 
 
 class DeadlineHTTPPool(urllib3.HTTPConnectionPool):

@@ -1,0 +1,211 @@
+"""fetcher.http.response_headers reads a header block into the same Message as http.client's own
+parse_headers (the email package's parser), whatever the block: generated blocks of plain,
+folded, odd and malformed field lines are parsed both ways and compared, errors included, and
+answers from a real server come out the same through a session."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import threading
+
+import pytest
+import urllib3
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fetcher.http import response_headers
+from fetcher.http.environment import Environment
+from fetcher.http.request import EffectiveRequest
+from fetcher.http.session import close_session, make_session
+from fetcher.settings import Settings
+
+
+def observed(message):
+    """Everything the email parser decides for a message, nested parts included."""
+    payload = message._payload
+    if isinstance(payload, list):
+        payload = [observed(part) for part in payload]
+    return (
+        type(message),
+        message._headers,
+        [(type(defect), str(defect)) for defect in message.defects],
+        payload,
+        message._unixfrom,
+        message.preamble,
+        message.epilogue,
+        message.get_default_type(),
+        message.policy,
+        message._charset,
+    )
+
+
+def both_ways(block: bytes):
+    """(what happened, the rest of the stream) for http.client's parser and for ours."""
+    outcomes = []
+    for parse in (http.client.parse_headers, response_headers.parse_headers):
+        stream = io.BytesIO(block + b"BODY")
+        try:
+            outcome = ("message", observed(parse(stream)))
+        except Exception as exc:  # the same errors are part of the contract
+            outcome = ("error", type(exc), str(exc))
+        outcomes.append((outcome, stream.read()))
+    return outcomes
+
+
+PLAIN = [
+    b"Server: nginx/1.22.1\r\n",
+    b"Content-Type: application/octet-stream\r\n",
+    b"Content-Length: 1024\r\n",
+    b'ETag: "6751f1a4-400"\r\n',
+    b"Set-Cookie: a=1; Path=/\r\n",
+    b"Set-Cookie: b=2\r\n",
+    b"X-Empty:\r\n",
+    b"X-Blank:   \t \r\n",
+    b"X-Trailing: value  \r\n",
+    b"x-lower:value\n",
+    b"X-Latin: caf\xe9 \xff\r\n",
+    b"X-Ctl: a\x00b\x7fc\r\n",
+    b"From: someone\r\n",
+    b"Content-Type: text/html; charset=utf-8\r\n",
+]
+ODD = [
+    b" folded continuation\r\n",
+    b"\tfolded with a tab\r\n",
+    b"From nobody Mon Jan  1\r\n",
+    b": no name\r\n",
+    b"No colon at all\r\n",
+    b"Bad Name: space in the name\r\n",
+    b"X-Bare-CR: a\rb\r\n",
+    b"X-CR-End: a\r\r\n",
+    b"X-VT: a\x0bb\r\n",
+    b"X-FF: a\x0cb\r\n",
+    b"X-FS: a\x1cb\r\n",
+    b"X-NEL: a\x85b\r\n",
+    b"Content-Type: multipart/mixed; boundary=xyz\r\n",
+    b"Content-Type: MULTIPART/form-data\r\n",
+    b"Content-Type: message/rfc822\r\n",
+    b"Content-Type: message/delivery-status\r\n",
+    b"Content-Type: multipart\r\n",
+    b"X-Long: " + b"v" * 70_000 + b"\r\n",
+]
+ENDS = [b"\r\n", b"\n", b""]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.sampled_from(PLAIN),
+            st.sampled_from(ODD),
+            st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"") + b"\r\n"),
+        ),
+        max_size=12,
+    ),
+    end=st.sampled_from(ENDS),
+)
+def test_any_block_parses_as_the_email_parser_parses_it(lines, end):
+    block = b"".join(lines) + end
+    by_stdlib, by_fetcher = both_ways(block)
+    assert by_fetcher == by_stdlib
+
+
+@pytest.mark.parametrize("line", PLAIN + ODD)
+def test_each_kind_of_line_alone_and_among_plain_ones(line):
+    for block in (line + b"\r\n", PLAIN[0] + line + PLAIN[2] + b"\r\n", line):
+        by_stdlib, by_fetcher = both_ways(block)
+        assert by_fetcher == by_stdlib
+
+
+def test_too_many_fields_is_http_clients_error():
+    block = b"X-A: 1\r\n" * 101 + b"\r\n"
+    (stdlib, _), (ours, _) = both_ways(block)
+    assert stdlib[0] == "error" and ours == stdlib
+
+
+def test_plain_blocks_take_the_fast_way():
+    """The point of the module: a plain block never reaches the email parser."""
+    calls = []
+    original = response_headers.email.parser.Parser.parsestr
+    try:
+        response_headers.email.parser.Parser.parsestr = lambda *a, **k: calls.append(a)
+        message = response_headers.parse_headers(io.BytesIO(b"".join(PLAIN) + b"\r\n"))
+    finally:
+        response_headers.email.parser.Parser.parsestr = original
+    assert calls == []
+    assert message.get_all("Set-Cookie") == ["a=1; Path=/", "b=2"]
+
+
+def test_begin_is_http_clients_own_code_with_this_parser():
+    begin = response_headers.HeaderParsingResponse.begin
+    assert begin.__code__ is http.client.HTTPResponse.begin.__code__
+    assert "parse_headers" in begin.__code__.co_names  # else the swap would do nothing
+    assert begin.__globals__["parse_headers"] is response_headers.parse_headers
+    assert http.client.parse_headers is not response_headers.parse_headers  # nothing patched
+
+
+@pytest.fixture
+def raw_server():
+    """Answers each connection's request with the next canned answer."""
+    answers: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)  # accept() wakes to see stop
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if answers:
+                    conn.sendall(answers.pop(0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], answers
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Type: text/plain\r\nX-Folded: one\r\n two\r\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\nX-A: 1\r\n",
+        b"X-A: 1\r\nNot a header line\r\n",
+        b"Content-Type: text/plain\r\nSet-Cookie: k=v\r\nX-A: caf\xe9\r\n",
+    ],
+)
+def test_a_session_sees_the_headers_http_client_sees(raw_server, head):
+    """The same answer through urllib3's own connection and through a fetcher session."""
+    port, answers = raw_server
+    answer = b"HTTP/1.1 200 OK\r\n" + head + b"Content-Length: 2\r\nConnection: close\r\n\r\n"
+    answers.extend([answer + b"ok", answer + b"ok"])
+    url = f"http://127.0.0.1:{port}/"
+    with urllib3.HTTPConnectionPool("127.0.0.1", port, retries=False) as pool:
+        reference = pool.urlopen("GET", "/", preload_content=False)
+        expected = observed(reference._original_response.msg), list(reference.headers.items())
+        assert type(reference._original_response) is http.client.HTTPResponse
+        reference.release_conn()
+    session = make_session(Settings(), environment=Environment())
+    try:
+        with session.fetch(EffectiveRequest("GET", url), (5, 5)) as response:
+            original = response.raw._original_response
+            assert type(original) is response_headers.HeaderParsingResponse
+            assert (observed(original.msg), list(response.headers.items())) == expected
+            assert response.raw.read() == b"ok"
+    finally:
+        close_session(session)
