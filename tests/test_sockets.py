@@ -11,7 +11,7 @@ import pytest
 from fetcher.http.environment import Environment
 from fetcher.http.request import EffectiveRequest
 from fetcher.http.session import close_session, make_session
-from fetcher.http.sockets import KernelTimeoutSocket, adopt
+from fetcher.http.sockets import KernelTimeoutSocket, adopted
 from fetcher.settings import Settings
 
 
@@ -24,21 +24,47 @@ def kernel_timeout(sock, option):
 def pair():
     left, right = socket.socketpair()
     left.settimeout(5.0)
-    adopt(left)
+    left = adopted(left)
     yield left, right
     left.close()
     right.close()
 
 
+def exchange(left, right):
+    """One send and one receive on left."""
+    left.sendall(b"x")
+    assert right.recv(1) == b"x"
+    right.sendall(b"y")
+    assert left.recv_into(bytearray(1)) == 1
+
+
 def test_a_timeout_is_the_kernels_and_the_socket_blocks(pair):
-    left, _ = pair
+    left, right = pair
     assert type(left) is KernelTimeoutSocket
     left.settimeout(2.5)
+    assert left.gettimeout() == 2.5
+    assert socket.socket.gettimeout(left) is None  # blocking: no poll() before each call
+    exchange(left, right)
     assert kernel_timeout(left, socket.SO_RCVTIMEO) == pytest.approx(2.5)
     assert kernel_timeout(left, socket.SO_SNDTIMEO) == pytest.approx(2.5)
-    assert socket.socket.gettimeout(left) is None  # blocking: no poll() before each call
     left.settimeout(None)
+    exchange(left, right)
     assert kernel_timeout(left, socket.SO_RCVTIMEO) == 0.0  # the kernel's "never"
+    assert kernel_timeout(left, socket.SO_SNDTIMEO) == 0.0
+
+
+def test_each_direction_keeps_the_timeout_it_was_last_used_with(pair):
+    """urllib3 sets the connect timeout before sending and the read timeout before receiving:
+    each reaches the kernel once, not at every change (which is four system calls a request)."""
+    left, right = pair
+    for _ in range(3):
+        left.settimeout(10.0)
+        left.sendall(b"request")
+        left.settimeout(30.0)
+        right.sendall(right.recv(100))
+        assert left.recv_into(bytearray(100)) == 7
+        assert kernel_timeout(left, socket.SO_SNDTIMEO) == pytest.approx(10)
+        assert kernel_timeout(left, socket.SO_RCVTIMEO) == pytest.approx(30)
 
 
 def test_a_receive_that_times_out_raises_timeouterror_after_the_timeout(pair):
@@ -80,6 +106,8 @@ def test_a_zero_timeout_is_non_blocking_as_pythons(pair):
 def test_a_tiny_timeout_never_becomes_no_timeout(pair):
     left, _ = pair
     left.settimeout(1e-9)
+    with pytest.raises(TimeoutError):
+        left.recv_into(bytearray(1))
     assert kernel_timeout(left, socket.SO_RCVTIMEO) > 0
 
 

@@ -13,6 +13,7 @@ TLS sockets keep Python's timeouts (ssl does its own reads), and so does connect
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 from typing import Any
@@ -20,9 +21,12 @@ from typing import Any
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool
 
 
-def _timeval(seconds: float) -> bytes:
-    """A struct timeval of seconds; zero means "no timeout" to the kernel, so a positive
+@functools.lru_cache(maxsize=64)
+def _timeval(seconds: float | None) -> bytes:
+    """A struct timeval of seconds, None for "no timeout" (the kernel's zero), so a positive
     timeout never rounds down to it."""
+    if seconds is None:
+        return struct.pack("ll", 0, 0)
     whole = int(seconds)
     micros = int((seconds - whole) * 1_000_000)
     if whole == 0 and micros == 0:
@@ -30,55 +34,107 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", whole, micros)
 
 
-_NO_TIMEOUT = struct.pack("ll", 0, 0)
+_UNSET = -1.0  # a kernel timeout not set by this socket yet (no timeout asked for is negative)
 
 
 class KernelTimeoutSocket(socket.socket):
-    """A connected socket in blocking mode whose timeouts are the kernel's. Made by assigning
-    the class of a connected socket.socket (the same layout: no slots of its own)."""
+    """A connected socket in blocking mode whose timeouts are the kernel's (see adopting).
 
-    __slots__ = ()
+    A timeout is handed to the kernel when a receive or a send needs it, not when it is set:
+    urllib3 sets the connect timeout before each request is sent and the read timeout before its
+    answer is read, so setting both options at each change would be four system calls a request
+    where, with a timeout per direction applied on use, there are none once a connection has
+    sent and received.
+    """
+
+    __slots__ = ("_seconds", "_receive_seconds", "_send_seconds")
+
+    _seconds: float | None
+    _receive_seconds: float | None
+    _send_seconds: float | None
+
+    @classmethod
+    def adopting(cls, sock: socket.socket) -> KernelTimeoutSocket:
+        """A KernelTimeoutSocket for the connection of sock (which is detached), with its
+        timeout."""
+        timeout = sock.gettimeout()
+        adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        adopted._receive_seconds = adopted._send_seconds = _UNSET
+        socket.socket.setblocking(adopted, True)  # the descriptor may be non-blocking still
+        adopted.settimeout(timeout)
+        return adopted
 
     def settimeout(self, value: float | None) -> None:
         if value is not None and value <= 0:
             super().settimeout(value)  # non-blocking, as Python's: no kernel timeout applies
             return
-        when = _NO_TIMEOUT if value is None else _timeval(value)
-        self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, when)
-        self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, when)
+        self._seconds = value
         if super().gettimeout() is not None:
             super().settimeout(None)  # blocking, once: later changes cost no ioctl
 
+    def gettimeout(self) -> float | None:
+        mode = super().gettimeout()
+        return self._seconds if mode is None else mode
+
+    def _receiving(self) -> None:
+        if self._receive_seconds != self._seconds:
+            self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._seconds))
+            self._receive_seconds = self._seconds
+
+    def _sending(self) -> None:
+        if self._send_seconds != self._seconds:
+            self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._seconds))
+            self._send_seconds = self._seconds
+
+    def _again(self, error: BlockingIOError) -> OSError:
+        """What EAGAIN means: in blocking mode, that the kernel's timeout ran out (as Python's
+        own timeout says it); non-blocking, what it says."""
+        if super().gettimeout() == 0:
+            return error
+        return TimeoutError("timed out")
+
     def recv_into(self, *args: Any) -> int:
+        self._receiving()
         try:
             return super().recv_into(*args)
-        except BlockingIOError:
-            if super().gettimeout() == 0:
-                raise
-            raise TimeoutError("timed out") from None
+        except BlockingIOError as error:
+            raise self._again(error) from None
+
+    def recv(self, *args: Any) -> bytes:
+        self._receiving()
+        try:
+            return super().recv(*args)
+        except BlockingIOError as error:
+            raise self._again(error) from None
 
     def sendall(self, *args: Any) -> None:
+        self._sending()
         try:
             super().sendall(*args)
-        except BlockingIOError:
-            if super().gettimeout() == 0:
-                raise
-            raise TimeoutError("timed out") from None
+        except BlockingIOError as error:
+            raise self._again(error) from None
+
+    def send(self, *args: Any) -> int:
+        self._sending()
+        try:
+            return super().send(*args)
+        except BlockingIOError as error:
+            raise self._again(error) from None
 
 
-def adopt(sock: socket.socket) -> None:
-    """Make a connected plain socket a KernelTimeoutSocket, keeping its current timeout."""
+def adopted(sock: socket.socket) -> socket.socket:
+    """sock's connection as a KernelTimeoutSocket when sock is a plain socket.socket (TLS
+    sockets keep Python's timeouts), else sock."""
     if type(sock) is socket.socket:
-        timeout = sock.gettimeout()
-        sock.__class__ = KernelTimeoutSocket
-        sock.settimeout(timeout)
+        return KernelTimeoutSocket.adopting(sock)
+    return sock
 
 
 class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     def connect(self) -> None:
         super().connect()
         if self.sock is not None:
-            adopt(self.sock)
+            self.sock = adopted(self.sock)
 
 
 class KernelTimeoutHTTPPool(DeadlineHTTPPool):
