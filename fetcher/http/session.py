@@ -191,7 +191,9 @@ class FetcherSession(requests.Session):
         else:
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
-        prepared.prepare_auth(request.auth if request.auth is not None else self.auth, request.url)
+        auth = request.auth if request.auth is not None else self.auth
+        if auth is not None or "@" in (prepared.url or ""):  # else it finds none, by urlparse
+            prepared.prepare_auth(auth, request.url)
         return prepared
 
     def _session_headers(self) -> CaseInsensitiveDict[str]:
