@@ -7,12 +7,15 @@ import struct
 import time
 
 import pytest
+import urllib3
+from urllib3.util.wait import wait_for_read
 
 from fetcher.http.environment import Environment
 from fetcher.http.request import EffectiveRequest
 from fetcher.http.session import close_session, make_session
 from fetcher.http.sockets import KernelTimeoutSocket, adopted
 from fetcher.settings import Settings
+from tests.servers import FaultServer, respond, wait_for
 
 
 def kernel_timeout(sock, option):
@@ -124,5 +127,106 @@ def test_plain_http_connections_of_a_session_are_adopted(server):
         connections = [pool.pool.queue[0] for pool in pools]
         assert [type(conn.sock) for conn in connections] == [KernelTimeoutSocket]
         assert kernel_timeout(connections[0].sock, socket.SO_RCVTIMEO) == pytest.approx(7)
+    finally:
+        close_session(session)
+
+
+@pytest.fixture
+def tcp_pair():
+    """A connected loopback TCP pair, the client side adopted as soon as it is connected."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    server, _ = listener.accept()
+    listener.close()
+    client = adopted(client)
+    yield client, server
+    client.close()
+    server.close()
+
+
+def readable(sock) -> bool:
+    """urllib3's own test: the socket would not block a read (data, end of stream, error)."""
+    return wait_for_read(sock, timeout=0.0)
+
+
+def until_readable(sock) -> None:
+    deadline = time.monotonic() + 5
+    while not readable(sock):
+        assert time.monotonic() < deadline, "the bytes sent never arrived"
+        time.sleep(0.001)
+
+
+def test_quiet_says_what_poll_says_through_a_connections_life(tcp_pair):
+    client, server = tcp_pair
+    assert client.quiet() is True and not readable(client)
+    client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    server.recv(100)
+    server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    until_readable(client)
+    assert client.quiet() is False  # an answer waiting
+    reader = client.makefile("rb")
+    assert reader.read(40) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert client.quiet() is True and not readable(client)  # all of it read: reusable
+    server.sendall(b"x")  # bytes nobody asked for
+    until_readable(client)
+    assert client.quiet() is False
+    assert client.recv(1) == b"x"
+    assert client.quiet() is True
+    server.close()  # the peer's FIN
+    until_readable(client)
+    assert client.quiet() is False
+
+
+def test_quiet_sees_a_reset(tcp_pair):
+    client, server = tcp_pair
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    server.close()  # an RST
+    until_readable(client)
+    assert client.quiet() is False
+
+
+def test_quiet_cannot_tell_for_a_socket_that_is_not_tcp(pair):
+    left, _ = pair
+    assert left.quiet() is None
+
+
+def test_reusing_a_kept_alive_connection_asks_no_poll(server, monkeypatch):
+    """urllib3 checks a pooled connection before each reuse; for plain http the kernel is asked
+    with getsockopt, which keeps the GIL (poll gives it up: two context switches at -j 16)."""
+    polls = []
+    real = urllib3.connection.wait_for_read
+    monkeypatch.setattr(
+        urllib3.connection, "wait_for_read", lambda *a, **k: polls.append(a) or real(*a, **k)
+    )
+    session = make_session(Settings(), environment=Environment())
+    try:
+        for _ in range(3):
+            with session.fetch(EffectiveRequest("GET", server.url("/one")), (3, 7)) as response:
+                response.raw.read()
+        assert server.connections == 1
+        assert polls == []
+    finally:
+        close_session(session)
+
+
+def pooled_sockets(session):
+    pools = session.adapters["http://"].poolmanager.pools._container.values()
+    return [conn.sock for pool in pools for conn in pool.pool.queue if conn and conn.sock]
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_a_kept_alive_connection_the_server_ended_is_not_reused(end):
+    """The server ends each connection after its answer without saying so: once its FIN (or
+    RST) has arrived, the pooled connection is not reused, and every request gets its answer."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    session = make_session(Settings(), environment=Environment())
+    try:
+        with FaultServer(respond(answer, end)) as fault:
+            for _ in range(3):
+                with session.fetch(EffectiveRequest("GET", fault.url()), (3, 7)) as response:
+                    assert response.raw.read() == b"ok"
+                wait_for(lambda: all(map(readable, pooled_sockets(session))), "the end", 5)
+                assert [sock.quiet() for sock in pooled_sockets(session)] == [False]
+            assert fault.connections == 3
     finally:
         close_session(session)
