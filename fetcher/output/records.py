@@ -108,6 +108,8 @@ def format_text(result: Result) -> str:
 # a line there).
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# json.dumps with ensure_ascii=False, without building an encoder for every record.
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _unicode_escape(match: re.Match[str]) -> str:
@@ -124,7 +126,7 @@ def to_json(value: Any, **options: Any) -> str:
     terminal acts on a C1 control. Cannot raise for what the input parsers accept: their meta is
     nested at most MAX_JSON_DEPTH levels.
     """
-    text = json.dumps(value, ensure_ascii=False, **options)
+    text = json.dumps(value, ensure_ascii=False, **options) if options else _encode_json(value)
     if text.isascii() or not _JSON_UNSAFE.search(text):
         return text
     return _JSON_UNSAFE.sub(_unicode_escape, text)  # only inside strings: the rest is ASCII
