@@ -4,6 +4,7 @@ plain-http connection a session opens is one of them."""
 
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -41,6 +42,26 @@ def exchange(left, right):
     assert left.recv_into(bytearray(1)) == 1
 
 
+def send_more_than_fits(left, right, size=8 << 20):
+    """A send from left that has to wait for right to read; returns what right read."""
+    received = bytearray()
+
+    def drain():
+        while len(received) < size:
+            chunk = right.recv(1 << 16)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    data = bytes(range(256)) * (size // 256)
+    left.sendall(data)
+    reader.join(10)
+    assert bytes(received) == data
+    return received
+
+
 def test_a_timeout_is_the_kernels_and_the_socket_blocks(pair):
     left, right = pair
     assert type(left) is KernelTimeoutSocket
@@ -49,25 +70,45 @@ def test_a_timeout_is_the_kernels_and_the_socket_blocks(pair):
     assert socket.socket.gettimeout(left) is None  # blocking: no poll() before each call
     exchange(left, right)
     assert kernel_timeout(left, socket.SO_RCVTIMEO) == pytest.approx(2.5)
+    send_more_than_fits(left, right)
     assert kernel_timeout(left, socket.SO_SNDTIMEO) == pytest.approx(2.5)
     left.settimeout(None)
     exchange(left, right)
+    send_more_than_fits(left, right)
     assert kernel_timeout(left, socket.SO_RCVTIMEO) == 0.0  # the kernel's "never"
     assert kernel_timeout(left, socket.SO_SNDTIMEO) == 0.0
 
 
 def test_each_direction_keeps_the_timeout_it_was_last_used_with(pair):
     """urllib3 sets the connect timeout before sending and the read timeout before receiving:
-    each reaches the kernel once, not at every change (which is four system calls a request)."""
+    each reaches the kernel when a call of its direction needs it, not at every change (which
+    is four system calls a request)."""
     left, right = pair
     for _ in range(3):
         left.settimeout(10.0)
-        left.sendall(b"request")
+        send_more_than_fits(left, right, 1 << 20)
         left.settimeout(30.0)
-        right.sendall(right.recv(100))
-        assert left.recv_into(bytearray(100)) == 7
+        right.sendall(b"answer")
+        assert left.recv_into(bytearray(100)) == 6
         assert kernel_timeout(left, socket.SO_SNDTIMEO) == pytest.approx(10)
         assert kernel_timeout(left, socket.SO_RCVTIMEO) == pytest.approx(30)
+
+
+def test_a_send_that_fits_is_handed_over_at_once_and_needs_no_timeout(pair):
+    """A request-sized send goes to the kernel without waiting (and without the GIL given up):
+    the send timeout is not even set, for no send had to wait."""
+    left, right = pair
+    left.settimeout(10.0)
+    left.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert right.recv(100) == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert kernel_timeout(left, socket.SO_SNDTIMEO) == 0.0
+
+
+def test_a_send_to_a_peer_that_left_raises_as_pythons_does(pair):
+    left, right = pair
+    right.close()
+    with pytest.raises(BrokenPipeError):
+        left.sendall(b"x" * 100)
 
 
 def test_a_receive_that_times_out_raises_timeouterror_after_the_timeout(pair):

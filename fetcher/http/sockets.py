@@ -3,19 +3,23 @@
 With a Python timeout every send and receive is a poll() and then the call, and every change
 of timeout (urllib3 sets the connect timeout to send and the read timeout to receive) an
 ioctl: seven system calls a request, each giving up the GIL, and each hand-off of the GIL a
-context switch when many threads want it. In blocking mode with the kernel's timeouts a request
-is the dropped-connection check, one send and one receive: three. The errors are the same: a
-timed-out call raises TimeoutError("timed out"), as a Python timeout does (the kernel says
-EAGAIN, which socket.SocketIO would otherwise read as "no data yet").
+context switch when many threads want it. In blocking mode with the kernel's timeouts, each
+applied when first needed, a request on a kept-alive connection is a getsockopt (the reuse
+check), a send and a receive, and only the receive, which waits for the server, gives the GIL
+up. The errors are the same: a timed-out call raises TimeoutError("timed out"), as a Python
+timeout does (the kernel says EAGAIN, which socket.SocketIO would otherwise read as "no data
+yet").
 
 TLS sockets keep Python's timeouts (ssl does its own reads), and so does connect().
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool
@@ -42,6 +46,23 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _TCP_INFO_SIZE = 136
 _BYTES_RECEIVED_AT = 128
 _TCP_ESTABLISHED = 1
+
+
+def _send_keeping_the_gil() -> Callable[[int, bytes, int, int], int] | None:
+    """libc's send(2) called through ctypes.PyDLL, which keeps the GIL during the call (every
+    socket method of Python's gives it up); None where the C library cannot be reached so."""
+    try:
+        send = ctypes.PyDLL(None).send
+    except (OSError, AttributeError):
+        return None
+    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
+    send.restype = ctypes.c_ssize_t
+    return send
+
+
+_send_now = _send_keeping_the_gil()
+# Never wait, never raise SIGPIPE: a send that cannot be done at once goes the usual way.
+_AT_ONCE = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
 
 
 class KernelTimeoutSocket(socket.socket):
@@ -144,10 +165,21 @@ class KernelTimeoutSocket(socket.socket):
         received: int = struct.unpack_from("=Q", info, _BYTES_RECEIVED_AT)[0]
         return received == self._received
 
-    def sendall(self, *args: Any) -> None:
+    def sendall(self, data: Any, *args: Any) -> None:
+        """Python's sendall, first trying to hand the whole of a bytes object to the kernel
+        at once without giving the GIL up: a request fits in the socket's buffer, and giving
+        the GIL up around a call that does not block is two context switches when other
+        threads want it. Anything else (a partial send, a full buffer, an error) continues the
+        usual way, where errors are raised as Python raises them."""
+        if _send_now is not None and not args and type(data) is bytes and _AT_ONCE:
+            sent = _send_now(self.fileno(), data, len(data), _AT_ONCE)
+            if sent == len(data):
+                return
+            if sent > 0:
+                data = data[sent:]
         self._sending()
         try:
-            super().sendall(*args)
+            super().sendall(data, *args)
         except BlockingIOError as error:
             raise self._again(error) from None
 
