@@ -68,6 +68,11 @@ def through(kind: str, settings: Settings, calls: list[tuple[str, str, dict[str,
                     sorted(final.headers.items()),
                     final.body,
                     response.raw.read(),
+                    response.reason,
+                    response.encoding,
+                    sorted((k, v) for k, v in response.headers.items() if k != "Date"),
+                    sorted(response.cookies.items()),
+                    [(r.status_code, r.url, sorted(r.cookies.items())) for r in response.history],
                 )
             )
     cookies = sorted((c.domain, c.path, c.name, c.value) for c in session.cookies)

@@ -22,7 +22,12 @@ from requests.exceptions import InvalidURL
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, select_proxy, to_native_string
+from requests.utils import (
+    check_header_validity,
+    get_encoding_from_headers,
+    select_proxy,
+    to_native_string,
+)
 from urllib3.connectionpool import ConnectionPool, port_by_scheme
 from urllib3.exceptions import LocationValueError, URLSchemeUnknown
 from urllib3.poolmanager import PoolKey, PoolManager
@@ -100,12 +105,35 @@ class FetcherAdapter(HTTPAdapter):
         manager: PoolManager = self.poolmanager
         return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
 
+    def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
+        """requests' own: without proxies, the path and query, which requests returns after
+        parsing the URL twice to find that no proxy applies."""
+        if proxies:
+            return super().request_url(request, proxies)
+        return request.path_url
+
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
+        """requests' Response, refused when its length cannot be known. An answer that sets no
+        cookie is built without requests' cookie extraction (a mock request, a mock response,
+        the jar's lock and header scans, to add nothing to an empty jar)."""
         problem = content_length_problem(resp.headers.getlist("Content-Length"))
         if problem is not None:
             resp.close()  # the framing is unknown: the connection cannot be reused
             raise FetchError(problem, ErrorKind.PROTOCOL)
-        return super().build_response(req, resp)
+        if "Set-Cookie" in resp.headers or "Set-Cookie2" in resp.headers:
+            return super().build_response(req, resp)
+        # HTTPAdapter.build_response's steps but the extraction, in its order.
+        response = Response()
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(resp.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        url = req.url or ""
+        response.url = url.decode("utf-8") if isinstance(url, bytes) else url
+        response.request = req
+        response.connection = self
+        return response
 
 
 def pool_key(
@@ -223,6 +251,13 @@ class FetcherSession(requests.Session):
             resp.close()
             raise FetchError(problem, ErrorKind.PROTOCOL)
         return None if problem else target
+
+    def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+        """requests' own; an answer that is not a redirect has none to follow, which requests
+        finds after parsing the request's URL for the fragment a redirect would keep."""
+        if not resp.is_redirect:
+            return iter(())
+        return super().resolve_redirects(resp, req, *args, **kwargs)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
