@@ -51,6 +51,7 @@ CORE = [
     "fetcher.http.retry",
     "fetcher.http.session",
     "fetcher.http.sockets",
+    "fetcher.http.response_headers",
     "fetcher.http.task",
     "fetcher.settings",
     "fetcher.input.shards",
