@@ -9,6 +9,7 @@ import http.client
 import io
 import socket
 import threading
+import time
 
 import pytest
 import urllib3
@@ -116,6 +117,18 @@ def test_each_kind_of_line_alone_and_among_plain_ones(line):
     for block in (line + b"\r\n", PLAIN[0] + line + PLAIN[2] + b"\r\n", line):
         by_stdlib, by_fetcher = both_ways(block)
         assert by_fetcher == by_stdlib
+
+
+@pytest.mark.parametrize("breaker", [b"\x0b", b"\r", b"\x85", b"\x1c"])
+def test_a_long_run_of_blanks_is_read_in_linear_time(breaker):
+    """Blanks that two parts of the pattern could both match, then a character that fails it:
+    a backtracking pattern took quadratic time there (about 45 s for the 65,536 bytes of one
+    line http.client accepts), holding the GIL, so a server could stall every thread."""
+    block = b"X-A:" + b" " * 65_000 + breaker + b"y\r\n\r\n"
+    started = time.perf_counter()
+    by_stdlib, by_fetcher = both_ways(block)
+    assert time.perf_counter() - started < 2  # linear: milliseconds; quadratic: tens of seconds
+    assert by_fetcher == by_stdlib
 
 
 def test_too_many_fields_is_http_clients_error():

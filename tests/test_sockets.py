@@ -2,6 +2,7 @@
 TimeoutError when one runs out, the same non-blocking mode for a zero timeout, and every
 plain-http connection a session opens is one of them."""
 
+import errno
 import socket
 import struct
 import threading
@@ -224,6 +225,33 @@ def test_quiet_sees_a_reset(tcp_pair):
     server.close()  # an RST
     until_readable(client)
     assert client.quiet() is False
+
+
+def test_a_send_to_a_peer_that_reset_raises_what_a_plain_socket_raises():
+    """The first send after an RST reports the reset (and consumes it): the error Python's own
+    sendall raises, not the broken pipe a second send would see."""
+    raised = []
+    for adopt_it in (False, True):
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+        listener.close()
+        if adopt_it:
+            client = adopted(client)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        until_readable(client)
+        with pytest.raises(OSError) as error:
+            client.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        raised.append((type(error.value), error.value.errno))
+        client.close()
+    assert raised[1] == raised[0] == (ConnectionResetError, errno.ECONNRESET)
+
+
+def test_a_partly_sent_body_continues_from_where_the_kernel_stopped(pair):
+    left, right = pair
+    left.settimeout(5.0)
+    send_more_than_fits(left, right, 16 << 20)  # the first send takes what fits, then the rest
 
 
 def test_quiet_cannot_tell_for_a_socket_that_is_not_tcp(pair):

@@ -129,7 +129,7 @@ class FetcherAdapter(HTTPAdapter):
         response.encoding = get_encoding_from_headers(response.headers)
         response.raw = resp
         response.reason = resp.reason
-        url = req.url or ""
+        url: Any = req.url
         response.url = url.decode("utf-8") if isinstance(url, bytes) else url
         response.request = req
         response.connection = self

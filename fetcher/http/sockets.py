@@ -16,7 +16,9 @@ TLS sockets keep Python's timeouts (ssl does its own reads), and so does connect
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
+import os
 import socket
 import struct
 from collections.abc import Callable
@@ -52,7 +54,7 @@ def _send_keeping_the_gil() -> Callable[[int, bytes, int, int], int] | None:
     """libc's send(2) called through ctypes.PyDLL, which keeps the GIL during the call (every
     socket method of Python's gives it up); None where the C library cannot be reached so."""
     try:
-        send = ctypes.PyDLL(None).send
+        send = ctypes.PyDLL(None, use_errno=True).send
     except (OSError, AttributeError):
         return None
     send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
@@ -63,6 +65,7 @@ def _send_keeping_the_gil() -> Callable[[int, bytes, int, int], int] | None:
 _send_now = _send_keeping_the_gil()
 # Never wait, never raise SIGPIPE: a send that cannot be done at once goes the usual way.
 _AT_ONCE = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
+_NOT_NOW = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
 
 class KernelTimeoutSocket(socket.socket):
@@ -90,6 +93,7 @@ class KernelTimeoutSocket(socket.socket):
         adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
         adopted._receive_seconds = adopted._send_seconds = _UNSET
         adopted._received = 0  # adopted as soon as it is connected: nothing was read yet
+        adopted._seconds = None
         socket.socket.setblocking(adopted, True)  # the descriptor may be non-blocking still
         adopted.settimeout(timeout)
         return adopted
@@ -163,6 +167,8 @@ class KernelTimeoutSocket(socket.socket):
         if info[0] != _TCP_ESTABLISHED:
             return False
         received: int = struct.unpack_from("=Q", info, _BYTES_RECEIVED_AT)[0]
+        if received == 0 and self._received:
+            return None  # a network stack that does not keep the count
         return received == self._received
 
     def sendall(self, data: Any, *args: Any) -> None:
@@ -176,7 +182,10 @@ class KernelTimeoutSocket(socket.socket):
             if sent == len(data):
                 return
             if sent > 0:
-                data = data[sent:]
+                data = memoryview(data)[sent:]  # a large upload is not copied
+            elif (error := ctypes.get_errno()) not in _NOT_NOW:
+                # The send took the error (a reset is reported once): raise it as Python would.
+                raise OSError(error, os.strerror(error))
         self._sending()
         try:
             super().sendall(data, *args)
