@@ -95,14 +95,13 @@ def test_each_direction_keeps_the_timeout_it_was_last_used_with(pair):
         assert kernel_timeout(left, socket.SO_RCVTIMEO) == pytest.approx(30)
 
 
-def test_a_send_that_fits_is_handed_over_at_once_and_needs_no_timeout(pair):
-    """A request-sized send goes to the kernel without waiting (and without the GIL given up):
-    the send timeout is not even set, for no send had to wait."""
+def test_a_send_sets_the_send_timeout_and_not_the_receive_one(pair):
     left, right = pair
     left.settimeout(10.0)
     left.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert right.recv(100) == b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-    assert kernel_timeout(left, socket.SO_SNDTIMEO) == 0.0
+    assert kernel_timeout(left, socket.SO_SNDTIMEO) == pytest.approx(10)
+    assert kernel_timeout(left, socket.SO_RCVTIMEO) == 0.0  # no receive yet
 
 
 def test_a_send_to_a_peer_that_left_raises_as_pythons_does(pair):

@@ -5,23 +5,23 @@ of timeout (urllib3 sets the connect timeout to send and the read timeout to rec
 ioctl: seven system calls a request, each giving up the GIL, and each hand-off of the GIL a
 context switch when many threads want it. In blocking mode with the kernel's timeouts, each
 applied when first needed, a request on a kept-alive connection is a getsockopt (the reuse
-check), a send and a receive, and only the receive, which waits for the server, gives the GIL
-up. The errors are the same: a timed-out call raises TimeoutError("timed out"), as a Python
-timeout does (the kernel says EAGAIN, which socket.SocketIO would otherwise read as "no data
-yet").
+check, which keeps the GIL), a send and a receive. The errors are the same: a timed-out call
+raises TimeoutError("timed out"), as a Python timeout does (the kernel says EAGAIN, which
+socket.SocketIO would otherwise read as "no data yet").
+
+The send still gives the GIL up, on purpose: a send on loopback does the receiver's TCP work
+too, and with the GIL free another thread runs Python on the other core meanwhile. A send that
+kept the GIL (libc's through ctypes.PyDLL) saved CPU but lost throughput: -8% req/s at -j 256
+against the 50 ms server, none gained at -j 16 (alternating runs, medians of 4).
 
 TLS sockets keep Python's timeouts (ssl does its own reads), and so does connect().
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import functools
-import os
 import socket
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool
@@ -48,24 +48,6 @@ _TCP_INFO = getattr(socket, "TCP_INFO", None)
 _TCP_INFO_SIZE = 136
 _BYTES_RECEIVED_AT = 128
 _TCP_ESTABLISHED = 1
-
-
-def _send_keeping_the_gil() -> Callable[[int, bytes, int, int], int] | None:
-    """libc's send(2) called through ctypes.PyDLL, which keeps the GIL during the call (every
-    socket method of Python's gives it up); None where the C library cannot be reached so."""
-    try:
-        send = ctypes.PyDLL(None, use_errno=True).send
-    except (OSError, AttributeError):
-        return None
-    send.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int)
-    send.restype = ctypes.c_ssize_t
-    return send
-
-
-_send_now = _send_keeping_the_gil()
-# Never wait, never raise SIGPIPE: a send that cannot be done at once goes the usual way.
-_AT_ONCE = getattr(socket, "MSG_DONTWAIT", 0) | getattr(socket, "MSG_NOSIGNAL", 0)
-_NOT_NOW = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR})
 
 
 class KernelTimeoutSocket(socket.socket):
@@ -171,24 +153,10 @@ class KernelTimeoutSocket(socket.socket):
             return None  # a network stack that does not keep the count
         return received == self._received
 
-    def sendall(self, data: Any, *args: Any) -> None:
-        """Python's sendall, first trying to hand the whole of a bytes object to the kernel
-        at once without giving the GIL up: a request fits in the socket's buffer, and giving
-        the GIL up around a call that does not block is two context switches when other
-        threads want it. Anything else (a partial send, a full buffer, an error) continues the
-        usual way, where errors are raised as Python raises them."""
-        if _send_now is not None and not args and type(data) is bytes and _AT_ONCE:
-            sent = _send_now(self.fileno(), data, len(data), _AT_ONCE)
-            if sent == len(data):
-                return
-            if sent > 0:
-                data = memoryview(data)[sent:]  # a large upload is not copied
-            elif (error := ctypes.get_errno()) not in _NOT_NOW:
-                # The send took the error (a reset is reported once): raise it as Python would.
-                raise OSError(error, os.strerror(error))
+    def sendall(self, *args: Any) -> None:
         self._sending()
         try:
-            super().sendall(data, *args)
+            super().sendall(*args)
         except BlockingIOError as error:
             raise self._again(error) from None
 
