@@ -318,9 +318,7 @@ def test_text_format_on_a_terminal_is_aligned_with_human_sizes_and_the_final_url
         rf"404 +10 B +{seconds}  {re.escape(urls[3])}  http: 404 Not Found",
         rf"200 +\d+ B +{seconds}  {re.escape(base)}/colour\\x1b\[31mred",
     ]
-    assert len(lines) == len(expected), lines
-    for line, pattern in zip(lines, expected, strict=True):
-        assert re.fullmatch(pattern, line), (pattern, line)
+    assert_each_matches(lines, expected)
     assert len({line.index(base) for line in lines}) == 1, "the URLs do not start in one column"
     assert "\t" not in strip_escapes(run.terminal)
 
@@ -340,6 +338,11 @@ def test_text_format_piped_is_tab_separated_with_exact_byte_counts():
         rf"404\t10\t{seconds}\t{re.escape(urls[3])}\thttp: 404 Not Found",
         rf"200\t\d+\t{seconds}\t{re.escape(base)}/colour\\x1b\[31mred",
     ]
-    assert len(lines) == len(expected), lines
-    for line, pattern in zip(lines, expected, strict=True):
+    assert_each_matches(lines, expected)
+
+
+def assert_each_matches(lines: list[str], patterns: list[str]) -> None:
+    """One line for each pattern, each matching its own in full."""
+    assert len(lines) == len(patterns), lines
+    for line, pattern in zip(lines, patterns, strict=True):
         assert re.fullmatch(pattern, line), (pattern, line)

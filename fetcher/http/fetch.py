@@ -56,7 +56,6 @@ class Fetcher:
         self.settings = settings
         self.sessions = sessions
         self.bodies = bodies
-        self.transfers = transfers  # large bodies in flight, for the display; None: not shown
         self.resumer = Resumer(bodies) if settings.resume and bodies is not None else None
         self.exchange = Exchange(settings, bodies, self.resumer, transfers)
 
