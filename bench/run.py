@@ -125,6 +125,10 @@ class Sample:
     requests: int | None = None
     efficiency: float | None = None  # B and the calibration: ideal / actual
     net: float | None = None  # B: ideal / (actual - the client's own start-up)
+    # B: ms from an answer leaving the server to the client's next request on that connection
+    # (mean), and how late the server's answers left (mean): the two losses of every round.
+    turnaround: float | None = None
+    late: float | None = None
 
 
 @dataclass
@@ -628,6 +632,8 @@ def scenario_b(bench: Bench) -> None:
                     sample = Sample(result, count, connections=connections, requests=requests)
                     sample.efficiency = ideal / result.wall
                     sample.net = ideal / max(result.wall - startup[tool], 1e-9)
+                    sample.turnaround = latency.last.get("turn_mean_ms")
+                    sample.late = latency.last.get("late_mean_ms")
                     row = bench.row("B", tool, count, workers, "req/s")
                     row.samples.append(sample)
                     progress(label, sample, "req/s")
@@ -645,7 +651,9 @@ def b_targets(
         row.note = (
             f"eff {fmt_stat([s.efficiency or 0 for s in row.samples], '{:.1%}')}; "
             f"net of {startup[tool]:.2f} s start-up "
-            f"{fmt_stat([s.net or 0 for s in row.samples], '{:.1%}')}"
+            f"{fmt_stat([s.net or 0 for s in row.samples], '{:.1%}')}; "
+            f"turnaround {fmt_stat([s.turnaround or 0 for s in row.samples], '{:.2f}')} ms, "
+            f"server late {fmt_stat([s.late or 0 for s in row.samples], '{:.2f}')} ms"
         )
     for name in (FETCHER, FETCHER_P):
         if name not in bench.tools:
