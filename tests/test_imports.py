@@ -52,6 +52,7 @@ CORE = [
     "fetcher.http.session",
     "fetcher.http.sockets",
     "fetcher.http.response_headers",
+    "fetcher.http.rebind",
     "fetcher.http.task",
     "fetcher.settings",
     "fetcher.input.shards",

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from werkzeug import Request, Response
 
+from fetcher.http import session as session_module
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
 from fetcher.http.request import EffectiveRequest
@@ -40,6 +41,8 @@ def recording(httpserver):
             return Response("", 303, {"Location": "/final"})
         if request.path == "/set":
             return Response("set", 200, {"Set-Cookie": "kept=yes; Path=/"})
+        if request.path == "/set-lower":  # the header's name in another case
+            return Response("set", 200, [("set-cookie", "lower=yes; Path=/")])
         return Response("ok", 200)
 
     httpserver.expect_request("").respond_with_handler(handle)
@@ -90,9 +93,35 @@ def same_either_way(settings, calls, seen):
 def test_plain_gets_and_a_cookie_the_server_set(httpserver, recording):
     url = httpserver.url_for
     calls = [("GET", url("/set"), {}), ("GET", url("/a?b=c d&e=%41"), {}), ("HEAD", url("/h"), {})]
+    calls.append(("GET", url("/set-lower"), {}))
     seen, _, cookies = same_either_way(Settings(), calls, recording)
     assert [c for c in cookies if c[2] == "kept"], cookies
+    assert [c for c in cookies if c[2] == "lower"], cookies
     assert dict(seen[1][3])["cookie"] == "kept=yes"  # the session's jar was used
+
+
+def test_cookies_are_extracted_only_from_answers_that_set_some(httpserver, recording, monkeypatch):
+    """The session's jar is filled by requests' own extraction, but only answers with a
+    Set-Cookie (or Set-Cookie2) header go through it: a redirect hop that sets one, the answer
+    that sets one; not the plain answers."""
+    extracted: list[str] = []
+    original = session_module.extract_cookies_to_jar
+
+    def counting(jar, request, raw):
+        extracted.append(urlsplit(request.url).path)
+        return original(jar, request, raw)
+
+    monkeypatch.setattr(session_module, "extract_cookies_to_jar", counting)
+    session = make_session(Settings(), environment=Environment())
+    url = httpserver.url_for
+    for path in ("/a", "/set", "/b", "/redirect-here", "/c"):
+        with session.fetch(EffectiveRequest("GET", url(path)), timeout=(5, 5)):
+            pass
+    # send's extraction into the session's jar (the adapter's, into each response's own
+    # cookies, is requests' own code and not counted here): the redirect's hop sets one, the
+    # /final it leads to does not.
+    assert extracted == ["/set", "/redirect-here"]
+    assert {c.name for c in session.cookies} == {"kept", "hop"}
 
 
 def test_session_headers_with_a_removed_one_and_per_request_headers(httpserver, recording):

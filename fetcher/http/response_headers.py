@@ -21,8 +21,9 @@ from __future__ import annotations
 import email.parser
 import http.client
 import re
-import types
 from typing import IO
+
+from fetcher.http.rebind import with_globals
 
 # One field line as the email parser reads it (feedparser.headerRE and Compat32's
 # header_source_parse): a name of printable ASCII but the colon, the colon, blanks it strips, and
@@ -52,16 +53,7 @@ def parse_headers(
     return email.parser.Parser(_class=_class).parsestr(text)
 
 
-def _with_globals(function: types.FunctionType, **names: object) -> types.FunctionType:
-    """function's own code, looking names up in a copy of its module's namespace with names
-    replaced: a standard-library method reused with one helper swapped, not rewritten."""
-    namespace = dict(function.__globals__, **names)
-    return types.FunctionType(
-        function.__code__, namespace, function.__name__, function.__defaults__, function.__closure__
-    )
-
-
 class HeaderParsingResponse(http.client.HTTPResponse):
     """http.client's response, reading its header block with parse_headers above."""
 
-    begin = _with_globals(http.client.HTTPResponse.begin, parse_headers=parse_headers)  # type: ignore[arg-type]
+    begin = with_globals(http.client.HTTPResponse.begin, parse_headers=parse_headers)
