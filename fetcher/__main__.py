@@ -8,6 +8,8 @@ its own handlers once it starts.
 import os
 import signal
 
+from fetcher.exiting import skip_exit_collections
+
 
 def _interrupted_early(signum: int, frame: object) -> None:
     os._exit(128 + signum)
@@ -17,7 +19,10 @@ def run() -> None:
     signal.signal(signal.SIGINT, _interrupted_early)
     from fetcher.cli import main
 
-    main(prog_name="fetcher")
+    try:
+        main(prog_name="fetcher")
+    finally:
+        skip_exit_collections()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ CORE = [
     "fetcher.errors",
     "fetcher.observer",
     "fetcher.logs",
+    "fetcher.exiting",
     "fetcher.streams",
     "fetcher.run.books",
     "fetcher.run.mailbox",

@@ -12,6 +12,7 @@ from http.cookiejar import CookieJar
 from multiprocessing.connection import Connection
 from types import FrameType
 
+from fetcher.exiting import skip_exit_collections
 from fetcher.http.cookies import copy_into
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
@@ -105,7 +106,10 @@ def worker_process(jobs_descriptor: int, results_descriptor: int, control_descri
         setup = jobs.recv()
     except (EOFError, OSError):
         return  # the parent ended before it could say what to do
-    worker_main(setup, jobs, results, control)
+    try:
+        worker_main(setup, jobs, results, control)
+    finally:
+        skip_exit_collections()
 
 
 def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: Connection) -> None:
