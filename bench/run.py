@@ -105,6 +105,14 @@ FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP = (
     "aiohttp",
 )
 ALL_TOOLS = (FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP)
+# Beside fetcher --processes 2 and aiohttp at B -j 256 only: the same processes and threads with
+# nothing but one library layer (peers/threaded_floor.py), what fetcher's design could reach.
+FLOOR_HTTP_CLIENT, FLOOR_URLLIB3 = (
+    f"http.client threads, {FETCHER_PROCESSES} processes",
+    f"urllib3 threads, {FETCHER_PROCESSES} processes",
+)
+FLOOR_LAYER = {FLOOR_HTTP_CLIENT: "http.client", FLOOR_URLLIB3: "urllib3"}
+FLOOR_WORKERS = 256
 # With --base: the same fetcher rows run with the other executable, each beside its counterpart.
 FETCHER_BASE, FETCHER_P_BASE = f"{FETCHER} (base)", f"{FETCHER_P} (base)"
 BASE_OF = {FETCHER: FETCHER_BASE, FETCHER_P: FETCHER_P_BASE}
@@ -337,6 +345,9 @@ def command(
         return [sys.executable, str(PEERS / "plain_requests.py"), j], urls
     if tool == AIOHTTP:
         return [sys.executable, str(PEERS / "aiohttp_fetch.py"), j], urls
+    if tool in FLOOR_LAYER:
+        floor = [str(PEERS / "threaded_floor.py"), FLOOR_LAYER[tool], j, str(FETCHER_PROCESSES)]
+        return [sys.executable, *floor], urls
     raise ValueError(tool)
 
 
@@ -607,9 +618,10 @@ def scenario_b(bench: Bench) -> None:
         bench.servers.append(f"B: {latency.describe()}")
         calibrate(bench, latency)
         empty, _ = write_list(bench, "empty", iter(()))
+        floors = list(FLOOR_LAYER) if FETCHER_P in bench.tools else []
         startup: dict[str, float] = {}
         for _ in range(STARTUP_RUNS // 2):
-            for tool in bench.tools:
+            for tool in [*bench.tools, *floors]:
                 argv, stdin = command(bench, tool, empty, 0, 16)
                 result = measured(bench, latency, argv, limit=30, stdin=stdin)[0]
                 # The least of several: load only ever adds to a fixed cost.
@@ -622,7 +634,10 @@ def scenario_b(bench: Bench) -> None:
             ideal = count * B_DELAY / workers
             log(f"B: {count:,} URLs x {B_DELAY * 1000:g} ms at -j {workers} (ideal {ideal:.2f} s)")
             for rep in range(bench.args.repeat):
-                for tool in bench.tools_in_order(rep):
+                tools = bench.tools_in_order(rep)
+                if workers == FLOOR_WORKERS:
+                    tools += floors
+                for tool in tools:
                     argv, stdin = command(bench, tool, urls, count, workers)
                     result, connections, requests = measured(
                         bench, latency, argv, limit=30 + ideal * 10, stdin=stdin
@@ -646,7 +661,9 @@ def b_targets(
     """B's notes and targets at one J: efficiency with and without start-up for every client;
     at -j 16 and 64 fetcher's, net of start-up, against curl's; at -j 256 fetcher
     --processes 2 against aiohttp (and, in cross_targets, fetcher against its own A)."""
-    for tool in bench.tools:
+    for tool in [*bench.tools, *FLOOR_LAYER]:
+        if ("B", tool, workers) not in bench.rows:
+            continue
         row = bench.row("B", tool, count, workers, "req/s")
         row.note = (
             f"eff {fmt_stat([s.efficiency or 0 for s in row.samples], '{:.1%}')}; "
@@ -697,6 +714,22 @@ def b_targets(
                 ">= 1x",
                 f"{fmt_stat(ratios, '{:.2f}')}x",
                 statistics.median(ratios) >= 1.0,
+            )
+        )
+    for floor in FLOOR_LAYER:
+        row = bench.rows.get(("B", floor, workers))
+        if row is None or aiohttp is None:
+            continue
+        ratios = [
+            (a.efficiency or 0.0) / (b.efficiency or math.inf)
+            for a, b in zip(row.samples, aiohttp.samples, strict=True)
+        ]
+        bench.targets.append(
+            Target(
+                f"B -j {workers}: {floor} / aiohttp efficiency",
+                "(shown: the floor of a threaded client at that layer)",
+                f"{fmt_stat(ratios, '{:.2f}')}x",
+                None,
             )
         )
 
