@@ -106,12 +106,20 @@ FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP = (
 )
 ALL_TOOLS = (FETCHER, FETCHER_P, CURL_PARALLEL, XARGS_CURL, PLAIN, AIOHTTP)
 # Beside fetcher --processes 2 and aiohttp at B -j 256 only: the same processes and threads with
-# nothing but one library layer (peers/threaded_floor.py), what fetcher's design could reach.
-FLOOR_HTTP_CLIENT, FLOOR_URLLIB3 = (
+# nothing but one library layer (peers/threaded_floor.py), what fetcher's design could reach,
+# and with fetcher's own request path but not its run (what the run itself costs is the rest).
+FLOOR_HTTP_CLIENT, FLOOR_URLLIB3, FLOOR_FETCHER = (
     f"http.client threads, {FETCHER_PROCESSES} processes",
     f"urllib3 threads, {FETCHER_PROCESSES} processes",
+    f"fetcher's request path in threads, {FETCHER_PROCESSES} processes",
 )
-FLOOR_LAYER = {FLOOR_HTTP_CLIENT: "http.client", FLOOR_URLLIB3: "urllib3"}
+FLOOR_LAYER = {
+    FLOOR_HTTP_CLIENT: "http.client",
+    FLOOR_URLLIB3: "urllib3",
+    FLOOR_FETCHER: "fetcher",
+}
+FLOOR_SHOWN = "the floor of a threaded client at that layer"
+FLOOR_SHOWS = {FLOOR_FETCHER: "fetcher's request path without the run around it"}
 FLOOR_WORKERS = 256
 # With --base: the same fetcher rows run with the other executable, each beside its counterpart.
 FETCHER_BASE, FETCHER_P_BASE = f"{FETCHER} (base)", f"{FETCHER_P} (base)"
@@ -704,8 +712,7 @@ def b_targets(
     aiohttp = bench.rows.get(("B", AIOHTTP, workers))
     # fetcher --processes 2 judged against aiohttp; the floors shown beside it (FLOOR_WORKERS only)
     against_aiohttp = [(FETCHER_P, ">= 1x", True)] + [
-        (floor, "(shown: the floor of a threaded client at that layer)", False)
-        for floor in FLOOR_LAYER
+        (floor, f"(shown: {FLOOR_SHOWS.get(floor, FLOOR_SHOWN)})", False) for floor in FLOOR_LAYER
     ]
     for name, goal, judged in against_aiohttp:
         row = bench.rows.get(("B", name, workers))
