@@ -7,6 +7,7 @@ click or rich.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,6 +17,7 @@ import click
 
 from fetcher import __version__
 from fetcher.command import SectionedCommand
+from fetcher.input.parsing import AUTO
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
 from fetcher.status import ExitStatus, exit_status
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from fetcher.run.engine import Run
     from fetcher.settings import Settings
     from fetcher.streams import Streams
+
+log = logging.getLogger("fetcher")
 
 # What a run needs (requests, the cookie jar, Rich on a terminal) is imported by fetch() once the
 # options are parsed: --version and --help pay only for click (tests/test_imports.py).
@@ -71,8 +75,11 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     URLs come from the arguments, from --input files and, when neither is given and standard
     input is not a terminal, from standard input. '-' means standard input.
     """
+    automatic = params["processes"] == AUTO
     settings = build_settings(urls, params)  # -s is -q: the log levels come after it
     configure_logging(settings.log_levels)
+    if automatic:
+        log.info("--processes auto: %d", settings.processes)
     sys.exit(fetch(settings))
 
 

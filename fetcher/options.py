@@ -6,6 +6,7 @@ parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage e
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +17,13 @@ from click.decorators import FC
 from fetcher import settings as defaults
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
+    AUTO,
+    MAX_PROCESSES,
     parse_cookie,
     parse_duration,
     parse_header,
     parse_method,
+    parse_processes,
     parse_proxy,
     parse_rate,
     parse_size,
@@ -161,8 +165,9 @@ TIMING_OPTIONS = [
 LIMIT_OPTIONS = [
     option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
            help="Worker threads, each with its own keep-alive session."),
-    option("--processes", type=click.IntRange(1, 64), default=1, metavar="P",
-           help="Spread the -j workers over P processes: more CPU for fast servers."),
+    option("--processes", type=Parsed("P", parse_processes), default=1, metavar="P|auto",
+           help="Spread the -j workers over P processes (1-64): more CPU for fast servers. "
+                "auto: one per CPU this process may use, at most -j."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",
            help="At most N requests in flight to one host."),
     option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
@@ -270,6 +275,7 @@ def read_data(value: str | None) -> bytes | None:
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
     fold_habits(params)
+    resolve_processes(params)
     check_combinations({**params, "urls": urls})
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
@@ -292,15 +298,40 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
 DERIVED = frozenset({"user", "cert", "key", "cacert", "insecure", "no_follow"})
 
 
+def one_process_options(params: dict[str, Any]) -> list[str]:
+    """The options given that need one place to see every request or every body."""
+    alone = {"--rate": params["rate"], "--body": params["body"],
+             "--include-body": params["include_body"]}  # fmt: skip
+    return [name for name, value in alone.items() if value]
+
+
+def resolve_processes(params: dict[str, Any], cpus: int | None = None) -> None:
+    """--processes auto to a count: one worker process per CPU this process may run on (cpus,
+    else usable_cpus()), at most -j and MAX_PROCESSES; 1 (threads in this process) when an
+    option needs one process, which it would otherwise refuse."""
+    if params["processes"] != AUTO:
+        return
+    if one_process_options(params):
+        params["processes"] = 1
+        return
+    available = cpus if cpus is not None else usable_cpus()
+    params["processes"] = max(1, min(available, params["workers"], MAX_PROCESSES))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (which taskset and cpusets narrow),
+    else the machine's count. A container's CPU quota (docker --cpus) is not seen."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
         raise click.UsageError("--key needs --cert")
-    if params["processes"] > 1:
-        # Each of these needs one place that sees every request or every body.
-        alone = {"--rate": params["rate"], "--body": params["body"],
-                 "--include-body": params["include_body"]}  # fmt: skip
-        if given := [name for name, value in alone.items() if value]:
-            raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
+    if params["processes"] > 1 and (given := one_process_options(params)):
+        raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
     check_state_options(params)

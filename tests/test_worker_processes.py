@@ -18,6 +18,7 @@ from typing import IO
 
 import pytest
 
+from fetcher.options import resolve_processes
 from fetcher.run.processes import split_workers
 from tests.conftest import FETCHER, clean_env, run_process
 from tests.servers import (
@@ -367,3 +368,66 @@ def test_sigterm_to_every_process_lets_requests_in_flight_finish(tmp_path):
     failed = (tmp_path / "failed.txt").read_text().splitlines()
     every = {server.url(f"/slow/0.3/{n}") for n in range(count)}
     assert {r["url"] for r in got} | set(failed) == every
+
+
+def auto_params(workers: int = 8, **given: object) -> dict[str, object]:
+    return {"processes": "auto", "workers": workers, "rate": None, "body": False,
+            "include_body": False, **given}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "given", "expected"),
+    [
+        (4, 8, {}, 4),  # one per CPU
+        (4, 2, {}, 2),  # never a process without a worker
+        (1, 8, {}, 1),  # one CPU: threads in this process
+        (200, 1024, {}, 64),  # at most 64, as a number would be
+        (4, 8, {"rate": 5.0}, 1),  # an option that needs one process: one, not a usage error
+        (4, 8, {"include_body": True}, 1),
+    ],
+)
+def test_processes_auto_is_one_per_usable_cpu_within_limits(cpus, workers, given, expected):
+    params = auto_params(workers, **given)
+    resolve_processes(params, cpus)
+    assert params["processes"] == expected
+
+
+def test_a_given_process_count_is_left_as_given():
+    params = auto_params(processes=3)
+    resolve_processes(params, 1)
+    assert params["processes"] == 3
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "1.5", ""])
+def test_a_process_count_that_is_not_one_is_refused_clearly(value):
+    result = run_process(["--processes", value, "http://127.0.0.1:9/"])
+    assert result.returncode == 2
+    assert b"not a process count" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("spelling", ["--processes=auto", "FETCHER_PROCESSES=AUTO"])
+@pytest.mark.parametrize("cpus", ["one", "all"])
+def test_processes_auto_runs_one_process_per_cpu_it_may_use(spelling, cpus):
+    """The count is said at -v; the records are those of any run. With the process pinned to
+    one CPU (taskset's way), auto means threads in this process."""
+    usable = sorted(os.sched_getaffinity(0))
+    allowed = {usable[0]} if cpus == "one" else set(usable)
+    expected = min(len(allowed), 4)
+    args, env = ["-v", "-j", "4", "--format", "jsonl"], clean_env()
+    if spelling.startswith("--"):
+        args.append(spelling)
+    else:
+        name, value = spelling.split("=")
+        env[name] = value
+    with counting_server() as server:
+        urls = [server.url(f"/page/{n}") for n in range(20)]
+        result = subprocess.run(
+            [*FETCHER, *args, *urls], capture_output=True, timeout=60, env=env,
+            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
+            check=False,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"--processes auto: {expected}\n".encode() in result.stderr
+    assert sorted(r["url"] for r in records(result.stdout)) == sorted(urls)
+    assert all(r["ok"] for r in records(result.stdout))

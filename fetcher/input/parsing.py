@@ -102,6 +102,22 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _DURATION_FACTORS[match[2].lower()]
 
 
+# --processes auto: as many worker processes as CPUs (fetcher.options.resolve_processes).
+AUTO = "auto"
+MAX_PROCESSES = 64
+
+
+def parse_processes(text: str) -> int | str:
+    """``P`` (1 to MAX_PROCESSES) or ``auto``, which stays AUTO until the other options are
+    known."""
+    text = text.strip()
+    if text.lower() == AUTO:
+        return AUTO
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PROCESSES:
+        raise ValueError(f"not a process count: {text!r} (1 to {MAX_PROCESSES}, or auto)")
+    return int(text)
+
+
 def parse_rate(text: str) -> float:
     """``R``, ``R/s`` or ``R/m`` to requests per second."""
     number, _, unit = text.strip().partition("/")
