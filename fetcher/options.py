@@ -165,7 +165,7 @@ TIMING_OPTIONS = [
 LIMIT_OPTIONS = [
     option("-j", "--workers", type=click.IntRange(1, 1024), default=defaults.DEFAULT_WORKERS,
            help="Worker threads, each with its own keep-alive session."),
-    option("--processes", type=Parsed("P", parse_processes), default=1, metavar="P|auto",
+    option("--processes", type=Parsed("P|auto", parse_processes), default=1, metavar="P|auto",
            help="Spread the -j workers over P processes (1-64): more CPU for fast servers. "
                 "auto: one per CPU this process may use, at most -j."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",

@@ -12,12 +12,14 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import IO
 
 import pytest
 
+from fetcher.input.parsing import parse_processes
 from fetcher.options import resolve_processes
 from fetcher.run.processes import split_workers
 from tests.conftest import FETCHER, clean_env, run_process
@@ -384,6 +386,8 @@ def auto_params(workers: int = 8, **given: object) -> dict[str, object]:
         (200, 1024, {}, 64),  # at most 64, as a number would be
         (4, 8, {"rate": 5.0}, 1),  # an option that needs one process: one, not a usage error
         (4, 8, {"include_body": True}, 1),
+        (4, 8, {"body": True}, 1),
+        (4, 1, {}, 1),  # -j 1
     ],
 )
 def test_processes_auto_is_one_per_usable_cpu_within_limits(cpus, workers, given, expected):
@@ -398,8 +402,16 @@ def test_a_given_process_count_is_left_as_given():
     assert params["processes"] == 3
 
 
-@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "1.5", ""])
-def test_a_process_count_that_is_not_one_is_refused_clearly(value):
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("auto", "auto"), (" AUTO ", "auto"), ("2", 2), (" 2", 2), ("+2", 2), ("064", 64)],
+)
+def test_process_counts_are_read_as_click_reads_integers_or_auto(text, expected):
+    assert parse_processes(text) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "65", "two", "-1", "1.5", "", "²", "9" * 5000])
+def test_a_bad_process_count_is_refused_clearly(value):
     result = run_process(["--processes", value, "http://127.0.0.1:9/"])
     assert result.returncode == 2
     assert b"not a process count" in result.stderr
@@ -412,6 +424,8 @@ def test_processes_auto_runs_one_process_per_cpu_it_may_use(spelling, cpus):
     """The count is said at -v; the records are those of any run. With the process pinned to
     one CPU (taskset's way), auto means threads in this process."""
     usable = sorted(os.sched_getaffinity(0))
+    if cpus == "all" and len(usable) < 2:
+        pytest.skip("one usable CPU: 'all' would be the same run as 'one'")
     allowed = {usable[0]} if cpus == "one" else set(usable)
     expected = min(len(allowed), 4)
     args, env = ["-v", "-j", "4", "--format", "jsonl"], clean_env()
@@ -422,10 +436,14 @@ def test_processes_auto_runs_one_process_per_cpu_it_may_use(spelling, cpus):
         env[name] = value
     with counting_server() as server:
         urls = [server.url(f"/page/{n}") for n in range(20)]
+        # Pinned by a wrapper that then becomes fetcher (no preexec_fn: the server's thread runs).
+        pin = (
+            f"import os, sys; os.sched_setaffinity(0, {allowed!r}); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
         result = subprocess.run(
-            [*FETCHER, *args, *urls], capture_output=True, timeout=60, env=env,
-            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.sched_setaffinity(0, allowed),
-            check=False,
+            [sys.executable, "-c", pin, *FETCHER, *args, *urls], capture_output=True,
+            timeout=60, env=env, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"--processes auto: {expected}\n".encode() in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 # RFC 9110 token characters: what a header name may be made of.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -103,19 +104,23 @@ def parse_duration(text: str) -> float:
 
 
 # --processes auto: as many worker processes as CPUs (fetcher.options.resolve_processes).
-AUTO = "auto"
+AUTO: Literal["auto"] = "auto"
 MAX_PROCESSES = 64
 
 
-def parse_processes(text: str) -> int | str:
-    """``P`` (1 to MAX_PROCESSES) or ``auto``, which stays AUTO until the other options are
-    known."""
+def parse_processes(text: str) -> int | Literal["auto"]:
+    """``P`` (1 to MAX_PROCESSES, a ``+`` allowed as click's integers allow it) or ``auto``,
+    which stays AUTO until the other options are known."""
     text = text.strip()
     if text.lower() == AUTO:
         return AUTO
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PROCESSES:
+    digits = text.removeprefix("+")
+    # Bounded before int(): Python refuses to convert past 4,300 digits, in its own words.
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 4):
+        raise ValueError(f"not a process count: {text[:20]!r} (1 to {MAX_PROCESSES}, or auto)")
+    if not 1 <= int(digits) <= MAX_PROCESSES:
         raise ValueError(f"not a process count: {text!r} (1 to {MAX_PROCESSES}, or auto)")
-    return int(text)
+    return int(digits)
 
 
 def parse_rate(text: str) -> float:
