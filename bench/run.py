@@ -118,8 +118,12 @@ FLOOR_LAYER = {
     FLOOR_URLLIB3: "urllib3",
     FLOOR_FETCHER: "fetcher",
 }
-FLOOR_SHOWN = "the floor of a threaded client at that layer"
-FLOOR_SHOWS = {FLOOR_FETCHER: "fetcher's request path without the run around it"}
+# What each floor's ratio to aiohttp shows (not judged).
+FLOOR_SHOWS = {
+    FLOOR_HTTP_CLIENT: "the floor of a threaded client at that layer",
+    FLOOR_URLLIB3: "the floor of a threaded client at that layer",
+    FLOOR_FETCHER: "fetcher's request path without the run around it",
+}
 FLOOR_WORKERS = 256
 # With --base: the same fetcher rows run with the other executable, each beside its counterpart.
 FETCHER_BASE, FETCHER_P_BASE = f"{FETCHER} (base)", f"{FETCHER_P} (base)"
@@ -712,7 +716,7 @@ def b_targets(
     aiohttp = bench.rows.get(("B", AIOHTTP, workers))
     # fetcher --processes 2 judged against aiohttp; the floors shown beside it (FLOOR_WORKERS only)
     against_aiohttp = [(FETCHER_P, ">= 1x", True)] + [
-        (floor, f"(shown: {FLOOR_SHOWS.get(floor, FLOOR_SHOWN)})", False) for floor in FLOOR_LAYER
+        (floor, f"(shown: {FLOOR_SHOWS[floor]})", False) for floor in FLOOR_LAYER
     ]
     for name, goal, judged in against_aiohttp:
         row = bench.rows.get(("B", name, workers))

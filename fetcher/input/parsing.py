@@ -115,11 +115,10 @@ def parse_processes(text: str) -> int | Literal["auto"]:
     if text.lower() == AUTO:
         return AUTO
     digits = text.removeprefix("+")
-    # Bounded before int(): Python refuses to convert past 4,300 digits, in its own words.
-    if not (digits.isascii() and digits.isdigit() and len(digits) <= 4):
+    # Short before int(): Python refuses to convert past 4,300 digits, in its own words.
+    readable = digits.isascii() and digits.isdigit() and len(digits) <= 4
+    if not (readable and 1 <= int(digits) <= MAX_PROCESSES):
         raise ValueError(f"not a process count: {text[:20]!r} (1 to {MAX_PROCESSES}, or auto)")
-    if not 1 <= int(digits) <= MAX_PROCESSES:
-        raise ValueError(f"not a process count: {text!r} (1 to {MAX_PROCESSES}, or auto)")
     return int(digits)
 
 
