@@ -1,0 +1,128 @@
+"""An experiment, not fetcher's code: how fast could fetcher be with a plain-http transport of
+its own? Loaded at the start of every interpreter whose PYTHONPATH holds this folder (the CLI
+and each --processes worker alike), it replaces ``FetcherAdapter.send`` for plain http without
+a proxy by one of three cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT:
+
+- ``connection``: urllib3's own connection (fetcher's KernelTimeoutHTTPConnection) and its own
+  request and response, without urllib3's pool (``urlopen``) or requests' ``HTTPAdapter.send``.
+- ``httpclient``: http.client's request on fetcher's kernel-timeout socket and header parser,
+  wrapped in urllib3's HTTPResponse (its decoding and length checks), then requests'
+  ``build_response``.
+- ``bare``: http.client alone, and a requests Response built by hand around a body reader
+  that only reads (no decoding, no length check).
+
+Each keeps one connection per origin for the session's thread. None maps errors as urllib3
+and requests do, bounds or decodes bodies, honours the --max-time header deadline or checks
+framing as fetcher does: they are ceilings for what such a transport could save, measured by
+bench/experiments/transport_ceiling.py, and must never be used for anything else.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+from typing import Any
+
+VARIANT = os.environ.get("FETCHER_TRANSPORT_EXPERIMENT", "")
+
+
+def _install() -> None:
+    from requests.models import Response
+    from requests.structures import CaseInsensitiveDict
+    from urllib3._collections import HTTPHeaderDict
+    from urllib3.response import HTTPResponse
+
+    from fetcher.http import session
+    from fetcher.http.response_headers import HeaderParsingResponse
+    from fetcher.http.sockets import KernelTimeoutHTTPConnection, KernelTimeoutSocket, adopted
+
+    class LeanConnection(http.client.HTTPConnection):
+        response_class = HeaderParsingResponse
+
+        def connect(self) -> None:
+            super().connect()
+            self.sock = adopted(self.sock)
+
+        def reusable(self) -> bool:
+            sock = self.sock
+            if sock is None or type(sock) is not KernelTimeoutSocket:
+                return True
+            return sock.quiet() is not False
+
+    class Kept:
+        """What urllib3's HTTPResponse hands its connection back to: it stays where it is."""
+
+        def _put_conn(self, connection: Any) -> None:
+            pass
+
+    class BareBody:
+        def __init__(self, answer: http.client.HTTPResponse, connection: LeanConnection) -> None:
+            self.answer = answer
+            self.connection = connection
+
+        def read1(self, amount: int, decode_content: bool = True) -> bytes:
+            return self.answer.read1(amount)
+
+        def close(self) -> None:
+            done = self.answer.isclosed() or self.answer.length == 0
+            self.answer.close()
+            if not done:
+                self.connection.close()
+
+        def release_conn(self) -> None:
+            pass
+
+    kept = Kept()
+    original = session.FetcherAdapter.send
+
+    def send(self: Any, request: Any, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> Any:  # fmt: skip
+        url = request.url
+        if proxies or not url.startswith("http://"):
+            return original(self, request, stream, timeout, verify, cert, proxies)
+        end = url.find("/", 7)
+        origin, path = url[:end], url[end:]
+        connections = self.__dict__.setdefault("experiment_connections", {})
+        connection = connections.get(origin)
+        if connection is None:
+            host, _, port = origin[7:].rpartition(":")
+            kind = KernelTimeoutHTTPConnection if VARIANT == "connection" else LeanConnection
+            connection = connections[origin] = kind(host, int(port or 80), timeout=30)
+        if VARIANT == "connection":
+            if connection.sock is not None and not connection.is_connected:
+                connection.close()
+            connection.request(request.method, path, body=request.body, headers=request.headers,
+                               preload_content=False, decode_content=False)  # fmt: skip
+            answer = connection.getresponse()
+            answer._connection, answer._pool = connection, kept
+            return self.build_response(request, answer)
+        if not connection.reusable():
+            connection.close()
+        connection.request(request.method, path, body=request.body, headers=request.headers)
+        answer = connection.getresponse()
+        if VARIANT == "httpclient":
+            headers = HTTPHeaderDict()
+            for name, value in answer.msg.items():
+                headers.add(name, value)
+            wrapped = HTTPResponse(
+                body=answer, headers=headers, status=answer.status, version=answer.version,
+                version_string="HTTP/1.1", reason=answer.reason, preload_content=False,
+                decode_content=False, original_response=answer, enforce_content_length=True,
+                request_method=request.method, request_url=url, pool=kept, connection=connection,
+            )  # fmt: skip
+            return self.build_response(request, wrapped)
+        response = Response()
+        response.status_code = answer.status
+        response.headers = CaseInsensitiveDict(answer.msg.items())
+        response.raw = BareBody(answer, connection)
+        response.reason = answer.reason
+        response.url = url
+        response.request = request
+        response.connection = self
+        return response
+
+    session.FetcherAdapter.send = send  # type: ignore[method-assign]
+
+
+if VARIANT in ("connection", "httpclient", "bare"):
+    _install()

@@ -1,0 +1,101 @@
+"""What a plain-http transport of fetcher's own could give, at most, at B -j 256 --processes 2.
+
+    python bench/experiments/transport_ceiling.py [--urls N] [--rounds R] [--fetcher PATH]
+
+Runs, in turn and R times, ``fetcher -q -j 256 --processes 2 --format jsonl`` as it is, the same
+with each variant of bench/experiments/transport/sitecustomize.py (see there: each drops more
+of urllib3, and none does all a transport must), and the bench's aiohttp script, all against
+the bench's 50 ms latency server with the same N URLs. Prints a table of medians: wall time,
+CPU a URL (user + system of the client and all its processes) and the efficiency of each
+against aiohttp's in the same round. Every run must get all N answers, by the server's count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BENCH))
+
+from servers import PythonServer, log  # noqa: E402
+
+DELAY = 0.05
+WORKERS = 256
+VARIANTS = ("", "connection", "httpclient", "bare")
+NAMES = {
+    "": "fetcher as it is",
+    "connection": "urllib3's connection, no pool or HTTPAdapter.send",
+    "httpclient": "http.client request, urllib3's HTTPResponse",
+    "bare": "http.client only, a bare Response",
+    "aiohttp": "aiohttp script",
+}
+
+
+def timed(argv: list[str], stdin: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, with every descendant) of argv."""
+    with open(stdin, "rb") as source:
+        start = time.monotonic()
+        process = subprocess.Popen(argv, stdin=source, stdout=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0,):
+        raise SystemExit(f"{argv[0]} exited {process.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--urls", type=int, default=20_480)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fetcher", default=shutil.which("fetcher") or "fetcher")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="fetcher-transport-"))
+    samples: dict[str, list[tuple[float, float]]] = {key: [] for key in (*VARIANTS, "aiohttp")}
+    try:
+        with PythonServer(DELAY) as server:
+            urls = folder / "urls"
+            urls.write_text("".join(server.url(f"/b/{i}") + "\n" for i in range(args.urls)))
+            fetcher = [args.fetcher, "-q", "-j", str(WORKERS), "--processes", "2", "--format",
+                       "jsonl", "-i", "-"]  # fmt: skip
+            aiohttp = [sys.executable, str(BENCH / "peers" / "aiohttp_fetch.py"), str(WORKERS)]
+            for round_ in range(args.rounds):
+                for key in (*VARIANTS, "aiohttp"):
+                    env = dict(os.environ)
+                    if key and key != "aiohttp":
+                        path = env.get("PYTHONPATH")
+                        here = str(Path(__file__).resolve().parent / "transport")
+                        env["PYTHONPATH"] = f"{here}{os.pathsep}{path}" if path else here
+                        env["FETCHER_TRANSPORT_EXPERIMENT"] = key
+                    _, before = server.counts()
+                    wall, cpu = timed(aiohttp if key == "aiohttp" else fetcher, urls, env)
+                    _, after = server.counts()
+                    if after - before != args.urls:
+                        raise SystemExit(f"{NAMES[key]}: {after - before} of {args.urls} requests")
+                    samples[key].append((wall, cpu))
+                    log(f"round {round_ + 1} {NAMES[key]}: {wall:.2f} s, CPU {cpu:.2f} s")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    reference = [wall for wall, _ in samples["aiohttp"]]
+    print(f"{args.urls:,} URLs x {DELAY * 1000:g} ms, -j {WORKERS}, medians of {args.rounds}\n")
+    print("| client | wall (s) | CPU ms / URL | / aiohttp's efficiency |")
+    print("| --- | --- | --- | --- |")
+    for key, runs in samples.items():
+        ratios = [theirs / wall for theirs, (wall, _) in zip(reference, runs, strict=True)]
+        print(
+            f"| {NAMES[key]} | {statistics.median(w for w, _ in runs):.2f} "
+            f"| {statistics.median(c for _, c in runs) / args.urls * 1000:.3f} "
+            f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
