@@ -29,9 +29,10 @@ from servers import PythonServer, log  # noqa: E402
 
 DELAY = 0.05
 WORKERS = 256
-VARIANTS = ("", "connection", "httpclient", "bare")
+VARIANTS = ("", "exchange", "connection", "httpclient", "bare")
 NAMES = {
     "": "fetcher as it is",
+    "exchange": "urllib3's _make_request, no urlopen or HTTPAdapter.send",
     "connection": "urllib3's connection, no pool or HTTPAdapter.send",
     "httpclient": "http.client request, urllib3's HTTPResponse",
     "bare": "http.client only, a bare Response",

@@ -3,6 +3,10 @@ its own? Loaded at the start of every interpreter whose PYTHONPATH holds this fo
 and each --processes worker alike), it replaces ``FetcherAdapter.send`` for plain http without
 a proxy by one of three cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT:
 
+- ``exchange``: urllib3's own exchange (``HTTPConnectionPool._make_request``: the request, the
+  timeouts, the response) on a connection the pool made, kept per origin, without the rest of
+  ``urlopen`` (its queue of connections, retries) or requests' ``HTTPAdapter.send``; the only
+  variant whose request and response are urllib3's by construction.
 - ``connection``: urllib3's own connection (fetcher's KernelTimeoutHTTPConnection) and its own
   request and response, without urllib3's pool (``urlopen``) or requests' ``HTTPAdapter.send``.
 - ``httpclient``: http.client's request on fetcher's kernel-timeout socket and header parser,
@@ -31,6 +35,8 @@ def _install() -> None:
     from requests.structures import CaseInsensitiveDict
     from urllib3._collections import HTTPHeaderDict
     from urllib3.response import HTTPResponse
+    from urllib3.util import Timeout
+    from urllib3.util.url import _encode_target
 
     from fetcher.http import session
     from fetcher.http.response_headers import HeaderParsingResponse
@@ -83,6 +89,24 @@ def _install() -> None:
         end = url.find("/", 7)
         origin, path = url[:end], url[end:]
         connections = self.__dict__.setdefault("experiment_connections", {})
+        if VARIANT == "exchange":
+            entry = connections.get(origin)
+            if entry is None:
+                pool = self.get_connection_with_tls_context(request, verify, proxies, cert)
+                entry = connections[origin] = (pool, pool._new_conn())
+            pool, connection = entry
+            bounds = Timeout(*timeout) if isinstance(timeout, tuple) else timeout.clone()
+            if connection.sock is not None and not connection.is_connected:
+                connection.close()
+            connection.timeout = bounds.connect_timeout
+            answer = pool._make_request(
+                connection, request.method, _encode_target(path), timeout=bounds,
+                body=request.body, headers=request.headers, chunked=False,
+                retries=self.max_retries, response_conn=connection, preload_content=False,
+                decode_content=False,
+            )  # fmt: skip
+            answer._pool = kept
+            return self.build_response(request, answer)
         connection = connections.get(origin)
         if connection is None:
             host, _, port = origin[7:].rpartition(":")
@@ -124,5 +148,5 @@ def _install() -> None:
     session.FetcherAdapter.send = send  # type: ignore[method-assign]
 
 
-if VARIANT in ("connection", "httpclient", "bare"):
+if VARIANT in ("exchange", "connection", "httpclient", "bare"):
     _install()
