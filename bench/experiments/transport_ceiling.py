@@ -8,6 +8,7 @@ of urllib3, and none does all a transport must), and the bench's aiohttp script,
 the bench's 50 ms latency server with the same N URLs. Prints a table of medians: wall time,
 CPU a URL (user + system of the client and all its processes) and the efficiency of each
 against aiohttp's in the same round. Every run must get all N answers, by the server's count.
+Needs aiohttp in this interpreter (bench/run.py installs it) and fetcher's own dependencies.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def timed(argv: list[str], stdin: Path, env: dict[str, str]) -> tuple[float, flo
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - start
     process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0,):
+    if process.returncode != 0:
         raise SystemExit(f"{argv[0]} exited {process.returncode}")
     return wall, usage.ru_utime + usage.ru_stime
 

@@ -1,7 +1,7 @@
 """An experiment, not fetcher's code: how fast could fetcher be with a plain-http transport of
 its own? Loaded at the start of every interpreter whose PYTHONPATH holds this folder (the CLI
 and each --processes worker alike), it replaces ``FetcherAdapter.send`` for plain http without
-a proxy by one of three cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT:
+a proxy by one of four cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT:
 
 - ``exchange``: urllib3's own exchange (``HTTPConnectionPool._make_request``: the request, the
   timeouts, the response) on a connection the pool made, kept per origin, without the rest of
