@@ -2,13 +2,16 @@
 
     python bench/experiments/transport_ceiling.py [--urls N] [--rounds R] [--fetcher PATH]
 
-Runs, in turn and R times, ``fetcher -q -j 256 --processes 2 --format jsonl`` as it is, the same
-with each variant of bench/experiments/transport/sitecustomize.py (see there: each drops more
-of urllib3, and none does all a transport must), and the bench's aiohttp script, all against
-the bench's 50 ms latency server with the same N URLs. Prints a table of medians: wall time,
-CPU a URL (user + system of the client and all its processes) and the efficiency of each
-against aiohttp's in the same round. Every run must get all N answers, by the server's count.
+Runs ``fetcher -q -j 256 --processes 2 --format jsonl -i FILE`` as it is, the same with each
+variant of bench/experiments/transport/sitecustomize.py (see there for what each keeps and
+drops), and the bench's aiohttp script, all against the bench's 50 ms latency server with the
+same N URLs (51,200 by default, B -j 256's count), R rounds, the order rotating each round.
+Prints a table of medians: wall time, CPU a URL (user + system of the client and the processes
+it waited for: fetcher waits for its workers) and the efficiency of each against aiohttp's in
+the same round. A run counts only if the server received all N requests and every URL came
+back ok: fetcher's exit status 0, and a 200 line for each from the aiohttp script.
 Needs aiohttp in this interpreter (bench/run.py installs it) and fetcher's own dependencies.
+A standalone script: bench/run.py does not run it.
 """
 
 from __future__ import annotations
@@ -41,11 +44,11 @@ NAMES = {
 }
 
 
-def timed(argv: list[str], stdin: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds (user + system, with every descendant) of argv."""
-    with open(stdin, "rb") as source:
+def timed(argv: list[str], stdin: Path, out: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system, with the descendants it waited for) of argv."""
+    with open(stdin, "rb") as source, open(out, "wb") as sink:
         start = time.monotonic()
-        process = subprocess.Popen(argv, stdin=source, stdout=subprocess.DEVNULL, env=env)
+        process = subprocess.Popen(argv, stdin=source, stdout=sink, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -56,7 +59,7 @@ def timed(argv: list[str], stdin: Path, env: dict[str, str]) -> tuple[float, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--urls", type=int, default=20_480)
+    parser.add_argument("--urls", type=int, default=51_200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fetcher", default=shutil.which("fetcher") or "fetcher")
     args = parser.parse_args()
@@ -67,10 +70,12 @@ def main() -> None:
             urls = folder / "urls"
             urls.write_text("".join(server.url(f"/b/{i}") + "\n" for i in range(args.urls)))
             fetcher = [args.fetcher, "-q", "-j", str(WORKERS), "--processes", "2", "--format",
-                       "jsonl", "-i", "-"]  # fmt: skip
+                       "jsonl", "-i", str(urls)]  # fmt: skip
             aiohttp = [sys.executable, str(BENCH / "peers" / "aiohttp_fetch.py"), str(WORKERS)]
+            clients = [*VARIANTS, "aiohttp"]
             for round_ in range(args.rounds):
-                for key in (*VARIANTS, "aiohttp"):
+                turn = round_ % len(clients)
+                for key in clients[turn:] + clients[:turn]:
                     env = dict(os.environ)
                     if key and key != "aiohttp":
                         path = env.get("PYTHONPATH")
@@ -78,10 +83,16 @@ def main() -> None:
                         env["PYTHONPATH"] = f"{here}{os.pathsep}{path}" if path else here
                         env["FETCHER_TRANSPORT_EXPERIMENT"] = key
                     _, before = server.counts()
-                    wall, cpu = timed(aiohttp if key == "aiohttp" else fetcher, urls, env)
+                    out = folder / "out"
+                    wall, cpu = timed(aiohttp if key == "aiohttp" else fetcher, urls, out, env)
                     _, after = server.counts()
                     if after - before != args.urls:
                         raise SystemExit(f"{NAMES[key]}: {after - before} of {args.urls} requests")
+                    if key == "aiohttp":
+                        with open(out, "rb") as lines:
+                            answered = sum(1 for line in lines if line.startswith(b"200\t"))
+                        if answered != args.urls:
+                            raise SystemExit(f"aiohttp: {answered} of {args.urls} answered 200")
                     samples[key].append((wall, cpu))
                     log(f"round {round_ + 1} {NAMES[key]}: {wall:.2f} s, CPU {cpu:.2f} s")
     finally:

@@ -1,30 +1,36 @@
 """An experiment, not fetcher's code: how fast could fetcher be with a plain-http transport of
 its own? Loaded at the start of every interpreter whose PYTHONPATH holds this folder (the CLI
 and each --processes worker alike), it replaces ``FetcherAdapter.send`` for plain http without
-a proxy by one of four cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT:
+a proxy by one of four cut-down variants, named by FETCHER_TRANSPORT_EXPERIMENT. Each keeps one
+connection per origin for the session's thread, and none maps errors as urllib3's ``urlopen``
+and requests' ``HTTPAdapter.send`` do (no retries to decide, no requests exceptions):
 
-- ``exchange``: urllib3's own exchange (``HTTPConnectionPool._make_request``: the request, the
-  timeouts, the response) on a connection the pool made, kept per origin, without the rest of
-  ``urlopen`` (its queue of connections, retries) or requests' ``HTTPAdapter.send``; the only
-  variant whose request and response are urllib3's by construction.
-- ``connection``: urllib3's own connection (fetcher's KernelTimeoutHTTPConnection) and its own
-  request and response, without urllib3's pool (``urlopen``) or requests' ``HTTPAdapter.send``.
-- ``httpclient``: http.client's request on fetcher's kernel-timeout socket and header parser,
-  wrapped in urllib3's HTTPResponse (its decoding and length checks), then requests'
-  ``build_response``.
+- ``exchange``: urllib3's ``HTTPConnectionPool._make_request`` (the target's encoding, the
+  connect and read timeouts, urllib3's request and response) on a connection the pool made,
+  without the rest of ``urlopen`` (its queue of connections) or ``HTTPAdapter.send``. What it
+  sends and reads is what fetcher sends and reads now.
+- ``connection``: fetcher's KernelTimeoutHTTPConnection with urllib3's own ``request`` and
+  ``getresponse``, but without ``_make_request``: the target is not re-encoded and the timeouts
+  stay at 30 s.
+- ``httpclient``: http.client's request on fetcher's kernel-timeout socket and header parser
+  (urllib3's request is not used: no default User-Agent, no method check; no header-phase
+  deadline), wrapped in urllib3's HTTPResponse (its decoding, bomb bound and length checks).
 - ``bare``: http.client alone, and a requests Response built by hand around a body reader
-  that only reads (no decoding, no length check).
+  that only reads: no decoding, no bomb bound, no framing or Content-Length check.
 
-Each keeps one connection per origin for the session's thread. None maps errors as urllib3
-and requests do, bounds or decodes bodies, honours the --max-time header deadline or checks
-framing as fetcher does: they are ceilings for what such a transport could save, measured by
-bench/experiments/transport_ceiling.py, and must never be used for anything else.
+The first three still return urllib3's HTTPResponse through ``FetcherAdapter.build_response``
+(its Content-Length check), and all four still go through fetcher's --max-size and --max-time
+checks as the body is read. They are ceilings for what such a transport could save, measured by
+bench/experiments/transport_ceiling.py, and must never be used for anything else. A variant
+that fails to install ends the interpreter (exit 3), so that it is never timed as fetcher as it
+is.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import sys
 from typing import Any
 
 VARIANT = os.environ.get("FETCHER_TRANSPORT_EXPERIMENT", "")
@@ -95,7 +101,10 @@ def _install() -> None:
                 pool = self.get_connection_with_tls_context(request, verify, proxies, cert)
                 entry = connections[origin] = (pool, pool._new_conn())
             pool, connection = entry
-            bounds = Timeout(*timeout) if isinstance(timeout, tuple) else timeout.clone()
+            if isinstance(timeout, tuple):  # as HTTPAdapter.send resolves it
+                bounds = Timeout(connect=timeout[0], read=timeout[1])
+            else:
+                bounds = timeout.clone()
             if connection.sock is not None and not connection.is_connected:
                 connection.close()
             connection.timeout = bounds.connect_timeout
@@ -149,4 +158,11 @@ def _install() -> None:
 
 
 if VARIANT in ("exchange", "connection", "httpclient", "bare"):
-    _install()
+    try:
+        _install()
+    except BaseException as error:  # site would only print it, and fetcher run unpatched
+        print(f"transport experiment {VARIANT!r} not installed: {error!r}", file=sys.stderr)
+        os._exit(3)
+elif VARIANT:
+    print(f"unknown transport experiment {VARIANT!r}", file=sys.stderr)
+    os._exit(3)
