@@ -1,25 +1,41 @@
-"""An experiment, not fetcher's code: does the cyclic garbage collector cost fetcher's runs
-anything worth a setting? Loaded at the start of every interpreter whose PYTHONPATH holds this
-folder, it changes the collector while a thread run runs (from where fetcher raises its GIL
-switch interval, ``fetcher.run.threads._SwitchInterval.raise_``), as FETCHER_GC_EXPERIMENT says:
-``+``-joined items among
+"""An experiment, not fetcher's code: what does the cyclic garbage collector cost fetcher's
+runs, and what would another setting of it save? Loaded at the start of every interpreter whose
+PYTHONPATH holds this folder (bench/experiments/collector_knobs.py sets it for every run).
 
-- ``threshold=N``: the youngest generation collected every N net allocations instead of 700;
+With FETCHER_GC_EXPERIMENT set, it changes the collector where fetcher changes the interpreter
+for a thread run (``fetcher.run.threads._RunTuning.raise_``, after fetcher's own settings), from
+the start of the first thread run to the end of the process; ``+``-joined items among
+
+- ``threshold=N`` (N > 0): the youngest generation collected after N more objects made than
+  freed (CPython's default is 700; fetcher's own during a run, YOUNG_THRESHOLD);
 - ``freeze``: every object alive when the run starts moved out of the collector's reach
-  (``gc.freeze()``: the imports, the settings, the sessions made so far);
+  (``gc.freeze()``): the imports and the settings, not the sessions, which each worker thread
+  makes at its first request;
 - ``off``: ``gc.disable()``.
 
-Measured by bench/experiments/collector_knobs.py. A setting that fails to install ends the
-interpreter (exit 3), so that it is never timed as fetcher as it is.
+With FETCHER_GC_EXPERIMENT_REPORT naming a file, it also times every collection (a
+``gc.callbacks`` hook) and, at the process's exit, appends one line to that file: whether the
+setting was applied, the number of collections and their milliseconds. The script checks the
+first and prints the others. A setting that fails to install ends the interpreter with exit
+status 70 (none of fetcher's), so that it is never timed as fetcher as it is.
 """
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 import sys
+import time
+from typing import Any
 
 SETTING = os.environ.get("FETCHER_GC_EXPERIMENT", "")
+REPORT = os.environ.get("FETCHER_GC_EXPERIMENT_REPORT", "")
+
+applied = False
+collections = 0
+seconds = 0.0
+started = 0.0
 
 
 def _parse(setting: str) -> list[tuple[str, int]]:
@@ -27,7 +43,7 @@ def _parse(setting: str) -> list[tuple[str, int]]:
     items = []
     for item in setting.split("+"):
         name, _, value = item.partition("=")
-        if name == "threshold" and value.isdigit():
+        if name == "threshold" and value.isdigit() and int(value) > 0:
             items.append((name, int(value)))
         elif name in ("freeze", "off") and not value:
             items.append((name, 0))
@@ -40,9 +56,10 @@ def _install() -> None:
     items = _parse(SETTING)
     from fetcher.run import threads
 
-    raise_ = threads._SwitchInterval.raise_
+    raise_ = threads._RunTuning.raise_
 
-    def raise_and_set(self: threads._SwitchInterval) -> None:
+    def raise_and_set(self: threads._RunTuning) -> None:
+        global applied
         raise_(self)
         for name, value in items:
             if name == "threshold":
@@ -51,13 +68,31 @@ def _install() -> None:
                 gc.freeze()
             else:
                 gc.disable()
+        applied = True
 
-    threads._SwitchInterval.raise_ = raise_and_set  # type: ignore[method-assign]
+    threads._RunTuning.raise_ = raise_and_set  # type: ignore[method-assign]
 
 
+def _time(phase: str, info: dict[str, Any]) -> None:
+    global collections, seconds, started
+    if phase == "start":
+        started = time.perf_counter()
+    else:
+        collections += 1
+        seconds += time.perf_counter() - started
+
+
+def _report() -> None:
+    with open(REPORT, "a") as report:
+        report.write(f"{int(applied)} {collections} {seconds * 1000:.1f}\n")
+
+
+if REPORT:
+    gc.callbacks.append(_time)
+    atexit.register(_report)
 if SETTING:
     try:
         _install()
     except BaseException as error:  # site would only print it, and fetcher run as it is
         print(f"collector experiment {SETTING!r} not installed: {error!r}", file=sys.stderr)
-        os._exit(3)
+        os._exit(70)

@@ -22,8 +22,8 @@ The first three still return urllib3's HTTPResponse through ``FetcherAdapter.bui
 (its Content-Length check), and all four still go through fetcher's --max-size and --max-time
 checks as the body is read. They are ceilings for what such a transport could save, measured by
 bench/experiments/transport_ceiling.py, and must never be used for anything else. A variant
-that fails to install ends the interpreter (exit 3), so that it is never timed as fetcher as it
-is.
+that fails to install ends the interpreter with exit status 70 (none of fetcher's), so that it
+is never timed as fetcher as it is.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ if VARIANT in ("exchange", "connection", "httpclient", "bare"):
         _install()
     except BaseException as error:  # site would only print it, and fetcher run unpatched
         print(f"transport experiment {VARIANT!r} not installed: {error!r}", file=sys.stderr)
-        os._exit(3)
+        os._exit(70)
 elif VARIANT:
     print(f"unknown transport experiment {VARIANT!r}", file=sys.stderr)
-    os._exit(3)
+    os._exit(70)
