@@ -197,26 +197,32 @@ def test_lines_read_ahead_of_the_records_written_are_bounded(server):
     assert server.max_in_flight <= settings.workers
 
 
+def seen_during_a_run(server, count, read):
+    """What read() returns as each of count records is written, in a thread run of 2 workers."""
+    seen = []
+
+    class ReadingObserver(MemoryObserver):
+        def on_result(self, result):
+            seen.append(read())
+            super().on_result(result)
+
+    settings = Settings(workers=2)
+    observer = ReadingObserver()
+    urls = tuple(server.url(f"/{n}") for n in range(count))
+    reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
+    assert build_run(settings, reader, observer).run() is None
+    assert observer.summary.ok == count
+    return seen
+
+
 def test_a_thread_run_raises_the_switch_interval_while_it_runs_and_restores_it(server):
     """Many workers hand the GIL to each other at every socket call; the interpreter's 5 ms
     interval added a forced hand-off on top (fetcher.run.threads.SWITCH_INTERVAL)."""
     from fetcher.run.threads import SWITCH_INTERVAL
 
-    seen = []
-
-    class IntervalObserver(MemoryObserver):
-        def on_result(self, result):
-            seen.append(sys.getswitchinterval())
-            super().on_result(result)
-
     before = sys.getswitchinterval()
     assert before < SWITCH_INTERVAL
-    settings = Settings(workers=2)
-    observer = IntervalObserver()
-    urls = tuple(server.url(f"/{n}") for n in range(5))
-    reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
-    assert build_run(settings, reader, observer).run() is None
-    assert observer.summary.ok == 5
+    seen = seen_during_a_run(server, 5, sys.getswitchinterval)
     assert seen == pytest.approx([SWITCH_INTERVAL] * 5)
     assert sys.getswitchinterval() == pytest.approx(before)
 
@@ -227,21 +233,9 @@ def test_a_thread_run_raises_the_collectors_threshold_while_it_runs_and_restores
     makes no cycle) took 2.5% of the run's CPU (fetcher.run.threads.YOUNG_THRESHOLD)."""
     from fetcher.run.threads import YOUNG_THRESHOLD
 
-    seen = []
-
-    class ThresholdObserver(MemoryObserver):
-        def on_result(self, result):
-            seen.append(gc.get_threshold())
-            super().on_result(result)
-
     before = gc.get_threshold()
     assert before[0] < YOUNG_THRESHOLD
-    settings = Settings(workers=2)
-    observer = ThresholdObserver()
-    urls = tuple(server.url(f"/{n}") for n in range(3))
-    reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
-    assert build_run(settings, reader, observer).run() is None
-    assert observer.summary.ok == 3
+    seen = seen_during_a_run(server, 3, gc.get_threshold)
     assert seen == [(YOUNG_THRESHOLD, *before[1:])] * 3
     assert gc.get_threshold() == before
 
