@@ -168,6 +168,9 @@ LIMIT_OPTIONS = [
     option("--processes", type=Parsed("P|auto", parse_processes), default=1, metavar="P|auto",
            help="Spread the -j workers over P processes (1-64): more CPU for fast servers. "
                 "auto: one per CPU this process may use, at most -j."),
+    option("--pin/--no-pin", default=True,
+           help="Keep each process's threads on one CPU while no body of 1 MB or more is "
+                "being read: Python's lock changes hands faster there."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",
            help="At most N requests in flight to one host."),
     option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",

@@ -76,6 +76,7 @@ class Settings:
     inputs: tuple[str, ...] = ()  # -i FILE, repeatable; '-' is standard input
     workers: int = DEFAULT_WORKERS
     processes: int = 1  # --processes: worker processes; 1 fetches in this process
+    pin: bool = True  # --no-pin: False; each process's threads on one CPU (fetcher.run.placement)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     default_scheme: str = DEFAULT_SCHEME

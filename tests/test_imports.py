@@ -31,6 +31,7 @@ CORE = [
     "fetcher.run.hard_stop",
     "fetcher.run.messages",
     "fetcher.run.threads",
+    "fetcher.run.placement",
     "fetcher.run.wire",
     "fetcher.run.worker_main",
     "fetcher.run.worker_process",

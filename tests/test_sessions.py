@@ -7,6 +7,7 @@ import collections
 import gc
 import io
 import json
+import os
 import sys
 import threading
 
@@ -16,8 +17,10 @@ from fetcher.http.session import SessionPool
 from fetcher.input.reader import InputReader, Source
 from fetcher.results import Summary
 from fetcher.run.build import build_run
+from fetcher.run.placement import allowed_cpus
 from fetcher.settings import Settings
 from tests.conftest import invoke
+from tests.servers import counting_server
 
 
 class MemoryObserver:
@@ -197,8 +200,9 @@ def test_lines_read_ahead_of_the_records_written_are_bounded(server):
     assert server.max_in_flight <= settings.workers
 
 
-def seen_during_a_run(server, count, read):
-    """What read() returns as each of count records is written, in a thread run of 2 workers."""
+def seen_during_a_run(server, count, read, paths=None, settings=None):
+    """What read() returns as each record is written, in a thread run (of 2 workers unless
+    settings says otherwise) of count URLs, or of the paths given, in turn."""
     seen = []
 
     class ReadingObserver(MemoryObserver):
@@ -206,12 +210,12 @@ def seen_during_a_run(server, count, read):
             seen.append(read())
             super().on_result(result)
 
-    settings = Settings(workers=2)
+    settings = settings or Settings(workers=2)
     observer = ReadingObserver()
-    urls = tuple(server.url(f"/{n}") for n in range(count))
+    urls = tuple(server.url(path) for path in paths or [f"/{n}" for n in range(count)])
     reader = InputReader([Source("arguments", arguments=urls)], settings.default_scheme, False)
     assert build_run(settings, reader, observer).run() is None
-    assert observer.summary.ok == count
+    assert observer.summary.ok == len(urls)
     return seen
 
 
@@ -304,3 +308,49 @@ def test_a_stop_lowers_the_interval_at_once_and_close_keeps_it_lowered():
     executor.close(stopped=True, abandoned=False)
     assert sys.getswitchinterval() == pytest.approx(before)
     assert gc.get_threshold() == threshold_before
+
+
+two_cpus = pytest.mark.skipif(
+    len(allowed_cpus()) < 2, reason="needs a process that may run on two CPUs or more"
+)
+
+
+@two_cpus
+def test_a_thread_run_keeps_its_threads_on_one_cpu_and_gives_the_others_back(server):
+    """Handing the GIL to a thread on the other CPU is a wake-up across CPUs; on one CPU it is
+    a context switch (fetcher.run.placement). Every thread of the process keeps to it: the
+    calling thread, which writes the records, too."""
+    before = os.sched_getaffinity(0)
+    seen = seen_during_a_run(server, 3, lambda: os.sched_getaffinity(0))
+    assert len(seen[0]) == 1 and seen[0] <= before
+    assert seen == [seen[0]] * 3
+    assert os.sched_getaffinity(0) == before
+
+
+@two_cpus
+def test_no_pin_leaves_the_threads_on_every_cpu_they_had(server):
+    before = os.sched_getaffinity(0)
+    seen = seen_during_a_run(server, 3, lambda: os.sched_getaffinity(0),
+                             settings=Settings(workers=2, pin=False))  # fmt: skip
+    assert seen == [before] * 3
+
+
+@two_cpus
+def test_while_a_large_body_is_read_the_threads_may_use_every_cpu():
+    """Copying a large body out of the kernel and onto disk needs no GIL and runs beside the
+    thread running Python, on another CPU: on one CPU large downloads lost a quarter of their
+    MB/s. The threads stay spread for HOLD seconds after the last one ends."""
+    from fetcher.http.transfers import LARGE_BODY
+
+    def route(path):
+        size = LARGE_BODY * 2 if path == "/large" else 10
+        return 200, {"Content-Type": "application/octet-stream"}, b"x" * size, 0.0
+
+    before = os.sched_getaffinity(0)
+    with counting_server(route) as server:
+        seen = seen_during_a_run(server, 0, lambda: os.sched_getaffinity(0),
+                                 paths=["/small", "/large", "/small-after"],
+                                 settings=Settings(workers=1))  # fmt: skip
+    assert len(seen[0]) == 1
+    assert seen[1:] == [before, before]
+    assert os.sched_getaffinity(0) == before

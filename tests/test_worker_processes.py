@@ -191,12 +191,14 @@ def test_the_cookie_jar_gets_what_every_worker_process_received(tmp_path):
         assert all("loaded=yes" in seen.get("Cookie", "") for seen in server.headers_seen)
 
 
-def start_slow_run(server: CountingServer, tmp_path: Path, count: int) -> subprocess.Popen[bytes]:
+def start_slow_run(
+    server: CountingServer, tmp_path: Path, count: int, *extra: str
+) -> subprocess.Popen[bytes]:
     urls = tmp_path / "urls.txt"
     urls.write_text("".join(f"{server.url(f'/slow/0.3/{n}')}\n" for n in range(count)))
     return subprocess.Popen(
         [*FETCHER, "-j", "4", "--processes", "2", "--format", "jsonl", "-i", str(urls),
-         "--failed", str(tmp_path / "failed.txt")],
+         "--failed", str(tmp_path / "failed.txt"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
         start_new_session=True,
     )  # fmt: skip
@@ -449,3 +451,27 @@ def test_processes_auto_runs_one_process_per_cpu_it_may_use(spelling, cpus):
     assert f"--processes auto: {expected}\n".encode() in result.stderr
     assert sorted(r["url"] for r in records(result.stdout)) == sorted(urls)
     assert all(r["ok"] for r in records(result.stdout))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs or more")
+@pytest.mark.parametrize("pin", [True, False])
+def test_each_worker_keeps_its_threads_on_a_cpu_of_its_own(tmp_path, pin):
+    """Two workers on one CPU by chance would share it for the whole run: the parent deals
+    them the CPUs in turn (fetcher.run.placement). --no-pin leaves every CPU to each."""
+    allowed = os.sched_getaffinity(0)
+    with counting_server() as server:
+        process = start_slow_run(server, tmp_path, 16, "--pin" if pin else "--no-pin")
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
+            workers = worker_pids(process.pid)
+            assert len(workers) == 2
+            cpus = [os.sched_getaffinity(pid) for pid in workers]
+            process.communicate(timeout=60)
+        finally:
+            reap(process)
+    assert process.returncode == 0
+    if pin:
+        assert all(len(each) == 1 and each <= allowed for each in cpus)
+        assert cpus[0] != cpus[1]
+    else:
+        assert cpus == [allowed, allowed]

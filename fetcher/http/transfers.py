@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # A body is watched once it is known (Content-Length) or seen (bytes read) to be this large.
 LARGE_BODY = 1_000_000
@@ -55,13 +56,23 @@ class Watch:
             self.registry.remove(self.transfer)
 
 
+class LargeBodies(Protocol):
+    """Told when a large body starts and stops being read (fetcher.run.placement: the threads
+    leave one CPU for as long as large bodies are read)."""
+
+    def large_started(self) -> None: ...
+
+    def large_ended(self) -> None: ...
+
+
 class Transfers:
     """The registry of large bodies in flight. Thread-safe: any reading thread adds and removes,
-    the display takes snapshots."""
+    the display takes snapshots, and the listener, if any, hears of each."""
 
-    def __init__(self) -> None:
+    def __init__(self, listener: LargeBodies | None = None) -> None:
         self._lock = threading.Lock()
         self._live: dict[int, Transfer] = {}
+        self.listener = listener
 
     def watch(self, url: str, total: int | None) -> Watch:
         """A Watch for one body about to be read; total is its decoded size, if known."""
@@ -70,10 +81,14 @@ class Transfers:
     def add(self, transfer: Transfer) -> None:
         with self._lock:
             self._live[id(transfer)] = transfer
+        if self.listener is not None:
+            self.listener.large_started()
 
     def remove(self, transfer: Transfer) -> None:
         with self._lock:
-            self._live.pop(id(transfer), None)
+            removed = self._live.pop(id(transfer), None)
+        if removed is not None and self.listener is not None:
+            self.listener.large_ended()
 
     def largest(self, count: int) -> list[Transfer]:
         """Up to count transfers in flight, the largest first (a known size before an unknown

@@ -13,6 +13,7 @@ from fetcher.output.bodies import Bodies
 from fetcher.run.dispatcher import JobSource, Lookup
 from fetcher.run.engine import Run
 from fetcher.run.executor import Executor
+from fetcher.run.placement import placement
 from fetcher.run.threads import PauseListener, ThreadExecutor
 from fetcher.settings import Settings
 
@@ -28,6 +29,7 @@ def build_run(
     sessions: SessionPool | None = None,
     lookup: Lookup | None = None,
     transfers: Transfers | None = None,
+    cpu: int | None = None,
 ) -> Run:
     """A run over source whose records go to observer: fetched by this process's threads, or
     by ``settings.processes`` worker processes (each of which builds its own run here).
@@ -36,7 +38,9 @@ def build_run(
     session in it at the end unless a request was abandoned mid-flight. lookup: the state's,
     for each job read (the parent's only: a worker process gets its jobs with their Prior).
     transfers: where this process's threads show their large bodies in flight (worker
-    processes show none: their bytes are counted in the parent only when a record arrives)."""
+    processes show none: their bytes are counted in the parent only when a record arrives);
+    made here when None, since the threads' placement hears of large bodies through it. cpu:
+    the CPU a worker process's threads keep to, chosen by its parent (fetcher.run.placement)."""
     stopping = threading.Event()
     executor: Executor
     if settings.processes > 1:
@@ -46,6 +50,8 @@ def build_run(
         executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
     else:
         sessions = sessions or SessionPool(settings, jar)
+        transfers = transfers or Transfers()
+        transfers.listener = placement
         fetcher = Fetcher(settings, sessions, bodies, transfers)
-        executor = ThreadExecutor(settings, fetcher, stopping, on_pause)
+        executor = ThreadExecutor(settings, fetcher, stopping, on_pause, cpu)
     return Run(settings, source, executor, observer, stopping, lookup)

@@ -17,6 +17,7 @@ from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
 from fetcher.run.messages import Inbox, PartialBegun
+from fetcher.run.placement import placement
 from fetcher.run.scheduler import Scheduler
 from fetcher.settings import Settings
 
@@ -87,8 +88,10 @@ class ThreadExecutor:
         fetcher: Fetcher,
         stopping: threading.Event,
         on_pause: PauseListener | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.settings = settings
+        self.cpu = cpu  # the CPU to keep the threads on (a worker process's), else this one
         self.fetcher = fetcher
         self.stopping = stopping  # once set, no retry is scheduled: the last result stands
         self.on_pause = on_pause
@@ -96,13 +99,14 @@ class ThreadExecutor:
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._raised = False  # the interpreter's settings (_RunTuning), while this run runs
+        self._raised = False  # the interpreter's settings and the placement, while this runs
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
         if self.fetcher.resumer is not None:
             self.fetcher.resumer.on_partial = lambda job, partial: inbox(PartialBegun(job, partial))
         _run_tuning.raise_()
+        placement.begin(self.settings.pin, self.cpu)  # before the workers: they take its CPU
         self._raised = True
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
@@ -138,6 +142,7 @@ class ThreadExecutor:
         if self._raised:
             self._raised = False
             _run_tuning.restore()
+            placement.end()
 
     def jars(self) -> list[CookieJar]:
         return self.fetcher.sessions.jars()
@@ -145,6 +150,7 @@ class ThreadExecutor:
     def _work(self, inbox: Inbox) -> None:
         """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
         scheduler = self.scheduler
+        tick = placement.tick
         while (task := scheduler.take()) is not None:
             outcome = self._attempt(task)
             retry_in = None if self.stopping.is_set() else outcome.retry_in
@@ -157,6 +163,7 @@ class ThreadExecutor:
                 self.on_pause(task.host, outcome.pause_host)
             if retry_in is None:
                 inbox(outcome.result)
+            tick()
 
     def _attempt(self, task: Task) -> Attempt:
         try:

@@ -54,6 +54,7 @@ class WorkerSetup:
     output_dir: str | None
     log_levels: tuple[int, int]  # the root logger's level and fetcher's
     cookies: list[Cookie] | None  # the -c jar as loaded; None without -c
+    cpu: int | None = None  # the CPU its threads keep to (fetcher.run.placement); None: its own
 
 
 @dataclass(slots=True)

@@ -124,6 +124,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
         setup.settings, WireReader(jobs), observer, jar=jar,
         bodies=Bodies(setup.output_dir, False) if setup.output_dir is not None else None,
         on_pause=lambda host, seconds: _send_pause(results, HostPause(host, seconds)),
+        cpu=setup.cpu,
     )  # fmt: skip
     follow_pauses(run, control)
     stop_on_term(run)
