@@ -32,6 +32,7 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.shards import Shard
 from fetcher.output.records import FORMATS
+from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 
 ENV_PREFIX = "FETCHER_"
@@ -324,10 +325,7 @@ def resolve_processes(params: dict[str, Any], cpus: int | None = None) -> None:
 def usable_cpus() -> int:
     """The CPUs this process may run on: its affinity mask (which taskset and cpusets narrow),
     else the machine's count. A container's CPU quota (docker --cpus) is not seen."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
+    return len(allowed_cpus()) or os.cpu_count() or 1
 
 
 def check_combinations(params: dict[str, Any]) -> None:

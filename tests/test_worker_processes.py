@@ -21,6 +21,7 @@ import pytest
 
 from fetcher.input.parsing import parse_processes
 from fetcher.options import resolve_processes
+from fetcher.run.placement import allowed_cpus
 from fetcher.run.processes import split_workers
 from tests.conftest import FETCHER, clean_env, run_process
 from tests.servers import (
@@ -453,16 +454,17 @@ def test_processes_auto_runs_one_process_per_cpu_it_may_use(spelling, cpus):
     assert all(r["ok"] for r in records(result.stdout))
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs or more")
+@pytest.mark.skipif(len(allowed_cpus()) < 2, reason="needs a process allowed on two CPUs")
 @pytest.mark.parametrize("pin", [True, False])
 def test_each_worker_keeps_its_threads_on_a_cpu_of_its_own(tmp_path, pin):
     """Two workers on one CPU by chance would share it for the whole run: the parent deals
     them the CPUs in turn (fetcher.run.placement). --no-pin leaves every CPU to each."""
-    allowed = os.sched_getaffinity(0)
+    allowed = allowed_cpus()
     with counting_server() as server:
         process = start_slow_run(server, tmp_path, 16, "--pin" if pin else "--no-pin")
         try:
-            wait_for(lambda: server.requests >= 4, "the first requests", 20)
+            # Each worker has 2 of the 4 threads: 4 requests in flight are from both.
+            wait_for(lambda: server.in_flight >= 4, "four requests in flight", 20)
             workers = worker_pids(process.pid)
             assert len(workers) == 2
             cpus = [os.sched_getaffinity(pid) for pid in workers]

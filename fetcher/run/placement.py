@@ -1,20 +1,27 @@
-"""Where a thread run's threads run: on one CPU while its bodies are small (--no-pin: anywhere).
+"""Where a thread run's threads run: on one CPU while that CPU is theirs and their bodies are
+small (--no-pin: anywhere).
 
 Why: one thread at a time runs Python (the GIL), and a worker hands it over at every send and
 every receive. When the thread that takes it over last ran on another CPU, each hand-over is a
-wake-up across CPUs: an interrupt to the other CPU, which may first have to leave its idle state,
-and the data the threads share moving between caches. Kept on one CPU, the same hand-over is a
-plain context switch. On the bench's 2 CPUs a small request took 19% less CPU at -j 16 and 16%
-less at -j 256, and 9% less with --processes 2, one CPU for each worker (bench/README.md, "One
-CPU per process").
+wake-up across CPUs: an interrupt to the other CPU, which may first have to leave its idle state.
+Kept on one CPU, the same hand-over is a plain context switch. On the bench's 2 CPUs a small
+request took 19% less CPU at -j 16 and 16% less at -j 256, and 9% less with --processes 2, one
+CPU for each worker (bench/README.md, "One CPU per process").
 
-What one CPU gives up is the work that threads do without the GIL beside the thread running
-Python: copying a large body out of the kernel, writing it to disk, TLS's decryption. Large
-downloads lost a quarter of their MB/s on one CPU. So while a large body (fetcher.http.transfers:
-1 MB or more) is being read, the threads may run on any CPU they were allowed; they go back to
-one CPU once no large body has been read for HOLD seconds.
+What one CPU gives up:
+- the work threads do without the GIL beside the thread running Python: copying a large body out
+  of the kernel, writing it to disk, TLS's decryption. Large downloads lost a quarter of their
+  MB/s on one CPU. So while a large body (fetcher.http.transfers: 1 MB or more) is being read,
+  the threads may run on any CPU they were allowed;
+- the kernel's balancing: it cannot move a pinned process away from a CPU that something else
+  keeps busy (another pinned program, another fetcher that chose the same CPU). So every
+  CHECK_EVERY seconds the threads' CPU is looked at, and when others took more than CONTENDED of
+  it, the threads are let go on every CPU too.
+Either way they go back to one CPU once HOLD seconds have passed without a reason to spread:
+after a large body, the same CPU; after others took theirs, the one the looking thread is on
+then, where the kernel has just put it.
 
-Only Linux lets a process choose (os.sched_setaffinity on each of its threads); elsewhere, and
+Only Linux is done here (os.sched_setaffinity on each thread, /proc for the rest); elsewhere, and
 when the process may use one CPU only, nothing changes. Threads made during a run take their
 maker's CPUs, as the kernel gives them.
 """
@@ -26,8 +33,11 @@ import threading
 import time
 from collections.abc import Callable
 
-HOLD = 2.0  # seconds without a large body being read before the threads go back to one CPU
-CHECK_EVERY = 0.5  # seconds between two looks at that, made by a worker after an attempt
+HOLD = 2.0  # seconds without a reason to spread before the threads go back to one CPU
+CHECK_EVERY = 0.5  # seconds between two looks, made by a worker after an attempt
+CONTENDED = 0.3  # the share of the threads' CPU that others may take before they leave it
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
 def allowed_cpus() -> set[int]:
@@ -54,12 +64,32 @@ def current_cpu() -> int | None:
         return None
 
 
-def dealt_cpu(index: int, pin: bool = True) -> int | None:
-    """The CPU of worker process index (from 0): the allowed ones dealt in turn, so that two
-    never share one by chance while another is free. None without pin, or where the system
-    cannot choose."""
+def busy_seconds(cpu: int) -> float | None:
+    """Seconds cpu has spent on anything but idling since boot (Linux's /proc/stat), or None."""
+    prefix = f"cpu{cpu} ".encode()
+    try:
+        with open("/proc/stat", "rb") as file:
+            for line in file:
+                if line.startswith(prefix):
+                    # user nice system idle iowait irq softirq steal ...
+                    times = [int(field) for field in line.split()[1:9]]
+                    return (sum(times) - times[3] - times[4]) / _TICKS
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def dealt_cpus(count: int, pin: bool = True) -> list[int | None]:
+    """A CPU for each of count worker processes: the allowed ones in turn, from the one this
+    thread is on, so that two workers never share one by chance and two runs started on
+    different CPUs do not both begin with the first. None each without pin, or where the
+    system cannot choose."""
     cpus = sorted(allowed_cpus()) if pin else []
-    return cpus[index % len(cpus)] if cpus else None
+    if not cpus:
+        return [None] * count
+    here = current_cpu()
+    first = cpus.index(here) if here in cpus else 0
+    return [cpus[(first + index) % len(cpus)] for index in range(count)]
 
 
 def set_process_cpus(cpus: set[int]) -> None:
@@ -72,7 +102,7 @@ def set_process_cpus(cpus: set[int]) -> None:
         try:
             os.sched_setaffinity(tid, cpus)
         except OSError:
-            continue  # a thread that has just ended
+            continue  # a thread that has just ended, or a CPU no longer allowed: left as it is
 
 
 class Placement:
@@ -87,18 +117,27 @@ class Placement:
         clock: Callable[[], float] = time.monotonic,
         cpus: Callable[[], set[int]] = allowed_cpus,
         apply: Callable[[set[int]], None] = set_process_cpus,
+        busy: Callable[[int], float | None] = busy_seconds,
+        own: Callable[[], float] = time.process_time,
+        here: Callable[[], int | None] = current_cpu,
     ) -> None:
         self._clock = clock
         self._cpus = cpus
         self._apply = apply
+        self._busy = busy  # seconds a CPU has been busy, with anything
+        self._own = own  # seconds of CPU this process has used
+        self._here = here  # the CPU the calling thread is on
         self._lock = threading.Lock()
         self._runs = 0
+        self._active = False  # the runs keep the threads on one CPU when they may
         self._before: set[int] = set()  # the CPUs allowed when the first run began
-        self._cpu: int | None = None  # the one CPU, while runs keep to one
+        self._cpu = 0  # the one CPU
         self._pinned = False  # the threads are on _cpu now
         self._large = 0  # large bodies being read
-        self._spread_until = 0.0  # not back on one CPU before this (a large body ended)
+        self._spread_until = 0.0  # not back on one CPU before this
+        self._rechoose = False  # others took _cpu: the next one is where the kernel puts us
         self._next_check = 0.0
+        self._sample: tuple[float, float, float | None] | None = None  # when, own, busy
 
     @property
     def cpu(self) -> int | None:
@@ -107,8 +146,8 @@ class Placement:
 
     def begin(self, pin: bool, cpu: int | None = None) -> None:
         """A thread run starts. The first one decides: with pin, the threads keep to cpu if it
-        is allowed (a worker process's, chosen by its parent), else to the CPU this thread is
-        on (where the kernel put this process when it started: the least busy then)."""
+        is allowed (a worker process's, dealt by its parent), else to the CPU this thread is
+        on (where the kernel put this process when it started)."""
         with self._lock:
             self._runs += 1
             if self._runs > 1 or not pin:
@@ -116,57 +155,80 @@ class Placement:
             self._before = allowed = self._cpus()
             if len(allowed) < 2:
                 return  # nothing to choose from
-            if cpu not in allowed:
-                cpu = current_cpu()
-            self._cpu = cpu if cpu in allowed else min(allowed)
+            self._active = True
+            self._cpu = self._choose(cpu, allowed)
             self._large = 0
             self._spread_until = 0.0
+            self._rechoose = False
             self._pin()
 
     def end(self) -> None:
         """A thread run ends (or stops): the last one gives the threads their CPUs back."""
         with self._lock:
             self._runs -= 1
-            if self._runs > 0 or self._cpu is None:
+            if self._runs > 0 or not self._active:
                 return
             if self._pinned:
                 self._apply(self._before)
-            self._cpu = None
-            self._pinned = False
+            self._active = self._pinned = False
 
     def large_started(self) -> None:
         """A large body is being read: the threads may run on any CPU from now on."""
         with self._lock:
             self._large += 1
             if self._pinned:
-                self._apply(self._before)
-                self._pinned = False
+                self._spread()
 
     def large_ended(self) -> None:
         with self._lock:
             self._large = max(0, self._large - 1)
-            self._spread_until = self._clock() + HOLD
+            self._spread_until = max(self._spread_until, self._clock() + HOLD)
 
     def tick(self) -> None:
-        """After an attempt: back to one CPU when no large body has been read for HOLD
-        seconds. Looked at every CHECK_EVERY seconds, by whichever worker comes first."""
+        """After an attempt, every CHECK_EVERY seconds by whichever worker comes first: on one
+        CPU, leave it if others took more than CONTENDED of it since the last look; spread,
+        go back to one CPU when nothing has kept the threads spread for HOLD seconds."""
         now = self._clock()
         if now < self._next_check:
             return
         with self._lock:
             self._next_check = now + CHECK_EVERY
-            if (
-                self._cpu is not None
-                and not self._pinned
-                and self._large == 0
-                and now >= self._spread_until
-            ):
+            if not self._active:
+                return
+            if self._pinned:
+                if self._taken_by_others(now):
+                    self._spread()
+                    self._rechoose = True
+                    self._spread_until = now + HOLD
+            elif self._large == 0 and now >= self._spread_until:
+                if self._rechoose:
+                    self._cpu = self._choose(None, self._before)
+                    self._rechoose = False
                 self._pin()
 
+    def _choose(self, cpu: int | None, allowed: set[int]) -> int:
+        if cpu not in allowed:
+            cpu = self._here()
+        return cpu if cpu is not None and cpu in allowed else min(allowed)
+
+    def _taken_by_others(self, now: float) -> bool:
+        """Whether others kept the threads' CPU busy for more than CONTENDED of the time since
+        the last look: its busy time less this process's CPU time (all of it on that CPU)."""
+        sample = (now, self._own(), self._busy(self._cpu))
+        last, self._sample = self._sample, sample
+        if last is None or sample[2] is None or last[2] is None or now <= last[0]:
+            return False
+        others = (sample[2] - last[2]) - (sample[1] - last[1])
+        return others > CONTENDED * (now - last[0])
+
     def _pin(self) -> None:
-        assert self._cpu is not None
         self._apply({self._cpu})
         self._pinned = True
+        self._sample = None  # the first look after this only takes a sample
+
+    def _spread(self) -> None:
+        self._apply(self._before)
+        self._pinned = False
 
 
 placement = Placement()  # this process's: CPUs belong to the process, not to one run

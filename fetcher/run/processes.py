@@ -30,6 +30,7 @@ from fetcher.input.shards import shard_of
 from fetcher.output.paths import host_folder, name_parts
 from fetcher.results import Result, host_of
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
+from fetcher.run.placement import dealt_cpus
 from fetcher.run.signals import on_hard_exit
 from fetcher.run.wire import (
     BATCH,
@@ -56,6 +57,12 @@ def split_workers(workers: int, processes: int) -> list[int]:
     processes = min(processes, workers)
     share, extra = divmod(workers, processes)
     return [share + (1 if index < extra else 0) for index in range(processes)]
+
+
+def worker_shares(settings: Settings) -> list[tuple[int, int | None]]:
+    """Each worker process's threads, and the CPU it keeps them on (fetcher.run.placement)."""
+    shares = split_workers(settings.workers, settings.processes)
+    return list(zip(shares, dealt_cpus(len(shares), settings.pin), strict=True))
 
 
 def deal_key(job: Job, settings: Settings, output_dir: str | None) -> str | None:
@@ -111,7 +118,7 @@ class ProcessExecutor:
         self.output_dir = output_dir
         self.log_levels = log_levels
         self.cookies = cookies
-        self.shares = split_workers(settings.workers, settings.processes)
+        self.shares = worker_shares(settings)
         # Twice the workers' own windows: a batch on its way must not leave a worker idle.
         self.window = 2 * len(self.shares) * settings.window
         self.batch_size = BATCH * len(self.shares)
@@ -128,11 +135,11 @@ class ProcessExecutor:
         self._inbox = inbox
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
         cookies = list(self.cookies) if self.cookies is not None else None
-        for index, workers in enumerate(self.shares):
+        for index, (workers, cpu) in enumerate(self.shares):
             # Ordering is this process's: a worker sees only some of the jobs.
             settings = replace(self.settings, workers=workers, grace=grace, ordered=False,
                                processes=1)  # fmt: skip
-            setup = WorkerSetup(settings, self.output_dir, self.log_levels, cookies)
+            setup = WorkerSetup(settings, self.output_dir, self.log_levels, cookies, cpu)
             worker = WorkerProcess(index, setup)
             self.workers.append(worker)
             worker.listen(self._receive)

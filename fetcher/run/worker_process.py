@@ -10,10 +10,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from multiprocessing.connection import Connection
 
-from fetcher.run.placement import dealt_cpu
 from fetcher.run.wire import HostPause, Outbox, WireJob, WorkerSetup
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
@@ -34,7 +32,7 @@ class WorkerProcess:
     listening thread), relayed host pauses down a third (from any results thread)."""
 
     def __init__(self, index: int, setup: WorkerSetup) -> None:
-        """Start the process and send it its setup, with the CPU it is to keep its threads on.
+        """Start the process and send it its setup.
 
         A plain interpreter rather than multiprocessing's spawn: that would also start its
         resource tracker and import this process's __main__ (the CLI) again in each worker.
@@ -66,7 +64,7 @@ class WorkerProcess:
         self.results = Connection(results_read, writable=False)
         self._jobs_closed = threading.Lock()
         self._listener: threading.Thread | None = None
-        self.jobs.send(replace(setup, cpu=dealt_cpu(index, setup.settings.pin)))
+        self.jobs.send(setup)
 
     @property
     def out(self) -> int:
