@@ -8,7 +8,7 @@ Four runs for each flag in each round, the flags' order alternating by round:
 - B: 20,480 URLs from the 50 ms latency server at -j 256, one process;
 - B P2: the same with --processes 2;
 - C: 4 x 100 MiB from nginx at -j 4, written to disk with -o (the threads leave one CPU while a
-  body of 1 MB or more is read: this shows whether they do).
+  body of 1 MB or more is read: this measures whether large downloads still lose by one CPU).
 A and B are shorter than the bench's own runs (50,000 and 51,200 URLs) so that rounds fit. A run
 counts only if fetcher exited 0 and the server received every request.
 
