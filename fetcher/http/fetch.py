@@ -229,7 +229,7 @@ class Exchange:
         elif self.bodies is not None:
             output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
                                       head, remote=remote)  # fmt: skip
-        watch = None if self.transfers is None or head else _watch(self.transfers, response)
+        watch = None if self.transfers is None else _watch(self.transfers, response, head)
         read_body(response, result, settings, task.max_time, output, watch)
         return retry_after
 
@@ -245,12 +245,12 @@ def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile 
     )
 
 
-def _watch(transfers: Transfers, response: requests.Response) -> Watch | None:
+def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Watch | None:
     """A watch on the body about to be read, or None when it is known to be small. Its size
     is known only when it is not encoded (Content-Length counts the bytes on the wire, the
-    watch counts decoded bytes), and then urllib3 holds the body to it. A 204 or 304 has no body,
-    whatever its Content-Length says (nor has the answer to a HEAD, never watched)."""
-    if response.status_code in (204, 304):
+    watch counts decoded bytes), and then urllib3 holds the body to it. The answer to a HEAD,
+    a 204 and a 304 have no body, whatever their Content-Length says."""
+    if head or response.status_code in (204, 304):
         return None
     length = response.headers.get("Content-Length", "")
     if "Content-Encoding" in response.headers or not length.isdigit():
