@@ -171,7 +171,8 @@ LIMIT_OPTIONS = [
                 "auto: one per CPU this process may use, at most -j."),
     option("--pin/--no-pin", default=True,
            help="Keep each process's threads on one CPU while no body of 1 MB or more is "
-                "being read: Python's lock changes hands faster there."),
+                "being read, its workers scheduled as batch threads: Python's lock changes "
+                "hands faster there."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",
            help="At most N requests in flight to one host."),
     option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",

@@ -347,6 +347,44 @@ def test_no_pin_leaves_the_threads_on_every_cpu_they_had(server):
     assert seen == [before] * 3
 
 
+linux_policies = pytest.mark.skipif(
+    not hasattr(os, "SCHED_BATCH"), reason="needs Linux's scheduling policies"
+)
+
+
+def policies_during_a_run(server, settings):
+    """The scheduling policies of the run's worker threads, and of its calling thread, as each
+    record is written."""
+    earlier = {thread.ident for thread in threading.enumerate()}
+
+    def read():
+        workers = {
+            os.sched_getscheduler(thread.native_id)
+            for thread in threading.enumerate()
+            if thread.name.startswith("fetcher-worker") and thread.ident not in earlier
+        }
+        return workers, os.sched_getscheduler(0)
+
+    return seen_during_a_run(server, 3, read, settings=settings)
+
+
+@linux_policies
+def test_pinned_workers_are_scheduled_as_a_batch_and_the_calling_thread_is_not(server):
+    """A worker woken by its socket while another thread runs Python would preempt it only to
+    find the GIL taken (fetcher.run.placement.schedule_as_batch): as batch threads, they wait
+    for the running one to block. The calling thread, which writes the records, is left as it
+    is, and so is every thread once the run is over."""
+    seen = policies_during_a_run(server, Settings(workers=2))
+    assert seen == [({os.SCHED_BATCH}, os.SCHED_OTHER)] * 3
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+
+
+@linux_policies
+def test_no_pin_leaves_the_workers_scheduled_as_the_kernel_does(server):
+    seen = policies_during_a_run(server, Settings(workers=2, pin=False))
+    assert seen == [({os.SCHED_OTHER}, os.SCHED_OTHER)] * 3
+
+
 @two_cpus
 def test_while_a_large_body_is_read_the_threads_may_use_every_cpu():
     """Copying a large body out of the kernel and onto disk needs no GIL and runs beside the

@@ -1,9 +1,13 @@
 """What keeping a process's threads on one CPU (fetcher's default, --pin) does against letting
 them run on any (--no-pin), on the bench's scenarios.
 
-    python bench/experiments/one_cpu.py [--rounds R] [--fetcher PATH]
+    python bench/experiments/one_cpu.py [--rounds R] [--fetcher PATH] [--batch]
 
-Four runs for each flag in each round, the flags' order alternating by round:
+With --batch, what scheduling --pin's worker threads as batch threads does (SCHED_BATCH,
+fetcher.run.placement.schedule_as_batch): fetcher as it is against the same with that call made
+a no-op (a sitecustomize on PYTHONPATH, so in worker processes too), both with --pin.
+
+Four runs for each variant in each round, the variants' order alternating by round:
 - A: 20,000 URLs of 1 KiB from nginx at -j 16, one process;
 - B: 20,480 URLs from the 50 ms latency server at -j 256, one process;
 - B P2: the same with --processes 2;
@@ -13,9 +17,9 @@ A and B are shorter than the bench's own runs (50,000 and 51,200 URLs) so that r
 counts only if fetcher exited 0 and the server received every request.
 
 Prints medians over the rounds: req/s (C: MB/s), CPU a URL (C: seconds in all), the paired
-change of --pin against --no-pin in the same round, and B's req/s over A's (what bench/run.py's
-"no collapse" target compares). Needs nginx (bench/run.py installs it) and fetcher's
-dependencies; bench/run.py does not run it.
+change of the first variant (--pin, batch) against the second in the same round, and B's req/s
+over A's (what bench/run.py's "no collapse" target compares). Needs nginx (bench/run.py
+installs it) and fetcher's dependencies; bench/run.py does not run it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from servers import Counted, Nginx, PythonServer, find_nginx, log  # noqa: E402
 from transport_ceiling import timed  # noqa: E402
 
 FLAGS = ("--pin", "--no-pin")
+BATCH_VARIANTS = ("batch", "not batch")
+# Makes every fetcher process of a run leave its workers scheduled as the kernel does.
+NOT_BATCH = "import fetcher.run.placement as p\np.schedule_as_batch = lambda: None\n"
 BIG, BIG_SIZE = 4, 100 * 1024 * 1024
 # name, URLs, -j, extra arguments
 SCENARIOS = (
@@ -51,8 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--fetcher", default=shutil.which("fetcher") or "fetcher")
+    parser.add_argument("--batch", action="store_true", help="compare batch scheduling instead")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="fetcher-one-cpu-"))
+    variants = variant_runs(folder, args.batch)
     # (scenario, flag) -> (rate, cpu) per round; rate is req/s (C: MB/s), cpu ms a URL (C: s)
     runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
     try:
@@ -73,15 +82,17 @@ def main() -> None:
                 (folder / name).write_text("".join(url + "\n" for url in urls))
             log(f"A and C from {static.describe()}, B from {slow.describe()}")
             for round_ in range(args.rounds):
-                for flag in FLAGS if round_ % 2 == 0 else FLAGS[::-1]:
+                names = list(variants)
+                for flag in names if round_ % 2 == 0 else names[::-1]:
+                    flags, env = variants[flag]
                     for name, count, workers, extra in SCENARIOS:
                         argv = [args.fetcher, "-q", "-j", str(workers), "--format", "jsonl",
-                                "-i", str(folder / name), flag, *extra]  # fmt: skip
+                                "-i", str(folder / name), *flags, *extra]  # fmt: skip
                         saved = folder / "saved"
                         if name == "C":
                             argv += ["-o", str(saved)]
                         _, before = servers[name].counts()
-                        wall, cpu = timed(argv, Path(os.devnull), folder / "out", dict(os.environ))
+                        wall, cpu = timed(argv, Path(os.devnull), folder / "out", env)
                         _, after = servers[name].counts()
                         shutil.rmtree(saved, ignore_errors=True)
                         if after - before != count:
@@ -95,18 +106,34 @@ def main() -> None:
                         log(f"round {round_ + 1} {name} {flag}: {run[0]:,.0f}, {run[1]:.3f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    report(runs, args.rounds)
+    report(runs, args.rounds, list(variants))
 
 
-def report(runs: dict[tuple[str, str], list[tuple[float, float]]], rounds: int) -> None:
-    print(
-        f"\nmedians of {rounds} rounds (min-max); --pin's change against --no-pin paired by round\n"
-    )
-    print("| scenario | --pin rate | --no-pin rate | rate change | --pin CPU | --no-pin CPU "
+def variant_runs(folder: Path, batch: bool) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The two variants compared: each one's flags and environment."""
+    if not batch:
+        return {flag: ([flag], dict(os.environ)) for flag in FLAGS}
+    site = folder / "not-batch"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NOT_BATCH)
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    return {
+        BATCH_VARIANTS[0]: (["--pin"], dict(os.environ)),
+        BATCH_VARIANTS[1]: (["--pin"], {**os.environ, "PYTHONPATH": path}),
+    }
+
+
+def report(
+    runs: dict[tuple[str, str], list[tuple[float, float]]], rounds: int, names: list[str]
+) -> None:
+    first, second = names
+    print(f"\nmedians of {rounds} rounds (min-max); {first}'s change against {second} paired "
+          "by round\n")  # fmt: skip
+    print(f"| scenario | {first} rate | {second} rate | rate change | {first} CPU | {second} CPU "
           "| CPU change |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, *_ in SCENARIOS:
-        pin, free = runs[(name, "--pin")], runs[(name, "--no-pin")]
+        pin, free = runs[(name, first)], runs[(name, second)]
         unit, cpu_unit = ("MB/s", "s in all") if name == "C" else ("req/s", "ms/URL")
         cells = [name]
         for index, label, form in ((0, unit, ",.0f"), (1, cpu_unit, ".3f")):
@@ -120,7 +147,7 @@ def report(runs: dict[tuple[str, str], list[tuple[float, float]]], rounds: int) 
             cells.append(f"{statistics.median(change):+.1%} ({min(change):+.0%} to "
                          f"{max(change):+.0%})")  # fmt: skip
         print("| " + " | ".join(cells) + " |")
-    for flag in FLAGS:
+    for flag in names:
         ratio = [b[0] / a[0] for a, b in zip(runs[("A", flag)], runs[("B", flag)], strict=True)]
         print(f"\nB -j 256 / A -j 16 req/s, {flag}: {statistics.median(ratio):.1%} "
               f"({min(ratio):.0%}-{max(ratio):.0%})")  # fmt: skip

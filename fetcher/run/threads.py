@@ -17,7 +17,7 @@ from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
 from fetcher.run.messages import Inbox, PartialBegun
-from fetcher.run.placement import placement
+from fetcher.run.placement import placement, schedule_as_batch
 from fetcher.run.scheduler import Scheduler
 from fetcher.settings import Settings
 
@@ -149,6 +149,8 @@ class ThreadExecutor:
 
     def _work(self, inbox: Inbox) -> None:
         """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
+        if self.settings.pin:
+            schedule_as_batch()  # woken by its socket, it waits for the GIL's holder to block
         scheduler = self.scheduler
         tick = placement.tick
         while (task := scheduler.take()) is not None:
