@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -95,7 +96,7 @@ class WorkerProcess:
 
     def wait(self, timeout: float) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-            self.process.wait(timeout)
+            wait_for_exit(self.process, timeout)
 
     def end_jobs(self) -> None:
         """End of input for the worker: from the dispatcher's end or the run's, once."""
@@ -107,7 +108,7 @@ class WorkerProcess:
         """Wait for the worker to end (its jobs all have their records), killing a stuck one;
         then for its listener, which ends at the pipe's end with the worker's cookies."""
         try:
-            self.process.wait(limit)
+            wait_for_exit(self.process, limit)
         except subprocess.TimeoutExpired:  # stopped, or stuck: its jobs have their records
             self.process.kill()
             self.process.wait()
@@ -128,3 +129,22 @@ class WorkerProcess:
             self.results.close()
             self.alive = False
             listener(self.index, None)
+
+
+def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """``process.wait(timeout)``, returning the moment the process ends: Popen's own wait with a
+    timeout polls, sleeping up to 50 ms between looks, and the end of every --processes run
+    waited for its workers so (Linux: the process's pidfd becomes readable when it exits;
+    elsewhere, Popen's polling). Raises subprocess.TimeoutExpired as Popen does."""
+    if process.returncode is None and hasattr(os, "pidfd_open"):
+        try:
+            descriptor = os.pidfd_open(process.pid)
+        except OSError:
+            pass  # an older kernel: poll
+        else:
+            try:
+                select.select([descriptor], [], [], timeout)
+            finally:
+                os.close(descriptor)
+            timeout = 0.0  # ended: reap it now; else the time is up, as Popen would say
+    process.wait(timeout)
