@@ -88,6 +88,7 @@ def fetch(settings: Settings) -> int:
     imported here, so that --version and --help pay only for click."""
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
+    from fetcher.run.executor import RunStartError
     from fetcher.run.signals import hard_exit, stop_on_signals
     from fetcher.streams import Streams
 
@@ -104,7 +105,10 @@ def fetch(settings: Settings) -> int:
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with outputs.display:
-                stopped_by = run.run()
+                try:
+                    stopped_by = run.run()
+                except RunStartError as exc:  # nothing read, nothing fetched, no file written
+                    raise click.UsageError(str(exc)) from None
                 outputs.summary.finish()
                 outputs.display.on_finish(outputs.summary)
             status = report(settings, streams, reader, run, outputs, stopped_by)

@@ -13,7 +13,7 @@ from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.results import Result, host_of
 from fetcher.run.books import Books
-from fetcher.run.executor import Executor
+from fetcher.run.executor import Executor, start_thread
 from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Known, Skipped
 
 
@@ -75,7 +75,7 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._run, name="fetcher-dispatch", daemon=True)
 
     def start(self) -> None:
-        self._thread.start()
+        start_thread(self._thread)
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)

@@ -69,11 +69,13 @@ class Run:
         self.hard.arm(reason)
 
     def run(self) -> ExitStatus | None:
-        """Fetch everything; return the reason the run was stopped, or None if it was not."""
-        self.executor.start(self.mailbox.put)
-        self.dispatcher.start()
-        self.hard.start_watching()
+        """Fetch everything; return the reason the run was stopped, or None if it was not.
+        Raises RunStartError, with no line read and whatever had started ended, when the system
+        refuses a thread or a process the run needs."""
         try:
+            self.executor.start(self.mailbox.put)
+            self.hard.start_watching()
+            self.dispatcher.start()  # last: once it reads, the run must go on to the end
             self._collect()
         finally:
             self.hard.stop_watching()

@@ -8,6 +8,7 @@ thread, ``submit`` from the dispatcher thread, and the rest from the calling thr
 
 from __future__ import annotations
 
+import threading
 from http.cookiejar import CookieJar
 from typing import Protocol
 
@@ -15,12 +16,26 @@ from fetcher.http.task import Task
 from fetcher.run.messages import Inbox
 
 
+class RunStartError(Exception):
+    """The system refused a thread or a process the run needs (memory, a limit on tasks): the
+    run has not read a line, and ends with this message rather than running short-handed."""
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start one of the run's own threads; RunStartError if the system refuses it."""
+    try:
+        thread.start()
+    except RuntimeError as exc:  # "can't start new thread"
+        raise RunStartError(f"cannot start the run's thread {thread.name} ({exc})") from None
+
+
 class Executor(Protocol):
     window: int  # lines read and not yet recorded, at most: enough to keep every worker busy
     batch_size: int  # tasks the dispatcher gathers before a submit
 
     def start(self, inbox: Inbox) -> None:
-        """Start the workers; their results go to inbox."""
+        """Start the workers; their results go to inbox. Raises RunStartError when the system
+        refuses one; ``close`` then ends those already started."""
 
     def submit(self, tasks: list[Task]) -> None:
         """Fetch these tasks (dispatcher thread)."""

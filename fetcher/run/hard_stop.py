@@ -8,6 +8,7 @@ import threading
 import time
 
 from fetcher.run.dispatcher import Dispatcher
+from fetcher.run.executor import start_thread
 from fetcher.run.messages import HardStop, Inbox
 from fetcher.run.signals import hard_exit
 from fetcher.status import ExitStatus
@@ -44,9 +45,9 @@ class HardStopper:
 
     def start_watching(self) -> None:
         """From here on a second signal is handled by the calling thread."""
-        self._watchdog = threading.Thread(target=self._watch, name="fetcher-watchdog",
-                                          daemon=True)  # fmt: skip
-        self._watchdog.start()
+        watchdog = threading.Thread(target=self._watch, name="fetcher-watchdog", daemon=True)
+        start_thread(watchdog)
+        self._watchdog = watchdog  # started: stop_watching may join it
         self._collecting = True
 
     def stop_watching(self) -> None:

@@ -16,6 +16,7 @@ from fetcher.http.fetch import Attempt, Fetcher
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
+from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun
 from fetcher.run.placement import placement, schedule_as_batch
 from fetcher.run.scheduler import Scheduler
@@ -110,8 +111,13 @@ class ThreadExecutor:
         self._raised = True
         workers = self.settings.workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="fetcher-worker")
-        for _ in range(workers):
-            self._pool.submit(self._work, inbox)
+        for index in range(workers):
+            try:
+                self._pool.submit(self._work, inbox)
+            except RuntimeError as exc:  # "can't start new thread": memory, a limit on tasks
+                raise RunStartError(
+                    f"cannot start worker thread {index + 1} of {workers} ({exc}): try a lower -j"
+                ) from None
 
     def submit(self, tasks: list[Task]) -> None:
         for task in tasks:

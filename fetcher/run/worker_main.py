@@ -4,6 +4,7 @@ same function as the command line's, reading its jobs from a pipe and sending re
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -20,6 +21,7 @@ from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
+from fetcher.run.executor import RunStartError
 from fetcher.run.wire import (
     BATCH,
     HostPause,
@@ -33,6 +35,8 @@ from fetcher.run.wire import (
 )
 from fetcher.run.worker_process import EXIT_NOW
 from fetcher.status import ExitStatus
+
+log = logging.getLogger("fetcher")
 
 
 class WireReader:
@@ -136,6 +140,9 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
             results.send(WorkerCookies([cookie for jar in jars for cookie in jar]))
     except (BrokenPipeError, EOFError, OSError):
         stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
+    except RunStartError as exc:  # the parent gives the jobs it dealt here their records
+        log.error("worker process: %s", exc)
+        stopped = ExitStatus.SOME_FAILED
     results.close()
     if stopped is not None:
         remove_live_temporaries()

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
+from fetcher.run.executor import RunStartError, start_thread
 from fetcher.run.wire import HostPause, Outbox, WireJob, WorkerSetup
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
@@ -57,6 +58,10 @@ class WorkerProcess:
                 [sys.executable, "-c", code], pass_fds=theirs,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
             )  # fmt: skip
+        except OSError as exc:
+            for descriptor in (jobs_write, results_read, control_write):
+                os.close(descriptor)
+            raise RunStartError(f"cannot start worker process {index + 1}: {exc}") from None
         finally:
             for descriptor in theirs:
                 os.close(descriptor)
@@ -73,11 +78,12 @@ class WorkerProcess:
         return self.dealt - self.back
 
     def listen(self, listener: Listener) -> None:
-        self._listener = threading.Thread(
+        thread = threading.Thread(
             target=self._listen, args=(listener,), daemon=True,
             name=f"fetcher-results-{self.index}",
         )  # fmt: skip
-        self._listener.start()
+        start_thread(thread)
+        self._listener = thread
 
     def send(self, batch: list[WireJob]) -> None:
         """Jobs for the worker (dispatcher thread); a dead worker's listener says so."""

@@ -1,0 +1,86 @@
+"""A run whose threads or processes the system refuses (memory, a limit on tasks) ends at once
+with a clear message and exit status 2, having read no line and written no file, and leaves
+nothing of itself started or changed. Before, `-j 1024` under a memory limit printed a
+traceback and hung for good, waiting on the workers it had started."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from fetcher.input.reader import InputReader, Source
+from fetcher.run.build import build_run
+from fetcher.run.executor import RunStartError
+from fetcher.settings import Settings
+from tests.conftest import run_process
+from tests.test_sessions import MemoryObserver
+
+# No thread can be made with a stack this large (pthread_create fails: "can't start new thread").
+NO_STACK_FITS = 1 << 40
+
+
+@pytest.fixture
+def threads_refused():
+    """Every thread made in this process meanwhile fails to start."""
+    before = threading.stack_size(NO_STACK_FITS)
+    try:
+        yield
+    finally:
+        threading.stack_size(before)
+
+
+def run_of(settings):
+    observer = MemoryObserver()
+    reader = InputReader([Source("arguments", arguments=("http://127.0.0.1:9/",))], "http", False)
+    return build_run(settings, reader, observer), observer
+
+
+def interpreter_cpus():
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+def test_a_thread_run_that_cannot_start_its_workers_says_so_and_restores_the_interpreter(
+    threads_refused,
+):
+    interval, cpus = sys.getswitchinterval(), interpreter_cpus()
+    earlier = set(threading.enumerate())
+    run, observer = run_of(Settings(workers=3))
+    with pytest.raises(RunStartError, match=r"cannot start worker thread 1 of 3 .*lower -j"):
+        run.run()
+    assert observer.results == []
+    assert run.source.count == 0  # no line read
+    assert (sys.getswitchinterval(), interpreter_cpus()) == (interval, cpus)
+    assert set(threading.enumerate()) <= earlier
+
+
+def test_a_process_run_that_cannot_start_a_worker_process_says_so(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    run, observer = run_of(Settings(workers=2, processes=2))
+    with pytest.raises(RunStartError, match="cannot start worker process 1: "):
+        run.run()
+    assert observer.results == []
+
+
+def test_the_command_under_a_memory_limit_exits_2_with_a_message_not_a_traceback(tmp_path):
+    """1,024 threads' stacks cannot fit in 1 GB of address space: some start, one is refused.
+    The ones started end, and the --failed file from before is left as it was."""
+    failed = Path(tmp_path, "failed.txt")
+    failed.write_text("from the last run\n")
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = run_process(["-j", "1024", "--failed", str(failed), "http://127.0.0.1:9/"],
+                       timeout=60, preexec_fn=limit_memory)  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert "Error: cannot start worker thread " in stderr
+    assert " of 1024 (can't start new thread): try a lower -j" in stderr
+    assert "Traceback" not in stderr
+    assert done.stdout == b""
+    assert failed.read_text() == "from the last run\n"
