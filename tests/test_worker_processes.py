@@ -524,3 +524,32 @@ def test_a_worker_that_does_not_end_in_time_is_reported_as_popen_would():
         assert child.returncode is None
     finally:
         reap(child)
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="needs Linux's pidfd_open")
+def test_a_worker_is_waited_for_whatever_the_number_of_its_descriptor():
+    """select() refuses a descriptor numbered past 1023: a process embedding fetcher with many
+    files open would have had its wait fail."""
+    import resource
+
+    from fetcher.run.worker_process import wait_for_exit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("needs room for 1,200 open descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while len(held) < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        child = RecordedWaits("pass")
+        try:
+            wait_for_exit(child, 10.0)
+        finally:
+            reap(child)
+        assert child.returncode == 0
+        assert child.waits[0] == 0.0
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -140,8 +140,9 @@ class WorkerProcess:
 def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
     """``process.wait(timeout)``, returning the moment the process ends: Popen's own wait with a
     timeout polls, sleeping up to 50 ms between looks, and the end of every --processes run
-    waited for its workers so (Linux: the process's pidfd becomes readable when it exits;
-    elsewhere, Popen's polling). Raises subprocess.TimeoutExpired as Popen does."""
+    waited for its workers so (Linux: the process's pidfd becomes readable when it exits,
+    watched with poll, which takes any descriptor number; elsewhere, Popen's polling). Raises
+    subprocess.TimeoutExpired as Popen does."""
     if process.returncode is None and hasattr(os, "pidfd_open"):
         try:
             descriptor = os.pidfd_open(process.pid)
@@ -149,7 +150,9 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
             pass  # an older kernel: poll
         else:
             try:
-                select.select([descriptor], [], [], timeout)
+                watch = select.poll()
+                watch.register(descriptor, select.POLLIN)
+                watch.poll(timeout * 1000)
             finally:
                 os.close(descriptor)
             timeout = 0.0  # ended: reap it now; else the time is up, as Popen would say
