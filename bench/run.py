@@ -127,6 +127,9 @@ FLOOR_SHOWS = {
 FLOOR_WORKERS = 256
 # With --base: the same fetcher rows run with the other executable, each beside its counterpart.
 FETCHER_BASE, FETCHER_P_BASE = f"{FETCHER} (base)", f"{FETCHER_P} (base)"
+# The rows of the no-collapse target (B -j 256 / A -j 16), and the A runs made beside B's.
+NO_COLLAPSE = (FETCHER, FETCHER_BASE)
+A_BY_B = "A by B"
 BASE_OF = {FETCHER: FETCHER_BASE, FETCHER_P: FETCHER_P_BASE}
 FETCHERS = (FETCHER, FETCHER_P, FETCHER_BASE, FETCHER_P_BASE)
 TO_DISK = {*FETCHERS, CURL_PARALLEL, XARGS_CURL}
@@ -457,21 +460,32 @@ def scenario_s(bench: Bench, static: Counted) -> None:
             side_by_side(bench, name, NO_BIGGER, row, base, lambda sample: sample.run.wall)
 
 
+def a_list(bench: Bench, static: Counted) -> tuple[Path, int]:
+    count = max(1, round(A_URLS * bench.args.scale))
+    return write_list(bench, "a", (static.url(f"/a/{i}") for i in range(count)))
+
+
+def a_run(bench: Bench, static: Counted, tool: str, urls: tuple[Path, int], row: str,
+          label: str) -> None:  # fmt: skip
+    """One run of A's list at -j A_WORKERS by tool, a sample of the row (row, tool)."""
+    path, count = urls
+    argv, stdin = command(bench, tool, path, count, A_WORKERS)
+    result, connections, requests = measured(
+        bench, static, argv, limit=60 + count * 0.02, stdin=stdin
+    )
+    check(bench, label, result, requests, count)
+    sample = Sample(result, count, connections=connections, requests=requests)
+    bench.row(row, tool, count, A_WORKERS, "req/s").samples.append(sample)
+    progress(label, sample, "req/s")
+
+
 def scenario_a(bench: Bench, static: Counted) -> None:
     """Many small bodies from a fast server: per-request overhead is all there is to see."""
-    count = max(1, round(A_URLS * bench.args.scale))
-    urls, count = write_list(bench, "a", (static.url(f"/a/{i}") for i in range(count)))
-    log(f"A: {count:,} x 1 KiB at -j {A_WORKERS}")
-    limit = 60 + count * 0.02
+    urls = a_list(bench, static)
+    log(f"A: {urls[1]:,} x 1 KiB at -j {A_WORKERS}")
     for rep in range(bench.args.repeat):
         for tool in bench.tools_in_order(rep):
-            argv, stdin = command(bench, tool, urls, count, A_WORKERS)
-            result, connections, requests = measured(bench, static, argv, limit=limit, stdin=stdin)
-            label = f"A {tool} rep {rep + 1}"
-            check(bench, label, result, requests, count)
-            sample = Sample(result, count, connections=connections, requests=requests)
-            bench.row("A", tool, count, A_WORKERS, "req/s").samples.append(sample)
-            progress(label, sample, "req/s")
+            a_run(bench, static, tool, urls, "A", f"A {tool} rep {rep + 1}")
     ratio_target(bench, "A", FETCHER, PLAIN, "req/s", TARGET_A_RATIO, "A: fetcher / plain req/s")
     ratio_target(bench, "A", FETCHER_P, PLAIN, "req/s", TARGET_A_RATIO_P,
                  f"A: {FETCHER_P} / plain req/s")  # fmt: skip
@@ -624,8 +638,14 @@ def elapsed_reader(
     return read
 
 
-def scenario_b(bench: Bench) -> None:
-    """Concurrency against latency: can J workers keep J requests in flight all the time?"""
+def scenario_b(bench: Bench, static: Counted | None) -> None:
+    """Concurrency against latency: can J workers keep J requests in flight all the time?
+
+    With A in the run too, each fetcher's B -j 256 run has a run of A's list right before it
+    (rows "A by B"): the no-collapse target divides one by the other, and runs minutes apart
+    can see different loads on a shared machine (session 11's B ran at a load average of
+    15-30, its A at 5)."""
+    beside = a_list(bench, static) if static is not None and "A" in bench.args.scenarios else None
     with PythonServer(B_DELAY) as latency:
         bench.servers.append(f"B: {latency.describe()}")
         calibrate(bench, latency)
@@ -650,6 +670,9 @@ def scenario_b(bench: Bench) -> None:
                 if workers == FLOOR_WORKERS:
                     tools += floors
                 for tool in tools:
+                    if beside and static and workers == FLOOR_WORKERS and tool in NO_COLLAPSE:
+                        a_run(bench, static, tool, beside, A_BY_B,
+                              f"A by B -j {workers} {tool} rep {rep + 1}")  # fmt: skip
                     argv, stdin = command(bench, tool, urls, count, workers)
                     result, connections, requests = measured(
                         bench, latency, argv, limit=30 + ideal * 10, stdin=stdin
@@ -739,10 +762,11 @@ def b_targets(
 def cross_targets(bench: Bench) -> None:
     """Targets across scenarios, once all have run: B -j 256 against fetcher's own A (-j 16),
     repetition by repetition: more threads waiting on a slow server must not cost more per
-    request than a fast server at -j 16 (no collapse)."""
-    for name in (FETCHER, FETCHER_BASE):
+    request than a fast server at -j 16 (no collapse). A is the run right before each B run
+    (rows "A by B") when there is one, else scenario A's run of the same repetition."""
+    for name in NO_COLLAPSE:
         b = bench.rows.get(("B", name, 256))
-        a = bench.rows.get(("A", name, A_WORKERS))
+        a = bench.rows.get((A_BY_B, name, A_WORKERS)) or bench.rows.get(("A", name, A_WORKERS))
         if b is None or a is None:
             continue
         ratios = [
@@ -1218,7 +1242,7 @@ def optional(values: list[int | None]) -> list[float]:
     return [float(value) for value in values if value is not None]
 
 
-SCENARIO_ORDER = {"S": 0, "A": 1, "B0": 2, "B": 3, "C": 4, "D": 5, "E": 6, "F": 7}
+SCENARIO_ORDER = {"S": 0, "A": 1, "B0": 2, "B": 3, A_BY_B: 3.5, "C": 4, "D": 5, "E": 6, "F": 7}
 
 
 def table(bench: Bench) -> str:
@@ -1425,7 +1449,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
             if "B" in args.scenarios:
-                scenario_b(bench)
+                scenario_b(bench, static)
                 args.output.write_text(report(bench, started, load_before))
             for letter, step in steps:
                 if letter in args.scenarios:
