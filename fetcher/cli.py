@@ -83,6 +83,13 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     sys.exit(fetch(settings))
 
 
+class Refused(click.ClickException):
+    """The system refused a thread or a process the run needs: "Error: ..." and exit status 2,
+    without the usage lines of a bad option above it."""
+
+    exit_code = int(ExitStatus.USAGE)
+
+
 def fetch(settings: Settings) -> int:
     """Open the state, the input and outputs, run, report; the exit status. What a run needs is
     imported here, so that --version and --help pay only for click."""
@@ -107,8 +114,8 @@ def fetch(settings: Settings) -> int:
             with outputs.display:
                 try:
                     stopped_by = run.run()
-                except RunStartError as exc:  # nothing read, nothing fetched, no file written
-                    raise click.UsageError(str(exc)) from None
+                except RunStartError as exc:  # nothing read, nothing fetched
+                    raise Refused(str(exc)) from None
                 outputs.summary.finish()
                 outputs.display.on_finish(outputs.summary)
             status = report(settings, streams, reader, run, outputs, stopped_by)

@@ -1,12 +1,12 @@
 """A run whose threads or processes the system refuses (memory, a limit on tasks) ends at once
-with a clear message and exit status 2, having read no line and written no file, and leaves
-nothing of itself started or changed. Before, `-j 1024` under a memory limit printed a
+with a clear message and exit status 2, having read no line and left --failed as it was, and
+leaves nothing of itself started or changed. Before, `-j 1024` under a memory limit printed a
 traceback and hung for good, waiting on the workers it had started."""
 
 from __future__ import annotations
 
 import os
-import resource
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +17,7 @@ from fetcher.input.reader import InputReader, Source
 from fetcher.run.build import build_run
 from fetcher.run.executor import RunStartError
 from fetcher.settings import Settings
-from tests.conftest import run_process
+from tests.conftest import clean_env
 from tests.test_sessions import MemoryObserver
 
 # No thread can be made with a stack this large (pthread_create fails: "can't start new thread").
@@ -72,14 +72,19 @@ def test_the_command_under_a_memory_limit_exits_2_with_a_message_not_a_traceback
     failed = Path(tmp_path, "failed.txt")
     failed.write_text("from the last run\n")
 
-    def limit_memory():
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
-    done = run_process(["-j", "1024", "--failed", str(failed), "http://127.0.0.1:9/"],
-                       timeout=60, preexec_fn=limit_memory)  # fmt: skip
+    # The limit is set by the child itself (preexec_fn is unsafe in a threaded test process).
+    code = (
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    args = ["-j", "1024", "--failed", str(failed), "http://127.0.0.1:9/"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env=clean_env(), check=False,
+    )  # fmt: skip
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
-    assert "Error: cannot start worker thread " in stderr
+    assert stderr.startswith("Error: cannot start worker thread "), stderr  # no usage lines
     assert " of 1024 (can't start new thread): try a lower -j" in stderr
     assert "Traceback" not in stderr
     assert done.stdout == b""

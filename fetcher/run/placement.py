@@ -104,8 +104,9 @@ def dealt_cpus(count: int, pin: bool = True) -> list[int | None]:
 def schedule_as_batch() -> None:
     """Let the kernel schedule the calling thread as a batch thread (Linux's SCHED_BATCH, at the
     same nice value): its wake-ups no longer preempt the running thread. Only a worker thread
-    of a run calls this, for itself, and the setting ends with the thread. Where the system has
-    no such policy, or refuses it, the thread is left as it is."""
+    of a run calls this, for itself; threads it makes inherit it (--max-time's timer, which may
+    then fire up to a time slice late), and it ends with them. Where the system has no such
+    policy, or refuses it, the thread is left as it is."""
     if hasattr(os, "SCHED_BATCH") and hasattr(os, "sched_setscheduler"):
         try:
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))

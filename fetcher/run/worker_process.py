@@ -152,8 +152,13 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
             try:
                 watch = select.poll()
                 watch.register(descriptor, select.POLLIN)
-                watch.poll(timeout * 1000)
+                ended = bool(watch.poll(max(0.0, timeout) * 1000))
             finally:
                 os.close(descriptor)
-            timeout = 0.0  # ended: reap it now; else the time is up, as Popen would say
+            if not ended:
+                raise subprocess.TimeoutExpired(process.args, timeout)
+            # It has exited: reap it, waiting for a thread that may be reaping it already
+            # (Popen's wait with a timeout would give up at once if one were).
+            process.wait()
+            return
     process.wait(timeout)
