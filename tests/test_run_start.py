@@ -6,6 +6,7 @@ traceback and hung for good, waiting on the workers it had started."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -44,6 +45,20 @@ def interpreter_cpus():
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
 
+def run_under_memory_limit(options: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """The command with options and one URL, limited to 1 GB of address space, which 1,024
+    threads' stacks cannot fit in: some start, one is refused."""
+    # The limit is set by the child itself (preexec_fn is unsafe in a threaded test process).
+    code = (
+        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *options, "http://127.0.0.1:9/"],
+        stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env=clean_env(), check=False,
+    )  # fmt: skip
+
+
 def test_a_thread_run_that_cannot_start_its_workers_says_so_and_restores_the_interpreter(
     threads_refused,
 ):
@@ -67,25 +82,40 @@ def test_a_process_run_that_cannot_start_a_worker_process_says_so(monkeypatch):
 
 
 def test_the_command_under_a_memory_limit_exits_2_with_a_message_not_a_traceback(tmp_path):
-    """1,024 threads' stacks cannot fit in 1 GB of address space: some start, one is refused.
-    The ones started end, and the --failed file from before is left as it was."""
+    """The threads started end, and the --failed file from before is left as it was."""
     failed = Path(tmp_path, "failed.txt")
     failed.write_text("from the last run\n")
-
-    # The limit is set by the child itself (preexec_fn is unsafe in a threaded test process).
-    code = (
-        "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
-        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
-    )
-    args = ["-j", "1024", "--failed", str(failed), "http://127.0.0.1:9/"]
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env=clean_env(), check=False,
-    )  # fmt: skip
+    done = run_under_memory_limit(["-j", "1024", "--failed", str(failed)])
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
     assert stderr.startswith("Error: cannot start worker thread "), stderr  # no usage lines
     assert " of 1024 (can't start new thread): try a lower -j" in stderr
+    assert "Traceback" not in stderr
+    assert done.stdout == b""
+    assert failed.read_text() == "from the last run\n"
+
+
+def test_a_process_run_whose_worker_ends_before_it_starts_says_so(monkeypatch):
+    """A worker process that never says its threads run (here: one that is not fetcher at
+    all) refuses the run before a line is read, rather than taking URLs to lose."""
+    monkeypatch.setattr(sys, "executable", "/bin/true")
+    run, observer = run_of(Settings(workers=2, processes=2))
+    with pytest.raises(RunStartError, match="worker process 1: it ended before it could start"):
+        run.run()
+    assert observer.results == []
+    assert run.source.count == 0
+
+
+def test_the_command_with_processes_exits_2_when_a_worker_cannot_start_its_threads(tmp_path):
+    """Each worker process of 512 threads is refused some of them under the limit: the run is
+    refused as a whole, as without --processes. Before, the run went on and the URLs dealt
+    to the refused worker ended as lost (exit status 3 here, --failed rewritten)."""
+    failed = Path(tmp_path, "failed.txt")
+    failed.write_text("from the last run\n")
+    done = run_under_memory_limit(["--processes", "2", "-j", "1024", "--failed", str(failed)])
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert re.match(r"Error: worker process [12]: cannot start worker thread \d+ of 512 ", stderr)
     assert "Traceback" not in stderr
     assert done.stdout == b""
     assert failed.read_text() == "from the last run\n"

@@ -174,6 +174,13 @@ def copy_into(source: Iterable[Cookie], target: CookieJar) -> None:
         target.set_cookie(cookie)
 
 
+def jar_of(cookies: Iterable[Cookie]) -> CookieJar:
+    """A new jar holding cookies (sent between processes as a list: a jar holds a lock)."""
+    jar = CookieJar()
+    copy_into(cookies, jar)
+    return jar
+
+
 def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
     """Merge the jars (later ones win for the same domain, path and name) and write them to path
     atomically, mode 0600; return the number of cookies saved."""

@@ -23,12 +23,13 @@ from dataclasses import replace
 from http.cookiejar import Cookie, CookieJar
 
 from fetcher.errors import ErrorKind
-from fetcher.http.cookies import copy_into
+from fetcher.http.cookies import jar_of
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
 from fetcher.output.paths import host_folder, name_parts
 from fetcher.results import Result, host_of
+from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.placement import dealt_cpus
 from fetcher.run.signals import on_hard_exit
@@ -100,6 +101,16 @@ def exit_now(workers: list[WorkerProcess]) -> None:
         worker.wait(max(0.0, deadline - time.monotonic()))
 
 
+def wait_until_started(workers: list[WorkerProcess]) -> None:
+    """Return once every worker's threads run; RunStartError if one cannot start them. Before
+    the dispatcher reads a line: a refused worker refuses the run, as a refused thread does
+    without --processes, rather than its share of the URLs ending as lost."""
+    for worker in workers:
+        problem = worker.start_problem()
+        if problem is not None:
+            raise RunStartError(f"worker process {worker.index + 1}: {problem}")
+
+
 def lost(job: Job, message: str = LOST) -> Result:
     return Result.failure(job, ErrorKind.OTHER, message, attempts=1)
 
@@ -144,6 +155,7 @@ class ProcessExecutor:
             self.workers.append(worker)
             worker.listen(self._receive)
         on_hard_exit(self._exit_now)
+        wait_until_started(self.workers)
 
     def submit(self, tasks: list[Task]) -> None:
         assert self._inbox is not None
@@ -191,12 +203,7 @@ class ProcessExecutor:
     def jars(self) -> list[CookieJar]:
         """The cookies the workers' sessions held at the end, one jar per worker that had
         sessions; empty when none made a session."""
-        jars = []
-        for cookies in self._received_cookies:
-            jar = CookieJar()
-            copy_into(cookies, jar)
-            jars.append(jar)
-        return jars
+        return [jar_of(cookies) for cookies in self._received_cookies]
 
     def _exit_now(self) -> None:
         """Before this process exits at once: each worker removes its temporary files and

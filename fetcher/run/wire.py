@@ -58,6 +58,14 @@ class WorkerSetup:
 
 
 @dataclass(slots=True)
+class StartReport:
+    """A worker's first message: None once all its threads run and it waits for jobs, else why
+    the system refused one (the parent then refuses the run before reading a line)."""
+
+    problem: str | None
+
+
+@dataclass(slots=True)
 class WorkerCookies:
     """A worker's last message with -c: the cookies its sessions held at the end."""
 

@@ -9,24 +9,24 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from http.cookiejar import CookieJar
 from multiprocessing.connection import Connection
 from types import FrameType
 
 from fetcher.exiting import skip_exit_collections
-from fetcher.http.cookies import copy_into
+from fetcher.http.cookies import jar_of
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
 from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
-from fetcher.run.executor import RunStartError
+from fetcher.run.executor import RunStartError, start_thread
 from fetcher.run.wire import (
     BATCH,
     HostPause,
     Outbox,
     PartialNote,
+    StartReport,
     WireResult,
     WorkerCookies,
     WorkerSetup,
@@ -40,17 +40,24 @@ log = logging.getLogger("fetcher")
 
 
 class WireReader:
-    """The jobs a worker receives, as a JobSource for its run."""
+    """The jobs a worker receives, as a JobSource for its run. Its first read tells the parent
+    that the run started: a run's dispatcher, which reads, is the last of its threads to start."""
 
     current_is_finite = False  # the pipe waits for the parent's dispatcher
     rest_is_finite = False
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, results: Outbox) -> None:
         self.connection = connection
+        self.results = results
         self.count = 0
         self._buffer: list[Job] = []
+        self._started = False
 
     def next_job(self) -> Job | None:
+        if not self._started:
+            self._started = True
+            with contextlib.suppress(OSError):  # the parent is gone: the pipe below ends too
+                self.results.send(StartReport(None))
         while not self._buffer:
             try:
                 batch = self.connection.recv()
@@ -119,20 +126,17 @@ def worker_process(jobs_descriptor: int, results_descriptor: int, control_descri
 def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: Connection) -> None:
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
     configure_logging(setup.log_levels)
-    jar = None
-    if setup.cookies is not None:
-        jar = CookieJar()
-        copy_into(setup.cookies, jar)
+    jar = jar_of(setup.cookies) if setup.cookies is not None else None
     observer = WireObserver(results)
     run = build_run(
-        setup.settings, WireReader(jobs), observer, jar=jar,
+        setup.settings, WireReader(jobs, results), observer, jar=jar,
         bodies=Bodies(setup.output_dir, False) if setup.output_dir is not None else None,
-        on_pause=lambda host, seconds: _send_pause(results, HostPause(host, seconds)),
+        on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
     )  # fmt: skip
-    follow_pauses(run, control)
-    stop_on_term(run)
     try:
+        follow_pauses(run, control)
+        stop_on_term(run)
         stopped = run.run()
         observer.on_idle()
         jars = run.executor.jars()
@@ -140,8 +144,8 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
             results.send(WorkerCookies([cookie for jar in jars for cookie in jar]))
     except (BrokenPipeError, EOFError, OSError):
         stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
-    except RunStartError as exc:  # the parent gives the jobs it dealt here their records
-        log.error("worker process: %s", exc)
+    except RunStartError as exc:  # before any job came: the parent refuses the run
+        _send_report(results, StartReport(str(exc)))
         stopped = ExitStatus.SOME_FAILED
     results.close()
     if stopped is not None:
@@ -149,9 +153,9 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
         os._exit(0)  # threads may be blocked on a server; their jobs have their records
 
 
-def _send_pause(results: Outbox, pause: HostPause) -> None:
-    with contextlib.suppress(OSError):  # the parent is gone: nobody else to pause
-        results.send(pause)
+def _send_report(results: Outbox, report: HostPause | StartReport) -> None:
+    with contextlib.suppress(OSError):  # the parent is gone: nobody is left to tell
+        results.send(report)
 
 
 def follow_pauses(run: Run, control: Connection) -> None:
@@ -168,7 +172,7 @@ def follow_pauses(run: Run, control: Connection) -> None:
         remove_live_temporaries()
         os._exit(int(ExitStatus.TERMINATED))
 
-    threading.Thread(target=follow, name="fetcher-pauses", daemon=True).start()
+    start_thread(threading.Thread(target=follow, name="fetcher-pauses", daemon=True))
 
 
 def stop_on_term(run: Run) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from fetcher.run.executor import RunStartError, start_thread
-from fetcher.run.wire import HostPause, Outbox, WireJob, WorkerSetup
+from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerSetup
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
 WORKER_CODE = (
@@ -45,8 +45,7 @@ class WorkerProcess:
         self.alive = True
         # Jobs dealt (written by the dispatcher only) and back (by the listening thread only):
         # one writer each, so no update is lost between threads.
-        self.dealt = 0
-        self.back = 0
+        self.dealt = self.back = 0
         jobs_read, jobs_write = os.pipe()
         results_read, results_write = os.pipe()
         control_read, control_write = os.pipe()
@@ -70,7 +69,10 @@ class WorkerProcess:
         self.results = Connection(results_read, writable=False)
         self._jobs_closed = threading.Lock()
         self._listener: threading.Thread | None = None
-        self.jobs.send(setup)
+        self._reported = threading.Event()  # its StartReport came, or its pipe ended first
+        self._start_problem: str | None = "it ended before it could start"
+        with contextlib.suppress(OSError):  # it ended already: its listener will find out
+            self.jobs.send(setup)
 
     @property
     def out(self) -> int:
@@ -84,6 +86,12 @@ class WorkerProcess:
         )  # fmt: skip
         start_thread(thread)
         self._listener = thread
+
+    def start_problem(self) -> str | None:
+        """Wait until the worker's threads all run (None) or it says why they cannot (listening
+        thread started first)."""
+        self._reported.wait()
+        return self._start_problem
 
     def send(self, batch: list[WireJob]) -> None:
         """Jobs for the worker (dispatcher thread); a dead worker's listener says so."""
@@ -128,12 +136,18 @@ class WorkerProcess:
     def _listen(self, listener: Listener) -> None:
         try:
             while True:
-                listener(self.index, self.results.recv())
+                message = self.results.recv()
+                if isinstance(message, StartReport):
+                    self._start_problem = message.problem
+                    self._reported.set()
+                else:
+                    listener(self.index, message)
         except (EOFError, OSError):
             pass
         finally:
             self.results.close()
             self.alive = False
+            self._reported.set()
             listener(self.index, None)
 
 
