@@ -25,6 +25,12 @@ class Resource:
     chunk_delay: float = 0.0  # seconds between 64 KiB chunks: a slow download
     fail_next: int = 0  # answer this many requests with a 503 first
     disposition: str | None = None  # a Content-Disposition header to send (-J)
+    cut_at: int | None = None  # end the connection after this many bytes of the next body
+    # How a lying server answers a Range: "ignore-if-range" (the range whatever If-Range says),
+    # "range-from-0" (the rest, labelled as from byte 0), "short-range" (less than the rest),
+    # "always-206" (a 206 of a few bytes, asked for a range or not); and "always-304" (a 304
+    # whatever the request's conditions, or without any).
+    lie: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -70,20 +76,26 @@ class Origin:
             validators["Last-Modified"] = item.last_modified
         if item.disposition:
             validators["Content-Disposition"] = item.disposition
-        if _not_modified(item, headers):
+        if item.lie == "always-304" or _not_modified(item, headers):
             return Response(status=304, headers=validators)
         start = _range_start(item, headers)
         if start is not None and start >= len(item.body):
             return Response(status=416, headers={"Content-Range": f"bytes */{len(item.body)}"})
-        body = item.body if start is None else item.body[start:]
+        first, end = start, len(item.body) - 1
+        if item.lie == "always-206":
+            start, first, end = 5, 5, 9
+        elif start is not None and item.lie == "short-range":
+            end = start + (end - start) // 2
+        elif start is not None and item.lie == "range-from-0":
+            first = 0
+        body = item.body if start is None else item.body[start : end + 1]
         response = Response(_chunks(body, item), headers=validators,
                             direct_passthrough=True)  # fmt: skip
         response.headers["Content-Length"] = str(len(body))
         response.headers["Accept-Ranges"] = "bytes"
         if start is not None:
             response.status_code = 206
-            end = len(item.body) - 1
-            response.headers["Content-Range"] = f"bytes {start}-{end}/{len(item.body)}"
+            response.headers["Content-Range"] = f"bytes {first}-{end}/{len(item.body)}"
         return response
 
 
@@ -102,7 +114,8 @@ def _range_start(item: Resource, headers: dict[str, str]) -> int | None:
     if not wanted.startswith("bytes=") or not wanted.endswith("-"):
         return None
     if_range = headers.get("if-range")
-    if if_range is not None and if_range not in (item.etag, item.last_modified):
+    honest = item.lie is None
+    if honest and if_range is not None and if_range not in (item.etag, item.last_modified):
         return None  # the resource changed: the whole of it, with a 200
     return int(wanted[len("bytes=") : -1])
 
@@ -110,7 +123,11 @@ def _range_start(item: Resource, headers: dict[str, str]) -> int | None:
 def _chunks(body: bytes, item: Resource) -> Any:
     """The body in 64 KiB chunks, item.chunk_delay apart (read at each chunk: a test may make
     a download that is under way fast again)."""
+    cut, item.cut_at = item.cut_at, None
     for start in range(0, len(body), 65536):
+        if cut is not None and start + 65536 > cut:
+            yield body[start:cut]
+            raise ConnectionAbortedError("cut short, as asked")  # the server drops the connection
         yield body[start : start + 65536]
         if item.chunk_delay:
             time.sleep(item.chunk_delay)

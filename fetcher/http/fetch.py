@@ -97,14 +97,17 @@ class Fetcher:
 
     def _prior(self, task: Task) -> Prior | None:
         """The state's knowledge of task's URL, when a conditional request may use it: with
-        -o, only if the file saved then is still there, or a 304 would leave nothing saved."""
+        -o, only if the file saved then is still there, where this run would save it (a 304
+        would leave nothing saved, or another version's file)."""
         prior = task.job.prior
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
             task.partial = Partial(prior.partial, prior.partial_from, 0)
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None
-        if self.bodies is not None and not self.bodies.saved(task.job.target, task.job.output):
+        if self.bodies is not None and not self.bodies.saved(
+            task.job.target, task.job.output, prior.path
+        ):
             return None
         return prior
 
@@ -145,8 +148,9 @@ class Exchange:
     def send(
         self, session: FetcherSession, request: EffectiveRequest, task: Task
     ) -> tuple[Result, float | None]:
-        """Returns the attempt's Result and the Retry-After it carried. A 416 to a Range
-        request starts the body again at once, without the Range."""
+        """Returns the attempt's Result and the Retry-After it carried. An answer to a Range
+        request that cannot continue the partial file (Resumer.restarts) starts the body again
+        at once, without the Range."""
         result = Result(job=task.job)
         retry_after, settings, deadline = None, self.settings, task.max_time
         timeout: Timeout | tuple[float, float]
@@ -189,9 +193,10 @@ class Exchange:
             if kept is not None:
                 ranged = replace(request, headers={**(request.headers or {}), **asked})
                 with session.fetch(ranged, timeout) as response:
-                    if response.status_code != 416:
+                    assert self.resumer is not None and task.partial is not None
+                    if not self.resumer.restarts(response, kept, task.partial):
                         return self._read(response, result, request, task, kept)
-                kept.discard()  # the range is not there any more: the whole body, now
+                kept.discard()  # not the rest of this file: the whole body, now
                 task.partial = kept = None
             with session.fetch(request, timeout) as response:
                 return self._read(response, result, request, task, None)
@@ -218,6 +223,11 @@ class Exchange:
             result.etag = response.headers.get("ETag")
             result.last_modified = response.headers.get("Last-Modified")
             result.not_modified = response.status_code == 304 and request.conditional
+        if response.status_code == 206 and "Range" not in response.request.headers:
+            # Saved, a part would pass for the whole (a range asked for with -H is the user's).
+            raise FetchError(
+                "206 Partial Content to a request for the whole body", ErrorKind.PROTOCOL
+            )
         retry_after = None
         if response.status_code in settings.retry_on:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -231,6 +241,8 @@ class Exchange:
                                       head, remote=remote)  # fmt: skip
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         read_body(response, result, settings, task.max_time, output, watch)
+        if head:
+            result.sha256 = None  # no body was read: not the hash of an empty one
         return retry_after
 
 

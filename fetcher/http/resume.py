@@ -2,10 +2,11 @@
 the next) asks for the rest with ``Range`` validated by ``If-Range`` (RFC 9110 14.2, 13.1.5).
 
 Only a body sent as it is (no Content-Encoding: ranges count the encoded bytes) with a strong
-ETag or a Last-Modified date is resumable. A 206 is taken only when it starts exactly where the
-file ends and still carries the same validator; anything else starts the body again from its
-first byte, so a resource that changed meanwhile is saved whole in its new version, never
-spliced onto the old one.
+ETag or a Last-Modified date is resumable. A 206 is taken only when it carries the rest of the
+file exactly (from where the file ends to the resource's last byte) and the validator the file
+began with; a 416 or any other 206 has the body asked for again whole, without a range, so a
+resource that changed meanwhile is saved whole in its new version, never spliced onto the old
+one, and a server that ignores If-Range or mislabels its range cannot leave a fragment.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fetcher.results import Partial, Result
 # Told when a resumable download has begun, before a byte is written: where its file is, so
 # that the state can find it even after a SIGKILL.
 PartialListener = Callable[[Job, Partial], None]
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(?:\d+|\*)$")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def validator_of(response: requests.Response) -> str | None:
@@ -39,10 +40,20 @@ def validator_of(response: requests.Response) -> str | None:
     return headers.get("Last-Modified")
 
 
-def range_start(response: requests.Response) -> int | None:
-    """The first byte of a 206's Content-Range, or None."""
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-    return int(match[1]) if match else None
+def is_rest_of(response: requests.Response, kept: int) -> bool:
+    """Whether a 206's Content-Range (and Content-Length) says it holds the bytes from kept to
+    the end of the resource, exactly."""
+    headers = response.headers
+    match = _CONTENT_RANGE.match(headers.get("Content-Range", "").strip())
+    if match is None:
+        return False
+    first, last, total = int(match[1]), int(match[2]), match[3]
+    length = headers.get("Content-Length")
+    return (
+        first == kept
+        and (total == "*" or last == int(total) - 1)
+        and (length is None or length.strip() == str(last - first + 1))
+    )
 
 
 class Resumer:
@@ -82,7 +93,7 @@ class Resumer:
         one removed. remote: what -J and -R take from the response."""
         status = response.status_code
         if kept is not None and task.partial is not None:
-            if status == 206 and self._continues(response, kept, task.partial):
+            if status == 206:  # one that continues the file (see restarts)
                 kept.modified = remote.modified if remote is not None else None
                 return BodyOutput(kept, None)
             if 200 <= status < 300:
@@ -102,10 +113,23 @@ class Resumer:
         return output
 
     @staticmethod
-    def _continues(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
-        etag = response.headers.get("ETag")
-        same = etag is None or etag == partial.validator or not partial.validator.startswith('"')
-        return same and range_start(response) == kept.kept
+    def restarts(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
+        """Whether the answer to a Range request must be dropped and the body asked for whole:
+        a 416, or a 206 that is not the rest of the kept file, or not of the version it began
+        with (the validator chosen as the file's was, from the 206's own headers, is another:
+        the server ignored If-Range). Any other answer is taken as it comes."""
+        status = response.status_code
+        if status == 416:
+            return True
+        if status != 206:
+            return False
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        own = validator_of(response)
+        return (
+            encoding != "identity"  # the range counts encoded bytes: not the file's
+            or own not in (None, partial.validator)
+            or not is_rest_of(response, kept.kept)
+        )
 
     @staticmethod
     def settle(task: Task, result: Result) -> None:

@@ -313,10 +313,13 @@ class Bodies:
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
-    def saved(self, url: str, name: str | None = None) -> bool:
-        """Whether url's file under -o is there (a conditional request is only worth it then);
-        True without -o, where nothing is saved to lose."""
-        return self.folder is None or self.folder.existing(url, name) is not None
+    def saved(self, url: str, name: str | None, path: str | None) -> bool:
+        """Whether url's file under -o is there and is path, where its body was saved last (a
+        conditional request is only worth it then: a 304 keeps that file); True without -o,
+        where nothing is saved to lose."""
+        if self.folder is None:
+            return True
+        return path is not None and self.folder.existing(url, name) == path
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:

@@ -132,21 +132,20 @@ class State:
         job, prior = result.job, result.job.prior
         if result.skipped or result.error_kind is ErrorKind.INVALID_URL:
             return
+        # A 304 or the answer to a HEAD (no sha256: no body read) has no body of its own.
+        bodiless = result.status == 304 or result.sha256 is None
         if result.not_modified and prior is not None:
             result.sha256 = result.sha256 if result.bytes else prior.sha256
             result.etag = result.etag or prior.etag
             result.last_modified = result.last_modified or prior.last_modified
             result.path = result.path or prior.path
         if result.ok:
-            result.changed = not result.not_modified and (
-                prior is None or prior.sha256 != result.sha256
-            )
-        sha256 = bytes.fromhex(result.sha256) if result.ok and result.sha256 else None
+            result.changed = not bodiless and (prior is None or prior.sha256 != result.sha256)
+        body = _body_columns(result, prior if bodiless and not result.not_modified else result)
         kept = _partial_columns(result.partial)
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
-                              result.etag, result.last_modified, sha256, result.path,
-                              int(time.time()), *_line_of(job), *kept))  # fmt: skip
+                              *body, int(time.time()), *_line_of(job), *kept))  # fmt: skip
         if len(self._pending) >= COMMIT_ROWS:
             self.commit()
 
@@ -189,6 +188,17 @@ def _prior(row: Sequence[Any]) -> Prior:
     ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
     return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, path, partial,
                  partial_from)  # fmt: skip
+
+
+def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
+    """etag, last_modified, sha256 and path: of the body the row's validators are for, which
+    is known's. For an ok answer without a body of its own (a HEAD, a 304 to a request that
+    had no conditions) that is the body known before, if any: its validators must not become
+    those of a body never read (a later run would be told 304 and keep a stale file)."""
+    if not result.ok or known is None:
+        return None, None, None, None  # a failure's are ignored by the upsert
+    sha256 = bytes.fromhex(known.sha256) if known.sha256 else None
+    return known.etag, known.last_modified, sha256, known.path
 
 
 def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
