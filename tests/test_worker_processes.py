@@ -20,10 +20,13 @@ from typing import IO
 
 import pytest
 
+from fetcher.input.jobs import Job
 from fetcher.input.parsing import parse_processes
 from fetcher.options import resolve_processes
+from fetcher.output.paths import url_parts
 from fetcher.run.placement import allowed_cpus
-from fetcher.run.processes import split_workers
+from fetcher.run.processes import deal_key, split_workers
+from fetcher.settings import Settings
 from tests.conftest import FETCHER, clean_env, run_process
 from tests.servers import (
     CountingServer,
@@ -330,6 +333,18 @@ def test_output_names_shared_by_urls_of_two_hosts_never_share_a_file(tmp_path):
     assert len(set(paths.values())) == 2, paths
     assert Path(paths[first]).read_bytes() == b"body of /f1\n"
     assert Path(paths[second]).read_bytes() == b"body of /f2\n"
+
+
+def test_a_long_host_and_an_output_name_in_its_folder_go_to_one_process():
+    """A host name too long for a folder is saved in a shortened folder: the job whose output
+    name is in that folder must be dealt with it (end to end: tests/test_path_owners.py)."""
+    url = "http://" + ".".join(["h" * 60] * 5) + "/b"  # a host of 304 bytes
+    named = f"{url_parts(url)[0]}/b"
+    jobs = [Job(seq=0, url=url, target=url, line=1, raw=url.encode()),
+            Job(seq=1, url="http://other/", target="http://other/", line=2, raw=b"{}",
+                output=named)]  # fmt: skip
+    keys = [deal_key(job, Settings(), "out") for job in jobs]
+    assert keys[0] == keys[1] == url_parts(url)[0]
 
 
 def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_path):

@@ -47,8 +47,15 @@ class LinkInTheWay(OSError):
         )
 
 
+def url_digest(url: str) -> bytes:
+    """The SHA-256 of url: who owns a file in a run (two URLs never share one by chance)."""
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()
+
+
 def url_hash(url: str) -> str:
-    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    """8 hex digits of url's SHA-256, to tell names apart: short to read, so two of some 80,000
+    URLs share one, and never what decides who owns a file (url_digest does)."""
+    return url_digest(url).hex()[:8]
 
 
 def _percent(data: bytes) -> str:
@@ -109,11 +116,13 @@ def _segments(path: str) -> list[str]:
 
 
 def host_folder(url: str) -> str:
+    """The folder url's host gets under DIR, cut like any name (a host name may be longer than
+    a folder name can): whatever names the file in it, the URL's path or -J."""
     parts = urlsplit(url)
     host = (parts.hostname or "unknown-host").lower()
     port = parts.port
     name = host if port is None or port == DEFAULT_PORTS.get(parts.scheme) else f"{host}_{port}"
-    return _not_dots(_encode(name.replace(":", "_")))
+    return _fit(_not_dots(_encode(name.replace(":", "_"))), url)
 
 
 def url_parts(url: str) -> list[str]:
@@ -127,7 +136,7 @@ def url_parts(url: str) -> list[str]:
         names.append(INDEX)
     if parts.query:
         names[-1] += QUERY_MARK + _decode(parts.query)
-    return [_fit(name, url) for name in [host_folder(url), *names]]
+    return [host_folder(url), *[_fit(name, url) for name in names]]
 
 
 def name_parts(name: str, url: str) -> list[str]:
@@ -152,6 +161,13 @@ def components(url: str, name: str | None, remote_name: str | None) -> list[str]
     if remote_name:
         return remote_name_parts(remote_name, url)
     return url_parts(url)
+
+
+def first_component(url: str, name: str | None) -> str:
+    """The first of url's components, known before its response: with or without a -J name,
+    the host's folder (or name's first). Two URLs whose files could clash share it (so
+    --processes deals them to one process, whose OutputDir keeps them apart)."""
+    return components(url, name, None)[0]
 
 
 @dataclass(slots=True)
@@ -231,7 +247,10 @@ class OutputDir:
         self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
-        self._owner: dict[str, str] = {}  # relative file path -> hash of the URL given it
+        # file path -> url_digest of the URL given it. The whole digest, not url_hash: 32 bits
+        # collide within a run of some 80,000 URLs. Not the URL: the map holds an entry for
+        # every file of the run, and a URL may be kilobytes where a digest is 32 bytes.
+        self._owner: dict[str, bytes] = {}
 
     def close(self) -> None:
         """Close DIR's descriptor, under the lock, so that no walk starts from a number that
@@ -267,23 +286,23 @@ class OutputDir:
         """Walk (and with create, make) the folders of url's components from DIR's descriptor,
         resolving clashes; None when a folder is missing and create is false. The file name is
         claimed for url when create is true or a regular file is there."""
-        mark = url_hash(url)
+        owner = url_digest(url)
         with self._lock:
             if self._root_fd < 0:
                 raise OSError(errno.EBADF, "the run has ended", self.root)
             folder, path = os.dup(self._root_fd), self.root
             try:
                 for component in components[:-1]:
-                    path, child = self._first_free(folder, path, component, url, mark, False)
+                    path, child = self._first_free(folder, path, component, url, owner, False)
                     opened = _open_folder(folder, child, path, create)
                     os.close(folder)
                     folder = -1
                     if opened is None:
                         return None
                     folder = opened
-                path, child = self._first_free(folder, path, components[-1], url, mark, True)
+                path, child = self._first_free(folder, path, components[-1], url, owner, True)
                 if create or _is_file(_lstat(folder, child)):
-                    self._owner[path] = mark
+                    self._owner[path] = owner
             except BaseException:
                 if folder >= 0:
                     os.close(folder)
@@ -291,7 +310,7 @@ class OutputDir:
             return Placement(path, folder, child)
 
     def _first_free(
-        self, folder: int, parent: str, name: str, url: str, mark: str, file: bool
+        self, folder: int, parent: str, name: str, url: str, owner: bytes, file: bool
     ) -> tuple[str, str]:
         """The first of name, name~<hash>, name~<hash>-3, ... that fits in folder, each cut to
         255 bytes, as (path, name). The order is fixed, and a name that did not fit never fits
@@ -300,11 +319,13 @@ class OutputDir:
             if n == 1:
                 candidate = name
             else:
-                candidate = _fit(f"{name}~{mark}" + ("" if n == 2 else f"-{n}"), f"{url}~{n}")
+                suffix = url_hash(url) + ("" if n == 2 else f"-{n}")
+                candidate = _fit(f"{name}~{suffix}", f"{url}~{n}")
             path = os.path.join(parent, candidate)
             if file:
                 # not given to another URL in this run (an earlier run's file is replaced)
-                fits = self._owner.get(path, mark) == mark and _fits_file(_lstat(folder, candidate))
+                owned = self._owner.get(path, owner) == owner
+                fits = owned and _fits_file(_lstat(folder, candidate))
             else:
                 # not a file given in this run, nor a file an earlier run left
                 fits = path not in self._owner and _fits_folder(_lstat(folder, candidate))

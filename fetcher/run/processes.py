@@ -27,7 +27,7 @@ from fetcher.http.cookies import jar_of
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
-from fetcher.output.paths import host_folder, name_parts
+from fetcher.output.paths import first_component
 from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
@@ -75,7 +75,7 @@ def deal_key(job: Job, settings: Settings, output_dir: str | None) -> str | None
     with a per-host limit, the host, so that its limit lives in one process.
     """
     if output_dir is not None:
-        return name_parts(job.output, job.target)[0] if job.output else host_folder(job.target)
+        return first_component(job.target, job.output)
     if settings.per_host or settings.host_rate:
         return host_of(job.target)
     return None
