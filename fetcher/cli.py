@@ -99,8 +99,8 @@ def fetch(settings: Settings) -> int:
     from fetcher.run.signals import hard_exit, stop_on_signals
     from fetcher.streams import Streams
 
-    check_output_files(settings)
     streams = Streams()
+    check_output_files(settings, streams)
     with ExitStack() as stack:
         state = open_state(settings, stack)
         reader = open_input(settings, streams, stack, state)

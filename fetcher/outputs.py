@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
+from itertools import chain, combinations, product
 from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
-from fetcher.output.atomic import output_problem
+from fetcher.output.atomic import FileIdentity, file_identity, output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
@@ -124,8 +126,9 @@ def open_sources(settings: Settings, streams: Streams, stack: ExitStack) -> list
     return sources
 
 
-def check_output_files(settings: Settings) -> None:
-    """A missing or unwritable folder, or a directory, is a usage error now."""
+def check_output_files(settings: Settings, streams: Streams | None = None) -> None:
+    """A missing or unwritable folder, a directory, no name, or two options naming one file
+    where one would destroy the other's data: a usage error now."""
     for option, field_name, replaced in OUTPUT_FILES:
         path = getattr(settings, field_name)
         if path is None:
@@ -133,6 +136,57 @@ def check_output_files(settings: Settings) -> None:
         problem = output_problem(path, replaced)
         if problem is not None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
+    check_same_files(settings, streams)
+
+
+# Why two options may not name one file, by the second of them (any other: two outputs).
+SAME_FILE = {
+    "--state": "the state database would be lost",
+    "--input": "the input would be emptied before it is read",
+    "standard input": "the input would be emptied before it is read",
+}
+
+Named = tuple[str, str, FileIdentity | None]  # an option, its path, what file that is
+
+
+def check_same_files(settings: Settings, streams: Streams | None = None) -> None:
+    """Refuse one file named by two outputs (the last one written would replace the other), by
+    an output and --state, or by --results (emptied as the run starts) and an input. --failed,
+    --summary, --metrics and -c may name an input: they are written at the end, after it was
+    read (`-i retry.txt --failed retry.txt` is the documented retry loop)."""
+    outputs: list[Named] = [
+        (option, path, file_identity(path, replaced))
+        for option, field_name, replaced in OUTPUT_FILES
+        if option != "--state" and (path := getattr(settings, field_name)) is not None
+    ]
+    state: list[Named] = []
+    if settings.state is not None:  # SQLite opens it through links
+        state.append(("--state", settings.state, file_identity(settings.state, False)))
+    inputs = input_files(settings, streams)
+    results = [named for named in outputs if named[0] == "--results"]
+    pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs))
+    for (first, path, identity), (second, _, other) in pairs:
+        if identity is not None and identity == other:
+            why = SAME_FILE.get(second, "one would replace the other")
+            raise click.UsageError(f"{first} and {second} name the same file {path!r}: {why}")
+
+
+def input_files(settings: Settings, streams: Streams | None) -> list[Named]:
+    """The files the run reads URLs from: each --input FILE, and standard input when it is
+    read and redirected from a file (`fetcher --results urls.txt < urls.txt`)."""
+    inputs: list[Named] = [("--input", path, file_identity(path, False))
+                           for path in settings.inputs if path != "-"]  # fmt: skip
+    reads_stdin = "-" in settings.urls or "-" in settings.inputs
+    if not (settings.urls or settings.inputs or settings.retry_failed):
+        reads_stdin = True  # no URL given: standard input is the list
+    if reads_stdin and streams is not None and streams.stdin is not None:
+        try:
+            found = os.fstat(streams.stdin.fileno())
+        except (OSError, ValueError):  # not backed by a descriptor (a test runner's input)
+            return inputs
+        if stat.S_ISREG(found.st_mode):
+            inputs.append(("standard input", "-", (found.st_dev, found.st_ino)))
+    return inputs
 
 
 def open_outputs(
@@ -143,7 +197,11 @@ def open_outputs(
     reader: InputReader | None = None,
 ) -> Outputs:
     """Open every output; the display, if shown, counts reader's URLs ahead of the run."""
+    # Whatever may still refuse the run comes before --results is opened, which empties it.
     jar = open_cookie_jar(settings.cookie_jar)
+    bodies = make_bodies(settings)
+    if bodies is not None:
+        stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
     failed = open_failed(settings.failed)
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
@@ -151,9 +209,6 @@ def open_outputs(
     display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
     writer = make_writer(settings, streams, console)
-    bodies = make_bodies(settings)
-    if bodies is not None:
-        stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
     summary.start()  # the run's clock: the set-up above (Rich's import) is not the run
     body_stream = streams.binary_stdout() if settings.body else None
     records_to = "<stdout>" if settings.results is None else repr(settings.results)

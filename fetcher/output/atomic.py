@@ -185,12 +185,17 @@ def output_problem(path: str, replaced: bool) -> str | None:
     writable; otherwise it is opened in place (following links, like a shell's ``>``), so the
     file must be writable, or its folder when the file is new.
     """
+    if not path:
+        return "no file name given"
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         found = None
     except OSError as exc:
         return exc.strerror or str(exc)
+    # abspath() would turn 'new/' into 'new', and the rename at the end would fail.
+    if found is None and os.path.basename(path) in ("", ".", ".."):
+        return "it names a folder, not a file"
     if found is not None:
         if stat.S_ISDIR(found.st_mode):
             return "it is a directory"
@@ -205,3 +210,28 @@ def output_problem(path: str, replaced: bool) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"cannot write in its folder {folder!r}"
     return None
+
+
+FileIdentity = tuple[int, int] | str
+
+
+def file_identity(path: str, replaced: bool) -> FileIdentity | None:
+    """What path names, to tell two options that name one file: an existing file's device and
+    inode (a hard link or another spelling is the same file), else the absolute path with its
+    folder's links resolved; None for a stream, which many options may share (/dev/null).
+
+    replaced: a link at path is itself replaced (``AtomicFile``), so it is the link that counts;
+    otherwise the file is opened through links, so it is their target.
+    """
+    if is_stream(path):
+        return None
+    try:
+        found = os.lstat(path) if replaced else os.stat(path)
+    except OSError:
+        found = None
+    if found is not None:
+        return found.st_dev, found.st_ino
+    if replaced:
+        folder = os.path.realpath(os.path.dirname(path) or os.curdir)
+        return os.path.join(folder, os.path.basename(path))
+    return os.path.realpath(path)

@@ -1,0 +1,157 @@
+"""What is refused before the first request about the run's output files (§2.4): a refusal
+truncates nothing, a name that can only be a folder is refused, and two options that name one
+file are refused where one would destroy the other's data. Real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import FETCHER, clean_env, invoke
+
+TEXT_OUTPUTS = ["--results", "--failed", "--summary", "--metrics", "-c"]
+ALL_OUTPUTS = [*TEXT_OUTPUTS, "--state"]
+
+
+def make_state(server, path) -> bytes:
+    """A real --state database with one URL in it; its bytes, to tell that it was left alone."""
+    result = invoke(["-q", "--state", str(path), server.url("/first")])
+    assert result.exit_code == 0, result.output
+    server.requests = 0
+    return path.read_bytes()
+
+
+# -- 1. a refusal truncates nothing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_a_refused_output_dir_leaves_the_results_file_alone(server, tmp_path, where):
+    results, plain = tmp_path / "res.txt", tmp_path / "plain"
+    results.write_text("precious\n")
+    plain.write_text("x")
+    folder = plain if where == "file" else plain / "sub"
+    args = ["-q", "--results", str(results), "-o", str(folder), server.url("/a")]
+    result = invoke(args)
+    assert result.exit_code == 2, result.output
+    assert "--output-dir" in result.output
+    assert results.read_text() == "precious\n"
+    assert server.requests == 0
+
+
+# -- 2. a name that can only be a folder, or no name at all -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "nofile/", "nofile/.", "nofile/.."])
+@pytest.mark.parametrize("option", ALL_OUTPUTS)
+def test_an_output_name_that_is_no_file_is_a_usage_error(server, tmp_path, monkeypatch, option,
+                                                         name):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    result = invoke([option, name, server.url("/status/404")])
+    assert result.exit_code == 2, result.output
+    assert f"cannot write {option} file {name!r}" in result.output
+    assert server.requests == 0
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("option", ALL_OUTPUTS)
+def test_an_existing_folder_with_a_trailing_slash_is_a_usage_error(server, tmp_path, option):
+    result = invoke([option, f"{tmp_path}/", server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "is a directory" in result.output
+    assert server.requests == 0
+
+
+# -- 3. two options naming one file -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", TEXT_OUTPUTS)
+def test_an_output_over_the_state_file_is_refused_and_the_state_kept(server, tmp_path, option):
+    state = tmp_path / "s.db"
+    before = make_state(server, state)
+    result = invoke(["--state", str(state), option, str(state), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert state.read_bytes() == before
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("option", TEXT_OUTPUTS)
+def test_an_output_over_a_new_state_file_is_refused(server, tmp_path, option):
+    state = tmp_path / "new.db"
+    spelt = tmp_path / "sub" / ".." / "new.db"
+    (tmp_path / "sub").mkdir()
+    result = invoke(["--state", str(state), option, str(spelt), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "--state" in result.output and "same file" in result.output
+    assert not state.exists()
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("first,second", list(itertools.combinations(TEXT_OUTPUTS, 2)))
+@pytest.mark.parametrize("exists", [True, False], ids=["existing", "new"])
+def test_two_outputs_naming_one_file_are_refused(server, tmp_path, first, second, exists):
+    path, other = tmp_path / "out.txt", tmp_path / "sub" / ".." / "out.txt"
+    (tmp_path / "sub").mkdir()
+    if exists:
+        path.write_text("")
+        other = tmp_path / "link.txt"
+        os.link(path, other)
+    result = invoke([first, str(path), second, str(other), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    named = {f"{first} and {second} name", f"{second} and {first} name"}
+    assert any(f"{pair} the same file" in result.output for pair in named), result.output
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("spelling", ["same", "relative", "hard-link"])
+def test_results_over_an_input_file_is_refused_and_the_list_kept(server, tmp_path, monkeypatch,
+                                                                 spelling):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/a") + "\n")
+    results = {"same": str(urls), "relative": "./urls.txt", "hard-link": "other.txt"}[spelling]
+    if spelling == "hard-link":
+        os.link(urls, tmp_path / "other.txt")
+    result = invoke(["-i", str(urls), "--results", results])
+    assert result.exit_code == 2, result.output
+    assert "--results and --input name the same file" in result.output
+    assert urls.read_text() == server.url("/a") + "\n"
+    assert server.requests == 0
+
+
+def test_results_over_a_redirected_standard_input_is_refused(server, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/a") + "\n")
+    with open(urls, "rb") as stdin:
+        result = subprocess.run(
+            [*FETCHER, "--results", str(urls)],
+            stdin=stdin, capture_output=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert b"same file" in result.stderr
+    assert urls.read_text() == server.url("/a") + "\n"
+    assert server.requests == 0
+
+
+# -- 4. what stays allowed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics"])
+def test_a_file_written_at_the_end_may_replace_its_input(server, tmp_path, option):
+    """`-i retry.txt --failed retry.txt` is the documented retry loop: the input was read
+    before the file replaces it."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/status/404") + "\n")
+    result = invoke(["-q", "-i", str(urls), option, str(urls)])
+    assert result.exit_code == 3, result.output
+    assert server.requests == 1
+    assert urls.read_text() != ""
+
+
+def test_streams_may_take_several_outputs(server):
+    args = ["-q", "--results", "/dev/null", "--failed", "/dev/null", "--summary", "/dev/null"]
+    result = invoke([*args, "--metrics", "/dev/null", server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert server.requests == 1
