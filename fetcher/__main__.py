@@ -3,10 +3,13 @@
 SIGINT is handled before the heavy imports (requests, click): a Ctrl-C in the first tenth of a
 second exits with 130 like any other, not with a KeyboardInterrupt traceback. The run installs
 its own handlers once it starts.
+
+A standard descriptor closed at start (`2>&-`) is reopened on /dev/null first, as daemons do.
 """
 
 import os
 import signal
+import sys
 
 from fetcher.exiting import skip_exit_collections
 
@@ -15,7 +18,25 @@ def _interrupted_early(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+def _fill_closed_standard_descriptors() -> None:
+    """Reopen a closed descriptor 0, 1 or 2 on /dev/null: else the next file or socket opened
+    (--results FILE, say) takes its number, and whatever is written there (by a worker process
+    that inherits it as its stdout) lands in that file. Python set the stream to None: stderr
+    becomes /dev/null, so that messages are dropped as with `2>/dev/null` (click wrote its usage
+    errors to stdout, among the records, when stderr was None); stdin and stdout stay None for
+    the command to see (Streams). Costs nothing when no stream is closed."""
+    if None not in (sys.stdin, sys.stdout, sys.stderr):
+        return
+    descriptor = os.open(os.devnull, os.O_RDWR)
+    while descriptor <= 2:  # the lowest free number: a closed standard descriptor, now filled
+        descriptor = os.open(os.devnull, os.O_RDWR)
+    os.close(descriptor)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+
+
 def run() -> None:
+    _fill_closed_standard_descriptors()
     signal.signal(signal.SIGINT, _interrupted_early)
     from fetcher.cli import main
 

@@ -24,7 +24,11 @@ def log_levels(verbose: int, quiet: bool) -> LogLevels:
 
 
 def configure_logging(levels: LogLevels) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to stderr; when it was closed at start (sys.stderr None), nowhere, rather than
+    have each record fail."""
+    handler: logging.Handler = logging.NullHandler()
+    if sys.stderr is not None:
+        handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -269,6 +269,9 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
         "meta_column": settings.input_format != "lines" or settings.retry_failed,
         "state": settings.state is not None,
     }
+    if streams.stdout_closed and (settings.body or settings.results is None):  # `>&-`
+        needs = "--body writes: use -o DIR" if settings.body else "records go: use --results FILE"
+        raise click.UsageError(f"standard output is closed, where {needs}")
     if settings.results is not None:
         stream = open_results(settings.results)
         return StreamWriter(stream, kind, close_stream=True, **shape)

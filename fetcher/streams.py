@@ -1,5 +1,8 @@
 """The standard streams of this process and what they are connected to (as httpie's
-Environment): one object the command line asks, instead of ``sys.std*`` everywhere."""
+Environment): one object the command line asks, instead of ``sys.std*`` everywhere.
+
+A stream closed when the process started (`>&-`, `2>&-`) is None in ``sys``: here it is a
+stream on /dev/null, so that what is meant for it is dropped, and ``stdout_closed`` says so."""
 
 from __future__ import annotations
 
@@ -9,11 +12,18 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
 
 
+def discarding() -> TextIO:
+    """A stream that drops what is written to it, for a standard stream that is closed."""
+    return open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+
 @dataclass
 class Streams:
     stdin: TextIO | None = field(default_factory=lambda: sys.stdin)
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    stdout: TextIO = field(default_factory=lambda: sys.stdout or discarding())
+    stderr: TextIO = field(default_factory=lambda: sys.stderr or discarding())
+    # Records meant for a closed stdout have nowhere to go: the command refuses to run.
+    stdout_closed: bool = field(default_factory=lambda: sys.stdout is None)
 
     @property
     def stdin_is_terminal(self) -> bool:

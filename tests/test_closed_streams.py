@@ -1,0 +1,141 @@
+"""A process started with standard output or error closed (`2>&-`, `>&-`, as cron and daemons may
+start it): Python then sets sys.stdout or sys.stderr to None, and the descriptor is free for the
+next file the process opens. Each test runs the command through sh, which closes what it is told.
+
+With stderr closed the run works, says nothing and exits with its honest status. With stdout
+closed and the records meant for it, the run is refused before any request (exit 2); with
+--results FILE it works.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import FETCHER, clean_env
+
+NOISE = (b"Traceback", b"Error", b"Usage")
+
+
+def closed_run(args: list[str], redirections: str) -> subprocess.CompletedProcess[bytes]:
+    """Run fetcher with sh's redirections (`>&-`, `2>&-`) applied to it; what is not
+    redirected is captured."""
+    return subprocess.run(
+        ["sh", "-c", f'exec "$@" {redirections}', "sh", *FETCHER, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+
+
+def urls_of(httpserver: HTTPServer, count: int, status: int = 200) -> list[str]:
+    for index in range(count):
+        httpserver.expect_request(f"/{index}").respond_with_data("x" * index, status=status)
+    return [httpserver.url_for(f"/{index}") for index in range(count)]
+
+
+# -- standard error closed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [[], ["--no-progress"], ["--progress"], ["-vv"], ["-q"]])
+def test_with_stderr_closed_the_run_works_and_exits_0(httpserver, options):
+    done = closed_run([*options, *urls_of(httpserver, 5)], "2>&-")
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == 5
+    assert not any(word in done.stdout for word in NOISE)
+
+
+def test_with_stderr_closed_a_failure_still_exits_1(httpserver):
+    missing = httpserver.url_for("/missing")
+    httpserver.expect_request("/missing").respond_with_data("no", status=404)
+    done = closed_run([*urls_of(httpserver, 2), missing], "2>&-")
+    assert done.returncode == 1
+    assert len(done.stdout.splitlines()) == 3
+
+
+def test_with_stderr_closed_a_usage_error_is_not_written_to_stdout():
+    """Click, finding sys.stderr None, wrote its usage message to stdout, among the records."""
+    done = closed_run(["--no-such-option"], "2>&-")
+    assert done.returncode == 2
+    assert done.stdout == b""
+
+
+# -- standard output closed ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [[], ["-q"], ["--format", "jsonl"]])
+def test_with_stdout_closed_records_meant_for_it_are_refused_before_any_request(
+    httpserver, options
+):
+    done = closed_run([*options, *urls_of(httpserver, 3)], ">&-")
+    assert done.returncode == 2
+    assert b"standard output is closed" in done.stderr
+    assert b"--results FILE" in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert httpserver.log == []
+
+
+def test_with_stdout_closed_body_is_refused_even_with_results(httpserver, tmp_path):
+    results = tmp_path / "records.txt"
+    done = closed_run(["--body", "--results", str(results), *urls_of(httpserver, 2)], ">&-")
+    assert done.returncode == 2
+    assert b"standard output is closed" in done.stderr and b"--body" in done.stderr
+    assert httpserver.log == []
+
+
+@pytest.mark.parametrize("redirections", [">&-", ">&- 2>&-"])
+def test_with_stdout_closed_results_file_gets_the_records(httpserver, tmp_path, redirections):
+    results = tmp_path / "records.jsonl"
+    args = ["--format", "jsonl", "--results", str(results), *urls_of(httpserver, 4)]
+    done = closed_run(args, redirections)
+    assert done.returncode == 0, done.stderr
+    assert len(results.read_text().splitlines()) == 4
+    assert b"Traceback" not in done.stderr
+
+
+# -- no file lands on a closed descriptor -------------------------------------------------------
+
+
+def descriptor_target(pid: int, descriptor: int) -> str:
+    return os.readlink(f"/proc/{pid}/fd/{descriptor}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize(("redirection", "descriptor"), [(">&-", 1), ("2>&-", 2)])
+def test_the_results_file_does_not_take_a_closed_descriptor(
+    httpserver, tmp_path, redirection, descriptor
+):
+    """Else whatever is written to descriptor 1 or 2 (a worker's inherited stdout, a stray
+    print) would end up in the records file."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def slow(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return Response("late")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    results = tmp_path / "records.txt"
+    command = ["sh", "-c", f'exec "$@" {redirection}', "sh", *FETCHER,
+               "--results", str(results), httpserver.url_for("/slow")]  # fmt: skip
+    quiet = subprocess.DEVNULL
+    with subprocess.Popen(
+        command, stdin=quiet, stdout=quiet, stderr=quiet, env=clean_env()
+    ) as process:
+        try:
+            assert arrived.wait(30)  # the results file was opened before the request
+            target = descriptor_target(process.pid, descriptor)
+        finally:
+            release.set()
+        process.wait(timeout=30)
+    assert target == os.devnull
+    assert process.returncode == 0
+    assert len(results.read_text().splitlines()) == 1
