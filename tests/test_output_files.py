@@ -243,6 +243,33 @@ def test_dev_stdout_is_a_legitimate_target(server, tmp_path):
     assert os.path.islink("/dev/stdout") or stat.S_ISCHR(os.stat("/dev/stdout").st_mode)
 
 
+def test_a_file_behind_this_process_s_stdout_is_added_to_never_replaced(server, tmp_path):
+    """`--summary /dev/stdout` with stdout on a file: the name goes through /proc (here links
+    of the test's own, not /dev/stdout, which a failing run would replace for every process of
+    the system). Renamed over, the links were replaced and nothing reached the files; written
+    from its start, the summary would have overwritten the records."""
+    out, to_stdout, to_stderr = tmp_path / "out.txt", tmp_path / "1", tmp_path / "2"
+    to_stdout.symlink_to("/proc/self/fd/1")
+    to_stderr.symlink_to("/proc/self/fd/2")
+    url = server.url("/status/404")
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [*FETCHER, "--format", "jsonl", "-q", "--failed", str(to_stderr),
+             "--summary", str(to_stdout), url],
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=clean_env(),
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert (os.readlink(to_stdout), os.readlink(to_stderr)) == (
+        "/proc/self/fd/1",
+        "/proc/self/fd/2",
+    )
+    record, *summary = out.read_text().splitlines()
+    assert json.loads(record)["url"] == url  # the record, kept
+    assert json.loads("\n".join(summary))["failed"] == 1  # the summary, added
+    assert done.stderr.decode() == url + "\n"  # the --failed line
+
+
 # -- 3. modes and the umask ------------------------------------------------------------------
 
 

@@ -189,7 +189,7 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
         copy_into(jar, merged)
     now = int(time.time())
     cookies = [cookie for cookie in merged if not cookie.is_expired(now)]
-    with atomic_path(path, mode=0o600) as temporary, open(temporary, "w") as file:
+    with atomic_path(path, mode=0o600) as temporary, open(temporary, "a") as file:
         file.write(HEADER + "\n")
         file.writelines(format_jar_line(cookie) for cookie in cookies)
     return len(cookies)

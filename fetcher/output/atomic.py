@@ -24,13 +24,33 @@ FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl an
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+# Where a name stands for a stream whatever is behind it (/dev/stdout, /proc/self/fd/1): a
+# regular file there is another process's output, to be added to, never a file to replace.
+SYSTEM_FOLDERS = ("/dev/", "/proc/")
+MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
+
+
 def is_stream(path: str) -> bool:
-    """True when path is, or links to, a character device or a FIFO: written in place."""
+    """True when path is, or links to, a character device or a FIFO, or goes through /dev or
+    /proc (`--failed /dev/stdout` with stdout on a file): written in place, appended to.
+    Renamed over, /dev/stdout itself would be replaced, for every process of the system."""
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _through_system_folder(path)
+
+
+def _through_system_folder(path: str) -> bool:
+    """Whether path, or a link on the way to what it names, is in /dev or /proc."""
+    for _ in range(MAX_LINKS):
+        path = os.path.abspath(path)
+        if path.startswith(SYSTEM_FOLDERS):
+            return True
+        if not os.path.islink(path):
+            return False
+        path = os.path.join(os.path.dirname(path), os.readlink(path))
+    return False
 
 
 def current_umask() -> int:
@@ -111,8 +131,8 @@ class AtomicFile:
         """Raises OSError when the temporary (or the stream) cannot be opened."""
         self.path = path
         self.temporary: str | None = None
-        if is_stream(path):
-            self.fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        if is_stream(path):  # appended to: a file behind /dev/stdout holds the records
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         else:
             folder = os.path.dirname(os.path.abspath(path))
             self.fd, self.temporary = create_temporary(folder, mode_for(path, mode))
@@ -160,7 +180,9 @@ def remove_quietly(path: str) -> None:
 def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
     """Yield a temporary name beside path; when the block ends without error, the file written
     there is synced and renamed to path (a symlink there is replaced, not followed). On error it
-    is removed and path is left untouched. A stream (``is_stream``) is yielded as itself."""
+    is removed and path is left untouched. A stream (``is_stream``) is yielded as itself: open
+    the name for appending, which writes a new temporary whole and adds to a stream (a regular
+    file behind /dev/stdout keeps what is in it)."""
     if is_stream(path):
         yield path  # opened by the caller alone: a FIFO's reader sees one writer
         return
@@ -174,7 +196,7 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
 
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
     """Write data to path through a temporary file and a rename (see atomic_path)."""
-    with atomic_path(path, mode) as temporary, open(temporary, "wb") as file:
+    with atomic_path(path, mode) as temporary, open(temporary, "ab") as file:
         file.write(data)
 
 
