@@ -140,6 +140,28 @@ def test_retry_failed_fetches_only_the_last_failures_with_their_input_lines(
     assert len(origin.requests_for("/fine")) == 1
 
 
+@pytest.mark.parametrize("input_format", ["lines", "jsonl", "csv"])
+def test_retry_failed_fetches_the_url_that_failed_whatever_default_scheme_it_runs_with(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, input_format: str
+) -> None:
+    """A line without a scheme got --default-scheme http when it failed; --retry-failed (the
+    cron line has no --default-scheme) read it again with https, fetched another URL, and the
+    failed row stayed failed for good."""
+    origin.resources["/flaky"] = flaky = resource(b"fine\n")
+    flaky.fail_next = 1
+    bare = httpserver.url_for("/flaky").removeprefix("http://")
+    text = {"lines": bare, "jsonl": json.dumps({"url": bare}), "csv": f"url\n{bare}"}
+    listing = tmp_path / "in.txt"
+    listing.write_text(text[input_format] + "\n")
+    state = str(tmp_path / "s.db")
+    options = ["--state", state, "--retries", "0", "--input-format", input_format]
+    [first] = fetch(*options, "--default-scheme", "http", "-i", str(listing))
+    assert first["status"] == 503
+    [retried] = fetch("--state", state, "--retry-failed")
+    assert retried["ok"] and retried["final_url"] == "http://" + bare
+    assert fetch("--state", state, "--retry-failed") == []
+
+
 def test_retry_failed_with_urls_or_without_state_is_a_usage_error(tmp_path: Path) -> None:
     state = str(tmp_path / "s.db")
     given = invoke(["--state", state, "--retry-failed", "http://127.0.0.1:9/x"])

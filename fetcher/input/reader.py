@@ -22,6 +22,9 @@ from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 BOM = b"\xef\xbb\xbf"
 COUNT_CHUNK = 1 << 20  # bytes read at a time when counting a file's URLs ahead of the run
+# A line kept in the state for --retry-failed: its input format, the line, its csv header (or
+# b""), and the URL fetched for it then.
+StoredLine = tuple[str, bytes, bytes, str]
 
 
 @dataclass(slots=True)
@@ -32,7 +35,7 @@ class Source:
     name: str
     stream: BinaryIO | None = None
     arguments: tuple[str, ...] = ()
-    stored: Iterable[tuple[str, bytes, bytes]] | None = None
+    stored: Iterable[StoredLine] | None = None
     # True when the rest can be read at once after an interrupt (not a pipe or terminal);
     # asked before every read, so worked out once: a regular file stays one.
     finite: bool = field(init=False)
@@ -257,11 +260,12 @@ class InputReader:
                 yield job
 
 
-def stored_jobs(maker: JobMaker, stored: Iterable[tuple[str, bytes, bytes]]) -> Iterator[Job]:
+def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
     """Jobs of lines kept in the state, each read as its own run read it (a jsonl line with
-    its options and meta, a csv record under its header), whatever --input-format says. They
-    have no line number: the state is not a file the user can open at a line."""
-    for input_format, line, header in stored:
+    its options and meta, a csv record under its header), whatever --input-format says, and
+    fetching the URL that run fetched (a line without a scheme got that run's default scheme).
+    They have no line number: the state is not a file the user can open at a line."""
+    for input_format, line, header, fetched in stored:
         if input_format == "lines":
             job = maker.line_job(None, line, len(line) > MAX_LINE_BYTES)
         else:
@@ -271,4 +275,6 @@ def stored_jobs(maker: JobMaker, stored: Iterable[tuple[str, bytes, bytes]]) -> 
             job = None if entry is None else maker.entry_job(entry)
         if job is not None:
             job.line = None
+            if job.invalid is None:
+                job.target = fetched
             yield job

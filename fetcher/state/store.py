@@ -115,14 +115,14 @@ class State:
             self._renew_read()
         self._reads += lookups
 
-    def failed_lines(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(input format, line, csv header or b"") of every URL whose last result failed, as
-        they were read: --retry-failed's input. Streams from a snapshot of the state taken at
-        the first row, so that the rows this run writes do not come back."""
+    def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str]]:
+        """(input format, line, csv header or b"", URL fetched) of every URL whose last result
+        failed, as they were read: --retry-failed's input. Streams from a snapshot of the state
+        taken at the first row, so that the rows this run writes do not come back."""
         self._failed = database.connect(self.path)  # its own snapshot, as long as it reads
         for url, form, line, header in self._failed.execute(_FAILED):
             text = line if line is not None else url.encode()
-            yield FORM_NAMES.get(form, "lines"), text, header or b""
+            yield FORM_NAMES.get(form, "lines"), text, header or b"", url
 
     # -- writes (the records' thread) -----------------------------------------------------------
 
