@@ -105,14 +105,14 @@ def open_sources(settings: Settings, streams: Streams, stack: ExitStack) -> list
             if arguments:
                 sources.append(Source("arguments", arguments=tuple(arguments)))
                 arguments = []
-            sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+            sources.append(stdin_source(streams))
         else:
             arguments.append(url)
     if arguments:
         sources.append(Source("arguments", arguments=tuple(arguments)))
     for path in settings.inputs:
         if path == "-":
-            sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+            sources.append(stdin_source(streams))
             continue
         try:
             stream = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the stack
@@ -122,8 +122,15 @@ def open_sources(settings: Settings, streams: Streams, stack: ExitStack) -> list
     if not sources:
         if streams.stdin_is_terminal:
             raise click.UsageError("no URL given: pass URLs, --input FILE, or pipe a list in")
-        sources.append(Source("<stdin>", stream=streams.stdin_binary()))
+        sources.append(stdin_source(streams))
     return sources
+
+
+def stdin_source(streams: Streams) -> Source:
+    """Standard input as a source of URLs; a usage error when it was closed at start (`<&-`)."""
+    if streams.stdin is None:
+        raise click.UsageError("cannot read URLs from standard input: standard input is closed")
+    return Source("<stdin>", stream=streams.stdin_binary())
 
 
 def check_output_files(settings: Settings, streams: Streams | None = None) -> None:

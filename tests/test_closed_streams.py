@@ -139,3 +139,17 @@ def test_the_results_file_does_not_take_a_closed_descriptor(
     assert target == os.devnull
     assert process.returncode == 0
     assert len(results.read_text().splitlines()) == 1
+
+
+# -- standard input closed ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["-"], ["-i", "-"], []], ids=["dash", "input-dash", "none"])
+def test_with_stdin_closed_a_list_read_from_it_is_a_usage_error(args):
+    """`-` names standard input; closed (`<&-`), it cannot be read: a usage error, exit 2,
+    rather than an AssertionError traceback. With nothing given, the usual "no URL given"."""
+    done = closed_run(args, "<&-")
+    assert done.returncode == 2, done.stderr
+    assert b"Traceback" not in done.stderr
+    expected = b"no URL given" if not args else b"standard input is closed"
+    assert expected in done.stderr
