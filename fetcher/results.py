@@ -105,6 +105,14 @@ class KindGroup:
     examples: list[str] = field(default_factory=list)
 
 
+def example_of(job: Job) -> str:
+    """How the summary shows a failed URL: itself, its password masked; a jsonl or csv line
+    without one, by its line number; an empty argument, as such."""
+    if job.url:
+        return redact_url(job.url)
+    return f"line {job.line}" if job.line is not None else "(an empty argument)"
+
+
 @dataclass
 class Summary:
     """Counts everything a run did. ``add`` is called once per record, from one thread."""
@@ -161,9 +169,10 @@ class Summary:
             group = self.by_kind[kind] = KindGroup()
         group.count += 1
         if len(group.examples) < EXAMPLES_PER_KIND:
-            # A jsonl or csv line without a URL has none to show: its line number then.
-            group.examples.append(redact_url(result.job.url) or f"line {result.job.line}")
-        host = host_of(result.job.target)
+            group.examples.append(example_of(result.job))
+        # A URL that could not be fetched names no host that failed (nor one that is sure: a
+        # malformed authority is read one way by urllib, another by urllib3).
+        host = host_of(result.job.target) if kind is not ErrorKind.INVALID_URL else None
         if host:
             self.failed_hosts[host] += 1
 

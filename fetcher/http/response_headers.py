@@ -12,8 +12,10 @@ Message is the same either way (tests/test_response_headers.py compares the two 
 blocks).
 
 ``HeaderParsingResponse.begin`` is http.client's own ``HTTPResponse.begin`` run with this module's
-``parse_headers`` in place of http.client's: the status line, the 100-continue loop, the framing
-decisions and their errors stay the standard library's code.
+``parse_headers`` in place of http.client's: the status line, the framing decisions and their
+errors stay the standard library's code. Only the reading of the status line differs: http.client
+skips a 100 Continue and takes any other 1xx (a 103 Early Hints) for the answer, with no body;
+here every interim answer is skipped, up to MAX_INTERIM of them (see read_final_status).
 """
 
 from __future__ import annotations
@@ -53,7 +55,41 @@ def parse_headers(
     return email.parser.Parser(_class=_class).parsestr(text)
 
 
+# Interim answers skipped before one is an error. A server sends one or two (Early Hints, a
+# Processing now and then); the bound stops one that sends them without end from holding the
+# worker, as Go's net/http does (at 5). The time they take is --max-time's, as for any header.
+MAX_INTERIM = 16
+
+
+class InterimResponseError(http.client.HTTPException):
+    """An answer that never got past its interim (1xx) part: a protocol error."""
+
+
 class HeaderParsingResponse(http.client.HTTPResponse):
-    """http.client's response, reading its header block with parse_headers above."""
+    """http.client's response, reading its header block with parse_headers above and its status
+    line with read_final_status."""
 
     begin = with_globals(http.client.HTTPResponse.begin, parse_headers=parse_headers)
+
+    def _read_status(self) -> tuple[str, int, str]:
+        return read_final_status(self)
+
+
+def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str]:
+    """The status line of the final answer: each interim one before it (100 to 199) is read
+    with its header block and dropped, as curl does.
+
+    101 Switching Protocols ends HTTP on the connection; fetcher never asks for it (no Upgrade
+    header), so the answer cannot be read and is refused, as is a run of more than MAX_INTERIM
+    interim answers: both raise InterimResponseError (http.client's begin then closes the
+    connection, which is never reused).
+    """
+    read_status = http.client.HTTPResponse._read_status  # type: ignore[attr-defined]
+    for _ in range(MAX_INTERIM + 1):
+        version, status, reason = read_status(response)
+        if status == http.client.SWITCHING_PROTOCOLS:
+            raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
+        if not 100 <= status < 200:
+            return version, status, reason
+        http.client._read_headers(response.fp)  # type: ignore[attr-defined] # its limits
+    raise InterimResponseError(f"more than {MAX_INTERIM} interim (1xx) answers in a row")

@@ -4,6 +4,7 @@ and --shard."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,9 +52,18 @@ def malformed(exc: ValueError) -> str:
 
 
 def validate(url: str) -> str | None:
-    """Return why url cannot be fetched, or None when it can."""
+    """Return why url cannot be fetched, or None when it can.
+
+    Every URL fetched passes here, redirect targets included, so the host every later step
+    reads with urlsplit (limits, pauses, --shard, -o, the summary) must be the one the request
+    goes to. A backslash in the authority breaks that: urllib3 ends the host at it, urlsplit
+    does not ("http://a\\@b/" goes to a, urlsplit says b), so such a URL is refused, as curl
+    refuses it.
+    """
     try:
         parts = urlsplit(url)
+        if "\\" in parts.netloc:
+            return "malformed URL: backslash in the host part (before the path)"
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
         return malformed(exc)
@@ -105,24 +115,38 @@ class JobMaker:
         self.count = 0
 
     def line_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
+        """The Job of a line of a file; None for a blank line or a '#' comment (or a line
+        --unique or --shard leave out)."""
         visible = raw.lstrip()
         if visible.startswith(b"#") or not (visible or too_long):
             return None  # a comment, whatever its encoding, or a blank line
+        # A comment after a non-ASCII space ("\xa0# caf\xe9"), or a line of such spaces only.
+        text = raw.decode("utf-8", "surrogateescape").strip()
+        if not (text or too_long) or text.startswith("#"):
+            return None
+        return self._text_job(line, raw, too_long)
+
+    def argument_job(self, argument: str) -> Job | None:
+        """The Job of a command-line argument, None only when --unique or --shard leave it out.
+        Unlike a file's line, nothing is skipped: the user gave it explicitly, so an empty
+        argument is an invalid URL and one starting with '#' is read as a URL."""
+        return self._text_job(None, os.fsencode(argument), False)
+
+    def _text_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
+        """The Job of a line or argument that is not skipped, whatever it holds."""
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
-            if raw.decode("utf-8", "surrogateescape").lstrip().startswith("#"):
-                return None  # a comment after a non-ASCII space ("\xa0# caf\xe9"), bytes or not
             text = raw.decode("utf-8", "backslashreplace").strip()
             return self._admit(
                 Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
             )
-        if not (text or too_long) or text.startswith("#"):
-            return None
         if too_long:
             return self._admit(
                 Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
             )
+        if not text:
+            return self._admit(Job(-1, text, text, line, raw, "empty URL"))
         return self._admit(self.url_job(text, line, raw), dedupe=True)
 
     def entry_job(self, entry: Entry) -> Job | None:

@@ -163,7 +163,7 @@ class InputReader:
         count = 0
         for source, start in starts:
             if source.stream is None:
-                count += sum(map(_holds_url, map(os.fsencode, source.arguments)))
+                count += len(source.arguments)  # each one a job, even an empty one
                 continue
             assert start is not None
             found = count_url_lines(source.stream.fileno(), start, stopped)
@@ -243,7 +243,7 @@ class InputReader:
             return
         if source.stream is None:
             for argument in source.arguments:
-                job = self.jobs.line_job(None, os.fsencode(argument), False)
+                job = self.jobs.argument_job(argument)
                 if job is not None:
                     yield job
             return
