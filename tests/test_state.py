@@ -239,13 +239,13 @@ def test_a_state_written_by_a_newer_fetcher_is_refused_and_left_as_it_is(tmp_pat
 
 
 def test_an_older_state_is_migrated_step_by_step(tmp_path: Path, monkeypatch) -> None:
-    """A version-1 file read by a fetcher whose schema has a second step gets that step, in
-    place, and keeps its rows."""
+    """A file of the current version read by a fetcher whose schema has one more step gets that
+    step, in place, and keeps its rows."""
     from fetcher.state import database
     from fetcher.state.store import State
 
     path = tmp_path / "old.db"
-    State(str(path)).close()  # version 1
+    State(str(path)).close()  # the current version
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO urls (url, ok, fetched_at) VALUES ('http://a/', 1, 0)")
     step = "ALTER TABLE urls ADD COLUMN note TEXT"
@@ -253,5 +253,5 @@ def test_an_older_state_is_migrated_step_by_step(tmp_path: Path, monkeypatch) ->
     monkeypatch.setattr(database, "SCHEMA_VERSION", len(database.MIGRATIONS))
     State(str(path)).close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS)
         assert db.execute("SELECT url, note FROM urls").fetchall() == [("http://a/", None)]

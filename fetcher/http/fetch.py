@@ -101,7 +101,7 @@ class Fetcher:
         would leave nothing saved, or another version's file)."""
         prior = task.job.prior
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
-            task.partial = Partial(prior.partial, prior.partial_from, 0)
+            task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable
 
 import requests
 
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
-from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
+from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile, partial_inode
 from fetcher.results import Partial, Result
 
 # Told when a resumable download has begun, before a byte is written: where its file is, so
@@ -70,10 +71,14 @@ class Resumer:
         partial = task.partial
         if partial is None:
             return None, {}
-        kept = self.bodies.reopen(task.job.target, task.job.output, partial.path)
+        job = task.job
+        kept = self.bodies.reopen(job.target, job.output, partial.path, partial.size,
+                                  _recorded_ctime(task, partial))  # fmt: skip
         if kept is None:
             task.partial = None
             return None, {}
+        if self.on_partial is not None:  # it grows from now on: its size is not known until
+            self.on_partial(task.job, Partial(kept.path, partial.validator, 0))  # settle's
         headers = {"Range": f"bytes={kept.kept}-", "If-Range": partial.validator,
                    "Accept-Encoding": "identity"}  # fmt: skip
         return kept, headers
@@ -140,8 +145,20 @@ class Resumer:
             task.partial = None
             return
         try:
-            size = os.stat(partial.path, follow_symlinks=False).st_size
+            info = os.stat(partial.path, follow_symlinks=False)
         except OSError:
             task.partial = None  # removed meanwhile: nothing to continue
             return
-        result.partial = task.partial = Partial(partial.path, partial.validator, size)
+        if not stat.S_ISREG(info.st_mode) or info.st_ino != partial_inode(partial.path):
+            task.partial = None  # its name holds another file now: not ours to continue
+            return
+        result.partial = task.partial = Partial(partial.path, partial.validator, info.st_size)
+
+
+def _recorded_ctime(task: Task, partial: Partial) -> int | None:
+    """The ctime the state recorded for the partial file when it was cut, while the file is
+    still as the state knew it (the same name and size: nothing written since); else None."""
+    prior = task.job.prior
+    if prior is None or prior.partial != partial.path or not partial.size:
+        return None
+    return prior.partial_changed if prior.partial_bytes == partial.size else None

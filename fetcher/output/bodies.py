@@ -11,6 +11,7 @@ and it is renamed only while its name still holds the very file written.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -27,9 +28,13 @@ from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
-# The names create_temporary gives: the only files --continue ever reopens.
-_TEMPORARY = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{16}" + re.escape(TEMP_SUFFIX))
-_CONTINUE = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a FIFO never blocks
+# A resumable temporary's name: create_temporary's, with its inode number (hex) added once it is
+# created. The only files --continue ever reopens, and only while that inode is still the file.
+_RESUMABLE = re.compile(
+    re.escape(TEMP_PREFIX) + "[0-9a-f]{16}-([0-9a-f]{1,16})" + re.escape(TEMP_SUFFIX)
+)
+# A FIFO never blocks, a terminal never becomes ours: checked before and after, but opened.
+_CONTINUE = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
 _live_lock = threading.Lock()
 # Temporary files being written right now, as (folder descriptor, name), for a hard exit to remove.
@@ -99,6 +104,9 @@ class SavedFile:
                 _live.add(self._entry)
         info = os.fstat(fd)
         self._identity = (info.st_dev, info.st_ino)
+        if resumable and not kept:
+            self.temporary = _name_by_inode(placement, self.temporary, fd, self._identity)
+            self._entry = (placement.folder, self.temporary)
         self.kept = info.st_size if kept else 0
         self.size = self.kept  # bytes in the file so far
         self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb")
@@ -285,30 +293,35 @@ class Bodies:
             return None
         return BodyOutput(saved, spool, existing)
 
-    def reopen(self, url: str, name: str | None, path: str) -> SavedFile | None:
-        """The partial file at path that an earlier attempt at url left (--continue), open to be
-        continued; None when it cannot be: gone, not where url's file goes, not one of ours by
-        its name, a link, or a file with other names (a hard link could lead outside DIR)."""
+    def reopen(
+        self,
+        url: str,
+        name: str | None,
+        path: str,
+        size: int = 0,
+        changed: int | None = None,
+    ) -> SavedFile | None:
+        """The partial file that an earlier attempt at url left at path (--continue), open to be
+        continued; None when it cannot be, and then it is left as it is. Only the very file
+        fetcher left is reopened, as it left it (size and ctime ``changed``, when known):
+        looked for by its name in the folder where url's file goes under this run's DIR
+        (however DIR is spelled), it must still be the inode its name gives, a regular file
+        with no other name, owned by this user, unchanged; checked before it is opened and
+        again on the descriptor. A file put under the name, a link to another file, even for
+        a moment, or a file someone else wrote to is never written, truncated or removed."""
         if self.folder is None:
             return None
-        folder, name_there = os.path.split(path)
-        if not _TEMPORARY.fullmatch(name_there):
+        name_there = os.path.basename(path)
+        match = _RESUMABLE.fullmatch(name_there)
+        if match is None:
             return None
         try:
             placement = self.folder.place(url, name)
         except OSError:
             return None
-        if os.path.dirname(placement.path) != folder:
-            placement.close()
-            return None
-        try:
-            fd = os.open(name_there, _CONTINUE, dir_fd=placement.folder)
-        except OSError:
-            placement.close()
-            return None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            os.close(fd)
+        left = _Left(os.fstat(placement.folder).st_dev, int(match[1], 16), size, changed)
+        fd = _open_ours(placement.folder, name_there, left)
+        if fd is None:
             placement.close()
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
@@ -330,3 +343,78 @@ class Bodies:
             raise FetchError(message, ErrorKind.IO) from None
         except OSError as exc:
             raise _io_error("cannot create a folder for", url, exc) from exc
+
+
+def partial_inode(path: str) -> int | None:
+    """The inode number a resumable temporary's name gives (None: not such a name): the file
+    fetcher left under it is that inode, or the name holds another file."""
+    match = _RESUMABLE.fullmatch(os.path.basename(path))
+    return None if match is None else int(match[1], 16)
+
+
+def _name_by_inode(placement: Placement, name: str, fd: int, identity: tuple[int, int]) -> str:
+    """Rename a new resumable temporary to its name with its inode number, which the state then
+    records: a later run knows which file the name stands for (not one recreated under it,
+    nor a link planted there). Raises FetchError (io), the file closed and the placement's
+    descriptor too, when the rename fails or moved a file that is not this one."""
+    folder = placement.folder
+    named = f"{name[: -len(TEMP_SUFFIX)]}-{identity[1]:x}{TEMP_SUFFIX}"
+    try:
+        os.rename(name, named, src_dir_fd=folder, dst_dir_fd=folder)
+        info = os.stat(named, dir_fd=folder, follow_symlinks=False)
+        if (info.st_dev, info.st_ino) != identity or not stat.S_ISREG(info.st_mode):
+            os.unlink(named, dir_fd=folder)  # what the rename moved there was not ours
+            raise Swapped()
+    except OSError as exc:
+        os.close(fd)
+        with contextlib.suppress(OSError):  # still under its first name: ours, removed
+            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if (info.st_dev, info.st_ino) == identity:
+                os.unlink(name, dir_fd=folder)
+        where = os.path.dirname(placement.path)
+        placement.close()
+        raise _io_error("cannot create a file in", where, exc) from exc
+    return named
+
+
+@dataclass(frozen=True, slots=True)
+class _Left:
+    """What fetcher knows of the partial file it left: its inode on the folder's file system;
+    its size and ctime (st_ctime_ns) when it was cut, if known (not after a SIGKILL)."""
+
+    device: int
+    inode: int
+    size: int = 0  # 0: not known
+    changed: int | None = None
+
+    def matches(self, info: os.stat_result) -> bool:
+        """Whether info is of that file: that inode on that file system (a link to another
+        file has the other's), a regular file with one name (no way out of DIR), owned by this
+        user (another user's file recreated under the name may get the freed inode number, not
+        the owner), of that size, and unchanged since (a file recreated by this very user gets
+        a new ctime, which no one can set)."""
+        return (
+            stat.S_ISREG(info.st_mode)
+            and (info.st_dev, info.st_ino) == (self.device, self.inode)
+            and info.st_nlink == 1
+            and info.st_uid == os.geteuid()
+            and (not self.size or info.st_size == self.size)
+            and (self.changed is None or info.st_ctime_ns == self.changed)
+        )
+
+
+def _open_ours(folder: int, name: str, left: _Left) -> int | None:
+    """name in folder opened for reading and writing, if it is the file fetcher left; else
+    None, the file untouched. Checked by name first, so that a file planted there is never
+    opened at all, and on the descriptor after: a swap in between is caught before a byte is
+    written."""
+    try:
+        if not left.matches(os.stat(name, dir_fd=folder, follow_symlinks=False)):
+            return None
+        fd = os.open(name, _CONTINUE, dir_fd=folder)
+    except OSError:
+        return None
+    if left.matches(os.fstat(fd)):
+        return fd
+    os.close(fd)
+    return None

@@ -34,6 +34,9 @@ MIGRATIONS = (
         partial_bytes INTEGER
     ) WITHOUT ROWID;
     """,
+    # 2: the partial file's ctime (st_ctime_ns) when it was cut: --continue resumes that very
+    # file, not one recreated under its name that got its freed inode number
+    "ALTER TABLE urls ADD COLUMN partial_changed INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state

@@ -19,6 +19,8 @@ class Prior:
     path: str | None = None
     partial: str | None = None  # --continue: the temporary file of a download cut short
     partial_from: str | None = None  # its If-Range validator: an ETag or a Last-Modified date
+    partial_bytes: int | None = None  # its size when cut short; None: not known (killed)
+    partial_changed: int | None = None  # its st_ctime_ns then, when known
 
     @property
     def has_validators(self) -> bool:

@@ -18,7 +18,8 @@ from typing import Any
 
 from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
-from fetcher.results import Partial, Result
+from fetcher.output.bodies import partial_inode
+from fetcher.results import Result
 from fetcher.state import database
 from fetcher.state.prior import Prior
 from fetcher.state.writes import PendingWrites, Statement
@@ -30,16 +31,19 @@ FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is r
 FORM_NAMES = {code: name for name, code in FORMS.items()}
 
 # A Prior's columns, in its fields' order, the hash as lowercase hex: for one URL and for many.
-_PRIOR = "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, partial, partial_from"
+_PRIOR = (
+    "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, partial, partial_from, "
+    "partial_bytes, partial_changed"
+)
 _LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
 _FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 ORDER BY url"
 _COLUMNS = (
     "url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at, form, line, "
-    "header, partial, partial_from, partial_bytes"
+    "header, partial, partial_from, partial_bytes, partial_changed"
 )
 _UPSERT = Statement(
     f"INSERT INTO urls ({_COLUMNS})",
-    15,
+    16,
     """
 ON CONFLICT (url) DO UPDATE SET
     ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
@@ -51,7 +55,9 @@ ON CONFLICT (url) DO UPDATE SET
     header = excluded.header,
     partial = iif(excluded.ok, NULL, coalesce(excluded.partial, partial)),
     partial_from = iif(excluded.ok, NULL, coalesce(excluded.partial_from, partial_from)),
-    partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes))
+    partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes)),
+    partial_changed = iif(excluded.ok, NULL,
+        iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed))
 """,
 )
 # A download under --continue has begun: where its partial file is, before it can be cut off.
@@ -60,7 +66,8 @@ _PARTIAL = Statement(
     8,
     """
 ON CONFLICT (url) DO UPDATE SET
-    partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL
+    partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL,
+    partial_changed = NULL
 """,
 )
 # Many lookups in one statement step: the rows found, as one JSON text.
@@ -142,7 +149,7 @@ class State:
         if result.ok:
             result.changed = not bodiless and (prior is None or prior.sha256 != result.sha256)
         body = _body_columns(result, prior if bodiless and not result.not_modified else result)
-        kept = _partial_columns(result.partial)
+        kept = _partial_columns(result)
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job), *kept))  # fmt: skip
@@ -185,9 +192,9 @@ class State:
 
 
 def _prior(row: Sequence[Any]) -> Prior:
-    ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from = row
+    ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from, *kept = row
     return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, path, partial,
-                 partial_from)  # fmt: skip
+                 partial_from, *kept)  # fmt: skip
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
@@ -201,18 +208,24 @@ def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ..
     return known.etag, known.last_modified, sha256, known.path
 
 
-def _partial_columns(partial: Partial | None) -> tuple[str | None, str | None, int | None]:
-    """partial, partial_from and partial_bytes: how far a download cut short got (the file's
-    size now, when the result could not know it: one abandoned in flight)."""
+def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None, int | None]:
+    """partial, partial_from, partial_bytes and partial_changed: how far a download cut short
+    got, as the worker that wrote it saw the file (its own inode under its name) once it was
+    closed, and the file's ctime, if the name still holds that inode at that size. NULL when
+    not known: one abandoned in flight may still be growing (its size, from an earlier
+    attempt, is not the file's); the next run then takes the file at the size it finds, if
+    it is still fetcher's file (fetcher.output.bodies.Bodies.reopen)."""
+    partial = result.partial
     if partial is None:
-        return None, None, None
-    size: int | None = partial.size
-    if not size:
-        try:
-            size = os.stat(partial.path, follow_symlinks=False).st_size
-        except OSError:
-            size = None
-    return partial.path, partial.validator, size
+        return None, None, None, None
+    if result.abandoned or not partial.size:
+        return partial.path, partial.validator, None, None
+    try:
+        info = os.stat(partial.path, follow_symlinks=False)
+    except OSError:
+        return partial.path, partial.validator, partial.size, None
+    same = (info.st_ino, info.st_size) == (partial_inode(partial.path), partial.size)
+    return partial.path, partial.validator, partial.size, info.st_ctime_ns if same else None
 
 
 def _line_of(job: Job) -> tuple[int, bytes | None, bytes | None]:
