@@ -136,9 +136,12 @@ def report(
     stopped_by: ExitStatus | None,
 ) -> int:
     """Close the outputs, then report: the summary on stderr and in --summary. Returns the
-    exit status: a file that could not be written makes it at least 1."""
+    exit status: a file that could not be written, or an input that could not be read to its
+    end, makes it at least 1."""
     outputs.collector.close_writer()
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
+    if run.books.input_error is not None:  # the rest of the input was never fetched
+        problems.append(run.books.input_error)
     problems += commit_failed(outputs, streams)
     if settings.cookie_jar:
         from http.cookiejar import CookieJar

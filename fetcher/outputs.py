@@ -4,7 +4,6 @@ them is a usage error now (exit 2), not a traceback once the work is done."""
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 from contextlib import ExitStack
@@ -220,10 +219,11 @@ def open_outputs(
     body_stream = streams.binary_stdout() if settings.body else None
     records_to = "<stdout>" if settings.results is None else repr(settings.results)
     collector = Collector(summary, writer, display, failed, body_stream, records_to, state=state)
-    # A second signal exits at once, but what is already buffered still reaches its file.
-    on_hard_exit(writer.flush)
-    if failed is not None:
-        on_hard_exit(functools.partial(failed.commit, sync=False))
+    # A second signal exits at once, but --failed is renamed into place first (with the lines
+    # of records buffered, which the exit may cut off), and what is buffered reaches its file
+    # last: a flush may wait for a reader that never reads (the collector skips it then).
+    on_hard_exit(collector.commit_failed_now)
+    on_hard_exit(collector.flush_at_exit, last=True)
     lookup = None
     if state is not None:
         from fetcher.state.lookup import StateLookup

@@ -1,15 +1,19 @@
 """The run's single consumer of results (an ``Observer``): it counts them, keeps the failed
 lines, shows progress and writes records.
 
-Everything here runs on one thread, in the order results are emitted, so nothing needs a lock.
+Everything here runs on one thread, in the order results are emitted, so nothing needs a lock;
+the one exception is a hard stop's watchdog taking that thread's place when it is stuck in a
+write (``take_over``), which first makes sure the stuck thread will never go on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import threading
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
@@ -25,12 +29,10 @@ class Collector:
     """Counts, remembers failures and writes records, in that order, for every result.
 
     Bookkeeping comes before the record so that a closed output (BrokenPipeError, re-raised to
-    the run, which stops) never loses a count or a --failed line.
-
-    Any other write error (a full disk, EIO) is not raised: it is reported once through
-    ``on_write_error`` (which stops the run), and from then on no record is written and every
-    line whose record is lost goes to --failed, ok or not, together with the ok lines of
-    records still buffered when the write failed. A retry from --failed gives them back.
+    the run, which stops) never loses a count or a --failed line. Any other write error (a full
+    disk, EIO) is not raised: it is reported once through ``on_write_error`` (which stops the
+    run), and from then on no record is written and every line whose record is lost goes to
+    --failed, ok or not, with the ok lines of records still buffered: a retry gives them back.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Collector:
         self.output_broken = False
         self.write_error: str | None = None  # the message, once a write has failed
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
+        self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
 
     def on_result(self, result: Result) -> None:
         """Write the state, count, keep the line if it failed, show, write the body and the
@@ -126,12 +129,41 @@ class Collector:
         with contextlib.suppress(OSError):  # already reported: only release what is left
             self.writer.close()
 
+    def take_over(self, stuck_for: float) -> bool:
+        """From a hard stop's watchdog: once the calling thread has been in one write for
+        stuck_for s (a pipe nobody reads), stop it for good and take its place (False: not yet).
+        Records are then lost, their lines go to --failed; the state (its connection) is left."""
+        if not self._writes.stop_if_stuck(stuck_for):
+            return False
+        self.write_error = self.write_error or "records not written: the output was stuck"
+        self._hand_back_unflushed()
+        return True
+
+    def commit_failed_now(self) -> None:
+        """A hard exit's hook: --failed, with the lines of ok records not yet flushed (the exit
+        may cut them off: retried once more rather than lost), renamed into place."""
+        if self.failed is not None:
+            if not self.output_broken:  # a reader gone: what it never read is not a failure
+                self._hand_back_unflushed()
+            self.failed.commit(sync=False)
+
+    def flush_at_exit(self) -> None:
+        """A hard exit's last hook: flush the records, unless a write is in progress (stuck,
+        or cut by the signal: the flush would wait on it) or the records are lost anyway."""
+        if not (self._writes.busy or self.output_broken or self.write_error):
+            self.writer.flush()
+
+    def _hand_back_unflushed(self) -> None:
+        unflushed, self._unflushed = self._unflushed, []
+        for raw, header in unflushed:  # kept only with --failed
+            cast(FailedLines, self.failed).add(raw, header)
+
     def _guard(self, write: Callable[..., object], what: str = "", *args: Any) -> None:
         """Call write; an OSError other than EPIPE becomes write_error instead of an exception."""
         if self.write_error is not None:
             return
         try:
-            write(*args)
+            self._writes.call(write, *args)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -140,9 +172,50 @@ class Collector:
                 where = repr(self.state.path)
             reason = getattr(exc, "strerror", None) or str(exc)
             self.write_error = f"cannot write {what or 'records'} to {where}: {reason}"
-            if self.failed is not None:
-                for raw, header in self._unflushed:
-                    self.failed.add(raw, header)
-            self._unflushed.clear()
+            self._hand_back_unflushed()
             if self.on_write_error is not None:
                 self.on_write_error(self.write_error)
+
+
+class WriteWatch:
+    """The writes of the calling thread (records, bodies, the state), watched so that another
+    thread can tell one stuck on a reader that never reads, and stop that thread for good
+    where the write ends, with everything it keeps in a known state.
+
+    No lock on the writing path, which runs once per record: the writer clears ``_began``
+    and then reads ``_frozen``; ``stop_if_stuck`` sets ``_frozen`` and then reads ``_began``.
+    Under the GIL these are ordered, so either the writer sees ``_frozen`` as its write ends
+    and stops, or the watcher sees that no write is in progress."""
+
+    def __init__(self) -> None:
+        self._began = 0.0  # when the write in progress began (monotonic); 0.0: none
+        self._frozen = False  # the writer stops for good at the end of its write
+        self._parked = threading.Event()  # it has stopped
+
+    @property
+    def busy(self) -> bool:
+        """A write is in progress, or the writer is stopped (inside one)."""
+        return bool(self._began) or self._frozen
+
+    def call(self, write: Callable[..., object], *args: Any) -> None:
+        """write(*args), on the writing thread; never returns once the writer is stopped."""
+        self._began = time.monotonic()
+        try:
+            write(*args)
+        finally:
+            self._began = 0.0
+            if self._frozen:
+                self._parked.set()
+                threading.Event().wait()  # the thread that stopped it ends the process
+
+    def stop_if_stuck(self, stuck_for: float) -> bool:
+        """From another thread: once a write has lasted stuck_for seconds, make sure the
+        writer stops for good at its end. True when it has stopped, or is in a write it will
+        stop at: it touches nothing any more. Once asked, it stops at the end of its next
+        write even if this returns False (it was between two): ask again."""
+        if not self._frozen:
+            began = self._began
+            if not began or time.monotonic() - began < stuck_for:
+                return False
+            self._frozen = True
+        return bool(self._began) or self._parked.wait(0.02)

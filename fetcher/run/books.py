@@ -7,6 +7,7 @@ out and emits, so each counter has a single writer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -24,6 +25,8 @@ from fetcher.run.messages import (
     Skipped,
     Stop,
 )
+
+log = logging.getLogger("fetcher")
 
 
 class Books:
@@ -47,6 +50,7 @@ class Books:
         self.abandoned = 0  # in flight when the grace period ran out
         self._ordered: dict[int, Result | None] = {}
         self._next_seq = 0
+        self.input_error: str | None = None  # the dispatcher's, if it could not read to the end
 
     def add(self, task: Task) -> None:
         """The dispatcher hands task on (dispatcher thread)."""
@@ -73,6 +77,9 @@ class Books:
                 self.observer.on_total(count)
             case PartialBegun(job=job, partial=partial):
                 self.observer.on_partial(job, partial)
+            case DispatchEnd(error=error) if error and self.input_error is None:
+                self.input_error = error
+                log.error("%s", error)
             case DispatchEnd() | Stop() | HardStop():
                 pass
             case _:

@@ -3,6 +3,7 @@ than a window of lines read and not yet recorded, so memory is flat on endless i
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -66,7 +67,7 @@ class Dispatcher:
         self.inbox = inbox
         self.stopping = stopping
         self.reading = False  # waiting for the next input line
-        self.hard = False  # a second signal: stop after the line being read
+        self.hard = False  # stop after the line being read: the calling thread reads the rest
         self._slots = threading.Semaphore(executor.window)
         # Records known without a fetch take no room from the fetches: a window of their own.
         self._known_slots = threading.Semaphore(KNOWN_WINDOW)
@@ -92,6 +93,16 @@ class Dispatcher:
         if known:
             self._known_slots.release(known)
 
+    def take_unread(self, limit: float) -> Iterator[Job]:
+        """After a stop, for the calling thread to read: the rest of file inputs, raw lines only
+        (100,000 in hundredths of a second). This thread stops after its line and is waited for
+        (limit seconds), so that one thread reads at a time; not one blocked on a pipe, which
+        may never end: then nothing is read."""
+        self.hard = True
+        if not self.blocked_on_pipe():
+            self.join(limit)
+        return iter(()) if self.is_alive() else self.source.drain(lines_only=True)
+
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""
         return self.reading and not self.source.current_is_finite
@@ -101,15 +112,23 @@ class Dispatcher:
         try:
             self._dispatch()
             if self.stopping.is_set():
-                for job in self.source.drain():
-                    self.inbox(Skipped(job, dispatched=False))
-                    if self.hard:
-                        break  # the calling thread reads the rest itself, at once
+                self._drain()
         except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
-            error = f"reading the input failed: {describe(exc)}"
+            error = f"{failed_step(exc)} failed: {describe(exc)}; the rest was not fetched"
+            # What can still be read goes to --failed, as after an interrupt (a broken state
+            # leaves the input file readable, a broken file the next ones).
+            with contextlib.suppress(Exception):
+                self._drain()
         finally:
             self._hand_on()
             self.inbox(DispatchEnd(error))
+
+    def _drain(self) -> None:
+        """The lines of files not yet read, as never attempted (not a pipe's: it may not end)."""
+        for job in self.source.drain():
+            self.inbox(Skipped(job, dispatched=False))
+            if self.hard:
+                break  # the calling thread reads the rest itself, at once
 
     def _dispatch(self) -> None:
         while True:
@@ -122,7 +141,11 @@ class Dispatcher:
                 self._hand_on()
                 self.inbox(InputEnd(self.source.count))
                 return
-            known = self._known_now(job)
+            try:
+                known = self._known_now(job)
+            except Exception:
+                self.inbox(Skipped(job, dispatched=False))  # read: it must not vanish
+                raise
             slots = self._slots if known is None else self._known_slots
             if self.stopping.is_set() or not slots.acquire(blocking=False):
                 self._hand_on()  # waiting for room: what is batched must go now
@@ -171,3 +194,11 @@ class Dispatcher:
                     return False
                 return True
         return False
+
+
+def failed_step(exc: BaseException) -> str:
+    """What was being done when exc came: asking --state about the URLs read (its lookups run
+    as the input is read), or reading the input itself."""
+    if type(exc).__module__ == "sqlite3":  # the run layer never imports sqlite3 itself
+        return "looking the URLs up in --state"
+    return "reading the input"

@@ -55,7 +55,9 @@ class Run:
         self.dispatcher = Dispatcher(
             source, executor, self.books, self.mailbox.put, self.stopping, lookup
         )
-        self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put)
+        take_over = getattr(observer, "take_over", None)  # the records' sink has one
+        self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put, take_over,
+                                self._finish_hard_stop)  # fmt: skip
         self.stopped_by: ExitStatus | None = None
 
     def request_stop(self, reason: ExitStatus) -> None:
@@ -92,16 +94,16 @@ class Run:
                 message = self.mailbox.next()
             else:
                 message = self.mailbox.next_before(deadline, self._only_waiting_for_input)
-            if message is None:
-                break  # the grace period is over
+            if message is None:  # the grace period is over
+                self._hand_back_unread()
+                break
             if self.hard.reason is not None:  # not behind a backlog of messages: now
                 self.books.handle(message)
                 self._finish_hard_stop(self.hard.reason)
             match message:
-                case DispatchEnd(error=error):
+                case DispatchEnd():
                     dispatch_done = True
-                    if error:
-                        log.error("%s", error)
+                    self.books.handle(message)
                 case Stop(reason=reason) if self.stopped_by is None:
                     deadline = self._begin_stop(reason)
                 case _:
@@ -117,31 +119,29 @@ class Run:
         grace = 0.0 if reason is ExitStatus.BROKEN_PIPE else self.settings.grace
         return time.monotonic() + grace
 
-    def _finish_hard_stop(self, reason: ExitStatus) -> None:
-        """A second signal, on the calling thread: hand every line read that did not end ok
-        to the observer — results waiting on the queue, what the dispatcher read, the unread
-        rest of file inputs, tasks queued or waiting for a retry, requests in flight — then
-        exit now.
-
-        The dispatcher stops after the line it is on and is waited for briefly, so that the
-        input is read by one thread at a time; one blocked on a pipe is not waited for (a pipe
-        may never end, and its unread rest is not ours to drain)."""
+    def _finish_hard_stop(self, reason: ExitStatus, wait: float | None = None) -> None:
+        """A second signal, on the calling thread (or the watchdog, in its place when it is stuck
+        in a write; wait bounds the exit hooks): hand every line read that did not end ok to the
+        observer — results queued, what the dispatcher read, the unread rest of file inputs,
+        tasks queued or waiting for a retry, requests in flight — then exit now."""
         self.stopped_by = self.stopped_by or reason
         self.executor.stop()
         self.take_queued()
-        if not self.dispatcher.blocked_on_pipe():
-            self.dispatcher.join(HARD_STOP_LIMIT / 2)
-        self.take_queued()
-        if not self.dispatcher.is_alive():
-            for job in self.source.drain(lines_only=True):
-                self.observer.on_skipped(job)  # to --failed; its order no longer matters
+        self._hand_back_unread()
         self.settle_executor()
         self.books.abandon_pending()
         try:
             self.observer.on_idle()
         except BrokenPipeError:
             pass
-        hard_exit(reason)
+        hard_exit(reason, wait)
+
+    def _hand_back_unread(self) -> None:
+        """After a stop, once the run waits no more (a second signal, the end of the grace, none
+        once the records' reader is gone): the rest of input files goes to --failed, at once."""
+        for job in self.dispatcher.take_unread(HARD_STOP_LIMIT / 2):
+            self.observer.on_skipped(job)  # its order no longer matters
+        self.take_queued()
 
     def take_queued(self) -> None:
         """Handle every message on the queue now, without waiting for more."""

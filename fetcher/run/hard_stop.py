@@ -1,11 +1,13 @@
 """A second signal: every line read that did not end ok is handed to the observer (so to
 --failed), with the unread rest of file inputs, and the process exits within a second (SPEC
-2.5). A watchdog thread exits anyway if the calling thread cannot finish in time."""
+2.5). A watchdog thread does it instead when the calling thread is stuck in a write (a pipe
+nobody reads), and exits anyway if the calling thread cannot finish in time."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from fetcher.run.dispatcher import Dispatcher
 from fetcher.run.executor import start_thread
@@ -16,17 +18,37 @@ from fetcher.status import ExitStatus
 # Seconds a second signal may take to end the process, every line accounted for (SPEC 2.5).
 HARD_STOP_LIMIT = 0.8
 WATCHDOG_HOOKS_WAIT = 0.15  # then the watchdog exits even if a hook is stuck
+# Seconds one write of the calling thread may last before the watchdog takes its place: past
+# what a file or a terminal takes, far short of the limit.
+STUCK_WRITE = 0.1
+WATCH_EVERY = 0.02  # how often the watchdog looks
+
+# Whether the watchdog may take the calling thread's place (it is stuck in a write, and will
+# never go on): the observer's ``take_over`` (fetcher.output.collector). Then, the hard stop's
+# accounting, on the watchdog, with the seconds its exit hooks may take.
+TakeOver = Callable[[float], bool]
+Finish = Callable[[ExitStatus, float], None]
 
 
 class HardStopper:
     """The hard stop of one run: armed from a signal handler, finished by the run's calling
     thread at its next message (``Run.finish_hard_stop``), or by the watchdog if that thread
-    is stuck (blocked writing to a pipe nobody reads, say)."""
+    is stuck (blocked writing to a pipe nobody reads, say): once take_over says that thread
+    will never go on, the watchdog calls finish in its place."""
 
-    def __init__(self, dispatcher: Dispatcher, stopping: threading.Event, inbox: Inbox) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        stopping: threading.Event,
+        inbox: Inbox,
+        take_over: TakeOver | None = None,
+        finish: Finish | None = None,
+    ) -> None:
         self.dispatcher = dispatcher
         self.stopping = stopping
         self.inbox = inbox
+        self.take_over = take_over
+        self.finish = finish
         self.reason: ExitStatus | None = None
         self._collecting = False  # the calling thread is in run(): a hard stop goes through it
         self._event = threading.Event()  # wakes the watchdog
@@ -60,7 +82,21 @@ class HardStopper:
 
     def _watch(self) -> None:
         self._event.wait()
-        if self.reason is None:
+        reason = self.reason
+        if reason is None:
             return  # the run ended without one
-        time.sleep(HARD_STOP_LIMIT)
-        hard_exit(self.reason, wait=WATCHDOG_HOOKS_WAIT)
+        deadline = time.monotonic() + HARD_STOP_LIMIT
+        while time.monotonic() < deadline:
+            if self._took_over() and self.finish is not None:
+                try:
+                    self.finish(reason, max(WATCHDOG_HOOKS_WAIT, deadline - time.monotonic()))
+                finally:
+                    hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)  # whatever went wrong
+            time.sleep(WATCH_EVERY)
+        hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
+
+    def _took_over(self) -> bool:
+        """The calling thread is stuck in a write and stopped for good: this one goes on."""
+        if self.take_over is None or self.finish is None:
+            return False
+        return self.take_over(STUCK_WRITE)

@@ -3,7 +3,8 @@
 The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
 which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
 the same with another message (the main thread then accounts for every line and calls
-``hard_exit``: run the exit hooks and ``os._exit``).
+``hard_exit``: run the exit hooks and ``os._exit``; if it is stuck writing, the watchdog of
+fetcher.run.hard_stop does it in its place).
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ STATUS_BY_SIGNAL = {signal.SIGINT: ExitStatus.INTERRUPTED, signal.SIGTERM: ExitS
 
 # Called before an immediate exit: each must be quick and must not raise.
 _exit_hooks: list[Callable[[], None]] = []
+_last_hooks: list[Callable[[], None]] = []  # after every other: they may wait on a reader
 
 
-def on_hard_exit(hook: Callable[[], None]) -> None:
-    """Register hook to run before a second signal ends the process at once."""
-    _exit_hooks.append(hook)
+def on_hard_exit(hook: Callable[[], None], last: bool = False) -> None:
+    """Register hook to run before a second signal ends the process at once. last: after
+    every other hook, for one that may wait on the reader of our output (a flush to a pipe
+    nobody reads): the hooks that write --failed and remove temporaries are not held up by it,
+    and a bounded exit (``hard_exit`` with wait) gives up on it alone."""
+    (_last_hooks if last else _exit_hooks).append(hook)
 
 
 # One thread runs the hooks: they write files that are not safe to write from two at once.
@@ -56,7 +61,7 @@ def hard_exit(status: int, wait: float | None = None) -> None:
 
 
 def _run_hooks() -> None:
-    for hook in list(_exit_hooks):
+    for hook in [*_exit_hooks, *_last_hooks]:
         try:
             hook()
         except Exception:  # noqa: BLE001, S110 - exiting anyway; nothing useful to report

@@ -1,0 +1,38 @@
+"""``fetcher -i FILE --failed FILE | head -1``: the run stops at once when its reader goes away
+(exit 141), and --failed still gets the unread rest of the input file, as after an interrupt,
+so that a retry loop that met a closed pipe never drops URLs it never tried (SPEC 2.5,
+docs/usage.md: --failed)."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+
+from tests.conftest import FETCHER, clean_env
+from tests.servers import counting_server
+
+LINES = 3000
+
+
+def test_a_closed_output_still_hands_the_unread_rest_of_the_input_to_failed(tmp_path):
+    urls, failed = tmp_path / "k3000.txt", tmp_path / "retry.txt"
+    with counting_server() as server:
+        lines = [server.url(f"/f?i={n}") for n in range(LINES)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        command = [*FETCHER, "-i", str(urls), "--failed", str(failed), "-j", "4",
+                   "--summary", str(tmp_path / "s.json")]  # fmt: skip
+        line = f"set -o pipefail; {shlex.join(command)} | head -1"
+        started = time.monotonic()
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                                timeout=60, env=clean_env(), check=False)  # fmt: skip
+        took = time.monotonic() - started
+        requested = {server.url(path) for path in server.paths}
+    assert result.returncode == 141, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    never_tried = [line for line in lines if line not in requested]
+    assert len(never_tried) > 1000, "the run fetched nearly everything: nothing was tested"
+    in_failed = set(failed.read_text().splitlines())
+    lost = [line for line in never_tried if line not in in_failed]
+    assert not lost, f"{len(lost)} of {len(never_tried)} lines never tried are not in --failed"
+    assert took < 10, f"{took:.1f} s"

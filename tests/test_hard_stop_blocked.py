@@ -1,0 +1,166 @@
+"""A second signal while the records' output is blocked (SPEC 2.5): a pager nobody scrolls fills
+the pipe, and the main thread, which writes the records, is stuck in ``write``. The process
+still exits within a second, and still writes to --failed every line that did not end ok: the
+failures, the lines in flight or queued, and the unread rest of the input file; no temporary is
+left. The same when --results is a FIFO nobody reads, with text records and with --processes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FETCHER, clean_env
+from tests.servers import counting_server, wait_for
+
+LINES = 3000
+SYS_WRITE = 1  # x86_64
+
+
+def route(path: str):
+    """Most URLs answer at once; one in 97 is a 404; one in 500 takes 10 s (in flight)."""
+    n = int(path.rsplit("=", 1)[1])
+    if n % 500 == 5:
+        return 200, {}, b"slow", 10.0
+    if n % 97 == 3:
+        return 404, {}, b"missing", 0.0
+    return 200, {}, b"quick", 0.0
+
+
+def wait_until_stuck_writing(process: subprocess.Popen[bytes], fd: int, what: str) -> None:
+    """Wait until the main thread of process is blocked in write(fd, ...) (/proc/PID/syscall:
+    its number and arguments while in a system call)."""
+    seen = [""]
+
+    def stuck() -> bool:
+        try:
+            seen[0] = Path(f"/proc/{process.pid}/syscall").read_text()
+        except OSError as exc:
+            seen[0] = str(exc)
+            return False
+        fields = seen[0].split()
+        return len(fields) > 1 and fields[0] == str(SYS_WRITE) and int(fields[1], 16) == fd
+
+    try:
+        wait_for(stuck, what, timeout=30)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {seen[0]!r}, exit {process.poll()}") from None
+
+
+def fifo_fd(pid: int) -> int | None:
+    """The descriptor on which process pid has the test's FIFO open, if it has."""
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{name}").endswith("/fifo"):
+                return int(name)
+    return None
+
+
+def drain(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(data: bytes, text: bool) -> dict[str, bool]:
+    """URL -> ok, for every whole record (a record cut by the exit is no record)."""
+    found = {}
+    for line in data.decode().split("\n")[:-1]:
+        if text:
+            fields = line.split("\t")
+            found[fields[3]] = len(fields) == 4
+        else:
+            record = json.loads(line)
+            found[record["url"]] = record["ok"]
+    return found
+
+
+def interrupt_blocked(tmp_path: Path, extra: list[str], to_fifo: bool):
+    """Run over LINES URLs with the records' output a pipe nobody reads; once the main thread is
+    stuck writing to it, SIGINT twice. Returns (status, seconds from the second signal to the
+    exit, records by URL, --failed lines, the input lines)."""
+    with counting_server(route) as server:
+        # Long enough that even text records fill the pipe and the writer's buffer many times.
+        lines = [server.url(f"/{'f' * 100}?i={n}") for n in range(LINES)]
+        urls, failed = tmp_path / "k3000.txt", tmp_path / "retry.txt"
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        args = ["-i", urls.name, "--failed", failed.name, "-j", "16", *extra]
+        if to_fifo:
+            os.mkfifo(tmp_path / "fifo")
+            reader = os.open(tmp_path / "fifo", os.O_RDWR | os.O_NONBLOCK)  # never read
+            args += ["--results", "fifo"]
+            stdout, writer = subprocess.DEVNULL, None
+        else:
+            reader, writer = os.pipe()
+            stdout = writer
+        with (tmp_path / "stderr").open("wb") as stderr_file:
+            process = subprocess.Popen(
+                [*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr_file,
+                env=clean_env(), cwd=tmp_path,
+            )  # fmt: skip
+        if writer is not None:
+            os.close(writer)
+        try:
+            fd = 1
+            if to_fifo:  # the descriptor of --results in the child, once it is open
+                wait_for(lambda: fifo_fd(process.pid) is not None, "--results open")
+                fd = fifo_fd(process.pid) or 0
+            wait_until_stuck_writing(process, fd, "the writer stuck")
+            process.send_signal(signal.SIGINT)
+            # The handler runs between two attempts of the write, which blocks again.
+            wait_until_stuck_writing(process, fd, "the writer stuck again")
+            process.send_signal(signal.SIGINT)
+            second = time.monotonic()
+            process.wait(timeout=20)
+            took = time.monotonic() - second
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            data = drain(reader)
+            os.close(reader)
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr, stderr[-2000:]
+    assert failed.exists(), f"no --failed file; stderr: {stderr[-2000:]}"
+    text = "--format" in extra and "text" in extra
+    found = parse(data, text)
+    return process.returncode, took, found, failed.read_text().splitlines(), lines
+
+
+@pytest.mark.parametrize(
+    ("extra", "to_fifo"),
+    [
+        (["--format", "jsonl"], False),
+        (["--format", "text"], False),
+        (["--format", "jsonl", "--processes", "2"], False),
+        (["--format", "jsonl"], True),
+    ],
+    ids=["jsonl", "text", "processes", "results-fifo"],
+)
+def test_a_second_signal_with_the_output_blocked_loses_no_line(tmp_path, extra, to_fifo):
+    status, took, records, failed, lines = interrupt_blocked(tmp_path, extra, to_fifo)
+    assert status == 130
+    assert took < 1.0, f"{took:.2f} s after the second signal"
+    assert len(failed) == len(set(failed)), "a line is twice in --failed"
+    missing = set(lines) - set(records) - set(failed)
+    assert not missing, f"{len(missing)} of {len(lines)} lines in neither records nor --failed"
+    for url, ok in records.items():
+        assert ok or url in failed, f"the failure of {url} is not in --failed"
+    # Lines never read, and requests in flight, are handed back; not only records' failures.
+    assert len(set(failed) - set(records)) > 500
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetcher-")]
+    assert leftovers == [], "a temporary was left"

@@ -1,0 +1,110 @@
+"""An input that cannot be read to its end mid-run (the --state lookup failing, an I/O error
+reading a file): the run says why, the lines read get their records, and the rest that can still
+be read goes to --failed as after an interrupt; nothing read vanishes (SPEC 2.5)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from fetcher.input.reader import InputReader, Source
+from fetcher.output.collector import Collector
+from fetcher.output.display import NullDisplay
+from fetcher.output.failed import FailedLines
+from fetcher.output.writers import StreamWriter
+from fetcher.results import Summary
+from fetcher.run.build import build_run
+from fetcher.run.dispatcher import Lookup
+from fetcher.run.engine import Run
+from fetcher.settings import Settings
+from tests.conftest import run_process
+from tests.servers import counting_server
+
+LINES = 1500
+BREAKS_AT = 1000
+
+
+class BrokenAfter(io.BufferedReader):
+    """A file whose reads fail with EIO once `limit` lines have been read."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        super().__init__(io.FileIO(path))
+        self.left = limit
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.left == 0:
+            raise OSError(5, "Input/output error")
+        self.left -= 1
+        return super().readline(size)
+
+
+def url_file(path: Path, lines: list[str]) -> BinaryIO:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path.open("rb")
+
+
+def run_over(
+    tmp_path: Path, sources: list[Source], lookup: Lookup | None = None
+) -> tuple[list[str], list[str], Run]:
+    """A run as the command builds it, jsonl records in memory; (records, --failed lines, run)."""
+    out, failed = io.StringIO(), FailedLines(str(tmp_path / "failed.txt"))
+    collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(), failed)
+    reader = InputReader(sources, "https")
+    run = build_run(Settings(workers=4), reader, collector, lookup=lookup)
+    assert run.run() is None
+    collector.close_writer()
+    failed.commit()
+    records = [json.loads(line)["url"] for line in out.getvalue().splitlines()]
+    return records, (tmp_path / "failed.txt").read_text().splitlines(), run
+
+
+def test_a_state_lookup_failing_mid_run_hands_the_rest_of_the_input_to_failed(tmp_path):
+    looked_up = 0
+
+    def lookup(job):
+        nonlocal looked_up
+        looked_up += 1
+        if looked_up > BREAKS_AT:
+            raise sqlite3.DatabaseError("file is not a database")
+        return None
+
+    with counting_server() as server:
+        lines = [server.url(f"/f?i={n}") for n in range(LINES)]
+        with url_file(tmp_path / "urls.txt", lines) as stream:
+            records, failed, run = run_over(tmp_path, [Source("urls", stream=stream)], lookup)
+    assert len(records) == BREAKS_AT
+    assert sorted(records + failed) == sorted(lines), "a line read vanished"
+    assert run.books.input_error is not None
+    assert "--state" in run.books.input_error and "not a database" in run.books.input_error
+
+
+def test_a_file_that_cannot_be_read_on_leaves_the_next_ones_to_failed(tmp_path):
+    with counting_server() as server:
+        first = [server.url(f"/a?i={n}") for n in range(LINES)]
+        second = [server.url(f"/b?i={n}") for n in range(100)]
+        url_file(tmp_path / "one.txt", first).close()
+        with BrokenAfter(tmp_path / "one.txt", BREAKS_AT) as broken, \
+                url_file(tmp_path / "two.txt", second) as rest:  # fmt: skip
+            sources = [Source("one", stream=broken), Source("two", stream=rest)]
+            records, failed, run = run_over(tmp_path, sources)
+    assert sorted(records) == sorted(first[:BREAKS_AT])
+    assert failed == second  # the unread rest of the next input, never attempted
+    assert run.books.input_error is not None
+    assert run.books.input_error.startswith("reading the input failed: ")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="Linux: opens, fails on read")
+def test_an_input_that_fails_on_read_does_not_exit_0(tmp_path):
+    """/proc/self/mem opens, and its first read fails (EIO): the run cannot say that every
+    URL ended ok when it could not read its input; before, it exited 0."""
+    failed = tmp_path / "failed.txt"
+    done = run_process(["-i", "/proc/self/mem", "--failed", str(failed)])
+    assert done.returncode == 1, done.stderr
+    assert b"reading the input failed" in done.stderr
+    assert b"Traceback" not in done.stderr
