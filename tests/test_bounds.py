@@ -178,10 +178,16 @@ def test_file_over_the_limit_is_a_usage_error(tmp_path, option, limit):
     assert f"larger than {limit >> 20} MiB" in result.output
 
 
-def test_cookie_file_of_many_lines_loads_bounded(tmp_path: Path):
+def test_cookie_file_of_many_lines_loads_whole_and_each_session_holds_it_bounded(tmp_path: Path):
     lines = [f"a.test\tFALSE\t/\tFALSE\t0\tc{n}\tv\n" for n in range(MAX_COOKIES_PER_DOMAIN + 10)]
     path = tmp_path / "jar.txt"
     path.write_text("# Netscape HTTP Cookie File\n" + "".join(lines))
-    names = [c.name for c in load_jar(str(path))]
+    loaded = load_jar(str(path))
+    assert len(loaded) == MAX_COOKIES_PER_DOMAIN + 10  # the user's own: all saved back
+    pool = SessionPool(Settings(), loaded)
+    try:
+        names = [c.name for c in pool.get().cookies]
+    finally:
+        pool.close_all()
     assert len(names) == MAX_COOKIES_PER_DOMAIN
     assert f"c{MAX_COOKIES_PER_DOMAIN + 9}" in names and "c0" not in names  # the last lines win

@@ -1,7 +1,11 @@
 """The cookie jar file (-c) and command-line cookies (-b).
 
 Each worker's Session keeps its own jar (a jar shared between sessions would be iterated by
-requests without its lock); the jars are merged when the run ends and saved atomically.
+requests without its lock: ``merge_cookies`` in ``Session.prepare_request`` and
+``resolve_redirects``), starting from the loaded file. What its servers set or delete is also
+noted, with when, in one CookieChanges per process; the file saved at the end is the loaded
+one with every change applied in the order made. Merging the session jars instead would let a
+session that never heard of a change bring the loaded value back.
 
 The file is the Netscape format that curl and wget read and write. http.cookiejar's
 MozillaCookieJar disagrees with curl on two points: it writes an empty expiry for session
@@ -9,18 +13,22 @@ cookies (curl skips such lines) and reads curl's ``0`` as expired in 1970; and i
 ``#HttpOnly_`` lines as comments. So the seven fields are read and written here, into and from
 http.cookiejar's own Cookie objects, which still do all the domain and path matching.
 
-Every jar is bounded as a browser's is (RFC 6265 §6.1 gives the minimums): a server that sets
-new cookies on every answer evicts its own oldest ones instead of growing memory and the Cookie
-header without limit.
+What servers set is bounded as a browser bounds it (RFC 6265 §6.1 gives the minimums), in each
+session's jar and in the changes: a server that sets new cookies on every answer evicts its own
+oldest ones instead of growing memory and the Cookie header without limit. The file's own
+cookies are the user's (read up to MAX_JAR_FILE_BYTES): all are saved back, though a session
+sends only those its bounded jar keeps.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.cookiejar import Cookie, CookieJar, CookiePolicy
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import SplitResult
 
 from requests.cookies import RequestsCookieJar, create_cookie
@@ -34,7 +42,7 @@ HTTP_ONLY = "#HttpOnly_"
 
 MAX_COOKIE_BYTES = 4096  # name and value; a larger cookie is ignored, as browsers do
 MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is evicted
-MAX_COOKIES = 3000  # per jar (one per worker): then the least recently set one is evicted
+MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
 MAX_COOKIE_HEADER_BYTES = 8192  # Apache's and nginx's default limit for one header line
 MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE; about 100 times what MAX_COOKIES take
 
@@ -48,7 +56,12 @@ class BoundedCookieJar(RequestsCookieJar):
 
     Every way into a jar (a received Set-Cookie, the -c file, requests' merging) goes through
     ``set_cookie`` and every way out through ``clear``, so the recency order is kept there.
+    With ``changes`` set (a session's jar, after the -c file was copied in), what comes in or
+    goes out after that is what the session's servers set or deleted, and is noted there:
+    evictions are not, since they are this jar's bound, not a server's word.
     """
+
+    changes: CookieChanges | None = None  # a class default: the many temporary jars note nothing
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
         super().__init__(policy)
@@ -63,30 +76,41 @@ class BoundedCookieJar(RequestsCookieJar):
             self._order[key] = None
             self._order.move_to_end(key)
             self._evict(cookie.domain)
+            if self.changes is not None:
+                self.changes.note(key, cookie)
 
     def _evict(self, domain: str) -> None:
         paths = self._cookies.get(domain, {})  # type: ignore[attr-defined]
         extra = sum(len(names) for names in paths.values()) - MAX_COOKIES_PER_DOMAIN
         if extra > 0:
             for key in [key for key in self._order if key[0] == domain][:extra]:
-                self.clear(*key)
+                self._forget(*key)
         while len(self._order) > MAX_COOKIES:
-            self.clear(*next(iter(self._order)))
+            self._forget(*next(iter(self._order)))
 
     def clear(
         self, domain: str | None = None, path: str | None = None, name: str | None = None
     ) -> None:
+        """CookieJar's clear. A server's deletion (an expired Set-Cookie) comes here with the
+        whole key, and is noted even when this jar does not hold the cookie (KeyError): it may
+        be in the file, or set by another worker."""
         with self._cookies_lock:  # type: ignore[attr-defined]
-            try:
-                super().clear(domain, path, name)
-            finally:
-                if domain is None:
-                    self._order.clear()
-                elif name is not None and path is not None:
-                    self._order.pop((domain, path, name), None)
-                else:
-                    for key in [k for k in self._order if _under(k, domain, path)]:
-                        del self._order[key]
+            changes = self.changes
+            if changes is not None and domain is not None and path is not None and name is not None:
+                changes.note((domain, path, name), None)
+            self._forget(domain, path, name)
+
+    def _forget(self, domain: str | None, path: str | None, name: str | None) -> None:
+        try:
+            super().clear(domain, path, name)
+        finally:
+            if domain is None:
+                self._order.clear()
+            elif name is not None and path is not None:
+                self._order.pop((domain, path, name), None)
+            else:
+                for key in [k for k in self._order if _under(k, domain, path)]:
+                    del self._order[key]
 
     def _cookie_attrs(self, cookies: list[Cookie]) -> list[str]:
         """The ``name=value`` pairs of a Cookie header, those that fit in the bound (the most
@@ -101,8 +125,113 @@ class BoundedCookieJar(RequestsCookieJar):
         return kept
 
 
-def _under(key: _Key, domain: str, path: str | None) -> bool:
-    return key[0] == domain and (path is None or key[1] == path)
+class OrderedCookieJar(CookieJar):
+    """A CookieJar iterated in the order its cookies were last set, where CookieJar's own
+    iteration sorts them by domain, path and name: for the -c file, its order, which decides
+    which of its cookies a session's bounded jar keeps (the last lines win)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ordered: dict[_Key, Cookie] = {}
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            super().set_cookie(cookie)
+            key = (cookie.domain, cookie.path, cookie.name)
+            self._ordered.pop(key, None)
+            self._ordered[key] = cookie
+
+    def clear(
+        self, domain: str | None = None, path: str | None = None, name: str | None = None
+    ) -> None:
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            try:
+                super().clear(domain, path, name)
+            finally:
+                if domain is not None and path is not None and name is not None:
+                    self._ordered.pop((domain, path, name), None)
+                else:
+                    kept = self._ordered.items()
+                    self._ordered = {k: c for k, c in kept if not _under(k, domain, path, name)}
+
+    def __iter__(self) -> Iterator[Cookie]:
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            return iter(list(self._ordered.values()))
+
+
+class Change(NamedTuple):
+    """A cookie a server set (cookie) or deleted (None), and when: ``time.monotonic_ns()``,
+    one clock for all of this machine's processes, so that a worker process's changes and
+    another's can be put in the order they were made."""
+
+    stamp: int
+    key: _Key
+    cookie: Cookie | None
+
+
+class CookieChanges:
+    """The last change each server made to each cookie (domain, path, name), in the order made,
+    noted by any number of threads (a lock of its own, taken inside a jar's, never around one).
+
+    Bounded as received cookies are: the cookies set as a BoundedCookieJar holds them (per
+    domain, in all, the least recently set evicted); deletions MAX_COOKIES in all but none per
+    domain, since a file may hold more of a domain's cookies than a server could set. An
+    evicted change is forgotten: the file's own value of that cookie, if any, is saved.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changes: OrderedDict[_Key, Change] = OrderedDict()
+        self._set: dict[str, int] = {}  # how many of the changes are cookies set, per domain
+        self._sets = 0  # and in all
+
+    def note(self, key: _Key, cookie: Cookie | None, stamp: int | None = None) -> None:
+        """Note that key was set to cookie (None: deleted), at stamp (default: now)."""
+        with self._lock:
+            old = self._changes.pop(key, None)
+            if old is not None and old.cookie is not None:
+                self._count(key[0], -1)
+            stamp = time.monotonic_ns() if stamp is None else stamp  # under the lock: in order
+            self._changes[key] = Change(stamp, key, cookie)
+            if cookie is not None:
+                self._count(key[0], 1)
+            self._evict(key[0])
+
+    def _evict(self, domain: str) -> None:
+        """Each note adds one change, so at most one of each kind goes; the search for it (the
+        oldest first) runs only past a bound."""
+        if self._set.get(domain, 0) > MAX_COOKIES_PER_DOMAIN:
+            self._drop(lambda change: change.cookie is not None and change.key[0] == domain)
+        if self._sets > MAX_COOKIES:
+            self._drop(lambda change: change.cookie is not None)
+        if len(self._changes) - self._sets > MAX_COOKIES:
+            self._drop(lambda change: change.cookie is None)
+
+    def _drop(self, which: Callable[[Change], bool]) -> None:
+        oldest = next(change for change in self._changes.values() if which(change))
+        del self._changes[oldest.key]
+        if oldest.cookie is not None:
+            self._count(oldest.key[0], -1)
+
+    def _count(self, domain: str, step: int) -> None:
+        count = self._set.get(domain, 0) + step
+        if count:
+            self._set[domain] = count
+        else:
+            self._set.pop(domain, None)  # no entry left for a domain that has none
+        self._sets += step
+
+    def entries(self) -> list[Change]:
+        """The changes, oldest first."""
+        with self._lock:
+            return list(self._changes.values())
+
+
+def _under(key: _Key, domain: str | None, path: str | None, name: str | None = None) -> bool:
+    """Whether CookieJar.clear(domain, path, name) removes the cookie of key."""
+    return all(
+        part is None or part == mine for part, mine in zip((domain, path, name), key, strict=True)
+    )
 
 
 def parse_jar_line(line: str) -> Cookie | None:
@@ -145,9 +274,10 @@ def format_jar_line(cookie: Cookie) -> str:
 
 
 def load_jar(path: str) -> CookieJar:
-    """Load a Netscape cookie file; a missing file is an empty jar. Raises ValueError if the
+    """Load a Netscape cookie file, every cookie of it (bounded by the file's size only: they
+    are the user's, all saved back); a missing file is an empty jar. Raises ValueError if the
     file exists but cannot be read as one."""
-    jar = BoundedCookieJar()
+    jar = OrderedCookieJar()
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
@@ -175,16 +305,65 @@ def copy_into(source: Iterable[Cookie], target: CookieJar) -> None:
 
 
 def jar_of(cookies: Iterable[Cookie]) -> CookieJar:
-    """A new jar holding cookies (sent between processes as a list: a jar holds a lock)."""
-    jar = CookieJar()
+    """A new jar holding cookies, in their order (sent between processes as a list: a jar
+    holds a lock)."""
+    jar = OrderedCookieJar()
     copy_into(cookies, jar)
     return jar
 
 
+def bounded_copy(cookies: Iterable[Cookie]) -> BoundedCookieJar:
+    """What of cookies (the loaded file, oldest first) a session holds and sends, made once
+    for all of a process's sessions: the newest that fit a BoundedCookieJar's bounds, chosen
+    in one pass (setting all of a 16 MiB file into one, each set over a domain's bound looking
+    for that domain's oldest, took a minute and a half)."""
+    chosen: list[Cookie] = []
+    per_domain: dict[str, int] = {}
+    for cookie in reversed(list(cookies)):
+        count = per_domain.get(cookie.domain, 0)
+        fits = len(cookie.name) + len(cookie.value or "") <= MAX_COOKIE_BYTES
+        if fits and count < MAX_COOKIES_PER_DOMAIN:
+            chosen.append(cookie)
+            per_domain[cookie.domain] = count + 1
+            if len(chosen) == MAX_COOKIES:
+                break
+    jar = BoundedCookieJar()
+    copy_into(reversed(chosen), jar)
+    return jar
+
+
+def changed_jar(loaded: Iterable[Cookie], changes: Iterable[Change]) -> CookieJar:
+    """A new jar: the loaded cookies with changes applied in their order, unbounded (the
+    changes are bounded already)."""
+    jar = jar_of(loaded)
+    for change in changes:
+        if change.cookie is not None:
+            jar.set_cookie(change.cookie)
+        else:
+            with contextlib.suppress(KeyError):  # a cookie the file did not hold
+                jar.clear(*change.key)
+    return jar
+
+
+def merge_changes(lists: Iterable[list[Change]]) -> list[Change]:
+    """The changes noted in several processes, in the order they were made there, bounded as
+    one process's are. The stamps of two processes are one clock's (time.monotonic_ns), so
+    order by them: a change a process never heard of must not be undone by its stale value."""
+    merged = CookieChanges()
+    for change in sorted((change for changes in lists for change in changes), key=_stamp):
+        merged.note(change.key, change.cookie, change.stamp)
+    return merged.entries()
+
+
+def _stamp(change: Change) -> int:
+    return change.stamp
+
+
 def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
     """Merge the jars (later ones win for the same domain, path and name) and write them to path
-    atomically, mode 0600; return the number of cookies saved."""
-    merged = BoundedCookieJar()
+    atomically, mode 0600; return the number of cookies saved. Nothing is evicted: the jars are
+    the loaded file with the run's changes, already bounded (changed_jar)."""
+    merged = CookieJar()
     for jar in jars:
         copy_into(jar, merged)
     now = int(time.time())

@@ -29,7 +29,14 @@ from urllib3.poolmanager import PoolKey, PoolManager
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.http.cookies import BoundedCookieJar, copy_into
+from fetcher.http.cookies import (
+    BoundedCookieJar,
+    Change,
+    CookieChanges,
+    bounded_copy,
+    changed_jar,
+    copy_into,
+)
 from fetcher.http.deadline import DeadlineHTTPSPool
 from fetcher.http.environment import Environment
 from fetcher.http.rebind import with_globals
@@ -300,9 +307,13 @@ def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | 
 
 
 def make_session(
-    settings: Settings, cookies: CookieJar | None = None, environment: Environment | None = None
+    settings: Settings,
+    cookies: CookieJar | None = None,
+    environment: Environment | None = None,
+    changes: CookieChanges | None = None,
 ) -> FetcherSession:
-    """A Session configured from settings, holding a copy of the loaded cookie jar."""
+    """A Session configured from settings, holding a copy of cookies (the loaded jar); what its
+    servers set or delete after that is also noted in changes (fetcher.http.cookies)."""
     environment = environment or Environment()
     session = FetcherSession(environment)
     session.headers["User-Agent"] = settings.user_agent
@@ -310,7 +321,7 @@ def make_session(
     for name, value in settings.headers:
         session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
     session.max_redirects = settings.max_redirects
-    session.cookies = BoundedCookieJar()
+    session.cookies = jar = BoundedCookieJar()
     if settings.auth is not None:
         session.auth = settings.auth
     # REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE apply when neither --cacert nor -k was given.
@@ -318,7 +329,8 @@ def make_session(
     if settings.client_cert is not None:
         session.cert = settings.client_cert
     if cookies is not None:
-        copy_into(cookies, session.cookies)
+        copy_into(cookies, jar)
+    jar.changes = changes  # only now: the copy above is no server's change
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetcher.http.fetch retries, counts attempts and honours the deadline.
     adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
@@ -350,7 +362,10 @@ class SessionPool:
 
     def __init__(self, settings: Settings, cookies: CookieJar | None = None) -> None:
         self.settings = settings
-        self.cookies = cookies
+        self.cookies = cookies  # the -c file as loaded, or None without -c
+        # What each session starts from, bounded once for all; and, with -c, what they change.
+        self._session_cookies = bounded_copy(cookies) if cookies is not None else None
+        self.changes = CookieChanges() if cookies is not None else None
         self.environment = Environment()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -364,15 +379,25 @@ class SessionPool:
         """The calling thread's session, created on its first call."""
         session: FetcherSession | None = getattr(self._local, "session", None)
         if session is None:
-            session = make_session(self.settings, self.cookies, self.environment)
+            session = make_session(
+                self.settings, self._session_cookies, self.environment, self.changes
+            )
             self._local.session = session
             with self._lock:
                 self.sessions.append(session)
         return session
 
     def jars(self) -> list[CookieJar]:
+        """For -c: the loaded jar with what the sessions' servers set or deleted, in the order
+        they did; none when no session was made (the caller keeps the file as loaded)."""
         with self._lock:
-            return [session.cookies for session in self.sessions]
+            if not self.sessions:
+                return []
+        return [changed_jar(self.cookies or (), self.change_list())]
+
+    def change_list(self) -> list[Change]:
+        """What the sessions' servers set or deleted, oldest first (empty without -c)."""
+        return self.changes.entries() if self.changes is not None else []
 
     def close_all(self) -> None:
         with self._lock:

@@ -20,10 +20,10 @@ import logging
 import signal
 import time
 from dataclasses import replace
-from http.cookiejar import Cookie, CookieJar
+from http.cookiejar import CookieJar
 
 from fetcher.errors import ErrorKind
-from fetcher.http.cookies import jar_of
+from fetcher.http.cookies import Change, changed_jar, merge_changes
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
@@ -140,7 +140,7 @@ class ProcessExecutor:
         self._turn = 0
         self._stopped = False
         self._inbox: Inbox | None = None
-        self._received_cookies: list[list[Cookie]] = []
+        self._received_cookies: list[list[Change]] = []
 
     def start(self, inbox: Inbox) -> None:
         self._inbox = inbox
@@ -201,9 +201,11 @@ class ProcessExecutor:
             worker.close()
 
     def jars(self) -> list[CookieJar]:
-        """The cookies the workers' sessions held at the end, one jar per worker that had
-        sessions; empty when none made a session."""
-        return [jar_of(cookies) for cookies in self._received_cookies]
+        """The loaded jar with what every worker's servers set or deleted, applied in the order
+        made, whichever worker made it; empty when no worker made a session."""
+        if not self._received_cookies:
+            return []
+        return [changed_jar(self.cookies or (), merge_changes(self._received_cookies))]
 
     def _exit_now(self) -> None:
         """Before this process exits at once: each worker removes its temporary files and
@@ -225,8 +227,8 @@ class ProcessExecutor:
         match message:
             case None:
                 self._lose(index)
-            case WorkerCookies(cookies=cookies):
-                self._received_cookies.append(cookies)
+            case WorkerCookies(changes=changes):
+                self._received_cookies.append(changes)
             case PartialNote(seq=seq, partial=partial) if seq in self._out:  # this thread pops
                 self._inbox(PartialBegun(self._out[seq][1].job, partial))
             case HostPause():

@@ -9,6 +9,7 @@ from http.cookiejar import Cookie
 from multiprocessing.connection import Connection
 from typing import Any
 
+from fetcher.http.cookies import Change
 from fetcher.input.jobs import Job
 from fetcher.results import Partial, Result
 from fetcher.settings import Settings
@@ -67,9 +68,10 @@ class StartReport:
 
 @dataclass(slots=True)
 class WorkerCookies:
-    """A worker's last message with -c: the cookies its sessions held at the end."""
+    """A worker's last message with -c, when it made a session: what its servers set or
+    deleted, each change with when (the parent applies every worker's in their order)."""
 
-    cookies: list[Cookie]
+    changes: list[Change]
 
 
 @dataclass(slots=True)

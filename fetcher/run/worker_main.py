@@ -14,6 +14,7 @@ from types import FrameType
 
 from fetcher.exiting import skip_exit_collections
 from fetcher.http.cookies import jar_of
+from fetcher.http.session import SessionPool
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
 from fetcher.output.bodies import Bodies, remove_live_temporaries
@@ -127,9 +128,10 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
     configure_logging(setup.log_levels)
     jar = jar_of(setup.cookies) if setup.cookies is not None else None
+    sessions = SessionPool(setup.settings, jar)  # kept: its cookie changes go to the parent
     observer = WireObserver(results)
     run = build_run(
-        setup.settings, WireReader(jobs, results), observer, jar=jar,
+        setup.settings, WireReader(jobs, results), observer, sessions=sessions,
         bodies=Bodies(setup.output_dir, False) if setup.output_dir is not None else None,
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
@@ -139,9 +141,8 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
         stop_on_term(run)
         stopped = run.run()
         observer.on_idle()
-        jars = run.executor.jars()
-        if setup.settings.cookie_jar and jars:
-            results.send(WorkerCookies([cookie for jar in jars for cookie in jar]))
+        if setup.settings.cookie_jar and sessions.sessions:
+            results.send(WorkerCookies(sessions.change_list()))
     except (BrokenPipeError, EOFError, OSError):
         stopped = ExitStatus.BROKEN_PIPE  # the parent is gone; nobody is left to tell
     except RunStartError as exc:  # before any job came: the parent refuses the run

@@ -1,0 +1,136 @@
+"""-c FILE (SPEC §2.2): the saved jar is the loaded one with what the run's servers set or
+deleted applied in the order it happened, whatever the number of workers and processes.
+
+Each worker's session starts from the loaded file; one that never hears of a change must not
+bring the loaded value back. And the file's own cookies come back as they were, however many
+(the bounds are for what servers make fetcher hold), except what a server changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fetcher.http.cookies import MAX_COOKIES, MAX_COOKIES_PER_DOMAIN
+from tests.conftest import invoke, run_process
+from tests.servers import counting_server
+
+HEADER = "# Netscape HTTP Cookie File\n"
+OLD_SID = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsid\tOLD\n"
+EARLY, LATE, OTHERS = 0.05, 0.6, 0.3  # seconds before each kind of answer
+
+
+def route(path: str) -> tuple[int, dict[str, str], bytes, float]:
+    """/login and /logout set and delete sid at once, /late-login and /late-logout after LATE;
+    /set/NAME sets NAME; anything else sets nothing and answers after the early ones."""
+    name = path.strip("/")
+    setting = {"login": "sid=NEW; Max-Age=99999; Path=/", "logout": "sid=; Max-Age=0; Path=/"}
+    if name in setting:
+        return 200, {"Set-Cookie": setting[name]}, b"", EARLY
+    if name.startswith("late-") and name[5:] in setting:
+        changed = setting[name[5:]].replace("NEW", "LATE")
+        return 200, {"Set-Cookie": changed}, b"", LATE
+    if name.startswith("set/"):
+        return 200, {"Set-Cookie": f"{name[4:]}=received; Path=/"}, b"", 0.0
+    return 200, {}, b"", OTHERS
+
+
+def saved(path: Path) -> dict[tuple[str, str], str]:
+    """The saved jar: (domain, name) -> value."""
+    cookies = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            fields = line.split("\t")
+            cookies[fields[0], fields[5]] = fields[6]
+    return cookies
+
+
+def fetch(jar: Path, urls: list[str], *options: str) -> None:
+    """Run fetcher over urls with -c jar: in this process, or as a real one for --processes."""
+    args = ["-q", *options, "-c", str(jar), *urls]
+    if "--processes" in options:
+        process = run_process(args)
+        assert process.returncode == 0, process.stderr
+    else:
+        result = invoke(args)
+        assert result.exit_code == 0, result.output
+
+
+WORKERS = [("-j", "1"), ("-j", "4"), ("-j", "4", "--processes", "2")]
+
+
+@pytest.mark.parametrize("options", WORKERS, ids=" ".join)
+@pytest.mark.parametrize(("change", "expected"), [("login", "NEW"), ("logout", None)])
+def test_what_a_server_changed_is_saved_not_the_loaded_value(tmp_path, options, change, expected):
+    jar = tmp_path / "jar.txt"
+    jar.write_text(HEADER + OLD_SID)
+    with counting_server(route) as server:
+        # All four at once: the other three sessions hold the loaded sid=OLD to the end.
+        fetch(jar, [server.url(f"/{change}"), *(server.url(f"/{p}") for p in "abc")], *options)
+    assert saved(jar).get(("127.0.0.1", "sid")) == expected
+
+
+CHANGES = [("login", "late-logout", None), ("logout", "late-login", "LATE")]
+
+
+@pytest.mark.parametrize("options", WORKERS[1:], ids=" ".join)
+@pytest.mark.parametrize(("first", "last", "expected"), CHANGES)
+def test_the_last_change_of_a_cookie_wins_whichever_worker_made_it(
+    tmp_path, options, first, last, expected
+):
+    jar = tmp_path / "jar.txt"
+    jar.write_text(HEADER + OLD_SID)
+    with counting_server(route) as server:
+        fetch(jar, [server.url(f"/{p}") for p in (first, last, "a", "b")], *options)
+    assert saved(jar).get(("127.0.0.1", "sid")) == expected
+
+
+def big_jar(path: Path) -> None:
+    """60 cookies of .example.org, a 5000-byte one for 127.0.0.1, 3100 of other hosts."""
+    lines = [f".example.org\tTRUE\t/\tFALSE\t0\tc{n}\tv{n}\n" for n in range(60)]
+    lines.append(f"127.0.0.1\tFALSE\t/\tFALSE\t0\tbig\t{'x' * 5000}\n")
+    lines += [f"h{n}.test\tFALSE\t/\tFALSE\t0\tc\tv\n" for n in range(3100)]
+    path.write_text(HEADER + "".join(lines))
+
+
+@pytest.mark.parametrize("options", WORKERS[:2], ids=" ".join)
+def test_the_loaded_cookies_come_back_however_many(tmp_path, options):
+    jar = tmp_path / "jar.txt"
+    big_jar(jar)
+    before = saved(jar)
+    with counting_server(route) as server:
+        fetch(jar, [server.url("/a")], *options)
+        sent = server.headers_seen[0].get("Cookie", "")
+    assert saved(jar) == before
+    assert "big=" not in sent  # over 4 KiB: not sent, as curl and browsers ignore it
+
+
+def test_received_cookies_stay_bounded_beside_the_loaded_ones(tmp_path):
+    jar = tmp_path / "jar.txt"
+    big_jar(jar)
+    before = saved(jar)
+    count = MAX_COOKIES_PER_DOMAIN + 20
+    with counting_server(route) as server:
+        fetch(jar, [server.url(f"/set/r{n}") for n in range(count)], "-j", "1")
+    after = saved(jar)
+    received = {key for key in after if key[1].startswith("r")}
+    assert len(received) == MAX_COOKIES_PER_DOMAIN  # the most recently set of the 70
+    assert ("127.0.0.1", f"r{count - 1}") in received
+    assert {key: after[key] for key in before} == before  # and none of the file's lost
+    assert len(before) > MAX_COOKIES  # more than a jar of received cookies may hold
+
+
+@pytest.mark.parametrize("options", WORKERS[1:], ids=" ".join)
+def test_every_deletion_sticks_even_past_the_per_domain_bound(tmp_path, options):
+    jar = tmp_path / "jar.txt"
+    count = MAX_COOKIES_PER_DOMAIN + 10
+    lines = [f"127.0.0.1\tFALSE\t/\tFALSE\t0\td{n}\tv\n" for n in range(count)]
+    jar.write_text(HEADER + "".join(lines))
+
+    def deleting(path: str) -> tuple[int, dict[str, str], bytes, float]:
+        return 200, {"Set-Cookie": f"{path.strip('/')}=; Max-Age=0; Path=/"}, b"", 0.0
+
+    with counting_server(deleting) as server:
+        fetch(jar, [server.url(f"/d{n}") for n in range(count)], *options)
+    assert saved(jar) == {}
