@@ -52,11 +52,14 @@ def url_file(path: Path, lines: list[str]) -> BinaryIO:
 def run_over(
     tmp_path: Path, sources: list[Source], lookup: Lookup | None = None
 ) -> tuple[list[str], list[str], Run]:
-    """A run as the command builds it, jsonl records in memory; (records, --failed lines, run)."""
+    """A run as the command builds it, jsonl records in memory; (records, --failed lines, run).
+    A StateLookup reads file input ahead, as the command has it do."""
     out, failed = io.StringIO(), FailedLines(str(tmp_path / "failed.txt"))
     collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(), failed)
     reader = InputReader(sources, "https")
-    run = build_run(Settings(workers=4), reader, collector, lookup=lookup)
+    reading_ahead = getattr(lookup, "reading_ahead", None)
+    source = reader if reading_ahead is None else reading_ahead(reader)
+    run = build_run(Settings(workers=4), source, collector, lookup=lookup)
     assert run.run() is None
     collector.close_writer()
     failed.commit()
@@ -108,3 +111,36 @@ def test_an_input_that_fails_on_read_does_not_exit_0(tmp_path):
     assert done.returncode == 1, done.stderr
     assert b"reading the input failed" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_a_batch_lookup_failing_leaves_the_lines_it_read_ahead_to_failed(tmp_path):
+    """With --state, file input is read PREFETCH lines ahead and looked up in one statement:
+    when that statement fails, the lines read ahead must go to --failed too. Before, the
+    batch was kept only after its lookup returned: up to 64 lines read vanished."""
+    from fetcher.state.lookup import StateLookup
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "s.db"))
+    batches = 0
+    real = state.lookup_many
+
+    def lookup_many(urls):
+        nonlocal batches
+        batches += 1
+        if batches > 3:
+            raise sqlite3.DatabaseError("file is not a database")
+        return real(urls)
+
+    state.lookup_many = lookup_many  # type: ignore[method-assign]
+    try:
+        with counting_server() as server:
+            lines = [server.url(f"/f?i={n}") for n in range(LINES)]
+            with url_file(tmp_path / "urls.txt", lines) as stream:
+                records, failed, run = run_over(
+                    tmp_path, [Source("urls", stream=stream)], StateLookup(state)
+                )
+    finally:
+        state.close()
+    assert records, "the first batches were fetched"
+    assert sorted(records + failed) == sorted(lines), "a line read vanished"
+    assert run.books.input_error is not None and "--state" in run.books.input_error

@@ -88,9 +88,9 @@ class Prefetching:
                 if job is None:
                     break
                 jobs.append(job)
+            self._ahead.extend(jobs)  # first: if the lookup fails, drain still has them
             if len(jobs) > 1:
                 self.lookup.prefetch(jobs)
-            self._ahead.extend(jobs)
         return self._ahead.popleft()
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
