@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 
@@ -255,3 +256,22 @@ def test_an_older_state_is_migrated_step_by_step(tmp_path: Path, monkeypatch) ->
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS)
         assert db.execute("SELECT url, note FROM urls").fetchall() == [("http://a/", None)]
+
+
+def test_a_state_file_made_readable_by_others_is_made_private(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """The state keeps input lines verbatim (an Authorization header of a jsonl line, a
+    password in a URL) for --retry-failed: like --failed, only its owner may read it, even
+    when the file was made beforehand with another mode (`touch s.db`, a umask of 022)."""
+    origin.resources["/f"] = resource(b"fine\n")
+    state = tmp_path / "s.db"
+    state.touch(mode=0o644)
+    state.chmod(0o644)
+    for suffix in ("-wal", "-shm"):  # left by an earlier run that was killed
+        Path(f"{state}{suffix}").touch()
+        Path(f"{state}{suffix}").chmod(0o644)
+    fetch("--state", str(state), httpserver.url_for("/f"))
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.glob("s.db*")}
+    assert modes["s.db"] == 0o600  # -wal and -shm are removed as the run ends, if all went well
+    assert set(modes.values()) == {0o600}

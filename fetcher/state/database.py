@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import stat
 
 # The schema, version by version: MIGRATIONS[n] takes a database from user_version n to n + 1.
 # Never edit a step once released; add one. docs/state.md documents the latest.
@@ -63,6 +64,7 @@ def lock(path: str) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        keep_private(fd, path)
     except BlockingIOError:
         os.close(fd)
         raise StateError("is in use by another fetcher run (one run per state file)") from None
@@ -70,6 +72,27 @@ def lock(path: str) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def keep_private(fd: int, path: str) -> None:
+    """Make the state file (open as fd) and its -wal and -shm, if any, readable by their owner
+    only, as --failed is: the state keeps input lines verbatim for --retry-failed, headers and
+    passwords in URLs included, and a file made earlier with another mode would show them to
+    every user (SQLite gives -wal and -shm the database's mode). Only files of this user."""
+    uid = os.geteuid()
+    if os.fstat(fd).st_uid == uid:
+        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & 0o700)
+    for suffix in ("-wal", "-shm"):
+        try:
+            other = os.open(path + suffix, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # none yet (or a link: not followed, not ours to change)
+        try:
+            info = os.fstat(other)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == uid:
+                os.fchmod(other, stat.S_IMODE(info.st_mode) & 0o700)
+        finally:
+            os.close(other)
 
 
 def prepare(connection: sqlite3.Connection) -> None:
