@@ -12,6 +12,11 @@ from fetcher.results import Partial, Result
 class Observer(Protocol):
     """Called from the run's calling thread only (the one that writes records), in order."""
 
+    def on_finished(self, result: Result) -> None:
+        """A result as soon as it is final, before its record (``on_result``), which --ordered
+        may hold back behind earlier lines: what must not wait for the record (the state,
+        so that a kill loses no more than it would unordered) is done here."""
+
     def on_result(self, result: Result) -> None:
         """One URL's record. A BrokenPipeError stops the run quietly."""
 

@@ -30,6 +30,9 @@ class MemoryObserver:
         self.results = []
         self.summary = Summary()
 
+    def on_finished(self, result):
+        pass
+
     def on_result(self, result):
         self.summary.add(result)
         self.results.append(result)

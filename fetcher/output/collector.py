@@ -59,12 +59,15 @@ class Collector:
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
 
-    def on_result(self, result: Result) -> None:
-        """Write the state, count, keep the line if it failed, show, write the body and the
-        record. Raises BrokenPipeError when the records' reader has gone (the run then stops
-        quietly)."""
+    def on_finished(self, result: Result) -> None:
+        """Write the state, as soon as the result is final (before --ordered holds it back)."""
         if self.state is not None:
             self._guard(self.state.record, "state", result)
+
+    def on_result(self, result: Result) -> None:
+        """Count, keep the line if it failed, show, write the body and the record (the state
+        was written by on_finished). Raises BrokenPipeError when the records' reader has gone
+        (the run then stops quietly)."""
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:

@@ -91,6 +91,7 @@ class Books:
         if self.pending.pop(result.job.seq, None) is None:
             return
         self.handled += 1
+        self.observer.on_finished(result)
         if not self.ordered:
             self._emit(result, known)
             return
@@ -127,12 +128,13 @@ class Books:
         for seq in sorted(self.pending):
             task = self.pending.pop(seq)
             self.abandoned += 1
-            self._ordered[seq] = Result.failure(
+            self._ordered[seq] = abandoned = Result.failure(
                 task.job, ErrorKind.OTHER, "interrupted before it finished",
                 attempts=max(task.attempt, 1), abandoned=True,
                 elapsed=0.0 if task.started is None else now - task.started,
                 partial=task.partial,  # --continue: what its body was written to so far
             )  # fmt: skip
+            self.observer.on_finished(abandoned)
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)
             if result is not None:

@@ -85,6 +85,9 @@ class WireObserver:
         self.outbox = outbox
         self.batch: list[WireResult] = []
 
+    def on_finished(self, result: Result) -> None:
+        """Nothing to do yet: the parent writes the state."""
+
     def on_result(self, result: Result) -> None:
         result.close()  # bodies are only saved to files in a worker (-o); never sent
         self.batch.append(result_to_wire(result))
