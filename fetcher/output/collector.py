@@ -28,12 +28,11 @@ if TYPE_CHECKING:
 class Collector:
     """Counts, remembers failures and writes records, in that order, for every result.
 
-    Bookkeeping comes before the record so that a closed output (BrokenPipeError, re-raised to
-    the run, which stops) never loses a count or a --failed line. Any other write error (a full
-    disk, EIO) is not raised: it is reported once through ``on_write_error`` (which stops the
-    run), and from then on no record is written and every line whose record is lost goes to
-    --failed, ok or not, with the ok lines of records still buffered: a retry gives them back.
-    """
+    Bookkeeping comes first: a closed output (BrokenPipeError, re-raised to the run, which
+    stops) never loses a count or a --failed line. Any other write error (a full disk, EIO) is
+    reported once through ``on_write_error`` (which stops the run); from then on no record is
+    written and every line whose record is lost goes to --failed, ok or not, with those of
+    records still buffered: a retry gives them back."""
 
     def __init__(
         self,
@@ -65,9 +64,8 @@ class Collector:
             self._guard(self.state.record, "state", result)
 
     def on_result(self, result: Result) -> None:
-        """Count, keep the line if it failed, show, write the body and the record (the state
-        was written by on_finished). Raises BrokenPipeError when the records' reader has gone
-        (the run then stops quietly)."""
+        """Count, keep the line if it failed, show, write the body and the record. Raises
+        BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
         self.summary.add(result)
         lost = self.write_error is not None
         if (lost or not result.ok) and self.failed is not None:
@@ -134,8 +132,7 @@ class Collector:
 
     def take_over(self, stuck_for: float) -> bool:
         """From a hard stop's watchdog: once the calling thread has been in one write for
-        stuck_for s (a pipe nobody reads), stop it for good and take its place (False: not yet).
-        Records are then lost, their lines go to --failed; the state (its connection) is left."""
+        stuck_for s, stop it for good and take its place (False: not yet); records are lost."""
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"
@@ -143,16 +140,16 @@ class Collector:
         return True
 
     def commit_failed_now(self) -> None:
-        """A hard exit's hook: --failed, with the lines of ok records not yet flushed (the exit
-        may cut them off: retried once more rather than lost), renamed into place."""
+        """A hard exit's hook: --failed renamed into place, with the lines of records not yet
+        flushed, which the exit may cut off (retried once more rather than lost)."""
         if self.failed is not None:
             if not self.output_broken:  # a reader gone: what it never read is not a failure
                 self._hand_back_unflushed()
             self.failed.commit(sync=False)
 
     def flush_at_exit(self) -> None:
-        """A hard exit's last hook: flush the records, unless a write is in progress (stuck,
-        or cut by the signal: the flush would wait on it) or the records are lost anyway."""
+        """A hard exit's last hook: flush the records, unless a write is in progress (the flush
+        would wait on it) or the records are lost anyway."""
         if not (self._writes.busy or self.output_broken or self.write_error):
             self.writer.flush()
 
