@@ -391,3 +391,26 @@ def test_records_that_cannot_be_written_end_the_run_cleanly(server, tmp_path, co
     assert json.loads(summary.read_text())["exit_status"] == 1
     # Not one record reached /dev/full: every line is in --failed, once, to be fetched again.
     assert sorted(failed.read_text().splitlines()) == sorted(urls)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
+def test_a_file_under_dev_shm_is_replaced_whole_not_appended_to(server):
+    """/dev/shm is a folder of plain files: only names that stand for a stream (/dev/stdout,
+    /dev/fd/N, /proc/PID/fd/N) are written in place. Appended to, a summary became two JSON
+    documents, and a --failed retry list read itself back as it grew."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        summary, failed = Path(folder, "summary.json"), Path(folder, "failed.txt")
+        summary.write_text('{"old": true}\n')
+        failed.write_text("from the last run\n")
+        url = server.url("/status/404")
+        result = invoke(["-q", "--summary", str(summary), "--failed", str(failed), url])
+        assert result.exit_code == 3
+        assert json.loads(summary.read_text())["failed"] == 1
+        assert failed.read_text() == url + "\n"
+        assert stat.S_IMODE(failed.stat().st_mode) == 0o600
+    finally:
+        shutil.rmtree(folder)

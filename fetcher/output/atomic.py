@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import Iterator
@@ -24,28 +25,30 @@ FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl an
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-# Where a name stands for a stream whatever is behind it (/dev/stdout, /proc/self/fd/1): a
+# Names that stand for a stream whatever is behind it (/dev/stdout, /proc/self/fd/1): a
 # regular file there is another process's output, to be added to, never a file to replace.
-SYSTEM_FOLDERS = ("/dev/", "/proc/")
+# Only these: /dev/shm and the like hold plain files.
+STREAM_NAMES = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-self|\d+)/fd/\d+")
 MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
 
 
 def is_stream(path: str) -> bool:
-    """True when path is, or links to, a character device or a FIFO, or goes through /dev or
-    /proc (`--failed /dev/stdout` with stdout on a file): written in place, appended to.
-    Renamed over, /dev/stdout itself would be replaced, for every process of the system."""
+    """True when path is, or links to, a character device or a FIFO, or is named as one of
+    this process's descriptors (`--failed /dev/stdout` with stdout on a file): written in
+    place, appended to. Renamed over, /dev/stdout itself would be replaced, for every process
+    of the system."""
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _through_system_folder(path)
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _named_as_stream(path)
 
 
-def _through_system_folder(path: str) -> bool:
-    """Whether path, or a link on the way to what it names, is in /dev or /proc."""
+def _named_as_stream(path: str) -> bool:
+    """Whether path, or a link on the way to what it names, is a STREAM_NAMES name."""
     for _ in range(MAX_LINKS):
         path = os.path.abspath(path)
-        if path.startswith(SYSTEM_FOLDERS):
+        if STREAM_NAMES.fullmatch(path):
             return True
         if not os.path.islink(path):
             return False
