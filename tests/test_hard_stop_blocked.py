@@ -164,3 +164,35 @@ def test_a_second_signal_with_the_output_blocked_loses_no_line(tmp_path, extra, 
     assert len(set(failed) - set(records)) > 500
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetcher-")]
     assert leftovers == [], "a temporary was left"
+
+
+def test_a_second_signal_exits_in_time_when_failed_goes_to_the_stuck_output_too(tmp_path):
+    """--failed /dev/stdout, and stdout a pipe nobody reads: the watchdog's accounting then
+    blocks on that pipe as well. It runs on a thread of its own, given until the deadline;
+    before, the watchdog ran it itself and the process never exited."""
+    with counting_server(route) as server:
+        lines = [server.url(f"/{'f' * 100}?i={n}") for n in range(LINES)]
+        urls = tmp_path / "k3000.txt"
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        reader, writer = os.pipe()
+        process = subprocess.Popen(
+            [*FETCHER, "-i", urls.name, "--failed", "/dev/stdout", "-j", "16"],
+            stdin=subprocess.DEVNULL, stdout=writer, stderr=subprocess.DEVNULL,
+            env=clean_env(), cwd=tmp_path,
+        )  # fmt: skip
+        os.close(writer)
+        try:
+            wait_until_stuck_writing(process, 1, "the writer stuck")
+            process.send_signal(signal.SIGINT)
+            wait_until_stuck_writing(process, 1, "the writer stuck again")
+            process.send_signal(signal.SIGINT)
+            second = time.monotonic()
+            process.wait(timeout=20)
+            took = time.monotonic() - second
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(reader)
+    assert process.returncode == 130
+    assert took < 1.0, f"{took:.2f} s after the second signal"

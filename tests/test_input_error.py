@@ -144,3 +144,26 @@ def test_a_batch_lookup_failing_leaves_the_lines_it_read_ahead_to_failed(tmp_pat
     assert records, "the first batches were fetched"
     assert sorted(records + failed) == sorted(lines), "a line read vanished"
     assert run.books.input_error is not None and "--state" in run.books.input_error
+
+
+def test_a_read_failing_while_a_batch_is_read_ahead_loses_none_of_it(tmp_path):
+    """With --state, file input is read 64 lines ahead: a read that fails part-way through a
+    batch must leave the lines of that batch read so far to their records or --failed."""
+    from fetcher.state.lookup import StateLookup
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "s.db"))
+    try:
+        with counting_server() as server:
+            first = [server.url(f"/a?i={n}") for n in range(LINES)]
+            second = [server.url(f"/b?i={n}") for n in range(100)]
+            url_file(tmp_path / "one.txt", first).close()
+            with BrokenAfter(tmp_path / "one.txt", BREAKS_AT) as broken, \
+                    url_file(tmp_path / "two.txt", second) as rest:  # fmt: skip
+                sources = [Source("one", stream=broken), Source("two", stream=rest)]
+                records, failed, run = run_over(tmp_path, sources, StateLookup(state))
+    finally:
+        state.close()
+    assert BREAKS_AT % 64, "the read must fail inside a batch"
+    assert sorted(records + failed) == sorted(first[:BREAKS_AT] + second), "a line read vanished"
+    assert run.books.input_error is not None

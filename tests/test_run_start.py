@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,21 @@ def test_the_command_with_processes_exits_2_when_a_worker_cannot_start_its_threa
     assert "Traceback" not in stderr
     assert done.stdout == b""
     assert failed.read_text() == "from the last run\n"
+
+
+def test_a_worker_process_that_never_says_it_started_is_given_up_on(monkeypatch, tmp_path):
+    """Alive but silent (here: a process that only sleeps), a worker must not hold the run
+    before its first line for ever: after START_LIMIT it is stopped and the run refused."""
+    from fetcher.run import worker_process
+
+    silent = tmp_path / "silent"
+    silent.write_text("#!/bin/sh\nexec sleep 60\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(silent))
+    monkeypatch.setattr(worker_process, "START_LIMIT", 0.5)
+    run, observer = run_of(Settings(workers=2, processes=2))
+    began = time.monotonic()
+    with pytest.raises(RunStartError, match=r"worker process 1: it did not start within 0.5 s"):
+        run.run()
+    assert time.monotonic() - began < 4  # the silent ones are stopped, not waited for
+    assert observer.results == [] and run.source.count == 0

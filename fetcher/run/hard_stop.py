@@ -5,6 +5,7 @@ nobody reads), and exits anyway if the calling thread cannot finish in time."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -88,10 +89,16 @@ class HardStopper:
         deadline = time.monotonic() + HARD_STOP_LIMIT
         while time.monotonic() < deadline:
             if self._took_over() and self.finish is not None:
-                try:
-                    self.finish(reason, max(WATCHDOG_HOOKS_WAIT, deadline - time.monotonic()))
-                finally:
-                    hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)  # whatever went wrong
+                # On a thread of its own: the accounting may block too (--failed on the stuck
+                # output), and the exit may not wait past the deadline for it.
+                finishing = threading.Thread(
+                    target=self.finish, args=(reason, WATCHDOG_HOOKS_WAIT), daemon=True,
+                    name="fetcher-hard-stop",
+                )  # fmt: skip
+                with contextlib.suppress(RuntimeError):  # no thread: exit now
+                    finishing.start()
+                    finishing.join(max(0.0, deadline - time.monotonic()))
+                break
             time.sleep(WATCH_EVERY)
         hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
 

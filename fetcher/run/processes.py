@@ -108,6 +108,8 @@ def wait_until_started(workers: list[WorkerProcess]) -> None:
     for worker in workers:
         problem = worker.start_problem()
         if problem is not None:
+            for other in workers:  # none was dealt a job: stop them now, not after a wait
+                other.kill(signal.SIGTERM)
             raise RunStartError(f"worker process {worker.index + 1}: {problem}")
 
 

@@ -25,6 +25,9 @@ WORKER_CODE = (
 # two SIGTERMs sent together may arrive as one).
 EXIT_NOW = signal.SIGUSR1
 
+# Seconds a worker process may take to say that its threads run (it takes about 0.25 s).
+START_LIMIT = 60.0
+
 # Called by the listening thread with each message, and None when the pipe ends.
 Listener = Callable[[int, object], None]
 
@@ -89,8 +92,9 @@ class WorkerProcess:
 
     def start_problem(self) -> str | None:
         """Wait until the worker's threads all run (None) or it says why they cannot (listening
-        thread started first)."""
-        self._reported.wait()
+        thread started first), at most START_LIMIT seconds."""
+        if not self._reported.wait(START_LIMIT):
+            return f"it did not start within {START_LIMIT:g} s"
         return self._start_problem
 
     def send(self, batch: list[WireJob]) -> None:

@@ -82,15 +82,15 @@ class Prefetching:
             first = self.source.next_job()  # may wait on a pipe, as without a state
             if first is None:
                 return None
-            jobs = [first]
-            while len(jobs) < PREFETCH and self.source.rest_is_finite:
+            # Each job is kept as it is read: if a read or the lookup fails, drain has them.
+            self._ahead.append(first)
+            while len(self._ahead) < PREFETCH and self.source.rest_is_finite:
                 job = self.source.next_job()
                 if job is None:
                     break
-                jobs.append(job)
-            self._ahead.extend(jobs)  # first: if the lookup fails, drain still has them
-            if len(jobs) > 1:
-                self.lookup.prefetch(jobs)
+                self._ahead.append(job)
+            if len(self._ahead) > 1:
+                self.lookup.prefetch(list(self._ahead))
         return self._ahead.popleft()
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
