@@ -33,6 +33,9 @@ def route(path: str) -> tuple[int, dict[str, str], bytes, float]:
         return 200, {"Set-Cookie": changed}, b"", LATE
     if name.startswith("set/"):
         return 200, {"Set-Cookie": f"{name[4:]}=received; Path=/"}, b"", 0.0
+    if name == "delete-elsewhere":  # another site's cookie, "deleted" by an expired Set-Cookie
+        gone = "SID=x; Domain=bank.test; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        return 200, {"Set-Cookie": gone}, b"", 0.0
     return 200, {}, b"", OTHERS
 
 
@@ -134,3 +137,15 @@ def test_every_deletion_sticks_even_past_the_per_domain_bound(tmp_path, options)
     with counting_server(deleting) as server:
         fetch(jar, [server.url(f"/d{n}") for n in range(count)], *options)
     assert saved(jar) == {}
+
+
+@pytest.mark.parametrize("options", WORKERS, ids=" ".join)
+def test_a_server_cannot_delete_another_sites_cookie(tmp_path, options):
+    """http.cookiejar carries out an expired Set-Cookie's deletion before it checks that the
+    server may set cookies for that domain at all: 127.0.0.1 "deleted" bank.test's login, and
+    since the jar is saved with what servers deleted, it was gone from the file."""
+    jar = tmp_path / "jar.txt"
+    jar.write_text(HEADER + ".bank.test\tTRUE\t/\tFALSE\t4102444800\tSID\tkeep\n")
+    with counting_server(route) as server:
+        fetch(jar, [server.url("/delete-elsewhere"), server.url("/a")], *options)
+    assert saved(jar).get((".bank.test", "SID")) == "keep"

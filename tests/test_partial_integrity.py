@@ -149,3 +149,20 @@ def test_an_untouched_partial_is_resumed(
     assert record["ok"] and record["status"] == 206, record
     assert Path(record["path"]).read_bytes() == BODY
     assert not list((tmp_path / "out").rglob(".fetcher-*"))
+
+
+def test_a_partial_left_by_an_earlier_version_is_removed_and_the_body_fetched_whole(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """Before the inode went into the name, a partial was `.fetcher-<16 hex>.part`: such a file
+    cannot be proven fetcher's, so it is not continued, and it is removed (a name in DIR: a
+    planted link goes, never its target) rather than left in DIR for good."""
+    partial = cut_short(served, tmp_path, str(tmp_path / "out"))
+    legacy = partial.with_name(partial.name.rsplit("-", 1)[0] + ".part")
+    partial.rename(legacy)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE urls SET partial = ?", (str(legacy),))
+    record = fetch(served[0].url_for("/f"), tmp_path / "s.db", str(tmp_path / "out"))
+    assert_fetched_whole(record, served[1])
+    assert not legacy.exists()
+    assert not list((tmp_path / "out").rglob(".fetcher-*"))

@@ -178,3 +178,15 @@ def test_a_run_that_saved_no_body_cannot_make_a_stale_file_look_current(
     assert record["ok"] and record["status"] == 200, record
     assert Path(saved["path"]).read_bytes() == second.body != first.body
     assert record["sha256"] == second.sha256
+
+
+def test_a_206_that_adds_an_etag_to_the_date_the_file_began_with_still_continues_it(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """The file began with a Last-Modified date only; the 206 carries that date and an ETag
+    as well: still the same version by the validator the file has, so it is continued."""
+    url = cut_short(served, tmp_path, Resource(body(1), last_modified=DAY_1))
+    served[1].resources["/f"] = now = Resource(body(1), etag='"tagged"', last_modified=DAY_1)
+    record = fetch(url, tmp_path, "--continue")
+    assert ranges_asked(served[1])[-1] == f"bytes={CUT}-"
+    assert record["ok"] and record["status"] == 206 and record["sha256"] == now.sha256

@@ -26,7 +26,8 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from http import cookiejar
 from http.cookiejar import Cookie, CookieJar, CookiePolicy
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult
@@ -62,6 +63,19 @@ class BoundedCookieJar(RequestsCookieJar):
     """
 
     changes: CookieChanges | None = None  # a class default: the many temporary jars note nothing
+    _answering_host: str | None = None  # while make_cookies reads an answer: its host
+
+    def make_cookies(self, response: Any, request: Any) -> Sequence[Cookie]:
+        """CookieJar's, which carries out an expired Set-Cookie's deletion as it reads it,
+        before any policy decides whether the host may set cookies for that domain at all:
+        without the host noted for clear, any server could delete any site's cookie (and -c
+        saves what servers deleted)."""
+        with self._cookies_lock:  # type: ignore[attr-defined] # an RLock: clear takes it too
+            self._answering_host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+            try:
+                return super().make_cookies(response, request)
+            finally:
+                self._answering_host = None
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
         super().__init__(policy)
@@ -93,8 +107,12 @@ class BoundedCookieJar(RequestsCookieJar):
     ) -> None:
         """CookieJar's clear. A server's deletion (an expired Set-Cookie) comes here with the
         whole key, and is noted even when this jar does not hold the cookie (KeyError): it may
-        be in the file, or set by another worker."""
+        be in the file, or set by another worker. Only one for a domain the answering host may
+        set cookies for (see make_cookies)."""
         with self._cookies_lock:  # type: ignore[attr-defined]
+            host = self._answering_host
+            if host is not None and domain is not None and not _may_set(host, domain):
+                return  # another site's cookie: not this server's to delete
             changes = self.changes
             if changes is not None and domain is not None and path is not None and name is not None:
                 changes.note((domain, path, name), None)
@@ -225,6 +243,11 @@ class CookieChanges:
         """The changes, oldest first."""
         with self._lock:
             return list(self._changes.values())
+
+
+def _may_set(host: str, domain: str) -> bool:
+    """Whether the answer of host may set (so delete) a cookie of domain (RFC 6265 5.1.3)."""
+    return bool(cookiejar.domain_match(host, domain))  # type: ignore[attr-defined]
 
 
 def _under(key: _Key, domain: str | None, path: str | None, name: str | None = None) -> bool:

@@ -121,18 +121,22 @@ class Resumer:
     def restarts(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
         """Whether the answer to a Range request must be dropped and the body asked for whole:
         a 416, or a 206 that is not the rest of the kept file, or not of the version it began
-        with (the validator chosen as the file's was, from the 206's own headers, is another:
-        the server ignored If-Range). Any other answer is taken as it comes."""
+        with (it carries a strong ETag or a date, and neither is the file's validator: the
+        server ignored If-Range). Any other answer is taken as it comes."""
         status = response.status_code
         if status == 416:
             return True
         if status != 206:
             return False
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        own = validator_of(response)
+        headers = response.headers
+        encoding = headers.get("Content-Encoding", "identity").strip().lower()
+        etag = headers.get("ETag")
+        own = {v for v in (etag if etag and not etag.startswith("W/") else None,
+                           headers.get("Last-Modified")) if v}  # fmt: skip
         return (
             encoding != "identity"  # the range counts encoded bytes: not the file's
-            or own not in (None, partial.validator)
+            or bool(own)
+            and partial.validator not in own
             or not is_rest_of(response, kept.kept)
         )
 

@@ -33,6 +33,8 @@ SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to 
 _RESUMABLE = re.compile(
     re.escape(TEMP_PREFIX) + "[0-9a-f]{16}-([0-9a-f]{1,16})" + re.escape(TEMP_SUFFIX)
 )
+# A partial named as before (schema 1): it cannot be proven fetcher's, and is removed.
+_LEGACY = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{16}" + re.escape(TEMP_SUFFIX))
 # A FIFO never blocks, a terminal never becomes ours: checked before and after, but opened.
 _CONTINUE = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
 
@@ -313,11 +315,17 @@ class Bodies:
             return None
         name_there = os.path.basename(path)
         match = _RESUMABLE.fullmatch(name_there)
-        if match is None:
+        legacy = _LEGACY.fullmatch(name_there) is not None
+        if match is None and not legacy:
             return None
         try:
             placement = self.folder.place(url, name)
         except OSError:
+            return None
+        if match is None:  # left by an earlier version: a name only is removed, in url's folder
+            with contextlib.suppress(OSError):
+                os.unlink(name_there, dir_fd=placement.folder)
+            placement.close()
             return None
         left = _Left(os.fstat(placement.folder).st_dev, int(match[1], 16), size, changed)
         fd = _open_ours(placement.folder, name_there, left)
