@@ -63,7 +63,10 @@ class _FloodHandler(BaseHTTPRequestHandler):
             self.server.cookie_headers.append(self.headers.get("Cookie", ""))
             first = self.server.answers * NEW_PER_ANSWER
             self.server.answers += 1
-        self.send_response(200)
+        redirect = self.path.startswith("/redirect")
+        self.send_response(302 if redirect else 200)
+        if redirect:
+            self.send_header("Location", "/after-the-redirect")
         for number in range(first, first + NEW_PER_ANSWER):
             self.send_header("Set-Cookie", f"c{number}={VALUE}; Path=/")
         self.send_header("Content-Length", "2")
@@ -81,6 +84,16 @@ def flood() -> Iterator[CookieFlood]:
 
 
 # -- received cookies ----------------------------------------------------------------------------
+
+
+def test_the_cookie_header_of_a_redirect_hop_is_bounded_too(flood):
+    """requests copies the request's jar for each redirect hop, with RequestsCookieJar.copy: a
+    plain jar, whose Cookie header knew no bound (the 95 KB the redirect had just set)."""
+    result = invoke(["-q", "--retries", "0", flood.url("/redirect")])
+    assert result.exit_code == 0, result.output
+    first, hop = (len(header) for header in flood.cookie_headers)
+    assert first == 0
+    assert MAX_COOKIE_HEADER_BYTES - len(VALUE) - 10 <= hop <= MAX_COOKIE_HEADER_BYTES
 
 
 @pytest.mark.parametrize("workers", ["1", "3"])

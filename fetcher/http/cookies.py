@@ -130,6 +130,14 @@ class BoundedCookieJar(RequestsCookieJar):
                 for key in [k for k in self._order if _under(k, domain, path)]:
                     del self._order[key]
 
+    def copy(self) -> BoundedCookieJar:
+        """RequestsCookieJar's copy, bounded as this jar: requests copies the request's jar for
+        every redirect hop, and a plain copy's Cookie header knew no bound. Notes nothing."""
+        new = BoundedCookieJar()
+        new.set_policy(self.get_policy())
+        new.update(self)
+        return new
+
     def _cookie_attrs(self, cookies: list[Cookie]) -> list[str]:
         """The ``name=value`` pairs of a Cookie header, those that fit in the bound (the most
         specific paths come first: CookieJar sorts them so)."""
