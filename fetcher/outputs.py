@@ -170,10 +170,13 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
         state.append(("--state", settings.state, file_identity(settings.state, False)))
     inputs = input_files(settings, streams)
     results = [named for named in outputs if named[0] == "--results"]
-    pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs))
+    pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
+                  product(inputs, state))  # fmt: skip
     for (first, path, identity), (second, _, other) in pairs:
         if identity is not None and identity == other:
             why = SAME_FILE.get(second, "one would replace the other")
+            if second == "--state" and first in ("--input", "standard input"):
+                why = "the state database would be read as a list of URLs"
             raise click.UsageError(f"{first} and {second} name the same file {path!r}: {why}")
 
 

@@ -155,3 +155,16 @@ def test_streams_may_take_several_outputs(server):
     result = invoke([*args, "--metrics", "/dev/null", server.url("/a")])
     assert result.exit_code == 0, result.output
     assert server.requests == 1
+
+
+def test_the_state_over_an_input_file_is_refused(server, tmp_path):
+    """The run would read the SQLite database as its list of URLs (a line of garbage each),
+    while writing it."""
+    state = tmp_path / "s.db"
+    invoke(["-q", "--state", str(state), server.url("/a")])  # a real state, kept
+    before = state.read_bytes()
+    result = invoke(["-q", "--state", str(state), "-i", str(state)])
+    assert result.exit_code == 2
+    assert "--input and --state name the same file" in result.output
+    assert "read as a list of URLs" in result.output
+    assert state.read_bytes() == before
