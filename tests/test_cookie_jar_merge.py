@@ -149,3 +149,15 @@ def test_a_server_cannot_delete_another_sites_cookie(tmp_path, options):
     with counting_server(route) as server:
         fetch(jar, [server.url("/delete-elsewhere"), server.url("/a")], *options)
     assert saved(jar).get((".bank.test", "SID")) == "keep"
+
+
+def test_a_cookie_jar_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
+    """-c reads the file and writes it back: a FIFO can be neither, and reading one with no
+    writer blocked for ever before a request was made."""
+    import os
+
+    fifo = tmp_path / "jar"
+    os.mkfifo(fifo)
+    done = run_process(["-q", "-c", str(fifo), "http://127.0.0.1:9/"], timeout=20)
+    assert done.returncode == 2, done.stderr
+    assert b"FIFO" in done.stderr and b"Traceback" not in done.stderr

@@ -23,6 +23,8 @@ sends only those its bounded jar keeps.
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -310,7 +312,10 @@ def load_jar(path: str) -> CookieJar:
     file exists but cannot be read as one."""
     jar = OrderedCookieJar()
     try:
-        with open(path, "rb") as file:
+        # Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
+            if stat.S_ISFIFO(os.fstat(file.fileno()).st_mode):
+                raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
         if len(data) > MAX_JAR_FILE_BYTES:
             limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
