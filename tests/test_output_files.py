@@ -414,3 +414,25 @@ def test_a_file_under_dev_shm_is_replaced_whole_not_appended_to(server):
         assert stat.S_IMODE(failed.stat().st_mode) == 0o600
     finally:
         shutil.rmtree(folder)
+
+
+def test_failed_lines_sent_to_this_process_s_stdout_on_a_file_are_not_overwritten(server, tmp_path):
+    """`--failed /dev/stdout` with stdout on a file: --failed opened by its name had an offset
+    of its own, and the records' writes, at stdout's offset, overwrote the failed lines written
+    between them. They are written through stdout's own descriptor now, in turn with the
+    records. (A link of the test's own to /proc/self/fd/1, as above.)"""
+    out, to_stdout = tmp_path / "out.txt", tmp_path / "1"
+    to_stdout.symlink_to("/proc/self/fd/1")
+    urls = [server.url(f"/status/{404 if n % 2 else 200}?n={n}") for n in range(300)]
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [*FETCHER, "--format", "jsonl", "-q", "-j", "4", "--failed", str(to_stdout), *urls],
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=clean_env(),
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    lines = out.read_text().splitlines()
+    records = [json.loads(line)["url"] for line in lines if line.startswith("{")]
+    failed = [line for line in lines if not line.startswith("{")]
+    assert sorted(records) == sorted(urls)
+    assert sorted(failed) == sorted(urls[1::2])

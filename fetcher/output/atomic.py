@@ -11,6 +11,7 @@ to replace.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -46,14 +47,38 @@ def is_stream(path: str) -> bool:
 
 def _named_as_stream(path: str) -> bool:
     """Whether path, or a link on the way to what it names, is a STREAM_NAMES name."""
+    return _stream_name(path) is not None
+
+
+def _stream_name(path: str) -> str | None:
+    """The STREAM_NAMES name that path is, or a link on the way to what it names is; None."""
     for _ in range(MAX_LINKS):
         path = os.path.abspath(path)
         if STREAM_NAMES.fullmatch(path):
-            return True
+            return path
         if not os.path.islink(path):
-            return False
+            return None
         path = os.path.join(os.path.dirname(path), os.readlink(path))
-    return False
+    return None
+
+
+OWN_DESCRIPTOR = re.compile(r"/dev/fd/(\d+)|/proc/(?:self|thread-self|(\d+))/fd/(\d+)")
+STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def open_stream(path: str) -> int:
+    """A descriptor to write to the stream path, appending. A name for one of this process's
+    own descriptors (/dev/stdout) gives a duplicate of it: opened again by its name, a regular
+    file behind it would get an offset of its own, and what one wrote the other overwrote."""
+    name = _stream_name(path) or ""
+    number = STANDARD.get(name)
+    match = OWN_DESCRIPTOR.fullmatch(name)
+    if match is not None and match[2] in (None, str(os.getpid())):
+        number = int(match[1] or match[3])
+    if number is not None:
+        with contextlib.suppress(OSError):
+            return os.dup(number)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
 
 
 def current_umask() -> int:
@@ -135,7 +160,7 @@ class AtomicFile:
         self.path = path
         self.temporary: str | None = None
         if is_stream(path):  # appended to: a file behind /dev/stdout holds the records
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self.fd = open_stream(path)
         else:
             folder = os.path.dirname(os.path.abspath(path))
             self.fd, self.temporary = create_temporary(folder, mode_for(path, mode))
