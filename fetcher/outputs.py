@@ -165,6 +165,7 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
         for option, field_name, replaced in OUTPUT_FILES
         if option != "--state" and (path := getattr(settings, field_name)) is not None
     ]
+    outputs += records_file(settings, streams)
     state: list[Named] = []
     if settings.state is not None:  # SQLite opens it through links
         state.append(("--state", settings.state, file_identity(settings.state, False)))
@@ -178,6 +179,20 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
             if second == "--state" and first in ("--input", "standard input"):
                 why = "the state database would be read as a list of URLs"
             raise click.UsageError(f"{first} and {second} name the same file {path!r}: {why}")
+
+
+def records_file(settings: Settings, streams: Streams | None) -> list[Named]:
+    """Standard output, when the records go there and it is a regular file (`> out.txt`): a
+    --failed or --summary replacing that file at the end would take the records with it."""
+    if settings.results is not None or streams is None or streams.stdout_closed:
+        return []
+    try:
+        found = os.fstat(streams.stdout.fileno())
+    except (OSError, ValueError):  # not backed by a descriptor (a test runner's output)
+        return []
+    if not stat.S_ISREG(found.st_mode):
+        return []
+    return [("standard output", "-", (found.st_dev, found.st_ino))]
 
 
 def input_files(settings: Settings, streams: Streams | None) -> list[Named]:

@@ -168,3 +168,25 @@ def test_the_state_over_an_input_file_is_refused(server, tmp_path):
     assert "--input and --state name the same file" in result.output
     assert "read as a list of URLs" in result.output
     assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics"])
+def test_an_output_over_the_file_standard_output_goes_to_is_refused(server, tmp_path, option):
+    """`fetcher --failed out.txt URL > out.txt`: the file written at the end was renamed over
+    the records. With the records in --results, standard output is nobody's."""
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [*FETCHER, option, str(out), server.url("/a")], stdin=subprocess.DEVNULL,
+            stdout=sink, stderr=subprocess.PIPE, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"{option} and standard output name the same file".encode() in done.stderr
+    assert server.requests == 0
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [*FETCHER, option, str(out), "--results", str(tmp_path / "r.txt"), server.url("/a")],
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=clean_env(),
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
