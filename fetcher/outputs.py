@@ -16,7 +16,7 @@ import click
 
 from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
-from fetcher.output.atomic import FileIdentity, file_identity, output_problem
+from fetcher.output.atomic import FileIdentity, file_identity, is_stream, output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
@@ -182,17 +182,21 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
 
 
 def records_file(settings: Settings, streams: Streams | None) -> list[Named]:
-    """Standard output, when the records go there and it is a regular file (`> out.txt`): a
-    --failed or --summary replacing that file at the end would take the records with it."""
-    if settings.results is not None or streams is None or streams.stdout_closed:
-        return []
+    """The regular file the records stream into through standard output (`> out.txt`, or
+    `--results /dev/stdout`): a --failed or --summary replacing that file at the end would take
+    the records with it."""
     try:
-        found = os.fstat(streams.stdout.fileno())
+        if settings.results is not None:
+            if not is_stream(settings.results):
+                return []  # a file of its own: file_identity has it
+            found, name = os.stat(settings.results), "--results"
+        elif streams is not None and not streams.stdout_closed:
+            found, name = os.fstat(streams.stdout.fileno()), "standard output"
+        else:
+            return []
     except (OSError, ValueError):  # not backed by a descriptor (a test runner's output)
         return []
-    if not stat.S_ISREG(found.st_mode):
-        return []
-    return [("standard output", "-", (found.st_dev, found.st_ino))]
+    return [(name, "-", (found.st_dev, found.st_ino))] if stat.S_ISREG(found.st_mode) else []
 
 
 def input_files(settings: Settings, streams: Streams | None) -> list[Named]:

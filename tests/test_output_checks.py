@@ -190,3 +190,17 @@ def test_an_output_over_the_file_standard_output_goes_to_is_refused(server, tmp_
             timeout=60, check=False,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_results_to_this_process_s_stdout_on_a_file_counts_as_that_file(server, tmp_path):
+    """`--results /dev/stdout --failed out.txt > out.txt`: the same clash, through a name."""
+    out, to_stdout = tmp_path / "out.txt", tmp_path / "1"
+    to_stdout.symlink_to("/proc/self/fd/1")  # as /dev/stdout, without touching the system's
+    with open(out, "wb") as sink:
+        done = subprocess.run(
+            [*FETCHER, "--results", str(to_stdout), "--failed", str(out), server.url("/a")],
+            stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.PIPE, env=clean_env(),
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert b"name the same file" in done.stderr
