@@ -196,6 +196,11 @@ def records_file(settings: Settings, streams: Streams | None) -> list[Named]:
             return []
     except (OSError, ValueError):  # not backed by a descriptor (a test runner's output)
         return []
+    return regular_file(name, found)
+
+
+def regular_file(name: str, found: os.stat_result) -> list[Named]:
+    """name as a Named file when what it stands for is a regular file; else nothing."""
     return [(name, "-", (found.st_dev, found.st_ino))] if stat.S_ISREG(found.st_mode) else []
 
 
@@ -212,8 +217,7 @@ def input_files(settings: Settings, streams: Streams | None) -> list[Named]:
             found = os.fstat(streams.stdin.fileno())
         except (OSError, ValueError):  # not backed by a descriptor (a test runner's input)
             return inputs
-        if stat.S_ISREG(found.st_mode):
-            inputs.append(("standard input", "-", (found.st_dev, found.st_ino)))
+        inputs += regular_file("standard input", found)
     return inputs
 
 

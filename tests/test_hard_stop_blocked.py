@@ -89,6 +89,26 @@ def parse(data: bytes, text: bool) -> dict[str, bool]:
     return found
 
 
+def interrupt_twice_when_stuck(process: subprocess.Popen[bytes], fd: int) -> float:
+    """SIGINT once the process is stuck writing to fd, and again once it is stuck again; return
+    the seconds from the second signal to its exit."""
+    wait_until_stuck_writing(process, fd, "the writer stuck")
+    process.send_signal(signal.SIGINT)
+    # The handler runs between two attempts of the write, which blocks again.
+    wait_until_stuck_writing(process, fd, "the writer stuck again")
+    process.send_signal(signal.SIGINT)
+    second = time.monotonic()
+    process.wait(timeout=20)
+    return time.monotonic() - second
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process if a failed test left it running."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
 def interrupt_blocked(tmp_path: Path, extra: list[str], to_fifo: bool):
     """Run over LINES URLs with the records' output a pipe nobody reads; once the main thread is
     stuck writing to it, SIGINT twice. Returns (status, seconds from the second signal to the
@@ -119,18 +139,9 @@ def interrupt_blocked(tmp_path: Path, extra: list[str], to_fifo: bool):
             if to_fifo:  # the descriptor of --results in the child, once it is open
                 wait_for(lambda: fifo_fd(process.pid) is not None, "--results open")
                 fd = fifo_fd(process.pid) or 0
-            wait_until_stuck_writing(process, fd, "the writer stuck")
-            process.send_signal(signal.SIGINT)
-            # The handler runs between two attempts of the write, which blocks again.
-            wait_until_stuck_writing(process, fd, "the writer stuck again")
-            process.send_signal(signal.SIGINT)
-            second = time.monotonic()
-            process.wait(timeout=20)
-            took = time.monotonic() - second
+            took = interrupt_twice_when_stuck(process, fd)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            end(process)
             data = drain(reader)
             os.close(reader)
     stderr = (tmp_path / "stderr").read_text()
@@ -182,17 +193,9 @@ def test_a_second_signal_exits_in_time_when_failed_goes_to_the_stuck_output_too(
         )  # fmt: skip
         os.close(writer)
         try:
-            wait_until_stuck_writing(process, 1, "the writer stuck")
-            process.send_signal(signal.SIGINT)
-            wait_until_stuck_writing(process, 1, "the writer stuck again")
-            process.send_signal(signal.SIGINT)
-            second = time.monotonic()
-            process.wait(timeout=20)
-            took = time.monotonic() - second
+            took = interrupt_twice_when_stuck(process, 1)
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            end(process)
             os.close(reader)
     assert process.returncode == 130
     assert took < 1.0, f"{took:.2f} s after the second signal"

@@ -87,7 +87,9 @@ def test_a_state_lookup_failing_mid_run_hands_the_rest_of_the_input_to_failed(tm
     assert "--state" in run.books.input_error and "not a database" in run.books.input_error
 
 
-def test_a_file_that_cannot_be_read_on_leaves_the_next_ones_to_failed(tmp_path):
+def run_over_a_broken_file(tmp_path: Path, lookup: Lookup | None = None):
+    """A run over two files, the first failing with EIO after BREAKS_AT of its LINES lines:
+    (the first file's lines, the second's, records, --failed lines, the run)."""
     with counting_server() as server:
         first = [server.url(f"/a?i={n}") for n in range(LINES)]
         second = [server.url(f"/b?i={n}") for n in range(100)]
@@ -95,7 +97,12 @@ def test_a_file_that_cannot_be_read_on_leaves_the_next_ones_to_failed(tmp_path):
         with BrokenAfter(tmp_path / "one.txt", BREAKS_AT) as broken, \
                 url_file(tmp_path / "two.txt", second) as rest:  # fmt: skip
             sources = [Source("one", stream=broken), Source("two", stream=rest)]
-            records, failed, run = run_over(tmp_path, sources)
+            records, failed, run = run_over(tmp_path, sources, lookup)
+    return first, second, records, failed, run
+
+
+def test_a_file_that_cannot_be_read_on_leaves_the_next_ones_to_failed(tmp_path):
+    first, second, records, failed, run = run_over_a_broken_file(tmp_path)
     assert sorted(records) == sorted(first[:BREAKS_AT])
     assert failed == second  # the unread rest of the next input, never attempted
     assert run.books.input_error is not None
@@ -154,14 +161,7 @@ def test_a_read_failing_while_a_batch_is_read_ahead_loses_none_of_it(tmp_path):
 
     state = State(str(tmp_path / "s.db"))
     try:
-        with counting_server() as server:
-            first = [server.url(f"/a?i={n}") for n in range(LINES)]
-            second = [server.url(f"/b?i={n}") for n in range(100)]
-            url_file(tmp_path / "one.txt", first).close()
-            with BrokenAfter(tmp_path / "one.txt", BREAKS_AT) as broken, \
-                    url_file(tmp_path / "two.txt", second) as rest:  # fmt: skip
-                sources = [Source("one", stream=broken), Source("two", stream=rest)]
-                records, failed, run = run_over(tmp_path, sources, StateLookup(state))
+        first, second, records, failed, run = run_over_a_broken_file(tmp_path, StateLookup(state))
     finally:
         state.close()
     assert BREAKS_AT % 64, "the read must fail inside a batch"

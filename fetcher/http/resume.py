@@ -29,16 +29,22 @@ PartialListener = Callable[[Job, Partial], None]
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
-def validator_of(response: requests.Response) -> str | None:
-    """What If-Range may carry for this response: its strong ETag, else its Last-Modified; None
-    when it has neither or when its body is encoded."""
+def validators_of(response: requests.Response) -> list[str] | None:
+    """The response's strong ETag and its Last-Modified, those it has, in that order; None when
+    its body is encoded (a range of it would count the encoded bytes)."""
     headers = response.headers
     if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
         return None
     etag = headers.get("ETag")
-    if etag and not etag.startswith("W/"):
-        return etag
-    return headers.get("Last-Modified")
+    strong = etag if etag and not etag.startswith("W/") else None
+    return [value for value in (strong, headers.get("Last-Modified")) if value]
+
+
+def validator_of(response: requests.Response) -> str | None:
+    """What If-Range may carry for this response: its strong ETag, else its Last-Modified; None
+    when it has neither or when its body is encoded."""
+    found = validators_of(response)
+    return found[0] if found else None
 
 
 def is_rest_of(response: requests.Response, kept: int) -> bool:
@@ -128,13 +134,9 @@ class Resumer:
             return True
         if status != 206:
             return False
-        headers = response.headers
-        encoding = headers.get("Content-Encoding", "identity").strip().lower()
-        etag = headers.get("ETag")
-        own = {v for v in (etag if etag and not etag.startswith("W/") else None,
-                           headers.get("Last-Modified")) if v}  # fmt: skip
+        own = validators_of(response)
         return (
-            encoding != "identity"  # the range counts encoded bytes: not the file's
+            own is None  # encoded: the range counts encoded bytes, not the file's
             or bool(own)
             and partial.validator not in own
             or not is_rest_of(response, kept.kept)

@@ -42,12 +42,7 @@ def is_stream(path: str) -> bool:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _named_as_stream(path)
-
-
-def _named_as_stream(path: str) -> bool:
-    """Whether path, or a link on the way to what it names, is a STREAM_NAMES name."""
-    return _stream_name(path) is not None
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _stream_name(path) is not None
 
 
 def _stream_name(path: str) -> str | None:

@@ -184,11 +184,7 @@ class SavedFile:
         self.abort()
 
     def _holds_ours(self, name: str) -> bool:
-        try:
-            info = os.stat(name, dir_fd=self._placement.folder, follow_symlinks=False)
-        except OSError:
-            return False
-        return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == self._identity
+        return _holds(self._placement.folder, name, self._identity)
 
     def _remove(self, name: str) -> None:
         """Unlink name in the folder: a link there goes, never its target."""
@@ -360,6 +356,15 @@ def partial_inode(path: str) -> int | None:
     return None if match is None else int(match[1], 16)
 
 
+def _holds(folder: int, name: str, identity: tuple[int, int]) -> bool:
+    """Whether name in folder is the regular file identity (device, inode), not followed."""
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == identity
+
+
 def _name_by_inode(placement: Placement, name: str, fd: int, identity: tuple[int, int]) -> str:
     """Rename a new resumable temporary to its name with its inode number, which the state then
     records: a later run knows which file the name stands for (not one recreated under it,
@@ -369,15 +374,13 @@ def _name_by_inode(placement: Placement, name: str, fd: int, identity: tuple[int
     named = f"{name[: -len(TEMP_SUFFIX)]}-{identity[1]:x}{TEMP_SUFFIX}"
     try:
         os.rename(name, named, src_dir_fd=folder, dst_dir_fd=folder)
-        info = os.stat(named, dir_fd=folder, follow_symlinks=False)
-        if (info.st_dev, info.st_ino) != identity or not stat.S_ISREG(info.st_mode):
+        if not _holds(folder, named, identity):
             os.unlink(named, dir_fd=folder)  # what the rename moved there was not ours
             raise Swapped()
     except OSError as exc:
         os.close(fd)
-        with contextlib.suppress(OSError):  # still under its first name: ours, removed
-            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
-            if (info.st_dev, info.st_ino) == identity:
+        if _holds(folder, name, identity):  # still under its first name: ours, removed
+            with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=folder)
         where = os.path.dirname(placement.path)
         placement.close()

@@ -79,20 +79,23 @@ def keep_private(fd: int, path: str) -> None:
     only, as --failed is: the state keeps input lines verbatim for --retry-failed, headers and
     passwords in URLs included, and a file made earlier with another mode would show them to
     every user (SQLite gives -wal and -shm the database's mode). Only files of this user."""
-    uid = os.geteuid()
-    if os.fstat(fd).st_uid == uid:
-        os.fchmod(fd, stat.S_IMODE(os.fstat(fd).st_mode) & 0o700)
+    _owner_only(fd)
     for suffix in ("-wal", "-shm"):
         try:
             other = os.open(path + suffix, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             continue  # none yet (or a link: not followed, not ours to change)
         try:
-            info = os.fstat(other)
-            if stat.S_ISREG(info.st_mode) and info.st_uid == uid:
-                os.fchmod(other, stat.S_IMODE(info.st_mode) & 0o700)
+            _owner_only(other)
         finally:
             os.close(other)
+
+
+def _owner_only(fd: int) -> None:
+    """The regular file open as fd, if this user's, made readable and writable by it only."""
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid():
+        os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def prepare(connection: sqlite3.Connection) -> None:
