@@ -189,8 +189,8 @@ def test_command_line_cookies_and_cookies_set_by_redirect_hops(httpserver, recor
     assert [c for c in cookies if c[2] == "hop"]
 
 
-def test_proxies_with_none_values_and_verify_given_per_request(httpserver, recording):
-    calls = [("GET", httpserver.url_for("/p"), {"proxies": {"http": None}, "verify": True})]
+def test_proxies_with_none_values(httpserver, recording):
+    calls = [("GET", httpserver.url_for("/p"), {"proxies": {"http": None}})]
     same_either_way(Settings(), calls, recording)
 
 

@@ -106,13 +106,6 @@ def test_environment_proxies_are_taken_as_requests_would(monkeypatch):
     assert request(Settings()).proxies is None
 
 
-def test_an_http_url_without_an_https_proxy_needs_no_ca_bundle():
-    assert request(Settings(verify="/ca.pem")).verify is True
-    assert request(Settings(verify="/ca.pem"), url="https://127.0.0.1/").verify is None
-    https_proxy = Settings(proxy="https://127.0.0.1:3129", verify="/ca.pem")
-    assert request(https_proxy).verify is None  # TLS to the proxy: the session's bundle
-
-
 def test_netrc_credentials_only_when_no_user_was_given(tmp_path, monkeypatch):
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login nora password fromnetrc\n")

@@ -217,3 +217,38 @@ def test_client_certificate_survives_ca_bundle_variable(mtls_server, certs):
     )  # fmt: skip
 
     assert_ok(result, record, "/mtls-env")
+
+
+# -- a redirect from http to https ---------------------------------------------------------------
+
+
+def test_a_redirect_to_https_is_verified_with_cacert_and_presents_the_client_certificate(
+    httpserver, mtls_server, certs
+):
+    """The TLS options are the run's, not the first URL's: the hop that a plain-http URL is
+    redirected to is verified with --cacert (not the CA bundle of the environment) and shows
+    the client certificate."""
+    target = mtls_server.url("/hop")
+    httpserver.expect_request("/start").respond_with_data(
+        "", status=302, headers={"Location": target}
+    )
+    result, record = fetch(
+        httpserver.url_for("/start"),
+        "--cacert", str(certs.ca_pem),
+        "--cert", str(certs.client_combined_pem),
+        REQUESTS_CA_BUNDLE=str(certs.other_ca_pem),
+    )  # fmt: skip
+
+    assert_ok(result, record, "/hop")
+    assert record["final_url"] == target and record["redirects"] == 1, record
+    assert mtls_server.paths == ["/hop"]
+
+
+def test_a_redirect_to_an_untrusted_https_server_is_tls(httpserver, server):
+    httpserver.expect_request("/start").respond_with_data(
+        "", status=302, headers={"Location": server.url("/hop")}
+    )
+    result, record = fetch(httpserver.url_for("/start"))
+
+    assert_tls_failure(result, record)
+    assert server.paths == []

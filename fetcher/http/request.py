@@ -32,7 +32,6 @@ class EffectiveRequest:
     auth: tuple[str, str] | None = None  # .netrc's for this host, when -u was not given
     cookies: CookieJar | None = None  # -b cookies, bound to this URL's host (and https)
     proxies: Mapping[str, str | None] | None = None
-    verify: bool | str | None = None
     follow_redirects: bool = True
     conditional: bool = False  # carries the validators of a body saved before (--state)
 
@@ -65,8 +64,6 @@ def effective_request(
         auth=environment.netrc_auth(url) if settings.auth is None else None,
         cookies=host_cookies(settings.cookies, url) if settings.cookies else None,
         proxies=proxies or None,
-        # No TLS at all: a CA bundle path would only cost requests a stat() per request.
-        verify=True if _without_tls(job.target, proxies) else None,
         follow_redirects=settings.follow_redirects,
         conditional=bool(validators),
     )
@@ -101,6 +98,3 @@ def _proxies(url: SplitResult, settings: Settings, environment: Environment) -> 
         return {}  # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY
     return {"http": settings.proxy, "https": settings.proxy}
 
-
-def _without_tls(target: str, proxies: Mapping[str, str]) -> bool:
-    return target.startswith("http:") and not proxies.get("http", "").startswith("https:")

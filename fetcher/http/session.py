@@ -207,7 +207,7 @@ class FetcherSession(requests.Session):
             allow_redirects=request.follow_redirects,
             proxies={k: v for k, v in proxies.items() if v is not None},
             stream=True,
-            verify=request.verify if request.verify is not None else self.verify,
+            verify=self.verify,  # every hop's: an http URL may be redirected to https
             cert=self.cert,
         )
 
