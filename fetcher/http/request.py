@@ -97,4 +97,3 @@ def _proxies(url: SplitResult, settings: Settings, environment: Environment) -> 
     if environment.bypasses_proxy(url):
         return {}  # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY
     return {"http": settings.proxy, "https": settings.proxy}
-
