@@ -180,8 +180,11 @@ def write_summary_files(
     from fetcher.output.metrics import write_metrics
     from fetcher.output.summary import write_summary_json
 
-    files = [("--summary", settings.summary, write_summary_json),
-             ("--metrics", settings.metrics, write_metrics)]  # fmt: skip
+    metrics = functools.partial(write_metrics, labels=settings.metrics_labels)
+    files: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
+        ("--summary", settings.summary, write_summary_json),
+        ("--metrics", settings.metrics, metrics),
+    ]
     for option, path, write in files:
         if path is None:
             continue

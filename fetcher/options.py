@@ -23,6 +23,7 @@ from fetcher.input.parsing import (
     parse_duration,
     parse_header,
     parse_method,
+    parse_metrics_label,
     parse_processes,
     parse_proxy,
     parse_rate,
@@ -201,6 +202,10 @@ OUTPUT_OPTIONS = [
            help="Also write the summary to FILE as one JSON object (even with -q)."),
     option("--metrics", metavar="FILE",
            help="Also write the summary to FILE in the Prometheus text format (even with -q)."),
+    option("--metrics-label", "metrics_labels", multiple=True, metavar="NAME=VALUE",
+           type=Parsed("LABEL", parse_metrics_label),
+           help="Put the label NAME=VALUE on every --metrics sample, so that the files of two "
+                "jobs on one machine can be told apart. Repeatable."),
     option("--progress/--no-progress", default=None,
            help="Show the live progress display.  [default: when stderr is a terminal]"),
     option("-q", "--quiet", is_flag=True,
@@ -295,6 +300,7 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         ok_status=params["ok_status"] or OkStatus(),
         headers=tuple(params["headers"]),
         cookies=tuple(params["cookies"]),
+        metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)
 
@@ -336,7 +342,27 @@ def check_combinations(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
+    check_metrics_labels(params)
     check_state_options(params)
+
+
+def check_metrics_labels(params: dict[str, Any]) -> None:
+    labels: tuple[tuple[str, str], ...] = params["metrics_labels"]
+    if labels and not params["metrics"]:
+        raise click.UsageError("--metrics-label needs --metrics FILE")
+    if not labels:
+        return
+    from fetcher.output.metrics import OWN_LABELS
+
+    seen: set[str] = set()
+    for name, _ in labels:
+        if name in OWN_LABELS:
+            raise click.UsageError(
+                f"--metrics-label {name!r} is one of fetcher's own labels ({', '.join(OWN_LABELS)})"
+            )
+        if name in seen:
+            raise click.UsageError(f"--metrics-label {name!r} given twice")
+        seen.add(name)
 
 
 def check_state_options(params: dict[str, Any]) -> None:

@@ -119,6 +119,7 @@ class Settings:
     failed: str | None = None
     summary: str | None = None
     metrics: str | None = None  # Prometheus text format, for node_exporter
+    metrics_labels: tuple[tuple[str, str], ...] = ()  # on every --metrics sample
     progress: bool | None = None  # None: when stderr is a terminal
     quiet: bool = False
     verbose: int = 0

@@ -216,3 +216,69 @@ def test_requests_abandoned_after_head_exits_are_not_finished_in_the_metrics(tmp
         "ok": 2, "failed": 0, "not_finished": 3, "not_attempted": 0}  # fmt: skip
     assert sum(by_label(samples, "fetcher_errors_total", "kind").values()) == 0
     assert value(samples, "fetcher_exit_status") == 141
+
+
+# -- --metrics-label -----------------------------------------------------------------------------
+
+
+def test_labels_tell_two_jobs_apart_in_one_collector(server, tmp_path):
+    """node_exporter's textfile collector merges every *.prom file; two jobs whose samples had
+    the same names and labels would clash. With a label each, the merged text has every
+    sample once, and every sample of a file carries its job's labels."""
+    texts = []
+    for job, url in (("nightly", server.url("/a")), ("hourly", server.url("/status/404"))):
+        path = tmp_path / f"{job}.prom"
+        args = ["-q", "--metrics", str(path), "--metrics-label", f"batch={job}",
+                "--metrics-label", 'site=a "quoted" \\ one']  # fmt: skip
+        invoke([*args, url])
+        texts.append(path.read_text(encoding="utf-8"))
+        _, samples = parse(texts[-1])
+        assert samples and all(
+            ("batch", job) in labels and ("site", 'a "quoted" \\ one') in labels
+            for _, labels in samples
+        ), samples
+    merged = "".join(text for text in texts[1].splitlines(keepends=True)
+                     if not text.startswith("#"))  # fmt: skip
+    _, both = parse(texts[0] + merged)  # asserts that no sample is there twice
+    exit_status = {dict(labels)["batch"]: v for (n, labels), v in both.items()
+                   if n == "fetcher_exit_status"}  # fmt: skip
+    assert exit_status == {"nightly": 0, "hourly": 3}
+
+
+def test_labels_from_the_environment_one_per_line(server, tmp_path):
+    path = tmp_path / "m.prom"
+    result = invoke(["-q", "--metrics", str(path), server.url("/a")],
+                    FETCHER_METRICS_LABEL="batch=nightly\nhost_group=web")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    _, samples = read_metrics(path)
+    assert all({("batch", "nightly"), ("host_group", "web")} <= set(labels)
+               for _, labels in samples)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("batch", "expected NAME=VALUE"),
+        ("1batch=x", "not a label name"),
+        ("ba-tch=x", "not a label name"),
+        ("__name__=x", "reserved"),
+        ("kind=x", "fetcher's own"),
+        ("outcome=x", "fetcher's own"),
+    ],
+)
+def test_a_bad_label_is_a_usage_error(server, tmp_path, label, message):
+    path = tmp_path / "m.prom"
+    result = invoke(["--metrics", str(path), "--metrics-label", label, server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.stderr
+    assert server.requests == 0 and not path.exists()
+
+
+def test_a_label_given_twice_or_without_metrics_is_a_usage_error(server, tmp_path):
+    path = tmp_path / "m.prom"
+    twice = ["--metrics-label", "a=1", "--metrics-label", "a=2"]
+    result = invoke(["--metrics", str(path), *twice, server.url("/a")])
+    assert result.exit_code == 2 and "--metrics-label 'a' given twice" in result.stderr
+    result = invoke(["--metrics-label", "a=1", server.url("/a")])
+    assert result.exit_code == 2 and "--metrics-label needs --metrics FILE" in result.stderr
+    assert server.requests == 0

@@ -68,6 +68,22 @@ def parse_cookie(text: str) -> tuple[str, str]:
     return name, check_sendable(f"cookie {name!r}", value.strip())
 
 
+# A Prometheus label name (names starting with __ are the server's own).
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def parse_metrics_label(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` to (name, value): a label for every --metrics sample."""
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise ValueError(f"expected NAME=VALUE, got {text!r}")
+    if not _LABEL_NAME.match(name):
+        raise ValueError(f"{name!r} is not a label name (letters, digits and _)")
+    if name.startswith("__"):
+        raise ValueError(f"label names starting with __ are reserved: {name!r}")
+    return name, value
+
+
 def parse_user(text: str) -> tuple[str, str | None]:
     """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
     user, colon, password = text.partition(":")

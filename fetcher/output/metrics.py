@@ -15,6 +15,9 @@ from fetcher.results import Summary
 
 Labels = tuple[tuple[str, str], ...]
 
+# The labels run_families puts on its samples: --metrics-label may not take their names.
+OWN_LABELS = ("outcome", "kind", "state", "reason")
+
 
 @dataclass(frozen=True)
 class Family:
@@ -69,14 +72,15 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
     ]  # fmt: skip
 
 
-def metrics_text(families: Iterable[Family]) -> str:
-    """The exposition text of families, ending with a newline as the format requires."""
+def metrics_text(families: Iterable[Family], common: Labels = ()) -> str:
+    """The exposition text of families, ending with a newline as the format requires; the
+    common labels (--metrics-label) come first on every sample."""
     lines: list[str] = []
     for family in families:
         lines.append(f"# HELP {family.name} {escape_help(family.help)}")
         lines.append(f"# TYPE {family.name} {family.type}")
         for labels, value in family.samples:
-            lines.append(f"{family.name}{format_labels(labels)} {format_value(value)}")
+            lines.append(f"{family.name}{format_labels(common + labels)} {format_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -110,10 +114,14 @@ def format_value(value: float) -> str:
 
 
 def write_metrics(
-    summary: Summary, path: str, exit_status: int, end_time: float | None = None
+    summary: Summary,
+    path: str,
+    exit_status: int,
+    end_time: float | None = None,
+    labels: Labels = (),
 ) -> None:
     """Write the --metrics file atomically: the collector never reads half of it (it reads only
     ``*.prom`` files, and the temporary is ``.fetcher-*.part``). Raises OSError."""
     ended = time.time() if end_time is None else end_time
-    text = metrics_text(run_families(summary, exit_status, ended))
+    text = metrics_text(run_families(summary, exit_status, ended), labels)
     write_atomically(path, text.encode())
