@@ -44,11 +44,31 @@ NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
 def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
     """click.option whose environment variable is FETCHER_<LONG OPTION NAME>, shown in --help.
     A repeatable option takes one value per line of its variable (see ``Parsed``)."""
-    long_name = next(d for d in decls if d.startswith("--")).split("/")[0]
+    flag = next(d for d in decls if d.startswith("--"))  # "--name", or "--on/--off"
+    long_name = flag.split("/")[0]
     attrs.setdefault("envvar", ENV_PREFIX + long_name[2:].replace("-", "_").upper())
     if attrs.get("multiple"):
         attrs.setdefault("type", Parsed("TEXT", str))
+    if "/" in flag:
+        attrs.setdefault("type", FlagPair(*flag.split("/")))
     return click.option(*decls, show_envvar=True, **attrs)
+
+
+class FlagPair(click.types.BoolParamType):
+    """A --name/--no-name flag, whose variable also takes the words --help shows as its
+    default (FETCHER_PIN=pin, FETCHER_PIN=no-pin) besides the booleans Click knows."""
+
+    def __init__(self, on: str, off: str) -> None:
+        self.words = {on.removeprefix("--"): True, off.removeprefix("--"): False}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().lower() in self.words:
+            return self.words[value.strip().lower()]
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            words = ", ".join(self.words)
+            self.fail(f"{value!r} is not {words}, or a boolean (1, 0, yes, no...)", param, ctx)
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]

@@ -262,3 +262,31 @@ def test_repeatable_options_take_one_value_per_line_of_their_variable(server, tm
         assert seen["Authorization"] == "Bearer x"
         assert seen["X-Two"] == "two words"
         assert seen["Cookie"] == "a=1; b=two"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FETCHER_PIN", "pin", True),
+        ("FETCHER_PIN", "no-pin", False),
+        ("FETCHER_PIN", "0", False),
+        ("FETCHER_PROGRESS", "no-progress", False),
+        ("FETCHER_PROGRESS", "Progress", True),
+        ("FETCHER_PROGRESS", "yes", True),
+    ],
+)
+def test_a_flag_pair_takes_its_own_names_from_the_environment(variable, value, expected):
+    """--help shows 'default: pin': FETCHER_PIN=pin must work, as must the booleans."""
+    from fetcher.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(variable, value)
+        ctx = main.make_context("fetcher", [])
+    name = variable.removeprefix("FETCHER_").lower()
+    assert ctx.params[name] is expected
+
+
+def test_a_flag_pair_refuses_other_words_from_the_environment():
+    result = invoke(["http://a.test/"], FETCHER_PIN="pinned")
+    assert result.exit_code == 2
+    assert "'pinned'" in result.stderr and "pin, no-pin" in result.stderr
