@@ -4,6 +4,7 @@ them is a usage error now (exit 2), not a traceback once the work is done."""
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from contextlib import ExitStack
@@ -72,6 +73,7 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     from fetcher.state.database import StateError
     from fetcher.state.store import State
 
+    existed = os.path.lexists(path)
     try:
         state = State(path)
     except StateError as exc:
@@ -79,8 +81,26 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     except (OSError, sqlite3.Error) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise click.UsageError(f"cannot open --state file {path!r}: {reason}") from None
+    if not existed:  # pushed first, so it runs once the state is closed
+        stack.push(functools.partial(_remove_if_refused, path, os.stat(path)))
     stack.callback(state.close)
     return state
+
+
+def _remove_if_refused(
+    path: str, made: os.stat_result, kind: type[BaseException] | None, *_: object
+) -> None:
+    """An exit callback: the run was refused (a usage error after the state was opened, or a
+    worker that could not start) before it read a line, so the state it made holds nothing.
+    Only that very file goes: the name may have been taken since by another."""
+    if kind is None or not issubclass(kind, click.ClickException):
+        return
+    try:
+        now = os.lstat(path)
+        if (now.st_dev, now.st_ino) == (made.st_dev, made.st_ino):
+            os.unlink(path)
+    except OSError:
+        pass  # not ours to report: the refusal is what the user sees
 
 
 def open_input(

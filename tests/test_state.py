@@ -177,6 +177,23 @@ def test_retry_failed_with_urls_or_without_state_is_a_usage_error(tmp_path: Path
     assert bare.exit_code == 2 and "--continue needs -o DIR" in bare.output
 
 
+def test_a_run_refused_after_the_state_was_made_leaves_no_new_state(tmp_path: Path) -> None:
+    """The state is opened (and locked) first; a refusal that comes after it, such as an input
+    file that cannot be read, removes a state this run made, and never one made before."""
+    state = tmp_path / "s.db"
+    result = invoke(["--state", str(state), "-i", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2 and "cannot read input file" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+    kept = invoke(["--state", str(state), "http://127.0.0.1:9/x"])  # a state with one row
+    assert kept.exit_code == 3
+    before = state.read_bytes()
+    result = invoke(["--state", str(state), "-i", str(tmp_path / "missing.txt")])
+    assert result.exit_code == 2
+    assert state.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.db"]
+
+
 def test_a_state_in_use_is_refused_at_once_without_a_request(
     httpserver: HTTPServer, origin: Origin, tmp_path: Path
 ) -> None:
