@@ -1,7 +1,9 @@
 """fetcher.http.response_headers reads a header block into the same Message as http.client's own
 parse_headers (the email package's parser), whatever the block: generated blocks of plain,
 folded, odd and malformed field lines are parsed both ways and compared, errors included, and
-answers from a real server come out the same through a session."""
+answers from a real server come out the same through a session. The one difference: a block
+cut short by the end of the stream, or one the email parser finds defects in (a line that is
+not a field, which makes it drop the fields after it), raises MalformedHeadersError."""
 
 from __future__ import annotations
 
@@ -43,9 +45,10 @@ def observed(message):
 
 
 def both_ways(block: bytes):
-    """(what happened, the rest of the stream) for http.client's parser and for ours."""
+    """(what happened, the rest of the stream) for http.client's parser, with the refusals
+    fetcher adds, and for ours."""
     outcomes = []
-    for parse in (http.client.parse_headers, response_headers.parse_headers):
+    for parse in (refusing_parse_headers, response_headers.parse_headers):
         stream = io.BytesIO(block + b"BODY")
         try:
             outcome = ("message", observed(parse(stream)))
@@ -53,6 +56,26 @@ def both_ways(block: bytes):
             outcome = ("error", type(exc), str(exc))
         outcomes.append((outcome, stream.read()))
     return outcomes
+
+
+def refusing_parse_headers(stream):
+    """http.client.parse_headers, refusing what fetcher refuses, found independently: the
+    stream ends before the blank line (what _read_headers read last has no line feed), or the
+    email parser reports a defect, or leaves text over as a payload, as urllib3's
+    assert_header_parsing finds."""
+    start = stream.tell()
+    lines = http.client._read_headers(stream)
+    stream.seek(start)
+    message = http.client.parse_headers(stream)
+    if not lines[-1].endswith(b"\n"):
+        raise response_headers.MalformedHeadersError("answer cut short inside its header block")
+    try:
+        urllib3.util.response.assert_header_parsing(message)
+    except urllib3.exceptions.HeaderParsingError:
+        raise response_headers.MalformedHeadersError(
+            "malformed header block: a line that is not 'Name: value'"
+        ) from None
+    return message
 
 
 PLAIN = [
@@ -198,7 +221,6 @@ def raw_server():
     [
         b"Content-Type: text/plain\r\nX-Folded: one\r\n two\r\n",
         b"Content-Type: multipart/mixed; boundary=b\r\nX-A: 1\r\n",
-        b"X-A: 1\r\nNot a header line\r\n",
         b"Content-Type: text/plain\r\nSet-Cookie: k=v\r\nX-A: caf\xe9\r\n",
     ],
 )

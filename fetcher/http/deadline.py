@@ -84,6 +84,11 @@ def set_thread_deadline(deadline: Deadline | None) -> None:
     _current.deadline = deadline
 
 
+def thread_deadline() -> Deadline | None:
+    """The deadline set_thread_deadline gave the calling thread."""
+    return _current.deadline
+
+
 class _DeadlineMixin:
     """Cuts the connection when the deadline passes while the status line and headers are
     still arriving: per-read timeouts cannot bound a server that drips them."""

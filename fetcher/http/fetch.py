@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import requests
+import urllib3
+from urllib3.response import GzipDecoderState
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
@@ -297,6 +299,9 @@ def read_body(
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
             limit = None if limit is None else limit - kept
         size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline, watch)
+        if (coding := unfinished_coding(response.raw)) is not None:
+            message = f"body cut short: its {coding} stream does not end"
+            raise FetchError(message, ErrorKind.PROTOCOL)
         if output is not None:
             result.path, result.body = output.finish()
     except BaseException as exc:
@@ -309,6 +314,34 @@ def read_body(
             watch.end()
     result.bytes = size
     result.sha256 = digest.hexdigest()
+
+
+def unfinished_coding(raw: urllib3.BaseHTTPResponse) -> str | None:
+    """The content coding whose stream the body ended inside of, or None.
+
+    urllib3 decodes what comes and stops at the end of the connection's body (its length, the
+    last chunk or the close) without asking the decoder whether its stream ended: a gzip body
+    cut short inside complete framing read as a shorter whole. Each decoder's own
+    decompressor knows (zlib's and zstd's ``eof``, brotli's ``is_finished``); a gzip decoder
+    that swallows trailing garbage after a whole member has ended too. A body of no bytes at
+    all (a 204, an empty 200 that names a coding) has nothing to end."""
+    decoder = getattr(raw, "_decoder", None)
+    if decoder is None or not raw.tell():
+        return None
+    parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
+    for coding, part in zip(_codings(raw), parts, strict=False):
+        if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
+            continue
+        stream = getattr(part, "_obj", None)
+        finished = getattr(stream, "is_finished", None)
+        ended = finished() if callable(finished) else getattr(stream, "eof", True)
+        if not ended:
+            return coding
+    return None
+
+
+def _codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
+    return [c.strip().lower() for c in raw.headers.get("Content-Encoding", "").split(",")]
 
 
 def _copy(

@@ -20,6 +20,7 @@ here every interim answer is skipped, up to MAX_INTERIM of them (see read_final_
 
 from __future__ import annotations
 
+import email.errors
 import email.parser
 import http.client
 import re
@@ -39,11 +40,23 @@ _PLAIN_BLOCK = re.compile(rf"(?:{_FIELD})*+\r?\n")
 _FIELDS = re.compile(_FIELD)
 
 
+class MalformedHeadersError(http.client.HTTPException):
+    """A header block cut short by the end of the connection, or with a line that is not a
+    field: a protocol error. http.client takes the end of the stream for the blank line that
+    ends the block, and the email parser takes a line it cannot read for the start of the body,
+    dropping every header after it (Content-Length, Content-Encoding): the answer read would
+    not be the one sent. curl and Go refuse both."""
+
+
 def parse_headers(
     fp: IO[bytes], _class: type[http.client.HTTPMessage] = http.client.HTTPMessage
 ) -> http.client.HTTPMessage:
-    """http.client.parse_headers: the same reads of fp, its errors, and the same Message."""
+    """http.client.parse_headers: the same reads of fp, its errors, and the same Message; a
+    block that is cut short or malformed raises MalformedHeadersError instead (urllib3 would
+    only log it, with a traceback)."""
     lines = http.client._read_headers(fp)  # type: ignore[attr-defined] # its limits and errors
+    if not lines[-1].endswith(b"\n"):  # b"": the stream ended before the blank line
+        raise MalformedHeadersError("answer cut short inside its header block")
     text = b"".join(lines).decode("iso-8859-1")
     if _PLAIN_BLOCK.fullmatch(text):
         message = _class()
@@ -52,7 +65,22 @@ def parse_headers(
         if message.get_content_maintype() not in ("multipart", "message"):
             message.set_payload("")  # what is left after the blank line: nothing
             return message
-    return email.parser.Parser(_class=_class).parsestr(text)
+    message = email.parser.Parser(_class=_class).parsestr(text)
+    _check_parsed(message)
+    return message
+
+
+def _check_parsed(message: http.client.HTTPMessage) -> None:
+    """urllib3's assert_header_parsing, raising: a defect other than the two a multipart type
+    brings, or text the parser left over as a payload, is a line that is not a field."""
+    multipart = (
+        email.errors.StartBoundaryNotFoundDefect,
+        email.errors.MultipartInvariantViolationDefect,
+    )
+    defects = [defect for defect in message.defects if not isinstance(defect, multipart)]
+    left_over = None if message.is_multipart() else message.get_payload()
+    if defects or left_over:
+        raise MalformedHeadersError("malformed header block: a line that is not 'Name: value'")
 
 
 # Interim answers skipped before one is an error. A server sends one or two (Early Hints, a

@@ -37,12 +37,12 @@ from fetcher.http.cookies import (
     changed_jar,
     copy_into,
 )
-from fetcher.http.deadline import DeadlineHTTPSPool
+from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
 from fetcher.http.environment import Environment
 from fetcher.http.rebind import with_globals
 from fetcher.http.request import EffectiveRequest, form_content_type
 from fetcher.http.sockets import KernelTimeoutHTTPPool
-from fetcher.settings import Settings
+from fetcher.settings import CHUNK_SIZE, Settings
 
 
 def content_length_problem(values: list[str]) -> str | None:
@@ -60,6 +60,18 @@ def content_length_problem(values: list[str]) -> str | None:
     if len({int(number) for number in numbers}) > 1:
         return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
     return None
+
+
+def transfer_coding_problem(value: str | None) -> str | None:
+    """What is wrong with an answer's Transfer-Encoding (all its lines, joined), or None.
+
+    http.client decodes "chunked" alone; any other coding, or chunked after another one,
+    would be read as it came to the close, framing and all, and saved as the body (requests'
+    urllib3 finds chunked in a list, and then saves the other coding undecoded). curl decodes
+    no transfer coding but chunked unless asked to, either."""
+    if value is None or value.strip().lower() == "chunked":
+        return None
+    return f"unsupported Transfer-Encoding {value[:40]!r} (only chunked is read)"
 
 
 # Origins whose connection-pool key an adapter keeps; past this many it starts over.
@@ -118,7 +130,9 @@ class FetcherAdapter(HTTPAdapter):
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         """requests' Response, refused when its length cannot be known; built by requests' own
         build_response, which extracts cookies only from an answer that sets some."""
-        problem = content_length_problem(resp.headers.getlist("Content-Length"))
+        headers = resp.headers
+        problem = content_length_problem(headers.getlist("Content-Length"))
+        problem = problem or transfer_coding_problem(headers.get("Transfer-Encoding"))
         if problem is not None:
             resp.close()  # the framing is unknown: the connection cannot be reused
             raise FetchError(problem, ErrorKind.PROTOCOL)
@@ -160,6 +174,33 @@ def pool_key(
     if not make_key:
         raise URLSchemeUnknown(context["scheme"])
     return make_key(context), context
+
+
+# Bytes of a followed redirect's body read, undecoded, so that its connection can be reused;
+# past this much the connection is closed instead. Browsers throw the body away too.
+REDIRECT_BODY_READ = 64 * 1024
+
+
+def discard_body(resp: Response) -> None:
+    """Throw away the body of a redirect about to be followed, within bounds.
+
+    requests reads it whole and decoded into memory (``resp.content``) before it follows the
+    redirect, with no bound but the read timeout between two reads: a body without end held
+    the worker for ever, one that drips a byte a second past --max-time, and a gzip bomb
+    inflated in memory. Here at most REDIRECT_BODY_READ bytes are read, as they came, with the
+    deadline checked after each read; a longer body closes the connection instead. The
+    response then holds an empty body, which requests takes as read."""
+    raw, deadline = resp.raw, thread_deadline()
+    read = 0
+    while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
+        read += len(chunk)
+        if deadline is not None and deadline.expired():
+            raw.close()
+            raise deadline.error()
+        if read > REDIRECT_BODY_READ:
+            raw.close()  # not worth reading to reuse the connection
+            break
+    resp._content = b""
 
 
 def _redirect_problem(base: str, target: str) -> str | None:
@@ -249,8 +290,9 @@ class FetcherSession(requests.Session):
     def get_redirect_target(self, resp: Response) -> str | None:
         """requests' target, decoded from the header's bytes as UTF-8. When it is followed, a
         Location that is not UTF-8, or not an http(s) URL with a host, is the server's error
-        (protocol): invalid_url would blame the user's line. Under --no-follow, where the 3xx
-        itself is the answer, it is no target."""
+        (protocol): invalid_url would blame the user's line; the body of the redirect to be
+        followed is thrown away here, within bounds (discard_body), before requests reads it
+        whole. Under --no-follow, where the 3xx itself is the answer, there is no target."""
         problem: str | None = None
         try:
             target: str | None = super().get_redirect_target(resp)
@@ -258,10 +300,14 @@ class FetcherSession(requests.Session):
             target, problem = None, "redirect Location is not valid UTF-8"
         if target:
             problem = _redirect_problem(resp.url, target)
-        if problem and self._following:
+        if not self._following:
+            return None  # nothing to follow; requests would read the body, the answer's own
+        if problem:
             resp.close()
             raise FetchError(problem, ErrorKind.PROTOCOL)
-        return None if problem else target
+        if target:
+            discard_body(resp)
+        return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         """requests' own; an answer that is not a redirect has none to follow, which requests

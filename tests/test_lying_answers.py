@@ -1,0 +1,257 @@
+"""Answers a lying server sends, found by a hostile tester: a redirect's body that never ends,
+drips or inflates; a header block cut short or malformed; a transfer coding http.client does
+not decode; a compressed body cut short. Each is a classified record, never an ok one with a
+wrong body, and never unbounded in time or memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import socket
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import FaultServer, read_request, respond
+
+Behaviour = Callable[[socket.socket], None]
+
+
+def record_of(url: str, *args: str) -> dict[str, object]:
+    result = invoke(["--format", "jsonl", "--retries", "0", *args, url])
+    [line] = result.stdout.splitlines()
+    parsed: dict[str, object] = json.loads(line)
+    return parsed
+
+
+def routes(by_path: dict[str, Behaviour]) -> Behaviour:
+    """A FaultServer behaviour that answers each request on a connection by its path, until the
+    connection closes."""
+
+    def behaviour(conn: socket.socket) -> None:
+        while request := read_request(conn):
+            path = request.split(b" ", 2)[1].decode()
+            by_path[path](conn)
+
+    return behaviour
+
+
+def send(data: bytes) -> Behaviour:
+    return lambda conn: conn.sendall(data)
+
+
+FINAL = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+
+
+def kib_sent_until_closed(conn: socket.socket, sent: list[int], limit: int) -> None:
+    """Send 64 KiB chunks until the client closes or limit bytes are sent; note how many."""
+    chunk = b"z" * 65536
+    total = 0
+    try:
+        while total < limit:
+            conn.sendall(chunk)
+            total += len(chunk)
+    except OSError:
+        pass
+    sent.append(total)
+
+
+# -- a redirect's body -----------------------------------------------------------------------
+
+
+def test_under_no_follow_the_3xx_body_is_the_answer_read_and_counted():
+    body = b"moved, see /next\n" * 50
+    head = f"HTTP/1.1 302 Found\r\nLocation: /next\r\nContent-Length: {len(body)}\r\n\r\n"
+    with FaultServer(respond(head.encode() + body)) as server:
+        record = record_of(server.url("/a"), "--no-follow")
+    assert record["status"] == 302 and record["ok"] is True, record
+    assert record["bytes"] == len(body), record
+    assert record["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_redirect_body_that_never_ends_is_not_read_to_its_end():
+    """requests reads a redirect's whole body before it follows it; an endless one held the
+    worker (and its memory) for ever."""
+    sent: list[int] = []
+    limit = 1 << 30  # 1 GiB: what a client reading it all would take
+
+    def endless(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /final\r\n\r\n")  # to the close
+        kib_sent_until_closed(conn, sent, limit)
+
+    with FaultServer(routes({"/a": endless, "/final": send(FINAL)})) as server:
+        started = time.monotonic()
+        record = record_of(server.url("/a"))
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)  # the server's thread notes the close
+    assert record["ok"] is True and record["status"] == 200 and record["redirects"] == 1, record
+    assert sent and sent[0] < 64 * 1024 * 1024, sent
+    assert took < 10, took
+
+
+def test_a_redirect_body_that_drips_is_cut_at_max_time():
+    def drip(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /final\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            conn.sendall(b"x")
+            time.sleep(0.2)
+
+    with FaultServer(routes({"/a": drip, "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"), "--max-time", "1")
+    assert record["ok"] is False and record["error"]["kind"] == "max_time", record  # type: ignore[index]
+    assert float(record["elapsed"]) < 3, record  # type: ignore[arg-type]
+
+
+def test_a_gzip_bomb_in_a_redirect_body_is_never_inflated():
+    """A redirect's body is thrown away: it is read as it came (if at all), never decoded."""
+    import tracemalloc
+
+    bomb = gzip.compress(b"\0" * (200 * 1024 * 1024), compresslevel=9)
+    head = (
+        "HTTP/1.1 302 Found\r\nLocation: /final\r\nContent-Encoding: gzip\r\n"
+        f"Content-Length: {len(bomb)}\r\n\r\n"
+    )
+    with FaultServer(routes({"/a": send(head.encode() + bomb), "/final": send(FINAL)})) as server:
+        tracemalloc.start()
+        try:
+            record = record_of(server.url("/a"), "--max-size", "1M")
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert record["ok"] is True and record["bytes"] == 5, record
+    assert peak < 32 * 1024 * 1024, peak
+
+
+# -- the header block ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/pl",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
+    ],
+    ids=["after-the-status-line", "inside-a-line", "after-a-line"],
+)
+def test_an_answer_cut_inside_its_header_block_is_protocol_and_saves_nothing(
+    tmp_path: Path, answer: bytes
+):
+    with FaultServer(respond(answer)) as server:
+        saved = tmp_path / f"127.0.0.1_{server.port}" / "report.csv"
+        saved.parent.mkdir(parents=True)
+        saved.write_bytes(b"the good copy\n")
+        record = record_of(server.url("/report.csv"), "-o", str(tmp_path))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert saved.read_bytes() == b"the good copy\n"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"X-A: a\rb\r\nContent-Length: 2\r\n",  # a bare CR splits the line
+        b"X-A: a\r\nno colon here\r\nContent-Length: 2\r\n",
+        b" X-Folded: first line\r\nContent-Length: 2\r\n",  # a continuation of nothing
+        b"X Bad Name: v\r\nContent-Length: 2\r\n",
+    ],
+    ids=["bare-cr", "no-colon", "leading-blank", "name-with-spaces"],
+)
+def test_a_malformed_header_block_is_protocol_without_a_traceback(block: bytes):
+    """The email parser takes a line it cannot read for the start of the body, and drops every
+    header after it (Content-Length, Content-Encoding): the body read would be the wrong one.
+    urllib3 logged a warning with a traceback for each."""
+    with FaultServer(respond(b"HTTP/1.1 200 OK\r\n" + block + b"\r\nok")) as server:
+        result = invoke(["--format", "jsonl", "--retries", "0", server.url("/x")])
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record
+    assert "malformed header" in record["error"]["message"], record
+    assert "Traceback" not in result.stderr and "Failed to parse" not in result.stderr
+
+
+def test_plain_headers_and_folded_ones_still_parse():
+    block = b"X-A: a\r\nX-Folded: one\r\n two\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+    with FaultServer(respond(b"HTTP/1.1 200 OK\r\n" + block + b"\r\nok")) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["bytes"] == 2 and record["content_type"] == "text/plain"
+
+
+# -- transfer codings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "chunked, chunked", "gzip", "x-custom"])
+def test_a_transfer_coding_other_than_chunked_is_protocol(tmp_path: Path, coding: str):
+    answer = f"HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    with FaultServer(respond(answer.encode())) as server:
+        record = record_of(server.url("/x"), "-o", str(tmp_path))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert "Transfer-Encoding" in str(record["error"]), record
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_chunked_in_any_case_is_read():
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(b"hello").hexdigest()
+
+
+# -- a compressed body cut short -------------------------------------------------------------
+
+
+def compressed(coding: str, data: bytes) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    raise ValueError(coding)
+
+
+def framings(coding: str, body: bytes) -> Iterator[tuple[str, bytes]]:
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\n"
+    yield "to-the-close", (head + "\r\n").encode() + body
+    yield "content-length", (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    chunk = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    yield "chunked", (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunk
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_a_compressed_body_cut_short_is_protocol_and_saves_nothing(tmp_path: Path, coding: str):
+    data = bytes(range(256)) * 800
+    cut = compressed(coding, data)[:-40]  # framed whole: only the compressed stream is cut
+    for framing, answer in framings(coding, cut):
+        with FaultServer(respond(answer)) as server:
+            out = tmp_path / framing
+            record = record_of(server.url("/data.bin"), "-o", str(out))
+        assert record["ok"] is False, (framing, record)
+        assert record["error"]["kind"] == "protocol", (framing, record)  # type: ignore[index]
+        assert not any(p.is_file() for p in out.rglob("*")), framing
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_whole_compressed_bodies_and_empty_ones_are_ok(coding: str):
+    data = b"all of it\n" * 1000
+    for framing, answer in framings(coding, compressed(coding, data)):
+        with FaultServer(respond(answer)) as server:
+            record = record_of(server.url("/x"))
+        assert record["ok"] is True, (framing, record)
+        assert record["sha256"] == hashlib.sha256(data).hexdigest(), framing
+    empty = f"HTTP/1.1 200 OK\r\nContent-Encoding: {coding}\r\nContent-Length: 0\r\n\r\n"
+    with FaultServer(respond(empty.encode())) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["bytes"] == 0, record
+
+
+def test_a_gzip_body_of_two_members_is_whole():
+    data = gzip.compress(b"one\n") + gzip.compress(b"two\n")
+    answer = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(data)}\r\n\r\n"
+    with FaultServer(respond(answer.encode() + data)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["bytes"] == 8, record
