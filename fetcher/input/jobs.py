@@ -74,9 +74,10 @@ def validate(url: str) -> str | None:
     return None
 
 
-# "mailto:", "javascript:", "data:"... at the start of a line: a scheme, unless what follows the
-# colon is a port ("localhost:8080/x") or "user:password@host" (see _OPAQUE_SCHEMES).
-_SCHEME_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:(?!\d*(?:[/?#]|$))")
+# A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
+# when the name is a host: a port, possibly empty, then the path, query or fragment or nothing.
+_NAME_COLON = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_PORT = re.compile(r"\d*(?=[/?#]|$)")
 _WHITESPACE = re.compile(r"\s")
 # Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
 # "user:password@host". Any other "word:...@host" is a host with credentials.
@@ -86,18 +87,35 @@ _OPAQUE_SCHEMES = frozenset(
 )
 
 
+def _scheme_of(text: str) -> str | None:
+    """The scheme a text without "://" starts with, or None when it starts with a host.
+
+    "name:" is a host when a port follows ("localhost:8080/x", "javascript:80"). An empty port
+    ("example.org:", "example.org:/x") is the scheme's default one, as in curl, but only after a
+    name with a dot: a single word and a colon ("javascript:", "data:", "localhost:") is far
+    more often a scheme than a host, and a host must not be looked up for it."""
+    name = _NAME_COLON.match(text)
+    if name is None:
+        return None
+    port = _PORT.match(text, name.end())
+    if port is not None and (port.group() or "." in name.group()):
+        return None
+    return name.group()[:-1]
+
+
 def not_a_url(text: str) -> str | None:
     """Why a stripped line is not a URL at all, before any default scheme is applied; None when it
     may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
     not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
-    if "://" in text or not _SCHEME_PREFIX.match(text):
+    if "://" in text or (scheme := _scheme_of(text)) is None:
         return None
-    scheme = text.split(":", 1)[0]
     authority = re.split(r"[/?#]", text, maxsplit=1)[0]
     if "@" in authority and scheme.lower() not in _OPAQUE_SCHEMES:
         return None  # "user:password@host/x": a host with credentials
+    if scheme.lower() in SCHEMES:  # "http:", "https:example.org": a typo, not another scheme
+        return f"malformed URL: no '//' after {scheme}:"
     return f"unsupported scheme {scheme!r} (only http and https are fetched)"
 
 
@@ -129,21 +147,28 @@ class JobMaker:
     def argument_job(self, argument: str) -> Job | None:
         """The Job of a command-line argument, None only when --unique or --shard leave it out.
         Unlike a file's line, nothing is skipped: the user gave it explicitly, so an empty
-        argument is an invalid URL and one starting with '#' is read as a URL."""
+        argument is an invalid URL and one starting with '#' is read as a URL. The 8 KiB limit
+        of a line holds for it too (_text_job measures it)."""
         return self._text_job(None, os.fsencode(argument), False)
 
     def _text_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
-        """The Job of a line or argument that is not skipped, whatever it holds."""
+        """The Job of a line or argument that is not skipped, whatever it holds.
+
+        too_long says that the reader cut a line it could not hold whole; any raw longer than
+        MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
+        shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
+        the cut may fall inside a character."""
+        if too_long or len(raw) > MAX_LINE_BYTES:
+            text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
+            return self._admit(
+                Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
+            )
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
             text = raw.decode("utf-8", "backslashreplace").strip()
             return self._admit(
                 Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
-            )
-        if too_long:
-            return self._admit(
-                Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
             )
         if not text:
             return self._admit(Job(-1, text, text, line, raw, "empty URL"))

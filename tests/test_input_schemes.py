@@ -1,0 +1,121 @@
+"""What a line or argument without "://" is: a host that gets --default-scheme, or another scheme
+(SPEC §2.1: "mailto:", "javascript:", "data:" are invalid_url, never looked up as a host); and the
+8 KiB limit of a line, which holds for a command-line argument as well."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fetcher.input.jobs import JobMaker
+from fetcher.settings import MAX_LINE_BYTES
+from tests.conftest import invoke
+from tests.servers import CountingServer, records
+
+
+def run(*args: str) -> list[dict[str, Any]]:
+    """The records of the command run in process, JSON Lines, no retries."""
+    result = invoke(["--format", "jsonl", "--retries", "0", *args])
+    assert "Traceback" not in result.stderr
+    return records(result.stdout)
+
+
+def assert_invalid(record: dict[str, Any], *words: str) -> None:
+    """record is an invalid_url that no request was made for (a DNS lookup would have made its
+    kind dns, a request http or connect)."""
+    assert (record["ok"], record["attempts"], record["status"]) == (False, 0, None), record
+    assert record["error"]["kind"] == "invalid_url", record
+    for word in words:
+        assert word in record["error"]["message"], record
+
+
+# -- a scheme with nothing after its colon -------------------------------------------------------
+
+BARE_SCHEMES = ["javascript:", "data:", "mailto:", "JavaScript:", "javascript:/x", "data:?x"]
+
+
+@pytest.mark.parametrize("argument", [*BARE_SCHEMES, "javascript:  ", "  data:\t"])
+def test_a_bare_scheme_argument_is_an_invalid_url(argument: str) -> None:
+    [record] = run(argument)
+    scheme = argument.strip().split(":")[0]
+    assert_invalid(record, f"unsupported scheme {scheme!r}")
+    assert record["url"] == argument.strip()
+
+
+def test_a_bare_scheme_line_is_an_invalid_url_with_its_line_number(tmp_path: Path) -> None:
+    urls = tmp_path / "urls.txt"
+    lines = [*BARE_SCHEMES, "javascript:   \t", "data:\r"]
+    urls.write_bytes("\n".join(lines).encode() + b"\n")
+    found = run("--ordered", "-i", str(urls))
+    assert [record["line"] for record in found] == list(range(1, len(lines) + 1))
+    for record, line in zip(found, lines, strict=True):
+        assert_invalid(record, f"unsupported scheme {line.strip().split(':')[0]!r}")
+
+
+def test_http_without_its_slashes_is_not_called_an_unsupported_scheme() -> None:
+    for record in run("http:", "https:example.org", "HTTP:/x"):
+        assert_invalid(record, "no '//'")
+        assert "unsupported" not in record["error"]["message"]
+
+
+# -- a host without a scheme still gets the default one ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "target"),
+    [
+        ("example.org/x", "https://example.org/x"),
+        ("example.org:8443", "https://example.org:8443"),
+        ("example.org:", "https://example.org:"),  # an empty port: the default one, as in curl
+        ("example.org:/x", "https://example.org:/x"),
+        ("127.0.0.1:", "https://127.0.0.1:"),
+        ("localhost:8080/x", "https://localhost:8080/x"),
+        ("localhost:8080", "https://localhost:8080"),
+        ("javascript:80", "https://javascript:80"),  # digits after the colon: a port
+    ],
+)
+def test_a_host_without_a_scheme_gets_the_default_scheme(text: str, target: str) -> None:
+    job = JobMaker("https").url_job(text, None, text.encode())
+    assert (job.target, job.invalid) == (target, None)
+
+
+def test_localhost_with_a_port_is_fetched_with_the_default_scheme(server: CountingServer) -> None:
+    [record] = run("--default-scheme", "http", f"localhost:{server.port}/x")
+    assert record["ok"], record
+    assert server.paths == ["/x"]
+
+
+# -- the 8 KiB limit ----------------------------------------------------------------------------
+
+
+def test_an_argument_longer_than_8_kib_is_an_invalid_url_like_such_a_line(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    long_url = server.url("/") + "a" * 9000
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(long_url.encode() + b"\n")
+    by_argument, by_line = run("--ordered", long_url, "-i", str(urls))
+    assert server.requests == 0
+    assert_invalid(by_argument, f"longer than {MAX_LINE_BYTES} bytes")
+    assert by_argument["line"] is None and by_line["line"] == 1
+    assert by_argument["error"] == by_line["error"]
+    assert by_argument["url"] == by_line["url"]  # the first 8 KiB, as for the line
+
+
+def test_an_argument_of_exactly_8_kib_is_fetched(server: CountingServer) -> None:
+    base = server.url("/")
+    [record] = run(base + "a" * (MAX_LINE_BYTES - len(base)))
+    assert record["ok"], record
+    assert server.requests == 1
+
+
+def test_a_long_argument_cut_inside_a_character_is_too_long_not_bad_utf8(
+    server: CountingServer,
+) -> None:
+    base = server.url("/")
+    # "é" is two bytes: the 8 KiB end falls between them.
+    [record] = run(base + "a" * (MAX_LINE_BYTES - len(base) - 1) + "é" * 10)
+    assert_invalid(record, f"longer than {MAX_LINE_BYTES} bytes")
+    assert server.requests == 0
