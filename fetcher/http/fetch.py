@@ -23,7 +23,7 @@ from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request
 from fetcher.http.resume import Resumer
-from fetcher.http.retry import host_pause, parse_retry_after, retry_in
+from fetcher.http.retry import give_up_at_max_time, host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
@@ -121,8 +121,7 @@ def _given_up(task: Task, deadline: Deadline) -> Result:
     result = task.last
     assert result is not None and task.started is not None
     result.elapsed = time.perf_counter() - task.started
-    note = f"retry given up: {deadline.message}"
-    result.error_message = f"{result.error_message} ({note})" if result.error_message else note
+    note = give_up_at_max_time(result, deadline.seconds)
     log.info("%s %s (%s)", _outcome(result), redact_url(task.job.target), note)
     return result
 

@@ -1,5 +1,6 @@
 """The retry policy: whether to try a URL again, how long to wait first, and when a host asked
-every client to wait. Pure functions of an attempt's outcome and the settings.
+every client to wait. Functions of an attempt's outcome and the settings; the one change they
+make is to the message of an outcome whose retry --max-time leaves no room for.
 
 Retries live here rather than in urllib3's ``Retry`` because the record must say how many
 attempts the server saw (also when the last one raised), a ``Retry-After`` must be capped by
@@ -75,11 +76,29 @@ def retry_in(
 ) -> float | None:
     """Seconds until the next attempt, or None if there is to be none: when result deserves
     one (should_retry) and its wait ends with time_left to spare (seconds to the URL's
-    --max-time deadline; None without one): no attempt is started that could not finish."""
+    --max-time deadline; None without one): no attempt is started that could not finish.
+
+    A retry the deadline leaves no room for is given up now, not when the deadline passes:
+    result, the URL's outcome, then says so (give_up_at_max_time), as when the deadline runs
+    out while the retry waits."""
     if not should_retry(result, attempt, method, settings):
         return None
     wait = retry_wait(attempt, retry_after, settings)
-    return wait if time_left is None or wait < time_left else None
+    if time_left is None or wait < time_left:
+        return wait
+    give_up_at_max_time(result, settings.max_time)
+    return None
+
+
+def give_up_at_max_time(result: Result, max_time: float | None) -> str:
+    """Say in result's message that its retry was given up at --max-time (max_time seconds),
+    and return what was added (for the log). The one place that says it: result stays the last
+    attempt's outcome, its kind, status and attempts (SPEC §2.3), and ``max_time`` stays the
+    kind of a request that the deadline cut."""
+    limit = "--max-time" if max_time is None else f"--max-time of {max_time:g} s"
+    note = f"retry given up: {limit} reached"
+    result.error_message = f"{result.error_message} ({note})" if result.error_message else note
+    return note
 
 
 def host_pause(result: Result, retry_after: float | None, settings: Settings) -> float | None:
