@@ -1,6 +1,7 @@
 """The record of one URL (§2.4), its schema written once in ``record_of``, and its three formats:
 text for humans (control characters made visible), jsonl and csv for programs (the exact text,
-escaped only as far as their syntax and UTF-8 require: the one place text is made safe to store).
+escaped only as far as their syntax and UTF-8 require: the one place text is made safe to store;
+printed on a terminal, fetcher.output.terminal makes their control characters visible too).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What is printed on a terminal through Rich, beside the live display: records in aligned
-columns with human sizes (text) or as they are (jsonl, csv), and the summary's tables.
+columns with human sizes (text) or one per line (jsonl, csv), what the data says made visible
+in every format, and the summary's tables.
 
 Rich is imported only when something is printed on a terminal: a pipe of records, or a summary
 on a log file, should not pay for it.
@@ -46,7 +47,12 @@ def terminal_record(result: Result) -> Text:
 
 class ConsoleWriter:
     """Writes records to a terminal through a Rich console, whole lines: the text format as
-    ``terminal_record``, jsonl and csv as they are.
+    ``terminal_record``, jsonl and csv with their control characters, bidi overrides and line
+    separators made visible (``visible``, as in the text format): on a terminal a record is read
+    by a person, whatever its format, and a server's escape sequence must not drive the
+    terminal. (Piped or to --results FILE, jsonl and csv keep the exact data.) In jsonl, to_json
+    has escaped every control below U+0100 already, so what is left (bidi overrides) takes
+    JSON's own escape, ``\\u202e``, and the line still parses to the exact data.
 
     When the live progress display is on the same terminal, the console is the display's own,
     so each record is printed above the display instead of through it.
@@ -75,7 +81,8 @@ class ConsoleWriter:
     def _print(self, line: str, style: str) -> None:
         from rich.text import Text
 
-        self.console.print(Text(line.rstrip("\n"), style=style), soft_wrap=True, highlight=False)
+        shown = visible(line.rstrip("\n"))  # a newline inside a csv cell too: one record, one line
+        self.console.print(Text(shown, style=style), soft_wrap=True, highlight=False)
 
     def flush(self) -> None:
         self.console.file.flush()
