@@ -40,10 +40,13 @@ def test_retry_after_in_seconds_and_as_an_http_date():
     assert parse_retry_after("0") == 0.0
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == 30.0
     assert parse_retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0  # past: now
+    # asctime's form, and a date without its zone, are read as GMT (fetcher.http.headers)
+    assert parse_retry_after("Tue Nov 14 22:13:50 2023", now=now) == 30.0
+    assert parse_retry_after("Tue, 14 Nov 2023 22:13:50", now=now) == 30.0
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", "soon", "-5", "1.5", "Mon, 01 Jan 2024 00:00:00", "Mon, 99 Foo 2024"]
+    "value", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2024", "Mon, 01 Jan 0001 00:00:00 GMT"]
 )
 def test_retry_after_that_is_not_one_is_none(value):
     assert parse_retry_after(value) is None

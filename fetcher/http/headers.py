@@ -6,20 +6,50 @@ from __future__ import annotations
 import datetime
 import email.message
 import email.utils
+import re
 from collections.abc import Mapping
+
+# Where each form of an HTTP-date (RFC 9110 5.6.7) writes its year, blanks collapsed: after the
+# day and the month in IMF-fixdate ("06 Nov 1994 ...") and in the obsolete RFC 850 form
+# ("06-Nov-94 ..."), last in asctime's ("Sun Nov 6 08:49:37 1994").
+_YEAR = re.compile(r"[0-9]( |-)[a-z]+\1([0-9]+)\b|\s([0-9]+)$", re.IGNORECASE)
+
+
+def _year_is_http(value: str) -> bool:
+    """Whether the date's year is written as an HTTP-date writes it: four digits from 1000, or
+    two in the RFC 850 form. email.utils takes any year below 100 for a two-digit one, so that
+    "0001" would be 2001; and a date without a year where one belongs is no HTTP-date."""
+    found = _YEAR.search(" ".join(value.split()))
+    if found is None:
+        return False
+    rfc_850, year = found[1] == "-", found[2] or found[3]
+    if len(year) == 2:
+        return rfc_850
+    return len(year) == 4 and not year.startswith("0")
+
+
+def http_date(value: str) -> datetime.datetime | None:
+    """An HTTP-date as an aware datetime; None when it is not one. Lenient as email.utils is
+    (case, blanks, a numeric zone), but for the year (``_year_is_http``)."""
+    if not _year_is_http(value):
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # asctime's form or "-0000": HTTP dates are GMT (RFC 9110 5.6.7)
+        when = when.replace(tzinfo=datetime.UTC)
+    return when
 
 
 def remote_time(headers: Mapping[str, str]) -> float | None:
     """Last-Modified as a POSIX time; None when it is missing or not an HTTP date."""
-    value = headers.get("Last-Modified")
-    if not value:
+    when = http_date(headers.get("Last-Modified") or "")
+    if when is None:
         return None
     try:
-        when = email.utils.parsedate_to_datetime(value)
-        if when.tzinfo is None:  # asctime's form or "-0000": HTTP dates are GMT (RFC 9110 5.6.7)
-            when = when.replace(tzinfo=datetime.UTC)
         return when.timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except (ValueError, OverflowError):
         return None
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 import time
-from email.utils import parsedate_to_datetime
 
 from fetcher.errors import ErrorKind
+from fetcher.http.headers import http_date
 from fetcher.results import Result
 from fetcher.settings import Settings
 
@@ -34,12 +34,9 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     if value.isdigit():
         return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    moment = http_date(value)  # its three forms (RFC 9110 5.6.7), a year of four digits
+    if moment is None:
         return None
-    if moment.tzinfo is None:
-        return None  # an HTTP date is always GMT; a date without a zone is not one
     now = time.time() if now is None else now
     try:
         return max(0.0, moment.timestamp() - now)
