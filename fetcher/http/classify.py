@@ -62,8 +62,8 @@ _MAX_CHAIN = 16
 def iter_chain(exc: BaseException) -> Iterator[BaseException]:
     """Yield exc and every exception it wraps, outermost first, each once.
 
-    Follows ``__cause__``, ``__context__``, urllib3's ``reason`` and requests' habit of
-    passing the wrapped exception as the first argument.
+    Follows ``__cause__``, ``__context__`` (unless suppressed: ``_context``), urllib3's
+    ``reason`` and requests' habit of passing the wrapped exception as the first argument.
     """
     seen: set[int] = set()
     todo = [exc]
@@ -74,9 +74,19 @@ def iter_chain(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(current))
         yield current
         reason = getattr(current, "reason", None)
-        candidates = [reason, current.__cause__, current.__context__]
+        candidates = [reason, current.__cause__, _context(current)]
         candidates.extend(current.args[:1])
         todo.extend(c for c in candidates if isinstance(c, BaseException))
+
+
+def _context(link: BaseException) -> BaseException | None:
+    """The exception link was raised while handling, unless its raiser said with ``from None``
+    that it is not why (fetcher's sockets so turn EAGAIN into "timed out"). urllib3's
+    LocationParseError is the exception: raised from None over the IDNA codec's complaint, which
+    is the one text that says what is wrong with the host."""
+    if link.__suppress_context__ and not isinstance(link, uex.LocationParseError):
+        return None
+    return link.__context__
 
 
 def classify(exc: BaseException) -> ErrorKind:

@@ -1,0 +1,81 @@
+"""A read timeout's message is the innermost informative one (docs/usage.md), not the EAGAIN
+that fetcher's sockets replace with ``TimeoutError(...) from None``: the classifier does not
+follow a context its raiser suppressed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fetcher.errors import ErrorKind
+from fetcher.http.classify import classify, describe, iter_chain
+from tests.conftest import invoke
+from tests.servers import FaultServer, respond, silent
+
+HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+
+
+def fetch_one(server: FaultServer) -> dict[str, str]:
+    result = invoke(["--format", "jsonl", "--retries", "0", "-t", "0.3", server.url("/x")])
+    [line] = result.stdout.splitlines()
+    error: dict[str, str] = json.loads(line)["error"]
+    return error
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [silent, respond(HEAD_100K + b"x" * 10, end="stall")],
+    ids=["no-answer", "body-stalls"],
+)
+def test_a_read_timeout_says_it_timed_out(behaviour):
+    with FaultServer(behaviour) as server:
+        error = fetch_one(server)
+    assert error["kind"] == "read_timeout"
+    assert "timed out" in error["message"], error
+    assert "Errno" not in error["message"] and "temporarily" not in error["message"]
+
+
+def raised_from_none() -> TimeoutError:
+    try:
+        try:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
+    except TimeoutError as exc:
+        return exc
+
+
+def test_a_suppressed_context_is_not_part_of_the_chain():
+    timeout = raised_from_none()
+    assert isinstance(timeout.__context__, BlockingIOError)  # still there, but suppressed
+    assert list(iter_chain(timeout)) == [timeout]
+    assert classify(timeout) is ErrorKind.READ_TIMEOUT
+    assert describe(timeout) == "timed out"
+
+
+def test_an_unsuppressed_context_is_still_followed():
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            raise RuntimeError("reading")  # noqa: B904 - an implicit context is the point
+    except RuntimeError as exc:
+        wrapped = exc
+    assert isinstance(wrapped.__context__, ConnectionResetError)
+    assert classify(wrapped) is ErrorKind.PROTOCOL
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [("a..b", "label empty or too long"), ("a\u200db.com", "Joiner U+200D not allowed")],
+)
+def test_a_host_that_is_not_idna_still_says_why(host, why):
+    """urllib3 raises LocationParseError from None over the IDNA codec's reason: that reason is
+    still the message, for it is the one text that says what is wrong with the host."""
+    result = invoke(["--format", "jsonl", "--retries", "0", f"http://{host}/"])
+    [line] = result.stdout.splitlines()
+    error = json.loads(line)["error"]
+    assert error["kind"] == "invalid_url"
+    assert why in error["message"], error
