@@ -102,6 +102,21 @@ def test_repeated_headers_default_and_custom_user_agent(httpserver):
     assert "Accept" not in second.headers  # 'Name:' removes a header, as in curl
 
 
+@pytest.mark.parametrize("name", ["User-Agent", "Accept-Encoding", "accept-encoding"])
+def test_removing_a_header_the_libraries_add_sends_none_of_it(httpserver, tmp_path, name):
+    """-H 'User-Agent:' sent urllib3's own (python-urllib3/2.x), -H 'Accept-Encoding:'
+    http.client's 'identity': curl sends neither. Also from a jsonl line's headers (null)."""
+    seen = serve(httpserver, "/h")
+    invoke(["-H", f"{name}:", httpserver.url_for("/h")])
+    line = json.dumps({"url": httpserver.url_for("/h"), "headers": {name: None}})
+    (tmp_path / "in.jsonl").write_text(line + "\n")
+    invoke(["--input-format", "jsonl", "-i", str(tmp_path / "in.jsonl")])
+    for request in seen.requests:
+        sent = {key.lower() for key, _ in request.headers.items()}
+        assert name.lower() not in sent, request.headers
+    assert len(seen.requests) == 2
+
+
 @pytest.mark.parametrize("header", ["no colon", "Bad Name: x", ": empty name", "X\u00e9: v"])
 def test_malformed_header_is_a_usage_error(header):
     result = invoke(["-H", header, "http://127.0.0.1:9/"])

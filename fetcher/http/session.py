@@ -26,7 +26,7 @@ from requests.utils import check_header_validity, select_proxy, to_native_string
 from urllib3.connectionpool import ConnectionPool, port_by_scheme
 from urllib3.exceptions import LocationValueError, URLSchemeUnknown
 from urllib3.poolmanager import PoolKey, PoolManager
-from urllib3.util import Timeout
+from urllib3.util import SKIP_HEADER, Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.cookies import (
@@ -339,6 +339,11 @@ class FetcherSession(requests.Session):
         return rebuilt
 
 
+# urllib3 adds User-Agent and Host, and http.client Accept-Encoding, to a request without them;
+# SKIP_HEADER as the value sends none (what curl does for -H "User-Agent:").
+SKIPPABLE_HEADERS = frozenset(urllib3.util.SKIPPABLE_HEADERS)
+
+
 def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | None]) -> None:
     """Add a request's own headers to a copy of the session's, as requests' merge_setting and
     prepare_headers would (a None value removes one), checking only the headers added: the
@@ -347,6 +352,8 @@ def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | 
     for name, value in extra.items():
         if value is None:
             headers.pop(name, None)
+            if name.lower() in SKIPPABLE_HEADERS:
+                headers[name] = SKIP_HEADER
             continue
         check_header_validity((name, value))
         headers[to_native_string(name)] = value  # type: ignore[no-untyped-call]
@@ -365,7 +372,10 @@ def make_session(
     session.headers["User-Agent"] = settings.user_agent
     session.headers.update(form_content_type(settings.data))  # -H below may change or remove it
     for name, value in settings.headers:
-        session.headers[name] = value  # type: ignore[assignment] # None removes it, as curl -H "X:"
+        # None removes it, as curl -H "X:" does; removed, the libraries' own would be sent
+        if value is None and name.lower() in SKIPPABLE_HEADERS:
+            value = SKIP_HEADER
+        session.headers[name] = value  # type: ignore[assignment]
     session.max_redirects = settings.max_redirects
     session.cookies = jar = BoundedCookieJar()
     if settings.auth is not None:
