@@ -168,7 +168,15 @@ def test_credentials_from_settings_the_url_and_netrc_style_auth(httpserver, reco
         ("GET", url, {"auth": ("nora", "fromnetrc")}),
         ("GET", httpserver.url_for("/redirect-away"), {}),
     ]
-    seen, _, _ = same_either_way(Settings(auth=("bob", "pw")), calls, recording)
+    # The one difference: fetcher's prepared URL (so response.url) has no user:password@ in it
+    # (the cookie jar reads its host from it: tests/test_cookie_scope.py).
+    settings = Settings(auth=("bob", "pw"))
+    by_requests = through("request", settings, calls, recording)
+    seen, observed, cookies = through("fetch", settings, calls, recording)
+    unsafe = by_requests[1][1]
+    assert unsafe[1] == unsafe[4] == with_user
+    by_requests[1][1] = (unsafe[0], url, *unsafe[2:4], url, *unsafe[5:])
+    assert (seen, observed, cookies) == by_requests
     assert all("authorization" in dict(record[3]) for record in seen[:4])
     away = seen[4]
     assert away[1].startswith("localhost") and "authorization" not in dict(away[3])

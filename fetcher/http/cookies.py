@@ -18,6 +18,10 @@ session's jar and in the changes: a server that sets new cookies on every answer
 oldest ones instead of growing memory and the Cookie header without limit. The file's own
 cookies are the user's (read up to MAX_JAR_FILE_BYTES): all are saved back, though a session
 sends only those its bounded jar keeps.
+
+Where a cookie goes is RFC 6265's (HostOnlyPolicy, the policy of every jar a request is sent
+from): one set without a Domain attribute only to the host that set it, whatever the port; a -b
+cookie only to the host and port of its URL, as requests keeps Authorization.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import cookiejar
-from http.cookiejar import Cookie, CookieJar, CookiePolicy
+from http.cookiejar import Cookie, CookieJar, CookiePolicy, DefaultCookiePolicy
 from typing import Any, NamedTuple
-from urllib.parse import SplitResult
+from urllib.parse import SplitResult, urlsplit
 
-from requests.cookies import RequestsCookieJar, create_cookie
+from requests.cookies import RequestsCookieJar
 
 from fetcher.output.atomic import atomic_path
 
@@ -48,8 +52,38 @@ MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is ev
 MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
 MAX_COOKIE_HEADER_BYTES = 8192  # Apache's and nginx's default limit for one header line
 MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE; about 100 times what MAX_COOKIES take
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _Key = tuple[str, str, str]  # domain, path, name: what identifies a cookie in a jar
+
+
+class HostOnlyPolicy(DefaultCookiePolicy):
+    """DefaultCookiePolicy with RFC 6265's host-only cookies (§5.3 step 6), as browsers and curl
+    have them, and with -b cookies bound to their URL's port.
+
+    A cookie without a Domain attribute (domain_specified false: a server's, a -c file line with
+    the include-subdomains flag FALSE, a -b cookie) goes back to its own host only:
+    DefaultCookiePolicy sends it to every subdomain too unless told DomainStrictNonDomain.
+
+    Only -b cookies have a port (host_cookies; make_cookies drops the Port attribute of a
+    server's, which RFC 6265 does not know): cookies do not isolate by port, but a -b cookie is a
+    credential the user gave for one URL.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(strict_ns_domain=DefaultCookiePolicy.DomainStrictNonDomain)
+
+    def return_ok_port(self, cookie: Cookie, request: Any) -> bool:
+        """A cookie with a port goes to that port only, or from http's default port to https's,
+        the one change of port on which requests keeps Authorization. DefaultCookiePolicy's
+        takes a URL without a port for port 80, even an https one."""
+        if cookie.port is None:
+            return True
+        port = _port(urlsplit(f"{request.type}://{request.host}"))  # the host connected to
+        if cookie.port == str(port):
+            return True
+        given_for_http = not cookie.secure  # host_cookies: secure exactly when given for https
+        return given_for_http and cookie.port == "80" and request.type == "https" and port == 443
 
 
 class BoundedCookieJar(RequestsCookieJar):
@@ -71,16 +105,20 @@ class BoundedCookieJar(RequestsCookieJar):
         """CookieJar's, which carries out an expired Set-Cookie's deletion as it reads it,
         before any policy decides whether the host may set cookies for that domain at all:
         without the host noted for clear, any server could delete any site's cookie (and -c
-        saves what servers deleted)."""
+        saves what servers deleted). A Port attribute (RFC 2965's) is dropped: RFC 6265 ignores
+        it, and a port is what marks a -b cookie (HostOnlyPolicy)."""
         with self._cookies_lock:  # type: ignore[attr-defined] # an RLock: clear takes it too
             self._answering_host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
             try:
-                return super().make_cookies(response, request)
+                cookies = super().make_cookies(response, request)
             finally:
                 self._answering_host = None
+        for cookie in cookies:
+            cookie.port, cookie.port_specified = None, False
+        return cookies
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
-        super().__init__(policy)
+        super().__init__(policy if policy is not None else HostOnlyPolicy())
         self._order: OrderedDict[_Key, None] = OrderedDict()
 
     def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
@@ -283,9 +321,12 @@ def parse_jar_line(line: str) -> Cookie | None:
     expires = int(expires_text) if expires_text not in ("", "0") else None
     if expires is not None and expires < time.time():
         return None
+    # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
+    # http.cookiejar would match no host to it), one for the subdomains too.
+    whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
     return Cookie(
         version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
-        domain_specified=domain_flag.upper() == "TRUE", domain_initial_dot=domain.startswith("."),
+        domain_specified=whole_domain, domain_initial_dot=domain.startswith("."),
         path=path, path_specified=True, secure=secure.upper() == "TRUE", expires=expires,
         discard=expires is None, comment=None, comment_url=None,
         rest={"HttpOnly": ""} if http_only else {},
@@ -296,7 +337,7 @@ def format_jar_line(cookie: Cookie) -> str:
     prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
     fields = [
         cookie.domain,
-        "TRUE" if cookie.domain.startswith(".") else "FALSE",
+        "TRUE" if cookie.domain_specified or cookie.domain.startswith(".") else "FALSE",
         cookie.path,
         "TRUE" if cookie.secure else "FALSE",
         str(cookie.expires) if cookie.expires is not None else "0",  # 0: a session cookie
@@ -411,16 +452,26 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
 
 
 def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> RequestsCookieJar:
-    """Command-line cookies bound to url's host, and to https when url is https, so that a
-    redirect to another host, or from https to http, never carries them."""
+    """Command-line cookies bound to url's host (not its subdomains) and port, and to https when
+    url is https, so that a redirect to another host or port, or from https to http, never
+    carries them (HostOnlyPolicy)."""
     host = (url.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # IPv6: http.cookiejar's host is the URL's, brackets and all
     # http.cookiejar knows a host without a dot (localhost) as host.local.
     domain = host if "." in host else f"{host}.local"
-    secure = url.scheme == "https"
     jar = RequestsCookieJar()
     for name, value in pairs:
-        cookie = create_cookie(  # type: ignore[no-untyped-call]
-            name, value, domain=domain, path="/", secure=secure
-        )
+        cookie = Cookie(
+            version=0, name=name, value=value, port=str(_port(url)), port_specified=True,
+            domain=domain, domain_specified=False, domain_initial_dot=False, path="/",
+            path_specified=True, secure=url.scheme == "https", expires=None, discard=True,
+            comment=None, comment_url=None, rest={},
+        )  # fmt: skip
         jar.set_cookie(cookie)
     return jar
+
+
+def _port(url: SplitResult) -> int:
+    """The port url connects to."""
+    return url.port if url.port is not None else DEFAULT_PORTS[url.scheme]

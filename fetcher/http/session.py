@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -22,7 +22,12 @@ from requests.exceptions import InvalidURL
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
-from requests.utils import check_header_validity, select_proxy, to_native_string
+from requests.utils import (
+    check_header_validity,
+    get_auth_from_url,
+    select_proxy,
+    to_native_string,
+)
 from urllib3.connectionpool import ConnectionPool, port_by_scheme
 from urllib3.exceptions import LocationValueError, URLSchemeUnknown
 from urllib3.poolmanager import PoolKey, PoolManager
@@ -258,6 +263,7 @@ class FetcherSession(requests.Session):
         prepared = PreparedRequest()
         prepared.prepare_method(request.method)
         prepared.prepare_url(request.url, None)
+        url_auth = _take_userinfo(prepared)  # before the cookies are matched to its host
         prepared.headers = self._session_headers().copy()
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
@@ -272,8 +278,10 @@ class FetcherSession(requests.Session):
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
         auth = request.auth if request.auth is not None else self.auth
-        if auth is not None or "@" in (prepared.url or ""):  # else it finds none, by urlparse
-            prepared.prepare_auth(auth, request.url)
+        if auth is None:
+            auth = url_auth  # what prepare_auth would take from the URL
+        if auth is not None:
+            prepared.prepare_auth(auth)
         return prepared
 
     def _session_headers(self) -> CaseInsensitiveDict[str]:
@@ -307,6 +315,7 @@ class FetcherSession(requests.Session):
             raise FetchError(problem, ErrorKind.PROTOCOL)
         if target:
             discard_body(resp)
+            target = without_userinfo(target)  # requests sends none taken from a Location
         return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -342,6 +351,26 @@ class FetcherSession(requests.Session):
 # urllib3 adds User-Agent and Host, and http.client Accept-Encoding, to a request without them;
 # SKIP_HEADER as the value sends none (what curl does for -H "User-Agent:").
 SKIPPABLE_HEADERS = frozenset(urllib3.util.SKIPPABLE_HEADERS)
+
+
+def _take_userinfo(prepared: PreparedRequest) -> tuple[str, str] | None:
+    """Take 'user:password@' out of the prepared URL: the credentials, or None. The cookie jar
+    reads the host from that URL: with them left in, a server's cookie was saved under the
+    domain 'user:password@host' in the -c file, and no -b cookie matched the host. (The request
+    line never carries them.)"""
+    url = prepared.url or ""
+    if "@" not in url:
+        return None
+    credentials = get_auth_from_url(url)
+    prepared.url = without_userinfo(url)
+    return credentials if any(credentials) else None
+
+
+def without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | None]) -> None:

@@ -1,0 +1,247 @@
+"""Where cookies go (SPEC §2.2, RFC 6265 §5.3): a -b cookie only to the host and port of the URL it
+was given for (and only over https if that URL was https), however the redirects go; a cookie a
+server set without a Domain attribute only to that host (any port), one with Domain=parent also
+to the parent's subdomains; the -c file's host-only and domain lines keep their meaning.
+
+Other host names reach a local server through a proxy: the ProxyHost below is the proxy and the
+origin of every host at once (a request through a proxy carries the whole URL, so it answers
+for whichever host the URL names and records what was sent there).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+
+from fetcher.http.cookies import BoundedCookieJar, host_cookies
+from tests.conftest import invoke
+from tests.servers import CountingServer, Route, counting_server, serving, tls_server
+from tests.tls_proxy_servers import Certificates, make_certificates
+
+SECRET = "SECRET-b-cookie"
+
+
+def route(url: str) -> Route:
+    """``/go?to=URL[&set=SET-COOKIE]`` answers 302 to URL, setting the cookie if given; anything
+    else 200. ``url`` is the whole URL through a proxy, the path otherwise."""
+    parts = urlsplit(url)
+    if parts.path == "/go":
+        query = parse_qs(parts.query)
+        headers = {"Location": query["to"][0]}
+        if "set" in query:
+            headers["Set-Cookie"] = query["set"][0]
+        return 302, headers, b"", 0.0
+    return 200, {}, b"ok\n", 0.0
+
+
+def go(origin: str, to: str, set_cookie: str | None = None) -> str:
+    """The URL at origin that redirects to to (setting set_cookie on the way)."""
+    query = f"to={quote(to, safe='')}"
+    if set_cookie is not None:
+        query += f"&set={quote(set_cookie, safe='')}"
+    return f"{origin}/go?{query}"
+
+
+class ProxyHost(CountingServer):
+    """A proxy that is also every host it is asked for: ``sent(url)`` is the Cookie header of
+    each request for url (None where there was none), in order."""
+
+    def sent(self, url: str) -> list[str | None]:
+        with self.lock:
+            seen = list(zip(self.paths, self.headers_seen, strict=True))
+        assert any(path == url for path, _ in seen), (url, [path for path, _ in seen])
+        return [headers.get("Cookie") for path, headers in seen if path == url]
+
+
+@pytest.fixture
+def hosts() -> Iterator[ProxyHost]:
+    with serving(ProxyHost(route)) as server:
+        yield server
+
+
+def fetch(*args: str) -> list[dict[str, object]]:
+    """Run fetcher on the arguments (one worker, no retries); its records, all ok."""
+    result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1", *args])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records and all(r["ok"] for r in records), (result.exit_code, result.stdout)
+    return records
+
+
+def through(hosts: ProxyHost, *args: str) -> list[dict[str, object]]:
+    return fetch("-x", f"http://127.0.0.1:{hosts.port}", *args)
+
+
+# -- -b: the host and port of the URL given, nothing else ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "http://attacker.example.test/landing",  # a subdomain
+        "http://sub.example.test/landing",
+        "http://example.test:8080/landing",  # another port of the same host
+        "http://other.test/landing",  # another host
+    ],
+)
+def test_b_cookie_is_not_sent_to_a_subdomain_or_another_port_after_a_redirect(hosts, elsewhere):
+    start = go("http://example.test", elsewhere)
+    [record] = through(hosts, "-b", f"session={SECRET}", start)
+    assert record["final_url"] == elsewhere
+    assert hosts.sent(start) == [f"session={SECRET}"]  # given where it belongs
+    assert hosts.sent(elsewhere) == [None]
+
+
+@pytest.mark.parametrize(
+    ("same", "requested"),
+    [
+        ("/landing", "http://example.test/landing"),
+        ("http://example.test/landing", "http://example.test/landing"),
+        ("http://EXAMPLE.test:80/landing", "http://example.test:80/landing"),
+    ],
+)
+def test_b_cookie_is_sent_to_the_same_host_and_port_after_a_redirect(hosts, same, requested):
+    through(hosts, "-b", f"session={SECRET}", go("http://example.test", same))
+    assert hosts.sent(requested) == [f"session={SECRET}"]
+
+
+def test_b_cookie_is_sent_to_an_ipv6_literal_host(hosts):
+    url = "http://[::1]:8080/literal"
+    through(hosts, "-b", f"session={SECRET}", url)
+    assert hosts.sent(url) == [f"session={SECRET}"]
+
+
+def test_b_cookie_is_not_sent_to_another_port_of_the_same_address():
+    with counting_server() as other, counting_server(route) as first:
+        landing = other.url("/landing")
+        [record] = fetch("-b", f"session={SECRET}", go(f"http://127.0.0.1:{first.port}", landing))
+        assert record["final_url"] == landing
+        assert first.headers_seen[0].get("Cookie") == f"session={SECRET}"
+        assert other.paths == ["/landing"] and "Cookie" not in other.headers_seen[0]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+def test_b_cookie_of_an_https_url_is_not_sent_to_http(certs):
+    """Another port too here; test_http.py has the same host and port with only the scheme
+    changed."""
+    context = certs.server_context()
+    with counting_server() as plain, tls_server(context.wrap_socket, route) as secure:
+        landing = plain.url("/landing")
+        start = go(f"https://127.0.0.1:{secure.port}", landing)
+        [record] = fetch("--cacert", str(certs.ca_pem), "-b", f"session={SECRET}", start)
+        assert record["final_url"] == landing
+        assert secure.headers_seen[0].get("Cookie") == f"session={SECRET}"
+        assert plain.paths == ["/landing"] and "Cookie" not in plain.headers_seen[0]
+
+
+def sent_to(given: str, request: str) -> bool:
+    """Whether a -b cookie given for the URL given goes with a request for the URL request,
+    by the jar every fetcher request uses (http.cookiejar's own request type: no server can
+    listen on 80 and 443 here)."""
+    jar = BoundedCookieJar()
+    jar.update(host_cookies((("session", SECRET),), urlsplit(given)))
+    asked = urllib.request.Request(request)
+    jar.add_cookie_header(asked)
+    return asked.get_header("Cookie") == f"session={SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("given", "request_url", "sent"),
+    [
+        ("https://h.test/", "https://h.test:443/x", True),  # the default port, named or not
+        ("https://h.test:443/", "https://h.test/x", True),
+        ("https://h.test/", "https://h.test:80/x", False),  # not http.cookiejar's port "80"
+        ("https://h.test/", "http://h.test/x", False),
+        ("http://h.test/", "http://h.test:80/x", True),
+        ("http://h.test/", "https://h.test/x", True),  # the upgrade requests keeps -u for
+        ("http://h.test/", "https://h.test:80/x", True),  # the same port, under TLS
+        ("http://h.test/", "http://h.test:8080/x", False),
+        ("http://h.test:8080/", "https://h.test/x", False),
+        ("http://h.test:8080/", "http://h.test:8080/x", True),
+        ("http://localhost:8080/", "http://localhost:8080/x", True),
+        ("http://localhost:8080/", "http://sub.localhost:8080/x", False),
+    ],
+)
+def test_b_cookie_goes_to_its_own_port_or_on_to_https(given, request_url, sent):
+    assert sent_to(given, request_url) is sent
+
+
+# -- cookies servers set: host-only without Domain, any port -----------------------------------
+
+
+HOST_ONLY = "sid=server; Path=/"
+DOMAIN_WIDE = "sid=server; Domain=example.test; Path=/"
+
+
+@pytest.mark.parametrize(
+    ("set_cookie", "landing", "expected"),
+    [
+        (HOST_ONLY, "http://sub.example.test/landing", None),
+        (DOMAIN_WIDE, "http://sub.example.test/landing", "sid=server"),
+        (HOST_ONLY, "http://example.test:8080/landing", "sid=server"),  # no port binding
+        (HOST_ONLY, "http://example.test/landing", "sid=server"),
+        # RFC 2965's Port, which RFC 6265 ignores: http.cookiejar would bind the cookie by it.
+        (HOST_ONLY + "; Port=80", "http://example.test:8080/landing", "sid=server"),
+    ],
+)
+def test_server_cookie_without_domain_stays_on_its_host(hosts, set_cookie, landing, expected):
+    through(hosts, go("http://example.test", landing, set_cookie))
+    assert hosts.sent(landing) == [expected]
+
+
+def test_server_cookie_without_domain_stays_on_its_host_in_later_requests(hosts):
+    """The session's own jar, not only a redirect's copy."""
+    first = go("http://example.test", "/done", HOST_ONLY)
+    sub, same = "http://sub.example.test/later", "http://example.test/later"
+    through(hosts, first, sub, same)
+    assert (hosts.sent(sub), hosts.sent(same)) == ([None], ["sid=server"])
+
+
+# -- the -c file --------------------------------------------------------------------------------
+
+FILE_LINES = {
+    "example.test\tFALSE\t/\tFALSE\t4102444800\thostonly\th",  # curl's host-only line
+    ".example.test\tTRUE\t/\tFALSE\t4102444800\tdomainwide\td",  # and its domain line
+    "example.test\tTRUE\t/\tFALSE\t4102444800\tflagged\tf",  # curl: a domain line too
+}
+
+
+def test_cookie_file_host_only_and_domain_lines_keep_their_scope(hosts, tmp_path: Path):
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n" + "\n".join(sorted(FILE_LINES)) + "\n")
+    sub, same = "http://sub.example.test/", "http://example.test/"
+    through(hosts, "-c", str(jar), sub, same)
+    assert sorted((hosts.sent(sub)[0] or "").split("; ")) == ["domainwide=d", "flagged=f"]
+    everything = ["domainwide=d", "flagged=f", "hostonly=h"]
+    assert sorted((hosts.sent(same)[0] or "").split("; ")) == everything
+    lines = {line for line in jar.read_text().splitlines() if line and not line.startswith("#")}
+    assert lines == FILE_LINES  # saved back as loaded
+
+
+def test_a_password_in_the_url_never_reaches_the_cookie_file(tmp_path: Path):
+    """requests keeps 'user:password@' in the URL the cookie jar is given, so a server's cookie
+    was saved under the domain 'user:password@127.0.0.1' (and a -b cookie never matched). The
+    jar sees the host alone, also after a redirect to a URL with credentials."""
+    jar = tmp_path / "cookies.txt"
+    with counting_server(route) as server:
+        origin = f"http://127.0.0.1:{server.port}"
+        target = f"http://ann:hop-pw@127.0.0.1:{server.port}/landing"
+        first = origin.replace("http://", "http://ann:url-pw@") + "/go?" + go(
+            "", target, "sid=one; Path=/"
+        ).split("?", 1)[1]
+        result = invoke(["-c", str(jar), "-b", f"given={SECRET}", first])
+        assert result.exit_code == 0, result.output
+        landing_cookie = server.headers_seen[server.paths.index("/landing")].get("Cookie")
+    saved = jar.read_text()
+    assert "pw" not in saved and "ann" not in saved, saved
+    assert "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tone" in saved, saved
+    assert landing_cookie is not None and "sid=one" in landing_cookie
+    assert f"given={SECRET}" in landing_cookie
