@@ -49,7 +49,7 @@ Examples:
   grep -o 'https://[^ ]*' log | fetcher --format jsonl | jq -r 'select(.ok|not).url'
   fetcher -q -i urls.txt --failed retry.txt --summary summary.json || echo "exit $?"
   FETCHER_WORKERS=64 fetcher -i urls.txt --ordered
-  fetcher -sS -i urls.txt -o mirror -R      # cron: quiet unless something failed
+  fetcher -sS -i urls.txt -o mirror -R --results log.txt  # cron: quiet unless one failed
 
 \b
 Exit status: 0 all ok (or no URL), 1 some failed, 3 all failed, 2 usage error,
