@@ -190,3 +190,19 @@ def test_a_206_that_adds_an_etag_to_the_date_the_file_began_with_still_continues
     record = fetch(url, tmp_path, "--continue")
     assert ranges_asked(served[1])[-1] == f"bytes={CUT}-"
     assert record["ok"] and record["status"] == 206 and record["sha256"] == now.sha256
+
+
+def test_a_head_answered_304_has_no_sha256(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """A HEAD's record has sha256 null, no body being read (docs/usage.md), also when --state
+    made it conditional and the answer is a 304: the saved body's hash is a GET's 304's."""
+    server, origin = served
+    origin.resources["/f"] = resource(body(1), version=1)
+    url = server.url_for("/f")
+    saved = fetch(url, tmp_path)
+    args = ["--format", "jsonl", "-q", "--state", str(tmp_path / "s.db"), url]
+    [head] = records(invoke([*args, "-I"]).stdout)
+    assert head["status"] == 304 and head["sha256"] is None, head
+    [get] = records(invoke(args).stdout)
+    assert get["status"] == 304 and get["sha256"] == saved["sha256"], get

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from fetcher.errors import ErrorKind
@@ -141,14 +142,19 @@ class State:
             return
         # A 304 or the answer to a HEAD (no sha256: no body read) has no body of its own.
         bodiless = result.status == 304 or result.sha256 is None
+        known: Result | Prior | None = prior if bodiless else result
         if result.not_modified and prior is not None:
-            result.sha256 = result.sha256 if result.bytes else prior.sha256
+            # The body known before, still current, with any validator the 304 renewed.
             result.etag = result.etag or prior.etag
             result.last_modified = result.last_modified or prior.last_modified
             result.path = result.path or prior.path
+            known = replace(prior, etag=result.etag, last_modified=result.last_modified,
+                            path=result.path)  # fmt: skip
+            if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
+                result.sha256 = prior.sha256
         if result.ok:
             result.changed = not bodiless and (prior is None or prior.sha256 != result.sha256)
-        body = _body_columns(result, prior if bodiless and not result.not_modified else result)
+        body = _body_columns(result, known)
         kept = _partial_columns(result)
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
