@@ -486,8 +486,8 @@ def test_well_formed_jsonl_lines_are_read_as_written(lines):
 @given(st.lists(per_url, min_size=1, max_size=4), st.lists(meta_key, max_size=2, unique=True))
 def test_well_formed_csv_records_are_read_as_written(lines, meta_columns):
     """The same through --input-format csv: an empty cell is an absent value, every other
-    column is meta (a string, as CSV has no other type). No line end inside a cell: between a
-    record's lines the reader keeps \n, whatever the file had (documented)."""
+    column is meta (a string, as CSV has no other type). No line end inside a cell here:
+    tests/test_csv_records.py shows those kept as the file has them."""
     columns = ["url", "method", "headers", "data", "output", *meta_columns]
     out = io.StringIO()
     writer = csv.writer(out)

@@ -2,9 +2,10 @@
 
 An Entry is a URL plus that line's own method, headers, body, output name and ``meta`` (every
 other key, handed back in the record). Parsing never raises for bad input: a malformed line is an
-Entry with an ``error``, which the reader turns into an ``invalid_url`` record. Both parsers take
-the bounded physical lines of ``sources.read_lines``, so memory stays flat: csv.reader is fed
-one line at a time, and a record longer than MAX_RECORD_BYTES is an error, not a buffer.
+Entry with an ``error``, which the reader turns into an ``invalid_url`` record. Memory stays flat:
+jsonl takes the bounded physical lines of ``reader.read_lines``; csv takes the bounded pieces of
+``reader.read_pieces`` and finds where each record ends itself, keeping at most MAX_RECORD_BYTES
+of one, so that a longer record is an error, not a buffer.
 """
 
 from __future__ import annotations
@@ -35,13 +36,22 @@ MAX_JSON_DEPTH = 64
 
 Line = tuple[int, bytes, bool]  # what read_lines yields: number, bytes without the end, too long
 
+# Where a CSV parser stands, as far as the end of a record goes: at the start of a field or just
+# after a quoted one's closing quote (the two read alike: a quote opens a quoted field or is the
+# second of a "" pair, a comma starts a field, a line end ends the record), in an unquoted field
+# (a quote is a character like any other), or inside quotes (a line end belongs to the cell).
+_FIELD_START, _UNQUOTED, _QUOTED = range(3)
+# The bytes of a csv record kept: the longest record allowed and its CR LF; beyond that the
+# record is too long and only its first MAX_RECORD_BYTES + 1 bytes go into its Entry.
+_CSV_KEPT = MAX_RECORD_BYTES + 2
+
 
 @dataclass(slots=True)
 class Entry:
     """One jsonl line or csv record. ``error`` set: it cannot be fetched, and says why."""
 
     line: int  # the first physical line
-    raw: bytes  # verbatim, line ends between a csv record's lines kept as \n, for --failed
+    raw: bytes  # verbatim without its own line end (a csv record's inner ones kept), for --failed
     url: str | None = None  # the url value, stripped; None when there is none to show
     error: str | None = None
     method: str | None = None
@@ -75,40 +85,133 @@ def iter_jsonl(lines: Iterable[Line]) -> Iterator[Entry]:
         yield _fill(entry, value, headers_as_text=False)
 
 
-def iter_csv(lines: Iterable[Line]) -> Iterator[Entry]:
+def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
     """An Entry per CSV record after the header row (blank records are skipped).
 
     The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
     its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent.
     """
-    feed = _Feed(lines)
-    rows = csv.reader(feed, strict=True)  # strict: a stray quote is an error, not a guess
     columns: list[str] | None = None
     header_error: str | None = None
     header_raw: bytes | None = None
-    while True:
-        feed.start()
+    for record in _csv_records(pieces):
         try:
-            row = next(rows)
-        except StopIteration:
-            return
-        except (csv.Error, _Malformed) as exc:
-            message = str(exc) if isinstance(exc, _Malformed) else f"malformed CSV: {exc}"
+            row = _csv_row(record)
+        except _Malformed as exc:
             if columns is None:  # the header itself: it and every record after it say so
-                columns, header_raw = [], feed.raw
-                header_error = f"the csv header (line {feed.first}) cannot be read: {message}"
-                yield Entry(feed.first, feed.raw, error=header_error)
+                columns, header_raw = [], record.raw
+                header_error = f"the csv header (line {record.line}) cannot be read: {exc}"
+                yield Entry(record.line, record.raw, error=header_error)
                 continue
-            yield Entry(feed.first, feed.raw, error=message, header=header_raw)
-            continue
-        if not row:
+            yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
         if columns is None:
-            columns, header_raw = [name.strip() for name in row], feed.raw
-            header_error = _header_problem(columns, feed.first)
+            columns, header_raw = [name.strip() for name in row], record.raw
+            header_error = _header_problem(columns, record.line)
             continue
-        entry = Entry(feed.first, feed.raw, header=header_raw)
+        entry = Entry(record.line, record.raw, header=header_raw)
         yield _row_entry(entry, row, columns, header_error)
+
+
+@dataclass(slots=True)
+class _CsvRecord:
+    line: int  # its first physical line
+    raw: bytes  # as read, without its own line end; cut when too long (see _csv_record)
+    problem: str | None  # found while reading it: too long, or a quote never closed
+
+
+def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
+    """The records of a CSV file, each whole: a record ends at a line end outside quotes.
+
+    Whatever goes wrong inside a record (a byte that is not UTF-8, too many bytes, a stray
+    quote) is then that record's error, never the start of another one: Python's csv.reader,
+    fed line by line, starts afresh at the next line after an error, and the rest of a quoted
+    cell became records (and a URL in it was fetched). The pieces are read on to the record's
+    end, however far, keeping at most _CSV_KEPT bytes. Whitespace-only records are skipped: they
+    are blank lines (a line end inside quotes is never one).
+    """
+    line = first = 1
+    kept = bytearray()
+    size = 0  # the bytes of the record so far, its line ends included
+    quoting = _FIELD_START
+    visible = False
+    for piece in pieces:
+        if len(kept) < _CSV_KEPT:
+            kept += piece[: _CSV_KEPT - len(kept)]
+        size += len(piece)
+        visible = visible or not piece.isspace()
+        quoting = _quoting_after(piece, quoting)
+        if not piece.endswith(b"\n"):
+            continue
+        line += 1
+        if quoting == _QUOTED:
+            continue
+        if visible:
+            yield _csv_record(first, kept, size, ended=True)
+        kept, size, quoting, visible, first = bytearray(), 0, _FIELD_START, False, line
+    if size and visible:
+        yield _csv_record(first, kept, size, ended=quoting != _QUOTED)
+
+
+def _csv_record(line: int, kept: bytearray, size: int, ended: bool) -> _CsvRecord:
+    """The record read from line on: size bytes, the first of which are kept; ended says that
+    it ended at a line end or at the end of the input outside quotes.
+
+    A record too long to keep keeps its first MAX_RECORD_BYTES + 1 bytes, and a closing quote
+    when they stop inside quotes: read back from --failed, it is the same error again, and its
+    cut does not open a quote that would swallow the records after it.
+    """
+    raw = bytes(kept)
+    if ended and size == len(raw) and raw.endswith(b"\n"):  # whole: drop its line end
+        raw = raw[:-1].removesuffix(b"\r")
+    never_closed = "a quoted field is never closed: the record runs to the end of the input"
+    if size > len(kept) or len(raw) > MAX_RECORD_BYTES:
+        raw = raw[: MAX_RECORD_BYTES + 1]
+        if _quoting_after(raw, _FIELD_START) == _QUOTED:
+            raw += b'"'
+        problem = f"record longer than {MAX_RECORD_BYTES} bytes"
+        return _CsvRecord(line, raw, problem if ended else f"{problem}; {never_closed}")
+    return _CsvRecord(line, raw, None if ended else f"malformed CSV: {never_closed}")
+
+
+def _quoting_after(text: bytes, quoting: int) -> int:
+    """Where a CSV parser stands after text, from where it stood before it. The moves are
+    those of Python's csv module that decide where a record ends; where its strict mode
+    refuses a record (text after a closing quote), the record is read on as its lenient mode
+    would, and the strict parse of the whole record then says what is wrong."""
+    at = 0
+    while at < len(text):
+        if quoting == _QUOTED:
+            quote = text.find(b'"', at)
+            if quote < 0:
+                return _QUOTED
+            quoting, at = _FIELD_START, quote + 1  # a closing quote, or the first of a pair
+        elif quoting == _UNQUOTED:
+            comma = text.find(b",", at)
+            if comma < 0:
+                return _UNQUOTED
+            quoting, at = _FIELD_START, comma + 1
+        else:
+            byte = text[at]
+            quoting = _QUOTED if byte == 0x22 else _FIELD_START if byte == 0x2C else _UNQUOTED
+            at += 1
+    return quoting
+
+
+def _csv_row(record: _CsvRecord) -> list[str]:
+    """The cells of a record, parsed whole; line ends inside quotes are kept as they are."""
+    if record.problem is not None:
+        raise _Malformed(record.problem)
+    try:
+        text = record.raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = record.line + record.raw.count(b"\n", 0, exc.start)
+        raise _Malformed(f"line {line} is not valid UTF-8 ({exc.reason})") from None
+    try:
+        # strict: a stray quote is an error, not a guess
+        return next(csv.reader([text], strict=True), [])
+    except csv.Error as exc:
+        raise _Malformed(f"malformed CSV: {exc}") from None
 
 
 def _header_problem(columns: list[str], line: int) -> str | None:
@@ -279,43 +382,3 @@ def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     return _JSON_TYPES.get(type(value), "a number")
-
-
-class _Feed:
-    """Feeds csv.reader one decoded line at a time and keeps the lines of the current record.
-
-    An iterator object rather than a generator: a generator that raised could not go on, and a
-    bad record (_Malformed) must not end the file.
-    """
-
-    def __init__(self, lines: Iterable[Line]) -> None:
-        self._lines = iter(lines)
-        self._record: list[tuple[int, bytes]] = []
-        self._size = 0
-
-    def start(self) -> None:
-        """A new record begins with the next line."""
-        self._record = []
-        self._size = 0
-
-    @property
-    def first(self) -> int:
-        return self._record[0][0] if self._record else 0
-
-    @property
-    def raw(self) -> bytes:
-        return b"\n".join(raw for _, raw in self._record)
-
-    def __iter__(self) -> _Feed:
-        return self
-
-    def __next__(self) -> str:
-        number, raw, too_long = next(self._lines)
-        self._size += len(raw) + (1 if self._record else 0)  # + the \n between two lines
-        self._record.append((number, raw))
-        if too_long or self._size > MAX_RECORD_BYTES:
-            raise _Malformed(f"record longer than {MAX_RECORD_BYTES} bytes")
-        try:
-            return raw.decode("utf-8") + "\n"  # the reader needs the line end inside quotes
-        except UnicodeDecodeError as exc:
-            raise _Malformed(f"line {number} is not valid UTF-8 ({exc.reason})") from None

@@ -9,6 +9,7 @@ kept.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,7 @@ from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 BOM = b"\xef\xbb\xbf"
 COUNT_CHUNK = 1 << 20  # bytes read at a time when counting a file's URLs ahead of the run
+PIECE_BYTES = 1 << 16  # the most bytes read at a time for csv
 # A line kept in the state for --retry-failed: its input format, the line, its csv header (or
 # b""), and the URL fetched for it then.
 StoredLine = tuple[str, bytes, bytes, str]
@@ -85,6 +87,17 @@ def read_lines(
         line = raw.rstrip(b"\r\n")
         too_long = not complete or len(line) > max_bytes
         yield number, line[:max_bytes], too_long and visible
+
+
+def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
+    """Yield the stream's bytes in pieces of at most size bytes, each ending at the first line
+    end (\\n) or before it, without a UTF-8 byte-order mark at the start, line ends kept as
+    they are: for csv, which finds itself where its records end (inside quotes a line end is
+    part of a cell, and a record may be any number of lines long)."""
+    piece = stream.readline(size).removeprefix(BOM)
+    while piece:
+        yield piece
+        piece = stream.readline(size)
 
 
 def _holds_url(line: bytes) -> bool:
@@ -253,8 +266,11 @@ class InputReader:
                 if job is not None:
                     yield job
             return
-        parse = iter_jsonl if self.input_format == "jsonl" else iter_csv
-        for entry in parse(read_lines(source.stream, MAX_RECORD_BYTES)):
+        if self.input_format == "jsonl":
+            entries = iter_jsonl(read_lines(source.stream, MAX_RECORD_BYTES))
+        else:
+            entries = iter_csv(read_pieces(source.stream))
+        for entry in entries:
             job = self.jobs.entry_job(entry)
             if job is not None:
                 yield job
@@ -269,9 +285,12 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
         if input_format == "lines":
             job = maker.line_job(None, line, len(line) > MAX_LINE_BYTES)
         else:
-            lines = [(1, header, False), (2, line, False)] if header else [(1, line, False)]
-            parse = iter_jsonl if input_format == "jsonl" else iter_csv
-            entry = next(iter(parse(lines)), None)
+            if input_format == "jsonl":
+                entries = iter_jsonl([(1, line, False)])
+            else:  # the record, whose line ends inside quotes are kept, under its header
+                stored_text = header + b"\n" + line if header else line
+                entries = iter_csv(read_pieces(io.BytesIO(stored_text)))
+            entry = next(entries, None)
             job = None if entry is None else maker.entry_job(entry)
         if job is not None:
             job.line = None

@@ -1,0 +1,229 @@
+"""--input-format csv (§2.1): one CSV record, however many physical lines it spans, gives exactly
+one result. An error inside a quoted cell (a byte that is not UTF-8, a record over 128 KiB, a
+quote never closed) makes that record invalid_url at the line where it starts, and reading goes
+on after the record's end, never inside it: a URL written in a quoted cell is never fetched.
+Line ends inside a quoted cell are kept as they are; whitespace-only lines are skipped."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from fetcher.input.reader import InputReader, Source
+from fetcher.settings import MAX_RECORD_BYTES
+from tests.conftest import invoke
+from tests.servers import CountingServer, records
+from tests.test_http import serve
+
+
+def run_csv(listing: Path, *options: str) -> tuple[int, list[dict[str, Any]]]:
+    """Run fetcher on a csv file; its exit status and its records in input order."""
+    result = invoke(
+        ["--input-format", "csv", "--format", "jsonl", "--ordered", "-i", str(listing), *options]
+    )
+    return result.exit_code, records(result.stdout)
+
+
+def outcome(record: dict[str, Any]) -> tuple[int, str]:
+    """A record's line and what happened to it: ``ok`` or its error's message."""
+    return record["line"], "ok" if record["ok"] else record["error"]["message"]
+
+
+# -- 1. an error inside a quoted cell stays inside its record ---------------------------------
+
+
+def bad_byte_record(server: CountingServer) -> tuple[bytes, int, str]:
+    """A record over lines 2-5 whose quoted cell has a bad byte (line 3) and a URL (line 4)."""
+    text = (
+        server.url("/u1").encode() + b',"first\n'
+        b"\xff second\n" + server.url("/INSIDE").encode() + b',x\nend"\n'
+    )
+    return text, 6, "line 3 is not valid UTF-8"
+
+
+def long_record(server: CountingServer) -> tuple[bytes, int, str]:
+    """A record over lines 2-143, past 128 KiB near its end, with a URL on line 142."""
+    cell = (b"x" * 1000 + b"\n") * 140 + server.url("/INSIDE").encode() + b',y\nend"'
+    return server.url("/big").encode() + b',"' + cell + b"\n", 144, "record longer than"
+
+
+def text_after_quote_record(server: CountingServer) -> tuple[bytes, int, str]:
+    """A stray quote: text after a cell's closing quote, then a quoted cell over 3 lines."""
+    text = server.url("/s").encode() + b',"a"b,"c\n' + server.url("/INSIDE").encode() + b',x\nd"\n'
+    return text, 5, "malformed CSV"
+
+
+@pytest.mark.parametrize("make", [bad_byte_record, long_record, text_after_quote_record])
+def test_an_error_inside_a_quoted_cell_gives_one_record_and_fetches_nothing_in_it(
+    server: CountingServer, tmp_path: Path, make: Any
+) -> None:
+    record, next_line, reason = make(server)
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(b"url,note\n" + record + server.url("/after").encode() + b",z\n")
+    failed = tmp_path / "failed.csv"
+    status, got = run_csv(listing, "--failed", str(failed))
+    assert status == 1
+    assert [outcome(r)[0] for r in got] == [2, next_line]
+    assert reason in outcome(got[0])[1] and got[0]["error"]["kind"] == "invalid_url"
+    assert outcome(got[1]) == (next_line, "ok")
+    assert server.paths == ["/after"]  # nothing inside the quoted cell was fetched
+    # --failed holds the one record, which reads back as one invalid_url record again.
+    status, again = run_csv(failed)
+    assert (status, [outcome(r)[0] for r in again]) == (3, [2])  # all failed
+    assert reason in outcome(again[0])[1]
+    assert server.paths == ["/after"]
+
+
+def test_the_failed_file_keeps_a_bad_record_byte_for_byte(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    record, _, _ = bad_byte_record(server)
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(b"url,note\n" + record)
+    failed = tmp_path / "failed.csv"
+    run_csv(listing, "--failed", str(failed))
+    assert failed.read_bytes() == b"url,note\n" + record
+
+
+def test_a_quote_never_closed_makes_one_record_of_the_rest_of_the_file(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(
+        b"url,note\n"
+        + server.url("/a").encode() + b",ok\n"
+        + server.url("/b").encode() + b',"open\n'
+        + server.url("/c").encode() + b",x\n"
+        + server.url("/d").encode() + b",y\n"
+    )  # fmt: skip
+    status, got = run_csv(listing)
+    assert status == 1
+    assert [outcome(r)[0] for r in got] == [2, 3]
+    assert outcome(got[0]) == (2, "ok")
+    assert "never closed" in outcome(got[1])[1]
+    assert server.paths == ["/a"]
+
+
+class _GeneratedBytes(io.RawIOBase):
+    """A stream whose bytes are made as they are read: a test input of any size in no memory."""
+
+    def __init__(self, parts: Iterator[bytes]) -> None:
+        self._parts = parts
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pending:
+            self._pending = next(self._parts, b"")
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def test_an_enormous_quoted_cell_is_one_record_read_in_bounded_memory() -> None:
+    """40 MB in one quoted cell of 40,000 lines: one invalid_url record, the record after it
+    read with its right line number, and memory never holding more than a few records."""
+    lines = 40_000
+
+    def parts() -> Iterator[bytes]:
+        yield b'url,note\nhttp://a.test/,"'
+        for _ in range(lines):
+            yield b"a" * 999 + b"\n"
+        yield b'"\nhttp://b.test/,after\n'
+
+    stream = io.BufferedReader(_GeneratedBytes(parts()))
+    reader = InputReader([Source("big", stream=stream)], "https", input_format="csv")
+    tracemalloc.start()
+    try:
+        jobs = list(reader)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(job.line, job.invalid is None) for job in jobs] == [(2, False), (lines + 3, True)]
+    assert jobs[0].invalid is not None and "record longer than" in jobs[0].invalid
+    assert (jobs[1].url, jobs[1].meta) == ("http://b.test/", {"note": "after"})
+    assert len(jobs[0].raw) <= MAX_RECORD_BYTES + 2  # kept cut, not whole
+    assert peak < 8 * MAX_RECORD_BYTES, peak
+
+
+# -- 2. a line end inside a quoted cell is kept as it is --------------------------------------
+
+
+def test_crlf_inside_a_quoted_cell_is_sent_and_kept_as_it_is(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    # A 500 makes the record fail, so that --failed keeps it: the retry must send the same.
+    seen = serve(httpserver, "/crlf", Response("no", status=500))
+    url = httpserver.url_for("/crlf").encode()
+    record = url + b',"a\r\nb","multi\r\nline"'
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(b"\xef\xbb\xbfurl,data,note\r\n" + record + b"\r\n")
+    failed = tmp_path / "failed.csv"
+    status, got = run_csv(listing, "--failed", str(failed), "--retries", "0")
+    assert status == 3 and len(got) == 1  # all failed
+    assert got[0]["meta"] == {"note": "multi\r\nline"}
+    assert seen.requests[0].get_data() == b"a\r\nb"  # 4 bytes, the CR kept
+    assert failed.read_bytes() == b"url,data,note\n" + record + b"\n"
+    run_csv(failed, "--retries", "0")
+    assert [r.get_data() for r in seen.requests] == [b"a\r\nb", b"a\r\nb"]
+    # --state keeps the record for --retry-failed just as well.
+    state = str(tmp_path / "s.db")
+    run_csv(listing, "--state", state, "--retries", "0")
+    retried = invoke(["--state", state, "--retry-failed", "--format", "jsonl", "--retries", "0"])
+    assert [r["meta"] for r in records(retried.stdout)] == [{"note": "multi\r\nline"}]
+    assert [r.get_data() for r in seen.requests] == [b"a\r\nb"] * 4
+
+
+def test_crlf_ends_records_and_is_not_part_of_the_last_cell(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    seen = serve(httpserver, "/end")
+    listing = tmp_path / "in.csv"
+    url = httpserver.url_for("/end")
+    listing.write_bytes(f'url,data\r\n{url},one\r\n{url},"two"\r\n'.encode())
+    status, got = run_csv(listing)
+    assert (status, [outcome(r) for r in got]) == (0, [(2, "ok"), (3, "ok")])
+    assert sorted(r.get_data() for r in seen.requests) == [b"one", b"two"]
+
+
+# -- 3. whitespace-only lines are blank lines ------------------------------------------------
+
+
+def test_whitespace_only_lines_are_skipped_like_blank_lines(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(
+        b" \t\r\n"  # 1: before the header
+        b"url,note\n"  # 2: the header
+        + server.url("/w1").encode() + b",1\n"  # 3
+        + b"   \n"  # 4
+        + b"\t\n"  # 5
+        + server.url("/w2").encode() + b',"2\n \n"\n'  # 6-8: blank inside quotes is data
+        + b"  \r\n"  # 9
+        + b" "  # 10: the last line, without a line end
+    )  # fmt: skip
+    status, got = run_csv(listing)
+    assert (status, [outcome(r) for r in got]) == (0, [(3, "ok"), (6, "ok")])
+    assert got[1]["meta"] == {"note": "2\n \n"}
+    assert sorted(server.paths) == ["/w1", "/w2"]
+
+
+def test_a_comment_line_is_a_record_in_csv(server: CountingServer, tmp_path: Path) -> None:
+    """usage.md: a line whose first non-blank character is '#' is not a comment in csv."""
+    listing = tmp_path / "in.csv"
+    listing.write_bytes(b"url\n  # not a comment\n" + server.url("/x").encode() + b"\n")
+    status, got = run_csv(listing)
+    assert status == 1
+    assert [outcome(r)[0] for r in got] == [2, 3]
+    assert got[0]["error"]["kind"] == "invalid_url" and outcome(got[1]) == (3, "ok")
