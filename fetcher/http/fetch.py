@@ -298,9 +298,7 @@ def read_body(
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
             limit = None if limit is None else limit - kept
         size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline, watch)
-        if (coding := unfinished_coding(response.raw)) is not None:
-            message = f"body cut short: its {coding} stream does not end"
-            raise FetchError(message, ErrorKind.PROTOCOL)
+        check_coding_ended(response.raw)
         if output is not None:
             result.path, result.body = output.finish()
     except BaseException as exc:
@@ -315,8 +313,8 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
-def unfinished_coding(raw: urllib3.BaseHTTPResponse) -> str | None:
-    """The content coding whose stream the body ended inside of, or None.
+def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
+    """Raise FetchError (protocol) when the body ended inside a content coding's stream.
 
     urllib3 decodes what comes and stops at the end of the connection's body (its length, the
     last chunk or the close) without asking the decoder whether its stream ended: a gzip body
@@ -326,17 +324,16 @@ def unfinished_coding(raw: urllib3.BaseHTTPResponse) -> str | None:
     all (a 204, an empty 200 that names a coding) has nothing to end."""
     decoder = getattr(raw, "_decoder", None)
     if decoder is None or not raw.tell():
-        return None
+        return
     parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
     for coding, part in zip(_codings(raw), parts, strict=False):
         if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
             continue
         stream = getattr(part, "_obj", None)
         finished = getattr(stream, "is_finished", None)
-        ended = finished() if callable(finished) else getattr(stream, "eof", True)
-        if not ended:
-            return coding
-    return None
+        if not (finished() if callable(finished) else getattr(stream, "eof", True)):
+            message = f"body cut short: its {coding} stream does not end"
+            raise FetchError(message, ErrorKind.PROTOCOL)
 
 
 def _codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
