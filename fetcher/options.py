@@ -6,6 +6,7 @@ parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage e
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from fetcher.input.parsing import (
     parse_header,
     parse_method,
     parse_metrics_label,
+    parse_output_dir,
     parse_processes,
     parse_proxy,
     parse_rate,
@@ -37,8 +39,28 @@ from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 
 ENV_PREFIX = "FETCHER_"
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
-NON_NEGATIVE_FLOAT = click.FloatRange(min=0)
+
+# The longest wait an option may ask for, about 31 years: far under what threading
+# (TIMEOUT_MAX, about 292 years) and socket timeouts accept, which a longer one overflows.
+MAX_SECONDS = 10**9
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds, above 0 (or from 0) up to MAX_SECONDS. click's FloatRange alone lets
+    NaN through, as no comparison with it is true: a NaN --backoff made a retry never due."""
+
+    def __init__(self, allow_zero: bool) -> None:
+        super().__init__(min=0, max=MAX_SECONDS, min_open=not allow_zero)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if math.isnan(seconds):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return seconds
+
+
+POSITIVE_SECONDS = Seconds(allow_zero=False)
+NON_NEGATIVE_SECONDS = Seconds(allow_zero=True)
 
 
 def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
@@ -135,7 +157,8 @@ REQUEST_OPTIONS = [
     option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
            help="HTTP method.  [default: GET, POST with -d]"),
     option("-d", "--data", metavar="TEXT|@FILE",
-           help="Send TEXT, or FILE's bytes (at most 100 MiB), as the body."),
+           help="Send TEXT, or FILE's bytes (at most 100 MiB; @- reads standard input), as the "
+                "body."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header),
            help="Add a header; 'NAME:' removes one. Repeatable."),
@@ -160,21 +183,21 @@ REQUEST_OPTIONS = [
 ]  # fmt: skip
 
 TIMING_OPTIONS = [
-    option("--connect-timeout", type=POSITIVE_FLOAT, default=defaults.DEFAULT_CONNECT_TIMEOUT,
+    option("--connect-timeout", type=POSITIVE_SECONDS, default=defaults.DEFAULT_CONNECT_TIMEOUT,
            metavar="S", help="Seconds to wait for a connection."),
-    option("-t", "--timeout", "read_timeout", type=POSITIVE_FLOAT,
+    option("-t", "--timeout", "read_timeout", type=POSITIVE_SECONDS,
            default=defaults.DEFAULT_READ_TIMEOUT, metavar="S",
            help="Seconds to wait for each read from the server."),
-    option("-m", "--max-time", type=POSITIVE_FLOAT, metavar="S",
+    option("-m", "--max-time", type=POSITIVE_SECONDS, metavar="S",
            help="Seconds one URL may take in all, redirects and retries included."),
     option("--retries", "--retry", type=click.IntRange(0, 100), default=defaults.DEFAULT_RETRIES,
            help="Retries after connection errors, timeouts and --retry-on statuses."),
     option("--retry-on", type=Parsed("STATUSES", _parse_statuses), metavar="STATUSES",
            default=",".join(map(str, sorted(defaults.DEFAULT_RETRY_ON))),
            help="Statuses that are retried."),
-    option("--backoff", type=NON_NEGATIVE_FLOAT, default=defaults.DEFAULT_BACKOFF, metavar="S",
+    option("--backoff", type=NON_NEGATIVE_SECONDS, default=defaults.DEFAULT_BACKOFF, metavar="S",
            help="First wait before a retry, doubled each time, with jitter."),
-    option("--max-retry-wait", type=NON_NEGATIVE_FLOAT, metavar="S",
+    option("--max-retry-wait", type=NON_NEGATIVE_SECONDS, metavar="S",
            default=defaults.DEFAULT_MAX_RETRY_WAIT, help="Longest Retry-After that is honoured."),
     option("--retry-all-methods", is_flag=True, help="Retry POST and PATCH too."),
     option("--max-redirects", type=click.IntRange(0, 1000),
@@ -203,7 +226,7 @@ LIMIT_OPTIONS = [
 ]  # fmt: skip
 
 OUTPUT_OPTIONS = [
-    option("-o", "--output-dir", metavar="DIR",
+    option("-o", "--output-dir", metavar="DIR", type=Parsed("DIR", parse_output_dir),
            help="Save each ok body to DIR/<host>[_<port>]/<path>, atomically."),
     option("--body", is_flag=True,
            help="Write each body to stdout, whole; records then go only to --results."),
@@ -284,22 +307,52 @@ def help_sections() -> list[tuple[str, list[str]]]:
 MAX_DATA_FILE_BYTES = 100 * 1024 * 1024
 
 
-def read_data(value: str | None) -> bytes | None:
-    """-d TEXT or -d @FILE. Raises click.UsageError for an unreadable FILE or one larger than
-    MAX_DATA_FILE_BYTES."""
+def read_data(value: str | None, urls_on_stdin: bool = False) -> bytes | None:
+    """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin).
+    Raises click.UsageError for what cannot be read, or is larger than MAX_DATA_FILE_BYTES."""
     if value is None:
         return None
     if not value.startswith("@"):
         return value.encode()
-    try:
-        with open(value[1:], "rb") as file:
-            data = file.read(MAX_DATA_FILE_BYTES + 1)
-    except OSError as exc:
-        raise click.UsageError(f"cannot read -d file {value[1:]!r}: {exc.strerror}") from None
+    path = value[1:]
+    if path == "-":
+        data, what = read_stdin_data(urls_on_stdin), "-d @- (standard input)"
+    else:
+        try:
+            with open(path, "rb") as file:
+                data = file.read(MAX_DATA_FILE_BYTES + 1)
+        except OSError as exc:
+            raise click.UsageError(f"cannot read -d file {path!r}: {exc.strerror}") from None
+        what = f"-d file {path!r}"
     if len(data) > MAX_DATA_FILE_BYTES:
         limit = MAX_DATA_FILE_BYTES // (1024 * 1024)
-        raise click.UsageError(f"-d file {value[1:]!r} is larger than {limit} MiB")
+        raise click.UsageError(f"{what} is larger than {limit} MiB")
     return data
+
+
+def read_stdin_data(urls_on_stdin: bool) -> bytes:
+    """-d @-: standard input, up to one byte past MAX_DATA_FILE_BYTES. Refused when the URLs
+    come from there too: the body would swallow the list."""
+    if urls_on_stdin:
+        raise click.UsageError(
+            "-d @- reads the body from standard input, where the URLs come from too: "
+            "give the URLs as arguments or with -i FILE"
+        )
+    if sys.stdin is None:
+        raise click.UsageError("cannot read -d @-: standard input is closed")
+    try:
+        return sys.stdin.buffer.read(MAX_DATA_FILE_BYTES + 1)
+    except OSError as exc:
+        raise click.UsageError(f"cannot read -d @- from standard input: {exc.strerror}") from None
+
+
+def urls_from_stdin(urls: tuple[str, ...], inputs: tuple[str, ...], retry_failed: bool) -> bool:
+    """Whether the run reads its URL list from standard input: '-' is a URL or an -i, or there
+    is no URL, -i or --retry-failed at all (the list is then piped in; a terminal is refused).
+    The one place that decides it: -d @- and the output checks ask here."""
+    if "-" in urls or "-" in inputs:
+        return True
+    return not (urls or inputs or retry_failed)
 
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
@@ -316,7 +369,9 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         client_cert=(cert, key) if key else cert,
         verify=verify,
         follow_redirects=not params["no_follow"],
-        data=read_data(params["data"]),
+        data=read_data(
+            params["data"], urls_from_stdin(urls, params["inputs"], params["retry_failed"])
+        ),
         ok_status=params["ok_status"] or OkStatus(),
         headers=tuple(params["headers"]),
         cookies=tuple(params["cookies"]),

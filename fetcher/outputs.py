@@ -17,6 +17,7 @@ import click
 
 from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
+from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import FileIdentity, file_identity, is_stream, output_problem
 from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.output.collector import Collector
@@ -229,9 +230,7 @@ def input_files(settings: Settings, streams: Streams | None) -> list[Named]:
     read and redirected from a file (`fetcher --results urls.txt < urls.txt`)."""
     inputs: list[Named] = [("--input", path, file_identity(path, False))
                            for path in settings.inputs if path != "-"]  # fmt: skip
-    reads_stdin = "-" in settings.urls or "-" in settings.inputs
-    if not (settings.urls or settings.inputs or settings.retry_failed):
-        reads_stdin = True  # no URL given: standard input is the list
+    reads_stdin = urls_from_stdin(settings.urls, settings.inputs, settings.retry_failed)
     if reads_stdin and streams is not None and streams.stdin is not None:
         try:
             found = os.fstat(streams.stdin.fileno())

@@ -252,7 +252,7 @@ def test_parse_rate_is_positive_per_second_or_value_error(text):
 
 
 @PARSER
-@given(st.floats(min_value=1e-6, max_value=1e6), st.sampled_from(["", "/s", "/m", " / M"]))
+@given(st.floats(min_value=1e-3, max_value=1e6), st.sampled_from(["", "/s", "/m", " / M"]))
 def test_parse_rate_per_minute_is_a_sixtieth(value, unit):
     per_second = value / 60 if unit.strip(" /").lower() == "m" else value
     assert parse_rate(f"{value!r}{unit}") == pytest.approx(per_second)

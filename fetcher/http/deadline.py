@@ -100,7 +100,10 @@ class _DeadlineMixin:
         if deadline is None:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         cut = threading.Event()
-        timer = threading.Timer(max(0.0, deadline.remaining()), self._cut, (cut,))
+        # threading cannot wait past TIMEOUT_MAX (about 292 years): its timer thread would die
+        # of an OverflowError, and a wait that long never needs to end anyway.
+        interval = min(max(0.0, deadline.remaining()), threading.TIMEOUT_MAX)
+        timer = threading.Timer(interval, self._cut, (cut,))
         timer.daemon = True
         timer.start()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
@@ -39,8 +40,9 @@ def parse_header(text: str) -> tuple[str, str | None]:
 
 
 def parse_method(text: str) -> str:
-    """-X: a token (RFC 9110 §9.1), upper-cased as curl sends it. The value is not repeated in
-    the message: it may hold a line break that would garble the terminal."""
+    """-X: a token (RFC 9110 §9.1), upper-cased: requests upper-cases every method it sends
+    (curl sends -X as typed, case kept). The value is not repeated in the message: it may hold
+    a line break that would garble the terminal."""
     if not TOKEN.match(text):
         raise ValueError("a method is one word of letters, digits and !#$%&'*+.^_`|~- (e.g. GET)")
     return text.upper()
@@ -51,11 +53,18 @@ def parse_user_agent(text: str) -> str:
     return check_sendable("the User-Agent", text)
 
 
+# More digits than any size in bytes has (2**64 has 20); and int() refuses over 4,300, in
+# Python's own words.
+_SIZE_DIGITS = 20
+
+
 def parse_size(text: str) -> int:
     """``1048576``, ``512K``, ``10M``, ``2G`` (powers of 1024) to a number of bytes."""
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"not a size: {text!r} (a number with an optional K, M or G)")
+        raise ValueError(f"not a size: {text[:40]!r} (a number with an optional K, M or G)")
+    if len(match[1].lstrip("0")) > _SIZE_DIGITS:
+        raise ValueError(f"not a size: {text[:40]!r} is more than {_SIZE_DIGITS} digits long")
     return int(match[1]) * _SIZE_FACTORS[match[2].upper()]
 
 
@@ -115,8 +124,13 @@ def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` to seconds."""
     match = _DURATION.match(text)
     if not match:
-        raise ValueError(f"not a duration: {text!r} (a number with an optional s, m, h, d or w)")
-    return float(match[1]) * _DURATION_FACTORS[match[2].lower()]
+        raise ValueError(
+            f"not a duration: {text[:40]!r} (a number with an optional s, m, h, d or w)"
+        )
+    seconds = float(match[1]) * _DURATION_FACTORS[match[2].lower()]
+    if not math.isfinite(seconds):  # float() of 309 digits or more is infinite
+        raise ValueError(f"not a duration: {text[:40]!r} is too long")
+    return seconds
 
 
 # --processes auto: as many worker processes as CPUs (fetcher.options.resolve_processes).
@@ -138,6 +152,11 @@ def parse_processes(text: str) -> int | Literal["auto"]:
     return int(digits)
 
 
+# The slowest --rate, one request a day (curl's slowest, 1/d). Without a floor, --rate 1e-300
+# spaced requests further apart than a thread can wait (threading.TIMEOUT_MAX): workers died.
+SLOWEST_RATE = 1 / 86400
+
+
 def parse_rate(text: str) -> float:
     """``R``, ``R/s`` or ``R/m`` to requests per second."""
     number, _, unit = text.strip().partition("/")
@@ -146,6 +165,16 @@ def parse_rate(text: str) -> float:
         value = float(number)
     except ValueError:
         raise ValueError(f"not a rate: {text!r} (a number, optionally /s or /m)") from None
-    if unit not in ("s", "m") or not value > 0:
+    if unit not in ("s", "m") or not (value > 0 and math.isfinite(value)):
         raise ValueError(f"not a rate: {text!r} (a positive number, optionally /s or /m)")
-    return value if unit == "s" else value / 60
+    per_second = value if unit == "s" else value / 60
+    if per_second < SLOWEST_RATE:
+        raise ValueError(f"too slow a rate: {text!r} (at least one request a day)")
+    return per_second
+
+
+def parse_output_dir(text: str) -> str:
+    """-o DIR: any name but the empty one, which `-o "$DIR"` with DIR unset gives."""
+    if not text:
+        raise ValueError("no folder name given")
+    return text

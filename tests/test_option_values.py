@@ -1,0 +1,207 @@
+"""Option values that cannot be used are usage errors before anything is fetched (§2.5): NaN,
+infinities and absurd numbers of seconds or rates, an empty -o; -d @- reads the body from standard
+input as curl does, unless the URLs come from there too. And a --max-time deadline centuries
+away neither kills its timer thread nor stops the header phase from being bounded."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import urllib3
+
+from fetcher.http.deadline import Deadline, DeadlineHTTPPool, set_thread_deadline
+from fetcher.options import MAX_DATA_FILE_BYTES
+from tests.conftest import FETCHER, clean_env, invoke, run_process
+from tests.servers import records
+
+SECONDS_OPTIONS = ["--connect-timeout", "--timeout", "-m", "--max-time", "--backoff",
+                   "--max-retry-wait"]  # fmt: skip
+
+
+def assert_refused(result, option: str, server) -> None:
+    """Exit 2, one "Error:" line naming option, and not one request sent."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and option in errors[0], result.stderr
+    assert "Traceback" not in result.output
+    assert server.requests == 0
+
+
+# -- 1. a deadline centuries away ---------------------------------------------------------------
+
+
+def test_a_deadline_beyond_what_threading_can_wait_for_kills_no_timer(server, monkeypatch):
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    set_thread_deadline(Deadline.start(1e12))  # past threading.TIMEOUT_MAX (about 292 years)
+    try:
+        with DeadlineHTTPPool("127.0.0.1", server.port) as pool:
+            # The server's 0.2 s pause lets the timer's thread reach its wait first.
+            response = pool.request("GET", "/slow/0.2/x")
+    finally:
+        set_thread_deadline(None)
+    assert response.status == 200 and response.data == b"/slow/0.2/x"
+    timers = [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
+    for timer in timers:
+        timer.join(5)
+    assert not any(timer.is_alive() for timer in timers)
+    assert [failure.exc_type for failure in failures] == []
+
+
+def test_a_near_deadline_still_cuts_headers_that_never_come():
+    """The clamp leaves the timer working: a server that never answers is cut at the deadline,
+    long before the read timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    taker = threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True)
+    taker.start()
+    set_thread_deadline(Deadline.start(0.3))
+    started = time.monotonic()
+    try:
+        with DeadlineHTTPPool("127.0.0.1", listener.getsockname()[1], timeout=30) as pool:
+            with pytest.raises(urllib3.exceptions.ProtocolError):
+                pool.request("GET", "/", retries=False)
+    finally:
+        set_thread_deadline(None)
+        taker.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert time.monotonic() - started < 10
+
+
+# -- 2. numbers of seconds, rates and durations --------------------------------------------------
+
+
+@pytest.mark.parametrize("option", SECONDS_OPTIONS)
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "1e300", "1e10", "-1"])
+def test_a_number_of_seconds_that_cannot_be_waited_is_a_usage_error(server, option, value):
+    assert_refused(invoke(["-q", option, value, server.url("/x")]), option, server)
+
+
+@pytest.mark.parametrize("variable", ["FETCHER_MAX_TIME", "FETCHER_BACKOFF", "FETCHER_TIMEOUT"])
+def test_nan_from_the_environment_is_a_usage_error(server, variable):
+    option = "--" + variable.removeprefix("FETCHER_").lower().replace("_", "-")
+    result = invoke(["-q", server.url("/x")], **{variable: "nan"})
+    assert_refused(result, option, server)
+
+
+def test_backoff_nan_is_refused_at_once_instead_of_waiting_forever(server):
+    # Before: the first retry was due at NaN, never, and the run hung. Bounded by timeout.
+    result = run_process(["-q", "--backoff", "nan", "--retries", "1", server.url("/status/503")],
+                         timeout=30)  # fmt: skip
+    assert result.returncode == 2 and b"--backoff" in result.stderr
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--timeout", "1e9"), ("-m", "1e9"), ("--connect-timeout", "0.5"), ("--backoff", "0"),
+     ("--max-retry-wait", "0"), ("--max-retry-wait", "1e9")],
+)  # fmt: skip
+def test_the_largest_and_smallest_numbers_of_seconds_still_work(server, option, value):
+    result = invoke(["--format", "jsonl", option, value, server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert [record["status"] for record in records(result.stdout)] == [200]
+
+
+@pytest.mark.parametrize("option", ["--rate", "--host-rate"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "-inf", "inf/m", "1e-300", "1e-6"])
+def test_a_rate_that_cannot_be_kept_is_a_usage_error(server, option, value):
+    assert_refused(invoke(["-q", option, value, server.url("/x")]), option, server)
+
+
+@pytest.mark.parametrize("value", ["1/m", "0.5", "1e6", "0.000012"])  # 0.000012/s: about 1 a day
+def test_usual_and_extreme_rates_still_work(server, value):
+    result = invoke(["-q", "--rate", value, server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert server.requests == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "9" * 400, "-1"])
+def test_a_skip_fresh_that_is_no_duration_is_a_usage_error(server, tmp_path, value):
+    result = invoke(["-q", "--state", str(tmp_path / "s.db"), "--skip-fresh", value,
+                     server.url("/x")])  # fmt: skip
+    assert_refused(result, "--skip-fresh", server)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "9" * 5000])
+def test_a_max_size_that_is_no_size_is_a_usage_error(server, value):
+    result = invoke(["-q", "--max-size", value, server.url("/x")])
+    assert_refused(result, "--max-size", server)
+    assert "sys.set_int_max_str_digits" not in result.stderr  # Python's words, not ours
+
+
+# -- 3. -o '' ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["-o", ""], ["--output-dir="], ["-J", "-o", ""]])
+def test_an_empty_output_dir_is_a_usage_error(server, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", *args, "--results", "records.txt", server.url("/x")])
+    assert_refused(result, "-o", server)
+    assert "no folder name given" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # --results was not even created
+
+
+# -- 4. -d @- -----------------------------------------------------------------------------------
+
+
+def test_data_from_standard_input_is_sent_as_the_body(httpserver):
+    body = b'{"x": 1}\n\x00\xff binary'
+    httpserver.expect_request("/p", method="POST", data=body).respond_with_data("ok")
+    result = invoke(["--format", "jsonl", "-d", "@-", httpserver.url_for("/p")], input=body)
+    assert result.exit_code == 0, result.output
+    assert [record["status"] for record in records(result.stdout)] == [200]
+    httpserver.check_assertions()
+
+
+def test_data_from_standard_input_goes_to_every_url_of_an_input_file(httpserver, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{httpserver.url_for('/a')}\n{httpserver.url_for('/b')}\n")
+    for path in ("/a", "/b"):
+        httpserver.expect_request(path, method="POST", data=b"same").respond_with_data("ok")
+    result = invoke(["-q", "-d", "@-", "-i", str(urls)], input=b"same")
+    assert result.exit_code == 0, result.output
+    assert len(httpserver.log) == 2
+    httpserver.check_assertions()
+
+
+@pytest.mark.parametrize("where", [[], ["-"], ["-i", "-"], ["URL", "-"]])
+def test_data_from_standard_input_where_the_urls_come_from_is_a_usage_error(server, where):
+    args = [server.url("/x") if arg == "URL" else arg for arg in where]
+    result = invoke(["-q", "-d", "@-", *args], input=server.url("/y") + "\n")
+    assert result.exit_code == 2, result.output
+    assert "-d @-" in result.stderr and "standard input" in result.stderr
+    assert "No such file" not in result.stderr
+    assert server.requests == 0
+
+
+def test_data_from_a_closed_standard_input_is_a_usage_error(server):
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", *FETCHER, "-q", "-d", "@-", server.url("/x")],
+        capture_output=True, env=clean_env(), timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert b"-d @-" in result.stderr and b"standard input is closed" in result.stderr
+    assert server.requests == 0
+
+
+def test_data_from_an_empty_standard_input_is_an_empty_body(httpserver):
+    httpserver.expect_request("/p", method="POST", data=b"").respond_with_data("ok")
+    result = run_process(["-q", "-d", "@-", httpserver.url_for("/p")], input=b"")
+    assert result.returncode == 0, result.stderr
+    assert len(httpserver.log) == 1
+    httpserver.check_assertions()
+
+
+def test_data_from_standard_input_over_the_limit_is_a_usage_error(server):
+    result = run_process(["-q", "-d", "@-", server.url("/x")],
+                         input=b"x" * (MAX_DATA_FILE_BYTES + 1))  # fmt: skip
+    assert result.returncode == 2
+    assert b"-d @-" in result.stderr and b"larger than 100 MiB" in result.stderr
+    assert server.requests == 0
