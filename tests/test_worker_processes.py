@@ -84,6 +84,18 @@ def comparable(record: dict) -> tuple:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(("workers", "processes"), [(32, 1), (32, 8), (64, 16), (8, 2)])
+def test_the_tasks_out_with_workers_are_a_small_multiple_of_j_whatever_the_processes(
+    workers, processes
+):
+    """SPEC 2.3: the URLs dispatched and not finished are bounded by a small multiple of the
+    workers. The process executor's window was P times that: 128 x -j with 16 processes."""
+    from fetcher.run.processes import ProcessExecutor
+
+    settings = Settings(workers=workers, processes=processes)
+    assert ProcessExecutor(settings).window <= 2 * settings.window == 8 * workers
+
+
 def test_split_workers_spreads_j_over_the_processes():
     assert split_workers(16, 2) == [8, 8]
     assert split_workers(7, 3) == [3, 2, 2]

@@ -132,8 +132,9 @@ class ProcessExecutor:
         self.log_levels = log_levels
         self.cookies = cookies
         self.shares = worker_shares(settings)
-        # Twice the workers' own windows: a batch on its way must not leave a worker idle.
-        self.window = 2 * len(self.shares) * settings.window
+        # Twice the workers' own windows (settings.window is theirs, all -j of them): a batch on
+        # its way must not leave a worker idle.
+        self.window = 2 * settings.window
         self.batch_size = BATCH * len(self.shares)
         self.workers: list[WorkerProcess] = []
         # Every task out with a worker, by seq: (worker index, task). The dispatcher adds; the
@@ -257,11 +258,27 @@ class ProcessExecutor:
             self._inbox(lost(job, "the worker process for it was stopped first"))
 
     def _lose(self, index: int) -> None:
-        """Worker index is gone: whatever it still had gets a record, unless the run was
-        stopped (then the run abandons what is left when its grace ends)."""
+        """Worker index is gone.
+
+        One that stopped on its own terms (exit status 0 after a SIGTERM, from us or anyone)
+        sent a record or a hand-back for every job it read before it ended: the jobs still out
+        with it were dealt after that and never reached it. They are handed back as never
+        attempted once the run is stopping, and get a record saying so otherwise. (When every
+        job was dealt before the stop, none is left; with a smaller window, they were abandoned
+        as interrupted, though never started.) From any other end, whatever it still had gets
+        a record, unless the run was stopped: then the run abandons it when its grace ends."""
         assert self._inbox is not None
-        if self._stopped:
+        worker = self.workers[index]
+        worker.wait(EXIT_NOW_WAIT)  # its pipe ended: it is exiting
+        graceful = worker.process.returncode == 0
+        if self._stopped and not graceful:
             return
         for seq, (owner, task) in sorted(list(self._out.items())):
-            if owner == index and self._out.pop(seq, None) is not None:
+            if owner != index or self._out.pop(seq, None) is None:
+                continue
+            if not graceful:
                 self._inbox(lost(task.job))
+            elif self._stopped:
+                self._inbox(Skipped(task.job, dispatched=True))
+            else:
+                self._inbox(lost(task.job, "the worker process for it was stopped first"))
