@@ -117,6 +117,14 @@ def lost(job: Job, message: str = LOST) -> Result:
     return Result.failure(job, ErrorKind.OTHER, message, attempts=1)
 
 
+def handed_back(job: Job, stopped: bool) -> Skipped | Result:
+    """A job a worker never started: not attempted when the run is stopping; else a record, as
+    lost (the worker was stopped by a SIGTERM that was not ours)."""
+    if stopped:
+        return Skipped(job, dispatched=True)
+    return lost(job, "the worker process for it was stopped first")
+
+
 class ProcessExecutor:
     """Deals tasks to worker processes and turns what comes back into the run's messages."""
 
@@ -250,35 +258,19 @@ class ProcessExecutor:
             return
         self.workers[index].back += 1
         job = entry[1].job
-        if not isinstance(item, int):
+        if isinstance(item, int):  # never started
+            self._inbox(handed_back(job, self._stopped))
+        else:
             self._inbox(result_from_wire(job, item))
-        elif self._stopped:
-            self._inbox(Skipped(job, dispatched=True))
-        else:  # a worker stopped on its own (a SIGTERM that was not ours): a record, as lost
-            self._inbox(lost(job, "the worker process for it was stopped first"))
 
     def _lose(self, index: int) -> None:
-        """Worker index is gone.
-
-        One that stopped on its own terms (exit status 0 after a SIGTERM, from us or anyone)
-        sent a record or a hand-back for every job it read before it ended: the jobs still out
-        with it were dealt after that and never reached it. They are handed back as never
-        attempted once the run is stopping, and get a record saying so otherwise. (When every
-        job was dealt before the stop, none is left; with a smaller window, they were abandoned
-        as interrupted, though never started.) From any other end, whatever it still had gets
-        a record, unless the run was stopped: then the run abandons it when its grace ends."""
+        """Worker index is gone. After a clean stop its jobs still out never reached it (it
+        answers every job it read): handed back, or a record if the run goes on. Else they get
+        a record, unless the run was stopped: it abandons them when its grace ends."""
         assert self._inbox is not None
-        worker = self.workers[index]
-        worker.wait(EXIT_NOW_WAIT)  # its pipe ended: it is exiting
-        graceful = worker.process.returncode == 0
+        graceful = self.workers[index].ended_cleanly(EXIT_NOW_WAIT)
         if self._stopped and not graceful:
             return
         for seq, (owner, task) in sorted(list(self._out.items())):
-            if owner != index or self._out.pop(seq, None) is None:
-                continue
-            if not graceful:
-                self._inbox(lost(task.job))
-            elif self._stopped:
-                self._inbox(Skipped(task.job, dispatched=True))
-            else:
-                self._inbox(lost(task.job, "the worker process for it was stopped first"))
+            if owner == index and self._out.pop(seq, None) is not None:
+                self._inbox(handed_back(task.job, self._stopped) if graceful else lost(task.job))

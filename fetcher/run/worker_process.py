@@ -116,6 +116,13 @@ class WorkerProcess:
         with contextlib.suppress(subprocess.TimeoutExpired, OSError):
             wait_for_exit(self.process, timeout)
 
+    def ended_cleanly(self, timeout: float) -> bool:
+        """Whether the worker, whose pipe ended, exits with status 0 (within timeout): a stop
+        it carried out, having sent a record or a hand-back for every job it read. Jobs dealt
+        after that sat unread in its pipe: never started, so not interrupted."""
+        self.wait(timeout)
+        return self.process.returncode == 0
+
     def end_jobs(self) -> None:
         """End of input for the worker: from the dispatcher's end or the run's, once."""
         if self._jobs_closed.acquire(blocking=False):
