@@ -3,6 +3,7 @@ host pauses (Retry-After), retries that come due, stop and drain. No test sleeps
 only when a test moves it, and ``take(block=False)`` says what a worker would get right now."""
 
 import threading
+import time
 
 import pytest
 
@@ -350,3 +351,126 @@ def test_retries_due_before_a_sibling_renewed_the_pause_still_go_but_untried_tas
     assert scheduler.take(block=False) is None  # the untried task waits for the pause
     clock.now += 1.0
     assert scheduler.take(block=False).job.seq == 3
+
+
+# -- found in s13 (h2 §4): a retry out of --max-time ends at that moment, whatever holds it --
+
+
+def retry_running_out(scheduler: Scheduler, clock: FakeClock, first: Task, time_left: float):
+    """first, just attempted, goes back as a retry due in 0.5 s that runs out of --max-time
+    time_left seconds from now, as a worker leaves it."""
+    first.max_time = Deadline(clock.now + time_left, time_left)
+    first.last = Result(job=first.job)
+    scheduler.finish(first, retry_in=0.5)
+
+
+def test_a_retry_that_runs_out_of_time_waiting_for_a_per_host_place_is_handed_out_at_once():
+    clock = FakeClock()
+    scheduler = Scheduler(per_host=1, clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first = scheduler.take(block=False)
+    retry_running_out(scheduler, clock, first, 1.5)
+    slow = scheduler.take(block=False)  # the slow neighbour holds the host's one place
+    assert slow.job.seq == 1
+    clock.now += 1.0
+    assert scheduler.take(block=False) is None  # due, but the host is full
+    clock.now += 0.5
+    assert scheduler.take(block=False) is first  # its deadline: out it goes to be ended
+    scheduler.finish(first)
+    scheduler.finish(slow)
+    assert scheduler.take(block=False) is None
+
+
+def test_a_retry_that_runs_out_of_time_waiting_for_its_host_rate_turn_is_handed_out_at_once():
+    clock = FakeClock()
+    scheduler = Scheduler(host_rate=4 / 60, clock=clock)  # --host-rate 4/m: a turn every 15 s
+    scheduler.put(task(0))
+    scheduler.put(task(1, "b"))
+    first = scheduler.take(block=False)
+    retry_running_out(scheduler, clock, first, 2.0)
+    assert scheduler.take(block=False).job.seq == 1  # 'b' is not held by 'a's rate
+    scheduler.put(task(2))
+    clock.now += 1.999
+    assert scheduler.take(block=False) is None  # due, but 'a's next turn is 15 s away
+    clock.now += 0.001
+    assert scheduler.take(block=False) is first
+    assert scheduler.take(block=False) is None  # it sent nothing, but the untried task waits
+    clock.now = 100.0 + RATE_MARGIN * 15
+    assert scheduler.take(block=False).job.seq == 2
+
+
+def test_a_retry_that_runs_out_of_time_waiting_for_a_rate_turn_is_handed_out_at_once():
+    clock = FakeClock()
+    scheduler = Scheduler(rate=0.1, clock=clock)  # a start every 10 s, all hosts together
+    scheduler.put(task(0))
+    scheduler.put(task(1, "b"))
+    first = scheduler.take(block=False)
+    retry_running_out(scheduler, clock, first, 2.0)
+    clock.now += 1.999
+    assert scheduler.take(block=False) is None  # due, but the next --rate turn is 10 s away
+    clock.now += 0.001
+    assert scheduler.take(block=False) is first
+    clock.now = 100.0 + RATE_MARGIN * 10
+    assert scheduler.take(block=False).job.seq == 1  # ending the retry used no rate turn
+
+
+def test_an_expired_retry_behind_another_retry_of_its_host_is_not_held_by_it():
+    """Two retries of one host due together: the one that runs out of time first ends then,
+    whichever of them stands first in the host's queue."""
+    clock = FakeClock()
+    scheduler = Scheduler(per_host=1, clock=clock)
+    for n in range(3):
+        scheduler.put(task(n))
+    early = scheduler.take(block=False)
+    retry_running_out(scheduler, clock, early, 1.5)  # due at +0.5, out of time at +1.5
+    late = scheduler.take(block=False)
+    late.max_time, late.last = Deadline(clock.now + 9.0, 9.0), Result(job=late.job)
+    scheduler.finish(late, retry_in=0.6)  # due after the first: ahead of it in the queue
+    slow = scheduler.take(block=False)
+    assert slow.job.seq == 2
+    clock.now += 1.5
+    assert scheduler.take(block=False) is early
+
+
+def test_a_waiting_take_wakes_when_a_held_retry_runs_out_of_time():
+    """Nothing else happens: no finish, no put. The take must wake by itself at the deadline
+    (the real clock: it waits about 0.2 s)."""
+    scheduler = Scheduler(rate=0.1)  # the next --rate turn is 10 s away
+    scheduler.put(task(0))
+    first = scheduler.take(block=False)
+    first.max_time = Deadline(time.monotonic() + 0.2, 0.2)
+    first.last = Result(job=first.job)
+    scheduler.finish(first, retry_in=0.05)
+    thread, got = take_in_a_thread(scheduler)
+    thread.join(5)
+    scheduler.stop()  # a take still waiting must not outlive the test
+    assert got == [first]
+
+
+class ReadClock(FakeClock):
+    """A fake clock that says when it was read: take() reads it holding the scheduler's lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = threading.Event()
+
+    def __call__(self) -> float:
+        self.read.set()
+        return self.now
+
+
+def test_a_wait_longer_than_threading_allows_does_not_kill_the_worker():
+    """A --host-rate turn ages away: the wait is clamped, not an OverflowError in the worker.
+    Once the take has read the clock, stop() gets the lock only when the take waits (or dies)."""
+    clock = ReadClock()
+    scheduler = Scheduler(host_rate=1e-12, clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    assert scheduler.take(block=False).job.seq == 0
+    clock.read.clear()
+    thread, got = take_in_a_thread(scheduler)
+    assert clock.read.wait(5)
+    scheduler.stop()
+    thread.join(5)
+    assert not thread.is_alive() and got == [None]

@@ -4,7 +4,8 @@ Workers pull: each asks ``take()`` for any task that may start now, so a host th
 (a 429 or 503 with Retry-After), at its --per-host limit or waiting for its --host-rate turn
 holds back only its own tasks, and a worker that is free takes another host's task instead of
 waiting. --rate spaces the starts of all requests. A task that must be retried later goes back
-in with a time before which it may not start; it does not keep a worker asleep.
+in with a time before which it may not start; it does not keep a worker asleep. A retry whose
+--max-time runs out while its host holds it back goes to a worker at that moment, to be ended.
 
 These limits are shared by every worker, so they live here, not in the per-thread sessions.
 Rates are kept 1% under the figure given, so that network jitter cannot put R+1 requests into
@@ -58,6 +59,7 @@ class Scheduler:
         self._hosts: dict[str, _Host] = {}
         self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
+        self._expiring = _Expiring()  # due retries in their hosts' queues
         self._order = itertools.count()
         self._next_start = 0.0  # --rate
         self._stopped = False
@@ -118,6 +120,7 @@ class Scheduler:
             for state in self._hosts.values():
                 state.queue.clear()
             self._later.clear()
+            self._expiring.clear()
             self._waiting.clear()
             return tasks
 
@@ -134,19 +137,25 @@ class Scheduler:
                     return task
                 if self._later:
                     wake = min(wake, self._later[0][0])
-                self._cond.wait(None if wake == float("inf") else max(wake - now, 0.001))
+                wake = min(wake, self._expiring.next_at())
+                self._cond.wait(_wait_seconds(wake, now))
             return None
 
     def _queue(self, task: Task, front: bool) -> None:
         state = self._hosts.setdefault(task.host, _Host())
         if front:
             state.queue.appendleft(task)  # a retry goes before its host's newer tasks
+            self._expiring.add(task)
         else:
             state.queue.append(task)
         self._waiting[task.host] = None
 
     def _eligible(self, now: float) -> tuple[Task | None, float]:
         """The first task, in turn by host, that may start now; else when to look again."""
+        expired = self._expiring.take(now, self._hosts)
+        if expired is not None:  # it sends no request: a worker ends it, whatever holds its host
+            state = self._hosts[expired.host]
+            return self._start(expired.host, state, expired, now, limited=False), now
         wake = float("inf")
         if self._waiting and self.spacing and now < self._next_start:
             return None, self._next_start
@@ -154,25 +163,17 @@ class Scheduler:
             state = self._hosts[host]
             if state.paused_until > now and not _waited_out(state):
                 wake = min(wake, state.paused_until)
-                expiry = _retry_expiry(state.queue[0])
-                if expiry is not None and expiry > now:
-                    wake = min(wake, expiry)
-                elif expiry is not None:
-                    # Its --max-time ran out while it waited: a worker ends it with its last
-                    # outcome now, rather than when the pause ends. No request is sent.
-                    return self._start(host, state, now, limited=False), wake
             elif self.per_host is not None and state.in_flight >= self.per_host:
                 continue  # finish() will wake a worker
             elif self.host_spacing and state.next_start > now:
                 wake = min(wake, state.next_start)
             else:
-                return self._start(host, state, now), wake
+                return self._start(host, state, state.queue.popleft(), now), wake
         return None, wake
 
-    def _start(self, host: str, state: _Host, now: float, limited: bool = True) -> Task:
-        """Take the host's first task and count it in flight (and, if it is to send a request,
-        against the rates)."""
-        task = state.queue.popleft()
+    def _start(self, host: str, state: _Host, task: Task, now: float, limited: bool = True) -> Task:
+        """Count task, just taken from its host's queue, in flight (and, if it is to send a
+        request, against the rates)."""
         if state.queue:
             self._waiting.move_to_end(host)
         else:
@@ -185,10 +186,55 @@ class Scheduler:
         return task
 
 
+class _Expiring:
+    """Due retries in their hosts' queues, by when their --max-time runs out, so that one whose
+    host holds it back (a pause, --per-host, --host-rate, --rate) still ends at that moment.
+
+    Cheap: take() looks at the heap's top. An entry whose task has left its queue since
+    (started; if queued again, it has a new entry) stays until its time comes, then costs one
+    scan of its host's queue."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Task]] = []
+        self._order = itertools.count()
+
+    def add(self, task: Task) -> None:
+        expiry = _retry_expiry(task)
+        if expiry is not None:
+            heapq.heappush(self._heap, (expiry, next(self._order), task))
+
+    def next_at(self) -> float:
+        return self._heap[0][0] if self._heap else float("inf")
+
+    def take(self, now: float, hosts: dict[str, _Host]) -> Task | None:
+        """Remove from its host's queue and return a retry whose --max-time has run out."""
+        while self._heap and self._heap[0][0] <= now:
+            task = heapq.heappop(self._heap)[2]
+            state = hosts.get(task.host)
+            if state is None:
+                continue
+            for index, queued in enumerate(state.queue):
+                if queued is task:
+                    del state.queue[index]
+                    return task
+        return None
+
+    def clear(self) -> None:
+        self._heap.clear()
+
+
 def _pause(state: _Host, now: float, seconds: float) -> None:
     if now + seconds > state.paused_until:
         state.paused_until = now + seconds
         state.paused_at = now
+
+
+def _wait_seconds(wake: float, now: float) -> float | None:
+    """How long take() sleeps until wake (None: until notified). Clamped to what a lock's
+    timeout accepts: a longer wait raises OverflowError and would kill the worker thread."""
+    if wake == float("inf"):
+        return None
+    return min(max(wake - now, 0.001), threading.TIMEOUT_MAX)
 
 
 def _waited_out(state: _Host) -> bool:
