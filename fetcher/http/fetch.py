@@ -29,11 +29,19 @@ from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
 from fetcher.redact import redact_text, redact_url
-from fetcher.results import Partial, Result
+from fetcher.results import Partial, Result, host_of
 from fetcher.settings import CHUNK_SIZE, Settings
 from fetcher.state.prior import Prior
 
 log = logging.getLogger("fetcher")
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """A 429 or 503 with Retry-After: the host that sent it asked every client to wait."""
+
+    host: str  # host:port (host_of) of the server that answered, a redirect's target included
+    seconds: float  # capped by --max-retry-wait
 
 
 @dataclass(slots=True)
@@ -42,7 +50,7 @@ class Attempt:
 
     result: Result
     retry_in: float | None = None  # seconds until the next attempt is due; None: final
-    pause_host: float | None = None  # seconds the host asked every client to wait
+    pause: Pause | None = None  # a host that asked every client to wait
 
 
 class Fetcher:
@@ -84,10 +92,11 @@ class Fetcher:
         result.attempts = task.attempt
         result.elapsed = time.perf_counter() - task.started
         time_left = None if task.max_time is None else task.max_time.remaining()
+        pause = host_pause(result, retry_after, settings)
         outcome = Attempt(
             result,
             retry_in(result, task.attempt, request.method, retry_after, settings, time_left),
-            host_pause(result, retry_after, settings),
+            None if pause is None else Pause(answering_host(task, result), pause),
         )
         if log.isEnabledFor(logging.INFO):  # -v: not worth a redaction per URL otherwise
             url, said = redact_url(request.url), _outcome(result)
@@ -112,6 +121,15 @@ class Fetcher:
         ):
             return None
         return prior
+
+
+def answering_host(task: Task, result: Result) -> str:
+    """The host (host_of) that sent result's answer: after a redirect, the final URL's, which is
+    the one a Retry-After in it speaks for; else the task's own, the scheduler's key for it (the
+    final URL's could spell the same server otherwise: requests writes a Unicode host in IDNA)."""
+    if result.redirects and result.final_url:
+        return host_of(result.final_url)
+    return task.host
 
 
 def _given_up(task: Task, deadline: Deadline) -> Result:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar
 
 from fetcher.http.classify import classify, describe
-from fetcher.http.fetch import Attempt, Fetcher
+from fetcher.http.fetch import Attempt, Fetcher, Pause
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
@@ -165,13 +165,23 @@ class ThreadExecutor:
             if retry_in is not None:
                 outcome.result.close()
                 task.last = outcome.result
-            # The pause is set in the same step that frees the worker: none may slip in first.
-            scheduler.finish(task, retry_in, outcome.pause_host)
-            if outcome.pause_host and self.on_pause is not None:
-                self.on_pause(task.host, outcome.pause_host)
+            self._finish(task, retry_in, outcome.pause)
             if retry_in is None:
                 inbox(outcome.result)
             tick()
+
+    def _finish(self, task: Task, retry_in: float | None, pause: Pause | None) -> None:
+        """End task's attempt in the scheduler, pausing the host that asked (the task's own, or
+        a redirect's target) before the worker is freed: no request may slip in first. The
+        task's own host, when it only redirected, is not paused: it did not ask."""
+        own_pause = None  # the task's host's: set in the very step that frees the worker
+        if pause is not None and pause.host == task.host:
+            own_pause = pause.seconds
+        elif pause is not None:
+            self.scheduler.pause(pause.host, pause.seconds)
+        self.scheduler.finish(task, retry_in, own_pause)
+        if pause is not None and self.on_pause is not None:
+            self.on_pause(pause.host, pause.seconds)
 
     def _attempt(self, task: Task) -> Attempt:
         try:

@@ -1,0 +1,93 @@
+"""The host a Retry-After pauses (SPEC §2.3): the one that answered with it. After a redirect to
+another host, that is the redirect's target, not the host of the URL given.
+
+Two servers on two ports (two hosts); every request's arrival is timed at the server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import run_process
+from tests.servers import Route, counting_server
+
+RETRY_AFTER = 2  # seconds; the test's windows are drawn from it
+SLACK = 0.2  # a request already leaving (or, with --processes, a relay on its way) when told
+# URLs given for each host, and how long each takes: unpaused, the answering host's take more
+# than SLACK to fetch; all of them, paused, leave the run's window (-j 4: 16) room for the rest.
+DIRECT, DIRECT_TAKES = 6, 0.3
+OTHER, OTHER_TAKES = 8, 0.05
+
+
+class Arrivals:
+    """When each request reached each server, by (server name, path)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[float, str, str]] = []
+
+    def route(self, name: str, answer: Callable[[str, int], Route]) -> Callable[[str], Route]:
+        """A server route that records each arrival, then answers with answer(path, how many
+        times this path arrived so far)."""
+
+        def recorded(path: str) -> Route:
+            with self.lock:
+                self.seen.append((time.monotonic(), name, path))
+                count = sum(1 for _, n, p in self.seen if (n, p) == (name, path))
+            return answer(path, count)
+
+        return recorded
+
+    def times(self, name: str, prefix: str) -> list[float]:
+        return sorted(t for t, n, p in self.seen if n == name and p.startswith(prefix))
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_retry_after_after_a_redirect_pauses_the_host_that_answered(tmp_path, processes):
+    arrivals = Arrivals()
+
+    def answering(path: str, count: int) -> Route:
+        if path == "/busy" and count == 1:
+            return 503, {"Retry-After": str(RETRY_AFTER)}, b"busy", 0.0
+        return 200, {}, b"ok", DIRECT_TAKES
+
+    with (
+        counting_server(arrivals.route("answering", answering)) as answering_server,
+        counting_server(
+            arrivals.route(
+                "redirecting",
+                lambda path, count: (
+                    (302, {"Location": answering_server.url("/busy")}, b"", 0.0)
+                    if path == "/redirect"
+                    else (200, {}, b"ok", OTHER_TAKES)
+                ),
+            )
+        ) as redirecting_server,
+    ):
+        lines = [redirecting_server.url("/redirect")]
+        for n in range(OTHER):
+            lines += [answering_server.url(f"/direct/{n}")] if n < DIRECT else []
+            lines += [redirecting_server.url(f"/other/{n}")]
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        started = time.monotonic()
+        result = run_process(["-q", "-j", "4", *processes, "-i", str(urls)], timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20
+
+    told = arrivals.times("answering", "/busy")[0]  # the 503 went out at once
+    paused_until = told + RETRY_AFTER
+    # The answering host got nothing from any worker while its pause lasted...
+    direct = arrivals.times("answering", "/direct/")
+    during = [t - told for t in direct if told + SLACK < t < paused_until - SLACK]
+    assert during == [], f"{len(during)} requests to the paused host, at {during} s"
+    assert len(direct) == DIRECT and direct[-1] >= paused_until - SLACK  # some were held back
+    # ...and the retry of the redirected URL reached it once the pause was over.
+    busy = arrivals.times("answering", "/busy")
+    assert len(busy) == 2 and busy[1] >= paused_until - SLACK
+    # The host that only redirected was not paused: its other URLs went on at once.
+    other = arrivals.times("redirecting", "/other/")
+    assert len(other) == OTHER and other[-1] < told + RETRY_AFTER / 2, [t - told for t in other]
