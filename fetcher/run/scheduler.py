@@ -168,7 +168,10 @@ class Scheduler:
             elif self.host_spacing and state.next_start > now:
                 wake = min(wake, state.next_start)
             else:
-                return self._start(host, state, state.queue.popleft(), now), wake
+                task = state.queue.popleft()
+                if task.last is not None:  # a retry: no longer watched for its --max-time
+                    self._expiring.started(task)
+                return self._start(host, state, task, now), wake
         return None, wake
 
     def _start(self, host: str, state: _Host, task: Task, now: float, limited: bool = True) -> Task:
@@ -190,18 +193,30 @@ class _Expiring:
     """Due retries in their hosts' queues, by when their --max-time runs out, so that one whose
     host holds it back (a pause, --per-host, --host-rate, --rate) still ends at that moment.
 
-    Cheap: take() looks at the heap's top. An entry whose task has left its queue since
-    (started; if queued again, it has a new entry) stays until its time comes, then costs one
-    scan of its host's queue."""
+    Cheap: take() looks at the heap's top. A task that leaves its queue (``started``) is
+    forgotten: its entry stays in the heap, but once the stale ones outnumber the live ones
+    the heap is rebuilt of the live ones, so that it stays as small as the queues (a retry
+    under -m 3600 would otherwise be held for an hour after its URL ended)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Task]] = []
         self._order = itertools.count()
+        self._live: set[int] = set()  # id() of the tasks in the heap still queued
+
+    def __len__(self) -> int:
+        return len(self._heap)
 
     def add(self, task: Task) -> None:
         expiry = _retry_expiry(task)
         if expiry is not None:
             heapq.heappush(self._heap, (expiry, next(self._order), task))
+            self._live.add(id(task))  # its entry holds it: the id stays its own
+
+    def started(self, task: Task) -> None:
+        self._live.discard(id(task))
+        if len(self._heap) > 2 * len(self._live) + 32:
+            self._heap = [entry for entry in self._heap if id(entry[2]) in self._live]
+            heapq.heapify(self._heap)
 
     def next_at(self) -> float:
         return self._heap[0][0] if self._heap else float("inf")
@@ -210,17 +225,17 @@ class _Expiring:
         """Remove from its host's queue and return a retry whose --max-time has run out."""
         while self._heap and self._heap[0][0] <= now:
             task = heapq.heappop(self._heap)[2]
-            state = hosts.get(task.host)
-            if state is None:
+            if id(task) not in self._live:
                 continue
-            for index, queued in enumerate(state.queue):
-                if queued is task:
-                    del state.queue[index]
-                    return task
+            self._live.discard(id(task))
+            queue = hosts[task.host].queue
+            del queue[next(i for i, queued in enumerate(queue) if queued is task)]
+            return task
         return None
 
     def clear(self) -> None:
         self._heap.clear()
+        self._live.clear()
 
 
 def _pause(state: _Host, now: float, seconds: float) -> None:
