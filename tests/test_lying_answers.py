@@ -255,3 +255,52 @@ def test_a_gzip_body_of_two_members_is_whole():
     with FaultServer(respond(answer.encode() + data)) as server:
         record = record_of(server.url("/x"))
     assert record["ok"] is True and record["bytes"] == 8, record
+
+
+# -- found on review: answers that are no lie ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        b"Content-Length: 100\r\n\r\n" + b"x" * 50,  # closed short
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",  # a bad chunk size
+    ],
+    ids=["short", "bad-chunk"],
+)
+def test_a_redirect_whose_thrown_away_body_is_broken_is_still_followed(cut: bytes):
+    """requests follows such a redirect (it reads the body only to free the connection): its
+    body breaking is no reason to fail the URL; the connection is not reused."""
+    redirect = b"HTTP/1.1 302 Found\r\nLocation: /final\r\n" + cut
+    with FaultServer(routes({"/a": send(redirect), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"))
+    assert record["ok"] is True and record["redirects"] == 1 and record["bytes"] == 5, record
+
+
+def test_transfer_encoding_identity_is_no_coding():
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\nhello"
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(b"hello").hexdigest()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/x-mixed-replace", "multipart/form-data; charset=utf-8"]
+)
+def test_a_multipart_type_without_a_boundary_is_a_well_formed_header(content_type: str):
+    answer = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer(respond(answer.encode())) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["content_type"] == content_type, record
+
+
+@pytest.mark.parametrize("trailing", [b"\n", b"\x1f", b"\x1f\x8b\x08"])
+def test_a_whole_gzip_member_with_a_few_trailing_bytes_is_whole(trailing: bytes):
+    """urllib3 swallows garbage after a whole member; a byte or three of it is too short for
+    zlib to refuse as a new member's header, so the second 'member' never ends."""
+    data = b"all of it\n" * 100
+    body = gzip.compress(data) + trailing
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    with FaultServer(respond(head.encode() + body)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record

@@ -76,6 +76,7 @@ def _check_parsed(message: http.client.HTTPMessage) -> None:
     multipart = (
         email.errors.StartBoundaryNotFoundDefect,
         email.errors.MultipartInvariantViolationDefect,
+        email.errors.NoBoundaryInMultipartDefect,  # a type's parameter, not the block's shape
     )
     defects = [defect for defect in message.defects if not isinstance(defect, multipart)]
     left_over = None if message.is_multipart() else message.get_payload()

@@ -74,9 +74,9 @@ def transfer_coding_problem(value: str | None) -> str | None:
     would be read as it came to the close, framing and all, and saved as the body (requests'
     urllib3 finds chunked in a list, and then saves the other coding undecoded). curl decodes
     no transfer coding but chunked unless asked to, either."""
-    if value is None or value.strip().lower() == "chunked":
+    if value is None or value.strip().lower() in ("chunked", "identity"):  # identity: none
         return None
-    return f"unsupported Transfer-Encoding {value[:40]!r} (only chunked is read)"
+    return f"unsupported Transfer-Encoding {value[:40]!r} (fetcher reads chunked alone)"
 
 
 # Origins whose connection-pool key an adapter keeps; past this many it starts over.
@@ -197,14 +197,17 @@ def discard_body(resp: Response) -> None:
     response then holds an empty body, which requests takes as read."""
     raw, deadline = resp.raw, thread_deadline()
     read = 0
-    while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
-        read += len(chunk)
-        if deadline is not None and deadline.expired():
-            raw.close()
-            raise deadline.error()
-        if read > REDIRECT_BODY_READ:
-            raw.close()  # not worth reading to reuse the connection
-            break
+    try:
+        while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
+            read += len(chunk)
+            if deadline is not None and deadline.expired():
+                raw.close()
+                raise deadline.error()
+            if read > REDIRECT_BODY_READ:
+                raw.close()  # not worth reading to reuse the connection
+                break
+    except urllib3.exceptions.ProtocolError:  # cut short, bad chunks: it was to be thrown away
+        raw.close()  # as requests does, the redirect is followed; the connection is not reused
     resp._content = b""
 
 
