@@ -15,7 +15,7 @@ from tests.conftest import invoke
 from tests.servers import Route, counting_server, records
 
 URL = "http://127.0.0.1/x"
-GIVEN_UP = "retry given up: --max-time of 2 s reached"
+GIVEN_UP = "retry given up: a wait of 30 s would pass --max-time of 2 s"
 
 
 def busy(message: str | None = "HTTP 503") -> Result:

@@ -83,17 +83,21 @@ def retry_in(
     wait = retry_wait(attempt, retry_after, settings)
     if time_left is None or wait < time_left:
         return wait
-    give_up_at_max_time(result, settings.max_time)
+    give_up_at_max_time(result, settings.max_time, wait)
     return None
 
 
-def give_up_at_max_time(result: Result, max_time: float | None) -> str:
-    """Say in result's message that its retry was given up at --max-time (max_time seconds),
-    and return what was added (for the log). The one place that says it: result stays the last
-    attempt's outcome, its kind, status and attempts (SPEC §2.3), and ``max_time`` stays the
-    kind of a request that the deadline cut."""
+def give_up_at_max_time(result: Result, max_time: float | None, wait: float | None = None) -> str:
+    """Say in result's message that its retry was given up at --max-time (max_time seconds):
+    reached while the retry waited, or, given its wait, that the wait would pass it. Returns
+    what was added (for the log). The one place that says it: result stays the last attempt's
+    outcome, its kind, status and attempts (SPEC §2.3), and ``max_time`` stays the kind of a
+    request that the deadline cut."""
     limit = "--max-time" if max_time is None else f"--max-time of {max_time:g} s"
-    note = f"retry given up: {limit} reached"
+    if wait is None:
+        note = f"retry given up: {limit} reached"
+    else:
+        note = f"retry given up: a wait of {wait:.3g} s would pass {limit}"
     result.error_message = f"{result.error_message} ({note})" if result.error_message else note
     return note
 
