@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
 from requests.cookies import RequestsCookieJar
+from requests.models import PreparedRequest
 
 from fetcher.output.atomic import atomic_path
 
@@ -455,7 +456,7 @@ def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> Reques
     """Command-line cookies bound to url's host (not its subdomains) and port, and to https when
     url is https, so that a redirect to another host or port, or from https to http, never
     carries them (HostOnlyPolicy)."""
-    host = (url.hostname or "").lower()
+    host = idna_host((url.hostname or "").lower())  # the name the request is sent to
     if ":" in host:
         host = f"[{host}]"  # IPv6: http.cookiejar's host is the URL's, brackets and all
     # http.cookiejar knows a host without a dot (localhost) as host.local.
@@ -470,6 +471,22 @@ def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> Reques
         )  # fmt: skip
         jar.set_cookie(cookie)
     return jar
+
+
+def idna_host(host: str) -> str:
+    """host (a name, or host_of's host:port) as requests connects to it and its cookie jar sees
+    it: a non-ASCII name IDNA-encoded as ``PreparedRequest.prepare_url`` does. As written when
+    requests leaves it so (ASCII) or cannot encode it (then it refuses the URL anyway)."""
+    if host.isascii():
+        return host
+    name, colon, port = host.rpartition(":")
+    if not (colon and port.isdigit()):
+        name, colon, port = host, "", ""  # host_of brackets IPv6, which is ASCII: no ":" is left
+    try:
+        name = PreparedRequest._get_idna_encoded_host(name)  # type: ignore[attr-defined]
+    except UnicodeError:
+        return host
+    return f"{name}{colon}{port}"
 
 
 def _port(url: SplitResult) -> int:

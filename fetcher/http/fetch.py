@@ -19,6 +19,7 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe
+from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request
@@ -124,12 +125,14 @@ class Fetcher:
 
 
 def answering_host(task: Task, result: Result) -> str:
-    """The host (host_of) that sent result's answer: after a redirect, the final URL's, which is
-    the one a Retry-After in it speaks for; else the task's own, the scheduler's key for it (the
-    final URL's could spell the same server otherwise: requests writes a Unicode host in IDNA)."""
-    if result.redirects and result.final_url:
-        return host_of(result.final_url)
-    return task.host
+    """The host (host_of) that sent result's answer: after a redirect to another server, the
+    final URL's, which is the one a Retry-After in it speaks for; else the task's own, the
+    scheduler's key for it. The final URL can spell the task's host otherwise: requests writes
+    a Unicode host in IDNA, so the two are compared as requests sends them."""
+    if not (result.redirects and result.final_url):
+        return task.host
+    final = host_of(result.final_url)
+    return task.host if idna_host(final) == idna_host(task.host) else final
 
 
 def _given_up(task: Task, deadline: Deadline) -> Result:

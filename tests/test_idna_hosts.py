@@ -1,0 +1,71 @@
+"""Internationalised host names: requests sends a Unicode host in its IDNA (punycode) form, so
+whatever fetcher binds to a host (a -b cookie, a Retry-After pause) must name it the same way.
+
+Other host names reach a local server through a proxy (test_cookie_scope.py's ProxyHost): it
+answers for whichever host the URL names and records the absolute URL each request was sent to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import run_process
+from tests.servers import Route, serving
+from tests.test_cookie_scope import ProxyHost, route, through
+
+UNICODE_HOST, PUNYCODE_HOST = "bücher.example", "xn--bcher-kva.example"
+RETRY_AFTER = 2  # seconds the 503 asks for
+SLACK = 0.2  # the scheduler's clock and the server's differ by a request's way there
+
+
+def test_b_cookie_is_sent_to_a_unicode_host():
+    with serving(ProxyHost(route)) as hosts:
+        through(hosts, "-b", "a=1", f"http://{UNICODE_HOST}/echo")
+        assert hosts.sent(f"http://{PUNYCODE_HOST}/echo") == ["a=1"]
+
+
+class PausingHost(ProxyHost):
+    """``/r503`` redirects to ``/s503`` on the same host, which answers 503 with Retry-After;
+    anything else 200. Notes when each path (without its host or query) arrived."""
+
+    def __init__(self) -> None:
+        super().__init__(self.answer)
+        self.arrivals: list[tuple[float, str]] = []
+        self.arrivals_lock = threading.Lock()
+
+    def answer(self, url: str) -> Route:
+        path = urlsplit(url).path
+        with self.arrivals_lock:
+            self.arrivals.append((time.monotonic(), path))
+        if path == "/r503":
+            return 302, {"Location": "/s503"}, b"", 0.0
+        if path == "/s503":
+            return 503, {"Retry-After": str(RETRY_AFTER)}, b"busy", 0.0
+        return 200, {}, b"ok\n", 0.0
+
+    def times(self, path: str) -> list[float]:
+        with self.arrivals_lock:
+            return sorted(t for t, p in self.arrivals if p == path)
+
+
+@pytest.mark.parametrize("host", ["plain.example", UNICODE_HOST], ids=["ascii", "unicode"])
+def test_a_retry_after_after_a_same_host_redirect_pauses_a_unicode_host(tmp_path, host):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"http://{host}/r503\nhttp://{host}/echo?1\nhttp://{host}/echo?2\n")
+    with serving(PausingHost()) as proxy:
+        started = time.monotonic()
+        result = run_process(
+            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "1", "--retries", "0", "-q"]
+            + ["-i", str(urls)],
+            timeout=30,
+        )
+        assert result.returncode != 0, result.stderr  # the 503 is the run's failure
+        assert time.monotonic() - started < 15
+        [told] = proxy.times("/s503")
+        echoes = proxy.times("/echo")
+    assert len(echoes) == 2
+    assert echoes[0] >= told + RETRY_AFTER - SLACK, f"fetched {echoes[0] - told:.2f} s after"
