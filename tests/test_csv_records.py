@@ -7,6 +7,7 @@ Line ends inside a quoted cell are kept as they are; whitespace-only lines are s
 from __future__ import annotations
 
 import io
+import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,8 @@ from werkzeug import Response
 
 from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_RECORD_BYTES
-from tests.conftest import invoke
-from tests.servers import CountingServer, records
+from tests.conftest import invoke, run_background
+from tests.servers import CountingServer, Route, counting_server, default_route, records
 from tests.test_http import serve
 
 
@@ -109,6 +110,57 @@ def test_a_quote_never_closed_makes_one_record_of_the_rest_of_the_file(
     assert outcome(got[0]) == (2, "ok")
     assert "never closed" in outcome(got[1])[1]
     assert server.paths == ["/a"]
+
+
+def one_file(header: bytes, good: bytes, unclosed: bytes) -> list[bytes]:
+    return [header + b"\r\n" + good + b"\r\n" + unclosed + b"\r\n"]
+
+
+def two_files(header: bytes, good: bytes, unclosed: bytes) -> list[bytes]:
+    """The record never closed in the first file, read (and failed) before the second."""
+    return [header + b"\r\n" + unclosed + b"\r\n", header + b"\r\n" + good + b"\r\n"]
+
+
+@pytest.mark.parametrize("layout", [one_file, two_files])
+def test_a_quote_never_closed_goes_last_to_failed_and_swallows_no_record_there(
+    tmp_path: Path, layout: Any
+) -> None:
+    """§2.4: the record is kept verbatim, its quote open, so it is written after every other
+    failed line: read back, it is invalid_url again and the records before it are retried."""
+    released = threading.Event()
+
+    def route(path: str) -> Route:
+        if path == "/slow500":  # answer once the invalid record is out: it completes first
+            released.wait(10)
+            return 500, {"Content-Type": "text/plain"}, b"no", 0.0
+        return default_route(path)
+
+    with counting_server(route) as server:
+        slow = server.url("/slow500").encode() + b",a"
+        unclosed = b'"' + server.url("/unclosed").encode() + b",b"
+        inputs: list[str] = []
+        for number, text in enumerate(layout(b"url,note", slow, unclosed)):
+            (tmp_path / f"{number}.csv").write_bytes(text)
+            inputs += ["-i", str(tmp_path / f"{number}.csv")]
+        failed = tmp_path / "failed.csv"
+        options = ["--input-format", "csv", "--format", "jsonl", "--retries", "0"]
+        process = run_background([*options, *inputs, "--failed", str(failed)])
+        assert process.stdout is not None
+        first = records(process.stdout.readline())
+        released.set()
+        rest, errors = process.communicate(timeout=60)
+        assert process.returncode == 3, errors  # all failed
+        assert [r["error"]["kind"] for r in first + records(rest)] == ["invalid_url", "http"]
+        # Verbatim, open quote and all (the record runs to the end of its input), and last.
+        assert failed.read_bytes() == b"url,note\n" + slow + b"\n" + unclosed + b"\r\n\n"
+        status, again = run_csv(failed, "--retries", "0")
+        assert status == 3
+        assert [(r["line"], r["error"]["kind"]) for r in again] == [
+            (2, "http"),
+            (3, "invalid_url"),
+        ]
+        assert "never closed" in again[1]["error"]["message"]
+        assert server.paths == ["/slow500", "/slow500"]  # fetched again; nothing in the quote
 
 
 class _GeneratedBytes(io.RawIOBase):

@@ -167,11 +167,16 @@ def _csv_record(line: int, kept: bytearray, size: int, ended: bool) -> _CsvRecor
     never_closed = "a quoted field is never closed: the record runs to the end of the input"
     if size > len(kept) or len(raw) > MAX_RECORD_BYTES:
         raw = raw[: MAX_RECORD_BYTES + 1]
-        if _quoting_after(raw, _FIELD_START) == _QUOTED:
+        if quotes_left_open(raw):
             raw += b'"'
         problem = f"record longer than {MAX_RECORD_BYTES} bytes"
         return _CsvRecord(line, raw, problem if ended else f"{problem}; {never_closed}")
     return _CsvRecord(line, raw, None if ended else f"malformed CSV: {never_closed}")
+
+
+def quotes_left_open(raw: bytes) -> bool:
+    """Whether a CSV parser reading raw from a record's start ends inside quotes."""
+    return _quoting_after(raw, _FIELD_START) == _QUOTED
 
 
 def _quoting_after(text: bytes, quoting: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from fetcher.input.formats import quotes_left_open
 from fetcher.output.atomic import AtomicFile
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
@@ -18,7 +19,14 @@ class FailedLines:
     through; a FIFO or a character device (``/dev/stderr``) is written in place.
 
     A csv input's header row comes first (again wherever it changes), so that the file can be
-    read back as csv. Lines are buffered here and written with ``os.write``, not through a
+    read back as csv. A csv record whose quotes are left open at its end (one never closed: it
+    ran to the end of its input) is kept verbatim, as every line is, so read back its open quote
+    swallows every line after it: it is held back and written by ``commit``, after every other
+    line. It can only be the last record of its input, so there is at most one per csv input;
+    several held back still swallow each other on read-back (the first one read is invalid_url
+    again, the others inside it), but never a record that can be fetched.
+
+    Lines are buffered here and written with ``os.write``, not through a
     buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
     Python file object would raise "reentrant call".
     """
@@ -28,19 +36,27 @@ class FailedLines:
         self.path = path
         self.file = AtomicFile(path, 0o600)
         self._buffer = bytearray()
-        self._header: bytes | None = None
+        self._header: bytes | None = None  # the header row written last
+        self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
         self._ended = False
         self.count = 0
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
     def add(self, raw: bytes, header: bytes | None = None) -> None:
+        """Keep a failed line; header: its csv input's header row (None: not csv)."""
+        self.count += 1
+        if header is not None and quotes_left_open(raw):
+            self._held_back.append((raw, header))
+            return
+        self._add_line(raw, header)
+        if len(self._buffer) >= FAILED_BUFFER:
+            self.flush()
+
+    def _add_line(self, raw: bytes, header: bytes | None) -> None:
         if header is not None and header != self._header:
             self._buffer += header + b"\n"
             self._header = header
         self._buffer += raw + b"\n"
-        self.count += 1
-        if len(self._buffer) >= FAILED_BUFFER:
-            self.flush()
 
     def flush(self) -> None:
         """Write what was added. Never raises: a failure is kept in ``error``, so that a full
@@ -65,6 +81,9 @@ class FailedLines:
         After a write error the old FILE is kept and ``error`` says why."""
         if self._ended:
             return
+        held_back, self._held_back = self._held_back, []
+        for raw, header in held_back:
+            self._add_line(raw, header)
         self.flush()
         if self.error is None:
             try:
