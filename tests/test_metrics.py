@@ -264,6 +264,7 @@ def test_labels_from_the_environment_one_per_line(server, tmp_path):
         ("__name__=x", "reserved"),
         ("kind=x", "fetcher's own"),
         ("outcome=x", "fetcher's own"),
+        ("env=\udcff", "not valid UTF-8"),  # a byte that is not UTF-8, as argv gives it
     ],
 )
 def test_a_bad_label_is_a_usage_error(server, tmp_path, label, message):

@@ -17,14 +17,15 @@ _YEAR = re.compile(r"[0-9]( |-)[a-z]+\1([0-9]+)\b|\s([0-9]+)$", re.IGNORECASE)
 
 def _year_is_http(value: str) -> bool:
     """Whether the date's year is written as an HTTP-date writes it: four digits from 1000, or
-    two in the RFC 850 form. email.utils takes any year below 100 for a two-digit one, so that
-    "0001" would be 2001; and a date without a year where one belongs is no HTTP-date."""
+    two after the day and month (RFC 850's form, and old RFC 1123 dates, which curl reads too).
+    email.utils takes any year below 100 for a two-digit one, so that "0001" would be 2001; and
+    a date without a year where one belongs is no HTTP-date."""
     found = _YEAR.search(" ".join(value.split()))
     if found is None:
         return False
-    rfc_850, year = found[1] == "-", found[2] or found[3]
+    after_month, year = found[2] is not None, found[2] or found[3]
     if len(year) == 2:
-        return rfc_850
+        return after_month
     return len(year) == 4 and not year.startswith("0")
 
 

@@ -90,6 +90,10 @@ def parse_metrics_label(text: str) -> tuple[str, str]:
         raise ValueError(f"{name!r} is not a label name (letters, digits and _)")
     if name.startswith("__"):
         raise ValueError(f"label names starting with __ are reserved: {name!r}")
+    try:
+        value.encode("utf-8")  # the format's; argv and the environment may hold other bytes
+    except UnicodeEncodeError:
+        raise ValueError(f"the value of label {name!r} is not valid UTF-8 text") from None
     return name, value
 
 
