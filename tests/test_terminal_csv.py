@@ -54,14 +54,20 @@ def urls(server: FaultServer) -> list[str]:
     return [server.url(BIDI_PATH), server.url(SEPARATOR_PATH)]
 
 
-def test_csv_on_a_terminal_shows_escapes_not_control_sequences(hostile, tmp_path):
+def records_on_a_terminal(record_format: str, server: FaultServer, tmp_path):
+    """Both URLs fetched with the records on a terminal (and stderr not), exit status 3."""
     run = run_on_terminal(
-        ["--format", "csv", "-q", "--retries", "0", *urls(hostile)],
+        ["--format", record_format, "-q", "--retries", "0", *urls(server)],
         tmp_path,
         stdout_on_terminal=True,
         stderr_on_terminal=False,
     )
     assert run.status == 3, run.stderr
+    return run
+
+
+def test_csv_on_a_terminal_shows_escapes_not_control_sequences(hostile, tmp_path):
+    run = records_on_a_terminal("csv", hostile, tmp_path)
     assert "\x1b]" not in run.terminal and "\x07" not in run.terminal
     lines = shown(run.terminal).splitlines()
     assert len(lines) == 3, lines  # the header and two records: U+2028 broke no line
@@ -73,13 +79,7 @@ def test_csv_on_a_terminal_shows_escapes_not_control_sequences(hostile, tmp_path
 
 
 def test_jsonl_on_a_terminal_shows_escapes_and_still_parses_to_the_data(hostile, tmp_path):
-    run = run_on_terminal(
-        ["--format", "jsonl", "-q", "--retries", "0", *urls(hostile)],
-        tmp_path,
-        stdout_on_terminal=True,
-        stderr_on_terminal=False,
-    )
-    assert run.status == 3, run.stderr
+    run = records_on_a_terminal("jsonl", hostile, tmp_path)
     lines = shown(run.terminal).splitlines()
     assert len(lines) == 2, lines
     assert "\\u202e" in lines[0] + lines[1] and "\\u2028" in lines[0] + lines[1]
