@@ -102,6 +102,13 @@ def test_repeated_headers_default_and_custom_user_agent(httpserver):
     assert "Accept" not in second.headers  # 'Name:' removes a header, as in curl
 
 
+def test_an_empty_user_agent_sends_none_as_curl_does(httpserver):
+    seen = serve(httpserver, "/h")
+    invoke(["-A", "", httpserver.url_for("/h")])
+    [request] = seen.requests
+    assert "user-agent" not in {key.lower() for key, _ in request.headers.items()}
+
+
 @pytest.mark.parametrize("name", ["User-Agent", "Accept-Encoding", "accept-encoding"])
 def test_removing_a_header_the_libraries_add_sends_none_of_it(httpserver, tmp_path, name):
     """-H 'User-Agent:' sent urllib3's own (python-urllib3/2.x), -H 'Accept-Encoding:'

@@ -401,7 +401,7 @@ def make_session(
     servers set or delete after that is also noted in changes (fetcher.http.cookies)."""
     environment = environment or Environment()
     session = FetcherSession(environment)
-    session.headers["User-Agent"] = settings.user_agent
+    session.headers["User-Agent"] = settings.user_agent or SKIP_HEADER  # -A '': none, as curl
     session.headers.update(form_content_type(settings.data))  # -H below may change or remove it
     for name, value in settings.headers:
         # None removes it, as curl -H "X:" does; removed, the libraries' own would be sent
