@@ -292,3 +292,15 @@ def test_a_state_file_made_readable_by_others_is_made_private(
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.glob("s.db*")}
     assert modes["s.db"] == 0o600  # -wal and -shm are removed as the run ends, if all went well
     assert set(modes.values()) == {0o600}
+
+
+def test_a_state_named_like_sqlites_own_names_is_a_file_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite3.connect(':memory:') opens no file: the run was refused (no WAL) and left an empty
+    ':memory:' file, the lock's. The name is a file's like any other (found on review)."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["--state", ":memory:", "http://127.0.0.1:9/x"])
+    assert result.exit_code == 3, result.output  # ran: the one URL failed
+    with sqlite3.connect(tmp_path / ":memory:") as db:
+        assert db.execute("SELECT count(*) FROM urls").fetchone() == (1,)

@@ -50,7 +50,9 @@ class StateError(Exception):
 def connect(path: str) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are begun explicitly), usable from the
     thread that is handed it (``check_same_thread`` off: one thread at a time uses it)."""
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # A path with a folder in it: SQLite reads ':memory:' (and '') as no file at all.
+    where = path if os.path.dirname(path) else os.path.join(os.curdir, path)
+    connection = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
     connection.execute("PRAGMA busy_timeout = 5000")
     return connection
