@@ -243,3 +243,23 @@ def test_a_password_in_the_url_never_reaches_the_cookie_file(tmp_path: Path):
     assert "127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tone" in saved, saved
     assert landing_cookie is not None and "sid=one" in landing_cookie
     assert f"given={SECRET}" in landing_cookie
+
+
+def test_a_dotless_host_is_written_as_curl_writes_it_in_the_cookie_file(tmp_path: Path):
+    """http.cookiejar knows a host without a dot as 'localhost.local'; curl's file says
+    'localhost', and curl sends no cookie of 'localhost.local' (found on review). The file
+    says what curl says, both ways."""
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\nlocalhost\tFALSE\t/\tFALSE\t0\tgiven\tby-curl\n")
+    with counting_server(route) as server:
+        url = f"http://localhost:{server.port}/"
+        set_one = go(f"http://localhost:{server.port}", url, "sid=server; Path=/")
+        result = invoke(["-c", str(jar), set_one])
+        assert result.exit_code == 0, result.output
+        sent = server.headers_seen[server.paths.index("/")].get("Cookie") or ""
+    assert sorted(sent.split("; ")) == ["given=by-curl", "sid=server"], sent
+    lines = {line for line in jar.read_text().splitlines() if line and not line.startswith("#")}
+    assert lines == {
+        "localhost\tFALSE\t/\tFALSE\t0\tgiven\tby-curl",
+        "localhost\tFALSE\t/\tFALSE\t0\tsid\tserver",
+    }

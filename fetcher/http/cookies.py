@@ -325,6 +325,7 @@ def parse_jar_line(line: str) -> Cookie | None:
     # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
     # http.cookiejar would match no host to it), one for the subdomains too.
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
+    domain = jar_domain(domain)
     return Cookie(
         version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
         domain_specified=whole_domain, domain_initial_dot=domain.startswith("."),
@@ -334,10 +335,22 @@ def parse_jar_line(line: str) -> Cookie | None:
     )  # fmt: skip
 
 
+def jar_domain(domain: str) -> str:
+    """A cookie file's domain as http.cookiejar names it: a host without a dot (localhost, an
+    IPv6 literal) is 'host.local' there (RFC 2965's rule), where curl's file says 'host'."""
+    return domain if "." in domain else f"{domain}.local"
+
+
+def file_domain(domain: str) -> str:
+    """jar_domain's inverse: the domain as curl writes it, so that curl sends the cookie."""
+    host = domain.removesuffix(".local")
+    return host if host != domain and "." not in host else domain
+
+
 def format_jar_line(cookie: Cookie) -> str:
     prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
     fields = [
-        cookie.domain,
+        file_domain(cookie.domain),
         "TRUE" if cookie.domain_specified or cookie.domain.startswith(".") else "FALSE",
         cookie.path,
         "TRUE" if cookie.secure else "FALSE",
