@@ -157,12 +157,12 @@ def report(
     summary.other_shards = reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
-    ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.output_broken else None)
+    ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.reader_gone else None)
     status = final_status(summary, ended_by, bool(problems))
     status = write_summary_files(settings, streams, summary, ended_by, status)
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
-    if outputs.collector.output_broken:
+    if outputs.collector.reader_gone:
         streams.silence(streams.stdout)
     return status
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from tests.conftest import FETCHER, clean_env
-from tests.servers import counting_server
+from tests.servers import Route, check_each_line_once, counting_server, records
 
 LINES = 3000
 
@@ -36,3 +36,27 @@ def test_a_closed_output_still_hands_the_unread_rest_of_the_input_to_failed(tmp_
     lost = [line for line in never_tried if line not in in_failed]
     assert not lost, f"{len(lost)} of {len(never_tried)} lines never tried are not in --failed"
     assert took < 10, f"{took:.1f} s"
+
+
+def test_with_body_a_closed_output_still_gets_every_record_into_results(tmp_path):
+    """--body sends the bodies to standard output and the records to --results FILE. The
+    reader of the bodies going away stopped the records too (found by a hostile tester): the
+    URL whose body met the closed pipe, and those cut in flight, had no record in a --results
+    file that worked. Now every line has its record or is in --failed, as without --body."""
+    urls, failed, results = tmp_path / "l.txt", tmp_path / "retry.txt", tmp_path / "r.jsonl"
+    def big_and_slow(path: str) -> Route:  # bodies larger than a pipe holds
+        return 200, {"Content-Type": "text/plain"}, b"x" * 200_000, 0.2
+
+    with counting_server(big_and_slow) as server:
+        lines = [server.url(f"/{n}") for n in range(40)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        command = [*FETCHER, "-i", str(urls), "--failed", str(failed), "-j", "4", "--body",
+                   "--results", str(results), "--format", "jsonl"]  # fmt: skip
+        line = f"set -o pipefail; {shlex.join(command)} | head -c 1"
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                                timeout=60, env=clean_env(), check=False)  # fmt: skip
+    assert result.returncode == 141, result.stderr
+    written = records(results.read_text())
+    assert written, "no record at all"
+    not_attempted = check_each_line_once(lines, written, failed.read_text().splitlines())
+    assert not_attempted, "the run fetched everything: nothing was tested"

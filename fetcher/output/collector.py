@@ -53,7 +53,8 @@ class Collector:
         self.records_to = records_to  # for the message: where records go
         self.on_write_error = on_write_error
         self.state = state  # --state: written before the record, which says what changed
-        self.output_broken = False
+        self.output_broken = False  # the records' reader has gone
+        self.bodies_broken = False  # --body: the bodies' reader has gone (records may go on)
         self.write_error: str | None = None  # the message, once a write has failed
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
@@ -67,7 +68,7 @@ class Collector:
         """Count, keep the line if it failed, show, write the body and the record. Raises
         BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
         self.summary.add(result)
-        lost = self.write_error is not None
+        lost, gone = self.write_error is not None, None
         if (lost or not result.ok) and self.failed is not None:
             self.failed.add(result.job.raw, result.job.header)
         self.display.on_result(result)
@@ -76,15 +77,28 @@ class Collector:
                 return
             if result.ok and self.failed is not None:
                 self._unflushed.append((result.job.raw, result.job.header))
-            if self.bodies is not None and result.body is not None:
-                result.body.seek(0)
-                self._guard(shutil.copyfileobj, "bodies", result.body, self.bodies)
+            gone = self._write_body(result)
             self._guard(self.writer.write, "records", result)
-        except BrokenPipeError:
-            self.output_broken = True
+            if gone:
+                raise gone
+        except BrokenPipeError as exc:
+            self.output_broken = self.output_broken or exc is not gone
             raise
         finally:
             result.close()
+
+    def _write_body(self, result: Result) -> BrokenPipeError | None:
+        """--body: write result's body; the BrokenPipeError of a reader gone, returned for the
+        caller to raise once the record is written (records go to a file: they go on)."""
+        if self.bodies is None or result.body is None or self.bodies_broken:
+            return None
+        result.body.seek(0)
+        try:
+            self._guard(shutil.copyfileobj, "bodies", result.body, self.bodies)
+        except BrokenPipeError as exc:
+            self.bodies_broken = True
+            return exc
+        return None
 
     def on_skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
@@ -110,11 +124,15 @@ class Collector:
             return
         try:
             self._guard(self.writer.flush, "records")
-            if self.bodies is not None:
-                self._guard(self.bodies.flush, "bodies")
         except BrokenPipeError:
             self.output_broken = True
             raise
+        if self.bodies is not None and not self.bodies_broken:
+            try:
+                self._guard(self.bodies.flush, "bodies")
+            except BrokenPipeError:
+                self.bodies_broken = True
+                raise
         if self.write_error is None:
             self._unflushed.clear()
 
@@ -129,6 +147,11 @@ class Collector:
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
             self.writer.close()
+
+    @property
+    def reader_gone(self) -> bool:
+        """A reader of standard output went away: of the records or, with --body, the bodies."""
+        return self.output_broken or self.bodies_broken
 
     def take_over(self, stuck_for: float) -> bool:
         """From a hard stop's watchdog: once the calling thread has been in one write for
