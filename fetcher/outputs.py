@@ -302,7 +302,10 @@ def make_display(
     is off (imports Rich only if needed). The display counts reader's URLs in the background."""
     show = settings.progress
     if show is None:
-        show = not settings.quiet and streams.stderr_is_terminal
+        # Bodies written to the display's own terminal would be drawn over: as curl shows no
+        # progress meter when its output is the terminal, none is shown then.
+        bodies_there = settings.body and streams.stdout_is_terminal
+        show = not settings.quiet and streams.stderr_is_terminal and not bodies_there
     if not show:
         return NullDisplay(streams.stderr), None
     from fetcher.output.progress import RichProgress

@@ -176,6 +176,20 @@ def test_no_progress_option_on_a_terminal(server, tmp_path):
     assert len(run.stdout.splitlines()) == 9
 
 
+def test_bodies_on_the_terminal_of_the_display_are_not_drawn_over(server, tmp_path):
+    """--body with stdout and stderr on one terminal: a body without a final line feed was
+    drawn over by the next frame of the display (found by a hostile tester). As curl shows no
+    progress meter when the output is the terminal, fetcher shows no display then."""
+    urls = [server.url(f"/no-newline-{n}") for n in range(3)]
+    run = run_on_terminal(
+        ["--body", "-j", "1", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=True
+    )
+    assert run.status == 0
+    assert not progress_fragments(run), run.terminal
+    shown = strip_escapes(run.terminal)
+    assert all(f"body of /no-newline-{n}" in shown for n in range(3)), shown
+
+
 @pytest.mark.parametrize("stderr_on_terminal", [False, True], ids=["pipe", "terminal"])
 def test_quiet_prints_nothing_on_stderr_even_with_failures(server, tmp_path, stderr_on_terminal):
     urls = [server.url("/a"), server.url("/status/404"), "ftp://example.invalid/"]
