@@ -57,6 +57,19 @@ def test_an_output_name_that_is_no_file_is_a_usage_error(server, tmp_path, monke
 
 
 @pytest.mark.parametrize("option", ALL_OUTPUTS)
+def test_a_dash_is_no_file_name_and_the_message_says_what_to_use(server, tmp_path, monkeypatch,
+                                                                 option):  # fmt: skip
+    """A curl user's '-' for standard output made a file named '-' (found by a hostile
+    tester). It is refused, as -o - is, naming /dev/stdout."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([option, "-", server.url("/status/404")])
+    assert result.exit_code == 2, result.output
+    assert "/dev/stdout" in result.output
+    assert server.requests == 0
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("option", ALL_OUTPUTS)
 def test_an_existing_folder_with_a_trailing_slash_is_a_usage_error(server, tmp_path, option):
     result = invoke([option, f"{tmp_path}/", server.url("/a")])
     assert result.exit_code == 2, result.output

@@ -232,6 +232,8 @@ def output_problem(path: str, replaced: bool) -> str | None:
     """
     if not path:
         return "no file name given"
+    if path == "-":  # curl's standard output; a file named '-' is './-'
+        return "'-' is no file here: for standard output, name /dev/stdout"
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
