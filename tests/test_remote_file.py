@@ -137,3 +137,7 @@ def test_header_parsing():
     )
     assert disposition_name(header('attachment; filename="C:\\\\dir\\\\b.txt"')) == "b.txt"
     assert disposition_name(header("attachment")) is None
+    # http.client reads header bytes as Latin-1: raw UTF-8 in a filename came out 'cafÃ©'
+    raw_utf8 = 'attachment; filename="café.txt"'.encode().decode("latin-1")
+    assert disposition_name(header(raw_utf8)) == "café.txt"
+    assert disposition_name(header('attachment; filename="caf\xe9.txt"')) == "caf\xe9.txt"

@@ -54,6 +54,15 @@ def remote_time(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def _utf8_if_it_was(text: str) -> str:
+    """A header value http.client read as Latin-1 that is valid UTF-8 read as such: servers
+    send raw UTF-8 in filename="..." (browsers and curl -J read it so); else as it was."""
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return text
+
+
 def disposition_name(headers: Mapping[str, str]) -> str | None:
     """The file name Content-Disposition suggests, as one name: ``filename*`` (RFC 6266 section
     4.3, RFC 8187's charset'lang'%XX form) before ``filename``; only the part after the last
@@ -72,5 +81,7 @@ def disposition_name(headers: Mapping[str, str]) -> str | None:
     if not names:
         return None
     text = email.utils.collapse_rfc2231_value((extended or names)[-1])
+    if not extended:
+        text = _utf8_if_it_was(text)
     name = text.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return None if name in ("", ".", "..") else name
