@@ -19,7 +19,7 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import FileIdentity, file_identity, is_stream, output_problem
-from fetcher.output.bodies import Bodies, remove_live_temporaries
+from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memory
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
 from fetcher.output.failed import FailedLines
@@ -357,12 +357,13 @@ def make_bodies(settings: Settings) -> Bodies | None:
     spool = settings.body or settings.include_body
     if folder is None and not spool:
         return None
+    in_memory = spool_in_memory(settings.window)
     if folder is None:
-        return Bodies(folder, spool)
+        return Bodies(folder, spool, in_memory)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise click.UsageError(f"--output-dir {folder!r} is a file, not a folder")
     try:
-        bodies = Bodies(folder, spool)  # creates DIR and opens it, once for the run
+        bodies = Bodies(folder, spool, in_memory)  # creates DIR and opens it, once for the run
     except OSError as exc:
         raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
     on_hard_exit(remove_live_temporaries)

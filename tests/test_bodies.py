@@ -410,3 +410,22 @@ def head_200(handler) -> None:
     handler.send_response(200)
     handler.send_header("Content-Length", "300000")
     handler.end_headers()
+
+
+@pytest.mark.parametrize(("workers", "in_memory"), [(16, 1 << 20), (64, 1 << 18), (256, 1 << 16)])
+def test_bodies_held_for_stdout_or_records_stay_within_a_budget_for_the_run(workers, in_memory):
+    """--body and --include-body hold each body in memory up to a size, then in a temporary
+    file; up to 4 x -j results wait for the writer, so a fixed 1 MiB each took -j 256 to 1.2 GB
+    (found by a hostile tester). The size is the run's budget over that window."""
+    from fetcher.outputs import make_bodies
+    from fetcher.settings import Settings
+
+    bodies = make_bodies(Settings(workers=workers, body=True))
+    assert bodies is not None
+    output = bodies.open("http://127.0.0.1/x", 200, True)
+    assert output is not None and output.spool is not None
+    output.spool.write(b"x" * in_memory)
+    assert not output.spool._rolled  # up to the size: in memory
+    output.spool.write(b"x")
+    assert output.spool._rolled  # past it: in a temporary file
+    output.spool.close()

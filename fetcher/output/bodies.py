@@ -28,6 +28,15 @@ from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
+# What all the bodies waiting for the writer (a window of 4 x -j results) may hold in memory:
+# each spills past its share of it, between 64 KiB and SPOOL_IN_MEMORY.
+SPOOL_BUDGET = 64 << 20
+SPOOL_IN_MEMORY_LEAST = 64 << 10
+
+
+def spool_in_memory(window: int) -> int:
+    """The bytes of one body held in memory when window results may wait at once."""
+    return max(SPOOL_IN_MEMORY_LEAST, min(SPOOL_IN_MEMORY, SPOOL_BUDGET // max(window, 1)))
 # A resumable temporary's name: create_temporary's, with its inode number (hex) added once it is
 # created. The only files --continue ever reopens, and only while that inode is still the file.
 _RESUMABLE = re.compile(
@@ -250,9 +259,12 @@ class BodyOutput:
 class Bodies:
     """Decides, per response, where its body goes: the run's -o folder and/or a spool."""
 
-    def __init__(self, output_dir: str | None, spool: bool) -> None:
+    def __init__(
+        self, output_dir: str | None, spool: bool, in_memory: int = SPOOL_IN_MEMORY
+    ) -> None:
         self.folder = OutputDir(output_dir) if output_dir else None
         self.spool = spool
+        self.in_memory = in_memory  # a spooled body's bytes held in memory before a file
 
     def close(self) -> None:
         """Close DIR's descriptor; a body opened after this gets an io record."""
@@ -286,7 +298,7 @@ class Bodies:
                 saved = SavedFile(placement, resumable, modified=remote.modified)
             elif status == 304:
                 existing = self.folder.existing(url, name, remote.name)
-        spool = tempfile.SpooledTemporaryFile(SPOOL_IN_MEMORY) if self.spool else None
+        spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
         return BodyOutput(saved, spool, existing)
