@@ -24,6 +24,7 @@ from fetcher.output.paths import (
     MAX_COMPONENT_BYTES,
     OutputDir,
     name_parts,
+    remote_name_parts,
     url_hash,
     url_parts,
 )
@@ -641,3 +642,13 @@ def test_placing_after_close_fails_cleanly(root: str) -> None:
     out.close()  # twice is harmless
     with pytest.raises(OSError, match="the run has ended"):
         out.place("http://h/a")
+
+
+@pytest.mark.parametrize("name", [".fetcher-0123456789abcdef.part", ".fetcher-x"])
+def test_no_saved_file_is_named_like_a_temporary(name: str) -> None:
+    """A URL's, the input's or the server's name that looks like fetcher's own temporary
+    ('.fetcher-*.part') would be removed by a clean-up after a crash (found by a hostile
+    tester): its dot is encoded."""
+    url = f"http://127.0.0.1/{name}"
+    for parts in (url_parts(url), name_parts(name, url), remote_name_parts(name, url)):
+        assert parts[-1] == "%2E" + name[1:], parts

@@ -26,6 +26,7 @@ import weakref
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from fetcher.output.atomic import TEMP_PREFIX
 from fetcher.settings import DEFAULT_PORTS
 
 MAX_COMPONENT_BYTES = 255
@@ -97,8 +98,11 @@ def _fit(component: str, url: str) -> str:
 
 
 def _not_dots(name: str) -> str:
-    """'.' and '..' are not names: they stay encoded."""
-    return "%2E" * len(name) if name in (".", "..") else name
+    """'.' and '..' are not names: they stay encoded. Nor is a name a temporary of fetcher's
+    would have ('.fetcher-...'), which a clean-up after a crash removes: its dot is encoded."""
+    if name in (".", ".."):
+        return "%2E" * len(name)
+    return "%2E" + name[1:] if name.startswith(TEMP_PREFIX) else name
 
 
 def _segments(path: str) -> list[str]:
@@ -142,8 +146,8 @@ def url_parts(url: str) -> list[str]:
 def name_parts(name: str, url: str) -> list[str]:
     """A file name given by the input (``output``), made as safe as a URL's path: folders kept,
     dot segments resolved within it, unsafe characters encoded; never empty."""
-    names = [_encode(segment) for segment in _segments(name.replace("\\", "/"))]
-    names = ["%2E" * len(n) if n in (".", "..") else n for n in names] or [INDEX]
+    names = [_not_dots(_encode(segment)) for segment in _segments(name.replace("\\", "/"))]
+    names = names or [INDEX]
     return [_fit(n, url) for n in names]
 
 
