@@ -652,3 +652,18 @@ def test_no_saved_file_is_named_like_a_temporary(name: str) -> None:
     url = f"http://127.0.0.1/{name}"
     for parts in (url_parts(url), name_parts(name, url), remote_name_parts(name, url)):
         assert parts[-1] == "%2E" + name[1:], parts
+
+
+def test_a_path_longer_than_the_system_takes_is_refused(tmp_path) -> None:
+    """Each name is at most 255 bytes, but a deep URL made a path past PATH_MAX (4096), saved
+    through folder descriptors and reported in a record whose path nothing can open (found by
+    a hostile tester). wget refuses such a URL too."""
+    folder = OutputDir(str(tmp_path))
+    deep = "http://127.0.0.1/" + "/".join(["d" * 250] * 17) + "/f"
+    with pytest.raises(OSError) as caught:
+        folder.place(deep)
+    assert caught.value.errno == errno.ENAMETOOLONG
+    shallow = "http://127.0.0.1/" + "/".join(["d" * 250] * 12) + "/f"
+    with folder.place(shallow) as placement:
+        assert len(os.fsencode(placement.path)) < 4096
+    folder.close()

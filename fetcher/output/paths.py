@@ -48,6 +48,10 @@ class LinkInTheWay(OSError):
         )
 
 
+PATH_MAX = 4096  # Linux's, with its NUL: a path of this many bytes or more cannot be opened
+CLASH_ROOM = 9  # "~" and the 8 hex digits of url_hash, added to a name that clashes
+
+
 def url_digest(url: str) -> bytes:
     """The SHA-256 of url: who owns a file in a run (two URLs never share one by chance)."""
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).digest()
@@ -268,7 +272,15 @@ class OutputDir:
         name (a relative file name, made safe the same way) when given, or remote_name (-J)
         in the host's folder. Raises OSError when a folder cannot be created, LinkInTheWay when
         a link sits where a folder is needed."""
-        placement = self._walk(components(url, name, remote_name), url, create=True)
+        parts = components(url, name, remote_name)
+        # Each name fits (255 bytes), but not always the path: a file saved through folder
+        # descriptors past PATH_MAX has a path nothing can open. Room is kept for the clash
+        # suffixes (~ and 8 hex digits) each component may get.
+        longest = len(os.fsencode(os.path.join(self.root, *parts))) + CLASH_ROOM * len(parts)
+        if longest >= PATH_MAX:
+            message = f"the path would be longer than the system's {PATH_MAX} bytes"
+            raise OSError(errno.ENAMETOOLONG, message, url)
+        placement = self._walk(parts, url, create=True)
         assert placement is not None  # create=True never gives up on a missing folder
         return placement
 
