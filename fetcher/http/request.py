@@ -51,7 +51,7 @@ def effective_request(
     With prior (--state), the request is conditional on its validators."""
     url = urlsplit(job.target)
     data = job.data if job.data is not None else settings.data
-    proxies = _proxies(url, settings, environment)
+    proxies = proxies_for(url, settings.proxy, environment)
     headers = _job_headers(job, settings)
     validators = conditional_headers(prior) if prior is not None else {}
     if validators:
@@ -91,9 +91,12 @@ def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
     return headers or None
 
 
-def _proxies(url: SplitResult, settings: Settings, environment: Environment) -> dict[str, str]:
-    if settings.proxy is None:
+def proxies_for(url: SplitResult, proxy: str | None, environment: Environment) -> dict[str, str]:
+    """The proxies for url, whether it is a request's first URL or a redirect's target: proxy
+    (-x) unless NO_PROXY covers url, as in curl (requests applies NO_PROXY only to *_PROXY);
+    without -x, the *_PROXY ones. {} when url goes direct."""
+    if proxy is None:
         return environment.proxies_for(url)
     if environment.bypasses_proxy(url):
-        return {}  # NO_PROXY applies to -x too, as in curl; requests applies it only to *_PROXY
-    return {"http": settings.proxy, "https": settings.proxy}
+        return {}
+    return {"http": proxy, "https": proxy}

@@ -45,7 +45,7 @@ from fetcher.http.cookies import (
 from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
 from fetcher.http.environment import Environment
 from fetcher.http.rebind import with_globals
-from fetcher.http.request import EffectiveRequest, form_content_type
+from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.settings import CHUNK_SIZE, Settings
 
@@ -124,6 +124,18 @@ class FetcherAdapter(HTTPAdapter):
         # A new pool takes its arguments out of the context: it gets a copy.
         manager: PoolManager = self.poolmanager
         return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
+
+    def cert_verify(
+        self, conn: Any, url: str, verify: bool | str | None, cert: tuple[str, str] | str | None
+    ) -> None:
+        """requests' own, which checks no certificate for a URL that is not https. But a pool
+        that speaks TLS for an http URL is one to an https proxy (urllib3 sends the request over
+        TLS to it, and checks the proxy's certificate as the pool says): it is checked as any
+        other, with verify (--cacert; -k turns it off), or the proxy's password goes to
+        whoever answers the handshake. curl refuses such a proxy too."""
+        if conn.scheme == "https" and not url.lower().startswith("https"):
+            url = f"https://{conn.host}:{conn.port}/"  # the proxy's, where the TLS goes
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
         """requests' own: without proxies, the path and query, which requests returns after
@@ -224,12 +236,13 @@ def _redirect_problem(base: str, target: str) -> str | None:
 
 class FetcherSession(requests.Session):
     """A Session that takes what requests reads from the environment from an Environment read
-    once per run (``trust_env`` is off), also when a redirect re-evaluates auth and proxies."""
+    once per run (``trust_env`` is off), also when a redirect re-evaluates its proxies."""
 
-    def __init__(self, environment: Environment) -> None:
+    def __init__(self, environment: Environment, proxy: str | None = None) -> None:
         super().__init__()
         self.trust_env = False
         self.environment = environment
+        self.proxy = proxy  # -x, for the redirects' proxies
         self._headers: CaseInsensitiveDict[str] | None = None
         self._following = True  # whether the request being sent follows redirects
 
@@ -328,25 +341,20 @@ class FetcherSession(requests.Session):
             return iter(())
         return super().resolve_redirects(resp, req, *args, **kwargs)
 
-    def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
-        # The parent stripped Authorization if the origin changed (should_strip_auth); .netrc may
-        # have credentials for the new host, which requests looks up when it trusts the environment.
-        new_auth = self.environment.netrc_auth(urlsplit(prepared_request.url or ""))
-        if new_auth is not None:
-            prepared_request.prepare_auth(new_auth)
-
     def rebuild_proxies(
         self, prepared_request: PreparedRequest, proxies: dict[str, str] | None
     ) -> dict[str, str]:
-        merged = dict(proxies or {})
-        url = urlsplit(prepared_request.url or "")
-        environ = self.environment.proxies_for(url)
-        proxy = environ.get(url.scheme, environ.get("all"))
-        if proxy:
-            merged.setdefault(url.scheme, proxy)
+        """The proxies of a redirect's target, decided as for a first URL (-x, *_PROXY and
+        NO_PROXY, by proxies_for) rather than kept from the URL redirected from: a hop out of
+        NO_PROXY goes through -x, and one into it goes direct, as curl decides for every URL.
+        requests' own then sets or removes the Proxy-Authorization header for the new URL.
+
+        (rebuild_auth is requests' own: with ``trust_env`` off it adds no .netrc credentials
+        on a redirect, as curl without --location-trusted sends them to the first host only,
+        and it keeps Authorization only within the origin, or from http:80 to https:443.)"""
+        decided = proxies_for(urlsplit(prepared_request.url or ""), self.proxy, self.environment)
         rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-            prepared_request, merged
+            prepared_request, decided
         )
         return rebuilt
 
@@ -400,7 +408,7 @@ def make_session(
     """A Session configured from settings, holding a copy of cookies (the loaded jar); what its
     servers set or delete after that is also noted in changes (fetcher.http.cookies)."""
     environment = environment or Environment()
-    session = FetcherSession(environment)
+    session = FetcherSession(environment, settings.proxy)
     session.headers["User-Agent"] = settings.user_agent or SKIP_HEADER  # -A '': none, as curl
     session.headers.update(form_content_type(settings.data))  # -H below may change or remove it
     for name, value in settings.headers:
