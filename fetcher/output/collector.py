@@ -4,6 +4,12 @@ lines, shows progress and writes records.
 Everything here runs on one thread, in the order results are emitted, so nothing needs a lock;
 the one exception is a hard stop's watchdog taking that thread's place when it is stuck in a
 write (``take_over``), which first makes sure the stuck thread will never go on.
+
+Bookkeeping comes first: a closed output (BrokenPipeError, re-raised to the run, which stops)
+never loses a count or a --failed line. Any other write error (a full disk, EIO) is reported
+once through ``on_write_error`` (which stops the run); from then on no record is written and
+every line whose record is lost goes to --failed, ok or not, with those of records still
+buffered: a retry gives them back.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
@@ -26,13 +32,8 @@ if TYPE_CHECKING:
 
 
 class Collector:
-    """Counts, remembers failures and writes records, in that order, for every result.
-
-    Bookkeeping comes first: a closed output (BrokenPipeError, re-raised to the run, which
-    stops) never loses a count or a --failed line. Any other write error (a full disk, EIO) is
-    reported once through ``on_write_error`` (which stops the run); from then on no record is
-    written and every line whose record is lost goes to --failed, ok or not, with those of
-    records still buffered: a retry gives them back."""
+    """Counts, remembers failures and writes records, in that order, for every result (see the
+    module's docstring for what a closed output or a write error does)."""
 
     def __init__(
         self,
@@ -49,12 +50,11 @@ class Collector:
         self.writer = writer
         self.display = display
         self.failed = failed
-        self.bodies = bodies  # --body: where whole bodies go, one after another
+        self.bodies = BodyStream(bodies) if bodies is not None else None  # --body
         self.records_to = records_to  # for the message: where records go
         self.on_write_error = on_write_error
         self.state = state  # --state: written before the record, which says what changed
         self.output_broken = False  # the records' reader has gone
-        self.bodies_broken = False  # --body: the bodies' reader has gone (records may go on)
         self.write_error: str | None = None  # the message, once a write has failed
         self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
@@ -77,7 +77,8 @@ class Collector:
                 return
             if result.ok and self.failed is not None:
                 self._unflushed.append((result.job.raw, result.job.header))
-            gone = self._write_body(result)
+            if self.bodies is not None and result.body is not None:
+                gone = self.bodies.write(self._guard, result.body)
             self._guard(self.writer.write, "records", result)
             if gone:
                 raise gone
@@ -86,19 +87,6 @@ class Collector:
             raise
         finally:
             result.close()
-
-    def _write_body(self, result: Result) -> BrokenPipeError | None:
-        """--body: write result's body; the BrokenPipeError of a reader gone, returned for the
-        caller to raise once the record is written (records go to a file: they go on)."""
-        if self.bodies is None or result.body is None or self.bodies_broken:
-            return None
-        result.body.seek(0)
-        try:
-            self._guard(shutil.copyfileobj, "bodies", result.body, self.bodies)
-        except BrokenPipeError as exc:
-            self.bodies_broken = True
-            return exc
-        return None
 
     def on_skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
@@ -127,12 +115,8 @@ class Collector:
         except BrokenPipeError:
             self.output_broken = True
             raise
-        if self.bodies is not None and not self.bodies_broken:
-            try:
-                self._guard(self.bodies.flush, "bodies")
-            except BrokenPipeError:
-                self.bodies_broken = True
-                raise
+        if self.bodies is not None and (gone := self.bodies.flush(self._guard)):
+            raise gone
         if self.write_error is None:
             self._unflushed.clear()
 
@@ -151,7 +135,7 @@ class Collector:
     @property
     def reader_gone(self) -> bool:
         """A reader of standard output went away: of the records or, with --body, the bodies."""
-        return self.output_broken or self.bodies_broken
+        return self.output_broken or (self.bodies is not None and self.bodies.broken)
 
     def take_over(self, stuck_for: float) -> bool:
         """From a hard stop's watchdog: once the calling thread has been in one write for
@@ -190,14 +174,51 @@ class Collector:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            where = self.records_to if what == "records" else "<stdout>"
+            where = {"records": self.records_to, "": self.records_to}.get(what, "<stdout>")
             if what == "state" and self.state is not None:
                 where = repr(self.state.path)
-            reason = getattr(exc, "strerror", None) or str(exc)
-            self.write_error = f"cannot write {what or 'records'} to {where}: {reason}"
+            self.write_error = f"cannot write {what or 'records'} to {where}: {_reason(exc)}"
             self._hand_back_unflushed()
             if self.on_write_error is not None:
                 self.on_write_error(self.write_error)
+
+
+def _reason(exc: OSError) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+Guard = Callable[..., None]  # Collector._guard: a write, timed and with its errors reported
+
+
+class BodyStream:
+    """--body's standard output, where whole bodies go one after another. Its reader going
+    away ends only this: the records go to their own file (--results) and go on."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, guard: Guard, body: IO[bytes]) -> BrokenPipeError | None:
+        """Write body whole through the collector's guard. The BrokenPipeError of a reader gone
+        is returned, once, for the caller to raise when the record is written; nothing more
+        is written here after it."""
+        body.seek(0)
+        return self._call(guard, shutil.copyfileobj, body, self.stream)
+
+    def flush(self, guard: Guard) -> BrokenPipeError | None:
+        return self._call(guard, self.stream.flush)
+
+    def _call(
+        self, guard: Guard, write: Callable[..., object], *args: Any
+    ) -> BrokenPipeError | None:
+        if self.broken:
+            return None
+        try:
+            guard(write, "bodies", *args)
+        except BrokenPipeError as exc:
+            self.broken = True
+            return exc
+        return None
 
 
 class WriteWatch:
