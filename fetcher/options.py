@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -413,12 +415,54 @@ def usable_cpus() -> int:
 def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
         raise click.UsageError("--key needs --cert")
+    check_client_key(params)
     if params["processes"] > 1 and (given := one_process_options(params)):
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
     check_metrics_labels(params)
     check_state_options(params)
+
+
+# The most of a --cert or --key file read for its check: a client's certificate chain and key
+# are a few KiB, and a larger file is refused rather than checked in part.
+MAX_PEM_FILE_BYTES = 1024 * 1024
+# How OpenSSL marks an encrypted key: PKCS#8, or the traditional form's header.
+_ENCRYPTED_KEY = re.compile(
+    rb"^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type:[ \t]*4,[ \t]*ENCRYPTED", re.MULTILINE
+)
+
+
+def check_client_key(params: dict[str, Any]) -> None:
+    """Refuse an encrypted private key in --cert or --key. OpenSSL would ask for its pass phrase
+    on the terminal, from every worker and for every connection, past -m; without a terminal
+    every URL would fail with a misleading EINVAL. urllib3 checks only a --key file."""
+    for option in ("cert", "key"):
+        path = params[option]
+        if path and _ENCRYPTED_KEY.search(read_pem_file(f"--{option}", path)):
+            raise click.UsageError(
+                f"the private key in {path} is encrypted: fetcher cannot ask for its pass "
+                f"phrase; decrypt it (openssl pkey -in {path} -out KEY)"
+            )
+
+
+def read_pem_file(option: str, path: str) -> bytes:
+    """The bytes of a --cert or --key file, read once. Only a regular file: requests reads it
+    again for every connection, which a pipe could not give twice."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise click.UsageError(
+                f"{option} {path} is not a regular file: it is read for every connection"
+            )
+        with open(path, "rb") as file:
+            data = file.read(MAX_PEM_FILE_BYTES + 1)
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {option} {path}: {exc.strerror}") from None
+    if len(data) > MAX_PEM_FILE_BYTES:
+        raise click.UsageError(
+            f"{option} {path} is larger than 1 MiB: not a PEM certificate or key"
+        )
+    return data
 
 
 def check_metrics_labels(params: dict[str, Any]) -> None:

@@ -1,11 +1,12 @@
 """Text made safe to show: secrets kept out of everything printed (passwords in URLs, credential
-header values) and control characters out of everything printed for humans (``visible``). Text
-made safe to serialise (jsonl, csv) is ``fetcher.output.records``'s."""
+header values) and control and invisible characters out of everything printed for humans
+(``visible``). Text made safe to serialise (jsonl, csv) is ``fetcher.output.records``'s."""
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -15,6 +16,8 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "s
 _UNSAFE = re.compile(r"[\t\r\n]")
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Where an authority starts: after the slashes (any number, either way) that follow a ":".
+_AFTER_SCHEME = re.compile(r"(?<=:)[/\\]+")
 _URL_END = re.compile(r"[/?#]")  # what ends the authority of a URL (RFC 3986 §3.2)
 _TEXT_END = re.compile(r"[/?#\n]")  # and, in a text, a line end: a URL never spans two lines
 
@@ -39,17 +42,21 @@ def redact_url(url: str) -> str:
 
 
 def _mask_authorities(text: str, end: re.Pattern[str]) -> str:
-    """Mask the password of the authority after every ``://`` in text.
+    """Mask the password of the authority after every ``scheme:`` and its slashes in text.
 
-    Each ``://`` is looked at, also one whose scheme is a control character or the ``:`` of
-    the authority before it (``x://\x01http://user:password@host``), which a regular expression
-    consuming ``scheme://authority`` would skip.
+    The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
+    path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
+    looked at, whatever precedes it: a control character (``x://\x01http://u:pw@h``) or the
+    authority before it (``x://http:/u:pw@h``, ``x://http:\\/u:pw@h``). Once an authority is
+    read the search goes on after it, so the text is read once: a later ``:\\`` inside it
+    would change nothing, as its user info would lie inside the one already masked, or hold
+    no ``@``.
     """
     pieces: list[str] = []
     done = 0
-    at = text.find("://")
-    while at != -1:
-        begin = at + 3
+    slashes = _AFTER_SCHEME.search(text)
+    while slashes:
+        begin = slashes.end()
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
@@ -57,7 +64,9 @@ def _mask_authorities(text: str, end: re.Pattern[str]) -> str:
         if masked != authority:
             pieces += [text[done:begin], masked]
             done = finish
-        at = text.find("://", begin)
+        # The only slashes that start inside this authority and run past it: a ":" and
+        # backslashes at its end (x://http:\/u:pw@h).
+        slashes = _AFTER_SCHEME.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
 
 
@@ -76,28 +85,32 @@ def redact_text(text: str) -> str:
     return _mask_authorities(text, _TEXT_END) if "@" in text else text
 
 
-# Controls (C0, DEL, C1: ESC starts a terminal's escape sequences, U+009B is CSI on its own),
-# the bidirectional overrides and isolates that reorder what follows them on screen, and the
-# Unicode line and paragraph separators.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+# What does not show as itself: controls (Cc: C0, DEL, C1; ESC starts a terminal's escape
+# sequences, U+009B is CSI on its own), format characters (Cf: the bidirectional marks, overrides
+# and isolates that reorder what follows them on screen, zero-width spaces and joiners, the word
+# joiner, the BOM, the soft hyphen, tags) and the Unicode line and paragraph separators (Zl, Zp).
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def visible(text: str, keep: str = "") -> str:
-    """text with every control character written as a Python escape (``\\x1b``, ``\\u202e``),
-    except those in keep: what a server or a URL list says can then neither drive a terminal
-    nor break a record into lines or fields. A backslash is left as it is (this is for eyes,
-    not for parsing back: jsonl and csv keep the exact text).
+    """text with every character that does not show as itself written as a Python escape
+    (``\\x1b``, ``\\u200b``), except those in keep: what a server or a URL list says can then
+    neither drive a terminal, nor break a record into lines or fields, nor pass ``/ad\\u200bmin``
+    off as ``/admin``. A backslash is left as it is (this is for eyes, not for parsing back:
+    jsonl and csv keep the exact text).
     """
-    if not _INVISIBLE.search(text):
+    if text.isprintable():  # every hidden character is unprintable: one scan for most texts
         return text
-    return _INVISIBLE.sub(lambda m: m[0] if m[0] in keep else _escape(m[0]), text)
+    return "".join(_escape(char) if _hidden(char, keep) else char for char in text)
+
+
+def _hidden(char: str, keep: str) -> bool:
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES and char not in keep
 
 
 def _escape(char: str) -> str:
-    code = ord(char)
-    return {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(char) or (
-        f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    )
+    """char as a Python string literal writes it: \\t, \\x1b, \\u200b, \\U000e0041."""
+    return char.encode("unicode_escape").decode("ascii")
 
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"

@@ -105,19 +105,36 @@ def parse_user(text: str) -> tuple[str, str | None]:
     return user, (password if colon else None)
 
 
+# A proxy URL's scheme ("http://", "https://"): without one, curl reads -x HOST[:PORT] as http.
+_PROXY_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def parse_proxy(text: str) -> str:
-    """A proxy URL requests can use. The ValueError never repeats the URL: it may hold a
-    password."""
+    """-x: a proxy URL requests can use, with ``http://`` put before a URL without a scheme
+    (``localhost:3128``, ``user:password@proxy:3128``), as curl reads it: requests would take
+    ``localhost`` for the scheme. The ValueError never repeats the URL: it may hold a password.
+    """
+    from urllib.parse import unquote
+
     from urllib3.exceptions import LocationParseError
     from urllib3.util import parse_url
 
+    url = text if _PROXY_SCHEME.match(text) else "http://" + text
     try:
-        parsed = parse_url(text if "://" in text else "http://" + text)
+        parsed = parse_url(url)
     except LocationParseError:
         raise ValueError("malformed proxy URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError("a proxy URL must be http://HOST[:PORT] or https://HOST[:PORT]")
-    return text
+    # requests sends the user info, percent-decoded as UTF-8, in a Latin-1 Basic header.
+    try:
+        unquote(parsed.auth or "").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "the user name and password of a proxy URL must be Latin-1 text, %-escapes read as "
+            f"UTF-8 ({NOT_SHOWN})"
+        ) from None
+    return url
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
