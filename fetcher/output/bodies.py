@@ -37,6 +37,8 @@ SPOOL_IN_MEMORY_LEAST = 64 << 10
 def spool_in_memory(window: int) -> int:
     """The bytes of one body held in memory when window results may wait at once."""
     return max(SPOOL_IN_MEMORY_LEAST, min(SPOOL_IN_MEMORY, SPOOL_BUDGET // max(window, 1)))
+
+
 # A resumable temporary's name: create_temporary's, with its inode number (hex) added once it is
 # created. The only files --continue ever reopens, and only while that inode is still the file.
 _RESUMABLE = re.compile(
