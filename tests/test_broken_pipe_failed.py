@@ -44,6 +44,7 @@ def test_with_body_a_closed_output_still_gets_every_record_into_results(tmp_path
     URL whose body met the closed pipe, and those cut in flight, had no record in a --results
     file that worked. Now every line has its record or is in --failed, as without --body."""
     urls, failed, results = tmp_path / "l.txt", tmp_path / "retry.txt", tmp_path / "r.jsonl"
+
     def big_and_slow(path: str) -> Route:  # bodies larger than a pipe holds
         return 200, {"Content-Type": "text/plain"}, b"x" * 200_000, 0.2
 
