@@ -298,21 +298,3 @@ def test_a_failed_file_of_two_csv_inputs_with_other_headers_is_read_back_whole(
         got = records(invoke([*args, "-i", str(failed)]).stdout)
     got_back = sorted((r["status"] or 0, sorted((r.get("meta") or {}).items())) for r in got)
     assert got_back == [(404, [("more", "z"), ("tag", "t")]), (500, [("note", "x")])], got
-
-
-def test_a_csv_header_that_cannot_be_read_costs_the_other_inputs_nothing_on_retry(
-    tmp_path: Path,
-) -> None:
-    """Its line goes to --failed without a header of its own; read back first, it was the
-    header again, and every line after it, another input's included, failed as "the csv header
-    (line 1) cannot be read" (found by a fixer). The next csv line's header row is written
-    again after it."""
-    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
-    first.write_text('url,"a"b\n')
-    second.write_text("url,note\nhttp://127.0.0.1:9/x,n\n")
-    failed = tmp_path / "failed.csv"
-    args = ["--input-format", "csv", "--format", "jsonl", "--retries", "0", "-j", "1"]
-    invoke([*args, "-i", str(first), "-i", str(second), "--failed", str(failed)])
-    got = records(invoke([*args, "-i", str(failed)]).stdout)
-    kinds = sorted(r["error"]["kind"] for r in got)
-    assert kinds == ["connect", "invalid_url"], got
