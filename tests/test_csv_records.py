@@ -279,22 +279,3 @@ def test_a_comment_line_is_a_record_in_csv(server: CountingServer, tmp_path: Pat
     assert status == 1
     assert [outcome(r)[0] for r in got] == [2, 3]
     assert got[0]["error"]["kind"] == "invalid_url" and outcome(got[1]) == (3, "ok")
-
-
-def test_a_failed_file_of_two_csv_inputs_with_other_headers_is_read_back_whole(
-    tmp_path: Path,
-) -> None:
-    """--failed writes each csv input's header row again where it changes; read back, that row
-    was a record of the first header ("3 fields where the header has 2") and every line under
-    it failed that way, never retried. A row of column names with a 'url' among them, and no
-    ':' or '/' in any (no URL), is a header row wherever it stands."""
-    with counting_server() as server:
-        first, second = tmp_path / "a.csv", tmp_path / "b.csv"
-        first.write_text(f"url,note\n{server.url('/status/500')},x\n")
-        second.write_text(f"tag,url,more\nt,{server.url('/status/404')},z\n")
-        failed = tmp_path / "failed.csv"
-        args = ["--input-format", "csv", "--format", "jsonl", "--retries", "0"]
-        invoke([*args, "-i", str(first), "-i", str(second), "--failed", str(failed)])
-        got = records(invoke([*args, "-i", str(failed)]).stdout)
-    got_back = sorted((r["status"] or 0, sorted((r.get("meta") or {}).items())) for r in got)
-    assert got_back == [(404, [("more", "z"), ("tag", "t")]), (500, [("note", "x")])], got

@@ -90,9 +90,6 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
 
     The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
     its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent.
-    A later row of column names (``_is_header_row``) is a header for the records after it: so
-    --failed reads back whole when it holds csv inputs with other headers, each written again
-    where it changes.
     """
     columns: list[str] | None = None
     header_error: str | None = None
@@ -108,19 +105,12 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
                 continue
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
-        if columns is None or (_is_header_row(row) and row != columns):
+        if columns is None:
             columns, header_raw = [name.strip() for name in row], record.raw
             header_error = _header_problem(columns, record.line)
             continue
         entry = Entry(record.line, record.raw, header=header_raw)
         yield _row_entry(entry, row, columns, header_error)
-
-
-def _is_header_row(row: list[str]) -> bool:
-    """Column names with a 'url' among them: no cell holds a ':' or a '/', so none is a URL
-    (a record's url cell always has one, or is a bare host: then no other cell says 'url')."""
-    names = [cell.strip() for cell in row]
-    return "url" in names and not any(":" in name or "/" in name for name in names)
 
 
 @dataclass(slots=True)
