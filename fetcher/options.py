@@ -439,7 +439,15 @@ def check_client_key(params: dict[str, Any]) -> None:
     every URL would fail with a misleading EINVAL. urllib3 checks only a --key file."""
     for option in ("cert", "key"):
         path = params[option]
-        if path and _ENCRYPTED_KEY.search(read_pem_file(f"--{option}", path)):
+        if not path:
+            continue
+        data = read_pem_file(f"--{option}", path)
+        if b"-----BEGIN " not in data:  # PKCS#12, DER: OpenSSL here reads PEM only
+            raise click.UsageError(
+                f"--{option} {path} is not PEM: convert it (openssl pkcs12 -in FILE -nodes, "
+                f"or openssl pkey -inform DER -in FILE)"
+            )
+        if _ENCRYPTED_KEY.search(data):
             raise click.UsageError(
                 f"the private key in {path} is encrypted: fetcher cannot ask for its pass "
                 f"phrase; decrypt it (openssl pkey -in {path} -out KEY)"

@@ -121,3 +121,22 @@ def test_a_cert_that_is_not_a_regular_file_is_a_usage_error(tmp_path):
     result = invoke(["--cert", str(fifo), "https://127.0.0.1:9/never"])
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "not a regular file" in result.stderr and str(fifo) in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--cert", "--key"])
+def test_a_client_file_that_is_not_pem_is_a_usage_error(certs, tmp_path, option):
+    """A PKCS#12 or DER file passed the check and every https URL then failed with 'PEM lib'
+    or a UnicodeDecodeError (found on review): refused at start, with what to do."""
+    der = tmp_path / "client.der"
+    key = serialization.load_pem_private_key(certs.client_key_pem.read_bytes(), None)
+    der.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    args = ["--cert", str(certs.client_combined_pem)] if option == "--key" else []
+    result = invoke([*args, option, str(der), "https://127.0.0.1:9/never"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "not PEM" in result.stderr and str(der) in result.stderr
