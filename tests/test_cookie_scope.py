@@ -263,3 +263,16 @@ def test_a_dotless_host_is_written_as_curl_writes_it_in_the_cookie_file(tmp_path
         "localhost\tFALSE\t/\tFALSE\t0\tgiven\tby-curl",
         "localhost\tFALSE\t/\tFALSE\t0\tsid\tserver",
     }
+
+
+def test_a_real_local_domain_keeps_its_name_in_the_cookie_file() -> None:
+    """Only the name http.cookiejar gives a dotless host loses '.local' in the file: an mDNS
+    host 'printer.local' keeps it, and '.local' never becomes an empty domain (found on
+    review). A host without a dot other than localhost keeps http.cookiejar's name."""
+    from fetcher.http.cookies import file_domain, jar_domain
+
+    assert file_domain(jar_domain("localhost")) == "localhost"
+    assert file_domain(jar_domain("[::1]")) == "[::1]"
+    assert file_domain("printer.local") == "printer.local"
+    assert file_domain(".local") == ".local"
+    assert file_domain("localhost.local") == "localhost"

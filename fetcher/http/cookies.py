@@ -342,9 +342,11 @@ def jar_domain(domain: str) -> str:
 
 
 def file_domain(domain: str) -> str:
-    """jar_domain's inverse: the domain as curl writes it, so that curl sends the cookie."""
+    """jar_domain's inverse for the dotless hosts a run meets (localhost, an IPv6 literal): the
+    domain as curl writes it, so that curl sends the cookie. 'printer.local' may be an mDNS
+    host's own name, so any other name keeps its '.local'."""
     host = domain.removesuffix(".local")
-    return host if host != domain and "." not in host else domain
+    return host if host == "localhost" or host.startswith("[") else domain
 
 
 def format_jar_line(cookie: Cookie) -> str:
