@@ -276,3 +276,4 @@ def test_a_real_local_domain_keeps_its_name_in_the_cookie_file() -> None:
     assert file_domain("printer.local") == "printer.local"
     assert file_domain(".local") == ".local"
     assert file_domain("localhost.local") == "localhost"
+    assert file_domain(jar_domain("intranet")) == "intranet"  # a file's line round-trips

@@ -337,8 +337,9 @@ def parse_jar_line(line: str) -> Cookie | None:
 
 def jar_domain(domain: str) -> str:
     """A cookie file's domain as http.cookiejar names it: a host without a dot (localhost, an
-    IPv6 literal) is 'host.local' there (RFC 2965's rule), where curl's file says 'host'."""
-    return domain if "." in domain else f"{domain}.local"
+    IPv6 literal) is 'host.local' there (RFC 2965's rule), where curl's file says 'host'. Only
+    the two file_domain gives back are read so: any other name is kept as the file has it."""
+    return f"{domain}.local" if domain == "localhost" or domain.startswith("[") else domain
 
 
 def file_domain(domain: str) -> str:
