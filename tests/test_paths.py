@@ -666,4 +666,9 @@ def test_a_path_longer_than_the_system_takes_is_refused(tmp_path) -> None:
     shallow = "http://127.0.0.1/" + "/".join(["d" * 250] * 12) + "/f"
     with folder.place(shallow) as placement:
         assert len(os.fsencode(placement.path)) < 4096
+    # Many short components: the path is under 1 KiB (the room kept for a clash suffix was
+    # counted once per component, and refused it: found on review).
+    many = "http://127.0.0.1/" + "/".join(["a"] * 420)
+    with folder.place(many) as placement:
+        assert len(os.fsencode(placement.path)) < 1024
     folder.close()

@@ -49,7 +49,7 @@ class LinkInTheWay(OSError):
 
 
 PATH_MAX = 4096  # Linux's, with its NUL: a path of this many bytes or more cannot be opened
-CLASH_ROOM = 9  # "~" and the 8 hex digits of url_hash, added to a name that clashes
+CLASH_ROOM = 32  # what url_hash suffixes ("~1a2b3c4d-2") may add to the names of one path
 
 
 def url_digest(url: str) -> bytes:
@@ -274,9 +274,9 @@ class OutputDir:
         a link sits where a folder is needed."""
         parts = components(url, name, remote_name)
         # Each name fits (255 bytes), but not always the path: a file saved through folder
-        # descriptors past PATH_MAX has a path nothing can open. Room is kept for the clash
-        # suffixes (~ and 8 hex digits) each component may get.
-        longest = len(os.fsencode(os.path.join(self.root, *parts))) + CLASH_ROOM * len(parts)
+        # descriptors past PATH_MAX has a path nothing can open. Room is kept for a clash
+        # suffix or two (~, 8 hex digits, a count); more clashes near the limit are not seen.
+        longest = len(os.fsencode(os.path.join(self.root, *parts))) + CLASH_ROOM
         if longest >= PATH_MAX:
             message = f"the path would be longer than the system's {PATH_MAX} bytes"
             raise OSError(errno.ENAMETOOLONG, message, url)
