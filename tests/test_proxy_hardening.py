@@ -6,15 +6,14 @@ each redirect hop is proxied (-x, NO_PROXY) as a first URL would be.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import ssl
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import invoke
 from tests.servers import Route, counting_server, default_route, serving, wait_for
+from tests.test_proxy import assert_ok, fetch
 from tests.tls_proxy_servers import (
     SOCKET_TIMEOUT,
     ForwardProxy,
@@ -29,19 +28,6 @@ SECRET = "ppass-hardening"
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return make_certificates(tmp_path_factory.mktemp("certs"))
-
-
-def fetch(url, *args, **env):
-    """Run the command on one URL without retries; return (click result, its one record)."""
-    result = invoke(["--format", "jsonl", "--retries", "0", *args, url], **env)
-    lines = result.stdout.splitlines()
-    assert len(lines) == 1, (result.exit_code, result.stdout, result.stderr)
-    return result, json.loads(lines[0])
-
-
-def assert_ok(result, record):
-    assert record["ok"] is True and record["status"] == 200 and record["error"] is None, record
-    assert result.exit_code == 0, result.stderr
 
 
 # -- 1. an https proxy's certificate, for http URLs ---------------------------------------------
