@@ -89,7 +89,15 @@ def redact_text(text: str) -> str:
 # sequences, U+009B is CSI on its own), format characters (Cf: the bidirectional marks, overrides
 # and isolates that reorder what follows them on screen, zero-width spaces and joiners, the word
 # joiner, the BOM, the soft hyphen, tags) and the Unicode line and paragraph separators (Zl, Zp).
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Lone surrogates (Cs: bytes that were not UTF-8) are no character a terminal can show.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# And what Python counts as printable but shows as nothing: the default-ignorable code points
+# outside Cf (the combining grapheme joiner, Hangul fillers, Mongolian and Unicode variation
+# selectors, Khmer inherent vowels) and the braille blank.
+_BLANK = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef]"
+)
 
 
 def visible(text: str, keep: str = "") -> str:
@@ -99,13 +107,14 @@ def visible(text: str, keep: str = "") -> str:
     off as ``/admin``. A backslash is left as it is (this is for eyes, not for parsing back:
     jsonl and csv keep the exact text).
     """
-    if text.isprintable():  # every hidden character is unprintable: one scan for most texts
+    if text.isprintable() and (text.isascii() or not _BLANK.search(text)):  # C scans only
         return text
     return "".join(_escape(char) if _hidden(char, keep) else char for char in text)
 
 
 def _hidden(char: str, keep: str) -> bool:
-    return unicodedata.category(char) in _HIDDEN_CATEGORIES and char not in keep
+    hidden = unicodedata.category(char) in _HIDDEN_CATEGORIES or bool(_BLANK.match(char))
+    return hidden and char not in keep
 
 
 def _escape(char: str) -> str:

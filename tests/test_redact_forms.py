@@ -175,6 +175,17 @@ def test_visible_escapes_format_characters(char):
     assert visible(f"/ad{char}min") == f"/ad{INVISIBLE[char]}min"
 
 
+@pytest.mark.parametrize(
+    "char", ["\u034f", "\u115f", "\u3164", "\u2800", "\ufe0f", "\uffa0", "\udcff"]
+)
+def test_visible_escapes_blank_marks_fillers_and_lone_surrogates(char):
+    """Printable to Python, but nothing on screen (a combining grapheme joiner, Hangul
+    fillers, the braille blank, a variation selector), or no character at all (a lone
+    surrogate from bytes that were not UTF-8): found on review."""
+    escaped = char.encode("unicode_escape").decode()
+    assert visible(f"/ad{char}min") == f"/ad{escaped}min"
+
+
 def test_visible_keeps_what_shows_as_itself():
     text = "café ✓ 日本 \u00a0 a\\b \U0001f600 ﷺ"
     assert visible(text) == text
