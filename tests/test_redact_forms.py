@@ -176,7 +176,9 @@ def test_visible_escapes_format_characters(char):
 
 
 @pytest.mark.parametrize(
-    "char", ["\u034f", "\u115f", "\u3164", "\u2800", "\ufe0f", "\uffa0", "\udcff"]
+    "char",
+    ["\u034f", "\u115f", "\u3164", "\u2800", "\ufe0f", "\uffa0", "\udcff"],
+    ids=lambda char: f"U+{ord(char):04X}",  # a test id must be text xdist can send
 )
 def test_visible_escapes_blank_marks_fillers_and_lone_surrogates(char):
     """Printable to Python, but nothing on screen (a combining grapheme joiner, Hangul
