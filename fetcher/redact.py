@@ -89,8 +89,9 @@ def redact_text(text: str) -> str:
 # sequences, U+009B is CSI on its own), format characters (Cf: the bidirectional marks, overrides
 # and isolates that reorder what follows them on screen, zero-width spaces and joiners, the word
 # joiner, the BOM, the soft hyphen, tags) and the Unicode line and paragraph separators (Zl, Zp).
-# Lone surrogates (Cs: bytes that were not UTF-8) are no character a terminal can show.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# (Lone surrogates, bytes that were not UTF-8, stay: the text is written with surrogateescape,
+# so they are the bytes as read.)
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 # And what Python counts as printable but shows as nothing: the default-ignorable code points
 # outside Cf (the combining grapheme joiner, Hangul fillers, Mongolian and Unicode variation
 # selectors, Khmer inherent vowels) and the braille blank.
