@@ -42,6 +42,7 @@ from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
 
 from fetcher.output.atomic import atomic_path
+from fetcher.settings import DEFAULT_PORTS
 
 HEADER = (
     "# Netscape HTTP Cookie File\n# Written by fetcher: curl -b and wget --load-cookies read it.\n"
@@ -53,7 +54,6 @@ MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is ev
 MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
 MAX_COOKIE_HEADER_BYTES = 8192  # Apache's and nginx's default limit for one header line
 MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE; about 100 times what MAX_COOKIES take
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _Key = tuple[str, str, str]  # domain, path, name: what identifies a cookie in a jar
 
