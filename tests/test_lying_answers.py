@@ -294,13 +294,35 @@ def test_a_multipart_type_without_a_boundary_is_a_well_formed_header(content_typ
     assert record["ok"] is True and record["content_type"] == content_type, record
 
 
-@pytest.mark.parametrize("trailing", [b"\n", b"\x1f", b"\x1f\x8b\x08"])
-def test_a_whole_gzip_member_with_a_few_trailing_bytes_is_whole(trailing: bytes):
-    """urllib3 swallows garbage after a whole member; a byte or three of it is too short for
-    zlib to refuse as a new member's header, so the second 'member' never ends."""
+@pytest.mark.parametrize("trailing", [b"\n\n", b"\0\0\0\0", b"\x1fX", b"trailing junk"])
+def test_a_whole_gzip_member_with_trailing_garbage_is_whole(trailing: bytes):
+    """urllib3 swallows what cannot start another member after a whole one (two bytes that are
+    not gzip's magic): gzip -d says "trailing garbage ignored" and succeeds."""
     data = b"all of it\n" * 100
     body = gzip.compress(data) + trailing
     head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
     with FaultServer(respond(head.encode() + body)) as server:
         record = record_of(server.url("/x"))
     assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record
+
+
+@pytest.mark.parametrize(
+    "second",
+    [gzip.compress(b"two\n" * 5000)[:-40], gzip.compress(b"two\n")[:12], b"\x1f\x8b\x08", b"\x1f"]
+    + [b"\n"],
+    ids=["cut-in-its-data", "cut-after-its-header", "cut-in-its-header", "its-first-byte"]
+    + ["one-stray-byte"],
+)
+def test_a_second_gzip_member_cut_short_is_protocol_and_saves_nothing(
+    tmp_path: Path, second: bytes
+):
+    """What begins as a gzip member must end as one: gzip -d and Python's gzip module call
+    such a body cut short ("unexpected end of file"), so a file under its final name would be
+    a shorter one than the server meant. One stray byte cannot be told from a member's first
+    (zlib needs two to check the magic): gzip -d refuses it too."""
+    body = gzip.compress(b"one\n") + second
+    head = f"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    with FaultServer(respond(head.encode() + body)) as server:
+        record = record_of(server.url("/x"), "-o", str(tmp_path))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -340,26 +340,23 @@ def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
     urllib3 decodes what comes and stops at the end of the connection's body (its length, the
     last chunk or the close) without asking the decoder whether its stream ended: a gzip body
     cut short inside complete framing read as a shorter whole. Each decoder's own
-    decompressor knows (zlib's and zstd's ``eof``, brotli's ``is_finished``); a gzip decoder
-    that has read one whole member has ended too: urllib3 swallows what follows as garbage
-    (a byte or three of it look to zlib like the start of another member, which never ends;
-    a second member cut short is not told from those). A body of no bytes at all (a 204, an
-    empty 200 that names a coding) has nothing to end."""
+    decompressor knows (zlib's and zstd's ``eof``, brotli's ``is_finished``). After a whole gzip
+    member, urllib3 starts another on what follows, and swallows it as garbage once zlib
+    refuses its header: a member begun and not ended (even one byte of its magic) is cut
+    short, as gzip -d and Python's gzip module say; swallowed garbage is no member. A body of
+    no bytes at all (a 204, an empty 200 that names a coding) has nothing to end."""
     decoder = getattr(raw, "_decoder", None)
     if decoder is None or not raw.tell():
         return
     parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
     for coding, part in zip(_codings(raw), parts, strict=False):
-        if getattr(part, "_state", None) in _MEMBER_ENDED:
+        if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
             continue
         stream = getattr(part, "_obj", None)
         finished = getattr(stream, "is_finished", None)
         if not (finished() if callable(finished) else getattr(stream, "eof", True)):
             message = f"body cut short: its {coding} stream does not end"
             raise FetchError(message, ErrorKind.PROTOCOL)
-
-
-_MEMBER_ENDED = (GzipDecoderState.OTHER_MEMBERS, GzipDecoderState.SWALLOW_DATA)
 
 
 def _codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
