@@ -176,3 +176,11 @@ def test_other_schemes_without_slashes_and_inner_whitespace_are_not_urls(line):
 def test_a_line_that_starts_with_a_host_gets_the_default_scheme(line, target):
     jobs, _ = jobs_of(line + b"\n")
     assert [(j.target, j.invalid) for j in jobs] == [(target, None)]
+
+
+def test_a_file_with_cr_only_line_ends_says_so_in_its_record():
+    """A file saved with CR-only line ends (classic Mac OS) is one line, as for wget -i and
+    xargs: its record must say why, not leave the user to find the CRs in a long URL."""
+    jobs, _ = jobs_of(b"http://a.test/1\rhttp://a.test/2\r")
+    assert len(jobs) == 1
+    assert jobs[0].invalid is not None and "CR-only line ends" in jobs[0].invalid

@@ -107,6 +107,8 @@ def not_a_url(text: str) -> str | None:
     """Why a stripped line is not a URL at all, before any default scheme is applied; None when it
     may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
     not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
+    if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
+        return "a carriage return inside the URL (a file with CR-only line ends is one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
     if "://" in text or (scheme := _scheme_of(text)) is None:
