@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +59,16 @@ class Entry:
     output: str | None = None
     meta: dict[str, Any] | None = None
     header: bytes | None = None  # csv: the header row, so that --failed can be read back
+
+
+@dataclass(frozen=True, slots=True)
+class JsonNumber:
+    """A number of a jsonl line as the line wrote it: meta comes back untouched (SPEC 2.1), and
+    Python's float or int would not keep it (``19.999999999999999999`` is 20.0, ``1E2`` 100.0,
+    ``1e400`` infinite, an integer of 5,000 digits an error). Not a str, so that no key fetcher
+    reads takes one for text. fetcher.output.records writes ``text`` back as it is."""
+
+    text: str
 
 
 class _Malformed(ValueError):
@@ -330,25 +339,28 @@ def _output(value: Any) -> str | None:
 
 
 def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
-    """Parse strictly: valid UTF-8, no NaN or infinite numbers, no lone surrogate escapes, so
-    that whatever comes back in the record is valid JSON and valid UTF-8 again."""
+    """Parse strictly: valid UTF-8, no NaN or Infinity, no lone surrogate escapes, so that
+    whatever comes back in the record is valid JSON and valid UTF-8 again; numbers as
+    JsonNumber."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Malformed(f"line is not valid UTF-8 ({exc.reason})") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_float=JsonNumber, parse_int=JsonNumber
+        )
     except json.JSONDecodeError as exc:
         raise _Malformed(f"{what}: {exc.msg} (column {exc.colno})") from None
     except RecursionError:
         raise _Malformed(f"{what}: nested too deeply") from None
-    except ValueError as exc:  # from the hooks below, or an integer of thousands of digits
+    except ValueError as exc:  # from _refuse_constant
         raise _Malformed(f"{what}: {exc}") from None
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise _Malformed(f"{what}: nested more than {MAX_JSON_DEPTH} levels")
     if "\\u" in text:
         try:
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            json.dumps(value, ensure_ascii=False, default=lambda _: 0).encode("utf-8")
         except UnicodeEncodeError:
             raise _Malformed(f"{what}: a \\u escape of a lone surrogate") from None
     return value
@@ -374,13 +386,6 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is too large for a number")
-    return value
 
 
 def _json_type(value: Any) -> str:

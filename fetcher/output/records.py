@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from fetcher.input.formats import JsonNumber
 from fetcher.input.jobs import Job
 from fetcher.redact import redact_url, visible
 from fetcher.results import Result
@@ -127,10 +128,29 @@ def to_json(value: Any, **options: Any) -> str:
     terminal acts on a C1 control. Cannot raise for what the input parsers accept: their meta is
     nested at most MAX_JSON_DEPTH levels.
     """
-    text = json.dumps(value, ensure_ascii=False, **options) if options else _encode_json(value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, **options) if options else _encode_json(value)
+    except TypeError:  # a JsonNumber of a jsonl line's meta: json has no way to write it as is
+        item, key = options.get("separators", (", ", ": "))
+        text = _with_numbers(value, item, key)
     if text.isascii() or not _JSON_UNSAFE.search(text):
         return text
     return _JSON_UNSAFE.sub(_unicode_escape, text)  # only inside strings: the rest is ASCII
+
+
+def _with_numbers(value: Any, item: str, key: str) -> str:
+    """JSON of value, JsonNumbers written as their text; the rest as json.dumps writes it.
+    Recursive: what the input parsers accept nests at most MAX_JSON_DEPTH levels."""
+    if isinstance(value, JsonNumber):
+        return value.text
+    if isinstance(value, dict):
+        pairs = (
+            f"{_encode_json(str(k))}{key}{_with_numbers(v, item, key)}" for k, v in value.items()
+        )
+        return "{" + item.join(pairs) + "}"
+    if isinstance(value, list):
+        return "[" + item.join(_with_numbers(v, item, key) for v in value) + "]"
+    return _encode_json(value)
 
 
 def format_jsonl(result: Result) -> str:
