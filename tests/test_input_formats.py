@@ -257,6 +257,7 @@ def test_unterminated_quote_at_the_end_is_an_invalid_record():
     [
         (b"id,name", "no 'url' column"),
         (b"url,id,url", "the column 'url' twice"),
+        (b"url,id,URL", "the column 'url' twice"),
         (b'url,"id', "cannot be read"),
     ],
 )
@@ -267,6 +268,22 @@ def test_bad_csv_header_makes_every_record_invalid(header, reason):
         assert [job.line for job in jobs] == [1]
     else:
         assert [job.line for job in jobs] == [2, 3]
+
+
+def test_csv_column_names_of_fetcher_are_read_in_any_case():
+    """A spreadsheet's header row says URL and Method: the names fetcher reads are matched in
+    any case; the other columns are meta under their names as written."""
+    jobs, _ = jobs_of(b"ID,URL,Method,Output\n7,a.test/x,put,sub/x.html\n", "csv")
+    assert [(j.url, j.method, j.output, j.meta, j.invalid) for j in jobs] == [
+        ("a.test/x", "PUT", "sub/x.html", {"ID": "7"}, None)
+    ]
+
+
+def test_a_jsonl_key_in_the_wrong_case_is_named_in_the_error():
+    """JSON keys are case-sensitive (as in every JSON reader): 'URL' is meta, and the error
+    says so rather than only 'no url'."""
+    (job,), _ = jobs_of(b'{"URL": "a.test"}\n', "jsonl")
+    assert job.invalid is not None and "'URL'" in job.invalid and "lower case" in job.invalid
 
 
 def test_csv_column_without_a_name_must_stay_empty():

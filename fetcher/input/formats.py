@@ -115,7 +115,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
         if columns is None:
-            columns, header_raw = [name.strip() for name in row], record.raw
+            columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line)
             continue
         entry = Entry(record.line, record.raw, header=header_raw)
@@ -228,6 +228,13 @@ def _csv_row(record: _CsvRecord) -> list[str]:
         raise _Malformed(f"malformed CSV: {exc}") from None
 
 
+def _column_name(cell: str) -> str:
+    """A header cell's column name: the names fetcher reads in any case (a spreadsheet's header
+    says URL), every other name as written, for meta."""
+    name = cell.strip()
+    return name.lower() if name.lower() in KEYS else name
+
+
 def _header_problem(columns: list[str], line: int) -> str | None:
     if "url" not in columns:
         return f"the csv header (line {line}) has no 'url' column"
@@ -263,7 +270,7 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     meta = {key: value for key, value in values.items() if key not in KEYS}
     entry.meta = meta or None
     try:
-        entry.url = _url(values.get("url"))
+        entry.url = _url(values.get("url"), meta)
         if len(entry.url.encode()) > MAX_LINE_BYTES:
             raise _Malformed(f"'url' longer than {MAX_LINE_BYTES} bytes")
         entry.method = _method(values.get("method"))
@@ -278,9 +285,12 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     return entry
 
 
-def _url(value: Any) -> str:
+def _url(value: Any, keys: Iterable[str] = ()) -> str:
+    """The url value, stripped; keys are the line's, to name a 'URL' that is not 'url'."""
     if value is None:
-        raise _Malformed("no 'url'")
+        other = next((key for key in keys if key.lower() == "url"), None)
+        case = f" (keys are lower case: {other!r} is meta)" if other else ""
+        raise _Malformed(f"no 'url'{case}")
     if not isinstance(value, str):
         raise _Malformed(f"'url' must be a string, not {_json_type(value)}")
     url = value.strip()
