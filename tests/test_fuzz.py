@@ -69,17 +69,16 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
     """The (line number, raw line) of every line that must yield a Job, by SPEC §2.1, and the
     numbers of lines where the code is known to differ (see the xfails at the end).
 
-    A physical line ends at LF; CR before it, and a BOM at the start of the input, are not part
-    of it. A line is blank when it holds only whitespace, a comment when its first visible
-    character is '#'; bytes that are not UTF-8 are visible characters.
+    A physical line ends at LF; CR before it, and a BOM at its start, are not part of it. A
+    line is blank when it holds only whitespace, a comment when its first visible character is
+    '#'; bytes that are not UTF-8 are visible characters.
     """
     physical = data.split(b"\n")
     if physical[-1] == b"":
         physical.pop()  # the last line end closes the last line; it does not open another
     wanted, disputed = [], set()
     for number, line in enumerate(physical, start=1):
-        if number == 1 and line.startswith(BOM):
-            line = line[len(BOM) :]
+        line = line.removeprefix(BOM)
         line = line.rstrip(b"\r")
         first = first_visible(line.decode("utf-8", "surrogateescape"))
         if first is None:

@@ -99,7 +99,7 @@ def test_jsonl_skips_blank_lines_but_not_hash_lines_and_counts_physical_lines():
         (b'{"url": "a.test", "headers": {"X A": "1"}}', "the name of header 1 is not a token"),
         (b'{"url": "a.test", "headers": {"X-A": "1\\r\\nX-B: 2"}}', "line break"),
         (b'{"url": "a.test", "data": {"a": 1}}', "'data' must be a string, not an object"),
-        (b'{"url": "a.test", "output": ""}', "'output' must be a non-empty string"),
+        (b'{"url": "a.test", "output": ""}', "'output' is empty"),
         (b'{"url": "a.test", "output": 3}', "'output' must be a non-empty string, not a number"),
         (b'{"url": "a.test", "n": NaN}', "NaN is not a JSON number"),
         (b'{"url": "a.test", "s": "\\ud800"}', "lone surrogate"),

@@ -184,3 +184,23 @@ def test_a_file_with_cr_only_line_ends_says_so_in_its_record():
     jobs, _ = jobs_of(b"http://a.test/1\rhttp://a.test/2\r")
     assert len(jobs) == 1
     assert jobs[0].invalid is not None and "CR-only line ends" in jobs[0].invalid
+
+
+def test_a_byte_order_mark_starting_a_later_line_is_dropped_as_the_first_lines_is():
+    """`cat a.txt b.txt | fetcher`, b.txt saved with a BOM: its first URL was invalid_url
+    ("unsupported scheme ''"), its first comment a URL line."""
+    bom = b"\xef\xbb\xbf"
+    jobs, _ = jobs_of(b"http://a.test/\n" + bom + b"http://b.test/\n" + bom + b"# note\n")
+    assert [(job.line, job.target, job.invalid) for job in jobs] == [
+        (1, "http://a.test/", None),
+        (2, "http://b.test/", None),
+    ]
+    reader = InputReader(
+        [Source("t", stream=io.BytesIO(b'{"url": "a.test"}\n' + bom + b'{"url": "b.test"}\n'))],
+        "https",
+        input_format="jsonl",
+    )
+    assert [(job.target, job.invalid) for job in reader] == [
+        ("https://a.test", None),
+        ("https://b.test", None),
+    ]

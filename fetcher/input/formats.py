@@ -343,7 +343,9 @@ def _data(value: Any) -> bytes | None:
 def _output(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if value == "":
+        raise _Malformed("'output' is empty")
+    if not isinstance(value, str):
         raise _Malformed(f"'output' must be a non-empty string, not {_json_type(value)}")
     return value
 

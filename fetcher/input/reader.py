@@ -64,7 +64,8 @@ class Source:
 def read_lines(
     stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield (line number, line without its end, too long) for every physical line.
+    """Yield (line number, line without its end, too long) for every physical line, without a
+    UTF-8 byte-order mark at its start.
 
     A line longer than max_bytes is cut to that length and its rest is skipped in bounded
     chunks, so that memory does not depend on the input.
@@ -82,8 +83,7 @@ def read_lines(
         while not complete and rest and not rest.endswith(b"\n"):
             rest = stream.readline(65536)
             visible = visible or bool(rest.strip())
-        if number == 1 and raw.startswith(BOM):
-            raw = raw[len(BOM) :]
+        raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
         line = raw.rstrip(b"\r\n")
         too_long = not complete or len(line) > max_bytes
         yield number, line[:max_bytes], too_long and visible
@@ -101,8 +101,9 @@ def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
 
 
 def _holds_url(line: bytes) -> bool:
-    """Whether a line becomes a job: it is not blank and not a comment (JobMaker's rule)."""
-    visible = line.lstrip()
+    """Whether a line becomes a job: it is not blank and not a comment (JobMaker's rule, after
+    read_lines drops a byte-order mark)."""
+    visible = line.removeprefix(BOM).lstrip()
     return bool(visible) and visible[0] != 0x23  # '#'
 
 
@@ -110,19 +111,13 @@ def count_url_lines(fd: int, start: int, stopped: Callable[[], bool]) -> int | N
     """The lines of a regular file from start on that hold a URL, read with pread (the
     file's position, shared with its reader, does not move). None when stopped."""
     count, carry, offset = 0, b"", start
-    first = start == 0
     while chunk := os.pread(fd, COUNT_CHUNK, offset):
         if stopped():
             return None
         offset += len(chunk)
         lines = (carry + chunk).split(b"\n")
         carry = lines.pop()
-        if first and lines:
-            lines[0] = lines[0].removeprefix(BOM)
-            first = False
         count += sum(map(_holds_url, lines))
-    if first:
-        carry = carry.removeprefix(BOM)
     return count + _holds_url(carry)
 
 
