@@ -55,6 +55,7 @@ CORE = [
     "fetcher.http.sockets",
     "fetcher.http.response_headers",
     "fetcher.http.rebind",
+    "fetcher.http.redirects",
     "fetcher.http.task",
     "fetcher.settings",
     "fetcher.input.shards",

@@ -45,6 +45,7 @@ from fetcher.http.cookies import (
 from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
 from fetcher.http.environment import Environment
 from fetcher.http.rebind import with_globals
+from fetcher.http.redirects import redirect_method, restore_body
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -340,6 +341,17 @@ class FetcherSession(requests.Session):
         if not resp.is_redirect:
             return iter(())
         return super().resolve_redirects(resp, req, *args, **kwargs)
+
+    def rebuild_method(self, prepared_request: PreparedRequest, response: Response) -> None:
+        """redirect_method's rule, not requests' (fetcher.http.redirects)."""
+        method = prepared_request.method or "GET"
+        prepared_request.method = redirect_method(method, response.status_code)
+
+    def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
+        """requests' own (see rebuild_proxies); then, the last step before a redirect is sent,
+        the body that requests dropped goes back on when the method was kept."""
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        restore_body(prepared_request, response)
 
     def rebuild_proxies(
         self, prepared_request: PreparedRequest, proxies: dict[str, str] | None

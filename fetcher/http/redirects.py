@@ -1,0 +1,36 @@
+"""What a followed redirect sends (docs/choices.md): only a POST becomes a GET on a 301 or 302,
+as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything but a HEAD;
+any other method is sent on as it is, with its body. requests made a GET of every method on a
+302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
+either way the record said ok."""
+
+from __future__ import annotations
+
+from requests import PreparedRequest, Response
+
+# The headers of a request's body, which requests drops with it on a 301, 302 or 303.
+BODY_HEADERS = ("Content-Length", "Content-Type", "Transfer-Encoding")
+
+
+def redirect_method(method: str, status: int) -> str:
+    """The method of the request that follows a redirect of status."""
+    if status == 303 and method != "HEAD":
+        return "GET"
+    if status in (301, 302) and method == "POST":
+        return "GET"
+    return method
+
+
+def restore_body(prepared: PreparedRequest, response: Response) -> None:
+    """Put back the body (and its headers) that requests dropped from prepared, the request
+    following response, when the redirect kept the method: a 301 or 302 of anything but a POST.
+    (307 and 308 keep it in requests already; a 303 sends none.)"""
+    previous = response.request
+    if response.status_code not in (301, 302) or previous.body is None:
+        return
+    if prepared.method != previous.method:
+        return
+    prepared.body = previous.body
+    for name in BODY_HEADERS:
+        if name in previous.headers:
+            prepared.headers[name] = previous.headers[name]

@@ -1,0 +1,67 @@
+"""What a followed redirect sends (docs/choices.md): only a POST becomes a GET on a 301 or 302,
+as browsers (the Fetch standard) and curl do; a 303 makes a GET of anything but HEAD; every
+other method keeps its body. requests sent a PUT redirected by 301 on with no body (an empty
+PUT can empty a resource) and made a GET of a DELETE redirected by 302, both recorded ok."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from werkzeug import Request, Response
+
+from tests.conftest import invoke
+
+
+def redirect_then_echo(httpserver, status: int) -> list[tuple[str, bytes, str | None]]:
+    """/from answers status to /to, which notes (method, body, Content-Type) of each request."""
+    seen: list[tuple[str, bytes, str | None]] = []
+
+    def echo(request: Request) -> Response:
+        seen.append((request.method, request.get_data(), request.headers.get("Content-Type")))
+        return Response("done")
+
+    httpserver.expect_request("/from").respond_with_response(
+        Response("", status=status, headers={"Location": "/to"})
+    )
+    httpserver.expect_request("/to").respond_with_handler(echo)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "sent"),
+    [
+        (301, "PUT", "PUT"),
+        (302, "PUT", "PUT"),
+        (301, "PATCH", "PATCH"),
+        (302, "DELETE", "DELETE"),
+        (307, "PUT", "PUT"),
+        (308, "PATCH", "PATCH"),
+    ],
+)
+def test_a_method_other_than_post_keeps_itself_and_its_body(httpserver, status, method, sent):
+    seen = redirect_then_echo(httpserver, status)
+    args = ["--format", "jsonl", "-X", method, "-d", "important=data"]
+    result = invoke([*args, "-H", "Content-Type: text/plain", httpserver.url_for("/from")])
+    record = json.loads(result.stdout)
+    assert record["ok"] is True and record["redirects"] == 1, record
+    assert seen == [(sent, b"important=data", "text/plain")]
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "sent", "body"),
+    [
+        (301, "POST", "GET", b""),
+        (302, "POST", "GET", b""),
+        (303, "POST", "GET", b""),
+        (303, "PUT", "GET", b""),
+        (307, "POST", "POST", b"a=1"),
+        (308, "POST", "POST", b"a=1"),
+    ],
+)
+def test_a_post_becomes_a_get_as_browsers_and_curl_make_it(httpserver, status, method, sent, body):
+    seen = redirect_then_echo(httpserver, status)
+    invoke(["-X", method, "-d", "a=1", httpserver.url_for("/from")])
+    assert [(m, b) for m, b, _ in seen] == [(sent, body)]
+    if not body:
+        assert seen[0][2] is None  # no Content-Type for no body
