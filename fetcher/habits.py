@@ -62,7 +62,7 @@ def fold_habits(params: dict[str, Any]) -> None:
     if params.pop("head"):
         if params["method"] not in (None, "HEAD"):
             raise click.UsageError(f"-I sends HEAD: it cannot go with -X {params['method']}")
-        if params["data"] is not None:
+        if params["data"]:
             raise click.UsageError("-I sends HEAD, which has no body: it cannot go with -d")
         params["method"] = "HEAD"
     if params["remote_header_name"] and params["output_dir"] is None:

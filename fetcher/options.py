@@ -95,6 +95,14 @@ class FlagPair(click.types.BoolParamType):
             self.fail(f"{value!r} is not {words}, or a boolean (1, 0, yes, no...)", param, ctx)
 
 
+class OnePiece(click.types.StringParamType):
+    """A repeatable option's text whose environment variable is one value, whatever it holds:
+    FETCHER_DATA is one body, its blanks and line ends its own."""
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [rv] if rv else []
+
+
 class Parsed(click.ParamType):  # type: ignore[type-arg]
     """A parameter type from one of fetcher.input.parsing's functions.
 
@@ -158,9 +166,9 @@ INPUT_OPTIONS = [
 REQUEST_OPTIONS = [
     option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
            help="HTTP method.  [default: GET, POST with -d]"),
-    option("-d", "--data", metavar="TEXT|@FILE",
+    option("-d", "--data", multiple=True, metavar="TEXT|@FILE", type=OnePiece(),
            help="Send TEXT, or FILE's bytes (at most 100 MiB; @- reads standard input), as the "
-                "body."),
+                "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header),
            help="Add a header; 'NAME:' removes one. Repeatable."),
@@ -309,11 +317,23 @@ def help_sections() -> list[tuple[str, list[str]]]:
 MAX_DATA_FILE_BYTES = 100 * 1024 * 1024
 
 
-def read_data(value: str | None, urls_on_stdin: bool = False) -> bytes | None:
+def read_data(values: tuple[str, ...], urls_on_stdin: bool = False) -> bytes | None:
+    """The body of every -d, joined with '&' as curl joins them; None without -d. Raises
+    click.UsageError for what cannot be read, and for @- twice (standard input is read once)."""
+    if not values:
+        return None
+    if values.count("@-") > 1:
+        raise click.UsageError("-d @- twice: standard input can be read only once")
+    pieces = [read_data_piece(value, urls_on_stdin) for value in values]
+    data = b"&".join(pieces)
+    if len(data) > MAX_DATA_FILE_BYTES:
+        raise click.UsageError(f"-d: the body is larger than {MAX_DATA_FILE_BYTES // 2**20} MiB")
+    return data
+
+
+def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
     """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin).
     Raises click.UsageError for what cannot be read, or is larger than MAX_DATA_FILE_BYTES."""
-    if value is None:
-        return None
     if not value.startswith("@"):
         return value.encode()
     path = value[1:]

@@ -191,6 +191,31 @@ def test_data_from_a_closed_standard_input_is_a_usage_error(server):
     assert server.requests == 0
 
 
+def test_data_given_twice_is_joined_with_an_ampersand_as_curl_joins_it(httpserver, tmp_path):
+    """curl -d a=1 -d b=2 sends a=1&b=2; the second -d replaced the first, without a word."""
+    piece = tmp_path / "piece"
+    piece.write_bytes(b"c=3")
+    httpserver.expect_request("/p", method="POST", data=b"a=1&b=2&c=3").respond_with_data("ok")
+    result = invoke(["-q", "-d", "a=1", "-d", "b=2", "-d", f"@{piece}", httpserver.url_for("/p")])
+    assert result.exit_code == 0, result.output
+    httpserver.check_assertions()
+
+
+def test_data_from_the_environment_is_one_piece_whatever_it_holds(httpserver):
+    """FETCHER_DATA is one body: its blanks and line ends are not pieces to join."""
+    body = "a=1 b\nc=2"
+    httpserver.expect_request("/p", method="POST", data=body.encode()).respond_with_data("ok")
+    result = invoke(["-q", httpserver.url_for("/p")], FETCHER_DATA=body)
+    assert result.exit_code == 0, result.output
+    httpserver.check_assertions()
+
+
+def test_data_from_standard_input_twice_is_a_usage_error(server):
+    result = invoke(["-q", "-d", "@-", "-d", "@-", server.url("/x")], input=b"x")
+    assert result.exit_code == 2 and "-d @- twice" in result.stderr, result.output
+    assert server.requests == 0
+
+
 def test_data_from_an_empty_standard_input_is_an_empty_body(httpserver):
     httpserver.expect_request("/p", method="POST", data=b"").respond_with_data("ok")
     result = run_process(["-q", "-d", "@-", httpserver.url_for("/p")], input=b"")
