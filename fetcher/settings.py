@@ -46,9 +46,9 @@ class OkStatus:
         ranges: list[tuple[int, int]] = []
         for part in text.split(","):
             part = part.strip()
-            low, _, high = part.partition("-")
+            low, dash, high = part.partition("-")
             try:
-                first, last = int(low), int(high or low)
+                first, last = int(low), int(high if dash else low)  # "200-" is no range
             except ValueError:
                 raise ValueError(f"not a status or range: {part!r}") from None
             if not 100 <= first <= last <= 999:

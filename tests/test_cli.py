@@ -166,11 +166,13 @@ def test_ok_status_narrows_and_widens(server):
     assert records(result.stdout)[0]["error"]["kind"] == "http"
 
 
-@pytest.mark.parametrize("value", ["abc", "99", "300-200", ""])
-def test_bad_ok_status_is_a_usage_error(value):
-    result = invoke(["--ok-status", value, "http://a.test/"])
+@pytest.mark.parametrize("value", ["abc", "99", "300-200", "", "200-", "-299", "200-299-300"])
+@pytest.mark.parametrize("option", ["--ok-status", "--retry-on"])
+def test_bad_ok_status_is_a_usage_error(value, option):
+    """An open range (200-) meant the single status 200, without a word."""
+    result = invoke([option, value, "http://a.test/"])
     assert result.exit_code == 2
-    assert "--ok-status" in result.stderr
+    assert option in result.stderr
 
 
 def test_environment_variables_set_options(server):
