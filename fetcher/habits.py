@@ -91,6 +91,8 @@ def output_dir_problem(folder: str) -> str | None:
         return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
+    if folder.startswith("-"):  # -o -i list.txt: -o took '-i' for its folder
+        return f"-o {folder!r} looks like an option; for a folder of that name, write ./{folder}/"
     if os.path.lexists(folder):
         return f"--output-dir {folder!r} is a file, not a folder (-o takes one): {TO_A_FILE}"
     if FILE_SUFFIX.fullmatch(os.path.basename(folder)):

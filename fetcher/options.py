@@ -95,14 +95,6 @@ class FlagPair(click.types.BoolParamType):
             self.fail(f"{value!r} is not {words}, or a boolean (1, 0, yes, no...)", param, ctx)
 
 
-class OnePiece(click.types.StringParamType):
-    """A repeatable option's text whose environment variable is one value, whatever it holds:
-    FETCHER_DATA is one body, its blanks and line ends its own."""
-
-    def split_envvar_value(self, rv: str) -> list[str]:
-        return [rv] if rv else []
-
-
 class Parsed(click.ParamType):  # type: ignore[type-arg]
     """A parameter type from one of fetcher.input.parsing's functions.
 
@@ -166,7 +158,7 @@ INPUT_OPTIONS = [
 REQUEST_OPTIONS = [
     option("-X", "--method", metavar="METHOD", type=Parsed("METHOD", parse_method),
            help="HTTP method.  [default: GET, POST with -d]"),
-    option("-d", "--data", multiple=True, metavar="TEXT|@FILE", type=OnePiece(),
+    option("-d", "--data", multiple=True, metavar="TEXT|@FILE",
            help="Send TEXT, or FILE's bytes (at most 100 MiB; @- reads standard input), as the "
                 "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",

@@ -139,6 +139,23 @@ def test_a_max_size_that_is_no_size_is_a_usage_error(server, value):
 # -- 3. -o '' ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("option", ["-c", "--results", "--failed", "--summary", "--state", "-o"])
+def test_an_output_file_named_like_an_option_is_a_usage_error(
+    server, tmp_path, monkeypatch, option
+):
+    """wget's `-c -i list.txt` (resume a list) made a cookie jar named '-i' and fetched
+    https://list.txt; a file of such a name is still written as ./-i."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.txt").write_text(server.url("/x") + "\n")
+    result = invoke(["-q", option, "-i", "list.txt"])
+    assert_refused(result, option, server)
+    assert "looks like an option" in result.stderr and "./-i" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
+    result = invoke(["-q", option, "./-i", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "-i").exists()
+
+
 @pytest.mark.parametrize("args", [["-o", ""], ["--output-dir="], ["-J", "-o", ""]])
 def test_an_empty_output_dir_is_a_usage_error(server, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
@@ -201,11 +218,12 @@ def test_data_given_twice_is_joined_with_an_ampersand_as_curl_joins_it(httpserve
     httpserver.check_assertions()
 
 
-def test_data_from_the_environment_is_one_piece_whatever_it_holds(httpserver):
-    """FETCHER_DATA is one body: its blanks and line ends are not pieces to join."""
-    body = "a=1 b\nc=2"
+def test_data_from_the_environment_is_a_piece_a_line(httpserver):
+    """FETCHER_DATA, as every repeatable option's variable (SPEC 2): a value per line, never
+    split on blanks; the pieces joined as repeated -d are."""
+    body = "a=1 b&c=2"
     httpserver.expect_request("/p", method="POST", data=body.encode()).respond_with_data("ok")
-    result = invoke(["-q", httpserver.url_for("/p")], FETCHER_DATA=body)
+    result = invoke(["-q", httpserver.url_for("/p")], FETCHER_DATA="a=1 b\r\nc=2\n")
     assert result.exit_code == 0, result.output
     httpserver.check_assertions()
 

@@ -234,6 +234,8 @@ def output_problem(path: str, replaced: bool) -> str | None:
         return "no file name given"
     if path == "-":  # curl's standard output; a file named '-' is './-'
         return "'-' is no file here: for standard output, name /dev/stdout"
+    if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
+        return f"{path!r} looks like an option; for a file of that name, write ./{path}"
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
