@@ -1,9 +1,9 @@
 """``python -m fetcher`` and the ``fetcher`` command.
 
-SIGINT and SIGTERM are handled before the heavy imports (requests, click): a Ctrl-C in the first
-tenth of a second exits with 130 like any other, not with a KeyboardInterrupt traceback, and a
-SIGTERM with 143 (SPEC 2.5), not killed by the signal. Nothing has been read yet. The run
-installs its own handlers once it starts.
+SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled before the heavy imports (requests, click): a
+Ctrl-C in the first tenth of a second exits with 130 like any other, not with a
+KeyboardInterrupt traceback, and a SIGTERM with 143 (SPEC 2.5), not killed by the signal.
+Nothing has been read yet. The run installs its own handlers once it starts.
 
 A standard descriptor closed at start (`2>&-`) is reopened on /dev/null first, as daemons do.
 """
@@ -39,7 +39,8 @@ def _fill_closed_standard_descriptors() -> None:
 def run() -> None:
     _fill_closed_standard_descriptors()
     signal.signal(signal.SIGINT, _interrupted_early)
-    signal.signal(signal.SIGTERM, _interrupted_early)  # 143, not killed by the signal
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # 143, 129, 131: not killed
+        signal.signal(signum, _interrupted_early)
     from fetcher.cli import main
 
     try:

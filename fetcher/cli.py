@@ -39,6 +39,8 @@ STOP_REASONS = {
     ExitStatus.SOME_FAILED: "an output that cannot be written",  # see stop_on_write_error
     ExitStatus.INTERRUPTED: "SIGINT",
     ExitStatus.TERMINATED: "SIGTERM",
+    ExitStatus.HANGUP: "SIGHUP",
+    ExitStatus.QUIT: "SIGQUIT",
     ExitStatus.BROKEN_PIPE: "a closed standard output",
 }
 
@@ -53,7 +55,8 @@ Examples:
 
 \b
 Exit status: 0 all ok (or no URL), 1 some failed, 3 all failed, 2 usage error,
-130 after SIGINT, 143 after SIGTERM, 141 when the reader of standard output went away.
+130 after SIGINT, 143 after SIGTERM, 129 after SIGHUP, 131 after SIGQUIT, 141 when the reader
+of standard output went away.
 """
 
 CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"],

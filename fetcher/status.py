@@ -12,7 +12,9 @@ class ExitStatus(IntEnum):
     SOME_FAILED = 1  # some URLs did not end ok
     USAGE = 2  # bad option or unreadable input: nothing was fetched
     ALL_FAILED = 3  # not one URL ended ok: an outage rather than a few bad links
+    HANGUP = 129  # 128 + SIGHUP: the terminal or ssh session went away
     INTERRUPTED = 130  # 128 + SIGINT
+    QUIT = 131  # 128 + SIGQUIT (Ctrl-\): a stop at once, as a second signal
     BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
     TERMINATED = 143  # 128 + SIGTERM
 

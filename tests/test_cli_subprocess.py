@@ -185,6 +185,7 @@ def test_no_url_and_stdin_a_terminal_prints_usage_and_exits_2():
     [
         pytest.param(signal.SIGINT, 130, "SIGINT", id="SIGINT"),
         pytest.param(signal.SIGTERM, 143, "SIGTERM", id="SIGTERM"),
+        pytest.param(signal.SIGHUP, 129, "SIGHUP", id="SIGHUP"),  # the terminal went away
     ],
 )
 def test_interrupt_accounts_for_every_input_line(server, tmp_path, signum, status, name):
@@ -212,6 +213,47 @@ def test_interrupt_accounts_for_every_input_line(server, tmp_path, signum, statu
     assert f"fetcher: {ok} ok, {len(records) - ok} failed" in stderr
     assert f"stopped by {name}" in stderr
     assert f"not attempted: {len(not_attempted)}" in stderr
+
+
+def test_a_hangup_of_the_whole_group_with_processes_loses_nothing(server, tmp_path):
+    """A closed terminal or ssh session sends SIGHUP to every process of the foreground group,
+    the workers too: it killed them all, no record for what was in flight, no --failed."""
+    lines = slow_urls(server, 40, 0.5)
+    urls_file = tmp_path / "urls.txt"
+    urls_file.write_text("\n".join(lines) + "\n")
+    failed_file = tmp_path / "failed.txt"
+    args = ["-i", str(urls_file), "-j", "4", "--processes", "2", "--failed", str(failed_file),
+            "--format", "jsonl", "-o", str(tmp_path / "out")]  # fmt: skip
+    with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen([*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err, env=clean_env(), start_new_session=True)  # fmt: skip
+    with process:
+        try:
+            wait_for(lambda: server.requests >= 4, "the first four requests")
+            os.killpg(process.pid, signal.SIGHUP)
+            returncode, _ = wait_exit(process, timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert returncode == 129, output(tmp_path, "stderr")
+    records = jsonl_records(output(tmp_path, "stdout"))
+    assert check_each_line_once(lines, records, failed_file.read_text().splitlines())
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".fetcher-")]
+
+
+def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
+    """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
+    URL in flight goes to --failed (it dumped core before, --failed never written)."""
+    failed_file = tmp_path / "failed.txt"
+    with silent_server() as fault:
+        args = [fault.url("/hangs"), "-t", "30", "--failed", str(failed_file)]
+        with spawn(args, tmp_path) as process:
+            wait_for(lambda: fault.connections >= 1, "the request to reach the server")
+            process.send_signal(signal.SIGQUIT)
+            returncode, seconds = wait_exit(process, timeout=10)
+    assert returncode == 131, output(tmp_path, "stderr")
+    assert seconds < 1.0, f"SIGQUIT took {seconds:.2f} s to end the process"
+    assert failed_file.read_text() == fault.url("/hangs") + "\n"
 
 
 def test_interrupt_starts_no_new_request_and_lets_in_flight_ones_finish(server, tmp_path):

@@ -65,7 +65,8 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
         Family.single("fetcher_duration_seconds", "gauge", "Wall time of the run in seconds.",
                       summary.elapsed),
         Family.single("fetcher_exit_status", "gauge", "The exit status of the run: 0 all ok, 1 "
-                      "some failed, 3 all failed, 130 SIGINT, 143 SIGTERM, 141 broken pipe.",
+                      "some failed, 3 all failed, 130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 "
+                      "SIGQUIT, 141 broken pipe.",
                       exit_status),
         Family.single("fetcher_last_run_end_timestamp_seconds", "gauge",
                       "When the run ended, in seconds since the epoch.", end_time),

@@ -1,4 +1,7 @@
-"""SIGINT and SIGTERM: the first stops a run gracefully, the second exits at once.
+"""SIGINT, SIGTERM and SIGHUP: the first stops a run gracefully, the second exits at once;
+SIGQUIT (Ctrl-\\) exits at once, as a second signal does. None of them kills the process
+outright: what was read goes to --failed all the same (SPEC 2.5: nothing read is lost short of
+SIGKILL).
 
 The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
 which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
@@ -20,7 +23,13 @@ from types import FrameType
 
 from fetcher.status import ExitStatus
 
-STATUS_BY_SIGNAL = {signal.SIGINT: ExitStatus.INTERRUPTED, signal.SIGTERM: ExitStatus.TERMINATED}
+STATUS_BY_SIGNAL = {
+    signal.SIGINT: ExitStatus.INTERRUPTED,
+    signal.SIGTERM: ExitStatus.TERMINATED,
+    signal.SIGHUP: ExitStatus.HANGUP,  # a closed terminal: it killed the run, --failed unwritten
+    signal.SIGQUIT: ExitStatus.QUIT,
+}
+AT_ONCE = frozenset({signal.SIGQUIT})  # a hard stop the first time
 
 # Called before an immediate exit: each must be quick and must not raise.
 _exit_hooks: list[Callable[[], None]] = []
@@ -78,13 +87,14 @@ def stop_on_signals(
     request_stop: Callable[[ExitStatus], None],
     hard_stop: Callable[[ExitStatus], None] = hard_exit,
 ) -> Iterator[None]:
-    """Within the block, the first SIGINT/SIGTERM calls request_stop; a second calls hard_stop,
-    which must end the process within a second (by default: at once)."""
+    """Within the block, the first SIGINT, SIGTERM or SIGHUP calls request_stop; a second, or
+    SIGQUIT, calls hard_stop, which must end the process within a second (by default: at
+    once)."""
     received: list[int] = []
 
     def handle(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        if len(received) == 1:
+        if len(received) == 1 and signum not in AT_ONCE:
             request_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
         else:
             hard_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])

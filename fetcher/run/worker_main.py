@@ -113,7 +113,8 @@ class WireObserver:
 
 def worker_process(jobs_descriptor: int, results_descriptor: int, control_descriptor: int) -> None:
     """The entry point of a worker process (see fetcher.run.worker_process.WORKER_CODE)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides, whatever reaches us
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):  # a terminal's, to the group:
+        signal.signal(signum, signal.SIG_IGN)  # the parent decides, whatever reaches us
     jobs = Connection(jobs_descriptor, writable=False)
     results = Outbox(Connection(results_descriptor, readable=False))
     control = Connection(control_descriptor, writable=False)
