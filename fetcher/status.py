@@ -20,11 +20,13 @@ class ExitStatus(IntEnum):
 
 
 def exit_status(summary: Summary, stopped_by: ExitStatus | None = None) -> ExitStatus:
-    """The status for a finished run; an interruption overrides what was counted."""
-    if stopped_by is not None:
+    """The status for a finished run; a signal or a closed standard output overrides what was
+    counted. A stop for an output that cannot be written (SOME_FAILED, the spec has no status
+    of its own for it) makes 0 into 1 and leaves 3 as it is."""
+    if stopped_by is not None and stopped_by is not ExitStatus.SOME_FAILED:
         return stopped_by
     if summary.failed == 0:
-        return ExitStatus.OK
+        return ExitStatus.OK if stopped_by is None else ExitStatus.SOME_FAILED
     if summary.ok == 0:
         return ExitStatus.ALL_FAILED
     return ExitStatus.SOME_FAILED

@@ -393,6 +393,42 @@ def test_records_that_cannot_be_written_end_the_run_cleanly(server, tmp_path, co
     assert sorted(failed.read_text().splitlines()) == sorted(urls)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_records_that_cannot_be_written_when_none_was_ok_still_exit_3(server, tmp_path):
+    """docs/choices.md: a failed write makes 0 into 1; 3 stays 3. The write error was the
+    run's stop reason, which overrode the counts."""
+    summary = tmp_path / "summary.json"
+    urls = [server.url(f"/status/404?{n}") for n in range(400)]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(urls) + "\n")
+    args = ["--format", "jsonl", "--retries", "0", "-i", str(source), "--summary", str(summary)]
+    result = run_into_dev_full(args, to_stdout=True)
+    assert result.returncode == 3, result.stderr
+    assert json.loads(summary.read_text())["exit_status"] == 3
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_signal_while_a_write_error_stops_the_run_is_the_status(server, tmp_path):
+    """A SIGINT in the grace that a write error began: 130, as any first SIGINT (it was 1, and
+    the signal was dropped)."""
+    urls = [server.url("/slow/5/x")] + [server.url(f"/ok/{n}") for n in range(400)]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(urls) + "\n")
+    errors = tmp_path / "stderr"
+    with open("/dev/full", "wb") as full, errors.open("wb") as err:
+        process = subprocess.Popen([*FETCHER, "-j", "4", "--format", "jsonl", "-i", str(source)],
+                                   stdin=subprocess.DEVNULL, stdout=full, stderr=err,
+                                   env=clean_env())  # fmt: skip
+    with process:
+        try:
+            wait_for(lambda: b"cannot write records" in errors.read_bytes(), "the write error")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 130, errors.read_text()
+        finally:
+            process.kill()
+    assert "stopped by SIGINT" in errors.read_text()
+
+
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs /dev/shm")
 def test_a_file_under_dev_shm_is_replaced_whole_not_appended_to(server):
     """/dev/shm is a folder of plain files: only names that stand for a stream (/dev/stdout,

@@ -104,19 +104,20 @@ class Run:
                 case DispatchEnd():
                     dispatch_done = True
                     self.books.handle(message)
-                case Stop(reason=reason) if self.stopped_by is None:
-                    deadline = self._begin_stop(reason)
+                case Stop(reason=reason) if self.stopped_by in (None, ExitStatus.SOME_FAILED):
+                    deadline = self._begin_stop(reason, deadline)
                 case _:
                     self.books.handle(message)
         self._end()
 
-    def _begin_stop(self, reason: ExitStatus) -> float:
+    def _begin_stop(self, reason: ExitStatus, deadline: float | None) -> float:
         """The first stop: no task starts any more; return when the grace period ends."""
         self.stopped_by = reason
+        if deadline is not None:  # a signal in the grace of a write error's stop: it goes on
+            return deadline
         self.executor.stop()
         self.settle_executor()
-        # Once the reader of our output is gone, waiting would only delay the exit.
-        grace = 0.0 if reason is ExitStatus.BROKEN_PIPE else self.settings.grace
+        grace = 0.0 if reason is ExitStatus.BROKEN_PIPE else self.settings.grace  # no reader
         return time.monotonic() + grace
 
     def _finish_hard_stop(self, reason: ExitStatus, wait: float | None = None) -> None:
