@@ -187,6 +187,36 @@ def test_a_symlink_at_a_replaced_file_is_replaced_never_written_through(server, 
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics", "-c"])
+@pytest.mark.parametrize("whose", ["another-process", "this-process-s-input"])
+def test_a_symlink_to_a_descriptor_planted_at_a_replaced_file_is_replaced(
+    server, tmp_path, option, whose
+):
+    """An attacker who can write beside --failed links it to /proc/PID/fd/N: the file another
+    process holds open there (or, through /proc/self/fd/0, fetcher's own input list) was
+    appended to, a URL's password with it. Through a link only this process's stdout and
+    stderr are streams (the user's own redirection); anything else is replaced."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"# Netscape HTTP Cookie File\n")  # what -c reads first
+    link = tmp_path / "out"
+    url = server.url("/status/404").replace("://", "://bob:s3cret@")
+    with victim.open("rb") as held, victim.open("ab") as appended:
+        holder = subprocess.Popen(["sleep", "30"], stdout=appended)
+        try:
+            fd = f"/proc/{holder.pid}/fd/1" if whose == "another-process" else "/proc/self/fd/0"
+            link.symlink_to(fd)
+            command = [*FETCHER, option, str(link), url]
+            done = subprocess.run(command, stdin=held, capture_output=True, env=clean_env(),
+                                  timeout=60, check=False)  # fmt: skip
+        finally:
+            holder.kill()
+            holder.wait()
+    assert done.returncode == 3, done.stderr
+    assert victim.read_bytes() == b"# Netscape HTTP Cookie File\n"
+    assert not link.is_symlink() and link.stat().st_size > 0
+
+
 def test_results_through_a_symlink_is_written_like_a_shell_redirection(server, tmp_path):
     target, link = precious(tmp_path)
     result = invoke(["--format", "jsonl", "--results", str(link), server.url("/a")])

@@ -33,27 +33,37 @@ STREAM_NAMES = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-sel
 MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
 
 
+# What a link may lead to and still be written through: this process's standard output and
+# error, where the user sent them (a link of their own to /dev/stdout).
+OWN_OUTPUT = re.compile(r"/dev/(stdout|stderr|fd/[12])|/proc/(self|thread-self|(\d+))/fd/[12]")
+
+
 def is_stream(path: str) -> bool:
-    """True when path is, or links to, a character device or a FIFO, or is named as one of
-    this process's descriptors (`--failed /dev/stdout` with stdout on a file): written in
-    place, appended to. Renamed over, /dev/stdout itself would be replaced, for every process
-    of the system."""
+    """True when path is a character device or a FIFO itself, is named as a stream
+    (STREAM_NAMES: `--failed /dev/stdout` with stdout on a file), or links to this process's
+    standard output or error: written in place, appended to. Renamed over, /dev/stdout itself
+    would be replaced, for every process of the system. Any other link is replaced, never
+    written through: one planted at --failed to /proc/PID/fd/N, a device or a FIFO would have
+    had the file another process holds open (or fetcher's own input list) appended to."""
     try:
-        mode = os.stat(path).st_mode
+        mode = os.lstat(path).st_mode
     except (OSError, ValueError):
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _stream_name(path) is not None
 
 
 def _stream_name(path: str) -> str | None:
-    """The STREAM_NAMES name that path is, or a link on the way to what it names is; None."""
+    """The STREAM_NAMES name that path is; else the OWN_OUTPUT name its links lead to; None."""
+    path = os.path.abspath(path)
+    if STREAM_NAMES.fullmatch(path):
+        return path
     for _ in range(MAX_LINKS):
-        path = os.path.abspath(path)
-        if STREAM_NAMES.fullmatch(path):
-            return path
         if not os.path.islink(path):
             return None
-        path = os.path.join(os.path.dirname(path), os.readlink(path))
+        path = os.path.abspath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        own = OWN_OUTPUT.fullmatch(path)
+        if own is not None and own[3] in (None, str(os.getpid())):
+            return path
     return None
 
 
