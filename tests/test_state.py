@@ -304,3 +304,39 @@ def test_a_state_named_like_sqlites_own_names_is_a_file_of_that_name(
     assert result.exit_code == 3, result.output  # ran: the one URL failed
     with sqlite3.connect(tmp_path / ":memory:") as db:
         assert db.execute("SELECT count(*) FROM urls").fetchone() == (1,)
+
+
+# -- a state file someone else planted (s14: an attacker who can write beside it) -------------
+
+
+def outside(tmp_path: Path) -> Path:
+    """A file elsewhere, 0644, that no --state may open, change or chmod."""
+    (tmp_path / "elsewhere").mkdir()
+    victim = tmp_path / "elsewhere" / "victim"
+    victim.write_bytes(b"")
+    victim.chmod(0o644)
+    return victim
+
+
+@pytest.mark.parametrize("plant", ["symlink", "dangling-symlink", "hard-link", "shm-hard-link"])
+def test_a_planted_link_at_the_state_or_its_shm_is_refused_and_nothing_is_touched(
+    tmp_path: Path, plant: str
+) -> None:
+    victim = outside(tmp_path)
+    state = tmp_path / "s.db"
+    if plant == "symlink":
+        state.symlink_to(victim)
+    elif plant == "dangling-symlink":
+        victim.unlink()
+        state.symlink_to(victim)
+    elif plant == "hard-link":
+        os.link(victim, state)
+    else:
+        os.link(victim, f"{state}-shm")
+    result = invoke(["--state", str(state), "http://127.0.0.1:9/x"])
+    assert result.exit_code == 2, result.output
+    assert "--state" in result.output and "not fetcher's" in result.output
+    if plant == "dangling-symlink":
+        assert not victim.exists(), "a file was created through the link"
+    else:
+        assert victim.read_bytes() == b"" and stat.S_IMODE(victim.stat().st_mode) == 0o644

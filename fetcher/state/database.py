@@ -8,6 +8,7 @@ run, and a second run is refused at once instead of waiting on SQLite's busy loc
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sqlite3
@@ -62,18 +63,46 @@ def lock(path: str) -> int:
     """Open path (created empty if missing: an empty file is an empty database) and lock it
     for this process; return the descriptor, which holds the lock until it is closed. The lock
     is ``flock``'s, which SQLite's own POSIX locks do not touch, and dies with the process.
-    Raises StateError when another run holds it, OSError when path cannot be opened."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    Raises StateError when another run holds it or the file is not fetcher's alone (see
+    check_plain), OSError when path cannot be opened."""
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"is a symbolic link: {NOT_OURS}") from None
+        raise
+    try:
+        check_plain(fd, path)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         keep_private(fd, path)
     except BlockingIOError:
         os.close(fd)
         raise StateError("is in use by another fetcher run (one run per state file)") from None
-    except OSError:
+    except (OSError, StateError):
         os.close(fd)
         raise
     return fd
+
+
+NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only you write to)"
+
+
+def check_plain(fd: int, path: str) -> None:
+    """Raise StateError unless the state (open as fd) and its -wal and -shm, if there, are
+    regular files with one name each, no link among them. SQLite opens all three by name and
+    writes them; one planted by whoever can write in the folder (a link to a file elsewhere, a
+    hard link to one) had that file turned into a database, its mode changed, or 32 KiB of
+    -shm written over it."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        raise StateError(f"is not a plain file, or has other names (hard links): {NOT_OURS}")
+    for suffix in ("-wal", "-shm"):
+        try:
+            other = os.lstat(path + suffix)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(other.st_mode) or other.st_nlink != 1:
+            raise StateError(f"has a {suffix} file that is a link or not a plain file: {NOT_OURS}")
 
 
 def keep_private(fd: int, path: str) -> None:
