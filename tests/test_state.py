@@ -340,3 +340,31 @@ def test_a_planted_link_at_the_state_or_its_shm_is_refused_and_nothing_is_touche
         assert not victim.exists(), "a file was created through the link"
     else:
         assert victim.read_bytes() == b"" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+# -- conditions go with GET and HEAD only, and never over the user's own -----------------------
+
+
+@pytest.mark.parametrize("args", [["-d", "action=rebuild"], ["-X", "PUT"], ["-X", "DELETE"]])
+def test_a_request_that_acts_is_never_made_conditional(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, args: list[str]
+) -> None:
+    """RFC 9110 13.1.2: for a method other than GET or HEAD, a false If-None-Match makes the
+    server refuse to act (412); a webhook POSTed from cron ran once, then was refused."""
+    origin.resources["/hook"] = resource(b"done\n", etag=True, dated=True)
+    url, state = httpserver.url_for("/hook"), str(tmp_path / "state.db")
+    for _ in range(2):
+        fetch("--state", state, *args, url)
+    second = origin.requests_for("/hook")[1]
+    assert not {"if-none-match", "if-modified-since"} & set(second), second
+
+
+def test_the_user_s_own_condition_is_sent_as_given(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    origin.resources["/a"] = resource(b"alpha\n", etag=True, dated=True)
+    url, state = httpserver.url_for("/a"), str(tmp_path / "state.db")
+    fetch("--state", state, url)
+    fetch("--state", state, "-H", 'If-None-Match: "mine"', url)
+    second = origin.requests_for("/a")[1]
+    assert second["if-none-match"] == '"mine"' and "if-modified-since" not in second, second

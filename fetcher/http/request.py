@@ -51,13 +51,15 @@ def effective_request(
     With prior (--state), the request is conditional on its validators."""
     url = urlsplit(job.target)
     data = job.data if job.data is not None else settings.data
+    method = settings.method_for(job.method, data)
     proxies = proxies_for(url, settings.proxy, environment)
     headers = _job_headers(job, settings)
-    validators = conditional_headers(prior) if prior is not None else {}
-    if validators:
+    validators = {}
+    if prior is not None and method in CONDITIONAL_METHODS and not _own_condition(job, settings):
+        validators = conditional_headers(prior)
         headers = {**(headers or {}), **validators}
     return EffectiveRequest(
-        method=settings.method_for(job.method, data),
+        method=method,
         url=job.target,
         data=data,
         headers=headers,
@@ -67,6 +69,21 @@ def effective_request(
         follow_redirects=settings.follow_redirects,
         conditional=bool(validators),
     )
+
+
+# The methods --state makes conditional (RFC 9110 13.1.2): for any other, a false condition
+# makes the server refuse to act (412), and a POST from cron would run once, then never.
+CONDITIONAL_METHODS = frozenset({"GET", "HEAD"})
+CONDITION_HEADERS = frozenset(
+    {"if-none-match", "if-modified-since", "if-match", "if-unmodified-since", "if-range"}
+)
+
+
+def _own_condition(job: Job, settings: Settings) -> bool:
+    """Whether -H or the line's headers set a condition of their own: it is sent as given, and
+    the state adds none (one of its own beside it would change what the user asked)."""
+    given = (*settings.headers, *job.headers)
+    return any(name.lower() in CONDITION_HEADERS for name, _ in given)
 
 
 def conditional_headers(prior: Prior) -> dict[str, str]:
