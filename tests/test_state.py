@@ -368,3 +368,18 @@ def test_the_user_s_own_condition_is_sent_as_given(
     fetch("--state", state, "-H", 'If-None-Match: "mine"', url)
     second = origin.requests_for("/a")[1]
     assert second["if-none-match"] == '"mine"' and "if-modified-since" not in second, second
+
+
+@pytest.mark.parametrize("option", ["--body", "--include-body"])
+def test_a_body_asked_for_on_standard_output_is_never_made_conditional(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, option: str
+) -> None:
+    """`fetcher --body URL --state s.db > page.html` (what fetcher suggests for curl's -o FILE)
+    got a 304 the second time and wrote nothing: page.html emptied, exit 0."""
+    origin.resources["/page"] = resource(b"hello\n", etag=True, dated=True)
+    url, state = httpserver.url_for("/page"), str(tmp_path / "state.db")
+    for _ in range(2):
+        result = invoke(["-q", "--format", "jsonl", option, "--state", state, url])
+        assert result.exit_code == 0 and "hello" in result.stdout, result.output
+    second = origin.requests_for("/page")[1]
+    assert not {"if-none-match", "if-modified-since"} & set(second), second

@@ -55,7 +55,7 @@ def effective_request(
     proxies = proxies_for(url, settings.proxy, environment)
     headers = _job_headers(job, settings)
     validators = {}
-    if prior is not None and method in CONDITIONAL_METHODS and not _own_condition(job, settings):
+    if prior is not None and _may_be_conditional(job, settings, method):
         validators = conditional_headers(prior)
         headers = {**(headers or {}), **validators}
     return EffectiveRequest(
@@ -79,11 +79,15 @@ CONDITION_HEADERS = frozenset(
 )
 
 
-def _own_condition(job: Job, settings: Settings) -> bool:
-    """Whether -H or the line's headers set a condition of their own: it is sent as given, and
-    the state adds none (one of its own beside it would change what the user asked)."""
+def _may_be_conditional(job: Job, settings: Settings, method: str) -> bool:
+    """Whether --state may make job's request conditional: a GET or HEAD; not when -H or the
+    line's headers set a condition of their own (sent as given: one of the state's beside it
+    would change what the user asked); not when the body is asked for on standard output
+    (--body, --include-body), which a 304 would leave empty."""
+    if method not in CONDITIONAL_METHODS or settings.body or settings.include_body:
+        return False
     given = (*settings.headers, *job.headers)
-    return any(name.lower() in CONDITION_HEADERS for name, _ in given)
+    return not any(name.lower() in CONDITION_HEADERS for name, _ in given)
 
 
 def conditional_headers(prior: Prior) -> dict[str, str]:
