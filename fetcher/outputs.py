@@ -273,7 +273,7 @@ def open_outputs(
     if state is not None:
         from fetcher.state.lookup import StateLookup
 
-        lookup = StateLookup(state, settings.skip_fresh)
+        lookup = StateLookup(state, settings.skip_fresh, bodies)
     return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
 
 

@@ -383,3 +383,37 @@ def test_a_body_asked_for_on_standard_output_is_never_made_conditional(
         assert result.exit_code == 0 and "hello" in result.stdout, result.output
     second = origin.requests_for("/page")[1]
     assert not {"if-none-match", "if-modified-since"} & set(second), second
+
+
+@pytest.mark.parametrize("before", ["deleted", "another-dir", "head"])
+def test_skip_fresh_fetches_again_what_this_run_s_folder_does_not_hold(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, before: str
+) -> None:
+    """A fresh URL was skipped, ok, its record naming a file that was not there, and nothing
+    saved (s14 state tester, 1): skipping keeps a file only where there is one to keep."""
+    origin.resources["/k"] = resource(b"kept\n", etag=True)
+    url, state, out = httpserver.url_for("/k"), str(tmp_path / "s.db"), tmp_path / "out"
+    first = (
+        ["-I"]
+        if before == "head"
+        else ["-o", str(tmp_path / "first" if before == "another-dir" else out)]
+    )
+    fetch("--state", state, *first, url)
+    if before == "deleted":
+        (out / f"127.0.0.1_{httpserver.port}" / "k").unlink()
+    [record] = fetch("--state", state, "--skip-fresh", "1h", "-o", str(out), url)
+    assert record["skipped"] is False and record["status"] == 200, record
+    assert Path(record["path"]).read_bytes() == b"kept\n"
+
+
+def test_a_304_in_a_run_without_o_names_no_file(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """SPEC 2.4: a 304's path names the file already there; this run saves nowhere."""
+    origin.resources["/a"] = resource(b"alpha\n", etag=True)
+    url, state = httpserver.url_for("/a"), str(tmp_path / "s.db")
+    fetch("--state", state, "-o", str(tmp_path / "out"), url)
+    [second] = fetch("--state", state, url)
+    assert second["status"] == 304 and second["path"] is None, second
+    [third] = fetch("--state", state, "-o", str(tmp_path / "out"), url)
+    assert third["status"] == 304 and third["path"], third  # the state still knows the file

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 
 from fetcher.input.jobs import Job
+from fetcher.output.bodies import Bodies
 from fetcher.results import Result
 from fetcher.run.dispatcher import JobSource
 from fetcher.state.prior import Prior
@@ -23,9 +24,12 @@ PREFETCH = 64
 class StateLookup:
     """Called by the dispatcher for every valid job, in input order (one thread)."""
 
-    def __init__(self, state: State, skip_fresh: float | None = None) -> None:
+    def __init__(
+        self, state: State, skip_fresh: float | None = None, bodies: Bodies | None = None
+    ) -> None:
         self.state = state
         self.skip_fresh = skip_fresh
+        self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
 
     def reading_ahead(self, source: JobSource) -> Prefetching:
@@ -52,8 +56,12 @@ class StateLookup:
             return None
         if not prior.fresh(time.time(), self.skip_fresh):
             return None
-        return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256,
-                      path=prior.path)  # fmt: skip
+        path = None
+        if self.bodies is not None and self.bodies.folder is not None:
+            if not self.bodies.saved(job.target, job.output, prior.path):
+                return None  # gone, another -o, or never saved (a HEAD): fetched again
+            path = prior.path
+        return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
 
 
 class Prefetching:

@@ -147,9 +147,10 @@ class State:
             # The body known before, still current, with any validator the 304 renewed.
             result.etag = result.etag or prior.etag
             result.last_modified = result.last_modified or prior.last_modified
-            result.path = result.path or prior.path
+            # The record names the file this run kept (none without -o); the state, the file
+            # it knows of.
             known = replace(prior, etag=result.etag, last_modified=result.last_modified,
-                            path=result.path)  # fmt: skip
+                            path=result.path or prior.path)  # fmt: skip
             if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
                 result.sha256 = prior.sha256
         if result.ok:
