@@ -156,6 +156,21 @@ def test_netrc_is_honoured(httpserver, tmp_path):
     assert seen.requests[0].authorization.password == "fromnetrc"
 
 
+def test_a_netrc_that_cannot_be_read_is_said_once_and_every_url_is_fetched(httpserver, tmp_path):
+    """A .netrc with a Latin-1 password made every URL an `other` failure, with two
+    tracebacks each, for hosts it does not even name."""
+    netrc = tmp_path / "netrc"
+    netrc.write_bytes(b"machine other.example login bob password p\xe4ss\n")
+    netrc.chmod(0o600)
+    seen = serve(httpserver, "/n")
+    urls = [httpserver.url_for("/n?1"), httpserver.url_for("/n?2")]
+    result = invoke(["-j", "2", *urls], NETRC=str(netrc))
+    assert result.exit_code == 0, result.output
+    assert len(seen.requests) == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count(".netrc") == 1 and "not used" in result.stderr, result.stderr
+
+
 # -- 2. the cookie jar ------------------------------------------------------------------------
 
 

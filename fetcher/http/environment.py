@@ -11,7 +11,9 @@ Its methods take a URL already split (``urllib.parse.urlsplit``): the caller spl
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Mapping
 from functools import lru_cache
 from urllib.parse import SplitResult
@@ -19,6 +21,7 @@ from urllib.parse import SplitResult
 from requests.utils import get_environ_proxies, get_netrc_auth, should_bypass_proxies
 
 CACHE_SIZE = 4096
+log = logging.getLogger("fetcher")
 
 
 class Environment:
@@ -29,6 +32,7 @@ class Environment:
         self._proxies = lru_cache(CACHE_SIZE)(self._origin_proxies)
         self._bypass = lru_cache(CACHE_SIZE)(self._origin_bypass)
         self._netrc = lru_cache(CACHE_SIZE)(self._host_netrc)
+        self._netrc_unreadable = threading.Event()  # said once, then not read again
 
     def bypasses_proxy(self, url: SplitResult) -> bool:
         """Whether NO_PROXY covers url."""
@@ -50,6 +54,16 @@ class Environment:
     def _origin_bypass(scheme: str, netloc: str) -> bool:
         return bool(should_bypass_proxies(f"{scheme}://{netloc}/", no_proxy=None))
 
-    @staticmethod
-    def _host_netrc(scheme: str, host: str) -> tuple[str, str] | None:
-        return get_netrc_auth(f"{scheme}://{host}/")
+    def _host_netrc(self, scheme: str, host: str) -> tuple[str, str] | None:
+        """requests' answer; None, said once, for a .netrc that Python's netrc module cannot
+        read (bytes that are not UTF-8: requests lets that error through, which failed every
+        URL, with a traceback each)."""
+        if self._netrc_unreadable.is_set():
+            return None
+        try:
+            return get_netrc_auth(f"{scheme}://{host}/")
+        except (UnicodeError, ValueError) as exc:
+            if not self._netrc_unreadable.is_set():
+                self._netrc_unreadable.set()
+                log.warning("cannot read .netrc (%s): its credentials are not used", exc)
+            return None
