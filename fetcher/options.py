@@ -327,7 +327,7 @@ def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
     """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin).
     Raises click.UsageError for what cannot be read, or is larger than MAX_DATA_FILE_BYTES."""
     if not value.startswith("@"):
-        return value.encode()
+        return os.fsencode(value)  # the bytes given: Click decodes them with surrogateescape
     path = value[1:]
     if path == "-":
         data, what = read_stdin_data(urls_on_stdin), "-d @- (standard input)"

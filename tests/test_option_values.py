@@ -5,6 +5,7 @@ away neither kills its timer thread nor stops the header phase from being bounde
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import threading
@@ -232,6 +233,21 @@ def test_data_from_standard_input_twice_is_a_usage_error(server):
     result = invoke(["-q", "-d", "@-", "-d", "@-", server.url("/x")], input=b"x")
     assert result.exit_code == 2 and "-d @- twice" in result.stderr, result.output
     assert server.requests == 0
+
+
+def test_data_that_is_not_utf8_is_sent_as_the_bytes_given(httpserver):
+    """curl -d "name=$(printf 'J\\xfcrgen')" sends those bytes; fetcher died with a traceback,
+    from the argument and from FETCHER_DATA alike."""
+    httpserver.expect_request("/p", method="POST", data=b"name=J\xfcrgen").respond_with_data("ok")
+    argument = os.fsdecode(b"name=J\xfcrgen")  # as the command line gives it to Python
+    result = run_process(["-q", "-d", argument, httpserver.url_for("/p")])
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    env = clean_env(FETCHER_DATA=argument)
+    result = subprocess.run([*FETCHER, "-q", httpserver.url_for("/p")], capture_output=True,
+                            env=env, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0 and b"Traceback" not in result.stderr, result.stderr
+    assert len(httpserver.log) == 2
+    httpserver.check_assertions()
 
 
 def test_data_from_an_empty_standard_input_is_an_empty_body(httpserver):
