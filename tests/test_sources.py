@@ -204,3 +204,25 @@ def test_a_byte_order_mark_starting_a_later_line_is_dropped_as_the_first_lines_i
         ("https://a.test", None),
         ("https://b.test", None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("line", "target"),
+    [
+        (
+            b"127.0.0.1:8080/login?next=https://example.org/x",
+            "https://127.0.0.1:8080/login?next=https://example.org/x",
+        ),
+        (
+            b"web.archive.org/web/2020/https://example.org/",
+            "https://web.archive.org/web/2020/https://example.org/",
+        ),
+        (b"localhost:8080/r?u=http://a/", "https://localhost:8080/r?u=http://a/"),
+    ],
+)
+def test_a_url_in_the_query_or_path_is_not_the_line_s_scheme(line, target):
+    """Only a scheme at the start makes a line a URL with one: '://' further on (a redirect
+    target in the query, an archived URL in the path) left the line without the default
+    scheme, an invalid_url naming a scheme never written (s14 spec audit, 4)."""
+    jobs, _ = jobs_of(line + b"\n")
+    assert [(job.target, job.invalid) for job in jobs] == [(target, None)]

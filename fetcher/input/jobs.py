@@ -77,6 +77,9 @@ def validate(url: str) -> str | None:
 # A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
 # when the name is a host: a port, possibly empty, then the path, query or fragment or nothing.
 _NAME_COLON = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# A line that starts with a scheme and "://" (RFC 3986's scheme characters); "://" further on
+# (a redirect target in a query, an archived URL in a path) is no scheme of the line's.
+_SCHEME_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r"\d*(?=[/?#]|$)")
 _WHITESPACE = re.compile(r"\s")
 # Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
@@ -85,6 +88,11 @@ _OPAQUE_SCHEMES = frozenset(
     "mailto javascript data tel sms urn news about blob magnet geo cid mid xmpp sip sips fax "
     "callto bitcoin".split()
 )
+
+
+def has_scheme(text: str) -> bool:
+    """Whether text starts with a scheme and "://"."""
+    return _SCHEME_SLASHES.match(text) is not None
 
 
 def _scheme_of(text: str) -> str | None:
@@ -111,7 +119,7 @@ def not_a_url(text: str) -> str | None:
         return "a carriage return inside the URL (a file with CR-only line ends is one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
-    if "://" in text or (scheme := _scheme_of(text)) is None:
+    if has_scheme(text) or (scheme := _scheme_of(text)) is None:
         return None
     authority = re.split(r"[/?#]", text, maxsplit=1)[0]
     if "@" in authority and scheme.lower() not in _OPAQUE_SCHEMES:
@@ -195,7 +203,7 @@ class JobMaker:
     def url_job(self, url: str, line: int | None, raw: bytes) -> Job:
         if (problem := not_a_url(url)) is not None:
             return Job(-1, url, url, line, raw, problem)
-        target = url if "://" in url else f"{self.default_scheme}://{url}"
+        target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
         return Job(-1, url, target, line, raw, validate(target))
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
