@@ -226,3 +226,22 @@ def test_a_url_in_the_query_or_path_is_not_the_line_s_scheme(line, target):
     scheme, an invalid_url naming a scheme never written (s14 spec audit, 4)."""
     jobs, _ = jobs_of(line + b"\n")
     assert [(job.target, job.invalid) for job in jobs] == [(target, None)]
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        (b"http://a.test/n1\0http://a.test/n2\0", "NUL"),
+        (b"http://a.test/a\x1bb", "control character"),
+        (b"http://a.test/a\x7fb", "control character"),
+        (b"http://a{b/", "host"),
+        (b"http://}}/", "host"),
+        (b'http://a"b.test/', "host"),
+        (b"http://a|b.test/", "host"),
+    ],
+)
+def test_control_characters_and_characters_no_host_holds_are_invalid(line, said):
+    """They were percent-encoded and fetched (a NUL-separated list was one request, exit 0),
+    or looked up in DNS, or hit an assertion in http.client under -x (s14 spec audit, 7)."""
+    jobs, _ = jobs_of(line + b"\n")
+    assert len(jobs) == 1 and jobs[0].invalid is not None and said in jobs[0].invalid, jobs

@@ -71,7 +71,14 @@ def validate(url: str) -> str | None:
         return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
     if not parts.hostname:
         return "no host in URL"
+    if _NOT_IN_A_HOST.search(parts.hostname):
+        return "malformed URL: a character no host name holds (as curl: bad hostname)"
     return None
+
+
+# What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
+# in DNS, or through -x an assertion inside http.client (kind other, message "b''").
+_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"<>^`{|}]')
 
 
 # A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
@@ -82,6 +89,7 @@ _NAME_COLON = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _SCHEME_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r"\d*(?=[/?#]|$)")
 _WHITESPACE = re.compile(r"\s")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
 # "user:password@host". Any other "word:...@host" is a host with credentials.
 _OPAQUE_SCHEMES = frozenset(
@@ -117,8 +125,12 @@ def not_a_url(text: str) -> str | None:
     not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
     if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
         return "a carriage return inside the URL (a file with CR-only line ends is one line)"
+    if "\0" in text:
+        return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
+    if _CONTROL.search(text):  # requests would percent-encode it and fetch another URL
+        return "a control character inside the URL"
     if has_scheme(text) or (scheme := _scheme_of(text)) is None:
         return None
     authority = re.split(r"[/?#]", text, maxsplit=1)[0]
