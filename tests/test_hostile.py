@@ -263,6 +263,14 @@ def test_upload_the_server_never_reads_is_a_read_timeout(hostile, tmp_path):
     assert record["error"]["kind"] == "read_timeout", record
 
 
+def test_upload_the_server_never_reads_is_cut_at_max_time(hostile, tmp_path):
+    """--max-time bounds the whole URL (SPEC 2.2): a stalled upload took about three times it,
+    each blocking step of the send waiting up to the time left when it began."""
+    record = stalled_upload(hostile, tmp_path, "-m", "1")
+    assert record["error"]["kind"] == "max_time", record
+    assert record["elapsed"] < 1.5, f"-m 1 took {record['elapsed']:.2f} s"
+
+
 @pytest.mark.xfail(
     reason="KNOWN LIMITATION: urllib3 sends a request body under the connect timeout, not the "
     "read timeout, so a stalled upload is cut after --connect-timeout (documented in README)",

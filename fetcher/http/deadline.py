@@ -90,22 +90,36 @@ def thread_deadline() -> Deadline | None:
 
 
 class _DeadlineMixin:
-    """Cuts the connection when the deadline passes while the status line and headers are
-    still arriving: per-read timeouts cannot bound a server that drips them."""
+    """Cuts the connection when the deadline passes while a request body is being sent or the
+    status line and headers are still arriving: per-call timeouts cannot bound a server that
+    drips them, nor one that never reads an upload (each blocking step of the send waited up
+    to the time left when it began: three times --max-time)."""
 
     sock: socket.socket | None
+
+    def request(self, *args: object, **kwargs: object) -> None:
+        deadline = _current.deadline
+        if deadline is None or kwargs.get("body") is None:  # a request head is never stuck
+            super().request(*args, **kwargs)  # type: ignore[misc]
+            return
+        cut = threading.Event()
+        timer = self._timer(deadline, cut)
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        except OSError:
+            if not cut.is_set():
+                raise
+        finally:
+            timer.cancel()
+        if cut.is_set():
+            raise deadline.error()
 
     def getresponse(self, *args: object, **kwargs: object) -> object:
         deadline = _current.deadline
         if deadline is None:
             return super().getresponse(*args, **kwargs)  # type: ignore[misc]
         cut = threading.Event()
-        # threading cannot wait past TIMEOUT_MAX (about 292 years): its timer thread would die
-        # of an OverflowError, and a wait that long never needs to end anyway.
-        interval = min(max(0.0, deadline.remaining()), threading.TIMEOUT_MAX)
-        timer = threading.Timer(interval, self._cut, (cut,))
-        timer.daemon = True
-        timer.start()
+        timer = self._timer(deadline, cut)
         try:
             response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
         finally:
@@ -114,6 +128,16 @@ class _DeadlineMixin:
             response.close()
             raise deadline.error()
         return response
+
+    def _timer(self, deadline: Deadline, cut: threading.Event) -> threading.Timer:
+        """A started timer that sets cut and shuts the socket down when deadline passes."""
+        # threading cannot wait past TIMEOUT_MAX (about 292 years): its timer thread would die
+        # of an OverflowError, and a wait that long never needs to end anyway.
+        interval = min(max(0.0, deadline.remaining()), threading.TIMEOUT_MAX)
+        timer = threading.Timer(interval, self._cut, (cut,))
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _cut(self, cut: threading.Event) -> None:
         cut.set()
