@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
@@ -37,6 +37,7 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.shards import Shard
 from fetcher.output.records import FORMATS
+from fetcher.redact import redact_url
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 
@@ -434,6 +435,27 @@ def check_combinations(params: dict[str, Any]) -> None:
         raise click.UsageError("--include-body needs --format jsonl")
     check_metrics_labels(params)
     check_state_options(params)
+    if params["proxy"] is None:
+        check_environment_proxies(os.environ)
+
+
+def check_environment_proxies(environ: Mapping[str, str]) -> None:
+    """Refuse a proxy variable that no request could use (a SOCKS URL, a port past 65535, a
+    password that cannot be sent), as -x is refused: read per URL, it made every record of the
+    run invalid_url or other, as if the input were bad. The variables as urllib reads them: the
+    lower-case name first, HTTP_PROXY not under CGI (REQUEST_METHOD)."""
+    for scheme in ("http", "https", "all"):
+        names = [f"{scheme}_proxy", f"{scheme.upper()}_PROXY"]
+        if scheme == "http" and "REQUEST_METHOD" in environ:
+            names.pop()
+        name = next((name for name in names if environ.get(name)), None)
+        if name is None:
+            continue
+        try:
+            parse_proxy(environ[name])
+        except ValueError as exc:
+            shown = redact_url(environ[name])
+            raise click.UsageError(f"{name} {shown!r} cannot be used: {exc}") from None
 
 
 # The most of a --cert or --key file read for its check: a client's certificate chain and key

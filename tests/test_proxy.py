@@ -290,15 +290,29 @@ def test_407_for_an_http_url_is_kind_proxy(auth_proxy, target):
 # -- malformed proxy URLs --------------------------------------------------------------------------
 
 
-def test_malformed_proxy_variable_is_reported_with_its_password_masked(target):
-    """A bad -x is a usage error; a bad HTTP_PROXY is found per URL and becomes its record."""
-    bad = f"http://puser:{SECRET}@127.0.0.1:99999"
-    result, record = fetch(target.url("/bad-port"), HTTP_PROXY=bad)
-
-    assert record["ok"] is False and record["error"]["kind"] == "invalid_url", record
-    assert "http://puser:***@127.0.0.1:99999" in record["error"]["message"], record
+@pytest.mark.parametrize(
+    ("variable", "bad"),
+    [
+        ("HTTP_PROXY", f"http://puser:{SECRET}@127.0.0.1:99999"),
+        ("http_proxy", "socks5://127.0.0.1:1"),
+        ("ALL_PROXY", f"http://u:%D0%BF{SECRET}@127.0.0.1:1"),
+    ],
+)
+def test_a_proxy_variable_that_cannot_be_used_is_a_usage_error_as_x_is(target, variable, bad):
+    """It made every URL of the run an invalid_url or other record, as if the input were bad
+    (s14 spec audit, 10): refused before anything is read, naming the variable, its password
+    masked."""
+    result = invoke(["--format", "jsonl", target.url("/never")], **{variable: bad})
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert variable in result.stderr and result.stdout == ""
     assert_secret_not_printed(result)
     assert target.paths == []
+
+
+def test_a_bad_proxy_variable_is_no_matter_under_x(proxy, target):
+    """-x replaces the variables: a bad one is not read."""
+    result, record = fetch(target.url("/via"), "-x", proxy.url, HTTP_PROXY="socks5://x:1")
+    assert_ok(result, record)
 
 
 @pytest.mark.parametrize("proxy_url", ["http://127.0.0.1:99999", "ftp://127.0.0.1:21", "http://"])
