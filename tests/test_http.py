@@ -140,6 +140,30 @@ def test_basic_auth_and_cookies(httpserver):
     assert request.cookies.to_dict() == {"one": "1", "two": "2"}
 
 
+@pytest.mark.parametrize(
+    ("how", "sent"),
+    [
+        (["-u", "jürgen:pässword"], "jürgen:pässword".encode()),
+        (["-u", "user:пароль"], "user:пароль".encode()),
+        (["URL:user:%D0%BF"], b"user:\xd0\xbf"),
+        (["URL:j%FCrgen:pw"], b"j\xfcrgen:pw"),  # as the %-escape says: the byte itself
+    ],
+)
+def test_credentials_are_sent_as_utf8_as_curl_and_rfc_7617_send_them(httpserver, how, sent):
+    """requests sent Latin-1 ('jürgen' as j\\xfcrgen), failed a URL whose password was outside
+    Latin-1 with kind other, and -u refused one (s14 spec audit, 5)."""
+    seen = serve(httpserver, "/a")
+    url = httpserver.url_for("/a")
+    if how[0].startswith("URL:"):
+        args = [url.replace("://", f"://{how[0][4:]}@")]
+    else:
+        args = [*how, url]
+    result = invoke(["--format", "jsonl", *args])
+    assert result.exit_code == 0, result.output
+    expected = base64.b64encode(sent).decode()
+    assert seen.requests[0].headers["Authorization"] == f"Basic {expected}"
+
+
 def test_user_without_password_off_a_terminal_sends_an_empty_password(httpserver):
     seen = serve(httpserver, "/a")
     invoke(["-u", "bob", httpserver.url_for("/a")])

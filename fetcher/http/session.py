@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -24,7 +24,6 @@ from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 from requests.utils import (
     check_header_validity,
-    get_auth_from_url,
     select_proxy,
     to_native_string,
 )
@@ -295,10 +294,10 @@ class FetcherSession(requests.Session):
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
         auth = request.auth if request.auth is not None else self.auth
-        if auth is None:
-            auth = url_auth  # what prepare_auth would take from the URL
         if auth is not None:
-            prepared.prepare_auth(auth)
+            prepared.prepare_auth(utf8_credentials(auth))
+        elif url_auth is not None:  # what prepare_auth would take from the URL
+            prepared.prepare_auth(url_auth)
         return prepared
 
     def _session_headers(self) -> CaseInsensitiveDict[str]:
@@ -376,17 +375,28 @@ class FetcherSession(requests.Session):
 SKIPPABLE_HEADERS = frozenset(urllib3.util.SKIPPABLE_HEADERS)
 
 
-def _take_userinfo(prepared: PreparedRequest) -> tuple[str, str] | None:
-    """Take 'user:password@' out of the prepared URL: the credentials, or None. The cookie jar
-    reads the host from that URL: with them left in, a server's cookie was saved under the
-    domain 'user:password@host' in the -c file, and no -b cookie matched the host. (The request
-    line never carries them.)"""
+def _take_userinfo(prepared: PreparedRequest) -> tuple[bytes, bytes] | None:
+    """Take 'user:password@' out of the prepared URL: the credentials, %-escapes decoded to the
+    bytes they name (as curl sends them), or None. The cookie jar reads the host from that URL:
+    with them left in, a server's cookie was saved under the domain 'user:password@host' in
+    the -c file, and no -b cookie matched the host. (The request line never carries them.)"""
     url = prepared.url or ""
-    if "@" not in url:
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
         return None
-    credentials = get_auth_from_url(url)
+    user, _, password = netloc.rpartition("@")[0].partition(":")
     prepared.url = without_userinfo(url)
+    credentials = (unquote_to_bytes(user), unquote_to_bytes(password))
     return credentials if any(credentials) else None
+
+
+def utf8_credentials(auth: Any) -> Any:
+    """Basic credentials as the bytes to send: text in UTF-8, as curl sends what was typed and
+    RFC 7617 allows (requests sends Latin-1, and fails on anything beyond it); bytes a command
+    line held that were not UTF-8 as they were. Any other auth as it is."""
+    if isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(v, str) for v in auth):
+        return tuple(value.encode("utf-8", "surrogateescape") for value in auth)
+    return auth
 
 
 def without_userinfo(url: str) -> str:

@@ -98,10 +98,12 @@ def parse_metrics_label(text: str) -> tuple[str, str]:
 
 
 def parse_user(text: str) -> tuple[str, str | None]:
-    """``USER[:PASSWORD]`` to (user, password); None when no password was given."""
+    """``USER[:PASSWORD]`` to (user, password); None when no password was given. Any text but
+    line breaks and NUL: credentials are sent UTF-8 encoded (fetcher.http.session)."""
     user, colon, password = text.partition(":")
-    check_sendable("the user name", user)
-    check_sendable("the password", password)
+    for what, value in (("the user name", user), ("the password", password)):
+        if any(char in value for char in "\r\n\0"):
+            raise ValueError(f"{what} has a line break or NUL in it")
     return user, (password if colon else None)
 
 
