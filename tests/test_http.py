@@ -164,6 +164,30 @@ def test_credentials_are_sent_as_utf8_as_curl_and_rfc_7617_send_them(httpserver,
     assert seen.requests[0].headers["Authorization"] == f"Basic {expected}"
 
 
+@pytest.mark.parametrize("credentials", ["-u", "url", "netrc", "line"])
+def test_an_authorization_header_given_wins_over_credentials_as_in_curl(
+    httpserver, tmp_path, credentials
+):
+    """-H 'Authorization: Bearer T' was silently replaced by -u, a URL's user:pw@ or .netrc,
+    and a jsonl line's own token by the run's -u (s14 spec audit, 9)."""
+    seen = serve(httpserver, "/a")
+    url = httpserver.url_for("/a")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login nora password fromnetrc\n")
+    netrc.chmod(0o600)
+    given = ["-H", "Authorization: Bearer T1"]
+    if credentials == "-u":
+        invoke([*given, "-u", "bob:pw", url])
+    elif credentials == "url":
+        invoke([*given, url.replace("://", "://u:p@")])
+    elif credentials == "netrc":
+        invoke([*given, url], NETRC=str(netrc))
+    else:
+        line = json.dumps({"url": url, "headers": {"Authorization": "Bearer T1"}})
+        invoke(["-u", "bob:pw", "--input-format", "jsonl"], input=line + "\n")
+    assert seen.requests[0].headers["Authorization"] == "Bearer T1"
+
+
 def test_user_without_password_off_a_terminal_sends_an_empty_password(httpserver):
     seen = serve(httpserver, "/a")
     invoke(["-u", "bob", httpserver.url_for("/a")])

@@ -293,6 +293,8 @@ class FetcherSession(requests.Session):
         else:
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
+        if "Authorization" in prepared.headers:  # -H or the line's own wins, as in curl
+            return prepared
         auth = request.auth if request.auth is not None else self.auth
         if auth is not None:
             prepared.prepare_auth(utf8_credentials(auth))
