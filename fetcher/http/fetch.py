@@ -23,7 +23,7 @@ from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request
-from fetcher.http.resume import Resumer
+from fetcher.http.resume import Resumer, range_length
 from fetcher.http.retry import give_up_at_max_time, host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
@@ -113,7 +113,8 @@ class Fetcher:
         would leave nothing saved, or another version's file)."""
         prior = task.job.prior
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
-            task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
+            if self.resumer.claim(prior.partial):  # else another task of this URL continues it
+                task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None
@@ -247,9 +248,8 @@ class Exchange:
             result.not_modified = response.status_code == 304 and request.conditional
         if response.status_code == 206 and "Range" not in response.request.headers:
             # Saved, a part would pass for the whole (a range asked for with -H is the user's).
-            raise FetchError(
-                "206 Partial Content to a request for the whole body", ErrorKind.PROTOCOL
-            )
+            message = "206 Partial Content to a request for the whole body"
+            raise FetchError(message, ErrorKind.PROTOCOL)
         retry_after = None
         if response.status_code in settings.retry_on:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -262,7 +262,8 @@ class Exchange:
             output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
                                       head, remote=remote)  # fmt: skip
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
-        read_body(response, result, settings, task.max_time, output, watch)
+        length = range_length(response) if kept is not None and result.status == 206 else None
+        read_body(response, result, settings, task.max_time, output, watch, length)
         if head:
             result.sha256 = None  # no body was read: not the hash of an empty one
         return retry_after
@@ -300,11 +301,14 @@ def read_body(
     deadline: Deadline | None,
     output: BodyOutput | None = None,
     watch: Watch | None = None,
+    length: int | None = None,
 ) -> None:
-    """Read the decoded body, hashing it and writing it to output, within --max-size and the
-    deadline. On any failure the output is aborted (its temporary file removed) and the
-    exception propagates; the output is committed only after the last byte. A watch, if any,
-    is told the bytes read now and then (for the display) and ended however the read ends.
+    """Read the decoded body, hashing it and writing it to output, within --max-size, the
+    deadline and length (the bytes a 206 continuing a kept file says it holds: fewer or more
+    is a protocol error). On any failure the output is aborted (its temporary removed, a
+    resumable one kept unless what was read is worthless: see _worthless) and the exception
+    propagates; the output is committed only after the last byte. A watch, if any, is told the
+    bytes read now and then (for the display) and ended however the read ends.
 
     ``read1`` returns after each read from the socket, so a server that drips a byte a second
     is checked against the deadline every second; urllib3 bounds how much one compressed read
@@ -313,25 +317,49 @@ def read_body(
     digest = hashlib.sha256()
     write = output.write if output is not None else None
     kept = output.saved.kept if output is not None and output.saved is not None else 0
-    limit = settings.max_size
     try:
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
-            limit = None if limit is None else limit - kept
-        size = kept + _copy(response.raw.read1, digest.update, write, limit, deadline, watch)
+        bounds = _Bounds(settings.max_size, kept, length)
+        read = _copy(response.raw.read1, digest.update, write, bounds, deadline, watch)
         check_coding_ended(response.raw)
         if output is not None:
             result.path, result.body = output.finish()
     except BaseException as exc:
         if output is not None:
-            too_large = isinstance(exc, FetchError) and exc.kind is ErrorKind.TOO_LARGE
-            output.discard() if too_large else output.abort()
+            output.discard() if _worthless(exc) else output.abort()
         raise
     finally:
         if watch is not None:
             watch.end()
-    result.bytes = size
+    result.bytes = kept + read
     result.sha256 = digest.hexdigest()
+
+
+class PastItsRange(FetchError):
+    """A 206's body that goes on past the bytes its Content-Range says."""
+
+    kind = ErrorKind.PROTOCOL
+
+
+def _worthless(exc: BaseException) -> bool:
+    """Whether a body cut off by exc is not worth keeping to be continued: past --max-size, or
+    past its Content-Range (which of its bytes were the range's cannot be known). A 206 that
+    ends short of its range is kept: a dropped connection ends a close-delimited body so, and
+    the next attempt asks for the rest from where it ended."""
+    too_large = isinstance(exc, FetchError) and exc.kind is ErrorKind.TOO_LARGE
+    return too_large or isinstance(exc, PastItsRange)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """What a body may hold: max_size (--max-size) counts the kept bytes a resumed file starts
+    with, and is the user's limit, named as given; length, when known, is the most it may
+    hold."""
+
+    max_size: int | None
+    kept: int = 0
+    length: int | None = None
 
 
 def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
@@ -367,23 +395,33 @@ def _copy(
     read1: Callable[..., bytes],
     update: Callable[[bytes], None],
     write: Callable[[bytes], object] | None,
-    limit: int | None,
+    bounds: _Bounds,
     deadline: Deadline | None,
     watch: Watch | None = None,
 ) -> int:
-    """Feed every decoded chunk to update (the hash) and write; return the size. Raises
-    FetchError past --max-size or the deadline. The watch costs one comparison per chunk."""
+    """Feed every decoded chunk to update (the hash) and write; return the bytes read. Raises
+    FetchError past --max-size or the deadline, PastItsRange past bounds.length (before the
+    chunk is written), FetchError (protocol) when the body ends short of it. The watch costs
+    one comparison per chunk."""
     size = 0
+    limit = None if bounds.max_size is None else bounds.max_size - bounds.kept
     report_at: float = watch.next_report if watch is not None else float("inf")
     while chunk := read1(CHUNK_SIZE, decode_content=True):
         size += len(chunk)
         if size >= report_at and watch is not None:
             report_at = watch.update(size)
         if limit is not None and size > limit:
-            raise FetchError(f"body larger than --max-size ({limit} bytes)", ErrorKind.TOO_LARGE)
+            message = f"body larger than --max-size ({bounds.max_size} bytes)"
+            raise FetchError(message, ErrorKind.TOO_LARGE)
+        if bounds.length is not None and size > bounds.length:
+            message = f"body longer than the {bounds.length} bytes its Content-Range says"
+            raise PastItsRange(message)
         if deadline is not None and deadline.expired():
             raise deadline.error()
         update(chunk)
         if write is not None:
             write(chunk)
+    if bounds.length is not None and size < bounds.length:
+        message = f"body cut short: {size} of the {bounds.length} bytes its Content-Range says"
+        raise FetchError(message, ErrorKind.PROTOCOL)
     return size

@@ -3,10 +3,12 @@ the next) asks for the rest with ``Range`` validated by ``If-Range`` (RFC 9110 1
 
 Only a body sent as it is (no Content-Encoding: ranges count the encoded bytes) with a strong
 ETag or a Last-Modified date is resumable. A 206 is taken only when it carries the rest of the
-file exactly (from where the file ends to the resource's last byte) and the validator the file
-began with; a 416 or any other 206 has the body asked for again whole, without a range, so a
-resource that changed meanwhile is saved whole in its new version, never spliced onto the old
-one, and a server that ignores If-Range or mislabels its range cannot leave a fragment.
+file exactly (from where the file ends to the resource's last byte, of a known length) and the
+validator the file began with; a 416 or any other 206 has the body asked for again whole,
+without a range, so a resource that changed meanwhile is saved whole in its new version, never
+spliced onto the old one, and a server that ignores If-Range or mislabels its range cannot
+leave a fragment. A 206 taken must then hold the bytes its Content-Range says (fetch.read_body).
+Each partial file the state names is continued by one task of the run only (``claim``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable
 
 import requests
@@ -49,7 +52,8 @@ def validator_of(response: requests.Response) -> str | None:
 
 def is_rest_of(response: requests.Response, kept: int) -> bool:
     """Whether a 206's Content-Range (and Content-Length) says it holds the bytes from kept to
-    the end of the resource, exactly."""
+    the end of the resource, exactly. ``bytes N-M/*`` never does: a server may send less than
+    asked, and whether M is the last byte cannot be known."""
     headers = response.headers
     match = _CONTENT_RANGE.match(headers.get("Content-Range", "").strip())
     if match is None:
@@ -58,9 +62,28 @@ def is_rest_of(response: requests.Response, kept: int) -> bool:
     length = headers.get("Content-Length")
     return (
         first == kept
-        and (total == "*" or last == int(total) - 1)
+        and total != "*"
+        and last == int(total) - 1
         and (length is None or length.strip() == str(last - first + 1))
     )
+
+
+def range_length(response: requests.Response) -> int | None:
+    """How many bytes a 206's body holds by its Content-Range; None without a valid one. One
+    that continues a kept file is held to it when read: a body without a Content-Length
+    (close-delimited, chunked) has nothing else to hold it to what it said."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    if match is None or int(match[2]) < int(match[1]):
+        return None
+    return int(match[2]) - int(match[1]) + 1
+
+
+def carries(response: requests.Response, validator: str) -> bool:
+    """Whether response names the version validator names: the same strong ETag (a weak one
+    never matches a strong one, RFC 9110 8.8.3.2), or, for a file validated by its date, the
+    same Last-Modified. Another tag, weak or not, another date, or none at all does not."""
+    headers = response.headers
+    return validator in (headers.get("ETag"), headers.get("Last-Modified"))
 
 
 class Resumer:
@@ -70,12 +93,28 @@ class Resumer:
     def __init__(self, bodies: Bodies, on_partial: PartialListener | None = None) -> None:
         self.bodies = bodies
         self.on_partial = on_partial
+        self._claimed: set[str] = set()  # the state's partial files a task of this run took
+        self._claim_lock = threading.Lock()
+
+    def claim(self, path: str) -> bool:
+        """Whether the task asking is the one that continues the partial file at path: the
+        first to ask in this run. A URL listed twice has two tasks with the same state: two
+        writers on one file would each rename it, the second over the first's final file; the
+        others fetch the body whole into files of their own, as without --continue. Never
+        released: a task done with the file has completed it, or recorded another size."""
+        with self._claim_lock:
+            if path in self._claimed:
+                return False
+            self._claimed.add(path)
+            return True
 
     def reopen(self, task: Task) -> tuple[SavedFile | None, dict[str, str]]:
         """Before an attempt: the task's partial file, open, and the headers asking for the
-        rest of it; (None, {}) when there is none or it cannot be continued."""
+        rest of it; (None, {}) when there is none or it cannot be continued. Only a GET asks
+        for the rest: a HEAD's 206 has no body to add, and another method's range would repeat
+        its action for a part of its answer."""
         partial = task.partial
-        if partial is None:
+        if partial is None or task.request is None or task.request.method != "GET":
             return None, {}
         job = task.job
         kept = self.bodies.reopen(job.target, job.output, partial.path, partial.size,
@@ -126,19 +165,19 @@ class Resumer:
     @staticmethod
     def restarts(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
         """Whether the answer to a Range request must be dropped and the body asked for whole:
-        a 416, or a 206 that is not the rest of the kept file, or not of the version it began
-        with (it carries a strong ETag or a date, and neither is the file's validator: the
-        server ignored If-Range). Any other answer is taken as it comes."""
+        a 416, or a 206 that is not the rest of the kept file, or that does not carry the
+        validator the file began with (another or a weak ETag, another date, none at all: the
+        server may have ignored If-Range, and nothing says the range is of the same version).
+        Any other answer is taken as it comes."""
         status = response.status_code
         if status == 416:
             return True
         if status != 206:
             return False
-        own = validators_of(response)
+        encoded = validators_of(response) is None  # the range counts encoded bytes
         return (
-            own is None  # encoded: the range counts encoded bytes, not the file's
-            or bool(own)
-            and partial.validator not in own
+            encoded
+            or not carries(response, partial.validator)
             or not is_rest_of(response, kept.kept)
         )
 

@@ -1,0 +1,291 @@
+"""--continue against 206 answers that do not hold what they say (docs/state.md): a resumed
+file ends under its final name only as the whole body of one version. Each case cuts a first
+download short (the server ends the connection part-way), then answers the next run's Range.
+
+Before, a 206 whose body ended before (or after) its Content-Range (close-delimited or chunked)
+was saved as the whole file; a ``bytes N-M/*`` range was taken as the rest; a 206 with a weak
+or no ETag spliced two versions; a URL listed twice had two workers append to one partial; a
+HEAD (-I) asked for a range and committed the partial as it was; and after a resume,
+--max-size's message named the limit less the bytes kept."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import FaultServer, read_request, records
+
+SIZE = 100_000
+CUT = 40_000
+OLD = (hashlib.sha256(b"old version").digest() * (SIZE // 32 + 1))[:SIZE]
+NEW = (hashlib.sha256(b"new version").digest() * (SIZE // 32 + 1))[:SIZE]
+DAY_1 = formatdate(1_700_000_000, usegmt=True)
+STRONG = {"ETag": '"E1"', "Last-Modified": DAY_1}
+
+Answer = Callable[[dict[str, str]], bytes]
+
+
+def answer(
+    status: str, headers: dict[str, str], body: bytes, framing: str = "length", sent: int = -1
+) -> bytes:
+    """The bytes of one answer, the connection closed after it. framing: ``length`` (with a
+    Content-Length), ``close`` (the body ends with the connection), ``chunked`` (one chunk and
+    the last chunk: a body that ends cleanly). sent: how many of body's bytes go out (all: -1)."""
+    fields = {**headers, "Connection": "close", "Accept-Ranges": "bytes"}
+    if framing == "length":
+        fields["Content-Length"] = str(len(body))
+    elif framing == "chunked":
+        fields["Transfer-Encoding"] = "chunked"
+    head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    payload = body if sent < 0 else body[:sent]
+    if framing == "chunked":
+        payload = f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n"
+    return head.encode() + b"\r\n" + payload
+
+
+def rest(validators: dict[str, str], body: bytes, framing: str = "length", sent: int = -1,
+         content_range: str = f"bytes {CUT}-{SIZE - 1}/{SIZE}") -> bytes:  # fmt: skip
+    """A 206 with body[CUT:], labelled content_range."""
+    headers = {**validators, "Content-Range": content_range}
+    return answer("206 Partial Content", headers, body[CUT:], framing, sent)
+
+
+def whole(validators: dict[str, str], body: bytes) -> bytes:
+    return answer("200 OK", validators, body)
+
+
+class RawOrigin:
+    """One resource on a raw-socket server: each request's headers (lower-case names) are kept
+    in ``seen``; ``ranged`` answers a request with a Range, ``plain`` one without."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        self.ranged: Answer = lambda headers: b""
+        self.plain: Answer = lambda headers: b""
+        self.before_answer: Callable[[], object] = lambda: None
+
+    def __call__(self, conn: Any) -> None:
+        lines = read_request(conn).decode("latin-1").split("\r\n")[1:]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+        with self.lock:
+            self.seen.append(headers)
+        self.before_answer()
+        conn.sendall((self.ranged if "range" in headers else self.plain)(headers))
+
+    def ranges(self) -> list[str | None]:
+        with self.lock:
+            return [headers.get("range") for headers in self.seen]
+
+
+@pytest.fixture
+def origin() -> Iterator[tuple[RawOrigin, str]]:
+    raw = RawOrigin()
+    with FaultServer(raw) as server:
+        yield raw, server.url("/f")
+
+
+def fetch(tmp_path: Path, *extra: str) -> tuple[int, list[dict[str, Any]]]:
+    """A --continue run with the state and -o DIR in tmp_path, no retry; extra: the URL(s)."""
+    args = ["--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "out"), "--retries", "0"]
+    result = invoke(["--format", "jsonl", "-q", "--continue", *args, *extra])
+    return result.exit_code, records(result.stdout)
+
+
+def partial_bytes(tmp_path: Path) -> int | None:
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        [(kept,)] = db.execute("SELECT partial_bytes FROM urls").fetchall()
+    return int(kept) if kept is not None else None
+
+
+def cut_short(origin: tuple[RawOrigin, str], tmp_path: Path, validators: dict[str, str]) -> str:
+    """The first run: a 200 of SIZE bytes cut after CUT; its partial file is kept."""
+    raw, url = origin
+    raw.plain = lambda headers: answer("200 OK", validators, OLD, sent=CUT)
+    _, [record] = fetch(tmp_path, url)
+    assert not record["ok"] and partial_bytes(tmp_path) == CUT
+    return url
+
+
+def saved_files(tmp_path: Path) -> list[Path]:
+    """Files under their final names (not fetcher's temporaries)."""
+    found = (tmp_path / "out").rglob("*")
+    return [p for p in found if p.is_file() and not p.name.startswith(".fetcher-")]
+
+
+def partial_files(tmp_path: Path) -> list[Path]:
+    return list((tmp_path / "out").rglob(".fetcher-*"))
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_206_that_ends_before_its_content_range_fails_and_keeps_the_partial(
+    origin: tuple[RawOrigin, str], tmp_path: Path, framing: str
+) -> None:
+    """Cut short (as a dropped connection ends a close-delimited body): a protocol failure,
+    nothing under the final name; what came is kept, and the next run asks from there."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD, framing, sent=25_000)
+    code, [record] = fetch(tmp_path, url)
+    assert not record["ok"] and record["status"] == 206, record
+    assert record["error"]["kind"] == "protocol" and code != 0
+    assert saved_files(tmp_path) == []
+    assert partial_bytes(tmp_path) == CUT + 25_000
+    raw.ranged = lambda headers: answer(
+        "206 Partial Content",
+        {**STRONG, "Content-Range": f"bytes {CUT + 25_000}-{SIZE - 1}/{SIZE}"},
+        OLD[CUT + 25_000 :],
+    )
+    code, [record] = fetch(tmp_path, url)
+    assert raw.ranges()[-1] == f"bytes={CUT + 25_000}-"
+    assert record["ok"] and record["status"] == 206 and code == 0, record
+    assert record["sha256"] == hashlib.sha256(OLD).hexdigest()
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_206_longer_than_its_content_range_fails_and_drops_the_partial(
+    origin: tuple[RawOrigin, str], tmp_path: Path, framing: str
+) -> None:
+    """More bytes than its range: which of them are the range's cannot be known, so the file
+    they went into is not worth continuing."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD + b"x" * 5000, framing,
+                                      content_range=f"bytes {CUT}-{SIZE - 1}/{SIZE}")  # fmt: skip
+    code, [record] = fetch(tmp_path, url)
+    assert not record["ok"] and record["error"]["kind"] == "protocol" and code != 0, record
+    assert saved_files(tmp_path) == [] and partial_files(tmp_path) == []
+    assert partial_bytes(tmp_path) is None
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_a_close_delimited_206_that_holds_the_rest_still_continues_the_file(
+    origin: tuple[RawOrigin, str], tmp_path: Path, framing: str
+) -> None:
+    """The control: all the bytes its Content-Range says, without a Content-Length."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD, framing)
+    code, [record] = fetch(tmp_path, url)
+    assert record["ok"] and record["status"] == 206 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+
+
+@pytest.mark.parametrize("last", [CUT + 19_999, SIZE - 1], ids=["short-of-the-end", "to-the-end"])
+def test_a_206_of_unknown_total_is_not_the_rest_and_the_body_is_fetched_whole(
+    origin: tuple[RawOrigin, str], tmp_path: Path, last: int
+) -> None:
+    """``bytes N-M/*``: whether M is the last byte cannot be known."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    part = OLD[CUT : last + 1]
+    raw.ranged = lambda headers: answer(
+        "206 Partial Content", {**STRONG, "Content-Range": f"bytes {CUT}-{last}/*"}, part
+    )
+    raw.plain = lambda headers: whole(STRONG, OLD)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.ranges()[-2:] == [f"bytes={CUT}-", None]  # the rest; then the whole
+    assert record["ok"] and record["status"] == 200 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+    assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (STRONG, {"ETag": 'W/"E2"'}),  # h3 #8: a weak ETag of a new version
+        (STRONG, {"ETag": 'W/"E1"', "Last-Modified": DAY_1}),  # weak never matches strong
+        (STRONG, {}),  # no validator at all: nothing says it is the same version
+        (STRONG, {"Last-Modified": DAY_1}),  # the file's validator is its ETag, not its date
+        ({"ETag": 'W/"E1"', "Last-Modified": DAY_1}, {"ETag": 'W/"E2"'}),  # date, then none
+    ],
+    ids=["weak-etag", "weak-of-the-same-tag", "no-validator", "date-for-etag", "no-date"],
+)
+def test_a_206_without_the_partials_own_validator_is_fetched_again_whole(
+    origin: tuple[RawOrigin, str], tmp_path: Path, first: dict[str, str], then: dict[str, str]
+) -> None:
+    """A server that ignores If-Range and sends the new version's range: not spliced."""
+    raw, url = origin
+    cut_short(origin, tmp_path, first)
+    raw.ranged = lambda headers: rest(then, NEW)
+    raw.plain = lambda headers: whole(then, NEW)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.ranges()[-2:] == [f"bytes={CUT}-", None]
+    assert record["ok"] and record["status"] == 200 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [NEW]
+    assert partial_files(tmp_path) == []
+
+
+def test_a_206_with_the_partials_date_continues_it_whatever_weak_etag_it_carries(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """The control: a file begun with a weak ETag is validated by its date (as many servers
+    of static files answer): the same date on the 206 continues it."""
+    raw, url = origin
+    weak = {"ETag": 'W/"E1"', "Last-Modified": DAY_1}
+    cut_short(origin, tmp_path, weak)
+    raw.ranged = lambda headers: rest(weak, OLD)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.seen[-1]["if-range"] == DAY_1
+    assert record["ok"] and record["status"] == 206 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+
+
+def test_a_url_listed_twice_resumes_its_partial_in_one_task_only(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """Both tasks are in flight at once (the server answers neither before it has both
+    requests): one continues the partial, the other fetches the whole into a file of its own."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    both_asked = threading.Barrier(2)
+    raw.before_answer = lambda: both_asked.wait(timeout=10)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    raw.plain = lambda headers: whole(STRONG, OLD)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{url}\n{url}\n")
+    code, found = fetch(tmp_path, "-i", str(urls), "-j", "2")
+    assert set(raw.ranges()[-2:]) == {f"bytes={CUT}-", None}  # one resumes, one does not
+    assert [r["ok"] for r in found] == [True, True] and code == 0, found
+    assert {r["status"] for r in found} == {200, 206}
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+    assert partial_files(tmp_path) == []
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT ok, partial FROM urls").fetchall() == [(1, None)]
+
+
+def test_max_size_after_a_resume_names_the_users_limit(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    _, [record] = fetch(tmp_path, url, "--max-size", "50000")
+    assert record["error"]["kind"] == "too_large", record
+    assert "(50000 bytes)" in record["error"]["message"]
+    assert saved_files(tmp_path) == []
+
+
+def test_a_head_with_continue_asks_for_no_range_and_saves_nothing(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """A HEAD's 206 has no body: continued, the partial file was committed as it was, a
+    truncated file under the final name, ok."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    raw.plain = lambda headers: answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"",
+                                       framing="close")  # fmt: skip
+    code, [record] = fetch(tmp_path, url, "-I")
+    assert raw.ranges()[-1] is None
+    assert record["ok"] and record["status"] == 200 and code == 0, record
+    assert saved_files(tmp_path) == []
