@@ -35,9 +35,12 @@ class ErrorKind(StrEnum):
 
 
 class FetchError(Exception):
-    """A failure that fetcher itself detects; it carries its kind."""
+    """A failure that fetcher itself detects; it carries its kind. ``final``: the server's
+    fixed answer (a redirect to a URL that cannot be fetched), which another attempt would get
+    again: never retried, whatever its kind."""
 
     kind: ErrorKind = ErrorKind.OTHER
+    final: bool = False
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:
         super().__init__(message)

@@ -60,6 +60,7 @@ class Result:
     not_modified: bool = False  # a 304 to a conditional request
     changed: bool | None = None  # set by the state for an ok result
     skipped: bool = False  # --skip-fresh: fetched ok recently, not fetched now
+    final: bool = False  # a failure another attempt would meet again (FetchError.final)
     partial: Partial | None = None  # --continue: the body's kept partial file, when cut short
 
     def close(self) -> None:

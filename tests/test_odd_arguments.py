@@ -89,6 +89,23 @@ def test_redirect_to_a_backslash_authority_is_not_followed() -> None:
     assert "backslash" in record["error"]["message"]
 
 
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1/x", "http://127.0.0.1:99999/x"])
+def test_a_redirect_to_a_url_that_cannot_be_fetched_is_not_retried(location: str) -> None:
+    """The server's fixed answer: asked again it says the same. It was asked --retries more
+    times, a backoff between each (s14 spec audit, 6); curl's --retry does not retry it."""
+
+    def route(path: str) -> Route:
+        return (302, {"Location": location}, b"", 0.0) if path == "/hop" else default_route(path)
+
+    with counting_server(route) as server:
+        result = invoke(
+            ["--format", "jsonl", "--retries", "2", "--backoff", "0", server.url("/hop")]
+        )
+        assert server.paths == ["/hop"]
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["error"]["kind"] == "protocol" and record["attempts"] == 1, record
+
+
 # -- arguments that would be skipped as lines of a file ----------------------------------------
 
 

@@ -18,7 +18,7 @@ from urllib3.response import GzipDecoderState
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.http.classify import classify, describe
+from fetcher.http.classify import classify, describe, iter_chain
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
@@ -187,6 +187,7 @@ class Exchange:
         except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
             result.error_kind = classify(exc)
             result.error_message = redact_text(describe(exc))
+            result.final = any(getattr(link, "final", False) for link in iter_chain(exc))
             if deadline is not None and deadline.expired():
                 result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
                 result.error_message = deadline.message

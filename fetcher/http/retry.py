@@ -46,7 +46,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def should_retry(result: Result, attempt: int, method: str, settings: Settings) -> bool:
     """Whether the failure in result, after `attempt` attempts, deserves another attempt."""
-    if result.ok or attempt > settings.retries or not settings.may_retry(method):
+    if result.ok or result.final or attempt > settings.retries or not settings.may_retry(method):
         return False
     if result.error_kind in RETRY_KINDS:
         return True

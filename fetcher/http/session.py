@@ -330,7 +330,9 @@ class FetcherSession(requests.Session):
             return None  # nothing to follow; requests would read the body, the answer's own
         if problem:
             resp.close()
-            raise FetchError(problem, ErrorKind.PROTOCOL)
+            error = FetchError(problem, ErrorKind.PROTOCOL)
+            error.final = True  # the server's own answer, the same at every attempt
+            raise error
         if target:
             discard_body(resp)
             target = without_userinfo(target)  # requests sends none taken from a Location
