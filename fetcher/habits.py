@@ -112,8 +112,17 @@ REFUSED = {
     "-w": "-w (curl's --write-out) is not an option here: every record has the status, size "
     "and time; --format jsonl or csv gives them all, for jq or a spreadsheet",
 }
+# wget's, and curl's resume: what does that here.
+REFUSED |= {
+    "-C": "-C (curl's --continue-at) is not an option here: --continue, with --state FILE and "
+    "-o DIR, resumes a download cut short, in this run or the next",
+    "--no-check-certificate": "--no-check-certificate (wget's) is -k/--insecure here",
+    "--tries": "--tries (wget's) is --retries N here (the attempts after the first)",
+    "--spider": "--spider (wget's) is -I/--head here: a HEAD request per URL, nothing saved",
+}
 REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
 REFUSED["--write-out"] = REFUSED["-w"]
+REFUSED["--continue-at"] = REFUSED["-C"]
 
 
 def refusal(option: str | None) -> str | None:

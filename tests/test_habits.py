@@ -132,6 +132,11 @@ def test_silent_turns_the_progress_display_off_unless_asked_for():
         (["-sO"], "-o DIR"),
         (["--output", "x.html"], "--body > FILE"),
         (["-w", "%{http_code}"], "--format jsonl"),
+        (["-C", "-"], "--continue"),
+        (["--continue-at", "-"], "--continue"),
+        (["--no-check-certificate"], "-k"),
+        (["--tries", "3"], "--retries"),
+        (["--spider"], "-I"),
     ],
 )
 def test_curl_options_that_mean_something_else_say_what_to_use(args, advice):
