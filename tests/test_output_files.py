@@ -260,6 +260,19 @@ def test_a_fifo_is_written_to_not_replaced(server, tmp_path, option):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics"])
+def test_a_fifo_nobody_reads_is_refused_not_waited_on(server, tmp_path, option):
+    """A FIFO planted where a file written at the end goes hung the run without a limit, and
+    a first Ctrl-C did not end it (s14 -o DIR attacker, 10): now it cannot be written, as any
+    output that cannot be, and the run ends."""
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    done = run_process([option, str(fifo), server.url("/status/404")], timeout=30)
+    assert done.returncode in (1, 2, 3), done.stderr
+    assert b"no process reads" in done.stderr, done.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
 def test_dev_stdout_is_a_legitimate_target(server, tmp_path):
     result = run_process(
         ["--results", "/dev/stdout", "--failed", "/dev/stderr", "--summary", "/dev/stdout",

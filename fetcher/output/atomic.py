@@ -83,7 +83,21 @@ def open_stream(path: str) -> int:
     if number is not None:
         with contextlib.suppress(OSError):
             return os.dup(number)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    return _open_writing(path)
+
+
+def _open_writing(path: str) -> int:
+    """path opened to append to. A FIFO with no reader is an error (ENXIO), not a wait: one
+    planted where a file written at the end goes hung the run without a limit, past a first
+    Ctrl-C. Once open, writes block as in any pipe."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "no process reads the FIFO", path) from None
+        raise
+    os.set_blocking(fd, True)
+    return fd
 
 
 def current_umask() -> int:
@@ -217,7 +231,14 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
     the name for appending, which writes a new temporary whole and adds to a stream (a regular
     file behind /dev/stdout keeps what is in it)."""
     if is_stream(path):
-        yield path  # opened by the caller alone: a FIFO's reader sees one writer
+        # Opened by the caller, by name; held open meanwhile by this process so that a FIFO
+        # without a reader is refused here rather than waited on, and its reader sees no end
+        # between the two opens.
+        held = _open_writing(path)
+        try:
+            yield path
+        finally:
+            os.close(held)
         return
     file = AtomicFile(path, mode)
     try:
