@@ -435,8 +435,27 @@ def check_combinations(params: dict[str, Any]) -> None:
         raise click.UsageError("--include-body needs --format jsonl")
     check_metrics_labels(params)
     check_state_options(params)
+    check_retry_on(params)
     if params["proxy"] is None:
         check_environment_proxies(os.environ)
+
+
+def check_retry_on(params: dict[str, Any]) -> None:
+    """Refuse a --retry-on status that counts as ok (below 400, or --ok-status): an ok answer is
+    never retried, so the option would do nothing. Only a list the user gave: the default one
+    beside --ok-status 200-599 is no one's mistake."""
+    context = click.get_current_context(silent=True)
+    source = None if context is None else context.get_parameter_source("retry_on")
+    if source in (None, click.core.ParameterSource.DEFAULT):
+        return
+    ok_status = params["ok_status"] or OkStatus()
+    ok = sorted(status for status in params["retry_on"] if status in ok_status)
+    if ok:
+        listed = ", ".join(map(str, ok))
+        raise click.UsageError(
+            f"--retry-on {listed}: an ok answer is never retried, and these count as ok (below "
+            "400, or --ok-status); give --ok-status without them to have them retried"
+        )
 
 
 def check_environment_proxies(environ: Mapping[str, str]) -> None:

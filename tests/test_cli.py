@@ -166,6 +166,20 @@ def test_ok_status_narrows_and_widens(server):
     assert records(result.stdout)[0]["error"]["kind"] == "http"
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["--retry-on", "202"], {}), (["--retry-on", "503", "--ok-status", "200-599"], {}),
+     ([], {"FETCHER_RETRY_ON": "202"})],
+)  # fmt: skip
+def test_a_retry_on_status_that_counts_as_ok_is_a_usage_error(args, env):
+    """An ok answer is never retried: --retry-on 202 was accepted and did nothing (s14 spec
+    audit, 11). The default list beside --ok-status 200-599 is no one's mistake."""
+    result = invoke([*args, "http://127.0.0.1:9/"], **env)
+    assert result.exit_code == 2 and "--ok-status" in result.stderr, result.output
+    quiet = invoke(["--ok-status", "200-599", "--retries", "0", "http://127.0.0.1:9/"])
+    assert quiet.exit_code == 3, quiet.output  # refused connection: failed, not refused
+
+
 @pytest.mark.parametrize("value", ["abc", "99", "300-200", "", "200-", "-299", "200-299-300"])
 @pytest.mark.parametrize("option", ["--ok-status", "--retry-on"])
 def test_bad_ok_status_is_a_usage_error(value, option):
