@@ -262,9 +262,13 @@ class Bodies:
     """Decides, per response, where its body goes: the run's -o folder and/or a spool."""
 
     def __init__(
-        self, output_dir: str | None, spool: bool, in_memory: int = SPOOL_IN_MEMORY
+        self, output_dir: str | OutputDir | None, spool: bool, in_memory: int = SPOOL_IN_MEMORY
     ) -> None:
-        self.folder = OutputDir(output_dir) if output_dir else None
+        """output_dir: -o DIR's path (created and opened here), or DIR already open (a worker
+        process's, from its parent's descriptor); None without -o."""
+        if isinstance(output_dir, str):
+            output_dir = OutputDir(output_dir) if output_dir else None
+        self.folder = output_dir
         self.spool = spool
         self.in_memory = in_memory  # a spooled body's bytes held in memory before a file
 

@@ -242,23 +242,58 @@ def _fits_folder(info: os.stat_result | None) -> bool:
     return info is None or stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode)
 
 
+def shown_root(root: str) -> str:
+    """DIR as records show it: the path given, without what cannot change the folder the
+    system finds: repeated slashes, ``.``, and ``name/..`` where name is not a link. After a
+    link, ``..`` stays: ``link/..`` is the parent of the link's target, which the text alone
+    cannot tell (ls, curl and wget go there too, and so does fetcher)."""
+    start = os.sep if root.startswith(os.sep) else ""
+    names: list[str] = []
+    for name in root.split(os.sep):
+        if name in ("", ".") or (name == os.pardir and start and not names):  # "/.." is "/"
+            continue
+        up = name == os.pardir and bool(names) and names[-1] != os.pardir
+        if up and not os.path.islink(start + os.sep.join(names)):
+            names.pop()
+        else:
+            names.append(name)
+    return start + os.sep.join(names) or os.curdir
+
+
 class OutputDir:
     """Places bodies under one folder for one run. Thread-safe: workers call ``place``.
 
-    DIR is opened once, here (following a link the user gave as DIR: that is their choice);
-    everything below it is reached from that descriptor without following any link.
+    DIR is opened once, here, by the system's reading of the path given (following a link the
+    user gave as DIR: that is their choice), or handed over already open as descriptor (a
+    worker process gets its parent's: it never looks DIR up by name, which may lead elsewhere
+    by then), which it owns from then on. root is only shown, never looked up again; everything
+    below DIR is reached from its descriptor without following any link.
+
+    others_since (a worker process's: when the run started its workers): a regular file changed
+    since then that this object never gave is another process's of this run (a worker that
+    died, whose folders this one took over), never replaced: the URL gets ``~<hash>``.
     """
 
-    def __init__(self, root: str) -> None:
-        self.root = os.path.normpath(root)
-        os.makedirs(self.root, exist_ok=True)
-        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def __init__(
+        self, root: str, descriptor: int | None = None, others_since: float | None = None
+    ) -> None:
+        self.root = shown_root(root)
+        self._others_since = others_since
+        if descriptor is None:
+            os.makedirs(root, exist_ok=True)
+            descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root_fd = descriptor
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
         # file path -> url_digest of the URL given it. The whole digest, not url_hash: 32 bits
         # collide within a run of some 80,000 URLs. Not the URL: the map holds an entry for
         # every file of the run, and a URL may be kilobytes where a digest is 32 bytes.
         self._owner: dict[str, bytes] = {}
+
+    def descriptor(self) -> int:
+        """DIR's descriptor, to hand to a worker process (this object still owns and closes
+        it); -1 once closed."""
+        return self._root_fd
 
     def close(self) -> None:
         """Close DIR's descriptor, under the lock, so that no walk starts from a number that
@@ -325,6 +360,13 @@ class OutputDir:
                 raise
             return Placement(path, folder, child)
 
+    def _anothers(self, path: str, info: os.stat_result | None) -> bool:
+        """Whether path is a file another process saved in this run (see others_since)."""
+        if self._others_since is None or path in self._owner or not _is_file(info):
+            return False
+        assert info is not None
+        return info.st_ctime >= self._others_since
+
     def _first_free(
         self, folder: int, parent: str, name: str, url: str, owner: bytes, file: bool
     ) -> tuple[str, str]:
@@ -341,7 +383,8 @@ class OutputDir:
             if file:
                 # not given to another URL in this run (an earlier run's file is replaced)
                 owned = self._owner.get(path, owner) == owner
-                fits = owned and _fits_file(_lstat(folder, candidate))
+                info = _lstat(folder, candidate)
+                fits = owned and _fits_file(info) and not self._anothers(path, info)
             else:
                 # not a file given in this run, nor a file an earlier run left
                 fits = path not in self._owner and _fits_folder(_lstat(folder, candidate))

@@ -47,7 +47,9 @@ def build_run(
         # Only here: multiprocessing's pipes are a start-up cost a run of threads need not pay.
         from fetcher.run.processes import ProcessExecutor
 
-        executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar)
+        folder = bodies.folder if bodies is not None else None  # DIR, opened once, here
+        executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar,
+                                   folder=folder)  # fmt: skip
     else:
         sessions = sessions or SessionPool(settings, jar)
         transfers = transfers or Transfers()

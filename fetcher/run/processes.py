@@ -8,10 +8,11 @@ This process still reads the input, decides what every job is, and writes every 
 --ordered, --unique, --shard, --failed, the summary and the exit status work as with one
 process. Jobs go in batches to the worker with the fewest jobs out, or by key when a per-host
 limit (--per-host, --host-rate) or -o DIR is set, so that each host's limits, pauses and file
-names live in one process; results come back in batches. A worker runs in its own process
-group, out of reach of the terminal's Ctrl-C: this process decides, and tells it to stop with
-SIGTERM; it hands back what it never started, and gets a little less grace than this process so
-that its last records arrive in time.
+names live in one process (a dead worker's keys go to the next live one); results come back
+in batches. A worker runs in its own process group, out of reach of the terminal's Ctrl-C: this
+process decides, and tells it to stop with SIGTERM; it hands back what it never started, and
+gets a little less grace than this process so that its last records arrive in time. -o DIR is
+opened by this process only: each worker gets its descriptor.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fetcher.http.cookies import Change, changed_jar, merge_changes
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
-from fetcher.output.paths import first_component
+from fetcher.output.paths import OutputDir, first_component
 from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
@@ -93,12 +94,42 @@ def least_busy(workers: list[WorkerProcess], turn: int) -> int:
     return best  # when none is alive: the job gets its record as lost
 
 
+def heir(workers: list[WorkerProcess], index: int) -> int:
+    """The worker that takes the keys dealt to worker index: itself while it lives, else the
+    first live one after it. A key moves only when its worker dies, with all of that worker's
+    keys: one host is in one live process at a time, so a per-host limit still holds, and only
+    the jobs that were with the dead worker are lost. When none is alive: index (the job gets
+    its record as lost)."""
+    count = len(workers)
+    for step in range(count):
+        if workers[(index + step) % count].alive:
+            return (index + step) % count
+    return index
+
+
 def exit_now(workers: list[WorkerProcess]) -> None:
+    """Each worker removes its temporary files and exits at once, and is waited for (briefly),
+    so that none outlives this process (before it exits at once too, or kills a stuck one)."""
     for worker in workers:
         worker.kill(EXIT_NOW)
     deadline = time.monotonic() + EXIT_NOW_WAIT
     for worker in workers:
         worker.wait(max(0.0, deadline - time.monotonic()))
+
+
+def end_workers(workers: list[WorkerProcess], limit: float) -> None:
+    """End of input for each worker, and up to limit seconds for all to end. One still running
+    then (after a stop, this process's grace is up: a worker may be in its own) is told to exit
+    at once, which removes its temporaries first; only one stuck even then is killed."""
+    for worker in workers:
+        worker.end_jobs()
+    deadline = time.monotonic() + limit
+    for worker in workers:
+        worker.wait(max(0.0, deadline - time.monotonic()))
+    exit_now([worker for worker in workers if worker.running])
+    for worker in workers:
+        worker.reap()
+        worker.close()
 
 
 def wait_until_started(workers: list[WorkerProcess]) -> None:
@@ -134,9 +165,14 @@ class ProcessExecutor:
         output_dir: str | None = None,
         log_levels: tuple[int, int] = (logging.WARNING, logging.WARNING),
         cookies: CookieJar | None = None,
+        folder: OutputDir | None = None,
     ) -> None:
         self.settings = settings
-        self.output_dir = output_dir
+        self.output_dir = output_dir  # -o DIR as given: shown in records, decides the dealing
+        # DIR as this process opened it (the run's Bodies' folder; else here, once): each worker
+        # gets its descriptor and never looks DIR up by name, which may lead elsewhere by then.
+        self.folder = folder or (OutputDir(output_dir) if output_dir is not None else None)
+        self._opened_here = folder is None
         self.log_levels = log_levels
         self.cookies = cookies
         self.shares = worker_shares(settings)
@@ -157,15 +193,18 @@ class ProcessExecutor:
         self._inbox = inbox
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
         cookies = list(self.cookies) if self.cookies is not None else None
+        descriptor = self.folder.descriptor() if self.folder is not None else None
+        started = time.time()  # before any worker: a file changed since is of this run
         for index, (workers, cpu) in enumerate(self.shares):
             # Ordering is this process's: a worker sees only some of the jobs.
             settings = replace(self.settings, workers=workers, grace=grace, ordered=False,
                                processes=1)  # fmt: skip
-            setup = WorkerSetup(settings, self.output_dir, self.log_levels, cookies, cpu)
+            setup = WorkerSetup(settings, self.output_dir, self.log_levels, cookies, cpu,
+                                descriptor, started)  # fmt: skip
             worker = WorkerProcess(index, setup)
             self.workers.append(worker)
             worker.listen(self._receive)
-        on_hard_exit(self._exit_now)
+        on_hard_exit(lambda: exit_now(self.workers))
         wait_until_started(self.workers)
 
     def submit(self, tasks: list[Task]) -> None:
@@ -203,13 +242,9 @@ class ProcessExecutor:
 
     def close(self, stopped: bool, abandoned: bool) -> None:
         """Each worker closes its own sessions."""
-        for worker in self.workers:
-            worker.end_jobs()
-        limit = 5.0 if not stopped else GRACE_MARGIN
-        for worker in self.workers:
-            worker.wait_or_kill(limit)
-        for worker in self.workers:
-            worker.close()
+        end_workers(self.workers, 5.0 if not stopped else GRACE_MARGIN)
+        if self._opened_here and self.folder is not None:
+            self.folder.close()
 
     def jars(self) -> list[CookieJar]:
         """The loaded jar with what every worker's servers set or deleted, applied in the order
@@ -218,15 +253,11 @@ class ProcessExecutor:
             return []
         return [changed_jar(self.cookies or (), merge_changes(self._received_cookies))]
 
-    def _exit_now(self) -> None:
-        """Before this process exits at once: each worker removes its temporary files and
-        exits at once too, and is waited for (briefly), so that none outlives this process."""
-        exit_now(self.workers)
-
     def _choose(self, job: Job) -> int:
         key = deal_key(job, self.settings, self.output_dir)
         if key is not None:
-            return shard_of(key.encode("utf-8", "surrogatepass"), len(self.workers))
+            index = shard_of(key.encode("utf-8", "surrogatepass"), len(self.workers))
+            return heir(self.workers, index)
         self._turn = least_busy(self.workers, self._turn)
         return self._turn
 

@@ -52,10 +52,16 @@ class WorkerSetup:
     """The first message to a worker: what it needs besides its jobs."""
 
     settings: Settings
-    output_dir: str | None
+    output_dir: str | None  # -o DIR as given: only shown in records, never opened by name
     log_levels: tuple[int, int]  # the root logger's level and fetcher's
     cookies: list[Cookie] | None  # the -c jar as loaded; None without -c
     cpu: int | None = None  # the CPU its threads keep to (fetcher.run.placement); None: its own
+    # -o: the descriptor of DIR as the parent opened it, passed to the worker under this very
+    # number, so that it saves into that folder whatever DIR's name leads to by then.
+    output_descriptor: int | None = None
+    # The parent's clock when it started the workers: a file under DIR changed since then that
+    # a worker did not save is another worker's (fetcher.output.paths.OutputDir).
+    started: float | None = None
 
 
 @dataclass(slots=True)

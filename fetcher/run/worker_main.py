@@ -18,6 +18,7 @@ from fetcher.http.session import SessionPool
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
 from fetcher.output.bodies import Bodies, remove_live_temporaries
+from fetcher.output.paths import OutputDir
 from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
@@ -136,7 +137,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     observer = WireObserver(results)
     run = build_run(
         setup.settings, WireReader(jobs, results), observer, sessions=sessions,
-        bodies=Bodies(setup.output_dir, False) if setup.output_dir is not None else None,
+        bodies=bodies_of(setup),
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
     )  # fmt: skip
@@ -156,6 +157,14 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     if stopped is not None:
         remove_live_temporaries()
         os._exit(0)  # threads may be blocked on a server; their jobs have their records
+
+
+def bodies_of(setup: WorkerSetup) -> Bodies | None:
+    """-o: DIR from the descriptor the parent opened and passed (never by its name, which may
+    lead elsewhere by now); DIR's name only shown in the records."""
+    if setup.output_dir is None or setup.output_descriptor is None:
+        return None
+    return Bodies(OutputDir(setup.output_dir, setup.output_descriptor, setup.started), False)
 
 
 def _send_report(results: Outbox, report: HostPause | StartReport) -> None:

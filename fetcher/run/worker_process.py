@@ -57,7 +57,7 @@ class WorkerProcess:
                                   control=control_read)  # fmt: skip
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", code], pass_fds=theirs,
+                [sys.executable, "-c", code], pass_fds=theirs + shared(setup),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, process_group=0,
             )  # fmt: skip
         except OSError as exc:
@@ -129,12 +129,16 @@ class WorkerProcess:
             with contextlib.suppress(OSError):
                 self.jobs.close()
 
-    def wait_or_kill(self, limit: float) -> None:
-        """Wait for the worker to end (its jobs all have their records), killing a stuck one;
-        then for its listener, which ends at the pipe's end with the worker's cookies."""
-        try:
-            wait_for_exit(self.process, limit)
-        except subprocess.TimeoutExpired:  # stopped, or stuck: its jobs have their records
+    @property
+    def running(self) -> bool:
+        """Not seen to have exited yet (wait tells)."""
+        return self.process.returncode is None
+
+    def reap(self) -> None:
+        """Kill the worker if it is still there (stuck even after EXIT_NOW: then only its
+        temporaries of the moment may be left), and wait for it; then for its listener,
+        which ends at the pipe's end with the worker's cookies."""
+        if self.running:
             self.process.kill()
             self.process.wait()
         if self._listener is not None:
@@ -160,6 +164,12 @@ class WorkerProcess:
             self.alive = False
             self._reported.set()
             listener(self.index, None)
+
+
+def shared(setup: WorkerSetup) -> tuple[int, ...]:
+    """This process's descriptors a worker gets too, under the same numbers (this process keeps
+    and closes its own): -o DIR as this process opened it."""
+    return () if setup.output_descriptor is None else (setup.output_descriptor,)
 
 
 def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:

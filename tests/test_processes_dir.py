@@ -1,0 +1,251 @@
+"""Worker processes (--processes) and -o DIR: the workers save into the very folder the run
+opened, a stop leaves no temporary, a dead worker costs only its own jobs, and DIR is the folder
+the system means by the path given.
+
+Every test runs real worker processes against servers on 127.0.0.1; waits are bounded polls.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fetcher.input.reader import InputReader, Source
+from fetcher.output.paths import OutputDir
+from fetcher.run.engine import Run
+from fetcher.run.processes import ProcessExecutor
+from fetcher.settings import Settings
+from tests.conftest import FETCHER, clean_env, run_process
+from tests.servers import client_ports, counting_server, records, serving, wait_for, worker_pids
+from tests.test_sessions import MemoryObserver
+from tests.test_worker_processes import read_lines, reap
+
+
+def files_below(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# -- 1. the workers use the folder the parent opened, never DIR's name again -------------------
+
+
+def test_workers_save_into_the_folder_the_parent_opened_even_if_its_name_now_leads_elsewhere(
+    tmp_path,
+):
+    """DIR opened (as the command opens it before the run), then renamed and replaced by a link
+    to an outside folder before any worker exists: a worker that opened DIR by name would follow
+    the link; the bodies must all go to the folder that was opened."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    opened = OutputDir(str(tmp_path / "DIR"))
+    (tmp_path / "DIR").rename(tmp_path / "DIR.real")
+    (tmp_path / "DIR").symlink_to(outside)
+    settings = Settings(workers=4, processes=2, output_dir=str(tmp_path / "DIR"))
+    with counting_server() as server:
+        urls = [server.url(f"/f{n}") for n in range(8)]
+        urls += [server.url(f"/g{n}").replace("127.0.0.1", "localhost") for n in range(8)]
+        reader = InputReader([Source("arguments", arguments=tuple(urls))], "http", False)
+        observer = MemoryObserver()
+        executor = ProcessExecutor(settings, settings.output_dir, folder=opened)
+        assert Run(settings, reader, executor, observer).run() is None
+    opened.close()
+    assert len(observer.results) == 16 and all(r.ok for r in observer.results)
+    assert files_below(outside) == []
+    assert len(files_below(tmp_path / "DIR.real")) == 16
+    for result in observer.results:  # records name DIR as given, whatever it leads to now
+        assert result.path.startswith(str(tmp_path / "DIR") + os.sep)
+
+
+# -- 2. a reader that goes away: the workers remove their temporaries --------------------------
+
+
+class HeldHandler(BaseHTTPRequestHandler):
+    """``/held``: headers and the first bytes of a long body, the rest only at the end of the
+    test; ``/gate``: a small answer once the test opens the gate."""
+
+    protocol_version = "HTTP/1.1"
+    server: HeldServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        held = self.path.startswith("/held")
+        if not held:
+            self.server.gate.wait(30)
+        self.send_response(200)
+        self.send_header("Content-Length", "100000" if held else "2")
+        self.end_headers()
+        self.wfile.write(b"x" * 10 if held else b"ok")
+        self.wfile.flush()
+        if held:
+            self.server.release.wait(30)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class HeldServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), HeldHandler)
+        self.gate = threading.Event()
+        self.release = threading.Event()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """The client hanging up mid-body is the point of the test."""
+
+
+@pytest.fixture
+def held_server() -> Iterator[HeldServer]:
+    with serving(HeldServer()) as server:
+        try:
+            yield server
+        finally:
+            server.gate.set()
+            server.release.set()
+
+
+def temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(".fetcher-")]
+
+
+def test_a_reader_gone_leaves_no_temporary_of_a_worker(tmp_path, held_server):
+    """Two bodies half-written by a worker when the reader of standard output goes away: the
+    run stops at once (no grace), and the workers' temporaries must still be removed."""
+    out = tmp_path / "out"
+    urls = [held_server.url("/held/1"), held_server.url("/held/2"), held_server.url("/gate")]
+    process = subprocess.Popen(
+        [*FETCHER, "-j", "8", "--processes", "2", "-o", str(out), "--format", "jsonl", *urls],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(temporaries(out)) == 2, "the two temporaries", 20)
+        assert process.stdout is not None
+        process.stdout.close()  # the reader goes away ...
+        held_server.gate.set()  # ... and the next record finds it gone
+        process.wait(30)
+    finally:
+        reap(process)
+    assert process.returncode == 141
+    assert temporaries(out) == []
+
+
+# -- 3. a dead worker costs only its own jobs, also when jobs are dealt by key -----------------
+
+
+@pytest.mark.parametrize(
+    "option", [["-o", "OUT"], ["--per-host", "1"], ["--host-rate", "1000"]], ids=str
+)
+def test_jobs_read_after_a_worker_died_go_to_a_live_worker(tmp_path, option):
+    """One host, dealt by key to one worker, which is killed between two lines of a pipe (no
+    job was with it): the later lines are fetched by the other worker, not given lost records."""
+    option = [str(tmp_path / value) if value == "OUT" else value for value in option]
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", *option, "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(f"{server.url('/first')}\n".encode())
+            process.stdin.flush()
+            read_lines(process.stdout, 1, 20)
+            (dead,) = [pid for pid in worker_pids(process.pid) if client_ports(pid, server.port)]
+            os.kill(dead, signal.SIGKILL)
+            # Reaped: the parent has heard that its pipe ended and waited for it.
+            wait_for(lambda: not Path(f"/proc/{dead}").exists(), "the parent to reap it", 20)
+            later = [server.url(f"/later/{n}") for n in range(6)]
+            process.stdin.write("".join(f"{url}\n" for url in later).encode())
+            process.stdin.close()
+            process.wait(30)  # its few lines fit in the pipes
+            stdout, stderr = process.stdout.read(), process.stderr.read()
+        finally:
+            reap(process)
+        assert server.requests == 7
+    got = records(stdout)  # the first record was read above
+    assert [(r["url"], r["ok"]) for r in got] == [(url, True) for url in later], got
+    assert process.returncode == 0, stderr
+
+
+def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs(tmp_path):
+    """The worker that takes a dead worker's folders never gave its names: a later URL given
+    one of them gets ``~<hash>`` (two URLs of one run never share a file), while a file from
+    before the run is replaced as ever."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_bytes(b"from an earlier run\n")
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
+             "--input-format", "jsonl", "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(
+                f'{{"url": "{server.url("/one")}", "output": "same.txt"}}\n'.encode()
+            )
+            process.stdin.flush()
+            read_lines(process.stdout, 1, 20)
+            (dead,) = [pid for pid in worker_pids(process.pid) if client_ports(pid, server.port)]
+            os.kill(dead, signal.SIGKILL)
+            wait_for(lambda: not Path(f"/proc/{dead}").exists(), "the parent to reap it", 20)
+            process.stdin.write(f'{{"url": "{server.url("/two")}", "output": "same.txt"}}\n'
+                                f'{{"url": "{server.url("/new")}", "output": "old.txt"}}\n'
+                                .encode())  # fmt: skip
+            process.stdin.close()
+            process.wait(30)
+            stdout, stderr = process.stdout.read(), process.stderr.read()
+        finally:
+            reap(process)
+    assert process.returncode == 0, stderr
+    paths = {r["url"]: r["path"] for r in records(stdout)}
+    assert (out / "same.txt").read_bytes() == b"body of /one\n"
+    assert paths[server.url("/two")].startswith(str(out / "same.txt~"))
+    assert Path(paths[server.url("/two")]).read_bytes() == b"body of /two\n"
+    assert paths[server.url("/new")] == str(out / "old.txt")
+    assert (out / "old.txt").read_bytes() == b"body of /new\n"
+
+
+# -- 4. DIR is what the system means by the path given ---------------------------------------
+
+
+def test_a_dir_through_a_link_and_dot_dot_is_the_folder_the_system_resolves(tmp_path):
+    """``link/../DIR`` with link -> elsewhere/sub is elsewhere/DIR for ls, curl and wget."""
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "DIR").mkdir()
+    (tmp_path / "link").symlink_to("elsewhere/sub")
+    with counting_server() as server:
+        for extra in ([], ["--processes", "2"]):
+            result = run_process(["--format", "jsonl", "-o", "link/../DIR", *extra,
+                                  server.url(f"/a{len(extra)}")], cwd=tmp_path)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            (record,) = records(result.stdout)
+            assert record["path"] == f"link/../DIR/127.0.0.1_{server.port}/a{len(extra)}"
+    assert not (tmp_path / "DIR").exists()
+    assert files_below(tmp_path / "elsewhere" / "DIR") == [
+        f"127.0.0.1_{server.port}/a0",
+        f"127.0.0.1_{server.port}/a2",
+    ]
+
+
+def test_an_output_dir_is_opened_as_given_and_shown_as_given(tmp_path):
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "sub")
+    given = str(tmp_path / "link" / ".." / "new" / "DIR")
+    folder = OutputDir(given)
+    with folder.place("http://h/x") as placement:
+        assert placement.path == os.path.join(given, "h", "x")
+    folder.close()
+    assert (tmp_path / "elsewhere" / "new" / "DIR" / "h").is_dir()
+    assert not (tmp_path / "new").exists()
