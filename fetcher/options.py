@@ -436,8 +436,34 @@ def check_combinations(params: dict[str, Any]) -> None:
     check_metrics_labels(params)
     check_state_options(params)
     check_retry_on(params)
+    check_outside_output_dir(params)
     if params["proxy"] is None:
         check_environment_proxies(os.environ)
+
+
+# The files a run writes besides bodies, by option.
+RUN_FILES = {"--results": "results", "--failed": "failed", "--summary": "summary",
+             "--metrics": "metrics", "-c": "cookie_jar", "--state": "state"}  # fmt: skip
+
+
+def check_outside_output_dir(params: dict[str, Any]) -> None:
+    """Refuse a run file inside -o DIR: a saved body could replace it (a URL's path, a -J name,
+    a line's output naming it: --results would lose every record, --state its history), and
+    one renamed into place at the end could replace a body the records say is there. DIR as
+    the system finds it, links and all."""
+    if not params["output_dir"]:
+        return
+    folder = os.path.realpath(params["output_dir"])
+    for option, name in RUN_FILES.items():
+        path = params[name]
+        if not path or path.startswith("/dev/") or path.startswith("/proc/"):
+            continue  # a stream, not a file in a folder
+        where = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if where == folder or where.startswith(folder + os.sep):
+            raise click.UsageError(
+                f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
+                "it a body): give it a place outside DIR"
+            )
 
 
 def check_retry_on(params: dict[str, Any]) -> None:

@@ -157,6 +157,22 @@ def test_an_output_file_named_like_an_option_is_a_usage_error(
     assert (tmp_path / "-i").exists()
 
 
+@pytest.mark.parametrize(
+    "option", ["--results", "--failed", "--summary", "--metrics", "-c", "--state"]
+)
+@pytest.mark.parametrize("where", ["out/records", "out/127.0.0.1_1/records", "./out/../out/r"])
+def test_an_output_file_inside_the_output_dir_is_a_usage_error(
+    server, tmp_path, monkeypatch, option, where
+):
+    """A saved body could replace it: a URL's path, a -J name or a line's output naming it
+    (--results: every record lost, exit 0; --state: its history), or, renamed at the end, it
+    could replace a body the records say is there (s14 state tester 6, -o DIR attacker 7)."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "-o", "out", option, where, server.url("/x")])
+    assert_refused(result, option, server)
+    assert "inside -o DIR" in result.stderr
+
+
 @pytest.mark.parametrize("args", [["-o", ""], ["--output-dir="], ["-J", "-o", ""]])
 def test_an_empty_output_dir_is_a_usage_error(server, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
