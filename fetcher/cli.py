@@ -170,6 +170,10 @@ def report(
     return status
 
 
+# An end-of-run file: its option, its path and what writes it (summary, path, exit status).
+SummaryFile = tuple[str, str, Callable[["Summary", str, int], None]]
+
+
 def write_summary_files(
     settings: Settings,
     streams: Streams,
@@ -177,23 +181,37 @@ def write_summary_files(
     stopped_by: ExitStatus | None,
     status: int,
 ) -> int:
-    """Write --summary, then --metrics, each with the exit status so far; returns the exit
-    status, made at least 1 by a file that could not be written (a file already written keeps
-    the status it was given)."""
+    """Write --summary and --metrics, each with the exit status, and return it. One that cannot
+    be written makes the status at least 1: the other, written already with the status before,
+    is then written again, so that every file written says the status the process exits with
+    (a second failure changes the status no more)."""
     from fetcher.output.metrics import write_metrics
     from fetcher.output.summary import write_summary_json
 
     metrics = functools.partial(write_metrics, labels=settings.metrics_labels)
-    files: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
+    named: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
         ("--summary", settings.summary, write_summary_json),
         ("--metrics", settings.metrics, metrics),
     ]
-    for option, path, write in files:
-        if path is None:
-            continue
-        if write_or_say(streams, option, path, functools.partial(write, summary, path, status)):
-            status = final_status(summary, stopped_by, True)
-    return status
+    files: list[SummaryFile] = [(option, path, write) for option, path, write in named if path]
+    written = write_each(streams, summary, files, status)
+    if len(written) == len(files):
+        return status
+    final = final_status(summary, stopped_by, True)
+    if final != status:
+        write_each(streams, summary, written, final)
+    return final
+
+
+def write_each(
+    streams: Streams, summary: Summary, files: list[SummaryFile], status: int
+) -> list[SummaryFile]:
+    """Write each of files with status; return the ones written."""
+    return [
+        (option, path, write)
+        for option, path, write in files
+        if not write_or_say(streams, option, path, functools.partial(write, summary, path, status))
+    ]
 
 
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:

@@ -5,22 +5,26 @@ Everything here runs on one thread, in the order results are emitted, so nothing
 the one exception is a hard stop's watchdog taking that thread's place when it is stuck in a
 write (``take_over``), which first makes sure the stuck thread will never go on.
 
-Bookkeeping comes first: a closed output (BrokenPipeError, re-raised to the run, which stops)
-never loses a count or a --failed line. Any other write error (a full disk, EIO) is reported
-once through ``on_write_error`` (which stops the run); from then on no record is written and
-every line whose record is lost goes to --failed, ok or not, with those of records still
-buffered: a retry gives them back.
+Bookkeeping comes before the record: a closed output (BrokenPipeError, re-raised to the run,
+which stops) never loses a count or a --failed line. With --body the body goes first, so that
+the record can say whether it reached its reader whole: one that did not is an ``io`` failure
+(its line goes to --failed), never an ok record. Any other write error (a full disk, EIO) is
+reported once through ``on_write_error`` (which stops the run); from then on no record is
+written and every line whose record is lost goes to --failed, ok or not, with those of records
+still buffered: a retry gives them back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
@@ -56,7 +60,7 @@ class Collector:
         self.state = state  # --state: written before the record, which says what changed
         self.output_broken = False  # the records' reader has gone
         self.write_error: str | None = None  # the message, once a write has failed
-        self._unflushed: list[tuple[bytes, bytes | None]] = []  # ok lines since the last flush
+        self.retry = RetryLines(failed)  # what goes to --failed, and what may have to
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
 
     def on_finished(self, result: Result) -> None:
@@ -65,22 +69,16 @@ class Collector:
             self._guard(self.state.record, "state", result)
 
     def on_result(self, result: Result) -> None:
-        """Count, keep the line if it failed, show, write the body and the record. Raises
-        BrokenPipeError when the records' reader has gone (the run then stops quietly)."""
-        self.summary.add(result)
-        lost, gone = self.write_error is not None, None
-        if (lost or not result.ok) and self.failed is not None:
-            self.failed.add(result.job.raw, result.job.header)
-        self.display.on_result(result)
+        """Write the body (--body), count, keep the line if it failed, show, write the record.
+        Raises BrokenPipeError when a reader has gone (the run then stops quietly)."""
+        gone: BrokenPipeError | None = None
         try:
-            if self.output_broken or lost:
-                return
-            if result.ok and self.failed is not None:
-                self._unflushed.append((result.job.raw, result.job.header))
-            if self.bodies is not None and result.body is not None:
-                gone = self.bodies.write(self._guard, result.body)
-            self._guard(self.writer.write, "records", result)
-            if gone:
+            if self.bodies is not None and result.body is not None and self.writes:
+                result, gone = self.bodies.deliver(self._guard, result, self.retry)
+            self._keep(result)
+            if self.writes:
+                self._guard(self.writer.write, "records", result)
+            if gone is not None:
                 raise gone
         except BrokenPipeError as exc:
             self.output_broken = self.output_broken or exc is not gone
@@ -88,10 +86,23 @@ class Collector:
         finally:
             result.close()
 
+    @property
+    def writes(self) -> bool:
+        """Records (and bodies) are still written: no reader gone, no write failed."""
+        return not self.output_broken and self.write_error is None
+
+    def _keep(self, result: Result) -> None:
+        """Count, show; the line to --failed if not ok or its record is lost, else held."""
+        self.summary.add(result)
+        self.display.on_result(result)
+        if not result.ok or self.write_error is not None:
+            self.retry.add(result.job)
+        elif not self.output_broken:  # a reader gone: what it never read is not a failure
+            self.retry.hold(result.job)
+
     def on_skipped(self, job: Job) -> None:
         self.summary.not_attempted += 1
-        if self.failed is not None:
-            self.failed.add(job.raw, job.header)
+        self.retry.add(job)
 
     def on_partial(self, job: Job, partial: Partial) -> None:
         if self.state is not None:
@@ -106,9 +117,8 @@ class Collector:
         as on_result."""
         if self.state is not None:
             self._guard(self.state.commit, "state")
-        if self.failed is not None:
-            self.failed.flush()
-        if self.output_broken or self.write_error is not None:
+        self.retry.flush()
+        if not self.writes:
             return
         try:
             self._guard(self.writer.flush, "records")
@@ -118,11 +128,11 @@ class Collector:
         if self.bodies is not None and (gone := self.bodies.flush(self._guard)):
             raise gone
         if self.write_error is None:
-            self._unflushed.clear()
+            self.retry.flushed()
 
     def close_writer(self) -> None:
         """Flush and close the records' output at the end of the run, with the same care."""
-        if not self.output_broken and self.write_error is None:
+        if self.writes:
             try:
                 self._guard(self.writer.flush, "records")
                 self._guard(self.writer.close)
@@ -143,27 +153,24 @@ class Collector:
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"
-        self._hand_back_unflushed()
+        self.retry.hand_back(writing=True)
         return True
 
     def commit_failed_now(self) -> None:
-        """A hard exit's hook: --failed renamed into place, with the lines of records not yet
-        flushed, which the exit may cut off (retried once more rather than lost)."""
-        if self.failed is not None:
-            if not self.output_broken:  # a reader gone: what it never read is not a failure
-                self._hand_back_unflushed()
-            self.failed.commit(sync=False)
+        """A hard exit's hook: --failed renamed into place, with the lines the exit may cut off
+        (``RetryLines``), unless their reader is gone: what it never read is no failure."""
+        self.retry.commit_now(hand_back=not self.output_broken)
+
+    def keep_old_failed(self) -> None:
+        """A run stopped before reading an input it cannot read to its end (a pipe): the old
+        --failed FILE is kept whole, never replaced by a shorter list."""
+        self.retry.keep_old()
 
     def flush_at_exit(self) -> None:
         """A hard exit's last hook: flush the records, unless a write is in progress (the flush
         would wait on it) or the records are lost anyway."""
         if not (self._writes.busy or self.output_broken or self.write_error):
             self.writer.flush()
-
-    def _hand_back_unflushed(self) -> None:
-        unflushed, self._unflushed = self._unflushed, []
-        for raw, header in unflushed:  # kept only with --failed
-            cast(FailedLines, self.failed).add(raw, header)
 
     def _guard(self, write: Callable[..., object], what: str = "", *args: Any) -> None:
         """Call write; an OSError other than EPIPE becomes write_error instead of an exception."""
@@ -174,17 +181,83 @@ class Collector:
         except BrokenPipeError:
             raise
         except OSError as exc:
-            where = {"records": self.records_to, "": self.records_to}.get(what, "<stdout>")
-            if what == "state" and self.state is not None:
-                where = repr(self.state.path)
-            self.write_error = f"cannot write {what or 'records'} to {where}: {_reason(exc)}"
-            self._hand_back_unflushed()
+            self.write_error = cannot_write(what, exc, self.records_to, self.state)
+            self.retry.hand_back()  # a body being written: its line goes with its result
             if self.on_write_error is not None:
                 self.on_write_error(self.write_error)
 
 
-def _reason(exc: OSError) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
+def cannot_write(what: str, exc: OSError, records_to: str, state: State | None) -> str:
+    """The message of a write error: what could not be written where (state: --state's)."""
+    where = {"records": records_to, "": records_to}.get(what, "<stdout>")
+    if what == "state" and state is not None:
+        where = repr(state.path)
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return f"cannot write {what or 'records'} to {where}: {reason}"
+
+
+UNDELIVERED = "body not written whole: the reader of standard output went away"
+
+
+def undelivered(result: Result) -> Result:
+    """result, whose body its --body reader did not take whole: not ok, so that its line goes
+    to --failed; kind io. What was fetched (status, bytes, sha256) stays as it was."""
+    if not result.ok:
+        return result  # its line goes to --failed already, with its own kind
+    return dataclasses.replace(result, ok=False, error_kind=ErrorKind.IO,
+                               error_message=UNDELIVERED)  # fmt: skip
+
+
+Line = tuple[bytes, bytes | None]  # an input line and its csv header
+
+
+class RetryLines:
+    """What the collector hands to --failed (when there is one): the lines that did not end
+    ok, and, held back, the lines of ok records not yet flushed to their reader and of the body
+    being written: a write error, a stuck write or a hard exit hands those over as well
+    (retried once more rather than lost)."""
+
+    def __init__(self, failed: FailedLines | None) -> None:
+        self.failed = failed
+        self.held: list[Line] = []
+        self.writing: Line | None = None  # set by the writer only while it writes a body
+
+    def add(self, job: Job) -> None:
+        if self.failed is not None:
+            self.failed.add(job.raw, job.header)
+
+    def hold(self, job: Job) -> None:
+        if self.failed is not None:
+            self.held.append((job.raw, job.header))
+
+    def flushed(self) -> None:
+        self.held.clear()
+
+    def flush(self) -> None:
+        if self.failed is not None:
+            self.failed.flush()
+
+    def hand_back(self, writing: bool = False) -> None:
+        """The held lines to --failed; writing: with the body's line (its writer will never go
+        on: it is stopped for good, or the process exits)."""
+        held, self.held = self.held, []
+        if writing and self.writing is not None:
+            held.append(self.writing)
+            self.writing = None
+        for raw, header in held:
+            if self.failed is not None:
+                self.failed.add(raw, header)
+
+    def commit_now(self, hand_back: bool) -> None:
+        """A hard exit: --failed renamed into place (with the held lines, if hand_back)."""
+        if self.failed is not None:
+            if hand_back:
+                self.hand_back(writing=True)
+            self.failed.commit(sync=False)
+
+    def keep_old(self) -> None:
+        if self.failed is not None:
+            self.failed.abort()
 
 
 Guard = Callable[..., None]  # Collector._guard: a write, timed and with its errors reported
@@ -198,12 +271,31 @@ class BodyStream:
         self.stream = stream
         self.broken = False
 
+    def deliver(
+        self, guard: Guard, result: Result, retry: RetryLines
+    ) -> tuple[Result, BrokenPipeError | None]:
+        """Write result's body before its record, so that the record can say whether its reader
+        took it whole; if not (gone then or before), the result is no longer ok. Its line is
+        held meanwhile, for a hard stop that takes over a write stuck here."""
+        assert result.body is not None
+        retry.writing = (result.job.raw, result.job.header)
+        try:
+            gone = self.write(guard, result.body)
+        finally:
+            retry.writing = None
+        return (undelivered(result) if self.broken else result), gone
+
     def write(self, guard: Guard, body: IO[bytes]) -> BrokenPipeError | None:
-        """Write body whole through the collector's guard. The BrokenPipeError of a reader gone
-        is returned, once, for the caller to raise when the record is written; nothing more
-        is written here after it."""
+        """Write body whole and flush it (so that ``broken`` says whether its reader was there
+        to take it), through the collector's guard. The BrokenPipeError of a reader gone is
+        returned, once, for the caller to raise when the record is written; nothing more is
+        written here after it."""
         body.seek(0)
-        return self._call(guard, shutil.copyfileobj, body, self.stream)
+        return self._call(guard, self._write_whole, body)
+
+    def _write_whole(self, body: IO[bytes]) -> None:
+        shutil.copyfileobj(body, self.stream)
+        self.stream.flush()
 
     def flush(self, guard: Guard) -> BrokenPipeError | None:
         return self._call(guard, self.stream.flush)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 from fetcher.observer import Observer
 from fetcher.run.books import Books
@@ -55,14 +54,15 @@ class Run:
         self.dispatcher = Dispatcher(
             source, executor, self.books, self.mailbox.put, self.stopping, lookup
         )
-        take_over = getattr(observer, "take_over", None)  # the records' sink has one
-        self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put, take_over,
+        self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put, observer,
                                 self._finish_hard_stop)  # fmt: skip
         self.stopped_by: ExitStatus | None = None
 
     def request_stop(self, reason: ExitStatus) -> None:
-        """Stop dispatching; in-flight jobs get the grace period. Safe in a signal handler."""
+        """Stop dispatching; in-flight jobs get the grace period, from the first stop on (the
+        watchdog ends it if a write holds the calling thread). Safe in a signal handler."""
         self.stopping.set()
+        self.hard.watch_grace(reason, grace_of(reason, self.settings))
         self.mailbox.put(Stop(reason))
 
     def hard_stop(self, reason: ExitStatus) -> None:
@@ -117,8 +117,7 @@ class Run:
             return deadline
         self.executor.stop()
         self.settle_executor()
-        grace = 0.0 if reason is ExitStatus.BROKEN_PIPE else self.settings.grace  # no reader
-        return time.monotonic() + grace
+        return self.hard.grace_ends
 
     def _finish_hard_stop(self, reason: ExitStatus, wait: float | None = None) -> None:
         """A second signal, on the calling thread (or the watchdog, in its place when it is stuck
@@ -182,3 +181,8 @@ class Run:
         """The reader of the records went away: stop quietly (exit status 141)."""
         if self.stopped_by is None:
             self.request_stop(ExitStatus.BROKEN_PIPE)
+
+
+def grace_of(reason: ExitStatus, settings: Settings) -> float:
+    """Seconds a stop gives requests in flight: none once the records' reader is gone."""
+    return 0.0 if reason is ExitStatus.BROKEN_PIPE else settings.grace

@@ -1,7 +1,12 @@
 """A second signal: every line read that did not end ok is handed to the observer (so to
 --failed), with the unread rest of file inputs, and the process exits within a second (SPEC
 2.5). A watchdog thread does it instead when the calling thread is stuck in a write (a pipe
-nobody reads), and exits anyway if the calling thread cannot finish in time."""
+nobody reads), and exits anyway if the calling thread cannot finish in time.
+
+The same watchdog ends a first stop whose grace is over while the calling thread is stuck in a
+write: a reader that stopped reading would otherwise hold the run forever, --failed unwritten.
+A second signal before the run has read a line (its workers still starting) hands the whole
+input to --failed, or keeps the old FILE when part of it is a pipe (see ``arm``)."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from fetcher.observer import Observer
 from fetcher.run.dispatcher import Dispatcher
 from fetcher.run.executor import start_thread
 from fetcher.run.messages import HardStop, Inbox
@@ -35,54 +41,88 @@ class HardStopper:
     """The hard stop of one run: armed from a signal handler, finished by the run's calling
     thread at its next message (``Run.finish_hard_stop``), or by the watchdog if that thread
     is stuck (blocked writing to a pipe nobody reads, say): once take_over says that thread
-    will never go on, the watchdog calls finish in its place."""
+    will never go on, the watchdog calls finish in its place. After a first stop, the watchdog
+    does the same once the grace is over (``watch_grace``)."""
 
     def __init__(
         self,
         dispatcher: Dispatcher,
         stopping: threading.Event,
         inbox: Inbox,
-        take_over: TakeOver | None = None,
+        observer: Observer,
         finish: Finish | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.stopping = stopping
         self.inbox = inbox
-        self.take_over = take_over
+        self.observer = observer
+        self.take_over: TakeOver | None = getattr(observer, "take_over", None)  # a records sink
         self.finish = finish
         self.reason: ExitStatus | None = None
+        self.first: ExitStatus | None = None  # the first stop's reason
+        self.grace_ends = 0.0  # when the first stop's grace ends (monotonic)
+        self._started = False  # the run went on to read its input: lines may have been read
         self._collecting = False  # the calling thread is in run(): a hard stop goes through it
-        self._event = threading.Event()  # wakes the watchdog
+        self._event = threading.Event()  # wakes the watchdog: a stop, or the end of run()
+        self._no_grace = threading.Event()  # a hard stop, or the end of run(): no grace to watch
         self._watchdog: threading.Thread | None = None
 
     def arm(self, reason: ExitStatus) -> None:
         """Only sets flags and queues a message: safe in a signal handler. Outside ``run()``
-        every line read is already accounted for: exit at once."""
+        every line read is already accounted for: exit at once (before ``run()`` read a line,
+        the input goes to --failed first)."""
         if not self._collecting:
+            if not self._started:
+                self._hand_back_input()
             hard_exit(reason)
         self.reason = reason
         self.dispatcher.hard = True  # it stops after the line it is on
         self.stopping.set()
         self.inbox(HardStop(reason))
+        self._no_grace.set()
+        self._event.set()
+
+    def watch_grace(self, reason: ExitStatus, grace: float) -> None:
+        """A stop with grace seconds for requests in flight (the first one counts): past them,
+        a calling thread stuck in a write is taken over as after a second signal. Safe in a
+        signal handler."""
+        if self.first is None:
+            self.grace_ends = time.monotonic() + grace
+            self.first = reason
         self._event.set()
 
     def start_watching(self) -> None:
         """From here on a second signal is handled by the calling thread."""
         watchdog = threading.Thread(target=self._watch, name="fetcher-watchdog", daemon=True)
+        self._started = self._collecting = True  # before it runs: it watches while collecting
         start_thread(watchdog)
         self._watchdog = watchdog  # started: stop_watching may join it
-        self._collecting = True
 
     def stop_watching(self) -> None:
         """The calling thread left run(): a second signal now exits directly; the watchdog
         ends (it is woken with no hard stop to watch)."""
         self._collecting = False
+        self._no_grace.set()
         self._event.set()
         if self._watchdog is not None and self.reason is None:
             self._watchdog.join()
 
+    def _hand_back_input(self) -> None:
+        """A hard stop before the run read a line: all its input is unread. When it all comes
+        from files and arguments, it goes to --failed (as the unread rest of a file does); part
+        of it from a pipe, which cannot be read to its end, the old --failed FILE is kept whole,
+        as by a run killed outright: never a shorter list in its place."""
+        source = self.dispatcher.source
+        if source.rest_is_finite:
+            for job in source.drain(lines_only=True):
+                self.observer.on_skipped(job)
+        elif (keep_old_failed := getattr(self.observer, "keep_old_failed", None)) is not None:
+            keep_old_failed()
+
     def _watch(self) -> None:
         self._event.wait()
+        if self.reason is None and self.first is not None:
+            self._watch_grace(self.first)
         reason = self.reason
         if reason is None:
             return  # the run ended without one
@@ -101,6 +141,17 @@ class HardStopper:
                 break
             time.sleep(WATCH_EVERY)
         hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
+
+    def _watch_grace(self, reason: ExitStatus) -> None:
+        """A first stop: once its grace is over, a calling thread stuck in a write (a reader
+        that stopped reading) turns it into a hard stop, with the first stop's status. Returns
+        at once on a second signal, and when run() ends."""
+        self._no_grace.wait(max(0.0, self.grace_ends - time.monotonic()))
+        while self.reason is None and self._collecting:
+            if self._took_over():
+                self.reason = reason
+                return
+            self._no_grace.wait(WATCH_EVERY)
 
     def _took_over(self) -> bool:
         """The calling thread is stuck in a write and stopped for good: this one goes on."""

@@ -1,0 +1,270 @@
+"""Stops at the edges of a run, as a real process (SPEC 2.4 --failed, 2.5): a second signal
+while the run is still starting, one signal while the reader of the records has stalled, a
+--body reader that goes away in the middle of a body, and --summary's exit status when a file
+written after it fails. In each, --failed must hold every line that did not end ok (or keep the
+old FILE whole), and no file may say what did not happen."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fetcher.settings import DEFAULT_GRACE
+from tests.conftest import FETCHER, ROOT, clean_env
+from tests.servers import Route, counting_server, wait_for, worker_pids
+
+SYS_WRITE = 1  # x86_64
+Started = tuple[subprocess.Popen[bytes], Path]  # a fetcher held at its start, and its gate
+
+
+def temporaries(folder: Path) -> list[str]:
+    return [path.name for path in folder.iterdir() if path.name.startswith(".fetcher-")]
+
+
+# -- a second signal while the run starts (h2 D4) ----------------------------------------------
+
+# Worker processes wait at their very start (before they report to the parent) until the gate
+# file exists: the parent is held in its start-up, before its dispatcher reads a line, for as
+# long as the test wants. The parent itself (whose parent is the test) passes straight through.
+# A signal may land on another thread than the parent's main thread, which runs the handlers
+# only once its wait for the workers ends: the gate opens after the signals, and the handlers
+# run before the start-up goes on.
+GATE_SITE = """\
+import os, time
+if os.getppid() != int(os.environ["STOP_EDGES_TEST_PID"]):
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ["STOP_EDGES_GATE"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+@contextlib.contextmanager
+def held_at_start(tmp_path: Path, args: list[str], stdin: int) -> Iterator[Started]:
+    """fetcher --processes 2 ARGS, held in its start-up (its workers started, not yet ready)."""
+    site = tmp_path / "gate-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(GATE_SITE)
+    gate = tmp_path / "gate"
+    env = clean_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", STOP_EDGES_GATE=str(gate),
+                    STOP_EDGES_TEST_PID=str(os.getpid()))  # fmt: skip
+    with (tmp_path / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [*FETCHER, "--processes", "2", "-j", "4", *args], stdin=stdin,
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: len(worker_pids(process.pid)) == 2, "both worker processes", 30)
+        yield process, gate
+    finally:
+        gate.touch()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def stop_twice(started: Started) -> None:
+    """SIGINT then SIGTERM (two signals, so two handlers run, SIGINT's first), then let the
+    workers go on."""
+    process, gate = started
+    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
+    gate.touch()
+    process.wait(timeout=10)
+
+
+def test_a_second_signal_while_workers_start_hands_the_whole_input_file_to_failed(tmp_path):
+    """`-i retry.txt --failed retry.txt`: the retry loop of SPEC 2.4. Before, the empty --failed
+    of a run that had read nothing was renamed over retry.txt: the whole list was gone."""
+    lines = [f"http://127.0.0.1:9/page?i={n}" for n in range(200)]
+    retry = tmp_path / "retry.txt"
+    retry.write_text("".join(f"{line}\n" for line in lines))
+    args = ["-i", "retry.txt", "--failed", "retry.txt", "--format", "jsonl"]
+    with held_at_start(tmp_path, args, subprocess.DEVNULL) as started:
+        stop_twice(started)
+    stderr = (tmp_path / "stderr").read_text()
+    assert started[0].returncode == 143, stderr
+    assert retry.read_text().splitlines() == lines, stderr
+    assert temporaries(tmp_path) == []
+
+
+def test_a_second_signal_while_workers_start_keeps_the_old_failed_with_a_piped_input(tmp_path):
+    """The input is a pipe, which cannot be read to its end: the old FILE is kept whole, as by
+    a run killed outright, rather than replaced by an empty list."""
+    retry = tmp_path / "retry.txt"
+    retry.write_text("http://127.0.0.1:9/old-a\nhttp://127.0.0.1:9/old-b\n")
+    reader, writer = os.pipe()
+    os.write(writer, b"http://127.0.0.1:9/new\n")  # the producer keeps the pipe open
+    try:
+        with held_at_start(tmp_path, ["--failed", "retry.txt"], reader) as started:
+            os.close(reader)
+            reader = -1
+            stop_twice(started)
+    finally:
+        os.close(writer)
+        if reader >= 0:
+            os.close(reader)
+    stderr = (tmp_path / "stderr").read_text()
+    assert started[0].returncode == 143, stderr
+    assert retry.read_text() == "http://127.0.0.1:9/old-a\nhttp://127.0.0.1:9/old-b\n"
+    assert temporaries(tmp_path) == []
+
+
+# -- one signal while the reader of the records has stalled (h2 D6) ----------------------------
+
+LINES = 3000
+
+
+def quick_route(path: str) -> Route:
+    """Answers at once; one in 97 is a 404, so that --failed holds failures as well."""
+    n = int(path.rsplit("=", 1)[1])
+    return (404 if n % 97 == 3 else 200), {}, b"quick", 0.0
+
+
+def wait_until_stuck_writing(process: subprocess.Popen[bytes], fd: int) -> None:
+    """Wait until the main thread of process is blocked in write(fd, ...) (/proc/PID/syscall)."""
+
+    def stuck() -> bool:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process.pid}/syscall").read_text().split()
+            return len(fields) > 1 and fields[0] == str(SYS_WRITE) and int(fields[1], 16) == fd
+        return False
+
+    wait_for(stuck, "the writer stuck on the pipe", timeout=30)
+
+
+def read_all(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def whole_records(data: bytes) -> dict[str, bool]:
+    """URL -> ok, for every whole jsonl record (a record cut by the exit is no record)."""
+    found = {}
+    for line in data.decode().split("\n")[:-1]:
+        record = json.loads(line)
+        found[record["url"]] = record["ok"]
+    return found
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_one_signal_ends_a_run_whose_stdout_reader_stalled_within_the_grace(
+    tmp_path, signum, status
+):
+    """Before, the main thread went back to its blocked write after the handler: the run never
+    ended (with --processes it did), and --failed was never written."""
+    with counting_server(quick_route) as server:
+        lines = [server.url(f"/{'p' * 100}?i={n}") for n in range(LINES)]
+        (tmp_path / "urls.txt").write_text("".join(f"{line}\n" for line in lines))
+        failed = tmp_path / "retry.txt"
+        failed.write_text("OLD\n")
+        reader, writer = os.pipe()
+        with (tmp_path / "stderr").open("wb") as stderr:
+            process = subprocess.Popen(
+                [*FETCHER, "-i", "urls.txt", "--failed", "retry.txt", "--format", "jsonl"],
+                stdin=subprocess.DEVNULL, stdout=writer, stderr=stderr, env=clean_env(),
+                cwd=tmp_path,
+            )  # fmt: skip
+        os.close(writer)
+        try:
+            wait_until_stuck_writing(process, 1)
+            process.send_signal(signum)
+            sent = time.monotonic()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=DEFAULT_GRACE + 5)
+            took = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            data = read_all(reader)
+            os.close(reader)
+    stderr_text = (tmp_path / "stderr").read_text()
+    assert took < DEFAULT_GRACE + 1.5, f"still running {took:.1f} s after the signal"
+    assert process.returncode == status, stderr_text[-2000:]
+    assert "Traceback" not in stderr_text, stderr_text[-2000:]
+    records, retry = whole_records(data), failed.read_text().splitlines()
+    assert "OLD" not in retry, "--failed was not written"
+    assert len(retry) == len(set(retry)), "a line is twice in --failed"
+    missing = set(lines) - set(records) - set(retry)
+    assert not missing, f"{len(missing)} of {LINES} lines in neither records nor --failed"
+    for url, ok in records.items():
+        assert ok or url in retry, f"the failure of {url} is not in --failed"
+    assert temporaries(tmp_path) == []
+
+
+# -- a --body reader that goes away in the middle of a body (h2 D5) ------------------------------
+
+BODY = 200_000  # bytes: more than a pipe holds, so no body reaches a reader that reads 10
+
+
+def body_route(path: str) -> Route:
+    return 200, {"Content-Type": "application/octet-stream"}, b"b" * BODY, 0.0
+
+
+def test_a_body_its_reader_did_not_take_whole_is_no_ok_record_and_goes_to_failed(tmp_path):
+    """`fetcher --body ... | head -c 10`: before, the URL whose body was cut had an ok record
+    (with the whole body's size and sha256) and was left out of --failed."""
+    with counting_server(body_route) as server:
+        urls = [server.url(f"/big/{n}") for n in range(4)]
+        reader, writer = os.pipe()
+        with (tmp_path / "stderr").open("wb") as stderr:
+            process = subprocess.Popen(
+                [*FETCHER, "--body", "-j", "2", "--format", "jsonl", "--results", "records.jsonl",
+                 "--failed", "retry.txt", *urls],
+                stdin=subprocess.DEVNULL, stdout=writer, stderr=stderr, env=clean_env(),
+                cwd=tmp_path,
+            )  # fmt: skip
+        os.close(writer)
+        try:
+            assert len(os.read(reader, 10)) > 0  # then the reader goes, as `head -c 10` does
+        finally:
+            os.close(reader)
+            process.wait(timeout=30)
+    stderr_text = (tmp_path / "stderr").read_text()
+    assert process.returncode == 141, stderr_text
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    retry = (tmp_path / "retry.txt").read_text().splitlines()
+    assert sorted(retry) == sorted(urls), "a URL whose body was not delivered is not in --failed"
+    assert [record for record in records if record["ok"]] == []
+    # The body cut says so; others may be cut in flight by the stop ("other").
+    cut = [record for record in records if record["error"]["kind"] == "io"]
+    assert cut and "not written whole" in cut[0]["error"]["message"], records
+    assert "0 ok" in stderr_text, stderr_text
+
+
+# -- --summary's exit status when --metrics cannot be written (h2 D9) ---------------------------
+
+
+def test_summary_exit_status_is_the_exit_status_when_metrics_cannot_be_written(tmp_path):
+    """A 1 KiB file-size limit (a full disk): the summary (about 330 bytes) fits, the metrics
+    (about 2.4 KiB) do not, so the exit status is 1; --summary said 0."""
+    code = (
+        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    with counting_server() as server:
+        result = subprocess.run(
+            [sys.executable, "-c", code, "-q", server.url("/ok"), "--summary", "summary.json",
+             "--metrics", "metrics.prom"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60, env=clean_env(),
+            cwd=tmp_path, check=False,
+        )  # fmt: skip
+    stderr = result.stderr.decode()
+    assert "cannot write --metrics file" in stderr, stderr
+    assert result.returncode == 1, stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["exit_status"] == result.returncode
