@@ -309,8 +309,12 @@ def moving_route(path: str) -> Route:
     return default_route(path)
 
 
+CONTROL = "a control character inside the URL"
+
+
 def text_format_urls(base: str) -> list[str]:
-    # A URL list may hold an escape sequence: shown, never acted on.
+    # A URL list may hold an escape sequence: shown, never acted on (an invalid_url record: a
+    # control character is in no URL).
     return [f"{base}/a", f"{base}/moved", f"{base}/large", f"{base}/status/404",
             f"{base}/colour\x1b[31mred"]  # fmt: skip
 
@@ -330,7 +334,7 @@ def test_text_format_on_a_terminal_is_aligned_with_human_sizes_and_the_final_url
         rf"200 +16 B +{seconds}  {re.escape(urls[1])} → {re.escape(base)}/target",
         rf"200 +1\.5 kB +{seconds}  {re.escape(urls[2])}",
         rf"404 +10 B +{seconds}  {re.escape(urls[3])}  http: 404 Not Found",
-        rf"200 +\d+ B +{seconds}  {re.escape(base)}/colour\\x1b\[31mred",
+        rf"--- +0 B +{seconds}  {re.escape(base)}/colour\\x1b\[31mred  invalid_url: {CONTROL}",
     ]
     assert_each_matches(lines, expected)
     assert len({line.index(base) for line in lines}) == 1, "the URLs do not start in one column"
@@ -350,7 +354,7 @@ def test_text_format_piped_is_tab_separated_with_exact_byte_counts():
         rf"200\t16\t{seconds}\t{re.escape(urls[1])}",  # the final URL is jsonl's, not here
         rf"200\t1500\t{seconds}\t{re.escape(urls[2])}",
         rf"404\t10\t{seconds}\t{re.escape(urls[3])}\thttp: 404 Not Found",
-        rf"200\t\d+\t{seconds}\t{re.escape(base)}/colour\\x1b\[31mred",
+        rf"---\t0\t{seconds}\t{re.escape(base)}/colour\\x1b\[31mred\tinvalid_url: {CONTROL}",
     ]
     assert_each_matches(lines, expected)
 
