@@ -38,9 +38,9 @@ def _fill_closed_standard_descriptors() -> None:
 
 def run() -> None:
     _fill_closed_standard_descriptors()
-    signal.signal(signal.SIGINT, _interrupted_early)
-    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # 143, 129, 131: not killed
-        signal.signal(signum, _interrupted_early)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # not killed
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's, `cmd &`'s: they stay
+            signal.signal(signum, _interrupted_early)
     from fetcher.cli import main
 
     try:

@@ -241,6 +241,24 @@ def test_a_hangup_of_the_whole_group_with_processes_loses_nothing(server, tmp_pa
     assert not [p for p in (tmp_path / "out").rglob("*") if p.name.startswith(".fetcher-")]
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_ignored_when_fetcher_starts_stays_ignored(server, tmp_path, signum):
+    """nohup ignores SIGHUP, and a shell script's `cmd &` SIGINT: fetcher's handlers went over
+    that, and `nohup fetcher ...` was stopped by the hangup it was meant to survive."""
+    lines = slow_urls(server, 4, 0.5)
+    with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "4", *lines], stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+            env=clean_env(), preexec_fn=lambda: signal.signal(signum, signal.SIG_IGN),
+        )  # fmt: skip
+    with process:
+        wait_for(lambda: server.requests >= 4, "the four requests")
+        process.send_signal(signum)
+        returncode, _ = wait_exit(process, timeout=10)
+    assert returncode == 0, output(tmp_path, "stderr")
+    assert len(output(tmp_path, "stdout").splitlines()) == 4
+
+
 def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
     """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
     URL in flight goes to --failed (it dumped core before, --failed never written)."""

@@ -99,7 +99,11 @@ def stop_on_signals(
         else:
             hard_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
 
-    previous = {sig: signal.signal(sig, handle) for sig in STATUS_BY_SIGNAL}
+    previous = {
+        sig: signal.signal(sig, handle)
+        for sig in STATUS_BY_SIGNAL
+        if signal.getsignal(sig) is not signal.SIG_IGN  # ignored at start (nohup): it stays so
+    }
     try:
         yield
     finally:
