@@ -417,3 +417,32 @@ def test_a_304_in_a_run_without_o_names_no_file(
     assert second["status"] == 304 and second["path"] is None, second
     [third] = fetch("--state", state, "-o", str(tmp_path / "out"), url)
     assert third["status"] == 304 and third["path"], third  # the state still knows the file
+
+
+@pytest.mark.parametrize("option", ["--body", "--include-body"])
+def test_skip_fresh_never_skips_a_body_asked_for_on_standard_output(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, option: str
+) -> None:
+    """`--body --skip-fresh > page.html` emptied page.html the second time (s14 review, 2)."""
+    origin.resources["/page"] = resource(b"hello\n", etag=True)
+    url, state = httpserver.url_for("/page"), str(tmp_path / "s.db")
+    for _ in range(2):
+        result = invoke(["-q", "--format", "jsonl", option, "--state", state, "--skip-fresh",
+                         "1h", url])  # fmt: skip
+        assert result.exit_code == 0 and "hello" in result.stdout, result.output
+    assert len(origin.requests_for("/page")) == 2
+
+
+def test_skip_fresh_skips_a_file_named_by_the_server(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """With -J the saved name is the server's: it was compared with the URL's and never skipped
+    (s14 review, 10)."""
+    origin.resources["/dl"] = resource(b"data\n", etag=True)
+    origin.resources["/dl"].disposition = 'attachment; filename="report.txt"'
+    url, state, out = httpserver.url_for("/dl"), str(tmp_path / "s.db"), str(tmp_path / "out")
+    [first] = fetch("--state", state, "-o", out, "-J", url)
+    assert first["path"].endswith("report.txt"), first
+    [second] = fetch("--state", state, "-o", out, "-J", "--skip-fresh", "1h", url)
+    assert second["skipped"] is True and second["path"] == first["path"], second
+    assert len(origin.requests_for("/dl")) == 1

@@ -348,6 +348,21 @@ class Bodies:
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
+    def holds(self, path: str | None) -> bool:
+        """Whether path, where the state says a body was saved, is a regular file under this
+        run's -o DIR (as the path was spelled then): --skip-fresh keeps it. One lstat, on the
+        dispatcher's thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a
+        second, and walking DIR from its descriptor (``saved``) took 46 µs a URL."""
+        if path is None or self.folder is None:
+            return False
+        root = self.folder.root
+        if not path.startswith(root if root.endswith(os.sep) else root + os.sep):
+            return False
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
+
     def saved(self, url: str, name: str | None, path: str | None) -> bool:
         """Whether url's file under -o is there and is path, where its body was saved last (a
         conditional request is only worth it then: a 304 keeps that file); True without -o,

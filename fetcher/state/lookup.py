@@ -57,10 +57,13 @@ class StateLookup:
         if not prior.fresh(time.time(), self.skip_fresh):
             return None
         path = None
-        if self.bodies is not None and self.bodies.folder is not None:
-            if not self.bodies.saved(job.target, job.output, prior.path):
-                return None  # gone, another -o, or never saved (a HEAD): fetched again
-            path = prior.path
+        if self.bodies is not None:
+            if self.bodies.spool:
+                return None  # --body, --include-body: the body is asked for, not the record
+            if self.bodies.folder is not None:
+                if not self.bodies.holds(prior.path):
+                    return None  # gone, another -o, or never saved (a HEAD): fetched again
+                path = prior.path
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
 
 
