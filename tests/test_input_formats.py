@@ -270,12 +270,12 @@ def test_bad_csv_header_makes_every_record_invalid(header, reason):
         assert [job.line for job in jobs] == [2, 3]
 
 
-def test_csv_column_names_of_fetcher_are_read_in_any_case():
-    """A spreadsheet's header row says URL and Method: the names fetcher reads are matched in
-    any case; the other columns are meta under their names as written."""
-    jobs, _ = jobs_of(b"ID,URL,Method,Output\n7,a.test/x,put,sub/x.html\n", "csv")
-    assert [(j.url, j.method, j.output, j.meta, j.invalid) for j in jobs] == [
-        ("a.test/x", "PUT", "sub/x.html", {"ID": "7"}, None)
+def test_a_csv_url_column_is_read_in_any_case_and_the_others_as_written():
+    """A spreadsheet's header row says URL. Only that one is read in any case: a sheet's own
+    "Data" or "Output" column (meta to its author) would make a POST or name a file."""
+    jobs, _ = jobs_of(b"ID,URL,Data,Output\n7,a.test/x,notes,sub/x.html\n", "csv")
+    assert [(j.url, j.method, j.data, j.output, j.meta, j.invalid) for j in jobs] == [
+        ("a.test/x", None, None, None, {"ID": "7", "Data": "notes", "Output": "sub/x.html"}, None)
     ]
 
 

@@ -229,10 +229,11 @@ def _csv_row(record: _CsvRecord) -> list[str]:
 
 
 def _column_name(cell: str) -> str:
-    """A header cell's column name: the names fetcher reads in any case (a spreadsheet's header
-    says URL), every other name as written, for meta."""
+    """A header cell's column name, as written: meta keeps it. ``url`` in any case (a
+    spreadsheet's header says URL): the one column every file has. The others only as
+    written: a sheet's own "Data" or "Output" column would make a POST or name a file."""
     name = cell.strip()
-    return name.lower() if name.lower() in KEYS else name
+    return "url" if name.lower() == "url" else name
 
 
 def _header_problem(columns: list[str], line: int) -> str | None:
