@@ -89,6 +89,12 @@ def thread_deadline() -> Deadline | None:
     return _current.deadline
 
 
+# A request of at most this many bytes of body goes into the kernel's send buffer whole, however
+# slowly the server reads: only a larger one can hold a send past the deadline, and only it pays
+# for a timer thread (fetcher's bodies are bytes: -d, a line's data).
+UNSTUCK_BODY = 64 * 1024
+
+
 class _DeadlineMixin:
     """Cuts the connection when the deadline passes while a request body is being sent or the
     status line and headers are still arriving: per-call timeouts cannot bound a server that
@@ -99,7 +105,8 @@ class _DeadlineMixin:
 
     def request(self, *args: object, **kwargs: object) -> None:
         deadline = _current.deadline
-        if deadline is None or kwargs.get("body") is None:  # a request head is never stuck
+        body = kwargs.get("body")
+        if deadline is None or not isinstance(body, bytes) or len(body) <= UNSTUCK_BODY:
             super().request(*args, **kwargs)  # type: ignore[misc]
             return
         cut = threading.Event()

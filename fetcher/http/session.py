@@ -385,6 +385,8 @@ def _take_userinfo(prepared: PreparedRequest) -> tuple[bytes, bytes] | None:
     with them left in, a server's cookie was saved under the domain 'user:password@host' in
     the -c file, and no -b cookie matched the host. (The request line never carries them.)"""
     url = prepared.url or ""
+    if "@" not in url:  # the common case, on every request's path: no split
+        return None
     netloc = urlsplit(url).netloc
     if "@" not in netloc:
         return None
