@@ -487,19 +487,23 @@ def check_retry_on(params: dict[str, Any]) -> None:
 def check_environment_proxies(environ: Mapping[str, str]) -> None:
     """Refuse a proxy variable that no request could use (a SOCKS URL, a port past 65535, a
     password that cannot be sent), as -x is refused: read per URL, it made every record of the
-    run invalid_url or other, as if the input were bad. The variables as urllib reads them: the
-    lower-case name first, HTTP_PROXY not under CGI (REQUEST_METHOD)."""
+    run invalid_url or other, as if the input were bad. The proxies as urllib reads them (what
+    requests uses: a lower-case name wins, even empty; HTTP_PROXY not under CGI); none when
+    NO_PROXY is '*', which no request passes. The URLs are not known yet: one for https only
+    is refused in a run of http URLs too."""
+    from urllib.request import getproxies_environment
+
+    proxies = getproxies_environment()  # reads os.environ: environ only names what it holds
+    if proxies.get("no", "").strip() == "*":
+        return
     for scheme in ("http", "https", "all"):
-        names = [f"{scheme}_proxy", f"{scheme.upper()}_PROXY"]
-        if scheme == "http" and "REQUEST_METHOD" in environ:
-            names.pop()
-        name = next((name for name in names if environ.get(name)), None)
-        if name is None:
+        if not (value := proxies.get(scheme)):
             continue
         try:
-            parse_proxy(environ[name])
+            parse_proxy(value)
         except ValueError as exc:
-            shown = redact_url(environ[name])
+            name = next((n for n in environ if n.lower() == f"{scheme}_proxy"), f"{scheme}_proxy")
+            shown = redact_url(value)
             raise click.UsageError(f"{name} {shown!r} cannot be used: {exc}") from None
 
 

@@ -309,6 +309,18 @@ def test_a_proxy_variable_that_cannot_be_used_is_a_usage_error_as_x_is(target, v
     assert target.paths == []
 
 
+@pytest.mark.parametrize(
+    "env",
+    [{"ALL_PROXY": "socks5h://127.0.0.1:1", "NO_PROXY": "*"},
+     {"http_proxy": "", "HTTP_PROXY": "socks5://127.0.0.1:1"}],
+    ids=["no-proxy-star", "empty-lower-case-wins"],
+)  # fmt: skip
+def test_a_bad_proxy_variable_that_urllib_would_not_use_is_no_matter(target, env):
+    """What requests would not use is not refused (s14 review, 4)."""
+    result, record = fetch(target.url("/direct"), **env)
+    assert_ok(result, record)
+
+
 def test_a_bad_proxy_variable_is_no_matter_under_x(proxy, target):
     """-x replaces the variables: a bad one is not read."""
     result, record = fetch(target.url("/via"), "-x", proxy.url, HTTP_PROXY="socks5://x:1")
