@@ -86,6 +86,13 @@ def open_stream(path: str) -> int:
     return _open_writing(path)
 
 
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _open_writing(path: str) -> int:
     """path opened to append to. A FIFO with no reader is an error (ENXIO), not a wait: one
     planted where a file written at the end goes hung the run without a limit, past a first
@@ -93,7 +100,7 @@ def _open_writing(path: str) -> int:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
-        if exc.errno == errno.ENXIO:
+        if exc.errno == errno.ENXIO and _is_fifo(path):  # (a socket gives ENXIO too)
             raise OSError(errno.ENXIO, "no process reads the FIFO", path) from None
         raise
     os.set_blocking(fd, True)
