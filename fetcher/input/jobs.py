@@ -124,7 +124,7 @@ def not_a_url(text: str) -> str | None:
     may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
     not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
     if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
-        return "a carriage return inside the URL (a file with CR-only line ends is one line)"
+        return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
     if "\0" in text:
         return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
     if _WHITESPACE.search(text):
