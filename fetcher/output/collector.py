@@ -12,6 +12,13 @@ the record can say whether it reached its reader whole: one that did not is an `
 reported once through ``on_write_error`` (which stops the run); from then on no record is
 written and every line whose record is lost goes to --failed, ok or not, with those of records
 still buffered: a retry gives them back.
+
+The state takes a result with its record (``on_result``), not as soon as it is final: held back
+by --ordered, a change committed to the state whose record a SIGKILL then lost was never
+reported (the next run's 304 says "unchanged"). At each idle moment the records are flushed
+before the state is committed: killed between the two, a URL is fetched again and its change
+reported twice rather than never. A hard exit's --failed gets the lines the exit may cut off
+(``RetryLines``), unless their reader is gone: what it never read is no failure.
 """
 
 from __future__ import annotations
@@ -64,14 +71,14 @@ class Collector:
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
 
     def on_finished(self, result: Result) -> None:
-        """Write the state, as soon as the result is final (before --ordered holds it back)."""
-        if self.state is not None:
-            self._guard(self.state.record, "state", result)
+        """Nothing: the state is written with the record (see the module's docstring)."""
 
     def on_result(self, result: Result) -> None:
-        """Write the body (--body), count, keep the line if it failed, show, write the record.
-        Raises BrokenPipeError when a reader has gone (the run then stops quietly)."""
+        """Write the state (which says what changed), the body (--body), count, keep a failed
+        line, show, write the record. Raises BrokenPipeError when a reader has gone."""
         gone: BrokenPipeError | None = None
+        if self.state is not None:
+            self._guard(self.state.record, "state", result)
         try:
             if self.bodies is not None and result.body is not None and self.writes:
                 result, gone = self.bodies.deliver(self._guard, result, self.retry)
@@ -113,22 +120,21 @@ class Collector:
         self.display.on_total(count)
 
     def on_idle(self) -> None:
-        """Commit the state; flush --failed, the records and the bodies. Raises BrokenPipeError
-        as on_result."""
+        """Flush --failed, the records and the bodies, then commit the state (see the module's
+        docstring). Raises BrokenPipeError as on_result (the state commits at its close)."""
+        self.retry.flush()
+        if self.writes:
+            try:
+                self._guard(self.writer.flush, "records")
+            except BrokenPipeError:
+                self.output_broken = True
+                raise
+            if self.bodies is not None and (gone := self.bodies.flush(self._guard)):
+                raise gone
+            if self.write_error is None:
+                self.retry.flushed()
         if self.state is not None:
             self._guard(self.state.commit, "state")
-        self.retry.flush()
-        if not self.writes:
-            return
-        try:
-            self._guard(self.writer.flush, "records")
-        except BrokenPipeError:
-            self.output_broken = True
-            raise
-        if self.bodies is not None and (gone := self.bodies.flush(self._guard)):
-            raise gone
-        if self.write_error is None:
-            self.retry.flushed()
 
     def close_writer(self) -> None:
         """Flush and close the records' output at the end of the run, with the same care."""
@@ -157,13 +163,11 @@ class Collector:
         return True
 
     def commit_failed_now(self) -> None:
-        """A hard exit's hook: --failed renamed into place, with the lines the exit may cut off
-        (``RetryLines``), unless their reader is gone: what it never read is no failure."""
+        """A hard exit's hook: --failed renamed into place (``RetryLines.commit_now``)."""
         self.retry.commit_now(hand_back=not self.output_broken)
 
     def keep_old_failed(self) -> None:
-        """A run stopped before reading an input it cannot read to its end (a pipe): the old
-        --failed FILE is kept whole, never replaced by a shorter list."""
+        """A stop before an input from a pipe was read: the old --failed FILE is kept whole."""
         self.retry.keep_old()
 
     def flush_at_exit(self) -> None:
