@@ -141,3 +141,18 @@ def test_header_parsing():
     raw_utf8 = 'attachment; filename="café.txt"'.encode().decode("latin-1")
     assert disposition_name(header(raw_utf8)) == "café.txt"
     assert disposition_name(header('attachment; filename="caf\xe9.txt"')) == "caf\xe9.txt"
+
+
+def test_a_304_never_names_the_file_its_content_disposition_names(httpserver, tmp_path):
+    """A lying 304 named another URL's file with its Content-Disposition: the record claimed
+    that file, with the empty body's sha256 (s14 -o DIR attacker, 6). A 304 names this URL's
+    own file, if any."""
+    out = tmp_path / "out"
+    serve(httpserver, "/secret", b"secret\n")
+    invoke(["-q", "-o", str(out), httpserver.url_for("/secret")])
+    httpserver.expect_request("/other").respond_with_response(
+        Response(status=304, headers={"Content-Disposition": 'attachment; filename="secret"'})
+    )
+    result = invoke(["-o", str(out), "-J", "--format", "jsonl", httpserver.url_for("/other")])
+    [record] = records(result.stdout)
+    assert record["status"] == 304 and record["path"] is None, record

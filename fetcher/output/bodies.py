@@ -302,8 +302,8 @@ class Bodies:
             if ok and 200 <= status < 300 and not head:
                 placement = self._place(self.folder, url, name, remote.name)
                 saved = SavedFile(placement, resumable, modified=remote.modified)
-            elif status == 304:
-                existing = self.folder.existing(url, name, remote.name)
+            elif status == 304:  # this URL's own file: never one a 304's -J name points at
+                existing = self.folder.existing(url, name)
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
