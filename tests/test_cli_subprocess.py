@@ -75,8 +75,9 @@ def spawn(
     """
     with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
         process = subprocess.Popen(
-            [*FETCHER, *args], stdin=stdin, stdout=out, stderr=err, env=clean_env()
-        )
+            [*FETCHER, *args], stdin=stdin, stdout=out, stderr=err, env=clean_env(),
+            preexec_fn=signals_as_from_a_terminal,
+        )  # fmt: skip
     with process:
         try:
             yield process
@@ -84,6 +85,14 @@ def spawn(
             if process.poll() is None:
                 process.kill()
             process.wait()
+
+
+def signals_as_from_a_terminal() -> None:
+    """In the child: the signals the tests send at their default, as an interactive shell
+    starts a command. A signal ignored when fetcher starts stays ignored (nohup's SIGHUP): a
+    suite run under nohup, or from a script's `cmd &` (SIGINT), would pass that on."""
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def output(tmp_path: Path, name: str) -> str:
@@ -226,7 +235,8 @@ def test_a_hangup_of_the_whole_group_with_processes_loses_nothing(server, tmp_pa
             "--format", "jsonl", "-o", str(tmp_path / "out")]  # fmt: skip
     with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
         process = subprocess.Popen([*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=err, env=clean_env(), start_new_session=True)  # fmt: skip
+                                   stderr=err, env=clean_env(), start_new_session=True,
+                                   preexec_fn=signals_as_from_a_terminal)  # fmt: skip
     with process:
         try:
             wait_for(lambda: server.requests >= 4, "the first four requests")
