@@ -178,11 +178,11 @@ def test_jobs_read_after_a_worker_died_go_to_a_live_worker(tmp_path, option):
 
 def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs(tmp_path):
     """The worker that takes a dead worker's folders never gave its names: a later URL given
-    one of them gets ``~<hash>`` (two URLs of one run never share a file), while a file from
-    before the run is replaced as ever."""
+    one of them gets ``~<hash>`` (two URLs of one run never share a file). It cannot tell a
+    file the dead one saved (or kept, after a 304) from an earlier run's: neither is replaced
+    in a folder it adopted."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "old.txt").write_bytes(b"from an earlier run\n")
     with counting_server() as server:
         process = subprocess.Popen(
             [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
@@ -201,7 +201,6 @@ def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs
             os.kill(dead, signal.SIGKILL)
             wait_for(lambda: not Path(f"/proc/{dead}").exists(), "the parent to reap it", 20)
             process.stdin.write(f'{{"url": "{server.url("/two")}", "output": "same.txt"}}\n'
-                                f'{{"url": "{server.url("/new")}", "output": "old.txt"}}\n'
                                 .encode())  # fmt: skip
             process.stdin.close()
             process.wait(30)
@@ -213,8 +212,32 @@ def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs
     assert (out / "same.txt").read_bytes() == b"body of /one\n"
     assert paths[server.url("/two")].startswith(str(out / "same.txt~"))
     assert Path(paths[server.url("/two")]).read_bytes() == b"body of /two\n"
-    assert paths[server.url("/new")] == str(out / "old.txt")
-    assert (out / "old.txt").read_bytes() == b"body of /new\n"
+
+
+def test_a_run_with_processes_replaces_earlier_files_even_when_touched_meanwhile(tmp_path):
+    """No worker died: an earlier run's file is replaced in place, whatever happened to it
+    during the run (a chmod, a backup's hard link, a touch changed its ctime). A rule that
+    took a file changed since the run began for another worker's saved every such URL under
+    a ``~<hash>`` name, leaving the old file stale under the plain one (s14 review r2, 3)."""
+    out = tmp_path / "out"
+    with counting_server() as server:
+        urls = [server.url(f"/slow/0.6/{n}") for n in range(4)]
+        args = ["-j", "4", "--processes", "2", "-o", str(out), *urls]
+        assert run_process(args).returncode == 0
+        saved = sorted(p for p in out.rglob("*") if p.is_file())
+        process = subprocess.Popen([*FETCHER, *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=clean_env())  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 8, "the second run's requests")
+            for path in saved:
+                path.chmod(0o600)  # the ctime changes; the file is the earlier run's
+            process.wait(30)
+        finally:
+            if process.poll() is None:
+                reap(process)
+    assert process.returncode == 0
+    assert sorted(p for p in out.rglob("*") if p.is_file()) == saved  # no ~hash names
 
 
 # -- 4. DIR is what the system means by the path given ---------------------------------------
@@ -249,3 +272,12 @@ def test_an_output_dir_is_opened_as_given_and_shown_as_given(tmp_path):
     folder.close()
     assert (tmp_path / "elsewhere" / "new" / "DIR" / "h").is_dir()
     assert not (tmp_path / "new").exists()
+
+
+def test_a_dir_through_a_missing_folder_and_dot_dot_creates_no_such_folder(tmp_path):
+    """``-o nothere/../D``: os.makedirs walked nothere/.. and left an empty ``nothere``
+    outside DIR (s14 review r2, 4)."""
+    with counting_server() as server:
+        result = run_process(["-q", "-o", "nothere/../D", server.url("/a")], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]

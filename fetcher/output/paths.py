@@ -269,19 +269,21 @@ class OutputDir:
     by then), which it owns from then on. root is only shown, never looked up again; everything
     below DIR is reached from its descriptor without following any link.
 
-    others_since (a worker process's: when the run started its workers): a regular file changed
-    since then that this object never gave is another process's of this run (a worker that
-    died, whose folders this one took over), never replaced: the URL gets ``~<hash>``.
+    A folder adopted (``adopt``: a worker process given the hosts of one that died) holds
+    files another process may have saved in this run: there, a regular file this object never
+    gave is never replaced, and the URL gets ``~<hash>``.
     """
 
-    def __init__(
-        self, root: str, descriptor: int | None = None, others_since: float | None = None
-    ) -> None:
+    def __init__(self, root: str, descriptor: int | None = None) -> None:
         self.root = shown_root(root)
-        self._others_since = others_since
+        self._adopted: set[str] = set()  # first components (see adopt)
         if descriptor is None:
-            os.makedirs(root, exist_ok=True)
-            descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # As the system resolves it where it can (link/.. is the parent of the link's
+            # target), and as text past a folder that is not there (x/.. is where x would be:
+            # makedirs walking it created x, outside DIR).
+            real = os.path.realpath(root)
+            os.makedirs(real, exist_ok=True)
+            descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._root_fd = descriptor
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
@@ -289,6 +291,12 @@ class OutputDir:
         # collide within a run of some 80,000 URLs. Not the URL: the map holds an entry for
         # every file of the run, and a URL may be kilobytes where a digest is 32 bytes.
         self._owner: dict[str, bytes] = {}
+
+    def adopt(self, top: str) -> None:
+        """From now on, the folder top (a first component: a host's folder, an output name's
+        first folder) may hold files another process saved in this run: none is replaced."""
+        with self._lock:
+            self._adopted.add(top)
 
     def descriptor(self) -> int:
         """DIR's descriptor, to hand to a worker process (this object still owns and closes
@@ -339,6 +347,7 @@ class OutputDir:
         claimed for url when create is true or a regular file is there."""
         owner = url_digest(url)
         with self._lock:
+            foreign = components[0] in self._adopted
             if self._root_fd < 0:
                 raise OSError(errno.EBADF, "the run has ended", self.root)
             folder, path = os.dup(self._root_fd), self.root
@@ -351,7 +360,8 @@ class OutputDir:
                     if opened is None:
                         return None
                     folder = opened
-                path, child = self._first_free(folder, path, components[-1], url, owner, True)
+                path, child = self._first_free(folder, path, components[-1], url, owner, True,
+                                               foreign)  # fmt: skip
                 if create or _is_file(_lstat(folder, child)):
                     self._owner[path] = owner
             except BaseException:
@@ -360,19 +370,20 @@ class OutputDir:
                 raise
             return Placement(path, folder, child)
 
-    def _anothers(self, path: str, info: os.stat_result | None) -> bool:
-        """Whether path is a file another process saved in this run (see others_since)."""
-        if self._others_since is None or path in self._owner or not _is_file(info):
-            return False
-        assert info is not None
-        return info.st_ctime >= self._others_since
-
     def _first_free(
-        self, folder: int, parent: str, name: str, url: str, owner: bytes, file: bool
+        self,
+        folder: int,
+        parent: str,
+        name: str,
+        url: str,
+        owner: bytes,
+        file: bool,
+        foreign: bool = False,
     ) -> tuple[str, str]:
         """The first of name, name~<hash>, name~<hash>-3, ... that fits in folder, each cut to
         255 bytes, as (path, name). The order is fixed, and a name that did not fit never fits
-        later, so a URL placed again gets the same path."""
+        later, so a URL placed again gets the same path. foreign: in an adopted folder, a file
+        this object did not give is never replaced."""
         for n in itertools.count(1):
             if n == 1:
                 candidate = name
@@ -384,7 +395,8 @@ class OutputDir:
                 # not given to another URL in this run (an earlier run's file is replaced)
                 owned = self._owner.get(path, owner) == owner
                 info = _lstat(folder, candidate)
-                fits = owned and _fits_file(info) and not self._anothers(path, info)
+                taken = foreign and path not in self._owner and _is_file(info)
+                fits = owned and _fits_file(info) and not taken
             else:
                 # not a file given in this run, nor a file an earlier run left
                 fits = path not in self._owner and _fits_folder(_lstat(folder, candidate))

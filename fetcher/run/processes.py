@@ -38,6 +38,7 @@ from fetcher.run.wire import (
     BATCH,
     HostPause,
     PartialNote,
+    WireJob,
     WireResult,
     WorkerCookies,
     WorkerSetup,
@@ -194,13 +195,12 @@ class ProcessExecutor:
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
         cookies = list(self.cookies) if self.cookies is not None else None
         descriptor = self.folder.descriptor() if self.folder is not None else None
-        started = time.time()  # before any worker: a file changed since is of this run
         for index, (workers, cpu) in enumerate(self.shares):
             # Ordering is this process's: a worker sees only some of the jobs.
             settings = replace(self.settings, workers=workers, grace=grace, ordered=False,
                                processes=1)  # fmt: skip
             setup = WorkerSetup(settings, self.output_dir, self.log_levels, cookies, cpu,
-                                descriptor, started)  # fmt: skip
+                                descriptor)  # fmt: skip
             worker = WorkerProcess(index, setup)
             self.workers.append(worker)
             worker.listen(self._receive)
@@ -209,20 +209,20 @@ class ProcessExecutor:
 
     def submit(self, tasks: list[Task]) -> None:
         assert self._inbox is not None
-        batches: dict[int, list[Task]] = {}
+        batches: dict[int, list[WireJob]] = {}
         for task in tasks:
             task.started = time.perf_counter()  # as far as this process knows: when dealt
-            index = self._choose(task.job)
+            index, adopted = self._choose(task.job)
             worker = self.workers[index]
             if not worker.alive:
                 self._inbox(lost(task.job))
                 continue
             self._out[task.job.seq] = (index, task)
             worker.dealt += 1
-            batches.setdefault(index, []).append(task)
+            batches.setdefault(index, []).append(job_to_wire(task.job, adopted))
         for index, batch in batches.items():
             worker = self.workers[index]
-            worker.send([job_to_wire(task.job) for task in batch])
+            worker.send(batch)
             if not worker.alive:
                 # Its results thread found it gone, maybe before these were dealt: these too
                 # get their records.
@@ -253,13 +253,15 @@ class ProcessExecutor:
             return []
         return [changed_jar(self.cookies or (), merge_changes(self._received_cookies))]
 
-    def _choose(self, job: Job) -> int:
+    def _choose(self, job: Job) -> tuple[int, bool]:
+        """The worker for job, and whether it adopts job's key from one that died."""
         key = deal_key(job, self.settings, self.output_dir)
         if key is not None:
             index = shard_of(key.encode("utf-8", "surrogatepass"), len(self.workers))
-            return heir(self.workers, index)
+            chosen = heir(self.workers, index)
+            return chosen, chosen != index
         self._turn = least_busy(self.workers, self._turn)
-        return self._turn
+        return self._turn, False
 
     # -- a results thread per worker --------------------------------------------------------
 

@@ -18,22 +18,27 @@ BATCH = 32  # jobs or results sent in one message, at most, per worker
 # What a worker sends back for one job: its seq and every field of its Result but the job.
 RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
 
-# A job as sent to a worker: seq, target, method, headers, data, output, prior (--state).
+# A job as sent to a worker: seq, target, method, headers, data, output, prior (--state), and
+# whether its key was adopted from a worker that died.
 WireJob = tuple[
-    int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None, Any
+    int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None, Any, bool
 ]
 # A result as sent back: (seq, *fields), or the bare seq of a job the worker never started.
 WireResult = tuple[Any, ...] | int
 
 
-def job_to_wire(job: Job) -> WireJob:
-    return (job.seq, job.target, job.method, job.headers, job.data, job.output, job.prior)
+def job_to_wire(job: Job, adopted: bool = False) -> WireJob:
+    """adopted: the job goes to a worker that took its key over from one that died."""
+    return (job.seq, job.target, job.method, job.headers, job.data, job.output, job.prior,
+            adopted)  # fmt: skip
 
 
-def job_from_wire(wire: WireJob) -> Job:
-    seq, target, method, headers, data, output, prior = wire
-    return Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
-               output=output, prior=prior)  # fmt: skip
+def job_from_wire(wire: WireJob) -> tuple[Job, bool]:
+    """The job, and whether its key was adopted from a worker that died (job_to_wire)."""
+    seq, target, method, headers, data, output, prior, adopted = wire
+    job = Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
+              output=output, prior=prior)  # fmt: skip
+    return job, adopted
 
 
 def result_to_wire(result: Result) -> WireResult:
@@ -59,9 +64,6 @@ class WorkerSetup:
     # -o: the descriptor of DIR as the parent opened it, passed to the worker under this very
     # number, so that it saves into that folder whatever DIR's name leads to by then.
     output_descriptor: int | None = None
-    # The parent's clock when it started the workers: a file under DIR changed since then that
-    # a worker did not save is another worker's (fetcher.output.paths.OutputDir).
-    started: float | None = None
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from fetcher.http.session import SessionPool
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
 from fetcher.output.bodies import Bodies, remove_live_temporaries
-from fetcher.output.paths import OutputDir
+from fetcher.output.paths import OutputDir, first_component
 from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
 from fetcher.run.engine import Run
@@ -29,6 +29,7 @@ from fetcher.run.wire import (
     Outbox,
     PartialNote,
     StartReport,
+    WireJob,
     WireResult,
     WorkerCookies,
     WorkerSetup,
@@ -48,9 +49,12 @@ class WireReader:
     current_is_finite = False  # the pipe waits for the parent's dispatcher
     rest_is_finite = False
 
-    def __init__(self, connection: Connection, results: Outbox) -> None:
+    def __init__(
+        self, connection: Connection, results: Outbox, folder: OutputDir | None = None
+    ) -> None:
         self.connection = connection
         self.results = results
+        self.folder = folder  # -o DIR: a job of an adopted key adopts its folder there
         self.count = 0
         self._buffer: list[Job] = []
         self._started = False
@@ -65,7 +69,7 @@ class WireReader:
                 batch = self.connection.recv()
             except (EOFError, OSError):
                 return None
-            self._buffer = [job_from_wire(wire) for wire in reversed(batch)]
+            self._buffer = [self._job(wire) for wire in reversed(batch)]
         self.count += 1
         return self._buffer.pop()
 
@@ -76,7 +80,15 @@ class WireReader:
         with contextlib.suppress(EOFError, OSError):
             while self.connection.poll(0):
                 for wire in self.connection.recv():
-                    yield job_from_wire(wire)
+                    yield self._job(wire)
+
+    def _job(self, wire: WireJob) -> Job:
+        """The job; its folder adopted first when its key came from a worker that died: files
+        the dead one saved there are not to be replaced (fetcher.output.paths.OutputDir)."""
+        job, adopted = job_from_wire(wire)
+        if adopted and self.folder is not None:
+            self.folder.adopt(first_component(job.target, job.output))
+        return job
 
 
 class WireObserver:
@@ -135,9 +147,11 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     jar = jar_of(setup.cookies) if setup.cookies is not None else None
     sessions = SessionPool(setup.settings, jar)  # kept: its cookie changes go to the parent
     observer = WireObserver(results)
+    bodies = bodies_of(setup)
+    reader = WireReader(jobs, results, bodies.folder if bodies is not None else None)
     run = build_run(
-        setup.settings, WireReader(jobs, results), observer, sessions=sessions,
-        bodies=bodies_of(setup),
+        setup.settings, reader, observer, sessions=sessions,
+        bodies=bodies,
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
     )  # fmt: skip
@@ -164,7 +178,7 @@ def bodies_of(setup: WorkerSetup) -> Bodies | None:
     lead elsewhere by now); DIR's name only shown in the records."""
     if setup.output_dir is None or setup.output_descriptor is None:
         return None
-    return Bodies(OutputDir(setup.output_dir, setup.output_descriptor, setup.started), False)
+    return Bodies(OutputDir(setup.output_dir, setup.output_descriptor), False)
 
 
 def _send_report(results: Outbox, report: HostPause | StartReport) -> None:
