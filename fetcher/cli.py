@@ -182,9 +182,11 @@ def write_summary_files(
     status: int,
 ) -> int:
     """Write --summary and --metrics, each with the exit status, and return it. One that cannot
-    be written makes the status at least 1: the other, written already with the status before,
-    is then written again, so that every file written says the status the process exits with
-    (a second failure changes the status no more)."""
+    be written makes the status at least 1: a file written already with the status before is
+    then written again, so that every file says the status the process exits with (a second
+    failure changes the status no more). A stream (/dev/stdout) cannot be written again: it is
+    written once, after the files, with the status they leave."""
+    from fetcher.output.atomic import is_stream
     from fetcher.output.metrics import write_metrics
     from fetcher.output.summary import write_summary_json
 
@@ -194,10 +196,13 @@ def write_summary_files(
         ("--metrics", settings.metrics, metrics),
     ]
     files: list[SummaryFile] = [(option, path, write) for option, path, write in named if path]
-    written = write_each(streams, summary, files, status)
-    if len(written) == len(files):
-        return status
-    final = final_status(summary, stopped_by, True)
+    regular = [file for file in files if not is_stream(file[1])]
+    written = write_each(streams, summary, regular, status)
+    failed = len(written) < len(regular)
+    final = final_status(summary, stopped_by, True) if failed else status
+    streamed = [file for file in files if is_stream(file[1])]
+    if len(write_each(streams, summary, streamed, final)) < len(streamed):
+        final = final_status(summary, stopped_by, True)
     if final != status:
         write_each(streams, summary, written, final)
     return final

@@ -269,6 +269,20 @@ def test_a_signal_ignored_when_fetcher_starts_stays_ignored(server, tmp_path, si
     assert len(output(tmp_path, "stdout").splitlines()) == 4
 
 
+def test_a_signal_while_the_run_waits_on_an_empty_pipe_is_its_status(tmp_path):
+    """`tail -f log | fetcher`, then Ctrl-C: the dispatcher, told to stop, ended the run before
+    the Stop behind it was read: exit 0, no "stopped by" (s14 review r2, 12; one run in three
+    or more)."""
+    for _ in range(4):
+        with spawn(["-j", "4", "--format", "jsonl"], tmp_path, stdin=subprocess.PIPE) as process:
+            tasks = f"/proc/{process.pid}/task"
+            wait_for(lambda: len(os.listdir(tasks)) >= 5, "the run's threads")  # noqa: B023
+            process.send_signal(signal.SIGINT)
+            returncode, _ = wait_exit(process, timeout=10)
+        assert returncode == 130, output(tmp_path, "stderr")
+        assert "stopped by SIGINT" in output(tmp_path, "stderr")
+
+
 def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
     """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
     URL in flight goes to --failed (it dumped core before, --failed never written)."""

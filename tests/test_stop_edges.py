@@ -268,3 +268,70 @@ def test_summary_exit_status_is_the_exit_status_when_metrics_cannot_be_written(t
     assert result.returncode == 1, stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_status"] == result.returncode
+
+
+# -- found on review (r2) ------------------------------------------------------------------------
+
+SLOW_BODY = 12 * 1024 * 1024  # bytes: a slow reader takes longer than the grace to read it
+
+
+def slow_body_route(path: str) -> Route:
+    return 200, {"Content-Type": "application/octet-stream"}, b"s" * SLOW_BODY, 0.0
+
+
+def test_a_slow_body_reader_gets_its_whole_body_after_a_signal(tmp_path):
+    """The grace watchdog took a merely slow reader for a stalled one: after one SIGTERM the
+    body on stdout was cut mid-stream and its finished record dropped (SPEC 2.5: the first
+    signal writes the records of everything finished)."""
+    with counting_server(slow_body_route) as server:
+        reader, writer = os.pipe()
+        with (tmp_path / "stderr").open("wb") as stderr:
+            process = subprocess.Popen(
+                [*FETCHER, "--body", "--format", "jsonl", "--results", "records.jsonl",
+                 server.url("/big")],
+                stdin=subprocess.DEVNULL, stdout=writer, stderr=stderr, env=clean_env(),
+                cwd=tmp_path,
+            )  # fmt: skip
+        os.close(writer)
+        received, signalled, deadline = 0, False, time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                piece = os.read(reader, 1 << 16)
+                if not piece:
+                    break
+                received += len(piece)
+                if received > (1 << 20) and not signalled:
+                    process.send_signal(signal.SIGTERM)  # the body is being written: done
+                    signalled = True
+                time.sleep(0.02)  # about 3 MB a second: more than the grace for the body
+        finally:
+            os.close(reader)
+            process.wait(timeout=30)
+    stderr_text = (tmp_path / "stderr").read_text()
+    assert process.returncode == 143, stderr_text
+    assert received == SLOW_BODY, f"{received} of {SLOW_BODY} bytes"
+    [record] = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert record["ok"] is True and record["bytes"] == SLOW_BODY, record
+
+
+def test_a_summary_to_a_stream_is_written_once_with_the_final_status(tmp_path):
+    """--summary to this process's stdout, --metrics to a file that cannot be written (a 1 KiB
+    file-size limit: a full disk): the summary went out twice, with status 0, then 1 (a stream
+    cannot be written again). Now the files first, then the stream, once."""
+    (tmp_path / "out").symlink_to("/proc/self/fd/1")  # as /dev/stdout, without the system's
+    code = (
+        "import resource, runpy, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    with counting_server() as server, (tmp_path / "stdout").open("wb") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-c", code, "-q", server.url("/ok"), "--results", "records.txt",
+             "--summary", "out", "--metrics", "metrics.prom"],
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, timeout=60,
+            env=clean_env(), cwd=tmp_path, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    text = (tmp_path / "stdout").read_text()
+    assert text.count('"exit_status"') == 1, text
+    assert json.loads(text)["exit_status"] == 1

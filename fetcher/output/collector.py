@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -82,6 +81,8 @@ class Collector:
         try:
             if self.bodies is not None and result.body is not None and self.writes:
                 result, gone = self.bodies.deliver(self._guard, result, self.retry)
+                if self.write_error is not None:  # a full disk, EFBIG: this body is not whole
+                    result = undelivered(result, f"body not written whole: {self.write_error}")
             self._keep(result)
             if self.writes:
                 self._guard(self.writer.write, "records", result)
@@ -201,15 +202,16 @@ def cannot_write(what: str, exc: OSError, records_to: str, state: State | None) 
 
 
 UNDELIVERED = "body not written whole: the reader of standard output went away"
+BODY_PIECE = 1 << 16  # the bytes of a --body body written at a time
 
 
-def undelivered(result: Result) -> Result:
-    """result, whose body its --body reader did not take whole: not ok, so that its line goes
-    to --failed; kind io. What was fetched (status, bytes, sha256) stays as it was."""
+def undelivered(result: Result, why: str) -> Result:
+    """result, whose body was not written whole to --body's output: not ok, so that its line
+    goes to --failed; kind io. What was fetched (status, bytes, sha256) stays as it was."""
     if not result.ok:
         return result  # its line goes to --failed already, with its own kind
     return dataclasses.replace(result, ok=False, error_kind=ErrorKind.IO,
-                               error_message=UNDELIVERED)  # fmt: skip
+                               error_message=why)  # fmt: skip
 
 
 Line = tuple[bytes, bytes | None]  # an input line and its csv header
@@ -287,19 +289,19 @@ class BodyStream:
             gone = self.write(guard, result.body)
         finally:
             retry.writing = None
-        return (undelivered(result) if self.broken else result), gone
+        return (undelivered(result, UNDELIVERED) if self.broken else result), gone
 
     def write(self, guard: Guard, body: IO[bytes]) -> BrokenPipeError | None:
         """Write body whole and flush it (so that ``broken`` says whether its reader was there
-        to take it), through the collector's guard. The BrokenPipeError of a reader gone is
-        returned, once, for the caller to raise when the record is written; nothing more is
-        written here after it."""
+        to take it), through the collector's guard, a piece at a time: a hard stop's watchdog
+        then sees a slow reader take each piece, and only one that takes none for a while as
+        stuck. The BrokenPipeError of a reader gone is returned, once, for the caller to raise
+        when the record is written; nothing more is written here after it."""
         body.seek(0)
-        return self._call(guard, self._write_whole, body)
-
-    def _write_whole(self, body: IO[bytes]) -> None:
-        shutil.copyfileobj(body, self.stream)
-        self.stream.flush()
+        while piece := body.read(BODY_PIECE):
+            if (gone := self._call(guard, self.stream.write, piece)) or self.broken:
+                return gone
+        return self._call(guard, self.stream.flush)
 
     def flush(self, guard: Guard) -> BrokenPipeError | None:
         return self._call(guard, self.stream.flush)

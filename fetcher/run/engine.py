@@ -61,9 +61,9 @@ class Run:
     def request_stop(self, reason: ExitStatus) -> None:
         """Stop dispatching; in-flight jobs get the grace period, from the first stop on (the
         watchdog ends it if a write holds the calling thread). Safe in a signal handler."""
-        self.stopping.set()
+        self.mailbox.put(Stop(reason))  # before stopping: the dispatcher's end comes after it
         self.hard.watch_grace(reason, grace_of(reason, self.settings))
-        self.mailbox.put(Stop(reason))
+        self.stopping.set()
 
     def hard_stop(self, reason: ExitStatus) -> None:
         """End the process within a second, every line read that did not end ok handed to the
@@ -82,7 +82,7 @@ class Run:
         finally:
             self.hard.stop_watching()
             self.executor.close(self.stopped_by is not None, self.books.abandoned > 0)
-        return self.stopped_by
+        return self.stopped_by or self.hard.first  # a stop the run ended before it read
 
     # -- calling thread ------------------------------------------------------------------------
 

@@ -28,6 +28,10 @@ WATCHDOG_HOOKS_WAIT = 0.15  # then the watchdog exits even if a hook is stuck
 # Seconds one write of the calling thread may last before the watchdog takes its place: past
 # what a file or a terminal takes, far short of the limit.
 STUCK_WRITE = 0.1
+# After a first stop's grace, how long one write may take before the watchdog ends the run in
+# its place: a reader that is merely slow takes a piece of a body in far less (a piece is 64
+# KiB), and its records are kept; one that takes none for this long is taken for gone.
+GRACE_STUCK_WRITE = 1.0
 WATCH_EVERY = 0.02  # how often the watchdog looks
 
 # Whether the watchdog may take the calling thread's place (it is stuck in a write, and will
@@ -148,13 +152,13 @@ class HardStopper:
         at once on a second signal, and when run() ends."""
         self._no_grace.wait(max(0.0, self.grace_ends - time.monotonic()))
         while self.reason is None and self._collecting:
-            if self._took_over():
+            if self._took_over(GRACE_STUCK_WRITE):
                 self.reason = reason
                 return
             self._no_grace.wait(WATCH_EVERY)
 
-    def _took_over(self) -> bool:
+    def _took_over(self, stuck_for: float = STUCK_WRITE) -> bool:
         """The calling thread is stuck in a write and stopped for good: this one goes on."""
         if self.take_over is None or self.finish is None:
             return False
-        return self.take_over(STUCK_WRITE)
+        return self.take_over(stuck_for)
