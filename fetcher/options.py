@@ -458,7 +458,7 @@ def check_outside_output_dir(params: dict[str, Any]) -> None:
         path = params[name]
         if not path or path.startswith("/dev/") or path.startswith("/proc/"):
             continue  # a stream, not a file in a folder
-        where = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
         if where == folder or where.startswith(folder + os.sep):
             raise click.UsageError(
                 f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "

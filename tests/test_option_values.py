@@ -173,6 +173,19 @@ def test_an_output_file_inside_the_output_dir_is_a_usage_error(
     assert "inside -o DIR" in result.stderr
 
 
+def test_an_output_file_inside_the_output_dir_through_a_link_is_refused_too(
+    server, tmp_path, monkeypatch
+):
+    """``-o link/../D --results link/../D/host/x``: DIR is where the system finds it, beside
+    the link's target; the file's folder was normalised as text, and slipped by (r2, 8)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to("elsewhere/sub")
+    result = invoke(["-q", "-o", "link/../D", "--results", "link/../D/127.0.0.1_1/x",
+                     server.url("/x")])  # fmt: skip
+    assert_refused(result, "--results", server)
+
+
 @pytest.mark.parametrize("args", [["-o", ""], ["--output-dir="], ["-J", "-o", ""]])
 def test_an_empty_output_dir_is_a_usage_error(server, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)

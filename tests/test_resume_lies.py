@@ -289,3 +289,20 @@ def test_a_head_with_continue_asks_for_no_range_and_saves_nothing(
     assert raw.ranges()[-1] is None
     assert record["ok"] and record["status"] == 200 and code == 0, record
     assert saved_files(tmp_path) == []
+
+
+def test_a_head_before_a_get_of_the_same_url_leaves_it_the_partial(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """A jsonl HEAD line, then a GET of the same URL, one worker: the HEAD claimed the partial
+    (and could not resume it), so the GET fetched the whole into a second file (r2, 6)."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    raw.plain = lambda headers: whole(STRONG, OLD)
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(f'{{"url": "{url}", "method": "HEAD"}}\n{{"url": "{url}"}}\n')
+    code, found = fetch(tmp_path, "--input-format", "jsonl", "-i", str(lines), "-j", "1")
+    assert raw.ranges()[-2:] == [None, f"bytes={CUT}-"], raw.ranges()
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+    assert partial_files(tmp_path) == []

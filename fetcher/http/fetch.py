@@ -113,7 +113,9 @@ class Fetcher:
         would leave nothing saved, or another version's file)."""
         prior = task.job.prior
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
-            if self.resumer.claim(prior.partial):  # else another task of this URL continues it
+            data = task.job.data if task.job.data is not None else self.settings.data
+            resumes = self.settings.method_for(task.job.method, data) == "GET"  # (Resumer.reopen)
+            if resumes and self.resumer.claim(prior.partial):  # else another task continues it
                 task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
