@@ -383,6 +383,33 @@ def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_pat
     assert requests < 2000, "dispatch went on after the reader had gone"
 
 
+def test_a_reader_gone_while_the_run_waits_on_slow_answers_ends_it_within_a_second(tmp_path):
+    """`fetcher URLs | head -1` where the other URLs answer in 6 s: the closed pipe was found
+    only at the next record's write, 6 s later, and requests went on being started (s14 spec
+    audit D8; guarantees.md: a closed standard output ends the run within a second)."""
+    with counting_server() as server:
+        urls = [server.url("/fast")] + [server.url(f"/slow/6/{n}") for n in range(8)]
+        with (tmp_path / "stderr").open("wb") as stderr:
+            fetcher = subprocess.Popen(
+                [*FETCHER, "-j", "4", *urls], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=stderr, env=clean_env(),
+            )  # fmt: skip
+        with fetcher:
+            try:
+                assert fetcher.stdout is not None
+                first = fetcher.stdout.readline()  # the fast one's record
+                fetcher.stdout.close()  # the reader goes, as head -1's does
+                gone = time.monotonic()
+                returncode = fetcher.wait(timeout=10)
+                seconds = time.monotonic() - gone
+            finally:
+                if fetcher.poll() is None:
+                    fetcher.kill()
+    assert first.startswith(b"200\t")
+    assert returncode == 141, (tmp_path / "stderr").read_text()
+    assert seconds < 1.5, f"fetcher ended {seconds:.2f} s after its reader"
+
+
 # -- bugs found here -------------------------------------------------------------------------------
 
 # What a worker whose response arrives during an exit does, after the exit hook has run: its

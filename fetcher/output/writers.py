@@ -6,7 +6,9 @@ Rich console instead: ``fetcher.output.terminal.ConsoleWriter``.)
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 from typing import Protocol, TextIO
 
 from fetcher.output.records import make_formatter
@@ -51,6 +53,8 @@ class StreamWriter:
             raise
 
     def flush(self) -> None:
+        """Flush; and with nothing to write, still raise BrokenPipeError when the pipe's reader
+        has gone: the run, waiting on slow answers, notices now, not at its next record."""
         try:
             self.stream.flush()
         except BrokenPipeError:
@@ -58,6 +62,8 @@ class StreamWriter:
         except OSError:
             self._discard()
             raise
+        if reader_gone(self.stream):
+            raise BrokenPipeError(errno.EPIPE, "the reader of the records went away")
 
     def close(self) -> None:
         self.flush()
@@ -78,6 +84,17 @@ class StreamWriter:
             os.dup2(devnull, descriptor)
         finally:
             os.close(devnull)
+
+
+def reader_gone(stream: TextIO) -> bool:
+    """Whether stream is a pipe whose every reader has gone: poll says POLLERR on its write
+    end (Linux). False for anything else, or a stream without a descriptor."""
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
+        return False
 
 
 class NullWriter:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 # syscall per record cost a third of the run on a million invalid lines), prompt when idle.
 FLUSH_LINGER = 0.02
 FLUSH_EVERY = 0.1  # and at least this often while results keep coming
+IDLE_CHECK = 0.5  # while idle: how often the output is flushed again (a reader gone is found)
 # Seconds the writer lets results gather while they keep coming (see Mailbox.next).
 COLLECT_NAP = 0.002
 
@@ -59,9 +60,13 @@ class Mailbox:
             return self._queue.get(timeout=FLUSH_LINGER)
         except queue.Empty:
             self.on_idle()
-            message = self._queue.get()
-            self._flushed = time.monotonic()
-            return message
+        while True:  # idle, now and then again: a reader gone is noticed while answers wait
+            try:
+                message = self._queue.get(timeout=IDLE_CHECK)
+                self._flushed = time.monotonic()
+                return message
+            except queue.Empty:
+                self.on_idle()
 
     def next_before(self, deadline: float, give_up: Callable[[], bool]) -> object | None:
         """The next message, or None once deadline passes or give_up() says nothing is left
