@@ -306,3 +306,23 @@ def test_a_head_before_a_get_of_the_same_url_leaves_it_the_partial(
     assert raw.ranges()[-2:] == [None, f"bytes={CUT}-"], raw.ranges()
     assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
     assert partial_files(tmp_path) == []
+
+
+def test_a_head_run_leaves_the_partial_to_the_next_get(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """A run of -I after a cut download wrote an ok row without the partial: the next GET
+    fetched the whole and the partial file was left for good (r2, 6)."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    raw.plain = lambda headers: answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"",
+                                       framing="close")  # fmt: skip
+    code, [head] = fetch(tmp_path, url, "-I")
+    assert head["ok"] and code == 0, head
+    assert partial_bytes(tmp_path) == CUT  # still known
+    raw.plain = lambda headers: whole(STRONG, OLD)
+    code, [get] = fetch(tmp_path, url)
+    assert raw.ranges()[-1] == f"bytes={CUT}-" and get["status"] == 206, get
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+    assert partial_files(tmp_path) == []

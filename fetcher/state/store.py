@@ -54,10 +54,13 @@ ON CONFLICT (url) DO UPDATE SET
     path = iif(excluded.ok, excluded.path, path),
     fetched_at = excluded.fetched_at, form = excluded.form, line = excluded.line,
     header = excluded.header,
-    partial = iif(excluded.ok, NULL, coalesce(excluded.partial, partial)),
-    partial_from = iif(excluded.ok, NULL, coalesce(excluded.partial_from, partial_from)),
-    partial_bytes = iif(excluded.ok, NULL, coalesce(excluded.partial_bytes, partial_bytes)),
-    partial_changed = iif(excluded.ok, NULL,
+    partial = iif(excluded.ok AND excluded.partial IS NULL, NULL,
+        coalesce(excluded.partial, partial)),
+    partial_from = iif(excluded.ok AND excluded.partial IS NULL, NULL,
+        coalesce(excluded.partial_from, partial_from)),
+    partial_bytes = iif(excluded.ok AND excluded.partial IS NULL, NULL,
+        coalesce(excluded.partial_bytes, partial_bytes)),
+    partial_changed = iif(excluded.ok AND excluded.partial IS NULL, NULL,
         iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed))
 """,
 )
@@ -157,6 +160,11 @@ class State:
             result.changed = not bodiless and (prior is None or prior.sha256 != result.sha256)
         body = _body_columns(result, known)
         kept = _partial_columns(result)
+        if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
+            # A HEAD (or a 304) completes no body: the partial file stays the state's, to be
+            # continued by the next GET (an ok row with no partial would forget it).
+            kept = (prior.partial, prior.partial_from, prior.partial_bytes,
+                    prior.partial_changed)  # fmt: skip
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job), *kept))  # fmt: skip
