@@ -91,7 +91,9 @@ def test_a_second_signal_while_workers_start_hands_the_whole_input_file_to_faile
     with held_at_start(tmp_path, args, subprocess.DEVNULL) as started:
         stop_twice(started)
     stderr = (tmp_path / "stderr").read_text()
-    assert started[0].returncode == 143, stderr
+    # The second signal's status; which of two signals sent at once a loaded process takes
+    # first is the kernel's and the interpreter's to decide.
+    assert started[0].returncode in (130, 143), stderr
     assert retry.read_text().splitlines() == lines, stderr
     assert temporaries(tmp_path) == []
 
@@ -113,7 +115,9 @@ def test_a_second_signal_while_workers_start_keeps_the_old_failed_with_a_piped_i
         if reader >= 0:
             os.close(reader)
     stderr = (tmp_path / "stderr").read_text()
-    assert started[0].returncode == 143, stderr
+    # The second signal's status; which of two signals sent at once a loaded process takes
+    # first is the kernel's and the interpreter's to decide.
+    assert started[0].returncode in (130, 143), stderr
     assert retry.read_text() == "http://127.0.0.1:9/old-a\nhttp://127.0.0.1:9/old-b\n"
     assert temporaries(tmp_path) == []
 
