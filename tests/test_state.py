@@ -446,3 +446,17 @@ def test_skip_fresh_skips_a_file_named_by_the_server(
     [second] = fetch("--state", state, "-o", out, "-J", "--skip-fresh", "1h", url)
     assert second["skipped"] is True and second["path"] == first["path"], second
     assert len(origin.requests_for("/dl")) == 1
+
+
+def test_conditions_are_sent_whatever_spelling_of_the_same_output_dir(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-o out, then -o /abs/path/out: the saved path was compared as text, so the second run
+    never sent conditions and fetched everything again (s14 state tester, 10c)."""
+    monkeypatch.chdir(tmp_path)
+    origin.resources["/a"] = resource(b"alpha\n", etag=True)
+    url, state = httpserver.url_for("/a"), str(tmp_path / "s.db")
+    fetch("--state", state, "-o", "out", url)
+    [second] = fetch("--state", state, "-o", str(tmp_path / "out"), url)
+    assert "if-none-match" in origin.requests_for("/a")[1]
+    assert second["status"] == 304, second

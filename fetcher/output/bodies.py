@@ -369,7 +369,9 @@ class Bodies:
         where nothing is saved to lose."""
         if self.folder is None:
             return True
-        return path is not None and self.folder.existing(url, name) == path
+        if path is None or (existing := self.folder.existing(url, name)) is None:
+            return False
+        return existing == path or _same_file(existing, path)  # DIR spelled another way
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
@@ -380,6 +382,13 @@ class Bodies:
             raise FetchError(message, ErrorKind.IO) from None
         except OSError as exc:
             raise _io_error("cannot create a folder for", url, exc) from exc
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samestat(os.stat(one), os.stat(other))
+    except OSError:
+        return False
 
 
 def partial_inode(path: str) -> int | None:
