@@ -11,7 +11,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -436,34 +436,8 @@ def check_combinations(params: dict[str, Any]) -> None:
     check_metrics_labels(params)
     check_state_options(params)
     check_retry_on(params)
-    check_outside_output_dir(params)
     if params["proxy"] is None:
-        check_environment_proxies(os.environ)
-
-
-# The files a run writes besides bodies, by option.
-RUN_FILES = {"--results": "results", "--failed": "failed", "--summary": "summary",
-             "--metrics": "metrics", "-c": "cookie_jar", "--state": "state"}  # fmt: skip
-
-
-def check_outside_output_dir(params: dict[str, Any]) -> None:
-    """Refuse a run file inside -o DIR: a saved body could replace it (a URL's path, a -J name,
-    a line's output naming it: --results would lose every record, --state its history), and
-    one renamed into place at the end could replace a body the records say is there. DIR as
-    the system finds it, links and all."""
-    if not params["output_dir"]:
-        return
-    folder = os.path.realpath(params["output_dir"])
-    for option, name in RUN_FILES.items():
-        path = params[name]
-        if not path or path.startswith("/dev/") or path.startswith("/proc/"):
-            continue  # a stream, not a file in a folder
-        where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
-        if where == folder or where.startswith(folder + os.sep):
-            raise click.UsageError(
-                f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
-                "it a body): give it a place outside DIR"
-            )
+        check_environment_proxies()
 
 
 def check_retry_on(params: dict[str, Any]) -> None:
@@ -484,7 +458,7 @@ def check_retry_on(params: dict[str, Any]) -> None:
         )
 
 
-def check_environment_proxies(environ: Mapping[str, str]) -> None:
+def check_environment_proxies() -> None:
     """Refuse a proxy variable that no request could use (a SOCKS URL, a port past 65535, a
     password that cannot be sent), as -x is refused: read per URL, it made every record of the
     run invalid_url or other, as if the input were bad. The proxies as urllib reads them (what
@@ -493,7 +467,7 @@ def check_environment_proxies(environ: Mapping[str, str]) -> None:
     is refused in a run of http URLs too."""
     from urllib.request import getproxies_environment
 
-    proxies = getproxies_environment()  # reads os.environ: environ only names what it holds
+    proxies = getproxies_environment()
     if proxies.get("no", "").strip() == "*":
         return
     for scheme in ("http", "https", "all"):
@@ -502,7 +476,7 @@ def check_environment_proxies(environ: Mapping[str, str]) -> None:
         try:
             parse_proxy(value)
         except ValueError as exc:
-            name = next((n for n in environ if n.lower() == f"{scheme}_proxy"), f"{scheme}_proxy")
+            name = next((n for n in os.environ if n.lower() == f"{scheme}_proxy"), "*_proxy")
             shown = redact_url(value)
             raise click.UsageError(f"{name} {shown!r} cannot be used: {exc}") from None
 

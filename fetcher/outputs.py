@@ -154,8 +154,9 @@ def stdin_source(streams: Streams) -> Source:
 
 
 def check_output_files(settings: Settings, streams: Streams | None = None) -> None:
-    """A missing or unwritable folder, a directory, no name, or two options naming one file
-    where one would destroy the other's data: a usage error now."""
+    """A file inside -o DIR, a missing or unwritable folder, a directory, no name, or two
+    options naming one file where one would destroy the other's data: a usage error now."""
+    check_outside_output_dir(settings)
     for option, field_name, replaced in OUTPUT_FILES:
         path = getattr(settings, field_name)
         if path is None:
@@ -164,6 +165,26 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
         if problem is not None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
     check_same_files(settings, streams)
+
+
+def check_outside_output_dir(settings: Settings) -> None:
+    """Refuse a run file inside -o DIR: a saved body could replace it (a URL's path, a -J name,
+    a line's output naming it: --results would lose every record, --state its history), and
+    one renamed into place at the end could replace a body the records say is there. DIR as
+    the system finds it, links and all."""
+    if not settings.output_dir:
+        return
+    folder = os.path.realpath(settings.output_dir)
+    for option, field_name, _ in OUTPUT_FILES:
+        path = getattr(settings, field_name)
+        if path is None or is_stream(path):
+            continue
+        where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
+        if where == folder or where.startswith(folder + os.sep):
+            raise click.UsageError(
+                f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
+                "it a body): give it a place outside DIR"
+            )
 
 
 # Why two options may not name one file, by the second of them (any other: two outputs).

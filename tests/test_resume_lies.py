@@ -275,6 +275,11 @@ def test_max_size_after_a_resume_names_the_users_limit(
     assert saved_files(tmp_path) == []
 
 
+def head_answer(headers: dict[str, str]) -> bytes:
+    """A HEAD's 200: the whole body's length, no body."""
+    return answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"", framing="close")
+
+
 def test_a_head_with_continue_asks_for_no_range_and_saves_nothing(
     origin: tuple[RawOrigin, str], tmp_path: Path
 ) -> None:
@@ -283,8 +288,7 @@ def test_a_head_with_continue_asks_for_no_range_and_saves_nothing(
     raw, url = origin
     cut_short(origin, tmp_path, STRONG)
     raw.ranged = lambda headers: rest(STRONG, OLD)
-    raw.plain = lambda headers: answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"",
-                                       framing="close")  # fmt: skip
+    raw.plain = head_answer
     code, [record] = fetch(tmp_path, url, "-I")
     assert raw.ranges()[-1] is None
     assert record["ok"] and record["status"] == 200 and code == 0, record
@@ -316,8 +320,7 @@ def test_a_head_run_leaves_the_partial_to_the_next_get(
     raw, url = origin
     cut_short(origin, tmp_path, STRONG)
     raw.ranged = lambda headers: rest(STRONG, OLD)
-    raw.plain = lambda headers: answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"",
-                                       framing="close")  # fmt: skip
+    raw.plain = head_answer
     code, [head] = fetch(tmp_path, url, "-I")
     assert head["ok"] and code == 0, head
     assert partial_bytes(tmp_path) == CUT  # still known

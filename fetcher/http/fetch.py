@@ -22,7 +22,7 @@ from fetcher.http.classify import classify, describe, iter_chain
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
-from fetcher.http.request import EffectiveRequest, effective_request
+from fetcher.http.request import EffectiveRequest, effective_request, method_of
 from fetcher.http.resume import Resumer, range_length
 from fetcher.http.retry import give_up_at_max_time, host_pause, parse_retry_after, retry_in
 from fetcher.http.session import FetcherSession, SessionPool
@@ -113,8 +113,7 @@ class Fetcher:
         would leave nothing saved, or another version's file)."""
         prior = task.job.prior
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
-            data = task.job.data if task.job.data is not None else self.settings.data
-            resumes = self.settings.method_for(task.job.method, data) == "GET"  # (Resumer.reopen)
+            resumes = method_of(task.job, self.settings) == "GET"  # as Resumer.reopen asks
             if resumes and self.resumer.claim(prior.partial):  # else another task continues it
                 task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
             return None  # the rest of a partial body is asked for, not whether it changed

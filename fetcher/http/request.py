@@ -43,6 +43,16 @@ def form_content_type(data: bytes | None, *given: Headers) -> dict[str, str]:
     return {"Content-Type": FORM_CONTENT_TYPE}
 
 
+def body_of(job: Job, settings: Settings) -> bytes | None:
+    """The body job's request sends: the line's own data, else -d's."""
+    return job.data if job.data is not None else settings.data
+
+
+def method_of(job: Job, settings: Settings) -> str:
+    """The method job's request is sent with (effective_request's, known before it is made)."""
+    return settings.method_for(job.method, body_of(job, settings))
+
+
 def effective_request(
     job: Job, settings: Settings, environment: Environment, prior: Prior | None = None
 ) -> EffectiveRequest:
@@ -50,7 +60,7 @@ def effective_request(
     for its URL (proxies, .netrc) taken from the run's Environment. The URL is split once.
     With prior (--state), the request is conditional on its validators."""
     url = urlsplit(job.target)
-    data = job.data if job.data is not None else settings.data
+    data = body_of(job, settings)
     method = settings.method_for(job.method, data)
     proxies = proxies_for(url, settings.proxy, environment)
     headers = _job_headers(job, settings)

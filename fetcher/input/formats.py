@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.input.parsing import TOKEN, check_sendable
+from fetcher.input.parsing import CONTROL, TOKEN, check_sendable
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
 KEYS = ("url", "method", "headers", "data", "output")
-# No line breaks, tabs or other controls in a URL: a plain line cannot hold a line break either,
-# and records in text format are one line each.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
 # The deepest nesting of objects and arrays a jsonl line (or a csv 'headers' cell) may have, the
@@ -297,7 +293,7 @@ def _url(value: Any, keys: Iterable[str] = ()) -> str:
     url = value.strip()
     if not url:
         raise _Malformed("empty 'url'")
-    if _CONTROL.search(url):
+    if CONTROL.search(url):
         raise _Malformed("'url' has a control character (a line break, a tab or the like)")
     return url
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fetcher.input.formats import Entry
+from fetcher.input.parsing import CONTROL
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import MAX_LINE_BYTES
 
@@ -89,7 +90,6 @@ _NAME_COLON = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _SCHEME_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r"\d*(?=[/?#]|$)")
 _WHITESPACE = re.compile(r"\s")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
 # "user:password@host". Any other "word:...@host" is a host with credentials.
 _OPAQUE_SCHEMES = frozenset(
@@ -129,7 +129,7 @@ def not_a_url(text: str) -> str | None:
         return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
-    if _CONTROL.search(text):  # requests would percent-encode it and fetch another URL
+    if CONTROL.search(text):
         return "a control character inside the URL"
     if has_scheme(text) or (scheme := _scheme_of(text)) is None:
         return None

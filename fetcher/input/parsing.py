@@ -8,6 +8,9 @@ from typing import Literal
 
 # RFC 9110 token characters: what a header name may be made of.
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# What no URL holds, from a plain line or a jsonl/csv 'url': requests would percent-encode it
+# and fetch another URL (a NUL-separated list as one); a record in text format is one line.
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 # Why a malformed -H or -b is not repeated in its usage error: it is often a credential.

@@ -33,11 +33,6 @@ STREAM_NAMES = re.compile(r"/dev/(std(in|out|err)|fd/\d+)|/proc/(self|thread-sel
 MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
 
 
-# What a link may lead to and still be written through: this process's standard output and
-# error, where the user sent them (a link of their own to /dev/stdout).
-OWN_OUTPUT = re.compile(r"/dev/(stdout|stderr|fd/[12])|/proc/(self|thread-self|(\d+))/fd/[12]")
-
-
 def is_stream(path: str) -> bool:
     """True when path is a character device or a FIFO itself, is named as a stream
     (STREAM_NAMES: `--failed /dev/stdout` with stdout on a file), or links to this process's
@@ -53,7 +48,9 @@ def is_stream(path: str) -> bool:
 
 
 def _stream_name(path: str) -> str | None:
-    """The STREAM_NAMES name that path is; else the OWN_OUTPUT name its links lead to; None."""
+    """The STREAM_NAMES name that path is; else the name its links lead to of this process's
+    standard output or error (where the user sent them: a link of their own to /dev/stdout,
+    written through); None."""
     path = os.path.abspath(path)
     if STREAM_NAMES.fullmatch(path):
         return path
@@ -61,8 +58,7 @@ def _stream_name(path: str) -> str | None:
         if not os.path.islink(path):
             return None
         path = os.path.abspath(os.path.join(os.path.dirname(path), os.readlink(path)))
-        own = OWN_OUTPUT.fullmatch(path)
-        if own is not None and own[3] in (None, str(os.getpid())):
+        if own_descriptor(path) in (1, 2):
             return path
     return None
 
@@ -71,15 +67,20 @@ OWN_DESCRIPTOR = re.compile(r"/dev/fd/(\d+)|/proc/(?:self|thread-self|(\d+))/fd/
 STANDARD = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
+def own_descriptor(name: str) -> int | None:
+    """The number of this process's descriptor that name stands for (/dev/stdout: 1,
+    /proc/self/fd/3: 3); None for any other name, another process's included."""
+    match = OWN_DESCRIPTOR.fullmatch(name)
+    if match is not None and match[2] in (None, str(os.getpid())):
+        return int(match[1] or match[3])
+    return STANDARD.get(name)
+
+
 def open_stream(path: str) -> int:
     """A descriptor to write to the stream path, appending. A name for one of this process's
     own descriptors (/dev/stdout) gives a duplicate of it: opened again by its name, a regular
     file behind it would get an offset of its own, and what one wrote the other overwrote."""
-    name = _stream_name(path) or ""
-    number = STANDARD.get(name)
-    match = OWN_DESCRIPTOR.fullmatch(name)
-    if match is not None and match[2] in (None, str(os.getpid())):
-        number = int(match[1] or match[3])
+    number = own_descriptor(_stream_name(path) or "")
     if number is not None:
         with contextlib.suppress(OSError):
             return os.dup(number)

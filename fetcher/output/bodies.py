@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.output.atomic import TEMP_PREFIX, TEMP_SUFFIX, create_temporary
+from fetcher.output.atomic import TEMP_PREFIX, TEMP_SUFFIX, create_temporary, file_identity
 from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 from fetcher.settings import CHUNK_SIZE
 
@@ -371,7 +371,8 @@ class Bodies:
             return True
         if path is None or (existing := self.folder.existing(url, name)) is None:
             return False
-        return existing == path or _same_file(existing, path)  # DIR spelled another way
+        # DIR spelled another way: the same file (existing is one; a stream's identity is None)
+        return existing == path or file_identity(existing, False) == file_identity(path, False)
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
@@ -382,13 +383,6 @@ class Bodies:
             raise FetchError(message, ErrorKind.IO) from None
         except OSError as exc:
             raise _io_error("cannot create a folder for", url, exc) from exc
-
-
-def _same_file(one: str, other: str) -> bool:
-    try:
-        return os.path.samestat(os.stat(one), os.stat(other))
-    except OSError:
-        return False
 
 
 def partial_inode(path: str) -> int | None:
