@@ -34,9 +34,18 @@ def route(path: str):
 
 
 def wait_until_stuck_writing(process: subprocess.Popen[bytes], fd: int, what: str) -> None:
-    """Wait until the main thread of process is blocked in write(fd, ...) (/proc/PID/syscall:
-    its number and arguments while in a system call)."""
+    """Wait until the main thread of process is blocked in a write to fd, or to a duplicate of
+    it (--failed /dev/stdout is written through a dup of 1; which of the two meets the full pipe
+    first is a race) (/proc/PID/syscall: its number and arguments while in a system call)."""
     seen = [""]
+
+    def same_file(written: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{process.pid}/fd/{written}") == os.readlink(
+                f"/proc/{process.pid}/fd/{fd}"
+            )
+        except OSError:
+            return False
 
     def stuck() -> bool:
         try:
@@ -45,7 +54,7 @@ def wait_until_stuck_writing(process: subprocess.Popen[bytes], fd: int, what: st
             seen[0] = str(exc)
             return False
         fields = seen[0].split()
-        return len(fields) > 1 and fields[0] == str(SYS_WRITE) and int(fields[1], 16) == fd
+        return len(fields) > 1 and fields[0] == str(SYS_WRITE) and same_file(int(fields[1], 16))
 
     try:
         wait_for(stuck, what, timeout=30)
