@@ -321,7 +321,7 @@ def test_max_time_includes_retries():
     with FaultServer(silent) as server:
         started = time.monotonic()
         result = invoke(
-            ["--format", "jsonl", "-t", "0.4", "--retries", "10", "--backoff", "0.01",
+            ["--format", "jsonl", "-t", "0.25", "--retries", "10", "--backoff", "0.01",
              "--max-time", "1.5", server.url("/")]
         )  # fmt: skip
         took = time.monotonic() - started
