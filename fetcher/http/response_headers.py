@@ -40,6 +40,13 @@ _PLAIN_BLOCK = re.compile(rf"(?:{_FIELD})*+\r?\n")
 _FIELDS = re.compile(_FIELD)
 
 
+# http.client refuses a block of more than 100 fields ("got more than 100 headers"); a site that
+# sets 150 cookies is read by curl (no limit on the count) and by browsers. More fields are read
+# here, in no more bytes than http.client's own worst case (100 lines of up to 64 KiB).
+MAX_FIELDS = 1000
+MAX_BLOCK_BYTES = 100 * (http.client._MAXLINE + 1)  # type: ignore[attr-defined]
+
+
 class MalformedHeadersError(http.client.HTTPException):
     """A header block cut short by the end of the connection, or with a line that is not a
     field: a protocol error. http.client takes the end of the stream for the blank line that
@@ -54,7 +61,7 @@ def parse_headers(
     """http.client.parse_headers: the same reads of fp, its errors, and the same Message; a
     block that is cut short or malformed raises MalformedHeadersError instead (urllib3 would
     only log it, with a traceback)."""
-    lines = http.client._read_headers(fp)  # type: ignore[attr-defined] # its limits and errors
+    lines = read_header_lines(fp)
     if not lines[-1].endswith(b"\n"):  # b"": the stream ended before the blank line
         raise MalformedHeadersError("answer cut short inside its header block")
     text = b"".join(lines).decode("iso-8859-1")
@@ -68,6 +75,26 @@ def parse_headers(
     message = email.parser.Parser(_class=_class).parsestr(text)
     _check_parsed(message)
     return message
+
+
+def read_header_lines(fp: IO[bytes]) -> list[bytes]:
+    """http.client's _read_headers, with MAX_FIELDS and MAX_BLOCK_BYTES for its limit of 100:
+    the lines of one header block up to the blank line (or the end of the stream) included."""
+    maxline = http.client._MAXLINE  # type: ignore[attr-defined]
+    lines: list[bytes] = []
+    size = 0
+    while True:
+        line = fp.readline(maxline + 1)
+        if len(line) > maxline:
+            raise http.client.LineTooLong("header line")
+        lines.append(line)
+        size += len(line)
+        if len(lines) > MAX_FIELDS:
+            raise http.client.HTTPException(f"got more than {MAX_FIELDS} headers")
+        if size > MAX_BLOCK_BYTES:
+            raise http.client.HTTPException(f"header block longer than {MAX_BLOCK_BYTES} bytes")
+        if line in (b"\r\n", b"\n", b""):
+            return lines
 
 
 def _check_parsed(message: http.client.HTTPMessage) -> None:
@@ -120,5 +147,5 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
             raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
         if not 100 <= status < 200:
             return version, status, reason
-        http.client._read_headers(response.fp)  # type: ignore[attr-defined] # its limits
+        read_header_lines(response.fp)
     raise InterimResponseError(f"more than {MAX_INTERIM} interim (1xx) answers in a row")
