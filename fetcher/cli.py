@@ -186,7 +186,7 @@ def write_summary_files(
     then written again, so that every file says the status the process exits with (a second
     failure changes the status no more). A stream (/dev/stdout) cannot be written again: it is
     written once, after the files, with the status they leave."""
-    from fetcher.output.atomic import is_stream
+    from fetcher.output.atomic import written_in_place
     from fetcher.output.metrics import write_metrics
     from fetcher.output.summary import write_summary_json
 
@@ -196,11 +196,11 @@ def write_summary_files(
         ("--metrics", settings.metrics, metrics),
     ]
     files: list[SummaryFile] = [(option, path, write) for option, path, write in named if path]
-    regular = [file for file in files if not is_stream(file[1])]
+    regular = [file for file in files if not written_in_place(file[1])]
     written = write_each(streams, summary, regular, status)
     failed = len(written) < len(regular)
     final = final_status(summary, stopped_by, True) if failed else status
-    streamed = [file for file in files if is_stream(file[1])]
+    streamed = [file for file in files if written_in_place(file[1])]
     if len(write_each(streams, summary, streamed, final)) < len(streamed):
         final = final_status(summary, stopped_by, True)
     if final != status:

@@ -18,7 +18,14 @@ import click
 from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.options import urls_from_stdin
-from fetcher.output.atomic import FileIdentity, file_identity, is_stream, output_problem
+from fetcher.output.atomic import (
+    FileIdentity,
+    abort_unfinished,
+    file_identity,
+    is_stream,
+    note_files_at_start,
+    output_problem,
+)
 from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memory
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
@@ -157,6 +164,7 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
     """A file inside -o DIR, a missing or unwritable folder, a directory, no name, or two
     options naming one file where one would destroy the other's data: a usage error now."""
     check_outside_output_dir(settings)
+    paths = []
     for option, field_name, replaced in OUTPUT_FILES:
         path = getattr(settings, field_name)
         if path is None:
@@ -164,7 +172,9 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
         problem = output_problem(path, replaced)
         if problem is not None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
+        paths.append(path)
     check_same_files(settings, streams)
+    note_files_at_start(paths)
 
 
 def check_outside_output_dir(settings: Settings) -> None:
@@ -289,6 +299,7 @@ def open_outputs(
     # of records buffered, which the exit may cut off), and what is buffered reaches its file
     # last: a flush may wait for a reader that never reads (the collector skips it then).
     on_hard_exit(collector.commit_failed_now)
+    on_hard_exit(abort_unfinished)  # the jar, --summary, --metrics: their old files stay
     on_hard_exit(collector.flush_at_exit, last=True)
     lookup = None
     if state is not None:

@@ -47,6 +47,24 @@ def is_stream(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or _stream_name(path) is not None
 
 
+# The run's own files that were not streams when it started (``note_files_at_start``). One of
+# them that is a FIFO or a device when it is written, at the end, was planted there during the
+# run by someone who can write in its folder (a FIFO with a reader of theirs, to take the cookie
+# jar's secrets): it is replaced by a rename as a file would be, never written into.
+_files_at_start: set[str] = set()
+
+
+def note_files_at_start(paths: list[str]) -> None:
+    """Remember which of the run's files are not streams as it starts (see written_in_place)."""
+    _files_at_start.update(os.path.abspath(path) for path in paths if not is_stream(path))
+
+
+def written_in_place(path: str) -> bool:
+    """Whether path is written in place, as a stream: it is one now, and was one when the run
+    started (or the run never looked at it then)."""
+    return is_stream(path) and os.path.abspath(path) not in _files_at_start
+
+
 def _stream_name(path: str) -> str | None:
     """The STREAM_NAMES name that path is; else the name its links lead to of this process's
     standard output or error (where the user sent them: a link of their own to /dev/stdout,
@@ -186,7 +204,7 @@ class AtomicFile:
         """Raises OSError when the temporary (or the stream) cannot be opened."""
         self.path = path
         self.temporary: str | None = None
-        if is_stream(path):  # appended to: a file behind /dev/stdout holds the records
+        if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
         else:
             folder = os.path.dirname(os.path.abspath(path))
@@ -237,8 +255,9 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
     there is synced and renamed to path (a symlink there is replaced, not followed). On error it
     is removed and path is left untouched. A stream (``is_stream``) is yielded as itself: open
     the name for appending, which writes a new temporary whole and adds to a stream (a regular
-    file behind /dev/stdout keeps what is in it)."""
-    if is_stream(path):
+    file behind /dev/stdout keeps what is in it); one planted during the run is replaced
+    (``written_in_place``)."""
+    if written_in_place(path):
         # Opened by the caller, by name; held open meanwhile by this process so that a FIFO
         # without a reader is refused here rather than waited on, and its reader sees no end
         # between the two opens.
@@ -249,10 +268,23 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
             os.close(held)
         return
     file = AtomicFile(path, mode)
+    _unfinished.add(file)
     try:
         yield file.name
         file.commit()
     finally:
+        file.abort()
+        _unfinished.discard(file)
+
+
+# atomic_path's files being written (the cookie jar, --summary, --metrics at the end): a second
+# signal exits with os._exit, past every ``finally``, and would leave the temporary behind.
+_unfinished: set[AtomicFile] = set()
+
+
+def abort_unfinished() -> None:
+    """Remove the temporary of every file atomic_path is writing: before an immediate exit."""
+    for file in list(_unfinished):
         file.abort()
 
 

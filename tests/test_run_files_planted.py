@@ -1,0 +1,106 @@
+"""The run's own files (--failed, --summary, --metrics, -c) against someone who can write in
+their folder while the run goes (s15 h1 13): a FIFO planted at the path, with a reader of
+theirs, must not receive the file (the cookie jar's secrets, --failed's lines). Whether a path
+is a stream written in place (/dev/stdout, a FIFO the user named) is decided when the run
+starts; a file that was not one then is replaced by a rename at the end, whatever is there.
+
+And a second signal while one of them is being written leaves no temporary behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import FETCHER, clean_env, invoke
+from tests.servers import wait_for
+
+JAR_HEADER = "# Netscape HTTP Cookie File\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("-c", "sid\tSECRET"),
+        ("--summary", '"ok": 1'),
+        ("--metrics", "fetcher_urls"),
+        ("--failed", ""),
+    ],
+)
+def test_a_fifo_planted_during_the_run_is_replaced_never_written_into(
+    httpserver: HTTPServer, tmp_path: Path, option: str, expected: str
+) -> None:
+    target = tmp_path / "run-file"
+    target.write_text(JAR_HEADER if option == "-c" else "old\n")
+    readers: list[int] = []
+
+    def plant(request: Request) -> Response:
+        target.unlink()
+        os.mkfifo(target)
+        readers.append(os.open(target, os.O_RDONLY | os.O_NONBLOCK))
+        return Response("ok", headers={"Set-Cookie": "sid=SECRET"})
+
+    httpserver.expect_request("/").respond_with_handler(plant)
+    try:
+        result = invoke(["-q", option, str(target), httpserver.url_for("/")])
+        assert result.exit_code == 0, result.output
+        assert len(readers) == 1
+        try:
+            leaked = os.read(readers[0], 1 << 16)
+        except BlockingIOError:
+            leaked = b""
+    finally:
+        for reader in readers:
+            os.close(reader)
+    assert leaked == b"", f"{option} was written into the planted FIFO"
+    assert stat.S_ISREG(os.lstat(target).st_mode)
+    assert expected in target.read_text()
+
+
+def test_a_fifo_named_at_the_start_is_still_written_in_place(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """What the user named as a stream stays one: `--summary fifo` with a reader."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    httpserver.expect_request("/").respond_with_data("ok")
+    try:
+        result = invoke(["-q", "--summary", str(fifo), httpserver.url_for("/")])
+        assert result.exit_code == 0, result.output
+        assert b'"ok": 1' in os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_a_second_signal_while_the_jar_is_saved_leaves_no_temporary(tmp_path: Path) -> None:
+    """A jar of a few MiB takes a while to save; a second signal (or a SIGQUIT) in that time
+    left an 8.6 MB `.fetcher-*.part` copy of the cookies beside it (s15 h1 8). The jar itself is
+    kept whole."""
+    lines = [f"127.0.0.1\tFALSE\t/p{n}\tFALSE\t0\tc{n}\t{'v' * 200}\n" for n in range(40_000)]
+    jar = tmp_path / "jar"
+    jar.write_text(JAR_HEADER + "".join(lines))
+    before = jar.read_bytes()
+    # No URL at all: the run ends at once and goes straight to saving the jar.
+    process = subprocess.Popen(
+        [*FETCHER, "-q", "-c", str(jar), "-i", "/dev/null"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: any(tmp_path.glob(".fetcher-*")), "the jar's temporary", timeout=30)
+        process.send_signal(signal.SIGQUIT)  # a hard stop at once, as a second SIGTERM
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetcher-")] == []
+    after = jar.read_bytes()
+    assert after == before or after.count(b"\n") >= before.count(b"\n") - 1
