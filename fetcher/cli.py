@@ -229,8 +229,8 @@ def print_human_summary(streams: Streams, outputs: Outputs) -> None:
         console = Console(stderr=True)
     try:
         print_summary(outputs.summary, streams.stderr, console)
-    except BrokenPipeError:  # `fetcher ... 2>&1 | head`: nobody reads stderr either
-        streams.silence(streams.stderr)
+    except OSError:  # `2>&1 | head`, a closed terminal, a full disk: what was for stderr is lost
+        streams.silence(streams.stderr)  # and that alone: the exit status stays as it is
 
 
 def final_status(summary: Any, stopped_by: ExitStatus | None, lost_output: bool) -> int:

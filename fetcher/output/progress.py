@@ -218,9 +218,14 @@ class RichProgress:
         traceback: TracebackType | None,
     ) -> None:
         self.stop_counting.set()
-        self.live.stop()
-        if not self.console.is_interactive:  # the one frame of --progress on a file: end its line
-            self.console.line()
+        try:
+            self.live.stop()  # its last frame
+            if not self.console.is_interactive:  # the one frame of --progress on a file: end it
+                self.console.line()
+        except OSError:
+            # A terminal closed under the run (EIO), a full disk: the display is lost, and only
+            # it. Raised from here, it took --failed, --summary and the exit status with it.
+            pass
 
     def _count(self) -> None:
         assert self.count_total is not None
