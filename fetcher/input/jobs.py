@@ -40,6 +40,9 @@ class Job:
     header: bytes | None = None  # csv: the header row, written before the line to --failed
     input_format: str = "lines"  # how raw reads: a URL line, or a jsonl or csv entry
     prior: Prior | None = None  # --state: what earlier runs learnt about this URL
+    # The input lines raw holds: more than one only in a block of the unread rest of a file
+    # that a hard stop hands back to --failed as it is (InputReader.drain).
+    lines: int = 1
 
 
 # A part of the URL that urllib quotes in its message: it may be a piece of a password

@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import BinaryIO
 
-from fetcher.input.formats import iter_csv, iter_jsonl
+from fetcher.input.formats import csv_records, iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
@@ -24,6 +26,10 @@ from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 BOM = b"\xef\xbb\xbf"
 COUNT_CHUNK = 1 << 20  # bytes read at a time when counting a file's URLs ahead of the run
 PIECE_BYTES = 1 << 16  # the most bytes read at a time for csv
+# Seconds a hard stop's hand-back of the unread rest parses lines for --unique, --shard, jsonl or
+# csv before it takes the rest as it is (see InputReader.drain): well inside its second.
+PARSE_BUDGET = 0.1
+RAW_BLOCK = 1 << 20  # bytes of such a rest read at a time
 # A line kept in the state for --retry-failed: its input format, the line, its csv header (or
 # b""), and the URL fetched for it then.
 StoredLine = tuple[str, bytes, bytes, str]
@@ -98,6 +104,16 @@ def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
     while piece:
         yield piece
         piece = stream.readline(size)
+
+
+def holds_entry(line: bytes, comments: bool) -> bool:
+    """Whether a line is more than blanks (Unicode's too) and, with comments, than a '#'
+    comment: what the parser would not skip."""
+    visible = line.lstrip()
+    if visible and visible[0] >= 0x80:  # a non-ASCII space may come before a '#'
+        text = line.decode("utf-8", "replace").lstrip()
+        return bool(text) and not (comments and text[0] == "#")
+    return bool(visible) and not (comments and visible[0] == 0x23)
 
 
 def _holds_url(line: bytes) -> bool:
@@ -209,41 +225,41 @@ class InputReader:
         return self.sources[self._position].finite
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
-        """Yield the jobs left in the current and later sources that are finite.
+        """Yield the jobs left in the current and later sources that are finite (a pipe or
+        terminal is skipped, never read: it may never end).
 
-        A pipe or terminal is skipped, never read: it may never end. With lines_only, the
-        caller needs nothing but each job's ``raw`` line (a hard stop writing --failed within
-        a second): plain-line files are then not parsed, unless --unique or --shard need the
-        URL, so that 100,000 unread lines take a few hundredths of a second.
-        """
-        fast = lines_only and self.input_format == "lines" and not self.jobs.unique
-        fast = fast and self.jobs.shard is None
+        With lines_only (a hard stop writing --failed within a second), only each job's ``raw``
+        and csv header count: plain lines are not parsed unless --unique or --shard need the
+        URL, and after PARSE_BUDGET seconds no line is (``raw_rest``: 300,000 parsed took
+        seconds, and the exit cut --failed short). Repeats and other shards' lines then go too;
+        a next run with the same options skips them again: nothing is lost."""
+        plain = lines_only and self.input_format == "lines" and not self.jobs.unique
+        plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
         while self._position < len(self.sources):
-            source = self.sources[self._position]
+            source, stream = self.sources[self._position], self.sources[self._position].stream
             if source.finite:
-                if fast and source.stream is not None:
-                    # The stream stands after the last line read: read on from there.
-                    self._current = self._raw_jobs(source.stream)
-                elif self._current is None:
-                    self._current = self._jobs(source)
+                # The stream stands after the last line read. A csv header row is parsed first.
+                late = lines_only and self.input_format != "csv" and time.monotonic() > until
+                if stream is not None and (plain or late):
+                    self._current = raw_rest(stream, self.input_format, None, self.jobs)
+                else:
+                    self._current = self._current or self._jobs(source)
+                    if lines_only and stream is not None:
+                        self._current = self._parsed_until(self._current, stream, until)
+                # Not `yield from`: a caller that drops this generator (the dispatcher, stopped
+                # after its line) would close the reader's own, which the next caller reads on.
                 while (job := next(self._current, None)) is not None:
                     yield job
             self._current = None
             self._position += 1
 
-    def _raw_jobs(self, stream: BinaryIO) -> Iterator[Job]:
-        """The rest of a plain-line stream as Jobs holding their raw line only (see drain)."""
-        for _, raw, too_long in read_lines(stream):
-            visible = raw.lstrip()
-            if not visible or visible[0] >= 0x80:
-                # Blank, or a line that only decoding can tell (a non-ASCII space before a '#'):
-                # the ordinary rules decide.
-                job = self.jobs.line_job(None, raw, too_long)
-                if job is not None:
-                    yield job
-            elif visible[0] != 0x23:  # not a '#' comment
-                self.jobs.count += 1
-                yield Job(-1, "", "", None, raw)
+    def _parsed_until(self, jobs: Iterator[Job], stream: BinaryIO, until: float) -> Iterator[Job]:
+        """jobs, until the moment until; then, from the entry after, the stream as it is."""
+        for job in jobs:
+            yield job
+            if time.monotonic() > until:
+                yield from raw_rest(stream, self.input_format, job.header, self.jobs)
+                return
 
     def _jobs(self, source: Source) -> Iterator[Job]:
         if source.stored is not None:
@@ -269,6 +285,47 @@ class InputReader:
             job = self.jobs.entry_job(entry)
             if job is not None:
                 yield job
+
+
+def raw_rest(
+    stream: BinaryIO, input_format: str, header: bytes | None, maker: JobMaker
+) -> Iterator[Job]:
+    """The rest of a stream as Jobs holding their raw lines, or csv records, only (see
+    InputReader.drain), in blocks of whole lines, verbatim (blank lines and comments too, which
+    a run reading --failed skips again): a line at a time took 0.45 s for 300,000 of them, half
+    of the second a hard stop has. A csv block only while no quote comes: every line end then
+    ends a record; from the first quote on, record by record."""
+    comments, csv = input_format == "lines", input_format == "csv"
+    carry = b""
+    while chunk := stream.read(RAW_BLOCK):
+        block, _, carry = (carry + chunk).rpartition(b"\n")
+        if csv and b'"' in block:
+            pieces = chain(read_pieces(io.BytesIO(block + b"\n" + carry)), read_pieces(stream))
+            yield from _raw_records(pieces, header, maker)
+            return
+        if job := _raw_block(block, input_format, comments, header, maker):
+            yield job
+    if csv and b'"' in carry:
+        yield from _raw_records(read_pieces(io.BytesIO(carry)), header, maker)
+    elif job := _raw_block(carry, input_format, comments, header, maker):
+        yield job
+
+
+def _raw_block(
+    block: bytes, input_format: str, comments: bool, header: bytes | None, maker: JobMaker
+) -> Job | None:
+    """A Job of the lines of block, as they are; None when none of them holds an entry."""
+    count = sum(1 for line in block.split(b"\n") if holds_entry(line, comments))
+    if not count:
+        return None
+    maker.count += count
+    return Job(-1, "", "", None, block, header=header, input_format=input_format, lines=count)
+
+
+def _raw_records(pieces: Iterable[bytes], header: bytes | None, maker: JobMaker) -> Iterator[Job]:
+    for record in csv_records(pieces):
+        maker.count += 1
+        yield Job(-1, "", "", None, record.raw, header=header, input_format="csv")
 
 
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:

@@ -109,7 +109,7 @@ class Collector:
             self.retry.hold(result.job)
 
     def on_skipped(self, job: Job) -> None:
-        self.summary.not_attempted += 1
+        self.summary.not_attempted += job.lines
         self.retry.add(job)
 
     def on_partial(self, job: Job, partial: Partial) -> None:
@@ -230,7 +230,7 @@ class RetryLines:
 
     def add(self, job: Job) -> None:
         if self.failed is not None:
-            self.failed.add(job.raw, job.header)
+            self.failed.add(job.raw, job.header, job.lines)
 
     def hold(self, job: Job) -> None:
         if self.failed is not None:

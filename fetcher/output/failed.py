@@ -42,10 +42,11 @@ class FailedLines:
         self.count = 0
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
-    def add(self, raw: bytes, header: bytes | None = None) -> None:
-        """Keep a failed line; header: its csv input's header row (None: not csv)."""
-        self.count += 1
-        if header is not None and quotes_left_open(raw):
+    def add(self, raw: bytes, header: bytes | None = None, lines: int = 1) -> None:
+        """Keep a failed line (or lines, a block of a file's unread rest); header: its csv
+        input's header row (None: not csv)."""
+        self.count += lines
+        if header is not None and b'"' in raw and quotes_left_open(raw):
             self._held_back.append((raw, header))
             return
         self._add_line(raw, header)

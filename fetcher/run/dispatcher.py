@@ -78,9 +78,6 @@ class Dispatcher:
     def start(self) -> None:
         start_thread(self._thread)
 
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
     def is_alive(self) -> bool:
         return self._thread.is_alive()
 
@@ -93,15 +90,18 @@ class Dispatcher:
         if known:
             self._known_slots.release(known)
 
-    def take_unread(self, limit: float) -> Iterator[Job]:
-        """After a stop, for the calling thread to read: the rest of file inputs, raw lines only
-        (100,000 in hundredths of a second). This thread stops after its line and is waited for
-        (limit seconds), so that one thread reads at a time; not one blocked on a pipe, which
-        may never end: then nothing is read."""
+    def stop_reading(self, limit: float) -> bool:
+        """After a stop: this thread stops after its line (handed on) and is waited for, limit
+        seconds, unless it is blocked on a pipe. Whether it ended (see ``take_unread``)."""
         self.hard = True
         if not self.blocked_on_pipe():
-            self.join(limit)
-        return iter(()) if self.is_alive() else self.source.drain(lines_only=True)
+            self._thread.join(limit)
+        return not self.is_alive()
+
+    def take_unread(self, limit: float) -> Iterator[Job]:
+        """After a stop, for the calling thread: the rest of file inputs, raw (InputReader.drain),
+        once this thread ended, so that one thread reads at a time; else nothing."""
+        return self.source.drain(lines_only=True) if self.stop_reading(limit) else iter(())
 
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""

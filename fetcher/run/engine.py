@@ -14,6 +14,7 @@ Per-URL failures are Results, never exceptions crossing a thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -47,8 +48,8 @@ class Run:
         self.source = source
         self.executor = executor
         self.observer = observer
-        # Shared with the executor, so that retries stop being scheduled once stopping.
-        self.stopping = stopping or threading.Event()
+        self.stopping = stopping or threading.Event()  # the executor's: no retry once set
+        self._finishing = threading.Lock()  # held by the one thread that finishes a hard stop
         self.books = Books(observer, settings.ordered, self._output_gone)
         self.mailbox = Mailbox(self.stopping, self._give_room, self._idle, executor.window >= 16)
         self.dispatcher = Dispatcher(
@@ -120,25 +121,25 @@ class Run:
         return self.hard.grace_ends
 
     def _finish_hard_stop(self, reason: ExitStatus, wait: float | None = None) -> None:
-        """A second signal, on the calling thread (or the watchdog, in its place when it is stuck
-        in a write; wait bounds the exit hooks): hand every line read that did not end ok to the
-        observer — results queued, what the dispatcher read, the unread rest of file inputs,
-        tasks queued or waiting for a retry, requests in flight — then exit now."""
+        """A second signal, on the calling thread (or the watchdog when it is stuck in a write;
+        wait bounds the exit hooks): every line read that did not end ok to the observer —
+        results queued, tasks queued, waiting or in flight (what --ordered holds back behind
+        them goes too), then the unread rest, which the exit may cut — and exit."""
+        if not self._finishing.acquire(blocking=False):  # the watchdog and this thread: one
+            threading.Event().wait()  # (two handed lines back twice); the first one exits
         self.stopped_by = self.stopped_by or reason
         self.executor.stop()
+        self.dispatcher.stop_reading(HARD_STOP_LIMIT / 2)  # its last line handed on first
         self.take_queued()
-        self._hand_back_unread()
         self.settle_executor()
         self.books.abandon_pending()
-        try:
+        self._hand_back_unread()
+        with contextlib.suppress(BrokenPipeError):
             self.observer.on_idle()
-        except BrokenPipeError:
-            pass
         hard_exit(reason, wait)
 
     def _hand_back_unread(self) -> None:
-        """After a stop, once the run waits no more (a second signal, the end of the grace, none
-        once the records' reader is gone): the rest of input files goes to --failed, at once."""
+        """Once a stopped run waits no more: the rest of input files goes to --failed, now."""
         for job in self.dispatcher.take_unread(HARD_STOP_LIMIT / 2):
             self.observer.on_skipped(job)  # its order no longer matters
         self.take_queued()
