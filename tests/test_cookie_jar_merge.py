@@ -8,13 +8,16 @@ bring the loaded value back. And the file's own cookies come back as they were, 
 
 from __future__ import annotations
 
+import socket
+from http.cookiejar import Cookie
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fetcher.http.cookies import MAX_COOKIES, MAX_COOKIES_PER_DOMAIN
+from fetcher.http.cookies import MAX_COOKIES, MAX_COOKIES_PER_DOMAIN, CookieChanges
 from tests.conftest import invoke, run_process
-from tests.servers import counting_server
+from tests.servers import FaultServer, counting_server, read_request
 
 HEADER = "# Netscape HTTP Cookie File\n"
 OLD_SID = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsid\tOLD\n"
@@ -161,3 +164,50 @@ def test_a_cookie_jar_that_is_a_fifo_is_refused_not_waited_on(tmp_path):
     done = run_process(["-q", "-c", str(fifo), "http://127.0.0.1:9/"], timeout=20)
     assert done.returncode == 2, done.stderr
     assert b"FIFO" in done.stderr and b"Traceback" not in done.stderr
+
+
+def flooding(conn: socket.socket) -> None:
+    """A FaultServer behaviour: /logout deletes sid; /flood?start=N deletes 90 cookies nobody
+    holds, junkN... (another host's flood, each answer many Set-Cookie lines)."""
+    request = read_request(conn).decode("latin-1")
+    target = request.split(" ", 2)[1]
+    if target.startswith("/flood"):
+        start = int(target.partition("start=")[2])
+        lines = "".join(f"Set-Cookie: junk{n}=; Max-Age=0\r\n" for n in range(start, start + 90))
+    else:
+        lines = "Set-Cookie: sid=; Max-Age=0; Path=/\r\n"
+    end = "Content-Length: 0\r\nConnection: close\r\n\r\n"
+    conn.sendall(f"HTTP/1.1 200 OK\r\n{lines}{end}".encode())
+
+
+def test_a_flood_of_another_hosts_deletions_does_not_undo_a_logout(tmp_path):
+    """More deletions than any bound, of cookies nobody held, from localhost: the logout of
+    127.0.0.1's sid (a cookie of the file) stays (found by the s15 hostile test)."""
+    jar = tmp_path / "jar.txt"
+    jar.write_text(HEADER + OLD_SID)
+    floods = MAX_COOKIES // 90 + 4
+    with FaultServer(flooding) as server:
+        flood = [f"http://localhost:{server.port}/flood?start={n * 90}" for n in range(floods)]
+        fetch(jar, [server.url("/logout"), *flood], "-j", "1")
+    assert saved(jar) == {}
+
+
+def test_a_change_to_a_file_cookie_outlives_any_flood_of_others():
+    """Sets too: 60 hosts that each set 50 cookies evicted an older change of the file's."""
+    changes = CookieChanges()
+    changes.note(("127.0.0.1", "/", "sid"), None, held=True)
+    changes.note(("127.0.0.1", "/", "token"), Cookie(0, "token", "NEW", **COOKIE_REST), held=True)
+    for host in range(MAX_COOKIES // MAX_COOKIES_PER_DOMAIN + 10):
+        for n in range(MAX_COOKIES_PER_DOMAIN):
+            changes.note((f"h{host}.test", "/", f"c{n}"), None)
+            changes.note((f"h{host}.test", "/", f"s{n}"), Cookie(0, f"s{n}", "v", **COOKIE_REST))
+    kept = {change.key for change in changes.entries()}
+    assert {("127.0.0.1", "/", "sid"), ("127.0.0.1", "/", "token")} <= kept
+    assert len(kept) <= 2 * MAX_COOKIES + 2
+
+
+COOKIE_REST: dict[str, Any] = dict(
+    port=None, port_specified=False, domain="h.test", domain_specified=False,
+    domain_initial_dot=False, path="/", path_specified=True, secure=False, expires=None,
+    discard=True, comment=None, comment_url=None, rest={},
+)  # fmt: skip

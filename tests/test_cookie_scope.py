@@ -18,7 +18,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from fetcher.http.cookies import BoundedCookieJar, host_cookies
+from fetcher.http.cookies import (
+    MAX_COOKIE_BYTES,
+    MAX_COOKIE_HEADER_BYTES,
+    BoundedCookieJar,
+    host_cookies,
+)
 from tests.conftest import invoke
 from tests.servers import CountingServer, Route, counting_server, serving, tls_server
 from tests.tls_proxy_servers import Certificates, make_certificates
@@ -277,3 +282,86 @@ def test_a_real_local_domain_keeps_its_name_in_the_cookie_file() -> None:
     assert file_domain(".local") == ".local"
     assert file_domain("localhost.local") == "localhost"
     assert file_domain(jar_domain("intranet")) == "intranet"  # a file's line round-trips
+
+
+def file_lines(jar: Path) -> set[str]:
+    return {line for line in jar.read_text().splitlines() if line and not line.startswith("#")}
+
+
+# -- Secure cookies and the __Secure- and __Host- prefixes (RFC 6265bis) -------------------------
+
+SECURE_SID = "example.test\tFALSE\t/\tTRUE\t4102444800\tsid\tGOOD"
+
+
+@pytest.mark.parametrize(
+    "set_cookie",
+    [
+        "sid=EVIL; Secure; Path=/",  # overwrites a Secure cookie, and is one
+        "sid=EVIL2; Path=/",  # overwrites a Secure cookie with a plain one
+        "sid=; Max-Age=0; Path=/",  # deletes it
+        "new=1; Secure; Path=/",
+        "__Host-sid=evil; Path=/",
+        "__Secure-t=evil2; Domain=example.test; Path=/",
+    ],
+)
+def test_an_http_answer_neither_sets_nor_touches_secure_cookies(hosts, tmp_path, set_cookie):
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n" + SECURE_SID + "\n")
+    through(hosts, "-c", str(jar), go("http://example.test", "/done", set_cookie))
+    assert file_lines(jar) == {SECURE_SID}
+
+
+def test_an_https_answer_sets_secure_and_prefixed_cookies(certs, tmp_path):
+    jar = tmp_path / "cookies.txt"
+    given = ["sid=s; Secure; Path=/", "__Host-h=1; Secure; Path=/", "__Secure-s=2; Secure"]
+    refused = ["__Host-p=1; Secure; Path=/sub", "__Secure-n=1"]  # not as the prefix says
+    with tls_server(certs.server_context().wrap_socket, route) as secure:
+        urls = [go(f"https://127.0.0.1:{secure.port}", "/done", c) for c in given + refused]
+        fetch("--cacert", str(certs.ca_pem), "-c", str(jar), *urls)
+    saved = {line.split("\t")[5]: line.split("\t")[3] for line in file_lines(jar)}
+    assert saved == {"sid": "TRUE", "__Host-h": "TRUE", "__Secure-s": "TRUE"}
+
+
+# -- public suffixes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("origin", "domain", "victim"),
+    [
+        ("http://evil.co.uk", "co.uk", "http://shop.co.uk/x"),
+        ("http://evil.com.au", "com.au", "http://shop.com.au/x"),
+        ("http://evil.s3.amazonaws.com", "s3.amazonaws.com", "http://other.s3.amazonaws.com/x"),
+        ("http://evil.github.io", "github.io", "http://victim.github.io/x"),
+    ],
+)
+def test_no_server_sets_a_cookie_for_a_public_suffix(hosts, tmp_path, origin, domain, victim):
+    jar = tmp_path / "cookies.txt"
+    through(hosts, "-c", str(jar), go(origin, "/done", f"t=1; Domain={domain}; Path=/"), victim)
+    assert hosts.sent(victim) == [None]
+    assert file_lines(jar) == set()
+
+
+def test_a_site_under_a_public_suffix_sets_cookies_for_its_own_domain(hosts):
+    landing = "http://shop.example.co.uk/x"
+    through(hosts, go("http://www.example.co.uk", landing, "t=1; Domain=example.co.uk; Path=/"))
+    assert hosts.sent(landing) == ["t=1"]
+
+
+# -- the Cookie header's bound ---------------------------------------------------------------------
+
+
+def test_servers_cookies_never_push_a_b_cookie_out_of_the_cookie_header():
+    big = "v" * (MAX_COOKIE_BYTES - 2)  # two of them fill the header
+
+    def setting(path: str) -> Route:
+        name = path.strip("/")
+        if name.startswith("c"):
+            return 200, {"Set-Cookie": f"{name}={big}; Path=/"}, b"", 0.0
+        return 200, {}, b"", 0.0
+
+    with counting_server(setting) as server:
+        fetch("-b", f"auth={SECRET}", *(server.url(f"/c{n}") for n in range(3)), server.url("/b"))
+        sent = server.headers_seen[server.paths.index("/b")]["Cookie"]
+    pairs = sent.split("; ")
+    assert f"auth={SECRET}" in pairs and len(sent) <= MAX_COOKIE_HEADER_BYTES
+    assert len(pairs) == 2  # and one of the servers' that fits beside it

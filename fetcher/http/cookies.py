@@ -11,7 +11,12 @@ The file is the Netscape format that curl and wget read and write. http.cookieja
 MozillaCookieJar disagrees with curl on two points: it writes an empty expiry for session
 cookies (curl skips such lines) and reads curl's ``0`` as expired in 1970; and it drops curl's
 ``#HttpOnly_`` lines as comments. So the seven fields are read and written here, into and from
-http.cookiejar's own Cookie objects, which still do all the domain and path matching.
+http.cookiejar's own Cookie objects, which still do all the domain and path matching. The file
+is bytes, read and written as Latin-1 whatever the locale: a header value is one character per
+byte to http.client and requests, so a value goes back to the wire and the file as the bytes it
+came as (curl's UTF-8 included). What fetcher stores, it can save and send (is_storable: no
+control character); a file's line it cannot read or send is skipped, as curl skips it, and
+never shown; and it never saves a file larger than it reads (save_jar).
 
 What servers set is bounded as a browser bounds it (RFC 6265 §6.1 gives the minimums), in each
 session's jar and in the changes: a server that sets new cookies on every answer evicts its own
@@ -21,16 +26,21 @@ sends only those its bounded jar keeps.
 
 Where a cookie goes is RFC 6265's (HostOnlyPolicy, the policy of every jar a request is sent
 from): one set without a Domain attribute only to the host that set it, whatever the port; a -b
-cookie only to the host and port of its URL, as requests keeps Authorization.
+cookie only to the host and port of its URL, as requests keeps Authorization. What a server may
+set is RFC 6265bis's too: no Domain that is a public suffix fetcher knows (is_public_suffix),
+Secure cookies and the __Secure- and __Host- prefixes only from https, and a Secure cookie
+left alone by http answers (BoundedCookieJar.make_cookies).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import cookiejar
@@ -41,19 +51,54 @@ from urllib.parse import SplitResult, urlsplit
 from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
 
+from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
 from fetcher.output.atomic import atomic_path
 from fetcher.settings import DEFAULT_PORTS
+
+log = logging.getLogger("fetcher")
 
 HEADER = (
     "# Netscape HTTP Cookie File\n# Written by fetcher: curl -b and wget --load-cookies read it.\n"
 )
 HTTP_ONLY = "#HttpOnly_"
+# What a jar file's first line says, in curl's files and in older ones (curl and wget read both).
+FILE_MARKS = ("# Netscape HTTP Cookie File", "# HTTP Cookie File")
+UTF8_BOM = "\xef\xbb\xbf"  # as the file is read: one Latin-1 character per byte
+ENCODING = "latin-1"  # the file's: one character per byte, as http.client and requests see them
 
 MAX_COOKIE_BYTES = 4096  # name and value; a larger cookie is ignored, as browsers do
 MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is evicted
 MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
 MAX_COOKIE_HEADER_BYTES = 8192  # Apache's and nginx's default limit for one header line
-MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE; about 100 times what MAX_COOKIES take
+MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE, read and saved; ~100 times what MAX_COOKIES take
+MAX_LIFETIME = 400 * 24 * 3600  # RFC 6265bis §5.5: a longer Max-Age or Expires is cut to it
+MAX_EXPIRY_DIGITS = 20  # a file's expiry: curl's is a 64-bit number; int() refuses 4,300
+MAX_LINES_NAMED = 5  # of the jar file's skipped lines, in the one message that says so
+
+SECURE_PREFIX, HOST_PREFIX = "__secure-", "__host-"  # RFC 6265bis §4.1.3, any case
+
+# A Set-Cookie http.cookiejar cannot read (a 400-digit Max-Age overflowed a float) is caught by
+# its catch-all, which warns "http.cookiejar bug!" on stderr with a traceback. AnswerRulesJar
+# reads each cookie on its own and quietly; requests still reads every answer's cookies into a
+# plain jar too (Response.cookies, which fetcher never reads), so the warning itself is silenced.
+warnings.filterwarnings("ignore", message="http.cookiejar bug!", category=UserWarning)
+
+# Public suffixes (RFC 6265 §5.3 step 5) fetcher knows without the Public Suffix List: a
+# Domain attribute naming one is refused, unless it is the answering host itself (as libpsl
+# does for curl). Two labels, a country code after one of these (co.uk, com.au, ne.jp): the
+# list of http.cookiejar's strict_domain and more.
+_COUNTRY_SECOND_LEVELS = frozenset(
+    "ac aero biz cat co com coop edu eu gob go gouv gov info int jobs ltd mil mobi museum name "
+    "ne net nhs nom or org plc pro sch travel".split()
+)
+# Shared hosting, each customer's site a subdomain (the List's private part, the best known).
+_SHARED_HOSTING = frozenset(
+    "appspot.com azurestaticapps.net azurewebsites.net bitbucket.io blogspot.com "
+    "cloudfront.net cloudfunctions.net firebaseapp.com fly.dev github.io gitlab.io glitch.me "
+    "herokuapp.com myshopify.com netlify.app ngrok-free.app ngrok.io now.sh onrender.com "
+    "pages.dev pythonanywhere.com readthedocs.io s3.amazonaws.com surge.sh vercel.app web.app "
+    "wixsite.com workers.dev".split()
+)
 
 _Key = tuple[str, str, str]  # domain, path, name: what identifies a cookie in a jar
 
@@ -74,6 +119,14 @@ class HostOnlyPolicy(DefaultCookiePolicy):
     def __init__(self) -> None:
         super().__init__(strict_ns_domain=DefaultCookiePolicy.DomainStrictNonDomain)
 
+    def set_ok_domain(self, cookie: Cookie, request: Any) -> bool:
+        """DefaultCookiePolicy's, and no Domain attribute naming a public suffix (co.uk,
+        github.io: is_public_suffix) but the answering host's own name."""
+        if not super().set_ok_domain(cookie, request):
+            return False
+        host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+        return not cookie.domain_specified or not _is_others_suffix(host, cookie.domain)
+
     def return_ok_port(self, cookie: Cookie, request: Any) -> bool:
         """A cookie with a port goes to that port only, or from http's default port to https's,
         the one change of port on which requests keeps Authorization. DefaultCookiePolicy's
@@ -87,36 +140,105 @@ class HostOnlyPolicy(DefaultCookiePolicy):
         return given_for_http and cookie.port == "80" and request.type == "https" and port == 443
 
 
-class BoundedCookieJar(RequestsCookieJar):
-    """A RequestsCookieJar that holds at most MAX_COOKIES_PER_DOMAIN cookies per domain and
+class AnswerRulesJar(RequestsCookieJar):
+    """A RequestsCookieJar that takes from a server's answer only what RFC 6265bis lets it:
+    Secure cookies and the __Secure- and __Host- prefixes only from https; from http, nothing
+    that would overwrite or delete a Secure cookie the jar holds; no deletion of a cookie of a
+    domain the host may not set cookies for; lifetimes cut to MAX_LIFETIME; and a cookie
+    http.cookiejar cannot read ignored alone and quietly."""
+
+    _answering_host: str | None = None  # while make_cookies reads an answer: its host
+    _answering_secure = False  # and whether it came over https
+
+    def make_cookies(self, response: Any, request: Any) -> Sequence[Cookie]:
+        """CookieJar's, which carries out an expired Set-Cookie's deletion as it reads it,
+        before any policy decides whether the host may set cookies for that domain at all:
+        without the host noted for clear (may_delete), any server could delete any site's
+        cookie (and -c saves what servers deleted). A Port attribute (RFC 2965's) is dropped:
+        RFC 6265 ignores it, and a port is what marks a -b cookie (HostOnlyPolicy)."""
+        with self._cookies_lock:  # type: ignore[attr-defined] # an RLock: clear takes it too
+            self._answering_host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+            self._answering_secure = request.type == "https"
+            try:
+                cookies = super().make_cookies(response, request)
+                cookies = [cookie for cookie in cookies if self._may_take(cookie)]
+            finally:
+                self._answering_host, self._answering_secure = None, False
+        for cookie in cookies:
+            cookie.port, cookie.port_specified = None, False
+        return cookies
+
+    def _cookies_from_attrs_set(self, attrs_set: Any, request: Any) -> list[Cookie]:
+        """CookieJar's, one cookie at a time: one it cannot read (int(float()) of a 400-digit
+        Max-Age overflowed) is ignored, where CookieJar's catch-all dropped every cookie of
+        the answer and printed 'http.cookiejar bug!' with a traceback."""
+        cookies: list[Cookie] = []
+        for attrs in attrs_set:
+            with contextlib.suppress(Exception):
+                cookies += super()._cookies_from_attrs_set([attrs], request)  # type: ignore[misc]
+        return cookies
+
+    def _normalized_cookie_tuples(self, attrs_set: Any) -> list[Any]:
+        """CookieJar's, with the expiry of a Max-Age or Expires cut to MAX_LIFETIME from now."""
+        tuples: list[Any] = super()._normalized_cookie_tuples(attrs_set)  # type: ignore[misc]
+        latest = self._now + MAX_LIFETIME  # type: ignore[attr-defined] # make_cookies' clock
+        for _name, _value, standard, _rest in tuples:
+            if standard.get("expires") is not None and standard["expires"] > latest:
+                standard["expires"] = latest
+        return tuples
+
+    def _may_take(self, cookie: Cookie) -> bool:
+        """Whether the answer being read may set cookie (RFC 6265bis §5.6 steps 14-20)."""
+        name = cookie.name.lower()
+        prefixed = name.startswith((SECURE_PREFIX, HOST_PREFIX))
+        if (cookie.secure or prefixed) and not self._answering_secure:
+            return False
+        if prefixed and not cookie.secure:
+            return False
+        if name.startswith(HOST_PREFIX) and (cookie.domain_specified or cookie.path != "/"):
+            return False  # host-only, for the whole host
+        secure = self._answering_secure
+        return secure or not self._holds_secure(cookie.domain, cookie.path, cookie.name)
+
+    def may_delete(self, domain: str, path: str | None, name: str | None) -> bool:
+        """Whether the answer being read, if any, may delete the cookie (clear's arguments)."""
+        host = self._answering_host
+        if host is None:
+            return True  # not a server's deletion: an expired cookie, a bound
+        if not _may_set(host, domain):
+            return False  # another site's cookie: not this server's to delete
+        if self._answering_secure or path is None or name is None:
+            return True
+        return not self._holds_secure(domain, path, name)
+
+    def _holds_secure(self, domain: str, path: str, name: str) -> bool:
+        """Whether a Secure cookie of this name is held whose domain matches domain (either way)
+        and whose path is a prefix of path: what an http answer may not touch."""
+        for held in self:
+            if held.name == name and held.secure and path.startswith(held.path):
+                near = cookiejar.domain_match(domain, held.domain)  # type: ignore[attr-defined]
+                if near or cookiejar.domain_match(held.domain, domain):  # type: ignore[attr-defined]
+                    return True
+        return False
+
+
+class BoundedCookieJar(AnswerRulesJar):
+    """An AnswerRulesJar that holds at most MAX_COOKIES_PER_DOMAIN cookies per domain and
     MAX_COOKIES in all, evicting the least recently set, ignores cookies over
-    MAX_COOKIE_BYTES, and builds Cookie headers of at most MAX_COOKIE_HEADER_BYTES.
+    MAX_COOKIE_BYTES or that a request could not carry (is_storable), and builds Cookie
+    headers of at most MAX_COOKIE_HEADER_BYTES, the -b cookies always in them.
 
     Every way into a jar (a received Set-Cookie, the -c file, requests' merging) goes through
     ``set_cookie`` and every way out through ``clear``, so the recency order is kept there.
     With ``changes`` set (a session's jar, after the -c file was copied in), what comes in or
     goes out after that is what the session's servers set or deleted, and is noted there:
-    evictions are not, since they are this jar's bound, not a server's word.
+    evictions are not, since they are this jar's bound, not a server's word. ``loaded_keys``
+    are the -c file's cookies (all, also those this jar does not hold): changes to them are
+    noted as held, which no bound evicts.
     """
 
     changes: CookieChanges | None = None  # a class default: the many temporary jars note nothing
-    _answering_host: str | None = None  # while make_cookies reads an answer: its host
-
-    def make_cookies(self, response: Any, request: Any) -> Sequence[Cookie]:
-        """CookieJar's, which carries out an expired Set-Cookie's deletion as it reads it,
-        before any policy decides whether the host may set cookies for that domain at all:
-        without the host noted for clear, any server could delete any site's cookie (and -c
-        saves what servers deleted). A Port attribute (RFC 2965's) is dropped: RFC 6265 ignores
-        it, and a port is what marks a -b cookie (HostOnlyPolicy)."""
-        with self._cookies_lock:  # type: ignore[attr-defined] # an RLock: clear takes it too
-            self._answering_host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
-            try:
-                cookies = super().make_cookies(response, request)
-            finally:
-                self._answering_host = None
-        for cookie in cookies:
-            cookie.port, cookie.port_specified = None, False
-        return cookies
+    loaded_keys: frozenset[_Key] = frozenset()
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
         super().__init__(policy if policy is not None else HostOnlyPolicy())
@@ -125,6 +247,8 @@ class BoundedCookieJar(RequestsCookieJar):
     def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
         if len(cookie.name) + len(cookie.value or "") > MAX_COOKIE_BYTES:
             return
+        if cookie.port is None and not is_storable(cookie):  # -b's: checked as -H's, never saved
+            return
         with self._cookies_lock:  # type: ignore[attr-defined]
             super().set_cookie(cookie, *args, **kwargs)
             key = (cookie.domain, cookie.path, cookie.name)
@@ -132,7 +256,7 @@ class BoundedCookieJar(RequestsCookieJar):
             self._order.move_to_end(key)
             self._evict(cookie.domain)
             if self.changes is not None:
-                self.changes.note(key, cookie)
+                self.changes.note(key, cookie, held=key in self.loaded_keys)
 
     def _evict(self, domain: str) -> None:
         paths = self._cookies.get(domain, {})  # type: ignore[attr-defined]
@@ -148,15 +272,14 @@ class BoundedCookieJar(RequestsCookieJar):
     ) -> None:
         """CookieJar's clear. A server's deletion (an expired Set-Cookie) comes here with the
         whole key, and is noted even when this jar does not hold the cookie (KeyError): it may
-        be in the file, or set by another worker. Only one for a domain the answering host may
-        set cookies for (see make_cookies)."""
+        be in the file, or set by another worker. Only what the answer may delete (may_delete)."""
         with self._cookies_lock:  # type: ignore[attr-defined]
-            host = self._answering_host
-            if host is not None and domain is not None and not _may_set(host, domain):
-                return  # another site's cookie: not this server's to delete
+            if domain is not None and not self.may_delete(domain, path, name):
+                return
             changes = self.changes
             if changes is not None and domain is not None and path is not None and name is not None:
-                changes.note((domain, path, name), None)
+                key = (domain, path, name)
+                changes.note(key, None, held=key in self.loaded_keys)
             self._forget(domain, path, name)
 
     def _forget(self, domain: str | None, path: str | None, name: str | None) -> None:
@@ -176,19 +299,27 @@ class BoundedCookieJar(RequestsCookieJar):
         every redirect hop, and a plain copy's Cookie header knew no bound. Notes nothing."""
         new = BoundedCookieJar()
         new.set_policy(self.get_policy())
+        new.loaded_keys = self.loaded_keys
         new.update(self)
         return new
 
     def _cookie_attrs(self, cookies: list[Cookie]) -> list[str]:
-        """The ``name=value`` pairs of a Cookie header, those that fit in the bound (the most
-        specific paths come first: CookieJar sorts them so)."""
+        """The ``name=value`` pairs of a Cookie header, in CookieJar's order (the most specific
+        paths first), those that fit in the bound: the -b cookies (the only ones with a port:
+        host_cookies) always, so a server's cookies never push the user's own out. (Each
+        cookie is one pair: RFC 2109 ones are read as Netscape's, version 0.)"""
+        cookies.sort(key=lambda cookie: len(cookie.path), reverse=True)  # CookieJar's, stable
+        attrs_of = super()._cookie_attrs  # type: ignore[misc] # (no super() in a comprehension)
+        pairs = [(cookie.port is not None, attrs_of([cookie])) for cookie in cookies]
+        # "; " between two: each pair costs its length and 2, the header 2 less than all.
+        room = MAX_COOKIE_HEADER_BYTES + 2
+        room -= sum(len(attr) + 2 for given, attrs in pairs if given for attr in attrs)
         kept: list[str] = []
-        size = 0
-        for attr in super()._cookie_attrs(cookies):  # type: ignore[misc]
-            extra = len(attr) + (2 if kept else 0)  # "; " between two
-            if size + extra <= MAX_COOKIE_HEADER_BYTES:
-                kept.append(attr)
-                size += extra
+        for given, attrs in pairs:
+            size = sum(len(attr) + 2 for attr in attrs)
+            if given or size <= room:
+                kept += attrs
+                room -= 0 if given else size
         return kept
 
 
@@ -229,64 +360,75 @@ class OrderedCookieJar(CookieJar):
 class Change(NamedTuple):
     """A cookie a server set (cookie) or deleted (None), and when: ``time.monotonic_ns()``,
     one clock for all of this machine's processes, so that a worker process's changes and
-    another's can be put in the order they were made."""
+    another's can be put in the order they were made. held: a change to a cookie of the -c
+    file, which no bound evicts."""
 
     stamp: int
     key: _Key
     cookie: Cookie | None
+    held: bool = False
 
 
 class CookieChanges:
     """The last change each server made to each cookie (domain, path, name), in the order made,
     noted by any number of threads (a lock of its own, taken inside a jar's, never around one).
 
-    Bounded as received cookies are: the cookies set as a BoundedCookieJar holds them (per
-    domain, in all, the least recently set evicted); deletions MAX_COOKIES in all but none per
-    domain, since a file may hold more of a domain's cookies than a server could set. An
-    evicted change is forgotten: the file's own value of that cookie, if any, is saved.
+    A change to a cookie of the file (held) is never evicted: there are no more of them than
+    the file's lines, and an evicted one would bring back the file's value (a revoked session
+    after a logout). The others are bounded as received cookies are: the cookies set as a
+    BoundedCookieJar holds them, and the deletions likewise, each kind per domain and in all,
+    the oldest evicted, so that one host's flood evicts only its own. A deletion of a cookie
+    not from the file takes the place of its set, if noted here, and is kept (bounded) for a
+    cookie another worker process may have set.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._changes: OrderedDict[_Key, Change] = OrderedDict()
-        self._set: dict[str, int] = {}  # how many of the changes are cookies set, per domain
-        self._sets = 0  # and in all
+        # How many changes no bound exempts there are, per (is a set, domain), and per kind.
+        self._per_domain: dict[tuple[bool, str], int] = {}
+        self._in_all: dict[bool, int] = {True: 0, False: 0}
 
-    def note(self, key: _Key, cookie: Cookie | None, stamp: int | None = None) -> None:
-        """Note that key was set to cookie (None: deleted), at stamp (default: now)."""
+    def note(
+        self, key: _Key, cookie: Cookie | None, stamp: int | None = None, held: bool = False
+    ) -> None:
+        """Note that key was set to cookie (None: deleted), at stamp (default: now); held: a
+        cookie of the -c file."""
         with self._lock:
             old = self._changes.pop(key, None)
-            if old is not None and old.cookie is not None:
-                self._count(key[0], -1)
+            if old is not None:
+                self._count(old, -1)
             stamp = time.monotonic_ns() if stamp is None else stamp  # under the lock: in order
-            self._changes[key] = Change(stamp, key, cookie)
-            if cookie is not None:
-                self._count(key[0], 1)
-            self._evict(key[0])
+            change = Change(stamp, key, cookie, held)
+            self._changes[key] = change
+            self._count(change, 1)
+            if not held:
+                self._evict(cookie is not None, key[0])
 
-    def _evict(self, domain: str) -> None:
-        """Each note adds one change, so at most one of each kind goes; the search for it (the
+    def _evict(self, setting: bool, domain: str) -> None:
+        """Each note adds one change, so at most one of its kind goes; the search for it (the
         oldest first) runs only past a bound."""
-        if self._set.get(domain, 0) > MAX_COOKIES_PER_DOMAIN:
-            self._drop(lambda change: change.cookie is not None and change.key[0] == domain)
-        if self._sets > MAX_COOKIES:
-            self._drop(lambda change: change.cookie is not None)
-        if len(self._changes) - self._sets > MAX_COOKIES:
-            self._drop(lambda change: change.cookie is None)
+        if self._per_domain.get((setting, domain), 0) > MAX_COOKIES_PER_DOMAIN:
+            self._drop(lambda change: _kind(change) == (setting, domain))
+        if self._in_all[setting] > MAX_COOKIES:
+            self._drop(lambda change: _kind(change)[0] == setting)
 
     def _drop(self, which: Callable[[Change], bool]) -> None:
-        oldest = next(change for change in self._changes.values() if which(change))
+        evictable = (change for change in self._changes.values() if not change.held)
+        oldest = next(change for change in evictable if which(change))
         del self._changes[oldest.key]
-        if oldest.cookie is not None:
-            self._count(oldest.key[0], -1)
+        self._count(oldest, -1)
 
-    def _count(self, domain: str, step: int) -> None:
-        count = self._set.get(domain, 0) + step
+    def _count(self, change: Change, step: int) -> None:
+        if change.held:
+            return
+        kind = _kind(change)
+        count = self._per_domain.get(kind, 0) + step
         if count:
-            self._set[domain] = count
+            self._per_domain[kind] = count
         else:
-            self._set.pop(domain, None)  # no entry left for a domain that has none
-        self._sets += step
+            self._per_domain.pop(kind, None)  # no entry left for a domain that has none
+        self._in_all[kind[0]] += step
 
     def entries(self) -> list[Change]:
         """The changes, oldest first."""
@@ -294,9 +436,42 @@ class CookieChanges:
             return list(self._changes.values())
 
 
+def _kind(change: Change) -> tuple[bool, str]:
+    """What bounds change: (whether it sets a cookie, its domain)."""
+    return change.cookie is not None, change.key[0]
+
+
 def _may_set(host: str, domain: str) -> bool:
-    """Whether the answer of host may set (so delete) a cookie of domain (RFC 6265 5.1.3)."""
-    return bool(cookiejar.domain_match(host, domain))  # type: ignore[attr-defined]
+    """Whether the answer of host may set (so delete) a cookie of domain (RFC 6265 5.1.3): not
+    one of a public suffix (is_public_suffix) but the host's own name."""
+    matches = cookiejar.domain_match(host, domain)  # type: ignore[attr-defined]
+    return bool(matches) and not _is_others_suffix(host, domain)
+
+
+def _is_others_suffix(host: str, domain: str) -> bool:
+    """Whether domain is a public suffix host may not set cookies for: not its own name."""
+    return is_public_suffix(domain) and domain.lstrip(".") != host
+
+
+def is_public_suffix(domain: str) -> bool:
+    """Whether domain is a public suffix fetcher knows: a top-level domain, a country code's
+    registry (co.uk, com.au: _COUNTRY_SECOND_LEVELS) or a shared host (_SHARED_HOSTING). The
+    rest of the Public Suffix List is not known (*.kawasaki.jp, pvt.k12.ma.us, most hosts)."""
+    labels = domain.strip(".").lower().split(".")
+    if len(labels) < 2 or ".".join(labels) in _SHARED_HOSTING:
+        return True
+    return len(labels) == 2 and len(labels[1]) == 2 and labels[0] in _COUNTRY_SECOND_LEVELS
+
+
+def is_storable(cookie: Cookie) -> bool:
+    """Whether cookie can be saved in the file and sent: no control character in its fields
+    (a tab would make a line of eight fields, a CR or LF another header line), Latin-1 text."""
+    fields = (cookie.domain, cookie.path, cookie.name, cookie.value or "")
+    return not any(CONTROL.search(field) or not _is_latin1(field) for field in fields)
+
+
+def _is_latin1(text: str) -> bool:
+    return not text or max(text) <= "\xff"  # max: one pass in C, for 4 KiB values per request
 
 
 def _under(key: _Key, domain: str | None, path: str | None, name: str | None = None) -> bool:
@@ -308,7 +483,9 @@ def _under(key: _Key, domain: str | None, path: str | None, name: str | None = N
 
 def parse_jar_line(line: str) -> Cookie | None:
     """One line of a Netscape cookie file to a Cookie; None for comments, blank lines and
-    expired cookies. Raises ValueError for a line that is not seven tab-separated fields."""
+    expired cookies. Six fields are a cookie with an empty value, as curl reads them. Raises
+    ValueError, with a message that never repeats the line (a value is a secret), for a line
+    that cannot be read or sent."""
     line = line.rstrip("\r\n")
     http_only = line.startswith(HTTP_ONLY)
     if http_only:
@@ -316,9 +493,15 @@ def parse_jar_line(line: str) -> Cookie | None:
     elif not line.strip() or line.startswith("#"):
         return None
     fields = line.split("\t")
+    if len(fields) == 6:
+        fields.append("")
     if len(fields) != 7:
-        raise ValueError("expected 7 tab-separated fields")
+        raise ValueError("is not 7 tab-separated fields")
+    if CONTROL.search(line.replace("\t", "")):
+        raise ValueError("has a control character")
     domain, domain_flag, path, secure, expires_text, name, value = fields
+    if expires_text and not (expires_text.isdigit() and len(expires_text) <= MAX_EXPIRY_DIGITS):
+        raise ValueError("has an expiry that is not a number")
     expires = int(expires_text) if expires_text not in ("", "0") else None
     if expires is not None and expires < time.time():
         return None
@@ -366,34 +549,66 @@ def format_jar_line(cookie: Cookie) -> str:
 
 def load_jar(path: str) -> CookieJar:
     """Load a Netscape cookie file, every cookie of it (bounded by the file's size only: they
-    are the user's, all saved back); a missing file is an empty jar. Raises ValueError if the
-    file exists but cannot be read as one."""
+    are the user's, all saved back); a missing file is an empty jar. Read as bytes (Latin-1):
+    a value goes back on the wire and into the file as the bytes it was. A line that cannot
+    be read or sent is skipped (curl skips them too), and a warning says which, never what
+    they hold. Raises ValueError if the file exists but cannot be read as a cookie file at all
+    (over MAX_JAR_FILE_BYTES, or no line of it a cookie: another file named by mistake,
+    which the save would overwrite)."""
     jar = OrderedCookieJar()
+    data = _read_jar_file(path)
+    if data is None:
+        return jar
+    lines = data.decode(ENCODING).removeprefix(UTF8_BOM).split("\n")  # \x85 is no line end
+    skipped: list[str] = []
+    marked = lines[0].startswith(FILE_MARKS)
+    for number, line in enumerate(lines, start=1):
+        try:
+            cookie = parse_jar_line(line)
+        except ValueError as exc:
+            skipped.append(f"line {number} {exc}")
+            continue
+        marked = marked or cookie is not None
+        if cookie is not None:
+            jar.set_cookie(cookie)
+    if skipped and not marked:
+        raise ValueError(
+            f"cannot read cookie jar {path!r}: not a cookie file ({skipped[0]}, and no line is one)"
+        )
+    if skipped:
+        named = "; ".join(skipped[:MAX_LINES_NAMED]) + (
+            "; ..." if skipped[MAX_LINES_NAMED:] else ""
+        )
+        log.warning(
+            "cookie jar %r: skipped %d %s it cannot read or send, not saved back: %s",
+            path, len(skipped), "line" if len(skipped) == 1 else "lines", named,
+        )  # fmt: skip
+    return jar
+
+
+def _read_jar_file(path: str) -> bytes | None:
+    """The bytes of the -c file, None if there is none; ValueError if it cannot be read."""
     try:
         # Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
             if stat.S_ISFIFO(os.fstat(file.fileno()).st_mode):
                 raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
-        if len(data) > MAX_JAR_FILE_BYTES:
-            limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
-            raise ValueError(f"cannot read cookie jar {path!r}: larger than {limit} MiB")
-        lines = data.decode("utf-8").split("\n")  # not splitlines: \x85 is no line end
     except FileNotFoundError:
-        return jar
-    except (OSError, UnicodeDecodeError) as exc:
+        return None
+    except OSError as exc:
         raise ValueError(f"cannot read cookie jar {path!r}: {exc}") from None
-    for number, line in enumerate(lines, start=1):
-        try:
-            cookie = parse_jar_line(line)
-        except ValueError as exc:
-            raise ValueError(f"cannot read cookie jar {path!r}, line {number}: {exc}") from None
-        if cookie is not None:
-            jar.set_cookie(cookie)
-    return jar
+    if len(data) > MAX_JAR_FILE_BYTES:
+        limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
+        raise ValueError(f"cannot read cookie jar {path!r}: larger than {limit} MiB")
+    return data
 
 
 def copy_into(source: Iterable[Cookie], target: CookieJar) -> None:
+    """Set source's cookies into target; a BoundedCookieJar target learns the -c file's keys
+    from a BoundedCookieJar source (a session's jar from bounded_copy's)."""
+    if isinstance(source, BoundedCookieJar) and isinstance(target, BoundedCookieJar):
+        target.loaded_keys = source.loaded_keys
     for cookie in source:
         target.set_cookie(cookie)
 
@@ -411,9 +626,10 @@ def bounded_copy(cookies: Iterable[Cookie]) -> BoundedCookieJar:
     for all of a process's sessions: the newest that fit a BoundedCookieJar's bounds, chosen
     in one pass (setting all of a 16 MiB file into one, each set over a domain's bound looking
     for that domain's oldest, took a minute and a half)."""
+    loaded = list(cookies)
     chosen: list[Cookie] = []
     per_domain: dict[str, int] = {}
-    for cookie in reversed(list(cookies)):
+    for cookie in reversed(loaded):
         count = per_domain.get(cookie.domain, 0)
         fits = len(cookie.name) + len(cookie.value or "") <= MAX_COOKIE_BYTES
         if fits and count < MAX_COOKIES_PER_DOMAIN:
@@ -422,6 +638,7 @@ def bounded_copy(cookies: Iterable[Cookie]) -> BoundedCookieJar:
             if len(chosen) == MAX_COOKIES:
                 break
     jar = BoundedCookieJar()
+    jar.loaded_keys = frozenset((cookie.domain, cookie.path, cookie.name) for cookie in loaded)
     copy_into(reversed(chosen), jar)
     return jar
 
@@ -445,7 +662,7 @@ def merge_changes(lists: Iterable[list[Change]]) -> list[Change]:
     order by them: a change a process never heard of must not be undone by its stale value."""
     merged = CookieChanges()
     for change in sorted((change for changes in lists for change in changes), key=_stamp):
-        merged.note(change.key, change.cookie, change.stamp)
+        merged.note(change.key, change.cookie, change.stamp, change.held)
     return merged.entries()
 
 
@@ -455,17 +672,31 @@ def _stamp(change: Change) -> int:
 
 def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
     """Merge the jars (later ones win for the same domain, path and name) and write them to path
-    atomically, mode 0600; return the number of cookies saved. Nothing is evicted: the jars are
-    the loaded file with the run's changes, already bounded (changed_jar)."""
-    merged = CookieJar()
+    atomically, mode 0600, in Latin-1 (the bytes each value was); return the number of cookies
+    saved. Nothing is evicted (the jars are the loaded file with the run's changes, already
+    bounded: changed_jar) but to keep the file within the MAX_JAR_FILE_BYTES the next run
+    reads: then the least recently set go first (the file's first lines), and a warning says
+    how many."""
+    merged = OrderedCookieJar()
     for jar in jars:
         copy_into(jar, merged)
     now = int(time.time())
-    cookies = [cookie for cookie in merged if not cookie.is_expired(now)]
-    with atomic_path(path, mode=0o600) as temporary, open(temporary, "a") as file:
-        file.write(HEADER + "\n")
-        file.writelines(format_jar_line(cookie) for cookie in cookies)
-    return len(cookies)
+    lines = [format_jar_line(c).encode(ENCODING) for c in merged if not c.is_expired(now)]
+    head = (HEADER + "\n").encode(ENCODING)
+    room, first = MAX_JAR_FILE_BYTES - len(head), len(lines)
+    while first > 0 and len(lines[first - 1]) <= room:
+        first -= 1
+        room -= len(lines[first])
+    if first:
+        limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
+        log.warning(
+            "cookie jar %r: the %d least recently set cookies not saved, to keep the file "
+            "within the %d MiB fetcher reads", path, first, limit,
+        )  # fmt: skip
+    with atomic_path(path, mode=0o600) as temporary, open(temporary, "ab") as file:
+        file.write(head)
+        file.writelines(lines[first:])
+    return len(lines) - first
 
 
 def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> RequestsCookieJar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from typing import Literal
 
@@ -72,9 +73,12 @@ def parse_size(text: str) -> int:
 
 
 def parse_cookie(text: str) -> tuple[str, str]:
-    """``NAME=VALUE`` to (name, value)."""
+    """``NAME=VALUE`` to (name, value). curl's ``-b FILE`` (a value without '=' naming a file)
+    is pointed at -c, which reads (and saves) the file here."""
     name, equals, value = text.partition("=")
     name = name.strip()
+    if not equals and os.path.isfile(text):
+        raise ValueError("names a file: fetcher reads a cookie file with -c FILE (curl's -b FILE)")
     if not equals or not TOKEN.match(name):
         raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
     return name, check_sendable(f"cookie {name!r}", value.strip())

@@ -1,0 +1,235 @@
+"""Cookies from hostile servers and odd -c files (SPEC §2.2, §2.4): what fetcher stores it can
+read back and send; a jar line it cannot read or send is skipped (never the whole file, never
+shown); the file is bytes both ways (Latin-1, whatever the locale); what fetcher saves it reads
+next time; and nothing a server sends prints a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fetcher.http import cookies
+from tests.conftest import FETCHER, ROOT, clean_env, invoke, run_process
+from tests.servers import FaultServer, read_request
+
+HEADER = b"# Netscape HTTP Cookie File\n"
+FOUR_HUNDRED_DAYS = 400 * 24 * 3600
+
+
+class RawServer(FaultServer):
+    """Answers every request 200 with the header lines head (bytes, each ending in CRLF) and
+    keeps each request's head, for the Cookie header fetcher sent."""
+
+    def __init__(self, head: bytes) -> None:
+        self.requests: list[bytes] = []
+        super().__init__(self._answer)
+        self.head = head
+
+    def _answer(self, conn: socket.socket) -> None:
+        self.requests.append(read_request(conn))
+        end = b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + self.head + end)
+
+    def cookie_sent(self, number: int = -1) -> bytes | None:
+        """The Cookie header's value in request number (bytes as sent), or None."""
+        for line in self.requests[number].split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"cookie":
+                return value.strip(b" ")
+        return None
+
+
+@contextlib.contextmanager
+def answering(head: bytes) -> Iterator[RawServer]:
+    server = RawServer(head)
+    with server:
+        yield server
+
+
+def cookie_lines(jar: Path) -> list[bytes]:
+    return [line for line in jar.read_bytes().split(b"\n") if line and not line.startswith(b"#")]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = invoke(["--retries", "0", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+# -- 1: a control character in a server's cookie: not stored, not sent --------------------------
+
+CONTROLLED = [
+    b"Set-Cookie: a=x\ty\r\n",  # a tab: an eighth field in the file
+    b"Set-Cookie: a\tb=1\r\n",
+    b"Set-Cookie: b=x\x0by\r\n",
+    b"Set-Cookie: c=x\x7fy\r\n",
+    b"Set-Cookie: a=x\r X-Injected: yes\r\n",  # CR and a space: one header line to http.client
+]
+
+
+@pytest.mark.parametrize("bad", CONTROLLED, ids=lambda b: repr(b)[14:30])
+def test_a_cookie_with_a_control_character_is_never_stored_or_sent(tmp_path, bad):
+    jar = tmp_path / "jar.txt"
+    with answering(bad + b"Set-Cookie: ok=1\r\n") as server:
+        assert run("-q", "-c", str(jar), server.url("/set"))[0] == 0
+        assert cookie_lines(jar) == [b"127.0.0.1\tFALSE\t/\tFALSE\t0\tok\t1"]
+        status, _, stderr = run("-c", str(jar), server.url("/again"))
+        assert status == 0, stderr
+        assert server.cookie_sent() == b"ok=1"
+
+
+# -- 2 and 16: a jar line that cannot be read or sent is skipped, never shown -------------------
+
+
+def test_an_unsendable_jar_line_is_skipped_and_never_shown(tmp_path):
+    jar = tmp_path / "jar.txt"
+    jar.write_bytes(
+        HEADER
+        + b"127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tTOPSECRET123\n"
+        + b"127.0.0.1\tFALSE\t/\tFALSE\t0\tbad\tx\rSECRETCR\n"
+        + b"127.0.0.1\tFALSE\t/\tFALSE\t0\tnul\tx\x00SECRETNUL\n"
+    )
+    with answering(b"") as server:
+        status, stdout, stderr = run("--format", "jsonl", "-c", str(jar), server.url("/r"))
+        assert server.cookie_sent() == b"session=TOPSECRET123"
+    assert status == 0, stderr
+    assert json.loads(stdout)["ok"] is True
+    assert "SECRET" not in stdout + stderr
+    assert "2 lines" in stderr and "line 3 has" in stderr and "line 4 has" in stderr, stderr
+
+
+LINES_CURL_SKIPS = [
+    b"127.0.0.1\tFALSE\t/\tFALSE\tsess=S3CRET\tname\tx\n",  # an expiry that is no number
+    b"127.0.0.1\tFALSE\t/\tFALSE\t" + b"9" * 5000 + b"\tlong\tS3CRET\n",  # int() refuses it
+    b"Set-Cookie: hdr=S3CRET; domain=127.0.0.1; path=/\n",
+    b"127.0.0.1\tFALSE\t/\tFALSE\t0\ta\tb\tS3CRET\n",  # eight fields
+]
+
+
+@pytest.mark.parametrize("bad", LINES_CURL_SKIPS, ids=range(len(LINES_CURL_SKIPS)))
+def test_a_line_curl_skips_is_skipped_not_the_whole_file(tmp_path, bad):
+    jar = tmp_path / "jar.txt"
+    jar.write_bytes(HEADER + bad + b"127.0.0.1\tFALSE\t/\tFALSE\t0\tgood\t1\n")
+    with answering(b"") as server:
+        status, stdout, stderr = run("-c", str(jar), server.url("/"))
+        assert server.cookie_sent() == b"good=1"
+    assert status == 0, stderr
+    assert "S3CRET" not in stdout + stderr and "Exceeds" not in stderr
+    assert "line 2" in stderr, stderr
+
+
+def test_a_byte_order_mark_and_a_line_without_value_are_read_as_curl_reads_them(tmp_path):
+    jar = tmp_path / "jar.txt"
+    jar.write_bytes(b"\xef\xbb\xbf" + HEADER + b"127.0.0.1\tFALSE\t/\tFALSE\t0\tempty\n")
+    with answering(b"") as server:
+        status, _, stderr = run("-c", str(jar), server.url("/"))
+        assert server.cookie_sent() == b"empty="
+    assert status == 0 and "skipped" not in stderr, stderr
+
+
+def test_a_file_that_is_no_cookie_file_is_refused_and_kept(tmp_path):
+    """Not skipped line by line: the save would overwrite a file named by mistake."""
+    jar = tmp_path / "urls.txt"
+    before = b"http://example.test/a\nhttp://example.test/b\n"
+    jar.write_bytes(before)
+    status, _, stderr = run("-c", str(jar), "http://127.0.0.1:9/")
+    assert status == 2 and "not a cookie file" in stderr, stderr
+    assert jar.read_bytes() == before
+
+
+# -- 3: an absurd Max-Age ---------------------------------------------------------------------
+
+
+def test_an_absurd_max_age_is_clamped_with_no_traceback(tmp_path):
+    jar = tmp_path / "jar.txt"
+    huge = b"9" * 400
+    head = b"Set-Cookie: s=1; Max-Age=" + huge + b"\r\nSet-Cookie: other=2\r\n"
+    with answering(head) as server:
+        done = run_process(["-q", "-c", str(jar), server.url("/ov")])
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    fields = {line.split(b"\t")[5]: line.split(b"\t") for line in cookie_lines(jar)}
+    assert set(fields) == {b"s", b"other"}
+    assert int(fields[b"s"][4]) <= time.time() + FOUR_HUNDRED_DAYS + 60
+
+
+# -- 4 and 5: the file is bytes, both ways ------------------------------------------------------
+
+
+def test_cookie_bytes_round_trip_through_the_file(tmp_path):
+    """A server's UTF-8 and Latin-1 bytes are saved as sent and sent back as saved; a file curl
+    wrote with UTF-8 bytes is sent as those bytes."""
+    jar = tmp_path / "jar.txt"
+    head = b"Set-Cookie: u=caf\xc3\xa9\r\nSet-Cookie: l=caf\xe9\r\n"
+    with answering(head) as server:
+        assert run("-q", "-c", str(jar), server.url("/set"))[0] == 0
+        assert sorted(cookie_lines(jar)) == [
+            b"127.0.0.1\tFALSE\t/\tFALSE\t0\tl\tcaf\xe9",
+            b"127.0.0.1\tFALSE\t/\tFALSE\t0\tu\tcaf\xc3\xa9",
+        ]
+        with jar.open("ab") as file:
+            file.write(b"127.0.0.1\tFALSE\t/\tFALSE\t0\te\t\xe2\x82\xac\n")  # as curl saves it
+        status, _, stderr = run("-c", str(jar), server.url("/again"))
+        assert status == 0, stderr
+        sent = sorted((server.cookie_sent() or b"").split(b"; "))
+    assert sent == [b"e=\xe2\x82\xac", b"l=caf\xe9", b"u=caf\xc3\xa9"]
+
+
+def test_the_file_is_written_the_same_under_an_ascii_locale(tmp_path):
+    jar = tmp_path / "jar.txt"
+    env = clean_env(LC_ALL="C", LANG="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    with answering(b"Set-Cookie: l=caf\xe9\r\n") as server:
+        done = subprocess.run(
+            [*FETCHER, "-q", "-c", str(jar), server.url("/")],
+            capture_output=True, stdin=subprocess.DEVNULL, env=env, cwd=ROOT, timeout=60,
+            check=False,
+        )  # fmt: skip
+    assert done.returncode == 0 and done.stderr == b"", done.stderr
+    assert cookie_lines(jar) == [b"127.0.0.1\tFALSE\t/\tFALSE\t0\tl\tcaf\xe9"]
+
+
+# -- 6: what fetcher saves, it reads ------------------------------------------------------------
+
+
+def test_a_saved_jar_is_never_larger_than_fetcher_reads(tmp_path, monkeypatch):
+    """The oldest cookies go first (the file's first lines), and the run says so."""
+    monkeypatch.setattr(cookies, "MAX_JAR_FILE_BYTES", 2000)
+    jar = tmp_path / "jar.txt"
+    line = b"127.0.0.1\tFALSE\t/\tFALSE\t0\tc%03d\t" + b"v" * 60 + b"\n"
+    lines = b"".join(line % n for n in range(40))
+    jar.write_bytes(HEADER + lines[: 2000 - len(HEADER)])  # exactly the limit, cut mid-line
+    assert len(jar.read_bytes()) == 2000
+    with answering(b"Set-Cookie: new=" + b"n" * 100 + b"\r\n") as server:
+        status, _, stderr = run("-c", str(jar), server.url("/"))
+        assert status == 0, stderr
+        assert len(jar.read_bytes()) <= 2000
+        assert "not saved" in stderr, stderr
+        names = [line.split(b"\t")[5] for line in cookie_lines(jar)]
+        assert names[-1] == b"new" and b"c000" not in names
+        status, _, stderr = run("-c", str(jar), server.url("/again"))
+    assert status == 0, stderr
+
+
+# -- 18: curl's -b FILE -----------------------------------------------------------------------
+
+
+def test_b_naming_a_file_points_at_c(tmp_path):
+    jar = tmp_path / "jar.txt"
+    jar.write_bytes(HEADER)
+    status, _, stderr = run("-b", str(jar), "http://127.0.0.1:9/")
+    assert status == 2
+    assert "-c FILE" in stderr, stderr
+
+
+def test_a_b_cookie_with_a_tab_is_still_sent_as_given():
+    """The user's own: checked as -H is (no CR, LF or NUL), never saved, sent as typed."""
+    with answering(b"") as server:
+        status, _, stderr = run("-b", "a=x\ty", server.url("/"))
+        assert status == 0, stderr
+        assert server.cookie_sent() == b"a=x\ty"
