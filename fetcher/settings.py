@@ -13,8 +13,10 @@ DEFAULT_RETRIES = 2
 DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
 DEFAULT_BACKOFF = 0.5
 DEFAULT_MAX_RETRY_WAIT = 60.0
-# Methods that change state: a retry could apply the change twice (RFC 9110 section 9.2.2).
-NON_IDEMPOTENT_METHODS = frozenset({"POST", "PATCH"})
+# The methods RFC 9110 section 9.2.2 says are idempotent: only these are retried unasked. Any
+# other may change state, and a retry could apply the change twice (POST, PATCH, WebDAV's LOCK,
+# a custom method; methods are case-sensitive, so "get" is one fetcher does not know).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_SCHEME = "https"
@@ -139,7 +141,7 @@ class Settings:
 
     def may_retry(self, method: str) -> bool:
         """Whether a request with this method may be retried at all."""
-        return self.retry_all_methods or method not in NON_IDEMPOTENT_METHODS
+        return self.retry_all_methods or method in IDEMPOTENT_METHODS
 
     @property
     def window(self) -> int:
