@@ -202,11 +202,17 @@ def csv_columns(state: bool = False) -> tuple[str, ...]:
 
 
 class CsvFormatter:
-    """Formats one CSV row at a time, so that rows can go to a stream or a console alike."""
+    """Formats one CSV row at a time, so that rows can go to a stream or a console alike.
+
+    Rows end in "\n". The writer is told "\r\n", which _format turns back into "\n": csv's
+    writer quotes a cell only for the characters of its line terminator, and every reader
+    (Python's, RFC 4180's, spreadsheets') also ends a row at a bare CR, so a CR in a cell (a
+    server's reason phrase, an input line) left unquoted would forge rows. Rows without a CR
+    are the same bytes either way."""
 
     def __init__(self, meta_column: bool = False, state: bool = False) -> None:
         self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
         self.meta_column = meta_column
         self.state = state
 
@@ -221,7 +227,7 @@ class CsvFormatter:
         self._buffer.seek(0)
         self._buffer.truncate()
         self._writer.writerow(row)
-        return self._buffer.getvalue()
+        return self._buffer.getvalue()[:-2] + "\n"
 
 
 def make_formatter(
