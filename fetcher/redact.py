@@ -20,6 +20,20 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _AFTER_SCHEME = re.compile(r"(?<=:)[/\\]+")
 _URL_END = re.compile(r"[/?#]")  # what ends the authority of a URL (RFC 3986 §3.2)
 _TEXT_END = re.compile(r"[/?#\n]")  # and, in a text, a line end: a URL never spans two lines
+# What separates the words of a line or a text: blanks (Unicode's too) and control characters.
+_SEPARATORS = r"\s\x00-\x1f\x7f"
+# Where an authority starts in a line: after a scheme, or at a word after a separator (the
+# second column of a list, a NUL-separated list), read as if alone on its line: past any
+# slashes, to the end of the authority, blanks included.
+_LINE_STARTS = re.compile(rf"(?<=:)[/\\]+|(?<=[{_SEPARATORS}])[/\\]*(?=[^{_SEPARATORS}/\\?#])")
+# Where a scheme-less user:password@host may start in a free text (a message, a log line): at
+# a word that is not a URL with a scheme (_mask_authorities' first pass masked those). A word
+# ends at a separator, so that "at 10:30 bob@example.com" holds no user info; it starts with no
+# slash, so that "GET /a:b@c HTTP/1.1" holds no authority.
+_TEXT_WORD_STARTS = re.compile(
+    rf"(?:^|(?<=[{_SEPARATORS}]))(?![A-Za-z][A-Za-z0-9+.-]*:[/\\])(?=[^{_SEPARATORS}/\\?#])"
+)
+_WORD_END = re.compile(rf"[{_SEPARATORS}/?#]")
 
 
 def redact_url(url: str) -> str:
@@ -33,16 +47,20 @@ def redact_url(url: str) -> str:
     if "@" not in url:
         return url
     # A line without a scheme is shown as read: user:password@host/... gets one to be parsed.
+    # A word after a blank or a control character is read as if alone on its line.
     prefix = "" if _SCHEME.match(url) else "x://"
-    masked = _mask_authorities(prefix + url, _URL_END)
+    masked = _mask_authorities(prefix + url, _URL_END, _LINE_STARTS)
     cleaned = prefix + _UNSAFE.sub("", masked[len(prefix) :]).lstrip(_C0_OR_SPACE)
     if _mask_authorities(cleaned, _URL_END) != cleaned:
         return f"{MASK}@{url.rpartition('@')[2]}"
     return masked[len(prefix) :]
 
 
-def _mask_authorities(text: str, end: re.Pattern[str]) -> str:
-    """Mask the password of the authority after every ``scheme:`` and its slashes in text.
+def _mask_authorities(
+    text: str, end: re.Pattern[str], starts: re.Pattern[str] = _AFTER_SCHEME
+) -> str:
+    """Mask the password of the authority after every ``scheme:`` and its slashes in text, or
+    at each of starts (_LINE_STARTS, _TEXT_WORD_STARTS: words too), up to end.
 
     The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
     path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
@@ -50,11 +68,11 @@ def _mask_authorities(text: str, end: re.Pattern[str]) -> str:
     authority before it (``x://http:/u:pw@h``, ``x://http:\\/u:pw@h``). Once an authority is
     read the search goes on after it, so the text is read once: a later ``:\\`` inside it
     would change nothing, as its user info would lie inside the one already masked, or hold
-    no ``@``.
+    no ``@``; nor would a word starting inside it, whose user info would be a part of its own.
     """
     pieces: list[str] = []
     done = 0
-    slashes = _AFTER_SCHEME.search(text)
+    slashes = starts.search(text)
     while slashes:
         begin = slashes.end()
         stop = end.search(text, begin)
@@ -66,7 +84,7 @@ def _mask_authorities(text: str, end: re.Pattern[str]) -> str:
             done = finish
         # The only slashes that start inside this authority and run past it: a ":" and
         # backslashes at its end (x://http:\/u:pw@h).
-        slashes = _AFTER_SCHEME.search(text, begin + len(authority.rstrip("\\")))
+        slashes = starts.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
 
 
@@ -81,8 +99,11 @@ def _mask_userinfo(authority: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Mask every URL password found anywhere in a free text such as an error message."""
-    return _mask_authorities(text, _TEXT_END) if "@" in text else text
+    """Mask every URL password found anywhere in a free text such as an error message: those of
+    URLs with a scheme, and of scheme-less words user:password@host."""
+    if "@" not in text:
+        return text
+    return _mask_authorities(_mask_authorities(text, _TEXT_END), _WORD_END, _TEXT_WORD_STARTS)
 
 
 # What does not show as itself: controls (Cc: C0, DEL, C1; ESC starts a terminal's escape
