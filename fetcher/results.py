@@ -19,6 +19,10 @@ from fetcher.settings import DEFAULT_PORTS
 
 EXAMPLES_PER_KIND = 3
 TOP_HOSTS = 5
+# Failing hosts counted: past twice this many, only the this many with the most failures stay
+# (memory would grow with the hosts of the list); the top ones are right unless more than this
+# many hosts fail about as often as they do.
+MAX_FAILED_HOSTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,9 @@ def host_of(url: str) -> str:
     """The server a URL names, as ``host:port`` with the scheme's port when none is given: the
     unit of every per-host limit, of the Retry-After pause and of the summary, because
     ``127.0.0.1:8001`` and ``127.0.0.1:8002`` are two servers. The host alone for a scheme
-    without a known port; "" for a URL without a host."""
+    without a known port; "" for a URL without a host. A Unicode name is IDNA-encoded, as
+    requests connects to it: ``bücher.test`` and ``xn--bcher-kva.test`` are one server, and
+    were two hosts for the limits and the pause."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -93,6 +99,10 @@ def host_of(url: str) -> str:
         return ""
     if not host:
         return ""
+    if not host.isascii():
+        from fetcher.http.cookies import idna_host  # requests' own encoding; loaded by then
+
+        host = idna_host(host)
     if ":" in host:
         host = f"[{host}]"
     if port is None:
@@ -172,10 +182,14 @@ class Summary:
         if len(group.examples) < EXAMPLES_PER_KIND:
             group.examples.append(example_of(result.job))
         # A URL that could not be fetched names no host that failed (nor one that is sure: a
-        # malformed authority is read one way by urllib, another by urllib3).
-        host = host_of(result.job.target) if kind is not ErrorKind.INVALID_URL else None
+        # malformed authority is read one way by urllib, another by urllib3). After redirects,
+        # the host that failed is where they led, not the one that answered the first.
+        where = result.final_url if result.redirects and result.final_url else result.job.target
+        host = host_of(where) if kind is not ErrorKind.INVALID_URL else None
         if host:
             self.failed_hosts[host] += 1
+            if len(self.failed_hosts) > 2 * MAX_FAILED_HOSTS:  # the most failing ones are kept
+                self.failed_hosts = Counter(dict(self.failed_hosts.most_common(MAX_FAILED_HOSTS)))
 
     def start(self) -> None:
         """Start the clock again: elapsed and rate count from here, not from the set-up before

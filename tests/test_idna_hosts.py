@@ -19,6 +19,7 @@ from tests.test_cookie_scope import ProxyHost, route, through
 
 UNICODE_HOST, PUNYCODE_HOST = "bücher.example", "xn--bcher-kva.example"
 RETRY_AFTER = 2  # seconds the 503 asks for
+SLOW = 0.5  # seconds /slow takes to answer
 SLACK = 0.2  # the scheduler's clock and the server's differ by a request's way there
 
 
@@ -45,6 +46,8 @@ class PausingHost(ProxyHost):
             return 302, {"Location": "/s503"}, b"", 0.0
         if path == "/s503":
             return 503, {"Retry-After": str(RETRY_AFTER)}, b"busy", 0.0
+        if path == "/slow":
+            return 200, {}, b"ok\n", SLOW
         return 200, {}, b"ok\n", 0.0
 
     def times(self, path: str) -> list[float]:
@@ -69,3 +72,37 @@ def test_a_retry_after_after_a_same_host_redirect_pauses_a_unicode_host(tmp_path
         echoes = proxy.times("/echo")
     assert len(echoes) == 2
     assert echoes[0] >= told + RETRY_AFTER - SLACK, f"fetched {echoes[0] - told:.2f} s after"
+
+
+@pytest.mark.parametrize("first", [UNICODE_HOST, PUNYCODE_HOST], ids=["unicode", "punycode"])
+def test_a_retry_after_pauses_both_spellings_of_a_host(tmp_path, first):
+    """One server, two spellings in the list: the pause it asks for holds for both (s15 h2 2:
+    the other spelling's URL went at once, during the pause)."""
+    other = PUNYCODE_HOST if first == UNICODE_HOST else UNICODE_HOST
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"http://{first}/s503\nhttp://{other}/echo?1\n")
+    with serving(PausingHost()) as proxy:
+        result = run_process(
+            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "1", "--retries", "0", "-q"]
+            + ["-i", str(urls)],
+            timeout=30,
+        )
+        assert result.returncode != 0, result.stderr
+        [told] = proxy.times("/s503")
+        [echo] = proxy.times("/echo")
+    assert echo >= told + RETRY_AFTER - SLACK, f"fetched {echo - told:.2f} s after"
+
+
+def test_per_host_counts_both_spellings_of_a_host_as_one(tmp_path):
+    """--per-host 1 over two spellings of one host: one request at a time reaches it."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"http://{UNICODE_HOST}/slow?1\nhttp://{PUNYCODE_HOST}/slow?2\n")
+    with serving(PausingHost()) as proxy:
+        result = run_process(
+            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "4", "--per-host", "1", "-q"]
+            + ["-i", str(urls)],
+            timeout=30,
+        )
+        first, second = proxy.times("/slow")
+    assert result.returncode == 0, result.stderr
+    assert second - first >= SLOW - SLACK, f"the second came {second - first:.2f} s after"

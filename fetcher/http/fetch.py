@@ -192,9 +192,9 @@ class Exchange:
             if deadline is not None and deadline.expired():
                 result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
                 result.error_message = deadline.message
-            last = getattr(exc, "response", None)
-            if isinstance(exc, requests.TooManyRedirects) and last is not None:
-                result.redirects = len(last.history)  # the redirects actually followed
+            led = where_redirects_led(exc, session)
+            if led is not None:  # else _read filled them in, or no answer came
+                result.redirects, result.final_url = led
         finally:
             set_thread_deadline(None)
         if result.error_kind is None and result.status is not None:
@@ -269,6 +269,22 @@ class Exchange:
         if head:
             result.sha256 = None  # no body was read: not the hash of an empty one
         return retry_after
+
+
+def where_redirects_led(
+    exc: BaseException, session: FetcherSession
+) -> tuple[int, str | None] | None:
+    """The redirects followed before exc, and the URL it cut short: that of the request that
+    failed (a connect error, a timeout, a reset, --max-time at a redirect's target) or of the
+    answer whose redirect could not be followed. None when no redirect was followed: then
+    no answer came, or _read filled them in. Too many redirects is told by requests itself,
+    with its last answer."""
+    last = getattr(exc, "response", None)
+    if isinstance(exc, requests.TooManyRedirects) and last is not None:
+        return len(last.history), last.url
+    if session.sent > 1:
+        return session.sent - 1, session.sent_url
+    return None
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:

@@ -245,6 +245,10 @@ class FetcherSession(requests.Session):
         self.proxy = proxy  # -x, for the redirects' proxies
         self._headers: CaseInsensitiveDict[str] | None = None
         self._following = True  # whether the request being sent follows redirects
+        # The requests fetch() sent (1 and its redirects), and the URL of the last: where the
+        # redirects of a request that failed on the way led (requests' exceptions say nothing).
+        self.sent = 0
+        self.sent_url: str | None = None
 
     def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
         """Send request (``stream=True``) and follow its redirects as ``Session.request`` would,
@@ -262,10 +266,11 @@ class FetcherSession(requests.Session):
         prepared = self._prepare(request)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
+        self.sent = 0
         proxies = request.proxies or {}
         return self.send(
             prepared,
-            timeout=timeout,  # type: ignore[arg-type] # requests passes a urllib3 Timeout through
+            timeout=timeout,  # requests passes a urllib3 Timeout through
             allow_redirects=request.follow_redirects,
             proxies={k: v for k, v in proxies.items() if v is not None},
             stream=True,
@@ -273,7 +278,13 @@ class FetcherSession(requests.Session):
             cert=self.cert,
         )
 
-    send = _send  # requests' own, extracting cookies only from answers that may set some
+    def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        """requests' own (extracting cookies only from answers that may set some), for the
+        request and each redirect's; counted (``sent``)."""
+        self.sent += 1
+        self.sent_url = request.url
+        response: Response = _send(self, request, **kwargs)
+        return response
 
     def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
