@@ -137,6 +137,17 @@ def test_a_max_size_that_is_no_size_is_a_usage_error(server, value):
     assert "sys.set_int_max_str_digits" not in result.stderr  # Python's words, not ours
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--metrics-label", "foo\n=bar"), ("-X", "GET\n")],
+)
+def test_a_name_ending_in_a_line_feed_is_a_usage_error(server, tmp_path, option, value):
+    """Python's `$` matches before a last line feed: `foo\n` passed as a label name and broke
+    the .prom file; `-X $'GET\n'` made every URL fail as `other` (s15 h3 1)."""
+    extra = ["--metrics", str(tmp_path / "m.prom")] if option == "--metrics-label" else []
+    assert_refused(invoke(["-q", *extra, option, value, server.url("/x")]), option, server)
+
+
 # -- 3. -o '' ------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ import re
 from typing import Literal
 
 # RFC 9110 token characters: what a header name may be made of.
-TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# fullmatch, not `^...$`: `$` matches before a last line feed, and `GET\n` passed as a method.
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # What no URL holds, from a plain line or a jsonl/csv 'url': requests would percent-encode it
 # and fetch another URL (a NUL-separated list as one); a record in text format is one line.
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -34,7 +35,7 @@ def parse_header(text: str) -> tuple[str, str | None]:
     (value None), as in curl."""
     name, colon, value = text.partition(":")
     name = name.strip()
-    if not colon or not TOKEN.match(name):
+    if not colon or not TOKEN.fullmatch(name):
         # Not repeated: 'Authorization Bearer TOKEN' (no colon) is the usual mistake.
         raise ValueError(f"malformed header, expected 'Name: value' ({NOT_SHOWN})")
     if "\r" in value or "\n" in value:
@@ -47,7 +48,7 @@ def parse_method(text: str) -> str:
     """-X: a token (RFC 9110 §9.1), upper-cased: requests upper-cases every method it sends
     (curl sends -X as typed, case kept). The value is not repeated in the message: it may hold
     a line break that would garble the terminal."""
-    if not TOKEN.match(text):
+    if not TOKEN.fullmatch(text):
         raise ValueError("a method is one word of letters, digits and !#$%&'*+.^_`|~- (e.g. GET)")
     return text.upper()
 
@@ -79,13 +80,13 @@ def parse_cookie(text: str) -> tuple[str, str]:
     name = name.strip()
     if not equals and os.path.isfile(text):
         raise ValueError("names a file: fetcher reads a cookie file with -c FILE (curl's -b FILE)")
-    if not equals or not TOKEN.match(name):
+    if not equals or not TOKEN.fullmatch(name):
         raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
     return name, check_sendable(f"cookie {name!r}", value.strip())
 
 
 # A Prometheus label name (names starting with __ are the server's own).
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def parse_metrics_label(text: str) -> tuple[str, str]:
@@ -93,7 +94,7 @@ def parse_metrics_label(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not equals:
         raise ValueError(f"expected NAME=VALUE, got {text!r}")
-    if not _LABEL_NAME.match(name):
+    if not _LABEL_NAME.fullmatch(name):
         raise ValueError(f"{name!r} is not a label name (letters, digits and _)")
     if name.startswith("__"):
         raise ValueError(f"label names starting with __ are reserved: {name!r}")
