@@ -222,11 +222,12 @@ def write_each(
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:
     from fetcher.output.terminal import print_summary
 
-    console = outputs.console
+    # Plain lines when stderr is not a terminal, even under a forced --progress (SPEC 2.4).
+    console = outputs.console if streams.stderr_is_terminal else None
     if console is None and streams.stderr_is_terminal:
-        from rich.console import Console
+        from fetcher.output.terminal import make_console
 
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
     try:
         print_summary(outputs.summary, streams.stderr, console)
     except OSError:  # `2>&1 | head`, a closed terminal, a full disk: what was for stderr is lost

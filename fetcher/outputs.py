@@ -369,9 +369,9 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
         return StreamWriter(stream, kind, close_stream=stream is not streams.stdout, **shape)
     if console is not None and streams.same_terminal():
         return ConsoleWriter(console, kind, **shape)
-    from rich.console import Console
+    from fetcher.output.terminal import make_console
 
-    return ConsoleWriter(Console(file=streams.stdout), kind, **shape)
+    return ConsoleWriter(make_console(file=streams.stdout), kind, **shape)
 
 
 def open_results(path: str) -> TextIO:

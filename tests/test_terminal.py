@@ -50,8 +50,8 @@ def strip_escapes(text: str) -> str:
     return ESCAPES.sub("", text)
 
 
-def terminal_env() -> dict[str, str]:
-    env = clean_env(TERM="xterm-256color", COLUMNS=str(COLUMNS), LINES="40")
+def terminal_env(columns: str = str(COLUMNS)) -> dict[str, str]:
+    env = clean_env(TERM="xterm-256color", COLUMNS=columns, LINES="40")
     for name in ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CI"):
         env.pop(name, None)
     return env
@@ -64,6 +64,7 @@ def run_on_terminal(
     stdout_on_terminal: bool,
     stderr_on_terminal: bool,
     timeout: float = 30.0,
+    columns: str = str(COLUMNS),
 ) -> TerminalRun:
     """Run fetcher with stdout and/or stderr on a pty (the others go to files); read it all."""
     master, slave = os.openpty()
@@ -75,7 +76,7 @@ def run_on_terminal(
                 stdin=subprocess.DEVNULL,
                 stdout=slave if stdout_on_terminal else out,
                 stderr=slave if stderr_on_terminal else err,
-                env=terminal_env(),
+                env=terminal_env(columns),
             )
         os.close(slave)  # the process holds the only copies: EIO on the master when it ends
         slave = -1
@@ -364,3 +365,31 @@ def assert_each_matches(lines: list[str], patterns: list[str]) -> None:
     assert len(lines) == len(patterns), lines
     for line, pattern in zip(lines, patterns, strict=True):
         assert re.fullmatch(pattern, line), (pattern, line)
+
+
+@pytest.mark.parametrize("columns", ["0", "3"])
+def test_a_columns_no_line_fits_in_is_not_taken_at_its_word(httpserver, tmp_path, columns):
+    """COLUMNS=0 made Rich draw nothing: no record and no summary on the terminal, exit 0
+    (s15 h3 10). A width no line fits in is ignored for the terminal's own."""
+    httpserver.expect_request("/missing").respond_with_data("no", status=404)
+    url = httpserver.url_for("/missing")
+    run = run_on_terminal(
+        [url], tmp_path, stdout_on_terminal=True, stderr_on_terminal=True, columns=columns
+    )
+    assert run.status == 3
+    shown = "".join(run.fragments)
+    assert "/missing" in shown and "404" in shown
+
+
+def test_forced_progress_with_stderr_on_a_file_prints_a_plain_summary(httpserver, tmp_path):
+    """SPEC 2.4: the summary is plain lines when stderr is not a terminal, --progress or not
+    (it was Rich's box tables, s15 h3 4)."""
+    httpserver.expect_request("/missing").respond_with_data("no", status=404)
+    run = run_on_terminal(
+        ["--progress", httpserver.url_for("/missing")], tmp_path,
+        stdout_on_terminal=True, stderr_on_terminal=False,
+    )  # fmt: skip
+    assert run.status == 3
+    summary = run.stderr[run.stderr.index("fetcher: ") :]  # after the one frame of --progress
+    assert "most failures: 127.0.0.1" in summary
+    assert not any(char in summary for char in "─│┃━┏┗╭"), summary

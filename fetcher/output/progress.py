@@ -20,6 +20,7 @@ from rich.text import Text
 
 from fetcher.http.transfers import Transfer, Transfers
 from fetcher.output.summary import human_bytes
+from fetcher.output.terminal import make_console
 from fetcher.redact import redact_url, visible
 from fetcher.results import Result, Summary
 
@@ -189,7 +190,7 @@ class RichProgress:
         count_total: TotalCounter | None = None,
     ) -> None:
         self.summary = summary
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(stderr=True)
         self.transfers: Transfers | None = Transfers()
         self.frame = Frame(summary, self.transfers)
         self.count_total = count_total

@@ -8,7 +8,9 @@ on a log file, should not pay for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TextIO
+import os
+import shutil
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fetcher.output.records import make_formatter, shown_url
 from fetcher.output.summary import human_bytes, summary_head, summary_lines
@@ -21,6 +23,20 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 REDIRECTED = "→"
+MIN_COLUMNS = 10  # a COLUMNS below this is taken for a mistake, not a terminal's width
+
+
+def make_console(**options: Any) -> Console:
+    """A Rich Console with options. A COLUMNS no line fits in (0, set by a script) is not taken
+    at its word, as Rich takes it: it drew nothing at all, not even a record (s15 h3 10). The
+    terminal's own width then, or 80."""
+    from rich.console import Console
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
+        width = shutil.get_terminal_size().columns  # which asks the terminal when COLUMNS is 0
+        options["width"] = width if width >= MIN_COLUMNS else 80
+    return Console(**options)
 
 
 def terminal_record(result: Result) -> Text:
