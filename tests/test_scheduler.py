@@ -490,3 +490,22 @@ def test_retries_that_started_leave_nothing_behind_whatever_their_max_time():
         assert scheduler.take(block=False) is first
         scheduler.finish(first)
     assert len(scheduler._expiring) <= 64
+
+
+@pytest.mark.parametrize("limit", ["host_rate", "pause"])
+def test_a_host_is_forgotten_once_its_turn_or_pause_has_passed(limit):
+    """--host-rate and Retry-After kept an entry for every host ever seen, idle or not, about
+    1 KB each: memory grew with the hosts of the list (s15 h2 6, h4 1)."""
+    clock = FakeClock()
+    scheduler = Scheduler(host_rate=1.0 if limit == "host_rate" else None, clock=clock)
+    for n in range(2000):
+        scheduler.put(task(n, host=f"h{n}"))
+        started = scheduler.take(block=False)
+        assert started is not None
+        scheduler.finish(started, pause=30.0 if limit == "pause" else None)
+        clock.now += 0.1  # 200 s in all: every host's turn or pause passes long before the end
+    assert len(scheduler._hosts) < 400
+    clock.now += 60
+    scheduler.put(task(0, host="last"))
+    assert scheduler.take(block=False) is not None
+    assert list(scheduler._hosts) == ["last"]

@@ -60,6 +60,7 @@ class Scheduler:
         self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
         self._expiring = _Expiring()  # due retries in their hosts' queues
+        self._idle = _IdleHosts()
         self._order = itertools.count()
         self._next_start = 0.0  # --rate
         self._stopped = False
@@ -78,6 +79,7 @@ class Scheduler:
         with self._cond:
             state = self._hosts.setdefault(host, _Host())
             _pause(state, self.clock(), seconds)
+            self._idle.retire(self._hosts, host, self.clock())
 
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
         """An attempt of task ended: its host has one request fewer in flight; with pause, no
@@ -97,13 +99,7 @@ class Scheduler:
                 _pause(state, now, pause)
             if retry_in is not None:
                 self._retry_at(task, now + retry_in)
-            if (
-                not state.queue
-                and state.in_flight == 0
-                and state.paused_until <= now
-                and state.next_start <= now
-            ):
-                del self._hosts[task.host]
+            self._idle.retire(self._hosts, task.host, now)
             self._cond.notify()
 
     def stop(self) -> None:
@@ -130,6 +126,7 @@ class Scheduler:
         with self._cond:
             while not self._stopped:
                 now = self.clock()
+                self._idle.forget(self._hosts, now)
                 while self._later and self._later[0][0] <= now:
                     self._queue(heapq.heappop(self._later)[2], front=True)
                 task, wake = self._eligible(now)
@@ -187,6 +184,35 @@ class Scheduler:
         if limited and self.spacing:
             self._next_start = max(now, self._next_start) + self.spacing
         return task
+
+
+class _IdleHosts:
+    """Hosts with nothing queued or in flight, kept only for a turn (--host-rate) or a pause
+    (Retry-After) to come, by when it ends: forgotten then. Kept for ever, every host of the
+    list cost about 1 KB for the whole run. Called under the scheduler's lock."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+
+    def retire(self, hosts: dict[str, _Host], host: str, now: float) -> None:
+        """Forget host now if it is idle and holds no time to come; else once that passed."""
+        state = hosts[host]
+        if not state.queue and state.in_flight == 0:
+            until = max(state.paused_until, state.next_start)
+            if until <= now:
+                del hosts[host]
+            else:
+                heapq.heappush(self._heap, (until, host))
+        self.forget(hosts, now)
+
+    def forget(self, hosts: dict[str, _Host], now: float) -> None:
+        """Forget the hosts whose time has passed and that are still idle."""
+        while self._heap and self._heap[0][0] <= now:
+            _, host = heapq.heappop(self._heap)
+            state = hosts.get(host)
+            if state is not None and not state.queue and state.in_flight == 0:
+                if max(state.paused_until, state.next_start) <= now:
+                    del hosts[host]
 
 
 class _Expiring:
