@@ -460,3 +460,26 @@ def test_conditions_are_sent_whatever_spelling_of_the_same_output_dir(
     [second] = fetch("--state", state, "-o", str(tmp_path / "out"), url)
     assert "if-none-match" in origin.requests_for("/a")[1]
     assert second["status"] == 304, second
+
+
+def test_the_log_does_not_grow_with_the_run(tmp_path: Path) -> None:
+    """Lookups in batches between the writes, as a run makes them: the -wal file stays near
+    SQLite's checkpoint size (4 MB) instead of growing by some 300 bytes a URL (s15 h4 2)."""
+    from fetcher.input.jobs import Job
+    from fetcher.results import Result
+    from fetcher.state.store import State
+
+    path = str(tmp_path / "s.db")
+    state = State(path)
+    try:
+        for n in range(100_000):
+            url = f"http://h.test/{n}"
+            if n % 100 == 0:
+                state.lookup_many([f"http://h.test/{m}" for m in range(n, n + 100)])
+            job = Job(seq=n, url=url, target=url, line=n + 1, raw=url.encode())
+            state.record(Result(job=job, ok=True, status=200, sha256="ab" * 32, bytes=10))
+        state.commit()
+        log = os.path.getsize(path + "-wal")
+    finally:
+        state.close()
+    assert log < 6_000_000, f"the log holds {log} bytes"
