@@ -6,6 +6,7 @@ click or rich.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -99,7 +100,7 @@ def fetch(settings: Settings) -> int:
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
     from fetcher.run.executor import RunStartError
-    from fetcher.run.signals import hard_exit, stop_on_signals
+    from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals
     from fetcher.streams import Streams
 
     streams = Streams()
@@ -113,6 +114,8 @@ def fetch(settings: Settings) -> int:
                         jar=outputs.jar, lookup=outputs.lookup,
                         transfers=outputs.display.transfers)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
+        at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
+        on_hard_exit(at_hard_exit)
         with stop_on_signals(run.request_stop, run.hard_stop):
             with outputs.display:
                 try:
@@ -121,6 +124,7 @@ def fetch(settings: Settings) -> int:
                     raise Refused(str(exc)) from None
                 outputs.summary.finish()
                 outputs.display.on_finish(outputs.summary)
+            at_hard_exit.done = True  # report() writes them, with what it learns
             status = report(settings, streams, reader, run, outputs, stopped_by)
             if stopped_by is not None:
                 # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a
@@ -187,15 +191,8 @@ def write_summary_files(
     failure changes the status no more). A stream (/dev/stdout) cannot be written again: it is
     written once, after the files, with the status they leave."""
     from fetcher.output.atomic import written_in_place
-    from fetcher.output.metrics import write_metrics
-    from fetcher.output.summary import write_summary_json
 
-    metrics = functools.partial(write_metrics, labels=settings.metrics_labels)
-    named: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
-        ("--summary", settings.summary, write_summary_json),
-        ("--metrics", settings.metrics, metrics),
-    ]
-    files: list[SummaryFile] = [(option, path, write) for option, path, write in named if path]
+    files = summary_files(settings)
     regular = [file for file in files if not written_in_place(file[1])]
     written = write_each(streams, summary, regular, status)
     failed = len(written) < len(regular)
@@ -206,6 +203,42 @@ def write_summary_files(
     if final != status:
         write_each(streams, summary, written, final)
     return final
+
+
+def summary_files(settings: Settings) -> list[SummaryFile]:
+    """--summary and --metrics, those given, each with what writes it."""
+    from fetcher.output.metrics import write_metrics
+    from fetcher.output.summary import write_summary_json
+
+    metrics = functools.partial(write_metrics, labels=settings.metrics_labels)
+    named: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
+        ("--summary", settings.summary, write_summary_json),
+        ("--metrics", settings.metrics, metrics),
+    ]
+    return [(option, path, write) for option, path, write in named if path]
+
+
+class SummaryAtHardExit:
+    """The exit hook that writes --summary and --metrics when a second signal (or SIGQUIT)
+    ends the run at once, with the status it exits with: the last run's files stayed, saying
+    0, and a cron job's alert on them said nothing. Files only: a stream may wait on a reader
+    that is gone. Once report() has begun, it does nothing (``done``)."""
+
+    def __init__(self, settings: Settings, summary: Summary) -> None:
+        self.settings, self.summary, self.done = settings, summary, False
+
+    def __call__(self) -> None:
+        from fetcher.output.atomic import written_in_place
+        from fetcher.run.signals import exiting_status
+
+        status = exiting_status()
+        if self.done or status is None:
+            return
+        self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
+        for _, path, write in summary_files(self.settings):
+            if not written_in_place(path):
+                with contextlib.suppress(Exception):  # exiting all the same
+                    write(self.summary, path, status)
 
 
 def write_each(

@@ -177,3 +177,21 @@ def test_a_second_signal_over_300000_lines_read_by_the_parser_loses_none(tmp_pat
         failed = [line.split(",")[0] for line in failed[1:]]
     check_each_line_once(urls, records, failed)
     assert any(r["error"] and "interrupted" in r["error"]["message"] for r in records)
+
+
+def test_a_second_signal_still_writes_summary_and_metrics_with_its_status(tmp_path):
+    """usage.md: --summary and --metrics are written after an interrupt too, with the status
+    the process exits with; after a second signal the last run's files stayed, saying 0 (s15
+    h3 5), and a cron alert on them said nothing."""
+    summary, metrics = tmp_path / "s.json", tmp_path / "m.prom"
+    summary.write_text('{"exit_status": 0}\n')
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        lines = [f"{base}/slower/{n}" for n in range(40)]
+        extra = ("--summary", str(summary), "--metrics", str(metrics))
+        status, _, records, failed = interrupt_twice(tmp_path, lines, server, 16, 0.3, extra)
+    assert status == 130
+    check_each_line_once(lines, records, failed)
+    written = json.loads(summary.read_text())
+    assert written["exit_status"] == 130 and written["interrupted_by"] == "SIGINT"
+    assert "fetcher_exit_status 130" in metrics.read_text()

@@ -46,6 +46,12 @@ def on_hard_exit(hook: Callable[[], None], last: bool = False) -> None:
 
 # One thread runs the hooks: they write files that are not safe to write from two at once.
 _exiting = threading.Lock()
+_status: list[int] = []  # the status the process is exiting with, once hard_exit was called
+
+
+def exiting_status() -> int | None:
+    """For an exit hook: the status the process exits with (None outside hard_exit)."""
+    return _status[0] if _status else None
 
 
 def hard_exit(status: int, wait: float | None = None) -> None:
@@ -60,6 +66,7 @@ def hard_exit(status: int, wait: float | None = None) -> None:
             threading.Event().wait()  # the first caller ends the process
         time.sleep(wait or 0.0)
         os._exit(status)
+    _status.append(status)
     if wait is None:
         _run_hooks()
     else:
