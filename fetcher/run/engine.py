@@ -51,7 +51,7 @@ class Run:
         self.stopping = stopping or threading.Event()  # the executor's: no retry once set
         self._finishing = threading.Lock()  # held by the one thread that finishes a hard stop
         self.books = Books(observer, settings.ordered, self._output_gone)
-        self.mailbox = Mailbox(self.stopping, self._give_room, self._idle, executor.window >= 16)
+        self.mailbox = Mailbox(self._give_room, self._idle, executor.window >= 16)
         self.dispatcher = Dispatcher(
             source, executor, self.books, self.mailbox.put, self.stopping, lookup
         )

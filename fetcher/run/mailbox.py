@@ -5,7 +5,6 @@ seconds, and the dispatcher given room as records are written."""
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -24,14 +23,12 @@ class Mailbox:
 
     def __init__(
         self,
-        stopping: threading.Event,
         on_empty: Callable[[], None],
         on_idle: Callable[[], None],
         nap: bool,
     ) -> None:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.put = self._queue.put
-        self.stopping = stopping  # set by a stop: a nap never delays one
         self.on_empty = on_empty  # the queue was found empty (give the dispatcher room)
         self.on_idle = on_idle  # flush the output
         # With a small window the workers would run out of work while the writer naps.
@@ -54,7 +51,10 @@ class Mailbox:
             # Results are coming: let a few more gather instead of waking for each one (every
             # wake-up is a context switch for two threads and the GIL).
             self._batch = 0
-            self.stopping.wait(self.nap)
+            # A sleep, not the run's stopping.wait: a signal handler runs on this thread and
+            # sets that Event, whose lock wait() holds for a moment; set() would wait for it for
+            # ever (the first Ctrl-C hung the run). A stop waits a nap (2 ms) at most.
+            time.sleep(self.nap)
             return self.next()
         try:
             return self._queue.get(timeout=FLUSH_LINGER)
