@@ -301,7 +301,7 @@ def _url(value: Any, keys: Iterable[str] = ()) -> str:
 def _method(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not TOKEN.match(value.strip()):
+    if not isinstance(value, str) or not TOKEN.fullmatch(value.strip()):
         raise _Malformed("'method' must be an HTTP method such as GET (a token)")
     return value.strip().upper()  # as -X
 
@@ -314,7 +314,7 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
         raise _Malformed(f"'headers' must be an object, not {_json_type(value)}")
     headers: list[tuple[str, str | None]] = []
     for number, (name, text) in enumerate(value.items(), 1):
-        if not TOKEN.match(name):  # not shown: 'Authorization: Bearer ...' as a name happens
+        if not TOKEN.fullmatch(name):  # not shown: 'Authorization: Bearer ...' as a name happens
             raise _Malformed(f"the name of header {number} is not a token (no blank, no colon)")
         if text is None:
             headers.append((name, None))
