@@ -483,3 +483,19 @@ def test_the_log_does_not_grow_with_the_run(tmp_path: Path) -> None:
     finally:
         state.close()
     assert log < 6_000_000, f"the log holds {log} bytes"
+
+
+def test_only_failed_rows_keep_their_input_line(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """--retry-failed reads the lines of failed rows only: an ok row kept its csv line and
+    header too, some 500 bytes a URL for a wide csv against the 300 SPEC 3 allows (s15 h4 5)."""
+    httpserver.expect_request("/ok").respond_with_data("ok")
+    httpserver.expect_request("/gone").respond_with_data("no", status=404)
+    listing = tmp_path / "in.csv"
+    wide = ",".join(f"c{n}" for n in range(10))
+    listing.write_text(f"url,{wide}\n" + "".join(
+        f"{httpserver.url_for(p)},{wide}\n" for p in ("/ok", "/gone")))  # fmt: skip
+    state = tmp_path / "s.db"
+    invoke(["-q", "--state", str(state), "--input-format", "csv", "-i", str(listing)])
+    with sqlite3.connect(state) as db:
+        rows = dict(db.execute("SELECT url, line IS NOT NULL AND header IS NOT NULL FROM urls"))
+    assert rows == {httpserver.url_for("/ok"): 0, httpserver.url_for("/gone"): 1}

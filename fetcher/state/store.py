@@ -172,7 +172,8 @@ class State:
                     prior.partial_changed)  # fmt: skip
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
-                              *body, int(time.time()), *_line_of(job), *kept))  # fmt: skip
+                              *body, int(time.time()), *_line_of(job, result.ok),
+                              *kept))  # fmt: skip
         if len(self._pending) >= COMMIT_ROWS:
             self.commit()
 
@@ -248,8 +249,10 @@ def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None
     return partial.path, partial.validator, partial.size, info.st_ctime_ns if same else None
 
 
-def _line_of(job: Job) -> tuple[int, bytes | None, bytes | None]:
-    """form, line and header columns: the line as read, NULL when it is the URL itself."""
+def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | None]:
+    """form, line and header columns: the line as read, NULL when it is the URL itself, or
+    for an ok row: only --retry-failed reads them, of failed rows (a wide csv's line and
+    header in every row came to some 500 bytes a URL)."""
     raw = job.raw
-    line = None if raw == job.target.encode() else raw
-    return FORMS[job.input_format], line, job.header
+    line = None if ok or raw == job.target.encode() else raw
+    return FORMS[job.input_format], line, None if ok else job.header
