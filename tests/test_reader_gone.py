@@ -20,8 +20,9 @@ def pipeline(command: list[str], reader: str) -> subprocess.CompletedProcess[str
 
 
 def test_requests_abandoned_after_head_exits_are_not_finished_not_failed(tmp_path):
-    """The first record reaches head, which exits; the second record meets the closed pipe
-    while three slow requests are in flight: the run stops at once and abandons them."""
+    """The first record reaches head, which exits; the run finds the pipe closed (at the
+    next record, or by the writer's idle check, whichever comes first: the medium request may
+    end either way) while three slow requests are in flight, stops at once and abandons them."""
     summary = tmp_path / "summary.json"
     with counting_server() as server:
         urls = [server.url("/fast"), server.url("/slow/0.5/medium")]
@@ -31,12 +32,13 @@ def test_requests_abandoned_after_head_exits_are_not_finished_not_failed(tmp_pat
     assert result.returncode == 141, result.stderr
     assert result.stdout.startswith("200\t")
     data = json.loads(summary.read_text())
-    assert (data["ok"], data["failed"], data["not_finished"]) == (2, 0, 3), data
+    ok, not_finished = data["ok"], data["not_finished"]
+    assert data["failed"] == 0 and ok in (1, 2) and ok + not_finished == 5, data
     assert data["total"] == 5 and data["by_kind"] == {} and data["by_host"] == {}
     assert data["interrupted_by"] == "a closed standard output"
     lines = result.stderr.splitlines()
-    assert lines[0].startswith("fetcher: 2 ok, 0 failed"), result.stderr
-    assert "  not finished: 3" in lines
+    assert lines[0].startswith(f"fetcher: {ok} ok, 0 failed"), result.stderr
+    assert f"  not finished: {not_finished}" in lines
     assert not any(noise in result.stderr for noise in NOISE), result.stderr
 
 
