@@ -4,11 +4,13 @@ read back with ``-i FILE``."""
 from __future__ import annotations
 
 import os
+import threading
 
 from fetcher.input.formats import quotes_left_open
 from fetcher.output.atomic import AtomicFile
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
+COMMIT_WAIT = 0.05  # seconds a hard exit's commit waits for another thread's add
 
 
 class FailedLines:
@@ -26,9 +28,10 @@ class FailedLines:
     several held back still swallow each other on read-back (the first one read is invalid_url
     again, the others inside it), but never a record that can be fetched.
 
-    Lines are buffered here and written with ``os.write``, not through a
-    buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
-    Python file object would raise "reentrant call".
+    Lines are buffered here and written with ``os.write``, whole lines at a time, not through
+    a buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
+    Python file object would raise "reentrant call", or in a hard exit's hook on another
+    thread, which renames the file between two writes: it never ends in the middle of a line.
     """
 
     def __init__(self, path: str) -> None:
@@ -36,6 +39,9 @@ class FailedLines:
         self.path = path
         self.file = AtomicFile(path, 0o600)
         self._buffer = bytearray()
+        # add, flush and commit: one thread at a time (reentrant: a signal handler's commit on
+        # the thread it interrupted).
+        self._lock = threading.RLock()
         self._header: bytes | None = None  # the header row written last
         self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
         self._ended = False
@@ -43,15 +49,16 @@ class FailedLines:
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
     def add(self, raw: bytes, header: bytes | None = None, lines: int = 1) -> None:
-        """Keep a failed line (or lines, a block of a file's unread rest); header: its csv
-        input's header row (None: not csv)."""
-        self.count += lines
-        if header is not None and b'"' in raw and quotes_left_open(raw):
-            self._held_back.append((raw, header))
-            return
-        self._add_line(raw, header)
-        if len(self._buffer) >= FAILED_BUFFER:
-            self.flush()
+        """Keep a failed line (or lines: a block of a file's unread rest, verbatim and in order,
+        never held back); header: its csv input's header row (None: not csv)."""
+        with self._lock:
+            self.count += lines
+            if lines == 1 and header is not None and b'"' in raw and quotes_left_open(raw):
+                self._held_back.append((raw, header))
+                return
+            self._add_line(raw, header)
+            if len(self._buffer) >= FAILED_BUFFER:
+                self.flush()
 
     def _add_line(self, raw: bytes, header: bytes | None) -> None:
         if header is not None and header != self._header:
@@ -62,19 +69,21 @@ class FailedLines:
     def flush(self) -> None:
         """Write what was added. Never raises: a failure is kept in ``error``, so that a full
         disk under --failed cannot cost the run its records."""
-        if self.error is not None or self.file.fd < 0:
-            self._buffer.clear()
-            return
-        try:
-            while self._buffer:
-                # A slice is a copy: a signal handler may add to the buffer during the write.
-                # The descriptor is read again each time: commit (in an exit hook) may have
-                # closed it, and a closed one must fail (EBADF), never write to a reused number.
-                written = os.write(self.file.fd, self._buffer[:FAILED_BUFFER])
-                del self._buffer[:written]
-        except OSError as exc:
-            self.error = exc
-            self._buffer.clear()
+        with self._lock:
+            if self.error is not None or self.file.fd < 0:
+                self._buffer.clear()
+                return
+            try:
+                while self._buffer:
+                    # Whole lines at a time: a hard exit may rename the file between two writes.
+                    # The descriptor is read again each time: commit (in an exit hook) may have
+                    # closed it, and a closed one must fail (EBADF), never write to a reused one.
+                    end = self._buffer.rfind(b"\n", 0, FAILED_BUFFER) + 1 or len(self._buffer)
+                    written = os.write(self.file.fd, self._buffer[:end])
+                    del self._buffer[:written]
+            except OSError as exc:
+                self.error = exc
+                self._buffer.clear()
 
     def commit(self, sync: bool = True) -> None:
         """Write the rest and rename the file over FILE. Idempotent, never raises, and safe to
@@ -82,10 +91,16 @@ class FailedLines:
         After a write error the old FILE is kept and ``error`` says why."""
         if self._ended:
             return
-        held_back, self._held_back = self._held_back, []
-        for raw, header in held_back:
-            self._add_line(raw, header)
-        self.flush()
+        # Another thread adding (the calling thread, when the watchdog exits in its place) is
+        # not waited for long: what is written already is whole lines.
+        if self._lock.acquire(timeout=COMMIT_WAIT):
+            try:
+                held_back, self._held_back = self._held_back, []
+                for raw, header in held_back:
+                    self._add_line(raw, header)
+                self.flush()
+            finally:
+                self._lock.release()
         if self.error is None:
             try:
                 self.file.commit(sync)

@@ -49,7 +49,6 @@ class Run:
         self.executor = executor
         self.observer = observer
         self.stopping = stopping or threading.Event()  # the executor's: no retry once set
-        self._finishing = threading.Lock()  # held by the one thread that finishes a hard stop
         self.books = Books(observer, settings.ordered, self._output_gone)
         self.mailbox = Mailbox(self._give_room, self._idle, executor.window >= 16)
         self.dispatcher = Dispatcher(
@@ -125,8 +124,6 @@ class Run:
         wait bounds the exit hooks): every line read that did not end ok to the observer —
         results queued, tasks queued, waiting or in flight (what --ordered holds back behind
         them goes too), then the unread rest, which the exit may cut — and exit."""
-        if not self._finishing.acquire(blocking=False):  # the watchdog and this thread: one
-            threading.Event().wait()  # (two handed lines back twice); the first one exits
         self.stopped_by = self.stopped_by or reason
         self.executor.stop()
         self.dispatcher.stop_reading(HARD_STOP_LIMIT / 2)  # its last line handed on first
