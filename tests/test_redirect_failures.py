@@ -146,3 +146,19 @@ def test_the_summary_blames_the_host_that_failed_not_the_one_that_redirected(tmp
         summary = tmp_path / "summary.json"
         invoke(["-q", "--retries", "0", "--summary", str(summary), server.url("/r1")])
     assert json.loads(summary.read_text())["by_host"] == {dead: 1}
+
+
+def test_a_url_refused_before_it_is_sent_has_no_other_urls_trail(tmp_path):
+    """The session's count of requests sent was reset after the request was prepared: a URL
+    that failed there took the previous URL's redirects and final_url (s15 r1 2)."""
+    with redirects_to(f"http://{unreachable()}/x") as server:
+        redirected = server.url("/r1")
+        listing = tmp_path / "urls.txt"
+        listing.write_text(
+            f"{redirected}\nhttp://*.example.invalid/x\n{redirected}\nhttp://.a.b/\n"
+        )
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1", "-i", str(listing)])
+    found = {record["url"]: record for record in records(result.stdout)}
+    for url in ("http://*.example.invalid/x", "http://.a.b/"):
+        assert (found[url]["redirects"], found[url]["final_url"]) == (0, None), found[url]
+    assert found[redirected]["redirects"] == 1

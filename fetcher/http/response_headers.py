@@ -89,12 +89,12 @@ def read_header_lines(fp: IO[bytes]) -> list[bytes]:
             raise http.client.LineTooLong("header line")
         lines.append(line)
         size += len(line)
+        if line in (b"\r\n", b"\n", b""):
+            return lines  # the blank line that ends the block is no field
         if len(lines) > MAX_FIELDS:
             raise http.client.HTTPException(f"got more than {MAX_FIELDS} headers")
         if size > MAX_BLOCK_BYTES:
             raise http.client.HTTPException(f"header block longer than {MAX_BLOCK_BYTES} bytes")
-        if line in (b"\r\n", b"\n", b""):
-            return lines
 
 
 def _check_parsed(message: http.client.HTTPMessage) -> None:

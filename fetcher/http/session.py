@@ -263,10 +263,10 @@ class FetcherSession(requests.Session):
         which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
+        self.sent = 0  # first: a URL _prepare refuses has no trail, not the last one's
         prepared = self._prepare(request)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
-        self.sent = 0
         proxies = request.proxies or {}
         return self.send(
             prepared,
