@@ -213,11 +213,19 @@ class AnswerRulesJar(RequestsCookieJar):
 
     def _holds_secure(self, domain: str, path: str, name: str) -> bool:
         """Whether a Secure cookie of this name is held whose domain matches domain (either way)
-        and whose path is a prefix of path: what an http answer may not touch."""
-        for held in self:
-            if held.name == name and held.secure and path.startswith(held.path):
-                near = cookiejar.domain_match(domain, held.domain)  # type: ignore[attr-defined]
-                if near or cookiejar.domain_match(held.domain, domain):  # type: ignore[attr-defined]
+        and whose path is a prefix of path: what an http answer may not touch. By the jar's
+        index (domain, path, name): a walk over every cookie took 1.6 ms a cookie with 3,000
+        held, on the worker's thread (s15 r1 3)."""
+        index: dict[str, dict[str, dict[str, Cookie]]] = self._cookies  # type: ignore[attr-defined]
+        for held_domain, paths in index.items():
+            if not any(cookie_path.get(name) for cookie_path in paths.values()):
+                continue
+            near = cookiejar.domain_match(domain, held_domain)  # type: ignore[attr-defined]
+            if not (near or cookiejar.domain_match(held_domain, domain)):  # type: ignore[attr-defined]
+                continue
+            for held_path, names in paths.items():
+                held = names.get(name)
+                if held is not None and held.secure and path.startswith(held_path):
                     return True
         return False
 
