@@ -7,6 +7,7 @@ answers for whichever host the URL names and records the absolute URL each reque
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from urllib.parse import urlsplit
@@ -55,17 +56,22 @@ class PausingHost(ProxyHost):
             return sorted(t for t, p in self.arrivals if p == path)
 
 
+def through_proxy(
+    proxy: PausingHost, tmp_path, lines: list[str], *options: str
+) -> subprocess.CompletedProcess[bytes]:
+    """Run fetcher -q over lines (in a file) through proxy, which answers for every host."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"{line}\n" for line in lines))
+    args = ["-x", f"http://127.0.0.1:{proxy.port}", "-q", *options, "-i", str(urls)]
+    return run_process(args, timeout=30)
+
+
 @pytest.mark.parametrize("host", ["plain.example", UNICODE_HOST], ids=["ascii", "unicode"])
 def test_a_retry_after_after_a_same_host_redirect_pauses_a_unicode_host(tmp_path, host):
-    urls = tmp_path / "urls.txt"
-    urls.write_text(f"http://{host}/r503\nhttp://{host}/echo?1\nhttp://{host}/echo?2\n")
+    lines = [f"http://{host}/r503", f"http://{host}/echo?1", f"http://{host}/echo?2"]
     with serving(PausingHost()) as proxy:
         started = time.monotonic()
-        result = run_process(
-            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "1", "--retries", "0", "-q"]
-            + ["-i", str(urls)],
-            timeout=30,
-        )
+        result = through_proxy(proxy, tmp_path, lines, "-j", "1", "--retries", "0")
         assert result.returncode != 0, result.stderr  # the 503 is the run's failure
         assert time.monotonic() - started < 15
         [told] = proxy.times("/s503")
@@ -79,14 +85,9 @@ def test_a_retry_after_pauses_both_spellings_of_a_host(tmp_path, first):
     """One server, two spellings in the list: the pause it asks for holds for both (s15 h2 2:
     the other spelling's URL went at once, during the pause)."""
     other = PUNYCODE_HOST if first == UNICODE_HOST else UNICODE_HOST
-    urls = tmp_path / "urls.txt"
-    urls.write_text(f"http://{first}/s503\nhttp://{other}/echo?1\n")
+    lines = [f"http://{first}/s503", f"http://{other}/echo?1"]
     with serving(PausingHost()) as proxy:
-        result = run_process(
-            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "1", "--retries", "0", "-q"]
-            + ["-i", str(urls)],
-            timeout=30,
-        )
+        result = through_proxy(proxy, tmp_path, lines, "-j", "1", "--retries", "0")
         assert result.returncode != 0, result.stderr
         [told] = proxy.times("/s503")
         [echo] = proxy.times("/echo")
@@ -95,14 +96,9 @@ def test_a_retry_after_pauses_both_spellings_of_a_host(tmp_path, first):
 
 def test_per_host_counts_both_spellings_of_a_host_as_one(tmp_path):
     """--per-host 1 over two spellings of one host: one request at a time reaches it."""
-    urls = tmp_path / "urls.txt"
-    urls.write_text(f"http://{UNICODE_HOST}/slow?1\nhttp://{PUNYCODE_HOST}/slow?2\n")
+    lines = [f"http://{UNICODE_HOST}/slow?1", f"http://{PUNYCODE_HOST}/slow?2"]
     with serving(PausingHost()) as proxy:
-        result = run_process(
-            ["-x", f"http://127.0.0.1:{proxy.port}", "-j", "4", "--per-host", "1", "-q"]
-            + ["-i", str(urls)],
-            timeout=30,
-        )
+        result = through_proxy(proxy, tmp_path, lines, "-j", "4", "--per-host", "1")
         first, second = proxy.times("/slow")
     assert result.returncode == 0, result.stderr
     assert second - first >= SLOW - SLACK, f"the second came {second - first:.2f} s after"
