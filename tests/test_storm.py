@@ -341,6 +341,23 @@ def test_storm_of_interrupts_loses_no_line_and_leaves_no_truncated_file(tmp_path
 # -- the reader of standard output goes away -----------------------------------------------------
 
 
+@contextlib.contextmanager
+def fetcher_into_a_pipe(args: list[str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """fetcher with its standard output a pipe for the test to read (standard error goes to
+    tmp_path/stderr); killed if the test leaves it running."""
+    with (tmp_path / "stderr").open("wb") as stderr:
+        fetcher = subprocess.Popen(
+            [*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            env=clean_env(),
+        )  # fmt: skip
+    with fetcher:
+        try:
+            yield fetcher
+        finally:
+            if fetcher.poll() is None:
+                fetcher.kill()
+
+
 def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_path):
     """``fetcher -i big.txt | head -1``: fetcher exits 141 (128 + SIGPIPE), what a shell shows
     for a process killed by SIGPIPE, so that ``set -o pipefail`` sees what it would for
@@ -349,29 +366,15 @@ def test_head_1_ends_the_run_within_a_second_of_its_exit_with_status_141(tmp_pat
         padding = "x" * 300  # records of 350 bytes: the pipe (64 kB) cannot take 2,000 of them
         big = tmp_path / "big.txt"
         big.write_text("".join(server.url(f"/page/{n}/{padding}") + "\n" for n in range(2000)))
-        with (tmp_path / "stderr").open("wb") as stderr:
-            fetcher = subprocess.Popen(
-                [*FETCHER, "-i", str(big)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=clean_env(),
-            )
-        with fetcher:
-            try:
-                assert fetcher.stdout is not None
-                head = subprocess.Popen(
-                    ["head", "-1"], stdin=fetcher.stdout, stdout=subprocess.PIPE
-                )
-                fetcher.stdout.close()  # head holds the only read end now
-                with head:
-                    first, _ = head.communicate(timeout=30)
-                head_exited = time.monotonic()
-                returncode = fetcher.wait(timeout=10)
-                seconds = time.monotonic() - head_exited
-            finally:
-                if fetcher.poll() is None:
-                    fetcher.kill()
+        with fetcher_into_a_pipe(["-i", str(big)], tmp_path) as fetcher:
+            assert fetcher.stdout is not None
+            head = subprocess.Popen(["head", "-1"], stdin=fetcher.stdout, stdout=subprocess.PIPE)
+            fetcher.stdout.close()  # head holds the only read end now
+            with head:
+                first, _ = head.communicate(timeout=30)
+            head_exited = time.monotonic()
+            returncode = fetcher.wait(timeout=10)
+            seconds = time.monotonic() - head_exited
         requests = server.requests
     stderr = (tmp_path / "stderr").read_text()
     assert head.returncode == 0
@@ -389,22 +392,13 @@ def test_a_reader_gone_while_the_run_waits_on_slow_answers_ends_it_within_a_seco
     audit D8; guarantees.md: a closed standard output ends the run within a second)."""
     with counting_server() as server:
         urls = [server.url("/fast")] + [server.url(f"/slow/6/{n}") for n in range(8)]
-        with (tmp_path / "stderr").open("wb") as stderr:
-            fetcher = subprocess.Popen(
-                [*FETCHER, "-j", "4", *urls], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=stderr, env=clean_env(),
-            )  # fmt: skip
-        with fetcher:
-            try:
-                assert fetcher.stdout is not None
-                first = fetcher.stdout.readline()  # the fast one's record
-                fetcher.stdout.close()  # the reader goes, as head -1's does
-                gone = time.monotonic()
-                returncode = fetcher.wait(timeout=10)
-                seconds = time.monotonic() - gone
-            finally:
-                if fetcher.poll() is None:
-                    fetcher.kill()
+        with fetcher_into_a_pipe(["-j", "4", *urls], tmp_path) as fetcher:
+            assert fetcher.stdout is not None
+            first = fetcher.stdout.readline()  # the fast one's record
+            fetcher.stdout.close()  # the reader goes, as head -1's does
+            gone = time.monotonic()
+            returncode = fetcher.wait(timeout=10)
+            seconds = time.monotonic() - gone
     assert first.startswith(b"200\t")
     assert returncode == 141, (tmp_path / "stderr").read_text()
     assert seconds < 1.5, f"fetcher ended {seconds:.2f} s after its reader"

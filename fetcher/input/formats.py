@@ -99,7 +99,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
     columns: list[str] | None = None
     header_error: str | None = None
     header_raw: bytes | None = None
-    for record in csv_records(pieces):
+    for record in _csv_records(pieces):
         try:
             row = _csv_row(record)
         except _Malformed as exc:
@@ -125,7 +125,7 @@ class _CsvRecord:
     problem: str | None  # found while reading it: too long, or a quote never closed
 
 
-def csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
+def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
     """The records of a CSV file, each whole: a record ends at a line end outside quotes.
 
     Whatever goes wrong inside a record (a byte that is not UTF-8, too many bytes, a stray
