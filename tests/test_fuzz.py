@@ -35,7 +35,6 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.reader import InputReader, Source
 from fetcher.input.shards import Shard
-from fetcher.output.records import to_json
 from fetcher.redact import MASK, redact_text, redact_url
 from fetcher.settings import MAX_LINE_BYTES, OkStatus
 from tests.conftest import invoke
@@ -469,7 +468,7 @@ def expected_job(values: dict) -> tuple:
 
 def read_back(job: Job) -> tuple:
     """The job's fields; meta as its record's JSON reads back (numbers stay their text)."""
-    meta = None if job.meta is None else json.loads(to_json(job.meta))
+    meta = None if job.meta is None else json.loads(job.meta.text)
     return job.url, job.method, job.headers, job.data, job.output, meta, job.invalid
 
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from fetcher.errors import ErrorKind
-from fetcher.input.formats import MAX_JSON_DEPTH
+from fetcher.input.formats import MAX_JSON_DEPTH, meta_text
 from fetcher.input.jobs import Job
 from fetcher.output.records import CsvFormatter, format_jsonl, format_jsonl_with_body
 from fetcher.results import Result
@@ -29,7 +29,9 @@ ODD = "caf\udce9 \ud800 \x00\x01\x1b[31m\x7f\x85\u2028 \u00e9"
 
 def odd_result() -> Result:
     url = "http://h/" + ODD
-    job = Job(seq=0, url=url, target=url, line=3, raw=b"raw", meta={ODD: [ODD, {ODD: 1}]})
+    job = Job(
+        seq=0, url=url, target=url, line=3, raw=b"raw", meta=meta_text({ODD: [ODD, {ODD: 1}]})
+    )
     return Result(
         job, final_url="http://h/" + ODD, status=500, reason=ODD, content_type=ODD,
         path="/out/" + ODD, error_kind=ErrorKind.IO, error_message="cannot write " + ODD,

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from fetcher.errors import ErrorKind
+from fetcher.input.formats import meta_text
 from fetcher.input.jobs import Job
 from fetcher.output import records
 from fetcher.output.records import (
@@ -38,7 +39,7 @@ META = {"id": 7, "tags": ["a", ODD], "nested": {"ok": True, "none": None}}
 def full_result(**fields: object) -> Result:
     """Every field of a record set, a failure with a password in its URLs."""
     job = Job(seq=4, url="https://user:secret@example.test/a?b=1", target="https://example.test/a",
-              line=12, raw=b"raw", meta=dict(META))  # fmt: skip
+              line=12, raw=b"raw", meta=meta_text(META))  # fmt: skip
     values: dict[str, object] = dict(
         ok=False, final_url="https://user:secret@example.test/final", status=503,
         reason="Service Unavailable", bytes=1234, elapsed=1.23456789, attempts=3, redirects=1,
@@ -51,7 +52,7 @@ def full_result(**fields: object) -> Result:
 
 def odd_result() -> Result:
     job = Job(seq=0, url="http://u:p@h/" + ODD, target="http://h/" + ODD, line=None, raw=b"raw",
-              meta={ODD: [ODD]})  # fmt: skip
+              meta=meta_text({ODD: [ODD]}))  # fmt: skip
     return Result(job, final_url="http://h/" + ODD, status=500, reason=ODD, path="/o/" + ODD,
                   error_kind=ErrorKind.IO, error_message="cannot write " + ODD)  # fmt: skip
 
@@ -90,7 +91,7 @@ def test_record_of_a_full_result_has_every_field_and_masks_passwords():
         "path": "/out/example.test/a",
         "line": 12,
         "error": {"kind": "http", "message": "HTTP 503 Service Unavailable"},
-        "meta": META,
+        "meta": meta_text(META),  # written as it is: the line's meta as compact JSON
     }
 
 
@@ -146,7 +147,7 @@ def test_text_computes_only_what_it_shows(monkeypatch):
 def test_jsonl_of_a_full_result_is_the_record_on_one_line():
     text = format_jsonl(full_result())
     assert text.endswith("\n") and text.count("\n") == 1
-    assert json.loads(text) == record_of(full_result())
+    assert json.loads(text) == {**record_of(full_result()), "meta": META}
     assert text.startswith('{"url": "https://user:***@example.test/a?b=1", "final_url": ')
 
 
@@ -166,7 +167,7 @@ def test_jsonl_escapes_what_a_reader_could_not_take_and_gives_the_same_text_back
 def test_to_json_leaves_plain_text_as_json_dumps_writes_it():
     value = {"a": "é ✓", "b": [1, 2.5, None, True]}
     assert to_json(value) == json.dumps(value, ensure_ascii=False)
-    assert to_json({"x": 1}, separators=(",", ":")) == '{"x":1}'
+    assert to_json(meta_text({"x": 1})) == '{"x":1}'
 
 
 @pytest.mark.parametrize(

@@ -53,18 +53,51 @@ class Entry:
     headers: tuple[tuple[str, str | None], ...] = ()
     data: bytes | None = None
     output: str | None = None
-    meta: dict[str, Any] | None = None
+    meta: JsonText | None = None  # every other key, as compact JSON (meta_text)
     header: bytes | None = None  # csv: the header row, so that --failed can be read back
 
 
 @dataclass(frozen=True, slots=True)
-class JsonNumber:
-    """A number of a jsonl line as the line wrote it: meta comes back untouched (SPEC 2.1), and
-    Python's float or int would not keep it (``19.999999999999999999`` is 20.0, ``1E2`` 100.0,
-    ``1e400`` infinite, an integer of 5,000 digits an error). Not a str, so that no key fetcher
-    reads takes one for text. fetcher.output.records writes ``text`` back as it is."""
+class JsonText:
+    """A JSON value kept as the text that writes it. Two uses:
+
+    - A number of a jsonl line, as the line wrote it: meta comes back untouched (SPEC 2.1), and
+      Python's float or int would not keep it (``19.999999999999999999`` is 20.0, ``1E2``
+      100.0, ``1e400`` infinite, an integer of 5,000 digits an error).
+    - A line's whole meta, written once as compact JSON (``meta_text``): a job waits in the
+      read-ahead (up to 4 x -j of them) with its meta, and parsed, a 128 KiB line of tiny values
+      (65,000 zeros, or empty arrays) takes 3 MB of Python objects; as text, its own size.
+
+    Not a str, so that no key fetcher reads takes one for text. fetcher.output.records writes
+    ``text`` back as it is."""
 
     text: str
+
+
+# Compact JSON as the meta column and the record hold it, without building an encoder each time.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def meta_text(meta: dict[str, Any]) -> JsonText:
+    """A line's meta as compact JSON, its numbers as the line wrote them."""
+    try:
+        return JsonText(_compact_json(meta))
+    except TypeError:  # a number kept as its text: json cannot write a JsonText itself
+        return JsonText(_with_numbers(meta))
+
+
+def _with_numbers(value: Any) -> str:
+    """Compact JSON of value, JsonTexts written as their text; recursive, but what the parsers
+    accept nests at most MAX_JSON_DEPTH levels."""
+    if isinstance(value, JsonText):
+        return value.text
+    if isinstance(value, dict):
+        return (
+            "{" + ",".join(f"{_compact_json(k)}:{_with_numbers(v)}" for k, v in value.items()) + "}"
+        )
+    if isinstance(value, list):
+        return "[" + ",".join(_with_numbers(item) for item in value) + "]"
+    return _compact_json(value)
 
 
 class _Malformed(ValueError):
@@ -265,7 +298,7 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     """Entry's fields from a line's keys (None is absent); the first bad value is its error,
     but the url and the meta are kept, for the record."""
     meta = {key: value for key, value in values.items() if key not in KEYS}
-    entry.meta = meta or None
+    entry.meta = meta_text(meta) if meta else None
     try:
         entry.url = _url(values.get("url"), meta)
         if len(entry.url.encode()) > MAX_LINE_BYTES:
@@ -350,14 +383,14 @@ def _output(value: Any) -> str | None:
 def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
     """Parse strictly: valid UTF-8, no NaN or Infinity, no lone surrogate escapes, so that
     whatever comes back in the record is valid JSON and valid UTF-8 again; numbers as
-    JsonNumber."""
+    JsonText."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Malformed(f"line is not valid UTF-8 ({exc.reason})") from None
     try:
         value = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=JsonNumber, parse_int=JsonNumber
+            text, parse_constant=_refuse_constant, parse_float=JsonText, parse_int=JsonText
         )
     except json.JSONDecodeError as exc:
         raise _Malformed(f"{what}: {exc.msg} (column {exc.colno})") from None

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fetcher.input.formats import Entry
+from fetcher.input.formats import Entry, JsonText
 from fetcher.input.parsing import CONTROL
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import MAX_LINE_BYTES
@@ -36,7 +36,7 @@ class Job:
     headers: tuple[tuple[str, str | None], ...] = ()
     data: bytes | None = None
     output: str | None = None  # a file name under -o DIR instead of the URL's path
-    meta: dict[str, Any] | None = None  # every other key of the line, back in the record
+    meta: JsonText | None = None  # every other key of the line, back in the record
     header: bytes | None = None  # csv: the header row, written before the line to --failed
     input_format: str = "lines"  # how raw reads: a URL line, or a jsonl or csv entry
     prior: Prior | None = None  # --state: what earlier runs learnt about this URL

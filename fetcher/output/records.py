@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fetcher.input.formats import JsonNumber
+from fetcher.input.formats import JsonText
 from fetcher.input.jobs import Job
 from fetcher.redact import redact_url, visible
 from fetcher.results import Result
@@ -119,38 +119,34 @@ def _unicode_escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
-def to_json(value: Any, **options: Any) -> str:
+def to_json(value: Any) -> str:
     """JSON that a strict UTF-8 stream always accepts and that is one line for every reader.
 
     Beyond json.dumps, lone surrogates, DEL, the C1 controls and U+2028/U+2029 are escaped as
     ``\\uXXXX``: the string's own escape, so json.loads gives the same str back (a path with a
     surrogate then opens the saved file); no line splitter (str.splitlines) breaks a record and no
-    terminal acts on a C1 control. Cannot raise for what the input parsers accept: their meta is
-    nested at most MAX_JSON_DEPTH levels.
+    terminal acts on a C1 control. A record's meta, already JSON (JsonText), is written as it is.
     """
-    try:
-        text = json.dumps(value, ensure_ascii=False, **options) if options else _encode_json(value)
-    except TypeError:  # a JsonNumber of a jsonl line's meta: json has no way to write it as is
-        item, key = options.get("separators", (", ", ": "))
-        text = _with_numbers(value, item, key)
+    if isinstance(value, JsonText):
+        text = value.text
+    elif type(value) is dict and isinstance(value.get("meta"), JsonText):
+        text = _with_meta(value)
+    else:
+        text = _encode_json(value)
     if text.isascii() or not _JSON_UNSAFE.search(text):
         return text
     return _JSON_UNSAFE.sub(_unicode_escape, text)  # only inside strings: the rest is ASCII
 
 
-def _with_numbers(value: Any, item: str, key: str) -> str:
-    """JSON of value, JsonNumbers written as their text; the rest as json.dumps writes it.
-    Recursive: what the input parsers accept nests at most MAX_JSON_DEPTH levels."""
-    if isinstance(value, JsonNumber):
-        return value.text
-    if isinstance(value, dict):
-        pairs = (
-            f"{_encode_json(str(k))}{key}{_with_numbers(v, item, key)}" for k, v in value.items()
-        )
-        return "{" + item.join(pairs) + "}"
-    if isinstance(value, list):
-        return "[" + item.join(_with_numbers(v, item, key) for v in value) + "]"
-    return _encode_json(value)
+def _with_meta(record: dict[str, Any]) -> str:
+    """The record's JSON with its meta's text in its place, the rest as json.dumps writes it."""
+    keys = list(record)
+    at = keys.index("meta")
+    before = _encode_json({key: record[key] for key in keys[:at]})
+    text = f'{before[:-1]}{", " if at else ""}"meta": {record["meta"].text}'
+    if at + 1 == len(keys):
+        return text + "}"
+    return f"{text}, {_encode_json({key: record[key] for key in keys[at + 1 :]})[1:]}"
 
 
 def format_jsonl(result: Result) -> str:
@@ -184,7 +180,7 @@ def csv_row(result: Result, meta_column: bool = False, state: bool = False) -> l
     row = [_cell(record[name]) for name in csv_columns(state)]
     if meta_column:
         meta = record.get("meta")
-        row.append("" if meta is None else to_json(meta, separators=(",", ":")))
+        row.append("" if meta is None else to_json(meta))
     return row
 
 
