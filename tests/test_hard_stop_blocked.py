@@ -208,3 +208,39 @@ def test_a_second_signal_exits_in_time_when_failed_goes_to_the_stuck_output_too(
             os.close(reader)
     assert process.returncode == 130
     assert took < 1.0, f"{took:.2f} s after the second signal"
+
+
+def test_a_second_signal_with_a_body_stuck_in_its_write_counts_it_in_the_summary(tmp_path):
+    """--body with standard output a pipe nobody reads: the writer is stuck inside a body.
+    That body's line goes to --failed (its record is never written), and --summary counts it
+    as not finished: every line read is in the summary once (session 15's review, r1-5: the
+    summary said 299,999 of 300,000). The bodies fetched after the writer was stopped are
+    never written: not ok (they were counted ok, their bodies nowhere)."""
+    big = b"b" * (1 << 18)  # a pipe holds 64 KiB: the first body already fills it
+    with counting_server(lambda path: (200, {}, big, 0.0)) as server:
+        lines = [server.url(f"/b?i={n}") for n in range(40)]
+        (tmp_path / "urls").write_text("".join(f"{line}\n" for line in lines))
+        args = ["-i", "urls", "--body", "--results", "records", "--summary", "summary.json",
+                "--failed", "retry.txt", "-j", "4"]  # fmt: skip
+        reader, writer = os.pipe()
+        process = subprocess.Popen(
+            [*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=writer,
+            stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
+        )  # fmt: skip
+        os.close(writer)
+        try:
+            interrupt_twice_when_stuck(process, 1)
+        finally:
+            end(process)
+            os.close(reader)
+    assert process.returncode == 130
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    counted = summary["total"] + summary["not_attempted"]
+    assert counted == len(lines), summary
+    assert summary["not_finished"] >= 1, summary  # the body stuck in its write, at least
+    # No body reached its reader whole (the pipe holds a quarter of one): none is ok, not even
+    # those fetched after the writer was stopped, whose bodies were never written at all.
+    assert summary["ok"] == 0, summary
+    failed = (tmp_path / "retry.txt").read_text().splitlines()
+    records = [json.loads(line) for line in (tmp_path / "records").read_text().splitlines()]
+    assert sorted(failed + [r["url"] for r in records if r["ok"]]) == sorted(lines)

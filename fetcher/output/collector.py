@@ -79,9 +79,10 @@ class Collector:
         if self.state is not None:
             self._guard(self.state.record, "state", result)
         try:
-            if self.bodies is not None and result.body is not None and self.writes:
-                result, gone = self.bodies.deliver(self._guard, result, self.retry)
-                if self.write_error is not None:  # a full disk, EFBIG: this body is not whole
+            if self.bodies is not None and result.body is not None:
+                if self.writes:
+                    result, gone = self.bodies.deliver(self._guard, result, self.retry)
+                if self.write_error is not None:  # a full disk, a stuck write: not whole
                     result = undelivered(result, f"body not written whole: {self.write_error}")
             self._keep(result)
             if self.writes:
@@ -160,6 +161,8 @@ class Collector:
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"
+        if self.retry.writing is not None:  # a body's: its record, not yet counted, never comes
+            self.summary.not_finished += 1
         self.retry.hand_back(writing=True)
         return True
 
