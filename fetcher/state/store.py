@@ -37,7 +37,9 @@ _PRIOR = (
     "partial_bytes, partial_changed"
 )
 _LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
-_FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 ORDER BY url"
+# The failed rows after a URL, in the order of their key: --retry-failed's input, a page at a time.
+_FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 AND url > ? ORDER BY url LIMIT ?"
+FAILED_PAGE = 100  # rows read in one statement: their lines may be 128 KiB each
 _COLUMNS = (
     "url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at, form, line, "
     "header, partial, partial_from, partial_bytes, partial_changed"
@@ -133,12 +135,21 @@ class State:
 
     def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str]]:
         """(input format, line, csv header or b"", URL fetched) of every URL whose last result
-        failed, as they were read: --retry-failed's input. Streams from a snapshot of the state
-        taken at the first row, so that the rows this run writes do not come back."""
-        self._failed = database.connect(self.path)  # its own snapshot, as long as it reads
-        for url, form, line, header in self._failed.execute(_FAILED):
-            text = line if line is not None else url.encode()
-            yield FORM_NAMES.get(form, "lines"), text, header or b"", url
+        failed, as they were read: --retry-failed's input. A page of rows at a time, in the
+        order of their URLs, each page a read of its own: one snapshot held for the whole stream
+        kept every checkpoint from copying the log back, which grew for the whole run (s15 h4
+        2). The rows this run writes do not come back: --retry-failed takes no other input, so
+        each is the row of a URL read already, at or before the last page's last."""
+        self._failed = database.connect(self.path)
+        after = ""
+        while True:
+            page = self._failed.execute(_FAILED, (after, FAILED_PAGE)).fetchall()
+            for url, form, line, header in page:
+                text = line if line is not None else url.encode()
+                yield FORM_NAMES.get(form, "lines"), text, header or b"", url
+            if len(page) < FAILED_PAGE:
+                return
+            after = page[-1][0]
 
     # -- writes (the records' thread) -----------------------------------------------------------
 
