@@ -82,7 +82,7 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
         first = first_visible(line.decode("utf-8", "surrogateescape"))
         if first is None:
             continue
-        raw = line[:MAX_LINE_BYTES]  # what --failed gets back: an over-long line is cut
+        raw = line[: MAX_LINE_BYTES + 1]  # what --failed gets back: cut, still over the limit
         if first == "#":
             continue  # a comment, whatever its bytes
         wanted.append((number, raw))

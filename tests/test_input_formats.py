@@ -535,3 +535,29 @@ def test_a_line_of_many_tiny_meta_values_is_held_in_about_its_own_size(value):
     assert job.invalid is None
     assert held < 3 * len(line), held  # the raw line (for --failed) and its meta's text
     assert json.loads(to_json(job.meta)) == {"m": json.loads(line)["m"]}
+
+
+@pytest.mark.parametrize("input_format", ["lines", "jsonl"])
+def test_an_over_long_line_stays_over_long_round_the_retry_loop(tmp_path, input_format):
+    """The README's loop, ``fetcher -i retry.txt --failed retry.txt``: a line over the limit
+    went to --failed cut to exactly the limit, which the next run read as a valid URL, so it
+    fetched a URL nobody listed and the line left the loop (s16 h1 F2). It must be written so
+    that the next run reads the same error (as a csv record over 128 KiB already was)."""
+    long_url = "http://127.0.0.1:9/" + "z" * (MAX_RECORD_BYTES + 100)
+    line = (
+        long_url
+        if input_format == "lines"
+        else json.dumps({"url": long_url[: MAX_LINE_BYTES + 9], "x": "y" * MAX_RECORD_BYTES})
+    )
+    retry = tmp_path / "retry.txt"
+    retry.write_text(line + "\n")
+    limit = MAX_LINE_BYTES if input_format == "lines" else MAX_RECORD_BYTES
+    for _ in range(3):
+        result = invoke(["--format", "jsonl", "--input-format", input_format, "-i", str(retry),
+                         "--failed", str(retry)])  # fmt: skip
+        (record,) = records(result.stdout)
+        assert record["error"]["kind"] == "invalid_url", record
+        assert "longer than" in record["error"]["message"], record
+        assert result.exit_code == 3
+        kept = retry.read_bytes()
+        assert kept.startswith(line.encode()[:limit]) and len(kept) > limit + 1, len(kept)

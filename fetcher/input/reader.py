@@ -73,8 +73,10 @@ def read_lines(
     """Yield (line number, line without its end, too long) for every physical line, without a
     UTF-8 byte-order mark at its start.
 
-    A line longer than max_bytes is cut to that length and its rest is skipped in bounded
-    chunks, so that memory does not depend on the input.
+    A line longer than max_bytes is cut to that length and one byte more, and its rest is
+    skipped in bounded chunks, so that memory does not depend on the input. The byte more:
+    such a line goes to --failed as it is kept, and the next run must read it as too long
+    again; cut to max_bytes, it read as a shorter, valid URL, fetched in its place.
     """
     number = 0
     limit = len(BOM) + max_bytes + 2  # room for a BOM and CRLF around the longest line
@@ -92,7 +94,7 @@ def read_lines(
         raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
         line = raw.rstrip(b"\r\n")
         too_long = not complete or len(line) > max_bytes
-        yield number, line[:max_bytes], too_long and visible
+        yield number, line[: max_bytes + 1], too_long and visible
 
 
 def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
