@@ -53,6 +53,10 @@ _live_lock = threading.Lock()
 # Temporary files being written right now, as (folder descriptor, name), for a hard exit to remove.
 _live: set[tuple[int, str]] = set()
 _exiting = False  # set by the exit hook: no temporary may be created after it
+# Held from a rename over a final name to the check that the name holds the file renamed: a
+# URL listed twice is saved twice under one name, and its other copy's rename in between was
+# taken for someone else's swap (and that copy's file removed).
+_commit_lock = threading.Lock()
 
 
 def remove_live_temporaries() -> None:
@@ -158,10 +162,11 @@ class SavedFile:
             self._set_time()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
-            os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-            if not self._holds_ours(name):
-                self._remove(name)  # what the rename moved there was not ours
-                raise Swapped()
+            with _commit_lock:  # another copy of the same URL renames over the same name
+                os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+                if not self._holds_ours(name):
+                    self._remove(name)  # what the rename moved there was not ours
+                    raise Swapped()
             self.file.close()
         except OSError as exc:
             self.abort()
