@@ -22,6 +22,7 @@ from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     AUTO,
     MAX_PROCESSES,
+    check_cookie_header,
     parse_cookie,
     parse_duration,
     parse_header,
@@ -439,6 +440,10 @@ def check_combinations(params: dict[str, Any]) -> None:
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError("--include-body needs --format jsonl")
     check_metrics_labels(params)
+    try:
+        check_cookie_header(params["cookies"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     check_state_options(params)
     check_retry_on(params)
     if params["proxy"] is None:

@@ -32,6 +32,10 @@ MAX_LINE_BYTES = 8192
 # A jsonl line or csv record may carry headers and a body besides its URL; this bounds it (and
 # the memory one read takes). The same as the csv module's own limit on one field.
 MAX_RECORD_BYTES = 128 * 1024
+# A cookie's name and value, at most (a larger one is ignored, as browsers do), and a Cookie
+# header (Apache's and nginx's default limit for one header line).
+MAX_COOKIE_BYTES = 4096
+MAX_COOKIE_HEADER_BYTES = 8192
 INPUT_FORMATS = ("lines", "jsonl", "csv")
 CHUNK_SIZE = 64 * 1024
 

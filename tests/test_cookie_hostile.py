@@ -233,3 +233,28 @@ def test_a_b_cookie_with_a_tab_is_still_sent_as_given():
         status, _, stderr = run("-b", "a=x\ty", server.url("/"))
         assert status == 0, stderr
         assert server.cookie_sent() == b"a=x\ty"
+
+
+# -- s16 h1 F3: a -b cookie too long for any server ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["a=" + "v" * 9000], "cookie 'a' is 9001 bytes"),  # was sent as no Cookie at all
+        ([f"{n}=" + "v" * 4000 for n in "abc"], "Cookie header of 12010 bytes"),  # was sent
+    ],
+    ids=["one-over-4-KiB", "three-over-8-KiB"],
+)
+def test_b_cookies_too_long_to_send_are_a_usage_error(given, said):
+    """A -b cookie over 4 KiB (name and value) was dropped without a word, the run exiting 0;
+    -b cookies over 8 KiB together went as a 12 KB header, past the bound usage.md promises
+    (and past Apache's and nginx's limit for one header line). Both are refused, the value
+    never shown."""
+    with answering(b"") as server:
+        status, _, stderr = run(*[arg for cookie in given for arg in ("-b", cookie)],
+                                server.url("/"))  # fmt: skip
+        assert server.requests == []  # nothing was fetched
+    assert status == 2, stderr
+    assert said in stderr, stderr
+    assert "vvvv" not in stderr

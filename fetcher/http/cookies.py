@@ -53,7 +53,7 @@ from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
 from fetcher.output.atomic import atomic_path
-from fetcher.settings import DEFAULT_PORTS
+from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 log = logging.getLogger("fetcher")
 
@@ -66,10 +66,8 @@ FILE_MARKS = ("# Netscape HTTP Cookie File", "# HTTP Cookie File")
 UTF8_BOM = "\xef\xbb\xbf"  # as the file is read: one Latin-1 character per byte
 ENCODING = "latin-1"  # the file's: one character per byte, as http.client and requests see them
 
-MAX_COOKIE_BYTES = 4096  # name and value; a larger cookie is ignored, as browsers do
 MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is evicted
 MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
-MAX_COOKIE_HEADER_BYTES = 8192  # Apache's and nginx's default limit for one header line
 MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE, read and saved; ~100 times what MAX_COOKIES take
 MAX_LIFETIME = 400 * 24 * 3600  # RFC 6265bis §5.5: a longer Max-Age or Expires is cut to it
 MAX_EXPIRY_DIGITS = 20  # a file's expiry: curl's is a 64-bit number; int() refuses 4,300

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from typing import Literal
+
+from fetcher.settings import MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 # RFC 9110 token characters: what a header name may be made of.
 # fullmatch, not `^...$`: `$` matches before a last line feed, and `GET\n` passed as a method.
@@ -82,7 +85,24 @@ def parse_cookie(text: str) -> tuple[str, str]:
         raise ValueError("names a file: fetcher reads a cookie file with -c FILE (curl's -b FILE)")
     if not equals or not TOKEN.fullmatch(name):
         raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
-    return name, check_sendable(f"cookie {name!r}", value.strip())
+    value = value.strip()
+    if len(name) + len(value) > MAX_COOKIE_BYTES:  # no server keeps it, no jar holds it
+        raise ValueError(
+            f"cookie {name!r} is {len(name) + len(value)} bytes long (name and value): "
+            f"at most {MAX_COOKIE_BYTES}"
+        )
+    return name, check_sendable(f"cookie {name!r}", value)
+
+
+def check_cookie_header(cookies: Sequence[tuple[str, str]]) -> None:
+    """Raise ValueError when the -b cookies make a Cookie header longer than a server takes:
+    they are always sent whole (fetcher.http.cookies), so they must fit."""
+    size = sum(len(name) + len(value) + 3 for name, value in cookies) - 2  # "=" and "; "
+    if size > MAX_COOKIE_HEADER_BYTES:
+        raise ValueError(
+            f"the -b cookies make a Cookie header of {size} bytes: at most "
+            f"{MAX_COOKIE_HEADER_BYTES}, the limit of Apache and nginx for one header line"
+        )
 
 
 # A Prometheus label name (names starting with __ are the server's own).
