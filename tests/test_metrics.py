@@ -201,7 +201,9 @@ def test_an_interrupted_run_still_writes_its_metrics(server, tmp_path):
 
 def test_requests_abandoned_after_head_exits_are_not_finished_in_the_metrics(tmp_path):
     """As in the summary (test_reader_gone.py): the three slow requests in flight when head's
-    pipe closed are not_finished, not failed, and the status is 141."""
+    pipe closed are not_finished, not failed, and the status is 141. The 0.5 s request ends
+    before or after the run finds head gone (at the next record, or by the writer's idle
+    check): it is ok or not finished, never failed."""
     metrics = tmp_path / "fetcher.prom"
     with counting_server() as server:
         urls = [server.url("/fast"), server.url("/slow/0.5/medium")]
@@ -212,8 +214,9 @@ def test_requests_abandoned_after_head_exits_are_not_finished_in_the_metrics(tmp
                                 env=clean_env(), check=False)  # fmt: skip
     assert result.returncode == 141, result.stderr
     _, samples = read_metrics(metrics)
-    assert by_label(samples, "fetcher_urls_total", "outcome") == {
-        "ok": 2, "failed": 0, "not_finished": 3, "not_attempted": 0}  # fmt: skip
+    outcomes = by_label(samples, "fetcher_urls_total", "outcome")
+    assert outcomes["ok"] in (1, 2) and outcomes["ok"] + outcomes["not_finished"] == 5, outcomes
+    assert (outcomes["failed"], outcomes["not_attempted"]) == (0, 0), outcomes
     assert sum(by_label(samples, "fetcher_errors_total", "kind").values()) == 0
     assert value(samples, "fetcher_exit_status") == 141
 
