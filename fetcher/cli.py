@@ -282,6 +282,12 @@ def commit_failed(outputs: Outputs, streams: Streams) -> list[str]:
     if failed is None:
         return []
     failed.commit()
+    if failed.unwritable:
+        streams.say(
+            f"fetcher: --failed: {failed.unwritable} command-line argument"
+            f"{'s' if failed.unwritable > 1 else ''} not written: blank, a comment or with a "
+            "line break, read back as lines they would not be themselves (see their records)"
+        )
     if failed.error is None:
         return []
     message = f"cannot write --failed file {failed.path!r}: {failed.error.strerror or failed.error}"

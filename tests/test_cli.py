@@ -133,6 +133,22 @@ def test_failed_file_has_verbatim_lines_and_mode_0600(server, tmp_path):
     )
 
 
+def test_failed_takes_no_argument_that_would_read_back_as_other_lines(server, tmp_path):
+    """An argument is written to --failed as a line, so that ``fetcher -i FILE`` retries it.
+    One with a line break inside read back as two URLs nobody listed (fetched, ok); a blank
+    one, or one starting with '#', read back as nothing, and its failure left the loop with
+    exit 0 (s16 h1 F14). Such arguments are not written, and stderr says so; every other
+    failure is."""
+    failed = tmp_path / "failed.txt"
+    missing = server.url("/status/404")
+    odd = ["", "   ", "#frag", server.url("/ok") + "\n" + server.url("/ok")]
+    result = invoke(["--failed", str(failed), *odd, missing])
+    assert result.exit_code == 3  # all failed
+    assert len(records(invoke(["--format", "jsonl", *odd]).stdout)) == len(odd)  # each failed
+    assert failed.read_text() == missing + "\n"
+    assert "--failed: 4 command-line arguments not written" in result.stderr, result.stderr
+
+
 def test_failed_file_mode_is_fixed_even_if_it_existed(server, tmp_path):
     failed = tmp_path / "failed.txt"
     failed.write_text("old\n")

@@ -43,6 +43,7 @@ class Job:
     # The input lines raw holds: more than one only in a block of the unread rest of a file
     # that a hard stop hands back to --failed as it is (InputReader.drain).
     lines: int = 1
+    argument: bool = False  # raw is a command-line argument, not a line that was read
 
 
 # A part of the URL that urllib quotes in its message: it may be a piece of a password
@@ -174,7 +175,10 @@ class JobMaker:
         Unlike a file's line, nothing is skipped: the user gave it explicitly, so an empty
         argument is an invalid URL and one starting with '#' is read as a URL. The 8 KiB limit
         of a line holds for it too (_text_job measures it)."""
-        return self._text_job(None, os.fsencode(argument), False)
+        job = self._text_job(None, os.fsencode(argument), False)
+        if job is not None:
+            job.argument = True
+        return job
 
     def _text_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
         """The Job of a line or argument that is not skipped, whatever it holds.

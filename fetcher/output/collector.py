@@ -232,7 +232,11 @@ class RetryLines:
         self.writing: Line | None = None  # set by the writer only while it writes a body
 
     def add(self, job: Job) -> None:
-        if self.failed is not None:
+        if self.failed is None:
+            return
+        if job.argument:
+            self.failed.add_argument(job.raw)
+        else:
             self.failed.add(job.raw, job.header, job.lines)
 
     def hold(self, job: Job) -> None:

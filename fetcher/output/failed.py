@@ -46,6 +46,7 @@ class FailedLines:
         self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
         self._ended = False
         self.count = 0
+        self.unwritable = 0  # arguments that would not read back as themselves (add_argument)
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
     def add(self, raw: bytes, header: bytes | None = None, lines: int = 1) -> None:
@@ -59,6 +60,17 @@ class FailedLines:
             self._add_line(raw, header)
             if len(self._buffer) >= FAILED_BUFFER:
                 self.flush()
+
+    def add_argument(self, raw: bytes) -> None:
+        """Keep a failed command-line argument, unless read back as a line it would not be
+        itself: blank or a comment (skipped, so its failure would leave the retry loop), or
+        with a line end inside (other lines, other URLs fetched in its place). Those are
+        counted in ``unwritable``: the run says so, and their records say why they failed."""
+        if b"\n" in raw or not raw.strip() or raw.lstrip().startswith(b"#"):
+            with self._lock:
+                self.unwritable += 1
+            return
+        self.add(raw)
 
     def _add_line(self, raw: bytes, header: bytes | None) -> None:
         if header is not None and header != self._header:
