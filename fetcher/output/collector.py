@@ -80,8 +80,7 @@ class Collector:
             self._guard(self.state.record, "state", result)
         try:
             if self.bodies is not None and result.body is not None:
-                if self.writes:
-                    result, gone = self.bodies.deliver(self._guard, result, self.retry)
+                result, gone = self.bodies.deliver(self._guard, result, self.retry, self.writes)
                 if self.write_error is not None:  # a full disk, a stuck write: not whole
                     result = undelivered(result, f"body not written whole: {self.write_error}")
             self._keep(result)
@@ -161,9 +160,8 @@ class Collector:
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"
-        if self.retry.writing is not None:  # a body's: its record, not yet counted, never comes
+        if self.retry.hand_back(writing=True):  # a body's line: its record never comes
             self.summary.not_finished += 1
-        self.retry.hand_back(writing=True)
         return True
 
     def commit_failed_now(self) -> None:
@@ -250,16 +248,18 @@ class RetryLines:
         if self.failed is not None:
             self.failed.flush()
 
-    def hand_back(self, writing: bool = False) -> None:
+    def hand_back(self, writing: bool = False) -> bool:
         """The held lines to --failed; writing: with the body's line (its writer will never go
-        on: it is stopped for good, or the process exits)."""
+        on: it is stopped for good, or the process exits). Whether there was a body's line."""
         held, self.held = self.held, []
+        was_writing = writing and self.writing is not None
         if writing and self.writing is not None:
             held.append(self.writing)
             self.writing = None
         for raw, header in held:
             if self.failed is not None:
                 self.failed.add(raw, header)
+        return was_writing
 
     def commit_now(self, hand_back: bool) -> None:
         """A hard exit: --failed renamed into place (with the held lines, if hand_back)."""
@@ -285,12 +285,15 @@ class BodyStream:
         self.broken = False
 
     def deliver(
-        self, guard: Guard, result: Result, retry: RetryLines
+        self, guard: Guard, result: Result, retry: RetryLines, writes: bool = True
     ) -> tuple[Result, BrokenPipeError | None]:
         """Write result's body before its record, so that the record can say whether its reader
         took it whole; if not (gone then or before), the result is no longer ok. Its line is
-        held meanwhile, for a hard stop that takes over a write stuck here."""
+        held meanwhile, for a hard stop that takes over a write stuck here. writes false:
+        nothing is written any more (the caller's write error says why)."""
         assert result.body is not None
+        if not writes:
+            return result, None
         retry.writing = (result.job.raw, result.job.header)
         try:
             gone = self.write(guard, result.body)
