@@ -261,7 +261,8 @@ OUTPUT_OPTIONS = [
     option("--progress/--no-progress", default=None,
            help="Show the live progress display.  [default: when stderr is a terminal]"),
     option("-q", "--quiet", is_flag=True,
-           help="Print nothing on stderr unless the run cannot start."),
+           help="Print no summary or progress: stderr only says what stops the run or loses "
+                "output."),
     option("-v", "--verbose", count=True, help="Log to stderr; -vv adds urllib3's connection log."),
 ]  # fmt: skip
 
