@@ -60,7 +60,7 @@ def test_overlong_line_is_invalid_and_does_not_swallow_the_next_line():
     jobs, _ = jobs_of(long_line + b"\nhttp://b.test/\n")
     assert [j.line for j in jobs] == [1, 2]
     assert "longer than" in (jobs[0].invalid or "")
-    assert len(jobs[0].raw) == MAX_LINE_BYTES
+    assert len(jobs[0].raw) == MAX_LINE_BYTES + 1  # one byte past: still too long, read back
     assert jobs[1].target == "http://b.test/" and jobs[1].invalid is None
 
 
