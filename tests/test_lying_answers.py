@@ -326,3 +326,26 @@ def test_a_second_gzip_member_cut_short_is_protocol_and_saves_nothing(
         record = record_of(server.url("/x"), "-o", str(tmp_path))
     assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+# -- a body cut short: what arrived is counted -------------------------------------------------
+
+
+def test_a_body_cut_short_counts_the_bytes_that_arrived(tmp_path: Path):
+    """A 3 MiB answer whose connection closes after 1 MiB: the record said bytes 0, and the
+    summary and fetcher_bytes_total ('body bytes received') 0 B too (s16 h1 F8). The record
+    counts the decoded bytes read before the failure, as curl's size_download does; sha256
+    stays null, as the body was not read to its end."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 3145728\r\nConnection: close\r\n\r\n"
+
+    def cut(conn: socket.socket) -> None:
+        read_request(conn)  # read first: a close with the request unread resets the connection
+        conn.sendall(head + b"x" * (1 << 20))
+        conn.shutdown(socket.SHUT_WR)
+
+    with FaultServer(cut) as server:
+        metrics = tmp_path / "m.prom"
+        record = record_of(server.url("/cut"), "--metrics", str(metrics))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert record["bytes"] == 1 << 20 and record["sha256"] is None, record
+    assert "fetcher_bytes_total 1048576" in metrics.read_text()
