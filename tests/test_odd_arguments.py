@@ -89,6 +89,23 @@ def test_redirect_to_a_backslash_authority_is_not_followed() -> None:
     assert "backslash" in record["error"]["message"]
 
 
+@pytest.mark.parametrize("location", ["http://", "https://", "//", "http:///x"])
+def test_a_redirect_to_a_url_with_no_host_is_protocol(location: str) -> None:
+    """'Location: http://' was joined to the redirect's own URL (urljoin reads an empty
+    authority as none), so the same URL was asked again until --max-redirects, and the record
+    said too_many_redirects, not protocol (s16 h1 F9)."""
+
+    def route(path: str) -> Route:
+        return (302, {"Location": location}, b"", 0.0) if path == "/hop" else default_route(path)
+
+    with counting_server(route) as server:
+        status, [record], _ = run(server.url("/hop"))
+        assert server.paths == ["/hop"]
+    assert status == 3
+    assert record["error"]["kind"] == "protocol", record
+    assert "redirect to a URL that cannot be fetched: no host" in record["error"]["message"]
+
+
 @pytest.mark.parametrize("location", ["ftp://127.0.0.1/x", "http://127.0.0.1:99999/x"])
 def test_a_redirect_to_a_url_that_cannot_be_fetched_is_not_retried(location: str) -> None:
     """The server's fixed answer: asked again it says the same. It was asked --retries more

@@ -228,7 +228,12 @@ def _redirect_problem(base: str, target: str) -> str | None:
     from fetcher.input.jobs import malformed, validate  # imports the input parsers: when needed
 
     try:
-        problem = validate(urljoin(base, target))
+        parts = urlsplit(target)
+        authority = target[len(parts.scheme) + 1 if parts.scheme else 0 :].startswith("//")
+        if authority and not parts.netloc:  # urljoin reads "http://" as the base URL itself
+            problem: str | None = "no host"
+        else:
+            problem = validate(urljoin(base, target))
     except ValueError as exc:  # urljoin's own urlsplit: an unclosed IPv6 bracket
         problem = malformed(exc)
     return f"redirect to a URL that cannot be fetched: {problem}" if problem else None
