@@ -72,11 +72,11 @@ class FailedLines:
             return
         self.add(raw)
 
-    def _add_line(self, raw: bytes, header: bytes | None) -> None:
+    def _add_line(self, raw: bytes, header: bytes | None, end: bytes = b"\n") -> None:
         if header is not None and header != self._header:
             self._buffer += header + b"\n"
             self._header = header
-        self._buffer += raw + b"\n"
+        self._buffer += raw + end
 
     def flush(self) -> None:
         """Write what was added. Never raises: a failure is kept in ``error``, so that a full
@@ -108,8 +108,8 @@ class FailedLines:
         if self._lock.acquire(timeout=COMMIT_WAIT):
             try:
                 held_back, self._held_back = self._held_back, []
-                for raw, header in held_back:
-                    self._add_line(raw, header)
+                for raw, header in held_back:  # its input's last line end is inside its quote
+                    self._add_line(raw, header, b"" if raw.endswith(b"\n") else b"\n")
                 self.flush()
             finally:
                 self._lock.release()
