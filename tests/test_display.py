@@ -196,3 +196,16 @@ def test_an_unused_stream_is_left_alone():
     reader = InputReader([Source("memory", stream=io.BytesIO(b"https://a.example/\n"))], "https")
     assert reader.count_ahead() is None
     assert len(list(reader)) == 1
+
+
+def test_a_skipped_url_says_so_on_a_terminal_as_in_the_piped_text() -> None:
+    """--skip-fresh: an ok record with no answer, '---' for its status. Piped, its fifth column
+    said 'skipped: …'; on a terminal nothing did, and it read as a failure (s16 h1 F11)."""
+    from fetcher.output.records import SKIPPED_NOTE, format_text
+    from fetcher.output.terminal import terminal_record
+    from fetcher.results import Result
+
+    job = Job(seq=0, url="http://a.test/", target="http://a.test/", line=1, raw=b"")
+    skipped = Result(job=job, ok=True, skipped=True)
+    assert format_text(skipped).rstrip("\n").endswith("\t" + SKIPPED_NOTE)
+    assert terminal_record(skipped).plain.endswith("  " + SKIPPED_NOTE)

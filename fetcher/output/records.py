@@ -87,6 +87,10 @@ CSV_META_FIELD = "meta"
 # -- text -----------------------------------------------------------------------------------------
 
 
+# The fifth column of a URL that --skip-fresh did not fetch: ok, but no answer to show.
+SKIPPED_NOTE = "skipped: fetched ok within --skip-fresh"
+
+
 def format_text(result: Result) -> str:
     """``status  bytes  seconds  url`` and, for a failure, ``kind: message``; tab-separated.
 
@@ -99,7 +103,7 @@ def format_text(result: Result) -> str:
     if result.error_kind is not None:
         line += f"\t{result.error_kind}: {visible(result.error_message or '')}"
     elif result.skipped:
-        line += "\tskipped: fetched ok within --skip-fresh"
+        line += f"\t{SKIPPED_NOTE}"
     return line + "\n"
 
 

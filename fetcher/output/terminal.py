@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import TYPE_CHECKING, Any, TextIO
 
-from fetcher.output.records import make_formatter, shown_url
+from fetcher.output.records import SKIPPED_NOTE, make_formatter, shown_url
 from fetcher.output.summary import human_bytes, summary_head, summary_lines
 from fetcher.redact import redact_url, visible
 from fetcher.results import Result, Summary
@@ -58,6 +58,8 @@ def terminal_record(result: Result) -> Text:
         line.append(f" {REDIRECTED} {visible(redact_url(result.final_url))}", style="cyan")
     if result.error_kind is not None:
         line.append(f"  {result.error_kind}: {visible(result.error_message or '')}", style="red")
+    elif result.skipped:
+        line.append(f"  {SKIPPED_NOTE}", style="dim")
     return line
 
 
