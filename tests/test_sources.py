@@ -41,7 +41,7 @@ def test_default_scheme_is_applied_only_without_scheme():
     [
         (b"ftp://a.test/file", "unsupported scheme"),
         (b"http:///path-only", "no host"),
-        (b"http://a.test:notaport/", "malformed URL"),
+        (b"http://a.test:notaport/", "malformed URL: the port is not a number"),
         (b"http://[::1/", "malformed URL"),
         (b"http://a.test/\xff\xfe", "not valid UTF-8"),
     ],

@@ -53,6 +53,8 @@ _QUOTED = re.compile(r"'[^']*'")
 
 def malformed(exc: ValueError) -> str:
     """The record's message for a URL that urllib cannot split, quoting none of the URL."""
+    if str(exc).startswith("Port could not be cast to integer"):  # "... as '12ab'", urllib's
+        return "malformed URL: the port is not a number"
     return f"malformed URL: {_QUOTED.sub('(part of the URL)', str(exc))}"
 
 
