@@ -672,3 +672,20 @@ def test_a_path_longer_than_the_system_takes_is_refused(tmp_path) -> None:
     with folder.place(many) as placement:
         assert len(os.fsencode(placement.path)) < 1024
     folder.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("sub/", ["sub", "index.html"]),
+        ("a/b/.", ["a", "b", "index.html"]),
+        ("a/b/..", ["a", "index.html"]),
+        ("sub", ["sub"]),
+        ("a/b", ["a", "b"]),
+    ],
+)
+def test_an_output_name_that_names_a_folder_saves_its_index_as_a_url_path_does(name, parts):
+    """A jsonl 'output' of 'sub/' was saved as the file DIR/sub, where a URL's path 'sub/'
+    goes to sub/index.html: a later 'sub/x' then had a file where its folder must be (s16 h1
+    F12). The same rule for both: a name ending in a folder is that folder's index.html."""
+    assert name_parts(name, "http://h/") == parts

@@ -139,19 +139,27 @@ def url_parts(url: str) -> list[str]:
     parts = urlsplit(url)
     segments = _segments(parts.path)
     names = [_not_dots(_decode(s)) for s in segments]
-    # "/a/" and, after dot-segment removal, "/a/b/.." and "/a/." name the folder /a/
-    if not names or parts.path.endswith("/") or parts.path.rsplit("/", 1)[-1] in (".", ".."):
+    if not names or names_a_folder(parts.path):  # "/a/", "/a/b/.." and "/a/." name /a/
         names.append(INDEX)
     if parts.query:
         names[-1] += QUERY_MARK + _decode(parts.query)
     return [host_folder(url), *[_fit(name, url) for name in names]]
 
 
+def names_a_folder(path: str) -> bool:
+    """Whether a path ends in a folder ("a/", "a/.", "a/b/.."): its file is that folder's
+    INDEX, for a URL's path and an input's output name alike."""
+    return not path or path.endswith("/") or path.rsplit("/", 1)[-1] in (".", "..")
+
+
 def name_parts(name: str, url: str) -> list[str]:
     """A file name given by the input (``output``), made as safe as a URL's path: folders kept,
-    dot segments resolved within it, unsafe characters encoded; never empty."""
-    names = [_not_dots(_encode(segment)) for segment in _segments(name.replace("\\", "/"))]
-    names = names or [INDEX]
+    dot segments resolved within it, unsafe characters encoded; a name that ends in a folder
+    is its INDEX, as for a URL's path; never empty."""
+    name = name.replace("\\", "/")
+    names = [_not_dots(_encode(segment)) for segment in _segments(name)]
+    if not names or names_a_folder(name):
+        names.append(INDEX)
     return [_fit(n, url) for n in names]
 
 
