@@ -57,6 +57,8 @@ class OkStatus:
                 first, last = int(low), int(high if dash else low)  # "200-" is no range
             except ValueError:
                 raise ValueError(f"not a status or range: {part!r}") from None
+            if 100 <= last < first <= 999:
+                raise ValueError(f"a range runs from low to high: {last}-{first}, not {part!r}")
             if not 100 <= first <= last <= 999:
                 raise ValueError(f"not a status range between 100 and 999: {part!r}")
             ranges.append((first, last))

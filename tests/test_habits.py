@@ -68,6 +68,22 @@ def test_head_with_another_method_or_a_body_is_a_usage_error(args, says):
     assert result.exit_code == 2 and says in result.stderr and "-I" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-c", "http://127.0.0.1:9/x"], "--continue"),  # wget -c URL: continue
+        (["-i", "http://127.0.0.1:9/x"], "as an argument"),  # curl -i URL: headers shown
+        (["--ok-status", "299-200"], "200-299"),  # a range written high to low
+    ],
+    ids=["wget-c", "curl-i", "reversed-range"],
+)
+def test_another_tools_habit_gets_a_usage_error_that_says_what_to_use(args, says):
+    """wget's -c URL said "its folder 'http:/127.0.0.1:9' does not exist", curl's -i URL
+    "cannot read input file", and 299-200 "not a status range" (s16 h1 F13)."""
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("how", ["-m", "--max-time", "FETCHER_MAX_TIME"])
 def test_m_is_max_time(server, how):
     args, env = (["--retries", "0"], {how: "0.3"}) if how.startswith("F") else ([how, "0.3"], {})
