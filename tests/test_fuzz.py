@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import (
+    over_long,
     parse_cookie,
     parse_header,
     parse_method,
@@ -82,7 +83,8 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
         first = first_visible(line.decode("utf-8", "surrogateescape"))
         if first is None:
             continue
-        raw = line[: MAX_LINE_BYTES + 1]  # what --failed gets back: cut, still over the limit
+        # what --failed gets back: cut, still over the limit
+        raw = over_long(line, MAX_LINE_BYTES) if len(line) > MAX_LINE_BYTES else line
         if first == "#":
             continue  # a comment, whatever its bytes
         wanted.append((number, raw))

@@ -537,27 +537,52 @@ def test_a_line_of_many_tiny_meta_values_is_held_in_about_its_own_size(value):
     assert json.loads(to_json(job.meta)) == {"m": json.loads(line)["m"]}
 
 
-@pytest.mark.parametrize("input_format", ["lines", "jsonl"])
-def test_an_over_long_line_stays_over_long_round_the_retry_loop(tmp_path, input_format):
+@pytest.mark.parametrize(
+    "shape", ["plain", "cr-after-the-limit", "blanks-to-the-limit", "cr-then-blanks"]
+)
+@pytest.mark.parametrize("input_format", ["lines", "jsonl", "csv"])
+def test_an_over_long_line_stays_over_long_round_the_retry_loop(tmp_path, input_format, shape):
     """The README's loop, ``fetcher -i retry.txt --failed retry.txt``: a line over the limit
     went to --failed cut to exactly the limit, which the next run read as a valid URL, so it
     fetched a URL nobody listed and the line left the loop (s16 h1 F2). It must be written so
-    that the next run reads the same error (as a csv record over 128 KiB already was)."""
-    long_url = "http://127.0.0.1:9/" + "z" * (MAX_RECORD_BYTES + 100)
-    line = (
-        long_url
-        if input_format == "lines"
-        else json.dumps({"url": long_url[: MAX_LINE_BYTES + 9], "x": "y" * MAX_RECORD_BYTES})
-    )
-    retry = tmp_path / "retry.txt"
-    retry.write_text(line + "\n")
+    that the next run reads the same error (as a csv record over 128 KiB already was): also
+    when the byte past the limit is a CR, which reading back takes for the line end, and when
+    the bytes up to the limit are blanks, which read back as a blank line (s16 r1 1, 6)."""
     limit = MAX_LINE_BYTES if input_format == "lines" else MAX_RECORD_BYTES
+    url = "http://127.0.0.1:9/"
+    if shape == "plain":
+        text = url + "z" * (limit + 100)
+    elif shape == "cr-after-the-limit":
+        text = url + "q" * (limit - len(url)) + "\rTAIL"
+    elif shape == "blanks-to-the-limit":
+        text = " " * (limit + 1) + url
+    else:
+        text = url + "q" * (limit - len(url)) + "\r" + " " * 5
+    if input_format == "lines":
+        data, options = text.encode() + b"\n", []
+    elif input_format == "jsonl":  # the same shapes at the end of a line over 128 KiB
+        data = (json.dumps({"url": url})[:-1] + ', "x": "' + "y" * limit + '"}')[:limit]
+        data = (data + text[len(url) :].replace("\r", "") + "\n").encode()
+        if shape in ("cr-after-the-limit", "cr-then-blanks"):
+            data = data[:limit] + b"\r" + data[limit:].replace(b"\r", b"")
+        elif shape == "blanks-to-the-limit":
+            data = b" " * (limit + 1) + json.dumps({"url": url}).encode() + b"\n"
+        options = ["--input-format", "jsonl"]
+    else:
+        row = url + "," + "y" * limit  # unquoted: no closing quote is added at the cut
+        if shape in ("cr-after-the-limit", "cr-then-blanks"):
+            row = row[:limit] + "\r" + ("TAIL" if shape == "cr-after-the-limit" else "     ")
+        elif shape == "blanks-to-the-limit":
+            row = " " * (limit + 1) + url + ",x"
+        data = ("url,x\n" + row + "\n").encode()
+        options = ["--input-format", "csv"]
+    retry = tmp_path / "retry.txt"
+    retry.write_bytes(data)
     for _ in range(3):
-        result = invoke(["--format", "jsonl", "--input-format", input_format, "-i", str(retry),
-                         "--failed", str(retry)])  # fmt: skip
-        (record,) = records(result.stdout)
+        result = invoke(["--format", "jsonl", *options, "-i", str(retry), "--failed", str(retry)])
+        got = records(result.stdout)
+        assert len(got) == 1, (shape, got)
+        (record,) = got
         assert record["error"]["kind"] == "invalid_url", record
         assert "longer than" in record["error"]["message"], record
         assert result.exit_code == 3
-        kept = retry.read_bytes()
-        assert kept.startswith(line.encode()[:limit]) and len(kept) > limit + 1, len(kept)

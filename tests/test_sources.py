@@ -245,3 +245,16 @@ def test_control_characters_and_characters_no_host_holds_are_invalid(line, said)
     or looked up in DNS, or hit an assertion in http.client under -x (s14 spec audit, 7)."""
     jobs, _ = jobs_of(line + b"\n")
     assert len(jobs) == 1 and jobs[0].invalid is not None and said in jobs[0].invalid, jobs
+
+
+def test_an_over_long_line_with_crs_across_the_cut_is_kept_over_long():
+    """CRs where the reader cuts a long line were taken for its line end and dropped: the line
+    kept was shorter than the limit, and read back from --failed, a valid URL (s16 r1 1)."""
+    from fetcher.input.reader import read_lines
+
+    line = b"http://a.test/" + b"q" * (MAX_LINE_BYTES - 16) + b"\r" * 9 + b"x" * 100
+    [(number, kept, too_long)] = list(read_lines(io.BytesIO(line + b"\n")))
+    assert too_long and len(kept) == MAX_LINE_BYTES + 1, len(kept)
+    assert kept.startswith(line[:MAX_LINE_BYTES]) and not kept.endswith(b"\r")
+    [(_, again, still_too_long)] = list(read_lines(io.BytesIO(kept + b"\n")))
+    assert still_too_long and again == kept

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.input.parsing import CONTROL, TOKEN, check_sendable
+from fetcher.input.parsing import CONTROL, TOKEN, check_sendable, over_long
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -204,7 +204,7 @@ def _csv_record(line: int, kept: bytearray, size: int, ended: bool) -> _CsvRecor
         raw = raw[:-1].removesuffix(b"\r")
     never_closed = "a quoted field is never closed: the record runs to the end of the input"
     if size > len(kept) or len(raw) > MAX_RECORD_BYTES:
-        raw = raw[: MAX_RECORD_BYTES + 1]
+        raw = over_long(raw, MAX_RECORD_BYTES)
         if quotes_left_open(raw):
             raw += b'"'
         problem = f"record longer than {MAX_RECORD_BYTES} bytes"

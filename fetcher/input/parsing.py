@@ -18,6 +18,23 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+_VISIBLE_BYTE = re.compile(rb"\S")  # what makes a line more than blank, to read_lines too
+
+
+def over_long(line: bytes, limit: int, after: bytes = b"") -> bytes:
+    """What is kept of a line (or csv record) longer than limit: its first limit bytes and one
+    more, so that read back from --failed it is over-long again, not a shorter line (a valid
+    URL, fetched in its place). When that byte would not count on reading back (a CR, which
+    the line end takes with it) or the bytes kept are all blank (a blank line is skipped), the
+    first visible byte after the cut stands for it; after: bytes of the line past those given.
+    """
+    kept = line[: limit + 1]
+    if not kept.endswith(b"\r") and kept.strip():
+        return kept
+    mark = _VISIBLE_BYTE.search(line, limit) or _VISIBLE_BYTE.search(after)
+    return line[:limit] + (mark.group() if mark else b"_")
+
+
 # Why a malformed -H or -b is not repeated in its usage error: it is often a credential.
 NOT_SHOWN = "not shown: it may hold a secret"
 

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from fetcher.input.formats import iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
+from fetcher.input.parsing import over_long
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
@@ -73,10 +74,10 @@ def read_lines(
     """Yield (line number, line without its end, too long) for every physical line, without a
     UTF-8 byte-order mark at its start.
 
-    A line longer than max_bytes is cut to that length and one byte more, and its rest is
-    skipped in bounded chunks, so that memory does not depend on the input. The byte more:
-    such a line goes to --failed as it is kept, and the next run must read it as too long
-    again; cut to max_bytes, it read as a shorter, valid URL, fetched in its place.
+    A line longer than max_bytes is cut to that length and one byte more (parsing.over_long),
+    and its rest is skipped in bounded chunks, so that memory does not depend on the input.
+    The byte more: such a line goes to --failed as it is kept, and the next run must read it
+    as too long again; cut to max_bytes, it read as a shorter, valid URL, fetched in its place.
     """
     number = 0
     limit = len(BOM) + max_bytes + 2  # room for a BOM and CRLF around the longest line
@@ -87,14 +88,17 @@ def read_lines(
         number += 1
         complete = raw.endswith(b"\n") or len(raw) < limit  # a whole line, or the last one
         visible = bool(raw.strip())  # anything but whitespace, also beyond the cut
-        rest = raw
+        rest, after = raw, b""  # after: the first visible byte past what raw holds
         while not complete and rest and not rest.endswith(b"\n"):
             rest = stream.readline(65536)
-            visible = visible or bool(rest.strip())
+            if not after and rest.strip():
+                after = rest.strip()[:1]
+            visible = visible or bool(after)
         raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
-        line = raw.rstrip(b"\r\n")
+        line = raw.rstrip(b"\r\n") if complete else raw  # a cut line has no end to drop
         too_long = not complete or len(line) > max_bytes
-        yield number, line[: max_bytes + 1], too_long and visible
+        kept = over_long(line, max_bytes, after) if too_long and visible else line
+        yield number, kept, too_long and visible
 
 
 def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
