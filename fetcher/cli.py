@@ -285,8 +285,9 @@ def commit_failed(outputs: Outputs, streams: Streams) -> list[str]:
     if failed.unwritable:
         streams.say(
             f"fetcher: --failed: {failed.unwritable} command-line argument"
-            f"{'s' if failed.unwritable > 1 else ''} not written: blank, a comment or with a "
-            "line break, read back as lines they would not be themselves (see their records)"
+            f"{'s' if failed.unwritable > 1 else ''} not written: blank, a comment, with a "
+            "line break, or beside --input-format jsonl or csv, they would not read back as "
+            "themselves (see their records)"
         )
     if failed.error is None:
         return []

@@ -284,7 +284,7 @@ def open_outputs(
     bodies = make_bodies(settings)
     if bodies is not None:
         stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
-    failed = open_failed(settings.failed)
+    failed = open_failed(settings.failed, settings.input_format == "lines")
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
     summary = Summary()
@@ -318,11 +318,11 @@ def open_cookie_jar(path: str | None) -> CookieJar | None:
         raise click.UsageError(str(exc)) from None
 
 
-def open_failed(path: str | None) -> FailedLines | None:
+def open_failed(path: str | None, plain_lines: bool) -> FailedLines | None:
     if path is None:
         return None
     try:
-        return FailedLines(path)
+        return FailedLines(path, plain_lines)
     except OSError as exc:
         raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
 

@@ -149,6 +149,36 @@ def test_failed_takes_no_argument_that_would_read_back_as_other_lines(server, tm
     assert "--failed: 4 command-line arguments not written" in result.stderr, result.stderr
 
 
+def test_failed_takes_no_argument_that_unicode_blanks_or_a_bom_would_change(server, tmp_path):
+    """The reader strips Unicode blanks and drops a byte-order mark at a line's start: an
+    argument after a BOM was read back as another URL (fetched, ok), one of U+3000 or
+    NBSP-then-# as blank or a comment (s16 r1 2)."""
+    failed = tmp_path / "failed.txt"
+    odd = ["\ufeff" + server.url("/ok"), "\u00a0#" + server.url("/ok"), "\x1c", "\u3000"]
+    result = invoke(["--failed", str(failed), *odd, server.url("/status/404")])
+    assert failed.read_text() == server.url("/status/404") + "\n"
+    assert "--failed: 4 command-line arguments not written" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("input_format", ["jsonl", "csv"])
+def test_an_argument_beside_jsonl_or_csv_is_not_written_as_a_bare_line(
+    server, tmp_path, input_format
+):
+    """Written to --failed first, a bare URL became the csv header of the retry (every record
+    then invalid_url), or a jsonl line that is not JSON (s16 r1 4). It is left out, and the
+    file's own failed line is retried."""
+    listing, failed = tmp_path / "in", tmp_path / "failed"
+    missing = server.url("/status/404/in-file")
+    listing.write_text(
+        f"url,n\n{missing},1\n" if input_format == "csv" else json.dumps({"url": missing}) + "\n"
+    )
+    options = ["--input-format", input_format, "--failed", str(failed)]
+    result = invoke([*options, "-i", str(listing), server.url("/status/404/argument")])
+    assert "1 command-line argument not written" in result.stderr, result.stderr
+    again = invoke(["--format", "jsonl", "--input-format", input_format, "-i", str(failed)])
+    assert [(r["url"], r["status"]) for r in records(again.stdout)] == [(missing, 404)]
+
+
 def test_failed_file_mode_is_fixed_even_if_it_existed(server, tmp_path):
     failed = tmp_path / "failed.txt"
     failed.write_text("old\n")

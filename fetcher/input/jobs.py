@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from fetcher.input.formats import Entry, JsonText
-from fetcher.input.parsing import CONTROL
+from fetcher.input.parsing import BOM, CONTROL
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import MAX_LINE_BYTES
 
@@ -145,6 +145,16 @@ def not_a_url(text: str) -> str | None:
     if scheme.lower() in SCHEMES:  # "http:", "https:example.org": a typo, not another scheme
         return f"malformed URL: no '//' after {scheme}:"
     return f"unsupported scheme {scheme!r} (only http and https are fetched)"
+
+
+def reads_back_as_itself(raw: bytes) -> bool:
+    """Whether raw (a command-line argument), written as a line of a file, is read back as
+    the same job: no line end inside, no byte-order mark first (the reader drops one), and
+    neither blank nor a comment by JobMaker.line_job's rules, bytes and Unicode alike."""
+    if b"\n" in raw or raw.startswith(BOM):
+        return False
+    text = raw.decode("utf-8", "surrogateescape").strip()
+    return bool(text) and not text.startswith("#") and not raw.lstrip().startswith(b"#")
 
 
 class JobMaker:

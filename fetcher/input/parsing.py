@@ -18,6 +18,7 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, dropped at the start of any line read
 _VISIBLE_BYTE = re.compile(rb"\S")  # what makes a line more than blank, to read_lines too
 
 

@@ -20,11 +20,10 @@ from typing import BinaryIO
 
 from fetcher.input.formats import iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
-from fetcher.input.parsing import over_long
+from fetcher.input.parsing import BOM, over_long
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
-BOM = b"\xef\xbb\xbf"
 COUNT_CHUNK = 1 << 20  # bytes read at a time when counting a file's URLs ahead of the run
 PIECE_BYTES = 1 << 16  # the most bytes read at a time for csv
 # Seconds a hard stop's hand-back of the unread rest parses lines for --unique, --shard, jsonl or

@@ -7,6 +7,7 @@ import os
 import threading
 
 from fetcher.input.formats import quotes_left_open
+from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
@@ -34,9 +35,11 @@ class FailedLines:
     thread, which renames the file between two writes: it never ends in the middle of a line.
     """
 
-    def __init__(self, path: str) -> None:
-        """Raises OSError when the file cannot be created."""
+    def __init__(self, path: str, plain_lines: bool = True) -> None:
+        """Raises OSError when the file cannot be created. plain_lines: the run reads a URL a
+        line (no --input-format jsonl or csv), so that an argument can be written as a line."""
         self.path = path
+        self.plain_lines = plain_lines
         self.file = AtomicFile(path, 0o600)
         self._buffer = bytearray()
         # add, flush and commit: one thread at a time (reentrant: a signal handler's commit on
@@ -63,10 +66,11 @@ class FailedLines:
 
     def add_argument(self, raw: bytes) -> None:
         """Keep a failed command-line argument, unless read back as a line it would not be
-        itself: blank or a comment (skipped, so its failure would leave the retry loop), or
-        with a line end inside (other lines, other URLs fetched in its place). Those are
-        counted in ``unwritable``: the run says so, and their records say why they failed."""
-        if b"\n" in raw or not raw.strip() or raw.lstrip().startswith(b"#"):
+        itself: blank or a comment (skipped, so its failure would leave the retry loop), with
+        a line end inside or a byte-order mark first (other URLs fetched in its place), or in a
+        jsonl or csv file (a bare URL is no line of those: as the first, the csv header).
+        Those are counted in ``unwritable``: the run says so, their records say why."""
+        if not (self.plain_lines and reads_back_as_itself(raw)):
             with self._lock:
                 self.unwritable += 1
             return
