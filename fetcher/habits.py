@@ -80,18 +80,20 @@ def fold_habits(params: dict[str, Any]) -> None:
 def check_urls_given_as_files(params: dict[str, Any]) -> None:
     """wget's -c URL (continue) and curl's -i URL (headers in the output): here -c and -i take
     files, and a URL given to them was refused as a file that cannot be read or written."""
+    from fetcher.redact import redact_url  # a URL's password is never printed
+
     jar = params.get("cookie_jar")
     if jar is not None and "://" in jar and not os.path.lexists(jar):
         raise click.UsageError(
-            f"-c takes the cookie FILE (as curl's -c), not {jar!r}: wget's -c, which continues "
-            "downloads, is --continue here (with --state and -o)"
+            f"-c takes the cookie FILE (as curl's -c), not {redact_url(jar)!r}: wget's -c, "
+            "which continues downloads, is --continue here (with --state and -o)"
         )
     for path in params.get("inputs", ()):
         if "://" in path and not os.path.lexists(path):
             raise click.UsageError(
-                f"-i takes a FILE of URLs, not {path!r}: give a URL as an argument (curl's -i, "
-                "which shows the headers, has no equal here: --format jsonl shows the status "
-                "and content type)"
+                f"-i takes a FILE of URLs, not {redact_url(path)!r}: give a URL as an argument "
+                "(curl's -i, which shows the headers, has no equal here: --format jsonl shows "
+                "the status and content type)"
             )
 
 

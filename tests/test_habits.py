@@ -84,6 +84,14 @@ def test_another_tools_habit_gets_a_usage_error_that_says_what_to_use(args, says
     assert result.exit_code == 2 and says in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("option", ["-c", "-i"])
+def test_the_hint_for_a_url_given_as_a_file_masks_its_password(option):
+    """The hints quoted the URL as typed, password and all (s16 r1 7); records show ***."""
+    result = invoke([option, "https://user:s3cret@127.0.0.1:9/x", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "s3cret" not in result.stderr, result.stderr
+    assert "user:***@" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("how", ["-m", "--max-time", "FETCHER_MAX_TIME"])
 def test_m_is_max_time(server, how):
     args, env = (["--retries", "0"], {how: "0.3"}) if how.startswith("F") else ([how, "0.3"], {})
