@@ -258,3 +258,13 @@ def test_b_cookies_too_long_to_send_are_a_usage_error(given, said):
     assert status == 2, stderr
     assert said in stderr, stderr
     assert "vvvv" not in stderr
+
+
+def test_a_b_cookie_given_twice_counts_once_in_the_header_bound():
+    """-b a=X -b a=Y sends a=Y alone (the jar keeps one value per name): two 4 KB values of one
+    name with a third cookie were refused as a header of 8199 bytes (s16 r1 3)."""
+    big = "v" * 4094
+    with answering(b"") as server:
+        status, _, stderr = run("-b", f"a={big}", "-b", f"a={big}x", "-b", "c=1", server.url("/"))
+        assert status == 0, stderr
+        assert server.cookie_sent() == f"a={big}x; c=1".encode()

@@ -114,8 +114,10 @@ def parse_cookie(text: str) -> tuple[str, str]:
 
 def check_cookie_header(cookies: Sequence[tuple[str, str]]) -> None:
     """Raise ValueError when the -b cookies make a Cookie header longer than a server takes:
-    they are always sent whole (fetcher.http.cookies), so they must fit."""
-    size = sum(len(name) + len(value) + 3 for name, value in cookies) - 2  # "=" and "; "
+    they are always sent whole (fetcher.http.cookies), so they must fit. A name given twice is
+    sent once, with its last value, as the jar keeps it."""
+    sent = dict(cookies)
+    size = sum(len(name) + len(value) + 3 for name, value in sent.items()) - 2  # "=", "; "
     if size > MAX_COOKIE_HEADER_BYTES:
         raise ValueError(
             f"the -b cookies make a Cookie header of {size} bytes: at most "
