@@ -339,7 +339,7 @@ def read_body(
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
         bounds = _Bounds(settings.max_size, kept, length)
-        read = _copy(response.raw.read1, digest.update, write, bounds, deadline, watch, result)
+        read = _copy(response.raw.read1, digest.update, write, bounds, deadline, result, watch)
         check_coding_ended(response.raw)
         if output is not None:
             result.path, result.body = output.finish()
@@ -415,8 +415,8 @@ def _copy(
     write: Callable[[bytes], object] | None,
     bounds: _Bounds,
     deadline: Deadline | None,
+    result: Result,
     watch: Watch | None = None,
-    result: Result | None = None,
 ) -> int:
     """Feed every decoded chunk to update (the hash) and write; return the bytes read. Raises
     FetchError past --max-size or the deadline, PastItsRange past bounds.length (before the
@@ -428,8 +428,7 @@ def _copy(
     report_at: float = watch.next_report if watch is not None else float("inf")
     while chunk := read1(CHUNK_SIZE, decode_content=True):
         size += len(chunk)
-        if result is not None:
-            result.bytes = bounds.kept + size
+        result.bytes = bounds.kept + size
         if size >= report_at and watch is not None:
             report_at = watch.update(size)
         if limit is not None and size > limit:

@@ -150,11 +150,19 @@ def not_a_url(text: str) -> str | None:
 def reads_back_as_itself(raw: bytes) -> bool:
     """Whether raw (a command-line argument), written as a line of a file, is read back as
     the same job: no line end inside, no byte-order mark first (the reader drops one), and
-    neither blank nor a comment by JobMaker.line_job's rules, bytes and Unicode alike."""
-    if b"\n" in raw or raw.startswith(BOM):
-        return False
+    neither blank nor a comment (skipped_line, JobMaker.line_job's own rule)."""
+    return b"\n" not in raw and not raw.startswith(BOM) and not skipped_line(raw)
+
+
+def skipped_line(raw: bytes, too_long: bool = False) -> bool:
+    """Whether a line read is no job: a '#' comment, whatever its encoding and the blanks
+    before it ("\xa0# caf\xe9" too), or a blank line, Unicode blanks included (a line too long
+    to hold whole is not blank: its rest was not)."""
+    visible = raw.lstrip()
+    if visible.startswith(b"#") or not (visible or too_long):
+        return True
     text = raw.decode("utf-8", "surrogateescape").strip()
-    return bool(text) and not text.startswith("#") and not raw.lstrip().startswith(b"#")
+    return not (text or too_long) or text.startswith("#")
 
 
 class JobMaker:
@@ -173,12 +181,7 @@ class JobMaker:
     def line_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
         """The Job of a line of a file; None for a blank line or a '#' comment (or a line
         --unique or --shard leave out)."""
-        visible = raw.lstrip()
-        if visible.startswith(b"#") or not (visible or too_long):
-            return None  # a comment, whatever its encoding, or a blank line
-        # A comment after a non-ASCII space ("\xa0# caf\xe9"), or a line of such spaces only.
-        text = raw.decode("utf-8", "surrogateescape").strip()
-        if not (text or too_long) or text.startswith("#"):
+        if skipped_line(raw, too_long):
             return None
         return self._text_job(line, raw, too_long)
 

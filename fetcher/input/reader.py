@@ -90,8 +90,7 @@ def read_lines(
         rest, after = raw, b""  # after: the first visible byte past what raw holds
         while not complete and rest and not rest.endswith(b"\n"):
             rest = stream.readline(65536)
-            if not after and rest.strip():
-                after = rest.strip()[:1]
+            after = after or rest.strip()[:1]
             visible = visible or bool(after)
         raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
         line = raw.rstrip(b"\r\n") if complete else raw  # a cut line has no end to drop

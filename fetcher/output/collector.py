@@ -252,14 +252,14 @@ class RetryLines:
         """The held lines to --failed; writing: with the body's line (its writer will never go
         on: it is stopped for good, or the process exits). Whether there was a body's line."""
         held, self.held = self.held, []
-        was_writing = writing and self.writing is not None
-        if writing and self.writing is not None:
-            held.append(self.writing)
+        body_line = self.writing if writing else None
+        if body_line is not None:
+            held.append(body_line)
             self.writing = None
         for raw, header in held:
             if self.failed is not None:
                 self.failed.add(raw, header)
-        return was_writing
+        return body_line is not None
 
     def commit_now(self, hand_back: bool) -> None:
         """A hard exit: --failed renamed into place (with the held lines, if hand_back)."""
