@@ -29,7 +29,9 @@ def body_for(path: str) -> bytes:
     if parts[0] == "big":
         size = int(parts[1])
         stem = f"BEGIN {path}\n".encode()
-        return stem + bytes((n * 7 + len(path)) % 26 + 97 for n in range(size)) + b"\nEND\n"
+        # (n * 7 + len(path)) % 26 + 97 for n in range(size): one period of 26, repeated
+        period = bytes((n * 7 + len(path)) % 26 + 97 for n in range(26))
+        return stem + (period * (size // 26 + 1))[:size] + b"\nEND\n"
     if parts[0] == "bin":
         return bytes(range(256)) * int(parts[1]) + path.encode()
     return f"body of {path}\n".encode()
