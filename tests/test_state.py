@@ -538,3 +538,23 @@ def test_only_failed_rows_keep_their_input_line(httpserver: HTTPServer, tmp_path
     with sqlite3.connect(state) as db:
         rows = dict(db.execute("SELECT url, line IS NOT NULL AND header IS NOT NULL FROM urls"))
     assert rows == {httpserver.url_for("/ok"): 0, httpserver.url_for("/gone"): 1}
+
+
+def test_a_folder_whose_name_is_not_utf_8_is_kept_in_the_state_and_found_again(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """-o DIR named in bytes that are not UTF-8 (argv holds them as lone surrogates): SQLite
+    refused to bind the saved path, a traceback, and --failed was never written (s17 h1 D9)."""
+    origin.resources["/a"] = resource(b"alpha\n", etag=True)
+    url, state = httpserver.url_for("/a"), str(tmp_path / "s.db")
+    out, failed = os.fsdecode(bytes(tmp_path) + b"/out\xff"), tmp_path / "failed.txt"
+    missing = httpserver.url_for("/missing")
+    args = ["--state", state, "-o", out, "--failed", str(failed), url, missing]
+    first = invoke(["--format", "jsonl", "-q", *args])
+    assert first.exit_code == 1 and not isinstance(first.exception, Exception), first.exception
+    assert failed.read_text() == f"{missing}\n"
+    saved = by_url(records(first.stdout))[url]["path"]
+    assert Path(saved).read_bytes() == b"alpha\n"
+    [second] = fetch("--state", state, "-o", out, url)  # the file the state knows is found
+    assert second["status"] == 304 and second["path"] == saved
+    assert Path(saved).read_bytes() == b"alpha\n"

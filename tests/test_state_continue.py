@@ -38,9 +38,12 @@ def partial_row(state: Path, url: str) -> tuple[str | None, str | None]:
     try:
         with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
             row = db.execute("SELECT partial, partial_from FROM urls WHERE url = ?", (url,))
-            return row.fetchone() or (None, None)
+            partial, since = row.fetchone() or (None, None)
     except sqlite3.OperationalError:
         return None, None  # not created yet
+    if partial is not None and partial.startswith("\0"):  # a path that is not UTF-8 (state.md)
+        partial = os.fsdecode(bytes.fromhex(partial[1:]))
+    return partial, since
 
 
 @dataclass
@@ -82,15 +85,19 @@ def kill_mid_download(args: list[str], state: Path, url: str, out: Path) -> tupl
     return path, path.stat().st_size
 
 
-@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize(
+    ("processes", "folder"),
+    [("1", "out"), ("2", "out"), ("1", os.fsdecode(b"out\xff"))],  # not UTF-8: s17 h1 D9
+    ids=["1", "2", "1-not-utf-8"],
+)
 def test_continue_after_sigkill_asks_for_the_rest_and_ends_with_the_whole_sha256(
-    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str
+    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str, folder: str
 ) -> None:
     server, origin = served
     body = big_body(1)
     origin.resources["/big"] = slow = resource(body)
     slow.chunk_delay = 0.02  # about 6 s for 20 MiB: killed long before the end
-    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
+    url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / folder
     args = ["--state", str(state), "-o", str(out), "--continue", "--processes", processes, url]
     partial, kept = kill_mid_download([*args, "-q"], state, url, out)
     slow.chunk_delay = 0.0

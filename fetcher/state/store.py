@@ -179,7 +179,7 @@ class State:
         if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
             # A HEAD (or a 304) completes no body: the partial file stays the state's, to be
             # continued by the next GET (an ok row with no partial would forget it).
-            kept = (prior.partial, prior.partial_from, prior.partial_bytes,
+            kept = (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
                     prior.partial_changed)  # fmt: skip
         self._pending.add(_UPSERT, (job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
@@ -190,7 +190,7 @@ class State:
 
     def partial_begun(self, job: Job, path: str, validator: str) -> None:
         """--continue: a download of job is being written to path, resumable with validator."""
-        row = (job.target, 0, int(time.time()), *_line_of(job), path, validator)
+        row = (job.target, 0, int(time.time()), *_line_of(job), _stored(path), validator)
         self._pending.add(_PARTIAL, row)
 
     def _renew_read(self) -> None:
@@ -225,8 +225,31 @@ class State:
 
 def _prior(row: Sequence[Any]) -> Prior:
     ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from, *kept = row
-    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, path, partial,
-                 partial_from, *kept)  # fmt: skip
+    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, _loaded(path),
+                 _loaded(partial), partial_from, *kept)  # fmt: skip
+
+
+# A path that is not UTF-8 (a folder named in other bytes, held as lone surrogates), which
+# SQLite cannot bind as text: kept as this mark and the hex of its bytes. No path holds a NUL.
+NOT_UTF8 = "\0"
+
+
+def _stored(path: str | None) -> str | None:
+    """path as the state keeps it (a path column's value)."""
+    if path is None or path.isascii():
+        return path
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return NOT_UTF8 + os.fsencode(path).hex()
+    return path
+
+
+def _loaded(value: str | None) -> str | None:
+    """A path column's value as the path it stands for (the reverse of _stored)."""
+    if value is None or not value.startswith(NOT_UTF8):
+        return value
+    return os.fsdecode(bytes.fromhex(value[len(NOT_UTF8) :]))
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
@@ -237,7 +260,7 @@ def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ..
     if not result.ok or known is None:
         return None, None, None, None  # a failure's are ignored by the upsert
     sha256 = bytes.fromhex(known.sha256) if known.sha256 else None
-    return known.etag, known.last_modified, sha256, known.path
+    return known.etag, known.last_modified, sha256, _stored(known.path)
 
 
 def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None, int | None]:
@@ -250,14 +273,15 @@ def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None
     partial = result.partial
     if partial is None:
         return None, None, None, None
+    stored = _stored(partial.path)
     if result.abandoned or not partial.size:
-        return partial.path, partial.validator, None, None
+        return stored, partial.validator, None, None
     try:
         info = os.stat(partial.path, follow_symlinks=False)
     except OSError:
-        return partial.path, partial.validator, partial.size, None
+        return stored, partial.validator, partial.size, None
     same = (info.st_ino, info.st_size) == (partial_inode(partial.path), partial.size)
-    return partial.path, partial.validator, partial.size, info.st_ctime_ns if same else None
+    return stored, partial.validator, partial.size, info.st_ctime_ns if same else None
 
 
 def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | None]:
