@@ -371,7 +371,7 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
         return ConsoleWriter(console, kind, **shape)
     from fetcher.output.terminal import make_console
 
-    return ConsoleWriter(make_console(file=streams.stdout), kind, **shape)
+    return ConsoleWriter(make_console(file=streams.terminal_stdout()), kind, **shape)
 
 
 def open_results(path: str) -> TextIO:

@@ -6,6 +6,7 @@ stream on /dev/null, so that what is meant for it is dropped, and ``stdout_close
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -62,6 +63,14 @@ class Streams:
             descriptor, "w", encoding="utf-8", errors="backslashreplace", newline="",
             buffering=1 << 16, closefd=False,
         )  # fmt: skip
+
+    def terminal_stdout(self) -> TextIO:
+        """stdout for records on a terminal, whose encoding is the locale's: a character it
+        cannot take is written as an escape (as stderr's are, and records' in a pipe), where
+        a strict stream raised in the middle of the run, --failed unwritten."""
+        if isinstance(self.stdout, io.TextIOWrapper) and self.stdout.errors == "strict":
+            self.stdout.reconfigure(errors="backslashreplace")
+        return self.stdout
 
     def binary_stdout(self) -> BinaryIO:
         """A buffered binary stream on stdout for --body (our own, like buffered_stdout)."""

@@ -65,6 +65,7 @@ def run_on_terminal(
     stderr_on_terminal: bool,
     timeout: float = 30.0,
     columns: str = str(COLUMNS),
+    env: dict[str, str] | None = None,
 ) -> TerminalRun:
     """Run fetcher with stdout and/or stderr on a pty (the others go to files); read it all."""
     master, slave = os.openpty()
@@ -76,7 +77,7 @@ def run_on_terminal(
                 stdin=subprocess.DEVNULL,
                 stdout=slave if stdout_on_terminal else out,
                 stderr=slave if stderr_on_terminal else err,
-                env=terminal_env(columns),
+                env={**terminal_env(columns), **(env or {})},
             )
         os.close(slave)  # the process holds the only copies: EIO on the master when it ends
         slave = -1
@@ -93,9 +94,9 @@ def run_on_terminal(
             os.close(slave)
     return TerminalRun(
         status=status,
-        terminal=terminal.decode("utf-8"),
-        stdout=(tmp_path / "stdout").read_text(encoding="utf-8"),
-        stderr=(tmp_path / "stderr").read_text(encoding="utf-8"),
+        terminal=terminal.decode("utf-8", "backslashreplace"),
+        stdout=(tmp_path / "stdout").read_text(encoding="utf-8", errors="backslashreplace"),
+        stderr=(tmp_path / "stderr").read_text(encoding="utf-8", errors="backslashreplace"),
     )
 
 
@@ -200,6 +201,40 @@ def test_quiet_prints_nothing_on_stderr_even_with_failures(server, tmp_path, std
     assert run.status == 1
     assert (run.terminal if stderr_on_terminal else run.stderr) == ""
     assert len(run.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ("encoding", "odd"),
+    [("latin-1", "\u20ac"), ("ascii", "\u00e9"), ("utf-8:strict", "\udcff")],
+    ids=["latin-1", "ascii", "strict-utf-8"],
+)
+@pytest.mark.parametrize("format_name", ["text", "jsonl", "csv"])
+def test_a_terminal_that_cannot_show_a_character_gets_an_escape_not_a_traceback(
+    server, tmp_path, encoding, odd, format_name
+):
+    """A terminal in another encoding (a legacy locale), or strict about UTF-8, and a record
+    holding a character it cannot take: a traceback, the records after it and --failed lost
+    (s17 h1 D6). The character is written as an escape, as in a pipe. A byte that is not
+    UTF-8 comes from a folder's name (a URL's is shown as \\xff already)."""
+    failed, out = tmp_path / "failed.txt", tmp_path / f"out{odd}"
+    urls = [server.url(f"/a?{odd}"), server.url("/status/404"), server.url("/b")]
+    if odd == "\udcff":
+        urls[0] = server.url("/a")
+    run = run_on_terminal(
+        ["-q", "-j", "1", "--format", format_name, "--failed", str(failed), "-o", str(out),
+         *urls],
+        tmp_path,
+        stdout_on_terminal=True,
+        stderr_on_terminal=False,
+        env={"PYTHONIOENCODING": encoding},
+    )  # fmt: skip
+    assert "Traceback" not in run.stderr and run.status == 1, run.stderr
+    assert failed.read_text() == f"{urls[1]}\n"
+    shown = run.terminal.splitlines()
+    assert len(shown) == 3 + (format_name == "csv"), shown  # csv: its header
+    if format_name != "text":  # the text format shows no path
+        assert ascii(odd)[1:-1] in run.terminal  # \u20ac, \xe9, \udcff
+    assert all(url in run.terminal.replace(ascii(odd)[1:-1], odd) for url in urls)
 
 
 # -- 8. records and the live display on one terminal -------------------------------------------
