@@ -140,7 +140,12 @@ def _hidden(char: str, keep: str) -> bool:
 
 
 def _escape(char: str) -> str:
-    """char as a Python string literal writes it: \\t, \\x1b, \\u200b, \\U000e0041."""
+    """char as a Python string literal writes it (\\t, \\x1b, \\u200b); beyond U+FFFF, as its
+    UTF-16 pair (\\udb40\\udc41), which a JSON string reads back as the character, where
+    \\U000e0041 made a jsonl record on a terminal unreadable."""
+    beyond = ord(char) - 0x10000
+    if beyond >= 0:
+        return f"\\u{0xD800 + (beyond >> 10):04x}\\u{0xDC00 + (beyond & 0x3FF):04x}"
     return char.encode("unicode_escape").decode("ascii")
 
 

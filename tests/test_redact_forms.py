@@ -167,7 +167,7 @@ def test_a_proxy_password_that_cannot_be_sent_is_a_usage_error():
 # Unicode format characters (category Cf) that show as nothing at all.
 INVISIBLE = {"\u200b": "\\u200b", "\u200c": "\\u200c", "\u200d": "\\u200d",
              "\u2060": "\\u2060", "\ufeff": "\\ufeff", "\u00ad": "\\xad", "\u061c": "\\u061c",
-             "\u180e": "\\u180e", "\U000e0041": "\\U000e0041"}  # fmt: skip
+             "\u180e": "\\u180e", "\U000e0041": "\\udb40\\udc41"}  # fmt: skip
 
 
 @pytest.mark.parametrize("char", sorted(INVISIBLE))

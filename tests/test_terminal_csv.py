@@ -24,7 +24,9 @@ from tests.test_terminal import ESCAPES, run_on_terminal
 
 REASON = "\x1b[31mRED\x1b]0;title\x07\x9b31m"  # CSI, OSC + BEL, C1 CSI (U+009B)
 CONTENT_TYPE = "text/html\x1b]0;ct"  # an OSC left open
-BIDI_PATH = "/x\u202eevil"  # a bidi override in the URL as read
+# A bidi override and a format character beyond U+FFFF (a tag) in the URL as read: in jsonl the
+# latter needs JSON's surrogate pair, \U000e0041 did not parse (s17 h1 D3).
+BIDI_PATH = "/x\u202eevil\U000e0041"
 SEPARATOR_PATH = "/y\u2028line"  # a line separator: whitespace, so an invalid URL
 # What must never reach the terminal from the data: C0 but LF, DEL, C1, bidi, separators.
 RAW = "[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]"
@@ -74,7 +76,7 @@ def test_csv_on_a_terminal_shows_escapes_not_control_sequences(hostile, tmp_path
     rows = {row["error_kind"]: row for row in csv.DictReader(lines)}
     assert rows["http"]["reason"] == "\\x1b[31mRED\\x1b]0;title\\x07\\x9b31m"
     assert rows["http"]["content_type"] == "text/html\\x1b]0;ct"
-    assert rows["http"]["url"].endswith("/x\\u202eevil")
+    assert rows["http"]["url"].endswith("/x\\u202eevil\\udb40\\udc41")
     assert rows["invalid_url"]["url"].endswith("/y\\u2028line")
 
 
