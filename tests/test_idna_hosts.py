@@ -7,6 +7,7 @@ answers for whichever host the URL names and records the absolute URL each reque
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -102,3 +103,34 @@ def test_per_host_counts_both_spellings_of_a_host_as_one(tmp_path):
         first, second = proxy.times("/slow")
     assert result.returncode == 0, result.stderr
     assert second - first >= SLOW - SLACK, f"the second came {second - first:.2f} s after"
+
+
+def test_a_redirect_to_a_unicode_host_goes_to_its_idna_form():
+    """A Location naming a Unicode host (raw UTF-8, as servers send it) was sent on with the
+    host %-encoded: looked up as '%C3%BC...' (dns), under -x an assertion (s17 h1 D5). It goes
+    where the same URL typed goes: to the host's IDNA form, as curl and browsers go."""
+
+    def answer(url: str) -> Route:
+        if urlsplit(url).path == "/away":
+            location = f"http://{UNICODE_HOST}/there?q=ü".encode().decode("latin-1")
+            return 302, {"Location": location}, b"", 0.0
+        return 200, {}, b"ok\n", 0.0
+
+    with serving(ProxyHost(answer)) as hosts:
+        [record] = through(hosts, "http://start.example/away")
+        assert hosts.sent(f"http://{PUNYCODE_HOST}/there?q=%C3%BC") == [None]
+        assert record["final_url"] == f"http://{PUNYCODE_HOST}/there?q=%C3%BC"
+
+
+def test_a_redirect_to_a_host_idna_refuses_is_the_server_s_error():
+    def answer(url: str) -> Route:
+        location = "http://\N{GRINNING FACE}.example/".encode().decode("latin-1")
+        return 302, {"Location": location}, b"", 0.0
+
+    with serving(ProxyHost(answer)) as hosts:
+        result = run_process(["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl",
+                              "http://start.example/away"])  # fmt: skip
+        [record] = [json.loads(line) for line in result.stdout.splitlines()]
+        assert record["error"]["kind"] == "protocol" and record["attempts"] == 1, record
+        assert "invalid host name" in record["error"]["message"]
+        assert result.returncode == 3

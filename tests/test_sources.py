@@ -238,6 +238,11 @@ def test_a_url_in_the_query_or_path_is_not_the_line_s_scheme(line, target):
         (b"http://}}/", "host"),
         (b'http://a"b.test/', "host"),
         (b"http://a|b.test/", "host"),
+        # A %-escape in the host was looked up as written (dns), and under -x hit http.client's
+        # assertion for a zone id: kind other, message "b''" (s17 h1 D1, D5, D13).
+        (b"http://%C3%BC.test/", "%-escape in the host"),
+        (b"http://a%2fb.test/", "%-escape in the host"),
+        (b"http://[::1%25lo]:8080/", "zone"),
     ],
 )
 def test_control_characters_and_characters_no_host_holds_are_invalid(line, said):

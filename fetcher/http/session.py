@@ -351,8 +351,8 @@ class FetcherSession(requests.Session):
             raise error
         if target:
             discard_body(resp)
-            target = without_userinfo(target)  # requests sends none taken from a Location
-        return target
+            target = idna_host(without_userinfo(target))  # requests sends no userinfo taken
+        return target  # from a Location, and would %-encode a Unicode host
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         """requests' own; an answer that is not a redirect has none to follow, which requests
@@ -419,6 +419,24 @@ def utf8_credentials(auth: Any) -> Any:
     if isinstance(auth, tuple) and len(auth) == 2 and all(isinstance(v, str) for v in auth):
         return tuple(value.encode("utf-8", "surrogateescape") for value in auth)
     return auth
+
+
+def idna_host(target: str) -> str:
+    """A redirect's target with a Unicode host in its IDNA form, as prepare_url makes a first
+    URL's (requests sends a Location on as it came, its host %-encoded by requote_uri); one
+    IDNA refuses is the server's error."""
+    parts = urlsplit(target)
+    host = parts.hostname
+    if host is None or host.isascii():
+        return target
+    try:
+        encoded = PreparedRequest._get_idna_encoded_host(host)  # type: ignore[attr-defined]
+    except UnicodeError:
+        error = FetchError(f"redirect to an invalid host name {host[:60]!r}", ErrorKind.PROTOCOL)
+        error.final = True  # the server's own answer, the same at every attempt
+        raise error from None
+    netloc = encoded if parts.port is None else f"{encoded}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def without_userinfo(url: str) -> str:

@@ -80,6 +80,10 @@ def validate(url: str) -> str | None:
         return "no host in URL"
     if _NOT_IN_A_HOST.search(parts.hostname):
         return "malformed URL: a character no host name holds (as curl: bad hostname)"
+    if "%" in parts.hostname:  # looked up as written, or under -x an assertion in http.client
+        if ":" in parts.hostname:
+            return "an IPv6 zone id ('%' in the address) is not supported"
+        return "malformed URL: a %-escape in the host (write the name itself: ü.example)"
     return None
 
 
