@@ -183,6 +183,47 @@ def test_plain_headers_and_folded_ones_still_parse():
     assert record["ok"] is True and record["bytes"] == 2 and record["content_type"] == "text/plain"
 
 
+@pytest.mark.parametrize(
+    "field",
+    [b"Transfer-Encoding: chunked \r\n", b"Transfer-Encoding: chunked\t\r\n",
+     b"Transfer-Encoding:\r\n chunked\r\n", b"Content-Encoding: gzip \r\n",
+     b"Content-Encoding:\r\n\tgzip\r\n"],
+    ids=["te-blank", "te-tab", "te-folded", "ce-blank", "ce-folded"],
+)  # fmt: skip
+def test_a_field_value_is_read_without_the_blanks_around_it(tmp_path: Path, field: bytes):
+    """RFC 9110 5.5: blanks around a value are not part of it (an obs-fold, RFC 9112 5.2, is a
+    space). 'chunked ' was read as no chunked, the framing saved as the body; 'gzip ' as an
+    unknown coding, the compressed bytes saved; both ok records (s17 h2 D1, D3)."""
+    data = b"hello, all of it\n" * 100
+    body = gzip.compress(data) if b"Content-Encoding" in field else data
+    framing = b"" if b"Transfer" in field else b"Transfer-Encoding: chunked\r\n"
+    chunked = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    answer = b"HTTP/1.1 200 OK\r\n" + field + framing + b"\r\n" + chunked
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"), "-o", str(tmp_path))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record
+    assert Path(str(record["path"])).read_bytes() == data
+
+
+def test_a_location_with_blanks_after_it_is_followed_without_them():
+    """'Location: /there ' was followed to '/there%20' (s17 h2 D4); curl follows '/there'."""
+    asked: list[bytes] = []
+
+    def behaviour(conn: socket.socket) -> None:
+        while request := read_request(conn):
+            asked.append(request.split(b" ", 2)[1])
+            if request.startswith(b"GET /away "):
+                conn.sendall(
+                    b"HTTP/1.1 302 Found\r\nLocation: /there \t\r\nContent-Length: 0\r\n\r\n"
+                )
+            else:
+                conn.sendall(FINAL)
+
+    with FaultServer(behaviour) as server:
+        record = record_of(server.url("/away"))
+    assert asked == [b"/away", b"/there"] and record["final_url"] == server.url("/there"), record
+
+
 # -- transfer codings ------------------------------------------------------------------------
 
 

@@ -209,8 +209,22 @@ def test_begin_is_http_clients_own_code_with_this_parser():
     begin = response_headers.HeaderParsingResponse.begin
     assert begin.__code__ is http.client.HTTPResponse.begin.__code__
     assert "parse_headers" in begin.__code__.co_names  # else the swap would do nothing
-    assert begin.__globals__["parse_headers"] is response_headers.parse_headers
+    assert begin.__globals__["parse_headers"] is response_headers.trimmed_fields
     assert http.client.parse_headers is not response_headers.parse_headers  # nothing patched
+
+
+@pytest.mark.parametrize(
+    ("block", "values"),
+    [(b"A: x \r\nB:\ty\t\r\n\r\n", ["x", "y"]),
+     (b"A: one\r\n two \r\nB:\r\n\tz\r\n\r\n", ["one two", "z"]),
+     (b"A: x\r\nB:   \r\n\r\n", ["x", ""])],
+    ids=["trailing", "folded", "blank"],
+)  # fmt: skip
+def test_values_are_trimmed_and_folds_read_as_a_space(block, values):
+    message = response_headers.trimmed_fields(io.BytesIO(block))
+    assert [value for _, value in message._headers] == values
+    plain = b"A: x\r\nB: y z\r\n\r\n"  # nothing to trim: the parser's own list
+    assert response_headers.trimmed_fields(io.BytesIO(plain))._headers == [("A", "x"), ("B", "y z")]
 
 
 @pytest.fixture

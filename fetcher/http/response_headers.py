@@ -121,11 +121,33 @@ class InterimResponseError(http.client.HTTPException):
     """An answer that never got past its interim (1xx) part: a protocol error."""
 
 
-class HeaderParsingResponse(http.client.HTTPResponse):
-    """http.client's response, reading its header block with parse_headers above and its status
-    line with read_final_status."""
+_BLANKS = (" ", "\t")
+_FOLD = re.compile(r"\r?\n[ \t]*")
 
-    begin = with_globals(http.client.HTTPResponse.begin, parse_headers=parse_headers)
+
+def trimmed_fields(
+    fp: IO[bytes], _class: type[http.client.HTTPMessage] = http.client.HTTPMessage
+) -> http.client.HTTPMessage:
+    """parse_headers, each field's value as RFC 9110 5.5 defines it: without the blanks after
+    it (the parser drops those before it), and a folded line break (obs-fold) read as a space
+    (RFC 9112 5.2). The parser keeps both, and each reader compared the value as it came:
+    http.client took 'chunked ' for no chunked and saved the framing as the body, urllib3 took
+    'gzip ' for a coding it does not know and saved the compressed bytes, requests followed
+    'Location: /x ' to '/x%20'; curl reads all three without the blanks."""
+    message = parse_headers(fp, _class)
+    fields: list[tuple[str, str]] = message._headers  # type: ignore[attr-defined]
+    if any(value.endswith(_BLANKS) or "\n" in value for _, value in fields):
+        message._headers = [  # type: ignore[attr-defined]
+            (name, _FOLD.sub(" ", value).strip(" \t")) for name, value in fields
+        ]
+    return message
+
+
+class HeaderParsingResponse(http.client.HTTPResponse):
+    """http.client's response, reading its header block with parse_headers above (its values
+    trimmed) and its status line with read_final_status."""
+
+    begin = with_globals(http.client.HTTPResponse.begin, parse_headers=trimmed_fields)
 
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)
