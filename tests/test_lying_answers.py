@@ -224,6 +224,18 @@ def test_a_location_with_blanks_after_it_is_followed_without_them():
     assert asked == [b"/away", b"/there"] and record["final_url"] == server.url("/there"), record
 
 
+@pytest.mark.parametrize("status", [b"204 No Content", b"304 Not Modified"])
+def test_an_answer_that_has_no_body_is_not_waited_on_whatever_its_framing(status: bytes):
+    """A 204 or 304 with 'Transfer-Encoding: chunked' (RFC 9112 6.1 allows it on a 304) has no
+    body: http.client waited for a chunk that never comes, a read_timeout at every attempt
+    (s17 h2 D2). The server here keeps the connection open, as a real one does."""
+    answer = b"HTTP/1.1 " + status + b'\r\nTransfer-Encoding: chunked\r\nETag: "e"\r\n\r\n'
+    with FaultServer(respond(answer, end="stall")) as server:
+        record = record_of(server.url("/x"), "-t", "3", "--ok-status", "200-399")
+    assert record["ok"] is True and record["bytes"] == 0, record
+    assert record["elapsed"] < 2.5, record  # type: ignore[operator]
+
+
 # -- transfer codings ------------------------------------------------------------------------
 
 

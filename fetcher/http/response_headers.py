@@ -147,7 +147,16 @@ class HeaderParsingResponse(http.client.HTTPResponse):
     """http.client's response, reading its header block with parse_headers above (its values
     trimmed) and its status line with read_final_status."""
 
-    begin = with_globals(http.client.HTTPResponse.begin, parse_headers=trimmed_fields)
+    _begin = with_globals(http.client.HTTPResponse.begin, parse_headers=trimmed_fields)
+
+    def begin(self) -> None:
+        """http.client's own; then a 204 or a 304 has no body whatever its framing says (RFC
+        9110 6.4.1): http.client sets its length to 0 but keeps 'chunked', and waited for a
+        chunk that never comes (a read timeout at every attempt)."""
+        self._begin()
+        if self.status in (204, 304):
+            self.chunked = False
+            self.length = 0
 
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)
