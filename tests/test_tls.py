@@ -9,6 +9,7 @@ import ssl
 import pytest
 
 from tests.conftest import invoke, run_process
+from tests.servers import FaultServer, read_request
 from tests.tls_proxy_servers import Certificates, https_server, make_certificates
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -252,3 +253,34 @@ def test_a_redirect_to_an_untrusted_https_server_is_tls(httpserver, server):
 
     assert_tls_failure(result, record)
     assert server.paths == []
+
+
+# -- bytes past the end of an answer ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"HTTP/1.1 204 No Content\r\n\r\n"],
+    ids=["longer-than-its-length", "204-with-a-body"],
+)
+def test_bytes_past_an_answer_over_tls_never_reach_the_next_one(certs, first):
+    """Over TLS the check that a kept-alive connection is idle looked at the socket, not at
+    what the TLS layer had already decrypted: the next URL on the connection read the last
+    answer's extra bytes as its status line (protocol, 'bad status line GGG...'), a POST
+    there failed outright (s17 h2 D6). Over plain http they were never read."""
+    context = certs.server_context()
+
+    def behaviour(conn):
+        with context.wrap_socket(conn, server_side=True) as tls:
+            while request := read_request(tls):
+                if b" /first " in request:
+                    tls.sendall(first + b"G" * 12000)  # past the 8 KiB read: TLS keeps some
+                else:
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+
+    with FaultServer(behaviour) as server:
+        urls = [f"https://127.0.0.1:{server.port}/{path}" for path in ("first", "next")]
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1",
+                         "--cacert", str(certs.ca_pem), *urls])  # fmt: skip
+    records = {r["url"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records[urls[1]]["ok"] is True and records[urls[1]]["bytes"] == 4, records[urls[1]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -158,6 +159,18 @@ class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
 
 class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
     response_class = HeaderParsingResponse
+
+    @property
+    def is_connected(self) -> bool:
+        """urllib3's check that a kept-alive connection may be reused (nothing to read on the
+        socket), and nothing already decrypted either: bytes a server sent past its last
+        answer's end (a body longer than its length, a 204 with one) wait in the TLS layer,
+        where the socket's check cannot see them, and were read as the next answer."""
+        sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return False
+        connected: bool = super().is_connected
+        return connected
 
 
 class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
