@@ -236,6 +236,73 @@ def test_an_answer_that_has_no_body_is_not_waited_on_whatever_its_framing(status
     assert record["elapsed"] < 2.5, record  # type: ignore[operator]
 
 
+ERROR_PAGES = {
+    "too-large": b"Content-Length: 5000\r\n\r\n" + b"e" * 5000,
+    "cut-short": b"Content-Length: 5000\r\n\r\n" + b"e" * 100,
+    "bad-gzip": b"Content-Encoding: gzip\r\nContent-Length: 9\r\n\r\nnot gzip!",
+}
+
+
+@pytest.mark.parametrize("page", sorted(ERROR_PAGES))
+def test_an_error_page_that_cannot_be_read_leaves_the_answer_its_status(page: str):
+    """A 404 whose page was past --max-size was too_large; cut short or badly encoded, protocol,
+    and retried twice, where a 404 is not (s17 h2 D5). The page is not the resource: the
+    answer is what its status says."""
+    answer = b"HTTP/1.1 404 Not Found\r\n" + ERROR_PAGES[page]
+    with FaultServer(respond(answer)) as server:
+        result = invoke(["--format", "jsonl", "--max-size", "1000", "--backoff", "0.01",
+                         server.url("/x")])  # fmt: skip
+        connections = server.connections
+    [record] = map(json.loads, result.stdout.splitlines())
+    assert record["status"] == 404 and record["error"]["kind"] == "http", record
+    assert record["attempts"] == 1 and connections == 1 and result.exit_code == 3
+
+
+def test_a_retry_after_whose_page_cannot_be_read_still_pauses_the_host():
+    """A 503's Retry-After was dropped when its page was past --max-size (or cut short): the
+    retry and the host's other URLs went at once, where the server asked for a pause (s17 h2
+    D10)."""
+    arrivals: list[float] = []
+
+    def behaviour(conn: socket.socket) -> None:
+        while read_request(conn):
+            arrivals.append(time.monotonic())
+            if len(arrivals) == 1:
+                conn.sendall(b"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\n" + ERROR_PAGES["too-large"])
+                return  # the page was not read: this connection is done
+            conn.sendall(FINAL)
+
+    with FaultServer(behaviour) as server:
+        result = invoke(["--format", "jsonl", "--max-size", "1000", "--retries", "1",
+                         "--backoff", "0.01", server.url("/x")])  # fmt: skip
+    [record] = map(json.loads, result.stdout.splitlines())
+    assert record["ok"] is True and record["attempts"] == 2, record
+    assert arrivals[1] - arrivals[0] >= 0.9, arrivals
+
+
+def test_a_retry_after_pauses_the_host_even_when_its_status_is_not_retried():
+    """usage.md: a 429 or 503 with Retry-After pauses the host 'whether or not the URL that
+    received it is retried'; with --retry-on leaving 429 out, it paused nothing (s17 h2 D11)."""
+    arrivals: list[float] = []
+
+    def behaviour(conn: socket.socket) -> None:
+        while read_request(conn):
+            arrivals.append(time.monotonic())
+            if len(arrivals) == 1:
+                conn.sendall(
+                    b"HTTP/1.1 429 Slow down\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"
+                )
+            else:
+                conn.sendall(FINAL)
+
+    with FaultServer(behaviour) as server:
+        urls = [server.url(f"/{n}") for n in range(3)]
+        result = invoke(["--format", "jsonl", "-j", "1", "--retry-on", "503", *urls])
+    records = list(map(json.loads, result.stdout.splitlines()))
+    assert [r["status"] for r in records] == [429, 200, 200], records
+    assert records[0]["attempts"] == 1 and arrivals[1] - arrivals[0] >= 0.9, arrivals
+
+
 # -- transfer codings ------------------------------------------------------------------------
 
 

@@ -24,7 +24,13 @@ from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request, method_of
 from fetcher.http.resume import Resumer, range_length
-from fetcher.http.retry import give_up_at_max_time, host_pause, parse_retry_after, retry_in
+from fetcher.http.retry import (
+    HOST_PAUSE_STATUSES,
+    give_up_at_max_time,
+    host_pause,
+    parse_retry_after,
+    retry_in,
+)
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
@@ -239,22 +245,10 @@ class Exchange:
     ) -> float | None:
         """Record the answer and read its body into result; return its Retry-After, if any."""
         settings = self.settings
-        result.status = response.status_code
-        result.reason = response.reason
-        result.final_url = response.url
-        result.redirects = len(response.history)
-        result.content_type = response.headers.get("Content-Type")
-        if settings.state is not None:
-            result.etag = response.headers.get("ETag")
-            result.last_modified = response.headers.get("Last-Modified")
-            result.not_modified = response.status_code == 304 and request.conditional
-        if response.status_code == 206 and "Range" not in response.request.headers:
-            # Saved, a part would pass for the whole (a range asked for with -H is the user's).
-            message = "206 Partial Content to a request for the whole body"
-            raise FetchError(message, ErrorKind.PROTOCOL)
+        _note_answer(response, result, request, settings)
         retry_after = None
-        if response.status_code in settings.retry_on:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if response.status_code in settings.retry_on or response.status_code in HOST_PAUSE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))  # its host's too
         output = None
         ok, head = response.status_code in settings.ok_status, request.method == "HEAD"
         remote = _remote_file(response, settings)
@@ -265,10 +259,37 @@ class Exchange:
                                       head, remote=remote)  # fmt: skip
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
-        read_body(response, result, settings, task.max_time, output, watch, length)
+        try:
+            read_body(response, result, settings, task.max_time, output, watch, length)
+        except Exception:
+            if ok or result.not_modified:
+                raise
+            # An error page past --max-size, cut short or badly encoded is not the resource:
+            # the answer stays what its status says, its Retry-After too (its connection is
+            # closed, not reused). It decided the record's kind, and a 404 was retried.
+            result.sha256 = None
         if head:
             result.sha256 = None  # no body was read: not the hash of an empty one
         return retry_after
+
+
+def _note_answer(
+    response: requests.Response, result: Result, request: EffectiveRequest, settings: Settings
+) -> None:
+    """What result says of the answer before its body is read."""
+    result.status = response.status_code
+    result.reason = response.reason
+    result.final_url = response.url
+    result.redirects = len(response.history)
+    result.content_type = response.headers.get("Content-Type")
+    if settings.state is not None:
+        result.etag = response.headers.get("ETag")
+        result.last_modified = response.headers.get("Last-Modified")
+        result.not_modified = response.status_code == 304 and request.conditional
+    if response.status_code == 206 and "Range" not in response.request.headers:
+        # Saved, a part would pass for the whole (a range asked for with -H is the user's).
+        message = "206 Partial Content to a request for the whole body"
+        raise FetchError(message, ErrorKind.PROTOCOL)
 
 
 def where_redirects_led(
