@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import invoke, run_background
-from tests.servers import FaultServer, counting_server, read_request, records, reset, wait_for
+from tests.servers import (
+    CountingServer,
+    FaultServer,
+    counting_server,
+    read_request,
+    records,
+    reset,
+    wait_for,
+)
 
 TEMP_GLOB = ".fetcher-*.part"
 
@@ -146,12 +154,24 @@ def test_sigkill_mid_download_leaves_no_file_under_its_final_name(tmp_path):
     assert len(list(out.rglob(TEMP_GLOB))) == 1  # only a SIGKILL can leave one, under .part
 
 
-def test_sigkill_at_random_moments_leaves_only_complete_files(bodies_server, tmp_path):
+def slow_body_route(path: str):
+    """body_route's answers, each after a tenth of a second: 40 bodies at -j 8 take half a
+    second at least, whatever the machine's speed."""
+    status, headers, body, _ = body_route(path)
+    return status, headers, body, 0.1
+
+
+def test_sigkill_at_random_moments_leaves_only_complete_files(tmp_path):
     """Many bodies, killed at several moments: each final file is complete and correct.
 
     The moments count from the run's first request, not from the start of the interpreter
     (which takes half a second or more, and would end most runs before anything was saved);
     the test fails unless files were checked and some kill landed mid-run."""
+    with counting_server(slow_body_route) as server:
+        _killed_at_moments(server, tmp_path)
+
+
+def _killed_at_moments(bodies_server: CountingServer, tmp_path: Path) -> None:
     urls = [bodies_server.url(f"/big/{150_000 + n}") for n in range(40)]
     listing = tmp_path / "urls.txt"
     listing.write_text("\n".join(urls) + "\n")
