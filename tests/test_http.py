@@ -730,3 +730,33 @@ def test_netrc_credentials_are_not_added_on_a_redirect(httpserver, tmp_path):
     invoke([httpserver.url_for("/go"), httpserver.url_for("/first")], NETRC=str(netrc))
     assert there.requests[0].authorization is None
     assert first.requests[0].authorization is None  # no entry for 127.0.0.1
+
+
+# -- the URL as given: %-escapes are sent as written -----------------------------------------------
+
+AS_SENT = {
+    # one stray '%' made requests encode every '%' of the URL: another resource, fetched ok
+    "/search?q=50%+off&tag=caf%C3%A9": "/search?q=50%25+off&tag=caf%C3%A9",
+    "/p2%%41": "/p2%25%41",
+    # an escape of an unreserved character was decoded: '%2e%2e' went out as '..' (urllib3
+    # writes the hex digits in upper case: the same escape, RFC 3986 6.2.2.1)
+    "/a/%2e%2e/b1": "/a/%2E%2E/b1",
+    "/x%41%7e": "/x%41%7E",
+    "/\u00e9?\u00fc": "/%C3%A9?%C3%BC",  # what is not ASCII is encoded, as before
+}
+
+
+def test_escapes_are_sent_as_written_and_only_a_stray_percent_is_encoded():
+    """As curl sends them (s17 h1 D11, D12); a redirect's Location too."""
+
+    def route(path: str):
+        if path == "/hop":
+            return 302, {"Location": "/r?q=50%+off&a=%41%2e"}, b"", 0.0
+        return 200, {}, b"ok\n", 0.0
+
+    with counting_server(route) as server:
+        urls = [server.url(path) for path in [*AS_SENT, "/hop"]]
+        result = invoke(["--format", "jsonl", "-j", "1", *urls])
+        sent = server.paths
+    assert result.exit_code == 0, result.output
+    assert sent == [*AS_SENT.values(), "/hop", "/r?q=50%25+off&a=%41%2E"]

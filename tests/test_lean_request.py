@@ -4,6 +4,10 @@ Each case makes the same calls twice, once through requests' own ``Session.reque
 stream=True)`` and once through ``fetch``, each with a fresh session, against one real server
 that records every request it receives (redirect hops included). The two recordings, the final
 requests, the redirect counts and the cookies the sessions keep must be the same.
+
+The one difference, by design, is not exercised here: an escape of an unreserved character
+('%41') goes out as written, where requests decodes it, and a stray '%' alone is encoded
+(test_http.py::test_escapes_are_sent_as_written_and_only_a_stray_percent_is_encoded).
 """
 
 from __future__ import annotations
@@ -92,7 +96,7 @@ def same_either_way(settings, calls, seen):
 
 def test_plain_gets_and_a_cookie_the_server_set(httpserver, recording):
     url = httpserver.url_for
-    calls = [("GET", url("/set"), {}), ("GET", url("/a?b=c d&e=%41"), {}), ("HEAD", url("/h"), {})]
+    calls = [("GET", url("/set"), {}), ("GET", url("/a?b=c d&e=%2F"), {}), ("HEAD", url("/h"), {})]
     calls.append(("GET", url("/set-lower"), {}))
     seen, _, cookies = same_either_way(Settings(), calls, recording)
     assert [c for c in cookies if c[2] == "kept"], cookies

@@ -7,12 +7,13 @@ Everything a session needs is set here, from Settings, so that every worker's is
 
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from collections.abc import Mapping
 from http.cookiejar import CookieJar
 from typing import Any
-from urllib.parse import unquote_to_bytes, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
 
 import requests
 import urllib3
@@ -176,6 +177,30 @@ _build_response = with_globals(HTTPAdapter.build_response, extract_cookies_to_ja
 _send = with_globals(requests.Session.send, extract_cookies_to_jar=_extract_cookies)
 
 
+# A '%' that starts no %-escape (RFC 3986 2.1: two hex digits follow it).
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def strays_encoded(uri: str) -> str:
+    """uri with each '%' that starts no escape written '%25'. One stray '%' made requests, and
+    urllib3's parse_url before it, encode every '%' of the URL ('50%+off&tag=caf%C3%A9' went
+    out as 'caf%25C3%25A9': another resource, fetched ok); curl sends the escapes as written."""
+    return _STRAY_PERCENT.sub("%25", uri) if "%" in uri else uri
+
+
+def requote(uri: str) -> str:
+    """requests' requote_uri without its decoding of the escapes of unreserved characters
+    ('%2e%2e' went out as '..', which a server resolves as a step up): the escapes go out as
+    written (their hex digits in upper case, an equivalent form that urllib3 makes), a stray
+    '%' as '%25'; what is not ASCII, or not allowed in a URL, is escaped as before."""
+    return quote(strays_encoded(uri), safe="!#$%&'()*+,/:;=?@[]~")
+
+
+# requests' own steps, with requote for requote_uri: the first URL's and each redirect's.
+_prepare_url = with_globals(PreparedRequest.prepare_url, requote_uri=requote)
+_resolve_redirects = with_globals(requests.Session.resolve_redirects, requote_uri=requote)
+
+
 def pool_key(
     manager: PoolManager, pool_kwargs: dict[str, Any], scheme: str, host: str, port: int | None
 ) -> tuple[PoolKey, dict[str, Any]]:
@@ -294,7 +319,7 @@ class FetcherSession(requests.Session):
     def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
         prepared.prepare_method(request.method)
-        prepared.prepare_url(request.url, None)
+        _prepare_url(prepared, strays_encoded(request.url), None)
         url_auth = _take_userinfo(prepared)  # before the cookies are matched to its host
         prepared.headers = self._session_headers().copy()
         if request.headers:
@@ -359,7 +384,7 @@ class FetcherSession(requests.Session):
         finds after parsing the request's URL for the fragment a redirect would keep."""
         if not resp.is_redirect:
             return iter(())
-        return super().resolve_redirects(resp, req, *args, **kwargs)
+        return _resolve_redirects(self, resp, req, *args, **kwargs)
 
     def rebuild_method(self, prepared_request: PreparedRequest, response: Response) -> None:
         """redirect_method's rule, not requests' (fetcher.http.redirects)."""
