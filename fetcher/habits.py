@@ -65,6 +65,8 @@ def fold_habits(params: dict[str, Any]) -> None:
         if params["data"]:
             raise click.UsageError("-I sends HEAD, which has no body: it cannot go with -d")
         params["method"] = "HEAD"
+    elif params["data"] and (params["method"] or "").upper() == "HEAD":
+        raise click.UsageError("-X HEAD has no body: it cannot go with -d (-I sends HEAD)")
     if params["remote_header_name"] and params["output_dir"] is None:
         raise click.UsageError(
             "-J names the files saved under -o DIR: give -o DIR too "

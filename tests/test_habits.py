@@ -61,11 +61,37 @@ def test_head_sends_head_and_saves_nothing(httpserver, tmp_path):
 
 @pytest.mark.parametrize(
     ("args", "says"),
-    [(["-I", "-X", "POST"], "-X POST"), (["-I", "-d", "x"], "-d")],
+    [
+        (["-I", "-X", "POST"], "-X POST"),
+        (["-I", "-d", "x"], "-I"),
+        (["-X", "head", "-d", "x"], "-X"),
+    ],
 )
 def test_head_with_another_method_or_a_body_is_a_usage_error(args, says):
     result = invoke([*args, "http://127.0.0.1:9/"])
-    assert result.exit_code == 2 and says in result.stderr and "-I" in result.stderr
+    assert result.exit_code == 2 and says in result.stderr and "HEAD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "first"),
+    [
+        (["-I"], '{"url": "%s", "data": "only"}'),
+        ([], '{"url": "%s", "method": "HEAD", "data": "x"}'),
+    ],
+    ids=["-I", "line-s-own-method"],
+)
+def test_a_line_s_body_beside_head_is_refused_and_the_next_url_is_its_own(httpserver, args, first):
+    """A HEAD was sent with the line's data as its body; a server that reads no body on a HEAD
+    took it for the start of the next request, and the next URL on the connection got the
+    answer to 'onlyHEAD /...', a 501 (s17 h3 6). The line is refused, as -I -d is."""
+    httpserver.expect_request("/b").respond_with_data("b")
+    lines = [first % httpserver.url_for("/a"), '{"url": "%s"}' % httpserver.url_for("/b")]
+    result = invoke(["--format", "jsonl", "-j", "1", "--ordered", "--input-format", "jsonl", *args],
+                    input="\n".join(lines) + "\n")  # fmt: skip
+    refused, second = records(result.stdout)
+    assert refused["error"]["kind"] == "invalid_url" and "HEAD" in refused["error"]["message"]
+    assert second["ok"] is True, second
+    assert [entry[0].path for entry in httpserver.log] == ["/b"]  # nothing sent for the first
 
 
 @pytest.mark.parametrize(

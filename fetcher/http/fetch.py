@@ -219,6 +219,13 @@ class Exchange:
         timeout: Timeout | tuple[float, float],
         result: Result,
     ) -> float | None:
+        if request.method == "HEAD" and request.data is not None:  # -I or the line's HEAD
+            # A server that reads no body on a HEAD took it for the next request's start.
+            error = FetchError(
+                "a HEAD has no body: the line's data cannot go with it", ErrorKind.INVALID_URL
+            )
+            error.final = True
+            raise error
         kept, asked = self.resumer.reopen(task) if self.resumer else (None, {})
         try:
             if kept is not None:
