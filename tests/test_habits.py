@@ -3,6 +3,7 @@ FETCHER_ variables; the curl options that mean something else are usage errors t
 use instead; --help is in the spec's sections."""
 
 import gzip
+import json
 import subprocess
 
 import click
@@ -85,7 +86,7 @@ def test_a_line_s_body_beside_head_is_refused_and_the_next_url_is_its_own(httpse
     took it for the start of the next request, and the next URL on the connection got the
     answer to 'onlyHEAD /...', a 501 (s17 h3 6). The line is refused, as -I -d is."""
     httpserver.expect_request("/b").respond_with_data("b")
-    lines = [first % httpserver.url_for("/a"), '{"url": "%s"}' % httpserver.url_for("/b")]
+    lines = [first % httpserver.url_for("/a"), json.dumps({"url": httpserver.url_for("/b")})]
     result = invoke(["--format", "jsonl", "-j", "1", "--ordered", "--input-format", "jsonl", *args],
                     input="\n".join(lines) + "\n")  # fmt: skip
     refused, second = records(result.stdout)
