@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pytest_httpserver import HTTPServer
 
 from tests.conftest import invoke, run_background
 from tests.resources import Origin, Resource, origin_server, resource
-from tests.servers import records, wait_for
+from tests.servers import FaultServer, read_request, records, wait_for
 
 BIG = 20 * 1024 * 1024
 
@@ -215,3 +216,24 @@ def test_remote_header_name_names_the_file_under_continue_and_keeps_no_partial(
     [record] = records(invoke([*args, url]).stdout)
     assert record["status"] == 200 and Path(record["path"]).read_bytes() == body
     assert Path(record["path"]) == out / f"127.0.0.1_{server.port}" / "named.bin"
+
+
+def test_a_post_cut_short_leaves_no_partial_for_a_later_get(tmp_path: Path) -> None:
+    """A POST's answer cut short was kept as the partial, and the next run's GET continued it:
+    the POST's first half and the GET's second under the final name, ok (s17 h3 8). Only a
+    GET's body is the resource a later GET may continue."""
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(
+            b'HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nETag: "c1"\r\n\r\n' + b"P" * 50000
+        )
+
+    with FaultServer(behaviour) as server:
+        url, state, out = server.url("/cut"), tmp_path / "s.db", tmp_path / "out"
+        result = invoke(["--format", "jsonl", "-q", "--retries", "0", "-d", "x=1", "--state",
+                         str(state), "-o", str(out), "--continue", url])  # fmt: skip
+    [record] = records(result.stdout)
+    assert record["error"]["kind"] == "protocol", record
+    assert partial_row(state, url) == (None, None)
+    assert not [p for p in out.rglob("*") if p.is_file()]

@@ -151,7 +151,9 @@ class Resumer:
                 task.partial = None
             else:
                 kept.abort()  # an error page: the partial file waits for a later attempt
-        validator = validator_of(response) if ok and 200 <= status < 300 and not head else None
+        # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
+        get = task.request is not None and task.request.method == "GET"
+        validator = validator_of(response) if ok and 200 <= status < 300 and get else None
         if remote is not None and remote.name is not None and task.job.output is None:
             validator = None  # named by -J: its folder may not be the URL's, where reopen looks
         output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
