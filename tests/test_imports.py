@@ -27,6 +27,7 @@ CORE = [
     "fetcher.input.jobs",
     "fetcher.run.build",
     "fetcher.run.dispatcher",
+    "fetcher.run.shared_input",
     "fetcher.run.executor",
     "fetcher.run.hard_stop",
     "fetcher.run.messages",

@@ -10,10 +10,11 @@ from fetcher.http.session import SessionPool
 from fetcher.http.transfers import Transfers
 from fetcher.observer import Observer
 from fetcher.output.bodies import Bodies
-from fetcher.run.dispatcher import JobSource, Lookup
+from fetcher.run.dispatcher import Lookup
 from fetcher.run.engine import Run
 from fetcher.run.executor import Executor
 from fetcher.run.placement import placement
+from fetcher.run.shared_input import JobSource
 from fetcher.run.threads import PauseListener, ThreadExecutor
 from fetcher.settings import Settings
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from typing import Protocol
 
 from fetcher.errors import ErrorKind
 from fetcher.http.classify import describe
@@ -16,27 +15,7 @@ from fetcher.results import Result, host_of
 from fetcher.run.books import Books
 from fetcher.run.executor import Executor, start_thread
 from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Known, Skipped
-
-
-class JobSource(Protocol):
-    """Where a run's jobs come from: an InputReader, or a worker process's pipe."""
-
-    @property
-    def count(self) -> int:
-        """Lines read so far."""
-
-    @property
-    def current_is_finite(self) -> bool:
-        """The line being read comes from a file (not a pipe that may wait for hours)."""
-
-    @property
-    def rest_is_finite(self) -> bool:
-        """Every line still to read comes from files."""
-
-    def next_job(self) -> Job | None: ...
-
-    def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
-
+from fetcher.run.shared_input import JobSource, SharedInput
 
 KNOWN_WINDOW = 4096  # records known without a fetch, read and not yet written, at most
 KNOWN_BATCH = 256  # of those, handed to the writer in one message
@@ -61,12 +40,12 @@ class Dispatcher:
         lookup: Lookup | None = None,
     ) -> None:
         self.source = source
+        self.input = SharedInput(source)
         self.lookup = lookup
         self.executor = executor
         self.books = books
         self.inbox = inbox
         self.stopping = stopping
-        self.reading = False  # waiting for the next input line
         self.hard = False  # stop after the line being read: the calling thread reads the rest
         self._slots = threading.Semaphore(executor.window)
         # Records known without a fetch take no room from the fetches: a window of their own.
@@ -100,12 +79,17 @@ class Dispatcher:
 
     def take_unread(self, limit: float) -> Iterator[Job]:
         """After a stop, for the calling thread: the rest of file inputs, raw (InputReader.drain),
-        once this thread ended, so that one thread reads at a time; else nothing."""
-        return self.source.drain(lines_only=True) if self.stop_reading(limit) else iter(())
+        once this thread ended, or taken from it when it waits on another thing than a read
+        (SharedInput.take_rest); one thread reads at a time."""
+        return (
+            self.source.drain(lines_only=True)
+            if self.stop_reading(limit)
+            else self.input.take_rest()
+        )
 
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""
-        return self.reading and not self.source.current_is_finite
+        return self.input.reading and not self.source.current_is_finite
 
     def _run(self) -> None:
         error = None
@@ -125,18 +109,16 @@ class Dispatcher:
 
     def _drain(self) -> None:
         """The lines of files not yet read, as never attempted (not a pipe's: it may not end)."""
-        for job in self.source.drain():
-            self.inbox(Skipped(job, dispatched=False))
-            if self.hard:
-                break  # the calling thread reads the rest itself, at once
+        # After a hard stop, the calling thread reads the rest itself, at once.
+        self.input.drain(self._skip, lambda: self.hard)
 
     def _dispatch(self) -> None:
         while True:
             if (self._batch or self._known) and not self.source.rest_is_finite:
                 self._hand_on()  # the next read may wait on a pipe for hours: nothing waits too
-            self.reading = True
-            job = self.source.next_job()
-            self.reading = False
+            job, ours = self.input.next_job()
+            if not ours:
+                return
             if job is None:
                 self._hand_on()
                 self.inbox(InputEnd(self.source.count))
@@ -144,16 +126,17 @@ class Dispatcher:
             try:
                 known = self._known_now(job)
             except Exception:
-                self.inbox(Skipped(job, dispatched=False))  # read: it must not vanish
+                self.input.give_back(self._skip, job)
                 raise
             slots = self._slots if known is None else self._known_slots
             if self.stopping.is_set() or not slots.acquire(blocking=False):
                 self._hand_on()  # waiting for room: what is batched must go now
-                if not self._acquire_slot(slots):
-                    self.inbox(Skipped(job, dispatched=False))
+                if not acquire_unless_stopped(slots, self.stopping):
+                    self.input.give_back(self._skip, job)
                     return
             task = Task(job, host_of(job.target))
-            self.books.add(task)
+            if not self.input.admit(self.books.add, task):
+                return  # the calling thread took it, with the rest
             if known is not None:
                 self._known.append(known)
                 if len(self._known) >= KNOWN_BATCH:
@@ -162,6 +145,9 @@ class Dispatcher:
             self._batch.append(task)
             if len(self._batch) >= self.executor.batch_size:
                 self._hand_on()
+
+    def _skip(self, job: Job) -> None:  # read, it goes unattempted (to --failed)
+        self.inbox(Skipped(job, dispatched=False))
 
     def _known_now(self, job: Job) -> Result | None:
         """The record of a job that needs no fetch: an invalid line, a URL fresh in --state."""
@@ -186,14 +172,16 @@ class Dispatcher:
             return
         self.executor.submit(batch)
 
-    def _acquire_slot(self, slots: threading.Semaphore) -> bool:
-        while not self.stopping.is_set():
-            if slots.acquire(timeout=0.25):
-                if self.stopping.is_set():
-                    slots.release()
-                    return False
-                return True
-        return False
+
+def acquire_unless_stopped(slots: threading.Semaphore, stopping: threading.Event) -> bool:
+    """Wait for a slot; False, holding none, once stopping is set."""
+    while not stopping.is_set():
+        if slots.acquire(timeout=0.25):
+            if stopping.is_set():
+                slots.release()
+                return False
+            return True
+    return False
 
 
 def failed_step(exc: BaseException) -> str:

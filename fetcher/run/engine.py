@@ -20,11 +20,12 @@ import threading
 
 from fetcher.observer import Observer
 from fetcher.run.books import Books
-from fetcher.run.dispatcher import Dispatcher, JobSource, Lookup
+from fetcher.run.dispatcher import Dispatcher, Lookup
 from fetcher.run.executor import Executor
 from fetcher.run.hard_stop import HARD_STOP_LIMIT, HardStopper
 from fetcher.run.mailbox import Mailbox
 from fetcher.run.messages import DispatchEnd, Stop
+from fetcher.run.shared_input import JobSource
 from fetcher.run.signals import hard_exit
 from fetcher.settings import Settings
 from fetcher.status import ExitStatus

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies
 from fetcher.results import Result
-from fetcher.run.dispatcher import JobSource
+from fetcher.run.shared_input import JobSource
 from fetcher.state.prior import Prior
 from fetcher.state.store import State
 
