@@ -25,7 +25,10 @@ def exit_status(summary: Summary, stopped_by: ExitStatus | None = None) -> ExitS
     of its own for it) makes 0 into 1 and leaves 3 as it is."""
     if stopped_by is not None and stopped_by is not ExitStatus.SOME_FAILED:
         return stopped_by
-    if summary.failed == 0:
+    # A run not stopped has records cut off only by a signal to a worker process it did not
+    # get itself: those URLs did not end ok (they are in --failed).
+    failed = summary.failed + (summary.not_finished if stopped_by is None else 0)
+    if failed == 0:
         return ExitStatus.OK if stopped_by is None else ExitStatus.SOME_FAILED
     if summary.ok == 0:
         return ExitStatus.ALL_FAILED

@@ -632,3 +632,27 @@ def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_re
     assert process.returncode == 143, err.read_text()
     failed = (tmp_path / "failed.txt").read_text().splitlines()
     check_each_line_once(lines, records(out.read_bytes()), failed)
+
+
+@pytest.mark.parametrize(("fast", "status"), [(0, 3), (1, 1)], ids=["only-it", "beside-an-ok"])
+def test_a_url_cut_off_by_someone_else_s_signal_to_a_worker_is_not_ok(tmp_path, fast, status):
+    """A worker stopped by a signal the run did not get: its request in flight ends
+    'interrupted before it finished', in --failed, and the run went on to exit 0, as if every
+    URL had ended ok (s17 h4 4)."""
+    with counting_server() as server:
+        urls = [server.url("/slow/30/cut"), *[server.url(f"/{n}") for n in range(fast)]]
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", *urls],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= len(urls), "every request", 20)
+            for pid in worker_pids(process.pid):
+                os.kill(pid, signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            reap(process)
+    [cut] = [r for r in records(stdout) if r["url"] == urls[0]]
+    assert "interrupted" in cut["error"]["message"], cut
+    assert process.returncode == status, stderr
