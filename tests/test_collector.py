@@ -264,3 +264,27 @@ def test_an_oserror_on_write_is_not_raised(tmp_path):
     collector.on_result(ok(2))
     assert reported == ["cannot write records to <stdout>: Input/output error"]
     assert committed(collector) == b"line 1\nline 2\n"
+
+
+def test_a_write_error_commits_no_state_row_whose_record_was_lost(tmp_path, full_stream):
+    """The state took each result before its record; after a full disk, its rows for records
+    never written were committed at the end anyway, so a changed body's retry said 'changed:
+    false' and the change was reported never (s17 h4 2). They are dropped with the records:
+    reported twice rather than never, as the module promises."""
+    import sqlite3
+
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    summary = Summary()
+    collector = Collector(summary, StreamWriter(full_stream, "jsonl"), NullDisplay(), state=state)
+    first = ok(1)
+    first.sha256 = "00" * 32
+    collector.on_result(first)  # buffered: lost when the flush fails
+    collector.on_idle()
+    assert collector.write_error is not None
+    collector.on_result(ok(2))  # nothing written any more
+    collector.on_idle()
+    state.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT url FROM urls WHERE ok = 1").fetchall() == []

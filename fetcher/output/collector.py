@@ -42,8 +42,7 @@ if TYPE_CHECKING:
 
 
 class Collector:
-    """Counts, remembers failures and writes records, in that order, for every result (see the
-    module's docstring for what a closed output or a write error does)."""
+    """Counts, remembers failures and writes records, in that order (see the module's doc)."""
 
     def __init__(
         self,
@@ -189,8 +188,17 @@ class Collector:
         except OSError as exc:
             self.write_error = cannot_write(what, exc, self.records_to, self.state)
             self.retry.hand_back()  # a body being written: its line goes with its result
+            forget_lost_results(self.state, what)
             if self.on_write_error is not None:
                 self.on_write_error(self.write_error)
+
+
+def forget_lost_results(state: State | None, what: str) -> None:
+    """After a write error (but the state's own), the state's results not committed yet: their
+    records are lost, their lines go to --failed; committed, a retry of a changed body would
+    say unchanged (see State.forget_results)."""
+    if state is not None and what != "state":
+        state.forget_results()
 
 
 def cannot_write(what: str, exc: OSError, records_to: str, state: State | None) -> str:

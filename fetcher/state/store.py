@@ -209,6 +209,12 @@ class State:
             except sqlite3.Error as exc:
                 raise OSError(f"SQLite: {exc}") from exc
 
+    def forget_results(self) -> None:
+        """Drop the results not committed yet, whose records were lost with a failed write:
+        committed, a changed body's retry would say unchanged, its change reported never.
+        The partial files begun stay known (--continue may still take them)."""
+        self._pending.rows = [row for row in self._pending.rows if row[0] is not _UPSERT]
+
     def close(self) -> None:
         """Commit, close both connections, release the lock. Idempotent."""
         if self._lock < 0:
