@@ -303,6 +303,22 @@ def test_a_retry_after_pauses_the_host_even_when_its_status_is_not_retried():
     assert records[0]["attempts"] == 1 and arrivals[1] - arrivals[0] >= 0.9, arrivals
 
 
+def test_a_trailer_section_without_end_is_cut_as_a_header_block_is():
+    """The trailer of a chunked answer had no bound: 4.9 GB of trailer lines were read past
+    --max-size, the record ok (s17 h2 D7). It is bounded as a header block is."""
+    body = b"5\r\nhello\r\n0\r\n" + b"X-Trailer: filler\r\n" * 5000 + b"\r\n"
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record
+    small = b"5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n"  # a trailer as servers send one
+    with FaultServer(
+        respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + small)
+    ) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["bytes"] == 5, record
+
+
 # -- transfer codings ------------------------------------------------------------------------
 
 

@@ -161,6 +161,11 @@ class HeaderParsingResponse(http.client.HTTPResponse):
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)
 
+    def _read_and_discard_trailer(self) -> None:
+        """A chunked answer's trailer section, bounded as a header block: http.client read
+        its lines without end (gigabytes past --max-size, the record ok)."""
+        read_header_lines(self.fp)
+
 
 def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str]:
     """The status line of the final answer: each interim one before it (100 to 199) is read
