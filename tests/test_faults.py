@@ -399,7 +399,7 @@ def test_redirect_loop_is_too_many_redirects(server):
     url = server.url("/redirect-loop")
     result, records = run(url, server.url("/fine"))
     assert result.exit_code == 1
-    assert_failed(records[url], "too_many_redirects")
+    assert_failed(records[url], "too_many_redirects", status=302)
     assert "10" in records[url]["error"]["message"]
     assert server.paths.count("/redirect-loop") == 11  # the first request and 10 redirects
     assert_ok(records[server.url("/fine")])

@@ -117,6 +117,8 @@ def test_too_many_redirects_names_the_last_answer():
     assert code == 3, shown
     assert record["error"]["kind"] == "too_many_redirects", record
     assert (record["redirects"], record["final_url"]) == (3, server.url("/redirect-loop"))
+    # A 302 arrived: its status is the record's, as curl's (null was 'no answer', s17 h3 12).
+    assert (record["status"], record["reason"]) == (302, "Found"), record
 
 
 def test_a_failure_without_a_redirect_has_none_to_report():

@@ -201,6 +201,9 @@ class Exchange:
             led = where_redirects_led(exc, session)
             if led is not None:  # else _read filled them in, or no answer came
                 result.redirects, result.final_url = led
+            last = getattr(exc, "response", None)
+            if isinstance(exc, requests.TooManyRedirects) and last is not None:
+                result.status, result.reason = last.status_code, last.reason  # as curl's
         finally:
             set_thread_deadline(None)
         if result.error_kind is None and result.status is not None:
