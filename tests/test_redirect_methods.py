@@ -65,3 +65,27 @@ def test_a_post_becomes_a_get_as_browsers_and_curl_make_it(httpserver, status, m
     assert [(m, b) for m, b, _ in seen] == [(sent, body)]
     if not body:
         assert seen[0][2] is None  # no Content-Type for no body
+
+
+def test_a_host_header_given_goes_to_its_own_host_only():
+    """-H 'Host: ...' names the first server's virtual host; it went on to a redirect's other
+    host, which served (and the record reported) another site (s17 h3 15). As curl, a
+    redirect to another host gets its own Host; one to the same host keeps the one given."""
+    from tests.servers import counting_server
+
+    with counting_server() as landing:
+        elsewhere = f"http://localhost:{landing.port}/landed"
+
+        def route(path: str):
+            if path == "/away":
+                return 302, {"Location": elsewhere}, b"", 0.0
+            if path == "/here":
+                return 302, {"Location": "/landed"}, b"", 0.0
+            return 200, {}, b"ok\n", 0.0
+
+        with counting_server(route) as first:
+            result = invoke(["--format", "jsonl", "-j", "1", "-H", "Host: vhost.test",
+                             first.url("/away"), first.url("/here")])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert [h["Host"] for h in landing.headers_seen] == [f"localhost:{landing.port}"]
+        assert [h["Host"] for h in first.headers_seen] == ["vhost.test"] * 3

@@ -309,8 +309,7 @@ class FetcherSession(requests.Session):
         )
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """requests' own (extracting cookies only from answers that may set some), for the
-        request and each redirect's; counted (``sent``)."""
+        """requests' own (see _send), for the request and each redirect's; counted (sent)."""
         self.sent += 1
         self.sent_url = request.url
         response: Response = _send(self, request, **kwargs)
@@ -392,9 +391,11 @@ class FetcherSession(requests.Session):
         prepared_request.method = redirect_method(method, response.status_code)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """requests' own (see rebuild_proxies); then, the last step before a redirect is sent,
-        the body that requests dropped goes back on when the method was kept."""
+        """requests' own (see rebuild_proxies), for a Host given (-H) too, a site of the first
+        host (curl's rule); then the body requests dropped goes back on if the method stayed."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
+            prepared_request.headers.pop("Host", None)
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
