@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.input.parsing import CONTROL, TOKEN, check_sendable, over_long
+from fetcher.input.parsing import CONTROL, TOKEN, check_framing, check_sendable, over_long
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -356,6 +356,7 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
             raise _Malformed(f"header {name!r} must be a string or null, not {_json_type(text)}")
         try:
             check_sendable(f"header {name!r}", text)  # as -H: no CR, LF or NUL; Latin-1
+            check_framing(name)
         except ValueError as exc:
             raise _Malformed(str(exc)) from None
         headers.append((name, text.strip()))  # surrounding blanks are not part of a value

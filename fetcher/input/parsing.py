@@ -51,6 +51,16 @@ def check_sendable(what: str, value: str) -> str:
     return value
 
 
+def check_framing(name: str) -> None:
+    """Refuse a Transfer-Encoding given (-H, a line's headers): it went out beside the
+    Content-Length of the body (RFC 9112 6.2 forbids both: the shape of request smuggling),
+    and without a body a server waited for chunks never sent."""
+    if name.lower() == "transfer-encoding":
+        raise ValueError(
+            "a Transfer-Encoding header cannot be given: fetcher sends a body with its length"
+        )
+
+
 def parse_header(text: str) -> tuple[str, str | None]:
     """``Name: value`` to (name, value). ``Name:`` with nothing after it removes the header
     (value None), as in curl."""
@@ -62,6 +72,8 @@ def parse_header(text: str) -> tuple[str, str | None]:
     if "\r" in value or "\n" in value:
         raise ValueError(f"header {name!r} has a line break in its value")
     value = check_sendable(f"header {name!r}", value.strip())
+    if value:
+        check_framing(name)
     return name, (value or None)
 
 
