@@ -185,9 +185,9 @@ def check_outside_output_dir(settings: Settings) -> None:
     if not settings.output_dir:
         return
     folder = os.path.realpath(settings.output_dir)
-    for option, field_name, _ in OUTPUT_FILES:
-        path = getattr(settings, field_name)
-        if path is None or is_stream(path):
+    given = [(option, getattr(settings, field_name)) for option, field_name, _ in OUTPUT_FILES]
+    for option, path in [*given, *(("-i", path) for path in settings.inputs)]:  # the list too
+        if path is None or path == "-" or is_stream(path):
             continue
         where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
         if where == folder or where.startswith(folder + os.sep):

@@ -304,3 +304,16 @@ def test_data_from_standard_input_over_the_limit_is_a_usage_error(server):
     assert result.returncode == 2
     assert b"-d @-" in result.stderr and b"larger than 100 MiB" in result.stderr
     assert server.requests == 0
+
+
+def test_an_input_file_inside_the_output_dir_is_a_usage_error(server, tmp_path, monkeypatch):
+    """A saved body replaced the URL list (a URL's path, a -J name or a line's output naming
+    it): the user's list gone, exit 0 (s17 h3 7). Refused as the run's own files are."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "127.0.0.1_1").mkdir(parents=True)
+    listing = tmp_path / "out" / "127.0.0.1_1" / "urls.txt"
+    listing.write_text(server.url("/x") + "\n")
+    result = invoke(["-q", "-o", "out", "-i", "out/127.0.0.1_1/urls.txt"])
+    assert_refused(result, "-i", server)
+    assert "inside -o DIR" in result.stderr
+    assert listing.read_text() == server.url("/x") + "\n"
