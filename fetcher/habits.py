@@ -49,7 +49,7 @@ OUTPUT_HABITS = [
 NO_OPS = ("location", "compressed", "fail")
 
 
-def fold_habits(params: dict[str, Any]) -> None:
+def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     """Turn the curl flags in params (the command's parsed options) into fetcher's own options,
     in place: -s into -q and no progress, -I into -X HEAD; the no-ops go. Raises
     click.UsageError for combinations curl refuses too, and for -o given a file."""
@@ -76,12 +76,13 @@ def fold_habits(params: dict[str, Any]) -> None:
         problem = output_dir_problem(params["output_dir"])
         if problem is not None:
             raise click.UsageError(problem)
-    check_urls_given_as_files(params)
+    check_urls_given_as_files(params, urls)
 
 
-def check_urls_given_as_files(params: dict[str, Any]) -> None:
+def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     """wget's -c URL (continue) and curl's -i URL (headers in the output): here -c and -i take
-    files, and a URL given to them was refused as a file that cannot be read or written."""
+    files, and a URL given to them was refused as a file that cannot be read or written. And
+    the other way round, a file given as a URL (urls, the arguments): -i FILE."""
     from fetcher.redact import redact_url  # a URL's password is never printed
 
     jar = params.get("cookie_jar")
@@ -90,6 +91,12 @@ def check_urls_given_as_files(params: dict[str, Any]) -> None:
             f"-c takes the cookie FILE (as curl's -c), not {redact_url(jar)!r}: wget's -c, "
             "which continues downloads, is --continue here (with --state and -o)"
         )
+    # An option that took the next option for its value ('--results -i list.txt') is told
+    # so later: its message is the one that helps.
+    swallowed = any(isinstance(v, str) and v[:1] == "-" and len(v) > 1 for v in params.values())
+    for url in () if swallowed else urls:
+        if "://" not in url and os.path.isfile(url):  # 'fetcher urls.txt': a DNS lookup
+            raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
     for path in params.get("inputs", ()):
         if "://" in path and not os.path.lexists(path):
             raise click.UsageError(
@@ -143,6 +150,28 @@ REFUSED |= {
     "--tries": "--tries (wget's) is --retries N here (the attempts after the first)",
     "--spider": "--spider (wget's) is -I/--head here: a HEAD request per URL, nothing saved",
 }
+# Options Click would answer with a wrong guess ('--url': "did you mean --user", which sends the
+# URL as a password), or none, and wget's that mean something else here.
+REFUSED |= {
+    "--url": "--url (curl's) is not needed here: give URLs as arguments, or -i FILE",
+    "--body-data": "--body-data (wget's) is -d/--data here (-d @FILE for a file)",
+    "-P": "-P (wget's --directory-prefix) is -o DIR here: each body saved as DIR/<host>/<path>",
+    "-N": "-N (wget's --timestamping) is --state FILE here: each run asks the server whether "
+    "what it saved changed (If-None-Match, If-Modified-Since), and keeps it when not",
+    "-T": "-T (wget's --timeout) is -t/--timeout SECONDS here (--connect-timeout, -m too)",
+    "-n": "-nc (wget's --no-clobber) has no equal here: a saved file is replaced only by a "
+    "whole new body; --state FILE --skip-fresh DURATION skips what was fetched recently",
+    "--referer": "--referer is -H 'Referer: URL' here",
+    "--wait": "--wait (wget's) is --host-rate R here (requests a second to each host; --rate "
+    "for all of them)",
+    "--limit-rate": "--limit-rate has no equal here: --rate R and --host-rate R limit requests "
+    "a second, not bytes",
+}
+REFUSED["--post-data"] = REFUSED["--body-data"]
+REFUSED["--directory-prefix"] = REFUSED["-P"]
+REFUSED["--timestamping"] = REFUSED["-N"]
+REFUSED["--no-clobber"] = REFUSED["-n"]
+REFUSED["-e"] = REFUSED["--referer"]
 REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
 REFUSED["--write-out"] = REFUSED["-w"]
 REFUSED["--continue-at"] = REFUSED["-C"]

@@ -379,7 +379,7 @@ def urls_from_stdin(urls: tuple[str, ...], inputs: tuple[str, ...], retry_failed
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
-    fold_habits(params)
+    fold_habits(params, urls)
     resolve_processes(params)
     check_combinations({**params, "urls": urls})
     fields = {name: value for name, value in params.items() if name not in DERIVED}

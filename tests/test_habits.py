@@ -188,12 +188,38 @@ def test_silent_turns_the_progress_display_off_unless_asked_for():
         (["--no-check-certificate"], "-k"),
         (["--tries", "3"], "--retries"),
         (["--spider"], "-I"),
+        # Click guessed these wrong: '--url' got "did you mean --user", which sent the URL as
+        # a password; wget's had no hint or a wrong one (s17 h3 9, 11).
+        (["--url", "http://127.0.0.1:9/x"], "as arguments"),
+        (["--body-data", "x"], "-d"),
+        (["--post-data", "x"], "-d"),
+        (["-P", "dl"], "-o DIR"),
+        (["--directory-prefix", "dl"], "-o DIR"),
+        (["-N"], "--state"),
+        (["--timestamping"], "--state"),
+        (["-T", "5"], "-t"),
+        (["-nc"], "--skip-fresh"),
+        (["--no-clobber"], "--skip-fresh"),
+        (["--referer", "http://r/"], "-H 'Referer: URL'"),
+        (["-e", "http://r/"], "-H 'Referer: URL'"),
+        (["--wait", "1"], "--host-rate"),
+        (["--limit-rate", "1k"], "--rate"),
     ],
 )
 def test_curl_options_that_mean_something_else_say_what_to_use(args, advice):
     result = invoke([*args, "http://127.0.0.1:9/"])
     assert result.exit_code == 2
     assert advice in result.stderr and "No such option" not in result.stderr
+
+
+def test_a_file_given_as_a_url_points_at_i(tmp_path, monkeypatch):
+    """'fetcher urls.txt', a wget user's first slip, looked the file's name up in DNS (s17 h3
+    3). A scheme-less argument naming a file here is refused with the option to use."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/\n")
+    result = invoke(["urls.txt"])
+    assert result.exit_code == 2 and "-i urls.txt" in result.stderr, result.stderr
+    assert invoke(["--version", "http://127.0.0.1:9/urls.txt"]).exit_code == 0
 
 
 def test_an_unknown_option_is_still_clicks_error():
