@@ -656,3 +656,38 @@ def test_a_url_cut_off_by_someone_else_s_signal_to_a_worker_is_not_ok(tmp_path, 
     [cut] = [r for r in records(stdout) if r["url"] == urls[0]]
     assert "interrupted" in cut["error"]["message"], cut
     assert process.returncode == status, stderr
+
+
+def test_a_stop_while_a_worker_is_still_starting_ends_the_run_at_once(tmp_path):
+    """A first SIGTERM while a worker process had not said it started (stopped, or slow) waited
+    for its 60 s start limit, then exited 2, 'did not start' (s17 h4 8): a stop ends the wait,
+    with the stop's status and the input to --failed."""
+    count = 50
+    with counting_server() as server:
+        lines = [server.url(f"/{n}") for n in range(count)]
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", "-i", str(urls),
+             "--failed", str(tmp_path / "failed.txt")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        stopped: list[int] = []
+        try:
+            wait_for(lambda: bool(worker_pids(process.pid)), "a worker process", 20)
+            stopped = worker_pids(process.pid)[:1]
+            os.kill(stopped[0], signal.SIGSTOP)  # before it says it started, nearly always
+            process.terminate()
+            started = time.monotonic()
+            stdout, stderr = process.communicate(timeout=30)
+            took = time.monotonic() - started
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            reap(process)
+    assert process.returncode == 143, stderr
+    assert took < 10, took
+    failed = (tmp_path / "failed.txt").read_text().splitlines()
+    check_each_line_once(lines, records(stdout), failed)

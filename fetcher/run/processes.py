@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from dataclasses import replace
 from http.cookiejar import CookieJar
@@ -133,12 +134,13 @@ def end_workers(workers: list[WorkerProcess], limit: float) -> None:
         worker.close()
 
 
-def wait_until_started(workers: list[WorkerProcess]) -> None:
-    """Return once every worker's threads run; RunStartError if one cannot start them. Before
-    the dispatcher reads a line: a refused worker refuses the run, as a refused thread does
-    without --processes, rather than its share of the URLs ending as lost."""
+def wait_until_started(workers: list[WorkerProcess], stopping: threading.Event) -> None:
+    """Return once every worker's threads run, or the run is stopped (it then hands its input
+    back, and ends the workers); RunStartError if one cannot start them. Before the dispatcher
+    reads a line: a refused worker refuses the run, as a refused thread does without
+    --processes, rather than its share of the URLs ending as lost."""
     for worker in workers:
-        problem = worker.start_problem()
+        problem = worker.start_problem(stopping)
         if problem is not None:
             for other in workers:  # none was dealt a job: stop them now, not after a wait
                 other.kill(signal.SIGTERM)
@@ -167,8 +169,10 @@ class ProcessExecutor:
         log_levels: tuple[int, int] = (logging.WARNING, logging.WARNING),
         cookies: CookieJar | None = None,
         folder: OutputDir | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings
+        self.stopping = stopping or threading.Event()  # the run's: set by a stop
         self.output_dir = output_dir  # -o DIR as given: shown in records, decides the dealing
         # DIR as this process opened it (the run's Bodies' folder; else here, once): each worker
         # gets its descriptor and never looks DIR up by name, which may lead elsewhere by then.
@@ -205,7 +209,7 @@ class ProcessExecutor:
             self.workers.append(worker)
             worker.listen(self._receive)
         on_hard_exit(lambda: exit_now(self.workers))
-        wait_until_started(self.workers)
+        wait_until_started(self.workers, self.stopping)
 
     def submit(self, tasks: list[Task]) -> None:
         assert self._inbox is not None

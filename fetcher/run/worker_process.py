@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
@@ -27,6 +28,7 @@ EXIT_NOW = signal.SIGUSR1
 
 # Seconds a worker process may take to say that its threads run (it takes about 0.25 s).
 START_LIMIT = 60.0
+START_POLL = 0.05  # how often a wait for the start looks at the run's stop
 
 # Called by the listening thread with each message, and None when the pipe ends.
 Listener = Callable[[int, object], None]
@@ -90,11 +92,16 @@ class WorkerProcess:
         start_thread(thread)
         self._listener = thread
 
-    def start_problem(self) -> str | None:
+    def start_problem(self, stopping: threading.Event) -> str | None:
         """Wait until the worker's threads all run (None) or it says why they cannot (listening
-        thread started first), at most START_LIMIT seconds."""
-        if not self._reported.wait(START_LIMIT):
-            return f"it did not start within {START_LIMIT:g} s"
+        thread started first), at most START_LIMIT seconds; None at once when stopping is set
+        (a stop does not wait for a worker that is stopped, or slow, to start)."""
+        deadline = time.monotonic() + START_LIMIT
+        while not self._reported.wait(START_POLL):
+            if stopping.is_set():
+                return None
+            if time.monotonic() > deadline:
+                return f"it did not start within {START_LIMIT:g} s"
         return self._start_problem
 
     def send(self, batch: list[WireJob]) -> None:
