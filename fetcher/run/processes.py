@@ -181,13 +181,11 @@ class ProcessExecutor:
         self.log_levels = log_levels
         self.cookies = cookies
         self.shares = worker_shares(settings)
-        # Twice the workers' own windows (settings.window is theirs, all -j of them): a batch on
-        # its way must not leave a worker idle.
-        self.window = 2 * settings.window
+        self.window = 2 * settings.window  # twice the workers' (-j): none idle while a batch goes
         self.batch_size = BATCH * len(self.shares)
         self.workers: list[WorkerProcess] = []
-        # Every task out with a worker, by seq: (worker index, task). The dispatcher adds; the
-        # worker's results thread removes, so each task gets one record.
+        # Every task out with a worker, by seq: (worker index, task). The dispatcher adds, the
+        # worker's results thread removes: each task gets one record.
         self._out: dict[int, tuple[int, Task]] = {}
         self._turn = 0
         self._stopped = False
