@@ -167,6 +167,7 @@ def report(
     ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.reader_gone else None)
     status = final_status(summary, ended_by, bool(problems))
     status = write_summary_files(settings, streams, summary, ended_by, status)
+    run.hard.decided = status  # what the files say: a signal from now on exits with it
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
     if outputs.collector.reader_gone:

@@ -515,3 +515,42 @@ def test_failed_lines_sent_to_this_process_s_stdout_on_a_file_are_not_overwritte
     failed = [line for line in lines if not line.startswith("{")]
     assert sorted(records) == sorted(urls)
     assert sorted(failed) == sorted(urls[1::2])
+
+
+def test_signals_while_the_summary_is_printed_change_no_status_the_files_gave(tmp_path):
+    """Once --summary and --metrics say how the run ended, a second signal while the summary
+    is printed (stderr stuck: a full pipe nobody reads) exited 143 while both files said 0
+    (s17 h4 6). The run is over: the process exits with the status its files give."""
+    import fcntl
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, 1031, 4096)  # F_SETPIPE_SZ: a small pipe, filled now
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    summary, metrics = tmp_path / "summary.json", tmp_path / "metrics.prom"
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "--summary", str(summary), "--metrics", str(metrics), server.url("/a")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_end,
+            env=clean_env(),
+        )  # fmt: skip
+        os.close(write_end)
+        try:
+            wait_for(summary.exists, "--summary written", 20)
+            process.terminate()
+            time.sleep(0.3)  # two signals, apart
+            process.terminate()
+            process.wait(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(read_end)
+    said = json.loads(summary.read_text())["exit_status"]
+    assert said == 0 and process.returncode == said, process.returncode
+    assert "fetcher_exit_status 0" in metrics.read_text()

@@ -66,6 +66,9 @@ class HardStopper:
         self.finish = finish
         self.reason: ExitStatus | None = None
         self.first: ExitStatus | None = None  # the first stop's reason
+        # The status the run's --summary and --metrics give, once written: a later signal
+        # changes nothing but the wait, and exits with it.
+        self.decided: int | None = None
         self.grace_ends = 0.0  # when the first stop's grace ends (monotonic)
         self._started = False  # the run went on to read its input: lines may have been read
         self._collecting = False  # the calling thread is in run(): a hard stop goes through it
@@ -80,7 +83,7 @@ class HardStopper:
         if not self._collecting:
             if not self._started:
                 self._hand_back_input()
-            hard_exit(reason)
+            hard_exit(reason if self.decided is None else self.decided)
         self.reason = reason
         self.dispatcher.hard = True  # it stops after the line it is on
         self.stopping.set()
