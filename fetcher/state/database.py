@@ -48,14 +48,19 @@ class StateError(Exception):
     """The state file cannot be used: in use by another run, not a database, too new."""
 
 
+# How long a statement waits for another process's lock on the database before it fails.
+BUSY_SECONDS = 5.0
+
+
 def connect(path: str) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are begun explicitly), usable from the
-    thread that is handed it (``check_same_thread`` off: one thread at a time uses it)."""
+    thread that is handed it (``check_same_thread`` off: one thread at a time uses it), that
+    waits BUSY_SECONDS for a lock another process holds."""
     # A path with a folder in it: SQLite reads ':memory:' (and '') as no file at all.
     where = path if os.path.dirname(path) else os.path.join(os.curdir, path)
     connection = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
     connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
-    connection.execute("PRAGMA busy_timeout = 5000")
+    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
     return connection
 
 

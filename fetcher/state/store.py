@@ -26,6 +26,9 @@ from fetcher.state.prior import Prior
 from fetcher.state.writes import PendingWrites, Statement
 
 COMMIT_ROWS = 2000
+# The writer's wait in SQLite's busy handler, per try (see PendingWrites.write): short enough
+# for the signal handlers that run between tries.
+WRITE_BUSY_MS = 50
 READ_BATCH = 1000  # lookups in one read transaction, at most
 READ_SECONDS = 1.0  # and for at most this long
 FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is read back
@@ -93,6 +96,7 @@ class State:
         try:
             self._writer = database.connect(path)
             database.prepare(self._writer)
+            self._writer.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_MS}")  # see commit
             self._reader = database.connect(path)
         except sqlite3.DatabaseError as exc:
             os.close(self._lock)
@@ -205,7 +209,7 @@ class State:
         records' writer reports as it reports its own."""
         if self._pending:
             try:
-                self._pending.write(self._writer)
+                self._pending.write(self._writer, database.BUSY_SECONDS)
             except sqlite3.Error as exc:
                 raise OSError(f"SQLite: {exc}") from exc
 

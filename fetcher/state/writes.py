@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from dataclasses import dataclass
 
 ROWS_PER_STATEMENT = 64  # 15 columns x 64 rows: far below SQLite's limit on parameters
@@ -37,10 +38,26 @@ class PendingWrites:
     def add(self, statement: Statement, row: tuple[object, ...]) -> None:
         self.rows.append((statement, row))
 
-    def write(self, connection: sqlite3.Connection) -> None:
+    def write(self, connection: sqlite3.Connection, patience: float = 0.0) -> None:
         """Execute every pending row in one transaction, consecutive rows of one statement
-        together, ROWS_PER_STATEMENT at a time; the rows are gone after, written or not."""
+        together, ROWS_PER_STATEMENT at a time; the rows are gone after, written or not. While
+        another process holds the database locked, the transaction is tried again for up to
+        patience seconds, each try bounded by the connection's own short busy timeout: in
+        SQLite's busy handler (C code) Python runs no signal handler, and a long one lost a
+        second signal (SPEC 2.5: it ends the run within a second)."""
         rows, self.rows = self.rows, []
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._write(connection, rows)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+
+    @staticmethod
+    def _write(
+        connection: sqlite3.Connection, rows: list[tuple[Statement, tuple[object, ...]]]
+    ) -> None:
         connection.execute("BEGIN")
         try:
             start = 0
