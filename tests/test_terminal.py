@@ -428,3 +428,33 @@ def test_forced_progress_with_stderr_on_a_file_prints_a_plain_summary(httpserver
     summary = run.stderr[run.stderr.index("fetcher: ") :]  # after the one frame of --progress
     assert "most failures: 127.0.0.1" in summary
     assert not any(char in summary for char in "─│┃━┏┗╭"), summary
+
+
+def test_a_binary_body_is_not_written_to_a_terminal(tmp_path):
+    """--body on a terminal wrote a server's bytes raw: a NUL-holding body with an OSC title
+    and a screen clear went to the user's terminal, exit 0 (s17 h1 D7). As curl: a body with
+    a NUL in it is not written to a terminal (an io record says what to use instead); a text
+    body is, as curl and cat write it."""
+    binary = b"\x00\x01\x1b]0;PWNED\x07\x1b[2J\xff\xfe"
+
+    def route(path: str):
+        if path == "/bin":
+            return 200, {"Content-Type": "application/octet-stream"}, binary, 0.0
+        return 200, {"Content-Type": "text/plain"}, b"plain text\n", 0.0
+
+    with counting_server(route) as server:
+        urls = [server.url("/bin"), server.url("/text")]
+        results = tmp_path / "records.jsonl"
+        run = run_on_terminal(
+            ["--body", "-j", "1", "--format", "jsonl", "--results", str(results), *urls],
+            tmp_path,
+            stdout_on_terminal=True,
+            stderr_on_terminal=False,
+        )
+    assert "PWNED" not in run.terminal and "\x00" not in run.terminal
+    assert "plain text" in run.terminal
+    records = {r["url"]: r for r in map(json.loads, results.read_text().splitlines())}
+    refused = records[urls[0]]
+    assert refused["ok"] is False and refused["error"]["kind"] == "io", refused
+    assert "--body > FILE" in refused["error"]["message"]
+    assert records[urls[1]]["ok"] is True and run.status == 1, run.stderr

@@ -291,6 +291,7 @@ class BodyStream:
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.broken = False
+        self.terminal = _is_terminal(stream)  # a body with a NUL is not written to one
 
     def deliver(
         self, guard: Guard, result: Result, retry: RetryLines, writes: bool = True
@@ -302,6 +303,8 @@ class BodyStream:
         assert result.body is not None
         if not writes:
             return result, None
+        if self.terminal and _holds_a_nul(result.body):
+            return undelivered(result, BINARY_ON_A_TERMINAL), None
         retry.writing = (result.job.raw, result.job.header)
         try:
             gone = self.write(guard, result.body)
@@ -335,6 +338,25 @@ class BodyStream:
             self.broken = True
             return exc
         return None
+
+
+# As curl: binary output would mess up the terminal (a server's escape sequences drive it).
+BINARY_ON_A_TERMINAL = (
+    "binary body not written to the terminal: use --body > FILE, or -o DIR to save it"
+)
+
+
+def _is_terminal(stream: BinaryIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _holds_a_nul(body: IO[bytes]) -> bool:
+    """Whether body (spooled, read from its start) holds a NUL byte: binary, as curl decides."""
+    body.seek(0)
+    return any(b"\0" in piece for piece in iter(lambda: body.read(BODY_PIECE), b""))
 
 
 class WriteWatch:
