@@ -134,9 +134,14 @@ def visible(text: str, keep: str = "") -> str:
     return "".join(_escape(char) if _hidden(char, keep) else char for char in text)
 
 
+def hidden(char: str) -> bool:
+    """Whether char does not show as itself: a control, a format character (zero-width, bidi),
+    a line separator, or shown as nothing. visible() escapes it; a saved file's name encodes it."""
+    return unicodedata.category(char) in _HIDDEN_CATEGORIES or bool(_BLANK.match(char))
+
+
 def _hidden(char: str, keep: str) -> bool:
-    hidden = unicodedata.category(char) in _HIDDEN_CATEGORIES or bool(_BLANK.match(char))
-    return hidden and char not in keep
+    return hidden(char) and char not in keep
 
 
 def _escape(char: str) -> str:

@@ -627,6 +627,27 @@ def test_c1_controls_are_encoded() -> None:
     assert not any(0x80 <= ord(c) <= 0x9F for c in name), name
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/invoice%E2%80%AEfdp.exe", "invoice%E2%80%AEfdp.exe"),  # RLO: shown as 'invoiceexe.pdf'
+     ("/zw%E2%80%8Bx", "zw%E2%80%8Bx"), ("/a%E2%80%A8b", "a%E2%80%A8b"),
+     ("/caf%C3%A9", "caf\u00e9")],  # letters stay as they are
+    ids=["bidi", "zero-width", "line-separator", "letters"],
+)  # fmt: skip
+def test_characters_that_do_not_show_as_themselves_are_encoded(path: str, name: str) -> None:
+    """A bidi override in a name (from a URL, a -J name) made 'ls' show invoice<RLO>fdp.exe as
+    'invoiceexe.pdf' (s17 h1 D4): a name holds what human displays escape, encoded."""
+    assert url_parts(f"http://h{path}")[-1] == name
+    (given,) = name_parts(unquote_for_test(path[1:]), "http://h/")
+    assert given == name
+
+
+def unquote_for_test(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
 def test_an_output_name_with_a_lone_surrogate_becomes_valid_text() -> None:
     """A jsonl ``output`` may carry "\\udcff": the name written in records must still encode."""
     (name,) = name_parts("a\udcffb", "http://h/")

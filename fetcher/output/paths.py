@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from fetcher.output.atomic import TEMP_PREFIX
+from fetcher.redact import hidden
 from fetcher.settings import DEFAULT_PORTS
 
 MAX_COMPONENT_BYTES = 255
@@ -68,9 +69,14 @@ def _percent(data: bytes) -> str:
 
 
 def _encode(text: str) -> str:
-    """Percent-encode, as UTF-8, what a name must not hold; unquote() gives the text back."""
+    """Percent-encode, as UTF-8, what a name must not hold, and what does not show as itself
+    (a bidi override made 'ls' show invoice<RLO>fdp.exe as invoiceexe.pdf); unquote() gives
+    the text back."""
     return "".join(
-        _percent(c.encode("utf-8", "surrogatepass")) if c in _UNSAFE else c for c in text
+        _percent(c.encode("utf-8", "surrogatepass"))
+        if c in _UNSAFE or (c > "\x7f" and hidden(c))
+        else c
+        for c in text
     )
 
 
