@@ -22,6 +22,7 @@ from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     AUTO,
     MAX_PROCESSES,
+    as_typed,
     check_cookie_header,
     parse_cookie,
     parse_duration,
@@ -395,8 +396,10 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
             params["data"], urls_from_stdin(urls, params["inputs"], params["retry_failed"])
         ),
         ok_status=params["ok_status"] or OkStatus(),
-        headers=tuple(params["headers"]),
-        cookies=tuple(params["cookies"]),
+        # As typed, on the wire: Settings holds what http.client is handed (as_typed).
+        headers=tuple((name, value and as_typed(value)) for name, value in params["headers"]),
+        cookies=tuple((name, as_typed(value)) for name, value in params["cookies"]),
+        user_agent=params["user_agent"] and as_typed(params["user_agent"]),
         metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)

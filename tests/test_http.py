@@ -775,3 +775,21 @@ def test_escapes_are_sent_as_written_and_only_a_stray_percent_is_encoded():
         sent = server.paths
     assert result.exit_code == 0, result.output
     assert sent == [*AS_SENT.values(), "/hop", "/r?q=50%25+off&a=%41%2E"]
+
+
+def test_header_user_agent_and_cookie_values_go_out_as_typed_in_utf_8(httpserver):
+    """-H 'X-B: café' went out as Latin-1 (caf\\xe9), where curl sends the bytes typed, as -u
+    and -d do here; '😀' was refused as 'must be Latin-1 text' (s17 h1 D2). A line's own
+    header (JSON text) goes as UTF-8 too."""
+    seen = serve(httpserver, "/u")
+    url = httpserver.url_for("/u")
+    result = invoke(["-j", "1", "-H", "X-B: café", "-H", "X-E: \N{GRINNING FACE}", "-A", "uaé",
+                     "-b", "c=é", url])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    wire = {k: v.encode("latin-1") for k, v in seen.requests[0].headers.items()}  # as read
+    assert wire["X-B"] == "café".encode() and wire["X-E"] == "\N{GRINNING FACE}".encode()
+    assert wire["User-Agent"] == "uaé".encode() and wire["Cookie"] == "c=é".encode()
+    line = json.dumps({"url": url, "headers": {"X-L": "ünï"}})
+    result = invoke(["--input-format", "jsonl"], input=line + "\n")
+    assert result.exit_code == 0, result.output
+    assert seen.requests[1].headers["X-L"].encode("latin-1") == "ünï".encode()

@@ -139,14 +139,14 @@ def test_no_part_of_a_random_password_is_ever_printed(tmp_path, user, middle, fo
         (["-H", "X-Ok: 1", "-H", f"Authorization Bearer {MARK}"], "2nd"),
         (["-H", f"{MARK}"], "-H"),
         (["-H", f"Cookie: sid={MARK}\r\nX-Evil: 1"], "Cookie"),
-        (["-H", f"Authorization: Bearer {MARK}€"], "Authorization"),
+        (["-H", f"Authorization: Bearer {MARK}\r"], "Authorization"),  # (€ is sent as UTF-8)
         (["-b", f"sid {MARK}"], "-b"),
         (["-b", "a=1", "-b", f"sid {MARK}"], "2nd"),
         (["-b", f"sid={MARK}\r\nX-Evil: 1"], "sid"),
         (["-u", f"me:{MARK}\r"], "password"),
     ],
     ids=["header-no-colon", "second-header", "header-value-only", "header-crlf",
-         "header-not-latin1", "cookie-no-equals", "second-cookie", "cookie-crlf", "user-cr"],
+         "header-cr", "cookie-no-equals", "second-cookie", "cookie-crlf", "user-cr"],
 )  # fmt: skip
 def test_usage_error_never_prints_a_header_cookie_or_password(args, named):
     result = invoke([*args, NOT_FETCHED])

@@ -12,6 +12,7 @@ from urllib.parse import SplitResult, urlsplit
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
 from fetcher.input.jobs import Job
+from fetcher.input.parsing import as_utf8
 from fetcher.settings import Settings
 from fetcher.state.prior import Prior
 
@@ -116,7 +117,7 @@ def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
     session carries the run's headers, and the Content-Type of a body given with -d."""
     if not job.headers and job.data is None:
         return None  # the common case, on the path of every URL
-    headers: dict[str, str | None] = dict(job.headers)
+    headers: dict[str, str | None] = {name: value and as_utf8(value) for name, value in job.headers}
     if settings.data is None:
         headers.update(form_content_type(job.data, settings.headers, job.headers))
     return headers or None

@@ -355,7 +355,7 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
         if not isinstance(text, str):
             raise _Malformed(f"header {name!r} must be a string or null, not {_json_type(text)}")
         try:
-            check_sendable(f"header {name!r}", text)  # as -H: no CR, LF or NUL; Latin-1
+            check_sendable(f"header {name!r}", text)  # as -H: no CR, LF or NUL
             check_framing(name)
         except ValueError as exc:
             raise _Malformed(str(exc)) from None

@@ -41,14 +41,24 @@ NOT_SHOWN = "not shown: it may hold a secret"
 
 
 def check_sendable(what: str, value: str) -> str:
-    """value, if a request can carry it: Latin-1 text without CR, LF or NUL."""
+    """value, if a request can carry it: text without CR, LF or NUL (as_typed or as_utf8 give
+    what http.client is to be handed for it)."""
     if any(char in value for char in "\r\n\0"):
         raise ValueError(f"{what} has a line break or NUL in it")
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        raise ValueError(f"{what} must be Latin-1 text; percent-encode other characters") from None
     return value
+
+
+def as_typed(value: str) -> str:
+    """A command-line value (-H, -A, -b) as the text whose Latin-1 bytes, what http.client
+    sends, are the bytes typed (os.fsencode: the locale's, a byte that is not UTF-8 too), as
+    curl sends them; requests sent 'café' as Latin-1 and refused '😀'. ASCII is itself."""
+    return value if value.isascii() else os.fsencode(value).decode("latin-1")
+
+
+def as_utf8(value: str) -> str:
+    """A line's own header value (JSON or csv text) as the text whose Latin-1 bytes are its
+    UTF-8 ones (see as_typed)."""
+    return value if value.isascii() else value.encode("utf-8", "surrogatepass").decode("latin-1")
 
 
 def check_framing(name: str) -> None:
@@ -87,7 +97,7 @@ def parse_method(text: str) -> str:
 
 
 def parse_user_agent(text: str) -> str:
-    """-A: any Latin-1 text a header can carry."""
+    """-A: any text a header can carry."""
     return check_sendable("the User-Agent", text)
 
 
