@@ -303,9 +303,12 @@ def open_outputs(
     on_hard_exit(collector.flush_at_exit, last=True)
     lookup = None
     if state is not None:
+        from fetcher.http.request import state_key
         from fetcher.state.lookup import StateLookup
 
-        lookup = StateLookup(state, settings.skip_fresh, bodies)
+        lookup = StateLookup(
+            state, settings.skip_fresh, bodies, lambda job: state_key(job, settings)
+        )
     return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
 
 

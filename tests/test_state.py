@@ -558,3 +558,69 @@ def test_a_folder_whose_name_is_not_utf_8_is_kept_in_the_state_and_found_again(
     [second] = fetch("--state", state, "-o", out, url)  # the file the state knows is found
     assert second["status"] == 304 and second["path"] == saved
     assert Path(saved).read_bytes() == b"alpha\n"
+
+
+def test_a_post_s_answer_is_neither_fresh_nor_the_resource_s_state(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """A POST's answer stood for the GET in --state: a --skip-fresh GET after it was skipped
+    with the POST answer's hash, sent no GET, and a plain GET then said 'changed' (s17 h3 1).
+    Each distinct request has its own row: the GET's is the resource's."""
+    import hashlib
+
+    from werkzeug import Request, Response
+
+    seen: list[tuple[str, str | None]] = []
+
+    def handle(request: Request) -> Response:
+        seen.append((request.method, request.headers.get("If-None-Match")))
+        if request.method == "POST":
+            return Response(b"posted\n", headers={"ETag": '"p1"'})
+        if request.headers.get("If-None-Match") == '"v1"':
+            return Response(status=304, headers={"ETag": '"v1"'})
+        return Response(b"the resource\n", headers={"ETag": '"v1"'})
+
+    httpserver.expect_request("/r").respond_with_handler(handle)
+    url, state = httpserver.url_for("/r"), str(tmp_path / "s.db")
+    fetch("--state", state, "-d", "x=1", url)
+    [get] = fetch("--state", state, "--skip-fresh", "1h", url)
+    assert get["skipped"] is False and get["status"] == 200, get  # the POST is not the GET
+    assert seen[-1] == ("GET", None)  # and gave no validator
+    fetch("--state", state, "-d", "x=1", url)
+    [again] = fetch("--state", state, "--skip-fresh", "1h", url)
+    assert again["skipped"] is True, again  # fresh from the GET, whatever the POST since
+    assert again["sha256"] == hashlib.sha256(b"the resource\n").hexdigest()
+    [post] = fetch("--state", state, "--skip-fresh", "1h", "-d", "x=2", url)
+    assert post["skipped"] is False and seen[-1][0] == "POST"  # another body: another request
+    [same] = fetch("--state", state, "--skip-fresh", "1h", "-d", "x=2", url)
+    assert same["skipped"] is True  # that one went through: a resumed run does not resend it
+
+
+def test_lines_posting_different_bodies_to_one_url_are_each_retried_on_their_own(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """One URL, a request body a line (GraphQL, JSON-RPC): the lines shared one row, so a
+    failed line was 'fresh' once another succeeded, and --retry-failed had nothing left to
+    retry: the failure was lost for good (s17 h3 1)."""
+    from werkzeug import Request, Response
+
+    bodies: list[bytes] = []
+
+    def handle(request: Request) -> Response:
+        bodies.append(request.get_data())
+        return Response(b"no\n", status=500) if b"fail" in request.get_data() else Response(b"ok\n")
+
+    httpserver.expect_request("/graphql").respond_with_handler(handle)
+    url, state = httpserver.url_for("/graphql"), str(tmp_path / "s.db")
+    lines = tmp_path / "q.jsonl"
+    lines.write_text(
+        json.dumps({"url": url, "data": "q=fail-one", "id": 1}) + "\n"
+        + json.dumps({"url": url, "data": "q=two", "id": 2}) + "\n"
+    )  # fmt: skip
+    common = ["--state", state, "--input-format", "jsonl", "-j", "1", "--retries", "0", "--ordered"]
+    fetch(*common, "-i", str(lines))
+    skipped = fetch(*common, "--skip-fresh", "1h", "-i", str(lines))
+    assert [r["skipped"] for r in skipped] == [False, True], skipped  # the failed one is sent
+    bodies.clear()
+    [retried] = fetch("--state", state, "--retry-failed", "--retries", "0")
+    assert bodies == [b"q=fail-one"] and retried["meta"] == {"id": 1}, retried["error"]

@@ -4,6 +4,7 @@ Settings and the Environment, and the same at every attempt.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -99,6 +100,18 @@ def _may_be_conditional(job: Job, settings: Settings, method: str) -> bool:
         return False
     given = (*settings.headers, *job.headers)
     return not any(name.lower() in CONDITION_HEADERS for name, _ in given)
+
+
+def state_key(job: Job, settings: Settings) -> str:
+    """The --state row of job's request: its URL for a GET or HEAD without a body (the resource,
+    whose validators, hash and file the state keeps); for any other request, its method, URL
+    and the first 16 hex digits of its body's SHA-256, so that each distinct request has a row
+    of its own: two lines POSTing different bodies to one URL shared one, and a POST's answer
+    stood for the GET's (its hash, its freshness, a failure forgotten by the other's success)."""
+    method, data = method_of(job, settings), body_of(job, settings)
+    if method in CONDITIONAL_METHODS and data is None:
+        return job.target
+    return f"{method} {job.target} {hashlib.sha256(data or b'').hexdigest()[:16]}"
 
 
 def conditional_headers(prior: Prior) -> dict[str, str]:

@@ -40,6 +40,7 @@ class Job:
     header: bytes | None = None  # csv: the header row, written before the line to --failed
     input_format: str = "lines"  # how raw reads: a URL line, or a jsonl or csv entry
     prior: Prior | None = None  # --state: what earlier runs learnt about this URL
+    key: str | None = None  # --state: the row of its request (fetcher.http.request.state_key)
     # The input lines raw holds: more than one only in a block of the unread rest of a file
     # that a hard stop hands back to --failed as it is (InputReader.drain).
     lines: int = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies
@@ -25,11 +25,16 @@ class StateLookup:
     """Called by the dispatcher for every valid job, in input order (one thread)."""
 
     def __init__(
-        self, state: State, skip_fresh: float | None = None, bodies: Bodies | None = None
+        self,
+        state: State,
+        skip_fresh: float | None = None,
+        bodies: Bodies | None = None,
+        key: Callable[[Job], str] | None = None,
     ) -> None:
         self.state = state
         self.skip_fresh = skip_fresh
         self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
+        self.key = key or (lambda job: job.target)  # the row of a job's request (state_key)
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
 
     def reading_ahead(self, source: JobSource) -> Prefetching:
@@ -41,9 +46,11 @@ class StateLookup:
         valid = [job for job in jobs if job.invalid is None]
         if not valid:
             return
-        found = self.state.lookup_many([job.target for job in valid])
         for job in valid:
-            self._ahead[job.seq] = found.get(job.target)
+            job.key = self.key(job)
+        found = self.state.lookup_many([job.key for job in valid if job.key])
+        for job in valid:
+            self._ahead[job.seq] = found.get(job.key or job.target)
 
     def __call__(self, job: Job) -> Result | None:
         """Attach job's Prior; return its record now if it is fresh (ok, skipped, unchanged),
@@ -51,7 +58,8 @@ class StateLookup:
         if job.seq in self._ahead:
             prior = job.prior = self._ahead.pop(job.seq)
         else:
-            prior = job.prior = self.state.lookup(job.target)
+            job.key = self.key(job)
+            prior = job.prior = self.state.lookup(job.key)
         if prior is None or self.skip_fresh is None:
             return None
         if not prior.fresh(time.time(), self.skip_fresh):

@@ -148,9 +148,9 @@ class State:
         after = ""
         while True:
             page = self._failed.execute(_FAILED, (after, FAILED_PAGE)).fetchall()
-            for url, form, line, header in page:
-                text = line if line is not None else url.encode()
-                yield FORM_NAMES.get(form, "lines"), text, header or b"", url
+            for key, form, line, header in page:
+                text = line if line is not None else key.encode()
+                yield FORM_NAMES.get(form, "lines"), text, header or b"", url_of_key(key)
             if len(page) < FAILED_PAGE:
                 return
             after = page[-1][0]
@@ -185,7 +185,7 @@ class State:
             # continued by the next GET (an ok row with no partial would forget it).
             kept = (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
                     prior.partial_changed)  # fmt: skip
-        self._pending.add(_UPSERT, (job.target, result.ok, result.status,
+        self._pending.add(_UPSERT, (job.key or job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job, result.ok),
                               *kept))  # fmt: skip
@@ -194,7 +194,7 @@ class State:
 
     def partial_begun(self, job: Job, path: str, validator: str) -> None:
         """--continue: a download of job is being written to path, resumable with validator."""
-        row = (job.target, 0, int(time.time()), *_line_of(job), _stored(path), validator)
+        row = (job.key or job.target, 0, int(time.time()), *_line_of(job), _stored(path), validator)
         self._pending.add(_PARTIAL, row)
 
     def _renew_read(self) -> None:
@@ -231,6 +231,13 @@ class State:
                     connection.close()
             os.close(self._lock)
             self._lock = -1
+
+
+def url_of_key(key: str) -> str:
+    """The URL of a row's key: the key itself, or its second word for a request other than a
+    GET or HEAD without a body ('POST URL HASH': fetcher.http.request.state_key; a URL holds no
+    blank)."""
+    return key.split(" ", 2)[1] if " " in key else key
 
 
 def _prior(row: Sequence[Any]) -> Prior:
@@ -299,5 +306,5 @@ def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | Non
     for an ok row: only --retry-failed reads them, of failed rows (a wide csv's line and
     header in every row came to some 500 bytes a URL)."""
     raw = job.raw
-    line = None if ok or raw == job.target.encode() else raw
+    line = None if ok or raw == (job.key or job.target).encode() else raw  # the key: a line
     return FORMS[job.input_format], line, None if ok else job.header
