@@ -593,6 +593,24 @@ def writing_to_a_pipe(pid: int) -> bool:
     return False
 
 
+def frozen_with_the_parent_stuck(process: subprocess.Popen[bytes], tries: int = 20) -> list[int]:
+    """Stop the worker processes (SIGSTOP) at a moment the parent waits to write to one of
+    their full pipes, which it then does for good; return them. The window outgrows the pipes,
+    so the parent waits on one now and then; stopped at another moment, it may wait for room
+    in its window instead: the workers go on (SIGCONT) and the next such moment is tried."""
+    for _ in range(tries):
+        wait_for(lambda: writing_to_a_pipe(process.pid), "the parent waiting on a pipe", 20)
+        workers = worker_pids(process.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: writing_to_a_pipe(process.pid), "the parent stuck", 0.5)
+            return workers
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"the parent was never stuck on a stopped worker's pipe in {tries} tries")
+
+
 @pytest.mark.parametrize("signals", [1, 2], ids=["one-signal", "two-signals"])
 def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_rest(
     tmp_path, signals
@@ -600,7 +618,7 @@ def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_re
     """Workers that read no more (stopped, hung) leave their jobs pipes full (8 KB URLs: 8
     fill 64 KiB), and the parent waits in the write. A stop then found the input 'being read'
     and took none of it: 143 lines of 200 had no record and no --failed line (s17 h4 1)."""
-    count, long = 200, "a" * 7900
+    count, long = 400, "a" * 7900
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with counting_server() as server, out.open("wb") as stdout, err.open("wb") as stderr:
         lines = [server.url(f"/slow/0.2/{n}/{long}") for n in range(count)]
@@ -613,13 +631,7 @@ def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_re
         )  # fmt: skip
         workers: list[int] = []
         try:
-            # The window outgrows the pipes: the parent waits on one now and then; stopped
-            # workers never read it again.
-            wait_for(lambda: writing_to_a_pipe(process.pid), "the parent waiting on a pipe", 20)
-            workers = worker_pids(process.pid)
-            for pid in workers:
-                os.kill(pid, signal.SIGSTOP)
-            wait_for(lambda: writing_to_a_pipe(process.pid), "the parent stuck on a pipe", 10)
+            workers = frozen_with_the_parent_stuck(process)
             for _ in range(signals):
                 process.terminate()
                 time.sleep(0.2)  # two signals, apart: the point of the second case
