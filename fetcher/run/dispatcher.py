@@ -81,11 +81,9 @@ class Dispatcher:
         """After a stop, for the calling thread: the rest of file inputs, raw (InputReader.drain),
         once this thread ended, or taken from it when it waits on another thing than a read
         (SharedInput.take_rest); one thread reads at a time."""
-        return (
-            self.source.drain(lines_only=True)
-            if self.stop_reading(limit)
-            else self.input.take_rest()
-        )
+        if self.stop_reading(limit):
+            return self.source.drain(lines_only=True)
+        return iter(()) if self.blocked_on_pipe() else self.input.take_rest(limit)
 
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""

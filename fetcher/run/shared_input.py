@@ -87,11 +87,12 @@ class SharedInput:
                 if hard():
                     break
 
-    def take_rest(self) -> Iterator[Job]:
+    def take_rest(self, limit: float) -> Iterator[Job]:
         """For the calling thread, after a stop: the job in hand and the rest of file inputs,
-        raw (InputReader.drain); nothing while the dispatcher is reading (a pipe of the input
-        may never give its line)."""
-        if not self._lock.acquire(blocking=False):
+        raw (InputReader.drain), once the dispatcher's read in progress ends (at most limit
+        seconds: a read ahead of the state's lookups takes a moment); nothing when it waits on
+        a pipe of the input, which may never give its line."""
+        if not self._lock.acquire(timeout=limit):
             return iter(())
         self._taken = True
         in_hand, self._in_hand = self._in_hand, None
