@@ -32,7 +32,7 @@ PARSE_BUDGET = 0.1
 RAW_BLOCK = 1 << 20  # bytes of such a rest read at a time
 # A line kept in the state for --retry-failed: its input format, the line, its csv header (or
 # b""), and the URL fetched for it then.
-StoredLine = tuple[str, bytes, bytes, str]
+StoredLine = tuple[str, bytes, bytes, str, str]  # format, line, csv header, URL, state key
 
 
 @dataclass(slots=True)
@@ -327,7 +327,7 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
     its options and meta, a csv record under its header), whatever --input-format says, and
     fetching the URL that run fetched (a line without a scheme got that run's default scheme).
     They have no line number: the state is not a file the user can open at a line."""
-    for input_format, line, header, fetched in stored:
+    for input_format, line, header, fetched, key in stored:
         if input_format == "lines":
             job = maker.line_job(None, line, len(line) > MAX_LINE_BYTES)
         else:
@@ -339,7 +339,7 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
             entry = next(entries, None)
             job = None if entry is None else maker.entry_job(entry)
         if job is not None:
-            job.line = None
+            job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:
                 job.target = fetched
             yield job

@@ -47,7 +47,7 @@ class StateLookup:
         if not valid:
             return
         for job in valid:
-            job.key = self.key(job)
+            job.key = job.key or self.key(job)  # --retry-failed's: the row it came from
         found = self.state.lookup_many([job.key for job in valid if job.key])
         for job in valid:
             self._ahead[job.seq] = found.get(job.key or job.target)
@@ -58,7 +58,7 @@ class StateLookup:
         if job.seq in self._ahead:
             prior = job.prior = self._ahead.pop(job.seq)
         else:
-            job.key = self.key(job)
+            job.key = job.key or self.key(job)
             prior = job.prior = self.state.lookup(job.key)
         if prior is None or self.skip_fresh is None:
             return None

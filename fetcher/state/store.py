@@ -137,20 +137,21 @@ class State:
             self._renew_read()
         self._reads += lookups
 
-    def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str]]:
-        """(input format, line, csv header or b"", URL fetched) of every URL whose last result
-        failed, as they were read: --retry-failed's input. A page of rows at a time, in the
-        order of their URLs, each page a read of its own: one snapshot held for the whole stream
-        kept every checkpoint from copying the log back, which grew for the whole run (s15 h4
-        2). The rows this run writes do not come back: --retry-failed takes no other input, so
-        each is the row of a URL read already, at or before the last page's last."""
+    def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str, str]]:
+        """(input format, line, csv header or b"", URL fetched, the row's key) of every request
+        whose last result failed, as they were read: --retry-failed's input (its result goes
+        to the row it came from, one an older fetcher wrote too). A page of rows at a time, in
+        the order of their keys, each page a read of its own: one snapshot held for the whole
+        stream kept every checkpoint from copying the log back, which grew for the whole run
+        (s15 h4 2). The rows this run writes do not come back: --retry-failed takes no other
+        input, so each is the row of a URL read already, at or before the last page's last."""
         self._failed = database.connect(self.path)
         after = ""
         while True:
             page = self._failed.execute(_FAILED, (after, FAILED_PAGE)).fetchall()
             for key, form, line, header in page:
                 text = line if line is not None else key.encode()
-                yield FORM_NAMES.get(form, "lines"), text, header or b"", url_of_key(key)
+                yield FORM_NAMES.get(form, "lines"), text, header or b"", url_of_key(key), key
             if len(page) < FAILED_PAGE:
                 return
             after = page[-1][0]
