@@ -95,7 +95,9 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
     # so later: its message is the one that helps.
     swallowed = any(isinstance(v, str) and v[:1] == "-" and len(v) > 1 for v in params.values())
     for url in () if swallowed else urls:
-        if "://" not in url and os.path.isfile(url):  # 'fetcher urls.txt': a DNS lookup
+        # 'fetcher urls.txt': a DNS lookup. Not a URL with a path (example.com/robots.txt),
+        # whose file an earlier 'fetcher -o .' may have saved right here.
+        if "://" not in url and "/" not in url and os.path.isfile(url):
             raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
     for path in params.get("inputs", ()):
         if "://" in path and not os.path.lexists(path):
@@ -156,12 +158,15 @@ REFUSED |= {
     "--url": "--url (curl's) is not needed here: give URLs as arguments, or -i FILE",
     "--body-data": "--body-data (wget's) is -d/--data here (-d @FILE for a file)",
     "-P": "-P (wget's --directory-prefix) is -o DIR here: each body saved as DIR/<host>/<path>",
-    "-N": "-N (wget's --timestamping) is --state FILE here: each run asks the server whether "
-    "what it saved changed (If-None-Match, If-Modified-Since), and keeps it when not",
-    "-T": "-T (wget's --timeout) is -t/--timeout SECONDS here (--connect-timeout, -m too)",
-    "-n": "-nc (wget's --no-clobber) has no equal here: a saved file is replaced only by a "
-    "whole new body; --state FILE --skip-fresh DURATION skips what was fetched recently",
+    "-N": "-N: wget's --timestamping is --state FILE here (each run asks the server whether "
+    "what it saved changed, and keeps it when not); curl's --no-buffer is what fetcher does",
+    "-T": "-T: wget's --timeout is -t/--timeout SECONDS here; curl's --upload-file has no "
+    "equal (-d @FILE sends a file's bytes, with POST)",
+    "-n": "-n: wget's -nc (--no-clobber) has no equal here (a saved file is replaced only by a "
+    "whole new body; --state FILE --skip-fresh DURATION skips what was fetched recently); "
+    "-nv is -q; curl's -n (--netrc) is what fetcher does unless -u is given",
     "--referer": "--referer is -H 'Referer: URL' here",
+    "-e": "-e: curl's --referer is -H 'Referer: URL' here; wget's -e COMMAND has no equal",
     "--wait": "--wait (wget's) is --host-rate R here (requests a second to each host; --rate "
     "for all of them)",
     "--limit-rate": "--limit-rate has no equal here: --rate R and --host-rate R limit requests "
@@ -171,7 +176,6 @@ REFUSED["--post-data"] = REFUSED["--body-data"]
 REFUSED["--directory-prefix"] = REFUSED["-P"]
 REFUSED["--timestamping"] = REFUSED["-N"]
 REFUSED["--no-clobber"] = REFUSED["-n"]
-REFUSED["-e"] = REFUSED["--referer"]
 REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
 REFUSED["--write-out"] = REFUSED["-w"]
 REFUSED["--continue-at"] = REFUSED["-C"]

@@ -186,11 +186,17 @@ def check_outside_output_dir(settings: Settings) -> None:
         return
     folder = os.path.realpath(settings.output_dir)
     given = [(option, getattr(settings, field_name)) for option, field_name, _ in OUTPUT_FILES]
-    for option, path in [*given, *(("-i", path) for path in settings.inputs)]:  # the list too
+    # The URL lists too; from a list of URLs, a body goes into a host's folder only: one at
+    # DIR's top (-o . -i urls.txt) is safe, but not from a jsonl or csv line's output name.
+    lists = [("-i", path) for path in settings.inputs]
+    top_is_safe = settings.input_format == "lines"
+    for option, path in [*given, *lists]:
         if path is None or path == "-" or is_stream(path):
             continue
         where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
-        if where == folder or where.startswith(folder + os.sep):
+        if (where == folder and not (option == "-i" and top_is_safe)) or where.startswith(
+            folder + os.sep
+        ):
             raise click.UsageError(
                 f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
                 "it a body): give it a place outside DIR"

@@ -199,6 +199,7 @@ def test_silent_turns_the_progress_display_off_unless_asked_for():
         (["--timestamping"], "--state"),
         (["-T", "5"], "-t"),
         (["-nc"], "--skip-fresh"),
+        (["-nv"], "-q"),  # wget's -nv: the same -n, told apart (s17 r1 5)
         (["--no-clobber"], "--skip-fresh"),
         (["--referer", "http://r/"], "-H 'Referer: URL'"),
         (["-e", "http://r/"], "-H 'Referer: URL'"),
@@ -220,6 +221,12 @@ def test_a_file_given_as_a_url_points_at_i(tmp_path, monkeypatch):
     result = invoke(["urls.txt"])
     assert result.exit_code == 2 and "-i urls.txt" in result.stderr, result.stderr
     assert invoke(["--version", "http://127.0.0.1:9/urls.txt"]).exit_code == 0
+    # A URL with a path is a URL, whatever file an earlier 'fetcher -o .' saved under its name
+    # (that run's own file refused the next run, s17 r1 1).
+    (tmp_path / "127.0.0.1:9").mkdir()
+    (tmp_path / "127.0.0.1:9" / "x.txt").write_text("saved\n")
+    result = invoke(["--retries", "0", "-t", "2", "127.0.0.1:9/x.txt"])
+    assert result.exit_code == 3, result.output  # fetched (and refused by the closed port)
 
 
 def test_an_unknown_option_is_still_clicks_error():

@@ -131,19 +131,22 @@ def test_malformed_header_is_a_usage_error(header):
     assert "malformed header" in result.stderr
 
 
-@pytest.mark.parametrize("header", ["Transfer-Encoding: chunked", "transfer-encoding: gzip"])
+@pytest.mark.parametrize(
+    "header", ["Transfer-Encoding: chunked", "transfer-encoding: gzip", "Content-Length: 10"]
+)
 def test_a_transfer_encoding_given_is_refused(header):
     """It went out beside the Content-Length of -d's body (RFC 9112 6.2 forbids both, the shape
     of request smuggling), and without a body a server waited for chunks never sent: a 30 s
     read_timeout (s17 h3 14). A line's own header is refused the same way."""
     result = invoke(["-H", header, "-d", "abc", "http://127.0.0.1:9/"])
-    assert result.exit_code == 2 and "Transfer-Encoding" in result.stderr, result.stderr
+    name = header.split(":")[0].title()  # -H 'Content-Length: 10' without a body: a wait
+    assert result.exit_code == 2 and name in result.stderr, result.stderr  # (s17 r1 10)
     from tests.test_input_formats import jobs_of  # which imports this module
 
-    line = json.dumps({"url": "a.test", "headers": {header.split(":")[0]: "chunked"}})
+    line = json.dumps({"url": "a.test", "headers": {header.split(":")[0]: "10"}})
     jobs, _ = jobs_of(line.encode() + b"\n", "jsonl")
-    assert "Transfer-Encoding" in (jobs[0].invalid or ""), jobs
-    assert invoke(["-H", "Transfer-Encoding:", "--version"]).exit_code == 0  # removing it is fine
+    assert name in (jobs[0].invalid or ""), jobs
+    assert invoke(["-H", f"{name}:", "--version"]).exit_code == 0  # removing it is fine
 
 
 def test_basic_auth_and_cookies(httpserver):

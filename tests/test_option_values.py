@@ -5,6 +5,7 @@ away neither kills its timer thread nor stops the header phase from being bounde
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -317,3 +318,19 @@ def test_an_input_file_inside_the_output_dir_is_a_usage_error(server, tmp_path, 
     assert_refused(result, "-i", server)
     assert "inside -o DIR" in result.stderr
     assert listing.read_text() == server.url("/x") + "\n"
+
+
+def test_a_url_list_at_the_top_of_the_output_dir_is_fine_unless_its_lines_name_files(
+    server, tmp_path, monkeypatch
+):
+    """'-o . -i urls.txt' was refused by the check for lists inside DIR (s17 r1 4): from a list
+    of URLs a body goes into a host's folder only. A jsonl line's output may name any file in
+    DIR: such a list is refused there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "urls.txt").write_text(server.url("/x") + "\n")
+    result = invoke(["-q", "-o", ".", "-i", "urls.txt"])
+    assert result.exit_code == 0, result.output
+    line = json.dumps({"url": server.url("/x"), "output": "in.jsonl"})
+    (tmp_path / "in.jsonl").write_text(line + "\n")
+    result = invoke(["-q", "-o", ".", "--input-format", "jsonl", "-i", "in.jsonl"])
+    assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output

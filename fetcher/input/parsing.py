@@ -62,12 +62,13 @@ def as_utf8(value: str) -> str:
 
 
 def check_framing(name: str) -> None:
-    """Refuse a Transfer-Encoding given (-H, a line's headers): it went out beside the
-    Content-Length of the body (RFC 9112 6.2 forbids both: the shape of request smuggling),
-    and without a body a server waited for chunks never sent."""
-    if name.lower() == "transfer-encoding":
+    """Refuse a Transfer-Encoding or Content-Length given (-H, a line's headers): the first
+    went out beside the body's Content-Length (RFC 9112 6.2 forbids both: the shape of request
+    smuggling), and without a body a server waited for chunks, or bytes, never sent."""
+    if name.lower() in ("transfer-encoding", "content-length"):
         raise ValueError(
-            "a Transfer-Encoding header cannot be given: fetcher sends a body with its length"
+            f"a {name.title()} header cannot be given: fetcher frames a body itself, by its "
+            "length (a length given for no body, or another one, left the server waiting)"
         )
 
 
