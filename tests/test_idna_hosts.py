@@ -122,9 +122,17 @@ def test_a_redirect_to_a_unicode_host_goes_to_its_idna_form():
         assert record["final_url"] == f"http://{PUNYCODE_HOST}/there?q=%C3%BC"
 
 
-def test_a_redirect_to_a_host_idna_refuses_is_the_server_s_error():
+@pytest.mark.parametrize(
+    "host",
+    ["\N{GRINNING FACE}.example", "\uff11\uff12\uff17\uff0e\uff10\uff0e\uff10\uff0e\uff11"],
+    ids=["refused", "look-alike"],
+)
+def test_a_redirect_to_a_host_idna_refuses_is_the_server_s_error(host):
+    """A look-alike (fullwidth digits: IDNA maps them to 127.0.0.1) was followed to the plain
+    host, where the same URL typed is invalid_url (s17 r1 8)."""
+
     def answer(url: str) -> Route:
-        location = "http://\N{GRINNING FACE}.example/".encode().decode("latin-1")
+        location = f"http://{host}/".encode().decode("latin-1")
         return 302, {"Location": location}, b"", 0.0
 
     with serving(ProxyHost(answer)) as hosts:

@@ -458,6 +458,8 @@ def idna_host(target: str) -> str:
     try:
         encoded = PreparedRequest._get_idna_encoded_host(host)  # type: ignore[attr-defined]
     except UnicodeError:
+        encoded = ""
+    if "xn--" not in encoded:  # refused, or only mapped: '１２７．０．０．１' is 127.0.0.1
         error = FetchError(f"redirect to an invalid host name {host[:60]!r}", ErrorKind.PROTOCOL)
         error.final = True  # the server's own answer, the same at every attempt
         raise error from None
