@@ -134,6 +134,25 @@ def visible(text: str, keep: str = "") -> str:
     return "".join(_escape(char) if _hidden(char, keep) else char for char in text)
 
 
+def visible_json(line: str, ascii_only: bool = False) -> str:
+    """visible() for a JSON line, with JSON's own escapes (\\u00ad, \\udb40\\udc41), so that
+    it still parses to the data: Python's \\xad did not. ascii_only: every character beyond
+    ASCII so escaped, for a terminal whose encoding lacks them (\\xe9 would not parse)."""
+    if line.isascii() and line.isprintable():
+        return line
+    return "".join(
+        _json_escape(char) if (ascii_only and not char.isascii()) or _hidden(char, "") else char
+        for char in line
+    )
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:
+        return _escape(char)  # the UTF-16 pair
+    return f"\\u{code:04x}"
+
+
 def hidden(char: str) -> bool:
     """Whether char does not show as itself: a control, a format character (zero-width, bidi),
     a line separator, or shown as nothing. visible() escapes it; a saved file's name encodes it."""

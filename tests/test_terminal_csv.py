@@ -107,3 +107,26 @@ def test_csv_to_a_results_file_keeps_the_exact_data_beside_a_terminal(hostile, t
     assert row["reason"] == REASON
     assert row["content_type"] == CONTENT_TYPE
     assert row["url"] == url
+
+
+def soft_hyphen_answer(conn: socket.socket) -> None:
+    read_request(conn)
+    conn.sendall(b"HTTP/1.1 404 caf\xe9\xad\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize("encoding", [None, "ascii"], ids=["utf-8", "ascii-terminal"])
+def test_jsonl_on_a_terminal_parses_whatever_it_escapes(tmp_path, encoding):
+    """A soft hyphen (U+00AD, a format character) in a reason phrase was shown as Python's
+    \\xad, and on an ASCII terminal 'é' as \\xe9: neither is JSON, the line no longer parsed
+    (s17 r1 7). jsonl takes JSON's own escapes (\\u00ad), every one it needs."""
+    with FaultServer(soft_hyphen_answer) as server:
+        run = run_on_terminal(
+            ["--format", "jsonl", "-q", "--retries", "0", server.url("/x")],
+            tmp_path,
+            stdout_on_terminal=True,
+            stderr_on_terminal=False,
+            env={"PYTHONIOENCODING": encoding} if encoding else None,
+        )
+    [line] = shown(run.terminal).splitlines()
+    assert json.loads(line)["reason"] == "caf\u00e9\u00ad", line
+    assert "\\u00ad" in line and (encoding is None or line.isascii()), line

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from fetcher.output.records import SKIPPED_NOTE, make_formatter, shown_url
 from fetcher.output.summary import human_bytes, summary_head, summary_lines
-from fetcher.redact import redact_url, visible
+from fetcher.redact import redact_url, visible, visible_json
 from fetcher.results import Result, Summary
 
 if TYPE_CHECKING:
@@ -87,6 +87,9 @@ class ConsoleWriter:
         self.console = console
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.aligned = format_name == "text"
+        self.json = format_name == "jsonl"  # its escapes must be JSON's: the line still parses
+        encoding = (getattr(console.file, "encoding", None) or "utf-8").lower().replace("-", "")
+        self.ascii_only = not encoding.startswith("utf")
         if header:
             self._print(header, "")
 
@@ -99,7 +102,8 @@ class ConsoleWriter:
     def _print(self, line: str, style: str) -> None:
         from rich.text import Text
 
-        shown = visible(line.rstrip("\n"))  # a newline inside a csv cell too: one record, one line
+        line = line.rstrip("\n")  # a newline inside a csv cell too: one record, one line
+        shown = visible_json(line, self.ascii_only) if self.json else visible(line)
         self.console.print(Text(shown, style=style), soft_wrap=True, highlight=False)
 
     def flush(self) -> None:
