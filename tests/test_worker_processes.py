@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -593,6 +593,19 @@ def writing_to_a_pipe(pid: int) -> bool:
     return False
 
 
+def start_listed_run(
+    tmp_path: Path, lines: list[str], workers: str, **streams: Any
+) -> subprocess.Popen[bytes]:
+    """fetcher -j workers --processes 2 on lines (a file of them), records as jsonl, --failed."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"{line}\n" for line in lines))
+    return subprocess.Popen(
+        [*FETCHER, "-j", workers, "--processes", "2", "--format", "jsonl", "-i", str(urls),
+         "--failed", str(tmp_path / "failed.txt")],
+        env=clean_env(), start_new_session=True, **streams,
+    )  # fmt: skip
+
+
 def frozen_with_the_parent_stuck(process: subprocess.Popen[bytes], tries: int = 20) -> list[int]:
     """Stop the worker processes (SIGSTOP) at a moment the parent waits to write to one of
     their full pipes, which it then does for good; return them. The window outgrows the pipes,
@@ -622,13 +635,7 @@ def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_re
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     with counting_server() as server, out.open("wb") as stdout, err.open("wb") as stderr:
         lines = [server.url(f"/slow/0.2/{n}/{long}") for n in range(count)]
-        urls = tmp_path / "urls.txt"
-        urls.write_text("".join(f"{line}\n" for line in lines))
-        process = subprocess.Popen(
-            [*FETCHER, "-j", "6", "--processes", "2", "--format", "jsonl", "-i", str(urls),
-             "--failed", str(tmp_path / "failed.txt")],
-            stdout=stdout, stderr=stderr, env=clean_env(), start_new_session=True,
-        )  # fmt: skip
+        process = start_listed_run(tmp_path, lines, "6", stdout=stdout, stderr=stderr)
         workers: list[int] = []
         try:
             workers = frozen_with_the_parent_stuck(process)
@@ -684,14 +691,9 @@ def test_a_stop_while_a_worker_is_still_starting_ends_the_run_at_once(tmp_path):
     count = 50
     with counting_server() as server:
         lines = [server.url(f"/{n}") for n in range(count)]
-        urls = tmp_path / "urls.txt"
-        urls.write_text("".join(f"{line}\n" for line in lines))
-        process = subprocess.Popen(
-            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", "-i", str(urls),
-             "--failed", str(tmp_path / "failed.txt")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-            start_new_session=True,
-        )  # fmt: skip
+        process = start_listed_run(
+            tmp_path, lines, "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         stopped: list[int] = []
         try:
             wait_for(lambda: bool(worker_pids(process.pid)), "a worker process", 20)
