@@ -6,6 +6,7 @@ import os
 import pytest
 
 from fetcher.input.jobs import validate
+from fetcher.input.parsing import BOM
 from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_LINE_BYTES
 
@@ -263,3 +264,17 @@ def test_an_over_long_line_with_crs_across_the_cut_is_kept_over_long():
     assert kept.startswith(line[:MAX_LINE_BYTES]) and not kept.endswith(b"\r")
     [(_, again, still_too_long)] = list(read_lines(io.BytesIO(kept + b"\n")))
     assert still_too_long and again == kept
+
+
+def test_a_line_of_the_longest_length_ended_by_several_crs_is_whole():
+    """8,192 bytes then CR CR LF: the read stopped inside its line end, which was taken for
+    the line being cut, and the line went to --failed with a byte it did not have (found by
+    test_fuzz's property in CI). CRs before the LF are the line's end, as for a shorter line."""
+    from fetcher.input.reader import read_lines
+
+    line = b"x" * (MAX_LINE_BYTES - 2) + "é".encode()
+    for end in (b"\r\r\n", b"\r\r\r\r\n"):
+        [(number, kept, too_long)] = list(read_lines(io.BytesIO(BOM + line + end)))
+        assert (kept, too_long) == (line, False), end
+    [(_, cut, still_long)] = list(read_lines(io.BytesIO(line + b"y\r\r\n")))
+    assert still_long and cut.startswith(line)  # one byte more is too long, as before

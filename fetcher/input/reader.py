@@ -88,11 +88,15 @@ def read_lines(
         complete = raw.endswith(b"\n") or len(raw) < limit  # a whole line, or the last one
         visible = bool(raw.strip())  # anything but whitespace, also beyond the cut
         rest, after = raw, b""  # after: the first visible byte past what raw holds
+        line_end_only = True  # what lies past the cut is CRs and the line's end
         while not complete and rest and not rest.endswith(b"\n"):
             rest = stream.readline(65536)
             after = after or rest.strip()[:1]
             visible = visible or bool(after)
+            line_end_only = line_end_only and not rest.strip(b"\r\n")
         raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
+        if not complete and line_end_only and raw.endswith(b"\r"):
+            complete = True  # a line of max_bytes whose end is CR CR LF: not cut, but ended
         line = raw.rstrip(b"\r\n") if complete else raw  # a cut line has no end to drop
         too_long = not complete or len(line) > max_bytes
         kept = over_long(line, max_bytes, after) if too_long and visible else line
