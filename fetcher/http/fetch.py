@@ -198,12 +198,7 @@ class Exchange:
             if deadline is not None and deadline.expired():
                 result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
                 result.error_message = deadline.message
-            led = where_redirects_led(exc, session)
-            if led is not None:  # else _read filled them in, or no answer came
-                result.redirects, result.final_url = led
-            last = getattr(exc, "response", None)
-            if isinstance(exc, requests.TooManyRedirects) and last is not None:
-                result.status, result.reason = last.status_code, last.reason  # as curl's
+            note_where_redirects_led(exc, session, result)
         finally:
             set_thread_deadline(None)
         if result.error_kind is None and result.status is not None:
@@ -302,20 +297,18 @@ def _note_answer(
         raise FetchError(message, ErrorKind.PROTOCOL)
 
 
-def where_redirects_led(
-    exc: BaseException, session: FetcherSession
-) -> tuple[int, str | None] | None:
-    """The redirects followed before exc, and the URL it cut short: that of the request that
-    failed (a connect error, a timeout, a reset, --max-time at a redirect's target) or of the
-    answer whose redirect could not be followed. None when no redirect was followed: then
-    no answer came, or _read filled them in. Too many redirects is told by requests itself,
-    with its last answer."""
+def note_where_redirects_led(exc: BaseException, session: FetcherSession, result: Result) -> None:
+    """In result, the redirects followed before exc, and the URL it cut short: that of the
+    request that failed (a connect error, a timeout, a reset, --max-time at a redirect's
+    target) or of the answer whose redirect could not be followed. Nothing when no redirect
+    was followed: then no answer came, or _read filled them in. Too many redirects is told by
+    requests itself, with its last answer, whose status is the record's (as curl's)."""
     last = getattr(exc, "response", None)
     if isinstance(exc, requests.TooManyRedirects) and last is not None:
-        return len(last.history), last.url
-    if session.sent > 1:
-        return session.sent - 1, session.sent_url
-    return None
+        result.redirects, result.final_url = len(last.history), last.url
+        result.status, result.reason = last.status_code, last.reason
+    elif session.sent > 1:
+        result.redirects, result.final_url = session.sent - 1, session.sent_url
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:

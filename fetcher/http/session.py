@@ -41,6 +41,7 @@ from fetcher.http.cookies import (
     bounded_copy,
     changed_jar,
     copy_into,
+    idna_host,
 )
 from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
 from fetcher.http.environment import Environment
@@ -191,9 +192,11 @@ def strays_encoded(uri: str) -> str:
 def requote(uri: str) -> str:
     """requests' requote_uri without its decoding of the escapes of unreserved characters
     ('%2e%2e' went out as '..', which a server resolves as a step up): the escapes go out as
-    written (their hex digits in upper case, an equivalent form that urllib3 makes), a stray
-    '%' as '%25'; what is not ASCII, or not allowed in a URL, is escaped as before."""
-    return quote(strays_encoded(uri), safe="!#$%&'()*+,/:;=?@[]~")
+    written (their hex digits in upper case, an equivalent form that urllib3 makes); what is
+    not ASCII, or not allowed in a URL, is escaped as before. Its stray '%'s were encoded
+    already (strays_encoded), once: the first URL's before prepare_url, a redirect's target in
+    get_redirect_target."""
+    return quote(uri, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 # requests' own steps, with requote for requote_uri: the first URL's and each redirect's.
@@ -375,8 +378,8 @@ class FetcherSession(requests.Session):
             raise error
         if target:
             discard_body(resp)
-            target = idna_host(without_userinfo(target))  # requests sends no userinfo taken
-        return target  # from a Location, and would %-encode a Unicode host
+            target = idna_target(strays_encoded(without_userinfo(target)))  # as a first URL's
+        return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
         """requests' own; an answer that is not a redirect has none to follow, which requests
@@ -447,23 +450,21 @@ def utf8_credentials(auth: Any) -> Any:
     return auth
 
 
-def idna_host(target: str) -> str:
+def idna_target(target: str) -> str:
     """A redirect's target with a Unicode host in its IDNA form, as prepare_url makes a first
-    URL's (requests sends a Location on as it came, its host %-encoded by requote_uri); one
-    IDNA refuses is the server's error."""
+    URL's (requests sends a Location on as it came, its host %-encoded by requote_uri). One
+    IDNA refuses, or only maps to ASCII (a look-alike: '１２７．０．０．１' is 127.0.0.1), is
+    the server's error."""
     parts = urlsplit(target)
-    host = parts.hostname
-    if host is None or host.isascii():
+    if parts.netloc.isascii():
         return target
-    try:
-        encoded = PreparedRequest._get_idna_encoded_host(host)  # type: ignore[attr-defined]
-    except UnicodeError:
-        encoded = ""
-    if "xn--" not in encoded:  # refused, or only mapped: '１２７．０．０．１' is 127.0.0.1
-        error = FetchError(f"redirect to an invalid host name {host[:60]!r}", ErrorKind.PROTOCOL)
+    netloc = idna_host(parts.netloc)  # as written when IDNA refuses it
+    if "xn--" not in netloc:
+        error = FetchError(
+            f"redirect to an invalid host name {parts.netloc[:60]!r}", ErrorKind.PROTOCOL
+        )
         error.final = True  # the server's own answer, the same at every attempt
-        raise error from None
-    netloc = encoded if parts.port is None else f"{encoded}:{parts.port}"
+        raise error
     return urlunsplit(parts._replace(netloc=netloc))
 
 
