@@ -288,3 +288,39 @@ def test_a_write_error_commits_no_state_row_whose_record_was_lost(tmp_path, full
     state.close()
     with sqlite3.connect(tmp_path / "state.db") as db:
         assert db.execute("SELECT url FROM urls WHERE ok = 1").fetchall() == []
+
+
+def test_a_commit_of_a_full_batch_of_rows_comes_after_their_records_are_flushed(tmp_path):
+    """The state commits every COMMIT_ROWS rows as well as at idle moments; that commit came
+    from the state's own record(), before the records of its rows were written, let alone
+    flushed: a SIGKILL in between left changes in the state whose records were never out, and
+    the next run's 304 reported them never (s17 note, section 6). It now goes as the idle
+    commit does: --failed, records and bodies flushed first."""
+    import json
+    import sqlite3
+
+    from fetcher.state.store import COMMIT_ROWS, State
+
+    state = State(str(tmp_path / "state.db"))
+    path = tmp_path / "records.jsonl"
+    with open(path, "w", encoding="utf-8", buffering=1 << 20) as stream:
+        collector = Collector(Summary(), StreamWriter(stream, "jsonl"), NullDisplay(), state=state)
+        seen_at_commit: list[tuple[int, int]] = []  # (rows committed, records on disk)
+        commit = state.commit
+
+        def watched_commit() -> None:
+            commit()
+            with sqlite3.connect(tmp_path / "state.db") as db:
+                rows = db.execute("SELECT count(*) FROM urls").fetchone()[0]
+            seen_at_commit.append((rows, len(path.read_text().splitlines())))
+
+        state.commit = watched_commit  # type: ignore[method-assign]
+        for n in range(COMMIT_ROWS + 10):  # no idle moment: only the batch's commit
+            result = ok(n)
+            result.sha256 = f"{n:064x}"
+            collector.on_result(result)
+        assert seen_at_commit, "no commit of a full batch"
+        for rows, on_disk in seen_at_commit:
+            assert rows <= on_disk  # every committed row's record is out
+        state.close()
+    assert len([json.loads(line) for line in path.read_text().splitlines()]) == COMMIT_ROWS + 10

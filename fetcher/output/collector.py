@@ -15,10 +15,11 @@ still buffered: a retry gives them back.
 
 The state takes a result with its record (``on_result``), not as soon as it is final: held back
 by --ordered, a change committed to the state whose record a SIGKILL then lost was never
-reported (the next run's 304 says "unchanged"). At each idle moment the records are flushed
-before the state is committed: killed between the two, a URL is fetched again and its change
-reported twice rather than never. A hard exit's --failed gets the lines the exit may cut off
-(``RetryLines``), unless their reader is gone: what it never read is no failure.
+reported (the next run's 304 says "unchanged"). At each idle moment, and when the state holds
+a full batch of rows, the records are flushed before the state is committed: killed between
+the two, a URL is fetched again and its change reported twice rather than never. A hard exit's
+--failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
+it never read is no failure.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class Collector:
             raise
         finally:
             result.close()
+        if self.state is not None and self.state.batch_full:
+            self.on_idle()  # records out before their rows go in, as at any idle moment
 
     @property
     def writes(self) -> bool:
@@ -120,8 +123,8 @@ class Collector:
         self.display.on_total(count)
 
     def on_idle(self) -> None:
-        """Flush --failed, the records and the bodies, then commit the state (see the module's
-        docstring). Raises BrokenPipeError as on_result (the state commits at its close)."""
+        """Flush --failed, the records, the bodies, then commit the state; raises BrokenPipeError
+        as on_result (the module's docstring)."""
         self.retry.flush()
         if self.writes:
             try:
@@ -154,8 +157,7 @@ class Collector:
         return self.output_broken or (self.bodies is not None and self.bodies.broken)
 
     def take_over(self, stuck_for: float) -> bool:
-        """From a hard stop's watchdog: once the calling thread has been in one write for
-        stuck_for s, stop it for good and take its place (False: not yet); records are lost."""
+        """A hard stop's watchdog: a write stuck for stuck_for s is stopped, its place taken."""
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"
@@ -172,8 +174,7 @@ class Collector:
         self.retry.keep_old()
 
     def flush_at_exit(self) -> None:
-        """A hard exit's last hook: flush the records, unless a write is in progress (the flush
-        would wait on it) or the records are lost anyway."""
+        """A hard exit's last hook: flush the records, unless a write is in progress or lost."""
         if not (self._writes.busy or self.output_broken or self.write_error):
             self.writer.flush()
 

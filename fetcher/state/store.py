@@ -2,9 +2,10 @@
 
 Lookups stream with the input on the dispatcher's connection (by primary key, alone or a batch
 in one statement), so memory does not grow with the state. Writes go through one connection on
-the thread that writes the records, kept in order and committed every COMMIT_ROWS rows and
-whenever the writer is idle (at least every tenth of a second while results come), as multi-row
-statements: a crash loses at most that much.
+the thread that writes the records, kept in order and committed after the records are flushed,
+every COMMIT_ROWS rows and whenever the writer is idle (at least every tenth of a second while
+results come), as multi-row statements: a crash loses at most that much. A commit made before
+the records were out would leave, after a SIGKILL, changes in the state never reported.
 """
 
 from __future__ import annotations
@@ -190,8 +191,11 @@ class State:
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job, result.ok),
                               *kept))  # fmt: skip
-        if len(self._pending) >= COMMIT_ROWS:
-            self.commit()
+
+    @property
+    def batch_full(self) -> bool:
+        """COMMIT_ROWS rows pending, for the records' writer to commit after their records."""
+        return len(self._pending) >= COMMIT_ROWS
 
     def partial_begun(self, job: Job, path: str, validator: str) -> None:
         """--continue: a download of job is being written to path, resumable with validator."""
