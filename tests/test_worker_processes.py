@@ -712,3 +712,45 @@ def test_a_stop_while_a_worker_is_still_starting_ends_the_run_at_once(tmp_path):
     assert took < 10, took
     failed = (tmp_path / "failed.txt").read_text().splitlines()
     check_each_line_once(lines, records(stdout), failed)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of process pid (R, S, T for stopped, ...), or '' when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return ""
+
+
+def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_path):
+    """Ctrl-Z (SIGTSTP to the foreground process group) stopped only the parent: each worker
+    has a process group of its own, so the workers went on downloading behind a job the shell
+    called "Stopped" (s17 h4 7). The parent now stops them first, and resumes them with it."""
+    count = 24
+    with counting_server() as server:
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{server.url(f'/slow/0.3/{n}')}\n" for n in range(count)))
+        # A process group of its own in this session: a session of its own (start_slow_run's)
+        # would be an orphaned group, which the kernel never stops for a SIGTSTP.
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "4", "--processes", "2", "--format", "jsonl", "-i", str(urls)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), process_group=0,
+        )  # fmt: skip
+        workers: list[int] = []
+        try:
+            wait_for(lambda: server.requests >= 2, "the first requests", 20)
+            workers = worker_pids(process.pid)
+            assert len(workers) == 2
+            process.send_signal(signal.SIGTSTP)  # what the terminal sends the parent's group
+            wait_for(lambda: process_state(process.pid) == "T", "the run to stop", 10)
+            wait_for(lambda: all(process_state(w) == "T" for w in workers), "workers stop", 5)
+            process.send_signal(signal.SIGCONT)  # fg
+            wait_for(lambda: all(process_state(w) != "T" for w in workers), "workers go on", 5)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            for pid in [*workers, process.pid]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            reap(process)
+    assert process.returncode == 0, stderr
+    assert sorted(r["line"] for r in records(stdout)) == list(range(1, count + 1))

@@ -34,7 +34,7 @@ from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.placement import dealt_cpus
-from fetcher.run.signals import on_hard_exit
+from fetcher.run.signals import on_hard_exit, stop_together
 from fetcher.run.wire import (
     BATCH,
     HostPause,
@@ -117,6 +117,18 @@ def exit_now(workers: list[WorkerProcess]) -> None:
     deadline = time.monotonic() + EXIT_NOW_WAIT
     for worker in workers:
         worker.wait(max(0.0, deadline - time.monotonic()))
+
+
+def tie_to_this_process(workers: list[WorkerProcess]) -> None:
+    """A hard exit of this process makes the workers exit at once; a Ctrl-Z that stops it
+    stops them too, until it resumes (they have process groups of their own)."""
+    on_hard_exit(lambda: exit_now(workers))
+    stop_together(lambda sig: signal_each(workers, sig))
+
+
+def signal_each(workers: list[WorkerProcess], sig: int) -> None:
+    for worker in workers:
+        worker.kill(sig)
 
 
 def end_workers(workers: list[WorkerProcess], limit: float) -> None:
@@ -206,7 +218,7 @@ class ProcessExecutor:
             worker = WorkerProcess(index, setup)
             self.workers.append(worker)
             worker.listen(self._receive)
-        on_hard_exit(lambda: exit_now(self.workers))
+        tie_to_this_process(self.workers)
         wait_until_started(self.workers, self.stopping)
 
     def submit(self, tasks: list[Task]) -> None:

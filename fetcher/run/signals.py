@@ -1,7 +1,7 @@
 """SIGINT, SIGTERM and SIGHUP: the first stops a run gracefully, the second exits at once;
 SIGQUIT (Ctrl-\\) exits at once, as a second signal does. None of them kills the process
 outright: what was read goes to --failed all the same (SPEC 2.5: nothing read is lost short of
-SIGKILL).
+SIGKILL). SIGTSTP (Ctrl-Z) stops the worker processes with this one (``stop_together``).
 
 The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
 which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
@@ -87,6 +87,36 @@ def _run_hooks() -> None:
             stream.flush()
         except Exception:  # noqa: BLE001, S110
             pass
+
+
+# Called with SIGSTOP when Ctrl-Z stops this process, with SIGCONT when it resumes.
+_suspend_relays: list[Callable[[int], None]] = []
+
+
+def stop_together(relay: Callable[[int], None]) -> None:
+    """From the main thread: when a SIGTSTP (Ctrl-Z) stops this process, relay(SIGSTOP) first,
+    and relay(SIGCONT) as it resumes. For worker processes in process groups of their own
+    (so that a Ctrl-C reaches only this one), which the terminal's SIGTSTP does not reach:
+    they went on downloading behind a job the shell said was stopped. A SIGTSTP ignored at
+    start stays so."""
+    _suspend_relays.append(relay)
+    on_main_thread = threading.current_thread() is threading.main_thread()  # else refused
+    if on_main_thread and signal.getsignal(signal.SIGTSTP) is signal.SIG_DFL:
+        signal.signal(signal.SIGTSTP, _stop_together)
+
+
+def _stop_together(signum: int, frame: FrameType | None) -> None:
+    for relay in _suspend_relays:
+        relay(signal.SIGSTOP)
+    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    try:
+        # To this thread, delivered before raise returns: the process stops here until a
+        # SIGCONT (none in an orphaned process group, which the kernel never stops).
+        signal.raise_signal(signal.SIGTSTP)
+    finally:
+        signal.signal(signal.SIGTSTP, _stop_together)
+        for relay in _suspend_relays:
+            relay(signal.SIGCONT)
 
 
 @contextmanager
