@@ -19,6 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 FETCHER = [sys.executable, "-m", "fetcher"]
+# The same, writing bodies to named temporaries from the start, as on a file system without
+# unnamed files (O_TMPFILE): for what someone with write access to DIR may do to such a name.
+FETCHER_NAMED_TEMPORARIES = [
+    sys.executable, "-c",
+    "import runpy, fetcher.output.atomic as atomic; atomic.UNNAMED_FILES = False; "
+    "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)",
+]  # fmt: skip
 
 
 def changes_a_run(name: str) -> bool:
@@ -80,10 +87,13 @@ def run_process(
     )
 
 
-def run_background(args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start ``python -m fetcher`` in the project folder, stdin closed, stdout and stderr piped."""
+def run_background(
+    args: list[str], command: list[str] = FETCHER, **kwargs: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m fetcher`` (or command) in the project folder, stdin closed, stdout and
+    stderr piped."""
     return subprocess.Popen(
-        [*FETCHER, *args],
+        [*command, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

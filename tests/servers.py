@@ -339,6 +339,20 @@ def worker_pids(pid: int) -> list[int]:
     return found
 
 
+def files_open_under(pid: int, folder: Path) -> list[Path]:
+    """The descriptors (/proc/PID/fd/N, which stat follows) of the regular files process pid
+    holds open under folder: named ones, and ones with no name (O_TMPFILE: the folder's path and
+    '/#<inode> (deleted)'), as a body being written is until its commit. Not folders."""
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd).startswith(f"{folder.resolve()}/") and fd.is_file():
+                found.append(fd)
+        except OSError:  # closed while we look
+            continue
+    return found
+
+
 def has_ended(pid: int) -> bool:
     """Whether process pid is gone or a zombie (ended, not yet reaped by its parent)."""
     try:

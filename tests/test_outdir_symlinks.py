@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import invoke, run_background, run_process
+from tests.conftest import FETCHER_NAMED_TEMPORARIES, invoke, run_background, run_process
 from tests.servers import (
     CountingServer,
     FaultServer,
@@ -182,7 +182,10 @@ def test_a_temporary_swapped_for_a_link_mid_download(tmp_path):
     before = snapshot(tmp_path, skip=out)
     with FaultServer(drip) as fault:
         host = out / f"127.0.0.1_{fault.port}"
-        process = run_background(["--format", "jsonl", "-o", str(out), fault.url("/slow.bin")])
+        # A body has no name until its commit where the file system has unnamed files: there
+        # is nothing to swap then. Named from the start, as on one without them:
+        args = ["--format", "jsonl", "-o", str(out), fault.url("/slow.bin")]
+        process = run_background(args, command=FETCHER_NAMED_TEMPORARIES)
         try:
             wait_for(lambda: host.is_dir() and any(host.glob(".fetcher-*.part")), "a temporary", 20)
             (temporary,) = host.glob(".fetcher-*.part")

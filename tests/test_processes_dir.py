@@ -23,7 +23,15 @@ from fetcher.run.engine import Run
 from fetcher.run.processes import ProcessExecutor
 from fetcher.settings import Settings
 from tests.conftest import FETCHER, clean_env, run_process
-from tests.servers import client_ports, counting_server, records, serving, wait_for, worker_pids
+from tests.servers import (
+    client_ports,
+    counting_server,
+    files_open_under,
+    records,
+    serving,
+    wait_for,
+    worker_pids,
+)
 from tests.test_sessions import MemoryObserver
 from tests.test_worker_processes import read_lines, reap
 
@@ -127,7 +135,8 @@ def test_a_reader_gone_leaves_no_temporary_of_a_worker(tmp_path, held_server):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
     )  # fmt: skip
     try:
-        wait_for(lambda: len(temporaries(out)) == 2, "the two temporaries", 20)
+        wait_for(lambda: sum(len(files_open_under(pid, out)) for pid in worker_pids(process.pid))
+                 == 2, "the two bodies' files", 20)  # fmt: skip
         assert process.stdout is not None
         process.stdout.close()  # the reader goes away ...
         held_server.gate.set()  # ... and the next record finds it gone

@@ -19,7 +19,7 @@ from pytest_httpserver import HTTPServer
 
 from tests.conftest import invoke, run_background
 from tests.resources import Origin, Resource, origin_server, resource
-from tests.servers import FaultServer, read_request, records, wait_for
+from tests.servers import FaultServer, files_open_under, read_request, records, wait_for
 
 BIG = 20 * 1024 * 1024
 
@@ -173,7 +173,8 @@ def test_without_continue_an_interrupted_download_leaves_no_partial(
     url, state, out = server.url_for("/big"), tmp_path / "s.db", tmp_path / "out"
     process = run_background(["--state", str(state), "-o", str(out), "-q", url])
     try:
-        wait_for(lambda: any(p.stat().st_size > 1 << 20 for p in out.rglob(".fetcher-*")),
+        wait_for(lambda: any(fd.stat().st_size > 1 << 20
+                             for fd in files_open_under(process.pid, out)),
                  "a partial file of 1 MiB")  # fmt: skip
         process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGINT)  # the second: exit at once

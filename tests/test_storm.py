@@ -412,6 +412,8 @@ def test_a_reader_gone_while_the_run_waits_on_slow_answers_ends_it_within_a_seco
 # (an AttributeError from a renamed method, say) prints nothing and fails the test.
 CREATE_AFTER_EXIT_HOOK = """
 import os, sys, threading
+import fetcher.output.atomic
+fetcher.output.atomic.UNNAMED_FILES = False  # named at once: the control can leave one
 from fetcher.errors import FetchError
 from fetcher.output.bodies import SavedFile, remove_live_temporaries
 from fetcher.output.paths import OutputDir

@@ -181,6 +181,40 @@ def create_temporary(folder: str | int, mode: int | None = None) -> tuple[int, s
     raise FileExistsError(errno.EEXIST, "no free temporary name")
 
 
+# Files with no name (O_TMPFILE) are named through /proc/self/fd at their commit (linkat).
+UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_UNNAMED_REFUSED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)  # by the file system, kernel
+
+
+def create_unnamed(folder: int) -> int | None:
+    """A new file with no name in folder (a descriptor), write-only, FILE_MODE less the umask;
+    None where the file system or the kernel has no such files. Until ``name_unnamed`` it is
+    nobody's to find or replace, and a process killed outright leaves nothing behind: the
+    kernel frees it with the last descriptor. Raises OSError as create_temporary does."""
+    if not UNNAMED_FILES:
+        return None
+    try:
+        return os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, FILE_MODE, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno in _UNNAMED_REFUSED:
+            return None
+        raise
+
+
+def name_unnamed(fd: int, folder: int) -> str:
+    """Give the file with no name open at fd a new temporary name in folder, as
+    create_temporary makes them (linkat follows /proc's link to the open file). Raises
+    OSError."""
+    for _ in range(100):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        try:
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(errno.EEXIST, "no free temporary name")
+
+
 def _set_mode(fd: int, name: str, mode: int) -> None:
     """fchmod a path-named temporary just created; on failure close and remove it, and raise."""
     try:

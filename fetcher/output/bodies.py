@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.output.atomic import TEMP_PREFIX, TEMP_SUFFIX, create_temporary, file_identity
+from fetcher.output.atomic import (
+    TEMP_PREFIX,
+    TEMP_SUFFIX,
+    create_temporary,
+    create_unnamed,
+    file_identity,
+    name_unnamed,
+)
 from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
 from fetcher.settings import CHUNK_SIZE
 
@@ -110,18 +117,19 @@ class SavedFile:
                 placement.close()
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             try:
-                fd, self.temporary = kept or create_temporary(placement.folder)
+                fd, self.temporary = kept or _create(placement.folder, resumable)
             except OSError as exc:
                 placement.close()
                 raise _io_error(
                     "cannot create a file in", os.path.dirname(self.final), exc
                 ) from exc
-            self._entry = (placement.folder, self.temporary)
-            if not resumable:
+            self._entry = (placement.folder, self.temporary or "")
+            if not resumable and self.temporary is not None:
                 _live.add(self._entry)
         info = os.fstat(fd)
         self._identity = (info.st_dev, info.st_ino)
         if resumable and not kept:
+            assert self.temporary is not None  # a resumable file is named at once (_create)
             self.temporary = _name_by_inode(placement, self.temporary, fd, self._identity)
             self._entry = (placement.folder, self.temporary)
         self.kept = info.st_size if kept else 0
@@ -131,8 +139,8 @@ class SavedFile:
 
     @property
     def path(self) -> str:
-        """The temporary's path: DIR as given, joined with the names."""
-        return os.path.join(os.path.dirname(self.final), self.temporary)
+        """A resumable temporary's path: DIR as given, joined with the names."""
+        return os.path.join(os.path.dirname(self.final), self.temporary or "")
 
     def hash_kept(self, update: Callable[[bytes], object]) -> None:
         """Feed the kept bytes to update (the hash of the whole body starts with them)."""
@@ -160,6 +168,8 @@ class SavedFile:
             # its inode number, which a link made at once may reuse and so pass for ours.
             self.file.flush()
             self._set_time()
+            if self.temporary is None:
+                self.temporary = self._named()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
             with _commit_lock:  # another copy of the same URL renames over the same name
@@ -190,7 +200,7 @@ class SavedFile:
             self.file.close()
         except OSError:
             pass
-        if self._placement.folder >= 0 and not self.resumable:
+        if self._placement.folder >= 0 and not self.resumable and self.temporary is not None:
             self._remove(self.temporary)
         self._forget()
 
@@ -198,6 +208,17 @@ class SavedFile:
         """Give up and remove the file, resumable or not (it cannot be continued)."""
         self.resumable = False
         self.abort()
+
+    def _named(self) -> str:
+        """A name for the file with no name, for the rename; known to the exit hook, which
+        removes it (none is made once the hook has run). Raises OSError."""
+        with _live_lock:
+            if _exiting:
+                raise OSError(errno.EINTR, "interrupted before it finished")
+            name = name_unnamed(self.file.fileno(), self._placement.folder)
+            self._entry = (self._placement.folder, name)
+            _live.add(self._entry)
+        return name
 
     def _holds_ours(self, name: str) -> bool:
         return _holds(self._placement.folder, name, self._identity)
@@ -404,6 +425,14 @@ def _holds(folder: int, name: str, identity: tuple[int, int]) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == identity
+
+
+def _create(folder: int, resumable: bool) -> tuple[int, str | None]:
+    """A new file for a body in folder, and its name: none (create_unnamed) until its commit,
+    so that a run killed outright leaves nothing in DIR; a resumable one is named at once, to
+    be found by the next run, as is every one where the file system has no unnamed files."""
+    fd = None if resumable else create_unnamed(folder)
+    return (fd, None) if fd is not None else create_temporary(folder)
 
 
 def _name_by_inode(placement: Placement, name: str, fd: int, identity: tuple[int, int]) -> str:
