@@ -149,7 +149,7 @@ def report(
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)
-    problems += commit_failed(outputs, streams)
+    problems += commit_failed(outputs, streams) + state_moved(settings, streams, outputs)
     if settings.cookie_jar:
         from http.cookiejar import CookieJar
 
@@ -309,6 +309,22 @@ def write_or_say(
         streams.say(f"fetcher: {message}")
         return [message]
     return []
+
+
+def state_moved(settings: Settings, streams: Streams, outputs: Outputs) -> list[str]:
+    """--state FILE removed or replaced during the run: the run's results are in no file
+    anyone can open. Said on stderr, and in the returned list (the status at least 1)."""
+    state = outputs.collector.state
+    if state is None:
+        return []
+    from fetcher.state.store import name_moved  # with --state only: it imports SQLite
+
+    moved = name_moved(state)
+    if moved is None:
+        return []
+    message = f"--state file {settings.state!r} was {moved} during the run: its results are lost"
+    streams.say(f"fetcher: {message}")
+    return [message]
 
 
 def stop_on_write_error(run: Run, outputs: Outputs, message: str) -> None:

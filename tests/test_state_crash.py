@@ -228,3 +228,27 @@ def test_a_second_signal_ends_the_run_at_once_while_another_process_holds_the_st
             process.stderr.close()  # type: ignore[union-attr]
     assert process.returncode == 143
     assert took < 1.0, f"{took:.2f} s after the second signal"
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_state_file_removed_during_the_run_is_reported(server: CountingServer, tmp_path, how):
+    """`rm state.db` while a run wrote it: SQLite went on writing the file it had open, the
+    run's rows went with it, and the run ended 0 without a word (s17 h4). Its results are in
+    no file anyone can open: that is said, and the status is at least 1, as for a --failed
+    or -c file that could not be written."""
+    state = tmp_path / "s.db"
+    urls = [server.url(f"/slow/0.2/{n}") for n in range(6)]
+    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
+    try:
+        wait_for(lambda: server.requests >= 1, "the first request", 20)
+        state.unlink()
+        if how == "replaced":
+            state.write_bytes(b"")
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, stderr
+    assert f"--state file {str(state)!r} was {how} during the run".encode() in stderr
+    assert len(records(stdout)) == len(urls)

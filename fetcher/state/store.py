@@ -106,6 +106,7 @@ class State:
             os.close(self._lock)
             raise
         self._pending = PendingWrites()
+        self.identity = _identity(os.fstat(self._lock))  # the file opened (see name_moved)
         self._lookups = self._reader.cursor()
         self._reads = READ_BATCH  # the first lookup begins a read transaction
         self._read_until = 0.0
@@ -236,6 +237,23 @@ class State:
                     connection.close()
             os.close(self._lock)
             self._lock = -1
+
+
+def name_moved(state: State) -> str | None:
+    """What became of the state's name, if it no longer leads to the file the run opened
+    ("removed", "replaced"), or None: SQLite goes on writing the file it has open, and the
+    run's results went, without a word, to a file nobody can open any more."""
+    try:
+        named = os.stat(state.path, follow_symlinks=False)
+    except FileNotFoundError:
+        return "removed"
+    except OSError:  # the folder unreadable now: nothing is known
+        return None
+    return None if _identity(named) == state.identity else "replaced"
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 def url_of_key(key: str) -> str:
