@@ -442,12 +442,12 @@ def test_a_binary_body_is_not_written_to_a_terminal(tmp_path):
     binary = b"\x00\x01\x1b]0;PWNED\x07\x1b[2J\xff\xfe"
 
     def route(path: str):
-        if path == "/bin":
+        if path.startswith("/bin"):
             return 200, {"Content-Type": "application/octet-stream"}, binary, 0.0
         return 200, {"Content-Type": "text/plain"}, b"plain text\n", 0.0
 
     with counting_server(route) as server:
-        urls = [server.url("/bin"), server.url("/text")]
+        urls = [server.url("/bin"), server.url("/text"), server.url("/bin2")]
         results = tmp_path / "records.jsonl"
         run = run_on_terminal(
             ["--body", "-j", "1", "--format", "jsonl", "--results", str(results), *urls],
@@ -462,3 +462,5 @@ def test_a_binary_body_is_not_written_to_a_terminal(tmp_path):
     assert refused["ok"] is False and refused["error"]["kind"] == "io", refused
     assert "--body > FILE" in refused["error"]["message"]
     assert records[urls[1]]["ok"] is True and run.status == 1, run.stderr
+    # Said on stderr too, once: --body keeps the records off the screen (s17 r1 3).
+    assert run.stderr.count("binary body not written to the terminal") == 1, run.stderr

@@ -60,7 +60,7 @@ class Collector:
         self.writer = writer
         self.display = display
         self.failed = failed
-        self.bodies = BodyStream(bodies) if bodies is not None else None  # --body
+        self.bodies = BodyStream(bodies, display.say) if bodies is not None else None  # --body
         self.records_to = records_to  # for the message: where records go
         self.on_write_error = on_write_error
         self.state = state  # --state: written before the record, which says what changed
@@ -289,10 +289,12 @@ class BodyStream:
     """--body's standard output, where whole bodies go one after another. Its reader going
     away ends only this: the records go to their own file (--results) and go on."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, say: Callable[[str], None]) -> None:
         self.stream = stream
         self.broken = False
         self.terminal = _is_terminal(stream)  # a body with a NUL is not written to one
+        self.say = say  # a line on stderr, once, for the first binary body not written
+        self.said = False
 
     def deliver(
         self, guard: Guard, result: Result, retry: RetryLines, writes: bool = True
@@ -305,6 +307,9 @@ class BodyStream:
         if not writes:
             return result, None
         if self.terminal and _holds_a_nul(result.body):
+            if not self.said:  # the records are off the screen (--results, or nowhere)
+                self.said = True
+                self.say(f"fetcher: {BINARY_ON_A_TERMINAL} (each such URL's record says so)")
             return undelivered(result, BINARY_ON_A_TERMINAL), None
         retry.writing = (result.job.raw, result.job.header)
         try:
