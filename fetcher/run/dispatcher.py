@@ -80,8 +80,11 @@ class Dispatcher:
     def take_unread(self, limit: float) -> Iterator[Job]:
         """After a stop, for the calling thread: the rest of file inputs, raw (InputReader.drain),
         once this thread ended, or taken from it when it waits on another thing than a read
-        (SharedInput.take_rest); one thread reads at a time."""
-        if self.stop_reading(limit):
+        (SharedInput.take_rest); one thread reads at a time. After a hard stop, which waited
+        for this thread already (stop_reading), it is not waited for again: two waits of
+        limit used up the second the accounting has, and the watchdog's exit cut the rest
+        off (lines lost, not even in --failed)."""
+        if self.stop_reading(0.0 if self.hard else limit):
             return self.source.drain(lines_only=True)
         return iter(()) if self.blocked_on_pipe() else self.input.take_rest(limit)
 
