@@ -485,3 +485,60 @@ def test_a_body_cut_short_counts_the_bytes_that_arrived(tmp_path: Path):
     assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
     assert record["bytes"] == 1 << 20 and record["sha256"] is None, record
     assert "fetcher_bytes_total 1048576" in metrics.read_text()
+
+
+# -- chunk framing -----------------------------------------------------------------------------
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+MALFORMED_CHUNKS = {
+    "0x-prefix": b"0x5\r\nhello\r\n0\r\n\r\n",
+    "underscore": b"0_5\r\nhello\r\n0\r\n\r\n",
+    "sign": b"+5\r\nhello\r\n0\r\n\r\n",
+    "blank-before": b" 5\r\nhello\r\n0\r\n\r\n",
+    "no-size": b";x\r\nhello\r\n0\r\n\r\n",
+    "no-crlf-after-data": b"5\r\nhelloXX7\r\n world\n\r\n0\r\n\r\n",
+    "cr-alone-after-data": b"5\r\nhello\r7\r\n world\n\r\n0\r\n\r\n",
+    "last-chunk-0x": b"5\r\nhello\r\n0x0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_CHUNKS.values(), ids=MALFORMED_CHUNKS.keys())
+def test_malformed_chunk_framing_is_protocol_and_the_connection_is_not_reused(
+    tmp_path: Path, body: bytes
+):
+    """Python's int(line, 16) read '0x5', '0_5', '+5' and ' 5' as 5, and the two bytes after a
+    chunk's data were thrown away unchecked: each such answer was ok (s17 h2 D8). RFC 9112 7.1:
+    chunk-size is hex digits, and chunk data ends with CRLF."""
+    answers = {"/bad": send(CHUNKED_HEAD + body), "/next": send(FINAL)}
+    with FaultServer(routes(answers)) as server:
+        urls = [server.url("/bad"), server.url("/next")]
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1", "-o", str(tmp_path)]
+                        + urls)  # fmt: skip
+        connections = server.connections
+    records = {r["url"]: r for r in map(json.loads, result.stdout.splitlines())}
+    bad, following = records[urls[0]], records[urls[1]]
+    assert bad["ok"] is False and bad["error"]["kind"] == "protocol", bad
+    assert "chunk" in bad["error"]["message"], bad
+    assert following["ok"] is True and following["bytes"] == 5, following
+    assert connections == 2  # the broken answer's connection was closed, not reused
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["next"]
+
+
+WELL_FORMED_CHUNKS = {
+    "extension": b"5;name=value\r\nhello\r\n0;last\r\n\r\n",
+    "blanks-before-the-extension": b"5 \t;x=1\r\nhello\r\n0\r\n\r\n",
+    "blanks-before-the-line-end": b"5  \r\nhello\r\n0\t\r\n\r\n",
+    "upper-case-and-leading-zeros": b"0005\r\nhello\r\n000\r\n\r\n",
+    "lf-alone": b"2\nhe\n3\r\nllo\n0\n\n",
+    "many": b"1\r\nh\r\n" * 3000 + b"4\r\nello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("body", WELL_FORMED_CHUNKS.values(), ids=WELL_FORMED_CHUNKS.keys())
+def test_well_formed_chunk_framing_is_read(body: bytes):
+    """Chunk extensions, blanks before the line's end (as http.client and curl read them) and a
+    line ended by a bare LF (as header lines are read) are no malformation."""
+    with FaultServer(respond(CHUNKED_HEAD + body)) as server:
+        record = record_of(server.url("/x"))
+    data = b"h" * 3000 + b"ello" if body.startswith(b"1\r\n") else b"hello"
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record

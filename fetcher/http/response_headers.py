@@ -143,9 +143,26 @@ def trimmed_fields(
     return message
 
 
+class ChunkFramingError(http.client.HTTPException):
+    """A chunked body whose framing is not RFC 9112 7.1's: a protocol error."""
+
+
+# A chunk's size line (RFC 9112 7.1): hex digits, blanks before an extension or the line's end
+# (http.client and curl skip them), the extensions (not read), CRLF or a bare LF (as header lines
+# are read). http.client read the size with int(line, 16), which also takes '0x5', '0_5', '+5'
+# and ' 5' for 5: what followed was read in a framing the server never sent.
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]++)[ \t]*+(?:;[^\r\n]*+)?\r?\n")
+_CHUNK_DATA_ENDS = (b"\r\n", b"\n")
+
+
+def _shown(line: bytes) -> str:
+    """A chunk line for a message: quoted, its line end dropped, at most 40 characters."""
+    return repr(line.rstrip(b"\r\n")[:40].decode("iso-8859-1"))
+
+
 class HeaderParsingResponse(http.client.HTTPResponse):
     """http.client's response, reading its header block with parse_headers above (its values
-    trimmed) and its status line with read_final_status."""
+    trimmed), its status line with read_final_status and its chunk framing strictly."""
 
     _begin = with_globals(http.client.HTTPResponse.begin, parse_headers=trimmed_fields)
 
@@ -160,6 +177,41 @@ class HeaderParsingResponse(http.client.HTTPResponse):
 
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)
+
+    def _get_chunk_left(self) -> int | None:
+        """http.client's own (the size of the chunk being read; None after the last one), with
+        the line end after a chunk's data checked: http.client threw two bytes away unchecked,
+        so that '5\\r\\nhelloXX7...' read as 'hello' and a chunk of 7."""
+        chunk_left: int | None = self.chunk_left
+        if not chunk_left:  # 0: at the end of a chunk's data; None: before the first chunk
+            if chunk_left is not None:
+                end = self.fp.readline(3)
+                if end not in _CHUNK_DATA_ENDS:
+                    self._close_conn()  # type: ignore[attr-defined]
+                    if len(end) < 3 and not end.endswith(b"\n"):  # the stream ended
+                        raise http.client.IncompleteRead(b"")
+                    raise ChunkFramingError(f"chunk data followed by {_shown(end)} for CRLF")
+            chunk_left = self._read_next_chunk_size()
+            if chunk_left == 0:  # the last chunk; then the trailer section
+                self._read_and_discard_trailer()
+                self._close_conn()  # type: ignore[attr-defined]
+                chunk_left = None
+            self.chunk_left = chunk_left
+        return chunk_left
+
+    def _read_next_chunk_size(self) -> int:
+        """The size a chunk's size line gives, by _CHUNK_SIZE_LINE; IncompleteRead when the
+        body ends before it, ChunkFramingError when it is malformed."""
+        line = self.fp.readline(http.client._MAXLINE + 1)  # type: ignore[attr-defined]
+        if len(line) > http.client._MAXLINE:  # type: ignore[attr-defined]
+            raise http.client.LineTooLong("chunk size")
+        found = _CHUNK_SIZE_LINE.fullmatch(line)
+        if found is not None:
+            return int(found[1], 16)
+        self._close_conn()  # type: ignore[attr-defined]
+        if not line.endswith(b"\n"):  # the stream ended
+            raise http.client.IncompleteRead(b"")
+        raise ChunkFramingError(f"malformed chunk size line {_shown(line)}")
 
     def _read_and_discard_trailer(self) -> None:
         """A chunked answer's trailer section, bounded as a header block: http.client read
