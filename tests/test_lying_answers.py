@@ -542,3 +542,62 @@ def test_well_formed_chunk_framing_is_read(body: bytes):
         record = record_of(server.url("/x"))
     data = b"h" * 3000 + b"ello" if body.startswith(b"1\r\n") else b"hello"
     assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record
+
+
+# -- content codings fetcher cannot decode -----------------------------------------------------
+
+LZW_HELLO = b"\x1f\x9d\x90h\xca\xb0a\xf3\x06"  # 'compress' (LZW) bytes: magic, flags, codes
+
+
+def coded(status: bytes, coding: str, body: bytes, fields: bytes = b"") -> bytes:
+    head = f"Content-Encoding: {coding}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    return b"HTTP/1.1 " + status + b"\r\n" + fields + head + body
+
+
+@pytest.mark.parametrize("coding", ["compress", "x-compress", "foo", "foo, gzip", "gzip, xz"])
+def test_a_content_coding_fetcher_cannot_decode_is_protocol_and_saves_nothing(
+    tmp_path: Path, coding: str
+):
+    """A coding urllib3 does not know was saved undecoded and reported ok, its hash that of
+    the coded bytes; in a list, urllib3 took it for deflate and failed with zlib's message
+    (s17 h2 D9). curl --compressed refuses both ("Unrecognized content encoding type")."""
+    body = gzip.compress(b"hello") if "gzip" in coding else LZW_HELLO
+    with FaultServer(respond(coded(b"200 OK", coding, body))) as server:
+        record = record_of(server.url("/x"), "-o", str(tmp_path))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    unknown = coding.replace("gzip", "").strip(", ")
+    assert f"unsupported Content-Encoding {unknown!r}" in record["error"]["message"], record  # type: ignore[index]
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize("coding", ["gzip, identity", "identity, gzip", "identity", "gzip, "])
+def test_identity_and_empty_elements_in_a_coding_list_are_no_coding(coding: str):
+    """RFC 9110 8.4.1 registers identity (no coding), and a list may hold empty elements
+    (RFC 9110 5.6.1): urllib3 took each for deflate, and the body failed with zlib's message."""
+    data = b"all of it\n" * 100
+    body = data if coding == "identity" else gzip.compress(data)
+    with FaultServer(respond(coded(b"200 OK", coding, body))) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record
+
+
+def test_an_unknown_coding_on_an_answer_without_a_body_read_is_no_error():
+    """No body is decoded: that of a HEAD, a 204, an empty 200, a followed redirect's (thrown
+    away undecoded); an error page's does not change its kind (a 404 stays http, not retried)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: compress\r\nContent-Length: 9\r\n\r\n"
+    moved = coded(b"302 Found", "compress", LZW_HELLO, b"Location: /final\r\n")
+    cases = {
+        "/head": (head, 200, ["-I"]),
+        "/204": (coded(b"204 No Content", "compress", b""), 204, []),
+        "/empty": (coded(b"200 OK", "foo", b""), 200, []),
+        "/moved": (moved, 200, []),
+        "/404": (coded(b"404 Not Found", "compress", LZW_HELLO), 404, ["--retries", "2"]),
+    }
+    answers: dict[str, Behaviour] = {path: send(answer) for path, (answer, _, _) in cases.items()}
+    with FaultServer(routes({**answers, "/final": send(FINAL)})) as server:
+        records = {path: record_of(server.url(path), *args) for path, (_, _, args) in cases.items()}
+    for path, (_, status, _) in cases.items():
+        record = records[path]
+        assert record["status"] == status and record["attempts"] == 1, (path, record)
+        assert record["ok"] is (status != 404), (path, record)
+    assert records["/404"]["error"]["kind"] == "http", records["/404"]  # type: ignore[index]

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import requests
-import urllib3
-from urllib3.response import GzipDecoderState
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe, iter_chain
+from fetcher.http.codings import check_coding_ended, check_decodable
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
@@ -345,23 +344,23 @@ def read_body(
     watch: Watch | None = None,
     length: int | None = None,
 ) -> None:
-    """Read the decoded body, hashing it and writing it to output, within --max-size, the
-    deadline and length (the bytes a 206 continuing a kept file says it holds: fewer or more
-    is a protocol error). On any failure the output is aborted (its temporary removed, a
-    resumable one kept unless what was read is worthless: see _worthless) and the exception
-    propagates; the output is committed only after the last byte. A watch, if any, is told the
-    bytes read now and then (for the display) and ended however the read ends.
+    """Read the decoded body (fetcher.http.codings), hashing it and writing it to output,
+    within --max-size, the deadline and length (the bytes a 206 continuing a kept file says it
+    holds: fewer or more is a protocol error). On any failure the output is aborted (its
+    temporary removed, a resumable one kept unless what was read is worthless: _worthless) and
+    the exception propagates; the output is committed only after the last byte. A watch, if
+    any, is told the bytes read now and then (for the display) and ended however it ends.
 
     ``read1`` returns after each read from the socket, so a server that drips a byte a second
     is checked against the deadline every second; urllib3 bounds how much one compressed read
-    may inflate, so a gzip bomb is stopped at --max-size without being decoded whole.
-    """
+    may inflate, so a gzip bomb is stopped at --max-size without being decoded whole."""
     digest = hashlib.sha256()
     write = output.write if output is not None else None
     kept = output.saved.kept if output is not None and output.saved is not None else 0
     try:
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
+        check_decodable(response.raw)
         bounds = _Bounds(settings.max_size, kept, length)
         read = _copy(response.raw.read1, digest.update, write, bounds, deadline, result, watch)
         check_coding_ended(response.raw)
@@ -402,35 +401,6 @@ class _Bounds:
     max_size: int | None
     kept: int = 0
     length: int | None = None
-
-
-def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
-    """Raise FetchError (protocol) when the body ended inside a content coding's stream.
-
-    urllib3 decodes what comes and stops at the end of the connection's body (its length, the
-    last chunk or the close) without asking the decoder whether its stream ended: a gzip body
-    cut short inside complete framing read as a shorter whole. Each decoder's own
-    decompressor knows (zlib's and zstd's ``eof``, brotli's ``is_finished``). After a whole gzip
-    member, urllib3 starts another on what follows, and swallows it as garbage once zlib
-    refuses its header: a member begun and not ended (even one byte of its magic) is cut
-    short, as gzip -d and Python's gzip module say; swallowed garbage is no member. A body of
-    no bytes at all (a 204, an empty 200 that names a coding) has nothing to end."""
-    decoder = getattr(raw, "_decoder", None)
-    if decoder is None or not raw.tell():
-        return
-    parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
-    for coding, part in zip(_codings(raw), parts, strict=False):
-        if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
-            continue
-        stream = getattr(part, "_obj", None)
-        finished = getattr(stream, "is_finished", None)
-        if not (finished() if callable(finished) else getattr(stream, "eof", True)):
-            message = f"body cut short: its {coding} stream does not end"
-            raise FetchError(message, ErrorKind.PROTOCOL)
-
-
-def _codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
-    return [c.strip().lower() for c in raw.headers.get("Content-Encoding", "").split(",")]
 
 
 def _copy(

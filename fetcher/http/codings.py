@@ -1,0 +1,87 @@
+"""An answer's content codings (Content-Encoding): whether fetcher can decode them, the decoder
+urllib3 reads the body through, and whether each coding's stream ended.
+
+urllib3 decodes what it knows and, on its own, gets two things wrong that would make a record
+lie: a coding it does not know, alone, is no coding at all (the coded bytes were saved and
+hashed as the body, ok), and in a list every name it does not know, ``identity`` and empty
+elements included, is deflate (a valid ``gzip, identity`` failed with zlib's message).
+"""
+
+from __future__ import annotations
+
+import urllib3
+from urllib3.response import ContentDecoder, GzipDecoderState, _get_decoder
+
+from fetcher.errors import ErrorKind, FetchError
+
+# No coding at all (RFC 9110 8.4.1), as an empty element of a list is (RFC 9110 5.6.1).
+_NO_CODING = ("", "identity")
+
+
+def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
+    """The codings Content-Encoding lists (all its lines), in the order they were applied, in
+    lower case, those that are no coding left out."""
+    value = raw.headers.get("Content-Encoding", "")
+    return [c for c in (c.strip().lower() for c in value.split(",")) if c not in _NO_CODING]
+
+
+def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:
+    """Raise FetchError (protocol) when raw has a body in a coding fetcher cannot decode; set
+    up the decoder it is read through (undecodable). Only a body is refused: what a HEAD, a 204
+    or a 304 answers, or an empty body, has nothing to decode, and is read as it is."""
+    problem = undecodable(raw)
+    if problem is not None and raw.read1(1, decode_content=False):
+        raise FetchError(problem, ErrorKind.PROTOCOL)
+
+
+def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
+    """Why raw's body cannot be decoded (a coding fetcher has no decoder for), or None; and
+    the decoder it is read through set up, where urllib3's own would be wrong (see above). For
+    an undecodable body, none: it is read as it came, to see whether there is one at all.
+
+    A coding urllib3 decodes only when its optional package is installed (br, zstd) is
+    undecodable without it, though the request asked for none: requests asks for what urllib3
+    can decode, but a server may send any coding, and -H may ask for any."""
+    value = raw.headers.get("Content-Encoding")
+    if value is None:
+        return None  # nearly every answer: urllib3 finds no coding either
+    listed, known = codings(raw), raw.CONTENT_DECODERS
+    unknown = [coding for coding in listed if coding not in known]
+    if unknown:
+        _use(raw, None)
+        supported = ", ".join(known)
+        return f"unsupported Content-Encoding {unknown[0][:40]!r} (fetcher decodes {supported})"
+    if len(listed) != value.count(",") + 1:  # identity or an empty element in it
+        _use(raw, _get_decoder(", ".join(listed)) if listed else None)
+    return None
+
+
+def _use(raw: urllib3.BaseHTTPResponse, decoder: ContentDecoder | None) -> None:
+    """Read raw's body through decoder (None: undecoded), not the one urllib3 would make."""
+    raw._decoder = decoder
+    raw._decoder_initialized = True
+
+
+def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
+    """Raise FetchError (protocol) when the body ended inside a content coding's stream.
+
+    urllib3 decodes what comes and stops at the end of the connection's body (its length, the
+    last chunk or the close) without asking the decoder whether its stream ended: a gzip body
+    cut short inside complete framing read as a shorter whole. Each decoder's own
+    decompressor knows (zlib's and zstd's ``eof``, brotli's ``is_finished``). After a whole gzip
+    member, urllib3 starts another on what follows, and swallows it as garbage once zlib
+    refuses its header: a member begun and not ended (even one byte of its magic) is cut
+    short, as gzip -d and Python's gzip module say; swallowed garbage is no member. A body of
+    no bytes at all (a 204, an empty 200 that names a coding) has nothing to end."""
+    decoder = getattr(raw, "_decoder", None)
+    if decoder is None or not raw.tell():
+        return
+    parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
+    for coding, part in zip(codings(raw), parts, strict=False):
+        if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
+            continue
+        stream = getattr(part, "_obj", None)
+        finished = getattr(stream, "is_finished", None)
+        if not (finished() if callable(finished) else getattr(stream, "eof", True)):
+            message = f"body cut short: its {coding} stream does not end"
+            raise FetchError(message, ErrorKind.PROTOCOL)
