@@ -601,3 +601,36 @@ def test_an_unknown_coding_on_an_answer_without_a_body_read_is_no_error():
         assert record["status"] == status and record["attempts"] == 1, (path, record)
         assert record["ok"] is (status != 404), (path, record)
     assert records["/404"]["error"]["kind"] == "http", records["/404"]  # type: ignore[index]
+
+
+def raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    "streams",
+    [
+        (zlib.compress(b"one\n"), zlib.compress(b"two\n")),
+        (raw_deflate(b"one\n"), raw_deflate(b"two\n")),
+        (zlib.compress(b"one\n" * 1000), b"trailing junk"),
+    ],
+    ids=["two-zlib-streams", "two-raw-deflate-streams", "trailing-junk"],
+)
+def test_bytes_after_the_end_of_a_deflate_stream_are_protocol(tmp_path: Path, streams):
+    """urllib3 drops what follows a deflate stream's end: a second stream back to back was
+    left out of an ok body (s17 h2). A gzip body may hold several members (RFC 1952), read
+    whole; a deflate body is one stream, as curl reads it. Each in one read, and in two
+    chunks (two reads)."""
+    first, second = streams
+    head = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n"
+    body = first + second
+    in_one = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+    in_two = head + b"Transfer-Encoding: chunked\r\n\r\n"
+    in_two += b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in streams) + b"0\r\n\r\n"
+    for answer in (in_one, in_two):
+        with FaultServer(respond(answer)) as server:
+            record = record_of(server.url("/x"), "-o", str(tmp_path))
+        assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+        assert "deflate" in record["error"]["message"], record  # type: ignore[index]
+        assert not any(p.is_file() for p in tmp_path.rglob("*"))

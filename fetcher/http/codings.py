@@ -10,7 +10,13 @@ elements included, is deflate (a valid ``gzip, identity`` failed with zlib's mes
 from __future__ import annotations
 
 import urllib3
-from urllib3.response import ContentDecoder, GzipDecoderState, _get_decoder
+from urllib3.response import (
+    ContentDecoder,
+    DeflateDecoder,
+    GzipDecoderState,
+    MultiDecoder,
+    _get_decoder,
+)
 
 from fetcher.errors import ErrorKind, FetchError
 
@@ -51,8 +57,8 @@ def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
         _use(raw, None)
         supported = ", ".join(known)
         return f"unsupported Content-Encoding {unknown[0][:40]!r} (fetcher decodes {supported})"
-    if len(listed) != value.count(",") + 1:  # identity or an empty element in it
-        _use(raw, _get_decoder(", ".join(listed)) if listed else None)
+    if "deflate" in listed or len(listed) != value.count(",") + 1:  # or identity, or ", ,"
+        _use(raw, _decoder(listed))
     return None
 
 
@@ -60,6 +66,38 @@ def _use(raw: urllib3.BaseHTTPResponse, decoder: ContentDecoder | None) -> None:
     """Read raw's body through decoder (None: undecoded), not the one urllib3 would make."""
     raw._decoder = decoder
     raw._decoder_initialized = True
+
+
+def _decoder(listed: list[str]) -> ContentDecoder | None:
+    """urllib3's decoder for the codings listed (each one it knows), deflate's strict."""
+    if len(listed) <= 1:
+        return _one_decoder(listed[0]) if listed else None
+    decoder = MultiDecoder(", ".join(listed))  # with its bound on how many there are
+    decoder._decoders = [_one_decoder(coding) for coding in listed]
+    return decoder
+
+
+def _one_decoder(coding: str) -> ContentDecoder:
+    return StrictDeflateDecoder() if coding == "deflate" else _get_decoder(coding)
+
+
+class StrictDeflateDecoder(DeflateDecoder):
+    """urllib3's deflate decoder, refusing bytes after the end of its stream, which urllib3
+    drops: a second stream sent back to back (zlib's or raw deflate's) was left out of an ok
+    body. A deflate body is one stream, as curl reads it; a gzip body's members may follow one
+    another (RFC 1952), and are read whole."""
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if (data or self._unfed_data) and self._obj.eof:
+            raise _past_its_end()
+        decoded = super().decompress(data, max_length)
+        if self._obj.eof and self._obj.unused_data:
+            raise _past_its_end()
+        return decoded
+
+
+def _past_its_end() -> FetchError:
+    return FetchError("body goes on past the end of its deflate stream", ErrorKind.PROTOCOL)
 
 
 def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
