@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fetcher.http.response_headers import MAX_INTERIM
 from tests.conftest import invoke
 from tests.servers import FaultServer, read_request, respond
 
@@ -86,3 +87,15 @@ def test_an_unasked_switching_protocols_is_a_protocol_error() -> None:
     assert (record["ok"], record["status"]) == (False, None), record
     assert record["error"]["kind"] == "protocol"
     assert "101" in record["error"]["message"]
+
+
+def test_answers_that_end_http_on_the_connection_are_not_retried() -> None:
+    """A 101 nobody asked for and a flood of interim answers are the server's own answer, the
+    same at every attempt: retried, each cost two more requests (s17 h2)."""
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+    for answer in (switch, PROCESSING * (MAX_INTERIM + 1) + ANSWER):
+        with FaultServer(respond(answer)) as fault:
+            status, [record] = run("--retries", "2", "--backoff", "0.01", fault.url())
+            connections = fault.connections
+        assert record["error"]["kind"] == "protocol", record
+        assert record["attempts"] == 1 and connections == 1, record

@@ -634,3 +634,14 @@ def test_bytes_after_the_end_of_a_deflate_stream_are_protocol(tmp_path: Path, st
         assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
         assert "deflate" in record["error"]["message"], record  # type: ignore[index]
         assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_a_206_to_a_request_for_the_whole_body_is_not_retried():
+    """A 206 to a request that asked for no range is refused (saved, a part would pass for the
+    whole); it is the server's own answer, the same at every attempt: not retried (s17 h2)."""
+    answer = b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-4/10\r\nContent-Length: 5"
+    with FaultServer(respond(answer + b"\r\n\r\nhello")) as server:
+        record = record_of(server.url("/x"), "--retries", "2", "--backoff", "0.01")
+        connections = server.connections
+    assert record["error"]["kind"] == "protocol" and "206" in record["error"]["message"], record  # type: ignore[index]
+    assert record["attempts"] == 1 and connections == 1, record

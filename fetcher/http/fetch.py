@@ -293,7 +293,9 @@ def _note_answer(
     if response.status_code == 206 and "Range" not in response.request.headers:
         # Saved, a part would pass for the whole (a range asked for with -H is the user's).
         message = "206 Partial Content to a request for the whole body"
-        raise FetchError(message, ErrorKind.PROTOCOL)
+        error = FetchError(message, ErrorKind.PROTOCOL)
+        error.final = True  # the server's own answer, the same at every attempt
+        raise error
 
 
 def note_where_redirects_led(exc: BaseException, session: FetcherSession, result: Result) -> None:

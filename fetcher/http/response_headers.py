@@ -118,7 +118,10 @@ MAX_INTERIM = 16
 
 
 class InterimResponseError(http.client.HTTPException):
-    """An answer that never got past its interim (1xx) part: a protocol error."""
+    """An answer that never got past its interim (1xx) part: a protocol error, and the
+    server's own answer, the same at every attempt (not retried)."""
+
+    final = True
 
 
 _BLANKS = (" ", "\t")
