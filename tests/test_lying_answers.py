@@ -645,3 +645,17 @@ def test_a_206_to_a_request_for_the_whole_body_is_not_retried():
         connections = server.connections
     assert record["error"]["kind"] == "protocol" and "206" in record["error"]["message"], record  # type: ignore[index]
     assert record["attempts"] == 1 and connections == 1, record
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2", b"HTTP/3.0", b"HTTP/2.0"])
+def test_a_status_line_of_another_http_version_says_so(version: bytes):
+    """http.client's message was the version alone ('protocol: HTTP/2'), which says nothing
+    of what was wrong (s17 h2)."""
+    answer = version + b" 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"), "--retries", "2", "--backoff", "0.01")
+        connections = server.connections
+    assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    said = f"unsupported HTTP version in the status line '{version.decode()} 200 OK'"
+    assert record["error"]["message"] == said, record  # type: ignore[index]
+    assert record["attempts"] == 1 and connections == 1, record  # the server's fixed answer

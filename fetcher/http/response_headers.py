@@ -117,6 +117,22 @@ def _check_parsed(message: http.client.HTTPMessage) -> None:
 MAX_INTERIM = 16
 
 
+class UnsupportedVersionError(http.client.HTTPException):
+    """A status line of an HTTP version other than 1.x (or 0.9, which http.client reads as
+    1.0): a protocol error, and the server's own answer, the same at every attempt."""
+
+    final = True
+
+
+def _check_version(version: str, status: int, reason: str) -> None:
+    """Raise UnsupportedVersionError where http.client's begin raises UnknownProtocol, whose
+    message is the version alone ('HTTP/2'): the status line, cut to 60 characters."""
+    if version.startswith("HTTP/1.") or version == "HTTP/0.9":
+        return
+    line = f"{version} {status} {reason.strip()}".strip()[:60]
+    raise UnsupportedVersionError(f"unsupported HTTP version in the status line {line!r}")
+
+
 class InterimResponseError(http.client.HTTPException):
     """An answer that never got past its interim (1xx) part: a protocol error, and the
     server's own answer, the same at every attempt (not retried)."""
@@ -229,7 +245,8 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
     101 Switching Protocols ends HTTP on the connection; fetcher never asks for it (no Upgrade
     header), so the answer cannot be read and is refused, as is a run of more than MAX_INTERIM
     interim answers: both raise InterimResponseError (http.client's begin then closes the
-    connection, which is never reused).
+    connection, which is never reused). A final status line of a version other than HTTP/1.x
+    raises UnsupportedVersionError (_check_version).
     """
     read_status = http.client.HTTPResponse._read_status  # type: ignore[attr-defined]
     for _ in range(MAX_INTERIM + 1):
@@ -237,6 +254,7 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
         if status == http.client.SWITCHING_PROTOCOLS:
             raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
         if not 100 <= status < 200:
+            _check_version(version, status, reason)
             return version, status, reason
         read_header_lines(response.fp)
     raise InterimResponseError(f"more than {MAX_INTERIM} interim (1xx) answers in a row")
