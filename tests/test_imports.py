@@ -55,6 +55,7 @@ CORE = [
     "fetcher.http.session",
     "fetcher.http.sockets",
     "fetcher.http.response_headers",
+    "fetcher.http.codings",
     "fetcher.http.rebind",
     "fetcher.http.redirects",
     "fetcher.http.task",
