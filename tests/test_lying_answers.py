@@ -659,3 +659,18 @@ def test_a_status_line_of_another_http_version_says_so(version: bytes):
     said = f"unsupported HTTP version in the status line '{version.decode()} 200 OK'"
     assert record["error"]["message"] == said, record  # type: ignore[index]
     assert record["attempts"] == 1 and connections == 1, record  # the server's fixed answer
+
+
+@pytest.mark.parametrize(
+    ("reason", "read"),
+    [("Ökay".encode(), "Ökay"), (b"\xd6kay", "Ökay"), (b"OK", "OK")],
+    ids=["utf-8", "latin-1", "ascii"],
+)
+def test_a_reason_phrase_in_utf_8_is_read_as_utf_8(reason: bytes, read: str):
+    """http.client reads the status line as Latin-1: a UTF-8 reason was recorded as mojibake
+    ('Ã\\x96kay', a C1 control in it; s17 h2). Bytes that are not UTF-8 stay Latin-1, as a
+    Content-Disposition file name's do."""
+    answer = b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["ok"] is True and record["reason"] == read, record

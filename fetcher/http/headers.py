@@ -54,9 +54,10 @@ def remote_time(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def _utf8_if_it_was(text: str) -> str:
-    """A header value http.client read as Latin-1 that is valid UTF-8 read as such: servers
-    send raw UTF-8 in filename="..." (browsers and curl -J read it so); else as it was."""
+def utf8_if_it_was(text: str) -> str:
+    """A header value (or reason phrase) http.client read as Latin-1 that is valid UTF-8 read as
+    such: servers send raw UTF-8 in filename="..." (browsers and curl -J read it so) and in a
+    reason; else as it was."""
     try:
         return text.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
@@ -82,6 +83,6 @@ def disposition_name(headers: Mapping[str, str]) -> str | None:
         return None
     text = email.utils.collapse_rfc2231_value((extended or names)[-1])
     if not extended:
-        text = _utf8_if_it_was(text)
+        text = utf8_if_it_was(text)
     name = text.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return None if name in ("", ".", "..") else name

@@ -26,6 +26,7 @@ import http.client
 import re
 from typing import IO
 
+from fetcher.http.headers import utf8_if_it_was
 from fetcher.http.rebind import with_globals
 
 # One field line as the email parser reads it (feedparser.headerRE and Compat32's
@@ -188,8 +189,11 @@ class HeaderParsingResponse(http.client.HTTPResponse):
     def begin(self) -> None:
         """http.client's own; then a 204 or a 304 has no body whatever its framing says (RFC
         9110 6.4.1): http.client sets its length to 0 but keeps 'chunked', and waited for a
-        chunk that never comes (a read timeout at every attempt)."""
+        chunk that never comes (a read timeout at every attempt). A reason phrase http.client
+        read as Latin-1 is UTF-8 when its bytes are (a record showed 'Ã\x96kay' for 'Ökay')."""
         self._begin()
+        if not self.reason.isascii():
+            self.reason = utf8_if_it_was(self.reason)
         if self.status in (204, 304):
             self.chunked = False
             self.length = 0
