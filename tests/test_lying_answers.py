@@ -653,12 +653,10 @@ def test_a_status_line_of_another_http_version_says_so(version: bytes):
     of what was wrong (s17 h2)."""
     answer = version + b" 200 OK\r\nContent-Length: 2\r\n\r\nok"
     with FaultServer(respond(answer)) as server:
-        record = record_of(server.url("/x"), "--retries", "2", "--backoff", "0.01")
-        connections = server.connections
+        record = record_of(server.url("/x"))
     assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
     said = f"unsupported HTTP version in the status line '{version.decode()} 200 OK'"
     assert record["error"]["message"] == said, record  # type: ignore[index]
-    assert record["attempts"] == 1 and connections == 1, record  # the server's fixed answer
 
 
 @pytest.mark.parametrize(

@@ -120,9 +120,9 @@ MAX_INTERIM = 16
 
 class UnsupportedVersionError(http.client.HTTPException):
     """A status line of an HTTP version other than 1.x (or 0.9, which http.client reads as
-    1.0): a protocol error, and the server's own answer, the same at every attempt."""
-
-    final = True
+    1.0): a protocol error, retried as any garbage status line is (a server that answers
+    HTTP/1.1 requests in another version at every attempt is rarer than one that sends a
+    broken line once)."""
 
 
 def _check_version(version: str, status: int, reason: str) -> None:
