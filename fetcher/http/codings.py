@@ -46,8 +46,8 @@ def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
     an undecodable body, none: it is read as it came, to see whether there is one at all.
 
     A coding urllib3 decodes only when its optional package is installed (br, zstd) is
-    undecodable without it, though the request asked for none: requests asks for what urllib3
-    can decode, but a server may send any coding, and -H may ask for any."""
+    undecodable without it. requests' Accept-Encoding names only what urllib3 can decode, but a
+    server may send any coding, and -H may ask for any."""
     value = raw.headers.get("Content-Encoding")
     if value is None:
         return None  # nearly every answer: urllib3 finds no coding either

@@ -190,7 +190,7 @@ class HeaderParsingResponse(http.client.HTTPResponse):
         """http.client's own; then a 204 or a 304 has no body whatever its framing says (RFC
         9110 6.4.1): http.client sets its length to 0 but keeps 'chunked', and waited for a
         chunk that never comes (a read timeout at every attempt). A reason phrase http.client
-        read as Latin-1 is UTF-8 when its bytes are (a record showed 'Ã\x96kay' for 'Ökay')."""
+        read as Latin-1 is UTF-8 when its bytes are (a record showed 'Ã\\x96kay' for 'Ökay')."""
         self._begin()
         if not self.reason.isascii():
             self.reason = utf8_if_it_was(self.reason)
