@@ -672,3 +672,32 @@ def test_a_reason_phrase_in_utf_8_is_read_as_utf_8(reason: bytes, read: str):
     with FaultServer(respond(answer)) as server:
         record = record_of(server.url("/x"))
     assert record["ok"] is True and record["reason"] == read, record
+
+
+# -- the same answers through a proxy ----------------------------------------------------------
+
+THROUGH_A_PROXY = {
+    "malformed-chunk": (CHUNKED_HEAD + MALFORMED_CHUNKS["0x-prefix"], False),
+    "chunked-with-a-blank-after-it": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked \r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        True,
+    ),
+    "many-fields": (
+        b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 150 + b"Content-Length: 5\r\n\r\nhello",
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("answer, ok", THROUGH_A_PROXY.values(), ids=THROUGH_A_PROXY.keys())
+def test_an_answer_through_a_proxy_is_read_as_a_direct_one_is(answer: bytes, ok: bool):
+    """requests' proxy managers made urllib3's own pools, whose answers http.client read: none
+    of fetcher's reading applied through -x or http_proxy (a malformed chunk was ok, 'chunked '
+    saved the framing as the body, 101 fields were protocol)."""
+    with FaultServer(respond(answer)) as proxy:
+        record = record_of("http://origin.invalid/x", "-x", proxy.url("/"))
+    assert record["ok"] is ok, record
+    if ok:
+        assert record["sha256"] == hashlib.sha256(b"hello").hexdigest(), record
+    else:
+        assert record["error"]["kind"] == "protocol", record  # type: ignore[index]

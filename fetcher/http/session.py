@@ -30,7 +30,7 @@ from requests.utils import (
 )
 from urllib3.connectionpool import ConnectionPool, port_by_scheme
 from urllib3.exceptions import LocationValueError, URLSchemeUnknown
-from urllib3.poolmanager import PoolKey, PoolManager
+from urllib3.poolmanager import PoolKey, PoolManager, ProxyManager
 from urllib3.util import SKIP_HEADER, Timeout
 
 from fetcher.errors import ErrorKind, FetchError
@@ -81,6 +81,13 @@ def transfer_coding_problem(value: str | None) -> str | None:
     return f"unsupported Transfer-Encoding {value[:40]!r} (fetcher reads chunked alone)"
 
 
+# The connection pools of every session, direct or through an http(s) proxy: their answers are
+# read by response_headers.HeaderParsingResponse, their header phase cut at --max-time.
+POOL_CLASSES: Mapping[str, type[ConnectionPool]] = {
+    "http": KernelTimeoutHTTPPool,  # fewer system calls, each giving up the GIL
+    "https": DeadlineHTTPSPool,
+}
+
 # Origins whose connection-pool key an adapter keeps; past this many it starts over.
 POOL_KEYS_KEPT = 256
 
@@ -126,6 +133,18 @@ class FetcherAdapter(HTTPAdapter):
         # A new pool takes its arguments out of the context: it gets a copy.
         manager: PoolManager = self.poolmanager
         return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        """requests' own, whose pools for an http(s) proxy are made as the direct ones are
+        (POOL_CLASSES): urllib3's own read every answer through -x or *_PROXY with
+        http.client's parser, so that none of fetcher's reading applied (framing, header
+        values trimmed, interim answers, chunks), nor the header phase's --max-time cut. A
+        SOCKS manager keeps its pools, whose connections connect through the proxy."""
+        made = proxy not in self.proxy_manager
+        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if made and isinstance(manager, ProxyManager):
+            manager.pool_classes_by_scheme = dict(POOL_CLASSES)
+        return manager
 
     def cert_verify(
         self, conn: Any, url: str, verify: bool | str | None, cert: tuple[str, str] | str | None
@@ -521,10 +540,7 @@ def make_session(
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetcher.http.fetch retries, counts attempts and honours the deadline.
     adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
-    adapter.poolmanager.pool_classes_by_scheme = {
-        "http": KernelTimeoutHTTPPool,  # fewer system calls, each giving up the GIL
-        "https": DeadlineHTTPSPool,
-    }
+    adapter.poolmanager.pool_classes_by_scheme = dict(POOL_CLASSES)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
