@@ -13,6 +13,8 @@ from typing import Any
 import click
 from click.decorators import FC
 
+from fetcher.given import as_given, typed, variable_of
+
 ENV_PREFIX = "FETCHER_"
 
 
@@ -52,31 +54,75 @@ NO_OPS = ("location", "compressed", "fail")
 def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     """Turn the curl flags in params (the command's parsed options) into fetcher's own options,
     in place: -s into -q and no progress, -I into -X HEAD; the no-ops go. Raises
-    click.UsageError for combinations curl refuses too, and for -o given a file."""
+    click.UsageError for combinations curl refuses too, for a no-op beside an option that says
+    the opposite, and for -o given a file."""
+    check_contradictions(params)
     for name in NO_OPS:
         params.pop(name)
-    if params.pop("silent"):
-        params["quiet"] = True
-        if params["progress"] is None:
-            params["progress"] = False
-    if params.pop("head"):
-        if params["method"] not in (None, "HEAD"):
-            raise click.UsageError(f"-I sends HEAD: it cannot go with -X {params['method']}")
-        if params["data"]:
-            raise click.UsageError("-I sends HEAD, which has no body: it cannot go with -d")
-        params["method"] = "HEAD"
-    elif params["data"] and (params["method"] or "").upper() == "HEAD":
-        raise click.UsageError("-X HEAD has no body: it cannot go with -d (-I sends HEAD)")
+    fold_quiet(params)
+    fold_head(params)
     if params["remote_header_name"] and params["output_dir"] is None:
         raise click.UsageError(
-            "-J names the files saved under -o DIR: give -o DIR too "
-            "(fetcher never writes a file named by a server into the current folder)"
+            f"{as_given('remote_header_name', '-J')} names the files saved under -o DIR: give "
+            "-o DIR too (fetcher never writes a file named by a server into the current folder)"
         )
     if params["output_dir"] is not None:
         problem = output_dir_problem(params["output_dir"])
         if problem is not None:
             raise click.UsageError(problem)
     check_urls_given_as_files(params, urls)
+
+
+def check_contradictions(params: dict[str, Any]) -> None:
+    """-L and -f are accepted because they mean what fetcher does anyway; beside --no-follow,
+    or an --ok-status that counts a status of 400 or more as ok, they mean the opposite. Which
+    one is meant cannot be told, wherever each came from: a usage error that names both."""
+    if params["location"] and params["no_follow"]:
+        raise click.UsageError(
+            f"{as_given('location', '-L')} follows redirects: it cannot go with "
+            f"{as_given('no_follow', '--no-follow')}"
+        )
+    ok_status = params["ok_status"]
+    failing = [] if ok_status is None else [r for r in ok_status.ranges if r[1] >= 400]
+    if params["fail"] and failing:
+        shown = ",".join(f"{max(a, 400)}-{b}" if b > max(a, 400) else str(b) for a, b in failing)
+        raise click.UsageError(
+            f"{as_given('fail', '-f')} fails a status of 400 or more: it cannot go with "
+            f"{as_given('ok_status', '--ok-status')}, which counts {shown} as ok"
+        )
+
+
+def fold_quiet(params: dict[str, Any]) -> None:
+    """-s is -q with no progress display; --progress given beside it still shows one. A -s or
+    -q typed on the command line beats FETCHER_PROGRESS: a display asked for by a variable (a
+    profile's) must not reach a cron job's stderr."""
+    silent = params.pop("silent")
+    if (typed("silent") or typed("quiet")) and variable_of("progress") is not None:
+        params["progress"] = None
+    if silent:
+        params["quiet"] = True
+        if params["progress"] is None:
+            params["progress"] = False
+
+
+def fold_head(params: dict[str, Any]) -> None:
+    """-I is -X HEAD; with -X of another method, or with -d, a usage error, as in curl."""
+    method = params["method"]
+    shown_method = as_given("method", f"-X {method}")
+    data = as_given("data", "-d")
+    if params.pop("head"):
+        head = as_given("head", "-I")
+        if method not in (None, "HEAD"):
+            raise click.UsageError(f"{head} sends HEAD: it cannot go with {shown_method}")
+        if params["data"]:
+            raise click.UsageError(
+                f"{head} sends HEAD, which has no body: it cannot go with {data}"
+            )
+        params["method"] = "HEAD"
+    elif params["data"] and (method or "").upper() == "HEAD":
+        raise click.UsageError(
+            f"{shown_method} has no body: it cannot go with {data} (-I sends HEAD)"
+        )
 
 
 def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:

@@ -18,6 +18,7 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
+from fetcher.given import as_given, typed, variable_of
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     AUTO,
@@ -410,10 +411,10 @@ DERIVED = frozenset({"user", "cert", "key", "cacert", "insecure", "no_follow"})
 
 
 def one_process_options(params: dict[str, Any]) -> list[str]:
-    """The options given that need one place to see every request or every body."""
-    alone = {"--rate": params["rate"], "--body": params["body"],
-             "--include-body": params["include_body"]}  # fmt: skip
-    return [name for name, value in alone.items() if value]
+    """The options given that need one place to see every request or every body, each named
+    as given (fetcher.given)."""
+    alone = {"rate": "--rate", "body": "--body", "include_body": "--include-body"}
+    return [as_given(name, shown) for name, shown in alone.items() if params[name]]
 
 
 def resolve_processes(params: dict[str, Any], cpus: int | None = None) -> None:
@@ -437,12 +438,16 @@ def usable_cpus() -> int:
 
 def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
-        raise click.UsageError("--key needs --cert")
+        raise click.UsageError(f"{as_given('key', '--key')} needs --cert")
     check_client_key(params)
     if params["processes"] > 1 and (given := one_process_options(params)):
-        raise click.UsageError(f"{', '.join(given)} works only with --processes 1")
+        processes = as_given("processes", f"--processes {params['processes']}")
+        raise click.UsageError(f"{', '.join(given)} works only with --processes 1, not {processes}")
     if params["include_body"] and params["format"] != "jsonl":
-        raise click.UsageError("--include-body needs --format jsonl")
+        raise click.UsageError(
+            f"{as_given('include_body', '--include-body')} needs --format jsonl, not "
+            f"{as_given('format', '--format ' + params['format'])}"
+        )
     check_metrics_labels(params)
     try:
         check_cookie_header(params["cookies"])
@@ -458,16 +463,14 @@ def check_retry_on(params: dict[str, Any]) -> None:
     """Refuse a --retry-on status that counts as ok (below 400, or --ok-status): an ok answer is
     never retried, so the option would do nothing. Only a list the user gave: the default one
     beside --ok-status 200-599 is no one's mistake."""
-    context = click.get_current_context(silent=True)
-    source = None if context is None else context.get_parameter_source("retry_on")
-    if source in (None, click.core.ParameterSource.DEFAULT):
+    if not (typed("retry_on") or variable_of("retry_on")):
         return
     ok_status = params["ok_status"] or OkStatus()
     ok = sorted(status for status in params["retry_on"] if status in ok_status)
     if ok:
-        listed = ", ".join(map(str, ok))
+        listed = as_given("retry_on", f"--retry-on {', '.join(map(str, ok))}")
         raise click.UsageError(
-            f"--retry-on {listed}: an ok answer is never retried, and these count as ok (below "
+            f"{listed}: an ok answer is never retried, and these count as ok (below "
             "400, or --ok-status); give --ok-status without them to have them retried"
         )
 
@@ -547,7 +550,9 @@ def read_pem_file(option: str, path: str) -> bytes:
 def check_metrics_labels(params: dict[str, Any]) -> None:
     labels: tuple[tuple[str, str], ...] = params["metrics_labels"]
     if labels and not params["metrics"]:
-        raise click.UsageError("--metrics-label needs --metrics FILE")
+        raise click.UsageError(
+            f"{as_given('metrics_labels', '--metrics-label')} needs --metrics FILE"
+        )
     if not labels:
         return
     from fetcher.output.metrics import OWN_LABELS
@@ -565,18 +570,22 @@ def check_metrics_labels(params: dict[str, Any]) -> None:
 
 def check_state_options(params: dict[str, Any]) -> None:
     needs_state = {
-        "--skip-fresh": params["skip_fresh"] is not None,
-        "--retry-failed": params["retry_failed"],
-        "--continue": params["resume"],
+        as_given("skip_fresh", "--skip-fresh"): params["skip_fresh"] is not None,
+        as_given("retry_failed", "--retry-failed"): params["retry_failed"],
+        as_given("resume", "--continue"): params["resume"],
     }
     if not params["state"] and (given := [name for name, value in needs_state.items() if value]):
         raise click.UsageError(f"{', '.join(given)} needs --state FILE")
+    resume = as_given("resume", "--continue")
     if params["resume"] and not params["output_dir"]:
-        raise click.UsageError("--continue needs -o DIR: it resumes saved files")
+        raise click.UsageError(f"{resume} needs -o DIR: it resumes saved files")
     if params["resume"] and (params["body"] or params["include_body"]):
-        raise click.UsageError("--continue resumes files under -o, not --body or --include-body")
+        raise click.UsageError(f"{resume} resumes files under -o, not --body or --include-body")
     if params["retry_failed"] and (params["urls"] or params["inputs"]):
-        raise click.UsageError("--retry-failed takes its URLs from --state: give no URL or -i")
+        raise click.UsageError(
+            f"{as_given('retry_failed', '--retry-failed')} takes its URLs from --state: give "
+            f"no URL or {as_given('inputs', '-i')}"
+        )
 
 
 def ask_password(user: tuple[str, str | None] | None) -> tuple[str, str] | None:

@@ -158,7 +158,7 @@ def params(**given):
     """The parsed options fold_habits reads, as Click gives them when none is set."""
     base = dict(location=False, compressed=False, fail=False, silent=False, head=False,
                 quiet=False, progress=None, method=None, data=None, remote_header_name=False,
-                output_dir=None)  # fmt: skip
+                output_dir=None, no_follow=False, ok_status=None)  # fmt: skip
     return base | given
 
 
@@ -170,6 +170,89 @@ def test_silent_turns_the_progress_display_off_unless_asked_for():
     asked = params(silent=True, progress=True)
     fold_habits(asked)
     assert asked["quiet"] is True and asked["progress"] is True
+
+
+# -- a habit beside an option that says the opposite (s17 h3 2, 16) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["-L", "--no-follow"], {}, "-L follows redirects: it cannot go with --no-follow"),
+        (["-L"], {"FETCHER_NO_FOLLOW": "1"}, "with --no-follow (from FETCHER_NO_FOLLOW)"),
+        (["--no-follow"], {"FETCHER_LOCATION": "yes"}, "-L (from FETCHER_LOCATION) follows"),
+        (
+            ["-f", "--ok-status", "200-599"],
+            {},
+            "-f fails a status of 400 or more: it cannot go with --ok-status",
+        ),
+        (["-f"], {"FETCHER_OK_STATUS": "200,404"}, "--ok-status (from FETCHER_OK_STATUS)"),
+        (["--ok-status", "401"], {"FETCHER_FAIL": "1"}, "-f (from FETCHER_FAIL) fails"),
+    ],
+)
+def test_a_habit_beside_an_option_that_says_the_opposite_is_a_usage_error(server, args, env, says):
+    result = invoke([*args, server.url("/a")], **env)
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+    assert server.requests == 0
+
+
+def test_a_habit_beside_an_option_that_agrees_is_accepted(server):
+    result = invoke(["-f", "--ok-status", "200-299", "-L", server.url("/a")])
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize("args", [["-s"], ["-q"], ["-sS"]])
+def test_a_typed_s_or_q_beats_a_progress_variable(server, args):
+    """A progress display kept in a profile's FETCHER_PROGRESS must not reach a cron job's -s."""
+    result = invoke([*args, server.url("/a")], FETCHER_PROGRESS="1")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_progress_asked_for_where_s_is_given_still_shows(server):
+    for args, env in ((["-s", "--progress"], {}), (["--progress"], {"FETCHER_SILENT": "1"}),
+                      ([], {"FETCHER_SILENT": "1", "FETCHER_PROGRESS": "1"})):  # fmt: skip
+        result = invoke([*args, server.url("/a")], **env)
+        assert "fetching" in result.stderr, (args, env)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["-d", "x"], {"FETCHER_HEAD": "1"}, "-I (from FETCHER_HEAD) sends HEAD"),
+        (["-I"], {"FETCHER_DATA": "x"}, "cannot go with -d (from FETCHER_DATA)"),
+        (["-I"], {"FETCHER_METHOD": "POST"}, "-X POST (from FETCHER_METHOD)"),
+        (["-d", "x"], {"FETCHER_METHOD": "head"}, "-X HEAD (from FETCHER_METHOD) has no body"),
+        ([], {"FETCHER_INCLUDE_BODY": "1"}, "--include-body (from FETCHER_INCLUDE_BODY) needs"),
+        ([], {"FETCHER_REMOTE_HEADER_NAME": "1"}, "-J (from FETCHER_REMOTE_HEADER_NAME) names"),
+        ([], {"FETCHER_CONTINUE": "1"}, "--continue (from FETCHER_CONTINUE) needs --state"),
+        (
+            [],
+            {"FETCHER_RETRY_FAILED": "1", "FETCHER_SKIP_FRESH": "1h"},
+            "--skip-fresh (from FETCHER_SKIP_FRESH), --retry-failed (from FETCHER_RETRY_FAILED) "
+            "needs --state",
+        ),
+        (
+            ["--rate", "5"],
+            {"FETCHER_PROCESSES": "2"},
+            "--rate works only with --processes 1, not --processes 2 (from FETCHER_PROCESSES)",
+        ),
+        (
+            [],
+            {"FETCHER_METRICS_LABEL": "a=b"},
+            "--metrics-label (from FETCHER_METRICS_LABEL) needs --metrics",
+        ),
+        ([], {"FETCHER_RETRY_ON": "200"}, "--retry-on 200 (from FETCHER_RETRY_ON): an ok"),
+    ],
+)
+def test_a_combination_error_says_which_option_came_from_a_variable(server, args, env, says):
+    result = invoke([*args, server.url("/a")], **env)
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+
+
+def test_a_combination_error_of_typed_options_names_no_variable(server):
+    result = invoke(["-I", "-d", "x", server.url("/a")])
+    assert result.exit_code == 2 and "(from" not in result.stderr
+    assert "-I sends HEAD, which has no body: it cannot go with -d" in result.stderr
 
 
 # -- the curl options that mean something else ----------------------------------------------------

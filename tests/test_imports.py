@@ -97,6 +97,7 @@ def test_every_package_module_is_classified():
     ui_modules = {
         "fetcher.cli",
         "fetcher.command",
+        "fetcher.given",
         "fetcher.habits",
         "fetcher.options",
         "fetcher.outputs",
