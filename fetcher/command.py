@@ -1,16 +1,22 @@
 """The Click command class of ``fetcher``: --help lists the options under the spec's headings
 (input, requests, concurrency, output, ...) with the examples last, and a curl option that means
-something else here is a usage error saying what to use instead (fetcher.habits).
+something else here is a usage error saying what to use instead (fetcher.habits). --help and
+--version fail as a run does when standard output cannot take them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import errno
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import click
+from click.decorators import FC
 
 from fetcher.habits import refusal
+from fetcher.status import ExitStatus
+from fetcher.streams import Streams
 
 # (heading, the names of its options' parameters), in the order --help shows them.
 Sections = Sequence[tuple[str, Sequence[str]]]
@@ -55,3 +61,47 @@ class SectionedCommand(click.Command):
             if message is None:
                 raise
             raise click.UsageError(message, ctx) from None
+
+
+def help_and_version(version: str) -> Callable[[FC], FC]:
+    """-V/--version and -h/--help: Click's own, but for an output that cannot take them
+    (write_and_exit). --version first, as Click lists them."""
+
+    def show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            write_and_exit(ctx, "--version", f"fetcher, version {version}")
+
+    def show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+        if value and not ctx.resilient_parsing:
+            write_and_exit(ctx, "--help", ctx.get_help())
+
+    def apply(command: FC) -> FC:
+        command = click.help_option("-h", "--help", callback=show_help)(command)
+        version_option = click.option(
+            "-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+            callback=show_version, help="Show the version and exit.",
+        )  # fmt: skip
+        return version_option(command)
+
+    return apply
+
+
+def write_and_exit(ctx: click.Context, option: str, text: str) -> NoReturn:
+    """Write text (option's answer) to standard output and exit 0. An output that cannot take it
+    is no success: a reader gone (`| head`) exits 141 quietly, as a run does; a closed or full
+    standard output is one line on stderr and exit status 1, not a traceback nor a silent 0."""
+    try:
+        if sys.stdout is None:  # `>&-`: fetcher.__main__ leaves it None
+            raise OSError(errno.EBADF, "standard output is closed")
+        click.echo(text, color=ctx.color)
+    except OSError as exc:
+        if sys.stdout is not None:  # what is left in its buffer would fail the last flush again
+            Streams.silence(sys.stdout)
+        if exc.errno == errno.EPIPE:
+            ctx.exit(ExitStatus.BROKEN_PIPE)
+        try:
+            click.echo(f"fetcher: cannot write {option}: {exc.strerror or exc}", err=True)
+        except OSError:
+            pass  # stderr gone too: the exit status says it
+        ctx.exit(ExitStatus.SOME_FAILED)
+    ctx.exit()

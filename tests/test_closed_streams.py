@@ -153,3 +153,32 @@ def test_with_stdin_closed_a_list_read_from_it_is_a_usage_error(args):
     assert b"Traceback" not in done.stderr
     expected = b"no URL given" if not args else b"standard input is closed"
     assert expected in done.stderr
+
+
+# -- --help and --version on an output that cannot take them (s17 h3 minor notes) -------------
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+@pytest.mark.parametrize(
+    ("redirections", "says"),
+    [(">/dev/full", b"No space left on device"), (">&-", b"standard output is closed")],
+)
+def test_help_or_version_that_cannot_be_written_is_one_line_and_exit_1(option, redirections, says):
+    done = closed_run([option], redirections)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == b"fetcher: cannot write " + option.encode() + b": " + says + b"\n"
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_or_version_to_a_reader_gone_exits_141_quietly(option):
+    """As a run does when the reader of its records went away (SPEC 2.5)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [*FETCHER, option], stdin=subprocess.DEVNULL, stdout=write_end,
+            stderr=subprocess.PIPE, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and done.stderr == b""
