@@ -79,7 +79,27 @@ def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
         attrs.setdefault("type", Parsed("TEXT", str))
     if "/" in flag:
         attrs.setdefault("type", FlagPair(*flag.split("/")))
+    if attrs.get("count"):
+        attrs.setdefault("type", Count())
     return click.option(*decls, show_envvar=True, **attrs)
+
+
+class Count(click.IntRange):
+    """A count (-v, -vv), whose variable also takes a flag's words: FETCHER_VERBOSE=yes is -v,
+    as usage.md promises of every flag's variable, and FETCHER_VERBOSE=2 is -vv."""
+
+    WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+
+    def __init__(self) -> None:
+        super().__init__(min=0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and value.strip().lower() in self.WORDS:
+            return self.WORDS[value.strip().lower()]
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not a count (0, 1, 2...) or yes, no...", param, ctx)
 
 
 class FlagPair(click.types.BoolParamType):

@@ -352,3 +352,25 @@ def test_a_flag_pair_refuses_other_words_from_the_environment():
     result = invoke(["http://a.test/"], FETCHER_PIN="pinned")
     assert result.exit_code == 2
     assert "'pinned'" in result.stderr and "pin, no-pin" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("yes", 1), ("True", 1), ("on", 1), ("1", 1), ("2", 2), ("no", 0), ("off", 0), ("", 0)],
+)
+def test_the_verbose_count_takes_a_flag_s_words_from_the_environment(value, expected):
+    """usage.md: a flag's variable takes 1, true, yes or on; -v is a count, and -vv is 2."""
+    from fetcher.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FETCHER_VERBOSE", value)
+        ctx = main.make_context("fetcher", [])
+        typed = main.make_context("fetcher", ["-vv"])
+    assert ctx.params["verbose"] == expected
+    assert typed.params["verbose"] == 2  # typed, it replaces the variable: a count as ever
+
+
+def test_the_verbose_count_refuses_other_words_from_the_environment():
+    result = invoke(["http://a.test/"], FETCHER_VERBOSE="loud")
+    assert result.exit_code == 2
+    assert "'loud'" in result.stderr and "yes" in result.stderr
