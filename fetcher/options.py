@@ -158,6 +158,18 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
         return f"the {position}{suffix or 'th'} {param.opts[0]}: "
 
 
+def parse_header_option(text: str) -> tuple[str, str | None]:
+    """-H as fetcher.input.parsing.parse_header reads it. curl's -H @FILE (headers from FILE)
+    gets a pointer to what does that here rather than "malformed header": no header name starts
+    with '@'. The file's name is not shown either: the value may be a mistyped secret."""
+    if text.startswith("@"):
+        raise ValueError(
+            "curl's -H @FILE (headers from a file) is not read here: put them in FETCHER_HEADER, "
+            'one a line (FETCHER_HEADER="$(cat FILE)" fetcher ...)'
+        )
+    return parse_header(text)
+
+
 def _parse_statuses(text: str) -> frozenset[int]:
     statuses: set[int] = set()
     for first, last in OkStatus.parse(text).ranges:
@@ -186,7 +198,7 @@ REQUEST_OPTIONS = [
            help="Send TEXT, or FILE's bytes (at most 100 MiB; @- reads standard input), as the "
                 "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
-           type=Parsed("HEADER", parse_header),
+           type=Parsed("HEADER", parse_header_option),
            help="Add a header; 'NAME:' removes one. Repeatable."),
     option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
            type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),

@@ -312,6 +312,18 @@ def test_a_file_given_as_a_url_points_at_i(tmp_path, monkeypatch):
     assert result.exit_code == 3, result.output  # fetched (and refused by the closed port)
 
 
+def test_curl_s_header_file_points_at_the_header_variable(server, tmp_path):
+    """curl's -H @FILE reads headers from FILE; here FETCHER_HEADER takes one a line."""
+    headers = tmp_path / "headers.txt"
+    headers.write_text("Authorization: Bearer secret\n")
+    result = invoke(["-H", f"@{headers}", server.url("/a")])
+    assert result.exit_code == 2 and server.requests == 0
+    assert "-H @FILE" in result.stderr and 'FETCHER_HEADER="$(cat FILE)"' in result.stderr
+    assert "secret" not in result.stderr
+    shown = invoke([server.url("/a")], FETCHER_HEADER=headers.read_text())
+    assert shown.exit_code == 0 and server.headers_seen[-1]["Authorization"] == "Bearer secret"
+
+
 def test_an_unknown_option_is_still_clicks_error():
     result = invoke(["--fial", "http://127.0.0.1:9/"])
     assert result.exit_code == 2 and "No such option" in result.stderr
