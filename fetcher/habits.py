@@ -82,10 +82,11 @@ def check_contradictions(params: dict[str, Any]) -> None:
             f"{as_given('location', '-L')} follows redirects: it cannot go with "
             f"{as_given('no_follow', '--no-follow')}"
         )
-    ok_status = params["ok_status"]
-    failing = [] if ok_status is None else [r for r in ok_status.ranges if r[1] >= 400]
-    if params["fail"] and failing:
-        shown = ",".join(f"{max(a, 400)}-{b}" if b > max(a, 400) else str(b) for a, b in failing)
+    ranges = () if params["ok_status"] is None else params["ok_status"].ranges
+    counted_ok = [(max(first, 400), last) for first, last in ranges if last >= 400]
+    if params["fail"] and counted_ok:
+        shown = ",".join(f"{first}-{last}" if last > first else str(first)
+                         for first, last in counted_ok)  # fmt: skip
         raise click.UsageError(
             f"{as_given('fail', '-f')} fails a status of 400 or more: it cannot go with "
             f"{as_given('ok_status', '--ok-status')}, which counts {shown} as ok"
