@@ -7,9 +7,10 @@ something else here is a usage error saying what to use instead (fetcher.habits)
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import click
 from click.decorators import FC
@@ -93,7 +94,7 @@ def write_and_exit(ctx: click.Context, option: str, text: str) -> NoReturn:
     try:
         if sys.stdout is None:  # `>&-`: fetcher.__main__ leaves it None
             raise OSError(errno.EBADF, "standard output is closed")
-        click.echo(text, color=ctx.color)
+        write_whole(sys.stdout, text + "\n")
     except OSError as exc:
         if sys.stdout is not None:  # what is left in its buffer would fail the last flush again
             Streams.silence(sys.stdout)
@@ -105,3 +106,20 @@ def write_and_exit(ctx: click.Context, option: str, text: str) -> NoReturn:
             pass  # stderr gone too: the exit status says it
         ctx.exit(ExitStatus.SOME_FAILED)
     ctx.exit()
+
+
+def write_whole(stream: TextIO, text: str) -> None:
+    """Write text to stream, and raise OSError unless every byte of it was written. Python's
+    buffered stream drops the rest of a short write without a word (a file-size limit: the
+    next write fails with EFBIG, SIGXFSZ being ignored): its descriptor is written directly,
+    until all is written or a write fails. A stream without one (a test's) is written as is."""
+    try:
+        descriptor = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    rest = memoryview(text.encode(stream.encoding, stream.errors or "strict"))
+    while rest:
+        rest = rest[os.write(descriptor, rest) :]

@@ -18,7 +18,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from tests.conftest import FETCHER, clean_env
+from tests.conftest import FETCHER, clean_env, invoke
 
 NOISE = (b"Traceback", b"Error", b"Usage")
 
@@ -182,3 +182,17 @@ def test_help_or_version_to_a_reader_gone_exits_141_quietly(option):
     finally:
         os.close(write_end)
     assert done.returncode == 141 and done.stderr == b""
+
+
+def test_help_cut_by_a_file_size_limit_is_not_exit_0(tmp_path):
+    """Python ignores SIGXFSZ: past `ulimit -f`, a write fails with EFBIG, and its buffered
+    stream dropped the rest of a short write without a word (help.txt cut, exit 0)."""
+    saved = tmp_path / "help.txt"
+    done = subprocess.run(
+        ["sh", "-c", 'ulimit -f 4 && exec "$@" > "$0"', str(saved), *FETCHER, "--help"],
+        stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(), timeout=60, check=False,
+    )  # fmt: skip
+    whole = invoke(["--help"]).stdout.encode()
+    assert 0 < saved.stat().st_size < len(whole)  # the limit (blocks of 512 or 1024): cut
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == b"fetcher: cannot write --help: File too large\n"
