@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 def _source(name: str) -> ParameterSource | None:
     """The source of the parameter called name in the command being run; None outside one (a
-    unit test calling fold_habits with a dict), which counts as typed."""
+    unit test calling fold_habits with a dict): neither typed nor from a variable then."""
     context = click.get_current_context(silent=True)
     return None if context is None else context.get_parameter_source(name)
 
