@@ -43,6 +43,7 @@ CORE = [
     "fetcher.http.transfers",
     "fetcher.http.environment",
     "fetcher.output.display",
+    "fetcher.input.encodings",
     "fetcher.input.formats",
     "fetcher.run.scheduler",
     "fetcher.input.parsing",

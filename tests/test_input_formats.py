@@ -586,3 +586,38 @@ def test_an_over_long_line_stays_over_long_round_the_retry_loop(tmp_path, input_
         assert record["error"]["kind"] == "invalid_url", record
         assert "longer than" in record["error"]["message"], record
         assert result.exit_code == 3
+
+
+@pytest.mark.parametrize(
+    ("input_format", "text"),
+    [
+        ("jsonl", '{"url": "a.test/é", "id": 1}\r\n{"url": "b.test"}\r\n'),
+        ("csv", 'url,id\r\na.test/é,1\r\n"b.test",\r\n'),
+    ],
+)
+def test_a_utf16_jsonl_or_csv_list_is_read_as_its_text(input_format, text):
+    """Excel's "Unicode text" and PowerShell 5's `>` write UTF-16 with its mark: every line
+    was invalid_url (s17 h1 D14)."""
+    jobs, _ = jobs_of(text.encode("utf-16"), input_format)
+    assert [(job.line, job.target, job.invalid) for job in jobs] == [
+        (2 if input_format == "csv" else 1, "https://a.test/é", None),
+        (3 if input_format == "csv" else 2, "https://b.test", None),
+    ]
+    assert meta_of(jobs[0]) == ({"id": 1} if input_format == "jsonl" else {"id": "1"})
+
+
+def test_a_utf16_list_s_failed_lines_are_utf8_and_read_back_alike(httpserver, tmp_path):
+    """The run's own records and --failed: what is not fetched is kept as UTF-8 lines, so that
+    `fetcher -i failed.txt` reads it as the first run read the UTF-16 list."""
+    httpserver.expect_request("/ok").respond_with_data("ok")
+    httpserver.expect_request("/gone").respond_with_data("no", status=404)
+    listing = tmp_path / "urls16.txt"
+    urls = [httpserver.url_for("/ok"), httpserver.url_for("/gone")]
+    listing.write_bytes(("\r\n".join(urls) + "\r\n").encode("utf-16"))
+    failed = tmp_path / "failed.txt"
+    result = invoke(["--format", "jsonl", "--ordered", "-i", str(listing), "--failed", str(failed)])
+    assert [(r["url"], r["line"], r["status"]) for r in records(result.stdout)] == [
+        (urls[0], 1, 200),
+        (urls[1], 2, 404),
+    ]
+    assert failed.read_bytes() == urls[1].encode() + b"\n"

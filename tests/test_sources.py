@@ -278,3 +278,88 @@ def test_a_line_of_the_longest_length_ended_by_several_crs_is_whole():
         assert (kept, too_long) == (line, False), end
     [(_, cut, still_long)] = list(read_lines(io.BytesIO(line + b"y\r\r\n")))
     assert still_long and cut.startswith(line)  # one byte more is too long, as before
+
+
+# A list saved as UTF-16 (Windows PowerShell 5's `>`, Notepad's "Unicode") or UTF-32, with its
+# byte-order mark: every line was invalid_url, blamed on CR-only line ends, a NUL-separated list
+# or bad UTF-8, and one record more than the lines (s17 h1 D14, h3 5).
+WIDE_LIST = "http://a.test/1\r\n# a comment\r\n\r\nb.test/café\r\n"
+WIDE = {
+    "utf-16-le": b"\xff\xfe" + WIDE_LIST.encode("utf-16-le"),
+    "utf-16-be": b"\xfe\xff" + WIDE_LIST.encode("utf-16-be"),
+    "utf-32-le": b"\xff\xfe\x00\x00" + WIDE_LIST.encode("utf-32-le"),
+    "utf-32-be": b"\x00\x00\xfe\xff" + WIDE_LIST.encode("utf-32-be"),
+}
+
+
+@pytest.mark.parametrize("data", WIDE.values(), ids=WIDE.keys())
+def test_a_utf16_or_utf32_list_with_its_byte_order_mark_is_read_as_its_text(data):
+    jobs, reader = jobs_of(data)
+    assert [(j.line, j.target, j.invalid) for j in jobs] == [
+        (1, "http://a.test/1", None),
+        (4, "https://b.test/café", None),
+    ]
+    # --failed and --state keep the lines as UTF-8: a run reading them back reads them alike.
+    assert [j.raw for j in jobs] == [b"http://a.test/1", "b.test/café".encode()]
+    assert reader.count == 2
+
+
+def test_a_utf16_list_keeps_the_line_rules_bound_and_broken_characters():
+    """The 8 KiB bound holds for the line as UTF-8; a character UTF-16 cannot hold (a lone
+    surrogate) makes its line invalid, not the next one."""
+    long_line = "http://a.test/" + "x" * MAX_LINE_BYTES
+    text = f"{long_line}\nhttp://b.test/\n".encode("utf-16-le")
+    lone = (
+        "http://c.test/".encode("utf-16-le")
+        + b"\x00\xd8"
+        + "\nhttp://d.test/\n".encode("utf-16-le")
+    )
+    jobs, _ = jobs_of(b"\xff\xfe" + text + lone)
+    assert [(j.line, j.invalid is None) for j in jobs] == [
+        (1, False), (2, True), (3, False), (4, True),
+    ]  # fmt: skip
+    assert "longer than" in (jobs[0].invalid or "")
+    assert "UTF-16" in (jobs[2].invalid or "")
+
+
+def test_an_odd_last_byte_of_a_utf16_list_is_its_last_line_s_error():
+    jobs, _ = jobs_of(b"\xff\xfe" + "http://a.test/\nhttp://b.test/".encode("utf-16-le") + b"x")
+    assert [(j.line, j.invalid is None) for j in jobs] == [(1, True), (2, False)]
+    assert "not valid UTF-16" in (jobs[1].invalid or "")
+
+
+def test_a_utf16_file_is_not_counted_ahead_and_drains_as_utf8(tmp_path):
+    """The count ahead reads the file's bytes, which are not lines of UTF-8 here; a hard stop's
+    hand-back of the unread rest goes to --failed as UTF-8, as the lines read do."""
+    path = tmp_path / "urls16.txt"
+    path.write_bytes(WIDE["utf-16-le"] + "c.test/x\r\nd.test/y\r\n".encode("utf-16-le"))
+    with path.open("rb") as stream:
+        reader = InputReader([Source(str(path), stream=stream)], "https")
+        assert reader.count_ahead() is None
+        assert reader.next_job() is not None
+        rest = b"\n".join(job.raw for job in reader.drain(lines_only=True))
+    assert rest == "# a comment\r\n\r\nb.test/café\r\nc.test/x\r\nd.test/y\r".encode()
+
+
+def test_a_utf16_pipe_is_read_lazily():
+    """A line is handed on when it has come, as from a UTF-8 pipe: decoding waits for no
+    more than the stream has."""
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as stream, os.fdopen(write_fd, "wb") as writer:
+        writer.write("http://a.test/\n".encode("utf-16"))
+        writer.flush()
+        reader = iter(InputReader([Source("pipe", stream=stream)], "https"))
+        assert next(reader).target == "http://a.test/"  # would block if decoding read ahead
+        writer.write("http://b.test/\n".encode("utf-16-le"))
+        writer.close()
+        assert next(reader).target == "http://b.test/"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_list_without_its_mark_says_what_it_looks_like(encoding):
+    """Without a mark it cannot be told from bytes for sure, so it is not decoded; but its
+    records named a NUL-separated list (find -print0), which the user did not make."""
+    jobs, _ = jobs_of("http://a.test/1\nhttp://a.test/2\n".encode(encoding))
+    assert len(jobs) >= 2
+    for job in jobs[:2]:
+        assert job.invalid is not None and "UTF-16 without its byte-order mark" in job.invalid

@@ -137,6 +137,11 @@ def not_a_url(text: str) -> str | None:
     if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
         return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
     if "\0" in text:
+        if 2 * text.count("\0") >= len(text) - 1:  # "h\0t\0t\0p\0": ASCII as UTF-16
+            return (
+                "a NUL beside every character: the list looks like UTF-16 without its byte-order "
+                "mark; convert it to UTF-8 (iconv -f UTF-16LE -t UTF-8, or UTF-16BE)"
+            )
         return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"

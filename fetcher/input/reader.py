@@ -3,8 +3,8 @@
 Lines are read one at a time with a bounded ``readline`` so that neither an endless pipe nor a
 line of a gigabyte makes memory grow. A line that cannot be fetched still becomes a Job, carrying
 the reason, so that it gets its record like every other URL. Files and standard input are plain
-URL lines, or jsonl or csv (``fetcher.input.formats``); lines of other shards are counted, not
-kept.
+URL lines, or jsonl or csv (``fetcher.input.formats``), in UTF-8 or, behind its byte-order mark,
+UTF-16 or UTF-32 (``fetcher.input.encodings``); lines of other shards are counted, not kept.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from fetcher.input.encodings import Readable, WideText, as_utf8, wide_encoding
 from fetcher.input.formats import iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.parsing import BOM, over_long
@@ -47,6 +48,7 @@ class Source:
     # True when the rest can be read at once after an interrupt (not a pipe or terminal);
     # asked before every read, so worked out once: a regular file stays one.
     finite: bool = field(init=False)
+    _text: Readable | None = field(default=None, init=False)  # what text() found
 
     def __post_init__(self) -> None:
         self.finite = True
@@ -55,6 +57,14 @@ class Source:
                 self.finite = stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
             except (OSError, ValueError, AttributeError):  # closed, or not backed by a file
                 self.finite = False
+
+    def text(self) -> Readable:
+        """The stream to read, as UTF-8: a UTF-16 or UTF-32 one (with its mark) decoded.
+        Looked at when first asked, which is when reading it starts."""
+        if self._text is None:
+            assert self.stream is not None
+            self._text = as_utf8(self.stream)
+        return self._text
 
     def start(self) -> int | None:
         """Where the stream of a regular file stands now (before the run reads it), for
@@ -68,7 +78,7 @@ class Source:
 
 
 def read_lines(
-    stream: BinaryIO, max_bytes: int = MAX_LINE_BYTES
+    stream: Readable, max_bytes: int = MAX_LINE_BYTES
 ) -> Iterator[tuple[int, bytes, bool]]:
     """Yield (line number, line without its end, too long) for every physical line, without a
     UTF-8 byte-order mark at its start.
@@ -103,7 +113,7 @@ def read_lines(
         yield number, kept, too_long and visible
 
 
-def read_pieces(stream: BinaryIO, size: int = PIECE_BYTES) -> Iterator[bytes]:
+def read_pieces(stream: Readable, size: int = PIECE_BYTES) -> Iterator[bytes]:
     """Yield the stream's bytes in pieces of at most size bytes, each ending at the first line
     end (\\n) or before it, without a UTF-8 byte-order mark at the start, line ends kept as
     they are: for csv, which finds itself where its records end (inside quotes a line end is
@@ -123,8 +133,11 @@ def _holds_url(line: bytes) -> bool:
 
 def count_url_lines(fd: int, start: int, stopped: Callable[[], bool]) -> int | None:
     """The lines of a regular file from start on that hold a URL, read with pread (the
-    file's position, shared with its reader, does not move). None when stopped."""
+    file's position, shared with its reader, does not move). None when stopped, and for a
+    UTF-16 or UTF-32 file (its lines are not those of its bytes)."""
     count, carry, offset = 0, b"", start
+    if wide_encoding(os.pread(fd, 4, start)):
+        return None
     while chunk := os.pread(fd, COUNT_CHUNK, offset):
         if stopped():
             return None
@@ -234,8 +247,9 @@ class InputReader:
         plain = lines_only and self.input_format == "lines" and not self.jobs.unique
         plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
         while self._position < len(self.sources):
-            source, stream = self.sources[self._position], self.sources[self._position].stream
+            source = self.sources[self._position]
             if source.finite:
+                stream = None if source.stream is None else source.text()  # never a pipe's
                 # The stream stands after the last line read. A csv header row is parsed first.
                 late = lines_only and self.input_format != "csv" and time.monotonic() > until
                 if stream is not None and (plain or late):
@@ -251,7 +265,7 @@ class InputReader:
             self._current = None
             self._position += 1
 
-    def _parsed_until(self, jobs: Iterator[Job], stream: BinaryIO, until: float) -> Iterator[Job]:
+    def _parsed_until(self, jobs: Iterator[Job], stream: Readable, until: float) -> Iterator[Job]:
         """jobs, until the moment until; then, from the entry after, the stream as it is."""
         for job in jobs:
             yield job
@@ -269,24 +283,35 @@ class InputReader:
                 if job is not None:
                     yield job
             return
-        if self.input_format == "lines":
-            for number, raw, too_long in read_lines(source.stream):
-                job = self.jobs.line_job(number, raw, too_long)
-                if job is not None:
-                    yield job
+        stream = source.text()
+        if not isinstance(stream, WideText):
+            yield from stream_jobs(self.jobs, stream, self.input_format)
             return
-        if self.input_format == "jsonl":
-            entries = iter_jsonl(read_lines(source.stream, MAX_RECORD_BYTES))
-        else:
-            entries = iter_csv(read_pieces(source.stream))
-        for entry in entries:
-            job = self.jobs.entry_job(entry)
+        for job in stream_jobs(self.jobs, stream, self.input_format):
+            job.invalid = job.invalid and stream.explain(job.invalid)
+            yield job
+
+
+def stream_jobs(maker: JobMaker, stream: Readable, input_format: str) -> Iterator[Job]:
+    """The Jobs of a stream's lines (or jsonl lines, or csv records)."""
+    if input_format == "lines":
+        for number, raw, too_long in read_lines(stream):
+            job = maker.line_job(number, raw, too_long)
             if job is not None:
                 yield job
+        return
+    if input_format == "jsonl":
+        entries = iter_jsonl(read_lines(stream, MAX_RECORD_BYTES))
+    else:
+        entries = iter_csv(read_pieces(stream))
+    for entry in entries:
+        job = maker.entry_job(entry)
+        if job is not None:
+            yield job
 
 
 def raw_rest(
-    stream: BinaryIO, input_format: str, header: bytes | None, maker: JobMaker
+    stream: Readable, input_format: str, header: bytes | None, maker: JobMaker
 ) -> Iterator[Job]:
     """The rest of a stream as Jobs holding only raw bytes (see InputReader.drain): blocks of
     whole lines, verbatim (blank lines and comments too, which a run reading --failed skips

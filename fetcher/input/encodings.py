@@ -1,0 +1,109 @@
+"""Lists saved as UTF-16 or UTF-32 with a byte-order mark (Windows PowerShell 5's ``>``,
+Notepad's "Unicode"), read as the UTF-8 bytes every other step of the reader takes."""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable
+from typing import BinaryIO, Protocol
+
+# The marks that name a wide encoding, UTF-32's first: UTF-32 LE's starts with UTF-16 LE's.
+_WIDE_MARKS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+CHUNK = 1 << 16  # bytes decoded at a time
+# A character the wide encoding cannot hold (half of a surrogate pair, an odd last byte)
+# becomes the byte 0xFF, which no UTF-8 holds: its line is invalid_url, not a guess at a URL.
+_BROKEN = "fetcher.broken-wide-character"
+
+
+def _broken(exc: UnicodeError) -> tuple[str, int]:
+    """A lone surrogate, which surrogateescape encodes as the byte 0xFF, for what exc covers."""
+    assert isinstance(exc, UnicodeDecodeError)
+    return "\udcff", exc.end
+
+
+codecs.register_error(_BROKEN, _broken)
+_NOT_UTF8 = re.compile(r"not valid UTF-8 \([^)]*\)")
+
+
+class Readable(Protocol):
+    """What the reader reads lines and blocks from: a binary stream, or a wide one's UTF-8."""
+
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def wide_encoding(head: bytes) -> str | None:
+    """'UTF-16' or 'UTF-32' when head, a stream's first bytes, starts with its byte-order mark."""
+    return next((name for mark, name in _WIDE_MARKS if head.startswith(mark)), None)
+
+
+def as_utf8(stream: BinaryIO) -> Readable:
+    """stream itself, or its UTF-8 reading when it starts with a UTF-16 or UTF-32 mark. Looks
+    at the first bytes without taking them (peek; a BytesIO seeks back); a stream that allows
+    neither is taken as UTF-8."""
+    peek = getattr(stream, "peek", None)
+    if peek is not None:
+        head = peek(4)[:4]
+    elif getattr(stream, "seekable", bool)():
+        at = stream.tell()
+        head = stream.read(4)
+        stream.seek(at)
+    else:
+        return stream
+    encoding = wide_encoding(head)
+    return stream if encoding is None else WideText(stream, encoding)
+
+
+class WideText:
+    """The UTF-8 bytes of a UTF-16 or UTF-32 stream, read as a binary stream is: readline(size)
+    and read(size) return at most size bytes, so the reader's bounds hold as for UTF-8; memory
+    is what a caller asks for and one decoded chunk."""
+
+    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+        self.encoding = encoding
+        # read1: what one read of the stream gives, as a pipe's lines come (BinaryIO lacks it)
+        self._read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
+        self._decoder = codecs.getincrementaldecoder(encoding.lower())(errors=_BROKEN)
+        self._text = b""  # decoded, from _at on not handed out yet
+        self._at = 0
+        self._ended = False
+
+    def _fill(self) -> bool:
+        """Decode one more chunk; False at the end of the stream."""
+        if self._ended:
+            return False
+        chunk = self._read(CHUNK)
+        self._ended = not chunk  # the decoder then says what a cut character is
+        decoded = self._decoder.decode(chunk, final=self._ended)
+        self._text = self._text[self._at :] + decoded.encode("utf-8", "surrogateescape")
+        self._at = 0
+        return True
+
+    def readline(self, size: int = -1, /) -> bytes:
+        end = self._text.find(b"\n", self._at)
+        while end < 0 and (size < 0 or len(self._text) - self._at < size) and self._fill():
+            end = self._text.find(b"\n", self._at)
+        stop = len(self._text) if end < 0 else end + 1
+        return self._take(stop if size < 0 else min(stop, self._at + size))
+
+    def read(self, size: int = -1, /) -> bytes:
+        while (size < 0 or len(self._text) - self._at < size) and self._fill():
+            pass
+        return self._take(len(self._text) if size < 0 else min(len(self._text), self._at + size))
+
+    def _take(self, stop: int) -> bytes:
+        piece = self._text[self._at : stop]
+        self._at = stop
+        return piece
+
+    def explain(self, problem: str) -> str:
+        """A line's problem as it is in the file: a byte 0xFF stands for a broken character."""
+        return _NOT_UTF8.sub(f"not valid {self.encoding} (a broken character: an odd byte, or "
+                             "half of a surrogate pair)", problem)  # fmt: skip
