@@ -60,6 +60,17 @@ def test_http_without_its_slashes_is_not_called_an_unsupported_scheme() -> None:
         assert "unsupported" not in record["error"]["message"]
 
 
+@pytest.mark.parametrize("text", ["//127.0.0.1:18431/rel", "//example.org", "//user:pw@a.test/x"])
+def test_a_protocol_relative_url_says_what_it_is(text: str) -> None:
+    """`//host/path`, as copied from a page's HTML, was "no host in URL" though it has one
+    (s17 h3). curl ("bad/illegal format") and wget ("Scheme missing") refuse it too; the
+    record now says what it is and what to write, and no request is made for it."""
+    [record] = run(text)
+    assert_invalid(record, "protocol-relative", "scheme")
+    assert "no host" not in record["error"]["message"]
+    assert "pw" not in record["error"]["message"]
+
+
 # -- a host without a scheme still gets the default one ------------------------------------------
 
 

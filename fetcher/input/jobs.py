@@ -133,7 +133,8 @@ def _scheme_of(text: str) -> str | None:
 def not_a_url(text: str) -> str | None:
     """Why a stripped line is not a URL at all, before any default scheme is applied; None when it
     may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
-    not, though gluing "https://" on would make it parse (as user "mailto" at a host)."""
+    not, though gluing "https://" on would make it parse (as user "mailto" at a host). Nor is
+    "//host/x", relative to the scheme of a page fetcher never saw (curl and wget refuse it)."""
     if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
         return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
     if "\0" in text:
@@ -147,6 +148,11 @@ def not_a_url(text: str) -> str | None:
         return "whitespace inside the URL"
     if CONTROL.search(text):
         return "a control character inside the URL"
+    if text.startswith("//") and not text.startswith("///"):  # as curl and wget, not guessed
+        return (
+            "a protocol-relative URL ('//' and a host, as a web page links): "
+            "write its scheme first, http: or https:"
+        )
     if has_scheme(text) or (scheme := _scheme_of(text)) is None:
         return None
     authority = re.split(r"[/?#]", text, maxsplit=1)[0]
