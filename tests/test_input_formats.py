@@ -274,6 +274,28 @@ def test_bad_csv_header_makes_every_record_invalid(header, reason):
         assert [job.line for job in jobs] == [2, 3]
 
 
+@pytest.mark.parametrize(
+    ("header", "separator"),
+    [(b"url;id", "';'"), (b"\xef\xbb\xbfURL\tid", "tab"), (b"Id ; Url ; note", "';'")],
+)
+def test_a_csv_header_with_another_separator_is_shown_and_named(header, separator):
+    """A csv saved by Excel in many locales is separated by ';': "no 'url' column" did not
+    show the header it read, which makes the cause plain (s17 h3, minor notes)."""
+    jobs, _ = jobs_of(header + b"\na.test;1\n", "csv")
+    shown = header.removeprefix(b"\xef\xbb\xbf").decode()
+    [message] = {job.invalid for job in jobs}
+    assert "no 'url' column" in message and repr(shown) in message
+    assert f"separated by {separator}" in message and "comma" in message
+
+
+def test_a_csv_header_is_shown_bounded_and_escaped():
+    header = b"id,\x1b[31mname," + b"x" * 500
+    jobs, _ = jobs_of(header + b"\n7,a,b\n", "csv")
+    [message] = {job.invalid for job in jobs}
+    assert "'id,\\x1b[31mname," in message and "\x1b" not in message
+    assert len(message) < 200 and "separated" not in message
+
+
 def test_a_csv_url_column_is_read_in_any_case_and_the_others_as_written():
     """A spreadsheet's header row says URL. Only that one is read in any case: a sheet's own
     "Data" or "Output" column (meta to its author) would make a POST or name a file."""

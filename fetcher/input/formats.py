@@ -145,7 +145,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
             continue
         if columns is None:
             columns, header_raw = [_column_name(name) for name in row], record.raw
-            header_error = _header_problem(columns, record.line)
+            header_error = _header_problem(columns, record.line, record.raw)
             continue
         entry = Entry(record.line, record.raw, header=header_raw)
         yield _row_entry(entry, row, columns, header_error)
@@ -265,15 +265,33 @@ def _column_name(cell: str) -> str:
     return "url" if name.lower() == "url" else name
 
 
-def _header_problem(columns: list[str], line: int) -> str | None:
+def _header_problem(columns: list[str], line: int, raw: bytes) -> str | None:
     if "url" not in columns:
-        return f"the csv header (line {line}) has no 'url' column"
+        return f"the csv header (line {line}) has no 'url' column{_header_read(raw)}"
     seen: set[str] = set()
     for name in filter(None, columns):  # unnamed columns may repeat: they must stay empty
         if name in seen:
             return f"the csv header (line {line}) has the column {name!r} twice"
         seen.add(name)
     return None
+
+
+# Separators a spreadsheet writes instead of a comma: Excel's CSV in many locales (';'), its
+# "Unicode text" (tabs). Named in the error of a header they split, not read: RFC 4180 is commas.
+_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}
+_HEADER_SHOWN = 60  # characters of a header without 'url' shown in its error
+
+
+def _header_read(raw: bytes) -> str:
+    """What a header without a 'url' column was read as (bounded, quoted with escapes), and
+    the separator it is written with when that splits off a 'url'."""
+    text = raw.decode("utf-8", "replace")
+    shown = text if len(text) <= _HEADER_SHOWN else text[:_HEADER_SHOWN] + "..."
+    said = f": it reads {shown!r}"
+    for separator, name in _SEPARATORS.items():
+        if any(cell.strip().lower() == "url" for cell in text.split(separator)):
+            return f"{said}, separated by {name}: the separator must be a comma"
+    return said
 
 
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:
