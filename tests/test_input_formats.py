@@ -288,6 +288,18 @@ def test_a_csv_header_with_another_separator_is_shown_and_named(header, separato
     assert f"separated by {separator}" in message and "comma" in message
 
 
+@pytest.mark.parametrize("mark", [b"", b"\xef\xbb\xbf"], ids=["plain", "bom"])
+def test_csv_files_joined_by_cat_keep_their_rows_and_the_second_header_is_invalid(mark):
+    """`cat a.csv b.csv`: the second header row was fetched as https://url (a DNS lookup of
+    "url"), or with b.csv's byte-order mark, an IDNA error on U+FEFF; usage.md says a later
+    header row is invalid_url and the rows under it are read."""
+    jobs, _ = jobs_of(b"url,id\na.test,1\n" + mark + b"URL,id\n" + mark + b"b.test,2\n", "csv")
+    assert [(j.line, j.target if j.invalid is None else None) for j in jobs] == [
+        (2, "https://a.test"), (3, None), (4, "https://b.test"),
+    ]  # fmt: skip
+    assert "header row again" in jobs[1].invalid
+
+
 def test_a_csv_header_is_shown_bounded_and_escaped():
     header = b"id,\x1b[31mname," + b"x" * 500
     jobs, _ = jobs_of(header + b"\n7,a,b\n", "csv")

@@ -363,3 +363,14 @@ def test_a_utf16_list_without_its_mark_says_what_it_looks_like(encoding):
     assert len(jobs) >= 2
     for job in jobs[:2]:
         assert job.invalid is not None and "UTF-16 without its byte-order mark" in job.invalid
+
+
+def test_a_utf16_file_joined_after_a_utf8_one_says_so():
+    """`cat a.txt b16.txt`: the mark is no longer at the start, so the rest is not decoded; its
+    records blamed bad UTF-8 and CR-only line ends, and now say what the lines look like."""
+    utf16 = "http://b.test/\r\nhttp://c.test/\r\n".encode("utf-16")
+    jobs, _ = jobs_of(b"http://a.test/\n" + utf16)
+    assert jobs[0].invalid is None
+    for job in jobs[1:]:
+        assert job.invalid is not None and "UTF-16" in job.invalid, job
+        assert "carriage return" not in job.invalid and "UTF-8" not in job.invalid.split(":")[0]

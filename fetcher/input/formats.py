@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fetcher.input.parsing import CONTROL, TOKEN, check_framing, check_sendable, over_long
+from fetcher.input.parsing import BOM, CONTROL, TOKEN, check_framing, check_sendable, over_long
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -174,6 +174,8 @@ def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
     quoting = _FIELD_START
     visible = False
     for piece in pieces:
+        if not size:  # a record's start: files joined with cat keep their marks, as lines do
+            piece = piece.removeprefix(BOM)
         if len(kept) < _CSV_KEPT:
             kept += piece[: _CSV_KEPT - len(kept)]
         size += len(piece)
@@ -300,6 +302,12 @@ def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: s
         return entry
     if len(row) != len(columns):
         entry.error = f"{len(row)} fields where the header has {len(columns)}"
+        return entry
+    if row[columns.index("url")].strip().lower() == "url":  # not a host "url" to look up
+        entry.error = (
+            "a csv header row again (files joined with cat?): the first header row names the "
+            "columns of the whole input"
+        )
         return entry
     values: dict[str, Any] = {}
     for number, (name, cell) in enumerate(zip(columns, row, strict=True), 1):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import Entry, JsonText
 from fetcher.input.parsing import BOM, CONTROL
 from fetcher.input.shards import Shard, shard_key
@@ -135,15 +136,15 @@ def not_a_url(text: str) -> str | None:
     may be one. A line with whitespace inside, or with a scheme and no "//" (``mailto:x@y``), is
     not, though gluing "https://" on would make it parse (as user "mailto" at a host). Nor is
     "//host/x", relative to the scheme of a page fetcher never saw (curl and wget refuse it)."""
-    if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
-        return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
-    if "\0" in text:
+    if "\0" in text:  # before CRs: a UTF-16 line ends in one
         if 2 * text.count("\0") >= len(text) - 1:  # "h\0t\0t\0p\0": ASCII as UTF-16
             return (
                 "a NUL beside every character: the list looks like UTF-16 without its byte-order "
                 "mark; convert it to UTF-8 (iconv -f UTF-16LE -t UTF-8, or UTF-16BE)"
             )
         return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
+    if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
+        return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
     if CONTROL.search(text):
@@ -179,6 +180,17 @@ def skipped_line(raw: bytes, too_long: bool = False) -> bool:
         return True
     text = raw.decode("utf-8", "surrogateescape").strip()
     return not (text or too_long) or text.startswith("#")
+
+
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    """Why a line is not UTF-8: a wide encoding's mark starting it (its file, joined after
+    another with cat, is not decoded: the mark is not at the start of the input), or exc."""
+    if (encoding := wide_encoding(raw)) is None:
+        return f"line is not valid UTF-8 ({exc.reason})"
+    return (
+        f"a {encoding} byte-order mark inside the list (a {encoding} file joined with cat?): "
+        f"convert that file to UTF-8 (iconv -f {encoding} -t UTF-8)"
+    )
 
 
 class JobMaker:
@@ -227,9 +239,7 @@ class JobMaker:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
             text = raw.decode("utf-8", "backslashreplace").strip()
-            return self._admit(
-                Job(-1, text, text, line, raw, f"line is not valid UTF-8 ({exc.reason})")
-            )
+            return self._admit(Job(-1, text, text, line, raw, not_utf8(raw, exc)))
         if not text:
             return self._admit(Job(-1, text, text, line, raw, "empty URL"))
         return self._admit(self.url_job(text, line, raw), dedupe=True)
