@@ -105,5 +105,5 @@ class WideText:
 
     def explain(self, problem: str) -> str:
         """A line's problem as it is in the file: a byte 0xFF stands for a broken character."""
-        return _NOT_UTF8.sub(f"not valid {self.encoding} (a broken character: an odd byte, or "
+        return _NOT_UTF8.sub(f"not valid {self.encoding} (a broken character: cut short, or "
                              "half of a surrogate pair)", problem)  # fmt: skip
