@@ -308,6 +308,23 @@ def test_a_csv_header_is_shown_bounded_and_escaped():
     assert len(message) < 200 and "separated" not in message
 
 
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"https://user:s3cr3t@a.test/x,1",
+        b'a.test/x,"{""Authorization"": ""Bearer s3cr3t""}"',
+        b"a.test/x,POST,,password=s3cr3t",
+    ],
+)
+def test_a_csv_first_row_that_is_a_record_is_not_shown(first):
+    """A file without its header row: the first record is taken for the header, and it may hold
+    a password, a credential header or a form's secret, which no record shows."""
+    jobs, _ = jobs_of(first + b"\nb.test,2\n", "csv")
+    [message] = {job.invalid for job in jobs}
+    assert "s3cr3t" not in message and "no 'url' column" in message
+    assert "looks like a record" in message
+
+
 def test_a_csv_url_column_is_read_in_any_case_and_the_others_as_written():
     """A spreadsheet's header row says URL. Only that one is read in any case: a sheet's own
     "Data" or "Output" column (meta to its author) would make a POST or name a file."""

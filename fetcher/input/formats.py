@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -282,12 +283,18 @@ def _header_problem(columns: list[str], line: int, raw: bytes) -> str | None:
 # "Unicode text" (tabs). Named in the error of a header they split, not read: RFC 4180 is commas.
 _SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}
 _HEADER_SHOWN = 60  # characters of a header without 'url' shown in its error
+# What column names do not hold and a record may: a URL (with a password), a JSON object of
+# headers (a credential), a form's fields. Such a first row is not shown.
+_NOT_NAMES = re.compile(r"[@{}=:/]")
 
 
 def _header_read(raw: bytes) -> str:
     """What a header without a 'url' column was read as (bounded, quoted with escapes), and
-    the separator it is written with when that splits off a 'url'."""
+    the separator it is written with when that splits off a 'url'. A first row that looks like
+    a record (the header row left out) is not shown: records never show a line's secrets."""
     text = raw.decode("utf-8", "replace")
+    if _NOT_NAMES.search(text):
+        return ": the first row looks like a record, not names (not shown: it may hold a secret)"
     shown = text if len(text) <= _HEADER_SHOWN else text[:_HEADER_SHOWN] + "..."
     said = f": it reads {shown!r}"
     for separator, name in _SEPARATORS.items():
