@@ -19,9 +19,10 @@ import math
 import string
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from fetcher.input.encodings import BROKEN, wide_encoding
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import (
     over_long,
@@ -71,8 +72,11 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
 
     A physical line ends at LF; CR before it, and a BOM at its start, are not part of it. A
     line is blank when it holds only whitespace, a comment when its first visible character is
-    '#'; bytes that are not UTF-8 are visible characters.
+    '#'; bytes that are not UTF-8 are visible characters. A list that starts with a UTF-16 or
+    UTF-32 mark is its text, a broken character in it a byte that is not UTF-8.
     """
+    if (encoding := wide_encoding(data)) is not None:  # read as its text (usage.md, Input)
+        data = data.decode(encoding, BROKEN).encode("utf-8", "surrogateescape")
     physical = data.split(b"\n")
     if physical[-1] == b"":
         physical.pop()  # the last line end closes the last line; it does not open another
@@ -123,8 +127,14 @@ structured = st.builds(
 )
 
 
+def as_utf16(data: bytes) -> bytes:
+    """data as a UTF-16 list, its bytes that are not UTF-8 as lone surrogates (broken there)."""
+    return data.decode("utf-8", "surrogateescape").encode("utf-16", "surrogatepass")
+
+
 @LINES
-@given(st.one_of(st.binary(max_size=400), structured))
+@given(st.one_of(st.binary(max_size=400), structured, structured.map(as_utf16)))
+@example(b"\xff\xfe" + "a.test\r\n# c\n\n\ufeffb.test\n\u2028x".encode("utf-16-le") + b"\x00\xd8!")
 def test_every_visible_line_yields_exactly_one_job(data):
     wanted, disputed = expected_jobs(data)
     jobs = read_all(data)  # never raises, whatever the bytes

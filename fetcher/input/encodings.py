@@ -18,7 +18,7 @@ _WIDE_MARKS = (
 CHUNK = 1 << 16  # bytes decoded at a time
 # A character the wide encoding cannot hold (half of a surrogate pair, an odd last byte)
 # becomes the byte 0xFF, which no UTF-8 holds: its line is invalid_url, not a guess at a URL.
-_BROKEN = "fetcher.broken-wide-character"
+BROKEN = "fetcher.broken-wide-character"
 
 
 def _broken(exc: UnicodeError) -> tuple[str, int]:
@@ -27,7 +27,7 @@ def _broken(exc: UnicodeError) -> tuple[str, int]:
     return "\udcff", exc.end
 
 
-codecs.register_error(_BROKEN, _broken)
+codecs.register_error(BROKEN, _broken)
 _NOT_UTF8 = re.compile(r"not valid UTF-8 \([^)]*\)")
 
 
@@ -70,7 +70,7 @@ class WideText:
         self.encoding = encoding
         # read1: what one read of the stream gives, as a pipe's lines come (BinaryIO lacks it)
         self._read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
-        self._decoder = codecs.getincrementaldecoder(encoding.lower())(errors=_BROKEN)
+        self._decoder = codecs.getincrementaldecoder(encoding.lower())(errors=BROKEN)
         self._text = b""  # decoded, from _at on not handed out yet
         self._at = 0
         self._ended = False
