@@ -374,3 +374,38 @@ def test_a_utf16_file_joined_after_a_utf8_one_says_so():
     for job in jobs[1:]:
         assert job.invalid is not None and "UTF-16" in job.invalid, job
         assert "carriage return" not in job.invalid and "UTF-8" not in job.invalid.split(":")[0]
+
+
+class _LongUtf16Line(io.RawIOBase):
+    """A UTF-16 list of one line of `size` characters and a short one, made as it is read."""
+
+    def __init__(self, size: int) -> None:
+        piece = "x".encode("utf-16-le") * 16384
+        self.pieces = iter(
+            [b"\xff\xfe", *[piece] * (size // 16384), "\nhttp://b.test/\n".encode("utf-16-le")]
+        )
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        piece = next(self.pieces, b"")  # never longer than a BufferedReader's buffer
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+def test_a_long_utf16_line_is_read_in_bounded_memory():
+    """The 8 KiB bound of a line holds as for UTF-8: a line of 4 million characters is cut and
+    skipped in bounded pieces, never held."""
+    import tracemalloc
+
+    stream = io.BufferedReader(_LongUtf16Line(4_000_000), buffer_size=1 << 16)
+    reader = InputReader([Source("long", stream=stream)], "https")
+    tracemalloc.start()
+    try:
+        jobs = list(reader)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(j.line, j.invalid is None) for j in jobs] == [(1, False), (2, True)]
+    assert peak < 1 << 20, peak
