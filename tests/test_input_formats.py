@@ -672,3 +672,20 @@ def test_a_utf16_list_s_failed_lines_are_utf8_and_read_back_alike(httpserver, tm
         (urls[1], 2, 404),
     ]
     assert failed.read_bytes() == urls[1].encode() + b"\n"
+
+
+@pytest.mark.parametrize("input_format", ["lines", "jsonl"])
+def test_a_failed_file_never_starts_with_a_wide_byte_order_mark(tmp_path, input_format):
+    """A line of a UTF-8 list that starts with FF FE (a UTF-16 file joined after it with cat)
+    went to --failed first, and read back the whole --failed file was taken for UTF-16: every
+    line of the retry was another. A blank line now comes first, skipped on reading back."""
+    listing = tmp_path / "urls.txt"
+    wide = b"\xff\xfe" + "http://127.0.0.1:9/x".encode("utf-16-le")
+    first = b"# a list\n" if input_format == "lines" else b"\n"
+    listing.write_bytes(first + wide + b"\n")
+    failed = tmp_path / "failed.txt"
+    args = ["--format", "jsonl", "--input-format", input_format, "--retries", "0"]
+    before = records(invoke([*args, "-i", str(listing), "--failed", str(failed)]).stdout)
+    retry = records(invoke([*args, "-i", str(failed)]).stdout)
+    assert [r["error"]["message"] for r in retry] == [r["error"]["message"] for r in before]
+    assert len(before) == 1 and "UTF-16" in before[0]["error"]["message"]

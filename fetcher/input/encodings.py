@@ -44,6 +44,18 @@ def wide_encoding(head: bytes) -> str | None:
     return next((name for mark, name in _WIDE_MARKS if head.startswith(mark)), None)
 
 
+def not_utf8(raw: bytes, exc: UnicodeDecodeError, what: str = "line") -> str:
+    """Why raw (a line, a record) is not UTF-8: a wide encoding's mark starting it (its file,
+    joined after another with cat, is not decoded: the mark is not at the input's start), or
+    exc, the decoding's error."""
+    if (encoding := wide_encoding(raw)) is None:
+        return f"{what} is not valid UTF-8 ({exc.reason})"
+    return (
+        f"a {encoding} byte-order mark inside the list (a {encoding} file joined with cat?): "
+        f"convert that file to UTF-8 (iconv -f {encoding} -t UTF-8)"
+    )
+
+
 def as_utf8(stream: BinaryIO) -> Readable:
     """stream itself, or its UTF-8 reading when it starts with a UTF-16 or UTF-32 mark. Looks
     at the first bytes without taking them (peek; a BytesIO seeks back); a stream that allows

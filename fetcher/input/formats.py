@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from fetcher.input.encodings import not_utf8
 from fetcher.input.parsing import BOM, CONTROL, TOKEN, check_framing, check_sendable, over_long
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
@@ -252,7 +253,7 @@ def _csv_row(record: _CsvRecord) -> list[str]:
         text = record.raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = record.line + record.raw.count(b"\n", 0, exc.start)
-        raise _Malformed(f"line {line} is not valid UTF-8 ({exc.reason})") from None
+        raise _Malformed(not_utf8(record.raw, exc, f"line {line}")) from None
     try:
         # strict: a stray quote is an error, not a guess
         return next(csv.reader([text], strict=True), [])
@@ -421,7 +422,7 @@ def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Malformed(f"line is not valid UTF-8 ({exc.reason})") from None
+        raise _Malformed(not_utf8(raw, exc)) from None
     try:
         value = json.loads(
             text, parse_constant=_refuse_constant, parse_float=JsonText, parse_int=JsonText

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from fetcher.input.encodings import wide_encoding
+from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
 from fetcher.input.parsing import BOM, CONTROL
 from fetcher.input.shards import Shard, shard_key
@@ -180,17 +180,6 @@ def skipped_line(raw: bytes, too_long: bool = False) -> bool:
         return True
     text = raw.decode("utf-8", "surrogateescape").strip()
     return not (text or too_long) or text.startswith("#")
-
-
-def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
-    """Why a line is not UTF-8: a wide encoding's mark starting it (its file, joined after
-    another with cat, is not decoded: the mark is not at the start of the input), or exc."""
-    if (encoding := wide_encoding(raw)) is None:
-        return f"line is not valid UTF-8 ({exc.reason})"
-    return (
-        f"a {encoding} byte-order mark inside the list (a {encoding} file joined with cat?): "
-        f"convert that file to UTF-8 (iconv -f {encoding} -t UTF-8)"
-    )
 
 
 class JobMaker:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
+from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
@@ -48,6 +49,7 @@ class FailedLines:
         self._header: bytes | None = None  # the header row written last
         self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
         self._ended = False
+        self._started = False  # a line was added (a blank one may have to go first)
         self.count = 0
         self.unwritable = 0  # arguments that would not read back as themselves (add_argument)
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
@@ -77,6 +79,12 @@ class FailedLines:
         self.add(raw)
 
     def _add_line(self, raw: bytes, header: bytes | None, end: bytes = b"\n") -> None:
+        if not self._started:
+            self._started = True
+            if wide_encoding(raw if header is None else header):
+                # Read back, a file that starts with a UTF-16 mark is decoded as UTF-16, every
+                # line of it another: a blank line first (skipped on reading) keeps it UTF-8.
+                self._buffer += b"\n"
         if header is not None and header != self._header:
             self._buffer += header + b"\n"
             self._header = header
