@@ -9,7 +9,7 @@ import ssl
 import pytest
 
 from tests.conftest import invoke, run_process
-from tests.servers import FaultServer, read_request
+from tests.servers import FaultServer, counting_server, read_request
 from tests.tls_proxy_servers import Certificates, https_server, make_certificates
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -284,3 +284,19 @@ def test_bytes_past_an_answer_over_tls_never_reach_the_next_one(certs, first):
                          "--cacert", str(certs.ca_pem), *urls])  # fmt: skip
     records = {r["url"]: r for r in map(json.loads, result.stdout.splitlines())}
     assert records[urls[1]]["ok"] is True and records[urls[1]]["bytes"] == 4, records[urls[1]]
+
+
+# -- a scheme fetcher assumed ---------------------------------------------------------------------
+
+
+def test_a_tls_failure_of_an_assumed_https_says_so_and_how_to_ask_for_http():
+    """'127.0.0.1:8080/a' is fetched as https (the default scheme), as curl would not: against a
+    plain server the handshake fails, and the message names the https fetcher chose (s17 h3 4)."""
+    with counting_server() as plain:
+        result, record = fetch(f"127.0.0.1:{plain.port}/a")
+        assert_tls_failure(result, record)
+        assert record["error"]["message"].endswith(
+            "(https:// assumed: give http:// or --default-scheme http)"
+        ), record
+        _, typed = fetch(f"https://127.0.0.1:{plain.port}/a")  # asked for: nothing assumed
+        assert typed["error"]["kind"] == "tls" and "assumed" not in typed["error"]["message"]

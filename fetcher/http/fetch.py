@@ -33,6 +33,7 @@ from fetcher.http.retry import (
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
+from fetcher.input.jobs import has_scheme
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Partial, Result, host_of
@@ -198,6 +199,7 @@ class Exchange:
                 result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
                 result.error_message = deadline.message
             note_where_redirects_led(exc, session, result)
+            note_assumed_https(result)
         finally:
             set_thread_deadline(None)
         if result.error_kind is None and result.status is not None:
@@ -296,6 +298,22 @@ def _note_answer(
         error = FetchError(message, ErrorKind.PROTOCOL)
         error.final = True  # the server's own answer, the same at every attempt
         raise error
+
+
+# The hint on a TLS failure of a URL read without a scheme (fetched as https, the default).
+ASSUMED_HTTPS = "(https:// assumed: give http:// or --default-scheme http)"
+
+
+def note_assumed_https(result: Result) -> None:
+    """A TLS failure of a URL read without a scheme, before any redirect: the https was
+    fetcher's guess (--default-scheme), and 'host:port/path' is what a curl user types for a
+    local plain server (curl guesses http there). Say so, and how to ask for http."""
+    if (
+        result.error_kind is ErrorKind.TLS
+        and result.redirects == 0
+        and not has_scheme(result.job.url)
+    ):
+        result.error_message = f"{result.error_message} {ASSUMED_HTTPS}"
 
 
 def note_where_redirects_led(exc: BaseException, session: FetcherSession, result: Result) -> None:
