@@ -262,10 +262,11 @@ LIMIT_OPTIONS = [
                 "hands faster there."),
     option("--per-host", type=click.IntRange(1, 1024), metavar="N",
            help="At most N requests in flight to one host."),
-    option("--rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
-           help="At most R requests started per second (or minute) in the whole run."),
-    option("--host-rate", type=Parsed("R[/s|/m]", parse_rate), metavar="R[/s|/m]",
-           help="At most R requests started per second (or minute) to each host."),
+    option("--rate", type=Parsed("R[/s|/m|/h|/d]", parse_rate), metavar="R[/s|/m|/h|/d]",
+           help="At most R requests started per second (or minute, hour, day) in the whole "
+                "run."),
+    option("--host-rate", type=Parsed("R[/s|/m|/h|/d]", parse_rate), metavar="R[/s|/m|/h|/d]",
+           help="At most R requests started per second (or minute, hour, day) to each host."),
 ]  # fmt: skip
 
 OUTPUT_OPTIONS = [

@@ -16,6 +16,7 @@ import pytest
 import urllib3
 
 from fetcher.http.deadline import Deadline, DeadlineHTTPPool, set_thread_deadline
+from fetcher.input.parsing import parse_rate
 from fetcher.options import MAX_DATA_FILE_BYTES
 from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import records
@@ -122,6 +123,21 @@ def test_usual_and_extreme_rates_still_work(server, value):
     result = invoke(["-q", "--rate", value, server.url("/x")])
     assert result.exit_code == 0, result.output
     assert server.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "per_second"),
+    [("100/h", 100 / 3600), ("1/d", 1 / 86400), ("2 / H", 2 / 3600), ("24/D", 24 / 86400)],
+)
+def test_curl_s_rates_per_hour_and_per_day_are_accepted(value, per_second):
+    """curl's --rate takes /s, /m, /h and /d; its slowest, 1/d, is fetcher's floor."""
+    assert parse_rate(value) == pytest.approx(per_second)
+
+
+@pytest.mark.parametrize("value", ["0.5/d", "1/w", "1/hour"])
+def test_a_rate_under_one_a_day_or_in_another_unit_is_refused(value):
+    with pytest.raises(ValueError, match=r"/s, /m, /h or /d|one request a day"):
+        parse_rate(value)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "1e400", "9" * 400, "-1"])

@@ -251,17 +251,21 @@ def parse_processes(text: str) -> int | Literal["auto"]:
 SLOWEST_RATE = 1 / 86400
 
 
+# --rate's units, as curl's: the seconds each one is.
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def parse_rate(text: str) -> float:
-    """``R``, ``R/s`` or ``R/m`` to requests per second."""
+    """``R``, or ``R/s``, ``R/m``, ``R/h`` or ``R/d`` (curl's units) to requests per second."""
     number, _, unit = text.strip().partition("/")
-    unit = unit.strip().lower() or "s"
+    seconds = RATE_UNITS.get(unit.strip().lower() or "s")
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"not a rate: {text!r} (a number, optionally /s or /m)") from None
-    if unit not in ("s", "m") or not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"not a rate: {text!r} (a positive number, optionally /s or /m)")
-    per_second = value if unit == "s" else value / 60
+        raise ValueError(f"not a rate: {text!r} (a number, optionally /s, /m, /h or /d)") from None
+    if seconds is None or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"not a rate: {text!r} (a positive number, optionally /s, /m, /h or /d)")
+    per_second = value / seconds
     if per_second < SLOWEST_RATE:
         raise ValueError(f"too slow a rate: {text!r} (at least one request a day)")
     return per_second
