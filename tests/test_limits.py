@@ -152,7 +152,7 @@ def test_host_rate_applies_to_each_host(recording):
     assert took < 1.9  # the hosts were not spaced against each other
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "fast", "10/h", "/s"])
+@pytest.mark.parametrize("value", ["0", "-1", "fast", "10/w", "/s"])
 def test_bad_rate_is_a_usage_error(value):
     result = invoke(["--rate", value, "http://127.0.0.1:9/"])
     assert result.exit_code == 2 and "--rate" in result.stderr
