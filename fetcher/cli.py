@@ -317,12 +317,14 @@ def state_moved(settings: Settings, streams: Streams, outputs: Outputs) -> list[
     state = outputs.collector.state
     if state is None:
         return []
-    from fetcher.state.store import name_moved  # with --state only: it imports SQLite
+    from fetcher.state.store import unlinked  # with --state only: it imports SQLite
 
-    moved = name_moved(state)
-    if moved is None:
+    if not unlinked(state):
         return []
-    message = f"--state file {settings.state!r} was {moved} during the run: its results are lost"
+    message = (
+        f"--state file {settings.state!r} was removed or replaced during the run: "
+        "its results are lost"
+    )
     streams.say(f"fetcher: {message}")
     return [message]
 

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -230,25 +230,66 @@ def test_a_second_signal_ends_the_run_at_once_while_another_process_holds_the_st
     assert took < 1.0, f"{took:.2f} s after the second signal"
 
 
-@pytest.mark.parametrize("how", ["removed", "replaced"])
-def test_a_state_file_removed_during_the_run_is_reported(server: CountingServer, tmp_path, how):
-    """`rm state.db` while a run wrote it: SQLite went on writing the file it had open, the
-    run's rows went with it, and the run ended 0 without a word (s17 h4). Its results are in
-    no file anyone can open: that is said, and the status is at least 1, as for a --failed
-    or -c file that could not be written."""
+def state_urls(path: Path) -> set[str]:
+    """The URLs of a state's rows, read as a run opens it (its -wal applied, if any)."""
+    with sqlite3.connect(path) as db:
+        return {url for (url,) in db.execute("SELECT url FROM urls")}
+
+
+def state_run_changed_midway(
+    server: CountingServer, tmp_path: Path, change: Callable[[Path], None]
+) -> tuple[subprocess.Popen[bytes], bytes, bytes, list[str]]:
+    """A --state run of six slow URLs, its state file changed (change(path)) after the first
+    request; the process, its stdout and stderr, and the URLs."""
     state = tmp_path / "s.db"
     urls = [server.url(f"/slow/0.2/{n}") for n in range(6)]
+    before = server.requests
     process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
     try:
-        wait_for(lambda: server.requests >= 1, "the first request", 20)
-        state.unlink()
-        if how == "replaced":
-            state.write_bytes(b"")
+        wait_for(lambda: server.requests > before, "the first request", 20)
+        change(state)
         stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
+    return process, stdout, stderr, urls
+
+
+@pytest.mark.parametrize("how", ["removed", "replaced"])
+def test_a_state_file_removed_during_the_run_is_reported(server: CountingServer, tmp_path, how):
+    """`rm state.db` while a run wrote it: SQLite went on writing the file it had open, the
+    run's rows went with it, and the run ended 0 without a word (s17 h4). Its results are in
+    no file anyone can open: that is said, and the status is at least 1, as for a --failed
+    or -c file that could not be written. A file put in its place is left as it was: the
+    run's -wal beside it, left at its close, was read into it by the next run (s18 r2 F1)."""
+    other = tmp_path / "other.db"
+    invoke(["-q", "--state", str(other), server.url("/kept")])
+
+    def change(state: Path) -> None:
+        if how == "removed":
+            state.unlink()
+        else:  # as `mv other.db s.db` does
+            other.replace(state)
+
+    process, stdout, stderr, urls = state_run_changed_midway(server, tmp_path, change)
     assert process.returncode == 1, stderr
-    assert f"--state file {str(state)!r} was {how} during the run".encode() in stderr
+    state = tmp_path / "s.db"
+    assert f"--state file {str(state)!r} was removed or replaced during the run".encode() in stderr
     assert len(records(stdout)) == len(urls)
+    if how == "replaced":  # read as the next run reads it, -wal and all
+        assert state_urls(state) == {server.url("/kept")}
+
+
+def test_a_state_file_renamed_during_the_run_keeps_its_rows_without_a_word(
+    server: CountingServer, tmp_path
+):
+    """A state file renamed (or its folder moved) mid-run still holds the run's rows: no false
+    alarm, status 0 (s18 r2 F7)."""
+    moved = tmp_path / "moved.db"
+    process, _, stderr, urls = state_run_changed_midway(
+        server, tmp_path, lambda state: state.rename(moved)
+    )
+    assert process.returncode == 0, stderr
+    assert b"during the run" not in stderr
+    assert state_urls(moved) == set(urls)

@@ -106,7 +106,6 @@ class State:
             os.close(self._lock)
             raise
         self._pending = PendingWrites()
-        self.identity = _identity(os.fstat(self._lock))  # the file opened (see name_moved)
         self._lookups = self._reader.cursor()
         self._reads = READ_BATCH  # the first lookup begins a read transaction
         self._read_until = 0.0
@@ -226,34 +225,49 @@ class State:
         self._pending.rows = [row for row in self._pending.rows if row[0] is not _UPSERT]
 
     def close(self) -> None:
-        """Commit, close both connections, release the lock. Idempotent."""
+        """Commit, close the connections (close_connections), release the lock. Idempotent."""
         if self._lock < 0:
             return
         try:
             self.commit()
         finally:
-            for connection in (self._failed, self._reader, self._writer):
-                if connection is not None:
-                    connection.close()
+            close_connections([self._failed, self._reader], self._writer, moved(self))
             os.close(self._lock)
             self._lock = -1
 
 
-def name_moved(state: State) -> str | None:
-    """What became of the state's name, if it no longer leads to the file the run opened
-    ("removed", "replaced"), or None: SQLite goes on writing the file it has open, and the
-    run's results went, without a word, to a file nobody can open any more."""
+def close_connections(
+    readers: list[sqlite3.Connection | None], writer: sqlite3.Connection, moved: bool
+) -> None:
+    """Close the readers, then the writer. A file its name no longer leads to (moved: renamed,
+    removed, replaced) has its log emptied into it first: SQLite does not at its close then,
+    and left the -wal under the name, where a renamed file lost its rows to it and the next
+    run read them into a file put in its place."""
+    for connection in readers:
+        if connection is not None:
+            connection.close()
     try:
-        named = os.stat(state.path, follow_symlinks=False)
-    except FileNotFoundError:
-        return "removed"
-    except OSError:  # the folder unreadable now: nothing is known
-        return None
-    return None if _identity(named) == state.identity else "replaced"
+        if moved:  # the readers closed: no snapshot holds the log back
+            writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        writer.close()
 
 
-def _identity(info: os.stat_result) -> tuple[int, int]:
-    return info.st_dev, info.st_ino
+def moved(state: State) -> bool:
+    """Whether the state's name no longer leads to the file the run has open."""
+    try:
+        named = os.stat(state.path)
+    except OSError:
+        return True
+    ours = os.fstat(state._lock)
+    return (named.st_dev, named.st_ino) != (ours.st_dev, ours.st_ino)
+
+
+def unlinked(state: State) -> bool:
+    """Whether the state's file was removed, or replaced (``mv``), during the run: no name
+    leads to it any more, and the run's rows went to it without a word (SQLite goes on writing
+    the file it has open). A file renamed, or its folder moved, keeps its rows: not this."""
+    return os.fstat(state._lock).st_nlink == 0
 
 
 def url_of_key(key: str) -> str:
