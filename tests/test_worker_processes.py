@@ -27,8 +27,9 @@ from fetcher.options import resolve_processes
 from fetcher.output.paths import url_parts
 from fetcher.run.placement import allowed_cpus
 from fetcher.run.processes import deal_key, split_workers
+from fetcher.run.signals import JOB_STOPS
 from fetcher.settings import Settings
-from tests.conftest import FETCHER, clean_env, run_process
+from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import (
     CountingServer,
     check_each_line_once,
@@ -722,10 +723,13 @@ def process_state(pid: int) -> str:
         return ""
 
 
-def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTSTP, signal.SIGTTOU], ids=["ctrl-z", "tostop"])
+def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_path, stop):
     """Ctrl-Z (SIGTSTP to the foreground process group) stopped only the parent: each worker
     has a process group of its own, so the workers went on downloading behind a job the shell
-    called "Stopped" (s17 h4 7). The parent now stops them first, and resumes them with it."""
+    called "Stopped" (s17 h4 7). The parent now stops them first, and resumes them with it;
+    also when a background job is stopped for a write to the terminal (`stty tostop`:
+    SIGTTOU, s18 r2 F6)."""
     count = 24
     with counting_server() as server:
         urls = tmp_path / "urls.txt"
@@ -741,7 +745,7 @@ def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_
             wait_for(lambda: server.requests >= 2, "the first requests", 20)
             workers = worker_pids(process.pid)
             assert len(workers) == 2
-            process.send_signal(signal.SIGTSTP)  # what the terminal sends the parent's group
+            process.send_signal(stop)  # what the terminal sends the parent's group
             wait_for(lambda: process_state(process.pid) == "T", "the run to stop", 10)
             wait_for(lambda: all(process_state(w) == "T" for w in workers), "workers stop", 5)
             process.send_signal(signal.SIGCONT)  # fg
@@ -754,3 +758,56 @@ def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_
             reap(process)
     assert process.returncode == 0, stderr
     assert sorted(r["line"] for r in records(stdout)) == list(range(1, count + 1))
+
+
+# python -m fetcher with a worker's start limit of 2.5 s (a loaded machine may start one in 1 s),
+# for a stop longer than it; its command line does not name worker_process, which worker_pids
+# looks for (a child between fork and exec has its parent's).
+FETCHER_QUICK_START_LIMIT = [
+    sys.executable, "-c",
+    "import importlib, runpy; w = importlib.import_module('fetcher.run.worker_' + 'process'); "
+    "w.START_LIMIT = 2.5; runpy.run_module('fetcher', run_name='__main__', alter_sys=True)",
+]  # fmt: skip
+
+
+def test_a_ctrl_z_while_the_workers_start_does_not_count_against_their_start(tmp_path):
+    """A Ctrl-Z held longer than the workers' start limit while they started: on fg the limit
+    was found passed (it counted the stopped time) and the run refused, 'did not start', exit 2
+    (s18 r2 F2). The second worker is held (SIGSTOP) before it says it started, and the run
+    stopped, for 3 s against a limit of 2.5 s; on resuming, the relay lets the worker go on,
+    and the run ends ok."""
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(4)]
+        process = subprocess.Popen(
+            [*FETCHER_QUICK_START_LIMIT, "--processes", "2", "--format", "jsonl", *urls],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), process_group=0,
+        )  # fmt: skip
+        workers: list[int] = []
+        try:
+            wait_for(lambda: len(worker_pids(process.pid)) == 2, "the worker processes", 20)
+            workers = worker_pids(process.pid)
+            os.kill(max(workers), signal.SIGSTOP)  # the second: it takes 0.25 s or more to start
+            # The parent takes it among its workers as its start ends (no event shows when): the
+            # relay must have it to resume it.
+            time.sleep(0.2)
+            process.send_signal(signal.SIGTSTP)
+            wait_for(lambda: process_state(process.pid) == "T", "the run to stop", 10)
+            time.sleep(3.0)  # the point: a stop longer than the start limit
+            process.send_signal(signal.SIGCONT)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            for pid in [*workers, process.pid]:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            reap(process)
+    assert process.returncode == 0, stderr
+    assert len(records(stdout)) == len(urls)
+
+
+def test_the_stop_relay_ends_with_the_run():
+    """A --processes run run in process left its SIGTSTP handler installed, and each run added
+    a relay to it (s18 r2 F4): after the run, a stop is the system's again."""
+    with counting_server() as server:
+        result = invoke(["--processes", "2", "-q", server.url("/a")])
+    assert result.exit_code == 0, result.stderr
+    assert all(signal.getsignal(sig) is signal.SIG_DFL for sig in JOB_STOPS)

@@ -34,7 +34,7 @@ from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.placement import dealt_cpus
-from fetcher.run.signals import on_hard_exit, stop_together
+from fetcher.run.signals import on_hard_exit, stop_apart, stop_together
 from fetcher.run.wire import (
     BATCH,
     HostPause,
@@ -123,7 +123,7 @@ def tie_to_this_process(workers: list[WorkerProcess]) -> None:
     """A hard exit of this process makes the workers exit at once; a Ctrl-Z that stops it
     stops them too, until it resumes (they have process groups of their own)."""
     on_hard_exit(lambda: exit_now(workers))
-    stop_together(lambda sig: signal_each(workers, sig))
+    stop_together(workers, lambda sig: signal_each(workers, sig))
 
 
 def signal_each(workers: list[WorkerProcess], sig: int) -> None:
@@ -144,6 +144,7 @@ def end_workers(workers: list[WorkerProcess], limit: float) -> None:
     for worker in workers:
         worker.reap()
         worker.close()
+    stop_apart(workers)
 
 
 def wait_until_started(workers: list[WorkerProcess], stopping: threading.Event) -> None:
@@ -209,6 +210,7 @@ class ProcessExecutor:
         grace = max(0.0, self.settings.grace - GRACE_MARGIN)
         cookies = list(self.cookies) if self.cookies is not None else None
         descriptor = self.folder.descriptor() if self.folder is not None else None
+        tie_to_this_process(self.workers)  # each one as it starts
         for index, (workers, cpu) in enumerate(self.shares):
             # Ordering is this process's: a worker sees only some of the jobs.
             settings = replace(self.settings, workers=workers, grace=grace, ordered=False,
@@ -218,7 +220,6 @@ class ProcessExecutor:
             worker = WorkerProcess(index, setup)
             self.workers.append(worker)
             worker.listen(self._receive)
-        tie_to_this_process(self.workers)
         wait_until_started(self.workers, self.stopping)
 
     def submit(self, tasks: list[Task]) -> None:

@@ -1,7 +1,7 @@
 """SIGINT, SIGTERM and SIGHUP: the first stops a run gracefully, the second exits at once;
 SIGQUIT (Ctrl-\\) exits at once, as a second signal does. None of them kills the process
 outright: what was read goes to --failed all the same (SPEC 2.5: nothing read is lost short of
-SIGKILL). SIGTSTP (Ctrl-Z) stops the worker processes with this one (``stop_together``).
+SIGKILL). Ctrl-Z (SIGTSTP) stops worker processes with this one (``stop_together``).
 
 The handlers run on the main thread between bytecodes; they only call ``Run.request_stop``,
 which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
@@ -89,33 +89,54 @@ def _run_hooks() -> None:
             pass
 
 
-# Called with SIGSTOP when Ctrl-Z stops this process, with SIGCONT when it resumes.
-_suspend_relays: list[Callable[[int], None]] = []
+# Called with SIGSTOP when Ctrl-Z stops this process, with SIGCONT when it resumes; by key.
+_suspend_relays: dict[int, Callable[[int], None]] = {}
+# The signals that stop a process of a terminal's job: Ctrl-Z's, and a background job's read
+# from the terminal or (under `stty tostop`) write to it.
+JOB_STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+_resumed = [0.0]  # when the last such stop ended (monotonic)
 
 
-def stop_together(relay: Callable[[int], None]) -> None:
-    """From the main thread: when a SIGTSTP (Ctrl-Z) stops this process, relay(SIGSTOP) first,
-    and relay(SIGCONT) as it resumes. For worker processes in process groups of their own
-    (so that a Ctrl-C reaches only this one), which the terminal's SIGTSTP does not reach:
-    they went on downloading behind a job the shell said was stopped. A SIGTSTP ignored at
-    start stays so."""
-    _suspend_relays.append(relay)
-    on_main_thread = threading.current_thread() is threading.main_thread()  # else refused
-    if on_main_thread and signal.getsignal(signal.SIGTSTP) is signal.SIG_DFL:
-        signal.signal(signal.SIGTSTP, _stop_together)
+def stop_together(key: object, relay: Callable[[int], None]) -> None:
+    """From the main thread: when a job-control stop (Ctrl-Z) stops this process, relay(SIGSTOP)
+    first, and relay(SIGCONT) as it resumes, until stop_apart(key). For worker processes in
+    process groups of their own (so that a Ctrl-C reaches only this one), which the terminal's
+    signals do not reach: they went on downloading behind a job the shell said was stopped. A
+    signal ignored at start stays so."""
+    _suspend_relays[id(key)] = relay
+    if threading.current_thread() is threading.main_thread():  # else signal() refuses
+        for sig in JOB_STOPS:
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                signal.signal(sig, _stop_together)
+
+
+def stop_apart(key: object) -> None:
+    """The relay of key is done with; with none left, a stop is the system's again."""
+    _suspend_relays.pop(id(key), None)
+    if not _suspend_relays and threading.current_thread() is threading.main_thread():
+        for sig in JOB_STOPS:
+            if signal.getsignal(sig) is _stop_together:
+                signal.signal(sig, signal.SIG_DFL)
+
+
+def resumed_at() -> float:
+    """When this process last went on after a job-control stop (monotonic; 0.0: never): a
+    time limit must not count the time everything stood still."""
+    return _resumed[0]
 
 
 def _stop_together(signum: int, frame: FrameType | None) -> None:
-    for relay in _suspend_relays:
+    for relay in list(_suspend_relays.values()):
         relay(signal.SIGSTOP)
-    signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    signal.signal(signum, signal.SIG_DFL)
     try:
         # To this thread, delivered before raise returns: the process stops here until a
         # SIGCONT (none in an orphaned process group, which the kernel never stops).
-        signal.raise_signal(signal.SIGTSTP)
+        signal.raise_signal(signum)
     finally:
-        signal.signal(signal.SIGTSTP, _stop_together)
-        for relay in _suspend_relays:
+        signal.signal(signum, _stop_together)
+        _resumed[0] = time.monotonic()
+        for relay in list(_suspend_relays.values()):
             relay(signal.SIGCONT)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from fetcher.run.executor import RunStartError, start_thread
+from fetcher.run.signals import resumed_at
 from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerSetup
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
@@ -94,13 +95,14 @@ class WorkerProcess:
 
     def start_problem(self, stopping: threading.Event) -> str | None:
         """Wait until the worker's threads all run (None) or it says why they cannot (listening
-        thread started first), at most START_LIMIT seconds; None at once when stopping is set
+        thread started first), at most START_LIMIT seconds (not counting a Ctrl-Z's stop of the
+        run, which stops the workers too); None at once when stopping is set
         (a stop does not wait for a worker that is stopped, or slow, to start)."""
         deadline = time.monotonic() + START_LIMIT
         while not self._reported.wait(START_POLL):
             if stopping.is_set():
                 return None
-            if time.monotonic() > deadline:
+            if time.monotonic() > max(deadline, resumed_at() + START_LIMIT):  # not a Ctrl-Z's
                 return f"it did not start within {START_LIMIT:g} s"
         return self._start_problem
 
