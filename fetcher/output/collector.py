@@ -309,7 +309,7 @@ class BodyStream:
         if self.terminal and _holds_a_nul(result.body):
             if not self.said:  # the records are off the screen (--results, or nowhere)
                 self.said = True
-                self.say(f"fetcher: {BINARY_ON_A_TERMINAL} (each such URL's record says so)")
+                self.say(f"fetcher: {BINARY_ON_A_TERMINAL}; its URL fails (io), as any such")
             return undelivered(result, BINARY_ON_A_TERMINAL), None
         retry.writing = (result.job.raw, result.job.header)
         try:
@@ -348,7 +348,7 @@ class BodyStream:
 
 # As curl: binary output would mess up the terminal (a server's escape sequences drive it).
 BINARY_ON_A_TERMINAL = (
-    "binary body not written to the terminal: use --body > FILE, or -o DIR to save it"
+    "binary body not written to the terminal: send --body to a file or a pipe (--body > FILE)"
 )
 
 
