@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke, run_background
+from tests.conftest import FETCHER, FETCHER_NAMED_TEMPORARIES, invoke, run_background
 from tests.servers import (
     CountingServer,
     FaultServer,
@@ -119,7 +119,12 @@ def partial_then(end: str):
         ("stall", ["-t", "0.5"], "read_timeout"),
     ],
 )
-def test_every_failure_removes_the_temporary_file(tmp_path, end, args, kind):
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_every_failure_removes_the_temporary_file(tmp_path, monkeypatch, end, args, kind, unnamed):
+    """Also where a file system has no unnamed files: the temporary named at once is removed."""
+    import fetcher.output.atomic
+
+    monkeypatch.setattr(fetcher.output.atomic, "UNNAMED_FILES", unnamed)
     out = tmp_path / "out"
     with FaultServer(partial_then(end)) as server:
         result = invoke(
@@ -195,10 +200,12 @@ def _killed_at_moments(bodies_server: CountingServer, tmp_path: Path) -> None:
     assert cut_short > 0, "every run ended before its kill: no kill landed mid-run"
 
 
-def test_interrupt_removes_the_temporary_files_of_unfinished_downloads(tmp_path):
+@pytest.mark.parametrize("command", [FETCHER, FETCHER_NAMED_TEMPORARIES], ids=["unnamed", "named"])
+def test_interrupt_removes_the_temporary_files_of_unfinished_downloads(tmp_path, command):
     out = tmp_path / "out"
     with FaultServer(dripping) as server:
-        process = run_background(["-o", str(out), "-t", "5", server.url("/a"), server.url("/b")])
+        args = ["-o", str(out), "-t", "5", server.url("/a"), server.url("/b")]
+        process = run_background(args, command=command)
         try:
             wait_for(lambda: len(files_open_under(process.pid, out)) == 2, "two bodies' files", 10)
             process.send_signal(signal.SIGINT)

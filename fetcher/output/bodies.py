@@ -1,12 +1,15 @@
-"""Where a body goes while it is read: a file under -o DIR, written to a temporary name beside its
-target and renamed only when complete, and a spool for --body and --include-body.
+"""Where a body goes while it is read: a file under -o DIR, written beside its target with no
+name (O_TMPFILE), named and renamed only when complete, and a spool for --body and
+--include-body.
 
-No run, crashed or killed, leaves a truncated file under a final name: the rename is atomic, and
-a temporary that is abandoned (reset, --max-size, --max-time, interrupt) is removed; one that a
-SIGKILL leaves behind keeps its ``.fetcher-*.part`` name. Every file operation is relative to the
-folder's descriptor from fetcher.output.paths and never follows a link: the temporary is created
-exclusively under a random name, its mode comes from the umask at creation (nothing is chmod-ed),
-and it is renamed only while its name still holds the very file written.
+No run, crashed or killed, leaves a truncated file under a final name: the rename is atomic; a
+body abandoned (reset, --max-size, --max-time, interrupt) is dropped, and one a SIGKILL cuts
+short is freed by the kernel with its last descriptor. On a file system without unnamed files
+(and for --continue's files, kept to be continued) the temporary is named at once, removed when
+abandoned, and a SIGKILL leaves it under its ``.fetcher-*.part`` name. Every file operation is
+relative to the folder's descriptor from fetcher.output.paths and never follows a link: the
+temporary name is random and taken exclusively, the file's mode comes from the umask at creation
+(nothing is chmod-ed), and it is renamed only while its name still holds the very file written.
 """
 
 from __future__ import annotations
