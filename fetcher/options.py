@@ -18,6 +18,7 @@ import click
 from click.decorators import FC
 
 from fetcher import settings as defaults
+from fetcher.asking import password_from_terminal
 from fetcher.given import as_given, typed, variable_of
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
@@ -622,14 +623,18 @@ def check_state_options(params: dict[str, Any]) -> None:
 
 
 def ask_password(user: tuple[str, str | None] | None) -> tuple[str, str] | None:
-    """-u USER without a password asks for one, only on a terminal: a piped stdin may be the
-    URL list itself."""
+    """-u USER without a password asks for one: on standard input when it is a terminal, else
+    on the controlling terminal (standard input may be the URL list itself), as curl asks.
+    With no terminal at all (cron), an empty password, said on stderr."""
     if user is None:
         return None
     name, password = user
     if password is None:
-        password = ""
         if sys.stdin is not None and sys.stdin.isatty():
             password = click.prompt(f"password for {name}", hide_input=True, default="",
                                     show_default=False, err=True)  # fmt: skip
+        elif (password := password_from_terminal(f"password for {name}: ")) is None:
+            password = ""
+            click.echo(f"fetcher: -u {name} without a password, and no terminal to ask for "
+                       "one on: an empty password is sent", err=True)  # fmt: skip
     return (name, password)

@@ -21,7 +21,7 @@ import pytest
 from werkzeug import Request, Response
 
 from fetcher import __version__
-from tests.conftest import ROOT, clean_env, invoke
+from tests.conftest import ROOT, clean_env, invoke, run_process
 from tests.servers import FaultServer, counting_server, read_request, serving
 
 
@@ -207,9 +207,12 @@ def test_an_authorization_header_given_wins_over_credentials_as_in_curl(
 
 
 def test_user_without_password_off_a_terminal_sends_an_empty_password(httpserver):
+    """With no terminal to ask on (a session of its own: no /dev/tty, as under cron), an empty
+    password, said on stderr (it was sent without a word)."""
     seen = serve(httpserver, "/a")
-    invoke(["-u", "bob", httpserver.url_for("/a")])
+    done = run_process(["-u", "bob", httpserver.url_for("/a")], start_new_session=True)
     assert seen.requests[0].authorization.password == ""
+    assert b"-u bob without a password, and no terminal to ask for one on" in done.stderr
 
 
 def test_netrc_is_honoured(httpserver, tmp_path):

@@ -464,3 +464,55 @@ def test_a_binary_body_is_not_written_to_a_terminal(tmp_path):
     assert records[urls[1]]["ok"] is True and run.status == 1, run.stderr
     # Said on stderr too, once: --body keeps the records off the screen (s17 r1 3).
     assert run.stderr.count("binary body not written to the terminal") == 1, run.stderr
+
+
+def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pipe(tmp_path):
+    """`... | fetcher -u bob` sent an empty password without a word (s17 h3 13): standard input
+    holds the URLs, so the password is asked on the controlling terminal (/dev/tty), as curl
+    does, without echo; the URLs on the pipe are all read."""
+    import base64
+
+    from pytest_httpserver import HTTPServer
+    from werkzeug.wrappers import Request, Response
+
+    def echo_authorization(request: Request) -> Response:
+        return Response(request.headers.get("Authorization", "none"))
+
+    with HTTPServer() as server:
+        server.expect_request("/a").respond_with_handler(echo_authorization)
+        master, slave = os.openpty()
+
+        def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+        urls_read, urls = os.pipe()  # the pipe the URL list comes on
+        process = subprocess.Popen(
+            [*FETCHER, "-u", "bob", "--format", "jsonl", "--include-body", "-"],
+            stdin=urls_read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=clean_env(), preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+        )  # fmt: skip
+        os.close(slave)
+        os.close(urls_read)
+        try:
+            os.write(urls, f"{server.url_for('/a')}\n".encode())
+            os.close(urls)
+            shown = b""
+            deadline = time.monotonic() + 20
+            while b"password for bob" not in shown:
+                ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+                assert ready, f"no prompt on the terminal: {shown!r}"
+                try:
+                    shown += os.read(master, 1024)
+                except OSError:  # EIO: the terminal closed, the process ended
+                    raise AssertionError(f"no prompt on the terminal: {shown!r}") from None
+            os.write(master, b"s3cret\n")
+            stdout, stderr = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+            os.close(master)
+    (record,) = [json.loads(line) for line in stdout.splitlines()]
+    expected = "Basic " + base64.b64encode(b"bob:s3cret").decode()
+    assert record["body"] == expected, (record, stderr)
