@@ -58,6 +58,7 @@ CORE = [
     "fetcher.http.response_headers",
     "fetcher.http.codings",
     "fetcher.http.rebind",
+    "fetcher.http.proxy_auth",
     "fetcher.http.redirects",
     "fetcher.http.task",
     "fetcher.settings",

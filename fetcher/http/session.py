@@ -45,6 +45,7 @@ from fetcher.http.cookies import (
 )
 from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
 from fetcher.http.environment import Environment
+from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import redirect_method, restore_body
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
@@ -146,6 +147,11 @@ class FetcherAdapter(HTTPAdapter):
             manager.pool_classes_by_scheme = dict(POOL_CLASSES)
         return manager
 
+    # requests' own Proxy-Authorization, of the credentials as typed (fetcher.http.proxy_auth)
+    proxy_headers = with_globals(
+        HTTPAdapter.proxy_headers, get_auth_from_url=auth_from_url, _basic_auth_str=basic_auth
+    )
+
     def cert_verify(
         self, conn: Any, url: str, verify: bool | str | None, cert: tuple[str, str] | str | None
     ) -> None:
@@ -217,6 +223,11 @@ def requote(uri: str) -> str:
     get_redirect_target."""
     return quote(uri, safe="!#$%&'()*+,/:;=?@[]~")
 
+
+# requests' own, setting a redirect's Proxy-Authorization of the credentials as typed.
+_rebuild_proxies = with_globals(
+    requests.Session.rebuild_proxies, get_auth_from_url=auth_from_url, _basic_auth_str=basic_auth
+)
 
 # requests' own steps, with requote for requote_uri: the first URL's and each redirect's.
 _prepare_url = with_globals(PreparedRequest.prepare_url, requote_uri=requote)
@@ -432,8 +443,8 @@ class FetcherSession(requests.Session):
         on a redirect, as curl without --location-trusted sends them to the first host only,
         and it keeps Authorization only within the origin, or from http:80 to https:443.)"""
         decided = proxies_for(urlsplit(prepared_request.url or ""), self.proxy, self.environment)
-        rebuilt: dict[str, str] = super().rebuild_proxies(  # type: ignore[no-untyped-call]
-            prepared_request, decided
+        rebuilt: dict[str, str] = _rebuild_proxies(  # type: ignore[no-untyped-call]
+            self, prepared_request, decided
         )
         return rebuilt
 
