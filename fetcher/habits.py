@@ -168,6 +168,12 @@ def output_dir_problem(folder: str) -> str | None:
     with what to use instead. A trailing '/' says "a folder, whatever its name"."""
     if folder == "-":
         return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
+    link = folder.rstrip("/") or folder
+    if os.path.islink(link) and not os.path.exists(link):  # as mkdir -p, not made through it
+        return (
+            f"-o {folder!r} is a symbolic link to {os.readlink(link)!r}, which does not exist: "
+            "make that folder first, or give -o another one"
+        )
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
     if folder.startswith("-"):  # -o -i list.txt: -o took '-i' for its folder

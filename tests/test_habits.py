@@ -452,3 +452,16 @@ def test_shell_completion_as_documented():
     words = subprocess.run([*FETCHER], env=env, capture_output=True, text=True, timeout=30,
                            check=False)  # fmt: skip
     assert words.stdout.split() == ["plain,--remote-time"]
+
+
+@pytest.mark.parametrize("spelled", ["dang", "dang/"])
+def test_o_with_a_dangling_link_says_what_it_is_and_creates_nothing(server, tmp_path, spelled):
+    """-o on a link to a folder that does not exist: 'dang' was called a file, and 'dang/' made
+    the link's target and saved there (s17 h3, minor notes). mkdir -p refuses it; so does -o,
+    saying what it is."""
+    target = tmp_path / "elsewhere" / "missing"
+    (tmp_path / "dang").symlink_to(target)
+    result = invoke(["-o", str(tmp_path / spelled), server.url("/a")])
+    assert result.exit_code == 2, result.stderr
+    assert "symbolic link" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "elsewhere").exists()
