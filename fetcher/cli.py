@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from fetcher import __version__
-from fetcher.command import SectionedCommand, help_and_version
+from fetcher.command import SectionedCommand, version_option
 from fetcher.input.parsing import AUTO
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
@@ -72,7 +72,7 @@ CONTEXT_SETTINGS = {"show_default": True, "help_option_names": ["-h", "--help"],
 )
 @click.argument("urls", nargs=-1, metavar="[URL]...")
 @all_options
-@help_and_version(__version__)
+@version_option(__version__)
 def main(urls: tuple[str, ...], **params: Any) -> None:
     """Fetch URLs concurrently and print one record per URL, then a summary of every error.
 

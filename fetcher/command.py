@@ -52,6 +52,14 @@ class SectionedCommand(click.Command):
             with formatter.section(OTHER):
                 formatter.write_dl(list(records.values()), col_max=COLUMN_MAX)
 
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        """Click's own -h/--help (so that a usage error still says "Try 'fetcher --help'"),
+        written as --version is: see write_and_exit."""
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.callback = show_help
+        return option
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Parse as Click does; a curl option that means something else here is a usage error
         whose message says what to use instead, not "No such option"."""
@@ -64,27 +72,23 @@ class SectionedCommand(click.Command):
             raise click.UsageError(message, ctx) from None
 
 
-def help_and_version(version: str) -> Callable[[FC], FC]:
-    """-V/--version and -h/--help: Click's own, but for an output that cannot take them
-    (write_and_exit). --version first, as Click lists them."""
+def show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        write_and_exit(ctx, "--help", ctx.get_help())
+
+
+def version_option(version: str) -> Callable[[FC], FC]:
+    """-V/--version: Click's own, but for an output that cannot take it (write_and_exit); -h
+    and --help are SectionedCommand's."""
 
     def show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         if value and not ctx.resilient_parsing:
             write_and_exit(ctx, "--version", f"fetcher, version {version}")
 
-    def show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-        if value and not ctx.resilient_parsing:
-            write_and_exit(ctx, "--help", ctx.get_help())
-
-    def apply(command: FC) -> FC:
-        command = click.help_option("-h", "--help", callback=show_help)(command)
-        version_option = click.option(
-            "-V", "--version", is_flag=True, expose_value=False, is_eager=True,
-            callback=show_version, help="Show the version and exit.",
-        )  # fmt: skip
-        return version_option(command)
-
-    return apply
+    return click.option(
+        "-V", "--version", is_flag=True, expose_value=False, is_eager=True,
+        callback=show_version, help="Show the version and exit.",
+    )  # fmt: skip
 
 
 def write_and_exit(ctx: click.Context, option: str, text: str) -> NoReturn:

@@ -374,3 +374,14 @@ def test_the_verbose_count_refuses_other_words_from_the_environment():
     result = invoke(["http://a.test/"], FETCHER_VERBOSE="loud")
     assert result.exit_code == 2
     assert "'loud'" in result.stderr and "yes" in result.stderr
+
+
+def test_a_usage_error_still_points_to_help():
+    """fetcher's own --help callback (it says when stdout cannot take the help) had replaced
+    Click's help option, and with it every usage error's "Try 'fetcher --help' for help."
+    line, which the README shows (s18 r3 1)."""
+    result = invoke(["--bogus"])
+    assert result.exit_code == 2
+    assert "Try 'main --help' for help." in result.stderr, result.stderr  # in process: 'main'
+    shown = invoke(["-h"])
+    assert shown.exit_code == 0 and "Usage: main" in shown.stdout
