@@ -563,8 +563,9 @@ def test_a_content_coding_fetcher_cannot_decode_is_protocol_and_saves_nothing(
     (s17 h2 D9). curl --compressed refuses both ("Unrecognized content encoding type")."""
     body = gzip.compress(b"hello") if "gzip" in coding else LZW_HELLO
     with FaultServer(respond(coded(b"200 OK", coding, body))) as server:
-        record = record_of(server.url("/x"), "-o", str(tmp_path))
+        record = record_of(server.url("/x"), "-o", str(tmp_path), "--retries", "2")
     assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert record["attempts"] == 1, record  # the server's fixed answer: not retried (s18 r3 3)
     unknown = coding.replace("gzip", "").strip(", ")
     assert f"unsupported Content-Encoding {unknown!r}" in record["error"]["message"], record  # type: ignore[index]
     assert not any(p.is_file() for p in tmp_path.rglob("*"))

@@ -32,12 +32,15 @@ def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
 
 
 def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:
-    """Raise FetchError (protocol) when raw has a body in a coding fetcher cannot decode; set
-    up the decoder it is read through (undecodable). Only a body is refused: what a HEAD, a 204
-    or a 304 answers, or an empty body, has nothing to decode, and is read as it is."""
+    """Raise FetchError (protocol, not retried) when raw has a body in a coding fetcher cannot
+    decode; set up the decoder it is read through (undecodable). Only a body is refused: what a
+    HEAD, a 204 or a 304 answers, or an empty body, has nothing to decode, and is read as it
+    is."""
     problem = undecodable(raw)
     if problem is not None and raw.read1(1, decode_content=False):
-        raise FetchError(problem, ErrorKind.PROTOCOL)
+        error = FetchError(problem, ErrorKind.PROTOCOL)
+        error.final = True  # the server's own answer, the same at every attempt (curl: 61)
+        raise error
 
 
 def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
