@@ -9,7 +9,7 @@ import ssl
 import pytest
 
 from tests.conftest import invoke, run_process
-from tests.servers import FaultServer, counting_server, read_request
+from tests.servers import FaultServer, counting_server, read_request, silent
 from tests.tls_proxy_servers import Certificates, https_server, make_certificates
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -300,3 +300,30 @@ def test_a_tls_failure_of_an_assumed_https_says_so_and_how_to_ask_for_http():
         ), record
         _, typed = fetch(f"https://127.0.0.1:{plain.port}/a")  # asked for: nothing assumed
         assert typed["error"]["kind"] == "tls" and "assumed" not in typed["error"]["message"]
+
+
+def test_a_certificate_failure_of_a_scheme_less_url_does_not_advise_http(server, certs):
+    """A server that speaks TLS, whose certificate is not trusted (or not for that name), was
+    told '(https:// assumed: give http:// ...)': the one change that 'works', and sends the
+    request, credentials and cookies in clear text (s18 r3 4). The hint is for a peer that does
+    not speak TLS at all."""
+    _, untrusted = fetch(f"127.0.0.1:{server.port}/a")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    certs.ca.issue_cert("elsewhere.example").configure_cert(context)
+    with https_server(context) as other:
+        _, mismatch = fetch(f"127.0.0.1:{other.port}/a", "--cacert", str(certs.ca_pem))
+    for record in (untrusted, mismatch):
+        assert record["error"]["kind"] == "tls", record
+        assert "assumed" not in record["error"]["message"], record
+
+
+def test_a_handshake_a_plain_server_never_answers_says_https_was_assumed():
+    """A plain server that waits for a request line never answers the TLS greeting: the URL
+    read without a scheme failed as connect_timeout, 'handshake operation timed out', with no
+    word of the https fetcher assumed (s18 r3 2)."""
+    with FaultServer(silent) as quiet:
+        _, record = fetch(f"127.0.0.1:{quiet.port}/a", "--connect-timeout", "0.3")
+    assert record["error"]["kind"] == "connect_timeout", record
+    assert record["error"]["message"].endswith(
+        "(https:// assumed: give http:// or --default-scheme http)"
+    ), record

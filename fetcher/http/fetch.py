@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -304,13 +305,26 @@ def _note_answer(
 ASSUMED_HTTPS = "(https:// assumed: give http:// or --default-scheme http)"
 
 
+# What a TLS client says of a peer that does not speak TLS: a plain server's answer read as a
+# TLS record, its close or its silence. Not a certificate refused: that peer speaks TLS, and
+# advising http there would send the request, credentials and all, in clear text.
+_NOT_TLS = re.compile(
+    r"wrong version number|record layer failure|packet length too long|unknown protocol|"
+    r"http request|unexpected eof|eof occurred|handshake operation timed out",
+    re.IGNORECASE,
+)
+
+
 def note_assumed_https(result: Result) -> None:
-    """A TLS failure of a URL read without a scheme, before any redirect: the https was
-    fetcher's guess (--default-scheme), and 'host:port/path' is what a curl user types for a
-    local plain server (curl guesses http there). Say so, and how to ask for http."""
+    """A URL read without a scheme, before any redirect, whose peer does not speak TLS: the
+    https was fetcher's guess (--default-scheme), and 'host:port/path' is what a curl user
+    types for a local plain server (curl guesses http there). Say so, and how to ask for
+    http."""
+    kinds = (ErrorKind.TLS, ErrorKind.CONNECT_TIMEOUT)  # a handshake nobody answers: timeout
     if (
-        result.error_kind is ErrorKind.TLS
+        result.error_kind in kinds
         and result.redirects == 0
+        and _NOT_TLS.search(result.error_message or "")
         and not has_scheme(result.job.url)
     ):
         result.error_message = f"{result.error_message} {ASSUMED_HTTPS}"
