@@ -163,6 +163,8 @@ def parse_header_option(text: str) -> tuple[str, str | None]:
     """-H as fetcher.input.parsing.parse_header reads it. curl's -H @FILE (headers from FILE)
     gets a pointer to what does that here rather than "malformed header": no header name starts
     with '@'. The file's name is not shown either: the value may be a mistyped secret."""
+    if text.startswith("@") and variable_of("headers") is not None:
+        raise ValueError("a header name never starts with '@': write each header, one a line")
     if text.startswith("@"):
         raise ValueError(
             "curl's -H @FILE (headers from a file) is not read here: put them in FETCHER_HEADER, "

@@ -322,6 +322,10 @@ def test_curl_s_header_file_points_at_the_header_variable(server, tmp_path):
     assert "secret" not in result.stderr
     shown = invoke([server.url("/a")], FETCHER_HEADER=headers.read_text())
     assert shown.exit_code == 0 and server.headers_seen[-1]["Authorization"] == "Bearer secret"
+    # Said to one who uses FETCHER_HEADER already, it pointed at FETCHER_HEADER (s18 r3 5).
+    in_variable = invoke([server.url("/a")], FETCHER_HEADER=f"@{headers}")
+    assert in_variable.exit_code == 2 and "one a line" in in_variable.stderr
+    assert "FETCHER_HEADER=" not in in_variable.stderr
 
 
 def test_an_unknown_option_is_still_clicks_error():
