@@ -13,7 +13,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
@@ -106,6 +106,7 @@ class CountingServer(ThreadingHTTPServer):
 
 
 S = TypeVar("S", bound=socketserver.BaseServer)
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -378,3 +379,17 @@ def client_ports(pid: int, server_port: int) -> set[int]:
         if inode in inodes and int(remote.split(":")[1], 16) == server_port:
             ports.add(int(local.split(":")[1], 16))
     return ports
+
+
+def read_with_peak(jobs: Iterable[T]) -> tuple[list[T], int]:
+    """Everything jobs (an InputReader, say) yields, and the peak of the memory Python
+    allocated meanwhile (tracemalloc): for the bounds on what a reader holds."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        read = list(jobs)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return read, peak

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import threading
-import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,14 @@ from werkzeug import Response
 from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_RECORD_BYTES
 from tests.conftest import invoke, run_background
-from tests.servers import CountingServer, Route, counting_server, default_route, records
+from tests.servers import (
+    CountingServer,
+    Route,
+    counting_server,
+    default_route,
+    read_with_peak,
+    records,
+)
 from tests.test_http import serve
 
 
@@ -195,12 +201,7 @@ def test_an_enormous_quoted_cell_is_one_record_read_in_bounded_memory() -> None:
 
     stream = io.BufferedReader(_GeneratedBytes(parts()))
     reader = InputReader([Source("big", stream=stream)], "https", input_format="csv")
-    tracemalloc.start()
-    try:
-        jobs = list(reader)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    jobs, peak = read_with_peak(reader)
     assert [(job.line, job.invalid is None) for job in jobs] == [(2, False), (lines + 3, True)]
     assert jobs[0].invalid is not None and "record longer than" in jobs[0].invalid
     assert (jobs[1].url, jobs[1].meta.text) == ("http://b.test/", '{"note":"after"}')

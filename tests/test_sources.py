@@ -9,6 +9,7 @@ from fetcher.input.jobs import validate
 from fetcher.input.parsing import BOM
 from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_LINE_BYTES
+from tests.servers import read_with_peak
 
 
 def jobs_of(data: bytes, scheme: str = "https", unique: bool = False):
@@ -397,15 +398,7 @@ class _LongUtf16Line(io.RawIOBase):
 def test_a_long_utf16_line_is_read_in_bounded_memory():
     """The 8 KiB bound of a line holds as for UTF-8: a line of 4 million characters is cut and
     skipped in bounded pieces, never held."""
-    import tracemalloc
-
     stream = io.BufferedReader(_LongUtf16Line(4_000_000), buffer_size=1 << 16)
-    reader = InputReader([Source("long", stream=stream)], "https")
-    tracemalloc.start()
-    try:
-        jobs = list(reader)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    jobs, peak = read_with_peak(InputReader([Source("long", stream=stream)], "https"))
     assert [(j.line, j.invalid is None) for j in jobs] == [(1, False), (2, True)]
     assert peak < 1 << 20, peak

@@ -705,14 +705,20 @@ def test_a_stop_while_a_worker_is_still_starting_ends_the_run_at_once(tmp_path):
             stdout, stderr = process.communicate(timeout=30)
             took = time.monotonic() - started
         finally:
-            for pid in stopped:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGCONT)
-            reap(process)
+            resume_and_reap(process, stopped)
     assert process.returncode == 143, stderr
     assert took < 10, took
     failed = (tmp_path / "failed.txt").read_text().splitlines()
     check_each_line_once(lines, records(stdout), failed)
+
+
+def resume_and_reap(process: subprocess.Popen[bytes], stopped: list[int]) -> None:
+    """After a test that stopped processes: each of stopped, and process, goes on (SIGCONT),
+    so that nothing stays stopped for ever; then process is reaped."""
+    for pid in [*stopped, process.pid]:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGCONT)
+    reap(process)
 
 
 def process_state(pid: int) -> str:
@@ -752,10 +758,7 @@ def test_ctrl_z_stops_the_worker_processes_with_the_run_and_fg_resumes_them(tmp_
             wait_for(lambda: all(process_state(w) != "T" for w in workers), "workers go on", 5)
             stdout, stderr = process.communicate(timeout=60)
         finally:
-            for pid in [*workers, process.pid]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGCONT)
-            reap(process)
+            resume_and_reap(process, workers)
     assert process.returncode == 0, stderr
     assert sorted(r["line"] for r in records(stdout)) == list(range(1, count + 1))
 
@@ -796,10 +799,7 @@ def test_a_ctrl_z_while_the_workers_start_does_not_count_against_their_start(tmp
             process.send_signal(signal.SIGCONT)
             stdout, stderr = process.communicate(timeout=30)
         finally:
-            for pid in [*workers, process.pid]:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGCONT)
-            reap(process)
+            resume_and_reap(process, workers)
     assert process.returncode == 0, stderr
     assert len(records(stdout)) == len(urls)
 
