@@ -22,9 +22,11 @@ def password_from_terminal(prompt: str) -> str | None:
         saved = termios.tcgetattr(fd)
         quiet = list(saved)
         quiet[3] &= ~termios.ECHO  # the local modes: the password is not shown
-        os.write(fd, prompt.encode("utf-8", "replace"))
+        # Before the prompt, as getpass does: TCSAFLUSH drops what was typed before it, which
+        # a password typed as soon as the prompt shows must not be.
         termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
         try:
+            os.write(fd, prompt.encode("utf-8", "replace"))
             typed = _read_line(fd)
         finally:
             termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
