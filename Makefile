@@ -18,9 +18,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
-# The long soak: 20,000 URLs at -j 64 against the chaos server (a 600-URL one is part of test).
+# The long soaks: 20,000 URLs at -j 64 against the chaos server (a 600-URL one is part of test),
+# 40 interrupt storms, and a second signal at 6 moments of a 20,000-line run (test has 15 and 2).
 soak: $(STAMP)
-	FETCHER_SOAK_URLS=20000 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py
+	FETCHER_SOAK_URLS=20000 FETCHER_STORM_RUNS=40 FETCHER_HARD_STOP_PLANS=6 \
+	  $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_soak.py tests/test_storm.py \
+	  tests/test_hard_stop.py
 
 # The README's GNU parallel recipe run for real: 4 shards over ssh to a throw-away sshd on
 # 127.0.0.1-4 (tests/test_scale.py). As root; installs sshd, parallel and rsync from Debian's

@@ -5,6 +5,7 @@ the input file — so that records and --failed together are the input, each lin
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -79,8 +80,10 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
     return process.returncode, took, records, failed.read_text().splitlines()
 
 
+# Moments of the default suite (each one run with threads and one with processes); `make soak`
+# asks for more (FETCHER_HARD_STOP_PLANS).
 PLANS = [(random.Random(SEED + n).randrange(50, 4000), random.Random(-n).uniform(0.02, 0.3))
-         for n in range(3)]  # fmt: skip
+         for n in range(int(os.environ.get("FETCHER_HARD_STOP_PLANS", "2")))]  # fmt: skip
 
 
 @pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["threads", "processes"])

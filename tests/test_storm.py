@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
 import signal
@@ -52,7 +53,8 @@ NOISE = ("Traceback", "BrokenPipeError", "Exception ignored", "Fatal Python erro
 SUMMARY = re.compile(r"^fetcher: \d+ ok, \d+ failed", re.M)
 
 SEED = 20240521
-RUNS = 20
+# Runs of the default suite; `make soak` asks for more (FETCHER_STORM_RUNS).
+RUNS = int(os.environ.get("FETCHER_STORM_RUNS", "15"))
 AT_ONCE = 4
 EARLIEST, LATEST = 0.05, 1.5  # seconds after the run's first request
 SINGLE_SIGINT, SIGTERM, DOUBLE_SIGINT = "SIGINT", "SIGTERM", "SIGINT+SIGINT"
@@ -183,7 +185,7 @@ def make_plans() -> list[Plan]:
     rng = random.Random(SEED)
     kinds = [(SINGLE_SIGINT, SIGTERM, DOUBLE_SIGINT)[n % 3] for n in range(RUNS)]
     rng.shuffle(kinds)
-    # Stratified: one moment in each twentieth of the span, in a shuffled order.
+    # Stratified: one moment in each RUNS-th of the span, in a shuffled order.
     span = LATEST - EARLIEST
     delays = [EARLIEST + span * (n + rng.random()) / RUNS for n in range(RUNS)]
     rng.shuffle(delays)
