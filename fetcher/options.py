@@ -85,39 +85,40 @@ def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
     return click.option(*decls, show_envvar=True, **attrs)
 
 
-class Count(click.IntRange):
+class WordsFirst(click.ParamType):  # type: ignore[type-arg]
+    """A mixin before a Click type: its variable's value may also be one of ``words``; any other
+    value is the base type's, and one the base refuses is said to be ``expected``."""
+
+    words: dict[str, Any]
+    expected: str
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and (word := value.strip().lower()) in self.words:
+            return self.words[word]
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"{value!r} is not {self.expected}", param, ctx)
+
+
+class Count(WordsFirst, click.IntRange):
     """A count (-v, -vv), whose variable also takes a flag's words: FETCHER_VERBOSE=yes is -v,
     as usage.md promises of every flag's variable, and FETCHER_VERBOSE=2 is -vv."""
 
-    WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+    words = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
+    expected = "a count (0, 1, 2...) or yes, no..."
 
     def __init__(self) -> None:
         super().__init__(min=0)
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and value.strip().lower() in self.WORDS:
-            return self.WORDS[value.strip().lower()]
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter:
-            self.fail(f"{value!r} is not a count (0, 1, 2...) or yes, no...", param, ctx)
 
-
-class FlagPair(click.types.BoolParamType):
+class FlagPair(WordsFirst, click.types.BoolParamType):
     """A --name/--no-name flag, whose variable also takes the words --help shows as its
     default (FETCHER_PIN=pin, FETCHER_PIN=no-pin) besides the booleans Click knows."""
 
     def __init__(self, on: str, off: str) -> None:
         self.words = {on.removeprefix("--"): True, off.removeprefix("--"): False}
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and value.strip().lower() in self.words:
-            return self.words[value.strip().lower()]
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter:
-            words = ", ".join(self.words)
-            self.fail(f"{value!r} is not {words}, or a boolean (1, 0, yes, no...)", param, ctx)
+        self.expected = f"{', '.join(self.words)}, or a boolean (1, 0, yes, no...)"
 
 
 class Parsed(click.ParamType):  # type: ignore[type-arg]
