@@ -2,6 +2,7 @@
 
 import io
 import os
+import threading
 
 import pytest
 
@@ -354,6 +355,47 @@ def test_a_utf16_pipe_is_read_lazily():
         writer.write("http://b.test/\n".encode("utf-16-le"))
         writer.close()
         assert next(reader).target == "http://b.test/"
+
+
+def jobs_of_a_pipe_written_in_two(data: bytes, first: int) -> list:
+    """The Jobs of a pipe whose writer sends data's first bytes, then (once the reader has had
+    time to look at them) the rest."""
+    read_fd, write_fd = os.pipe()
+    jobs: list = []
+    with os.fdopen(read_fd, "rb") as stream, os.fdopen(write_fd, "wb", buffering=0) as writer:
+        writer.write(data[:first])
+        reading = threading.Thread(
+            target=lambda: jobs.extend(InputReader([Source("pipe", stream=stream)], "https"))
+        )
+        reading.start()
+        reading.join(timeout=0.2)  # a bound, not a hand-off: a reader that decides on what
+        writer.write(data[first:])  # it has decides within it; one that waits gets the rest
+        writer.close()
+        reading.join(timeout=10)
+        assert not reading.is_alive()
+    return jobs
+
+
+@pytest.mark.parametrize("first", [1, 3])
+@pytest.mark.parametrize("data", WIDE.values(), ids=WIDE.keys())
+def test_a_pipe_whose_mark_comes_in_pieces_is_read_as_its_text(data, first):
+    """A pipe's first write may hold less than the mark (s18 hC: one peek saw one byte and
+    read the list as UTF-8, every line invalid); a mark's first bytes wait for the rest."""
+    jobs = jobs_of_a_pipe_written_in_two(data, first)
+    assert [(j.line, j.target) for j in jobs] == [
+        (1, "http://a.test/1"),
+        (4, "https://b.test/café"),
+    ]
+
+
+@pytest.mark.parametrize("head", [b"\xff", b"\xfe", b"\x00", b"\x00\x00\xfe"])
+def test_a_pipe_starting_with_part_of_a_mark_only_keeps_its_bytes(head):
+    """What looked like the start of a mark but is not one is read as it is, no byte lost."""
+    data = head + b"x.test/\nhttp://b.test/\n"
+    jobs = jobs_of_a_pipe_written_in_two(data, 1)
+    assert [j.line for j in jobs] == [1, 2]
+    assert jobs[0].invalid is not None and jobs[0].raw == head + b"x.test/"
+    assert (jobs[1].target, jobs[1].invalid) == ("http://b.test/", None)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])

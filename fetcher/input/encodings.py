@@ -56,13 +56,26 @@ def not_utf8(raw: bytes, exc: UnicodeDecodeError, what: str = "line") -> str:
     )
 
 
+def _may_grow_into_a_mark(head: bytes) -> bool:
+    """Whether head could be the start of a longer mark (FF FE could be UTF-32 LE's too)."""
+    return len(head) < 4 and any(mark[: len(head)] == head for mark, _ in _WIDE_MARKS)
+
+
 def as_utf8(stream: BinaryIO) -> Readable:
     """stream itself, or its UTF-8 reading when it starts with a UTF-16 or UTF-32 mark. Looks
     at the first bytes without taking them (peek; a BytesIO seeks back); a stream that allows
-    neither is taken as UTF-8."""
+    neither is taken as UTF-8.
+
+    A pipe's peek gives what its first write held, which may be part of a mark: then the first
+    four bytes (or all there are) are read, waiting as the first line would, and handed on
+    before the rest of the stream."""
     peek = getattr(stream, "peek", None)
     if peek is not None:
         head = peek(4)[:4]
+        if _may_grow_into_a_mark(head) and not getattr(stream, "seekable", bool)():
+            head = stream.read(4)
+            encoding = wide_encoding(head)
+            return Prefixed(head, stream) if encoding is None else WideText(stream, encoding, head)
     elif getattr(stream, "seekable", bool)():
         at = stream.tell()
         head = stream.read(4)
@@ -73,17 +86,45 @@ def as_utf8(stream: BinaryIO) -> Readable:
     return stream if encoding is None else WideText(stream, encoding)
 
 
+class Prefixed:
+    """A stream whose first bytes were taken to look at them, read as if they were not."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def _take(self, stop: int, size: int) -> bytes:
+        stop = stop if size < 0 else min(stop, size)
+        taken, self._head = self._head[:stop], self._head[stop:]
+        return taken
+
+    def readline(self, size: int = -1, /) -> bytes:
+        if not self._head:
+            return self._stream.readline(size)
+        line = self._take(self._head.find(b"\n") + 1 or len(self._head), size)
+        if self._head or line.endswith(b"\n") or len(line) == size:
+            return line
+        return line + self._stream.readline(-1 if size < 0 else size - len(line))
+
+    def read(self, size: int = -1, /) -> bytes:
+        taken = self._take(len(self._head), size)
+        if self._head or len(taken) == size:
+            return taken
+        return taken + self._stream.read(-1 if size < 0 else size - len(taken))
+
+
 class WideText:
     """The UTF-8 bytes of a UTF-16 or UTF-32 stream, read as a binary stream is: readline(size)
     and read(size) return at most size bytes, so the reader's bounds hold as for UTF-8; memory
     is what a caller asks for and one decoded chunk."""
 
-    def __init__(self, stream: BinaryIO, encoding: str) -> None:
+    def __init__(self, stream: BinaryIO, encoding: str, head: bytes = b"") -> None:
         self.encoding = encoding
         # read1: what one read of the stream gives, as a pipe's lines come (BinaryIO lacks it)
         self._read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
         self._decoder = codecs.getincrementaldecoder(encoding.lower())(errors=BROKEN)
-        self._text = b""  # decoded, from _at on not handed out yet
+        # decoded, from _at on not handed out yet; head: bytes already taken from the stream
+        self._text = self._decoder.decode(head).encode("utf-8", "surrogateescape")
         self._at = 0
         self._ended = False
 
