@@ -329,3 +329,20 @@ def test_a_head_run_leaves_the_partial_to_the_next_get(
     assert raw.ranges()[-1] == f"bytes={CUT}-" and get["status"] == 206, get
     assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
     assert partial_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("coding", ["identity,", " , IDENTITY", ""])
+def test_a_body_labelled_with_no_coding_is_resumed_as_a_plain_one(
+    origin: tuple[RawOrigin, str], tmp_path: Path, coding: str
+) -> None:
+    """`identity` and empty list elements are no coding (RFC 9110 8.4.1, 5.6.1), as the body's
+    decoding reads them (codings.py): such a body's range counts its bytes, so it resumes
+    (s18 r3 5: `identity,` made the resume's check start the download again)."""
+    raw, url = origin
+    labelled = {**STRONG, "Content-Encoding": coding}
+    cut_short(origin, tmp_path, labelled)
+    raw.ranged = lambda headers: rest(labelled, OLD)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.ranges()[-1] == f"bytes={CUT}-"
+    assert record["ok"] and record["status"] == 206 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]

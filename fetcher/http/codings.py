@@ -24,11 +24,15 @@ from fetcher.errors import ErrorKind, FetchError
 _NO_CODING = ("", "identity")
 
 
-def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
-    """The codings Content-Encoding lists (all its lines), in the order they were applied, in
-    lower case, those that are no coding left out."""
-    value = raw.headers.get("Content-Encoding", "")
+def listed_codings(value: str) -> list[str]:
+    """The codings a Content-Encoding value lists, in the order they were applied, in lower
+    case, those that are no coding left out."""
     return [c for c in (c.strip().lower() for c in value.split(",")) if c not in _NO_CODING]
+
+
+def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
+    """The codings raw's Content-Encoding lists (all its lines joined)."""
+    return listed_codings(raw.headers.get("Content-Encoding", ""))
 
 
 def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:

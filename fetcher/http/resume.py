@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import requests
 
+from fetcher.http.codings import listed_codings
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile, partial_inode
@@ -36,7 +37,7 @@ def validators_of(response: requests.Response) -> list[str] | None:
     """The response's strong ETag and its Last-Modified, those it has, in that order; None when
     its body is encoded (a range of it would count the encoded bytes)."""
     headers = response.headers
-    if headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+    if listed_codings(headers.get("Content-Encoding", "")):
         return None
     etag = headers.get("ETag")
     strong = etag if etag and not etag.startswith("W/") else None
