@@ -406,6 +406,27 @@ def test_skip_fresh_fetches_again_what_this_run_s_folder_does_not_hold(
     assert Path(record["path"]).read_bytes() == b"kept\n"
 
 
+@pytest.mark.parametrize("spelling", ["absolute", "link"])
+def test_skip_fresh_skips_a_file_under_dir_spelled_another_way(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    spelling: str,
+) -> None:  # fmt: skip
+    """A cron job's `-o /srv/out` after a first run by hand with `-o out` (or through a link
+    to it): the same folder, so the fresh file is kept, and the record names it as this run
+    spells DIR (s17: every URL was fetched again)."""
+    origin.resources["/k"] = resource(b"kept\n", etag=True)
+    url, state = httpserver.url_for("/k"), str(tmp_path / "s.db")
+    monkeypatch.chdir(tmp_path)
+    [first] = fetch("--state", state, "-o", "out", url)
+    (tmp_path / "link").symlink_to("out")
+    out = str(tmp_path / "out") if spelling == "absolute" else "link"
+    [second] = fetch("--state", state, "--skip-fresh", "1h", "-o", out, url)
+    assert second["skipped"] is True, second
+    assert second["path"] == os.path.join(out, os.path.relpath(first["path"], "out"))
+    assert Path(second["path"]).read_bytes() == b"kept\n"
+    assert len(origin.requests_for("/k")) == 1
+
+
 def test_a_304_in_a_run_without_o_names_no_file(
     httpserver: HTTPServer, origin: Origin, tmp_path: Path
 ) -> None:

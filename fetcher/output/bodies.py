@@ -300,6 +300,7 @@ class Bodies:
         self.folder = output_dir
         self.spool = spool
         self.in_memory = in_memory  # a spooled body's bytes held in memory before a file
+        self._real_root: str | None = None  # DIR as the system finds it, once asked (held)
 
     def close(self) -> None:
         """Close DIR's descriptor; a body opened after this gets an io record."""
@@ -377,20 +378,35 @@ class Bodies:
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
-    def holds(self, path: str | None) -> bool:
-        """Whether path, where the state says a body was saved, is a regular file under this
-        run's -o DIR (as the path was spelled then): --skip-fresh keeps it. One lstat, on the
-        dispatcher's thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a
-        second, and walking DIR from its descriptor (``saved``) took 46 µs a URL."""
+    def held(self, path: str | None) -> str | None:
+        """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
+        the state says a body was saved): --skip-fresh keeps it. One lstat, on the dispatcher's
+        thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a second, and
+        walking DIR from its descriptor (``saved``) took 46 µs a URL."""
         if path is None or self.folder is None:
-            return False
+            return None
         root = self.folder.root
         if not path.startswith(root if root.endswith(os.sep) else root + os.sep):
-            return False
+            path = self._respelled(path)  # DIR spelled another way, or another DIR
+            if path is None:
+                return None
         try:
-            return stat.S_ISREG(os.lstat(path).st_mode)
+            return path if stat.S_ISREG(os.lstat(path).st_mode) else None
         except OSError:
-            return False
+            return None
+
+    def _respelled(self, path: str) -> str | None:
+        """path, saved under DIR spelled another way (absolute, relative, through a link), as
+        this run spells DIR; None when its folder is not under DIR. Its last name is not
+        resolved: held's lstat sees a link there for what it is."""
+        assert self.folder is not None
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.folder.root)
+        folder, name = os.path.split(path)
+        inside = os.path.relpath(os.path.realpath(folder), self._real_root)
+        if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+            return None
+        return os.path.join(self.folder.root, *([] if inside == os.curdir else [inside]), name)
 
     def saved(self, url: str, name: str | None, path: str | None) -> bool:
         """Whether url's file under -o is there and is path, where its body was saved last (a

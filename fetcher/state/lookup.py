@@ -69,9 +69,9 @@ class StateLookup:
             if self.bodies.spool:
                 return None  # --body, --include-body: the body is asked for, not the record
             if self.bodies.folder is not None:
-                if not self.bodies.holds(prior.path):
+                path = self.bodies.held(prior.path)
+                if path is None:
                     return None  # gone, another -o, or never saved (a HEAD): fetched again
-                path = prior.path
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
 
 
