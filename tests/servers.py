@@ -333,10 +333,12 @@ def worker_pids(pid: int) -> list[int]:
     """The worker processes (--processes) of the fetcher process pid."""
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"worker_process" in command:
-                found.append(int(child))
+        try:  # a thread may end, and a child be reaped, between the listing and the read
+            for child in (task / "children").read_text().split():
+                if b"worker_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return found
 
 
