@@ -82,6 +82,11 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     from fetcher.state.store import State
 
     existed = os.path.lexists(path)
+    if settings.retry_failed and not existed:  # a typo would retry nothing, exit 0, for ever
+        raise click.UsageError(
+            f"no such --state file {path!r}: --retry-failed retries the failures a run with "
+            "--state FILE recorded in it"
+        )
     try:
         state = State(path)
     except StateError as exc:

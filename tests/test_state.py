@@ -692,3 +692,13 @@ def test_the_body_of_d_is_hashed_once_for_a_run_s_state_keys() -> None:
             for n in range(100)}  # fmt: skip
     assert len(keys) == 100 and all(key.startswith("POST http://h/") for key in keys)
     assert request._body_digest.cache_info().misses == 1
+
+
+def test_retry_failed_with_no_state_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A typo in the retry job's --state made an empty state and exited 0, every turn, for
+    ever (s19 t2 D9): there is nothing to retry only in a state that exists."""
+    state = tmp_path / "typo.db"
+    result = invoke(["-q", "--retry-failed", "--state", str(state)])
+    assert result.exit_code == 2, result.output
+    assert "no such --state file" in result.stderr and str(state) in result.stderr
+    assert not state.exists()
