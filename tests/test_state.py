@@ -702,3 +702,18 @@ def test_retry_failed_with_no_state_file_is_a_usage_error(tmp_path: Path) -> Non
     assert result.exit_code == 2, result.output
     assert "no such --state file" in result.stderr and str(state) in result.stderr
     assert not state.exists()
+
+
+def test_a_result_dated_in_the_future_is_not_fresh(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A row written under a clock set ahead (a wrong date, fixed since) stayed "fresh" until the
+    clock caught up, whatever DURATION said (s19 t2 L6): freshness is an age from 0 on."""
+    origin.resources["/a"] = resource(b"alpha\n", etag=True)
+    url, state = httpserver.url_for("/a"), tmp_path / "s.db"
+    fetch("--state", str(state), url)
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET fetched_at = fetched_at + 86400")
+    db.close()
+    [record] = fetch("--state", str(state), "--skip-fresh", "1h", url)
+    assert record["skipped"] is False and record["status"] == 304, record
