@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FETCHER, clean_env, invoke, run_process
-from tests.servers import Route, counting_server, default_route, wait_for
+from tests.conftest import FETCHER, FETCHER_NAMED_TEMPORARIES, clean_env, invoke, run_process
+from tests.servers import Route, counting_server, default_route, files_open_under, wait_for
 
 NOISE = ("Traceback", "Exception ignored", "Error in sys.excepthook")
 
@@ -82,21 +82,32 @@ def test_failed_retry_loop_reads_the_old_list_and_keeps_what_failed_again(tmp_pa
         assert sorted(retry.read_text().splitlines()) == sorted(gone)
 
 
-def test_failed_is_built_in_a_0600_temporary_even_under_umask_0(tmp_path):
+def unnamed_files_open_under(pid: int, folder: Path) -> list[Path]:
+    """The files with no name yet (O_TMPFILE) process pid is writing in folder."""
+    return [fd for fd in files_open_under(pid, folder) if os.readlink(fd).endswith(" (deleted)")]
+
+
+@pytest.mark.parametrize("command", [FETCHER, FETCHER_NAMED_TEMPORARIES], ids=["unnamed", "named"])
+def test_failed_is_built_in_a_0600_temporary_even_under_umask_0(tmp_path, command):
+    """Built with no name where the file system allows (no temporary to find, or to leave), else
+    under a temporary name beside FILE: 0600 either way, FILE untouched till the end."""
     failed = tmp_path / "failed.txt"
     failed.write_bytes(b"old line\n")
     with counting_server() as server:
         urls = [server.url("/status/404"), server.url("/slow/30/hang")]
         with (tmp_path / "out").open("wb") as out:
             process = subprocess.Popen(
-                [*FETCHER, "-j", "2", "--failed", str(failed), *urls],
+                [*command, "-j", "2", "--failed", str(failed), *urls],
                 stdout=out, stderr=subprocess.DEVNULL, env=clean_env(), umask=0,
             )  # fmt: skip
         try:
             wait_for(lambda: server.requests >= 2, "both requests to reach the server")
-            temporaries = leftovers(tmp_path)
+            temporaries = [tmp_path / name for name in leftovers(tmp_path)]
+            if command is FETCHER:
+                assert temporaries == []
+                temporaries = unnamed_files_open_under(process.pid, tmp_path)
             assert len(temporaries) == 1, temporaries
-            assert mode_of(tmp_path / temporaries[0]) == 0o600
+            assert stat.S_IMODE(temporaries[0].stat().st_mode) == 0o600  # /proc/PID/fd followed
             assert failed.read_bytes() == b"old line\n", "FILE changed before the run ended"
         finally:
             process.kill()
@@ -104,6 +115,8 @@ def test_failed_is_built_in_a_0600_temporary_even_under_umask_0(tmp_path):
 
 
 def test_sigkill_mid_run_leaves_the_old_failed_file_whole(tmp_path):
+    """...and nothing beside it: a named temporary was left by every killed run, for good
+    (s19 t2 L4)."""
     failed = tmp_path / "failed.txt"
     old = b"http://old.test/1\nhttp://old.test/2 with\ttab\n"
     failed.write_bytes(old)
@@ -126,6 +139,7 @@ def test_sigkill_mid_run_leaves_the_old_failed_file_whole(tmp_path):
                 process.wait()
     assert failed.read_bytes() == old
     assert mode_of(failed) == 0o600
+    assert leftovers(tmp_path) == []
 
 
 def test_second_interrupt_still_commits_the_failed_file(tmp_path):

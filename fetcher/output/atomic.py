@@ -11,14 +11,13 @@ to replace.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import re
 import secrets
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
@@ -100,7 +99,7 @@ def open_stream(path: str) -> int:
     file behind it would get an offset of its own, and what one wrote the other overwrote."""
     number = own_descriptor(_stream_name(path) or "")
     if number is not None:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             return os.dup(number)
     return _open_writing(path)
 
@@ -234,15 +233,40 @@ class AtomicFile:
     ``abort`` may be called in any order and any number of times: the first one decides.
     """
 
-    def __init__(self, path: str, mode: int | None = None) -> None:
-        """Raises OSError when the temporary (or the stream) cannot be opened."""
+    def __init__(self, path: str, mode: int | None = None, unnamed: bool = False) -> None:
+        """unnamed: written with no name (O_TMPFILE) where the file system allows, and named at
+        the commit, so that a run killed outright leaves nothing beside path; ``name`` is then
+        of no use till the commit, so only for a writer of ``fd``. Raises OSError when the
+        temporary (or the stream) cannot be opened."""
         self.path = path
         self.temporary: str | None = None
+        self._folder = -1  # the folder of a file with no name yet, to name it at the commit
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
+            return
+        folder = os.path.dirname(os.path.abspath(path))
+        if unnamed and (fd := self._create_unnamed(folder, mode_for(path, mode))) is not None:
+            self.fd = fd
         else:
-            folder = os.path.dirname(os.path.abspath(path))
             self.fd, self.temporary = create_temporary(folder, mode_for(path, mode))
+
+    def _create_unnamed(self, folder: str, mode: int) -> int | None:
+        """A file with no name in folder, set to mode; None where there are no such files."""
+        self._folder = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = None
+        try:
+            fd = create_unnamed(self._folder)
+            if fd is not None:
+                os.fchmod(fd, mode)
+                return fd
+        except OSError:
+            if fd is not None:
+                os.close(fd)
+            raise
+        finally:
+            if fd is None:
+                self._close_folder()
+        return None
 
     @property
     def name(self) -> str:
@@ -252,6 +276,9 @@ class AtomicFile:
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
         must not wait on the disk), and close. Raises OSError; abort then removes the temporary."""
+        if self._folder >= 0 and self.fd >= 0:  # named now, beside path, then renamed
+            name = name_unnamed(self.fd, self._folder)
+            self.temporary = os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
         if self.temporary is not None and self.fd >= 0:
             if sync:
                 os.fsync(self.fd)  # the same file as any descriptor opened on name
@@ -274,6 +301,13 @@ class AtomicFile:
                 os.close(fd)
             except OSError:
                 pass
+        self._close_folder()
+
+    def _close_folder(self) -> None:
+        folder, self._folder = self._folder, -1
+        if folder >= 0:
+            with suppress(OSError):
+                os.close(folder)
 
 
 def remove_quietly(path: str) -> None:

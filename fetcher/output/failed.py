@@ -41,7 +41,7 @@ class FailedLines:
         line (no --input-format jsonl or csv), so that an argument can be written as a line."""
         self.path = path
         self.plain_lines = plain_lines
-        self.file = AtomicFile(path, 0o600)
+        self.file = AtomicFile(path, 0o600, unnamed=True)
         self._buffer = bytearray()
         # add, flush and commit: one thread at a time (reentrant: a signal handler's commit on
         # the thread it interrupted).
