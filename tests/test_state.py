@@ -3,6 +3,7 @@ lock, the schema; against a real local origin that honours validators (tests/res
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -717,3 +718,29 @@ def test_a_result_dated_in_the_future_is_not_fresh(
     db.close()
     [record] = fetch("--state", str(state), "--skip-fresh", "1h", url)
     assert record["skipped"] is False and record["status"] == 304, record
+
+
+def test_a_file_another_url_saved_over_in_a_later_run_is_no_longer_the_first_url_s(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """`/x/` and `/x/index.html` are saved under one name: in one run the second gets ~hash,
+    but across runs (two cron lists, one state) the second replaced the first's file, and the
+    first's next 304 and --skip-fresh named that file with the first's hash (s19 t2 D1). The
+    state forgets a file another URL's body replaced: the first is fetched again whole."""
+    origin.resources["/x/"] = resource(b"listing\n", etag=True)
+    origin.resources["/x/index.html"] = resource(b"index\n", etag=True)
+    state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
+    folder, index = httpserver.url_for("/x/"), httpserver.url_for("/x/index.html")
+    [first] = fetch("--state", state, "-o", out, folder)
+    [second] = fetch("--state", state, "-o", out, index)
+    assert first["path"] == second["path"]  # the same name, in two runs
+    [fresh] = fetch("--state", state, "-o", out, "--skip-fresh", "1h", folder)
+    assert fresh["skipped"] is False and fresh["status"] == 200, fresh
+    assert "if-none-match" not in origin.requests_for("/x/")[-1]
+    assert fresh["sha256"] == hashlib.sha256(b"listing\n").hexdigest()
+    assert Path(fresh["path"]).read_bytes() == b"listing\n"
+    [again] = fetch("--state", state, "-o", out, folder)  # its file again: a 304 keeps it
+    assert again["status"] == 304 and again["sha256"] == fresh["sha256"], again
+    [back] = fetch("--state", state, "-o", out, index)  # and the other way round
+    assert back["status"] == 200 and Path(back["path"]).read_bytes() == b"index\n", back
+    assert "if-none-match" not in origin.requests_for("/x/index.html")[-1]

@@ -71,6 +71,18 @@ ON CONFLICT (url) DO UPDATE SET
 """,
 )
 # A download under --continue has begun: where its partial file is, before it can be cut off.
+# A body saved under a name other rows name (another URL's body, saved there by an earlier run
+# under -o's naming, say `/x/` and `/x/index.html`): their file is gone, replaced, and a 304 or
+# --skip-fresh must not keep this one for theirs. Rows of (path, url).
+_DISOWN = Statement(
+    "WITH saved (path, url) AS (",
+    2,
+    """)
+UPDATE urls SET path = NULL
+WHERE path IN (SELECT path FROM saved)
+    AND url NOT IN (SELECT url FROM saved WHERE saved.path = urls.path)
+""",
+)
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
     8,
@@ -187,10 +199,13 @@ class State:
             # continued by the next GET (an ok row with no partial would forget it).
             kept = (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
                     prior.partial_changed)  # fmt: skip
-        self._pending.add(_UPSERT, (job.key or job.target, result.ok, result.status,
+        key = job.key or job.target
+        self._pending.add(_UPSERT, (key, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job, result.ok),
                               *kept))  # fmt: skip
+        if result.ok and not bodiless and result.path is not None:
+            self._pending.add(_DISOWN, (_stored(result.path), key))
 
     @property
     def batch_full(self) -> bool:
