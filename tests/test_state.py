@@ -744,3 +744,35 @@ def test_a_file_another_url_saved_over_in_a_later_run_is_no_longer_the_first_url
     [back] = fetch("--state", state, "-o", out, index)  # and the other way round
     assert back["status"] == 200 and Path(back["path"]).read_bytes() == b"index\n", back
     assert "if-none-match" not in origin.requests_for("/x/index.html")[-1]
+
+
+def test_a_304_to_the_user_s_own_condition_names_no_hash_of_an_empty_body(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A 304 reads no body: its record's sha256 was that of b"" beside a path naming the saved,
+    non-empty file (s19 t2 D3). It is the state's hash when the state's own condition was
+    answered, else null, as a HEAD's."""
+    item = origin.resources["/n"] = resource(b"hello\n", etag=True)
+    url, out = httpserver.url_for("/n"), str(tmp_path / "out")
+    [saved] = fetch("-o", out, url)
+    [own] = fetch("-o", out, "-H", f"If-None-Match: {item.etag}", url)
+    assert own["status"] == 304 and own["ok"] and own["path"] == saved["path"], own
+    assert own["sha256"] is None
+    item.lie = "always-304"
+    [new] = fetch("--state", str(tmp_path / "s.db"), "-o", out, url)
+    assert new["status"] == 304 and new["sha256"] is None, new
+
+
+def test_a_304_that_is_not_ok_names_no_file(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """--ok-status 200-299 makes a 304 to the user's own condition a failure (SPEC 2.4): a
+    failure saved nothing, and named the file there as its path (s19 t2 D2)."""
+    item = origin.resources["/n"] = resource(b"hello\n", etag=True)
+    url, out = httpserver.url_for("/n"), str(tmp_path / "out")
+    fetch("-o", out, url)
+    result = invoke(["--format", "jsonl", "-q", "-o", out, "--ok-status", "200-299", "-H",
+                     f"If-None-Match: {item.etag}", url])  # fmt: skip
+    [record] = records(result.stdout)
+    assert result.exit_code == 3 and not record["ok"] and record["status"] == 304, record
+    assert record["path"] is None

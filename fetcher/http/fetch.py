@@ -257,7 +257,8 @@ class Exchange:
         if response.status_code in settings.retry_on or response.status_code in HOST_PAUSE_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))  # its host's too
         output = None
-        ok, head = response.status_code in settings.ok_status, request.method == "HEAD"
+        ok = response.status_code in settings.ok_status or result.not_modified
+        head = request.method == "HEAD"
         remote = _remote_file(response, settings)
         if self.resumer is not None:
             output = self.resumer.output(response, task, kept, ok, head, remote)
@@ -275,8 +276,10 @@ class Exchange:
             # the answer stays what its status says, its Retry-After too (its connection is
             # closed, not reused). It decided the record's kind, and a 404 was retried.
             result.sha256 = None
-        if head:
-            result.sha256 = None  # no body was read: not the hash of an empty one
+        if head or (result.status == 304 and not result.not_modified):
+            # No body was read: not the hash of an empty one. A 304 to the state's condition
+            # gets the state's hash (State.record).
+            result.sha256 = None
         return retry_after
 
 

@@ -332,7 +332,8 @@ class Bodies:
             if ok and 200 <= status < 300 and not head:
                 placement = self._place(self.folder, url, name, remote.name)
                 saved = SavedFile(placement, resumable, modified=remote.modified)
-            elif status == 304:  # this URL's own file: never one a 304's -J name points at
+            elif status == 304 and ok:  # this URL's own file, never a -J name's; a 304 not
+                # ok (--ok-status) is a failure, which names no file
                 existing = self.folder.existing(url, name)
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
