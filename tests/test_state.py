@@ -776,3 +776,26 @@ def test_a_304_that_is_not_ok_names_no_file(
     [record] = records(result.stdout)
     assert result.exit_code == 3 and not record["ok"] and record["status"] == 304, record
     assert record["path"] is None
+
+
+def test_a_head_neither_makes_a_body_fresh_nor_is_the_last_result_of_a_known_url(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A HEAD job beside a mirror job on one state set the row ok and fetched now: the mirror's
+    --skip-fresh then kept the old file for as long as the HEADs came more often than DURATION
+    (s19 t2 D8). A HEAD reads no body: a known URL's row stays its last body's. A new URL's
+    HEAD is `changed` (SPEC 3: new to the state), as a GET's is (s19 t2 D4)."""
+    origin.resources["/m"] = resource(b"v1\n", version=1)
+    url, state, out = httpserver.url_for("/m"), tmp_path / "s.db", str(tmp_path / "out")
+    [head] = fetch("--state", str(state), "-I", url)
+    assert head["ok"] and head["changed"] is True, head
+    fetch("--state", str(state), "-o", out, url)
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET fetched_at = fetched_at - 7200")  # two hours ago
+    db.close()
+    origin.resources["/m"] = resource(b"v2\n", version=2)
+    [head] = fetch("--state", str(state), "-I", url)
+    assert head["ok"] and head["changed"] is False, head
+    [mirror] = fetch("--state", str(state), "-o", out, "--skip-fresh", "1h", url)
+    assert mirror["skipped"] is False and mirror["changed"] is True, mirror
+    assert Path(mirror["path"]).read_bytes() == b"v2\n"

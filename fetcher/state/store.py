@@ -179,19 +179,13 @@ class State:
             return
         # A 304 or the answer to a HEAD (no sha256: no body read) has no body of its own.
         bodiless = result.status == 304 or result.sha256 is None
-        known: Result | Prior | None = prior if bodiless else result
-        if result.not_modified and prior is not None:
-            # The body known before, still current, with any validator the 304 renewed.
-            result.etag = result.etag or prior.etag
-            result.last_modified = result.last_modified or prior.last_modified
-            # The record names the file this run kept (none without -o); the state, the file
-            # it knows of.
-            known = replace(prior, etag=result.etag, last_modified=result.last_modified,
-                            path=result.path or prior.path)  # fmt: skip
-            if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
-                result.sha256 = prior.sha256
-        if result.ok:
-            result.changed = not bodiless and (prior is None or prior.sha256 != result.sha256)
+        known = _known_body(result, prior, bodiless)
+        if result.ok:  # SPEC 3: new to the state, or another hash; a 304 is no change
+            result.changed = (prior is None and result.status != 304) or (
+                not bodiless and prior is not None and prior.sha256 != result.sha256
+            )
+            if bodiless and result.status != 304 and prior is not None:
+                return  # a HEAD: a known URL's row stays its last body's, its age too (D8)
         body = _body_columns(result, known)
         kept = _partial_columns(result)
         if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
@@ -319,6 +313,21 @@ def _loaded(value: str | None) -> str | None:
     if value is None or not value.startswith(NOT_UTF8):
         return value
     return os.fsdecode(bytes.fromhex(value[len(NOT_UTF8) :]))
+
+
+def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
+    """The body the row is to describe: result's own, or for an answer without one the body
+    known before; after a 304 to the state's condition, that one, still current, with any
+    validator the 304 renewed, and its hash in the record too."""
+    if not (result.not_modified and prior is not None):
+        return prior if bodiless else result
+    result.etag = result.etag or prior.etag
+    result.last_modified = result.last_modified or prior.last_modified
+    if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
+        result.sha256 = prior.sha256
+    # The record names the file this run kept (none without -o); the state, the file it knows.
+    return replace(prior, etag=result.etag, last_modified=result.last_modified,
+                   path=result.path or prior.path)  # fmt: skip
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
