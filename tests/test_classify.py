@@ -101,8 +101,9 @@ def test_latin1_location_under_no_follow_is_the_3xx_itself():
         b"javascript:alert(1)",
         b"http://127.0.0.1:99999999/",
         b"http://[::1/x",
+        b"http://127.0.0.1:0/",
     ],
-    ids=["file", "javascript", "port-out-of-range", "bad-ipv6"],
+    ids=["file", "javascript", "port-out-of-range", "bad-ipv6", "port-0"],
 )
 def test_redirect_to_a_url_that_cannot_be_fetched_is_protocol_not_invalid_url(location):
     # invalid_url says "fix this line of your list"; here the line was fine, the server was not.

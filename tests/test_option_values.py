@@ -140,7 +140,7 @@ def test_a_rate_under_one_a_day_or_in_another_unit_is_refused(value):
         parse_rate(value)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "9" * 400, "-1"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "9" * 400, "-1", "1M"])
 def test_a_skip_fresh_that_is_no_duration_is_a_usage_error(server, tmp_path, value):
     result = invoke(["-q", "--state", str(tmp_path / "s.db"), "--skip-fresh", value,
                      server.url("/x")])  # fmt: skip

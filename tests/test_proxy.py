@@ -295,6 +295,7 @@ def test_407_for_an_http_url_is_kind_proxy(auth_proxy, target):
     [
         ("HTTP_PROXY", f"http://puser:{SECRET}@127.0.0.1:99999"),
         ("http_proxy", "socks5://127.0.0.1:1"),
+        ("HTTP_PROXY", f"http://puser:{SECRET}@127.0.0.1:0"),  # urllib3: port 80 (s19 t1 D5)
     ],
 )
 def test_a_proxy_variable_that_cannot_be_used_is_a_usage_error_as_x_is(target, variable, bad):

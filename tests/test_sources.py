@@ -45,6 +45,10 @@ def test_default_scheme_is_applied_only_without_scheme():
         (b"ftp://a.test/file", "unsupported scheme"),
         (b"http:///path-only", "no host"),
         (b"http://a.test:notaport/", "malformed URL: the port is not a number"),
+        # urllib3 reads port 0 as no port (80, 443), where every host key said :0 (s19 t1 D5)
+        (b"http://a.test:0/", "port 0"),
+        (b"https://a.test:00/x", "port 0"),
+        (b"a.test:0/x", "port 0"),
         (b"http://[::1/", "malformed URL"),
         (b"http://a.test/\xff\xfe", "not valid UTF-8"),
     ],

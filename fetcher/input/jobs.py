@@ -73,9 +73,11 @@ def validate(url: str) -> str | None:
         parts = urlsplit(url)
         if "\\" in parts.netloc:
             return "malformed URL: backslash in the host part (before the path)"
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
         return malformed(exc)
+    if port == 0:  # urllib3 reads it as no port (80, 443), every host key here as :0
+        return "malformed URL: port 0 (no server listens there)"
     if parts.scheme.lower() not in SCHEMES:
         return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
     if not parts.hostname:

@@ -197,6 +197,8 @@ def parse_proxy(text: str) -> str:
         raise ValueError("malformed proxy URL") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ValueError("a proxy URL must be http://HOST[:PORT] or https://HOST[:PORT]")
+    if parsed.port == 0:  # urllib3 reads it as no port: 80
+        raise ValueError("a proxy URL with port 0 (no proxy listens there)")
     return url  # its credentials go out as typed (fetcher.http.proxy_auth)
 
 
@@ -207,6 +209,8 @@ _DURATION_FACTORS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 864
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` to seconds."""
     match = _DURATION.match(text)
+    if match and match[2] == "M":  # a month to some (ISO 8601): refused, not read as minutes
+        raise ValueError(f"{text[:40]!r}: M is ambiguous: minutes are m, and a month is 30d")
     if not match:
         raise ValueError(
             f"not a duration: {text[:40]!r} (a number with an optional s, m, h, d or w)"
