@@ -376,8 +376,8 @@ def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
     if not value.startswith("@"):
         return os.fsencode(value)  # the bytes given: Click decodes them with surrogateescape
     path = value[1:]
-    if path == "-":
-        data, what = read_stdin_data(urls_on_stdin), "-d @- (standard input)"
+    if path == "-" or names_stdin_pipe(path):
+        data, what = read_stdin_data(urls_on_stdin, f"-d {value}"), f"-d {value} (standard input)"
     else:
         try:
             with open(path, "rb") as file:
@@ -391,29 +391,40 @@ def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
     return data
 
 
-def read_stdin_data(urls_on_stdin: bool) -> bytes:
-    """-d @-: standard input, up to one byte past MAX_DATA_FILE_BYTES. Refused when the URLs
-    come from there too: the body would swallow the list."""
+def read_stdin_data(urls_on_stdin: bool, given: str = "-d @-") -> bytes:
+    """-d @- (given: as typed): standard input, up to one byte past MAX_DATA_FILE_BYTES.
+    Refused when the URLs come from there too: the body would swallow the list."""
     if urls_on_stdin:
         raise click.UsageError(
-            "-d @- reads the body from standard input, where the URLs come from too: "
+            f"{given} reads the body from standard input, where the URLs come from too: "
             "give the URLs as arguments or with -i FILE"
         )
     if sys.stdin is None:
-        raise click.UsageError("cannot read -d @-: standard input is closed")
+        raise click.UsageError(f"cannot read {given}: standard input is closed")
     try:
         return sys.stdin.buffer.read(MAX_DATA_FILE_BYTES + 1)
     except OSError as exc:
-        raise click.UsageError(f"cannot read -d @- from standard input: {exc.strerror}") from None
+        raise click.UsageError(f"cannot read {given} from standard input: {exc.strerror}") from None
 
 
 def urls_from_stdin(urls: tuple[str, ...], inputs: tuple[str, ...], retry_failed: bool) -> bool:
     """Whether the run reads its URL list from standard input: '-' is a URL or an -i, or there
     is no URL, -i or --retry-failed at all (the list is then piped in; a terminal is refused).
     The one place that decides it: -d @- and the output checks ask here."""
-    if "-" in urls or "-" in inputs:
+    if "-" in urls or "-" in inputs or any(map(names_stdin_pipe, inputs)):
         return True
     return not (urls or inputs or retry_failed)
+
+
+def names_stdin_pipe(path: str) -> bool:
+    """Whether path (/dev/stdin, /dev/fd/0) opens standard input's own pipe (or socket,
+    terminal): what is read there is taken from standard input. A regular file opened again
+    by name has a position of its own, so `< list.txt -d @/dev/stdin` takes nothing away."""
+    try:
+        named, stdin = os.stat(path), os.fstat(0)
+    except OSError:
+        return False
+    return os.path.samestat(named, stdin) and not stat.S_ISREG(stdin.st_mode)
 
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:

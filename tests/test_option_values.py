@@ -256,6 +256,23 @@ def test_data_from_standard_input_where_the_urls_come_from_is_a_usage_error(serv
     assert server.requests == 0
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["-d", "@/dev/stdin"], ["-d", "@/dev/fd/0"], ["-d", "@-", "-i", "/dev/stdin"],
+     ["-d", "@/dev/stdin", "-i", "-"]],
+    ids=["dev-stdin", "dev-fd-0", "i-dev-stdin", "both-named"],
+)  # fmt: skip
+def test_data_from_the_pipe_the_urls_come_from_by_another_name_is_a_usage_error(server, args):
+    """-d @/dev/stdin read the piped list as the body: nothing fetched, exit 0 (s19 t1 D6).
+    A name for standard input's pipe is standard input."""
+    result = subprocess.run(
+        [*FETCHER, "-q", *args], input=f"{server.url('/y')}\n".encode(), capture_output=True,
+        env=clean_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    assert b"standard input" in result.stderr and server.requests == 0
+
+
 def test_data_from_a_closed_standard_input_is_a_usage_error(server):
     result = subprocess.run(
         ["sh", "-c", 'exec "$@" <&-', "sh", *FETCHER, "-q", "-d", "@-", server.url("/x")],
