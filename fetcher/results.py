@@ -52,6 +52,7 @@ class Result:
     content_type: str | None = None
     sha256: str | None = None
     path: str | None = None
+    saved_mark: int | None = None  # -o: the file saved, for --state (atomic.file_mark)
     error_kind: ErrorKind | None = None
     error_message: str | None = None
     body: IO[builtins.bytes] | None = None  # for --body and --include-body; closed once written

@@ -799,3 +799,24 @@ def test_a_head_neither_makes_a_body_fresh_nor_is_the_last_result_of_a_known_url
     [mirror] = fetch("--state", str(state), "-o", out, "--skip-fresh", "1h", url)
     assert mirror["skipped"] is False and mirror["changed"] is True, mirror
     assert Path(mirror["path"]).read_bytes() == b"v2\n"
+
+
+def test_a_state_of_schema_2_keeps_its_files_conditional(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """Schema 3 adds each saved file's mark; a row written before has none, and its file is
+    taken as the state's, as before: a 304, not a fetch of everything again after an upgrade."""
+    from fetcher.state import database
+
+    origin.resources["/old"] = resource(b"old\n", etag=True)
+    state, out, url = tmp_path / "s.db", str(tmp_path / "out"), httpserver.url_for("/old")
+    [first] = fetch("--state", str(state), "-o", out, url)
+    with sqlite3.connect(state) as db:  # as a fetcher of schema 2 left it
+        db.execute("ALTER TABLE urls DROP COLUMN saved_mark")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+    [second] = fetch("--state", str(state), "-o", out, url)
+    assert second["status"] == 304 and second["path"] == first["path"], second
+    with sqlite3.connect(state) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS)
+    db.close()

@@ -127,7 +127,7 @@ class Fetcher:
         if prior is None or not prior.has_validators:
             return None
         if self.bodies is not None and not self.bodies.saved(
-            task.job.target, task.job.output, prior.path
+            task.job.target, task.job.output, prior.path, prior.saved_mark
         ):
             return None
         return prior
@@ -402,7 +402,7 @@ def read_body(
         read = _copy(response.raw.read1, digest.update, write, bounds, deadline, result, watch)
         check_coding_ended(response.raw)
         if output is not None:
-            result.path, result.body = output.finish()
+            result.path, result.body, result.saved_mark = output.finish()
     except BaseException as exc:
         if output is not None:
             output.discard() if _worthless(exc) else output.abort()

@@ -403,6 +403,15 @@ def output_problem(path: str, replaced: bool) -> str | None:
 FileIdentity = tuple[int, int] | str
 
 
+def file_mark(found: os.stat_result) -> int:
+    """One number for a saved file, kept by --state: its inode and its size. A file another
+    URL's body replaced under the name has another inode (across runs two URLs may map to one
+    name; a freed inode number given again would need the same size too); a rename, a hard link
+    (a backup's), a chmod or a touch keeps the mark, and a 304 keeps the file's time as it is.
+    Within SQLite's signed 64 bits."""
+    return (found.st_ino * 0x9E3779B97F4A7C15 ^ found.st_size) & (2**63 - 1)
+
+
 def file_identity(path: str, replaced: bool) -> FileIdentity | None:
     """What path names, to tell two options that name one file: an existing file's device and
     inode (a hard link or another spelling is the same file), else the absolute path with its

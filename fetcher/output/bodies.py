@@ -32,6 +32,7 @@ from fetcher.output.atomic import (
     create_temporary,
     create_unnamed,
     file_identity,
+    file_mark,
     name_unnamed,
 )
 from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
@@ -113,6 +114,7 @@ class SavedFile:
         # -R: the server's Last-Modified, set before the rename (on a kept file, by the
         # response that continues it)
         self.modified = modified
+        self.mark: int | None = None  # the file's, once committed (file_mark)
         # Created and registered under the lock, so that the exit hook sees every temporary
         # it is to remove (a resumable one is left for the next run).
         with _live_lock:
@@ -171,6 +173,7 @@ class SavedFile:
             # its inode number, which a link made at once may reuse and so pass for ours.
             self.file.flush()
             self._set_time()
+            self.mark = file_mark(os.fstat(self.file.fileno()))
             if self.temporary is None:
                 self.temporary = self._named()
             if not self._holds_ours(self.temporary):
@@ -266,13 +269,16 @@ class BodyOutput:
         if self.spool is not None:
             self.spool.write(chunk)
 
-    def finish(self) -> tuple[str | None, IO[bytes] | None]:
-        """Commit the file; return its path (or the existing file's) and the spool rewound."""
+    def finish(self) -> tuple[str | None, IO[bytes] | None, int | None]:
+        """Commit the file; return its path (or the existing file's), the spool rewound and the
+        saved file's mark (file_mark; None when nothing was saved)."""
         if self.saved is not None:
             self.saved.commit()
         if self.spool is not None:
             self.spool.seek(0)
-        return (self.saved.final if self.saved else self.existing), self.spool
+        if self.saved is None:
+            return self.existing, self.spool, None
+        return self.saved.final, self.spool, self.saved.mark
 
     def abort(self) -> None:
         if self.saved is not None:
@@ -379,46 +385,45 @@ class Bodies:
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
-    def held(self, path: str | None) -> str | None:
+    def held(self, path: str | None, mark: int | None = None) -> str | None:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
-        the state says a body was saved): --skip-fresh keeps it. One lstat, on the dispatcher's
+        the state says a body was saved) and, with mark, still that file (file_mark; not another
+        URL's saved over it): --skip-fresh keeps it. One lstat, on the dispatcher's
         thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a second, and
         walking DIR from its descriptor (``saved``) took 46 µs a URL."""
         if path is None or self.folder is None:
             return None
         root = self.folder.root
         if not path.startswith(root if root.endswith(os.sep) else root + os.sep):
-            path = self._respelled(path)  # DIR spelled another way, or another DIR
+            if self._real_root is None:
+                self._real_root = os.path.realpath(root)
+            path = _respelled(path, root, self._real_root)  # DIR spelled another way, or not DIR
             if path is None:
                 return None
         try:
-            return path if stat.S_ISREG(os.lstat(path).st_mode) else None
+            found = os.lstat(path)
         except OSError:
             return None
-
-    def _respelled(self, path: str) -> str | None:
-        """path, saved under DIR spelled another way (absolute, relative, through a link), as
-        this run spells DIR; None when its folder is not under DIR. Its last name is not
-        resolved: held's lstat sees a link there for what it is."""
-        assert self.folder is not None
-        if self._real_root is None:
-            self._real_root = os.path.realpath(self.folder.root)
-        folder, name = os.path.split(path)
-        inside = os.path.relpath(os.path.realpath(folder), self._real_root)
-        if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+        if not stat.S_ISREG(found.st_mode) or mark not in (None, file_mark(found)):
             return None
-        return os.path.join(self.folder.root, *([] if inside == os.curdir else [inside]), name)
+        return path
 
-    def saved(self, url: str, name: str | None, path: str | None) -> bool:
-        """Whether url's file under -o is there and is path, where its body was saved last (a
-        conditional request is only worth it then: a 304 keeps that file); True without -o,
-        where nothing is saved to lose."""
+    def saved(self, url: str, name: str | None, path: str | None, mark: int | None) -> bool:
+        """Whether url's file under -o is there and is path, where its body was saved last, and,
+        with mark, still that file (file_mark: across runs, another URL's body may have been
+        saved over it under the same name): a conditional request is only worth it then, as a
+        304 keeps that file. True without -o, where nothing is saved to lose."""
         if self.folder is None:
             return True
         if path is None or (existing := self.folder.existing(url, name)) is None:
             return False
         # DIR spelled another way: the same file (existing is one; a stream's identity is None)
-        return existing == path or file_identity(existing, False) == file_identity(path, False)
+        if existing != path and file_identity(existing, False) != file_identity(path, False):
+            return False
+        try:
+            return mark in (None, file_mark(os.lstat(existing)))
+        except OSError:
+            return False
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
@@ -429,6 +434,17 @@ class Bodies:
             raise FetchError(message, ErrorKind.IO) from None
         except OSError as exc:
             raise _io_error("cannot create a folder for", url, exc) from exc
+
+
+def _respelled(path: str, root: str, real_root: str) -> str | None:
+    """path, saved under DIR spelled another way (absolute, relative, through a link), as root
+    spells DIR (real_root: DIR as the system finds it); None when its folder is not under DIR.
+    Its last name is not resolved: held's lstat sees a link there for what it is."""
+    folder, name = os.path.split(path)
+    inside = os.path.relpath(os.path.realpath(folder), real_root)
+    if inside == os.pardir or inside.startswith(os.pardir + os.sep):
+        return None
+    return os.path.join(root, *([] if inside == os.curdir else [inside]), name)
 
 
 def partial_inode(path: str) -> int | None:

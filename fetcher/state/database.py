@@ -39,9 +39,9 @@ MIGRATIONS = (
     # 2: the partial file's ctime (st_ctime_ns) when it was cut: --continue resumes that very
     # file, not one recreated under its name that got its freed inode number
     "ALTER TABLE urls ADD COLUMN partial_changed INTEGER",
-    # 3: the rows naming a file, found at once: a body saved under a name another URL's row
-    # names (across runs, two URLs may map to one name) leaves that row without its file
-    "CREATE INDEX urls_by_path ON urls (path)",
+    # 3: the saved file's mark (inode and size: atomic.file_mark): across runs
+    # two URLs may map to one -o name, and a file another URL's body replaced is not this one's
+    "ALTER TABLE urls ADD COLUMN saved_mark INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state

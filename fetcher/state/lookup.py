@@ -69,7 +69,7 @@ class StateLookup:
             if self.bodies.spool:
                 return None  # --body, --include-body: the body is asked for, not the record
             if self.bodies.folder is not None:
-                path = self.bodies.held(prior.path)
+                path = self.bodies.held(prior.path, prior.saved_mark)
                 if path is None:
                     return None  # gone, another -o, or never saved (a HEAD): fetched again
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)

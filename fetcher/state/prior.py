@@ -17,6 +17,7 @@ class Prior:
     last_modified: str | None = None
     sha256: str | None = None  # hex, as in the record
     path: str | None = None
+    saved_mark: int | None = None  # the file at path then (atomic.file_mark); None: unknown
     partial: str | None = None  # --continue: the temporary file of a download cut short
     partial_from: str | None = None  # its If-Range validator: an ETag or a Last-Modified date
     partial_bytes: int | None = None  # its size when cut short; None: not known (killed)

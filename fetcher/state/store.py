@@ -37,20 +37,20 @@ FORM_NAMES = {code: name for name, code in FORMS.items()}
 
 # A Prior's columns, in its fields' order, the hash as lowercase hex: for one URL and for many.
 _PRIOR = (
-    "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, partial, partial_from, "
-    "partial_bytes, partial_changed"
+    "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, saved_mark, partial, "
+    "partial_from, partial_bytes, partial_changed"
 )
 _LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
 # The failed rows after a URL, in the order of their key: --retry-failed's input, a page at a time.
 _FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 AND url > ? ORDER BY url LIMIT ?"
 FAILED_PAGE = 100  # rows read in one statement: their lines may be 128 KiB each
 _COLUMNS = (
-    "url, ok, status, error_kind, etag, last_modified, sha256, path, fetched_at, form, line, "
-    "header, partial, partial_from, partial_bytes, partial_changed"
+    "url, ok, status, error_kind, etag, last_modified, sha256, path, saved_mark, fetched_at, "
+    "form, line, header, partial, partial_from, partial_bytes, partial_changed"
 )
 _UPSERT = Statement(
     f"INSERT INTO urls ({_COLUMNS})",
-    16,
+    17,
     """
 ON CONFLICT (url) DO UPDATE SET
     ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
@@ -58,6 +58,7 @@ ON CONFLICT (url) DO UPDATE SET
     last_modified = iif(excluded.ok, excluded.last_modified, last_modified),
     sha256 = iif(excluded.ok, excluded.sha256, sha256),
     path = iif(excluded.ok, excluded.path, path),
+    saved_mark = iif(excluded.ok, excluded.saved_mark, saved_mark),
     fetched_at = excluded.fetched_at, form = excluded.form, line = excluded.line,
     header = excluded.header,
     partial = iif(excluded.ok AND excluded.partial IS NULL, NULL,
@@ -71,18 +72,6 @@ ON CONFLICT (url) DO UPDATE SET
 """,
 )
 # A download under --continue has begun: where its partial file is, before it can be cut off.
-# A body saved under a name other rows name (another URL's body, saved there by an earlier run
-# under -o's naming, say `/x/` and `/x/index.html`): their file is gone, replaced, and a 304 or
-# --skip-fresh must not keep this one for theirs. Rows of (path, url).
-_DISOWN = Statement(
-    "WITH saved (path, url) AS (",
-    2,
-    """)
-UPDATE urls SET path = NULL
-WHERE path IN (SELECT path FROM saved)
-    AND url NOT IN (SELECT url FROM saved WHERE saved.path = urls.path)
-""",
-)
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
     8,
@@ -193,13 +182,10 @@ class State:
             # continued by the next GET (an ok row with no partial would forget it).
             kept = (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
                     prior.partial_changed)  # fmt: skip
-        key = job.key or job.target
-        self._pending.add(_UPSERT, (key, result.ok, result.status,
+        self._pending.add(_UPSERT, (job.key or job.target, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *body, int(time.time()), *_line_of(job, result.ok),
                               *kept))  # fmt: skip
-        if result.ok and not bodiless and result.path is not None:
-            self._pending.add(_DISOWN, (_stored(result.path), key))
 
     @property
     def batch_full(self) -> bool:
@@ -287,8 +273,8 @@ def url_of_key(key: str) -> str:
 
 
 def _prior(row: Sequence[Any]) -> Prior:
-    ok, fetched_at, etag, last_modified, sha256, path, partial, partial_from, *kept = row
-    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, _loaded(path),
+    ok, fetched_at, etag, last_modified, sha256, path, mark, partial, partial_from, *kept = row
+    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, _loaded(path), mark,
                  _loaded(partial), partial_from, *kept)  # fmt: skip
 
 
@@ -331,14 +317,15 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
-    """etag, last_modified, sha256 and path: of the body the row's validators are for, which
-    is known's. For an ok answer without a body of its own (a HEAD, a 304 to a request that
-    had no conditions) that is the body known before, if any: its validators must not become
-    those of a body never read (a later run would be told 304 and keep a stale file)."""
+    """etag, last_modified, sha256, path and saved_mark: of the body the row's validators are
+    for, which is known's. For an ok answer without a body of its own (a HEAD, a 304 to a
+    request that had no conditions) that is the body known before, if any: its validators must
+    not become those of a body never read (a later run would be told 304 and keep a stale
+    file)."""
     if not result.ok or known is None:
-        return None, None, None, None  # a failure's are ignored by the upsert
+        return None, None, None, None, None  # a failure's are ignored by the upsert
     sha256 = bytes.fromhex(known.sha256) if known.sha256 else None
-    return known.etag, known.last_modified, sha256, _stored(known.path)
+    return known.etag, known.last_modified, sha256, _stored(known.path), known.saved_mark
 
 
 def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None, int | None]:
