@@ -96,6 +96,16 @@ def test_a_host_is_one_shard_whatever_its_case_port_or_scheme():
     assert sorted(counts) == [0, 0, 0, 4]
 
 
+def test_a_unicode_host_is_one_shard_with_its_punycode_spelling():
+    """One server for every limit, the pause and the summary (requests connects to the IDNA
+    name), but the shard hashed the Unicode text: `bücher.test` and `xn--bcher-kva.test` went
+    to two copies (s19 t1 D1)."""
+    assert shard_key("http://Bücher.test/a", b"") == b"xn--bcher-kva.test"
+    data = "http://bücher.test/a\nhttp://xn--bcher-kva.test/b\nhttp://BÜCHER.test/c\n".encode()
+    counts = [len(shard_jobs(data, Shard(index, n))[0]) for n in (2, 4, 7) for index in range(n)]
+    assert sorted(counts, reverse=True)[:3] == [3, 3, 3] and sum(counts) == 9
+
+
 def test_jsonl_and_csv_lines_are_sharded_by_their_url_host():
     objects = [{"url": f"http://127.0.0.{i}/x", "id": i} for i in range(1, 60)]
     objects += [{"url": 5, "id": 0}]  # malformed: by its raw line

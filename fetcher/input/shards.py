@@ -8,6 +8,7 @@ Python's ``hash()``, which is salted per process: every machine and Python versi
 from __future__ import annotations
 
 import re
+from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -49,12 +50,19 @@ def shard_of(key: bytes, count: int) -> int:
 
 def shard_key(target: str, raw: bytes) -> bytes:
     """What decides a line's shard: the lower-cased host of target (the URL with its default
-    scheme) or, for a line without one (``http://``, bad JSON), the line's raw bytes, so that
-    every line lands in exactly one shard."""
+    scheme), a Unicode name IDNA-encoded as requests connects to it (``bücher.test`` is
+    ``xn--bcher-kva.test``'s server: one shard, as one host for the limits), or, for a line
+    without one (``http://``, bad JSON), the line's raw bytes, so that every line lands in
+    exactly one shard."""
     try:
         host = urlsplit(target).hostname
     except ValueError:
         host = None
     if not host:
         return raw
+    if not host.isascii():  # requests' own encoding, as it connects (host_of's too)
+        from requests.models import PreparedRequest
+
+        with suppress(UnicodeError):  # requests refuses that URL: its record says so
+            host = PreparedRequest._get_idna_encoded_host(host)  # type: ignore[attr-defined]
     return host.lower().encode("utf-8", "surrogatepass")
