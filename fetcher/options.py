@@ -574,6 +574,29 @@ def check_client_key(params: dict[str, Any]) -> None:
                 f"the private key in {path} is encrypted: fetcher cannot ask for its pass "
                 f"phrase; decrypt it (openssl pkey -in {path} -out KEY)"
             )
+    if params["cert"]:
+        check_key_pair(params["cert"], params["key"])
+
+
+def check_key_pair(cert: str, key: str | None) -> None:
+    """Refuse a --cert whose private key is missing (no --key, none in the file) or another
+    certificate's: every https URL failed at run time with OpenSSL's words, even to servers
+    that ask for no certificate (curl stops at once: 58)."""
+    import ssl  # only with --cert: loading OpenSSL is a start-up cost
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise click.UsageError(
+                f"the private key in {key or cert} is not the certificate's in --cert {cert}"
+            ) from None
+        if key is None:
+            raise click.UsageError(
+                f"--cert {cert} holds no private key (or not one OpenSSL can read): give it "
+                "with --key FILE"
+            ) from None
+        raise click.UsageError(f"--cert {cert} with --key {key} cannot be used: {exc}") from None
 
 
 def read_pem_file(option: str, path: str) -> bytes:

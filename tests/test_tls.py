@@ -171,6 +171,22 @@ def test_key_without_cert_is_a_usage_error(server, certs):
     assert server.paths == []
 
 
+@pytest.mark.parametrize("key", [None, "another"], ids=["no-key", "another-key"])
+def test_a_certificate_without_its_key_is_a_usage_error(server, certs, tmp_path, key):
+    """It failed every https URL at run time, servers that ask for no certificate too, with
+    OpenSSL's "PEM lib" or "key values mismatch" naming neither option, exit 3 (s19 t1 D2);
+    curl stops at once (58)."""
+    args = ["--cert", str(certs.client_cert_pem)]
+    if key:
+        certs.server.private_key_pem.write_to_path(tmp_path / "other-key.pem")
+        args += ["--key", str(tmp_path / "other-key.pem")]
+    result = invoke([*args, "--cacert", str(certs.ca_pem), server.url("/never")])
+    assert result.exit_code == 2, result.output
+    said = "is not the certificate's" if key else "holds no private key"
+    assert said in result.stderr and "--cert" in result.stderr, result.stderr
+    assert server.paths == []
+
+
 def test_missing_cert_file_is_a_usage_error(server, tmp_path):
     result = invoke(["--cert", str(tmp_path / "absent.pem"), server.url("/never")])
 
