@@ -225,6 +225,16 @@ REFUSED |= {
     "--limit-rate": "--limit-rate has no equal here: --rate R and --host-rate R limit requests "
     "a second, not bytes",
 }
+# curl's proxy options: Click guessed --user and --header, which send to every origin server.
+REFUSED |= {
+    "--proxy-user": "--proxy-user (curl's) goes in the proxy URL here: -x "
+    "http://USER:PASSWORD@HOST:PORT (or HTTPS_PROXY); -u would send them to every server",
+    "--proxy-header": "--proxy-header (curl's) has no equal here: -H goes to every server, not "
+    "the proxy; the proxy's credentials go in -x http://USER:PASSWORD@HOST:PORT",
+    "--noproxy": "--noproxy (curl's) is the NO_PROXY variable here: NO_PROXY='*' fetches every "
+    "URL directly, NO_PROXY=host1,host2 those hosts",
+}
+REFUSED["-U"] = REFUSED["--proxy-user"]
 REFUSED["--post-data"] = REFUSED["--body-data"]
 REFUSED["--directory-prefix"] = REFUSED["-P"]
 REFUSED["--timestamping"] = REFUSED["-N"]

@@ -288,6 +288,13 @@ def test_a_combination_error_of_typed_options_names_no_variable(server):
         (["-e", "http://r/"], "-H 'Referer: URL'"),
         (["--wait", "1"], "--host-rate"),
         (["--limit-rate", "1k"], "--rate"),
+        # curl's proxy options: Click said "did you mean --user" and "--header", which send to
+        # every origin server (s19 t1 D3, D4)
+        (["--proxy-user", "a:b"], "-x http://USER:PASSWORD@HOST:PORT"),
+        (["-U", "a:b"], "-x http://USER:PASSWORD@HOST:PORT"),
+        (["--proxy-header", "X: 1"], "not the proxy"),
+        (["--noproxy", "*"], "NO_PROXY='*'"),
+        (["-x", ""], "NO_PROXY='*'"),
     ],
 )
 def test_curl_options_that_mean_something_else_say_what_to_use(args, advice):

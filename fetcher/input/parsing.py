@@ -190,6 +190,8 @@ def parse_proxy(text: str) -> str:
     from urllib3.exceptions import LocationParseError
     from urllib3.util import parse_url
 
+    if not text:
+        raise ValueError("an empty proxy URL (curl's -x '' is set NO_PROXY='*' here: no proxy)")
     url = text if _PROXY_SCHEME.match(text) else "http://" + text
     try:
         parsed = parse_url(url)
