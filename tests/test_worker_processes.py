@@ -813,3 +813,50 @@ def test_the_stop_relay_ends_with_the_run():
         result = invoke(["--processes", "2", "-q", server.url("/a")])
     assert result.exit_code == 0, result.stderr
     assert all(signal.getsignal(sig) is signal.SIG_DFL for sig in JOB_STOPS)
+
+
+def test_workers_writing_to_a_tostop_terminal_are_not_stopped(tmp_path):
+    """Each worker has a process group of its own, a background job to the terminal: under
+    `stty tostop` its first -v line stopped it (SIGTTOU), and the run hung till Ctrl-C, every
+    URL "interrupted" (s19 t3 5). Workers write to the terminal their run writes to."""
+    import fcntl
+    import termios
+
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(8)]
+        master, slave = os.openpty()
+        mode = termios.tcgetattr(slave)
+        mode[3] |= termios.TOSTOP
+        termios.tcsetattr(slave, termios.TCSANOW, mode)
+
+        def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+        process = subprocess.Popen(
+            [*FETCHER, "-v", "--processes", "2", "--format", "jsonl", *urls],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=clean_env(),
+            preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+        )  # fmt: skip
+        os.close(slave)
+        shown: list[bytes] = []
+
+        def drain() -> None:  # the terminal's reader: a full pty would block the writers
+            with contextlib.suppress(OSError):  # EIO: every writer has gone
+                while chunk := os.read(master, 65536):
+                    shown.append(chunk)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            stdout, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                for pid in worker_pids(process.pid):
+                    os.kill(pid, signal.SIGCONT)
+                process.kill()
+                process.communicate()
+            reader.join(timeout=10)
+            os.close(master)
+    assert process.returncode == 0, b"".join(shown)[-2000:]
+    assert sorted(r["url"] for r in records(stdout)) == sorted(urls)

@@ -128,6 +128,10 @@ def worker_process(jobs_descriptor: int, results_descriptor: int, control_descri
     """The entry point of a worker process (see fetcher.run.worker_process.WORKER_CODE)."""
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):  # a terminal's, to the group:
         signal.signal(signum, signal.SIG_IGN)  # the parent decides, whatever reaches us
+    # A process group of its own is a background job to the terminal: under `stty tostop` its
+    # first -v line would stop it (SIGTTOU). It writes where its run writes; the run's own
+    # stops (Ctrl-Z, its SIGTTOU) stop it with SIGSTOP.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     jobs = Connection(jobs_descriptor, writable=False)
     results = Outbox(Connection(results_descriptor, readable=False))
     control = Connection(control_descriptor, writable=False)
