@@ -860,3 +860,50 @@ def test_workers_writing_to_a_tostop_terminal_are_not_stopped(tmp_path):
             os.close(master)
     assert process.returncode == 0, b"".join(shown)[-2000:]
     assert sorted(r["url"] for r in records(stdout)) == sorted(urls)
+
+
+# A process in the foreground of a terminal of its own, with the relay installed, that is sent a
+# background job's stop signal as a Python handler would meet it late: after `fg`.
+LATE_BACKGROUND_STOP = """
+import os, signal, sys
+from fetcher.run import signals
+relayed = []
+signals.stop_together("run", relayed.append)
+os.kill(os.getpid(), signal.SIG{name})
+print(relayed, flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", ["TTIN", "TTOU"])
+def test_a_background_stop_met_after_fg_does_not_stop_the_run(name):
+    """Reading (or, under tostop, writing) the terminal in the background trips SIGTTIN (SIGTTOU)
+    at every try; the Python handler of a late one ran after `fg` and stopped the process in the
+    foreground, which nothing would resume: the terminal hung (s19 t3 2). A stop for the
+    background is taken only while the run is in the background."""
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+
+    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", LATE_BACKGROUND_STOP.format(name=name)], stdin=slave,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+    )  # fmt: skip
+    os.close(slave)
+    try:
+        deadline = time.monotonic() + 20
+        while process.poll() is None and process_state(process.pid) != "T":
+            assert time.monotonic() < deadline, "neither stopped nor ended"
+            time.sleep(0.01)
+        assert process_state(process.pid) != "T", "stopped in the foreground"
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        resume_and_reap(process, [])
+        os.close(master)
+    assert process.returncode == 0, stderr
+    assert stdout.strip() == b"[]"  # nothing stopped: the workers neither

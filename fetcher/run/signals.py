@@ -125,7 +125,23 @@ def resumed_at() -> float:
     return _resumed[0]
 
 
+def _in_the_foreground() -> bool:
+    """Whether this process's group is the foreground one of the terminal on its standard
+    streams (False when none of them is a terminal: unknown)."""
+    for descriptor in (0, 2, 1):
+        try:
+            return os.tcgetpgrp(descriptor) == os.getpgrp()
+        except OSError:  # not a terminal, closed
+            continue
+    return False
+
+
 def _stop_together(signum: int, frame: FrameType | None) -> None:
+    if signum != signal.SIGTSTP and _in_the_foreground():
+        # A background job's stop (a read, or a write under tostop, of the terminal) comes at
+        # every try, and its handler may run late, after `fg`: stopping then would stop the run
+        # in the foreground, where nothing would resume it (s19 t3 2).
+        return
     for relay in list(_suspend_relays.values()):
         relay(signal.SIGSTOP)
     signal.signal(signum, signal.SIG_DFL)
