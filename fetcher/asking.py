@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import termios
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 MAX_PASSWORD = 4096  # bytes read from the terminal, at most: a line, not a stream
+ENDING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 def password_from_terminal(prompt: str) -> str | None:
@@ -26,17 +33,50 @@ def password_from_terminal(prompt: str) -> str | None:
         # a password typed as soon as the prompt shows must not be.
         termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
         try:
-            os.write(fd, prompt.encode("utf-8", "replace"))
-            typed = _read_line(fd)
+            with _echo_back_on_signals(fd, saved):
+                os.write(fd, prompt.encode("utf-8", "replace"))
+                typed = _read_line(fd)
         finally:
-            termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
-            with contextlib.suppress(OSError):
-                os.write(fd, b"\n")  # the line end the user typed was not echoed
+            _echo_back(fd, saved)
     except (OSError, termios.error):
         return None
     finally:
         os.close(fd)
     return typed.decode("utf-8", "surrogateescape")
+
+
+def _echo_back(fd: int, saved: list[Any]) -> None:
+    """The terminal's modes as they were, and the line end the user typed, which was not
+    echoed."""
+    with contextlib.suppress(OSError, termios.error):
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+        os.write(fd, b"\n")
+
+
+@contextmanager
+def _echo_back_on_signals(fd: int, saved: list[Any]) -> Iterator[None]:
+    """While asking: a signal that ends the run (Ctrl-C; its handler then exits at once, past
+    every finally) first gives the terminal its echo back, then goes to the handler it had."""
+    before: dict[int, Any] = {}
+
+    def ending(signum: int, frame: FrameType | None) -> None:
+        _echo_back(fd, saved)
+        handler = before[signum]
+        signal.signal(signum, handler)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(signum)
+
+    if threading.current_thread() is threading.main_thread():  # else signal() refuses
+        for signum in ENDING_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's: it stays so
+                before[signum] = signal.signal(signum, ending)
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
 
 
 def _read_line(fd: int) -> bytes:

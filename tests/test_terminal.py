@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -516,3 +517,41 @@ def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pip
     (record,) = [json.loads(line) for line in stdout.splitlines()]
     expected = "Basic " + base64.b64encode(b"bob:s3cret").decode()
     assert record["body"] == expected, (record, stderr)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(signum):
+    """Ctrl-C at the -u prompt ended the run at once (the early handler's os._exit), past the
+    code that gives the terminal its echo back: the shell was left typing blind (s19 t3 1)."""
+    master, slave = os.openpty()
+
+    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    urls_read, urls = os.pipe()
+    process = subprocess.Popen(
+        [*FETCHER, "-u", "bob", "-"], stdin=urls_read, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=clean_env(), preexec_fn=its_terminal,  # noqa: PLW1509
+        pass_fds=(slave,),
+    )  # fmt: skip
+    os.close(urls_read)
+    try:
+        shown = b""
+        deadline = time.monotonic() + 20
+        while b"password for bob" not in shown:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no prompt on the terminal: {shown!r}"
+            shown += os.read(master, 1024)
+        assert not termios.tcgetattr(slave)[3] & termios.ECHO  # asking: no echo
+        process.send_signal(signum)
+        process.communicate(timeout=20)
+        assert process.returncode == 128 + signum
+        assert termios.tcgetattr(slave)[3] & termios.ECHO, "the terminal was left without echo"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        os.close(urls)
+        os.close(slave)
+        os.close(master)
