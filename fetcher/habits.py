@@ -162,17 +162,29 @@ BODY_TO_STDOUT = "to write bodies to standard output, use --body"
 TO_A_FILE = "to save one body to a file, use --body > FILE; for the records, --results FILE"
 
 
+def _dangling_link_in(folder: str) -> str | None:
+    """The first of folder's leading paths (``a``, ``a/b``, ...) that is a link to nothing."""
+    names = folder.split("/")
+    for end in range(1, len(names) + 1):
+        path = "/".join(names[:end])
+        if path and os.path.islink(path) and not os.path.exists(path):
+            return path
+    return None
+
+
 def output_dir_problem(folder: str) -> str | None:
     """Why -o FOLDER is refused, or None. -o takes a folder (curl's -o takes a file): a folder
     that exists is always fine; '-' and a new name that looks like a file name are refused,
     with what to use instead. A trailing '/' says "a folder, whatever its name"."""
     if folder == "-":
         return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
-    link = folder.rstrip("/") or folder
-    if os.path.islink(link) and not os.path.exists(link):  # as mkdir -p, not made through it
+    if (link := _dangling_link_in(folder)) is not None:  # as mkdir -p: not made through it
+        named = (
+            f"-o {folder!r} is" if link == folder.rstrip("/") else f"{link!r}, in -o {folder!r}, is"
+        )
         return (
-            f"-o {folder!r} is a symbolic link to {os.readlink(link)!r}, which does not exist: "
-            "make that folder first, or give -o another one"
+            f"{named} a symbolic link to {os.readlink(link)!r}, which does not exist: make that "
+            "folder first, or give -o another one"
         )
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None

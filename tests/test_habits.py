@@ -465,13 +465,14 @@ def test_shell_completion_as_documented():
     assert words.stdout.split() == ["plain,--remote-time"]
 
 
-@pytest.mark.parametrize("spelled", ["dang", "dang/"])
+@pytest.mark.parametrize("spelled", ["dang", "dang/", "dang/sub", "chain/sub/more"])
 def test_o_with_a_dangling_link_says_what_it_is_and_creates_nothing(server, tmp_path, spelled):
     """-o on a link to a folder that does not exist: 'dang' was called a file, and 'dang/' made
-    the link's target and saved there (s17 h3, minor notes). mkdir -p refuses it; so does -o,
-    saying what it is."""
+    the link's target and saved there (s17 h3, minor notes); so did 'dang/sub', a folder below
+    it (s19 t3 7). mkdir -p refuses it; so does -o, saying what it is."""
     target = tmp_path / "elsewhere" / "missing"
     (tmp_path / "dang").symlink_to(target)
+    (tmp_path / "chain").symlink_to(tmp_path / "dang")
     result = invoke(["-o", str(tmp_path / spelled), server.url("/a")])
     assert result.exit_code == 2, result.stderr
     assert "symbolic link" in result.stderr and "does not exist" in result.stderr
