@@ -300,6 +300,24 @@ def test_csv_files_joined_by_cat_keep_their_rows_and_the_second_header_is_invali
     assert "header row again" in jobs[1].invalid
 
 
+def test_a_csv_header_row_met_again_is_not_written_to_failed(tmp_path):
+    """It went to --failed under the file's own header, where a retry read it as a header row
+    again: `fetcher -i f.csv --failed f.csv` never emptied (s19 t3 10). It is no URL to retry:
+    its record says what it is; --failed keeps the rows that failed."""
+    listed = tmp_path / "joined.csv"
+    listed.write_bytes(b"url,id\nhttp://127.0.0.1:9/a,1\nurl,id\nhttp://127.0.0.1:9/b,2\n")
+    failed = tmp_path / "failed.csv"
+    result = invoke(["-q", "--format", "jsonl", "--input-format", "csv", "--retries", "0",
+                     "-t", "2", "-i", str(listed), "--failed", str(failed)])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert len(records(result.stdout)) == 3  # one record a row, the header's too
+    header, *rows = failed.read_bytes().splitlines()
+    assert header == b"url,id" and sorted(rows) == [
+        b"http://127.0.0.1:9/a,1",
+        b"http://127.0.0.1:9/b,2",
+    ]
+
+
 def test_a_csv_header_is_shown_bounded_and_escaped():
     header = b"id,\x1b[31mname," + b"x" * 500
     jobs, _ = jobs_of(header + b"\n7,a,b\n", "csv")

@@ -304,6 +304,13 @@ def _header_read(raw: bytes) -> str:
     return said
 
 
+# A csv row that is a header row again: no URL to retry, so not written to --failed.
+HEADER_AGAIN = (
+    "a csv header row again (files joined with cat?): the first header row names the columns "
+    "of the whole input"
+)
+
+
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:
     if header_error is not None:
         entry.error = header_error
@@ -312,10 +319,7 @@ def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: s
         entry.error = f"{len(row)} fields where the header has {len(columns)}"
         return entry
     if row[columns.index("url")].strip().lower() == "url":  # not a host "url" to look up
-        entry.error = (
-            "a csv header row again (files joined with cat?): the first header row names the "
-            "columns of the whole input"
-        )
+        entry.error = HEADER_AGAIN
         return entry
     values: dict[str, Any] = {}
     for number, (name, cell) in enumerate(zip(columns, row, strict=True), 1):

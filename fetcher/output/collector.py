@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from fetcher.errors import ErrorKind
+from fetcher.input.formats import HEADER_AGAIN
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
@@ -243,7 +244,7 @@ class RetryLines:
             return
         if job.argument:
             self.failed.add_argument(job.raw)
-        else:
+        elif job.invalid != HEADER_AGAIN:  # under the same header, a retry would meet it again
             self.failed.add(job.raw, job.header, job.lines)
 
     def hold(self, job: Job) -> None:
