@@ -79,7 +79,7 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     import sqlite3  # only with --state: a run without one does not load SQLite
 
     from fetcher.state.database import StateError
-    from fetcher.state.store import State
+    from fetcher.state.store import State, move_log_at_hard_exit
 
     existed = os.path.lexists(path)
     if settings.retry_failed and not existed:  # a typo would retry nothing, exit 0, for ever
@@ -97,6 +97,7 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     if not existed:  # pushed first, so it runs once the state is closed
         stack.push(functools.partial(_remove_if_refused, path, os.stat(path)))
     stack.callback(state.close)
+    on_hard_exit(functools.partial(move_log_at_hard_exit, state))
     return state
 
 

@@ -293,3 +293,45 @@ def test_a_state_file_renamed_during_the_run_keeps_its_rows_without_a_word(
     assert process.returncode == 0, stderr
     assert b"during the run" not in stderr
     assert state_urls(moved) == set(urls)
+
+
+def wal_has_frames(state: Path) -> bool:
+    """Whether the log beside state holds a commit (more than its 32-byte header)."""
+    try:
+        return Path(f"{state}-wal").stat().st_size > 32
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["replaced", "renamed"])
+def test_a_state_file_moved_during_a_run_that_ends_by_a_second_signal_keeps_its_rows(
+    server: CountingServer, tmp_path, how
+):
+    """The fix for a moved state (its log emptied into it at its close) did not run at a hard
+    exit: the run's -wal stayed under the name, read into a file put in its place by the next
+    run (its own rows lost), and lost to a renamed one (s19 t3 3). At a hard exit the log now
+    goes with its file: beside a renamed one, away with a replaced one."""
+    other, moved, state = tmp_path / "other.db", tmp_path / "moved.db", tmp_path / "s.db"
+    invoke(["-q", "--state", str(other), server.url("/kept")])
+    urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
+    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
+    try:
+        wait_for(lambda: server.requests >= 5 and wal_has_frames(state), "the slow ones", 20)
+        if how == "replaced":
+            other.replace(state)
+        else:
+            state.rename(moved)
+        for _ in range(2):
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.3)  # the second comes after the first took
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    if how == "replaced":
+        assert state_urls(state) == {server.url("/kept")}
+    else:  # its table, and the rows committed by then, are read from it
+        assert state_urls(moved) <= set(urls) and not Path(f"{state}-wal").exists()

@@ -111,6 +111,7 @@ class State:
         self._reads = READ_BATCH  # the first lookup begins a read transaction
         self._read_until = 0.0
         self._failed: sqlite3.Connection | None = None
+        self.log_files = _files_beside(path, LOG_SUFFIXES)  # this run's, as SQLite made them
 
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
@@ -256,6 +257,41 @@ def moved(state: State) -> bool:
         return True
     ours = os.fstat(state._lock)
     return (named.st_dev, named.st_ino) != (ours.st_dev, ours.st_ino)
+
+
+LOG_SUFFIXES = ("-wal", "-shm")  # SQLite's files beside a database in WAL mode
+
+
+def _files_beside(path: str, suffixes: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """The device and inode of each file path+suffix there is."""
+    found = {}
+    for suffix in suffixes:
+        try:
+            info = os.stat(path + suffix)
+        except OSError:
+            continue
+        found[suffix] = (info.st_dev, info.st_ino)
+    return found
+
+
+def move_log_at_hard_exit(state: State) -> None:
+    """At a hard exit (no close, no checkpoint: SQLite's log stays under the name), a state
+    moved during the run takes its log with it: beside the file's new name when renamed, away
+    when removed or replaced, where the next run would read it into the file put in its place
+    (s19 t3 3). Only files this run's connections opened; never raises, never waits."""
+    try:
+        if state._lock < 0 or not moved(state):
+            return
+        now = None if unlinked(state) else os.readlink(f"/proc/self/fd/{state._lock}")
+        for suffix, made in state.log_files.items():
+            if _files_beside(state.path, (suffix,)).get(suffix) != made:
+                continue  # not ours: another run's, or gone
+            if now is None or suffix == "-shm":  # SQLite makes a -shm anew from the log
+                os.unlink(state.path + suffix)
+            else:
+                os.replace(state.path + suffix, now + suffix)
+    except OSError:
+        pass
 
 
 def unlinked(state: State) -> bool:
