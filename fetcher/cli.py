@@ -97,6 +97,7 @@ class Refused(click.ClickException):
 def fetch(settings: Settings) -> int:
     """Open the state, the input and outputs, run, report; the exit status. What a run needs is
     imported here, so that --version and --help pay only for click."""
+    from fetcher.options import with_password
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
     from fetcher.run.executor import RunStartError
@@ -107,6 +108,7 @@ def fetch(settings: Settings) -> int:
     check_output_files(settings, streams)
     with ExitStack() as stack:
         state = open_state(settings, stack)
+        settings = with_password(settings)
         reader = open_input(settings, streams, stack, state)
         outputs = open_outputs(settings, streams, stack, state, reader)
         source = reader if outputs.lookup is None else outputs.lookup.reading_ahead(reader)

@@ -6,6 +6,7 @@ parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -437,7 +438,8 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     verify: bool | str = False if params["insecure"] else params["cacert"] or True
     fields.update(
         urls=urls,
-        auth=ask_password(params["user"]),
+        auth=params["user"] if params["user"] and params["user"][1] is not None else None,
+        password_for=params["user"][0] if params["user"] and params["user"][1] is None else None,
         client_cert=(cert, key) if key else cert,
         verify=verify,
         follow_redirects=not params["no_follow"],
@@ -659,19 +661,22 @@ def check_state_options(params: dict[str, Any]) -> None:
         )
 
 
-def ask_password(user: tuple[str, str | None] | None) -> tuple[str, str] | None:
-    """-u USER without a password asks for one: on standard input when it is a terminal, else
-    on the controlling terminal (standard input may be the URL list itself), as curl asks.
-    With no terminal at all (cron), an empty password, said on stderr."""
-    if user is None:
-        return None
-    name, password = user
+def with_password(settings: Settings) -> Settings:
+    """settings with -u USER's password, asked for once the run's files were found usable (a
+    password typed for a run then refused is typed in vain): on standard input when it is a
+    terminal, else on the controlling terminal (standard input may be the URL list itself), as
+    curl asks. With no terminal at all (cron), an empty password, said on stderr."""
+    name = settings.password_for
+    if name is None:
+        return settings
+    password: str | None
+    if sys.stdin is not None and sys.stdin.isatty():
+        password = click.prompt(f"password for {name}", hide_input=True, default="",
+                                show_default=False, err=True)  # fmt: skip
+    else:
+        password = password_from_terminal(f"password for {name}: ")
     if password is None:
-        if sys.stdin is not None and sys.stdin.isatty():
-            password = click.prompt(f"password for {name}", hide_input=True, default="",
-                                    show_default=False, err=True)  # fmt: skip
-        elif (password := password_from_terminal(f"password for {name}: ")) is None:
-            password = ""
-            click.echo(f"fetcher: -u {name} without a password, and no terminal to ask for "
-                       "one on: an empty password is sent", err=True)  # fmt: skip
-    return (name, password)
+        password = ""
+        click.echo(f"fetcher: -u {name} without a password, and no terminal to ask for "
+                   "one on: an empty password is sent", err=True)  # fmt: skip
+    return dataclasses.replace(settings, auth=(name, password), password_for=None)

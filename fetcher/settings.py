@@ -101,6 +101,7 @@ class Settings:
     data: bytes | None = None
     headers: tuple[tuple[str, str | None], ...] = ()  # None: remove that header
     auth: tuple[str, str] | None = None
+    password_for: str | None = None  # -u USER without one: asked for by with_password
     cookies: tuple[tuple[str, str], ...] = ()
     cookie_jar: str | None = None
     proxy: str | None = None

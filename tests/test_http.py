@@ -799,3 +799,13 @@ def test_header_user_agent_and_cookie_values_go_out_as_typed_in_utf_8(httpserver
     result = invoke(["--input-format", "jsonl"], input=line + "\n")
     assert result.exit_code == 0, result.output
     assert seen.requests[1].headers["X-L"].encode("latin-1") == "ünï".encode()
+
+
+def test_the_password_is_asked_for_only_once_the_run_s_files_are_found_usable(httpserver, tmp_path):
+    """The -u prompt came before the checks of --results, --failed and --state: a password was
+    typed for a run then refused (s19 t3 8). Without a terminal, the notice of an empty one
+    came before the refusal the same way."""
+    done = run_process(["-u", "bob", "--results", str(tmp_path), httpserver.url_for("/a")],
+                       start_new_session=True)  # fmt: skip
+    assert done.returncode == 2 and b"is a directory" in done.stderr, done.stderr
+    assert b"-u bob" not in done.stderr
