@@ -13,6 +13,7 @@ rather than by looking at the outermost exception:
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -41,6 +42,7 @@ class FetchError(Exception):
 
     kind: ErrorKind = ErrorKind.OTHER
     final: bool = False
+    response: Any = None  # the answer that failed, when one came (a redirect not followed)
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:
         super().__init__(message)

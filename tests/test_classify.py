@@ -112,6 +112,9 @@ def test_redirect_to_a_url_that_cannot_be_fetched_is_protocol_not_invalid_url(lo
     assert code == 3
     assert record["error"]["kind"] == "protocol", record
     assert "redirect" in record["error"]["message"]
+    # An answer came: its status is the record's, as a chain cut by --max-redirects keeps its
+    # last (it was null, "---": no answer at all; s19 t1 D7).
+    assert (record["status"], record["redirects"]) == (302, 0), record
 
 
 # -- values given on the command line or in a jsonl line -----------------------------------------

@@ -338,13 +338,15 @@ def note_where_redirects_led(exc: BaseException, session: FetcherSession, result
     request that failed (a connect error, a timeout, a reset, --max-time at a redirect's
     target) or of the answer whose redirect could not be followed. Nothing when no redirect
     was followed: then no answer came, or _read filled them in. Too many redirects is told by
-    requests itself, with its last answer, whose status is the record's (as curl's)."""
+    requests itself, with its last answer, whose status is the record's (as curl's), as is
+    that of a redirect that cannot be followed."""
     last = getattr(exc, "response", None)
     if isinstance(exc, requests.TooManyRedirects) and last is not None:
         result.redirects, result.final_url = len(last.history), last.url
-        result.status, result.reason = last.status_code, last.reason
     elif session.sent > 1:
         result.redirects, result.final_url = session.sent - 1, session.sent_url
+    if isinstance(exc, requests.TooManyRedirects | FetchError) and last is not None:
+        result.status, result.reason = last.status_code, last.reason  # as a redirect not followed
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:

@@ -403,9 +403,7 @@ class FetcherSession(requests.Session):
             return None  # nothing to follow; requests would read the body, the answer's own
         if problem:
             resp.close()
-            error = FetchError(problem, ErrorKind.PROTOCOL)
-            error.final = True  # the server's own answer, the same at every attempt
-            raise error
+            raise _unfollowable(problem, resp)
         if target:
             discard_body(resp)
             target = idna_target(strays_encoded(without_userinfo(target)))  # as a first URL's
@@ -619,3 +617,11 @@ class SessionPool:
             self.closed = True
         for session in sessions:
             close_session(session)
+
+
+def _unfollowable(problem: str, response: Any) -> FetchError:
+    """A redirect that cannot be followed: the server's own answer, the same at every attempt
+    (final: not retried); an answer came, so its status is the record's."""
+    error = FetchError(problem, ErrorKind.PROTOCOL)
+    error.final, error.response = True, response
+    return error
