@@ -820,3 +820,29 @@ def test_a_state_of_schema_2_keeps_its_files_conditional(
     with sqlite3.connect(state) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(database.MIGRATIONS)
     db.close()
+
+
+def test_an_ok_head_after_a_failure_is_the_row_s_last_result(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """An ok HEAD left every known row as it was, a failed one too: a HEAD-only link checker's
+    --retry-failed retried a URL that had come back, at every turn (s19 r4 2)."""
+    url, state = httpserver.url_for("/back"), str(tmp_path / "s.db")
+    [failed] = fetch("--state", state, "-I", url)  # nothing there yet: 404
+    assert not failed["ok"]
+    origin.resources["/back"] = resource(b"here\n")
+    [ok] = fetch("--state", state, "-I", url)
+    assert ok["ok"], ok
+    assert fetch("--state", state, "-I", "--retry-failed") == []
+
+
+def test_a_head_does_not_make_a_body_fresh_for_a_get_without_o(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A new URL's HEAD made its row fresh: a GET with --skip-fresh then skipped a body it never
+    read, its record's sha256 null (s19 r4 7). Fresh is a body fetched ok within DURATION."""
+    origin.resources["/h"] = resource(b"body\n")
+    url, state = httpserver.url_for("/h"), str(tmp_path / "s.db")
+    fetch("--state", state, "-I", url)
+    [get] = fetch("--state", state, "--skip-fresh", "1h", url)
+    assert get["skipped"] is False and get["sha256"] == hashlib.sha256(b"body\n").hexdigest()

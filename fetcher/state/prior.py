@@ -28,6 +28,6 @@ class Prior:
         return self.etag is not None or self.last_modified is not None
 
     def fresh(self, now: float, within: float) -> bool:
-        """Fetched ok less than within seconds before now (--skip-fresh); a time after now (a
-        clock set ahead then) is no age, not fresh."""
-        return self.ok and 0 <= now - self.fetched_at < within
+        """A body fetched ok less than within seconds before now (--skip-fresh): a HEAD's row
+        holds none (no sha256); a time after now (a clock set ahead then) is no age."""
+        return self.ok and self.sha256 is not None and 0 <= now - self.fetched_at < within

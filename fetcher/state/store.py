@@ -174,8 +174,8 @@ class State:
             result.changed = (prior is None and result.status != 304) or (
                 not bodiless and prior is not None and prior.sha256 != result.sha256
             )
-            if bodiless and result.status != 304 and prior is not None:
-                return  # a HEAD: a known URL's row stays its last body's, its age too (D8)
+            if bodiless and result.status != 304 and prior is not None and prior.ok:
+                return  # a HEAD: an ok row stays its last body's, its age too (s19 t2 D8)
         body = _body_columns(result, known)
         kept = _partial_columns(result)
         if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
