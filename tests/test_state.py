@@ -811,10 +811,7 @@ def test_a_state_of_schema_2_keeps_its_files_conditional(
     origin.resources["/old"] = resource(b"old\n", etag=True)
     state, out, url = tmp_path / "s.db", str(tmp_path / "out"), httpserver.url_for("/old")
     [first] = fetch("--state", str(state), "-o", out, url)
-    with sqlite3.connect(state) as db:  # as a fetcher of schema 2 left it
-        db.execute("ALTER TABLE urls DROP COLUMN saved_mark")
-        db.execute("PRAGMA user_version = 2")
-    db.close()
+    as_schema_2(state)
     [second] = fetch("--state", str(state), "-o", out, url)
     assert second["status"] == 304 and second["path"] == first["path"], second
     with sqlite3.connect(state) as db:
@@ -846,3 +843,55 @@ def test_a_head_does_not_make_a_body_fresh_for_a_get_without_o(
     fetch("--state", state, "-I", url)
     [get] = fetch("--state", state, "--skip-fresh", "1h", url)
     assert get["skipped"] is False and get["sha256"] == hashlib.sha256(b"body\n").hexdigest()
+
+
+def as_schema_2(state: Path) -> None:
+    """state as a fetcher of schema 2 left it: no saved_mark."""
+    with sqlite3.connect(state) as db:
+        db.execute("DROP INDEX urls_unmarked")
+        db.execute("ALTER TABLE urls DROP COLUMN saved_mark")
+        db.execute("PRAGMA user_version = 2")
+    db.close()
+
+
+def test_a_row_from_before_schema_3_loses_its_file_to_another_url_saved_over_it(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A row written before the saved files' marks has none, and a 304 kept it so: the /x/ and
+    /x/index.html clash went on naming the other URL's file on every upgraded state (s19 r4 1).
+    A body saved over such a row's file takes the file from it; its 304 gives it a mark."""
+    origin.resources["/x/"] = resource(b"listing\n", etag=True)
+    origin.resources["/x/index.html"] = resource(b"index\n", etag=True)
+    origin.resources["/y"] = resource(b"why\n", etag=True)
+    state, out = tmp_path / "s.db", str(tmp_path / "out")
+    folder, index = httpserver.url_for("/x/"), httpserver.url_for("/x/index.html")
+    fetch("--state", str(state), "-o", out, folder, httpserver.url_for("/y"))
+    as_schema_2(state)
+    fetch("--state", str(state), "-o", out, index)
+    [again] = fetch("--state", str(state), "-o", out, folder)
+    assert again["status"] == 200 and Path(again["path"]).read_bytes() == b"listing\n", again
+    [kept] = fetch("--state", str(state), "-o", out, httpserver.url_for("/y"))
+    assert kept["status"] == 304, kept
+    with sqlite3.connect(state) as db:
+        [(mark,)] = db.execute("SELECT saved_mark FROM urls WHERE url LIKE '%/y'").fetchall()
+    db.close()
+    assert mark is not None  # marked by its 304: one of the rows that need no more care
+
+
+def test_a_relative_dir_from_another_folder_keeps_its_files(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run by hand from the project folder (-o out), a cron job from another (-o
+    ../out): the state kept the path as spelled, read from the second folder, and every URL
+    was fetched whole (s19 r4 4). It keeps it absolute, its folder's links resolved."""
+    origin.resources["/b"] = resource(b"bee\n", etag=True)
+    url, state = httpserver.url_for("/b"), str(tmp_path / "s.db")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    [first] = fetch("--state", state, "-o", "out", url)
+    monkeypatch.chdir(tmp_path / "sub")
+    [fresh] = fetch("--state", state, "-o", "../out", "--skip-fresh", "1h", url)
+    assert fresh["skipped"] is True, fresh
+    assert fresh["path"] == os.path.join("../out", os.path.relpath(first["path"], "out"))
+    [again] = fetch("--state", state, "-o", "../out", url)
+    assert again["status"] == 304, again

@@ -5,6 +5,7 @@ its input, a second run is refused at once, and the parent owns the state."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import sqlite3
@@ -335,3 +336,29 @@ def test_a_state_file_moved_during_a_run_that_ends_by_a_second_signal_keeps_its_
         assert state_urls(state) == {server.url("/kept")}
     else:  # its table, and the rows committed by then, are read from it
         assert state_urls(moved) <= set(urls) and not Path(f"{state}-wal").exists()
+
+
+def test_a_hard_linked_state_removed_during_a_run_that_a_second_signal_ends_leaves_no_stray_log(
+    server: CountingServer, tmp_path
+):
+    """`ln s.db bak.db; rm s.db` mid-run: the file still had a name, so the hard exit took
+    /proc's "s.db (deleted)" for its new one and left "s.db (deleted)-wal" (s19 r4 6). No name
+    can be told: the log goes, as for a removed file."""
+    state = tmp_path / "s.db"
+    urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
+    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
+    try:
+        wait_for(lambda: server.requests >= 4 and wal_has_frames(state), "the slow ones", 20)
+        os.link(state, tmp_path / "bak.db")
+        state.unlink()
+        for _ in range(2):
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.3)  # the second comes after the first took
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bak.db"]

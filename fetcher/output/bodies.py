@@ -276,8 +276,8 @@ class BodyOutput:
             self.saved.commit()
         if self.spool is not None:
             self.spool.seek(0)
-        if self.saved is None:
-            return self.existing, self.spool, None
+        if self.saved is None:  # a 304's: the file already there, its mark for the state
+            return self.existing, self.spool, _mark_of(self.existing)
         return self.saved.final, self.spool, self.saved.mark
 
     def abort(self) -> None:
@@ -436,10 +436,24 @@ class Bodies:
             raise _io_error("cannot create a folder for", url, exc) from exc
 
 
+def _mark_of(path: str | None) -> int | None:
+    """The mark (file_mark) of the regular file at path; None when there is none."""
+    try:
+        found = None if path is None else os.lstat(path)
+    except OSError:
+        return None
+    return file_mark(found) if found is not None and stat.S_ISREG(found.st_mode) else None
+
+
 def _respelled(path: str, root: str, real_root: str) -> str | None:
     """path, saved under DIR spelled another way (absolute, relative, through a link), as root
     spells DIR (real_root: DIR as the system finds it); None when its folder is not under DIR.
-    Its last name is not resolved: held's lstat sees a link there for what it is."""
+    The state keeps paths with their folders resolved: one under real_root is respelled as
+    text; another (a state written before) has its folder resolved. Its last name is not
+    resolved: held's lstat sees a link there for what it is."""
+    inner = real_root if real_root.endswith(os.sep) else real_root + os.sep
+    if path.startswith(inner):
+        return os.path.join(root, path[len(inner) :])
     folder, name = os.path.split(path)
     inside = os.path.relpath(os.path.realpath(folder), real_root)
     if inside == os.pardir or inside.startswith(os.pardir + os.sep):

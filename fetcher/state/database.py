@@ -42,6 +42,10 @@ MIGRATIONS = (
     # 3: the saved file's mark (inode and size: atomic.file_mark): across runs
     # two URLs may map to one -o name, and a file another URL's body replaced is not this one's
     "ALTER TABLE urls ADD COLUMN saved_mark INTEGER",
+    # 4: the rows written before 3, which name a file but have no mark, found by that name: a
+    # body saved there takes the file from them (an index of rows with marks would cost some
+    # 100 bytes a URL; rows leave this one as their next body or 304 marks them)
+    "CREATE INDEX urls_unmarked ON urls (path) WHERE saved_mark IS NULL AND path IS NOT NULL",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state

@@ -10,6 +10,7 @@ the records were out would leave, after a SIGKILL, changes in the state never re
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -72,6 +73,19 @@ ON CONFLICT (url) DO UPDATE SET
 """,
 )
 # A download under --continue has begun: where its partial file is, before it can be cut off.
+# A body saved under a name a row from before schema 3 names (no mark to tell its file by):
+# the file is this body's now. Rows of (the path as this run spells it, absolute, url): such a
+# row keeps the path as the run that wrote it spelled it.
+_DISOWN_UNMARKED = Statement(
+    "WITH saved (spelled, path, url) AS (",
+    3,
+    """)
+UPDATE urls SET path = NULL
+WHERE saved_mark IS NULL AND path IS NOT NULL
+    AND path IN (SELECT spelled FROM saved UNION ALL SELECT path FROM saved)
+    AND url NOT IN (SELECT url FROM saved WHERE urls.path IN (saved.spelled, saved.path))
+""",
+)
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
     8,
@@ -176,17 +190,15 @@ class State:
             )
             if bodiless and result.status != 304 and prior is not None and prior.ok:
                 return  # a HEAD: an ok row stays its last body's, its age too (s19 t2 D8)
-        body = _body_columns(result, known)
-        kept = _partial_columns(result)
-        if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
-            # A HEAD (or a 304) completes no body: the partial file stays the state's, to be
-            # continued by the next GET (an ok row with no partial would forget it).
-            kept = (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
-                    prior.partial_changed)  # fmt: skip
-        self._pending.add(_UPSERT, (job.key or job.target, result.ok, result.status,
+        key = job.key or job.target
+        self._pending.add(_UPSERT, (key, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
-                              *body, int(time.time()), *_line_of(job, result.ok),
-                              *kept))  # fmt: skip
+                              *_body_columns(result, known), int(time.time()),
+                              *_line_of(job, result.ok),
+                              *_partial_kept(result, prior, bodiless)))  # fmt: skip
+        if result.ok and not bodiless and result.path is not None:
+            spelled = _stored(result.path)
+            self._pending.add(_DISOWN_UNMARKED, (spelled, _stored(_absolute(result.path)), key))
 
     @property
     def batch_full(self) -> bool:
@@ -283,6 +295,8 @@ def move_log_at_hard_exit(state: State) -> None:
         if state._lock < 0 or not moved(state):
             return
         now = None if unlinked(state) else os.readlink(f"/proc/self/fd/{state._lock}")
+        if now is not None and now.endswith(" (deleted)"):  # its name gone, a hard link left
+            now = None  # whose name no one can tell: the log goes, as for a removed file
         for suffix, made in state.log_files.items():
             if _files_beside(state.path, (suffix,)).get(suffix) != made:
                 continue  # not ours: another run's, or gone
@@ -348,8 +362,10 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
         result.sha256 = prior.sha256
     # The record names the file this run kept (none without -o); the state, the file it knows.
+    # The 304's mark is the kept file's: a row from before schema 3 gets one.
+    mark = prior.saved_mark if result.saved_mark is None else result.saved_mark
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
-                   path=result.path or prior.path)  # fmt: skip
+                   path=result.path or prior.path, saved_mark=mark)  # fmt: skip
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
@@ -361,7 +377,37 @@ def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ..
     if not result.ok or known is None:
         return None, None, None, None, None  # a failure's are ignored by the upsert
     sha256 = bytes.fromhex(known.sha256) if known.sha256 else None
-    return known.etag, known.last_modified, sha256, _stored(known.path), known.saved_mark
+    path = _stored(_absolute(known.path))
+    return known.etag, known.last_modified, sha256, path, known.saved_mark
+
+
+def _partial_kept(
+    result: Result, prior: Prior | None, bodiless: bool
+) -> tuple[str | None, str | None, int | None, int | None]:
+    """_partial_columns, but for an ok answer that completes no body (a HEAD, a 304): the
+    partial file stays the state's, to be continued by the next GET (an ok row with no partial
+    would forget it)."""
+    if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
+        return (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
+                prior.partial_changed)  # fmt: skip
+    return _partial_columns(result)
+
+
+def _absolute(path: str | None) -> str | None:
+    """path as the state keeps a saved file's: absolute, its folder's links resolved (as -o
+    DIR was opened), so that a run from another folder (cron's is the home folder) or with DIR
+    spelled another way finds the file a run by hand saved with a relative -o."""
+    if path is None:
+        return None
+    folder, name = os.path.split(path)
+    return os.path.join(_real_folder(os.path.join(os.getcwd(), folder)), name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _real_folder(folder: str) -> str:
+    """os.path.realpath of a saved file's folder (absolute, not yet normalised: a link's '..'
+    is not the text's): a host's files share a few, resolved once a run (records' thread)."""
+    return os.path.realpath(folder)
 
 
 def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None, int | None]:
