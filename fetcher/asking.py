@@ -29,15 +29,15 @@ def password_from_terminal(prompt: str) -> str | None:
         saved = termios.tcgetattr(fd)
         quiet = list(saved)
         quiet[3] &= ~termios.ECHO  # the local modes: the password is not shown
-        # Before the prompt, as getpass does: TCSAFLUSH drops what was typed before it, which
-        # a password typed as soon as the prompt shows must not be.
-        termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
-        try:
-            with _echo_back_on_signals(fd, saved):
+        with _echo_back_on_signals(fd, saved):  # around the quiet time, with no gap
+            # Before the prompt, as getpass does: TCSAFLUSH drops what was typed before it,
+            # which a password typed as soon as the prompt shows must not be.
+            termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+            try:
                 os.write(fd, prompt.encode("utf-8", "replace"))
                 typed = _read_line(fd)
-        finally:
-            _echo_back(fd, saved)
+            finally:
+                _echo_back(fd, saved)
     except (OSError, termios.error):
         return None
     finally:

@@ -106,9 +106,9 @@ def fetch(settings: Settings) -> int:
 
     streams = Streams()
     check_output_files(settings, streams)
+    settings = with_password(settings)
     with ExitStack() as stack:
         state = open_state(settings, stack)
-        settings = with_password(settings)
         reader = open_input(settings, streams, stack, state)
         outputs = open_outputs(settings, streams, stack, state, reader)
         source = reader if outputs.lookup is None else outputs.lookup.reading_ahead(reader)

@@ -418,14 +418,18 @@ def urls_from_stdin(urls: tuple[str, ...], inputs: tuple[str, ...], retry_failed
 
 
 def names_stdin_pipe(path: str) -> bool:
-    """Whether path (/dev/stdin, /dev/fd/0) opens standard input's own pipe (or socket,
-    terminal): what is read there is taken from standard input. A regular file opened again
-    by name has a position of its own, so `< list.txt -d @/dev/stdin` takes nothing away."""
+    """Whether path (/dev/stdin, /dev/fd/0) opens standard input's own pipe, socket or
+    terminal: what is read there is taken from standard input. A regular file opened again by
+    name has a position of its own (`< list.txt -d @/dev/stdin` takes nothing away), and
+    /dev/null gives nothing to take (nor the /dev/null put on a closed standard input)."""
+    if sys.stdin is None:
+        return False
     try:
         named, stdin = os.stat(path), os.fstat(0)
     except OSError:
         return False
-    return os.path.samestat(named, stdin) and not stat.S_ISREG(stdin.st_mode)
+    shared = stat.S_ISFIFO(stdin.st_mode) or stat.S_ISSOCK(stdin.st_mode) or os.isatty(0)
+    return shared and os.path.samestat(named, stdin)
 
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
@@ -662,19 +666,15 @@ def check_state_options(params: dict[str, Any]) -> None:
 
 
 def with_password(settings: Settings) -> Settings:
-    """settings with -u USER's password, asked for once the run's files were found usable (a
-    password typed for a run then refused is typed in vain): on standard input when it is a
-    terminal, else on the controlling terminal (standard input may be the URL list itself), as
-    curl asks. With no terminal at all (cron), an empty password, said on stderr."""
+    """settings with -u USER's password, asked for once the output files were found usable (a
+    password typed for a run then refused is typed in vain), but before the --state lock is
+    taken (a prompt left open would hold it), on the controlling terminal (/dev/tty: standard
+    input may be the URL list itself), as curl asks; Ctrl-D is an empty password. With no
+    terminal at all (cron), an empty password, said on stderr."""
     name = settings.password_for
     if name is None:
         return settings
-    password: str | None
-    if sys.stdin is not None and sys.stdin.isatty():
-        password = click.prompt(f"password for {name}", hide_input=True, default="",
-                                show_default=False, err=True)  # fmt: skip
-    else:
-        password = password_from_terminal(f"password for {name}: ")
+    password = password_from_terminal(f"password for {name}: ")
     if password is None:
         password = ""
         click.echo(f"fetcher: -u {name} without a password, and no terminal to ask for "

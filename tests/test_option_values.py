@@ -273,6 +273,18 @@ def test_data_from_the_pipe_the_urls_come_from_by_another_name_is_a_usage_error(
     assert b"standard input" in result.stderr and server.requests == 0
 
 
+def test_data_from_dev_null_with_standard_input_closed_is_an_empty_body(httpserver):
+    """`-d @/dev/null <&-`: the /dev/null put on the closed standard input was taken for
+    standard input itself, and the run refused (s19 r5 6)."""
+    httpserver.expect_request("/p", method="POST", data=b"").respond_with_data("ok")
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", *FETCHER, "-q", "-d", "@/dev/null",
+         httpserver.url_for("/p")], capture_output=True, env=clean_env(), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    httpserver.check_assertions()
+
+
 def test_data_from_a_closed_standard_input_is_a_usage_error(server):
     result = subprocess.run(
         ["sh", "-c", 'exec "$@" <&-', "sh", *FETCHER, "-q", "-d", "@-", server.url("/x")],

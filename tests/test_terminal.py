@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FETCHER, clean_env, invoke
+from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import Route, counting_server, default_route, slow_urls
 
 COLUMNS = 120
@@ -519,10 +519,12 @@ def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pip
     assert record["body"] == expected, (record, stderr)
 
 
+@pytest.mark.parametrize("stdin", ["pipe", "terminal"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(signum):
+def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(signum, stdin):
     """Ctrl-C at the -u prompt ended the run at once (the early handler's os._exit), past the
-    code that gives the terminal its echo back: the shell was left typing blind (s19 t3 1)."""
+    code that gives the terminal its echo back: the shell was left typing blind (s19 t3 1), with
+    the URLs on a pipe and, through click's prompt, typed at a shell (s19 r5 1)."""
     master, slave = os.openpty()
 
     def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
@@ -530,10 +532,11 @@ def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(si
         fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
     urls_read, urls = os.pipe()
+    args = ["-"] if stdin == "pipe" else ["http://127.0.0.1:9/"]
     process = subprocess.Popen(
-        [*FETCHER, "-u", "bob", "-"], stdin=urls_read, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=clean_env(), preexec_fn=its_terminal,  # noqa: PLW1509
-        pass_fds=(slave,),
+        [*FETCHER, "-u", "bob", *args], stdin=urls_read if stdin == "pipe" else slave,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
     )  # fmt: skip
     os.close(urls_read)
     try:
@@ -553,5 +556,36 @@ def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(si
             process.kill()
             process.communicate()
         os.close(urls)
+        os.close(slave)
+        os.close(master)
+
+
+def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
+    """The prompt came after the --state lock was taken: a run left at it refused every other
+    run on that state, a cron job's too (s19 r5 7). It asks before taking the lock."""
+    master, slave = os.openpty()
+
+    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    state = str(tmp_path / "s.db")
+    process = subprocess.Popen(
+        [*FETCHER, "-u", "bob", "--state", state, "http://127.0.0.1:9/"], stdin=slave,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+    )  # fmt: skip
+    try:
+        shown = b""
+        deadline = time.monotonic() + 20
+        while b"password for bob" not in shown:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no prompt on the terminal: {shown!r}"
+            shown += os.read(master, 1024)
+        other = run_process(["-q", "--state", state, "--retries", "0", "http://127.0.0.1:9/"])
+        assert b"in use" not in other.stderr and other.returncode == 3, other.stderr
+    finally:
+        process.kill()
+        process.communicate()
         os.close(slave)
         os.close(master)
