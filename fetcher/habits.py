@@ -246,6 +246,11 @@ REFUSED |= {
     "--noproxy": "--noproxy (curl's) is the NO_PROXY variable here: NO_PROXY='*' fetches every "
     "URL directly, NO_PROXY=host1,host2 those hosts",
 }
+for _tls in ("--proxy-insecure", "--proxy-cacert", "--proxy-cert", "--proxy-key"):
+    REFUSED[_tls] = (
+        f"{_tls} (curl's) has no equal here: fetcher checks an https proxy as it checks the "
+        "servers; -k, --cacert, --cert and --key apply to the proxy and every server alike"
+    )
 REFUSED["-U"] = REFUSED["--proxy-user"]
 REFUSED["--post-data"] = REFUSED["--body-data"]
 REFUSED["--directory-prefix"] = REFUSED["-P"]

@@ -597,12 +597,13 @@ def check_key_pair(cert: str, key: str | None) -> None:
             raise click.UsageError(
                 f"the private key in {key or cert} is not the certificate's in --cert {cert}"
             ) from None
-        if key is None:
+        if key is None and exc.reason is None:  # OpenSSL's "PEM lib": no key found there
             raise click.UsageError(
                 f"--cert {cert} holds no private key (or not one OpenSSL can read): give it "
                 "with --key FILE"
             ) from None
-        raise click.UsageError(f"--cert {cert} with --key {key} cannot be used: {exc}") from None
+        given = f"--cert {cert}" + ("" if key is None else f" with --key {key}")
+        raise click.UsageError(f"{given} cannot be used (OpenSSL: {exc.reason or exc})") from None
 
 
 def read_pem_file(option: str, path: str) -> bytes:

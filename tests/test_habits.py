@@ -295,6 +295,10 @@ def test_a_combination_error_of_typed_options_names_no_variable(server):
         (["--proxy-header", "X: 1"], "not the proxy"),
         (["--noproxy", "*"], "NO_PROXY='*'"),
         (["-x", ""], "NO_PROXY='*'"),
+        (["--proxy-insecure"], "every server alike"),  # not "did you mean --insecure" (r5 4)
+        (["--proxy-cacert", "ca.pem"], "every server alike"),
+        (["--proxy-cert", "c.pem"], "every server alike"),
+        (["--proxy-key", "k.pem"], "every server alike"),
     ],
 )
 def test_curl_options_that_mean_something_else_say_what_to_use(args, advice):

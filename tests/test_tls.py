@@ -187,6 +187,38 @@ def test_a_certificate_without_its_key_is_a_usage_error(server, certs, tmp_path,
     assert server.paths == []
 
 
+def test_a_certificate_openssl_refuses_for_another_reason_says_that_reason(server, tmp_path):
+    """A --cert holding its 1024-bit key (too small for OpenSSL's default security level) was
+    "holds no private key: give it with --key", sending the user to look for a key they gave
+    (s19 r5 3): OpenSSL's reason is said."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "small")])
+    now = datetime.datetime.now(datetime.UTC)
+    later = now + datetime.timedelta(days=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(later).sign(key, hashes.SHA256()))  # fmt: skip
+    both = tmp_path / "both.pem"
+    both.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )  # fmt: skip
+    )
+    result = invoke(["--cert", str(both), server.url("/never")])
+    if result.exit_code == 2:  # an OpenSSL that takes such keys runs, and fails on the CA
+        assert "holds no private key" not in result.stderr and "OpenSSL" in result.stderr
+    assert server.paths == []
+
+
 def test_missing_cert_file_is_a_usage_error(server, tmp_path):
     result = invoke(["--cert", str(tmp_path / "absent.pem"), server.url("/never")])
 
