@@ -4,11 +4,13 @@ a large download shows its own bar. Each check is a bounded poll of what the scr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -60,6 +62,11 @@ class LiveTerminal:
                 return
             with self.lock:
                 self.output += chunk
+
+    def shown(self) -> bytes:
+        """Every byte the terminal was sent so far, escapes and all."""
+        with self.lock:
+            return bytes(self.output)
 
     def lines(self) -> list[str]:
         with self.lock:
@@ -238,3 +245,39 @@ def test_a_large_download_shows_its_own_bar(tmp_path):
         last = max(i for i, line in enumerate(lines) if MAIN_LINE.search(line))
         assert re.search(r"2/2 2 ok 0 failed .* 50\.0 MB ", lines[last]), lines[last]
         assert not any(own_line.search(line) for line in lines[last:]), lines[last:]
+
+
+def test_a_second_signal_shows_the_cursor_the_display_hid(tmp_path):
+    """The live display hides the cursor; a second signal ends the run at once, past the
+    display's end, and the shell's prompt came back with no cursor (s19 r5 8)."""
+    with stalling_server() as base:
+        urls = [f"{base}/stall/30/{n}" for n in range(2)]
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
+        with (tmp_path / "stdout").open("wb") as out:
+            process = subprocess.Popen([*FETCHER, "-j", "2", *urls], stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=slave, env=terminal_env())  # fmt: skip
+        os.close(slave)
+        terminal = LiveTerminal(process, master)
+        try:
+            terminal.wait_until(  # both requests held by the server by then
+                lambda s: HIDE in s.shown() and any(f["clock"] >= "0:00:01" for f in s.frames()),
+                "a second of the run, its cursor hidden",
+            )  # fmt: skip
+            for _ in range(2):
+                process.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.3)  # the second comes after the first took
+            assert process.wait(timeout=10) == 130
+            terminal.reader.join(10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            terminal.reader.join(10)
+            os.close(master)
+    shown = terminal.shown()
+    assert shown.rfind(SHOW) > shown.rfind(HIDE), shown[-200:]
+
+
+HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"

@@ -46,6 +46,10 @@ class Display(Protocol):
     def take_over_logging(self) -> None:
         """Route log lines through the display, so that they do not cut across it."""
 
+    def at_hard_exit(self) -> None:
+        """Before an immediate exit (a second signal), which never ends the display: leave
+        the terminal as the display found it. One write, safe in a signal handler."""
+
 
 class NullDisplay:
     """The display when none is shown (--no-progress, stderr not a terminal): costs one method
@@ -84,4 +88,7 @@ class NullDisplay:
             pass
 
     def take_over_logging(self) -> None:
+        pass
+
+    def at_hard_exit(self) -> None:
         pass

@@ -4,7 +4,9 @@ clock, never as a frozen line."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -227,6 +229,14 @@ class RichProgress:
             # A terminal closed under the run (EIO), a full disk: the display is lost, and only
             # it. Raised from here, it took --failed, --summary and the exit status with it.
             pass
+
+    def at_hard_exit(self) -> None:
+        """The line ended and the cursor the live display hid shown again, as its stop would:
+        a second signal exits at once, and the shell's prompt came back with no cursor."""
+        if not (self.live.is_started and self.console.is_terminal):
+            return
+        with contextlib.suppress(OSError, ValueError):
+            os.write(self.console.file.fileno(), b"\r\n\x1b[?25h")
 
     def _count(self) -> None:
         assert self.count_total is not None
