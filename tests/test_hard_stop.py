@@ -83,7 +83,7 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
 # Moments of the default suite (each one run with threads and one with processes); `make soak`
 # asks for more (FETCHER_HARD_STOP_PLANS).
 PLANS = [(random.Random(SEED + n).randrange(50, 4000), random.Random(-n).uniform(0.02, 0.3))
-         for n in range(int(os.environ.get("FETCHER_HARD_STOP_PLANS", "2")))]  # fmt: skip
+         for n in range(int(os.environ.get("FETCHER_HARD_STOP_PLANS", "1")))]  # fmt: skip
 
 
 @pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["threads", "processes"])

@@ -54,7 +54,7 @@ SUMMARY = re.compile(r"^fetcher: \d+ ok, \d+ failed", re.M)
 
 SEED = 20240521
 # Runs of the default suite; `make soak` asks for more (FETCHER_STORM_RUNS).
-RUNS = int(os.environ.get("FETCHER_STORM_RUNS", "15"))
+RUNS = int(os.environ.get("FETCHER_STORM_RUNS", "10"))
 AT_ONCE = 4
 EARLIEST, LATEST = 0.05, 1.5  # seconds after the run's first request
 SINGLE_SIGINT, SIGTERM, DOUBLE_SIGINT = "SIGINT", "SIGTERM", "SIGINT+SIGINT"
