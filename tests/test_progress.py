@@ -88,7 +88,11 @@ class LiveTerminal:
 
 
 @contextmanager
-def live_terminal(args: list[str], tmp_path: Path) -> Iterator[LiveTerminal]:
+def live_terminal(
+    args: list[str], tmp_path: Path, ends: tuple[int, ...] = (0, 1)
+) -> Iterator[LiveTerminal]:
+    """fetcher with args on a pty (stdout to a file in tmp_path), which must end with one of
+    the statuses ends once the block is done with it."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
     with (tmp_path / "stdout").open("wb") as out:
@@ -100,7 +104,7 @@ def live_terminal(args: list[str], tmp_path: Path) -> Iterator[LiveTerminal]:
     terminal = LiveTerminal(process, master)
     try:
         yield terminal
-        assert process.wait(timeout=30) in (0, 1)
+        assert process.wait(timeout=30) in ends
         terminal.reader.join(10)
     finally:
         if process.poll() is None:
@@ -252,30 +256,15 @@ def test_a_second_signal_shows_the_cursor_the_display_hid(tmp_path):
     display's end, and the shell's prompt came back with no cursor (s19 r5 8)."""
     with stalling_server() as base:
         urls = [f"{base}/stall/30/{n}" for n in range(2)]
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
-        with (tmp_path / "stdout").open("wb") as out:
-            process = subprocess.Popen([*FETCHER, "-j", "2", *urls], stdin=subprocess.DEVNULL,
-                                       stdout=out, stderr=slave, env=terminal_env())  # fmt: skip
-        os.close(slave)
-        terminal = LiveTerminal(process, master)
-        try:
+        with live_terminal(["-j", "2", *urls], tmp_path, ends=(130,)) as terminal:
             terminal.wait_until(  # both requests held by the server by then
                 lambda s: HIDE in s.shown() and any(f["clock"] >= "0:00:01" for f in s.frames()),
                 "a second of the run, its cursor hidden",
             )  # fmt: skip
             for _ in range(2):
-                process.send_signal(signal.SIGINT)
+                terminal.process.send_signal(signal.SIGINT)
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=0.3)  # the second comes after the first took
-            assert process.wait(timeout=10) == 130
-            terminal.reader.join(10)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            terminal.reader.join(10)
-            os.close(master)
+                    terminal.process.wait(timeout=0.3)  # the second comes after the first took
     shown = terminal.shown()
     assert shown.rfind(SHOW) > shown.rfind(HIDE), shown[-200:]
 

@@ -296,6 +296,27 @@ def test_a_state_file_renamed_during_the_run_keeps_its_rows_without_a_word(
     assert state_urls(moved) == set(urls)
 
 
+def moved_mid_run(server: CountingServer, state: Path, move: Callable[[], None]) -> int:
+    """A --state run of two quick URLs and four held ones: once the quick ones are committed,
+    move() the state, then two SIGINTs end the run at once. Its exit status."""
+    urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
+    before = server.requests
+    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
+    try:
+        wait_for(lambda: server.requests >= before + 4 and wal_has_frames(state), "slow ones", 20)
+        move()
+        for _ in range(2):
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.3)  # the second comes after the first took
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode
+
+
 def wal_has_frames(state: Path) -> bool:
     """Whether the log beside state holds a commit (more than its 32-byte header)."""
     try:
@@ -314,28 +335,13 @@ def test_a_state_file_moved_during_a_run_that_ends_by_a_second_signal_keeps_its_
     goes with its file: beside a renamed one, away with a replaced one."""
     other, moved, state = tmp_path / "other.db", tmp_path / "moved.db", tmp_path / "s.db"
     invoke(["-q", "--state", str(other), server.url("/kept")])
-    urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
-    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
-    try:
-        wait_for(lambda: server.requests >= 5 and wal_has_frames(state), "the slow ones", 20)
-        if how == "replaced":
-            other.replace(state)
-        else:
-            state.rename(moved)
-        for _ in range(2):
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.3)  # the second comes after the first took
-        process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130
+    urls = {server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)}
+    move = (lambda: other.replace(state)) if how == "replaced" else (lambda: state.rename(moved))
+    assert moved_mid_run(server, state, move) == 130
     if how == "replaced":
         assert state_urls(state) == {server.url("/kept")}
     else:  # its table, and the rows committed by then, are read from it
-        assert state_urls(moved) <= set(urls) and not Path(f"{state}-wal").exists()
+        assert state_urls(moved) <= urls and not Path(f"{state}-wal").exists()
 
 
 def test_a_hard_linked_state_removed_during_a_run_that_a_second_signal_ends_leaves_no_stray_log(
@@ -345,20 +351,10 @@ def test_a_hard_linked_state_removed_during_a_run_that_a_second_signal_ends_leav
     /proc's "s.db (deleted)" for its new one and left "s.db (deleted)-wal" (s19 r4 6). No name
     can be told: the log goes, as for a removed file."""
     state = tmp_path / "s.db"
-    urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
-    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
-    try:
-        wait_for(lambda: server.requests >= 4 and wal_has_frames(state), "the slow ones", 20)
+
+    def link_then_remove() -> None:
         os.link(state, tmp_path / "bak.db")
         state.unlink()
-        for _ in range(2):
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.3)  # the second comes after the first took
-        process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130
+
+    assert moved_mid_run(server, state, link_then_remove) == 130
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bak.db"]

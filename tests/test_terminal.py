@@ -467,6 +467,19 @@ def test_a_binary_body_is_not_written_to_a_terminal(tmp_path):
     assert run.stderr.count("binary body not written to the terminal") == 1, run.stderr
 
 
+def wait_for_the_prompt(master: int) -> None:
+    """Read the terminal until fetcher asks bob's password on it (20 s at most)."""
+    shown = b""
+    deadline = time.monotonic() + 20
+    while b"password for bob" not in shown:
+        ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no prompt on the terminal: {shown!r}"
+        try:
+            shown += os.read(master, 1024)
+        except OSError:  # EIO: the terminal closed, the process ended
+            raise AssertionError(f"no prompt on the terminal: {shown!r}") from None
+
+
 def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pipe(tmp_path):
     """`... | fetcher -u bob` sent an empty password without a word (s17 h3 13): standard input
     holds the URLs, so the password is asked on the controlling terminal (/dev/tty), as curl
@@ -498,15 +511,7 @@ def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pip
         try:
             os.write(urls, f"{server.url_for('/a')}\n".encode())
             os.close(urls)
-            shown = b""
-            deadline = time.monotonic() + 20
-            while b"password for bob" not in shown:
-                ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
-                assert ready, f"no prompt on the terminal: {shown!r}"
-                try:
-                    shown += os.read(master, 1024)
-                except OSError:  # EIO: the terminal closed, the process ended
-                    raise AssertionError(f"no prompt on the terminal: {shown!r}") from None
+            wait_for_the_prompt(master)
             os.write(master, b"s3cret\n")
             stdout, stderr = process.communicate(timeout=20)
         finally:
@@ -540,12 +545,7 @@ def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(si
     )  # fmt: skip
     os.close(urls_read)
     try:
-        shown = b""
-        deadline = time.monotonic() + 20
-        while b"password for bob" not in shown:
-            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, f"no prompt on the terminal: {shown!r}"
-            shown += os.read(master, 1024)
+        wait_for_the_prompt(master)
         assert not termios.tcgetattr(slave)[3] & termios.ECHO  # asking: no echo
         process.send_signal(signum)
         process.communicate(timeout=20)
@@ -576,12 +576,7 @@ def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
         preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
     )  # fmt: skip
     try:
-        shown = b""
-        deadline = time.monotonic() + 20
-        while b"password for bob" not in shown:
-            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
-            assert ready, f"no prompt on the terminal: {shown!r}"
-            shown += os.read(master, 1024)
+        wait_for_the_prompt(master)
         other = run_process(["-q", "--state", state, "--retries", "0", "http://127.0.0.1:9/"])
         assert b"in use" not in other.stderr and other.returncode == 3, other.stderr
     finally:
