@@ -72,7 +72,6 @@ ON CONFLICT (url) DO UPDATE SET
         iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed))
 """,
 )
-# A download under --continue has begun: where its partial file is, before it can be cut off.
 # A body saved under a name a row from before schema 3 names (no mark to tell its file by):
 # the file is this body's now. Rows of (the path as this run spells it, absolute, url): such a
 # row keeps the path as the run that wrote it spelled it.
@@ -86,6 +85,7 @@ WHERE saved_mark IS NULL AND path IS NOT NULL
     AND url NOT IN (SELECT url FROM saved WHERE urls.path IN (saved.spelled, saved.path))
 """,
 )
+# A download under --continue has begun: where its partial file is, before it can be cut off.
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
     8,
