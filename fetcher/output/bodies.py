@@ -400,13 +400,8 @@ class Bodies:
             path = _respelled(path, root, self._real_root)  # DIR spelled another way, or not DIR
             if path is None:
                 return None
-        try:
-            found = os.lstat(path)
-        except OSError:
-            return None
-        if not stat.S_ISREG(found.st_mode) or mark not in (None, file_mark(found)):
-            return None
-        return path
+        found = _mark_of(path)  # None: no regular file there
+        return None if found is None or mark not in (None, found) else path
 
     def saved(self, url: str, name: str | None, path: str | None, mark: int | None) -> bool:
         """Whether url's file under -o is there and is path, where its body was saved last, and,
@@ -420,10 +415,7 @@ class Bodies:
         # DIR spelled another way: the same file (existing is one; a stream's identity is None)
         if existing != path and file_identity(existing, False) != file_identity(path, False):
             return False
-        try:
-            return mark in (None, file_mark(os.lstat(existing)))
-        except OSError:
-            return False
+        return mark is None or _mark_of(existing) == mark
 
     @staticmethod
     def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
