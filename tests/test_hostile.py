@@ -278,6 +278,6 @@ def test_upload_the_server_never_reads_is_cut_at_max_time(hostile, tmp_path):
     strict=True,
 )
 def test_upload_the_server_never_reads_is_cut_after_t(hostile, tmp_path):
-    record = stalled_upload(hostile, tmp_path, "--connect-timeout", "2", "-t", "0.5")
+    record = stalled_upload(hostile, tmp_path, "--connect-timeout", "1.2", "-t", "0.5")
     assert record["ok"] is False
     assert record["elapsed"] < 1.0, f"-t 0.5 took {record['elapsed']:.2f} s"

@@ -24,7 +24,7 @@ from tests.conftest import clean_env
 from tests.servers import serving
 
 HOSTS = 20
-URLS = int(os.environ.get("FETCHER_SOAK_URLS", "2000"))
+URLS = int(os.environ.get("FETCHER_SOAK_URLS", "1000"))
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -11,7 +11,7 @@ nothing but fetcher, so its descriptor and thread counts before and after the ru
 the pytest process the server's own threads and sockets would blur them), its RSS is fetcher's
 alone, and the server gets a core and an interpreter lock of its own.
 
-The size comes from FETCHER_SOAK_URLS: 600 by default (part of ``make test``), 20,000 under
+The size comes from FETCHER_SOAK_URLS: 400 by default (part of ``make test``), 20,000 under
 ``make soak``.
 """
 
@@ -34,7 +34,7 @@ import pytest
 from tests.chaos import ChaosServer, body_for
 from tests.conftest import ROOT, clean_env
 
-SOAK_URLS = int(os.environ.get("FETCHER_SOAK_URLS", "600"))
+SOAK_URLS = int(os.environ.get("FETCHER_SOAK_URLS", "400"))
 WORKERS = 64
 RETRIES = 2
 READ_TIMEOUT = 1.0
