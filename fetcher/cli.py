@@ -101,7 +101,7 @@ def fetch(settings: Settings) -> int:
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
     from fetcher.run.executor import RunStartError
-    from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals
+    from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals, stopping_together
     from fetcher.streams import Streams
 
     streams = Streams()
@@ -119,7 +119,7 @@ def fetch(settings: Settings) -> int:
         at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
         on_hard_exit(at_hard_exit)
         with stop_on_signals(run.request_stop, run.hard_stop):
-            with outputs.display:
+            with stopping_together(outputs.display, outputs.display.at_job_stop), outputs.display:
                 try:
                     stopped_by = run.run()
                 except RunStartError as exc:  # nothing read, nothing fetched

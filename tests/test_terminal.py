@@ -15,6 +15,7 @@ import select
 import signal
 import struct
 import subprocess
+import sys
 import termios
 import time
 from dataclasses import dataclass
@@ -584,3 +585,81 @@ def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
         process.communicate()
         os.close(slave)
         os.close(master)
+
+
+# A shell's job control in small: the pty is the controlling terminal of this process's session;
+# fetcher runs in a process group of its own in the foreground. When it stops, the terminal goes
+# back to this process ("stopped" on stdout); a line on stdin is `fg`: the terminal goes back to
+# fetcher, which is sent SIGCONT. Ends with fetcher's exit status.
+MINI_SHELL = """
+import os, signal, subprocess, sys
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # as a shell does, to hand the terminal over
+terminal = int(sys.argv[1])
+job = subprocess.Popen(sys.argv[2:], stdout=open(os.environ["STDOUT_FILE"], "wb"),
+                       stderr=terminal, process_group=0, pass_fds=(terminal,))
+os.tcsetpgrp(terminal, job.pid)
+while True:
+    _, status = os.waitpid(job.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        break
+    os.tcsetpgrp(terminal, os.getpgrp())
+    print("stopped", flush=True)
+    sys.stdin.readline()
+    os.tcsetpgrp(terminal, job.pid)
+    os.killpg(job.pid, signal.SIGCONT)
+os.tcsetpgrp(terminal, os.getpgrp())
+print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path):
+    """Ctrl-Z stopped the run with the live display's cursor hidden: the shell's prompt came
+    back with no cursor, until `fg` (s19, left). The cursor is shown as the run stops, and
+    hidden again as it goes on in the foreground."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
+
+    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    shown = bytearray()
+
+    def shown_after(start: int, found: bytes, timeout: float = 20.0) -> int:
+        """Read the terminal until found is in it after start; where it begins."""
+        deadline = time.monotonic() + timeout
+        while (where := shown.find(found, start)) < 0:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {found!r} on the terminal: {bytes(shown[-300:])!r}"
+            if select.select([master], [], [], remaining)[0]:
+                shown.extend(os.read(master, 65536))
+        return where
+
+    with counting_server() as server:
+        urls = slow_urls(server, 16, 0.25)
+        process = subprocess.Popen(
+            [sys.executable, "-c", MINI_SHELL, str(slave), *FETCHER, "-j", "2", "--format",
+             "jsonl", *urls],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**terminal_env(), "STDOUT_FILE": str(tmp_path / "stdout")},
+            preexec_fn=its_terminal, pass_fds=(slave,), text=True,  # noqa: PLW1509
+        )  # fmt: skip
+        try:
+            shown_after(0, b"\x1b[?25l")  # the display is up, its cursor hidden
+            os.write(master, b"\x1a")  # Ctrl-Z, as typed
+            assert process.stdout is not None and process.stdin is not None
+            assert process.stdout.readline() == "stopped\n"
+            while select.select([master], [], [], 0)[0]:  # all it wrote before it stopped
+                shown.extend(os.read(master, 65536))
+            stopped_at = len(shown)
+            assert shown.rfind(b"\x1b[?25h") > shown.rfind(b"\x1b[?25l"), bytes(shown[-300:])
+            process.stdin.write("fg\n")
+            process.stdin.flush()
+            shown_after(stopped_at, b"\x1b[?25l", timeout=10)  # hidden again, the run goes on
+            assert process.stdout.readline() == "0\n"
+        finally:
+            process.kill()
+            process.communicate()
+            os.close(slave)
+            os.close(master)
+    assert len((tmp_path / "stdout").read_text().splitlines()) == len(urls)

@@ -46,6 +46,10 @@ class Display(Protocol):
     def take_over_logging(self) -> None:
         """Route log lines through the display, so that they do not cut across it."""
 
+    def at_job_stop(self, relayed: int) -> None:
+        """relayed SIGSTOP: a Ctrl-Z is about to stop the run, and the shell to take the
+        terminal; SIGCONT: the run goes on. From a signal handler: one write at most."""
+
     def at_hard_exit(self) -> None:
         """Before an immediate exit (a second signal), which never ends the display: leave
         the terminal as the display found it. One write, safe in a signal handler."""
@@ -88,6 +92,9 @@ class NullDisplay:
             pass
 
     def take_over_logging(self) -> None:
+        pass
+
+    def at_job_stop(self, relayed: int) -> None:
         pass
 
     def at_hard_exit(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -237,6 +238,18 @@ class RichProgress:
             return
         with contextlib.suppress(OSError, ValueError):
             os.write(self.console.file.fileno(), b"\r\n\x1b[?25h")
+
+    def at_job_stop(self, relayed: int) -> None:
+        """The cursor the live display hid is shown while the shell has the terminal, and
+        hidden again when the run is back in its foreground (a prompt came back with no cursor
+        after a Ctrl-Z). Nothing written from the background: under `stty tostop` that write
+        would stop the run again."""
+        if not (self.live.is_started and self.console.is_terminal):
+            return
+        with contextlib.suppress(OSError, ValueError):
+            terminal = self.console.file.fileno()
+            if os.tcgetpgrp(terminal) == os.getpgrp():
+                os.write(terminal, b"\x1b[?25h" if relayed == signal.SIGSTOP else b"\x1b[?25l")
 
     def _count(self) -> None:
         assert self.count_total is not None

@@ -119,6 +119,16 @@ def stop_apart(key: object) -> None:
                 signal.signal(sig, signal.SIG_DFL)
 
 
+@contextmanager
+def stopping_together(key: object, relay: Callable[[int], None]) -> Iterator[None]:
+    """stop_together(key, relay) for the duration of the block."""
+    stop_together(key, relay)
+    try:
+        yield
+    finally:
+        stop_apart(key)
+
+
 def resumed_at() -> float:
     """When this process last went on after a job-control stop (monotonic; 0.0: never): a
     time limit must not count the time everything stood still."""
