@@ -25,6 +25,7 @@ from fetcher.status import ExitStatus, exit_status
 
 if TYPE_CHECKING:
     from fetcher.input.reader import InputReader
+    from fetcher.output.display import Display
     from fetcher.outputs import Outputs
     from fetcher.results import Summary
     from fetcher.run.engine import Run
@@ -101,7 +102,7 @@ def fetch(settings: Settings) -> int:
     from fetcher.outputs import check_output_files, open_input, open_outputs, open_state
     from fetcher.run.build import build_run
     from fetcher.run.executor import RunStartError
-    from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals, stopping_together
+    from fetcher.run.signals import hard_exit, on_hard_exit, stop_on_signals
     from fetcher.streams import Streams
 
     streams = Streams()
@@ -119,7 +120,7 @@ def fetch(settings: Settings) -> int:
         at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
         on_hard_exit(at_hard_exit)
         with stop_on_signals(run.request_stop, run.hard_stop):
-            with stopping_together(outputs.display, outputs.display.at_job_stop), outputs.display:
+            with job_stops(outputs.display), outputs.display:
                 try:
                     stopped_by = run.run()
                 except RunStartError as exc:  # nothing read, nothing fetched
@@ -134,6 +135,17 @@ def fetch(settings: Settings) -> int:
                 stack.close()
                 hard_exit(status)
     return status
+
+
+def job_stops(display: Display) -> contextlib.AbstractContextManager[None]:
+    """A live display is told of a Ctrl-Z (its relay is in place before it starts, so that no
+    stop falls between); with none, a stop stays the system's alone, without a Python handler."""
+    from fetcher.output.display import NullDisplay
+    from fetcher.run.signals import stopping_together
+
+    if isinstance(display, NullDisplay):
+        return contextlib.nullcontext()
+    return stopping_together(display, display.at_job_stop)
 
 
 def report(
