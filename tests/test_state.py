@@ -833,6 +833,26 @@ def test_an_ok_head_after_a_failure_is_the_row_s_last_result(
     assert fetch("--state", state, "-I", "--retry-failed") == []
 
 
+def test_a_304_to_the_user_s_own_condition_does_not_make_the_state_s_body_fresh(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A 304 answers the condition sent: with -H's own If-None-Match, that the resource is
+    still the user's version, not the state's. It set the row fetched now, so that the mirror's
+    --skip-fresh kept an old file (s19, left). Like an ok HEAD, it leaves an ok row alone."""
+    origin.resources["/c"] = resource(b"v1\n", version=1)
+    url, state, out = httpserver.url_for("/c"), str(tmp_path / "s.db"), str(tmp_path / "out")
+    fetch("--state", state, "-o", out, url)
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET fetched_at = fetched_at - 7200")  # two hours ago
+    db.close()
+    item = origin.resources["/c"] = resource(b"v2\n", version=2)
+    [own] = fetch("--state", state, "-H", f"If-None-Match: {item.etag}", url)
+    assert own["ok"] and own["status"] == 304 and own["changed"] is False, own
+    [mirror] = fetch("--state", state, "-o", out, "--skip-fresh", "1h", url)
+    assert mirror["skipped"] is False and mirror["changed"] is True, mirror
+    assert Path(mirror["path"]).read_bytes() == b"v2\n"
+
+
 def test_a_head_does_not_make_a_body_fresh_for_a_get_without_o(
     httpserver: HTTPServer, origin: Origin, tmp_path: Path
 ) -> None:

@@ -188,8 +188,10 @@ class State:
             result.changed = (prior is None and result.status != 304) or (
                 not bodiless and prior is not None and prior.sha256 != result.sha256
             )
-            if bodiless and result.status != 304 and prior is not None and prior.ok:
-                return  # a HEAD: an ok row stays its last body's, its age too (s19 t2 D8)
+            if bodiless and not result.not_modified and prior is not None and prior.ok:
+                # A HEAD, or a 304 to the user's own -H condition: nothing says the state's body
+                # is current. An ok row stays its last body's, its age too (s19 t2 D8).
+                return
         key = job.key or job.target
         self._pending.add(_UPSERT, (key, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
