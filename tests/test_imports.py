@@ -35,6 +35,7 @@ CORE = [
     "fetcher.run.placement",
     "fetcher.run.wire",
     "fetcher.run.worker_main",
+    "fetcher.run.worker_logs",
     "fetcher.run.worker_process",
     "fetcher.http.classify",
     "fetcher.http.deadline",

@@ -281,10 +281,16 @@ def test_records_beside_the_live_display_are_never_garbled(server, tmp_path, for
         assert re.search(re.escape(url) + end, text), url
 
 
-def test_log_lines_beside_the_live_display_are_never_garbled(server, tmp_path):
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_log_lines_beside_the_live_display_are_never_garbled(server, tmp_path, processes):
+    """Worker processes wrote their -v lines to the terminal themselves, across the display
+    (s20): they send them to the process you started, which prints them above it."""
     urls = slow_urls(server, 20, 0.05)
     run = run_on_terminal(
-        ["-v", "-j", "4", *urls], tmp_path, stdout_on_terminal=True, stderr_on_terminal=True
+        ["-v", "-j", "4", *processes, *urls],
+        tmp_path,
+        stdout_on_terminal=True,
+        stderr_on_terminal=True,
     )
     assert run.status == 0
     logged = [piece for piece in run.fragments if " fetcher INFO " in piece]
@@ -588,16 +594,19 @@ def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
 
 
 # A shell's job control in small: the pty is the controlling terminal of this process's session;
-# fetcher runs in a process group of its own in the foreground. When it stops, the terminal goes
-# back to this process ("stopped" on stdout); a line on stdin is `fg`: the terminal goes back to
-# fetcher, which is sent SIGCONT. Ends with fetcher's exit status.
+# fetcher runs in a process group of its own in the foreground (in the background with
+# BACKGROUND set: `fetcher ... &`). When it stops, the terminal goes back to this process
+# ("stopped" on stdout); a line on stdin is `fg`: the terminal goes back to fetcher, which is
+# sent SIGCONT. Ends with fetcher's exit status.
 MINI_SHELL = """
 import os, signal, subprocess, sys
 signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # as a shell does, to hand the terminal over
 terminal = int(sys.argv[1])
 job = subprocess.Popen(sys.argv[2:], stdout=open(os.environ["STDOUT_FILE"], "wb"),
-                       stderr=terminal, process_group=0, pass_fds=(terminal,))
-os.tcsetpgrp(terminal, job.pid)
+                       stderr=terminal, process_group=0, pass_fds=(terminal,),
+                       preexec_fn=lambda: signal.signal(signal.SIGTTOU, signal.SIG_DFL))
+if not os.environ.get("BACKGROUND"):
+    os.tcsetpgrp(terminal, job.pid)
 while True:
     _, status = os.waitpid(job.pid, os.WUNTRACED)
     if not os.WIFSTOPPED(status):
@@ -662,4 +671,48 @@ def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path):
             process.communicate()
             os.close(slave)
             os.close(master)
+    assert len((tmp_path / "stdout").read_text().splitlines()) == len(urls)
+
+
+def test_worker_processes_of_a_background_run_do_not_write_to_a_tostop_terminal(tmp_path):
+    """Under `stty tostop` a background job that writes to the terminal is stopped. The worker
+    processes, which ignore SIGTTOU (a process group of their own), wrote their -v lines to it
+    all the same (s19 r5 2). Their lines go through the process you started: the run stops at
+    the first, and `fg` lets it go on and write them."""
+    master, slave = os.openpty()
+    mode = termios.tcgetattr(slave)
+    mode[3] |= termios.TOSTOP
+    termios.tcsetattr(slave, termios.TCSANOW, mode)
+
+    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+
+    shown = bytearray()
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(8)]
+        process = subprocess.Popen(
+            [sys.executable, "-c", MINI_SHELL, str(slave), *FETCHER, "-v", "--no-progress",
+             "--processes", "2", "--format", "jsonl", *urls],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**terminal_env(), "STDOUT_FILE": str(tmp_path / "stdout"), "BACKGROUND": "1"},
+            preexec_fn=its_terminal, pass_fds=(slave,), text=True,  # noqa: PLW1509
+        )  # fmt: skip
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            assert process.stdout.readline() == "stopped\n"  # not the end of the run
+            while select.select([master], [], [], 0)[0]:
+                shown.extend(os.read(master, 65536))
+            assert b"fetcher INFO" not in shown, bytes(shown[-300:])
+            process.stdin.write("fg\n")
+            process.stdin.flush()
+            assert process.stdout.readline() == "0\n"
+            while select.select([master], [], [], 0)[0]:
+                shown.extend(os.read(master, 65536))
+        finally:
+            process.kill()
+            process.communicate()
+            os.close(slave)
+            os.close(master)
+    assert shown.count(b"fetcher INFO 200 ok") == len(urls), bytes(shown[-600:])
     assert len((tmp_path / "stdout").read_text().splitlines()) == len(urls)

@@ -100,6 +100,19 @@ class HostPause:
     seconds: float
 
 
+@dataclass(slots=True)
+class WorkerLog:
+    """A worker's log record, its message formatted, for the parent to print as its own
+    (fetcher.run.worker_logs)."""
+
+    created: float
+    name: str
+    level: int
+    message: str
+    failure: str | None  # the traceback of an exception logged, formatted
+    stack_info: str | None
+
+
 class Outbox:
     """One end of a pipe that several threads send whole messages to."""
 

@@ -36,6 +36,7 @@ from fetcher.run.wire import (
     job_from_wire,
     result_to_wire,
 )
+from fetcher.run.worker_logs import send_logs_to_parent
 from fetcher.run.worker_process import EXIT_NOW
 from fetcher.status import ExitStatus
 
@@ -148,6 +149,7 @@ def worker_process(jobs_descriptor: int, results_descriptor: int, control_descri
 def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: Connection) -> None:
     """A worker process: fetch the jobs that arrive, send back the results, until the end."""
     configure_logging(setup.log_levels)
+    logs = send_logs_to_parent(results)
     jar = jar_of(setup.cookies) if setup.cookies is not None else None
     sessions = SessionPool(setup.settings, jar)  # kept: its cookie changes go to the parent
     observer = WireObserver(results)
@@ -171,6 +173,8 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     except RunStartError as exc:  # before any job came: the parent refuses the run
         _send_report(results, StartReport(str(exc)))
         stopped = ExitStatus.SOME_FAILED
+    if logs is not None:
+        logs.close()
     results.close()
     if stopped is not None:
         remove_live_temporaries()

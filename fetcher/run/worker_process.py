@@ -16,7 +16,8 @@ from multiprocessing.connection import Connection
 
 from fetcher.run.executor import RunStartError, start_thread
 from fetcher.run.signals import resumed_at
-from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerSetup
+from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerLog, WorkerSetup
+from fetcher.run.worker_logs import log_here
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
 WORKER_CODE = (
@@ -164,6 +165,8 @@ class WorkerProcess:
                 if isinstance(message, StartReport):
                     self._start_problem = message.problem
                     self._reported.set()
+                elif isinstance(message, WorkerLog):
+                    log_here(message)
                 else:
                     listener(self.index, message)
         except (EOFError, OSError):
