@@ -15,7 +15,7 @@ from typing import Any, NoReturn, TextIO
 import click
 from click.decorators import FC
 
-from fetcher.habits import refusal
+from fetcher.habits import one_dash_word, refusal
 from fetcher.status import ExitStatus
 from fetcher.streams import Streams
 
@@ -63,6 +63,10 @@ class SectionedCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Parse as Click does; a curl option that means something else here is a usage error
         whose message says what to use instead, not "No such option"."""
+        options = {name for param in self.params for name in param.opts}
+        for argument in args[: args.index("--") if "--" in args else len(args)]:
+            if argument[:1] == "-" and (message := one_dash_word(argument, options)):
+                raise click.UsageError(message, ctx)
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:

@@ -138,9 +138,13 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
             f"-c takes the cookie FILE (as curl's -c), not {redact_url(jar)!r}: wget's -c, "
             "which continues downloads, is --continue here (with --state and -o)"
         )
-    # An option that took the next option for its value ('--results -i list.txt') is told
-    # so later: its message is the one that helps.
-    swallowed = any(isinstance(v, str) and v[:1] == "-" and len(v) > 1 for v in params.values())
+    # An option that took the next option for its value ('--results -i list.txt', '-x -i
+    # list.txt') is told so later: its message is the one that helps.
+    swallowed = any(
+        text[:1] == "-" and len(text) > 1
+        for text in (*(v for v in params.values() if isinstance(v, str)),
+                     *(text for _, _, text in values_as_typed(params)))
+    )  # fmt: skip
     for url in () if swallowed else urls:
         # 'fetcher urls.txt': a DNS lookup. Not a URL with a path (example.com/robots.txt),
         # whose file an earlier 'fetcher -o .' may have saved right here.
@@ -153,6 +157,78 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
                 "(curl's -i, which shows the headers, has no equal here: --format jsonl shows "
                 "the status and content type)"
             )
+    check_urls_given_as_values(params, urls)
+
+
+def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) -> None:
+    """aria2's -d DIR (its download folder) POSTed DIR's name to every URL. The one URL taken
+    as an option's value: wget's -x (--force-directories) and -d (--debug),
+    httpx's -u TARGET, wget's -H (--span-hosts) before it. With no URL left, the list is read
+    from standard input: from cron or ssh an empty one, and the run ended 0 having fetched
+    nothing. Refused when nothing else gives the URLs; a proxy's URL has no path."""
+    from fetcher.redact import redact_url
+
+    names = _option_names()
+    for _, shown, text in values_as_typed(params):
+        if text in names:
+            raise click.UsageError(
+                f"{shown} took {text!r} for its value: give {shown} its value before {text}"
+            )
+    for piece in params.get("data") or ():
+        if not piece.startswith("@") and os.path.isdir(piece):
+            raise click.UsageError(
+                f"-d sends TEXT as each request's body (curl's --data), and {piece!r} is a "
+                "folder here: aria2's -d DIR is -o DIR here (to send that text, put it in a "
+                "file and give -d @FILE)"
+            )
+    if urls or params.get("inputs") or params.get("retry_failed"):
+        return
+    for name, shown, text in values_as_typed(params):
+        if _is_url(text, path_needed=name == "proxy"):
+            raise click.UsageError(
+                f"{shown} took {redact_url(text)!r} as its value, and no URL is given: put "
+                f"the URLs after {shown}'s value, or give them on standard input with -i -"
+            )
+
+
+def values_as_typed(params: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(parameter name, option, value as typed) for the options whose values are text that a
+    URL or another option may have been taken for: -x, -u, -d, -H and a typed -A."""
+    found = []
+    if params.get("proxy"):
+        typed_proxy = params["proxy"]
+        found.append(("proxy", "-x", typed_proxy))
+        found.append(("proxy", "-x", typed_proxy.split("://", 1)[1]))  # 'http://' put before it
+    if params.get("user"):
+        user, password = params["user"]
+        found.append(("user", "-u", user if password is None else f"{user}:{password}"))
+    found += [("data", "-d", piece) for piece in params.get("data") or ()]
+    headers = params.get("headers") or ()
+    found += [("headers", "-H", f"{name}:{value or ''}") for name, value in headers]
+    if typed("user_agent"):
+        found.append(("user_agent", "-A", params["user_agent"]))
+    return found
+
+
+def _option_names() -> set[str]:
+    """The options of the command being run ('-i', '--input', ...); none outside one."""
+    context = click.get_current_context(silent=True)
+    if context is None:
+        return set()
+    return {name for param in context.command.params for name in param.opts}
+
+
+def _is_url(text: str, path_needed: bool = False) -> bool:
+    """Whether text is an http(s) URL as a whole; with path_needed, one with a path or query."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or " " in text:
+        return False
+    return not path_needed or parts.path not in ("", "/") or bool(parts.query)
 
 
 # The end of a name that looks like a file's: a dot, then up to 5 letters and digits, at least
@@ -174,10 +250,17 @@ def _dangling_link_in(folder: str) -> str | None:
 
 def output_dir_problem(folder: str) -> str | None:
     """Why -o FOLDER is refused, or None. -o takes a folder (curl's -o takes a file): a folder
-    that exists is always fine; '-' and a new name that looks like a file name are refused,
-    with what to use instead. A trailing '/' says "a folder, whatever its name"."""
+    that exists is always fine; '-', a URL and a new name that looks like a file name are
+    refused, with what to use instead. A trailing '/' says "a folder, whatever its name"."""
     if folder == "-":
         return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
+    if _is_url(folder):
+        from fetcher.redact import redact_url
+
+        return (
+            f"-o takes a folder, not the URL {redact_url(folder)!r}: give the URLs after -o "
+            "DIR (each body is saved as DIR/<host>/<path>)"
+        )
     if (link := _dangling_link_in(folder)) is not None:  # as mkdir -p: not made through it
         named = (
             f"-o {folder!r} is" if link == folder.rstrip("/") else f"{link!r}, in -o {folder!r}, is"
@@ -203,11 +286,15 @@ def output_dir_problem(folder: str) -> str | None:
 # curl options that mean something else here (or nothing): what to use instead.
 REFUSED = {
     "-O": "-O (curl's --remote-name) is not an option here: -o DIR saves each body as "
-    "DIR/<host>/<path>, named after its URL (-J: after the server's Content-Disposition)",
+    "DIR/<host>/<path>, named after its URL (-J: after the server's Content-Disposition); "
+    "wget's -O FILE is --body > FILE here (-O -: --body)",
     "--output": "--output is not an option here (curl's -o FILE): -o/--output-dir DIR saves each "
     f"body under DIR; {TO_A_FILE}",
     "-w": "-w (curl's --write-out) is not an option here: every record has the status, size "
-    "and time; --format jsonl or csv gives them all, for jq or a spreadsheet",
+    "and time; --format jsonl or csv gives them all, for jq or a spreadsheet; wget's -w "
+    "(--wait) is --host-rate R here",
+    "-Z": "-Z (curl's --parallel) is what fetcher does: -j N fetches N URLs at once (16 unless "
+    "told)",
 }
 # wget's, and curl's resume: what does that here.
 REFUSED |= {
@@ -229,13 +316,17 @@ REFUSED |= {
     "equal (-d @FILE sends a file's bytes, with POST)",
     "-n": "-n: wget's -nc (--no-clobber) has no equal here (a saved file is replaced only by a "
     "whole new body; --state FILE --skip-fresh DURATION skips what was fetched recently); "
-    "-nv is -q; curl's -n (--netrc) is what fetcher does unless -u is given",
+    "-nv is -q; -nd, -nH and -np have none either (-o DIR saves each body as "
+    "DIR/<host>/<path>, and no link is followed); curl's -n (--netrc) is what fetcher does "
+    "unless -u is given",
     "--referer": "--referer is -H 'Referer: URL' here",
     "-e": "-e: curl's --referer is -H 'Referer: URL' here; wget's -e COMMAND has no equal",
     "--wait": "--wait (wget's) is --host-rate R here (requests a second to each host; --rate "
     "for all of them)",
     "--limit-rate": "--limit-rate has no equal here: --rate R and --host-rate R limit requests "
     "a second, not bytes",
+    "--content-disposition": "--content-disposition (wget's) is -J here, with -o DIR",
+    "-l": "-l: httpx's -l (-list) is -i FILE here; curl's --list-only (FTP) has no equal",
 }
 # curl's proxy options: Click guessed --user and --header, which send to every origin server.
 REFUSED |= {
@@ -251,7 +342,11 @@ for _tls in ("--proxy-insecure", "--proxy-cacert", "--proxy-cert", "--proxy-key"
         f"{_tls} (curl's) has no equal here: fetcher checks an https proxy as it checks the "
         "servers; -k, --cacert, --cert and --key apply to the proxy and every server alike"
     )
-REFUSED["-U"] = REFUSED["--proxy-user"]
+REFUSED["-U"] = (
+    "-U: curl's --proxy-user goes in the proxy URL here: -x http://USER:PASSWORD@HOST:PORT (-u "
+    "would send them to every server); wget's --user-agent is -A here"
+)
+REFUSED["--parallel"] = REFUSED["-Z"]
 REFUSED["--post-data"] = REFUSED["--body-data"]
 REFUSED["--directory-prefix"] = REFUSED["-P"]
 REFUSED["--timestamping"] = REFUSED["-N"]
@@ -259,6 +354,33 @@ REFUSED["--no-clobber"] = REFUSED["-n"]
 REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
 REFUSED["--write-out"] = REFUSED["-w"]
 REFUSED["--continue-at"] = REFUSED["-C"]
+
+
+# httpx's (Go's) options, spelled with one dash: Click reads '-json' as -j 'son'.
+ONE_DASH = {
+    "silent": "-s here",
+    "json": "--format jsonl here",
+    "csv": "--format csv here",
+    "list": "-i FILE here",
+    "threads": "-j N here",
+    "status-code": "in every record here (its status)",
+    "follow-redirects": "what fetcher does (--no-follow to not)",
+    "rate-limit": "--rate R here",
+    "output": "--results FILE here",
+}
+
+
+def one_dash_word(argument: str, options: set[str]) -> str | None:
+    """The usage error for a word given with one dash ('-json', '-retries'): httpx's habit, or
+    one of fetcher's options; None for anything else (a cluster of short options: '-sS')."""
+    word = argument[1:]
+    if not re.fullmatch(r"[a-z][a-z-]{2,}", word):
+        return None
+    if word in ONE_DASH:
+        return f"{argument} (httpx's) is {ONE_DASH[word]}: an option with one dash is one letter"
+    if "--" + word in options:
+        return f"{argument} is --{word} here: an option with one dash is one letter"
+    return None
 
 
 def refusal(option: str | None) -> str | None:

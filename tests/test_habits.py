@@ -481,3 +481,91 @@ def test_o_with_a_dangling_link_says_what_it_is_and_creates_nothing(server, tmp_
     assert result.exit_code == 2, result.stderr
     assert "symbolic link" in result.stderr and "does not exist" in result.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-x", "http://127.0.0.1:9/a"], "-x took"),  # wget's -x (--force-directories)
+        (["-d", "http://127.0.0.1:9/a"], "-d took"),  # wget's -d (--debug)
+        (["-u", "http://127.0.0.1:9/a"], "-u took"),  # httpx's -u TARGET
+        (["-A", "http://127.0.0.1:9/a"], "-A took"),
+        (["-H", "http://127.0.0.1:9/a"], "-H took"),  # wget's -H (--span-hosts)
+    ],
+    ids=["x", "d", "u", "A", "H"],
+)
+def test_an_option_that_took_the_only_url_is_a_usage_error(args, says):
+    """With standard input not a terminal (cron, ssh, CI), the one URL taken as an option's
+    value left none: the empty standard input was read, nothing fetched, exit 0 (s20 h3 1)."""
+    result = invoke(args, input=b"")
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+    assert "http://127.0.0.1:9/a" in result.stderr
+
+
+def test_a_proxy_with_urls_from_standard_input_is_not_taken_for_a_url(server):
+    """`producer | fetcher -x http://proxy:3128`: a proxy's URL has no path."""
+    proxy = server.url("").rstrip("/")
+    result = invoke(["-q", "-x", proxy], input=b"")
+    assert result.exit_code == 0, result.stderr
+    result = invoke(["-q", "-x", proxy + "/"], input=b"")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_o_given_a_url_is_refused_and_makes_no_folder(tmp_path, monkeypatch):
+    """-o URL made the folders ./http:/127.0.0.1:9/a and read standard input (s20 h3 1)."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-o", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"], input=b"")
+    assert result.exit_code == 2 and "-o takes a folder" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_d_given_an_existing_folder_is_refused(tmp_path, monkeypatch, server):
+    """aria2's -d DIR is its download folder: here it POSTed the folder's name to every URL
+    (s20 h3 2)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dl").mkdir()
+    result = invoke(["-d", "dl", server.url("/a")])
+    assert result.exit_code == 2 and "-o DIR" in result.stderr, result.stderr
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize("option", ["-x", "-d", "-u"])
+def test_an_option_that_took_the_next_option_says_so(option, tmp_path, monkeypatch):
+    """`-x -i urls.txt`: -x took '-i' for its value, and the message said to use -i urls.txt,
+    which was given (s20 h3 3)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/\n")
+    result = invoke([option, "-i", "urls.txt"])
+    assert result.exit_code == 2 and "use -i urls.txt" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-U", "bot/1"], "-A"),  # wget's --user-agent
+        (["-w", "2"], "--host-rate"),  # wget's --wait
+        (["-nd"], "-o DIR"),  # wget's --no-directories
+        (["-O", "-"], "--body"),  # wget's -O - (standard output)
+        (["--content-disposition"], "-J"),  # wget's
+        (["-Z"], "-j"),  # curl's --parallel
+        (["--parallel"], "-j"),
+        (["-l", "urls.txt"], "-i"),  # httpx's -list
+        (["-silent"], "-s"),  # httpx's single-dash long options
+        (["-json"], "--format jsonl"),
+        (["-threads", "8"], "-j"),
+        (["-status-code"], "status"),
+        (["-retries", "2"], "--retries"),  # any fetcher option given one dash
+    ],
+)
+def test_other_tools_habits_say_what_to_use(args, says):
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2, result.stderr
+    assert says in result.stderr and "No such option" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["4", "16"])
+def test_a_number_for_a_proxy_is_refused(value):
+    """aria2's -x N (connections a server) became the proxy http://N, 0.0.0.N: every request
+    and its headers went to an address nobody meant (s20 h3 5)."""
+    result = invoke(["-x", value, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "aria2" in result.stderr, result.stderr

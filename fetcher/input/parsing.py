@@ -192,6 +192,11 @@ def parse_proxy(text: str) -> str:
 
     if not text:
         raise ValueError("an empty proxy URL (curl's -x '' is set NO_PROXY='*' here: no proxy)")
+    if text.isdigit():  # http://4 is 0.0.0.4: every request to an address nobody meant
+        raise ValueError(
+            f"{text} is not a proxy URL (aria2's -x N, connections to a server, has no equal "
+            "here: each worker thread keeps one connection to a host)"
+        )
     url = text if _PROXY_SCHEME.match(text) else "http://" + text
     try:
         parsed = parse_url(url)
