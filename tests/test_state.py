@@ -343,6 +343,30 @@ def test_a_planted_link_at_the_state_or_its_shm_is_refused_and_nothing_is_touche
         assert victim.read_bytes() == b"" and stat.S_IMODE(victim.stat().st_mode) == 0o644
 
 
+ANOTHER_USER = 65534  # nobody
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+@pytest.mark.parametrize("whose", ["state", "wal", "shm"])
+def test_a_state_of_another_user_s_is_refused(tmp_path: Path, whose: str) -> None:
+    """A state file another user made first (in a folder all may write to, /tmp) was used
+    without a word: the input lines it keeps, passwords included, went into a file they own, to
+    read and rewrite (s20 h2 1). Its -wal and -shm alike."""
+    state = tmp_path / "s.db"
+    secret = "http://alice:HUNTER2@127.0.0.1:9/x"
+    if whose == "state":
+        state.write_bytes(b"")
+        os.chown(state, ANOTHER_USER, ANOTHER_USER)
+    else:
+        Path(f"{state}-{whose}").write_bytes(b"")
+        os.chown(f"{state}-{whose}", ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["--state", str(state), secret])
+    assert result.exit_code == 2, result.output
+    assert "another user" in result.output and "HUNTER2" not in result.output
+    for name in (state, Path(f"{state}-wal"), Path(f"{state}-shm")):
+        assert not name.exists() or b"HUNTER2" not in name.read_bytes()
+
+
 # -- conditions go with GET and HEAD only, and never over the user's own -----------------------
 
 

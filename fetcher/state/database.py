@@ -108,6 +108,7 @@ def check_plain(fd: int, path: str) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         raise StateError(f"is not a plain file, or has other names (hard links): {NOT_OURS}")
+    _check_owner(info, "")
     for suffix in ("-wal", "-shm"):
         try:
             other = os.lstat(path + suffix)
@@ -115,6 +116,19 @@ def check_plain(fd: int, path: str) -> None:
             continue
         if not stat.S_ISREG(other.st_mode) or other.st_nlink != 1:
             raise StateError(f"has a {suffix} file that is a link or not a plain file: {NOT_OURS}")
+        _check_owner(other, suffix)
+
+
+def _check_owner(info: os.stat_result, suffix: str) -> None:
+    """A state file (or its -wal, -shm) of another user's, made first where all may write
+    (/tmp), would have the input lines kept for --retry-failed, passwords included, in a file
+    they own: to read and to rewrite. Root is no exception: that user could still."""
+    if info.st_uid != os.geteuid():
+        whose = "its " + suffix + " file belongs" if suffix else "belongs"
+        raise StateError(
+            f"{whose} to another user (uid {info.st_uid}), who could read and change what it "
+            f"keeps, passwords in URLs included: {NOT_OURS}"
+        )
 
 
 def keep_private(fd: int, path: str) -> None:
