@@ -702,3 +702,80 @@ def test_an_answer_through_a_proxy_is_read_as_a_direct_one_is(answer: bytes, ok:
         assert record["sha256"] == hashlib.sha256(b"hello").hexdigest(), record
     else:
         assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
+
+
+# -- --max-time over every read of a body (s20 h1 1) -------------------------------------------
+
+
+def for_seconds(seconds: float, piece: bytes, every: float) -> Behaviour:
+    """Sends piece every `every` seconds for `seconds`, then closes: longer than the run's
+    --max-time, bounded all the same."""
+
+    def behaviour(conn: socket.socket) -> None:
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            conn.sendall(piece)
+            time.sleep(every)
+
+    return behaviour
+
+
+def after(head: bytes, then: Behaviour) -> Behaviour:
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(head)
+        then(conn)
+
+    return behaviour
+
+
+GZIP_HEAD = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\n"
+DEFLATE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\n\r\n"  # to the close
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def empty_deflate_blocks(conn: socket.socket) -> None:
+    """A deflate stream of empty stored blocks, one every 0.2 s: valid, and never a byte of
+    output."""
+    empty_block = b"\x00\x00\x00\xff\xff"  # not final, stored, of length 0
+    conn.sendall(zlib.compressobj().flush(zlib.Z_SYNC_FLUSH))  # the header, then one
+    for_seconds(8, empty_block, 0.2)(conn)
+
+
+LYING_PAST_MAX_TIME = {
+    # A whole gzip member, then junk sent fast: the decoder swallows it, read1 never returns.
+    "gzip-then-junk": after(
+        GZIP_HEAD + gzip.compress(b"a" * 1000), for_seconds(8, b"\0" * 65536, 0)
+    ),
+    "empty-deflate-blocks": after(DEFLATE_HEAD, empty_deflate_blocks),
+    # The last chunk, then a trailer line every 0.2 s.
+    "trailer-drip": after(
+        CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n", for_seconds(8, b"X-T: 1\r\n", 0.2)
+    ),
+    # One chunk-size line that never ends, a byte every 0.2 s.
+    "size-line-drip": after(CHUNKED_HEAD + b"5\r\nhello\r\n", for_seconds(8, b"0", 0.2)),
+}
+
+
+@pytest.mark.parametrize("lie", sorted(LYING_PAST_MAX_TIME))
+def test_max_time_cuts_a_body_whose_reads_never_return_a_byte(lie: str):
+    """--max-time was checked between the chunks a read returned: a decoder fed junk or empty
+    blocks, a trailer or a chunk-size line that drips, held one read for as long as the server
+    liked (15 s and more past a --max-time of 2, and an ok record) (s20 h1 1)."""
+    with FaultServer(LYING_PAST_MAX_TIME[lie]) as server:
+        started = time.monotonic()
+        record = record_of(server.url("/x"), "--max-time", "1")
+        took = time.monotonic() - started
+    assert record["ok"] is False and record["error"]["kind"] == "max_time", record  # type: ignore[index]
+    assert took < 4, took
+
+
+def test_max_time_cuts_a_redirect_whose_thrown_away_trailer_drips():
+    head = b"HTTP/1.1 302 Found\r\nLocation: /final\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    with FaultServer(routes({"/a": lambda c: (c.sendall(head), for_seconds(8, b"X: 1\r\n", 0.2)(c)),
+                             "/final": send(FINAL)})) as server:  # fmt: skip
+        started = time.monotonic()
+        record = record_of(server.url("/a"), "--max-time", "1")
+        took = time.monotonic() - started
+    assert record["ok"] is False and record["error"]["kind"] == "max_time", record  # type: ignore[index]
+    assert took < 4, took

@@ -70,87 +70,114 @@ class _BoundedTimeout(Timeout):
         )
 
 
-class _ThreadDeadline(threading.local):
-    deadline: Deadline | None = None
+class Exchange:
+    """One attempt at a URL under a deadline: a timer shuts the socket the attempt is using
+    down when the deadline passes, wherever it is then: sending a body, waiting for the status
+    line, or reading the body. Per-read timeouts and checks between reads cannot bound a server
+    that drips (a byte of a header, a trailer or a chunk-size line at a time), nor one whose
+    body is junk a decoder swallows or empty deflate blocks: each read never returns a byte of
+    output, and one read held the worker for as long as the server liked."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self.cut = threading.Event()
+        self.sock: socket.socket | None = None
+        self.lock = threading.Lock()
+        # threading cannot wait past TIMEOUT_MAX (about 292 years): its timer thread would die
+        # of an OverflowError, and a wait that long never needs to end anyway.
+        interval = min(max(0.0, deadline.remaining()), threading.TIMEOUT_MAX)
+        self.timer = threading.Timer(interval, self._cut)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def using(self, sock: socket.socket | None) -> None:
+        """The attempt now reads and writes sock (a new connection, or a kept-alive one)."""
+        with self.lock:
+            self.sock = sock
+            if self.cut.is_set():
+                _shut(sock)
+
+    def end(self) -> None:
+        self.timer.cancel()
+
+    def _cut(self) -> None:
+        with self.lock:
+            self.cut.set()
+            _shut(self.sock)
 
 
-# The deadline of the request the calling thread is sending, for its connection to read while
-# the status line and headers arrive: urllib3 passes a connection no Timeout object.
-_current = _ThreadDeadline()
+def _shut(sock: socket.socket | None) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
+
+
+class _ThreadExchange(threading.local):
+    exchange: Exchange | None = None
+
+
+# The exchange the calling thread is in, for its connections to say which socket they use:
+# urllib3 passes a connection no Timeout object.
+_current = _ThreadExchange()
 
 
 def set_thread_deadline(deadline: Deadline | None) -> None:
-    """Until the next call, the calling thread's requests are cut when deadline passes while
-    their headers arrive (see DeadlineHTTPPool); None: never."""
-    _current.deadline = deadline
+    """Until the next call, the calling thread's requests are cut when deadline passes, at any
+    step of the attempt (see Exchange); None: never."""
+    if _current.exchange is not None:
+        _current.exchange.end()
+    _current.exchange = None if deadline is None else Exchange(deadline)
 
 
 def thread_deadline() -> Deadline | None:
     """The deadline set_thread_deadline gave the calling thread."""
-    return _current.deadline
+    return None if _current.exchange is None else _current.exchange.deadline
 
 
-# A request of at most this many bytes of body goes into the kernel's send buffer whole, however
-# slowly the server reads: only a larger one can hold a send past the deadline, and only it pays
-# for a timer thread (fetcher's bodies are bytes: -d, a line's data).
-UNSTUCK_BODY = 64 * 1024
+def using_socket(sock: socket.socket | None) -> None:
+    """The calling thread's attempt now reads and writes sock (Exchange.using)."""
+    if _current.exchange is not None:
+        _current.exchange.using(sock)
+
+
+def cut_by_deadline() -> bool:
+    """Whether the calling thread's attempt was cut by its deadline: reads past the cut end as
+    a body that ends, which must not pass for a whole one."""
+    return _current.exchange is not None and _current.exchange.cut.is_set()
 
 
 class _DeadlineMixin:
-    """Cuts the connection when the deadline passes while a request body is being sent or the
-    status line and headers are still arriving: per-call timeouts cannot bound a server that
-    drips them, nor one that never reads an upload (each blocking step of the send waited up
-    to the time left when it began: three times --max-time)."""
+    """Tells the thread's Exchange which socket the attempt uses, and turns what a cut made of
+    a request or of the wait for its answer into the deadline's error."""
 
     sock: socket.socket | None
 
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        using_socket(self.sock)
+
     def request(self, *args: object, **kwargs: object) -> None:
-        deadline = _current.deadline
-        body = kwargs.get("body")
-        if deadline is None or not isinstance(body, bytes) or len(body) <= UNSTUCK_BODY:
+        exchange = _current.exchange
+        if exchange is None:
             super().request(*args, **kwargs)  # type: ignore[misc]
             return
-        cut = threading.Event()
-        timer = self._timer(deadline, cut)
+        if self.sock is not None:  # kept alive; else connect() tells the exchange
+            exchange.using(self.sock)
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
         except OSError:
-            if not cut.is_set():
+            if not exchange.cut.is_set():
                 raise
-        finally:
-            timer.cancel()
-        if cut.is_set():
-            raise deadline.error()
+        if exchange.cut.is_set():
+            raise exchange.deadline.error()
 
     def getresponse(self, *args: object, **kwargs: object) -> object:
-        deadline = _current.deadline
-        if deadline is None:
-            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        cut = threading.Event()
-        timer = self._timer(deadline, cut)
-        try:
-            response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            timer.cancel()
-        if cut.is_set():  # the EOF it caused may have looked like the end of the headers
+        exchange = _current.exchange
+        response = super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        if exchange is not None and exchange.cut.is_set():
+            # The EOF the cut caused may have looked like the end of the headers.
             response.close()
-            raise deadline.error()
+            raise exchange.deadline.error()
         return response
-
-    def _timer(self, deadline: Deadline, cut: threading.Event) -> threading.Timer:
-        """A started timer that sets cut and shuts the socket down when deadline passes."""
-        # threading cannot wait past TIMEOUT_MAX (about 292 years): its timer thread would die
-        # of an OverflowError, and a wait that long never needs to end anyway.
-        interval = min(max(0.0, deadline.remaining()), threading.TIMEOUT_MAX)
-        timer = threading.Timer(interval, self._cut, (cut,))
-        timer.daemon = True
-        timer.start()
-        return timer
-
-    def _cut(self, cut: threading.Event) -> None:
-        cut.set()
-        with contextlib.suppress(OSError, AttributeError):
-            self.sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
 
 
 class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):  # type: ignore[misc]

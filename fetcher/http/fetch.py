@@ -20,7 +20,7 @@ from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe, iter_chain
 from fetcher.http.codings import check_coding_ended, check_decodable
 from fetcher.http.cookies import idna_host
-from fetcher.http.deadline import Deadline, set_thread_deadline
+from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import EffectiveRequest, effective_request, method_of
 from fetcher.http.resume import Resumer, range_length
@@ -475,6 +475,8 @@ def _copy(
         update(chunk)
         if write is not None:
             write(chunk)
+    if deadline is not None and cut_by_deadline():  # the end a cut made is no end of the body
+        raise deadline.error()
     if bounds.length is not None and size < bounds.length:
         message = f"body cut short: {size} of the {bounds.length} bytes its Content-Range says"
         raise FetchError(message, ErrorKind.PROTOCOL)

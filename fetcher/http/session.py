@@ -43,7 +43,7 @@ from fetcher.http.cookies import (
     copy_into,
     idna_host,
 )
-from fetcher.http.deadline import DeadlineHTTPSPool, thread_deadline
+from fetcher.http.deadline import DeadlineHTTPSPool, cut_by_deadline, thread_deadline
 from fetcher.http.environment import Environment
 from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
@@ -278,6 +278,8 @@ def discard_body(resp: Response) -> None:
                 break
     except urllib3.exceptions.ProtocolError:  # cut short, bad chunks: it was to be thrown away
         raw.close()  # as requests does, the redirect is followed; the connection is not reused
+    if deadline is not None and cut_by_deadline():
+        raise deadline.error()
     resp._content = b""
 
 

@@ -24,7 +24,7 @@ import socket
 import struct
 from typing import Any
 
-from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool
+from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
 
 
 @functools.lru_cache(maxsize=64)
@@ -181,6 +181,7 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
         super().connect()
         if self.sock is not None:
             self.sock = adopted(self.sock)
+            using_socket(self.sock)  # the socket the deadline's cut must shut now
 
     @property
     def is_connected(self) -> bool:
