@@ -33,6 +33,7 @@ class Partial:
     path: str
     validator: str  # for If-Range: the response's ETag, or else its Last-Modified
     size: int  # bytes kept
+    total: int | None = None  # the length of the resource it began as, when known
 
 
 @dataclass(slots=True)

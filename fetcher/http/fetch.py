@@ -122,7 +122,8 @@ class Fetcher:
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
             resumes = method_of(task.job, self.settings) == "GET"  # as Resumer.reopen asks
             if resumes and self.resumer.claim(prior.partial):  # else another task continues it
-                task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0)
+                task.partial = Partial(prior.partial, prior.partial_from,
+                                       prior.partial_bytes or 0, prior.partial_total)  # fmt: skip
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None

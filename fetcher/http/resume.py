@@ -18,6 +18,7 @@ import re
 import stat
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 
 import requests
 
@@ -67,6 +68,23 @@ def is_rest_of(response: requests.Response, kept: int) -> bool:
         and last == int(total) - 1
         and (length is None or length.strip() == str(last - first + 1))
     )
+
+
+def range_total(response: requests.Response) -> int | None:
+    """The resource's length by a 206's Content-Range; None when it says ``*`` or has none."""
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    return None if match is None or match[3] == "*" else int(match[3])
+
+
+def whole_length(response: requests.Response) -> int | None:
+    """The resource's length by a 200's Content-Length, or a 206's total: what the partial file
+    begins as a part of (a 206 of the same validator with another total is no rest of it). None
+    when not known, or when the body is encoded (its length is not the resource's)."""
+    if response.status_code == 206:
+        return range_total(response)
+    length = response.headers.get("Content-Length", "").strip()
+    identity = response.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    return int(length) if length.isdigit() and identity else None
 
 
 def range_length(response: requests.Response) -> int | None:
@@ -124,7 +142,7 @@ class Resumer:
             task.partial = None
             return None, {}
         if self.on_partial is not None:  # it grows from now on: its size is not known until
-            self.on_partial(task.job, Partial(kept.path, partial.validator, 0))  # settle's
+            self.on_partial(task.job, replace(partial, path=kept.path, size=0))  # settle's
         headers = {"Range": f"bytes={kept.kept}-", "If-Range": partial.validator,
                    "Accept-Encoding": "identity"}  # fmt: skip
         return kept, headers
@@ -146,6 +164,8 @@ class Resumer:
         if kept is not None and task.partial is not None:
             if status == 206:  # one that continues the file (see restarts)
                 kept.modified = remote.modified if remote is not None else None
+                if task.partial.total is None:  # a partial from before its length was kept
+                    task.partial = replace(task.partial, total=range_total(response))
                 return BodyOutput(kept, None)
             if 200 <= status < 300:
                 kept.discard()  # the whole body again (it changed), or a range not asked for
@@ -160,7 +180,7 @@ class Resumer:
         output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
                                   resumable=validator is not None, remote=remote)  # fmt: skip
         if validator is not None and output is not None and output.saved is not None:
-            task.partial = Partial(output.saved.path, validator, 0)
+            task.partial = Partial(output.saved.path, validator, 0, whole_length(response))
             if self.on_partial is not None:
                 self.on_partial(task.job, task.partial)
         return output
@@ -178,10 +198,12 @@ class Resumer:
         if status != 206:
             return False
         encoded = validators_of(response) is None  # the range counts encoded bytes
+        total = range_total(response)
         return (
             encoded
             or not carries(response, partial.validator)
             or not is_rest_of(response, kept.kept)
+            or (partial.total is not None and total != partial.total)
         )
 
     @staticmethod
@@ -200,7 +222,7 @@ class Resumer:
         if not stat.S_ISREG(info.st_mode) or info.st_ino != partial_inode(partial.path):
             task.partial = None  # its name holds another file now: not ours to continue
             return
-        result.partial = task.partial = Partial(partial.path, partial.validator, info.st_size)
+        result.partial = task.partial = replace(partial, size=info.st_size)
 
 
 def _recorded_ctime(task: Task, partial: Partial) -> int | None:

@@ -117,7 +117,7 @@ class Collector:
 
     def on_partial(self, job: Job, partial: Partial) -> None:
         if self.state is not None:
-            self._guard(self.state.partial_begun, "state", job, partial.path, partial.validator)
+            self._guard(self.state.partial_begun, "state", job, partial)
 
     def on_total(self, count: int) -> None:
         self.summary.total = count

@@ -46,6 +46,9 @@ MIGRATIONS = (
     # body saved there takes the file from them (an index of rows with marks would cost some
     # 100 bytes a URL; rows leave this one as their next body or 304 marks them)
     "CREATE INDEX urls_unmarked ON urls (path) WHERE saved_mark IS NULL AND path IS NOT NULL",
+    # 5: the length of the resource the partial file began as (its 200's Content-Length, or a
+    # 206's total): a 206 of the same ETag saying another length is no rest of it
+    "ALTER TABLE urls ADD COLUMN partial_total INTEGER",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state

@@ -22,6 +22,7 @@ class Prior:
     partial_from: str | None = None  # its If-Range validator: an ETag or a Last-Modified date
     partial_bytes: int | None = None  # its size when cut short; None: not known (killed)
     partial_changed: int | None = None  # its st_ctime_ns then, when known
+    partial_total: int | None = None  # the resource's length when it began, when known
 
     @property
     def has_validators(self) -> bool:

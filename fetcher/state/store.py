@@ -22,7 +22,7 @@ from typing import Any
 from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import partial_inode
-from fetcher.results import Result
+from fetcher.results import Partial, Result
 from fetcher.state import database
 from fetcher.state.prior import Prior
 from fetcher.state.writes import PendingWrites, Statement
@@ -39,7 +39,7 @@ FORM_NAMES = {code: name for name, code in FORMS.items()}
 # A Prior's columns, in its fields' order, the hash as lowercase hex: for one URL and for many.
 _PRIOR = (
     "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, saved_mark, partial, "
-    "partial_from, partial_bytes, partial_changed"
+    "partial_from, partial_bytes, partial_changed, partial_total"
 )
 _LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
 # The failed rows after a URL, in the order of their key: --retry-failed's input, a page at a time.
@@ -47,11 +47,11 @@ _FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 AND url > ? ORD
 FAILED_PAGE = 100  # rows read in one statement: their lines may be 128 KiB each
 _COLUMNS = (
     "url, ok, status, error_kind, etag, last_modified, sha256, path, saved_mark, fetched_at, "
-    "form, line, header, partial, partial_from, partial_bytes, partial_changed"
+    "form, line, header, partial, partial_from, partial_bytes, partial_changed, partial_total"
 )
 _UPSERT = Statement(
     f"INSERT INTO urls ({_COLUMNS})",
-    17,
+    18,
     """
 ON CONFLICT (url) DO UPDATE SET
     ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
@@ -69,7 +69,9 @@ ON CONFLICT (url) DO UPDATE SET
     partial_bytes = iif(excluded.ok AND excluded.partial IS NULL, NULL,
         coalesce(excluded.partial_bytes, partial_bytes)),
     partial_changed = iif(excluded.ok AND excluded.partial IS NULL, NULL,
-        iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed))
+        iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed)),
+    partial_total = iif(excluded.ok AND excluded.partial IS NULL, NULL,
+        iif(excluded.partial IS NULL, partial_total, excluded.partial_total))
 """,
 )
 # A body saved under a name a row from before schema 3 names (no mark to tell its file by):
@@ -87,12 +89,13 @@ WHERE saved_mark IS NULL AND path IS NOT NULL
 )
 # A download under --continue has begun: where its partial file is, before it can be cut off.
 _PARTIAL = Statement(
-    "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from)",
-    8,
+    "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from, "
+    "partial_total)",
+    9,
     """
 ON CONFLICT (url) DO UPDATE SET
     partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL,
-    partial_changed = NULL
+    partial_changed = NULL, partial_total = excluded.partial_total
 """,
 )
 # Many lookups in one statement step: the rows found, as one JSON text.
@@ -207,9 +210,11 @@ class State:
         """COMMIT_ROWS rows pending, for the records' writer to commit after their records."""
         return len(self._pending) >= COMMIT_ROWS
 
-    def partial_begun(self, job: Job, path: str, validator: str) -> None:
-        """--continue: a download of job is being written to path, resumable with validator."""
-        row = (job.key or job.target, 0, int(time.time()), *_line_of(job), _stored(path), validator)
+    def partial_begun(self, job: Job, partial: Partial) -> None:
+        """--continue: a download of job is being written to partial's file, resumable with
+        its validator."""
+        row = (job.key or job.target, 0, int(time.time()), *_line_of(job),
+               _stored(partial.path), partial.validator, partial.total)  # fmt: skip
         self._pending.add(_PARTIAL, row)
 
     def _renew_read(self) -> None:
@@ -383,15 +388,16 @@ def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ..
     return known.etag, known.last_modified, sha256, path, known.saved_mark
 
 
-def _partial_kept(
-    result: Result, prior: Prior | None, bodiless: bool
-) -> tuple[str | None, str | None, int | None, int | None]:
+PartialColumns = tuple[str | None, str | None, int | None, int | None, int | None]
+
+
+def _partial_kept(result: Result, prior: Prior | None, bodiless: bool) -> PartialColumns:
     """_partial_columns, but for an ok answer that completes no body (a HEAD, a 304): the
     partial file stays the state's, to be continued by the next GET (an ok row with no partial
     would forget it)."""
     if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
         return (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
-                prior.partial_changed)  # fmt: skip
+                prior.partial_changed, prior.partial_total)  # fmt: skip
     return _partial_columns(result)
 
 
@@ -412,8 +418,9 @@ def _real_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None, int | None]:
-    """partial, partial_from, partial_bytes and partial_changed: how far a download cut short
+def _partial_columns(result: Result) -> PartialColumns:
+    """partial, partial_from, partial_bytes, partial_changed and partial_total: how far a
+    download cut short
     got, as the worker that wrote it saw the file (its own inode under its name) once it was
     closed, and the file's ctime, if the name still holds that inode at that size. NULL when
     not known: one abandoned in flight may still be growing (its size, from an earlier
@@ -421,16 +428,16 @@ def _partial_columns(result: Result) -> tuple[str | None, str | None, int | None
     it is still fetcher's file (fetcher.output.bodies.Bodies.reopen)."""
     partial = result.partial
     if partial is None:
-        return None, None, None, None
-    stored = _stored(partial.path)
+        return None, None, None, None, None
+    stored, total = _stored(partial.path), partial.total
     if result.abandoned or not partial.size:
-        return stored, partial.validator, None, None
+        return stored, partial.validator, None, None, total
     try:
         info = os.stat(partial.path, follow_symlinks=False)
     except OSError:
-        return stored, partial.validator, partial.size, None
+        return stored, partial.validator, partial.size, None, total
     same = (info.st_ino, info.st_size) == (partial_inode(partial.path), partial.size)
-    return stored, partial.validator, partial.size, info.st_ctime_ns if same else None
+    return stored, partial.validator, partial.size, info.st_ctime_ns if same else None, total
 
 
 def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | None]:
