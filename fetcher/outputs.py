@@ -199,6 +199,12 @@ def check_outside_output_dir(settings: Settings) -> None:
     for option, path in [*given, *lists]:
         if path is None or path == "-" or is_stream(path):
             continue
+        itself = os.path.realpath(path)
+        if itself == folder or folder.startswith(itself + os.sep):
+            raise click.UsageError(
+                f"{option} {path!r} is -o DIR or a folder above it, which the bodies are saved "
+                "under: give it a file of its own, outside DIR"
+            )
         where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
         if (where == folder and not (option == "-i" and top_is_safe)) or where.startswith(
             folder + os.sep

@@ -201,6 +201,20 @@ def test_an_output_file_inside_the_output_dir_is_a_usage_error(
     assert "inside -o DIR" in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--results", "--failed", "--summary", "--metrics"])
+@pytest.mark.parametrize(("output_dir", "where"), [("retry", "retry"), ("out/sub", "out")])
+def test_an_output_file_that_is_the_output_dir_or_above_it_is_a_usage_error(
+    server, tmp_path, monkeypatch, option, output_dir, where
+):
+    """`-o retry --failed retry`: every request made, then "cannot write --failed file
+    'retry': Is a directory", the failure list lost; --results refused only after DIR was made
+    (s20 h2 4). Refused before anything is made."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "-o", output_dir, option, where, server.url("/x")])
+    assert_refused(result, option, server)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_file_inside_the_output_dir_through_a_link_is_refused_too(
     server, tmp_path, monkeypatch
 ):
