@@ -568,3 +568,23 @@ def test_signals_while_the_summary_is_printed_change_no_status_the_files_gave(tm
     said = json.loads(summary.read_text())["exit_status"]
     assert said == 0 and process.returncode == said, process.returncode
     assert "fetcher_exit_status 0" in metrics.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a FIFO to another user needs root")
+@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics", "--results"])
+def test_a_fifo_of_another_user_in_a_folder_all_may_write_to_is_refused(server, tmp_path, option):
+    """Another user's FIFO planted in /tmp (or any folder all may write to) took --failed's
+    lines, passwords included, for a reader of theirs; the kernel's protected_fifos, which
+    stops a shell's `>` there, does not apply to an open without O_CREAT (s20 h2 2)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    fifo = shared / "retry.txt"
+    read_all = read_fifo_later(fifo)  # the other user's reader
+    os.chown(fifo, 65534, 65534)
+    url = server.url("/status/404").replace("http://", "http://alice:HUNTER2@")
+    result = invoke([option, str(fifo), "--format", "jsonl", url])
+    stolen = read_all()
+    assert result.exit_code == 2 and "another user" in result.stderr, result.stderr
+    assert b"HUNTER2" not in stolen and b"404" not in stolen
+    assert server.requests == 0

@@ -115,6 +115,8 @@ def _open_writing(path: str) -> int:
     """path opened to append to. A FIFO with no reader is an error (ENXIO), not a wait: one
     planted where a file written at the end goes hung the run without a limit, past a first
     Ctrl-C. Once open, writes block as in any pipe."""
+    if (foreign := foreign_fifo(path)) is not None:  # one swapped in during the run
+        raise OSError(errno.EACCES, foreign, path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
@@ -362,6 +364,27 @@ def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
         file.write(data)
 
 
+def foreign_fifo(path: str) -> str | None:
+    """Why a FIFO at path is not this run's to write into, or None: one of another user's in
+    a folder all may write to (/tmp), planted there with a reader of theirs to take what
+    fetcher writes, input lines and passwords included. The kernel's protected_fifos stops a
+    shell's `>` there, but not an open without O_CREAT. A pipe named by /dev/stdout, or a FIFO
+    in a folder of one's own, is written as ever."""
+    try:
+        found = os.lstat(path)
+        folder = os.stat(os.path.dirname(os.path.abspath(path)))
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISFIFO(found.st_mode) or found.st_uid == os.geteuid():
+        return None
+    if not folder.st_mode & stat.S_IWOTH:
+        return None
+    return (
+        f"it is a FIFO of another user's (uid {found.st_uid}) in a folder all may write to: "
+        "what fetcher writes there would be theirs to read"
+    )
+
+
 def output_problem(path: str, replaced: bool) -> str | None:
     """Why this run could not write path, or None; checked before the first request.
 
@@ -387,6 +410,8 @@ def output_problem(path: str, replaced: bool) -> str | None:
     if found is not None:
         if stat.S_ISDIR(found.st_mode):
             return "it is a directory"
+        if (foreign := foreign_fifo(path)) is not None:
+            return foreign
         if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode) or not replaced:
             return None if os.access(path, os.W_OK) else "permission denied"
     where = os.path.abspath(path) if replaced else os.path.realpath(path)
