@@ -411,6 +411,20 @@ def test_saved_files_honour_the_umask(bodies_server, tmp_path, umask, mode):
     assert stat.S_IMODE(saved.stat().st_mode) == mode
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664])
+def test_a_saved_file_replaced_keeps_the_mode_it_was_given(bodies_server, tmp_path, mode):
+    """A file the user had made private (chmod 600) was replaced by the next fetch with one of
+    the umask's mode, readable by all (s20 h2 3); curl -o keeps it. A replaced file keeps its
+    mode, as --summary's does."""
+    out = tmp_path / "out"
+    assert invoke(["-q", "-o", str(out), bodies_server.url("/a/b.txt")]).exit_code == 0
+    (saved,) = files_under(out)
+    saved.chmod(mode)
+    assert invoke(["-q", "-o", str(out), bodies_server.url("/a/b.txt")]).exit_code == 0
+    (again,) = files_under(out)
+    assert stat.S_IMODE(again.stat().st_mode) == mode
+
+
 def test_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -9,7 +9,8 @@ short is freed by the kernel with its last descriptor. On a file system without 
 abandoned, and a SIGKILL leaves it under its ``.fetcher-*.part`` name. Every file operation is
 relative to the folder's descriptor from fetcher.output.paths and never follows a link: the
 temporary name is random and taken exclusively, the file's mode comes from the umask at creation
-(nothing is chmod-ed), and it is renamed only while its name still holds the very file written.
+(or, replacing a file of the user's, from that file), and it is renamed only while its name
+still holds the very file written.
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class SavedFile:
                 self.temporary = self._named()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
+            _keep_mode(self.file.fileno(), folder, name)
             with _commit_lock:  # another copy of the same URL renames over the same name
                 os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
                 if not self._holds_ours(name):
@@ -426,6 +428,18 @@ class Bodies:
             raise FetchError(message, ErrorKind.IO) from None
         except OSError as exc:
             raise _io_error("cannot create a folder for", url, exc) from exc
+
+
+def _keep_mode(fd: int, folder: int, name: str) -> None:
+    """The body about to replace a regular file of this user's gets that file's mode: one made
+    private (chmod 600) stays so, as curl -o keeps it. Another user's file (planted by whoever
+    may write in DIR) gives nothing; a new file keeps the umask's mode."""
+    try:
+        old = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except OSError:
+        return
+    if stat.S_ISREG(old.st_mode) and old.st_uid == os.geteuid():
+        os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
 
 
 def _mark_of(path: str | None) -> int | None:
