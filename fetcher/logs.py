@@ -14,13 +14,14 @@ LogLevels = tuple[int, int]
 
 def log_levels(verbose: int, quiet: bool) -> LogLevels:
     """-vv: everything, libraries included; -v: fetcher's own progress (each retry and
-    outcome); -q: errors only; else warnings."""
+    outcome) and the libraries' warnings; -q: errors only; else fetcher's warnings. A
+    library's warning (urllib3's on an answer with both Content-Length and Transfer-Encoding,
+    which fetcher reads as curl does) is no news to a cron job, which would mail it."""
     if verbose >= 2:
         return logging.DEBUG, logging.DEBUG
     if verbose == 1:
         return logging.WARNING, logging.INFO
-    level = logging.ERROR if quiet else logging.WARNING
-    return level, level
+    return logging.ERROR, logging.ERROR if quiet else logging.WARNING
 
 
 def configure_logging(levels: LogLevels) -> None:

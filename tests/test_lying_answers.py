@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke
+from tests.conftest import invoke, run_process
 from tests.servers import FaultServer, read_request, respond
 
 Behaviour = Callable[[socket.socket], None]
@@ -779,3 +779,17 @@ def test_max_time_cuts_a_redirect_whose_thrown_away_trailer_drips():
         took = time.monotonic() - started
     assert record["ok"] is False and record["error"]["kind"] == "max_time", record  # type: ignore[index]
     assert took < 4, took
+
+
+def test_a_library_s_warning_is_not_printed_without_v():
+    """An answer with both Content-Length and Transfer-Encoding (read as chunked, as curl reads
+    it) had urllib3 print a warning on stderr at every run: a cron job mailed it (s20 h1 5).
+    The libraries' warnings are shown with -v; fetcher's own as before."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\n\r\n")  # fmt: skip
+    with FaultServer(respond(answer)) as server:
+        quiet = run_process(["--format", "jsonl", server.url("/x")])
+        verbose = run_process(["-v", "--format", "jsonl", server.url("/x")])
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["bytes"] == 5, quiet.stderr
+    assert b"urllib3" not in quiet.stderr, quiet.stderr
+    assert b"urllib3" in verbose.stderr, verbose.stderr
