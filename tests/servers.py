@@ -62,7 +62,7 @@ def default_route(path: str) -> Route:
     if parts[0] == "slow" and len(parts) > 1:
         return 200, {"Content-Type": "text/plain"}, path.encode(), float(parts[1])
     if parts[0] == "redirect-loop":
-        return 302, {"Location": "/redirect-loop"}, b"", 0.0
+        return 302, {"Location": "/redirect-loop", "Content-Type": "text/plain"}, b"", 0.0
     return 200, {"Content-Type": "text/plain"}, f"body of {path}\n".encode(), 0.0
 
 

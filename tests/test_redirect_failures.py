@@ -2,7 +2,8 @@
 "``redirects`` and ``final_url`` say where they led"): ``redirects`` counts the redirects
 followed, ``final_url`` is the URL whose request failed, its password masked, whatever the
 error (connect, timeout, reset, a bad Location further on, too many redirects, --max-time).
-A URL that fails at once keeps ``redirects: 0, final_url: null``.
+A URL that fails at once keeps ``redirects: 0, final_url: null``, unless an answer came whose
+redirect could not be followed: that answer is named.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def redirecting(targets: dict[str, str]) -> Callable[[str], Route]:
 
     def route(path: str) -> Route:
         if path in targets:
-            return 302, {"Location": targets[path]}, b"", 0.0
+            return 302, {"Location": targets[path], "Content-Type": "text/plain"}, b"", 0.0
         return default_route(path)
 
     return route
@@ -111,6 +112,19 @@ def test_a_bad_location_further_on_names_the_answer_that_held_it():
     assert (record["redirects"], record["final_url"]) == (1, server.url("/r2")), record
 
 
+@pytest.mark.parametrize("hops", [1, 2])
+def test_a_bad_location_keeps_the_answer_that_held_it_whole(hops):
+    """The first answer's Location cannot be fetched: the record said status 302, final_url
+    null (which usage.md says means no answer) and no content type (s20 h3 6). It names the
+    answer, as it does one further on."""
+    with redirects_to("mailto:x@y", hops=hops) as server:
+        code, record, shown = fetch_one(server.url("/r1"))
+    assert code == 3, shown
+    assert record["error"]["kind"] == "protocol" and record["status"] == 302, record
+    assert record["final_url"] == server.url(f"/r{hops}"), record
+    assert record["content_type"] == "text/plain", record
+
+
 def test_too_many_redirects_names_the_last_answer():
     with counting_server() as server:
         code, record, shown = fetch_one(server.url("/redirect-loop"), "--max-redirects", "3")
@@ -119,6 +133,7 @@ def test_too_many_redirects_names_the_last_answer():
     assert (record["redirects"], record["final_url"]) == (3, server.url("/redirect-loop"))
     # A 302 arrived: its status is the record's, as curl's (null was 'no answer', s17 h3 12).
     assert (record["status"], record["reason"]) == (302, "Found"), record
+    assert record["content_type"] == "text/plain", record
 
 
 def test_a_failure_without_a_redirect_has_none_to_report():

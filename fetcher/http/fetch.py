@@ -347,7 +347,11 @@ def note_where_redirects_led(exc: BaseException, session: FetcherSession, result
     elif session.sent > 1:
         result.redirects, result.final_url = session.sent - 1, session.sent_url
     if isinstance(exc, requests.TooManyRedirects | FetchError) and last is not None:
-        result.status, result.reason = last.status_code, last.reason  # as a redirect not followed
+        # The answer that held the redirect not followed, whole: where it came from, its
+        # status (as curl's) and its type; the first URL's too (final_url null said "no answer").
+        result.final_url = result.final_url or last.url
+        result.status, result.reason = last.status_code, last.reason
+        result.content_type = last.headers.get("Content-Type")
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:
