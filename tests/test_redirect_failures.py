@@ -125,6 +125,28 @@ def test_a_bad_location_keeps_the_answer_that_held_it_whole(hops):
     assert record["content_type"] == "text/plain", record
 
 
+@pytest.mark.parametrize(
+    "host", ["a..b", ".", "x" * 70 + ".test", "\uff41.test", "a\u2024b.test", "a\u200bb.test"]
+)
+def test_a_redirect_to_a_host_no_name_can_be_is_the_server_s_error(host):
+    """A Location whose host has an empty label or one past 63 characters was blamed on the
+    user's line (invalid_url, status null); one that IDNA refuses lost the 302 that came
+    (status null) (s20 h1 3). Either is the answer's error: protocol, its status kept."""
+    location = f"http://{host}:9/ok".encode()  # a server's bytes: UTF-8
+    answer = b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+    with FaultServer(respond(answer)) as server:
+        code, record, shown = fetch_one(server.url("/r1"))
+    assert code == 3, shown
+    assert record["error"]["kind"] == "protocol" and record["status"] == 302, record
+    assert record["final_url"] == server.url("/r1"), record
+
+
+def test_a_url_with_an_empty_label_is_refused_before_it_is_sent():
+    code, record, shown = fetch_one("http://a..b:9/x")
+    assert code == 3 and record["error"]["kind"] == "invalid_url", record
+    assert "label" in record["error"]["message"], record
+
+
 def test_too_many_redirects_names_the_last_answer():
     with counting_server() as server:
         code, record, shown = fetch_one(server.url("/redirect-loop"), "--max-redirects", "3")

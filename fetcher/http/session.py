@@ -408,7 +408,11 @@ class FetcherSession(requests.Session):
             raise _unfollowable(problem, resp)
         if target:
             discard_body(resp)
-            target = idna_target(strays_encoded(without_userinfo(target)))  # as a first URL's
+            try:
+                target = idna_target(strays_encoded(without_userinfo(target)))  # as a first's
+            except FetchError as exc:
+                resp.close()
+                raise _unfollowable(str(exc), resp) from None
         return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -490,11 +494,9 @@ def idna_target(target: str) -> str:
         return target
     netloc = idna_host(parts.netloc)  # as written when IDNA refuses it
     if "xn--" not in netloc:
-        error = FetchError(
+        raise FetchError(
             f"redirect to an invalid host name {parts.netloc[:60]!r}", ErrorKind.PROTOCOL
         )
-        error.final = True  # the server's own answer, the same at every attempt
-        raise error
     return urlunsplit(parts._replace(netloc=netloc))
 
 

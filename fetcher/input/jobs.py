@@ -88,7 +88,19 @@ def validate(url: str) -> str | None:
         if ":" in parts.hostname:
             return "an IPv6 zone id ('%' in the address) is not supported"
         return "malformed URL: a %-escape in the host (write the name itself: ü.example)"
+    if _bad_label(parts.hostname):
+        return "malformed URL: a host name with an empty label, or one longer than 63 characters"
     return None
+
+
+def _bad_label(host: str) -> bool:
+    """Whether an ASCII host name (not an IPv6 address) has an empty label or one longer than
+    DNS allows (a trailing dot is the root's, no empty label). Before, the system's resolver
+    said so at the connection, and a redirect's was blamed on the user's line."""
+    if ":" in host or not host.isascii():
+        return False
+    labels = host.removesuffix(".").split(".")
+    return any(not label or len(label) > 63 for label in labels)
 
 
 # What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
