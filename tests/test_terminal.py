@@ -716,3 +716,25 @@ def test_worker_processes_of_a_background_run_do_not_write_to_a_tostop_terminal(
             os.close(master)
     assert shown.count(b"fetcher INFO 200 ok") == len(urls), bytes(shown[-600:])
     assert len((tmp_path / "stdout").read_text().splitlines()) == len(urls)
+
+
+def test_a_content_length_no_body_has_is_not_shown_as_its_size(tmp_path):
+    """A Content-Length of 10**30 was shown as the download's size ('/ 1000000000000000000000.0
+    GB') with an ETA of as many digits, and the display's line wrapped to three (s20 h1 6). A
+    length past any disk (1 PB and more) is no size: the download is shown as of unknown size."""
+    from tests.servers import FaultServer, read_request
+
+    def lying(conn) -> None:
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1" + b"0" * 30 + b"\r\n\r\n")
+        for _ in range(12):  # 1.2 MB over 1.2 s: past the 1 MB a download is shown from
+            conn.sendall(b"z" * 100_000)
+            time.sleep(0.1)
+
+    with FaultServer(lying) as server:
+        run = run_on_terminal(["--retries", "0", server.url("/big")], tmp_path,
+                              stdout_on_terminal=False, stderr_on_terminal=True)  # fmt: skip
+    assert run.status == 3
+    shown = [piece for piece in run.fragments if "/big" in piece]
+    assert shown, run.terminal[-2000:]
+    assert not any("0" * 12 in piece for piece in run.fragments), shown

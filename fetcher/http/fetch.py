@@ -373,7 +373,8 @@ def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Wat
     if head or response.status_code in (204, 304):
         return None
     length = response.headers.get("Content-Length", "")
-    if "Content-Encoding" in response.headers or not length.isdigit():
+    # 16 digits and more (1 PB): a size no disk holds, shown as unknown, not as its digits.
+    if "Content-Encoding" in response.headers or not length.isdigit() or len(length) > 15:
         return transfers.watch(response.url, None)
     total = int(length)
     return transfers.watch(response.url, total) if total >= LARGE_BODY else None
