@@ -69,7 +69,7 @@ def test_an_unsuppressed_context_is_still_followed():
 
 @pytest.mark.parametrize(
     ("host", "why"),
-    [("a..b", "label empty or too long"), ("a\u200db.com", "Joiner U+200D not allowed")],
+    [("a..b", "empty label"), ("a\u200db.com", "Joiner U+200D not allowed")],
 )
 def test_a_host_that_is_not_idna_still_says_why(host, why):
     """urllib3 raises LocationParseError from None over the IDNA codec's reason: that reason is

@@ -408,11 +408,7 @@ class FetcherSession(requests.Session):
             raise _unfollowable(problem, resp)
         if target:
             discard_body(resp)
-            try:
-                target = idna_target(strays_encoded(without_userinfo(target)))  # as a first's
-            except FetchError as exc:
-                resp.close()
-                raise _unfollowable(str(exc), resp) from None
+            target = idna_target(strays_encoded(without_userinfo(target)), resp)  # as a first's
         return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
@@ -484,19 +480,18 @@ def utf8_credentials(auth: Any) -> Any:
     return auth
 
 
-def idna_target(target: str) -> str:
+def idna_target(target: str, response: Any) -> str:
     """A redirect's target with a Unicode host in its IDNA form, as prepare_url makes a first
     URL's (requests sends a Location on as it came, its host %-encoded by requote_uri). One
     IDNA refuses, or only maps to ASCII (a look-alike: '１２７．０．０．１' is 127.0.0.1), is
-    the server's error."""
+    the server's error, as any redirect that cannot be followed: response is its answer."""
     parts = urlsplit(target)
     if parts.netloc.isascii():
         return target
     netloc = idna_host(parts.netloc)  # as written when IDNA refuses it
     if "xn--" not in netloc:
-        raise FetchError(
-            f"redirect to an invalid host name {parts.netloc[:60]!r}", ErrorKind.PROTOCOL
-        )
+        response.close()
+        raise _unfollowable(f"redirect to an invalid host name {parts.netloc[:60]!r}", response)
     return urlunsplit(parts._replace(netloc=netloc))
 
 
