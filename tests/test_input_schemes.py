@@ -71,6 +71,17 @@ def test_a_protocol_relative_url_says_what_it_is(text: str) -> None:
     assert "pw" not in record["error"]["message"]
 
 
+def test_an_aria2_option_line_is_no_host_to_look_up(tmp_path: Path) -> None:
+    """aria2's lists put options under a URL on indented lines ('  out=name.json'): each was
+    looked up in DNS as the host 'out=name.json', its file name sent to the resolver, and then
+    retried by every --failed loop (s20 h3 5). '=' is in no host name."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text("http://127.0.0.1:9/a\n  out=renamed.json\n  dir=/srv/x\n")
+    found = run("--ordered", "-i", str(urls))
+    for record in found[1:]:
+        assert_invalid(record, "aria2")
+
+
 # -- a host without a scheme still gets the default one ------------------------------------------
 
 

@@ -168,6 +168,11 @@ def not_a_url(text: str) -> str | None:
             "a protocol-relative URL ('//' and a host, as a web page links): "
             "write its scheme first, http: or https:"
         )
+    if not has_scheme(text) and "=" in re.split(r"[/?#]", text, maxsplit=1)[0].rpartition("@")[2]:
+        return (
+            "'=' where the host would be: an aria2 option line ('out=NAME')? A list holds URLs "
+            "only here; --input-format jsonl gives a URL its file name ('output')"
+        )
     if has_scheme(text) or (scheme := _scheme_of(text)) is None:
         return None
     authority = re.split(r"[/?#]", text, maxsplit=1)[0]
