@@ -64,7 +64,16 @@ class SectionedCommand(click.Command):
         """Parse as Click does; a curl option that means something else here is a usage error
         whose message says what to use instead, not "No such option"."""
         options = {name for param in self.params for name in param.opts}
-        for argument in args[: args.index("--") if "--" in args else len(args)]:
+        valued = {
+            name
+            for param in self.params
+            if isinstance(param, click.Option) and not (param.is_flag or param.count)
+            for name in param.opts
+        }
+        before = args[: args.index("--") if "--" in args else len(args)]
+        for previous, argument in zip(["", *before], before, strict=False):
+            if previous in valued:  # an option's value ('-d -json' sends that text)
+                continue
             if argument[:1] == "-" and (message := one_dash_word(argument, options)):
                 raise click.UsageError(message, ctx)
         try:

@@ -161,50 +161,64 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
 
 
 def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) -> None:
-    """aria2's -d DIR (its download folder) POSTed DIR's name to every URL. The one URL taken
-    as an option's value: wget's -x (--force-directories) and -d (--debug),
-    httpx's -u TARGET, wget's -H (--span-hosts) before it. With no URL left, the list is read
-    from standard input: from cron or ssh an empty one, and the run ended 0 having fetched
-    nothing. Refused when nothing else gives the URLs; a proxy's URL has no path."""
+    """A URL, or another option, taken for an option's value on the command line (a variable's
+    value took nothing from it): wget's -x (--force-directories) and -d (--debug), httpx's -u
+    TARGET, wget's -H (--span-hosts) before a URL. A proxy URL with a path (its path is never
+    used), a header named http, a user named http are a URL always: refused, other URLs given
+    or not (-x URL1 URL2 sent URL2 through URL1's host, and URL1 had no record). A URL as -d's
+    or -A's text may be meant: refused only when nothing else gives URLs, since the list is
+    then read from standard input (from cron or ssh an empty one, and the run ended 0 having
+    fetched nothing). aria2's -d DIR (its download folder) POSTed DIR's name to every URL."""
     from fetcher.redact import redact_url
 
     names = _option_names()
-    for _, shown, text in values_as_typed(params):
+    typed_values = values_as_typed(params)
+    for _, shown, text in typed_values:
         if text in names:
             raise click.UsageError(
                 f"{shown} took {text!r} for its value: give {shown} its value before {text}"
             )
-    for piece in params.get("data") or ():
-        if not piece.startswith("@") and os.path.isdir(piece):
+    nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
+    for name, shown, text in typed_values:
+        always = name in ("proxy", "headers", "user")
+        if (always or nothing_else) and _is_url(text, path_needed=name == "proxy"):
+            given = "" if always else ", and no URL is given"
             raise click.UsageError(
-                f"-d sends TEXT as each request's body (curl's --data), and {piece!r} is a "
+                f"{shown} took {redact_url(text)!r} as its value{given}: put the URLs after "
+                f"{shown}'s value"
+                + ("" if always else ", or give them on standard input with -i -")
+            )
+        if name == "data" and _names_a_folder(text):
+            raise click.UsageError(
+                f"-d sends TEXT as each request's body (curl's --data), and {text!r} is a "
                 "folder here: aria2's -d DIR is -o DIR here (to send that text, put it in a "
                 "file and give -d @FILE)"
             )
-    if urls or params.get("inputs") or params.get("retry_failed"):
-        return
-    for name, shown, text in values_as_typed(params):
-        if _is_url(text, path_needed=name == "proxy"):
-            raise click.UsageError(
-                f"{shown} took {redact_url(text)!r} as its value, and no URL is given: put "
-                f"the URLs after {shown}'s value, or give them on standard input with -i -"
-            )
+
+
+def _names_a_folder(text: str) -> bool:
+    """Whether -d's text is written as a path ('/srv/dl', './dl', '..', '~/dl') to a folder that
+    exists: a bare word ('ping') is a body, whatever folder of that name is here."""
+    pathlike = "/" in text or text in (".", "..") or text.startswith("~")
+    return pathlike and os.path.isdir(os.path.expanduser(text))
 
 
 def values_as_typed(params: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(parameter name, option, value as typed) for the options whose values are text that a
-    URL or another option may have been taken for: -x, -u, -d, -H and a typed -A."""
+    """(parameter name, option, value as typed) for the options given on the command line whose
+    values are text that a URL or another option may have been taken for: -x, -u, -d, -H, -A."""
     found = []
-    if params.get("proxy"):
+    if params.get("proxy") and typed("proxy"):
         typed_proxy = params["proxy"]
         found.append(("proxy", "-x", typed_proxy))
         found.append(("proxy", "-x", typed_proxy.split("://", 1)[1]))  # 'http://' put before it
-    if params.get("user"):
+    if params.get("user") and typed("user"):
         user, password = params["user"]
         found.append(("user", "-u", user if password is None else f"{user}:{password}"))
-    found += [("data", "-d", piece) for piece in params.get("data") or ()]
-    headers = params.get("headers") or ()
-    found += [("headers", "-H", f"{name}:{value or ''}") for name, value in headers]
+    if typed("data"):
+        found += [("data", "-d", piece) for piece in params.get("data") or ()]
+    if typed("headers"):
+        headers = params.get("headers") or ()
+        found += [("headers", "-H", f"{name}:{value or ''}") for name, value in headers]
     if typed("user_agent"):
         found.append(("user_agent", "-A", params["user_agent"]))
     return found

@@ -519,14 +519,50 @@ def test_o_given_a_url_is_refused_and_makes_no_folder(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_d_given_an_existing_folder_is_refused(tmp_path, monkeypatch, server):
+@pytest.mark.parametrize("spelled", ["./dl", "dl/", "absolute"])
+def test_d_given_an_existing_folder_is_refused(tmp_path, monkeypatch, server, spelled):
     """aria2's -d DIR is its download folder: here it POSTed the folder's name to every URL
-    (s20 h3 2)."""
+    (s20 h3 2). A bare word is a body, whatever folder of that name is here (a cron job's
+    '-d ping' must not depend on the folder it runs in, s20 r2 3)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dl").mkdir()
-    result = invoke(["-d", "dl", server.url("/a")])
+    spelled = str(tmp_path / "dl") if spelled == "absolute" else spelled
+    result = invoke(["-d", spelled, server.url("/a")])
     assert result.exit_code == 2 and "-o DIR" in result.stderr, result.stderr
     assert server.requests == 0
+    sent = invoke(["--format", "jsonl", "-d", "dl", server.url("/a")])
+    [record] = records(sent.stdout)
+    assert record["attempts"] == 1 and record["status"] is not None, record  # a POST, sent
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-x", "http://127.0.0.1:9/a/b"],
+        ["-H", "http://127.0.0.1:9/a"],
+        ["-u", "http://127.0.0.1:9/a"],
+    ],
+    ids=["x", "H", "u"],
+)
+def test_a_url_taken_for_a_proxy_header_or_user_is_refused_beside_other_urls(args):
+    """`-x URL1 URL2` sent URL2 through URL1's host as a proxy, and URL1 got no record; `-H URL1
+    URL2` sent a header named http (s20 r2 1). No proxy URL has a path, no header or user is
+    named http: refused whatever else is given."""
+    result = invoke([*args, "http://127.0.0.1:9/c"])
+    assert result.exit_code == 2 and f"{args[0]} took" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FETCHER_DATA", "http://cb.example/hook"), ("FETCHER_HEADER", "https://x.example/y"),
+     ("FETCHER_PROXY", "")],
+)  # fmt: skip
+def test_a_url_from_a_variable_took_nothing_from_the_command_line(server, variable, value):
+    """A variable's value cannot have taken a URL typed after it (s20 r2 3): not refused."""
+    value = value or server.url("/proxy/path").replace("http://", "http://u:pw@")
+    env = {variable: value}
+    result = invoke(["-q", "--retries", "0"], input=f"{server.url('/a')}\n".encode(), **env)
+    assert "took" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("option", ["-x", "-d", "-u"])
@@ -569,3 +605,10 @@ def test_a_number_for_a_proxy_is_refused(value):
     and its headers went to an address nobody meant (s20 h3 5)."""
     result = invoke(["-x", value, "http://127.0.0.1:9/"])
     assert result.exit_code == 2 and "aria2" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [["-d", "-json"], ["-A", "-silent"], ["--data", "-threads"]])
+def test_a_one_dash_word_given_as_an_option_s_value_is_that_value(args):
+    """`-d -json` sends the text '-json': it was refused as httpx's -json (s20 r2 4)."""
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert "httpx" not in result.stderr, result.stderr
