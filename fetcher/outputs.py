@@ -21,8 +21,10 @@ from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import (
     FileIdentity,
     abort_unfinished,
+    fifo_of_another,
     file_identity,
     is_stream,
+    names_own_stream,
     note_files_at_start,
     output_problem,
 )
@@ -399,9 +401,15 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
 def open_results(path: str) -> TextIO:
     try:
         # backslashreplace: whatever text a format lets through, a record is always written.
-        return open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
+        stream = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
     except OSError as exc:
         raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
+    # What was opened, through its links: a FIFO of another user's swapped in since the check.
+    foreign = fifo_of_another(os.fstat(stream.fileno()), os.path.realpath(path))
+    if foreign is not None and not names_own_stream(path):
+        stream.close()
+        raise click.UsageError(f"cannot write --results file {path!r}: {foreign}")
+    return stream
 
 
 def make_bodies(settings: Settings) -> Bodies | None:

@@ -572,19 +572,45 @@ def test_signals_while_the_summary_is_printed_change_no_status_the_files_gave(tm
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a FIFO to another user needs root")
 @pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics", "--results"])
-def test_a_fifo_of_another_user_in_a_folder_all_may_write_to_is_refused(server, tmp_path, option):
+@pytest.mark.parametrize("folder", ["all-may-write", "theirs", "linked"])
+def test_a_fifo_of_another_user_that_may_have_been_planted_is_refused(
+    server, tmp_path, option, folder
+):
     """Another user's FIFO planted in /tmp (or any folder all may write to) took --failed's
     lines, passwords included, for a reader of theirs; the kernel's protected_fifos, which
-    stops a shell's `>` there, does not apply to an open without O_CREAT (s20 h2 2)."""
+    stops a shell's `>` there, does not apply to an open without O_CREAT (s20 h2 2). So did
+    one in a folder of theirs (`mkdir -p` finds it made), and one a link at --results led to
+    (s20 r2 2)."""
     shared = tmp_path / "shared"
     shared.mkdir()
-    shared.chmod(0o1777)
+    shared.chmod(0o1777 if folder != "theirs" else 0o755)
     fifo = shared / "retry.txt"
     read_all = read_fifo_later(fifo)  # the other user's reader
     os.chown(fifo, 65534, 65534)
+    if folder == "theirs":
+        os.chown(shared, 65534, 65534)
+    target = fifo
+    if folder == "linked":
+        if option != "--results":
+            pytest.skip("a link at a file renamed into place is replaced, never written through")
+        target = tmp_path / "results.jsonl"
+        target.symlink_to(fifo)
     url = server.url("/status/404").replace("http://", "http://alice:HUNTER2@")
-    result = invoke([option, str(fifo), "--format", "jsonl", url])
+    result = invoke([option, str(target), "--format", "jsonl", url])
     stolen = read_all()
     assert result.exit_code == 2 and "another user" in result.stderr, result.stderr
     assert b"HUNTER2" not in stolen and b"404" not in stolen
     assert server.requests == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a FIFO to another user needs root")
+def test_a_fifo_of_another_user_in_a_folder_of_one_s_own_is_written(server, tmp_path):
+    """A FIFO nobody else could have put there (root's folder, or this user's, that only it may
+    write to) is written as before, whoever owns it."""
+    fifo = tmp_path / "fifo"
+    read_all = read_fifo_later(fifo)
+    os.chown(fifo, 65534, 65534)
+    tmp_path.chmod(0o700)
+    result = invoke(["--failed", str(fifo), server.url("/status/404")])
+    assert result.exit_code == 3, result.stderr
+    assert server.url("/status/404").encode() in read_all()

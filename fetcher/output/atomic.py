@@ -64,6 +64,12 @@ def written_in_place(path: str) -> bool:
     return is_stream(path) and os.path.abspath(path) not in _files_at_start
 
 
+def names_own_stream(path: str) -> bool:
+    """Whether path names one of this process's streams (STREAM_NAMES: /dev/stdout, or a link
+    of the user's to its standard output or error)."""
+    return _stream_name(path) is not None
+
+
 def _stream_name(path: str) -> str | None:
     """The STREAM_NAMES name that path is; else the name its links lead to of this process's
     standard output or error (where the user sent them: a link of their own to /dev/stdout,
@@ -115,14 +121,16 @@ def _open_writing(path: str) -> int:
     """path opened to append to. A FIFO with no reader is an error (ENXIO), not a wait: one
     planted where a file written at the end goes hung the run without a limit, past a first
     Ctrl-C. Once open, writes block as in any pipe."""
-    if (foreign := foreign_fifo(path)) is not None:  # one swapped in during the run
-        raise OSError(errno.EACCES, foreign, path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ENXIO and _is_fifo(path):  # (a socket gives ENXIO too)
             raise OSError(errno.ENXIO, "no process reads the FIFO", path) from None
         raise
+    # What was opened, not what the name held a moment before: one swapped in meanwhile.
+    if _stream_name(path) is None and (foreign := fifo_of_another(os.fstat(fd), path)):
+        os.close(fd)
+        raise OSError(errno.EACCES, foreign, path)
     os.set_blocking(fd, True)
     return fd
 
@@ -364,23 +372,36 @@ def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
         file.write(data)
 
 
-def foreign_fifo(path: str) -> str | None:
-    """Why a FIFO at path is not this run's to write into, or None: one of another user's in
-    a folder all may write to (/tmp), planted there with a reader of theirs to take what
-    fetcher writes, input lines and passwords included. The kernel's protected_fifos stops a
-    shell's `>` there, but not an open without O_CREAT. A pipe named by /dev/stdout, or a FIFO
-    in a folder of one's own, is written as ever."""
+def foreign_fifo(path: str, follow: bool = False) -> str | None:
+    """Why a FIFO at path is not this run's to write into, or None: one of another user's that
+    may have been planted there with a reader of theirs, to take what fetcher writes, input
+    lines and passwords included (the kernel's protected_fifos stops a shell's `>` in /tmp,
+    but not an open without O_CREAT). follow: path is opened through its links (--results), so
+    the FIFO they lead to counts. This process's own streams (/dev/stdout) are written as ever."""
+    if _stream_name(path) is not None:
+        return None
     try:
-        found = os.lstat(path)
-        folder = os.stat(os.path.dirname(os.path.abspath(path)))
+        found = os.stat(path) if follow else os.lstat(path)
     except (OSError, ValueError):
         return None
+    return fifo_of_another(found, os.path.realpath(path) if follow else os.path.abspath(path))
+
+
+def fifo_of_another(found: os.stat_result, path: str) -> str | None:
+    """Why the file found at path (a stat of it, or of the descriptor it was opened as) is a
+    FIFO not to write into: another user's, unless its folder is one nobody else could have
+    put it in (this user's or root's, and not writable by group or others)."""
     if not stat.S_ISFIFO(found.st_mode) or found.st_uid == os.geteuid():
         return None
-    if not folder.st_mode & stat.S_IWOTH:
-        return None
+    try:
+        folder = os.stat(os.path.dirname(path))
+    except OSError:
+        folder = None
+    if folder is not None and folder.st_uid in (os.geteuid(), 0):
+        if not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
     return (
-        f"it is a FIFO of another user's (uid {found.st_uid}) in a folder all may write to: "
+        f"it is a FIFO of another user's (uid {found.st_uid}), in a folder others may write to: "
         "what fetcher writes there would be theirs to read"
     )
 
@@ -410,7 +431,7 @@ def output_problem(path: str, replaced: bool) -> str | None:
     if found is not None:
         if stat.S_ISDIR(found.st_mode):
             return "it is a directory"
-        if (foreign := foreign_fifo(path)) is not None:
+        if (foreign := foreign_fifo(path, follow=not replaced)) is not None:
             return foreign
         if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode) or not replaced:
             return None if os.access(path, os.W_OK) else "permission denied"
