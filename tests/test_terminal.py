@@ -596,8 +596,9 @@ def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
 # A shell's job control in small: the pty is the controlling terminal of this process's session;
 # fetcher runs in a process group of its own in the foreground (in the background with
 # BACKGROUND set: `fetcher ... &`). When it stops, the terminal goes back to this process
-# ("stopped" on stdout); a line on stdin is `fg`: the terminal goes back to fetcher, which is
-# sent SIGCONT. Ends with fetcher's exit status.
+# ("stopped" on stdout); then "bg" on stdin sends it SIGCONT in the background ("bg" on stdout),
+# and "fg" gives the terminal back to fetcher and sends it SIGCONT. Ends with fetcher's exit
+# status.
 MINI_SHELL = """
 import os, signal, subprocess, sys
 signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # as a shell does, to hand the terminal over
@@ -613,7 +614,9 @@ while True:
         break
     os.tcsetpgrp(terminal, os.getpgrp())
     print("stopped", flush=True)
-    sys.stdin.readline()
+    while sys.stdin.readline().strip() == "bg":
+        os.killpg(job.pid, signal.SIGCONT)
+        print("bg", flush=True)
     os.tcsetpgrp(terminal, job.pid)
     os.killpg(job.pid, signal.SIGCONT)
 os.tcsetpgrp(terminal, os.getpgrp())
@@ -621,10 +624,12 @@ print(os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
-def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path):
+@pytest.mark.parametrize("resumed", [["fg"], ["bg", "fg"]], ids=["fg", "bg-then-fg"])
+def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path, resumed):
     """Ctrl-Z stopped the run with the live display's cursor hidden: the shell's prompt came
     back with no cursor, until `fg` (s19, left). The cursor is shown as the run stops, and
-    hidden again as it goes on in the foreground."""
+    hidden again as it goes on in the foreground, also after a `bg` (s20 r2 5: the `fg` of a
+    running job is a SIGCONT and nothing else)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
 
@@ -662,8 +667,13 @@ def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path):
                 shown.extend(os.read(master, 65536))
             stopped_at = len(shown)
             assert shown.rfind(b"\x1b[?25h") > shown.rfind(b"\x1b[?25l"), bytes(shown[-300:])
-            process.stdin.write("fg\n")
-            process.stdin.flush()
+            for command in resumed:
+                process.stdin.write(command + "\n")
+                process.stdin.flush()
+                if command == "bg":
+                    assert process.stdout.readline() == "bg\n"
+                    # A frame drawn in the background: the run goes on, its relay long done.
+                    stopped_at = shown_after(len(shown), b"fetching") + 1
             shown_after(stopped_at, b"\x1b[?25l", timeout=10)  # hidden again, the run goes on
             assert process.stdout.readline() == "0\n"
         finally:

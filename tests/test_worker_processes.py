@@ -812,7 +812,7 @@ def test_the_stop_relay_ends_with_the_run():
     with counting_server() as server:
         result = invoke(["--processes", "2", "-q", server.url("/a")])
     assert result.exit_code == 0, result.stderr
-    assert all(signal.getsignal(sig) is signal.SIG_DFL for sig in JOB_STOPS)
+    assert all(signal.getsignal(sig) is signal.SIG_DFL for sig in (*JOB_STOPS, signal.SIGCONT))
 
 
 def test_workers_writing_to_a_tostop_terminal_are_not_stopped(tmp_path):

@@ -99,15 +99,18 @@ _resumed = [0.0]  # when the last such stop ended (monotonic)
 
 def stop_together(key: object, relay: Callable[[int], None]) -> None:
     """From the main thread: when a job-control stop (Ctrl-Z) stops this process, relay(SIGSTOP)
-    first, and relay(SIGCONT) as it resumes, until stop_apart(key). For worker processes in
-    process groups of their own (so that a Ctrl-C reaches only this one), which the terminal's
-    signals do not reach: they went on downloading behind a job the shell said was stopped. A
+    first, and relay(SIGCONT) as it resumes (and at every SIGCONT), until stop_apart(key). For
+    worker processes in process groups of their own (so that a Ctrl-C reaches only this one),
+    which the terminal's signals do not reach: they went on downloading behind a job the shell
+    said was stopped; for the display, whose hidden cursor the shell's prompt would get. A
     signal ignored at start stays so."""
     _suspend_relays[id(key)] = relay
     if threading.current_thread() is threading.main_thread():  # else signal() refuses
         for sig in JOB_STOPS:
             if signal.getsignal(sig) is signal.SIG_DFL:
                 signal.signal(sig, _stop_together)
+        if signal.getsignal(signal.SIGCONT) is signal.SIG_DFL:
+            signal.signal(signal.SIGCONT, _continued)
 
 
 def stop_apart(key: object) -> None:
@@ -117,6 +120,15 @@ def stop_apart(key: object) -> None:
         for sig in JOB_STOPS:
             if signal.getsignal(sig) is _stop_together:
                 signal.signal(sig, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGCONT) is _continued:
+            signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+
+def _continued(signum: int, frame: FrameType | None) -> None:
+    """Every SIGCONT is relayed: a shell's `fg` of a job that `bg` let go on is one, and
+    nothing else (no stop came before it); a relay must bear a second one."""
+    for relay in list(_suspend_relays.values()):
+        relay(signal.SIGCONT)
 
 
 @contextmanager
