@@ -382,3 +382,21 @@ def test_a_206_whose_total_is_not_the_length_the_partial_began_with_is_not_the_r
     assert raw.ranges()[-2:] == [f"bytes={CUT}-", None], raw.ranges()  # the rest; then whole
     assert record["ok"] and record["status"] == 200 and code == 0, record
     assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+
+
+@pytest.mark.parametrize("length", [2**63, 10**30])
+def test_a_length_past_what_a_state_holds_is_no_partial_s_length(
+    origin: tuple[RawOrigin, str], tmp_path: Path, length: int
+) -> None:
+    """A Content-Length of 2**63 or more went into the state as the partial's length: SQLite
+    cannot hold it, the run ended in a traceback, the URL had no record and no row of the run
+    was kept (s20 r1 1). It is no length: the URL is recorded, the other URL's row kept."""
+    raw, url = origin
+    head = f'HTTP/1.1 200 OK\r\nETag: "E1"\r\nContent-Length: {length}\r\n\r\n'.encode()
+    raw.plain = lambda headers: head + b"x" * 1000
+    other = url.replace("/f", "/other")
+    code, found = fetch(tmp_path, url, other)
+    assert code != 2 and len(found) == 2, found
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM urls").fetchone() == (2,)
+    db.close()

@@ -70,10 +70,20 @@ def is_rest_of(response: requests.Response, kept: int) -> bool:
     )
 
 
+# A length beyond this (2**63 - 1) is none a file has, nor one the state can hold (SQLite's
+# INTEGER): not known.
+MAX_LENGTH = 2**63 - 1
+
+
+def _length(digits: str) -> int | None:
+    length = int(digits)
+    return length if length <= MAX_LENGTH else None
+
+
 def range_total(response: requests.Response) -> int | None:
     """The resource's length by a 206's Content-Range; None when it says ``*`` or has none."""
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-    return None if match is None or match[3] == "*" else int(match[3])
+    return None if match is None or match[3] == "*" else _length(match[3])
 
 
 def whole_length(response: requests.Response) -> int | None:
@@ -84,7 +94,7 @@ def whole_length(response: requests.Response) -> int | None:
         return range_total(response)
     length = response.headers.get("Content-Length", "").strip()
     identity = response.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
-    return int(length) if length.isdigit() and identity else None
+    return _length(length) if length.isdecimal() and length.isascii() and identity else None
 
 
 def range_length(response: requests.Response) -> int | None:
