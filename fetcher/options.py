@@ -659,6 +659,11 @@ def check_state_options(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{resume} needs -o DIR: it resumes saved files")
     if params["resume"] and (params["body"] or params["include_body"]):
         raise click.UsageError(f"{resume} resumes files under -o, not --body or --include-body")
+    if params["resume"] and any(name.lower() == "range" for name, _ in params["headers"]):
+        raise click.UsageError(  # a part of the user's: its offset is not the saved file's size
+            f"{resume} asks for the rest of a file from its size: it cannot go with "
+            f"{as_given('headers', '-H')} 'Range: ...'"
+        )
     if params["retry_failed"] and (params["urls"] or params["inputs"]):
         raise click.UsageError(
             f"{as_given('retry_failed', '--retry-failed')} takes its URLs from --state: give "

@@ -11,6 +11,7 @@ HEAD (-I) asked for a range and committed the partial as it was; and after a res
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -400,3 +401,35 @@ def test_a_length_past_what_a_state_holds_is_no_partial_s_length(
     with sqlite3.connect(tmp_path / "s.db") as db:
         assert db.execute("SELECT count(*) FROM urls").fetchone() == (2,)
     db.close()
+
+
+def test_a_body_asked_for_with_the_user_s_own_range_is_never_continued(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """`--continue -H 'Range: bytes=500-'`, cut after 1,000 bytes: the next run asked for
+    bytes=1000- and saved OLD[500:1500] + OLD[1000:] as ok, the offset in the resource taken
+    for the file's size (s20 r1 2). A body asked for by a range of the user's is not kept to be
+    continued: the next run asks for the user's range again."""
+    raw, url = origin
+    start = 500
+    tail = OLD[start:]
+    content_range = f"bytes {start}-{SIZE - 1}/{SIZE}"
+    cut = answer("206 Partial Content", {**STRONG, "Content-Range": content_range}, tail, sent=1000)
+    whole_tail = answer("206 Partial Content", {**STRONG, "Content-Range": content_range}, tail)
+    served: list[str | None] = []
+
+    def ranged(headers: dict[str, str]) -> bytes:
+        served.append(headers.get("range"))
+        return cut if len(served) == 1 else whole_tail
+
+    raw.ranged = ranged
+    refused = fetch(tmp_path, "-H", f"Range: bytes={start}-", url)
+    assert refused == (2, []) and served == [], refused  # -H's, for every URL: a usage error
+    lines = tmp_path / "lines.jsonl"  # a line's own: that body is not kept to be continued
+    lines.write_text(json.dumps({"url": url, "headers": {"Range": f"bytes={start}-"}}) + "\n")
+    own = ("--input-format", "jsonl", "-i", str(lines))
+    fetch(tmp_path, *own)
+    code, [record] = fetch(tmp_path, *own)
+    assert served == [f"bytes={start}-", f"bytes={start}-"], served
+    assert record["ok"] and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [tail]

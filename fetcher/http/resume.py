@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import requests
@@ -184,6 +184,8 @@ class Resumer:
                 kept.abort()  # an error page: the partial file waits for a later attempt
         # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
         get = task.request is not None and task.request.method == "GET"
+        if get and task.request is not None and _asks_a_range(task.request.headers):
+            get = False  # a part of the user's choosing: its offset is not the file's size
         validator = validator_of(response) if ok and 200 <= status < 300 and get else None
         if remote is not None and remote.name is not None and task.job.output is None:
             validator = None  # named by -J: its folder may not be the URL's, where reopen looks
@@ -233,6 +235,11 @@ class Resumer:
             task.partial = None  # its name holds another file now: not ours to continue
             return
         result.partial = task.partial = replace(partial, size=info.st_size)
+
+
+def _asks_a_range(headers: Mapping[str, str | None] | None) -> bool:
+    """Whether the request's own headers (-H, a line's) ask for a Range."""
+    return any(name.lower() == "range" and value for name, value in (headers or {}).items())
 
 
 def _recorded_ctime(task: Task, partial: Partial) -> int | None:
