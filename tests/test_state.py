@@ -347,11 +347,12 @@ ANOTHER_USER = 65534  # nobody
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
-@pytest.mark.parametrize("whose", ["state", "wal", "shm"])
+@pytest.mark.parametrize("whose", ["state", "wal", "shm", "journal"])
 def test_a_state_of_another_user_s_is_refused(tmp_path: Path, whose: str) -> None:
     """A state file another user made first (in a folder all may write to, /tmp) was used
     without a word: the input lines it keeps, passwords included, went into a file they own, to
-    read and rewrite (s20 h2 1). Its -wal and -shm alike."""
+    read and rewrite (s20 h2 1). Its -wal and -shm alike, and a -journal, which SQLite plays
+    back into the state as it opens it (s20 r1 3: rows of theirs to --retry-failed)."""
     state = tmp_path / "s.db"
     secret = "http://alice:HUNTER2@127.0.0.1:9/x"
     if whose == "state":

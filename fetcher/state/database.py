@@ -103,16 +103,18 @@ NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only 
 
 
 def check_plain(fd: int, path: str) -> None:
-    """Raise StateError unless the state (open as fd) and its -wal and -shm, if there, are
-    regular files with one name each, no link among them. SQLite opens all three by name and
-    writes them; one planted by whoever can write in the folder (a link to a file elsewhere, a
-    hard link to one) had that file turned into a database, its mode changed, or 32 KiB of
-    -shm written over it."""
+    """Raise StateError unless the state (open as fd) and its -wal, -shm and -journal, if there,
+    are regular files of this user's with one name each, no link among them. SQLite opens them
+    by name and writes them; one planted by whoever can write in the folder (a link to a file
+    elsewhere, a hard link to one) had that file turned into a database, its mode changed, or
+    32 KiB of -shm written over it."""
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         raise StateError(f"is not a plain file, or has other names (hard links): {NOT_OURS}")
     _check_owner(info, "")
-    for suffix in ("-wal", "-shm"):
+    # A -journal too: SQLite plays a hot one back into the database as it opens it (before
+    # WAL mode is asked for), and a fetcher state, in WAL mode, never leaves one of its own.
+    for suffix in ("-wal", "-shm", "-journal"):
         try:
             other = os.lstat(path + suffix)
         except FileNotFoundError:
@@ -127,7 +129,7 @@ def _check_owner(info: os.stat_result, suffix: str) -> None:
     (/tmp), would have the input lines kept for --retry-failed, passwords included, in a file
     they own: to read and to rewrite. Root is no exception: that user could still."""
     if info.st_uid != os.geteuid():
-        whose = "its " + suffix + " file belongs" if suffix else "belongs"
+        whose = f"(its {suffix} file) belongs" if suffix else "belongs"
         raise StateError(
             f"{whose} to another user (uid {info.st_uid}), who could read and change what it "
             f"keeps, passwords in URLs included: {NOT_OURS}"
