@@ -6,10 +6,12 @@ wrong body, and never unbounded in time or memory.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import socket
+import subprocess
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -779,6 +781,8 @@ def test_max_time_cuts_a_redirect_whose_thrown_away_trailer_drips():
         took = time.monotonic() - started
     assert record["ok"] is False and record["error"]["kind"] == "max_time", record  # type: ignore[index]
     assert took < 4, took
+    # The 302 came: the record keeps it (s20 r1 9), as it keeps a redirect not followed.
+    assert record["status"] == 302 and record["final_url"] == server.url("/a"), record
 
 
 def test_a_library_s_warning_is_not_printed_without_v():
@@ -793,3 +797,49 @@ def test_a_library_s_warning_is_not_printed_without_v():
     assert quiet.returncode == 0 and json.loads(quiet.stdout)["bytes"] == 5, quiet.stderr
     assert b"urllib3" not in quiet.stderr, quiet.stderr
     assert b"urllib3" in verbose.stderr, verbose.stderr
+
+
+def test_max_time_cuts_a_proxy_that_drips_its_connect_answer():
+    """The CONNECT answer of an https URL's proxy was read inside connect(), before the attempt
+    knew its socket: a proxy that dripped it held the URL 59 s past a --max-time of 2 (s20 r1 4)."""
+
+    def drip(conn: socket.socket) -> None:
+        read_request(conn)
+        for byte in b"HTTP/1.1 200 Connection established\r\n" * 20:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    with FaultServer(drip) as proxy:
+        started = time.monotonic()
+        # In a process of its own: urllib3 may leave the cut tunnel's socket to the collector.
+        done = run_process(["--format", "jsonl", "--retries", "0", "-x", proxy.url(""),
+                            "--max-time", "1", "https://127.0.0.1:9/"])  # fmt: skip
+        took = time.monotonic() - started
+    record = json.loads(done.stdout)
+    assert record["ok"] is False and record["error"]["kind"] == "max_time", record
+    assert took < 4, took
+
+
+def test_max_time_takes_no_thread_an_attempt(tmp_path: Path):
+    """Each attempt under --max-time started a timer thread: -j 256 needed 539 threads, not 258,
+    and under a limit of threads each URL past it failed with a traceback (s20 r1 5). One thread
+    of the process watches every deadline."""
+    from tests.conftest import FETCHER, clean_env
+    from tests.servers import counting_server, slow_urls
+
+    with counting_server() as server:
+        urls = tmp_path / "urls.txt"
+        urls.write_text("\n".join(slow_urls(server, 96, 0.4)) + "\n")
+        process = subprocess.Popen(
+            [*FETCHER, "-q", "-j", "32", "--max-time", "30", "-i", str(urls)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        peak, deadline = 0, time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                peak = max(peak, int(status.split("Threads:")[1].split()[0]))
+            time.sleep(0.02)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert 32 < peak <= 32 + 8, peak  # the workers, the main thread and a few of the run's

@@ -190,8 +190,8 @@ class Exchange:
             timeout = (settings.connect_timeout, settings.read_timeout)
         else:
             timeout = deadline.timeout(settings.connect_timeout, settings.read_timeout)
-        set_thread_deadline(deadline)  # for the header phase, which per-read timeouts miss
         try:
+            set_thread_deadline(deadline)  # the attempt is cut where it is when it runs out
             retry_after = self._exchange(session, request, task, timeout, result)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
             result.error_kind = classify(exc)

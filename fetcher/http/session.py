@@ -43,7 +43,12 @@ from fetcher.http.cookies import (
     copy_into,
     idna_host,
 )
-from fetcher.http.deadline import DeadlineHTTPSPool, cut_by_deadline, thread_deadline
+from fetcher.http.deadline import (
+    Deadline,
+    DeadlineHTTPSPool,
+    cut_by_deadline,
+    thread_deadline,
+)
 from fetcher.http.environment import Environment
 from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
@@ -272,15 +277,23 @@ def discard_body(resp: Response) -> None:
             read += len(chunk)
             if deadline is not None and deadline.expired():
                 raw.close()
-                raise deadline.error()
+                raise _cut_at(deadline, resp)
             if read > REDIRECT_BODY_READ:
                 raw.close()  # not worth reading to reuse the connection
                 break
     except urllib3.exceptions.ProtocolError:  # cut short, bad chunks: it was to be thrown away
         raw.close()  # as requests does, the redirect is followed; the connection is not reused
     if deadline is not None and cut_by_deadline():
-        raise deadline.error()
+        raise _cut_at(deadline, resp)
     resp._content = b""
+
+
+def _cut_at(deadline: Deadline, response: Response) -> FetchError:
+    """The deadline's error while a redirect's body was thrown away: the answer came, and the
+    record keeps its status and where it came from."""
+    error = deadline.error()
+    error.response = response
+    return error
 
 
 def _redirect_problem(base: str, target: str) -> str | None:
