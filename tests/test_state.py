@@ -878,6 +878,29 @@ def test_a_304_to_the_user_s_own_condition_does_not_make_the_state_s_body_fresh(
     assert Path(mirror["path"]).read_bytes() == b"v2\n"
 
 
+@pytest.mark.parametrize("answer", ["head", "own-304"])
+def test_an_answer_without_the_state_s_body_after_a_failure_makes_nothing_fresh(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, answer: str
+) -> None:
+    """After a failure, an ok HEAD or a 304 to -H's own condition is the row's last result: it
+    set the row ok and fetched now with the old body's hash, and the mirror's --skip-fresh kept
+    the old file (s20 r1 6). The state vouches for no body then: nothing is fresh, and the next
+    GET fetches the body whole."""
+    origin.resources["/f"] = resource(b"v1\n", version=1)
+    url, state, out = httpserver.url_for("/f"), str(tmp_path / "s.db"), str(tmp_path / "out")
+    fetch("--state", state, "-o", out, url)
+    origin.resources.pop("/f")  # 404: the row fails
+    [failed] = fetch("--state", state, "-o", out, url)
+    assert not failed["ok"], failed
+    item = origin.resources["/f"] = resource(b"v2\n", version=2)
+    how = ["-I"] if answer == "head" else ["-H", f"If-None-Match: {item.etag}"]
+    [ok] = fetch("--state", state, *how, url)
+    assert ok["ok"], ok
+    [mirror] = fetch("--state", state, "-o", out, "--skip-fresh", "1h", url)
+    assert mirror["skipped"] is False and mirror["status"] == 200, mirror
+    assert Path(mirror["path"]).read_bytes() == b"v2\n"
+
+
 def test_a_head_does_not_make_a_body_fresh_for_a_get_without_o(
     httpserver: HTTPServer, origin: Origin, tmp_path: Path
 ) -> None:

@@ -363,7 +363,10 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     known before; after a 304 to the state's condition, that one, still current, with any
     validator the 304 renewed, and its hash in the record too."""
     if not (result.not_modified and prior is not None):
-        return prior if bodiless else result
+        # An ok answer without a body of its own (a HEAD, a 304 to a condition not the state's)
+        # reaches here only after a failure or for a new URL: the state then vouches for no body
+        # (the old one's hash, newly dated, made it fresh: s20 r1 6), and the next GET is whole.
+        return None if bodiless and result.ok else (prior if bodiless else result)
     result.etag = result.etag or prior.etag
     result.last_modified = result.last_modified or prior.last_modified
     if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
