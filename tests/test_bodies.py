@@ -425,6 +425,20 @@ def test_a_saved_file_replaced_keeps_the_mode_it_was_given(bodies_server, tmp_pa
     assert stat.S_IMODE(again.stat().st_mode) == mode
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_another_user_s_file_replaced_never_widens_the_mode(bodies_server, tmp_path):
+    """Root replacing another user's 0600 file wrote a 0644 one (s20 r1 7): another user's file
+    may narrow the umask's mode, never widen it."""
+    out = tmp_path / "out"
+    assert invoke(["-q", "-o", str(out), bodies_server.url("/a/b.txt")]).exit_code == 0
+    (saved,) = files_under(out)
+    saved.chmod(0o600)
+    os.chown(saved, 65534, 65534)
+    assert invoke(["-q", "-o", str(out), bodies_server.url("/a/b.txt")]).exit_code == 0
+    (again,) = files_under(out)
+    assert stat.S_IMODE(again.stat().st_mode) == 0o600
+
+
 def test_output_dir_that_is_a_file_is_a_usage_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -174,12 +174,12 @@ class SavedFile:
             # its inode number, which a link made at once may reuse and so pass for ours.
             self.file.flush()
             self._set_time()
+            _keep_mode(self.file.fileno(), folder, name)  # before an unnamed file has a name
             self.mark = file_mark(os.fstat(self.file.fileno()))
             if self.temporary is None:
                 self.temporary = self._named()
             if not self._holds_ours(self.temporary):
                 raise Swapped()
-            _keep_mode(self.file.fileno(), folder, name)
             with _commit_lock:  # another copy of the same URL renames over the same name
                 os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
                 if not self._holds_ours(name):
@@ -432,14 +432,20 @@ class Bodies:
 
 def _keep_mode(fd: int, folder: int, name: str) -> None:
     """The body about to replace a regular file of this user's gets that file's mode: one made
-    private (chmod 600) stays so, as curl -o keeps it. Another user's file (planted by whoever
-    may write in DIR) gives nothing; a new file keeps the umask's mode."""
+    private (chmod 600) stays so, as curl -o keeps it. Another user's file (root replacing it,
+    or one planted by whoever may write in DIR) may only narrow the umask's mode, never widen
+    it; a new file keeps the umask's mode. Before the body has a name: an unnamed one is
+    readable by nobody until then."""
     try:
         old = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except OSError:
         return
-    if stat.S_ISREG(old.st_mode) and old.st_uid == os.geteuid():
-        os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
+    if not stat.S_ISREG(old.st_mode):
+        return
+    kept = stat.S_IMODE(old.st_mode) & 0o777
+    if old.st_uid != os.geteuid():
+        kept &= stat.S_IMODE(os.fstat(fd).st_mode)
+    os.fchmod(fd, kept)
 
 
 def _mark_of(path: str | None) -> int | None:
