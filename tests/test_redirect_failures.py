@@ -141,10 +141,11 @@ def test_a_redirect_to_a_host_no_name_can_be_is_the_server_s_error(host):
     assert record["final_url"] == server.url("/r1"), record
 
 
-def test_a_url_with_an_empty_label_is_refused_before_it_is_sent():
-    code, record, shown = fetch_one("http://a..b:9/x")
+@pytest.mark.parametrize("host", ["a..b", "\u00fc..example", "\u00fc.example..", "a\u3002\u3002b"])
+def test_a_url_with_an_empty_label_is_refused_before_it_is_sent(host):
+    code, record, shown = fetch_one(f"http://{host}:9/x")
     assert code == 3 and record["error"]["kind"] == "invalid_url", record
-    assert "label" in record["error"]["message"], record
+    assert "label" in record["error"]["message"] and record["attempts"] == 0, record
 
 
 def test_too_many_redirects_names_the_last_answer():

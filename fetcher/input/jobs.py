@@ -93,14 +93,19 @@ def validate(url: str) -> str | None:
     return None
 
 
+# The dots IDNA reads as label separators (UTS 46): the ASCII one and three ideographic ones.
+_LABEL_DOTS = re.compile("[.\u3002\uff0e\uff61]")
+
+
 def _bad_label(host: str) -> bool:
-    """Whether an ASCII host name (not an IPv6 address) has an empty label or one longer than
-    DNS allows (a trailing dot is the root's, no empty label). Before, the system's resolver
-    said so at the connection, and a redirect's was blamed on the user's line."""
-    if ":" in host or not host.isascii():
+    """Whether a host name (not an IPv6 address) has an empty label (a trailing dot is the
+    root's, none), or, in ASCII, one longer than DNS allows (a Unicode label's length is its
+    IDNA form's, known only once encoded). Before, the resolver or the IDNA codec said so as
+    the request was sent, and a redirect's was blamed on the user's line."""
+    if ":" in host:
         return False
-    labels = host.removesuffix(".").split(".")
-    return any(not label or len(label) > 63 for label in labels)
+    labels = _LABEL_DOTS.split(_LABEL_DOTS.sub(".", host).removesuffix("."))
+    return any(not label or (len(label) > 63 and label.isascii()) for label in labels)
 
 
 # What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
