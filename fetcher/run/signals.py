@@ -158,24 +158,44 @@ def _in_the_foreground() -> bool:
     return False
 
 
+_stopping = [False]  # a stop is being relayed and taken: one at a time
+
+
 def _stop_together(signum: int, frame: FrameType | None) -> None:
-    if signum != signal.SIGTSTP and _in_the_foreground():
+    if _stopping[0] or (signum != signal.SIGTSTP and _in_the_foreground()):
         # A background job's stop (a read, or a write under tostop, of the terminal) comes at
         # every try, and its handler may run late, after `fg`: stopping then would stop the run
-        # in the foreground, where nothing would resume it (s19 t3 2).
+        # in the foreground, where nothing would resume it (s19 t3 2). And a second one, whose
+        # handler ran inside the first's relay, stopped the run there; once `fg` resumed it the
+        # first went on to stop it again, in the foreground (s20): one stop at a time.
         return
-    for relay in list(_suspend_relays.values()):
-        relay(signal.SIGSTOP)
-    signal.signal(signum, signal.SIG_DFL)
+    _stopping[0] = True
     try:
-        # To this thread, delivered before raise returns: the process stops here until a
-        # SIGCONT (none in an orphaned process group, which the kernel never stops).
-        signal.raise_signal(signum)
+        for relay in list(_suspend_relays.values()):
+            relay(signal.SIGSTOP)
+        _stop_this_process(signum)
     finally:
-        signal.signal(signum, _stop_together)
+        _stopping[0] = False
         _resumed[0] = time.monotonic()
         for relay in list(_suspend_relays.values()):
             relay(signal.SIGCONT)
+
+
+def _stop_this_process(signum: int) -> None:
+    """Stop here until a SIGCONT (none in an orphaned process group, which the kernel never
+    stops): Ctrl-Z's SIGTSTP raised again with the system's action, to this thread, delivered
+    before raise returns. A background job's stop is SIGSTOP instead: with SIGTTOU's action the
+    system's for a moment, another thread's write to the terminal let the kernel stop the run
+    by itself, and after `fg` the raise stopped it again, in the foreground (s20). The shell
+    then says "Stopped (signal)" rather than "(tty output)"."""
+    if signum != signal.SIGTSTP:
+        signal.raise_signal(signal.SIGSTOP)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    try:
+        signal.raise_signal(signum)
+    finally:
+        signal.signal(signum, _stop_together)
 
 
 @contextmanager
