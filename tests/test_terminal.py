@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import Route, counting_server, default_route, slow_urls
+from tests.terminals import controlling_terminal, tostop_pty
 
 COLUMNS = 120
 # CSI (colours, cursor moves, erasing, ?25l/?25h), OSC (titles, links), and short escapes.
@@ -503,15 +504,11 @@ def test_a_missing_password_is_asked_on_the_terminal_when_the_urls_come_on_a_pip
         server.expect_request("/a").respond_with_handler(echo_authorization)
         master, slave = os.openpty()
 
-        def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
         urls_read, urls = os.pipe()  # the pipe the URL list comes on
         process = subprocess.Popen(
             [*FETCHER, "-u", "bob", "--format", "jsonl", "--include-body", "-"],
             stdin=urls_read, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=clean_env(), preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+            env=clean_env(), preexec_fn=controlling_terminal(slave), pass_fds=(slave,),  # noqa: PLW1509
         )  # fmt: skip
         os.close(slave)
         os.close(urls_read)
@@ -539,16 +536,12 @@ def test_an_interrupt_at_the_password_prompt_gives_the_terminal_its_echo_back(si
     the URLs on a pipe and, through click's prompt, typed at a shell (s19 r5 1)."""
     master, slave = os.openpty()
 
-    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
     urls_read, urls = os.pipe()
     args = ["-"] if stdin == "pipe" else ["http://127.0.0.1:9/"]
     process = subprocess.Popen(
         [*FETCHER, "-u", "bob", *args], stdin=urls_read if stdin == "pipe" else slave,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+        preexec_fn=controlling_terminal(slave), pass_fds=(slave,),  # noqa: PLW1509
     )  # fmt: skip
     os.close(urls_read)
     try:
@@ -572,15 +565,11 @@ def test_a_run_waiting_at_the_password_prompt_holds_no_state_lock(tmp_path):
     run on that state, a cron job's too (s19 r5 7). It asks before taking the lock."""
     master, slave = os.openpty()
 
-    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
     state = str(tmp_path / "s.db")
     process = subprocess.Popen(
         [*FETCHER, "-u", "bob", "--state", state, "http://127.0.0.1:9/"], stdin=slave,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+        preexec_fn=controlling_terminal(slave), pass_fds=(slave,),  # noqa: PLW1509
     )  # fmt: skip
     try:
         wait_for_the_prompt(master)
@@ -632,11 +621,6 @@ def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path, resumed):
     running job is a SIGCONT and nothing else)."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
-
-    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
     shown = bytearray()
 
     def shown_after(start: int, found: bytes, timeout: float = 20.0) -> int:
@@ -656,7 +640,7 @@ def test_ctrl_z_shows_the_cursor_the_display_hid_until_fg(tmp_path, resumed):
              "jsonl", *urls],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**terminal_env(), "STDOUT_FILE": str(tmp_path / "stdout")},
-            preexec_fn=its_terminal, pass_fds=(slave,), text=True,  # noqa: PLW1509
+            preexec_fn=controlling_terminal(slave), pass_fds=(slave,), text=True,  # noqa: PLW1509
         )  # fmt: skip
         try:
             shown_after(0, b"\x1b[?25l")  # the display is up, its cursor hidden
@@ -689,15 +673,7 @@ def test_worker_processes_of_a_background_run_do_not_write_to_a_tostop_terminal(
     processes, which ignore SIGTTOU (a process group of their own), wrote their -v lines to it
     all the same (s19 r5 2). Their lines go through the process you started: the run stops at
     the first, and `fg` lets it go on and write them."""
-    master, slave = os.openpty()
-    mode = termios.tcgetattr(slave)
-    mode[3] |= termios.TOSTOP
-    termios.tcsetattr(slave, termios.TCSANOW, mode)
-
-    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
+    master, slave = tostop_pty()
     shown = bytearray()
     with counting_server() as server:
         urls = [server.url(f"/{n}") for n in range(8)]
@@ -706,7 +682,7 @@ def test_worker_processes_of_a_background_run_do_not_write_to_a_tostop_terminal(
              "--processes", "2", "--format", "jsonl", *urls],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env={**terminal_env(), "STDOUT_FILE": str(tmp_path / "stdout"), "BACKGROUND": "1"},
-            preexec_fn=its_terminal, pass_fds=(slave,), text=True,  # noqa: PLW1509
+            preexec_fn=controlling_terminal(slave), pass_fds=(slave,), text=True,  # noqa: PLW1509
         )  # fmt: skip
         try:
             assert process.stdout is not None and process.stdin is not None

@@ -40,6 +40,7 @@ from tests.servers import (
     wait_for,
     worker_pids,
 )
+from tests.terminals import controlling_terminal, tostop_pty
 
 
 def reap(process: subprocess.Popen[bytes]) -> None:
@@ -819,24 +820,13 @@ def test_workers_writing_to_a_tostop_terminal_are_not_stopped(tmp_path):
     """Each worker has a process group of its own, a background job to the terminal: under
     `stty tostop` its first -v line stopped it (SIGTTOU), and the run hung till Ctrl-C, every
     URL "interrupted" (s19 t3 5). Workers write to the terminal their run writes to."""
-    import fcntl
-    import termios
-
     with counting_server() as server:
         urls = [server.url(f"/{n}") for n in range(8)]
-        master, slave = os.openpty()
-        mode = termios.tcgetattr(slave)
-        mode[3] |= termios.TOSTOP
-        termios.tcsetattr(slave, termios.TCSANOW, mode)
-
-        def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-            os.setsid()
-            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
-
+        master, slave = tostop_pty()
         process = subprocess.Popen(
             [*FETCHER, "-v", "--processes", "2", "--format", "jsonl", *urls],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=clean_env(),
-            preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+            preexec_fn=controlling_terminal(slave), pass_fds=(slave,),  # noqa: PLW1509
         )  # fmt: skip
         os.close(slave)
         shown: list[bytes] = []
@@ -880,19 +870,13 @@ def test_a_background_stop_met_after_fg_does_not_stop_the_run(name):
     at every try; the Python handler of a late one ran after `fg` and stopped the process in the
     foreground, which nothing would resume: the terminal hung (s19 t3 2). A stop for the
     background is taken only while the run is in the background."""
-    import fcntl
-    import termios
 
     master, slave = os.openpty()
-
-    def its_terminal() -> None:  # in the child: a session of its own, the pty its terminal
-        os.setsid()
-        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
     process = subprocess.Popen(
         [sys.executable, "-c", LATE_BACKGROUND_STOP.format(name=name)], stdin=slave,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-        preexec_fn=its_terminal, pass_fds=(slave,),  # noqa: PLW1509
+        preexec_fn=controlling_terminal(slave), pass_fds=(slave,),  # noqa: PLW1509
     )  # fmt: skip
     os.close(slave)
     try:
