@@ -112,11 +112,16 @@ def _shut(sock: socket.socket | None) -> None:
         sock.shutdown(socket.SHUT_RDWR)  # type: ignore[union-attr]
 
 
+COMPACT_AT = 4096  # entries in the watchdog's heap before the ended ones are taken out
+
+
 class Watchdog:
-    """One thread for the process that cuts each Exchange when its deadline passes: a thread a
+    """One thread for the process that cuts each Exchange when its deadline passes: a thread an
     attempt (threading.Timer) doubled the threads a run needed at -j 256, and cost some 90 us of
     CPU to start and stop. The attempts wait in a heap by deadline; an ended one at its top is
-    dropped as the next is added, so the heap holds about the attempts in flight."""
+    dropped as the next is added, and the heap is rid of every ended one when it has doubled
+    (behind one attempt of a long --max-time that has not ended, they would stay): it holds
+    about the attempts in flight."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -124,6 +129,7 @@ class Watchdog:
         self.due: list[tuple[float, int, Exchange]] = []
         self.order = itertools.count()  # ties: never compare two Exchanges
         self.thread: threading.Thread | None = None
+        self.compact_at = COMPACT_AT
 
     def watch(self, exchange: Exchange) -> None:
         """Cut exchange when its deadline passes, unless it ended first. Raises RuntimeError
@@ -132,6 +138,10 @@ class Watchdog:
             while self.due and self.due[0][2].ended:
                 heapq.heappop(self.due)
             heapq.heappush(self.due, (exchange.deadline.at, next(self.order), exchange))
+            if len(self.due) >= self.compact_at:
+                self.due = [entry for entry in self.due if not entry[2].ended]
+                heapq.heapify(self.due)
+                self.compact_at = max(COMPACT_AT, 2 * len(self.due))
             if self.thread is None:
                 thread = threading.Thread(target=self._run, name="fetcher-deadlines", daemon=True)
                 thread.start()
