@@ -21,11 +21,10 @@ from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import (
     FileIdentity,
     abort_unfinished,
-    fifo_of_another,
     file_identity,
     is_stream,
-    names_own_stream,
     note_files_at_start,
+    opened_fifo_problem,
     output_problem,
 )
 from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memory
@@ -404,9 +403,7 @@ def open_results(path: str) -> TextIO:
         stream = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
     except OSError as exc:
         raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
-    # What was opened, through its links: a FIFO of another user's swapped in since the check.
-    foreign = fifo_of_another(os.fstat(stream.fileno()), os.path.realpath(path))
-    if foreign is not None and not names_own_stream(path):
+    if (foreign := opened_fifo_problem(stream.fileno(), path, follow=True)) is not None:
         stream.close()
         raise click.UsageError(f"cannot write --results file {path!r}: {foreign}")
     return stream

@@ -64,12 +64,6 @@ def written_in_place(path: str) -> bool:
     return is_stream(path) and os.path.abspath(path) not in _files_at_start
 
 
-def names_own_stream(path: str) -> bool:
-    """Whether path names one of this process's streams (STREAM_NAMES: /dev/stdout, or a link
-    of the user's to its standard output or error)."""
-    return _stream_name(path) is not None
-
-
 def _stream_name(path: str) -> str | None:
     """The STREAM_NAMES name that path is; else the name its links lead to of this process's
     standard output or error (where the user sent them: a link of their own to /dev/stdout,
@@ -127,8 +121,7 @@ def _open_writing(path: str) -> int:
         if exc.errno == errno.ENXIO and _is_fifo(path):  # (a socket gives ENXIO too)
             raise OSError(errno.ENXIO, "no process reads the FIFO", path) from None
         raise
-    # What was opened, not what the name held a moment before: one swapped in meanwhile.
-    if _stream_name(path) is None and (foreign := fifo_of_another(os.fstat(fd), path)):
+    if (foreign := opened_fifo_problem(fd, path)) is not None:
         os.close(fd)
         raise OSError(errno.EACCES, foreign, path)
     os.set_blocking(fd, True)
@@ -384,7 +377,20 @@ def foreign_fifo(path: str, follow: bool = False) -> str | None:
         found = os.stat(path) if follow else os.lstat(path)
     except (OSError, ValueError):
         return None
-    return fifo_of_another(found, os.path.realpath(path) if follow else os.path.abspath(path))
+    return fifo_of_another(found, _where(path, follow))
+
+
+def opened_fifo_problem(fd: int, path: str, follow: bool = False) -> str | None:
+    """foreign_fifo of what path was opened as (fd), not of what the name held a moment
+    before: a FIFO swapped in between the check and the open."""
+    if _stream_name(path) is not None:
+        return None
+    return fifo_of_another(os.fstat(fd), _where(path, follow))
+
+
+def _where(path: str, follow: bool) -> str:
+    """path made absolute: through its links when it is opened through them."""
+    return os.path.realpath(path) if follow else os.path.abspath(path)
 
 
 def fifo_of_another(found: os.stat_result, path: str) -> str | None:
@@ -401,8 +407,8 @@ def fifo_of_another(found: os.stat_result, path: str) -> str | None:
         if not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             return None
     return (
-        f"it is a FIFO of another user's (uid {found.st_uid}), in a folder others may write to: "
-        "what fetcher writes there would be theirs to read"
+        f"it is a FIFO of another user's (uid {found.st_uid}), in a folder others could have "
+        "put it in: what fetcher writes there would be theirs to read"
     )
 
 
