@@ -8,6 +8,7 @@ marker, whatever escaping the output applied to the rest.
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 
@@ -164,3 +165,43 @@ def test_a_url_that_urllib_cannot_split_quotes_no_part_of_its_password():
     message = validate("http://:Qz7Kw][Qz7Kw@127.0.0.1:1/")
     assert message is not None and message.startswith("malformed URL")
     assert "Qz7Kw" not in message
+
+
+# -- a password inside a URL's path or query never names a saved file ----------------------------
+
+
+def saved_names(root: Path) -> list[str]:
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/login?next=http://bob:{pw}@example.org/",  # a return address in the query
+        "/go/http://bob:{pw}@example.org/page",  # a URL pasted into the path
+        "/long?next=http://bob:{pw}@example.org/" + "x" * 300,  # a name cut with a hash
+    ],
+    ids=["query", "path", "long-name"],
+)
+def test_a_password_inside_a_url_names_no_file_and_no_record_path(tmp_path, path):
+    """Found in session 20 (h2 5): the URL field masked the password of a URL inside the query,
+    but the file under -o was named by the raw query, so the record's path printed it. Names
+    come from the URL as shown; two URLs that differ only in such a password are told apart by
+    the clash suffix, as any two URLs whose names clash."""
+    with counting_server() as server:
+        urls = [server.url(path.format(pw=secret(word))) for word in ("one", "two")]
+        records = []
+        for run, url in enumerate(urls):  # alone, each in a folder of its own: the same name
+            result = invoke(["--format", "jsonl", "-o", str(tmp_path / f"alone{run}"), url])
+            assert result.exit_code == 0, result.output
+            records.append(json.loads(result.stdout))
+        both = invoke(["--format", "jsonl", "-o", str(tmp_path / "both"), *urls])
+    assert both.exit_code == 0, both.output
+    assert MARK not in result.stdout + both.stdout
+    names = [saved_names(tmp_path / f"alone{run}") for run in range(2)]
+    assert names[0] == names[1]  # the password has no part in the name, nor in its hash
+    assert not any(MARK in name for name in names[0] + saved_names(tmp_path / "both"))
+    paths = [json.loads(line)["path"] for line in both.stdout.splitlines()]
+    assert len(set(paths)) == 2  # one file each, as for any two URLs
+    assert len({Path(p).read_bytes() for p in paths}) == 2  # each its own URL's body
+    assert None not in [record["path"] for record in records]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from fetcher.output.atomic import TEMP_PREFIX
-from fetcher.redact import hidden
+from fetcher.redact import hidden, redact_text, redact_url
 from fetcher.settings import DEFAULT_PORTS
 
 MAX_COMPONENT_BYTES = 255
@@ -59,9 +59,11 @@ def url_digest(url: str) -> bytes:
 
 
 def url_hash(url: str) -> str:
-    """8 hex digits of url's SHA-256, to tell names apart: short to read, so two of some 80,000
-    URLs share one, and never what decides who owns a file (url_digest does)."""
-    return url_digest(url).hex()[:8]
+    """8 hex digits of the SHA-256 of url as records show it, to tell names apart: short to
+    read, so two of some 80,000 URLs share one, and never what decides who owns a file
+    (url_digest does). Not of a password: 32 bits of a hash of a URL all but whose password is
+    known would tell a weak password from the others."""
+    return url_digest(redact_url(url)).hex()[:8]
 
 
 def _percent(data: bytes) -> str:
@@ -143,12 +145,14 @@ def url_parts(url: str) -> list[str]:
     """The relative path components for url: host folder, folders, file name. Never empty, never
     '.', '..' or a name with '/', NUL or a control character; each at most 255 bytes."""
     parts = urlsplit(url)
-    segments = _segments(parts.path)
-    names = [_not_dots(_decode(s)) for s in segments]
-    if not names or names_a_folder(parts.path):  # "/a/", "/a/b/.." and "/a/." name /a/
+    # A URL inside the path or the query (a return address: ?next=http://u:pw@h/) has its
+    # password masked, as the record's url has: a file's name is printed, as the record's path.
+    path, query = redact_text(parts.path), redact_text(parts.query)
+    names = [_not_dots(_decode(s)) for s in _segments(path)]
+    if not names or names_a_folder(path):  # "/a/", "/a/b/.." and "/a/." name /a/
         names.append(INDEX)
-    if parts.query:
-        names[-1] += QUERY_MARK + _decode(parts.query)
+    if query:
+        names[-1] += QUERY_MARK + _decode(query)
     return [host_folder(url), *[_fit(name, url) for name in names]]
 
 
