@@ -66,6 +66,7 @@ CORE = [
     "fetcher.input.shards",
     "fetcher.run.signals",
     "fetcher.input.reader",
+    "fetcher.input.pipes",
     "fetcher.status",
     "fetcher.state.database",
     "fetcher.state.lookup",

@@ -16,12 +16,13 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from fetcher.input.encodings import Readable, WideText, as_utf8, wide_encoding
 from fetcher.input.formats import iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.parsing import BOM, over_long
+from fetcher.input.pipes import PipeInput, is_pipe
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
@@ -49,6 +50,7 @@ class Source:
     # asked before every read, so worked out once: a regular file stays one.
     finite: bool = field(init=False)
     _text: Readable | None = field(default=None, init=False)  # what text() found
+    _pipe: PipeInput | None = field(default=None, init=False)  # a pipe's stream, read through
 
     def __post_init__(self) -> None:
         self.finite = True
@@ -57,14 +59,25 @@ class Source:
                 self.finite = stat.S_ISREG(os.fstat(self.stream.fileno()).st_mode)
             except (OSError, ValueError, AttributeError):  # closed, or not backed by a file
                 self.finite = False
+            if is_pipe(self.stream):
+                self._pipe = PipeInput(self.stream)
 
     def text(self) -> Readable:
         """The stream to read, as UTF-8: a UTF-16 or UTF-32 one (with its mark) decoded.
         Looked at when first asked, which is when reading it starts."""
         if self._text is None:
             assert self.stream is not None
-            self._text = as_utf8(self.stream)
+            self._text = as_utf8(self.stream if self._pipe is None else cast(BinaryIO, self._pipe))
         return self._text
+
+    def stop_waiting(self) -> bool:
+        """After an interrupt: whether the rest can now be read without waiting, being what a
+        pipe's reader had taken ahead of the line the run stood at (pipes.PipeInput). A pipe
+        not read yet holds nothing of the run's: it stays as it is."""
+        if self._pipe is None or self._text is None:
+            return False
+        self._pipe.stop_waiting()
+        return True
 
     def start(self) -> int | None:
         """Where the stream of a regular file stands now (before the run reads it), for
@@ -237,7 +250,8 @@ class InputReader:
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
         """Yield the jobs left in the current and later sources that are finite (a pipe or
-        terminal is skipped, never read: it may never end).
+        terminal is never read further: it may never end; what a pipe's reader had taken is
+        yielded, Source.stop_waiting).
 
         With lines_only (a hard stop writing --failed within a second), only each job's ``raw``
         and csv header count: plain lines are not parsed unless --unique or --shard need the
@@ -248,8 +262,8 @@ class InputReader:
         plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
         while self._position < len(self.sources):
             source = self.sources[self._position]
-            if source.finite:
-                stream = None if source.stream is None else source.text()  # never a pipe's
+            if source.finite or source.stop_waiting():
+                stream = None if source.stream is None else source.text()
                 # The stream stands after the last line read. A csv header row is parsed first.
                 late = lines_only and self.input_format != "csv" and time.monotonic() > until
                 if stream is not None and (plain or late):
