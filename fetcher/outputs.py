@@ -219,18 +219,20 @@ def check_outside_output_dir(settings: Settings) -> None:
 # Why two options may not name one file, by the second of them (any other: two outputs).
 SAME_FILE = {
     "--state": "the state database would be lost",
-    "--input": "the input would be emptied before it is read",
-    "standard input": "the input would be emptied before it is read",
+    "--input": "the input would be lost",
+    "standard input": "the input would be lost",
 }
 
+NO_LIST = ("--results", "--summary", "--metrics")  # outputs that may never replace an input
 Named = tuple[str, str, FileIdentity | None]  # an option, its path, what file that is
 
 
 def check_same_files(settings: Settings, streams: Streams | None = None) -> None:
     """Refuse one file named by two outputs (the last one written would replace the other), by
-    an output and --state, or by --results (emptied as the run starts) and an input. --failed,
-    --summary, --metrics and -c may name an input: they are written at the end, after it was
-    read (`-i retry.txt --failed retry.txt` is the documented retry loop)."""
+    an output and --state, or by an input and --results (emptied as the run starts), --summary
+    or --metrics (no list of URLs: after an interrupt, the unread rest of the list was lost).
+    --failed and -c may name an input: they are written at the end, --failed with the unread
+    rest (`-i retry.txt --failed retry.txt` is the documented retry loop)."""
     outputs: list[Named] = [
         (option, path, file_identity(path, replaced))
         for option, field_name, replaced in OUTPUT_FILES
@@ -241,7 +243,7 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
     if settings.state is not None:  # SQLite opens it through links
         state.append(("--state", settings.state, file_identity(settings.state, False)))
     inputs = input_files(settings, streams)
-    results = [named for named in outputs if named[0] == "--results"]
+    results = [named for named in outputs if named[0] in NO_LIST]
     pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
                   product(inputs, state))  # fmt: skip
     for (first, path, identity), (second, _, other) in pairs:

@@ -134,6 +134,20 @@ def test_results_over_an_input_file_is_refused_and_the_list_kept(server, tmp_pat
     assert server.requests == 0
 
 
+@pytest.mark.parametrize("option", ["--summary", "--metrics"])
+def test_a_summary_over_an_input_file_is_refused_and_the_list_kept(server, tmp_path, option):
+    """--summary and --metrics could name an input, "written at the end, after it was read":
+    but an interrupted run has not read it to its end, and its unread lines were replaced by
+    the summary, in no --failed (s21 h1 3). A summary is no list of URLs: refused."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/a") + "\n")
+    result = invoke(["-i", str(urls), option, str(urls)])
+    assert result.exit_code == 2, result.output
+    assert f"{option} and --input name the same file" in result.output
+    assert urls.read_text() == server.url("/a") + "\n"
+    assert server.requests == 0
+
+
 def test_results_over_a_redirected_standard_input_is_refused(server, tmp_path):
     urls = tmp_path / "urls.txt"
     urls.write_text(server.url("/a") + "\n")
@@ -151,10 +165,11 @@ def test_results_over_a_redirected_standard_input_is_refused(server, tmp_path):
 # -- 4. what stays allowed ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("option", ["--failed", "--summary", "--metrics"])
+@pytest.mark.parametrize("option", ["--failed"])
 def test_a_file_written_at_the_end_may_replace_its_input(server, tmp_path, option):
     """`-i retry.txt --failed retry.txt` is the documented retry loop: the input was read
-    before the file replaces it."""
+    before the file replaces it, or its unread rest is in it. (--summary and --metrics may
+    not: above.)"""
     urls = tmp_path / "urls.txt"
     urls.write_text(server.url("/status/404") + "\n")
     result = invoke(["-q", "-i", str(urls), option, str(urls)])
