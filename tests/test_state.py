@@ -675,12 +675,13 @@ def test_lines_posting_different_bodies_to_one_url_are_each_retried_on_their_own
     assert bodies == [b"q=fail-one"] and retried["meta"] == {"id": 1}, retried["error"]
 
 
-def test_retry_failed_writes_the_row_it_read_a_row_an_older_fetcher_wrote_too(
+def test_retry_failed_sends_no_body_to_a_row_under_a_bare_url(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    """A POST that failed under an older fetcher is a row under its bare URL; its retry's
-    success went to a new 'POST URL HASH' row, the old one stayed failed and was retried, the
-    POST sent again, at every --retry-failed (s17 r1 2). A retry answers the row it read."""
+    """A row under its bare URL is a GET's (or a POST an older fetcher wrote so): a retry with
+    -d would send a body to it, and its answer stand for the request that failed (s21 h2 1).
+    It is refused, and stays failed. (Before, the retry's success went to a new row, the old
+    one retried again at every --retry-failed: s17 r1 2; nothing is sent now.)"""
     from werkzeug import Request, Response
 
     posts: list[bytes] = []
@@ -693,16 +694,49 @@ def test_retry_failed_writes_the_row_it_read_a_row_an_older_fetcher_wrote_too(
     url, state = httpserver.url_for("/hook"), tmp_path / "s.db"
     httpserver.expect_request("/init").respond_with_data("init")
     fetch("--state", str(state), httpserver.url_for("/init"))  # a state of today's schema
-    with sqlite3.connect(state) as db:  # the row an older fetcher wrote for a failed POST
+    with sqlite3.connect(state) as db:  # a failed GET's row, or an older fetcher's POST's
         db.execute(
             "INSERT INTO urls (url, ok, status, error_kind, fetched_at) VALUES (?, 0, NULL, "
             "'protocol', 1)",
             (url,),
         )
-    [retried] = fetch("--state", str(state), "--retry-failed", "-d", "payload=1")
-    assert retried["ok"] is True and posts == [b"payload=1"], retried
-    assert fetch("--state", str(state), "--retry-failed", "-d", "payload=1") == []
-    assert posts == [b"payload=1"]  # not sent again
+    [refused] = fetch("--state", str(state), "--retry-failed", "-d", "payload=1")
+    assert refused["ok"] is False and posts == [], refused
+    assert refused["error"]["kind"] == "invalid_url"
+    assert "a GET or HEAD, this run would send a POST with a body" in refused["error"]["message"]
+    assert [r["url"] for r in fetch("--state", str(state), "--retry-failed", "-d", "x")] == [url]
+
+
+def test_retry_failed_sends_a_post_s_row_no_get(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """A POST that failed was retried as a GET when --retry-failed was not given its -d: the
+    GET's 200 marked the POST's row ok, the POST never made, the failure lost (s21 h2 1). The
+    request must be the row's: given the same -d, it is retried; else refused, still failed."""
+    from werkzeug import Request, Response
+
+    seen: list[tuple[str, bytes]] = []
+    failing = [True]
+
+    def handle(request: Request) -> Response:
+        seen.append((request.method, request.get_data()))
+        if request.method == "POST" and failing[0]:
+            return Response(b"no\n", status=501)
+        return Response(b"ok\n")
+
+    httpserver.expect_request("/order").respond_with_handler(handle)
+    url, state = httpserver.url_for("/order"), str(tmp_path / "s.db")
+    fetch("--state", state, "--retries", "0", "-d", "order=42", url)
+    seen.clear()
+    for args in ([], ["-d", "order=43"], ["-X", "PUT", "-d", "order=42"]):
+        [refused] = fetch("--state", state, "--retry-failed", *args)
+        assert refused["ok"] is False and refused["error"]["kind"] == "invalid_url", refused
+        assert "not retried: the state's row is of a POST with a body" in refused["error"][
+            "message"]  # fmt: skip
+        assert "order=4" not in refused["error"]["message"]  # the body is not shown
+    assert seen == []  # nothing sent: neither a GET nor another body
+    failing[0] = False
+    [retried] = fetch("--state", state, "--retry-failed", "-d", "order=42")
+    assert retried["ok"] is True and seen == [("POST", b"order=42")], retried
+    assert fetch("--state", state, "--retry-failed", "-d", "order=42") == []
 
 
 def test_the_body_of_d_is_hashed_once_for_a_run_s_state_keys() -> None:

@@ -115,6 +115,9 @@ def state_key(job: Job, settings: Settings) -> str:
     return f"{method} {job.target} {_body_digest(data or b'')}"
 
 
+EMPTY_BODY = hashlib.sha256(b"").hexdigest()[:16]  # a state key's digest of no body
+
+
 @functools.lru_cache(maxsize=4)
 def _body_digest(data: bytes) -> str:
     """16 hex digits of data's SHA-256: -d's body is one for every URL, hashed once (a 20 MiB

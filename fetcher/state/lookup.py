@@ -11,6 +11,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from fetcher.errors import ErrorKind
+from fetcher.http.request import EMPTY_BODY
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies
 from fetcher.results import Result
@@ -36,6 +38,7 @@ class StateLookup:
         self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
         self.key = key or (lambda job: job.target)  # the row of a job's request (state_key)
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
+        self._refused: dict[int, str] = {}  # by seq: why a prefetched job may not be sent
 
     def reading_ahead(self, source: JobSource) -> Prefetching:
         """source, read ahead so that its jobs are looked up a batch at a time."""
@@ -47,19 +50,38 @@ class StateLookup:
         if not valid:
             return
         for job in valid:
-            job.key = job.key or self.key(job)  # --retry-failed's: the row it came from
+            if (refused := self._keyed(job)) is not None:
+                self._refused[job.seq] = refused
         found = self.state.lookup_many([job.key for job in valid if job.key])
         for job in valid:
             self._ahead[job.seq] = found.get(job.key or job.target)
+
+    def _keyed(self, job: Job) -> str | None:
+        """Give job the key of its request's row, and return the reason it may not be sent
+        when it came from a row (--retry-failed) of another request: the run's -X or -d (or
+        their absence) would send a GET to a POST's row, or a body to a GET's, and the answer
+        would stand for the request that failed (s21 h2 1)."""
+        key = self.key(job)
+        if job.key is None or job.key == key:
+            job.key = key
+            return None
+        row, sent = _request_of(job.key), _request_of(key)
+        this_run = "another body" if row == sent else sent
+        return (
+            f"not retried: the state's row is of {row}, this run would send {this_run}: give "
+            "the -X and -d of the run that made it"
+        )
 
     def __call__(self, job: Job) -> Result | None:
         """Attach job's Prior; return its record now if it is fresh (ok, skipped, unchanged),
         or None when it is to be fetched."""
         if job.seq in self._ahead:
             prior = job.prior = self._ahead.pop(job.seq)
-        else:
-            job.key = job.key or self.key(job)
-            prior = job.prior = self.state.lookup(job.key)
+            refused = self._refused.pop(job.seq, None)
+        elif (refused := self._keyed(job)) is None:
+            prior = job.prior = self.state.lookup(job.key or job.target)
+        if refused is not None:
+            return Result.failure(job, ErrorKind.INVALID_URL, refused)
         if prior is None or self.skip_fresh is None:
             return None
         if not prior.fresh(time.time(), self.skip_fresh):
@@ -73,6 +95,15 @@ class StateLookup:
                 if path is None:
                     return None  # gone, another -o, or never saved (a HEAD): fetched again
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
+
+
+def _request_of(key: str) -> str:
+    """A row's request, as its key names it (request.state_key), its body unsaid (a hash of a
+    short body tells it)."""
+    method, _, rest = key.partition(" ")
+    if " " not in rest:
+        return "a GET or HEAD"
+    return f"a {method}" + ("" if rest.endswith(" " + EMPTY_BODY) else " with a body")
 
 
 class Prefetching:
