@@ -162,15 +162,13 @@ def _owner_only(fd: int) -> None:
 
 def prepare(connection: sqlite3.Connection) -> None:
     """WAL mode and the latest schema: a new database is created, an older one migrated step by
-    step, each step in its own transaction. Raises StateError for a file that is not an SQLite
-    database or that a newer fetcher wrote."""
-    try:
-        if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-            raise StateError("cannot be put in WAL mode (is it on a network file system?)")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise StateError(f"is not a fetcher state database ({exc})") from None
+    step, each step in its own transaction. Raises StateError for an SQLite database that is
+    not a fetcher state or that a newer fetcher wrote, sqlite3.Error for the rest (a file that
+    is no database: see not_a_database)."""
+    if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+        raise StateError("cannot be put in WAL mode (is it on a network file system?)")
+    connection.execute("PRAGMA synchronous = NORMAL")
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StateError(
             f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
@@ -182,6 +180,18 @@ def prepare(connection: sqlite3.Connection) -> None:
         connection.execute(MIGRATIONS[step])
         connection.execute(f"PRAGMA user_version = {step + 1}")
         connection.execute("COMMIT")
+
+
+# SQLite's result code for a file that holds no database (a list of URLs named by mistake).
+SQLITE_NOTADB = 26
+
+
+def not_a_database(exc: sqlite3.Error) -> bool:
+    """Whether exc says the file is no SQLite database. Any other error (a full disk, an I/O
+    error, a lock another program holds, a read-only file; a damaged page, of what may well be
+    a state) is no verdict on the file: called "not a fetcher state database", a good state
+    on a full disk invited its deletion, every failure and validator with it (s21 f2 A)."""
+    return getattr(exc, "sqlite_errorcode", None) == SQLITE_NOTADB
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:

@@ -119,7 +119,9 @@ class State:
             self._reader = database.connect(path)
         except sqlite3.DatabaseError as exc:
             os.close(self._lock)
-            raise database.StateError(f"is not a fetcher state database ({exc})") from None
+            if database.not_a_database(exc):  # else it cannot be opened now: the caller says why
+                raise database.StateError(f"is not a fetcher state database ({exc})") from None
+            raise
         except BaseException:
             os.close(self._lock)
             raise
