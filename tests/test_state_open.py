@@ -1,15 +1,62 @@
-"""How --state FILE is opened (s21 f2): a state that cannot be opened (a full disk) is never
-called "not a fetcher state database"."""
+"""How --state FILE is opened (s21 f2): a file refused as a state is left as it was found, and a
+state that cannot be opened (a full disk) is never called "not a fetcher state database"."""
 
 from __future__ import annotations
 
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from fetcher.state.database import SCHEMA_VERSION
 from tests.conftest import clean_env, invoke
 from tests.servers import counting_server
+
+# -- a file refused is left as it was (finding B) -----------------------------------------------
+
+
+def foreign_database(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x)")
+
+
+def newer_state(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY)")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 4}")
+
+
+def text_file(path: Path) -> None:
+    path.write_text("http://127.0.0.1:9/a\nhttp://127.0.0.1:9/b\n" * 20)
+
+
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [(foreign_database, "is an SQLite database, but not a fetcher state"),
+     (newer_state, "written by a newer fetcher"),
+     (text_file, "not a fetcher state database")],
+    ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls"],
+)  # fmt: skip
+def test_a_file_refused_as_a_state_keeps_its_mode_its_journal_and_its_bytes(
+    tmp_path: Path, make, said: str
+) -> None:
+    """The lock made the file 0600 and SQLite put it in WAL mode, with a -wal and -shm beside it,
+    before it was found not to be fetcher's: a run changed a file it then refused."""
+    path = tmp_path / "x.db"
+    make(path)
+    path.chmod(0o664)
+    before = path.read_bytes()
+    with counting_server() as server:
+        result = invoke(["-q", "--state", str(path), server.url("/a")])
+        assert server.requests == 0
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.db"]  # no -wal, no -shm
+
 
 # -- a state that cannot be opened says why (finding A) -----------------------------------------
 

@@ -69,15 +69,40 @@ def connect(path: str) -> sqlite3.Connection:
     # A path with a folder in it: SQLite reads ':memory:' (and '') as no file at all.
     where = path if os.path.dirname(path) else os.path.join(os.curdir, path)
     connection = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
-    connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
-    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+    try:  # cache_size reads the file: the first statement to find it is no database
+        connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def open_locked(path: str) -> tuple[int, sqlite3.Connection]:
+    """The state at path, locked (see lock: the descriptor returned holds the lock) and
+    prepared, on a connection of its own. Raises StateError for a file that is not a fetcher
+    state or not fetcher's to open, sqlite3.Error or OSError for one that cannot be opened now
+    (a full disk, an I/O error: see not_a_database). On failure nothing is left open."""
+    fd = lock(path)
+    connection: sqlite3.Connection | None = None
+    try:
+        connection = connect(path)
+        prepare(connection, fd, path)
+    except BaseException as exc:
+        if connection is not None:
+            connection.close()  # before the descriptor: closing it drops SQLite's locks too
+        os.close(fd)
+        if isinstance(exc, sqlite3.DatabaseError) and not_a_database(exc):
+            raise StateError(f"is not a fetcher state database ({exc})") from None
+        raise
+    return fd, connection
 
 
 def lock(path: str) -> int:
     """Open path (created empty if missing: an empty file is an empty database) and lock it
     for this process; return the descriptor, which holds the lock until it is closed. The lock
     is ``flock``'s, which SQLite's own POSIX locks do not touch, and dies with the process.
+    Nothing in the file is changed: whether it is a state is not known yet (see prepare).
     Raises StateError when another run holds it or the file is not fetcher's alone (see
     check_plain), OSError when path cannot be opened."""
     try:
@@ -89,7 +114,6 @@ def lock(path: str) -> int:
     try:
         check_plain(fd, path)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        keep_private(fd, path)
     except BlockingIOError:
         os.close(fd)
         raise StateError("is in use by another fetcher run (one run per state file)") from None
@@ -160,21 +184,20 @@ def _owner_only(fd: int) -> None:
         os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
 
 
-def prepare(connection: sqlite3.Connection) -> None:
-    """WAL mode and the latest schema: a new database is created, an older one migrated step by
-    step, each step in its own transaction. Raises StateError for an SQLite database that is
-    not a fetcher state or that a newer fetcher wrote, sqlite3.Error for the rest (a file that
-    is no database: see not_a_database)."""
+def prepare(connection: sqlite3.Connection, fd: int, path: str) -> None:
+    """Check that the file at path (open as fd too) is a fetcher state of a schema this fetcher
+    knows, or an empty database, and only then make it private (keep_private), put it in WAL
+    mode and bring it to the latest schema: a new database is created, an older one migrated
+    step by step, each step in its own transaction. A file refused is left as it was found:
+    its mode and journal mode, nothing beside it (s21 f2 B: a list of URLs named by mistake
+    became mode 0600; another program's database, or a newer fetcher's, was put in WAL mode,
+    with a -wal and -shm). Raises StateError for an SQLite database that is not a fetcher state
+    or that a newer fetcher wrote, sqlite3.Error for the rest (see not_a_database)."""
+    version = _schema_version(connection)
+    keep_private(fd, path)
     if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
         raise StateError("cannot be put in WAL mode (is it on a network file system?)")
     connection.execute("PRAGMA synchronous = NORMAL")
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
-        )
-    if version == 0 and _has_tables(connection):
-        raise StateError("is an SQLite database, but not a fetcher state")
     for step in range(version, SCHEMA_VERSION):
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(MIGRATIONS[step])
@@ -192,6 +215,19 @@ def not_a_database(exc: sqlite3.Error) -> bool:
     a state) is no verdict on the file: called "not a fetcher state database", a good state
     on a full disk invited its deletion, every failure and validator with it (s21 f2 A)."""
     return getattr(exc, "sqlite_errorcode", None) == SQLITE_NOTADB
+
+
+def _schema_version(connection: sqlite3.Connection) -> int:
+    """The state's schema version, read without a write: StateError for a database that a newer
+    fetcher wrote, or that holds tables without a version (another program's)."""
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
+        )
+    if version == 0 and _has_tables(connection):
+        raise StateError("is an SQLite database, but not a fetcher state")
+    return version
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:

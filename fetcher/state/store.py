@@ -111,18 +111,12 @@ class State:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._lock = database.lock(path)
+        self._lock, self._writer = database.open_locked(path)
         try:
-            self._writer = database.connect(path)
-            database.prepare(self._writer)
             self._writer.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_MS}")  # see commit
             self._reader = database.connect(path)
-        except sqlite3.DatabaseError as exc:
-            os.close(self._lock)
-            if database.not_a_database(exc):  # else it cannot be opened now: the caller says why
-                raise database.StateError(f"is not a fetcher state database ({exc})") from None
-            raise
         except BaseException:
+            self._writer.close()
             os.close(self._lock)
             raise
         self._pending = PendingWrites()
