@@ -37,6 +37,26 @@ class EffectiveRequest:
     proxies: Mapping[str, str | None] | None = None
     follow_redirects: bool = True
     conditional: bool = False  # carries the validators of a body saved before (--state)
+    removed: frozenset[str] = frozenset()  # CREDENTIAL_HEADERS removed: none of them is sent
+
+
+# The headers sent of fetcher's own from credentials: Authorization (-u, .netrc, a URL's
+# user:password@), Cookie (-b, -c's jar, a server's Set-Cookie), Proxy-Authorization (-x's).
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def removed_credentials(*given: Headers) -> frozenset[str]:
+    """The CREDENTIAL_HEADERS (lower case) that given, in order (-H's, then the line's),
+    leaves removed: a None value removes one, as curl's -H 'Name:' does, a later value gives
+    it back. requests drops a None header and then adds these from the credentials, so the
+    session takes them out again (fetcher.http.session.without_removed)."""
+    removed: set[str] = set()
+    for headers in given:
+        for name, value in headers:
+            lower = name.lower()
+            if lower in CREDENTIAL_HEADERS:
+                (removed.add if value is None else removed.discard)(lower)
+    return frozenset(removed)
 
 
 def form_content_type(data: bytes | None, *given: Headers) -> dict[str, str]:
@@ -81,6 +101,7 @@ def effective_request(
         proxies=proxies or None,
         follow_redirects=settings.follow_redirects,
         conditional=bool(validators),
+        removed=removed_credentials(settings.headers, job.headers),
     )
 
 

@@ -327,6 +327,7 @@ class FetcherSession(requests.Session):
         # redirects of a request that failed on the way led (requests' exceptions say nothing).
         self.sent = 0
         self.sent_url: str | None = None
+        self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
 
     def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
         """Send request (``stream=True``) and follow its redirects as ``Session.request`` would,
@@ -342,15 +343,15 @@ class FetcherSession(requests.Session):
         The session's headers, hooks and proxies must not change after the first fetch.
         """
         self.sent = 0  # first: a URL _prepare refuses has no trail, not the last one's
+        self._removed = request.removed
         prepared = self._prepare(request)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
-        proxies = request.proxies or {}
         return self.send(
             prepared,
             timeout=timeout,  # requests passes a urllib3 Timeout through
             allow_redirects=request.follow_redirects,
-            proxies={k: v for k, v in proxies.items() if v is not None},
+            proxies=sent_proxies(request.proxies or {}, self._removed),
             stream=True,
             verify=self.verify,  # every hop's: an http URL may be redirected to https
             cert=self.cert,
@@ -381,14 +382,13 @@ class FetcherSession(requests.Session):
         else:
             prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
-        if "Authorization" in prepared.headers:  # -H or the line's own wins, as in curl
-            return prepared
-        auth = request.auth if request.auth is not None else self.auth
-        if auth is not None:
-            prepared.prepare_auth(utf8_credentials(auth))
-        elif url_auth is not None:  # what prepare_auth would take from the URL
-            prepared.prepare_auth(url_auth)
-        return prepared
+        if "Authorization" not in prepared.headers:  # -H or the line's own wins, as in curl
+            auth = request.auth if request.auth is not None else self.auth
+            if auth is not None:
+                prepared.prepare_auth(utf8_credentials(auth))
+            elif url_auth is not None:  # what prepare_auth would take from the URL
+                prepared.prepare_auth(url_auth)
+        return without_removed(prepared, self._removed)  # what -u, .netrc, -b, the jar added
 
     def _session_headers(self) -> CaseInsensitiveDict[str]:
         """The session's headers as PreparedRequest.prepare_headers leaves them, made once."""
@@ -442,6 +442,7 @@ class FetcherSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
+        without_removed(prepared_request, self._removed)  # and the Cookie requests built again
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
@@ -455,7 +456,8 @@ class FetcherSession(requests.Session):
         (rebuild_auth is requests' own: with ``trust_env`` off it adds no .netrc credentials
         on a redirect, as curl without --location-trusted sends them to the first host only,
         and it keeps Authorization only within the origin, or from http:80 to https:443.)"""
-        decided = proxies_for(urlsplit(prepared_request.url or ""), self.proxy, self.environment)
+        url = urlsplit(prepared_request.url or "")
+        decided = sent_proxies(proxies_for(url, self.proxy, self.environment), self._removed)
         rebuilt: dict[str, str] = _rebuild_proxies(  # type: ignore[no-untyped-call]
             self, prepared_request, decided
         )
@@ -513,6 +515,28 @@ def without_userinfo(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def without_removed(prepared: PreparedRequest, removed: frozenset[str]) -> PreparedRequest:
+    """prepared without the credential headers its request removed (EffectiveRequest.removed):
+    requests adds Authorization and Cookie after the headers are merged, from -u, .netrc, a
+    URL's user:password@, -b and the jar, and builds each redirect's Cookie again."""
+    for name in removed:
+        prepared.headers.pop(name, None)
+    return prepared
+
+
+def sent_proxies(proxies: Mapping[str, str | None], removed: frozenset[str]) -> dict[str, str]:
+    """The proxies a request is sent through: those set, and with Proxy-Authorization removed
+    (-H 'Proxy-Authorization:') an http(s) proxy's user:password@ taken out, which would go
+    out as that header (the adapter's, and requests' on a redirect). A SOCKS proxy's are no
+    header, and are kept."""
+    strip = "proxy-authorization" in removed
+    return {
+        scheme: without_userinfo(url) if strip and url.lower().startswith("http") else url
+        for scheme, url in proxies.items()
+        if url is not None
+    }
 
 
 def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | None]) -> None:
