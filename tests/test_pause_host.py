@@ -91,3 +91,70 @@ def test_a_retry_after_after_a_redirect_pauses_the_host_that_answered(tmp_path, 
     # The host that only redirected was not paused: its other URLs went on at once.
     other = arrivals.times("redirecting", "/other/")
     assert len(other) == OTHER and other[-1] < told + RETRY_AFTER / 2, [t - told for t in other]
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_redirect_to_a_paused_host_waits_for_the_pause(tmp_path, processes):
+    """A redirect's hop reached a host that had asked every client to wait: 96 requests in 1.5
+    s of a 30 s Retry-After, when the same URLs given directly waited (s21 h3 1). The pause is
+    the host's, whatever led there: a hop to it waits it out, as its own URLs do."""
+    arrivals = Arrivals()
+
+    def answering(path: str, count: int) -> Route:
+        if path == "/busy":
+            return 429, {"Retry-After": str(RETRY_AFTER)}, b"busy", 0.0
+        return 200, {}, b"ok", 0.0
+
+    def redirecting(path: str, count: int) -> Route:
+        if path == "/first":
+            return 302, {"Location": answering_server.url("/busy")}, b"", 0.0
+        return 302, {"Location": answering_server.url(f"/target{path}")}, b"", 0.3
+
+    with (
+        counting_server(arrivals.route("answering", answering)) as answering_server,
+        counting_server(arrivals.route("redirecting", redirecting)) as redirecting_server,
+    ):
+        # the first URL's hop meets the 429; the others' hops come 0.3 s later, in its pause
+        lines = [redirecting_server.url("/first")]
+        lines += [redirecting_server.url(f"/via/{n}") for n in range(6)]
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        result = run_process(["-q", "-j", "4", "--retries", "0", "--format", "jsonl", *processes,
+                              "-i", str(urls)], timeout=30)  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the 429 itself is not retried
+    told = arrivals.times("answering", "/busy")[0]
+    hops = arrivals.times("answering", "/target/")
+    assert len(hops) == 6
+    during = [round(t - told, 3) for t in hops if told + SLACK < t < told + RETRY_AFTER - SLACK]
+    assert during == [], f"{len(during)} hops to the paused host, at {during} s"
+
+
+def test_a_hop_that_would_wait_past_max_time_ends_at_max_time(tmp_path):
+    """A hop held by a pause longer than the URL's --max-time ends when the time is up, kind
+    max_time, without reaching the paused host."""
+    arrivals = Arrivals()
+
+    def answering(path: str, count: int) -> Route:
+        if path == "/busy":
+            return 503, {"Retry-After": "30"}, b"busy", 0.0
+        return 200, {}, b"ok", 0.0
+
+    def redirecting(path: str, count: int) -> Route:
+        return 302, {"Location": answering_server.url(f"/target{path}")}, b"", 0.0
+
+    with (
+        counting_server(arrivals.route("answering", answering)) as answering_server,
+        counting_server(arrivals.route("redirecting", redirecting)) as redirecting_server,
+    ):
+        lines = [answering_server.url("/busy"), redirecting_server.url("/via/1")]
+        started = time.monotonic()
+        result = run_process(["-q", "-j", "1", "--retries", "0", "-m", "1", "--format", "jsonl",
+                              *lines], timeout=30)  # fmt: skip
+        took = time.monotonic() - started
+    import json
+
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["error"]["kind"] for r in records] == ["http", "max_time"], records
+    assert "while" in records[1]["error"]["message"]  # says what it waited for
+    assert arrivals.times("answering", "/target/") == []
+    assert took < 10

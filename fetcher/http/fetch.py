@@ -197,7 +197,11 @@ class Exchange:
             result.error_kind = classify(exc)
             result.error_message = redact_text(describe(exc))
             result.final = any(getattr(link, "final", False) for link in iter_chain(exc))
-            if deadline is not None and deadline.expired():
+            if (
+                deadline is not None
+                and deadline.expired()
+                and result.error_kind is not ErrorKind.MAX_TIME  # one that says why, kept
+            ):
                 result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
                 result.error_message = deadline.message
             note_where_redirects_led(exc, session, result)

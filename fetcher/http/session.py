@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.cookiejar import CookieJar
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urljoin, urlsplit, urlunsplit
@@ -55,7 +55,12 @@ from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import redirect_method, restore_body
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
 from fetcher.http.sockets import KernelTimeoutHTTPPool
+from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
+
+# Waits while a host is paused (a Retry-After) until a time.monotonic() reading, or without end
+# (None): True once it may be sent to (fetcher.run.scheduler.Scheduler.hold).
+HostHold = Callable[[str, float | None], bool]
 
 
 def content_length_problem(values: list[str]) -> str | None:
@@ -328,6 +333,7 @@ class FetcherSession(requests.Session):
         self.sent = 0
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
+        self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
 
     def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
         """Send request (``stream=True``) and follow its redirects as ``Session.request`` would,
@@ -358,7 +364,10 @@ class FetcherSession(requests.Session):
         )
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """requests' own (see _send), for the request and each redirect's; counted (sent)."""
+        """requests' own (see _send), for the request and each redirect's; counted (sent). A
+        redirect's hop first waits out a pause of its host (wait_for_host)."""
+        if self.sent and self.hold is not None:
+            wait_for_host(self.hold, request.url or "")
         self.sent += 1
         self.sent_url = request.url
         response: Response = _send(self, request, **kwargs)
@@ -393,12 +402,7 @@ class FetcherSession(requests.Session):
     def _session_headers(self) -> CaseInsensitiveDict[str]:
         """The session's headers as PreparedRequest.prepare_headers leaves them, made once."""
         if self._headers is None:
-            template = PreparedRequest()
-            merged = merge_setting(  # type: ignore[no-untyped-call]
-                {}, self.headers, dict_class=CaseInsensitiveDict
-            )
-            template.prepare_headers(merged)
-            self._headers = template.headers
+            self._headers = prepared_headers(self.headers)
         return self._headers
 
     def get_redirect_target(self, resp: Response) -> str | None:
@@ -517,6 +521,29 @@ def without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def prepared_headers(headers: Mapping[str, str | bytes]) -> CaseInsensitiveDict[str]:
+    """headers as requests' merge and PreparedRequest.prepare_headers leave them."""
+    template = PreparedRequest()
+    template.prepare_headers(
+        merge_setting({}, headers, dict_class=CaseInsensitiveDict)  # type: ignore[no-untyped-call]
+    )
+    headers_made: CaseInsensitiveDict[str] = template.headers
+    return headers_made
+
+
+def wait_for_host(hold: HostHold, url: str) -> None:
+    """A redirect's hop to a host that asked every client to wait (a Retry-After) waits it
+    out, as that host's own URLs do: the pause is the host's, whatever led there (s21 h3 1: a
+    redirecting host sent 96 requests in 1.5 s of a 30 s pause). Up to the URL's --max-time
+    (kind max_time); a stop of the run ends the wait (kind other)."""
+    deadline, host = thread_deadline(), host_of(url)
+    if hold(host, None if deadline is None else deadline.at):
+        return
+    if deadline is not None and deadline.expired():
+        raise FetchError(f"{deadline.message} while {host} asked to wait", ErrorKind.MAX_TIME)
+    raise FetchError(f"stopped while {host} asked to wait", ErrorKind.OTHER)
+
+
 def without_removed(prepared: PreparedRequest, removed: frozenset[str]) -> PreparedRequest:
     """prepared without the credential headers its request removed (EffectiveRequest.removed):
     requests adds Authorization and Cookie after the headers are merged, from -u, .netrc, a
@@ -619,6 +646,7 @@ class SessionPool:
         self._lock = threading.Lock()
         self.sessions: list[FetcherSession] = []
         self.closed = False
+        self.hold: HostHold | None = None  # the run's pauses, which sessions made from now obey
         if settings.verify is False:
             # The user asked for it with --insecure; a warning per request would drown the output.
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
@@ -630,6 +658,7 @@ class SessionPool:
             session = make_session(
                 self.settings, self._session_cookies, self.environment, self.changes
             )
+            session.hold = self.hold
             self._local.session = session
             with self._lock:
                 self.sessions.append(session)

@@ -70,10 +70,6 @@ class Scheduler:
             self._queue(task, front=False)
             self._cond.notify()
 
-    def _retry_at(self, task: Task, due: float) -> None:
-        task.due = due
-        heapq.heappush(self._later, (due, next(self._order), task))
-
     def pause(self, host: str, seconds: float) -> None:
         """No request to host starts before seconds from now, from any worker."""
         with self._cond:
@@ -81,16 +77,25 @@ class Scheduler:
             _pause(state, self.clock(), seconds)
             self._idle.retire(self._hosts, host, self.clock())
 
+    def hold(self, host: str, until: float | None) -> bool:
+        """Wait, holding no place, while host is paused (for a redirect's hop to it): True once
+        it may be sent to, False when the scheduler stops or until (on its clock) comes first."""
+        with self._cond:
+            while not self._stopped:
+                end, now = getattr(self._hosts.get(host), "paused_until", 0.0), self.clock()
+                if end <= now or (until is not None and until <= now):
+                    return end <= now
+                self._cond.wait(_wait_seconds(end if until is None else min(end, until), now))
+            return False
+
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
         """An attempt of task ended: its host has one request fewer in flight; with pause, no
         request to the host starts for that many seconds; with retry_in, task is queued again
         to start no sooner than that.
 
-        One clock reading serves all three, so a retry that waits out the host's own
-        Retry-After is due the moment the pause ends, and goes before the host's untried tasks
-        then, instead of losing to them by the microseconds between two readings (which let
-        every round of untried tasks renew the pause while the retries starved).
-        """
+        One clock reading serves all three: a retry that waits out its host's Retry-After is
+        due as the pause ends, before the host's untried tasks (two readings let those win by
+        microseconds, each round renewing the pause while the retries starved)."""
         with self._cond:
             state = self._hosts[task.host]
             state.in_flight -= 1
@@ -98,7 +103,8 @@ class Scheduler:
             if pause:
                 _pause(state, now, pause)
             if retry_in is not None:
-                self._retry_at(task, now + retry_in)
+                task.due = now + retry_in
+                heapq.heappush(self._later, (task.due, next(self._order), task))
             self._idle.retire(self._hosts, task.host, now)
             self._cond.notify()
 

@@ -98,6 +98,7 @@ class ThreadExecutor:
         self.on_pause = on_pause
         self.window = settings.window
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
+        fetcher.sessions.hold = self.scheduler.hold  # a redirect's hop waits for its host too
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._raised = False  # the interpreter's settings and the placement, while this runs
