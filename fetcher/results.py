@@ -48,7 +48,7 @@ class Result:
     reason: str | None = None
     bytes: int = 0
     elapsed: float = 0.0
-    attempts: int = 0
+    attempts: int | None = 0  # None: not known (a job lost with its worker process, --processes)
     redirects: int = 0
     content_type: str | None = None
     sha256: str | None = None

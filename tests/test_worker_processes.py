@@ -362,6 +362,45 @@ def test_a_long_host_and_an_output_name_in_its_folder_go_to_one_process():
     assert keys[0] == keys[1] == url_parts(url)[0]
 
 
+def test_a_lost_job_claims_no_request_and_no_instant_it_cannot_know(tmp_path):
+    """A worker killed with one request in flight and the rest of its host queued behind
+    --per-host 1: the parent cannot know which of its jobs reached the server, so no record
+    claims an attempt (attempts null) or a response, and each took the time since it was dealt."""
+    count = 6
+    urls = tmp_path / "urls.txt"
+    with counting_server() as server:
+        # The first holds the host's one connection; the rest wait for it in the same worker.
+        every = [server.url(f"/slow/{5 if n == 0 else 0.1}/{n}") for n in range(count)]
+        urls.write_text("".join(f"{url}\n" for url in every))
+        begun = time.monotonic()
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "4", "--processes", "2", "--per-host", "1", "--format", "jsonl",
+             "-i", str(urls), "--retries", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 1, "the first request", 20)
+            holder = [pid for pid in worker_pids(process.pid) if client_ports(pid, server.port)]
+            assert len(holder) == 1  # one host, --per-host 1: one worker holds all its jobs
+            os.kill(holder[0], signal.SIGKILL)
+            stdout, stderr = process.communicate(timeout=60)
+            ran = time.monotonic() - begun
+        finally:
+            reap(process)
+        seen = list(server.paths)
+    assert process.returncode in (1, 3), stderr  # 3: none was dealt after the death
+    got = records(stdout)
+    assert sorted(r["line"] for r in got) == list(range(1, count + 1))
+    lost = [r for r in got if not r["ok"]]
+    assert lost and all("ended unexpectedly" in r["error"]["message"] for r in lost)
+    assert len(seen) < len(lost)  # some lost jobs never reached the server
+    for record in lost:
+        assert record["attempts"] is None, record  # not known: never a request claimed
+        assert record["status"] is None and record["error"]["kind"] == "other", record
+        assert 0.0 < record["elapsed"] < ran, record  # since it was dealt, not 0
+
+
 def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_path):
     count = 60
     with counting_server() as server:
@@ -372,10 +411,15 @@ def test_a_worker_stopped_by_someone_else_costs_its_jobs_records_not_lines(tmp_p
             stdout, stderr = process.communicate(timeout=60)
         finally:
             reap(process)
+        seen = {server.url(path) for path in server.paths}
     assert process.returncode == 1, stderr  # some failed; the run itself was not stopped
     got = records(stdout)
     assert sorted(r["line"] for r in got) == list(range(1, count + 1))
     assert b"not attempted" not in stderr
+    # The jobs it handed back unstarted: no request, and the time since they were dealt.
+    handed = [r for r in got if "stopped first" in (r["error"] or {}).get("message", "")]
+    assert handed and not {r["url"] for r in handed} & seen
+    assert all(r["attempts"] == 0 and r["elapsed"] > 0 for r in handed), handed
     # Each line's own record, and --failed holds exactly the lines whose record failed.
     every = [server.url(f"/slow/0.3/{n}") for n in range(count)]
     assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))

@@ -54,6 +54,7 @@ log = logging.getLogger("fetcher")
 EXIT_NOW_WAIT = 1.0  # seconds this process waits for its workers to have exited at once
 GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
 LOST = "the worker process for it ended unexpectedly"
+UNKNOWN = "; whether it was requested is not known"  # a worker says nothing of a job until it ends
 
 
 def split_workers(workers: int, processes: int) -> list[int]:
@@ -160,16 +161,22 @@ def wait_until_started(workers: list[WorkerProcess], stopping: threading.Event) 
             raise RunStartError(f"worker process {worker.index + 1}: {problem}")
 
 
-def lost(job: Job, message: str = LOST) -> Result:
-    return Result.failure(job, ErrorKind.OTHER, message, attempts=1)
+def lost(task: Task, message: str = LOST + UNKNOWN, attempts: int | None = None) -> Result:
+    """The record of a task its worker process cannot answer for: only what this process knows.
+    attempts: None (null, not known) when the worker may have requested it, or not, or retried
+    it: a worker tells of a job only when it ends, since a message per start would cost every
+    job; 0 when it surely never reached a server. elapsed: since it was dealt, as far as this
+    process knows (as for a record cut by the grace period)."""
+    elapsed = 0.0 if task.started is None else time.perf_counter() - task.started
+    return Result.failure(task.job, ErrorKind.OTHER, message, attempts=attempts, elapsed=elapsed)
 
 
-def handed_back(job: Job, stopped: bool) -> Skipped | Result:
+def handed_back(task: Task, stopped: bool) -> Skipped | Result:
     """A job a worker never started: not attempted when the run is stopping; else a record, as
-    lost (the worker was stopped by a SIGTERM that was not ours)."""
+    lost with no attempt (the worker was stopped by a SIGTERM that was not ours)."""
     if stopped:
-        return Skipped(job, dispatched=True)
-    return lost(job, "the worker process for it was stopped first")
+        return Skipped(task.job, dispatched=True)
+    return lost(task, "the worker process for it was stopped first", attempts=0)
 
 
 class ProcessExecutor:
@@ -229,8 +236,8 @@ class ProcessExecutor:
             task.started = time.perf_counter()  # as far as this process knows: when dealt
             index, adopted = self._choose(task.job)
             worker = self.workers[index]
-            if not worker.alive:
-                self._inbox(lost(task.job))
+            if not worker.alive:  # no live worker at all: this job is never sent
+                self._inbox(lost(task, LOST + " before it was sent", attempts=0))
                 continue
             self._out[task.job.seq] = (index, task)
             worker.dealt += 1
@@ -305,11 +312,11 @@ class ProcessExecutor:
         if entry is None:
             return
         self.workers[index].back += 1
-        job = entry[1].job
+        task = entry[1]
         if isinstance(item, int):  # never started
-            self._inbox(handed_back(job, self._stopped))
+            self._inbox(handed_back(task, self._stopped))
         else:
-            self._inbox(result_from_wire(job, item))
+            self._inbox(result_from_wire(task.job, item))
 
     def _lose(self, index: int) -> None:
         """Worker index is gone. After a clean stop its jobs still out never reached it (it
@@ -321,4 +328,4 @@ class ProcessExecutor:
             return
         for seq, (owner, task) in sorted(list(self._out.items())):
             if owner == index and self._out.pop(seq, None) is not None:
-                self._inbox(handed_back(task.job, self._stopped) if graceful else lost(task.job))
+                self._inbox(handed_back(task, self._stopped) if graceful else lost(task))
