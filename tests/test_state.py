@@ -854,7 +854,7 @@ def test_a_head_neither_makes_a_body_fresh_nor_is_the_last_result_of_a_known_url
     db.close()
     origin.resources["/m"] = resource(b"v2\n", version=2)
     [head] = fetch("--state", str(state), "-I", url)
-    assert head["ok"] and head["changed"] is False, head
+    assert head["ok"] and head["changed"] is True, head  # its validators are not the state's
     [mirror] = fetch("--state", str(state), "-o", out, "--skip-fresh", "1h", url)
     assert mirror["skipped"] is False and mirror["changed"] is True, mirror
     assert Path(mirror["path"]).read_bytes() == b"v2\n"
@@ -998,3 +998,63 @@ def test_a_relative_dir_from_another_folder_keeps_its_files(
     assert fresh["path"] == os.path.join("../out", os.path.relpath(first["path"], "out"))
     [again] = fetch("--state", state, "-o", "../out", url)
     assert again["status"] == 304, again
+
+
+# -- a HEAD's changed: what its validators say of the state's body (s21 h2 3) ------------------
+
+
+def test_a_head_whose_validators_are_not_the_state_s_says_changed(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A conditional HEAD answered 200 (the condition failed: the resource changed) said
+    `changed: false`, so `fetcher -I --state S | jq 'select(.changed)'` never reported a thing
+    (s21 h2 3). A HEAD reads no body: its validators, against the state's, say whether it is
+    still the body the state knows. The row stays the last body's, so the next HEAD and the
+    next GET say changed too; a 304 says unchanged."""
+    origin.resources["/p"] = resource(b"one\n", version=1)
+    url, state = httpserver.url_for("/p"), str(tmp_path / "s.db")
+    fetch("--state", state, url)
+    [same] = fetch("--state", state, "-I", url)
+    assert same["status"] == 304 and same["changed"] is False, same
+    origin.resources["/p"] = resource(b"two\n", version=2)
+    for _ in range(2):
+        [head] = fetch("--state", state, "-I", url)
+        assert "if-none-match" in origin.requests_for("/p")[-1]
+        assert head["status"] == 200 and head["changed"] is True, head
+        assert head["not_modified"] is False and head["sha256"] is None, head
+    [get] = fetch("--state", state, url)
+    assert get["status"] == 200 and get["changed"] is True, get
+
+
+@pytest.mark.parametrize(
+    ("etag", "dated"), [(True, False), (False, True)], ids=["etag", "last-modified"]
+)
+def test_a_head_answered_200_with_the_state_s_validators_is_unchanged(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, etag: bool, dated: bool
+) -> None:
+    """A 200 to a HEAD without the state's conditions (here -H's own; or a server that ignores
+    them) that carries the state's ETag (else Last-Modified) is the body the state knows."""
+    item = origin.resources["/s"] = resource(b"same\n", etag=etag, dated=dated)
+    url, state = httpserver.url_for("/s"), str(tmp_path / "s.db")
+    fetch("--state", state, url)
+    [head] = fetch("--state", state, "-I", "-H", 'If-None-Match: "another"', url)
+    assert head["status"] == 200 and head["changed"] is False, (head, item)
+
+
+def test_a_head_that_cannot_tell_says_changed_null(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """No validator the state and the answer both have (a server that sends none, or a state
+    that only ever saw HEADs, which keeps none): whether the body changed is not known, and
+    the record says so, null, rather than false."""
+    origin.resources["/n"] = resource(b"plain\n", etag=False, dated=False)
+    url, state = httpserver.url_for("/n"), str(tmp_path / "s.db")
+    fetch("--state", state, url)
+    [head] = fetch("--state", state, "-I", url)
+    assert head["ok"] and head["status"] == 200 and head["changed"] is None, head
+    origin.resources["/h"] = resource(b"head only\n")
+    only = httpserver.url_for("/h")
+    [first] = fetch("--state", state, "-I", only)
+    assert first["changed"] is True  # new to the state
+    [again] = fetch("--state", state, "-I", only)
+    assert again["changed"] is None, again

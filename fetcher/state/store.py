@@ -10,6 +10,8 @@ the records were out would leave, after a SIGKILL, changes in the state never re
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import functools
 import json
 import os
@@ -183,10 +185,8 @@ class State:
         # A 304 or the answer to a HEAD (no sha256: no body read) has no body of its own.
         bodiless = result.status == 304 or result.sha256 is None
         known = _known_body(result, prior, bodiless)
-        if result.ok:  # SPEC 3: new to the state, or another hash; a 304 is no change
-            result.changed = (prior is None and result.status != 304) or (
-                not bodiless and prior is not None and prior.sha256 != result.sha256
-            )
+        if result.ok:
+            result.changed = _changed(result, prior, bodiless)
             if bodiless and not result.not_modified and prior is not None and prior.ok:
                 # A HEAD, or a 304 to the user's own -H condition: nothing says the state's body
                 # is current. An ok row stays its last body's, its age too (s19 t2 D8).
@@ -352,6 +352,41 @@ def _loaded(value: str | None) -> str | None:
     if value is None or not value.startswith(NOT_UTF8):
         return value
     return os.fsdecode(bytes.fromhex(value[len(NOT_UTF8) :]))
+
+
+def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None:
+    """An ok result's ``changed`` (SPEC 3): a 304 is no change; a URL new to the state is one;
+    a body is one when its hash is not the state's. A HEAD reads no body: what it says is
+    whether its validators are the state's body's (a 200 to the state's conditions is the
+    server saying they are not), and None, not known, when no validator is in both (s21 h2 3).
+    """
+    if result.status == 304:
+        return False
+    if prior is None:
+        return True
+    if not bodiless:
+        return prior.sha256 != result.sha256
+    if result.etag is not None and prior.etag is not None:  # it decides, as If-None-Match does
+        return _opaque(result.etag) != _opaque(prior.etag)
+    if result.last_modified is not None and prior.last_modified is not None:
+        return _date(result.last_modified) != _date(prior.last_modified)
+    return None
+
+
+def _opaque(etag: str) -> str:
+    """An ETag as RFC 9110's weak comparison sees it (8.8.3.2): W/ or not, the same tag (a
+    server that compresses may weaken it)."""
+    return etag.strip().removeprefix("W/")
+
+
+def _date(value: str) -> datetime.datetime | str:
+    """A Last-Modified date as a moment, so that two spellings of one agree (an HTTP date is
+    GMT, whatever zone it names: -0000 too); unreadable, as given."""
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return value.strip()
+    return moment.replace(tzinfo=moment.tzinfo or datetime.UTC)
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
