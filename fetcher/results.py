@@ -161,8 +161,14 @@ class Summary:
     def rate(self) -> float:
         return self.done / self.elapsed
 
-    def add(self, result: Result) -> None:
+    def add(self, result: Result, recorded: bool = True) -> None:
+        """Count result. recorded false: its record is not written, an output having failed (a
+        full disk under --state), and its line goes to --failed: an ok one is then not counted
+        ok, a success no record shows (s21 h2 6), but not finished, cut off by the run's stop."""
         self.bytes += result.bytes
+        if result.ok and not recorded:
+            self.not_finished += 1
+            return
         if result.ok:
             self.ok += 1
             if result.changed:

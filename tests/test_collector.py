@@ -202,7 +202,8 @@ def test_a_full_disk_is_reported_once_and_lost_records_go_to_failed(tmp_path, fu
     collector.on_idle()
     collector.close_writer()
     assert len(reported) == 1 and not collector.output_broken
-    assert (collector.summary.ok, collector.summary.failed) == (2, 2)
+    assert (collector.summary.ok, collector.summary.failed) == (1, 2)
+    assert collector.summary.not_finished == 1  # ok(3): no record, its line in --failed
     assert committed(collector) == b"line 2\nline 1\nline 3\nline 4\n"
 
 
@@ -324,3 +325,36 @@ def test_a_commit_of_a_full_batch_of_rows_comes_after_their_records_are_flushed(
             assert rows <= on_disk  # every committed row's record is out
         state.close()
     assert len([json.loads(line) for line in path.read_text().splitlines()]) == COMMIT_ROWS + 10
+
+
+def test_an_ok_result_after_the_state_cannot_be_written_is_not_counted_ok(tmp_path):
+    """A full disk under --state stopped the run; the ok results still coming had no record
+    and their lines went to --failed, yet the summary counted them ok: 16 more successes than
+    records, and --metrics too (s21 h2 6). They count as not finished, as the run cut them:
+    total is ok + failed + not_finished, ok the records written."""
+    import json
+
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    pages = state._writer.execute("PRAGMA page_count").fetchone()[0]
+    state._writer.execute(f"PRAGMA max_page_count = {pages}")  # full, as SQLite sees a disk
+    out, reported = io.StringIO(), []
+    collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(),
+                          FailedLines(str(tmp_path / "failed.txt")),
+                          on_write_error=reported.append, state=state)  # fmt: skip
+    for n in range(200):
+        collector.on_result(ok(n))
+    collector.on_idle()  # the records out, then the state's commit fails
+    assert [m.endswith("database or disk is full") for m in reported] == [True], reported
+    collector.on_result(ok(200))  # no record any more: to --failed
+    collector.on_result(failed(201))
+    collector.on_idle()
+    collector.close_writer()
+    state.close()
+    summary = collector.summary
+    assert summary.ok == len(out.getvalue().splitlines()) == 200 == summary.changed
+    assert (summary.failed, summary.not_finished) == (1, 1)
+    assert summary.as_dict(1)["total"] == 202
+    assert committed(collector) == b"line 200\nline 201\n"
+    assert json.loads(out.getvalue().splitlines()[0])["url"] == "http://h0.test/0"

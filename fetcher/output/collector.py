@@ -11,7 +11,8 @@ the record can say whether it reached its reader whole: one that did not is an `
 (its line goes to --failed), never an ok record. Any other write error (a full disk, EIO) is
 reported once through ``on_write_error`` (which stops the run); from then on no record is
 written and every line whose record is lost goes to --failed, ok or not, with those of records
-still buffered: a retry gives them back.
+still buffered: a retry gives them back. An ok result coming after is not counted ok then, but
+not finished: a success no record shows, and that --failed retries, is none.
 
 The state takes a result with its record (``on_result``), not as soon as it is final: held back
 by --ordered, a change committed to the state whose record a SIGKILL then lost was never
@@ -104,7 +105,7 @@ class Collector:
 
     def _keep(self, result: Result) -> None:
         """Count, show; the line to --failed if not ok or its record is lost, else held."""
-        self.summary.add(result)
+        self.summary.add(result, recorded=self.write_error is None)
         self.display.on_result(result)
         if not result.ok or self.write_error is not None:
             self.retry.add(result.job)

@@ -45,7 +45,8 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
     by_kind = {kind: group.count for kind, group in summary.by_kind.items()}
     return [
         Family.by("fetcher_urls_total", "URLs of the run by outcome; not_finished: in flight "
-                  "when the run stopped itself and cut by it; not_attempted: read but not "
+                  "when the run stopped itself and cut by it, or their record lost to an "
+                  "output that failed; not_attempted: read but not "
                   "fetched, after an interrupt.", "outcome",
                   [("ok", summary.ok), ("failed", summary.failed),
                    ("not_finished", summary.not_finished),
