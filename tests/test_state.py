@@ -1058,3 +1058,67 @@ def test_a_head_that_cannot_tell_says_changed_null(
     assert first["changed"] is True  # new to the state
     [again] = fetch("--state", state, "-I", only)
     assert again["changed"] is None, again
+
+
+# -- a row edited by hand into what fetcher never writes: unknown, not the run's end -------------
+
+HAND_EDITS = {
+    "blob-path": "path = x'2f746d70'",
+    "text-fetched-at": "fetched_at = 'x'",
+    "blob-etag": "etag = x'22ff22'",
+    "short-sha256": "sha256 = x'0102'",
+    "text-saved-mark": "saved_mark = 'x'",
+    "text-ok": "ok = 'yes'",
+}
+
+
+@pytest.mark.parametrize("edit", list(HAND_EDITS), ids=list(HAND_EDITS))
+@pytest.mark.parametrize("lookup", ["batch", "single"])
+def test_a_row_of_the_wrong_type_is_unknown_and_fetched_again(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, edit: str, lookup: str
+) -> None:
+    """state.md invites sqlite3 on the state; one row set to what fetcher never writes (a BLOB
+    path, a fetched_at of text) stopped the run before any request: "JSON cannot hold BLOB
+    values", "unsupported operand type(s)", exit 1, every line not attempted (s21 h2 7). Such
+    a row is unknown: its URL is fetched whole, as a new one, and its row written anew."""
+    urls = []
+    for n in range(7 if lookup == "batch" else 1):
+        origin.resources[f"/r{n}"] = resource(f"r{n}\n".encode())
+        urls.append(httpserver.url_for(f"/r{n}"))
+    source, state, out = tmp_path / "in.txt", str(tmp_path / "s.db"), str(tmp_path / "out")
+    source.write_text("\n".join(urls) + "\n")
+    args = ["--state", state, "-o", out, "--skip-fresh", "1h", "-i", str(source)]
+    fetch(*args)
+    with sqlite3.connect(state) as db:
+        db.execute(f"UPDATE urls SET {HAND_EDITS[edit]} WHERE url = ?", (urls[0],))
+    db.close()
+    result = invoke(["--format", "jsonl", "-q", *args])
+    assert result.exit_code == 0, result.output
+    found = by_url(records(result.stdout))
+    assert found[urls[0]]["status"] == 200 and found[urls[0]]["changed"] is True, found
+    assert found[urls[0]]["sha256"] == hashlib.sha256(b"r0\n").hexdigest()
+    assert all(found[url]["skipped"] for url in urls[1:]), found
+    [again] = [r for r in records(invoke(["--format", "jsonl", "-q", *args]).stdout)
+               if r["url"] == urls[0]]  # fmt: skip
+    assert again["skipped"] is True, again  # its row is fetcher's again
+
+
+def test_retry_failed_reads_a_failed_row_whose_line_was_edited_into_text(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A failed row's line set by hand in sqlite3 is text, not the bytes fetcher keeps: the
+    --retry-failed run stopped at it, "reading the input failed", nothing retried (s21 h2 7).
+    The line is read as its bytes; a row under a key that is no text is no URL to retry."""
+    url, other, state = httpserver.url_for("/t"), httpserver.url_for("/u"), str(tmp_path / "s.db")
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"url": url}) + "\n" + json.dumps({"url": other}) + "\n")
+    fetch("--state", state, "--input-format", "jsonl", "-i", str(source))  # 404s
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET line = ? WHERE url = ?", (json.dumps({"url": url}), url))
+        db.execute("UPDATE urls SET url = CAST(url AS BLOB) WHERE url = ?", (other,))
+    db.close()
+    origin.resources["/t"] = resource(b"back\n")
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "--retry-failed"])
+    assert result.exit_code == 0, result.output
+    [retried] = records(result.stdout)
+    assert retried["url"] == url and retried["status"] == 200, retried

@@ -43,9 +43,26 @@ _PRIOR = (
     "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, saved_mark, partial, "
     "partial_from, partial_bytes, partial_changed, partial_total"
 )
-_LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ?"
+# A row whose columns are of the types fetcher writes. One edited by hand into another (a BLOB
+# path, a fetched_at of text) stopped the run before any request, as JSON cannot hold a BLOB
+# and a date of text is no number (s21 h2 7): it is not found, unknown, and its URL is fetched
+# whole and its row written anew. A test of each column of the row found, by its key.
+_READABLE = " AND ".join(
+    ["typeof(ok) = 'integer'", "typeof(fetched_at) = 'integer'",
+     "(sha256 IS NULL OR (typeof(sha256) = 'blob' AND length(sha256) = 32))"]
+    + [f"typeof({name}) IN ('text', 'null')"
+       for name in ("etag", "last_modified", "path", "partial", "partial_from")]
+    + [f"typeof({name}) IN ('integer', 'null')"
+       for name in ("saved_mark", "partial_bytes", "partial_changed", "partial_total")]
+)  # fmt: skip
+_LOOKUP = f"SELECT {_PRIOR} FROM urls WHERE url = ? AND {_READABLE}"
 # The failed rows after a URL, in the order of their key: --retry-failed's input, a page at a time.
-_FAILED = "SELECT url, form, line, header FROM urls WHERE ok = 0 AND url > ? ORDER BY url LIMIT ?"
+# The line and header as bytes, whatever a hand edit made them (text stopped the run), and no row
+# under a key that is no text, which no URL can be read from (s21 h2 7).
+_FAILED = (
+    "SELECT url, form, CAST(line AS BLOB), CAST(header AS BLOB) FROM urls "
+    "WHERE ok = 0 AND url > ? AND typeof(url) = 'text' ORDER BY url LIMIT ?"
+)
 FAILED_PAGE = 100  # rows read in one statement: their lines may be 128 KiB each
 _COLUMNS = (
     "url, ok, status, error_kind, etag, last_modified, sha256, path, saved_mark, fetched_at, "
@@ -103,7 +120,7 @@ ON CONFLICT (url) DO UPDATE SET
 # Many lookups in one statement step: the rows found, as one JSON text.
 _LOOKUP_MANY = f"""
 SELECT json_group_array(json_array(url, {_PRIOR}))
-FROM urls WHERE url IN (SELECT value FROM json_each(?))
+FROM urls WHERE url IN (SELECT value FROM json_each(?)) AND {_READABLE}
 """
 
 
@@ -131,7 +148,7 @@ class State:
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
     def lookup(self, url: str) -> Prior | None:
-        """The state's row for url."""
+        """The state's row for url; None when it has none, or one fetcher cannot read."""
         self._reading(1)
         row = self._lookups.execute(_LOOKUP, (url,)).fetchone()
         return None if row is None else _prior(row)
