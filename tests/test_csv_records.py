@@ -294,3 +294,37 @@ def test_the_retry_loop_keeps_a_record_never_closed_as_it_was(tmp_path: Path) ->
         assert status == 3 and len(got) == 2
         rounds.append(failed.read_bytes())
     assert rounds[0] == rounds[1] == rounds[2], rounds
+
+
+_UNREADABLE = b'"url"x,tag\n'
+_ROW = b"http://127.0.0.1:9/a,1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept", "count"),
+    [
+        (_UNREADABLE + _ROW + b"http://127.0.0.1:9/b,2\n", None, 3),
+        (_UNREADABLE, None, 1),
+        (_UNREADABLE + _ROW + _UNREADABLE, _UNREADABLE + _ROW, 2),  # a copy: a header again
+        (b'"url,tag\n' + _ROW, None, 1),  # its quote never closed: the whole file
+    ],
+    ids=["rows", "alone", "again", "never-closed"],
+)
+def test_the_retry_loop_keeps_a_header_that_cannot_be_read_once(
+    tmp_path: Path, text: bytes, kept: bytes | None, count: int
+) -> None:
+    """A header row that cannot be parsed has a record of its own, and went to --failed as a
+    line of its own and then again as the header of the rows after it: ``-i f.csv --failed
+    f.csv`` grew by a header row (and a record) a round (s21 h1 4). It is written once, as the
+    header (a copy of it further on is left out, as a readable header row met again is): the
+    loop's file stays the same from the first round on, and so do its records."""
+    failed = tmp_path / "f.csv"
+    failed.write_bytes(text)
+    rounds, counts = [], []
+    for _ in range(3):
+        status, got = run_csv(failed, "--retries", "0", "--failed", str(failed))
+        assert status == 3 and all(r["error"]["kind"] == "invalid_url" for r in got)
+        rounds.append(failed.read_bytes())
+        counts.append(len(got))
+    assert rounds == [kept or text] * 3
+    assert counts[1:] == [count] * 2, counts

@@ -141,7 +141,8 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
             if columns is None:  # the header itself: it and every record after it say so
                 columns, header_raw = [], record.raw
                 header_error = f"the csv header (line {record.line}) cannot be read: {exc}"
-                yield Entry(record.line, record.raw, error=header_error)
+                # Its own header: --failed writes it once, as the header of the rows after it.
+                yield Entry(record.line, record.raw, error=header_error, header=header_raw)
                 continue
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue

@@ -23,12 +23,14 @@ class FailedLines:
     through; a FIFO or a character device (``/dev/stderr``) is written in place.
 
     A csv input's header row comes first (again wherever it changes), so that the file can be
-    read back as csv. A csv record whose quotes are left open at its end (one never closed: it
-    ran to the end of its input) is kept verbatim, as every line is, so read back its open quote
-    swallows every line after it: it is held back and written by ``commit``, after every other
-    line. It can only be the last record of its input, so there is at most one per csv input;
-    several held back still swallow each other on read-back (the first one read is invalid_url
-    again, the others inside it), but never a record that can be fetched.
+    read back as csv; a failed line that is that header row (one that cannot be parsed has a
+    record of its own) is the header, never a line besides it. A csv record whose quotes are
+    left open at its end (one never closed: it ran to the end of its input) is kept verbatim,
+    as every line is, so read back its open quote swallows every line after it: it is held
+    back and written by ``commit``, after every other line. It can only be the last record of
+    its input, so there is at most one per csv input; several held back still swallow each
+    other on read-back (the first one read is invalid_url again, the others inside it), but
+    never a record that can be fetched.
 
     Lines are buffered here and written with ``os.write``, whole lines at a time, not through
     a buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
@@ -85,6 +87,14 @@ class FailedLines:
                 # Read back, a file that starts with a UTF-16 mark is decoded as UTF-16, every
                 # line of it another: a blank line first (skipped on reading) keeps it UTF-8.
                 self._buffer += b"\n"
+        if header is not None and raw == header:
+            # The header row itself (one that cannot be read has a record of its own), or a
+            # copy of it further on: written once, as the header. A line of its own besides,
+            # a retry read it as a row under itself, and the loop's file grew by one a round.
+            if header != self._header:
+                self._buffer += raw + end
+                self._header = header
+            return
         if header is not None and header != self._header:
             self._buffer += header + b"\n"
             self._header = header
