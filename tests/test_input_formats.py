@@ -353,10 +353,39 @@ def test_a_csv_url_column_is_read_in_any_case_and_the_others_as_written():
 
 
 def test_a_jsonl_key_in_the_wrong_case_is_named_in_the_error():
-    """JSON keys are case-sensitive (as in every JSON reader): 'URL' is meta, and the error
-    says so rather than only 'no url'."""
+    """JSON keys are case-sensitive (as in every JSON reader): 'URL' is not 'url', and the
+    error says so rather than only 'no url'."""
     (job,), _ = jobs_of(b'{"URL": "a.test"}\n', "jsonl")
     assert job.invalid is not None and "'URL'" in job.invalid and "lower case" in job.invalid
+
+
+def test_a_jsonl_line_with_fetchers_keys_in_another_case_is_refused_and_hides_them(server):
+    """'Headers', 'Method', 'Data' were meta: the line was fetched as a plain GET, and its
+    record printed the Authorization header they held; 'URL' printed its password (s21 h1 5).
+    Such a key was meant for fetcher: the line is invalid_url naming it, nothing is sent, and
+    its value is neither used nor shown; the rest of the meta still is."""
+    lines = jsonl(
+        {
+            "url": server.url("/k1"),
+            "Headers": {"Authorization": "Bearer TOKEN1"},
+            "Method": "DELETE",
+            "Data": "x=1",
+            "id": 7,
+        },
+        {"URL": server.url("/k2").replace("://", "://us:PASSWD6@")},
+        {"url": server.url("/k3"), "OUTPUT": "x.html", "uRl": "y"},
+    )
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl", "--ordered"], input=lines)
+    assert "TOKEN1" not in result.output and "PASSWD6" not in result.output
+    assert server.requests == 0
+    first, second, third = records(result.stdout)
+    assert [r["error"]["kind"] for r in (first, second, third)] == ["invalid_url"] * 3
+    assert "'Headers', 'Method', 'Data'" in first["error"]["message"]
+    assert "lower case" in first["error"]["message"] and first["meta"] == {"id": 7}
+    assert first["url"] == server.url("/k1")
+    assert "'URL'" in second["error"]["message"] and "meta" not in second
+    assert second["url"] == ""
+    assert "'OUTPUT', 'uRl'" in third["error"]["message"] and "meta" not in third
 
 
 def test_csv_column_without_a_name_must_stay_empty():

@@ -122,7 +122,23 @@ def iter_jsonl(lines: Iterable[Line]) -> Iterator[Entry]:
             entry.error = str(exc)
             yield entry
             continue
-        yield _fill(entry, value, headers_as_text=False)
+        yield _jsonl_entry(entry, value)
+
+
+def _jsonl_entry(entry: Entry, value: dict[str, Any]) -> Entry:
+    """The Entry of a jsonl object. A key that is one of fetcher's own in another case ("URL",
+    "Headers") was meant for fetcher, not as meta: as meta, the line was fetched without it (a
+    GET without its method, body or credentials) and its record printed the value, an
+    Authorization header or a URL's password. Such a line is an error naming the keys; their
+    values are neither used nor shown."""
+    variants = [key for key in value if key not in KEYS and key.lower() in KEYS]
+    if not variants:
+        return _fill(entry, value, headers_as_text=False)
+    kept = {key: item for key, item in value.items() if key not in variants}
+    entry = _fill(entry, kept, headers_as_text=False)
+    named = ", ".join(map(repr, variants[:5])) + (", ..." if len(variants) > 5 else "")
+    entry.error = f"keys are lower case: fetcher reads none of {named} (not used, not shown)"
+    return entry
 
 
 def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
@@ -339,7 +355,7 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     meta = {key: value for key, value in values.items() if key not in KEYS}
     entry.meta = meta_text(meta) if meta else None
     try:
-        entry.url = _url(values.get("url"), meta)
+        entry.url = _url(values.get("url"))
         if len(entry.url.encode()) > MAX_LINE_BYTES:
             raise _Malformed(f"'url' longer than {MAX_LINE_BYTES} bytes")
         entry.method = _method(values.get("method"))
@@ -354,12 +370,10 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     return entry
 
 
-def _url(value: Any, keys: Iterable[str] = ()) -> str:
-    """The url value, stripped; keys are the line's, to name a 'URL' that is not 'url'."""
+def _url(value: Any) -> str:
+    """The url value, stripped."""
     if value is None:
-        other = next((key for key in keys if key.lower() == "url"), None)
-        case = f" (keys are lower case: {other!r} is meta)" if other else ""
-        raise _Malformed(f"no 'url'{case}")
+        raise _Malformed("no 'url'")
     if not isinstance(value, str):
         raise _Malformed(f"'url' must be a string, not {_json_type(value)}")
     url = value.strip()
