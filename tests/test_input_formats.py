@@ -736,3 +736,22 @@ def test_a_failed_file_never_starts_with_a_wide_byte_order_mark(tmp_path, input_
     retry = records(invoke([*args, "-i", str(failed)]).stdout)
     assert [r["error"]["message"] for r in retry] == [r["error"]["message"] for r in before]
     assert len(before) == 1 and "UTF-16" in before[0]["error"]["message"]
+
+
+def test_a_byte_order_mark_before_a_jsonl_or_csv_url_is_dropped_as_before_a_line(server):
+    """A jsonl url starting with U+FEFF (a value copied from a file that kept its mark) was
+    sent to a host named '\\ufeffhttp', the default scheme before it, and failed on the IDNA
+    error after an attempt (s21 h1 7); the same URL as a plain line, whose mark the reader
+    drops, was fetched. Dropped here too; one inside the host is refused before any request."""
+    url = server.url("/bom")
+    lines = jsonl({"url": "\ufeff" + url}, {"url": " \ufeff\ufeff " + url + " "})
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl"], input=lines)
+    assert [(r["url"], r["ok"]) for r in records(result.stdout)] == [(url, True)] * 2
+    table = f"id,url\n7,\ufeff{url}\n".encode()
+    result = invoke(["--input-format", "csv", "--format", "jsonl"], input=table)
+    assert [(r["url"], r["ok"]) for r in records(result.stdout)] == [(url, True)]
+    inside = url.replace("127.0.0.1", "127.0.0.1\ufeff")
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl"], input=jsonl({"url": inside}))
+    [record] = records(result.stdout)
+    assert record["error"]["kind"] == "invalid_url" and record["attempts"] == 0
+    assert server.paths == ["/bom"] * 3

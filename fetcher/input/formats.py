@@ -371,12 +371,16 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
 
 
 def _url(value: Any) -> str:
-    """The url value, stripped."""
+    """The url value, stripped of blanks and of byte-order marks first: a value copied from a
+    file that kept its mark, which a plain line's reader drops (str.strip keeps U+FEFF, and
+    the URL went to a host named '\ufeffhttp')."""
     if value is None:
         raise _Malformed("no 'url'")
     if not isinstance(value, str):
         raise _Malformed(f"'url' must be a string, not {_json_type(value)}")
     url = value.strip()
+    while url.startswith("\ufeff"):
+        url = url.lstrip("\ufeff").lstrip()
     if not url:
         raise _Malformed("empty 'url'")
     if CONTROL.search(url):
