@@ -755,3 +755,36 @@ def test_a_byte_order_mark_before_a_jsonl_or_csv_url_is_dropped_as_before_a_line
     [record] = records(result.stdout)
     assert record["error"]["kind"] == "invalid_url" and record["attempts"] == 0
     assert server.paths == ["/bom"] * 3
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"url": "%s", "k": 1, "k": 2}',
+        b'{"url": "%s", "url": "%s2"}',
+        b'{"url": "%s", "meta": {"a": {"x": 1, "x": 1}}}',
+        b'{"url": "%s", "headers": {"Accept": "a", "Accept": "b"}}',
+    ],
+    ids=["meta", "url", "nested", "headers"],
+)
+def test_a_jsonl_key_given_twice_in_one_object_is_refused(server, line):
+    """JSON keeps the last of two equal keys: meta "passed through untouched" (SPEC 2.1) lost
+    the first, and a line made by joining objects fetched another URL than the one shown
+    first (s21 h1 9). As a csv header's column named twice, it is an invalid_url line."""
+    url = server.url("/h").encode()
+    result = invoke(
+        ["--input-format", "jsonl", "--format", "jsonl"], input=line.replace(b"%s", url) + b"\n"
+    )
+    [record] = records(result.stdout)
+    assert record["error"]["kind"] == "invalid_url", record
+    assert "twice" in record["error"]["message"] and record["attempts"] == 0
+    assert server.paths == []
+
+
+def test_a_csv_headers_cell_with_a_name_given_twice_is_refused(server):
+    url = server.url("/h")
+    table = f'url,headers\n{url},"{{""X-A"": ""1"", ""X-A"": ""2""}}"\n'.encode()
+    result = invoke(["--input-format", "csv", "--format", "jsonl"], input=table)
+    [record] = records(result.stdout)
+    assert record["error"]["kind"] == "invalid_url" and "'X-A' twice" in record["error"]["message"]
+    assert server.paths == []
