@@ -328,3 +328,39 @@ def test_the_retry_loop_keeps_a_header_that_cannot_be_read_once(
         counts.append(len(got))
     assert rounds == [kept or text] * 3
     assert counts[1:] == [count] * 2, counts
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (b"url,tag\rhttp://127.0.0.1:9/x,1\r", 1),  # CR-only line ends: the header is all of it
+        (b"url,tag\nhttp://127.0.0.1:9/x,1\rhttp://127.0.0.1:9/y,2\n", 2),
+    ],
+    ids=["cr-only", "inside-a-row"],
+)
+def test_a_carriage_return_outside_quotes_is_named_for_what_it_is(
+    tmp_path: Path, text: bytes, line: int
+) -> None:
+    """Python's csv said "new-line character seen in unquoted field - do you need to open the
+    file in universal-newline mode?", which no option of fetcher's does (s21 h1 8). The record
+    says what it is, as a plain line's does: a CR outside quotes, CR-only line ends."""
+    listing = tmp_path / "cr.csv"
+    listing.write_bytes(text)
+    _, got = run_csv(listing)
+    [(number, message)] = [outcome(record) for record in got]
+    assert number == line and "universal-newline" not in message
+    assert "carriage return" in message and "CR-only line ends" in message
+
+
+@pytest.mark.parametrize("end", [b"\r\r\n", b"\r\n", b"\n"], ids=["cr-cr-lf", "crlf", "lf"])
+def test_a_csv_record_of_the_longest_length_is_read_whatever_its_line_end(
+    server: CountingServer, tmp_path: Path, end: bytes
+) -> None:
+    """A record of exactly MAX_RECORD_BYTES that ended in CR CR LF was too long, while the same
+    jsonl line, and a shorter record with that end, were read (s21 h1 8): the CRs before a
+    line's LF are part of its end, in both."""
+    url = server.url("/longest").encode() + b","
+    listing = tmp_path / "long.csv"
+    listing.write_bytes(b"url,note\n" + url + b"x" * (MAX_RECORD_BYTES - len(url)) + end)
+    status, got = run_csv(listing)
+    assert [outcome(record) for record in got] == [(2, "ok")] and status == 0

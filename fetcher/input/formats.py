@@ -191,6 +191,7 @@ def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
     line = first = 1
     kept = bytearray()
     size = 0  # the bytes of the record so far, its line ends included
+    end = 0  # how many of them are CRs and LFs at its end so far
     quoting = _FIELD_START
     visible = False
     for piece in pieces:
@@ -199,6 +200,8 @@ def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
         if len(kept) < _CSV_KEPT:
             kept += piece[: _CSV_KEPT - len(kept)]
         size += len(piece)
+        text = len(piece.rstrip(b"\r\n"))
+        end = end + len(piece) if not text else len(piece) - text
         visible = visible or not piece.isspace()
         quoting = _quoting_after(piece, quoting)
         if not piece.endswith(b"\n"):
@@ -207,25 +210,27 @@ def _csv_records(pieces: Iterable[bytes]) -> Iterator[_CsvRecord]:
         if quoting == _QUOTED:
             continue
         if visible:
-            yield _csv_record(first, kept, size, ended=True)
-        kept, size, quoting, visible, first = bytearray(), 0, _FIELD_START, False, line
+            yield _csv_record(first, kept, size - end, ended=True)
+        kept, size, end, quoting, visible = bytearray(), 0, 0, _FIELD_START, False
+        first = line
     if size and visible:
-        yield _csv_record(first, kept, size, ended=quoting != _QUOTED)
+        ended = quoting != _QUOTED
+        yield _csv_record(first, kept, size - end if ended else size, ended)
 
 
 def _csv_record(line: int, kept: bytearray, size: int, ended: bool) -> _CsvRecord:
-    """The record read from line on: size bytes, the first of which are kept; ended says that
-    it ended at a line end or at the end of the input outside quotes.
+    """The record read from line on: size bytes without its line end, the first of which are
+    kept; ended says that it ended at a line end or at the end of the input outside quotes.
+    Its line end is the CRs and LF after its last cell, as a plain line's (read_lines): a
+    record of MAX_RECORD_BYTES that ended in CR CR LF was too long, and the same jsonl line not.
 
     A record too long to keep keeps its first MAX_RECORD_BYTES + 1 bytes, and a closing quote
     when they stop inside quotes: read back from --failed, it is the same error again, and its
     cut does not open a quote that would swallow the records after it.
     """
-    raw = bytes(kept)
-    if ended and size == len(raw) and raw.endswith(b"\n"):  # whole: drop its line end
-        raw = raw[:-1].removesuffix(b"\r")
+    raw = bytes(kept[:size])  # whole, or cut: without its line end either way
     never_closed = "a quoted field is never closed: the record runs to the end of the input"
-    if size > len(kept) or len(raw) > MAX_RECORD_BYTES:
+    if size > MAX_RECORD_BYTES:
         raw = over_long(raw, MAX_RECORD_BYTES)
         if quotes_left_open(raw):
             raw += b'"'
@@ -276,7 +281,17 @@ def _csv_row(record: _CsvRecord) -> list[str]:
         # strict: a stray quote is an error, not a guess
         return next(csv.reader([text], strict=True), [])
     except csv.Error as exc:
+        if str(exc).startswith("new-line character"):  # not a line end: those end the record
+            raise _Malformed(_CR_OUTSIDE_QUOTES) from None
         raise _Malformed(f"malformed CSV: {exc}") from None
+
+
+# Python's own message asks "do you need to open the file in universal-newline mode?", which no
+# option of fetcher's does; records end at LF (or CR LF), as plain lines do.
+_CR_OUTSIDE_QUOTES = (
+    "malformed CSV: a carriage return outside quotes; records end at LF or CR LF (with CR-only "
+    "line ends, as old Mac files have, a file is one record: convert them to LF)"
+)
 
 
 def _column_name(cell: str) -> str:
