@@ -3,9 +3,9 @@
 A pipe (or a FIFO, a socket) is never read to its end after an interrupt: it may never end. But
 its buffered reader takes up to a buffer's worth of lines ahead of the one the run works on, and
 those were read (SPEC 2.5: nothing read is lost). ``PipeInput`` reads the pipe as it is until
-``stop_waiting``; from then on it gives only what it had already taken, and the rest of the line
-that ends in, when the pipe holds it now: the lines after it stay in the pipe, for whoever reads
-it next.
+``stop_waiting``; from then on it gives only what it had already taken, up to the end of the
+last whole record (a line; for csv, a line end outside quotes), with the rest of the record
+that cuts when the pipe holds it now: what follows stays in the pipe, for whoever reads it next.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import select
 import stat
 import threading
@@ -22,8 +23,19 @@ from typing import BinaryIO
 log = logging.getLogger("fetcher")
 
 HELD_MAX = 1 << 20  # more than any reader's buffer: all it holds, in one piece
-REST_OF_LINE_WAIT = 0.1  # seconds the rest of a cut line may take to come, at the most
+REST_WAIT = 0.1  # seconds the rest of a cut record may take to come, at the most
 READER_WAIT = 0.05  # seconds a read in another thread may take to end before it is left alone
+_CSV_MARKS = re.compile(rb'["\n]')
+# The pipes whose reader waits for the rest of a line it has the start of (PipeInput): a stop
+# that leaves such a read waiting (it may never end) says what it had (say_what_waits).
+_AWAITING: set[PipeInput] = set()
+
+
+def say_what_waits() -> None:
+    """At a stop that leaves a read waiting on a pipe: say how much of an unfinished line it
+    had taken, which no --failed can hold."""
+    for pipe in list(_AWAITING):
+        pipe.left_out(len(pipe.taking))
 
 
 def is_pipe(stream: BinaryIO) -> bool:
@@ -35,28 +47,72 @@ def is_pipe(stream: BinaryIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+def record_end(data: bytes, csv: bool, quoted: bool = False) -> tuple[int, bool]:
+    """Where the last whole record of data ends (0: none), data starting at a record's start
+    (inside quotes if quoted); and whether data's end is inside quotes. A csv record ends at a
+    line end outside quotes ("" inside a quoted cell toggles twice)."""
+    if not csv:
+        return data.rfind(b"\n") + 1, False
+    end = 0
+    for mark in _CSV_MARKS.finditer(data):
+        if mark.group() == b'"':
+            quoted = not quoted
+        elif not quoted:
+            end = mark.end()
+    return end, quoted
+
+
 class PipeInput:
     """A buffered reader of a pipe, read as it is until ``stop_waiting``, then only what it held.
 
     Reads go to the reader under a lock of this object's: a stop in another thread (a second
-    signal) must not wait on the reader's own lock, which a read waiting on the pipe holds.
-    Reading starts with ``peek`` (fetcher.input.encodings looks for a byte-order mark), so
-    that is passed on too."""
+    signal) must not wait on the reader's own lock, which a read waiting on the pipe holds. A
+    line that the buffer holds only the start of is taken piece by piece into ``taking``, so
+    that a stop while its rest is awaited knows what it had (and says what it cannot give)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
+        self._peek = getattr(stream, "peek", None)
         self._held: io.BytesIO | None = None
         self._lock = threading.Lock()
+        self.taking = b""  # the start of a line whose rest is awaited
+        self._said = False  # whether what was left out was said
 
     def readline(self, size: int = -1, /) -> bytes:
         with self._lock:
-            return (self._stream if self._held is None else self._held).readline(size)
+            if self._held is not None:
+                return self._held.readline(size)
+            if self._peek is None:
+                return self._stream.readline(size)
+            buffered = self._peek(1)  # may wait for the pipe: nothing is taken yet
+            stop = len(buffered) if size < 0 else min(size, len(buffered))
+            if not buffered or b"\n" in buffered[:stop] or stop == size:
+                return self._stream.readline(size)  # a whole line, in the buffer: no wait
+            return self._line_in_pieces(size)
+
+    def _line_in_pieces(self, size: int) -> bytes:
+        """A line whose end is not in the buffer yet: each piece of it the buffer holds is
+        taken (a read within the buffer), then the next is waited for, with nothing taken."""
+        assert self._peek is not None
+        _AWAITING.add(self)
+        try:
+            while buffered := self._peek(1):
+                room = len(buffered) if size < 0 else min(len(buffered), size - len(self.taking))
+                cut = buffered.find(b"\n", 0, room)
+                self.taking += self._stream.read(room if cut < 0 else cut + 1)
+                if cut >= 0 or len(self.taking) == size:
+                    break
+        finally:
+            _AWAITING.discard(self)
+        line, self.taking = self.taking, b""
+        return line
 
     def read(self, size: int = -1, /) -> bytes:
         with self._lock:
             return (self._stream if self._held is None else self._held).read(size)
 
     def read1(self, size: int = -1, /) -> bytes:
+        """A wide encoding's reading (encodings.WideText): what one read of the pipe gives."""
         with self._lock:
             if self._held is not None:
                 return self._held.read1(size)
@@ -66,8 +122,7 @@ class PipeInput:
         with self._lock:
             if self._held is not None:
                 return self._held.getvalue()[self._held.tell() :]
-            peek = getattr(self._stream, "peek", None)
-            return b"" if peek is None else bytes(peek(size))
+            return b"" if self._peek is None else bytes(self._peek(size))
 
     def seekable(self) -> bool:
         return False
@@ -75,34 +130,41 @@ class PipeInput:
     def fileno(self) -> int:
         return self._stream.fileno()
 
-    def stop_waiting(self) -> None:
-        """From now on, give what the reader held, up to the end of a line, and then end. A
-        read still waiting on the pipe in another thread holds nothing that can be had: the
-        reader's buffer is empty then, and this gives nothing."""
+    def stop_waiting(self, csv: bool = False) -> None:
+        """From now on, give what the reader held, up to the end of a whole record, and then
+        end. A read still waiting on the pipe in another thread holds only the start of a line
+        (the reader's buffer is empty then): that is said, and nothing is given."""
         if not self._lock.acquire(timeout=READER_WAIT):
             self._held = io.BytesIO()
+            self.left_out(len(self.taking))
             return
         try:
             if self._held is None:
-                self._held = io.BytesIO(self._whole_lines(self._taken()))
+                self._held = io.BytesIO(self._whole_records(self._taken(), csv))
         finally:
             self._lock.release()
 
-    def _whole_lines(self, held: bytes) -> bytes:
-        """held, with the rest of the line it ends in when the pipe has it now; else without
-        that line's start, which is said on stderr."""
-        if not held or held.endswith(b"\n"):
+    def _whole_records(self, held: bytes, csv: bool) -> bytes:
+        """held, with the rest of the record it ends in when the pipe has it now; else without
+        that record's start, which is said on stderr."""
+        end, quoted = record_end(held, csv)
+        if end == len(held):
             return held
-        rest, whole = self._rest_of_line()
+        rest, whole = self._rest_of_record(csv, quoted)
         if whole:
             return held + rest
-        kept, end, cut = held.rpartition(b"\n")
-        log.warning(
-            "%d bytes of a line the input pipe had not finished when the run stopped are not "
-            "in --failed (a line cut short would fetch another URL)",
-            len(cut) + len(rest),
-        )
-        return kept + end
+        self.left_out(len(held) - end + len(rest))
+        return held[:end]
+
+    def left_out(self, count: int) -> None:
+        """Say, once, that count bytes of an unfinished line are not handed back."""
+        if count and not self._said:
+            self._said = True
+            log.warning(
+                "%d bytes of a line the input pipe had not finished when the run stopped are "
+                "not in --failed (a line cut short would fetch another URL)",
+                count,
+            )
 
     def _taken(self) -> bytes:
         """What the reader's buffer holds, without waiting: read1 gives it without a read of
@@ -114,28 +176,39 @@ class PipeInput:
             return b""
         os.set_blocking(descriptor, False)  # shared with whoever else has the pipe: briefly
         try:
-            return getattr(self._stream, "read1", self._stream.read)(HELD_MAX) or b""
+            read1 = getattr(self._stream, "read1", self._stream.read)
+            return bytes(read1(HELD_MAX) or b"")
         except (OSError, ValueError):  # BlockingIOError among them
             return b""
         finally:
             os.set_blocking(descriptor, blocking)
 
-    def _rest_of_line(self) -> tuple[bytes, bool]:
-        """The rest of the line the held bytes end in, a byte at a time (the bytes after its
-        end stay in the pipe), as long as it comes within REST_OF_LINE_WAIT; and whether it
-        is whole (its line end came, or the pipe's end)."""
+    def _rest_of_record(self, csv: bool, quoted: bool) -> tuple[bytes, bool]:
+        """The rest of the record the held bytes end in, a byte at a time (the bytes after its
+        end stay in the pipe), as long as it comes within REST_WAIT; and whether it is whole
+        (its end came, or the pipe's). The pipe is not blocking meanwhile: another reader may
+        take a byte between the wait and the read."""
         rest = b""
-        deadline = time.monotonic() + REST_OF_LINE_WAIT
+        deadline = time.monotonic() + REST_WAIT
         descriptor = self._stream.fileno()
-        while len(rest) < HELD_MAX:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0 or not select.select([descriptor], [], [], remaining)[0]:
-                    return rest, False
-                byte = os.read(descriptor, 1)
-            except OSError:
-                return rest, False
-            if not byte or byte == b"\n":
-                return rest + byte, True
-            rest += byte
+        blocking = os.get_blocking(descriptor)
+        os.set_blocking(descriptor, False)
+        try:
+            while len(rest) < HELD_MAX and (remaining := deadline - time.monotonic()) > 0:
+                if not select.select([descriptor], [], [], remaining)[0]:
+                    break
+                try:
+                    byte = os.read(descriptor, 1)
+                except BlockingIOError:
+                    continue
+                if not byte:
+                    return rest, True
+                rest += byte
+                quoted = quoted != (csv and byte == b'"')
+                if byte == b"\n" and not quoted:
+                    return rest, True
+        except OSError:
+            pass
+        finally:
+            os.set_blocking(descriptor, blocking)
         return rest, False

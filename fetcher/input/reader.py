@@ -70,13 +70,15 @@ class Source:
             self._text = as_utf8(self.stream if self._pipe is None else cast(BinaryIO, self._pipe))
         return self._text
 
-    def stop_waiting(self) -> bool:
+    def stop_waiting(self, csv: bool) -> bool:
         """After an interrupt: whether the rest can now be read without waiting, being what a
-        pipe's reader had taken ahead of the line the run stood at (pipes.PipeInput). A pipe
-        not read yet holds nothing of the run's: it stays as it is."""
-        if self._pipe is None or self._text is None:
+        pipe's reader had taken ahead of the record the run stood at (pipes.PipeInput). A pipe
+        not read yet holds nothing of the run's: it stays as it is. Nor is a UTF-16 or UTF-32
+        one's handed back: its decoder holds more than the pipe's reader, and a line end is
+        not the byte it looks for (a NUL after it would be cut off, the pipe left astray)."""
+        if self._pipe is None or self._text is None or isinstance(self._text, WideText):
             return False
-        self._pipe.stop_waiting()
+        self._pipe.stop_waiting(csv)
         return True
 
     def start(self) -> int | None:
@@ -262,7 +264,7 @@ class InputReader:
         plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
         while self._position < len(self.sources):
             source = self.sources[self._position]
-            if source.finite or source.stop_waiting():
+            if source.finite or source.stop_waiting(self.input_format == "csv"):
                 stream = None if source.stream is None else source.text()
                 # The stream stands after the last line read. A csv header row is parsed first.
                 late = lines_only and self.input_format != "csv" and time.monotonic() > until

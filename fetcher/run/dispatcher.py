@@ -11,6 +11,7 @@ from fetcher.errors import ErrorKind
 from fetcher.http.classify import describe
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
+from fetcher.input.pipes import say_what_waits
 from fetcher.results import Result, host_of
 from fetcher.run.books import Books
 from fetcher.run.executor import Executor, start_thread
@@ -86,7 +87,10 @@ class Dispatcher:
         off (lines lost, not even in --failed)."""
         if self.stop_reading(0.0 if self.hard else limit):
             return self.source.drain(lines_only=True)
-        return iter(()) if self.blocked_on_pipe() else self.input.take_rest(limit)
+        if self.blocked_on_pipe():
+            say_what_waits()  # the start of a line it waits for the rest of, if it has one
+            return iter(())
+        return self.input.take_rest(limit)
 
     def blocked_on_pipe(self) -> bool:
         """Waiting for a line from a pipe, which may never come."""
