@@ -23,6 +23,20 @@ def foreign_database(path: Path) -> None:
         db.execute("CREATE TABLE t (x)")
 
 
+def versioned_database(version: int):
+    """Another program's database that sets a user_version of its own, one fetcher's schema has
+    had too (s21 r1 3: made 0600 and WAL, and at fetcher's own version adopted, its run ended
+    with 'no such table: urls')."""
+
+    def make(path: Path) -> None:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+            db.execute(f"PRAGMA user_version = {version}")
+
+    make.__name__ = f"database_of_version_{version}"
+    return make
+
+
 def newer_state(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY)")
@@ -37,8 +51,11 @@ def text_file(path: Path) -> None:
     ("make", "said"),
     [(foreign_database, "is an SQLite database, but not a fetcher state"),
      (newer_state, "written by a newer fetcher"),
-     (text_file, "not a fetcher state database")],
-    ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls"],
+     (text_file, "not a fetcher state database"),
+     (versioned_database(1), "is an SQLite database, but not a fetcher state"),
+     (versioned_database(SCHEMA_VERSION), "is an SQLite database, but not a fetcher state")],
+    ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls",
+         "another-program-s-database-of-version-1", "another-program-s-of-our-version"],
 )  # fmt: skip
 def test_a_file_refused_as_a_state_keeps_its_mode_its_journal_and_its_bytes(
     tmp_path: Path, make, said: str

@@ -219,17 +219,19 @@ def not_a_database(exc: sqlite3.Error) -> bool:
 
 def _schema_version(connection: sqlite3.Connection) -> int:
     """The state's schema version, read without a write: StateError for a database that a newer
-    fetcher wrote, or that holds tables without a version (another program's)."""
+    fetcher wrote, or whose tables are not a state's (another program's, whatever version it
+    sets)."""
     version: int = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StateError(
             f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
         )
-    if version == 0 and _has_tables(connection):
+    tables = {row[0] for row in connection.execute(_TABLES)}
+    if (tables != {"urls"}) if version else bool(tables):
         raise StateError("is an SQLite database, but not a fetcher state")
     return version
 
 
-def _has_tables(connection: sqlite3.Connection) -> bool:
-    count: int = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    return count > 0
+# The tables of a database: a state has urls and nothing else at every version (another
+# program's may set a user_version of its own, 1 to SCHEMA_VERSION included); a new one none.
+_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
