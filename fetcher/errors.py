@@ -42,6 +42,7 @@ class FetchError(Exception):
 
     kind: ErrorKind = ErrorKind.OTHER
     final: bool = False
+    abandoned: bool = False  # cut by the run's stop: neither ok nor failed (not finished)
     response: Any = None  # the answer that failed, when one came (a redirect not followed)
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:

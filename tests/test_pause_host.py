@@ -158,3 +158,50 @@ def test_a_hop_that_would_wait_past_max_time_ends_at_max_time(tmp_path):
     assert "while" in records[1]["error"]["message"]  # says what it waited for
     assert arrivals.times("answering", "/target/") == []
     assert took < 10
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_hop_waiting_for_a_paused_host_at_a_stop_is_not_finished_not_failed(tmp_path, processes):
+    """A stop ended a hop's wait for a paused host with kind other, counted a failure, though
+    nothing was sent to it (s21 r1 5): it is cut as any request in flight, not finished."""
+    import json
+    import signal
+    import subprocess
+
+    from tests.conftest import FETCHER, clean_env
+    from tests.servers import wait_for
+
+    arrivals = Arrivals()
+
+    def answering(path: str, count: int) -> Route:
+        return 503, {"Retry-After": "30"}, b"busy", 0.0
+
+    def redirecting(path: str, count: int) -> Route:  # late: the pause is relayed by then
+        return 302, {"Location": answering_server.url(f"/target{path}")}, b"", 0.3
+
+    with (
+        counting_server(arrivals.route("answering", answering)) as answering_server,
+        counting_server(arrivals.route("redirecting", redirecting)) as redirecting_server,
+    ):
+        summary = tmp_path / "summary.json"
+        lines = [answering_server.url("/busy"), redirecting_server.url("/via/1")]
+        process = subprocess.Popen(
+            [*FETCHER, "-q", "-j", "1", "--retries", "0", "--format", "jsonl", "--summary",
+             str(summary), *processes, *lines],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: len(arrivals.times("redirecting", "/via/")) == 1, "the redirect")
+            time.sleep(0.6)  # the hop is waiting (nothing to poll for: it sends nothing)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130, stderr
+    [hop] = [json.loads(line) for line in stdout.splitlines() if b"/via/" in line]
+    assert hop["ok"] is False and "interrupted before it finished" in hop["error"]["message"]
+    counts = json.loads(summary.read_text())
+    assert counts["not_finished"] == 1 and counts["failed"] == 1, counts  # the 503 failed
+    assert arrivals.times("answering", "/target/") == []

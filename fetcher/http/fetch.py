@@ -197,6 +197,7 @@ class Exchange:
             result.error_kind = classify(exc)
             result.error_message = redact_text(describe(exc))
             result.final = any(getattr(link, "final", False) for link in iter_chain(exc))
+            result.abandoned = any(getattr(link, "abandoned", False) for link in iter_chain(exc))
             if (
                 deadline is not None
                 and deadline.expired()

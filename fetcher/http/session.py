@@ -535,13 +535,15 @@ def wait_for_host(hold: HostHold, url: str) -> None:
     """A redirect's hop to a host that asked every client to wait (a Retry-After) waits it
     out, as that host's own URLs do: the pause is the host's, whatever led there (s21 h3 1: a
     redirecting host sent 96 requests in 1.5 s of a 30 s pause). Up to the URL's --max-time
-    (kind max_time); a stop of the run ends the wait (kind other)."""
+    (kind max_time); a stop of the run ends the wait (not finished, as a request cut then)."""
     deadline, host = thread_deadline(), host_of(url)
     if hold(host, None if deadline is None else deadline.at):
         return
     if deadline is not None and deadline.expired():
         raise FetchError(f"{deadline.message} while {host} asked to wait", ErrorKind.MAX_TIME)
-    raise FetchError(f"stopped while {host} asked to wait", ErrorKind.OTHER)
+    stopped = FetchError(f"interrupted before it finished (while {host} asked to wait)")
+    stopped.abandoned = True  # as a request in flight at the stop is, once its grace ends
+    raise stopped
 
 
 def without_removed(prepared: PreparedRequest, removed: frozenset[str]) -> PreparedRequest:
