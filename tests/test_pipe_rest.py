@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -37,27 +38,30 @@ def interrupted(args: list[str], written: bytes, in_flight: int, signals: int, s
     --failed lines, what the pipe still holds, stderr, exit status)."""
     read_end, write_end = os.pipe()
     os.write(write_end, written)
-    failed = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"failed-{os.getpid()}-{time.time()}")
-    process = subprocess.Popen(
-        [*FETCHER, "--format", "jsonl", "--failed", failed, *args], stdin=read_end,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
-    )  # fmt: skip
-    try:
-        wait_for(lambda: server.requests >= in_flight, "the first requests")
-        for _ in range(signals):
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.05) if signals > 1 else None
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+    with tempfile.TemporaryDirectory() as folder:
+        failed = os.path.join(folder, "failed.txt")
+        with subprocess.Popen(
+            [*FETCHER, "--format", "jsonl", "--failed", failed, *args],
+            stdin=read_end,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+        ) as process:
+            try:
+                wait_for(lambda: server.requests >= in_flight, "the first requests")
+                for signal_number in range(signals):
+                    if signal_number:
+                        time.sleep(0.05)  # a second signal, as a second Ctrl-C
+                    process.send_signal(signal.SIGINT)
+                stdout, stderr = process.communicate(timeout=30)
+            except BaseException:
+                process.kill()  # the context then waits for it
+                raise
+        with open(failed, "rb") as file:
+            lines = file.read().splitlines()
     os.close(write_end)
     rest = rest_of_pipe(read_end)
     os.close(read_end)
-    with open(failed, "rb") as file:
-        lines = file.read().splitlines()
-    os.unlink(failed)
     records = [json.loads(line) for line in stdout.splitlines()]
     return records, lines, rest, stderr.decode(), process.returncode
 
