@@ -37,6 +37,13 @@ def versioned_database(version: int):
     return make
 
 
+def urls_of_another_program(path: Path) -> None:
+    """A table named urls is no state's: its columns decide (s21 r2 3: migrated and adopted)."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE urls (id INTEGER PRIMARY KEY, address TEXT, visits INTEGER)")
+        db.execute("PRAGMA user_version = 1")
+
+
 def newer_state(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE urls (url TEXT PRIMARY KEY)")
@@ -53,9 +60,11 @@ def text_file(path: Path) -> None:
      (newer_state, "written by a newer fetcher"),
      (text_file, "not a fetcher state database"),
      (versioned_database(1), "is an SQLite database, but not a fetcher state"),
-     (versioned_database(SCHEMA_VERSION), "is an SQLite database, but not a fetcher state")],
+     (versioned_database(SCHEMA_VERSION), "is an SQLite database, but not a fetcher state"),
+     (urls_of_another_program, "is an SQLite database, but not a fetcher state")],
     ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls",
-         "another-program-s-database-of-version-1", "another-program-s-of-our-version"],
+         "another-program-s-database-of-version-1", "another-program-s-of-our-version",
+         "another-program-s-urls-table"],
 )  # fmt: skip
 def test_a_file_refused_as_a_state_keeps_its_mode_its_journal_and_its_bytes(
     tmp_path: Path, make, said: str
@@ -122,3 +131,15 @@ def test_a_new_state_on_a_full_disk_cannot_be_opened(tmp_path: Path) -> None:
     assert result.returncode == 2, stderr
     assert "cannot open --state file 'new.db': " in stderr, stderr
     assert "not a fetcher state" not in stderr
+
+
+def test_a_state_sqlite_analyzed_is_still_a_state(tmp_path: Path) -> None:
+    """ANALYZE (or PRAGMA optimize, a GUI tool) adds SQLite's own sqlite_stat1 table: the
+    state was refused as "not a fetcher state" (s21 r2 2)."""
+    state = tmp_path / "s.db"
+    with counting_server() as server:
+        assert invoke(["-q", "--state", str(state), server.url("/a")]).exit_code == 0
+        with sqlite3.connect(state) as db:
+            db.execute("ANALYZE")
+        result = invoke(["-q", "--state", str(state), server.url("/b")])
+    assert result.exit_code == 0, result.output

@@ -227,11 +227,24 @@ def _schema_version(connection: sqlite3.Connection) -> int:
             f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
         )
     tables = {row[0] for row in connection.execute(_TABLES)}
-    if (tables != {"urls"}) if version else bool(tables):
+    foreign = tables != {"urls"} or not _STATE_COLUMNS <= _columns(connection)
+    if foreign if version else tables:
         raise StateError("is an SQLite database, but not a fetcher state")
     return version
 
 
-# The tables of a database: a state has urls and nothing else at every version (another
-# program's may set a user_version of its own, 1 to SCHEMA_VERSION included); a new one none.
-_TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
+def _columns(connection: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
+
+
+# The tables of a database but SQLite's own (sqlite_stat1, which ANALYZE and PRAGMA optimize
+# make): a state has urls and nothing else at every version (another program's database may set
+# a user_version of its own, 1 to SCHEMA_VERSION included, and have a urls table), with the
+# columns of the first version at least; a new database has none.
+_TABLES = (
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+)
+_STATE_COLUMNS = frozenset(
+    "url ok status error_kind etag last_modified sha256 path fetched_at form line header "
+    "partial partial_from partial_bytes".split()
+)
