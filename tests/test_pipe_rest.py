@@ -158,3 +158,47 @@ def test_a_utf16_pipe_hands_back_no_broken_line():
     assert status == 130, stderr
     assert set(failed) <= {line.encode() for line in lines}, failed[-3:]
     assert "bytes of a line" not in stderr
+
+
+def test_a_quote_inside_an_unquoted_csv_cell_does_not_open_a_quote():
+    """A quote inside an unquoted cell (5" screen) is a plain character: counted as an
+    opening quote, it made every later line end one inside quotes, and the records the reader
+    held from there on were dropped, said to be an unfinished line (s21 r2 1)."""
+    import csv
+    import io
+
+    with counting_server() as server:
+        urls = [server.url(f"/slow/5/{n:04}-{'x' * 24}") for n in range(300)]
+        rows = [
+            f'{url},5" screen {n}' if n % 7 == 3 else f'"{url}","a\nb {n}"'
+            for n, url in enumerate(urls)
+        ]
+        records, failed, rest, stderr, status = interrupted(
+            ["-j", "2", "--input-format", "csv"],
+            ("url,note\n" + "\n".join(rows) + "\n").encode(),
+            2,
+            1,
+            server,
+        )
+    assert status == 130, stderr
+    handed = list(csv.reader(io.StringIO(b"\n".join(failed).decode() + "\n")))
+    got = handed[1:] + list(csv.reader(io.StringIO(rest.decode())))
+    assert sorted(row[0] for row in got) == urls, stderr
+    assert "bytes of a line" not in stderr
+
+
+def test_a_csv_record_whose_end_the_reader_waits_for_is_said_to_be_left_out():
+    """A csv record of several lines, whose end the pipe had not given when the run stopped,
+    was lost without a word when the reader waited at the start of a line (s21 r2 4)."""
+    with counting_server() as server:
+        lines = [server.url(f"/slow/5/{n}").encode() for n in range(2)]
+        open_record = server.url("/slow/5/c").encode() + b',"multi\nline2\n'
+        records, failed, rest, stderr, status = interrupted(
+            ["-j", "4", "--input-format", "csv"],
+            b"url,note\n" + b"".join(line + b",x\n" for line in lines) + open_record,
+            2,
+            1,
+            server,
+        )
+    assert status == 130, stderr
+    assert f"{len(open_record)} bytes of a line" in stderr, stderr

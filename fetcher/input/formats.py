@@ -244,6 +244,24 @@ def quotes_left_open(raw: bytes) -> bool:
     return _quoting_after(raw, _FIELD_START) == _QUOTED
 
 
+CSV_RECORD_START = _FIELD_START  # where a csv parser stands between records
+
+
+def csv_record_ends(data: bytes, quoting: int = _FIELD_START) -> tuple[int, int]:
+    """Where the last csv record that ends in data ends (0: none), data read from where a
+    parser stood (quoting); and where it stands after data. A record ends at a line end
+    outside quotes; a quote inside an unquoted cell (5" screen) is a plain character."""
+    end = at = 0
+    while at < len(data):
+        line_end = data.find(b"\n", at)
+        stop = len(data) if line_end < 0 else line_end + 1
+        quoting = _quoting_after(data[at:stop], quoting)
+        if line_end >= 0 and quoting != _QUOTED:
+            end, quoting = stop, _FIELD_START
+        at = stop
+    return end, quoting
+
+
 def _quoting_after(text: bytes, quoting: int) -> int:
     """Where a CSV parser stands after text, from where it stood before it. The moves are
     those of Python's csv module that decide where a record ends; where its strict mode

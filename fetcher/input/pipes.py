@@ -13,19 +13,19 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import select
 import stat
 import threading
 import time
 from typing import BinaryIO
 
+from fetcher.input.formats import CSV_RECORD_START, csv_record_ends
+
 log = logging.getLogger("fetcher")
 
 HELD_MAX = 1 << 20  # more than any reader's buffer: all it holds, in one piece
 REST_WAIT = 0.1  # seconds the rest of a cut record may take to come, at the most
 READER_WAIT = 0.05  # seconds a read in another thread may take to end before it is left alone
-_CSV_MARKS = re.compile(rb'["\n]')
 # The pipes whose reader waits for the rest of a line it has the start of (PipeInput): a stop
 # that leaves such a read waiting (it may never end) says what it had (say_what_waits).
 _AWAITING: set[PipeInput] = set()
@@ -35,7 +35,7 @@ def say_what_waits() -> None:
     """At a stop that leaves a read waiting on a pipe: say how much of an unfinished line it
     had taken, which no --failed can hold."""
     for pipe in list(_AWAITING):
-        pipe.left_out(len(pipe.taking))
+        pipe.left_out(pipe.pending + len(pipe.taking))
 
 
 def is_pipe(stream: BinaryIO) -> bool:
@@ -47,19 +47,13 @@ def is_pipe(stream: BinaryIO) -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def record_end(data: bytes, csv: bool, quoted: bool = False) -> tuple[int, bool]:
-    """Where the last whole record of data ends (0: none), data starting at a record's start
-    (inside quotes if quoted); and whether data's end is inside quotes. A csv record ends at a
-    line end outside quotes ("" inside a quoted cell toggles twice)."""
-    if not csv:
-        return data.rfind(b"\n") + 1, False
-    end = 0
-    for mark in _CSV_MARKS.finditer(data):
-        if mark.group() == b'"':
-            quoted = not quoted
-        elif not quoted:
-            end = mark.end()
-    return end, quoted
+def record_end(data: bytes, csv: bool, quoting: int = CSV_RECORD_START) -> tuple[int, int]:
+    """Where the last whole record of data ends (0: none), data read from where a parser
+    stood (quoting, for csv); and where it stands after data. A line is a record, but in csv
+    (formats.csv_record_ends), where a line end inside quotes ends none."""
+    if csv:
+        return csv_record_ends(data, quoting)
+    return data.rfind(b"\n") + 1, CSV_RECORD_START
 
 
 class PipeInput:
@@ -67,8 +61,9 @@ class PipeInput:
 
     Reads go to the reader under a lock of this object's: a stop in another thread (a second
     signal) must not wait on the reader's own lock, which a read waiting on the pipe holds. A
-    line that the buffer holds only the start of is taken piece by piece into ``taking``, so
-    that a stop while its rest is awaited knows what it had (and says what it cannot give)."""
+    line that the buffer holds only the start of is taken piece by piece into ``taking``, and
+    the lines of a csv record given out before its end are counted (``pending``), so that a stop
+    while the rest is awaited knows what it had (and says what it cannot give)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -76,19 +71,32 @@ class PipeInput:
         self._held: io.BytesIO | None = None
         self._lock = threading.Lock()
         self.taking = b""  # the start of a line whose rest is awaited
+        self.csv = False  # set before reading: a csv record may hold line ends inside quotes
+        self.quoting = CSV_RECORD_START  # where a csv parser of what was given out stands
+        self.pending = 0  # bytes given out of a csv record whose end has not come
         self._said = False  # whether what was left out was said
 
     def readline(self, size: int = -1, /) -> bytes:
         with self._lock:
             if self._held is not None:
                 return self._held.readline(size)
-            if self._peek is None:
-                return self._stream.readline(size)
-            buffered = self._peek(1)  # may wait for the pipe: nothing is taken yet
-            stop = len(buffered) if size < 0 else min(size, len(buffered))
-            if not buffered or b"\n" in buffered[:stop] or stop == size:
-                return self._stream.readline(size)  # a whole line, in the buffer: no wait
-            return self._line_in_pieces(size)
+            line = self._next_line(size)
+            if self.csv:
+                end, self.quoting = csv_record_ends(line, self.quoting)
+                self.pending = 0 if end == len(line) else self.pending + len(line)
+            return line
+
+    def _next_line(self, size: int) -> bytes:
+        if self._peek is None:
+            return self._stream.readline(size)
+        if self.pending:
+            _AWAITING.add(self)  # a record's first lines are given out, its end awaited
+        buffered = self._peek(1)  # may wait for the pipe: nothing is taken yet
+        _AWAITING.discard(self)
+        stop = len(buffered) if size < 0 else min(size, len(buffered))
+        if not buffered or b"\n" in buffered[:stop] or stop == size:
+            return self._stream.readline(size)  # a whole line, in the buffer: no wait
+        return self._line_in_pieces(size)
 
     def _line_in_pieces(self, size: int) -> bytes:
         """A line whose end is not in the buffer yet: each piece of it the buffer holds is
@@ -136,21 +144,21 @@ class PipeInput:
         (the reader's buffer is empty then): that is said, and nothing is given."""
         if not self._lock.acquire(timeout=READER_WAIT):
             self._held = io.BytesIO()
-            self.left_out(len(self.taking))
+            self.left_out(self.pending + len(self.taking))
             return
         try:
             if self._held is None:
-                self._held = io.BytesIO(self._whole_records(self._taken(), csv))
+                self._held = io.BytesIO(self._whole_records(_taken(self._stream), csv))
         finally:
             self._lock.release()
 
     def _whole_records(self, held: bytes, csv: bool) -> bytes:
         """held, with the rest of the record it ends in when the pipe has it now; else without
         that record's start, which is said on stderr."""
-        end, quoted = record_end(held, csv)
+        end, quoting = record_end(held, csv, self.quoting)
         if end == len(held):
             return held
-        rest, whole = self._rest_of_record(csv, quoted)
+        rest, whole = _rest_of_record(self._stream, csv, quoting)
         if whole:
             return held + rest
         self.left_out(len(held) - end + len(rest))
@@ -166,49 +174,50 @@ class PipeInput:
                 count,
             )
 
-    def _taken(self) -> bytes:
-        """What the reader's buffer holds, without waiting: read1 gives it without a read of
-        the pipe; were it empty, the one read it makes finds the pipe not blocking."""
-        try:
-            descriptor = self._stream.fileno()
-            blocking = os.get_blocking(descriptor)
-        except (OSError, ValueError):
-            return b""
-        os.set_blocking(descriptor, False)  # shared with whoever else has the pipe: briefly
-        try:
-            read1 = getattr(self._stream, "read1", self._stream.read)
-            return bytes(read1(HELD_MAX) or b"")
-        except (OSError, ValueError):  # BlockingIOError among them
-            return b""
-        finally:
-            os.set_blocking(descriptor, blocking)
 
-    def _rest_of_record(self, csv: bool, quoted: bool) -> tuple[bytes, bool]:
-        """The rest of the record the held bytes end in, a byte at a time (the bytes after its
-        end stay in the pipe), as long as it comes within REST_WAIT; and whether it is whole
-        (its end came, or the pipe's). The pipe is not blocking meanwhile: another reader may
-        take a byte between the wait and the read."""
-        rest = b""
-        deadline = time.monotonic() + REST_WAIT
-        descriptor = self._stream.fileno()
+def _taken(stream: BinaryIO) -> bytes:
+    """What the reader's buffer holds, without waiting: read1 gives it without a read of
+    the pipe; were it empty, the one read it makes finds the pipe not blocking."""
+    try:
+        descriptor = stream.fileno()
         blocking = os.get_blocking(descriptor)
-        os.set_blocking(descriptor, False)
-        try:
-            while len(rest) < HELD_MAX and (remaining := deadline - time.monotonic()) > 0:
-                if not select.select([descriptor], [], [], remaining)[0]:
-                    break
-                try:
-                    byte = os.read(descriptor, 1)
-                except BlockingIOError:
-                    continue
-                if not byte:
-                    return rest, True
-                rest += byte
-                quoted = quoted != (csv and byte == b'"')
-                if byte == b"\n" and not quoted:
-                    return rest, True
-        except OSError:
-            pass
-        finally:
-            os.set_blocking(descriptor, blocking)
-        return rest, False
+    except (OSError, ValueError):
+        return b""
+    os.set_blocking(descriptor, False)  # shared with whoever else has the pipe: briefly
+    try:
+        read1 = getattr(stream, "read1", stream.read)
+        return bytes(read1(HELD_MAX) or b"")
+    except (OSError, ValueError):  # BlockingIOError among them
+        return b""
+    finally:
+        os.set_blocking(descriptor, blocking)
+
+
+def _rest_of_record(stream: BinaryIO, csv: bool, quoting: int) -> tuple[bytes, bool]:
+    """The rest of the record the held bytes end in, a byte at a time (the bytes after its
+    end stay in the pipe), as long as it comes within REST_WAIT; and whether it is whole
+    (its end came, or the pipe's). The pipe is not blocking meanwhile: another reader may
+    take a byte between the wait and the read."""
+    rest = b""
+    deadline = time.monotonic() + REST_WAIT
+    descriptor = stream.fileno()
+    blocking = os.get_blocking(descriptor)
+    os.set_blocking(descriptor, False)
+    try:
+        while len(rest) < HELD_MAX and (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([descriptor], [], [], remaining)[0]:
+                break
+            try:
+                byte = os.read(descriptor, 1)
+            except BlockingIOError:
+                continue
+            if not byte:
+                return rest, True
+            rest += byte
+            if byte == b"\n" and (not csv or csv_record_ends(rest, quoting)[0]):
+                return rest, True
+    except OSError:
+        pass
+    finally:
+        os.set_blocking(descriptor, blocking)
+    return rest, False

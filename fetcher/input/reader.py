@@ -51,6 +51,7 @@ class Source:
     finite: bool = field(init=False)
     _text: Readable | None = field(default=None, init=False)  # what text() found
     _pipe: PipeInput | None = field(default=None, init=False)  # a pipe's stream, read through
+    csv: bool = field(default=False, init=False)  # its lines are csv (InputReader says)
 
     def __post_init__(self) -> None:
         self.finite = True
@@ -67,6 +68,8 @@ class Source:
         Looked at when first asked, which is when reading it starts."""
         if self._text is None:
             assert self.stream is not None
+            if self._pipe is not None:
+                self._pipe.csv = self.csv
             self._text = as_utf8(self.stream if self._pipe is None else cast(BinaryIO, self._pipe))
         return self._text
 
@@ -181,6 +184,8 @@ class InputReader:
     ) -> None:
         self.sources = sources
         self.input_format = input_format
+        for source in sources:
+            source.csv = input_format == "csv"
         self.jobs = JobMaker(default_scheme, unique, shard)
         self._current: Iterator[Job] | None = None
         self._position = 0
