@@ -24,6 +24,15 @@ from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 # The keys fetcher itself reads; every other key is meta.
 KEYS = ("url", "method", "headers", "data", "output")
 _KEY_SET = frozenset(KEYS)
+
+
+def _like_a_key(key: str) -> bool:
+    """Whether key was meant as one of fetcher's: in another case, with blanks (a sheet's
+    "url " or "Data"), or "header" for headers."""
+    name = "".join(key.split()).lower()
+    return name in _KEY_SET or name == "header"
+
+
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 
 # The deepest nesting of objects and arrays a jsonl line (or a csv 'headers' cell) may have, the
@@ -132,13 +141,15 @@ def _jsonl_entry(entry: Entry, value: dict[str, Any]) -> Entry:
     GET without its method, body or credentials) and its record printed the value, an
     Authorization header or a URL's password. Such a line is an error naming the keys; their
     values are neither used nor shown."""
-    variants = [key for key in value if key not in _KEY_SET and key.lower() in _KEY_SET]
+    variants = [key for key in value if key not in _KEY_SET and _like_a_key(key)]
     if not variants:
         return _fill(entry, value, headers_as_text=False)
     kept = {key: item for key, item in value.items() if key not in variants}
     entry = _fill(entry, kept, headers_as_text=False)
     named = ", ".join(map(repr, variants[:5])) + (", ..." if len(variants) > 5 else "")
-    entry.error = f"keys are lower case: fetcher reads none of {named} (not used, not shown)"
+    entry.error = (
+        f"keys are lower case and exact: fetcher reads none of {named} (not used, not shown)"
+    )
     return entry
 
 
