@@ -156,6 +156,10 @@ class WideText:
         self._at = stop
         return piece
 
+    def held(self) -> int:
+        """Bytes decoded and not handed out yet (UTF-8)."""
+        return len(self._text) - self._at
+
     def explain(self, problem: str) -> str:
         """A line's problem as it is in the file: a byte 0xFF stands for a broken character."""
         return _NOT_UTF8.sub(f"not valid {self.encoding} (a broken character: cut short, or "

@@ -25,6 +25,14 @@ log = logging.getLogger("fetcher")
 
 HELD_MAX = 1 << 20  # more than any reader's buffer: all it holds, in one piece
 REST_WAIT = 0.1  # seconds the rest of a cut record may take to come, at the most
+UNFINISHED = (
+    "of a line the input pipe had not finished when the run stopped (a line cut short would "
+    "fetch another URL)"
+)
+DECODED_AHEAD = (
+    "of lines of a UTF-16 or UTF-32 list on a pipe, read ahead of the run (such a list is "
+    "handed back from a file, not from a pipe)"
+)
 READER_WAIT = 0.05  # seconds a read in another thread may take to end before it is left alone
 # The pipes whose reader waits for the rest of a line it has the start of (PipeInput): a stop
 # that leaves such a read waiting (it may never end) says what it had (say_what_waits).
@@ -164,15 +172,11 @@ class PipeInput:
         self.left_out(len(held) - end + len(rest))
         return held[:end]
 
-    def left_out(self, count: int) -> None:
-        """Say, once, that count bytes of an unfinished line are not handed back."""
+    def left_out(self, count: int, what: str = UNFINISHED) -> None:
+        """Say, once, that count bytes (of what) are not handed back."""
         if count and not self._said:
             self._said = True
-            log.warning(
-                "%d bytes of a line the input pipe had not finished when the run stopped are "
-                "not in --failed (a line cut short would fetch another URL)",
-                count,
-            )
+            log.warning("%d bytes %s are not in --failed", count, what)
 
 
 def _taken(stream: BinaryIO) -> bytes:

@@ -22,7 +22,7 @@ from fetcher.input.encodings import Readable, WideText, as_utf8, wide_encoding
 from fetcher.input.formats import iter_csv, iter_jsonl
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.parsing import BOM, over_long
-from fetcher.input.pipes import PipeInput, is_pipe
+from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
@@ -79,7 +79,10 @@ class Source:
         not read yet holds nothing of the run's: it stays as it is. Nor is a UTF-16 or UTF-32
         one's handed back: its decoder holds more than the pipe's reader, and a line end is
         not the byte it looks for (a NUL after it would be cut off, the pipe left astray)."""
-        if self._pipe is None or self._text is None or isinstance(self._text, WideText):
+        if self._pipe is None or self._text is None:
+            return False
+        if isinstance(self._text, WideText):
+            self._pipe.left_out(self._text.held(), DECODED_AHEAD)  # said, at least
             return False
         self._pipe.stop_waiting(csv)
         return True
