@@ -377,13 +377,15 @@ def test_a_jsonl_line_with_fetchers_keys_in_another_case_is_refused_and_hides_th
         # a sheet's "url " with a blank, and "header" for headers (s21 r2 8)
         {"url ": server.url("/k4").replace("://", "://us:PASSWD7@")},
         {"url": server.url("/k5"), "header": {"Authorization": "Bearer TOKEN2"}},
+        {"\ufeffurl": server.url("/k6").replace("://", "://us:PASSWD8@")},  # csv.DictReader's
     )
     result = invoke(["--input-format", "jsonl", "--format", "jsonl", "--ordered"], input=lines)
     assert "TOKEN1" not in result.output and "PASSWD6" not in result.output
     assert "TOKEN2" not in result.output and "PASSWD7" not in result.output
+    assert "PASSWD8" not in result.output
     assert server.requests == 0
-    first, second, third, fourth, fifth = records(result.stdout)
-    assert [r["error"]["kind"] for r in records(result.stdout)] == ["invalid_url"] * 5
+    first, second, third, fourth, fifth, _ = records(result.stdout)
+    assert [r["error"]["kind"] for r in records(result.stdout)] == ["invalid_url"] * 6
     assert "'url '" in fourth["error"]["message"] and "'header'" in fifth["error"]["message"]
     assert "'Headers', 'Method', 'Data'" in first["error"]["message"]
     assert "lower case" in first["error"]["message"] and first["meta"] == {"id": 7}

@@ -143,3 +143,18 @@ def test_a_state_sqlite_analyzed_is_still_a_state(tmp_path: Path) -> None:
             db.execute("ANALYZE")
         result = invoke(["-q", "--state", str(state), server.url("/b")])
     assert result.exit_code == 0, result.output
+
+
+def test_a_state_that_lost_its_version_says_how_to_give_it_back(tmp_path: Path) -> None:
+    """A copy made with sqlite3's .dump has no user_version: it was called "not a fetcher
+    state", though its table is one (s21 r3 7). The message says what it is, and how."""
+    state, copy = tmp_path / "s.db", tmp_path / "copy.db"
+    with counting_server() as server:
+        assert invoke(["-q", "--state", str(state), server.url("/a")]).exit_code == 0
+        with sqlite3.connect(state) as db, sqlite3.connect(copy) as dumped:
+            dumped.executescript("\n".join(db.iterdump()))
+        result = invoke(["-q", "--state", str(copy), server.url("/b")])
+        assert result.exit_code == 2 and "no schema version" in result.output, result.output
+        with sqlite3.connect(copy) as dumped:
+            dumped.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        assert invoke(["-q", "--state", str(copy), server.url("/b")]).exit_code == 0

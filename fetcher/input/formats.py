@@ -19,6 +19,7 @@ from typing import Any
 
 from fetcher.input.encodings import not_utf8
 from fetcher.input.parsing import BOM, CONTROL, TOKEN, check_framing, check_sendable, over_long
+from fetcher.redact import hidden
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -27,9 +28,10 @@ _KEY_SET = frozenset(KEYS)
 
 
 def _like_a_key(key: str) -> bool:
-    """Whether key was meant as one of fetcher's: in another case, with blanks (a sheet's
-    "url " or "Data"), or "header" for headers."""
-    name = "".join(key.split()).lower()
+    """Whether key was meant as one of fetcher's: in another case, with blanks or invisible
+    characters (a sheet's "url ", "Data", a BOM'd csv's "\ufeffurl" as csv.DictReader gives
+    it), or "header" for headers."""
+    name = "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
     return name in _KEY_SET or name == "header"
 
 

@@ -20,6 +20,7 @@ import time
 from typing import BinaryIO
 
 from fetcher.input.formats import CSV_RECORD_START, csv_record_ends
+from fetcher.input.parsing import BOM
 
 log = logging.getLogger("fetcher")
 
@@ -30,8 +31,8 @@ UNFINISHED = (
     "fetch another URL)"
 )
 DECODED_AHEAD = (
-    "of lines of a UTF-16 or UTF-32 list on a pipe, read ahead of the run (such a list is "
-    "handed back from a file, not from a pipe)"
+    "(once decoded to UTF-8) of lines of a UTF-16 or UTF-32 list on a pipe, read ahead of the "
+    "run (such a list is handed back from a file, not from a pipe)"
 )
 READER_WAIT = 0.05  # seconds a read in another thread may take to end before it is left alone
 # The pipes whose reader waits for the rest of a line it has the start of (PipeInput): a stop
@@ -89,9 +90,10 @@ class PipeInput:
             if self._held is not None:
                 return self._held.readline(size)
             line = self._next_line(size)
-            if self.csv:
-                end, self.quoting = csv_record_ends(line, self.quoting)
-                self.pending = 0 if end == len(line) else self.pending + len(line)
+            if self.csv:  # as the parser reads it: a byte-order mark at a record's start dropped
+                read = line.removeprefix(BOM) if not self.pending else line
+                end, self.quoting = csv_record_ends(read, self.quoting)
+                self.pending = 0 if end == len(read) else self.pending + len(line)
             return line
 
     def _next_line(self, size: int) -> bytes:
@@ -203,6 +205,7 @@ def _rest_of_record(stream: BinaryIO, csv: bool, quoting: int) -> tuple[bytes, b
     (its end came, or the pipe's). The pipe is not blocking meanwhile: another reader may
     take a byte between the wait and the read."""
     rest = b""
+    line_start = 0  # where the line being read starts in rest: the parser is carried over lines
     deadline = time.monotonic() + REST_WAIT
     descriptor = stream.fileno()
     blocking = os.get_blocking(descriptor)
@@ -218,8 +221,13 @@ def _rest_of_record(stream: BinaryIO, csv: bool, quoting: int) -> tuple[bytes, b
             if not byte:
                 return rest, True
             rest += byte
-            if byte == b"\n" and (not csv or csv_record_ends(rest, quoting)[0]):
-                return rest, True
+            if byte == b"\n":
+                if not csv:
+                    return rest, True
+                ended, quoting = csv_record_ends(rest[line_start:], quoting)
+                if ended:
+                    return rest, True
+                line_start = len(rest)
     except OSError:
         pass
     finally:

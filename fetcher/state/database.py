@@ -228,6 +228,11 @@ def _schema_version(connection: sqlite3.Connection) -> int:
         )
     tables = {row[0] for row in connection.execute(_TABLES)}
     foreign = tables != {"urls"} or not _STATE_COLUMNS <= _columns(connection)
+    if version == 0 and not foreign:  # a copy that lost its version (sqlite3 .dump writes none)
+        raise StateError(
+            "has a fetcher state's table but no schema version (a copy made with sqlite3's "
+            f".dump?): if it is one of this fetcher's, `PRAGMA user_version = {SCHEMA_VERSION}`"
+        )
     if foreign if version else tables:
         raise StateError("is an SQLite database, but not a fetcher state")
     return version
