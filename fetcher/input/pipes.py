@@ -148,7 +148,7 @@ class PipeInput:
     def fileno(self) -> int:
         return self._stream.fileno()
 
-    def stop_waiting(self, csv: bool = False) -> None:
+    def stop_waiting(self) -> None:
         """From now on, give what the reader held, up to the end of a whole record, and then
         end. A read still waiting on the pipe in another thread holds only the start of a line
         (the reader's buffer is empty then): that is said, and nothing is given."""
@@ -158,17 +158,17 @@ class PipeInput:
             return
         try:
             if self._held is None:
-                self._held = io.BytesIO(self._whole_records(_taken(self._stream), csv))
+                self._held = io.BytesIO(self._whole_records(_taken(self._stream)))
         finally:
             self._lock.release()
 
-    def _whole_records(self, held: bytes, csv: bool) -> bytes:
+    def _whole_records(self, held: bytes) -> bytes:
         """held, with the rest of the record it ends in when the pipe has it now; else without
         that record's start, which is said on stderr."""
-        end, quoting = record_end(held, csv, self.quoting)
+        end, quoting = record_end(held, self.csv, self.quoting)
         if end == len(held):
             return held
-        rest, whole = _rest_of_record(self._stream, csv, quoting)
+        rest, whole = _rest_of_record(self._stream, self.csv, quoting)
         if whole:
             return held + rest
         self.left_out(len(held) - end + len(rest))

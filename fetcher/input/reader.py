@@ -73,7 +73,7 @@ class Source:
             self._text = as_utf8(self.stream if self._pipe is None else cast(BinaryIO, self._pipe))
         return self._text
 
-    def stop_waiting(self, csv: bool) -> bool:
+    def stop_waiting(self) -> bool:
         """After an interrupt: whether the rest can now be read without waiting, being what a
         pipe's reader had taken ahead of the record the run stood at (pipes.PipeInput). A pipe
         not read yet holds nothing of the run's: it stays as it is. Nor is a UTF-16 or UTF-32
@@ -84,7 +84,7 @@ class Source:
         if isinstance(self._text, WideText):
             self._pipe.left_out(self._text.held(), DECODED_AHEAD)  # said, at least
             return False
-        self._pipe.stop_waiting(csv)
+        self._pipe.stop_waiting()
         return True
 
     def start(self) -> int | None:
@@ -272,7 +272,7 @@ class InputReader:
         plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
         while self._position < len(self.sources):
             source = self.sources[self._position]
-            if source.finite or source.stop_waiting(self.input_format == "csv"):
+            if source.finite or source.stop_waiting():
                 stream = None if source.stream is None else source.text()
                 # The stream stands after the last line read. A csv header row is parsed first.
                 late = lines_only and self.input_format != "csv" and time.monotonic() > until
