@@ -11,7 +11,6 @@ the records were out would leave, after a SIGKILL, changes in the state never re
 from __future__ import annotations
 
 import datetime
-import email.utils
 import functools
 import json
 import os
@@ -22,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from fetcher.errors import ErrorKind
+from fetcher.http.headers import http_date
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import partial_inode
 from fetcher.results import Partial, Result
@@ -397,13 +397,9 @@ def _opaque(etag: str) -> str:
 
 
 def _date(value: str) -> datetime.datetime | str:
-    """A Last-Modified date as a moment, so that two spellings of one agree (an HTTP date is
-    GMT, whatever zone it names: -0000 too); unreadable, as given."""
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
-        return value.strip()
-    return moment.replace(tzinfo=moment.tzinfo or datetime.UTC)
+    """A Last-Modified date as a moment (headers.http_date), so that two spellings of one
+    agree; unreadable, as given."""
+    return http_date(value) or value.strip()
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
