@@ -227,13 +227,13 @@ def _schema_version(connection: sqlite3.Connection) -> int:
             f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
         )
     tables = {row[0] for row in connection.execute(_TABLES)}
-    foreign = tables != {"urls"} or not _STATE_COLUMNS <= _columns(connection)
-    if version == 0 and not foreign:  # a copy that lost its version (sqlite3 .dump writes none)
+    a_state = tables == {"urls"} and _STATE_COLUMNS <= _columns(connection)
+    if a_state and version == 0:  # a copy that lost its version (sqlite3 .dump writes none)
         raise StateError(
             "has a fetcher state's table but no schema version (a copy made with sqlite3's "
             f".dump?): if it is one of this fetcher's, `PRAGMA user_version = {SCHEMA_VERSION}`"
         )
-    if foreign if version else tables:
+    if not a_state and (tables or version):  # only a new, empty database has neither
         raise StateError("is an SQLite database, but not a fetcher state")
     return version
 
