@@ -12,6 +12,8 @@ import os
 import signal
 import stat
 import subprocess
+import sys
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,28 @@ def test_a_second_signal_while_the_jar_is_saved_leaves_no_temporary(tmp_path: Pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetcher-")] == []
     after = jar.read_bytes()
     assert after == before or after.count(b"\n") >= before.count(b"\n") - 1
+
+
+def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Path) -> None:
+    """The hard exit's clean-up ran between bytecodes: a signal just after the temporary's
+    os.open returned, before the file was noted, left it behind (CI, session 21: the test above
+    failed under load). The name is noted before the file is created, so every moment is
+    covered; this test runs the clean-up at exactly that moment."""
+    from fetcher.output.atomic import abort_unfinished, atomic_path
+
+    left: list[list[str]] = []
+
+    def at_return(frame: object, event: str, arg: object) -> None:
+        if event == "c_return" and arg is os.open and not left:
+            abort_unfinished()  # what a second signal's hard exit does
+            left.append([p.name for p in tmp_path.iterdir()])
+
+    sys.setprofile(at_return)
+    try:
+        with suppress(OSError), atomic_path(str(tmp_path / "jar"), mode=0o600) as temporary:
+            sys.setprofile(None)
+            with open(temporary, "ab") as file:
+                file.write(b"cookies")
+    finally:
+        sys.setprofile(None)
+    assert left == [[]]

@@ -157,26 +157,37 @@ def mode_for(path: str, mode: int | None = None) -> int:
     return 0o666 & ~current_umask()
 
 
-def create_temporary(folder: str | int, mode: int | None = None) -> tuple[int, str]:
+def create_temporary(
+    folder: str | int, mode: int | None = None, noted: set[str] | None = None
+) -> tuple[int, str]:
     """A new file ``.fetcher-<random>.part`` in folder, created exclusively (never an existing
     file, never through a link); returns its descriptor (write-only) and its name.
 
     folder is a path (the name returned is then joined to it) or a folder's descriptor (the name
     is then relative to it, as bodies under -o are reached). With mode, the file is created 0600
     and then set to mode by its descriptor; without, it gets FILE_MODE less the umask from the
-    kernel and nothing is chmod-ed. Raises OSError.
+    kernel and nothing is chmod-ed. noted: a set the name is added to before the file is created
+    (and taken from again if it is not): a hard exit that removes what is in it then misses no
+    moment, not even the one just after the creation. Raises OSError.
     """
     for _ in range(100):
         name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        if not isinstance(folder, int):
+            name = os.path.join(folder, name)
         created = FILE_MODE if mode is None else 0o600
+        if noted is not None:
+            noted.add(name)
         try:
             if isinstance(folder, int):
                 fd = os.open(name, _CREATE, created, dir_fd=folder)
             else:
-                name = os.path.join(folder, name)
                 fd = os.open(name, _CREATE, created)
-        except FileExistsError:
-            continue
+        except OSError as error:
+            if noted is not None:
+                noted.discard(name)  # never someone else's file of that name
+            if isinstance(error, FileExistsError):
+                continue
+            raise
         if mode is not None:
             _set_mode(fd, name, mode)
         return fd, name
@@ -236,11 +247,17 @@ class AtomicFile:
     ``abort`` may be called in any order and any number of times: the first one decides.
     """
 
-    def __init__(self, path: str, mode: int | None = None, unnamed: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        mode: int | None = None,
+        unnamed: bool = False,
+        noted: set[str] | None = None,
+    ) -> None:
         """unnamed: written with no name (O_TMPFILE) where the file system allows, and named at
         the commit, so that a run killed outright leaves nothing beside path; ``name`` is then
-        of no use till the commit, so only for a writer of ``fd``. Raises OSError when the
-        temporary (or the stream) cannot be opened."""
+        of no use till the commit, so only for a writer of ``fd``. noted: see create_temporary.
+        Raises OSError when the temporary (or the stream) cannot be opened."""
         self.path = path
         self.temporary: str | None = None
         self._folder = -1  # the folder of a file with no name yet, to name it at the commit
@@ -251,7 +268,7 @@ class AtomicFile:
         if unnamed and (fd := self._create_unnamed(folder, mode_for(path, mode))) is not None:
             self.fd = fd
         else:
-            self.fd, self.temporary = create_temporary(folder, mode_for(path, mode))
+            self.fd, self.temporary = create_temporary(folder, mode_for(path, mode), noted)
 
     def _create_unnamed(self, folder: str, mode: int) -> int | None:
         """A file with no name in folder, set to mode; None where there are no such files."""
@@ -338,25 +355,27 @@ def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
         finally:
             os.close(held)
         return
-    file = AtomicFile(path, mode)
-    _unfinished.add(file)
+    file = AtomicFile(path, mode, noted=_unfinished)
+    temporary = file.name
     try:
-        yield file.name
+        yield temporary
         file.commit()
     finally:
         file.abort()
-        _unfinished.discard(file)
+        _unfinished.discard(temporary)
 
 
-# atomic_path's files being written (the cookie jar, --summary, --metrics at the end): a second
-# signal exits with os._exit, past every ``finally``, and would leave the temporary behind.
-_unfinished: set[AtomicFile] = set()
+# The temporaries of atomic_path's files being written (the cookie jar, --summary, --metrics at
+# the end), by name, noted before each is created: a second signal exits with os._exit, past
+# every ``finally``, and its handler may run at any moment, even just after the creation.
+_unfinished: set[str] = set()
 
 
 def abort_unfinished() -> None:
-    """Remove the temporary of every file atomic_path is writing: before an immediate exit."""
-    for file in list(_unfinished):
-        file.abort()
+    """Remove the temporary of every file atomic_path is writing: before an immediate exit. A
+    name whose file was renamed into place meanwhile is gone, and removing it does nothing."""
+    for name in list(_unfinished):
+        remove_quietly(name)
 
 
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
