@@ -15,7 +15,8 @@ from tests.servers import max_in_any_second, records, serving
 class Recording(ThreadingHTTPServer):
     """Records every request's arrival time and host, and requests in flight per host.
     ``/slow/S/...`` answers after S seconds; ``answers`` maps a path to a list of (status,
-    headers) given in turn, the last one repeating."""
+    headers) given in turn, the last one repeating; ``after`` maps a path to another whose
+    response must have been sent before its own is (an order set by events, not by sleeps)."""
 
     daemon_threads = True
 
@@ -28,6 +29,8 @@ class Recording(ThreadingHTTPServer):
         self.max_total = 0
         self.answers: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.sent: list[tuple[float, str, int]] = []  # when each response was sent, its status
+        self.after: dict[str, str] = {}
+        self.answered = threading.Condition(self.lock)  # notified as each response is sent
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.server_address[1]}{path}"
@@ -58,6 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
             parts = self.path.strip("/").split("/")
             if parts[0] == "slow":
                 time.sleep(float(parts[1]))
+            if first := server.after.get(self.path):
+                with server.answered:
+                    server.answered.wait_for(
+                        lambda: any(path == first for _, path, _ in server.sent), timeout=10
+                    )
             body = b"ok"
             self.send_response(status)
             for name, value in headers.items():
@@ -65,8 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            with server.lock:
+            with server.answered:
                 server.sent.append((time.monotonic(), self.path, status))
+                server.answered.notify_all()
         finally:
             with server.lock:
                 server.in_flight[host] -= 1
@@ -243,19 +252,22 @@ def test_summary_names_failing_hosts_with_their_port(recording, second_recording
 
 def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcome(recording):
     """Issue 11: such URLs ended as max_time after one request, their retry never sent."""
-    recording.answers["/x"] = [(503, {"Retry-After": "1"}), (200, {})]
-    recording.answers["/slow/0.3/y"] = [(429, {"Retry-After": "4"}), (200, {})]
+    recording.answers["/x"] = [(503, {"Retry-After": "2"}), (200, {})]
+    recording.answers["/y"] = [(429, {"Retry-After": "8"}), (200, {})]
+    # /y's 429 is sent just after /x's 503 (CI, session 21: after a fixed 0.3 s delay, under
+    # load, it came after /x's retry was due, and the retry was sent).
+    recording.after["/y"] = "/x"
     started = time.monotonic()
     result = invoke(
-        ["--format", "jsonl", "-j", "2", "--max-time", "2", "--ordered",
-         recording.url("/x"), recording.url("/slow/0.3/y")]
+        ["--format", "jsonl", "-j", "2", "--max-time", "3", "--ordered",
+         recording.url("/x"), recording.url("/y")]
     )  # fmt: skip
     took = time.monotonic() - started
     x, y = records(result.stdout)
-    # /x's retry was due at 1 s, but the 429 paused the host for 4 s, past /x's deadline.
+    # /x's retry was due at 2 s, but the 429 paused the host for 8 s, past /x's deadline.
     assert [path for _, _, path in recording.arrivals].count("/x") == 1
     assert (x["status"], x["attempts"], x["error"]["kind"]) == (503, 1, "http")
-    assert "retry given up: --max-time of 2 s reached" in x["error"]["message"]
-    assert 1.9 <= x["elapsed"] < 3.0
+    assert "retry given up: --max-time of 3 s reached" in x["error"]["message"]
+    assert 2.9 <= x["elapsed"] < 5.0
     assert (y["status"], y["attempts"], y["error"]["kind"]) == (429, 1, "http")
-    assert took < 3.5  # ended at its deadline, not when the 4 s pause did
+    assert took < 6.0  # ended at its deadline, not when the 8 s pause did
