@@ -274,6 +274,24 @@ def test_bad_csv_header_makes_every_record_invalid(header, reason):
         assert [job.line for job in jobs] == [2, 3]
 
 
+@pytest.mark.parametrize("header", [b"id,name", b"url,id,url"])
+def test_a_bad_csv_header_with_no_row_under_it_gets_its_own_record(header, tmp_path):
+    """A csv file of a header without 'url' and no row read as no input at all: exit 0, "0 ok,
+    0 failed", nothing said (s21 f3). The header gets the record its rows would have had, and
+    --failed keeps it once, so that a retry says the same."""
+    jobs, _ = jobs_of(header + b"\n\n", "csv")
+    assert [(job.line, "line 1" in (job.invalid or "")) for job in jobs] == [(1, True)]
+    given, failed = tmp_path / "given.csv", tmp_path / "failed.csv"
+    given.write_bytes(header + b"\n")
+    for _ in range(2):  # the retry loop: the same record, the same file
+        result = invoke(["--format", "jsonl", "--input-format", "csv", "--failed", str(failed),
+                         "-i", str(given)])  # fmt: skip
+        [record] = records(result.stdout)
+        assert (result.exit_code, record["line"], record["error"]["kind"]) == (3, 1, "invalid_url")
+        assert failed.read_bytes() == header + b"\n"
+        given = failed
+
+
 @pytest.mark.parametrize(
     ("header", "separator"),
     [(b"url;id", "';'"), (b"\xef\xbb\xbfURL\tid", "tab"), (b"Id ; Url ; note", "';'")],

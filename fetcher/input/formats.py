@@ -159,11 +159,14 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
     """An Entry per CSV record after the header row (blank records are skipped).
 
     The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
-    its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent.
+    its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent. A
+    header that is wrong makes every row under it an error, or, with no row, itself one: a file
+    of such a header alone is never an empty list.
     """
     columns: list[str] | None = None
     header_error: str | None = None
     header_raw: bytes | None = None
+    header_line, rows = 0, 0
     for record in _csv_records(pieces):
         try:
             row = _csv_row(record)
@@ -174,14 +177,19 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
                 # Its own header: --failed writes it once, as the header of the rows after it.
                 yield Entry(record.line, record.raw, error=header_error, header=header_raw)
                 continue
+            rows += 1
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
         if columns is None:
             columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line, record.raw)
+            header_line = record.line
             continue
+        rows += 1
         entry = Entry(record.line, record.raw, header=header_raw)
         yield _row_entry(entry, row, columns, header_error)
+    if header_line and header_error is not None and not rows:
+        yield Entry(header_line, header_raw or b"", error=header_error, header=header_raw)
 
 
 @dataclass(slots=True)
