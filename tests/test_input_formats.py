@@ -812,4 +812,17 @@ def test_a_csv_headers_cell_with_a_name_given_twice_is_refused(server):
     result = invoke(["--input-format", "csv", "--format", "jsonl"], input=table)
     [record] = records(result.stdout)
     assert record["error"]["kind"] == "invalid_url" and "'X-A' twice" in record["error"]["message"]
+    assert record["error"]["message"].startswith("'headers'")  # which cell (s21 r2 10)
+    assert server.paths == []
+
+
+def test_a_csv_headers_cell_that_starts_with_a_byte_order_mark_says_so(server):
+    """json.loads named a BOM ("Unexpected UTF-8 BOM"); the shared decoder said only
+    "Expecting value (column 1)", of a cell whose first visible character is a brace."""
+    table = f'url,headers\n{server.url("/h")},"\ufeff{{""X-A"": ""1""}}"\n'.encode()
+    result = invoke(["--input-format", "csv", "--format", "jsonl"], input=table)
+    [record] = records(result.stdout)
+    message = record["error"]["message"]
+    assert record["error"]["kind"] == "invalid_url"
+    assert "'headers'" in message and "byte-order mark" in message
     assert server.paths == []

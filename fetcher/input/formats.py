@@ -416,7 +416,7 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
         entry.method = _method(values.get("method"))
         headers = values.get("headers")
         if headers_as_text and headers is not None:
-            headers = _load_json(headers.encode(), "'headers' is not valid JSON")
+            headers = _load_json(headers.encode(), "'headers'")
         entry.headers = _headers(headers)
         entry.data = _data(values.get("data"))
         entry.output = _output(values.get("output"))
@@ -493,14 +493,17 @@ def _output(value: Any) -> str | None:
     return value
 
 
-def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
+def _load_json(raw: bytes, name: str | None = None) -> Any:
     """Parse strictly: valid UTF-8, no NaN or Infinity, no lone surrogate escapes, so that
     whatever comes back in the record is valid JSON and valid UTF-8 again; numbers as
-    JsonText."""
+    JsonText. name: the cell parsed (``'headers'``), named in every error; None: the line."""
+    what = "not valid JSON" if name is None else f"{name} is not valid JSON"
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _Malformed(not_utf8(raw, exc)) from None
+    if text.startswith("\ufeff"):  # json.loads says so; the decoder itself, "Expecting value"
+        raise _Malformed(f"{what}: it starts with a byte-order mark (U+FEFF)")
     try:
         value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -508,7 +511,7 @@ def _load_json(raw: bytes, what: str = "not valid JSON") -> Any:
     except RecursionError:
         raise _Malformed(f"{what}: nested too deeply") from None
     except _Twice as exc:
-        raise _Malformed(str(exc)) from None
+        raise _Malformed(str(exc) if name is None else f"{name}: {exc}") from None
     except ValueError as exc:  # from _refuse_constant
         raise _Malformed(f"{what}: {exc}") from None
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
