@@ -287,24 +287,26 @@ def _quoting_after(text: bytes, quoting: int) -> int:
     """Where a CSV parser stands after text, from where it stood before it. The moves are
     those of Python's csv module that decide where a record ends; where its strict mode
     refuses a record (text after a closing quote), the record is read on as its lenient mode
-    would, and the strict parse of the whole record then says what is wrong."""
+    would, and the strict parse of the whole record then says what is wrong.
+
+    Only a quote can enter or leave quotes, so text is read from quote to quote (a C search
+    each), not cell by cell: between two, outside quotes, the last byte alone says whether the
+    next quote starts a cell (after a comma: it opens one) or is a plain character (5" screen).
+    A reading byte by byte, kept in the tests, gives the same answer for every text."""
     at = 0
-    while at < len(text):
+    while True:
+        quote = text.find(b'"', at)
         if quoting == _QUOTED:
-            quote = text.find(b'"', at)
             if quote < 0:
                 return _QUOTED
             quoting, at = _FIELD_START, quote + 1  # a closing quote, or the first of a pair
-        elif quoting == _UNQUOTED:
-            comma = text.find(b",", at)
-            if comma < 0:
-                return _UNQUOTED
-            quoting, at = _FIELD_START, comma + 1
-        else:
-            byte = text[at]
-            quoting = _QUOTED if byte == 0x22 else _FIELD_START if byte == 0x2C else _UNQUOTED
-            at += 1
-    return quoting
+            continue
+        stop = len(text) if quote < 0 else quote
+        if stop > at:
+            quoting = _FIELD_START if text[stop - 1] == 0x2C else _UNQUOTED
+        if quote < 0:
+            return quoting
+        quoting, at = (_QUOTED if quoting == _FIELD_START else _UNQUOTED), quote + 1
 
 
 def _csv_row(record: _CsvRecord) -> list[str]:
