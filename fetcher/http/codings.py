@@ -128,5 +128,6 @@ def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
         stream = getattr(part, "_obj", None)
         finished = getattr(stream, "is_finished", None)
         if not (finished() if callable(finished) else getattr(stream, "eof", True)):
-            message = f"body cut short: its {coding} stream does not end"
+            # Whether its last bytes never came or its bytes are wrong, no decoder can tell.
+            message = f"body cut short or corrupt: its {coding} stream does not end"
             raise FetchError(message, ErrorKind.PROTOCOL)
