@@ -35,12 +35,20 @@ Answer = Callable[[dict[str, str]], bytes]
 
 
 def answer(
-    status: str, headers: dict[str, str], body: bytes, framing: str = "length", sent: int = -1
+    status: str,
+    headers: dict[str, str],
+    body: bytes,
+    framing: str = "length",
+    sent: int = -1,
+    dated: bool = True,
 ) -> bytes:
     """The bytes of one answer, the connection closed after it. framing: ``length`` (with a
     Content-Length), ``close`` (the body ends with the connection), ``chunked`` (one chunk and
-    the last chunk: a body that ends cleanly). sent: how many of body's bytes go out (all: -1)."""
-    fields = {**headers, "Connection": "close", "Accept-Ranges": "bytes"}
+    the last chunk: a body that ends cleanly). sent: how many of body's bytes go out (all: -1).
+    dated: with a Date of now unless headers give one, as servers send (by which DAY_1 is a
+    strong validator, RFC 9110 8.8.2.2)."""
+    fields = {"Date": formatdate(usegmt=True)} if dated else {}
+    fields.update({**headers, "Connection": "close", "Accept-Ranges": "bytes"})
     if framing == "length":
         fields["Content-Length"] = str(len(body))
     elif framing == "chunked":
@@ -433,3 +441,60 @@ def test_a_body_asked_for_with_the_user_s_own_range_is_never_continued(
     assert served == [f"bytes={start}-", f"bytes={start}-"], served
     assert record["ok"] and code == 0, record
     assert [p.read_bytes() for p in saved_files(tmp_path)] == [tail]
+
+
+# A Last-Modified date in the second its answer was sent (Date the same), or with no Date to
+# compare it with: a same-length rewrite in that second keeps the date (RFC 9110 8.8.2.2).
+WEAK_DATES = {
+    "same-second": {"Date": DAY_1, "Last-Modified": DAY_1},
+    "no-date": {"Last-Modified": DAY_1},
+}
+
+
+@pytest.mark.parametrize("dates", list(WEAK_DATES), ids=list(WEAK_DATES))
+@pytest.mark.parametrize("runs", ["next-run", "same-run"])
+def test_a_partial_validated_by_a_weak_date_is_not_kept_and_never_spliced(
+    origin: tuple[RawOrigin, str], tmp_path: Path, dates: str, runs: str
+) -> None:
+    """The file is rewritten (same length) in the second its Last-Modified names, and the
+    server answers an If-Range of that date with the new version's rest: spliced, old head
+    and new tail, saved ok (s22 h1 2). A weak date is no If-Range (RFC 9110 13.1.5): the cut
+    body is not kept to be continued, and it is fetched whole."""
+    raw, url = origin
+    validators = WEAK_DATES[dates]
+    served = [0]
+
+    def plain(headers: dict[str, str]) -> bytes:
+        served[0] += 1
+        if served[0] == 1:
+            return answer("200 OK", validators, OLD, sent=CUT, dated=False)
+        return answer("200 OK", validators, NEW, dated=False)
+
+    raw.plain = plain
+    labelled = {**validators, "Content-Range": f"bytes {CUT}-{SIZE - 1}/{SIZE}"}
+    raw.ranged = lambda headers: answer("206 Partial Content", labelled, NEW[CUT:], dated=False)
+    if runs == "next-run":
+        _, [first] = fetch(tmp_path, url)
+        assert not first["ok"] and partial_bytes(tmp_path) is None, first
+        assert partial_files(tmp_path) == []
+        code, [record] = fetch(tmp_path, url)
+    else:
+        code, [record] = fetch(tmp_path, url, "--retries", "1", "--backoff", "0")
+    assert raw.ranges() == [None, None], raw.seen
+    assert record["ok"] and record["status"] == 200 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [NEW]
+    assert partial_files(tmp_path) == []
+
+
+def test_a_date_a_second_older_than_its_answer_still_continues_the_file(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """The control: Date one second after Last-Modified makes the date strong."""
+    raw, url = origin
+    validators = {"Date": formatdate(1_700_000_001, usegmt=True), "Last-Modified": DAY_1}
+    cut_short(origin, tmp_path, validators)
+    raw.ranged = lambda headers: rest(validators, OLD)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.seen[-1]["if-range"] == DAY_1
+    assert record["ok"] and record["status"] == 206 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]

@@ -2,17 +2,19 @@
 the next) asks for the rest with ``Range`` validated by ``If-Range`` (RFC 9110 14.2, 13.1.5).
 
 Only a body sent as it is (no Content-Encoding: ranges count the encoded bytes) with a strong
-ETag or a Last-Modified date is resumable. A 206 is taken only when it carries the rest of the
-file exactly (from where the file ends to the resource's last byte, of a known length) and the
-validator the file began with; a 416 or any other 206 has the body asked for again whole,
-without a range, so a resource that changed meanwhile is saved whole in its new version, never
-spliced onto the old one, and a server that ignores If-Range or mislabels its range cannot
-leave a fragment. A 206 taken must then hold the bytes its Content-Range says (fetch.read_body).
+ETag or a strong Last-Modified date (``strong_date``) is resumable. A 206 is taken only when it
+carries the rest of the file exactly (from where the file ends to the resource's last byte, of
+a known length) and the validator the file began with; a 416 or any other 206 has the body
+asked for again whole, without a range, so a resource that changed meanwhile is saved whole in
+its new version, never spliced onto the old one, and a server that ignores If-Range or
+mislabels its range cannot leave a fragment. A 206 taken must then hold the bytes its
+Content-Range says (fetch.read_body).
 Each partial file the state names is continued by one task of the run only (``claim``).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import stat
@@ -23,6 +25,7 @@ from dataclasses import replace
 import requests
 
 from fetcher.http.codings import listed_codings
+from fetcher.http.headers import http_date
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile, partial_inode
@@ -35,19 +38,33 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def validators_of(response: requests.Response) -> list[str] | None:
-    """The response's strong ETag and its Last-Modified, those it has, in that order; None when
-    its body is encoded (a range of it would count the encoded bytes)."""
+    """The response's strong validators: its strong ETag and its Last-Modified when strong
+    (strong_date), those it has, in that order; None when its body is encoded (a range of it
+    would count the encoded bytes)."""
     headers = response.headers
     if listed_codings(headers.get("Content-Encoding", "")):
         return None
     etag = headers.get("ETag")
     strong = etag if etag and not etag.startswith("W/") else None
-    return [value for value in (strong, headers.get("Last-Modified")) if value]
+    return [value for value in (strong, strong_date(headers)) if value]
+
+
+def strong_date(headers: Mapping[str, str]) -> str | None:
+    """The Last-Modified, when it is a strong validator: the answer's Date at least a second
+    later (RFC 9110 8.8.2.2), so that a change after the answer has a later date. A date of the
+    second the answer was sent (or with no Date to tell) may name two versions, one rewritten
+    within that second: If-Range may carry only a strong date (13.1.5), or a range of the new
+    version is spliced onto the old."""
+    modified = headers.get("Last-Modified") or ""
+    when, sent = http_date(modified), http_date(headers.get("Date") or "")
+    if when is None or sent is None or sent - when < datetime.timedelta(seconds=1):
+        return None
+    return modified
 
 
 def validator_of(response: requests.Response) -> str | None:
-    """What If-Range may carry for this response: its strong ETag, else its Last-Modified; None
-    when it has neither or when its body is encoded."""
+    """What If-Range may carry for this response: its strong ETag, else its Last-Modified when
+    strong; None when it has neither or when its body is encoded."""
     found = validators_of(response)
     return found[0] if found else None
 
