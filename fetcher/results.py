@@ -75,6 +75,12 @@ class Result:
             self.body = None
 
     @property
+    def bodiless(self) -> bool:
+        """A 304, or an answer whose body was not read (a HEAD's; a failure's): no body of its
+        own, so the state keeps what it knew of the last one, and of a partial file."""
+        return self.status == 304 or self.sha256 is None
+
+    @property
     def url(self) -> str:
         return self.job.url
 

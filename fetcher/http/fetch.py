@@ -95,8 +95,7 @@ class Fetcher:
             )
         request = task.request
         result, retry_after = self.exchange.send(session, request, task)
-        if self.resumer is not None:
-            self.resumer.settle(task, result)
+        self._settle(task, result)
         result.attempts = task.attempt
         result.elapsed = time.perf_counter() - task.started
         time_left = None if task.max_time is None else task.max_time.remaining()
@@ -132,6 +131,30 @@ class Fetcher:
         ):
             return None
         return prior
+
+    def _settle(self, task: Task, result: Result) -> None:
+        """After an attempt: the partial file it left, if any (Resumer.settle), and the one the
+        state knew, when this result makes the state forget it (an ok body, not continued from
+        it: State.record) and no other task of the run continues it (Resumer.claim): removed,
+        or it stays hidden in DIR for good. A failure, a HEAD or a 304 leaves it, and the row,
+        to a later --continue run."""
+        if self.resumer is not None:
+            self.resumer.settle(task, result)
+        prior = task.job.prior
+        if (
+            self.bodies is None
+            or prior is None
+            or not prior.partial
+            or not result.ok
+            or result.bodiless
+            or result.partial is not None
+        ):
+            return
+        if self.resumer is not None and not self.resumer.claim(prior.partial):
+            return  # continued by this task (its file is the body now) or by another
+        known = prior.partial_bytes or 0  # a size not known (killed): taken as found
+        self.bodies.remove_partial(task.job.target, task.job.output, prior.partial, known,
+                                   prior.partial_changed if known else None)  # fmt: skip
 
 
 def answering_host(task: Task, result: Result) -> str:

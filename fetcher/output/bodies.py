@@ -23,7 +23,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
@@ -364,28 +364,34 @@ class Bodies:
         with no other name, owned by this user, unchanged; checked before it is opened and
         again on the descriptor. A file put under the name, a link to another file, even for
         a moment, or a file someone else wrote to is never written, truncated or removed."""
-        if self.folder is None:
+        found = None if self.folder is None else _partial_left(self.folder, url, name, path)
+        if found is None:
             return None
-        name_there = os.path.basename(path)
-        match = _RESUMABLE.fullmatch(name_there)
-        legacy = _LEGACY.fullmatch(name_there) is not None
-        if match is None and not legacy:
-            return None
-        try:
-            placement = self.folder.place(url, name)
-        except OSError:
-            return None
-        if match is None:  # left by an earlier version: a name only is removed, in url's folder
-            with contextlib.suppress(OSError):
-                os.unlink(name_there, dir_fd=placement.folder)
-            placement.close()
-            return None
-        left = _Left(os.fstat(placement.folder).st_dev, int(match[1], 16), size, changed)
-        fd = _open_ours(placement.folder, name_there, left)
+        placement, name_there, left = found
+        fd = _open_ours(placement.folder, name_there, replace(left, size=size, changed=changed))
         if fd is None:
             placement.close()
             return None
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
+
+    def remove_partial(self, url: str, name: str | None, path: str, size: int = 0,
+                       changed: int | None = None) -> None:  # fmt: skip
+        """Remove the partial file an earlier attempt at url left at path, when the state
+        forgets it (a body completed without it): no run would look for it again, and it
+        would stay hidden in DIR for good. Only the very file reopen would continue goes (by
+        name, a link never followed); anything else under the name is left as it is."""
+        found = None if self.folder is None else _partial_left(self.folder, url, name, path)
+        if found is None:
+            return
+        placement, name_there, left = found
+        try:
+            info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
+            if replace(left, size=size, changed=changed).matches(info):
+                os.unlink(name_there, dir_fd=placement.folder)
+        except OSError:
+            pass
+        finally:
+            placement.close()
 
     def held(self, path: str | None, mark: int | None = None) -> str | None:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
@@ -544,6 +550,29 @@ class _Left:
             and (not self.size or info.st_size == self.size)
             and (self.changed is None or info.st_ctime_ns == self.changed)
         )
+
+
+def _partial_left(
+    folder: OutputDir, url: str, name: str | None, path: str
+) -> tuple[Placement, str, _Left] | None:
+    """Where the partial file at path is looked for (url's folder under this run's DIR, open),
+    its name, and the inode that name gives; None when path has no name fetcher gives a
+    partial. A name of an earlier version's (without the inode) cannot be proven fetcher's:
+    the name only is removed, in url's folder, and None returned."""
+    name_there = os.path.basename(path)
+    match = _RESUMABLE.fullmatch(name_there)
+    if match is None and _LEGACY.fullmatch(name_there) is None:
+        return None
+    try:
+        placement = folder.place(url, name)
+    except OSError:
+        return None
+    if match is None:
+        with contextlib.suppress(OSError):
+            os.unlink(name_there, dir_fd=placement.folder)
+        placement.close()
+        return None
+    return placement, name_there, _Left(os.fstat(placement.folder).st_dev, int(match[1], 16))
 
 
 def _open_ours(folder: int, name: str, left: _Left) -> int | None:

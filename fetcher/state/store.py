@@ -199,8 +199,7 @@ class State:
         job, prior = result.job, result.job.prior
         if result.skipped or result.error_kind is ErrorKind.INVALID_URL:
             return
-        # A 304 or the answer to a HEAD (no sha256: no body read) has no body of its own.
-        bodiless = result.status == 304 or result.sha256 is None
+        bodiless = result.bodiless
         known = _known_body(result, prior, bodiless)
         if result.ok:
             result.changed = _changed(result, prior, bodiless)
