@@ -323,15 +323,23 @@ def open_outputs(
     on_hard_exit(display.at_hard_exit)
     on_hard_exit(abort_unfinished)  # the jar, --summary, --metrics: their old files stay
     on_hard_exit(collector.flush_at_exit, last=True)
-    lookup = None
-    if state is not None:
-        from fetcher.http.request import state_key
-        from fetcher.state.lookup import StateLookup
-
-        lookup = StateLookup(
-            state, settings.skip_fresh, bodies, lambda job: state_key(job, settings)
-        )
+    lookup = None if state is None else _state_lookup(state, settings, bodies)
     return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
+
+
+def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> StateLookup:
+    """What the dispatcher asks the state of each job: its row by its request (state_key), and
+    whether it may be skipped as fresh (not a part the user's Range asks for: asks_a_part)."""
+    from fetcher.http.request import asks_a_part, state_key
+    from fetcher.state.lookup import StateLookup
+
+    return StateLookup(
+        state,
+        settings.skip_fresh,
+        bodies,
+        lambda job: state_key(job, settings),
+        lambda job: asks_a_part(job, settings),
+    )
 
 
 def open_cookie_jar(path: str | None) -> CookieJar | None:

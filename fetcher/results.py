@@ -64,6 +64,10 @@ class Result:
     etag: str | None = None
     last_modified: str | None = None
     not_modified: bool = False  # a 304 to a conditional request
+    # A 206 read into no kept file: the answer to the user's own Range (fetch._note_answer
+    # refuses any other), a part whose hash and validators the state must not keep as the
+    # resource's (State.record). One that continues a kept file (--continue) is the whole body.
+    part: bool = False
     changed: bool | None = None  # set by the state for an ok result
     skipped: bool = False  # --skip-fresh: fetched ok recently, not fetched now
     final: bool = False  # a failure another attempt would meet again (FetchError.final)
@@ -76,9 +80,10 @@ class Result:
 
     @property
     def bodiless(self) -> bool:
-        """A 304, or an answer whose body was not read (a HEAD's; a failure's): no body of its
-        own, so the state keeps what it knew of the last one, and of a partial file."""
-        return self.status == 304 or self.sha256 is None
+        """A 304, an answer whose body was not read (a HEAD's; a failure's), or a part the
+        user's Range asked for: no body of the resource's own, so the state keeps what it knew
+        of the last one, and of a partial file."""
+        return self.status == 304 or self.sha256 is None or self.part
 
     @property
     def url(self) -> str:

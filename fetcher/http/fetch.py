@@ -296,6 +296,7 @@ class Exchange:
                                       head, remote=remote)  # fmt: skip
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
+        result.part = kept is None and result.status == 206  # see Result.part
         try:
             read_body(response, result, settings, task.max_time, output, watch, length)
         except Exception:

@@ -117,11 +117,24 @@ def _may_be_conditional(job: Job, settings: Settings, method: str) -> bool:
     """Whether --state may make job's request conditional: a GET or HEAD; not when -H or the
     line's headers set a condition of their own (sent as given: one of the state's beside it
     would change what the user asked); not when the body is asked for on standard output
-    (--body, --include-body), which a 304 would leave empty."""
+    (--body, --include-body), which a 304 would leave empty; not for a part (asks_a_part)."""
     if method not in CONDITIONAL_METHODS or settings.body or settings.include_body:
         return False
     given = (*settings.headers, *job.headers)
-    return not any(name.lower() in CONDITION_HEADERS for name, _ in given)
+    if any(name.lower() in CONDITION_HEADERS for name, _ in given):
+        return False
+    return not asks_a_part(job, settings)
+
+
+def asks_a_part(job: Job, settings: Settings) -> bool:
+    """Whether -H or the line's headers ask for a Range (a last one without a value removes
+    it): the state knows the resource's whole body, which a 304 to the part or a skip as
+    fresh would give in place of the part asked for."""
+    asked = False
+    for name, value in (*settings.headers, *job.headers):
+        if name.lower() == "range":
+            asked = bool(value)
+    return asked
 
 
 def state_key(job: Job, settings: Settings) -> str:

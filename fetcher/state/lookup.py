@@ -32,11 +32,13 @@ class StateLookup:
         skip_fresh: float | None = None,
         bodies: Bodies | None = None,
         key: Callable[[Job], str] | None = None,
+        part: Callable[[Job], bool] | None = None,
     ) -> None:
         self.state = state
         self.skip_fresh = skip_fresh
         self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
         self.key = key or (lambda job: job.target)  # the row of a job's request (state_key)
+        self.part = part  # whether a job asks for a part (asks_a_part): never skipped
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
         self._refused: dict[int, str] = {}  # by seq: why a prefetched job may not be sent
 
@@ -86,6 +88,8 @@ class StateLookup:
             return None
         if not prior.fresh(time.time(), self.skip_fresh):
             return None
+        if self.part is not None and self.part(job):
+            return None  # a Range of the user's: the part is what was asked for, not the whole
         path = None
         if self.bodies is not None:
             if self.bodies.spool:

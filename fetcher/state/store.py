@@ -204,8 +204,9 @@ class State:
         if result.ok:
             result.changed = _changed(result, prior, bodiless)
             if bodiless and not result.not_modified and prior is not None and prior.ok:
-                # A HEAD, or a 304 to the user's own -H condition: nothing says the state's body
-                # is current. An ok row stays its last body's, its age too (s19 t2 D8).
+                # A HEAD, a part, or a 304 to the user's own -H condition: nothing says the
+                # state's body is current. An ok row stays its last body's, its age too (s19 t2
+                # D8). A part saved over its file leaves the row's mark another file's.
                 return
         key = job.key or job.target
         self._pending.add(_UPSERT, (key, result.ok, result.status,
@@ -213,7 +214,7 @@ class State:
                               *_body_columns(result, known), int(time.time()),
                               *_line_of(job, result.ok),
                               *_partial_kept(result, prior, bodiless)))  # fmt: skip
-        if result.ok and not bodiless and result.path is not None:
+        if result.ok and (result.part or not bodiless) and result.path is not None:
             spelled = _stored(result.path)
             self._pending.add(_DISOWN_UNMARKED, (spelled, _stored(_absolute(result.path)), key))
 
