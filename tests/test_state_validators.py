@@ -6,7 +6,9 @@ and keep a fragment or a stale file for good."""
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,11 @@ from pytest_httpserver import HTTPServer
 
 from tests.conftest import invoke
 from tests.resources import Origin, resource
-from tests.servers import records
+from tests.servers import FaultServer, read_request, records
 
 BODY = bytes(range(256)) * 4
+DAY_1 = "Tue, 14 Nov 2023 22:13:20 GMT"
+DAY_2 = "Wed, 15 Nov 2023 22:13:20 GMT"
 
 
 @pytest.fixture
@@ -118,3 +122,66 @@ def test_a_part_saved_over_the_file_of_a_row_from_before_schema_3_takes_it(
     assert part["status"] == 206 and Path(part["path"]).read_bytes() == b"index page\n", part
     again = fetch(tmp_path, folder)
     assert again["status"] == 200 and Path(again["path"]).read_bytes() == b"listing\n", again
+
+
+def answer(status: int, validators: list[tuple[str, str]], body: bytes = b"") -> bytes:
+    head = f"HTTP/1.1 {status} {'OK' if status == 200 else 'Not Modified'}\r\n"
+    fields = [*validators, ("Content-Length", str(len(body))), ("Connection", "close")]
+    return (head + "".join(f"{k}: {v}\r\n" for k, v in fields) + "\r\n").encode() + body
+
+
+def scripted(answers: list[bytes], asked: list[bytes]) -> Callable[[socket.socket], None]:
+    """A FaultServer behaviour: the next of answers to each request, whose head goes to asked
+    (werkzeug takes a Last-Modified out of a 304: the raw socket sends what a server sends)."""
+
+    def behaviour(conn: socket.socket) -> None:
+        asked.append(read_request(conn))
+        conn.sendall(answers[len(asked) - 1])
+
+    return behaviour
+
+
+A, B = b"version A\n", b"version B, the new one\n"
+LIES = {  # a version B that a backend checking one validator only answers with a 304
+    "etag": (
+        [("ETag", '"a"'), ("Last-Modified", DAY_1)],
+        [("ETag", '"b"'), ("Last-Modified", DAY_1)],
+    ),
+    "last-modified": ([("Last-Modified", DAY_1)], [("Last-Modified", DAY_2)]),
+    "etag-added": ([("Last-Modified", DAY_1)], [("ETag", '"b"'), ("Last-Modified", DAY_1)]),
+}
+
+
+@pytest.mark.parametrize("lie", LIES)
+def test_a_304_naming_another_version_keeps_the_stored_validators(tmp_path: Path, lie: str) -> None:
+    """A backend that checks only If-Modified-Since said 304 with the new version's ETag: the
+    state took it, so the next run asked a correct backend with it, was told 304 again, and
+    kept version A's file for good (s22 h1). RFC 9111 4.3.4: a 304 whose validators are not
+    the stored body's updates nothing; the next run asks with A's, and gets B."""
+    was, now = LIES[lie]
+    asked: list[bytes] = []
+    answers = [answer(200, was, A), answer(304, now), answer(200, now, B)]
+    with FaultServer(scripted(answers, asked)) as server:
+        first = fetch(tmp_path, server.url("/v"))
+        stored = state_row(tmp_path)
+        lied = fetch(tmp_path, server.url("/v"))
+        assert lied["status"] == 304 and lied["not_modified"] is True, lied
+        assert state_row(tmp_path) == stored
+        third = fetch(tmp_path, server.url("/v"))
+    condition = b'If-None-Match: "a"' if lie == "etag" else f"If-Modified-Since: {DAY_1}".encode()
+    assert condition in asked[2], asked[2]
+    assert third["changed"] is True and Path(third["path"]).read_bytes() == B
+    assert first["sha256"] != third["sha256"]
+
+
+def test_a_304_with_the_stored_etag_still_renews_the_date(tmp_path: Path) -> None:
+    """The ETag decides, as If-None-Match does: a 304 of the same ETag and a new date (a file
+    touched, its bytes the same) is the stored body's, and its date is kept for the next run."""
+    asked: list[bytes] = []
+    same = [("ETag", '"s"'), ("Last-Modified", DAY_1)]
+    answers = [answer(200, same, A), answer(304, [("ETag", '"s"'), ("Last-Modified", DAY_2)])]
+    with FaultServer(scripted(answers, asked)) as server:
+        fetch(tmp_path, server.url("/v"))
+        record = fetch(tmp_path, server.url("/v"))
+    assert record["status"] == 304 and record["not_modified"] is True, record
+    assert state_row(tmp_path)[:2] == ('"s"', DAY_2)

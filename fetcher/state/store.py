@@ -405,12 +405,15 @@ def _date(value: str) -> datetime.datetime | str:
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
     """The body the row is to describe: result's own, or for an answer without one the body
     known before; after a 304 to the state's condition, that one, still current, with any
-    validator the 304 renewed, and its hash in the record too."""
+    validator the 304 renewed (only a 304 that is the stored body's: _renews), and its hash
+    in the record too."""
     if not (result.not_modified and prior is not None):
         # An ok answer without a body of its own (a HEAD, a 304 to a condition not the state's)
         # reaches here only after a failure or for a new URL: the state then vouches for no body
         # (the old one's hash, newly dated, made it fresh: s20 r1 6), and the next GET is whole.
         return None if bodiless and result.ok else (prior if bodiless else result)
+    if not _renews(result, prior):
+        result.etag, result.last_modified = prior.etag, prior.last_modified
     result.etag = result.etag or prior.etag
     result.last_modified = result.last_modified or prior.last_modified
     if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
@@ -420,6 +423,23 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     mark = prior.saved_mark if result.saved_mark is None else result.saved_mark
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
                    path=result.path or prior.path, saved_mark=mark)  # fmt: skip
+
+
+def _renews(result: Result, prior: Prior) -> bool:
+    """Whether a 304's validators are the stored body's, and may replace them (RFC 9111
+    4.3.4): its ETag, when it has one, decides, as If-None-Match does (one the state never had
+    is no match: nothing says it is the stored body's); else its date. A 304
+    naming another ETag or date (a backend that checked only If-Modified-Since, of a new
+    version with the old date) is not: taken, the next run asked a correct server with the new
+    version's ETag, was told 304, and kept the old file for good. Kept, it asks with the old
+    ones, and gets the new body."""
+    if result.etag is not None:
+        return prior.etag is not None and _opaque(result.etag) == _opaque(prior.etag)
+    if result.last_modified is not None:
+        return prior.last_modified is not None and (
+            _date(result.last_modified) == _date(prior.last_modified)
+        )
+    return True
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
