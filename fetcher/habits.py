@@ -369,6 +369,100 @@ REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
 REFUSED["--write-out"] = REFUSED["-w"]
 REFUSED["--continue-at"] = REFUSED["-C"]
 
+# More of curl's and wget's, which had Click's bare "No such option" or a guess that means
+# something else: '--netrc-file' got "did you mean --failed", which writes over the file named,
+# and '--retry-delay' "--retry", a count (s22 h2 11). None is taken as an alias (spec section 2
+# lists those): each differs here in some way, which the message says.
+NO_ADDRESS_CHOICE = (
+    "has no equal here: fetcher connects as the system resolves the host; give an address in "
+    "the URL (http://[::1]/ for IPv6)"
+)
+ASKED_FOR = "-u USER here, which asks for the password on the terminal"
+REFUSED |= {
+    "--retry-delay": "--retry-delay (curl's) is --backoff S here: the first wait before a retry, "
+    "doubled each time, with jitter (--max-retry-wait S: the longest)",
+    "--retry-max-time": "--retry-max-time (curl's) is --max-time S here: the whole time one URL "
+    "may take, its retries included",
+    "--retry-connrefused": "--retry-connrefused (curl's) is what fetcher does: connection "
+    "errors, a refused connection too, are retried already (--retries N)",
+    "--retry-all-errors": "--retry-all-errors (curl's) has no equal here: connection errors and "
+    "timeouts are retried already, and --retry-on STATUSES says which statuses are",
+    "--waitretry": "--waitretry (wget's) is --backoff S here: the first wait before a retry, "
+    "doubled each time (--max-retry-wait S: the longest)",
+    "--request": "--request (curl's) is -X/--method METHOD here",
+    "--no-proxy": "--no-proxy (wget's) is the NO_PROXY variable here: NO_PROXY='*' fetches every "
+    "URL directly",
+    "--resolve": "--resolve (curl's) has no equal here: for http, give the address in the URL "
+    "and -H 'Host: NAME'; for https, whose certificate is checked against the URL's host, a "
+    "line in /etc/hosts",
+    "-r": "-r: curl's --range is -H 'Range: bytes=START-END' here; wget's -r (--recursive) has "
+    "no equal: fetcher fetches the URLs it is given, and no link is followed",
+    "--recursive": "--recursive (wget's) has no equal here: fetcher fetches the URLs it is "
+    "given, and no link is followed (-o DIR saves each as DIR/<host>/<path>)",
+    "--netrc-file": "--netrc-file (curl's) is the NETRC variable here: NETRC=FILE fetcher ... "
+    "(without -u, ~/.netrc is read already)",
+    "--netrc": "--netrc (curl's) is what fetcher does unless -u is given: ~/.netrc (or the file "
+    "NETRC names) is read for each URL's host",
+    "--json": "--json (curl's) is -d DATA -H 'Content-Type: application/json' -H 'Accept: "
+    "application/json' here; records as JSON are --format jsonl",
+    "--digest": "--digest (curl's) has no equal here: -u sends basic authentication only (an "
+    "Authorization header of another scheme goes in -H)",
+    "--basic": "--basic (curl's) is what -u does: -u sends basic authentication already",
+    "--fail-with-body": "--fail-with-body (curl's): a status of 400 or more is a failure "
+    "already (as -f), and its body is written with --body, or added to each record with "
+    "--include-body (--format jsonl)",
+    "--data-urlencode": "--data-urlencode (curl's) has no equal here: -d sends TEXT as given, so "
+    "%-encode it first (NAME=VALUE pieces joined with '&')",
+    "--data-binary": "--data-binary (curl's) is -d here: -d @FILE sends the file's bytes as "
+    "they are, line ends and all",
+    "--data-raw": "--data-raw (curl's) is -d here, but for a TEXT that starts with @ (which -d "
+    "reads as a file's name): put such a text in a file and give -d @FILE",
+    "-G": "-G (curl's --get) has no equal here: put the query in the URL (-d always sends a body)",
+    "-F": "-F: curl's --form (a multipart body) has no equal here: -d sends TEXT or @FILE's "
+    "bytes as the body, -H 'Content-Type: ...' its type; wget's -F (--force-html) has none "
+    "either",
+    "-K": "-K: curl's --config has no equal here: FETCHER_ variables set the options "
+    "(FETCHER_HEADER, FETCHER_WORKERS, ...), from a file with 'set -a; . ./fetcher.env'; "
+    "wget's -K (--backup-converted) has none either",
+    "-D": "-D: curl's --dump-header has no equal here: --format jsonl gives each status, final "
+    "URL and content type; wget's -D (--domains) has none either (no link is followed)",
+    "-4": f"-4 (--ipv4) {NO_ADDRESS_CHOICE}",
+    "-6": f"-6 (--ipv6) {NO_ADDRESS_CHOICE}",
+    "-E": "-E: curl's --cert is --cert FILE here (with --key FILE; an encrypted key cannot be "
+    "read); wget's -E (--adjust-extension) has no equal",
+    "--create-dirs": "--create-dirs (curl's) is what -o DIR does: -o DIR makes the folders it "
+    "needs",
+    "--ask-password": f"--ask-password (wget's) is {ASKED_FOR}",
+    "--password": f"--password (wget's) goes with the user: {ASKED_FOR}",
+    "--keep-session-cookies": "--keep-session-cookies (wget's) is what -c FILE does: its session "
+    "cookies are saved with the others (expiry 0, as curl writes them)",
+    "--load-cookies": "--load-cookies (wget's) is -c FILE here, which loads FILE before the run "
+    "and saves the cookies back to it after",
+    "--connect-to": "--connect-to (curl's) has no equal here: for http, give the address in the "
+    "URL and -H 'Host: NAME'; for https, a line in /etc/hosts",
+    "--range": "--range (curl's) is -H 'Range: bytes=START-END' here",
+    "--get": "--get (curl's) has no equal here: put the query in the URL (-d always sends a body)",
+    "--form": "--form (curl's, a multipart body) has no equal here: -d sends TEXT or @FILE's "
+    "bytes as the body, -H 'Content-Type: ...' its type",
+    "--config": "--config (curl's) has no equal here: FETCHER_ variables set the options "
+    "(FETCHER_HEADER, FETCHER_WORKERS, ...), from a file with 'set -a; . ./fetcher.env'",
+    "--dump-header": "--dump-header (curl's) has no equal here: --format jsonl gives each "
+    "status, final URL and content type",
+    "--save-cookies": "--save-cookies (wget's) is -c FILE here, which loads FILE before the run "
+    "and saves the cookies back to it after",
+}
+for _name in ("--ntlm", "--negotiate", "--anyauth"):
+    REFUSED[_name] = (
+        f"{_name} (curl's) has no equal here: -u sends basic authentication only (an "
+        "Authorization header of another scheme goes in -H)"
+    )
+for _name in ("--ipv4", "--ipv6", "--inet4-only", "--inet6-only"):
+    REFUSED[_name] = f"{_name} {NO_ADDRESS_CHOICE}"
+for _name in ("--http-user", "--http-password"):
+    REFUSED[_name] = f"{_name} (wget's) is {ASKED_FOR}"
+REFUSED["--mirror"] = REFUSED["--recursive"].replace("--recursive", "--mirror", 1)
+REFUSED["--netrc-optional"] = REFUSED["--netrc"].replace("--netrc", "--netrc-optional", 1)
+
 
 # httpx's (Go's) options, spelled with one dash: Click reads '-json' as -j 'son'.
 ONE_DASH = {
