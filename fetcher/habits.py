@@ -132,12 +132,7 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
     the other way round, a file given as a URL (urls, the arguments): -i FILE."""
     from fetcher.redact import redact_url  # a URL's password is never printed
 
-    jar = params.get("cookie_jar")
-    if jar is not None and "://" in jar and not os.path.lexists(jar):
-        raise click.UsageError(
-            f"-c takes the cookie FILE (as curl's -c), not {redact_url(jar)!r}: wget's -c, "
-            "which continues downloads, is --continue here (with --state and -o)"
-        )
+    check_cookie_jar(params, urls)
     # An option that took the next option for its value ('--results -i list.txt', '-x -i
     # list.txt') is told so later: its message is the one that helps.
     swallowed = any(
@@ -158,6 +153,53 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
                 "the status and content type)"
             )
     check_urls_given_as_values(params, urls)
+
+
+# What -c's value is when another tool's habit gave it: httpx's -fc (filter-code) STATUSES, read as
+# -f -c; wget's -c (continue) HOST, a name with one of these last labels, an address or a port.
+_STATUSES = re.compile(r"[1-5][0-9]{2}(?:[-,][1-5][0-9]{2})*")
+_HOST = re.compile(
+    r"(?:localhost|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9.-]+:[0-9]{1,5}"
+    r"|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|mil|int|info|biz|io|dev|app|ai|co|me|xyz"
+    r"|cloud|online|site|tech|us|uk|de|fr|nl|eu|ru|jp|cn|in|br|au|ca|ch|it|es|se|no|pl|be"
+    r"|at|cz|dk|fi|tv))(?::[0-9]{1,5})?",
+    re.IGNORECASE,
+)
+JAR_OF_THAT_NAME = "for a cookie jar of that name, write -c ./{}"
+
+
+def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
+    """-c FILE is curl's cookie jar, written into the current folder after the run: a value
+    another tool's habit gave it is refused before it is written. wget's -c URL or -c HOST
+    (continue), httpx's -fc STATUSES (filter-code, read as -f -c). A host is refused only when
+    no URL is given (a jar may be named after its site): standard input is then read, from cron
+    or ssh an empty one, and the run ended 0 having fetched nothing. A file there is a jar."""
+    from fetcher.redact import redact_url
+
+    jar = params.get("cookie_jar")
+    if jar is None or os.path.lexists(jar):
+        return
+    if "://" in jar:
+        raise click.UsageError(
+            f"-c takes the cookie FILE (as curl's -c), not {redact_url(jar)!r}: wget's -c, "
+            "which continues downloads, is --continue here (with --state and -o)"
+        )
+    if not typed("cookie_jar"):
+        return
+    if _STATUSES.fullmatch(jar):
+        raise click.UsageError(
+            f"-c takes the cookie FILE (as curl's -c), not the statuses {jar!r}: httpx's -fc "
+            "(filter-code), read here as -f -c, has no equal: every URL gets a record (--format "
+            "jsonl and jq's select(.status != N) leave some out); " + JAR_OF_THAT_NAME.format(jar)
+        )
+    nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
+    if nothing_else and _HOST.fullmatch(jar):
+        raise click.UsageError(
+            f"-c takes the cookie FILE (as curl's -c), and no URL is given: {jar!r} looks like "
+            "a host meant for wget's -c, which continues downloads (--continue here, with --state "
+            "and -o). Give the URLs as arguments, or on standard input with -i -; "
+            + JAR_OF_THAT_NAME.format(jar)
+        )
 
 
 def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) -> None:
@@ -475,6 +517,14 @@ ONE_DASH = {
     "follow-redirects": "what fetcher does (--no-follow to not)",
     "rate-limit": "--rate R here",
     "output": "--results FILE here",
+    # Read as -c WORD (-cname: -c name), or -f -c WORD: a cookie jar named WORD, written here.
+    "cl": "in every record here (its bytes)",
+    "ct": "in every record here (content_type, with --format jsonl or csv)",
+    "cname": "not in the records here (dig HOST CNAME shows it)",
+    "cdn": "not in the records here (no CDN is told apart)",
+    "fcdn": "not done here: every URL gets a record, one served by a CDN too",
+    "csp-probe": "not done here: no link, nor a CSP's domain, is followed",
+    "config": "the FETCHER_ variables here (FETCHER_WORKERS, FETCHER_HEADER, ...)",
 }
 
 
@@ -482,10 +532,10 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     """The usage error for a word given with one dash ('-json', '-retries'): httpx's habit, or
     one of fetcher's options; None for anything else (a cluster of short options: '-sS')."""
     word = argument[1:]
+    if word in ONE_DASH:  # two letters too: -cl is no cluster of curl's, but -c l
+        return f"{argument} (httpx's) is {ONE_DASH[word]}: an option with one dash is one letter"
     if not re.fullmatch(r"[a-z][a-z-]{2,}", word):
         return None
-    if word in ONE_DASH:
-        return f"{argument} (httpx's) is {ONE_DASH[word]}: an option with one dash is one letter"
     if "--" + word in options:
         return f"{argument} is --{word} here: an option with one dash is one letter"
     return None

@@ -674,3 +674,74 @@ def test_more_curl_and_wget_options_say_what_to_use_not_clicks_guess(args, advic
     assert "No such option" not in result.stderr and "Did you mean" not in result.stderr
     if len(args) > 1 and len(args[1]) > 2:
         assert args[1] not in result.stderr, result.stderr
+
+
+# -- other tools' habits that wrote a cookie jar with -c (s22 h2 6) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-fc", "404"], "-fc"),  # httpx's filter-code: -f -c 404 wrote ./404
+        (["-fc", "404,403"], "-fc"),
+        (["-cname"], "httpx"),  # -c name
+        (["-cdn"], "httpx"),
+        (["-cl"], "httpx"),  # two letters: -c l
+        (["-ct"], "httpx"),
+        (["-csp-probe"], "httpx"),
+        (["-fcdn"], "httpx"),  # -f -c dn
+        (["-config", "httpx.yaml"], "httpx"),  # -c onfig, and the yaml fetched as a URL
+    ],
+)
+def test_httpx_options_read_as_c_are_refused_and_write_no_jar(server, tmp_path, monkeypatch,
+                                                               args, says):  # fmt: skip
+    """Click read httpx's -fc 404 as -f -c 404, -cname as -c name: the run fetched, ended 0 and
+    left a cookie jar of the servers' cookies in the current folder, named 404 or name."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([*args, server.url("/a")])
+    assert result.exit_code == 2 and says in result.stderr, result.stderr
+    assert "No such option" not in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == [] and server.requests == 0
+
+
+@pytest.mark.parametrize("host", ["example.com", "www.example.org", "127.0.0.1", "host:8080"])
+def test_wget_s_c_host_with_no_url_is_refused_and_writes_no_jar(tmp_path, monkeypatch, host):
+    """wget's -c HOST (continue): with standard input not a terminal (cron, ssh) fetcher read an
+    empty list, ended 0 having fetched nothing, and wrote a cookie jar named after the host."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-c", host], input=b"")
+    assert result.exit_code == 2 and "wget" in result.stderr, result.stderr
+    assert f"./{host}" in result.stderr and "-i -" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "jar"),
+    [
+        (["-c", "jar.txt"], "jar.txt"),
+        (["-c", "cookies"], "cookies"),
+        (["-c", "./x"], "x"),
+        (["-c", "./example.com"], "example.com"),  # the way to name a jar like a host
+        (["-fc", "jar.txt"], "jar.txt"),  # curl's -f -c FILE
+        (["-sc", "cookies"], "cookies"),
+        (["-c./404"], "404"),
+    ],
+)
+def test_a_cookie_jar_named_as_a_file_still_works(server, tmp_path, monkeypatch, args, jar):
+    monkeypatch.chdir(tmp_path)
+    from_stdin = invoke(["-q", *args], input=f"{server.url('/a')}\n".encode())
+    assert from_stdin.exit_code == 0, from_stdin.stderr
+    assert (tmp_path / jar).is_file() and server.requests == 1
+    (tmp_path / jar).unlink()
+    given = invoke(["-q", *args, server.url("/b")])
+    assert given.exit_code == 0 and (tmp_path / jar).is_file(), given.stderr
+
+
+def test_a_jar_named_like_a_host_beside_urls_is_a_jar(server, tmp_path, monkeypatch):
+    """A jar named after the site it holds cookies for may be meant: refused only when no URL
+    is given (standard input then read), as a URL given to -d or -A."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "-c", "api.example.com", server.url("/a")])
+    assert result.exit_code == 0 and (tmp_path / "api.example.com").is_file(), result.stderr
+    again = invoke(["-q", "-c", "api.example.com"], input=f"{server.url('/b')}\n".encode())
+    assert again.exit_code == 0, again.stderr  # it exists now: a jar, whatever its name
