@@ -413,6 +413,49 @@ def test_a_jsonl_line_with_fetchers_keys_in_another_case_is_refused_and_hides_th
     assert "'OUTPUT', 'uRl'" in third["error"]["message"] and "meta" not in third
 
 
+def test_a_credential_header_given_as_a_top_level_key_is_refused_and_not_shown(server):
+    """{"Authorization": "Bearer ..."} beside "url", or a csv column named Cookie, was meta: the
+    request went out without it and every record printed it (s22 h2 7). A top-level key that
+    names a credential header, in any case, was meant for 'headers': the line is invalid_url
+    saying so, nothing is sent, and the value is neither used nor shown. Other keys, a
+    "password" too, are the user's own meta, handed back untouched."""
+    lines = jsonl(
+        {"url": server.url("/j1"), "Authorization": "Bearer SECRET1", "id": 1},
+        {"url": server.url("/j2"), "cookie": "sid=SECRET2"},
+        {"url": server.url("/j3"), "PROXY-AUTHORIZATION": "Basic SECRET3"},
+        {"url": server.url("/j4"), " Authorization ": "Bearer SECRET4"},
+        {"url": server.url("/j5"), "password": "pw-meta", "token": "t-meta"},
+    )
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl", "--ordered"], input=lines)
+    for secret in ("SECRET1", "SECRET2", "SECRET3", "SECRET4"):
+        assert secret not in result.output, result.output
+    first, second, third, fourth, fifth = records(result.stdout)
+    refused = [first, second, third, fourth]
+    keys = ["'Authorization'", "'cookie'", "'PROXY-AUTHORIZATION'", "' Authorization '"]
+    for record, key in zip(refused, keys, strict=True):
+        assert record["error"]["kind"] == "invalid_url", record
+        assert key in record["error"]["message"] and "'headers'" in record["error"]["message"]
+    assert first["meta"] == {"id": 1} and "meta" not in second
+    assert fifth["ok"] and fifth["meta"] == {"password": "pw-meta", "token": "t-meta"}
+    assert server.paths == ["/j5"]
+
+
+def test_a_csv_column_named_after_a_credential_header_is_refused_where_it_has_a_value(server):
+    table = (
+        "url,Authorization,note\n"
+        f"{server.url('/c1')},Bearer SECRET5,a\n"
+        f"{server.url('/c2')},,b\n"  # an empty cell is no value: nothing to send or show
+    ).encode()
+    result = invoke(["--input-format", "csv", "--format", "jsonl", "--ordered"], input=table)
+    assert "SECRET5" not in result.output, result.output
+    first, second = records(result.stdout)
+    assert first["error"]["kind"] == "invalid_url" and first["meta"] == {"note": "a"}
+    assert "'Authorization'" in first["error"]["message"]
+    assert "'headers'" in first["error"]["message"]
+    assert second["ok"] and second["meta"] == {"note": "b"}
+    assert server.paths == ["/c2"]
+
+
 def test_csv_column_without_a_name_must_stay_empty():
     jobs, _ = jobs_of(b"url,\na.test,\nb.test,x\n", "csv")
     assert jobs[0].invalid is None

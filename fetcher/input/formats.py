@@ -27,12 +27,28 @@ KEYS = ("url", "method", "headers", "data", "output")
 _KEY_SET = frozenset(KEYS)
 
 
+def _bare(key: str) -> str:
+    """key in lower case without blanks or invisible characters: a sheet's "url ", a BOM'd
+    csv's "\ufeffurl" as csv.DictReader gives it."""
+    return "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
+
+
 def _like_a_key(key: str) -> bool:
     """Whether key was meant as one of fetcher's: in another case, with blanks or invisible
-    characters (a sheet's "url ", "Data", a BOM'd csv's "\ufeffurl" as csv.DictReader gives
-    it), or "header" for headers."""
-    name = "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
+    characters, or "header" for headers."""
+    name = _bare(key)
     return name in _KEY_SET or name == "header"
+
+
+# The headers whose values are never printed (SPEC 2.4), spelled as _bare spells them, with
+# and without their dash ("proxy_authorization" too, once '_' goes as well).
+_CREDENTIAL_HEADERS = frozenset(("authorization", "proxyauthorization", "cookie"))
+
+
+def _names_a_credential(key: str) -> bool:
+    """Whether key, at the top of a line, names a credential header: meant for 'headers', as
+    meta it was not sent and every record printed it."""
+    return _bare(key).replace("-", "").replace("_", "") in _CREDENTIAL_HEADERS
 
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
@@ -408,8 +424,10 @@ def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: s
 
 def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     """Entry's fields from a line's keys (None is absent); the first bad value is its error,
-    but the url and the meta are kept, for the record."""
-    meta = {key: value for key, value in values.items() if key not in KEYS}
+    but the url and the meta are kept, for the record. A key naming a credential header is
+    no meta: the line is an error naming it, its value neither used nor shown."""
+    credentials = [key for key in values if key not in KEYS and _names_a_credential(key)]
+    meta = {k: value for k, value in values.items() if k not in KEYS and k not in credentials}
     entry.meta = meta_text(meta) if meta else None
     try:
         entry.url = _url(values.get("url"))
@@ -424,6 +442,12 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
         entry.output = _output(values.get("output"))
     except _Malformed as exc:
         entry.error = str(exc)
+    if credentials:
+        named = ", ".join(map(repr, credentials))
+        entry.error = (
+            f"{named} at the top of a line is neither used nor shown: a header goes in "
+            """'headers', a JSON object ({"Authorization": "..."}), to be sent"""
+        )
     return entry
 
 
