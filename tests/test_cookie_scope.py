@@ -365,3 +365,44 @@ def test_servers_cookies_never_push_a_b_cookie_out_of_the_cookie_header():
     pairs = sent.split("; ")
     assert f"auth={SECRET}" in pairs and len(sent) <= MAX_COOKIE_HEADER_BYTES
     assert len(pairs) == 2  # and one of the servers' that fits beside it
+
+
+# -- https to http: no Cookie header at all (SPEC 2.2) ---------------------------------------------
+
+PLAIN_FILE_LINE = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tfiled\tF"  # not Secure
+
+
+@pytest.mark.parametrize("source", ["answer", "earlier", "file", "b"])
+def test_no_cookie_goes_from_https_to_http(certs, tmp_path, source):
+    """A redirect from https to http of the same host (another port here: cookies know no
+    port) sent the jar's cookies that are not Secure in clear text: requests builds every hop's
+    Cookie from the jar (s22 h2 8), where SPEC 2.2 says no credential goes from https to http.
+    None goes, whoever set it: the redirect's answer, an earlier answer, the -c file, -b."""
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n" + PLAIN_FILE_LINE + "\n")
+    with counting_server() as plain, tls_server(certs.server_context().wrap_socket, route) as tls:
+        origin, landing = f"https://127.0.0.1:{tls.port}", plain.url("/landing")
+        urls = {
+            "answer": [go(origin, landing, "sid=server; Path=/")],
+            "earlier": [go(origin, "/done", "sid=server; Path=/"), go(origin, landing)],
+            "file": ["-c", str(jar), go(origin, landing)],
+            "b": ["-b", f"session={SECRET}", go(origin, landing)],
+        }[source]
+        records = fetch("--cacert", str(certs.ca_pem), *urls)
+        sent_secure = [headers.get("Cookie") for headers in tls.headers_seen]
+    assert records[-1]["final_url"] == landing
+    assert sent_secure[-1] is not None or source == "answer", sent_secure  # the jar had one
+    assert plain.paths == ["/landing"] and "Cookie" not in plain.headers_seen[0]
+
+
+def test_cookies_go_on_over_https_after_a_hop_to_http(certs):
+    """Only the hop from https to http goes without: back on https, the jar's cookie goes."""
+    context = certs.server_context()
+    with counting_server(route) as plain, tls_server(context.wrap_socket, route) as tls:
+        secure = f"https://127.0.0.1:{tls.port}"
+        down_and_up = go(secure, go(plain.url(""), secure + "/again"), "sid=server; Path=/")
+        fetch("--cacert", str(certs.ca_pem), down_and_up)
+        sent_secure = [headers.get("Cookie") for headers in tls.headers_seen]
+        sent_plain = [headers.get("Cookie") for headers in plain.headers_seen]
+    assert sent_secure == [None, "sid=server"], sent_secure
+    assert sent_plain == [None], sent_plain

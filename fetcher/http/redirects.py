@@ -2,7 +2,7 @@
 as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything but a HEAD;
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
-either way the record said ok."""
+either way the record said ok. No Cookie goes from https to http (SPEC 2.2)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,14 @@ def restore_body(prepared: PreparedRequest, response: Response) -> None:
     for name in BODY_HEADERS:
         if name in previous.headers:
             prepared.headers[name] = previous.headers[name]
+
+
+def without_cookie_off_tls(prepared: PreparedRequest, response: Response) -> None:
+    """Take the Cookie header off prepared, the request following response, when it leaves
+    https for http: requests builds every hop's Cookie again from the jar, whose cookies not
+    marked Secure went to the same host in clear text, where SPEC 2.2 forwards no credential
+    from https to http (curl and browsers send them, by RFC 6265). Whoever set them, the jar,
+    -b or the -c file, none goes; a later hop back to https has them again."""
+    previous = (response.request.url or "").lower()
+    if previous.startswith("https:") and (prepared.url or "").lower().startswith("http:"):
+        prepared.headers.pop("Cookie", None)

@@ -52,7 +52,7 @@ from fetcher.http.deadline import (
 from fetcher.http.environment import Environment
 from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
-from fetcher.http.redirects import redirect_method, restore_body
+from fetcher.http.redirects import redirect_method, restore_body, without_cookie_off_tls
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
@@ -441,12 +441,13 @@ class FetcherSession(requests.Session):
         prepared_request.method = redirect_method(method, response.status_code)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """requests' own (see rebuild_proxies), for a Host given (-H) too, a site of the first
-        host (curl's rule); then the body requests dropped goes back on if the method stayed."""
+        """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with no Cookie
+        from https to http; then the body requests dropped goes back on if the method stayed."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
         without_removed(prepared_request, self._removed)  # and the Cookie requests built again
+        without_cookie_off_tls(prepared_request, response)
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
