@@ -377,3 +377,47 @@ def test_proxy_credentials_are_sent_utf8_encoded_as_u_s_are(proxy, tls_target, c
     sent = proxy.proxy_authorizations
     assert sent and all(value == expected for value in sent), sent
     assert len(sent) == (2 if scheme == "http" else 1)  # the redirect's hop has them too
+
+
+# -- *_PROXY as curl reads it: no scheme is http://, a user name alone is Basic 'NAME:' -----------
+
+
+@pytest.mark.parametrize(
+    ("variable", "scheme"),
+    [
+        ("http_proxy", "http"),
+        ("HTTPS_PROXY", "https"),
+        ("ALL_PROXY", "http"),
+        ("ALL_PROXY", "https"),
+    ],
+)
+def test_a_proxy_variable_without_a_scheme_is_used_as_http(
+    proxy, target, tls_target, certs, variable, scheme
+):
+    """'localhost:3128' (curl and wget take it as http://) passed the start-up check, read as
+    -x reads it, then every URL was invalid_url: requests took 'localhost' for its scheme (s22
+    h2 4). The run reads it as the check does: through it, as http://."""
+    url = target.url("/bare") if scheme == "http" else tls_target.url("/bare")
+    bare = f"localhost:{proxy.port}"
+    result, record = fetch(url, "--cacert", str(certs.ca_pem), **{variable: bare})
+
+    assert_ok(result, record)
+    expected = f"GET {url} HTTP/1.1" if scheme == "http" else f"CONNECT 127.0.0.1:{tls_target.port}"
+    assert len(proxy.request_lines) == 1 and proxy.request_lines[0].startswith(expected)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_credentials_of_a_proxy_variable_without_a_scheme_are_sent(
+    auth_proxy, tls_target, certs, scheme
+):
+    """'puser:ppass@127.0.0.1:PORT': requests read 'puser' as the scheme (s22 h2 4); on a
+    redirect's hop too (its proxies are decided again)."""
+    with counting_server(redirecting) as target:
+        url = target.url("/hop") if scheme == "http" else tls_target.url("/bare-cred")
+        bare = f"puser:{SECRET}@127.0.0.1:{auth_proxy.port}"
+        env = {"http_proxy": bare, "https_proxy": bare}
+        result, record = fetch(url, "--cacert", str(certs.ca_pem), "-vv", **env)
+    assert_ok(result, record)
+    sent = auth_proxy.proxy_authorizations
+    assert sent == [basic("puser", SECRET)] * (2 if scheme == "http" else 1), sent
+    assert_secret_not_printed(result)

@@ -20,6 +20,8 @@ from urllib.parse import SplitResult
 
 from requests.utils import get_environ_proxies, get_netrc_auth, should_bypass_proxies
 
+from fetcher.input.parsing import with_proxy_scheme
+
 CACHE_SIZE = 4096
 log = logging.getLogger("fetcher")
 
@@ -48,7 +50,14 @@ class Environment:
 
     @staticmethod
     def _origin_proxies(scheme: str, netloc: str) -> dict[str, str]:
-        return dict(get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=None))
+        """requests' proxies, each read as -x and the start-up check read it (with_proxy_scheme):
+        requests took 'localhost' of http_proxy=localhost:3128 for a scheme, and every URL of
+        the run failed as invalid_url. An empty one (no proxy) and NO_PROXY's are as they were."""
+        proxies = get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=None)
+        return {
+            key: with_proxy_scheme(value) if value and key != "no" else value
+            for key, value in proxies.items()
+        }
 
     @staticmethod
     def _origin_bypass(scheme: str, netloc: str) -> bool:

@@ -182,11 +182,17 @@ def parse_user(text: str) -> tuple[str, str | None]:
 _PROXY_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+def with_proxy_scheme(text: str) -> str:
+    """A proxy URL with ``http://`` put before one without a scheme (``localhost:3128``,
+    ``user:password@proxy:3128``), as curl reads it: requests would take ``localhost`` (or
+    ``user``) for the scheme. -x and the *_PROXY variables are read by this one rule, so that
+    the start-up check (parse_proxy) passes only what the run then uses."""
+    return text if _PROXY_SCHEME.match(text) else "http://" + text
+
+
 def parse_proxy(text: str) -> str:
-    """-x: a proxy URL requests can use, with ``http://`` put before a URL without a scheme
-    (``localhost:3128``, ``user:password@proxy:3128``), as curl reads it: requests would take
-    ``localhost`` for the scheme. The ValueError never repeats the URL: it may hold a password.
-    """
+    """-x and the *_PROXY variables: a proxy URL requests can use, read by with_proxy_scheme.
+    The ValueError never repeats the URL: it may hold a password."""
     from urllib3.exceptions import LocationParseError
     from urllib3.util import parse_url
 
@@ -197,7 +203,7 @@ def parse_proxy(text: str) -> str:
             f"{text} is not a proxy URL (aria2's -x N, connections to a server, has no equal "
             "here: each worker thread keeps one connection to a host)"
         )
-    url = text if _PROXY_SCHEME.match(text) else "http://" + text
+    url = with_proxy_scheme(text)
     try:
         parsed = parse_url(url)
     except LocationParseError:
