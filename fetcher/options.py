@@ -42,7 +42,6 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.shards import Shard
 from fetcher.output.records import FORMATS
-from fetcher.redact import redact_url
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 
@@ -535,7 +534,8 @@ def check_environment_proxies() -> None:
     run invalid_url or other, as if the input were bad. The proxies as urllib reads them (what
     requests uses: a lower-case name wins, even empty; HTTP_PROXY not under CGI); none when
     NO_PROXY is '*', which no request passes. The URLs are not known yet: one for https only
-    is refused in a run of http URLs too."""
+    is refused in a run of http URLs too. The error never quotes the value, as -x's does not:
+    a password holding '/', '?' or '#' ends the authority early, and no masking finds it."""
     from urllib.request import getproxies_environment
 
     proxies = getproxies_environment()
@@ -548,8 +548,7 @@ def check_environment_proxies() -> None:
             parse_proxy(value)
         except ValueError as exc:
             name = next((n for n in os.environ if n.lower() == f"{scheme}_proxy"), "*_proxy")
-            shown = redact_url(value)
-            raise click.UsageError(f"{name} {shown!r} cannot be used: {exc}") from None
+            raise click.UsageError(f"{name} cannot be used: {exc}") from None
 
 
 # The most of a --cert or --key file read for its check: a client's certificate chain and key

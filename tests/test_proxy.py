@@ -421,3 +421,31 @@ def test_credentials_of_a_proxy_variable_without_a_scheme_are_sent(
     sent = auth_proxy.proxy_authorizations
     assert sent == [basic("puser", SECRET)] * (2 if scheme == "http" else 1), sent
     assert_secret_not_printed(result)
+
+
+@pytest.mark.parametrize("variable", ["http_proxy", "HTTPS_PROXY", "ALL_PROXY"])
+@pytest.mark.parametrize("cut", ["/", "?", "#"])
+def test_a_proxy_variable_whose_password_ends_its_authority_is_never_quoted(target, variable, cut):
+    """A '/', '?' or '#' in the password ends the authority: redact_url found no user info in
+    what was left, and the usage error quoted the whole value, password and all (s22 h2 2).
+    The error names the variable and what is wrong, as -x's does, and never the value."""
+    value = f"http://puser:SEK{cut}RIT{SECRET}@127.0.0.1:1"
+    result = invoke(["--format", "jsonl", target.url("/never")], **{variable: value})
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert variable in result.stderr and "malformed proxy URL" in result.stderr, result.stderr
+    for part in ("SEK", "RIT", SECRET, "puser"):
+        assert part not in result.stdout + result.stderr, result.stderr
+    assert target.paths == []
+
+
+def test_a_proxy_option_whose_password_ends_its_authority_is_refused(proxy, target):
+    """'puser:12/SECRET@proxy': urllib3 found the host 'puser', port 12, and every request went
+    there. An '@' after the end of a proxy URL's authority is a password typed raw: refused,
+    with the %-escapes to write, and never quoted."""
+    bad = f"http://puser:12/{SECRET}@127.0.0.1:{proxy.port}"
+    result = invoke(["--format", "jsonl", "--retries", "0", "-x", bad, target.url("/never")])
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "%2F" in result.stderr and SECRET not in result.stdout + result.stderr
+    assert proxy.request_lines == [] and target.paths == []

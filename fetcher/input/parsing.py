@@ -204,6 +204,11 @@ def parse_proxy(text: str) -> str:
             "here: each worker thread keeps one connection to a host)"
         )
     url = with_proxy_scheme(text)
+    if _userinfo_cut_short(url):
+        raise ValueError(
+            "malformed proxy URL: a '/', '?' or '#' in its user name or password ends its host "
+            "part: write them %2F, %3F and %23"
+        )
     try:
         parsed = parse_url(url)
     except LocationParseError:
@@ -213,6 +218,14 @@ def parse_proxy(text: str) -> str:
     if parsed.port == 0:  # urllib3 reads it as no port: 80
         raise ValueError("a proxy URL with port 0 (no proxy listens there)")
     return url  # its credentials go out as typed (fetcher.http.proxy_auth)
+
+
+def _userinfo_cut_short(url: str) -> bool:
+    """Whether a '/', '?' or '#' typed in url's user information ends its authority before the
+    '@' (an '@' after it): urllib3 finds no password there, and may find a host and port."""
+    rest = url.partition("://")[2]
+    ends = [at for at in map(rest.find, "/?#") if at >= 0]
+    return "@" in rest[min(ends, default=len(rest)) :]
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
