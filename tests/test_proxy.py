@@ -449,3 +449,32 @@ def test_a_proxy_option_whose_password_ends_its_authority_is_refused(proxy, targ
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "%2F" in result.stderr and SECRET not in result.stdout + result.stderr
     assert proxy.request_lines == [] and target.paths == []
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_user_name_without_a_password_is_sent_with_an_empty_one(
+    proxy, tls_target, certs, how, scheme
+):
+    """-x http://TOKEN@proxy sent no Proxy-Authorization; curl sends 'TOKEN:', as fetcher does
+    for an origin URL's TOKEN@ (s22 h2 10): a proxy's API key as the user name. Sent on a
+    redirect's hop too, and never printed."""
+    token = "APIKEY-s22"
+    proxy_url = f"http://{token}@127.0.0.1:{proxy.port}"
+    given = ["-x", proxy_url] if how == "option" else []
+    env = {} if how == "option" else {f"{scheme}_proxy": proxy_url}
+    with counting_server(redirecting) as target:
+        url = target.url("/hop") if scheme == "http" else tls_target.url("/token")
+        result, record = fetch(url, "--cacert", str(certs.ca_pem), "-vv", *given, **env)
+    assert_ok(result, record)
+    sent = proxy.proxy_authorizations
+    assert sent == [basic(token, "")] * (2 if scheme == "http" else 1), sent
+    output = result.stdout + result.stderr
+    assert token not in output and basic(token, "").removeprefix("Basic ") not in output
+
+
+def test_a_proxy_url_with_an_empty_user_name_sends_no_credentials(proxy, target):
+    """'http://@proxy' names nobody: no header, as curl sends none."""
+    result, record = fetch(target.url("/nobody"), "-x", f"http://@127.0.0.1:{proxy.port}")
+    assert_ok(result, record)
+    assert proxy.proxy_authorizations == [None]

@@ -11,13 +11,16 @@ from urllib.parse import unquote, urlsplit
 
 
 def auth_from_url(url: str) -> tuple[str, str]:
-    """requests' get_auth_from_url (a user name and a password, or two empty strings when
-    either is missing), %-escapes that are not UTF-8 kept as the bytes they name."""
+    """requests' get_auth_from_url (a user name and a password, or two empty strings without
+    user information), %-escapes that are not UTF-8 kept as the bytes they name. A user name
+    without a ':' has an empty password, as curl reads it: requests sent nothing for
+    ``http://TOKEN@proxy``, a proxy's API key given as the user name, where curl sends
+    ``TOKEN:`` (and fetcher does for an origin URL's ``TOKEN@``). No user name sends nothing."""
     parts = urlsplit(url)
-    if parts.username is None or parts.password is None:
+    if parts.username is None:
         return "", ""
     return (unquote(parts.username, errors="surrogateescape"),
-            unquote(parts.password, errors="surrogateescape"))  # fmt: skip
+            unquote(parts.password or "", errors="surrogateescape"))  # fmt: skip
 
 
 def basic_auth(username: str, password: str) -> str:
