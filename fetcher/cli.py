@@ -21,6 +21,7 @@ from fetcher.command import SectionedCommand, version_option
 from fetcher.input.parsing import AUTO
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
+from fetcher.redact import redact_text
 from fetcher.status import ExitStatus, exit_status
 
 if TYPE_CHECKING:
@@ -292,7 +293,9 @@ def final_status(summary: Any, stopped_by: ExitStatus | None, lost_output: bool)
 
 
 def commit_failed(outputs: Outputs, streams: Streams) -> list[str]:
-    """Rename --failed into place; the problem, if any, as a message (the old FILE is kept)."""
+    """Rename --failed into place; the problem, if any, as a message (the old FILE is kept).
+    A path is quoted as given, its URL passwords masked (`--failed $UNSET URL`), as a usage
+    error's."""
     failed = outputs.failed
     if failed is None:
         return []
@@ -306,7 +309,8 @@ def commit_failed(outputs: Outputs, streams: Streams) -> list[str]:
         )
     if failed.error is None:
         return []
-    message = f"cannot write --failed file {failed.path!r}: {failed.error.strerror or failed.error}"
+    error = failed.error.strerror or failed.error
+    message = redact_text(f"cannot write --failed file {failed.path!r}: {error}")
     streams.say(f"fetcher: {message}")
     return [message]
 
@@ -319,7 +323,7 @@ def write_or_say(
     try:
         write()
     except OSError as exc:
-        message = f"cannot write {option} file {path!r}: {exc.strerror or exc}"
+        message = redact_text(f"cannot write {option} file {path!r}: {exc.strerror or exc}")
         streams.say(f"fetcher: {message}")
         return [message]
     return []
@@ -335,7 +339,7 @@ def state_moved(settings: Settings, streams: Streams, outputs: Outputs) -> list[
 
     if not unlinked(state):
         return []
-    message = (
+    message = redact_text(
         f"--state file {settings.state!r} was removed or replaced during the run: "
         "its results are lost"
     )

@@ -1,21 +1,24 @@
 """The Click command class of ``fetcher``: --help lists the options under the spec's headings
 (input, requests, concurrency, output, ...) with the examples last, and a curl option that means
 something else here is a usage error saying what to use instead (fetcher.habits). --help and
---version fail as a run does when standard output cannot take them.
+--version fail as a run does when standard output cannot take them. No usage error shows a URL
+password: the message of every one is masked here, where Click prints them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 import click
 from click.decorators import FC
 
 from fetcher.habits import one_dash_word, refusal
+from fetcher.redact import redact_text
 from fetcher.status import ExitStatus
 from fetcher.streams import Streams
 
@@ -52,6 +55,23 @@ class SectionedCommand(click.Command):
             with formatter.section(OTHER):
                 formatter.write_dl(list(records.values()), col_max=COLUMN_MAX)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """Click's, its usage errors masked (masked_errors): parsing and converting values."""
+        with masked_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Click's, its usage errors masked (masked_errors): the checks made once the options
+        are parsed (their combinations, the output files, the state, the input)."""
+        with masked_errors():
+            return super().invoke(ctx)
+
     def get_help_option(self, ctx: click.Context) -> click.Option | None:
         """Click's own -h/--help (so that a usage error still says "Try 'fetcher --help'"),
         written as --version is: see write_and_exit."""
@@ -75,14 +95,39 @@ class SectionedCommand(click.Command):
             if previous in valued:  # an option's value ('-d -json' sends that text)
                 continue
             if argument[:1] == "-" and (message := one_dash_word(argument, options)):
-                raise click.UsageError(message, ctx)
+                raise Advice(message, ctx)
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
             message = refusal(exc.option_name)
             if message is None:
                 raise
-            raise click.UsageError(message, ctx) from None
+            raise Advice(message, ctx) from None
+
+
+class Advice(click.UsageError):
+    """A usage error in fetcher's own words alone, quoting no value (fetcher.habits: an option
+    name, or a curl option's fixed advice): shown as written, its URL forms as well
+    (``-x http://USER:PASSWORD@HOST:PORT``), where masked_errors masks every other one."""
+
+
+@contextlib.contextmanager
+def masked_errors() -> Iterator[None]:
+    """Mask the URL passwords in the message of a usage error (any click.ClickException) raised
+    inside. An option may take a URL as its value (`-m URL` is wget's --mirror, `-j URL` curl's
+    --junk-session-cookies, `--results $UNSET URL`), and the message quotes it: Click's own
+    types (IntRange, Choice, Path), fetcher's, the output files' checks. Masking each of them
+    where it quotes would miss the next one; every message passes here before Click prints it.
+    A BadParameter's option names are added when it is printed: they hold no value."""
+    try:
+        yield
+    except Advice:
+        raise
+    except click.ClickException as exc:
+        # Changed in place (Click types it Final): the same exception, its type, exit status
+        # and context (the usage lines above it) kept.
+        vars(exc)["message"] = redact_text(exc.message)
+        raise
 
 
 def show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:

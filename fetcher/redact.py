@@ -98,6 +98,13 @@ def _mask_userinfo(authority: str) -> str:
     return f"{user}:{MASK}@{host}"
 
 
+def redact_start(text: str, limit: int) -> str:
+    """The first limit characters of a value, its URL password masked first, for a message that
+    quotes a value cut short: cut first, ``https://alice:S3cr`` has lost the ``@`` that shows a
+    password to redact_text."""
+    return redact_url(text)[:limit]
+
+
 def redact_text(text: str) -> str:
     """Mask every URL password found anywhere in a free text such as an error message: those of
     URLs with a scheme, and of scheme-less words user:password@host."""

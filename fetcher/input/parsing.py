@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from fetcher.redact import redact_start
 from fetcher.settings import MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 # RFC 9110 token characters: what a header name may be made of.
@@ -110,10 +111,11 @@ _SIZE_DIGITS = 20
 def parse_size(text: str) -> int:
     """``1048576``, ``512K``, ``10M``, ``2G`` (powers of 1024) to a number of bytes."""
     match = _SIZE.match(text)
+    shown = redact_start(text, 40)  # a URL given as the value: its password never shown
     if not match:
-        raise ValueError(f"not a size: {text[:40]!r} (a number with an optional K, M or G)")
+        raise ValueError(f"not a size: {shown!r} (a number with an optional K, M or G)")
     if len(match[1].lstrip("0")) > _SIZE_DIGITS:
-        raise ValueError(f"not a size: {text[:40]!r} is more than {_SIZE_DIGITS} digits long")
+        raise ValueError(f"not a size: {shown!r} is more than {_SIZE_DIGITS} digits long")
     return int(match[1]) * _SIZE_FACTORS[match[2].upper()]
 
 
@@ -235,15 +237,14 @@ _DURATION_FACTORS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 864
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``6h``, ``2d``, ``1w`` to seconds."""
     match = _DURATION.match(text)
+    shown = redact_start(text, 40)  # a URL given as the value: its password never shown
     if match and match[2] == "M":  # a month to some (ISO 8601): refused, not read as minutes
-        raise ValueError(f"{text[:40]!r}: M is ambiguous: minutes are m, and a month is 30d")
+        raise ValueError(f"{shown!r}: M is ambiguous: minutes are m, and a month is 30d")
     if not match:
-        raise ValueError(
-            f"not a duration: {text[:40]!r} (a number with an optional s, m, h, d or w)"
-        )
+        raise ValueError(f"not a duration: {shown!r} (a number with an optional s, m, h, d or w)")
     seconds = float(match[1]) * _DURATION_FACTORS[match[2].lower()]
     if not math.isfinite(seconds):  # float() of 309 digits or more is infinite
-        raise ValueError(f"not a duration: {text[:40]!r} is too long")
+        raise ValueError(f"not a duration: {shown!r} is too long")
     return seconds
 
 
@@ -262,7 +263,9 @@ def parse_processes(text: str) -> int | Literal["auto"]:
     # Short before int(): Python refuses to convert past 4,300 digits, in its own words.
     readable = digits.isascii() and digits.isdigit() and len(digits) <= 4
     if not (readable and 1 <= int(digits) <= MAX_PROCESSES):
-        raise ValueError(f"not a process count: {text[:20]!r} (1 to {MAX_PROCESSES}, or auto)")
+        raise ValueError(
+            f"not a process count: {redact_start(text, 20)!r} (1 to {MAX_PROCESSES}, or auto)"
+        )
     return int(digits)
 
 

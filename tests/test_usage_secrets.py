@@ -1,0 +1,95 @@
+"""A usage error never shows a URL password (SPEC §2.4), whatever option took the URL as its
+value: `fetcher -m https://alice:pw@host/` is wget's --mirror, `-j URL` curl's
+--junk-session-cookies, `--results $R URL` an unset variable in a cron script (s22 h2 1).
+
+The message is masked where SectionedCommand handles every usage error (Click's types,
+fetcher's own, the checks made after parsing), and a value cut short to be quoted is masked
+before it is cut: a cut could leave a password without the "@" that shows it is one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fetcher.redact import MASK
+from tests.conftest import invoke, run_process
+from tests.servers import CountingServer
+from tests.test_secrets import MARK, NOT_FETCHED, secret
+from tests.test_state_crash import state_run_changed_midway
+
+PW = secret("S3cretPW")
+
+# The options the tester found printing the URL, and the names their message says.
+OPTIONS = ["-t", "-m", "--retry", "--connect-timeout", "--rate", "--host-rate", "--shard",
+           "--results", "--failed", "--state", "--summary", "--metrics", "--cacert", "--cert",
+           "--key", "-j", "--per-host", "--max-size", "--skip-fresh", "--ok-status",
+           "--retry-on", "--metrics-label", "--input-format", "--format", "--default-scheme",
+           "--processes", "--max-redirects", "--backoff"]  # fmt: skip
+URLS = {
+    "scheme": f"https://alice:{PW}@127.0.0.1:18443/site/",
+    "no-scheme": f"alice:{PW}@127.0.0.1:18443/site/",
+    "long-user": f"https://alice-with-a-long-name:{PW}@127.0.0.1:18443/site/",  # cut copies
+}
+
+
+def assert_masked_usage_error(output: str, code: int, option: str) -> None:
+    assert code == 2, output
+    assert MARK not in output
+    assert "Error:" in output
+    assert option in output  # still says which option is wrong
+    assert f":{MASK}@" in output or "Usage:" in output, output
+
+
+@pytest.mark.parametrize("form", sorted(URLS))
+@pytest.mark.parametrize("option", OPTIONS)
+def test_a_url_taken_as_an_options_value_is_masked_in_the_usage_error(
+    tmp_path, monkeypatch, option, form
+):
+    monkeypatch.chdir(tmp_path)  # the output files' checks look at the folder they name
+    result = invoke([option, URLS[form], NOT_FETCHED])
+    assert_masked_usage_error(result.output, result.exit_code, option)
+    if (option, form) != ("--processes", "long-user"):  # quoted to its 20th character only
+        assert f":{MASK}@" in result.output  # the value is quoted, its password masked
+    assert not list(tmp_path.iterdir())
+
+
+def test_curls_junk_session_cookies_flag_is_masked():
+    result = invoke(["-L", "-j", URLS["scheme"]])
+    assert_masked_usage_error(result.output, result.exit_code, "-j")
+
+
+@pytest.mark.parametrize(
+    ("variable", "option"),
+    [("FETCHER_MAX_TIME", "--max-time"), ("FETCHER_PROCESSES", "--processes"),
+     ("FETCHER_MAX_SIZE", "--max-size"), ("FETCHER_RESULTS", "--results")],
+)  # fmt: skip
+def test_a_url_in_an_options_variable_is_masked_in_the_usage_error(
+    tmp_path, monkeypatch, variable, option
+):
+    monkeypatch.chdir(tmp_path)
+    result = invoke([NOT_FETCHED], **{variable: URLS["scheme"]})
+    assert_masked_usage_error(result.output, result.exit_code, option)
+
+
+@pytest.mark.parametrize("option", ["-m", "--processes", "--results"])
+def test_the_command_masks_it_too(tmp_path, option):
+    """The real entry point (python -m fetcher), standard error as a cron mail gets it."""
+    done = run_process([option, URLS["scheme"], NOT_FETCHED], cwd=tmp_path)
+    output = (done.stdout + done.stderr).decode()
+    assert_masked_usage_error(output, done.returncode, option)
+
+
+def test_a_state_file_removed_under_a_url_shaped_folder_is_reported_masked(
+    server: CountingServer, tmp_path: Path
+):
+    """The end-of-run messages about --state, --failed and -c quote the path as given: one
+    made of a URL (`--state https://alice:pw@host/s.db`, a variable's mistake) is masked."""
+    folder = tmp_path / "https:" / f"alice:{PW}@127.0.0.1"
+    folder.mkdir(parents=True)
+    process, _, stderr, _ = state_run_changed_midway(server, folder, Path.unlink)
+    assert process.returncode == 1, stderr
+    assert b"was removed or replaced during the run" in stderr
+    assert MARK.encode() not in stderr
+    assert f"alice:{MASK}@".encode() in stderr
