@@ -126,7 +126,7 @@ def masked_errors() -> Iterator[None]:
     except click.ClickException as exc:
         # Changed in place (Click types it Final): the same exception, its type, exit status
         # and context (the usage lines above it) kept.
-        vars(exc)["message"] = redact_text(exc.message)
+        vars(exc)["message"] = redact_text(exc.message, bare_words=True)
         raise
 
 

@@ -30,14 +30,17 @@ _LINE_STARTS = re.compile(rf"(?<=:)[/\\]+|(?<=[{_SEPARATORS}])[/\\]*(?=[^{_SEPAR
 # a word that is not a URL with a scheme (_mask_authorities' first pass masked those). A word
 # ends at a separator, so that "at 10:30 bob@example.com" holds no user info; it starts with no
 # slash, so that "GET /a:b@c HTTP/1.1" holds no authority.
+# An opening quote is not part of the word ('TOKEN@host' quoted by a usage error).
 _TEXT_WORD_STARTS = re.compile(
-    rf"(?:^|(?<=[{_SEPARATORS}]))(?![A-Za-z][A-Za-z0-9+.-]*:[/\\])(?=[^{_SEPARATORS}/\\?#])"
+    rf"(?:^|(?<=[{_SEPARATORS}]))['\"]?"
+    rf"(?![A-Za-z][A-Za-z0-9+.-]*:[/\\])(?=[^{_SEPARATORS}/\\?#])"
 )
 _WORD_END = re.compile(rf"[{_SEPARATORS}/?#]")
 
 
 def redact_url(url: str) -> str:
-    """Return url with the password of its user-info, if any, replaced by ``***``.
+    """Return url with the password of its user-info, if any, replaced by ``***``; a user name
+    without a password, or with an empty one, is the credential and is all masked (_mask_userinfo).
 
     Any character may be in the password (CR, LF, tabs, an ``@``, bytes that were not UTF-8):
     only ``/``, ``?`` and ``#`` end an authority. If reading the URL as requests does (without
@@ -57,10 +60,14 @@ def redact_url(url: str) -> str:
 
 
 def _mask_authorities(
-    text: str, end: re.Pattern[str], starts: re.Pattern[str] = _AFTER_SCHEME
+    text: str,
+    end: re.Pattern[str],
+    starts: re.Pattern[str] = _AFTER_SCHEME,
+    bare_user: bool = True,
 ) -> str:
     """Mask the password of the authority after every ``scheme:`` and its slashes in text, or
-    at each of starts (_LINE_STARTS, _TEXT_WORD_STARTS: words too), up to end.
+    at each of starts (_LINE_STARTS, _TEXT_WORD_STARTS: words too), up to end; bare_user: as
+    _mask_userinfo's.
 
     The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
     path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
@@ -78,7 +85,7 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
-        masked = _mask_userinfo(authority)
+        masked = _mask_userinfo(authority, bare_user)
         if masked != authority:
             pieces += [text[done:begin], masked]
             done = finish
@@ -88,14 +95,22 @@ def _mask_authorities(
     return "".join(pieces) + text[done:] if pieces else text
 
 
-def _mask_userinfo(authority: str) -> str:
+def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     """user:password@host -> user:***@host; the user info ends at the authority's last '@'
-    (a user name may be an e-mail address), the password starts at its first ':'."""
+    (a user name may be an e-mail address), the password starts at its first ':'.
+
+    With no password, or an empty one (``TOKEN@host``, ``sk_live_KEY:@host``), the user name is
+    the credential (an API key, a token: requests sends it as Basic ``TOKEN:``), so the whole
+    user info is ``***@host``, as git shows it. bare_user False leaves ``word@host`` (no ``:``)
+    as it is: in a free text, an e-mail address. An empty user info (``@host``) sends nothing.
+    """
     userinfo, at, host = authority.rpartition("@")
-    user, colon, _ = userinfo.partition(":")
-    if not at or not colon:
+    user, colon, password = userinfo.partition(":")
+    if not at or not userinfo or not (colon or bare_user):
         return authority
-    return f"{user}:{MASK}@{host}"
+    if password:
+        return f"{user}:{MASK}@{host}"
+    return f"{MASK}@{host}"
 
 
 def redact_start(text: str, limit: int) -> str:
@@ -105,12 +120,15 @@ def redact_start(text: str, limit: int) -> str:
     return redact_url(text)[:limit]
 
 
-def redact_text(text: str) -> str:
+def redact_text(text: str, bare_words: bool = False) -> str:
     """Mask every URL password found anywhere in a free text such as an error message: those of
-    URLs with a scheme, and of scheme-less words user:password@host."""
+    URLs with a scheme (a user name alone too), and of scheme-less words user:password@host.
+    bare_words: a scheme-less ``word@host`` too, for a usage error, where such a word is most
+    likely a URL given as an option's value (elsewhere, an e-mail address)."""
     if "@" not in text:
         return text
-    return _mask_authorities(_mask_authorities(text, _TEXT_END), _WORD_END, _TEXT_WORD_STARTS)
+    with_scheme = _mask_authorities(text, _TEXT_END)
+    return _mask_authorities(with_scheme, _WORD_END, _TEXT_WORD_STARTS, bare_user=bare_words)
 
 
 # What does not show as itself: controls (Cc: C0, DEL, C1; ESC starts a terminal's escape

@@ -60,7 +60,7 @@ def test_redact_url_masks_each_word_as_if_alone(url, expected):
         "ssh user@host:22 refused",
         '"GET /a:b@c HTTP/1.1" 200 2',
         "fetching http://h/p?email=a:b@c",
-        "fetching http://h/a:b@c and http://user@h/x:y@z",
+        "fetching http://h/a:b@c and http://h/x:y@z",  # (http://user@h is a credential now)
         "http:\\\\u:\\a:PW@h/ stays for the scheme rule",
         "a path /x:y@z and a query ?q=a:b@c",
         "mail@example.com: refused",
