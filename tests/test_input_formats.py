@@ -281,6 +281,11 @@ def test_a_bad_csv_header_with_no_row_under_it_gets_its_own_record(header, tmp_p
     --failed keeps it once, so that a retry says the same."""
     jobs, _ = jobs_of(header + b"\n\n", "csv")
     assert [(job.line, "line 1" in (job.invalid or "")) for job in jobs] == [(1, True)]
+    # Rows that cannot be read say what is wrong with them, not with the header (s22 r2 7).
+    jobs, _ = jobs_of(header + b'\n"bob,3\nbob,\xff\n', "csv")
+    assert [(job.line, "csv header" in (job.invalid or "")) for job in jobs] == [
+        (2, False), (1, True)
+    ]  # fmt: skip
     given, failed = tmp_path / "given.csv", tmp_path / "failed.csv"
     given.write_bytes(header + b"\n")
     for _ in range(2):  # the retry loop: the same record, the same file

@@ -176,8 +176,9 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
 
     The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
     its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent. A
-    header that is wrong makes every row under it an error, or, with no row, itself one: a file
-    of such a header alone is never an empty list.
+    header that is wrong makes every row under it an error, or, with no row that could be read
+    (each unreadable one says what is wrong with it), itself one: a file of such a header alone
+    is never an empty list.
     """
     columns: list[str] | None = None
     header_error: str | None = None
@@ -193,7 +194,6 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
                 # Its own header: --failed writes it once, as the header of the rows after it.
                 yield Entry(record.line, record.raw, error=header_error, header=header_raw)
                 continue
-            rows += 1
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
         if columns is None:
