@@ -77,6 +77,7 @@ class CountingServer(ThreadingHTTPServer):
         self.route = route
         self.lock = threading.Lock()
         self.connections = 0
+        self.closed = 0  # connections whose handler has ended: every request on them counted
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0
@@ -91,6 +92,18 @@ class CountingServer(ThreadingHTTPServer):
         with self.lock:
             self.connections += 1
         return conn, address
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        super().shutdown_request(request)
+        with self.lock:
+            self.closed += 1
+
+    @property
+    def idle(self) -> bool:
+        """No connection open: a client killed mid-request has had its last request counted
+        (the handler reads what the kernel still holds before it sees the end)."""
+        with self.lock:
+            return self.closed == self.connections
 
     @property
     def port(self) -> int:

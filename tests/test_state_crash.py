@@ -59,6 +59,9 @@ def test_skip_fresh_after_a_sigkill_resumes_whatever_the_order_of_the_input(
         wait_for(lambda: len(ok_urls(state)) >= 60, "60 URLs in the state", timeout=30)
     finally:
         sigkill(process)
+    # A request the killed run had sent is counted when its handler reads it, maybe later (CI,
+    # session 22: one more request than expected under load).
+    wait_for(lambda: server.idle, "the killed run's connections to close", timeout=10)
     done = ok_urls(state)
     assert 60 <= len(done) < len(urls)
     listing.write_text("\n".join(reversed(urls)) + "\n")  # another order
