@@ -22,7 +22,7 @@ from fetcher.http.codings import check_coding_ended, check_decodable
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
-from fetcher.http.request import EffectiveRequest, effective_request, method_of
+from fetcher.http.request import EffectiveRequest, asks_a_part, effective_request, method_of
 from fetcher.http.resume import Resumer, range_length
 from fetcher.http.retry import (
     HOST_PAUSE_STATUSES,
@@ -117,9 +117,11 @@ class Fetcher:
         """The state's knowledge of task's URL, when a conditional request may use it: with
         -o, only if the file saved then is still there, where this run would save it (a 304
         would leave nothing saved, or another version's file)."""
-        prior = task.job.prior
+        prior, job = task.job.prior, task.job
         if self.resumer is not None and prior is not None and prior.partial and prior.partial_from:
-            resumes = method_of(task.job, self.settings) == "GET"  # as Resumer.reopen asks
+            # A GET, as Resumer.reopen asks; not one for a part of the user's (s22 r1 2), whose
+            # Range the rest of the file's replaced: its own is sent, the file left to another.
+            resumes = method_of(job, self.settings) == "GET" and not asks_a_part(job, self.settings)
             if resumes and self.resumer.claim(prior.partial):  # else another task continues it
                 task.partial = Partial(prior.partial, prior.partial_from,
                                        prior.partial_bytes or 0, prior.partial_total)  # fmt: skip
@@ -135,9 +137,9 @@ class Fetcher:
     def _settle(self, task: Task, result: Result) -> None:
         """After an attempt: the partial file it left, if any (Resumer.settle), and the one the
         state knew, when this result makes the state forget it (an ok body, not continued from
-        it: State.record) and no other task of the run continues it (Resumer.claim): removed,
-        or it stays hidden in DIR for good. A failure, a HEAD or a 304 leaves it, and the row,
-        to a later --continue run."""
+        it: State.record) and no task of the run continues it (Resumer.claim: one that took it
+        and could not reopen it lets it go): removed, or it stays hidden in DIR for good. A
+        failure, a HEAD, a 304 or a part leaves it, and the row, to a later --continue run."""
         if self.resumer is not None:
             self.resumer.settle(task, result)
         prior = task.job.prior

@@ -146,13 +146,24 @@ class Resumer:
         """Whether the task asking is the one that continues the partial file at path: the
         first to ask in this run. A URL listed twice has two tasks with the same state: two
         writers on one file would each rename it, the second over the first's final file; the
-        others fetch the body whole into files of their own, as without --continue. Never
-        released: a task done with the file has completed it, or recorded another size."""
+        others fetch the body whole into files of their own, as without --continue. Released
+        only by a task that could not reopen it (release); otherwise held for good: a task done
+        with the file has completed it, or recorded another size. Fetcher._settle claims it
+        too, to remove it: taken means continued, or removed, by the one task that holds it."""
         with self._claim_lock:
             if path in self._claimed:
                 return False
             self._claimed.add(path)
             return True
+
+    def release(self, path: str) -> None:
+        """Let the partial file at path go: the task that claimed it could not reopen it (its
+        file goes to another folder, a line's "output"; the file is not as it was left), and
+        will never write it. Held, the task that saved the body whole could not claim it to
+        remove it, and it stayed in DIR for good (s22 r1 4); released, another task may
+        continue it, or remove it."""
+        with self._claim_lock:
+            self._claimed.discard(path)
 
     def reopen(self, task: Task) -> tuple[SavedFile | None, dict[str, str]]:
         """Before an attempt: the task's partial file, open, and the headers asking for the
@@ -166,7 +177,8 @@ class Resumer:
         kept = self.bodies.reopen(job.target, job.output, partial.path, partial.size,
                                   _recorded_ctime(task, partial))  # fmt: skip
         if kept is None:
-            task.partial = None
+            task.partial = None  # never written by this task from now on
+            self.release(partial.path)
             return None, {}
         if self.on_partial is not None:  # it grows from now on: its size is not known until
             self.on_partial(task.job, replace(partial, path=kept.path, size=0))  # settle's

@@ -36,7 +36,7 @@ from fetcher.output.atomic import (
     file_mark,
     name_unnamed,
 )
-from fetcher.output.paths import LinkInTheWay, OutputDir, Placement
+from fetcher.output.paths import LinkInTheWay, OutputDir, Placement, folder_of
 from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
@@ -379,19 +379,25 @@ class Bodies:
         """Remove the partial file an earlier attempt at url left at path, when the state
         forgets it (a body completed without it): no run would look for it again, and it
         would stay hidden in DIR for good. Only the very file reopen would continue goes (by
-        name, a link never followed); anything else under the name is left as it is."""
-        found = None if self.folder is None else _partial_left(self.folder, url, name, path)
-        if found is None:
+        name, a link never followed); anything else under the name is left as it is. Looked
+        for where reopen looks (the folder of name, the line's "output"), and in the folder of
+        url's own name, where a line without one kept it (s22 r1 4), only if the folders are
+        there: nothing is created, no name taken for url (paths.folder_of)."""
+        if self.folder is None:
             return
-        placement, name_there, left = found
-        try:
-            info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
-            if replace(left, size=size, changed=changed).matches(info):
-                os.unlink(name_there, dir_fd=placement.folder)
-        except OSError:
-            pass
-        finally:
-            placement.close()
+        for where in dict.fromkeys([name, None]):
+            found = _partial_left(self.folder, url, where, path, look_only=True)
+            if found is None:
+                continue
+            placement, name_there, left = found
+            try:
+                info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
+                if replace(left, size=size, changed=changed).matches(info):
+                    os.unlink(name_there, dir_fd=placement.folder)
+            except OSError:
+                pass
+            finally:
+                placement.close()
 
     def held(self, path: str | None, mark: int | None = None) -> str | None:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
@@ -553,19 +559,22 @@ class _Left:
 
 
 def _partial_left(
-    folder: OutputDir, url: str, name: str | None, path: str
+    folder: OutputDir, url: str, name: str | None, path: str, look_only: bool = False
 ) -> tuple[Placement, str, _Left] | None:
-    """Where the partial file at path is looked for (url's folder under this run's DIR, open),
-    its name, and the inode that name gives; None when path has no name fetcher gives a
-    partial. A name of an earlier version's (without the inode) cannot be proven fetcher's:
-    the name only is removed, in url's folder, and None returned."""
+    """Where the partial file at path is looked for (url's folder under this run's DIR, open:
+    made, and the file's name taken for url, unless look_only), its name, and the inode that
+    name gives; None when path has no name fetcher gives a partial, or, look_only, when the
+    folder is not there. A name of an earlier version's (without the inode) cannot be proven
+    fetcher's: the name only is removed, in url's folder, and None returned."""
     name_there = os.path.basename(path)
     match = _RESUMABLE.fullmatch(name_there)
     if match is None and _LEGACY.fullmatch(name_there) is None:
         return None
     try:
-        placement = folder.place(url, name)
+        placement = folder_of(folder, url, name) if look_only else folder.place(url, name)
     except OSError:
+        return None
+    if placement is None:
         return None
     if match is None:
         with contextlib.suppress(OSError):

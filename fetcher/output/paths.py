@@ -16,6 +16,7 @@ time, never through a symbolic link: a link where a folder is needed is refused 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -359,18 +360,20 @@ class OutputDir:
         with placement:
             return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
 
-    def _walk(self, components: list[str], url: str, create: bool) -> Placement | None:
-        """Walk (and with create, make) the folders of url's components from DIR's descriptor,
-        resolving clashes; None when a folder is missing and create is false. The file name is
-        claimed for url when create is true or a regular file is there."""
+    def _walk(
+        self, parts: list[str], url: str, create: bool, claim: bool = True
+    ) -> Placement | None:
+        """Walk (and with create, make) the folders of url's components (parts) from DIR's
+        descriptor, resolving clashes; None when a folder is missing and create is false. With
+        claim, the file name is claimed for url when create is true or a regular file is there."""
         owner = url_digest(url)
         with self._lock:
-            foreign = components[0] in self._adopted
+            foreign = parts[0] in self._adopted
             if self._root_fd < 0:
                 raise OSError(errno.EBADF, "the run has ended", self.root)
             folder, path = os.dup(self._root_fd), self.root
             try:
-                for component in components[:-1]:
+                for component in parts[:-1]:
                     path, child = self._first_free(folder, path, component, url, owner, False)
                     opened = _open_folder(folder, child, path, create)
                     os.close(folder)
@@ -378,9 +381,9 @@ class OutputDir:
                     if opened is None:
                         return None
                     folder = opened
-                path, child = self._first_free(folder, path, components[-1], url, owner, True,
+                path, child = self._first_free(folder, path, parts[-1], url, owner, True,
                                                foreign)  # fmt: skip
-                if create or _is_file(_lstat(folder, child)):
+                if claim and (create or _is_file(_lstat(folder, child))):
                     self._owner[path] = owner
             except BaseException:
                 if folder >= 0:
@@ -421,3 +424,13 @@ class OutputDir:
             if fits:
                 return path, candidate
         raise AssertionError("unreachable")
+
+
+def folder_of(output: OutputDir, url: str, name: str | None = None) -> Placement | None:
+    """Where url's body would go under output (its folder open, the file's name), if its
+    folders are there: a look for a file left there (a partial to remove), not a body to save.
+    Creates nothing, follows no link, and takes the name for no URL (the run's next body for
+    it may be another URL's). None when a folder is missing or is no folder."""
+    with contextlib.suppress(OSError):
+        return output._walk(components(url, name, None), url, False, claim=False)
+    return None

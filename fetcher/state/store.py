@@ -106,6 +106,20 @@ WHERE saved_mark IS NULL AND path IS NOT NULL
     AND url NOT IN (SELECT url FROM saved WHERE urls.path IN (saved.spelled, saved.path))
 """,
 )
+# A body that is not the row's (a part of the user's Range) saved over the very file the URL's
+# own row names: the row no longer vouches for that file, marked or not (a row from before
+# schema 3 has no mark to tell the part by: it was told 304 and kept the part as the whole
+# body, s22 r1 1). The next run fetches the body whole, without conditions. Rows as above.
+_DISOWN_OWN = Statement(
+    "WITH saved (spelled, path, url) AS (",
+    3,
+    """)
+UPDATE urls SET path = NULL, saved_mark = NULL
+WHERE url IN (SELECT url FROM saved)
+    AND EXISTS (SELECT 1 FROM saved WHERE saved.url = urls.url
+        AND urls.path IN (saved.spelled, saved.path))
+""",
+)
 # A download under --continue has begun: where its partial file is, before it can be cut off.
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from, "
@@ -199,24 +213,24 @@ class State:
         job, prior = result.job, result.job.prior
         if result.skipped or result.error_kind is ErrorKind.INVALID_URL:
             return
-        bodiless = result.bodiless
+        key, bodiless = job.key or job.target, result.bodiless
+        # Nothing says the state's body is current: an ok row stays its last body's, its age
+        # too (s19 t2 D8, s22 r1 3). Asked before _known_body gives the record the row's tags.
+        kept = result.ok and prior is not None and prior.ok and _silent(result, prior, bodiless)
         known = _known_body(result, prior, bodiless)
         if result.ok:
             result.changed = _changed(result, prior, bodiless)
-            if bodiless and not result.not_modified and prior is not None and prior.ok:
-                # A HEAD, a part, or a 304 to the user's own -H condition: nothing says the
-                # state's body is current. An ok row stays its last body's, its age too (s19 t2
-                # D8). A part saved over its file leaves the row's mark another file's.
-                return
-        key = job.key or job.target
-        self._pending.add(_UPSERT, (key, result.ok, result.status,
+        if not kept:
+            self._pending.add(_UPSERT, (key, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
                               *_body_columns(result, known), int(time.time()),
                               *_line_of(job, result.ok),
                               *_partial_kept(result, prior, bodiless)))  # fmt: skip
         if result.ok and (result.part or not bodiless) and result.path is not None:
-            spelled = _stored(result.path)
-            self._pending.add(_DISOWN_UNMARKED, (spelled, _stored(_absolute(result.path)), key))
+            spelled, path = _stored(result.path), _stored(_absolute(result.path))
+            self._pending.add(_DISOWN_UNMARKED, (spelled, path, key))
+            if result.part:  # not the row's body, over the file the row names (s22 r1 1)
+                self._pending.add(_DISOWN_OWN, (spelled, path, key))
 
     @property
     def batch_full(self) -> bool:
@@ -405,24 +419,36 @@ def _date(value: str) -> datetime.datetime | str:
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
     """The body the row is to describe: result's own, or for an answer without one the body
     known before; after a 304 to the state's condition, that one, still current, with any
-    validator the 304 renewed (only a 304 that is the stored body's: _renews), and its hash
-    in the record too."""
+    validator the 304 renewed, and its hash in the record too; None (no body known) after a
+    304 that is not the stored body's (_renews), whose record still gets the row's."""
     if not (result.not_modified and prior is not None):
         # An ok answer without a body of its own (a HEAD, a 304 to a condition not the state's)
         # reaches here only after a failure or for a new URL: the state then vouches for no body
         # (the old one's hash, newly dated, made it fresh: s20 r1 6), and the next GET is whole.
         return None if bodiless and result.ok else (prior if bodiless else result)
-    if not _renews(result, prior):
+    renews = _renews(result, prior)
+    if not renews:
         result.etag, result.last_modified = prior.etag, prior.last_modified
     result.etag = result.etag or prior.etag
     result.last_modified = result.last_modified or prior.last_modified
     if result.sha256 is not None and not result.bytes:  # a HEAD's record keeps null
         result.sha256 = prior.sha256
+    if not renews:  # it says nothing of the stored body: after a failure, the state vouches
+        return None  # for none (an ok row is left as it was: State.record, _silent)
     # The record names the file this run kept (none without -o); the state, the file it knows.
     # The 304's mark is the kept file's: a row from before schema 3 gets one.
     mark = prior.saved_mark if result.saved_mark is None else result.saved_mark
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
                    path=result.path or prior.path, saved_mark=mark)  # fmt: skip
+
+
+def _silent(result: Result, prior: Prior, bodiless: bool) -> bool:
+    """Whether an ok answer says nothing of whether the state's body is current: one without
+    a body of its own (a HEAD, a part, a 304 to the user's own -H condition), unless it is a
+    304 to the state's conditions that is the stored body's (_renews). One naming another
+    version renewed the row's fetched_at, and --skip-fresh kept the stale file as fresh for
+    DURATION after each such 304 (s22 r1 3)."""
+    return bodiless and not (result.not_modified and _renews(result, prior))
 
 
 def _renews(result: Result, prior: Prior) -> bool:

@@ -1,0 +1,131 @@
+"""What a --state row vouches for after an answer that says nothing of its body (s22 r1 1, 3):
+a part of the user's saved over the very file the row names, and a 304 naming another version
+than the stored body's. Either left the row vouching for a file or a freshness it never had, so
+a later run was told "not modified" about a part, or --skip-fresh kept a stale file as fresh."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from tests.conftest import invoke
+from tests.resources import Origin, resource
+from tests.servers import FaultServer, records
+from tests.test_state import as_schema_2
+from tests.test_state_validators import LIES, A, B, answer, scripted
+
+BODY = bytes(range(256)) * 4
+HOURS_AGO = 7200  # a row's age past --skip-fresh 1h
+
+
+@pytest.fixture
+def origin(httpserver: HTTPServer) -> Origin:
+    served = Origin()
+    httpserver.expect_request("").respond_with_handler(served)
+    return served
+
+
+def fetch(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """The one record of a run on tmp_path's state and -o folder, a failed one's too."""
+    state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "-o", out, *args])
+    [record] = records(result.stdout)
+    return record
+
+
+def row(tmp_path: Path, columns: str) -> tuple[Any, ...]:
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        [found] = db.execute(f"SELECT {columns} FROM urls").fetchall()
+    db.close()
+    return tuple(found)
+
+
+def aged(tmp_path: Path) -> int:
+    """Make the only row HOURS_AGO older (no sleep): its new fetched_at."""
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE urls SET fetched_at = fetched_at - ?", (HOURS_AGO,))
+    db.close()
+    return int(row(tmp_path, "fetched_at")[0])
+
+
+@pytest.mark.parametrize("schema", ["before-3", "current"])
+def test_a_part_saved_over_the_url_s_own_file_makes_the_next_run_fetch_it_whole(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, schema: str
+) -> None:
+    """A row from before schema 3 has no mark to tell its file by: the part saved over it was
+    taken for the whole body, each plain run was told 304 about it, and a --skip-fresh run
+    skipped it (s22 r1 1). The row no longer names the file, marked or not."""
+    origin.resources["/r"] = whole = resource(BODY)
+    url = httpserver.url_for("/r")
+    first = fetch(tmp_path, url)
+    if schema == "before-3":
+        as_schema_2(tmp_path / "s.db")
+    part = fetch(tmp_path, "-H", "Range: bytes=100-", url)
+    assert part["status"] == 206 and part["path"] == first["path"], part
+    assert row(tmp_path, "path, saved_mark") == (None, None)
+    plain = fetch(tmp_path, url)
+    asked = origin.requests_for("/r")[-1]
+    assert "if-none-match" not in asked and "if-modified-since" not in asked, asked
+    assert plain["status"] == 200 and Path(plain["path"]).read_bytes() == BODY, plain
+    assert fetch(tmp_path, "--skip-fresh", "1h", url)["skipped"] is True
+    assert row(tmp_path, "etag, lower(hex(sha256))") == (whole.etag, whole.sha256)
+
+
+def test_a_part_saved_elsewhere_leaves_the_row_its_file(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path
+) -> None:
+    """A part saved under another name (the line's "output") is no body over the row's file:
+    the row keeps it, and the next run asks whether it changed."""
+    origin.resources["/r"] = resource(BODY)
+    url = httpserver.url_for("/r")
+    first = fetch(tmp_path, url)
+    lines = tmp_path / "in.jsonl"
+    lines.write_text(f'{{"url": "{url}", "headers": {{"Range": "bytes=100-"}}, "output": "p"}}\n')
+    part = fetch(tmp_path, "--input-format", "jsonl", "-i", str(lines))
+    assert part["status"] == 206 and part["path"] != first["path"], part
+    assert row(tmp_path, "path")[0] == first["path"]
+    assert fetch(tmp_path, url)["status"] == 304
+
+
+def test_a_304_naming_another_version_leaves_the_row_s_age(tmp_path: Path) -> None:
+    """The 304 of a backend that checks only If-Modified-Since, naming version B's ETag, says
+    nothing of whether A is current: it renewed the row's fetched_at all the same, and a
+    --skip-fresh run then kept A as fresh (s22 r1 3). RFC 9111 4.3.4: such a 304 updates
+    nothing stored."""
+    asked: list[bytes] = []
+    was, now = LIES["etag"]
+    answers = [answer(200, was, A), answer(304, now), answer(200, now, B)]
+    with FaultServer(scripted(answers, asked)) as server:
+        fetch(tmp_path, server.url("/v"))
+        before = (aged(tmp_path), *row(tmp_path, "ok, etag, last_modified, sha256, path"))
+        lied = fetch(tmp_path, server.url("/v"))
+        assert lied["status"] == 304 and lied["not_modified"] is True, lied
+        after = row(tmp_path, "fetched_at, ok, etag, last_modified, sha256, path")
+        assert after == before
+        fresh = fetch(tmp_path, "--skip-fresh", "1h", server.url("/v"))
+    assert fresh["skipped"] is False and Path(fresh["path"]).read_bytes() == B, fresh
+    assert b'If-None-Match: "a"' in asked[2], asked[2]
+
+
+def test_a_304_naming_another_version_after_a_failure_vouches_for_no_body(
+    tmp_path: Path,
+) -> None:
+    """After a failure, the 304 is the row's last result, ok; it vouches for no body then (as a
+    HEAD does): the next run is neither skipped as fresh nor told 304 about version A."""
+    asked: list[bytes] = []
+    was, now = LIES["etag"]
+    failed = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    answers = [answer(200, was, A), failed, answer(304, now), answer(200, now, B)]
+    with FaultServer(scripted(answers, asked)) as server:
+        fetch(tmp_path, server.url("/v"))
+        assert fetch(tmp_path, server.url("/v"))["ok"] is False
+        lied = fetch(tmp_path, server.url("/v"))
+        assert lied["ok"] is True and lied["not_modified"] is True, lied
+        assert row(tmp_path, "ok, etag, sha256, path") == (1, None, None, None)
+        again = fetch(tmp_path, "--skip-fresh", "1h", server.url("/v"))
+    assert again["skipped"] is False and Path(again["path"]).read_bytes() == B, again
+    assert b"If-None-Match" not in asked[3], asked[3]
