@@ -245,10 +245,16 @@ def full_backlog() -> Iterator[str]:
 
 
 def closed_port() -> int:
-    """A port on 127.0.0.1 where nothing listens: bound, read and closed again at once."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port on 127.0.0.1 where nothing listens: bound and kept bound without listening for
+    the rest of the session, so that a connection to it is refused, and no other server (of
+    another xdist worker) can be given it meanwhile, as one could a port closed again."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED_PORTS.append(sock)
+    return int(sock.getsockname()[1])
+
+
+_RESERVED_PORTS: list[socket.socket] = []
 
 
 def silent(conn: socket.socket) -> None:
