@@ -406,3 +406,35 @@ def test_cookies_go_on_over_https_after_a_hop_to_http(certs):
         sent_plain = [headers.get("Cookie") for headers in plain.headers_seen]
     assert sent_secure == [None, "sid=server"], sent_secure
     assert sent_plain == [None], sent_plain
+
+
+@pytest.mark.parametrize("after", ["plain", "plain-tls-plain"])
+def test_no_cookie_goes_on_any_http_hop_once_a_chain_left_https(certs, after):
+    """requests builds every hop's Cookie again from the jar: only the hop that left https went
+    without, and the next http hop of the same chain sent the https answer's cookie in clear
+    text (s22 r2 1). Once a chain has gone from https to http, no http hop of it sends one,
+    whoever set it (here the https answer, then the plain one too); its https hops do."""
+    context = certs.server_context()
+    with counting_server(route) as plain, tls_server(context.wrap_socket, route) as tls:
+        secure, landing = f"https://127.0.0.1:{tls.port}", plain.url("/landing")
+        last = go(plain.url(""), landing, "plain=set; Path=/")
+        if after == "plain-tls-plain":
+            last = go(secure, go(plain.url(""), landing))
+        start = go(secure, go(plain.url(""), last), "sid=server; Path=/")
+        [record] = fetch("--cacert", str(certs.ca_pem), start)
+        sent_plain = [headers.get("Cookie") for headers in plain.headers_seen]
+        sent_secure = [headers.get("Cookie") for headers in tls.headers_seen]
+    assert record["final_url"] == landing
+    assert plain.paths[-1] == "/landing" and len(plain.paths) >= 3, plain.paths
+    assert sent_plain == [None] * len(sent_plain), sent_plain
+    assert sent_secure[0] is None and all(sent_secure[1:]), sent_secure
+
+
+def test_a_separate_http_url_of_the_run_gets_the_jar_s_cookie_as_rfc_6265_says(certs):
+    """The rule is about a redirect chain's hops: a later URL of the run, given as http, gets
+    the jar's cookies that are not Secure, as curl and browsers send them (RFC 6265)."""
+    context = certs.server_context()
+    with counting_server(route) as plain, tls_server(context.wrap_socket, route) as tls:
+        setting = go(f"https://127.0.0.1:{tls.port}", "/done", "sid=server; Path=/")
+        fetch("--cacert", str(certs.ca_pem), "--ordered", setting, plain.url("/later"))
+        assert plain.headers_seen[0].get("Cookie") == "sid=server"

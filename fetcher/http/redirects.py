@@ -2,7 +2,8 @@
 as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything but a HEAD;
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
-either way the record said ok. No Cookie goes from https to http (SPEC 2.2)."""
+either way the record said ok. No Cookie goes over http once a redirect chain has been on
+https (SPEC 2.2)."""
 
 from __future__ import annotations
 
@@ -36,12 +37,14 @@ def restore_body(prepared: PreparedRequest, response: Response) -> None:
             prepared.headers[name] = previous.headers[name]
 
 
-def without_cookie_off_tls(prepared: PreparedRequest, response: Response) -> None:
-    """Take the Cookie header off prepared, the request following response, when it leaves
-    https for http: requests builds every hop's Cookie again from the jar, whose cookies not
-    marked Secure went to the same host in clear text, where SPEC 2.2 forwards no credential
-    from https to http (curl and browsers send them, by RFC 6265). Whoever set them, the jar,
-    -b or the -c file, none goes; a later hop back to https has them again."""
-    previous = (response.request.url or "").lower()
-    if previous.startswith("https:") and (prepared.url or "").lower().startswith("http:"):
+def without_cookie_off_tls(prepared: PreparedRequest, chain_was_on_tls: bool) -> None:
+    """Take the Cookie header off prepared, a redirect's hop, when it goes over http and an
+    earlier hop of its chain (chain_was_on_tls) went over https: requests builds every hop's
+    Cookie again from the jar, whose cookies not marked Secure went to the same host in clear
+    text, where SPEC 2.2 forwards no credential from https to http (curl and browsers send
+    them, by RFC 6265). The previous hop alone is not enough: on https -> http -> http the
+    second http hop had the https answer's cookie again. Whoever set them, the jar, -b, the -c
+    file or an http answer of the chain, none goes; a later hop back to https has them again.
+    A separate http URL of the run is no hop of a chain: it gets the jar's, as RFC 6265 says."""
+    if chain_was_on_tls and (prepared.url or "").lower().startswith("http:"):
         prepared.headers.pop("Cookie", None)

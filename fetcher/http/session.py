@@ -7,6 +7,7 @@ Everything a session needs is set here, from Settings, so that every worker's is
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import warnings
@@ -326,11 +327,11 @@ class FetcherSession(requests.Session):
         self.trust_env = False
         self.environment = environment
         self.proxy = proxy  # -x, for the redirects' proxies
-        self._headers: CaseInsensitiveDict[str] | None = None
         self._following = True  # whether the request being sent follows redirects
-        # The requests fetch() sent (1 and its redirects), and the URL of the last: where the
-        # redirects of a request that failed on the way led (requests' exceptions say nothing).
-        self.sent = 0
+        # The requests fetch() sent (1 and its redirects), the URL of the last and whether one
+        # went over https: where the redirects of a request that failed on the way led
+        # (requests' exceptions say nothing), and whether its http hops may send a Cookie.
+        self.sent, self.on_tls = 0, False
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
@@ -348,7 +349,7 @@ class FetcherSession(requests.Session):
         which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
-        self.sent = 0  # first: a URL _prepare refuses has no trail, not the last one's
+        self.sent, self.on_tls = 0, False  # first: a URL _prepare refuses has no trail
         self._removed = request.removed
         prepared = self._prepare(request)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
@@ -370,6 +371,7 @@ class FetcherSession(requests.Session):
             wait_for_host(self.hold, request.url or "")
         self.sent += 1
         self.sent_url = request.url
+        self.on_tls = self.on_tls or (request.url or "").lower().startswith("https:")
         response: Response = _send(self, request, **kwargs)
         return response
 
@@ -378,7 +380,7 @@ class FetcherSession(requests.Session):
         prepared.prepare_method(request.method)
         _prepare_url(prepared, strays_encoded(request.url), None)
         url_auth = _take_userinfo(prepared)  # before the cookies are matched to its host
-        prepared.headers = self._session_headers().copy()
+        prepared.headers = self._session_headers.copy()
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
         if request.cookies or self.cookies:
@@ -399,11 +401,10 @@ class FetcherSession(requests.Session):
                 prepared.prepare_auth(url_auth)
         return without_removed(prepared, self._removed)  # what -u, .netrc, -b, the jar added
 
+    @functools.cached_property
     def _session_headers(self) -> CaseInsensitiveDict[str]:
         """The session's headers as PreparedRequest.prepare_headers leaves them, made once."""
-        if self._headers is None:
-            self._headers = prepared_headers(self.headers)
-        return self._headers
+        return prepared_headers(self.headers)
 
     def get_redirect_target(self, resp: Response) -> str | None:
         """requests' target, decoded from the header's bytes as UTF-8. When it is followed, a
@@ -442,12 +443,12 @@ class FetcherSession(requests.Session):
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with no Cookie
-        from https to http; then the body requests dropped goes back on if the method stayed."""
+        over http after https (redirects); then the body requests dropped goes back on."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
         without_removed(prepared_request, self._removed)  # and the Cookie requests built again
-        without_cookie_off_tls(prepared_request, response)
+        without_cookie_off_tls(prepared_request, self.on_tls)
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
