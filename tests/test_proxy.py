@@ -452,6 +452,22 @@ def test_a_proxy_option_whose_password_ends_its_authority_is_refused(proxy, targ
 
 
 @pytest.mark.parametrize("how", ["option", "variable"])
+def test_a_backslash_in_a_proxy_password_is_refused_as_a_slash_is(proxy, target, how):
+    """urllib3's authority ends at a '\\' too: 'http://127.0.0.1:PORT\\SECRET@proxy.invalid'
+    passed the check, and every request went to 127.0.0.1:PORT, a host taken from the user
+    name (s22 r2 2). Refused as '/' is, with %5C among the escapes, never quoted."""
+    bad = f"http://127.0.0.1:{proxy.port}\\{SECRET}@proxy.invalid:3128"
+    given = ["-x", bad] if how == "option" else []
+    env = {} if how == "option" else {"http_proxy": bad}
+    result = invoke(["--format", "jsonl", "--retries", "0", *given, target.url("/never")], **env)
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "%5C" in result.stderr and "malformed proxy URL" in result.stderr, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert proxy.request_lines == [] and target.paths == []
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_a_proxy_user_name_without_a_password_is_sent_with_an_empty_one(
     proxy, tls_target, certs, how, scheme

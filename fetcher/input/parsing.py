@@ -208,8 +208,8 @@ def parse_proxy(text: str) -> str:
     url = with_proxy_scheme(text)
     if _userinfo_cut_short(url):
         raise ValueError(
-            "malformed proxy URL: a '/', '?' or '#' in its user name or password ends its host "
-            "part: write them %2F, %3F and %23"
+            "malformed proxy URL: a '/', '?', '#' or '\\' in its user name or password ends its "
+            "host part: write them %2F, %3F, %23 and %5C"
         )
     try:
         parsed = parse_url(url)
@@ -223,10 +223,12 @@ def parse_proxy(text: str) -> str:
 
 
 def _userinfo_cut_short(url: str) -> bool:
-    """Whether a '/', '?' or '#' typed in url's user information ends its authority before the
-    '@' (an '@' after it): urllib3 finds no password there, and may find a host and port."""
+    """Whether a '/', '?', '#' or '\\' typed in url's user information ends its authority
+    before the '@' (an '@' after it): urllib3 finds no password there, and may find a host and
+    port. (Its authority ends at a backslash too, as WHATWG's URL parser's does, where
+    urllib.parse's does not.)"""
     rest = url.partition("://")[2]
-    ends = [at for at in map(rest.find, "/?#") if at >= 0]
+    ends = [at for at in map(rest.find, "/?#\\") if at >= 0]
     return "@" in rest[min(ends, default=len(rest)) :]
 
 
