@@ -157,7 +157,9 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
 
 # What -c's value is when another tool's habit gave it: httpx's -fc (filter-code) STATUSES, read as
 # -f -c; wget's -c (continue) HOST, a name with one of these last labels, an address or a port.
-_STATUSES = re.compile(r"[1-5][0-9]{2}(?:[-,][1-5][0-9]{2})*")
+# Any number, or list or range of them, blanks around ',' and '-' too ('404, 403'): no jar's
+# name, and httpx's -ffc HASH (filter-favicon, -f -f -c) gives a number of ten digits.
+_STATUSES = re.compile(r"[0-9]+(?:\s*[-,]\s*[0-9]+)*\s*,?")
 _HOST = re.compile(
     r"(?:localhost|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9.-]+:[0-9]{1,5}"
     r"|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|mil|int|info|biz|io|dev|app|ai|co|me|xyz"
@@ -525,6 +527,24 @@ ONE_DASH = {
     "fcdn": "not done here: every URL gets a record, one served by a CDN too",
     "csp-probe": "not done here: no link, nor a CSP's domain, is followed",
     "config": "the FETCHER_ variables here (FETCHER_WORKERS, FETCHER_HEADER, ...)",
+    "cpe": "not in the records here (no CPE is matched)",
+    "csvo": "not needed here: --format csv writes UTF-8",
+    "cff": "not done here: no fingerprint is matched",
+    "ffc": "not done here: every URL gets a record (no favicon is fetched)",
+    # Read as -d WORD (-fdc: -f -d c): every URL POSTed with the body WORD.
+    "fdc": "not done here: every URL gets a record (--format jsonl and jq's select() leave "
+    "some out)",
+    "delay": "--host-rate R here (requests a second to each host; --rate R for all of them)",
+    "debug": "-v here (-vv: urllib3's connection log too)",
+    "debug-req": "-vv here",
+    "debug-resp": "-vv here",
+    "deny": "not done here: every URL given is fetched",
+    "duc": "not needed here: fetcher checks for no update",
+    # Read as -u WORD (Basic credentials to every server) and -o DIR (every body saved there).
+    "unsafe": "not done here: each request is sent as urllib3 writes it",
+    "update": "not done here: fetcher is updated as it was installed",
+    "oa": "--results FILE here (with --format jsonl or csv); for a folder named a, -o a",
+    "ob": "what fetcher does without -o DIR or --body; for a folder named b, -o b",
 }
 
 

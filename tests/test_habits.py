@@ -691,6 +691,15 @@ def test_more_curl_and_wget_options_say_what_to_use_not_clicks_guess(args, advic
         (["-csp-probe"], "httpx"),
         (["-fcdn"], "httpx"),  # -f -c dn
         (["-config", "httpx.yaml"], "httpx"),  # -c onfig, and the yaml fetched as a URL
+        # Found on review (s22 r2 3): each wrote a jar and most ended 0.
+        (["-cpe"], "httpx"),  # display CPE: -c pe
+        (["-csvo", "utf-8"], "httpx"),  # csv-output-encoding: -c svo, utf-8 fetched as a URL
+        (["-cff", "fingerprints.json"], "httpx"),  # custom-fingerprint-file: -c ff
+        (["-ffc", "1494302000"], "httpx"),  # filter-favicon, as httpx's help has it: -f -f -c
+        (["-fc", "1494302000"], "-fc"),  # the statuses rule: any number is no jar's name
+        (["-fc", "404, 403"], "-fc"),  # a blank after the comma
+        (["-fc", "404,"], "-fc"),
+        (["-fc", "200 - 299"], "-fc"),
     ],
 )
 def test_httpx_options_read_as_c_are_refused_and_write_no_jar(server, tmp_path, monkeypatch,
@@ -702,6 +711,43 @@ def test_httpx_options_read_as_c_are_refused_and_write_no_jar(server, tmp_path, 
     assert result.exit_code == 2 and says in result.stderr, result.stderr
     assert "No such option" not in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == [] and server.requests == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-fdc", "status_code==200"],  # httpx's filter-condition: -f -d c, every URL POSTed
+        ["-delay", "1s"],  # -d elay
+        ["-debug"],  # -d ebug
+        ["-debug-req"],
+        ["-debug-resp"],
+        ["-deny", "10.0.0.0/8"],  # -d eny
+        ["-duc"],  # disable-update-check: -d uc
+        ["-unsafe"],  # -u nsafe: Basic credentials 'nsafe:' sent to every server
+        ["-update"],  # -u pdate
+        ["-oa"],  # output-all: -o a, every body saved under ./a
+        ["-ob"],  # omit-body: -o b
+    ],
+)
+def test_httpx_options_read_as_a_body_a_user_or_a_folder_are_refused(
+    server, tmp_path, monkeypatch, args
+):
+    """Click read httpx's -fdc EXPR as -f -d c: every URL was POSTed with the body 'c' (s22 r2
+    3); -delay, -debug, -deny and -duc the same way, -unsafe and -update as -u USER (Basic
+    credentials to every server), -oa and -ob as -o DIR (every body saved there, ending 0).
+    Refused as httpx's -json is, before anything is sent or written."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([*args, server.url("/a")], input=b"")
+    assert result.exit_code == 2 and "httpx" in result.stderr, result.stderr
+    assert server.paths == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [["-fd", "a=1"], ["-sd", "a=1"], ["-o", "b"], ["-fsSo", "b"]])
+def test_curl_clusters_beside_the_httpx_words_still_work(server, tmp_path, monkeypatch, args):
+    """curl's -f -d DATA, -s -d DATA and -o NAME are not httpx's words: kept."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", *args, server.url("/a")])
+    assert "httpx" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("host", ["example.com", "www.example.org", "127.0.0.1", "host:8080"])
