@@ -547,8 +547,20 @@ def check_environment_proxies() -> None:
         try:
             parse_proxy(value)
         except ValueError as exc:
-            name = next((n for n in os.environ if n.lower() == f"{scheme}_proxy"), "*_proxy")
-            raise click.UsageError(f"{name} cannot be used: {exc}") from None
+            raise click.UsageError(f"{proxy_variable(scheme)} cannot be used: {exc}") from None
+
+
+def proxy_variable(scheme: str) -> str:
+    """The name of the variable whose value getproxies_environment read for scheme (as 'http',
+    'https', 'all'), by its own two passes: a name whose '_proxy' is in lower case wins over
+    HTTP_PROXY and the like (the last one in os.environ of each kind, as its loops leave it);
+    under CGI (REQUEST_METHOD set) 'http' only from those. Naming the first spelling found
+    named HTTP_PROXY when http_proxy's value was the one read, and the user edited the wrong
+    one."""
+    wanted = f"{scheme}_proxy"
+    named = [name for name, value in os.environ.items() if value and name.lower() == wanted]
+    lower = [name for name in named if name.endswith("_proxy")]
+    return (lower or named or [wanted])[-1]
 
 
 # The most of a --cert or --key file read for its check: a client's certificate chain and key

@@ -321,6 +321,31 @@ def test_a_bad_proxy_variable_that_urllib_would_not_use_is_no_matter(target, env
     assert_ok(result, record)
 
 
+@pytest.mark.parametrize("cgi", [False, True])
+@pytest.mark.parametrize("bad", ["socks5://127.0.0.1:1080", "http://u:p/w@127.0.0.1:1"])
+def test_the_bad_proxy_error_names_the_variable_whose_value_was_read(target, proxy, bad, cgi):
+    """With HTTP_PROXY and http_proxy both set, urllib (and so requests) reads the lower-case
+    one, and the error named whichever came first in os.environ: HTTP_PROXY here, which the
+    user then edited in vain (s22 r2 4). It names http_proxy, under CGI (REQUEST_METHOD set,
+    where HTTP_PROXY is never read) too."""
+    env = {"HTTP_PROXY": proxy.url, "http_proxy": bad}  # in this order in os.environ
+    if cgi:
+        env["REQUEST_METHOD"] = "GET"
+    result = invoke(["--format", "jsonl", target.url("/never")], **env)
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "http_proxy cannot be used" in result.stderr, result.stderr
+    assert "HTTP_PROXY" not in result.stderr and target.paths == []
+
+
+def test_a_bad_http_proxy_upper_case_is_no_matter_under_cgi(target):
+    """Under CGI (REQUEST_METHOD set) urllib never reads HTTP_PROXY, which a client's 'Proxy:'
+    header may have set (CVE-2016-1000110): nor does the check, and the run goes direct."""
+    env = {"REQUEST_METHOD": "GET", "HTTP_PROXY": "socks5://127.0.0.1:1"}
+    result, record = fetch(target.url("/direct"), **env)
+    assert_ok(result, record)
+
+
 def test_a_bad_proxy_variable_is_no_matter_under_x(proxy, target):
     """-x replaces the variables: a bad one is not read."""
     result, record = fetch(target.url("/via"), "-x", proxy.url, HTTP_PROXY="socks5://x:1")
