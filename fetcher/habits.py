@@ -505,6 +505,142 @@ for _name in ("--ipv4", "--ipv6", "--inet4-only", "--inet6-only"):
 for _name in ("--http-user", "--http-password"):
     REFUSED[_name] = f"{_name} (wget's) is {ASKED_FOR}"
 REFUSED["--mirror"] = REFUSED["--recursive"].replace("--recursive", "--mirror", 1)
+
+# And more (s22 r2 5): Click's guess for each meant something else, often an option that writes
+# the file named ('--trace F' and '--stderr F': --state, '--fail-early': --failed, wget's
+# '--output-file LOG': --output-dir), or it had none ('--http2': --help, '--tlsv1.2': nothing).
+NO_EQUAL = "has no equal here"
+NO_LINK_FOLLOWED = "fetcher fetches the URLs it is given, and no link is followed"
+VERBOSE = "-v logs each URL's outcome to standard error, -vv urllib3's connection log too"
+RECORDS_SAY = "--format jsonl gives each status, final URL and content type"
+REFUSED |= {
+    "--output-document": "--output-document (wget's -O FILE) is --body > FILE here "
+    "(--output-document -: --body)",
+    "--output-file": "--output-file (wget's -o, its log) is 2> FILE here: fetcher's messages go "
+    "to standard error, the records to standard output",
+    "--append-output": "--append-output (wget's -a, its log) is 2>> FILE here",
+    "--certificate": "--certificate (wget's) is --cert FILE here (with --key FILE)",
+    "--private-key": "--private-key (wget's) is --key FILE here, with --cert FILE",
+    "--pass": f"--pass (curl's, a key's pass phrase) {NO_EQUAL}: an encrypted --key cannot be "
+    "read; decrypt it first (openssl pkey -in KEY -out PLAIN.pem)",
+    "--stderr": "--stderr (curl's) is 2> FILE here: fetcher's messages go to standard error, "
+    "the records to standard output",
+    "--globoff": "--globoff (curl's -g) is what fetcher does: [] and {} in a URL are never "
+    "expanded, each URL is fetched as written",
+    "--speed-time": f"--speed-time (curl's) {NO_EQUAL}: -t/--timeout S ends a request when no "
+    "byte came for S seconds, -m/--max-time S bounds one URL's whole time",
+    "--http1.1": "--http1.1 (curl's) is what fetcher does: it speaks HTTP/1.1",
+    "--fail-early": f"--fail-early (curl's) {NO_EQUAL}: every URL is fetched and gets a "
+    "record, and the exit status says whether some failed",
+    "--disable": "--disable (curl's -q: no .curlrc) is what fetcher does: it reads no config "
+    "file (FETCHER_ variables set the options)",
+    "--time-cond": "--time-cond (curl's -z) is --state FILE here: each run asks the server "
+    "whether what it saved changed",
+    "--etag-save": "--etag-save (curl's) is --state FILE here, which keeps each URL's ETag",
+    "--location-trusted": f"--location-trusted (curl's) {NO_EQUAL}: credentials never go to "
+    "another host on a redirect; give that host's URL with its own",
+    "--junk-session-cookies": f"--junk-session-cookies (curl's -j) {NO_EQUAL}: a -c file's "
+    "session cookies are loaded with the others",
+    "--oauth2-bearer": "--oauth2-bearer (curl's) is -H 'Authorization: Bearer TOKEN' here",
+    "--proxy-password": "--proxy-password (wget's) goes in the proxy URL here: -x "
+    "http://USER:PASSWORD@HOST:PORT (or HTTPS_PROXY)",
+    "--proxy-basic": "--proxy-basic (curl's) is what fetcher does: a proxy's credentials go in "
+    "-x http://USER:PASSWORD@HOST:PORT, sent as Basic",
+    "--proxytunnel": "--proxytunnel (curl's) is what fetcher does for https URLs (CONNECT); an "
+    "http URL goes to the proxy whole",
+    "--upload-file": f"--upload-file (curl's -T) {NO_EQUAL}: -d @FILE sends a file's bytes, "
+    "with POST (-X PUT for a PUT)",
+    "--post-file": "--post-file (wget's) is -d @FILE here (a POST)",
+    "--body-file": "--body-file (wget's) is -d @FILE here, with -X METHOD",
+    "--start-pos": "--start-pos (wget's) is -H 'Range: bytes=START-' here",
+    "--include": f"--include (curl's -i) {NO_EQUAL}: {RECORDS_SAY} (-I sends HEAD)",
+    "--server-response": f"--server-response (wget's -S) {NO_EQUAL}: {RECORDS_SAY}",
+    "--save-headers": f"--save-headers (wget's) {NO_EQUAL}: {RECORDS_SAY}",
+    "--form-string": REFUSED["--form"].replace("--form", "--form-string", 1),
+    "--url-query": f"--url-query (curl's) {NO_EQUAL}: put the query in the URL",
+    "--no-buffer": "--no-buffer (curl's -N) is what fetcher does",
+    "--no-verbose": "--no-verbose (wget's -nv) is -q here",
+    "--debug": f"--debug (wget's -d) is -v here: {VERBOSE}",
+    "--no-cache": "--no-cache (wget's) is -H 'Cache-Control: no-cache' here",
+    "--no-cookies": f"--no-cookies (wget's) {NO_EQUAL}: each worker keeps the cookies servers "
+    "set during the run, and -c FILE saves them",
+    "--quota": f"--quota (wget's) {NO_EQUAL}: --max-size BYTES bounds each body",
+    "--random-wait": f"--random-wait (wget's) {NO_EQUAL}: --host-rate R spaces the requests "
+    "to each host",
+    "--background": f"--background (wget's -b) {NO_EQUAL}: nohup fetcher ... & runs it so",
+    "--execute": f"--execute (wget's -e) {NO_EQUAL}",
+    "--https-only": f"--https-only (wget's) {NO_EQUAL}: give https:// URLs (lines without a "
+    "scheme are https already, --default-scheme)",
+    "--no-netrc": f"--no-netrc (wget's) {NO_EQUAL}: -u USER[:PASSWORD] is sent instead of "
+    "~/.netrc's credentials",
+    "--no-iri": f"--no-iri (wget's) {NO_EQUAL}: a URL's non-ASCII host is sent as IDNA, the rest "
+    "%-escaped as UTF-8",
+}
+for _name in ("--trace", "--trace-ascii", "--trace-time", "--trace-ids", "--trace-config",
+              "--libcurl"):  # fmt: skip
+    REFUSED[_name] = f"{_name} (curl's) {NO_EQUAL}: {VERBOSE} (2> FILE keeps it)"
+REFUSED["--speed-limit"] = REFUSED["--speed-time"].replace("--speed-time", "--speed-limit", 1)
+REFUSED["--parallel-max"] = REFUSED["--parallel-immediate"] = REFUSED["-Z"]
+REFUSED["-g"] = REFUSED["--globoff"]
+REFUSED["-z"] = REFUSED["--time-cond"]
+for _name in ("--keepalive-time", "--no-keepalive", "--no-http-keep-alive", "--tcp-nodelay",
+              "--tcp-fastopen"):  # fmt: skip
+    REFUSED[_name] = (
+        f"{_name} {NO_EQUAL}: each worker keeps its connections alive, with the system's TCP "
+        "settings"
+    )
+for _name in ("--http2", "--http2-prior-knowledge", "--http3", "--http3-only", "--http1.0",
+              "--http0.9"):  # fmt: skip
+    REFUSED[_name] = f"{_name} (curl's) {NO_EQUAL}: fetcher speaks HTTP/1.1"
+for _name in ("--tlsv1", "--tlsv1.0", "--tlsv1.1", "--tlsv1.2", "--tlsv1.3", "--tls-max",
+              "--sslv2", "--sslv3", "--secure-protocol", "--ciphers", "--tls13-ciphers",
+              "--curves"):  # fmt: skip
+    REFUSED[_name] = (
+        f"{_name} {NO_EQUAL}: fetcher uses TLS 1.2 or 1.3, as the server offers (urllib3's "
+        "defaults)"
+    )
+for _name in ("--cert-type", "--key-type", "--certificate-type", "--private-key-type"):
+    REFUSED[_name] = f"{_name} {NO_EQUAL}: --cert and --key are read as PEM (openssl converts)"
+for _name in ("--capath", "--ca-directory"):
+    REFUSED[_name] = f"{_name} {NO_EQUAL}: --cacert FILE trusts a bundle of PEM certificates"
+for _name in ("--crlfile", "--crl-file", "--egd-file", "--random-file", "--false-start",
+              "--append", "--variable", "--unix-socket", "--abstract-unix-socket"):  # fmt: skip
+    REFUSED[_name] = f"{_name} {NO_EQUAL}"
+for _name in ("--proxy-digest", "--proxy-ntlm", "--proxy-negotiate", "--proxy-anyauth"):
+    REFUSED[_name] = f"{_name} (curl's) {NO_EQUAL}: a proxy's credentials are sent as Basic"
+for _name in ("--socks4", "--socks4a", "--socks5", "--socks5-hostname", "--preproxy"):
+    REFUSED[_name] = f"{_name} (curl's) {NO_EQUAL}: -x takes an http:// or https:// proxy"
+for _name in ("--proto", "--proto-redir", "--proto-default"):
+    REFUSED[_name] = (
+        f"{_name} (curl's) {NO_EQUAL}: only http and https URLs are fetched or followed "
+        "(--default-scheme for lines without one)"
+    )
+for _name in ("--hsts", "--hsts-file", "--no-hsts"):
+    REFUSED[_name] = f"{_name} {NO_EQUAL}: fetcher keeps no HSTS list; give https:// URLs"
+for _name in ("--interface", "--local-port", "--bind-address", "--dns-servers",
+              "--dns-interface", "--doh-url", "--prefer-family", "--no-dns-cache"):  # fmt: skip
+    REFUSED[_name] = f"{_name} {NO_ADDRESS_CHOICE}"
+for _name in ("--ignore-content-length", "--ignore-length"):
+    REFUSED[_name] = (
+        f"{_name} {NO_EQUAL}: a body that falls short of its Content-Length, or a bad one, is "
+        "never ok"
+    )
+for _name in ("--post301", "--post302", "--post303"):
+    REFUSED[_name] = (
+        f"{_name} (curl's) {NO_EQUAL}: a POST redirected by 301 or 302 becomes a GET, as in "
+        "browsers, a 303 makes a GET of anything but a HEAD; 307 and 308 keep the method"
+    )
+for _name in ("--level", "--no-parent", "--span-hosts", "--page-requisites", "--convert-links",
+              "--accept", "--reject", "--domains", "--exclude-domains", "--relative",
+              "--include-directories", "--exclude-directories", "--delete-after",
+              "--backup-converted", "--adjust-extension", "--cut-dirs", "--no-directories",
+              "--force-directories", "--no-host-directories",
+              "--protocol-directories"):  # fmt: skip
+    REFUSED[_name] = (
+        f"{_name} (wget's) {NO_EQUAL}: {NO_LINK_FOLLOWED} (-o DIR saves each body as "
+        "DIR/<host>/<path>)"
+    )
+
 REFUSED["--netrc-optional"] = REFUSED["--netrc"].replace("--netrc", "--netrc-optional", 1)
 
 

@@ -676,6 +676,66 @@ def test_more_curl_and_wget_options_say_what_to_use_not_clicks_guess(args, advic
         assert args[1] not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "advice"),
+    [
+        (["--output-document", "page.html"], "--body > FILE"),  # Click: --output-dir
+        (["--output-file", "wget.log"], "2> FILE"),  # wget's log; Click: --output-dir
+        (["--certificate", "c.pem"], "--cert FILE"),  # Click: --cert, --rate or --state
+        (["--private-key", "k.pem"], "--key FILE"),  # Click: --rate
+        (["--trace", "trace.txt"], "-vv"),  # Click: --state, which writes an SQLite file there
+        (["--trace-ascii", "trace.txt"], "-vv"),
+        (["--stderr", "err.txt"], "2> FILE"),  # Click: --state
+        (["--globoff"], "never expanded"),  # Click: --backoff
+        (["-g"], "never expanded"),
+        (["--pass", "s3cr3t-phr"], "encrypted --key"),  # Click: --progress
+        (["--speed-time", "30"], "-t/--timeout"),  # Click: --max-time
+        (["--speed-limit", "1000"], "-t/--timeout"),
+        (["--keepalive-time", "60"], "keeps its connections alive"),  # Click: --max-time
+        (["--http2"], "HTTP/1.1"),  # Click: --help
+        (["--http1.1"], "what fetcher does"),
+        (["--http1.0"], "HTTP/1.1"),
+        (["--tlsv1.2"], "TLS 1.2 or 1.3"),
+        (["--tlsv1.3"], "TLS 1.2 or 1.3"),
+        (["--fail-early"], "every URL is fetched"),  # Click: --failed, which writes the file
+        (["--crlfile", "crl.pem"], "no equal"),  # Click: --failed
+        (["--egd-file", "f"], "no equal"),  # Click: --failed
+        (["--hsts", "hsts.txt"], "HSTS"),  # Click: --results, --state
+        (["--disable"], "no config"),  # Click: --state
+        (["--start-pos", "100"], "Range: bytes="),  # Click: --state
+        (["--no-netrc"], "-u USER"),  # Click: --metrics
+        (["--relative"], "no link is followed"),  # Click: --results
+        (["--cut-dirs", "2"], "DIR/<host>/<path>"),  # Click: --output-dir
+        (["--body-file", "b.json"], "-d @FILE"),  # Click: --body, --failed
+        (["--time-cond", "file"], "--state FILE"),  # Click: --timeout
+        (["--no-verbose"], "-q"),  # Click: --verbose, the opposite
+        (["--include"], "--format jsonl"),
+        (["--oauth2-bearer", "tok-s3cr3t"], "Authorization: Bearer"),
+        (["--socks5", "127.0.0.1:1080"], "-x takes"),
+        (["--post301"], "becomes a GET"),
+        (["--debug"], "-v"),
+    ],
+)
+def test_even_more_curl_and_wget_options_say_what_to_use(args, advice):
+    """More that got Click's guess, often an option that writes the file named: '--trace F'
+    and '--stderr F' suggested --state, '--fail-early' --failed (s22 r2 5). Refused with what
+    to use here; no value repeated."""
+    result = invoke([*args, "http://127.0.0.1:9/"])
+    assert result.exit_code == 2, result.stderr
+    assert advice in result.stderr, result.stderr
+    assert "No such option" not in result.stderr and "Did you mean" not in result.stderr
+    if len(args) > 1 and len(args[1]) > 2:
+        assert args[1] not in result.stderr, result.stderr
+
+
+def test_no_refusal_shadows_an_option_of_fetcher_s():
+    """REFUSED is consulted only for an option Click does not know; none of its names is one."""
+    from fetcher.habits import REFUSED
+
+    names = {name for param in main.params for name in param.opts + param.secondary_opts}
+    assert names.isdisjoint(REFUSED), names & set(REFUSED)
+
+
 # -- other tools' habits that wrote a cookie jar with -c (s22 h2 6) -------------------------------
 
 
