@@ -445,6 +445,44 @@ def test_a_credential_header_given_as_a_top_level_key_is_refused_and_not_shown(s
     assert server.paths == ["/j5"]
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        "Authorization:",  # copied from a header line, colon and all
+        "Cookie :",
+        "HTTP_AUTHORIZATION",  # the CGI (and Django's META) form
+        "HTTP_COOKIE",
+        "HTTP_PROXY_AUTHORIZATION",
+        "http-authorization",
+        "Cookies",  # a plural
+        "Authorizations",
+    ],
+)
+def test_a_near_spelling_of_a_credential_header_is_refused_and_not_shown(server, key):
+    """'Authorization:' (a header line's name, copied), 'HTTP_AUTHORIZATION' (CGI) and 'Cookies'
+    passed as meta: no header was sent, and every record printed the value (s22 r2 6). A
+    trailing ':', an 'HTTP_' prefix and a plural 's' are read past before the comparison."""
+    lines = jsonl({"url": server.url("/n1"), key: "Bearer SECRET-near", "id": 7})
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl"], input=lines)
+    assert "SECRET-near" not in result.output, result.output
+    [record] = records(result.stdout)
+    assert record["error"]["kind"] == "invalid_url", record
+    assert repr(key) in record["error"]["message"] and record["meta"] == {"id": 7}
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_a_credential_key_with_no_value_is_meta_as_an_empty_csv_cell_is(server, value):
+    """{"Authorization": null} was refused, where an empty csv cell under an Authorization
+    column is not (s22 r2 6): neither carries a credential to send or to hide. Both pass, the
+    jsonl key handed back as written (meta, untouched)."""
+    lines = jsonl({"url": server.url("/e1"), "Authorization": value})
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl"], input=lines)
+    [record] = records(result.stdout)
+    assert record["ok"] and record["meta"] == {"Authorization": value}, record
+    assert server.paths == ["/e1"] and "Authorization" not in server.headers_seen[0]
+
+
 def test_a_csv_column_named_after_a_credential_header_is_refused_where_it_has_a_value(server):
     table = (
         "url,Authorization,note\n"

@@ -45,10 +45,16 @@ def _like_a_key(key: str) -> bool:
 _CREDENTIAL_HEADERS = frozenset(("authorization", "proxyauthorization", "cookie"))
 
 
-def _names_a_credential(key: str) -> bool:
-    """Whether key, at the top of a line, names a credential header: meant for 'headers', as
-    meta it was not sent and every record printed it."""
-    return _bare(key).replace("-", "").replace("_", "") in _CREDENTIAL_HEADERS
+def _names_a_credential(key: str, value: Any) -> bool:
+    """Whether key, at the top of a line with a value, names a credential header: meant for
+    'headers', as meta it was not sent and every record printed it. Read past what a near
+    spelling adds: a header line's ':' ("Authorization:"), CGI's 'HTTP_' ("HTTP_COOKIE", as
+    Django's request.META has it too), a plural ("Cookies"). A null or empty value carries
+    none, as an empty csv cell (no value at all) does not: meta, handed back as written."""
+    if value is None or value == "":
+        return False
+    name = _bare(key).rstrip(":").replace("-", "").replace("_", "").removeprefix("http")
+    return name.removesuffix("s") in _CREDENTIAL_HEADERS
 
 
 _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
@@ -426,7 +432,7 @@ def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
     """Entry's fields from a line's keys (None is absent); the first bad value is its error,
     but the url and the meta are kept, for the record. A key naming a credential header is
     no meta: the line is an error naming it, its value neither used nor shown."""
-    credentials = [key for key in values if key not in KEYS and _names_a_credential(key)]
+    credentials = [k for k, v in values.items() if k not in KEYS and _names_a_credential(k, v)]
     meta = {k: value for k, value in values.items() if k not in KEYS and k not in credentials}
     entry.meta = meta_text(meta) if meta else None
     try:
