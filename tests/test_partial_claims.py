@@ -68,15 +68,19 @@ def test_a_task_that_cannot_reopen_the_partial_leaves_it_to_another(
 
 
 @pytest.mark.parametrize("resume", [[], ["--continue"]], ids=["plain", "continue"])
-def test_a_body_saved_under_another_name_removes_the_url_s_partial(
+def test_a_body_saved_under_another_name_leaves_the_url_s_partial_where_it_is(
     served: tuple[HTTPServer, Origin], tmp_path: Path, resume: list[str]
 ) -> None:
-    """The partial is in the folder of the URL's own name: removal looked only in the line's
-    output folder (s22 r1 4)."""
+    """The partial is in the folder of the URL's own name. A line whose "output" names another
+    folder goes to another worker process under --processes (dealt by folder), whose claims
+    the one continuing the partial does not see: looking in the URL's folder too, such a line
+    removed the file another process was writing, and both bodies were lost (s22 r3 1). A
+    task removes a partial only where it would continue one: its own folder."""
     url, _, _ = cut_short(served, tmp_path)
+    [partial] = hidden(tmp_path)
     [done] = run_lines(tmp_path, [{"url": url, "output": "x.bin"}], *resume)
     assert done["ok"] and Path(done["path"]).read_bytes() == BODY, done
-    assert partial_row(tmp_path) == (None, None) and hidden(tmp_path) == []
+    assert hidden(tmp_path) == [partial]
 
 
 def test_looking_for_a_partial_to_remove_creates_no_folder(

@@ -157,6 +157,8 @@ class Fetcher:
         known = prior.partial_bytes or 0  # a size not known (killed): taken as found
         self.bodies.remove_partial(task.job.target, task.job.output, prior.partial, known,
                                    prior.partial_changed if known else None)  # fmt: skip
+        if self.resumer is not None:  # not in this task's folder: one of that folder's may
+            self.resumer.release(prior.partial)  # continue it, or remove it (s22 r3 1)
 
 
 def answering_host(task: Task, result: Result) -> str:

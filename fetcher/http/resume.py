@@ -147,9 +147,10 @@ class Resumer:
         first to ask in this run. A URL listed twice has two tasks with the same state: two
         writers on one file would each rename it, the second over the first's final file; the
         others fetch the body whole into files of their own, as without --continue. Released
-        only by a task that could not reopen it (release); otherwise held for good: a task done
-        with the file has completed it, or recorded another size. Fetcher._settle claims it
-        too, to remove it: taken means continued, or removed, by the one task that holds it."""
+        by a task that could not reopen it (release), and by Fetcher._settle once it has
+        removed it, or found it outside its task's folder; otherwise held for good: a task
+        done with the file has completed it, or recorded another size. Taken means continued,
+        or being removed, by the one task that holds it."""
         with self._claim_lock:
             if path in self._claimed:
                 return False

@@ -380,24 +380,25 @@ class Bodies:
         forgets it (a body completed without it): no run would look for it again, and it
         would stay hidden in DIR for good. Only the very file reopen would continue goes (by
         name, a link never followed); anything else under the name is left as it is. Looked
-        for where reopen looks (the folder of name, the line's "output"), and in the folder of
-        url's own name, where a line without one kept it (s22 r1 4), only if the folders are
-        there: nothing is created, no name taken for url (paths.folder_of)."""
+        for only where reopen looks (the folder of name, the line's "output"), only if the
+        folders are there: nothing is created, no name taken for url (paths.folder_of). Not in
+        the folder of url's own name too: under --processes a line with another "output" is
+        another process's, which does not see the claim of the one continuing the file there
+        (s22 r3 1: it was removed under that one's writes, and both bodies lost)."""
         if self.folder is None:
             return
-        for where in dict.fromkeys([name, None]):
-            found = _partial_left(self.folder, url, where, path, look_only=True)
-            if found is None:
-                continue
-            placement, name_there, left = found
-            try:
-                info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
-                if replace(left, size=size, changed=changed).matches(info):
-                    os.unlink(name_there, dir_fd=placement.folder)
-            except OSError:
-                pass
-            finally:
-                placement.close()
+        found = _partial_left(self.folder, url, name, path, look_only=True)
+        if found is None:
+            return
+        placement, name_there, left = found
+        try:
+            info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
+            if replace(left, size=size, changed=changed).matches(info):
+                os.unlink(name_there, dir_fd=placement.folder)
+        except OSError:
+            pass
+        finally:
+            placement.close()
 
     def held(self, path: str | None, mark: int | None = None) -> str | None:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
