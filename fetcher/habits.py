@@ -157,9 +157,11 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
 
 # What -c's value is when another tool's habit gave it: httpx's -fc (filter-code) STATUSES, read as
 # -f -c; wget's -c (continue) HOST, a name with one of these last labels, an address or a port.
-# Any number, or list or range of them, blanks around ',' and '-' too ('404, 403'): no jar's
-# name, and httpx's -ffc HASH (filter-favicon, -f -f -c) gives a number of ten digits.
-_STATUSES = re.compile(r"[0-9]+(?:\s*[-,]\s*[0-9]+)*\s*,?")
+# A status (three digits, 1xx to 5xx), or a list or range of them, blanks around ',' and '-'
+# too ('404, 403'); or httpx's -ffc HASH (filter-favicon, -f -f -c), a signed 32-bit number of
+# nine or ten digits. Not any number: a jar of the day, -c $(date +%F), is 2024-06-01.
+_STATUS = r"[1-5][0-9]{2}"
+_STATUSES = re.compile(rf"{_STATUS}(?:\s*[-,]\s*{_STATUS})*\s*,?|-?[0-9]{{9,10}}")
 _HOST = re.compile(
     r"(?:localhost|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9.-]+:[0-9]{1,5}"
     r"|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|mil|int|info|biz|io|dev|app|ai|co|me|xyz"

@@ -756,7 +756,8 @@ def test_no_refusal_shadows_an_option_of_fetcher_s():
         (["-csvo", "utf-8"], "httpx"),  # csv-output-encoding: -c svo, utf-8 fetched as a URL
         (["-cff", "fingerprints.json"], "httpx"),  # custom-fingerprint-file: -c ff
         (["-ffc", "1494302000"], "httpx"),  # filter-favicon, as httpx's help has it: -f -f -c
-        (["-fc", "1494302000"], "-fc"),  # the statuses rule: any number is no jar's name
+        (["-fc", "1494302000"], "-fc"),  # a favicon hash: nine or ten digits, maybe signed
+        (["-fc", "-1494302000"], "-fc"),
         (["-fc", "404, 403"], "-fc"),  # a blank after the comma
         (["-fc", "404,"], "-fc"),
         (["-fc", "200 - 299"], "-fc"),
@@ -831,6 +832,9 @@ def test_wget_s_c_host_with_no_url_is_refused_and_writes_no_jar(tmp_path, monkey
         (["-fc", "jar.txt"], "jar.txt"),  # curl's -f -c FILE
         (["-sc", "cookies"], "cookies"),
         (["-c./404"], "404"),
+        (["-c", "2024-06-01"], "2024-06-01"),  # a jar of the day, -c $(date +%F) (s22 r3 2)
+        (["-c", "20240601"], "20240601"),
+        (["-c", "1"], "1"),
     ],
 )
 def test_a_cookie_jar_named_as_a_file_still_works(server, tmp_path, monkeypatch, args, jar):
