@@ -456,6 +456,8 @@ def test_a_credential_header_given_as_a_top_level_key_is_refused_and_not_shown(s
         "http-authorization",
         "Cookies",  # a plural
         "Authorizations",
+        "Authorisation",  # British (s22 r3 3)
+        "Proxy-Authorisation",
     ],
 )
 def test_a_near_spelling_of_a_credential_header_is_refused_and_not_shown(server, key):

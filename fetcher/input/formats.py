@@ -41,8 +41,11 @@ def _like_a_key(key: str) -> bool:
 
 
 # The headers whose values are never printed (SPEC 2.4), spelled as _bare spells them, with
-# and without their dash ("proxy_authorization" too, once '_' goes as well).
-_CREDENTIAL_HEADERS = frozenset(("authorization", "proxyauthorization", "cookie"))
+# and without their dash ("proxy_authorization" too, once '_' goes as well), and with the
+# British 's' a user may write for the name.
+_CREDENTIAL_HEADERS = frozenset(
+    ("authorization", "proxyauthorization", "authorisation", "proxyauthorisation", "cookie")
+)
 
 
 def _names_a_credential(key: str, value: Any) -> bool:
