@@ -48,17 +48,26 @@ def make_lines(base: str, count: int, rng: random.Random) -> list[str]:
     return lines
 
 
-def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: float, extra=()):
-    """Run fetcher over lines, SIGINT once the server saw `after` requests, SIGINT again `gap`
-    seconds later; return (status, seconds from the second signal to the exit, records,
-    --failed lines)."""
+def interrupt_twice(
+    tmp_path: Path,
+    lines: list[str],
+    server,
+    after: int,
+    gap: float,
+    extra=(),
+    command=FETCHER,
+    stderr_to: list[str] | None = None,
+):
+    """Run fetcher (command) over lines, SIGINT once the server saw `after` requests, SIGINT
+    again `gap` seconds later; return (status, seconds from the second signal to the exit,
+    records, --failed lines). stderr_to: a list that gets what the process wrote to stderr."""
     urls, failed = tmp_path / "urls.txt", tmp_path / "failed.txt"
     urls.write_text("".join(f"{line}\n" for line in lines))
     args = ["-i", str(urls), "--failed", str(failed), "--format", "jsonl", "-j", "16"]
     args += ["--retries", "2", "--backoff", "0.5", *extra]
     out = (tmp_path / "stdout").open("wb")
     process = subprocess.Popen(
-        [*FETCHER, *args],
+        [*command, *args],
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=clean_env(),
     )  # fmt: skip
     try:
@@ -75,6 +84,8 @@ def interrupt_twice(tmp_path: Path, lines: list[str], server, after: int, gap: f
             process.wait()
         out.close()
     assert b"Traceback" not in stderr, stderr.decode()[-2000:]
+    if stderr_to is not None:
+        stderr_to.append(stderr.decode())
     text = (tmp_path / "stdout").read_text()
     assert text == "" or text.endswith("\n"), "a record was cut"
     records = [json.loads(line) for line in text.splitlines()]
@@ -205,3 +216,67 @@ def test_a_second_signal_still_writes_summary_and_metrics_with_its_status(tmp_pa
     written = json.loads(summary.read_text())
     assert written["exit_status"] == 130 and written["interrupted_by"] == "SIGINT"
     assert "fetcher_exit_status 130" in metrics.read_text()
+
+
+def slowed_failed(per_line: float, cap: float | None = None) -> list[str]:
+    """fetcher with a --failed that takes per_line s of CPU a line handed to it, before taking
+    them: a machine short of CPU, deterministically (the watchdog tells a thread that works
+    from one that is stuck, not a fast one from a slow one). The CPU goes to hashing, which
+    lets go of the GIL, as a starved thread holds it no longer than a fast one. On the main
+    thread only: the exit hooks the watchdog runs at the cap, on a thread of their own, add a
+    held line too, and slowed for ever they would never commit --failed. cap: the watchdog's
+    HARD_STOP_CAP."""
+    code = (
+        "import hashlib, runpy, threading, time\n"
+        "from fetcher.output.failed import FailedLines\n"
+        "import fetcher.run.hard_stop as hard_stop\n"
+        f"if {cap!r} is not None:\n"
+        f"    hard_stop.HARD_STOP_CAP = {cap!r}\n"
+        "add = FailedLines.add\n"
+        "def slow_add(self, raw, header=None, lines=1):\n"
+        "    main = threading.current_thread() is threading.main_thread()\n"
+        f"    until = time.thread_time() + lines * {per_line!r} * main\n"
+        "    while time.thread_time() < until:\n"
+        "        hashlib.sha256(bytes(1 << 16))\n"
+        "    add(self, raw, header, lines)\n"
+        "FailedLines.add = slow_add\n"
+        "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+@pytest.mark.parametrize("extra", [(), ("--unique",)], ids=["plain", "unique"])
+def test_a_second_signal_lets_accounting_that_is_slow_but_working_finish(tmp_path, extra):
+    """s22 h3 1: on a machine short of CPU the watchdog cut the calling thread in the middle
+    of handing the unread rest to --failed, 0.8 s after the second signal, though it was not
+    stuck: up to the whole rest was lost, exit 130, not a word. Here the hand-back takes about
+    2 s of CPU: it must finish, every line in the records or --failed, and nothing said."""
+    said: list[str] = []
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(LINES)]
+        command = slowed_failed(per_line=0.0001)
+        status, took, records, failed = interrupt_twice(
+            tmp_path, lines, server, 40, 0.05, extra, command, said
+        )
+    assert status == 130
+    check_each_line_once(lines, records, failed)
+    assert len(set(failed) - {r["url"] for r in records}) > LINES // 2, "nothing was tested"
+    assert took < 10.0, f"{took:.2f} s after the second signal"  # HARD_STOP_CAP
+    assert "may lack" not in said[0], said[0]
+
+
+def test_a_second_signal_whose_accounting_never_ends_exits_at_the_cap_and_says_so(tmp_path):
+    """Working for ever (or past the cap) the accounting is cut all the same, with the status
+    of the signal and what was handed over committed; and the cut is said on stderr, never
+    silent."""
+    said: list[str] = []
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(LINES)]
+        command = slowed_failed(per_line=1000.0, cap=1.5)
+        status, took, _, _ = interrupt_twice(tmp_path, lines, server, 40, 0.05, (), command, said)
+    assert status == 130
+    assert 1.5 <= took < 5.0, f"{took:.2f} s after the second signal"
+    assert "--failed may lack lines" in said[0], said[0]
+    assert (tmp_path / "failed.txt").exists(), "what was handed over is committed"
