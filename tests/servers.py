@@ -10,6 +10,7 @@ import os
 import socket
 import socketserver
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -382,6 +383,27 @@ def has_ended(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rsplit(b")", 1)[1].split()[0] == b"Z"
+
+
+def is_pending(pid: int, signum: int) -> bool:
+    """Whether signal signum, sent to process pid, still waits in the kernel for one of its
+    threads to take it (False once one did, or with the process gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    [pending] = [line.split()[1] for line in status.splitlines() if line.startswith("ShdPnd:")]
+    return bool(int(pending, 16) >> (signum - 1) & 1)
+
+
+def signal_twice(process: subprocess.Popen[bytes], first: int, second: int | None = None) -> None:
+    """Send first, then second (first again by default) the moment the kernel has delivered
+    the first: back to back, yet two signals. Sent while the first is still pending, the same
+    signal would be merged with it by the kernel, which no process can count; fetcher counts
+    every delivery, whether or not its Python handler ran in between."""
+    process.send_signal(first)
+    wait_for(lambda: not is_pending(process.pid, first), f"signal {first} delivered")
+    process.send_signal(first if second is None else second)
 
 
 def client_ports(pid: int, server_port: int) -> set[int]:

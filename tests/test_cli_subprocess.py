@@ -36,6 +36,7 @@ from tests.servers import (
     closed_port,
     read_request,
     serving,
+    signal_twice,
     slow_urls,
     wait_for,
 )
@@ -382,11 +383,8 @@ def test_second_signal_exits_at_once_while_a_request_hangs(tmp_path, second):
         args = [fault.url("/hangs"), "-t", "30"]
         with spawn(args, tmp_path) as process:
             wait_for(lambda: fault.connections >= 1, "the request to reach the server")
-            process.send_signal(signal.SIGINT)
-            # Nothing observable marks the first signal as handled; 0.3 s keeps the two from
-            # being merged by the interpreter and leaves 1.7 s of the grace to tell them apart.
-            time.sleep(0.3)
-            process.send_signal(second)
+            # Back to back once the first is delivered: two, whether or not its handler ran.
+            signal_twice(process, signal.SIGINT, second)
             returncode, seconds = wait_exit(process, timeout=10)
 
     assert returncode == 130 if second == signal.SIGINT else 143

@@ -14,14 +14,20 @@ import signal
 import stat
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import FETCHER, FETCHER_NAMED_TEMPORARIES, clean_env, invoke, run_process
-from tests.servers import Route, counting_server, default_route, files_open_under, wait_for
+from tests.servers import (
+    Route,
+    counting_server,
+    default_route,
+    files_open_under,
+    signal_twice,
+    wait_for,
+)
 
 NOISE = ("Traceback", "Exception ignored", "Error in sys.excepthook")
 
@@ -154,9 +160,7 @@ def test_second_interrupt_still_commits_the_failed_file(tmp_path):
             )  # fmt: skip
         try:
             wait_for(lambda: server.requests >= 2, "both requests to reach the server")
-            process.send_signal(signal.SIGINT)
-            time.sleep(0.3)  # nothing observable marks the first signal as handled
-            process.send_signal(signal.SIGINT)
+            signal_twice(process, signal.SIGINT)
             assert process.wait(timeout=10) == 130
         finally:
             if process.poll() is None:
@@ -556,9 +560,7 @@ def test_signals_while_the_summary_is_printed_change_no_status_the_files_gave(tm
         os.close(write_end)
         try:
             wait_for(summary.exists, "--summary written", 20)
-            process.terminate()
-            time.sleep(0.3)  # two signals, apart
-            process.terminate()
+            signal_twice(process, signal.SIGTERM)
             process.wait(timeout=10)
         finally:
             if process.poll() is None:

@@ -4,7 +4,6 @@ a large download shows its own bar. Each check is a bounded poll of what the scr
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
@@ -22,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.conftest import FETCHER
-from tests.servers import serving, wait_for
+from tests.servers import serving, signal_twice, wait_for
 from tests.test_terminal import COLUMNS, strip_escapes, terminal_env
 
 # "⠋ fetching ━━━━╸━━━ 10/112 10 ok 0 failed 12.5 req/s 60 B 120 B/s 0:00:01 eta 0:00:08"
@@ -261,10 +260,7 @@ def test_a_second_signal_shows_the_cursor_the_display_hid(tmp_path):
                 lambda s: HIDE in s.shown() and any(f["clock"] >= "0:00:01" for f in s.frames()),
                 "a second of the run, its cursor hidden",
             )  # fmt: skip
-            for _ in range(2):
-                terminal.process.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    terminal.process.wait(timeout=0.3)  # the second comes after the first took
+            signal_twice(terminal.process, signal.SIGINT)
     shown = terminal.shown()
     assert shown.rfind(SHOW) > shown.rfind(HIDE), shown[-200:]
 

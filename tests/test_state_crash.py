@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FETCHER, clean_env, invoke, run_background, run_process
-from tests.servers import CountingServer, counting_server, records, wait_for
+from tests.servers import CountingServer, counting_server, records, signal_twice, wait_for
 
 
 @pytest.fixture
@@ -216,9 +216,7 @@ def test_a_second_signal_ends_the_run_at_once_while_another_process_holds_the_st
             holder.start()
             held.wait(10)
             time.sleep(0.5)  # the run's next commit now waits on the lock: the point
-            process.terminate()
-            time.sleep(0.2)
-            process.terminate()
+            signal_twice(process, signal.SIGTERM)
             second = time.monotonic()
             process.wait(timeout=20)
             took = time.monotonic() - second
@@ -308,10 +306,7 @@ def moved_mid_run(server: CountingServer, state: Path, move: Callable[[], None])
     try:
         wait_for(lambda: server.requests >= before + 4 and wal_has_frames(state), "slow ones", 20)
         move()
-        for _ in range(2):
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.3)  # the second comes after the first took
+        signal_twice(process, signal.SIGINT)
         process.communicate(timeout=20)
     finally:
         if process.poll() is None:

@@ -38,6 +38,7 @@ from tests.servers import (
     counting_server,
     has_ended,
     records,
+    signal_twice,
     wait_for,
     worker_pids,
 )
@@ -696,9 +697,10 @@ def test_a_stop_while_the_parent_waits_on_a_worker_s_full_pipe_hands_back_the_re
         workers: list[int] = []
         try:
             workers = frozen_with_the_parent_stuck(process)
-            for _ in range(signals):
+            if signals == 1:
                 process.terminate()
-                time.sleep(0.2)  # two signals, apart: the point of the second case
+            else:
+                signal_twice(process, signal.SIGTERM)
             process.wait(timeout=30)
         finally:
             for pid in workers:

@@ -12,6 +12,7 @@ fetcher.run.hard_stop does it in its place).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -198,6 +199,96 @@ def _stop_this_process(signum: int) -> None:
         signal.signal(signum, _stop_together)
 
 
+class _Deliveries:
+    """Every delivery of a signal, in the order they came: CPython's C-level handler writes
+    the signal's number to the wakeup descriptor at each one, while it runs the Python handler
+    once for all the deliveries of a signal that came before the main thread got to it (two
+    `kill -INT` in a row, or a main thread short of CPU: the second signal was lost, and the
+    run stopped gracefully). One wakeup descriptor per process: when another is set (none is,
+    by fetcher or its libraries) it is left alone, and ``read`` finds nothing. A signal sent
+    while the same one is still pending in the kernel is merged there: nothing sees it."""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = os.pipe()  # close-on-exec: no worker process gets them
+        os.set_blocking(self._reader, False)
+        os.set_blocking(self._writer, False)  # the C handler must never block on it
+        try:
+            previous = signal.set_wakeup_fd(self._writer, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread, where signal.signal refuses too
+            self._ours = False
+            self.close()
+            raise
+        self._ours = previous == -1
+        if not self._ours:  # another's (an event loop's): it stays so
+            signal.set_wakeup_fd(previous)
+
+    def read(self) -> list[int]:
+        """The signal numbers delivered since the last read (of every handled signal)."""
+        numbers = bytearray()
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._reader, 512):
+                numbers += chunk
+        return list(numbers)
+
+    def close(self) -> None:
+        """Give the wakeup descriptor back and close the pipe."""
+        if self._ours:
+            signal.set_wakeup_fd(-1)
+        os.close(self._reader)
+        os.close(self._writer)
+
+
+class _Handler:
+    """The handler of ``stop_on_signals``: the first delivery of SIGINT, SIGTERM or SIGHUP calls
+    request_stop, a later one (or SIGQUIT) hard_stop, once for each call of the handler.
+
+    One call at a time: a signal whose handler runs inside request_stop or hard_stop (both set
+    a threading.Event, whose lock is not reentrant) only counts, and the call it interrupted
+    acts on it when that returns. Two calls, one inside the other, set the same Event: the
+    second waited forever for the lock the first held, and the process never ended."""
+
+    def __init__(
+        self,
+        request_stop: Callable[[ExitStatus], None],
+        hard_stop: Callable[[ExitStatus], None],
+        read: Callable[[], list[int]],
+    ) -> None:
+        self.request_stop, self.hard_stop, self.read = request_stop, hard_stop, read
+        self.called: list[int] = []  # the signal of each call, in order
+        self.delivered: list[int] = []  # the signals delivered (``_Deliveries``), in order
+        self.acted = 0  # how many of them request_stop and hard_stop have had
+        self.started = False  # request_stop or hard_stop was called
+        self.busy = False  # a call is in request_stop or hard_stop
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.called.append(signum)
+        if self.busy:
+            return  # the call this one interrupted acts on it next
+        while news := self._news():
+            self.busy = True
+            try:
+                self._act(news)
+            finally:
+                self.busy = False
+
+    def _news(self) -> list[int]:
+        """The signals that came since the last look, and no one acted on yet. A call whose
+        byte is not written yet (the C handler writes it after it asks for the call), or with
+        no byte at all (another's wakeup descriptor), is one delivery all the same."""
+        self.delivered.extend(number for number in self.read() if number in STATUS_BY_SIGNAL)
+        count = max(len(self.called), len(self.delivered))
+        news = [*self.delivered, *self.called[len(self.delivered) :]][self.acted : count]
+        self.acted = count
+        return news
+
+    def _act(self, news: list[int]) -> None:
+        first, self.started = not self.started, True
+        if first and news[0] not in AT_ONCE:
+            self.request_stop(STATUS_BY_SIGNAL[signal.Signals(news.pop(0))])
+        if news:
+            self.hard_stop(STATUS_BY_SIGNAL[signal.Signals(news[-1])])
+
+
 @contextmanager
 def stop_on_signals(
     request_stop: Callable[[ExitStatus], None],
@@ -205,23 +296,18 @@ def stop_on_signals(
 ) -> Iterator[None]:
     """Within the block, the first SIGINT, SIGTERM or SIGHUP calls request_stop; a second, or
     SIGQUIT, calls hard_stop, which must end the process within a second (by default: at
-    once)."""
-    received: list[int] = []
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1 and signum not in AT_ONCE:
-            request_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
-        else:
-            hard_stop(STATUS_BY_SIGNAL[signal.Signals(signum)])
-
+    once). From the main thread. Deliveries are counted, not calls of the handler (see
+    ``_Deliveries``): two signals that came before it ran are a first and a second."""
+    deliveries = _Deliveries()
+    handler = _Handler(request_stop, hard_stop, deliveries.read)
     previous = {
-        sig: signal.signal(sig, handle)
+        sig: signal.signal(sig, handler.handle)
         for sig in STATUS_BY_SIGNAL
         if signal.getsignal(sig) is not signal.SIG_IGN  # ignored at start (nohup): it stays so
     }
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler_before in previous.items():
+            signal.signal(sig, handler_before)
+        deliveries.close()

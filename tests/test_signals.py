@@ -1,0 +1,157 @@
+"""fetcher.run.signals.stop_on_signals counts the deliveries of signals, not the calls of its
+Python handler: CPython calls that once for every delivery of a signal that came before the
+main thread got to it (s22 h3 2).
+
+Each case runs a small program in a process of its own: its main thread blocks the signals and
+waits on a lock, so that no Python handler can run; another thread sends the signals to the
+process (the kernel hands each to that thread, the only one that takes it, before ``kill``
+returns) and waits until each is no longer pending; then the main thread lets the handler run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, clean_env
+
+HELD_OFF = """
+import json, os, signal, sys, threading
+from fetcher.run.signals import stop_on_signals
+from tests.servers import is_pending
+
+signals = [signal.Signals[name] for name in sys.argv[1:]]
+calls, go, held = [], threading.Event(), threading.Lock()
+held.acquire()
+
+def send():
+    go.wait()
+    for signum in signals:
+        os.kill(os.getpid(), signum)
+        while is_pending(os.getpid(), signum):
+            pass
+    held.release()
+
+sender = threading.Thread(target=send)
+sender.start()  # before the main thread blocks them: a new thread takes its creator's mask
+stop = lambda status: calls.append(["stop", int(status)])
+hard = lambda status: calls.append(["hard", int(status)])
+with stop_on_signals(stop, hard):
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    go.set()
+    held.acquire()  # no bytecode on the main thread, so no Python handler, until all came
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)  # the handlers run here
+    sender.join()
+print(json.dumps(calls))
+"""
+
+
+def held_off(*names: str) -> list[list[object]]:
+    """The calls of request_stop and hard_stop for the signals names, all delivered before the
+    Python handler could run."""
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_OFF, *names],
+        capture_output=True, cwd=ROOT, env=clean_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    calls: list[list[object]] = json.loads(result.stdout)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("names", "calls"),
+    [
+        pytest.param(["SIGINT", "SIGINT"], [["stop", 130], ["hard", 130]], id="SIGINT-twice"),
+        pytest.param(["SIGTERM", "SIGTERM"], [["stop", 143], ["hard", 143]], id="SIGTERM-twice"),
+        # Calls of the handlers come in the order of the signals' numbers; deliveries do not.
+        pytest.param(["SIGTERM", "SIGINT"], [["stop", 143], ["hard", 130]], id="TERM-then-INT"),
+        pytest.param(["SIGHUP", "SIGINT", "SIGINT"], [["stop", 129], ["hard", 130]], id="three"),
+    ],
+)
+def test_two_signals_delivered_before_the_handler_ran_are_a_first_and_a_second(names, calls):
+    assert held_off(*names) == calls
+
+
+@pytest.mark.parametrize(
+    ("names", "calls"),
+    [
+        pytest.param(["SIGINT"], [["stop", 130]], id="SIGINT"),
+        pytest.param(["SIGQUIT"], [["hard", 131]], id="SIGQUIT"),
+        pytest.param(["SIGINT", "SIGQUIT"], [["stop", 130], ["hard", 131]], id="INT-then-QUIT"),
+    ],
+)
+def test_one_signal_is_one_and_sigquit_is_at_once(names, calls):
+    assert held_off(*names) == calls
+
+
+WAKEUP = """
+import os, signal, sys
+from fetcher.run.signals import stop_on_signals
+
+before = os.listdir("/proc/self/fd")
+theirs = -1
+if sys.argv[1] == "taken":  # as by an event loop
+    read_end, theirs = os.pipe()
+    os.set_blocking(theirs, False)
+    signal.set_wakeup_fd(theirs)
+    before = os.listdir("/proc/self/fd")
+with stop_on_signals(lambda status: None):
+    inside = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(inside, warn_on_full_buffer=False)
+    print(inside == theirs or not os.get_inheritable(inside))
+print(signal.set_wakeup_fd(-1) == theirs, os.listdir("/proc/self/fd") == before)
+"""
+
+
+@pytest.mark.parametrize("wakeup", ["free", "taken"])
+def test_the_wakeup_descriptor_is_not_inherited_and_is_given_back(wakeup):
+    """Not inherited: no worker process (--processes) holds the pipe. Given back: after the
+    block, the process's wakeup descriptor is what it was, and the pipe closed. One set before
+    (fetcher and its libraries set none) is left as it is: only one per process."""
+    result = subprocess.run(
+        [sys.executable, "-c", WAKEUP, wakeup],
+        capture_output=True, cwd=ROOT, env=clean_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["True", "True", "True"]
+
+
+NESTED = """
+import json, os, signal
+from fetcher.run.signals import stop_on_signals
+
+calls, inside = [], []
+
+def stop(status):
+    inside.append(True)
+    calls.append(["stop", int(status)])
+    os.kill(os.getpid(), signal.SIGINT)  # this thread, the only one, takes it before kill returns
+    for _ in range(10_000):
+        pass  # its Python handler is due at the first of these bytecodes
+    inside.pop()
+
+def hard(status):
+    calls.append(["hard", int(status), bool(inside)])
+
+with stop_on_signals(stop, hard):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10_000):
+        pass
+print(json.dumps(calls))
+"""
+
+
+def test_a_second_signal_while_the_first_is_handled_waits_for_it():
+    """A second signal whose handler runs while the first's is still in request_stop does not
+    call hard_stop from inside it: both set a threading.Event, whose lock is not reentrant, and
+    the second waited forever for the lock the first held (a run that never ended, under load:
+    s22 f9). It calls hard_stop once request_stop has returned."""
+    result = subprocess.run(
+        [sys.executable, "-c", NESTED],
+        capture_output=True, cwd=ROOT, env=clean_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert json.loads(result.stdout) == [["stop", 130], ["hard", 130, False]]
