@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from tests.conftest import invoke
 from tests.resources import Origin, origin_server, resource
@@ -99,3 +101,43 @@ def test_looking_for_a_partial_to_remove_creates_no_folder(
     [done] = run_lines(tmp_path, [{"url": url}], "-J")
     assert done["ok"] and Path(done["path"]).name == "named.bin", done
     assert not partial.parent.parent.exists()
+
+
+def test_two_processes_never_both_continue_one_partial(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """Two lines of one URL whose files go to DIR's root, a.bin and b.bin, are dealt to two
+    worker processes (by their first component, the names themselves); each process's claim
+    on the URL's partial (also in DIR's root) is its own, so both continued it, and one
+    download was lost as io, "replaced by someone else" (s22 r4 1). A lock on the file, which
+    every process sees, lets one continue it; the other fetches the body whole."""
+    from fetcher.input.shards import shard_of
+
+    server, origin = served
+    origin.resources["/f.bin"] = item = resource(BODY)
+    item.cut_at = CUT
+    url = server.url_for("/f.bin")
+    [cut] = run_lines(tmp_path, [{"url": url, "output": "a.bin"}], "--continue")
+    assert not cut["ok"] and len(hidden(tmp_path)) == 1, cut
+    names = ["a.bin", *(f"{n}.bin" for n in range(20))]
+    other = next(n for n in names if shard_of(n.encode(), 2) != shard_of(b"a.bin", 2))
+    arrived, both = [0], threading.Event()
+    answer = origin.__call__
+
+    def hold_until_both(request: Request) -> Response:  # both requests in flight at once
+        with origin.lock:
+            arrived[0] += 1
+            if arrived[0] == 2:
+                both.set()
+        both.wait(10)
+        return answer(request)
+
+    server.clear_all_handlers()
+    server.expect_request("/f.bin").respond_with_handler(hold_until_both)
+    done = run_lines(tmp_path, [{"url": url, "output": "a.bin"}, {"url": url, "output": other}],
+                     "--continue", "--processes", "2", "-j2")  # fmt: skip
+    assert [record["ok"] for record in done] == [True, True], done
+    assert all(Path(record["path"]).read_bytes() == BODY for record in done)
+    ranges = [seen.get("range") for seen in origin.requests_for("/f.bin")[1:]]
+    assert sorted(ranges, key=str) == [None, f"bytes={CUT}-"], ranges  # one continues it
+    assert hidden(tmp_path) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import stat
@@ -391,13 +392,15 @@ class Bodies:
         if found is None:
             return
         placement, name_there, left = found
+        fd = _open_ours(placement.folder, name_there, replace(left, size=size, changed=changed))
         try:
-            info = os.stat(name_there, dir_fd=placement.folder, follow_symlinks=False)
-            if replace(left, size=size, changed=changed).matches(info):
+            if fd is not None:  # the very file, and no other task has it: unlinked, then let go
                 os.unlink(name_there, dir_fd=placement.folder)
         except OSError:
             pass
         finally:
+            if fd is not None:
+                os.close(fd)
             placement.close()
 
     def held(self, path: str | None, mark: int | None = None) -> str | None:
@@ -586,17 +589,32 @@ def _partial_left(
 
 
 def _open_ours(folder: int, name: str, left: _Left) -> int | None:
-    """name in folder opened for reading and writing, if it is the file fetcher left; else
-    None, the file untouched. Checked by name first, so that a file planted there is never
-    opened at all, and on the descriptor after: a swap in between is caught before a byte is
-    written."""
+    """name in folder opened for reading and writing, if it is the file fetcher left and no
+    one else has it (_locked); else None, the file untouched. Checked by name first, so that a
+    file planted there is never opened at all, and on the descriptor after: a swap in between
+    is caught before a byte is written. The lock is held as long as the descriptor is open."""
     try:
         if not left.matches(os.stat(name, dir_fd=folder, follow_symlinks=False)):
             return None
         fd = os.open(name, _CONTINUE, dir_fd=folder)
     except OSError:
         return None
-    if left.matches(os.fstat(fd)):
+    if left.matches(os.fstat(fd)) and _locked(fd, folder, name):
         return fd
     os.close(fd)
     return None
+
+
+def _locked(fd: int, folder: int, name: str) -> bool:
+    """Whether this descriptor now holds the partial file's lock, the file still under its
+    name: no other task, of this process or another, continues or removes it. A worker
+    process's claims (Resumer.claim) are its own, and lines whose files go to DIR's root are
+    dealt to other processes by their names: two continued one file, and one download was
+    lost (s22 r4 1). An flock is seen by every process, and goes with the descriptor (a
+    process killed drops it). Looked up by name again once taken: a remover that had it
+    first unlinked the name before letting go."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.stat(name, dir_fd=folder, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+    except OSError:  # taken (EWOULDBLOCK), or the name gone
+        return False
