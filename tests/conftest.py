@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from pytest_httpserver import HTTPServer
 
 from fetcher.cli import main
+from tests.resources import Origin
 from tests.servers import CountingServer, counting_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +109,12 @@ def run_background(
 def httpserver_listen_address() -> tuple[str, int]:
     """pytest-httpserver on 127.0.0.1, so that 'localhost' can stand for another host."""
     return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def origin(httpserver: HTTPServer) -> Origin:
+    """The --state tests' origin (tests.resources): resources with validators, answering
+    conditional and Range requests, on pytest-httpserver's server."""
+    served = Origin()
+    httpserver.expect_request("").respond_with_handler(served)
+    return served

@@ -19,13 +19,6 @@ from tests.resources import Origin, resource
 from tests.servers import records
 
 
-@pytest.fixture
-def origin(httpserver: HTTPServer) -> Origin:
-    served = Origin()
-    httpserver.expect_request("").respond_with_handler(served)
-    return served
-
-
 def fetch(*args: str) -> list[dict]:
     result = invoke(["--format", "jsonl", "-q", *args])
     assert result.exit_code in (0, 1, 3), result.output

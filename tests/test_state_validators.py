@@ -24,13 +24,6 @@ DAY_1 = "Tue, 14 Nov 2023 22:13:20 GMT"
 DAY_2 = "Wed, 15 Nov 2023 22:13:20 GMT"
 
 
-@pytest.fixture
-def origin(httpserver: HTTPServer) -> Origin:
-    served = Origin()
-    httpserver.expect_request("").respond_with_handler(served)
-    return served
-
-
 def fetch(tmp_path: Path, *args: str) -> dict[str, Any]:
     state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
     result = invoke(["--format", "jsonl", "-q", "--state", state, "-o", out, *args])

@@ -22,13 +22,6 @@ BODY = bytes(range(256)) * 4
 HOURS_AGO = 7200  # a row's age past --skip-fresh 1h
 
 
-@pytest.fixture
-def origin(httpserver: HTTPServer) -> Origin:
-    served = Origin()
-    httpserver.expect_request("").respond_with_handler(served)
-    return served
-
-
 def fetch(tmp_path: Path, *args: str) -> dict[str, Any]:
     """The one record of a run on tmp_path's state and -o folder, a failed one's too."""
     state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
