@@ -280,3 +280,39 @@ def test_a_second_signal_whose_accounting_never_ends_exits_at_the_cap_and_says_s
     assert 1.5 <= took < 5.0, f"{took:.2f} s after the second signal"
     assert "--failed may lack lines" in said[0], said[0]
     assert (tmp_path / "failed.txt").exists(), "what was handed over is committed"
+
+
+def test_a_ctrl_z_during_the_hard_stop_does_not_count_against_its_cap(tmp_path):
+    """The cap on a working accounting counted the time the run was stopped (Ctrl-Z): after a
+    stop longer than the cap, fg cut the accounting at once, and lines went missing from
+    --failed (s22 r4 4). Stopped for 4 s against a cap of 3, it now goes on after fg."""
+    urls = tmp_path / "urls.txt"
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        urls.write_text("".join(f"{base}/slow/{n}\n" if n % 50 == 0 else f"{base}/q/{n}\n"
+                                for n in range(LINES)))  # fmt: skip
+        process = subprocess.Popen(
+            [*slowed_failed(per_line=1000.0, cap=3.0), "-i", str(urls), "--failed",
+             str(tmp_path / "failed.txt"), "-q", "-j", "16"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 40, "40 requests", timeout=30)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+            process.send_signal(signal.SIGINT)  # the accounting starts, and never ends
+            time.sleep(0.3)
+            process.send_signal(signal.SIGSTOP)
+            time.sleep(4.0)  # the point: a stop longer than the cap
+            process.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+            _, stderr = process.communicate(timeout=20)
+            after = time.monotonic() - resumed
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    assert after >= 1.0, f"cut {after:.2f} s after fg: the stopped time counted"
+    assert b"--failed may lack lines" in stderr

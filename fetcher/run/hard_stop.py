@@ -50,6 +50,9 @@ WATCH_EVERY = 0.02  # how often the watchdog looks
 # The most one look adds to the time a thread was seen stuck: a watchdog that was itself kept
 # off the CPU (or stopped, Ctrl-Z) saw nothing of the time between.
 QUIET_STEP = 2 * WATCH_EVERY
+# The most one look adds to the time the watchdog has waited (RunningClock): a Ctrl-Z's stop
+# is not counted, a starved watchdog's gaps of up to a second are.
+CLOCK_STEP = 1.0
 CUT_SHORT = (
     "fetcher: the stop's accounting was {how}: exiting anyway; --failed may lack lines read\n"
 )
@@ -155,8 +158,8 @@ class HardStopper:
         reason = self.reason
         if reason is None:
             return  # the run ended without one
-        started, quiet, taken = time.monotonic(), Quiet(self._calling), False
-        while (waited := time.monotonic() - started) < HARD_STOP_CAP:
+        clock, quiet, taken = RunningClock(), Quiet(self._calling), False
+        while (waited := clock.seconds()) < HARD_STOP_CAP:
             if not taken and self._took_over():
                 taken, finishing = True, self._finish_in_place(reason)
                 if finishing is None:
@@ -200,6 +203,21 @@ class HardStopper:
         if self.take_over is None or self.finish is None:
             return False
         return self.take_over(stuck_for)
+
+
+class RunningClock:
+    """Seconds since it was made, without the time the process was stopped (Ctrl-Z): one
+    look adds at most CLOCK_STEP, so a stop longer than the cap did not end the accounting at
+    fg (s22 r4 4), while a watchdog merely kept off the CPU for less still counts it all."""
+
+    def __init__(self) -> None:
+        self._total, self._looked = 0.0, time.monotonic()
+
+    def seconds(self) -> float:
+        now = time.monotonic()
+        self._total += min(now - self._looked, CLOCK_STEP)
+        self._looked = now
+        return self._total
 
 
 class Quiet:
