@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from fetcher.input.encodings import BROKEN, wide_encoding
+from fetcher.input.formats import KEYS, _like_a_key, _names_a_credential
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import (
     over_long,
@@ -454,8 +455,11 @@ def test_a_well_formed_url_line_is_a_job_to_fetch_as_written(scheme, host, port,
 json_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)
 well_formed_url = st.builds("{}://{}{}{}".format, st.sampled_from(["http", "https"]), host_part,
                             port_part, rest_part)  # fmt: skip
+# A key that is meta: not one of fetcher's, nor one refused as meant for fetcher ("header",
+# s21) or as a credential header's name ("cookie", "co_okies", s22): those lines are
+# invalid_url by design (CI, session 22: hypothesis drew {"header": 0}).
 meta_key = st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=8).filter(
-    lambda key: key not in ("url", "method", "headers", "data", "output")
+    lambda key: key not in KEYS and not _like_a_key(key) and not _names_a_credential(key, 0)
 )
 per_url = st.fixed_dictionaries(
     {"url": well_formed_url},
