@@ -207,16 +207,22 @@ class HardStopper:
 
 class RunningClock:
     """Seconds since it was made, without the time the process was stopped (Ctrl-Z): one
-    look adds at most CLOCK_STEP, so a stop longer than the cap did not end the accounting at
+    look adds at most longest, so a stop longer than the cap did not end the accounting at
     fg (s22 r4 4), while a watchdog merely kept off the CPU for less still counts it all."""
 
-    def __init__(self) -> None:
+    def __init__(self, longest: float = CLOCK_STEP) -> None:
+        self.longest = longest
         self._total, self._looked = 0.0, time.monotonic()
 
-    def seconds(self) -> float:
+    def step(self) -> float:
+        """Look again; return the seconds this look adds (at most longest)."""
         now = time.monotonic()
-        self._total += min(now - self._looked, CLOCK_STEP)
-        self._looked = now
+        step, self._looked = min(now - self._looked, self.longest), now
+        self._total += step
+        return step
+
+    def seconds(self) -> float:
+        self.step()
         return self._total
 
 
@@ -231,12 +237,11 @@ class Quiet:
         self.path = f"/proc/self/task/{native_id}/stat"
         self.seconds = 0.0
         self._ticks: int | None = None
-        self._looked = time.monotonic()
+        self._clock = RunningClock(QUIET_STEP)
 
     def look(self) -> float:
         """Look again; return the seconds the thread has been seen stuck without a break."""
-        now = time.monotonic()
-        step, self._looked = min(now - self._looked, QUIET_STEP), now
+        step = self._clock.step()
         try:
             with open(self.path, "rb") as stat:
                 fields = stat.read().rpartition(b")")[2].split()
