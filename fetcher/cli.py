@@ -128,8 +128,7 @@ def fetch(settings: Settings) -> int:
                     raise Refused(str(exc)) from None
                 outputs.summary.finish()
                 outputs.display.on_finish(outputs.summary)
-            at_hard_exit.done = True  # report() writes them, with what it learns
-            status = report(settings, streams, reader, run, outputs, stopped_by)
+            status = report(settings, streams, reader, run, outputs, stopped_by, at_hard_exit)
             if stopped_by is not None:
                 # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a
                 # normal interpreter exit would wait for the first and abort on the second.
@@ -156,10 +155,13 @@ def report(
     run: Run,
     outputs: Outputs,
     stopped_by: ExitStatus | None,
+    at_hard_exit: SummaryAtHardExit,
 ) -> int:
     """Close the outputs, then report: the summary on stderr and in --summary. Returns the
     exit status: a file that could not be written, or an input that could not be read to its
-    end, makes it at least 1."""
+    end, makes it at least 1. Until --summary and --metrics are written, a hard exit writes
+    them with the status it exits with (at_hard_exit); once that status is known, a signal
+    exits with it."""
     outputs.collector.close_writer()
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
@@ -181,8 +183,12 @@ def report(
     # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
     ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.reader_gone else None)
     status = final_status(summary, ended_by, bool(problems))
-    status = write_summary_files(settings, streams, summary, ended_by, status)
-    run.hard.decided = status  # what the files say: a signal from now on exits with it
+
+    def decide(status: int) -> None:  # what the files say: a signal from now on exits with it
+        run.hard.decided = status
+
+    status = write_summary_files(settings, streams, summary, ended_by, status, decide)
+    at_hard_exit.done = True
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         print_human_summary(streams, outputs)
     if outputs.collector.reader_gone:
@@ -200,22 +206,27 @@ def write_summary_files(
     summary: Summary,
     stopped_by: ExitStatus | None,
     status: int,
+    decide: Callable[[int], None],
 ) -> int:
     """Write --summary and --metrics, each with the exit status, and return it. One that cannot
     be written makes the status at least 1: a file written already with the status before is
     then written again, so that every file says the status the process exits with (a second
     failure changes the status no more). A stream (/dev/stdout) cannot be written again: it is
-    written once, after the files, with the status they leave."""
+    written once, after the files, with the status they leave. decide is told each status
+    before a file says it."""
     from fetcher.output.atomic import written_in_place
 
     files = summary_files(settings)
     regular = [file for file in files if not written_in_place(file[1])]
+    decide(status)
     written = write_each(streams, summary, regular, status)
     failed = len(written) < len(regular)
     final = final_status(summary, stopped_by, True) if failed else status
+    decide(final)
     streamed = [file for file in files if written_in_place(file[1])]
     if len(write_each(streams, summary, streamed, final)) < len(streamed):
         final = final_status(summary, stopped_by, True)
+        decide(final)
     if final != status:
         write_each(streams, summary, written, final)
     return final
@@ -238,7 +249,7 @@ class SummaryAtHardExit:
     """The exit hook that writes --summary and --metrics when a second signal (or SIGQUIT)
     ends the run at once, with the status it exits with: the last run's files stayed, saying
     0, and a cron job's alert on them said nothing. Files only: a stream may wait on a reader
-    that is gone. Once report() has begun, it does nothing (``done``)."""
+    that is gone. Once report() has written them, it does nothing (``done``)."""
 
     def __init__(self, settings: Settings, summary: Summary) -> None:
         self.settings, self.summary, self.done = settings, summary, False

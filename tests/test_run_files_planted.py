@@ -8,6 +8,7 @@ And a second signal while one of them is being written leaves no temporary behin
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -106,6 +107,33 @@ def test_a_second_signal_while_the_jar_is_saved_leaves_no_temporary(tmp_path: Pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".fetcher-")] == []
     after = jar.read_bytes()
     assert after == before or after.count(b"\n") >= before.count(b"\n") - 1
+
+
+def test_a_second_signal_before_the_summary_is_written_still_writes_it_with_the_exit_status(
+    tmp_path: Path,
+) -> None:
+    """Between the end of the run and --summary, the jar is saved (a while, for a big one). A
+    SIGQUIT then exited 131 and left the last run's --summary in place, saying 0: the hook that
+    writes it at a hard exit stood down as soon as the report began (the suite, session 23). The
+    files now say the status the process exits with, whenever the signal comes."""
+    lines = [f"127.0.0.1\tFALSE\t/p{n}\tFALSE\t0\tc{n}\t{'v' * 200}\n" for n in range(40_000)]
+    jar, summary = tmp_path / "jar", tmp_path / "summary.json"
+    jar.write_text(JAR_HEADER + "".join(lines))
+    summary.write_text('{"exit_status": 0}')  # the last run's
+    process = subprocess.Popen(
+        [*FETCHER, "-q", "-c", str(jar), "--summary", str(summary), "-i", "/dev/null"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: any(tmp_path.glob(".fetcher-*")), "the jar's temporary", timeout=30)
+        process.send_signal(signal.SIGQUIT)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = json.loads(summary.read_text())["exit_status"]
+    assert said == process.returncode != 0
 
 
 def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Path) -> None:
