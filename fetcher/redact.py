@@ -36,6 +36,7 @@ _TEXT_WORD_STARTS = re.compile(
     rf"(?![A-Za-z][A-Za-z0-9+.-]*:[/\\])(?=[^{_SEPARATORS}/\\?#])"
 )
 _WORD_END = re.compile(rf"[{_SEPARATORS}/?#]")
+_BLANK_END = re.compile(rf"[{_SEPARATORS}]")
 
 
 def redact_url(url: str) -> str:
@@ -48,7 +49,7 @@ def redact_url(url: str) -> str:
     did not hide, only the part after the last ``@`` is shown.
     """
     if "@" not in url:
-        return url
+        return _mask_encoded(url)
     # A line without a scheme is shown as read: user:password@host/... gets one to be parsed.
     # A word after a blank or a control character is read as if alone on its line.
     prefix = "" if _SCHEME.match(url) else "x://"
@@ -56,7 +57,7 @@ def redact_url(url: str) -> str:
     cleaned = prefix + _UNSAFE.sub("", masked[len(prefix) :]).lstrip(_C0_OR_SPACE)
     if _mask_authorities(cleaned, _URL_END) != cleaned:
         return f"{MASK}@{url.rpartition('@')[2]}"
-    return masked[len(prefix) :]
+    return _mask_encoded(masked[len(prefix) :])
 
 
 def _mask_authorities(
@@ -64,10 +65,12 @@ def _mask_authorities(
     end: re.Pattern[str],
     starts: re.Pattern[str] = _AFTER_SCHEME,
     bare_user: bool = True,
+    cut: bool = True,
 ) -> str:
     """Mask the password of the authority after every ``scheme:`` and its slashes in text, or
     at each of starts (_LINE_STARTS, _TEXT_WORD_STARTS: words too), up to end; bare_user: as
-    _mask_userinfo's.
+    _mask_userinfo's; cut: an authority ``user:pa`` whose "port" is no number may be a
+    password cut by a ``/``, ``?`` or ``#`` typed raw (_past_cut_userinfo).
 
     The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
     path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
@@ -85,6 +88,9 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
+        if cut and "@" not in authority and _not_a_port(authority):
+            authority = text[begin : _past_cut_userinfo(text, finish, end)]
+            finish = begin + len(authority)
         masked = _mask_userinfo(authority, bare_user)
         if masked != authority:
             pieces += [text[done:begin], masked]
@@ -93,6 +99,26 @@ def _mask_authorities(
         # backslashes at its end (x://http:\/u:pw@h).
         slashes = starts.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
+
+
+def _not_a_port(authority: str) -> bool:
+    """Whether what follows the ':' of authority (no '@' in it; past an IPv6 literal's ']')
+    is not a port: then no request can be made of it, and it may be ``user:pa`` cut short."""
+    _, colon, port = authority.rpartition("]")[2].partition(":")
+    return bool(colon and port) and not (port.isascii() and port.isdigit())
+
+
+def _past_cut_userinfo(text: str, finish: int, end: re.Pattern[str]) -> int:
+    """Where the authority of ``http://u:pa/SECRET@host/x`` ends: past the host that follows
+    the last '@' before the next blank or control (a URL holds none), else at finish. That
+    URL is malformed anyway (its port is no number), so reading too much of it as the
+    password only masks more of a URL nobody could fetch."""
+    word_end = _BLANK_END.search(text, finish)
+    at = text.rfind("@", finish, word_end.start() if word_end else len(text))
+    if at < 0:
+        return finish
+    host_end = end.search(text, at + 1)
+    return host_end.start() if host_end else len(text)
 
 
 def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
@@ -113,6 +139,34 @@ def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     return f"{MASK}@{host}"
 
 
+# A URL %-encoded as a whole inside another's query (a login's ?next=), up to the last "%40"
+# of its authority: what a "/", "?", "#", "&" or a blank, raw or encoded, does not end first.
+_ENCODED_USERINFO = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff])((?:(?!%2[Ff]|%3[Ff]|%23|[/?#&\s]).)*)%40"
+)
+_ENCODED_COLON = re.compile(r"%3[Aa]|:")
+
+
+def _mask_encoded(text: str) -> str:
+    """text with the password of every %-encoded ``scheme://user:password@`` in it masked
+    (``http%3A%2F%2Fu%3A***%40host``), and a user name alone whole, as redact_url masks
+    them raw. Only the clear form, with its scheme and slashes: a scheme-less
+    ``user:pw@host`` in a query may be anything (curl masks neither)."""
+    if "%40" not in text:
+        return text
+    return _ENCODED_USERINFO.sub(_masked_encoded, text)
+
+
+def _masked_encoded(match: re.Match[str]) -> str:
+    userinfo = match[2]
+    if not userinfo:
+        return match[0]  # "@host": no credential
+    colon = _ENCODED_COLON.search(userinfo)
+    has_password = colon is not None and colon.end() < len(userinfo)
+    shown = f"{userinfo[: colon.end()]}{MASK}" if colon is not None and has_password else MASK
+    return f"{match[1]}{shown}%40"
+
+
 def redact_start(text: str, limit: int) -> str:
     """The first limit characters of a value, its URL password masked first, for a message that
     quotes a value cut short: cut first, ``https://alice:S3cr`` has lost the ``@`` that shows a
@@ -126,9 +180,11 @@ def redact_text(text: str, bare_words: bool = False) -> str:
     bare_words: a scheme-less ``word@host`` too, for a usage error, where such a word is most
     likely a URL given as an option's value (elsewhere, an e-mail address)."""
     if "@" not in text:
-        return text
-    with_scheme = _mask_authorities(text, _TEXT_END)
-    return _mask_authorities(with_scheme, _WORD_END, _TEXT_WORD_STARTS, bare_user=bare_words)
+        return _mask_encoded(text)
+    with_scheme = _mask_authorities(_mask_encoded(text), _TEXT_END)
+    return _mask_authorities(
+        with_scheme, _WORD_END, _TEXT_WORD_STARTS, bare_user=bare_words, cut=False
+    )
 
 
 # What does not show as itself: controls (Cc: C0, DEL, C1; ESC starts a terminal's escape

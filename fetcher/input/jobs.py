@@ -53,10 +53,16 @@ class Job:
 _QUOTED = re.compile(r"'[^']*'")
 
 
-def malformed(exc: ValueError) -> str:
-    """The record's message for a URL that urllib cannot split, quoting none of the URL."""
+# What a URL's password typed with a raw "/", "?" or "#" reads as: the host part ends there, and
+# the password's start is read as a port.
+CUT_PASSWORD = " (a '/', '?' or '#' in a password is written %2F, %3F or %23)"
+
+
+def malformed(exc: ValueError, userinfo: bool = False) -> str:
+    """The record's message for a URL that urllib cannot split, quoting none of the URL;
+    userinfo: the URL holds an '@', and a port that is no number may be a password's start."""
     if str(exc).startswith("Port could not be cast to integer"):  # "... as '12ab'", urllib's
-        return "malformed URL: the port is not a number"
+        return "malformed URL: the port is not a number" + (CUT_PASSWORD if userinfo else "")
     return f"malformed URL: {_QUOTED.sub('(part of the URL)', str(exc))}"
 
 
@@ -75,7 +81,7 @@ def validate(url: str) -> str | None:
             return "malformed URL: backslash in the host part (before the path)"
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
-        return malformed(exc)
+        return malformed(exc, "@" in url)
     if port == 0:  # urllib3 reads it as no port (80, 443), every host key here as :0
         return "malformed URL: port 0 (no server listens there)"
     if parts.scheme.lower() not in SCHEMES:
