@@ -167,15 +167,7 @@ def report(
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)
     problems += commit_failed(outputs, streams) + state_moved(settings, streams, outputs)
-    if settings.cookie_jar:
-        from http.cookiejar import CookieJar
-
-        from fetcher.http.cookies import save_jar
-
-        # No session at all (every line invalid, or an early stop): keep what was loaded.
-        jars = run.executor.jars() or [outputs.jar or CookieJar()]
-        path = settings.cookie_jar
-        problems += write_or_say(streams, "-c", path, lambda: save_jar(path, jars))
+    problems += save_cookie_jar(settings, streams, run, outputs)
     summary = outputs.summary
     summary.duplicates = reader.duplicates
     summary.other_shards = reader.other_shards
@@ -194,6 +186,20 @@ def report(
     if outputs.collector.reader_gone:
         streams.silence(streams.stdout)
     return status
+
+
+def save_cookie_jar(settings: Settings, streams: Streams, run: Run, outputs: Outputs) -> list[str]:
+    """-c FILE: the cookies of every session saved; the problem said, if it cannot be."""
+    if not settings.cookie_jar:
+        return []
+    from http.cookiejar import CookieJar
+
+    from fetcher.http.cookies import save_jar
+
+    # No session at all (every line invalid, or an early stop): keep what was loaded.
+    jars = run.executor.jars() or [outputs.jar or CookieJar()]
+    path = settings.cookie_jar
+    return write_or_say(streams, "-c", path, lambda: save_jar(path, jars))
 
 
 # An end-of-run file: its option, its path and what writes it (summary, path, exit status).
