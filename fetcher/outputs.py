@@ -319,7 +319,7 @@ def open_outputs(
     # A second signal exits at once, but --failed is renamed into place first (with the lines
     # of records buffered, which the exit may cut off), and what is buffered reaches its file
     # last: a flush may wait for a reader that never reads (the collector skips it then).
-    on_hard_exit(collector.commit_failed_now)
+    on_hard_exit(collector.commit_failed_now, first=True)  # the watchdog waits for it
     on_hard_exit(display.at_hard_exit)
     on_hard_exit(abort_unfinished)  # the jar, --summary, --metrics: their old files stay
     on_hard_exit(collector.flush_at_exit, last=True)

@@ -10,11 +10,13 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from fetcher.run.hard_stop import QUIET_LIMIT, WATCH_EVERY, Quiet, RunningClock
 from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import FETCHER, clean_env
 from tests.servers import check_each_line_once, counting_server, wait_for
@@ -316,3 +318,120 @@ def test_a_ctrl_z_during_the_hard_stop_does_not_count_against_its_cap(tmp_path):
     assert process.returncode == 130, stderr.decode()[-2000:]
     assert after >= 1.0, f"cut {after:.2f} s after fg: the stopped time counted"
     assert b"--failed may lack lines" in stderr
+
+
+def with_exit_hook(hook: str) -> list[str]:
+    """fetcher with code run first (hook: Python text, with time, threading and on_hard_exit
+    at hand): an exit hook that is slow, or never ends, after --failed is committed."""
+    code = (
+        "import runpy, threading, time\n"
+        "import fetcher.run.processes as processes\n"
+        "from fetcher.run.signals import on_hard_exit\n"
+        f"{hook}\n"
+        "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_workers_slow_to_exit_are_waited_for_and_nothing_is_said(tmp_path):
+    """s22 r4 2: the accounting done and --failed committed, the calling thread waits (asleep,
+    using no CPU) for --processes workers that take their time to exit (EXIT_NOW_WAIT, a
+    starved machine): the watchdog took that for a stuck accounting, said '--failed may lack
+    lines read' (false) and cut the exit hooks short. Here the wait lasts 0.9 s."""
+    said: list[str] = []
+    done = tmp_path / "workers-waited-for"
+    hook = (
+        "exit_now = processes.exit_now\n"
+        "def slow_exit_now(workers):\n"
+        "    time.sleep(0.9)  # the workers exit slowly; this thread sleeps meanwhile\n"
+        "    exit_now(workers)\n"
+        f"    open({str(done)!r}, 'w').close()\n"
+        "processes.exit_now = slow_exit_now\n"
+    )
+    with counting_server(route) as server:
+        lines = make_lines(server.url("").rstrip("/"), LINES, random.Random(SEED))
+        extra = ("--processes", "2")
+        status, took, records, failed = interrupt_twice(
+            tmp_path, lines, server, 400, 0.05, extra, with_exit_hook(hook), said
+        )
+    assert status == 130
+    check_each_line_once(lines, records, failed)
+    assert "may lack" not in said[0], said[0]
+    assert done.exists(), "the exit hooks were cut short"
+    assert took < 2.5, f"{took:.2f} s after the second signal"
+
+
+def test_an_exit_hook_that_never_ends_after_failed_is_committed_is_cut_without_a_word(tmp_path):
+    """A hook that hangs (a flush to a reader that stopped reading, a summary on a dead NFS)
+    once --failed is committed: the exit is bounded all the same, and nothing is said of lines
+    missing from --failed, which has them all."""
+    said: list[str] = []
+    hook = "on_hard_exit(threading.Event().wait, last=True)"
+    with counting_server(route) as server:
+        lines = make_lines(server.url("").rstrip("/"), LINES, random.Random(SEED))
+        status, took, records, failed = interrupt_twice(
+            tmp_path, lines, server, 400, 0.05, (), with_exit_hook(hook), said
+        )
+    assert status == 130
+    check_each_line_once(lines, records, failed)
+    assert "may lack" not in said[0], said[0]
+    assert took < 2.5, f"{took:.2f} s after the second signal"
+
+
+def test_a_thread_that_runs_in_slices_shorter_than_a_clock_tick_is_not_seen_stuck():
+    """s22 r4 3: a thread that waits for the GIL wakes every 5 ms and runs a little; one short
+    of CPU runs in slices: the CPU time of /proc's stat, in clock ticks (10 ms), rarely grew
+    for it, and 0.4 s of that was taken for stuck. Here a thread that wakes every 2 ms."""
+    done, ids = threading.Event(), []
+
+    def briefly() -> None:
+        ids.append(threading.get_native_id())
+        while not done.wait(0.002):
+            pass
+
+    thread = threading.Thread(target=briefly, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: ids, "the thread's id")
+        quiet, longest = Quiet(ids[0]), 0.0
+        clock = RunningClock()
+        while clock.seconds() < 3 * QUIET_LIMIT:
+            longest = max(longest, quiet.look())
+            time.sleep(WATCH_EVERY)  # the watchdog's pace
+    finally:
+        done.set()
+        thread.join()
+    assert longest < QUIET_LIMIT, f"seen stuck for {longest:.2f} s"
+
+
+def test_a_thread_blocked_for_good_is_seen_stuck():
+    """A lock never released: no CPU at all, and asleep; stuck after QUIET_LIMIT."""
+    lock, ids = threading.Lock(), []
+    lock.acquire()
+
+    def blocked() -> None:
+        ids.append(threading.get_native_id())
+        lock.acquire()
+
+    thread = threading.Thread(target=blocked, daemon=True)
+    thread.start()
+    wait_for(lambda: ids, "the thread's id")
+    quiet, clock = Quiet(ids[0]), RunningClock()
+    while clock.seconds() < 3 * QUIET_LIMIT and quiet.look() < QUIET_LIMIT:
+        time.sleep(WATCH_EVERY)
+    lock.release()
+    thread.join()
+    assert quiet.seconds >= QUIET_LIMIT
+
+
+def test_a_thread_in_disk_sleep_is_not_seen_stuck(tmp_path):
+    """State 'D' (uninterruptible, a slow disk or NFS: the write of a large --failed) is I/O
+    under way, not a thread stuck: read from a task folder laid out as /proc's."""
+    task = tmp_path / "7"
+    task.mkdir()
+    stat = "7 (python3 (x)) D 1 1 1 0 -1 4194560 0 0 0 0 5 3 0 0 20 0 1 0 1 1 1"
+    (task / "stat").write_text(stat + "\n")
+    quiet, clock = Quiet(7, str(tmp_path)), RunningClock()
+    while clock.seconds() < 3 * QUIET_LIMIT:
+        assert quiet.look() == 0.0
+        time.sleep(WATCH_EVERY)

@@ -3,7 +3,9 @@
 2.5). A watchdog thread does it instead when the calling thread is stuck in a write (a pipe
 nobody reads), and exits anyway once the thread doing it is stuck (``Quiet``): one that is
 only slow (a machine short of CPU) is let finish, up to HARD_STOP_CAP, for a line lost from
---failed is worse than a late exit; an exit that cuts it short says so on stderr.
+--failed is worse than a late exit; an exit that cuts it short says so on stderr. Once
+--failed is committed (the first exit hooks), the other hooks are given EXIT_HOOKS_LIMIT, a
+wait and no accounting: a cut then loses no line read, and says nothing.
 
 The same watchdog ends a first stop whose grace is over while the calling thread is stuck in a
 write: a reader that stopped reading would otherwise hold the run forever, --failed unwritten.
@@ -23,7 +25,7 @@ from fetcher.observer import Observer
 from fetcher.run.dispatcher import Dispatcher
 from fetcher.run.executor import start_thread
 from fetcher.run.messages import HardStop, Inbox
-from fetcher.run.signals import hard_exit
+from fetcher.run.signals import hard_exit, kept
 from fetcher.status import ExitStatus
 
 # Seconds the accounting of a second signal may take before the watchdog ends the process
@@ -39,6 +41,11 @@ QUIET_LIMIT = 0.4
 # when whoever pressed Ctrl-C twice reaches for kill -9, which loses every line.
 HARD_STOP_CAP = 10.0
 WATCHDOG_HOOKS_WAIT = 0.15  # then the watchdog exits even if a hook is stuck
+# Seconds the exit hooks may take once --failed is committed (nothing read can be lost then):
+# past the 1 s the workers of --processes are waited for (processes.EXIT_NOW_WAIT), which a
+# starved machine takes; a hook that never ends (a flush to a reader that stopped reading) is
+# cut then, without a word.
+EXIT_HOOKS_LIMIT = 1.25
 # Seconds one write of the calling thread may last before the watchdog takes its place: past
 # what a file or a terminal takes, far short of the limit.
 STUCK_WRITE = 0.1
@@ -104,7 +111,7 @@ class HardStopper:
         the input goes to --failed first)."""
         if not self._collecting:
             if not self._started:
-                self._hand_back_input()
+                hand_back_input(self.dispatcher, self.observer)
             hard_exit(reason if self.decided is None else self.decided)
         self.reason = reason
         self.dispatcher.hard = True  # it stops after the line it is on
@@ -139,18 +146,6 @@ class HardStopper:
         if self._watchdog is not None and self.reason is None:
             self._watchdog.join()
 
-    def _hand_back_input(self) -> None:
-        """A hard stop before the run read a line: all its input is unread. When it all comes
-        from files and arguments, it goes to --failed (as the unread rest of a file does); part
-        of it from a pipe, which cannot be read to its end, the old --failed FILE is kept whole,
-        as by a run killed outright: never a shorter list in its place."""
-        source = self.dispatcher.source
-        if source.rest_is_finite:
-            for job in source.drain(lines_only=True):
-                self.observer.on_skipped(job)
-        elif (keep_old_failed := getattr(self.observer, "keep_old_failed", None)) is not None:
-            keep_old_failed()
-
     def _watch(self) -> None:
         self._event.wait()
         if self.reason is None and self.first is not None:
@@ -158,10 +153,23 @@ class HardStopper:
         reason = self.reason
         if reason is None:
             return  # the run ended without one
+        how = self._watch_accounting(reason)
+        # Every line read with the observer, --failed committed (the first exit hooks ran): the
+        # other hooks may wait (for --processes workers, EXIT_NOW_WAIT), not be stuck.
+        if kept():
+            wait_running(EXIT_HOOKS_LIMIT - WATCHDOG_HOOKS_WAIT)
+        elif how is not None:
+            say_cut_short(how)
+        hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
+
+    def _watch_accounting(self, reason: ExitStatus) -> str | None:
+        """Return None once --failed is committed (``kept``), or when the calling thread left
+        run() first (the run ended before the accounting: nothing to cut); else, when the exit
+        must come first, how the accounting was cut short ("stuck", "still going")."""
         clock, quiet, taken = RunningClock(), Quiet(self._calling), False
-        while (waited := clock.seconds()) < HARD_STOP_CAP:
+        while (waited := clock.seconds()) < HARD_STOP_CAP and not kept():
             if not taken and self._took_over():
-                taken, finishing = True, self._finish_in_place(reason)
+                taken, finishing = True, start_finishing(self.finish, reason)
                 if finishing is None:
                     break
                 quiet = Quiet(finishing)
@@ -170,22 +178,9 @@ class HardStopper:
             if stuck and waited >= HARD_STOP_LIMIT:
                 break
             time.sleep(WATCH_EVERY)
-        if self._collecting or taken:  # still alive: the accounting, or its hooks, unfinished
-            say_cut_short("still going" if waited >= HARD_STOP_CAP else "stuck")
-        hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
-
-    def _finish_in_place(self, reason: ExitStatus) -> int | None:
-        """The accounting of the stuck calling thread, on a thread of its own (it may block
-        too: --failed on the stuck output); its native id, None if no thread could start."""
-        finishing = threading.Thread(
-            target=self.finish, args=(reason, WATCHDOG_HOOKS_WAIT), daemon=True,
-            name="fetcher-hard-stop",
-        )  # fmt: skip
-        try:
-            finishing.start()
-        except RuntimeError:  # no thread: exit now
+        if not (self._collecting or taken) or kept():
             return None
-        return finishing.native_id
+        return "still going" if waited >= HARD_STOP_CAP else "stuck"
 
     def _watch_grace(self, reason: ExitStatus) -> None:
         """A first stop: once its grace is over, a calling thread stuck in a write (a reader
@@ -203,6 +198,40 @@ class HardStopper:
         if self.take_over is None or self.finish is None:
             return False
         return self.take_over(stuck_for)
+
+
+def hand_back_input(dispatcher: Dispatcher, observer: Observer) -> None:
+    """A hard stop before the run read a line: all its input is unread. When it all comes
+    from files and arguments, it goes to --failed (as the unread rest of a file does); part
+    of it from a pipe, which cannot be read to its end, the old --failed FILE is kept whole,
+    as by a run killed outright: never a shorter list in its place."""
+    source = dispatcher.source
+    if source.rest_is_finite:
+        for job in source.drain(lines_only=True):
+            observer.on_skipped(job)
+    elif (keep_old_failed := getattr(observer, "keep_old_failed", None)) is not None:
+        keep_old_failed()
+
+
+def start_finishing(finish: Finish | None, reason: ExitStatus) -> int | None:
+    """The accounting of the stuck calling thread, on a thread of its own (it may block too:
+    --failed on the stuck output), its exit hooks given WATCHDOG_HOOKS_WAIT; its native id,
+    None if no thread could start."""
+    finishing = threading.Thread(
+        target=finish, args=(reason, WATCHDOG_HOOKS_WAIT), daemon=True, name="fetcher-hard-stop"
+    )
+    try:
+        finishing.start()
+    except RuntimeError:  # no thread: exit now
+        return None
+    return finishing.native_id
+
+
+def wait_running(seconds: float) -> None:
+    """Sleep until seconds of the time the process was running (``RunningClock``) went by."""
+    clock = RunningClock()
+    while clock.seconds() < seconds:
+        time.sleep(WATCH_EVERY)
 
 
 class RunningClock:
@@ -228,30 +257,46 @@ class RunningClock:
 
 class Quiet:
     """How long one thread has been seen stuck: asleep in the kernel (a write to a pipe nobody
-    reads, a lock never released) and using no CPU. A thread short of CPU is runnable ('R')
-    while it waits for it, and its CPU time grows between two looks when it got some: it is
-    working, however slowly. Read from /proc (Linux); where that cannot be read, every look
-    counts as stuck, as the fixed deadline did before."""
+    reads, a lock never released) and never run between two looks. A thread short of CPU is
+    runnable ('R') while it waits for it, and one in 'D' (a slow disk, NFS) is in I/O under
+    way: both working, however slowly. One that ran at all since the last look (its CPU time
+    in nanoseconds, /proc's schedstat) is working too: a thread that waits for the GIL wakes
+    every 5 ms, and a starved one runs in slices, both shorter than the clock tick (10 ms) in
+    which stat counts CPU time, which rarely grew for them (s22 r4 3). Read from /proc (Linux;
+    stat's ticks where schedstat is missing); where it cannot be read, every look counts as
+    stuck, as the fixed deadline did before."""
 
-    def __init__(self, native_id: int | None) -> None:
-        self.path = f"/proc/self/task/{native_id}/stat"
+    def __init__(self, native_id: int | None, tasks: str = "/proc/self/task") -> None:
+        self.path = f"{tasks}/{native_id}/stat"
+        self.schedstat = f"{tasks}/{native_id}/schedstat"
         self.seconds = 0.0
-        self._ticks: int | None = None
+        self._ran: tuple[int, int] | None = None
         self._clock = RunningClock(QUIET_STEP)
 
     def look(self) -> float:
         """Look again; return the seconds the thread has been seen stuck without a break."""
         step = self._clock.step()
+        state, ran = self._read()
+        went_on = ran is not None and self._ran is not None and ran > self._ran
+        self._ran = ran
+        self.seconds = 0.0 if state in (b"R", b"D") or went_on else self.seconds + step
+        return self.seconds
+
+    def _read(self) -> tuple[bytes, tuple[int, int] | None]:
+        """The thread's state, and how much it ran (schedstat's nanoseconds on a CPU, else 0;
+        stat's ticks): (b"", None) once it ended, or with no /proc."""
         try:
             with open(self.path, "rb") as stat:
                 fields = stat.read().rpartition(b")")[2].split()
             state, ticks = fields[0], int(fields[11]) + int(fields[12])  # utime + stime
-        except (OSError, IndexError, ValueError):  # ended, or no /proc
-            state, ticks = b"", None
-        used = ticks is not None and self._ticks is not None and ticks > self._ticks
-        self._ticks = ticks
-        self.seconds = 0.0 if state == b"R" or used else self.seconds + step
-        return self.seconds
+        except (OSError, IndexError, ValueError):
+            return b"", None
+        try:
+            with open(self.schedstat, "rb") as schedstat:
+                nanoseconds = int(schedstat.read().split()[0])
+        except (OSError, IndexError, ValueError):  # no schedstat (CONFIG_SCHED_INFO): ticks
+            nanoseconds = 0
+        return state, (nanoseconds, ticks)
 
 
 def say_cut_short(how: str) -> None:

@@ -33,16 +33,25 @@ STATUS_BY_SIGNAL = {
 AT_ONCE = frozenset({signal.SIGQUIT})  # a hard stop the first time
 
 # Called before an immediate exit: each must be quick and must not raise.
+_first_hooks: list[Callable[[], None]] = []  # before every other: they keep what was read
 _exit_hooks: list[Callable[[], None]] = []
 _last_hooks: list[Callable[[], None]] = []  # after every other: they may wait on a reader
+_kept = threading.Event()  # the first hooks ran: the rest may be cut without a line read lost
 
 
-def on_hard_exit(hook: Callable[[], None], last: bool = False) -> None:
+def on_hard_exit(hook: Callable[[], None], last: bool = False, first: bool = False) -> None:
     """Register hook to run before a second signal ends the process at once. last: after
     every other hook, for one that may wait on the reader of our output (a flush to a pipe
     nobody reads): the hooks that write --failed and remove temporaries are not held up by it,
-    and a bounded exit (``hard_exit`` with wait) gives up on it alone."""
-    (_last_hooks if last else _exit_hooks).append(hook)
+    and a bounded exit (``hard_exit`` with wait) gives up on it alone. first: before every
+    other, for one that keeps the lines read (--failed's commit): once the first hooks ran
+    (``kept``), the exit may cut the others short without a line read lost."""
+    (_last_hooks if last else _first_hooks if first else _exit_hooks).append(hook)
+
+
+def kept() -> bool:
+    """Whether a hard exit ran its first hooks (``on_hard_exit``): what was read is kept."""
+    return _kept.is_set()
 
 
 # One thread runs the hooks: they write files that are not safe to write from two at once.
@@ -78,7 +87,10 @@ def hard_exit(status: int, wait: float | None = None) -> None:
 
 
 def _run_hooks() -> None:
-    for hook in [*_exit_hooks, *_last_hooks]:
+    for hook in [*_first_hooks, None, *_exit_hooks, *_last_hooks]:
+        if hook is None:
+            _kept.set()
+            continue
         try:
             hook()
         except Exception:  # noqa: BLE001, S110 - exiting anyway; nothing useful to report
