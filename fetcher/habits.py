@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -159,9 +160,11 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
 # -f -c; wget's -c (continue) HOST, a name with one of these last labels, an address or a port.
 # A status (three digits, 1xx to 5xx), or a list or range of them, blanks around ',' and '-'
 # too ('404, 403'); or httpx's -ffc HASH (filter-favicon, -f -f -c), a signed 32-bit number of
-# nine or ten digits. Not any number: a jar of the day, -c $(date +%F), is 2024-06-01.
+# nine or ten digits. Not any number: a jar of the day, -c $(date +%F), is 2024-06-01; and a
+# jar of the moment, -c $(date +%s), ten digits within a year of now (``_is_now``).
 _STATUS = r"[1-5][0-9]{2}"
 _STATUSES = re.compile(rf"{_STATUS}(?:\s*[-,]\s*{_STATUS})*\s*,?|-?[0-9]{{9,10}}")
+EPOCH_YEAR = 366 * 86400  # seconds either side of now in which ten digits are a time
 _HOST = re.compile(
     r"(?:localhost|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9.-]+:[0-9]{1,5}"
     r"|(?:[A-Za-z0-9-]+\.)+(?:com|net|org|edu|gov|mil|int|info|biz|io|dev|app|ai|co|me|xyz"
@@ -190,7 +193,7 @@ def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
         )
     if not typed("cookie_jar"):
         return
-    if _STATUSES.fullmatch(jar):
+    if _STATUSES.fullmatch(jar) and not _is_now(jar):
         raise click.UsageError(
             f"-c takes the cookie FILE (as curl's -c), not the statuses {jar!r}: httpx's -fc "
             "(filter-code), read here as -f -c, has no equal: every URL gets a record (--format "
@@ -204,6 +207,13 @@ def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
             "and -o). Give the URLs as arguments, or on standard input with -i -; "
             + JAR_OF_THAT_NAME.format(jar)
         )
+
+
+def _is_now(text: str) -> bool:
+    """Whether text is a Unix time of these years (-c $(date +%s)), not a favicon hash: ten
+    digits within EPOCH_YEAR of now. A hash is uniform over 32 bits: about 1.5 % of them fall
+    there and are taken for a jar's name (a new file is made: nothing else is lost)."""
+    return len(text) == 10 and text.isdigit() and abs(int(text) - time.time()) <= EPOCH_YEAR
 
 
 def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) -> None:

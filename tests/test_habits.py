@@ -5,6 +5,7 @@ use instead; --help is in the spec's sections."""
 import gzip
 import json
 import subprocess
+import time
 
 import click
 import pytest
@@ -758,6 +759,9 @@ def test_no_refusal_shadows_an_option_of_fetcher_s():
         (["-ffc", "1494302000"], "httpx"),  # filter-favicon, as httpx's help has it: -f -f -c
         (["-fc", "1494302000"], "-fc"),  # a favicon hash: nine or ten digits, maybe signed
         (["-fc", "-1494302000"], "-fc"),
+        # Ten digits two years from now are no time a jar is named after: a hash still.
+        pytest.param(["-c", str(int(time.time()) - 2 * 366 * 86400)], "-fc", id="2-years-ago"),
+        pytest.param(["-c", str(int(time.time()) + 2 * 366 * 86400)], "-fc", id="in-2-years"),
         (["-fc", "404, 403"], "-fc"),  # a blank after the comma
         (["-fc", "404,"], "-fc"),
         (["-fc", "200 - 299"], "-fc"),
@@ -835,6 +839,13 @@ def test_wget_s_c_host_with_no_url_is_refused_and_writes_no_jar(tmp_path, monkey
         (["-c", "2024-06-01"], "2024-06-01"),  # a jar of the day, -c $(date +%F) (s22 r3 2)
         (["-c", "20240601"], "20240601"),
         (["-c", "1"], "1"),
+        # -c $(date +%s): ten digits, as a favicon hash, but the time of these years (s22 r4 5)
+        pytest.param(["-c", str(int(time.time()))], str(int(time.time())), id="date-s"),
+        pytest.param(
+            ["-c", str(int(time.time()) + 200 * 86400)],
+            str(int(time.time()) + 200 * 86400),
+            id="date-s-in-200-days",
+        ),
     ],
 )
 def test_a_cookie_jar_named_as_a_file_still_works(server, tmp_path, monkeypatch, args, jar):
