@@ -78,7 +78,7 @@ def interrupt_twice(
         time.sleep(gap)
         process.send_signal(signal.SIGINT)
         second = time.monotonic()
-        _, stderr = process.communicate(timeout=20)
+        _, stderr = process.communicate(timeout=70)  # past the longest cap a test sets
         took = time.monotonic() - second
     finally:
         if process.poll() is None:
@@ -252,19 +252,21 @@ def test_a_second_signal_lets_accounting_that_is_slow_but_working_finish(tmp_pat
     """s22 h3 1: on a machine short of CPU the watchdog cut the calling thread in the middle
     of handing the unread rest to --failed, 0.8 s after the second signal, though it was not
     stuck: up to the whole rest was lost, exit 130, not a word. Here the hand-back takes about
-    2 s of CPU: it must finish, every line in the records or --failed, and nothing said."""
+    2 s of CPU: it must finish, every line in the records or --failed, and nothing said. The
+    cap is raised from 10 s to 60: at a load of 12 on two cores those 2 s of CPU took longer
+    than 10, and the cap, which the next test checks, cut them (session 23)."""
     said: list[str] = []
     with counting_server(route) as server:
         base = server.url("").rstrip("/")
         lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(LINES)]
-        command = slowed_failed(per_line=0.0001)
+        command = slowed_failed(per_line=0.0001, cap=60.0)
         status, took, records, failed = interrupt_twice(
             tmp_path, lines, server, 40, 0.05, extra, command, said
         )
     assert status == 130
     check_each_line_once(lines, records, failed)
     assert len(set(failed) - {r["url"] for r in records}) > LINES // 2, "nothing was tested"
-    assert took < 10.0, f"{took:.2f} s after the second signal"  # HARD_STOP_CAP
+    assert took < 60.0, f"{took:.2f} s after the second signal"  # the cap
     assert "may lack" not in said[0], said[0]
 
 
