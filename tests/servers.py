@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fetcher.run.signals import ONE_STOP
+
 
 class _CountingHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be observed
@@ -396,13 +398,19 @@ def is_pending(pid: int, signum: int) -> bool:
     return bool(int(pending, 16) >> (signum - 1) & 1)
 
 
+# How long after a signal's delivery a second one is sent, to be a second stop.
+SECOND_AFTER = ONE_STOP + 0.05
+
+
 def signal_twice(process: subprocess.Popen[bytes], first: int, second: int | None = None) -> None:
-    """Send first, then second (first again by default) the moment the kernel has delivered
-    the first: back to back, yet two signals. Sent while the first is still pending, the same
+    """Send first, then second (first again by default) SECOND_AFTER after the kernel has
+    delivered the first: soon, yet two signals. Sent while the first is still pending, the same
     signal would be merged with it by the kernel, which no process can count; fetcher counts
-    every delivery, whether or not its Python handler ran in between."""
+    every delivery, whether or not its Python handler ran in between, except a copy that came
+    less than ONE_STOP after it (coreutils `timeout` sends each signal twice)."""
     process.send_signal(first)
     wait_for(lambda: not is_pending(process.pid, first), f"signal {first} delivered")
+    time.sleep(SECOND_AFTER)  # the time between them is what makes them two stops
     process.send_signal(first if second is None else second)
 
 

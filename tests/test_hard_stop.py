@@ -19,7 +19,13 @@ import pytest
 from fetcher.run.hard_stop import QUIET_LIMIT, WATCH_EVERY, Quiet, RunningClock
 from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import FETCHER, clean_env
-from tests.servers import check_each_line_once, counting_server, wait_for
+from tests.servers import (
+    SECOND_AFTER,
+    check_each_line_once,
+    counting_server,
+    is_pending,
+    wait_for,
+)
 
 SEED = 1105
 LINES = 20_000
@@ -75,7 +81,8 @@ def interrupt_twice(
     try:
         wait_for(lambda: server.requests >= after, f"{after} requests", timeout=30)
         process.send_signal(signal.SIGINT)
-        time.sleep(gap)
+        wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "the first delivered")
+        time.sleep(max(gap, SECOND_AFTER))  # closer, the second is the first's copy: one stop
         process.send_signal(signal.SIGINT)
         second = time.monotonic()
         _, stderr = process.communicate(timeout=70)  # past the longest cap a test sets
@@ -304,7 +311,8 @@ def test_a_ctrl_z_during_the_hard_stop_does_not_count_against_its_cap(tmp_path):
         try:
             wait_for(lambda: server.requests >= 40, "40 requests", timeout=30)
             process.send_signal(signal.SIGINT)
-            time.sleep(0.05)
+            wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "the first delivered")
+            time.sleep(SECOND_AFTER)
             process.send_signal(signal.SIGINT)  # the accounting starts, and never ends
             time.sleep(0.3)
             process.send_signal(signal.SIGSTOP)
@@ -437,3 +445,4 @@ def test_a_thread_in_disk_sleep_is_not_seen_stuck(tmp_path):
     while clock.seconds() < 3 * QUIET_LIMIT:
         assert quiet.look() == 0.0
         time.sleep(WATCH_EVERY)
+

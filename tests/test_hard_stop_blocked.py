@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FETCHER, clean_env
-from tests.servers import counting_server, is_pending, wait_for
+from tests.servers import SECOND_AFTER, counting_server, is_pending, wait_for
 
 LINES = 3000
 SYS_WRITE = 1  # x86_64
@@ -106,6 +106,7 @@ def interrupt_twice_when_stuck(process: subprocess.Popen[bytes], fd: int) -> flo
     # Delivered (one sent while the first is pending would be merged with it by the kernel),
     # and stuck at the second: whether the first's handler ran by then does not matter.
     wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "the first signal delivered")
+    time.sleep(SECOND_AFTER)  # sooner, it is the first's copy (ONE_STOP): one stop
     wait_until_stuck_writing(process, fd, "the writer stuck again")
     process.send_signal(signal.SIGINT)
     second = time.monotonic()

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import FETCHER, clean_env
-from tests.servers import counting_server, wait_for
+from tests.servers import SECOND_AFTER, counting_server, is_pending, wait_for
 
 
 def rest_of_pipe(read_end: int) -> bytes:
@@ -50,8 +50,9 @@ def interrupted(args: list[str], written: bytes, in_flight: int, signals: int, s
             try:
                 wait_for(lambda: server.requests >= in_flight, "the first requests")
                 for signal_number in range(signals):
-                    if signal_number:
-                        time.sleep(0.05)  # a second signal, as a second Ctrl-C
+                    if signal_number:  # a second signal, as a second Ctrl-C
+                        wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "delivered")
+                        time.sleep(SECOND_AFTER)
                     process.send_signal(signal.SIGINT)
                 stdout, stderr = process.communicate(timeout=30)
             except BaseException:

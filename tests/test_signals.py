@@ -1,6 +1,7 @@
 """fetcher.run.signals.stop_on_signals counts the deliveries of signals, not the calls of its
 Python handler: CPython calls that once for every delivery of a signal that came before the
-main thread got to it (s22 h3 2).
+main thread got to it (s22 h3 2). Two deliveries of one signal less than ONE_STOP apart are
+one stop: coreutils `timeout` sends each signal twice (s23 h1 2).
 
 Each case runs a small program in a process of its own: its main thread blocks the signals and
 waits on a lock, so that no Python handler can run; another thread sends the signals to the
@@ -16,20 +17,22 @@ import sys
 
 import pytest
 
+from fetcher.run.signals import ONE_STOP
 from tests.conftest import ROOT, clean_env
 
 HELD_OFF = """
-import json, os, signal, sys, threading
+import json, os, signal, sys, threading, time
 from fetcher.run.signals import stop_on_signals
 from tests.servers import is_pending
 
-signals = [signal.Signals[name] for name in sys.argv[1:]]
+gap, signals = float(sys.argv[1]), [signal.Signals[name] for name in sys.argv[2:]]
 calls, go, held = [], threading.Event(), threading.Lock()
 held.acquire()
 
 def send():
     go.wait()
-    for signum in signals:
+    for n, signum in enumerate(signals):
+        time.sleep(gap if n else 0)  # the time between two deliveries: what tells two stops
         os.kill(os.getpid(), signum)
         while is_pending(os.getpid(), signum):
             pass
@@ -49,11 +52,11 @@ print(json.dumps(calls))
 """
 
 
-def held_off(*names: str) -> list[list[object]]:
+def held_off(*names: str, gap: float = ONE_STOP + 0.05) -> list[list[object]]:
     """The calls of request_stop and hard_stop for the signals names, all delivered before the
-    Python handler could run."""
+    Python handler could run, gap seconds apart."""
     result = subprocess.run(
-        [sys.executable, "-c", HELD_OFF, *names],
+        [sys.executable, "-c", HELD_OFF, str(gap), *names],
         capture_output=True, cwd=ROOT, env=clean_env(), timeout=30, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
@@ -85,6 +88,28 @@ def test_two_signals_delivered_before_the_handler_ran_are_a_first_and_a_second(n
 )
 def test_one_signal_is_one_and_sigquit_is_at_once(names, calls):
     assert held_off(*names) == calls
+
+
+@pytest.mark.parametrize(
+    ("names", "calls"),
+    [
+        pytest.param(["SIGTERM", "SIGTERM"], [["stop", 143]], id="SIGTERM-twice"),
+        pytest.param(["SIGINT", "SIGINT", "SIGINT"], [["stop", 130]], id="SIGINT-three-times"),
+        # Two signals of different numbers are sent on purpose: a first and a second stop.
+        pytest.param(["SIGTERM", "SIGINT"], [["stop", 143], ["hard", 130]], id="TERM-then-INT"),
+    ],
+)
+def test_one_signal_sent_twice_at_once_is_one_stop(names, calls):
+    """`timeout -s TERM 1h fetcher …` sends its TERM to fetcher, then to fetcher's process
+    group: two deliveries a few microseconds apart. They were a first and a second signal, a
+    hard stop, where one stop was asked for (s23 h1 2)."""
+    assert held_off(*names, gap=0.0) == calls
+
+
+def test_the_same_signal_again_after_one_stop_is_a_second():
+    """Three SIGTERMs 0.06 s apart: the second is the first's copy (under ONE_STOP after it),
+    the third is a stop of its own (over ONE_STOP after the first)."""
+    assert held_off("SIGTERM", "SIGTERM", "SIGTERM", gap=0.06) == [["stop", 143], ["hard", 143]]
 
 
 WAKEUP = """
@@ -120,7 +145,7 @@ def test_the_wakeup_descriptor_is_not_inherited_and_is_given_back(wakeup):
 
 
 NESTED = """
-import json, os, signal
+import json, os, signal, time
 from fetcher.run.signals import stop_on_signals
 
 calls, inside = [], []
@@ -128,6 +153,7 @@ calls, inside = [], []
 def stop(status):
     inside.append(True)
     calls.append(["stop", int(status)])
+    time.sleep(0.15)  # a second stop, not the first's copy: over ONE_STOP later
     os.kill(os.getpid(), signal.SIGINT)  # this thread, the only one, takes it before kill returns
     for _ in range(10_000):
         pass  # its Python handler is due at the first of these bytecodes

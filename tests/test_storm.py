@@ -162,7 +162,7 @@ class Plan:
     index: int
     interrupt: str
     delay: float  # seconds from the first request to the (first) signal
-    gap: float  # seconds between the two SIGINTs
+    gap: float  # seconds between the two SIGINTs: over ONE_STOP, or they are one stop
     seed: int
 
 
@@ -190,7 +190,7 @@ def make_plans() -> list[Plan]:
     delays = [EARLIEST + span * (n + rng.random()) / RUNS for n in range(RUNS)]
     rng.shuffle(delays)
     return [
-        Plan(n, kinds[n], delays[n], rng.uniform(0.05, 0.25), rng.randrange(1 << 30))
+        Plan(n, kinds[n], delays[n], rng.uniform(0.12, 0.3), rng.randrange(1 << 30))
         for n in range(RUNS)
     ]
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -31,6 +33,15 @@ STATUS_BY_SIGNAL = {
     signal.SIGQUIT: ExitStatus.QUIT,
 }
 AT_ONCE = frozenset({signal.SIGQUIT})  # a hard stop the first time
+# A signal delivered again less than this after the last one of its number that counted is
+# the same stop: coreutils `timeout` sends each signal to fetcher, then to its process group
+# (fetcher again), and a supervisor's one stop became a hard stop (s23 h1 2). A person's two
+# Ctrl-C are further apart; a script that wants the hard stop sends SIGQUIT.
+ONE_STOP = 0.1
+# The kernel's time of each datagram (SO_TIMESTAMPNS: struct timespec): when the C-level
+# handler wrote the delivery's byte. Python's socket module has no name for it.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+TIMESPEC = struct.Struct("@qq")
 
 # Called before an immediate exit: each must be quick and must not raise.
 _first_hooks: list[Callable[[], None]] = []  # before every other: they keep what was read
@@ -211,21 +222,30 @@ def _stop_this_process(signum: int) -> None:
         signal.signal(signum, _stop_together)
 
 
+# A delivery: the signal's number, and when it came (seconds, the epoch's).
+Delivery = tuple[int, float]
+
+
 class _Deliveries:
-    """Every delivery of a signal, in the order they came: CPython's C-level handler writes
-    the signal's number to the wakeup descriptor at each one, while it runs the Python handler
-    once for all the deliveries of a signal that came before the main thread got to it (two
-    `kill -INT` in a row, or a main thread short of CPU: the second signal was lost, and the
-    run stopped gracefully). One wakeup descriptor per process: when another is set (none is,
-    by fetcher or its libraries) it is left alone, and ``read`` finds nothing. A signal sent
-    while the same one is still pending in the kernel is merged there: nothing sees it."""
+    """Every delivery of a signal, in the order they came, with its time: CPython's C-level
+    handler writes the signal's number to the wakeup descriptor at each one, while it runs the
+    Python handler once for all the deliveries of a signal that came before the main thread got
+    to it (two `kill -INT` 0.3 s apart to a main thread short of CPU: the second signal was
+    lost, and the run stopped gracefully). The descriptor is a datagram socket, so each write is
+    a datagram the kernel stamps with its time: when the signal came, not when Python got to
+    it. One wakeup descriptor per process: when another is set (none is, by fetcher or its
+    libraries) it is left alone, and ``read`` finds nothing. A signal sent while the same one
+    is still pending in the kernel is merged there: nothing sees it."""
 
     def __init__(self) -> None:
-        self._reader, self._writer = os.pipe()  # close-on-exec: no worker process gets them
-        os.set_blocking(self._reader, False)
-        os.set_blocking(self._writer, False)  # the C handler must never block on it
+        # Not inheritable: no worker process gets them.
+        self._reader, self._writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)  # the C handler must never block on it
+        with contextlib.suppress(OSError, TypeError):  # no stamps: the time it is read
+            self._reader.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # type: ignore[arg-type]
         try:
-            previous = signal.set_wakeup_fd(self._writer, warn_on_full_buffer=False)
+            previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         except ValueError:  # not the main thread, where signal.signal refuses too
             self._ours = False
             self.close()
@@ -234,25 +254,34 @@ class _Deliveries:
         if not self._ours:  # another's (an event loop's): it stays so
             signal.set_wakeup_fd(previous)
 
-    def read(self) -> list[int]:
-        """The signal numbers delivered since the last read (of every handled signal)."""
-        numbers = bytearray()
+    def read(self) -> list[Delivery]:
+        """The signals delivered since the last read (of every handled signal)."""
+        deliveries: list[Delivery] = []
         with contextlib.suppress(BlockingIOError):
-            while chunk := os.read(self._reader, 512):
-                numbers += chunk
-        return list(numbers)
+            while True:
+                data, ancillary, _, _ = self._reader.recvmsg(64, socket.CMSG_SPACE(TIMESPEC.size))
+                if not data:
+                    break
+                came = time.time()
+                for level, kind, stamp in ancillary:
+                    if (level, kind, len(stamp)) == (socket.SOL_SOCKET, SO_TIMESTAMPNS, 16):
+                        seconds, nanoseconds = TIMESPEC.unpack(stamp)
+                        came = seconds + nanoseconds / 1e9
+                deliveries += [(number, came) for number in data]
+        return deliveries
 
     def close(self) -> None:
-        """Give the wakeup descriptor back and close the pipe."""
+        """Give the wakeup descriptor back and close the sockets."""
         if self._ours:
             signal.set_wakeup_fd(-1)
-        os.close(self._reader)
-        os.close(self._writer)
+        self._reader.close()
+        self._writer.close()
 
 
 class _Handler:
     """The handler of ``stop_on_signals``: the first delivery of SIGINT, SIGTERM or SIGHUP calls
-    request_stop, a later one (or SIGQUIT) hard_stop, once for each call of the handler.
+    request_stop, a later one (or SIGQUIT) hard_stop, once for each call of the handler. A
+    delivery less than ONE_STOP after the last one of its number that counted is that stop.
 
     One call at a time: a signal whose handler runs inside request_stop or hard_stop (both set
     a threading.Event, whose lock is not reentrant) only counts, and the call it interrupted
@@ -263,11 +292,14 @@ class _Handler:
         self,
         request_stop: Callable[[ExitStatus], None],
         hard_stop: Callable[[ExitStatus], None],
-        read: Callable[[], list[int]],
+        read: Callable[[], list[Delivery]],
     ) -> None:
         self.request_stop, self.hard_stop, self.read = request_stop, hard_stop, read
         self.called: list[int] = []  # the signal of each call, in order
-        self.delivered: list[int] = []  # the signals delivered (``_Deliveries``), in order
+        # The signals delivered (``_Deliveries``), in order; None for one that is the same stop
+        # as the one before it.
+        self.delivered: list[int | None] = []
+        self.counted: dict[int, float] = {}  # when the last delivery of each that counted came
         self.acted = 0  # how many of them request_stop and hard_stop have had
         self.started = False  # request_stop or hard_stop was called
         self.busy = False  # a call is in request_stop or hard_stop
@@ -287,11 +319,15 @@ class _Handler:
         """The signals that came since the last look, and no one acted on yet. A call whose
         byte is not written yet (the C handler writes it after it asks for the call), or with
         no byte at all (another's wakeup descriptor), is one delivery all the same."""
-        self.delivered.extend(number for number in self.read() if number in STATUS_BY_SIGNAL)
+        for number, came in self.read():
+            if number in STATUS_BY_SIGNAL:
+                same = came - self.counted.get(number, -ONE_STOP) < ONE_STOP
+                self.counted[number] = self.counted[number] if same else came
+                self.delivered.append(None if same else number)
         count = max(len(self.called), len(self.delivered))
         news = [*self.delivered, *self.called[len(self.delivered) :]][self.acted : count]
         self.acted = count
-        return news
+        return [number for number in news if number is not None]
 
     def _act(self, news: list[int]) -> None:
         first, self.started = not self.started, True
@@ -309,7 +345,8 @@ def stop_on_signals(
     """Within the block, the first SIGINT, SIGTERM or SIGHUP calls request_stop; a second, or
     SIGQUIT, calls hard_stop, which must end the process within a second (by default: at
     once). From the main thread. Deliveries are counted, not calls of the handler (see
-    ``_Deliveries``): two signals that came before it ran are a first and a second."""
+    ``_Deliveries``): two signals that came before it ran are a first and a second, unless
+    they came less than ONE_STOP apart."""
     deliveries = _Deliveries()
     handler = _Handler(request_stop, hard_stop, deliveries.read)
     previous = {
