@@ -162,15 +162,15 @@ def report(
     end, makes it at least 1. Until --summary and --metrics are written, a hard exit writes
     them with the status it exits with (at_hard_exit); once that status is known, a signal
     exits with it."""
+    summary = outputs.summary
+    summary.duplicates = reader.duplicates  # first: a hard exit's --summary says them too
+    summary.other_shards = reader.other_shards
     outputs.collector.close_writer()
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)
     problems += commit_failed(outputs, streams) + state_moved(settings, streams, outputs)
     problems += save_cookie_jar(settings, streams, run, outputs)
-    summary = outputs.summary
-    summary.duplicates = reader.duplicates
-    summary.other_shards = reader.other_shards
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
     ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.reader_gone else None)

@@ -446,3 +446,35 @@ def test_a_thread_in_disk_sleep_is_not_seen_stuck(tmp_path):
         assert quiet.look() == 0.0
         time.sleep(WATCH_EVERY)
 
+
+@pytest.mark.parametrize("human_summary", ["quick", "slow"])
+def test_a_sigquit_as_the_run_ends_exits_with_the_status_the_summary_says(tmp_path, human_summary):
+    """s23 r1 5: a SIGQUIT after the calling thread handled its last message, before it left
+    run(), queued a hard stop nobody read. Then --summary said 0, and either the process exited
+    0 (the signal ignored) or, when the human summary took a while, the watchdog exited 131
+    0.65 s later. The run now does the hard stop it was asked for, and --summary says it."""
+    summary = tmp_path / "summary.json"
+    hook = (
+        "import os, signal\n"
+        "import fetcher.cli as cli\n"
+        "from fetcher.run.engine import Run\n"
+        "end = Run._end\n"
+        "def end_with_a_signal(self):\n"
+        "    os.kill(os.getpid(), signal.SIGQUIT)\n"
+        "    end(self)\n"
+        "Run._end = end_with_a_signal\n"
+        "printing = cli.print_human_summary\n"
+        "def slow_printing(*args):\n"
+        f"    time.sleep({1.5 if human_summary == 'slow' else 0.0})\n"
+        "    printing(*args)\n"
+        "cli.print_human_summary = slow_printing\n"
+    )
+    with counting_server() as server:
+        result = subprocess.run(
+            [*with_exit_hook(hook), "--summary", str(summary), server.url("/a")],
+            stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(), timeout=30,
+            check=False,
+        )  # fmt: skip
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    said = json.loads(summary.read_text())["exit_status"]
+    assert said == result.returncode == 131, (said, result.returncode)

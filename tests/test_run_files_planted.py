@@ -115,13 +115,16 @@ def test_a_second_signal_before_the_summary_is_written_still_writes_it_with_the_
     """Between the end of the run and --summary, the jar is saved (a while, for a big one). A
     SIGQUIT then exited 131 and left the last run's --summary in place, saying 0: the hook that
     writes it at a hard exit stood down as soon as the report began (the suite, session 23). The
-    files now say the status the process exits with, whenever the signal comes."""
+    files now say the status the process exits with, whenever the signal comes, and what the
+    reader skipped (--unique's duplicates, s23 r1 8)."""
     lines = [f"127.0.0.1\tFALSE\t/p{n}\tFALSE\t0\tc{n}\t{'v' * 200}\n" for n in range(40_000)]
     jar, summary = tmp_path / "jar", tmp_path / "summary.json"
     jar.write_text(JAR_HEADER + "".join(lines))
     summary.write_text('{"exit_status": 0}')  # the last run's
+    (tmp_path / "urls").write_text("mailto:a@b\n" * 3)  # one invalid line and two duplicates
     process = subprocess.Popen(
-        [*FETCHER, "-q", "-c", str(jar), "--summary", str(summary), "-i", "/dev/null"],
+        [*FETCHER, "-q", "-c", str(jar), "--summary", str(summary), "--unique",
+         "-i", str(tmp_path / "urls")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
     )  # fmt: skip
     try:
@@ -132,8 +135,9 @@ def test_a_second_signal_before_the_summary_is_written_still_writes_it_with_the_
         if process.poll() is None:
             process.kill()
             process.wait()
-    said = json.loads(summary.read_text())["exit_status"]
-    assert said == process.returncode != 0
+    said = json.loads(summary.read_text())
+    assert said["exit_status"] == process.returncode != 0
+    assert said["duplicates"] == 2
 
 
 def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Path) -> None:

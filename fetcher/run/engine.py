@@ -80,6 +80,8 @@ class Run:
             self.hard.start_watching()
             self.dispatcher.start()  # last: once it reads, the run must go on to the end
             self._collect()
+            if self.hard.reason is not None:  # came as the loop ended: its HardStop unread
+                self._finish_hard_stop(self.hard.reason)
         finally:
             self.hard.stop_watching()
             self.executor.close(self.stopped_by is not None, self.books.abandoned > 0)

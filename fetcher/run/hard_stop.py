@@ -160,7 +160,8 @@ class HardStopper:
             wait_running(EXIT_HOOKS_LIMIT - WATCHDOG_HOOKS_WAIT)
         elif how is not None:
             say_cut_short(how)
-        hard_exit(reason, wait=WATCHDOG_HOOKS_WAIT)
+        # Once --summary is written (``decided``), the status it says, whatever the signal.
+        hard_exit(reason if self.decided is None else self.decided, wait=WATCHDOG_HOOKS_WAIT)
 
     def _watch_accounting(self, reason: ExitStatus) -> str | None:
         """Return None once --failed is committed (``kept``), or when the calling thread left
