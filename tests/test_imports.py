@@ -60,7 +60,6 @@ CORE = [
     "fetcher.http.codings",
     "fetcher.http.rebind",
     "fetcher.http.proxy_auth",
-    "fetcher.http.secrets",
     "fetcher.http.redirects",
     "fetcher.http.task",
     "fetcher.settings",

@@ -31,7 +31,6 @@ from fetcher.http.retry import (
     parse_retry_after,
     retry_in,
 )
-from fetcher.http.secrets import holds_secret, mask_secrets
 from fetcher.http.session import FetcherSession, SessionPool
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
@@ -243,7 +242,6 @@ class Exchange:
                 # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
                 result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
                 result.error_message = f"{result.status} {result.reason or ''}".strip()
-        mask_echoed(result, session.secrets)  # nothing to do when none was sent
         return result, retry_after
 
     def _exchange(
@@ -268,11 +266,11 @@ class Exchange:
                 with session.fetch(ranged, timeout) as response:
                     assert self.resumer is not None and task.partial is not None
                     if not self.resumer.restarts(response, kept, task.partial):
-                        return self._read(response, result, request, task, kept, session.secrets)
+                        return self._read(response, result, request, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
                 task.partial = kept = None
             with session.fetch(request, timeout) as response:
-                return self._read(response, result, request, task, None, session.secrets)
+                return self._read(response, result, request, task, None)
         finally:
             if kept is not None:
                 kept.abort()  # not reached by a response: kept for the next attempt
@@ -284,17 +282,17 @@ class Exchange:
         request: EffectiveRequest,
         task: Task,
         kept: SavedFile | None,
-        secrets: frozenset[str],
     ) -> float | None:
-        """Record the answer and read its body into result; return its Retry-After, if any.
-        secrets: what the request sent that is secret, for the name -J takes (_remote_file)."""
+        """Record the answer and read its body into result; return its Retry-After, if any."""
         settings = self.settings
         _note_answer(response, result, request, settings)
-        retry_after = _retry_after(response, settings)
+        retry_after = None
+        if response.status_code in settings.retry_on or response.status_code in HOST_PAUSE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))  # its host's too
         output = None
         ok = response.status_code in settings.ok_status or result.not_modified
         head = request.method == "HEAD"
-        remote = _remote_file(response, settings, secrets)
+        remote = _remote_file(response, settings)
         if self.resumer is not None:
             output = self.resumer.output(response, task, kept, ok, head, remote)
         elif self.bodies is not None:
@@ -317,25 +315,6 @@ class Exchange:
             # gets the state's hash (State.record).
             result.sha256 = None
         return retry_after
-
-
-def _retry_after(response: requests.Response, settings: Settings) -> float | None:
-    """The answer's Retry-After, when its status may be retried or pause its host."""
-    if response.status_code in settings.retry_on or response.status_code in HOST_PAUSE_STATUSES:
-        return parse_retry_after(response.headers.get("Retry-After"))  # its host's too
-    return None
-
-
-def mask_echoed(result: Result, secrets: frozenset[str]) -> None:
-    """Mask in result what its requests sent that is secret (fetcher.http.secrets), in every
-    field a server's text reaches: its reason phrase, Content-Type, a redirect's Location, a
-    message quoting any of them. The server's doing, but the record is fetcher's to print."""
-    if not secrets:
-        return
-    result.reason = result.reason and mask_secrets(result.reason, secrets)
-    result.content_type = result.content_type and mask_secrets(result.content_type, secrets)
-    result.final_url = result.final_url and mask_secrets(result.final_url, secrets)
-    result.error_message = result.error_message and mask_secrets(result.error_message, secrets)
 
 
 def _note_answer(
@@ -408,20 +387,15 @@ def note_where_redirects_led(exc: BaseException, session: FetcherSession, result
         result.content_type = last.headers.get("Content-Type")
 
 
-def _remote_file(
-    response: requests.Response, settings: Settings, secrets: frozenset[str]
-) -> RemoteFile | None:
-    """What -J and -R take from the response's headers, when they are given. A -J name that
-    holds one of secrets (a server echoing the Authorization or Cookie it got) is not taken:
-    the file is named after its URL, as without -J. Masked, it would be a name that says
-    nothing, and two such bodies would clash."""
+def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:
+    """What -J and -R take from the response's headers, when they are given."""
     if not (settings.remote_header_name or settings.remote_time):
         return None
     headers = response.headers
-    name = disposition_name(headers) if settings.remote_header_name else None
-    if name is not None and holds_secret(name, secrets):
-        name = None
-    return RemoteFile(name, remote_time(headers) if settings.remote_time else None)
+    return RemoteFile(
+        disposition_name(headers) if settings.remote_header_name else None,
+        remote_time(headers) if settings.remote_time else None,
+    )
 
 
 def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Watch | None:

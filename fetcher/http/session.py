@@ -55,7 +55,6 @@ from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import redirect_method, restore_body, without_cookie_off_tls
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
-from fetcher.http.secrets import NO_SECRETS, with_hop_secrets
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -329,10 +328,10 @@ class FetcherSession(requests.Session):
         self.environment = environment
         self.proxy = proxy  # -x, for the redirects' proxies
         self._following = True  # whether the request being sent follows redirects
-        # The requests fetch() sent (1 and its redirects), the URL of the last, whether one went
-        # over https, what they sent that is secret: where the redirects of a failed request led
-        # (requests' exceptions say nothing), if http hops may send a Cookie, what to mask.
-        self.sent, self.on_tls, self.secrets = 0, False, NO_SECRETS
+        # The requests fetch() sent (1 and its redirects), the URL of the last and whether one
+        # went over https: where the redirects of a request that failed on the way led
+        # (requests' exceptions say nothing), and whether its http hops may send a Cookie.
+        self.sent, self.on_tls = 0, False
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
@@ -350,7 +349,7 @@ class FetcherSession(requests.Session):
         which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
-        self.sent, self.on_tls, self.secrets = 0, False, NO_SECRETS  # a URL _prepare refuses: none
+        self.sent, self.on_tls = 0, False  # first: a URL _prepare refuses has no trail
         self._removed = request.removed
         prepared = self._prepare(request)
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
@@ -373,8 +372,8 @@ class FetcherSession(requests.Session):
         self.sent += 1
         self.sent_url = request.url
         self.on_tls = self.on_tls or (request.url or "").lower().startswith("https:")
-        self.secrets = with_hop_secrets(self.secrets, request, kwargs.get("proxies"))
-        return _send(self, request, **kwargs)
+        response: Response = _send(self, request, **kwargs)
+        return response
 
     def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
