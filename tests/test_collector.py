@@ -291,6 +291,32 @@ def test_a_write_error_commits_no_state_row_whose_record_was_lost(tmp_path, full
         assert db.execute("SELECT url FROM urls WHERE ok = 1").fetchall() == []
 
 
+def test_a_reader_gone_commits_no_state_row_of_a_record_it_did_not_take(tmp_path, closed_pipe):
+    """As a write error (above): a record in the buffer when the pipe's reader went away was
+    never reported, nor is one after; yet their rows went in at the end with their new hashes
+    (s23 h1 1). A record flushed before, taken whole by the pipe, keeps its row."""
+    import sqlite3
+
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    out = io.StringIO()
+    collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(), state=state)
+    collector.on_result(ok(0))
+    collector.on_idle()  # flushed whole: its row committed
+    collector.writer = StreamWriter(closed_pipe, "jsonl")  # its reader goes away
+    collector.on_result(ok(1))  # buffered: lost when the flush fails
+    with pytest.raises(BrokenPipeError):
+        collector.on_idle()
+    collector.on_result(ok(2))  # nothing written any more
+    collector.on_result(failed(3))
+    collector.on_idle()
+    collector.close_writer()
+    state.close()
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [("http://h0.test/0",)]
+
+
 def test_a_commit_of_a_full_batch_of_rows_comes_after_their_records_are_flushed(tmp_path):
     """The state commits every COMMIT_ROWS rows as well as at idle moments; that commit came
     from the state's own record(), before the records of its rows were written, let alone

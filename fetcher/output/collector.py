@@ -18,7 +18,12 @@ The state takes a result with its record (``on_result``), not as soon as it is f
 by --ordered, a change committed to the state whose record a SIGKILL then lost was never
 reported (the next run's 304 says "unchanged"). At each idle moment, and when the state holds
 a full batch of rows, the records are flushed before the state is committed: killed between
-the two, a URL is fetched again and its change reported twice rather than never. A hard exit's
+the two, a URL is fetched again and its change reported twice rather than never. A record
+counts as reported once a flush of it succeeded (the pipe took its bytes whole: whether its
+reader read them no one can tell); the records' reader gone, as a write error, drops the rows
+not committed yet (their records still buffered, perhaps cut mid-line) and no row is taken
+after: the next run reports their change again. With --body, a result's row is taken after
+its body, as delivered (ok, or io: not taken whole) and as its record says. A hard exit's
 --failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
 it never read is no failure.
 """
@@ -75,24 +80,21 @@ class Collector:
         """Nothing: the state is written with the record (see the module's docstring)."""
 
     def on_result(self, result: Result) -> None:
-        """Write the state (which says what changed), the body (--body), count, keep a failed
-        line, show, write the record. Raises BrokenPipeError when a reader has gone."""
+        """Write the body (--body), the state's row (which says what changed), count, keep a
+        failed line, show, write the record. Raises BrokenPipeError when a reader has gone."""
         gone: BrokenPipeError | None = None
-        if self.state is not None:
-            self._guard(self.state.record, "state", result)
         try:
             if self.bodies is not None and result.body is not None:
                 result, gone = self.bodies.deliver(self._guard, result, self.retry, self.writes)
                 if self.write_error is not None:  # a full disk, a stuck write: not whole
                     result = undelivered(result, f"body not written whole: {self.write_error}")
+            if self.state is not None and self.writes:  # the row goes with its record, or not
+                self._guard(self.state.record, "state", result)  # as delivered: ok, or io
             self._keep(result)
             if self.writes:
                 self._guard(self.writer.write, "records", result)
             if gone is not None:
                 raise gone
-        except BrokenPipeError as exc:
-            self.output_broken = self.output_broken or exc is not gone
-            raise
         finally:
             result.close()
         if self.state is not None and self.state.batch_full:
@@ -129,11 +131,7 @@ class Collector:
         as on_result (the module's docstring)."""
         self.retry.flush()
         if self.writes:
-            try:
-                self._guard(self.writer.flush, "records")
-            except BrokenPipeError:
-                self.output_broken = True
-                raise
+            self._guard(self.writer.flush, "records")
             if self.bodies is not None and (gone := self.bodies.flush(self._guard)):
                 raise gone
             if self.write_error is None:
@@ -144,11 +142,9 @@ class Collector:
     def close_writer(self) -> None:
         """Flush and close the records' output at the end of the run, with the same care."""
         if self.writes:
-            try:
+            with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
                 self._guard(self.writer.close)
-            except BrokenPipeError:
-                self.output_broken = True
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
             self.writer.close()
@@ -181,12 +177,16 @@ class Collector:
             self.writer.flush()
 
     def _guard(self, write: Callable[..., object], what: str = "", *args: Any) -> None:
-        """Call write; an OSError other than EPIPE becomes write_error instead of an exception."""
+        """Call write; an OSError other than EPIPE becomes write_error instead of an exception.
+        EPIPE is raised, the records' reader gone (``output_broken``) with their rows."""
         if self.write_error is not None:
             return
         try:
             self._writes.call(write, *args)
         except BrokenPipeError:
+            if what != "bodies":  # a body's own result says it was not taken (undelivered)
+                self.output_broken = True
+                forget_lost_results(self.state, what)
             raise
         except OSError as exc:
             self.write_error = cannot_write(what, exc, self.records_to, self.state)
@@ -197,9 +197,10 @@ class Collector:
 
 
 def forget_lost_results(state: State | None, what: str) -> None:
-    """After a write error (but the state's own), the state's results not committed yet: their
-    records are lost, their lines go to --failed; committed, a retry of a changed body would
-    say unchanged (see State.forget_results)."""
+    """After a write error (but the state's own) or the records' reader gone, the state's
+    results not committed yet: their records are lost, or not known to have been taken whole
+    (the pipe took them only if a flush of them succeeded, and then they were committed);
+    committed, a retry of a changed body would say unchanged (see State.forget_results)."""
     if state is not None and what != "state":
         state.forget_results()
 
