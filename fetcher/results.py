@@ -152,6 +152,10 @@ class Summary:
     changed: int = 0
     not_modified: int = 0
     skipped: int = 0
+    # ok and failed results that made a request: the rate's count. A URL skipped as fresh, a
+    # line that is no URL, a job lost before it was sent made none (attempts 0); one lost with
+    # its worker process (attempts None) may have, and is counted.
+    requested: int = 0
     total: int | None = None  # known once the input has been read to its end
     by_kind: dict[ErrorKind, KindGroup] = field(default_factory=dict)
     failed_hosts: Counter[str] = field(default_factory=Counter)
@@ -170,7 +174,10 @@ class Summary:
 
     @property
     def rate(self) -> float:
-        return self.done / self.elapsed
+        """Requests a second, as the spec's "requests per second" says: not URLs a second,
+        which a --skip-fresh run of fresh URLs made hundreds a second against servers that
+        were sent nothing."""
+        return self.requested / self.elapsed
 
     def add(self, result: Result, recorded: bool = True) -> None:
         """Count result. recorded false: its record is not written, an output having failed (a
@@ -180,6 +187,8 @@ class Summary:
         if result.ok and not recorded:
             self.not_finished += 1
             return
+        if result.attempts != 0 and (result.ok or not result.abandoned):  # ok or failed below
+            self.requested += 1
         if result.ok:
             self.ok += 1
             if result.changed:

@@ -385,3 +385,12 @@ def test_a_usage_error_still_points_to_help():
     assert "Try 'main --help' for help." in result.stderr, result.stderr  # in process: 'main'
     shown = invoke(["-h"])
     assert shown.exit_code == 0 and "Usage: main" in shown.stdout
+
+
+def test_lines_that_are_no_url_make_no_request_a_second(tmp_path):
+    """Two invalid_url lines were `346.6 req/s` (s23 h1 3)."""
+    summary = tmp_path / "summary.json"
+    result = invoke(["--summary", str(summary)], input="mailto:x\nftp://a/b\n")
+    assert result.exit_code == 3, result.output
+    assert json.loads(summary.read_text())["requests_per_second"] == 0.0
+    assert ", 0.0 req/s" in result.stderr.splitlines()[0], result.stderr

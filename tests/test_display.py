@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from rich.console import Console
 
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
@@ -19,7 +20,8 @@ from fetcher.http.transfers import LARGE_BODY, REPORT_EVERY, Transfers
 from fetcher.input.jobs import Job
 from fetcher.input.reader import InputReader, Source
 from fetcher.input.shards import Shard
-from fetcher.output.progress import SlidingRate, clock, short_name
+from fetcher.output.progress import Frame, SlidingRate, clock, short_name
+from fetcher.results import Result, Summary
 from fetcher.settings import Settings
 from tests.servers import serving, wait_for
 
@@ -209,3 +211,28 @@ def test_a_skipped_url_says_so_on_a_terminal_as_in_the_piped_text() -> None:
     skipped = Result(job=job, ok=True, skipped=True)
     assert format_text(skipped).rstrip("\n").endswith("\t" + SKIPPED_NOTE)
     assert terminal_record(skipped).plain.endswith("  " + SKIPPED_NOTE)
+
+
+def shown_frame(frame: Frame, now: float) -> str:
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    console.print(frame.render(now, 200))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_display_counts_only_the_urls_requested_in_its_requests_a_second() -> None:
+    """URLs skipped as fresh and lines that are no URL made no request: the live rate and the
+    last frame's showed them as requests (s23 h1 3)."""
+    summary = Summary(started=0.0)
+    frame = Frame(summary, Transfers())
+    frame.total = 40
+    shown_frame(frame, 0.0)
+    job = Job(seq=0, url="http://h.test/", target="http://h.test/", line=1, raw=b"")
+    for _ in range(20):
+        summary.add(Result(job=job, ok=True, skipped=True, attempts=0))
+    summary.add(Result(job=job, ok=True, status=200, attempts=1))
+    live = shown_frame(frame, 1.0)
+    assert " 1.0 req/s " in live, live
+    assert "eta 0:00:00" in live, live  # 19 URLs left, at 21 URLs a second
+    summary.finished = 2.0
+    frame.finished = True
+    assert " 0.5 req/s " in shown_frame(frame, 2.0)

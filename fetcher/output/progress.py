@@ -41,24 +41,24 @@ TotalCounter = Callable[[Callable[[], bool]], int | None]
 
 
 class SlidingRate:
-    """Rates of two counters (URLs done, bytes) over the last ``window`` seconds, from samples
-    taken at each redraw; before the window has filled, since the first sample."""
+    """Rates of counters (URLs done, requests, bytes) over the last ``window`` seconds, from
+    samples taken at each redraw; before the window has filled, since the first sample."""
 
     def __init__(self, window: float = RATE_WINDOW) -> None:
         self.window = window
-        self.samples: deque[tuple[float, int, int]] = deque()
+        self.samples: deque[tuple[float, tuple[int, ...]]] = deque()
 
-    def add(self, now: float, done: int, size: int) -> tuple[float, float]:
-        """Take a sample; return (done per second, bytes per second) over the window."""
+    def add(self, now: float, *counts: int) -> tuple[float, ...]:
+        """Take a sample of counts; return each one's rate a second over the window."""
         samples = self.samples
-        samples.append((now, done, size))
+        samples.append((now, counts))
         while len(samples) > 2 and now - samples[1][0] >= self.window:
             samples.popleft()  # keep one sample at or beyond the window's start
-        then, done_then, size_then = samples[0]
+        then, counts_then = samples[0]
         seconds = now - then
         if seconds <= 0:
-            return 0.0, 0.0
-        return max(done - done_then, 0) / seconds, max(size - size_then, 0) / seconds
+            return tuple(0.0 for _ in counts)
+        return tuple(max(n - m, 0) / seconds for n, m in zip(counts, counts_then, strict=True))
 
 
 def clock(seconds: float | None) -> str:
@@ -100,7 +100,9 @@ class Frame:
         self.spinner = Spinner("dots")
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
-        self.rates = (0.0, 0.0)  # URLs and bytes a second, as of the last sample
+        # URLs done, requests and bytes a second, as of the last sample: the ETA goes by URLs
+        # (one skipped as fresh is done at once), "req/s" by requests (Summary.rate).
+        self.rates: tuple[float, ...] = (0.0, 0.0, 0.0)
         self.sampled = -SAMPLE_EVERY
         self.transfer_rates: dict[int, SlidingRate] = {}
         self.speeds: dict[int, float] = {}
@@ -117,10 +119,10 @@ class Frame:
         self.bytes_shown = max(self.bytes_shown, summary.bytes + self.transfers.bytes_in_flight())
         if now - self.sampled >= SAMPLE_EVERY:
             self._sample(now, done, downloads)
-        per_second, bytes_per_second = self.rates
+        per_second, requests_per_second, bytes_per_second = self.rates
         if self.finished:  # the last frame: the whole run's figures, as in the summary
             self.bytes_shown = summary.bytes
-            per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
+            requests_per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
         total = None if self.total is None else max(self.total, done)
         eta = None if total is None or per_second <= 0 else (total - done) / per_second
         if eta is not None and downloads:  # the run ends no sooner than its downloads
@@ -129,7 +131,7 @@ class Frame:
             Text(f"{done}/{'?' if total is None else total}"),
             Text(f"{summary.ok} ok", style="green"),
             Text(f"{summary.failed} failed", style="red" if summary.failed else ""),
-            Text(f"{per_second:.1f} req/s"),
+            Text(f"{requests_per_second:.1f} req/s"),
             Text(human_bytes(self.bytes_shown)),
             Text(f"{human_bytes(bytes_per_second)}/s"),
             Text(clock(summary.elapsed), style="yellow"),
@@ -149,10 +151,10 @@ class Frame:
     def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
         """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
         self.sampled = now
-        self.rates = self.rate.add(now, done, self.bytes_shown)
+        self.rates = self.rate.add(now, done, self.summary.requested, self.bytes_shown)
         rates = {id(t): self.transfer_rates.get(id(t)) or SlidingRate() for t in downloads}
         self.transfer_rates = rates  # forget the ones that ended
-        self.speeds = {id(t): rates[id(t)].add(now, 0, t.done)[1] for t in downloads}
+        self.speeds = {id(t): rates[id(t)].add(now, t.done)[0] for t in downloads}
 
     def _eta(self, transfer: Transfer) -> float | None:
         speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
