@@ -19,6 +19,7 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import (
+    TO_STDOUT,
     FileIdentity,
     abort_unfinished,
     file_identity,
@@ -54,6 +55,13 @@ OUTPUT_FILES = (
     ("-c", "cookie_jar", True),
     ("--state", "state", True),  # SQLite writes its -wal and -shm files beside it
 )
+# What '-' is told to name instead, where /dev/stdout is refused next: the state's is a link
+# fetcher does not open, and a jar on a pipe is a FIFO, which cannot be read back and replaced.
+DASH_ADVICE = {
+    "-c": "the cookie jar cannot be standard output (curl's `-c -`): it is read at the start "
+    "and replaced at the end; name a file",
+    "--state": "name the state's database file (read and written all run long, never a stream)",
+}
 
 
 @dataclass
@@ -176,7 +184,7 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
         path = getattr(settings, field_name)
         if path is None:
             continue
-        problem = output_problem(path, replaced)
+        problem = output_problem(path, replaced, DASH_ADVICE.get(option, TO_STDOUT))
         if problem is not None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
         paths.append(path)

@@ -56,15 +56,25 @@ def test_an_output_name_that_is_no_file_is_a_usage_error(server, tmp_path, monke
     assert os.listdir(tmp_path) == []
 
 
+# What a '-' is told to use instead: /dev/stdout only where fetcher then writes it (s23 h1 4).
+# --state /dev/stdout is a symbolic link fetcher refuses to open; -c /dev/stdout on a pipe is a
+# FIFO, which a jar read back and replaced cannot be.
+DASH_ADVICE = {option: "for standard output, name /dev/stdout" for option in TEXT_OUTPUTS}
+DASH_ADVICE["-c"] = "the cookie jar cannot be standard output"
+DASH_ADVICE["--state"] = "name the state's database file"
+
+
 @pytest.mark.parametrize("option", ALL_OUTPUTS)
 def test_a_dash_is_no_file_name_and_the_message_says_what_to_use(server, tmp_path, monkeypatch,
                                                                  option):  # fmt: skip
     """A curl user's '-' for standard output made a file named '-' (found by a hostile
-    tester). It is refused, as -o - is, naming /dev/stdout."""
+    tester). It is refused, as -o - is, naming /dev/stdout where that works, and only there:
+    --state /dev/stdout and -c /dev/stdout on a pipe were refused next (s23 h1 4)."""
     monkeypatch.chdir(tmp_path)
     result = invoke([option, "-", server.url("/status/404")])
     assert result.exit_code == 2, result.output
-    assert "/dev/stdout" in result.output
+    assert DASH_ADVICE[option] in result.output
+    assert ("/dev/stdout" in result.output) == (option not in ("-c", "--state")), result.output
     assert server.requests == 0
     assert os.listdir(tmp_path) == []
 

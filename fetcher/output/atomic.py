@@ -431,17 +431,22 @@ def fifo_of_another(found: os.stat_result, path: str) -> str | None:
     )
 
 
-def output_problem(path: str, replaced: bool) -> str | None:
+# What a '-' (curl's standard output) is told to name instead, where /dev/stdout works.
+TO_STDOUT = "for standard output, name /dev/stdout"
+
+
+def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | None:
     """Why this run could not write path, or None; checked before the first request.
 
     replaced: the file is built beside path and renamed over it, so its folder must be
     writable; otherwise it is opened in place (following links, like a shell's ``>``), so the
-    file must be writable, or its folder when the file is new.
+    file must be writable, or its folder when the file is new. dash: what to name instead of
+    '-', an option's own advice where /dev/stdout would be refused next.
     """
     if not path:
         return "no file name given"
     if path == "-":  # curl's standard output; a file named '-' is './-'
-        return "'-' is no file here: for standard output, name /dev/stdout"
+        return f"'-' is no file here: {dash}"
     if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
         return f"{path!r} looks like an option; for a file of that name, write ./{path}"
     try:
