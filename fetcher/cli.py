@@ -127,7 +127,7 @@ def fetch(settings: Settings) -> int:
                 except RunStartError as exc:  # nothing read, nothing fetched
                     raise Refused(str(exc)) from None
                 outputs.summary.finish()
-                outputs.display.on_finish(outputs.summary)
+                outputs.display.on_finish(outputs.summary, stopped=stopped_by is not None)
             status = report(settings, streams, reader, run, outputs, stopped_by, at_hard_exit)
             if stopped_by is not None:
                 # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a

@@ -266,3 +266,24 @@ def test_a_second_signal_shows_the_cursor_the_display_hid(tmp_path):
 
 
 HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"
+
+
+# Any frame's main line, a stopped run's too (it has no eta).
+ANY_FRAME = re.compile(r"(?P<head>\S+) (?P<word>fetching|stopped) .*?\d+/\d+ \d+ ok \d+ failed")
+
+
+def test_the_last_frame_of_an_interrupted_run_does_not_look_complete(tmp_path):
+    """A run stopped by SIGINT ended on `✓ fetching 3/30 ... eta 0:00:00`, as a finished run
+    does (s23 h1 5): its last frame says stopped, with no tick and no ETA."""
+    with stalling_server() as base:
+        urls = [f"{base}/quick/{n}" for n in range(3)] + [f"{base}/stall/30/{n}" for n in range(2)]
+        with live_terminal(["-j", "2", *urls], tmp_path, ends=(130,)) as screen:
+            screen.wait_until(  # both stalled requests held by the server by then
+                lambda s: any(f["done"] == "3" and f["clock"] >= "0:00:01" for f in s.frames()),
+                "3 of 5 done, a second into the run",
+            )  # fmt: skip
+            screen.process.send_signal(signal.SIGINT)
+        last = [m for line in screen.lines() if (m := ANY_FRAME.search(line))][-1]
+        assert last["word"] == "stopped" and last["head"] != "✓", last.string
+        assert "3/5 3 ok 0 failed" in last.string and "eta" not in last.string, last.string
+        assert "stopped by SIGINT" in "\n".join(screen.lines())

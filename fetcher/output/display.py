@@ -36,8 +36,9 @@ class Display(Protocol):
     def on_result(self, result: Result) -> None:
         """One more record: called for every one, so it must be cheap."""
 
-    def on_finish(self, summary: Summary) -> None:
-        """The run is over: show the final counts."""
+    def on_finish(self, summary: Summary, stopped: bool = False) -> None:
+        """The run is over: show the final counts. stopped: it was stopped (a signal, an
+        output gone) before it was complete, and must not look complete."""
 
     def say(self, line: str) -> None:
         """Print one line for humans on stderr, above the display. Never raises OSError: a
@@ -80,7 +81,7 @@ class NullDisplay:
     def on_result(self, result: Result) -> None:
         pass
 
-    def on_finish(self, summary: Summary) -> None:
+    def on_finish(self, summary: Summary, stopped: bool = False) -> None:
         pass
 
     def say(self, line: str) -> None:

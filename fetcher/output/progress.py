@@ -97,6 +97,7 @@ class Frame:
         self.transfers = transfers
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
+        self.stopped = False  # finished by a stop (a signal, a closed output), not complete
         self.spinner = Spinner("dots")
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
@@ -135,18 +136,23 @@ class Frame:
             Text(human_bytes(self.bytes_shown)),
             Text(f"{human_bytes(bytes_per_second)}/s"),
             Text(clock(summary.elapsed), style="yellow"),
-            Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"),
         ]
-        head: list[RenderableType] = [
-            Text("✓", style="green") if self.finished else self.spinner,
-            Text("fetching"),
-        ]
+        if not self.stopped:  # a stopped run has no time left: the rest was never to be done
+            figures.append(Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"))
+        head = [self._mark(), Text("stopped" if self.stopped else "fetching")]
         room = width - sum(len(text) + 1 for text in figures) - 12  # spinner, "fetching", gaps
         if room >= MIN_BAR_WIDTH:  # a narrow terminal drops the bar rather than wrap the line
             head.append(ProgressBar(total, done, min(BAR_WIDTH, room), pulse=total is None))
         grid = Table.grid(padding=(0, 1))
         grid.add_row(*head, *figures)
         return Group(grid, self._transfer_rows(downloads, width)) if downloads else grid
+
+    def _mark(self) -> RenderableType:
+        """The spinner while the run goes; a tick once complete. A stopped run's last frame
+        must not look complete: it read "✓ ... eta 0:00:00" above "not attempted: 26"."""
+        if self.stopped:
+            return Text("■", style="yellow")
+        return Text("✓", style="green") if self.finished else self.spinner
 
     def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
         """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
@@ -282,6 +288,7 @@ class RichProgress:
     def on_result(self, result: Result) -> None:
         """Nothing to do: the next redraw reads the Summary, already updated."""
 
-    def on_finish(self, summary: Summary) -> None:
+    def on_finish(self, summary: Summary, stopped: bool = False) -> None:
         self.frame.finished = True
+        self.frame.stopped = stopped
         self.live.refresh()
