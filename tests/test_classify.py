@@ -204,6 +204,39 @@ def test_malformed_answers_are_protocol(answer):
     assert record["error"]["kind"] == "protocol", record
 
 
+# Status codes int() reads but RFC 9112's status-code (3DIGIT) is not: `+200` was recorded as
+# `status: 200, ok: true` (s23 h1 6), and so was `2_00`; Arabic-Indic digits, which int() takes
+# too, reach it as Latin-1 text, and a full-width one likewise.
+NOT_THREE_DIGITS = {
+    "plus-sign": "+200",
+    "minus-zero": "-00",
+    "underscore": "2_00",
+    "arabic-indic": "\u0662\u0660\u0660",
+    "full-width": "\uff12\uff10\uff10",
+    "zero-prefixed": "0200",
+    "two-digits": "20",
+    "000": "000",
+    "099": "099",
+}
+
+
+@pytest.mark.parametrize("code", NOT_THREE_DIGITS.values(), ids=NOT_THREE_DIGITS.keys())
+def test_a_status_code_that_is_not_three_ascii_digits_is_protocol(code):
+    answer = f"HTTP/1.1 {code} Plus\r\nContent-Length: 2\r\n\r\nok".encode()
+    record, status = fetch_one_answer(answer)
+    assert status == 3, record
+    assert record["status"] is None and record["ok"] is False, record
+    assert record["error"]["kind"] == "protocol", record
+    assert "bad status line" in record["error"]["message"], record
+
+
+def test_blanks_around_the_status_code_are_read_as_one_separator():
+    """RFC 9112 4: a recipient MAY parse the status line on whitespace boundaries, as
+    http.client, curl and browsers do: three digits between runs of blanks are the status."""
+    record, status = fetch_one_answer(b"HTTP/1.1   200 \t OK\r\nContent-Length: 2\r\n\r\nok")
+    assert (status, record["status"], record["ok"]) == (0, 200, True), record
+
+
 def test_set_cookie_with_a_huge_domain_is_ignored():
     cookie = b"Set-Cookie: a=b; Domain=" + b"x" * 60000 + b"\r\n"
     answer = b"HTTP/1.1 200 OK\r\n" + cookie + b"Content-Length: 2\r\n\r\nok"

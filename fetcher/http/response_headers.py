@@ -125,6 +125,24 @@ class UnsupportedVersionError(http.client.HTTPException):
     broken line once)."""
 
 
+def _status_code(text: str) -> int:
+    """The status code of a status line: RFC 9112's 3DIGIT, ASCII digits only. http.client
+    reads it with int(), which also takes '+200', '2_00', '0200' and digits of other scripts:
+    a server's malformed line was recorded as a 200, ok. A ValueError is http.client's
+    BadStatusLine (a protocol error, "bad status line")."""
+    if len(text) != 3 or not text.isascii() or not text.isdigit():
+        raise ValueError(f"not a status code: {text!r}")
+    return int(text)
+
+
+# http.client's own status line reading, with _status_code for its int(): the line's split on
+# blanks (which RFC 9112 4 allows), its limits and its errors stay the standard library's.
+_read_status_line = with_globals(
+    http.client.HTTPResponse._read_status,  # type: ignore[attr-defined]
+    int=_status_code,
+)
+
+
 def _check_version(version: str, status: int, reason: str) -> None:
     """Raise UnsupportedVersionError where http.client's begin raises UnknownProtocol, whose
     message is the version alone ('HTTP/2'): the status line, cut to 60 characters."""
@@ -250,11 +268,11 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
     header), so the answer cannot be read and is refused, as is a run of more than MAX_INTERIM
     interim answers: both raise InterimResponseError (http.client's begin then closes the
     connection, which is never reused). A final status line of a version other than HTTP/1.x
-    raises UnsupportedVersionError (_check_version).
+    raises UnsupportedVersionError (_check_version); a status code that is not three ASCII
+    digits, BadStatusLine (_status_code).
     """
-    read_status = http.client.HTTPResponse._read_status  # type: ignore[attr-defined]
     for _ in range(MAX_INTERIM + 1):
-        version, status, reason = read_status(response)
+        version, status, reason = _read_status_line(response)
         if status == http.client.SWITCHING_PROTOCOLS:
             raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
         if not 100 <= status < 200:
