@@ -106,7 +106,8 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
     if not existed:  # pushed first, so it runs once the state is closed
         stack.push(functools.partial(_remove_if_refused, path, os.stat(path)))
     stack.callback(state.close)
-    on_hard_exit(functools.partial(move_log_at_hard_exit, state))
+    # First, before --failed's commit, which may wait: it never does (s23 r2 2).
+    on_hard_exit(functools.partial(move_log_at_hard_exit, state), first=True)
     return state
 
 
@@ -443,5 +444,5 @@ def make_bodies(settings: Settings) -> Bodies | None:
         bodies = Bodies(folder, spool, in_memory)  # creates DIR and opens it, once for the run
     except OSError as exc:
         raise click.UsageError(f"cannot create --output-dir {folder!r}: {exc}") from None
-    on_hard_exit(remove_live_temporaries)
+    on_hard_exit(remove_live_temporaries, first=True)  # before --failed's commit: it never waits
     return bodies

@@ -4,6 +4,7 @@ the input file — so that records and --failed together are the input, each lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -434,17 +435,59 @@ def test_a_thread_blocked_for_good_is_seen_stuck():
     assert quiet.seconds >= QUIET_LIMIT
 
 
-def test_a_thread_in_disk_sleep_is_not_seen_stuck(tmp_path):
-    """State 'D' (uninterruptible, a slow disk or NFS: the write of a large --failed) is I/O
-    under way, not a thread stuck: read from a task folder laid out as /proc's."""
+@pytest.mark.parametrize("moving", [True, False], ids=["io-moving", "io-still"])
+def test_a_thread_in_disk_sleep_is_stuck_only_when_its_io_stands_still(tmp_path, moving):
+    """State 'D' (uninterruptible): a slow disk writing a large --failed, whose bytes move, is
+    working; a hard NFS mount whose server is gone moves none, and is stuck (s23 r2 3; it
+    counted as working, and the exit waited for the 10 s cap). Read from a task folder laid
+    out as /proc's."""
     task = tmp_path / "7"
     task.mkdir()
     stat = "7 (python3 (x)) D 1 1 1 0 -1 4194560 0 0 0 0 5 3 0 0 20 0 1 0 1 1 1"
     (task / "stat").write_text(stat + "\n")
-    quiet, clock = Quiet(7, str(tmp_path)), RunningClock()
+    quiet, clock, written = Quiet(7, str(tmp_path)), RunningClock(), 0
     while clock.seconds() < 3 * QUIET_LIMIT:
-        assert quiet.look() == 0.0
+        written += 4096 if moving else 0
+        (task / "io").write_text(f"rchar: 10\nwchar: {written}\nsyscr: 1\n")
+        quiet.look()
         time.sleep(WATCH_EVERY)
+    assert (quiet.seconds < QUIET_LIMIT) is moving, quiet.seconds
+
+
+def test_a_thread_woken_again_and_again_to_retry_a_blocked_write_is_stuck():
+    """s23 r2 1: each Ctrl-C wakes a write blocked on a pipe nobody reads, which is retried
+    (PEP 475) after a few microseconds of CPU; counted as running, it kept a stuck accounting
+    from being cut until the 10 s cap. Here a thread blocked on a full pipe, sent a signal of
+    its own every 50 ms."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"x" * 65536)
+    os.set_blocking(write_end, True)
+    ids: list[tuple[int, int]] = []
+
+    def blocked() -> None:
+        ids.append((threading.get_native_id(), threading.get_ident()))
+        with contextlib.suppress(OSError):
+            os.write(write_end, b"y" * 65536)  # blocks until the pipe is closed
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    thread = threading.Thread(target=blocked, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: ids, "the thread's id")
+        ((native, ident),) = ids
+        quiet, clock = Quiet(native), RunningClock()
+        while clock.seconds() < 3 * QUIET_LIMIT and quiet.look() < QUIET_LIMIT:
+            signal.pthread_kill(ident, signal.SIGUSR1)  # wakes its write, which goes on
+            time.sleep(WATCH_EVERY)
+        assert quiet.seconds >= QUIET_LIMIT
+    finally:
+        os.close(read_end)
+        thread.join(5)
+        os.close(write_end)
+        signal.signal(signal.SIGUSR1, previous)
 
 
 @pytest.mark.parametrize("human_summary", ["quick", "slow"])
@@ -478,3 +521,40 @@ def test_a_sigquit_as_the_run_ends_exits_with_the_status_the_summary_says(tmp_pa
     assert b"Traceback" not in result.stderr, result.stderr.decode()
     said = json.loads(summary.read_text())["exit_status"]
     assert said == result.returncode == 131, (said, result.returncode)
+
+
+def test_the_hooks_that_never_wait_run_before_failed_s_commit_which_may(tmp_path):
+    """s23 r2 2: --failed's commit (first, since session 23) ran before the state's log was
+    moved to where the state was moved and before the temporaries were removed; a commit that
+    blocked (a FIFO nobody reads) then lost both. Those two never wait: they come first."""
+    order = tmp_path / "order"
+    hook = (
+        "import fetcher.run.signals as signals\n"
+        "run_hooks = signals._run_hooks\n"
+        "def noting_run_hooks():\n"
+        f"    with open({str(order)!r}, 'w') as file:\n"
+        "        for hook in signals._first_hooks:\n"
+        "            name = getattr(hook, 'func', hook).__name__\n"
+        "            file.write(name + '\\n')\n"
+        "    run_hooks()\n"
+        "signals._run_hooks = noting_run_hooks\n"
+    )
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        process = subprocess.Popen(
+            [*with_exit_hook(hook), "--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "o"),
+             "--failed", str(tmp_path / "failed"), "-q", f"{base}/slow/1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 1, "the request")
+            process.send_signal(signal.SIGQUIT)
+            process.wait(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    names = order.read_text().split()
+    assert names.index("commit_failed_now") > names.index("move_log_at_hard_exit"), names
+    assert names.index("commit_failed_now") > names.index("remove_live_temporaries"), names

@@ -181,3 +181,30 @@ def test_a_second_signal_while_the_first_is_handled_waits_for_it():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     assert json.loads(result.stdout) == [["stop", 130], ["hard", 130, False]]
+
+
+KEPT = """
+import sys
+from fetcher.run import signals
+
+def commit():
+    if sys.argv[1] == "failing":
+        raise OSError("no room left on the device")  # as commit_failed_now raises its error
+
+signals.on_hard_exit(commit, first=True)
+signals._run_hooks()
+print(signals.kept())
+"""
+
+
+@pytest.mark.parametrize(("commit", "kept"), [("failing", "False"), ("working", "True")])
+def test_what_was_read_is_kept_only_when_the_first_hooks_did_not_fail(commit, kept):
+    """s23 r2 4: --failed's commit never raised, so a --failed that could not be written (its
+    folder removed, a full disk) still counted as kept, and the watchdog said nothing of the
+    lines lost. Its error now makes the hook fail, and kept() stays false."""
+    result = subprocess.run(
+        [sys.executable, "-c", KEPT, commit],
+        capture_output=True, cwd=ROOT, env=clean_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == [kept]

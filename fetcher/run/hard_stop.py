@@ -57,6 +57,9 @@ WATCH_EVERY = 0.02  # how often the watchdog looks
 # The most one look adds to the time a thread was seen stuck: a watchdog that was itself kept
 # off the CPU (or stopped, Ctrl-Z) saw nothing of the time between.
 QUIET_STEP = 2 * WATCH_EVERY
+# The CPU a thread must have run, since it was last seen working, to be working still: a
+# thread that only wakes to retry a blocked write runs microseconds (s23 r2 1).
+WORKING_RUN = 1_000_000  # nanoseconds
 # The most one look adds to the time the watchdog has waited (RunningClock): a Ctrl-Z's stop
 # is not counted, a starved watchdog's gaps of up to a second are.
 CLOCK_STEP = 1.0
@@ -258,42 +261,64 @@ class RunningClock:
 
 class Quiet:
     """How long one thread has been seen stuck: asleep in the kernel (a write to a pipe nobody
-    reads, a lock never released) and never run between two looks. A thread short of CPU is
-    runnable ('R') while it waits for it, and one in 'D' (a slow disk, NFS) is in I/O under
-    way: both working, however slowly. One that ran at all since the last look (its CPU time
-    in nanoseconds, /proc's schedstat) is working too: a thread that waits for the GIL wakes
-    every 5 ms, and a starved one runs in slices, both shorter than the clock tick (10 ms) in
-    which stat counts CPU time, which rarely grew for them (s22 r4 3). Read from /proc (Linux;
-    stat's ticks where schedstat is missing); where it cannot be read, every look counts as
-    stuck, as the fixed deadline did before."""
+    reads, a lock never released) and not working between two looks. A thread short of CPU is
+    runnable ('R') while it waits for it: working, however slowly. One that ran WORKING_RUN of
+    CPU since it was last seen working (schedstat's nanoseconds; a starved thread runs in
+    slices shorter than the clock tick in which stat counts CPU time, s22 r4 3), or one in 'D'
+    whose I/O moved on (a slow disk), is working too. A thread stuck in a write to a pipe runs a
+    few microseconds each time a signal wakes it to write again (Ctrl-C pressed again and
+    again), and one in 'D' on a server that is gone (a hard NFS mount) moves no byte: both stay
+    stuck (s23 r2 1, 3). Read from /proc (Linux; stat's ticks where schedstat is missing);
+    where it cannot be read, every look counts as stuck, as the fixed deadline did before."""
 
     def __init__(self, native_id: int | None, tasks: str = "/proc/self/task") -> None:
-        self.path = f"{tasks}/{native_id}/stat"
-        self.schedstat = f"{tasks}/{native_id}/schedstat"
+        self.task = f"{tasks}/{native_id}"
         self.seconds = 0.0
-        self._ran: tuple[int, int] | None = None
+        self._working: tuple[int, int] | None = None  # what it had run when last seen working
+        self._moved = -1  # the bytes its I/O had moved, at the last look
         self._clock = RunningClock(QUIET_STEP)
 
     def look(self) -> float:
         """Look again; return the seconds the thread has been seen stuck without a break."""
         step = self._clock.step()
         state, ran = self._read()
-        went_on = ran is not None and self._ran is not None and ran > self._ran
-        self._ran = ran
-        self.seconds = 0.0 if state in (b"R", b"D") or went_on else self.seconds + step
+        working = state == b"R" or self._ran_on(ran) or (state == b"D" and self._io_moved())
+        self.seconds = 0.0 if working else self.seconds + step
         return self.seconds
+
+    def _ran_on(self, ran: tuple[int, int] | None) -> bool:
+        """Whether the thread ran WORKING_RUN (or a clock tick, without schedstat) since it was
+        last seen working."""
+        if ran is None or self._working is None:
+            self._working = ran
+            return False
+        (nanoseconds, ticks), (since_ns, since_ticks) = ran, self._working
+        went_on = nanoseconds - since_ns >= WORKING_RUN if nanoseconds else ticks > since_ticks
+        if went_on:
+            self._working = ran
+        return went_on
+
+    def _io_moved(self) -> bool:
+        """Whether the bytes the thread read and wrote grew since the last look."""
+        try:
+            with open(f"{self.task}/io", "rb") as io:
+                moved = sum(int(line.split()[1]) for line in io.read().splitlines()[:2])
+        except (OSError, IndexError, ValueError):
+            return False
+        grew, self._moved = self._moved >= 0 and moved > self._moved, moved
+        return grew
 
     def _read(self) -> tuple[bytes, tuple[int, int] | None]:
         """The thread's state, and how much it ran (schedstat's nanoseconds on a CPU, else 0;
         stat's ticks): (b"", None) once it ended, or with no /proc."""
         try:
-            with open(self.path, "rb") as stat:
+            with open(f"{self.task}/stat", "rb") as stat:
                 fields = stat.read().rpartition(b")")[2].split()
             state, ticks = fields[0], int(fields[11]) + int(fields[12])  # utime + stime
         except (OSError, IndexError, ValueError):
             return b"", None
         try:
-            with open(self.schedstat, "rb") as schedstat:
+            with open(f"{self.task}/schedstat", "rb") as schedstat:
                 nanoseconds = int(schedstat.read().split()[0])
         except (OSError, IndexError, ValueError):  # no schedstat (CONFIG_SCHED_INFO): ticks
             nanoseconds = 0

@@ -98,14 +98,17 @@ def hard_exit(status: int, wait: float | None = None) -> None:
 
 
 def _run_hooks() -> None:
+    """Run every hook; once the first ones ran without an error, what was read is kept."""
+    failed = False
     for hook in [*_first_hooks, None, *_exit_hooks, *_last_hooks]:
         if hook is None:
-            _kept.set()
+            if not failed:  # --failed could not be written: its lines are not kept (s23 r2 4)
+                _kept.set()
             continue
         try:
             hook()
-        except Exception:  # noqa: BLE001, S110 - exiting anyway; nothing useful to report
-            pass
+        except Exception:  # noqa: BLE001 - exiting anyway; nothing useful to report
+            failed = True
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
