@@ -133,9 +133,13 @@ class _HTTPSHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         with self.server.lock:
             self.server.paths.append(self.path)
+            self.server.headers_seen.append(dict(self.headers))
             self.server.peer_certs.append(self.connection.getpeercert())
+        location = self.server.locations.get(self.path)
         body = f"secure {self.path}\n".encode()
-        self.send_response(200)
+        self.send_response(200 if location is None else 302)
+        if location is not None:
+            self.send_header("Location", location)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -146,13 +150,16 @@ class _HTTPSHandler(BaseHTTPRequestHandler):
 
 
 class HTTPSServer(_JoinedServer):
-    """Answers every GET with 200 over TLS. The handshake runs in the connection's thread;
-    a failed one is recorded in ``tls_errors`` and the connection dropped."""
+    """Answers every GET with 200 over TLS, or 302 to ``locations[path]`` for the paths it names;
+    ``headers_seen`` holds each request's headers. The handshake runs in the connection's
+    thread; a failed one is recorded in ``tls_errors`` and the connection dropped."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
         super().__init__(_HTTPSHandler)
         self.context = context
         self.paths: list[str] = []
+        self.headers_seen: list[dict[str, str]] = []
+        self.locations: dict[str, str] = {}
         self.peer_certs: list[object] = []
         self.tls_errors: list[str] = []
 

@@ -8,6 +8,7 @@ Everything a session needs is set here, from Settings, so that every worker's is
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import warnings
@@ -26,6 +27,7 @@ from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 from requests.utils import (
     check_header_validity,
+    prepend_scheme_if_needed,
     select_proxy,
     to_native_string,
 )
@@ -58,6 +60,8 @@ from fetcher.http.request import EffectiveRequest, form_content_type, proxies_fo
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
+
+log = logging.getLogger("fetcher")
 
 # Waits while a host is paused (a Retry-After) until a time.monotonic() reading, or without end
 # (None): True once it may be sent to (fetcher.run.scheduler.Scheduler.hold).
@@ -125,8 +129,13 @@ class FetcherAdapter(HTTPAdapter):
         request's CPU) depends only on the origin, verify and cert, so it is done once each;
         the pool itself is still asked of the PoolManager every time (its LRU, its eviction)."""
         url = request.url or ""
-        if proxies and select_proxy(url, proxies):
-            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        proxy = select_proxy(url, proxies) if proxies else None
+        if proxy:
+            # The proxy's alone (FetcherSession.send put it there only for a proxied hop).
+            given = request.headers.pop("Proxy-Authorization", None)
+            if given is None or proxy.lower().startswith("socks"):  # no header reaches SOCKS
+                return super().get_connection_with_tls_context(request, verify, proxies, cert)
+            return self.proxy_pool(request, verify, proxy, cert, given)
         end = url.find("/", url.find("//") + 2)
         key = (url if end < 0 else url[:end], verify, cert)
         found = self.pool_keys.get(key)
@@ -145,6 +154,33 @@ class FetcherAdapter(HTTPAdapter):
         # A new pool takes its arguments out of the context: it gets a copy.
         manager: PoolManager = self.poolmanager
         return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
+
+    def proxy_pool(
+        self,
+        request: PreparedRequest,
+        verify: bool | str | None,
+        proxy: str,
+        cert: tuple[str, str] | str | None,
+        given: str,
+    ) -> ConnectionPool:
+        """requests' pool through an http(s) proxy, whose Proxy-Authorization is given (a -H or
+        a line's header), in place of the one of the proxy URL's user:password@: urllib3 puts
+        it in the CONNECT of an https URL and on the request of an http one, and never inside
+        a tunnel, where it would reach the website. The header is in the pool's key: a tunnel
+        opened with one is not reused for a request that gave another."""
+        manager = self.proxy_manager_for(prepend_scheme_if_needed(proxy, "http"))  # type: ignore[no-untyped-call]
+        try:
+            as_given: Any = verify  # None too, as requests passes it on
+            host_params, pool_kwargs = self.build_connection_pool_key_attributes(
+                request, as_given, cert
+            )
+        except ValueError as e:
+            raise InvalidURL(e, request=request) from e
+        context: dict[str, Any] = dict(pool_kwargs)
+        headers = getattr(manager, "proxy_headers", {})
+        context["_proxy_headers"] = {**headers, "Proxy-Authorization": given}
+        pool: ConnectionPool = manager.connection_from_host(**host_params, pool_kwargs=context)
+        return pool
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
         """requests' own, whose pools for an http(s) proxy are made as the direct ones are
@@ -334,6 +370,7 @@ class FetcherSession(requests.Session):
         self.sent, self.on_tls = 0, False
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
+        self._proxy_authorization: str | None = None  # -H's or the line's, for every hop
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
 
     def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
@@ -349,9 +386,9 @@ class FetcherSession(requests.Session):
         which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
         The session's headers, hooks and proxies must not change after the first fetch.
         """
-        self.sent, self.on_tls = 0, False  # first: a URL _prepare refuses has no trail
-        self._removed = request.removed
+        self.sent, self.on_tls, self._removed = 0, False, request.removed  # first: no trail yet
         prepared = self._prepare(request)
+        self._proxy_authorization = prepared.headers.get("Proxy-Authorization")
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
         return self.send(
@@ -369,11 +406,10 @@ class FetcherSession(requests.Session):
         redirect's hop first waits out a pause of its host (wait_for_host)."""
         if self.sent and self.hold is not None:
             wait_for_host(self.hold, request.url or "")
-        self.sent += 1
-        self.sent_url = request.url
+        for_the_proxy_only(request, kwargs.get("proxies"), self._proxy_authorization)
+        self.sent, self.sent_url = self.sent + 1, request.url
         self.on_tls = self.on_tls or (request.url or "").lower().startswith("https:")
-        response: Response = _send(self, request, **kwargs)
-        return response
+        return _send(self, request, **kwargs)
 
     def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
@@ -568,6 +604,25 @@ def sent_proxies(proxies: Mapping[str, str | None], removed: frozenset[str]) -> 
         for scheme, url in proxies.items()
         if url is not None
     }
+
+
+def for_the_proxy_only(
+    prepared: PreparedRequest, proxies: Mapping[str, str] | None, given: str | None
+) -> None:
+    """Put a given Proxy-Authorization (-H, a line's; None: none given) on prepared if it goes
+    through an http(s) proxy, where the adapter hands it to the proxy alone
+    (FetcherAdapter.proxy_pool), or take it off if it goes direct or through SOCKS: it would
+    reach the website, the proxy's password in clear over http (docs: credentials never go to
+    another host). On every hop (FetcherSession.send), since requests takes it off a
+    redirect's, and each hop's proxy is decided anew."""
+    if given is None:
+        return
+    url = prepared.url or ""
+    proxy = select_proxy(url, dict(proxies or {}))
+    if proxy and not proxy.lower().startswith("socks"):
+        prepared.headers["Proxy-Authorization"] = given
+    elif prepared.headers.pop("Proxy-Authorization", None) is not None:
+        log.info("Proxy-Authorization not sent to %s: no http(s) proxy there", host_of(url))
 
 
 def _merge_headers(headers: CaseInsensitiveDict[str], extra: Mapping[str, str | None]) -> None:
