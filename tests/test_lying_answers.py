@@ -132,6 +132,24 @@ def test_a_gzip_bomb_in_a_redirect_body_is_never_inflated():
     assert peak < 32 * 1024 * 1024, peak
 
 
+@pytest.mark.parametrize("body", [b"", b"moved to /final"], ids=["empty", "some"])
+def test_a_redirect_body_without_a_length_on_a_connection_kept_open_is_not_waited_for(
+    body: bytes,
+):
+    """A 302 with neither Content-Length nor chunks ends at the close, so its connection can
+    never be reused: reading it held the worker -t per attempt on a server that kept the
+    socket open, then failed read_timeout with no status. It is followed at once (curl too)."""
+
+    def kept_open(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: /final\r\n\r\n" + body)
+        conn.recv(1)  # neither more bytes nor the close, until the client hangs up
+
+    with FaultServer(routes({"/a": kept_open, "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"), "-t", "3")
+    assert record["ok"] is True and record["status"] == 200, record
+    assert record["redirects"] == 1 and record["final_url"] == server.url("/final"), record
+
+
 # -- the header block ------------------------------------------------------------------------
 
 

@@ -310,9 +310,16 @@ def discard_body(resp: Response) -> None:
     redirect, with no bound but the read timeout between two reads: a body without end held
     the worker for ever, one that drips a byte a second past --max-time, and a gzip bomb
     inflated in memory. Here at most REDIRECT_BODY_READ bytes are read, as they came, with the
-    deadline checked after each read; a longer body closes the connection instead. The
-    response then holds an empty body, which requests takes as read."""
+    deadline checked after each read; a longer body closes the connection instead, and so does
+    one of no known length (neither Content-Length nor chunked): it ends at the close, so the
+    connection cannot be reused, and a server that kept it open held the worker -t per attempt,
+    then failed read_timeout with no status (curl too drops such a body). The response then
+    holds an empty body, which requests takes as read."""
     raw, deadline = resp.raw, thread_deadline()
+    if raw.length_remaining is None and not raw.chunked:  # delimited by the close
+        raw.close()
+        resp._content = b""
+        return
     read = 0
     try:
         while chunk := raw.read1(CHUNK_SIZE, decode_content=False):
