@@ -150,6 +150,33 @@ def test_a_redirect_body_without_a_length_on_a_connection_kept_open_is_not_waite
     assert record["redirects"] == 1 and record["final_url"] == server.url("/final"), record
 
 
+def test_two_different_location_fields_are_the_server_s_error():
+    """urllib3 joins the two fields with ', ' and requests followed the made-up URL
+    '/final,%20http://…' as one, recorded ok. Which one was meant cannot be known (browsers
+    refuse such an answer): protocol, keeping the 3xx."""
+    redirect = (
+        b"HTTP/1.1 302 Found\r\nLocation: /final\r\nLocation: http://127.0.0.2:9/final\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    with FaultServer(routes({"/a": send(redirect), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"))
+    assert record["ok"] is False and record["status"] == 302, record
+    assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert "Location" in record["error"]["message"], record  # type: ignore[index]
+    assert record["redirects"] == 0, record
+
+
+def test_a_location_field_repeated_with_the_same_value_is_that_value():
+    """The same value twice names one URL (as a repeated Content-Length of one number)."""
+    redirect = (
+        b"HTTP/1.1 302 Found\r\nLocation: /final\r\nLocation: /final\r\nContent-Length: 0\r\n\r\n"
+    )
+    with FaultServer(routes({"/a": send(redirect), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"))
+    assert record["ok"] is True and record["redirects"] == 1, record
+    assert record["final_url"] == server.url("/final"), record
+
+
 # -- the header block ------------------------------------------------------------------------
 
 

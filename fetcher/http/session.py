@@ -85,6 +85,23 @@ def content_length_problem(values: list[str]) -> str | None:
     return None
 
 
+def one_location(resp: Response) -> str | None:
+    """What is wrong with the Location field lines of an answer, or None, leaving the one
+    value in resp.headers.
+
+    urllib3 joins repeated fields with ', ', and requests followed the made-up URL that made
+    ('/a,%20http://other/b'), recorded ok. Which one was meant cannot be known (browsers refuse
+    such an answer); the same value repeated names one URL, as a repeated Content-Length of
+    one number does (RFC 9110 §8.6). The values are not quoted: a Location may hold a password.
+    """
+    values: list[str] = resp.raw.headers.getlist("Location") if resp.raw is not None else []
+    if len({value.strip() for value in values}) > 1:
+        return f"{len(values)} redirect Location fields with different values"
+    if len(values) > 1:
+        resp.headers["Location"] = values[0]  # not urllib3's 'V, V'
+    return None
+
+
 def transfer_coding_problem(value: str | None) -> str | None:
     """What is wrong with an answer's Transfer-Encoding (all its lines, joined), or None.
 
@@ -455,12 +472,12 @@ class FetcherSession(requests.Session):
         (protocol): invalid_url would blame the user's line; the body of the redirect to be
         followed is thrown away here, within bounds (discard_body), before requests reads it
         whole. Under --no-follow, where the 3xx itself is the answer, there is no target."""
-        problem: str | None = None
+        problem = one_location(resp)
         try:
             target: str | None = super().get_redirect_target(resp)
         except UnicodeDecodeError:
-            target, problem = None, "redirect Location is not valid UTF-8"
-        if target:
+            target, problem = None, problem or "redirect Location is not valid UTF-8"
+        if target and problem is None:
             problem = _redirect_problem(resp.url, target)
         if not self._following:
             return None  # nothing to follow; requests would read the body, the answer's own
