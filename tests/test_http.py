@@ -240,6 +240,29 @@ def test_a_netrc_that_cannot_be_read_is_said_once_and_every_url_is_fetched(https
     assert result.stderr.count(".netrc") == 1 and "not used" in result.stderr, result.stderr
 
 
+def test_a_netrc_python_cannot_parse_is_said_once_naming_the_file_and_no_secret(
+    httpserver, tmp_path
+):
+    """A .netrc with a token Python's netrc does not know (curl's 'port') made requests drop
+    it for every host without a word: no credentials, 401s. The parser quotes the token it
+    stopped at, which can be a piece of a password (one with a space): that is not shown."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        "machine 127.0.0.1 login nora password fromnetrc\n"
+        "machine other.example login x password TOP SECRETPART\n"
+    )
+    netrc.chmod(0o600)
+    seen = serve(httpserver, "/n")
+    urls = [httpserver.url_for("/n?1"), httpserver.url_for("/n?2")]
+    result = invoke(["-j", "2", *urls], NETRC=str(netrc))
+    assert result.exit_code == 0, result.output
+    assert len(seen.requests) == 2
+    assert result.stderr.count(str(netrc)) == 1, result.stderr
+    assert "bad follower token" in result.stderr and "not used" in result.stderr, result.stderr
+    assert "SECRETPART" not in result.stderr and "fromnetrc" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- 2. the cookie jar ------------------------------------------------------------------------
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
+from netrc import NetrcParseError
 from urllib.parse import SplitResult
 
 from requests.utils import get_environ_proxies, get_netrc_auth, should_bypass_proxies
@@ -64,15 +66,33 @@ class Environment:
         return bool(should_bypass_proxies(f"{scheme}://{netloc}/", no_proxy=None))
 
     def _host_netrc(self, scheme: str, host: str) -> tuple[str, str] | None:
-        """requests' answer; None, said once, for a .netrc that Python's netrc module cannot
-        read (bytes that are not UTF-8: requests lets that error through, which failed every
-        URL, with a traceback each)."""
+        """requests' answer; None, said once, for a .netrc that cannot be used: bytes that are
+        not UTF-8 (requests lets that error through, which failed every URL, with a traceback
+        each), or what Python's netrc parser rejects (a token it does not know, such as curl's
+        'port'), or a file that cannot be opened: requests drops those for every host without a
+        word, and the run got 401s."""
         if self._netrc_unreadable.is_set():
             return None
         try:
-            return get_netrc_auth(f"{scheme}://{host}/")
-        except (UnicodeError, ValueError) as exc:
-            if not self._netrc_unreadable.is_set():
-                self._netrc_unreadable.set()
-                log.warning("cannot read .netrc (%s): its credentials are not used", exc)
-            return None
+            return get_netrc_auth(f"{scheme}://{host}/", raise_errors=True)
+        except NetrcParseError as exc:
+            self._unusable_netrc(netrc_problem(exc))
+        except (UnicodeError, ValueError, OSError) as exc:
+            self._unusable_netrc(str(exc))
+        return None
+
+    def _unusable_netrc(self, problem: str) -> None:
+        if not self._netrc_unreadable.is_set():
+            self._netrc_unreadable.set()
+            log.warning("cannot read .netrc (%s): its credentials are not used", problem)
+
+
+# A token the netrc parser quotes in its message ('bad follower token %r'): it may be a piece
+# of a password written with a space in it.
+_QUOTED = re.compile(r"""(['"]).*\1""")
+
+
+def netrc_problem(exc: NetrcParseError) -> str:
+    """The parser's message with the file and line it names, the token it quotes masked."""
+    where = f"{exc.filename}, line {exc.lineno}" if exc.lineno else exc.filename or "~/.netrc"
+    return f"{where}: {_QUOTED.sub('(not shown)', exc.msg)}"
