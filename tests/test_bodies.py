@@ -8,6 +8,7 @@ import os
 import resource
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -507,3 +508,42 @@ def test_the_same_url_listed_many_times_is_saved_ok_every_time(tmp_path: Path) -
     assert result.exit_code == 0
     (path,) = {r["path"] for r in got}
     assert Path(path).read_bytes() == body
+
+
+class _LookingLock:
+    """A lock that notes what look() returns each time a thread starts waiting for it."""
+
+    def __init__(self, look) -> None:
+        self._lock = threading.Lock()
+        self._look = look
+        self.seen: list[list[str]] = []
+
+    def __enter__(self) -> bool:
+        self.seen.append(self._look())
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        self._lock.__exit__(*exc)
+
+
+def test_a_body_has_no_name_while_its_commit_waits_for_the_lock(tmp_path, monkeypatch):
+    """A body is named (.fetcher-*.part) only once the commit lock is held, just before its
+    rename: named first, it waited for the lock under -j 64 with its name, and a SIGKILL then
+    left the whole body under it for good (s23 h2 2: 2 kills in 20). Nothing else but the
+    two system calls (link, rename) lies between the name and the rename."""
+    import fetcher.output.bodies as bodies
+    from fetcher.output.paths import OutputDir
+
+    out = tmp_path / "out"
+    saved = bodies.SavedFile(OutputDir(str(out)).place("http://h/f"))
+    if saved.temporary is not None:
+        saved.abort()
+        pytest.skip("the file system has no unnamed files")
+    saved.write(b"body")
+    lock = _LookingLock(lambda: sorted(os.listdir(out / "h")))
+    monkeypatch.setattr(bodies, "_commit_lock", lock)
+    saved.commit()
+    assert lock.seen == [[]]
+    assert sorted(os.listdir(out / "h")) == ["f"]
+    assert (out / "h" / "f").read_bytes() == b"body"
+    assert bodies._live == set()

@@ -616,3 +616,28 @@ def test_a_fifo_of_another_user_in_a_folder_of_one_s_own_is_written(server, tmp_
     result = invoke(["--failed", str(fifo), server.url("/status/404")])
     assert result.exit_code == 3, result.stderr
     assert server.url("/status/404").encode() in read_all()
+
+
+def test_an_unnamed_file_is_synced_before_it_is_named(tmp_path, monkeypatch):
+    """--failed's file is named only once it is synced, just before its rename: named first, it
+    waited on the disk (fsync) under its .fetcher-*.part name, where a SIGKILL left it for good
+    (s23 h2 2)."""
+    from fetcher.output import atomic
+
+    seen: list[list[str]] = []
+    real_fsync = os.fsync
+
+    def looking_fsync(fd: int) -> None:
+        seen.append(sorted(os.listdir(tmp_path)))
+        real_fsync(fd)
+
+    file = atomic.AtomicFile(str(tmp_path / "failed.txt"), 0o600, unnamed=True)
+    if file.temporary is not None:
+        file.abort()
+        pytest.skip("the file system has no unnamed files")
+    os.write(file.fd, b"line\n")
+    monkeypatch.setattr(atomic.os, "fsync", looking_fsync)
+    file.commit()
+    assert seen == [[]]
+    assert sorted(os.listdir(tmp_path)) == ["failed.txt"]
+    assert (tmp_path / "failed.txt").read_bytes() == b"line\n"

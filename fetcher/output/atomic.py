@@ -296,12 +296,14 @@ class AtomicFile:
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
         must not wait on the disk), and close. Raises OSError; abort then removes the temporary."""
-        if self._folder >= 0 and self.fd >= 0:  # named now, beside path, then renamed
+        if sync and self.fd >= 0 and (self._folder >= 0 or self.temporary is not None):
+            # Before a file with no name is named: a SIGKILL while it waited on the disk under
+            # its .part name left it there for good (s23 h2 2).
+            os.fsync(self.fd)
+        if self._folder >= 0 and self.fd >= 0:  # named now, beside path, and renamed at once
             name = name_unnamed(self.fd, self._folder)
             self.temporary = os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
         if self.temporary is not None and self.fd >= 0:
-            if sync:
-                os.fsync(self.fd)  # the same file as any descriptor opened on name
             os.replace(self.temporary, self.path)
             self.temporary = None
         self.close()

@@ -177,20 +177,33 @@ class SavedFile:
             self._set_time()
             _keep_mode(self.file.fileno(), folder, name)  # before an unnamed file has a name
             self.mark = file_mark(os.fstat(self.file.fileno()))
-            if self.temporary is None:
-                self.temporary = self._named()
-            if not self._holds_ours(self.temporary):
+            # A name it had while written (resumable, or no unnamed files) may have been swapped
+            if self.temporary is not None and not self._holds_ours(self.temporary):
                 raise Swapped()
             with _commit_lock:  # another copy of the same URL renames over the same name
-                os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-                if not self._holds_ours(name):
-                    self._remove(name)  # what the rename moved there was not ours
-                    raise Swapped()
+                self._rename_over(folder, name)
             self.file.close()
         except OSError as exc:
             self.abort()
             raise _io_error("cannot save", self.final, exc) from exc
         self._forget()
+
+    def _rename_over(self, folder: int, name: str) -> None:
+        """Rename the temporary over name, under _commit_lock. A file with no name is named here
+        and renamed at once: named before the wait for the lock, a SIGKILL in it left the whole
+        body under its .part name for good (s23 h2 2). The exit hook knows the name (none is
+        made once it has run); a swap in that instant is caught after the rename."""
+        if self.temporary is None:
+            with _live_lock:
+                if _exiting:
+                    raise OSError(errno.EINTR, "interrupted before it finished")
+                self.temporary = name_unnamed(self.file.fileno(), folder)
+                self._entry = (folder, self.temporary)
+                _live.add(self._entry)
+        os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        if not self._holds_ours(name):
+            self._remove(name)  # what the rename moved there was not ours
+            raise Swapped()
 
     def _set_time(self) -> None:
         """-R: the server's time on the file, through its descriptor, before the rename: the
@@ -217,17 +230,6 @@ class SavedFile:
         """Give up and remove the file, resumable or not (it cannot be continued)."""
         self.resumable = False
         self.abort()
-
-    def _named(self) -> str:
-        """A name for the file with no name, for the rename; known to the exit hook, which
-        removes it (none is made once the hook has run). Raises OSError."""
-        with _live_lock:
-            if _exiting:
-                raise OSError(errno.EINTR, "interrupted before it finished")
-            name = name_unnamed(self.file.fileno(), self._placement.folder)
-            self._entry = (self._placement.folder, name)
-            _live.add(self._entry)
-        return name
 
     def _holds_ours(self, name: str) -> bool:
         return _holds(self._placement.folder, name, self._identity)
