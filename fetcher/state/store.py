@@ -33,8 +33,6 @@ COMMIT_ROWS = 2000
 # The writer's wait in SQLite's busy handler, per try (see PendingWrites.write): short enough
 # for the signal handlers that run between tries.
 WRITE_BUSY_MS = 50
-READ_BATCH = 1000  # lookups in one read transaction, at most
-READ_SECONDS = 1.0  # and for at most this long
 FORMS = {"lines": 0, "jsonl": 1, "csv": 2}  # the `form` column: how `line` is read back
 FORM_NAMES = {code: name for name, code in FORMS.items()}
 
@@ -154,37 +152,28 @@ class State:
             raise
         self._pending = PendingWrites()
         self._lookups = self._reader.cursor()
-        self._reads = READ_BATCH  # the first lookup begins a read transaction
-        self._read_until = 0.0
         self._failed: sqlite3.Connection | None = None
         self.log_files = _files_beside(path, LOG_SUFFIXES)  # this run's, as SQLite made them
 
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
     def lookup(self, url: str) -> Prior | None:
-        """The state's row for url; None when it has none, or one fetcher cannot read."""
-        self._reading(1)
-        row = self._lookups.execute(_LOOKUP, (url,)).fetchone()
-        return None if row is None else _prior(row)
+        """The state's row for url; None when it has none, or one fetcher cannot read. A read
+        of its own, over when this returns (the statement run to its end): a pipe's lookups
+        shared one, renewed at once when it ended, so one was always held, between the lines
+        and while the pipe was waited for; no checkpoint could start the log again, and it grew
+        by some 3 KB a URL for the whole run (s23 h2 1). It costs some 6 us more a lookup
+        (16 against 10)."""
+        rows = self._lookups.execute(_LOOKUP, (url,)).fetchall()
+        return _prior(rows[0]) if rows else None
 
     def lookup_many(self, urls: list[str]) -> dict[str, Prior]:
         """The rows of urls that the state has, in one statement step: a transaction of its
         own, which pays for itself over the batch. A read transaction held from one batch to
         the next pinned the log: no checkpoint could start it again, and it grew by some 300
         bytes a URL for the whole run (s15 h4 2)."""
-        if self._reader.in_transaction:
-            self._reader.execute("COMMIT")
-        self._reads = READ_BATCH  # a single lookup after it begins a read transaction anew
         text = self._lookups.execute(_LOOKUP_MANY, (json.dumps(urls),)).fetchone()[0]
         return {url: _prior(row) for url, *row in json.loads(text)}
-
-    def _reading(self, lookups: int) -> None:
-        """Lookups share a read transaction for up to READ_BATCH lookups or READ_SECONDS (each
-        in its own costs three times as much in WAL mode): the snapshot they see is at most that
-        old, and the log is never pinned for longer."""
-        if self._reads >= READ_BATCH or time.monotonic() > self._read_until:
-            self._renew_read()
-        self._reads += lookups
 
     def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str, str]]:
         """(input format, line, csv header or b"", URL fetched, the row's key) of every request
@@ -243,13 +232,6 @@ class State:
         row = (job.key or job.target, 0, int(time.time()), *_line_of(job),
                _stored(partial.path), partial.validator, partial.total)  # fmt: skip
         self._pending.add(_PARTIAL, row)
-
-    def _renew_read(self) -> None:
-        if self._reader.in_transaction:
-            self._reader.execute("COMMIT")
-        self._reader.execute("BEGIN")
-        self._reads = 0
-        self._read_until = time.monotonic() + READ_SECONDS
 
     def commit(self) -> None:
         """Write what is pending. Raises OSError (a full disk, a database gone bad), which the
