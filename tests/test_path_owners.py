@@ -8,12 +8,14 @@ answers every request it is sent stands in for a proxy to a host that does not e
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from werkzeug import Request, Response
 
 from fetcher.output.paths import (
     MAX_COMPONENT_BYTES,
@@ -53,7 +55,16 @@ def disposition_route(path: str) -> Route:
     return status, headers, body, delay
 
 
-def place(out: OutputDir, url: str, name: str | None = None, remote: str | None = None) -> str:
+def place(
+    out: OutputDir,
+    url: str,
+    name: str | None = None,
+    remote: str | None = None,
+    owner: str | None = None,
+) -> str:
+    if owner is not None:  # the keyword, only where a test gives it
+        with out.place(url, name, remote, owner=owner) as placed:
+            return placed.path
     with out.place(url, name, remote) as placed:
         return placed.path
 
@@ -139,3 +150,82 @@ def test_a_long_host_and_an_output_name_equal_to_its_folder_never_share_a_file(t
     assert len(set(saved.values())) == 2, saved
     assert Path(saved[LONG_URL]).read_text() == f"body of {LONG_URL}\n"
     assert Path(saved[other]).read_text() == f"body of {other}\n"
+
+
+# -- 3. Different requests to one URL --------------------------------------------------------------
+# A file's owner in a run is its request, keyed as --state keys it (request.state_key): a GET
+# and a POST to one URL, or two POSTs of different bodies, are different requests whose answers
+# each deserve a file (s23 h3 2: they shared one, every answer but the last lost, each record
+# saying it was saved there). The same request listed twice still shares its name.
+
+
+def answer_by_request(request: Request) -> Response:
+    """An answer that tells the request apart: its method and body."""
+    return Response(f"{request.method} {request.get_data(as_text=True)}\n")
+
+
+def run_lines(tmp_path: Path, url: str, lines: list[dict[str, str]], *extra: str) -> list[dict]:
+    """Run the jsonl lines (each with url) under -o DIR and --state, one worker, as a process."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps({"url": url, **line}) + "\n" for line in lines))
+    result = run_process(["-q", "--format", "jsonl", "-j", "1", "--input-format", "jsonl",
+                          "-i", str(jobs), "-o", str(tmp_path / "out"),
+                          "--state", str(tmp_path / "st.db"), *extra])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return records(result.stdout)
+
+
+def assert_each_file_holds_its_answer(found: list[dict], answers: list[str]) -> None:
+    """Each record ok, its file holding the answer to its own request, with the record's hash."""
+    for record, answer in zip(found, answers, strict=True):
+        assert record["ok"], record
+        data = Path(record["path"]).read_bytes()
+        assert data == answer.encode(), (record["path"], data, answer)
+        assert hashlib.sha256(data).hexdigest() == record["sha256"]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_get_and_a_post_to_one_url_get_files_of_their_own(tmp_path, httpserver, processes):
+    httpserver.expect_request("/etag/res.txt").respond_with_handler(answer_by_request)
+    lines = [{}, {"method": "POST", "data": "x=1"}]
+    url = httpserver.url_for("/etag/res.txt")
+    found = run_lines(tmp_path, url, lines, "--processes", processes)
+    assert found[0]["path"] != found[1]["path"], found
+    assert_each_file_holds_its_answer(found, ["GET \n", "POST x=1\n"])
+    assert found[0]["path"].endswith("/etag/res.txt")  # the GET keeps the URL's own name
+
+
+def test_posts_of_different_bodies_get_files_of_their_own_and_one_listed_twice_shares(
+    tmp_path, httpserver
+):
+    httpserver.expect_request("/search").respond_with_handler(answer_by_request)
+    lines = [{"method": "POST", "data": body} for body in ("q=a", "q=b", "q=a")]
+    found = run_lines(tmp_path, httpserver.url_for("/search"), lines)
+    paths = [record["path"] for record in found]
+    assert paths[0] != paths[1] and paths[2] == paths[0], paths
+    assert_each_file_holds_its_answer(found[1:], ["POST q=b\n", "POST q=a\n"])
+
+
+def test_different_requests_given_one_output_name_keep_their_answers(tmp_path, httpserver):
+    httpserver.expect_request("/api").respond_with_handler(answer_by_request)
+    lines = [{"output": "answer.txt"}, {"method": "POST", "data": "x=1", "output": "answer.txt"}]
+    found = run_lines(tmp_path, httpserver.url_for("/api"), lines)
+    assert found[0]["path"] == str(tmp_path / "out" / "answer.txt")
+    assert found[1]["path"].startswith(str(tmp_path / "out" / "answer.txt~")), found
+    assert_each_file_holds_its_answer(found, ["GET \n", "POST x=1\n"])
+
+
+def test_a_request_s_clash_name_is_its_own_and_stable(tmp_path):
+    """A request other than a bodiless GET, placed where another request of its URL has the
+    name, gets a name of its own, the same each time it is placed again; the GET's owner is
+    its URL, as before."""
+    out = OutputDir(str(tmp_path))
+    url = "http://h/r"
+    keys = [url, f"POST {url} 0123456789abcdef", f"POST {url} fedcba9876543210"]
+    paths = [place(out, url, owner=key) for key in (*keys, *keys)]
+    assert len(set(paths[:3])) == 3 and paths[3:] == paths[:3], paths
+    assert paths[0] == place(out, url)
+    # The suffix is of the method and URL, never of the body (which may hold a password): the
+    # second body's name is told apart by the count after it.
+    assert paths[2] == f"{paths[1]}-3", paths
+    out.close()

@@ -22,7 +22,13 @@ from fetcher.http.codings import check_coding_ended, check_decodable
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
-from fetcher.http.request import EffectiveRequest, asks_a_part, effective_request, method_of
+from fetcher.http.request import (
+    EffectiveRequest,
+    asks_a_part,
+    effective_request,
+    method_of,
+    state_key,
+)
 from fetcher.http.resume import Resumer, range_length
 from fetcher.http.retry import (
     HOST_PAUSE_STATUSES,
@@ -90,6 +96,8 @@ class Fetcher:
             task.started = time.perf_counter()
             task.max_time = Deadline.start(settings.max_time)
         if task.request is None:
+            if self.bodies is not None:  # its file's owner, before _prior looks for its file
+                task.owner = state_key(task.job, settings)
             task.request = effective_request(
                 task.job, settings, session.environment, self._prior(task)
             )
@@ -129,7 +137,7 @@ class Fetcher:
         if prior is None or not prior.has_validators:
             return None
         if self.bodies is not None and not self.bodies.saved(
-            task.job.target, task.job.output, prior.path, prior.saved_mark
+            task.job.target, task.job.output, prior.path, prior.saved_mark, task.owner
         ):
             return None
         return prior
@@ -156,7 +164,8 @@ class Fetcher:
             return  # continued by this task (its file is the body now) or by another
         known = prior.partial_bytes or 0  # a size not known (killed): taken as found
         self.bodies.remove_partial(task.job.target, task.job.output, prior.partial, known,
-                                   prior.partial_changed if known else None)  # fmt: skip
+                                   prior.partial_changed if known else None,
+                                   owner=task.owner)  # fmt: skip
         if self.resumer is not None:  # not in this task's folder: one of that folder's may
             self.resumer.release(prior.partial)  # continue it, or remove it (s22 r3 1)
 
@@ -297,7 +306,7 @@ class Exchange:
             output = self.resumer.output(response, task, kept, ok, head, remote)
         elif self.bodies is not None:
             output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
-                                      head, remote=remote)  # fmt: skip
+                                      head, remote=remote, owner=task.owner)  # fmt: skip
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
         result.part = kept is None and result.status == 206  # see Result.part

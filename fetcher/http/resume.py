@@ -176,7 +176,7 @@ class Resumer:
             return None, {}
         job = task.job
         kept = self.bodies.reopen(job.target, job.output, partial.path, partial.size,
-                                  _recorded_ctime(task, partial))  # fmt: skip
+                                  _recorded_ctime(task, partial), task.owner)  # fmt: skip
         if kept is None:
             task.partial = None  # never written by this task from now on
             self.release(partial.path)
@@ -220,7 +220,8 @@ class Resumer:
         if remote is not None and remote.name is not None and task.job.output is None:
             validator = None  # named by -J: its folder may not be the URL's, where reopen looks
         output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
-                                  resumable=validator is not None, remote=remote)  # fmt: skip
+                                  resumable=validator is not None, remote=remote,
+                                  owner=task.owner)  # fmt: skip
         if validator is not None and output is not None and output.saved is not None:
             task.partial = Partial(output.saved.path, validator, 0, whole_length(response))
             if self.on_partial is not None:

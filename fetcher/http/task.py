@@ -27,6 +27,10 @@ class Task:
     last: Result | None = None  # the previous attempt's result, while a retry is pending
     due: float | None = None  # clock() time its retry is due, while a retry is pending
     partial: Partial | None = None  # --continue: the file holding the body so far
+    # Under -o: the request's state key (request.state_key), the owner of its file in the run:
+    # another method or body for the URL is another request, whose answer gets a file of its
+    # own. None before the first attempt, and without -o.
+    owner: str | None = None
 
     @property
     def deadline(self) -> float | None:

@@ -327,6 +327,7 @@ class Bodies:
         head: bool = False,
         resumable: bool = False,
         remote: RemoteFile | None = None,
+        owner: str | None = None,
     ) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
         an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
@@ -334,18 +335,19 @@ class Bodies:
         creates, empties or replaces a file; a 304's output names the file already there. name
         is a file name under the folder given by the input, instead of the URL's path. A
         resumable file is kept when the body is cut short (--continue); remote is what the
-        server said of the file (-J, -R). Raises FetchError (io) when the file cannot be
+        server said of the file (-J, -R). owner: the request's state key, who owns the file in
+        the run (OutputDir.place; None: url's). Raises FetchError (io) when the file cannot be
         created."""
         saved: SavedFile | None = None
         existing: str | None = None
         remote = remote or RemoteFile()
         if self.folder is not None:
             if ok and 200 <= status < 300 and not head:
-                placement = self._place(self.folder, url, name, remote.name)
+                placement = _place(self.folder, url, name, remote.name, owner)
                 saved = SavedFile(placement, resumable, modified=remote.modified)
             elif status == 304 and ok:  # this URL's own file, never a -J name's; a 304 not
                 # ok (--ok-status) is a failure, which names no file
-                existing = self.folder.existing(url, name)
+                existing = self.folder.existing(url, name, owner=owner)
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
@@ -358,6 +360,7 @@ class Bodies:
         path: str,
         size: int = 0,
         changed: int | None = None,
+        owner: str | None = None,
     ) -> SavedFile | None:
         """The partial file that an earlier attempt at url left at path (--continue), open to be
         continued; None when it cannot be, and then it is left as it is. Only the very file
@@ -367,7 +370,8 @@ class Bodies:
         with no other name, owned by this user, unchanged; checked before it is opened and
         again on the descriptor. A file put under the name, a link to another file, even for
         a moment, or a file someone else wrote to is never written, truncated or removed."""
-        found = None if self.folder is None else _partial_left(self.folder, url, name, path)
+        folder = self.folder
+        found = None if folder is None else _partial_left(folder, url, name, path, owner=owner)
         if found is None:
             return None
         placement, name_there, left = found
@@ -378,7 +382,7 @@ class Bodies:
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
     def remove_partial(self, url: str, name: str | None, path: str, size: int = 0,
-                       changed: int | None = None) -> None:  # fmt: skip
+                       changed: int | None = None, owner: str | None = None) -> None:  # fmt: skip
         """Remove the partial file an earlier attempt at url left at path, when the state
         forgets it (a body completed without it): no run would look for it again, and it
         would stay hidden in DIR for good. Only the very file reopen would continue goes (by
@@ -390,7 +394,7 @@ class Bodies:
         (s22 r3 1: it was removed under that one's writes, and both bodies lost)."""
         if self.folder is None:
             return
-        found = _partial_left(self.folder, url, name, path, look_only=True)
+        found = _partial_left(self.folder, url, name, path, look_only=True, owner=owner)
         if found is None:
             return
         placement, name_there, left = found
@@ -423,29 +427,34 @@ class Bodies:
         found = _mark_of(path)  # None: no regular file there
         return None if found is None or mark not in (None, found) else path
 
-    def saved(self, url: str, name: str | None, path: str | None, mark: int | None) -> bool:
+    def saved(self, url: str, name: str | None, path: str | None, mark: int | None,
+              owner: str | None = None) -> bool:  # fmt: skip
         """Whether url's file under -o is there and is path, where its body was saved last, and,
         with mark, still that file (file_mark: across runs, another URL's body may have been
         saved over it under the same name): a conditional request is only worth it then, as a
         304 keeps that file. True without -o, where nothing is saved to lose."""
         if self.folder is None:
             return True
-        if path is None or (existing := self.folder.existing(url, name)) is None:
+        if path is None or (existing := self.folder.existing(url, name, owner=owner)) is None:
             return False
         # DIR spelled another way: the same file (existing is one; a stream's identity is None)
         if existing != path and file_identity(existing, False) != file_identity(path, False):
             return False
         return mark is None or _mark_of(existing) == mark
 
-    @staticmethod
-    def _place(folder: OutputDir, url: str, name: str | None, remote: str | None) -> Placement:
-        try:
-            return folder.place(url, name, remote)
-        except LinkInTheWay as exc:
-            message = f"cannot save under {exc.filename}: {exc.strerror}"
-            raise FetchError(message, ErrorKind.IO) from None
-        except OSError as exc:
-            raise _io_error("cannot create a folder for", url, exc) from exc
+
+def _place(
+    folder: OutputDir, url: str, name: str | None, remote: str | None, owner: str | None
+) -> Placement:
+    """Where the body of url's request (owner) goes (OutputDir.place), a failure as an io
+    FetchError: the record says which folder or link was in the way."""
+    try:
+        return folder.place(url, name, remote, owner)
+    except LinkInTheWay as exc:
+        message = f"cannot save under {exc.filename}: {exc.strerror}"
+        raise FetchError(message, ErrorKind.IO) from None
+    except OSError as exc:
+        raise _io_error("cannot create a folder for", url, exc) from exc
 
 
 def _keep_mode(fd: int, folder: int, name: str) -> None:
@@ -565,7 +574,12 @@ class _Left:
 
 
 def _partial_left(
-    folder: OutputDir, url: str, name: str | None, path: str, look_only: bool = False
+    folder: OutputDir,
+    url: str,
+    name: str | None,
+    path: str,
+    look_only: bool = False,
+    owner: str | None = None,
 ) -> tuple[Placement, str, _Left] | None:
     """Where the partial file at path is looked for (url's folder under this run's DIR, open:
     made, and the file's name taken for url, unless look_only), its name, and the inode that
@@ -577,7 +591,10 @@ def _partial_left(
     if match is None and _LEGACY.fullmatch(name_there) is None:
         return None
     try:
-        placement = folder_of(folder, url, name) if look_only else folder.place(url, name)
+        if look_only:
+            placement = folder_of(folder, url, name, owner)
+        else:
+            placement = folder.place(url, name, owner=owner)
     except OSError:
         return None
     if placement is None:

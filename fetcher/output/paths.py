@@ -7,9 +7,11 @@ bytes that are not UTF-8 stay percent-encoded as received, so every name is vali
 segments are resolved first and a decoded ``.`` or ``..`` stays encoded, so nothing climbs out of
 DIR. A component longer than 255 bytes is cut and given a hash of the whole URL.
 
-``OutputDir`` places the components on disk for one run: a name already given to another URL in
-this run, or a file where a folder is needed (``/a`` then ``/a/b``), or a folder where a file is
-needed, gets ``~<hash of the URL>`` on the component that clashes. Names are stable per URL.
+``OutputDir`` places the components on disk for one run: a name already given to another
+request in this run (another URL, or another method or body for the URL: its owner is the
+request's --state key, fetcher.http.request.state_key), or a file where a folder is needed
+(``/a`` then ``/a/b``), or a folder where a file is needed, gets ``~<hash of the request>`` on
+the component that clashes. Names are stable per request.
 DIR is opened once; every folder under it is reached from that descriptor, one component at a
 time, never through a symbolic link: a link where a folder is needed is refused (``LinkInTheWay``).
 """
@@ -65,6 +67,18 @@ def url_hash(url: str) -> str:
     (url_digest does). Not of a password: 32 bits of a hash of a URL all but whose password is
     known would tell a weak password from the others."""
     return url_digest(redact_url(url)).hex()[:8]
+
+
+def request_hash(url: str, key: str) -> str:
+    """8 hex digits naming the clash suffix of the request key (state_key) to url: the URL's own
+    (url_hash) for a GET or HEAD without a body, whose key is its URL, as before requests had
+    owners; for another, of its method and the URL (password masked), never of its body: a
+    body may hold a password (a login form), and 32 bits of a hash of a body all but whose
+    password is known would tell a weak one from the others. Two bodies POSTed to one URL
+    share the suffix; the second's name gets the count after it (_first_free)."""
+    if key == url:
+        return url_hash(url)
+    return url_hash(f"{key.partition(' ')[0]} {redact_url(url)}")
 
 
 def _percent(data: bytes) -> str:
@@ -306,8 +320,10 @@ class OutputDir:
         self._root_fd = descriptor
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
-        # file path -> url_digest of the URL given it. The whole digest, not url_hash: 32 bits
-        # collide within a run of some 80,000 URLs. Not the URL: the map holds an entry for
+        # file path -> url_digest of the request key (state_key) given it: a GET's is its
+        # URL's, a POST's its method, URL and body hash, so that different requests to one URL
+        # never share a file, and one listed twice does. The whole digest, not url_hash: 32
+        # bits collide within a run of some 80,000 URLs. Not the key: the map holds an entry for
         # every file of the run, and a URL may be kilobytes where a digest is 32 bytes.
         self._owner: dict[str, bytes] = {}
 
@@ -329,11 +345,13 @@ class OutputDir:
             self._closer()
             self._root_fd = -1
 
-    def place(self, url: str, name: str | None = None, remote_name: str | None = None) -> Placement:
+    def place(self, url: str, name: str | None = None, remote_name: str | None = None,
+              owner: str | None = None) -> Placement:  # fmt: skip
         """Create the folders for url and return where its body goes: the URL's own path, or
         name (a relative file name, made safe the same way) when given, or remote_name (-J)
-        in the host's folder. Raises OSError when a folder cannot be created, LinkInTheWay when
-        a link sits where a folder is needed."""
+        in the host's folder. owner: the request's state key (state_key), url when None (a
+        bodiless GET's). Raises OSError when a folder cannot be created, LinkInTheWay when a
+        link sits where a folder is needed."""
         parts = components(url, name, remote_name)
         # Each name fits (255 bytes), but not always the path: a file saved through folder
         # descriptors past PATH_MAX has a path nothing can open. Room is kept for a clash
@@ -342,17 +360,18 @@ class OutputDir:
         if longest >= PATH_MAX:
             message = f"the path would be longer than the system's {PATH_MAX} bytes"
             raise OSError(errno.ENAMETOOLONG, message, url)
-        placement = self._walk(parts, url, create=True)
+        placement = self._walk(parts, url, create=True, owner=owner)
         assert placement is not None  # create=True never gives up on a missing folder
         return placement
 
-    def existing(
-        self, url: str, name: str | None = None, remote_name: str | None = None
-    ) -> str | None:
-        """The path url's body would be saved to, if a regular file is there now; else None.
-        Creates nothing and follows no link. The file counts as given to url in this run."""
+    def existing(self, url: str, name: str | None = None, remote_name: str | None = None,
+                 owner: str | None = None) -> str | None:  # fmt: skip
+        """The path the body of url's request (owner, as for place) would be saved to, if a
+        regular file is there now; else None. Creates nothing and follows no link. The file
+        counts as given to that request in this run."""
+        parts = components(url, name, remote_name)
         try:
-            placement = self._walk(components(url, name, remote_name), url, create=False)
+            placement = self._walk(parts, url, create=False, owner=owner)
         except OSError:
             return None
         if placement is None:
@@ -360,13 +379,14 @@ class OutputDir:
         with placement:
             return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
 
-    def _walk(
-        self, parts: list[str], url: str, create: bool, claim: bool = True
-    ) -> Placement | None:
+    def _walk(self, parts: list[str], url: str, create: bool, claim: bool = True,
+              owner: str | None = None) -> Placement | None:  # fmt: skip
         """Walk (and with create, make) the folders of url's components (parts) from DIR's
         descriptor, resolving clashes; None when a folder is missing and create is false. With
-        claim, the file name is claimed for url when create is true or a regular file is there."""
-        owner = url_digest(url)
+        claim, the file name is claimed for url's request (owner: its state key; None, url's
+        own) when create is true or a regular file is there."""
+        key = url if owner is None else owner
+        mark, owned = request_hash(url, key), url_digest(key)
         with self._lock:
             foreign = parts[0] in self._adopted
             if self._root_fd < 0:
@@ -374,46 +394,40 @@ class OutputDir:
             folder, path = os.dup(self._root_fd), self.root
             try:
                 for component in parts[:-1]:
-                    path, child = self._first_free(folder, path, component, url, owner, False)
+                    path, child = self._first_free(folder, path, component, url, mark, owned,
+                                                   False)  # fmt: skip
                     opened = _open_folder(folder, child, path, create)
                     os.close(folder)
                     folder = -1
                     if opened is None:
                         return None
                     folder = opened
-                path, child = self._first_free(folder, path, parts[-1], url, owner, True,
+                path, child = self._first_free(folder, path, parts[-1], url, mark, owned, True,
                                                foreign)  # fmt: skip
                 if claim and (create or _is_file(_lstat(folder, child))):
-                    self._owner[path] = owner
+                    self._owner[path] = owned
             except BaseException:
                 if folder >= 0:
                     os.close(folder)
                 raise
             return Placement(path, folder, child)
 
-    def _first_free(
-        self,
-        folder: int,
-        parent: str,
-        name: str,
-        url: str,
-        owner: bytes,
-        file: bool,
-        foreign: bool = False,
-    ) -> tuple[str, str]:
-        """The first of name, name~<hash>, name~<hash>-3, ... that fits in folder, each cut to
-        255 bytes, as (path, name). The order is fixed, and a name that did not fit never fits
-        later, so a URL placed again gets the same path. foreign: in an adopted folder, a file
-        this object did not give is never replaced."""
+    def _first_free(self, folder: int, parent: str, name: str, url: str, mark: str, owner: bytes,
+                    file: bool, foreign: bool = False) -> tuple[str, str]:  # fmt: skip
+        """The first of name, name~<mark>, name~<mark>-3, ... that fits in folder, each cut to
+        255 bytes, as (path, name); mark is the request's hash (request_hash), owner its digest.
+        The order is fixed, and a name that did not fit never fits later, so a request placed
+        again gets the same path. foreign: in an adopted folder, a file this object did not give
+        is never replaced."""
         for n in itertools.count(1):
             if n == 1:
                 candidate = name
             else:
-                suffix = url_hash(url) + ("" if n == 2 else f"-{n}")
+                suffix = mark + ("" if n == 2 else f"-{n}")
                 candidate = _fit(f"{name}~{suffix}", f"{url}~{n}")
             path = os.path.join(parent, candidate)
             if file:
-                # not given to another URL in this run (an earlier run's file is replaced)
+                # not given to another request in this run (an earlier run's file is replaced)
                 owned = self._owner.get(path, owner) == owner
                 info = _lstat(folder, candidate)
                 taken = foreign and path not in self._owner and _is_file(info)
@@ -426,11 +440,13 @@ class OutputDir:
         raise AssertionError("unreachable")
 
 
-def folder_of(output: OutputDir, url: str, name: str | None = None) -> Placement | None:
+def folder_of(
+    output: OutputDir, url: str, name: str | None = None, owner: str | None = None
+) -> Placement | None:
     """Where url's body would go under output (its folder open, the file's name), if its
     folders are there: a look for a file left there (a partial to remove), not a body to save.
     Creates nothing, follows no link, and takes the name for no URL (the run's next body for
     it may be another URL's). None when a folder is missing or is no folder."""
     with contextlib.suppress(OSError):
-        return output._walk(components(url, name, None), url, False, claim=False)
+        return output._walk(components(url, name, None), url, False, claim=False, owner=owner)
     return None
