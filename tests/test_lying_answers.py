@@ -864,7 +864,10 @@ def test_max_time_cuts_a_proxy_that_drips_its_connect_answer():
         took = time.monotonic() - started
     record = json.loads(done.stdout)
     assert record["ok"] is False and record["error"]["kind"] == "max_time", record
-    assert took < 4, took
+    # The drip lasts 38 s. The run's own clock says the cut came at --max-time; the wall clock,
+    # with the interpreter's start on a loaded machine (7.8 s seen), only that it was not held.
+    assert record["elapsed"] < 2.5, record["elapsed"]
+    assert took < 20, took
 
 
 def test_max_time_takes_no_thread_an_attempt(tmp_path: Path):
