@@ -16,7 +16,8 @@ class Recording(ThreadingHTTPServer):
     """Records every request's arrival time and host, and requests in flight per host.
     ``/slow/S/...`` answers after S seconds; ``answers`` maps a path to a list of (status,
     headers) given in turn, the last one repeating; ``after`` maps a path to another whose
-    response must have been sent before its own is (an order set by events, not by sleeps)."""
+    response must have been sent before its own is, ``arrived`` to another that must have
+    arrived before it is answered (an order set by events, not by sleeps)."""
 
     daemon_threads = True
 
@@ -30,6 +31,7 @@ class Recording(ThreadingHTTPServer):
         self.answers: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.sent: list[tuple[float, str, int]] = []  # when each response was sent, its status
         self.after: dict[str, str] = {}
+        self.arrived: dict[str, str] = {}
         self.answered = threading.Condition(self.lock)  # notified as each response is sent
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
@@ -48,6 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers["Host"].rsplit(":", 1)[0]
         with server.lock:
             server.arrivals.append((time.monotonic(), host, self.path))
+            server.answered.notify_all()  # for those waiting for an arrival (``arrived``)
             server.in_flight[host] += 1
             server.max_in_flight[host] = max(server.max_in_flight[host], server.in_flight[host])
             server.max_total = max(server.max_total, sum(server.in_flight.values()))
@@ -61,6 +64,11 @@ class _Handler(BaseHTTPRequestHandler):
             parts = self.path.strip("/").split("/")
             if parts[0] == "slow":
                 time.sleep(float(parts[1]))
+            if other := server.arrived.get(self.path):
+                with server.answered:
+                    server.answered.wait_for(
+                        lambda: any(path == other for _, _, path in server.arrivals), timeout=10
+                    )
             if first := server.after.get(self.path):
                 with server.answered:
                     server.answered.wait_for(
@@ -257,6 +265,9 @@ def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcom
     # /y's 429 is sent just after /x's 503 (CI, session 21: after a fixed 0.3 s delay, under
     # load, it came after /x's retry was due, and the retry was sent).
     recording.after["/y"] = "/x"
+    # And /x is answered only once /y has arrived (session 23: at a load of 30, /y's request
+    # came after /x's retry was due).
+    recording.arrived["/x"] = "/y"
     started = time.monotonic()
     result = invoke(
         ["--format", "jsonl", "-j", "2", "--max-time", "3", "--ordered",

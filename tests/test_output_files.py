@@ -484,7 +484,8 @@ def test_a_signal_while_a_write_error_stops_the_run_is_the_status(server, tmp_pa
         try:
             wait_for(lambda: b"cannot write records" in errors.read_bytes(), "the write error")
             process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=10) == 130, errors.read_text()
+            # The status is the claim; 10 s ran out once at a load of 30 (session 23).
+            assert process.wait(timeout=30) == 130, errors.read_text()
         finally:
             process.kill()
     assert "stopped by SIGINT" in errors.read_text()
