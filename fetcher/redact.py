@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+from typing import Literal
 
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
@@ -37,6 +38,17 @@ _TEXT_WORD_STARTS = re.compile(
 )
 _WORD_END = re.compile(rf"[{_SEPARATORS}/?#]")
 _BLANK_END = re.compile(rf"[{_SEPARATORS}]")
+# In a free text, a URL that a quote or a bracket opened ends at its closing one (not escaped:
+# repr's \'), as at a blank: '["http://h:x/y","mail@ex.com"]', Click's 'http://...' in a usage
+# error. Only the one that opened it: a password may hold any of them (a generated one often
+# holds a ^, a | or a quote), and none is the URL's end unless it opened the URL. A URL line is
+# one URL up to a blank: what it holds of these is sent %-encoded, a password's part.
+_CLOSERS = {'"': '"', "'": "'", "`": "`", "<": ">", "{": "}", "|": "|"}
+_QUOTED_ENDS = {
+    opener: re.compile(rf"[{_SEPARATORS}]|(?<!\\){re.escape(closer)}")
+    for opener, closer in _CLOSERS.items()
+}
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 
 
 def redact_url(url: str) -> str:
@@ -65,12 +77,12 @@ def _mask_authorities(
     end: re.Pattern[str],
     starts: re.Pattern[str] = _AFTER_SCHEME,
     bare_user: bool = True,
-    cut: bool = True,
+    cut: Literal["line", "text", ""] = "line",
 ) -> str:
     """Mask the password of the authority after every ``scheme:`` and its slashes in text, or
     at each of starts (_LINE_STARTS, _TEXT_WORD_STARTS: words too), up to end; bare_user: as
-    _mask_userinfo's; cut: an authority ``user:pa`` whose "port" is no number may be a
-    password cut by a ``/``, ``?`` or ``#`` typed raw (_past_cut_userinfo).
+    _mask_userinfo's; cut: a password cut by a raw ``/``, ``?`` or ``#`` is read on to the
+    last '@' of its word (_WordAts: "line", "text"), or "": not looked for.
 
     The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
     path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
@@ -82,7 +94,7 @@ def _mask_authorities(
     """
     pieces: list[str] = []
     done = 0
-    words = _WordAts(text)
+    words = _WordAts(text, quoted=cut == "text")
     slashes = starts.search(text)
     while slashes:
         begin = slashes.end()
@@ -90,8 +102,8 @@ def _mask_authorities(
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
         if cut and "@" not in authority and _not_a_port(authority):
-            authority = text[begin : _past_cut_userinfo(text, finish, end, words)]
-            finish = begin + len(authority)
+            finish = _past_cut_userinfo(text, begin, finish, end, words)
+            authority = text[begin:finish]
         masked = _mask_userinfo(authority, bare_user)
         if masked != authority:
             pieces += [text[done:begin], masked]
@@ -109,12 +121,14 @@ def _not_a_port(authority: str) -> bool:
     return bool(colon and port) and not (port.isascii() and port.isdigit())
 
 
-def _past_cut_userinfo(text: str, finish: int, end: re.Pattern[str], words: _WordAts) -> int:
-    """Where the authority of ``http://u:pa/SECRET@host/x`` ends: past the host that follows
-    the last '@' before the next blank or control (a URL holds none), else at finish. That
-    URL is malformed anyway (its port is no number), so reading too much of it as the
-    password only masks more of a URL nobody could fetch."""
-    at = words.last_at(finish)
+def _past_cut_userinfo(
+    text: str, begin: int, finish: int, end: re.Pattern[str], words: _WordAts
+) -> int:
+    """Where the authority at begin of ``http://u:pa/SECRET@host/x`` ends: past the host
+    that follows the last '@' before the end of its word, else at finish. That URL is
+    malformed anyway (its port is no number), so reading too much of it as the password
+    only masks more of a URL nobody could fetch."""
+    at = words.last_at(begin, finish)
     if at < 0:
         return finish
     host_end = end.search(text, at + 1)
@@ -122,27 +136,52 @@ def _past_cut_userinfo(text: str, finish: int, end: re.Pattern[str], words: _Wor
 
 
 class _WordAts:
-    """The last '@' of a word (up to the next blank or control) of text, found once per word:
-    a line of many cut authorities (``http://h:x/http://h:x/...``) is then read once, where
-    looking for each one's '@' anew read the rest of the line each time (quadratic)."""
+    """The last '@' of a word of text, found once per word: a line of many cut authorities
+    (``http://h:x/http://h:x/...``) is then read once, where looking for each one's '@' anew
+    read the rest of the line each time (quadratic). A word ends at a blank or a control;
+    quoted: also, for a URL that a quote or a bracket opened, at its closing one."""
 
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.start = self.end = 0
-        self.at = -1
+    def __init__(self, text: str, quoted: bool) -> None:
+        self.text, self.quoted = text, quoted
+        self.words: dict[re.Pattern[str], tuple[int, int, int]] = {}  # start, end, last '@'
 
-    def last_at(self, start: int) -> int:
-        """The last '@' from start to its word's end, or -1; start never goes back."""
-        if not self.start <= start < self.end:
-            word_end = _BLANK_END.search(self.text, start)
-            self.start, self.end = start, word_end.start() if word_end else len(self.text)
-            self.at = self.text.rfind("@", start, self.end)
-        return self.at if self.at >= start else -1
+    def last_at(self, begin: int, start: int) -> int:
+        """The last '@' from start to the end of the word of the authority at begin, or -1;
+        begin and start never go back (one word at a time for each kind of end)."""
+        ends = _BLANK_END
+        if self.quoted:
+            ends = _QUOTED_ENDS.get(_opener(self.text, begin), _BLANK_END)
+        first, end, at = self.words.get(ends, (0, 0, -1))
+        if not first <= start < end:
+            word_end = ends.search(self.text, start)
+            first, end = start, word_end.start() if word_end else len(self.text)
+            at = self.text.rfind("@", start, end)
+            self.words[ends] = (first, end, at)
+        return at if at >= start else -1
+
+
+def _opener(text: str, begin: int) -> str:
+    """The character before the scheme of the authority at begin (after ``scheme:`` and its
+    slashes), or "". Each authority's scheme and slashes are its own: read once."""
+    i = begin
+    while i > 0 and text[i - 1] in "/\\":
+        i -= 1
+    i -= 1  # the ":"
+    while i > 0 and text[i - 1] in _SCHEME_CHARS:
+        i -= 1
+    return text[i - 1] if i > 0 else ""
+
+
+# An IPv6 literal as a URL writes it (hex digits, colons, an IPv4 tail's dots): no user name
+# starts with one, so the ':' before the port is past it.
+_IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]*\]")
 
 
 def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     """user:password@host -> user:***@host; the user info ends at the authority's last '@'
-    (a user name may be an e-mail address), the password starts at its first ':'.
+    (a user name may be an e-mail address), the password starts at its first ':', past an
+    IPv6 literal that starts it: that is a host whose port was no number, read on to an '@'
+    as a cut password (``http://[::1]:8a/x@y`` is ``[::1]:***@y``, not ``[:***@y``).
 
     With no password, or an empty one (``TOKEN@host``, ``sk_live_KEY:@host``), the user name is
     the credential (an API key, a token: requests sends it as Basic ``TOKEN:``), so the whole
@@ -150,7 +189,10 @@ def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     as it is: in a free text, an e-mail address. An empty user info (``@host``) sends nothing.
     """
     userinfo, at, host = authority.rpartition("@")
-    user, colon, password = userinfo.partition(":")
+    literal = _IPV6_LITERAL.match(userinfo)
+    skip = literal.end() if literal else 0
+    user, colon, password = userinfo[skip:].partition(":")
+    user = userinfo[:skip] + user
     if not at or not userinfo or not (colon or bare_user):
         return authority
     if password:
@@ -205,9 +247,9 @@ def redact_text(text: str, bare_words: bool = False) -> str:
     likely a URL given as an option's value (elsewhere, an e-mail address)."""
     if "@" not in text:
         return _mask_encoded(text)
-    with_scheme = _mask_authorities(_mask_encoded(text), _TEXT_END)
+    with_scheme = _mask_authorities(_mask_encoded(text), _TEXT_END, cut="text")
     return _mask_authorities(
-        with_scheme, _WORD_END, _TEXT_WORD_STARTS, bare_user=bare_words, cut=False
+        with_scheme, _WORD_END, _TEXT_WORD_STARTS, bare_user=bare_words, cut=""
     )
 
 

@@ -72,3 +72,83 @@ def test_an_invalid_url_line_shows_no_part_of_its_password():
     assert record["url"] == f"http://u:{MASK}@127.0.0.1:9/x"
     assert record["error"]["kind"] == "invalid_url"
     assert "%2F" in record["error"]["message"]  # how to write it
+
+
+# -- a port typo is not a password (s23 r1 7) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://[::1]:8a/x@y", f"http://[::1]:{MASK}@y"),  # split after the "]", not inside
+        (f"http://[::1]:pa/{MARK}@h/x", f"http://[::1]:{MASK}@h/x"),
+        (f"http://u:pa/{MARK}@[::1]:80/x", f"http://u:{MASK}@[::1]:80/x"),
+    ],
+)
+def test_an_ipv6_literal_is_never_split(url, shown):
+    assert redact_url(url) == shown
+    assert redact_text(f"at {url} now") == f"at {shown} now"
+
+
+# What opens a URL in a free text, and what closes it: a quote, a bracket, a backtick.
+QUOTES = [('"', '"'), ("'", "'"), ("`", "`"), ("<", ">"), ("{", "}"), ("|", "|")]
+# What a generated password often holds, and so may hold after a raw "/", "?" or "#".
+NOT_IN_A_URL = ['"', "'", "<", ">", "`", "{", "}", "|", "\\", "^"]
+
+
+@pytest.mark.parametrize(("opener", "closer"), QUOTES)
+def test_in_a_text_a_quoted_url_ends_at_its_closing_quote(opener, closer):
+    text = f"[{opener}http://h:x/y{closer},{opener}mail@ex.com{closer}]"
+    assert redact_text(text) == text
+    text = f"[{opener}http://u:pa/{MARK}@h/x{closer},{opener}mail@ex.com{closer}]"
+    assert redact_text(text) == f"[{opener}http://u:{MASK}@h/x{closer},{opener}mail@ex.com{closer}]"
+
+
+@pytest.mark.parametrize("char", NOT_IN_A_URL)
+@pytest.mark.parametrize("quote", ["", "'", '"'])
+def test_in_a_text_a_cut_password_may_hold_what_did_not_open_its_url(char, quote):
+    if char == quote:
+        quote = "<" if char == "'" else "'"
+    text = f"bad value {quote}http://u:pa/{char}{MARK}@h/x{quote}: not a number"
+    assert MARK not in redact_text(text)
+    assert MARK not in redact_text(f"bad {quote}http://u:pa/\\{quote}{MARK}@h/x{quote}")  # repr
+
+
+def test_the_reviewers_json_list_is_left_as_it_is():
+    text = '["http://h:x/y","mail@ex.com"]'
+    assert redact_text(text) == text
+    assert redact_text(f'["http://u:pa/{MARK}@h/x","mail@ex.com"]') == (
+        f'["http://u:{MASK}@h/x","mail@ex.com"]'
+    )
+
+
+@pytest.mark.parametrize("char", NOT_IN_A_URL)
+def test_in_a_url_line_any_character_may_be_in_a_cut_password(char):
+    """A URL line is one URL up to a blank: what it holds that no URL holds raw is sent
+    %-encoded, so a password may hold it (a generated one often holds a ^ or a |)."""
+    url = f"http://u:pa/{char}{MARK}@127.0.0.1:8000/x"
+    assert redact_url(url) == f"http://u:{MASK}@127.0.0.1:8000/x"
+
+
+@pytest.mark.parametrize("char", ["^", "|", "'", '"', "<", "{", "`", "\\"])
+def test_a_usage_error_never_shows_a_cut_password(char):
+    """Click quotes the value with repr: a password holding a quote is quoted with the other."""
+    result = invoke(["--retries", f"http://u:pa/{char}{MARK}@h/x", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "--retries" in result.stderr
+    assert MARK not in result.stderr, result.stderr
+
+
+def test_a_port_typo_keeps_the_host_written_and_says_the_port_first():
+    line = "http://127.0.0.1:80a/path?email=bob@example.org"
+    [record] = records(invoke(["--format", "jsonl", line]).stdout)
+    assert record["url"] == f"http://127.0.0.1:{MASK}@example.org"
+    assert record["error"]["message"] == (
+        "malformed URL: the port is not a number, or a password holds a '/', '?' or '#'"
+        " (written %2F, %3F or %23)"
+    )
+
+
+@pytest.mark.parametrize("line", ["http://127.0.0.1:80a/path", "http://u@127.0.0.1:80a/a@b"])
+def test_no_password_hint_without_an_at_after_the_port(line):
+    [record] = records(invoke(["--format", "jsonl", line]).stdout)
+    assert record["error"]["message"] == "malformed URL: the port is not a number"

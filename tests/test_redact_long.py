@@ -34,6 +34,8 @@ LINES = {
     "http://": long("http://"),
     "http://h:x/ after an at": long("http://h:x/", "@ "),  # a cut password's search, each time
     "http://h:x/ after a bare at": long("http://h:x/", "@"),
+    "quoted and bare http://h:x/": long('"http://h:x/=http://h:x/', "@ "),
+    "quotes of every kind": long("\"http://h:x/'http://h:x/<http://h:x/{http://h:x/", "@ "),
     "x:/": long("x:/", suffix="@"),
     "words a:b/x": long(" a:b/x", "@ "),
     "blanks and an at": long("a ", suffix="@"),

@@ -54,13 +54,15 @@ _QUOTED = re.compile(r"'[^']*'")
 
 
 # What a URL's password typed with a raw "/", "?" or "#" reads as: the host part ends there, and
-# the password's start is read as a port.
-CUT_PASSWORD = " (a '/', '?' or '#' in a password is written %2F, %3F or %23)"
+# the password's start is read as a port. A port typo reads the same (http://h:80a/x?to=a@b),
+# so the port comes first: the record shows both as h:***@b, and only one is the mistake.
+CUT_PASSWORD = ", or a password holds a '/', '?' or '#' (written %2F, %3F or %23)"
 
 
 def malformed(exc: ValueError, userinfo: bool = False) -> str:
     """The record's message for a URL that urllib cannot split, quoting none of the URL;
-    userinfo: the URL holds an '@', and a port that is no number may be a password's start."""
+    userinfo: an '@' follows the host part, so a port that is no number may be a password's
+    start."""
     if str(exc).startswith("Port could not be cast to integer"):  # "... as '12ab'", urllib's
         return "malformed URL: the port is not a number" + (CUT_PASSWORD if userinfo else "")
     return f"malformed URL: {_QUOTED.sub('(part of the URL)', str(exc))}"
@@ -77,11 +79,14 @@ def validate(url: str) -> str | None:
     """
     try:
         parts = urlsplit(url)
-        if "\\" in parts.netloc:
-            return "malformed URL: backslash in the host part (before the path)"
+    except ValueError as exc:
+        return malformed(exc)
+    if "\\" in parts.netloc:
+        return "malformed URL: backslash in the host part (before the path)"
+    try:
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
-        return malformed(exc, "@" in url)
+        return malformed(exc, "@" in url and "@" not in parts.netloc)
     if port == 0:  # urllib3 reads it as no port (80, 443), every host key here as :0
         return "malformed URL: port 0 (no server listens there)"
     if parts.scheme.lower() not in SCHEMES:
