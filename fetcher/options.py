@@ -6,6 +6,7 @@ parsing go through ``fetcher.input.parsing``, whose ValueError becomes a usage e
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -356,13 +357,22 @@ def help_sections() -> list[tuple[str, list[str]]]:
 MAX_DATA_FILE_BYTES = 100 * 1024 * 1024
 
 
-def read_data(values: tuple[str, ...], urls_on_stdin: bool = False) -> bytes | None:
+def read_data(
+    values: tuple[str, ...], urls_on_stdin: bool = False, inputs: tuple[str, ...] = ()
+) -> bytes | None:
     """The body of every -d, joined with '&' as curl joins them; None without -d. Raises
-    click.UsageError for what cannot be read, and for @- twice (standard input is read once)."""
+    click.UsageError for what cannot be read, for @- twice (standard input is read once), and
+    for a pipe that an -i of inputs reads the URLs from (``read_by_an_input``)."""
     if not values:
         return None
     if values.count("@-") > 1:
         raise click.UsageError("-d @- twice: standard input can be read only once")
+    for value in values:
+        if value.startswith("@") and (other := read_by_an_input(value[1:], inputs)) is not None:
+            raise click.UsageError(
+                f"-d {value} reads the body from the FIFO or socket that -i {other} reads the "
+                "URLs from: what one of them takes, the other never sees; give one a file"
+            )
     pieces = [read_data_piece(value, urls_on_stdin) for value in values]
     data = b"&".join(pieces)
     if len(data) > MAX_DATA_FILE_BYTES:
@@ -389,6 +399,23 @@ def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
         limit = MAX_DATA_FILE_BYTES // (1024 * 1024)
         raise click.UsageError(f"{what} is larger than {limit} MiB")
     return data
+
+
+def read_by_an_input(path: str, inputs: tuple[str, ...]) -> str | None:
+    """The -i of inputs that names the FIFO or socket path names, if any: read once, by one of
+    them (`-d @ff -i ff` read the list as the body, then waited on the FIFO for ever, s23 h3
+    8). A regular file has a position for each opening, and both read it whole."""
+    try:
+        named = os.stat(path)  # a FIFO is not opened: no wait for a writer
+    except OSError:
+        return None
+    if not (stat.S_ISFIFO(named.st_mode) or stat.S_ISSOCK(named.st_mode)):
+        return None
+    for given in inputs:
+        with contextlib.suppress(OSError):
+            if given != "-" and os.path.samestat(os.stat(given), named):
+                return given
+    return None
 
 
 def read_stdin_data(urls_on_stdin: bool, given: str = "-d @-") -> bytes:
@@ -447,7 +474,9 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         verify=verify,
         follow_redirects=not params["no_follow"],
         data=read_data(
-            params["data"], urls_from_stdin(urls, params["inputs"], params["retry_failed"])
+            params["data"],
+            urls_from_stdin(urls, params["inputs"], params["retry_failed"]),
+            params["inputs"],
         ),
         ok_status=params["ok_status"] or OkStatus(),
         # As typed, on the wire: Settings holds what http.client is handed (as_typed).

@@ -287,6 +287,29 @@ def test_data_from_the_pipe_the_urls_come_from_by_another_name_is_a_usage_error(
     assert b"standard input" in result.stderr and server.requests == 0
 
 
+def test_data_from_the_fifo_the_urls_come_from_is_a_usage_error(server, tmp_path):
+    """`-d @ff -i ff` on one FIFO: -d read the URL list as the body, then -i waited for ever
+    on a FIFO no one would write again; no record, no message (s23 h3 8). What one of them
+    reads the other loses, as with standard input: refused at once."""
+    fifo = tmp_path / "ff"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_text(server.url("/y") + "\n"))
+    writer.start()  # blocks until a reader opens it: the old code's -d
+    try:
+        result = subprocess.run(
+            [*FETCHER, "-q", "-d", f"@{fifo}", "-i", str(fifo)], stdin=subprocess.DEVNULL,
+            capture_output=True, env=clean_env(), timeout=30,
+        )  # fmt: skip
+    finally:
+        if writer.is_alive():  # the new code opened no end: let the writer go
+            with open(fifo, "rb") as reader:
+                reader.read()
+        writer.join(5)
+    assert result.returncode == 2, result
+    assert b"-i" in result.stderr and b"FIFO" in result.stderr, result.stderr
+    assert server.requests == 0
+
+
 def test_data_from_dev_null_with_standard_input_closed_is_an_empty_body(httpserver):
     """`-d @/dev/null <&-`: the /dev/null put on the closed standard input was taken for
     standard input itself, and the run refused (s19 r5 6)."""
