@@ -20,7 +20,7 @@ import pytest
 
 from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import FETCHER, ROOT, clean_env
-from tests.servers import Route, counting_server, wait_for, worker_pids
+from tests.servers import Route, counting_server, is_pending, wait_for, worker_pids
 
 SYS_WRITE = 1  # x86_64
 Started = tuple[subprocess.Popen[bytes], Path]  # a fetcher held at its start, and its gate
@@ -339,3 +339,45 @@ def test_a_summary_to_a_stream_is_written_once_with_the_final_status(tmp_path):
     text = (tmp_path / "stdout").read_text()
     assert text.count('"exit_status"') == 1, text
     assert json.loads(text)["exit_status"] == 1
+
+
+SLOW_TO_BEGIN_THE_STOP = """
+import runpy, time
+from fetcher.run.engine import Run
+
+begin = Run._begin_stop
+def slow_begin(self, reason, deadline):
+    time.sleep(1.0)  # a calling thread behind a backlog of results, or short of CPU
+    return begin(self, reason, deadline)
+Run._begin_stop = slow_begin
+runpy.run_module("fetcher", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_no_request_starts_once_a_stop_is_asked_though_the_run_has_not_begun_it(tmp_path):
+    """The signal handler marks the run stopping at once, but the workers looked only at the
+    scheduler, which the calling thread stops when it gets to the Stop message: behind a
+    backlog of results (or short of CPU) it came late, and the workers went on starting
+    requests (s23 f2). Here the calling thread takes 1 s to begin the stop."""
+    urls = tmp_path / "urls"
+    with counting_server(lambda path: (200, {}, b"x", 0.05)) as server:
+        urls.write_text("".join(f"{server.url(f'/q/{n}')}\n" for n in range(2000)))
+        process = subprocess.Popen(
+            [sys.executable, "-c", SLOW_TO_BEGIN_THE_STOP, "-q", "-j", "4", "-i", str(urls)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 20, "the first requests", 30)
+            process.send_signal(signal.SIGINT)
+            wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "the signal delivered")
+            at_signal = server.requests
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        after = server.requests - at_signal
+    # None started (the server counts a request as it comes); a few, should the handler be
+    # late on a busy machine. Before the fix: 11 and 12.
+    assert after <= 4, f"{after} requests started after the signal"

@@ -158,9 +158,11 @@ class ThreadExecutor:
         """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
         if self.settings.pin:
             schedule_as_batch()  # woken by its socket, it waits for the GIL's holder to block
-        scheduler = self.scheduler
+        scheduler, stopping = self.scheduler, self.stopping
         tick = placement.tick
-        while (task := scheduler.take()) is not None:
+        # Stopping is set by the signal handler at once; the scheduler is stopped when the
+        # calling thread gets to the Stop message, maybe behind a backlog of results (s23 f2).
+        while not stopping.is_set() and (task := scheduler.take()) is not None:
             outcome = self._attempt(task)
             retry_in = None if self.stopping.is_set() else outcome.retry_in
             if retry_in is not None:
