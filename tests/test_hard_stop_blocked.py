@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 
+from fetcher.settings import DEFAULT_GRACE
 from tests.conftest import FETCHER, clean_env
 from tests.servers import SECOND_AFTER, counting_server, is_pending, wait_for
 
 LINES = 3000
 SYS_WRITE = 1  # x86_64
+# The exit a second signal owes, timed from the first: with the writer stuck, the first signal
+# ends the run itself once its grace is over, as a second would, so an exit before then is the
+# second's. The watchdog takes 0.8 s on an idle machine, and a loaded one took past a second
+# (1.06 s, s22 h3 5); what this guards against is that end at 2 s, the 10 s cap of an
+# accounting taken for working, or never.
+SECOND_SIGNALS_EXIT = DEFAULT_GRACE
 
 
 def route(path: str):
@@ -100,8 +107,9 @@ def parse(data: bytes, text: bool) -> dict[str, bool]:
 
 def interrupt_twice_when_stuck(process: subprocess.Popen[bytes], fd: int) -> float:
     """SIGINT once the process is stuck writing to fd, and again once it is stuck again; return
-    the seconds from the second signal to its exit."""
+    the seconds from the first signal to the exit."""
     wait_until_stuck_writing(process, fd, "the writer stuck")
+    first = time.monotonic()
     process.send_signal(signal.SIGINT)
     # Delivered (one sent while the first is pending would be merged with it by the kernel),
     # and stuck at the second: whether the first's handler ran by then does not matter.
@@ -109,9 +117,8 @@ def interrupt_twice_when_stuck(process: subprocess.Popen[bytes], fd: int) -> flo
     time.sleep(SECOND_AFTER)  # sooner, it is the first's copy (ONE_STOP): one stop
     wait_until_stuck_writing(process, fd, "the writer stuck again")
     process.send_signal(signal.SIGINT)
-    second = time.monotonic()
     process.wait(timeout=20)
-    return time.monotonic() - second
+    return time.monotonic() - first
 
 
 def end(process: subprocess.Popen[bytes]) -> None:
@@ -123,7 +130,7 @@ def end(process: subprocess.Popen[bytes]) -> None:
 
 def interrupt_blocked(tmp_path: Path, extra: list[str], to_fifo: bool):
     """Run over LINES URLs with the records' output a pipe nobody reads; once the main thread is
-    stuck writing to it, SIGINT twice. Returns (status, seconds from the second signal to the
+    stuck writing to it, SIGINT twice. Returns (status, seconds from the first signal to the
     exit, records by URL, --failed lines, the input lines)."""
     with counting_server(route) as server:
         # Long enough that even text records fill the pipe and the writer's buffer many times.
@@ -177,7 +184,7 @@ def interrupt_blocked(tmp_path: Path, extra: list[str], to_fifo: bool):
 def test_a_second_signal_with_the_output_blocked_loses_no_line(tmp_path, extra, to_fifo):
     status, took, records, failed, lines = interrupt_blocked(tmp_path, extra, to_fifo)
     assert status == 130
-    assert took < 1.0, f"{took:.2f} s after the second signal"
+    assert took < SECOND_SIGNALS_EXIT, f"{took:.2f} s after the first signal"
     assert len(failed) == len(set(failed)), "a line is twice in --failed"
     missing = set(lines) - set(records) - set(failed)
     assert not missing, f"{len(missing)} of {len(lines)} lines in neither records nor --failed"
@@ -210,7 +217,7 @@ def test_a_second_signal_exits_in_time_when_failed_goes_to_the_stuck_output_too(
             end(process)
             os.close(reader)
     assert process.returncode == 130
-    assert took < 1.0, f"{took:.2f} s after the second signal"
+    assert took < SECOND_SIGNALS_EXIT, f"{took:.2f} s after the first signal"
 
 
 def test_a_second_signal_with_a_body_stuck_in_its_write_counts_it_in_the_summary(tmp_path):

@@ -138,7 +138,7 @@ class Case:
     behaviour: Behaviour
     args: tuple[str, ...]
     kind: str
-    within: float  # seconds the whole run may take
+    within: float  # seconds the hostile URL may take, by its record's elapsed
     at_least: float = 0.0
 
 
@@ -169,7 +169,11 @@ def test_hostile_server_ends_with_its_kind_and_spares_a_normal_url(hostile, norm
     assert records[good]["ok"] is True, records[good]
     assert records[bad]["ok"] is False
     assert records[bad]["error"]["kind"] == case.kind, records[bad]
-    assert case.at_least <= took < case.within, f"the run took {took:.2f} s"
+    # Within its limit by the record's own clock, which a loaded machine's scheduling of the
+    # whole command does not lengthen; and the run was not held by a server that goes on until
+    # LIFETIME (a thread still reading it, a close that waits for it).
+    assert case.at_least <= records[bad]["elapsed"] < case.within, records[bad]
+    assert took < LIFETIME / 3, f"the run took {took:.2f} s"
 
 
 # -- memory stays flat under a 10 MB header line -------------------------------------------------

@@ -136,12 +136,15 @@ def test_rate_spaces_requests_evenly_without_a_burst(recording):
     assert len(times) == 40
     assert times[-1] - times[0] >= 1.8
     # Starts are spaced exactly (test_scheduler_spaces_starts_under_the_rate); on a loaded
-    # machine one request can be held between its start and the wire and join the next
-    # second's window, which no client can prevent: one such straggler is tolerated here.
-    assert max_in_any_second(times) <= 21
-    # No burst at the start: the first five arrivals span four spacings (0.2 s), less what one
-    # request held on its way (a new connection under load) takes off: a burst spans ~0.
-    assert times[4] - times[0] >= 0.14
+    # machine a request can be held between its start and the wire and join the next second's
+    # window, which no client can prevent: two such stragglers are tolerated here. What this
+    # guards against puts far more in one second: no spacing (40), a burst of -j 8 at the start
+    # then the rate (28), a rate's worth at each second's edge (up to 40).
+    assert max_in_any_second(times) <= 22, times
+    # No burst at the start: the first five arrivals span four spacings (0.2 s), less what
+    # requests held on their way (new connections under load) take off, up to half: a burst
+    # spans ~0.
+    assert times[4] - times[0] >= 0.1, times
 
 
 def test_rate_per_minute(recording):
@@ -155,9 +158,7 @@ def test_host_rate_applies_to_each_host(recording):
     urls = [
         recording.url(f"/h/{n}", host) for n in range(10) for host in ("127.0.0.1", "localhost")
     ]
-    started = time.monotonic()
     invoke(["-j", "8", "--host-rate", "10", *urls])
-    took = time.monotonic() - started
     for host in ("127.0.0.1", "localhost"):
         times = sorted(recording.times(host))
         assert len(times) == 10
@@ -166,7 +167,12 @@ def test_host_rate_applies_to_each_host(recording):
         # test; a burst spans ~0. (It asked for the full 0.9 s and failed once in 10 runs.)
         assert times[-1] - times[0] >= 0.8
         assert max_in_any_second(times) <= 11  # one straggler, as in the --rate test
-    assert took < 1.9  # the hosts were not spaced against each other
+    # The hosts were not spaced against each other: by the server's clock, the twenty span about
+    # the nine spacings of one host (0.9 s), not the nineteen of one rate for both (1.9 s, less
+    # what one request held on its way takes off). The command's own start and end, which a
+    # loaded machine stretches, are not counted.
+    arrivals = sorted(t for t, _, _ in recording.arrivals)
+    assert arrivals[-1] - arrivals[0] < 1.7, arrivals
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "fast", "10/w", "/s"])
