@@ -35,6 +35,9 @@ LINES = 20_000
 # SPEC 2.5's "within a second" is what an idle machine shows (0.2-0.4 s); a loaded one has
 # taken 1.06 s (s22 h3 5), and usage.md gives a starved one up to 10 s to hand every line back.
 AT_ONCE = DEFAULT_GRACE
+# The cap of a working accounting where the test is not about the cap: past the 10 s a loaded
+# machine took for 2 s of CPU (load 12-25), short of interrupt_twice's 70 s wait for the exit.
+WORKING_CAP = 60.0
 
 
 def route(path: str):
@@ -212,9 +215,13 @@ def test_a_second_signal_over_300000_lines_read_by_the_parser_loses_none(tmp_pat
             quoted = "--unique" in extra
             cell = (lambda n: f'"n,{n}"') if quoted else str
             lines = ["url,n", *(f"{url},{cell(n)}" for n, url in enumerate(urls))]
-        status, took, records, failed = interrupt_twice(tmp_path, lines, server, 40, 0.3, extra)
+        said: list[str] = []
+        status, took, records, failed = interrupt_twice(
+            tmp_path, lines, server, 40, 0.3, extra, stderr_to=said
+        )
     assert status == 130
-    assert took < 1.5, f"{took:.2f} s after the second signal"
+    assert "stopped by" not in said[0], "a graceful stop: the second signal did nothing"
+    assert took < AT_ONCE, f"{took:.2f} s after the second signal"
     if jsonl:  # --failed holds the lines as read; the records, their URLs
         failed = [json.loads(line)["url"] for line in failed]
     if csv:  # the header row once, then the records
@@ -255,8 +262,9 @@ def slowed_failed(per_line: float, cap: float | None = None) -> list[str]:
         "import hashlib, runpy, threading, time\n"
         "from fetcher.output.failed import FailedLines\n"
         "import fetcher.run.hard_stop as hard_stop\n"
-        f"if {cap!r} is not None:\n"
-        f"    hard_stop.HARD_STOP_CAP = {cap!r}\n"
+        f"cap = {cap!r}\n"
+        "if cap is not None:\n"
+        "    hard_stop.HARD_STOP_CAP = cap\n"
         "add = FailedLines.add\n"
         "def slow_add(self, raw, header=None, lines=1):\n"
         "    main = threading.current_thread() is threading.main_thread()\n"
@@ -282,14 +290,14 @@ def test_a_second_signal_lets_accounting_that_is_slow_but_working_finish(tmp_pat
     with counting_server(route) as server:
         base = server.url("").rstrip("/")
         lines = [f"{base}/slow/{n}" if n % 50 == 0 else f"{base}/q/{n}" for n in range(LINES)]
-        command = slowed_failed(per_line=0.0001, cap=60.0)
+        command = slowed_failed(per_line=0.0001, cap=WORKING_CAP)
         status, took, records, failed = interrupt_twice(
             tmp_path, lines, server, 40, 0.05, extra, command, said
         )
     assert status == 130
     check_each_line_once(lines, records, failed)
     assert len(set(failed) - {r["url"] for r in records}) > LINES // 2, "nothing was tested"
-    assert took < 60.0, f"{took:.2f} s after the second signal"  # the cap
+    assert took < WORKING_CAP, f"{took:.2f} s after the second signal"
     assert "may lack" not in said[0], said[0]
 
 

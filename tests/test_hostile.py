@@ -173,7 +173,7 @@ def test_hostile_server_ends_with_its_kind_and_spares_a_normal_url(hostile, norm
     # whole command does not lengthen; and the run was not held by a server that goes on until
     # LIFETIME (a thread still reading it, a close that waits for it).
     assert case.at_least <= records[bad]["elapsed"] < case.within, records[bad]
-    assert took < LIFETIME / 3, f"the run took {took:.2f} s"
+    assert took < LIFETIME * 2 / 3, f"the run took {took:.2f} s"
 
 
 # -- memory stays flat under a 10 MB header line -------------------------------------------------

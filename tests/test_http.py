@@ -447,16 +447,17 @@ def test_connection_errors_are_retried():
 def test_backoff_doubles_with_jitter(httpserver):
     recorders = [serve(httpserver, f"/b{n}", Response("", 500)) for n in range(3)]
     urls = [httpserver.url_for(f"/b{n}") for n in range(3)]
-    invoke(["--backoff", "0.2", "--retries", "3", "-j", "3", *urls])
-    # The server's clock: each wait is 0.2 s doubled each time, +-50%, so in 0.1-0.3, 0.2-0.6 and
-    # 0.4-1.2 s, plus the time to answer and send again, which a loaded machine stretches: up to
-    # `answered`. Even so no third gap of a backoff that grew fourfold (1.6 s at least) fits.
-    answered = 0.3
+    invoke(["--backoff", "0.4", "--retries", "3", "-j", "3", *urls])
+    # The server's clock: each wait is 0.4 s doubled each time, +-50%, so in 0.2-0.6, 0.4-1.2 and
+    # 0.8-2.4 s, plus the time to answer and send again, which a loaded machine stretches (0.37 s
+    # seen at load 13, with a 0.2 s backoff): up to `answered`. Even so no third gap of a backoff
+    # that grew fourfold (3.2 s at least) fits.
+    answered = 0.7
     for recorder in recorders:
         first, second, third = recorder.gaps
-        assert 0.1 <= first < 0.3 + answered, recorder.gaps
-        assert 0.2 <= second < 0.6 + answered, recorder.gaps
-        assert 0.4 <= third < 1.2 + answered, recorder.gaps
+        assert 0.2 <= first < 0.6 + answered, recorder.gaps
+        assert 0.4 <= second < 1.2 + answered, recorder.gaps
+        assert 0.8 <= third < 2.4 + answered, recorder.gaps
     firsts = [round(recorder.gaps[0], 3) for recorder in recorders]
     assert len(set(firsts)) > 1  # jitter: workers that failed together come back apart
 

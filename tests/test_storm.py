@@ -229,7 +229,9 @@ def run_one(plan: Plan, folder: Path, extra: tuple[str, ...] = ()) -> Outcome:
             )
         with process:
             try:
-                wait_for(lambda: server.requests >= 1, "the run's first request", 15)
+                # Worker processes took past 15 s to start at load 25; a run that never starts
+                # is what this wait is for.
+                wait_for(lambda: server.requests >= 1, "the run's first request", 30)
                 time.sleep(plan.delay)  # the random moment is the point of the storm
                 process.send_signal(signal.SIGTERM if plan.interrupt == SIGTERM else signal.SIGINT)
                 first = last = time.monotonic()
