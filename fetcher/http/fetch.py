@@ -103,6 +103,8 @@ class Fetcher:
             )
         request = task.request
         result, retry_after = self.exchange.send(session, request, task)
+        if _sent_nothing(result):
+            task.attempt -= 1  # refused before sending (final: never retried): not an attempt
         self._settle(task, result)
         result.attempts = task.attempt
         result.elapsed = time.perf_counter() - task.started
@@ -195,6 +197,18 @@ def _given_up(task: Task, deadline: Deadline) -> Result:
 
 def _outcome(result: Result) -> str:
     return f"{result.status or '---'} {'ok' if result.ok else result.error_kind}"
+
+
+def _sent_nothing(result: Result) -> bool:
+    """Whether result's request was refused before anything was sent: an invalid_url failure
+    with no answer and no redirect (a HEAD with data, requests' InvalidURL or InvalidSchema
+    raised while preparing it). It made no attempt, so req/s does not count it (s23 r4 4); a
+    redirect to a bad Location was sent, and counts."""
+    return (
+        result.error_kind is ErrorKind.INVALID_URL
+        and result.status is None
+        and not result.redirects
+    )
 
 
 class Exchange:
