@@ -127,7 +127,7 @@ def fetch(settings: Settings) -> int:
                 except RunStartError as exc:  # nothing read, nothing fetched
                     raise Refused(str(exc)) from None
                 outputs.summary.finish()
-                outputs.display.on_finish(outputs.summary, stopped=stopped_by is not None)
+                outputs.display.on_finish(outputs.summary, incomplete(run, outputs, stopped_by))
             status = report(settings, streams, reader, run, outputs, stopped_by, at_hard_exit)
             if stopped_by is not None:
                 # Workers may be blocked on servers and the dispatcher on an open stdin pipe: a
@@ -135,6 +135,19 @@ def fetch(settings: Settings) -> int:
                 stack.close()
                 hard_exit(status)
     return status
+
+
+def incomplete(run: Run, outputs: Outputs, stopped_by: ExitStatus | None) -> bool:
+    """Whether the run ends incomplete, for its last frame (no tick, no ETA): stopped, its
+    input not read to the end, or the records' reader gone, also at the last flush, which is
+    made here so that the frame knows it (report's close would find it only after the frame,
+    s23 r4 5)."""
+    if stopped_by is not None or run.books.input_error is not None:
+        return True
+    from fetcher.output.collector import flush_records
+
+    flush_records(outputs.collector)
+    return outputs.collector.reader_gone
 
 
 def job_stops(display: Display) -> contextlib.AbstractContextManager[None]:

@@ -287,3 +287,26 @@ def test_the_last_frame_of_an_interrupted_run_does_not_look_complete(tmp_path):
         assert last["word"] == "stopped" and last["head"] != "✓", last.string
         assert "3/5 3 ok 0 failed" in last.string and "eta" not in last.string, last.string
         assert "stopped by SIGINT" in "\n".join(screen.lines())
+
+
+# A frame whose total may not be known yet (`3/?`).
+UNTOLD_TOTAL = re.compile(r"(?P<head>\S+) (?P<word>fetching|stopped) .*?\d+/[\d?]+ \d+ ok")
+
+
+def test_the_last_frame_of_a_run_cut_by_an_input_error_does_not_look_complete(tmp_path):
+    """An input that could not be read to its end (`-i /proc/self/mem`: EIO) ended on a green
+    `✓ ... eta 0:00:00`, above "reading the input failed ...; the rest was not fetched" (s23
+    r4 5): the run is incomplete, and its last frame says stopped, as a signal's does. The
+    counting of the total, failing on the same EIO, printed a traceback over the display."""
+    with stalling_server() as base:
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{base}/quick/{n}\n" for n in range(3)))
+        args = ["-j", "2", "-i", str(urls), "-i", "/proc/self/mem", "-i", str(urls)]
+        with live_terminal(args, tmp_path, ends=(1,)) as screen:
+            pass
+        shown = "\n".join(screen.lines())
+        frames = [m for line in screen.lines() if (m := UNTOLD_TOTAL.search(line))]
+        assert frames and "Traceback" not in shown, shown
+        last = frames[-1]
+        assert last["word"] == "stopped" and last["head"] != "✓", shown
+        assert "eta" not in last.string and "reading the input failed" in shown, shown

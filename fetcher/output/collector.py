@@ -290,6 +290,17 @@ class RetryLines:
 Guard = Callable[..., None]  # Collector._guard: a write, timed and with its errors reported
 
 
+def flush_records(collector: Collector) -> None:
+    """Flush the records (and the bodies) as at an idle moment, but commit nothing and raise
+    nothing: a reader gone is found (``Collector.reader_gone``). Outside the class, which is
+    at its size limit."""
+    if collector.writes:
+        with contextlib.suppress(BrokenPipeError):  # output_broken says it
+            collector._guard(collector.writer.flush, "records")
+            if collector.bodies is not None:
+                collector.bodies.flush(collector._guard)
+
+
 class BodyStream:
     """--body's standard output, where whole bodies go one after another. Its reader going
     away ends only this: the records go to their own file (--results) and go on."""

@@ -260,8 +260,14 @@ class RichProgress:
                 os.write(terminal, b"\x1b[?25h" if relayed == signal.SIGSTOP else b"\x1b[?25l")
 
     def _count(self) -> None:
+        """Count the input's lines ahead, for the total. An input that cannot be read (EIO) is
+        the reader's to report: the total is then not known, and no traceback is printed over
+        the display (s23 r4 5)."""
         assert self.count_total is not None
-        count = self.count_total(self.stop_counting.is_set)
+        try:
+            count = self.count_total(self.stop_counting.is_set)
+        except OSError:
+            return
         with self.total_lock:
             if count is not None and not self.total_known:
                 self.frame.total = count
