@@ -229,3 +229,83 @@ def test_a_request_s_clash_name_is_its_own_and_stable(tmp_path):
     # second body's name is told apart by the count after it.
     assert paths[2] == f"{paths[1]}-3", paths
     out.close()
+
+
+# -- 4. A request's file across runs ---------------------------------------------------------------
+# A request skipped as fresh (--skip-fresh) keeps the file its row names for the run: another
+# request of the run, saved while it is kept, must take another name (s23 r4 1: a POST was
+# saved over the skipped GET's file, whose record still gave its own hash for it). And a
+# request's name does not depend on which request is saved first (s23 r4 3): a bodiless GET
+# takes the URL's own name, any other request its ~hash name, and one whose row names a name of
+# its own keeps it, so files do not move between runs and a 304 keeps its file.
+
+
+def answer_with_etag(request: Request) -> Response:
+    """answer_by_request, with the path asked for, an ETag of the answer, and a 304 to a GET
+    whose If-None-Match is that ETag."""
+    text = f"{request.method} {request.path} {request.get_data(as_text=True)}\n"
+    etag = '"' + hashlib.sha256(text.encode()).hexdigest()[:16] + '"'
+    if request.method == "GET" and request.headers.get("If-None-Match") == etag:
+        return Response(status=304, headers={"ETag": etag})
+    return Response(text, headers={"ETag": etag})
+
+
+def assert_files_hold_their_records(found: list[dict]) -> None:
+    """Each record ok, its file there, holding what its sha256 says; no two records of
+    different hashes name one file."""
+    by_path: dict[str, str] = {}
+    for record in found:
+        assert record["ok"], record
+        data = Path(record["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == record["sha256"], (record, data)
+        assert by_path.setdefault(record["path"], record["sha256"]) == record["sha256"], found
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_request_skipped_as_fresh_keeps_its_file_from_another_request_to_its_url(
+    tmp_path, httpserver, processes
+):
+    httpserver.expect_request("/b/res.txt").respond_with_handler(answer_with_etag)
+    url = httpserver.url_for("/b/res.txt")
+    first = run_lines(tmp_path, url, [{}])
+    both = [{}, {"method": "POST", "data": "x"}]
+    for _ in range(2):
+        found = run_lines(tmp_path, url, both, "--skip-fresh", "1h", "--processes", processes)
+        assert found[0]["path"] == first[0]["path"], found  # the GET's file stays its own
+        assert found[0]["path"] != found[1]["path"], found
+        assert_files_hold_their_records(found)
+    assert found[0]["skipped"] and found[1]["skipped"], found
+
+
+def test_a_url_skipped_as_fresh_keeps_its_file_from_another_url_of_its_name(tmp_path, httpserver):
+    httpserver.expect_request("/x/").respond_with_handler(answer_with_etag)
+    httpserver.expect_request("/x/index.html").respond_with_handler(answer_with_etag)
+    folder, index = httpserver.url_for("/x/"), httpserver.url_for("/x/index.html")
+    first = run_lines(tmp_path, folder, [{}])
+    lines = [{}, {"url": index}]
+    found = run_lines(tmp_path, folder, lines, "--skip-fresh", "1h")
+    assert found[0]["skipped"] and found[0]["path"] == first[0]["path"], found
+    assert found[1]["path"] != found[0]["path"], found
+    assert_files_hold_their_records(found)
+
+
+def test_a_post_never_takes_the_url_s_own_name_even_when_it_is_saved_first(tmp_path, httpserver):
+    httpserver.expect_request("/b/res.txt").respond_with_handler(answer_with_etag)
+    url = httpserver.url_for("/b/res.txt")
+    found = run_lines(tmp_path, url, [{"method": "POST", "data": "x"}])
+    assert "~" in Path(found[0]["path"]).name, found
+    found = run_lines(tmp_path, url, [{"method": "POST", "data": "x"}, {}])
+    assert found[1]["path"].endswith("/b/res.txt"), found  # the GET's, however listed
+    assert_files_hold_their_records(found)
+
+
+def test_each_request_keeps_its_file_whatever_the_order_of_the_next_run(tmp_path, httpserver):
+    httpserver.expect_request("/b/res.txt").respond_with_handler(answer_with_etag)
+    url = httpserver.url_for("/b/res.txt")
+    get, p1, p2 = {}, {"method": "POST", "data": "x"}, {"method": "POST", "data": "y"}
+    first = run_lines(tmp_path, url, [p1, p2, get])
+    again = run_lines(tmp_path, url, [p2, get, p1])
+    paths = {record["line"]: record["path"] for record in first}
+    assert [r["path"] for r in again] == [paths[2], paths[3], paths[1]], (first, again)
+    assert again[1]["status"] == 304, again  # the GET's file is where its row says
+    assert_files_hold_their_records(again)

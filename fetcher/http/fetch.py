@@ -42,6 +42,7 @@ from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.input.jobs import has_scheme
 from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
+from fetcher.output.paths import Owner
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Partial, Result, host_of
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -97,7 +98,9 @@ class Fetcher:
             task.max_time = Deadline.start(settings.max_time)
         if task.request is None:
             if self.bodies is not None:  # its file's owner, before _prior looks for its file
-                task.owner = state_key(task.job, settings)
+                prior = task.job.prior
+                row_path = None if prior is None else prior.path
+                task.owner = Owner(state_key(task.job, settings), row_path)
             task.request = effective_request(
                 task.job, settings, session.environment, self._prior(task)
             )

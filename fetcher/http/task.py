@@ -11,6 +11,7 @@ from fetcher.results import Partial, Result
 if TYPE_CHECKING:  # only annotations: the scheduler imports Task without urllib3
     from fetcher.http.deadline import Deadline
     from fetcher.http.request import EffectiveRequest
+    from fetcher.output.paths import Owner
 
 
 @dataclass(slots=True)
@@ -29,8 +30,9 @@ class Task:
     partial: Partial | None = None  # --continue: the file holding the body so far
     # Under -o: the request's state key (request.state_key), the owner of its file in the run:
     # another method or body for the URL is another request, whose answer gets a file of its
-    # own. None before the first attempt, and without -o.
-    owner: str | None = None
+    # own; with the path its row names, which it keeps (Owner). None before the first
+    # attempt, and without -o.
+    owner: Owner | None = None
 
     @property
     def deadline(self) -> float | None:

@@ -37,7 +37,7 @@ from fetcher.output.atomic import (
     file_mark,
     name_unnamed,
 )
-from fetcher.output.paths import LinkInTheWay, OutputDir, Placement, folder_of
+from fetcher.output.paths import LinkInTheWay, OutputDir, Owner, Placement, folder_of
 from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
@@ -327,7 +327,7 @@ class Bodies:
         head: bool = False,
         resumable: bool = False,
         remote: RemoteFile | None = None,
-        owner: str | None = None,
+        owner: str | Owner | None = None,
     ) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
         an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
@@ -360,7 +360,7 @@ class Bodies:
         path: str,
         size: int = 0,
         changed: int | None = None,
-        owner: str | None = None,
+        owner: str | Owner | None = None,
     ) -> SavedFile | None:
         """The partial file that an earlier attempt at url left at path (--continue), open to be
         continued; None when it cannot be, and then it is left as it is. Only the very file
@@ -382,7 +382,8 @@ class Bodies:
         return SavedFile(placement, resumable=True, kept=(fd, name_there))
 
     def remove_partial(self, url: str, name: str | None, path: str, size: int = 0,
-                       changed: int | None = None, owner: str | None = None) -> None:  # fmt: skip
+                       changed: int | None = None,
+                       owner: str | Owner | None = None) -> None:  # fmt: skip
         """Remove the partial file an earlier attempt at url left at path, when the state
         forgets it (a body completed without it): no run would look for it again, and it
         would stay hidden in DIR for good. Only the very file reopen would continue goes (by
@@ -428,7 +429,7 @@ class Bodies:
         return None if found is None or mark not in (None, found) else path
 
     def saved(self, url: str, name: str | None, path: str | None, mark: int | None,
-              owner: str | None = None) -> bool:  # fmt: skip
+              owner: str | Owner | None = None) -> bool:  # fmt: skip
         """Whether url's file under -o is there and is path, where its body was saved last, and,
         with mark, still that file (file_mark: across runs, another URL's body may have been
         saved over it under the same name): a conditional request is only worth it then, as a
@@ -444,7 +445,7 @@ class Bodies:
 
 
 def _place(
-    folder: OutputDir, url: str, name: str | None, remote: str | None, owner: str | None
+    folder: OutputDir, url: str, name: str | None, remote: str | None, owner: str | Owner | None
 ) -> Placement:
     """Where the body of url's request (owner) goes (OutputDir.place), a failure as an io
     FetchError: the record says which folder or link was in the way."""
@@ -579,7 +580,7 @@ def _partial_left(
     name: str | None,
     path: str,
     look_only: bool = False,
-    owner: str | None = None,
+    owner: str | Owner | None = None,
 ) -> tuple[Placement, str, _Left] | None:
     """Where the partial file at path is looked for (url's folder under this run's DIR, open:
     made, and the file's name taken for url, unless look_only), its name, and the inode that

@@ -11,7 +11,10 @@ DIR. A component longer than 255 bytes is cut and given a hash of the whole URL.
 request in this run (another URL, or another method or body for the URL: its owner is the
 request's --state key, fetcher.http.request.state_key), or a file where a folder is needed
 (``/a`` then ``/a/b``), or a folder where a file is needed, gets ``~<hash of the request>`` on
-the component that clashes. Names are stable per request.
+the component that clashes. Names do not depend on the order requests are saved in: a
+bodiless GET takes the URL's own name, any other request its ``~<hash>`` name (a name the input
+gives is the request's own), and a request keeps the name its --state row names (``Owner``) when
+this run has not given it out.
 DIR is opened once; every folder under it is reached from that descriptor, one component at a
 time, never through a symbolic link: a link where a folder is needed is refused (``LinkInTheWay``).
 """
@@ -26,6 +29,7 @@ import os
 import stat
 import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -211,6 +215,75 @@ def first_component(url: str, name: str | None) -> str:
     return components(url, name, None)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A request that owns a file in a run: its --state key (request.state_key) and the path its
+    row names, where it was saved last (None: no row, or nothing saved). The request keeps that
+    name if it is one of its own and no other request of the run was given it, so that its file
+    does not move from run to run with the order requests happen to be saved in (s23 r4 3: a
+    GET's 304 turned into a 200, and its old file was left behind, named by no row)."""
+
+    key: str
+    row_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimant:
+    """What _first_free needs to know of the request placing a file: the URL, the request's
+    clash suffix (request_hash), the digest that owns its files (url_digest of its key), whether
+    the name itself is its own (a bodiless GET's URL name, or a name the input gives), and the
+    file name its row names (Owner.row_path)."""
+
+    url: str
+    mark: str
+    digest: bytes
+    own_name: bool
+    kept: str | None
+
+
+def _claimant(url: str, owner: str | Owner | None, given: bool) -> _Claimant:
+    """The claimant for url's request (owner: its key or Owner; None, a bodiless GET's: url);
+    given: the name is the input's (``output``), which any request may take as it is."""
+    key = url if owner is None else owner if isinstance(owner, str) else owner.key
+    row = owner.row_path if isinstance(owner, Owner) else None
+    kept = None if row is None else os.path.basename(row)
+    return _Claimant(url, request_hash(url, key), url_digest(key), given or key == url, kept)
+
+
+def _candidate(name: str, claimant: _Claimant, n: int) -> str:
+    """The n-th name of name for claimant: name itself, then name~<mark>, name~<mark>-3, ...,
+    each cut to 255 bytes."""
+    if n == 1:
+        return name
+    suffix = claimant.mark + ("" if n == 2 else f"-{n}")
+    return _fit(f"{name}~{suffix}", f"{claimant.url}~{n}")
+
+
+def _candidates(name: str, claimant: _Claimant, file: bool) -> Iterator[str]:
+    """The names tried for a component, in order. A folder: name, then its suffixed names. A
+    file: name only when it is the request's own (_Claimant.own_name): a POST saved before the
+    GET of its URL took the GET's name, which the GET then took back in a run listing it
+    first; then the name its row names, if it is one of its suffixed names (never another's:
+    a row cannot lead it anywhere else); then the suffixed names in order."""
+    if not file or claimant.own_name:
+        yield name
+    kept = claimant.kept
+    prefix = f"{name}~{claimant.mark}"
+    if file and kept is not None and kept.startswith(prefix):
+        count = kept[len(prefix) :]
+        n = 2 if not count else int(count[1:]) if _a_count(count) else 0
+        if n >= 2 and _candidate(name, claimant, n) == kept:
+            yield kept
+    for n in itertools.count(2):
+        yield _candidate(name, claimant, n)
+
+
+def _a_count(text: str) -> bool:
+    """Whether text is a clash count as _candidate writes it: '-' and a few ASCII digits."""
+    digits = text[1:]
+    return text[:1] == "-" and 0 < len(digits) < 10 and digits.isascii() and digits.isdigit()
+
+
 @dataclass(slots=True)
 class Placement:
     """Where one body goes: ``name`` in the folder open as ``folder`` (a descriptor the holder
@@ -346,12 +419,12 @@ class OutputDir:
             self._root_fd = -1
 
     def place(self, url: str, name: str | None = None, remote_name: str | None = None,
-              owner: str | None = None) -> Placement:  # fmt: skip
+              owner: str | Owner | None = None) -> Placement:  # fmt: skip
         """Create the folders for url and return where its body goes: the URL's own path, or
         name (a relative file name, made safe the same way) when given, or remote_name (-J)
-        in the host's folder. owner: the request's state key (state_key), url when None (a
-        bodiless GET's). Raises OSError when a folder cannot be created, LinkInTheWay when a
-        link sits where a folder is needed."""
+        in the host's folder. owner: the request's state key (state_key) or Owner, url when
+        None (a bodiless GET's). Raises OSError when a folder cannot be created, LinkInTheWay
+        when a link sits where a folder is needed."""
         parts = components(url, name, remote_name)
         # Each name fits (255 bytes), but not always the path: a file saved through folder
         # descriptors past PATH_MAX has a path nothing can open. Room is kept for a clash
@@ -360,18 +433,18 @@ class OutputDir:
         if longest >= PATH_MAX:
             message = f"the path would be longer than the system's {PATH_MAX} bytes"
             raise OSError(errno.ENAMETOOLONG, message, url)
-        placement = self._walk(parts, url, create=True, owner=owner)
+        placement = self._walk(parts, _claimant(url, owner, bool(name)), create=True)
         assert placement is not None  # create=True never gives up on a missing folder
         return placement
 
     def existing(self, url: str, name: str | None = None, remote_name: str | None = None,
-                 owner: str | None = None) -> str | None:  # fmt: skip
+                 owner: str | Owner | None = None) -> str | None:  # fmt: skip
         """The path the body of url's request (owner, as for place) would be saved to, if a
         regular file is there now; else None. Creates nothing and follows no link. The file
         counts as given to that request in this run."""
         parts = components(url, name, remote_name)
         try:
-            placement = self._walk(parts, url, create=False, owner=owner)
+            placement = self._walk(parts, _claimant(url, owner, bool(name)), create=False)
         except OSError:
             return None
         if placement is None:
@@ -379,14 +452,22 @@ class OutputDir:
         with placement:
             return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
 
-    def _walk(self, parts: list[str], url: str, create: bool, claim: bool = True,
-              owner: str | None = None) -> Placement | None:  # fmt: skip
-        """Walk (and with create, make) the folders of url's components (parts) from DIR's
-        descriptor, resolving clashes; None when a folder is missing and create is false. With
-        claim, the file name is claimed for url's request (owner: its state key; None, url's
-        own) when create is true or a regular file is there."""
-        key = url if owner is None else owner
-        mark, owned = request_hash(url, key), url_digest(key)
+    def claim(self, path: str, owner: str) -> bool:
+        """Keep path, a file an earlier run saved (as this run spells DIR), for the request
+        whose state key is owner, for the rest of the run, as if this run had saved it: a
+        request skipped as fresh (--skip-fresh) keeps its file, and another request of the run
+        takes another name rather than replace it (s23 r4 1). False when another request of
+        the run was given path: it is being replaced, and the request is fetched again."""
+        digest = url_digest(owner)
+        with self._lock:
+            return self._owner.setdefault(path, digest) == digest
+
+    def _walk(self, parts: list[str], claimant: _Claimant, create: bool,
+              claim: bool = True) -> Placement | None:  # fmt: skip
+        """Walk (and with create, make) the folders of the claimant's components (parts) from
+        DIR's descriptor, resolving clashes; None when a folder is missing and create is false.
+        With claim, the file name is claimed for the claimant's request when create is true or
+        a regular file is there."""
         with self._lock:
             foreign = parts[0] in self._adopted
             if self._root_fd < 0:
@@ -394,40 +475,34 @@ class OutputDir:
             folder, path = os.dup(self._root_fd), self.root
             try:
                 for component in parts[:-1]:
-                    path, child = self._first_free(folder, path, component, url, mark, owned,
-                                                   False)  # fmt: skip
+                    path, child = self._first_free(folder, path, component, claimant, False)
                     opened = _open_folder(folder, child, path, create)
                     os.close(folder)
                     folder = -1
                     if opened is None:
                         return None
                     folder = opened
-                path, child = self._first_free(folder, path, parts[-1], url, mark, owned, True,
-                                               foreign)  # fmt: skip
+                path, child = self._first_free(folder, path, parts[-1], claimant, True, foreign)
                 if claim and (create or _is_file(_lstat(folder, child))):
-                    self._owner[path] = owned
+                    self._owner[path] = claimant.digest
             except BaseException:
                 if folder >= 0:
                     os.close(folder)
                 raise
             return Placement(path, folder, child)
 
-    def _first_free(self, folder: int, parent: str, name: str, url: str, mark: str, owner: bytes,
-                    file: bool, foreign: bool = False) -> tuple[str, str]:  # fmt: skip
-        """The first of name, name~<mark>, name~<mark>-3, ... that fits in folder, each cut to
-        255 bytes, as (path, name); mark is the request's hash (request_hash), owner its digest.
-        The order is fixed, and a name that did not fit never fits later, so a request placed
-        again gets the same path. foreign: in an adopted folder, a file this object did not give
-        is never replaced."""
-        for n in itertools.count(1):
-            if n == 1:
-                candidate = name
-            else:
-                suffix = mark + ("" if n == 2 else f"-{n}")
-                candidate = _fit(f"{name}~{suffix}", f"{url}~{n}")
+    def _first_free(self, folder: int, parent: str, name: str, claimant: _Claimant, file: bool,
+                    foreign: bool = False) -> tuple[str, str]:  # fmt: skip
+        """The first of the claimant's names for name (_candidates) that fits in folder, as
+        (path, name). The order is fixed for a request, and a name that did not fit never fits
+        later, so a request placed again gets the same path. foreign: in an adopted folder, a
+        file this object did not give is never replaced."""
+        owner = claimant.digest
+        for candidate in _candidates(name, claimant, file):
             path = os.path.join(parent, candidate)
             if file:
-                # not given to another request in this run (an earlier run's file is replaced)
+                # not given to another request in this run, nor kept by one skipped as fresh
+                # (an earlier run's file is replaced)
                 owned = self._owner.get(path, owner) == owner
                 info = _lstat(folder, candidate)
                 taken = foreign and path not in self._owner and _is_file(info)
@@ -441,12 +516,13 @@ class OutputDir:
 
 
 def folder_of(
-    output: OutputDir, url: str, name: str | None = None, owner: str | None = None
+    output: OutputDir, url: str, name: str | None = None, owner: str | Owner | None = None
 ) -> Placement | None:
     """Where url's body would go under output (its folder open, the file's name), if its
     folders are there: a look for a file left there (a partial to remove), not a body to save.
     Creates nothing, follows no link, and takes the name for no URL (the run's next body for
     it may be another URL's). None when a folder is missing or is no folder."""
     with contextlib.suppress(OSError):
-        return output._walk(components(url, name, None), url, False, claim=False, owner=owner)
+        claimant = _claimant(url, owner, bool(name))
+        return output._walk(components(url, name, None), claimant, False, claim=False)
     return None

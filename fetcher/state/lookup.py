@@ -98,6 +98,10 @@ class StateLookup:
                 path = self.bodies.held(prior.path, prior.saved_mark)
                 if path is None:
                     return None  # gone, another -o, or never saved (a HEAD): fetched again
+                # Kept for the run: another request saved there would replace the file this
+                # record vouches for (s23 r4 1). Given to one already: fetched again.
+                if not self.bodies.folder.claim(path, job.key or job.target):
+                    return None
         return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
 
 
