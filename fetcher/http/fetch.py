@@ -98,9 +98,7 @@ class Fetcher:
             task.max_time = Deadline.start(settings.max_time)
         if task.request is None:
             if self.bodies is not None:  # its file's owner, before _prior looks for its file
-                prior = task.job.prior
-                row_path = None if prior is None else prior.path
-                task.owner = Owner(state_key(task.job, settings), row_path)
+                task.owner = _owner(task, settings)
             task.request = effective_request(
                 task.job, settings, session.environment, self._prior(task)
             )
@@ -341,6 +339,12 @@ class Exchange:
             # gets the state's hash (State.record).
             result.sha256 = None
         return retry_after
+
+
+def _owner(task: Task, settings: Settings) -> Owner:
+    """Whose task's file is, under -o: its request's --state key, and the path its row names."""
+    prior = task.job.prior
+    return Owner(state_key(task.job, settings), None if prior is None else prior.path)
 
 
 def _note_answer(
