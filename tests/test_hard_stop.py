@@ -589,3 +589,55 @@ def test_the_hooks_that_never_wait_run_before_failed_s_commit_which_may(tmp_path
     names = order.read_text().split()
     assert names.index("commit_failed_now") > names.index("move_log_at_hard_exit"), names
     assert names.index("commit_failed_now") > names.index("remove_live_temporaries"), names
+
+
+HELD_CTRL_C = """
+import os, signal, sys, threading, time
+from fetcher.run.hard_stop import QUIET_LIMIT, WATCH_EVERY, Quiet
+
+read_end, write_end = os.pipe()
+os.set_blocking(write_end, False)
+try:
+    while True:
+        os.write(write_end, b"x" * 65536)
+except BlockingIOError:
+    pass
+os.set_blocking(write_end, True)
+
+def handler(signum, frame):  # a Python handler's work, on the main thread, as fetcher's is
+    sum(range(3000))
+
+signal.signal(signal.SIGUSR1, handler)
+main, seen = threading.get_native_id(), []
+
+def watch():
+    quiet = Quiet(main)
+    for _ in range(int(20 * QUIET_LIMIT / WATCH_EVERY)):
+        os.kill(os.getpid(), signal.SIGUSR1)  # Ctrl-C held down: about 50 a second
+        if quiet.look() >= QUIET_LIMIT:
+            seen.append(True)
+            break
+        time.sleep(WATCH_EVERY)
+    os.close(read_end)  # lets the write fail, and the main thread go on
+
+watcher = threading.Thread(target=watch)
+watcher.start()
+try:
+    os.write(write_end, b"y" * 65536)  # blocks: nobody reads
+except OSError:
+    pass
+watcher.join()
+print("stuck" if seen else "working")
+"""
+
+
+def test_a_main_thread_stuck_in_a_write_is_stuck_however_often_its_handler_runs():
+    """s23 r3 1: Ctrl-C held down ran fetcher's Python handler on the stuck main thread about
+    30 times a second, 150 µs each: counted as CPU, it kept the hard stop waiting for the 10 s
+    cap. A thread waiting in a write that moves no byte is stuck, whatever it runs between."""
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_CTRL_C], capture_output=True, env=clean_env(), timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == ["stuck"]

@@ -279,8 +279,8 @@ class RetryLines:
             if hand_back:
                 self.hand_back(writing=True)
             self.failed.commit(sync=False)
-            if self.failed.error is not None:  # the exit must not take its lines for kept
-                raise self.failed.error
+            if (error := self.failed.error) is not None:  # not kept: the exit says so
+                raise OSError(f"cannot write --failed: {error.strerror or error}")
 
     def keep_old(self) -> None:
         if self.failed is not None:

@@ -57,9 +57,6 @@ WATCH_EVERY = 0.02  # how often the watchdog looks
 # The most one look adds to the time a thread was seen stuck: a watchdog that was itself kept
 # off the CPU (or stopped, Ctrl-Z) saw nothing of the time between.
 QUIET_STEP = 2 * WATCH_EVERY
-# The CPU a thread must have run, since it was last seen working, to be working still: a
-# thread that only wakes to retry a blocked write runs microseconds (s23 r2 1).
-WORKING_RUN = 1_000_000  # nanoseconds
 # The most one look adds to the time the watchdog has waited (RunningClock): a Ctrl-Z's stop
 # is not counted, a starved watchdog's gaps of up to a second are.
 CLOCK_STEP = 1.0
@@ -261,42 +258,50 @@ class RunningClock:
 
 class Quiet:
     """How long one thread has been seen stuck: asleep in the kernel (a write to a pipe nobody
-    reads, a lock never released) and not working between two looks. A thread short of CPU is
-    runnable ('R') while it waits for it: working, however slowly. One that ran WORKING_RUN of
-    CPU since it was last seen working (schedstat's nanoseconds; a starved thread runs in
-    slices shorter than the clock tick in which stat counts CPU time, s22 r4 3), or one in 'D'
-    whose I/O moved on (a slow disk), is working too. A thread stuck in a write to a pipe runs a
-    few microseconds each time a signal wakes it to write again (Ctrl-C pressed again and
-    again), and one in 'D' on a server that is gone (a hard NFS mount) moves no byte: both stay
-    stuck (s23 r2 1, 3). Read from /proc (Linux; stat's ticks where schedstat is missing);
-    where it cannot be read, every look counts as stuck, as the fixed deadline did before."""
+    reads, a lock never released) and not working between two looks. Working means: its I/O
+    moved bytes (/proc's io: a slow disk, even in 'D'); or, unless it sits in a write, it ran at
+    all (schedstat's nanoseconds: a thread that waits for the GIL wakes every 5 ms, and a
+    starved one runs in slices shorter than stat's clock tick, s22 r4 3). A thread once seen
+    waiting in a write, and no byte moved since, is stuck however often a signal wakes it to
+    run its handler (and wait for the GIL) and write again: Ctrl-C held down ran 150 µs of
+    handler on it 30 times a second (s23 r2 1, r3 1);
+    one in 'D' that moves no byte (a dead NFS server) is stuck too. A runnable one ('R') is
+    neither: it waits for a CPU. Read from /proc (Linux; stat's ticks where schedstat is
+    missing, no write test where wchan is hidden); where it cannot be read, every look counts
+    as stuck, as the fixed deadline did before."""
 
     def __init__(self, native_id: int | None, tasks: str = "/proc/self/task") -> None:
         self.task = f"{tasks}/{native_id}"
         self.seconds = 0.0
-        self._working: tuple[int, int] | None = None  # what it had run when last seen working
+        self._ran: tuple[int, int] | None = None  # what it had run, at the last look
         self._moved = -1  # the bytes its I/O had moved, at the last look
+        # Seen waiting in a write, no byte moved since: what it runs between is a handler's.
+        self._writing = False
         self._clock = RunningClock(QUIET_STEP)
 
     def look(self) -> float:
         """Look again; return the seconds the thread has been seen stuck without a break."""
         step = self._clock.step()
         state, ran = self._read()
-        working = state == b"R" or self._ran_on(ran) or (state == b"D" and self._io_moved())
-        self.seconds = 0.0 if working else self.seconds + step
+        ran_on = ran is not None and self._ran is not None and ran > self._ran
+        self._ran = ran
+        moved = self._io_moved()
+        self._writing = not moved and (self._writing or self._in_a_write())
+        if moved or (ran_on and state == b"S" and not self._writing):
+            self.seconds = 0.0
+        elif state != b"R":
+            self.seconds += step
         return self.seconds
 
-    def _ran_on(self, ran: tuple[int, int] | None) -> bool:
-        """Whether the thread ran WORKING_RUN (or a clock tick, without schedstat) since it was
-        last seen working."""
-        if ran is None or self._working is None:
-            self._working = ran
+    def _in_a_write(self) -> bool:
+        """Whether the thread waits in the kernel to write (pipe_write, n_tty_write, a
+        socket's sendmsg or wait for memory), from /proc's wchan."""
+        try:
+            with open(f"{self.task}/wchan", "rb") as wchan:
+                waits_in = wchan.read()
+        except OSError:
             return False
-        (nanoseconds, ticks), (since_ns, since_ticks) = ran, self._working
-        went_on = nanoseconds - since_ns >= WORKING_RUN if nanoseconds else ticks > since_ticks
-        if went_on:
-            self._working = ran
-        return went_on
+        return any(word in waits_in for word in (b"write", b"send", b"wait_memory"))
 
     def _io_moved(self) -> bool:
         """Whether the bytes the thread read and wrote grew since the last look."""

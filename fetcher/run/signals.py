@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import struct
@@ -41,7 +42,8 @@ ONE_STOP = 0.1
 # The kernel's time of each datagram (SO_TIMESTAMPNS: struct timespec): when the C-level
 # handler wrote the delivery's byte. Python's socket module has no name for it.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
-TIMESPEC = struct.Struct("@qq")
+# struct timespec: two 64-bit fields, or two 32-bit ones on a 32-bit system.
+TIMESPECS = {16: struct.Struct("@qq"), 8: struct.Struct("@ii")}
 
 # Called before an immediate exit: each must be quick and must not raise.
 _first_hooks: list[Callable[[], None]] = []  # before every other: they keep what was read
@@ -98,7 +100,8 @@ def hard_exit(status: int, wait: float | None = None) -> None:
 
 
 def _run_hooks() -> None:
-    """Run every hook; once the first ones ran without an error, what was read is kept."""
+    """Run every hook; once the first ones ran without an error, what was read is kept. A
+    first one's error is said on stderr (--failed not written: s23 r3 2), if it has room."""
     failed = False
     for hook in [*_first_hooks, None, *_exit_hooks, *_last_hooks]:
         if hook is None:
@@ -107,13 +110,23 @@ def _run_hooks() -> None:
             continue
         try:
             hook()
-        except Exception:  # noqa: BLE001 - exiting anyway; nothing useful to report
-            failed = True
+        except Exception as exc:  # noqa: BLE001 - exiting anyway
+            if not _kept.is_set():
+                failed = True
+                _say(f"fetcher: {exc}; lines read may be missing from it\n")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:  # noqa: BLE001, S110
             pass
+
+
+def _say(text: str) -> None:
+    """Write text to stderr only if it takes it now: an exit must not wait on a reader that
+    stopped reading."""
+    with contextlib.suppress(OSError, ValueError):
+        if select.select([], [2], [], 0)[1]:
+            os.write(2, text.encode(errors="replace"))
 
 
 # Called with SIGSTOP when Ctrl-Z stops this process, with SIGCONT when it resumes; by key.
@@ -225,8 +238,8 @@ def _stop_this_process(signum: int) -> None:
         signal.signal(signum, _stop_together)
 
 
-# A delivery: the signal's number, and when it came (seconds, the epoch's).
-Delivery = tuple[int, float]
+# A delivery: the signal's number, and when it came (seconds, the epoch's; None: not known).
+Delivery = tuple[int, float | None]
 
 
 class _Deliveries:
@@ -262,13 +275,15 @@ class _Deliveries:
         deliveries: list[Delivery] = []
         with contextlib.suppress(BlockingIOError):
             while True:
-                data, ancillary, _, _ = self._reader.recvmsg(64, socket.CMSG_SPACE(TIMESPEC.size))
+                data, ancillary, _, _ = self._reader.recvmsg(64, socket.CMSG_SPACE(16))
                 if not data:
                     break
-                came = time.time()
+                came = None  # no stamp: the time it is read is no time of its own (s23 r3 5)
                 for level, kind, stamp in ancillary:
-                    if (level, kind, len(stamp)) == (socket.SOL_SOCKET, SO_TIMESTAMPNS, 16):
-                        seconds, nanoseconds = TIMESPEC.unpack(stamp)
+                    if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS) and (
+                        timespec := TIMESPECS.get(len(stamp))
+                    ):
+                        seconds, nanoseconds = timespec.unpack(stamp)
                         came = seconds + nanoseconds / 1e9
                 deliveries += [(number, came) for number in data]
         return deliveries
@@ -324,8 +339,10 @@ class _Handler:
         no byte at all (another's wakeup descriptor), is one delivery all the same."""
         for number, came in self.read():
             if number in STATUS_BY_SIGNAL:
-                same = came - self.counted.get(number, -ONE_STOP) < ONE_STOP
-                self.counted[number] = self.counted[number] if same else came
+                last = self.counted.get(number)
+                same = came is not None and last is not None and came - last < ONE_STOP
+                if not same and came is not None:
+                    self.counted[number] = came
                 self.delivered.append(None if same else number)
         count = max(len(self.called), len(self.delivered))
         news = [*self.delivered, *self.called[len(self.delivered) :]][self.acted : count]
