@@ -237,6 +237,19 @@ def test_blanks_around_the_status_code_are_read_as_one_separator():
     assert (status, record["status"], record["ok"]) == (0, 200, True), record
 
 
+@pytest.mark.parametrize(
+    "head",
+    [b"HTTP/1.1 200\r\n", b"HTTP/1.1 200 \r\n", b"HTTP/1.1 100\r\n\r\nHTTP/1.1 200\r\n"],
+    ids=["no-reason", "empty-reason", "interim-without-reason"],
+)
+def test_a_status_line_with_no_reason_phrase_is_read(head):
+    """RFC 9112: status-line = HTTP-version SP status-code SP [ reason-phrase ]. http.client
+    leaves the line's end on a code with no reason after it, and the three-digit check took
+    '200\\r\\n' for no code: every such answer was `protocol` (s23 r5 1)."""
+    record, status = fetch_one_answer(head + b"Content-Length: 2\r\n\r\nok")
+    assert (status, record["status"], record["ok"]) == (0, 200, True), record
+
+
 def test_set_cookie_with_a_huge_domain_is_ignored():
     cookie = b"Set-Cookie: a=b; Domain=" + b"x" * 60000 + b"\r\n"
     answer = b"HTTP/1.1 200 OK\r\n" + cookie + b"Content-Length: 2\r\n\r\nok"

@@ -129,7 +129,10 @@ def _status_code(text: str) -> int:
     """The status code of a status line: RFC 9112's 3DIGIT, ASCII digits only. http.client
     reads it with int(), which also takes '+200', '2_00', '0200' and digits of other scripts:
     a server's malformed line was recorded as a 200, ok. A ValueError is http.client's
-    BadStatusLine (a protocol error, "bad status line")."""
+    BadStatusLine (a protocol error, "bad status line"). With no reason phrase, http.client
+    leaves the line's end on it ('200\\r\\n', '200 \\r\\n'): RFC 9112 allows an empty reason,
+    and int() read past those blanks (s23 r5 1), so they go first."""
+    text = text.rstrip(" \t\r\n\v\f")
     if len(text) != 3 or not text.isascii() or not text.isdigit():
         raise ValueError(f"not a status code: {text!r}")
     return int(text)
