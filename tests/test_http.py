@@ -21,7 +21,7 @@ import pytest
 from werkzeug import Request, Response
 
 from fetcher import __version__
-from tests.conftest import ROOT, clean_env, invoke, run_process
+from tests.conftest import FETCHER, ROOT, clean_env, invoke, run_process
 from tests.servers import FaultServer, counting_server, read_request, serving
 
 
@@ -261,6 +261,21 @@ def test_a_netrc_python_cannot_parse_is_said_once_naming_the_file_and_no_secret(
     assert "bad follower token" in result.stderr and "not used" in result.stderr, result.stderr
     assert "SECRETPART" not in result.stderr and "fromnetrc" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_netrc_that_is_a_fifo_is_said_and_not_waited_for(httpserver, tmp_path):
+    """`mkfifo ~/.netrc`: the parser's open waited for a writer for ever, and held every
+    worker past -t and -m (s23 r5 5). A .netrc that is no regular file is said and skipped."""
+    netrc = tmp_path / "netrc"
+    os.mkfifo(netrc)
+    seen = serve(httpserver, "/n")
+    result = subprocess.run(
+        [*FETCHER, "-m", "5", httpserver.url_for("/n")], stdin=subprocess.DEVNULL,
+        capture_output=True, env=clean_env(NETRC=str(netrc)), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(seen.requests) == 1
+    assert f"{netrc}: not a regular file".encode() in result.stderr, result.stderr
 
 
 # -- 2. the cookie jar ------------------------------------------------------------------------

@@ -73,6 +73,9 @@ class Environment:
         word, and the run got 401s."""
         if self._netrc_unreadable.is_set():
             return None
+        if (odd := netrc_not_a_file()) is not None:  # a FIFO: opening it waited for ever
+            self._unusable_netrc(odd)
+            return None
         try:
             return get_netrc_auth(f"{scheme}://{host}/", raise_errors=True)
         except NetrcParseError as exc:
@@ -85,6 +88,18 @@ class Environment:
         if not self._netrc_unreadable.is_set():
             self._netrc_unreadable.set()
             log.warning("cannot read .netrc (%s): its credentials are not used", problem)
+
+
+def netrc_not_a_file() -> str | None:
+    """The .netrc requests would read, when it is there but no regular file (a FIFO, where
+    the parser's open waited for ever and held every worker, s23 r5 5; a folder): what to say.
+    Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
+    given = os.environ.get("NETRC")
+    for name in [given] if given is not None else ["~/.netrc", "~/_netrc"]:
+        path = os.path.expanduser(name)
+        if os.path.exists(path):
+            return None if os.path.isfile(path) else f"{path}: not a regular file"
+    return None
 
 
 # A token the netrc parser quotes in its message ('bad follower token %r'): it may be a piece
