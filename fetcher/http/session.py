@@ -157,13 +157,7 @@ class FetcherAdapter(HTTPAdapter):
         key = (url if end < 0 else url[:end], verify, cert)
         found = self.pool_keys.get(key)
         if found is None:
-            try:
-                as_given: Any = verify  # None too, as requests passes it on
-                host_params, pool_kwargs = self.build_connection_pool_key_attributes(
-                    request, as_given, cert
-                )
-            except ValueError as e:
-                raise InvalidURL(e, request=request) from e
+            host_params, pool_kwargs = self._pool_attributes(request, verify, cert)
             found = pool_key(self.poolmanager, dict(pool_kwargs), **host_params)
             if len(self.pool_keys) >= POOL_KEYS_KEPT:
                 self.pool_keys.clear()
@@ -171,6 +165,20 @@ class FetcherAdapter(HTTPAdapter):
         # A new pool takes its arguments out of the context: it gets a copy.
         manager: PoolManager = self.poolmanager
         return manager.connection_from_pool_key(found[0], request_context=dict(found[1]))
+
+    def _pool_attributes(
+        self, request: PreparedRequest, verify: bool | str | None, cert: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """requests' host parameters and pool arguments for request; InvalidURL for a URL
+        urllib3 cannot take apart."""
+        try:
+            as_given: Any = verify  # None too, as requests passes it on
+            host_params, pool_kwargs = self.build_connection_pool_key_attributes(
+                request, as_given, cert
+            )
+        except ValueError as e:
+            raise InvalidURL(e, request=request) from e
+        return dict(host_params), dict(pool_kwargs)
 
     def proxy_pool(
         self,
@@ -186,13 +194,7 @@ class FetcherAdapter(HTTPAdapter):
         a tunnel, where it would reach the website. The header is in the pool's key: a tunnel
         opened with one is not reused for a request that gave another."""
         manager = self.proxy_manager_for(prepend_scheme_if_needed(proxy, "http"))  # type: ignore[no-untyped-call]
-        try:
-            as_given: Any = verify  # None too, as requests passes it on
-            host_params, pool_kwargs = self.build_connection_pool_key_attributes(
-                request, as_given, cert
-            )
-        except ValueError as e:
-            raise InvalidURL(e, request=request) from e
+        host_params, pool_kwargs = self._pool_attributes(request, verify, cert)
         context: dict[str, Any] = dict(pool_kwargs)
         headers = getattr(manager, "proxy_headers", {})
         context["_proxy_headers"] = {**headers, "Proxy-Authorization": given}
