@@ -592,10 +592,17 @@ def test_the_hooks_that_never_wait_run_before_failed_s_commit_which_may(tmp_path
 
 
 HELD_CTRL_C = """
-import os, signal, sys, threading, time
+import os, signal, socket, sys, threading, time
 from fetcher.run.hard_stop import QUIET_LIMIT, WATCH_EVERY, Quiet
 
-read_end, write_end = os.pipe()
+if sys.argv[1] == "pipe":
+    read_end, write_end = os.pipe()
+    closing = lambda: os.close(read_end)
+else:  # a TCP connection on loopback: a terminal's blocked write waits the same way
+    listener = socket.create_server(("127.0.0.1", 0))
+    sender = socket.create_connection(listener.getsockname())
+    receiver, _ = listener.accept()
+    write_end, closing = sender.fileno(), receiver.close
 os.set_blocking(write_end, False)
 try:
     while True:
@@ -603,9 +610,16 @@ try:
 except BlockingIOError:
     pass
 os.set_blocking(write_end, True)
+wakeup_read, wakeup_write = os.pipe()  # as fetcher's: one byte per signal, on the main thread
+os.set_blocking(wakeup_write, False)
+signal.set_wakeup_fd(wakeup_write, warn_on_full_buffer=False)
 
 def handler(signum, frame):  # a Python handler's work, on the main thread, as fetcher's is
     sum(range(3000))
+    try:
+        os.read(wakeup_read, 4096)
+    except BlockingIOError:
+        pass
 
 signal.signal(signal.SIGUSR1, handler)
 main, seen = threading.get_native_id(), []
@@ -618,12 +632,13 @@ def watch():
             seen.append(True)
             break
         time.sleep(WATCH_EVERY)
-    os.close(read_end)  # lets the write fail, and the main thread go on
+    closing()  # lets the write fail, and the main thread go on
 
 watcher = threading.Thread(target=watch)
 watcher.start()
 try:
-    os.write(write_end, b"y" * 65536)  # blocks: nobody reads
+    while True:  # as a writer does: a signal may cut a write short, and the rest goes next
+        os.write(write_end, b"y" * 65536)  # blocks: nobody reads
 except OSError:
     pass
 watcher.join()
@@ -631,13 +646,63 @@ print("stuck" if seen else "working")
 """
 
 
-def test_a_main_thread_stuck_in_a_write_is_stuck_however_often_its_handler_runs():
+@pytest.mark.parametrize("output", ["pipe", "tcp"])
+def test_a_main_thread_stuck_in_a_write_is_stuck_however_often_its_handler_runs(output):
     """s23 r3 1: Ctrl-C held down ran fetcher's Python handler on the stuck main thread about
     30 times a second, 150 µs each: counted as CPU, it kept the hard stop waiting for the 10 s
-    cap. A thread waiting in a write that moves no byte is stuck, whatever it runs between."""
+    cap. A thread waiting in a write that moves no byte is stuck, whatever it runs between;
+    the byte each signal's C handler writes to the wakeup descriptor is no work (s23 r6 1), and
+    a TCP socket's or a terminal's wait to write is a wait in a write too (s23 r6 2)."""
     result = subprocess.run(
-        [sys.executable, "-c", HELD_CTRL_C], capture_output=True, env=clean_env(), timeout=60,
+        [sys.executable, "-c", HELD_CTRL_C, output], capture_output=True, env=clean_env(),
+        timeout=60,
         check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().split() == ["stuck"]
+
+
+def test_failed_lines_to_a_slow_reader_are_seen_moving(tmp_path):
+    """s23 r6 3: --failed wrote up to 64 KiB a call, and a write to a pipe returns (and the
+    thread's written bytes grow) only once the reader took all of it: at 80 KB/s that was 0.8 s
+    without a sign of work, and a hard stop cut the accounting as stuck while the reader was
+    reading. Written in smaller pieces, each one shows."""
+    from fetcher.output.failed import FailedLines
+
+    fifo = tmp_path / "failed"
+    os.mkfifo(fifo)
+    taken = bytearray()
+    read_end = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader there: --failed opens
+    os.set_blocking(read_end, True)
+
+    def read_slowly() -> None:  # about 80 KB/s
+        try:
+            while chunk := os.read(read_end, 4096):
+                taken.extend(chunk)
+                time.sleep(0.05)
+        finally:
+            os.close(read_end)
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    failed, ids, done = FailedLines(str(fifo)), [], threading.Event()
+    for n in range(4000):
+        failed.add(f"http://h.test/{n:048d}".encode())  # 70 bytes a line: 280 KB
+
+    def write() -> None:
+        ids.append(threading.get_native_id())
+        failed.flush()
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    wait_for(lambda: ids, "the writer's id")
+    quiet, longest = Quiet(ids[0]), 0.0
+    while not done.is_set():
+        longest = max(longest, quiet.look())
+        time.sleep(WATCH_EVERY)
+    writer.join()
+    failed.commit(sync=False)
+    reader.join(30)
+    assert failed.error is None and taken.count(b"\n") == 4000
+    assert longest < QUIET_LIMIT, f"seen stuck for {longest:.2f} s while the reader read"

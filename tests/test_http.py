@@ -275,7 +275,16 @@ def test_a_netrc_that_is_a_fifo_is_said_and_not_waited_for(httpserver, tmp_path)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(seen.requests) == 1
-    assert f"{netrc}: not a regular file".encode() in result.stderr, result.stderr
+    assert f"{netrc}: a FIFO, socket or folder".encode() in result.stderr, result.stderr
+
+
+def test_a_netrc_of_dev_null_turns_it_off_without_a_word(httpserver):
+    """NETRC=/dev/null is a common way to turn .netrc off: it reads as empty, and the check
+    for a FIFO must not warn about it (s23 r6 5)."""
+    seen = serve(httpserver, "/n")
+    result = invoke([httpserver.url_for("/n")], NETRC="/dev/null")
+    assert result.exit_code == 0, result.output
+    assert len(seen.requests) == 1 and "netrc" not in result.stderr, result.stderr
 
 
 # -- 2. the cookie jar ------------------------------------------------------------------------

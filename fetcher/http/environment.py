@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
@@ -91,14 +92,17 @@ class Environment:
 
 
 def netrc_not_a_file() -> str | None:
-    """The .netrc requests would read, when it is there but no regular file (a FIFO, where
-    the parser's open waited for ever and held every worker, s23 r5 5; a folder): what to say.
+    """The .netrc requests would read, when it is a FIFO (the parser's open waited for ever
+    and held every worker, s23 r5 5), a socket or a folder: what to say. /dev/null, a common
+    way to turn it off, reads as empty (s23 r6 5).
     Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
     given = os.environ.get("NETRC")
     for name in [given] if given is not None else ["~/.netrc", "~/_netrc"]:
         path = os.path.expanduser(name)
         if os.path.exists(path):
-            return None if os.path.isfile(path) else f"{path}: not a regular file"
+            mode = os.stat(path).st_mode
+            waits = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISDIR(mode)
+            return f"{path}: a FIFO, socket or folder" if waits else None  # /dev/null: empty
     return None
 
 

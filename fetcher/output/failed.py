@@ -12,6 +12,10 @@ from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
+# Bytes of whole lines a write takes at most: a write to a pipe returns once all of it is read,
+# and a hard stop's watchdog sees the lines move only then; 64 KiB to a reader of 80 KB/s was
+# 0.8 s without a sign of work, and cut as stuck (s23 r6 3).
+FAILED_WRITE = 1 << 13
 COMMIT_WAIT = 0.05  # seconds a hard exit's commit waits for another thread's add
 
 
@@ -112,7 +116,7 @@ class FailedLines:
                     # Whole lines at a time: a hard exit may rename the file between two writes.
                     # The descriptor is read again each time: commit (in an exit hook) may have
                     # closed it, and a closed one must fail (EBADF), never write to a reused one.
-                    end = self._buffer.rfind(b"\n", 0, FAILED_BUFFER) + 1 or len(self._buffer)
+                    end = self._buffer.rfind(b"\n", 0, FAILED_WRITE) + 1 or len(self._buffer)
                     written = os.write(self.file.fd, self._buffer[:end])
                     del self._buffer[:written]
             except OSError as exc:

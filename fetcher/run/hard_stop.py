@@ -256,6 +256,15 @@ class RunningClock:
         return self._total
 
 
+# Where a thread waits to write, in /proc's wchan: a pipe's (anon_pipe_write), a unix socket's
+# (sock_alloc_send_pskb), a terminal's or a TCP socket's (wait_woken, on Linux 6; s23 r6 2).
+WRITE_WAITS = (b"write", b"send", b"wait_memory", b"wait_woken")
+# Bytes a thread's I/O must move between two looks to be working: each signal's C handler
+# writes one byte to the wakeup descriptor on the thread it lands on, and Ctrl-C held down
+# made a thread stuck in a write look busy (s23 r6 1).
+IO_WORK = 512
+
+
 class Quiet:
     """How long one thread has been seen stuck: asleep in the kernel (a write to a pipe nobody
     reads, a lock never released) and not working between two looks. Working means: its I/O
@@ -301,7 +310,7 @@ class Quiet:
                 waits_in = wchan.read()
         except OSError:
             return False
-        return any(word in waits_in for word in (b"write", b"send", b"wait_memory"))
+        return any(word in waits_in for word in WRITE_WAITS)
 
     def _io_moved(self) -> bool:
         """Whether the bytes the thread read and wrote grew since the last look."""
@@ -310,7 +319,8 @@ class Quiet:
                 moved = sum(int(line.split()[1]) for line in io.read().splitlines()[:2])
         except (OSError, IndexError, ValueError):
             return False
-        grew, self._moved = self._moved >= 0 and moved > self._moved, moved
+        grew = self._moved >= 0 and moved > self._moved + IO_WORK
+        self._moved = moved
         return grew
 
     def _read(self) -> tuple[bytes, tuple[int, int] | None]:

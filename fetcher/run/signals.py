@@ -102,16 +102,17 @@ def hard_exit(status: int, wait: float | None = None) -> None:
 def _run_hooks() -> None:
     """Run every hook; once the first ones ran without an error, what was read is kept. A
     first one's error is said on stderr (--failed not written: s23 r3 2), if it has room."""
-    failed = False
+    failed, first = False, True
     for hook in [*_first_hooks, None, *_exit_hooks, *_last_hooks]:
         if hook is None:
+            first = False
             if not failed:  # --failed could not be written: its lines are not kept (s23 r2 4)
                 _kept.set()
             continue
         try:
             hook()
         except Exception as exc:  # noqa: BLE001 - exiting anyway
-            if not _kept.is_set():
+            if first:  # the others' errors lose no line read (s23 r6 4)
                 failed = True
                 _say(f"fetcher: {exc}; lines read may be missing from it\n")
     for stream in (sys.stdout, sys.stderr):
