@@ -683,9 +683,9 @@ def test_failed_lines_to_a_slow_reader_are_seen_moving(tmp_path):
         finally:
             os.close(read_end)
 
-    reader = threading.Thread(target=read_slowly)
-    reader.start()
     failed, ids, done = FailedLines(str(fifo)), [], threading.Event()
+    reader = threading.Thread(target=read_slowly)  # after the writer opened: no early EOF
+    reader.start()
     for n in range(4000):
         failed.add(f"http://h.test/{n:048d}".encode())  # 70 bytes a line: 280 KB
 
