@@ -1,7 +1,7 @@
 """Scenario F's state files: a synthetic --state of fresh rows written straight with sqlite3 (a
 real first run over 1,000,000 URLs would take the bench ten minutes), and a state's size.
 
-The synthetic state is made by fetcher's own schema code (``fetcher.state.database.prepare``:
+The synthetic state is made by fetcher's own schema code (``fetcher.state.database.open_locked``:
 WAL, the migrations, ``user_version``), so it is the file a run would find, and its rows are
 what a first run with ``-o`` would have written for each URL: ok, status 200, an nginx-style
 ETag and a Last-Modified date, a 32-byte sha256, the saved path, ``fetched_at`` now; the line
@@ -37,8 +37,7 @@ def synthetic_state(state: Path, listing: Path, urls: Iterable[tuple[str, str]])
     the URLs one a line, in the same order; return the row count."""
     for stale in (state, Path(f"{state}-wal"), Path(f"{state}-shm")):
         stale.unlink(missing_ok=True)
-    connection = database.connect(str(state))
-    database.prepare(connection)
+    fd, connection = database.open_locked(str(state))
     now = int(time.time())
     count = 0
     batch: list[tuple[str, str, str, bytes, str, int]] = []
@@ -51,6 +50,7 @@ def synthetic_state(state: Path, listing: Path, urls: Iterable[tuple[str, str]])
         count += _insert(connection, batch)
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
+    os.close(fd)  # after the connection: closing it drops SQLite's locks too
     return count
 
 
