@@ -276,7 +276,7 @@ def test_upload_the_server_never_reads_is_cut_at_max_time(hostile, tmp_path):
 
 
 @pytest.mark.xfail(
-    reason="KNOWN LIMITATION: urllib3 sends a request body under the connect timeout, not the "
+    reason="KNOWN LIMITATION: a request body is sent under the connect timeout, not the "
     "read timeout, so a stalled upload is cut after --connect-timeout "
     "(documented in docs/guarantees.md)",
     strict=True,

@@ -56,6 +56,7 @@ CORE = [
     "fetcher.http.retry",
     "fetcher.http.session",
     "fetcher.http.sockets",
+    "fetcher.http.uploads",
     "fetcher.http.response_headers",
     "fetcher.http.codings",
     "fetcher.http.rebind",

@@ -25,6 +25,7 @@ import struct
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
+from fetcher.http.uploads import Buffer, EarlyAnswerResponse, send_body
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,6 +178,38 @@ def adopted(sock: socket.socket) -> socket.socket:
 
 
 class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
+    """A plain-http connection on a KernelTimeoutSocket, whose request body stops going out
+    when the server answers it first with 300 or more (fetcher.http.uploads): its answer is
+    then the record's, at once, and the connection ends with it."""
+
+    body_next = False  # a request's headers are sent: what send is given is its body
+    body_cut = False  # the server answered before this request's body was all sent
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.body_cut:  # the connection is a new one now: the answer closed the last
+            self.body_cut = False
+            del self.response_class  # the class's again
+        try:
+            super().request(*args, **kwargs)
+        finally:
+            self.body_next = False
+
+    def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
+        super().endheaders(message_body, encode_chunked=encode_chunked)
+        self.body_next = True
+
+    def send(self, data: Any) -> None:
+        """http.client's, but a body's bytes go out through send_body, unless an answer came
+        first: the rest of the body is then dropped, and the answer closes the connection."""
+        sock = self.sock
+        if not self.body_next or type(sock) is not KernelTimeoutSocket:
+            super().send(data)
+        elif not isinstance(data, Buffer):
+            super().send(data)
+        elif not self.body_cut and not send_body(sock, data, sock.gettimeout()):
+            self.body_cut = True
+            self.response_class = EarlyAnswerResponse
+
     def connect(self) -> None:
         super().connect()
         if self.sock is not None:
