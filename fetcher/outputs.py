@@ -338,7 +338,8 @@ def open_outputs(
 
 def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> StateLookup:
     """What the dispatcher asks the state of each job: its row by its request (state_key), and
-    whether it may be skipped as fresh (not a part the user's Range asks for: asks_a_part)."""
+    whether it may be skipped as fresh (not a part the user's Range asks for: asks_a_part; under
+    --processes with -o, as its worker process finds: StateLookup._kept)."""
     from fetcher.http.request import asks_a_part, state_key
     from fetcher.state.lookup import StateLookup
 
@@ -348,6 +349,7 @@ def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> St
         bodies,
         lambda job: state_key(job, settings),
         lambda job: asks_a_part(job, settings),
+        in_workers=settings.processes > 1,  # as build_run decides
     )
 
 

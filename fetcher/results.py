@@ -97,6 +97,12 @@ class Result:
     def failure(cls, job: Job, kind: ErrorKind, message: str, **fields: Any) -> Result:
         return cls(job=job, ok=False, error_kind=kind, error_message=message, **fields)
 
+    @classmethod
+    def fresh(cls, job: Job, sha256: str | None, path: str | None) -> Result:
+        """The record of a job skipped as fresh (--skip-fresh): ok, unchanged, its row's hash
+        and file; made where the skip is decided, the dispatcher's lookup or a worker process."""
+        return cls(job, ok=True, skipped=True, changed=False, sha256=sha256, path=path)
+
 
 def host_of(url: str) -> str:
     """The server a URL names, as ``host:port`` with the scheme's port when none is given: the

@@ -277,15 +277,78 @@ def test_a_request_skipped_as_fresh_keeps_its_file_from_another_request_to_its_u
     assert found[0]["skipped"] and found[1]["skipped"], found
 
 
-def test_a_url_skipped_as_fresh_keeps_its_file_from_another_url_of_its_name(tmp_path, httpserver):
+def run_fresh(tmp_path: Path, url: str, lines: list[dict[str, str]], processes: str) -> list[dict]:
+    """run_lines under --skip-fresh 1h, with -j 2 (two worker processes under --processes 2),
+    the records in input order."""
+    return run_lines(tmp_path, url, lines, "--skip-fresh", "1h", "--processes", processes,
+                     "-j", "2", "--ordered")  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_url_skipped_as_fresh_keeps_its_file_from_another_url_of_its_name(
+    tmp_path, httpserver, processes
+):
+    # --processes 2: the skip was decided, and its file kept, in the parent, whose OutputDir
+    # places nothing; the worker saving /x/index.html never heard of it and replaced the
+    # skipped file (s24 f3 1).
     httpserver.expect_request("/x/").respond_with_handler(answer_with_etag)
     httpserver.expect_request("/x/index.html").respond_with_handler(answer_with_etag)
     folder, index = httpserver.url_for("/x/"), httpserver.url_for("/x/index.html")
     first = run_lines(tmp_path, folder, [{}])
     lines = [{}, {"url": index}]
-    found = run_lines(tmp_path, folder, lines, "--skip-fresh", "1h")
+    for _ in range(2):  # and again, now that /x/index.html has a row and a file of its own
+        found = run_fresh(tmp_path, folder, lines, processes)
+        assert found[0]["skipped"] and found[0]["path"] == first[0]["path"], found
+        assert found[1]["path"] != found[0]["path"], found
+        assert_files_hold_their_records(found)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_url_listed_after_another_of_its_name_is_skipped_or_fetched_never_shares_its_file(
+    tmp_path, httpserver, processes
+):
+    # /x/index.html first: it may be saved before /x/ is looked at, and then /x/ keeps no file
+    # given to it and is fetched again, or /x/ keeps its file and /x/index.html takes another
+    # name; never one file for both.
+    httpserver.expect_request("/x/").respond_with_handler(answer_with_etag)
+    httpserver.expect_request("/x/index.html").respond_with_handler(answer_with_etag)
+    folder, index = httpserver.url_for("/x/"), httpserver.url_for("/x/index.html")
+    run_lines(tmp_path, folder, [{}])
+    lines = [{"url": index}, {}]
+    found = run_fresh(tmp_path, folder, lines, processes)
+    assert found[0]["path"] != found[1]["path"], found
+    assert_files_hold_their_records(found)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_post_skipped_as_fresh_keeps_its_file_from_a_post_new_to_the_state(
+    tmp_path, httpserver, processes
+):
+    # Two POSTs to one URL share the clash suffix: the new one's first name is the skipped
+    # one's file, which a worker process never knew was kept (s24 f3 1).
+    httpserver.expect_request("/b/res.txt").respond_with_handler(answer_with_etag)
+    url = httpserver.url_for("/b/res.txt")
+    first = run_lines(tmp_path, url, [{"method": "POST", "data": "x"}])
+    both = [{"method": "POST", "data": "x"}, {"method": "POST", "data": "y"}]
+    found = run_fresh(tmp_path, url, both, processes)
     assert found[0]["skipped"] and found[0]["path"] == first[0]["path"], found
     assert found[1]["path"] != found[0]["path"], found
+    assert_files_hold_their_records(found)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_file_kept_under_another_top_folder_is_never_shared(tmp_path, httpserver, processes):
+    # The row of /b/res.txt names the file a line's output name gave it, in the folder named/,
+    # whose names another worker process gives (deal_key): under --processes the URL, fresh,
+    # is fetched again rather than kept where that worker could not see it kept.
+    httpserver.expect_request("/b/res.txt").respond_with_handler(answer_with_etag)
+    httpserver.expect_request("/other").respond_with_handler(answer_with_etag)
+    url = httpserver.url_for("/b/res.txt")
+    first = run_lines(tmp_path, url, [{"output": "named/f.txt"}])
+    lines = [{}, {"url": httpserver.url_for("/other"), "output": "named/f.txt"}]
+    found = run_fresh(tmp_path, url, lines, processes)
+    assert found[0]["path"] != found[1]["path"], found
+    assert found[0]["skipped"] == (found[0]["path"] == first[0]["path"]), found
     assert_files_hold_their_records(found)
 
 

@@ -42,6 +42,10 @@ class Job:
     input_format: str = "lines"  # how raw reads: a URL line, or a jsonl or csv entry
     prior: Prior | None = None  # --state: what earlier runs learnt about this URL
     key: str | None = None  # --state: the row of its request (fetcher.http.request.state_key)
+    # --skip-fresh under --processes and -o: the file of its fresh row, which the worker process
+    # that places its names keeps for it (skipping it) unless the run gave it to another request
+    # (fetcher.run.worker_main.kept_as_fresh). None: nothing to keep, or decided already.
+    keep: str | None = None
     # The input lines raw holds: more than one only in a block of the unread rest of a file
     # that a hard stop hands back to --failed as it is (InputReader.drain).
     lines: int = 1

@@ -515,6 +515,16 @@ class OutputDir:
         raise AssertionError("unreachable")
 
 
+def top_of(output: OutputDir, path: str) -> str | None:
+    """The first component under output's DIR of path (a path as this run spells DIR:
+    Bodies.held), which decides the worker process that gives its name (--processes:
+    first_component); None when path is not under DIR."""
+    root = output.root if output.root.endswith(os.sep) else output.root + os.sep
+    if not path.startswith(root):
+        return None
+    return path[len(root) :].split(os.sep, 1)[0]
+
+
 def folder_of(
     output: OutputDir, url: str, name: str | None = None, owner: str | Owner | None = None
 ) -> Placement | None:

@@ -21,6 +21,7 @@ from fetcher.output.bodies import Bodies, remove_live_temporaries
 from fetcher.output.paths import OutputDir, first_component
 from fetcher.results import Partial, Result
 from fetcher.run.build import build_run
+from fetcher.run.dispatcher import Lookup
 from fetcher.run.engine import Run
 from fetcher.run.executor import RunStartError, start_thread
 from fetcher.run.wire import (
@@ -157,7 +158,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     reader = WireReader(jobs, results, bodies.folder if bodies is not None else None)
     run = build_run(
         setup.settings, reader, observer, sessions=sessions,
-        bodies=bodies,
+        bodies=bodies, lookup=kept_as_fresh(bodies),
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
     )  # fmt: skip
@@ -187,6 +188,27 @@ def bodies_of(setup: WorkerSetup) -> Bodies | None:
     if setup.output_dir is None or setup.output_descriptor is None:
         return None
     return Bodies(OutputDir(setup.output_dir, setup.output_descriptor), False)
+
+
+def kept_as_fresh(bodies: Bodies | None) -> Lookup | None:
+    """The worker's lookup, with -o: a job the parent found fresh (--skip-fresh) keeps the file
+    of its row (Job.keep) for the run, and is skipped, unless the run gave that file to another
+    request already, and then it is fetched (again), as without --processes
+    (fetcher.state.lookup). Here, not in the parent: this worker gives the names of that
+    file's folder (processes.deal_key), and one kept in the parent was never seen here, so
+    another URL of its name was saved over the skipped file (s24 f3 1). One dict entry a skip."""
+    folder = None if bodies is None else bodies.folder
+    if folder is None:
+        return None
+
+    def keep(job: Job) -> Result | None:
+        if job.keep is None or job.prior is None:
+            return None
+        if not folder.claim(job.keep, job.key or job.target):
+            return None
+        return Result.fresh(job, job.prior.sha256, job.keep)
+
+    return keep
 
 
 def _send_report(results: Outbox, report: HostPause | StartReport) -> None:

@@ -15,6 +15,7 @@ from fetcher.errors import ErrorKind
 from fetcher.http.request import EMPTY_BODY
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies
+from fetcher.output.paths import OutputDir, first_component, top_of
 from fetcher.results import Result
 from fetcher.run.shared_input import JobSource
 from fetcher.state.prior import Prior
@@ -33,10 +34,13 @@ class StateLookup:
         bodies: Bodies | None = None,
         key: Callable[[Job], str] | None = None,
         part: Callable[[Job], bool] | None = None,
+        in_workers: bool = False,
     ) -> None:
         self.state = state
         self.skip_fresh = skip_fresh
         self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
+        # --processes: with -o, a worker process keeps a fresh URL's file and skips it (_kept)
+        self.in_workers = in_workers
         self.key = key or (lambda job: job.target)  # the row of a job's request (state_key)
         self.part = part  # whether a job asks for a part (asks_a_part): never skipped
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
@@ -95,14 +99,30 @@ class StateLookup:
             if self.bodies.spool:
                 return None  # --body, --include-body: the body is asked for, not the record
             if self.bodies.folder is not None:
-                path = self.bodies.held(prior.path, prior.saved_mark)
+                path = self._kept(job, prior, self.bodies.folder)
                 if path is None:
-                    return None  # gone, another -o, or never saved (a HEAD): fetched again
-                # Kept for the run: another request saved there would replace the file this
-                # record vouches for (s23 r4 1). Given to one already: fetched again.
-                if not self.bodies.folder.claim(path, job.key or job.target):
                     return None
-        return Result(job, ok=True, skipped=True, changed=False, sha256=prior.sha256, path=path)
+        return Result.fresh(job, prior.sha256, path)
+
+    def _kept(self, job: Job, prior: Prior, folder: OutputDir) -> str | None:
+        """The file job's fresh row names, kept for job's request for the rest of the run:
+        another request saved there would replace the file its record vouches for (s23 r4 1).
+        None when job is to be fetched: the file is gone, under another -o, never saved (a
+        HEAD's), or given to another request of the run already; or, under --processes, the
+        worker process that places job's names is to keep it (job.keep).
+
+        That worker must: names are given there, and one kept here was never seen there (s24 f3
+        1). It gets every name of job's first folder under DIR (processes.deal_key), so a file
+        in another folder (a row saved under a line's ``output`` name) is fetched again."""
+        assert self.bodies is not None
+        path = self.bodies.held(prior.path, prior.saved_mark)
+        if path is None:
+            return None
+        if self.in_workers:
+            if top_of(folder, path) == first_component(job.target, job.output):
+                job.keep = path
+            return None
+        return path if folder.claim(path, job.key or job.target) else None
 
 
 def _request_of(key: str) -> str:
