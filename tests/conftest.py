@@ -93,11 +93,12 @@ def run_background(
     args: list[str], command: list[str] = FETCHER, **kwargs: Any
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m fetcher`` (or command) in the project folder, stdin closed, stdout and
-    stderr piped."""
+    stderr piped (stdout elsewhere if given: under --state, a record in a pipe no one reads
+    is not reported, and its row waits)."""
     return subprocess.Popen(
         [*command, *args],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=kwargs.pop("stdout", subprocess.PIPE),
         stderr=subprocess.PIPE,
         env=clean_env(),
         cwd=ROOT,

@@ -335,8 +335,8 @@ def test_a_commit_of_a_full_batch_of_rows_comes_after_their_records_are_flushed(
         seen_at_commit: list[tuple[int, int]] = []  # (rows committed, records on disk)
         commit = state.commit
 
-        def watched_commit() -> None:
-            commit()
+        def watched_commit(upto: int | None = None) -> None:
+            commit(upto)
             with sqlite3.connect(tmp_path / "state.db") as db:
                 rows = db.execute("SELECT count(*) FROM urls").fetchone()[0]
             seen_at_commit.append((rows, len(path.read_text().splitlines())))

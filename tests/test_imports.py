@@ -15,6 +15,7 @@ CORE = [
     "fetcher.output.summary",
     "fetcher.output.metrics",
     "fetcher.output.writers",
+    "fetcher.output.pipes",
     "fetcher.http.cookies",
     "fetcher.run.engine",
     "fetcher.errors",

@@ -54,7 +54,8 @@ def test_skip_fresh_after_a_sigkill_resumes_whatever_the_order_of_the_input(
     listing, state = tmp_path / "urls.txt", tmp_path / "s.db"
     listing.write_text("\n".join(urls) + "\n")
     args = ["--state", str(state), "-j", "4", "--processes", processes, "-q"]
-    process = run_background([*args, "-i", str(listing)])
+    # Records to no pipe: one no one reads would hold their rows back (docs/state.md).
+    process = run_background([*args, "-i", str(listing)], stdout=subprocess.DEVNULL)
     try:
         wait_for(lambda: len(ok_urls(state)) >= 60, "60 URLs in the state", timeout=30)
     finally:
@@ -302,7 +303,8 @@ def moved_mid_run(server: CountingServer, state: Path, move: Callable[[], None])
     move() the state, then two SIGINTs end the run at once. Its exit status."""
     urls = [server.url(f"/slow/{0.05 if n < 2 else 30}/{n}") for n in range(6)]
     before = server.requests
-    process = run_background(["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls])
+    args = ["-q", "-j", "2", "--format", "jsonl", "--state", str(state), *urls]
+    process = run_background(args, stdout=subprocess.DEVNULL)  # taken: their rows committed
     try:
         wait_for(lambda: server.requests >= before + 4 and wal_has_frames(state), "slow ones", 20)
         move()

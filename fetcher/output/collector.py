@@ -19,10 +19,11 @@ by --ordered, a change committed to the state whose record a SIGKILL then lost w
 reported (the next run's 304 says "unchanged"). At each idle moment, and when the state holds
 a full batch of rows, the records are flushed before the state is committed: killed between
 the two, a URL is fetched again and its change reported twice rather than never. A record
-counts as reported once a flush of it succeeded (the pipe took its bytes whole: whether its
-reader read them no one can tell); the records' reader gone, as a write error, drops the rows
-not committed yet (their records still buffered, perhaps cut mid-line) and no row is taken
-after: the next run reports their change again. With --body, a result's row is taken after
+counts as reported once flushed to a file; on a pipe, once its reader has read it whole
+(``PipeLedger``: till then its rows wait, ``State.mark``). The records' reader gone, as a
+write error, drops the rows not committed of the records it did not read whole (in the pipe
+or still buffered, perhaps cut mid-line) and no row is taken after: the next run reports
+their change again. With --body, a result's row is taken after
 its body, as delivered (ok, or io: not taken whole) and as its record says. A hard exit's
 --failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
 it never read is no failure.
@@ -93,6 +94,7 @@ class Collector:
             self._keep(result)
             if self.writes:
                 self._guard(self.writer.write, "records", result)
+                mark_record(self.state, self.writer)
             if gone is not None:
                 raise gone
         finally:
@@ -137,13 +139,15 @@ class Collector:
             if self.write_error is None:
                 self.retry.flushed()
         if self.state is not None:
-            self._guard(self.state.commit, "state")
+            self._guard(self.state.commit, "state", read_upto(self.writer, self.writes))
 
     def close_writer(self) -> None:
         """Flush and close the records' output at the end of the run, with the same care."""
         if self.writes:
             with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
+                if self.state is not None and self.writer.ledger is not None:
+                    self.writer.ledger.drain()  # gone meanwhile: close's flush finds it
                 self._guard(self.writer.close)
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
@@ -186,23 +190,39 @@ class Collector:
         except BrokenPipeError:
             if what != "bodies":  # a body's own result says it was not taken (undelivered)
                 self.output_broken = True
-                forget_lost_results(self.state, what)
+                forget_lost_results(self.state, what, self.writer)
             raise
         except OSError as exc:
             self.write_error = cannot_write(what, exc, self.records_to, self.state)
             self.retry.hand_back()  # a body being written: its line goes with its result
-            forget_lost_results(self.state, what)
+            forget_lost_results(self.state, what, self.writer)
             if self.on_write_error is not None:
                 self.on_write_error(self.write_error)
 
 
-def forget_lost_results(state: State | None, what: str) -> None:
+def forget_lost_results(state: State | None, what: str, writer: RecordWriter) -> None:
     """After a write error (but the state's own) or the records' reader gone, the state's
-    results not committed yet: their records are lost, or not known to have been taken whole
-    (the pipe took them only if a flush of them succeeded, and then they were committed);
-    committed, a retry of a changed body would say unchanged (see State.forget_results)."""
+    results not committed yet: their records are lost, or were never read whole; committed,
+    a retry of a changed body would say unchanged (see State.forget_results). Those of the
+    records a pipe's reader did read (``PipeLedger.taken``) stay, to be committed."""
     if state is not None and what != "state":
-        state.forget_results()
+        ledger = writer.ledger if what in ("records", "") else None
+        state.forget_results(None if ledger is None else ledger.taken())
+
+
+def mark_record(state: State | None, writer: RecordWriter) -> None:
+    """On a pipe, the rows of the record just written wait for its reader to read it whole."""
+    if state is not None and writer.ledger is not None:
+        state.mark(writer.ledger.written)
+
+
+def read_upto(writer: RecordWriter, writes: bool) -> int | None:
+    """The bytes of the records' pipe its reader has read (one FIONREAD): the state commits
+    the rows of those records only. None, all rows: not a pipe, where a record flushed is
+    taken; or no record written any more, those not read being dropped already."""
+    if writer.ledger is None or not writes:
+        return None
+    return writer.ledger.taken()
 
 
 def cannot_write(what: str, exc: OSError, records_to: str, state: State | None) -> str:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from fetcher.output.pipes import PipeLedger
+
 REDIRECTED = "→"
 MIN_COLUMNS = 10  # a COLUMNS below this is taken for a mistake, not a terminal's width
 
@@ -75,6 +77,8 @@ class ConsoleWriter:
     When the live progress display is on the same terminal, the console is the display's own,
     so each record is printed above the display instead of through it.
     """
+
+    ledger: PipeLedger | None = None  # a record written to a terminal is taken
 
     def __init__(
         self,

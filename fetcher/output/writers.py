@@ -1,22 +1,26 @@
 """Where formatted records go: a text stream (stdout, a pipe, a --results file), or nowhere.
 
-Files and pipes get plain buffered writes, flushed whenever the run is idle. (A terminal gets a
-Rich console instead: ``fetcher.output.terminal.ConsoleWriter``.)
+Files and pipes get plain buffered writes, flushed whenever the run is idle; on a pipe, a ledger
+tells how much of them its reader has taken (``PipeLedger``). (A terminal gets a Rich console
+instead: ``fetcher.output.terminal.ConsoleWriter``.)
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import select
 from typing import Protocol, TextIO
 
+from fetcher.output.pipes import PipeLedger, pipe_stream, reader_left
 from fetcher.output.records import make_formatter
 from fetcher.results import Result
 
 
 class RecordWriter(Protocol):
-    """Writes one record per result. Raises OSError (BrokenPipeError when the reader is gone)."""
+    """Writes one record per result. Raises OSError (BrokenPipeError when the reader is gone).
+    ``ledger``: on a pipe, what its reader has taken; None where a record written is taken."""
+
+    ledger: PipeLedger | None
 
     def write(self, result: Result) -> None: ...
 
@@ -37,20 +41,29 @@ class StreamWriter:
         meta_column: bool = False,
         state: bool = False,
     ) -> None:
-        self.stream = stream
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.close_stream = close_stream
+        self.ledger: PipeLedger | None = None
+        if state and close_stream:  # a row waits until a pipe's reader has read its record
+            stream, self.ledger = pipe_stream(stream)
+        self.stream = stream
         if header:
-            stream.write(header)
+            self._write(header)
 
     def write(self, result: Result) -> None:
+        self._write(self.format(result))
+
+    def _write(self, text: str) -> None:
         try:
-            self.stream.write(self.format(result))
+            self.stream.write(text)
         except BrokenPipeError:
             raise
         except OSError:
             self._discard()
             raise
+        if self.ledger is not None:  # where this record ends in the pipe's stream of bytes
+            size = len(text) if text.isascii() else len(text.encode(*_codec(self.stream)))
+            self.ledger.wrote(size)
 
     def flush(self) -> None:
         """Flush; and with nothing to write, still raise BrokenPipeError when the pipe's reader
@@ -90,15 +103,20 @@ def reader_gone(stream: TextIO) -> bool:
     """Whether stream is a pipe whose every reader has gone: poll says POLLERR on its write
     end (Linux). False for anything else, or a stream without a descriptor."""
     try:
-        poller = select.poll()
-        poller.register(stream.fileno(), select.POLLOUT)
-        return any(events & select.POLLERR for _, events in poller.poll(0))
+        return reader_left(stream.fileno())
     except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
         return False
 
 
+def _codec(stream: TextIO) -> tuple[str, str]:
+    """The encoding and error handler that turn stream's text into the bytes it writes."""
+    return stream.encoding or "utf-8", stream.errors or "strict"
+
+
 class NullWriter:
     """Where records go with --body and no --results: nowhere (stdout carries the bodies)."""
+
+    ledger: PipeLedger | None = None
 
     def write(self, result: Result) -> None:
         pass

@@ -128,6 +128,7 @@ ON CONFLICT (url) DO UPDATE SET
     partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL,
     partial_changed = NULL, partial_total = excluded.partial_total
 """,
+    of_record=False,  # written at the next commit, whether or not a pipe's reader is slow
 )
 # Many lookups in one statement step: the rows found, as one JSON text.
 _LOOKUP_MANY = f"""
@@ -221,10 +222,17 @@ class State:
             if result.part:  # not the row's body, over the file the row names (s22 r1 1)
                 self._pending.add(_DISOWN_OWN, (spelled, path, key))
 
+    def mark(self, end: int) -> None:
+        """The rows taken so far are of records that end at byte end of their pipe, or before
+        (a pipe's records count as reported once their reader has read them: commit's upto)."""
+        self._pending.mark(end)
+
     @property
     def batch_full(self) -> bool:
-        """COMMIT_ROWS rows pending, for the records' writer to commit after their records."""
-        return len(self._pending) >= COMMIT_ROWS
+        """COMMIT_ROWS rows pending, for the records' writer to commit after their records;
+        those of records still in a pipe, left by the last commit, do not count: a reader
+        slow to read them would make every record a commit."""
+        return len(self._pending) - self._pending.held >= COMMIT_ROWS
 
     def partial_begun(self, job: Job, partial: Partial) -> None:
         """--continue: a download of job is being written to partial's file, resumable with
@@ -233,20 +241,24 @@ class State:
                _stored(partial.path), partial.validator, partial.total)  # fmt: skip
         self._pending.add(_PARTIAL, row)
 
-    def commit(self) -> None:
-        """Write what is pending. Raises OSError (a full disk, a database gone bad), which the
-        records' writer reports as it reports its own."""
+    def commit(self, upto: int | None = None) -> None:
+        """Write what is pending; with upto, only the rows of records that end in the first upto
+        bytes of their pipe (those its reader has read: ``mark``), the others stay pending.
+        Raises OSError (a full disk, a database gone bad), which the records' writer reports
+        as it reports its own."""
         if self._pending:
             try:
-                self._pending.write(self._writer, database.BUSY_SECONDS)
+                self._pending.write(self._writer, database.BUSY_SECONDS, upto)
             except sqlite3.Error as exc:
                 raise OSError(f"SQLite: {exc}") from exc
 
-    def forget_results(self) -> None:
-        """Drop the results not committed yet, whose records were lost with a failed write:
-        committed, a changed body's retry would say unchanged, its change reported never.
-        The partial files begun stay known (--continue may still take them)."""
-        self._pending.rows = [row for row in self._pending.rows if row[0] is not _UPSERT]
+    def forget_results(self, upto: int | None = None) -> None:
+        """Drop the results not committed yet, whose records were lost with a failed write, or
+        never read by a pipe's reader gone: committed, a changed body's retry would say
+        unchanged, its change reported never. With upto, those of records in the first upto
+        bytes of the pipe stay: its reader read them. The partial files begun stay known
+        (--continue may still take them)."""
+        self._pending.drop(_UPSERT, upto)
 
     def close(self) -> None:
         """Commit, close the connections (close_connections), release the lock. Idempotent."""

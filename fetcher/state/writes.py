@@ -1,12 +1,15 @@
 """The state's pending writes: rows kept in order and written, at each commit, as multi-row
 statements. sqlite3 lets go of the GIL at every statement step; one step per row made each row
-a hand-off to a worker thread and back, which cost a --state run a fifth more CPU per URL."""
+a hand-off to a worker thread and back, which cost a --state run a fifth more CPU per URL.
+On a pipe, each record's rows are marked with where it ends in the pipe's bytes, so that a
+commit takes only those of the records its reader has read."""
 
 from __future__ import annotations
 
 import functools
 import sqlite3
 import time
+from collections import deque
 from dataclasses import dataclass
 
 ROWS_PER_STATEMENT = 64  # 15 columns x 64 rows: far below SQLite's limit on parameters
@@ -14,11 +17,13 @@ ROWS_PER_STATEMENT = 64  # 15 columns x 64 rows: far below SQLite's limit on par
 
 @dataclass(frozen=True)
 class Statement:
-    """An INSERT whose VALUES may list many rows: head, one row of ``width`` parameters, tail."""
+    """An INSERT whose VALUES may list many rows: head, one row of ``width`` parameters, tail.
+    of_record: its rows are a record's, which on a pipe wait for its reader to read it."""
 
     head: str
     width: int
     tail: str
+    of_record: bool = True
 
     @functools.lru_cache(maxsize=2 * ROWS_PER_STATEMENT)  # noqa: B019 - a few module constants
     def text(self, rows: int) -> str:
@@ -26,26 +31,82 @@ class Statement:
         return f"{self.head} VALUES {', '.join([row] * rows)} {self.tail}"
 
 
+Row = tuple[Statement, tuple[object, ...]]
+
+
 class PendingWrites:
-    """Rows waiting for the next commit, in the order they came, each with its statement."""
+    """Rows waiting for the next commit, in the order they came, each with its statement; on a
+    pipe, with marks: (where a record ends in the pipe's bytes, the records' rows added up to
+    it, counted from the first ever added). Marks only grow, so the rows of the records a
+    reader has read are the first records' rows; a row of no record (a partial file begun)
+    waits for none, and goes ahead of those still waiting."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[Statement, tuple[object, ...]]] = []
+        self.rows: list[Row] = []
+        self.marks: deque[tuple[int, int]] = deque()
+        self.added = 0  # records' rows added so far
+        self.done = 0  # of them, written or dropped
+        self.held = 0  # rows the last write left pending: their records not read yet
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def add(self, statement: Statement, row: tuple[object, ...]) -> None:
         self.rows.append((statement, row))
+        self.added += statement.of_record
 
-    def write(self, connection: sqlite3.Connection, patience: float = 0.0) -> None:
-        """Execute every pending row in one transaction, consecutive rows of one statement
+    def mark(self, end: int) -> None:
+        """The rows added so far are of records that end at byte end of their pipe, or before."""
+        self.marks.append((end, self.added))
+
+    def drop(self, statement: Statement, upto: int | None) -> None:
+        """Drop statement's rows but those of records wholly in the first upto bytes (None:
+        none stay); no mark is left: no record is written after."""
+        ready, waiting = self._split(0 if upto is None else self._taken(upto), statement)
+        self.rows = ready + waiting
+        self.marks.clear()
+        self.done = self.added - sum(entry[0].of_record for entry in self.rows)
+
+    def _taken(self, upto: int) -> int:
+        """How many of the records' rows pending are of records wholly in the first upto
+        bytes of their pipe; their marks are spent."""
+        count = self.done
+        while self.marks and self.marks[0][0] <= upto:
+            count = self.marks.popleft()[1]
+        return count - self.done
+
+    def _split(self, taken: int, dropped: Statement | None = None) -> tuple[list[Row], list[Row]]:
+        """(the rows of no record and of the first taken records' rows; the records' rows
+        after them), each in the order they came; those of dropped after them left out."""
+        ready: list[Row] = []
+        waiting: list[Row] = []
+        for entry in self.rows:
+            if entry[0].of_record and taken <= 0:
+                if entry[0] is not dropped:
+                    waiting.append(entry)
+                continue
+            taken -= entry[0].of_record
+            ready.append(entry)
+        return ready, waiting
+
+    def write(
+        self, connection: sqlite3.Connection, patience: float = 0.0, upto: int | None = None
+    ) -> None:
+        """Execute the pending rows in one transaction (with upto, of the records wholly in the
+        first upto bytes of their pipe, and of no record), consecutive rows of one statement
         together, ROWS_PER_STATEMENT at a time; the rows are gone after, written or not. While
         another process holds the database locked, the transaction is tried again for up to
         patience seconds, each try bounded by the connection's own short busy timeout: in
         SQLite's busy handler (C code) Python runs no signal handler, and a long one lost a
         second signal (SPEC 2.5: it ends the run within a second)."""
-        rows, self.rows = self.rows, []
+        if upto is None:
+            self.marks.clear()
+            rows, self.rows = self.rows, []
+        else:
+            rows, self.rows = self._split(self._taken(upto))
+        self.done, self.held = self.added - len(self.rows), len(self.rows)
+        if not rows:
+            return
         deadline = time.monotonic() + patience
         while True:
             try:
@@ -55,9 +116,7 @@ class PendingWrites:
                     raise
 
     @staticmethod
-    def _write(
-        connection: sqlite3.Connection, rows: list[tuple[Statement, tuple[object, ...]]]
-    ) -> None:
+    def _write(connection: sqlite3.Connection, rows: list[Row]) -> None:
         connection.execute("BEGIN")
         try:
             start = 0

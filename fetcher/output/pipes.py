@@ -1,0 +1,119 @@
+"""How much of what fetcher wrote to a pipe its reader has taken: a flush that succeeded only
+put the bytes in the pipe's buffer (64 KiB on Linux), which a reader that leaves (`| head -c`)
+never reads. Linux tells the bytes still unread (FIONREAD), on the write end too."""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import fcntl
+import io
+import os
+import select
+import stat
+import termios
+import time
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+DRAIN_SECONDS = 1.0  # at the end of a run: how long a reader still there is waited for
+DRAIN_STEP = 0.01  # how often the pipe is looked at meanwhile
+PIPE_BUFFERING = 1 << 16  # as fetcher's own standard output (Streams.buffered_stdout)
+
+
+class PipeLedger:
+    """The bytes written to one pipe, and of them, those its reader has taken. Used by the one
+    thread that writes to the pipe."""
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self.written = 0  # bytes handed to the stream: where the last record ends
+        self.in_pipe = 0  # of them, those the pipe took (``CountingRaw``), flushed or not
+
+    def wrote(self, size: int) -> None:
+        self.written += size
+
+    def taken(self) -> int:
+        """The bytes the reader has read: those the pipe took less those still in it. Another
+        writer's bytes in the pipe only make it smaller (a record then counts as not taken:
+        its change is reported again rather than never)."""
+        return max(0, self.in_pipe - unread(self.descriptor))
+
+    def drain(self, seconds: float = DRAIN_SECONDS) -> None:
+        """Wait, up to seconds, until the reader has read everything in the pipe or gone: a
+        reader still there at the end will read the rest once fetcher has exited."""
+        deadline = time.monotonic() + seconds
+        while unread(self.descriptor) and not reader_left(self.descriptor):
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(DRAIN_STEP)  # nothing wakes a writer when its pipe is empty
+
+
+class CountingRaw(io.RawIOBase):
+    """A raw stream that counts the bytes each write puts in the pipe: a flush the reader's
+    going cuts short, or one the buffer makes on its own, puts some there, not all."""
+
+    def __init__(self, raw: io.RawIOBase, ledger: PipeLedger) -> None:
+        super().__init__()
+        self.raw, self.ledger = raw, ledger
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer) -> int | None:
+        count = self.raw.write(data)
+        self.ledger.in_pipe += count or 0
+        return count
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        try:
+            self.raw.close()  # closes the descriptor only if it was the stream's to close
+        finally:
+            super().close()
+
+
+def pipe_stream(stream: TextIO) -> tuple[TextIO, PipeLedger | None]:
+    """stream, and None when it is no pipe (a file, a terminal, a socket: a record written
+    there counts as taken) or not a buffered text stream of fetcher's own; else the same
+    descriptor, buffered as stream was, through a ``CountingRaw``, and its ledger."""
+    try:
+        descriptor = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+            return stream, None
+    except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
+        return stream, None
+    buffer = getattr(stream, "buffer", None)
+    if not isinstance(stream, io.TextIOWrapper) or not isinstance(buffer, io.BufferedWriter):
+        return stream, None
+    encoding, errors = stream.encoding, stream.errors
+    stream.detach()  # flushed first: nothing lost; it is unusable from now on
+    raw = buffer.detach()  # the descriptor's own, closing it only if stream would have
+    ledger = PipeLedger(descriptor)
+    counted = io.BufferedWriter(CountingRaw(raw, ledger), buffer_size=PIPE_BUFFERING)
+    text = io.TextIOWrapper(counted, encoding=encoding, errors=errors, newline="")
+    return text, ledger
+
+
+def unread(descriptor: int) -> int:
+    """The bytes in the pipe not read yet; 0 when it cannot be told (what was flushed then
+    counts as taken, as before there was a ledger)."""
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(descriptor, termios.FIONREAD, count, True)
+    except OSError:
+        return 0
+    return count[0]
+
+
+def reader_left(descriptor: int) -> bool:
+    """Whether every reader of the pipe has gone: poll says POLLERR on its write end (Linux)."""
+    with contextlib.suppress(OSError, ValueError):
+        poller = select.poll()
+        poller.register(descriptor, select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    return False
