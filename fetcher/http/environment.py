@@ -92,18 +92,29 @@ class Environment:
 
 
 def netrc_not_a_file() -> str | None:
-    """The .netrc requests would read, when it is a FIFO (the parser's open waited for ever
-    and held every worker, s23 r5 5), a socket or a folder: what to say. /dev/null, a common
-    way to turn it off, reads as empty (s23 r6 5).
-    Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
+    """The .netrc requests would read, when it is no regular file: what to say. A FIFO's open
+    waited for ever and held every worker (s23 r5 5), an endless device (/dev/zero) was read
+    for ever at full CPU (s24 r1 3). /dev/null, a common way to turn it off, reads as empty
+    (s23 r6 5). Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
     given = os.environ.get("NETRC")
     for name in [given] if given is not None else ["~/.netrc", "~/_netrc"]:
         path = os.path.expanduser(name)
         if os.path.exists(path):
-            mode = os.stat(path).st_mode
-            waits = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISDIR(mode)
-            return f"{path}: a FIFO, socket or folder" if waits else None  # /dev/null: empty
+            found = os.stat(path)
+            if stat.S_ISREG(found.st_mode) or _is_dev_null(found):
+                return None
+            return f"{path}: not a regular file"
     return None
+
+
+def _is_dev_null(found: os.stat_result) -> bool:
+    """Whether found is the null device, by its device number (a link to it, or a copy made
+    with mknod, is one too)."""
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(found.st_mode) and found.st_rdev == null.st_rdev
 
 
 # A token the netrc parser quotes in its message ('bad follower token %r'): it may be a piece
