@@ -5,7 +5,9 @@ Ctrl-C in the first tenth of a second exits with 130 like any other, not with a
 KeyboardInterrupt traceback, and a SIGTERM with 143 (SPEC 2.5), not killed by the signal.
 Nothing has been read yet. The run installs its own handlers once it starts.
 
-A standard descriptor closed at start (`2>&-`) is reopened on /dev/null first, as daemons do.
+A standard descriptor closed at start (`2>&-`) is reopened on /dev/null first, as daemons do;
+under PYTHONUNBUFFERED, stdout and stderr are made buffered streams, which never drop the rest
+of a write a signal cut short (``fetcher.streams.whole_writes``).
 """
 
 import os
@@ -13,6 +15,7 @@ import signal
 import sys
 
 from fetcher.exiting import skip_exit_collections
+from fetcher.streams import buffer_standard_streams
 
 
 def _interrupted_early(signum: int, frame: object) -> None:
@@ -41,6 +44,7 @@ def run() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # not killed
         if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's, `cmd &`'s: they stay
             signal.signal(signum, _interrupted_early)
+    buffer_standard_streams()
     from fetcher.cli import main
 
     try:

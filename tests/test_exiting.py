@@ -23,7 +23,6 @@ PROBE = """
 import gc, io, json, os, sqlite3, sys, types
 
 _freeze = gc.freeze
-_STANDARD = (sys.stdin, sys.stdout, sys.stderr)
 
 
 def _standard(stream):
@@ -47,7 +46,10 @@ def _still_writing(thing):
 
 
 def _probe():
-    standard = {id(part) for stream in _STANDARD for part in _standard(stream)}
+    # As they are now: under PYTHONUNBUFFERED, fetcher.__main__ made stdout and stderr its own
+    # (the interpreter flushes them at exit all the same); the ones they replaced stay in __std*__.
+    streams = (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    standard = {id(part) for stream in streams for part in _standard(stream)}
     left = [repr(thing) for thing in gc.get_objects()
             if id(thing) not in standard and _still_writing(thing)]
     path = os.path.join(os.environ["EXIT_PROBE_DIR"], f"{os.getpid()}.json")
