@@ -64,6 +64,7 @@ CORE = [
     "fetcher.http.proxy_auth",
     "fetcher.http.redirects",
     "fetcher.http.task",
+    "fetcher.http.tunnel",
     "fetcher.settings",
     "fetcher.input.shards",
     "fetcher.run.signals",

@@ -1,11 +1,14 @@
 """A URL's --max-time deadline: when it runs out, the error it raises, the urllib3 timeout it
-bounds, and the connections that cut a server dripping its headers when it does.
+bounds, and the connections that cut a server dripping its headers when it does. Those
+connections also read a proxy's answer to CONNECT within the connect timeout
+(fetcher.http.tunnel).
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import http.client
 import itertools
 import socket
 import ssl
@@ -18,6 +21,7 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.response_headers import HeaderParsingResponse
+from fetcher.http.tunnel import connect_request, open_tunnel
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,11 +210,36 @@ class _DeadlineMixin:
     a request or of the wait for its answer into the deadline's error."""
 
     sock: socket.socket | None
+    timeout: float | None
+    _connecting_since = 0.0  # when the last connection began (on time.monotonic())
 
     def _new_conn(self) -> socket.socket:
+        self._connecting_since = time.monotonic()
         sock: socket.socket = super()._new_conn()  # type: ignore[misc]
         using_socket(sock)  # before a proxy's CONNECT answer is read on it, or TLS begins
         return sock
+
+    def _tunnel(self) -> None:
+        """The CONNECT through a proxy (fetcher.http.tunnel) in place of http.client's, over by
+        the connect timeout counted from the start of connecting, as curl counts it. An end the
+        deadline made (its cut, or its time left as the connect timeout) is its error."""
+        seconds = self.timeout if isinstance(self.timeout, (int, float)) else None
+        until = None if seconds is None else self._connecting_since + seconds
+        request = connect_request(
+            self._tunnel_host,  # type: ignore[attr-defined]
+            self._tunnel_port,  # type: ignore[attr-defined]
+            self._tunnel_headers,  # type: ignore[attr-defined]
+        )
+        try:
+            status, reason = open_tunnel(self.sock, request, until, seconds)  # type: ignore[arg-type]
+        except (FetchError, OSError, http.client.HTTPException):
+            deadline = thread_deadline()
+            if deadline is not None and (cut_by_deadline() or deadline.expired()):
+                raise deadline.error() from None
+            raise
+        if status != http.HTTPStatus.OK:
+            self.close()  # type: ignore[attr-defined] # urllib3 then says ProxyError
+            raise OSError(f"Tunnel connection failed: {status} {reason.strip()}")
 
     def connect(self) -> None:
         super().connect()  # type: ignore[misc]
