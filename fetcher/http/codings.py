@@ -26,8 +26,10 @@ _NO_CODING = ("", "identity")
 
 def listed_codings(value: str) -> list[str]:
     """The codings a Content-Encoding value lists, in the order they were applied, in lower
-    case, those that are no coding left out."""
-    return [c for c in (c.strip().lower() for c in value.split(",")) if c not in _NO_CODING]
+    case, those that are no coding left out. Only SP and HTAB are blanks around an element (RFC
+    9110 5.6.1): str.strip() read 'gzip\\xa0' as gzip, which urllib3 then did not decode, and
+    the compressed bytes were saved as the body, ok; it is an unknown coding."""
+    return [c for c in (c.strip(" \t").lower() for c in value.split(",")) if c not in _NO_CODING]
 
 
 def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:

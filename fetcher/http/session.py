@@ -108,8 +108,10 @@ def transfer_coding_problem(value: str | None) -> str | None:
     http.client decodes "chunked" alone; any other coding, or chunked after another one,
     would be read as it came to the close, framing and all, and saved as the body (requests'
     urllib3 finds chunked in a list, and then saves the other coding undecoded). curl decodes
-    no transfer coding but chunked unless asked to, either."""
-    if value is None or value.strip().lower() in ("chunked", "identity"):  # identity: none
+    no transfer coding but chunked unless asked to, either. Only SP and HTAB are blanks around
+    a value (RFC 9110 5.6.3), as trimmed_fields and http.client read it: str.strip() also took
+    'chunked\\xa0' (or \\x0b, \\x85...) for chunked, which http.client does not dechunk."""
+    if value is None or value.strip(" \t").lower() in ("chunked", "identity"):  # identity: none
         return None
     return f"unsupported Transfer-Encoding {value[:40]!r} (fetcher reads chunked alone)"
 
