@@ -13,8 +13,10 @@ from fetcher.output.atomic import AtomicFile
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 # Bytes of whole lines a write takes at most: a write to a pipe returns once all of it is read,
-# and a hard stop's watchdog sees the lines move only then; 64 KiB to a reader of 80 KB/s was
-# 0.8 s without a sign of work, and cut as stuck (s23 r6 3).
+# and the thread's written bytes grow only then; 64 KiB to a reader of 80 KB/s was 0.8 s
+# without a sign of work, and cut as stuck (s23 r6 3). A hard stop's watchdog now sees a reader
+# take bytes during the write (hard_stop.WriteProgress, s24 r1 1); the small pieces still show
+# work where that cannot be seen (no /proc's syscall or schedstat).
 FAILED_WRITE = 1 << 13
 COMMIT_WAIT = 0.05  # seconds a hard exit's commit waits for another thread's add
 

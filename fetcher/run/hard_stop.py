@@ -15,8 +15,13 @@ input to --failed, or keeps the old FILE when part of it is a pipe (see ``arm``)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import platform
 import select
+import stat
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -175,7 +180,7 @@ class HardStopper:
                     break
                 quiet = Quiet(finishing)
             # Stuck, or gone from run() without the accounting (it ended first): no more wait.
-            stuck = quiet.look() >= QUIET_LIMIT or not (self._collecting or taken)
+            stuck = quiet.stuck(QUIET_LIMIT) or not (self._collecting or taken)
             if stuck and waited >= HARD_STOP_LIMIT:
                 break
             time.sleep(WATCH_EVERY)
@@ -185,13 +190,19 @@ class HardStopper:
 
     def _watch_grace(self, reason: ExitStatus) -> None:
         """A first stop: once its grace is over, a calling thread stuck in a write (a reader
-        that stopped reading) turns it into a hard stop, with the first stop's status. Returns
-        at once on a second signal, and when run() ends."""
-        self._no_grace.wait(max(0.0, self.grace_ends - time.monotonic()))
+        that stopped reading) turns it into a hard stop, with the first stop's status. One
+        whose reader is slow but still reading goes on, up to HARD_STOP_CAP past the grace.
+        It is watched from the signal on, so that one stuck already is taken at the grace's
+        end. Returns at once on a second signal, and when run() ends."""
+        quiet, past_grace = Quiet(self._calling), None
         while self.reason is None and self._collecting:
-            if self._took_over(GRACE_STUCK_WRITE):
-                self.reason = reason
-                return
+            stuck = quiet.stuck(GRACE_STUCK_WRITE)
+            if time.monotonic() >= self.grace_ends:
+                past_grace = past_grace or RunningClock()
+                stuck = stuck or past_grace.seconds() >= HARD_STOP_CAP
+                if stuck and self._took_over(GRACE_STUCK_WRITE):
+                    self.reason = reason
+                    return
             self._no_grace.wait(WATCH_EVERY)
 
     def _took_over(self, stuck_for: float = STUCK_WRITE) -> bool:
@@ -259,6 +270,13 @@ class RunningClock:
 # Where a thread waits to write, in /proc's wchan: a pipe's (anon_pipe_write), a unix socket's
 # (sock_alloc_send_pskb), a terminal's or a TCP socket's (wait_woken, on Linux 6; s23 r6 2).
 WRITE_WAITS = (b"write", b"send", b"wait_memory", b"wait_woken")
+# The numbers of write(2) and writev(2), by machine: a thread blocked in one of them, as /proc's
+# syscall says, is writing to the descriptor that follows (the watch of its queue, WriteProgress).
+WRITE_CALLS = {"x86_64": (1, 20), "aarch64": (64, 66)}.get(platform.machine(), ())
+# Seconds a writer may be seen stuck once its reader was seen taking bytes (WriteProgress):
+# a reader that takes 8 KiB at a time at 4 KB/s, or 64 KiB at 32 KB/s, pauses as long between
+# two reads. One that never reads is stuck after the limit the caller gives.
+READER_PAUSE = 2.0
 # Bytes a thread's I/O must move between two looks to be working: each signal's C handler
 # writes one byte to the wakeup descriptor on the thread it lands on, and Ctrl-C held down
 # made a thread stuck in a write look busy (s23 r6 1).
@@ -273,11 +291,14 @@ class Quiet:
     starved one runs in slices shorter than stat's clock tick, s22 r4 3). A thread once seen
     waiting in a write, and no byte moved since, is stuck however often a signal wakes it to
     run its handler (and wait for the GIL) and write again: Ctrl-C held down ran 150 µs of
-    handler on it 30 times a second (s23 r2 1, r3 1);
-    one in 'D' that moves no byte (a dead NFS server) is stuck too. A runnable one ('R') is
-    neither: it waits for a CPU. Read from /proc (Linux; stat's ticks where schedstat is
-    missing, no write test where wchan is hidden); where it cannot be read, every look counts
-    as stuck, as the fixed deadline did before."""
+    handler on it 30 times a second (s23 r2 1, r3 1); one in 'D' that moves no byte (a dead
+    NFS server) is stuck too. A runnable one ('R') is neither: it waits for a CPU. A blocked
+    write's bytes show in io only once it returns, once the reader made room for all of it:
+    its reader taking bytes, or the thread going on inside the write (``WriteProgress``), is
+    work, and a writer whose reader was seen reading may pause longer (``stuck``, s24 r1 1).
+    Read from /proc (Linux; stat's ticks where schedstat is missing, no write test where wchan
+    is hidden); where it cannot be read, every look counts as stuck, as the fixed deadline did
+    before."""
 
     def __init__(self, native_id: int | None, tasks: str = "/proc/self/task") -> None:
         self.task = f"{tasks}/{native_id}"
@@ -287,6 +308,8 @@ class Quiet:
         # Seen waiting in a write, no byte moved since: what it runs between is a handler's.
         self._writing = False
         self._clock = RunningClock(QUIET_STEP)
+        self._write = WriteProgress(self.task)
+        self.reading = False  # its reader was seen taking bytes: it may pause (READER_PAUSE)
 
     def look(self) -> float:
         """Look again; return the seconds the thread has been seen stuck without a break."""
@@ -295,22 +318,21 @@ class Quiet:
         ran_on = ran is not None and self._ran is not None and ran > self._ran
         self._ran = ran
         moved = self._io_moved()
-        self._writing = not moved and (self._writing or self._in_a_write())
+        if self._write.moved():
+            moved = self.reading = True
+        self._writing = not moved and (self._writing or waits_to_write(self.task))
         if moved or (ran_on and state == b"S" and not self._writing):
             self.seconds = 0.0
         elif state != b"R":
             self.seconds += step
         return self.seconds
 
-    def _in_a_write(self) -> bool:
-        """Whether the thread waits in the kernel to write (pipe_write, n_tty_write, a
-        socket's sendmsg or wait for memory), from /proc's wchan."""
-        try:
-            with open(f"{self.task}/wchan", "rb") as wchan:
-                waits_in = wchan.read()
-        except OSError:
-            return False
-        return any(word in waits_in for word in WRITE_WAITS)
+    def stuck(self, limit: float) -> bool:
+        """Look again: whether the thread has been seen stuck for limit seconds, or, once its
+        reader was seen taking bytes, for READER_PAUSE if longer (a slow reader that reads
+        8 KiB at a time leaves its writer's queue as it is between two reads)."""
+        seconds = self.look()
+        return seconds >= (max(limit, READER_PAUSE) if self.reading else limit)
 
     def _io_moved(self) -> bool:
         """Whether the bytes the thread read and wrote grew since the last look."""
@@ -338,6 +360,84 @@ class Quiet:
         except (OSError, IndexError, ValueError):  # no schedstat (CONFIG_SCHED_INFO): ticks
             nanoseconds = 0
         return state, (nanoseconds, ticks)
+
+
+class WriteProgress:
+    """Signs that a thread blocked in a write is getting on, which its io shows only once the
+    whole write returned: its reader took bytes from the queue of the descriptor written to
+    (a pipe's fill, FIONREAD, which Linux answers on the write end too; a socket's or a
+    terminal's output queue, TIOCOUTQ), or the thread was woken inside that same write (run
+    again, schedstat's count, with no write call ended, io's syscw) to fill the room a reader
+    made: a reader that takes a page of a pipe at a time leaves its fill as it was. A signal
+    ends the write call (syscw grows): Ctrl-C held down is no progress. Where these cannot be
+    read (a machine with no WRITE_CALLS, no schedstat) they never show. The descriptor is
+    read from /proc and used at once: one closed and reused in between can at worst be taken
+    for one look's work."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self._queue: tuple[int, int] | None = None  # descriptor, bytes unread, at the last look
+        self._counts: tuple[int, int] | None = None  # syscw, runs: at a look in a write wait
+
+    def moved(self) -> bool:
+        """Look again: whether the thread's write went on since the last look."""
+        queue, last_queue = self._look_queue(), self._queue
+        counts, last_counts = self._look_counts(), self._counts
+        self._queue = queue
+        self._counts = counts if counts is not None and waits_to_write(self.task) else None
+        if queue is not None and last_queue is not None and queue[0] == last_queue[0]:
+            if queue[1] < last_queue[1]:  # the same descriptor's reader took bytes
+                return True
+        if counts is None or last_counts is None:
+            return False
+        ended, runs = counts
+        return ended == last_counts[0] and runs > last_counts[1]  # run again, in that write
+
+    def _look_queue(self) -> tuple[int, int] | None:
+        try:
+            with open(f"{self.task}/syscall", "rb") as syscall:
+                fields = syscall.read().split()
+            if int(fields[0]) not in WRITE_CALLS:  # ValueError: "running"
+                return None
+            fd = int(fields[1], 16)
+            return fd, unread(fd)
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def _look_counts(self) -> tuple[int, int] | None:
+        """The write calls the thread ended (io's syscw), the times it was run (schedstat)."""
+        try:
+            with open(f"{self.task}/io", "rb") as io:
+                ended = int(io.read().splitlines()[3].split()[1])
+            with open(f"{self.task}/schedstat", "rb") as schedstat:
+                runs = int(schedstat.read().split()[2])
+        except (OSError, IndexError, ValueError):
+            return None
+        return ended, runs
+
+
+def waits_to_write(task: str) -> bool:
+    """Whether the thread waits in the kernel to write (pipe_write, n_tty_write, a socket's
+    sendmsg or wait for memory), from /proc's wchan."""
+    try:
+        with open(f"{task}/wchan", "rb") as wchan:
+            waits_in = wchan.read()
+    except OSError:
+        return False
+    return any(word in waits_in for word in WRITE_WAITS)
+
+
+def unread(fd: int) -> int:
+    """The bytes written to fd that its reader has not taken (see ``WriteProgress``); OSError
+    when fd has no such queue (a file, a device that is no terminal)."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode):
+        request = termios.FIONREAD
+    elif stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd)):
+        request = termios.TIOCOUTQ
+    else:
+        raise OSError(f"descriptor {fd} has no queue")
+    return int(struct.unpack("i", fcntl.ioctl(fd, request, b"\0" * 4))[0])
 
 
 def say_cut_short(how: str) -> None:
