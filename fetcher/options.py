@@ -564,14 +564,18 @@ def check_environment_proxies() -> None:
     requests uses: a lower-case name wins, even empty; HTTP_PROXY not under CGI); none when
     NO_PROXY is '*', which no request passes. The URLs are not known yet: one for https only
     is refused in a run of http URLs too. The error never quotes the value, as -x's does not:
-    a password holding '/', '?' or '#' ends the authority early, and no masking finds it."""
+    a password holding '/', '?' or '#' ends the authority early, and no masking finds it.
+    ALL_PROXY beside both HTTP_PROXY and HTTPS_PROXY is never read (requests' select_proxy
+    takes the scheme's own first), so not checked: desktops export all_proxy=socks://... so."""
     from urllib.request import getproxies_environment
 
-    proxies = getproxies_environment()
+    proxies = getproxies_environment()  # only the non-empty ones
     if proxies.get("no", "").strip() == "*":
         return
     for scheme in ("http", "https", "all"):
         if not (value := proxies.get(scheme)):
+            continue
+        if scheme == "all" and "http" in proxies and "https" in proxies:
             continue
         try:
             parse_proxy(value)

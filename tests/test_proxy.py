@@ -321,6 +321,40 @@ def test_a_bad_proxy_variable_that_urllib_would_not_use_is_no_matter(target, env
     assert_ok(result, record)
 
 
+@pytest.mark.parametrize("all_name", ["all_proxy", "ALL_PROXY"])
+@pytest.mark.parametrize("http_name", ["http_proxy", "HTTP_PROXY"])
+def test_all_proxy_beside_both_scheme_proxies_is_never_used_so_never_refused(
+    proxy, target, all_name, http_name
+):
+    """GNOME's and KDE's manual proxy settings export http_proxy, https_proxy and
+    all_proxy=socks://...: requests takes a scheme's own proxy before all_proxy, so no request
+    of a run (http or https) would use it, and refusing it stopped every run with exit 2 (s24
+    h1 2). The run goes through the http proxy."""
+    url = target.url("/desktop")
+    env = {http_name: proxy.url, "https_proxy": proxy.url, all_name: "socks://127.0.0.1:1080/"}
+    result, record = fetch(url, **env)
+
+    assert_ok(result, record)
+    assert proxy.request_lines == [f"GET {url} HTTP/1.1"]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"http_proxy": "http://127.0.0.1:1/"}, {"https_proxy": "http://127.0.0.1:1/"},
+     {"http_proxy": "", "HTTP_PROXY": "http://127.0.0.1:1/", "https_proxy": "http://127.0.0.1:1/"}],
+    ids=["http-only", "https-only", "http-emptied-in-lower-case"],
+)  # fmt: skip
+def test_all_proxy_that_one_scheme_would_use_is_still_refused(target, env):
+    """With one scheme without a proxy of its own, its URLs would go to all_proxy: refused, as
+    before, naming it (an empty lower-case http_proxy wins over HTTP_PROXY, and unsets it)."""
+    result = invoke(
+        ["--format", "jsonl", target.url("/never")], all_proxy="socks://127.0.0.1:1080/", **env
+    )
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "all_proxy cannot be used" in result.stderr, result.stderr
+    assert target.paths == []
+
+
 @pytest.mark.parametrize("cgi", [False, True])
 @pytest.mark.parametrize("bad", ["socks5://127.0.0.1:1080", "http://u:p/w@127.0.0.1:1"])
 def test_the_bad_proxy_error_names_the_variable_whose_value_was_read(target, proxy, bad, cgi):
