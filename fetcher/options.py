@@ -465,7 +465,7 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     check_combinations({**params, "urls": urls})
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
-    verify: bool | str = False if params["insecure"] else params["cacert"] or True
+    verify = resolve_verify(params)
     fields.update(
         urls=urls,
         auth=params["user"] if params["user"] and params["user"][1] is not None else None,
@@ -486,6 +486,25 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)
+
+
+def resolve_verify(params: dict[str, Any]) -> bool | str:
+    """Settings.verify: False with -k, else --cacert's file, else True (the default bundle).
+    A --cacert or --cert typed on the command line beats FETCHER_INSECURE, as a typed -s beats
+    FETCHER_PROGRESS: it asks for a verified server, and a profile's variable must not turn
+    verification off behind it. Said once on stderr (not under -q): the variable is not
+    followed. -k typed, or both in variables, still win, as curl's -k beside --cacert."""
+    beaten = [f"--{name}" for name in ("cacert", "cert") if params[name] and typed(name)]
+    variable = variable_of("insecure")
+    if params["insecure"] and variable is not None and beaten:
+        if not params["quiet"]:
+            click.echo(
+                f"fetcher: {variable} is not followed beside {' and '.join(beaten)} typed "
+                "on the command line: certificates are verified (type -k to turn it off)",
+                err=True,
+            )
+        return params["cacert"] or True
+    return False if params["insecure"] else params["cacert"] or True
 
 
 # Options that Settings holds in the form the code uses (see build_settings).

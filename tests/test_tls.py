@@ -106,6 +106,48 @@ def test_insecure_prints_no_warning_in_a_real_process(server):
     assert "InsecureRequestWarning" not in stderr and "Unverified HTTPS" not in stderr, stderr
 
 
+@pytest.mark.parametrize("flag", ["--cacert", "--cert"])
+def test_a_typed_cacert_or_cert_beats_insecure_from_the_environment(server, certs, flag):
+    """FETCHER_INSECURE=1 from a profile turned off the verification a typed --cacert asked
+    for, without a word (s24 h1 4). The typed option wins, as a typed -s beats
+    FETCHER_PROGRESS, and stderr says the variable was not followed. The server's CA is not
+    trusted here (another CA's bundle, or the default one beside --cert): verification shows as
+    kind tls."""
+    given = str(certs.other_ca_pem) if flag == "--cacert" else str(certs.client_combined_pem)
+    result, record = fetch(server.url("/typed-wins"), flag, given, FETCHER_INSECURE="1")
+
+    assert_tls_failure(result, record)
+    assert "FETCHER_INSECURE" in result.stderr and flag in result.stderr, result.stderr
+    assert result.stderr.count("FETCHER_INSECURE") == 1, result.stderr
+    assert server.paths == []
+
+
+def test_the_ignored_insecure_variable_is_not_said_under_quiet(server, certs):
+    result, record = fetch(
+        server.url("/quiet"), "-q", "--cacert", str(certs.other_ca_pem), FETCHER_INSECURE="1"
+    )
+    assert_tls_failure(result, record)
+    assert "FETCHER_INSECURE" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["-k"], {"FETCHER_CACERT": "other"}), (["-k", "--cacert", "other"], {}),
+     ([], {"FETCHER_INSECURE": "1", "FETCHER_CACERT": "other"})],
+    ids=["typed-k-beats-variable-cacert", "both-typed", "both-variables"],
+)  # fmt: skip
+def test_insecure_still_wins_when_typed_or_beside_a_cacert_variable(server, certs, args, env):
+    """Only a typed --cacert or --cert beats the variable: -k typed, or both in variables, turn
+    verification off as curl's -k does beside --cacert."""
+    other = str(certs.other_ca_pem)
+    args = [other if arg == "other" else arg for arg in args]
+    env = {name: other if value == "other" else value for name, value in env.items()}
+    result, record = fetch(server.url("/k-wins"), *args, **env)
+
+    assert_ok(result, record, "/k-wins")
+    assert "FETCHER_INSECURE" not in result.stderr, result.stderr
+
+
 # -- client certificates ---------------------------------------------------------------------------
 
 
