@@ -466,6 +466,7 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
     verify = resolve_verify(params)
+    check_trust(verify)
     fields.update(
         urls=urls,
         auth=params["user"] if params["user"] and params["user"][1] is not None else None,
@@ -505,6 +506,52 @@ def resolve_verify(params: dict[str, Any]) -> bool | str:
             )
         return params["cacert"] or True
     return False if params["insecure"] else params["cacert"] or True
+
+
+def check_trust(verify: bool | str) -> None:
+    """Refuse at start the CA bundle the run would verify with when OpenSSL cannot use it:
+    --cacert's file, else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (nothing with -k). A missing one
+    made every https URL 'other', an empty, DER or key-only one every URL 'tls', one record
+    each (curl stops at once: 77). The URLs are not known yet (and an http one may be
+    redirected to https): checked whatever they are, as curl does. Loaded once, here, and only
+    when one is given: certifi's default bundle is not."""
+    if isinstance(verify, str):
+        check_ca_file(as_given("cacert", f"--cacert {verify}"), verify)
+        return
+    if verify is False:
+        return
+    from fetcher.http.environment import ca_bundle_variable
+
+    if (found := ca_bundle_variable()) is None:
+        return
+    name, path = found
+    if os.path.isdir(path):  # OpenSSL's folder of hashed certificates, as requests reads it
+        return
+    if not os.path.exists(path):
+        raise click.UsageError(f"{name} names {path}, which does not exist: no CA to verify with")
+    check_ca_file(f"{name} ({path})", path)
+
+
+def check_ca_file(given: str, path: str) -> None:
+    """Refuse a CA bundle file OpenSSL finds no certificate in, or cannot read; given names it
+    as the user gave it. Only a regular file, never opened otherwise: urllib3 reads it again
+    for every connection, which a pipe cannot give twice (and a FIFO's open waits for ever)."""
+    import ssl  # only when a bundle is given: loading OpenSSL is a start-up cost
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise click.UsageError(f"{given} is not a regular file: read for every connection")
+        ssl.create_default_context(cafile=path)
+    except ssl.SSLError as exc:
+        if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
+            raise click.UsageError(
+                f"{given} holds no PEM certificate: give the CA's certificate in PEM "
+                "(openssl x509 -inform DER -in FILE -out FILE.pem converts a DER one)"
+            ) from None
+        reason = exc.reason or "a PEM block it cannot read"
+        raise click.UsageError(f"{given} cannot be used (OpenSSL: {reason})") from None
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
 
 
 # Options that Settings holds in the form the code uses (see build_settings).

@@ -4,6 +4,7 @@ overriding what the command line asked for.
 """
 
 import json
+import os
 import ssl
 
 import pytest
@@ -308,6 +309,103 @@ def test_client_certificate_survives_ca_bundle_variable(mtls_server, certs):
     )  # fmt: skip
 
     assert_ok(result, record, "/mtls-env")
+
+
+# -- a CA bundle that cannot be used: a usage error at start --------------------------------------
+
+
+def unusable_bundle(certs, tmp_path, kind):
+    """A file OpenSSL finds no CA certificate in, as a user may give one."""
+    path = tmp_path / f"{kind}.pem"
+    contents = {
+        "empty": b"",
+        "der": ssl.PEM_cert_to_DER_cert(certs.ca.cert_pem.bytes().decode()),
+        "key-only": certs.ca.private_key_pem.bytes(),
+        "not-pem": b"just some text\n",
+        "cut-short": certs.ca.cert_pem.bytes()[:300],
+    }[kind]
+    path.write_bytes(contents)
+    return str(path)
+
+
+BAD_BUNDLES = ["empty", "der", "key-only", "not-pem", "cut-short"]
+
+
+@pytest.mark.parametrize("kind", BAD_BUNDLES)
+def test_a_cacert_with_no_certificate_is_a_usage_error(server, certs, tmp_path, kind):
+    """It was accepted, and every https URL then failed tls, one record each, exit 3 (s24 h1
+    6): refused at start, as --cert and curl's 77 are."""
+    result = invoke([server.url("/never"), "--cacert", unusable_bundle(certs, tmp_path, kind)])
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert f"--cacert {tmp_path}" in result.stderr and result.stdout == "", result.stderr
+    assert server.paths == []
+
+
+def test_a_cacert_variable_with_no_certificate_is_named_in_the_usage_error(server, certs, tmp_path):
+    bad = unusable_bundle(certs, tmp_path, "empty")
+    result = invoke([server.url("/never")], FETCHER_CACERT=bad)
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "FETCHER_CACERT" in result.stderr and "no PEM certificate" in result.stderr
+    assert server.paths == []
+
+
+def test_a_cacert_that_is_a_fifo_is_refused_without_waiting_for_it(server, tmp_path):
+    """Read for every connection, which a pipe cannot give twice (as --cert); never opened."""
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)
+    # A real process, which the timeout kills: opening the FIFO would wait for a writer.
+    done = run_process([server.url("/never"), "--cacert", str(fifo)], timeout=30)
+
+    assert done.returncode == 2 and b"not a regular file" in done.stderr, done.stderr
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+@pytest.mark.parametrize("kind", ["missing", "empty", "der"])
+def test_a_ca_bundle_variable_that_cannot_be_used_is_a_usage_error(
+    server, certs, tmp_path, variable, kind
+):
+    """A missing path made every https URL 'other: Could not find a suitable TLS CA
+    certificate bundle', one record each, the variable never named (s24 h1 5); an empty or
+    DER one every URL tls. Refused at start naming it, as curl stops at once (77)."""
+    bad = str(tmp_path / "absent.pem") if kind == "missing" else (
+        unusable_bundle(certs, tmp_path, kind))  # fmt: skip
+    result = invoke([server.url("/never")], **{variable: bad})
+
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert variable in result.stderr and bad in result.stderr, result.stderr
+    assert server.paths == []
+
+
+def test_a_bad_ca_bundle_variable_refuses_a_run_of_http_urls_too(tmp_path):
+    """The run's URLs are not known at start (and an http one may be redirected to https): the
+    variable is checked whatever they are, as curl checks CURL_CA_BUNDLE."""
+    with counting_server() as plain:
+        result = invoke([plain.url("/plain")], CURL_CA_BUNDLE=str(tmp_path / "absent.pem"))
+    assert result.exit_code == 2 and "CURL_CA_BUNDLE" in result.stderr, result.stderr
+    assert plain.paths == []
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+@pytest.mark.parametrize("option", ["--cacert", "-k"])
+def test_a_bad_ca_bundle_variable_is_not_checked_when_an_option_replaces_it(
+    server, certs, tmp_path, variable, option
+):
+    """--cacert and -k win over the variable (requests would not read it): it is no matter."""
+    args = [option, str(certs.ca_pem)] if option == "--cacert" else [option]
+    result, record = fetch(server.url("/unread"), *args, **{variable: str(tmp_path / "no.pem")})
+
+    assert_ok(result, record, "/unread")
+
+
+def test_a_ca_bundle_variable_naming_a_folder_is_still_read_as_a_folder(server, tmp_path):
+    """requests takes a folder as OpenSSL's hashed-certificate folder: not refused at start; an
+    empty one trusts nothing, which each https URL tells as tls."""
+    result, record = fetch(server.url("/folder"), REQUESTS_CA_BUNDLE=str(tmp_path))
+
+    assert_tls_failure(result, record)
 
 
 # -- a redirect from http to https ---------------------------------------------------------------

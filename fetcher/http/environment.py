@@ -33,7 +33,8 @@ class Environment:
     """Thread-safe: its caches are filled idempotently under the GIL."""
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
-        self.ca_bundle = environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")
+        found = ca_bundle_variable(environ)
+        self.ca_bundle = None if found is None else found[1]
         self._proxies = lru_cache(CACHE_SIZE)(self._origin_proxies)
         self._bypass = lru_cache(CACHE_SIZE)(self._origin_bypass)
         self._netrc = lru_cache(CACHE_SIZE)(self._host_netrc)
@@ -89,6 +90,19 @@ class Environment:
         if not self._netrc_unreadable.is_set():
             self._netrc_unreadable.set()
             log.warning("cannot read .netrc (%s): its credentials are not used", problem)
+
+
+# What requests' merge_environment_settings reads, in its order, when verify is left on.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def ca_bundle_variable(environ: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """The variable whose CA bundle requests verifies with when neither --cacert nor -k is
+    given, and its path: the first of CA_BUNDLE_VARIABLES set and not empty; None for none."""
+    for name in CA_BUNDLE_VARIABLES:
+        if value := environ.get(name):
+            return name, value
+    return None
 
 
 def netrc_not_a_file() -> str | None:
