@@ -8,13 +8,22 @@ import os
 import resource
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FETCHER, FETCHER_NAMED_TEMPORARIES, invoke, run_background
+from tests.conftest import (
+    FETCHER,
+    FETCHER_NAMED_TEMPORARIES,
+    ROOT,
+    clean_env,
+    invoke,
+    run_background,
+)
 from tests.servers import (
     CountingServer,
     FaultServer,
@@ -547,3 +556,38 @@ def test_a_body_has_no_name_while_its_commit_waits_for_the_lock(tmp_path, monkey
     assert sorted(os.listdir(out / "h")) == ["f"]
     assert (out / "h" / "f").read_bytes() == b"body"
     assert bodies._live == set()
+
+
+# -- a file name the locale's encoding cannot spell ---------------------------------------------
+
+# Python's own ASCII locale: neither C's coercion to UTF-8 nor UTF-8 mode (s24 h1 7).
+ASCII_LOCALE = {"PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "LC_ALL": "C"}
+
+
+def test_a_name_an_ascii_locale_cannot_spell_is_an_io_failure_that_leaves_nothing(tmp_path):
+    """With an ASCII file-system encoding, -o of /café failed as kind other with Python's codec
+    message ("'ascii' codec can't encode character..."): SPEC 2.4 says a file that cannot be
+    written is io. Its record says so in words, no folder or temporary is left under DIR, and
+    an ASCII URL of the same run is saved."""
+    env = clean_env(**ASCII_LOCALE)
+    probe = [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"]
+    encoding = subprocess.run(probe, capture_output=True, env=env, check=True).stdout.strip()
+    if encoding != b"ascii":
+        pytest.skip(f"LC_ALL=C gives the file-system encoding {encoding!r} here")
+    out = tmp_path / "od"
+    with counting_server() as server:
+        urls = [server.url("/caf\u00e9"), server.url("/caf%C3%A9"), server.url("/plain")]
+        done = subprocess.run(
+            [*FETCHER, "--format", "jsonl", "--ordered", "--retries", "0", "-o", str(out), *urls],
+            capture_output=True, env=env, cwd=ROOT, timeout=60, check=False,
+        )  # fmt: skip
+    unsaved, unsaved_escaped, plain = map(json.loads, done.stdout.splitlines())
+    assert done.returncode == 1, done.stderr  # some failed
+    for record in (unsaved, unsaved_escaped):
+        assert record["ok"] is False and record["status"] == 200, record
+        assert record["error"]["kind"] == "io", record
+        assert "locale's encoding" in record["error"]["message"], record
+    assert plain["ok"] is True, plain
+    host = out / f"127.0.0.1_{server.port}"
+    assert sorted(p.name for p in host.iterdir()) == ["plain"]
+    assert sorted(p.name for p in out.iterdir()) == [host.name]

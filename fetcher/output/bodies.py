@@ -37,7 +37,14 @@ from fetcher.output.atomic import (
     file_mark,
     name_unnamed,
 )
-from fetcher.output.paths import LinkInTheWay, OutputDir, Owner, Placement, folder_of
+from fetcher.output.paths import (
+    LinkInTheWay,
+    OutputDir,
+    Owner,
+    Placement,
+    Unnameable,
+    folder_of,
+)
 from fetcher.settings import CHUNK_SIZE
 
 SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to a temporary file
@@ -454,6 +461,8 @@ def _place(
     except LinkInTheWay as exc:
         message = f"cannot save under {exc.filename}: {exc.strerror}"
         raise FetchError(message, ErrorKind.IO) from None
+    except Unnameable as exc:  # no folder made: it is said before any
+        raise FetchError(f"cannot save {url}: {exc.strerror}", ErrorKind.IO) from None
     except OSError as exc:
         raise _io_error("cannot create a folder for", url, exc) from exc
 

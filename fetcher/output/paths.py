@@ -46,6 +46,26 @@ _UNSAFE |= {chr(c) for c in range(0xD800, 0xE000)}  # lone surrogates are not te
 _FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+class Unnameable(OSError):
+    """A name the file-system encoding cannot spell: under an ASCII locale (LC_ALL=C without
+    Python's UTF-8 coercion), a URL path with an 'é'. os.fsencode's UnicodeEncodeError is no
+    OSError: the record said other, in the codec's words, where a file not written is io."""
+
+    def __init__(self, encoding: str, name: str) -> None:
+        message = f"cannot name the file in this locale's encoding ({encoding})"
+        super().__init__(errno.EILSEQ, message, name)
+
+
+def check_nameable(parts: list[str]) -> None:
+    """Raise Unnameable for the first of parts the file-system encoding cannot spell, before
+    any folder is made for them: nothing is left behind."""
+    for part in parts:
+        try:
+            os.fsencode(part)
+        except UnicodeEncodeError as exc:
+            raise Unnameable(exc.encoding, part) from None
+
+
 class LinkInTheWay(OSError):
     """A symbolic link (or something not a folder) sits where a folder is needed: refused,
     never followed."""
@@ -424,8 +444,10 @@ class OutputDir:
         name (a relative file name, made safe the same way) when given, or remote_name (-J)
         in the host's folder. owner: the request's state key (state_key) or Owner, url when
         None (a bodiless GET's). Raises OSError when a folder cannot be created, LinkInTheWay
-        when a link sits where a folder is needed."""
+        when a link sits where a folder is needed, Unnameable when the locale cannot spell a
+        name."""
         parts = components(url, name, remote_name)
+        check_nameable(parts)
         # Each name fits (255 bytes), but not always the path: a file saved through folder
         # descriptors past PATH_MAX has a path nothing can open. Room is kept for a clash
         # suffix or two (~, 8 hex digits, a count); more clashes near the limit are not seen.
@@ -467,7 +489,8 @@ class OutputDir:
         """Walk (and with create, make) the folders of the claimant's components (parts) from
         DIR's descriptor, resolving clashes; None when a folder is missing and create is false.
         With claim, the file name is claimed for the claimant's request when create is true or
-        a regular file is there."""
+        a regular file is there. Raises Unnameable for a name the locale cannot spell."""
+        check_nameable(parts)
         with self._lock:
             foreign = parts[0] in self._adopted
             if self._root_fd < 0:
