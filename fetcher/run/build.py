@@ -50,7 +50,7 @@ def build_run(
 
         folder = bodies.folder if bodies is not None else None  # DIR, opened once, here
         executor = ProcessExecutor(settings, settings.output_dir, settings.log_levels, jar,
-                                   folder=folder, stopping=stopping)  # fmt: skip
+                                   folder=folder, stopping=stopping, bodies=bodies)  # fmt: skip
     else:
         sessions = sessions or SessionPool(settings, jar)
         transfers = transfers or Transfers()

@@ -29,6 +29,7 @@ from fetcher.http.cookies import Change, changed_jar, merge_changes
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
+from fetcher.output.bodies import Bodies
 from fetcher.output.paths import OutputDir, first_component
 from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
@@ -55,6 +56,9 @@ EXIT_NOW_WAIT = 1.0  # seconds this process waits for its workers to have exited
 GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
 LOST = "the worker process for it ended unexpectedly"
 UNKNOWN = "; whether it was requested is not known"  # a worker says nothing of a job until it ends
+# A job sent to keep its fresh file (Job.keep) whose file another request of the run replaced:
+# its worker was to fetch it, not to skip it (still_fresh).
+REPLACED = "; fresh in --state, but its file was replaced in this run: it was to be fetched again"
 
 
 def split_workers(workers: int, processes: int) -> list[int]:
@@ -171,12 +175,41 @@ def lost(task: Task, message: str = LOST + UNKNOWN, attempts: int | None = None)
     return Result.failure(task.job, ErrorKind.OTHER, message, attempts=attempts, elapsed=elapsed)
 
 
+def still_fresh(job: Job, bodies: Bodies | None) -> Result | None:
+    """The skip record of a job sent to keep its file (Job.keep) that its worker process can no
+    longer answer for (it died, or exited with the job unread), when that file is still the one
+    its row vouches for (Bodies.held, as the dispatcher's lookup found it): the job was never
+    going to be requested, and one process records it skipped as it reads it (s24 f10). Sound
+    once the worker is gone: it gave that folder's names, and the heir that takes its keys
+    adopts the folder (OutputDir.adopt), replacing no file there. None: not such a job, or its
+    file was replaced (in this run, only by another request of that worker: it was to be
+    fetched again)."""
+    if job.keep is None or job.prior is None or bodies is None:
+        return None
+    path = bodies.held(job.keep, job.prior.saved_mark)
+    return None if path is None else Result.fresh(job, job.prior.sha256, path)
+
+
 def handed_back(task: Task, stopped: bool) -> Skipped | Result:
     """A job a worker never started: not attempted when the run is stopping; else a record, as
     lost with no attempt (the worker was stopped by a SIGTERM that was not ours)."""
     if stopped:
         return Skipped(task.job, dispatched=True)
     return lost(task, "the worker process for it was stopped first", attempts=0)
+
+
+def ended_with(
+    task: Task, graceful: bool, stopped: bool, bodies: Bodies | None
+) -> Skipped | Result:
+    """What a task of a worker that is gone ends with: its skip when it was sent to keep a file
+    that is still its row's (still_fresh); else handed back (graceful: the worker never read
+    it), or lost."""
+    fresh = still_fresh(task.job, bodies)
+    if fresh is not None:
+        return fresh
+    if graceful:
+        return handed_back(task, stopped)
+    return lost(task, LOST + (UNKNOWN if task.job.keep is None else REPLACED))
 
 
 class ProcessExecutor:
@@ -190,8 +223,10 @@ class ProcessExecutor:
         cookies: CookieJar | None = None,
         folder: OutputDir | None = None,
         stopping: threading.Event | None = None,
+        bodies: Bodies | None = None,
     ) -> None:
         self.settings = settings
+        self.bodies = bodies  # the run's, with -o: is a fresh job's file its row's (still_fresh)
         self.stopping = stopping or threading.Event()  # the run's: set by a stop
         self.output_dir = output_dir  # -o DIR as given: shown in records, decides the dealing
         # DIR as this process opened it (the run's Bodies' folder; else here, once): each worker
@@ -246,14 +281,12 @@ class ProcessExecutor:
             worker = self.workers[index]
             worker.send(batch)
             if not worker.alive:
-                # Its results thread found it gone, maybe before these were dealt: these too
-                # get their records.
+                # Its results thread found it gone, maybe before these were dealt: records too.
                 self._lose(index)
 
     def stop(self) -> None:
         self._stopped = True
-        for worker in self.workers:
-            worker.kill(signal.SIGTERM)
+        signal_each(self.workers, signal.SIGTERM)
 
     def drain(self) -> list[Task]:
         return []  # each worker hands back what it never started
@@ -328,4 +361,4 @@ class ProcessExecutor:
             return
         for seq, (owner, task) in sorted(list(self._out.items())):
             if owner == index and self._out.pop(seq, None) is not None:
-                self._inbox(handed_back(task, self._stopped) if graceful else lost(task))
+                self._inbox(ended_with(task, graceful, self._stopped, self.bodies))

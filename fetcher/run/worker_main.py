@@ -96,8 +96,9 @@ class WireReader:
 class WireObserver:
     """Sends a worker's results back in batches: each record whole, each job once."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, kept: Lookup | None = None) -> None:
         self.outbox = outbox
+        self.kept = kept  # -o: whether a job sent to keep its fresh file keeps it (kept_as_fresh)
         self.batch: list[WireResult] = []
 
     def on_finished(self, result: Result) -> None:
@@ -110,7 +111,13 @@ class WireObserver:
             self.on_idle()
 
     def on_skipped(self, job: Job) -> None:
-        self.batch.append(job.seq)
+        """A job never started: its bare seq, which the parent hands back (not attempted). But
+        a job sent to keep its fresh file (Job.keep) that a stop reached before this worker's
+        lookup did is skipped now, if the file is still kept for it here, as one process skips
+        it when it reads its line (s24 f10); claimed here, no request of this worker replaces
+        it afterwards. Given to another request already: a fetch never started, handed back."""
+        fresh = None if self.kept is None else self.kept(job)
+        self.batch.append(job.seq if fresh is None else result_to_wire(fresh))
         self.on_idle()
 
     def on_partial(self, job: Job, partial: Partial) -> None:
@@ -153,12 +160,13 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     logs = send_logs_to_parent(results)
     jar = jar_of(setup.cookies) if setup.cookies is not None else None
     sessions = SessionPool(setup.settings, jar)  # kept: its cookie changes go to the parent
-    observer = WireObserver(results)
     bodies = bodies_of(setup)
+    kept = kept_as_fresh(bodies)
+    observer = WireObserver(results, kept)
     reader = WireReader(jobs, results, bodies.folder if bodies is not None else None)
     run = build_run(
         setup.settings, reader, observer, sessions=sessions,
-        bodies=bodies, lookup=kept_as_fresh(bodies),
+        bodies=bodies, lookup=kept,
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
         cpu=setup.cpu,
     )  # fmt: skip
