@@ -529,29 +529,42 @@ def check_trust(verify: bool | str) -> None:
         return
     if not os.path.exists(path):
         raise click.UsageError(f"{name} names {path}, which does not exist: no CA to verify with")
-    check_ca_file(f"{name} ({path})", path)
+    check_ca_file(f"{name} ({path})", path, load=False)
 
 
-def check_ca_file(given: str, path: str) -> None:
+def check_ca_file(given: str, path: str, load: bool = True) -> None:
     """Refuse a CA bundle file OpenSSL finds no certificate in, or cannot read; given names it
     as the user gave it. Only a regular file, never opened otherwise: urllib3 reads it again
-    for every connection, which a pipe cannot give twice (and a FIFO's open waits for ever)."""
+    for every connection, which a pipe cannot give twice (and a FIFO's open waits for ever).
+    Without load, only looked for a PEM certificate's first line: a variable's bundle is the
+    system's (a Debian image sets both variables), whose loading took 23 ms of every run."""
     import ssl  # only when a bundle is given: loading OpenSSL is a start-up cost
 
+    no_pem = click.UsageError(
+        f"{given} holds no PEM certificate: give the CA's certificate in PEM "
+        "(openssl x509 -inform DER -in FILE -out FILE.pem converts a DER one)"
+    )
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise click.UsageError(f"{given} is not a regular file: read for every connection")
-        ssl.create_default_context(cafile=path)
+        if not load and not _pem_certificate_in(path):
+            raise no_pem
+        if load:
+            ssl.create_default_context(cafile=path)
     except ssl.SSLError as exc:
         if exc.reason == "NO_CERTIFICATE_OR_CRL_FOUND":
-            raise click.UsageError(
-                f"{given} holds no PEM certificate: give the CA's certificate in PEM "
-                "(openssl x509 -inform DER -in FILE -out FILE.pem converts a DER one)"
-            ) from None
+            raise no_pem from None
         reason = exc.reason or "a PEM block it cannot read"
         raise click.UsageError(f"{given} cannot be used (OpenSSL: {reason})") from None
     except OSError as exc:
         raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
+
+
+def _pem_certificate_in(path: str) -> bool:
+    """Whether the file at path holds a PEM certificate's first line (in its first 64 MiB)."""
+    with open(path, "rb") as file:
+        start = file.read(64 << 20)
+    return any(mark in start for mark in (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED"))
 
 
 # Options that Settings holds in the form the code uses (see build_settings).
