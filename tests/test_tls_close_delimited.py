@@ -1,8 +1,10 @@
 """A body with no length (no Content-Length, not chunked) ends when the connection does. Over
 TLS the server's close_notify says that end was meant; a TCP close without one may be a cut
-(RFC 9112 9.8, RFC 8446 6.1), and was saved under its final name as a whole body, ok (s24 h1
-3). Such a body is now a protocol error, nothing saved; a body with a length, and one whose end
-a close_notify vouches for, are read as before.
+(RFC 9112 9.8, RFC 8446 6.1). Session 24 made such a body a protocol error (s24 h1 3) and took
+it back (s24 r4 1): CPython's own ssl sends no close_notify on close, so every ad-hoc Python
+https server, and many small devices, failed on every such body, three attempts each, where
+curl and requests accept it. It is accepted, as they do (a documented limit: guarantees.md);
+a body with a length cut short is protocol whatever the TLS close says.
 """
 
 from __future__ import annotations
@@ -62,13 +64,13 @@ def files_in(folder) -> list:
     return [path for path in folder.rglob("*") if path.is_file()]
 
 
-def test_a_body_with_no_length_cut_without_close_notify_is_a_protocol_error(certs, tmp_path):
+def test_a_body_with_no_length_ended_without_close_notify_is_accepted_as_curl_does(certs, tmp_path):
+    """The documented limit: the end of the connection is the end of the body, as over plain
+    http, in one attempt."""
     record, code = fetch(certs, NO_LENGTH, close_notify=False, folder=tmp_path)
-    assert record["ok"] is False and record["status"] == 200, record
-    assert record["error"]["kind"] == "protocol", record
-    assert "close_notify" in record["error"]["message"], record
-    assert record["path"] is None and files_in(tmp_path) == [], record
-    assert code == 3
+    assert record["ok"] is True and record["status"] == 200 and record["attempts"] == 1, record
+    assert record["path"] is not None and len(files_in(tmp_path)) == 1, record
+    assert code == 0
 
 
 @pytest.mark.parametrize(

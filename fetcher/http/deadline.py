@@ -1,8 +1,7 @@
 """A URL's --max-time deadline: when it runs out, the error it raises, the urllib3 timeout it
 bounds, and the connections that cut a server dripping its headers when it does. Those
 connections also read a proxy's answer to CONNECT within the connect timeout
-(fetcher.http.tunnel), and, over TLS, refuse a body with no length that ends without the
-server's close_notify (TLSResponse).
+(fetcher.http.tunnel).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import urllib3
 from urllib3.util import Timeout
@@ -276,63 +274,8 @@ class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
     response_class = HeaderParsingResponse
 
 
-class RaggedEndError(http.client.HTTPException):
-    """A body with no length whose TLS connection ended without the server's close_notify: a
-    protocol error (retried), as a body cut short of its Content-Length is."""
-
-
-class TLSResponse(HeaderParsingResponse):
-    """An answer read over TLS. A body with no length (neither Content-Length nor chunked) ends
-    where the connection does, and over TLS only the server's close_notify says that end was
-    meant: a TCP close without one may be a cut (RFC 9112 9.8, RFC 8446 6.1; wget says "read
-    error"). urllib3 wraps sockets with ssl's suppress_ragged_eofs, under which the two read
-    alike, and such a body was saved under its final name as whole (s24 h1 3). For that body
-    alone the socket is told to report a ragged end (SSLEOFError), raised here as
-    RaggedEndError; the deadline's error when its cut made the end. A body with a length is
-    read as before: a ragged end after all of it is no loss, and one before is IncompleteRead.
-    Plain http is not concerned (it has no close_notify)."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        self._tls = sock
-
-    def begin(self) -> None:
-        super().begin()
-        if self.length is None and not self.chunked and hasattr(self._tls, "suppress_ragged_eofs"):
-            self._tls.suppress_ragged_eofs = False  # the connection closes after this body
-
-    def read(self, amt: int | None = None) -> bytes:
-        try:
-            return super().read(amt)
-        except ssl.SSLEOFError:
-            raise _ragged_end() from None
-
-    def read1(self, n: int = -1) -> bytes:
-        try:
-            return super().read1(n)
-        except ssl.SSLEOFError:
-            raise _ragged_end() from None
-
-    def readinto(self, b: Any) -> int:
-        try:
-            return super().readinto(b)
-        except ssl.SSLEOFError:
-            raise _ragged_end() from None
-
-
-def _ragged_end() -> Exception:
-    """The error of a read that met the TLS connection's end without close_notify."""
-    deadline = thread_deadline()
-    if deadline is not None and cut_by_deadline():
-        return deadline.error()
-    return RaggedEndError(
-        "the TLS connection ended without close_notify: the body, which has no length, may be "
-        "cut short"
-    )
-
-
 class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
-    response_class = TLSResponse
+    response_class = HeaderParsingResponse
 
     @property
     def is_connected(self) -> bool:
