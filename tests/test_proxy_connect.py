@@ -139,3 +139,43 @@ def test_a_connect_answer_cut_short_is_a_protocol_error(answer):
     with FaultServer(behaviour) as proxy:
         record, _, _ = fetch(https_url(), "-x", proxy.url(), "--connect-timeout", "5")
     assert record["error"]["kind"] == "protocol", record
+
+
+def refusing(status: bytes, then: bytes, stall: bool):
+    """A proxy that refuses the CONNECT with status, sends then (the rest of its header section,
+    or a piece of it) and closes, or stalls for LIFE."""
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(status + then)
+        if stall:
+            time.sleep(LIFE)  # the proxy's pace, not a wait for the client
+
+    return behaviour
+
+
+@pytest.mark.parametrize(
+    ("status", "then", "stall"),
+    [
+        (b"HTTP/1.1 502 Bad Gateway\r\n", b"", False),
+        (
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n",
+            b"Proxy-Authenticate: Basic\r\n",
+            False,
+        ),
+        (b"HTTP/1.1 403 Forbidden\r\n", b"", True),
+        (b"HTTP/1.1 403 Forbidden\r\n", b"X-Pad: a\r\n" * 150 + b"\r\n", False),
+    ],
+    ids=["502-cut", "407-cut", "403-stall", "403-150-lines"],
+)
+def test_a_refusal_is_the_proxy_s_refusal_whatever_follows_its_status_line(status, then, stall):
+    """The status line is the proxy's answer: its header section cut short, stalled or too long
+    made a refusal a retried protocol error, a wait of the whole --connect-timeout, or 'more
+    than 100 header lines', the status gone (s24 r4 4). http.client looked at the status first."""
+    with FaultServer(refusing(status, then, stall)) as proxy:
+        record, took, code = fetch(
+            https_url(), "-x", proxy.url(), "--connect-timeout", "5", "--retries", "2"
+        )
+    assert_proxy_failure(record, code)
+    assert status.split()[1].decode() in record["error"]["message"], record
+    assert took < 2.5, took

@@ -82,7 +82,8 @@ def open_tunnel(
     sock: socket.socket, request: bytes, until: float | None, seconds: float | None
 ) -> tuple[int, str]:
     """Send request (a CONNECT) on sock and read the proxy's answer up to the end of its header
-    section, by until; return its status and reason. sock's timeout is put back afterwards (the
+    section (of a 200: a refusal's status line is enough), by until; return its status and
+    reason. sock's timeout is put back afterwards (the
     TLS handshake's). Raises ProxyAnswerError when the time (seconds of --connect-timeout) runs
     out or the section is past its bounds, TunnelCutShort when the connection ends inside it."""
     timeout = sock.gettimeout()
@@ -90,7 +91,8 @@ def open_tunnel(
     reader = io.BufferedReader(_Until(sock, until))
     try:
         status, reason = _read_status(reader)
-        _skip_header_section(reader)
+        if status == 200:  # a refusal is said by its status line: what follows is no matter
+            _skip_header_section(reader)  # (cut, stalled or too long: s24 r4 4)
     except TimeoutError:
         within = "" if seconds is None else f" ({seconds:g} s)"
         message = f"no whole answer from the proxy to CONNECT within --connect-timeout{within}"
