@@ -83,9 +83,9 @@ def open_tunnel(
 ) -> tuple[int, str]:
     """Send request (a CONNECT) on sock and read the proxy's answer up to the end of its header
     section (of a 200: a refusal's status line is enough), by until; return its status and
-    reason. sock's timeout is put back afterwards (the
-    TLS handshake's). Raises ProxyAnswerError when the time (seconds of --connect-timeout) runs
-    out or the section is past its bounds, TunnelCutShort when the connection ends inside it."""
+    reason. sock's timeout is put back afterwards (the TLS handshake's). Raises
+    ProxyAnswerError when the time (seconds of --connect-timeout) runs out or the section is
+    past its bounds, TunnelCutShort when the connection ends inside it."""
     timeout = sock.gettimeout()
     sock.sendall(request)
     reader = io.BufferedReader(_Until(sock, until))
