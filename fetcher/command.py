@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -121,13 +122,24 @@ def masked_errors() -> Iterator[None]:
     A BadParameter's option names are added when it is printed: they hold no value."""
     try:
         yield
-    except Advice:
-        raise
     except click.ClickException as exc:
         # Changed in place (Click types it Final): the same exception, its type, exit status
         # and context (the usage lines above it) kept.
-        vars(exc)["message"] = redact_text(exc.message, bare_words=True)
+        if not isinstance(exc, Advice):
+            vars(exc)["message"] = redact_text(exc.message, bare_words=True)
+        vars(exc)["show"] = functools.partial(show_or_keep_quiet, exc.show)
         raise
+
+
+def show_or_keep_quiet(show: Callable[..., None], file: Any = None) -> None:
+    """A usage error's show, for a stderr that cannot take it (full, its reader gone): nothing
+    more is said, and Click's exit status (2) is the process's. The OSError went out of Click's
+    main: exit 1, or 120 when the interpreter's last flush of stderr failed again (s24 r5 1)."""
+    try:
+        show(file)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            Streams.silence(sys.stderr)
 
 
 def show_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:

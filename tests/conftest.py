@@ -32,11 +32,13 @@ FETCHER_NAMED_TEMPORARIES = [
 
 def changes_a_run(name: str) -> bool:
     """Whether a variable of the caller's environment could change a run: proxies, FETCHER_*
-    settings, a .netrc named by NETRC, CA bundles (this machine sets REQUESTS_CA_BUNDLE)."""
+    settings, a .netrc named by NETRC, CA bundles (this machine sets REQUESTS_CA_BUNDLE), and
+    PYTHONUNBUFFERED (set here too: fetcher then writes through streams of its own, and the
+    suite tested that path alone; tests of it set it themselves)."""
     return (
         name.startswith("FETCHER_")
         or "proxy" in name.lower()
-        or name == "NETRC"
+        or name in ("NETRC", "PYTHONUNBUFFERED")
         or name.endswith("CA_BUNDLE")
     )
 

@@ -196,3 +196,21 @@ def test_help_cut_by_a_file_size_limit_is_not_exit_0(tmp_path):
     assert 0 < saved.stat().st_size < len(whole)  # the limit (blocks of 512 or 1024): cut
     assert done.returncode == 1, done.stderr
     assert done.stderr == b"fetcher: cannot write --help: File too large\n"
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+@pytest.mark.parametrize("args", [["--bogus"], ["-H", "bad"], ["-j", "0", "http://x"]])
+def test_a_usage_error_that_stderr_cannot_take_still_exits_2(args, unbuffered):
+    """A usage error's message to a full stderr raised out of Click's main: exit 1 with a
+    traceback that could not be shown, or 120 from the interpreter's last flush (s24 r5 1).
+    The status says it: 2, as SPEC 2.5 gives a usage error."""
+    env = clean_env()
+    env.pop("PYTHONUNBUFFERED", None)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=full,
+            env=env, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2

@@ -82,7 +82,7 @@ def parse_headers(
 
 def bare_crs_as_spaces(text: str) -> str:
     """text with each CR that is not followed by LF made a space, as RFC 9112 2.2 lets a
-    recipient do before processing (or refuse the element), and as curl reads it.
+    recipient do before processing (or refuse the element); curl ends the value there instead.
 
     The email parser ends a line at a bare CR: 'X-Note: a\\rContent-Length: 5' was two fields,
     the hidden one framing (or dechunking, or decoding) the body, ok; and 98 lines of 'a:\\r'
