@@ -178,7 +178,7 @@ def report(
     summary = outputs.summary
     summary.duplicates = reader.duplicates  # first: a hard exit's --summary says them too
     summary.other_shards = reader.other_shards
-    outputs.collector.close_writer()
+    outputs.collector.close_writer(run.stopping.is_set)  # a stop cuts the wait for a reader
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)

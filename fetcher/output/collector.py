@@ -141,13 +141,13 @@ class Collector:
         if self.state is not None:
             self._guard(self.state.commit, "state", read_upto(self.writer, self.writes))
 
-    def close_writer(self) -> None:
-        """Flush and close the records' output at the end of the run, with the same care."""
+    def close_writer(self, stopped: Callable[[], bool] = lambda: False) -> None:
+        """Flush and close the records' output at the end of the run, with the same care; on
+        a pipe, under --state, after the wait for its reader (``forget_unread``)."""
         if self.writes:
             with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
-                if self.state is not None and self.writer.ledger is not None:
-                    self.writer.ledger.drain()  # gone meanwhile: close's flush finds it
+                forget_unread(self.state, self.writer, stopped)
                 self._guard(self.writer.close)
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
@@ -205,9 +205,19 @@ def forget_lost_results(state: State | None, what: str, writer: RecordWriter) ->
     results not committed yet: their records are lost, or were never read whole; committed,
     a retry of a changed body would say unchanged (see State.forget_results). Those of the
     records a pipe's reader did read (``PipeLedger.taken``) stay, to be committed."""
-    if state is not None and what != "state":
-        ledger = writer.ledger if what in ("records", "") else None
-        state.forget_results(None if ledger is None else ledger.taken())
+    if state is not None and what != "state":  # also a --body error: --results' reader
+        state.forget_results(None if writer.ledger is None else writer.ledger.taken())
+
+
+def forget_unread(state: State | None, writer: RecordWriter, stopped: Callable[[], bool]) -> None:
+    """At the end of a run, the records all flushed to a pipe: its reader is waited for while
+    it reads (``PipeLedger.drain``, cut short once stopped()), and the rows of the records it
+    has not read whole then are dropped, as when a reader goes. One that stays but stopped
+    reading (`| less`) may never read them: their change is reported again by the next run,
+    twice rather than never (s24 r3 3)."""
+    if state is not None and writer.ledger is not None:
+        writer.ledger.drain(stopped)
+        state.forget_results(writer.ledger.taken())
 
 
 def mark_record(state: State | None, writer: RecordWriter) -> None:

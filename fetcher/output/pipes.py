@@ -16,9 +16,14 @@ import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from _typeshed import ReadableBuffer
 
-DRAIN_SECONDS = 1.0  # at the end of a run: how long a reader still there is waited for
+# At the end of a run, a reader still there is waited for while it reads: until it has read
+# nothing for DRAIN_IDLE seconds, and DRAIN_MOST seconds in all.
+DRAIN_IDLE = 1.0
+DRAIN_MOST = 10.0
 DRAIN_STEP = 0.01  # how often the pipe is looked at meanwhile
 PIPE_BUFFERING = 1 << 16  # as fetcher's own standard output (Streams.buffered_stdout)
 
@@ -41,14 +46,27 @@ class PipeLedger:
         its change is reported again rather than never)."""
         return max(0, self.in_pipe - unread(self.descriptor))
 
-    def drain(self, seconds: float = DRAIN_SECONDS) -> None:
-        """Wait, up to seconds, until the reader has read everything in the pipe or gone: a
-        reader still there at the end will read the rest once fetcher has exited."""
-        deadline = time.monotonic() + seconds
-        while unread(self.descriptor) and not reader_left(self.descriptor):
-            if time.monotonic() >= deadline:
+    def drain(
+        self,
+        stopped: Callable[[], bool] = lambda: False,
+        idle: float = DRAIN_IDLE,
+        most: float = DRAIN_MOST,
+    ) -> None:
+        """Wait while the reader reads what is in the pipe: until it has read it all or gone,
+        has read nothing for idle seconds, most seconds have gone by, or stopped() (the run
+        was asked to stop: its end is not held up). What it has not read by then does not
+        count as taken: a reader that stays but stopped reading (`| less`, `{ head -c 1000;
+        sleep 3; }`) may never read it, and a change is reported twice rather than never."""
+        began = progressed = time.monotonic()
+        left = unread(self.descriptor)
+        while left and not reader_left(self.descriptor) and not stopped():
+            now = time.monotonic()
+            if now - progressed >= idle or now - began >= most:
                 return
-            time.sleep(DRAIN_STEP)  # nothing wakes a writer when its pipe is empty
+            time.sleep(DRAIN_STEP)  # nothing wakes a writer when its pipe is emptied
+            before, left = left, unread(self.descriptor)
+            if left < before:
+                progressed = time.monotonic()
 
 
 class CountingRaw(io.RawIOBase):

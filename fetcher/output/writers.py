@@ -68,6 +68,20 @@ class StreamWriter:
     def flush(self) -> None:
         """Flush; and with nothing to write, still raise BrokenPipeError when the pipe's reader
         has gone: the run, waiting on slow answers, notices now, not at its next record."""
+        self._flush()
+        if reader_gone(self.stream):
+            raise BrokenPipeError(errno.EPIPE, "the reader of the records went away")
+
+    def close(self) -> None:
+        """Flush what is left and close. A reader gone once everything was flushed is no error
+        here: the caller flushed just before (``flush``), and a reader that leaves while the
+        end waits for it to read (``PipeLedger.drain``) lost nothing fetcher still had (exit
+        0, as without --state, s24 r3 4); what it did not read is the state's to drop."""
+        self._flush()
+        if self.close_stream:
+            self.stream.close()
+
+    def _flush(self) -> None:
         try:
             self.stream.flush()
         except BrokenPipeError:
@@ -75,13 +89,6 @@ class StreamWriter:
         except OSError:
             self._discard()
             raise
-        if reader_gone(self.stream):
-            raise BrokenPipeError(errno.EPIPE, "the reader of the records went away")
-
-    def close(self) -> None:
-        self.flush()
-        if self.close_stream:
-            self.stream.close()
 
     def _discard(self) -> None:
         """After a failed write (a full disk): point the descriptor at /dev/null, so that what

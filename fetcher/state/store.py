@@ -245,12 +245,12 @@ class State:
         """Write what is pending; with upto, only the rows of records that end in the first upto
         bytes of their pipe (those its reader has read: ``mark``), the others stay pending.
         Raises OSError (a full disk, a database gone bad), which the records' writer reports
-        as it reports its own."""
-        if self._pending:
-            try:
-                self._pending.write(self._writer, database.BUSY_SECONDS, upto)
-            except sqlite3.Error as exc:
-                raise OSError(f"SQLite: {exc}") from exc
+        as it reports its own. Called with nothing pending too: the marks of the records read
+        are let go (``PendingWrites.write`` touches the database only with rows to write)."""
+        try:
+            self._pending.write(self._writer, database.BUSY_SECONDS, upto)
+        except sqlite3.Error as exc:
+            raise OSError(f"SQLite: {exc}") from exc
 
     def forget_results(self, upto: int | None = None) -> None:
         """Drop the results not committed yet, whose records were lost with a failed write, or

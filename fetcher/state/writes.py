@@ -56,8 +56,11 @@ class PendingWrites:
         self.added += statement.of_record
 
     def mark(self, end: int) -> None:
-        """The rows added so far are of records that end at byte end of their pipe, or before."""
-        self.marks.append((end, self.added))
+        """The rows added so far are of records that end at byte end of their pipe, or before.
+        A record that added no row (a URL skipped as fresh) needs no mark: the last one says
+        as much, and one kept per record grew with the run (s24 r3 1)."""
+        if self.added > (self.marks[-1][1] if self.marks else self.done):
+            self.marks.append((end, self.added))
 
     def drop(self, statement: Statement, upto: int | None) -> None:
         """Drop statement's rows but those of records wholly in the first upto bytes (None:
@@ -66,6 +69,7 @@ class PendingWrites:
         self.rows = ready + waiting
         self.marks.clear()
         self.done = self.added - sum(entry[0].of_record for entry in self.rows)
+        self.held = 0  # none waits for a reader any more: every row left counts to the batch
 
     def _taken(self, upto: int) -> int:
         """How many of the records' rows pending are of records wholly in the first upto
