@@ -51,7 +51,7 @@ EXAMPLES = """\b
 Examples:
   fetcher https://example.org/ https://example.com/
   fetcher -i urls.txt -j 32 --format jsonl > records.jsonl
-  grep -o 'https://[^ ]*' log | fetcher --format jsonl | jq -r 'select(.ok|not).url'
+  grep -o 'https://[^ "]*' log | fetcher --format jsonl | jq -r 'select(.ok|not).url'
   fetcher -q -i urls.txt --failed retry.txt --summary summary.json || echo "exit $?"
   FETCHER_WORKERS=64 fetcher -i urls.txt --ordered
   fetcher -sS -i urls.txt -o mirror -R --results log.txt  # cron: quiet unless one failed

@@ -224,6 +224,17 @@ def test_csv_line_numbers_count_physical_lines_across_quoted_line_breaks():
     assert "\n" not in jobs[2].url  # shown on one line
 
 
+def test_a_csv_row_of_separators_alone_is_a_blank_line():
+    """A sheet's empty rows are exported as ',,' lines: each was invalid_url "no 'url'", went to
+    --failed, and a `-i failed.csv --failed failed.csv` loop never emptied (s24 h3 4b). A row
+    with any cell that holds more than blanks is still read (and refused without its url)."""
+    data = b"url,id,note\n,,\na.test,1,x\n , ,\t\n,,\n,2,\n"
+    jobs, _ = jobs_of(data, "csv")
+    assert [(j.line, j.invalid) for j in jobs][0] == (3, None)
+    assert [j.line for j in jobs] == [3, 6]
+    assert "no 'url'" in jobs[1].invalid
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [

@@ -82,6 +82,17 @@ def test_an_aria2_option_line_is_no_host_to_look_up(tmp_path: Path) -> None:
         assert_invalid(record, "aria2")
 
 
+@pytest.mark.parametrize(
+    "line", ["'http://127.0.0.1:9/x'", "(http://127.0.0.1:9/x)", "'127.0.0.1:9/x'", "a'b.test/x"]
+)
+def test_a_url_in_quotes_or_parentheses_is_no_host_to_look_up(line: str) -> None:
+    """A list pasted from Python, SQL or Markdown: the line has no scheme at its start, so it
+    became https://'http://..., its host `'http` sent to the resolver, the record 'dns: Name or
+    service not known' (s24 h3 1). No host name holds a quote or a parenthesis."""
+    [record] = run(line)
+    assert_invalid(record, "no host name holds")
+
+
 # -- a host without a scheme still gets the default one ------------------------------------------
 
 

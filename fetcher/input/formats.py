@@ -181,7 +181,8 @@ def _jsonl_entry(entry: Entry, value: dict[str, Any]) -> Entry:
 
 
 def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
-    """An Entry per CSV record after the header row (blank records are skipped).
+    """An Entry per CSV record after the header row (blank records, and those of separators and
+    blanks alone, a sheet's empty rows, are skipped).
 
     The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
     its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent. A
@@ -209,6 +210,8 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
             columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line, record.raw)
             header_line = record.line
+            continue
+        if not any(cell.strip() for cell in row):  # a sheet's empty row (',,'): a blank line
             continue
         rows += 1
         entry = Entry(record.line, record.raw, header=header_raw)

@@ -125,8 +125,10 @@ def _bad_label(host: str) -> bool:
 
 # What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
 # in DNS, or through -x an assertion inside http.client (kind other, message "b''"). And the
-# invisible byte-order mark, U+FEFF, which IDNA refuses only once a request is on its way.
-_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"<>^`{|}\ufeff]')
+# invisible byte-order mark, U+FEFF, which IDNA refuses only once a request is on its way; and
+# of the sub-delims, the quote and parentheses that wrap a URL pasted from Python, SQL or
+# Markdown ('http://h/x' became the host 'http, looked up: s24 h3 1), which DNS names never hold.
+_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"\'()<>^`{|}\ufeff]')
 
 
 # A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
