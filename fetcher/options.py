@@ -43,6 +43,7 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.shards import Shard
 from fetcher.output.records import FORMATS
+from fetcher.redact import visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 
@@ -466,7 +467,7 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
     verify = resolve_verify(params)
-    check_trust(verify)
+    check_trust(verify, params["quiet"])
     fields.update(
         urls=urls,
         auth=params["user"] if params["user"] and params["user"][1] is not None else None,
@@ -508,13 +509,14 @@ def resolve_verify(params: dict[str, Any]) -> bool | str:
     return False if params["insecure"] else params["cacert"] or True
 
 
-def check_trust(verify: bool | str) -> None:
-    """Refuse at start the CA bundle the run would verify with when OpenSSL cannot use it:
-    --cacert's file, else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE (nothing with -k). A missing one
-    made every https URL 'other', an empty, DER or key-only one every URL 'tls', one record
-    each (curl stops at once: 77). The URLs are not known yet (and an http one may be
-    redirected to https): checked whatever they are, as curl does. Loaded once, here, and only
-    when one is given: certifi's default bundle is not."""
+def check_trust(verify: bool | str, quiet: bool = False) -> None:
+    """Check at start the CA bundle the run would verify with: --cacert's file, refused when
+    OpenSSL cannot use it (typed for this run); else REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+    (nothing with -k), said once on stderr, not under -q, when it is missing or holds no PEM
+    certificate (s24 h1 5: every https URL then failed 'other', the variable never named),
+    and the run goes on: curl fetches http URLs whatever CURL_CA_BUNDLE says (s24 r7 3: an
+    image that exports another distribution's path stopped every http-only run). Only
+    --cacert's is loaded; certifi's default bundle is not looked at."""
     if isinstance(verify, str):
         check_ca_file(as_given("cacert", f"--cacert {verify}"), verify)
         return
@@ -525,11 +527,25 @@ def check_trust(verify: bool | str) -> None:
     if (found := ca_bundle_variable()) is None:
         return
     name, path = found
-    if os.path.isdir(path):  # OpenSSL's folder of hashed certificates, as requests reads it
-        return
-    if not os.path.exists(path):
-        raise click.UsageError(f"{name} names {path}, which does not exist: no CA to verify with")
-    check_ca_file(f"{name} ({path})", path, load=False)
+    try:
+        check_bundle_variable(name, path)
+    except click.UsageError as exc:
+        if not quiet:
+            click.echo(f"fetcher: {exc.message}; https URLs will fail", err=True)
+
+
+def check_bundle_variable(name: str, path: str) -> None:
+    """Raise UsageError saying what is wrong with the bundle the variable name gives (path,
+    shown with its control characters escaped: s24 r7 8)."""
+    given = f"{name} ({visible(path)})"
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise click.UsageError(f"{given} does not exist: no CA to verify with") from None
+    except OSError as exc:  # a folder on the way the user cannot search (s24 r7 6)
+        raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
+    if not os.path.isdir(path):  # OpenSSL's folder of hashed certificates is read as requests
+        check_ca_file(given, path, load=False)
 
 
 def check_ca_file(given: str, path: str, load: bool = True) -> None:

@@ -591,3 +591,34 @@ def test_a_name_an_ascii_locale_cannot_spell_is_an_io_failure_that_leaves_nothin
     host = out / f"127.0.0.1_{server.port}"
     assert sorted(p.name for p in host.iterdir()) == ["plain"]
     assert sorted(p.name for p in out.iterdir()) == [host.name]
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_fresh_row_an_ascii_locale_cannot_spell_is_fetched_and_the_run_goes_on(
+    tmp_path, processes
+):
+    """A --skip-fresh run under an ASCII locale looked up a row's non-ASCII path with lstat,
+    which raised UnicodeEncodeError on the dispatcher's thread: "reading the input failed", the
+    rest of the input never fetched (s24 r7 1). The row is not fresh here (its file cannot be
+    named): the URL is fetched (an io record), and the URLs after it are done."""
+    env = clean_env(**ASCII_LOCALE)
+    probe = [sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"]
+    encoding = subprocess.run(probe, capture_output=True, env=env, check=True).stdout.strip()
+    if encoding != b"ascii":
+        pytest.skip(f"LC_ALL=C gives the file-system encoding {encoding!r} here")
+    out, state = tmp_path / "od", tmp_path / "s.db"
+    with counting_server() as server:
+        cafe, plain, again = server.url("/caf%C3%A9"), server.url("/plain"), server.url("/p?2")
+        first = invoke(["-q", "-o", str(out), "--state", str(state), cafe, plain])  # UTF-8
+        assert first.exit_code == 0, first.stderr
+        done = subprocess.run(
+            [*FETCHER, "--format", "jsonl", "--ordered", "--retries", "0", "-o", str(out),
+             "--state", str(state), "--skip-fresh", "1h", "--processes", processes, "-j", "2",
+             plain, cafe, again],
+            capture_output=True, env=env, cwd=ROOT, timeout=60, check=False,
+        )  # fmt: skip
+    assert b"reading the input failed" not in done.stderr, done.stderr
+    by_url = {record["url"]: record for record in map(json.loads, done.stdout.splitlines())}
+    assert by_url[plain]["skipped"] is True, by_url
+    assert by_url[cafe]["error"]["kind"] == "io", by_url[cafe]
+    assert by_url[again]["ok"] is True, by_url[again]

@@ -486,10 +486,11 @@ def _keep_mode(fd: int, folder: int, name: str) -> None:
 
 
 def _mark_of(path: str | None) -> int | None:
-    """The mark (file_mark) of the regular file at path; None when there is none."""
+    """The mark (file_mark) of the regular file at path; None when there is none, or when
+    this locale cannot spell its name (a row saved under UTF-8 read under LC_ALL=C: s24 r7 1)."""
     try:
         found = None if path is None else os.lstat(path)
-    except OSError:
+    except (OSError, UnicodeError):
         return None
     return file_mark(found) if found is not None and stat.S_ISREG(found.st_mode) else None
 
@@ -504,7 +505,10 @@ def _respelled(path: str, root: str, real_root: str) -> str | None:
     if path.startswith(inner):
         return os.path.join(root, path[len(inner) :])
     folder, name = os.path.split(path)
-    inside = os.path.relpath(os.path.realpath(folder), real_root)
+    try:
+        inside = os.path.relpath(os.path.realpath(folder), real_root)
+    except UnicodeError:  # a folder this locale cannot spell: not one it can keep
+        return None
     if inside == os.pardir or inside.startswith(os.pardir + os.sep):
         return None
     return os.path.join(root, *([] if inside == os.curdir else [inside]), name)
