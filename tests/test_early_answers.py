@@ -11,6 +11,7 @@ more than the kernel's buffers on both sides take, so a send that nobody reads b
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from fetcher.http import uploads
+from fetcher.http.response_headers import HeaderParsingResponse
 from tests.conftest import run_process
 from tests.servers import FaultServer, read_request, reset
 
@@ -147,7 +150,7 @@ def interim_then_take(interim: bytes, taken: list[str]) -> Callable[[socket.sock
         head = read_request(conn)
         conn.sendall(interim)
         taken.append(take_body(conn, head))
-        if not interim.startswith(b"HTTP/1.1 2"):
+        if not interim.endswith(b"taken"):  # else it held the 200
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ntaken")
 
     return behaviour
@@ -339,3 +342,205 @@ def test_a_streaming_echo_gets_the_whole_body(upload: tuple[Path, str]) -> None:
         done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
     [record] = by_url(done.stdout).values()
     assert (record["ok"], record["bytes"]) == (True, UPLOAD_SIZE), json.dumps(record)
+
+
+class AnsweredEarlyServer(UploadServer):
+    """An UploadServer whose /first gets early at once, then has its whole body read, then
+    gets answer; the connection's next requests are served as UploadServer serves /take."""
+
+    def __init__(self, early: bytes, answer: bytes) -> None:
+        super().__init__(lambda conn: None)
+        self.early_bytes, self.answer = early, answer
+
+    def serve(self, conn: socket.socket) -> None:
+        while head := read_request(conn):
+            first = b" /first" in head.split(b"\r\n", 1)[0]
+            if first:
+                conn.sendall(self.early_bytes)
+            self.taken.append(take_body(conn, head))
+            answer = self.taken[-1].encode()
+            ok = b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + answer
+            conn.sendall(self.answer if first else ok)
+
+
+def early_hints(*sizes: int) -> bytes:
+    """A 103 Early Hints for each size: a Link header whose URL is size bytes long."""
+    return b"".join(
+        b"HTTP/1.1 103 Early Hints\r\nLink: <" + b"a" * size + b">; rel=preload\r\n\r\n"
+        for size in sizes
+    )
+
+
+FULL_PEEK = {
+    "one-103-of-4100": early_hints(4100),
+    "two-103s-of-2000": early_hints(2000, 2000),
+    "sixteen-103s": early_hints(*[300] * 16),
+}
+
+
+@pytest.mark.parametrize("interim", FULL_PEEK.values(), ids=FULL_PEEK.keys())
+def test_interim_answers_longer_than_what_is_looked_at_do_not_cut_the_upload(
+    interim: bytes, upload: tuple[Path, str]
+) -> None:
+    """r7 2: an interim block whose end is not seen yet (the look at what came takes 4 KiB)
+    is no final answer: the body goes on, the server reads it all, then says 200."""
+    path, digest = upload
+    taken: list[str] = []
+    with FaultServer(interim_then_take(interim, taken)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    assert (record["ok"], record["status"], record["bytes"]) == (True, 200, 5), json.dumps(record)
+    assert taken == [digest]
+
+
+def test_more_interim_answers_than_the_reader_takes_are_still_protocol(
+    upload: tuple[Path, str],
+) -> None:
+    """The answer's reader keeps its own limit: 17 interim answers are a protocol error."""
+    path, _ = upload
+    taken: list[str] = []
+    with FaultServer(interim_then_take(early_hints(*[10] * 17), taken)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    assert (record["status"], record["error"]["kind"]) == (None, "protocol"), json.dumps(record)
+
+
+OTHER_BLANKS = {
+    "two-spaces": b"HTTP/1.1  200 OK\r\nContent-Length: 5\r\n\r\ntaken",
+    "tab": b"HTTP/1.1\t200 OK\r\nContent-Length: 5\r\n\r\ntaken",
+    "bare-cr": b"HTTP/1.1\r200 OK\r\nContent-Length: 5\r\n\r\ntaken",
+    "leading-space": b" HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ntaken",
+    "100-bare-cr": b"HTTP/1.1\r100 Continue\r\n\r\n",
+    "100-tab-then-200": b"HTTP/1.1\t100\tContinue\r\n\r\nHTTP/1.1  200 OK\r\n"
+    b"Content-Length: 5\r\n\r\ntaken",
+}
+
+
+@pytest.mark.parametrize("interim", OTHER_BLANKS.values(), ids=OTHER_BLANKS.keys())
+def test_a_status_line_the_reader_takes_is_read_so_during_the_upload(
+    interim: bytes, upload: tuple[Path, str]
+) -> None:
+    """r7 4: blanks other than one space (RFC 9112 4 lets a recipient split on any) between the
+    parts of a 1xx or 2xx line the answer's reader takes: the body goes on, all of it."""
+    path, digest = upload
+    taken: list[str] = []
+    with FaultServer(interim_then_take(interim, taken)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    assert (record["ok"], record["status"], record["bytes"]) == (True, 200, 5), json.dumps(record)
+    assert taken == [digest]
+
+
+def answer_then_silent(answer: bytes, stop: threading.Event) -> Callable[[socket.socket], None]:
+    """Send answer (nothing when empty) once the request's head is read, then read nothing."""
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+        stop.wait(LIFETIME)
+
+    return behaviour
+
+
+@pytest.mark.parametrize("answer", [b"", OK_TAKEN], ids=["silent", "200-then-silent"])
+def test_an_upload_nobody_reads_is_cut_about_one_connect_timeout_after_the_last_byte_left(
+    answer: bytes, stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r7 5: the wait is cut a --connect-timeout after the last byte was seen leaving, not up
+    to twice that (a check only at each timeout's end, or a blocking send after a 2xx, which
+    waited a whole timeout for each piece the peer's buffers took)."""
+    path, _ = upload
+    with FaultServer(answer_then_silent(answer, stop)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "10"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    assert record["error"]["kind"] == "read_timeout", json.dumps(record)
+    assert record["elapsed"] < 1.6, json.dumps(record)
+
+
+def test_a_final_answer_before_the_body_was_all_sent_ends_its_connection(
+    upload: tuple[Path, str],
+) -> None:
+    """r7 9: a server that says 100, then 200 while it reads on, then 413 once it has read the
+    body: the 413 is no answer to the next URL, whose request (-j 1) goes on a new connection:
+    a connection answered before its body was all sent is not kept alive."""
+    path, digest = upload
+    refused = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large"
+    server = AnsweredEarlyServer(b"HTTP/1.1 100 Continue\r\n\r\n" + OK_TAKEN, refused)
+    with server:
+        first, take = server.url("/first"), server.url("/take")
+        args = ["--format", "jsonl", "-j", "1", "--retries", "0", "--connect-timeout", "3"]
+        done = run_process([*args, "-t", "4", "-X", "PUT", "-d", f"@{path}", first, take])
+        records = by_url(done.stdout)
+    assert (records[first]["status"], records[first]["ok"]) == (200, True), records[first]
+    assert (records[take]["status"], records[take]["ok"]) == (200, True), records[take]
+    assert server.taken == [digest, digest]
+    assert server.connections == 2
+
+
+def reader_says(answer: bytes) -> int | None:
+    """The status of the final answer the answer's reader reads from answer (a real socket
+    pair), or None when it refuses it."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(answer)
+        theirs.shutdown(socket.SHUT_WR)
+        response = HeaderParsingResponse(ours)
+        try:
+            response.begin()
+        except (http.client.HTTPException, OSError):
+            return None
+        finally:
+            response.close()
+        return response.status
+
+
+STATUS_LINES = [
+    b"HTTP/1.1 200 OK",
+    b"HTTP/1.0 204",
+    b"HTTP/1.1  200 OK",
+    b"HTTP/1.1\t201\tCreated",
+    b"HTTP/1.1\r200 OK",
+    b"HTTP/1.1\x0b200 OK",
+    b"HTTP/1.1\xa0200 OK",
+    b"  HTTP/1.1 200 OK",
+    b"HTTP/1.1 200",
+    b"HTTP/1.1 200 ",
+    b"HTTP/1.2 200 OK",
+    b"HTTP/2 200 OK",
+    b"HTTP/2 100 Continue",
+    b"HTTP/1.1 100 Continue",
+    b"HTTP/1.1\r103\rEarly Hints",
+    b"HTTP/1.1 101 Switching Protocols",
+    b"HTTP/1.1 199",
+    b"HTTP/1.1 302 Found",
+    b"HTTP/1.1 413 Payload Too Large",
+    b"HTTP/1.1 2000 OK",
+    b"HTTP/1.1 +200 OK",
+    b"HTTP/1.1 099 Low",
+    b"HTTP/1.1200 OK",
+    b"HTTP /1.1 200 OK",
+    b"http/1.1 200 OK",
+    b"ICY 200 OK",
+    b"",
+]
+
+
+@pytest.mark.parametrize("line", STATUS_LINES, ids=[repr(line) for line in STATUS_LINES])
+def test_what_the_upload_watch_makes_of_a_status_line_is_what_the_reader_does(line: bytes) -> None:
+    """r7 4: one grammar. An answer made of line (then a 200 when it is an interim one) is a
+    2xx for the watch (the body goes on) exactly when the reader reads a 2xx from it, and
+    each start of it that may still become a 1xx or a 2xx decides nothing yet."""
+    answer = line + b"\r\nContent-Length: 0\r\n\r\n"
+    if line.split()[1:2] and line.split()[1].startswith(b"1"):
+        answer += b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    status = reader_says(answer)
+    seen = uploads.what_is(answer)
+    assert (seen is uploads.Seen.ANSWERED) == (status is not None and status < 300), seen
+    assert (seen is uploads.Seen.FINAL) == (status is None or status >= 300), seen
+    if status is not None and status < 300:
+        for cut in range(len(answer)):
+            assert uploads.what_is(answer[:cut]) is not uploads.Seen.FINAL, answer[:cut]

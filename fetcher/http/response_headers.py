@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.errors
 import email.parser
 import http.client
+import io
 import re
 from typing import IO
 
@@ -307,10 +308,41 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
     """
     for _ in range(MAX_INTERIM + 1):
         version, status, reason = _read_status_line(response)
-        if status == http.client.SWITCHING_PROTOCOLS:
-            raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
-        if not 100 <= status < 200:
-            _check_version(version, status, reason)
+        if not is_interim(version, status, reason):
             return version, status, reason
         read_header_lines(response.fp)
     raise InterimResponseError(f"more than {MAX_INTERIM} interim (1xx) answers in a row")
+
+
+def is_interim(version: str, status: int, reason: str) -> bool:
+    """Whether a status line read is an interim answer's (100 to 199, skipped): a 101 raises
+    InterimResponseError, and a final answer's version is checked (_check_version)."""
+    if status == http.client.SWITCHING_PROTOCOLS:
+        raise InterimResponseError("101 Switching Protocols, though no switch was asked for")
+    if 100 <= status < 200:
+        return True
+    _check_version(version, status, reason)
+    return False
+
+
+class _OneLine:
+    """What http.client's _read_status reads from (an answer's fp), holding one line."""
+
+    debuglevel = 0
+
+    def __init__(self, line: bytes) -> None:
+        self.fp = io.BytesIO(line)
+
+    def _close_conn(self) -> None:
+        """Nothing to close: _read_status closes the connection of a line it refuses."""
+
+
+def read_status_line(line: bytes) -> tuple[str, int, str]:
+    """One whole status line (its LF included) read by the very code the answer's reader
+    runs (_read_status_line: http.client's split on any blanks, bare CRs among them, then
+    _status_code), with its errors. An upload's watch for an early answer
+    (fetcher.http.uploads) reads what came so, and takes for a 1xx or a 2xx exactly what the
+    reader will (r7 4: a grammar of its own, one space only, cut a body the reader then
+    recorded as a 200, ok)."""
+    read: tuple[str, int, str] = _read_status_line(_OneLine(line))
+    return read

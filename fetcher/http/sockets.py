@@ -25,7 +25,7 @@ import struct
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
-from fetcher.http.uploads import Buffer, EarlyAnswerResponse, send_body
+from fetcher.http.uploads import Buffer, EarlyAnswerResponse, Seen, send_body
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,14 +180,17 @@ def adopted(sock: socket.socket) -> socket.socket:
 class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     """A plain-http connection on a KernelTimeoutSocket, whose request body stops going out
     when the server answers it first with 300 or more (fetcher.http.uploads): its answer is
-    then the record's, at once, and the connection ends with it."""
+    then the record's, at once, and the connection ends with it. It ends too after an answer
+    that came before the body was all sent and let it go on (a 2xx), for the server may say
+    more after it (r7 9)."""
 
     body_next = False  # a request's headers are sent: what send is given is its body
-    body_cut = False  # the server answered before this request's body was all sent
+    body_cut = False  # the server answered 300 or more before this request's body was all sent
+    answered_early = False  # the server answered before this request's body was all sent
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.body_cut:  # the connection is a new one now: the answer closed the last
-            self.body_cut = False
+        if self.answered_early:  # the connection is a new one now: the answer closed the last
+            self.answered_early = self.body_cut = False
             del self.response_class  # the class's again
         try:
             super().request(*args, **kwargs)
@@ -199,16 +202,20 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
         self.body_next = True
 
     def send(self, data: Any) -> None:
-        """http.client's, but a body's bytes go out through send_body, unless an answer came
-        first: the rest of the body is then dropped, and the answer closes the connection."""
+        """http.client's, but a body's bytes go out through send_body, unless an answer of 300
+        or more came first: the rest of the body is then dropped. An answer that came before
+        the body was all sent closes the connection once it is read."""
         sock = self.sock
         if not self.body_next or type(sock) is not KernelTimeoutSocket:
             super().send(data)
         elif not isinstance(data, Buffer):
             super().send(data)
-        elif not self.body_cut and not send_body(sock, data, sock.gettimeout()):
-            self.body_cut = True
-            self.response_class = EarlyAnswerResponse
+        elif not self.body_cut:
+            seen = send_body(sock, data, sock.gettimeout())
+            if seen is not Seen.ROOM:
+                self.answered_early = True
+                self.response_class = EarlyAnswerResponse
+            self.body_cut = seen is Seen.FINAL
 
     def connect(self) -> None:
         super().connect()

@@ -7,14 +7,18 @@ blocked until the connect timeout gave up (two or three times it), the record a 
 with no status, and an idempotent PUT sent again at each retry to a server that had refused
 it. curl reads while it sends, and stops sending once a final answer of 300 or more arrives:
 so does send_body, and the connection the body was cut on is closed with its answer
-(EarlyAnswerResponse), never reused for another request it would be read as part of.
+(EarlyAnswerResponse), never reused for another request it would be read as part of. So is a
+connection a 2xx came on before the body was all sent (r7 9): the server that says 200 while it
+reads may say more once it has read it all (a 413), which the next request would take for its
+own answer.
 """
 
 from __future__ import annotations
 
 import fcntl
+import http.client
+import io
 import math
-import re
 import select
 import socket
 import struct
@@ -22,16 +26,26 @@ import termios
 import time
 from enum import Enum
 
-from fetcher.http.response_headers import HeaderParsingResponse
+from fetcher.http.response_headers import (
+    MAX_INTERIM,
+    HeaderParsingResponse,
+    is_interim,
+    read_header_lines,
+    read_status_line,
+)
 
-# A status line to its first digit: 1 (an interim answer, 100 Continue: the final one is still
-# to come) or 2 (a final answer that lets the body go on: curl's rule, an answer below 300 does
-# not stop the sending); any other digit is a final answer that stops it.
-_STATUS = re.compile(rb"HTTP/\d\.\d (\d)")
-# Every proper start of such a line: what may still become one once the rest has come (r2 1).
-_STATUS_START = re.compile(rb"H(T(T(P(/(\d(\.(\d( )?)?)?)?)?)?)?)?")
-_BLOCK_END = re.compile(rb"\r?\n\r?\n")  # an interim answer's end (http.client takes bare LFs)
-_PEEK = 4096  # room for the interim answers before a final one (r2 2)
+# Ends that make of the start of a status line one the answer's reader takes for a 1xx or a
+# 2xx, if any can: the rest of "HTTP/" and a 100 (a start in or before the version), the rest of
+# a 100 or a 200 (in the status code), or the line's end (after it). See may_become.
+_ENDINGS = tuple(
+    dict.fromkeys(
+        [b"HTTP/"[cut:] + b" 100\n" for cut in range(6)]
+        + [code[cut:] + b"\n" for code in (b"100", b"200") for cut in range(4)]
+    )
+)
+_BLANK_LINES = (b"\r\n", b"\n")  # the end of a header block, as read_header_lines reads it
+_PEEK = 4096  # what is looked at: interim answers longer than this hide what follows (r7 2)
+_LOOKS = 10  # looks at the bytes still queued in a timeout (Stall)
 _RECHECK = 0.02  # seconds between looks at what arrived while it decides nothing
 _ENDED = select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
 _NOW = socket.MSG_DONTWAIT
@@ -45,70 +59,76 @@ class Seen(Enum):
 
     ROOM = "room"  # the connection takes more: send on
     HEARD = "heard"  # bytes that are no final answer yet (interim, a status line's start)
-    ANSWERED = "answered"  # a 2xx: send the rest, as before any answer
+    ANSWERED = "answered"  # a 2xx: send the rest, looking for nothing more
     FINAL = "final"  # a final answer of 300 or more, the end of the connection or an error
 
 
 class EarlyAnswerResponse(HeaderParsingResponse):
-    """The answer to a request whose body was cut short: its connection ends with it (as with
-    'Connection: close', http.client hands the socket to the answer, closed once it is read),
-    for the server still waits for the rest of the body, and would read the next request as
-    part of it."""
+    """The answer to a request whose body was cut short, or that came before the body was all
+    sent: its connection ends with it (as with 'Connection: close', http.client hands the
+    socket to the answer, closed once it is read), for the server still waits for the rest of
+    the body, and would read the next request as part of it; or, having said 200 while it
+    read, may say more once it has read it all (r7 9), which the next request would take for
+    its own answer."""
 
     def begin(self) -> None:
         super().begin()
         self.will_close = True
 
 
-def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> bool:
+def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
     """Send data, a request body or a piece of one, on sock (a connected socket in blocking
-    mode) unless a final answer arrives first: True once all of it is sent, False when the
-    rest was left unsent.
+    mode) unless a final answer of 300 or more arrives first: ROOM once all of it is sent,
+    ANSWERED once it is all sent after a 2xx came, FINAL when the rest was left unsent.
 
     The sends do not wait: when the connection takes no more, a poll() waits for room or for
     something to read, until timeout (the connect timeout urllib3 gives a send) has passed
     with no byte leaving the connection, then TimeoutError, as the blocking send's own timeout
-    did. A body the kernel takes at once costs the one send it did before; a request without a
-    body never comes here.
+    did (Stall). A body the kernel takes at once costs the one send it did before; a request
+    without a body never comes here. After a 2xx nothing more is looked for, but the sends
+    stay bounded so (r7 5: a blocking sendall waited a whole timeout for each piece).
     """
     view = memoryview(data).cast("B")
-    heard = False  # what arrived decides nothing yet: it stays readable, and is looked at again
+    before = Seen.ROOM  # what was heard: nothing, what decides nothing yet, or a 2xx
     while True:
         try:
             view = view[socket.socket.send(sock, view, _NOW) :]  # no timeout: never waits
         except BlockingIOError:
             pass
         if not view:
-            return True
-        seen = wait_for_room(sock, timeout, heard)
+            return Seen.ANSWERED if before is Seen.ANSWERED else Seen.ROOM
+        seen = wait_for_room(sock, timeout, before)
         if seen is Seen.FINAL:
-            return False
-        if seen is Seen.ANSWERED:  # nothing more to watch for (docs/guarantees.md's limits)
-            sock.sendall(view)
-            return True
-        heard = heard or seen is Seen.HEARD
+            return seen
+        if seen is not Seen.ROOM:
+            before = seen
 
 
-def wait_for_room(sock: socket.socket, timeout: float | None, heard: bool) -> Seen:
-    """Wait until sock takes more bytes or what the server sent decides (answer_seen).
+def wait_for_room(sock: socket.socket, timeout: float | None, before: Seen) -> Seen:
+    """Wait until sock takes more bytes or what the server sent decides (answer_seen); before
+    is what was heard so far (ROOM: nothing).
 
-    Once bytes that decide nothing were heard, poll() would say "readable" at once and for
-    ever: it then waits for room, or for the connection's end, alone, and they are peeked at
-    again every _RECHECK seconds, and at each wake, for what has come after them.
+    Once bytes that decide nothing were heard (HEARD), poll() would say "readable" at once and
+    for ever: it then waits for room, or for the connection's end, alone, and they are peeked
+    at again every _RECHECK seconds, and at each wake, for what has come after them. After a
+    2xx (ANSWERED) only room is waited for: an error or a hang-up wakes it too, and the next
+    send raises it.
     """
+    watching = before is not Seen.ANSWERED
     poller = select.poll()
-    poller.register(sock, select.POLLOUT | _ENDED | (0 if heard else select.POLLIN))
+    reading = select.POLLIN if before is Seen.ROOM else 0
+    poller.register(sock, select.POLLOUT | (_ENDED | reading if watching else 0))
     stall = Stall(sock, timeout)
     while True:
-        events = poller.poll(stall.millis(_RECHECK if heard else None))
+        events = poller.poll(stall.millis(_RECHECK if before is Seen.HEARD else None))
         mask = events[0][1] if events else 0
-        if heard or mask & (select.POLLIN | _ENDED):
+        if watching and (before is Seen.HEARD or mask & (select.POLLIN | _ENDED)):
             seen = answer_seen(sock)
             if seen is Seen.HEARD and mask & _ENDED:
                 return Seen.FINAL  # the server ended: what it said is all it will say
-            if seen is Seen.ANSWERED or seen is Seen.FINAL or (seen is Seen.HEARD and not heard):
+            if seen in (Seen.ANSWERED, Seen.FINAL) or (seen is Seen.HEARD and bool(reading)):
                 return seen
-        if mask & select.POLLOUT:
+        if mask & select.POLLOUT or (mask and not watching):
             return Seen.ROOM
         stall.check()
 
@@ -123,24 +143,45 @@ def answer_seen(sock: socket.socket) -> Seen:
         return Seen.FINAL  # a reset: sending more is in vain
     if not start:
         return Seen.FINAL  # the peer's end
-    return what_is(start, len(start) == _PEEK)
+    return what_is(start)
 
 
-def what_is(start: bytes, full: bool) -> Seen:
-    """What the first bytes an upload's server sent say, interim answers skipped: a 2xx lets
-    the body go on; the start of what may still be a 1xx or a 2xx status line decides nothing
-    yet (r2 1: it came in pieces); anything else ends it, garbage too (the reader says what it
-    was), and so does a peek full of what decides nothing, which cannot be looked past."""
-    while match := _STATUS.match(start):
-        if match[1] != b"1":
-            return Seen.ANSWERED if match[1] == b"2" else Seen.FINAL
-        end = _BLOCK_END.search(start, match.end())
-        if end is None:
-            return Seen.FINAL if full else Seen.HEARD  # the interim answer's rest is to come
-        start = start[end.end() :]
-    if start and not _STATUS_START.fullmatch(start):
+def what_is(start: bytes) -> Seen:
+    """What the first bytes an upload's server sent say, read as the answer's reader will
+    read them (read_status_line, is_interim, read_header_lines), interim answers skipped: a
+    2xx lets the body go on (ANSWERED); a 1xx whose block has not ended yet, or the start of
+    what may still become a 1xx or a 2xx status line, decides nothing yet (HEARD: r2 1, it
+    came in pieces; r7 2, it is longer than the peek); anything else ends it (FINAL), garbage
+    and more interim answers than the reader takes too (the reader says what they were)."""
+    fp = io.BytesIO(start)
+    try:
+        for _ in range(MAX_INTERIM + 1):
+            line = fp.readline()
+            if not line.endswith(b"\n"):
+                return Seen.HEARD if may_become(line) else Seen.FINAL
+            version, status, reason = read_status_line(line)
+            if not is_interim(version, status, reason):
+                return Seen.ANSWERED if status < 300 else Seen.FINAL
+            if read_header_lines(fp)[-1] not in _BLANK_LINES:
+                return Seen.HEARD  # the interim answer's rest is to come
+    except http.client.HTTPException:
         return Seen.FINAL
-    return Seen.FINAL if full else Seen.HEARD
+    return Seen.FINAL
+
+
+def may_become(start: bytes) -> bool:
+    """Whether start, the first bytes of a status line, may still become one the answer's
+    reader takes for a 1xx or a 2xx: whether one of _ENDINGS makes it one. The reader's own
+    code decides (read_status_line), so what it takes (any blanks between the parts, bare
+    CRs, blanks before the version) is waited for, and what it refuses is not."""
+    for ending in _ENDINGS:
+        try:
+            version, status, reason = read_status_line(start + ending)
+            if is_interim(version, status, reason) or status < 300:
+                return True
+        except http.client.HTTPException:
+            continue
+    return False
 
 
 class Stall:
@@ -148,7 +189,12 @@ class Stall:
     moment bytes were seen leaving the connection (r2 6). poll() says "room" only once a third
     of the send buffer is free, and a server that reads slowly but steadily is no stalled one.
     The kernel's count of bytes sent and not yet acknowledged (SIOCOUTQ) tells: it falls as
-    the server reads. Where the kernel cannot say, a whole timeout without room ends the wait."""
+    the peer acknowledges them, which it does as its window reopens, after each read of about
+    two segments (on loopback, 128 KiB), not at each read (r7 5). The count is looked at
+    _LOOKS times a timeout, so a wait ends within 1 + 1/_LOOKS timeouts after the last byte
+    left: looked at only at each timeout's end, bytes that left just after the wait began
+    put its end off by a whole one (a silent server was cut after two). Where the kernel
+    cannot say, a whole timeout without room ends the wait."""
 
     __slots__ = ("sock", "timeout", "queued", "end")
 
@@ -158,21 +204,26 @@ class Stall:
         self.end = None if timeout is None else time.monotonic() + timeout
 
     def millis(self, most: float | None) -> int:
-        """poll()'s timeout: until the end, or most seconds when that is sooner (-1: none)."""
-        left = most if self.end is None else self.end - time.monotonic()
-        if most is not None and left is not None:
-            left = min(left, most)
+        """poll()'s timeout: until the end, or the next look at the count, or most seconds,
+        whichever is soonest (-1: none)."""
+        left = most
+        if self.end is not None and self.timeout is not None:
+            left = min(self.end - time.monotonic(), left if left is not None else math.inf)
+            if self.queued is not None:
+                left = min(left, self.timeout / _LOOKS)
         return -1 if left is None else max(1, math.ceil(left * 1000))
 
     def check(self) -> None:
-        """Raise TimeoutError once a whole timeout passed with no byte leaving."""
-        now = time.monotonic()
-        if self.end is None or self.timeout is None or now < self.end:
+        """Note bytes that left since the last look; raise TimeoutError once a whole timeout
+        passed with none leaving."""
+        if self.end is None or self.timeout is None:
             return
-        count = queued(self.sock)
-        if count is None or self.queued is None or count >= self.queued:
+        count = None if self.queued is None else queued(self.sock)
+        now = time.monotonic()
+        if count is not None and self.queued is not None and count < self.queued:
+            self.queued, self.end = count, now + self.timeout
+        elif now >= self.end:
             raise TimeoutError("timed out")
-        self.queued, self.end = count, now + self.timeout
 
 
 def queued(sock: socket.socket) -> int | None:
