@@ -148,3 +148,25 @@ def test_a_stop_gives_a_fresh_url_queued_in_a_worker_its_skip_not_a_failed_line(
         failed = (tmp_path / "failed.txt").read_text().splitlines()
         check_each_line_once(lines, got, failed)
         assert server.url("/k/") not in failed
+
+
+def test_a_fresh_url_read_after_every_worker_died_keeps_its_skip(tmp_path):
+    """s24 r6 3: with no live worker left, a fresh job not yet sent was lost 'before it was
+    sent', to --failed, and its good row became ok=0; its file is still its row's (no worker is
+    left to replace it): it keeps its skip, as one process records it."""
+    with counting_server() as server:
+        first = fetch_once(server, tmp_path, "/k/")
+        # Far more slow lines than the workers' windows hold: /k/ is read after both died.
+        lines = [*slow_lines(server, 0, 10 * SLOW), server.url("/k/")]
+        process = start_fresh_run(server, tmp_path, lines)
+        the_worker_holding(process, server)  # both workers are up and one is busy
+        for pid in worker_pids(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        got, stderr = finish(process)
+        by_url = {record["url"]: record for record in got}
+        fresh = by_url[server.url("/k/")]
+        assert fresh["ok"] and fresh["skipped"], fresh
+        assert (fresh["path"], fresh["sha256"]) == (first["path"], first["sha256"]), fresh
+        failed = (tmp_path / "failed.txt").read_text().splitlines()
+        assert check_each_line_once(lines, got, failed) == set()
+        assert still_skipped(server, tmp_path, "/k/")["skipped"]

@@ -206,3 +206,27 @@ def test_one_signal_lets_a_slow_stdout_reader_take_every_record(tmp_path, extra)
     else:
         records = taken.decode().splitlines()
     assert sorted(json.loads(line)["ok"] for line in records) == [True, True]
+
+
+def test_a_look_that_finds_the_writer_running_keeps_what_the_last_one_saw(monkeypatch):
+    """A page reader frees a page; the writer, woken inside its write, refills it and waits
+    again. A look that caught it running dropped both baselines, so the next look (back in the
+    same write, run once more) was compared with nothing, and the live reader was cut as stuck
+    in about one run in four (s24 r6 1). The looks here are the ones r6's trace shows."""
+    from fetcher.run import hard_stop
+
+    progress = hard_stop.WriteProgress("/proc/self/task/0")
+    looks = iter([((4, 4069), (3, 187), True), (None, None, False), ((4, 4096), (3, 188), True)])
+    seen: dict[str, object] = {}
+
+    def next_look() -> None:
+        seen["queue"], seen["counts"], seen["waits"] = next(looks)
+
+    monkeypatch.setattr(progress, "_look_queue", lambda: seen["queue"])
+    monkeypatch.setattr(progress, "_look_counts", lambda: seen["counts"])
+    monkeypatch.setattr(hard_stop, "waits_to_write", lambda task: seen["waits"])
+    verdicts = []
+    for _ in range(3):
+        next_look()
+        verdicts.append(progress.moved())
+    assert verdicts == [False, False, True]

@@ -381,10 +381,21 @@ class WriteProgress:
 
     def moved(self) -> bool:
         """Look again: whether the thread's write went on since the last look."""
-        queue, last_queue = self._look_queue(), self._queue
-        counts, last_counts = self._look_counts(), self._counts
-        self._queue = queue
-        self._counts = counts if counts is not None and waits_to_write(self.task) else None
+        counts = self._look_counts()
+        return self.judge(self._look_queue(), counts if waits_to_write(self.task) else None)
+
+    def judge(self, queue: tuple[int, int] | None, counts: tuple[int, int] | None) -> bool:
+        """Whether a look that found queue (descriptor, bytes unread; None: not in a write
+        call) and counts (syscw, runs; None: not in a write wait) shows the write went on
+        since the last look that found each. A look that finds the thread running keeps the
+        baselines: that wake is the very sign looked for, and a page reader's refill was
+        caught running, its baselines dropped, its next look compared with nothing and the
+        reader cut as stuck (s24 r6 1)."""
+        last_queue, last_counts = self._queue, self._counts
+        if queue is not None:
+            self._queue = queue
+        if counts is not None:
+            self._counts = counts
         if queue is not None and last_queue is not None and queue[0] == last_queue[0]:
             if queue[1] < last_queue[1]:  # the same descriptor's reader took bytes
                 return True

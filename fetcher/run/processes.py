@@ -175,6 +175,9 @@ def lost(task: Task, message: str = LOST + UNKNOWN, attempts: int | None = None)
     return Result.failure(task.job, ErrorKind.OTHER, message, attempts=attempts, elapsed=elapsed)
 
 
+UNSENT = LOST + " before it was sent"
+
+
 def still_fresh(job: Job, bodies: Bodies | None) -> Result | None:
     """The skip record of a job sent to keep its file (Job.keep) that its worker process can no
     longer answer for (it died, or exited with the job unread), when that file is still the one
@@ -271,8 +274,8 @@ class ProcessExecutor:
             task.started = time.perf_counter()  # as far as this process knows: when dealt
             index, adopted = self._choose(task.job)
             worker = self.workers[index]
-            if not worker.alive:  # no live worker at all: this job is never sent
-                self._inbox(lost(task, LOST + " before it was sent", attempts=0))
+            if not worker.alive:  # no live worker at all: never sent (s24 r6 3: still_fresh)
+                self._inbox(still_fresh(task.job, self.bodies) or lost(task, UNSENT, attempts=0))
                 continue
             self._out[task.job.seq] = (index, task)
             worker.dealt += 1
