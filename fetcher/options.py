@@ -46,6 +46,7 @@ from fetcher.output.records import FORMATS
 from fetcher.redact import visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
+from fetcher.streams import Streams
 
 ENV_PREFIX = "FETCHER_"
 
@@ -500,13 +501,23 @@ def resolve_verify(params: dict[str, Any]) -> bool | str:
     variable = variable_of("insecure")
     if params["insecure"] and variable is not None and beaten:
         if not params["quiet"]:
-            click.echo(
+            warn(
                 f"fetcher: {variable} is not followed beside {' and '.join(beaten)} typed "
-                "on the command line: certificates are verified (type -k to turn it off)",
-                err=True,
+                "on the command line: certificates are verified (type -k to turn it off)"
             )
         return params["cacert"] or True
     return False if params["insecure"] else params["cacert"] or True
+
+
+def warn(text: str) -> None:
+    """Say text on stderr before the run starts; a stderr that cannot take it (full, its reader
+    gone) drops it, as Streams.say does, and the run goes on: raised out of the option checks,
+    it fetched nothing and exited 120 (s24 r9 2)."""
+    try:
+        click.echo(text, err=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            Streams.silence(sys.stderr)  # what is left in its buffer would fail again at exit
 
 
 def check_trust(verify: bool | str, quiet: bool = False) -> None:
@@ -529,9 +540,11 @@ def check_trust(verify: bool | str, quiet: bool = False) -> None:
     name, path = found
     try:
         check_bundle_variable(name, path)
+    except WouldWait:
+        raise
     except click.UsageError as exc:
         if not quiet:
-            click.echo(f"fetcher: {exc.message}; https URLs will fail", err=True)
+            warn(f"fetcher: {exc.message}; https URLs will fail")
 
 
 def check_bundle_variable(name: str, path: str) -> None:
@@ -539,13 +552,20 @@ def check_bundle_variable(name: str, path: str) -> None:
     shown with its control characters escaped: s24 r7 8)."""
     given = f"{name} ({visible(path)})"
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise click.UsageError(f"{given} does not exist: no CA to verify with") from None
     except OSError as exc:  # a folder on the way the user cannot search (s24 r7 6)
         raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
-    if not os.path.isdir(path):  # OpenSSL's folder of hashed certificates is read as requests
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # its open waits: every https URL held
+        raise WouldWait(f"{given} is not a regular file: read for every connection")
+    if not stat.S_ISDIR(mode):  # OpenSSL's folder of hashed certificates is read as requests
         check_ca_file(given, path, load=False)
+
+
+class WouldWait(click.UsageError):
+    """A CA bundle variable naming a FIFO or a socket: refused, not only said; urllib3's open
+    of it waited for a writer and held every https URL past -m (s24 r9 1)."""
 
 
 def check_ca_file(given: str, path: str, load: bool = True) -> None:
@@ -577,10 +597,20 @@ def check_ca_file(given: str, path: str, load: bool = True) -> None:
 
 
 def _pem_certificate_in(path: str) -> bool:
-    """Whether the file at path holds a PEM certificate's first line (in its first 64 MiB)."""
+    """Whether the file at path holds a PEM certificate's first line, read 1 MiB at a time to
+    the first one (64 MiB read whole took 60 MB of memory: s24 r9 4); past 64 MiB, it is taken
+    to (a bundle that large is no mistake of a path)."""
+    marks = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED")
+    tail = b""
     with open(path, "rb") as file:
-        start = file.read(64 << 20)
-    return any(mark in start for mark in (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED"))
+        for _ in range(64):
+            piece = file.read(1 << 20)
+            if not piece:
+                return False
+            if any(mark in tail + piece for mark in marks):
+                return True
+            tail = piece[-32:]
+    return True
 
 
 # Options that Settings holds in the form the code uses (see build_settings).
@@ -822,6 +852,8 @@ def with_password(settings: Settings) -> Settings:
     password = password_from_terminal(f"password for {name}: ")
     if password is None:
         password = ""
-        click.echo(f"fetcher: -u {name} without a password, and no terminal to ask for "
-                   "one on: an empty password is sent", err=True)  # fmt: skip
+        warn(
+            f"fetcher: -u {name} without a password, and no terminal to ask for one on: an "
+            "empty password is sent"
+        )
     return dataclasses.replace(settings, auth=(name, password), password_for=None)

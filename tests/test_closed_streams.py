@@ -19,6 +19,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tests.conftest import FETCHER, clean_env, invoke
+from tests.servers import counting_server
 
 NOISE = (b"Traceback", b"Error", b"Usage")
 
@@ -214,3 +215,26 @@ def test_a_usage_error_that_stderr_cannot_take_still_exits_2(args, unbuffered):
             env=env, timeout=60, check=False,
         )  # fmt: skip
     assert done.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["-q"], {}),  # a run without a warning: the baseline
+        ([], {"REQUESTS_CA_BUNDLE": "/nonexistent/ca.pem"}),
+        (["-u", "bob"], {}),
+    ],
+    ids=["none", "ca-variable", "no-password"],
+)
+def test_a_warning_before_the_run_that_stderr_cannot_take_stops_nothing(args, extra):
+    """A warning said at start (a CA bundle variable that cannot be used, -u without a password
+    and no terminal) to a full stderr raised out of the option checks: nothing fetched, exit
+    120 (s24 r9 2). It is dropped; the run goes on: its record, its exit status."""
+    with counting_server() as server, open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [*FETCHER, "--format", "jsonl", *args, server.url("/w")], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=full, env=clean_env(**extra), timeout=60, check=False,
+        )  # fmt: skip
+        assert server.paths == ["/w"]
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == 1, done.stdout

@@ -235,6 +235,15 @@ def test_a_csv_row_of_separators_alone_is_a_blank_line():
     assert "no 'url'" in jobs[1].invalid
 
 
+def test_a_csv_row_of_separators_before_the_header_is_a_blank_line_too():
+    """A sheet whose first row is empty: ',,' was taken as the header, every row under it
+    invalid_url for ever (s24 r9 3); the first row with a cell filled is the header."""
+    jobs, _ = jobs_of(b",,\n , \nurl,id\na.test,1\n", "csv")
+    assert [(j.line, j.url, j.invalid, meta_of(j)) for j in jobs] == [
+        (4, "a.test", None, {"id": "1"})
+    ]
+
+
 @pytest.mark.parametrize(
     ("row", "reason"),
     [

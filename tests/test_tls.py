@@ -6,10 +6,11 @@ overriding what the command line asked for.
 import json
 import os
 import ssl
+import subprocess
 
 import pytest
 
-from tests.conftest import invoke, run_process
+from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import FaultServer, counting_server, read_request, records, silent
 from tests.tls_proxy_servers import Certificates, https_server, make_certificates
 
@@ -539,3 +540,36 @@ def test_a_handshake_a_plain_server_never_answers_says_https_was_assumed():
     assert record["error"]["message"].endswith(
         "(https:// assumed: give http:// or --default-scheme http)"
     ), record
+
+
+@pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
+def test_a_ca_bundle_variable_that_is_a_fifo_is_refused_without_waiting_for_it(
+    server, tmp_path, variable
+):
+    """Said and then used, a FIFO held every https URL past -m in urllib3's open of it, while
+    the line said they would fail (s24 r9 1): refused at start, as --cacert's, never opened."""
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)
+    result = subprocess.run(
+        [*FETCHER, "-m", "3", server.url("/never")], stdin=subprocess.DEVNULL,
+        capture_output=True, env=clean_env(**{variable: str(fifo)}), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert variable.encode() in result.stderr and b"not a regular file" in result.stderr
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("before", [0, (1 << 20) - 10, 3 << 20])
+def test_a_pem_certificate_is_found_wherever_it_starts(tmp_path, before):
+    """Read a MiB at a time (64 MiB at once cost 60 MB of memory: s24 r9 4), a mark across two
+    reads included."""
+    from fetcher.options import _pem_certificate_in
+
+    bundle = tmp_path / "late.pem"
+    with bundle.open("wb") as file:
+        file.write(
+            b"#" * before + b"\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        )
+    assert _pem_certificate_in(str(bundle))
+    (tmp_path / "none.pem").write_bytes(b"#" * before + b"\n")
+    assert not _pem_certificate_in(str(tmp_path / "none.pem"))

@@ -206,12 +206,12 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
                 continue
             yield Entry(record.line, record.raw, error=str(exc), header=header_raw)
             continue
+        if not any(cell.strip() for cell in row):  # a sheet's empty row (',,'): a blank line
+            continue
         if columns is None:
             columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line, record.raw)
             header_line = record.line
-            continue
-        if not any(cell.strip() for cell in row):  # a sheet's empty row (',,'): a blank line
             continue
         rows += 1
         entry = Entry(record.line, record.raw, header=header_raw)
