@@ -25,6 +25,7 @@ from fetcher.output.atomic import (
     file_identity,
     is_stream,
     note_files_at_start,
+    open_in_place,
     opened_fifo_problem,
     output_problem,
 )
@@ -419,11 +420,14 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
 
 
 def open_results(path: str) -> TextIO:
+    """--results FILE opened as the shell's `>` would (open_in_place: not a link or a file of
+    another user's planted where they could), as a text stream. Problems are usage errors."""
     try:
-        # backslashreplace: whatever text a format lets through, a record is always written.
-        stream = open(path, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
+        fd = open_in_place(path)
     except OSError as exc:
         raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
+    # backslashreplace: whatever text a format lets through, a record is always written.
+    stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
     if (foreign := opened_fifo_problem(stream.fileno(), path, follow=True)) is not None:
         stream.close()
         raise click.UsageError(f"cannot write --results file {path!r}: {foreign}")

@@ -145,7 +145,7 @@ def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Pa
     os.open returned, before the file was noted, left it behind (CI, session 21: the test above
     failed under load). The name is noted before the file is created, so every moment is
     covered; this test runs the clean-up at exactly that moment."""
-    from fetcher.output.atomic import abort_unfinished, atomic_path
+    from fetcher.output.atomic import abort_unfinished, write_atomically
 
     left: list[list[str]] = []
 
@@ -156,10 +156,8 @@ def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Pa
 
     sys.setprofile(at_return)
     try:
-        with suppress(OSError), atomic_path(str(tmp_path / "jar"), mode=0o600) as temporary:
-            sys.setprofile(None)
-            with open(temporary, "ab") as file:
-                file.write(b"cookies")
+        with suppress(OSError):  # Swapped: the temporary is gone when the rename comes
+            write_atomically(str(tmp_path / "jar"), b"cookies", mode=0o600)
     finally:
         sys.setprofile(None)
     assert left == [[]]

@@ -52,7 +52,7 @@ from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
-from fetcher.output.atomic import atomic_path
+from fetcher.output.atomic import write_atomically
 from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 log = logging.getLogger("fetcher")
@@ -597,8 +597,7 @@ def _read_jar_file(path: str) -> bytes | None:
     try:
         # Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
         with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
-            if stat.S_ISFIFO(os.fstat(file.fileno()).st_mode):
-                raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
+            _check_jar(os.fstat(file.fileno()), path)
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
     except FileNotFoundError:
         return None
@@ -608,6 +607,22 @@ def _read_jar_file(path: str) -> bytes | None:
         limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
         raise ValueError(f"cannot read cookie jar {path!r}: larger than {limit} MiB")
     return data
+
+
+def _check_jar(found: os.stat_result, path: str) -> None:
+    """Raise ValueError for a -c file (found: what was opened) that is a FIFO, which cannot be
+    written back, or a regular file of another user's, as a --state of theirs is refused (root
+    no exception either): planted where they may write, its cookies were sent, a session of
+    theirs that took the user's uploads into their account, and the file then replaced with no
+    trace (s24 h4 5). /dev/null, a device, holds no cookies: used as ever."""
+    if stat.S_ISFIFO(found.st_mode):
+        raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
+    if stat.S_ISREG(found.st_mode) and found.st_uid != os.geteuid():
+        raise ValueError(
+            f"cannot use cookie jar {path!r}: it belongs to another user (uid {found.st_uid}), "
+            "who could have put cookies of theirs in it (a session of their own, to have your "
+            "requests made in it): name a jar of your own"
+        )
 
 
 def copy_into(source: Iterable[Cookie], target: CookieJar) -> None:
@@ -699,9 +714,7 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
             "cookie jar %r: the %d least recently set cookies not saved, to keep the file "
             "within the %d MiB fetcher reads", path, first, limit,
         )  # fmt: skip
-    with atomic_path(path, mode=0o600) as temporary, open(temporary, "ab") as file:
-        file.write(head)
-        file.writelines(lines[first:])
+    write_atomically(path, b"".join([head, *lines[first:]]), mode=0o600)
     return len(lines) - first
 
 

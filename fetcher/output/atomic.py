@@ -16,8 +16,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
@@ -145,16 +144,20 @@ def current_umask() -> int:
 
 def mode_for(path: str, mode: int | None = None) -> int:
     """The mode a file written to path gets: mode if given; else the permissions of the regular
-    file it replaces (a 0600 summary stays 0600); else 0666 & ~umask, as curl and wget do."""
+    file of this user's it replaces (a 0600 summary stays 0600); else 0666 & ~umask, as curl
+    and wget do. Another user's file there (planted by whoever may write in the folder, 0666)
+    may only narrow that, never widen it, as a body's (bodies._keep_mode): s24 h4 4."""
     if mode is not None:
         return mode
+    new = 0o666 & ~current_umask()
     try:
         existing = os.lstat(path)
     except OSError:
-        existing = None
-    if existing is not None and stat.S_ISREG(existing.st_mode):
-        return stat.S_IMODE(existing.st_mode) & 0o777
-    return 0o666 & ~current_umask()
+        return new
+    if not stat.S_ISREG(existing.st_mode):
+        return new
+    kept = stat.S_IMODE(existing.st_mode) & 0o777
+    return kept if existing.st_uid == os.geteuid() else kept & new
 
 
 def create_temporary(
@@ -269,6 +272,8 @@ class AtomicFile:
             self.fd = fd
         else:
             self.fd, self.temporary = create_temporary(folder, mode_for(path, mode), noted)
+        found = os.fstat(self.fd)
+        self._identity = (found.st_dev, found.st_ino)  # what the names must hold (commit)
 
     def _create_unnamed(self, folder: str, mode: int) -> int | None:
         """A file with no name in folder, set to mode; None where there are no such files."""
@@ -288,14 +293,10 @@ class AtomicFile:
                 self._close_folder()
         return None
 
-    @property
-    def name(self) -> str:
-        """The name to write to: the temporary, or path itself for a stream."""
-        return self.temporary or self.path
-
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
-        must not wait on the disk), and close. Raises OSError; abort then removes the temporary."""
+        must not wait on the disk), and close. Raises OSError (Swapped: the temporary's name no
+        longer held this file, and path is left as it was); abort then removes the temporary."""
         if sync and self.fd >= 0 and (self._folder >= 0 or self.temporary is not None):
             # Before a file with no name is named: a SIGKILL while it waited on the disk under
             # its .part name left it there for good (s23 h2 2).
@@ -304,9 +305,24 @@ class AtomicFile:
             name = name_unnamed(self.fd, self._folder)
             self.temporary = os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
         if self.temporary is not None and self.fd >= 0:
-            os.replace(self.temporary, self.path)
-            self.temporary = None
+            self._rename_over()
         self.close()
+
+    def _rename_over(self) -> None:
+        """Rename the temporary over path if its name still holds this file. Whoever can write
+        in the folder could rename it aside and put a link of theirs there: renamed over path,
+        the link became the run's file, and the next run read the cookies they chose (s24 h4
+        2). A swap in the instant between the check and the rename is caught after it: what
+        the rename moved there goes, if it is not a file of this user's (another run's)."""
+        temporary = self.temporary
+        if temporary is None or not _holds(temporary, self._identity):
+            raise Swapped()
+        os.replace(temporary, self.path)
+        self.temporary = None
+        if not _holds(self.path, self._identity):
+            if not _users_file(self.path):
+                remove_quietly(self.path)
+            raise Swapped()
 
     def abort(self) -> None:
         """Close and remove the temporary: path is left as it was. Never raises; after a commit,
@@ -332,6 +348,31 @@ class AtomicFile:
                 os.close(folder)
 
 
+class Swapped(OSError):
+    """The name of the file being written no longer holds it: someone replaced it."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EEXIST, "the file was replaced by someone else while it was written")
+
+
+def _holds(name: str, identity: tuple[int, int]) -> bool:
+    """Whether name is the regular file identity (device, inode), not followed."""
+    try:
+        found = os.lstat(name)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == identity
+
+
+def _users_file(name: str) -> bool:
+    """Whether name is a regular file of this user's (not followed)."""
+    try:
+        found = os.lstat(name)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
+
+
 def remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
@@ -339,51 +380,36 @@ def remove_quietly(path: str) -> None:
         pass
 
 
-@contextmanager
-def atomic_path(path: str, mode: int | None = None) -> Iterator[str]:
-    """Yield a temporary name beside path; when the block ends without error, the file written
-    there is synced and renamed to path (a symlink there is replaced, not followed). On error it
-    is removed and path is left untouched. A stream (``is_stream``) is yielded as itself: open
-    the name for appending, which writes a new temporary whole and adds to a stream (a regular
-    file behind /dev/stdout keeps what is in it); one planted during the run is replaced
-    (``written_in_place``)."""
-    if written_in_place(path):
-        # Opened by the caller, by name; held open meanwhile by this process so that a FIFO
-        # without a reader is refused here rather than waited on, and its reader sees no end
-        # between the two opens.
-        held = _open_writing(path)
-        try:
-            yield path
-        finally:
-            os.close(held)
-        return
-    file = AtomicFile(path, mode, noted=_unfinished)
-    temporary = file.name
-    try:
-        yield temporary
-        file.commit()
-    finally:
-        file.abort()
-        _unfinished.discard(temporary)
-
-
-# The temporaries of atomic_path's files being written (the cookie jar, --summary, --metrics at
+# The temporaries of write_atomically's files being written (the cookie jar, --summary, --metrics at
 # the end), by name, noted before each is created: a second signal exits with os._exit, past
 # every ``finally``, and its handler may run at any moment, even just after the creation.
 _unfinished: set[str] = set()
 
 
 def abort_unfinished() -> None:
-    """Remove the temporary of every file atomic_path is writing: before an immediate exit. A
+    """Remove the temporary of every file write_atomically is writing: before an immediate exit. A
     name whose file was renamed into place meanwhile is gone, and removing it does nothing."""
     for name in list(_unfinished):
         remove_quietly(name)
 
 
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
-    """Write data to path through a temporary file and a rename (see atomic_path)."""
-    with atomic_path(path, mode) as temporary, open(temporary, "ab") as file:
-        file.write(data)
+    """Write data to path whole (an AtomicFile: mode as mode_for says), or append it to a
+    stream (``written_in_place``): written through the descriptor the temporary was created
+    as, never through its name, which whoever can write in the folder may have swapped for a
+    link to a file of theirs (s24 h4 2: the cookie jar went into it). Raises OSError (Swapped,
+    see AtomicFile.commit), path then left as it was."""
+    file = AtomicFile(path, mode, noted=_unfinished)
+    temporary = file.temporary
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(file.fd, view) :]
+        file.commit()
+    finally:
+        file.abort()
+        if temporary is not None:
+            _unfinished.discard(temporary)
 
 
 def foreign_fifo(path: str, follow: bool = False) -> str | None:
@@ -417,19 +443,92 @@ def _where(path: str, follow: bool) -> str:
 def fifo_of_another(found: os.stat_result, path: str) -> str | None:
     """Why the file found at path (a stat of it, or of the descriptor it was opened as) is a
     FIFO not to write into: another user's, unless its folder is one nobody else could have
-    put it in (this user's or root's, and not writable by group or others)."""
+    put it in (see others_may_write)."""
     if not stat.S_ISFIFO(found.st_mode) or found.st_uid == os.geteuid():
         return None
-    try:
-        folder = os.stat(os.path.dirname(path))
-    except OSError:
-        folder = None
-    if folder is not None and folder.st_uid in (os.geteuid(), 0):
-        if not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None
+    if not others_may_write(_folder_of(path)):
+        return None
     return (
         f"it is a FIFO of another user's (uid {found.st_uid}), in a folder others could have "
         "put it in: what fetcher writes there would be theirs to read"
+    )
+
+
+def _folder_of(path: str) -> os.stat_result | None:
+    """A stat of path's folder; None when it cannot be had (counted as others')."""
+    try:
+        return os.stat(os.path.dirname(path))
+    except OSError:
+        return None
+
+
+def others_may_write(folder: os.stat_result | None) -> bool:
+    """Whether someone other than this user and root may have put a file in folder (a stat; None
+    for one that could not be looked at): it is another user's, or writable by its group or by
+    all, sticky or not (/tmp too: they may make a name there first)."""
+    if folder is None or folder.st_uid not in (os.geteuid(), 0):
+        return True
+    return bool(folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+_IN_PLACE = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC  # emptied once it is known to be ours
+
+
+def open_in_place(path: str) -> int:
+    """path opened to write from its start, as the shell's `>` does (through the user's own
+    links, a file emptied); its descriptor. Not a link, nor a regular file, planted by another
+    user where they could (s24 h4 3): the link truncated whatever file of the user's it led to,
+    and the file of theirs received the records, bodies included. Raises OSError (EACCES with
+    why for those)."""
+    if _stream_name(path) is not None:  # this process's own stream (/dev/stdout)
+        return os.open(path, _IN_PLACE | os.O_TRUNC, FILE_MODE)
+    try:
+        fd = os.open(path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        if (why := _planted_link(path)) is not None:
+            raise OSError(errno.EACCES, why, path) from None
+        fd = os.open(path, _IN_PLACE, FILE_MODE)
+    try:
+        _empty_if_ours(fd, path)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _empty_if_ours(fd: int, path: str) -> None:
+    """Empty the regular file open as fd, unless it is another user's in a folder they could
+    have put it in (where path leads): OSError (EACCES) then."""
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode):
+        return
+    if found.st_uid != os.geteuid() and others_may_write(_folder_of(os.path.realpath(path))):
+        why = (
+            f"it is a file of another user's (uid {found.st_uid}), in a folder others could "
+            "have put it in: what fetcher writes there would be theirs to read"
+        )
+        raise OSError(errno.EACCES, why, path)
+    os.ftruncate(fd, 0)
+
+
+def _planted_link(path: str) -> str | None:
+    """Why the link at path is not to be followed, or None: it is in a folder others may write
+    in (others_may_write), unless it is this user's in a folder of this user's or root's with
+    the sticky bit, where no one else can replace it (theirs in /tmp is still refused)."""
+    folder = _folder_of(os.path.abspath(path))
+    if folder is None or not others_may_write(folder):
+        return None if folder is not None else "its folder cannot be looked at"
+    try:
+        ours = os.lstat(path).st_uid == os.geteuid()
+    except OSError:
+        ours = False
+    if ours and folder.st_mode & stat.S_ISVTX and folder.st_uid in (os.geteuid(), 0):
+        return None
+    return (
+        "it is a symbolic link in a folder others can write in, who could have put it there "
+        "or replaced it, to have fetcher write over a file of yours: name the file itself"
     )
 
 

@@ -31,6 +31,7 @@ from fetcher.errors import ErrorKind, FetchError
 from fetcher.output.atomic import (
     TEMP_PREFIX,
     TEMP_SUFFIX,
+    Swapped,
     create_temporary,
     create_unnamed,
     file_identity,
@@ -95,13 +96,6 @@ def remove_live_temporaries() -> None:
 
 def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
-
-
-class Swapped(OSError):
-    """The name of the file being written no longer holds it: someone replaced it."""
-
-    def __init__(self) -> None:
-        super().__init__(errno.EEXIST, "the file was replaced by someone else while it was written")
 
 
 class SavedFile:

@@ -105,6 +105,7 @@ def lock(path: str) -> int:
     Nothing in the file is changed: whether it is a state is not known yet (see prepare).
     Raises StateError when another run holds it or the file is not fetcher's alone (see
     check_plain), OSError when path cannot be opened."""
+    check_folders(path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -124,6 +125,52 @@ def lock(path: str) -> int:
 
 
 NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only you write to)"
+
+
+def check_folders(path: str) -> None:
+    """Raise StateError when the state's folder, or one above it, is one another user could
+    rename things in (ssh's StrictModes rule): the lock holds the first descriptor, but every
+    SQLite connection opens the file again by name, so a database of theirs renamed in for a
+    moment was read (--retry-failed fetched their URLs with -u's password) and written (s24 h4
+    1). Checked before the open, on the folders as given and as the system finds them (links
+    resolved): nothing to race, as only their owners could change them. A folder with the
+    sticky bit (/tmp) is safe: others cannot rename what they do not own in it."""
+    given = os.path.abspath(path)
+    folders = _folders_above(given) + _folders_above(os.path.realpath(given))
+    for folder in dict.fromkeys(folders):
+        try:
+            info = os.stat(folder)
+        except OSError:
+            continue  # a missing folder: the open says so
+        if (why := _others_write(info)) is not None:
+            raise StateError(
+                f"is in folder {folder!r}, {why}: they could put a database of theirs in its "
+                "place while the run reads it (give the state a folder only you can write to, "
+                "or one with the sticky bit, as /tmp)"
+            )
+
+
+def _folders_above(path: str) -> list[str]:
+    """The folders path is in, nearest first, up to the root."""
+    folders = []
+    folder = os.path.dirname(path)
+    while True:
+        folders.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return folders
+        folder = parent
+
+
+def _others_write(info: os.stat_result) -> str | None:
+    """Why another user can rename entries in the folder whose stat is info, or None: it is
+    theirs (neither this user's nor root's), or it is writable by its group or by all and has
+    no sticky bit."""
+    if info.st_uid not in (os.geteuid(), 0):
+        return f"which belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        return "which another user can write in (group or others may write, no sticky bit)"
+    return None
 
 
 def check_plain(fd: int, path: str) -> None:

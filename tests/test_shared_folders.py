@@ -1,0 +1,253 @@
+"""The run's files in a folder another user can write in (s24 h4): the --state swapped by a
+rename during the run, the cookie jar, --summary and --metrics written through a temporary
+swapped for a link, --results through a link or into a file someone else planted, the mode of a
+planted file taken, and a planted cookie jar loaded. A second user is stood in for by a folder
+anyone may write in (mode 0777, no sticky bit), by what the test plants itself, or, where a file
+must belong to another user, by chown (root only: those tests skip otherwise)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import CountingServer
+
+ANOTHER_USER = 65534  # nobody
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+JAR_LINE = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsession\t{value}\n"
+
+
+def shared_folder(tmp_path: Path, mode: int = 0o777) -> Path:
+    """A folder of this user's that others may write in (chmod ignores the umask)."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(mode)
+    return folder
+
+
+# -- 1. --state in a folder others can write in: refused at the start (ssh's StrictModes) ----
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o2775])
+def test_a_state_in_a_folder_others_can_write_in_is_refused(
+    server: CountingServer, tmp_path: Path, mode: int
+) -> None:
+    """Another user who can write in the state's folder renamed their own database in for a
+    moment: every SQLite connection opens the file again by name, past the lock's descriptor,
+    so --retry-failed fetched their URLs with the user's -u password (s24 h4 1)."""
+    state = shared_folder(tmp_path, mode) / "s.db"
+    result = invoke(["-q", "--state", str(state), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert str(state.parent) in result.output and "another user" in result.output
+    assert server.requests == 0 and not state.exists()
+
+
+def test_a_state_below_a_folder_others_can_write_in_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """A folder above it counts as much: whoever can rename the folder holding the state can
+    put one of theirs, with a state in it, under its name."""
+    inner = shared_folder(tmp_path) / "mine"
+    inner.mkdir(mode=0o700)
+    result = invoke(["-q", "--state", str(inner / "s.db"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert repr(str(inner.parent)) in result.output or str(inner.parent) in result.output
+    assert server.requests == 0
+
+
+def test_a_state_in_a_sticky_folder_is_used(server: CountingServer, tmp_path: Path) -> None:
+    """A folder with the sticky bit (/tmp): others cannot rename or remove what they do not
+    own there, so the state is the user's for the run."""
+    state = shared_folder(tmp_path, 0o1777) / "s.db"
+    result = invoke(["-q", "--state", str(state), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert server.requests == 1
+
+
+@AS_ROOT
+def test_a_state_in_a_folder_of_another_user_s_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """Its owner may write in it whatever its mode says, and change the mode."""
+    folder = shared_folder(tmp_path, 0o755)
+    os.chown(folder, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", "--state", str(folder / "s.db"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert f"uid {ANOTHER_USER}" in result.output and server.requests == 0
+
+
+# -- 2. -c, --summary, --metrics: written through their descriptor, renamed only if still ours -
+
+
+@contextmanager
+def swapped_at_creation(folder: Path, loot: Path) -> Iterator[list[str]]:
+    """The moment a temporary ``.fetcher-*.part`` is created in folder (the os.open that made
+    it returns), rename it aside and put a link to loot in its place: what a racer with inotify
+    does (s24 h4 2), at exactly that moment. Yields the names swapped."""
+    swapped: list[str] = []
+
+    def at_return(frame: object, event: str, arg: object) -> None:
+        if event != "c_return" or arg is not os.open:
+            return
+        for name in os.listdir(folder):
+            if name.startswith(".fetcher-") and name.endswith(".part") and name not in swapped:
+                swapped.append(name)
+                os.rename(folder / name, folder / f"{name}.moved")
+                os.symlink(loot, folder / name)
+
+    sys.setprofile(at_return)
+    try:
+        yield swapped
+    finally:
+        sys.setprofile(None)
+
+
+def test_a_swapped_temporary_is_never_written_through_nor_renamed_into_place(
+    tmp_path: Path,
+) -> None:
+    from fetcher.output.atomic import write_atomically
+
+    target, loot = tmp_path / "sum.json", tmp_path / "loot"
+    target.write_text("old\n")
+    loot.write_text("")
+    with swapped_at_creation(tmp_path, loot) as swapped, pytest.raises(OSError):
+        write_atomically(str(target), b"SECRET\n", 0o600)
+    assert swapped, "no temporary was created"
+    assert loot.read_text() == "", "written through the link put in the temporary's place"
+    assert not target.is_symlink() and target.read_text() == "old\n"
+
+
+def test_a_swapped_cookie_jar_temporary_is_refused(tmp_path: Path) -> None:
+    from http.cookiejar import CookieJar
+
+    from fetcher.http.cookies import load_jar, save_jar
+
+    target, loot = tmp_path / "jar.txt", tmp_path / "loot"
+    target.write_text("# Netscape HTTP Cookie File\n" + JAR_LINE.format(value="SECRETSESSION"))
+    loot.write_text("")
+    jar: CookieJar = load_jar(str(target))
+    with swapped_at_creation(tmp_path, loot), pytest.raises(OSError):
+        save_jar(str(target), [jar])
+    assert "SECRETSESSION" not in loot.read_text()
+    assert not target.is_symlink() and "SECRETSESSION" in target.read_text()
+
+
+@pytest.mark.parametrize("option", ["-c", "--summary", "--metrics"])
+def test_a_run_whose_file_was_swapped_says_so_and_keeps_the_old_one(
+    server: CountingServer, tmp_path: Path, option: str
+) -> None:
+    folder, loot = shared_folder(tmp_path), tmp_path / "loot"
+    target = folder / "file"
+    target.write_text("# Netscape HTTP Cookie File\n" if option == "-c" else "old\n")
+    loot.write_text("")
+    old = target.read_text()
+    with swapped_at_creation(folder, loot) as swapped:
+        result = invoke(["-q", option, str(target), server.url("/a")])
+    assert swapped, "no temporary was created"
+    assert result.exit_code == 1, result.output
+    assert f"cannot write {option} file" in result.output and "replaced" in result.output
+    assert loot.read_text() == "" and not target.is_symlink() and target.read_text() == old
+
+
+# -- 3. --results: no link nor another user's file planted in a folder others can write in ----
+
+
+def test_results_through_a_link_in_a_folder_others_can_write_in_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """The link may be anyone's: it truncated whatever file it led to (s24 h4 3)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my precious\n")
+    results = shared_folder(tmp_path) / "results.jsonl"
+    results.symlink_to(notes)
+    result = invoke(["-q", "--results", str(results), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "link" in result.output
+    assert notes.read_text() == "my precious\n" and server.requests == 0
+
+
+def test_results_through_the_user_s_own_link_in_their_folder_is_followed(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """As the shell's `>` does: the documented behaviour, kept."""
+    target = shared_folder(tmp_path, 0o700) / "target.txt"
+    link = tmp_path / "results.txt"
+    link.symlink_to(target)
+    result = invoke(["-q", "--results", str(link), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and server.url("/a") in target.read_text()
+
+
+@AS_ROOT
+def test_results_into_a_file_of_another_user_s_in_a_shared_folder_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """The records (bodies too, with --include-body) went into a file its owner reads."""
+    results = shared_folder(tmp_path) / "results.jsonl"
+    results.write_text("theirs\n")
+    os.chown(results, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", "--results", str(results), server.url("/a?token=abc")])
+    assert result.exit_code == 2, result.output
+    assert f"uid {ANOTHER_USER}" in result.output
+    assert results.read_text() == "theirs\n" and server.requests == 0
+
+
+# -- 4. --summary, --metrics: another user's file may only narrow the umask's mode ------------
+
+
+@pytest.fixture
+def umask_077() -> Iterator[None]:
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@AS_ROOT
+@pytest.mark.parametrize("option", ["--summary", "--metrics"])
+def test_a_planted_file_s_mode_does_not_widen_the_umask(
+    server: CountingServer, tmp_path: Path, option: str, umask_077: None
+) -> None:
+    target = shared_folder(tmp_path) / "file"
+    target.write_text("")
+    target.chmod(0o666)
+    os.chown(target, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", option, str(target), server.url("/a?api_key=SECRETKEY")])
+    assert result.exit_code == 0, result.output
+    found = target.stat()
+    assert found.st_uid == os.geteuid() and stat.S_IMODE(found.st_mode) == 0o600
+
+
+def test_the_user_s_own_file_keeps_its_mode(
+    server: CountingServer, tmp_path: Path, umask_077: None
+) -> None:
+    target = tmp_path / "sum.json"
+    target.write_text("")
+    target.chmod(0o644)
+    result = invoke(["-q", "--summary", str(target), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+# -- 5. -c: a jar of another user's is refused, as a state of theirs is ----------------------
+
+
+@AS_ROOT
+def test_a_cookie_jar_of_another_user_s_is_refused(server: CountingServer, tmp_path: Path) -> None:
+    """Its cookies were sent (session fixation: the user's uploads went to the planter's
+    account) and the file replaced, with no trace (s24 h4 5)."""
+    jar = shared_folder(tmp_path) / "jar.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n" + JAR_LINE.format(value="ATTACKERSESSION"))
+    os.chown(jar, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", "-c", str(jar), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "another user" in result.output and f"uid {ANOTHER_USER}" in result.output
+    assert server.requests == 0 and jar.stat().st_uid == ANOTHER_USER
