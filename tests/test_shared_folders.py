@@ -7,7 +7,9 @@ must belong to another user, by chown (root only: those tests skip otherwise).""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 import sys
 from collections.abc import Iterator
@@ -25,11 +27,37 @@ JAR_LINE = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsession\t{value}\n"
 
 
 def shared_folder(tmp_path: Path, mode: int = 0o777) -> Path:
-    """A folder of this user's that others may write in (chmod ignores the umask)."""
+    """A folder of this user's that others may write in (chmod ignores the umask). Writable by
+    its group, it is given a group that is not this user's own private one (whose other members
+    could write in it), as root can; a user who cannot skips the test."""
     folder = tmp_path / "shared"
     folder.mkdir()
+    if mode & 0o020:
+        others = [gid for gid in os.getgroups() if gid != os.getegid()]
+        gid = 65534 if os.geteuid() == 0 else (others[0] if others else None)
+        if gid is None:
+            pytest.skip("no group but this user's own to give the folder")
+        os.chown(folder, -1, gid)
     folder.chmod(mode)
     return folder
+
+
+def test_a_state_in_a_folder_only_its_user_s_private_group_may_write_in_is_taken(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """umask 002 with a group of one's own (Debian's and Ubuntu's USERGROUPS_ENAB) makes every
+    new folder 0775: its group is the user alone, as Debian's ssh accepts it; refusing it
+    refused the state in any folder such a user made."""
+    group = grp.getgrgid(os.getegid())
+    if group.gr_mem and group.gr_mem != [pwd.getpwuid(os.geteuid()).pw_name]:
+        pytest.skip(f"this user's group {group.gr_name} has other members")
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    os.chown(folder, -1, os.getegid())
+    folder.chmod(0o775)
+    result = invoke(["-q", "--state", str(folder / "s.db"), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert server.requests == 1
 
 
 # -- 1. --state in a folder others can write in: refused at the start (ssh's StrictModes) ----
