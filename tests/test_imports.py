@@ -7,6 +7,7 @@ import sys
 from tests.conftest import ROOT
 
 CORE = [
+    "fetcher.owners",
     "fetcher.output.atomic",
     "fetcher.output.bodies",
     "fetcher.output.collector",

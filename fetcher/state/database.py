@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import grp
 import os
-import pwd
 import sqlite3
 import stat
+
+from fetcher.owners import private_group
 
 # The schema, version by version: MIGRATIONS[n] takes a database from user_version n to n + 1.
 # Never edit a step once released; add one. docs/state.md documents the latest.
@@ -173,25 +173,10 @@ def _others_write(info: os.stat_result) -> str | None:
     if info.st_mode & stat.S_ISVTX:
         return None
     if info.st_mode & stat.S_IWOTH or (
-        info.st_mode & stat.S_IWGRP and not _private_group(info.st_gid)
+        info.st_mode & stat.S_IWGRP and not private_group(info.st_gid)
     ):
         return "which another user can write in (group or others may write, no sticky bit)"
     return None
-
-
-def _private_group(gid: int) -> bool:
-    """Whether gid is this user's own group with no other member: umask 002 with a group of
-    one's own (Debian's and Ubuntu's USERGROUPS_ENAB) makes every new folder 0775, and Debian's
-    ssh takes such a folder as the user's alone; refusing it refused a state in any folder
-    such a user made."""
-    if gid != os.getegid():
-        return False
-    try:
-        members = grp.getgrgid(gid).gr_mem
-        user = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        return False
-    return all(member == user for member in members)
 
 
 def check_plain(fd: int, path: str) -> None:
