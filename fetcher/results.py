@@ -34,6 +34,7 @@ class Partial:
     validator: str  # for If-Range: the response's ETag, or else its Last-Modified
     size: int  # bytes kept
     total: int | None = None  # the length of the resource it began as, when known
+    url: str | None = None  # the URL its body came from, redirects followed; None: not known
 
 
 @dataclass(slots=True)

@@ -969,6 +969,8 @@ def test_a_head_does_not_make_a_body_fresh_for_a_get_without_o(
 def as_schema_2(state: Path) -> None:
     """state as a fetcher of schema 2 left it: no saved_mark (nor what came after)."""
     with sqlite3.connect(state) as db:
+        db.execute("ALTER TABLE urls DROP COLUMN partial_url")
+        db.execute("ALTER TABLE urls DROP COLUMN final_url")
         db.execute("ALTER TABLE urls DROP COLUMN partial_total")
         db.execute("DROP INDEX urls_unmarked")
         db.execute("ALTER TABLE urls DROP COLUMN saved_mark")

@@ -134,8 +134,8 @@ class Fetcher:
             # Range the rest of the file's replaced: its own is sent, the file left to another.
             resumes = method_of(job, self.settings) == "GET" and not asks_a_part(job, self.settings)
             if resumes and self.resumer.claim(prior.partial):  # else another task continues it
-                task.partial = Partial(prior.partial, prior.partial_from,
-                                       prior.partial_bytes or 0, prior.partial_total)  # fmt: skip
+                task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0,
+                                       prior.partial_total, prior.partial_url)  # fmt: skip
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None
@@ -286,9 +286,14 @@ class Exchange:
         kept, asked = self.resumer.reopen(task) if self.resumer else (None, {})
         try:
             if kept is not None:
-                ranged = replace(request, headers={**(request.headers or {}), **asked})
+                assert self.resumer is not None and task.partial is not None
+                ranged = replace(
+                    request,
+                    headers={**(request.headers or {}), **asked},
+                    conditions=RANGE_CONDITIONS,
+                    validated_url=task.partial.url,
+                )
                 with session.fetch(ranged, timeout) as response:
-                    assert self.resumer is not None and task.partial is not None
                     if not self.resumer.restarts(response, kept, task.partial):
                         return self._read(response, result, request, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
@@ -341,6 +346,10 @@ class Exchange:
         return retry_after
 
 
+# --continue's headers that ask for the rest of the partial's body: sent to its URL only.
+RANGE_CONDITIONS = frozenset({"Range", "If-Range"})
+
+
 def _owner(task: Task, settings: Settings) -> Owner:
     """Whose task's file is, under -o: its request's --state key, and the path its row names."""
     prior = task.job.prior
@@ -359,7 +368,12 @@ def _note_answer(
     if settings.state is not None:
         result.etag = response.headers.get("ETag")
         result.last_modified = response.headers.get("Last-Modified")
-        result.not_modified = response.status_code == 304 and request.conditional
+        # Only a 304 to the state's conditions, which its hop was sent (Conditions).
+        result.not_modified = (
+            response.status_code == 304
+            and request.conditional
+            and any(name in response.request.headers for name in request.conditions)
+        )
     if response.status_code == 206 and "Range" not in response.request.headers:
         # Saved, a part would pass for the whole (a range asked for with -H is the user's).
         message = "206 Partial Content to a request for the whole body"

@@ -3,9 +3,12 @@ as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
-https (SPEC 2.2)."""
+https (SPEC 2.2). fetcher's own conditions go to the URL whose body they are of only."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from requests import PreparedRequest, Response
 
@@ -48,3 +51,35 @@ def without_cookie_off_tls(prepared: PreparedRequest, chain_was_on_tls: bool) ->
     A separate http URL of the run is no hop of a chain: it gets the jar's, as RFC 6265 says."""
     if chain_was_on_tls and (prepared.url or "").lower().startswith("http:"):
         prepared.headers.pop("Cookie", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """fetcher's own conditions of a request (EffectiveRequest.conditions: --state's
+    If-None-Match and If-Modified-Since, --continue's Range and If-Range) and the URL whose body
+    they are of. Validators belong to the resource that sent them (RFC 9110 8.8): requests sent
+    them on to every hop, and a permalink moved to an older file had it answer 304 to the newer
+    one's date, the newer file kept for good as unchanged (s24 h5 1). A hop to another URL
+    asks for its whole body; the one to this URL, whichever it is, gets them back."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None
+
+    @classmethod
+    def of(cls, prepared: PreparedRequest, names: frozenset[str], url: str | None) -> Conditions:
+        """The conditions named in prepared, the request's first hop, for url (None: its own)."""
+        found = {name: prepared.headers[name] for name in names if name in prepared.headers}
+        return cls(found, url or prepared.url) if found else NO_CONDITIONS
+
+    def place(self, prepared: PreparedRequest) -> None:
+        """Put them on prepared, a hop, when it goes to their URL; else take them off."""
+        if not self.headers:
+            return
+        if prepared.url == self.url:
+            prepared.headers.update(self.headers)
+            return
+        for name in self.headers:
+            prepared.headers.pop(name, None)
+
+
+NO_CONDITIONS = Conditions()

@@ -38,6 +38,11 @@ class EffectiveRequest:
     follow_redirects: bool = True
     conditional: bool = False  # carries the validators of a body saved before (--state)
     removed: frozenset[str] = frozenset()  # CREDENTIAL_HEADERS removed: none of them is sent
+    # The headers of fetcher's own that ask about one resource's body (--state's validators,
+    # --continue's Range and If-Range), and the URL it came from (None: this request's own):
+    # they go to that URL only, whichever hop of the redirects it is (see Conditions).
+    conditions: frozenset[str] = frozenset()
+    validated_url: str | None = None
 
 
 # The headers sent of fetcher's own from credentials: Authorization (-u, .netrc, a URL's
@@ -102,6 +107,8 @@ def effective_request(
         follow_redirects=settings.follow_redirects,
         conditional=bool(validators),
         removed=removed_credentials(settings.headers, job.headers),
+        conditions=frozenset(validators),
+        validated_url=prior.final_url if validators and prior is not None else None,
     )
 
 

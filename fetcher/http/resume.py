@@ -198,8 +198,8 @@ class Resumer:
     ) -> BodyOutput | None:
         """Where this response's body goes: on into the kept file for a 206 that continues it
         (with -R, the time this response gives); else a new file (resumable when the response
-        allows, and not named by -J: a partial file is found again by the URL's name), the kept
-        one removed. remote: what -J and -R take from the response."""
+        allows, not named by -J: a partial is found again by the URL's name, and its Partial
+        names the response's URL), the kept one removed. remote: what -J and -R take from it."""
         status = response.status_code
         if kept is not None and task.partial is not None:
             if status == 206:  # one that continues the file (see restarts)
@@ -219,11 +219,11 @@ class Resumer:
         validator = validator_of(response) if ok and 200 <= status < 300 and get else None
         if remote is not None and remote.name is not None and task.job.output is None:
             validator = None  # named by -J: its folder may not be the URL's, where reopen looks
-        output = self.bodies.open(task.job.target, status, ok, task.job.output, head,
+        output, url = self.bodies.open(task.job.target, status, ok, task.job.output, head,
                                   resumable=validator is not None, remote=remote,
-                                  owner=task.owner)  # fmt: skip
+                                  owner=task.owner), response.url  # fmt: skip
         if validator is not None and output is not None and output.saved is not None:
-            task.partial = Partial(output.saved.path, validator, 0, whole_length(response))
+            task.partial = Partial(output.saved.path, validator, 0, whole_length(response), url)
             if self.on_partial is not None:
                 self.on_partial(task.job, task.partial)
         return output

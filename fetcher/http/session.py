@@ -55,7 +55,13 @@ from fetcher.http.deadline import (
 from fetcher.http.environment import Environment
 from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
-from fetcher.http.redirects import redirect_method, restore_body, without_cookie_off_tls
+from fetcher.http.redirects import (
+    NO_CONDITIONS,
+    Conditions,
+    redirect_method,
+    restore_body,
+    without_cookie_off_tls,
+)
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
@@ -389,33 +395,32 @@ class FetcherSession(requests.Session):
     def __init__(self, environment: Environment, proxy: str | None = None) -> None:
         super().__init__()
         self.trust_env = False
-        self.environment = environment
-        self.proxy = proxy  # -x, for the redirects' proxies
+        self.environment, self.proxy = environment, proxy  # -x, for the redirects' proxies
         self._following = True  # whether the request being sent follows redirects
-        # The requests fetch() sent (1 and its redirects), the URL of the last and whether one
-        # went over https: where the redirects of a request that failed on the way led
-        # (requests' exceptions say nothing), and whether its http hops may send a Cookie.
+        # The requests fetch() sent (1 and redirects), the last's URL, whether one went over https:
+        # where a failed request's redirects led (requests says not), may its http hops send Cookie
         self.sent, self.on_tls = 0, False
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
         self._proxy_authorization: str | None = None  # -H's or the line's, for every hop
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
+        self.conditions = NO_CONDITIONS  # the request's own: to their URL's hop only (fetch)
 
     def fetch(self, request: EffectiveRequest, timeout: Timeout | tuple[float, float]) -> Response:
         """Send request (``stream=True``) and follow its redirects as ``Session.request`` would,
         without its per-request merging: what requests would merge is the same for every
-        request of a session, so it is merged once.
+        request of a session, so it is merged once. Its conditions go to their URL only.
 
         Each step is requests' own (PreparedRequest.prepare_*, Session.send with its redirect,
         credential-stripping and cookie code); what is skipped is only what would come to the
         same thing every time: re-validating the session's headers, copying an empty cookie jar
         twice, merging empty hooks, params and proxies through ``merge_setting`` (whose
         runtime-checked Protocols made it a tenth of a request's CPU), and the environment,
-        which this session never reads (``trust_env`` is off; fetcher.http.environment read it).
-        The session's headers, hooks and proxies must not change after the first fetch.
-        """
+        never read (``trust_env`` is off; fetcher.http.environment read it). The session's
+        headers, hooks and proxies must not change after the first fetch."""
         self.sent, self.on_tls, self._removed = 0, False, request.removed  # first: no trail yet
         prepared = self._prepare(request)
+        self.conditions = Conditions.of(prepared, request.conditions, request.validated_url)
         self._proxy_authorization = prepared.headers.get("Proxy-Authorization")
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
@@ -435,6 +440,7 @@ class FetcherSession(requests.Session):
         if self.sent and self.hold is not None:
             wait_for_host(self.hold, request.url or "")
         for_the_proxy_only(request, kwargs.get("proxies"), self._proxy_authorization)
+        self.conditions.place(request)
         self.sent, self.sent_url = self.sent + 1, request.url
         self.on_tls = self.on_tls or (request.url or "").lower().startswith("https:")
         return _send(self, request, **kwargs)

@@ -51,6 +51,12 @@ MIGRATIONS = (
     # 5: the length of the resource the partial file began as (its 200's Content-Length, or a
     # 206's total): a 206 of the same ETag saying another length is no rest of it
     "ALTER TABLE urls ADD COLUMN partial_total INTEGER",
+    # 6: the URL the saved body came from, after its redirects (its answer's): its validators
+    # are that resource's (RFC 9110 8.8), and go to that URL only; NULL in a row from before,
+    # whose validators go only to a URL that answers without a redirect
+    "ALTER TABLE urls ADD COLUMN final_url TEXT",
+    # 7: the URL the partial file's body came from, which alone is asked for the rest of it
+    "ALTER TABLE urls ADD COLUMN partial_url TEXT",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state

@@ -23,6 +23,8 @@ class Prior:
     partial_bytes: int | None = None  # its size when cut short; None: not known (killed)
     partial_changed: int | None = None  # its st_ctime_ns then, when known
     partial_total: int | None = None  # the resource's length when it began, when known
+    final_url: str | None = None  # the URL the body came from (its validators'); None: unknown
+    partial_url: str | None = None  # the URL the partial's body came from; None: unknown
 
     @property
     def has_validators(self) -> bool:

@@ -39,7 +39,7 @@ FORM_NAMES = {code: name for name, code in FORMS.items()}
 # A Prior's columns, in its fields' order, the hash as lowercase hex: for one URL and for many.
 _PRIOR = (
     "ok, fetched_at, etag, last_modified, lower(hex(sha256)), path, saved_mark, partial, "
-    "partial_from, partial_bytes, partial_changed, partial_total"
+    "partial_from, partial_bytes, partial_changed, partial_total, final_url, partial_url"
 )
 # A row whose columns are of the types fetcher writes. One edited by hand into another (a BLOB
 # path, a fetched_at of text) stopped the run before any request, as JSON cannot hold a BLOB
@@ -49,7 +49,8 @@ _READABLE = " AND ".join(
     ["typeof(ok) = 'integer'", "typeof(fetched_at) = 'integer'",
      "(sha256 IS NULL OR (typeof(sha256) = 'blob' AND length(sha256) = 32))"]
     + [f"typeof({name}) IN ('text', 'null')"
-       for name in ("etag", "last_modified", "path", "partial", "partial_from")]
+       for name in ("etag", "last_modified", "path", "partial", "partial_from", "final_url",
+                    "partial_url")]
     + [f"typeof({name}) IN ('integer', 'null')"
        for name in ("saved_mark", "partial_bytes", "partial_changed", "partial_total")]
 )  # fmt: skip
@@ -63,12 +64,13 @@ _FAILED = (
 )
 FAILED_PAGE = 100  # rows read in one statement: their lines may be 128 KiB each
 _COLUMNS = (
-    "url, ok, status, error_kind, etag, last_modified, sha256, path, saved_mark, fetched_at, "
-    "form, line, header, partial, partial_from, partial_bytes, partial_changed, partial_total"
+    "url, ok, status, error_kind, etag, last_modified, sha256, path, saved_mark, final_url, "
+    "fetched_at, form, line, header, partial, partial_from, partial_bytes, partial_changed, "
+    "partial_total, partial_url"
 )
 _UPSERT = Statement(
     f"INSERT INTO urls ({_COLUMNS})",
-    18,
+    20,
     """
 ON CONFLICT (url) DO UPDATE SET
     ok = excluded.ok, status = excluded.status, error_kind = excluded.error_kind,
@@ -77,6 +79,7 @@ ON CONFLICT (url) DO UPDATE SET
     sha256 = iif(excluded.ok, excluded.sha256, sha256),
     path = iif(excluded.ok, excluded.path, path),
     saved_mark = iif(excluded.ok, excluded.saved_mark, saved_mark),
+    final_url = iif(excluded.ok, excluded.final_url, final_url),
     fetched_at = excluded.fetched_at, form = excluded.form, line = excluded.line,
     header = excluded.header,
     partial = iif(excluded.ok AND excluded.partial IS NULL, NULL,
@@ -88,7 +91,9 @@ ON CONFLICT (url) DO UPDATE SET
     partial_changed = iif(excluded.ok AND excluded.partial IS NULL, NULL,
         iif(excluded.partial IS NULL, partial_changed, excluded.partial_changed)),
     partial_total = iif(excluded.ok AND excluded.partial IS NULL, NULL,
-        iif(excluded.partial IS NULL, partial_total, excluded.partial_total))
+        iif(excluded.partial IS NULL, partial_total, excluded.partial_total)),
+    partial_url = iif(excluded.ok AND excluded.partial IS NULL, NULL,
+        iif(excluded.partial IS NULL, partial_url, excluded.partial_url))
 """,
 )
 # A body saved under a name a row from before schema 3 names (no mark to tell its file by):
@@ -121,12 +126,13 @@ WHERE url IN (SELECT url FROM saved)
 # A download under --continue has begun: where its partial file is, before it can be cut off.
 _PARTIAL = Statement(
     "INSERT INTO urls (url, ok, fetched_at, form, line, header, partial, partial_from, "
-    "partial_total)",
-    9,
+    "partial_total, partial_url)",
+    10,
     """
 ON CONFLICT (url) DO UPDATE SET
     partial = excluded.partial, partial_from = excluded.partial_from, partial_bytes = NULL,
-    partial_changed = NULL, partial_total = excluded.partial_total
+    partial_changed = NULL, partial_total = excluded.partial_total,
+    partial_url = excluded.partial_url
 """,
     of_record=False,  # written at the next commit, whether or not a pipe's reader is slow
 )
@@ -238,7 +244,8 @@ class State:
         """--continue: a download of job is being written to partial's file, resumable with
         its validator."""
         row = (job.key or job.target, 0, int(time.time()), *_line_of(job),
-               _stored(partial.path), partial.validator, partial.total)  # fmt: skip
+               _stored(partial.path), partial.validator, partial.total,
+               partial.url)  # fmt: skip
         self._pending.add(_PARTIAL, row)
 
     def commit(self, upto: int | None = None) -> None:
@@ -432,8 +439,11 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     # The record names the file this run kept (none without -o); the state, the file it knows.
     # The 304's mark is the kept file's: a row from before schema 3 gets one.
     mark = prior.saved_mark if result.saved_mark is None else result.saved_mark
+    # Its URL is the one the validators were sent to (FetcherSession.conditions): the row's,
+    # or the request's own for a row from before schema 6, which now has it.
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
-                   path=result.path or prior.path, saved_mark=mark)  # fmt: skip
+                   path=result.path or prior.path, saved_mark=mark,
+                   final_url=result.final_url or prior.final_url)  # fmt: skip
 
 
 def _silent(result: Result, prior: Prior, bodiless: bool) -> bool:
@@ -463,19 +473,19 @@ def _renews(result: Result, prior: Prior) -> bool:
 
 
 def _body_columns(result: Result, known: Result | Prior | None) -> tuple[Any, ...]:
-    """etag, last_modified, sha256, path and saved_mark: of the body the row's validators are
-    for, which is known's. For an ok answer without a body of its own (a HEAD, a 304 to a
-    request that had no conditions) that is the body known before, if any: its validators must
-    not become those of a body never read (a later run would be told 304 and keep a stale
-    file)."""
+    """etag, last_modified, sha256, path, saved_mark and final_url: of the body the row's
+    validators are for, which is known's. For an ok answer without a body of its own (a HEAD,
+    a 304 to a request that had no conditions) that is the body known before, if any: its
+    validators must not become those of a body never read (a later run would be told 304 and
+    keep a stale file)."""
     if not result.ok or known is None:
-        return None, None, None, None, None  # a failure's are ignored by the upsert
+        return None, None, None, None, None, None  # a failure's are ignored by the upsert
     sha256 = bytes.fromhex(known.sha256) if known.sha256 else None
     path = _stored(_absolute(known.path))
-    return known.etag, known.last_modified, sha256, path, known.saved_mark
+    return known.etag, known.last_modified, sha256, path, known.saved_mark, known.final_url
 
 
-PartialColumns = tuple[str | None, str | None, int | None, int | None, int | None]
+PartialColumns = tuple[str | None, str | None, int | None, int | None, int | None, str | None]
 
 
 def _partial_kept(result: Result, prior: Prior | None, bodiless: bool) -> PartialColumns:
@@ -484,7 +494,7 @@ def _partial_kept(result: Result, prior: Prior | None, bodiless: bool) -> Partia
     would forget it)."""
     if result.ok and bodiless and prior is not None and prior.partial and not result.partial:
         return (_stored(prior.partial), prior.partial_from, prior.partial_bytes,
-                prior.partial_changed, prior.partial_total)  # fmt: skip
+                prior.partial_changed, prior.partial_total, prior.partial_url)  # fmt: skip
     return _partial_columns(result)
 
 
@@ -506,8 +516,8 @@ def _real_folder(folder: str) -> str:
 
 
 def _partial_columns(result: Result) -> PartialColumns:
-    """partial, partial_from, partial_bytes, partial_changed and partial_total: how far a
-    download cut short
+    """partial, partial_from, partial_bytes, partial_changed, partial_total and partial_url: how
+    far a download cut short
     got, as the worker that wrote it saw the file (its own inode under its name) once it was
     closed, and the file's ctime, if the name still holds that inode at that size. NULL when
     not known: one abandoned in flight may still be growing (its size, from an earlier
@@ -515,16 +525,17 @@ def _partial_columns(result: Result) -> PartialColumns:
     it is still fetcher's file (fetcher.output.bodies.Bodies.reopen)."""
     partial = result.partial
     if partial is None:
-        return None, None, None, None, None
-    stored, total = _stored(partial.path), partial.total
+        return None, None, None, None, None, None
+    stored, total, url = _stored(partial.path), partial.total, partial.url
     if result.abandoned or not partial.size:
-        return stored, partial.validator, None, None, total
+        return stored, partial.validator, None, None, total, url
     try:
         info = os.stat(partial.path, follow_symlinks=False)
     except OSError:
-        return stored, partial.validator, partial.size, None, total
+        return stored, partial.validator, partial.size, None, total, url
     same = (info.st_ino, info.st_size) == (partial_inode(partial.path), partial.size)
-    return stored, partial.validator, partial.size, info.st_ctime_ns if same else None, total
+    changed = info.st_ctime_ns if same else None
+    return stored, partial.validator, partial.size, changed, total, url
 
 
 def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | None]:

@@ -1,0 +1,168 @@
+"""--state across redirects: the validators of a saved body are those of the URL it came from
+(its final URL, RFC 9110 8.8), and go to that URL only. requests sent them on to every hop, so
+a permalink moved to an older file was told 304 by it, and kept the newer file for good, saying
+changed false (s24 h5 1). --continue's Range goes only to the URL its partial came from too."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.conftest import invoke
+from tests.resources import Origin, Resource, origin_server, resource
+from tests.servers import records
+
+CONDITIONS = {"if-none-match", "if-modified-since", "if-range", "range"}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[HTTPServer, Origin]]:
+    with origin_server() as running:
+        yield running
+
+
+@pytest.fixture
+def permalink(httpserver: HTTPServer) -> dict[str, Any]:
+    """/latest on httpserver: a 302 to where["to"], or, when that is None, a body of its own
+    (where["body"], dated where["date"]); the headers of each request to it in where["seen"]."""
+    where: dict[str, Any] = {"to": None, "seen": []}
+
+    def answer(request: Request) -> Response:
+        where["seen"].append({name.lower() for name in request.headers.keys()})
+        if where["to"] is None:
+            return Response(where["body"], headers={"Last-Modified": where["date"]})
+        return Response(status=302, headers={"Location": where["to"]})
+
+    httpserver.expect_request("/latest").respond_with_handler(answer)
+    where["url"] = httpserver.url_for("/latest")
+    return where
+
+
+def fetch(tmp_path: Path, *args: str) -> dict[str, Any]:
+    state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "-o", out, *args])
+    [record] = records(result.stdout)
+    return record
+
+
+def versions(served: tuple[HTTPServer, Origin]) -> tuple[Resource, Resource]:
+    """/v1.txt and the newer /v2.txt, dated only (as python -m http.server serves them)."""
+    _, origin = served
+    one = origin.resources["/v1.txt"] = resource(b"version one\n", 1, etag=False)
+    two = origin.resources["/v2.txt"] = resource(b"version two!\n", 2, etag=False)
+    return one, two
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["get", "head"])
+def test_a_permalink_moved_to_an_older_file_is_fetched_and_changed(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, head: bool
+) -> None:
+    server, origin = served
+    one, two = versions(served)
+    permalink["to"] = server.url_for("/v2.txt")
+    first = fetch(tmp_path, permalink["url"])
+    assert first["sha256"] == two.sha256, first
+    permalink["to"] = server.url_for("/v1.txt")  # the permalink now means v1
+    moved = fetch(tmp_path, *(["-I"] if head else []), permalink["url"])
+    assert not CONDITIONS & set(origin.requests_for("/v1.txt")[0])
+    assert moved["status"] == 200 and moved["not_modified"] is False, moved
+    assert moved["changed"] is True, moved
+    if not head:
+        assert moved["sha256"] == one.sha256
+        assert Path(moved["path"]).read_bytes() == b"version one\n"
+
+
+def test_the_validators_go_to_the_final_url_only(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+) -> None:
+    """Through the same redirect, the final URL is asked with its own validators (a 304 keeps
+    the file); the permalink, another resource, is asked with none."""
+    server, origin = served
+    _, two = versions(served)
+    permalink["to"] = server.url_for("/v2.txt")
+    first = fetch(tmp_path, permalink["url"])
+    again = fetch(tmp_path, permalink["url"])
+    assert "if-modified-since" in origin.requests_for("/v2.txt")[1]
+    assert not CONDITIONS & permalink["seen"][1]
+    assert again["status"] == 304 and again["not_modified"] is True, again
+    assert again["changed"] is False and again["sha256"] == two.sha256 == first["sha256"]
+    assert again["path"] == first["path"]
+
+
+def test_a_url_that_served_its_body_then_redirects_is_fetched_whole(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+) -> None:
+    server, origin = served
+    one, two = versions(served)
+    permalink.update(body=b"version two!\n", date=two.last_modified)
+    first = fetch(tmp_path, permalink["url"])
+    assert first["sha256"] == two.sha256, first
+    permalink["to"] = server.url_for("/v1.txt")
+    moved = fetch(tmp_path, permalink["url"])
+    assert not CONDITIONS & set(origin.requests_for("/v1.txt")[0])
+    assert moved["status"] == 200 and moved["changed"] is True, moved
+    assert Path(moved["path"]).read_bytes() == b"version one\n"
+
+
+def test_a_row_without_its_final_url_sends_no_validators_through_a_redirect(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+) -> None:
+    """A row written before the final URL was kept does not say whose validators it holds:
+    they go only to a URL that answers without a redirect."""
+    server, origin = served
+    one, _ = versions(served)
+    permalink["to"] = server.url_for("/v1.txt")
+    fetch(tmp_path, permalink["url"])
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE urls SET final_url = NULL")
+    db.close()
+    again = fetch(tmp_path, permalink["url"])
+    assert not CONDITIONS & set(origin.requests_for("/v1.txt")[1])
+    assert again["status"] == 200 and again["changed"] is False, again
+    assert again["sha256"] == one.sha256
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        [(final,)] = db.execute("SELECT final_url FROM urls").fetchall()
+    db.close()
+    assert final == server.url_for("/v1.txt")
+
+
+SIZE, CUT = 300_000, 100_000
+
+
+def big(seed: int) -> bytes:
+    return (hashlib.sha256(str(seed).encode()).digest() * (SIZE // 32 + 1))[:SIZE]
+
+
+@pytest.mark.parametrize("moves", [False, True], ids=["same-target", "moved"])
+def test_a_partial_is_continued_only_at_the_url_it_came_from(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, moves: bool
+) -> None:
+    """A download through a redirect, cut short, is continued through it (the Range goes to
+    the URL the partial came from); a redirect moved to another file gets no Range, and that
+    file is saved whole."""
+    server, origin = served
+    first = origin.resources["/a.bin"] = resource(big(1), 1)
+    other = origin.resources["/b.bin"] = resource(big(2), 2)
+    first.cut_at = CUT
+    permalink["to"] = server.url_for("/a.bin")
+    cut = fetch(tmp_path, "--continue", "--retries", "0", permalink["url"])
+    assert cut["ok"] is False, cut
+    if moves:
+        permalink["to"] = server.url_for("/b.bin")
+    done = fetch(tmp_path, "--continue", permalink["url"])
+    assert done["ok"] is True, done
+    assert not CONDITIONS & permalink["seen"][1]
+    if moves:
+        assert not CONDITIONS & set(origin.requests_for("/b.bin")[0])
+        assert done["status"] == 200 and done["sha256"] == other.sha256
+    else:
+        assert origin.requests_for("/a.bin")[1]["range"] == f"bytes={CUT}-"
+        assert done["status"] == 206 and done["sha256"] == first.sha256
+    assert Path(done["path"]).read_bytes() == (big(2) if moves else big(1))
