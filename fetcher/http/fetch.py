@@ -28,6 +28,7 @@ from fetcher.http.request import (
     effective_request,
     method_of,
     state_key,
+    without_conditions,
 )
 from fetcher.http.resume import Resumer, range_length
 from fetcher.http.retry import (
@@ -298,11 +299,29 @@ class Exchange:
                         return self._read(response, result, request, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
                 task.partial = kept = None
-            with session.fetch(request, timeout) as response:
-                return self._read(response, result, request, task, None)
+            return self._whole(session, request, task, timeout, result)
         finally:
             if kept is not None:
                 kept.abort()  # not reached by a response: kept for the next attempt
+
+    def _whole(
+        self,
+        session: FetcherSession,
+        request: EffectiveRequest,
+        task: Task,
+        timeout: Timeout | tuple[float, float],
+        result: Result,
+    ) -> float | None:
+        """Send request for the whole body and read its answer. A 304 that names another
+        version than the one asked (names_another_version) is no answer about the stored body:
+        the body is asked for again at once, without conditions, as for a 206 that fails
+        If-Range (Resumer.restarts). Kept, it kept the old file for good (s24 h5 2)."""
+        with session.fetch(request, timeout) as response:
+            if not names_another_version(response, request):
+                return self._read(response, result, request, task, None)
+        whole = without_conditions(request)
+        with session.fetch(whole, timeout) as response:
+            return self._read(response, result, whole, task, None)
 
     def _read(
         self,
@@ -344,6 +363,21 @@ class Exchange:
             # gets the state's hash (State.record).
             result.sha256 = None
         return retry_after
+
+
+def names_another_version(response: requests.Response, request: EffectiveRequest) -> bool:
+    """Whether response is a 304 to a GET's If-None-Match from the state that names another
+    strong ETag than the one asked: a backend that checked only If-Modified-Since, of a new
+    version with the old date, says so on every run (RFC 9110 13.2.2: If-None-Match decides).
+    A weak one, or the one asked weakened (a server that compresses), is not taken as
+    another."""
+    asked = response.request.headers.get("If-None-Match")
+    etag = response.headers.get("ETag")
+    if response.status_code != 304 or not request.conditional or request.method != "GET":
+        return False
+    if asked is None or etag is None or etag.strip().startswith("W/"):
+        return False
+    return etag.strip() != asked.strip().removeprefix("W/")
 
 
 # --continue's headers that ask for the rest of the partial's body: sent to its URL only.

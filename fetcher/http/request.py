@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar
 from urllib.parse import SplitResult, urlsplit
 
@@ -175,6 +175,15 @@ def conditional_headers(prior: Prior) -> dict[str, str]:
     if prior.last_modified is not None:
         headers["If-Modified-Since"] = prior.last_modified
     return headers
+
+
+def without_conditions(request: EffectiveRequest) -> EffectiveRequest:
+    """request asking for the whole body, without fetcher's own conditions: for an answer to
+    them that says nothing true of the stored body (fetch.names_another_version)."""
+    kept = request.conditions
+    headers = {name: value for name, value in (request.headers or {}).items() if name not in kept}
+    return replace(request, headers=headers or None, conditional=False,
+                   conditions=frozenset(), validated_url=None)  # fmt: skip
 
 
 def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:

@@ -213,9 +213,9 @@ class State:
         # Nothing says the state's body is current: an ok row stays its last body's, its age
         # too (s19 t2 D8, s22 r1 3). Asked before _known_body gives the record the row's tags.
         kept = result.ok and prior is not None and prior.ok and _silent(result, prior, bodiless)
-        known = _known_body(result, prior, bodiless)
-        if result.ok:
+        if result.ok:  # by the answer's own validators: _known_body gives a 304 the row's
             result.changed = _changed(result, prior, bodiless)
+        known = _known_body(result, prior, bodiless)
         if not kept:
             self._pending.add(_UPSERT, (key, result.ok, result.status,
                               None if result.error_kind is None else str(result.error_kind),
@@ -390,14 +390,24 @@ def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None
     """An ok result's ``changed`` (SPEC 3): a 304 is no change; a URL new to the state is one;
     a body is one when its hash is not the state's. A HEAD reads no body: what it says is
     whether its validators are the state's body's (a 200 to the state's conditions is the
-    server saying they are not), and None, not known, when no validator is in both (s21 h2 3).
+    server saying they are not), and None, not known, when no validator is in both (s21 h2 3);
+    a 304 to the state's conditions naming others too (a backend that checked only the date:
+    s24 h5 2; a GET's such 304 was followed by the whole body: fetch.names_another_version).
+    Called before _known_body gives a 304 the row's validators and hash.
     """
-    if result.status == 304:
-        return False
+    if result.status == 304:  # a HEAD's, to the state's conditions, has no hash: none was read
+        head = result.not_modified and result.sha256 is None
+        return head and prior is not None and _validators_differ(result, prior) is True
     if prior is None:
         return True
     if not bodiless:
         return prior.sha256 != result.sha256
+    return _validators_differ(result, prior)
+
+
+def _validators_differ(result: Result, prior: Prior) -> bool | None:
+    """Whether result's validators name another body than prior's: the ETag decides when both
+    have one, else the date; None when no validator is in both."""
     if result.etag is not None and prior.etag is not None:  # it decides, as If-None-Match does
         return _opaque(result.etag) != _opaque(prior.etag)
     if result.last_modified is not None and prior.last_modified is not None:
