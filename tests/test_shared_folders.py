@@ -7,9 +7,7 @@ must belong to another user, by chown (root only: those tests skip otherwise).""
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
 import stat
 import sys
 from collections.abc import Iterator
@@ -42,22 +40,41 @@ def shared_folder(tmp_path: Path, mode: int = 0o777) -> Path:
     return folder
 
 
-def test_a_state_in_a_folder_only_its_user_s_private_group_may_write_in_is_taken(
+def test_a_state_in_a_folder_its_user_s_own_group_may_write_in_is_refused_with_advice(
     server: CountingServer, tmp_path: Path
 ) -> None:
-    """umask 002 with a group of one's own (Debian's and Ubuntu's USERGROUPS_ENAB) makes every
-    new folder 0775: its group is the user alone, as Debian's ssh accepts it; refusing it
-    refused the state in any folder such a user made."""
-    group = grp.getgrgid(os.getegid())
-    if group.gr_mem and group.gr_mem != [pwd.getpwuid(os.geteuid()).pw_name]:
-        pytest.skip(f"this user's group {group.gr_name} has other members")
+    """umask 002 with a group of one's own makes folders 0775. Taking them as the user's alone
+    let in another user whose primary group it is, and an ACL, whose mask the group bits show
+    (s24 r10 1, 2): refused, and the message says what to do."""
     folder = tmp_path / "mine"
     folder.mkdir()
     os.chown(folder, -1, os.getegid())
     folder.chmod(0o775)
     result = invoke(["-q", "--state", str(folder / "s.db"), server.url("/a")])
-    assert result.exit_code == 0, result.output
-    assert server.requests == 1
+    assert result.exit_code == 2, result.output
+    assert "chmod go-w" in result.output, result.output
+    assert server.requests == 0
+
+
+def test_a_state_reached_through_another_user_s_link_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """Their link in a sticky folder is still theirs to point elsewhere during the run: the
+    folder check looked through it (s24 r10 3)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a link to another user")
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    link = sticky / "proj"
+    link.symlink_to(mine)
+    os.lchown(link, 65534, 65534)
+    result = invoke(["-q", "--state", str(link / "s.db"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "symbolic link of another user's" in result.output, result.output
+    assert server.requests == 0
 
 
 # -- 1. --state in a folder others can write in: refused at the start (ssh's StrictModes) ----
@@ -171,7 +188,9 @@ def test_a_swapped_cookie_jar_temporary_is_refused(tmp_path: Path) -> None:
 def test_a_run_whose_file_was_swapped_says_so_and_keeps_the_old_one(
     server: CountingServer, tmp_path: Path, option: str
 ) -> None:
-    folder, loot = shared_folder(tmp_path), tmp_path / "loot"
+    # A jar is refused in a folder others may rename in (s24 r10 5): a sticky one for it.
+    folder = shared_folder(tmp_path, 0o1777 if option == "-c" else 0o777)
+    loot = tmp_path / "loot"
     target = folder / "file"
     target.write_text("# Netscape HTTP Cookie File\n" if option == "-c" else "old\n")
     loot.write_text("")
@@ -279,3 +298,56 @@ def test_a_cookie_jar_of_another_user_s_is_refused(server: CountingServer, tmp_p
     assert result.exit_code == 2, result.output
     assert "another user" in result.output and f"uid {ANOTHER_USER}" in result.output
     assert server.requests == 0 and jar.stat().st_uid == ANOTHER_USER
+
+
+def test_the_state_s_wal_and_shm_are_made_ours_before_sqlite_opens_them(tmp_path: Path) -> None:
+    """SQLite makes -wal and -shm by name without O_EXCL: in a sticky folder another user could
+    make them first, world-writable, and receive the state's pages (s24 r10 4). They are made
+    exclusively, 0600, before SQLite opens them; one made meanwhile by another is refused."""
+    from fetcher.state import database
+
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    state = str(sticky / "s.db")
+    fd, connection = database.open_locked(state)
+    try:
+        for suffix in ("-wal", "-shm"):
+            info = os.lstat(state + suffix)
+            assert info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
+    finally:
+        connection.close()
+        os.close(fd)
+    if os.geteuid() != 0:
+        return  # only root can make a file another user's
+    other = str(sticky / "t.db")
+    fd = database.lock(other)
+    try:
+        planted = os.open(other + "-wal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        os.fchown(planted, 65534, 65534)
+        os.close(planted)
+        with pytest.raises(database.StateError, match="another user"):
+            database.claim_companions(fd, other)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("where", ["shared-folder", "group-writable-jar"])
+def test_a_jar_others_could_write_or_rename_into_place_is_refused(
+    server: CountingServer, tmp_path: Path, where: str
+) -> None:
+    """The owner check alone let in a file of the user's own that another user wrote or renamed
+    into the jar's name (a body saved with umask 002 in a shared folder), its session cookie
+    sent (s24 r10 5)."""
+    if where == "shared-folder":
+        jar = shared_folder(tmp_path) / "jar.txt"
+        jar.write_text("# Netscape HTTP Cookie File\\n")
+        jar.chmod(0o600)
+    else:
+        jar = tmp_path / "jar.txt"
+        jar.write_text("# Netscape HTTP Cookie File\\n")
+        jar.chmod(0o664)
+    result = invoke(["-q", "-c", str(jar), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "cannot use cookie jar" in result.output and "chmod go-w" in result.output
+    assert server.requests == 0

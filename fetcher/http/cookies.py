@@ -53,6 +53,7 @@ from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
 from fetcher.output.atomic import write_atomically
+from fetcher.owners import another_user_may_swap
 from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 log = logging.getLogger("fetcher")
@@ -614,14 +615,24 @@ def _check_jar(found: os.stat_result, path: str) -> None:
     written back, or a regular file of another user's, as a --state of theirs is refused (root
     no exception either): planted where they may write, its cookies were sent, a session of
     theirs that took the user's uploads into their account, and the file then replaced with no
-    trace (s24 h4 5). /dev/null, a device, holds no cookies: used as ever."""
+    trace (s24 h4 5); so is one they could write or rename into place (fetcher.owners).
+    /dev/null, a device, holds no cookies: used as ever."""
     if stat.S_ISFIFO(found.st_mode):
         raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
-    if stat.S_ISREG(found.st_mode) and found.st_uid != os.geteuid():
+    if not stat.S_ISREG(found.st_mode):
+        return
+    if found.st_uid != os.geteuid():
         raise ValueError(
             f"cannot use cookie jar {path!r}: it belongs to another user (uid {found.st_uid}), "
             "who could have put cookies of theirs in it (a session of their own, to have your "
             "requests made in it): name a jar of your own"
+        )
+    # One of the user's own that others may write, or rename one into place (s24 r10 5).
+    why = "others may write in it" if found.st_mode & 0o022 else another_user_may_swap(path)
+    if why is not None:
+        raise ValueError(
+            f"cannot use cookie jar {path!r}: {why}, who could have put cookies of theirs in it "
+            "(a session of their own): keep it where only you can write (`chmod go-w`)"
         )
 
 

@@ -18,8 +18,6 @@ import secrets
 import stat
 from contextlib import suppress
 
-from fetcher.owners import private_group
-
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
 FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
@@ -466,14 +464,11 @@ def _folder_of(path: str) -> os.stat_result | None:
 
 def others_may_write(folder: os.stat_result | None) -> bool:
     """Whether someone other than this user and root may have put a file in folder (a stat; None
-    for one that could not be looked at): it is another user's, or writable by its group (but
-    this user's own private one: fetcher.owners) or by all, sticky or not (/tmp too: they may
-    make a name there first)."""
+    for one that could not be looked at): it is another user's, or writable by its group or by
+    all, sticky or not (/tmp too: they may make a name there first)."""
     if folder is None or folder.st_uid not in (os.geteuid(), 0):
         return True
-    if folder.st_mode & stat.S_IWGRP and not private_group(folder.st_gid):
-        return True
-    return bool(folder.st_mode & stat.S_IWOTH)
+    return bool(folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 _IN_PLACE = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC  # emptied once it is known to be ours

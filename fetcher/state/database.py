@@ -8,13 +8,14 @@ run, and a second run is refused at once instead of waiting on SQLite's busy loc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import sqlite3
 import stat
 
-from fetcher.owners import private_group
+from fetcher.owners import another_user_may_swap
 
 # The schema, version by version: MIGRATIONS[n] takes a database from user_version n to n + 1.
 # Never edit a step once released; add one. docs/state.md documents the latest.
@@ -93,13 +94,19 @@ def open_locked(path: str) -> tuple[int, sqlite3.Connection]:
     (a full disk, an I/O error: see not_a_database). On failure nothing is left open."""
     fd = lock(path)
     connection: sqlite3.Connection | None = None
+    made: list[str] = []
     try:
+        made = claim_companions(fd, path)
         connection = connect(path)
         prepare(connection, fd, path)
     except BaseException as exc:
         if connection is not None:
             connection.close()  # before the descriptor: closing it drops SQLite's locks too
         os.close(fd)
+        for name in made:  # a file refused is left as it was found, nothing beside it
+            with contextlib.suppress(OSError):
+                if os.lstat(name).st_size == 0:
+                    os.unlink(name)
         if isinstance(exc, sqlite3.DatabaseError) and not_a_database(exc):
             raise StateError(f"is not a fetcher state database ({exc})") from None
         raise
@@ -132,57 +139,39 @@ def lock(path: str) -> int:
     return fd
 
 
+def claim_companions(fd: int, path: str) -> list[str]:
+    """Make the state's -wal and -shm, where missing, empty and this user's, before SQLite makes
+    them by name without O_EXCL: in a sticky folder (/tmp) another user could make them first,
+    world-writable, and the state's pages (URLs, passwords in them) went into their file (s24
+    r10 4). Made exclusively, they are ours or the check says whose they are; SQLite takes empty
+    ones as none. Returns the names made (removed again when the file is refused)."""
+    made = []
+    for suffix in ("-wal", "-shm"):
+        try:
+            os.close(os.open(path + suffix, _EXCLUSIVE, 0o600))
+        except FileExistsError:
+            continue
+        made.append(path + suffix)
+    check_plain(fd, path)  # one made by another meanwhile
+    return made
+
+
+_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only you write to)"
 
 
 def check_folders(path: str) -> None:
-    """Raise StateError when the state's folder, or one above it, is one another user could
-    rename things in (ssh's StrictModes rule): the lock holds the first descriptor, but every
-    SQLite connection opens the file again by name, so a database of theirs renamed in for a
-    moment was read (--retry-failed fetched their URLs with -u's password) and written (s24 h4
-    1). Checked before the open, on the folders as given and as the system finds them (links
-    resolved): nothing to race, as only their owners could change them. A folder with the
-    sticky bit (/tmp) is safe: others cannot rename what they do not own in it."""
-    given = os.path.abspath(path)
-    folders = _folders_above(given) + _folders_above(os.path.realpath(given))
-    for folder in dict.fromkeys(folders):
-        try:
-            info = os.stat(folder)
-        except OSError:
-            continue  # a missing folder: the open says so
-        if (why := _others_write(info)) is not None:
-            raise StateError(
-                f"is in folder {folder!r}, {why}: they could put a database of theirs in its "
-                "place while the run reads it (give the state a folder only you can write to, "
-                "or one with the sticky bit, as /tmp)"
-            )
-
-
-def _folders_above(path: str) -> list[str]:
-    """The folders path is in, nearest first, up to the root."""
-    folders = []
-    folder = os.path.dirname(path)
-    while True:
-        folders.append(folder)
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return folders
-        folder = parent
-
-
-def _others_write(info: os.stat_result) -> str | None:
-    """Why another user can rename entries in the folder whose stat is info, or None: it is
-    theirs (neither this user's nor root's), or it is writable by its group or by all and has
-    no sticky bit."""
-    if info.st_uid not in (os.geteuid(), 0):
-        return f"which belongs to another user (uid {info.st_uid})"
-    if info.st_mode & stat.S_ISVTX:
-        return None
-    if info.st_mode & stat.S_IWOTH or (
-        info.st_mode & stat.S_IWGRP and not private_group(info.st_gid)
-    ):
-        return "which another user can write in (group or others may write, no sticky bit)"
-    return None
+    """Raise StateError when another user could put a database of theirs under path during the
+    run (fetcher.owners): the lock holds the first descriptor, but every SQLite connection
+    opens the file again by name, so one renamed in for a moment was read (--retry-failed
+    fetched their URLs with -u's password) and written (s24 h4 1)."""
+    if (why := another_user_may_swap(path)) is not None:
+        raise StateError(
+            f"{why}: they could put a database of theirs in its place while the run reads it "
+            "(give the state a folder only you can write to: `chmod go-w` it, or another)"
+        )
 
 
 def check_plain(fd: int, path: str) -> None:
