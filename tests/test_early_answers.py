@@ -544,3 +544,36 @@ def test_what_the_upload_watch_makes_of_a_status_line_is_what_the_reader_does(li
     if status is not None and status < 300:
         for cut in range(len(answer)):
             assert uploads.what_is(answer[:cut]) is not uploads.Seen.FINAL, answer[:cut]
+
+
+def test_a_2xx_behind_a_full_look_of_interim_answers_still_ends_its_connection(
+    upload: tuple[Path, str],
+) -> None:
+    """r8 1: a 103 of 5000 bytes fills the look, so the 200 behind it is never seen: the body
+    ended with what was heard deciding nothing, and the connection was kept; the server's 413
+    after the body was then the next URL's answer. Heard is answered early too."""
+    path, digest = upload
+    refused = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large"
+    server = AnsweredEarlyServer(early_hints(5000) + OK_TAKEN, refused)
+    with server:
+        first, take = server.url("/first"), server.url("/take")
+        args = ["--format", "jsonl", "-j", "1", "--retries", "0", "--connect-timeout", "3"]
+        done = run_process([*args, "-t", "4", "-X", "PUT", "-d", f"@{path}", first, take])
+        records = by_url(done.stdout)
+    assert (records[take]["status"], records[take]["ok"]) == (200, True), records[take]
+    assert server.connections == 2
+
+
+def test_a_refusal_behind_a_full_look_of_interim_answers_is_read_when_the_upload_stalls(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r8 2: a 413 behind 5000 bytes of 103, from a server that then stops reading, was never
+    read: a read_timeout, the PUT sent again at each retry. Stalled after what decided nothing,
+    the body is cut and the answer's reader reads what came: the 413, once."""
+    path, _ = upload
+    with FaultServer(interim_then_refuse(early_hints(5000), 0, stop)) as server:
+        args = ["--format", "jsonl", "--connect-timeout", "2", "-t", "4"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    outcome = (record["status"], record["ok"], record["attempts"])
+    assert outcome == (413, False, 1), json.dumps(record)

@@ -79,7 +79,9 @@ class EarlyAnswerResponse(HeaderParsingResponse):
 def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
     """Send data, a request body or a piece of one, on sock (a connected socket in blocking
     mode) unless a final answer of 300 or more arrives first: ROOM once all of it is sent,
-    ANSWERED once it is all sent after a 2xx came, FINAL when the rest was left unsent.
+    ANSWERED once it is all sent after a 2xx came, HEARD after what decided nothing yet (both
+    end the connection with its answer), FINAL when the rest was left unsent (a stall after
+    what decided nothing too: its reader reads what came).
 
     The sends do not wait: when the connection takes no more, a poll() waits for room or for
     something to read, until timeout (the connect timeout urllib3 gives a send) has passed
@@ -95,9 +97,14 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
             view = view[socket.socket.send(sock, view, _NOW) :]  # no timeout: never waits
         except BlockingIOError:
             pass
-        if not view:
-            return Seen.ANSWERED if before is Seen.ANSWERED else Seen.ROOM
-        seen = wait_for_room(sock, timeout, before)
+        if not view:  # HEARD too: the server spoke before the body was all sent (s24 r8 1)
+            return before
+        try:
+            seen = wait_for_room(sock, timeout, before)
+        except TimeoutError:
+            if before is not Seen.HEARD:
+                raise
+            return Seen.FINAL  # what it said is for the answer's reader to read (s24 r8 2)
         if seen is Seen.FINAL:
             return seen
         if seen is not Seen.ROOM:
