@@ -375,6 +375,10 @@ def names_another_version(response: requests.Response, request: EffectiveRequest
     etag = response.headers.get("ETag")
     if response.status_code != 304 or not request.conditional or request.method != "GET":
         return False
+    if response.history and response.url != (request.validated_url or response.history[0].url):
+        # Another URL than the stored body's (a signed target): its 304 counts only when it
+        # names the very ETag asked (redirects.Conditions sent it no other condition).
+        return asked is None or etag is None or etag.strip() != asked.strip()
     if asked is None or etag is None or etag.strip().startswith("W/"):
         return False
     return etag.strip() != asked.strip().removeprefix("W/")

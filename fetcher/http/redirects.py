@@ -72,14 +72,34 @@ class Conditions:
         return cls(found, url or prepared.url) if found else NO_CONDITIONS
 
     def place(self, prepared: PreparedRequest) -> None:
-        """Put them on prepared, a hop, when it goes to their URL; else take them off."""
+        """Put them on prepared, a hop, when it goes to their URL; on a hop to another, only
+        those a strong ETag makes (If-None-Match, If-Range with Range): a signed or rotating
+        target (a presigned S3 link, a release asset) is the same resource under a new URL each
+        time, and its strong ETag says whether it is the same body wherever it is asked (s24
+        r11 1, 2); a 304 from it counts only with that ETag (fetch.names_another_version), a
+        206 only with the file's own (Resumer.restarts). A date means nothing elsewhere."""
         if not self.headers:
             return
         if prepared.url == self.url:
             prepared.headers.update(self.headers)
             return
+        travelling = _strong_ones(self.headers)
         for name in self.headers:
-            prepared.headers.pop(name, None)
+            if name in travelling:
+                prepared.headers[name] = self.headers[name]
+            else:
+                prepared.headers.pop(name, None)
+
+
+def _strong_ones(headers: Mapping[str, str]) -> frozenset[str]:
+    """The names in headers whose conditions hold on any URL: a strong If-None-Match, and a
+    strong If-Range with its Range."""
+    names = set()
+    if headers.get("If-None-Match", "W/").lstrip().startswith('"'):
+        names.add("If-None-Match")
+    if headers.get("If-Range", "").lstrip().startswith('"') and "Range" in headers:
+        names.update(("If-Range", "Range"))
+    return frozenset(names)
 
 
 NO_CONDITIONS = Conditions()
