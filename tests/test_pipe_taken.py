@@ -393,3 +393,26 @@ def in_a_call(thread: threading.Thread, name: str) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def test_a_failure_read_late_is_still_in_the_state(tmp_path):
+    """A reader that starts reading after the run (`| (sleep 2; cat)`): the rows of records it
+    had not read were all dropped, failures too, so --retry-failed never saw one and
+    --skip-fresh took the ok row before it as fresh (s24 h6 1). A failure's row hides no
+    change: it is kept."""
+    state = tmp_path / "s.db"
+    with counting_server() as server:
+        url = server.url("/a")
+        base = [*FETCHER, "-q", "--state", str(state), "--format", "jsonl", "--retries", "0"]
+        run_to_the_end([*base, url])  # ok
+    # The server is gone: a connect failure, its record left unread in the pipe.
+    process, reader = start_on_a_pipe([*base, url])
+    try:
+        stderr = finish(process)
+    finally:
+        os.close(reader)
+    assert process.returncode == 3, stderr
+    with sqlite3.connect(state) as db:
+        [(ok, kind)] = db.execute("SELECT ok, error_kind FROM urls").fetchall()
+    db.close()
+    assert (ok, kind) == (0, "connect")

@@ -95,6 +95,7 @@ ON CONFLICT (url) DO UPDATE SET
     partial_url = iif(excluded.ok AND excluded.partial IS NULL, NULL,
         iif(excluded.partial IS NULL, partial_url, excluded.partial_url))
 """,
+    ok_at=1,  # a failure's row is kept when unread records' rows are dropped (writes._failed)
 )
 # A body saved under a name a row from before schema 3 names (no mark to tell its file by):
 # the file is this body's now. Rows of (the path as this run spells it, absolute, url): such a

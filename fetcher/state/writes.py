@@ -24,6 +24,9 @@ class Statement:
     width: int
     tail: str
     of_record: bool = True
+    # Which parameter says the row's result was ok: a failure's row hides no change, so it is
+    # never dropped with the records a reader did not read (drop). None: none says.
+    ok_at: int | None = None
 
     @functools.lru_cache(maxsize=2 * ROWS_PER_STATEMENT)  # noqa: B019 - a few module constants
     def text(self, rows: int) -> str:
@@ -86,7 +89,7 @@ class PendingWrites:
         waiting: list[Row] = []
         for entry in self.rows:
             if entry[0].of_record and taken <= 0:
-                if entry[0] is not dropped:
+                if entry[0] is not dropped or _failed(entry):
                     waiting.append(entry)
                 continue
             taken -= entry[0].of_record
@@ -139,3 +142,12 @@ class PendingWrites:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+
+
+def _failed(entry: Row) -> bool:
+    """Whether entry is the row of a failure (Statement.ok_at): it is kept when the rows of
+    records a reader did not read are dropped. Dropped, a failure read late (`| (sleep 2;
+    cat)`) was forgotten: --retry-failed never saw it, --skip-fresh took the row before it as
+    fresh (s24 h6 1). It hides no change: a failure's row keeps the body's columns as they were."""
+    statement, row = entry
+    return statement.ok_at is not None and not row[statement.ok_at]
