@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -89,6 +90,26 @@ def run_process(
         check=False,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def start_on_a_pipe(
+    command: list[str], holds: int | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """command with its standard output on a real pipe (holding holds bytes, with F_SETPIPE_SZ,
+    when given), stdin closed, stderr piped; and the pipe's read end, for the test to read or
+    leave unread."""
+    reader, writer = os.pipe()
+    if holds is not None:
+        fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, holds)
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer,
+                                   stderr=subprocess.PIPE, env=clean_env())  # fmt: skip
+    except BaseException:
+        os.close(reader)
+        raise
+    finally:
+        os.close(writer)
+    return process, reader
 
 
 def run_background(

@@ -23,7 +23,7 @@ from fetcher.input.jobs import Job
 from fetcher.output.collector import Collector
 from fetcher.output.writers import StreamWriter
 from fetcher.results import Result, Summary
-from tests.conftest import FETCHER, clean_env
+from tests.conftest import FETCHER, clean_env, start_on_a_pipe
 from tests.servers import Route, counting_server, records, wait_for
 
 if TYPE_CHECKING:
@@ -43,20 +43,6 @@ def rows(state: Path) -> dict[str, str]:
     with sqlite3.connect(state) as db:
         found = db.execute("SELECT url, sha256 FROM urls WHERE ok = 1").fetchall()
     return {url: digest.hex() for url, digest in found}
-
-
-def start_on_a_pipe(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    """command with its standard output on a pipe; and the pipe's read end, for the test."""
-    reader, writer = os.pipe()
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer,
-                                   stderr=subprocess.PIPE, env=clean_env())  # fmt: skip
-    except BaseException:
-        os.close(reader)
-        raise
-    finally:
-        os.close(writer)
-    return process, reader
 
 
 def in_pipe(reader: int) -> int:

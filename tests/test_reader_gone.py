@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FETCHER, clean_env
+from tests.conftest import FETCHER, clean_env, start_on_a_pipe
 from tests.servers import Route, counting_server, default_route, records, wait_for
 
 NOISE = ("Traceback", "BrokenPipeError", "Exception ignored")
@@ -77,17 +77,7 @@ def ok_rows(state: Path) -> dict[str, bytes]:
 def start_on_a_small_pipe(command: list[str]) -> tuple[subprocess.Popen[bytes], int]:
     """command with its standard output on a pipe that holds PIPE_HOLDS bytes: a record of
     a PAD URL never fits whole; and the pipe's read end."""
-    reader, writer = os.pipe()
-    fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_HOLDS)
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=writer,
-                                   stderr=subprocess.PIPE, env=clean_env())  # fmt: skip
-    except BaseException:
-        os.close(reader)
-        raise
-    finally:
-        os.close(writer)
-    return process, reader
+    return start_on_a_pipe(command, holds=PIPE_HOLDS)
 
 
 def read_up_to(reader: int, count: int, end: bytes = b"") -> bytes:
