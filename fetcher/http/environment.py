@@ -75,7 +75,7 @@ class Environment:
         word, and the run got 401s."""
         if self._netrc_unreadable.is_set():
             return None
-        if (odd := netrc_not_a_file()) is not None:  # a FIFO: opening it waited for ever
+        if (odd := netrc_unfit()) is not None:  # a FIFO: opening it waited for ever
             self._unusable_netrc(odd)
             return None
         try:
@@ -105,20 +105,39 @@ def ca_bundle_variable(environ: Mapping[str, str] = os.environ) -> tuple[str, st
     return None
 
 
-def netrc_not_a_file() -> str | None:
-    """The .netrc requests would read, when it is no regular file: what to say. A FIFO's open
+# curl's bound (MAX_NETRC_FILE in its lib/netrc.c): a .netrc past it is no .netrc.
+NETRC_LIMIT = 128 * 1024
+
+
+def netrc_unfit() -> str | None:
+    """The .netrc requests would read, when it is not one to parse: what to say. A FIFO's open
     waited for ever and held every worker (s23 r5 5), an endless device (/dev/zero) was read
-    for ever at full CPU (s24 r1 3). /dev/null, a common way to turn it off, reads as empty
-    (s23 r6 5). Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
+    for ever at full CPU (s24 r1 3), and so was a regular file without end (/proc/self/pagemap,
+    whose size says 0) or a huge one, parsed again for each new host (s24 r9 5): one is read
+    to one byte past NETRC_LIMIT, no further. /dev/null, a common way to turn it off, reads as
+    empty (s23 r6 5). Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
     given = os.environ.get("NETRC")
     for name in [given] if given is not None else ["~/.netrc", "~/_netrc"]:
         path = os.path.expanduser(name)
         if os.path.exists(path):
             found = os.stat(path)
-            if stat.S_ISREG(found.st_mode) or _is_dev_null(found):
+            if _is_dev_null(found):
                 return None
-            return f"{path}: not a regular file"
+            if not stat.S_ISREG(found.st_mode):
+                return f"{path}: not a regular file"
+            return _past_limit(path)
     return None
+
+
+def _past_limit(path: str) -> str | None:
+    """What to say of a regular .netrc longer than NETRC_LIMIT; None for one within it, or one
+    that cannot be opened (the parser says why)."""
+    try:
+        with open(path, "rb") as netrc:
+            length = len(netrc.read(NETRC_LIMIT + 1))
+    except OSError:
+        return None
+    return f"{path}: larger than 128 KiB" if length > NETRC_LIMIT else None
 
 
 def _is_dev_null(found: os.stat_result) -> bool:
