@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -242,3 +243,50 @@ def test_results_to_this_process_s_stdout_on_a_file_counts_as_that_file(server, 
         )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert b"name the same file" in done.stderr
+
+
+# -- 4. a stream named by its path ---------------------------------------------------------------
+
+
+def as_nobody() -> list[str]:
+    """The words before a command that run it as nobody (65534, with setpriv), for what only a
+    user who cannot write in /dev meets; none for a user who is not root. Skipped where this
+    interpreter cannot be run so: a check that cannot run says so."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is needed to run as another user")
+    nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*nobody, *FETCHER, "--version"], capture_output=True, cwd="/",
+                           env=clean_env(), check=False)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"this interpreter cannot run as nobody: {probe.stderr[-200:]!r}")
+    return nobody
+
+
+@pytest.mark.parametrize("option", ["--summary", "--metrics", "--failed"])
+def test_a_summary_to_dev_stdout_on_a_file_is_written_for_any_user(server, tmp_path, option):
+    """usage.md: `--summary /dev/stdout` adds the summary after the records when standard
+    output is a file. For a user who cannot write in /dev it was refused at the start (exit 2,
+    "cannot write in its folder '/dev'"), as if it were to be replaced by a rename: a stream
+    named by its path is written in place (s24 r10 9)."""
+    out = tmp_path / "out.txt"
+    with out.open("wb") as stdout:
+        result = subprocess.run(
+            [*as_nobody(), *FETCHER, "-q", option, "/dev/stdout", server.url("/status/404")],
+            stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd="/",
+            env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 3, result.stderr  # its one URL failed
+    url = server.url("/status/404")
+    lines = out.read_text().splitlines()
+    records = [line for line in lines if line.startswith("404\t")]
+    assert len(records) == 1 and url in records[0], lines
+    written = {
+        "--summary": '  "exit_status": 3',
+        "--metrics": 'fetcher_urls_total{outcome="failed"} 1',
+        "--failed": url,
+    }
+    assert written[option] in lines, lines
+    assert server.requests == 1

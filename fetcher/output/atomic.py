@@ -12,6 +12,7 @@ to replace.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import secrets
@@ -540,9 +541,10 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
     """Why this run could not write path, or None; checked before the first request.
 
     replaced: the file is built beside path and renamed over it, so its folder must be
-    writable; otherwise it is opened in place (following links, like a shell's ``>``), so the
-    file must be writable, or its folder when the file is new. dash: what to name instead of
-    '-', an option's own advice where /dev/stdout would be refused next.
+    writable; otherwise, or when path is a stream (``is_stream``: /dev/stdout on a file is
+    written in place, s24 r10 9), it is opened in place (following links, like a shell's
+    ``>``), so the file must be writable, or its folder when the file is new. dash: what to name
+    instead of '-', an option's own advice where /dev/stdout would be refused next.
     """
     if not path:
         return "no file name given"
@@ -564,8 +566,8 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
             return "it is a directory"
         if (foreign := foreign_fifo(path, follow=not replaced)) is not None:
             return foreign
-        if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode) or not replaced:
-            return None if os.access(path, os.W_OK) else "permission denied"
+        if not replaced or is_stream(path):
+            return None if _writable(path) else "permission denied"
     where = os.path.abspath(path) if replaced else os.path.realpath(path)
     folder = os.path.dirname(where)
     if not os.path.exists(folder):
@@ -575,6 +577,17 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"cannot write in its folder {folder!r}"
     return None
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may write path in place. A name for one of its own descriptors
+    (/dev/stdout) is written through a duplicate (open_stream), so that descriptor's mode says:
+    the file behind it may be one the shell opened for this user but cannot open again."""
+    number = own_descriptor(_stream_name(path) or "")
+    if number is not None:
+        with suppress(OSError):
+            return fcntl.fcntl(number, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
+    return os.access(path, os.W_OK)
 
 
 FileIdentity = tuple[int, int] | str
