@@ -26,6 +26,7 @@ from fetcher.status import ExitStatus, exit_status
 
 if TYPE_CHECKING:
     from fetcher.input.reader import InputReader
+    from fetcher.output.collector import Collector
     from fetcher.output.display import Display
     from fetcher.outputs import Outputs
     from fetcher.results import Summary
@@ -184,6 +185,7 @@ def report(
         problems.append(run.books.input_error)
     problems += commit_failed(outputs, streams) + state_moved(settings, streams, outputs)
     problems += save_cookie_jar(settings, streams, run, outputs)
+    stopped_by = stopped_by or signalled_at_the_end(run)
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
     # A reader gone at the last flush lost records as surely as one gone mid-run: 141 too.
     ended_by = stopped_by or (ExitStatus.BROKEN_PIPE if outputs.collector.reader_gone else None)
@@ -195,10 +197,22 @@ def report(
     status = write_summary_files(settings, streams, summary, ended_by, status, decide)
     at_hard_exit.done = True
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
+        say_unread(streams, outputs.collector)
         print_human_summary(streams, outputs)
     if outputs.collector.reader_gone:
         streams.silence(streams.stdout)
     return status
+
+
+def signalled_at_the_end(run: Run) -> ExitStatus | None:
+    """The signal that stopped a run after its last record, while the records were flushed and
+    their pipe's reader waited for, or the outputs closed: the stop cut that wait, and the rows
+    of the records not read were dropped, so the run was interrupted, 130 or 143 as anywhere
+    else (s24 r8 3: it exited 0). A write error there stops nothing: its own message says it."""
+    from fetcher.run.signals import STATUS_BY_SIGNAL
+
+    first = run.hard.first
+    return first if first in STATUS_BY_SIGNAL.values() else None
 
 
 def save_cookie_jar(settings: Settings, streams: Streams, run: Run, outputs: Outputs) -> list[str]:
@@ -296,6 +310,24 @@ def write_each(
         for option, path, write in files
         if not write_or_say(streams, option, path, functools.partial(write, summary, path, status))
     ]
+
+
+def say_unread(streams: Streams, collector: Collector) -> None:
+    """Under --state, the results the state did not take because the records' pipe reader
+    did not read their records (it went, or was not reading when the run ended): the
+    summary's "changed" counts what was fetched, not what the state keeps, and the next run
+    reports those changes again (s24 r8 4: nothing said so). Said with the summary, which it
+    qualifies: not under -q."""
+    count = collector.unread
+    if not count:
+        return
+    where = collector.records_to
+    where = "standard output" if where == "<stdout>" else f"--results {where}"
+    streams.say(
+        f"fetcher: {count} record{'s were' if count != 1 else ' was'} not read by the reader "
+        f"of {where}: the state did not take {'their results' if count != 1 else 'its result'}"
+        ", and the next run reports the changes again"
+    )
 
 
 def print_human_summary(streams: Streams, outputs: Outputs) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from tests.conftest import FETCHER, clean_env, start_on_a_pipe
 from tests.servers import Route, counting_server, records, wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from _typeshed import ReadableBuffer
 
     from fetcher.state.store import State
@@ -149,6 +152,7 @@ def test_a_reader_that_stays_but_stops_reading_leaves_no_row_of_what_it_did_not_
         finally:
             os.close(reader)
         assert process.returncode == 0, stderr
+        assert "not read by" not in stderr  # -q: said with the summary, not without it
         assert {str(record["url"]) for record in records(taken + rest)} == set(urls)
         whole = {str(record["url"]) for record in records(taken[: taken.rindex(b"\n") + 1])}
         new = {url: sha256(f"v2 {url[len(server.url()) - 1 :]}".encode()).hexdigest()
@@ -163,7 +167,8 @@ def test_a_reader_that_stays_but_stops_reading_leaves_no_row_of_what_it_did_not_
 def test_a_reader_still_reading_at_the_end_is_waited_for_while_it_reads():
     """The end of a run waits for a reader that is still reading past the time it may read
     nothing (idle), as long as it goes on taking bytes: a slow `| jq` gets its records
-    counted as read, not dropped; and a reader that reads nothing is not waited for long."""
+    counted as read, not dropped. A reader that has read nothing yet may start late: it is
+    waited for up to most, not idle (s24 r8 4); one that read and stopped, idle only."""
     from fetcher.output.pipes import PipeLedger, unread
 
     reader, writer = os.pipe()
@@ -178,8 +183,13 @@ def test_a_reader_still_reading_at_the_end_is_waited_for_while_it_reads():
         ledger = PipeLedger(writer)
         ledger.in_pipe = os.write(writer, b"x" * 60_000)
         began = time.monotonic()
-        ledger.drain(idle=0.05, most=5.0)  # no one reads yet
-        assert time.monotonic() - began < 1.0 and unread(writer) == 60_000
+        ledger.drain(idle=0.05, most=0.5)  # no one reads yet
+        assert time.monotonic() - began >= 0.5 and unread(writer) == 60_000
+        ledger.in_pipe += 1  # as if it had read one byte: a reader that stopped reading
+        began = time.monotonic()
+        ledger.drain(idle=0.05, most=5.0)
+        assert time.monotonic() - began < 1.0
+        ledger.in_pipe -= 1
         thread.start()
         began = time.monotonic()
         ledger.drain(idle=0.3, most=30.0)
@@ -402,3 +412,124 @@ def test_a_failure_read_late_is_still_in_the_state(tmp_path):
         [(ok, kind)] = db.execute("SELECT ok, error_kind FROM urls").fetchall()
     db.close()
     assert (ok, kind) == (0, "connect")
+
+
+SIGNALS = [
+    pytest.param(signal.SIGINT, 130, "SIGINT", id="SIGINT"),
+    pytest.param(signal.SIGTERM, 143, "SIGTERM", id="SIGTERM"),
+]
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize(("signum", "status", "name"), SIGNALS)
+def test_a_signal_during_the_end_s_wait_for_the_reader_is_an_interrupt(
+    tmp_path, executor, signum, status, name
+):
+    """Every record is in the pipe, the run is over, and fetcher waits while its slow reader
+    reads (``PipeLedger.drain``, which -v says as it begins). A SIGINT or SIGTERM then cuts
+    the wait and drops the rows of what the reader has not read: the run was interrupted, and
+    says so, 130 or 143 (s24 r8 3: exit 0, and a summary with no "stopped by")."""
+    state = tmp_path / "s.db"
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(URLS)]
+        command = [*FETCHER, *executor, "-v", "--state", str(state), "--format", "jsonl", *urls]
+        process, reader = start_on_a_pipe(command)
+        taken, hurry = bytearray(), threading.Event()
+
+        def read_slowly() -> None:  # some 10 KiB at 1 KiB a second: the wait lasts its 10 s
+            while piece := os.read(reader, 50):
+                taken.extend(piece)
+                if not hurry.is_set():
+                    time.sleep(0.05)  # a slow reader's pace, not a synchronisation
+
+        thread = threading.Thread(target=read_slowly)
+        thread.start()
+        try:
+            assert process.stderr is not None
+            said = b""
+            while b"waiting for the reader" not in said:
+                line = process.stderr.readline()
+                assert line, said.decode()
+                said += line
+            process.send_signal(signum)
+            stderr = said.decode() + finish(process)
+        finally:
+            hurry.set()
+            thread.join(30)
+            os.close(reader)
+    assert process.returncode == status, stderr
+    assert f"stopped by {name}" in stderr
+    assert len(records(bytes(taken))) == URLS  # every record was written, if not read in time
+    assert len(rows(state)) < URLS  # what it had not read then is not reported
+
+
+def changed_run(state: Path, server_url: Callable[[str], str], flags: list[str]) -> list[str]:
+    """Run the URLs at v1 into state, and return the command that fetches them at v2."""
+    urls = [server_url(f"/{n}") for n in range(URLS)]
+    base = [*FETCHER, "-j", "4", "--state", str(state), "--format", "jsonl"]
+    run_to_the_end([*base, "-q", *urls])  # every row says v1
+    return [*base, *flags, *urls]
+
+
+def test_records_left_unread_at_the_end_are_said_once_on_stderr(tmp_path):
+    """The reader takes 1,000 bytes and reads no more while fetcher ends: the rows of the
+    records it did not read whole are dropped, and stderr says how many, with the summary
+    whose "changed: 30" the state does not keep (s24 r8 4: nothing said so)."""
+    state, version = tmp_path / "s.db", [1]
+
+    def route(path: str) -> Route:
+        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
+
+    with counting_server(route) as server:
+        command = changed_run(state, server.url, [])
+        version[0] = 2
+        process, reader = start_on_a_pipe(command)
+        try:
+            wait_for(lambda: in_pipe(reader) >= 3000, "records in the pipe")
+            taken = read_exactly(reader, 1000)
+            stderr = finish(process)  # the reader is still there, reading nothing
+        finally:
+            os.close(reader)
+    assert process.returncode == 0, stderr
+    whole = records(taken[: taken.rindex(b"\n") + 1])
+    said = f"{URLS - len(whole)} records were not read by the reader of standard output"
+    assert stderr.count(said) == 1, stderr
+    assert len(rows(state)) == URLS  # the others keep their v1 rows
+
+
+def test_a_reader_that_starts_reading_late_has_its_records_counted_as_read(tmp_path):
+    """A reader that has read nothing when the run ends may be one that starts late (`| {
+    sleep 2; cat; }`, an ssh that reads once its session is open): the end waits for its
+    first read up to the 10 s it waits in all, not the second a reader that stopped reading
+    gets; read then, the records are reported and their rows committed (s24 r8 4: every
+    change of the run was dropped, and reported again by the next). The sleep is the
+    reader's lateness, past that second: the wait's beginning is the -v line that says it."""
+    state, version = tmp_path / "s.db", [1]
+
+    def route(path: str) -> Route:
+        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
+
+    with counting_server(route) as server:
+        command = changed_run(state, server.url, ["-v"])
+        version[0] = 2
+        process, reader = start_on_a_pipe(command)
+        try:
+            assert process.stderr is not None
+            said = b""
+            while b"waiting for the reader" not in said:
+                line = process.stderr.readline()
+                assert line, said.decode()
+                said += line
+            time.sleep(1.5)  # the reader's lateness (see the docstring)
+            taken = b""
+            while piece := os.read(reader, 1 << 16):
+                taken += piece
+            stderr = said.decode() + finish(process)
+        finally:
+            os.close(reader)
+    assert process.returncode == 0, stderr
+    assert len(records(taken)) == URLS
+    new = {url: sha256(f"v2 {url[len(server.url()) - 1 :]}".encode()).hexdigest()
+           for url in command[-URLS:]}  # fmt: skip
+    assert rows(state) == new
+    assert "not read by the reader" not in stderr

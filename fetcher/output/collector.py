@@ -74,6 +74,7 @@ class Collector:
         self.state = state  # --state: written before the record, which says what changed
         self.output_broken = False  # the records' reader has gone
         self.write_error: str | None = None  # the message, once a write has failed
+        self.unread = 0  # results the state dropped: their records' pipe reader did not read them
         self.retry = RetryLines(failed)  # what goes to --failed, and what may have to
         self._writes = WriteWatch()  # so that a hard stop can tell a write that is stuck
 
@@ -147,7 +148,7 @@ class Collector:
         if self.writes:
             with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
-                forget_unread(self.state, self.writer, stopped)
+                self.unread += forget_unread(self.state, self.writer, stopped)
                 self._guard(self.writer.close)
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
@@ -190,7 +191,7 @@ class Collector:
         except BrokenPipeError:
             if what != "bodies":  # a body's own result says it was not taken (undelivered)
                 self.output_broken = True
-                forget_lost_results(self.state, what, self.writer)
+                self.unread += forget_lost_results(self.state, what, self.writer)
             raise
         except OSError as exc:
             self.write_error = cannot_write(what, exc, self.records_to, self.state)
@@ -200,24 +201,27 @@ class Collector:
                 self.on_write_error(self.write_error)
 
 
-def forget_lost_results(state: State | None, what: str, writer: RecordWriter) -> None:
+def forget_lost_results(state: State | None, what: str, writer: RecordWriter) -> int:
     """After a write error (but the state's own) or the records' reader gone, the state's
     results not committed yet: their records are lost, or were never read whole; committed,
     a retry of a changed body would say unchanged (see State.forget_results). Those of the
-    records a pipe's reader did read (``PipeLedger.taken``) stay, to be committed."""
-    if state is not None and what != "state":  # also a --body error: --results' reader
-        state.forget_results(None if writer.ledger is None else writer.ledger.taken())
+    records a pipe's reader did read (``PipeLedger.taken``) stay, to be committed. Returns
+    how many were dropped."""
+    if state is None or what == "state":  # also a --body error: --results' reader
+        return 0
+    return state.forget_results(None if writer.ledger is None else writer.ledger.taken())
 
 
-def forget_unread(state: State | None, writer: RecordWriter, stopped: Callable[[], bool]) -> None:
+def forget_unread(state: State | None, writer: RecordWriter, stopped: Callable[[], bool]) -> int:
     """At the end of a run, the records all flushed to a pipe: its reader is waited for while
     it reads (``PipeLedger.drain``, cut short once stopped()), and the rows of the records it
     has not read whole then are dropped, as when a reader goes. One that stays but stopped
     reading (`| less`) may never read them: their change is reported again by the next run,
-    twice rather than never (s24 r3 3)."""
-    if state is not None and writer.ledger is not None:
-        writer.ledger.drain(stopped)
-        state.forget_results(writer.ledger.taken())
+    twice rather than never (s24 r3 3). Returns how many were dropped, for the run to say."""
+    if state is None or writer.ledger is None:
+        return 0
+    writer.ledger.drain(stopped)
+    return state.forget_results(writer.ledger.taken())
 
 
 def mark_record(state: State | None, writer: RecordWriter) -> None:

@@ -8,6 +8,7 @@ import array
 import contextlib
 import fcntl
 import io
+import logging
 import os
 import select
 import stat
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 
     from _typeshed import ReadableBuffer
 
+log = logging.getLogger("fetcher")
+
 # At the end of a run, a reader still there is waited for while it reads: until it has read
-# nothing for DRAIN_IDLE seconds, and DRAIN_MOST seconds in all.
+# nothing for DRAIN_IDLE seconds (once it has read something), and DRAIN_MOST seconds in all.
 DRAIN_IDLE = 1.0
 DRAIN_MOST = 10.0
 DRAIN_STEP = 0.01  # how often the pipe is looked at meanwhile
@@ -56,12 +59,18 @@ class PipeLedger:
         has read nothing for idle seconds, most seconds have gone by, or stopped() (the run
         was asked to stop: its end is not held up). What it has not read by then does not
         count as taken: a reader that stays but stopped reading (`| less`, `{ head -c 1000;
-        sleep 3; }`) may never read it, and a change is reported twice rather than never."""
-        began = progressed = time.monotonic()
+        sleep 3; }`) may never read it, and a change is reported twice rather than never.
+        A reader that has read nothing yet is not idle but late (`| { sleep 2; cat; }`, an
+        ssh that reads once its session is open): only most bounds the wait for its first
+        read (s24 r8 4: a second, and the whole run's changes were dropped)."""
+        began = time.monotonic()
         left = unread(self.descriptor)
+        progressed = began if left < self.in_pipe else None  # None: it has read nothing yet
+        if left:
+            log.info("waiting for the reader of the records: %d bytes not read yet", left)
         while left and not reader_left(self.descriptor) and not stopped():
             now = time.monotonic()
-            if now - progressed >= idle or now - began >= most:
+            if now - began >= most or (progressed is not None and now - progressed >= idle):
                 return
             time.sleep(DRAIN_STEP)  # nothing wakes a writer when its pipe is emptied
             before, left = left, unread(self.descriptor)

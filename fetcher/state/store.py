@@ -260,13 +260,13 @@ class State:
         except sqlite3.Error as exc:
             raise OSError(f"SQLite: {exc}") from exc
 
-    def forget_results(self, upto: int | None = None) -> None:
+    def forget_results(self, upto: int | None = None) -> int:
         """Drop the results not committed yet, whose records were lost with a failed write, or
         never read by a pipe's reader gone: committed, a changed body's retry would say
         unchanged, its change reported never. With upto, those of records in the first upto
         bytes of the pipe stay: its reader read them. The partial files begun stay known
-        (--continue may still take them)."""
-        self._pending.drop(_UPSERT, upto)
+        (--continue may still take them). Returns how many results were dropped."""
+        return self._pending.drop(_UPSERT, upto)
 
     def close(self) -> None:
         """Commit, close the connections (close_connections), release the lock. Idempotent."""

@@ -65,14 +65,17 @@ class PendingWrites:
         if self.added > (self.marks[-1][1] if self.marks else self.done):
             self.marks.append((end, self.added))
 
-    def drop(self, statement: Statement, upto: int | None) -> None:
+    def drop(self, statement: Statement, upto: int | None) -> int:
         """Drop statement's rows but those of records wholly in the first upto bytes (None:
-        none stay); no mark is left: no record is written after."""
+        none stay); no mark is left: no record is written after. Returns how many went, for
+        the run to say that their records' results are not in the state."""
         ready, waiting = self._split(0 if upto is None else self._taken(upto), statement)
+        dropped = len(self.rows) - len(ready) - len(waiting)
         self.rows = ready + waiting
         self.marks.clear()
         self.done = self.added - sum(entry[0].of_record for entry in self.rows)
         self.held = 0  # none waits for a reader any more: every row left counts to the batch
+        return dropped
 
     def _taken(self, upto: int) -> int:
         """How many of the records' rows pending are of records wholly in the first upto
