@@ -106,7 +106,7 @@ def test_records_left_in_the_pipe_when_its_reader_goes_leave_their_rows_as_they_
         version[0] = 2
         process, reader = start_on_a_pipe([*base, *urls, server.url("/last")])
         try:
-            wait_for(lambda: in_pipe(reader) >= 3000, "records in the pipe")
+            wait_for(lambda: in_pipe(reader) >= 3000, "records in the pipe", timeout=60)
             taken = read_exactly(reader, 1000)
         finally:
             os.close(reader)
