@@ -5,16 +5,21 @@ a later run was told "not modified" about a part, or --skip-fresh kept a stale f
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import threading
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
 
+from fetcher.output.atomic import file_mark
 from tests.conftest import invoke
 from tests.resources import Origin, resource
-from tests.servers import FaultServer, records
+from tests.servers import FaultServer, read_request, records, wait_for
 from tests.test_state import as_schema_2
 from tests.test_state_validators import DAY_1, LIES, A, B, answer, scripted
 
@@ -122,3 +127,65 @@ def test_a_304_naming_another_version_after_a_failure_vouches_for_no_body(
         again = fetch(tmp_path, "--skip-fresh", "1h", server.url("/v"))
     assert again["skipped"] is False and Path(again["path"]).read_bytes() == B, again
     assert b"If-Modified-Since" not in asked[3], asked[3]
+
+
+class Deploy:
+    """A URL answered 200 with version A, then by a pool mid-deploy, its two copies in one run
+    asked at once: the first of them to arrive is answered 200 with version B, once the
+    second has arrived too (both were asked about A's file); the second is answered 304 with
+    A's ETag once B's file is saved under the name (the other copy's save during a slow
+    conditional check). Any request after them gets A whole (a node still on A). Each
+    request's head goes to asked."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path, self.asked = tmp_path, list[bytes]()
+        self.lock, self.both = threading.Lock(), threading.Event()
+
+    def __call__(self, conn: socket.socket) -> None:
+        head = read_request(conn)
+        with self.lock:
+            self.asked.append(head)
+            turn = len(self.asked)
+        if turn == 2:
+            self.both.wait(10)
+            conn.sendall(answer(200, [("ETag", '"e2"')], B_SAME_SIZE))
+        elif turn == 3:
+            self.both.set()
+            wait_for(lambda: self.saved() == B_SAME_SIZE, "B's file saved")
+            conn.sendall(answer(304, [("ETag", '"e1"')]))
+        else:
+            conn.sendall(answer(200, [("ETag", '"e1"')], A))
+
+    def saved(self) -> bytes:
+        [path] = (self.tmp_path / "out").rglob("v")
+        return path.read_bytes()
+
+
+B_SAME_SIZE = b"version B\n"  # A's size: the mark tells the files apart by their inodes only
+
+
+def test_a_304_about_a_file_replaced_meanwhile_does_not_vouch_for_the_new_one(
+    tmp_path: Path,
+) -> None:
+    """A URL listed twice, the first copy saving a new body (B), the second told 304 about the
+    old one (A): the 304 took B's file over, its record said A's sha256 of it, and the row
+    vouched A's sha256 and validators for B's file (s24 h5 3). A 304 is about the file it was
+    asked about: one found replaced when it comes is asked again, whole, as a URL whose file
+    is not the state's is (state.md); every record and the row then say the file's own hash."""
+    deploy = Deploy(tmp_path)
+    with FaultServer(deploy) as server:
+        url = server.url("/v")
+        first = fetch(tmp_path, url)
+        result = invoke(["--format", "jsonl", "-q", "-j", "2", "--state", str(tmp_path / "s.db"),
+                         "-o", str(tmp_path / "out"), url, url])  # fmt: skip
+    saved, again = records(result.stdout)
+    assert all(b'If-None-Match: "e1"' in head for head in deploy.asked[1:3]), deploy.asked
+    assert saved["status"] == 200 and saved["sha256"] == sha256(B_SAME_SIZE).hexdigest(), saved
+    assert len(deploy.asked) == 4 and b"If-None-Match" not in deploy.asked[3], deploy.asked
+    assert again["status"] == 200 and again["not_modified"] is False, again
+    assert again["changed"] is False and again["path"] == first["path"], again
+    on_disk = sha256(Path(first["path"]).read_bytes()).hexdigest()
+    assert again["sha256"] == on_disk == first["sha256"]
+    etag, hashed, mark = row(tmp_path, "etag, lower(hex(sha256)), saved_mark")
+    assert (etag, hashed) == ('"e1"', on_disk)
+    assert mark == file_mark(os.stat(first["path"]))

@@ -140,11 +140,7 @@ class Fetcher:
             return None  # the rest of a partial body is asked for, not whether it changed
         if prior is None or not prior.has_validators:
             return None
-        if self.bodies is not None and not self.bodies.saved(
-            task.job.target, task.job.output, prior.path, prior.saved_mark, task.owner
-        ):
-            return None
-        return prior
+        return prior if holds_its_file(self.bodies, task, prior) else None
 
     def _settle(self, task: Task, result: Result) -> None:
         """After an attempt: the partial file it left, if any (Resumer.settle), and the one the
@@ -312,12 +308,11 @@ class Exchange:
         timeout: Timeout | tuple[float, float],
         result: Result,
     ) -> float | None:
-        """Send request for the whole body and read its answer. A 304 that names another
-        version than the one asked (names_another_version) is no answer about the stored body:
-        the body is asked for again at once, without conditions, as for a 206 that fails
-        If-Range (Resumer.restarts). Kept, it kept the old file for good (s24 h5 2)."""
+        """Send request for the whole body and read its answer. A 304 that is no answer about
+        the stored body's file (asks_again) has the body asked for again at once, without
+        conditions, as for a 206 that fails If-Range (Resumer.restarts)."""
         with session.fetch(request, timeout) as response:
-            if not names_another_version(response, request):
+            if not asks_again(response, request, self.bodies, task):
                 return self._read(response, result, request, task, None)
         whole = without_conditions(request)
         with session.fetch(whole, timeout) as response:
@@ -382,6 +377,32 @@ def names_another_version(response: requests.Response, request: EffectiveRequest
     if asked is None or etag is None or etag.strip().startswith("W/"):
         return False
     return etag.strip() != asked.strip().removeprefix("W/")
+
+
+def asks_again(
+    response: requests.Response, request: EffectiveRequest, bodies: Bodies | None, task: Task
+) -> bool:
+    """Whether response, a GET's, is a 304 to the state's conditions that is no answer about
+    the file they were asked about, so that the whole body is asked for at once: one that
+    names another version (names_another_version; kept, it kept the old file for good: s24
+    h5 2), or one that finds another file under the name than that one (another copy of the
+    URL saved its body over it meanwhile: it took that file over, and vouched the old body's
+    hash for it, s24 h5 3), as for a URL whose file is not the state's (Fetcher._prior)."""
+    if names_another_version(response, request):
+        return True
+    conditioned = response.status_code == 304 and request.conditional and request.method == "GET"
+    return conditioned and not holds_its_file(bodies, task)
+
+
+def holds_its_file(bodies: Bodies | None, task: Task, prior: Prior | None = None) -> bool:
+    """Whether task's file under -o is still the one the state's row (prior, or the task's
+    own) says its body was saved to (Bodies.saved): a 304 keeps that file, and vouches for no
+    other. True without -o, where nothing is saved to lose."""
+    prior = prior or task.job.prior
+    if bodies is None or prior is None:
+        return True
+    job = task.job
+    return bodies.saved(job.target, job.output, prior.path, prior.saved_mark, task.owner)
 
 
 # --continue's headers that ask for the rest of the partial's body: sent to its URL only.

@@ -448,8 +448,10 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     if not renews:  # it says nothing of the stored body: after a failure, the state vouches
         return None  # for none (an ok row is left as it was: State.record, _silent)
     # The record names the file this run kept (none without -o); the state, the file it knows.
-    # The 304's mark is the kept file's: a row from before schema 3 gets one.
-    mark = prior.saved_mark if result.saved_mark is None else result.saved_mark
+    # The mark is the one the 304 was asked about: a file saved over it since (another copy of
+    # the URL) is not the stored body's, and the next run fetches it whole (s24 h5 3). A row
+    # from before schema 3 gets the kept file's.
+    mark = result.saved_mark if prior.saved_mark is None else prior.saved_mark
     # Its URL is the one the validators were sent to (FetcherSession.conditions): the row's,
     # or the request's own for a row from before schema 6, which now has it.
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
