@@ -95,7 +95,7 @@ def test_a_304_naming_another_version_leaves_the_row_s_age(tmp_path: Path) -> No
     --skip-fresh run then kept A as fresh (s22 r1 3). RFC 9111 4.3.4: such a 304 updates
     nothing stored."""
     asked: list[bytes] = []
-    was, now = LIES["last-modified"]  # one naming another ETag is followed by the body (f14)
+    was, now = LIES["etag-added"]  # one naming another ETag or date is followed by the body
     answers = [answer(200, was, A), answer(304, now), answer(200, now, B)]
     with FaultServer(scripted(answers, asked)) as server:
         fetch(tmp_path, server.url("/v"))
@@ -115,7 +115,7 @@ def test_a_304_naming_another_version_after_a_failure_vouches_for_no_body(
     """After a failure, the 304 is the row's last result, ok; it vouches for no body then (as a
     HEAD does): the next run is neither skipped as fresh nor told 304 about version A."""
     asked: list[bytes] = []
-    was, now = LIES["last-modified"]  # one naming another ETag is followed by the body (f14)
+    was, now = LIES["etag-added"]  # one naming another ETag or date is followed by the body
     failed = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     answers = [answer(200, was, A), failed, answer(304, now), answer(200, now, B)]
     with FaultServer(scripted(answers, asked)) as server:

@@ -360,23 +360,26 @@ class Exchange:
         return retry_after
 
 
-def names_another_version(response: requests.Response, request: EffectiveRequest) -> bool:
-    """Whether response is a 304 to a GET's If-None-Match from the state that names another
-    strong ETag than the one asked: a backend that checked only If-Modified-Since, of a new
-    version with the old date, says so on every run (RFC 9110 13.2.2: If-None-Match decides).
-    A weak one, or the one asked weakened (a server that compresses), is not taken as
-    another."""
-    asked = response.request.headers.get("If-None-Match")
-    etag = response.headers.get("ETag")
+def names_another_version(
+    response: requests.Response, request: EffectiveRequest, prior: Prior | None
+) -> bool:
+    """Whether response is a 304 to a GET's conditions from the state (prior's) whose
+    validators name another version than the stored body's (Prior.another_version, the rule a
+    HEAD's ``changed`` follows too: s24 r11 3): a backend that checked only If-Modified-Since,
+    of a new version with the old date, or of one rolled back to an older date with <=, says
+    so on every run. The one asked weakened (a server that compresses) is not another."""
     if response.status_code != 304 or not request.conditional or request.method != "GET":
+        return False
+    if prior is None:
         return False
     if response.history and response.url != (request.validated_url or response.history[0].url):
         # Another URL than the stored body's (a signed target): its 304 counts only when it
         # names the very ETag asked (redirects.Conditions sent it no other condition).
+        asked = response.request.headers.get("If-None-Match")
+        etag = response.headers.get("ETag")
         return asked is None or etag is None or etag.strip() != asked.strip()
-    if asked is None or etag is None or etag.strip().startswith("W/"):
-        return False
-    return etag.strip() != asked.strip().removeprefix("W/")
+    headers = response.headers
+    return prior.another_version(headers.get("ETag"), headers.get("Last-Modified")) is True
 
 
 def asks_again(
@@ -388,7 +391,7 @@ def asks_again(
     h5 2), or one that finds another file under the name than that one (another copy of the
     URL saved its body over it meanwhile: it took that file over, and vouched the old body's
     hash for it, s24 h5 3), as for a URL whose file is not the state's (Fetcher._prior)."""
-    if names_another_version(response, request):
+    if names_another_version(response, request, task.job.prior):
         return True
     conditioned = response.status_code == 304 and request.conditional and request.method == "GET"
     return conditioned and not holds_its_file(bodies, task)

@@ -3,7 +3,10 @@ layer (conditional and range requests) and back to the state writer (``changed``
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+
+from fetcher.http.headers import http_date
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,35 @@ class Prior:
     def has_validators(self) -> bool:
         return self.etag is not None or self.last_modified is not None
 
+    def another_version(self, etag: str | None, last_modified: str | None) -> bool | None:
+        """Whether an answer's validators (etag, last_modified) name another version than the
+        stored body's: the ETag decides when both have one, as If-None-Match does (W/ aside:
+        RFC 9110's weak comparison, as a server that compresses weakens its tags), else the
+        Last-Modified date (as a moment); None when no validator is in both. One rule for a
+        HEAD's ``changed`` (state.store) and a GET's 304 that has the body read whole
+        (fetch.names_another_version): -I said changed on every run where the GET kept the old
+        file, changed false, for a weak tag or another date (s24 r11 3). A date that differs
+        is another version however grained dates are (a rollback answered 304 by a server
+        that checks If-Modified-Since with <=)."""
+        if etag is not None and self.etag is not None:
+            return opaque(etag) != opaque(self.etag)
+        if last_modified is not None and self.last_modified is not None:
+            return moment(last_modified) != moment(self.last_modified)
+        return None
+
     def fresh(self, now: float, within: float) -> bool:
         """A body fetched ok less than within seconds before now (--skip-fresh): a HEAD's row
         holds none (no sha256); a time after now (a clock set ahead then) is no age."""
         return self.ok and self.sha256 is not None and 0 <= now - self.fetched_at < within
+
+
+def opaque(etag: str) -> str:
+    """An ETag as RFC 9110's weak comparison sees it (8.8.3.2): W/ or not, the same tag (a
+    server that compresses may weaken it)."""
+    return etag.strip().removeprefix("W/")
+
+
+def moment(value: str) -> datetime.datetime | str:
+    """A Last-Modified date as a moment (headers.http_date), so that two spellings of one
+    agree; unreadable, as given."""
+    return http_date(value) or value.strip()

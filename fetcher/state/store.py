@@ -10,7 +10,6 @@ the records were out would leave, after a SIGKILL, changes in the state never re
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
 import os
@@ -21,12 +20,11 @@ from dataclasses import replace
 from typing import Any
 
 from fetcher.errors import ErrorKind
-from fetcher.http.headers import http_date
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import partial_inode
 from fetcher.results import Partial, Result
 from fetcher.state import database
-from fetcher.state.prior import Prior
+from fetcher.state.prior import Prior, moment, opaque
 from fetcher.state.writes import PendingWrites, Statement
 
 COMMIT_ROWS = 2000
@@ -393,39 +391,19 @@ def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None
     whether its validators are the state's body's (a 200 to the state's conditions is the
     server saying they are not), and None, not known, when no validator is in both (s21 h2 3);
     a 304 to the state's conditions naming others too (a backend that checked only the date:
-    s24 h5 2; a GET's such 304 was followed by the whole body: fetch.names_another_version).
+    s24 h5 2). Prior.another_version decides, as it decides whether a GET's such 304 is
+    followed by the whole body (fetch.names_another_version): the two agree (s24 r11 3).
     Called before _known_body gives a 304 the row's validators and hash.
     """
     if result.status == 304:  # a HEAD's, to the state's conditions, has no hash: none was read
-        head = result.not_modified and result.sha256 is None
-        return head and prior is not None and _validators_differ(result, prior) is True
+        if not result.not_modified or result.sha256 is not None or prior is None:
+            return False
+        return prior.another_version(result.etag, result.last_modified) is True
     if prior is None:
         return True
     if not bodiless:
         return prior.sha256 != result.sha256
-    return _validators_differ(result, prior)
-
-
-def _validators_differ(result: Result, prior: Prior) -> bool | None:
-    """Whether result's validators name another body than prior's: the ETag decides when both
-    have one, else the date; None when no validator is in both."""
-    if result.etag is not None and prior.etag is not None:  # it decides, as If-None-Match does
-        return _opaque(result.etag) != _opaque(prior.etag)
-    if result.last_modified is not None and prior.last_modified is not None:
-        return _date(result.last_modified) != _date(prior.last_modified)
-    return None
-
-
-def _opaque(etag: str) -> str:
-    """An ETag as RFC 9110's weak comparison sees it (8.8.3.2): W/ or not, the same tag (a
-    server that compresses may weaken it)."""
-    return etag.strip().removeprefix("W/")
-
-
-def _date(value: str) -> datetime.datetime | str:
-    """A Last-Modified date as a moment (headers.http_date), so that two spellings of one
-    agree; unreadable, as given."""
-    return http_date(value) or value.strip()
+    return prior.another_version(result.etag, result.last_modified)
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
@@ -477,10 +455,10 @@ def _renews(result: Result, prior: Prior) -> bool:
     version's ETag, was told 304, and kept the old file for good. Kept, it asks with the old
     ones, and gets the new body."""
     if result.etag is not None:
-        return prior.etag is not None and _opaque(result.etag) == _opaque(prior.etag)
+        return prior.etag is not None and opaque(result.etag) == opaque(prior.etag)
     if result.last_modified is not None:
         return prior.last_modified is not None and (
-            _date(result.last_modified) == _date(prior.last_modified)
+            moment(result.last_modified) == moment(prior.last_modified)
         )
     return True
 
