@@ -190,3 +190,38 @@ def test_a_signed_target_that_changes_each_time_keeps_its_304_and_its_resume(
     again = fetch(tmp_path, "--continue", permalink["url"])
     assert (again["status"], again["not_modified"], again["changed"]) == (304, True, False), again
     assert again["sha256"] == first.sha256
+
+
+# A redirect's target before and after, and whether the resource it leads to is another one
+# than the stored body's: by the strong ETag when both have one, else it is taken as another.
+TARGETS = {
+    "same-date": ("/a.txt", "/b.txt", False, True),  # two files of one checkout, dated alike
+    "other-strong-etag": ("/a.txt", "/b.txt", True, True),
+    "same-strong-etag": ("/a.txt?sig=1", "/a.txt?sig=2", True, False),  # a signed target
+    "same-weak-etag": ("/a.txt", "/b.txt", 'W/"same"', True),  # weak: one per resource only
+}
+
+
+@pytest.mark.parametrize("case", list(TARGETS))
+def test_a_head_through_a_moved_redirect_says_what_the_get_says(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, case: str
+) -> None:
+    """-I through a redirect moved to another file compared that file's validators with the
+    stored body's: two files of the same Last-Modified (one checkout) gave changed false,
+    where the GET read the other file and said changed true (s24 r11 5). Its answer is judged
+    as the GET's 304 is (67784d0): on another URL, only a strong ETag says it is the same
+    body; without one, the URL leads to another resource than the stored body's, changed."""
+    server, origin = served
+    before, after, etags, changed = TARGETS[case]
+    for path, body in (("/a.txt", b"alpha\n"), ("/b.txt", b"bravo\n")):
+        origin.resources[path] = resource(body, 1, etag=etags is True)
+        if isinstance(etags, str):
+            origin.resources[path].etag = etags
+    permalink["to"] = server.url_for(before)
+    fetch(tmp_path, permalink["url"])
+    permalink["to"] = server.url_for(after)
+    head = fetch(tmp_path, "-I", permalink["url"])
+    get = fetch(tmp_path, permalink["url"])
+    assert head["final_url"] == get["final_url"] == server.url_for(after), head
+    assert head["changed"] is changed, head
+    assert get["changed"] is changed, get

@@ -368,18 +368,15 @@ def names_another_version(
     HEAD's ``changed`` follows too: s24 r11 3): a backend that checked only If-Modified-Since,
     of a new version with the old date, or of one rolled back to an older date with <=, says
     so on every run. The one asked weakened (a server that compresses) is not another."""
-    if response.status_code != 304 or not request.conditional or request.method != "GET":
+    conditioned = request.conditional and request.method == "GET"
+    if prior is None or response.status_code != 304 or not conditioned:
         return False
-    if prior is None:
-        return False
-    if response.history and response.url != (request.validated_url or response.history[0].url):
-        # Another URL than the stored body's (a signed target): its 304 counts only when it
-        # names the very ETag asked (redirects.Conditions sent it no other condition).
-        asked = response.request.headers.get("If-None-Match")
-        etag = response.headers.get("ETag")
-        return asked is None or etag is None or etag.strip() != asked.strip()
+    # From another URL than the stored body's (a signed target): its 304 counts only when it
+    # names the very ETag asked (redirects.Conditions sent it no other condition).
+    elsewhere = not prior.came_from(response.url, len(response.history))
     headers = response.headers
-    return prior.another_version(headers.get("ETag"), headers.get("Last-Modified")) is True
+    etag, dated = headers.get("ETag"), headers.get("Last-Modified")
+    return prior.another_version(etag, dated, elsewhere) is True
 
 
 def asks_again(

@@ -33,7 +33,9 @@ class Prior:
     def has_validators(self) -> bool:
         return self.etag is not None or self.last_modified is not None
 
-    def another_version(self, etag: str | None, last_modified: str | None) -> bool | None:
+    def another_version(
+        self, etag: str | None, last_modified: str | None, elsewhere: bool = False
+    ) -> bool | None:
         """Whether an answer's validators (etag, last_modified) name another version than the
         stored body's: the ETag decides when both have one, as If-None-Match does (W/ aside:
         RFC 9110's weak comparison, as a server that compresses weakens its tags), else the
@@ -42,12 +44,28 @@ class Prior:
         (fetch.names_another_version): -I said changed on every run where the GET kept the old
         file, changed false, for a weak tag or another date (s24 r11 3). A date that differs
         is another version however grained dates are (a rollback answered 304 by a server
-        that checks If-Modified-Since with <=)."""
+        that checks If-Modified-Since with <=). From elsewhere (an answer from another URL
+        than the body's: came_from), only the same strong ETag says it is the same body (a
+        signed target): a date or a weak tag is that other resource's, and says nothing of
+        this body (RFC 9110 8.8); -I took two files of one date for one (s24 r11 5)."""
+        if elsewhere:
+            mine = self.etag
+            return not (etag is not None and mine is not None and _strong(etag)
+                        and etag.strip() == mine.strip())  # fmt: skip
         if etag is not None and self.etag is not None:
             return opaque(etag) != opaque(self.etag)
         if last_modified is not None and self.last_modified is not None:
             return moment(last_modified) != moment(self.last_modified)
         return None
+
+    def came_from(self, final_url: str | None, redirects: int) -> bool:
+        """Whether an answer from final_url, after redirects, came from the URL whose body the
+        row's validators are of (final_url, the redirects followed): its own, or, for a row
+        from before schema 6 that does not say, the URL asked, when it answered without a
+        redirect (as redirects.Conditions sends them)."""
+        if self.final_url is None:
+            return redirects == 0
+        return final_url == self.final_url
 
     def fresh(self, now: float, within: float) -> bool:
         """A body fetched ok less than within seconds before now (--skip-fresh): a HEAD's row
@@ -65,3 +83,8 @@ def moment(value: str) -> datetime.datetime | str:
     """A Last-Modified date as a moment (headers.http_date), so that two spellings of one
     agree; unreadable, as given."""
     return http_date(value) or value.strip()
+
+
+def _strong(etag: str) -> bool:
+    """Whether etag is a strong one: a quoted tag, not W/."""
+    return etag.lstrip().startswith('"')

@@ -398,12 +398,20 @@ def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None
     if result.status == 304:  # a HEAD's, to the state's conditions, has no hash: none was read
         if not result.not_modified or result.sha256 is not None or prior is None:
             return False
-        return prior.another_version(result.etag, result.last_modified) is True
+        return _another_version(result, prior) is True
     if prior is None:
         return True
     if not bodiless:
         return prior.sha256 != result.sha256
-    return prior.another_version(result.etag, result.last_modified)
+    return _another_version(result, prior)
+
+
+def _another_version(result: Result, prior: Prior) -> bool | None:
+    """Prior.another_version of result's validators, from the URL result's answer came from:
+    through a redirect moved to another URL, only the same strong ETag is the same body, as
+    for a GET's 304 there (s24 r11 5)."""
+    elsewhere = not prior.came_from(result.final_url, result.redirects)
+    return prior.another_version(result.etag, result.last_modified, elsewhere)
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
