@@ -512,9 +512,12 @@ def resolve_verify(params: dict[str, Any]) -> bool | str:
 def warn(text: str) -> None:
     """Say text on stderr before the run starts; a stderr that cannot take it (full, its reader
     gone) drops it, as Streams.say does, and the run goes on: raised out of the option checks,
-    it fetched nothing and exited 120 (s24 r9 2)."""
+    it fetched nothing and exited 120 (s24 r9 2). One full for a moment (a non-blocking pipe:
+    EAGAIN) keeps it buffered: silenced, the run's summary was lost too (s25 r1 5)."""
     try:
         click.echo(text, err=True)
+    except BlockingIOError:  # full for a moment: the rest waits in the buffer (s25 r1 5)
+        pass
     except OSError:
         with contextlib.suppress(OSError, ValueError):
             Streams.silence(sys.stderr)  # what is left in its buffer would fail again at exit
@@ -540,8 +543,6 @@ def check_trust(verify: bool | str, quiet: bool = False) -> None:
     name, path = found
     try:
         check_bundle_variable(name, path)
-    except WouldWait:
-        raise
     except click.UsageError as exc:
         if not quiet:
             warn(f"fetcher: {exc.message}; https URLs will fail")
@@ -557,15 +558,8 @@ def check_bundle_variable(name: str, path: str) -> None:
         raise click.UsageError(f"{given} does not exist: no CA to verify with") from None
     except OSError as exc:  # a folder on the way the user cannot search (s24 r7 6)
         raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):  # its open waits: every https URL held
-        raise WouldWait(f"{given} is not a regular file: read for every connection")
     if not stat.S_ISDIR(mode):  # OpenSSL's folder of hashed certificates is read as requests
         check_ca_file(given, path, load=False)
-
-
-class WouldWait(click.UsageError):
-    """A CA bundle variable naming a FIFO or a socket: refused, not only said; urllib3's open
-    of it waited for a writer and held every https URL past -m (s24 r9 1)."""
 
 
 def check_ca_file(given: str, path: str, load: bool = True) -> None:

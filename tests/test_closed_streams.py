@@ -9,6 +9,7 @@ closed and the records meant for it, the run is refused before any request (exit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -238,3 +239,36 @@ def test_a_warning_before_the_run_that_stderr_cannot_take_stops_nothing(args, ex
         assert server.paths == ["/w"]
     assert done.returncode == 0
     assert len(done.stdout.splitlines()) == 1, done.stdout
+
+
+def test_a_warning_that_meets_a_stderr_full_for_a_moment_leaves_the_summary_its_place():
+    """A start-up warning to a non-blocking stderr pipe that was full for a moment (EAGAIN)
+    pointed descriptor 2 at /dev/null for the whole run: the summary and every later line were
+    lost once the reader caught up (s25 r1 5). Only a stderr gone for good (EPIPE) or full for
+    good (ENOSPC) is silenced; the warning waits in the buffer and comes with the next line."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"x" * 4096)
+    taken: list[bytes] = []
+
+    def drain(path: str):  # the request comes after the start-up warning
+        with contextlib.suppress(BlockingIOError):
+            while piece := os.read(read_end, 1 << 16):
+                taken.append(piece)
+        return 200, {}, b"ok", 0.0
+
+    with counting_server(drain) as server:
+        done = subprocess.run(
+            [*FETCHER, "--no-progress", server.url("/w")], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=write_end, timeout=60, check=False,
+            env=clean_env(REQUESTS_CA_BUNDLE="/nonexistent/ca.pem"),
+        )  # fmt: skip
+    os.close(write_end)
+    os.set_blocking(read_end, True)
+    with os.fdopen(read_end, "rb") as rest:
+        after = rest.read()
+    assert done.returncode == 0 and server.paths == ["/w"]
+    assert b"fetcher: 1 ok, 0 failed" in after, after[-300:]

@@ -542,20 +542,40 @@ def test_a_handshake_a_plain_server_never_answers_says_https_was_assumed():
     ), record
 
 
+@pytest.mark.parametrize("kind", ["fifo", "terminal"])
 @pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
-def test_a_ca_bundle_variable_that_is_a_fifo_is_refused_without_waiting_for_it(
-    server, tmp_path, variable
+def test_a_ca_bundle_variable_that_can_wait_fails_https_at_once_and_fetches_http(
+    server, tmp_path, variable, kind
 ):
     """Said and then used, a FIFO held every https URL past -m in urllib3's open of it, while
-    the line said they would fail (s24 r9 1): refused at start, as --cacert's, never opened."""
-    fifo = tmp_path / "ca.fifo"
-    os.mkfifo(fifo)
-    result = subprocess.run(
-        [*FETCHER, "-m", "3", server.url("/never")], stdin=subprocess.DEVNULL,
-        capture_output=True, env=clean_env(**{variable: str(fifo)}), timeout=30, check=False,
-    )  # fmt: skip
-    assert result.returncode == 2, result.stderr
+    the line said they would fail (s24 r9 1); refusing the run then stopped http-only runs,
+    which curl fetches whatever CURL_CA_BUNDLE says (s25 r1 6), and a terminal, only said,
+    held every https URL reading it until someone typed (s25 r1 3). Now a bundle that is no
+    regular file nor folder is never opened: each https URL fails at once, kind tls, naming
+    it, and the http ones are fetched."""
+    if kind == "fifo":
+        bundle = str(tmp_path / "ca.fifo")
+        os.mkfifo(bundle)
+    else:
+        master, slave = os.openpty()
+        bundle = os.ttyname(slave)
+    with counting_server() as plain:
+        urls = [plain.url("/plain"), server.url("/never")]
+        result = subprocess.run(
+            [*FETCHER, "-m", "3", "--retries", "0", "--format", "jsonl", *urls],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False,
+            env=clean_env(**{variable: bundle}),
+        )  # fmt: skip
+    if kind == "terminal":
+        os.close(master)
+        os.close(slave)
+    assert result.returncode == 1, result.stderr
     assert variable.encode() in result.stderr and b"not a regular file" in result.stderr
+    found = {record["url"]: record for record in map(json.loads, result.stdout.splitlines())}
+    assert found[urls[0]]["ok"] is True and plain.paths == ["/plain"]
+    failure = found[urls[1]]
+    assert failure["error"]["kind"] == "tls" and bundle in failure["error"]["message"], failure
+    assert failure["elapsed"] < 2, failure
     assert server.paths == []
 
 

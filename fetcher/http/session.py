@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Mapping
@@ -21,7 +23,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.cookies import extract_cookies_to_jar, merge_cookies
-from requests.exceptions import InvalidURL
+from requests.exceptions import InvalidURL, SSLError
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -236,6 +238,11 @@ class FetcherAdapter(HTTPAdapter):
         whoever answers the handshake. curl refuses such a proxy too."""
         if conn.scheme == "https" and not url.lower().startswith("https"):
             url = f"https://{conn.host}:{conn.port}/"  # the proxy's, where the TLS goes
+        if conn.scheme == "https" and isinstance(verify, str) and not readable_bundle(verify):
+            raise SSLError(
+                f"the CA bundle {verify} is not a regular file nor a folder: not read (a FIFO "
+                "or a terminal waits for ever)"
+            )
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
@@ -279,6 +286,20 @@ _send = with_globals(requests.Session.send, extract_cookies_to_jar=_extract_cook
 
 # A '%' that starts no %-escape (RFC 3986 2.1: two hex digits follow it).
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+@functools.lru_cache(maxsize=8)
+def readable_bundle(path: str) -> bool:
+    """Whether a CA bundle path (a variable's: --cacert's is refused at start otherwise) may be
+    opened for a connection: a regular file or OpenSSL's folder of hashed certificates, or a
+    path that is not there (requests says so). A FIFO's open, a terminal's read wait for ever
+    and held every https URL past -m (s24 r9 1, s25 r1 3); refusing the run for it stopped the
+    http URLs too, which curl fetches whatever CURL_CA_BUNDLE says (s25 r1 6). Looked at once."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def strays_encoded(uri: str) -> str:
