@@ -146,6 +146,11 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
         # whose file an earlier 'fetcher -o .' may have saved right here.
         if "://" not in url and "/" not in url and os.path.isfile(url):
             raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
+        if url.isascii() and url.isdigit():  # https://4 is the address 0.0.0.4 (s25 h2 7)
+            raise click.UsageError(
+                f"{url!r} is no URL: a number alone would be fetched as https://{url}. aria2's "
+                "-s N (pieces of one download) has no equal here; -j N fetches N URLs at once"
+            )
     for path in params.get("inputs", ()):
         if "://" in path and not os.path.lexists(path):
             raise click.UsageError(

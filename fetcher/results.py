@@ -13,6 +13,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
+from fetcher.input.hosts import server_name
 from fetcher.input.jobs import Job
 from fetcher.redact import redact_url
 from fetcher.settings import DEFAULT_PORTS
@@ -111,7 +112,8 @@ def host_of(url: str) -> str:
     ``127.0.0.1:8001`` and ``127.0.0.1:8002`` are two servers. The host alone for a scheme
     without a known port; "" for a URL without a host. A Unicode name is IDNA-encoded, as
     requests connects to it: ``bücher.test`` and ``xn--bcher-kva.test`` are one server, and
-    were two hosts for the limits and the pause."""
+    were two hosts for the limits and the pause; other spellings of one address or name are one
+    too (``server_name``)."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -123,6 +125,7 @@ def host_of(url: str) -> str:
         from fetcher.http.cookies import idna_host  # requests' own encoding; loaded by then
 
         host = idna_host(host)
+    host = server_name(host)
     if ":" in host:
         host = f"[{host}]"
     if port is None:

@@ -16,7 +16,7 @@ from fetcher.command import OTHER, SectionedCommand
 from fetcher.habits import fold_habits, output_dir_problem
 from fetcher.options import help_sections
 from tests.conftest import FETCHER, clean_env, invoke
-from tests.servers import records
+from tests.servers import counting_server, records
 
 
 def only(result) -> dict:
@@ -606,6 +606,18 @@ def test_a_number_for_a_proxy_is_refused(value):
     and its headers went to an address nobody meant (s20 h3 5)."""
     result = invoke(["-x", value, "http://127.0.0.1:9/"])
     assert result.exit_code == 2 and "aria2" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("args", [["-s", "4"], ["4"], ["-j", "4", "16"]])
+def test_a_number_for_a_url_is_refused(args):
+    """aria2's -s N (pieces of one download), beside -x N refused, left the N as a URL: fetched
+    as https://4, the address 0.0.0.4, one failure record and exit 1 (s25 h2 7). A number
+    alone is no URL anyone means: a usage error before anything is sent."""
+    with counting_server() as server:
+        result = invoke([*args, server.url("/a")])
+        assert server.paths == []
+    assert result.exit_code == 2, result.stderr
+    assert "is no URL" in result.stderr and "aria2" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("args", [["-d", "-json"], ["-A", "-silent"], ["--data", "-threads"]])

@@ -68,6 +68,7 @@ CORE = [
     "fetcher.http.tunnel",
     "fetcher.settings",
     "fetcher.input.shards",
+    "fetcher.input.hosts",
     "fetcher.run.signals",
     "fetcher.input.reader",
     "fetcher.input.pipes",

@@ -288,3 +288,14 @@ def test_a_url_whose_max_time_runs_out_waiting_for_a_retry_keeps_its_last_outcom
     assert 2.9 <= x["elapsed"] < 5.0
     assert (y["status"], y["attempts"], y["error"]["kind"]) == (429, 1, "http")
     assert took < 6.0  # ended at its deadline, not when the 8 s pause did
+
+
+def test_one_server_spelled_several_ways_is_one_host_for_per_host(recording):
+    """127.0.0.1, 127.1, 2130706433 and 0x7f.1 are one address (the resolver reads them as
+    inet_aton does): --per-host 1 let four requests in flight to the one server (s25 h2 3)."""
+    hosts = ("127.0.0.1", "127.1", "2130706433", "0x7f.1")
+    urls = [recording.url(f"/slow/0.1/{n}", host) for n in range(3) for host in hosts]
+    result = invoke(["--format", "jsonl", "-j", "8", "--per-host", "1", *urls])
+    assert result.exit_code == 0, result.stderr
+    assert len(records(result.stdout)) == 12
+    assert recording.max_total == 1

@@ -202,3 +202,28 @@ def test_four_shard_processes_write_the_records_of_one_unsharded_run(server, tmp
         summary = json.loads(path.read_text())
         assert summary["total"] == len(records)
         assert summary["other_shards"] == len(unsharded) - len(records)
+
+
+@pytest.mark.parametrize(
+    ("spellings", "server"),
+    [
+        (["127.0.0.1", "127.1", "2130706433", "0x7f.1", "0177.0.0.1", "[::ffff:127.0.0.1]"],
+         "127.0.0.1"),
+        (["[::1]", "[0:0::1]", "[0000:0000:0000:0000:0000:0000:0000:0001]"], "[::1]"),
+        (["example.org", "EXAMPLE.org.", "example.org."], "example.org"),
+    ],
+    ids=["ipv4", "ipv6", "trailing-dot"],
+)  # fmt: skip
+def test_one_server_spelled_several_ways_is_one_host_and_one_shard(spellings, server):
+    """usage.md: all URLs of one host fall in one shard, whatever their spelling; an IP
+    literal's other forms and a name's trailing dot were other hosts for the shards, the
+    per-host limits and the pause (s25 h2 3). Names that only look numeric stay names."""
+    from fetcher.results import host_of
+
+    assert {shard_key(f"http://{host}/x", b"") for host in spellings} == {
+        server.strip("[]").encode()
+    }
+    assert {host_of(f"http://{host}:81/x") for host in spellings} == {f"{server}:81"}
+    assert host_of("http://12.bad/") == "12.bad:80" and host_of("http://1e100.net/") == (
+        "1e100.net:80"
+    )

@@ -12,6 +12,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from fetcher.input.hosts import server_name
+
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -65,4 +67,4 @@ def shard_key(target: str, raw: bytes) -> bytes:
 
         with suppress(UnicodeError):  # requests refuses that URL: its record says so
             host = PreparedRequest._get_idna_encoded_host(host)  # type: ignore[attr-defined]
-    return host.lower().encode("utf-8", "surrogatepass")
+    return server_name(host.lower()).encode("utf-8", "surrogatepass")

@@ -1,0 +1,37 @@
+"""One spelling for each server a URL can name: the unit of the per-host limits, the
+Retry-After pause, the summary's hosts and the shards (SPEC 2.3; usage.md, "Sharding")."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from functools import lru_cache
+
+# What inet_aton may read as an IPv4 address: 127.1, 2130706433, 0x7f.1, 0177.0.0.1. A name
+# made of other letters (1e100.net) is a name; one of these letters that inet_aton refuses
+# (12.bad) stays as written.
+_IPV4_LIKE = re.compile(r"[0-9][0-9a-fx.]*", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def server_name(host: str) -> str:
+    """host (urlsplit's hostname: lower-cased, without brackets), as one server is named
+    however it is spelled: an IPv4 address in its dotted form (the resolver reads 127.1 and
+    2130706433 as 127.0.0.1), an IPv6 one compressed (an IPv4-mapped one as its IPv4), a
+    name without its trailing dot (example.org. is example.org's server). Each spelling was a
+    host of its own for --per-host, the pause and the shards: five requests in flight to one
+    server under --per-host 1 (s25 h2 3). A non-ASCII name is left to the callers' IDNA."""
+    if ":" in host:
+        try:
+            address = ipaddress.IPv6Address(host)
+        except ValueError:  # a zone (fe80::1%25eth0), or not an address: as written
+            return host
+        mapped = address.ipv4_mapped
+        return str(mapped) if mapped is not None else str(address)
+    if _IPV4_LIKE.fullmatch(host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))
+        except OSError:
+            return host
+    return host[:-1] if host.endswith(".") and len(host) > 1 else host
