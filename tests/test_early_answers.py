@@ -577,3 +577,78 @@ def test_a_refusal_behind_a_full_look_of_interim_answers_is_read_when_the_upload
     [record] = by_url(done.stdout).values()
     outcome = (record["status"], record["ok"], record["attempts"])
     assert outcome == (413, False, 1), json.dumps(record)
+
+
+class InterimEachTimeServer(UploadServer):
+    """An UploadServer that says interim at once to every request, before it reads the body,
+    then answers 200 with the body's sha256, the connection kept alive."""
+
+    def __init__(self, interim: bytes) -> None:
+        super().__init__(lambda conn: None)
+        self.interim = interim
+
+    def serve(self, conn: socket.socket) -> None:
+        while head := read_request(conn):
+            conn.sendall(self.interim)
+            self.taken.append(take_body(conn, head))
+            answer = self.taken[-1].encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + answer)
+
+
+WHOLE_INTERIM = {
+    "100-continue": b"HTTP/1.1 100 Continue\r\n\r\n",
+    "103-early-hints": early_hints(40),
+    "100-then-103": b"HTTP/1.1 100 Continue\r\n\r\n" + early_hints(40),
+}
+
+
+@pytest.mark.parametrize("interim", WHOLE_INTERIM.values(), ids=WHOLE_INTERIM.keys())
+def test_whole_interim_answers_during_an_upload_keep_the_connection_alive(
+    interim: bytes, upload: tuple[Path, str]
+) -> None:
+    """r1 1 (s25): whole interim answers with nothing after them decide nothing, but hide
+    nothing either: the answer's reader reads past them to the final answer, and the next URL
+    may use the connection (SPEC 2.3: at most -j connections to a server that keeps them
+    alive). Only a full look, or a status line still in pieces, ends it."""
+    path, digest = upload
+    server = InterimEachTimeServer(interim)
+    with server:
+        urls = [server.url(f"/take{n}") for n in range(3)]
+        args = ["--format", "jsonl", "-j", "1", "--retries", "0", "--connect-timeout", "3"]
+        done = run_process([*args, "-t", "4", "-X", "PUT", "-d", f"@{path}", *urls])
+        records = by_url(done.stdout)
+    assert [(records[url]["status"], records[url]["ok"]) for url in urls] == [(200, True)] * 3
+    assert server.taken == [digest] * 3
+    assert server.connections == 1
+
+
+def interim_then_hold(
+    interim: bytes, read_first: int, stop: threading.Event
+) -> Callable[[socket.socket], None]:
+    """Send interim at once, read read_first bytes of the body, then read nothing more and
+    say nothing more until the test ends."""
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(interim)
+        left = read_first
+        while left > 0 and (chunk := conn.recv(min(left, MIB))):
+            left -= len(chunk)
+        stop.wait(LIFETIME)
+
+    return behaviour
+
+
+def test_a_stall_after_whole_interim_answers_is_a_timeout_at_the_connect_timeout(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r1 2 (s25): after a whole 100 Continue the server waits for the rest of the body; no
+    answer will come while it does. A stall then ends at --connect-timeout, as a stall with
+    nothing heard does, not by cutting the body and then waiting a whole -t for an answer."""
+    path, _ = upload
+    with FaultServer(interim_then_hold(b"HTTP/1.1 100 Continue\r\n\r\n", MIB, stop)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "8"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    assert record["error"]["kind"] == "read_timeout", json.dumps(record)
+    assert record["elapsed"] < 3, json.dumps(record)

@@ -58,7 +58,8 @@ class Seen(Enum):
     """What waiting for room to send saw."""
 
     ROOM = "room"  # the connection takes more: send on
-    HEARD = "heard"  # bytes that are no final answer yet (interim, a status line's start)
+    INTERIM = "interim"  # whole interim answers and nothing after them: they hide nothing
+    HEARD = "heard"  # what may hide a final answer: a full look, or an answer still in pieces
     ANSWERED = "answered"  # a 2xx: send the rest, looking for nothing more
     FINAL = "final"  # a final answer of 300 or more, the end of the connection or an error
 
@@ -79,9 +80,14 @@ class EarlyAnswerResponse(HeaderParsingResponse):
 def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
     """Send data, a request body or a piece of one, on sock (a connected socket in blocking
     mode) unless a final answer of 300 or more arrives first: ROOM once all of it is sent,
-    ANSWERED once it is all sent after a 2xx came, HEARD after what decided nothing yet (both
-    end the connection with its answer), FINAL when the rest was left unsent (a stall after
-    what decided nothing too: its reader reads what came).
+    after nothing heard or whole interim answers alone (their reader reads past them to the
+    final answer, and nothing is left behind it for the next request: s25 r1 1), ANSWERED
+    once it is all sent after a 2xx came, HEARD after what may hide a final answer (both end
+    the connection with its answer: r7 9, s24 r8 1), FINAL when the rest was left unsent (a
+    stall after what may hide an answer too: its reader reads what came, s24 r8 2).
+
+    The last look at what came is the one before the last bytes were handed to the kernel:
+    one after would race the server's answer to the whole body, and take it for an early one.
 
     The sends do not wait: when the connection takes no more, a poll() waits for room or for
     something to read, until timeout (the connect timeout urllib3 gives a send) has passed
@@ -91,19 +97,19 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
     stay bounded so (r7 5: a blocking sendall waited a whole timeout for each piece).
     """
     view = memoryview(data).cast("B")
-    before = Seen.ROOM  # what was heard: nothing, what decides nothing yet, or a 2xx
+    before = Seen.ROOM  # what was heard: nothing, interim answers, what may hide one, a 2xx
     while True:
         try:
             view = view[socket.socket.send(sock, view, _NOW) :]  # no timeout: never waits
         except BlockingIOError:
             pass
-        if not view:  # HEARD too: the server spoke before the body was all sent (s24 r8 1)
-            return before
+        if not view:  # whole interim answers hide nothing: the connection is kept (s25 r1 1)
+            return Seen.ROOM if before is Seen.INTERIM else before
         try:
             seen = wait_for_room(sock, timeout, before)
         except TimeoutError:
-            if before is not Seen.HEARD:
-                raise
+            if before is not Seen.HEARD:  # after whole interim answers too: the server waits
+                raise  # for the rest of the body, and says nothing meanwhile (s25 r1 2)
             return Seen.FINAL  # what it said is for the answer's reader to read (s24 r8 2)
         if seen is Seen.FINAL:
             return seen
@@ -112,29 +118,30 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
 
 
 def wait_for_room(sock: socket.socket, timeout: float | None, before: Seen) -> Seen:
-    """Wait until sock takes more bytes or what the server sent decides (answer_seen); before
-    is what was heard so far (ROOM: nothing).
+    """Wait until sock takes more bytes or what the server sent decides (answer_seen), or
+    tells more than before, what was heard so far (ROOM: nothing).
 
-    Once bytes that decide nothing were heard (HEARD), poll() would say "readable" at once and
-    for ever: it then waits for room, or for the connection's end, alone, and they are peeked
-    at again every _RECHECK seconds, and at each wake, for what has come after them. After a
-    2xx (ANSWERED) only room is waited for: an error or a hang-up wakes it too, and the next
-    send raises it.
+    Once bytes were heard (INTERIM, HEARD), poll() would say "readable" at once and for ever:
+    it then waits for room, or for the connection's end, alone, and they are peeked at again
+    every _RECHECK seconds, and at each wake, for what has come after them. After a 2xx
+    (ANSWERED) only room is waited for: an error or a hang-up wakes it too, and the next send
+    raises it.
     """
     watching = before is not Seen.ANSWERED
+    rechecking = before in (Seen.INTERIM, Seen.HEARD)
     poller = select.poll()
     reading = select.POLLIN if before is Seen.ROOM else 0
     poller.register(sock, select.POLLOUT | (_ENDED | reading if watching else 0))
     stall = Stall(sock, timeout)
     while True:
-        events = poller.poll(stall.millis(_RECHECK if before is Seen.HEARD else None))
+        events = poller.poll(stall.millis(_RECHECK if rechecking else None))
         mask = events[0][1] if events else 0
-        if watching and (before is Seen.HEARD or mask & (select.POLLIN | _ENDED)):
+        if watching and (rechecking or mask & (select.POLLIN | _ENDED)):
             seen = answer_seen(sock)
-            if seen is Seen.HEARD and mask & _ENDED:
+            if seen in (Seen.INTERIM, Seen.HEARD) and mask & _ENDED:
                 return Seen.FINAL  # the server ended: what it said is all it will say
-            if seen in (Seen.ANSWERED, Seen.FINAL) or (seen is Seen.HEARD and bool(reading)):
-                return seen
+            if seen is not before and seen is not Seen.ROOM:
+                return seen  # more was heard, or something else
         if mask & select.POLLOUT or (mask and not watching):
             return Seen.ROOM
         stall.check()
@@ -156,14 +163,18 @@ def answer_seen(sock: socket.socket) -> Seen:
 def what_is(start: bytes) -> Seen:
     """What the first bytes an upload's server sent say, read as the answer's reader will
     read them (read_status_line, is_interim, read_header_lines), interim answers skipped: a
-    2xx lets the body go on (ANSWERED); a 1xx whose block has not ended yet, or the start of
-    what may still become a 1xx or a 2xx status line, decides nothing yet (HEARD: r2 1, it
-    came in pieces; r7 2, it is longer than the peek); anything else ends it (FINAL), garbage
-    and more interim answers than the reader takes too (the reader says what they were)."""
+    2xx lets the body go on (ANSWERED); whole interim answers and nothing after them, in a
+    look not full, say the server reads on (INTERIM); a 1xx whose block has not ended yet, a
+    look full of interim answers, or the start of what may still become a 1xx or a 2xx status
+    line, decide nothing yet and may hide what does (HEARD: r2 1, it came in pieces; r7 2, it
+    is longer than the peek); anything else ends it (FINAL), garbage and more interim answers
+    than the reader takes too (the reader says what they were)."""
     fp = io.BytesIO(start)
     try:
-        for _ in range(MAX_INTERIM + 1):
+        for count in range(MAX_INTERIM + 1):
             line = fp.readline()
+            if count and not line:  # interim answers, all of what came (s25 r1 1)
+                return Seen.INTERIM if len(start) < _PEEK else Seen.HEARD
             if not line.endswith(b"\n"):
                 return Seen.HEARD if may_become(line) else Seen.FINAL
             version, status, reason = read_status_line(line)
