@@ -445,19 +445,23 @@ def answer_then_silent(answer: bytes, stop: threading.Event) -> Callable[[socket
     return behaviour
 
 
-@pytest.mark.parametrize("answer", [b"", OK_TAKEN], ids=["silent", "200-then-silent"])
+NOBODY_READS = {"silent": (b"", "read_timeout"), "200-then-silent": (OK_TAKEN, None)}
+
+
+@pytest.mark.parametrize("answer, kind", NOBODY_READS.values(), ids=NOBODY_READS.keys())
 def test_an_upload_nobody_reads_is_cut_about_one_connect_timeout_after_the_last_byte_left(
-    answer: bytes, stop: threading.Event, upload: tuple[Path, str]
+    answer: bytes, kind: str | None, stop: threading.Event, upload: tuple[Path, str]
 ) -> None:
     """r7 5: the wait is cut a --connect-timeout after the last byte was seen leaving, not up
     to twice that (a check only at each timeout's end, or a blocking send after a 2xx, which
-    waited a whole timeout for each piece the peer's buffers took)."""
+    waited a whole timeout for each piece the peer's buffers took). Cut after nothing heard,
+    it is a read_timeout; cut after a 2xx, that answer is read (s25 r1 4)."""
     path, _ = upload
     with FaultServer(answer_then_silent(answer, stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "10"]
         done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
     [record] = by_url(done.stdout).values()
-    assert record["error"]["kind"] == "read_timeout", json.dumps(record)
+    assert (record["error"] or {}).get("kind") == kind, json.dumps(record)
     assert record["elapsed"] < 1.6, json.dumps(record)
 
 
@@ -652,3 +656,36 @@ def test_a_stall_after_whole_interim_answers_is_a_timeout_at_the_connect_timeout
     [record] = by_url(done.stdout).values()
     assert record["error"]["kind"] == "read_timeout", json.dumps(record)
     assert record["elapsed"] < 3, json.dumps(record)
+
+
+class CountingSilentServer(FaultServer):
+    """Answers each request with answer once its head is read, then reads nothing more and
+    holds the connection until the test ends; counts the requests."""
+
+    def __init__(self, answer: bytes, stop: threading.Event) -> None:
+        super().__init__(self.serve)
+        self.answer, self.stop, self.requests = answer, stop, 0
+
+    def serve(self, conn: socket.socket) -> None:
+        if read_request(conn):
+            self.requests += 1
+            conn.sendall(self.answer)
+        self.stop.wait(LIFETIME)
+
+
+def test_a_2xx_heard_before_the_upload_stalls_is_the_record_and_not_sent_again(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r1 4 (s25): a server that said 200 at once and then read nothing had decided; the stall
+    threw its answer away (a read_timeout) and the PUT went again at each retry. The stall
+    now cuts the body and its answer is read: the 200, once, its connection closed."""
+    path, _ = upload
+    server = CountingSilentServer(OK_TAKEN, stop)
+    with server:
+        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
+        done = run_process([*args, "-t", "3", "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    outcome = (record["status"], record["ok"], record["attempts"], record["bytes"])
+    assert outcome == (200, True, 1, 5), json.dumps(record)
+    assert record["elapsed"] < 2.5, json.dumps(record)
+    assert server.requests == 1

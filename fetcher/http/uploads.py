@@ -10,7 +10,10 @@ so does send_body, and the connection the body was cut on is closed with its ans
 (EarlyAnswerResponse), never reused for another request it would be read as part of. So is a
 connection a 2xx came on before the body was all sent (r7 9): the server that says 200 while it
 reads may say more once it has read it all (a 413), which the next request would take for its
-own answer.
+own answer. A server that said 2xx and then stopped reading had decided: the stall cuts the
+body and that answer is the record, once (s25 r1 4), where it was a read_timeout and the PUT
+sent again at each retry. curl, too, stops sending once it has read a whole answer on a
+connection that is to close, as this one is.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Seen(Enum):
     INTERIM = "interim"  # whole interim answers and nothing after them: they hide nothing
     HEARD = "heard"  # what may hide a final answer: a full look, or an answer still in pieces
     ANSWERED = "answered"  # a 2xx: send the rest, looking for nothing more
-    FINAL = "final"  # a final answer of 300 or more, the end of the connection or an error
+    FINAL = "final"  # the rest unsent: an answer of 300 or more, a stall after one, an end
 
 
 class EarlyAnswerResponse(HeaderParsingResponse):
@@ -83,8 +86,9 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
     after nothing heard or whole interim answers alone (their reader reads past them to the
     final answer, and nothing is left behind it for the next request: s25 r1 1), ANSWERED
     once it is all sent after a 2xx came, HEARD after what may hide a final answer (both end
-    the connection with its answer: r7 9, s24 r8 1), FINAL when the rest was left unsent (a
-    stall after what may hide an answer too: its reader reads what came, s24 r8 2).
+    the connection with its answer: r7 9, s24 r8 1), FINAL when the rest was left unsent: a
+    final answer of 300 or more, or a stall after a 2xx or what may hide an answer (the server
+    had answered, or may have: its reader reads what came, s24 r8 2, s25 r1 4).
 
     The last look at what came is the one before the last bytes were handed to the kernel:
     one after would race the server's answer to the whole body, and take it for an early one.
@@ -108,9 +112,9 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
         try:
             seen = wait_for_room(sock, timeout, before)
         except TimeoutError:
-            if before is not Seen.HEARD:  # after whole interim answers too: the server waits
-                raise  # for the rest of the body, and says nothing meanwhile (s25 r1 2)
-            return Seen.FINAL  # what it said is for the answer's reader to read (s24 r8 2)
+            if before in (Seen.ROOM, Seen.INTERIM):  # nothing will come while the server
+                raise  # waits for the rest of the body (s25 r1 2)
+            return Seen.FINAL  # a 2xx, or what may hide an answer: its reader reads it (s25 r1 4)
         if seen is Seen.FINAL:
             return seen
         if seen is not Seen.ROOM:
