@@ -13,10 +13,8 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
-from fetcher.input.hosts import server_name
-from fetcher.input.jobs import Job
+from fetcher.input.jobs import Job, server
 from fetcher.redact import redact_url
-from fetcher.settings import DEFAULT_PORTS
 
 EXAMPLES_PER_KIND = 3
 TOP_HOSTS = 5
@@ -119,18 +117,7 @@ def host_of(url: str) -> str:
         host, port = parts.hostname, parts.port
     except ValueError:
         return ""
-    if not host:
-        return ""
-    if not host.isascii():
-        from fetcher.http.cookies import idna_host  # requests' own encoding; loaded by then
-
-        host = idna_host(host)
-    host = server_name(host)
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None:
-        port = DEFAULT_PORTS.get(parts.scheme.lower())
-    return host if port is None else f"{host}:{port}"
+    return server(host, port, parts.scheme)
 
 
 @dataclass

@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
+from fetcher.input.hosts import server_name
 from fetcher.input.parsing import BOM, CONTROL
 from fetcher.input.shards import Shard, shard_key
-from fetcher.settings import MAX_LINE_BYTES
+from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
 if TYPE_CHECKING:
     from fetcher.state.prior import Prior
@@ -50,6 +51,10 @@ class Job:
     # that a hard stop hands back to --failed as it is (InputReader.drain).
     lines: int = 1
     argument: bool = False  # raw is a command-line argument, not a line that was read
+    # host_of(target) (fetcher.results), worked out by the check that split target already (a
+    # worker process's job: by the parent's), so that no later step splits it again. None: not
+    # known (a line that is no URL), or target replaced since (fetcher.input.reader).
+    host: str | None = None
 
 
 # A part of the URL that urllib quotes in its message: it may be a piece of a password
@@ -81,31 +86,61 @@ def validate(url: str) -> str | None:
     does not ("http://a\\@b/" goes to a, urlsplit says b), so such a URL is refused, as curl
     refuses it.
     """
+    return check(url)[0]
+
+
+def check(url: str) -> tuple[str | None, str | None]:
+    """validate's answer, and with None the URL's server as host_of (fetcher.results) gives it,
+    from the same split: a job's check is then the only split of its URL on its way to a
+    worker's task (Job.host), where three were (4 us each, s25 p1)."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        return malformed(exc)
+        return malformed(exc), None
     if "\\" in parts.netloc:
-        return "malformed URL: backslash in the host part (before the path)"
+        return "malformed URL: backslash in the host part (before the path)", None
     try:
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
-        return malformed(exc, "@" in url and "@" not in parts.netloc)
+        return malformed(exc, "@" in url and "@" not in parts.netloc), None
+    hostname = parts.hostname  # a property that parses the netloc again: read once
+    problem = _host_problem(parts.scheme, hostname, port)
+    return (problem, None) if problem is not None else (None, server(hostname, port, parts.scheme))
+
+
+def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | None:
+    """validate's checks of a URL's scheme, host and port, once it splits."""
     if port == 0:  # urllib3 reads it as no port (80, 443), every host key here as :0
         return "malformed URL: port 0 (no server listens there)"
-    if parts.scheme.lower() not in SCHEMES:
-        return f"unsupported scheme {parts.scheme!r} (only http and https are fetched)"
-    if not parts.hostname:
+    if scheme.lower() not in SCHEMES:
+        return f"unsupported scheme {scheme!r} (only http and https are fetched)"
+    if not hostname:
         return "no host in URL"
-    if _NOT_IN_A_HOST.search(parts.hostname):
+    if _NOT_IN_A_HOST.search(hostname):
         return "malformed URL: a character no host name holds (as curl: bad hostname)"
-    if "%" in parts.hostname:  # looked up as written, or under -x an assertion in http.client
-        if ":" in parts.hostname:
+    if "%" in hostname:  # looked up as written, or under -x an assertion in http.client
+        if ":" in hostname:
             return "an IPv6 zone id ('%' in the address) is not supported"
         return "malformed URL: a %-escape in the host (write the name itself: ü.example)"
-    if _bad_label(parts.hostname):
+    if _bad_label(hostname):
         return "malformed URL: a host name with an empty label, or one longer than 63 characters"
     return None
+
+
+def server(hostname: str | None, port: int | None, scheme: str) -> str:
+    """host_of's answer (fetcher.results) from a split URL's hostname, port and scheme."""
+    if not hostname:
+        return ""
+    if not hostname.isascii():
+        from fetcher.http.cookies import idna_host  # requests' own encoding; loaded by then
+
+        hostname = idna_host(hostname)
+    hostname = server_name(hostname)
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    if port is None:
+        port = DEFAULT_PORTS.get(scheme.lower())
+    return hostname if port is None else f"{hostname}:{port}"
 
 
 # The dots IDNA reads as label separators (UTS 46): the ASCII one and three ideographic ones.
@@ -295,7 +330,8 @@ class JobMaker:
         if (problem := not_a_url(url)) is not None:
             return Job(-1, url, url, line, raw, problem)
         target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
-        return Job(-1, url, target, line, raw, validate(target))
+        problem, host = check(target)
+        return Job(-1, url, target, line, raw, problem, host=host)
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
         """Number job and return it, or None when it belongs to another shard or, with dedupe

@@ -394,5 +394,5 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
         if job is not None:
             job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:
-                job.target = fetched
+                job.target, job.host = fetched, None  # the host its check found was the line's
             yield job

@@ -139,7 +139,7 @@ class Dispatcher:
                 if not acquire_unless_stopped(slots, self.stopping):
                     self.input.give_back(self._skip, job)
                     return
-            task = Task(job, host_of(job.target))
+            task = Task(job, host_of(job.target) if job.host is None else job.host)
             if not self.input.admit(self.books.add, task):
                 return  # the calling thread took it, with the rest
             if known is not None:

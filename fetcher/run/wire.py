@@ -19,11 +19,11 @@ BATCH = 32  # jobs or results sent in one message, at most, per worker
 RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
 
 # A job as sent to a worker: seq, target, method, headers, data, output, prior (--state),
-# whether its key was adopted from a worker that died, and the file it keeps if fresh with the
-# key of its request (Job.keep, Job.key), or None.
+# whether its key was adopted from a worker that died, the file it keeps if fresh with the
+# key of its request (Job.keep, Job.key), or None, and its host if known (Job.host).
 WireJob = tuple[
     int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None, Any, bool,
-    tuple[str, str] | None,
+    tuple[str, str] | None, str | None,
 ]  # fmt: skip
 # A result as sent back: (seq, *fields), or the bare seq of a job the worker never started.
 WireResult = tuple[Any, ...] | int
@@ -33,14 +33,14 @@ def job_to_wire(job: Job, adopted: bool = False) -> WireJob:
     """adopted: the job goes to a worker that took its key over from one that died."""
     keep = None if job.keep is None else (job.keep, job.key or job.target)
     return (job.seq, job.target, job.method, job.headers, job.data, job.output, job.prior,
-            adopted, keep)  # fmt: skip
+            adopted, keep, job.host)  # fmt: skip
 
 
 def job_from_wire(wire: WireJob) -> tuple[Job, bool]:
     """The job, and whether its key was adopted from a worker that died (job_to_wire)."""
-    seq, target, method, headers, data, output, prior, adopted, keep = wire
+    seq, target, method, headers, data, output, prior, adopted, keep, host = wire
     job = Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
-              output=output, prior=prior)  # fmt: skip
+              output=output, prior=prior, host=host)  # fmt: skip
     if keep is not None:
         job.keep, job.key = keep
     return job, adopted

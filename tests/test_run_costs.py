@@ -1,0 +1,136 @@
+"""What the run around the request path does once per URL, not twice: under --processes 2 at
+-j 256 that run (the parent's input, dispatch and records, each worker's own dispatch) cost about
+a fifth of the CPU (bench/README.md, "The run around the request path").
+
+Each test counts the work a URL costs on its way, in this process, with the run's own parts
+(the reader's JobMaker, the Dispatcher, the wire to a worker process), and checks that what it
+carries is what the work would have given."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fetcher.input.jobs
+import fetcher.results
+from fetcher.http.task import Task
+from fetcher.input.jobs import Job, JobMaker
+from fetcher.input.reader import stored_jobs
+from fetcher.results import Partial, Result, host_of
+from fetcher.run.books import Books
+from fetcher.run.dispatcher import Dispatcher
+from fetcher.run.wire import job_from_wire, job_to_wire
+
+LINES = [
+    "http://127.0.0.1:8001/a",
+    "https://127.0.0.1/b",
+    "example.org/c",  # the default scheme's port
+    "http://[::1]:8002/d",
+    "http://bücher.test/e",  # IDNA, as requests connects
+    "HTTP://Example.ORG:80/f",
+    "http://user:pass@host.test:8080/g",
+]
+
+
+class ListSource:
+    """Jobs from a list, as a file's: the dispatcher's JobSource."""
+
+    current_is_finite = rest_is_finite = True
+
+    def __init__(self, jobs: list[Job]) -> None:
+        self.jobs = list(jobs)
+        self.count = 0
+
+    def next_job(self) -> Job | None:
+        if not self.jobs:
+            return None
+        self.count += 1
+        return self.jobs.pop(0)
+
+    def drain(self, lines_only: bool = False) -> Iterator[Job]:
+        yield from self.jobs
+
+
+class KeepingExecutor:
+    """Keeps what the dispatcher hands on: the Executor's side that these tests look at."""
+
+    window = 64
+    batch_size = 1
+
+    def __init__(self) -> None:
+        self.tasks: list[Task] = []
+
+    def submit(self, tasks: list[Task]) -> None:
+        self.tasks.extend(tasks)
+
+
+class QuietObserver:
+    def on_finished(self, result: Result) -> None: ...
+    def on_result(self, result: Result) -> None: ...
+    def on_skipped(self, job: Job) -> None: ...
+    def on_partial(self, job: Job, partial: Partial) -> None: ...
+    def on_total(self, count: int) -> None: ...
+    def on_idle(self) -> None: ...
+
+
+def dispatched(jobs: list[Job]) -> list[Task]:
+    """The tasks a Dispatcher makes of jobs, run on this thread to the input's end."""
+    executor = KeepingExecutor()
+    books = Books(QuietObserver(), False, lambda: None)
+    messages: list[object] = []
+    source = ListSource(jobs)
+    dispatcher = Dispatcher(source, executor, books, messages.append, threading.Event())
+    dispatcher._run()
+    return executor.tasks
+
+
+@pytest.fixture
+def splits(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every URL split by the input's check and by host_of, from now on."""
+    calls: list[str] = []
+    real = fetcher.input.jobs.urlsplit
+
+    def counting(url: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(url)
+        return real(url, *args, **kwargs)
+
+    monkeypatch.setattr(fetcher.input.jobs, "urlsplit", counting)
+    monkeypatch.setattr(fetcher.results, "urlsplit", counting)
+    return calls
+
+
+def test_a_url_is_split_once_on_its_way_from_its_line_to_a_worker_process_s_task(splits):
+    """The reader's check splits each URL; the parent's dispatcher (a Task's host) and the
+    worker's (the same again, from the wire) used to split it twice more, 4 us each."""
+    maker = JobMaker("http")
+    jobs = [maker.line_job(n, line.encode(), False) for n, line in enumerate(LINES, 1)]
+    parent = dispatched([job for job in jobs if job is not None])
+    worker = dispatched([job_from_wire(job_to_wire(task.job))[0] for task in parent])
+    assert len(splits) == len(LINES)  # the check's own
+    splits.clear()
+    expected = [host_of(task.job.target) for task in parent]
+    assert [task.host for task in parent] == expected
+    assert [task.host for task in worker] == expected
+    assert expected[:4] == ["127.0.0.1:8001", "127.0.0.1:443", "example.org:80", "[::1]:8002"]
+    assert expected[4] == "xn--bcher-kva.test:80"
+
+
+def test_a_job_whose_target_was_replaced_gets_the_host_of_what_it_fetches():
+    """A line kept in --state fetches the URL its run fetched (another default scheme, say):
+    the host its check worked out was the line's, not that one's."""
+    maker = JobMaker("http")
+    stored = [("lines", b"example.org/x", None, "https://example.org/x", "key")]
+    [job] = list(stored_jobs(maker, stored))
+    [task] = dispatched([job])
+    assert task.job.target == "https://example.org/x"
+    assert task.host == "example.org:443"
+
+
+def test_a_line_that_is_not_a_url_still_gets_its_host_from_host_of():
+    maker = JobMaker("http")
+    jobs = [maker.line_job(1, raw, False) for raw in (b"ftp://h.test/x", b"http://h.test:0/")]
+    tasks = dispatched([job for job in jobs if job is not None])
+    assert [task.host for task in tasks] == [host_of(task.job.target) for task in tasks]
