@@ -8,6 +8,9 @@ carries is what the work would have given."""
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import pickle
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +25,7 @@ from fetcher.input.reader import stored_jobs
 from fetcher.results import Partial, Result, host_of
 from fetcher.run.books import Books
 from fetcher.run.dispatcher import Dispatcher
-from fetcher.run.wire import job_from_wire, job_to_wire
+from fetcher.run.wire import job_from_wire, job_to_wire, result_from_wire, result_to_wire
 
 LINES = [
     "http://127.0.0.1:8001/a",
@@ -134,3 +137,21 @@ def test_a_line_that_is_not_a_url_still_gets_its_host_from_host_of():
     jobs = [maker.line_job(1, raw, False) for raw in (b"ftp://h.test/x", b"http://h.test:0/")]
     tasks = dispatched([job for job in jobs if job is not None])
     assert [task.host for task in tasks] == [host_of(task.job.target) for task in tasks]
+
+
+def test_every_field_of_a_result_but_its_body_crosses_the_wire_as_it_was():
+    """A worker's result is rebuilt in the parent from its values in Result's own field order
+    (one attrgetter there, one call of Result here: 4 us a URL less than a getattr and a
+    setattr per field): each field, whatever its place, arrives as it left."""
+    job = Job(7, "http://h.test/x", "http://h.test/x", 3, b"http://h.test/x")
+    values: dict[str, Any] = {}
+    for number, field in enumerate(dataclasses.fields(Result)):
+        if field.name not in ("job", "body"):
+            values[field.name] = f"value {number}"  # each field its own value
+    sent = Result(job, **values)
+    sent.body = io.BytesIO(b"never sent")
+    wire = result_to_wire(sent)
+    assert wire[0] == 7 and sent.body.read() == b"never sent"  # the body stays in the worker
+    received = result_from_wire(job, pickle.loads(pickle.dumps(wire)))
+    assert received.job is job and received.body is None
+    assert {name: getattr(received, name) for name in values} == values

@@ -3,8 +3,9 @@ fetcher.run.worker): jobs one way, results the other, each in batches, over pipe
 
 from __future__ import annotations
 
+import operator
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from http.cookiejar import Cookie
 from multiprocessing.connection import Connection
 from typing import Any
@@ -15,8 +16,13 @@ from fetcher.results import Partial, Result
 from fetcher.settings import Settings
 
 BATCH = 32  # jobs or results sent in one message, at most, per worker
-# What a worker sends back for one job: its seq and every field of its Result but the job.
-RESULT_FIELDS = tuple(name for name in Result.__slots__ if name not in ("job", "body"))
+# What a worker sends back for one job: its seq and every field of its Result but the job and
+# the body (saved to a file in the worker, or dropped), in Result's own order, so that the
+# parent makes the Result in one call: a getattr and a setattr per field cost 4 us a URL more.
+_FIELDS = tuple(field.name for field in fields(Result))
+RESULT_FIELDS = tuple(name for name in _FIELDS if name not in ("job", "body"))
+_BODY_AT = _FIELDS.index("body") - 1  # where the body goes back in, among RESULT_FIELDS
+_values_of = operator.attrgetter(*RESULT_FIELDS)
 
 # A job as sent to a worker: seq, target, method, headers, data, output, prior (--state),
 # whether its key was adopted from a worker that died, the file it keeps if fresh with the
@@ -47,14 +53,12 @@ def job_from_wire(wire: WireJob) -> tuple[Job, bool]:
 
 
 def result_to_wire(result: Result) -> WireResult:
-    return (result.job.seq, *(getattr(result, name) for name in RESULT_FIELDS))
+    return (result.job.seq, *_values_of(result))
 
 
 def result_from_wire(job: Job, wire: tuple[Any, ...]) -> Result:
-    result = Result(job)
-    for name, value in zip(RESULT_FIELDS, wire[1:], strict=True):
-        setattr(result, name, value)
-    return result
+    values = (*wire[1 : _BODY_AT + 1], None, *wire[_BODY_AT + 1 :])  # None: the body
+    return Result(job, *values)
 
 
 @dataclass(slots=True)
