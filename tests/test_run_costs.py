@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import pickle
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ import fetcher.input.jobs
 import fetcher.results
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job, JobMaker
-from fetcher.input.reader import stored_jobs
+from fetcher.input.reader import InputReader, Source, stored_jobs
 from fetcher.results import Partial, Result, host_of
 from fetcher.run.books import Books
 from fetcher.run.dispatcher import Dispatcher
@@ -155,3 +156,24 @@ def test_every_field_of_a_result_but_its_body_crosses_the_wire_as_it_was():
     received = result_from_wire(job, pickle.loads(pickle.dumps(wire)))
     assert received.job is job and received.body is None
     assert {name: getattr(received, name) for name in values} == values
+
+
+def test_whether_the_rest_of_the_input_is_files_is_known_at_each_source(tmp_path):
+    """The dispatcher asks before every line; the answer changes only from one source to the
+    next (a regular file stays one), so it is worked out once per source, not per line."""
+    first, last = tmp_path / "first", tmp_path / "last"
+    first.write_bytes(b"http://h.test/1\n")
+    last.write_bytes(b"http://h.test/3\n")
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"http://h.test/2\n")
+    os.close(write_end)
+    with open(first, "rb") as one, os.fdopen(read_end, "rb") as pipe, open(last, "rb") as three:
+        reader = InputReader([Source("first", one), Source("pipe", pipe), Source("last", three)],
+                             "http")  # fmt: skip
+        said = [reader.rest_is_finite]
+        while (job := reader.next_job()) is not None:
+            said.append(reader.rest_is_finite)
+            assert job.target.startswith("http://h.test/")
+        said.append(reader.rest_is_finite)  # past the end
+    # Before the pipe and while on it: no; on the last file, and past the end: yes.
+    assert said == [False, False, False, True, True]

@@ -193,6 +193,9 @@ class InputReader:
         self._current: Iterator[Job] | None = None
         self._position = 0
         self._starts = [source.start() for source in sources]  # before anything is read
+        # rest_is_finite from each source on (and past the last): asked before every line by
+        # the dispatcher, and a source's finite never changes (0.9 us a line, s25 p1).
+        self._finite_from = [all(s.finite for s in sources[at:]) for at in range(len(sources) + 1)]
 
     @property
     def count(self) -> int:
@@ -250,7 +253,7 @@ class InputReader:
     def rest_is_finite(self) -> bool:
         """Whether every source from the current one on is a file or arguments: reading the
         next line cannot wait on a pipe or a terminal."""
-        return all(source.finite for source in self.sources[self._position :])
+        return self._finite_from[self._position]
 
     @property
     def current_is_finite(self) -> bool:
