@@ -87,6 +87,9 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     configure_logging(settings.log_levels)
     if automatic:
         log.info("--processes auto: %d", settings.processes)
+    from fetcher.run.descriptors import raise_open_file_limit  # after --help: it needs requests
+
+    raise_open_file_limit(settings)  # before the first file the run opens
     sys.exit(fetch(settings))
 
 

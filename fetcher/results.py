@@ -22,6 +22,9 @@ TOP_HOSTS = 5
 # (memory would grow with the hosts of the list); the top ones are right unless more than this
 # many hosts fail about as often as they do.
 MAX_FAILED_HOSTS = 1000
+# Failures that name no failing host: a line that names none for sure (invalid_url), and this
+# machine's own (io: a disk of ours, its open-file limit), which would page the servers' team.
+HOSTLESS_KINDS = frozenset({ErrorKind.INVALID_URL, ErrorKind.IO})
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,10 +210,11 @@ class Summary:
         if len(group.examples) < EXAMPLES_PER_KIND:
             group.examples.append(example_of(result.job))
         # A URL that could not be fetched names no host that failed (nor one that is sure: a
-        # malformed authority is read one way by urllib, another by urllib3). After redirects,
-        # the host that failed is where they led, not the one that answered the first.
+        # malformed authority is read one way by urllib, another by urllib3), nor does a
+        # failure of this machine. After redirects, the host that failed is where they led,
+        # not the one that answered the first.
         where = result.final_url if result.redirects and result.final_url else result.job.target
-        host = host_of(where) if kind is not ErrorKind.INVALID_URL else None
+        host = host_of(where) if kind not in HOSTLESS_KINDS else None
         if host:
             self.failed_hosts[host] += 1
             if len(self.failed_hosts) > 2 * MAX_FAILED_HOSTS:  # the most failing ones are kept

@@ -34,6 +34,7 @@ CORE = [
     "fetcher.run.hard_stop",
     "fetcher.run.messages",
     "fetcher.run.threads",
+    "fetcher.run.descriptors",
     "fetcher.run.placement",
     "fetcher.run.wire",
     "fetcher.run.worker_main",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import re
 import socket
@@ -58,6 +59,10 @@ _KIND_TABLE: tuple[tuple[ErrorKind, tuple[type[BaseException], ...]], ...] = (
 
 _MAX_CHAIN = 16
 
+# This machine out of descriptors (its process's RLIMIT_NOFILE, or the system's table): no
+# server was asked, so the failure is ours, kind io, whatever the library wrapped it in.
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
+
 
 def iter_chain(exc: BaseException) -> Iterator[BaseException]:
     """Yield exc and every exception it wraps, outermost first, each once.
@@ -95,6 +100,8 @@ def classify(exc: BaseException) -> ErrorKind:
     for link in chain:
         if isinstance(link, FetchError):
             return link.kind
+    if any(isinstance(link, OSError) and link.errno in _OUT_OF_DESCRIPTORS for link in chain):
+        return ErrorKind.IO  # a connection (NewConnectionError: connect) or a CA file (tls)
     # A send that timed out (the server does not read the request): urllib3 wraps the
     # TimeoutError in ProtocolError("Connection aborted."), which would say protocol.
     if any(isinstance(link, uex.ProtocolError) for link in chain) and any(

@@ -134,6 +134,10 @@ POOL_CLASSES: Mapping[str, type[ConnectionPool]] = {
 # Origins whose connection-pool key an adapter keeps; past this many it starts over.
 POOL_KEYS_KEPT = 256
 
+# Hosts whose connection a worker's session keeps open: up to this many sockets per worker
+# (fetcher.run.descriptors weighs them against the open-file limit).
+POOL_CONNECTIONS = 16
+
 
 class FetcherAdapter(HTTPAdapter):
     """An HTTPAdapter that refuses an answer whose body length cannot be known, and works out
@@ -725,7 +729,7 @@ def make_session(
     jar.changes = changes  # only now: the copy above is no server's change
     # One thread uses a session at a time, so one connection per host is all it can use; no
     # retries here: fetcher.http.fetch retries, counts attempts and honours the deadline.
-    adapter = FetcherAdapter(pool_connections=16, pool_maxsize=1, max_retries=0)
+    adapter = FetcherAdapter(pool_connections=POOL_CONNECTIONS, pool_maxsize=1, max_retries=0)
     adapter.poolmanager.pool_classes_by_scheme = dict(POOL_CLASSES)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -210,9 +210,11 @@ def _rest_of_record(stream: BinaryIO, csv: bool, quoting: int) -> tuple[bytes, b
     descriptor = stream.fileno()
     blocking = os.get_blocking(descriptor)
     os.set_blocking(descriptor, False)
+    watch = select.poll()  # not select(): it refuses a descriptor numbered past 1023
+    watch.register(descriptor, select.POLLIN)
     try:
         while len(rest) < HELD_MAX and (remaining := deadline - time.monotonic()) > 0:
-            if not select.select([descriptor], [], [], remaining)[0]:
+            if not watch.poll(remaining * 1000):
                 break
             try:
                 byte = os.read(descriptor, 1)
