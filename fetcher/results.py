@@ -180,11 +180,11 @@ class Summary:
         return self.requested / self.elapsed
 
     def add(self, result: Result, recorded: bool = True) -> None:
-        """Count result. recorded false: its record is not written, an output having failed (a
-        full disk under --state), and its line goes to --failed: an ok one is then not counted
-        ok, a success no record shows (s21 h2 6), but not finished, cut off by the run's stop."""
+        """Count result. recorded false: no record, an output having failed (a full disk under
+        --state), its line in --failed: then not ok nor failed (nor by kind, host), which no
+        record shows, but not finished, cut by the run's stop (s21 h2 6, s25 h1 6)."""
         self.bytes += result.bytes
-        if result.ok and not recorded:
+        if not recorded:
             self.not_finished += 1
             return
         if result.attempts != 0 and (result.ok or not result.abandoned):  # ok or failed below

@@ -202,8 +202,8 @@ def test_a_full_disk_is_reported_once_and_lost_records_go_to_failed(tmp_path, fu
     collector.on_idle()
     collector.close_writer()
     assert len(reported) == 1 and not collector.output_broken
-    assert (collector.summary.ok, collector.summary.failed) == (1, 2)
-    assert collector.summary.not_finished == 1  # ok(3): no record, its line in --failed
+    assert (collector.summary.ok, collector.summary.failed) == (1, 1)
+    assert collector.summary.not_finished == 2  # ok(3), failed(4): no record, in --failed
     assert committed(collector) == b"line 2\nline 1\nline 3\nline 4\n"
 
 
@@ -380,7 +380,45 @@ def test_an_ok_result_after_the_state_cannot_be_written_is_not_counted_ok(tmp_pa
     state.close()
     summary = collector.summary
     assert summary.ok == len(out.getvalue().splitlines()) == 200 == summary.changed
-    assert (summary.failed, summary.not_finished) == (1, 1)
+    assert (summary.failed, summary.not_finished) == (0, 2)  # no record either (s25 h1 6)
     assert summary.as_dict(1)["total"] == 202
     assert committed(collector) == b"line 200\nline 201\n"
     assert json.loads(out.getvalue().splitlines()[0])["url"] == "http://h0.test/0"
+
+
+def test_a_failed_result_after_the_state_cannot_be_written_is_not_counted_failed(tmp_path):
+    """After a write error stopped the run, an ok result with no record counted not finished,
+    a failed one still failed, by kind and by host: the summary said 1,044 failed where the
+    records held 755 (s25 h1 6). Both are counted as what the records show: no record, its
+    line in --failed, not finished."""
+    from fetcher.output.metrics import metrics_text, run_families
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    pages = state._writer.execute("PRAGMA page_count").fetchone()[0]
+    state._writer.execute(f"PRAGMA max_page_count = {pages}")  # full, as SQLite sees a disk
+    out, reported = io.StringIO(), []
+    collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(),
+                          FailedLines(str(tmp_path / "failed.txt")),
+                          on_write_error=reported.append, state=state)  # fmt: skip
+    for n in range(200):
+        collector.on_result(ok(n))
+    collector.on_result(failed(200, ErrorKind.CONNECT))  # recorded: counted failed
+    collector.on_idle()  # the records out, then the state's commit fails
+    assert len(reported) == 1, reported
+    collector.on_result(failed(201, ErrorKind.CONNECT))  # no record any more: to --failed
+    collector.on_result(failed(202, ErrorKind.IO))
+    collector.on_idle()
+    collector.close_writer()
+    state.close()
+    summary = collector.summary
+    written = [line for line in out.getvalue().splitlines() if '"ok": false' in line]
+    assert summary.failed == len(written) == 1
+    assert summary.not_finished == 2
+    assert {kind: group.count for kind, group in summary.by_kind.items()} == {"connect": 1}
+    assert summary.top_hosts() == [("h2.test:80", 1)]  # 200's host alone
+    assert summary.as_dict(1)["total"] == 203
+    assert committed(collector) == b"line 200\nline 201\nline 202\n"
+    metrics = metrics_text(run_families(summary, 1, 0.0))
+    assert 'fetcher_urls_total{outcome="failed"} 1\n' in metrics, metrics
+    assert 'fetcher_errors_total{kind="connect"} 1\n' in metrics, metrics
