@@ -100,10 +100,11 @@ class Origin:
 
 
 def _not_modified(item: Resource, headers: dict[str, str]) -> bool:
-    """If-None-Match decides when present; else If-Modified-Since (exact date compare)."""
+    """If-None-Match decides when present, by the weak comparison RFC 9110 13.1.2 asks (W/
+    aside, as nginx and Apache compare); else If-Modified-Since (exact date compare)."""
     if "if-none-match" in headers:
-        tags = [tag.strip() for tag in headers["if-none-match"].split(",")]
-        return item.etag is not None and (item.etag in tags or f"W/{item.etag}" in tags)
+        tags = [tag.strip().removeprefix("W/") for tag in headers["if-none-match"].split(",")]
+        return item.etag is not None and item.etag.removeprefix("W/") in tags
     since = headers.get("if-modified-since")
     return since is not None and item.last_modified is not None and since == item.last_modified
 

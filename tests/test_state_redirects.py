@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ def served() -> Iterator[tuple[HTTPServer, Origin]]:
 @pytest.fixture
 def permalink(httpserver: HTTPServer) -> dict[str, Any]:
     """/latest on httpserver: a 302 to where["to"], or, when that is None, a body of its own
-    (where["body"], dated where["date"]); the headers of each request to it in where["seen"]."""
+    (where["body"], dated where["date"]; with where["304"], a 304 without validators to any
+    condition); the headers of each request to it in where["seen"]."""
     where: dict[str, Any] = {"to": None, "seen": []}
 
     def answer(request: Request) -> Response:
         where["seen"].append({name.lower() for name in request.headers.keys()})
         if where["to"] is None:
+            if where.get("304") and CONDITIONS & {name.lower() for name in request.headers.keys()}:
+                return Response(status=304)
             return Response(where["body"], headers={"Last-Modified": where["date"]})
         return Response(status=302, headers={"Location": where["to"]})
 
@@ -111,13 +115,18 @@ def test_a_url_that_served_its_body_then_redirects_is_fetched_whole(
     assert Path(moved["path"]).read_bytes() == b"version one\n"
 
 
+@pytest.mark.parametrize("etag", [False, True], ids=["dated", "strong-etag"])
 def test_a_row_without_its_final_url_sends_no_validators_through_a_redirect(
-    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, etag: bool
 ) -> None:
     """A row written before the final URL was kept does not say whose validators it holds:
-    they go only to a URL that answers without a redirect."""
+    they are taken as the URL's own, and go to no other path, a strong ETag's neither (67784d0
+    sent it on to the target, whose 304 was taken: s25 r2 9). The first run fetches the body
+    whole, once, and keeps its final URL."""
     server, origin = served
     one, _ = versions(served)
+    if etag:
+        one = origin.resources["/v1.txt"] = resource(b"version one\n", 1)
     permalink["to"] = server.url_for("/v1.txt")
     fetch(tmp_path, permalink["url"])
     with sqlite3.connect(tmp_path / "s.db") as db:
@@ -140,33 +149,37 @@ def big(seed: int) -> bytes:
     return (hashlib.sha256(str(seed).encode()).digest() * (SIZE // 32 + 1))[:SIZE]
 
 
-@pytest.mark.parametrize("moves", [False, True], ids=["same-target", "moved"])
+@pytest.mark.parametrize("moves", ["same-target", "moved", "moved-same-etag"])
 def test_a_partial_is_continued_only_at_the_url_it_came_from(
-    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, moves: bool
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, moves: str
 ) -> None:
     """A download through a redirect, cut short, is continued through it (the Range goes to
-    the URL the partial came from); a redirect moved to another file is sent the Range with
-    its strong If-Range, as every hop is (a signed target is the same resource under a new URL:
-    s24 r11 1), which that file's other ETag refuses: it is saved whole. No date goes on."""
+    the URL the partial came from); a redirect moved to another file is sent no Range, and the
+    file is saved whole. An ETag of a file's time and size (nginx, Apache) is one per path
+    only: another file of the same second and size has it too, and 67784d0's strong If-Range
+    sent to every hop had that file's rest spliced onto the first's, saved under the final name
+    and vouched for by the state (s25 r2 2)."""
     server, origin = served
     first = origin.resources["/a.bin"] = resource(big(1), 1)
     other = origin.resources["/b.bin"] = resource(big(2), 2)
+    if moves == "moved-same-etag":
+        other.etag = first.etag
     first.cut_at = CUT
-    permalink["to"] = server.url_for("/a.bin")
+    permalink["to"] = server.url_for("/a.bin?sig=1")
     cut = fetch(tmp_path, "--continue", "--retries", "0", permalink["url"])
     assert cut["ok"] is False, cut
-    if moves:
-        permalink["to"] = server.url_for("/b.bin")
+    if moves != "same-target":
+        permalink["to"] = server.url_for("/b.bin?sig=2")
     done = fetch(tmp_path, "--continue", permalink["url"])
     assert done["ok"] is True, done
     assert "if-modified-since" not in permalink["seen"][1]
-    if moves:
-        assert origin.requests_for("/b.bin")[0]["if-range"] == first.etag
-        assert done["status"] == 200 and done["sha256"] == other.sha256
+    if moves != "same-target":
+        assert done["status"] == 200 and done["sha256"] == other.sha256, done
+        assert not CONDITIONS & set(origin.requests_for("/b.bin")[0])
     else:
         assert origin.requests_for("/a.bin")[1]["range"] == f"bytes={CUT}-"
         assert done["status"] == 206 and done["sha256"] == first.sha256
-    assert Path(done["path"]).read_bytes() == (big(2) if moves else big(1))
+    assert Path(done["path"]).read_bytes() == (big(1) if moves == "same-target" else big(2))
 
 
 def test_a_signed_target_that_changes_each_time_keeps_its_304_and_its_resume(
@@ -199,6 +212,7 @@ TARGETS = {
     "other-strong-etag": ("/a.txt", "/b.txt", True, True),
     "same-strong-etag": ("/a.txt?sig=1", "/a.txt?sig=2", True, False),  # a signed target
     "same-weak-etag": ("/a.txt", "/b.txt", 'W/"same"', True),  # weak: one per resource only
+    "moved-same-strong-etag": ("/a.txt", "/b.txt", '"5f-7"', True),  # nginx's mtime-size
 }
 
 
@@ -225,3 +239,136 @@ def test_a_head_through_a_moved_redirect_says_what_the_get_says(
     assert head["final_url"] == get["final_url"] == server.url_for(after), head
     assert head["changed"] is changed, head
     assert get["changed"] is changed, get
+
+
+def row(tmp_path: Path) -> tuple[Any, ...]:
+    """The only row's etag, last_modified, sha256 (hex) and final_url."""
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        [found] = db.execute(
+            "SELECT etag, last_modified, lower(hex(sha256)), final_url FROM urls"
+        ).fetchall()
+    db.close()
+    return tuple(found)
+
+
+def test_a_permalink_moved_to_another_file_of_the_same_etag_is_read_whole(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+) -> None:
+    """nginx's and Apache's strong ETag ("mtime-size") is one per path only: another file of
+    the same second and size has it too. 67784d0 sent it to the moved target, whose 304 kept
+    the old file for good, changed false, under a row naming the new URL with the old sha256
+    (s25 r2 3). Another path is asked without conditions, and read."""
+    server, origin = served
+    origin.resources["/v1.txt"] = Resource(b"AAAA version one\n", etag='"5f-11"')
+    two = origin.resources["/v2.txt"] = Resource(b"BBBB version two\n", etag='"5f-11"')
+    permalink["to"] = server.url_for("/v1.txt")
+    fetch(tmp_path, permalink["url"])
+    permalink["to"] = server.url_for("/v2.txt")
+    moved = fetch(tmp_path, permalink["url"])
+    assert not CONDITIONS & set(origin.requests_for("/v2.txt")[0])
+    assert (moved["status"], moved["changed"], moved["sha256"]) == (200, True, two.sha256), moved
+    assert Path(moved["path"]).read_bytes() == two.body
+    assert row(tmp_path) == ('"5f-11"', None, two.sha256, server.url_for("/v2.txt"))
+
+
+# A HEAD's 304 from another URL than the stored body's that is not the stored body's: the
+# target before, after, and the resource there (s25 r2 4).
+ELSEWHERE = {
+    # A permalink moved to another file whose weak tag is the stored strong one's, weakened.
+    "moved-weak-etag": ("/v1.txt", "/v2.txt", resource(b"version TWO\n", 2, etag=False)),
+    # A signed target whose 304 says nothing (no ETag, no date): not that it is the same body.
+    "signed-bare-304": ("/v1.txt?sig=1", "/v1.txt?sig=2", Resource(b"", lie="always-304")),
+}
+
+
+@pytest.mark.parametrize("case", list(ELSEWHERE))
+def test_a_head_answered_from_another_url_leaves_the_row_to_the_body_it_knows(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, case: str
+) -> None:
+    """67784d0 sent a HEAD's If-None-Match to a moved target, and its 304 with the weak tag
+    renewed the row: it took that URL as its final_url, with its weak tag and date, and the
+    next GETs asked there and kept the old file for good. A HEAD's answer from another URL
+    that is not the stored body's by the rule (only that very strong ETag, from the same path)
+    says changed true and leaves the row as it was; the next GET reads the body."""
+    server, origin = served
+    before, after, there = ELSEWHERE[case]
+    dated = formatdate(1_700_000_000, usegmt=True)
+    one = origin.resources["/v1.txt"] = Resource(b"version one\n", '"e1"', dated)
+    permalink["to"] = server.url_for(before)
+    fetch(tmp_path, permalink["url"])
+    known = row(tmp_path)
+    assert known == ('"e1"', one.last_modified, one.sha256, server.url_for(before))
+    if there.lie is None:
+        there.etag = 'W/"e1"'
+    origin.resources[after.partition("?")[0]] = there
+    permalink["to"] = server.url_for(after)
+    head = fetch(tmp_path, "-I", permalink["url"])
+    assert head["ok"] is True and head["changed"] is True, head
+    assert row(tmp_path) == known
+    if there.lie is None:
+        get = fetch(tmp_path, permalink["url"])
+        assert (get["status"], get["changed"], get["sha256"]) == (200, True, there.sha256), get
+
+
+def test_a_url_whose_body_came_through_a_redirect_and_now_answers_itself_gets_no_conditions(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+) -> None:
+    """The row's body came from /v1.txt; /latest now serves a body of its own, and answers 304
+    without a validator to any condition. Its answer is another resource's whether or not a
+    redirect led to it (s25 r2 5): it is asked without the state's conditions, and read."""
+    server, origin = served
+    origin.resources["/v1.txt"] = resource(b"version one\n", 1)
+    permalink["to"] = server.url_for("/v1.txt")
+    fetch(tmp_path, permalink["url"])
+    permalink.update({"to": None, "body": b"latest itself\n", "304": True,
+                      "date": formatdate(1_700_000_000, usegmt=True)})  # fmt: skip
+    again = fetch(tmp_path, permalink["url"])
+    assert not CONDITIONS & permalink["seen"][1]
+    assert (again["status"], again["changed"]) == (200, True), again
+    assert Path(again["path"]).read_bytes() == b"latest itself\n"
+
+
+@pytest.mark.parametrize("where", ["other-host", "other-port"])
+def test_the_state_s_etag_goes_to_no_other_host_or_port(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, where: str
+) -> None:
+    """An ETag is one resource's, and may name a user or a session: 67784d0 sent it to
+    whatever host a moved redirect named (s25 r2 6). The same path on another host or port is
+    another resource: it is sent no condition."""
+    server, origin = served
+    first = origin.resources["/a.txt"] = resource(b"alpha\n", 1)
+    permalink["to"] = server.url_for("/a.txt")
+    fetch(tmp_path, permalink["url"])
+    with origin_server() as (other_server, other_origin):
+        other_origin.resources["/a.txt"] = first
+        if where == "other-host":
+            permalink["to"] = f"http://localhost:{server.port}/a.txt"
+            other_origin = origin
+        else:
+            permalink["to"] = other_server.url_for("/a.txt")
+        moved = fetch(tmp_path, permalink["url"])
+        asked = other_origin.requests_for("/a.txt")[-1]
+    assert not CONDITIONS & set(asked), asked
+    assert (moved["status"], moved["changed"]) == (200, False), moved
+
+
+def test_which_hop_gets_which_conditions() -> None:
+    """The rule, once (Prior's reach): the very URL the body came from gets every condition;
+    the same scheme, host, port and path under another query (a signed target) only a strong
+    ETag's; anything else none."""
+    from fetcher.state.prior import Reach, reach
+
+    body = "https://h.example/a/b.bin?sig=1"
+    assert reach(body, body) is Reach.OWN
+    assert reach("https://h.example/a/b.bin?sig=2", body) is Reach.SIGNED
+    assert reach("https://h.example:443/a/b.bin", body) is Reach.SIGNED
+    assert reach("https://H.EXAMPLE/a/b.bin", body) is Reach.SIGNED
+    for other in (
+        "http://h.example/a/b.bin?sig=1",  # https to http
+        "https://g.example/a/b.bin?sig=1",
+        "https://h.example:8443/a/b.bin?sig=1",
+        "https://h.example/a/c.bin?sig=1",
+        "https://h.example/a/b.bin/?sig=1",
+        None,
+    ):
+        assert reach(other, body) is Reach.OTHER, other

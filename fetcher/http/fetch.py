@@ -371,12 +371,14 @@ def names_another_version(
     conditioned = request.conditional and request.method == "GET"
     if prior is None or response.status_code != 304 or not conditioned:
         return False
-    # From another URL than the stored body's (a signed target): its 304 counts only when it
-    # names the very ETag asked (redirects.Conditions sent it no other condition).
-    elsewhere = not prior.came_from(response.url, len(response.history))
+    # From the body's path under another query (a signed target): its 304 counts only when it
+    # names the very ETag asked (redirects.Conditions sent it no other condition); from any
+    # other URL, redirected to or not (s25 r2 5), never (it was sent none).
+    asked = response.history[0].url if response.history else response.url
+    where = prior.came_from(response.url, len(response.history), asked)
     headers = response.headers
     etag, dated = headers.get("ETag"), headers.get("Last-Modified")
-    return prior.another_version(etag, dated, elsewhere) is True
+    return prior.another_version(etag, dated, where) is True
 
 
 def asks_again(

@@ -3,7 +3,8 @@ as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
-https (SPEC 2.2). fetcher's own conditions go to the URL whose body they are of only."""
+https (SPEC 2.2). fetcher's own conditions go to the URL whose body they are of only (a strong
+ETag's to its path under another query too: state.prior.reach)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from requests import PreparedRequest, Response
+
+from fetcher.state.prior import Reach, reach
 
 # The headers of a request's body, which requests drops with it on a 301, 302 or 303.
 BODY_HEADERS = ("Content-Length", "Content-Type", "Transfer-Encoding")
@@ -60,7 +63,8 @@ class Conditions:
     they are of. Validators belong to the resource that sent them (RFC 9110 8.8): requests sent
     them on to every hop, and a permalink moved to an older file had it answer 304 to the newer
     one's date, the newer file kept for good as unchanged (s24 h5 1). A hop to another URL
-    asks for its whole body; the one to this URL, whichever it is, gets them back."""
+    asks for its whole body (a signed target's, its strong ETag's only: place); the one to
+    this URL, whichever it is, gets them back."""
 
     headers: Mapping[str, str] = field(default_factory=dict)
     url: str | None = None
@@ -72,18 +76,20 @@ class Conditions:
         return cls(found, url or prepared.url) if found else NO_CONDITIONS
 
     def place(self, prepared: PreparedRequest) -> None:
-        """Put them on prepared, a hop, when it goes to their URL; on a hop to another, only
-        those a strong ETag makes (If-None-Match, If-Range with Range): a signed or rotating
-        target (a presigned S3 link, a release asset) is the same resource under a new URL each
-        time, and its strong ETag says whether it is the same body wherever it is asked (s24
-        r11 1, 2); a 304 from it counts only with that ETag (fetch.names_another_version), a
-        206 only with the file's own (Resumer.restarts). A date means nothing elsewhere."""
+        """Put on prepared, a hop, those of them its URL's reach allows (prior.reach, the one
+        rule): all on a hop to their URL; on one to its path under another query (a signed
+        target: s24 r11 1, 2) only those a strong ETag makes (If-None-Match, If-Range with
+        Range), whose 304 counts only with that ETag (fetch.names_another_version), a 206
+        only with the file's own (Resumer.restarts); none on a hop to any other URL, whose
+        ETag may be another file's too (s25 r2 2, 3, 6). A date means nothing elsewhere."""
         if not self.headers:
             return
-        if prepared.url == self.url:
-            prepared.headers.update(self.headers)
-            return
-        travelling = _strong_ones(self.headers)
+        where = reach(prepared.url, self.url or "")
+        travelling = {
+            Reach.OWN: frozenset(self.headers),
+            Reach.SIGNED: _strong_ones(self.headers),
+            Reach.OTHER: frozenset(),
+        }[where]
         for name in self.headers:
             if name in travelling:
                 prepared.headers[name] = self.headers[name]
@@ -92,8 +98,8 @@ class Conditions:
 
 
 def _strong_ones(headers: Mapping[str, str]) -> frozenset[str]:
-    """The names in headers whose conditions hold on any URL: a strong If-None-Match, and a
-    strong If-Range with its Range."""
+    """The names in headers whose conditions hold on the same path under another query: a
+    strong If-None-Match, and a strong If-Range with its Range."""
     names = set()
     if headers.get("If-None-Match", "W/").lstrip().startswith('"'):
         names.add("If-None-Match")

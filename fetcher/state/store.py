@@ -24,7 +24,7 @@ from fetcher.input.jobs import Job
 from fetcher.output.bodies import partial_inode
 from fetcher.results import Partial, Result
 from fetcher.state import database
-from fetcher.state.prior import Prior, moment, opaque
+from fetcher.state.prior import Prior, Reach, moment, opaque
 from fetcher.state.writes import PendingWrites, Statement
 
 COMMIT_ROWS = 2000
@@ -407,11 +407,16 @@ def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None
 
 
 def _another_version(result: Result, prior: Prior) -> bool | None:
-    """Prior.another_version of result's validators, from the URL result's answer came from:
-    through a redirect moved to another URL, only the same strong ETag is the same body, as
-    for a GET's 304 there (s24 r11 5)."""
-    elsewhere = not prior.came_from(result.final_url, result.redirects)
-    return prior.another_version(result.etag, result.last_modified, elsewhere)
+    """Prior.another_version of result's validators, from the URL result's answer came from
+    (_reach): from the body's path under another query only the same strong ETag is the same
+    body, from any other URL nothing is, as for a GET's 304 there (s24 r11 5, s25 r2 3)."""
+    return prior.another_version(result.etag, result.last_modified, _reach(result, prior))
+
+
+def _reach(result: Result, prior: Prior) -> Reach:
+    """Prior.came_from of result's answer (the URL asked: the job's, as a row from before
+    schema 6 takes it)."""
+    return prior.came_from(result.final_url, result.redirects, result.job.target)
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
@@ -461,7 +466,13 @@ def _renews(result: Result, prior: Prior) -> bool:
     naming another ETag or date (a backend that checked only If-Modified-Since, of a new
     version with the old date) is not: taken, the next run asked a correct server with the new
     version's ETag, was told 304, and kept the old file for good. Kept, it asks with the old
-    ones, and gets the new body."""
+    ones, and gets the new body. One from another URL than the stored body's (a HEAD's: a
+    GET's is asked again whole) is only when Prior.another_version says so, by the very strong
+    ETag: a bare one, or one with a weak tag, took that URL and its validators into the row,
+    with the old body's sha256, and later GETs asked there and kept the old file (s25 r2 4)."""
+    where = _reach(result, prior)
+    if where is not Reach.OWN:
+        return prior.another_version(result.etag, result.last_modified, where) is False
     if result.etag is not None:
         return prior.etag is not None and opaque(result.etag) == opaque(prior.etag)
     if result.last_modified is not None:
