@@ -228,13 +228,6 @@ class Summary:
     def finish(self) -> None:
         self.finished = time.monotonic()
 
-    @property
-    def failed_here(self) -> int:
-        """The failures of this machine (io: a disk of ours, its open-file limit), which say
-        nothing of the servers: no exit status 3, "an outage", for them."""
-        group = self.by_kind.get(ErrorKind.IO)
-        return 0 if group is None else group.count
-
     def top_hosts(self) -> list[tuple[str, int]]:
         return self.failed_hosts.most_common(TOP_HOSTS)
 

@@ -30,8 +30,6 @@ def exit_status(summary: Summary, stopped_by: ExitStatus | None = None) -> ExitS
     failed = summary.failed + (summary.not_finished if stopped_by is None else 0)
     if failed == 0:
         return ExitStatus.OK if stopped_by is None else ExitStatus.SOME_FAILED
-    # An outage is the servers': URLs that failed on this machine (a full -o disk) are left
-    # out, as a disk of ours under --state or --results is (the stop above gives 1).
-    if summary.ok == 0 and failed > summary.failed_here:
+    if summary.ok == 0:
         return ExitStatus.ALL_FAILED
     return ExitStatus.SOME_FAILED
