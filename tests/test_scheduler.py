@@ -509,3 +509,70 @@ def test_a_host_is_forgotten_once_its_turn_or_pause_has_passed(limit):
     scheduler.put(task(0, host="last"))
     assert scheduler.take(block=False) is not None
     assert list(scheduler._hosts) == ["last"]
+
+
+# -- found in s25 (h2 1): a redirect's hop waiting for a paused host swallowed wake-ups -----------
+
+
+class ThreadClock(FakeClock):
+    """A fake clock that says which threads read it. hold() and take() read it holding the
+    scheduler's lock, so once a thread has read it the next call gets the lock only when that
+    thread waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reads: dict[str, threading.Event] = {}
+
+    def read_by(self, name: str) -> threading.Event:
+        return self._reads.setdefault(name, threading.Event())
+
+    def __call__(self) -> float:
+        self.read_by(threading.current_thread().name).set()
+        return self.now
+
+
+def test_a_hop_waiting_for_a_paused_host_does_not_swallow_a_waiting_takes_wake_up():
+    """A hop waits in hold() for paused host b; then a worker waits in take(), nothing due. A
+    task put for another host must reach that worker: the put's wake-up went to the oldest
+    waiter, the hop, which found b still paused and slept on, and the worker with it, up to
+    the pause (60 s) (s25 h2 1)."""
+    clock = ThreadClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.pause("b:80", 60.0)
+    hop = threading.Thread(target=scheduler.hold, args=("b:80", None), name="hop", daemon=True)
+    hop.start()
+    assert clock.read_by("hop").wait(10)
+    got: list[Task | None] = []
+    worker = threading.Thread(target=lambda: got.append(scheduler.take()), name="worker")
+    worker.daemon = True
+    worker.start()
+    assert clock.read_by("worker").wait(10)
+    scheduler.put(task(0, host="c:80"))  # gets the lock once the worker waits
+    worker.join(10)
+    scheduler.stop()  # the hop, and a worker still waiting, must not outlive the test
+    hop.join(10)
+    assert got and got[0] is not None and got[0].job.seq == 0
+    assert not hop.is_alive()
+
+
+def test_a_finish_that_frees_a_place_reaches_a_waiting_take_past_a_waiting_hop():
+    """The same with finish(): the place it frees under --per-host is for a worker, not the
+    hop that waits for another host."""
+    clock = ThreadClock()
+    scheduler = Scheduler(per_host=1, clock=clock)
+    scheduler.put(task(0, host="c:80"))
+    scheduler.put(task(1, host="c:80"))
+    started = scheduler.take(block=False)
+    scheduler.pause("b:80", 60.0)
+    hop = threading.Thread(target=scheduler.hold, args=("b:80", None), name="hop", daemon=True)
+    hop.start()
+    assert clock.read_by("hop").wait(10)
+    got: list[Task | None] = []
+    worker = threading.Thread(target=lambda: got.append(scheduler.take()), name="worker")
+    worker.daemon = True
+    worker.start()
+    assert clock.read_by("worker").wait(10)
+    scheduler.finish(started)
+    worker.join(10)
+    scheduler.stop()
+    assert got and got[0] is not None and got[0].job.seq == 1

@@ -6,6 +6,10 @@ holds back only its own tasks, and a worker that is free takes another host's ta
 waiting. --rate spaces the starts of all requests. A task that must be retried later goes back
 in with a time before which it may not start; it does not keep a worker asleep. A retry whose
 --max-time runs out while its host holds it back goes to a worker at that moment, to be ended.
+A redirect's hop to a paused host waits in ``hold()`` on a condition of its own, on the same
+lock: ``put`` and ``finish`` wake one waiter, and a hop that took that wake-up slept on, its
+host still paused, leaving an idle worker asleep with a task to start (s25 h2 1). A pause is
+never shortened, so only ``stop`` wakes a hop before its time.
 
 These limits are shared by every worker, so they live here, not in the per-thread sessions.
 Rates are kept 1% under the figure given, so that network jitter cannot put R+1 requests into
@@ -55,7 +59,8 @@ class Scheduler:
         self.spacing = spacing(rate)
         self.host_spacing = spacing(host_rate)
         self.clock = clock
-        self._cond = threading.Condition(threading.Lock())
+        lock = threading.Lock()  # one for both: take() waits on _cond, hold() on _holds
+        self._cond, self._holds = threading.Condition(lock), threading.Condition(lock)
         self._hosts: dict[str, _Host] = {}
         self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
@@ -80,12 +85,12 @@ class Scheduler:
     def hold(self, host: str, until: float | None) -> bool:
         """Wait, holding no place, while host is paused (for a redirect's hop to it): True once
         it may be sent to, False when the scheduler stops or until (on its clock) comes first."""
-        with self._cond:
+        with self._holds:
             while not self._stopped:
                 end, now = getattr(self._hosts.get(host), "paused_until", 0.0), self.clock()
                 if end <= now or (until is not None and until <= now):
                     return end <= now
-                self._cond.wait(_wait_seconds(end if until is None else min(end, until), now))
+                self._holds.wait(_wait_seconds(end if until is None else min(end, until), now))
             return False
 
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
@@ -113,6 +118,7 @@ class Scheduler:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._holds.notify_all()
 
     def drain(self) -> list[Task]:
         """Remove and return every task not started, retries included."""
@@ -138,9 +144,7 @@ class Scheduler:
                 task, wake = self._eligible(now)
                 if task is not None or not block:
                     return task
-                if self._later:
-                    wake = min(wake, self._later[0][0])
-                wake = min(wake, self._expiring.next_at())
+                wake = min(wake, _next_due(self._later), self._expiring.next_at())
                 self._cond.wait(_wait_seconds(wake, now))
             return None
 
@@ -282,6 +286,10 @@ def _wait_seconds(wake: float, now: float) -> float | None:
     if wake == float("inf"):
         return None
     return min(max(wake - now, 0.001), threading.TIMEOUT_MAX)
+
+
+def _next_due(later: list[tuple[float, int, Task]]) -> float:
+    return later[0][0] if later else float("inf")
 
 
 def _waited_out(state: _Host) -> bool:
