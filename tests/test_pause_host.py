@@ -205,3 +205,33 @@ def test_a_hop_waiting_for_a_paused_host_at_a_stop_is_not_finished_not_failed(tm
     counts = json.loads(summary.read_text())
     assert counts["not_finished"] == 1 and counts["failed"] == 1, counts  # the 503 failed
     assert arrivals.times("answering", "/target/") == []
+
+
+def test_a_retry_due_after_a_backoff_waits_for_a_pause_that_came_first(tmp_path):
+    """A 500's retry, due while both --per-host places were busy, went out the moment a
+    sibling's 503 asked the host to wait, in its place (s25 h2 2): only a retry that waited
+    the host's own Retry-After may go inside a pause, and this one waited a backoff."""
+    arrivals = Arrivals()
+    told_after = 1.5  # the 503 comes this long after its request: the 500's retry is due by then
+
+    def answer(path: str, count: int) -> Route:
+        if path == "/error" and count == 1:
+            return 500, {}, b"oops", 0.0
+        if path == "/busy" and count == 1:
+            return 503, {"Retry-After": str(RETRY_AFTER)}, b"busy", told_after
+        if path == "/long":  # holds the other place past the pause's end
+            return 200, {}, b"ok", told_after + RETRY_AFTER + 0.5
+        return 200, {}, b"ok", 0.0
+
+    with counting_server(arrivals.route("host", answer)) as server:
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{server.url(p)}\n" for p in ["/error", "/busy", "/long"]))
+        result = run_process(["-q", "-j", "3", "--per-host", "2", "--retries", "1",
+                              "--backoff", "0.5", "-i", str(urls)], timeout=30)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    told = arrivals.times("host", "/busy")[0] + told_after  # no sooner than that
+    errors = arrivals.times("host", "/error")
+    assert len(errors) == 2 and errors[1] < told + RETRY_AFTER + 2  # it was retried
+    after = [round(t - told, 3) for t in arrivals.times("host", "/") if t > told]
+    during = [t for t in after if t < RETRY_AFTER - SLACK]
+    assert during == [], f"{len(during)} requests to the paused host, at {during} s"

@@ -576,3 +576,56 @@ def test_a_finish_that_frees_a_place_reaches_a_waiting_take_past_a_waiting_hop()
     worker.join(10)
     scheduler.stop()
     assert got and got[0] is not None and got[0].job.seq == 1
+
+
+# -- found in s25 (h2 2): a Retry-After held back only untried tasks, not retries due already ----
+
+
+def test_a_retry_due_after_a_backoff_waits_for_a_pause_that_came_first():
+    """A 500's retry comes due while a sibling's 503 asks the host to wait 15 s: it waited a
+    backoff, not the host's Retry-After, and waits for the pause like any request (s25 h2 2)."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    for n in range(3):
+        scheduler.put(task(n))
+    first, second = scheduler.take(), scheduler.take()
+    first.last = Result(job=first.job)  # the 500, as a worker leaves it
+    scheduler.finish(first, retry_in=0.5)
+    clock.now += 2.0  # the retry is due; the sibling's slow 503 arrives now
+    scheduler.finish(second, pause=15.0)
+    assert scheduler.take(block=False) is None
+    clock.now += 15.0
+    assert scheduler.take(block=False) is first  # then first, before the untried task
+    assert scheduler.take(block=False).job.seq == 2
+
+
+def test_a_retry_due_when_a_relayed_pause_arrives_waits_for_it():
+    """Under --processes the pause comes from a sibling process (Scheduler.pause): a retry due
+    then, after a backoff, waits for it too."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    first = scheduler.take()
+    first.last = Result(job=first.job)
+    scheduler.finish(first, retry_in=0.5)
+    clock.now += 1.0
+    scheduler.pause("a", 10.0)
+    assert scheduler.take(block=False) is None
+    clock.now += 10.0
+    assert scheduler.take(block=False) is first
+
+
+def test_a_retry_that_waited_out_its_own_retry_after_still_goes_when_a_relay_renews_the_pause():
+    """The documented exception, under --processes: the retry waited the Retry-After it was
+    given; the renewal arrives by relay while it is due."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    scheduler.put(task(1))
+    first = scheduler.take()
+    first.last = Result(job=first.job)
+    scheduler.finish(first, retry_in=1.0, pause=1.0)
+    clock.now += 1.0
+    scheduler.pause("a", 5.0)  # a sibling process's 503, relayed
+    assert scheduler.take(block=False) is first
+    assert scheduler.take(block=False) is None  # the untried task waits

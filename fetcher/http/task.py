@@ -27,6 +27,9 @@ class Task:
     request: EffectiveRequest | None = None  # what every attempt sends
     last: Result | None = None  # the previous attempt's result, while a retry is pending
     due: float | None = None  # clock() time its retry is due, while a retry is pending
+    # Whether that wait is its own host's Retry-After pause (a 429/503 it got), not a backoff:
+    # only such a retry may go inside a pause a sibling renewed (fetcher.run.scheduler).
+    waits_pause: bool = False
     partial: Partial | None = None  # --continue: the file holding the body so far
     # Under -o: the request's state key (request.state_key), the owner of its file in the run:
     # another method or body for the URL is another request, whose answer gets a file of its

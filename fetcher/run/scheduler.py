@@ -108,7 +108,7 @@ class Scheduler:
             if pause:
                 _pause(state, now, pause)
             if retry_in is not None:
-                task.due = now + retry_in
+                task.due, task.waits_pause = now + retry_in, bool(pause)
                 heapq.heappush(self._later, (task.due, next(self._order), task))
             self._idle.retire(self._hosts, task.host, now)
             self._cond.notify()
@@ -293,13 +293,17 @@ def _next_due(later: list[tuple[float, int, Task]]) -> float:
 
 
 def _waited_out(state: _Host) -> bool:
-    """Whether the host's first task is a retry that was due before the host's pause was last
-    pushed back: it has waited out the Retry-After it was given, and only lost the race for a
-    worker to a sibling whose own 503 renewed the pause. It may go; untried tasks may not.
-    Without this, a burst of URLs that all got "Retry-After: 1" is retried a few per second,
-    as workers free up, each retry renewing the pause, until the last ones run out of time."""
+    """Whether the host's first task is a retry that waited out the host's own Retry-After
+    pause (``waits_pause``) and was due before the pause was last pushed back: it only lost
+    the race for a worker to a sibling whose own 503 renewed the pause. It may go; untried
+    tasks may not. Without this, a burst of URLs that all got "Retry-After: 1" is retried a
+    few per second, as workers free up, each retry renewing the pause, until the last ones run
+    out of time. A retry that waited a backoff (a 500, a reset) was told nothing by the host,
+    and waits for its pause like any request: let through, six retries due went out within
+    0.2 s of a "Retry-After: 15", also in a worker process the pause reached by relay (s25 h2
+    2)."""
     first = state.queue[0]
-    return first.last is not None and first.due is not None and first.due <= state.paused_at
+    return first.waits_pause and first.due is not None and first.due <= state.paused_at
 
 
 def _retry_expiry(task: Task) -> float | None:
