@@ -235,3 +235,43 @@ def test_a_retry_due_after_a_backoff_waits_for_a_pause_that_came_first(tmp_path)
     after = [round(t - told, 3) for t in arrivals.times("host", "/") if t > told]
     during = [t for t in after if t < RETRY_AFTER - SLACK]
     assert during == [], f"{len(during)} requests to the paused host, at {during} s"
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_retry_after_pauses_its_host_when_its_headers_come_not_when_its_body_ends(
+    tmp_path, processes
+):
+    """A 503's error page dripped for seconds after its "Retry-After"; the host was paused only
+    once the page had been read, and other workers kept sending to it meanwhile (s25 h2 5)."""
+    from tests.servers import FaultServer, read_request
+
+    drip = 1.5  # how long the error page takes after its headers: half the pause
+    lock = threading.Lock()
+    seen: list[tuple[float, str]] = []
+    told: list[float] = []
+
+    def behaviour(conn) -> None:
+        path = read_request(conn).split(b" ")[1].decode()
+        with lock:
+            seen.append((time.monotonic(), path))
+        if path != "/drip":
+            time.sleep(0.1)  # each takes a while: the other worker would send ~15 in the drip
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return
+        head = f"HTTP/1.1 503 Busy\r\nRetry-After: {RETRY_AFTER + 1}\r\nContent-Length: 4\r\n"
+        conn.sendall(f"{head}Connection: close\r\n\r\nbu".encode())
+        told.append(time.monotonic())
+        time.sleep(drip)  # the server's behaviour under test, not a synchronisation
+        conn.sendall(b"sy")
+
+    with FaultServer(behaviour) as server:
+        urls = tmp_path / "urls.txt"
+        lines = [server.url("/drip"), *(server.url(f"/other/{n}") for n in range(20))]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        result = run_process(["-q", "-j", "2", "--retries", "0", *processes, "-i", str(urls)],
+                             timeout=30)  # fmt: skip
+    assert result.returncode == 1, result.stderr  # the 503
+    others = sorted(t - told[0] for t, path in seen if path.startswith("/other/"))
+    assert len(others) == 20
+    during = [round(t, 3) for t in others if SLACK < t < RETRY_AFTER + 1 - SLACK]
+    assert during == [], f"{len(during)} requests to the paused host, at {during} s"

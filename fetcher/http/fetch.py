@@ -60,6 +60,11 @@ class Pause:
     seconds: float  # capped by --max-retry-wait
 
 
+# Told, as soon as a 429/503's headers are read, that its host asked every client to wait:
+# (host, seconds), as Pause has them.
+HeardPause = Callable[[str, float], None]
+
+
 @dataclass(slots=True)
 class Attempt:
     """What one attempt came to, and what should happen next."""
@@ -224,6 +229,7 @@ class Exchange:
         self.bodies = bodies
         self.resumer = resumer
         self.transfers = transfers  # large bodies in flight, for the display; None: not shown
+        self.heard: HeardPause | None = None  # told of a Retry-After pause before its body
 
     def send(
         self, session: FetcherSession, request: EffectiveRequest, task: Task
@@ -329,9 +335,7 @@ class Exchange:
         """Record the answer and read its body into result; return its Retry-After, if any."""
         settings = self.settings
         _note_answer(response, result, request, settings)
-        retry_after = None
-        if response.status_code in settings.retry_on or response.status_code in HOST_PAUSE_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))  # its host's too
+        retry_after = heard_retry_after(response, result, task, settings, self.heard)
         output = None
         ok = response.status_code in settings.ok_status or result.not_modified
         head = request.method == "HEAD"
@@ -358,6 +362,28 @@ class Exchange:
             # gets the state's hash (State.record).
             result.sha256 = None
         return retry_after
+
+
+def heard_retry_after(
+    response: requests.Response,
+    result: Result,
+    task: Task,
+    settings: Settings,
+    heard: HeardPause | None,
+) -> float | None:
+    """The answer's Retry-After, when its status may carry one (a --retry-on status, or a 429
+    or 503, whose Retry-After speaks for its host too). A 429/503's pause goes to heard now,
+    with only its headers read (result notes them): told once its error page had been read,
+    a page that dripped for seconds, or past -t, left other workers sending to the host all
+    that time (s25 h2 5). The attempt's end applies it again (Attempt.pause), from then."""
+    status = response.status_code
+    if status not in settings.retry_on and status not in HOST_PAUSE_STATUSES:
+        return None
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    pause = host_pause(result, retry_after, settings)
+    if pause is not None and heard is not None:
+        heard(answering_host(task, result), pause)
+    return retry_after
 
 
 def names_another_version(

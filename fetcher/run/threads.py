@@ -99,6 +99,7 @@ class ThreadExecutor:
         self.window = settings.window
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         fetcher.sessions.hold = self.scheduler.hold  # a redirect's hop waits for its host too
+        fetcher.exchange.heard = self._heard_pause  # a 429/503 pauses at its headers
         self._inbox: Inbox | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._raised = False  # the interpreter's settings and the placement, while this runs
@@ -185,6 +186,14 @@ class ThreadExecutor:
         self.scheduler.finish(task, retry_in, own_pause)
         if pause is not None and self.on_pause is not None:
             self.on_pause(pause.host, pause.seconds)
+
+    def _heard_pause(self, host: str, seconds: float) -> None:
+        """A 429/503's Retry-After, its headers just read: the host is paused now, here and in
+        the sibling processes, not once its error page has been read (s25 h2 5). _finish then
+        pauses it again from the attempt's end, so that a retry of it is due as that ends."""
+        self.scheduler.pause(host, seconds)
+        if self.on_pause is not None:
+            self.on_pause(host, seconds)
 
     def _attempt(self, task: Task) -> Attempt:
         try:
