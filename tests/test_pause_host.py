@@ -156,6 +156,10 @@ def test_a_hop_that_would_wait_past_max_time_ends_at_max_time(tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["error"]["kind"] for r in records] == ["http", "max_time"], records
     assert "while" in records[1]["error"]["message"]  # says what it waited for
+    # The 302 came and was followed, as for a hop cut while connecting: its record said
+    # redirects 0, final_url null, "no answer" (s25 h2 6).
+    assert records[1]["redirects"] == 1, records[1]
+    assert records[1]["final_url"] == answering_server.url("/target/via/1")
     assert arrivals.times("answering", "/target/") == []
     assert took < 10
 

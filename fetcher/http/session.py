@@ -460,13 +460,13 @@ class FetcherSession(requests.Session):
         )
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
-        """requests' own (see _send), for the request and each redirect's; counted (sent). A
-        redirect's hop first waits out a pause of its host (wait_for_host)."""
-        if self.sent and self.hold is not None:
+        """requests' own (see _send), for the request and each redirect's; counted (sent), a
+        redirect's hop before it waits out a pause of its host (wait_for_host says why)."""
+        self.sent, self.sent_url = self.sent + 1, request.url
+        if self.sent > 1 and self.hold is not None:
             wait_for_host(self.hold, request.url or "")
         for_the_proxy_only(request, kwargs.get("proxies"), self._proxy_authorization)
         self.conditions.place(request)
-        self.sent, self.sent_url = self.sent + 1, request.url
         self.on_tls = self.on_tls or (request.url or "").lower().startswith("https:")
         return _send(self, request, **kwargs)
 
@@ -632,7 +632,10 @@ def wait_for_host(hold: HostHold, url: str) -> None:
     """A redirect's hop to a host that asked every client to wait (a Retry-After) waits it
     out, as that host's own URLs do: the pause is the host's, whatever led there (s21 h3 1: a
     redirecting host sent 96 requests in 1.5 s of a 30 s pause). Up to the URL's --max-time
-    (kind max_time); a stop of the run ends the wait (not finished, as a request cut then)."""
+    (kind max_time); a stop of the run ends the wait (not finished, as a request cut then).
+    The hop is counted sent (FetcherSession.send) before it waits: one cut here followed its
+    3xx as much as one cut connecting, and its record says so (redirects, final_url), not "no
+    answer" (s25 h2 6)."""
     deadline, host = thread_deadline(), host_of(url)
     if hold(host, None if deadline is None else deadline.at):
         return
