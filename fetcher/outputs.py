@@ -318,6 +318,7 @@ def open_outputs(
     failed = open_failed(settings.failed, settings.input_format == "lines")
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
+        keep_other_shards(settings, reader, failed)
     summary = Summary()
     display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
@@ -352,6 +353,26 @@ def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> St
         lambda job: asks_a_part(job, settings),
         in_workers=settings.processes > 1,  # as build_run decides
     )
+
+
+def keep_other_shards(settings: Settings, reader: InputReader | None, failed: FailedLines) -> None:
+    """Under --shard, a --failed that replaces an input (`-i list --failed list`, the retry loop
+    run by each shard) gets that input's lines of the other shards too, as they are read: they
+    were not this run's to judge. Without them, each shard's run cut the list to its own
+    failures, and the next shard's found nothing left and exited 0 (s25 h3 2). Only the file
+    replaced: another input's lines of other shards are still in that input."""
+    if settings.shard is None or reader is None:
+        return
+    replaced = file_identity(failed.path, True)
+    for source in reader.sources:
+        if source.stream is None:
+            continue
+        try:
+            found = os.fstat(source.stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not backed by a descriptor
+            continue
+        if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == replaced:
+            source.other_shards_to = failed.add
 
 
 def open_cookie_jar(path: str | None) -> CookieJar | None:

@@ -227,3 +227,50 @@ def test_one_server_spelled_several_ways_is_one_host_and_one_shard(spellings, se
     assert host_of("http://12.bad/") == "12.bad:80" and host_of("http://1e100.net/") == (
         "1e100.net:80"
     )
+
+
+# -- --failed naming the input (s25 h3 2) ------------------------------------------------------
+
+
+def shard_list(server, refused: int, csv: bool) -> tuple[list[str], str]:
+    """Lines over 8 hosts, none needing DNS: one served ok (127.0.0.1, shard 0 of 2), the
+    others refused; and the one that ends ok."""
+    ok = server.url("/ok")
+    urls = [ok] + [f"http://127.0.0.{n}:{refused}/x" for n in range(2, 9)]
+    return ([f"{url},tag-{n}" for n, url in enumerate(urls)] if csv else urls), ok
+
+
+@pytest.mark.parametrize("csv", [False, True], ids=["lines", "csv"])
+def test_failed_naming_the_input_keeps_the_other_shards_lines(server, tmp_path, csv):
+    """`--shard K/N -i LIST --failed LIST`, the documented retry loop run once per shard: each
+    shard's run leaves the other shards' lines in LIST (they were read, not this run's to
+    judge); only its own lines that ended ok leave it. LIST lost them: the second shard then
+    emptied it, exit 0, 6 URLs never fetched."""
+    rows, ok = shard_list(server, closed_port(), csv)
+    listing = tmp_path / "list.txt"
+    header = ["url,tag"] if csv else []
+    listing.write_text("\n".join([*header, *rows]) + "\n")
+    options = ["--input-format", "csv"] if csv else []
+    statuses = []
+    for index in range(2):
+        result = invoke(["-q", "--retries", "0", "--shard", f"{index}/2", *options,
+                         "-i", str(listing), "--failed", str(listing)])  # fmt: skip
+        statuses.append(result.exit_code)
+    assert statuses == [1, 3], statuses  # shard 0 has the ok URL; shard 1 only refused ones
+    kept = listing.read_text().splitlines()
+    assert kept[: len(header)] == header
+    failed = [row for row in rows if not row.startswith(ok)]
+    assert Counter(kept[len(header) :]) == Counter(failed)
+    assert server.paths == ["/ok"]
+    again = invoke(["-q", "--retries", "0", "--shard", "1/2", *options, "-i", str(listing)])
+    assert again.exit_code == 3  # the list still holds shard 1's lines for a next round
+
+
+def test_failed_naming_another_file_gets_this_shard_s_lines_only(server, tmp_path):
+    rows, _ = shard_list(server, closed_port(), False)
+    listing, failed = tmp_path / "list.txt", tmp_path / "failed.txt"
+    listing.write_text("\n".join(rows) + "\n")
+    result = invoke(["-q", "--retries", "0", "--shard", "1/2", "-i", str(listing),
+                     "--failed", str(failed), "--format", "jsonl"])  # fmt: skip
+    fetched = [json.loads(line)["url"] for line in result.stdout.splitlines()]
+    assert sorted(failed.read_text().splitlines()) == sorted(fetched) and len(fetched) < 8

@@ -18,6 +18,8 @@ from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fetcher.state.prior import Prior
 
 SCHEMES = ("http", "https")
@@ -270,6 +272,9 @@ class JobMaker:
         self.seen: set[str] = set()
         self.duplicates = 0
         self.other_shards = 0  # lines left to the other shards of --shard
+        # Where the source being read hands its other shards' lines (raw, csv header), or None:
+        # a --failed that replaces that source keeps them (InputReader sets it per source).
+        self.other_shard_lines: Callable[[bytes, bytes | None], None] | None = None
         self.count = 0
 
     def line_job(self, line: int | None, raw: bytes, too_long: bool) -> Job | None:
@@ -338,6 +343,8 @@ class JobMaker:
         and --unique, repeats a URL already read."""
         if self.shard is not None and not self.shard.holds(shard_key(job.target, job.raw)):
             self.other_shards += 1
+            if self.other_shard_lines is not None:
+                self.other_shard_lines(job.raw, job.header)
             return None
         if dedupe and self.unique:
             if job.target in self.seen:

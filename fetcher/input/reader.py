@@ -52,6 +52,9 @@ class Source:
     _text: Readable | None = field(default=None, init=False)  # what text() found
     _pipe: PipeInput | None = field(default=None, init=False)  # a pipe's stream, read through
     csv: bool = field(default=False, init=False)  # its lines are csv (InputReader says)
+    # Where its lines of other shards go (raw, csv header): --failed, when it replaces this
+    # file (outputs.keep_other_shards); else they are only counted.
+    other_shards_to: Callable[[bytes, bytes | None], None] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.finite = True
@@ -301,6 +304,7 @@ class InputReader:
                 return
 
     def _jobs(self, source: Source) -> Iterator[Job]:
+        self.jobs.other_shard_lines = source.other_shards_to  # set as its reading starts
         if source.stored is not None:
             yield from stored_jobs(self.jobs, source.stored)
             return
