@@ -253,6 +253,7 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
     if settings.state is not None:  # SQLite opens it through links
         state.append(("--state", settings.state, file_identity(settings.state, False)))
     inputs = input_files(settings, streams)
+    check_read_twice(settings, inputs)
     results = [named for named in outputs if named[0] in NO_LIST]
     pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
                   product(inputs, state))  # fmt: skip
@@ -262,6 +263,23 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
             if second == "--state" and first in ("--input", "standard input"):
                 why = "the state database would be read as a list of URLs"
             raise click.UsageError(f"{first} and {second} name the same file {path!r}: {why}")
+
+
+def check_read_twice(settings: Settings, inputs: list[Named]) -> None:
+    """Refuse a file read twice as an input (by its identity: another spelling, a hard link,
+    standard input redirected from it) that --failed replaces, unless --unique: each failed line
+    went to --failed once per reading, so `-i F -i F --failed F` doubled F every round (s25 h3
+    5). Read twice without --failed replacing it, a URL listed twice is fetched twice, as ever."""
+    if settings.failed is None or settings.unique:
+        return
+    replaced = file_identity(settings.failed, True)
+    read = [path for _, path, identity in inputs if identity is not None and identity == replaced]
+    if len(read) > 1:
+        raise click.UsageError(
+            f"--input {read[0]!r} is read twice and --failed replaces it: each of its lines that "
+            "failed would be written twice, and the list double every run; name it once, or "
+            "add --unique"
+        )
 
 
 def records_file(settings: Settings, streams: Streams | None) -> list[Named]:

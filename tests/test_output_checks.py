@@ -189,6 +189,52 @@ def test_a_file_written_at_the_end_may_replace_its_input(server, tmp_path, optio
     assert urls.read_text() != ""
 
 
+@pytest.mark.parametrize("spelling", ["same", "relative", "hard-link"])
+def test_an_input_read_twice_that_failed_replaces_is_refused(server, tmp_path, monkeypatch,
+                                                             spelling):  # fmt: skip
+    """`-i F -i F --failed F` wrote each failed line once per reading: F doubled every round,
+    and each URL was fetched 2**k times on round k (s25 h3 5). Refused, by the file, not its
+    spelling: nothing sent, F kept."""
+    monkeypatch.chdir(tmp_path)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/status/404") + "\n")
+    second = {"same": str(urls), "relative": "./urls.txt", "hard-link": "other.txt"}[spelling]
+    if spelling == "hard-link":
+        os.link(urls, tmp_path / "other.txt")
+    result = invoke(["-i", str(urls), "-i", second, "--failed", str(urls)])
+    assert result.exit_code == 2, result.output
+    assert "is read twice" in result.output and "--unique" in result.output
+    assert urls.read_text() == server.url("/status/404") + "\n"
+    assert server.requests == 0
+
+
+def test_an_input_also_on_standard_input_that_failed_replaces_is_refused(server, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/status/404") + "\n")
+    with open(urls, "rb") as stdin:
+        result = subprocess.run(
+            [*FETCHER, "-i", str(urls), "-i", "-", "--failed", str(urls)],
+            stdin=stdin, capture_output=True, env=clean_env(), timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert b"is read twice" in result.stderr
+    assert urls.read_text() == server.url("/status/404") + "\n"
+    assert server.requests == 0
+
+
+def test_an_input_read_twice_with_unique_or_into_another_failed_file_runs(server, tmp_path):
+    """--unique reads the second copy as repeats (no line twice in --failed); a --failed of
+    its own is not read back by this loop: neither grows a list round after round."""
+    urls, other = tmp_path / "urls.txt", tmp_path / "failed.txt"
+    urls.write_text(server.url("/status/404") + "\n")
+    for _ in range(2):
+        result = invoke(["-q", "--unique", "-i", str(urls), "-i", str(urls), "--failed", str(urls)])
+        assert result.exit_code == 3, result.output
+    assert urls.read_text() == server.url("/status/404") + "\n"
+    result = invoke(["-q", "-i", str(urls), "-i", str(urls), "--failed", str(other)])
+    assert result.exit_code == 3 and len(other.read_text().splitlines()) == 2
+
+
 def test_streams_may_take_several_outputs(server):
     args = ["-q", "--results", "/dev/null", "--failed", "/dev/null", "--summary", "/dev/null"]
     result = invoke([*args, "--metrics", "/dev/null", server.url("/a")])
