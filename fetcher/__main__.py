@@ -3,7 +3,9 @@
 SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled before the heavy imports (requests, click): a
 Ctrl-C in the first tenth of a second exits with 130 like any other, not with a
 KeyboardInterrupt traceback, and a SIGTERM with 143 (SPEC 2.5), not killed by the signal.
-Nothing has been read yet. The run installs its own handlers once it starts.
+Nothing has been read yet, and no file changed: --results is emptied, and --failed, --summary
+and --metrics are replaced, only once the run's own handlers are in place, as it starts (a new
+--results, or a new --state, may be left empty).
 
 A standard descriptor closed at start (`2>&-`) is reopened on /dev/null first, as daemons do;
 under PYTHONUNBUFFERED, stdout and stderr are made buffered streams, which never drop the rest

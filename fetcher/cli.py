@@ -125,6 +125,7 @@ def fetch(settings: Settings) -> int:
         at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
         on_hard_exit(at_hard_exit)
         with stop_on_signals(run.request_stop, run.hard_stop):
+            outputs.begin()  # --results emptied only now: an early signal leaves it as it was
             with job_stops(outputs.display), outputs.display:
                 try:
                     stopped_by = run.run()

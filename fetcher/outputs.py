@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -22,6 +23,7 @@ from fetcher.output.atomic import (
     TO_STDOUT,
     FileIdentity,
     abort_unfinished,
+    empty_in_place,
     file_identity,
     is_stream,
     note_files_at_start,
@@ -78,6 +80,8 @@ class Outputs:
     bodies: Bodies | None
     jar: CookieJar | None
     lookup: StateLookup | None  # what the dispatcher asks --state about each URL
+    # Called once the run's signal handlers are in place: --results emptied (empty_results).
+    begin: Callable[[], None] = lambda: None
 
 
 def open_state(settings: Settings, stack: ExitStack) -> State | None:
@@ -353,7 +357,21 @@ def open_outputs(
     on_hard_exit(abort_unfinished)  # the jar, --summary, --metrics: their old files stay
     on_hard_exit(collector.flush_at_exit, last=True)
     lookup = None if state is None else _state_lookup(state, settings, bodies)
-    return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup)
+    begin = functools.partial(empty_results, settings.results, writer)
+    return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup, begin)
+
+
+def empty_results(path: str | None, writer: RecordWriter) -> None:
+    """--results FILE emptied, as `>` empties it at its open, but only now that the run's signal
+    handlers are in place: before them, a signal exits at once (__main__), and an emptied FILE
+    then went with no summary, no --failed and no word (s25 h3 4). The records' first bytes (a
+    csv header) are still in the writer's buffer: nothing was written to the file yet."""
+    if path is None or not isinstance(writer, StreamWriter):
+        return
+    try:
+        empty_in_place(writer.stream.fileno())
+    except OSError as exc:
+        raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
 
 
 def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> StateLookup:
@@ -460,9 +478,10 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
 
 def open_results(path: str) -> TextIO:
     """--results FILE opened as the shell's `>` would (open_in_place: not a link or a file of
-    another user's planted where they could), as a text stream. Problems are usage errors."""
+    another user's planted where they could), as a text stream, not emptied yet (empty_results
+    does it, once the run's signal handlers are in place). Problems are usage errors."""
     try:
-        fd = open_in_place(path)
+        fd = open_in_place(path, empty=False)
     except OSError as exc:
         raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
     # backslashreplace: whatever text a format lets through, a record is always written.

@@ -381,3 +381,76 @@ def test_no_request_starts_once_a_stop_is_asked_though_the_run_has_not_begun_it(
     # None started (the server counts a request as it comes); a few, should the handler be
     # late on a busy machine. Before the fix: 11 and 12.
     assert after <= 4, f"{after} requests started after the signal"
+
+
+# -- a signal as the outputs are opened (s25 h3 4) -----------------------------------------------
+
+# The parent stops in its start-up where build_run imports fetcher.run.processes (after the
+# outputs are opened, before the run's signal handlers are in place), says so with a file, and
+# waits there until the gate file exists. Worker processes pass straight through.
+IMPORT_GATE_SITE = """\
+import os, sys, time
+class _Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fetcher.run.processes" and os.getppid() == int(os.environ["GATE_TEST_PID"]):
+            open(os.environ["GATE_REACHED"], "w").close()
+            deadline = time.monotonic() + 30
+            while not os.path.exists(os.environ["GATE_OPEN"]) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, _Gate())
+"""
+OLD_RESULTS, OLD_FAILED = "an old record\n", "http://127.0.0.1:9/old\n"
+
+
+def start_with_old_files(tmp_path: Path, urls: list[str], gated: bool) -> subprocess.Popen[bytes]:
+    """fetcher --processes 2 over urls, its --results and --failed holding an old run's lines;
+    held at the import gate when gated."""
+    (tmp_path / "in.txt").write_text("".join(f"{url}\n" for url in urls))
+    (tmp_path / "res").write_text(OLD_RESULTS)
+    (tmp_path / "failed").write_text(OLD_FAILED)
+    env = clean_env()
+    if gated:
+        site = tmp_path / "gate-site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(IMPORT_GATE_SITE)
+        env = clean_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", GATE_TEST_PID=str(os.getpid()),
+                        GATE_REACHED=str(tmp_path / "reached"),
+                        GATE_OPEN=str(tmp_path / "open"))  # fmt: skip
+    args = ["--processes", "2", "--retries", "0", "-i", "in.txt", "--failed", "failed",
+            "--results", "res", "--summary", "sum"]  # fmt: skip
+    return subprocess.Popen([*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env, cwd=tmp_path)  # fmt: skip
+
+
+def test_a_signal_before_the_run_s_handlers_leaves_every_file_as_it_was(tmp_path):
+    """A SIGINT after the outputs are opened but before the run's handlers are in place exits
+    at once, 130, as __main__ promises: nothing read, and nothing emptied. --results had been
+    emptied already, with no summary and the old --failed: a monitor saw the old run's files
+    beside an empty record file."""
+    process = start_with_old_files(tmp_path, ["http://127.0.0.2:9/x"] * 20, gated=True)
+    try:
+        wait_for(lambda: (tmp_path / "reached").exists(), "the import gate", 30)
+        process.send_signal(signal.SIGINT)
+        wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "the signal taken", 10)
+    finally:
+        (tmp_path / "open").touch()
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert (tmp_path / "res").read_text() == OLD_RESULTS
+    assert (tmp_path / "failed").read_text() == OLD_FAILED
+    assert not (tmp_path / "sum").exists()
+
+
+def test_a_signal_once_results_is_emptied_is_a_whole_interrupted_run(tmp_path):
+    """Once --results is emptied, the run's handlers are in place: a SIGINT then is an
+    interrupted run (SPEC 2.5): its summary written, every line in --failed, 130."""
+    with counting_server() as server:
+        urls = [server.url(f"/slow/30/{n}") for n in range(20)]
+        process = start_with_old_files(tmp_path, urls, gated=False)
+        wait_for(lambda: (tmp_path / "res").stat().st_size == 0, "--results emptied", 30)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert json.loads((tmp_path / "sum").read_text())["exit_status"] == 130
+    assert sorted((tmp_path / "failed").read_text().splitlines()) == sorted(urls)

@@ -475,14 +475,15 @@ def others_may_write(folder: os.stat_result | None) -> bool:
 _IN_PLACE = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC  # emptied once it is known to be ours
 
 
-def open_in_place(path: str) -> int:
+def open_in_place(path: str, empty: bool = True) -> int:
     """path opened to write from its start, as the shell's `>` does (through the user's own
     links, a file emptied); its descriptor. Not a link, nor a regular file, planted by another
     user where they could (s24 h4 3): the link truncated whatever file of the user's it led to,
     and the file of theirs received the records, bodies included. Raises OSError (EACCES with
-    why for those)."""
+    why for those). empty=False: checked, but emptied only by ``empty_in_place`` (--results
+    waits for the run's signal handlers: s25 h3 4)."""
     if _stream_name(path) is not None:  # this process's own stream (/dev/stdout)
-        return os.open(path, _IN_PLACE | os.O_TRUNC, FILE_MODE)
+        return os.open(path, _IN_PLACE | (os.O_TRUNC if empty else 0), FILE_MODE)
     try:
         fd = os.open(path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)
     except OSError as exc:
@@ -492,16 +493,18 @@ def open_in_place(path: str) -> int:
             raise OSError(errno.EACCES, why, path) from None
         fd = os.open(path, _IN_PLACE, FILE_MODE)
     try:
-        _empty_if_ours(fd, path)
+        _check_ours(fd, path)
+        if empty:
+            empty_in_place(fd)
     except OSError:
         os.close(fd)
         raise
     return fd
 
 
-def _empty_if_ours(fd: int, path: str) -> None:
-    """Empty the regular file open as fd, unless it is another user's in a folder they could
-    have put it in (where path leads): OSError (EACCES) then."""
+def _check_ours(fd: int, path: str) -> None:
+    """OSError (EACCES) when the regular file open as fd is another user's in a folder they
+    could have put it in (where path leads)."""
     found = os.fstat(fd)
     if not stat.S_ISREG(found.st_mode):
         return
@@ -511,7 +514,13 @@ def _empty_if_ours(fd: int, path: str) -> None:
             "have put it in: what fetcher writes there would be theirs to read"
         )
         raise OSError(errno.EACCES, why, path)
-    os.ftruncate(fd, 0)
+
+
+def empty_in_place(fd: int) -> None:
+    """Empty what open_in_place opened as fd, when it is a regular file (a FIFO or a device has
+    nothing to empty), as `>` does. Raises OSError."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        os.ftruncate(fd, 0)
 
 
 def _planted_link(path: str) -> str | None:
