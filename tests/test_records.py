@@ -53,6 +53,20 @@ def test_jsonl_escapes_lone_surrogates_and_gives_them_back_to_a_python_reader():
         assert record["error"]["message"] == "cannot write " + ODD
 
 
+@pytest.mark.parametrize("meta", ['{"k":"a\x7fb"}', '{"k":"a\\u007fb"}'], ids=["raw", "escaped"])
+def test_an_all_ascii_record_escapes_del_too(meta):
+    """DEL is ASCII: the shortcut for an all-ASCII record wrote it raw in jsonl, where the
+    docstring (and every record holding one non-ASCII character) escaped it (s25 h3 6)."""
+    url = "http://h/x"
+    job = Job(seq=0, url=url, target=url, line=1, raw=b"raw", meta=meta_text(json.loads(meta)))
+    for format_record in (format_jsonl, format_jsonl_with_body):
+        text = format_record(Result(job, final_url=url, status=200))
+        assert "\x7f" not in text and "\\u007f" in text
+        assert json.loads(text)["meta"] == {"k": "a\x7fb"}
+    row = CsvFormatter(meta_column=True)(Result(job, final_url=url, status=200))
+    assert "\x7f" not in row and "\\u007f" in row
+
+
 def test_csv_writes_lone_surrogates_as_backslash_escapes():
     formatter = CsvFormatter(meta_column=True)
     text = formatter.header() + formatter(odd_result())

@@ -129,7 +129,10 @@ def to_json(value: Any) -> str:
     Beyond json.dumps, lone surrogates, DEL, the C1 controls and U+2028/U+2029 are escaped as
     ``\\uXXXX``: the string's own escape, so json.loads gives the same str back (a path with a
     surrogate then opens the saved file); no line splitter (str.splitlines) breaks a record and no
-    terminal acts on a C1 control. A record's meta, already JSON (JsonText), is written as it is.
+    terminal acts on a control. DEL is ASCII: the all-ASCII shortcut looks for it (a memchr),
+    or it went out raw when nothing else in the record was non-ASCII (s25 h3 6). A record's
+    meta, already JSON (JsonText), is written as it is, but for those escapes: its values come
+    back equal to the line's, not its bytes (see ``meta_text``).
     """
     if isinstance(value, JsonText):
         text = value.text
@@ -137,7 +140,7 @@ def to_json(value: Any) -> str:
         text = _with_meta(value)
     else:
         text = _encode_json(value)
-    if text.isascii() or not _JSON_UNSAFE.search(text):
+    if (text.isascii() and "\x7f" not in text) or not _JSON_UNSAFE.search(text):
         return text
     return _JSON_UNSAFE.sub(_unicode_escape, text)  # only inside strings: the rest is ASCII
 
