@@ -109,7 +109,7 @@ def open_state(settings: Settings, stack: ExitStack) -> State | None:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise click.UsageError(f"cannot open --state file {path!r}: {reason}") from None
     if not existed:  # pushed first, so it runs once the state is closed
-        stack.push(functools.partial(_remove_if_refused, path, os.stat(path)))
+        stack.push(functools.partial(_remove_if_refused, state.path, os.stat(state.path)))
     stack.callback(state.close)
     # First, before --failed's commit, which may wait: it never does (s23 r2 2).
     on_hard_exit(functools.partial(move_log_at_hard_exit, state), first=True)

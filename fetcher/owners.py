@@ -4,58 +4,112 @@ the --state file and the -c jar."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from typing import NamedTuple
+
+MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
 
 
-def another_user_may_swap(path: str) -> str | None:
-    """Why another user could put a file of theirs under path while a run uses it, or None.
+class Resolved(NamedTuple):
+    """A path as the system finds it, and why another user could swap what it leads to."""
 
-    Each folder above it, as given and as the system finds it (links resolved), must be this
-    user's or root's and writable by neither its group nor others, unless it has the sticky
-    bit (/tmp: others cannot rename what they do not own there); and each symbolic link on the
-    way must be this user's or root's: one of another user's, even in a sticky folder, is
-    theirs to point elsewhere during the run (s24 r10 3). Its group writing is refused even
-    when the group is the user's own (umask 002 with a group of one's own): another user whose
-    primary group it is, or an ACL (whose mask the group bits show), writes there too, and
-    neither is in the group's member list (s24 r10 1, 2). Checked before any open: only their
-    owners could change what is looked at, so there is nothing to race."""
-    given = os.path.abspath(path)
-    for folder in dict.fromkeys(_folders_above(given) + _folders_above(os.path.realpath(given))):
+    path: str  # absolute, its folders' links resolved, no '.' or '..': the one to open
+    why: str | None  # None: no other user can change where path leads, nor what is there
+
+
+def resolve(path: str) -> Resolved:
+    """path walked as the kernel walks it, one name at a time from the root (or the current
+    folder), each link followed where it is met and a '..' taken from where the walk is: by
+    text (os.path.abspath), `/tmp/L/../s.db` was /tmp/s.db, and neither another user's link L
+    nor their folder it led to, where the file was made, was seen (s25 r2 1). Its last name is
+    kept as given (the state is opened O_NOFOLLOW; a jar's link is replaced on save), but a
+    link there is walked too, for the reader that follows it.
+
+    Every folder the walk is in, and so each one above it, must be this user's or root's and
+    writable by neither its group nor others, unless it has the sticky bit (/tmp: others
+    cannot rename what they do not own there); and each link met must be this user's or
+    root's: another user's, even in a sticky folder, is theirs to point elsewhere during the
+    run (s24 r10 3). Group writing is refused even when the group is the user's own: another
+    user whose primary group it is, or an ACL (whose mask the group bits show), writes there
+    too (s24 r10 1, 2). Checked before any open, and the path returned is the one to open:
+    no link or '..' is left in it for a second reading to take elsewhere, and only the
+    folders' owners could change what it leads to, so there is nothing to race. Raises
+    OSError (ELOOP) for more than MAX_LINKS links."""
+    head, name = os.path.split(path)
+    folder, why = _walk(head or os.curdir)
+    found = os.path.join(folder, name)
+    if why is None and name not in ("", os.curdir, os.pardir):
+        why = _last_link(found)
+    return Resolved(found, why)
+
+
+def _walk(path: str) -> tuple[str, str | None]:
+    """(path with every link followed, why the walk is not this user's alone, or None). A
+    name missing, or not to be looked at, ends the walk: the rest is kept as given, and the
+    open fails on it."""
+    current = os.sep if os.path.isabs(path) else os.getcwd()
+    why = _folders_problem(current)
+    todo = [part for part in reversed(path.split(os.sep)) if part not in ("", os.curdir)]
+    links = 0
+    while todo and why is None:
+        part = todo.pop()
+        if part == os.pardir:
+            current = os.path.dirname(current)  # an ancestor: checked on the way down
+            continue
+        step = os.path.join(current, part)
         try:
-            info = os.stat(folder)
+            info = os.lstat(step)
         except OSError:
-            continue  # a missing folder: the open says so
-        if (why := _others_write(info)) is not None:
-            return f"is in folder {folder!r}, {why}"
-    links = _links_on(given)
-    return f"is reached through {links[0]!r}, a symbolic link of another user's" if links else None
+            return os.path.join(step, *reversed(todo)), None
+        if stat.S_ISLNK(info.st_mode):
+            why, links = _link_problem(step, info), links + 1
+            if links > MAX_LINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(step)
+            current = os.sep if os.path.isabs(target) else current
+            todo.extend(part for part in reversed(target.split(os.sep)) if part not in ("", "."))
+            continue
+        current = step
+        why = _folder_problem(step, info) if stat.S_ISDIR(info.st_mode) else None
+    return current, why
 
 
-def _folders_above(path: str) -> list[str]:
-    """The folders path is in, nearest first, up to the root."""
-    folders = []
-    folder = os.path.dirname(path)
+def _last_link(path: str) -> str | None:
+    """Why path, if a symbolic link, is not to be followed: another user's, or leading where
+    another user could swap what is found."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISLNK(info.st_mode):
+        return None
+    return _link_problem(path, info) or _walk(path)[1]
+
+
+def _folders_problem(folder: str) -> str | None:
+    """Why folder, or one above it, lets another user rename in it, or None."""
     while True:
-        folders.append(folder)
+        try:
+            why = _folder_problem(folder, os.stat(folder))
+        except OSError:
+            why = None  # not to be looked at: the open says so
         parent = os.path.dirname(folder)
-        if parent == folder:
-            return folders
+        if why is not None or parent == folder:
+            return why
         folder = parent
 
 
-def _links_on(path: str) -> list[str]:
-    """The symbolic links of neither this user nor root among path's components (path itself
-    included: a link there is refused by the open, O_NOFOLLOW, anyway)."""
-    found = []
-    for part in [*reversed(_folders_above(path)), path]:
-        try:
-            info = os.lstat(part)
-        except OSError:
-            continue
-        if stat.S_ISLNK(info.st_mode) and info.st_uid not in (os.geteuid(), 0):
-            found.append(part)
-    return found
+def _folder_problem(folder: str, info: os.stat_result) -> str | None:
+    why = _others_write(info)
+    return None if why is None else f"is in folder {folder!r}, {why}"
+
+
+def _link_problem(link: str, info: os.stat_result) -> str | None:
+    if info.st_uid in (os.geteuid(), 0):
+        return None
+    return f"is reached through {link!r}, a symbolic link of another user's"
 
 
 def _others_write(info: os.stat_result) -> str | None:

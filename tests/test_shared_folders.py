@@ -290,8 +290,9 @@ def test_the_user_s_own_file_keeps_its_mode(
 @AS_ROOT
 def test_a_cookie_jar_of_another_user_s_is_refused(server: CountingServer, tmp_path: Path) -> None:
     """Its cookies were sent (session fixation: the user's uploads went to the planter's
-    account) and the file replaced, with no trace (s24 h4 5)."""
-    jar = shared_folder(tmp_path) / "jar.txt"
+    account) and the file replaced, with no trace (s24 h4 5). In a sticky folder (/tmp), which
+    the folder rule lets by: one that is not is refused before the jar is opened."""
+    jar = shared_folder(tmp_path, 0o1777) / "jar.txt"
     jar.write_text("# Netscape HTTP Cookie File\n" + JAR_LINE.format(value="ATTACKERSESSION"))
     os.chown(jar, ANOTHER_USER, ANOTHER_USER)
     result = invoke(["-q", "-c", str(jar), server.url("/a")])
@@ -351,3 +352,83 @@ def test_a_jar_others_could_write_or_rename_into_place_is_refused(
     assert result.exit_code == 2, result.output
     assert "cannot use cookie jar" in result.output and "chmod go-w" in result.output
     assert server.requests == 0
+
+
+# -- a `..` after a link: judged where the system goes, not where the text seems to (s25 r2 1) --
+
+
+def links_into_another_user_s_folder(tmp_path: Path, owner: int) -> tuple[Path, Path]:
+    """Another user's folder, 0777 with a folder in it, and a link to that inner folder of
+    owner's in a sticky folder: (the link, the other user's folder). `link/..` is their folder
+    to the system; dropped by text (os.path.abspath), `link/../x` seemed to be the sticky one's."""
+    theirs = tmp_path / "theirs"
+    (theirs / "sub").mkdir(parents=True)
+    for folder in (theirs, theirs / "sub"):
+        folder.chmod(0o777)
+        os.chown(folder, ANOTHER_USER, ANOTHER_USER)
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    link = sticky / "L"
+    link.symlink_to(theirs / "sub")
+    os.lchown(link, owner, owner)
+    return link, theirs
+
+
+@AS_ROOT
+@pytest.mark.parametrize("option", ["--state", "-c"])
+@pytest.mark.parametrize("whose", ["theirs", "mine"])
+def test_a_dotdot_after_a_link_is_judged_where_the_system_goes(
+    server: CountingServer, tmp_path: Path, option: str, whose: str
+) -> None:
+    """`--state /tmp/L/../s.db`, L another user's (or the user's own, to a folder of theirs):
+    abspath took it for /tmp/s.db before any link was looked at, so neither their link nor
+    their folder, where the file was made, was seen; a run with -u --retry-failed sent the
+    password to a URL of theirs (s25 r2 1)."""
+    link, theirs = links_into_another_user_s_folder(
+        tmp_path, ANOTHER_USER if whose == "theirs" else os.geteuid()
+    )
+    there = sorted(os.listdir(theirs))
+    if option == "-c":  # a jar of the user's there already (a missing one: the next test)
+        (theirs / "file").write_text("# Netscape HTTP Cookie File\n")
+        (theirs / "file").chmod(0o600)
+        there = ["file", *there]
+    result = invoke(["-q", option, f"{link}/../file", server.url("/a")])
+    assert result.exit_code == 2, result.output
+    why = "symbolic link of another user's" if whose == "theirs" else f"uid {ANOTHER_USER}"
+    assert why in result.output, result.output
+    assert server.requests == 0 and sorted(os.listdir(theirs)) == there
+
+
+def test_the_state_and_jar_are_opened_where_they_were_checked(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """The path checked is the path opened: its folders' links resolved, no `..` left, so
+    SQLite and the jar's reader and writer cannot be led elsewhere by a second reading."""
+    from fetcher.state.store import State
+
+    inner = tmp_path / "mine" / "sub"
+    inner.mkdir(parents=True)
+    (tmp_path / "L").symlink_to(inner)
+    given = f"{tmp_path}/L/../s.db"
+    state = State(given)
+    try:
+        assert state.path == str(tmp_path / "mine" / "s.db")
+    finally:
+        state.close()
+    result = invoke(["-q", "-c", f"{tmp_path}/L/../jar.txt", server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "jar.txt").is_file() and not (tmp_path / "jar.txt").exists()
+
+
+def test_a_missing_jar_in_a_folder_the_rule_refuses_is_refused_at_the_start(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """Checked only once found, a jar not made yet was saved, cookies and all, in a folder
+    others may rename in, and refused by the next run only (s25 r2 7): SPEC 2.4 refuses it
+    before the first request."""
+    jar = shared_folder(tmp_path) / "jar.txt"
+    result = invoke(["-q", "-c", str(jar), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "cannot use cookie jar" in result.output and "chmod go-w" in result.output
+    assert server.requests == 0 and not jar.exists()

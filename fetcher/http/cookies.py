@@ -53,7 +53,7 @@ from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
 from fetcher.output.atomic import write_atomically
-from fetcher.owners import another_user_may_swap
+from fetcher.owners import resolve
 from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 log = logging.getLogger("fetcher")
@@ -563,7 +563,7 @@ def load_jar(path: str) -> CookieJar:
     (over MAX_JAR_FILE_BYTES, or no line of it a cookie: another file named by mistake,
     which the save would overwrite)."""
     jar = OrderedCookieJar()
-    data = _read_jar_file(path)
+    data = _read_jar_file(path, jar_file(path))
     if data is None:
         return jar
     lines = data.decode(ENCODING).removeprefix(UTF8_BOM).split("\n")  # \x85 is no line end
@@ -593,11 +593,30 @@ def load_jar(path: str) -> CookieJar:
     return jar
 
 
-def _read_jar_file(path: str) -> bytes | None:
-    """The bytes of the -c file, None if there is none; ValueError if it cannot be read."""
+def jar_file(path: str) -> str:
+    """The name the -c file at path is read and saved under: path as the system finds it
+    (fetcher.owners.resolve: no link nor '..' left in it), the one checked, not another a
+    second reading could find (s25 r2 1). ValueError when another user could put a file of
+    theirs there, whether or not one is there yet: a jar not made yet was saved at the end
+    in a folder the rule refuses, and refused by the next run only (s25 r2 7)."""
+    try:
+        found = resolve(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read cookie jar {path!r}: {exc}") from None
+    if found.why is not None:
+        raise ValueError(
+            f"cannot use cookie jar {path!r}: {found.why}, who could put cookies of theirs in "
+            "it (a session of their own): keep it where only you can write (`chmod go-w`)"
+        )
+    return found.path
+
+
+def _read_jar_file(path: str, where: str) -> bytes | None:
+    """The bytes of the -c file path (read at where: jar_file), None if there is none;
+    ValueError if it cannot be read."""
     try:
         # Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
+        with os.fdopen(os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
             _check_jar(os.fstat(file.fileno()), path)
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
     except FileNotFoundError:
@@ -615,7 +634,7 @@ def _check_jar(found: os.stat_result, path: str) -> None:
     written back, or a regular file of another user's, as a --state of theirs is refused (root
     no exception either): planted where they may write, its cookies were sent, a session of
     theirs that took the user's uploads into their account, and the file then replaced with no
-    trace (s24 h4 5); so is one they could write or rename into place (fetcher.owners).
+    trace (s24 h4 5); so is one they could write (its folder: jar_file, before the open).
     /dev/null, a device, holds no cookies: used as ever."""
     if stat.S_ISFIFO(found.st_mode):
         raise ValueError(f"cannot use cookie jar {path!r}: a FIFO cannot be written back")
@@ -627,12 +646,11 @@ def _check_jar(found: os.stat_result, path: str) -> None:
             "who could have put cookies of theirs in it (a session of their own, to have your "
             "requests made in it): name a jar of your own"
         )
-    # One of the user's own that others may write, or rename one into place (s24 r10 5).
-    why = "others may write in it" if found.st_mode & 0o022 else another_user_may_swap(path)
-    if why is not None:
+    if found.st_mode & 0o022:  # one of the user's own that others may write (s24 r10 5)
         raise ValueError(
-            f"cannot use cookie jar {path!r}: {why}, who could have put cookies of theirs in it "
-            "(a session of their own): keep it where only you can write (`chmod go-w`)"
+            f"cannot use cookie jar {path!r}: others may write in it, who could have put "
+            "cookies of theirs in it (a session of their own): keep it where only you can "
+            "write (`chmod go-w`)"
         )
 
 
@@ -725,7 +743,11 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
             "cookie jar %r: the %d least recently set cookies not saved, to keep the file "
             "within the %d MiB fetcher reads", path, first, limit,
         )  # fmt: skip
-    write_atomically(path, b"".join([head, *lines[first:]]), mode=0o600)
+    try:  # as load_jar found it: only the folders' owners (the user, root) could change that
+        where = jar_file(path)
+    except ValueError as exc:
+        raise OSError(str(exc)) from None
+    write_atomically(where, b"".join([head, *lines[first:]]), mode=0o600)
     return len(lines) - first
 
 

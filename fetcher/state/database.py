@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat
 
-from fetcher.owners import another_user_may_swap
+from fetcher.owners import resolve
 
 # The schema, version by version: MIGRATIONS[n] takes a database from user_version n to n + 1.
 # Never edit a step once released; add one. docs/state.md documents the latest.
@@ -91,7 +91,9 @@ def open_locked(path: str) -> tuple[int, sqlite3.Connection]:
     """The state at path, locked (see lock: the descriptor returned holds the lock) and
     prepared, on a connection of its own. Raises StateError for a file that is not a fetcher
     state or not fetcher's to open, sqlite3.Error or OSError for one that cannot be opened now
-    (a full disk, an I/O error: see not_a_database). On failure nothing is left open."""
+    (a full disk, an I/O error: see not_a_database). On failure nothing is left open. path
+    is opened as check_folders finds it (State.path is that already: resolved, it is itself)."""
+    path = check_folders(path)
     fd = lock(path)
     connection: sqlite3.Connection | None = None
     made: list[str] = []
@@ -119,8 +121,8 @@ def lock(path: str) -> int:
     is ``flock``'s, which SQLite's own POSIX locks do not touch, and dies with the process.
     Nothing in the file is changed: whether it is a state is not known yet (see prepare).
     Raises StateError when another run holds it or the file is not fetcher's alone (see
-    check_plain), OSError when path cannot be opened."""
-    check_folders(path)
+    check_plain), OSError when path cannot be opened. path is opened as check_folders finds it."""
+    path = check_folders(path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -162,16 +164,20 @@ _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only you write to)"
 
 
-def check_folders(path: str) -> None:
-    """Raise StateError when another user could put a database of theirs under path during the
-    run (fetcher.owners): the lock holds the first descriptor, but every SQLite connection
-    opens the file again by name, so one renamed in for a moment was read (--retry-failed
-    fetched their URLs with -u's password) and written (s24 h4 1)."""
-    if (why := another_user_may_swap(path)) is not None:
+def check_folders(path: str) -> str:
+    """path as the system finds it (fetcher.owners.resolve: no link nor '..' left in it), the
+    name every connection is to open: the one checked, not another a second reading of links
+    and '..' could find (s25 r2 1). Raise StateError when another user could put a database
+    of theirs under it during the run: the lock holds the first descriptor, but every SQLite
+    connection opens the file again by name, so one renamed in for a moment was read
+    (--retry-failed fetched their URLs with -u's password) and written (s24 h4 1)."""
+    found = resolve(path)
+    if found.why is not None:
         raise StateError(
-            f"{why}: they could put a database of theirs in its place while the run reads it "
-            "(give the state a folder only you can write to: `chmod go-w` it, or another)"
+            f"{found.why}: they could put a database of theirs in its place while the run reads "
+            "it (give the state a folder only you can write to: `chmod go-w` it, or another)"
         )
+    return found.path
 
 
 def check_plain(fd: int, path: str) -> None:

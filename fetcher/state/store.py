@@ -147,11 +147,11 @@ class State:
     one for writes. ``close`` commits what is pending and releases the lock."""
 
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock, self._writer = database.open_locked(path)
+        self.path = database.check_folders(path)  # as checked: every connection opens it
+        self._lock, self._writer = database.open_locked(self.path)
         try:
             self._writer.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_MS}")  # see commit
-            self._reader = database.connect(path)
+            self._reader = database.connect(self.path)
         except BaseException:
             self._writer.close()
             os.close(self._lock)
@@ -159,7 +159,7 @@ class State:
         self._pending = PendingWrites()
         self._lookups = self._reader.cursor()
         self._failed: sqlite3.Connection | None = None
-        self.log_files = _files_beside(path, LOG_SUFFIXES)  # this run's, as SQLite made them
+        self.log_files = _files_beside(self.path, LOG_SUFFIXES)  # this run's, as SQLite made them
 
     # -- lookups (the dispatcher's thread) ------------------------------------------------------
 
