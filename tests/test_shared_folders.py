@@ -432,3 +432,86 @@ def test_a_missing_jar_in_a_folder_the_rule_refuses_is_refused_at_the_start(
     assert result.exit_code == 2, result.output
     assert "cannot use cookie jar" in result.output and "chmod go-w" in result.output
     assert server.requests == 0 and not jar.exists()
+
+
+# -- a refused state leaves nothing it made; a -journal is claimed as -wal and -shm are ------
+
+
+@AS_ROOT
+@pytest.mark.parametrize("suffix", ["-wal", "-journal"])
+def test_a_state_refused_for_a_planted_companion_leaves_nothing_and_says_what_to_do(
+    server: CountingServer, tmp_path: Path, suffix: str
+) -> None:
+    """The refusal was right, but the empty database lock() had made stayed beside their file
+    (s25 r2 8), and the advice did not say that in /tmp their file stays: another name."""
+    sticky = shared_folder(tmp_path, 0o1777)
+    planted = sticky / f"s.db{suffix}"
+    planted.write_bytes(b"")
+    os.chown(planted, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", "--state", str(sticky / "s.db"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert f"uid {ANOTHER_USER}" in result.output and "another name" in result.output
+    assert server.requests == 0 and os.listdir(sticky) == [planted.name]
+
+
+def hot_journal(state: Path, url: str) -> bytes:
+    """A rollback journal that, played back into state, makes it a copy of state with a row
+    for url: built as another user could, from a copy of the state (or any of theirs)."""
+    import sqlite3
+
+    copy = state.with_name("theirs.db")
+    copy.write_bytes(state.read_bytes())
+    connection = sqlite3.connect(copy, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = DELETE")
+    connection.execute("INSERT INTO urls (url, ok, fetched_at) VALUES (?, 0, 0)", (url,))
+    connection.execute("PRAGMA cache_size = 2")  # spilled: the journal is written mid-way
+    connection.execute("BEGIN")
+    connection.execute("DELETE FROM urls")
+    connection.execute("CREATE TABLE filler (x BLOB)")
+    for _ in range(100):
+        connection.execute("INSERT INTO filler VALUES (randomblob(1000))")
+    journal = Path(f"{copy}-journal").read_bytes()
+    connection.execute("ROLLBACK")
+    connection.close()
+    copy.unlink()
+    return journal
+
+
+def test_a_hot_journal_planted_after_the_check_is_not_played_back(
+    server: CountingServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite plays a hot -journal back into the database as its first connection first reads
+    it, WAL mode or not. check_plain refused one already there, but in a sticky folder another
+    user could make one between that check and the read, and their rows went into the state:
+    the -journal is now made empty and the user's, 0600, as -wal and -shm are, and they can
+    neither replace nor write it (s25 r2, suspected; played back before)."""
+    import sqlite3
+
+    from fetcher.state import database
+    from fetcher.state.store import State
+
+    state = shared_folder(tmp_path, 0o1777) / "s.db"
+    assert invoke(["-q", "--state", str(state), server.url("/a")]).exit_code == 0
+    journal = hot_journal(state, "http://attacker.example/STOLEN")
+    real_connect = database.connect
+
+    def plant_then_connect(path: str) -> sqlite3.Connection:
+        """What another user in the sticky folder can do now: make the name, if free."""
+        try:
+            planted = os.open(f"{path}-journal", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            info = os.lstat(f"{path}-journal")
+            assert info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
+        else:
+            os.write(planted, journal)
+            os.close(planted)
+        return real_connect(path)
+
+    monkeypatch.setattr(database, "connect", plant_then_connect)
+    State(str(state)).close()
+    monkeypatch.undo()
+    connection = sqlite3.connect(state)
+    urls = [row[0] for row in connection.execute("SELECT url FROM urls")]
+    connection.close()
+    assert urls == [server.url("/a")]
+    assert sorted(os.listdir(state.parent)) == ["s.db"]

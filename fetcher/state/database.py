@@ -91,24 +91,22 @@ def open_locked(path: str) -> tuple[int, sqlite3.Connection]:
     """The state at path, locked (see lock: the descriptor returned holds the lock) and
     prepared, on a connection of its own. Raises StateError for a file that is not a fetcher
     state or not fetcher's to open, sqlite3.Error or OSError for one that cannot be opened now
-    (a full disk, an I/O error: see not_a_database). On failure nothing is left open. path
-    is opened as check_folders finds it (State.path is that already: resolved, it is itself)."""
+    (a full disk, an I/O error: see not_a_database). On failure nothing is left open, and
+    nothing it made is left (s25 r2 8: the empty database lock() made stayed beside a planted
+    -wal). path is opened as check_folders finds it (State.path is that already)."""
     path = check_folders(path)
-    fd = lock(path)
+    fd, made = _lock(path)
     connection: sqlite3.Connection | None = None
-    made: list[str] = []
     try:
-        made = claim_companions(fd, path)
+        made += claim_companions(fd, path)
         connection = connect(path)
         prepare(connection, fd, path)
+        made += claim_companions(fd, path, ("-journal",))  # SQLite removed an empty new one
     except BaseException as exc:
         if connection is not None:
             connection.close()  # before the descriptor: closing it drops SQLite's locks too
+        _remove_made(made)  # the lock still held: no other run has them
         os.close(fd)
-        for name in made:  # a file refused is left as it was found, nothing beside it
-            with contextlib.suppress(OSError):
-                if os.lstat(name).st_size == 0:
-                    os.unlink(name)
         if isinstance(exc, sqlite3.DatabaseError) and not_a_database(exc):
             raise StateError(f"is not a fetcher state database ({exc})") from None
         raise
@@ -121,34 +119,70 @@ def lock(path: str) -> int:
     is ``flock``'s, which SQLite's own POSIX locks do not touch, and dies with the process.
     Nothing in the file is changed: whether it is a state is not known yet (see prepare).
     Raises StateError when another run holds it or the file is not fetcher's alone (see
-    check_plain), OSError when path cannot be opened. path is opened as check_folders finds it."""
-    path = check_folders(path)
+    check_plain; a file made for it is removed again), OSError when path cannot be opened.
+    path is opened as check_folders finds it."""
+    return _lock(check_folders(path))[0]
+
+
+def _lock(path: str) -> tuple[int, list[str]]:
+    """lock's descriptor, and [path] if it made the file. Locked before the check, so that a
+    file it made and refuses is removed while no other run can have taken it."""
+    fd, made = _open_state(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # one it made, now another run's: theirs to keep
+        raise StateError("is in use by another fetcher run (one run per state file)") from None
+    except OSError:
+        os.close(fd)
+        raise
+    try:
+        check_plain(fd, path)
+    except BaseException:
+        _remove_made(made)
+        os.close(fd)
+        raise
+    return fd, made
+
+
+def _open_state(path: str) -> tuple[int, list[str]]:
+    """path opened to read and write, never through a link: made (exclusively, 0600, and
+    then [path]) if missing, so that a refusal knows what is its to remove."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        try:
+            return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), [path]
+        except FileExistsError:  # a link, even one leading nowhere, is one too
+            return os.open(path, flags), []
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise StateError(f"is a symbolic link: {NOT_OURS}") from None
         raise
-    try:
-        check_plain(fd, path)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StateError("is in use by another fetcher run (one run per state file)") from None
-    except (OSError, StateError):
-        os.close(fd)
-        raise
-    return fd
 
 
-def claim_companions(fd: int, path: str) -> list[str]:
-    """Make the state's -wal and -shm, where missing, empty and this user's, before SQLite makes
-    them by name without O_EXCL: in a sticky folder (/tmp) another user could make them first,
-    world-writable, and the state's pages (URLs, passwords in them) went into their file (s24
-    r10 4). Made exclusively, they are ours or the check says whose they are; SQLite takes empty
-    ones as none. Returns the names made (removed again when the file is refused)."""
+def _remove_made(names: list[str]) -> None:
+    """Remove the files a refused open made (still empty: nothing was written in them)."""
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.lstat(name).st_size == 0:
+                os.unlink(name)
+
+
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def claim_companions(fd: int, path: str, suffixes: tuple[str, ...] = COMPANIONS) -> list[str]:
+    """Make the state's -wal, -shm and -journal, where missing, empty and this user's, before
+    SQLite opens them by name: it makes -wal and -shm without O_EXCL, so in a sticky folder
+    (/tmp) another user could make them first, world-writable, and the state's pages (URLs,
+    passwords in them) went into their file (s24 r10 4); and it plays a hot -journal back
+    into the database as a connection first reads it, WAL mode or not, so one of theirs made
+    after check_plain put their rows in the state (s25 r2). Made exclusively, they are ours or
+    the check says whose they are; SQLite takes empty ones as none (and removes an empty
+    -journal of a new database: claimed again once it is prepared; drop_journal removes it at
+    the close). Returns the names made (removed again when the file is refused)."""
     made = []
-    for suffix in ("-wal", "-shm"):
+    for suffix in suffixes:
         try:
             os.close(os.open(path + suffix, _EXCLUSIVE, 0o600))
         except FileExistsError:
@@ -158,10 +192,24 @@ def claim_companions(fd: int, path: str) -> list[str]:
     return made
 
 
+def drop_journal(path: str) -> None:
+    """Remove the -journal claim_companions made, at the close (the lock still held): a state
+    in WAL mode leaves none, and an empty one of this user's is no one else's."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(path + "-journal")
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_size:
+            os.unlink(path + "-journal")
+
+
 _EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 NOT_OURS = "not fetcher's to open (name the state file itself, in a folder only you write to)"
+# A file of another user's at the name: in a sticky folder (/tmp) only they or root remove it.
+PLANTED = (
+    "not fetcher's to open: give the state another name, in a folder only you write to (in "
+    "a sticky folder such as /tmp, only they or root can remove their file)"
+)
 
 
 def check_folders(path: str) -> str:
@@ -210,7 +258,7 @@ def _check_owner(info: os.stat_result, suffix: str) -> None:
         whose = f"(its {suffix} file) belongs" if suffix else "belongs"
         raise StateError(
             f"{whose} to another user (uid {info.st_uid}), who could read and change what it "
-            f"keeps, passwords in URLs included: {NOT_OURS}"
+            f"keeps, passwords in URLs included: {PLANTED}"
         )
 
 

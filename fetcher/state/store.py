@@ -274,6 +274,7 @@ class State:
             self.commit()
         finally:
             close_connections([self._failed, self._reader], self._writer, moved(self))
+            database.drop_journal(self.path)
             os.close(self._lock)
             self._lock = -1
 
@@ -324,9 +325,13 @@ def move_log_at_hard_exit(state: State) -> None:
     """At a hard exit (no close, no checkpoint: SQLite's log stays under the name), a state
     moved during the run takes its log with it: beside the file's new name when renamed, away
     when removed or replaced, where the next run would read it into the file put in its place
-    (s19 t3 3). Only files this run's connections opened; never raises, never waits."""
+    (s19 t3 3). Only files this run's connections opened; never raises, never waits. The
+    -journal claimed for the run goes in any case (database.drop_journal)."""
     try:
-        if state._lock < 0 or not moved(state):
+        if state._lock < 0:
+            return
+        database.drop_journal(state.path)
+        if not moved(state):
             return
         now = None if unlinked(state) else os.readlink(f"/proc/self/fd/{state._lock}")
         if now is not None and now.endswith(" (deleted)"):  # its name gone, a hard link left
