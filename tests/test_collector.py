@@ -422,3 +422,87 @@ def test_a_failed_result_after_the_state_cannot_be_written_is_not_counted_failed
     metrics = metrics_text(run_families(summary, 1, 0.0))
     assert 'fetcher_urls_total{outcome="failed"} 1\n' in metrics, metrics
     assert 'fetcher_errors_total{kind="connect"} 1\n' in metrics, metrics
+
+
+def test_a_record_that_cannot_be_built_is_its_urls_failure_and_the_run_goes_on(tmp_path):
+    """Building a record raised out of the run (s25 h1 1: a MemoryError under --include-body,
+    tests/test_out_of_memory.py): the URL had no record and no --failed line, and the state
+    kept its ok row. Any exception there now makes the URL a failure of kind other, with its
+    record and its line, its ok row taken back; the next URL is recorded as ever."""
+    import json
+    import sqlite3
+
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    out, reported = io.StringIO(), []
+    collector = Collector(Summary(), StreamWriter(out, "jsonl", include_body=True, state=True),
+                          NullDisplay(), FailedLines(str(tmp_path / "failed.txt")),
+                          on_write_error=reported.append, state=state)  # fmt: skip
+    broken = ok(1, b"gone")
+    assert broken.body is not None
+    broken.body.close()  # reading it for the record raises ValueError
+    for result in (ok(0, b"first"), broken, ok(2, b"third")):
+        result.sha256 = "00" * 32
+        collector.on_result(result)
+    collector.on_idle()
+    state.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(line["ok"], line["body"]) for line in lines] == [
+        (True, "first"), (False, None), (True, "third")
+    ]  # fmt: skip
+    error = lines[1]["error"]
+    assert error["kind"] == "other" and error["message"].startswith("record not written: ")
+    assert lines[1]["changed"] is None and reported == []
+    summary = collector.summary
+    assert (summary.ok, summary.failed, summary.by_kind[ErrorKind.OTHER].count) == (2, 1, 1)
+    assert committed(collector) == b"line 1\n"
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        rows = db.execute("SELECT url, ok FROM urls ORDER BY url").fetchall()
+    assert rows == [("http://h0.test/0", 1), ("http://h1.test/1", 0), ("http://h2.test/2", 1)]
+
+
+class FailingDisplay(NullDisplay):
+    """A display that fails on one URL: an exception no guard expects (a bug)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def on_result(self, result: Result) -> None:
+        if result.url == self.url:
+            raise RuntimeError("a bug")
+
+
+def test_an_unexpected_exception_for_one_url_ends_the_records_as_a_write_error(tmp_path):
+    """Any exception out of one URL's handling went up through the run and out of the
+    command (s25 h1 1): no --failed, no summary, the state's pending rows committed. Where it
+    struck is unknown, so what was written is too: the records end as after a write error,
+    reported once, their lines to --failed; the state keeps no row of a record not written."""
+    import sqlite3
+
+    from fetcher.state.store import State
+
+    state = State(str(tmp_path / "state.db"))
+    reported: list[str] = []
+    collector = Collector(Summary(), StreamWriter(io.StringIO(), "jsonl"),
+                          FailingDisplay("http://h1.test/1"),
+                          FailedLines(str(tmp_path / "failed.txt")),
+                          on_write_error=reported.append, state=state)  # fmt: skip
+    for n in range(3):
+        collector.on_result(ok(n))
+    collector.on_idle()
+    state.close()
+    assert reported == ["cannot write records to <stdout>: RuntimeError: a bug"]
+    assert (collector.summary.ok, collector.summary.not_finished) == (2, 1)
+    assert committed(collector) == b"line 0\nline 1\nline 2\n"
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == []
+
+
+def test_a_memory_error_on_write_is_a_write_error(tmp_path):
+    stream = RaisingStream(MemoryError())  # type: ignore[arg-type]
+    collector, reported = collector_with(StreamWriter(stream, "jsonl"), str(tmp_path / "f"))
+    collector.on_result(ok(1))
+    collector.on_result(ok(2))
+    assert reported == ["cannot write records to <stdout>: out of memory"]
+    assert committed(collector) == b"line 1\nline 2\n"

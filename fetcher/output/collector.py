@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -43,11 +44,13 @@ from fetcher.input.formats import HEADER_AGAIN
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
-from fetcher.output.writers import RecordWriter
+from fetcher.output.writers import RecordWriter, nothing
 from fetcher.results import Partial, Result, Summary
 
 if TYPE_CHECKING:
     from fetcher.state.store import State
+
+log = logging.getLogger("fetcher")
 
 
 class Collector:
@@ -85,19 +88,24 @@ class Collector:
         """Write the body (--body), the state's row (which says what changed), count, keep a
         failed line, show, write the record. Raises BrokenPipeError when a reader has gone."""
         gone: BrokenPipeError | None = None
+        kept = False  # counted, its line kept: for an exception no guard expects (lost_result)
         try:
             if self.bodies is not None and result.body is not None:
                 result, gone = self.bodies.deliver(self._guard, result, self.retry, self.writes)
                 if self.write_error is not None:  # a full disk, a stuck write: not whole
                     result = undelivered(result, f"body not written whole: {self.write_error}")
-            if self.state is not None and self.writes:  # the row goes with its record, or not
-                self._guard(self.state.record, "state", result)  # as delivered: ok, or io
+            result, record = built(self, result)  # with the state's row, or a failure's
+            kept = True
             self._keep(result)
             if self.writes:
-                self._guard(self.writer.write, "records", result)
+                self._guard(record, "records")
                 mark_record(self.state, self.writer)
             if gone is not None:
                 raise gone
+        except BrokenPipeError:
+            raise
+        except Exception as exc:  # a bug, memory: the run's accounting goes on (s25 h1 1)
+            lost_result(self, result, exc, kept)
         finally:
             result.close()
         if self.state is not None and self.state.batch_full:
@@ -109,13 +117,13 @@ class Collector:
         return not self.output_broken and self.write_error is None
 
     def _keep(self, result: Result) -> None:
-        """Count, show; the line to --failed if not ok or its record is lost, else held."""
+        """Count; the line to --failed if not ok or its record lost, else held; show, last."""
         self.summary.add(result, recorded=self.write_error is None)
-        self.display.on_result(result)
         if not result.ok or self.write_error is not None:
             self.retry.add(result.job)
         elif not self.output_broken:  # a reader gone: what it never read is not a failure
             self.retry.hold(result.job)
+        self.display.on_result(result)
 
     def on_skipped(self, job: Job) -> None:
         self.summary.not_attempted += job.lines
@@ -193,12 +201,19 @@ class Collector:
                 self.output_broken = True
                 self.unread += forget_lost_results(self.state, what, self.writer)
             raise
-        except OSError as exc:
-            self.write_error = cannot_write(what, exc, self.records_to, self.state)
-            self.retry.hand_back()  # a body being written: its line goes with its result
-            forget_lost_results(self.state, what, self.writer)
-            if self.on_write_error is not None:
-                self.on_write_error(self.write_error)
+        except Exception as exc:  # OSError; or MemoryError, a bug: what was written is unknown
+            write_failed(self, what, cannot_write(what, exc, self.records_to, self.state))
+
+
+def write_failed(collector: Collector, what: str, message: str) -> None:
+    """A write of what failed (message says so): no record is written from now on, the lines
+    of the records lost go to --failed and their rows are dropped; the run is told. Outside
+    the class, which is at its size limit."""
+    collector.write_error = message
+    collector.retry.hand_back()  # a body being written: its line goes with its result
+    forget_lost_results(collector.state, what, collector.writer)
+    if collector.on_write_error is not None:
+        collector.on_write_error(message)
 
 
 def forget_lost_results(state: State | None, what: str, writer: RecordWriter) -> int:
@@ -239,13 +254,77 @@ def read_upto(writer: RecordWriter, writes: bool) -> int | None:
     return writer.ledger.taken()
 
 
-def cannot_write(what: str, exc: OSError, records_to: str, state: State | None) -> str:
+def cannot_write(what: str, exc: Exception, records_to: str, state: State | None) -> str:
     """The message of a write error: what could not be written where (state: --state's)."""
     where = {"records": records_to, "": records_to}.get(what, "<stdout>")
     if what == "state" and state is not None:
         where = repr(state.path)
-    reason = getattr(exc, "strerror", None) or str(exc)
-    return f"cannot write {what or 'records'} to {where}: {reason}"
+    return f"cannot write {what or 'records'} to {where}: {reason_of(exc)}"
+
+
+def reason_of(exc: Exception) -> str:
+    """What went wrong, in words: an OSError's strerror; a MemoryError says nothing itself."""
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+
+
+def built(collector: Collector, result: Result) -> tuple[Result, Callable[[], None]]:
+    """result's row taken by the state (--state), then its record built, and the call that
+    writes it. A record that cannot be built is its URL's failure, not the run's end (s25 h1
+    1): a MemoryError (an --include-body record holds its body several times over, as base64
+    and as JSON), or any other exception, makes the result ``unrecorded``, whose row replaces
+    the one taken and whose record is written instead. Outside the class, at its size limit."""
+    state = collector.state
+    since = state.pending_rows if state is not None else 0
+    if state is not None and collector.writes:  # the row goes with its record, or not
+        collector._guard(state.record, "state", result)  # as delivered: ok, or io
+    if not collector.writes:
+        return result, nothing
+    try:
+        return result, collector.writer.prepare(result)
+    except Exception as exc:  # its traceback holds the record's pieces: not kept past here
+        log.debug("the record of %s could not be built", result.job.url, exc_info=exc)
+        failure = unrecorded(result, exc)
+    if state is not None:
+        state.take_back(since)
+        collector._guard(state.record, "state", failure)
+    return failure, collector.writer.prepare(failure)
+
+
+TOO_LARGE_FOR_MEMORY = (
+    "the body is too large to put in a record within the memory available (--max-size bounds it)"
+)
+
+
+def unrecorded(result: Result, exc: Exception) -> Result:
+    """result, whose record could not be built, without its body (released now): an ok one
+    a failure of kind other, "record not written: ..."; a failure keeps its kind, its message
+    saying that the body was left out. What was fetched (status, bytes, sha256) stays."""
+    why = TOO_LARGE_FOR_MEMORY if isinstance(exc, MemoryError) else reason_of(exc)
+    result.close()
+    if not result.ok:
+        message = f"{result.error_message}; body left out of the record: {why}"
+        return dataclasses.replace(result, error_message=message)
+    return dataclasses.replace(result, ok=False, error_kind=ErrorKind.OTHER, changed=None,
+                               error_message=f"record not written: {why}")  # fmt: skip
+
+
+def lost_result(collector: Collector, result: Result, exc: Exception, kept: bool) -> None:
+    """An exception no guard expects out of one result's handling (a bug; memory, but in its
+    record's building, ``built``): where it struck is unknown, and so is what was written. It
+    ends the records as a write error does (one line, the run stopped, the summary, exit 1):
+    the result's line goes to --failed with those of the records lost, and the result counts
+    as not finished unless it was counted (kept). Its traceback is logged under -vv."""
+    log.debug("the handling of %s failed", result.job.url, exc_info=exc)
+    if not kept:
+        collector.summary.not_finished += 1
+        collector.retry.add(result.job)
+    if collector.write_error is None:
+        message = cannot_write("records", exc, collector.records_to, collector.state)
+        write_failed(collector, "records", message)
 
 
 UNDELIVERED = "body not written whole: the reader of standard output went away"

@@ -8,8 +8,10 @@ on a log file, should not pay for it.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from fetcher.output.records import SKIPPED_NOTE, make_formatter, shown_url
@@ -97,18 +99,20 @@ class ConsoleWriter:
         if header:
             self._print(header, "")
 
-    def write(self, result: Result) -> None:
-        if self.aligned:
-            self.console.print(terminal_record(result), soft_wrap=True, highlight=False)
-            return
-        self._print(self.format(result), "")
+    def prepare(self, result: Result) -> Callable[[], None]:
+        """The record built (as Rich text, made visible), and the call that prints it."""
+        text = terminal_record(result) if self.aligned else self._shown(self.format(result), "")
+        return functools.partial(self.console.print, text, soft_wrap=True, highlight=False)
 
     def _print(self, line: str, style: str) -> None:
+        self.console.print(self._shown(line, style), soft_wrap=True, highlight=False)
+
+    def _shown(self, line: str, style: str) -> Text:
         from rich.text import Text
 
         line = line.rstrip("\n")  # a newline inside a csv cell too: one record, one line
         shown = visible_json(line, self.ascii_only) if self.json else visible(line)
-        self.console.print(Text(shown, style=style), soft_wrap=True, highlight=False)
+        return Text(shown, style=style)
 
     def flush(self) -> None:
         self.console.file.flush()

@@ -8,7 +8,9 @@ instead: ``fetcher.output.terminal.ConsoleWriter``.)
 from __future__ import annotations
 
 import errno
+import functools
 import os
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 from fetcher.output.pipes import PipeLedger, pipe_stream, reader_left
@@ -17,12 +19,15 @@ from fetcher.results import Result
 
 
 class RecordWriter(Protocol):
-    """Writes one record per result. Raises OSError (BrokenPipeError when the reader is gone).
-    ``ledger``: on a pipe, what its reader has taken; None where a record written is taken."""
+    """Writes one record per result, built first (``prepare``), then written by the call
+    returned: building one may raise anything (a MemoryError: a body too large for a record),
+    and its caller makes that one URL's failure. Writes raise OSError (BrokenPipeError when
+    the reader is gone). ``ledger``: on a pipe, what its reader has taken; None where a record
+    written is taken."""
 
     ledger: PipeLedger | None
 
-    def write(self, result: Result) -> None: ...
+    def prepare(self, result: Result) -> Callable[[], None]: ...
 
     def flush(self) -> None: ...
 
@@ -50,8 +55,8 @@ class StreamWriter:
         if header:
             self._write(header)
 
-    def write(self, result: Result) -> None:
-        self._write(self.format(result))
+    def prepare(self, result: Result) -> Callable[[], None]:
+        return functools.partial(self._write, self.format(result))
 
     def _write(self, text: str) -> None:
         try:
@@ -125,11 +130,15 @@ class NullWriter:
 
     ledger: PipeLedger | None = None
 
-    def write(self, result: Result) -> None:
-        pass
+    def prepare(self, result: Result) -> Callable[[], None]:
+        return nothing
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+def nothing() -> None:
+    """The writing of a record that is not written (``NullWriter``)."""

@@ -227,6 +227,16 @@ class State:
             if result.part:  # not the row's body, over the file the row names (s22 r1 1)
                 self._pending.add(_DISOWN_OWN, (spelled, path, key))
 
+    @property
+    def pending_rows(self) -> int:
+        """How many rows wait for the next commit: where ``take_back`` takes back to."""
+        return len(self._pending)
+
+    def take_back(self, since: int) -> None:
+        """Forget the rows taken after the first since, before any commit or mark: those of
+        a result whose record could not be built, which its failure's row replaces."""
+        self._pending.take_back(since)
+
     def mark(self, end: int) -> None:
         """The rows taken so far are of records that end at byte end of their pipe, or before
         (a pipe's records count as reported once their reader has read them: commit's upto)."""

@@ -58,6 +58,12 @@ class PendingWrites:
         self.rows.append((statement, row))
         self.added += statement.of_record
 
+    def take_back(self, since: int) -> None:
+        """Drop the rows added after the first since: a record that could not be built takes
+        back its result's rows (no mark covers them yet: a record is marked once written)."""
+        gone, self.rows = self.rows[since:], self.rows[:since]
+        self.added -= sum(statement.of_record for statement, _ in gone)
+
     def mark(self, end: int) -> None:
         """The rows added so far are of records that end at byte end of their pipe, or before.
         A record that added no row (a URL skipped as fresh) needs no mark: the last one says
