@@ -187,7 +187,7 @@ def report(
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)
-    problems += commit_failed(outputs, streams) + state_moved(settings, streams, outputs)
+    problems += commit_failed(outputs, streams) + end_state(settings, streams, outputs)
     problems += save_cookie_jar(settings, streams, run, outputs)
     stopped_by = stopped_by or signalled_at_the_end(run)
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
@@ -391,6 +391,34 @@ def write_or_say(
     except OSError as exc:
         message = redact_text(f"cannot write {option} file {path!r}: {exc.strerror or exc}")
         streams.say(f"fetcher: {message}")
+        return [message]
+    return []
+
+
+def end_state(settings: Settings, streams: Streams, outputs: Outputs) -> list[str]:
+    """--state at the run's end: whether its file was moved away (``state_moved``), then its
+    close, before the status is decided (``close_state``); the problems, as messages."""
+    return state_moved(settings, streams, outputs) + close_state(streams, outputs)
+
+
+def close_state(streams: Streams, outputs: Outputs) -> list[str]:
+    """Close --state, its last rows committed. One dying disk fails the records' write and
+    then this commit: it raised out of the exit stack after the summary, two chained
+    tracebacks, and the uncaught exception made the status (s25 h1 3). Now the problem is one
+    line on stderr (not said again when the run's write error said it already) and the status
+    at least 1. The exit stack's close after this does nothing (State.close is idempotent)."""
+    state = outputs.collector.state
+    if state is None:
+        return []
+    import sqlite3  # loaded already: the state is open
+
+    try:
+        state.close()
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        message = redact_text(f"cannot write state to {state.path!r}: {reason}")
+        if message != outputs.collector.write_error:
+            streams.say(f"fetcher: {message}")
         return [message]
     return []
 

@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -466,6 +467,47 @@ def test_records_that_cannot_be_written_when_none_was_ok_still_exit_3(server, tm
     result = run_into_dev_full(args, to_stdout=True)
     assert result.returncode == 3, result.stderr
     assert json.loads(summary.read_text())["exit_status"] == 3
+
+
+# fetcher whose state cannot be written, as SQLite says of a disk that fails under it: every
+# transaction with rows raises. Injected into fetcher's own State, as root ignores the modes
+# that would make its file unwritable for real.
+STATE_ON_A_DYING_DISK = (
+    "import runpy, sqlite3\n"
+    "from fetcher.state.writes import PendingWrites\n"
+    "def write(connection, rows):\n"
+    "    raise sqlite3.OperationalError('disk I/O error')\n"
+    "PendingWrites._write = staticmethod(write)\n"
+    "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_state_that_cannot_be_committed_at_the_end_is_one_line_not_a_traceback(server, tmp_path):
+    """One dying disk (s25 h1 3): the records fail to write and the run stops, then the
+    state's last commit (in its close, out of the exit stack) fails too; that raised two
+    chained tracebacks after the summary, and exit 1 came from the uncaught exception. Now
+    the state is closed before the status is decided: one line more, no traceback, exit 1."""
+    failed, summary = tmp_path / "failed.txt", tmp_path / "summary.json"
+    # The failures' rows stay when those of the records lost are dropped: the close commits.
+    urls = [server.url(f"/status/404?{n}") for n in range(20)]
+    urls += [server.url(f"/ok/{n}") for n in range(50)]
+    (tmp_path / "in.txt").write_text("\n".join(urls) + "\n")
+    with open("/dev/full", "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-c", STATE_ON_A_DYING_DISK, "--format", "jsonl", "-i", "in.txt",
+             "--state", "st.db", "--failed", str(failed), "--summary", str(summary)],
+            stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, cwd=tmp_path,
+            env=clean_env(), timeout=120, check=False,
+        )  # fmt: skip
+    stderr = done.stderr.decode()
+    for noise in NOISE:
+        assert noise not in stderr, stderr
+    assert stderr.count("fetcher: cannot write state to 'st.db': SQLite: disk I/O error") == 1
+    assert " ok, " in stderr, "no summary"
+    assert done.returncode == json.loads(summary.read_text())["exit_status"] == 1, stderr
+    assert stderr.count("fetcher: cannot write records to <stdout>: No space left") == 1
+    assert sorted(failed.read_text().splitlines()) == sorted(urls)
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")

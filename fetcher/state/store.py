@@ -283,10 +283,12 @@ class State:
         try:
             self.commit()
         finally:
-            close_connections([self._failed, self._reader], self._writer, moved(self))
-            database.drop_journal(self.path)
-            os.close(self._lock)
-            self._lock = -1
+            try:
+                close_connections([self._failed, self._reader], self._writer, moved(self))
+            finally:  # closed, whatever failed: a second close (the exit stack's) does nothing
+                database.drop_journal(self.path)
+                os.close(self._lock)
+                self._lock = -1
 
 
 def close_connections(
