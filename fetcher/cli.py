@@ -87,9 +87,11 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
     configure_logging(settings.log_levels)
     if automatic:
         log.info("--processes auto: %d", settings.processes)
-    from fetcher.run.descriptors import raise_open_file_limit  # after --help: it needs requests
+    from fetcher.run.descriptors import raise_open_file_limit, too_few_descriptors  # requests
 
     raise_open_file_limit(settings)  # before the first file the run opens
+    if (refusal := too_few_descriptors(settings)) is not None:
+        raise Refused(refusal)
     sys.exit(fetch(settings))
 
 

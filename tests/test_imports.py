@@ -80,6 +80,7 @@ CORE = [
     "fetcher.state.store",
     "fetcher.state.writes",
     "fetcher.http.resume",
+    "fetcher.run.descriptors",
 ]
 UI = ("click", "rich")
 

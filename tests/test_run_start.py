@@ -138,3 +138,52 @@ def test_a_worker_process_that_never_says_it_started_is_given_up_on(monkeypatch,
         run.run()
     assert time.monotonic() - began < 4  # the silent ones are stopped, not waited for
     assert observer.results == [] and run.source.count == 0
+
+
+def run_with_descriptors(
+    limit: int, args: list[str], cwd: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """The command with args under ``ulimit -n`` limit, set by the child itself."""
+    code = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit})); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], stdin=subprocess.DEVNULL, capture_output=True,
+        timeout=60, env=clean_env(), cwd=cwd, check=False,
+    )  # fmt: skip
+
+
+FULL_RUN = ["-i", "urls", "-j", "256", "-o", "D", "--state", "s.db", "--failed", "f",
+            "--results", "r", "--summary", "s.json", "-c", "jar"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("limit", "args"),
+    [(11, ["--state", "s.db"]), (11, ["--processes", "2"]), (16, FULL_RUN)],
+    ids=["state", "processes", "every-file"],
+)
+def test_too_few_descriptors_to_start_is_a_usage_error_that_touches_nothing(
+    server, tmp_path, limit, args
+):
+    """At a tiny ``ulimit -n`` the start raised a traceback from wherever a descriptor was
+    refused first (the signals' socket pair, a worker's pipe, a late import), exit 1, and
+    --results was truncated already (s25 h1 4). Now: exit 2, one clear message, nothing
+    opened, sent or changed."""
+    (tmp_path / "urls").write_text(server.url("/a") + "\n")
+    for name in ("r", "f"):
+        (tmp_path / name).write_text("old\n")
+    done = run_with_descriptors(limit, [*args, server.url("/b")], tmp_path)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in stderr, stderr
+    assert f"Error: too few file descriptors: ulimit -n is {limit}," in stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["f", "r", "urls"]
+    assert (tmp_path / "r").read_text() == (tmp_path / "f").read_text() == "old\n"
+    assert server.requests == 0
+
+
+def test_a_run_with_descriptors_enough_to_start_is_not_refused(server, tmp_path):
+    done = run_with_descriptors(48, ["--state", "s.db", "--processes", "2", server.url("/a")],
+                                tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
