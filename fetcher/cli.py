@@ -418,7 +418,7 @@ def close_state(streams: Streams, outputs: Outputs) -> list[str]:
         state.close()
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        message = redact_text(f"cannot write state to {state.path!r}: {reason}")
+        message = redact_text(f"cannot write state to {state.given!r}: {reason}")
         if message != outputs.collector.write_error:
             streams.say(f"fetcher: {message}")
         return [message]

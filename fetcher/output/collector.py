@@ -258,7 +258,7 @@ def cannot_write(what: str, exc: Exception, records_to: str, state: State | None
     """The message of a write error: what could not be written where (state: --state's)."""
     where = {"records": records_to, "": records_to}.get(what, "<stdout>")
     if what == "state" and state is not None:
-        where = repr(state.path)
+        where = repr(state.given)
     return f"cannot write {what or 'records'} to {where}: {reason_of(exc)}"
 
 

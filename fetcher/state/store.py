@@ -148,6 +148,7 @@ class State:
 
     def __init__(self, path: str) -> None:
         self.path = database.check_folders(path)  # as checked: every connection opens it
+        self.given = path  # as the user named it, for messages
         self._lock, self._writer = database.open_locked(self.path)
         try:
             self._writer.execute(f"PRAGMA busy_timeout = {WRITE_BUSY_MS}")  # see commit
