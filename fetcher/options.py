@@ -545,7 +545,7 @@ def check_trust(verify: bool | str, quiet: bool = False) -> None:
         check_bundle_variable(name, path)
     except click.UsageError as exc:
         if not quiet:
-            warn(f"fetcher: {exc.message}; https URLs will fail")
+            warn(f"fetcher: {exc.message}; https URLs (and any through an https proxy) will fail")
 
 
 def check_bundle_variable(name: str, path: str) -> None:
@@ -558,6 +558,8 @@ def check_bundle_variable(name: str, path: str) -> None:
         raise click.UsageError(f"{given} does not exist: no CA to verify with") from None
     except OSError as exc:  # a folder on the way the user cannot search (s24 r7 6)
         raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):  # never opened (s25 r3 8)
+        raise click.UsageError(f"{given} is not a regular file, nor a folder: not read")
     if not stat.S_ISDIR(mode):  # OpenSSL's folder of hashed certificates is read as requests
         check_ca_file(given, path, load=False)
 

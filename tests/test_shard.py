@@ -211,8 +211,9 @@ def test_four_shard_processes_write_the_records_of_one_unsharded_run(server, tmp
          "127.0.0.1"),
         (["[::1]", "[0:0::1]", "[0000:0000:0000:0000:0000:0000:0000:0001]"], "[::1]"),
         (["example.org", "EXAMPLE.org.", "example.org."], "example.org"),
+        (["1e100.de", "1e100.de."], "1e100.de"),
     ],
-    ids=["ipv4", "ipv6", "trailing-dot"],
+    ids=["ipv4", "ipv6", "trailing-dot", "hex-letters"],
 )  # fmt: skip
 def test_one_server_spelled_several_ways_is_one_host_and_one_shard(spellings, server):
     """usage.md: all URLs of one host fall in one shard, whatever their spelling; an IP

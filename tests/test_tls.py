@@ -387,7 +387,10 @@ def test_a_ca_bundle_variable_that_cannot_be_used_is_said_once_and_named(
                     **{variable: bad})  # fmt: skip
 
     assert result.stderr.count(variable) == 1, result.stderr
-    assert bad in result.stderr and "https URLs will fail" in result.stderr, result.stderr
+    assert (
+        bad in result.stderr
+        and "https URLs (and any through an https proxy) will fail" in result.stderr
+    ), result.stderr
     if kind == "missing":
         assert "does not exist" in result.stderr, result.stderr
     [record] = records(result.stdout)
@@ -570,7 +573,9 @@ def test_a_ca_bundle_variable_that_can_wait_fails_https_at_once_and_fetches_http
         os.close(master)
         os.close(slave)
     assert result.returncode == 1, result.stderr
-    assert variable.encode() in result.stderr and b"not a regular file" in result.stderr
+    assert variable.encode() in result.stderr and b"not a regular file, nor a folder: not read" in (
+        result.stderr
+    )
     found = {record["url"]: record for record in map(json.loads, result.stdout.splitlines())}
     assert found[urls[0]]["ok"] is True and plain.paths == ["/plain"]
     failure = found[urls[1]]

@@ -292,13 +292,13 @@ _send = with_globals(requests.Session.send, extract_cookies_to_jar=_extract_cook
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-@functools.lru_cache(maxsize=8)
 def readable_bundle(path: str) -> bool:
     """Whether a CA bundle path (a variable's: --cacert's is refused at start otherwise) may be
     opened for a connection: a regular file or OpenSSL's folder of hashed certificates, or a
     path that is not there (requests says so). A FIFO's open, a terminal's read wait for ever
     and held every https URL past -m (s24 r9 1, s25 r1 3); refusing the run for it stopped the
-    http URLs too, which curl fetches whatever CURL_CA_BUNDLE says (s25 r1 6). Looked at once."""
+    http URLs too, which curl fetches whatever CURL_CA_BUNDLE says (s25 r1 6). Looked at for
+    each request (a stat): one looked at once and then replaced by a FIFO hung the run (r3 9)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from contextlib import suppress
 from functools import lru_cache
 
 # What inet_aton may read as an IPv4 address: 127.1, 2130706433, 0x7f.1, 0177.0.0.1. A name
@@ -30,8 +31,6 @@ def server_name(host: str) -> str:
         mapped = address.ipv4_mapped
         return str(mapped) if mapped is not None else str(address)
     if _IPV4_LIKE.fullmatch(host):
-        try:
+        with suppress(OSError):  # a name of hex letters (1e100.de., 3d.be): a name
             return socket.inet_ntoa(socket.inet_aton(host))
-        except OSError:
-            return host
     return host[:-1] if host.endswith(".") and len(host) > 1 else host

@@ -52,9 +52,9 @@ def raise_open_file_limit(settings: Settings) -> None:
         break
     if soft != resource.RLIM_INFINITY and soft < needed:
         log.warning(
-            "-j %d may need up to %d open files, and the limit is %d (ulimit -n): connections"
-            " beyond it fail as 'Too many open files' (kind io); use a lower -j or raise the"
-            " hard limit", settings.workers, needed, soft,
+            "-j %d may need up to %d open files over many hosts, and the limit is %d (ulimit"
+            " -n): connections beyond it fail as 'Too many open files' (kind io); use a lower -j"
+            " or raise the hard limit", settings.workers, needed, soft,
         )  # fmt: skip
 
 
