@@ -42,6 +42,9 @@ def _fill_closed_standard_descriptors() -> None:
 
 
 def run() -> None:
+    from fetcher.streams import note_given_descriptors
+
+    note_given_descriptors()  # before the closed ones are filled
     _fill_closed_standard_descriptors()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # not killed
         if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's, `cmd &`'s: they stay

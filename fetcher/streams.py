@@ -40,6 +40,30 @@ def buffer_standard_streams() -> None:
         sys.stderr = whole_writes(sys.stderr)
 
 
+# The descriptors `python -m fetcher` was started with (note_given_descriptors); None when the
+# command runs otherwise (in a test's process), which takes every descriptor as given.
+_given: frozenset[int] | None = None
+
+
+def note_given_descriptors() -> None:
+    """Note which descriptors the command was given open, before it opens any (a closed
+    stdout is then filled with /dev/null): an output named /dev/stdout or /dev/fd/N is one of
+    them only if it was given (``given_at_start``). Linux's /proc; elsewhere nothing is noted."""
+    global _given
+    probe = os.open(os.devnull, os.O_RDONLY)  # the number the listing's own will take
+    os.close(probe)
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    _given = frozenset(int(name) for name in names) - {probe}
+
+
+def given_at_start(number: int) -> bool:
+    """Whether descriptor number was open when the command started (True when not known)."""
+    return _given is None or number in _given
+
+
 def discarding() -> TextIO:
     """A stream that drops what is written to it, for a standard stream that is closed."""
     return open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process

@@ -336,3 +336,23 @@ def test_a_summary_to_dev_stdout_on_a_file_is_written_for_any_user(server, tmp_p
     }
     assert written[option] in lines, lines
     assert server.requests == 1
+
+
+@pytest.mark.parametrize("option", ["--summary", "--failed"])
+def test_a_stream_name_for_a_closed_or_unopened_descriptor_is_refused_at_the_start(
+    server, tmp_path, option
+):
+    """`--summary /dev/stdout >&-` wrote to the /dev/null fetcher puts on a closed descriptor,
+    exit 0, nothing said; `--summary /dev/fd/5` with no `5>` passed the start's check (5 was
+    one of fetcher's own files then) and failed after the run (s25 r4 3, 4). Both are refused
+    before the first request, as a closed stdout is for the records."""
+    for name, extra in (("/dev/stdout", {"stdout": subprocess.DEVNULL}), ("/dev/fd/5", {})):
+        command = [*FETCHER, "-q", "--results", str(tmp_path / "r.txt"), "--state",
+                   str(tmp_path / "s.db"), option, name, server.url("/a")]  # fmt: skip
+        if name == "/dev/stdout":
+            command = ["sh", "-c", '"$@" >&-', "sh", *command]
+        done = subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=clean_env(), timeout=60, check=False, **extra)  # fmt: skip
+        assert done.returncode == 2, (name, done.stderr)
+        assert name.encode() in done.stderr, done.stderr
+    assert server.requests == 0

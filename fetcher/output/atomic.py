@@ -19,6 +19,8 @@ import secrets
 import stat
 from contextlib import suppress
 
+from fetcher.streams import given_at_start
+
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
 FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
@@ -561,6 +563,9 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
         return f"'-' is no file here: {dash}"
     if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
         return f"{path!r} looks like an option; for a file of that name, write ./{path}"
+    number = own_descriptor(os.path.abspath(path))
+    if number is not None and not given_at_start(number):  # /dev/fd/5 without `5>` (r4 4)
+        return NOT_GIVEN
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -576,7 +581,7 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
         if (foreign := foreign_fifo(path, follow=not replaced)) is not None:
             return foreign
         if not replaced or is_stream(path):
-            return None if _writable(path) else "permission denied"
+            return _in_place_problem(path)
     where = os.path.abspath(path) if replaced else os.path.realpath(path)
     folder = os.path.dirname(where)
     if not os.path.exists(folder):
@@ -588,15 +593,23 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
     return None
 
 
-def _writable(path: str) -> bool:
-    """Whether this process may write path in place. A name for one of its own descriptors
-    (/dev/stdout) is written through a duplicate (open_stream), so that descriptor's mode says:
-    the file behind it may be one the shell opened for this user but cannot open again."""
+NOT_GIVEN = "that descriptor was not open when the command started"
+
+
+def _in_place_problem(path: str) -> str | None:
+    """Why this process may not write path in place; None when it may. A name for one of its
+    own descriptors (/dev/stdout) is written through a duplicate (open_stream), so that
+    descriptor says: its mode (the file behind it may be one the shell opened for this user
+    but cannot open again), and whether the command was given it at all: a closed stdout is
+    /dev/null by then, and /dev/fd/5 without `5>` one of fetcher's own files (s25 r4 3, 4)."""
     number = own_descriptor(_stream_name(path) or "")
     if number is not None:
+        if not given_at_start(number):
+            return NOT_GIVEN
         with suppress(OSError):
-            return fcntl.fcntl(number, fcntl.F_GETFL) & os.O_ACCMODE != os.O_RDONLY
-    return os.access(path, os.W_OK)
+            mode = fcntl.fcntl(number, fcntl.F_GETFL) & os.O_ACCMODE
+            return None if mode != os.O_RDONLY else "permission denied"
+    return None if os.access(path, os.W_OK) else "permission denied"
 
 
 FileIdentity = tuple[int, int] | str
