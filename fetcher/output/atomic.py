@@ -557,15 +557,8 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
     ``>``), so the file must be writable, or its folder when the file is new. dash: what to name
     instead of '-', an option's own advice where /dev/stdout would be refused next.
     """
-    if not path:
-        return "no file name given"
-    if path == "-":  # curl's standard output; a file named '-' is './-'
-        return f"'-' is no file here: {dash}"
-    if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
-        return f"{path!r} looks like an option; for a file of that name, write ./{path}"
-    number = own_descriptor(os.path.abspath(path))
-    if number is not None and not given_at_start(number):  # /dev/fd/5 without `5>` (r4 4)
-        return NOT_GIVEN
+    if (problem := _name_problem(path, dash)) is not None:
+        return problem
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -594,6 +587,20 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
 
 
 NOT_GIVEN = "that descriptor was not open when the command started"
+
+
+def _name_problem(path: str, dash: str) -> str | None:
+    """What is wrong with path as a name, before anything is looked at there."""
+    if not path:
+        return "no file name given"
+    if path == "-":  # curl's standard output; a file named '-' is './-'
+        return f"'-' is no file here: {dash}"
+    if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
+        return f"{path!r} looks like an option; for a file of that name, write ./{path}"
+    number = own_descriptor(os.path.abspath(path))
+    if number is not None and not given_at_start(number):  # /dev/fd/5 without `5>` (r4 4)
+        return NOT_GIVEN
+    return None
 
 
 def _in_place_problem(path: str) -> str | None:
