@@ -74,9 +74,11 @@ def kill_mid_download(args: list[str], state: Path, url: str, out: Path) -> tupl
     SIGKILL it; return the partial file and its size."""
     process = run_background(args)
     try:
-        wait_for(lambda: partial_row(state, url)[0] is not None, "the state to know the partial")
+        # Bounds, not synchronisation: under load a --processes 2 start took past 10 s.
+        known = lambda: partial_row(state, url)[0] is not None  # noqa: E731
+        wait_for(known, "the state to know the partial", timeout=60)
         path = Path(partial_row(state, url)[0] or "")
-        wait_for(lambda: path.exists() and path.stat().st_size >= 1 << 20, "1 MiB written")
+        wait_for(lambda: path.exists() and path.stat().st_size >= 1 << 20, "1 MiB", timeout=60)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
