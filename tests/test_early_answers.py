@@ -445,7 +445,7 @@ def answer_then_silent(answer: bytes, stop: threading.Event) -> Callable[[socket
     return behaviour
 
 
-NOBODY_READS = {"silent": (b"", "read_timeout"), "200-then-silent": (OK_TAKEN, None)}
+NOBODY_READS = {"silent": (b"", "read_timeout"), "200-then-silent": (OK_TAKEN, "read_timeout")}
 
 
 @pytest.mark.parametrize("answer, kind", NOBODY_READS.values(), ids=NOBODY_READS.keys())
@@ -455,7 +455,8 @@ def test_an_upload_nobody_reads_is_cut_about_one_connect_timeout_after_the_last_
     """r7 5: the wait is cut a --connect-timeout after the last byte was seen leaving, not up
     to twice that (a check only at each timeout's end, or a blocking send after a 2xx, which
     waited a whole timeout for each piece the peer's buffers took). Cut after nothing heard,
-    it is a read_timeout; cut after a 2xx, that answer is read (s25 r1 4)."""
+    it is a read_timeout; cut after a 2xx, a read_timeout too, that keeps the answer's status
+    (s25 r1 4, r3 1: the body was not all sent)."""
     path, _ = upload
     with FaultServer(answer_then_silent(answer, stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "10"]
@@ -673,19 +674,121 @@ class CountingSilentServer(FaultServer):
         self.stop.wait(LIFETIME)
 
 
-def test_a_2xx_heard_before_the_upload_stalls_is_the_record_and_not_sent_again(
+def test_a_2xx_heard_before_the_upload_stalls_is_kept_and_not_sent_again(
     stop: threading.Event, upload: tuple[Path, str]
 ) -> None:
     """r1 4 (s25): a server that said 200 at once and then read nothing had decided; the stall
-    threw its answer away (a read_timeout) and the PUT went again at each retry. The stall
-    now cuts the body and its answer is read: the 200, once, its connection closed."""
+    threw its answer away (a read_timeout with no status) and the PUT went again at each
+    retry. The stall now cuts the body and the record keeps the 200, once, its connection
+    closed; but the body was not all sent, so it is no ok (r3 1): a read_timeout that says
+    where the body was cut."""
     path, _ = upload
     server = CountingSilentServer(OK_TAKEN, stop)
     with server:
         args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
         done = run_process([*args, "-t", "3", "-X", "PUT", "-d", f"@{path}", server.url()])
     [record] = by_url(done.stdout).values()
-    outcome = (record["status"], record["ok"], record["attempts"], record["bytes"])
-    assert outcome == (200, True, 1, 5), json.dumps(record)
+    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
+    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+    assert "request body cut at" in record["error"]["message"], json.dumps(record)
     assert record["elapsed"] < 2.5, json.dumps(record)
+    assert server.requests == 1
+
+
+class PausingReaderServer(FaultServer):
+    """Answers 200 at once, reads read_first bytes of the body, pauses pause seconds (a server
+    busy elsewhere, longer than the client's --connect-timeout), then reads what is left until
+    the client ends: received is what it got of the body; requests counts the requests."""
+
+    def __init__(self, read_first: int, pause: float, stop: threading.Event) -> None:
+        super().__init__(self.serve)
+        self.read_first, self.pause, self.stop = read_first, pause, stop
+        self.requests, self.received = 0, 0
+
+    def serve(self, conn: socket.socket) -> None:
+        head = read_request(conn)
+        if not head:
+            return
+        self.requests += 1
+        conn.sendall(OK_TAKEN)
+        self.received = len(head.split(b"\r\n\r\n", 1)[1])
+        while self.received < self.read_first and (chunk := conn.recv(MIB)):
+            self.received += len(chunk)
+        self.stop.wait(self.pause)
+        while self.received < UPLOAD_SIZE and (chunk := conn.recv(MIB)):
+            self.received += len(chunk)
+
+
+def test_an_upload_cut_after_an_early_2xx_is_a_failure_that_keeps_the_status(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r3 1 (s25): a server that said 200, read 8 MiB and paused longer than --connect-timeout
+    got its body cut, and the record was a clean ok: --state and --skip-fresh took the upload
+    for done. The body was not all sent: the record is a failure (read_timeout, the stall's
+    kind) that keeps the 200 and says where the body was cut, and it is not sent again (the
+    server answered it, s25 r1 4)."""
+    path, _ = upload
+    server = PausingReaderServer(8 * MIB, 2.0, stop)
+    with server:
+        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
+        done = run_process([*args, "-t", "5", "-X", "PUT", "-d", f"@{path}", server.url()])
+    [record] = by_url(done.stdout).values()
+    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
+    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+    assert f"of {UPLOAD_SIZE} bytes" in record["error"]["message"], json.dumps(record)
+    assert "early 200" in record["error"]["message"], json.dumps(record)
+    assert done.returncode == 3, done.stderr  # none ended ok
+    assert server.requests == 1
+    assert server.received < UPLOAD_SIZE
+
+
+ENDED_AFTER_2XX = {"200-shut": "shut", "200-reset": "reset"}
+
+
+@pytest.mark.parametrize("end", ENDED_AFTER_2XX.values(), ids=ENDED_AFTER_2XX.keys())
+def test_a_server_that_ends_after_an_early_2xx_cuts_the_upload_at_once(
+    end: str, stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r3 2 (s25): after a 2xx the watch no longer looked for the server's end, so a whole 200
+    and a FIN (the server reading nothing) were waited on for a whole --connect-timeout (10 s
+    by default). The end stops the sending at once, as after nothing heard or after a 413;
+    the body was not all sent, so the record is a failure that keeps the 200 (protocol: the
+    server ended the connection), sent once. The next URLs get a connection of their own."""
+    path, digest = upload
+    with UploadServer(answer_then(OK_TAKEN, end, stop)) as server:
+        early, take, again = server.url("/early"), server.url("/take"), server.url("/take2")
+        args = ["--format", "jsonl", "-j", "1", "--connect-timeout", "10", "--backoff", "0"]
+        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", early, take, again])
+        records = by_url(done.stdout)
+        assert server.connections == 2, "cut connection reused, or the next not kept alive"
+    record = records[early]
+    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
+    assert outcome == (200, False, 1, "protocol"), json.dumps(record)
+    assert f"of {UPLOAD_SIZE} bytes" in record["error"]["message"], json.dumps(record)
+    assert record["elapsed"] < 5, json.dumps(record)
+    assert records[take]["ok"] is True and records[again]["ok"] is True, records
+    assert server.taken == [digest, digest]
+
+
+UNFINISHED_200 = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"
+
+
+@pytest.mark.parametrize("body", ["whole-32MiB", "small"])
+def test_an_upload_whose_2xx_never_completes_is_not_sent_again(
+    body: str, stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """r3 7 (s25): a 200 whose body never completes, from a server that then holds the
+    connection, was a read_timeout and the PUT was sent again at each retry, to a server that
+    had answered it each time. Once a final status line of an upload's answer was read, the
+    upload is not sent again: cut after the early 200 (the server reads nothing of 32 MiB)
+    at once, or, with the body all sent, after -t for the answer's rest."""
+    path, _ = upload
+    data = f"@{path}" if body == "whole-32MiB" else "x=1"
+    server = CountingSilentServer(UNFINISHED_200, stop)
+    with server:
+        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
+        done = run_process([*args, "-t", "1", "-X", "PUT", "-d", data, server.url()])
+    [record] = by_url(done.stdout).values()
+    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
+    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
     assert server.requests == 1

@@ -39,6 +39,7 @@ from fetcher.http.retry import (
     retry_in,
 )
 from fetcher.http.session import FetcherSession, SessionPool
+from fetcher.http.sockets import body_cut
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.input.jobs import has_scheme
@@ -202,6 +203,19 @@ def _outcome(result: Result) -> str:
     return f"{result.status or '---'} {'ok' if result.ok else result.error_kind}"
 
 
+def answered_upload(result: Result, request: EffectiveRequest, settings: Settings) -> bool:
+    """Whether result, a failure, is that of an upload (a request with a body) whose final
+    answer's status line was read, with a status not in --retry-on: the server answered the
+    request, and another attempt would send it again (s25 r3 7, as for a 2xx heard before the
+    upload stalled: s25 r1 4), though what followed the status line failed (a body slower than
+    -t, or cut short). A status the user asked to retry still is."""
+    return (
+        request.data is not None
+        and result.status is not None
+        and result.status not in settings.retry_on
+    )
+
+
 def _sent_nothing(result: Result) -> bool:
     """Whether result's request was refused before anything was sent: an invalid_url failure
     with no answer and no redirect (a HEAD with data, requests' InvalidURL or InvalidSchema
@@ -251,6 +265,7 @@ class Exchange:
             result.error_kind = classify(exc)
             result.error_message = redact_text(describe(exc))
             result.final = any(getattr(link, "final", False) for link in iter_chain(exc))
+            result.final = result.final or answered_upload(result, request, settings)
             result.abandoned = any(getattr(link, "abandoned", False) for link in iter_chain(exc))
             if (
                 deadline is not None
@@ -446,7 +461,9 @@ def _owner(task: Task, settings: Settings) -> Owner:
 def _note_answer(
     response: requests.Response, result: Result, request: EffectiveRequest, settings: Settings
 ) -> None:
-    """What result says of the answer before its body is read."""
+    """What result says of the answer before its body is read; raises for an answer that is
+    no answer to the request sent: a 206 to one for the whole body, a 2xx to an upload whose
+    body was cut (Cut.failure: the body's rest was not sent, s25 r3 1)."""
     result.status = response.status_code
     result.reason = response.reason
     result.final_url = response.url
@@ -467,6 +484,9 @@ def _note_answer(
         error = FetchError(message, ErrorKind.PROTOCOL)
         error.final = True  # the server's own answer, the same at every attempt
         raise error
+    cut = body_cut(response.raw)
+    if cut is not None and response.status_code < 300:  # a 2xx to a body it did not get
+        raise cut.failure(response.status_code)
 
 
 # The hint on a TLS failure of a URL read without a scheme (fetched as https, the default).

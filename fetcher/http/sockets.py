@@ -25,7 +25,7 @@ import struct
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
-from fetcher.http.uploads import Buffer, EarlyAnswerResponse, Seen, send_body
+from fetcher.http.uploads import Buffer, Cut, EarlyAnswerResponse, Seen, queued, send_body
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,13 +185,17 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     more after it (r7 9)."""
 
     body_next = False  # a request's headers are sent: what send is given is its body
-    body_cut = False  # the server answered 300 or more before this request's body was all sent
+    body_cut = False  # the rest of this request's body was left unsent (Seen.FINAL, STALLED)
+    body_stalled = False  # ... because the connection stalled (Seen.STALLED)
     answered_early = False  # the server answered before this request's body was all sent
+    body_given = 0  # bytes of this request's body given to send, the cut rest too
+    body_sent = 0  # of those, the bytes that left (acknowledged, once it was cut)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.answered_early:  # the connection is a new one now: the answer closed the last
-            self.answered_early = self.body_cut = False
+            self.answered_early = self.body_cut = self.body_stalled = False
             del self.response_class  # the class's again
+        self.body_given = self.body_sent = 0
         try:
             super().request(*args, **kwargs)
         finally:
@@ -203,19 +207,31 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
 
     def send(self, data: Any) -> None:
         """http.client's, but a body's bytes go out through send_body, unless an answer of 300
-        or more came first: the rest of the body is then dropped. An answer that came before
-        the body was all sent closes the connection once it is read."""
+        or more came first: the rest of the body is then dropped, and counted (cut). An answer
+        that came before the body was all sent closes the connection once it is read."""
         sock = self.sock
         if not self.body_next or type(sock) is not KernelTimeoutSocket:
             super().send(data)
         elif not isinstance(data, Buffer):
             super().send(data)
-        elif not self.body_cut:
-            seen = send_body(sock, data, sock.gettimeout())
+        else:
+            self.body_given += memoryview(data).nbytes
+            if self.body_cut:
+                return
+            seen, sent = send_body(sock, data, sock.gettimeout())
+            self.body_sent += sent
             if seen is not Seen.ROOM:
                 self.answered_early = True
                 self.response_class = EarlyAnswerResponse
-            self.body_cut = seen is Seen.FINAL
+            if seen in (Seen.FINAL, Seen.STALLED):
+                self.body_cut, self.body_stalled = True, seen is Seen.STALLED
+                self.body_sent -= min(self.body_sent, queued(sock) or 0)  # never left
+
+    def cut(self) -> Cut | None:
+        """The last request's body left unsent in part, once the request is sent, else None."""
+        if not self.body_cut:
+            return None
+        return Cut(self.body_sent, self.body_given, self.body_stalled)
 
     def connect(self) -> None:
         super().connect()
@@ -238,3 +254,13 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
 
 class KernelTimeoutHTTPPool(DeadlineHTTPPool):
     ConnectionCls = KernelTimeoutHTTPConnection
+
+
+def body_cut(raw: object) -> Cut | None:
+    """The cut of the request body whose answer raw (urllib3's response, its headers read) is,
+    when its connection is a KernelTimeoutHTTPConnection that left the rest unsent, else None.
+    Asked before the answer's body is read: the connection is the response's until then."""
+    connection = getattr(raw, "connection", None)
+    if isinstance(connection, KernelTimeoutHTTPConnection):
+        return connection.cut()
+    return None

@@ -27,8 +27,10 @@ import socket
 import struct
 import termios
 import time
+from dataclasses import dataclass
 from enum import Enum
 
+from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.response_headers import (
     MAX_INTERIM,
     HeaderParsingResponse,
@@ -63,8 +65,34 @@ class Seen(Enum):
     ROOM = "room"  # the connection takes more: send on
     INTERIM = "interim"  # whole interim answers and nothing after them: they hide nothing
     HEARD = "heard"  # what may hide a final answer: a full look, or an answer still in pieces
-    ANSWERED = "answered"  # a 2xx: send the rest, looking for nothing more
-    FINAL = "final"  # the rest unsent: an answer of 300 or more, a stall after one, an end
+    ANSWERED = "answered"  # a 2xx: send the rest, looking only for the server's end
+    FINAL = "final"  # the rest unsent: an answer of 300 or more, the server's end
+    STALLED = "stalled"  # the rest unsent: a stall after a 2xx or what may hide an answer
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A request body whose rest was left unsent: sent of its total bytes had left (the peer
+    acknowledged them), when the connection stalled (else the server ended it)."""
+
+    sent: int
+    total: int
+    stalled: bool
+
+    def failure(self, status: int) -> FetchError:
+        """The record of an upload cut after an answer of status that would have passed for
+        it done (a 2xx: s25 r3 1): the server did not get the body, whether it paused or
+        stopped, so the URL did not end ok. Final: the server answered, and sending the request
+        again is what s25 r1 4 objected to. A stall's kind is a stall's (read_timeout), an end's
+        the protocol's (a connection ended early)."""
+        why = "stopped reading for --connect-timeout" if self.stalled else "ended the connection"
+        error = FetchError(
+            f"request body cut at {self.sent} of {self.total} bytes after the server's early"
+            f" {status}: it {why}",
+            ErrorKind.READ_TIMEOUT if self.stalled else ErrorKind.PROTOCOL,
+        )
+        error.final = True
+        return error
 
 
 class EarlyAnswerResponse(HeaderParsingResponse):
@@ -80,45 +108,59 @@ class EarlyAnswerResponse(HeaderParsingResponse):
         self.will_close = True
 
 
-def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> Seen:
+def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple[Seen, int]:
     """Send data, a request body or a piece of one, on sock (a connected socket in blocking
-    mode) unless a final answer of 300 or more arrives first: ROOM once all of it is sent,
-    after nothing heard or whole interim answers alone (their reader reads past them to the
-    final answer, and nothing is left behind it for the next request: s25 r1 1), ANSWERED
-    once it is all sent after a 2xx came, HEARD after what may hide a final answer (both end
-    the connection with its answer: r7 9, s24 r8 1), FINAL when the rest was left unsent: a
-    final answer of 300 or more, or a stall after a 2xx or what may hide an answer (the server
-    had answered, or may have: its reader reads what came, s24 r8 2, s25 r1 4).
+    mode) unless a final answer of 300 or more arrives first; return what was seen and the
+    bytes of data handed to the kernel. All of it sent: ROOM after nothing heard or whole
+    interim answers alone (their reader reads past them, and nothing is left behind for the
+    next request: s25 r1 1), ANSWERED after a 2xx, HEARD after what may hide a final answer
+    (both end the connection with its answer: r7 9, s24 r8 1). The rest left unsent: FINAL
+    after an answer of 300 or more, or the server's end after one (s25 r3 2), STALLED after a
+    stall (cut_by).
 
     The last look at what came is the one before the last bytes were handed to the kernel:
     one after would race the server's answer to the whole body, and take it for an early one.
-
     The sends do not wait: when the connection takes no more, a poll() waits for room or for
     something to read, until timeout (the connect timeout urllib3 gives a send) has passed
-    with no byte leaving the connection, then TimeoutError, as the blocking send's own timeout
-    did (Stall). A body the kernel takes at once costs the one send it did before; a request
-    without a body never comes here. After a 2xx nothing more is looked for, but the sends
-    stay bounded so (r7 5: a blocking sendall waited a whole timeout for each piece).
+    with no byte leaving the connection (Stall), then TimeoutError, as the blocking send's own
+    timeout did. A body the kernel takes at once costs the one send it did before. After a 2xx
+    the sends stay bounded so (r7 5: a blocking sendall waited a whole timeout for each piece).
     """
     view = memoryview(data).cast("B")
+    size = len(view)
     before = Seen.ROOM  # what was heard: nothing, interim answers, what may hide one, a 2xx
     while True:
         try:
-            view = view[socket.socket.send(sock, view, _NOW) :]  # no timeout: never waits
-        except BlockingIOError:
-            pass
-        if not view:  # whole interim answers hide nothing: the connection is kept (s25 r1 1)
-            return Seen.ROOM if before is Seen.INTERIM else before
-        try:
+            try:
+                view = view[socket.socket.send(sock, view, _NOW) :]  # no timeout: never waits
+            except BlockingIOError:
+                pass
+            if not view:  # whole interim answers hide nothing: the connection is kept
+                return (Seen.ROOM if before is Seen.INTERIM else before), size
             seen = wait_for_room(sock, timeout, before)
-        except TimeoutError:
-            if before in (Seen.ROOM, Seen.INTERIM):  # nothing will come while the server
-                raise  # waits for the rest of the body (s25 r1 2)
-            return Seen.FINAL  # a 2xx, or what may hide an answer: its reader reads it (s25 r1 4)
+        except (TimeoutError, BrokenPipeError, ConnectionResetError) as error:
+            return cut_by(error, sock, before), size - len(view)
         if seen is Seen.FINAL:
-            return seen
+            return seen, size - len(view)
         if seen is not Seen.ROOM:
             before = seen
+
+
+def cut_by(error: OSError, sock: socket.socket, before: Seen) -> Seen:
+    """What error, a stall or the connection's end met while sending, makes of the upload
+    after before was heard: its rest unsent, an answer for the reader to read. After a 2xx or
+    what may hide an answer, STALLED for a stall (the server had answered, or may have: s24 r8
+    2, s25 r1 4) and FINAL for an end; an end with a 2xx (or what may be one) to read is FINAL
+    too: a server may say 200 and reset before any wait looked (s25 r3 2). Else error is
+    raised: after nothing heard or whole interim answers no answer will come while the server
+    waits for the rest of the body (s25 r1 2), and an end with nothing to read is the answer's
+    reader's to tell, as urllib3 has it tell a refusal that came before the end."""
+    stall = isinstance(error, TimeoutError)
+    if before in (Seen.ANSWERED, Seen.HEARD):
+        return Seen.STALLED if stall else Seen.FINAL
+    if not stall and answer_seen(sock) in (Seen.ANSWERED, Seen.HEARD):
+        return Seen.FINAL
+    raise error
 
 
 def wait_for_room(sock: socket.socket, timeout: float | None, before: Seen) -> Seen:
@@ -128,25 +170,28 @@ def wait_for_room(sock: socket.socket, timeout: float | None, before: Seen) -> S
     Once bytes were heard (INTERIM, HEARD), poll() would say "readable" at once and for ever:
     it then waits for room, or for the connection's end, alone, and they are peeked at again
     every _RECHECK seconds, and at each wake, for what has come after them. After a 2xx
-    (ANSWERED) only room is waited for: an error or a hang-up wakes it too, and the next send
-    raises it.
+    (ANSWERED) only room and the server's end are waited for: an end (a FIN, a reset) is
+    FINAL at once, as it is after nothing heard (s25 r3 2: it was waited on for a whole
+    timeout); what the 2xx's reader will read is not looked at again.
     """
-    watching = before is not Seen.ANSWERED
+    answered = before is Seen.ANSWERED
     rechecking = before in (Seen.INTERIM, Seen.HEARD)
     poller = select.poll()
     reading = select.POLLIN if before is Seen.ROOM else 0
-    poller.register(sock, select.POLLOUT | (_ENDED | reading if watching else 0))
+    poller.register(sock, select.POLLOUT | _ENDED | reading)
     stall = Stall(sock, timeout)
     while True:
         events = poller.poll(stall.millis(_RECHECK if rechecking else None))
         mask = events[0][1] if events else 0
-        if watching and (rechecking or mask & (select.POLLIN | _ENDED)):
+        if answered and mask & _ENDED:
+            return Seen.FINAL  # the server ended after its 2xx: no more of the body is read
+        if not answered and (rechecking or mask & (select.POLLIN | _ENDED)):
             seen = answer_seen(sock)
             if seen in (Seen.INTERIM, Seen.HEARD) and mask & _ENDED:
                 return Seen.FINAL  # the server ended: what it said is all it will say
             if seen is not before and seen is not Seen.ROOM:
                 return seen  # more was heard, or something else
-        if mask & select.POLLOUT or (mask and not watching):
+        if mask & select.POLLOUT:
             return Seen.ROOM
         stall.check()
 
