@@ -89,9 +89,11 @@ def main(urls: tuple[str, ...], **params: Any) -> None:
         log.info("--processes auto: %d", settings.processes)
     from fetcher.run.descriptors import raise_open_file_limit, too_few_descriptors  # requests
 
-    raise_open_file_limit(settings)  # before the first file the run opens
+    short = raise_open_file_limit(settings)  # before the first file the run opens
     if (refusal := too_few_descriptors(settings)) is not None:
         raise Refused(refusal)
+    if short is not None:
+        log.warning(short)
     sys.exit(fetch(settings))
 
 

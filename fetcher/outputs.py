@@ -30,6 +30,7 @@ from fetcher.output.atomic import (
     open_in_place,
     opened_fifo_problem,
     output_problem,
+    own_descriptor,
 )
 from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memory
 from fetcher.output.collector import Collector
@@ -276,8 +277,7 @@ def check_read_twice(settings: Settings, inputs: list[Named]) -> None:
     5). Read twice without --failed replacing it, a URL listed twice is fetched twice, as ever."""
     if settings.failed is None or settings.unique:
         return
-    replaced = file_identity(settings.failed, True)
-    read = [path for _, path, identity in inputs if identity is not None and identity == replaced]
+    read = [path for _, path, identity in inputs if replaces_input(settings.failed, path, identity)]
     if len(read) > 1:
         raise click.UsageError(
             f"--input {read[0]!r} is read twice and --failed replaces it: each of its lines that "
@@ -309,10 +309,38 @@ def regular_file(name: str, found: os.stat_result) -> list[Named]:
     return [(name, "-", (found.st_dev, found.st_ino))] if stat.S_ISREG(found.st_mode) else []
 
 
+def input_identity(path: str) -> FileIdentity | None:
+    """The file an --input path is read from: a name for one of this process's descriptors
+    (/dev/stdin, /dev/fd/3) is that descriptor's file (s25 r6 2: it had none, and `-i F -i
+    /dev/stdin --failed F < F` doubled F); any other, as file_identity finds it."""
+    number = own_descriptor(os.path.abspath(path))
+    if number is None:
+        return file_identity(path, False)
+    try:
+        found = os.fstat(number)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
+def replaces_input(failed: str, path: str, identity: FileIdentity | None) -> bool:
+    """Whether --failed FILE, renamed over its name at the end, replaces what the input path
+    was read from (identity): that file, or the link path was read through, which --failed
+    replaces itself (s25 r6 1: `-i sl --failed sl` with sl a link matched neither)."""
+    replaced = file_identity(failed, True)
+    if identity is not None and identity == replaced:
+        return True
+    try:
+        link = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISLNK(link.st_mode) and (link.st_dev, link.st_ino) == replaced
+
+
 def input_files(settings: Settings, streams: Streams | None) -> list[Named]:
     """The files the run reads URLs from: each --input FILE, and standard input when it is
     read and redirected from a file (`fetcher --results urls.txt < urls.txt`)."""
-    inputs: list[Named] = [("--input", path, file_identity(path, False))
+    inputs: list[Named] = [("--input", path, input_identity(path))
                            for path in settings.inputs if path != "-"]  # fmt: skip
     reads_stdin = urls_from_stdin(settings.urls, settings.inputs, settings.retry_failed)
     if reads_stdin and streams is not None and streams.stdin is not None:
@@ -399,7 +427,6 @@ def keep_other_shards(settings: Settings, reader: InputReader | None, failed: Fa
     replaced: another input's lines of other shards are still in that input."""
     if settings.shard is None or reader is None:
         return
-    replaced = file_identity(failed.path, True)
     for source in reader.sources:
         if source.stream is None:
             continue
@@ -407,7 +434,8 @@ def keep_other_shards(settings: Settings, reader: InputReader | None, failed: Fa
             found = os.fstat(source.stream.fileno())
         except (OSError, ValueError, AttributeError):  # not backed by a descriptor
             continue
-        if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == replaced:
+        identity = (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+        if replaces_input(failed.path, source.name, identity):
             source.other_shards_to = failed.add
 
 

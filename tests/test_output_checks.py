@@ -208,12 +208,20 @@ def test_an_input_read_twice_that_failed_replaces_is_refused(server, tmp_path, m
     assert server.requests == 0
 
 
-def test_an_input_also_on_standard_input_that_failed_replaces_is_refused(server, tmp_path):
+@pytest.mark.parametrize("spelled", ["-", "/dev/stdin", "/dev/fd/0", "link"])
+def test_an_input_also_on_standard_input_that_failed_replaces_is_refused(server, tmp_path, spelled):
+    """Standard input spelled as a path (/dev/stdin, /dev/fd/0) had no identity, and a link
+    --failed replaces, read through twice, was matched neither (s25 r6 1, 2): both doubled the
+    list as `-i F -i F --failed F` did."""
     urls = tmp_path / "urls.txt"
     urls.write_text(server.url("/status/404") + "\n")
+    second = spelled
+    if spelled == "link":
+        (tmp_path / "sl").symlink_to(urls)
+        urls = second = tmp_path / "sl"
     with open(urls, "rb") as stdin:
         result = subprocess.run(
-            [*FETCHER, "-i", str(urls), "-i", "-", "--failed", str(urls)],
+            [*FETCHER, "-i", str(urls), "-i", str(second), "--failed", str(urls)],
             stdin=stdin, capture_output=True, env=clean_env(), timeout=60, check=False,
         )  # fmt: skip
     assert result.returncode == 2, result.stderr

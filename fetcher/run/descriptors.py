@@ -6,15 +6,12 @@ process's pipe, a module imported late, with --results truncated already: s25 h1
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import resource
 
 from fetcher.http.session import POOL_CONNECTIONS
 from fetcher.settings import Settings
-
-log = logging.getLogger("fetcher")
 
 # Descriptors a process holds besides its workers' sockets and files: the standard streams, the
 # input, the outputs (--results, --failed, --state and its journal, -c), the signals' and the
@@ -30,17 +27,18 @@ def descriptors_needed(settings: Settings) -> int:
     return per_process * (POOL_CONNECTIONS + 1) + BASE_DESCRIPTORS + 4 * settings.processes
 
 
-def raise_open_file_limit(settings: Settings) -> None:
+def raise_open_file_limit(settings: Settings) -> str | None:
     """Raise the soft RLIMIT_NOFILE to the hard limit when it is below what the run may need,
     as Go's runtime and aria2 do: the soft limit (1,024 by systemd's default, 256 on macOS)
     guards select()'s descriptor numbers, and fetcher, its libraries and Python's own waits
-    use poll. When even the hard limit is short, a warning says so once: the run goes on
-    (few runs meet the bound: it needs as many hosts as the pools keep), and a connection
-    that finds no descriptor is this machine's failure, kind io (fetcher.http.classify)."""
+    use poll. When even the hard limit is short, returns the warning to say once (not said
+    for a run then refused, s25 r6 3): the run goes on (few runs meet the bound: it needs as
+    many hosts as the pools keep), and a connection that finds no descriptor is this
+    machine's failure, kind io (fetcher.http.classify)."""
     needed = descriptors_needed(settings)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
+        return None
     for target in (hard, needed):  # macOS refuses an infinite or too high soft limit
         if target != resource.RLIM_INFINITY and target <= soft:
             continue
@@ -50,12 +48,13 @@ def raise_open_file_limit(settings: Settings) -> None:
             continue
         soft = target
         break
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        log.warning(
-            "-j %d may need up to %d open files over many hosts, and the limit is %d (ulimit"
-            " -n): connections beyond it fail as 'Too many open files' (kind io); use a lower -j"
-            " or raise the hard limit", settings.workers, needed, soft,
-        )  # fmt: skip
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    return (
+        f"-j {settings.workers} may need up to {needed} open files over many hosts, and the "
+        f"limit is {soft} (ulimit -n): connections beyond it fail as 'Too many open files' "
+        "(kind io); use a lower -j or raise the hard limit"
+    )
 
 
 # Free descriptors a start needs, measured (Linux, CPython 3.11) and rounded up: with
