@@ -515,7 +515,7 @@ def parse_jar_line(line: str) -> Cookie | None:
     # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
     # http.cookiejar would match no host to it), one for the subdomains too.
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
-    domain = jar_domain(domain)
+    domain = jar_domain(domain, whole_domain)
     return Cookie(
         version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
         domain_specified=whole_domain, domain_initial_dot=domain.startswith("."),
@@ -525,11 +525,17 @@ def parse_jar_line(line: str) -> Cookie | None:
     )  # fmt: skip
 
 
-def jar_domain(domain: str) -> str:
+def jar_domain(domain: str, whole_domain: bool = False) -> str:
     """A cookie file's domain as http.cookiejar names it: a host without a dot (localhost, an
     IPv6 literal) is 'host.local' there (RFC 2965's rule), where curl's file says 'host'. Only
-    the two file_domain gives back are read so: any other name is kept as the file has it."""
-    return f"{domain}.local" if domain == "localhost" or domain.startswith("[") else domain
+    the two file_domain gives back are read so. A domain cookie's (whole_domain) gets its
+    leading dot: http.cookiejar keys a cookie by its domain's text, and a server's Domain= is
+    always '.example.test', so a line 'example.test TRUE' (hand-written, exported) was another
+    cookie, never replaced nor deleted by the server's, and sent before it (s25 h4 4); curl,
+    which strips the dot and keeps the flag, has the two as one. Any other name is kept."""
+    if domain == "localhost" or domain.startswith("["):
+        return f"{domain}.local"
+    return f".{domain}" if whole_domain and domain and not domain.startswith(".") else domain
 
 
 def file_domain(domain: str) -> str:
