@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import serving
-from tests.test_cookie_scope import ProxyHost, file_lines, go, route, through
+from tests.servers import counting_server, serving
+from tests.test_cookie_scope import ProxyHost, fetch, file_lines, go, route, through
 
 HEADER = "# Netscape HTTP Cookie File\n"
 
@@ -58,3 +58,51 @@ def test_a_domain_line_without_its_dot_is_saved_back_as_curl_writes_it(hosts, tm
     through(hosts, "-c", str(jar), "http://sub.example.test/")
     assert hosts.sent("http://sub.example.test/") == ["sid=OLD"]
     assert file_lines(jar) == {".example.test\tTRUE\t/\tFALSE\t0\tsid\tOLD"}
+
+
+# -- a -b cookie on every redirect hop to its host and port (h4 finding 5) -----------------------
+
+GIVEN = "given=MINE"
+
+
+def test_a_b_cookie_outlives_a_same_named_cookie_set_by_the_redirect(tmp_path):
+    """requests' resolve_redirects read the 302's Set-Cookie into the hop's jar over the -b
+    cookie of the same name: the hop sent the server's value, where curl sends the user's."""
+    with counting_server(route) as server:
+        start = go(f"http://127.0.0.1:{server.port}", "/land", "given=SRV; Path=/")
+        fetch("-b", GIVEN, start)
+        sent = [headers.get("Cookie") for headers in server.headers_seen]
+    assert server.paths[-1] == "/land"
+    assert sent == [GIVEN, GIVEN], sent
+
+
+def test_a_b_cookie_outlives_a_same_named_cookie_of_the_session_jar(tmp_path):
+    """The session's jar (here the -c file's cookie, as a cookie an earlier URL set) was merged
+    over every hop's cookies: the first request sent the -b value, its redirect the jar's."""
+    jar = write_jar(tmp_path / "jar", "127.0.0.1\tFALSE\t/\tFALSE\t0\tgiven\tSRV")
+    with counting_server(route) as server:
+        fetch("-b", GIVEN, "-c", str(jar), go(f"http://127.0.0.1:{server.port}", "/land"))
+        sent = [headers.get("Cookie") for headers in server.headers_seen]
+    assert server.paths[-1] == "/land"
+    assert sent == [GIVEN, GIVEN], sent
+    assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tgiven\tSRV"}  # not the user's -b
+
+
+def test_a_b_cookie_goes_beside_a_same_named_cookie_of_a_longer_path(tmp_path):
+    """The hop got the redirect's cookie and the jar's, and no -b cookie at all (h4 5)."""
+    jar = write_jar(tmp_path / "jar", "127.0.0.1\tFALSE\t/\tFALSE\t0\tgiven\tSRV")
+    with counting_server(route) as server:
+        start = go(f"http://127.0.0.1:{server.port}", "/land", "given=EVIL2; Path=/land")
+        fetch("-b", GIVEN, "-c", str(jar), start)
+        sent = server.headers_seen[-1].get("Cookie") or ""
+    assert sent.split("; ") == ["given=EVIL2", GIVEN], sent  # the longer path first, as curl
+
+
+def test_a_hop_to_another_port_gets_the_server_s_cookie_not_the_b_one():
+    """The -b cookie stays on its port; the server's cookie of the same name is any port's."""
+    with counting_server() as other, counting_server(route) as first:
+        landing = other.url("/landing")
+        start = go(f"http://127.0.0.1:{first.port}", landing, "given=SRV; Path=/")
+        fetch("-b", GIVEN, start)
+        assert first.headers_seen[0].get("Cookie") == GIVEN
+        assert other.headers_seen[0].get("Cookie") == "given=SRV"

@@ -3,15 +3,18 @@ as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
-https (SPEC 2.2). fetcher's own conditions go to the URL whose body they are of only (a strong
-ETag's to its path under another query too: state.prior.reach)."""
+https (SPEC 2.2); a -b cookie goes on every hop to its own host and port. fetcher's own
+conditions go to the URL whose body they are of only (a strong ETag's to its path under
+another query too: state.prior.reach)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar
 
 from requests import PreparedRequest, Response
+from requests.cookies import RequestsCookieJar, get_cookie_header
 
 from fetcher.state.prior import Reach, reach
 
@@ -54,6 +57,29 @@ def without_cookie_off_tls(prepared: PreparedRequest, chain_was_on_tls: bool) ->
     A separate http URL of the run is no hop of a chain: it gets the jar's, as RFC 6265 says."""
     if chain_was_on_tls and (prepared.url or "").lower().startswith("http:"):
         prepared.headers.pop("Cookie", None)
+
+
+def with_given_cookies(prepared: PreparedRequest, given: CookieJar | None) -> None:
+    """Put the -b cookies (given: host_cookies', bound to their URL's host and port) back in
+    prepared, a redirect's hop, when they go to its host and port, and build its Cookie again.
+    requests' resolve_redirects reads the redirect's Set-Cookie into the hop's jar and merges
+    the session's jar over it: a server's cookie of the same name, host and path, set by this
+    answer or an earlier one, took the -b cookie's place (s25 h4 5), where usage.md sends it
+    to its URL's host and port and curl -L -b sends it on every hop. The jar's policy says
+    whether this hop is theirs: a hop to another host or port still gets none of them."""
+    jar = getattr(prepared, "_cookies", None)  # requests' jar of the hop (_prepare's kind)
+    if not given or not isinstance(jar, RequestsCookieJar):
+        return
+    probe = CookieJar(jar.get_policy())
+    for cookie in given:
+        probe.set_cookie(cookie)
+    built = prepared.headers.pop("Cookie", None)  # a jar adds one only where none is
+    if get_cookie_header(probe, prepared):  # type: ignore[no-untyped-call]
+        for cookie in given:
+            jar.set_cookie(cookie)
+        prepared.prepare_cookies(jar)
+    elif built is not None:
+        prepared.headers["Cookie"] = built
 
 
 @dataclass(frozen=True, slots=True)

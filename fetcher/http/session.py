@@ -62,6 +62,7 @@ from fetcher.http.redirects import (
     Conditions,
     redirect_method,
     restore_body,
+    with_given_cookies,
     without_cookie_off_tls,
 )
 from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
@@ -427,6 +428,7 @@ class FetcherSession(requests.Session):
         self.sent, self.on_tls = 0, False
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
+        self._given_cookies: CookieJar | None = None  # its -b cookies, for its redirects' hops
         self._proxy_authorization: str | None = None  # -H's or the line's, for every hop
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
         self.conditions = NO_CONDITIONS  # the request's own: to their URL's hop only (fetch)
@@ -444,6 +446,7 @@ class FetcherSession(requests.Session):
         never read (``trust_env`` is off; fetcher.http.environment read it). The session's
         headers, hooks and proxies must not change after the first fetch."""
         self.sent, self.on_tls, self._removed = 0, False, request.removed  # first: no trail yet
+        self._given_cookies = request.cookies
         prepared = self._prepare(request)
         self.conditions = Conditions.of(prepared, request.conditions, request.validated_url)
         self._proxy_authorization = prepared.headers.get("Proxy-Authorization")
@@ -538,10 +541,12 @@ class FetcherSession(requests.Session):
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with no Cookie
-        over http after https (redirects); then the body requests dropped goes back on."""
+        over http after https (redirects), the -b cookies on every hop to their host and port;
+        then the body requests dropped goes back on."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
+        with_given_cookies(prepared_request, self._given_cookies)  # over the servers' (h4 5)
         without_removed(prepared_request, self._removed)  # and the Cookie requests built again
         without_cookie_off_tls(prepared_request, self.on_tls)
         restore_body(prepared_request, response)
