@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import invoke
 from tests.servers import counting_server, serving
 from tests.test_cookie_scope import ProxyHost, fetch, file_lines, go, route, through
 
@@ -106,3 +107,40 @@ def test_a_hop_to_another_port_gets_the_server_s_cookie_not_the_b_one():
         fetch("-b", GIVEN, start)
         assert first.headers_seen[0].get("Cookie") == GIVEN
         assert other.headers_seen[0].get("Cookie") == "given=SRV"
+
+
+# -- expiries curl reads (h4 finding 8) ----------------------------------------------------------
+
+READ_AS_CURL_READS = {  # curl 7.88's curlx_strtoofft: blanks, then digits; the rest ignored
+    "frac": "1900000000.5",  # some browser-export converters write a fraction
+    "space": " 1900000000",
+    "after": "1900000000 ",
+}
+
+
+def test_an_expiry_curl_reads_is_read_and_saved_back_whole(tmp_path):
+    fields = READ_AS_CURL_READS.items()
+    lines = [f"127.0.0.1\tFALSE\t/\tFALSE\t{expiry}\t{name}\tv" for name, expiry in fields]
+    jar = write_jar(tmp_path / "jar", *lines)
+    with counting_server() as server:
+        result = invoke(["--retries", "0", "-c", str(jar), server.url("/")])
+        sent = server.headers_seen[0].get("Cookie") or ""
+    assert result.exit_code == 0 and "skipped" not in result.stderr, result.stderr
+    assert sorted(sent.split("; ")) == ["after=v", "frac=v", "space=v"], sent
+    assert file_lines(jar) == {
+        f"127.0.0.1\tFALSE\t/\tFALSE\t1900000000\t{name}\tv" for name in READ_AS_CURL_READS
+    }
+
+
+def test_an_expiry_past_curl_s_64_bits_is_skipped_with_a_warning(tmp_path):
+    jar = write_jar(
+        tmp_path / "jar",
+        "127.0.0.1\tFALSE\t/\tFALSE\t9223372036854775808\tover\tv",  # 2**63
+        "127.0.0.1\tFALSE\t/\tFALSE\t-5\tnegative\tv",
+        "127.0.0.1\tFALSE\t/\tFALSE\t" + "0" * 30 + "1900000000\tzeros\tv",  # read, as strtoll
+    )
+    with counting_server() as server:
+        result = invoke(["--retries", "0", "-c", str(jar), server.url("/")])
+        sent = server.headers_seen[0].get("Cookie")
+    assert sent == "zeros=v", sent
+    assert "skipped 2 lines" in result.stderr and "line 2" in result.stderr, result.stderr

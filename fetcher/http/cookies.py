@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -71,7 +72,11 @@ MAX_COOKIES_PER_DOMAIN = 50  # then the domain's least recently set cookie is ev
 MAX_COOKIES = 3000  # per jar, and received ones saved: then the least recently set goes
 MAX_JAR_FILE_BYTES = 16 * 1024 * 1024  # -c FILE, read and saved; ~100 times what MAX_COOKIES take
 MAX_LIFETIME = 400 * 24 * 3600  # RFC 6265bis §5.5: a longer Max-Age or Expires is cut to it
-MAX_EXPIRY_DIGITS = 20  # a file's expiry: curl's is a 64-bit number; int() refuses 4,300
+MAX_EXPIRY = 2**63 - 1  # a file's expiry: curl's is a 64-bit number (curl_off_t)
+MAX_EXPIRY_DIGITS = len(str(MAX_EXPIRY))  # checked first: int() refuses 4,300 digits
+# What of a file's expiry field curl reads: blanks (a tab splits the line), digits; the rest is
+# ignored (curl's strtoll stops there). An empty field is a session cookie, as 0 is.
+_EXPIRY = re.compile(r" *([0-9]+)")
 MAX_LINES_NAMED = 5  # of the jar file's skipped lines, in the one message that says so
 
 SECURE_PREFIX, HOST_PREFIX = "__secure-", "__host-"  # RFC 6265bis §4.1.3, any case
@@ -507,9 +512,7 @@ def parse_jar_line(line: str) -> Cookie | None:
     if CONTROL.search(line.replace("\t", "")):
         raise ValueError("has a control character")
     domain, domain_flag, path, secure, expires_text, name, value = fields
-    if expires_text and not (expires_text.isdigit() and len(expires_text) <= MAX_EXPIRY_DIGITS):
-        raise ValueError("has an expiry that is not a number")
-    expires = int(expires_text) if expires_text not in ("", "0") else None
+    expires = file_expiry(expires_text)
     if expires is not None and expires < time.time():
         return None
     # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
@@ -523,6 +526,25 @@ def parse_jar_line(line: str) -> Cookie | None:
         discard=expires is None, comment=None, comment_url=None,
         rest={"HttpOnly": ""} if http_only else {},
     )  # fmt: skip
+
+
+def file_expiry(text: str) -> int | None:
+    """A jar line's expiry field as curl reads it (curlx_strtoofft): blanks, then the digits of
+    a number up to curl's 64-bit maximum, whatever follows ignored; None for a session cookie
+    (empty, or 0). A fraction ('1900000000.5', from browser-export converters) or a leading
+    space was skipped here where curl reads the line, and then dropped from the file at the
+    save (s25 h4 8). ValueError, as curl skips the line, when no number starts it (a sign
+    neither) or it is over the maximum; its leading zeros are not counted (int() refuses
+    4,300 digits)."""
+    if not text:
+        return None
+    found = _EXPIRY.match(text)
+    if found is None:
+        raise ValueError("has an expiry that is not a number")
+    digits = found.group(1).lstrip("0")
+    if len(digits) > MAX_EXPIRY_DIGITS or int(digits or "0") > MAX_EXPIRY:
+        raise ValueError("has an expiry past curl's largest")
+    return int(digits) if digits else None
 
 
 def jar_domain(domain: str, whole_domain: bool = False) -> str:
