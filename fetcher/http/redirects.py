@@ -22,8 +22,9 @@ from fetcher.state.prior import Reach, reach
 BODY_HEADERS = ("Content-Length", "Content-Type", "Transfer-Encoding")
 
 
-def redirect_method(method: str, status: int) -> str:
-    """The method of the request that follows a redirect of status."""
+def redirect_method(method: str | None, status: int) -> str:
+    """The method of the request that follows a redirect of status (of a GET: method None)."""
+    method = method or "GET"
     if status == 303 and method != "HEAD":
         return "GET"
     if status in (301, 302) and method == "POST":

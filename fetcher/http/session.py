@@ -536,19 +536,15 @@ class FetcherSession(requests.Session):
 
     def rebuild_method(self, prepared_request: PreparedRequest, response: Response) -> None:
         """redirect_method's rule, not requests' (fetcher.http.redirects)."""
-        method = prepared_request.method or "GET"
-        prepared_request.method = redirect_method(method, response.status_code)
+        prepared_request.method = redirect_method(prepared_request.method, response.status_code)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with no Cookie
-        over http after https (redirects), the -b cookies on every hop to their host and port;
-        then the body requests dropped goes back on."""
+        """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with the
+        request's own credentials (hop_credentials); then the body requests dropped goes back on."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
-        with_given_cookies(prepared_request, self._given_cookies)  # over the servers' (h4 5)
-        without_removed(prepared_request, self._removed)  # and the Cookie requests built again
-        without_cookie_off_tls(prepared_request, self.on_tls)
+        hop_credentials(prepared_request, self._given_cookies, self._removed, self.on_tls)
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
@@ -658,6 +654,18 @@ def without_removed(prepared: PreparedRequest, removed: frozenset[str]) -> Prepa
     for name in removed:
         prepared.headers.pop(name, None)
     return prepared
+
+
+def hop_credentials(
+    prepared: PreparedRequest, given: CookieJar | None, removed: frozenset[str], on_tls: bool
+) -> None:
+    """The credentials of prepared, a redirect's hop, as its request has them: its -b cookies
+    (given) back where they go, over a server's of the same name (with_given_cookies); the
+    headers it removed off again, Cookie too, which requests built again (without_removed);
+    no Cookie over http once the chain was on https (without_cookie_off_tls)."""
+    with_given_cookies(prepared, given)
+    without_removed(prepared, removed)
+    without_cookie_off_tls(prepared, on_tls)
 
 
 def sent_proxies(proxies: Mapping[str, str | None], removed: frozenset[str]) -> dict[str, str]:
