@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import invoke
-from tests.servers import counting_server, serving
+from tests.servers import Route, counting_server, serving
 from tests.test_cookie_scope import ProxyHost, fetch, file_lines, go, route, through
 
 HEADER = "# Netscape HTTP Cookie File\n"
@@ -144,3 +144,40 @@ def test_an_expiry_past_curl_s_64_bits_is_skipped_with_a_warning(tmp_path):
         sent = server.headers_seen[0].get("Cookie")
     assert sent == "zeros=v", sent
     assert "skipped 2 lines" in result.stderr and "line 2" in result.stderr, result.stderr
+
+
+# -- wget's host:port domains (h4 finding 10) ----------------------------------------------------
+
+
+def test_a_wget_line_for_a_non_default_port_is_its_host_s_cookie(tmp_path):
+    """wget --save-cookies writes a host-only cookie of a non-default port as 'HOST:PORT'; it was
+    loaded, never sent (no host is named '127.0.0.1:PORT') and saved back."""
+    with counting_server() as server, counting_server() as other:
+        line = f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tsid\tW"
+        jar = write_jar(tmp_path / "jar", line)
+        result = invoke(["--retries", "0", "-c", str(jar), server.url("/"), other.url("/")])
+        assert result.exit_code == 0, result.output
+        assert server.headers_seen[0].get("Cookie") == "sid=W"
+        assert other.headers_seen[0].get("Cookie") == "sid=W"  # any port, as fetcher's own
+    assert file_lines(jar) == {line}  # as wget wrote it, for wget to read again
+
+
+def test_a_server_replaces_a_wget_line_for_a_non_default_port(tmp_path):
+    def setting(path: str) -> Route:
+        return 200, {"Set-Cookie": "sid=NEW; Path=/"}, b"", 0.0
+
+    with counting_server(setting) as server:
+        jar = write_jar(tmp_path / "jar", f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tsid\tW")
+        assert invoke(["--retries", "0", "-c", str(jar), server.url("/")]).exit_code == 0
+        assert server.headers_seen[0].get("Cookie") == "sid=W"
+    assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tNEW"}  # fetcher's: any port
+
+
+@pytest.mark.parametrize("domain", ["127.0.0.1:80x", "127.0.0.1:99999"])  # wget: no port; none
+def test_a_domain_with_no_port_wget_reads_is_kept_as_it_is(tmp_path, domain):
+    line = f"{domain}\tFALSE\t/\tFALSE\t0\tsid\tW"
+    jar = write_jar(tmp_path / "jar", line)
+    with counting_server() as server:
+        assert invoke(["--retries", "0", "-c", str(jar), server.url("/")]).exit_code == 0
+        assert server.headers_seen[0].get("Cookie") is None
+    assert file_lines(jar) == {line}

@@ -63,6 +63,9 @@ HEADER = (
     "# Netscape HTTP Cookie File\n# Written by fetcher: curl -b and wget --load-cookies read it.\n"
 )
 HTTP_ONLY = "#HttpOnly_"
+# Where a cookie read from a wget line 'host:PORT' keeps PORT (Cookie.rest, as HttpOnly): no
+# attribute a server sets can have this name (http.cookiejar splits its name at the first '=').
+WGET_PORT = "=wget-port"
 # What a jar file's first line says, in curl's files and in older ones (curl and wget read both).
 FILE_MARKS = ("# Netscape HTTP Cookie File", "# HTTP Cookie File")
 UTF8_BOM = "\xef\xbb\xbf"  # as the file is read: one Latin-1 character per byte
@@ -518,14 +521,36 @@ def parse_jar_line(line: str) -> Cookie | None:
     # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
     # http.cookiejar would match no host to it), one for the subdomains too.
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
+    domain, port = wget_port(domain)
     domain = jar_domain(domain, whole_domain)
+    rest = {"HttpOnly": ""} if http_only else {}
+    if port is not None:
+        rest[WGET_PORT] = port  # written back (format_jar_line), for wget to read as it wrote
     return Cookie(
         version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
         domain_specified=whole_domain, domain_initial_dot=domain.startswith("."),
         path=path, path_specified=True, secure=secure.upper() == "TRUE", expires=expires,
-        discard=expires is None, comment=None, comment_url=None,
-        rest={"HttpOnly": ""} if http_only else {},
+        discard=expires is None, comment=None, comment_url=None, rest=rest,
     )  # fmt: skip
+
+
+def wget_port(domain: str) -> tuple[str, str | None]:
+    """A jar line's domain field without the port wget writes after a host-only cookie's host
+    when it came from a non-default port ('127.0.0.1:8080'), and that port (None: none). Such
+    a line was loaded and saved back but never sent: no host is named 'host:port' (s25 h4 10).
+    wget's own reading (domain_port): digits to the end of the field; anything else after the
+    colon, or a port no URL has, is no port, and the domain stays as written (and matches no
+    host, as in wget). An IPv6 literal's own colons are no port ('::1'; '[::1]:8080' has one).
+
+    The port does not bind the cookie here: fetcher sends a server's host-only cookie to every
+    port of its host (RFC 6265 8.5: cookies do not isolate by port; curl neither), and only a
+    -b cookie, a credential the user gave for one URL, is bound to its port."""
+    host, colon, port = domain.rpartition(":")
+    if not (colon and port.isascii() and port.isdigit() and len(port) <= len("65535")):
+        return domain, None
+    if not 0 < int(port) <= 65535 or (":" in host and not host.endswith("]")):
+        return domain, None
+    return host, port
 
 
 def file_expiry(text: str) -> int | None:
@@ -569,9 +594,12 @@ def file_domain(domain: str) -> str:
 
 
 def format_jar_line(cookie: Cookie) -> str:
+    """cookie as a line of the file, as curl writes it; with the port of a wget line it was
+    read from (wget_port), as wget wrote it."""
     prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
+    port = cookie.get_nonstandard_attr(WGET_PORT)
     fields = [
-        file_domain(cookie.domain),
+        file_domain(cookie.domain) + (f":{port}" if port is not None else ""),
         "TRUE" if cookie.domain_specified or cookie.domain.startswith(".") else "FALSE",
         cookie.path,
         "TRUE" if cookie.secure else "FALSE",
