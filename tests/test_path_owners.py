@@ -17,9 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from werkzeug import Request, Response
 
+from fetcher.input.shards import shard_of
 from fetcher.output.paths import (
     MAX_COMPONENT_BYTES,
     OutputDir,
+    deal_name,
+    name_parts,
     remote_name_parts,
     url_hash,
     url_parts,
@@ -372,3 +375,61 @@ def test_each_request_keeps_its_file_whatever_the_order_of_the_next_run(tmp_path
     assert [r["path"] for r in again] == [paths[2], paths[3], paths[1]], (first, again)
     assert again[1]["status"] == 304, again  # the GET's file is where its row says
     assert_files_hold_their_records(again)
+
+
+# -- 4. A first folder de-clashed, and a line that names it --------------------------------------
+# A host's folder that is a file already (a line's output took its name) is de-clashed as
+# host~<hash>: a name another line's output can give directly. Under --processes the two were
+# dealt by their first folders, host and host~<hash>, to different workers, each blind to the
+# other's names: both saved to host~<hash>/v, one body lost and its record naming the other's
+# bytes (s25 h5 1).
+
+
+def a_url_dealt_apart_from_its_host(server_url: str, host: str) -> str:
+    """A URL of the server whose de-clashed host folder (host~<its hash>) the old deal_key gave
+    to the other of two worker processes: searched, as a port is in the URLs."""
+    for number in itertools.count():
+        url = server_url(f"/v{number}")
+        declashed = f"{host}~{url_hash(url)}"
+        if shard_of(declashed.encode(), 2) != shard_of(host.encode(), 2):
+            return url
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_line_naming_a_declashed_host_folder_never_shares_a_file(tmp_path, processes):
+    with counting_server() as server:
+        host = url_parts(server.url("/"))[0]
+        victim = a_url_dealt_apart_from_its_host(server.url, host)
+        declashed = f"{host}~{url_hash(victim)}/{urlsplit(victim).path.strip('/')}"
+        lines = [{"url": server.url("/o5"), "output": host}, {"url": victim},
+                 {"url": server.url("/c"), "output": declashed}]  # fmt: skip
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        # One thread a process: o5 takes the host folder's name first.
+        result = run_process(["--processes", processes, "-j", processes, "--input-format",
+                              "jsonl", "-i", str(jobs), "-o", str(tmp_path / "out"),
+                              "--format", "jsonl"])  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = records(result.stdout)
+    saved = {r["url"]: r["path"] for r in found}
+    assert saved[victim].endswith(declashed), saved  # the host folder was de-clashed
+    assert len(set(saved.values())) == 3, saved
+    for record in found:
+        path = urlsplit(record["url"]).path
+        assert Path(record["path"]).read_text() == f"body of {path}\n", record
+
+
+@pytest.mark.parametrize("top", ["plain", "a~b", "a" * 250, "é" * 125, "x" * 300, "é" * 200])
+def test_a_declashed_first_folder_is_dealt_as_the_name_it_was_declashed_from(tmp_path, top):
+    # Short or cut to 255 bytes with a hash (a character cut short too), with a '~' of its own.
+    out = OutputDir(str(tmp_path))
+    assert place(out, "http://h.test/a", name=top) == str(tmp_path / url_parts_of(top)[0])
+    moved = place(out, "http://h.test/b", name=f"{top}/f")
+    declashed = Path(moved).relative_to(tmp_path).parts[0]
+    assert declashed != url_parts_of(top)[0]
+    assert deal_name("http://h.test/c", f"{declashed}/g") == deal_name("http://h.test/b", top)
+
+
+def url_parts_of(name: str) -> list[str]:
+    return name_parts(name, "http://h.test/a")

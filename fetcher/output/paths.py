@@ -235,6 +235,20 @@ def first_component(url: str, name: str | None) -> str:
     return components(url, name, None)[0]
 
 
+DEAL_BYTES = 240  # under a cut name's 246 bytes, less a character cut short (3 bytes)
+
+
+def deal_name(url: str, name: str | None) -> str:
+    """What decides the worker process that places url's body (--processes): its first
+    component up to the first '~', and at most DEAL_BYTES of it. OutputDir may de-clash that
+    component itself (a file where a host's folder is needed) as X~<hash>, which is cut to 255
+    bytes when long: a name another line's output can give directly (s25 h5 1). Each name X
+    can become keeps X's text up to its first '~' or DEAL_BYTES, so one process gives them all.
+    """
+    data = first_component(url, name).partition("~")[0].encode("utf-8", "surrogatepass")
+    return data[:DEAL_BYTES].decode("utf-8", "ignore")
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """A request that owns a file in a run: its --state key (request.state_key) and the path its

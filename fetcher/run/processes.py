@@ -30,7 +30,7 @@ from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
 from fetcher.output.bodies import Bodies
-from fetcher.output.paths import OutputDir, first_component
+from fetcher.output.paths import OutputDir, deal_name
 from fetcher.results import Result, host_of
 from fetcher.run.executor import RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
@@ -77,13 +77,14 @@ def worker_shares(settings: Settings) -> list[tuple[int, int | None]]:
 def deal_key(job: Job, settings: Settings, output_dir: str | None) -> str | None:
     """What decides a job's worker, when something must: None lets the least busy take it.
 
-    With -o DIR, the first component of the job's path under DIR: two jobs whose files could
-    clash (the same path, or a file where the other needs a folder) share every component of
-    the shorter path, so the first one too, and one process's OutputDir keeps them apart. Else,
-    with a per-host limit, the host, so that its limit lives in one process.
+    With -o DIR, the first component of the job's path under DIR (paths.deal_name: the name
+    that component may be de-clashed from, too): two jobs whose files could clash (the same
+    path, or a file where the other needs a folder) share every component of the shorter path,
+    so the first one too, and one process's OutputDir keeps them apart. Else, with a per-host
+    limit, the host, so that its limit lives in one process.
     """
     if output_dir is not None:
-        return first_component(job.target, job.output)
+        return deal_name(job.target, job.output)
     if settings.per_host or settings.host_rate:
         return host_of(job.target)
     return None
