@@ -185,7 +185,7 @@ def stdin_source(streams: Streams) -> Source:
 def check_output_files(settings: Settings, streams: Streams | None = None) -> None:
     """A file inside -o DIR, a missing or unwritable folder, a directory, no name, or two
     options naming one file where one would destroy the other's data: a usage error now."""
-    check_outside_output_dir(settings)
+    check_outside_output_dir(settings, streams)
     paths = []
     for option, field_name, replaced in OUTPUT_FILES:
         path = getattr(settings, field_name)
@@ -199,36 +199,64 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
     note_files_at_start(paths)
 
 
-def check_outside_output_dir(settings: Settings) -> None:
+def check_outside_output_dir(settings: Settings, streams: Streams | None = None) -> None:
     """Refuse a run file inside -o DIR: a saved body could replace it (a URL's path, a -J name,
     a line's output naming it: --results would lose every record, --state its history), and
     one renamed into place at the end could replace a body the records say is there. DIR as
-    the system finds it, links and all."""
+    the system finds it, links and all; a file read or written through links (a URL list,
+    standard input's file, --results) where the links lead, too."""
     if not settings.output_dir:
         return
     folder = os.path.realpath(settings.output_dir)
-    given = [(option, getattr(settings, field_name)) for option, field_name, _ in OUTPUT_FILES]
-    # The URL lists too; from a list of URLs, a body goes into a host's folder only: one at
-    # DIR's top (-o . -i urls.txt) is safe, but not from a jsonl or csv line's output name.
-    lists = [("-i", path) for path in settings.inputs]
-    top_is_safe = settings.input_format == "lines"
-    for option, path in [*given, *lists]:
-        if path is None or path == "-" or is_stream(path):
+    files = [(option, getattr(settings, name), not replaced)
+             for option, name, replaced in OUTPUT_FILES]  # fmt: skip
+    files += [("-i", path, True) for path in settings.inputs]
+    files += [("standard input", path, True) for path in stdin_file(settings, streams)]
+    for option, path, through_links in files:
+        if path is None or path == "-":
             continue
-        itself = os.path.realpath(path)
-        if itself == folder or folder.startswith(itself + os.sep):
-            raise click.UsageError(
-                f"{option} {path!r} is -o DIR or a folder above it, which the bodies are saved "
-                "under: give it a file of its own, outside DIR"
-            )
-        where = os.path.realpath(os.path.dirname(path) or os.curdir)  # link/.. as the system
-        if (where == folder and not (option == "-i" and top_is_safe)) or where.startswith(
-            folder + os.sep
-        ):
-            raise click.UsageError(
-                f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
-                "it a body): give it a place outside DIR"
-            )
+        places = [] if is_stream(path) else [os.path.dirname(path) or os.curdir]
+        if through_links:  # /dev/stdin too: it leads to the file standard input is
+            places.append(os.path.dirname(os.path.realpath(path)))
+        for place in places:
+            check_not_inside(option, path, place, folder, settings.input_format == "lines")
+
+
+def check_not_inside(option: str, path: str, place: str, folder: str, lines: bool) -> None:
+    """Refuse path (given as option) if it is DIR (folder, resolved) or above it, or if place,
+    its folder, is inside DIR. A list of plain URLs (lines) may be at DIR's top: from it a body
+    goes into a host's folder only (-o . -i urls.txt), unlike a jsonl or csv line's output."""
+    itself = os.path.realpath(path)
+    if itself == folder or folder.startswith(itself + os.sep):
+        raise click.UsageError(
+            f"{option} {path!r} is -o DIR or a folder above it, which the bodies are saved "
+            "under: give it a file of its own, outside DIR"
+        )
+    where = os.path.realpath(place)  # link/.. as the system finds it
+    top_is_safe = lines and option in ("-i", "standard input")
+    if (where == folder and not top_is_safe) or where.startswith(folder + os.sep):
+        raise click.UsageError(
+            f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
+            "it a body): give it a place outside DIR"
+        )
+
+
+def stdin_file(settings: Settings, streams: Streams | None) -> list[str]:
+    """The path of the regular file standard input is redirected from (`< list.txt`), when the
+    run reads its URLs there: the name /proc/self/fd gives it, if that name still leads to that
+    very file (a file renamed or removed since is no name a body could be saved to)."""
+    reads = urls_from_stdin(settings.urls, settings.inputs, settings.retry_failed)
+    if not reads or streams is None or streams.stdin is None:
+        return []
+    try:
+        number = streams.stdin.fileno()
+        found = os.fstat(number)
+        path = os.readlink(f"/proc/self/fd/{number}")
+        named = os.stat(path)
+    except (OSError, ValueError):  # no descriptor (a test runner's input), no /proc
+        return []
+    same = (found.st_dev, found.st_ino) == (named.st_dev, named.st_ino)
+    return [path] if same and stat.S_ISREG(found.st_mode) else []
 
 
 # Why two options may not name one file, by the second of them (any other: two outputs).

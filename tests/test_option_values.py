@@ -416,3 +416,52 @@ def test_a_url_list_at_the_top_of_the_output_dir_is_fine_unless_its_lines_name_f
     (tmp_path / "in.jsonl").write_text(line + "\n")
     result = invoke(["-q", "-o", ".", "--input-format", "jsonl", "-i", "in.jsonl"])
     assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output
+
+
+# A list read through standard input (`< out/list.csv`), through a link outside DIR to a file
+# inside it, or as /dev/stdin, is the same list as `-i out/list.csv`: a line's output naming
+# it replaced it with a body, exit 0 (s25 h5 2). Refused as -i is.
+
+
+def run_with_stdin(tmp_path, args: list[str], stdin_from) -> subprocess.CompletedProcess[str]:
+    with open(stdin_from, "rb") as stdin:
+        return subprocess.run([*FETCHER, *args], stdin=stdin, capture_output=True, text=True,
+                              timeout=60, env=clean_env(), cwd=tmp_path, check=False)  # fmt: skip
+
+
+def a_list_inside(tmp_path, server) -> str:
+    """out/list.csv, whose first line's output names the list itself."""
+    (tmp_path / "out").mkdir()
+    text = f"url,output\n{server.url('/x')},list.csv\n{server.url('/y')},z\n"
+    (tmp_path / "out" / "list.csv").write_text(text)
+    return text
+
+
+@pytest.mark.parametrize("dash_i", [[], ["-i", "-"], ["-i", "/dev/stdin"]])
+def test_a_list_read_from_standard_input_inside_the_output_dir_is_refused(server, tmp_path, dash_i):
+    text = a_list_inside(tmp_path, server)
+    args = ["-q", "-o", "out", "--input-format", "csv", *dash_i]
+    result = run_with_stdin(tmp_path, args, tmp_path / "out" / "list.csv")
+    assert result.returncode == 2, result.stderr
+    assert "inside -o DIR" in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "out" / "list.csv").read_text() == text
+    assert server.requests == 0
+
+
+def test_a_list_through_a_link_outside_the_output_dir_to_a_file_inside_is_refused(
+    server, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    text = a_list_inside(tmp_path, server)
+    (tmp_path / "lnk.csv").symlink_to(tmp_path / "out" / "list.csv")
+    result = invoke(["-q", "-o", "out", "--input-format", "csv", "-i", "lnk.csv"])
+    assert_refused(result, "-i", server)
+    assert "inside -o DIR" in result.stderr
+    assert (tmp_path / "out" / "list.csv").read_text() == text
+
+
+def test_a_list_of_urls_from_standard_input_may_be_at_the_output_dir_s_top(server, tmp_path):
+    (tmp_path / "urls.txt").write_text(server.url("/x") + "\n")
+    result = run_with_stdin(tmp_path, ["-q", "-o", "."], tmp_path / "urls.txt")
+    assert result.returncode == 0, result.stderr
+    assert server.requests == 1
