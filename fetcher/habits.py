@@ -344,6 +344,10 @@ def output_dir_problem(folder: str) -> str | None:
             f"{named} a symbolic link to {os.readlink(link)!r}, which does not exist: make that "
             "folder first, or give -o another one"
         )
+    from fetcher.output.atomic import unexpanded_home  # its secrets module: not for --help
+
+    if (home := unexpanded_home(folder)) is not None:  # FETCHER_OUTPUT_DIR='~/dl' (cron)
+        return f"{as_given('output_dir', '-o')} {folder!r}: {home}"
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
     if folder.startswith("-"):  # -o -i list.txt: -o took '-i' for its folder

@@ -878,3 +878,46 @@ def test_a_jar_named_like_a_host_beside_urls_is_a_jar(server, tmp_path, monkeypa
     assert result.exit_code == 0 and (tmp_path / "api.example.com").is_file(), result.stderr
     again = invoke(["-q", "-c", "api.example.com"], input=f"{server.url('/b')}\n".encode())
     assert again.exit_code == 0, again.stderr  # it exists now: a jar, whatever its name
+
+
+# -- a '~' no shell expanded ---------------------------------------------------------------------
+# FETCHER_OUTPUT_DIR='~/dl' in a crontab or a systemd EnvironmentFile (neither expands '~'), or a
+# quoted -o '~/dl', made a folder named '~' in the current folder, exit 0: the bodies were not
+# in the home folder, and the obvious clean-up, rm -rf ~, removes that (s25 h5 6).
+
+
+@pytest.mark.parametrize("folder", ["~/dl", "~", "~/", "~root/dl"])
+@pytest.mark.parametrize("from_variable", [False, True])
+def test_a_new_output_dir_under_an_unexpanded_tilde_is_refused(
+    server, tmp_path, monkeypatch, folder, from_variable
+):
+    monkeypatch.chdir(tmp_path)
+    if from_variable:
+        result = invoke(["-q", server.url("/a")], FETCHER_OUTPUT_DIR=folder)
+    else:
+        result = invoke(["-q", "-o", folder, server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "~" in result.stderr and "shell" in result.stderr, result.stderr
+    assert "FETCHER_OUTPUT_DIR" in result.stderr or not from_variable, result.stderr
+    assert list(tmp_path.iterdir()) == [] and server.requests == 0
+
+
+@pytest.mark.parametrize("option", ["--results", "--failed", "--summary", "--state"])
+@pytest.mark.parametrize("path", ["~", "~/r.txt"])
+def test_a_new_run_file_under_an_unexpanded_tilde_is_refused_with_the_hint(
+    server, tmp_path, monkeypatch, option, path
+):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", option, path, server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "shell" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == [] and server.requests == 0
+
+
+def test_a_folder_named_tilde_that_exists_is_used_as_any_folder(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    result = invoke(["-q", "-o", "~/dl", "--results", "~/r.txt", server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "~" / "dl" / f"127.0.0.1_{server.port}" / "a").is_file()
+    assert (tmp_path / "~" / "r.txt").is_file()

@@ -575,6 +575,12 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
             return foreign
         if not replaced or is_stream(path):
             return _in_place_problem(path)
+    return _folder_problem(path, replaced)
+
+
+def _folder_problem(path: str, replaced: bool) -> str | None:
+    """Why a new file (or one replaced) at path could not be made in its folder, or None: the
+    folder of a link replaced is the link's, of a file written in place its target's."""
     where = os.path.abspath(path) if replaced else os.path.realpath(path)
     folder = os.path.dirname(where)
     if not os.path.exists(folder):
@@ -597,10 +603,30 @@ def _name_problem(path: str, dash: str) -> str | None:
         return f"'-' is no file here: {dash}"
     if path.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its file
         return f"{path!r} looks like an option; for a file of that name, write ./{path}"
+    if (home := unexpanded_home(path)) is not None:
+        return home
     number = own_descriptor(os.path.abspath(path))
     if number is not None and not given_at_start(number):  # /dev/fd/5 without `5>` (r4 4)
         return NOT_GIVEN
     return None
+
+
+def unexpanded_home(path: str) -> str | None:
+    """Why a path whose first name starts with '~', and is not there, is refused; else None.
+    Only a shell expands '~' to a home folder, and not when quoted, nor in a crontab or a
+    systemd EnvironmentFile: fetcher would make a file or folder named '~' in the current
+    folder, where the obvious clean-up, rm -rf ~, removes the home folder (s25 h5 6). One that
+    is there was made on purpose: used as any name."""
+    first = path.split(os.sep, 1)[0]
+    if not first.startswith("~") or os.path.lexists(first):
+        return None
+    home = os.path.expanduser(path)
+    instead = f"give the path it means, {home!r}" if home != path else "give the path it means"
+    return (
+        "only a shell turns '~' into a home folder (not quoted, nor in a crontab or a systemd "
+        f"EnvironmentFile), and there is no {first!r} here: {instead}; for a name that starts "
+        f"with '~', write ./{path}"
+    )
 
 
 def _in_place_problem(path: str) -> str | None:
