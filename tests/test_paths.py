@@ -23,6 +23,7 @@ from fetcher.output.paths import (
     INDEX,
     MAX_COMPONENT_BYTES,
     OutputDir,
+    name_hash,
     name_parts,
     remote_name_parts,
     url_hash,
@@ -196,7 +197,10 @@ def test_long_components_are_cut_with_a_hash(chunk: str, where: str) -> None:
     parts = url_parts(url)
     assert all(nbytes(name) <= MAX_COMPONENT_BYTES for name in parts)
     name = parts[index]
-    assert name.endswith("~" + url_hash(url))  # a hash of the whole URL
+    # A file's: a hash of the whole URL; a folder's (a host's too): of its own name, which
+    # each of its files shares (s25 h5 5).
+    folder = where in ("host", "folder")
+    assert name.endswith("~" + (name_hash(whole) if folder else url_hash(url)))
     kept = name[: -len("~12345678")]
     assert whole.startswith(kept)  # cut, never split inside a character
     assert nbytes(kept) > MAX_COMPONENT_BYTES - len("~12345678") - 4  # as long as fits
@@ -710,3 +714,41 @@ def test_an_output_name_that_names_a_folder_saves_its_index_as_a_url_path_does(n
     goes to sub/index.html: a later 'sub/x' then had a file where its folder must be (s16 h1
     F12). The same rule for both: a name ending in a folder is that folder's index.html."""
     assert name_parts(name, "http://h/") == parts
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder cut to 255 bytes ends with a hash of its own name, not the URL's: the files of one
+# long folder (or of one long host) landed in as many folders as URLs (s25 h5 5).
+# ---------------------------------------------------------------------------------------------
+
+LONG_FOLDER = "F" * 300
+LONG_HOST_PORT = ".".join(["h" * 60] * 4) + ":8080"  # 243 bytes, 248 with "_8080", 5 labels: over
+
+
+@pytest.mark.parametrize(
+    "urls, index",
+    [
+        ([f"http://h/{LONG_FOLDER}/x", f"http://h/{LONG_FOLDER}/y", f"http://h/{LONG_FOLDER}/"], 1),
+        ([f"http://h/a/{LONG_FOLDER}/b/x", f"http://h/a/{LONG_FOLDER}/b/y?q"], 2),
+        ([f"http://{'h' * 60}.{LONG_HOST_PORT}/x", f"http://{'h' * 60}.{LONG_HOST_PORT}/y"], 0),
+    ],
+)
+def test_the_files_of_one_long_folder_stay_in_one_folder(root: str, urls, index) -> None:
+    folders = {url_parts(url)[index] for url in urls}
+    assert len(folders) == 1, folders
+    [folder] = folders
+    assert nbytes(folder) == MAX_COMPONENT_BYTES and HASH_SUFFIX.search(folder)
+    paths = place_all(OutputDir(root), root, urls, False)
+    assert len({os.path.dirname(path) for path in paths.values()}) == 1, paths
+
+
+def test_an_output_name_s_long_folder_is_the_same_folder_for_every_url() -> None:
+    parts = [name_parts(f"{LONG_FOLDER}/f{n}", f"http://h/{n}") for n in range(3)]
+    assert len({p[0] for p in parts}) == 1
+    assert len({p[1] for p in parts}) == 3
+
+
+def test_long_folders_that_differ_past_the_cut_are_two_folders() -> None:
+    first = url_parts(f"http://h/{LONG_FOLDER}a/x")[1]
+    second = url_parts(f"http://h/{LONG_FOLDER}b/x")[1]
+    assert first != second

@@ -5,7 +5,8 @@ for readability and then re-encoded where a file name cannot hold a character (`
 NUL, control characters) and for ``%`` itself, so that different decoded names stay different;
 bytes that are not UTF-8 stay percent-encoded as received, so every name is valid text. Dot
 segments are resolved first and a decoded ``.`` or ``..`` stays encoded, so nothing climbs out of
-DIR. A component longer than 255 bytes is cut and given a hash of the whole URL.
+DIR. A component longer than 255 bytes is cut and given a hash: a file's of the whole URL, a
+folder's of its own name (one folder for all its files).
 
 ``OutputDir`` places the components on disk for one run: a name already given to another
 request in this run (another URL, or another method or body for the URL: its owner is the
@@ -138,12 +139,21 @@ def _decode(text: str) -> str:
     return "".join(names)
 
 
-def _fit(component: str, url: str) -> str:
-    """Cut a component to MAX_COMPONENT_BYTES (UTF-8) with a hash suffix when it is too long."""
+def name_hash(name: str) -> str:
+    """8 hex digits of the SHA-256 of a name's own text: what a folder's name cut to 255 bytes
+    ends with, the same whichever URL's file it holds (s25 h5 5: one folder's files went to as
+    many folders as URLs). Of a name already masked (redact_text): no password is hashed."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _fit(component: str, url: str | None = None) -> str:
+    """Cut a component to MAX_COMPONENT_BYTES (UTF-8) with a hash suffix when it is too long:
+    of url for a file's name (url_hash, as records show), of its own text for a folder's
+    (url None: name_hash), so that every file of one folder lands in that folder."""
     data = component.encode("utf-8", "surrogatepass")
     if len(data) <= MAX_COMPONENT_BYTES:
         return component
-    suffix = "~" + url_hash(url)
+    suffix = "~" + (name_hash(component) if url is None else url_hash(url))
     cut = data[: MAX_COMPONENT_BYTES - len(suffix)].decode("utf-8", "ignore")
     return cut + suffix
 
@@ -177,7 +187,7 @@ def host_folder(url: str) -> str:
     host = (parts.hostname or "unknown-host").lower()
     port = parts.port
     name = host if port is None or port == DEFAULT_PORTS.get(parts.scheme) else f"{host}_{port}"
-    return _fit(_not_dots(_encode(name.replace(":", "_"))), url)
+    return _fit(_not_dots(_encode(name.replace(":", "_"))))
 
 
 def url_parts(url: str) -> list[str]:
@@ -192,7 +202,7 @@ def url_parts(url: str) -> list[str]:
         names.append(INDEX)
     if query:
         names[-1] += QUERY_MARK + _decode(query)
-    return [host_folder(url), *[_fit(name, url) for name in names]]
+    return [host_folder(url), *map(_fit, names[:-1]), _fit(names[-1], url)]
 
 
 def names_a_folder(path: str) -> bool:
@@ -209,7 +219,7 @@ def name_parts(name: str, url: str) -> list[str]:
     names = [_not_dots(_encode(segment)) for segment in _segments(name)]
     if not names or names_a_folder(name):
         names.append(INDEX)
-    return [_fit(n, url) for n in names]
+    return [*map(_fit, names[:-1]), _fit(names[-1], url)]
 
 
 def remote_name_parts(filename: str, url: str) -> list[str]:
