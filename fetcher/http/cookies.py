@@ -29,8 +29,8 @@ from): one set without a Domain attribute only to the host that set it, whatever
 cookie only to the host and port of its URL, as requests keeps Authorization. What a server may
 set is RFC 6265bis's too: no Domain that is a public suffix fetcher knows (is_public_suffix),
 Secure cookies and the __Secure- and __Host- prefixes only from https, and a Secure cookie
-left alone by http answers (BoundedCookieJar.make_cookies).
-"""
+left alone by http answers (AnswerRulesJar.make_cookies), whichever worker or process holds it
+and whether or not a bound evicted it from a session's jar (CookieChanges.note)."""
 
 from __future__ import annotations
 
@@ -156,6 +156,17 @@ class AnswerRulesJar(RequestsCookieJar):
 
     _answering_host: str | None = None  # while make_cookies reads an answer: its host
     _answering_secure = False  # and whether it came over https
+    _over_http = False  # while extract_cookies takes an http answer's cookies (set and clear)
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """CookieJar's, with _over_http said for the set_cookie and clear calls it makes: what
+        they note for the -c file must say whether an http answer made it (CookieChanges)."""
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            self._over_http = request.type != "https"
+            try:
+                super().extract_cookies(response, request)
+            finally:
+                self._over_http = False
 
     def make_cookies(self, response: Any, request: Any) -> Sequence[Cookie]:
         """CookieJar's, which carries out an expired Set-Cookie's deletion as it reads it,
@@ -205,7 +216,7 @@ class AnswerRulesJar(RequestsCookieJar):
         if name.startswith(HOST_PREFIX) and (cookie.domain_specified or cookie.path != "/"):
             return False  # host-only, for the whole host
         secure = self._answering_secure
-        return secure or not self._holds_secure(cookie.domain, cookie.path, cookie.name)
+        return secure or not self._known_secure(cookie.domain, cookie.path, cookie.name)
 
     def may_delete(self, domain: str, path: str | None, name: str | None) -> bool:
         """Whether the answer being read, if any, may delete the cookie (clear's arguments)."""
@@ -216,7 +227,11 @@ class AnswerRulesJar(RequestsCookieJar):
             return False  # another site's cookie: not this server's to delete
         if self._answering_secure or path is None or name is None:
             return True
-        return not self._holds_secure(domain, path, name)
+        return not self._known_secure(domain, path, name)
+
+    def _known_secure(self, domain: str, path: str, name: str) -> bool:
+        """Whether a Secure cookie an http answer may not touch is known (_holds_secure)."""
+        return self._holds_secure(domain, path, name)
 
     def _holds_secure(self, domain: str, path: str, name: str) -> bool:
         """Whether a Secure cookie of this name is held whose domain matches domain (either way)
@@ -227,8 +242,7 @@ class AnswerRulesJar(RequestsCookieJar):
         for held_domain, paths in index.items():
             if not any(cookie_path.get(name) for cookie_path in paths.values()):
                 continue
-            near = cookiejar.domain_match(domain, held_domain)  # type: ignore[attr-defined]
-            if not (near or cookiejar.domain_match(held_domain, domain)):  # type: ignore[attr-defined]
+            if not _domains_meet(domain, held_domain):
                 continue
             for held_path, names in paths.items():
                 held = names.get(name)
@@ -265,22 +279,33 @@ class BoundedCookieJar(AnswerRulesJar):
         if cookie.port is None and not is_storable(cookie):  # -b's: checked as -H's, never saved
             return
         with self._cookies_lock:  # type: ignore[attr-defined]
-            super().set_cookie(cookie, *args, **kwargs)
             key = (cookie.domain, cookie.path, cookie.name)
+            changes, held = self.changes, key in self.loaded_keys
+            if changes is not None and not changes.note(key, cookie, None, held, self._over_http):
+                return  # a Secure cookie another worker or the file holds (CookieChanges.note)
+            super().set_cookie(cookie, *args, **kwargs)
             self._order[key] = None
             self._order.move_to_end(key)
             self._evict(cookie.domain)
-            if self.changes is not None:
-                self.changes.note(key, cookie, held=key in self.loaded_keys)
 
     def _evict(self, domain: str) -> None:
+        """Past the domain's bound, its least recently set cookies go, those not Secure first
+        (RFC 6265bis §5.7): a flood of plain cookies from http must not push out the Secure one
+        that stops an http answer from setting its own in its place."""
         paths = self._cookies.get(domain, {})  # type: ignore[attr-defined]
         extra = sum(len(names) for names in paths.values()) - MAX_COOKIES_PER_DOMAIN
         if extra > 0:
-            for key in [key for key in self._order if key[0] == domain][:extra]:
+            keys = [key for key in self._order if key[0] == domain]
+            keys.sort(key=lambda key: _is_secure(paths.get(key[1], {}).get(key[2])))  # stable
+            for key in keys[:extra]:
                 self._forget(*key)
         while len(self._order) > MAX_COOKIES:
             self._forget(*next(iter(self._order)))
+
+    def _known_secure(self, domain: str, path: str, name: str) -> bool:
+        """This jar's Secure cookies, and with changes, the run's and the -c file's."""
+        known = super()._known_secure(domain, path, name)
+        return known or (self.changes is not None and self.changes.holds_secure(domain, path, name))
 
     def clear(
         self, domain: str | None = None, path: str | None = None, name: str | None = None
@@ -294,7 +319,8 @@ class BoundedCookieJar(AnswerRulesJar):
             changes = self.changes
             if changes is not None and domain is not None and path is not None and name is not None:
                 key = (domain, path, name)
-                changes.note(key, None, held=key in self.loaded_keys)
+                if not changes.note(key, None, None, key in self.loaded_keys, self._over_http):
+                    return  # a Secure cookie another worker or the file holds
             self._forget(domain, path, name)
 
     def _forget(self, domain: str | None, path: str | None, name: str | None) -> None:
@@ -376,12 +402,14 @@ class Change(NamedTuple):
     """A cookie a server set (cookie) or deleted (None), and when: ``time.monotonic_ns()``,
     one clock for all of this machine's processes, so that a worker process's changes and
     another's can be put in the order they were made. held: a change to a cookie of the -c
-    file, which no bound evicts."""
+    file, which no bound evicts. over_http: made by an http answer, which may not touch a
+    Secure cookie (CookieChanges.note)."""
 
     stamp: int
     key: _Key
     cookie: Cookie | None
     held: bool = False
+    over_http: bool = False
 
 
 class CookieChanges:
@@ -392,47 +420,95 @@ class CookieChanges:
     the file's lines, and an evicted one would bring back the file's value (a revoked session
     after a logout). The others are bounded as received cookies are: the cookies set as a
     BoundedCookieJar holds them, and the deletions likewise, each kind per domain and in all,
-    the oldest evicted, so that one host's flood evicts only its own. A deletion of a cookie
-    not from the file takes the place of its set, if noted here, and is kept (bounded) for a
-    cookie another worker process may have set.
+    the oldest evicted (per domain, those not Secure first), so that one host's flood evicts
+    only its own. A deletion of a cookie not from the file takes the place of its set, if noted
+    here, and is kept (bounded) for a cookie another worker process may have set.
+
+    It also knows which cookies are Secure, the loaded file's and those set since: RFC 6265bis's
+    rule that an http answer neither overwrites nor deletes one holds for the run's jar as a
+    whole (every worker's, every process's when merge_changes notes theirs in order) and for
+    the file, where each session's jar sees only what it holds itself (s25 h4 1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loaded: Iterable[Cookie] = ()) -> None:
         self._lock = threading.Lock()
         self._changes: OrderedDict[_Key, Change] = OrderedDict()
         # How many changes no bound exempts there are, per (is a set, domain), and per kind.
         self._per_domain: dict[tuple[bool, str], int] = {}
         self._in_all: dict[bool, int] = {True: 0, False: 0}
+        self._secure: dict[str, set[_Key]] = {}  # by name: the keys of the Secure cookies
+        for cookie in loaded:
+            if cookie.secure:
+                self._secure.setdefault(cookie.name, set()).add(_key(cookie))
 
     def note(
-        self, key: _Key, cookie: Cookie | None, stamp: int | None = None, held: bool = False
-    ) -> None:
+        self,
+        key: _Key,
+        cookie: Cookie | None,
+        stamp: int | None = None,
+        held: bool = False,
+        over_http: bool = False,
+    ) -> bool:
         """Note that key was set to cookie (None: deleted), at stamp (default: now); held: a
-        cookie of the -c file."""
+        cookie of the -c file; over_http: by an http answer. False, noting nothing, for an http
+        answer's change to a Secure cookie known here (holds_secure)."""
         with self._lock:
+            if over_http and self._holds_secure(*key):
+                return False
             old = self._changes.pop(key, None)
             if old is not None:
                 self._count(old, -1)
             stamp = time.monotonic_ns() if stamp is None else stamp  # under the lock: in order
-            change = Change(stamp, key, cookie, held)
+            change = Change(stamp, key, cookie, held, over_http)
             self._changes[key] = change
             self._count(change, 1)
+            self._mark_secure(key, _is_secure(cookie))
             if not held:
                 self._evict(cookie is not None, key[0])
+            return True
+
+    def holds_secure(self, domain: str, path: str, name: str) -> bool:
+        """Whether a Secure cookie is known (the file's, or set since, and not changed since)
+        that an http answer's change of (domain, path, name) would touch: of that name, its
+        domain matching domain either way, its path a prefix of path (RFC 6265bis §5.6)."""
+        with self._lock:
+            return self._holds_secure(domain, path, name)
+
+    def _holds_secure(self, domain: str, path: str, name: str) -> bool:
+        for held_domain, held_path, _name in self._secure.get(name, ()):
+            if path.startswith(held_path) and _domains_meet(domain, held_domain):
+                return True
+        return False
+
+    def _mark_secure(self, key: _Key, secure: bool) -> None:
+        keys = self._secure.get(key[2])
+        if secure:
+            self._secure.setdefault(key[2], set()).add(key)
+        elif keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._secure[key[2]]
 
     def _evict(self, setting: bool, domain: str) -> None:
         """Each note adds one change, so at most one of its kind goes; the search for it (the
         oldest first) runs only past a bound."""
         if self._per_domain.get((setting, domain), 0) > MAX_COOKIES_PER_DOMAIN:
-            self._drop(lambda change: _kind(change) == (setting, domain))
+            plain = self._drop(lambda c: _kind(c) == (setting, domain) and not _is_secure(c.cookie))
+            if not plain:
+                self._drop(lambda change: _kind(change) == (setting, domain))
         if self._in_all[setting] > MAX_COOKIES:
             self._drop(lambda change: _kind(change)[0] == setting)
 
-    def _drop(self, which: Callable[[Change], bool]) -> None:
+    def _drop(self, which: Callable[[Change], bool]) -> bool:
+        """Evict the oldest change that no bound exempts and which says; False if none does."""
         evictable = (change for change in self._changes.values() if not change.held)
-        oldest = next(change for change in evictable if which(change))
+        oldest = next((change for change in evictable if which(change)), None)
+        if oldest is None:
+            return False
         del self._changes[oldest.key]
         self._count(oldest, -1)
+        self._mark_secure(oldest.key, False)  # not the file's (held): not saved at all now
+        return True
 
     def _count(self, change: Change, step: int) -> None:
         if change.held:
@@ -449,6 +525,20 @@ class CookieChanges:
         """The changes, oldest first."""
         with self._lock:
             return list(self._changes.values())
+
+
+def _is_secure(cookie: Cookie | None) -> bool:
+    return cookie is not None and bool(cookie.secure)
+
+
+def _key(cookie: Cookie) -> _Key:
+    return cookie.domain, cookie.path, cookie.name
+
+
+def _domains_meet(domain: str, other: str) -> bool:
+    """Whether either domain domain-matches the other (http.cookiejar's domain_match)."""
+    match = cookiejar.domain_match  # type: ignore[attr-defined]
+    return bool(match(domain, other) or match(other, domain))
 
 
 def _kind(change: Change) -> tuple[bool, str]:
@@ -749,11 +839,11 @@ def bounded_copy(cookies: Iterable[Cookie]) -> BoundedCookieJar:
     return jar
 
 
-def changed_jar(loaded: Iterable[Cookie], changes: Iterable[Change]) -> CookieJar:
-    """A new jar: the loaded cookies with changes applied in their order, unbounded (the
-    changes are bounded already)."""
+def changed_jar(loaded: Iterable[Cookie], lists: Iterable[list[Change]]) -> CookieJar:
+    """A new jar: the loaded cookies with the changes of lists (each a process's) applied in
+    the order made (merge_changes), unbounded (the changes are bounded already)."""
     jar = jar_of(loaded)
-    for change in changes:
+    for change in merge_changes(lists, jar):
         if change.cookie is not None:
             jar.set_cookie(change.cookie)
         else:
@@ -762,13 +852,15 @@ def changed_jar(loaded: Iterable[Cookie], changes: Iterable[Change]) -> CookieJa
     return jar
 
 
-def merge_changes(lists: Iterable[list[Change]]) -> list[Change]:
+def merge_changes(lists: Iterable[list[Change]], loaded: Iterable[Cookie]) -> list[Change]:
     """The changes noted in several processes, in the order they were made there, bounded as
-    one process's are. The stamps of two processes are one clock's (time.monotonic_ns), so
-    order by them: a change a process never heard of must not be undone by its stale value."""
-    merged = CookieChanges()
+    one process's are, made to the loaded cookies. The stamps of two processes are one clock's
+    (time.monotonic_ns), so order by them: a change a process never heard of must not be
+    undone by its stale value. Noted again in that order, an http answer's change to a Secure
+    cookie that another process (or the file) held is dropped (CookieChanges.note)."""
+    merged = CookieChanges(loaded)
     for change in sorted((change for changes in lists for change in changes), key=_stamp):
-        merged.note(change.key, change.cookie, change.stamp, change.held)
+        merged.note(change.key, change.cookie, change.stamp, change.held, change.over_http)
     return merged.entries()
 
 

@@ -774,7 +774,7 @@ class SessionPool:
         self.cookies = cookies  # the -c file as loaded, or None without -c
         # What each session starts from, bounded once for all; and, with -c, what they change.
         self._session_cookies = bounded_copy(cookies) if cookies is not None else None
-        self.changes = CookieChanges() if cookies is not None else None
+        self.changes = CookieChanges(cookies) if cookies is not None else None
         self.environment = Environment()
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -804,7 +804,7 @@ class SessionPool:
         with self._lock:
             if not self.sessions:
                 return []
-        return [changed_jar(self.cookies or (), self.change_list())]
+        return [changed_jar(self.cookies or (), [self.change_list()])]
 
     def change_list(self) -> list[Change]:
         """What the sessions' servers set or deleted, oldest first (empty without -c)."""

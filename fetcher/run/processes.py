@@ -25,7 +25,7 @@ from dataclasses import replace
 from http.cookiejar import CookieJar
 
 from fetcher.errors import ErrorKind
-from fetcher.http.cookies import Change, changed_jar, merge_changes
+from fetcher.http.cookies import Change, changed_jar
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
@@ -310,7 +310,7 @@ class ProcessExecutor:
         made, whichever worker made it; empty when no worker made a session."""
         if not self._received_cookies:
             return []
-        return [changed_jar(self.cookies or (), merge_changes(self._received_cookies))]
+        return [changed_jar(self.cookies or (), self._received_cookies)]
 
     def _choose(self, job: Job) -> tuple[int, bool]:
         """The worker for job, and whether it adopts job's key from one that died."""
