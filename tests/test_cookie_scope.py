@@ -210,6 +210,40 @@ def test_server_cookie_without_domain_stays_on_its_host_in_later_requests(hosts)
     assert (hosts.sent(sub), hosts.sent(same)) == ([None], ["sid=server"])
 
 
+# -- IP addresses: no suffix of one is a domain (RFC 6265 §5.1.3) -------------------------------
+
+
+@pytest.mark.parametrize("domain", ["0.1", ".0.0.1", "127.0.0.1.", "27.0.0.1"])
+def test_a_domain_that_is_part_of_an_ip_address_is_refused(hosts, tmp_path, domain):
+    """127.0.0.1 could set a cookie with Domain=0.1, saved as a domain cookie '.0.1' and sent to
+    every address ending in .0.1 (s25 h4 2); curl refuses it."""
+    jar, victim = tmp_path / "cookies.txt", "http://127.5.0.1/victim"
+    through(hosts, "-c", str(jar), go("http://127.0.0.1", "/done", f"t=1; Domain={domain}"), victim)
+    assert hosts.sent(victim) == [None]
+    assert file_lines(jar) == set()
+
+
+@pytest.mark.parametrize("domain", ["127.0.0.1", ".127.0.0.1"])
+def test_an_ip_host_s_own_address_as_domain_makes_a_host_only_cookie(hosts, tmp_path, domain):
+    """As curl stores it; and an expired Set-Cookie with the same Domain deletes it."""
+    jar, later = tmp_path / "cookies.txt", "http://127.0.0.1/later"
+    setting = go("http://127.0.0.1", "/done", f"t=1; Domain={domain}; Path=/")
+    through(hosts, "-c", str(jar), setting, later, "http://127.5.0.1/other")
+    assert hosts.sent(later) == ["t=1"] and hosts.sent("http://127.5.0.1/other") == [None]
+    assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tt\t1"}
+    deleting = go("http://127.0.0.1", "/done", f"t=; Domain={domain}; Path=/; Max-Age=0")
+    through(hosts, "-c", str(jar), deleting)
+    assert file_lines(jar) == set()
+
+
+def test_a_file_s_domain_line_for_part_of_an_ip_address_goes_to_no_other_address(hosts, tmp_path):
+    """A line an older fetcher saved ('.0.1 TRUE') is sent to no address but its own."""
+    jar, victim = tmp_path / "cookies.txt", "http://127.5.0.1/victim"
+    jar.write_text("# Netscape HTTP Cookie File\n.0.1\tTRUE\t/\tFALSE\t0\tt\t1\n")
+    through(hosts, "-c", str(jar), victim)
+    assert hosts.sent(victim) == [None]
+
+
 # -- the -c file --------------------------------------------------------------------------------
 
 FILE_LINES = {

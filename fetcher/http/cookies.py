@@ -35,6 +35,8 @@ and whether or not a bound evicted it from a session's jar (CookieChanges.note).
 from __future__ import annotations
 
 import contextlib
+import functools
+import ipaddress
 import logging
 import os
 import re
@@ -132,7 +134,18 @@ class HostOnlyPolicy(DefaultCookiePolicy):
         if not super().set_ok_domain(cookie, request):
             return False
         host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+        if cookie.domain_specified and _is_ip(host):
+            return False  # its own address was made host-only (AnswerRulesJar): another's part
         return not cookie.domain_specified or not _is_others_suffix(host, cookie.domain)
+
+    def return_ok_domain(self, cookie: Cookie, request: Any) -> bool:
+        """DefaultCookiePolicy's, and to an IP address only a cookie of that address (RFC 6265
+        §5.1.3 matches no other domain to one): it sent a file's '.0.1' line, which an older
+        fetcher saved, to every address ending in .0.1."""
+        if not super().return_ok_domain(cookie, request):
+            return False
+        host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+        return not _is_ip(host) or cookie.domain.lstrip(".") == host
 
     def return_ok_port(self, cookie: Cookie, request: Any) -> bool:
         """A cookie with a port goes to that port only, or from http's default port to https's,
@@ -197,13 +210,26 @@ class AnswerRulesJar(RequestsCookieJar):
         return cookies
 
     def _normalized_cookie_tuples(self, attrs_set: Any) -> list[Any]:
-        """CookieJar's, with the expiry of a Max-Age or Expires cut to MAX_LIFETIME from now."""
+        """CookieJar's, with the expiry of a Max-Age or Expires cut to MAX_LIFETIME from now,
+        and without a Domain attribute that names the answering IP address (_is_own_address)."""
+        attrs_set = [[*attrs[:1], *self._kept_attrs(attrs[1:])] for attrs in attrs_set]
         tuples: list[Any] = super()._normalized_cookie_tuples(attrs_set)  # type: ignore[misc]
         latest = self._now + MAX_LIFETIME  # type: ignore[attr-defined] # make_cookies' clock
         for _name, _value, standard, _rest in tuples:
             if standard.get("expires") is not None and standard["expires"] > latest:
                 standard["expires"] = latest
         return tuples
+
+    def _kept_attrs(self, attrs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        """A cookie's attributes (name, value) but a Domain that names the answering IP address
+        itself: RFC 6265 §5.1.3 matches no other domain to an address, so such a cookie is
+        host-only, as curl stores it, and so is the deletion of one (CookieJar computes the
+        domain it clears from the same attributes). Any other Domain of an IP host is refused
+        (HostOnlyPolicy.set_ok_domain, _may_set)."""
+        host = self._answering_host
+        if host is None or not _is_ip(host):
+            return attrs
+        return [(k, v) for k, v in attrs if not _is_own_address(host, k, v)]
 
     def _may_take(self, cookie: Cookie) -> bool:
         """Whether the answer being read may set cookie (RFC 6265bis §5.6 steps 14-20)."""
@@ -529,6 +555,24 @@ class CookieChanges:
 
 def _is_secure(cookie: Cookie | None) -> bool:
     return cookie is not None and bool(cookie.secure)
+
+
+@functools.lru_cache(maxsize=4096)  # asked for each cookie a request may carry
+def _is_ip(host: str) -> bool:
+    """Whether host, as http.cookiejar names it ('[::1].local' for a bracketed IPv6 URL), is
+    an IP address."""
+    address = host.removesuffix(".local") if host.startswith("[") else host
+    try:
+        ipaddress.ip_address(address.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_own_address(host: str, attribute: str, value: str | None) -> bool:
+    """Whether the cookie attribute is a Domain naming host (an IP address), dot or not."""
+    named = (value or "").lower().lstrip(".")
+    return attribute.lower() == "domain" and named in (host, host.removesuffix(".local"))
 
 
 def _key(cookie: Cookie) -> _Key:
