@@ -210,6 +210,17 @@ def test_server_cookie_without_domain_stays_on_its_host_in_later_requests(hosts)
     assert (hosts.sent(sub), hosts.sent(same)) == ([None], ["sid=server"])
 
 
+@pytest.mark.parametrize("domain", ["; Domain=", "; Domain", "; Domain=.", "; Domain= "])
+def test_an_empty_domain_attribute_is_ignored_and_the_cookie_host_only(hosts, tmp_path, domain):
+    """RFC 6265 §5.2.3: an empty Domain is ignored (curl stores the cookie host-only), where
+    http.cookiejar dropped the whole cookie (s25 h4 7)."""
+    jar, sub, same = tmp_path / "cookies.txt", "http://sub.example.test/", "http://example.test/"
+    through(hosts, "-c", str(jar), go("http://example.test", "/done", f"e=1{domain}; Path=/"),
+            sub, same)  # fmt: skip
+    assert (hosts.sent(sub), hosts.sent(same)) == ([None], ["e=1"])
+    assert file_lines(jar) == {"example.test\tFALSE\t/\tFALSE\t0\te\t1"}
+
+
 # -- IP addresses: no suffix of one is a domain (RFC 6265 §5.1.3) -------------------------------
 
 

@@ -211,7 +211,7 @@ class AnswerRulesJar(RequestsCookieJar):
 
     def _normalized_cookie_tuples(self, attrs_set: Any) -> list[Any]:
         """CookieJar's, with the expiry of a Max-Age or Expires cut to MAX_LIFETIME from now,
-        and without a Domain attribute that names the answering IP address (_is_own_address)."""
+        and without a Domain attribute that leaves the cookie host-only (_kept_attrs)."""
         attrs_set = [[*attrs[:1], *self._kept_attrs(attrs[1:])] for attrs in attrs_set]
         tuples: list[Any] = super()._normalized_cookie_tuples(attrs_set)  # type: ignore[misc]
         latest = self._now + MAX_LIFETIME  # type: ignore[attr-defined] # make_cookies' clock
@@ -221,15 +221,15 @@ class AnswerRulesJar(RequestsCookieJar):
         return tuples
 
     def _kept_attrs(self, attrs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
-        """A cookie's attributes (name, value) but a Domain that names the answering IP address
-        itself: RFC 6265 §5.1.3 matches no other domain to an address, so such a cookie is
-        host-only, as curl stores it, and so is the deletion of one (CookieJar computes the
-        domain it clears from the same attributes). Any other Domain of an IP host is refused
+        """A cookie's attributes (name, value) but a Domain that leaves it host-only: an empty
+        one, which RFC 6265 §5.2.3 ignores (as curl does: http.cookiejar dropped the cookie),
+        and one naming the answering IP address itself (§5.1.3 matches no other domain to an
+        address), as curl stores it; so is the deletion of one (CookieJar computes the domain
+        it clears from the same attributes). Any other Domain of an IP host is refused
         (HostOnlyPolicy.set_ok_domain, _may_set)."""
         host = self._answering_host
-        if host is None or not _is_ip(host):
-            return attrs
-        return [(k, v) for k, v in attrs if not _is_own_address(host, k, v)]
+        address = host if host is not None and _is_ip(host) else None
+        return [(k, v) for k, v in attrs if not _is_void_domain(k, v, address)]
 
     def _may_take(self, cookie: Cookie) -> bool:
         """Whether the answer being read may set cookie (RFC 6265bis §5.6 steps 14-20)."""
@@ -569,10 +569,15 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _is_own_address(host: str, attribute: str, value: str | None) -> bool:
-    """Whether the cookie attribute is a Domain naming host (an IP address), dot or not."""
-    named = (value or "").lower().lstrip(".")
-    return attribute.lower() == "domain" and named in (host, host.removesuffix(".local"))
+def _is_void_domain(attribute: str, value: str | None, address: str | None) -> bool:
+    """Whether the cookie attribute is a Domain that leaves the cookie host-only: empty ('.'
+    too, empty without its dot) or, from the IP address address, that address, dot or not."""
+    if attribute.lower() != "domain":
+        return False
+    named = (value or "").strip().lower()
+    if not named.removeprefix("."):
+        return True
+    return address is not None and named.lstrip(".") in (address, address.removesuffix(".local"))
 
 
 def _key(cookie: Cookie) -> _Key:
