@@ -227,14 +227,12 @@ def save_cookie_jar(settings: Settings, streams: Streams, run: Run, outputs: Out
     """-c FILE: the cookies of every session saved; the problem said, if it cannot be."""
     if not settings.cookie_jar:
         return []
-    from http.cookiejar import CookieJar
-
     from fetcher.http.cookies import save_jar
 
-    # No session at all (every line invalid, or an early stop): keep what was loaded.
-    jars = run.executor.jars() or [outputs.jar or CookieJar()]
+    # The file as it is now (another run may have saved it), with this run's changes only.
+    loaded, changes = outputs.jar or (), run.executor.cookie_changes()
     path = settings.cookie_jar
-    return write_or_say(streams, "-c", path, lambda: save_jar(path, jars))
+    return write_or_say(streams, "-c", path, lambda: save_jar(path, loaded, changes))
 
 
 # An end-of-run file: its option, its path and what writes it (summary, path, exit status).

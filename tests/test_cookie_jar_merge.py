@@ -9,6 +9,8 @@ bring the loaded value back. And the file's own cookies come back as they were, 
 from __future__ import annotations
 
 import socket
+import subprocess
+import threading
 from http.cookiejar import Cookie
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,13 @@ from typing import Any
 import pytest
 
 from fetcher.http.cookies import MAX_COOKIES, MAX_COOKIES_PER_DOMAIN, CookieChanges
-from tests.conftest import invoke, run_process
-from tests.servers import FaultServer, counting_server, read_request
+from tests.conftest import FETCHER, clean_env, invoke, run_process
+from tests.servers import FaultServer, counting_server, read_request, wait_for
 
 HEADER = "# Netscape HTTP Cookie File\n"
 OLD_SID = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsid\tOLD\n"
 EARLY, LATE, OTHERS = 0.05, 0.6, 0.3  # seconds before each kind of answer
+WAIT = 30.0  # seconds at most a held answer or a run waits
 
 
 def route(path: str) -> tuple[int, dict[str, str], bytes, float]:
@@ -211,3 +214,45 @@ COOKIE_REST: dict[str, Any] = dict(
     domain_initial_dot=False, path="/", path_specified=True, secure=False, expires=None,
     discard=True, comment=None, comment_url=None, rest={},
 )  # fmt: skip
+
+
+# -- two runs sharing one jar at once (s25 h4 3) ----------------------------------------------
+
+SHARED = HEADER + OLD_SID + "127.0.0.1\tFALSE\t/\tFALSE\t0\tkept\tK\n"
+OTHER_RUN = {  # what the other run's one URL sets, and the file it leaves
+    "rotate": ("token=NEW; Path=/", {"sid": "OLD", "kept": "K", "token": "NEW"}),
+    "logout": ("sid=; Max-Age=0; Path=/", {"kept": "K"}),
+    "take-over": ("slow=OTHER; Path=/", {"sid": "OLD", "kept": "K", "slow": "OTHER"}),
+}
+
+
+@pytest.mark.parametrize("other", sorted(OTHER_RUN))
+def test_a_run_saving_after_another_keeps_what_the_other_saved(tmp_path, other):
+    """A slow run loads the jar; a quick one rotates or deletes a cookie and saves; the slow
+    one, saving last, applies only its own change (slow=S) to the file as the quick one left
+    it: it brought back the values it had loaded and lost the quick one's new cookies. Where
+    both changed a cookie (take-over), the run that saves last wins."""
+    jar = tmp_path / "jar.txt"
+    jar.write_text(SHARED)
+    released = threading.Event()
+    setting, expected = OTHER_RUN[other]
+
+    def both(path: str) -> tuple[int, dict[str, str], bytes, float]:
+        if path == "/slow":
+            released.wait(WAIT)
+            return 200, {"Set-Cookie": "slow=S; Path=/"}, b"", 0.0
+        return 200, {"Set-Cookie": setting}, b"", 0.0
+
+    with counting_server(both) as server:
+        slow = subprocess.Popen([*FETCHER, "-q", "-c", str(jar), server.url("/slow")],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                env=clean_env())  # fmt: skip
+        try:
+            wait_for(lambda: "/slow" in server.paths, "the slow run's request")  # jar loaded
+            fetch(jar, [server.url("/other")], "-j", "1")
+            assert {name: value for (_, name), value in saved(jar).items()} == expected
+        finally:
+            released.set()
+            assert slow.wait(WAIT) == 0
+    expected = {**expected, "slow": "S"}
+    assert {name: value for (_, name), value in saved(jar).items()} == expected

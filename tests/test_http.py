@@ -703,7 +703,7 @@ def test_jar_reads_curl_session_and_httponly_cookies_and_writes_them_back(tmp_pa
     assert got["session"].expires is None and got["hidden"].secure
     assert got["hidden"].has_nonstandard_attr("HttpOnly")
     out = tmp_path / "out.txt"
-    assert save_jar(str(out), [jar]) == 2
+    assert save_jar(str(out), jar, []) == 2
     lines = [line for line in out.read_text().splitlines() if line and not line[0] == "#"]
     assert "127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\ts1" in lines
     assert f"#HttpOnly_.example.test\tTRUE\t/app\tTRUE\t{future}\thidden\th1" in out.read_text()

@@ -179,7 +179,7 @@ def test_a_swapped_cookie_jar_temporary_is_refused(tmp_path: Path) -> None:
     loot.write_text("")
     jar: CookieJar = load_jar(str(target))
     with swapped_at_creation(tmp_path, loot), pytest.raises(OSError):
-        save_jar(str(target), [jar])
+        save_jar(str(target), jar, [])
     assert "SECRETSESSION" not in loot.read_text()
     assert not target.is_symlink() and "SECRETSESSION" in target.read_text()
 

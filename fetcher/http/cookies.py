@@ -3,9 +3,11 @@
 Each worker's Session keeps its own jar (a jar shared between sessions would be iterated by
 requests without its lock: ``merge_cookies`` in ``Session.prepare_request`` and
 ``resolve_redirects``), starting from the loaded file. What its servers set or delete is also
-noted, with when, in one CookieChanges per process; the file saved at the end is the loaded
-one with every change applied in the order made. Merging the session jars instead would let a
-session that never heard of a change bring the loaded value back.
+noted, with when, in one CookieChanges per process; the file saved at the end is the file as
+it is then (read again: another run may have saved it meanwhile) with every change of this run
+applied in the order made (save_jar). Merging the session jars instead would let a session
+that never heard of a change bring the loaded value back, and saving the loaded file would
+let this run bring back what another run changed since.
 
 The file is the Netscape format that curl and wget read and write. http.cookiejar's
 MozillaCookieJar disagrees with curl on two points: it writes an empty expiry for session
@@ -757,10 +759,17 @@ def load_jar(path: str) -> CookieJar:
     they hold. Raises ValueError if the file exists but cannot be read as a cookie file at all
     (over MAX_JAR_FILE_BYTES, or no line of it a cookie: another file named by mistake,
     which the save would overwrite)."""
-    jar = OrderedCookieJar()
-    data = _read_jar_file(path, jar_file(path))
+    jar = _read_jar(path, jar_file(path), say_skipped=True)
+    return jar if jar is not None else OrderedCookieJar()
+
+
+def _read_jar(path: str, where: str, say_skipped: bool) -> CookieJar | None:
+    """The cookies of the -c file path (read at where: jar_file) as load_jar reads them, None
+    if there is none; its skipped lines said when say_skipped. ValueError as load_jar."""
+    data = _read_jar_file(path, where)
     if data is None:
-        return jar
+        return None
+    jar = OrderedCookieJar()
     lines = data.decode(ENCODING).removeprefix(UTF8_BOM).split("\n")  # \x85 is no line end
     skipped: list[str] = []
     marked = lines[0].startswith(FILE_MARKS)
@@ -777,7 +786,7 @@ def load_jar(path: str) -> CookieJar:
         raise ValueError(
             f"cannot read cookie jar {path!r}: not a cookie file ({skipped[0]}, and no line is one)"
         )
-    if skipped:
+    if skipped and say_skipped:
         named = "; ".join(skipped[:MAX_LINES_NAMED]) + (
             "; ..." if skipped[MAX_LINES_NAMED:] else ""
         )
@@ -917,18 +926,23 @@ def _stamp(change: Change) -> int:
     return change.stamp
 
 
-def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
-    """Merge the jars (later ones win for the same domain, path and name) and write them to path
-    atomically, mode 0600, in Latin-1 (the bytes each value was); return the number of cookies
-    saved. Nothing is evicted (the jars are the loaded file with the run's changes, already
-    bounded: changed_jar) but to keep the file within the MAX_JAR_FILE_BYTES the next run
-    reads: then the least recently set go first (the file's first lines), and a warning says
-    how many."""
-    merged = OrderedCookieJar()
-    for jar in jars:
-        copy_into(jar, merged)
-    now = int(time.time())
-    lines = [format_jar_line(c).encode(ENCODING) for c in merged if not c.is_expired(now)]
+def save_jar(path: str, loaded: Iterable[Cookie], lists: Iterable[list[Change]]) -> int:
+    """Write to path atomically, mode 0600, in Latin-1 (the bytes each value was), the -c file
+    as it is now with this run's changes (lists, each a process's) applied in the order made
+    (changed_jar); return the number of cookies saved. The file is read again, under the
+    same checks as at the start: another run may have saved it since this one loaded it
+    (loaded), and what that run changed (a rotated token, a logout, new cookies) must stay
+    unless this run changed the same cookie. A file gone since, or never made, is loaded.
+    Nothing is evicted (the changes are bounded already) but to keep the file within the
+    MAX_JAR_FILE_BYTES the next run reads: then the least recently set go first (the file's
+    first lines), and a warning says how many. OSError if the file cannot be read now."""
+    try:  # as load_jar found it: only the folders' owners (the user, root) could change that
+        where = jar_file(path)
+        current = _jar_now(path, where)
+    except ValueError as exc:
+        raise OSError(str(exc)) from None
+    jar, now = changed_jar(current if current is not None else loaded, lists), int(time.time())
+    lines = [format_jar_line(c).encode(ENCODING) for c in jar if not c.is_expired(now)]
     head = (HEADER + "\n").encode(ENCODING)
     room, first = MAX_JAR_FILE_BYTES - len(head), len(lines)
     while first > 0 and len(lines[first - 1]) <= room:
@@ -940,12 +954,18 @@ def save_jar(path: str, jars: Iterable[CookieJar]) -> int:
             "cookie jar %r: the %d least recently set cookies not saved, to keep the file "
             "within the %d MiB fetcher reads", path, first, limit,
         )  # fmt: skip
-    try:  # as load_jar found it: only the folders' owners (the user, root) could change that
-        where = jar_file(path)
-    except ValueError as exc:
-        raise OSError(str(exc)) from None
     write_atomically(where, b"".join([head, *lines[first:]]), mode=0o600)
     return len(lines) - first
+
+
+def _jar_now(path: str, where: str) -> CookieJar | None:
+    """The -c file as save_jar finds it (_read_jar, without the skipped lines load_jar said);
+    None if there is none, or if it is a FIFO planted since the load: the save replaces it,
+    never reads from it nor writes into it. ValueError as load_jar."""
+    with contextlib.suppress(OSError):
+        if stat.S_ISFIFO(os.stat(where).st_mode):
+            return None
+    return _read_jar(path, where, say_skipped=False)
 
 
 def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> RequestsCookieJar:

@@ -44,7 +44,6 @@ from fetcher.http.cookies import (
     Change,
     CookieChanges,
     bounded_copy,
-    changed_jar,
     copy_into,
     idna_host,
 )
@@ -798,16 +797,9 @@ class SessionPool:
                 self.sessions.append(session)
         return session
 
-    def jars(self) -> list[CookieJar]:
-        """For -c: the loaded jar with what the sessions' servers set or deleted, in the order
-        they did; none when no session was made (the caller keeps the file as loaded)."""
-        with self._lock:
-            if not self.sessions:
-                return []
-        return [changed_jar(self.cookies or (), [self.change_list()])]
-
     def change_list(self) -> list[Change]:
-        """What the sessions' servers set or deleted, oldest first (empty without -c)."""
+        """What the sessions' servers set or deleted, oldest first (empty without -c), for
+        save_jar to apply to the -c file as it is at the save."""
         return self.changes.entries() if self.changes is not None else []
 
     def close_all(self) -> None:

@@ -9,11 +9,13 @@ thread, ``submit`` from the dispatcher thread, and the rest from the calling thr
 from __future__ import annotations
 
 import threading
-from http.cookiejar import CookieJar
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fetcher.http.task import Task
 from fetcher.run.messages import Inbox
+
+if TYPE_CHECKING:
+    from fetcher.http.cookies import Change
 
 
 class RunStartError(Exception):
@@ -56,5 +58,6 @@ class Executor(Protocol):
         close their connections unless a request was abandoned mid-flight (its thread may
         still be using its session)."""
 
-    def jars(self) -> list[CookieJar]:
-        """The cookie jars of the sessions that fetched, for -c: one per session."""
+    def cookie_changes(self) -> list[list[Change]]:
+        """For -c: what the sessions' servers set or deleted, one list per process (oldest
+        first), to apply to the file as it is at the save (fetcher.http.cookies.save_jar)."""

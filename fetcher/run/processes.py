@@ -25,7 +25,7 @@ from dataclasses import replace
 from http.cookiejar import CookieJar
 
 from fetcher.errors import ErrorKind
-from fetcher.http.cookies import Change, changed_jar
+from fetcher.http.cookies import Change
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.input.shards import shard_of
@@ -305,12 +305,10 @@ class ProcessExecutor:
         if self._opened_here and self.folder is not None:
             self.folder.close()
 
-    def jars(self) -> list[CookieJar]:
-        """The loaded jar with what every worker's servers set or deleted, applied in the order
-        made, whichever worker made it; empty when no worker made a session."""
-        if not self._received_cookies:
-            return []
-        return [changed_jar(self.cookies or (), self._received_cookies)]
+    def cookie_changes(self) -> list[list[Change]]:
+        """What every worker's servers set or deleted, one list per worker that made a
+        session; save_jar applies them in the order made, whichever worker made them."""
+        return list(self._received_cookies)
 
     def _choose(self, job: Job) -> tuple[int, bool]:
         """The worker for job, and whether it adopts job's key from one that died."""

@@ -9,9 +9,9 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.cookiejar import CookieJar
 
 from fetcher.http.classify import classify, describe
+from fetcher.http.cookies import Change
 from fetcher.http.fetch import Attempt, Fetcher, Pause
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
@@ -152,8 +152,8 @@ class ThreadExecutor:
             _run_tuning.restore()
             placement.end()
 
-    def jars(self) -> list[CookieJar]:
-        return self.fetcher.sessions.jars()
+    def cookie_changes(self) -> list[list[Change]]:
+        return [self.fetcher.sessions.change_list()]
 
     def _work(self, inbox: Inbox) -> None:
         """A worker: take whatever task may start, attempt it, hand back a retry or a result."""
