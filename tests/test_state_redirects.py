@@ -372,3 +372,18 @@ def test_which_hop_gets_which_conditions() -> None:
         None,
     ):
         assert reach(other, body) is Reach.OTHER, other
+
+
+@pytest.mark.parametrize("validators", [False, True], ids=["none", "etag-and-date"])
+def test_a_redirect_the_state_only_saw_heads_of_is_not_known_changed(
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, validators
+) -> None:
+    """state.md: a HEAD's changed is null for a URL the state only ever saw HEADs of, whose
+    row keeps no validator. Through a redirect (http.server's /d to /d/) such a row's answer
+    was judged as one from another resource, and -I said changed: true on every run (s25 h6
+    1, a regression of aafc286): a row that vouches for nothing says nothing changed."""
+    server, origin = served
+    origin.resources["/d/"] = resource(b"index\n", 1, etag=validators)
+    permalink["to"] = server.url_for("/d/")
+    said = [fetch(tmp_path, "-I", permalink["url"])["changed"] for _ in range(3)]
+    assert said == [True, None, None], said  # new to the state first: changed, as ever

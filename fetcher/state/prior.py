@@ -92,7 +92,11 @@ class Prior:
         says it is the same body: a date or a weak tag is that URL's (RFC 9110 8.8). From
         another path, host, port or scheme, nothing does: an ETag of a file's time and size
         (nginx, Apache) is one per path only, and two files had one (s25 r2 3); -I took two
-        files of one date for one (s24 r11 5)."""
+        files of one date for one (s24 r11 5). A row that holds no validator (a URL the state
+        only saw HEADs of) vouches for no version: None, wherever the answer came from (s25 h6
+        1: -I said changed on every run of a redirecting URL)."""
+        if self.etag is None and self.last_modified is None:
+            return None
         if where is Reach.OTHER:
             return True
         if where is Reach.SIGNED:
