@@ -387,3 +387,88 @@ def test_a_redirect_the_state_only_saw_heads_of_is_not_known_changed(
     permalink["to"] = server.url_for("/d/")
     said = [fetch(tmp_path, "-I", permalink["url"])["changed"] for _ in range(3)]
     assert said == [True, None, None], said  # new to the state first: changed, as ever
+
+
+@pytest.mark.parametrize("etag", [False, True], ids=["dated", "strong-etag"])
+def test_the_ranged_retry_sends_the_state_s_conditions_by_the_same_rule(
+    served: tuple[HTTPServer, Origin], httpserver: HTTPServer, tmp_path: Path, etag: bool
+) -> None:
+    """--continue's retry in the same run asks for the rest with a Range. It kept the state's
+    If-None-Match and If-Modified-Since in its headers but not among its conditions, so every
+    hop had them, other hosts too: a stale mirror's 304 to them was taken as not modified, the
+    stale file kept, changed false, and the partial of the new version left (s25 r5 1). They
+    go by prior.reach there as everywhere: the mirror, another host and path, gets none, and
+    its body is read whole."""
+    server, origin = served
+    old = origin.resources["/m1/f"] = resource(big(1), 1, etag=etag)
+    hops = [f"http://localhost:{server.port}/m1/f"]
+    conditions: list[set[str]] = []
+
+    def dl(request: Request) -> Response:
+        conditions.append(CONDITIONS & {name.lower() for name in request.headers.keys()})
+        return Response(status=302, headers={"Location": hops.pop(0) if hops[1:] else hops[0]})
+
+    httpserver.expect_request("/dl").respond_with_handler(dl)
+    fetch(tmp_path, httpserver.url_for("/dl"))
+    new = origin.resources["/m1/f"] = resource(big(2), 2, etag=etag)
+    new.cut_at, origin.resources["/m2/f"] = CUT, old  # a stale mirror of the old version
+    hops[:] = [f"http://localhost:{server.port}/m1/f", server.url_for("/m2/f")]
+    done = fetch(tmp_path, "--continue", "--backoff", "0", httpserver.url_for("/dl"))
+    assert not CONDITIONS & set(origin.requests_for("/m2/f")[0])
+    assert conditions == [set(), set(), set()], conditions
+    assert (done["status"], done["not_modified"], done["sha256"]) == (200, False, old.sha256), done
+    assert Path(done["path"]).read_bytes() == old.body
+    assert [path for path in (tmp_path / "out").rglob("*") if path.is_file()] == [
+        Path(done["path"])
+    ]
+
+
+def test_a_304_to_the_ranged_retry_is_judged_as_any_other(
+    served: tuple[HTTPServer, Origin], httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """The answer to --continue's ranged retry was read as it came, without the test any
+    other 304 to the state's conditions has (fetch.asks_again): a backend that answered 304
+    naming the new version's ETag had the old file kept, changed false (s25 r5 1). It asks
+    again for the rest, without them."""
+    _, origin = served
+    origin.resources["/a.bin"] = resource(big(1), 1)
+    lies = [True]
+
+    def answer(request: Request) -> Response:
+        if "Range" in request.headers and lies and lies.pop():
+            return Response(status=304, headers={"ETag": new.etag or ""})
+        return origin(request)
+
+    httpserver.expect_request("/a.bin").respond_with_handler(answer)
+    fetch(tmp_path, httpserver.url_for("/a.bin"))
+    new = origin.resources["/a.bin"] = resource(big(2), 2)
+    new.cut_at = CUT
+    done = fetch(tmp_path, "--continue", "--backoff", "0", httpserver.url_for("/a.bin"))
+    assert "if-none-match" not in origin.requests_for("/a.bin")[-1]
+    assert (done["status"], done["changed"], done["sha256"]) == (206, True, new.sha256), done
+    assert Path(done["path"]).read_bytes() == new.body
+
+
+def test_a_304_that_keeps_the_stored_body_leaves_no_partial_behind(
+    served: tuple[HTTPServer, Origin], httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """The resource changed and its download was cut; by the ranged retry it was back to the
+    stored version, whose 304 keeps the file. The partial file of the other version was kept
+    for an attempt that never came, in DIR for good, the state naming it nowhere."""
+    _, origin = served
+    old = origin.resources["/a.bin"] = resource(big(1), 1)
+
+    def answer(request: Request) -> Response:
+        if "Range" in request.headers:
+            origin.resources["/a.bin"] = old
+        return origin(request)
+
+    httpserver.expect_request("/a.bin").respond_with_handler(answer)
+    first = fetch(tmp_path, httpserver.url_for("/a.bin"))
+    origin.resources["/a.bin"] = resource(big(2), 2)
+    origin.resources["/a.bin"].cut_at = CUT
+    done = fetch(tmp_path, "--continue", "--backoff", "0", httpserver.url_for("/a.bin"))
+    assert (done["status"], done["not_modified"], done["changed"]) == (304, True, False), done
+    assert [path for path in (tmp_path / "out").rglob("*") if path.is_file()] == [
+        Path(first["path"])
+    ]

@@ -305,15 +305,12 @@ class Exchange:
         try:
             if kept is not None:
                 assert self.resumer is not None and task.partial is not None
-                ranged = replace(
-                    request,
-                    headers={**(request.headers or {}), **asked},
-                    conditions=RANGE_CONDITIONS,
-                    validated_url=task.partial.url,
-                )
-                with session.fetch(ranged, timeout) as response:
+                ranged = replace(request, headers={**(request.headers or {}), **asked},
+                                 resumes=True, partial_url=task.partial.url)  # fmt: skip
+                response, asking = _ask_rest(session, ranged, task, timeout, self.bodies)
+                with response:
                     if not self.resumer.restarts(response, kept, task.partial):
-                        return self._read(response, result, request, task, kept)
+                        return self._read(response, result, asking, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
                 task.partial = kept = None
             return self._whole(session, request, task, timeout, result)
@@ -422,6 +419,26 @@ def names_another_version(
     return prior.another_version(etag, dated, where) is True
 
 
+def _ask_rest(
+    session: FetcherSession,
+    ranged: EffectiveRequest,
+    task: Task,
+    timeout: Timeout | tuple[float, float],
+    bodies: Bodies | None,
+) -> tuple[requests.Response, EffectiveRequest]:
+    """The answer to ranged, the request for the rest of the task's partial file (with the
+    state's conditions, when it had them), and the request it answers. Its 304 is judged as
+    any other (asks_again): one that says nothing true of the stored body has the rest asked
+    for again without the state's conditions. Read as it came, a 304 naming another version,
+    or from another URL, kept the old file for good, changed false (s25 r5 1)."""
+    response = session.fetch(ranged, timeout)
+    if not asks_again(response, ranged, bodies, task):
+        return response, ranged
+    response.close()
+    asking = without_conditions(ranged)
+    return session.fetch(asking, timeout), asking
+
+
 def asks_again(
     response: requests.Response, request: EffectiveRequest, bodies: Bodies | None, task: Task
 ) -> bool:
@@ -446,10 +463,6 @@ def holds_its_file(bodies: Bodies | None, task: Task, prior: Prior | None = None
         return True
     job = task.job
     return bodies.saved(job.target, job.output, prior.path, prior.saved_mark, task.owner)
-
-
-# --continue's headers that ask for the rest of the partial's body: sent to its URL only.
-RANGE_CONDITIONS = frozenset({"Range", "If-Range"})
 
 
 def _owner(task: Task, settings: Settings) -> Owner:

@@ -16,6 +16,7 @@ from http.cookiejar import CookieJar
 from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, get_cookie_header
 
+from fetcher.http.request import Asked
 from fetcher.state.prior import Reach, reach
 
 # The headers of a request's body, which requests drops with it on a 301, 302 or 303.
@@ -86,42 +87,46 @@ def with_given_cookies(prepared: PreparedRequest, given: CookieJar | None) -> No
 @dataclass(frozen=True, slots=True)
 class Conditions:
     """fetcher's own conditions of a request (EffectiveRequest.conditions: --state's
-    If-None-Match and If-Modified-Since, --continue's Range and If-Range) and the URL whose body
-    they are of. Validators belong to the resource that sent them (RFC 9110 8.8): requests sent
-    them on to every hop, and a permalink moved to an older file had it answer 304 to the newer
-    one's date, the newer file kept for good as unchanged (s24 h5 1). A hop to another URL
-    asks for its whole body (a signed target's, its strong ETag's only: place); the one to
-    this URL, whichever it is, gets them back."""
+    If-None-Match and If-Modified-Since; with resumes, --continue's Range and If-Range), each
+    with the URL whose body they are of (groups). Validators belong to the resource that sent
+    them (RFC 9110 8.8): requests sent them on to every hop, and a permalink moved to an older
+    file had it answer 304 to the newer one's date, the newer file kept for good as unchanged
+    (s24 h5 1). A hop to another URL asks for its whole body (a signed target's, its strong
+    ETag's only: place); the one to their URL, whichever it is, gets them back. Each group
+    goes by its own URL: --continue's retry in the run sent the state's, of another URL than
+    the partial's, to every hop, and took a stale mirror's 304 to them (s25 r5 1)."""
 
-    headers: Mapping[str, str] = field(default_factory=dict)
-    url: str | None = None
+    groups: tuple[tuple[Mapping[str, str], str], ...] = ()
 
     @classmethod
-    def of(cls, prepared: PreparedRequest, names: frozenset[str], url: str | None) -> Conditions:
-        """The conditions named in prepared, the request's first hop, for url (None: its own)."""
-        found = {name: prepared.headers[name] for name in names if name in prepared.headers}
-        return cls(found, url or prepared.url) if found else NO_CONDITIONS
+    def of(cls, prepared: PreparedRequest, *asked: Asked) -> Conditions:
+        """The conditions asked (names, and their URL; None: its own) found in prepared, the
+        request's first hop."""
+        groups = []
+        for names, url in asked:
+            found = {name: prepared.headers[name] for name in names if name in prepared.headers}
+            if found:
+                groups.append((found, url or prepared.url or ""))
+        return cls(tuple(groups)) if groups else NO_CONDITIONS
 
     def place(self, prepared: PreparedRequest) -> None:
-        """Put on prepared, a hop, those of them its URL's reach allows (prior.reach, the one
-        rule): all on a hop to their URL; on one to its path under another query (a signed
-        target: s24 r11 1, 2) only those a strong ETag makes (If-None-Match, If-Range with
-        Range), whose 304 counts only with that ETag (fetch.names_another_version), a 206
-        only with the file's own (Resumer.restarts); none on a hop to any other URL, whose
+        """Put on prepared, a hop, those of each group its URL's reach allows (prior.reach,
+        the one rule): all on a hop to their URL; on one to its path under another query (a
+        signed target: s24 r11 1, 2) only those a strong ETag makes (If-None-Match, If-Range
+        with Range), whose 304 counts only with that ETag (fetch.names_another_version), a
+        206 only with the file's own (Resumer.restarts); none on a hop to any other URL, whose
         ETag may be another file's too (s25 r2 2, 3, 6). A date means nothing elsewhere."""
-        if not self.headers:
-            return
-        where = reach(prepared.url, self.url or "")
-        travelling = {
-            Reach.OWN: frozenset(self.headers),
-            Reach.SIGNED: _strong_ones(self.headers),
-            Reach.OTHER: frozenset(),
-        }[where]
-        for name in self.headers:
-            if name in travelling:
-                prepared.headers[name] = self.headers[name]
-            else:
-                prepared.headers.pop(name, None)
+        for headers, url in self.groups:
+            travelling = {
+                Reach.OWN: frozenset(headers),
+                Reach.SIGNED: _strong_ones(headers),
+                Reach.OTHER: frozenset(),
+            }[reach(prepared.url, url)]
+            for name in headers:
+                if name in travelling:
+                    prepared.headers[name] = headers[name]
+                else:
+                    prepared.headers.pop(name, None)
 
 
 def _strong_ones(headers: Mapping[str, str]) -> frozenset[str]:

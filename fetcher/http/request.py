@@ -43,6 +43,30 @@ class EffectiveRequest:
     # they go to that URL only, whichever hop of the redirects it is (see Conditions).
     conditions: frozenset[str] = frozenset()
     validated_url: str | None = None
+    # On --continue's attempt at the rest of a partial file: its Range and If-Range
+    # (RANGE_CONDITIONS), which go by the URL the partial's body came from (partial_url; None:
+    # this request's own), as the state's validators go by validated_url, each by its own.
+    resumes: bool = False
+    partial_url: str | None = None
+
+
+# --continue's headers that ask for the rest of a partial file's body (EffectiveRequest.resumes).
+RANGE_CONDITIONS = frozenset({"Range", "If-Range"})
+
+# Some of fetcher's own conditions (their names) and the URL whose body they are of (None: the
+# request's own): redirects.Conditions sends each to the hops the rule (prior.reach) allows.
+Asked = tuple[frozenset[str], str | None]
+
+
+def asked_conditions(request: EffectiveRequest) -> tuple[Asked, ...]:
+    """request's own conditions, each kind with its URL: the state's validators, of the stored
+    body's (validated_url); with resumes, --continue's Range and If-Range, of the partial
+    file's (partial_url). One URL for both sent the state's to every hop of a ranged retry,
+    other hosts too, and a stale mirror's 304 to them was taken (s25 r5 1)."""
+    asked: tuple[Asked, ...] = ((request.conditions, request.validated_url),)
+    if request.resumes:
+        asked += ((RANGE_CONDITIONS, request.partial_url),)
+    return asked
 
 
 # The headers sent of fetcher's own from credentials: Authorization (-u, .netrc, a URL's
@@ -178,8 +202,9 @@ def conditional_headers(prior: Prior) -> dict[str, str]:
 
 
 def without_conditions(request: EffectiveRequest) -> EffectiveRequest:
-    """request asking for the whole body, without fetcher's own conditions: for an answer to
-    them that says nothing true of the stored body (fetch.names_another_version)."""
+    """request without the state's conditions: for an answer to them that says nothing true of
+    the stored body (fetch.names_another_version). One that asks for the rest of a partial
+    file (resumes) still does: --continue's Range is about that file, not the stored body."""
     kept = request.conditions
     headers = {name: value for name, value in (request.headers or {}).items() if name not in kept}
     return replace(request, headers=headers or None, conditional=False,

@@ -207,8 +207,8 @@ class Resumer:
                 if task.partial.total is None:  # a partial from before its length was kept
                     task.partial = replace(task.partial, total=range_total(response))
                 return BodyOutput(kept, None)
-            if 200 <= status < 300:
-                kept.discard()  # the whole body again (it changed), or a range not asked for
+            if ok or 200 <= status < 300:  # the body again (changed), or a 304 ending the task:
+                kept.discard()  # settle forgets its partial, which stayed in DIR for good
                 task.partial = None
             else:
                 kept.abort()  # an error page: the partial file waits for a later attempt

@@ -64,7 +64,12 @@ from fetcher.http.redirects import (
     with_given_cookies,
     without_cookie_off_tls,
 )
-from fetcher.http.request import EffectiveRequest, form_content_type, proxies_for
+from fetcher.http.request import (
+    EffectiveRequest,
+    asked_conditions,
+    form_content_type,
+    proxies_for,
+)
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -447,7 +452,7 @@ class FetcherSession(requests.Session):
         self.sent, self.on_tls, self._removed = 0, False, request.removed  # first: no trail yet
         self._given_cookies = request.cookies
         prepared = self._prepare(request)
-        self.conditions = Conditions.of(prepared, request.conditions, request.validated_url)
+        self.conditions = Conditions.of(prepared, *asked_conditions(request))
         self._proxy_authorization = prepared.headers.get("Proxy-Authorization")
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
