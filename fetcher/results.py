@@ -53,6 +53,9 @@ class Result:
     elapsed: float = 0.0
     attempts: int | None = 0  # None: not known (a job lost with its worker process, --processes)
     redirects: int = 0
+    # The URL asked as requests sent it (its first hop's: /é is /%C3%A9 there), which --state's
+    # rule (prior.reach) compares with a row's URL for a GET and a HEAD alike.
+    asked_url: str | None = None
     content_type: str | None = None
     sha256: str | None = None
     path: str | None = None

@@ -6,6 +6,7 @@ changed false (s24 h5 1). --continue's Range goes only to the URL its partial ca
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -472,3 +473,33 @@ def test_a_304_that_keeps_the_stored_body_leaves_no_partial_behind(
     assert [path for path in (tmp_path / "out").rglob("*") if path.is_file()] == [
         Path(first["path"])
     ]
+
+
+@pytest.mark.parametrize("head", [False, True], ids=["get", "head"])
+def test_a_url_that_requests_spells_otherwise_is_judged_alike_by_a_head_and_a_get(
+    httpserver: HTTPServer, tmp_path: Path, head: bool
+) -> None:
+    """A row from before schema 6 (no final_url) takes the URL asked as its body's. A GET
+    compared the answer's URL with that URL as requests sent it (/%C3%A9), a HEAD with the
+    job's own spelling (/é): the same 304 from the same path under another query was a signed
+    target's to one (changed false) and another resource's to the other (changed true, a 304
+    saying changed: s25 r5 4)."""
+    origin = Origin()
+    origin.resources["/é"] = Resource(b"e one\n", etag='"e1"')
+    moved = []
+
+    def answer(request: Request) -> Response:
+        if moved and request.args.get("x") == "1":
+            return Response(status=302, headers={"Location": "/%C3%A9?x=2"})
+        return origin(request)
+
+    httpserver.expect_request(re.compile("^/")).respond_with_handler(answer)
+    url = f"http://127.0.0.1:{httpserver.port}/é?x=1"
+    fetch(tmp_path, url)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE urls SET final_url = NULL")
+    db.close()
+    moved.append(True)
+    again = fetch(tmp_path, *(["-I"] if head else []), url)
+    assert origin.requests_for("/é")[-1]["if-none-match"] == '"e1"'
+    assert (again["status"], again["not_modified"], again["changed"]) == (304, True, False), again

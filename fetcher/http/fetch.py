@@ -412,8 +412,7 @@ def names_another_version(
     # From the body's path under another query (a signed target): its 304 counts only when it
     # names the very ETag asked (redirects.Conditions sent it no other condition); from any
     # other URL, redirected to or not (s25 r2 5), never (it was sent none).
-    asked = response.history[0].url if response.history else response.url
-    where = prior.came_from(response.url, len(response.history), asked)
+    where = prior.came_from(response.url, len(response.history), asked_url(response))
     headers = response.headers
     etag, dated = headers.get("ETag"), headers.get("Last-Modified")
     return prior.another_version(etag, dated, where) is True
@@ -437,6 +436,14 @@ def _ask_rest(
     response.close()
     asking = without_conditions(ranged)
     return session.fetch(asking, timeout), asking
+
+
+def asked_url(response: requests.Response) -> str:
+    """The URL asked, as requests sent it (the first hop's): the one spelling of it that the
+    GET's 304 (names_another_version) and the HEAD's changed (state.store, by
+    Result.asked_url) compare with the row's. The job's own spelling (/é, not /%C3%A9) made
+    the HEAD's the other resource's where the GET's was the same (s25 r5 4)."""
+    return str(response.history[0].url if response.history else response.url)
 
 
 def asks_again(
@@ -481,6 +488,7 @@ def _note_answer(
     result.reason = response.reason
     result.final_url = response.url
     result.redirects = len(response.history)
+    result.asked_url = asked_url(response)
     result.content_type = response.headers.get("Content-Type")
     if settings.state is not None:
         result.etag = response.headers.get("ETag")

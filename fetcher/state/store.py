@@ -432,9 +432,11 @@ def _another_version(result: Result, prior: Prior) -> bool | None:
 
 
 def _reach(result: Result, prior: Prior) -> Reach:
-    """Prior.came_from of result's answer (the URL asked: the job's, as a row from before
-    schema 6 takes it)."""
-    return prior.came_from(result.final_url, result.redirects, result.job.target)
+    """Prior.came_from of result's answer (the URL asked, as a row from before schema 6
+    takes it: as requests sent it, Result.asked_url, as the GET's 304 is judged; the job's
+    spelling made a HEAD's 304 changed where the GET's was not: s25 r5 4)."""
+    asked = result.asked_url or result.job.target
+    return prior.came_from(result.final_url, result.redirects, asked)
 
 
 def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result | Prior | None:
