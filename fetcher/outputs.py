@@ -59,6 +59,9 @@ OUTPUT_FILES = (
     ("-c", "cookie_jar", True),
     ("--state", "state", True),  # SQLite writes its -wal and -shm files beside it
 )
+# The files opened where fetcher.owners.resolve's walk leads (state.database.check_folders,
+# http.cookies.jar_file), links followed before a '..' is taken: their folder is that one.
+WALKED = frozenset({"-c", "--state"})
 # What '-' is told to name instead, where /dev/stdout is refused next: the state's is a link
 # fetcher does not open, and a jar on a pipe is a FIFO, which cannot be read back and replaced.
 DASH_ADVICE = {
@@ -191,7 +194,8 @@ def check_output_files(settings: Settings, streams: Streams | None = None) -> No
         path = getattr(settings, field_name)
         if path is None:
             continue
-        problem = output_problem(path, replaced, DASH_ADVICE.get(option, TO_STDOUT))
+        walked = option in WALKED  # opened where the owners walk leads
+        problem = output_problem(path, replaced, DASH_ADVICE.get(option, TO_STDOUT), walked)
         if problem is not None:
             raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
         paths.append(path)

@@ -364,3 +364,27 @@ def test_a_stream_name_for_a_closed_or_unopened_descriptor_is_refused_at_the_sta
         assert done.returncode == 2, (name, done.stderr)
         assert name.encode() in done.stderr, done.stderr
     assert server.requests == 0
+
+
+# -- 5. the folder of a path the owners walk resolves --------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--state", "-c"])
+def test_a_dot_dot_after_a_link_is_checked_in_the_folder_it_leads_to(
+    server, tmp_path, monkeypatch, option
+):
+    """--state and -c are opened where fetcher.owners.resolve's walk leads, links followed
+    before a '..' is taken, as the kernel does. The start's check read '..' by text: a harmless
+    `/proc/self/cwd/../f.db` was refused ("cannot write in its folder '/proc/self'"), and a
+    link to a folder nobody may write in, then '..', passed it and failed later (s25 r5 2)."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    result = invoke(["-q", option, "/proc/self/cwd/../f.db", server.url("/a")])
+    assert result.exit_code == 0, result.output
+    if option == "--state":
+        assert (tmp_path / "f.db").is_file()
+    (tmp_path / "l").symlink_to("/proc/self/fd")  # its '..' is /proc/PID: nobody writes there
+    result = invoke(["-q", option, str(tmp_path / "l" / ".." / "g.db"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write in its folder '/proc/" in result.output, result.output
+    assert server.requests == 1

@@ -19,6 +19,7 @@ import secrets
 import stat
 from contextlib import suppress
 
+from fetcher.owners import resolve
 from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
@@ -548,14 +549,18 @@ def _planted_link(path: str) -> str | None:
 TO_STDOUT = "for standard output, name /dev/stdout"
 
 
-def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | None:
+def output_problem(
+    path: str, replaced: bool, dash: str = TO_STDOUT, walked: bool = False
+) -> str | None:
     """Why this run could not write path, or None; checked before the first request.
 
     replaced: the file is built beside path and renamed over it, so its folder must be
     writable; otherwise, or when path is a stream (``is_stream``: /dev/stdout on a file is
     written in place, s24 r10 9), it is opened in place (following links, like a shell's
     ``>``), so the file must be writable, or its folder when the file is new. dash: what to name
-    instead of '-', an option's own advice where /dev/stdout would be refused next.
+    instead of '-', an option's own advice where /dev/stdout would be refused next. walked:
+    the file is opened where fetcher.owners.resolve's walk leads (--state, -c), whose folder
+    is the one to check (_made_at).
     """
     if (problem := _name_problem(path, dash)) is not None:
         return problem
@@ -575,14 +580,15 @@ def output_problem(path: str, replaced: bool, dash: str = TO_STDOUT) -> str | No
             return foreign
         if not replaced or is_stream(path):
             return _in_place_problem(path)
-    return _folder_problem(path, replaced)
+    return _folder_problem(path, replaced, walked)
 
 
-def _folder_problem(path: str, replaced: bool) -> str | None:
-    """Why a new file (or one replaced) at path could not be made in its folder, or None: the
-    folder of a link replaced is the link's, of a file written in place its target's."""
-    where = os.path.abspath(path) if replaced else os.path.realpath(path)
-    folder = os.path.dirname(where)
+def _folder_problem(path: str, replaced: bool, walked: bool) -> str | None:
+    """Why the folder path's file is made in (_made_at) cannot take it, or None."""
+    try:
+        folder = os.path.dirname(_made_at(path, replaced, walked))
+    except OSError as exc:  # more links than the walk follows
+        return exc.strerror or str(exc)
     if not os.path.exists(folder):
         return f"its folder {folder!r} does not exist"
     if not os.path.isdir(folder):
@@ -590,6 +596,18 @@ def _folder_problem(path: str, replaced: bool) -> str | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"cannot write in its folder {folder!r}"
     return None
+
+
+def _made_at(path: str, replaced: bool, walked: bool) -> str:
+    """Where path's file is made: written in place, where its links lead; replaced, beside
+    path, in its folder as write_atomically names it (by text), or, walked, the folder
+    fetcher.owners.resolve leads to, as the state and the jar are opened there: by text,
+    `ro/l/../s.db` (l one's own link) was refused for ro's sake, where the kernel writes in
+    the folder above l's target, and the other way round passed here and failed later (s25 r5
+    2). Raises OSError (ELOOP) past the walk's links."""
+    if not replaced:
+        return os.path.realpath(path)
+    return resolve(path).path if walked else os.path.abspath(path)
 
 
 NOT_GIVEN = "that descriptor was not open when the command started"
