@@ -503,3 +503,40 @@ def test_a_url_that_requests_spells_otherwise_is_judged_alike_by_a_head_and_a_ge
     again = fetch(tmp_path, *(["-I"] if head else []), url)
     assert origin.requests_for("/é")[-1]["if-none-match"] == '"e1"'
     assert (again["status"], again["not_modified"], again["changed"]) == (304, True, False), again
+
+
+@pytest.mark.parametrize("own_condition", [False, True], ids=["limit", "if-none-match-removed"])
+def test_a_query_dispatched_endpoint_whose_etags_repeat_across_ids(
+    httpserver: HTTPServer, tmp_path: Path, own_condition: bool
+) -> None:
+    """docs/state.md's limit (s25 r5 3): the same path under another query is taken for a
+    signed target, the same resource, so /get?id=6 is sent /get?id=5's strong ETag, and an
+    endpoint whose per-resource ETags repeat across ids ("1") answers 304 for another
+    resource: the old file is kept. No rule tells the two apart by the URL and keeps a signed
+    target's 304 and resume (s24 r11 1, 2). The way out it documents: -H 'If-None-Match:' (a
+    condition of one's own, removed) sends no condition of the state's for that URL."""
+    bodies = {"5": b"version five\n", "6": b"version six, another resource\n"}
+    target, asked = ["5"], []
+
+    def latest(request: Request) -> Response:
+        return Response(status=302, headers={"Location": f"/get?id={target[0]}"})
+
+    def get(request: Request) -> Response:
+        asked.append(request.headers.get("If-None-Match"))
+        if asked[-1] == '"1"':
+            return Response(status=304, headers={"ETag": '"1"'})
+        return Response(bodies[request.args["id"]], headers={"ETag": '"1"'})
+
+    httpserver.expect_request("/latest").respond_with_handler(latest)
+    httpserver.expect_request("/get").respond_with_handler(get)
+    own = ["-H", "If-None-Match:"] if own_condition else []
+    fetch(tmp_path, *own, httpserver.url_for("/latest"))
+    target[0] = "6"
+    again = fetch(tmp_path, *own, httpserver.url_for("/latest"))
+    assert asked == [None, None if own_condition else '"1"'], asked
+    if own_condition:
+        assert (again["status"], again["changed"]) == (200, True), again
+        assert Path(again["path"]).read_bytes() == bodies["6"]
+    else:  # the limit, as it is
+        assert (again["status"], again["changed"]) == (304, False), again
+        assert Path(again["path"]).read_bytes() == bodies["5"]
