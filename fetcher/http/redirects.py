@@ -10,7 +10,7 @@ another query too: state.prior.reach)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.cookiejar import CookieJar
 
 from requests import PreparedRequest, Response
