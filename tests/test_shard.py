@@ -225,6 +225,8 @@ def test_one_server_spelled_several_ways_is_one_host_and_one_shard(spellings, se
         server.strip("[]").encode()
     }
     assert {host_of(f"http://{host}:81/x") for host in spellings} == {f"{server}:81"}
+    for refused in ("127.0.0.1.", "127.1.", "localhost."):  # the resolver refuses the dot
+        assert host_of(f"http://{refused}/") == f"{refused}:80", refused
     assert host_of("http://12.bad/") == "12.bad:80" and host_of("http://1e100.net/") == (
         "1e100.net:80"
     )

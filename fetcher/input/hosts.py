@@ -22,7 +22,8 @@ def server_name(host: str) -> str:
     2130706433 as 127.0.0.1), an IPv6 one compressed (an IPv4-mapped one as its IPv4), a
     name without its trailing dot (example.org. is example.org's server). Each spelling was a
     host of its own for --per-host, the pause and the shards: five requests in flight to one
-    server under --per-host 1 (s25 h2 3). A non-ASCII name is left to the callers' IDNA."""
+    server under --per-host 1 (s25 h2 3). An address or localhost with a trailing dot, which
+    the resolver refuses, stays as written. A non-ASCII name is left to the callers' IDNA."""
     if ":" in host:
         try:
             address = ipaddress.IPv6Address(host)
@@ -30,7 +31,17 @@ def server_name(host: str) -> str:
             return host
         mapped = address.ipv4_mapped
         return str(mapped) if mapped is not None else str(address)
-    if _IPV4_LIKE.fullmatch(host):
-        with suppress(OSError):  # a name of hex letters (1e100.de., 3d.be): a name
-            return socket.inet_ntoa(socket.inet_aton(host))
+    if host.endswith(".") and (_address(host[:-1]) is not None or host == "localhost."):
+        return host  # the resolver refuses 127.0.0.1. and localhost.: not that server (h6 2)
+    if (dotted := _address(host)) is not None:
+        return dotted
     return host[:-1] if host.endswith(".") and len(host) > 1 else host
+
+
+def _address(host: str) -> str | None:
+    """host's IPv4 address in its dotted form, when inet_aton reads host as one; else None (a
+    name of hex letters, 1e100.de or 3d.be, is a name)."""
+    if _IPV4_LIKE.fullmatch(host):
+        with suppress(OSError):
+            return socket.inet_ntoa(socket.inet_aton(host))
+    return None
