@@ -205,10 +205,12 @@ def _outcome(result: Result) -> str:
 
 def answered_upload(result: Result, request: EffectiveRequest, settings: Settings) -> bool:
     """Whether result, a failure, is that of an upload (a request with a body) whose final
-    answer's status line was read, with a status not in --retry-on: the server answered the
-    request, and another attempt would send it again (s25 r3 7, as for a 2xx heard before the
-    upload stalled: s25 r1 4), though what followed the status line failed (a body slower than
-    -t, or cut short). A status the user asked to retry still is."""
+    answer's header block was read (result.status is set by _note_answer only then), with a
+    status not in --retry-on: the server answered the request, and another attempt would send
+    it again (s25 r3 7, as for a 2xx heard before the upload stalled: s25 r1 4), though what
+    followed the headers failed (a body slower than -t, or cut short). A status the user asked
+    to retry still is. A status line whose header block never completed is no answer yet, and
+    is retried as any failure (r7 6: the docs said "status line", the code read headers)."""
     return (
         request.data is not None
         and result.status is not None

@@ -52,7 +52,8 @@ _BLANK_LINES = (b"\r\n", b"\n")  # the end of a header block, as read_header_lin
 _PEEK = 4096  # what is looked at: interim answers longer than this hide what follows (r7 2)
 _LOOKS = 10  # looks at the bytes still queued in a timeout (Stall)
 _RECHECK = 0.02  # seconds between looks at what arrived while it decides nothing
-_ENDED = select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
+_RESET = select.POLLERR | select.POLLHUP  # the connection's end both ways (a reset)
+_ENDED = _RESET | getattr(select, "POLLRDHUP", 0)  # ... or the server's (a FIN)
 _NOW = socket.MSG_DONTWAIT
 _OUTQ: int | None = getattr(termios, "TIOCOUTQ", None)  # SIOCOUTQ on a socket, Linux's
 
@@ -73,7 +74,11 @@ class Seen(Enum):
 @dataclass(frozen=True, slots=True)
 class Cut:
     """A request body whose rest was left unsent: sent of its total bytes had left (the peer
-    acknowledged them), when the connection stalled (else the server ended it)."""
+    acknowledged them) at the cut, when the connection stalled (else the server ended it).
+    Those the kernel still held then may reach the server later: the connection is closed
+    gracefully, and a server that paused reads them (r7 4). So sent is at least what reached
+    it, and said so; an abortive close (SO_LINGER 0) would make it exact at the cost of a
+    hook in urllib3's close, and the server's side may drop what it acknowledged anyway."""
 
     sent: int
     total: int
@@ -87,8 +92,8 @@ class Cut:
         the protocol's (a connection ended early)."""
         why = "stopped reading for --connect-timeout" if self.stalled else "ended the connection"
         error = FetchError(
-            f"request body cut at {self.sent} of {self.total} bytes after the server's early"
-            f" {status}: it {why}",
+            f"request body cut after the server's early {status} (at least {self.sent} of"
+            f" {self.total} bytes reached it): it {why}",
             ErrorKind.READ_TIMEOUT if self.stalled else ErrorKind.PROTOCOL,
         )
         error.final = True
@@ -115,8 +120,9 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
     interim answers alone (their reader reads past them, and nothing is left behind for the
     next request: s25 r1 1), ANSWERED after a 2xx, HEARD after what may hide a final answer
     (both end the connection with its answer: r7 9, s24 r8 1). The rest left unsent: FINAL
-    after an answer of 300 or more, or the server's end after one (s25 r3 2), STALLED after a
-    stall (cut_by).
+    after an answer of 300 or more, or the server's end after one (s25 r3 2; after a 2xx a
+    reset, not a FIN: r7 1), STALLED after a stall (cut_by). After a 2xx, the body is not sent
+    until it also left the kernel's buffers (drain, the connection's to call).
 
     The last look at what came is the one before the last bytes were handed to the kernel:
     one after would race the server's answer to the whole body, and take it for an early one.
@@ -146,6 +152,32 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
             before = seen
 
 
+def drain(sock: socket.socket, timeout: float | None) -> Seen:
+    """After a 2xx heard during the upload and the whole body handed to the kernel, wait until
+    the server's side acknowledged it all (queued reaches 0): ANSWERED then, or where the
+    kernel cannot say. A reset meanwhile is FINAL, a stall (Stall: timeout with no byte
+    leaving) STALLED: the body is cut, as it is when either comes before the last bytes were
+    handed over (r7 2: within the socket buffers, a few MiB, the cut passed for ok). Only an
+    early 2xx is waited on so: without one the answer's reader waits for the answer anyway,
+    and no call is added there. The count is looked at every _RECHECK seconds: no poll()
+    event says that the send queue emptied. The count is read before the poll, so a reset that
+    emptied it is seen by the poll, never taken for a drained queue."""
+    poller = select.poll()
+    poller.register(sock, _RESET)
+    stall = Stall(sock, timeout)
+    while True:
+        count = queued(sock)
+        events = poller.poll(0 if not count else stall.millis(_RECHECK))
+        if events and events[0][1] & _RESET:
+            return Seen.FINAL
+        if not count:
+            return Seen.ANSWERED
+        try:
+            stall.check()
+        except TimeoutError:
+            return Seen.STALLED
+
+
 def cut_by(error: OSError, sock: socket.socket, before: Seen) -> Seen:
     """What error, a stall or the connection's end met while sending, makes of the upload
     after before was heard: its rest unsent, an answer for the reader to read. After a 2xx or
@@ -170,21 +202,23 @@ def wait_for_room(sock: socket.socket, timeout: float | None, before: Seen) -> S
     Once bytes were heard (INTERIM, HEARD), poll() would say "readable" at once and for ever:
     it then waits for room, or for the connection's end, alone, and they are peeked at again
     every _RECHECK seconds, and at each wake, for what has come after them. After a 2xx
-    (ANSWERED) only room and the server's end are waited for: an end (a FIN, a reset) is
-    FINAL at once, as it is after nothing heard (s25 r3 2: it was waited on for a whole
-    timeout); what the 2xx's reader will read is not looked at again.
+    (ANSWERED) only room and the connection's end are waited for: a reset (POLLERR, POLLHUP)
+    is FINAL at once (s25 r3 2: it was waited on for a whole timeout); a FIN is not (r7 1): it
+    says only that the server sends nothing more, and one that half-closes after its 200 may
+    read the whole body, as curl lets it. What the 2xx's reader will read is not looked at
+    again.
     """
     answered = before is Seen.ANSWERED
     rechecking = before in (Seen.INTERIM, Seen.HEARD)
     poller = select.poll()
     reading = select.POLLIN if before is Seen.ROOM else 0
-    poller.register(sock, select.POLLOUT | _ENDED | reading)
+    poller.register(sock, select.POLLOUT | (_RESET if answered else _ENDED) | reading)
     stall = Stall(sock, timeout)
     while True:
         events = poller.poll(stall.millis(_RECHECK if rechecking else None))
         mask = events[0][1] if events else 0
-        if answered and mask & _ENDED:
-            return Seen.FINAL  # the server ended after its 2xx: no more of the body is read
+        if answered and mask & _RESET:
+            return Seen.FINAL  # the server reset after its 2xx: no more of the body is read
         if not answered and (rechecking or mask & (select.POLLIN | _ENDED)):
             seen = answer_seen(sock)
             if seen in (Seen.INTERIM, Seen.HEARD) and mask & _ENDED:
