@@ -20,6 +20,7 @@ from fetcher.http.cookies import load_jar
 from fetcher.input.reader import InputReader, Source
 from fetcher.options import urls_from_stdin
 from fetcher.output.atomic import (
+    MAX_LINKS,
     TO_STDOUT,
     FileIdentity,
     abort_unfinished,
@@ -357,16 +358,31 @@ def input_identity(path: str) -> FileIdentity | None:
 
 def replaces_input(failed: str, path: str, identity: FileIdentity | None) -> bool:
     """Whether --failed FILE, renamed over its name at the end, replaces what the input path
-    was read from (identity): that file, or the link path was read through, which --failed
-    replaces itself (s25 r6 1: `-i sl --failed sl` with sl a link matched neither)."""
+    was read from (identity): that file, or any link path was read through, which --failed
+    replaces itself (s25 r6 1: `-i sl --failed sl` with sl a link matched neither; s25 r7 3:
+    `-i l2 --failed l1`, l2 -> l1 -> list, the link in between was not looked at)."""
     replaced = file_identity(failed, True)
     if identity is not None and identity == replaced:
         return True
-    try:
-        link = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISLNK(link.st_mode) and (link.st_dev, link.st_ino) == replaced
+    return replaced in links_through(path)
+
+
+def links_through(path: str) -> list[FileIdentity]:
+    """Each link met on the way from path's last name to what it leads to, in order: a link's
+    target taken from the folder it is in (as the kernel does: no normalising, so a '..' after
+    a link to a folder goes where the kernel goes). At most MAX_LINKS, the kernel's own bound:
+    a loop ends there, and its open fails anyway."""
+    found: list[FileIdentity] = []
+    for _ in range(MAX_LINKS):
+        try:
+            link = os.lstat(path)
+            if not stat.S_ISLNK(link.st_mode):
+                break
+            found.append((link.st_dev, link.st_ino))
+            path = os.path.join(os.path.dirname(path), os.readlink(path))
+        except OSError:
+            break
+    return found
 
 
 def input_files(settings: Settings, streams: Streams | None) -> list[Named]:

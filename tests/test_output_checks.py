@@ -208,6 +208,33 @@ def test_an_input_read_twice_that_failed_replaces_is_refused(server, tmp_path, m
     assert server.requests == 0
 
 
+@pytest.mark.parametrize("chain", ["here", "from-another-folder"])
+def test_an_input_read_twice_through_a_chain_of_links_that_failed_replaces_is_refused(
+    server, tmp_path, monkeypatch, chain
+):
+    """`-i l2 -i l2 --failed l1`, l2 -> l1 -> urls.txt: --failed replaces l1, a link met on
+    the way from l2 to the list, and each failed line went into it twice (s25 r7 3: only the
+    input's own name and its target were compared). Relative links from another folder
+    (`top -> d/sl`, `d/sl -> ../urls.txt`) are followed from where each one is."""
+    monkeypatch.chdir(tmp_path)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/status/404") + "\n")
+    if chain == "here":
+        (tmp_path / "l1").symlink_to("urls.txt")
+        (tmp_path / "l2").symlink_to("l1")
+        source, replaced = "l2", "l1"
+    else:
+        (tmp_path / "d").mkdir()
+        (tmp_path / "d" / "sl").symlink_to("../urls.txt")
+        (tmp_path / "top").symlink_to("d/sl")
+        source, replaced = "top", "d/sl"
+    result = invoke(["-i", source, "-i", source, "--failed", replaced])
+    assert result.exit_code == 2, result.output
+    assert "is read twice" in result.output
+    assert urls.read_text() == server.url("/status/404") + "\n"
+    assert os.path.islink(replaced) and server.requests == 0
+
+
 @pytest.mark.parametrize("spelled", ["-", "/dev/stdin", "/dev/fd/0", "link"])
 def test_an_input_also_on_standard_input_that_failed_replaces_is_refused(server, tmp_path, spelled):
     """Standard input spelled as a path (/dev/stdin, /dev/fd/0) had no identity, and a link

@@ -243,26 +243,33 @@ def shard_list(server, refused: int, csv: bool) -> tuple[list[str], str]:
     return ([f"{url},tag-{n}" for n, url in enumerate(urls)] if csv else urls), ok
 
 
-@pytest.mark.parametrize("through", ["name", "link"])
+@pytest.mark.parametrize("through", ["name", "link", "chain"])
 @pytest.mark.parametrize("csv", [False, True], ids=["lines", "csv"])
 def test_failed_naming_the_input_keeps_the_other_shards_lines(server, tmp_path, csv, through):
     """`--shard K/N -i LIST --failed LIST`, the documented retry loop run once per shard: each
     shard's run leaves the other shards' lines in LIST (they were read, not this run's to
     judge); only its own lines that ended ok leave it. LIST lost them: the second shard then
     emptied it, exit 0, 6 URLs never fetched. LIST a link that --failed replaces, read through
-    that link, is the same loop (s25 r6 1: the link and its target were not matched)."""
+    that link, is the same loop (s25 r6 1: the link and its target were not matched), and so
+    is LIST read through a link to that link (s25 r7 3: `-i l2 --failed l1`, l2 -> l1 ->
+    list, kept only this shard's lines: the links in between were not looked at)."""
     rows, ok = shard_list(server, closed_port(), csv)
     listing = tmp_path / "list.txt"
     header = ["url,tag"] if csv else []
     listing.write_text("\n".join([*header, *rows]) + "\n")
-    if through == "link":
-        (tmp_path / "sl").symlink_to(listing)
-        listing = tmp_path / "sl"
+    source = replaced = listing
+    if through != "name":
+        (tmp_path / "l1").symlink_to(listing)
+        source = replaced = tmp_path / "l1"
+    if through == "chain":
+        (tmp_path / "l2").symlink_to("l1")
+        source = tmp_path / "l2"
+    listing = source
     options = ["--input-format", "csv"] if csv else []
     statuses = []
     for index in range(2):
         result = invoke(["-q", "--retries", "0", "--shard", f"{index}/2", *options,
-                         "-i", str(listing), "--failed", str(listing)])  # fmt: skip
+                         "-i", str(source), "--failed", str(replaced)])  # fmt: skip
         statuses.append(result.exit_code)
     assert statuses == [1, 3], statuses  # shard 0 has the ok URL; shard 1 only refused ones
     kept = listing.read_text().splitlines()
