@@ -173,6 +173,40 @@ def test_a_server_replaces_a_wget_line_for_a_non_default_port(tmp_path):
     assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tNEW"}  # fetcher's: any port
 
 
+def test_two_ports_wget_lines_of_one_name_are_both_saved_back(tmp_path):
+    """wget keeps a host-only cookie per port: `HOST:P1 ... w1 A` and `HOST:P2 ... w1 B` are
+    two. Read as the host's cookie, both had one key, the later replaced the earlier, and the
+    save lost P1's line (s25 r7 5). The first is the host's cookie; the other is kept as
+    written, saved back unchanged and not sent."""
+    with counting_server() as server, counting_server() as other:
+        first = f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tw1\tA"
+        second = f"127.0.0.1:{other.port}\tFALSE\t/\tFALSE\t0\tw1\tB"
+        jar = write_jar(tmp_path / "jar", first, second)
+        result = invoke(["--retries", "0", "-c", str(jar), server.url("/"), other.url("/")])
+        assert result.exit_code == 0, result.output
+        assert server.headers_seen[0].get("Cookie") == "w1=A"
+        assert other.headers_seen[0].get("Cookie") == "w1=A"  # the host's, any port
+    assert file_lines(jar) == {first, second}
+    again = invoke(["--retries", "0", "-c", str(jar), "-i", "/dev/null"])  # load, save again
+    assert again.exit_code == 0, again.output
+    assert file_lines(jar) == {first, second}
+
+
+@pytest.mark.parametrize("order", ["plain-first", "port-first"])
+def test_a_wget_port_line_and_a_plain_line_of_one_name_are_both_saved_back(tmp_path, order):
+    """A line without a port is the host's cookie whatever the order; a wget line of the same
+    name for one port of it is kept as written (s25 r7 5: the later line replaced the other)."""
+    with counting_server() as server:
+        plain = "127.0.0.1\tFALSE\t/\tFALSE\t0\tw1\tHOST"
+        port = f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tw1\tPORT"
+        jar = write_jar(
+            tmp_path / "jar", *([plain, port] if order == "plain-first" else [port, plain])
+        )
+        assert invoke(["--retries", "0", "-c", str(jar), server.url("/")]).exit_code == 0
+        assert server.headers_seen[0].get("Cookie") == "w1=HOST"
+    assert file_lines(jar) == {plain, port}
+
+
 @pytest.mark.parametrize("domain", ["127.0.0.1:80x", "127.0.0.1:99999"])  # wget: no port; none
 def test_a_domain_with_no_port_wget_reads_is_kept_as_it_is(tmp_path, domain):
     line = f"{domain}\tFALSE\t/\tFALSE\t0\tsid\tW"

@@ -425,6 +425,11 @@ class OrderedCookieJar(CookieJar):
         with self._cookies_lock:  # type: ignore[attr-defined]
             return iter(list(self._ordered.values()))
 
+    def held(self, key: _Key) -> Cookie | None:
+        """The cookie the jar holds under key (domain, path, name), if any."""
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            return self._ordered.get(key)
+
 
 class Change(NamedTuple):
     """A cookie a server set (cookie) or deleted (None), and when: ``time.monotonic_ns()``,
@@ -694,6 +699,38 @@ def wget_port(domain: str) -> tuple[str, str | None]:
     return host, port
 
 
+def set_file_cookie(jar: OrderedCookieJar, cookie: Cookie) -> None:
+    """Set a cookie read from the file's next line into jar without losing a line to a wget
+    line of another port: wget keeps 'HOST:P1 ... w1' and 'HOST:P2 ... w1' apart, but read as
+    the host's cookie (wget_port) both have one key, and the later replaced the earlier, whose
+    line the save then lost (s25 r7 5). A line without a port is the host's cookie, else the
+    first wget line of that name is; any other wget line colliding with it is kept as written
+    (as_written: saved back unchanged, never sent). Two lines that are one key as written
+    (twice the same line) are one cookie, the later, as curl reads them."""
+    held = jar.held((cookie.domain, cookie.path, cookie.name))
+    if held is not None and cookie.has_nonstandard_attr(WGET_PORT):
+        cookie = as_written(cookie)
+    elif held is not None and held.has_nonstandard_attr(WGET_PORT):
+        jar.set_cookie(as_written(held))  # before cookie takes its key: the file's order kept
+    jar.set_cookie(cookie)
+
+
+def as_written(cookie: Cookie) -> Cookie:
+    """A cookie read from a wget 'host:port' line, under that domain field as written: no host
+    is named so, so it is never sent, and format_jar_line writes its line back unchanged, as
+    wget_port's reading did before the port was read."""
+    port = cookie.get_nonstandard_attr(WGET_PORT)
+    rest = {"HttpOnly": ""} if cookie.has_nonstandard_attr("HttpOnly") else {}
+    domain = f"{file_domain(cookie.domain)}:{port}"
+    return Cookie(
+        version=0, name=cookie.name, value=cookie.value, port=None, port_specified=False,
+        domain=domain, domain_specified=cookie.domain_specified,
+        domain_initial_dot=domain.startswith("."), path=cookie.path, path_specified=True,
+        secure=cookie.secure, expires=cookie.expires, discard=cookie.discard, comment=None,
+        comment_url=None, rest=rest,
+    )  # fmt: skip
+
+
 def file_expiry(text: str) -> int | None:
     """A jar line's expiry field as curl reads it (curlx_strtoofft): blanks, then the digits of
     a number up to curl's 64-bit maximum, whatever follows ignored; None for a session cookie
@@ -781,7 +818,7 @@ def _read_jar(path: str, where: str, say_skipped: bool) -> CookieJar | None:
             continue
         marked = marked or cookie is not None
         if cookie is not None:
-            jar.set_cookie(cookie)
+            set_file_cookie(jar, cookie)
     if skipped and not marked:
         raise ValueError(
             f"cannot read cookie jar {path!r}: not a cookie file ({skipped[0]}, and no line is one)"
