@@ -672,12 +672,21 @@ def parse_jar_line(line: str) -> Cookie | None:
     rest = {"HttpOnly": ""} if http_only else {}
     if port is not None:
         rest[WGET_PORT] = port  # written back (format_jar_line), for wget to read as it wrote
-    return Cookie(
+    return with_expiry(Cookie(
         version=0, name=name, value=value, port=None, port_specified=False, domain=domain,
         domain_specified=whole_domain, domain_initial_dot=domain.startswith("."),
         path=path, path_specified=True, secure=secure.upper() == "TRUE", expires=expires,
         discard=expires is None, comment=None, comment_url=None, rest=rest,
-    )  # fmt: skip
+    ), expires)  # fmt: skip
+
+
+def with_expiry(cookie: Cookie, expires: int | None) -> Cookie:
+    """cookie with the file's expiry to the digit: Cookie's own __init__ does int(float()),
+    which rounds any value over 2**53, and curl's largest (2**63 - 1) was saved as 2**63,
+    past it, so the next load skipped the line and the save after dropped it (s25 r7 7). The
+    attribute is a plain one, compared with a clock (is_expired), exact as an int."""
+    cookie.expires = expires
+    return cookie
 
 
 def wget_port(domain: str) -> tuple[str, str | None]:
@@ -722,13 +731,13 @@ def as_written(cookie: Cookie) -> Cookie:
     port = cookie.get_nonstandard_attr(WGET_PORT)
     rest = {"HttpOnly": ""} if cookie.has_nonstandard_attr("HttpOnly") else {}
     domain = f"{file_domain(cookie.domain)}:{port}"
-    return Cookie(
+    return with_expiry(Cookie(
         version=0, name=cookie.name, value=cookie.value, port=None, port_specified=False,
         domain=domain, domain_specified=cookie.domain_specified,
         domain_initial_dot=domain.startswith("."), path=cookie.path, path_specified=True,
         secure=cookie.secure, expires=cookie.expires, discard=cookie.discard, comment=None,
         comment_url=None, rest=rest,
-    )  # fmt: skip
+    ), cookie.expires)  # fmt: skip
 
 
 def file_expiry(text: str) -> int | None:
