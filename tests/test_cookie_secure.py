@@ -36,12 +36,19 @@ class PlainServer(FaultServer):
     def __init__(self) -> None:
         super().__init__(self._answer)
         self.ready = threading.Event()
+        self.redirect_to = ""  # where ``/redir`` sends its 302, setting EVIL's sid on the way
 
     def _answer(self, conn: socket.socket) -> None:
         target = read_request(conn).decode("latin-1").split(" ", 2)[1].strip("/")
         if target == "flood":
             count = MAX_COOKIES_PER_DOMAIN + 10
             lines = "".join(f"Set-Cookie: m{n}=v{n}; Path=/\r\n" for n in range(count))
+        elif target == "redir":
+            self.ready.wait(WAIT)
+            lines = f"Set-Cookie: {EVIL['overwrite']}\r\nLocation: {self.redirect_to}\r\n"
+            conn.sendall(f"HTTP/1.1 302 Found\r\n{lines}".encode())
+            conn.sendall(b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            return
         else:
             self.ready.wait(WAIT)
             lines = f"Set-Cookie: {EVIL[target]}\r\n"
@@ -123,3 +130,27 @@ def test_a_flood_of_plain_cookies_evicts_them_before_a_secure_one(certs, plain):
                plain.url("/overwrite"), f"{secure}/account"], False)  # fmt: skip
         sent = tls.headers_seen[-1].get("Cookie", "")
     assert "sid=GOOD" in sent.split("; ") and "sid=EVIL" not in sent, sent
+
+
+def test_a_refused_http_cookie_reaches_no_redirect_hop(certs, plain, tmp_path):
+    """s25 r8 1: the http answer whose sid the run refuses (another worker holds a Secure one)
+    redirects to https. requests reads that answer's Set-Cookie into the hop's own jar, a copy
+    of the request's: it must refuse it as the session's jar does, or the https server gets
+    Cookie: sid=EVIL though neither the session nor the file took it."""
+
+    def route(path: str) -> Route:
+        if path == "/login":
+            headers = {"Location": "/done", "Set-Cookie": "sid=GOOD; Secure; Path=/"}
+            return 302, headers, b"", 0.0
+        if path == "/done":
+            plain.ready.set()
+        return 200, {}, b"", 0.0
+
+    jar = tmp_path / "jar.txt"
+    with tls_server(certs.server_context().wrap_socket, route) as tls:
+        plain.redirect_to = f"https://127.0.0.1:{tls.port}/account"
+        fetch(["-j", "2", "--cacert", str(certs.ca_pem), "-c", str(jar),
+               f"https://127.0.0.1:{tls.port}/login", plain.url("/redir")], False)  # fmt: skip
+        sent = [headers.get("Cookie") for headers in tls.headers_seen]
+    assert len(sent) == 3 and not any("EVIL" in (cookie or "") for cookie in sent), sent
+    assert sid_lines(jar) == [["127.0.0.1", "FALSE", "/", "TRUE", "0", "sid", "GOOD"]]

@@ -295,6 +295,7 @@ class BoundedCookieJar(AnswerRulesJar):
     """
 
     changes: CookieChanges | None = None  # a class default: the many temporary jars note nothing
+    asks: CookieChanges | None = None  # a request's or hop's jar: the run's, asked (for_request)
     loaded_keys: frozenset[_Key] = frozenset()
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
@@ -333,7 +334,21 @@ class BoundedCookieJar(AnswerRulesJar):
     def _known_secure(self, domain: str, path: str, name: str) -> bool:
         """This jar's Secure cookies, and with changes, the run's and the -c file's."""
         known = super()._known_secure(domain, path, name)
-        return known or (self.changes is not None and self.changes.holds_secure(domain, path, name))
+        rules = self.changes if self.changes is not None else self.asks
+        return known or (rules is not None and rules.holds_secure(domain, path, name))
+
+    def for_request(self) -> BoundedCookieJar:
+        """An empty jar, bounded as this one, for a request of this jar's session (requests
+        builds its Cookie header from it, and copies it for each redirect hop, reading the
+        hop's Set-Cookie into the copy). It notes nothing, but asks the run's changes which
+        Secure cookies an http answer may not touch: a hop's jar that knew only its own
+        cookies took the sid=EVIL the session's jar refused and sent it on, to https too
+        (s25 r8 1)."""
+        new = BoundedCookieJar()
+        new.set_policy(self.get_policy())
+        new.loaded_keys = self.loaded_keys
+        new.asks = self.changes if self.changes is not None else self.asks
+        return new
 
     def clear(
         self, domain: str | None = None, path: str | None = None, name: str | None = None
@@ -365,10 +380,9 @@ class BoundedCookieJar(AnswerRulesJar):
 
     def copy(self) -> BoundedCookieJar:
         """RequestsCookieJar's copy, bounded as this jar: requests copies the request's jar for
-        every redirect hop, and a plain copy's Cookie header knew no bound. Notes nothing."""
-        new = BoundedCookieJar()
-        new.set_policy(self.get_policy())
-        new.loaded_keys = self.loaded_keys
+        every redirect hop, and a plain copy's Cookie header knew no bound. Notes nothing,
+        and asks what this jar asks (for_request)."""
+        new = self.for_request()
         new.update(self)
         return new
 

@@ -485,15 +485,15 @@ class FetcherSession(requests.Session):
         prepared.headers = self._session_headers.copy()
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
+        empty = _request_jar(self.cookies)
         if request.cookies or self.cookies:
-            # A bounded jar: requests builds the Cookie header, and each redirect's, from it.
             jar = merge_cookies(  # type: ignore[no-untyped-call]
-                merge_cookies(BoundedCookieJar(), self.cookies),  # type: ignore[no-untyped-call]
+                merge_cookies(empty, self.cookies),  # type: ignore[no-untyped-call]
                 request.cookies or {},
             )
             prepared.prepare_cookies(jar)
         else:
-            prepared._cookies = BoundedCookieJar()  # type: ignore[attr-defined] # as requests'
+            prepared._cookies = empty  # type: ignore[attr-defined] # as requests'
         prepared.prepare_body(request.data or {}, None, None)
         if "Authorization" not in prepared.headers:  # -H or the line's own wins, as in curl
             auth = request.auth if request.auth is not None else self.auth
@@ -813,6 +813,16 @@ class SessionPool:
             self.closed = True
         for session in sessions:
             close_session(session)
+
+
+def _request_jar(session_jar: CookieJar) -> BoundedCookieJar:
+    """An empty bounded jar for a request of the session whose jar is session_jar: requests
+    builds the Cookie header, and each redirect's, from it, and reads each hop's Set-Cookie
+    into (a copy of) it. It asks the run's changes which Secure cookies an http answer may not
+    touch (BoundedCookieJar.for_request), also when the session's jar is still empty."""
+    if isinstance(session_jar, BoundedCookieJar):
+        return session_jar.for_request()
+    return BoundedCookieJar()
 
 
 def _unfollowable(problem: str, response: Any) -> FetchError:
