@@ -357,6 +357,32 @@ def test_an_http_answer_neither_sets_nor_touches_secure_cookies(hosts, tmp_path,
     assert file_lines(jar) == {SECURE_SID}
 
 
+@pytest.mark.parametrize(
+    ("held", "origin", "set_cookie"),
+    [
+        ("example.test\tTRUE", "http://example.test", "sid=EVIL; Path=/"),
+        ("example.test\tFALSE", "http://example.test", "sid=EVIL; Domain=example.test; Path=/"),
+        ("example.test\tFALSE", "http://www.example.test", "sid=EVIL; Domain=example.test"),
+        ("example.test\tFALSE", "http://www.example.test", "sid=EVIL; Path=/"),
+        (".example.test\tTRUE", "http://www.example.test", "sid=EVIL; Path=/"),
+    ],
+)
+def test_an_http_answer_leaves_a_secure_cookie_of_the_same_host_domain_or_not(
+    hosts, tmp_path, held, origin, set_cookie
+):
+    """s25 r8 2: RFC 6265bis §5.6 compares the domains without the leading dot, either
+    domain-matching the other. http.cookiejar's domain_match had a host-only example.test and
+    a Domain=example.test (.example.test) meet neither way, so an http answer shadowed the
+    Secure cookie: both were saved, and both sent to https."""
+    jar, line = tmp_path / "cookies.txt", f"{held}\t/\tTRUE\t4102444800\tsid\tGOOD"
+    jar.write_text("# Netscape HTTP Cookie File\n" + line + "\n")
+    later = f"{origin}/later"
+    through(hosts, "-c", str(jar), go(origin, "/done", set_cookie), later)
+    assert (hosts.sent(f"{origin}/done"), hosts.sent(later)) == ([None], [None])
+    saved = line if held.startswith(".") or "FALSE" in held else f".{line}"
+    assert file_lines(jar) == {saved}
+
+
 def test_an_https_answer_sets_secure_and_prefixed_cookies(certs, tmp_path):
     jar = tmp_path / "cookies.txt"
     given = ["sid=s; Secure; Path=/", "__Host-h=1; Secure; Path=/", "__Secure-s=2; Secure"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from http.cookiejar import Cookie
 from pathlib import Path
 
 import pytest
 
-from fetcher.http.cookies import MAX_COOKIES_PER_DOMAIN
+from fetcher.http.cookies import MAX_COOKIES_PER_DOMAIN, CookieChanges
 from tests.conftest import invoke, run_process
 from tests.servers import FaultServer, Route, read_request, tls_server
 from tests.tls_proxy_servers import Certificates, make_certificates
@@ -154,3 +155,31 @@ def test_a_refused_http_cookie_reaches_no_redirect_hop(certs, plain, tmp_path):
         sent = [headers.get("Cookie") for headers in tls.headers_seen]
     assert len(sent) == 3 and not any("EVIL" in (cookie or "") for cookie in sent), sent
     assert sid_lines(jar) == [["127.0.0.1", "FALSE", "/", "TRUE", "0", "sid", "GOOD"]]
+
+
+def secure_sid(domain: str) -> Cookie:
+    return Cookie(
+        version=0, name="sid", value="GOOD", port=None, port_specified=False, domain=domain,
+        domain_specified=domain.startswith("."), domain_initial_dot=domain.startswith("."),
+        path="/", path_specified=True, secure=True, expires=None, discard=True, comment=None,
+        comment_url=None, rest={},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("held", "changed"),
+    [
+        ("example.test", ".example.test"),  # a host-only cookie, and Domain= its host
+        (".example.test", "example.test"),
+        ("example.test", "www.example.test"),  # its subdomain's host-only cookie
+        ("example.test", ".www.example.test"),
+    ],
+)
+def test_the_run_s_changes_know_a_secure_cookie_of_the_same_host_domain_or_not(held, changed):
+    """s25 r8 2, for what no session jar holds (another worker's, the file's at the merge):
+    CookieChanges compares domains as RFC 6265bis §5.6 does, without the leading dot."""
+    changes = CookieChanges([secure_sid(held)])
+    assert changes.holds_secure(changed, "/", "sid")
+    assert not changes.note((changed, "/", "sid"), None, over_http=True)
+    assert not changes.holds_secure("other.test", "/", "sid")
+    assert not changes.holds_secure("xample.test", "/", "sid")  # a suffix, not a subdomain

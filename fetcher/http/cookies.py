@@ -606,9 +606,17 @@ def _key(cookie: Cookie) -> _Key:
 
 
 def _domains_meet(domain: str, other: str) -> bool:
-    """Whether either domain domain-matches the other (http.cookiejar's domain_match)."""
-    match = cookiejar.domain_match  # type: ignore[attr-defined]
-    return bool(match(domain, other) or match(other, domain))
+    """Whether either domain domain-matches the other as RFC 6265bis §5.6 step 19 compares
+    them: without the leading dot that http.cookiejar gives a Domain cookie, the same name, or
+    one a subdomain of the other (not of an IP address: §5.1.3). http.cookiejar's domain_match
+    had a host-only 'example.test' and '.example.test' meet neither way, nor
+    'www.example.test' and 'example.test': an http answer then set its own cookie beside the
+    Secure one, saved and sent with it (s25 r8 2)."""
+    mine, theirs = domain.lstrip(".").lower(), other.lstrip(".").lower()
+    if mine == theirs:
+        return True
+    longer, shorter = (mine, theirs) if len(mine) > len(theirs) else (theirs, mine)
+    return bool(shorter) and longer.endswith(f".{shorter}") and not _is_ip(longer)
 
 
 def _kind(change: Change) -> tuple[bool, str]:
