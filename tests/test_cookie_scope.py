@@ -247,6 +247,25 @@ def test_an_ip_host_s_own_address_as_domain_makes_a_host_only_cookie(hosts, tmp_
     assert file_lines(jar) == set()
 
 
+@pytest.mark.parametrize("held", [".127.0.0.1\tTRUE", "127.0.0.1\tTRUE", ".127.0.0.1\tFALSE"])
+def test_a_file_s_domain_line_for_an_ip_address_is_its_host_only_cookie(hosts, tmp_path, held):
+    """s25 r8 3: an older fetcher saved Domain=127.0.0.1 as '.127.0.0.1 TRUE'. Read as written,
+    it was another cookie than the host-only one the server's Domain=127.0.0.1 now makes: a
+    login added a second sid, and the logout left the old one, sent ever after."""
+    jar, later = tmp_path / "cookies.txt", "http://127.0.0.1/later"
+    jar.write_text(f"# Netscape HTTP Cookie File\n{held}\t/\tFALSE\t0\tsid\tOLD\n")
+    through(hosts, "-c", str(jar), later)
+    assert hosts.sent(later) == ["sid=OLD"]
+    assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tOLD"}  # as curl writes it
+    login = go("http://127.0.0.1", "/done", "sid=NEW; Domain=127.0.0.1; Path=/")
+    through(hosts, "-c", str(jar), login)
+    assert file_lines(jar) == {"127.0.0.1\tFALSE\t/\tFALSE\t0\tsid\tNEW"}
+    jar.write_text(f"# Netscape HTTP Cookie File\n{held}\t/\tFALSE\t0\tsid\tOLD\n")
+    logout = go("http://127.0.0.1", "/done", "sid=; Domain=127.0.0.1; Path=/; Max-Age=0")
+    through(hosts, "-c", str(jar), logout)
+    assert file_lines(jar) == set()
+
+
 def test_a_file_s_domain_line_for_part_of_an_ip_address_goes_to_no_other_address(hosts, tmp_path):
     """A line an older fetcher saved ('.0.1 TRUE') is sent to no address but its own."""
     jar, victim = tmp_path / "cookies.txt", "http://127.5.0.1/victim"

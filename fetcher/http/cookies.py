@@ -690,6 +690,7 @@ def parse_jar_line(line: str) -> Cookie | None:
     # http.cookiejar would match no host to it), one for the subdomains too.
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
     domain, port = wget_port(domain)
+    whole_domain = whole_domain and not _is_ip(domain.lstrip("."))  # jar_domain: host-only
     domain = jar_domain(domain, whole_domain)
     rest = {"HttpOnly": ""} if http_only else {}
     if port is not None:
@@ -788,9 +789,14 @@ def jar_domain(domain: str, whole_domain: bool = False) -> str:
     leading dot: http.cookiejar keys a cookie by its domain's text, and a server's Domain= is
     always '.example.test', so a line 'example.test TRUE' (hand-written, exported) was another
     cookie, never replaced nor deleted by the server's, and sent before it (s25 h4 4); curl,
-    which strips the dot and keeps the flag, has the two as one. Any other name is kept."""
+    which strips the dot and keeps the flag, has the two as one. An IP address's is its
+    host-only cookie, dot or flag or not: a server's Domain=127.0.0.1 makes that one
+    (AnswerRulesJar._kept_attrs), where an older fetcher saved '.127.0.0.1 TRUE', which no
+    login replaced nor logout deleted (s25 r8 3). Any other name is kept."""
     if domain == "localhost" or domain.startswith("["):
         return f"{domain}.local"
+    if _is_ip(domain.lstrip(".")):
+        return domain.lstrip(".")
     return f".{domain}" if whole_domain and domain and not domain.startswith(".") else domain
 
 
