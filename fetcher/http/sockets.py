@@ -25,15 +25,7 @@ import struct
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
-from fetcher.http.uploads import (
-    Buffer,
-    Cut,
-    EarlyAnswerResponse,
-    Seen,
-    drain,
-    queued,
-    send_body,
-)
+from fetcher.http.uploads import Buffer, Cut, EarlyAnswerResponse, Seen, queued, send_body
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,30 +188,18 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     body_cut = False  # the rest of this request's body was left unsent (Seen.FINAL, STALLED)
     body_stalled = False  # ... because the connection stalled (Seen.STALLED)
     answered_early = False  # the server answered before this request's body was all sent
-    answered_2xx = False  # ... with a 2xx, as the last look at what came saw (Seen.ANSWERED)
     body_given = 0  # bytes of this request's body given to send, the cut rest too
     body_sent = 0  # of those, the bytes that left (acknowledged, once it was cut)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.answered_early:  # the connection is a new one now: the answer closed the last
-            self.answered_early = self.answered_2xx = self.body_cut = self.body_stalled = False
+            self.answered_early = self.body_cut = self.body_stalled = False
             del self.response_class  # the class's again
         self.body_given = self.body_sent = 0
         try:
             super().request(*args, **kwargs)
-            if self.answered_2xx and not self.body_cut:
-                self.drained()
         finally:
             self.body_next = False
-
-    def drained(self) -> None:
-        """After an early 2xx, the body all handed to the kernel: wait until it left (drain),
-        else it is cut (r7 2: a server that closed with the last MiB unread was ok)."""
-        sock = self.sock
-        if type(sock) is KernelTimeoutSocket:
-            seen = drain(sock, sock.gettimeout())
-            if seen is not Seen.ANSWERED:
-                self.note_cut(sock, seen)
 
     def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
         super().endheaders(message_body, encode_chunked=encode_chunked)
@@ -242,7 +222,6 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
             self.body_sent += sent
             if seen is not Seen.ROOM:
                 self.answered_early = True
-                self.answered_2xx = seen is Seen.ANSWERED
                 self.response_class = EarlyAnswerResponse
             if seen in (Seen.FINAL, Seen.STALLED):
                 self.note_cut(sock, seen)

@@ -73,12 +73,11 @@ class Seen(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Cut:
-    """A request body whose rest was left unsent: sent of its total bytes had left (the peer
-    acknowledged them) at the cut, when the connection stalled (else the server ended it).
-    Those the kernel still held then may reach the server later: the connection is closed
-    gracefully, and a server that paused reads them (r7 4). So sent is at least what reached
-    it, and said so; an abortive close (SO_LINGER 0) would make it exact at the cost of a
-    hook in urllib3's close, and the server's side may drop what it acknowledged anyway."""
+    """A request body whose rest was left unsent: sent of its total bytes had left (the peer's
+    system acknowledged them) at the cut, when the connection stalled (else the server ended
+    it). That is neither what the server read (its system acknowledges into a receive buffer
+    it may never read, s25 r9 2) nor what reached it (the bytes still queued reach a server
+    that reads on after a graceful close, r7 4): it is said as what it is, acknowledged."""
 
     sent: int
     total: int
@@ -92,8 +91,8 @@ class Cut:
         the protocol's (a connection ended early)."""
         why = "stopped reading for --connect-timeout" if self.stalled else "ended the connection"
         error = FetchError(
-            f"request body cut after the server's early {status} (at least {self.sent} of"
-            f" {self.total} bytes reached it): it {why}",
+            f"request body cut after the server's early {status} ({self.sent} of {self.total}"
+            f" bytes acknowledged by its system): it {why}",
             ErrorKind.READ_TIMEOUT if self.stalled else ErrorKind.PROTOCOL,
         )
         error.final = True
@@ -121,8 +120,10 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
     next request: s25 r1 1), ANSWERED after a 2xx, HEARD after what may hide a final answer
     (both end the connection with its answer: r7 9, s24 r8 1). The rest left unsent: FINAL
     after an answer of 300 or more, or the server's end after one (s25 r3 2; after a 2xx a
-    reset, not a FIN: r7 1), STALLED after a stall (cut_by). After a 2xx, the body is not sent
-    until it also left the kernel's buffers (drain, the connection's to call).
+    reset, not a FIN: r7 1), STALLED after a stall (cut_by). A cut within the socket buffers
+    (the last MiB the server's system acknowledged for it, unread) cannot be told from a
+    whole body: TCP says the server's system took the bytes, not that the server read them
+    (s25 r9 1: a wait for the send queue to drain, tried, passed such cuts for ok all the same).
 
     The last look at what came is the one before the last bytes were handed to the kernel:
     one after would race the server's answer to the whole body, and take it for an early one.
@@ -150,32 +151,6 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
             return seen, size - len(view)
         if seen is not Seen.ROOM:
             before = seen
-
-
-def drain(sock: socket.socket, timeout: float | None) -> Seen:
-    """After a 2xx heard during the upload and the whole body handed to the kernel, wait until
-    the server's side acknowledged it all (queued reaches 0): ANSWERED then, or where the
-    kernel cannot say. A reset meanwhile is FINAL, a stall (Stall: timeout with no byte
-    leaving) STALLED: the body is cut, as it is when either comes before the last bytes were
-    handed over (r7 2: within the socket buffers, a few MiB, the cut passed for ok). Only an
-    early 2xx is waited on so: without one the answer's reader waits for the answer anyway,
-    and no call is added there. The count is looked at every _RECHECK seconds: no poll()
-    event says that the send queue emptied. The count is read before the poll, so a reset that
-    emptied it is seen by the poll, never taken for a drained queue."""
-    poller = select.poll()
-    poller.register(sock, _RESET)
-    stall = Stall(sock, timeout)
-    while True:
-        count = queued(sock)
-        events = poller.poll(0 if not count else stall.millis(_RECHECK))
-        if events and events[0][1] & _RESET:
-            return Seen.FINAL
-        if not count:
-            return Seen.ANSWERED
-        try:
-            stall.check()
-        except TimeoutError:
-            return Seen.STALLED
 
 
 def cut_by(error: OSError, sock: socket.socket, before: Seen) -> Seen:
