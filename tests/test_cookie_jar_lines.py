@@ -234,3 +234,26 @@ def test_a_domain_with_no_port_wget_reads_is_kept_as_it_is(tmp_path, domain):
         assert invoke(["--retries", "0", "-c", str(jar), server.url("/")]).exit_code == 0
         assert server.headers_seen[0].get("Cookie") is None
     assert file_lines(jar) == {line}
+
+
+def test_the_same_wget_line_twice_is_one_cookie_the_later(tmp_path):
+    """Two lines of one port and one name are one cookie, the later, as curl and wget read
+    them: c188db1 kept both and sent the first (s25 r9 6)."""
+    with counting_server() as server:
+        first = f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tw1\tA"
+        later = f"127.0.0.1:{server.port}\tFALSE\t/\tFALSE\t0\tw1\tB"
+        jar = write_jar(tmp_path / "jar", first, later)
+        assert invoke(["--retries", "0", "-c", str(jar), server.url("/")]).exit_code == 0
+        assert server.headers_seen[0].get("Cookie") == "w1=B"
+    assert file_lines(jar) == {later}
+
+
+@pytest.mark.parametrize("domain", ["::1", ".::1", "[::1]", ".[::1]"])
+def test_an_ipv6_line_is_that_address_s_host_only_cookie(domain):
+    """curl writes an IPv6 host's line as `::1`; `.[::1]` and `.::1` were other cookies, never
+    sent nor replaced (s25 r9 5): every spelling is the address's host-only cookie, as an
+    IPv4 address's is (r8 3)."""
+    from fetcher.http.cookies import jar_domain
+
+    assert jar_domain(domain, whole_domain=True) == "[::1].local"
+    assert jar_domain(domain) == "[::1].local"

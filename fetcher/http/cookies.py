@@ -740,9 +740,10 @@ def set_file_cookie(jar: OrderedCookieJar, cookie: Cookie) -> None:
     (as_written: saved back unchanged, never sent). Two lines that are one key as written
     (twice the same line) are one cookie, the later, as curl reads them."""
     held = jar.held((cookie.domain, cookie.path, cookie.name))
-    if held is not None and cookie.has_nonstandard_attr(WGET_PORT):
-        cookie = as_written(cookie)
-    elif held is not None and held.has_nonstandard_attr(WGET_PORT):
+    port = cookie.get_nonstandard_attr(WGET_PORT)
+    if held is not None and port is not None and held.get_nonstandard_attr(WGET_PORT) != port:
+        cookie = as_written(cookie)  # one port's line twice is one cookie, the later (r9 6)
+    elif held is not None and port is None and held.has_nonstandard_attr(WGET_PORT):
         jar.set_cookie(as_written(held))  # before cookie takes its key: the file's order kept
     jar.set_cookie(cookie)
 
@@ -793,10 +794,13 @@ def jar_domain(domain: str, whole_domain: bool = False) -> str:
     host-only cookie, dot or flag or not: a server's Domain=127.0.0.1 makes that one
     (AnswerRulesJar._kept_attrs), where an older fetcher saved '.127.0.0.1 TRUE', which no
     login replaced nor logout deleted (s25 r8 3). Any other name is kept."""
+    bare = domain.lstrip(".")
+    if ":" in bare and _is_ip(bare.strip("[]")):  # curl writes ::1, fetcher [::1] (s25 r9 5)
+        return f"[{bare.strip('[]')}].local"
     if domain == "localhost" or domain.startswith("["):
         return f"{domain}.local"
-    if _is_ip(domain.lstrip(".")):
-        return domain.lstrip(".")
+    if _is_ip(bare):
+        return bare
     return f".{domain}" if whole_domain and domain and not domain.startswith(".") else domain
 
 
