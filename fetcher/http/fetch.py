@@ -400,16 +400,14 @@ def heard_retry_after(
     return retry_after
 
 
-def names_another_version(
-    response: requests.Response, request: EffectiveRequest, prior: Prior | None
-) -> bool:
-    """Whether response is a 304 to a GET's conditions from the state (prior's) whose
-    validators name another version than the stored body's (Prior.another_version, the rule a
-    HEAD's ``changed`` follows too: s24 r11 3): a backend that checked only If-Modified-Since,
-    of a new version with the old date, or of one rolled back to an older date with <=, says
-    so on every run. The one asked weakened (a server that compresses) is not another."""
-    conditioned = request.conditional and request.method == "GET"
-    if prior is None or response.status_code != 304 or not conditioned:
+def names_another_version(response: requests.Response, prior: Prior | None) -> bool:
+    """Whether response, a 304 to a GET's conditions from the state (prior's, asks_again has
+    looked), has validators that name another version than the stored body's
+    (Prior.another_version, the rule a HEAD's ``changed`` follows too: s24 r11 3): a backend
+    that checked only If-Modified-Since, of a new version with the old date, or of one rolled
+    back to an older date with <=, says so on every run. The one asked weakened (a server that
+    compresses) is not another."""
+    if prior is None:
         return False
     # From the body's path under another query (a signed target): its 304 counts only when it
     # names the very ETag asked (redirects.Conditions sent it no other condition); from any
@@ -457,10 +455,9 @@ def asks_again(
     h5 2), or one that finds another file under the name than that one (another copy of the
     URL saved its body over it meanwhile: it took that file over, and vouched the old body's
     hash for it, s24 h5 3), as for a URL whose file is not the state's (Fetcher._prior)."""
-    if names_another_version(response, request, task.job.prior):
-        return True
-    conditioned = response.status_code == 304 and request.conditional and request.method == "GET"
-    return conditioned and not holds_its_file(bodies, task)
+    if response.status_code != 304 or not request.conditional or request.method != "GET":
+        return False
+    return names_another_version(response, task.job.prior) or not holds_its_file(bodies, task)
 
 
 def holds_its_file(bodies: Bodies | None, task: Task, prior: Prior | None = None) -> bool:
