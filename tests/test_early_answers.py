@@ -92,6 +92,13 @@ def upload(tmp_path: Path) -> tuple[Path, str]:
     return path, digest.hexdigest()
 
 
+def put_record(url: str, path: Path, args: list[str]) -> dict[str, Any]:
+    """fetcher run with args, PUTting the file at path to url: its one record."""
+    done = run_process([*args, "-X", "PUT", "-d", f"@{path}", url])
+    [record] = by_url(done.stdout).values()
+    return record
+
+
 def by_url(output: bytes) -> dict[str, dict[str, Any]]:
     return {record["url"]: record for record in map(json.loads, output.decode().splitlines())}
 
@@ -205,8 +212,7 @@ def test_a_status_line_cut_before_its_digit_does_not_cut_the_upload(
     taken: list[str] = []
     with FaultServer(status_cut_then_take(start, taken)) as server:
         args = ["--format", "jsonl", "--retries", "0", "-t", "3", "--connect-timeout", "10"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["ok"], record["status"], record["bytes"]) == (True, 200, 5), json.dumps(record)
     assert taken == [digest]
 
@@ -219,8 +225,7 @@ def test_what_cannot_begin_a_status_line_still_stops_the_upload(
     path, _ = upload
     with FaultServer(answer_then(b"SSH-2.0-OpenSSH_9.6\r\n", "hold", stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "-t", "3", "--connect-timeout", "10"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["status"], record["error"]["kind"]) == (None, "protocol"), json.dumps(record)
     assert record["elapsed"] < 5, json.dumps(record)
 
@@ -262,8 +267,7 @@ def test_a_final_answer_after_an_interim_one_still_stops_the_upload(
     path, _ = upload
     with FaultServer(interim_then_refuse(interim, read_first, stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "10", "-t", "10"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     outcome = (record["status"], record["ok"], record["attempts"])
     assert outcome == (413, False, 1), json.dumps(record)
     assert record["elapsed"] < 5, json.dumps(record)
@@ -306,8 +310,7 @@ def test_a_server_that_reads_slowly_but_steadily_is_not_cut(
     with FaultServer(read_slowly(taken, stop)) as server:
         server.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "0.3", "-t", "10"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["ok"], record["status"]) == (True, 200), json.dumps(record)
     assert taken == [hashlib.sha256(body).hexdigest()]
 
@@ -339,8 +342,7 @@ def test_a_streaming_echo_gets_the_whole_body(upload: tuple[Path, str]) -> None:
     path, _ = upload
     with FaultServer(echo) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "5"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["ok"], record["bytes"]) == (True, UPLOAD_SIZE), json.dumps(record)
 
 
@@ -388,8 +390,7 @@ def test_interim_answers_longer_than_what_is_looked_at_do_not_cut_the_upload(
     taken: list[str] = []
     with FaultServer(interim_then_take(interim, taken)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["ok"], record["status"], record["bytes"]) == (True, 200, 5), json.dumps(record)
     assert taken == [digest]
 
@@ -402,8 +403,7 @@ def test_more_interim_answers_than_the_reader_takes_are_still_protocol(
     taken: list[str] = []
     with FaultServer(interim_then_take(early_hints(*[10] * 17), taken)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["status"], record["error"]["kind"]) == (None, "protocol"), json.dumps(record)
 
 
@@ -428,8 +428,7 @@ def test_a_status_line_the_reader_takes_is_read_so_during_the_upload(
     taken: list[str] = []
     with FaultServer(interim_then_take(interim, taken)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "4"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["ok"], record["status"], record["bytes"]) == (True, 200, 5), json.dumps(record)
     assert taken == [digest]
 
@@ -460,8 +459,7 @@ def test_an_upload_nobody_reads_is_cut_about_one_connect_timeout_after_the_last_
     path, _ = upload
     with FaultServer(answer_then_silent(answer, stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "10"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["error"] or {}).get("kind") == kind, json.dumps(record)
     assert record["elapsed"] < 1.6, json.dumps(record)
 
@@ -578,8 +576,7 @@ def test_a_refusal_behind_a_full_look_of_interim_answers_is_read_when_the_upload
     path, _ = upload
     with FaultServer(interim_then_refuse(early_hints(5000), 0, stop)) as server:
         args = ["--format", "jsonl", "--connect-timeout", "2", "-t", "4"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     outcome = (record["status"], record["ok"], record["attempts"])
     assert outcome == (413, False, 1), json.dumps(record)
 
@@ -653,8 +650,7 @@ def test_a_stall_after_whole_interim_answers_is_a_timeout_at_the_connect_timeout
     path, _ = upload
     with FaultServer(interim_then_hold(b"HTTP/1.1 100 Continue\r\n\r\n", MIB, stop)) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "1", "-t", "8"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert record["error"]["kind"] == "read_timeout", json.dumps(record)
     assert record["elapsed"] < 3, json.dumps(record)
 
@@ -768,9 +764,8 @@ def test_the_cut_of_an_upload_says_how_much_the_server_s_system_acknowledged(
     server = PausingReaderServer(10 * MIB, 2.0, stop)
     with server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "0.5", "-t", "5"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
+        record = put_record(server.url(), path, args)
         assert server.finished.wait(LIFETIME)
-    [record] = by_url(done.stdout).values()
     message = record["error"]["message"]
     said = message.split("(")[1].split(" of ")[0] if "acknowledged by its system" in message else ""
     sent = int(said) if said.isdigit() else -1
@@ -819,8 +814,7 @@ def test_a_server_that_half_closes_after_an_early_2xx_and_reads_on_gets_the_whol
 
     with FaultServer(behaviour) as server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "3", "-t", "5"]
-        done = run_process([*args, "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
+        record = put_record(server.url(), path, args)
     assert (record["status"], record["ok"]) == (200, True), json.dumps(record)
     assert taken == [digest]
 
