@@ -433,3 +433,30 @@ def test_a_declashed_first_folder_is_dealt_as_the_name_it_was_declashed_from(tmp
 
 def url_parts_of(name: str) -> list[str]:
     return name_parts(name, "http://h.test/a")
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_fresh_url_under_a_declashed_host_folder_is_skipped(tmp_path, processes):
+    # Its file's first folder is host~<hash>, dealt with the host (deal_name): the worker
+    # process that keeps it is the one that gives that folder's names. _kept compared the
+    # folder with the host's own first component, and under --processes fetched it again.
+    with counting_server() as server:
+        host = url_parts(server.url("/"))[0]
+        victim = server.url("/v")
+        jobs = tmp_path / "jobs.jsonl"
+        jobs.write_text(json.dumps({"url": server.url("/o5"), "output": host}) + "\n"
+                        + json.dumps({"url": victim}) + "\n")  # fmt: skip
+        common = ["--input-format", "jsonl", "-i", str(jobs), "-o", str(tmp_path / "out"),
+                  "--format", "jsonl", "--state", str(tmp_path / "st.db"), "--ordered"]  # fmt: skip
+        first = run_process(["-j", "1", *common])
+        assert first.returncode == 0, first.stderr
+        saved = records(first.stdout)[1]
+        assert Path(saved["path"]).parent.name.startswith(f"{host}~"), saved
+        asked = len(server.paths)
+        again = run_process(["--processes", processes, "-j", processes, "--skip-fresh", "1h",
+                             *common])  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    found = records(again.stdout)
+    assert all(record["skipped"] for record in found), found
+    assert found[1]["path"] == saved["path"], found
+    assert len(server.paths) == asked, server.paths[asked:]

@@ -255,7 +255,12 @@ def deal_name(url: str, name: str | None) -> str:
     bytes when long: a name another line's output can give directly (s25 h5 1). Each name X
     can become keeps X's text up to its first '~' or DEAL_BYTES, so one process gives them all.
     """
-    data = first_component(url, name).partition("~")[0].encode("utf-8", "surrogatepass")
+    return deal_name_of(first_component(url, name))
+
+
+def deal_name_of(top: str) -> str:
+    """deal_name of a first component top as it is under DIR, de-clashed or not."""
+    data = top.partition("~")[0].encode("utf-8", "surrogatepass")
     return data[:DEAL_BYTES].decode("utf-8", "ignore")
 
 

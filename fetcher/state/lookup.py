@@ -15,7 +15,7 @@ from fetcher.errors import ErrorKind
 from fetcher.http.request import EMPTY_BODY
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import Bodies
-from fetcher.output.paths import OutputDir, first_component, top_of
+from fetcher.output.paths import OutputDir, deal_name, deal_name_of, top_of
 from fetcher.results import Result
 from fetcher.run.shared_input import JobSource
 from fetcher.state.prior import Prior
@@ -112,14 +112,16 @@ class StateLookup:
         worker process that places job's names is to keep it (job.keep).
 
         That worker must: names are given there, and one kept here was never seen there (s24 f3
-        1). It gets every name of job's first folder under DIR (processes.deal_key), so a file
-        in another folder (a row saved under a line's ``output`` name) is fetched again."""
+        1). It gets every name of the folders dealt as job's first folder under DIR (deal_name:
+        a de-clashed ``host~<hash>`` with the host), so a file in a folder dealt otherwise (a
+        row saved under a line's ``output`` name) is fetched again."""
         assert self.bodies is not None
         path = self.bodies.held(prior.path, prior.saved_mark)
         if path is None:
             return None
         if self.in_workers:
-            if top_of(folder, path) == first_component(job.target, job.output):
+            top = top_of(folder, path)
+            if top is not None and deal_name_of(top) == deal_name(job.target, job.output):
                 job.keep = path
             return None
         return path if folder.claim(path, job.key or job.target) else None
