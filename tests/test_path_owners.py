@@ -377,6 +377,27 @@ def test_each_request_keeps_its_file_whatever_the_order_of_the_next_run(tmp_path
     assert_files_hold_their_records(again)
 
 
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_two_urls_of_one_name_keep_their_files_whatever_the_order_of_the_next_run(
+    tmp_path, httpserver, processes
+):
+    # /a/ and /a/index.html are both named a/index.html: whichever came first took it, so an
+    # input in another order swapped the files, each a whole body again (no 304) and the
+    # other's ~hash file left behind, named by no row (s25 h5 4).
+    for path in ("/a/", "/a/index.html"):
+        httpserver.expect_request(path).respond_with_handler(answer_with_etag)
+    folder, index = httpserver.url_for("/a/"), httpserver.url_for("/a/index.html")
+    first = run_lines(tmp_path, folder, [{}, {"url": index}])
+    paths = {record["url"]: record["path"] for record in first}
+    for order in ([{"url": index}, {}], [{}, {"url": index}], [{"url": index}, {}]):
+        again = run_lines(tmp_path, folder, order, "--processes", processes)
+        assert {record["url"]: record["path"] for record in again} == paths, (first, again)
+        assert [record["status"] for record in again] == [304, 304], again
+        assert_files_hold_their_records(again)
+    saved = sorted(str(file) for file in (tmp_path / "out").rglob("*") if file.is_file())
+    assert saved == sorted(paths.values()), saved
+
+
 # -- 4. A first folder de-clashed, and a line that names it --------------------------------------
 # A host's folder that is a file already (a line's output took its name) is de-clashed as
 # host~<hash>: a name another line's output can give directly. Under --processes the two were

@@ -310,21 +310,29 @@ def _candidate(name: str, claimant: _Claimant, n: int) -> str:
 
 def _candidates(name: str, claimant: _Claimant, file: bool) -> Iterator[str]:
     """The names tried for a component, in order. A folder: name, then its suffixed names. A
-    file: name only when it is the request's own (_Claimant.own_name): a POST saved before the
-    GET of its URL took the GET's name, which the GET then took back in a run listing it
-    first; then the name its row names, if it is one of its suffixed names (never another's:
-    a row cannot lead it anywhere else); then the suffixed names in order."""
+    file: first the name its row names, if it is one of its suffixed names (never another's:
+    a row cannot lead it anywhere else), so that two URLs of one name keep the files they
+    had whatever the order of the next run (s25 h5 4: they swapped, a whole body each and a
+    file left that no row named); then name, only when it is the request's own
+    (_Claimant.own_name); then the suffixed names in order."""
+    kept = _kept_name(name, claimant) if file else None
+    if kept is not None:
+        yield kept
     if not file or claimant.own_name:
         yield name
-    kept = claimant.kept
-    prefix = f"{name}~{claimant.mark}"
-    if file and kept is not None and kept.startswith(prefix):
-        count = kept[len(prefix) :]
-        n = 2 if not count else int(count[1:]) if _a_count(count) else 0
-        if n >= 2 and _candidate(name, claimant, n) == kept:
-            yield kept
     for n in itertools.count(2):
         yield _candidate(name, claimant, n)
+
+
+def _kept_name(name: str, claimant: _Claimant) -> str | None:
+    """The name claimant's row names when it is one of claimant's suffixed names of name."""
+    kept = claimant.kept
+    prefix = f"{name}~{claimant.mark}"
+    if kept is None or not kept.startswith(prefix):
+        return None
+    count = kept[len(prefix) :]
+    n = 2 if not count else int(count[1:]) if _a_count(count) else 0
+    return kept if n >= 2 and _candidate(name, claimant, n) == kept else None
 
 
 def _a_count(text: str) -> bool:
