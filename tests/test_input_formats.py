@@ -332,28 +332,63 @@ def test_a_csv_header_with_another_separator_is_shown_and_named(header, separato
 
 
 @pytest.mark.parametrize("mark", [b"", b"\xef\xbb\xbf"], ids=["plain", "bom"])
-def test_csv_files_joined_by_cat_keep_their_rows_and_the_second_header_is_invalid(mark):
+def test_csv_files_joined_by_cat_keep_their_rows_and_the_second_header_names_its_own(mark):
     """`cat a.csv b.csv`: the second header row was fetched as https://url (a DNS lookup of
-    "url"), or with b.csv's byte-order mark, an IDNA error on U+FEFF; usage.md says a later
-    header row is invalid_url and the rows under it are read."""
-    jobs, _ = jobs_of(b"url,id\na.test,1\n" + mark + b"URL,id\n" + mark + b"b.test,2\n", "csv")
-    assert [(j.line, j.target if j.invalid is None else None) for j in jobs] == [
-        (2, "https://a.test"), (3, None), (4, "https://b.test"),
+    "url"), or with b.csv's byte-order mark, an IDNA error on U+FEFF. A later header row names
+    the columns of the rows under it, as the first does (no record of its own)."""
+    data = b"url,id\na.test,1\n" + mark + b"id,URL\n" + mark + b"2,b.test\n"
+    jobs, _ = jobs_of(data, "csv")
+    assert [(j.line, j.target, j.meta and j.meta.text) for j in jobs] == [
+        (2, "https://a.test", '{"id":"1"}'), (4, "https://b.test", '{"id":"2"}'),
     ]  # fmt: skip
-    assert "header row again" in jobs[1].invalid
+
+
+def test_a_later_header_is_told_from_a_row_whose_meta_says_url():
+    # A row whose url cell is a URL is a row, whatever its other cells say.
+    jobs, _ = jobs_of(b"url,kind\nhttp://a.test/,url\nurl,kind\nb.test,x\n", "csv")
+    assert [(j.target, j.meta and j.meta.text) for j in jobs] == [
+        ("http://a.test/", '{"kind":"url"}'), ("https://b.test", '{"kind":"x"}'),
+    ]  # fmt: skip
+
+
+def test_failed_of_csv_inputs_with_the_url_column_in_other_places_is_read_back(
+    tmp_path, httpserver
+):
+    """--failed writes each input's header where it changes; read back, a later header was
+    read with the first one's columns: its 'tag' cell fetched as https://tag (a DNS lookup),
+    b's row fetched from its tag cell, its own URL never again (s25 h3 3)."""
+    for path in ("/missing-a", "/missing-b"):
+        httpserver.expect_request(path).respond_with_data("gone", status=404)
+    base = httpserver.url_for("/").rstrip("/")
+    (tmp_path / "a.csv").write_text(f"url,tag\n{base}/missing-a,note-a\n")
+    (tmp_path / "b.csv").write_text(f"tag,url,more\nnote-b,{base}/missing-b,x\n")
+    failed = tmp_path / "failed.csv"
+    common = ["-q", "--format", "jsonl", "--input-format", "csv", "--retries", "0",
+              "--failed", str(failed)]  # fmt: skip
+    first = invoke([*common, "-i", str(tmp_path / "a.csv"), "-i", str(tmp_path / "b.csv")])
+    assert first.exit_code == 3, first.output
+    for _ in range(2):
+        again = invoke([*common, "-i", str(failed)])
+        assert again.exit_code == 3, again.output
+        found = {(r["url"], r["status"], json.dumps(r["meta"])) for r in records(again.stdout)}
+        assert found == {
+            (f"{base}/missing-a", 404, '{"tag": "note-a"}'),
+            (f"{base}/missing-b", 404, '{"tag": "note-b", "more": "x"}'),
+        }, again.stdout
 
 
 def test_a_csv_header_row_met_again_is_not_written_to_failed(tmp_path):
     """It went to --failed under the file's own header, where a retry read it as a header row
     again: `fetcher -i f.csv --failed f.csv` never emptied (s19 t3 10). It is no URL to retry:
-    its record says what it is; --failed keeps the rows that failed."""
+    a header again, of the rows under it, with no record of its own; --failed keeps the rows
+    that failed, under one header."""
     listed = tmp_path / "joined.csv"
     listed.write_bytes(b"url,id\nhttp://127.0.0.1:9/a,1\nurl,id\nhttp://127.0.0.1:9/b,2\n")
     failed = tmp_path / "failed.csv"
     result = invoke(["-q", "--format", "jsonl", "--input-format", "csv", "--retries", "0",
                      "-t", "2", "-i", str(listed), "--failed", str(failed)])  # fmt: skip
     assert result.exit_code == 3, result.output
-    assert len(records(result.stdout)) == 3  # one record a row, the header's too
+    assert len(records(result.stdout)) == 2  # one record a row
     header, *rows = failed.read_bytes().splitlines()
     assert header == b"url,id" and sorted(rows) == [
         b"http://127.0.0.1:9/a,1",

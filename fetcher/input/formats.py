@@ -188,7 +188,8 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
     its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent. A
     header that is wrong makes every row under it an error, or, with no row that could be read
     (each unreadable one says what is wrong with it), itself one: a file of such a header alone
-    is never an empty list.
+    is never an empty list. A header row further on (_a_header_again: files joined with cat, a
+    --failed of several csv inputs) names the columns of the rows under it.
     """
     columns: list[str] | None = None
     header_error: str | None = None
@@ -208,10 +209,12 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
             continue
         if not any(cell.strip() for cell in row):  # a sheet's empty row (',,'): a blank line
             continue
-        if columns is None:
+        if columns is None or _a_header_again(row, columns):
+            if header_line and header_error is not None and not rows:
+                yield Entry(header_line, header_raw or b"", error=header_error, header=header_raw)
             columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line, record.raw)
-            header_line = record.line
+            header_line, rows = record.line, 0
             continue
         rows += 1
         entry = Entry(record.line, record.raw, header=header_raw)
@@ -406,11 +409,17 @@ def _header_read(raw: bytes) -> str:
     return said
 
 
-# A csv row that is a header row again: no URL to retry, so not written to --failed.
-HEADER_AGAIN = (
-    "a csv header row again (files joined with cat?): the first header row names the columns "
-    "of the whole input"
-)
+def _a_header_again(row: list[str], columns: list[str]) -> bool:
+    """Whether row, after the first header, is a header row again: a cell ``url`` (in any
+    case) and, under the columns read so far, no URL with a scheme in its url cell (a row's
+    meta cell may say "url"). --failed writes each csv input's header where it changes, and
+    read with the first header's columns a later one's rows were fetched from their meta
+    cells, their own URLs never again (s25 h3 3)."""
+    if not any(_column_name(cell) == "url" for cell in row):
+        return False
+    if "url" not in columns or len(row) != len(columns):
+        return True
+    return "://" not in row[columns.index("url")]
 
 
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:
@@ -419,9 +428,6 @@ def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: s
         return entry
     if len(row) != len(columns):
         entry.error = f"{len(row)} fields where the header has {len(columns)}"
-        return entry
-    if row[columns.index("url")].strip().lower() == "url":  # not a host "url" to look up
-        entry.error = HEADER_AGAIN
         return entry
     values: dict[str, Any] = {}
     for number, (name, cell) in enumerate(zip(columns, row, strict=True), 1):

@@ -40,7 +40,6 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 from fetcher.errors import ErrorKind
-from fetcher.input.formats import HEADER_AGAIN
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
@@ -359,7 +358,7 @@ class RetryLines:
             return
         if job.argument:
             self.failed.add_argument(job.raw)
-        elif job.invalid != HEADER_AGAIN:  # under the same header, a retry would meet it again
+        else:
             self.failed.add(job.raw, job.header, job.lines)
 
     def hold(self, job: Job) -> None:
