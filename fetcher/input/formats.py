@@ -210,8 +210,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
         if not any(cell.strip() for cell in row):  # a sheet's empty row (',,'): a blank line
             continue
         if columns is None or _a_header_again(row, columns):
-            if header_line and header_error is not None and not rows:
-                yield Entry(header_line, header_raw or b"", error=header_error, header=header_raw)
+            yield from _header_alone(header_line, header_raw, header_error, rows)
             columns, header_raw = [_column_name(name) for name in row], record.raw
             header_error = _header_problem(columns, record.line, record.raw)
             header_line, rows = record.line, 0
@@ -219,8 +218,15 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
         rows += 1
         entry = Entry(record.line, record.raw, header=header_raw)
         yield _row_entry(entry, row, columns, header_error)
-    if header_line and header_error is not None and not rows:
-        yield Entry(header_line, header_raw or b"", error=header_error, header=header_raw)
+    yield from _header_alone(header_line, header_raw, header_error, rows)
+
+
+def _header_alone(line: int, raw: bytes | None, error: str | None, rows: int) -> list[Entry]:
+    """The record of a wrong header with no row under it (it gets none of its own otherwise):
+    a file of such a header alone is never an empty list."""
+    if line and error is not None and not rows:
+        return [Entry(line, raw or b"", error=error, header=raw)]
+    return []
 
 
 @dataclass(slots=True)
