@@ -1005,3 +1005,11 @@ def test_reading_csv_from_quote_to_quote_stands_where_reading_byte_by_byte_does(
                 for state in (_FIELD_START, _UNQUOTED, _QUOTED):
                     assert quoting_after(text, state) == _csv_moves_byte_by_byte(text, state)[1]
             assert csv_record_ends(text) == _csv_moves_byte_by_byte(text, _FIELD_START), text
+
+
+def test_a_wrong_later_header_with_no_row_under_it_gets_a_record():
+    jobs, _ = jobs_of(b"url,id\na.test,1\nURL,url\n", "csv")
+    assert [(j.line, j.target if j.invalid is None else None) for j in jobs] == [
+        (2, "https://a.test"), (3, None),
+    ]  # fmt: skip
+    assert "column 'url' twice" in jobs[1].invalid, jobs[1].invalid
