@@ -257,3 +257,64 @@ def test_an_ipv6_line_is_that_address_s_host_only_cookie(domain):
 
     assert jar_domain(domain, whole_domain=True) == "[::1].local"
     assert jar_domain(domain) == "[::1].local"
+
+
+# -- IPv6 lines: wget's address:port, curl's spelling, mapped and long forms (s26 r1 1, 2, 4) ----
+
+
+def jar_line(domain: str, name: str = "sid", value: str = "secret") -> str:
+    return f"{domain}\tFALSE\t/\tFALSE\t0\t{name}\t{value}"
+
+
+@pytest.mark.parametrize("field", ["::1:8123", "2001:db8::5:8080"])
+def test_a_wget_ipv6_line_with_a_port_goes_to_no_other_address(hosts, tmp_path, field):
+    """wget writes [::1]:8123's line as '::1:8123', which is also the address ::1:8123: it was
+    sent there, a credential to another host (s26 r1 1). Read either way it is a guess: sent
+    nowhere, and written back as it was."""
+    line = jar_line(field)
+    jar = write_jar(tmp_path / "jar", line)
+    address = f"http://[{field}]/"
+    through(hosts, "-c", str(jar), address, "http://[::1]:8123/")
+    assert hosts.sent(address) == [None]
+    assert hosts.sent("http://[::1]:8123/") == [None]
+    assert file_lines(jar) == {line}
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("::1", "http://[::1]/"),
+        ("0:0:0:0:0:0:0:1", "http://[::1]/"),
+        ("::ffff:127.0.0.1", "http://[::ffff:127.0.0.1]/"),
+        ("[::ffff:127.0.0.1]", "http://[::ffff:127.0.0.1]/"),
+        ("::FFFF:127.0.0.1", "http://[::ffff:127.0.0.1]/"),
+        ("0:0:0:0:0:ffff:7f00:1", "http://[::ffff:127.0.0.1]/"),
+    ],
+)
+def test_an_ipv6_line_in_any_spelling_is_sent_to_its_address(hosts, tmp_path, field, url):
+    """An IPv4-mapped address had '.local' added (it has dots, so http.cookiejar names it
+    without), and a long spelling was another name: neither was sent (s26 r1 4). Each is
+    written back as curl writes it (inet_ntop's spelling, no brackets: s26 r1 2)."""
+    jar = write_jar(tmp_path / "jar", jar_line(field))
+    through(hosts, "-c", str(jar), url)
+    assert hosts.sent(url) == ["sid=secret"]
+    assert file_lines(jar) == {jar_line(url.split("[")[1].split("]")[0])}
+
+
+def test_a_curl_ipv6_line_is_written_back_as_curl_wrote_it(hosts, tmp_path):
+    """A run that never met the address rewrote curl's '::1' line as '[::1]', which curl does
+    not send (s26 r1 2)."""
+    lines = {jar_line("::1"), "#HttpOnly_" + jar_line("::1", "h", "v")}
+    jar = write_jar(tmp_path / "jar", *lines)
+    through(hosts, "-c", str(jar), "http://example.test/")
+    written = jar.read_text().splitlines()
+    assert {line for line in written if line and not line.startswith("# ")} == lines
+
+
+def test_a_server_s_ipv6_cookie_is_saved_as_curl_writes_it_and_sent_again(hosts, tmp_path):
+    jar = tmp_path / "jar"
+    url = "http://[::ffff:127.0.0.1]/"
+    through(hosts, "-c", str(jar), go("http://[::ffff:127.0.0.1]", url, "sid=new"))
+    assert [line.split("\t")[0] for line in file_lines(jar)] == ["::ffff:127.0.0.1"]
+    through(hosts, "-c", str(jar), url)
+    assert hosts.sent(url)[-1] == "sid=new"

@@ -342,7 +342,7 @@ def test_a_real_local_domain_keeps_its_name_in_the_cookie_file() -> None:
     from fetcher.http.cookies import file_domain, jar_domain
 
     assert file_domain(jar_domain("localhost")) == "localhost"
-    assert file_domain(jar_domain("[::1]")) == "[::1]"
+    assert file_domain(jar_domain("[::1]")) == "::1"  # as curl writes it (s26 r1 2)
     assert file_domain("printer.local") == "printer.local"
     assert file_domain(".local") == ".local"
     assert file_domain("localhost.local") == "localhost"

@@ -42,6 +42,7 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import stat
 import threading
 import time
@@ -754,7 +755,7 @@ def as_written(cookie: Cookie) -> Cookie:
     wget_port's reading did before the port was read."""
     port = cookie.get_nonstandard_attr(WGET_PORT)
     rest = {"HttpOnly": ""} if cookie.has_nonstandard_attr("HttpOnly") else {}
-    domain = f"{file_domain(cookie.domain)}:{port}"
+    domain = f"{file_domain(cookie.domain, port=True)}:{port}"
     return with_expiry(Cookie(
         version=0, name=cookie.name, value=cookie.value, port=None, port_specified=False,
         domain=domain, domain_specified=cookie.domain_specified,
@@ -793,10 +794,17 @@ def jar_domain(domain: str, whole_domain: bool = False) -> str:
     which strips the dot and keeps the flag, has the two as one. An IP address's is its
     host-only cookie, dot or flag or not: a server's Domain=127.0.0.1 makes that one
     (AnswerRulesJar._kept_attrs), where an older fetcher saved '.127.0.0.1 TRUE', which no
-    login replaced nor logout deleted (s25 r8 3). Any other name is kept."""
+    login replaced nor logout deleted (s25 r8 3); an IPv6 address's in inet_ntop's spelling,
+    with '.local' only where http.cookiejar adds it (no dot: an IPv4-mapped one has dots, and
+    was never sent: s26 r1 4). wget writes [::1]:8123's line '::1:8123', which is also the
+    address ::1:8123, where it was sent (s26 r1 1): such a field is kept as written, sent to
+    no host, as wget_port keeps it. Any other name is kept."""
     bare = domain.lstrip(".")
-    if ":" in bare and _is_ip(bare.strip("[]")):  # curl writes ::1, fetcher [::1] (s25 r9 5)
-        return f"[{bare.strip('[]')}].local"
+    address = _ipv6_spelling(bare) if ":" in bare else None
+    if address is not None:  # curl writes ::1, an older fetcher [::1] (s25 r9 5)
+        if not bare.startswith("[") and _may_be_wget_port(bare):
+            return domain  # a guess either way: sent nowhere, written back as it is
+        return f"[{address}]" if "." in address else f"[{address}].local"
     if domain == "localhost" or domain.startswith("["):
         return f"{domain}.local"
     if _is_ip(bare):
@@ -804,12 +812,38 @@ def jar_domain(domain: str, whole_domain: bool = False) -> str:
     return f".{domain}" if whole_domain and domain and not domain.startswith(".") else domain
 
 
-def file_domain(domain: str) -> str:
-    """jar_domain's inverse for the dotless hosts a run meets (localhost, an IPv6 literal): the
-    domain as curl writes it, so that curl sends the cookie. 'printer.local' may be an mDNS
-    host's own name, so any other name keeps its '.local'."""
+def file_domain(domain: str, port: bool = False) -> str:
+    """jar_domain's inverse for the hosts a run meets that http.cookiejar names otherwise
+    (localhost, an IPv6 literal): the domain as curl writes it, so that curl sends the cookie
+    ('::1': a run rewrote curl's lines as '[::1]', which curl never sends, s26 r1 2). In
+    brackets when a wget port follows (port), or when the address could be read as wget's
+    address:port (_may_be_wget_port): fetcher reads it back as that address. 'printer.local'
+    may be an mDNS host's own name, so any other name keeps its '.local'."""
     host = domain.removesuffix(".local")
-    return host if host == "localhost" or host.startswith("[") else domain
+    if host == "localhost":
+        return host
+    if not host.startswith("["):
+        return domain
+    inner = host[1:-1]
+    return host if port or _may_be_wget_port(inner) else inner
+
+
+def _ipv6_spelling(text: str) -> str | None:
+    """text, an IPv6 address bracketed or not, as curl writes it: inet_ntop's spelling (lower
+    case, the longest run of zero groups as '::', an IPv4-mapped tail dotted). None for
+    anything else (a zone id too: no URL has one)."""
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, inner))
+    except (OSError, ValueError):
+        return None
+
+
+def _may_be_wget_port(field: str) -> bool:
+    """Whether an IPv6 address written without brackets may be wget's address:port: its last
+    group is decimal digits after an address ('::1:8123', wget's line for [::1]:8123)."""
+    head, _, last = field.rpartition(":")
+    return last.isascii() and last.isdigit() and _ipv6_spelling(head) is not None
 
 
 def format_jar_line(cookie: Cookie) -> str:
@@ -818,7 +852,7 @@ def format_jar_line(cookie: Cookie) -> str:
     prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
     port = cookie.get_nonstandard_attr(WGET_PORT)
     fields = [
-        file_domain(cookie.domain) + (f":{port}" if port is not None else ""),
+        file_domain(cookie.domain, port is not None) + (f":{port}" if port is not None else ""),
         "TRUE" if cookie.domain_specified or cookie.domain.startswith(".") else "FALSE",
         cookie.path,
         "TRUE" if cookie.secure else "FALSE",
