@@ -9,6 +9,9 @@ elements included, is deflate (a valid ``gzip, identity`` failed with zlib's mes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
 import urllib3
 from urllib3.response import (
     ContentDecoder,
@@ -23,6 +26,20 @@ from fetcher.errors import ErrorKind, FetchError
 # No coding at all (RFC 9110 8.4.1), as an empty element of a list is (RFC 9110 5.6.1).
 _NO_CODING = ("", "identity")
 
+# The types and names of a gzip file itself: one served gzip-coded (Apache's ``AddEncoding
+# x-gzip .gz .tgz``) is the archive as published, and browsers keep it coded (Firefox's and
+# Chrome's rule): decoded, its checksum was never the vendor's, and ``tar xzf`` failed on it.
+_GZIP_FILE_TYPES = frozenset(
+    {
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-gunzip",
+        "application/gzip-compressed",
+        "application/x-tgz",
+    }
+)
+_GZIP_FILE_NAMES = (".gz", ".tgz")
+
 
 def listed_codings(value: str) -> list[str]:
     """The codings a Content-Encoding value lists, in the order they were applied, in lower
@@ -35,6 +52,30 @@ def listed_codings(value: str) -> list[str]:
 def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
     """The codings raw's Content-Encoding lists (all its lines joined)."""
     return listed_codings(raw.headers.get("Content-Encoding", ""))
+
+
+def kept_as_sent(raw: urllib3.BaseHTTPResponse, url: str, asked: Mapping[str, str]) -> bool:
+    """Whether raw's body is saved, hashed and counted as it was sent, its coding not
+    decoded: the one rule every read of a body follows (fetch.read_body), for a file, --body
+    and --include-body alike. url is the answer's own (the final URL's); asked, the headers
+    sent for it. Two cases: the body is a gzip file itself, coded by the server as it is
+    (_is_gzip_file); or the request's Accept-Encoding was exactly identity (-H's, a line's):
+    the user asked for the bytes as they are, as curl without --compressed gives them, so a
+    server that codes the body anyway has it saved as it came, in any coding, known or not.
+    requests' own Accept-Encoding is never identity alone."""
+    listed = codings(raw)
+    if not listed:
+        return False
+    if asked.get("Accept-Encoding", "").strip(" \t").lower() == "identity":
+        return True
+    return listed in (["gzip"], ["x-gzip"]) and _is_gzip_file(raw, url)
+
+
+def _is_gzip_file(raw: urllib3.BaseHTTPResponse, url: str) -> bool:
+    """Whether the answer is a gzip file by its type or by its URL's path (not its query),
+    as browsers tell (case does not count in either)."""
+    media_type = raw.headers.get("Content-Type", "").split(";")[0].strip(" \t").lower()
+    return media_type in _GZIP_FILE_TYPES or urlsplit(url).path.lower().endswith(_GZIP_FILE_NAMES)
 
 
 def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:

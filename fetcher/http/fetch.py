@@ -6,6 +6,7 @@ not made here: an Attempt says when the next one is due, and the run's scheduler
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -18,7 +19,7 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe, iter_chain
-from fetcher.http.codings import check_coding_ended, check_decodable
+from fetcher.http.codings import check_coding_ended, check_decodable, kept_as_sent
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
@@ -593,26 +594,26 @@ def read_body(
     watch: Watch | None = None,
     length: int | None = None,
 ) -> None:
-    """Read the decoded body (fetcher.http.codings), hashing it and writing it to output,
-    within --max-size, the deadline and length (the bytes a 206 continuing a kept file says it
-    holds: fewer or more is a protocol error). On any failure the output is aborted (its
-    temporary removed, a resumable one kept unless what was read is worthless: _worthless) and
-    the exception propagates; the output is committed only after the last byte. A watch, if
-    any, is told the bytes read now and then (for the display) and ended however it ends.
-
-    ``read1`` returns after each read from the socket, so a server that drips a byte a second
-    is checked against the deadline every second; urllib3 bounds how much one compressed read
-    may inflate, so a gzip bomb is stopped at --max-size without being decoded whole."""
+    """Read the body, decoded or as sent (_decoding), hashing it and writing it to output,
+    within --max-size, the deadline and length (the bytes a 206 continuing a kept file says
+    it holds: fewer or more is a protocol error). On any failure the output is aborted (its
+    temporary removed, a resumable one kept unless what was read is worthless: _worthless)
+    and the exception propagates; the output is committed only after the last byte. A watch,
+    if any, is told the bytes read now and then (for the display) and ended however it ends.
+    ``read1`` returns after each read from the socket, so a server that drips a byte a
+    second is checked against the deadline every second; urllib3 bounds how much one
+    compressed read may inflate: a gzip bomb is stopped at --max-size, never decoded whole."""
     digest = hashlib.sha256()
     write = output.write if output is not None else None
     kept = output.saved.kept if output is not None and output.saved is not None else 0
     try:
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
-        check_decodable(response.raw)
-        bounds = _Bounds(settings.max_size, kept, length)
-        read = _copy(response.raw.read1, digest.update, write, bounds, deadline, result, watch)
-        check_coding_ended(response.raw)
+        bounds, decoded = _Bounds(settings.max_size, kept, length), _decoding(response)
+        read1 = functools.partial(response.raw.read1, decode_content=decoded)
+        read = _copy(read1, digest.update, write, bounds, deadline, result, watch)
+        if decoded:
+            check_coding_ended(response.raw)
         if output is not None:
             result.path, result.body, result.saved_mark = output.finish()
     except BaseException as exc:
@@ -624,6 +625,17 @@ def read_body(
             watch.end()
     result.bytes = kept + read
     result.sha256 = digest.hexdigest()
+
+
+def _decoding(response: requests.Response) -> bool:
+    """Whether response's body is read decoded: unless it is kept as sent (a gzip file, or
+    identity asked for: codings.kept_as_sent), the one place that decides, for a saved file,
+    --body and --include-body alike. A decoded body in a coding fetcher cannot decode is
+    refused here (check_decodable)."""
+    if kept_as_sent(response.raw, response.url, response.request.headers):
+        return False
+    check_decodable(response.raw)
+    return True
 
 
 class PastItsRange(FetchError):
@@ -653,7 +665,7 @@ class _Bounds:
 
 
 def _copy(
-    read1: Callable[..., bytes],
+    read1: Callable[[int], bytes],
     update: Callable[[bytes], None],
     write: Callable[[bytes], object] | None,
     bounds: _Bounds,
@@ -661,15 +673,16 @@ def _copy(
     result: Result,
     watch: Watch | None = None,
 ) -> int:
-    """Feed every decoded chunk to update (the hash) and write; return the bytes read. Raises
-    FetchError past --max-size or the deadline, PastItsRange past bounds.length (before the
-    chunk is written), FetchError (protocol) when the body ends short of it. The watch costs
-    one comparison per chunk. result.bytes follows the bytes read, the kept ones included: a
-    body cut short still counts what arrived (as curl's size_download)."""
+    """Feed every chunk read1 reads (decoded or as sent, as read_body chose) to update (the
+    hash) and write; return the bytes read. Raises FetchError past --max-size or the deadline,
+    PastItsRange past bounds.length (before the chunk is written), FetchError (protocol) when
+    the body ends short of it. The watch costs one comparison per chunk. result.bytes follows
+    the bytes read, the kept ones included: a body cut short still counts what arrived (as
+    curl's size_download)."""
     size = 0
     limit = None if bounds.max_size is None else bounds.max_size - bounds.kept
     report_at: float = watch.next_report if watch is not None else float("inf")
-    while chunk := read1(CHUNK_SIZE, decode_content=True):
+    while chunk := read1(CHUNK_SIZE):
         size += len(chunk)
         result.bytes = bounds.kept + size
         if size >= report_at and watch is not None:

@@ -1,0 +1,155 @@
+"""Bodies saved as the server sent them, not decoded (s26 h4 2).
+
+A gzip file served with ``Content-Encoding: gzip`` (Apache's ``AddEncoding x-gzip .gz .tgz``)
+is the archive as published: browsers keep it coded when its type is a gzip file's or its
+name ends in .gz or .tgz, and so does fetcher, so that its checksum is the vendor's. A user
+who asks for ``Accept-Encoding: identity`` asked for the bytes as they are: a body the server
+coded anyway is saved as sent, as curl without --compressed saves it.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import zlib
+from pathlib import Path
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from tests.conftest import invoke
+from tests.servers import records
+
+INNER = b"release notes and a tarball's worth of bytes\n" * 200
+PACKED = gzip.compress(INNER)
+
+
+def fetch(*args: str, input: str | None = None) -> list[dict]:
+    result = invoke(["--format", "jsonl", "-q", *args], input=input)
+    assert result.exit_code in (0, 1, 3), result.output
+    return records(result.stdout)
+
+
+def coded(body: bytes, content_type: str, coding: str = "gzip") -> Response:
+    return Response(body, 200, {"Content-Type": content_type, "Content-Encoding": coding})
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "coding"),
+    [
+        ("/release.tar.gz", "application/x-gzip", "gzip"),
+        ("/release.tgz", "application/octet-stream", "gzip"),
+        ("/dl/RELEASE.TAR.GZ", "application/octet-stream", "x-gzip"),
+        ("/download", "application/gzip", "gzip"),
+        ("/download", "application/x-gzip; charset=binary", "x-gzip"),
+        ("/download", "application/x-gunzip", "gzip"),
+        ("/download", "application/gzip-compressed", "gzip"),
+        ("/download", "Application/X-TGZ", "gzip"),
+    ],
+)
+def test_a_gzip_file_served_gzip_coded_is_saved_as_published(
+    httpserver: HTTPServer, tmp_path: Path, path: str, content_type: str, coding: str
+) -> None:
+    """The archive's bytes and hash are the vendor's: decoded, release.tar.gz held a tar, its
+    sha256 never the published one, and tar xzf failed on it (s26 h4 2)."""
+    httpserver.expect_request(path).respond_with_response(coded(PACKED, content_type, coding))
+    [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for(path))
+    assert record["ok"], record
+    assert Path(record["path"]).read_bytes() == PACKED
+    assert record["bytes"] == len(PACKED) and record["sha256"] == sha256(PACKED)
+
+
+def test_the_name_that_counts_is_the_final_url_s(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """A redirect to the archive: its own name says what it is, not the link's."""
+    httpserver.expect_request("/latest").respond_with_response(
+        Response("", 302, {"Location": "/v2/release.tar.gz"})
+    )
+    httpserver.expect_request("/v2/release.tar.gz").respond_with_response(
+        coded(PACKED, "application/octet-stream")
+    )
+    [record] = fetch(httpserver.url_for("/latest"))
+    assert record["ok"] and record["sha256"] == sha256(PACKED), record
+
+
+def test_a_page_served_gzip_coded_is_still_decoded(httpserver: HTTPServer) -> None:
+    """The rule is a gzip file's only: a page, or a name that only has .gz in its query, is
+    decoded as before."""
+    httpserver.expect_request("/page.html").respond_with_response(coded(PACKED, "text/html"))
+    httpserver.expect_request("/get").respond_with_response(coded(PACKED, "text/plain"))
+    found = fetch(httpserver.url_for("/page.html"), httpserver.url_for("/get") + "?f=a.gz")
+    assert [record["sha256"] for record in found] == [sha256(INNER)] * 2, found
+
+
+def test_a_gzip_file_coded_twice_is_decoded_as_any_body(httpserver: HTTPServer) -> None:
+    """Only a single gzip coding is the file's own: 'gzip, gzip' is the server's coding of it."""
+    twice = gzip.compress(PACKED)
+    httpserver.expect_request("/a.gz").respond_with_response(
+        coded(twice, "application/gzip", "gzip, gzip")
+    )
+    [record] = fetch(httpserver.url_for("/a.gz"))
+    assert record["ok"] and record["sha256"] == sha256(INNER), record
+
+
+def test_max_size_counts_the_bytes_as_sent(httpserver: HTTPServer) -> None:
+    """What is saved is what --max-size counts: the archive's own size, not its contents'."""
+    httpserver.expect_request("/big.tar.gz").respond_with_response(
+        coded(PACKED, "application/x-gzip")
+    )
+    url = httpserver.url_for("/big.tar.gz")
+    [record] = fetch("--max-size", str(len(PACKED)), url)
+    assert record["ok"] and record["bytes"] == len(PACKED), record
+    [record] = fetch("--max-size", str(len(PACKED) - 1), url)
+    assert record["error"]["kind"] == "too_large", record
+
+
+def test_include_body_and_body_follow_the_same_rule(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/r.tgz").respond_with_response(coded(PACKED, "application/x-tgz"))
+    url = httpserver.url_for("/r.tgz")
+    [record] = fetch("--include-body", url)
+    assert base64.b64decode(record["body_base64"]) == PACKED
+    result = invoke(["-q", "--body", url])
+    assert result.exit_code == 0 and result.stdout_bytes == PACKED
+
+
+@pytest.mark.parametrize("given", ["-H", "line"])
+def test_asking_for_identity_saves_a_body_coded_anyway_as_sent(
+    httpserver: HTTPServer, tmp_path: Path, given: str
+) -> None:
+    """The user asked for the bytes as they are, as curl without --compressed gives them: a
+    server that codes the body anyway had it decoded, with no way to keep it (s26 h4 2)."""
+    httpserver.expect_request("/notes.txt").respond_with_response(coded(PACKED, "text/plain"))
+    url, out = httpserver.url_for("/notes.txt"), str(tmp_path / "out")
+    if given == "-H":
+        [record] = fetch("-o", out, "-H", "Accept-Encoding: identity", url)
+    else:
+        line = json.dumps({"url": url, "headers": {"Accept-Encoding": "identity"}})
+        [record] = fetch("-o", out, "--input-format", "jsonl", input=line + "\n")
+    assert record["ok"] and record["sha256"] == sha256(PACKED), record
+    assert Path(record["path"]).read_bytes() == PACKED
+    assert httpserver.log[0][0].headers["Accept-Encoding"] == "identity"
+
+
+def test_asking_for_identity_saves_a_coding_fetcher_cannot_decode_as_sent(
+    httpserver: HTTPServer,
+) -> None:
+    """Nothing is decoded, so no coding is refused: curl without --compressed saves it too."""
+    httpserver.expect_request("/z").respond_with_response(coded(b"\x1f\x9dLZW", "x/y", "compress"))
+    [record] = fetch("-H", "Accept-Encoding: identity", httpserver.url_for("/z"))
+    assert record["ok"] and record["sha256"] == sha256(b"\x1f\x9dLZW"), record
+
+
+def test_asking_for_more_than_identity_still_decodes(httpserver: HTTPServer) -> None:
+    """Only exactly identity is a request for the bytes as sent: a list of codings asks for
+    them coded, to be decoded."""
+    body = zlib.compress(INNER)
+    httpserver.expect_request("/d").respond_with_response(coded(body, "text/plain", "deflate"))
+    url = httpserver.url_for("/d")
+    [record] = fetch("-H", "Accept-Encoding: identity, deflate", url)
+    assert record["ok"] and record["sha256"] == sha256(INNER), record
