@@ -1,10 +1,11 @@
-"""Bodies saved as the server sent them, not decoded (s26 h4 2).
+"""Bodies saved as the server sent them, not decoded (s26 h4 2 and 5).
 
 A gzip file served with ``Content-Encoding: gzip`` (Apache's ``AddEncoding x-gzip .gz .tgz``)
 is the archive as published: browsers keep it coded when its type is a gzip file's or its
 name ends in .gz or .tgz, and so does fetcher, so that its checksum is the vendor's. A user
 who asks for ``Accept-Encoding: identity`` asked for the bytes as they are: a body the server
-coded anyway is saved as sent, as curl without --compressed saves it.
+coded anyway is saved as sent, as curl without --compressed saves it. ``Content-Encoding:
+none`` is a common misconfiguration for no coding, read as curl reads it.
 """
 
 from __future__ import annotations
@@ -153,3 +154,11 @@ def test_asking_for_more_than_identity_still_decodes(httpserver: HTTPServer) -> 
     url = httpserver.url_for("/d")
     [record] = fetch("-H", "Accept-Encoding: identity, deflate", url)
     assert record["ok"] and record["sha256"] == sha256(INNER), record
+
+
+def test_content_encoding_none_is_no_coding(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """A common misconfiguration, read as curl reads it: it was a protocol failure, nothing
+    saved (s26 h4 5)."""
+    httpserver.expect_request("/n").respond_with_response(coded(b"plain\n", "text/plain", "None"))
+    [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for("/n"))
+    assert record["ok"] and Path(record["path"]).read_bytes() == b"plain\n", record

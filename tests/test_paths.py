@@ -117,6 +117,9 @@ LAYOUT = [
     ("HTTP://Ex.AMPLE.Com/A/B", ["ex.ample.com", "A", "B"]),
     ("HTTPS://H:443/", ["h", "index.html"]),
     ("http://[::1]:8080/a", ["__1_8080", "a"]),
+    # an IPv6 address without its brackets, each ':' an '_' (usage.md, Saving bodies)
+    ("https://[2001:DB8::A]:443/a", ["2001_db8__a", "a"]),
+    ("http://[::ffff:127.0.0.1]:81/a", ["__ffff_127.0.0.1_81", "a"]),
     ("http://127.0.0.1/a", ["127.0.0.1", "a"]),
     # user information never reaches the name
     ("http://user:secret@h/a", ["h", "a"]),

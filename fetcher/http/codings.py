@@ -23,8 +23,9 @@ from urllib3.response import (
 
 from fetcher.errors import ErrorKind, FetchError
 
-# No coding at all (RFC 9110 8.4.1), as an empty element of a list is (RFC 9110 5.6.1).
-_NO_CODING = ("", "identity")
+# No coding at all (RFC 9110 8.4.1), as an empty element of a list is (RFC 9110 5.6.1);
+# "none" is no registered coding, but a common misconfiguration for none: curl reads it so.
+_NO_CODING = ("", "identity", "none")
 
 # The types and names of a gzip file itself: one served gzip-coded (Apache's ``AddEncoding
 # x-gzip .gz .tgz``) is the archive as published, and browsers keep it coded (Firefox's and

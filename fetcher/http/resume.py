@@ -110,7 +110,7 @@ def whole_length(response: requests.Response) -> int | None:
     if response.status_code == 206:
         return range_total(response)
     length = response.headers.get("Content-Length", "").strip()
-    identity = response.headers.get("Content-Encoding", "identity").strip().lower() == "identity"
+    identity = not listed_codings(response.headers.get("Content-Encoding", ""))  # as validators_of
     return _length(length) if length.isdecimal() and length.isascii() and identity else None
 
 
