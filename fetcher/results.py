@@ -86,9 +86,10 @@ class Result:
 
     @property
     def bodiless(self) -> bool:
-        """A 304, an answer whose body was not read (a HEAD's; a failure's), or a part the
-        user's Range asked for: no body of the resource's own, so the state keeps what it knew
-        of the last one, and of a partial file."""
+        """A 304, an answer whose body was not read (a HEAD's; a 204's or 205's, which have
+        none: fetch.Exchange._read; a failure's), or a part the user's Range asked for: no
+        body of the resource's own, so the state keeps what it knew of the last one, and of a
+        partial file."""
         return self.status == 304 or self.sha256 is None or self.part
 
     @property

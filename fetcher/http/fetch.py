@@ -44,7 +44,13 @@ from fetcher.http.sockets import body_cut
 from fetcher.http.task import Task
 from fetcher.http.transfers import LARGE_BODY, Transfers, Watch
 from fetcher.input.jobs import has_scheme
-from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile
+from fetcher.output.bodies import (
+    NO_CONTENT_STATUSES,
+    Bodies,
+    BodyOutput,
+    RemoteFile,
+    SavedFile,
+)
 from fetcher.output.paths import Owner
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Partial, Result, host_of
@@ -372,8 +378,10 @@ class Exchange:
             # the answer stays what its status says, its Retry-After too (its connection is
             # closed, not reused). It decided the record's kind, and a 404 was retried.
             result.sha256 = None
-        if head or (result.status == 304 and not result.not_modified):
-            # No body was read: not the hash of an empty one. A 304 to the state's condition
+        no_body = head or result.status in NO_CONTENT_STATUSES
+        if no_body or (result.status == 304 and not result.not_modified):
+            # No body, none read: not the hash of an empty one, which the state would vouch for
+            # as the resource's (a HEAD's row, State.record). A 304 to the state's condition
             # gets the state's hash (State.record).
             result.sha256 = None
         return retry_after

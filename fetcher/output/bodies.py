@@ -54,6 +54,10 @@ SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to 
 SPOOL_BUDGET = 64 << 20
 SPOOL_IN_MEMORY_LEAST = 64 << 10
 
+# 204 No Content and 205 Reset Content have no body by definition (RFC 9110 15.3.5, 15.3.6):
+# "no content" is not "the resource is empty", and saved, it emptied the file of an earlier run.
+NO_CONTENT_STATUSES = frozenset({204, 205})
+
 
 def spool_in_memory(window: int) -> int:
     """The bytes of one body held in memory when window results may wait at once."""
@@ -331,9 +335,10 @@ class Bodies:
         owner: str | Owner | None = None,
     ) -> BodyOutput | None:
         """An output for url's body, or None when nothing but the hash is kept. Only the body of
-        an ok 2xx response to a request other than HEAD is saved: a 304, a 3xx under
-        --no-follow, an error page or a HEAD's empty body is not the resource, and never
-        creates, empties or replaces a file; a 304's output names the file already there. name
+        an ok 2xx response to a request other than HEAD is saved: a 304, a 204 or 205 (no
+        content, NO_CONTENT_STATUSES), a 3xx under --no-follow, an error page or a HEAD's empty
+        body is not the resource, and never creates, empties or replaces a file; a 304's
+        output names the file already there. name
         is a file name under the folder given by the input, instead of the URL's path. A
         resumable file is kept when the body is cut short (--continue); remote is what the
         server said of the file (-J, -R). owner: the request's state key, who owns the file in
@@ -343,7 +348,7 @@ class Bodies:
         existing: str | None = None
         remote = remote or RemoteFile()
         if self.folder is not None:
-            if ok and 200 <= status < 300 and not head:
+            if ok and 200 <= status < 300 and status not in NO_CONTENT_STATUSES and not head:
                 placement = _place(self.folder, url, name, remote.name, owner)
                 saved = SavedFile(placement, resumable, modified=remote.modified)
             elif status == 304 and ok:  # this URL's own file, never a -J name's; a 304 not
