@@ -3,7 +3,8 @@ as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything
 any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
-https (SPEC 2.2); a -b cookie goes on every hop to its own host and port. fetcher's own
+https (SPEC 2.2); a -b cookie goes on every hop to its own host and port, a Cookie header
+given on every hop to its URL's scheme, host and port (GivenCookie). fetcher's own
 conditions go to the URL whose body they are of only (a strong ETag's to its path under
 another query too: state.prior.reach)."""
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
+from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, get_cookie_header
@@ -82,6 +84,51 @@ def with_given_cookies(prepared: PreparedRequest, given: CookieJar | None) -> No
         prepared.prepare_cookies(jar)
     elif built is not None:
         prepared.headers["Cookie"] = built
+
+
+# A URL's scheme, host and port (the scheme's own when none is written); None for a URL that
+# has no host or whose port cannot be read.
+Origin = tuple[str, str, int] | None
+
+
+def origin_of(url: str) -> Origin:
+    """url's Origin, as a Cookie header given for it compares the hops' URLs."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if not parts.hostname:
+        return None
+    return scheme, parts.hostname, port or (443 if scheme == "https" else 80)
+
+
+@dataclass(frozen=True, slots=True)
+class GivenCookie:
+    """A Cookie header the request was given (-H, a line's headers), and the Origin of the URL
+    it was given for. requests drops Cookie on every hop and builds it again from the jar, so a
+    login redirect to the same host lost it and the login page was saved ok (s26 h4 1). It goes
+    back on each hop to that origin, as -H Authorization stays on such hops and curl -L and
+    wget send it; never to another host, port or scheme, where the one given names no session
+    (hop_credentials then takes it off http hops once the chain was on https)."""
+
+    value: str
+    origin: Origin
+
+    @classmethod
+    def of(cls, prepared: PreparedRequest) -> GivenCookie | None:
+        """The Cookie header of prepared, a request's first hop, before requests adds the
+        jar's (which it adds only where none is given); None when none was given."""
+        value = prepared.headers.get("Cookie")
+        return None if value is None else cls(value, origin_of(prepared.url or ""))
+
+    def place(self, prepared: PreparedRequest) -> None:
+        """Send it as given on prepared, a hop to its origin, in place of the Cookie requests
+        built from the jar: the first request's rule (usage.md), neither -b's cookies nor a
+        server's added to a Cookie header given. A hop elsewhere keeps the jar's."""
+        if self.origin is not None and origin_of(prepared.url or "") == self.origin:
+            prepared.headers["Cookie"] = self.value
 
 
 @dataclass(frozen=True, slots=True)

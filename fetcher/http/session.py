@@ -59,6 +59,7 @@ from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import (
     NO_CONDITIONS,
     Conditions,
+    GivenCookie,
     redirect_method,
     restore_body,
     with_given_cookies,
@@ -433,6 +434,7 @@ class FetcherSession(requests.Session):
         self.sent_url: str | None = None
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
         self._given_cookies: CookieJar | None = None  # its -b cookies, for its redirects' hops
+        self._given_header: GivenCookie | None = None  # its -H (or line's) Cookie, for them too
         self._proxy_authorization: str | None = None  # -H's or the line's, for every hop
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
         self.conditions = NO_CONDITIONS  # the request's own: to their URL's hop only (fetch)
@@ -485,15 +487,8 @@ class FetcherSession(requests.Session):
         prepared.headers = self._session_headers.copy()
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
-        empty = _request_jar(self.cookies)
-        if request.cookies or self.cookies:
-            jar = merge_cookies(  # type: ignore[no-untyped-call]
-                merge_cookies(empty, self.cookies),  # type: ignore[no-untyped-call]
-                request.cookies or {},
-            )
-            prepared.prepare_cookies(jar)
-        else:
-            prepared._cookies = empty  # type: ignore[attr-defined] # as requests'
+        self._given_header = GivenCookie.of(prepared)  # before the jar's could be added
+        _prepare_cookies(prepared, self.cookies, request.cookies)
         prepared.prepare_body(request.data or {}, None, None)
         if "Authorization" not in prepared.headers:  # -H or the line's own wins, as in curl
             auth = request.auth if request.auth is not None else self.auth
@@ -548,7 +543,9 @@ class FetcherSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
-        hop_credentials(prepared_request, self._given_cookies, self._removed, self.on_tls)
+        hop_credentials(
+            prepared_request, self._given_cookies, self._removed, self.on_tls, self._given_header
+        )
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
@@ -661,13 +658,21 @@ def without_removed(prepared: PreparedRequest, removed: frozenset[str]) -> Prepa
 
 
 def hop_credentials(
-    prepared: PreparedRequest, given: CookieJar | None, removed: frozenset[str], on_tls: bool
+    prepared: PreparedRequest,
+    given: CookieJar | None,
+    removed: frozenset[str],
+    on_tls: bool,
+    header: GivenCookie | None = None,
 ) -> None:
     """The credentials of prepared, a redirect's hop, as its request has them: its -b cookies
-    (given) back where they go, over a server's of the same name (with_given_cookies); the
-    headers it removed off again, Cookie too, which requests built again (without_removed);
-    no Cookie over http once the chain was on https (without_cookie_off_tls)."""
+    (given) back where they go, over a server's of the same name (with_given_cookies); its
+    given Cookie header (header) on a hop to its URL's origin, alone, as on the first request
+    (GivenCookie.place); the headers it removed off again, Cookie too, which requests built
+    again (without_removed); no Cookie over http once the chain was on https
+    (without_cookie_off_tls)."""
     with_given_cookies(prepared, given)
+    if header is not None:
+        header.place(prepared)
     without_removed(prepared, removed)
     without_cookie_off_tls(prepared, on_tls)
 
@@ -813,6 +818,23 @@ class SessionPool:
             self.closed = True
         for session in sessions:
             close_session(session)
+
+
+def _prepare_cookies(
+    prepared: PreparedRequest, session_jar: CookieJar, given: CookieJar | None
+) -> None:
+    """Give prepared, a request's first hop, its jar as requests' prepare_request would: the
+    session's cookies, and the request's -b cookies (given) over them; requests builds a Cookie
+    header of it unless one was given, and each redirect's from it."""
+    empty = _request_jar(session_jar)
+    if given or session_jar:
+        jar = merge_cookies(  # type: ignore[no-untyped-call]
+            merge_cookies(empty, session_jar),  # type: ignore[no-untyped-call]
+            given or {},
+        )
+        prepared.prepare_cookies(jar)
+    else:
+        prepared._cookies = empty  # type: ignore[attr-defined] # as requests'
 
 
 def _request_jar(session_jar: CookieJar) -> BoundedCookieJar:
