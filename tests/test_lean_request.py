@@ -43,6 +43,8 @@ def recording(httpserver):
             return Response("", 302, {"Location": "/final", "Set-Cookie": "hop=2; Path=/"})
         if request.path == "/redirect-post":
             return Response("", 303, {"Location": "/final"})
+        if request.path == "/redirect-choices":  # 300 with a Location: followed, as a 307
+            return Response("", 300, {"Location": "/final"})
         if request.path == "/set":
             return Response("set", 200, {"Set-Cookie": "kept=yes; Path=/"})
         if request.path == "/set-lower":  # the header's name in another case
@@ -157,10 +159,12 @@ def test_bodies_methods_and_a_303_that_drops_the_body(httpserver, recording):
         ("PUT", httpserver.url_for("/put"), {"data": b"\x00raw"}),
         ("DELETE", httpserver.url_for("/del"), {}),
         ("POST", httpserver.url_for("/redirect-post"), {"data": b"x=y"}),
+        ("POST", httpserver.url_for("/redirect-choices"), {"data": b"x=y"}),
     ]
     seen, observed, _ = same_either_way(settings, calls, recording)
     assert seen[0][4] == b"a=1" and seen[1][4] == b"\x00raw"
     assert observed[3][3] == "GET" and observed[3][6] is None  # 303: GET without the body
+    assert observed[4][2:4] == (1, "POST") and observed[4][6] == b"x=y"  # 300: as a 307
 
 
 def test_credentials_from_settings_the_url_and_netrc_style_auth(httpserver, recording):

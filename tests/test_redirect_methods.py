@@ -37,6 +37,7 @@ def redirect_then_echo(httpserver, status: int) -> list[tuple[str, bytes, str | 
         (302, "DELETE", "DELETE"),
         (307, "PUT", "PUT"),
         (308, "PATCH", "PATCH"),
+        (300, "PUT", "PUT"),  # 300: as curl -L and wget follow it, kept as for a 307
     ],
 )
 def test_a_method_other_than_post_keeps_itself_and_its_body(httpserver, status, method, sent):
@@ -57,6 +58,7 @@ def test_a_method_other_than_post_keeps_itself_and_its_body(httpserver, status, 
         (303, "PUT", "GET", b""),
         (307, "POST", "POST", b"a=1"),
         (308, "POST", "POST", b"a=1"),
+        (300, "POST", "POST", b"a=1"),  # curl makes a GET on 301, 302 and 303 only
     ],
 )
 def test_a_post_becomes_a_get_as_browsers_and_curl_make_it(httpserver, status, method, sent, body):

@@ -35,7 +35,7 @@ def permalink(httpserver: HTTPServer) -> dict[str, Any]:
     """/latest on httpserver: a 302 to where["to"], or, when that is None, a body of its own
     (where["body"], dated where["date"]; with where["304"], a 304 without validators to any
     condition); the headers of each request to it in where["seen"]."""
-    where: dict[str, Any] = {"to": None, "seen": []}
+    where: dict[str, Any] = {"to": None, "seen": [], "status": 302}
 
     def answer(request: Request) -> Response:
         where["seen"].append({name.lower() for name in request.headers.keys()})
@@ -43,7 +43,7 @@ def permalink(httpserver: HTTPServer) -> dict[str, Any]:
             if where.get("304") and CONDITIONS & {name.lower() for name in request.headers.keys()}:
                 return Response(status=304)
             return Response(where["body"], headers={"Last-Modified": where["date"]})
-        return Response(status=302, headers={"Location": where["to"]})
+        return Response(status=where["status"], headers={"Location": where["to"]})
 
     httpserver.expect_request("/latest").respond_with_handler(answer)
     where["url"] = httpserver.url_for("/latest")
@@ -84,12 +84,15 @@ def test_a_permalink_moved_to_an_older_file_is_fetched_and_changed(
         assert Path(moved["path"]).read_bytes() == b"version one\n"
 
 
+@pytest.mark.parametrize("status", [302, 300])
 def test_the_validators_go_to_the_final_url_only(
-    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path
+    served: tuple[HTTPServer, Origin], permalink: dict[str, Any], tmp_path: Path, status: int
 ) -> None:
     """Through the same redirect, the final URL is asked with its own validators (a 304 keeps
-    the file); the permalink, another resource, is asked with none."""
+    the file); the permalink, another resource, is asked with none. A 300 with a Location is
+    a redirect as the others are (s26 h4 4)."""
     server, origin = served
+    permalink["status"] = status
     _, two = versions(served)
     permalink["to"] = server.url_for("/v2.txt")
     first = fetch(tmp_path, permalink["url"])

@@ -1,6 +1,7 @@
-"""What a followed redirect sends (docs/choices.md): only a POST becomes a GET on a 301 or 302,
-as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything but a HEAD;
-any other method is sent on as it is, with its body. requests made a GET of every method on a
+"""Which answers are redirects to follow (FOLLOWED_STATI: 300 too, as curl -L and wget follow
+it), and what a followed redirect sends (docs/choices.md): only a POST becomes a GET on a 301
+or 302, as browsers (the Fetch standard) and curl make it; a 303 makes a GET of anything but a
+HEAD; any other method is sent on as it is, with its body. requests made a GET of every method on a
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
 https (SPEC 2.2); a -b cookie goes on every hop to its own host and port, a Cookie header
@@ -17,12 +18,40 @@ from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, get_cookie_header
+from requests.models import REDIRECT_STATI
 
 from fetcher.http.request import Asked
 from fetcher.state.prior import Reach, reach
 
-# The headers of a request's body, which requests drops with it on a 301, 302 or 303.
+# The headers of a request's body, which requests drops with it on any redirect but 307 and 308.
 BODY_HEADERS = ("Content-Length", "Content-Type", "Transfer-Encoding")
+
+# The statuses whose Location is followed: requests' (301, 302, 303, 307, 308) and 300 Multiple
+# Choices, which curl -L and wget follow too; without it a 300 was the record (ok, no file, no
+# --failed line) where they saved the file its Location names (s26 h4 4). A 300 keeps the
+# method and body, as a 307 does (redirect_method; curl changes a POST on 301-303 only).
+FOLLOWED_STATI = frozenset((300, *REDIRECT_STATI))
+
+# The redirects whose method is kept (but for a POST on 301 and 302) and whose body requests
+# drops all the same: restore_body puts it back.
+BODY_DROPPED = frozenset((300, 301, 302))
+
+
+def is_followed(response: Response) -> bool:
+    """Whether response is a redirect to follow (unless --no-follow): a FOLLOWED_STATI with a
+    Location. The one test of it, in place of requests' Response.is_redirect (no 300), so that
+    everything a redirect does (--max-redirects, the record's count, the hop's host pause and
+    conditions, the session's lean path) does it for a 300 too."""
+    return response.status_code in FOLLOWED_STATI and "location" in response.headers
+
+
+def redirect_location(response: Response) -> str | None:
+    """requests' get_redirect_target by is_followed: the Location of a redirect to follow, its
+    bytes read as UTF-8 (UnicodeDecodeError when they are not), else None."""
+    if not is_followed(response):
+        return None
+    location: str = response.headers["location"]
+    return location.encode("latin1").decode("utf8")  # urllib3 read the bytes as Latin-1
 
 
 def redirect_method(method: str | None, status: int) -> str:
@@ -37,10 +66,10 @@ def redirect_method(method: str | None, status: int) -> str:
 
 def restore_body(prepared: PreparedRequest, response: Response) -> None:
     """Put back the body (and its headers) that requests dropped from prepared, the request
-    following response, when the redirect kept the method: a 301 or 302 of anything but a POST.
-    (307 and 308 keep it in requests already; a 303 sends none.)"""
+    following response, when the redirect kept the method: a 300, or a 301 or 302 of anything
+    but a POST. (307 and 308 keep it in requests already; a 303 sends none.)"""
     previous = response.request
-    if response.status_code not in (301, 302) or previous.body is None:
+    if response.status_code not in BODY_DROPPED or previous.body is None:
         return
     if prepared.method != previous.method:
         return

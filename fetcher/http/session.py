@@ -60,6 +60,8 @@ from fetcher.http.redirects import (
     NO_CONDITIONS,
     Conditions,
     GivenCookie,
+    is_followed,
+    redirect_location,
     redirect_method,
     restore_body,
     with_given_cookies,
@@ -504,14 +506,15 @@ class FetcherSession(requests.Session):
         return prepared_headers(self.headers)
 
     def get_redirect_target(self, resp: Response) -> str | None:
-        """requests' target, decoded from the header's bytes as UTF-8. When it is followed, a
-        Location that is not UTF-8, or not an http(s) URL with a host, is the server's error
-        (protocol): invalid_url would blame the user's line; the body of the redirect to be
-        followed is thrown away here, within bounds (discard_body), before requests reads it
-        whole. Under --no-follow, where the 3xx itself is the answer, there is no target."""
+        """requests' target (of a 300 too: redirect_location), decoded from the header's bytes
+        as UTF-8. When it is followed, a Location that is not UTF-8, or not an http(s) URL with
+        a host, is the server's error (protocol): invalid_url would blame the user's line; the
+        body of the redirect to be followed is thrown away here, within bounds (discard_body),
+        before requests reads it whole. Under --no-follow, where the 3xx itself is the answer,
+        there is no target."""
         problem = one_location(resp)
         try:
-            target: str | None = super().get_redirect_target(resp)
+            target = redirect_location(resp)
         except UnicodeDecodeError:
             target, problem = None, problem or "redirect Location is not valid UTF-8"
         if target and problem is None:
@@ -527,9 +530,9 @@ class FetcherSession(requests.Session):
         return target
 
     def resolve_redirects(self, resp: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
-        """requests' own; an answer that is not a redirect has none to follow, which requests
-        finds after parsing the request's URL for the fragment a redirect would keep."""
-        if not resp.is_redirect:
+        """requests' own; an answer that is not a redirect (is_followed) has none to follow,
+        which requests finds after parsing the request's URL for the fragment a hop keeps."""
+        if not is_followed(resp):
             return iter(())
         return _resolve_redirects(self, resp, req, *args, **kwargs)
 
