@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TextIO
 import click
 from click.decorators import FC
 
-from fetcher.habits import one_dash_word, refusal
+from fetcher.habits import glued_to_equals, one_dash_word, refusal, times_given
 from fetcher.redact import redact_text
 from fetcher.status import ExitStatus
 from fetcher.streams import Streams
@@ -84,19 +84,7 @@ class SectionedCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Parse as Click does; a curl option that means something else here is a usage error
         whose message says what to use instead, not "No such option"."""
-        options = {name for param in self.params for name in param.opts}
-        valued = {
-            name
-            for param in self.params
-            if isinstance(param, click.Option) and not (param.is_flag or param.count)
-            for name in param.opts
-        }
-        before = args[: args.index("--") if "--" in args else len(args)]
-        for previous, argument in zip(["", *before], before, strict=False):
-            if previous in valued:  # an option's value ('-d -json' sends that text)
-                continue
-            if argument[:1] == "-" and (message := one_dash_word(argument, options)):
-                raise Advice(message, ctx)
+        check_habits(self.params, args, ctx)
         try:
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
@@ -104,6 +92,36 @@ class SectionedCommand(click.Command):
             if message is None:
                 raise
             raise Advice(message, ctx) from None
+
+
+# -o given twice: curl pairs each -o with a URL, and a curl user's `-o a/ URL1 -o b/ URL2`
+# put both bodies under b/ (s26 h1 4). Other options given twice keep the last, as in curl.
+O_TWICE = (
+    "-o given twice: one -o DIR takes every body here, each saved as DIR/<host>/<path> (curl "
+    "pairs each -o with a URL); give one -o"
+)
+
+
+def check_habits(params: list[click.Parameter], args: list[str], ctx: click.Context) -> None:
+    """Raise a usage error for another tool's habit among args, the command line, before Click
+    reads it: a word with one dash (-json), a short option glued to '=' (-o=dl), -o twice."""
+    options = {name for param in params for name in param.opts}
+    valued = {
+        name
+        for param in params
+        if isinstance(param, click.Option) and not (param.is_flag or param.count)
+        for name in param.opts
+    }
+    before = args[: args.index("--") if "--" in args else len(args)]
+    for previous, argument in zip(["", *before], before, strict=False):
+        if previous in valued:  # an option's value ('-d -json' sends that text)
+            continue
+        if argument[:1] == "-" and (message := one_dash_word(argument, options)):
+            raise Advice(message, ctx)
+        if (message := glued_to_equals(argument, valued)) is not None:
+            raise click.UsageError(message, ctx)  # masked: -m=URL may hold a password
+    if times_given(before, {"-o", "--output-dir"}, valued) > 1:
+        raise Advice(O_TWICE, ctx)
 
 
 class Advice(click.UsageError):

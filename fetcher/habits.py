@@ -15,6 +15,7 @@ import click
 from click.decorators import FC
 
 from fetcher.given import as_given, typed, variable_of
+from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
 
@@ -23,7 +24,9 @@ def habit(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
     """A curl flag: a click flag whose environment variable is FETCHER_<LONG NAME>, shown."""
     long_name = next(d for d in decls if d.startswith("--"))
     envvar = ENV_PREFIX + long_name[2:].replace("-", "_").upper()
-    return click.option(*decls, is_flag=True, envvar=envvar, show_envvar=True, **attrs)
+    return click.option(
+        *decls, cls=VariableOption, is_flag=True, envvar=envvar, show_envvar=True, **attrs
+    )
 
 
 REQUEST_HABITS = [
@@ -67,6 +70,11 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
             f"{as_given('remote_header_name', '-J')} names the files saved under -o DIR: give "
             "-o DIR too (fetcher never writes a file named by a server into the current folder)"
         )
+    if params["remote_time"] and params["output_dir"] is None:  # as -J: else it does nothing
+        raise click.UsageError(
+            f"{as_given('remote_time', '-R')} gives the files saved under -o DIR the server's "
+            "time: give -o DIR too"
+        )
     if params["output_dir"] is not None:
         problem = output_dir_problem(params["output_dir"])
         if problem is not None:
@@ -82,6 +90,11 @@ def check_contradictions(params: dict[str, Any]) -> None:
         raise click.UsageError(
             f"{as_given('location', '-L')} follows redirects: it cannot go with "
             f"{as_given('no_follow', '--no-follow')}"
+        )
+    if params["no_follow"] and (typed("max_redirects") or variable_of("max_redirects")):
+        raise click.UsageError(
+            f"{as_given('no_follow', '--no-follow')} follows no redirect: it cannot go with "
+            f"{as_given('max_redirects', '--max-redirects')}"
         )
     ranges = () if params["ok_status"] is None else params["ok_status"].ranges
     counted_ok = [(max(first, 400), last) for first, last in ranges if last >= 400]
@@ -108,7 +121,8 @@ def fold_quiet(params: dict[str, Any]) -> None:
 
 
 def fold_head(params: dict[str, Any]) -> None:
-    """-I is -X HEAD; with -X of another method, or with -d, a usage error, as in curl."""
+    """-I is -X HEAD; with -X of another method, or with -d, a usage error, as in curl; with
+    --body or --include-body too, which would write nothing (s26 h1 5)."""
     method = params["method"]
     shown_method = as_given("method", f"-X {method}")
     data = as_given("data", "-d")
@@ -120,6 +134,12 @@ def fold_head(params: dict[str, Any]) -> None:
             raise click.UsageError(
                 f"{head} sends HEAD, which has no body: it cannot go with {data}"
             )
+        for name, shown in (("body", "--body"), ("include_body", "--include-body")):
+            if params[name]:  # no body comes back: none to write, the record's is not null
+                raise click.UsageError(
+                    f"{head} sends HEAD, whose answer has no body: it cannot go with "
+                    f"{as_given(name, shown)}"
+                )
         params["method"] = "HEAD"
     elif params["data"] and (method or "").upper() == "HEAD":
         raise click.UsageError(
@@ -326,19 +346,23 @@ def _dangling_link_in(folder: str) -> str | None:
 def output_dir_problem(folder: str) -> str | None:
     """Why -o FOLDER is refused, or None. -o takes a folder (curl's -o takes a file): a folder
     that exists is always fine; '-', a URL and a new name that looks like a file name are
-    refused, with what to use instead. A trailing '/' says "a folder, whatever its name"."""
+    refused, with what to use instead. A trailing '/' says "a folder, whatever its name".
+    Each message names FETCHER_OUTPUT_DIR when the folder came from it (s26 h1 6)."""
+    option = as_given("output_dir", "-o")
     if folder == "-":
-        return f"-o takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
+        return f"{option} takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
     if _is_url(folder):
         from fetcher.redact import redact_url
 
         return (
-            f"-o takes a folder, not the URL {redact_url(folder)!r}: give the URLs after -o "
-            "DIR (each body is saved as DIR/<host>/<path>)"
+            f"{option} takes a folder, not the URL {redact_url(folder)!r}: give the URLs after "
+            "-o DIR (each body is saved as DIR/<host>/<path>)"
         )
     if (link := _dangling_link_in(folder)) is not None:  # as mkdir -p: not made through it
         named = (
-            f"-o {folder!r} is" if link == folder.rstrip("/") else f"{link!r}, in -o {folder!r}, is"
+            f"{option} {folder!r} is"
+            if link == folder.rstrip("/")
+            else f"{link!r}, in {option} {folder!r}, is"
         )
         return (
             f"{named} a symbolic link to {os.readlink(link)!r}, which does not exist: make that "
@@ -347,17 +371,27 @@ def output_dir_problem(folder: str) -> str | None:
     from fetcher.output.atomic import unexpanded_home  # its secrets module: not for --help
 
     if (home := unexpanded_home(folder)) is not None:  # FETCHER_OUTPUT_DIR='~/dl' (cron)
-        return f"{as_given('output_dir', '-o')} {folder!r}: {home}"
+        return f"{option} {folder!r}: {home}"
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
+    return new_output_dir_problem(folder, option)
+
+
+def new_output_dir_problem(folder: str, option: str) -> str | None:
+    """output_dir_problem's for a folder that is not there yet, option naming -o as given."""
+    long = as_given("output_dir", "--output-dir")
     if folder.startswith("-"):  # -o -i list.txt: -o took '-i' for its folder
-        return f"-o {folder!r} looks like an option; for a folder of that name, write ./{folder}/"
+        return (
+            f"{option} {folder!r} looks like an option; for a folder of that name, write "
+            f"./{folder}/"
+        )
     if os.path.lexists(folder):
-        return f"--output-dir {folder!r} is a file, not a folder (-o takes one): {TO_A_FILE}"
+        return f"{long} {folder!r} is a file, not a folder (-o takes one): {TO_A_FILE}"
     if FILE_SUFFIX.fullmatch(os.path.basename(folder)):
         return (
-            f"-o takes a folder (each body is saved as DIR/<host>/<path>), and {folder!r} looks "
-            f"like a file name: {TO_A_FILE}; for a new folder of that name, write it {folder}/"
+            f"{option} takes a folder (each body is saved as DIR/<host>/<path>), and {folder!r} "
+            f"looks like a file name: {TO_A_FILE}; for a new folder of that name, write it "
+            f"{folder}/"
         )
     return None
 
@@ -664,6 +698,21 @@ for _name in ("--level", "--no-parent", "--span-hosts", "--page-requisites", "--
 
 REFUSED["--netrc-optional"] = REFUSED["--netrc"].replace("--netrc", "--netrc-optional", 1)
 
+# Other tools' names, whose guesses by Click meant something else (s26 h1 9): '--concurrency'
+# got --insecure, which turns off TLS verification; '--resume' --results, '--ssl' --silent.
+for _name in ("--concurrency", "--threads", "--jobs"):
+    REFUSED[_name] = f"{_name} is -j N here (-j/--workers: N URLs fetched at once, 16 unless told)"
+REFUSED |= {
+    "--resume": "--resume is --continue here, with --state FILE and -o DIR: a download cut short "
+    "is resumed, in this run or the next",
+    "--ca-bundle": "--ca-bundle is --cacert FILE here (a bundle of PEM certificates)",
+    "--out": "--out is -o DIR here (-o/--output-dir: each body saved as DIR/<host>/<path>); "
+    f"{TO_A_FILE}",
+    "--show-headers": f"--show-headers (curl's -i) {NO_EQUAL}: {RECORDS_SAY} (-I sends HEAD)",
+    "--ssl": f"--ssl (curl's, for FTP, IMAP...) {NO_EQUAL}: https:// URLs use TLS, and "
+    "certificates are verified (-k turns that off, --cacert FILE trusts a CA)",
+}
+
 
 # httpx's (Go's) options, spelled with one dash: Click reads '-json' as -j 'son'.
 ONE_DASH = {
@@ -716,6 +765,45 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     if "--" + word in options:
         return f"{argument} is --{word} here: an option with one dash is one letter"
     return None
+
+
+# Short options whose value may be a secret (a password, a token, a proxy's credentials, a
+# body): a message shows their value as '…'.
+SECRET_VALUES = frozenset({"-u", "-H", "-b", "-x", "-d"})
+
+
+def glued_to_equals(argument: str, valued: set[str]) -> str | None:
+    """The usage error for a short option that takes a value glued to '=' (-o=dl: Go's and
+    httpx's -flag=value habit), or None. Click, as getopt and curl, took '=dl' for the value:
+    bodies went under ./=dl/, -u=bob sent the user '=bob' (s26 h1 8). --long=value is kept."""
+    option = argument[:2]
+    if argument[2:3] != "=" or option not in valued or option.startswith("--"):
+        return None
+    shown = f"{option}=…" if option in SECRET_VALUES else argument
+    value = "VALUE" if option in SECRET_VALUES else argument[3:]
+    return f"{shown}: a short option's value follows it without '=' ({option} {value})"
+
+
+def times_given(arguments: list[str], names: set[str], valued: set[str]) -> int:
+    """How many times one of names (an option's, as '-o' and '--output-dir') is given among the
+    arguments (those before '--'), in a cluster too (-sSo DIR); the values of options that take
+    one (valued) are skipped, as Click skips them."""
+    count, is_value = 0, False
+    for argument in arguments:
+        if is_value or argument[:1] != "-" or argument == "-":
+            is_value = False
+            continue
+        if argument.startswith("--"):
+            name = argument.split("=", 1)[0]
+            count += name in names
+            is_value = name in valued and "=" not in argument
+            continue
+        for index, letter in enumerate(argument[1:], 2):
+            count += f"-{letter}" in names
+            if f"-{letter}" in valued:  # the rest of the cluster is its value, or the next one
+                is_value = index == len(argument)
+                break
+    return count
 
 
 def refusal(option: str | None) -> str | None:

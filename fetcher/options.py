@@ -28,6 +28,7 @@ from fetcher.input.parsing import (
     MAX_PROCESSES,
     as_typed,
     check_cookie_header,
+    combine_headers,
     parse_cookie,
     parse_duration,
     parse_header,
@@ -47,6 +48,7 @@ from fetcher.redact import visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 from fetcher.streams import Streams
+from fetcher.variables import VariableOption, command_variables, unknown_variables
 
 ENV_PREFIX = "FETCHER_"
 
@@ -85,7 +87,7 @@ def option(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
         attrs.setdefault("type", FlagPair(*flag.split("/")))
     if attrs.get("count"):
         attrs.setdefault("type", Count())
-    return click.option(*decls, show_envvar=True, **attrs)
+    return click.option(*decls, cls=VariableOption, show_envvar=True, **attrs)
 
 
 class WordsFirst(click.ParamType):  # type: ignore[type-arg]
@@ -206,7 +208,8 @@ REQUEST_OPTIONS = [
                 "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header_option),
-           help="Add a header; 'NAME:' removes one. Repeatable."),
+           help="Add a header; 'NAME:' removes one. Repeatable: a name given twice sends "
+                "both values in one field, joined with ', ' ('; ' for Cookie)."),
     option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
            type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),
     option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",
@@ -375,21 +378,23 @@ def read_data(
                 f"-d {value} reads the body from the FIFO or socket that -i {other} reads the "
                 "URLs from: what one of them takes, the other never sees; give one a file"
             )
-    pieces = [read_data_piece(value, urls_on_stdin) for value in values]
+    pieces = [read_data_piece(value, urls_on_stdin, inputs) for value in values]
     data = b"&".join(pieces)
     if len(data) > MAX_DATA_FILE_BYTES:
         raise click.UsageError(f"-d: the body is larger than {MAX_DATA_FILE_BYTES // 2**20} MiB")
     return data
 
 
-def read_data_piece(value: str, urls_on_stdin: bool = False) -> bytes:
-    """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin).
-    Raises click.UsageError for what cannot be read, or is larger than MAX_DATA_FILE_BYTES."""
+def read_data_piece(value: str, urls_on_stdin: bool = False, inputs: tuple[str, ...] = ()) -> bytes:
+    """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin, the
+    -i of inputs that reads them named). Raises click.UsageError for what cannot be read, or
+    is larger than MAX_DATA_FILE_BYTES."""
     if not value.startswith("@"):
         return os.fsencode(value)  # the bytes given: Click decodes them with surrogateescape
     path = value[1:]
     if path == "-" or names_stdin_pipe(path):
-        data, what = read_stdin_data(urls_on_stdin, f"-d {value}"), f"-d {value} (standard input)"
+        given = as_given("data", f"-d {value}")  # FETCHER_DATA=@- is named (s26 h1 6)
+        data, what = read_stdin_data(urls_on_stdin, given, inputs), f"{given} (standard input)"
     else:
         try:
             with open(path, "rb") as file:
@@ -420,9 +425,20 @@ def read_by_an_input(path: str, inputs: tuple[str, ...]) -> str | None:
     return None
 
 
-def read_stdin_data(urls_on_stdin: bool, given: str = "-d @-") -> bytes:
-    """-d @- (given: as typed): standard input, up to one byte past MAX_DATA_FILE_BYTES.
-    Refused when the URLs come from there too: the body would swallow the list."""
+def read_stdin_data(
+    urls_on_stdin: bool, given: str = "-d @-", inputs: tuple[str, ...] = ()
+) -> bytes:
+    """-d @- (given: as the user gave it): standard input, up to one byte past
+    MAX_DATA_FILE_BYTES. Refused when the URLs come from there too: the body would swallow the
+    list. An -i of inputs that reads them there is named, from FETCHER_INPUT too: the user who
+    gave the URLs as arguments was told to give them as arguments (s26 h1 6)."""
+    reader = next((path for path in inputs if path == "-" or names_stdin_pipe(path)), None)
+    if urls_on_stdin and reader is not None:
+        raise click.UsageError(
+            f"{given} reads the body from standard input, and {as_given('inputs', f'-i {reader}')} "
+            "the URLs: what one of them takes, the other never sees; give the body as -d @FILE, "
+            "or the URLs with -i FILE"
+        )
     if urls_on_stdin:
         raise click.UsageError(
             f"{given} reads the body from standard input, where the URLs come from too: "
@@ -462,6 +478,7 @@ def names_stdin_pipe(path: str) -> bool:
 
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
+    warn_of_unknown_variables()
     fold_habits(params, urls)
     resolve_processes(params)
     check_combinations({**params, "urls": urls})
@@ -483,12 +500,23 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         ),
         ok_status=params["ok_status"] or OkStatus(),
         # As typed, on the wire: Settings holds what http.client is handed (as_typed).
-        headers=tuple((name, value and as_typed(value)) for name, value in params["headers"]),
+        headers=tuple(
+            (name, value and as_typed(value)) for name, value in combine_headers(params["headers"])
+        ),
         cookies=tuple((name, as_typed(value)) for name, value in params["cookies"]),
         user_agent=params["user_agent"] and as_typed(params["user_agent"]),
         metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)
+
+
+def warn_of_unknown_variables() -> None:
+    """Say on stderr, even under -q, each FETCHER_ variable that is no option's: the user
+    believes it applied (an ignored FETCHER_OUTPUT loses every body). None outside a command."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        for line in unknown_variables(command_variables(context.command)):
+            warn(line)
 
 
 def resolve_verify(params: dict[str, Any]) -> bool | str:
@@ -646,6 +674,7 @@ def check_combinations(params: dict[str, Any]) -> None:
     if params["processes"] > 1 and (given := one_process_options(params)):
         processes = as_given("processes", f"--processes {params['processes']}")
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1, not {processes}")
+    check_records_format(params)
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError(
             f"{as_given('include_body', '--include-body')} needs --format jsonl, not "
@@ -662,10 +691,23 @@ def check_combinations(params: dict[str, Any]) -> None:
         check_environment_proxies()
 
 
+def check_records_format(params: dict[str, Any]) -> None:
+    """Refuse a --format given beside --body without --results: the records then go nowhere,
+    and the format would change nothing (s26 h1 5). --ordered still orders the bodies."""
+    given = typed("format") or variable_of("format")
+    if given and params["body"] and not params["results"]:
+        raise click.UsageError(
+            f"{as_given('format', '--format ' + params['format'])} is the records' format, "
+            f"and with {as_given('body', '--body')} they go only to --results FILE: give "
+            "--results FILE, or no --format"
+        )
+
+
 def check_retry_on(params: dict[str, Any]) -> None:
     """Refuse a --retry-on status that counts as ok (below 400, or --ok-status): an ok answer is
-    never retried, so the option would do nothing. Only a list the user gave: the default one
-    beside --ok-status 200-599 is no one's mistake."""
+    never retried, so the option would do nothing; nor a 3xx without --no-follow, a redirect
+    followed being no answer. Only a list the user gave: the default one beside --ok-status
+    200-599 is no one's mistake."""
     if not (typed("retry_on") or variable_of("retry_on")):
         return
     ok_status = params["ok_status"] or OkStatus()
@@ -675,6 +717,13 @@ def check_retry_on(params: dict[str, Any]) -> None:
         raise click.UsageError(
             f"{listed}: an ok answer is never retried, and these count as ok (below "
             "400, or --ok-status); give --ok-status without them to have them retried"
+        )
+    followed = sorted(status for status in params["retry_on"] if 300 <= status <= 399)
+    if followed and not params["no_follow"]:
+        listed = as_given("retry_on", f"--retry-on {', '.join(map(str, followed))}")
+        raise click.UsageError(
+            f"{listed}: a redirect that is followed is never the answer, so never retried; "
+            "give --no-follow to have it retried"
         )
 
 

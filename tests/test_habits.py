@@ -159,7 +159,8 @@ def params(**given):
     """The parsed options fold_habits reads, as Click gives them when none is set."""
     base = dict(location=False, compressed=False, fail=False, silent=False, head=False,
                 quiet=False, progress=None, method=None, data=None, remote_header_name=False,
-                output_dir=None, no_follow=False, ok_status=None)  # fmt: skip
+                output_dir=None, no_follow=False, ok_status=None, remote_time=False,
+                body=False, include_body=False)  # fmt: skip
     return base | given
 
 

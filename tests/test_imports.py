@@ -115,6 +115,7 @@ def test_every_package_module_is_classified():
         "fetcher.outputs",
         "fetcher.output.progress",
         "fetcher.output.terminal",
+        "fetcher.variables",
         "fetcher.__main__",
     }
     found = {

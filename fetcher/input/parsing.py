@@ -89,6 +89,24 @@ def parse_header(text: str) -> tuple[str, str | None]:
     return name, (value or None)
 
 
+def combine_headers(
+    headers: Sequence[tuple[str, str | None]],
+) -> list[tuple[str, str | None]]:
+    """The -H headers with each name (in any case) once, where its first -H put it: the values
+    given for one name joined with ", " into one field, as RFC 9110 5.3 lets a recipient combine
+    them (Cookie's with "; ", RFC 6265 5.4). Kept as one field since requests' headers hold one
+    value a name: the last replaced the others (s26 h1 2). A removal ('Name:') drops what came
+    before it; a value after it starts again."""
+    combined: dict[str, tuple[str, str | None]] = {}
+    for name, value in headers:
+        key = name.lower()
+        first, before = combined.get(key, (name, None))
+        if value is not None and before is not None:
+            value = f"{before}{'; ' if key == 'cookie' else ', '}{value}"
+        combined[key] = (first, value)
+    return list(combined.values())
+
+
 def parse_method(text: str) -> str:
     """-X: a token (RFC 9110 §9.1), upper-cased: requests upper-cases every method it sends
     (curl sends -X as typed, case kept). The value is not repeated in the message: it may hold
@@ -139,9 +157,14 @@ def parse_cookie(text: str) -> tuple[str, str]:
 
 def check_cookie_header(cookies: Sequence[tuple[str, str]]) -> None:
     """Raise ValueError when the -b cookies make a Cookie header longer than a server takes:
-    they are always sent whole (fetcher.http.cookies), so they must fit. A name given twice is
-    sent once, with its last value, as the jar keeps it."""
-    sent = dict(cookies)
+    they are always sent whole (fetcher.http.cookies), so they must fit; and for a name given
+    twice, named (not its value, which may be a session's): the jar keeps one value a name, and
+    a server reads only one."""
+    sent: dict[str, str] = {}
+    for name, value in cookies:
+        if name in sent:
+            raise ValueError(f"-b {name!r} given twice: a server reads only one value of a cookie")
+        sent[name] = value
     size = sum(len(name) + len(value) + 3 for name, value in sent.items()) - 2  # "=", "; "
     if size > MAX_COOKIE_HEADER_BYTES:
         raise ValueError(

@@ -1,0 +1,211 @@
+"""Options given together (s26 h1 2, 4, 5, 6, 8, 9): a header given twice sends both values,
+a cookie given twice is refused; an option beside one that makes it do nothing is a usage
+error; -o=DIR and -o given twice are refused; the option names other tools use get a hint;
+the messages name the variable a value came from."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import invoke
+
+
+def assert_refused(result, says: str, server, secret: str | None = None) -> None:
+    """Exit 2, one "Error:" line saying says, no request sent, the secret nowhere."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and says in errors[0], result.stderr
+    assert server.requests == 0
+    if secret is not None:
+        assert secret not in result.output
+
+
+def header(server, name: str) -> str | None:
+    """The first request's header name, in any case."""
+    found = {key.lower(): value for key, value in server.headers_seen[0].items()}
+    return found.get(name.lower())
+
+
+# -- a header or a cookie given twice ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "sent"),
+    [
+        (["-H", "X-A: 1", "-H", "X-A: 2"], "X-A", "1, 2"),
+        (["-H", "Accept: a", "-H", "accept: b"], "Accept", "a, b"),
+        (["-H", "X-A: 1", "-H", "X-B: 0", "-H", "X-A: 2", "-H", "X-A: 3"], "X-A", "1, 2, 3"),
+        (["-H", "Cookie: a=1", "-H", "cookie: b=2"], "Cookie", "a=1; b=2"),
+        (["-H", "X-A: 1", "-H", "X-A:"], "X-A", None),
+        (["-H", "X-A:", "-H", "X-A: 2"], "X-A", "2"),
+        (["-H", "X-A: 1", "-H", "X-A:", "-H", "X-A: 3"], "X-A", "3"),
+    ],
+)
+def test_a_header_given_twice_sends_both_values_in_one_field(server, args, name, sent):
+    result = invoke(["-q", *args, server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert header(server, name) == sent
+
+
+def test_a_header_given_twice_in_its_variable_sends_both_values(server):
+    value = "X-Forwarded-For: 1.1.1.1\nX-Forwarded-For: 2.2.2.2"
+    result = invoke(["-q", server.url("/x")], FETCHER_HEADER=value)
+    assert result.exit_code == 0, result.output
+    assert header(server, "X-Forwarded-For") == "1.1.1.1, 2.2.2.2"
+
+
+def test_a_cookie_given_twice_is_refused_naming_it_and_not_its_value(server):
+    result = invoke(["-q", "-b", "a=secret-1", "-b", "a=secret-2", server.url("/x")])
+    assert_refused(result, "'a'", server, secret="secret-")
+
+
+def test_two_cookies_of_two_names_are_both_sent(server):
+    result = invoke(["-q", "-b", "a=1", "-b", "b=2", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert header(server, "Cookie") == "a=1; b=2"
+
+
+# -- an option that another makes do nothing ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["-I", "--body"], {}, "--body"),
+        (["-I", "--include-body", "--format", "jsonl"], {}, "--include-body"),
+        (["--body"], {"FETCHER_HEAD": "1"}, "-I (from FETCHER_HEAD)"),
+        (["-R"], {}, "-R"),
+        ([], {"FETCHER_REMOTE_TIME": "1"}, "-R (from FETCHER_REMOTE_TIME)"),
+        (["--no-follow", "--max-redirects", "3"], {}, "--max-redirects"),
+        (
+            ["--max-redirects", "3"],
+            {"FETCHER_NO_FOLLOW": "1"},
+            "--no-follow (from FETCHER_NO_FOLLOW)",
+        ),
+        (["--body", "--format", "jsonl"], {}, "--format"),
+        (["--body"], {"FETCHER_FORMAT": "csv"}, "--format csv (from FETCHER_FORMAT)"),
+        (["--ok-status", "200", "--retry-on", "302"], {}, "--no-follow"),
+        (["--ok-status", "200"], {"FETCHER_RETRY_ON": "301,503"}, "FETCHER_RETRY_ON"),
+    ],
+)
+def test_an_option_that_would_do_nothing_is_refused(server, tmp_path, monkeypatch, args, env, says):
+    monkeypatch.chdir(tmp_path)
+    assert_refused(invoke(["-q", *args, server.url("/x")], **env), says, server)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-R", "-o", "dl"],
+        ["--max-redirects", "3"],
+        ["--no-follow"],
+        ["--body", "--format", "jsonl", "--results", "r.jsonl"],
+        ["--body", "--ordered"],
+        ["--ok-status", "200", "--retry-on", "302", "--no-follow"],
+        ["--format", "jsonl"],
+    ],
+)
+def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", *args, server.url("/x")])
+    assert result.exit_code == 0, result.output
+
+
+# -- a short option glued to '=', -o given twice -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-o=dl"], "-o=dl: a short option's value follows it without '=' (-o dl)"),
+        (["-c=jar.txt"], "-c=jar.txt: a short option's value follows it without '=' (-c jar.txt)"),
+        (["-j=4"], "-j=4: a short option's value follows it without '=' (-j 4)"),
+        (["-u=bob:pw-secret"], "-u=…: a short option's value follows it without '=' (-u VALUE)"),
+        (["-x=http://127.0.0.1:3128"], "-x=…: a short option's value follows it without '='"),
+        (["-H=X-A: 1"], "-H=…"),
+    ],
+)
+def test_a_short_option_glued_to_an_equals_sign_is_refused(
+    server, tmp_path, monkeypatch, args, says
+):
+    monkeypatch.chdir(tmp_path)
+    assert_refused(invoke(["-q", *args, server.url("/x")]), says, server, secret="pw-secret")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_long_option_with_an_equals_sign_and_a_value_with_one_are_kept(
+    server, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "--output-dir=dl", "-A", "-o=x", "-b", "a==b", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "dl").is_dir()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "a/", "-o", "b/"],
+        ["-o", "a/", "--output-dir", "b/"],
+        ["--output-dir=a/", "-ob/"],
+        ["-sSo", "a/", "-o", "b/"],
+    ],
+)
+def test_o_given_twice_is_refused(server, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    assert_refused(invoke([*args, server.url("/x")]), "-o given twice", server)
+
+
+def test_o_typed_beside_its_variable_is_not_twice(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "-o", "a/", server.url("/x")], FETCHER_OUTPUT_DIR="b/")
+    assert result.exit_code == 0, result.output
+
+
+# -- other tools' option names ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ("--concurrency", "-j N"),
+        ("--threads", "-j N"),
+        ("--jobs", "-j N"),
+        ("--resume", "--continue"),
+        ("--ca-bundle", "--cacert"),
+        ("--out", "-o DIR"),
+        ("--show-headers", "--format jsonl"),
+        ("--ssl", "no equal"),
+    ],
+)
+def test_other_tools_option_names_get_what_to_use(server, option, says):
+    result = invoke([option, "x", server.url("/x")])
+    assert_refused(result, option, server)
+    assert says in result.stderr and "Did you mean" not in result.stderr
+
+
+# -- the messages name the variable -------------------------------------------------------------
+
+
+def test_data_from_stdin_beside_fetcher_input_names_the_variable(server):
+    result = invoke(["-q", "-d", "@-", server.url("/x")], input="", FETCHER_INPUT="-")
+    assert_refused(result, "-i - (from FETCHER_INPUT)", server)
+
+
+def test_fetcher_data_from_stdin_beside_i_names_the_variable(server):
+    result = invoke(["-q", "-i", "-"], input=server.url("/x"), FETCHER_DATA="@-")
+    assert_refused(result, "-d @- (from FETCHER_DATA)", server)
+
+
+@pytest.mark.parametrize("value", ["-", "out.html", "http://example.com/"])
+def test_an_output_dir_from_the_variable_is_named_so(server, tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", server.url("/x")], FETCHER_OUTPUT_DIR=value)
+    assert_refused(result, "(from FETCHER_OUTPUT_DIR)", server)
+
+
+def test_an_output_dir_that_is_a_file_from_the_variable_is_named_so(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain").write_text("")
+    result = invoke(["-q", server.url("/x")], FETCHER_OUTPUT_DIR="plain")
+    assert_refused(result, "(from FETCHER_OUTPUT_DIR)", server)

@@ -1,0 +1,150 @@
+"""What a FETCHER_ variable's value may hold (s26 h1 1, 3, 7): quotes an env file kept
+(docker --env-file), blanks around a path, a variable fetcher has no option for. Each is said
+before anything is fetched, naming the variable and never a value that may be a secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import invoke
+
+QUOTES_KEPT = "an env file that keeps quotes (docker --env-file) passes them on; remove them"
+
+
+def assert_refused(result, says: str, server, secret: str | None = None) -> None:
+    """Exit 2, one "Error:" line saying says, no request sent, the secret nowhere."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and says in errors[0], result.stderr
+    assert server.requests == 0
+    if secret is not None:
+        assert secret not in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "secret"),
+    [
+        ("FETCHER_HEADER", "'Authorization: Bearer tok'", "tok"),
+        ("FETCHER_HEADER", '"Authorization: Bearer tok"', "tok"),
+        ("FETCHER_USER", "'bob:pw-secret'", "pw-secret"),
+        ("FETCHER_COOKIE", "'session=cookie-secret'", "cookie-secret"),
+        ("FETCHER_PROXY", "'http://u:proxy-secret@127.0.0.1:3128'", "proxy-secret"),
+        ("FETCHER_OUTPUT_DIR", '"/srv/dl"', None),
+        ("FETCHER_RESULTS", "'out.jsonl'", None),
+        ("FETCHER_USER_AGENT", "'agent'", None),
+        ("FETCHER_WORKERS", "'8'", None),
+        ("FETCHER_HEAD", "'1'", None),
+    ],
+)
+def test_a_value_in_quotes_from_a_variable_is_refused(
+    server, tmp_path, monkeypatch, variable, value, secret
+):
+    monkeypatch.chdir(tmp_path)  # before the fix, '"/srv/dl"' and "'out.jsonl'" were made here
+    result = invoke(["-q", server.url("/x")], **{variable: value})
+    assert_refused(result, f"{variable}'s value is in quotes", server, secret)
+    assert QUOTES_KEPT in result.stderr
+
+
+def test_a_line_in_quotes_of_a_repeatable_option_s_variable_is_refused(server):
+    result = invoke(["-q", server.url("/x")], FETCHER_HEADER="X-A: 1\n'Authorization: Bearer tok'")
+    assert_refused(result, "line 2 of FETCHER_HEADER is in quotes ('…')", server, "tok")
+
+
+def test_the_message_shows_which_quote_and_not_the_value(server):
+    result = invoke(["-q", server.url("/x")], FETCHER_HEADER="'Authorization: Bearer tok'")
+    assert "FETCHER_HEADER's value is in quotes ('…')" in result.stderr
+    result = invoke(["-q", server.url("/x")], FETCHER_HEADER='"Authorization: Bearer tok"')
+    assert 'FETCHER_HEADER\'s value is in quotes ("…")' in result.stderr
+
+
+def test_a_json_string_in_fetcher_data_is_a_body(httpserver):
+    httpserver.expect_request("/x", method="POST", data='"a json string"').respond_with_data("ok")
+    result = invoke(["-q", httpserver.url_for("/x")], FETCHER_DATA='"a json string"')
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("value", ["'agent", "it's", "'a' and 'b'", "\"x'"])
+def test_quotes_that_do_not_wrap_the_whole_value_are_kept(server, value):
+    result = invoke(["-q", server.url("/x")], FETCHER_USER_AGENT=value)
+    assert result.exit_code == 0, result.output
+    assert server.headers_seen[0]["User-Agent"] == value
+
+
+def test_a_typed_value_in_quotes_is_left_as_it_is(server):
+    result = invoke(["-q", "-A", "'agent'", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert server.headers_seen[0]["User-Agent"] == "'agent'"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FETCHER_OUTPUT_DIR", " "),
+        ("FETCHER_OUTPUT_DIR", "out "),
+        ("FETCHER_STATE", "s.db "),
+        ("FETCHER_RESULTS", " r.txt"),
+        ("FETCHER_FAILED", "f.txt\t"),
+        ("FETCHER_SUMMARY", "s.json "),
+        ("FETCHER_METRICS", "m.prom "),
+        ("FETCHER_COOKIE_JAR", "jar.txt "),
+        ("FETCHER_INPUT", "urls.txt "),
+        ("FETCHER_CACERT", "ca.pem "),
+    ],
+)
+def test_blanks_around_a_path_from_a_variable_are_refused(
+    server, tmp_path, monkeypatch, variable, value
+):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", server.url("/x")], **{variable: value})
+    assert_refused(result, variable, server)
+    assert "blank" in result.stderr
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_typed_path_with_a_blank_is_left_as_it_is(server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["-q", "--results", "r.txt ", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.txt ").exists()
+
+
+# -- a FETCHER_ variable that is no option's ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("FETCHER_OUTPUT", "FETCHER_OUTPUT_DIR"),
+        ("FETCHER_RETRY", "FETCHER_RETRIES"),
+        ("FETCHER_HEADERS", "FETCHER_HEADER"),
+        ("FETCHER_COOKIES", "FETCHER_COOKIE"),
+        ("FETCHER_WROKERS", "FETCHER_WORKERS"),
+    ],
+)
+def test_an_unknown_variable_is_said_once_even_under_q(server, variable, meant):
+    result = invoke(["-q", server.url("/x")], **{variable: "1"})
+    assert result.exit_code == 0, result.output
+    line = f"fetcher: {variable} is not a fetcher variable and is ignored (did you mean {meant}?)"
+    assert result.stderr.splitlines() == [line]
+
+
+def test_an_unknown_variable_like_none_is_said_without_a_guess(server):
+    result = invoke(["-q", server.url("/x")], FETCHER_ZZZZZZZZZZZZ="1")
+    assert result.stderr.splitlines() == [
+        "fetcher: FETCHER_ZZZZZZZZZZZZ is not a fetcher variable and is ignored"
+    ]
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["FETCHER_SOAK_URLS", "FETCHER_STORM_RUNS", "FETCHER_HARD_STOP_PLANS", "FETCHER_SCALE",
+     "FETCHER_GC_EXPERIMENT", "FETCHER_GC_EXPERIMENT_REPORT", "FETCHER_TRANSPORT_EXPERIMENT"],
+)  # fmt: skip
+def test_the_test_suite_s_and_bench_s_own_variables_are_not_warned_about(server, variable):
+    result = invoke(["-q", server.url("/x")], **{variable: "1"})
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_the_option_variables_are_not_warned_about(server):
+    result = invoke(["-q", server.url("/x")], FETCHER_RETRIES="0", FETCHER_HEADER="X-A: 1")
+    assert result.exit_code == 0 and result.stderr == ""
