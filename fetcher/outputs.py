@@ -413,13 +413,14 @@ def open_outputs(
     bodies = make_bodies(settings)
     if bodies is not None:
         stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
-    failed = open_failed(settings.failed, settings.input_format == "lines")
+    failed = open_failed(settings.failed, settings.input_format == "lines", streams)
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
         keep_other_shards(settings, reader, failed)
     summary = Summary()
     display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
+    show_failed_above(failed, streams, console)
     writer = make_writer(settings, streams, console)
     summary.start()  # the run's clock: the set-up above (Rich's import) is not the run
     body_stream = streams.binary_stdout() if settings.body else None
@@ -496,13 +497,26 @@ def open_cookie_jar(path: str | None) -> CookieJar | None:
         raise click.UsageError(str(exc)) from None
 
 
-def open_failed(path: str | None, plain_lines: bool) -> FailedLines | None:
+def open_failed(path: str | None, plain_lines: bool, streams: Streams) -> FailedLines | None:
     if path is None:
         return None
     try:
-        return FailedLines(path, plain_lines)
+        return FailedLines(path, plain_lines, streams.terminal_encoding())
     except OSError as exc:
         raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
+
+
+def show_failed_above(
+    failed: FailedLines | None, streams: Streams, console: Console | None
+) -> None:
+    """--failed naming the live display's terminal: its lines are printed through the display's
+    console, above it; written beside it, they were glued into a frame, or erased (s26 h5 1)."""
+    if failed is None or console is None or failed.shown_as is None:
+        return
+    if streams.same_terminal(failed.file.fd):
+        from fetcher.output.terminal import print_lines
+
+        failed.show = functools.partial(print_lines, console)
 
 
 def make_display(
@@ -538,30 +552,51 @@ def make_writer(settings: Settings, streams: Streams, console: Console | None) -
         needs = "--body writes: use -o DIR" if settings.body else "records go: use --results FILE"
         raise click.UsageError(f"standard output is closed, where {needs}")
     if settings.results is not None:
-        stream = open_results(settings.results)
+        stream = open_results(settings.results, streams)
+        if stream.isatty():  # /dev/stderr, /dev/tty...: for eyes, as a terminal stdout is
+            return terminal_writer(stream, streams, console, kind, shape)
         return StreamWriter(stream, kind, close_stream=True, **shape)
     if settings.body:
         return NullWriter()
     if not streams.stdout_is_terminal:
         stream = streams.buffered_stdout()
         return StreamWriter(stream, kind, close_stream=stream is not streams.stdout, **shape)
-    if console is not None and streams.same_terminal():
+    return terminal_writer(None, streams, console, kind, shape)
+
+
+def terminal_writer(
+    opened: TextIO | None,
+    streams: Streams,
+    console: Console | None,
+    kind: str,
+    shape: dict[str, bool],
+) -> ConsoleWriter:
+    """Records for a terminal: opened (a --results naming one), or standard output (None).
+    On the live display's terminal, through its console, above it: written beside it, they
+    were glued into a frame and erased by the next redraw (s26 h5 1)."""
+    descriptor = None if opened is None else opened.fileno()
+    if console is not None and streams.same_terminal(descriptor):
+        if opened is not None:
+            opened.close()  # the display's console writes to that terminal already
         return ConsoleWriter(console, kind, **shape)
     from fetcher.output.terminal import make_console
 
-    return ConsoleWriter(make_console(file=streams.terminal_stdout()), kind, **shape)
+    file = streams.terminal_stdout() if opened is None else opened
+    return ConsoleWriter(make_console(file=file), kind, close_file=opened is not None, **shape)
 
 
-def open_results(path: str) -> TextIO:
+def open_results(path: str, streams: Streams) -> TextIO:
     """--results FILE opened as the shell's `>` would (open_in_place: not a link or a file of
     another user's planted where they could), as a text stream, not emptied yet (empty_results
-    does it, once the run's signal handlers are in place). Problems are usage errors."""
+    does it, once the run's signal handlers are in place). Problems are usage errors. UTF-8,
+    but for a terminal, written in its own encoding, as a terminal stdout is."""
     try:
         fd = open_in_place(path, empty=False)
     except OSError as exc:
         raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
+    encoding = streams.terminal_encoding() if os.isatty(fd) else "utf-8"
     # backslashreplace: whatever text a format lets through, a record is always written.
-    stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="")  # noqa: SIM115
+    stream = open(fd, "w", encoding=encoding, errors="backslashreplace", newline="")  # noqa: SIM115
     if (foreign := opened_fifo_problem(stream.fileno(), path, follow=True)) is not None:
         stream.close()
         raise click.UsageError(f"cannot write --results file {path!r}: {foreign}")

@@ -6,6 +6,7 @@ stream on /dev/null, so that what is meant for it is dropped, and ``stdout_close
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -33,11 +34,68 @@ def whole_writes(stream: TextIO) -> TextIO:
 def buffer_standard_streams() -> None:
     """Make sys.stdout and sys.stderr whole_writes' own, for every writer at once: records on a
     terminal (Rich's console on stdout, or on stderr beside the live display, which reads
-    sys.stderr at each write), messages, log lines, click's output."""
+    sys.stderr at each write), messages, log lines, click's output. On a terminal, in UTF-8
+    when their encoding is not ASCII's (``readable_on_terminal``)."""
     if sys.stdout is not None:
-        sys.stdout = whole_writes(sys.stdout)
+        sys.stdout = readable_on_terminal(whole_writes(sys.stdout))
     if sys.stderr is not None:
-        sys.stderr = whole_writes(sys.stderr)
+        sys.stderr = readable_on_terminal(whole_writes(sys.stderr))
+
+
+_ASCII = "".join(map(chr, range(128)))
+
+
+def ascii_compatible(encoding: str) -> bool:
+    """Whether encoding writes ASCII as ASCII's own bytes (UTF-8, latin-1, cp1252 and ASCII do;
+    UTF-16, UTF-32, UTF-7 and EBCDIC do not), so that a terminal can show what it writes."""
+    try:
+        return _ASCII.encode(encoding) == _ASCII.encode("ascii")
+    except (LookupError, UnicodeError):
+        return False
+
+
+def terminal_encoding(encoding: str | None) -> str:
+    """The encoding text is written to a terminal in: encoding (the locale's, or what
+    PYTHONIOENCODING says), unless it is not ASCII-compatible, then UTF-8. A terminal shows no
+    UTF-16 (PYTHONIOENCODING=utf-16 wrote records in it, s26 h5 4), and records are promised in
+    UTF-8 whatever the locale; an ASCII or latin-1 terminal keeps its escapes of what it lacks."""
+    return encoding if encoding and ascii_compatible(encoding) else "utf-8"
+
+
+def readable_on_terminal(stream: TextIO) -> TextIO:
+    """stream, on a terminal made to write terminal_encoding's text (its error handler kept):
+    before any write, or a UTF-16 mark would come first. Anything else is left alone."""
+    encoding = getattr(stream, "encoding", None)
+    if isinstance(stream, io.TextIOWrapper) and encoding != terminal_encoding(encoding):
+        with contextlib.suppress(OSError, ValueError):
+            if stream.isatty():
+                stream.reconfigure(encoding="utf-8")
+    return stream
+
+
+def terminal_device(descriptor: int) -> int | None:
+    """The device number of the terminal descriptor is open on; None if it is none. /dev/tty
+    is a device of its own that stands for the controlling terminal: that terminal's number,
+    from /proc (Linux), so that `--results /dev/tty` is known to be the display's terminal."""
+    try:
+        if not os.isatty(descriptor):
+            return None
+        device = os.fstat(descriptor).st_rdev
+        if device == os.makedev(5, 0):  # /dev/tty
+            with open("/proc/self/stat", "rb") as stat_file:
+                device = int(stat_file.read().rsplit(b")", 1)[1].split()[4])
+    except (OSError, ValueError, IndexError):
+        return None
+    return device or None
+
+
+def on_terminal_of(descriptor: int, stream: TextIO) -> bool:
+    """Whether descriptor is open on the very terminal stream is on."""
+    try:
+        other = terminal_device(stream.fileno())
+    except (OSError, ValueError):
+        return False
+    return other is not None and terminal_device(descriptor) == other
 
 
 # The descriptors `python -m fetcher` was started with (note_given_descriptors); None when the
@@ -93,13 +151,14 @@ class Streams:
         assert self.stdin is not None
         return self.stdin.buffer
 
-    def same_terminal(self) -> bool:
-        """Whether stdout and stderr are one terminal (records then print above the display)."""
+    def same_terminal(self, descriptor: int | None = None) -> bool:
+        """Whether stdout (or descriptor: --results, --failed on a terminal) and stderr are one
+        terminal: records then print above the display, through its console."""
         try:
-            first, second = os.fstat(self.stdout.fileno()), os.fstat(self.stderr.fileno())
+            descriptor = self.stdout.fileno() if descriptor is None else descriptor
         except (OSError, ValueError):
             return False
-        return os.path.samestat(first, second)
+        return on_terminal_of(descriptor, self.stderr)
 
     def buffered_stdout(self) -> TextIO:
         """Our own buffered UTF-8 stream on stdout's descriptor: records are flushed when the
@@ -116,12 +175,18 @@ class Streams:
         )  # fmt: skip
 
     def terminal_stdout(self) -> TextIO:
-        """stdout for records on a terminal, whose encoding is the locale's: a character it
-        cannot take is written as an escape (as stderr's are, and records' in a pipe), where
-        a strict stream raised in the middle of the run, --failed unwritten."""
+        """stdout for records on a terminal, whose encoding is the locale's (UTF-8 for one that
+        is not ASCII-compatible: readable_on_terminal): a character it cannot take is written
+        as an escape (as stderr's are, and records' in a pipe), where a strict stream raised in
+        the middle of the run, --failed unwritten."""
         if isinstance(self.stdout, io.TextIOWrapper) and self.stdout.errors == "strict":
             self.stdout.reconfigure(errors="backslashreplace")
-        return self.stdout
+        return readable_on_terminal(self.stdout)
+
+    def terminal_encoding(self) -> str:
+        """The encoding of a terminal named by --results or --failed: the standard streams'
+        (the locale's, or PYTHONIOENCODING's), as ``terminal_encoding`` takes it."""
+        return terminal_encoding(getattr(self.stderr, "encoding", None))
 
     def binary_stdout(self) -> BinaryIO:
         """A buffered binary stream on stdout for --body (our own, like buffered_stdout)."""

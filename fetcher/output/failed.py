@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 
 from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
+from fetcher.redact import visible
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 # Bytes of whole lines a write takes at most: a write to a pipe returns once all of it is read,
@@ -42,14 +44,21 @@ class FailedLines:
     a buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
     Python file object would raise "reentrant call", or in a hard exit's hook on another
     thread, which renames the file between two writes: it never ends in the middle of a line.
+
+    A terminal (/dev/stderr, /dev/tty) gets its lines for eyes, not to be read back: made
+    visible (``shown_line``) in its encoding, shown_as, and through ``show`` (the live
+    display's console, above it) when the display is on that terminal.
     """
 
-    def __init__(self, path: str, plain_lines: bool = True) -> None:
+    def __init__(self, path: str, plain_lines: bool = True, encoding: str = "utf-8") -> None:
         """Raises OSError when the file cannot be created. plain_lines: the run reads a URL a
-        line (no --input-format jsonl or csv), so that an argument can be written as a line."""
+        line (no --input-format jsonl or csv), so that an argument can be written as a line.
+        encoding: a terminal's, should path name one."""
         self.path = path
         self.plain_lines = plain_lines
         self.file = AtomicFile(path, 0o600, unnamed=True)
+        self.shown_as = encoding if os.isatty(self.file.fd) else None
+        self.show: Callable[[str], None] | None = None
         self._buffer = bytearray()
         # add, flush and commit: one thread at a time (reentrant: a signal handler's commit on
         # the thread it interrupted).
@@ -87,6 +96,9 @@ class FailedLines:
         self.add(raw)
 
     def _add_line(self, raw: bytes, header: bytes | None, end: bytes = b"\n") -> None:
+        if self.shown_as is not None:
+            raw, end = shown_line(raw, self.shown_as), b"\n"
+            header = None if header is None else shown_line(header, self.shown_as)
         if not self._started:
             self._started = True
             if wide_encoding(raw if header is None else header):
@@ -119,11 +131,16 @@ class FailedLines:
                     # The descriptor is read again each time: commit (in an exit hook) may have
                     # closed it, and a closed one must fail (EBADF), never write to a reused one.
                     end = self._buffer.rfind(b"\n", 0, FAILED_WRITE) + 1 or len(self._buffer)
-                    written = os.write(self.file.fd, self._buffer[:end])
-                    del self._buffer[:written]
+                    del self._buffer[: self._write(self._buffer[:end])]
             except OSError as exc:
                 self.error = exc
                 self._buffer.clear()
+
+    def _write(self, lines: bytearray) -> int:
+        if self.show is None or self.shown_as is None:
+            return os.write(self.file.fd, lines)
+        self.show(lines.decode(self.shown_as, "replace").removesuffix("\n"))
+        return len(lines)
 
     def commit(self, sync: bool = True) -> None:
         """Write the rest and rename the file over FILE. Idempotent, never raises, and safe to
@@ -131,6 +148,8 @@ class FailedLines:
         After a write error the old FILE is kept and ``error`` says why."""
         if self._ended:
             return
+        if not sync:  # a hard exit: never wait on the console's lock, which a stuck write holds
+            self.show = None
         # Another thread adding (the calling thread, when the watchdog exits in its place) is
         # not waited for long: what is written already is whole lines.
         if self._lock.acquire(timeout=COMMIT_WAIT):
@@ -153,3 +172,12 @@ class FailedLines:
         old FILE. Idempotent; does nothing after commit."""
         self._ended = True
         self.file.abort()
+
+
+def shown_line(raw: bytes, encoding: str) -> bytes:
+    """A failed line as a terminal shows it, for eyes: what is not UTF-8 as \\x escapes, every
+    control and format character made visible (the text form's ``visible``: a URL list's
+    ESC[2J or OSC 52 must not clear the screen or set the clipboard), in the terminal's
+    encoding, what it lacks escaped. A csv record's own line end is one escape more."""
+    text = raw.removesuffix(b"\n").decode("utf-8", "backslashreplace")
+    return visible(text).encode(encoding, "backslashreplace")

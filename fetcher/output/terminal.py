@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -18,6 +19,7 @@ from fetcher.output.records import SKIPPED_NOTE, make_formatter, shown_url
 from fetcher.output.summary import human_bytes, summary_head, summary_lines
 from fetcher.redact import redact_url, visible, visible_json
 from fetcher.results import Result, Summary
+from fetcher.streams import readable_on_terminal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -33,8 +35,13 @@ MIN_COLUMNS = 10  # a COLUMNS below this is taken for a mistake, not a terminal'
 def make_console(**options: Any) -> Console:
     """A Rich Console with options. A COLUMNS no line fits in (0, set by a script) is not taken
     at its word, as Rich takes it: it drew nothing at all, not even a record (s15 h3 10). The
-    terminal's own width then, or 80."""
+    terminal's own width then, or 80. A terminal it writes to in an encoding that is not
+    ASCII-compatible (PYTHONIOENCODING=utf-16) is written in UTF-8 (readable_on_terminal)."""
     from rich.console import Console
+
+    target = options.get("file") or (sys.stderr if options.get("stderr") else sys.stdout)
+    if target is not None:  # Rich's own stderr console reads sys.stderr at each write
+        readable_on_terminal(target)
 
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
@@ -77,7 +84,9 @@ class ConsoleWriter:
     JSON's own escape, ``\\u202e``, and the line still parses to the exact data.
 
     When the live progress display is on the same terminal, the console is the display's own,
-    so each record is printed above the display instead of through it.
+    so each record is printed above the display instead of through it. The same goes for a
+    --results naming a terminal (/dev/stderr, /dev/tty): close_file, its console's file is
+    that terminal, opened for the run, and closed with the writer.
     """
 
     ledger: PipeLedger | None = None  # a record written to a terminal is taken
@@ -89,8 +98,10 @@ class ConsoleWriter:
         include_body: bool = False,
         meta_column: bool = False,
         state: bool = False,
+        close_file: bool = False,
     ) -> None:
         self.console = console
+        self.close_file = close_file
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.aligned = format_name == "text"
         self.json = format_name == "jsonl"  # its escapes must be JSON's: the line still parses
@@ -119,6 +130,16 @@ class ConsoleWriter:
 
     def close(self) -> None:
         self.flush()
+        if self.close_file:
+            self.console.file.close()
+
+
+def print_lines(console: Console, text: str) -> None:
+    """text, made visible already (--failed's lines on the display's terminal), printed above
+    the live display as it is: as Text, so that no markup or :emoji: code in a URL is read."""
+    from rich.text import Text
+
+    console.print(Text(text), soft_wrap=True, highlight=False)
 
 
 def print_summary(summary: Summary, stream: TextIO, console: Console | None) -> None:
