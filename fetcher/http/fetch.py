@@ -260,7 +260,7 @@ class Exchange:
         """Returns the attempt's Result and the Retry-After it carried. An answer to a Range
         request that cannot continue the partial file (Resumer.restarts) starts the body again
         at once, without the Range."""
-        result = Result(job=task.job)
+        result = task.answer = Result(job=task.job)  # what a stop in flight keeps of it
         retry_after, settings, deadline = None, self.settings, task.max_time
         timeout: Timeout | tuple[float, float]
         if deadline is None:

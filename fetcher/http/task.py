@@ -36,6 +36,10 @@ class Task:
     # own; with the path its row names, which it keeps (Owner). None before the first
     # attempt, and without -o.
     owner: Owner | None = None
+    # The Result of the attempt in flight, which its fetch fills in as the answer arrives
+    # (status once its headers are read, bytes as its body is): what a stop that abandons the
+    # task keeps of it (fetcher.run.books.abandoned_record). Another thread's, read only then.
+    answer: Result | None = None
 
     @property
     def deadline(self) -> float | None:

@@ -29,6 +29,28 @@ from fetcher.run.messages import (
 log = logging.getLogger("fetcher")
 
 
+def abandoned_record(task: Task, now: float) -> Result:
+    """The record of task, in flight when the run stopped (now, on perf_counter): interrupted,
+    with the time it ran, and what its attempt in flight had of its answer when it came
+    (Task.answer): status, reason, where redirects led, the bytes of the body read so far, as
+    a body cut short by any other failure records them (s26 h5 2: "no response, 0 bytes" for
+    megabytes read). The fetch may still be filling that Result in: its values are taken as
+    they are now, and nothing else of it (its file, its hash) is the record's."""
+    answer = task.answer
+    record = Result.failure(
+        task.job, ErrorKind.OTHER, "interrupted before it finished",
+        attempts=max(task.attempt, 1), abandoned=True,
+        elapsed=0.0 if task.started is None else now - task.started,
+        partial=task.partial,  # --continue: what its body was written to so far
+    )  # fmt: skip
+    if answer is not None and answer.status is not None:
+        record.status, record.reason = answer.status, answer.reason
+        record.final_url, record.redirects = answer.final_url, answer.redirects
+        record.asked_url, record.content_type = answer.asked_url, answer.content_type
+        record.bytes = answer.bytes
+    return record
+
+
 class Books:
     """Pending tasks by seq, and the records emitted to the observer, in input order when
     ``ordered``. A BrokenPipeError from the observer is passed to ``on_broken_pipe``."""
@@ -128,12 +150,7 @@ class Books:
         for seq in sorted(self.pending):
             task = self.pending.pop(seq)
             self.abandoned += 1
-            self._ordered[seq] = abandoned = Result.failure(
-                task.job, ErrorKind.OTHER, "interrupted before it finished",
-                attempts=max(task.attempt, 1), abandoned=True,
-                elapsed=0.0 if task.started is None else now - task.started,
-                partial=task.partial,  # --continue: what its body was written to so far
-            )  # fmt: skip
+            self._ordered[seq] = abandoned = abandoned_record(task, now)
             self.observer.on_finished(abandoned)
         for seq in sorted(self._ordered):
             result = self._ordered.pop(seq)
