@@ -30,7 +30,10 @@ def habit(*decls: str, **attrs: Any) -> Callable[[FC], FC]:
 
 
 REQUEST_HABITS = [
-    habit("-I", "--head", help="Send HEAD: the status and headers, no body (curl -I)."),
+    # Not curl's header block: a record has no field for headers (s26 h5 5).
+    habit("-I", "--head",
+          help="Send HEAD, no body (curl -I): the record holds the status, reason, final URL "
+               "and Content-Type; no other header, nor the length, is shown (-vv neither)."),
     habit("-L", "--location",
           help="Accepted for curl: redirects are followed already (--no-follow to not)."),
     habit("--compressed",

@@ -15,7 +15,7 @@ from fetcher.cli import main
 from fetcher.command import OTHER, SectionedCommand
 from fetcher.habits import fold_habits, output_dir_problem
 from fetcher.options import help_sections
-from tests.conftest import FETCHER, clean_env, invoke
+from tests.conftest import FETCHER, ROOT, clean_env, invoke
 from tests.servers import counting_server, records
 
 
@@ -59,6 +59,33 @@ def test_head_sends_head_and_saves_nothing(httpserver, tmp_path):
         assert record["ok"] is True and record["path"] is None, env
         assert httpserver.log[-1][0].method == "HEAD"
         assert not list(out.rglob("*"))
+
+
+def head_help() -> str:
+    """-I's line in --help."""
+    (option,) = [param for param in main.params if "-I" in getattr(param, "opts", ())]
+    return " ".join((option.help or "").split())
+
+
+def test_head_s_help_says_what_its_record_holds_and_promises_no_headers(httpserver):
+    """-I's --help promised "the status and headers", which no record, nor -v or -vv, shows
+    (s26 h5 5): it names what the record holds, and says the rest of the headers are not
+    shown, nor the length (a HEAD reads no body: bytes is 0)."""
+    headers = {"X-Custom": "seen-nowhere", "Content-Length": "1234", "ETag": '"v1"'}
+    httpserver.expect_request("/h", method="HEAD").respond_with_response(
+        Response("", status=200, headers=headers, content_type="text/plain")
+    )
+    result = invoke(["--format", "jsonl", "-vv", "-I", httpserver.url_for("/h")])
+    record = only(result)
+    assert (record["status"], record["reason"]) == (200, "OK")
+    assert record["content_type"].startswith("text/plain") and record["bytes"] == 0
+    assert "seen-nowhere" not in result.stdout + result.stderr  # no header block anywhere
+    said = head_help()
+    assert "status and headers" not in said, said
+    assert all(word in said for word in ("status", "Content-Type", "no other header")), said
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    (line,) = [row for row in usage.splitlines() if row.startswith("| `-I`, `--head`")]
+    assert "Content-Type" in line and "no other header" in line and "-vv" in line, line
 
 
 @pytest.mark.parametrize(
