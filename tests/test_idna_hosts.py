@@ -8,6 +8,7 @@ answers for whichever host the URL names and records the absolute URL each reque
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import threading
 import time
@@ -129,7 +130,8 @@ def test_a_redirect_to_a_unicode_host_goes_to_its_idna_form():
 )
 def test_a_redirect_to_a_host_idna_refuses_is_the_server_s_error(host):
     """A look-alike (fullwidth digits: IDNA maps them to 127.0.0.1) was followed to the plain
-    host, where the same URL typed is invalid_url (s17 r1 8)."""
+    host (s17 r1 8). The server's Location is not the user's: the same URL typed goes to
+    127.0.0.1 (UTS #46, as curl), but a redirect there stays refused."""
 
     def answer(url: str) -> Route:
         location = f"http://{host}/".encode().decode("latin-1")
@@ -142,3 +144,59 @@ def test_a_redirect_to_a_host_idna_refuses_is_the_server_s_error(host):
         assert record["error"]["kind"] == "protocol" and record["attempts"] == 1, record
         assert "invalid host name" in record["error"]["message"]
         assert result.returncode == 3
+
+
+# -- UTS #46: the host name typed is mapped as requests' own IDNA and curl's libidn2 map it ----
+
+FULL_WIDTH = "\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.com"  # ＥＸＡＭＰＬＥ.com
+LIGATURE = "\ufb01.example"  # ﬁ.example
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [(FULL_WIDTH, "example.com"), (LIGATURE, "fi.example"), ("B\u00dcCHER.example", PUNYCODE_HOST)],
+    ids=["full-width", "ligature", "upper-case"],
+)
+def test_a_host_typed_in_compatibility_letters_goes_to_its_mapped_form(typed, sent):
+    """Full-width letters and a ligature were invalid_url, "Codepoint U+FF45 ... not allowed"
+    (s26 h5 6): urllib3's strict IDNA 2008 refuses them, where curl (libidn2) and requests'
+    own IDNA map them by UTS #46. The record's url stays as typed."""
+    with serving(ProxyHost(route)) as hosts:
+        [record] = through(hosts, f"http://{typed}/echo")
+        assert hosts.sent(f"http://{sent}/echo") == [None]
+    assert record["url"] == f"http://{typed}/echo"
+
+
+def test_the_mapped_spelling_is_the_one_of_the_state_unique_and_o_folders(tmp_path):
+    """One server typed two ways is one URL for --unique, one --state row and one -o folder."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    with serving(ProxyHost(route)) as hosts:
+        records = through(hosts, "--unique", "--state", str(state), "-o", str(out),
+                          f"http://{FULL_WIDTH}/echo", "http://example.com/echo")  # fmt: skip
+        assert len(hosts.paths) == 1, hosts.paths
+    assert len(records) == 1
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*")] == [
+        "example.com",
+        "example.com/echo",
+    ]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/echo",)]
+
+
+@pytest.mark.parametrize(
+    "char",
+    ["\u202e", "\u200b", "\u200d", "\u00ad", "\u2060"],
+    ids=["bidi", "zero-width-space", "zero-width-joiner", "soft-hyphen", "word-joiner"],
+)
+def test_a_host_with_a_bidi_or_invisible_character_stays_refused_with_one_escaping(char):
+    """UTS #46 drops a zero-width space or a soft hyphen from a name: a host that hides one is
+    refused before any request, as IDNA refuses a bidi control. The message holds the
+    character itself, which each output escapes once: it quoted repr()'s escape, which text
+    output escaped again ('a\\\\u202eb')."""
+    url = f"http://a{char}b.example/"
+    result = run_process(["--format", "jsonl", "-x", "http://127.0.0.1:9", url])
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["error"]["kind"] == "invalid_url" and record["attempts"] == 0, record
+    message = record["error"]["message"]
+    assert f"U+{ord(char):04X}" in message, message
+    assert "\\" not in message, message

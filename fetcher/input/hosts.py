@@ -3,6 +3,7 @@ Retry-After pause, the summary's hosts and the shards (SPEC 2.3; usage.md, "Shar
 
 from __future__ import annotations
 
+import ast
 import ipaddress
 import re
 import socket
@@ -13,6 +14,58 @@ from functools import lru_cache
 # made of other letters (1e100.net) is a name; one of these letters that inet_aton refuses
 # (12.bad) stays as written.
 _IPV4_LIKE = re.compile(r"[0-9][0-9a-fx.]*", re.IGNORECASE)
+# A label as the IDNA codec's messages quote it, with repr().
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+@lru_cache(maxsize=1024)
+def idna_spelling(host: str) -> str:
+    """host (urlsplit's hostname) as UTS #46 maps it, the spelling every later step uses (the
+    request, --state, --unique, -o's folder, --shard, the per-host limits): full-width letters,
+    ligatures (U+FB01) and upper case to the forms IDNA encodes, as requests' own IDNA and
+    curl's libidn2 map them; urllib3's strict IDNA 2008 refused them (s26 h5 6). A real
+    Unicode name stays Unicode (café.example). ASCII as it is. Raises ValueError, saying why,
+    for a name IDNA refuses (a bidi control, a joiner) or one holding a character the mapping
+    would drop (a zero-width space, a soft hyphen): its server is not the one it shows."""
+    if host.isascii():
+        return host
+    import idna  # requests' dependency; loaded only for a non-ASCII name
+
+    for char in host:
+        if not char.isascii() and _dropped(char):
+            raise ValueError(f"invalid host name: U+{ord(char):04X}, an invisible character")
+    try:
+        idna.encode(host, uts46=True, std3_rules=True)
+    except idna.IDNAError as exc:
+        raise ValueError(f"invalid host name: {_unquoted(str(exc))}") from None
+    mapped: str = idna.uts46_remap(host, std3_rules=True, transitional=False)
+    return mapped
+
+
+def _dropped(char: str) -> bool:
+    """Whether UTS #46 maps char to nothing (ignored: U+200B, U+00AD, U+2060, variation
+    selectors). A disallowed one is left to idna.encode, which names it."""
+    import idna
+
+    try:
+        mapped: str = idna.uts46_remap(char, std3_rules=True, transitional=False)
+        return mapped == ""
+    except idna.IDNAError:
+        return False
+
+
+def _unquoted(message: str) -> str:
+    """The IDNA codec's message with the label it quotes as itself, not repr()'s escapes:
+    each output escapes a record's text once, as it does the URL's ('a\\u202eb' was shown
+    with its backslash escaped again)."""
+
+    def label(match: re.Match[str]) -> str:
+        try:
+            return f"'{ast.literal_eval(match.group(0))}'"
+        except (ValueError, SyntaxError):
+            return match.group(0)
+
+    return _QUOTED.sub(label, message)
 
 
 @lru_cache(maxsize=4096)

@@ -8,11 +8,11 @@ import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
-from fetcher.input.hosts import server_name
+from fetcher.input.hosts import idna_spelling, server_name
 from fetcher.input.parsing import BOM, CONTROL
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
@@ -126,7 +126,27 @@ def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | 
         return "malformed URL: a %-escape in the host (write the name itself: ü.example)"
     if _bad_label(hostname):
         return "malformed URL: a host name with an empty label, or one longer than 63 characters"
+    try:
+        idna_spelling(hostname)
+    except ValueError as exc:
+        return str(exc)
     return None
+
+
+def with_idna_spelling(target: str) -> str:
+    """target, a URL check passed, with its host as idna_spelling maps it (ＥＸＡＭＰＬＥ.com is
+    example.com): what is fetched, and what --state, --unique, -o and --shard see. The URL
+    as it is when it is ASCII, or its host already the mapped one."""
+    if target.isascii():
+        return target
+    parts = urlsplit(target)
+    hostname = parts.hostname or ""
+    mapped = idna_spelling(hostname)
+    if mapped == hostname:
+        return target
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    _, colon, port = hostport.partition(":")  # a non-ASCII host is no IPv6 address
+    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{mapped}{colon}{port}"))
 
 
 def server(hostname: str | None, port: int | None, scheme: str) -> str:
@@ -336,6 +356,8 @@ class JobMaker:
             return Job(-1, url, url, line, raw, problem)
         target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
         problem, host = check(target)
+        if problem is None:
+            target = with_idna_spelling(target)
         return Job(-1, url, target, line, raw, problem, host=host)
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
