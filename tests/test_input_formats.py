@@ -1013,3 +1013,18 @@ def test_a_wrong_later_header_with_no_row_under_it_gets_a_record():
         (2, "https://a.test"), (3, None),
     ]  # fmt: skip
     assert "column 'url' twice" in jobs[1].invalid, jobs[1].invalid
+
+
+@pytest.mark.parametrize(
+    "row",
+    [b"http://a.test/r1b,url,extra", b",url", b"http://a.test/r1b,URL"],
+    ids=["a-url-and-a-field-more", "empty-url-cell", "a-url-cell-and-url"],
+)
+def test_a_row_with_a_url_or_an_empty_url_cell_is_no_header_whatever_says_url(row):
+    """e9080ea took a row with a cell 'url' for a header when its field count differed or its
+    url cell was empty: the row vanished with no record, and the rows under it were read by
+    its columns (s26 r2 2). A row with a '://' in any cell, or an empty url cell, is a row."""
+    data = b"url,tag\nhttp://a.test/r1,t1\n" + row + b"\nhttp://a.test/r2,t2\n"
+    jobs, _ = jobs_of(data, "csv")
+    assert [j.line for j in jobs] == [2, 3, 4]
+    assert (jobs[2].target, jobs[2].invalid) == ("http://a.test/r2", None)

@@ -417,15 +417,16 @@ def _header_read(raw: bytes) -> str:
 
 def _a_header_again(row: list[str], columns: list[str]) -> bool:
     """Whether row, after the first header, is a header row again: a cell ``url`` (in any
-    case) and, under the columns read so far, no URL with a scheme in its url cell (a row's
-    meta cell may say "url"). --failed writes each csv input's header where it changes, and
-    read with the first header's columns a later one's rows were fetched from their meta
-    cells, their own URLs never again (s25 h3 3)."""
-    if not any(_column_name(cell) == "url" for cell in row):
+    case), no cell with a URL's ``://``, and, when it fits the columns read so far, something
+    in its url cell (a row's meta cell may say "url"; a row with a URL, or with an empty url
+    cell, keeps its own record, s26 r2 2). --failed writes each csv input's header where it
+    changes, and read with the first header's columns a later one's rows were fetched from
+    their meta cells, their own URLs never again (s25 h3 3)."""
+    if not any(_column_name(cell) == "url" for cell in row) or any("://" in c for c in row):
         return False
     if "url" not in columns or len(row) != len(columns):
         return True
-    return "://" not in row[columns.index("url")]
+    return row[columns.index("url")].strip() != ""
 
 
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:
