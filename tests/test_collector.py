@@ -506,3 +506,18 @@ def test_a_memory_error_on_write_is_a_write_error(tmp_path):
     collector.on_result(ok(2))
     assert reported == ["cannot write records to <stdout>: out of memory"]
     assert committed(collector) == b"line 1\nline 2\n"
+
+
+def test_a_csv_row_after_an_unread_rest_gets_its_header_again(tmp_path):
+    """A stop hands a csv input's unread rest back as raw blocks labelled with the header of
+    its last parsed row, though a block may hold a later header row (cat-joined or --failed
+    files): a next input's rows of that first header were written under the block's last
+    header, and read back fetched from their meta cells (s26 r2 1)."""
+    path = tmp_path / "failed.csv"
+    failed_lines = FailedLines(str(path))
+    failed_lines.add(b"http://a.test/1,t1", b"url,tag")
+    failed_lines.add(b"http://a.test/2,t2\ntag,url\nm0,http://a.test/m0", b"url,tag", 3, rest=True)
+    failed_lines.add(b"http://b.test/k0,kt0", b"url,tag")  # the next input's first row
+    failed_lines.commit()
+    lines = path.read_bytes().splitlines()
+    assert lines[-2:] == [b"url,tag", b"http://b.test/k0,kt0"], lines

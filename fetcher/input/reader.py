@@ -379,7 +379,8 @@ def _raw_block(
     if not count:
         return None
     maker.count += count
-    return Job(-1, "", "", None, block, header=header, input_format=input_format, lines=count)
+    return Job(-1, "", "", None, block, header=header, input_format=input_format, lines=count,
+               rest=True)  # fmt: skip
 
 
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:

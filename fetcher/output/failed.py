@@ -4,6 +4,7 @@ read back with ``-i FILE``."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -23,6 +24,20 @@ FAILED_WRITE = 1 << 13
 COMMIT_WAIT = 0.05  # seconds a hard exit's commit waits for another thread's add
 
 
+# A line that may be a csv header row (formats._a_header_again): a cell `url`, any case, and no
+# '://'. Searched for in a block of an input's unread rest, which a stop hands back labelled
+# with its last parsed row's header: a header row inside it changes the header of what follows.
+_HEADER_LIKE = re.compile(
+    rb'(?im)^(?![^\n]*://)(?:[^\n]*,)?[ \t]*(?:\xef\xbb\xbf)?[ \t]*"?url"?[ \t]*(?:,|\r?$)'
+)
+
+
+def may_hold_a_header(block: bytes) -> bool:
+    """Whether block has a line that may be a csv header row: a next csv line after it then
+    has its header written again (a redundant one reads back as nothing)."""
+    return _HEADER_LIKE.search(block) is not None
+
+
 class FailedLines:
     """The --failed file, built as an AtomicFile (mode 0600 from the start: the lines may carry
     passwords, which they must, to be retried) and renamed over FILE by ``commit`` when the run
@@ -30,15 +45,12 @@ class FailedLines:
     run killed outright leaves the old FILE whole. A symlink at FILE is replaced, never written
     through; a FIFO or a character device (``/dev/stderr``) is written in place.
 
-    A csv input's header row comes first (again wherever it changes), so that the file can be
-    read back as csv; a failed line that is that header row (one that cannot be parsed has a
-    record of its own) is the header, never a line besides it. A csv record whose quotes are
-    left open at its end (one never closed: it ran to the end of its input) is kept verbatim,
-    as every line is, so read back its open quote swallows every line after it: it is held
-    back and written by ``commit``, after every other line. It can only be the last record of
-    its input, so there is at most one per csv input; several held back still swallow each
-    other on read-back (the first one read is invalid_url again, the others inside it), but
-    never a record that can be fetched.
+    A csv input's header row comes first (again wherever it changes), so that the file reads
+    back as csv; a failed line that is that header row is the header, never a line besides it.
+    A csv record whose quotes are left open at its end (it ran to the end of its input) would
+    swallow every line after it read back: it is held back and written by ``commit``, last. At
+    most one per csv input; several held back swallow each other (the first one read is
+    invalid_url again), never a record that can be fetched.
 
     Lines are buffered here and written with ``os.write``, whole lines at a time, not through
     a buffered file: ``commit`` may run in a signal handler that interrupted ``add``, where a
@@ -71,15 +83,19 @@ class FailedLines:
         self.unwritable = 0  # arguments that would not read back as themselves (add_argument)
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
-    def add(self, raw: bytes, header: bytes | None = None, lines: int = 1) -> None:
-        """Keep a failed line (or lines: a block of a file's unread rest, verbatim and in order,
-        never held back); header: its csv input's header row (None: not csv)."""
+    def add(
+        self, raw: bytes, header: bytes | None = None, lines: int = 1, rest: bool = False
+    ) -> None:
+        """Keep a failed line (or, rest, lines: a block of a file's unread rest, verbatim and
+        in order, never held back); header: its csv input's header row (None: not csv)."""
         with self._lock:
             self.count += lines
-            if lines == 1 and header is not None and b'"' in raw and quotes_left_open(raw):
+            if not rest and header is not None and b'"' in raw and quotes_left_open(raw):
                 self._held_back.append((raw, header))
                 return
             self._add_line(raw, header)
+            if rest and header is not None and may_hold_a_header(raw):
+                self._header = None  # the next line's header is written again (s26 r2 1)
             if len(self._buffer) >= FAILED_BUFFER:
                 self.flush()
 
