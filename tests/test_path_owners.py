@@ -398,6 +398,18 @@ def test_two_urls_of_one_name_keep_their_files_whatever_the_order_of_the_next_ru
     assert saved == sorted(paths.values()), saved
 
 
+def test_a_row_s_tilde_name_is_kept_only_in_its_own_folder(tmp_path, httpserver):
+    # 128aaf2 compared the row's file name only: a line moved to another folder took its ~
+    # name there, though its own name was free (s26 r2 4).
+    for path in ("/u", "/v"):
+        httpserver.expect_request(path).respond_with_handler(answer_with_etag)
+    u, v = httpserver.url_for("/u"), httpserver.url_for("/v")
+    first = run_lines(tmp_path, u, [{"output": "g/f"}, {"url": v, "output": "g/f"}])
+    assert first[1]["path"].startswith(str(tmp_path / "out" / "g" / "f~")), first
+    moved = run_lines(tmp_path, v, [{"output": "h/f"}])
+    assert moved[0]["path"] == str(tmp_path / "out" / "h" / "f"), moved
+
+
 # -- 4. A first folder de-clashed, and a line that names it --------------------------------------
 # A host's folder that is a file already (a line's output took its name) is de-clashed as
 # host~<hash>: a name another line's output can give directly. Under --processes the two were

@@ -288,6 +288,7 @@ class _Claimant:
     digest: bytes
     own_name: bool
     kept: str | None
+    kept_in: str | None  # the folder under DIR the row's file is in, as its path ends
 
 
 def _claimant(url: str, owner: str | Owner | None, given: bool) -> _Claimant:
@@ -296,7 +297,9 @@ def _claimant(url: str, owner: str | Owner | None, given: bool) -> _Claimant:
     key = url if owner is None else owner if isinstance(owner, str) else owner.key
     row = owner.row_path if isinstance(owner, Owner) else None
     kept = None if row is None else os.path.basename(row)
-    return _Claimant(url, request_hash(url, key), url_digest(key), given or key == url, kept)
+    kept_in = None if row is None else os.path.dirname(row)
+    return _Claimant(url, request_hash(url, key), url_digest(key), given or key == url, kept,
+                     kept_in)  # fmt: skip
 
 
 def _candidate(name: str, claimant: _Claimant, n: int) -> str:
@@ -308,20 +311,31 @@ def _candidate(name: str, claimant: _Claimant, n: int) -> str:
     return _fit(f"{name}~{suffix}", f"{claimant.url}~{n}")
 
 
-def _candidates(name: str, claimant: _Claimant, file: bool) -> Iterator[str]:
+def _candidates(name: str, claimant: _Claimant, file: bool, kept_here: bool) -> Iterator[str]:
     """The names tried for a component, in order. A folder: name, then its suffixed names. A
     file: first the name its row names, if it is one of its suffixed names (never another's:
     a row cannot lead it anywhere else), so that two URLs of one name keep the files they
     had whatever the order of the next run (s25 h5 4: they swapped, a whole body each and a
     file left that no row named); then name, only when it is the request's own
-    (_Claimant.own_name); then the suffixed names in order."""
-    kept = _kept_name(name, claimant) if file else None
+    (_Claimant.own_name); then the suffixed names in order. kept_here: the row's file is in
+    the folder being placed into (_in_folder), the only one where its name is kept (s26 r2 4:
+    a line moved to another folder took its ~ name there, its own name free)."""
+    kept = _kept_name(name, claimant) if file and kept_here else None
     if kept is not None:
         yield kept
     if not file or claimant.own_name:
         yield name
     for n in itertools.count(2):
         yield _candidate(name, claimant, n)
+
+
+def _in_folder(row_folder: str | None, folder: str, root: str) -> bool:
+    """Whether row_folder (a row's file's folder, DIR as an earlier run spelled it) is folder
+    (DIR as this run spells it, root): equal, or the same folders under DIR."""
+    if row_folder is None:
+        return False
+    under = folder[len(root) :].lstrip(os.sep) if folder.startswith(root) else ""
+    return row_folder == folder or bool(under) and row_folder.endswith(os.sep + under)
 
 
 def _kept_name(name: str, claimant: _Claimant) -> str | None:
@@ -557,8 +571,8 @@ class OutputDir:
         (path, name). The order is fixed for a request, and a name that did not fit never fits
         later, so a request placed again gets the same path. foreign: in an adopted folder, a
         file this object did not give is never replaced."""
-        owner = claimant.digest
-        for candidate in _candidates(name, claimant, file):
+        owner, kept_here = claimant.digest, _in_folder(claimant.kept_in, parent, self.root)
+        for candidate in _candidates(name, claimant, file, kept_here):
             path = os.path.join(parent, candidate)
             if file:
                 # not given to another request in this run, nor kept by one skipped as fresh
