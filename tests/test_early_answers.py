@@ -10,11 +10,14 @@ more than the kernel's buffers on both sides take, so a send that nobody reads b
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import http.client
 import json
 import os
 import socket
+import sys
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -760,23 +763,132 @@ def test_an_upload_cut_after_an_early_2xx_is_a_failure_that_keeps_the_status(
     assert server.received < UPLOAD_SIZE
 
 
+class StoppingReaderServer(FaultServer):
+    """Answers 200 at once, reads read_first bytes of the body and reads nothing more; once
+    go is set, or pause seconds passed (longer than the client takes to hand the kernel what
+    it can), it notes what its system acknowledged (what it read plus what waits unread:
+    FIONREAD) and resets the connection (SO_LINGER 0), so that what it did not take is lost.
+    Its receive buffer is a small fixed one (SO_RCVBUF 256 KiB on the listener, as r1 3 had
+    it), so what fetcher could not hand it stays in fetcher's send queue."""
+
+    def __init__(self, read_first: int, pause: float) -> None:
+        super().__init__(self.serve)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+        self.read_first, self.pause = read_first, pause
+        self.go = threading.Event()
+        self.acknowledged = -1  # read + FIONREAD at the reset
+        self.finished = threading.Event()
+
+    def serve(self, conn: socket.socket) -> None:
+        try:
+            head = read_request(conn)
+            conn.sendall(OK_TAKEN)
+            read = len(head.split(b"\r\n\r\n", 1)[1])
+            while read < self.read_first and (chunk := conn.recv(min(MIB, self.read_first - read))):
+                read += len(chunk)
+            self.go.wait(self.pause)
+            unread = bytearray(4)
+            fcntl.ioctl(conn.fileno(), termios.FIONREAD, unread)
+            self.acknowledged = read + int.from_bytes(unread, sys.byteorder)
+            reset(conn)
+        finally:
+            self.finished.set()
+
+
+def acknowledged_said(record: dict[str, Any]) -> int:
+    """The N of a cut's "(N of M bytes acknowledged by its system)", -1 without one."""
+    message = (record.get("error") or {}).get("message", "")
+    said = message.split("(")[1].split(" of ")[0] if "acknowledged by its system" in message else ""
+    return int(said) if said.isdigit() else -1
+
+
+@pytest.mark.parametrize("end", ["reset", "stall"])
 def test_the_cut_of_an_upload_says_how_much_the_server_s_system_acknowledged(
-    stop: threading.Event, upload: tuple[Path, str]
+    end: str, upload: tuple[Path, str]
 ) -> None:
     """r7 4, r9 2 (s25): the N of "cut at N of M bytes" was said as what reached the server,
-    but the bytes still queued reach one that reads on (a graceful close), and a server's
-    system acknowledges into a buffer its server may never read: N is said as what it is,
-    the bytes acknowledged; the server that pauses and reads on gets at least those."""
+    but a server's system acknowledges into a buffer its server may never read: N is said as
+    what it is, the bytes acknowledged. s26 r1 5: the server this test had read on after the
+    cut, so N taken for the bytes handed to the kernel (the acknowledged ones plus fetcher's
+    send queue) passed too. This server stops reading after 10 MiB and says what its system
+    took (read + FIONREAD), which nothing changes once its buffer is full: N is exactly that,
+    for a cut by its reset (within fetcher's --connect-timeout) and by a stall alike."""
     path, _ = upload
-    server = PausingReaderServer(10 * MIB, 2.0, stop)
+    stall = end == "stall"
+    server = StoppingReaderServer(10 * MIB, LIFETIME if stall else 0.5)
     with server:
-        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "0.5", "-t", "5"]
+        timeout = "0.5" if stall else "5"
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", timeout, "-t", "10"]
+        record = put_record(server.url(), path, args)
+        server.go.set()
+        assert server.finished.wait(LIFETIME)
+    kind = "read_timeout" if stall else "protocol"
+    assert (record["status"], record["ok"], record["error"]["kind"]) == (200, False, kind), record
+    assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
+    assert 0 < server.acknowledged < UPLOAD_SIZE
+
+
+def test_an_upload_whose_last_bytes_never_left_fetcher_before_a_reset_is_cut(
+    upload: tuple[Path, str],
+) -> None:
+    """s26 r1 3: a server with a 256 KiB receive buffer said 200 at once, read 30 of 32 MiB,
+    paused and reset. fetcher had handed the kernel the whole body at once and said ok, though
+    about 1.8 MB of it never left its own send queue (SIOCOUTQ still counts it at the reset).
+    After an early 2xx the connection waits until the server's system acknowledged the whole
+    body; a reset with bytes still unacknowledged is the cut: a failure that keeps the 200,
+    its N what the server's system took."""
+    path, _ = upload
+    server = StoppingReaderServer(30 * MIB, 1.0)
+    with server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "10"]
         record = put_record(server.url(), path, args)
         assert server.finished.wait(LIFETIME)
-    message = record["error"]["message"]
-    said = message.split("(")[1].split(" of ")[0] if "acknowledged by its system" in message else ""
-    sent = int(said) if said.isdigit() else -1
-    assert 0 <= sent <= server.received < UPLOAD_SIZE, json.dumps([record, server.received])
+    outcome = (record["status"], record["ok"], record["attempts"])
+    assert outcome == (200, False, 1), json.dumps(record)
+    assert record["error"]["kind"] == "protocol", json.dumps(record)
+    assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
+    assert f"of {UPLOAD_SIZE} bytes acknowledged by its system" in record["error"]["message"]
+
+
+def test_a_server_that_read_the_whole_body_after_an_early_2xx_and_reset_is_ok(
+    upload: tuple[Path, str],
+) -> None:
+    """s25 r9 3: a server that said 200, read the whole body and reset was a failure while the
+    send queue was waited on (the reset looked at before the count). Its system acknowledged
+    the whole body: the count, read first once the reset is seen, is 0, and the upload ok."""
+    path, digest = upload
+    taken: list[str] = []
+
+    def behaviour(conn: socket.socket) -> None:
+        head = read_request(conn)
+        conn.sendall(OK_TAKEN)
+        taken.append(take_body(conn, head))
+        reset(conn)
+
+    with FaultServer(behaviour) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "10"]
+        record = put_record(server.url(), path, args)
+    assert (record["status"], record["ok"]) == (200, True), json.dumps(record)
+    assert taken == [digest]
+
+
+def test_a_pause_after_the_whole_body_was_handed_over_is_no_cut(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """s26 r1 3: waiting for the server's system to acknowledge the whole body after an early
+    2xx, a stall (no byte acknowledged for --connect-timeout) is no cut: fetcher dropped
+    nothing, and its graceful close still hands what its system holds to a server that reads
+    on. That upload is ok, as before the wait, and this server, paused past the timeout, gets
+    the whole body."""
+    path, _ = upload
+    server = PausingReaderServer(30 * MIB, 2.0, stop)
+    server.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+    with server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "0.5", "-t", "10"]
+        record = put_record(server.url(), path, args)
+        assert server.finished.wait(LIFETIME)
+    assert (record["status"], record["ok"]) == (200, True), json.dumps(record)
+    assert server.received == UPLOAD_SIZE
 
 
 def test_a_server_that_resets_after_an_early_2xx_cuts_the_upload_at_once(

@@ -25,7 +25,15 @@ import struct
 from typing import Any
 
 from fetcher.http.deadline import DeadlineHTTPConnection, DeadlineHTTPPool, using_socket
-from fetcher.http.uploads import Buffer, Cut, EarlyAnswerResponse, Seen, queued, send_body
+from fetcher.http.uploads import (
+    Buffer,
+    Cut,
+    EarlyAnswerResponse,
+    Seen,
+    drain,
+    queued,
+    send_body,
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -188,18 +196,32 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     body_cut = False  # the rest of this request's body was left unsent (Seen.FINAL, STALLED)
     body_stalled = False  # ... because the connection stalled (Seen.STALLED)
     answered_early = False  # the server answered before this request's body was all sent
+    answered_2xx = False  # ... with a 2xx, as the last look at what came saw (Seen.ANSWERED)
     body_given = 0  # bytes of this request's body given to send, the cut rest too
     body_sent = 0  # of those, the bytes that left (acknowledged, once it was cut)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.answered_early:  # the connection is a new one now: the answer closed the last
-            self.answered_early = self.body_cut = self.body_stalled = False
+            self.answered_early = self.answered_2xx = self.body_cut = self.body_stalled = False
             del self.response_class  # the class's again
         self.body_given = self.body_sent = 0
         try:
             super().request(*args, **kwargs)
+            if self.answered_2xx and not self.body_cut:
+                self.drained()
         finally:
             self.body_next = False
+
+    def drained(self) -> None:
+        """After an early 2xx, the body all handed to the kernel: wait until the server's
+        system acknowledged it (drain); a reset before is the cut (s26 r1 3: the bytes still
+        in the send queue never left, and the upload was ok). Uploads without an early answer
+        never come here: no call is added to them."""
+        sock = self.sock
+        if type(sock) is KernelTimeoutSocket:
+            unacknowledged = drain(sock, sock.gettimeout())
+            if unacknowledged:
+                self.note_cut(Seen.FINAL, unacknowledged)
 
     def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
         super().endheaders(message_body, encode_chunked=encode_chunked)
@@ -222,16 +244,17 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
             self.body_sent += sent
             if seen is not Seen.ROOM:
                 self.answered_early = True
+                self.answered_2xx = seen is Seen.ANSWERED
                 self.response_class = EarlyAnswerResponse
             if seen in (Seen.FINAL, Seen.STALLED):
-                self.note_cut(sock, seen)
+                self.note_cut(seen, queued(sock) or 0)
 
-    def note_cut(self, sock: socket.socket, seen: Seen) -> None:
-        """The rest of the body left unsent (seen FINAL or STALLED): what cut() says. The bytes
-        the kernel still held were not acknowledged; they may yet reach a server that reads on
-        after a graceful close, so the count is a lower bound (r7 4: Cut.failure says so)."""
+    def note_cut(self, seen: Seen, unacknowledged: int) -> None:
+        """The body cut (seen FINAL or STALLED), unacknowledged bytes of what was handed to the
+        kernel still in its send queue: what cut() says. Cut.failure says N as what it is, the
+        bytes the server's system acknowledged (s25 r9 2), exactly (s26 r1 5)."""
         self.body_cut, self.body_stalled = True, seen is Seen.STALLED
-        self.body_sent -= min(self.body_sent, queued(sock) or 0)  # not acknowledged
+        self.body_sent -= min(self.body_sent, unacknowledged)  # not acknowledged
 
     def cut(self) -> Cut | None:
         """The last request's body left unsent in part, once the request is sent, else None."""
