@@ -83,6 +83,19 @@ def test_a_fifo_named_at_the_start_is_still_written_in_place(
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
+def saving_in(pid: int, folder: Path) -> bool:
+    """Whether process pid has a file open in folder that has no name yet (O_TMPFILE, shown as
+    folder/#inode), or a .fetcher-*.part where the file system has no such files."""
+    if any(folder.glob(".fetcher-*")):
+        return True
+    with suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(f"{folder}/#"):
+                    return True
+    return False
+
+
 def test_a_second_signal_while_the_jar_is_saved_leaves_no_temporary(tmp_path: Path) -> None:
     """A jar of a few MiB takes a while to save; a second signal (or a SIGQUIT) in that time
     left an 8.6 MB `.fetcher-*.part` copy of the cookies beside it (s15 h1 8). The jar itself is
@@ -97,7 +110,7 @@ def test_a_second_signal_while_the_jar_is_saved_leaves_no_temporary(tmp_path: Pa
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
     )  # fmt: skip
     try:
-        wait_for(lambda: any(tmp_path.glob(".fetcher-*")), "the jar's temporary", timeout=30)
+        wait_for(lambda: saving_in(process.pid, tmp_path), "the jar's temporary", timeout=30)
         process.send_signal(signal.SIGQUIT)  # a hard stop at once, as a second SIGTERM
         process.wait(timeout=10)
     finally:
@@ -128,7 +141,7 @@ def test_a_second_signal_before_the_summary_is_written_still_writes_it_with_the_
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env(), cwd=tmp_path,
     )  # fmt: skip
     try:
-        wait_for(lambda: any(tmp_path.glob(".fetcher-*")), "the jar's temporary", timeout=30)
+        wait_for(lambda: saving_in(process.pid, tmp_path), "the jar's temporary", timeout=30)
         process.send_signal(signal.SIGQUIT)
         process.wait(timeout=10)
     finally:
@@ -161,3 +174,22 @@ def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Pa
     finally:
         sys.setprofile(None)
     assert left == [[]]
+
+
+def test_a_run_file_waiting_on_the_disk_has_no_name_beside_it(tmp_path, monkeypatch):
+    """--summary, --metrics and -c were written under a .fetcher-….part name and synced under
+    it: a SIGKILL while the disk was slow left that file there for good, the jar's cookies in
+    it (s26 h3 2). As --failed and bodies are, they are written with no name till the rename."""
+    from fetcher.output import atomic
+
+    seen: list[list[str]] = []
+    real_fsync = os.fsync
+
+    def fsync_looking(fd: int) -> None:
+        seen.append(sorted(os.listdir(tmp_path)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync_looking)
+    atomic.write_atomically(str(tmp_path / "summary.json"), b"{}\n")
+    assert seen == [[]], seen
+    assert sorted(os.listdir(tmp_path)) == ["summary.json"]

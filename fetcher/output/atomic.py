@@ -401,9 +401,11 @@ def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
     """Write data to path whole (an AtomicFile: mode as mode_for says), or append it to a
     stream (``written_in_place``): written through the descriptor the temporary was created
     as, never through its name, which whoever can write in the folder may have swapped for a
-    link to a file of theirs (s24 h4 2: the cookie jar went into it). Raises OSError (Swapped,
-    see AtomicFile.commit), path then left as it was."""
-    file = AtomicFile(path, mode, noted=_unfinished)
+    link to a file of theirs (s24 h4 2: the cookie jar went into it). With no name till the
+    commit where the file system allows (a SIGKILL while it waited on the disk left a .part
+    beside --summary, --metrics or -c for good, s26 h3 2). Raises OSError (Swapped, see
+    AtomicFile.commit), path then left as it was."""
+    file = AtomicFile(path, mode, unnamed=True, noted=_unfinished)
     temporary = file.temporary
     try:
         view = memoryview(data)
