@@ -133,13 +133,14 @@ def test_a_state_in_a_folder_of_another_user_s_is_refused(
 
 @contextmanager
 def swapped_at_creation(folder: Path, loot: Path) -> Iterator[list[str]]:
-    """The moment a temporary ``.fetcher-*.part`` is created in folder (the os.open that made
-    it returns), rename it aside and put a link to loot in its place: what a racer with inotify
-    does (s24 h4 2), at exactly that moment. Yields the names swapped."""
+    """The moment a temporary ``.fetcher-*.part`` gets its name in folder (the os.open that
+    made it returns, or the os.link that names a file written with no name), rename it aside
+    and put a link to loot in its place: what a racer with inotify does (s24 h4 2), at exactly
+    that moment. Yields the names swapped."""
     swapped: list[str] = []
 
     def at_return(frame: object, event: str, arg: object) -> None:
-        if event != "c_return" or arg is not os.open:
+        if event != "c_return" or (arg is not os.open and arg is not os.link):
             return
         for name in os.listdir(folder):
             if name.startswith(".fetcher-") and name.endswith(".part") and name not in swapped:
