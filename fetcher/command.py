@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TextIO
 import click
 from click.decorators import FC
 
-from fetcher.habits import glued_to_equals, one_dash_word, refusal, times_given
+from fetcher.habits import glued_to_equals, one_dash_word, option_words, refusal, times_given
 from fetcher.redact import redact_text
 from fetcher.status import ExitStatus
 from fetcher.streams import Streams
@@ -113,9 +113,7 @@ def check_habits(params: list[click.Parameter], args: list[str], ctx: click.Cont
         for name in param.opts
     }
     before = args[: args.index("--") if "--" in args else len(args)]
-    for previous, argument in zip(["", *before], before, strict=False):
-        if previous in valued:  # an option's value ('-d -json' sends that text)
-            continue
+    for argument in option_words(before, valued):  # not an option's value: -d -json sends it
         if argument[:1] == "-" and (message := one_dash_word(argument, options)):
             raise Advice(message, ctx)
         if (message := glued_to_equals(argument, valued)) is not None:

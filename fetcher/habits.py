@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
 from click.decorators import FC
 
-from fetcher.given import as_given, typed, variable_of
+from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of
 from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
@@ -74,10 +74,12 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
             "-o DIR too (fetcher never writes a file named by a server into the current folder)"
         )
     if params["remote_time"] and params["output_dir"] is None:  # as -J: else it does nothing
-        raise click.UsageError(
-            f"{as_given('remote_time', '-R')} gives the files saved under -o DIR the server's "
-            "time: give -o DIR too"
-        )
+        if typed("remote_time"):
+            raise click.UsageError(
+                "-R gives the files saved under -o DIR the server's time: give -o DIR too"
+            )
+        # A profile's FETCHER_REMOTE_TIME refused every run without -o (s26 r3 2).
+        ignore_variables(params, ["remote_time"], "without -o DIR: no file is saved")
     if params["output_dir"] is not None:
         problem = output_dir_problem(params["output_dir"])
         if problem is not None:
@@ -94,7 +96,12 @@ def check_contradictions(params: dict[str, Any]) -> None:
             f"{as_given('location', '-L')} follows redirects: it cannot go with "
             f"{as_given('no_follow', '--no-follow')}"
         )
-    if params["no_follow"] and (typed("max_redirects") or variable_of("max_redirects")):
+    redirects = ("no_follow", "--no-follow"), ("max_redirects", "--max-redirects")
+    if (
+        params["no_follow"]
+        and (typed("max_redirects") or variable_of("max_redirects"))
+        and not typed_wins(params, *redirects)
+    ):
         raise click.UsageError(
             f"{as_given('no_follow', '--no-follow')} follows no redirect: it cannot go with "
             f"{as_given('max_redirects', '--max-redirects')}"
@@ -124,30 +131,43 @@ def fold_quiet(params: dict[str, Any]) -> None:
 
 
 def fold_head(params: dict[str, Any]) -> None:
-    """-I is -X HEAD; with -X of another method, or with -d, a usage error, as in curl; with
-    --body or --include-body too, which would write nothing (s26 h1 5)."""
+    """-I is -X HEAD (checked by check_head); -X HEAD with -d is a usage error, as in curl."""
     method = params["method"]
-    shown_method = as_given("method", f"-X {method}")
-    data = as_given("data", "-d")
+    if params["head"]:
+        check_head(params)
     if params.pop("head"):
-        head = as_given("head", "-I")
-        if method not in (None, "HEAD"):
-            raise click.UsageError(f"{head} sends HEAD: it cannot go with {shown_method}")
-        if params["data"]:
-            raise click.UsageError(
-                f"{head} sends HEAD, which has no body: it cannot go with {data}"
-            )
-        for name, shown in (("body", "--body"), ("include_body", "--include-body")):
-            if params[name]:  # no body comes back: none to write, the record's is not null
-                raise click.UsageError(
-                    f"{head} sends HEAD, whose answer has no body: it cannot go with "
-                    f"{as_given(name, shown)}"
-                )
         params["method"] = "HEAD"
     elif params["data"] and (method or "").upper() == "HEAD":
         raise click.UsageError(
-            f"{shown_method} has no body: it cannot go with {data} (-I sends HEAD)"
+            f"{as_given('method', f'-X {method}')} has no body: it cannot go with "
+            f"{as_given('data', '-d')} (-I sends HEAD)"
         )
+
+
+def check_head(params: dict[str, Any]) -> None:
+    """-I with -X of another method, or with -d, is a usage error, as in curl; with --body or
+    --include-body too, which would write nothing (s26 h1 5), unless one of them was typed and
+    the other came from its variable: the typed one stands (fetcher.given.typed_wins)."""
+    method, head = params["method"], as_given("head", "-I")
+    if method not in (None, "HEAD"):
+        raise click.UsageError(
+            f"{head} sends HEAD: it cannot go with {as_given('method', f'-X {method}')}"
+        )
+    if params["data"]:
+        raise click.UsageError(
+            f"{head} sends HEAD, which has no body: it cannot go with {as_given('data', '-d')}"
+        )
+    for name, shown in (("body", "--body"), ("include_body", "--include-body")):
+        # No body comes back: none to write, the record's is not null.
+        if (
+            params[name]
+            and params["head"]
+            and not typed_wins(params, ("head", "-I"), (name, shown))
+        ):
+            raise click.UsageError(
+                f"{head} sends HEAD, whose answer has no body: it cannot go with "
+                f"{as_given(name, shown)}"
+            )
 
 
 def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
@@ -778,34 +798,59 @@ SECRET_VALUES = frozenset({"-u", "-H", "-b", "-x", "-d"})
 def glued_to_equals(argument: str, valued: set[str]) -> str | None:
     """The usage error for a short option that takes a value glued to '=' (-o=dl: Go's and
     httpx's -flag=value habit), or None. Click, as getopt and curl, took '=dl' for the value:
-    bodies went under ./=dl/, -u=bob sent the user '=bob' (s26 h1 8). --long=value is kept."""
-    option = argument[:2]
-    if argument[2:3] != "=" or option not in valued or option.startswith("--"):
+    bodies went under ./=dl/, -u=bob sent the user '=bob' (s26 h1 8); the last letter of a
+    cluster too (-so=dl, -su=bob: s26 r3 4). --long=value is kept."""
+    found = cluster_value(argument, valued)
+    if found is None or not found[1].startswith("="):
         return None
-    shown = f"{option}=…" if option in SECRET_VALUES else argument
-    value = "VALUE" if option in SECRET_VALUES else argument[3:]
-    return f"{shown}: a short option's value follows it without '=' ({option} {value})"
+    option, letters = found[0], argument[: len(argument) - len(found[1])]
+    secret = option in SECRET_VALUES
+    shown = f"{letters}=…" if secret else argument
+    value = "VALUE" if secret else found[1][1:]
+    return f"{shown}: a short option's value follows it without '=' ({letters} {value})"
+
+
+def cluster_value(argument: str, valued: set[str]) -> tuple[str, str] | None:
+    """For a word of short options (-o, -sSo, -so=dl), as Click reads it: the one that takes a
+    value (of valued) and what follows it in the word, its value ('' when the next argument is
+    its value); None for a word with no such option, a --long option or no option."""
+    if argument[:1] != "-" or argument.startswith("--"):
+        return None
+    for index, letter in enumerate(argument[1:], 2):
+        if f"-{letter}" in valued:  # the rest of the word is its value, or the next argument
+            return f"-{letter}", argument[index:]
+    return None
+
+
+def option_words(arguments: list[str], valued: set[str]) -> Iterator[str]:
+    """The arguments (those before '--') that Click reads as options or URLs: all but the value
+    of an option that takes the next argument as its value, after a cluster too (-sd -o=1
+    sends the body '-o=1', as -d -o=1 does: s26 r3 5)."""
+    is_value = False
+    for argument in arguments:
+        if is_value:
+            is_value = False
+            continue
+        yield argument
+        if argument.startswith("--"):
+            is_value = argument in valued  # --name=value holds its own
+        else:
+            found = cluster_value(argument, valued)
+            is_value = found is not None and found[1] == ""
 
 
 def times_given(arguments: list[str], names: set[str], valued: set[str]) -> int:
     """How many times one of names (an option's, as '-o' and '--output-dir') is given among the
     arguments (those before '--'), in a cluster too (-sSo DIR); the values of options that take
     one (valued) are skipped, as Click skips them."""
-    count, is_value = 0, False
-    for argument in arguments:
-        if is_value or argument[:1] != "-" or argument == "-":
-            is_value = False
-            continue
+    count = 0
+    for argument in option_words(arguments, valued):
         if argument.startswith("--"):
-            name = argument.split("=", 1)[0]
-            count += name in names
-            is_value = name in valued and "=" not in argument
-            continue
-        for index, letter in enumerate(argument[1:], 2):
-            count += f"-{letter}" in names
-            if f"-{letter}" in valued:  # the rest of the cluster is its value, or the next one
-                is_value = index == len(argument)
-                break
+            count += argument.split("=", 1)[0] in names
+        elif argument[:1] == "-":
+            found = cluster_value(argument, valued)
+            letters = argument[1 : len(argument) - len(found[1]) if found else None]
+            count += sum(f"-{letter}" in names for letter in letters)
     return count
 
 

@@ -21,7 +21,14 @@ from click.decorators import FC
 
 from fetcher import settings as defaults
 from fetcher.asking import password_from_terminal
-from fetcher.given import as_given, typed, variable_of
+from fetcher.given import (
+    as_given,
+    ignore_variables,
+    say_not_followed,
+    typed,
+    variable_of,
+    warn,
+)
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
 from fetcher.input.parsing import (
     AUTO,
@@ -47,7 +54,6 @@ from fetcher.output.records import FORMATS
 from fetcher.redact import visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
-from fetcher.streams import Streams
 from fetcher.variables import VariableOption, command_variables, unknown_variables
 
 ENV_PREFIX = "FETCHER_"
@@ -208,8 +214,9 @@ REQUEST_OPTIONS = [
                 "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header_option),
-           help="Add a header; 'NAME:' removes one. Repeatable: a name given twice sends "
-                "both values in one field, joined with ', ' ('; ' for Cookie)."),
+           help="Add a header; 'NAME:' removes one. Repeatable: a list field (Accept, "
+                "Cache-Control, X-Forwarded-For...) given twice sends both values joined with "
+                "', ' ('; ' for Cookie); any other field given twice is refused."),
     option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
            type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),
     option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",
@@ -480,6 +487,9 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
     warn_of_unknown_variables()
     fold_habits(params, urls)
+    fold_records_options(params)
+    check_retry_on(params)  # before check_combinations: it may drop a variable's statuses
+    headers = given_headers(params)
     resolve_processes(params)
     check_combinations({**params, "urls": urls})
     fields = {name: value for name, value in params.items() if name not in DERIVED}
@@ -500,14 +510,22 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         ),
         ok_status=params["ok_status"] or OkStatus(),
         # As typed, on the wire: Settings holds what http.client is handed (as_typed).
-        headers=tuple(
-            (name, value and as_typed(value)) for name, value in combine_headers(params["headers"])
-        ),
+        headers=headers,
         cookies=tuple((name, as_typed(value)) for name, value in params["cookies"]),
         user_agent=params["user_agent"] and as_typed(params["user_agent"]),
         metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)
+
+
+def given_headers(params: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
+    """The -H headers as Settings holds them: each name once (combine_headers), as typed, on
+    the wire (as_typed). Raises click.UsageError for a one-value field or a cookie given twice."""
+    try:
+        combined = combine_headers(params["headers"], variable_of("headers"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return tuple((name, value and as_typed(value)) for name, value in combined)
 
 
 def warn_of_unknown_variables() -> None:
@@ -535,20 +553,6 @@ def resolve_verify(params: dict[str, Any]) -> bool | str:
             )
         return params["cacert"] or True
     return False if params["insecure"] else params["cacert"] or True
-
-
-def warn(text: str) -> None:
-    """Say text on stderr before the run starts; a stderr that cannot take it (full, its reader
-    gone) drops it, as Streams.say does, and the run goes on: raised out of the option checks,
-    it fetched nothing and exited 120 (s24 r9 2). One full for a moment (a non-blocking pipe:
-    EAGAIN) keeps it buffered: silenced, the run's summary was lost too (s25 r1 5)."""
-    try:
-        click.echo(text, err=True)
-    except BlockingIOError:  # full for a moment: the rest waits in the buffer (s25 r1 5)
-        pass
-    except OSError:
-        with contextlib.suppress(OSError, ValueError):
-            Streams.silence(sys.stderr)  # what is left in its buffer would fail again at exit
 
 
 def check_trust(verify: bool | str, quiet: bool = False) -> None:
@@ -674,7 +678,6 @@ def check_combinations(params: dict[str, Any]) -> None:
     if params["processes"] > 1 and (given := one_process_options(params)):
         processes = as_given("processes", f"--processes {params['processes']}")
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1, not {processes}")
-    check_records_format(params)
     if params["include_body"] and params["format"] != "jsonl":
         raise click.UsageError(
             f"{as_given('include_body', '--include-body')} needs --format jsonl, not "
@@ -682,20 +685,44 @@ def check_combinations(params: dict[str, Any]) -> None:
         )
     check_metrics_labels(params)
     try:
-        check_cookie_header(params["cookies"])
+        check_cookie_header(params["cookies"], variable_of("cookies"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     check_state_options(params)
-    check_retry_on(params)
     if params["proxy"] is None:
         check_environment_proxies()
 
 
-def check_records_format(params: dict[str, Any]) -> None:
-    """Refuse a --format given beside --body without --results: the records then go nowhere,
-    and the format would change nothing (s26 h1 5). --ordered still orders the bodies."""
-    given = typed("format") or variable_of("format")
-    if given and params["body"] and not params["results"]:
+# What says how the records are written: nothing, with --body and no --results.
+RECORDS_OPTIONS = ("include_body", "format")
+
+
+def fold_records_options(params: dict[str, Any]) -> None:
+    """--include-body or --format beside --body without --results: the records go nowhere, and
+    they would change nothing (s26 h1 5). A usage error that names the real conflict,
+    --include-body's first (its "needs --format jsonl" sent the user round: s26 r3 6), unless
+    --body was typed and they came from variables, or the other way round: the typed stands,
+    the variables are ignored, said on stderr (s26 r3 2). --ordered still orders the bodies."""
+    given = [
+        name for name in RECORDS_OPTIONS if params[name] and (typed(name) or variable_of(name))
+    ]
+    if not (given and params["body"]) or params["results"]:
+        return
+    shown = {"include_body": "--include-body", "format": "--format"}
+    if typed("body") and all(variable_of(name) for name in given):
+        why = "beside --body typed on the command line: the records go only to --results FILE"
+        ignore_variables(params, given, why)
+    elif variable_of("body") and (typing := [shown[name] for name in given if typed(name)]):
+        ignore_variables(
+            params, ["body"], f"beside {' and '.join(typing)} typed on the command line"
+        )
+    elif params["include_body"]:
+        raise click.UsageError(
+            f"{as_given('include_body', '--include-body')} puts each body in its record, and "
+            f"with {as_given('body', '--body')} the records go only to --results FILE: give "
+            "--results FILE, or one of the two"
+        )
+    else:
         raise click.UsageError(
             f"{as_given('format', '--format ' + params['format'])} is the records' format, "
             f"and with {as_given('body', '--body')} they go only to --results FILE: give "
@@ -705,9 +732,11 @@ def check_records_format(params: dict[str, Any]) -> None:
 
 def check_retry_on(params: dict[str, Any]) -> None:
     """Refuse a --retry-on status that counts as ok (below 400, or --ok-status): an ok answer is
-    never retried, so the option would do nothing; nor a 3xx without --no-follow, a redirect
-    followed being no answer. Only a list the user gave: the default one beside --ok-status
-    200-599 is no one's mistake."""
+    never retried, so the option would do nothing; nor one of the statuses followed without
+    --no-follow (redirects.FOLLOWED_STATI, not 304 or 399, never followed: s26 r3 8), a
+    redirect followed being no answer: those of FETCHER_RETRY_ON are left out, said on stderr
+    (s26 r3 2). Only a list the user gave: the default one beside --ok-status 200-599 is no
+    one's mistake."""
     if not (typed("retry_on") or variable_of("retry_on")):
         return
     ok_status = params["ok_status"] or OkStatus()
@@ -718,13 +747,18 @@ def check_retry_on(params: dict[str, Any]) -> None:
             f"{listed}: an ok answer is never retried, and these count as ok (below "
             "400, or --ok-status); give --ok-status without them to have them retried"
         )
-    followed = sorted(status for status in params["retry_on"] if 300 <= status <= 399)
-    if followed and not params["no_follow"]:
-        listed = as_given("retry_on", f"--retry-on {', '.join(map(str, followed))}")
-        raise click.UsageError(
-            f"{listed}: a redirect that is followed is never the answer, so never retried; "
-            "give --no-follow to have it retried"
-        )
+    from fetcher.http.redirects import FOLLOWED_STATI  # requests': not for --help
+
+    followed = sorted(status for status in params["retry_on"] if status in FOLLOWED_STATI)
+    if not followed or params["no_follow"]:
+        return
+    why = "a redirect that is followed is never the answer, so never retried"
+    if typed("retry_on"):
+        listed = f"--retry-on {', '.join(map(str, followed))}"
+        raise click.UsageError(f"{listed}: {why}; give --no-follow to have it retried")
+    params["retry_on"] = frozenset(params["retry_on"]) - FOLLOWED_STATI
+    listed = f"{', '.join(map(str, followed))} of {variable_of('retry_on')} is"
+    say_not_followed(params, listed, f"without --no-follow: {why}")
 
 
 def check_environment_proxies() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import invoke
+from tests.servers import counting_server
 
 
 def assert_refused(result, says: str, server, secret: str | None = None) -> None:
@@ -32,15 +33,19 @@ def header(server, name: str) -> str | None:
 @pytest.mark.parametrize(
     ("args", "name", "sent"),
     [
-        (["-H", "X-A: 1", "-H", "X-A: 2"], "X-A", "1, 2"),
+        (["-H", "Cache-Control: no-cache", "-H", "cache-control: max-age=0"], "Cache-Control",
+         "no-cache, max-age=0"),
         (["-H", "Accept: a", "-H", "accept: b"], "Accept", "a, b"),
-        (["-H", "X-A: 1", "-H", "X-B: 0", "-H", "X-A: 2", "-H", "X-A: 3"], "X-A", "1, 2, 3"),
+        (["-H", "Via: 1", "-H", "X-B: 0", "-H", "Via: 2", "-H", "VIA: 3"], "Via", "1, 2, 3"),
+        (["-H", "If-None-Match: \"a\"", "-H", "If-None-Match: \"b\""], "If-None-Match",
+         '"a", "b"'),
         (["-H", "Cookie: a=1", "-H", "cookie: b=2"], "Cookie", "a=1; b=2"),
         (["-H", "X-A: 1", "-H", "X-A:"], "X-A", None),
         (["-H", "X-A:", "-H", "X-A: 2"], "X-A", "2"),
         (["-H", "X-A: 1", "-H", "X-A:", "-H", "X-A: 3"], "X-A", "3"),
+        (["-H", "Host: a.test", "-H", "Host:", "-H", "Host: b.test"], "Host", "b.test"),
     ],
-)
+)  # fmt: skip
 def test_a_header_given_twice_sends_both_values_in_one_field(server, args, name, sent):
     result = invoke(["-q", *args, server.url("/x")])
     assert result.exit_code == 0, result.output
@@ -52,6 +57,53 @@ def test_a_header_given_twice_in_its_variable_sends_both_values(server):
     result = invoke(["-q", server.url("/x")], FETCHER_HEADER=value)
     assert result.exit_code == 0, result.output
     assert header(server, "X-Forwarded-For") == "1.1.1.1, 2.2.2.2"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Host", "Authorization", "Proxy-Authorization", "Content-Type", "User-Agent", "Range",
+     "If-Modified-Since", "Referer", "Origin", "X-A"],
+)  # fmt: skip
+def test_a_one_value_header_given_twice_is_refused_naming_it_not_its_values(server, name):
+    """Host: a.example, b.example and Authorization: Bearer A, Bearer B went out: fields no
+    server reads as one value (s26 r3 1). Only list fields are joined."""
+    args = ["-q", "-H", f"{name}: secret-1", "-H", f"{name.lower()}: secret-2", server.url("/x")]
+    says = f"-H '{name}' given twice: a server reads one value; give it once"
+    assert_refused(invoke(args), says, server, secret="secret-")
+
+
+def test_a_one_value_header_twice_in_its_variable_names_it(server):
+    value = "Authorization: Bearer secret-1\nAuthorization: Bearer secret-2"
+    result = invoke(["-q", server.url("/x")], FETCHER_HEADER=value)
+    assert_refused(
+        result, "-H 'Authorization' given twice (from FETCHER_HEADER)", server, "secret-"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["-H", "Cookie: sid=secret-1", "-H", "cookie: a=1; sid=secret-2"], {}),
+        (["-H", "Cookie: sid=secret-1; sid=secret-2"], {}),
+        (["-b", "sid=secret-1; sid=secret-2"], {}),
+        (["-b", "a=1; sid=secret-1", "-b", "sid=secret-2"], {}),
+    ],
+)
+def test_a_cookie_given_twice_by_header_or_in_one_value_is_refused(server, args, env):
+    """-b sid=A -b sid=B was refused, and -H 'Cookie: sid=A' -H 'Cookie: sid=B' sent both
+    (s26 r3 7)."""
+    assert_refused(invoke(["-q", *args, server.url("/x")], **env), "'sid'", server, "secret-")
+
+
+def test_a_cookie_given_twice_in_fetcher_cookie_names_the_variable(server):
+    result = invoke(["-q", server.url("/x")], FETCHER_COOKIE="sid=secret-1\nsid=secret-2")
+    assert_refused(result, "'sid' given twice (from FETCHER_COOKIE)", server, "secret-")
+
+
+def test_a_cookie_header_replaces_the_b_cookies(server):
+    result = invoke(["-q", "-H", "Cookie: a=1", "-b", "b=2", server.url("/x")])
+    assert result.exit_code == 0, result.output
+    assert header(server, "Cookie") == "a=1"
 
 
 def test_a_cookie_given_twice_is_refused_naming_it_and_not_its_value(server):
@@ -73,21 +125,19 @@ def test_two_cookies_of_two_names_are_both_sent(server):
     [
         (["-I", "--body"], {}, "--body"),
         (["-I", "--include-body", "--format", "jsonl"], {}, "--include-body"),
-        (["--body"], {"FETCHER_HEAD": "1"}, "-I (from FETCHER_HEAD)"),
+        ([], {"FETCHER_BODY": "1", "FETCHER_HEAD": "1"}, "-I (from FETCHER_HEAD)"),
         (["-R"], {}, "-R"),
-        ([], {"FETCHER_REMOTE_TIME": "1"}, "-R (from FETCHER_REMOTE_TIME)"),
         (["--no-follow", "--max-redirects", "3"], {}, "--max-redirects"),
-        (
-            ["--max-redirects", "3"],
-            {"FETCHER_NO_FOLLOW": "1"},
-            "--no-follow (from FETCHER_NO_FOLLOW)",
-        ),
+        ([], {"FETCHER_MAX_REDIRECTS": "3", "FETCHER_NO_FOLLOW": "1"},
+         "--no-follow (from FETCHER_NO_FOLLOW)"),
         (["--body", "--format", "jsonl"], {}, "--format"),
-        (["--body"], {"FETCHER_FORMAT": "csv"}, "--format csv (from FETCHER_FORMAT)"),
+        ([], {"FETCHER_BODY": "1", "FETCHER_FORMAT": "csv"}, "--format csv (from FETCHER_FORMAT)"),
         (["--ok-status", "200", "--retry-on", "302"], {}, "--no-follow"),
-        (["--ok-status", "200"], {"FETCHER_RETRY_ON": "301,503"}, "FETCHER_RETRY_ON"),
+        (["--ok-status", "200-299", "--retry-on", "300"], {}, "--no-follow"),
+        (["--body", "--include-body", "--format", "jsonl"], {}, "--include-body puts"),
+        (["--body", "--include-body"], {}, "--include-body puts"),
     ],
-)
+)  # fmt: skip
 def test_an_option_that_would_do_nothing_is_refused(server, tmp_path, monkeypatch, args, env, says):
     monkeypatch.chdir(tmp_path)
     assert_refused(invoke(["-q", *args, server.url("/x")], **env), says, server)
@@ -111,6 +161,58 @@ def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path,
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "variable"),
+    [
+        (["--body"], {"FETCHER_FORMAT": "jsonl"}, "FETCHER_FORMAT"),
+        (["--format", "jsonl"], {"FETCHER_BODY": "1"}, "FETCHER_BODY"),
+        ([], {"FETCHER_REMOTE_TIME": "1"}, "FETCHER_REMOTE_TIME"),
+        (["--no-follow"], {"FETCHER_MAX_REDIRECTS": "5"}, "FETCHER_MAX_REDIRECTS"),
+        (["--max-redirects", "3"], {"FETCHER_NO_FOLLOW": "1"}, "FETCHER_NO_FOLLOW"),
+        (["-I"], {"FETCHER_INCLUDE_BODY": "1", "FETCHER_FORMAT": "jsonl"}, "FETCHER_INCLUDE_BODY"),
+        (["--body"], {"FETCHER_HEAD": "1"}, "FETCHER_HEAD"),
+        ([], {"FETCHER_OK_STATUS": "200-299", "FETCHER_RETRY_ON": "301,429"}, "FETCHER_RETRY_ON"),
+    ],
+)  # fmt: skip
+def test_a_variable_that_a_typed_option_makes_do_nothing_is_said_and_ignored(
+    httpserver, tmp_path, monkeypatch, args, env, variable
+):
+    """A profile's FETCHER_FORMAT refused every --body run, FETCHER_REMOTE_TIME every run
+    without -o (s26 r3 2): the typed option stands, and one line says the variable is not
+    followed."""
+    monkeypatch.chdir(tmp_path)
+    httpserver.expect_request("/x").respond_with_data("x")  # any method: -I sends HEAD
+    result = invoke([*args, httpserver.url_for("/x")], **env)
+    assert result.exit_code == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if variable in line]
+    assert len(said) == 1 and "not followed" in said[0], result.stderr
+    assert len(httpserver.log) == 1
+
+
+def test_the_typed_option_is_the_one_that_stands(server):
+    result = invoke(["-q", "--body", server.url("/x")], FETCHER_HEAD="1", FETCHER_FORMAT="jsonl")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "body of /x\n"
+    result = invoke(["-q", "--format", "jsonl", server.url("/y")], FETCHER_BODY="1")
+    assert result.exit_code == 0 and '"status": 200' in result.stdout, result.stderr
+
+
+def test_q_keeps_the_line_about_a_variable_not_followed_off_stderr(server):
+    result = invoke(["-q", "--body", server.url("/x")], FETCHER_FORMAT="jsonl")
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.parametrize("status", [304, 305, 306, 399])
+def test_a_3xx_never_followed_can_be_retried(status):
+    """--retry-on 300 under --ok-status 200-299 was refused as "a redirect followed", but a
+    300 without Location is the answer, and 304-306, 399 are never followed (s26 r3 8)."""
+    with counting_server(lambda path: (status, {}, b"", 0.0)) as server:
+        args = ["-q", "--ok-status", "200-299", "--retry-on", str(status), "--retries", "1"]
+        result = invoke([*args, "--backoff", "0", server.url("/x")])
+        assert result.exit_code != 2, result.stderr
+        assert server.requests == 2
+
+
 # -- a short option glued to '=', -o given twice -------------------------------------------------
 
 
@@ -123,8 +225,12 @@ def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path,
         (["-u=bob:pw-secret"], "-u=…: a short option's value follows it without '=' (-u VALUE)"),
         (["-x=http://127.0.0.1:3128"], "-x=…: a short option's value follows it without '='"),
         (["-H=X-A: 1"], "-H=…"),
+        (["-so=dl"], "-so=dl: a short option's value follows it without '=' (-so dl)"),
+        (["-su=bob:pw-secret"], "-su=…: a short option's value follows it without '=' (-su VALUE)"),
+        (["-sH=X-A: 1"], "-sH=…"),
+        (["-sSx=http://127.0.0.1:3128"], "-sSx=…"),
     ],
-)
+)  # fmt: skip
 def test_a_short_option_glued_to_an_equals_sign_is_refused(
     server, tmp_path, monkeypatch, args, says
 ):
@@ -140,6 +246,17 @@ def test_a_long_option_with_an_equals_sign_and_a_value_with_one_are_kept(
     result = invoke(["-q", "--output-dir=dl", "-A", "-o=x", "-b", "a==b", server.url("/x")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "dl").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("args", "agent"),
+    [(["-sA", "-o=1"], "-o=1"), (["-sA", "-json"], "-json"), (["-A", "-x", "-sA", "-o=1"], "-o=1")],
+)
+def test_the_value_after_a_cluster_ending_in_a_valued_option_is_its_value(server, args, agent):
+    """-sd -o=1 sends the body '-o=1', as -d -o=1 does: it was refused as -o=... (s26 r3 5)."""
+    result = invoke(["-q", *args, server.url("/x")])
+    assert result.exit_code == 0, result.stderr
+    assert header(server, "User-Agent") == agent
 
 
 @pytest.mark.parametrize(

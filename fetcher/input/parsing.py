@@ -89,22 +89,60 @@ def parse_header(text: str) -> tuple[str, str | None]:
     return name, (value or None)
 
 
+# The fields RFC 9110 5.3 lets a sender join, being defined as comma-separated lists, and Cookie
+# (RFC 6265 5.4: "; "). Any other given twice (Host, Authorization, Content-Type, Range...) made
+# a value no server reads as one: Host: a.example, b.example (s26 r3 1).
+LIST_FIELDS = frozenset({
+    "accept", "accept-charset", "accept-encoding", "accept-language", "cache-control",
+    "if-match", "if-none-match", "pragma", "te", "prefer", "forwarded", "via",
+    "x-forwarded-for", "cookie",
+})  # fmt: skip
+
+
 def combine_headers(
-    headers: Sequence[tuple[str, str | None]],
+    headers: Sequence[tuple[str, str | None]], variable: str | None = None
 ) -> list[tuple[str, str | None]]:
     """The -H headers with each name (in any case) once, where its first -H put it: the values
-    given for one name joined with ", " into one field, as RFC 9110 5.3 lets a recipient combine
-    them (Cookie's with "; ", RFC 6265 5.4). Kept as one field since requests' headers hold one
-    value a name: the last replaced the others (s26 h1 2). A removal ('Name:') drops what came
-    before it; a value after it starts again."""
+    given for a list field (LIST_FIELDS) joined with ", " into one field (Cookie's with "; "),
+    as requests' headers hold one value a name: the last replaced the others (s26 h1 2). A
+    removal ('Name:') drops what came before it; a value after it starts again. Raises
+    ValueError naming (not showing) another field given twice, or a cookie that the Cookie
+    values name twice; variable: the one the headers came from, named too."""
     combined: dict[str, tuple[str, str | None]] = {}
+    origin = "" if variable is None else f" (from {variable})"
     for name, value in headers:
         key = name.lower()
         first, before = combined.get(key, (name, None))
         if value is not None and before is not None:
+            if key not in LIST_FIELDS:
+                raise ValueError(
+                    f"-H {first!r} given twice{origin}: a server reads one value; give it once"
+                )
             value = f"{before}{'; ' if key == 'cookie' else ', '}{value}"
         combined[key] = (first, value)
+    first, cookie = combined.get("cookie", ("Cookie", None))
+    if cookie is not None and (twice := named_twice(cookie_names(cookie))) is not None:
+        raise ValueError(
+            f"-H {first!r} gives the cookie {twice!r} twice{origin}: a server reads only one "
+            "value of a cookie"
+        )
     return list(combined.values())
+
+
+def cookie_names(text: str) -> list[str]:
+    """The names of the cookies in text, a Cookie header's value ('a=1; b=2': a and b), in
+    order; a piece without '=' names none."""
+    return [piece.split("=", 1)[0].strip() for piece in text.split(";") if "=" in piece]
+
+
+def named_twice(names: Sequence[str]) -> str | None:
+    """The first of names given a second time, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def parse_method(text: str) -> str:
@@ -155,17 +193,18 @@ def parse_cookie(text: str) -> tuple[str, str]:
     return name, check_sendable(f"cookie {name!r}", value)
 
 
-def check_cookie_header(cookies: Sequence[tuple[str, str]]) -> None:
+def check_cookie_header(cookies: Sequence[tuple[str, str]], variable: str | None = None) -> None:
     """Raise ValueError when the -b cookies make a Cookie header longer than a server takes:
     they are always sent whole (fetcher.http.cookies), so they must fit; and for a name given
-    twice, named (not its value, which may be a session's): the jar keeps one value a name, and
-    a server reads only one."""
-    sent: dict[str, str] = {}
-    for name, value in cookies:
-        if name in sent:
-            raise ValueError(f"-b {name!r} given twice: a server reads only one value of a cookie")
-        sent[name] = value
-    size = sum(len(name) + len(value) + 3 for name, value in sent.items()) - 2  # "=", "; "
+    twice, named (not its value, which may be a session's), within one -b too ('sid=A; sid=B',
+    sent as given: s26 r3 7), and the variable they came from: a server reads only one."""
+    names = [name for pair in cookies for name in cookie_names("=".join(pair))]
+    if (twice := named_twice(names)) is not None:
+        origin = "" if variable is None else f" (from {variable})"
+        raise ValueError(
+            f"-b {twice!r} given twice{origin}: a server reads only one value of a cookie"
+        )
+    size = sum(len(name) + len(value) + 3 for name, value in cookies) - 2  # "=", "; "
     if size > MAX_COOKIE_HEADER_BYTES:
         raise ValueError(
             f"the -b cookies make a Cookie header of {size} bytes: at most "
