@@ -2,19 +2,25 @@
 every hop to the scheme, host and port of the URL it was given for, as -H Authorization is kept
 on such hops and as curl -L and wget send it; never to another host, port or scheme. requests
 drops Cookie on every hop and rebuilds it from the jar, so a login redirect to the same host
-saved the login page as the file, recorded ok (s26 h4 1)."""
+saved the login page as the file, recorded ok (s26 h4 1). With it go the cookies the chain's
+answers set, over the given ones of the same name (a session rotated by the redirect: s26 r3 3);
+none the jar held before the request."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from http.cookiejar import CookieJar
 
+import pytest
 from requests import PreparedRequest
 
 from tests.conftest import invoke, run_process
-from tests.servers import Route, counting_server, records
+from tests.servers import FaultServer, Route, counting_server, read_request, records, tls_server
+from tests.tls_proxy_servers import Certificates, make_certificates
 
 GIVEN = "session=s3cret"
+FILE_HEADER = "# Netscape HTTP Cookie File\n"
 
 
 def redirecting(moves: dict[str, str]) -> Callable[[str], Route]:
@@ -41,7 +47,10 @@ def test_a_given_cookie_goes_on_a_hop_to_the_same_host_and_port():
         )
     [record] = records(result.stdout)
     assert record["ok"] is True and record["redirects"] == 1, record
-    assert cookies_seen(server) == [("/login-redirect", GIVEN), ("/files/report.txt", GIVEN)]
+    assert cookies_seen(server) == [
+        ("/login-redirect", GIVEN),
+        ("/files/report.txt", f"{GIVEN}; srv=1"),  # and what the redirect set
+    ]
 
 
 def test_a_line_s_own_cookie_header_goes_on_the_hop_too():
@@ -50,15 +59,57 @@ def test_a_line_s_own_cookie_header_goes_on_the_hop_too():
         result = invoke(["--format", "jsonl", "-i", "-", "--input-format", "jsonl"], input=line)
     [record] = records(result.stdout)
     assert record["ok"] is True and record["redirects"] == 1, record
-    assert cookies_seen(server) == [("/go", GIVEN), ("/there", GIVEN)]
+    assert cookies_seen(server) == [("/go", GIVEN), ("/there", f"{GIVEN}; srv=1")]
 
 
-def test_the_first_request_s_rule_holds_on_the_hop_no_jar_cookie_is_added():
-    """The first request sends the header as given, neither -b's nor a server's cookies added
-    to it (usage.md): its hops to the same origin do the same, also after the redirect set one."""
-    with counting_server(redirecting({"/a": "/b", "/b": "/c"})) as server:
-        invoke(["-b", "other=1", "-H", f"Cookie: {GIVEN}", server.url("/a")])
-    assert cookies_seen(server) == [("/a", GIVEN), ("/b", GIVEN), ("/c", GIVEN)]
+def test_no_cookie_the_jar_held_before_the_request_is_added_on_the_hop(tmp_path):
+    """The first request sends the header as given, neither -b's, the -c file's nor an
+    earlier URL's cookies added to it (usage.md): its hops to the same origin add only what
+    the chain's answers set (srv=1, set again by /b: once)."""
+    moves = redirecting({"/a": "/b", "/b": "/c"})
+
+    def route(path: str) -> Route:
+        if path == "/early":  # an earlier URL of the run, on the same worker (-j 1)
+            return 200, {"Set-Cookie": "early=1; Path=/"}, b"", 0.0
+        return moves(path)
+
+    jar = tmp_path / "jar.txt"
+    jar.write_text(FILE_HEADER + "127.0.0.1\tFALSE\t/\tFALSE\t0\tpre\t1\n")
+    with counting_server(route) as server:
+        args = ["-j", "1", "-b", "other=1", "-c", str(jar), "-H", f"Cookie: {GIVEN}"]
+        result = invoke([*args, server.url("/early"), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert cookies_seen(server)[1:] == [
+        ("/a", GIVEN),
+        ("/b", f"{GIVEN}; srv=1"),
+        ("/c", f"{GIVEN}; srv=1"),
+    ]
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_a_session_the_redirect_rotates_is_sent_as_the_server_set_it(processes):
+    """-H 'Cookie: session=old; theme=dark'; the login answers a 302 to itself that sets
+    session=new: the hop sends the new session, the received cookie winning for its name, and
+    the given cookies it does not name."""
+
+    def route(path: str) -> Route:
+        if path == "/login":
+            headers = {"Location": "/login?again", "Set-Cookie": "session=new; Path=/"}
+            return 302, headers, b"", 0.0
+        return 200, {"Content-Type": "text/plain"}, b"welcome\n", 0.0
+
+    with counting_server(route) as server:
+        args = ["-q", "-H", "Cookie: session=old; theme=dark", server.url("/login")]
+        if processes:
+            done = run_process(["--processes", "2", *args])
+            assert done.returncode == 0, done.stderr
+        else:
+            result = invoke(args)
+            assert result.exit_code == 0, result.output
+    assert cookies_seen(server) == [
+        ("/login", "session=old; theme=dark"),
+        ("/login?again", "theme=dark; session=new"),
+    ]
 
 
 def test_never_to_another_port_or_host_spelling_and_again_on_the_way_back():
@@ -73,14 +124,15 @@ def test_never_to_another_port_or_host_spelling_and_again_on_the_way_back():
     [record] = records(result.stdout)
     assert record["ok"] is True and record["redirects"] == 3, record
     assert cookies_seen(other) == [("/b", "srv=1")]  # the jar's: host-only, any port
-    assert cookies_seen(first) == [("/a", GIVEN), ("/c", None), ("/home", GIVEN)]
+    # /home: and srv=1, which other's answer (127.0.0.1, host-only: any port) set in the chain
+    assert cookies_seen(first) == [("/a", GIVEN), ("/c", None), ("/home", f"{GIVEN}; srv=1")]
 
 
 def test_under_processes_too():
     with counting_server(redirecting({"/go": "/there"})) as server:
         done = run_process(["--processes", "2", "-q", "-H", f"Cookie: {GIVEN}", server.url("/go")])
     assert done.returncode == 0, done.stderr
-    assert cookies_seen(server) == [("/go", GIVEN), ("/there", GIVEN)]
+    assert cookies_seen(server) == [("/go", GIVEN), ("/there", f"{GIVEN}; srv=1")]
 
 
 def test_not_over_http_once_the_chain_was_on_https():
@@ -91,7 +143,7 @@ def test_not_over_http_once_the_chain_was_on_https():
 
     first = PreparedRequest()
     first.prepare(method="GET", url="http://127.0.0.1:8000/a", headers={"Cookie": GIVEN})
-    given = GivenCookie.of(first)
+    given = GivenCookie.of(first, CookieJar())
     assert given is not None
     for on_tls, sent in ((False, GIVEN), (True, None)):
         hop = PreparedRequest()
@@ -105,7 +157,7 @@ def test_not_to_the_same_host_and_port_under_another_scheme():
 
     first = PreparedRequest()
     first.prepare(method="GET", url="https://127.0.0.1:8000/a", headers={"Cookie": GIVEN})
-    given = GivenCookie.of(first)
+    given = GivenCookie.of(first, CookieJar())
     assert given is not None
     hop = PreparedRequest()
     hop.prepare(method="GET", url="http://127.0.0.1:8000/b", cookies={})
@@ -114,3 +166,32 @@ def test_not_to_the_same_host_and_port_under_another_scheme():
     hop.prepare_url("https://127.0.0.1:8000/c", None)
     given.place(hop)
     assert hop.headers["Cookie"] == GIVEN
+
+
+def test_a_cookie_the_jar_refused_on_the_way_joins_no_given_header(tmp_path):
+    """-j 1: the https login sets a Secure sid; the next URL, given a Cookie header, goes to
+    http, whose answer sets sid=EVIL (which the jar refuses: an http answer may not overwrite
+    a Secure cookie) and redirects back to https. The https hop gets the given header alone:
+    a received cookie joins it only as the jar took it, or the http answer would fix the
+    https session (and the login's sid was the jar's before this request)."""
+    certs: Certificates = make_certificates(tmp_path)
+
+    def plain_answer(conn) -> None:
+        read_request(conn)
+        lines = f"Set-Cookie: sid=EVIL; Path=/\r\nLocation: {secure}/account\r\n"
+        conn.sendall(f"HTTP/1.1 302 Found\r\n{lines}Content-Length: 0\r\n\r\n".encode())
+
+    def route(path: str) -> Route:
+        if path == "/login":
+            return 200, {"Set-Cookie": "sid=GOOD; Secure; Path=/"}, b"", 0.0
+        if path == "/start":
+            return 302, {"Location": plain.url("/redir")}, b"", 0.0
+        return 200, {}, b"", 0.0
+
+    with FaultServer(plain_answer) as plain:
+        with tls_server(certs.server_context().wrap_socket, route) as tls:
+            secure = f"https://127.0.0.1:{tls.port}"
+            args = ["-q", "-j", "1", "--cacert", str(certs.ca_pem), "-H", f"Cookie: {GIVEN}"]
+            result = invoke([*args, f"{secure}/login", f"{secure}/start"])
+    assert result.exit_code == 0, result.output
+    assert cookies_seen(tls) == [("/login", GIVEN), ("/start", GIVEN), ("/account", GIVEN)]

@@ -5,7 +5,8 @@ HEAD; any other method is sent on as it is, with its body. requests made a GET o
 302, and sent a PUT redirected by 301 on with no body: an empty PUT can empty a resource, and
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
 https (SPEC 2.2); a -b cookie goes on every hop to its own host and port, a Cookie header
-given on every hop to its URL's scheme, host and port (GivenCookie). fetcher's own
+given on every hop to its URL's scheme, host and port, with the cookies the chain's answers
+set (GivenCookie). fetcher's own
 conditions go to the URL whose body they are of only (a strong ETag's to its path under
 another query too: state.prior.reach)."""
 
@@ -17,9 +18,10 @@ from http.cookiejar import CookieJar
 from urllib.parse import urlsplit
 
 from requests import PreparedRequest, Response
-from requests.cookies import RequestsCookieJar, get_cookie_header
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.models import REDIRECT_STATI
 
+from fetcher.http.cookies import BoundedCookieJar
 from fetcher.http.request import Asked
 from fetcher.state.prior import Reach, reach
 
@@ -135,29 +137,67 @@ def origin_of(url: str) -> Origin:
 
 @dataclass(frozen=True, slots=True)
 class GivenCookie:
-    """A Cookie header the request was given (-H, a line's headers), and the Origin of the URL
-    it was given for. requests drops Cookie on every hop and builds it again from the jar, so a
-    login redirect to the same host lost it and the login page was saved ok (s26 h4 1). It goes
-    back on each hop to that origin, as -H Authorization stays on such hops and curl -L and
-    wget send it; never to another host, port or scheme, where the one given names no session
-    (hop_credentials then takes it off http hops once the chain was on https)."""
+    """A Cookie header the request was given (-H, a line's headers), the Origin of the URL it
+    was given for, and the cookies the answers of its chain set (received). requests drops
+    Cookie on every hop and builds it again from the jar, so a login redirect to the same host
+    lost it and the login page was saved ok (s26 h4 1). It goes back on each hop to that
+    origin, as -H Authorization stays on such hops and curl -L and wget send it, with what the
+    chain received (place); never to another host, port or scheme, where the one given names
+    no session (hop_credentials then takes it off http hops once the chain was on https)."""
 
     value: str
     origin: Origin
+    received: CookieJar
 
     @classmethod
-    def of(cls, prepared: PreparedRequest) -> GivenCookie | None:
+    def of(cls, prepared: PreparedRequest, jar: CookieJar) -> GivenCookie | None:
         """The Cookie header of prepared, a request's first hop, before requests adds the
-        jar's (which it adds only where none is given); None when none was given."""
+        jar's (which it adds only where none is given); None when none was given. jar is the
+        session's, whose rules the received cookies are read by."""
         value = prepared.headers.get("Cookie")
-        return None if value is None else cls(value, origin_of(prepared.url or ""))
+        if value is None:
+            return None
+        received = jar.for_request() if isinstance(jar, BoundedCookieJar) else BoundedCookieJar()
+        return cls(value, origin_of(prepared.url or ""), received)
+
+    def receive(self, answer: Response, hop: PreparedRequest) -> None:
+        """Read the Set-Cookie of answer, a redirect of the chain followed to hop, into
+        received, keeping there only what hop's jar holds alike: requests read the answer into
+        that jar, which knows the Secure cookies the session held before, and refuses an http
+        answer's cookie of their name (s25 r8 1); an empty jar of the chain's own knows none."""
+        extract_cookies_to_jar(self.received, answer.request, answer.raw)  # type: ignore[no-untyped-call]
+        held = {(c.domain, c.path, c.name, c.value) for c in getattr(hop, "_cookies", None) or ()}
+        for cookie in list(self.received):
+            if (cookie.domain, cookie.path, cookie.name, cookie.value) not in held:
+                self.received.clear(cookie.domain, cookie.path, cookie.name)
 
     def place(self, prepared: PreparedRequest) -> None:
-        """Send it as given on prepared, a hop to its origin, in place of the Cookie requests
-        built from the jar: the first request's rule (usage.md), neither -b's cookies nor a
-        server's added to a Cookie header given. A hop elsewhere keeps the jar's."""
+        """Send it on prepared, a hop to its origin, in place of the Cookie requests built from
+        the jar: the first request's rule (usage.md), neither -b's cookies nor any the jar held
+        before added, but with those the chain's answers set for the hop (by the jar's rules),
+        over the given ones of the same name: a redirect to itself that rotates the session
+        (session=new) must not be sent the stale one (s26 r3 3). A hop elsewhere keeps the
+        jar's."""
         if self.origin is not None and origin_of(prepared.url or "") == self.origin:
-            prepared.headers["Cookie"] = self.value
+            prepared.headers.pop("Cookie", None)  # a jar adds one only where none is
+            received = get_cookie_header(self.received, prepared)  # type: ignore[no-untyped-call]
+            prepared.headers["Cookie"] = joined_cookies(self.value, received)
+
+
+def joined_cookies(given: str, received: str | None) -> str:
+    """A Cookie header of given's pairs and received's after them, a name in received taking
+    the place of given's pairs of that name (a server reads one value of a cookie); given as
+    it was when nothing was received."""
+    if not received:
+        return given
+    names = {_cookie_name(pair) for pair in received.split(";")}
+    kept = [pair.strip() for pair in given.split(";") if pair.strip()]
+    return "; ".join([*(pair for pair in kept if _cookie_name(pair) not in names), received])
+
+
+def _cookie_name(pair: str) -> str:
+    """The name of a Cookie header's 'name=value' pair (cookie names are case-sensitive)."""
+    return pair.partition("=")[0].strip()
 
 
 @dataclass(frozen=True, slots=True)

@@ -489,7 +489,7 @@ class FetcherSession(requests.Session):
         prepared.headers = self._session_headers.copy()
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
-        self._given_header = GivenCookie.of(prepared)  # before the jar's could be added
+        self._given_header = GivenCookie.of(prepared, self.cookies)  # before the jar's is added
         _prepare_cookies(prepared, self.cookies, request.cookies)
         prepared.prepare_body(request.data or {}, None, None)
         if "Authorization" not in prepared.headers:  # -H or the line's own wins, as in curl
@@ -546,6 +546,8 @@ class FetcherSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
+        if self._given_header is not None:  # what the answer set, as the hop's jar took it
+            self._given_header.receive(response, prepared_request)
         hop_credentials(
             prepared_request, self._given_cookies, self._removed, self.on_tls, self._given_header
         )
@@ -669,10 +671,10 @@ def hop_credentials(
 ) -> None:
     """The credentials of prepared, a redirect's hop, as its request has them: its -b cookies
     (given) back where they go, over a server's of the same name (with_given_cookies); its
-    given Cookie header (header) on a hop to its URL's origin, alone, as on the first request
-    (GivenCookie.place); the headers it removed off again, Cookie too, which requests built
-    again (without_removed); no Cookie over http once the chain was on https
-    (without_cookie_off_tls)."""
+    given Cookie header (header) on a hop to its URL's origin, with the cookies the chain's
+    answers set but no other (GivenCookie.place); the headers it removed off again, Cookie
+    too, which requests built again (without_removed); no Cookie over http once the chain was
+    on https (without_cookie_off_tls)."""
     with_given_cookies(prepared, given)
     if header is not None:
         header.place(prepared)
