@@ -318,3 +318,64 @@ def test_a_server_s_ipv6_cookie_is_saved_as_curl_writes_it_and_sent_again(hosts,
     assert [line.split("\t")[0] for line in file_lines(jar)] == ["::ffff:127.0.0.1"]
     through(hosts, "-c", str(jar), url)
     assert hosts.sent(url)[-1] == "sid=new"
+
+
+# -- an IPv6 host spelled otherwise than inet_ntop spells it (s26 r2 3) ------------------------
+
+LONG = "http://[0:0:0:0:0:0:0:1]"  # ::1, spelled out
+
+
+def test_a_long_spelled_ipv6_host_s_cookie_is_saved_as_curl_writes_it_and_sent_again(
+    hosts, tmp_path
+):
+    """The cookie a server at [0:0:0:0:0:0:0:1] set was saved under that spelling, not curl's
+    '::1', and a later run to the same URL did not send it: http.cookiejar compares the host's
+    text. curl writes '::1', and sends that line to any spelling of ::1."""
+    jar = tmp_path / "jar"
+    through(hosts, "-c", str(jar), go(LONG, f"{LONG}/landing", "s=1"))
+    assert file_lines(jar) == {jar_line("::1", "s", "1")}
+    through(hosts, "-c", str(jar), f"{LONG}/again")
+    assert hosts.sent(f"{LONG}/again") == ["s=1"]
+
+
+@pytest.mark.parametrize(
+    ("field", "url"),
+    [
+        ("::1", f"{LONG}/"),
+        ("::1", "http://[::0:1]/"),
+        ("::ffff:127.0.0.1", "http://[::ffff:7f00:1]/"),
+        ("0:0:0:0:0:0:0:1", "http://[0::1]/"),
+    ],
+)
+def test_an_ipv6_line_is_sent_to_its_address_however_the_url_spells_it(hosts, tmp_path, field, url):
+    jar = write_jar(tmp_path / "jar", jar_line(field))
+    through(hosts, "-c", str(jar), url)
+    assert hosts.sent(url) == ["sid=secret"]
+
+
+def test_a_b_cookie_of_a_long_spelled_ipv6_url_goes_to_every_spelling_of_its_host(hosts):
+    """-b binds its cookies to the URL's host and port: the same address, in any spelling,
+    on a redirect's hop too; another address gets none of them."""
+    elsewhere = "http://[::2]/other"
+    start = go(LONG, "http://[::1]/landing?x")
+    through(hosts, "-b", GIVEN, start, f"{LONG}/second")
+    assert hosts.sent(start) == [GIVEN]
+    assert hosts.sent("http://[::1]/landing?x") == [GIVEN]
+    through(hosts, "-b", GIVEN, go(LONG, elsewhere))
+    assert hosts.sent(elsewhere) == [None]
+
+
+@pytest.mark.parametrize(
+    ("domain", "written"),
+    [
+        ("[0:0:0:0:0:0:0:1].local", "::1"),
+        ("[::0:1].local", "::1"),
+        ("[0:0:0:0:0:ffff:7f00:1]", "::ffff:127.0.0.1"),
+        ("[0:0:0:0:0:1:0:8123].local", "[::1:0:8123]"),  # would read as wget's ::1:0 port 8123
+    ],
+)
+def test_a_jar_s_ipv6_domain_is_written_in_inet_ntop_s_spelling(domain, written):
+    """file_domain wrote the brackets' text as it was ('0:0:0:0:0:0:0:1'), not curl's."""
+    from fetcher.http.cookies import file_domain
+
+    assert file_domain(domain) == written

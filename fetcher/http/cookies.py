@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import cookiejar
 from http.cookiejar import Cookie, CookieJar, CookiePolicy, DefaultCookiePolicy
 from typing import Any, NamedTuple
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from requests.cookies import RequestsCookieJar
 from requests.models import PreparedRequest
@@ -174,9 +174,15 @@ class AnswerRulesJar(RequestsCookieJar):
     _answering_secure = False  # and whether it came over https
     _over_http = False  # while extract_cookies takes an http answer's cookies (set and clear)
 
+    def add_cookie_header(self, request: Any) -> None:
+        """CookieJar's, with request's IPv6 host as the jar names it (spelled_request)."""
+        super().add_cookie_header(spelled_request(request))
+
     def extract_cookies(self, response: Any, request: Any) -> None:
         """CookieJar's, with _over_http said for the set_cookie and clear calls it makes: what
-        they note for the -c file must say whether an http answer made it (CookieChanges)."""
+        they note for the -c file must say whether an http answer made it (CookieChanges); and
+        request's IPv6 host as the jar names it (spelled_request)."""
+        request = spelled_request(request)
         with self._cookies_lock:  # type: ignore[attr-defined]
             self._over_http = request.type != "https"
             try:
@@ -824,8 +830,43 @@ def file_domain(domain: str, port: bool = False) -> str:
         return host
     if not host.startswith("["):
         return domain
-    inner = host[1:-1]
-    return host if port or _may_be_wget_port(inner) else inner
+    inner = _ipv6_spelling(host) or host[1:-1]  # a jar's cookie of [0:0:0:0:0:0:0:1] (s26 r2 3)
+    return f"[{inner}]" if port or _may_be_wget_port(inner) else inner
+
+
+class _SpelledRequest:
+    """A cookie jar's request (requests' MockRequest) as spelled_request names its URL."""
+
+    def __init__(self, request: Any, url: str) -> None:
+        self._request, self._url = request, url
+
+    def get_full_url(self) -> str:
+        return self._url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)  # the rest, a Cookie header added too, is request's
+
+
+def spelled_request(request: Any) -> Any:
+    """request, as a cookie jar reads it, with its URL's IPv6 host in inet_ntop's spelling,
+    the one a jar's cookie of an IPv6 host has (jar_domain, file_domain, host_cookies, and a
+    server's, set through this). http.cookiejar compares the host's text (eff_request_host):
+    a '::1' line was not sent to http://[0:0:0:0:0:0:0:1]/, where curl, which respells the
+    URL's address, sends it (s26 r2 3). request itself when its host is no such literal."""
+    url = request.get_full_url()
+    if "[" not in url:  # the common case, on every request's path: no split
+        return request
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed bracket (a -H Host): http.cookiejar's own parse fails too
+        return request
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, bracket, port = hostport.partition("]")
+    spelled = _ipv6_spelling(host + bracket)
+    if spelled is None or host == f"[{spelled}":
+        return request
+    netloc = f"{userinfo}{at}[{spelled}]{port}"
+    return _SpelledRequest(request, urlunsplit(parts._replace(netloc=netloc)))
 
 
 def _ipv6_spelling(text: str) -> str | None:
@@ -1085,8 +1126,8 @@ def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> Reques
     url is https, so that a redirect to another host or port, or from https to http, never
     carries them (HostOnlyPolicy)."""
     host = idna_host((url.hostname or "").lower())  # the name the request is sent to
-    if ":" in host:
-        host = f"[{host}]"  # IPv6: http.cookiejar's host is the URL's, brackets and all
+    if ":" in host:  # IPv6: http.cookiejar's host is the URL's, brackets and all, as
+        host = f"[{_ipv6_spelling(host) or host}]"  # spelled_request spells it
     # http.cookiejar knows a host without a dot (localhost) as host.local.
     domain = host if "." in host else f"{host}.local"
     jar = RequestsCookieJar()

@@ -21,7 +21,7 @@ from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.models import REDIRECT_STATI
 
-from fetcher.http.cookies import BoundedCookieJar
+from fetcher.http.cookies import AnswerRulesJar, BoundedCookieJar
 from fetcher.http.request import Asked
 from fetcher.state.prior import Reach, reach
 
@@ -105,7 +105,7 @@ def with_given_cookies(prepared: PreparedRequest, given: CookieJar | None) -> No
     jar = getattr(prepared, "_cookies", None)  # requests' jar of the hop (_prepare's kind)
     if not given or not isinstance(jar, RequestsCookieJar):
         return
-    probe = CookieJar(jar.get_policy())
+    probe = AnswerRulesJar(jar.get_policy())  # which spells an IPv6 host as the jar does
     for cookie in given:
         probe.set_cookie(cookie)
     built = prepared.headers.pop("Cookie", None)  # a jar adds one only where none is
