@@ -2,8 +2,10 @@
 host pauses (Retry-After), retries that come due, stop and drain. No test sleeps: the clock moves
 only when a test moves it, and ``take(block=False)`` says what a worker would get right now."""
 
+import gc
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -629,3 +631,77 @@ def test_a_retry_that_waited_out_its_own_retry_after_still_goes_when_a_relay_ren
     scheduler.pause("a", 5.0)  # a sibling process's 503, relayed
     assert scheduler.take(block=False) is first
     assert scheduler.take(block=False) is None  # the untried task waits
+
+
+# -- found in s26 (h2 2): an idle host kept a whole _Host until its turn, an hour at 1/h ---------
+
+
+def other_hosts_come_and_go(scheduler: Scheduler, count: int, prefix: str = "h") -> None:
+    """count hosts of one URL each, started and finished: each then idle, its turn to come."""
+    for n in range(count):
+        scheduler.put(task(n, host=f"{prefix}{n}"))
+        started = scheduler.take(block=False)
+        assert started is not None and started.host == f"{prefix}{n}"
+        scheduler.finish(started)
+
+
+def test_an_idle_host_holds_only_its_next_start_until_its_turn():
+    """--host-rate 1/h over a list of 20,000 hosts, one URL each: every host is idle once its
+    URL ends, its next turn an hour away. It kept a whole _Host (an empty deque) and a heap
+    entry, about 0.85 KB: memory grew with the hosts of the list (s26 h2 2). Now its next
+    start is all it holds (the host's name, a float, a dict entry), and nothing once the hour
+    has passed."""
+    clock = FakeClock()
+    scheduler = Scheduler(host_rate=1 / 3600, clock=clock)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        other_hosts_come_and_go(scheduler, 20_000)
+        gc.collect()
+        waiting = tracemalloc.get_traced_memory()[0] - before
+        clock.now += 3600 * RATE_MARGIN
+        other_hosts_come_and_go(scheduler, 1, prefix="last")
+        gc.collect()
+        passed = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert waiting / 20_000 < 250, f"{waiting / 20_000:.0f} bytes per idle host"
+    assert passed / 20_000 < 10, f"{passed / 20_000:.0f} bytes per host whose turn passed"
+
+
+def test_an_idle_hosts_turn_holds_exactly_when_its_next_task_comes():
+    """The host rebuilt for a task that comes while its turn is still to come waits for that
+    turn to the microsecond, however many hosts came and went meanwhile."""
+    clock = FakeClock()
+    scheduler = Scheduler(host_rate=1 / 3600, clock=clock)
+    scheduler.put(task(0))
+    first = scheduler.take(block=False)
+    scheduler.finish(first)
+    clock.now += 600.0
+    other_hosts_come_and_go(scheduler, 500)  # enough for the idle times to be swept
+    scheduler.put(task(1))
+    assert scheduler.take(block=False) is None
+    clock.now = 100.0 + 3600 * RATE_MARGIN - 0.001
+    assert scheduler.take(block=False) is None
+    clock.now += 0.002
+    assert seqs(scheduler) == [1]
+
+
+def test_an_idle_hosts_pause_holds_its_next_task_and_a_hop_to_it():
+    """A host idle under a Retry-After pause keeps the pause: a task put for it, and a
+    redirect's hop to it (hold), wait for its end, not less."""
+    clock = FakeClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.put(task(0))
+    first = scheduler.take(block=False)
+    scheduler.finish(first, pause=30.0)
+    clock.now += 10.0
+    other_hosts_come_and_go(scheduler, 500)
+    assert scheduler.hold("a", until=clock.now) is False  # paused: the hop may not go yet
+    scheduler.put(task(1))
+    clock.now = 130.0 - 0.001
+    assert scheduler.take(block=False) is None
+    clock.now += 0.001
+    assert scheduler.hold("a", until=None) is True
+    assert seqs(scheduler) == [1]

@@ -65,7 +65,7 @@ class Scheduler:
         self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
         self._expiring = _Expiring()  # due retries in their hosts' queues
-        self._idle = _IdleHosts()
+        self._idle = _IdleHosts(self._hosts)
         self._order = itertools.count()
         self._next_start = 0.0  # --rate
         self._stopped = False
@@ -78,16 +78,16 @@ class Scheduler:
     def pause(self, host: str, seconds: float) -> None:
         """No request to host starts before seconds from now, from any worker."""
         with self._cond:
-            state = self._hosts.setdefault(host, _Host())
+            state = self._idle.revive(host)
             _pause(state, self.clock(), seconds)
-            self._idle.retire(self._hosts, host, self.clock())
+            self._idle.retire(host, self.clock())
 
     def hold(self, host: str, until: float | None) -> bool:
         """Wait, holding no place, while host is paused (for a redirect's hop to it): True once
         it may be sent to, False when the scheduler stops or until (on its clock) comes first."""
         with self._holds:
             while not self._stopped:
-                end, now = getattr(self._hosts.get(host), "paused_until", 0.0), self.clock()
+                end, now = self._idle.paused_until(host), self.clock()
                 if end <= now or (until is not None and until <= now):
                     return end <= now
                 self._holds.wait(_wait_seconds(end if until is None else min(end, until), now))
@@ -110,7 +110,7 @@ class Scheduler:
             if retry_in is not None:
                 task.due, task.waits_pause = now + retry_in, bool(pause)
                 heapq.heappush(self._later, (task.due, next(self._order), task))
-            self._idle.retire(self._hosts, task.host, now)
+            self._idle.retire(task.host, now)
             self._cond.notify()
 
     def stop(self) -> None:
@@ -138,7 +138,7 @@ class Scheduler:
         with self._cond:
             while not self._stopped:
                 now = self.clock()
-                self._idle.forget(self._hosts, now)
+                self._idle.forget(now)
                 while self._later and self._later[0][0] <= now:
                     self._queue(heapq.heappop(self._later)[2], front=True)
                 task, wake = self._eligible(now)
@@ -149,7 +149,7 @@ class Scheduler:
             return None
 
     def _queue(self, task: Task, front: bool) -> None:
-        state = self._hosts.setdefault(task.host, _Host())
+        state = self._idle.revive(task.host)
         if front:
             state.queue.appendleft(task)  # a retry goes before its host's newer tasks
             self._expiring.add(task)
@@ -197,32 +197,56 @@ class Scheduler:
 
 
 class _IdleHosts:
-    """Hosts with nothing queued or in flight, kept only for a turn (--host-rate) or a pause
-    (Retry-After) to come, by when it ends: forgotten then. Kept for ever, every host of the
-    list cost about 1 KB for the whole run. Called under the scheduler's lock."""
+    """Hosts with nothing queued or in flight hold no _Host, only the times their next start
+    still waits for: a --host-rate turn, a Retry-After pause. A _Host kept until then (its
+    empty deque, about 0.85 KB) made memory grow with the hosts of the list at --host-rate 1/h
+    (s26 h2 2). A host's times are dropped once a task for it makes it a _Host again, or in a
+    sweep once they have passed. Called under the scheduler's lock."""
 
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
+    def __init__(self, hosts: dict[str, _Host]) -> None:
+        self._hosts = hosts  # the scheduler's: hosts with tasks queued or in flight
+        self._turns: dict[str, float] = {}  # an idle host's next_start, still to come
+        self._pauses: dict[str, tuple[float, float]] = {}  # (paused_until, paused_at)
+        self._latest = 0.0  # every time kept has passed by then
+        self._swept = 0  # how many times were kept after the last sweep
 
-    def retire(self, hosts: dict[str, _Host], host: str, now: float) -> None:
-        """Forget host now if it is idle and holds no time to come; else once that passed."""
-        state = hosts[host]
+    def revive(self, host: str) -> _Host:
+        """The host's state, made again of the times kept for it if it was idle."""
+        state = self._hosts.get(host)
+        if state is None:
+            until, at = self._pauses.pop(host, (0.0, 0.0))
+            start = self._turns.pop(host, 0.0)
+            state = self._hosts[host] = _Host(next_start=start, paused_until=until, paused_at=at)
+        return state
+
+    def paused_until(self, host: str) -> float:
+        state = self._hosts.get(host)
+        return state.paused_until if state is not None else self._pauses.get(host, (0.0,))[0]
+
+    def retire(self, host: str, now: float) -> None:
+        """Keep only the times to come of host if it is idle."""
+        state = self._hosts[host]
         if not state.queue and state.in_flight == 0:
-            until = max(state.paused_until, state.next_start)
-            if until <= now:
-                del hosts[host]
-            else:
-                heapq.heappush(self._heap, (until, host))
-        self.forget(hosts, now)
+            del self._hosts[host]
+            if state.next_start > now:
+                self._turns[host] = state.next_start
+            if state.paused_until > now:
+                self._pauses[host] = (state.paused_until, state.paused_at)
+            self._latest = max(self._latest, state.next_start, state.paused_until)
+        self.forget(now)
 
-    def forget(self, hosts: dict[str, _Host], now: float) -> None:
-        """Forget the hosts whose time has passed and that are still idle."""
-        while self._heap and self._heap[0][0] <= now:
-            _, host = heapq.heappop(self._heap)
-            state = hosts.get(host)
-            if state is not None and not state.queue and state.in_flight == 0:
-                if max(state.paused_until, state.next_start) <= now:
-                    del hosts[host]
+    def forget(self, now: float) -> None:
+        """Drop the times that have passed: all at once when the last has, else in a sweep
+        whenever the number kept has doubled since the last one: each host costs a constant
+        share of the sweeps, and no more are kept than twice those to come at the last sweep
+        (plus 64), whatever the number of hosts whose time has passed."""
+        if now >= self._latest:
+            if self._turns or self._pauses:
+                self._turns, self._pauses = {}, {}
+        elif len(self._turns) + len(self._pauses) > 2 * self._swept + 64:
+            self._turns = {host: at for host, at in self._turns.items() if at > now}
+            self._pauses = {host: p for host, p in self._pauses.items() if p[0] > now}
+            self._swept = len(self._turns) + len(self._pauses)
 
 
 class _Expiring:
