@@ -299,7 +299,9 @@ OUTPUT_OPTIONS = [
     option("--failed", metavar="FILE",
            help="Write the input lines of URLs that did not end ok to FILE (mode 0600)."),
     option("--ordered", is_flag=True,
-           help="Write records in input order instead of as they complete."),
+           help="Write records in input order instead of as they complete. At most 4 per "
+                "worker (-j; 8 under --processes) are held back: behind one slow URL every "
+                "worker waits until it ends, so give a -m."),
     option("--ok-status", type=Parsed("STATUSES", OkStatus.parse), default=None,
            help="Statuses that count as ok, e.g. '200-299,304'.  [default: below 400]"),
     option("--summary", metavar="FILE",
