@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
@@ -92,23 +92,25 @@ def validate(url: str) -> str | None:
     return check(url)[0]
 
 
-def check(url: str) -> tuple[str | None, str | None]:
-    """validate's answer, and with None the URL's server as host_of (fetcher.results) gives it,
-    from the same split: a job's check is then the only split of its URL on its way to a
-    worker's task (Job.host), where three were (4 us each, s25 p1)."""
+def check(url: str) -> tuple[str | None, str | None, str]:
+    """validate's answer, and with None the URL's server as host_of (fetcher.results) gives it
+    and the URL to fetch (with_idna_spelling), from the same split: a job's check is then the
+    only split of its URL on its way to a worker's task (Job.host), where three were (4 us
+    each, s25 p1)."""
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        return malformed(exc), None
+        return malformed(exc), None, url
     if "\\" in parts.netloc:
-        return "malformed URL: backslash in the host part (before the path)", None
+        return "malformed URL: backslash in the host part (before the path)", None, url
     try:
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
-        return malformed(exc, "@" in url and "@" not in parts.netloc), None
+        return malformed(exc, "@" in url and "@" not in parts.netloc), None, url
     hostname = parts.hostname  # a property that parses the netloc again: read once
-    problem = _host_problem(parts.scheme, hostname, port)
-    return (problem, None) if problem is not None else (None, server(hostname, port, parts.scheme))
+    if (problem := _host_problem(parts.scheme, hostname, port)) is not None:
+        return problem, None, url
+    return None, server(hostname, port, parts.scheme), with_idna_spelling(url, parts)
 
 
 def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | None:
@@ -134,13 +136,12 @@ def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | 
     return None
 
 
-def with_idna_spelling(target: str) -> str:
-    """target, a URL check passed, with its host as idna_spelling maps it (ＥＸＡＭＰＬＥ.com is
-    example.com): what is fetched, and what --state, --unique, -o and --shard see. The URL
-    as it is when it is ASCII, or its host already the mapped one."""
+def with_idna_spelling(target: str, parts: SplitResult) -> str:
+    """target (split as parts), a URL check passed, with its host as idna_spelling maps it
+    (ＥＸＡＭＰＬＥ.com is example.com): what is fetched, and what --state, --unique, -o and
+    --shard see. The URL as it is when it is ASCII, or its host already the mapped one."""
     if target.isascii():
         return target
-    parts = urlsplit(target)
     hostname = parts.hostname or ""
     mapped = idna_spelling(hostname)
     if mapped == hostname:
@@ -356,9 +357,7 @@ class JobMaker:
         if (problem := not_a_url(url)) is not None:
             return Job(-1, url, url, line, raw, problem)
         target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
-        problem, host = check(target)
-        if problem is None:
-            target = with_idna_spelling(target)
+        problem, host, target = check(target)
         return Job(-1, url, target, line, raw, problem, host=host)
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
