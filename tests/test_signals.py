@@ -12,6 +12,7 @@ returns) and waits until each is no longer pending; then the main thread lets th
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -26,6 +27,9 @@ from fetcher.run.signals import stop_on_signals
 from tests.servers import is_pending
 
 import fetcher.run.signals
+# What is counted here is the handler's: the watch that acts in its place when the main thread
+# is blocked for good (OVERDUE) would act first on this one, held on purpose.
+fetcher.run.signals.OVERDUE = 3600.0
 if sys.argv[2] == "no-stamps":  # a system without SO_TIMESTAMPNS
     fetcher.run.signals.SO_TIMESTAMPNS = None
 gap, signals = float(sys.argv[1]), [signal.Signals[name] for name in sys.argv[3:]]
@@ -227,3 +231,52 @@ def test_what_was_read_is_kept_only_when_the_first_hooks_did_not_fail(commit, ke
     said = "no room left on the device; lines read may be missing" in result.stderr.decode()
     assert said is (commit == "failing"), result.stderr.decode()
     assert result.stderr.decode().count("may be missing") == int(said)  # once (s23 r6 4)
+
+
+def overdue_calls(*batches: list[tuple[str, float]], handled: int = 0) -> list[list[object]]:
+    """The calls of request_stop and hard_stop when the watch of the wakeup socket finds each
+    batch of deliveries (name, time) unread (``_Handler.overdue``), the main thread's handler
+    having run once for the first handled of them (as it does before it blocks)."""
+    from fetcher.run.signals import _Handler
+
+    calls: list[list[object]] = []
+    reads = [[(int(signal.Signals[name]), came) for name, came in batch] for batch in batches]
+    handler = _Handler(
+        lambda status: calls.append(["stop", int(status)]),
+        lambda status: calls.append(["hard", int(status)]),
+        lambda: reads.pop(0) if reads else [],
+    )
+    for _ in range(handled):
+        handler.handle(int(reads[0][0][0]), None)
+    while reads:
+        handler.overdue()
+    return calls
+
+
+def test_a_blocked_main_thread_s_second_signal_is_a_hard_stop_all_the_same():
+    """s26 r4 1: the main thread blocked where no handler runs (Ctrl-S stopped the terminal
+    it writes to): the watch of the wakeup socket makes the hard stop, the first stop before
+    it when its handler never ran; SIGQUIT at once."""
+    assert overdue_calls([("SIGINT", 1.0), ("SIGINT", 1.5)]) == [["stop", 130], ["hard", 130]]
+    assert overdue_calls([("SIGINT", 1.0)], [("SIGINT", 1.5)]) == [["stop", 130], ["hard", 130]]
+    assert overdue_calls([("SIGTERM", 1.0)], [("SIGINT", 1.5)], handled=1) == [
+        ["stop", 143],
+        ["hard", 130],
+    ]
+    assert overdue_calls([("SIGQUIT", 1.0)]) == [["hard", 131]]
+
+
+def test_a_blocked_main_thread_s_first_signal_is_left_to_its_handler():
+    """A first stop alone needs the main thread (its grace, its records): the watch leaves
+    it, and the handler acts on it when it runs; a copy under ONE_STOP after it is no second."""
+    from fetcher.run.signals import _Handler
+
+    calls: list[object] = []
+    reads = [[(int(signal.SIGINT), 1.0), (int(signal.SIGINT), 1.0 + ONE_STOP / 2)]]
+    handler = _Handler(calls.append, lambda status: calls.append(("hard", status)),
+                       lambda: reads.pop(0) if reads else [])  # fmt: skip
+    handler.overdue()
+    assert calls == []
+    handler.handle(int(signal.SIGINT), None)
+    handler.handle(int(signal.SIGINT), None)  # the copy's call: the same stop
+    assert calls == [130]

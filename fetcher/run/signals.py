@@ -7,7 +7,9 @@ The handlers run on the main thread between bytecodes; they only call ``Run.requ
 which puts a message on a reentrant queue, or, the second time, ``Run.hard_stop``, which does
 the same with another message (the main thread then accounts for every line and calls
 ``hard_exit``: run the exit hooks and ``os._exit``; if it is stuck writing, the watchdog of
-fetcher.run.hard_stop does it in its place).
+fetcher.run.hard_stop does it in its place). A main thread blocked where no handler runs (on a
+stream's lock that a thread writing to a stopped terminal holds: Ctrl-S) still gets a second
+signal's hard stop: ``_Overdue`` acts on the wakeup socket's bytes in the handler's place.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ AT_ONCE = frozenset({signal.SIGQUIT})  # a hard stop the first time
 # (fetcher again), and a supervisor's one stop became a hard stop (s23 h1 2). A person's two
 # Ctrl-C are further apart; a script that wants the hard stop sends SIGQUIT.
 ONE_STOP = 0.1
+# Seconds a delivery's byte may wait unread in the wakeup socket before ``_Overdue`` takes the
+# main thread for blocked where no Python handler runs, and acts on it in the handler's place:
+# the handler reads it within microseconds, or a few milliseconds on a busy machine.
+OVERDUE = 0.2
 # The kernel's time of each datagram (SO_TIMESTAMPNS: struct timespec): when the C-level
 # handler wrote the delivery's byte. Python's socket module has no name for it.
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
@@ -289,12 +295,60 @@ class _Deliveries:
                 deliveries += [(number, came) for number in data]
         return deliveries
 
+    def fileno(self) -> int:
+        """The reading end, readable while a delivery is unread (for select)."""
+        return self._reader.fileno()
+
     def close(self) -> None:
         """Give the wakeup descriptor back and close the sockets."""
         if self._ours:
             signal.set_wakeup_fd(-1)
         self._reader.close()
         self._writer.close()
+
+
+class _Overdue:
+    """A thread that wakes at each delivery (its byte in the wakeup socket, which the C-level
+    handler writes on whatever thread the signal lands) and calls overdue once the byte is
+    still unread OVERDUE seconds later. Python runs signal handlers on the main thread only,
+    between bytecodes: one blocked in C (a flush waiting for the lock of a stream that Rich's
+    refresh thread holds, blocked in a write to a terminal stopped by Ctrl-S) never ran the
+    handler, and no second signal ended the run, --failed unwritten (s26 r4 1). The handler
+    reads the byte at once when it can: then this thread only wakes and waits again."""
+
+    def __init__(self, deliveries: _Deliveries, overdue: Callable[[], None]) -> None:
+        self.deliveries, self.overdue = deliveries, overdue
+        self._closing, self._closed = socket.socketpair()  # a byte in it: the block is over
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._watch, name="fetcher-signals", daemon=True
+        )
+        try:
+            self._thread.start()
+        except RuntimeError:  # no thread to spare: the handler alone, as before
+            self._thread = None
+
+    def _watch(self) -> None:
+        while self._unread(None):
+            # Only the main thread's handler reads it before this wait ends, or the end.
+            if select.select([self._closed], [], [], OVERDUE)[0]:
+                return
+            if self._unread(0):
+                self.overdue()
+
+    def _unread(self, timeout: float | None) -> bool:
+        """Wait at most timeout seconds (None: for ever) for an unread delivery; False once
+        the block is over."""
+        unread, closed = self.deliveries.fileno(), self._closed.fileno()
+        ready = select.select([unread, closed], [], [], timeout)[0]
+        return closed not in ready and unread in ready
+
+    def close(self) -> None:
+        """End the thread (one acting on a hard stop exits the process), then the sockets."""
+        self._closing.send(b"x")
+        if self._thread is not None:
+            self._thread.join()
+        self._closing.close()
+        self._closed.close()
 
 
 class _Handler:
@@ -321,18 +375,40 @@ class _Handler:
         self.counted: dict[int, float] = {}  # when the last delivery of each that counted came
         self.acted = 0  # how many of them request_stop and hard_stop have had
         self.started = False  # request_stop or hard_stop was called
-        self.busy = False  # a call is in request_stop or hard_stop
+        self.busy = False  # a call is taking news, or in request_stop or hard_stop
+        # The main thread's handler and ``overdue``, on another, take news one at a time. Held
+        # only to read the socket (it never blocks) and count: the handler waits a moment at most.
+        self.lock = threading.Lock()
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         self.called.append(signum)
         if self.busy:
-            return  # the call this one interrupted acts on it next
-        while news := self._news():
-            self.busy = True
-            try:
-                self._act(news)
-            finally:
-                self.busy = False
+            return  # the call this one interrupted acts on it next (it holds the lock, maybe)
+        self.busy = True
+        try:
+            while True:
+                with self.lock:
+                    news, first = self._news(), not self.started
+                    self.started = self.started or bool(news)
+                if not news:
+                    break
+                self._act(news, first)
+        finally:
+            self.busy = False
+
+    def overdue(self) -> None:
+        """From another thread: deliveries the main thread's handler has not read for OVERDUE
+        seconds (the main thread is blocked where no handler runs). A hard stop among them (a
+        second signal, or SIGQUIT) is made here, as the handler would; a first stop alone is
+        left to the handler, for its graceful path needs the main thread."""
+        with self.lock:
+            acted, first = self.acted, not self.started
+            news = self._news()
+            if not news or (first and len(news) == 1 and news[0] not in AT_ONCE):
+                self.acted = acted  # still news for the handler, when it runs
+                return
+            self.started = True
+        self._act(news, first)
 
     def _news(self) -> list[int]:
         """The signals that came since the last look, and no one acted on yet. A call whose
@@ -350,8 +426,7 @@ class _Handler:
         self.acted = count
         return [number for number in news if number is not None]
 
-    def _act(self, news: list[int]) -> None:
-        first, self.started = not self.started, True
+    def _act(self, news: list[int], first: bool) -> None:
         if first and news[0] not in AT_ONCE:
             self.request_stop(STATUS_BY_SIGNAL[signal.Signals(news.pop(0))])
         if news:
@@ -367,7 +442,8 @@ def stop_on_signals(
     SIGQUIT, calls hard_stop, which must end the process within a second (by default: at
     once). From the main thread. Deliveries are counted, not calls of the handler (see
     ``_Deliveries``): two signals that came before it ran are a first and a second, unless
-    they came less than ONE_STOP apart."""
+    they came less than ONE_STOP apart. A hard stop whose handler cannot run (the main thread
+    blocked in C) is made by a thread of its own (``_Overdue``): hard_stop may be called on it."""
     deliveries = _Deliveries()
     handler = _Handler(request_stop, hard_stop, deliveries.read)
     previous = {
@@ -375,9 +451,11 @@ def stop_on_signals(
         for sig in STATUS_BY_SIGNAL
         if signal.getsignal(sig) is not signal.SIG_IGN  # ignored at start (nohup): it stays so
     }
+    overdue = _Overdue(deliveries, handler.overdue)
     try:
         yield
     finally:
         for sig, handler_before in previous.items():
             signal.signal(sig, handler_before)
+        overdue.close()
         deliveries.close()
