@@ -14,7 +14,9 @@ import base64
 import gzip
 import hashlib
 import json
+import socket
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from tests.conftest import invoke
-from tests.servers import records
+from tests.servers import FaultServer, read_request, records
 
 INNER = b"release notes and a tarball's worth of bytes\n" * 200
 PACKED = gzip.compress(INNER)
@@ -162,3 +164,101 @@ def test_content_encoding_none_is_no_coding(httpserver: HTTPServer, tmp_path: Pa
     httpserver.expect_request("/n").respond_with_response(coded(b"plain\n", "text/plain", "None"))
     [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for("/n"))
     assert record["ok"] and Path(record["path"]).read_bytes() == b"plain\n", record
+
+
+def cut_then(*answers: bytes) -> tuple[Callable[[socket.socket], None], list[bytes]]:
+    """A FaultServer behaviour: the first connection gets 50,000 of 100,000 bytes of a
+    resumable text/plain 200 (ETag "v1") and is closed, a partial under --continue; each later
+    one the next of answers (the last one from then on). Returns it and each request's head."""
+    heads: list[bytes] = []
+    cut = (
+        b'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nETag: "v1"\r\n'
+        b"Content-Length: 100000\r\n\r\n" + b"P" * 50_000
+    )
+    served = [cut, *answers]
+
+    def behaviour(conn: socket.socket) -> None:
+        heads.append(read_request(conn))
+        conn.sendall(served.pop(0) if len(served) > 1 else served[0])
+
+    return behaviour, heads
+
+
+def coded_answer(body: bytes, content_type: str = "text/plain") -> bytes:
+    return (
+        f'HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nETag: "v2"\r\n'
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.mark.parametrize("when", ["next run", "same run"])
+def test_a_coded_answer_to_a_resume_is_decoded_as_a_first_fetch_would(
+    tmp_path: Path, when: str
+) -> None:
+    """--continue's own Accept-Encoding: identity is fetcher's, not the user's: it was taken
+    for theirs, and a coded 200 to the resume was saved coded, where the same answer to a
+    first fetch is decoded (s26 r4 2)."""
+    behaviour, heads = cut_then(coded_answer(PACKED))
+    out, state = str(tmp_path / "out"), str(tmp_path / "s.db")
+    args = ["-o", out, "--state", state, "--continue", "--backoff", "0"]
+    with FaultServer(behaviour) as server:
+        if when == "next run":
+            [cut] = fetch(*args, "--retries", "0", server.url("/notes.txt"))
+            assert cut["error"]["kind"] == "protocol", cut
+        [record] = fetch(*args, "--retries", "1", server.url("/notes.txt"))
+    assert b"Range: bytes=50000-" in heads[1] and b"Accept-Encoding: identity" in heads[1]
+    assert record["ok"] and record["status"] == 200, record
+    assert record["sha256"] == sha256(INNER) and Path(record["path"]).read_bytes() == INNER
+
+
+@pytest.mark.parametrize("how", ["first URL", "-J", "line's output"])
+def test_the_name_the_file_is_saved_under_makes_it_a_gzip_file(
+    httpserver: HTTPServer, tmp_path: Path, how: str
+) -> None:
+    """A link named release-1.0.tar.gz that redirects to /gz/dl, or a Content-Disposition
+    naming the file so, saved it under that name decoded: a tar under a .tar.gz name, which
+    curl -O and wget save as published (s26 r4 3)."""
+    httpserver.expect_request("/r/release-1.0.tar.gz").respond_with_response(
+        Response("", 302, {"Location": "/gz/dl"})
+    )
+    named = coded(PACKED, "application/octet-stream")
+    named.headers["Content-Disposition"] = "attachment; filename=release-1.0.TGZ"
+    httpserver.expect_request("/gz/dl").respond_with_response(named)
+    out = str(tmp_path / "out")
+    if how == "first URL":
+        [record] = fetch("-o", out, httpserver.url_for("/r/release-1.0.tar.gz"))
+    elif how == "-J":
+        [record] = fetch("-o", out, "-J", httpserver.url_for("/gz/dl"))
+    else:
+        line = json.dumps({"url": httpserver.url_for("/gz/dl"), "output": "rel.tar.gz"})
+        [record] = fetch("-o", out, "--input-format", "jsonl", input=line + "\n")
+    assert record["ok"] and record["sha256"] == sha256(PACKED), record
+    assert Path(record["path"]).read_bytes() == PACKED
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-gzip-compressed", "application/x-gtar-compressed"]
+)
+def test_more_gzip_file_types_are_saved_as_published(
+    httpserver: HTTPServer, content_type: str
+) -> None:
+    """Types Debian's mime.types and Windows give .tgz and .gz files (s26 r4 3)."""
+    httpserver.expect_request("/download").respond_with_response(coded(PACKED, content_type))
+    [record] = fetch(httpserver.url_for("/download"))
+    assert record["ok"] and record["sha256"] == sha256(PACKED), record
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/gzip"])
+def test_an_error_page_at_a_gz_path_is_decoded(httpserver: HTTPServer, content_type: str) -> None:
+    """nginx's gzip on codes its HTML 404 page, at any path: the page is no resource saved,
+    and fetcher asked for gzip itself. It was kept coded, --body writing gzip bytes (s26 r4
+    5); the gzip-file rule is one for a body saved as the resource, by its type too."""
+    page = b"<h1>not found page</h1>\n"
+    answer = Response(gzip.compress(page), 404, {"Content-Type": content_type,
+                                                 "Content-Encoding": "gzip"})  # fmt: skip
+    httpserver.expect_request("/status/404/missing-1.2.tar.gz").respond_with_response(answer)
+    url = httpserver.url_for("/status/404/missing-1.2.tar.gz")
+    [record] = fetch("--include-body", url)
+    assert record["status"] == 404 and record["body"] == page.decode(), record
+    result = invoke(["-q", "--body", url])
+    assert result.stdout_bytes == page

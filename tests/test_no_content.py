@@ -7,6 +7,7 @@ emptied the file an earlier run had saved, ok, exit 0.
 from __future__ import annotations
 
 import hashlib
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from tests.conftest import invoke
-from tests.servers import records
+from tests.servers import FaultServer, read_request, records, respond
 
 PRECIOUS = b"precious content\n"
 
@@ -96,3 +97,58 @@ def test_include_body_of_no_content_is_empty(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/empty").respond_with_response(Response(b"", 204))
     [record] = fetch("--include-body", httpserver.url_for("/empty"))
     assert record["ok"] and record["body"] == "" and record["sha256"] is None, record
+
+
+def test_stray_bytes_of_a_205_never_reach_body_or_include_body() -> None:
+    """A 205's framing may carry bytes, read to keep the connection in step: they were
+    written to --body and --include-body, which give a no-content answer's empty body (s26
+    r4 6)."""
+    answer = b"HTTP/1.1 205 Reset Content\r\nContent-Length: 5\r\n\r\nstray"
+    with FaultServer(respond(answer)) as server:
+        [record] = fetch("--include-body", server.url("/f"))
+        shown = invoke(["-q", "--body", server.url("/f")])
+    assert record["ok"] and record["body"] == "" and record["sha256"] is None, record
+    assert shown.exit_code == 0 and shown.stdout_bytes == b""
+
+
+@pytest.mark.parametrize(("status", "when"), [(204, "next run"), (205, "next run"),
+                                             (204, "same run")])  # fmt: skip
+def test_no_content_answering_a_resume_keeps_the_partial_and_its_row(
+    tmp_path: Path, status: int, when: str
+) -> None:
+    """No content says nothing of the body: a 204 to --continue's Range removed the partial
+    file, and the row went on naming it, so the next run started over (s26 r4 7). Both are
+    kept, the row with the file's size, and the run after that continues the file. In the
+    same run: the retry of a body cut short."""
+    whole = bytes(range(256)) * 400
+    head = b'HTTP/1.1 %s\r\nETag: "v1"\r\nContent-Length: %d\r\n'
+    served = [
+        head % (b"200 OK", len(whole)) + b"\r\n" + whole[:50_000],
+        b"HTTP/1.1 %d No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % status,
+        head % (b"206 Partial Content", len(whole) - 50_000)
+        + b"Content-Range: bytes 50000-%d/%d\r\n\r\n" % (len(whole) - 1, len(whole))
+        + whole[50_000:],
+    ]
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(served.pop(0))
+
+    state, out = str(tmp_path / "s.db"), str(tmp_path / "out")
+    args = ["--state", state, "-o", out, "--continue", "--backoff", "0", "--retries"]
+    with FaultServer(behaviour) as server:
+        url = server.url("/big.bin")
+        if when == "next run":
+            [cut] = records(invoke(["--format", "jsonl", "-q", *args, "0", url]).stdout)
+            assert not cut["ok"], cut
+        [empty] = fetch(*args, "1", url)
+        assert empty["ok"] and empty["status"] == status and empty["path"] is None, empty
+        [kept] = list(Path(out).rglob(".fetcher-*"))
+        assert kept.stat().st_size == 50_000
+        with sqlite3.connect(state) as db:
+            row = db.execute("SELECT partial, partial_bytes FROM urls").fetchall()
+        db.close()
+        assert row == [(str(kept), 50_000)]
+        [rest] = fetch(*args, "0", url)
+    assert rest["ok"] and rest["status"] == 206, rest
+    assert Path(rest["path"]).read_bytes() == whole and list(Path(out).rglob(".fetcher-*")) == []

@@ -9,8 +9,7 @@ elements included, is deflate (a valid ``gzip, identity`` failed with zlib's mes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections.abc import Sequence
 
 import urllib3
 from urllib3.response import (
@@ -37,6 +36,8 @@ _GZIP_FILE_TYPES = frozenset(
         "application/x-gunzip",
         "application/gzip-compressed",
         "application/x-tgz",
+        "application/x-gzip-compressed",  # the names other systems give .gz and .tgz
+        "application/x-gtar-compressed",  # (Debian's mime.types: tgz), s26 r4 3
     }
 )
 _GZIP_FILE_NAMES = (".gz", ".tgz")
@@ -55,28 +56,35 @@ def codings(raw: urllib3.BaseHTTPResponse) -> list[str]:
     return listed_codings(raw.headers.get("Content-Encoding", ""))
 
 
-def kept_as_sent(raw: urllib3.BaseHTTPResponse, url: str, asked: Mapping[str, str]) -> bool:
+def kept_as_sent(
+    raw: urllib3.BaseHTTPResponse, asked: str | None, names: Sequence[str] | None
+) -> bool:
     """Whether raw's body is saved, hashed and counted as it was sent, its coding not
     decoded: the one rule every read of a body follows (fetch.read_body), for a file, --body
-    and --include-body alike. url is the answer's own (the final URL's); asked, the headers
-    sent for it. Two cases: the body is a gzip file itself, coded by the server as it is
-    (_is_gzip_file); or the request's Accept-Encoding was exactly identity (-H's, a line's):
-    the user asked for the bytes as they are, as curl without --compressed gives them, so a
-    server that codes the body anyway has it saved as it came, in any coding, known or not.
-    requests' own Accept-Encoding is never identity alone."""
+    and --include-body alike. Two cases. The user's own Accept-Encoding (asked: -H's, a
+    line's; request.asked_encoding) was exactly identity: they asked for the bytes as they
+    are, as curl without --compressed gives them, so a body coded anyway is kept as it came,
+    in any coding, known or not. Never the headers fetcher adds: --continue's identity is
+    its own, and a coded answer to a resume was kept coded where a first fetch decodes it
+    (s26 r4 2). Or the body is a gzip file, coded by the server as it is (_is_gzip_file):
+    names are those its file is saved under (URL paths and file names), None for a body not
+    saved as the resource (bodies.saved_as_resource): an error page is decoded, as browsers
+    show it, though its path ends in .gz (s26 r4 5)."""
     listed = codings(raw)
     if not listed:
         return False
-    if asked.get("Accept-Encoding", "").strip(" \t").lower() == "identity":
+    if (asked or "").strip(" \t").lower() == "identity":
         return True
-    return listed in (["gzip"], ["x-gzip"]) and _is_gzip_file(raw, url)
+    return names is not None and listed in (["gzip"], ["x-gzip"]) and _is_gzip_file(raw, names)
 
 
-def _is_gzip_file(raw: urllib3.BaseHTTPResponse, url: str) -> bool:
-    """Whether the answer is a gzip file by its type or by its URL's path (not its query),
-    as browsers tell (case does not count in either)."""
+def _is_gzip_file(raw: urllib3.BaseHTTPResponse, names: Sequence[str]) -> bool:
+    """Whether the answer is a gzip file by its type or by a name its file is saved under,
+    as browsers tell by the download's name (case does not count in either)."""
     media_type = raw.headers.get("Content-Type", "").split(";")[0].strip(" \t").lower()
-    return media_type in _GZIP_FILE_TYPES or urlsplit(url).path.lower().endswith(_GZIP_FILE_NAMES)
+    return media_type in _GZIP_FILE_TYPES or any(
+        name.lower().endswith(_GZIP_FILE_NAMES) for name in names
+    )
 
 
 def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:

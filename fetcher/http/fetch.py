@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.util import Timeout
@@ -25,6 +26,7 @@ from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time
 from fetcher.http.request import (
     EffectiveRequest,
+    asked_encoding,
     asks_a_part,
     effective_request,
     method_of,
@@ -50,6 +52,7 @@ from fetcher.output.bodies import (
     BodyOutput,
     RemoteFile,
     SavedFile,
+    saved_as_resource,
 )
 from fetcher.output.paths import Owner
 from fetcher.redact import redact_text, redact_url
@@ -369,8 +372,9 @@ class Exchange:
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
         result.part = kept is None and result.status == 206  # see Result.part
+        as_sent = _kept_as_sent(response, task, settings, remote, ok, head)
         try:
-            read_body(response, result, settings, task.max_time, output, watch, length)
+            read_body(response, result, settings, task.max_time, output, watch, length, as_sent)
         except Exception:
             if ok or result.not_modified:
                 raise
@@ -381,8 +385,7 @@ class Exchange:
         no_body = head or result.status in NO_CONTENT_STATUSES
         if no_body or (result.status == 304 and not result.not_modified):
             # No body, none read: not the hash of an empty one, which the state would vouch for
-            # as the resource's (a HEAD's row, State.record). A 304 to the state's condition
-            # gets the state's hash (State.record).
+            # as the resource's (State.record); a 304 to the state's condition gets the state's.
             result.sha256 = None
         return retry_after
 
@@ -601,23 +604,23 @@ def read_body(
     output: BodyOutput | None = None,
     watch: Watch | None = None,
     length: int | None = None,
+    as_sent: bool = False,
 ) -> None:
-    """Read the body, decoded or as sent (_decoding), hashing it and writing it to output,
-    within --max-size, the deadline and length (the bytes a 206 continuing a kept file says
-    it holds: fewer or more is a protocol error). On any failure the output is aborted (its
-    temporary removed, a resumable one kept unless what was read is worthless: _worthless)
-    and the exception propagates; the output is committed only after the last byte. A watch,
-    if any, is told the bytes read now and then (for the display) and ended however it ends.
-    ``read1`` returns after each read from the socket, so a server that drips a byte a
-    second is checked against the deadline every second; urllib3 bounds how much one
-    compressed read may inflate: a gzip bomb is stopped at --max-size, never decoded whole."""
-    digest = hashlib.sha256()
-    write = output.write if output is not None else None
+    """Read the body, decoded or as sent (as_sent: _kept_as_sent), hashing it and writing it
+    to output, within --max-size, the deadline and length (the bytes a 206 continuing a kept
+    file says it holds). On any failure the output is aborted (its temporary removed, a
+    resumable one kept unless what was read is _worthless) and the exception propagates; it
+    is committed after the last byte only. A watch is told the bytes now and then, and ended.
+    A 204's or 205's stray bytes are read (the connection kept in step), never written: its
+    --body and --include-body are empty (s26 r4 6). read1 returns at each read from the
+    socket, so a drip meets the deadline; urllib3 bounds a gzip bomb's inflation per read."""
+    digest, status = hashlib.sha256(), response.status_code
+    write = None if output is None or status in NO_CONTENT_STATUSES else output.write
     kept = output.saved.kept if output is not None and output.saved is not None else 0
     try:
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
-        bounds, decoded = _Bounds(settings.max_size, kept, length), _decoding(response)
+        bounds, decoded = _Bounds(settings.max_size, kept, length), _decoding(response, as_sent)
         read1 = functools.partial(response.raw.read1, decode_content=decoded)
         read = _copy(read1, digest.update, write, bounds, deadline, result, watch)
         if decoded:
@@ -635,15 +638,37 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
-def _decoding(response: requests.Response) -> bool:
-    """Whether response's body is read decoded: unless it is kept as sent (a gzip file, or
-    identity asked for: codings.kept_as_sent), the one place that decides, for a saved file,
-    --body and --include-body alike. A decoded body in a coding fetcher cannot decode is
-    refused here (check_decodable)."""
-    if kept_as_sent(response.raw, response.url, response.request.headers):
+def _decoding(response: requests.Response, as_sent: bool) -> bool:
+    """Whether response's body is read decoded: unless it is kept as sent (_kept_as_sent),
+    decided once, for a saved file, --body and --include-body alike. A decoded body in a
+    coding fetcher cannot decode is refused here (check_decodable)."""
+    if as_sent:
         return False
     check_decodable(response.raw)
     return True
+
+
+def _kept_as_sent(
+    response: requests.Response,
+    task: Task,
+    settings: Settings,
+    remote: RemoteFile | None,
+    ok: bool,
+    head: bool,
+) -> bool:
+    """Whether response's body is read as sent (codings.kept_as_sent): the user's own
+    Accept-Encoding asks (request.asked_encoding), never one fetcher added (the Resumer's
+    identity: s26 r4 2); or, for a body saved as the resource (bodies.saved_as_resource), it
+    is a gzip file by its type or by any name its file is saved under: the first URL's path
+    (the job's target, which names the file under -o), a line's "output", a -J name, or the
+    final URL's path. The last alone missed a .tar.gz link redirected to /dl, and a -J name,
+    each saved decoded under a .tar.gz name, where curl -O and wget keep it (s26 r4 3)."""
+    names = None
+    if saved_as_resource(response.status_code, ok, head):
+        job = task.job
+        given = (job.output, remote.name if remote is not None else None)
+        names = [urlsplit(job.target).path, urlsplit(response.url).path, *filter(None, given)]
+    return kept_as_sent(response.raw, asked_encoding(task.job, settings), names)
 
 
 class PastItsRange(FetchError):

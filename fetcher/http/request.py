@@ -168,6 +168,18 @@ def asks_a_part(job: Job, settings: Settings) -> bool:
     return asked
 
 
+def asked_encoding(job: Job, settings: Settings) -> str | None:
+    """The Accept-Encoding the user asked for (-H, then the line's headers: the last one
+    given; None when none is, or the last has no value, which removes it), never one fetcher
+    adds itself (--continue's identity for the rest of a partial file): what
+    codings.kept_as_sent asks, the user's wish, not fetcher's way of asking."""
+    asked = None
+    for name, value in (*settings.headers, *job.headers):
+        if name.lower() == "accept-encoding":
+            asked = value
+    return asked
+
+
 def state_key(job: Job, settings: Settings) -> str:
     """The --state row of job's request: its URL for a GET or HEAD without a body (the resource,
     whose validators, hash and file the state keeps); for any other request, its method, URL

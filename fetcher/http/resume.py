@@ -28,7 +28,14 @@ from fetcher.http.codings import listed_codings
 from fetcher.http.headers import http_date
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
-from fetcher.output.bodies import Bodies, BodyOutput, RemoteFile, SavedFile, partial_inode
+from fetcher.output.bodies import (
+    NO_CONTENT_STATUSES,
+    Bodies,
+    BodyOutput,
+    RemoteFile,
+    SavedFile,
+    partial_inode,
+)
 from fetcher.results import Partial, Result
 
 # Told when a resumable download has begun, before a byte is written: where its file is, so
@@ -207,11 +214,11 @@ class Resumer:
                 if task.partial.total is None:  # a partial from before its length was kept
                     task.partial = replace(task.partial, total=range_total(response))
                 return BodyOutput(kept, None)
-            if ok or 200 <= status < 300:  # the body again (changed), or a 304 ending the task:
-                kept.discard()  # settle forgets its partial, which stayed in DIR for good
-                task.partial = None
-            else:
-                kept.abort()  # an error page: the partial file waits for a later attempt
+            if (ok or 200 <= status < 300) and status not in NO_CONTENT_STATUSES:
+                kept.discard()  # the body again (changed), or a 304 ending the task: settle
+                task.partial = None  # forgets its partial, which stayed in DIR for good
+            else:  # an error page; a 204 or 205, no content, says nothing of the body (s26
+                kept.abort()  # r4 7): the partial file waits for a later attempt
         # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
         get = task.request is not None and task.request.method == "GET"
         if get and task.request is not None and _asks_a_range(task.request.headers):
@@ -251,10 +258,11 @@ class Resumer:
 
     @staticmethod
     def settle(task: Task, result: Result) -> None:
-        """After an attempt: an ok body leaves no partial; a failed one says how far it got
-        (for the state, which the next run reads)."""
+        """After an attempt: an ok body leaves no partial; a failed one, or a 204 or 205 (no
+        content: output kept the file), says how far it got, for the state, which the next
+        run reads: the row names the file still there, with its size (s26 r4 7)."""
         partial = task.partial
-        if result.ok or partial is None:
+        if (result.ok and result.status not in NO_CONTENT_STATUSES) or partial is None:
             task.partial = None
             return
         try:

@@ -59,6 +59,13 @@ SPOOL_IN_MEMORY_LEAST = 64 << 10
 NO_CONTENT_STATUSES = frozenset({204, 205})
 
 
+def saved_as_resource(status: int, ok: bool, head: bool) -> bool:
+    """Whether an answer's body is the resource, saved as it (Bodies.open), not a page about
+    it: an ok 2xx to a request other than HEAD, with content (not NO_CONTENT_STATUSES). What
+    the gzip-file rule asks too (codings.kept_as_sent): an error page is no file."""
+    return ok and 200 <= status < 300 and status not in NO_CONTENT_STATUSES and not head
+
+
 def spool_in_memory(window: int) -> int:
     """The bytes of one body held in memory when window results may wait at once."""
     return max(SPOOL_IN_MEMORY_LEAST, min(SPOOL_IN_MEMORY, SPOOL_BUDGET // max(window, 1)))
@@ -348,7 +355,7 @@ class Bodies:
         existing: str | None = None
         remote = remote or RemoteFile()
         if self.folder is not None:
-            if ok and 200 <= status < 300 and status not in NO_CONTENT_STATUSES and not head:
+            if saved_as_resource(status, ok, head):
                 placement = _place(self.folder, url, name, remote.name, owner)
                 saved = SavedFile(placement, resumable, modified=remote.modified)
             elif status == 304 and ok:  # this URL's own file, never a -J name's; a 304 not
