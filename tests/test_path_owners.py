@@ -18,9 +18,11 @@ import pytest
 from werkzeug import Request, Response
 
 from fetcher.input.shards import shard_of
+from fetcher.output.atomic import file_mark
 from fetcher.output.paths import (
     MAX_COMPONENT_BYTES,
     OutputDir,
+    Owner,
     deal_name,
     name_parts,
     remote_name_parts,
@@ -493,3 +495,23 @@ def test_a_fresh_url_under_a_declashed_host_folder_is_skipped(tmp_path, processe
     assert all(record["skipped"] for record in found), found
     assert found[1]["path"] == saved["path"], found
     assert len(server.paths) == asked, server.paths[asked:]
+
+
+@pytest.mark.parametrize(("mark", "own"), [("row's", True), ("another", False), (None, False)])
+def test_an_adopted_folder_keeps_only_the_file_its_row_still_marks_for_the_request(
+    tmp_path, mark, own
+):
+    """s26 h3 1: in a folder adopted from a dead worker process, the file the request's row
+    names is its own only while the row's saved_mark is still that file's: a file the dead
+    worker saved there has a new inode; a row with no mark proves nothing."""
+    url = "http://example.test/d/0"
+    folder = OutputDir(str(tmp_path))
+    earlier = tmp_path / "example.test" / "d" / "0"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"earlier\n")
+    row_mark = {"row's": file_mark(earlier.lstat()), "another": 1, None: None}[mark]
+    folder.adopt("example.test")
+    owner = Owner(url, str(earlier), row_mark)
+    with folder.place(url, owner=owner) as placement:
+        assert (placement.path == str(earlier)) is own, placement.path
+    folder.close()

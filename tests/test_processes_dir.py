@@ -7,6 +7,7 @@ Every test runs real worker processes against servers on 127.0.0.1; waits are bo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -221,6 +222,104 @@ def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs
     assert (out / "same.txt").read_bytes() == b"body of /one\n"
     assert paths[server.url("/two")].startswith(str(out / "same.txt~"))
     assert Path(paths[server.url("/two")]).read_bytes() == b"body of /two\n"
+
+
+class TaggedHandler(BaseHTTPRequestHandler):
+    """Any path: its own body with an ETag of it, or a 304 when If-None-Match names that tag;
+    keep-alive, so a worker's connection tells which worker process fetches the host."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        body, tag = f"body of {self.path}\n".encode(), f'"{self.path}"'
+        fresh = self.headers.get("If-None-Match") == tag
+        self.send_response(304 if fresh else 200)
+        self.send_header("ETag", tag)
+        self.send_header("Content-Length", "0" if fresh else str(len(body)))
+        self.end_headers()
+        if not fresh:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def kill_between(args: list[str], port: int, before: str, after: str) -> tuple[bytes, bytes]:
+    """Run fetcher args on standard input: the lines before, whose one record is read; then the
+    worker process with a connection to port (the one their host was dealt to) is killed and
+    reaped, and the lines after are given (to its heir). The whole output and the rest."""
+    process = subprocess.Popen([*FETCHER, *args, "-"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=clean_env())  # fmt: skip
+    try:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(before.encode())
+        process.stdin.flush()
+        [line] = read_lines(process.stdout, 1, 20)
+        (dead,) = [pid for pid in worker_pids(process.pid) if client_ports(pid, port)]
+        os.kill(dead, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{dead}").exists(), "the parent to reap it", 20)
+        process.stdin.write(after.encode())
+        process.stdin.close()
+        process.wait(30)
+        stdout, stderr = process.stdout.read(), process.stderr.read()
+    finally:
+        reap(process)
+    assert process.returncode == 0, stderr
+    return line + b"\n" + stdout, stderr
+
+
+def test_a_dead_workers_heir_keeps_the_earlier_run_files_their_rows_name(tmp_path):
+    """s26 h3 1: the heir of a dead worker took every file of the folder it adopted for one the
+    dead worker might have saved, the earlier run's own files too: each URL went without its
+    conditions (no 304), got a ~<hash> name, the next run moved it back with another whole
+    body, and the ~ files stayed. A file its row names, still the row's (saved_mark), is that
+    URL's own: a 304 keeps it, under its own name, and the next run moves nothing."""
+    out = tmp_path / "out"
+    args = ["-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
+            "--state", str(tmp_path / "st.db")]  # fmt: skip
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), TaggedHandler)) as server:
+        port = server.server_address[1]
+        urls = [f"http://127.0.0.1:{port}/d/{n}" for n in range(6)]
+        first = run_process([*args, *urls])
+        assert first.returncode == 0, first.stderr
+        saved = {r["url"]: r["path"] for r in records(first.stdout)}
+        # A 200 to the dead worker first (a connection that stays tells which worker it is)
+        before = f"http://127.0.0.1:{port}/new\n"
+        got = records(kill_between(args, port, before, "".join(f"{u}\n" for u in urls))[0])
+        assert [(r["url"], r["status"], r["path"]) for r in got[1:]] == [
+            (url, 304, saved[url]) for url in urls
+        ]
+        assert not [name for name in files_below(out) if "~" in name]
+        third = run_process([*args, *urls])
+        assert third.returncode == 0, third.stderr
+        assert [(r["status"], r["path"]) for r in records(third.stdout)] == [
+            (304, saved[url]) for url in urls
+        ]
+    mirror = [Path(path).relative_to(out) for path in [*saved.values(), got[0]["path"]]]
+    assert files_below(out) == sorted(map(str, mirror))
+
+
+def test_a_file_the_dead_worker_saved_over_a_rows_file_is_not_replaced_by_its_heir(tmp_path):
+    """The row's name, but no longer the row's file: the dead worker saved another request's
+    body there in this run (a new inode, so not the row's saved_mark). The heir leaves it, and
+    the row's URL is fetched whole under a ~<hash> name, as for any file the heir never gave."""
+    out = tmp_path / "out"
+    args = ["-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
+            "--state", str(tmp_path / "st.db"), "--input-format", "jsonl"]  # fmt: skip
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), TaggedHandler)) as server:
+        port = server.server_address[1]
+        url = f"http://127.0.0.1:{port}/d/0"
+        first = run_process([*args, "--input-format", "lines", url])
+        assert first.returncode == 0, first.stderr
+        [row] = records(first.stdout)
+        name = str(Path(row["path"]).relative_to(out))  # in the host's folder: the same worker
+        over = json.dumps({"url": f"http://127.0.0.1:{port}/over", "output": name}) + "\n"
+        got = records(kill_between(args, port, over, json.dumps({"url": url}) + "\n")[0])
+    assert got[0]["path"] == row["path"] and got[0]["status"] == 200
+    assert Path(row["path"]).read_bytes() == b"body of /over\n"  # the dead worker's, kept
+    assert got[1]["status"] == 200 and got[1]["path"].startswith(row["path"] + "~"), got[1]
+    assert Path(got[1]["path"]).read_bytes() == b"body of /d/0\n"
 
 
 def test_a_run_with_processes_replaces_earlier_files_even_when_touched_meanwhile(tmp_path):

@@ -484,9 +484,12 @@ def holds_its_file(bodies: Bodies | None, task: Task, prior: Prior | None = None
 
 
 def _owner(task: Task, settings: Settings) -> Owner:
-    """Whose task's file is, under -o: its request's --state key, and the path its row names."""
+    """Whose task's file is, under -o: its request's --state key, and the path its row names
+    with the row's mark of that file (an adopted folder keeps it for the request: s26 h3 1)."""
     prior = task.job.prior
-    return Owner(state_key(task.job, settings), None if prior is None else prior.path)
+    if prior is None:
+        return Owner(state_key(task.job, settings))
+    return Owner(state_key(task.job, settings), prior.path, prior.saved_mark)
 
 
 def _note_answer(

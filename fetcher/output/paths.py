@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from fetcher.output.atomic import TEMP_PREFIX
+from fetcher.output.atomic import TEMP_PREFIX, file_mark
 from fetcher.redact import hidden, redact_text, redact_url
 from fetcher.settings import DEFAULT_PORTS
 
@@ -270,10 +270,14 @@ class Owner:
     row names, where it was saved last (None: no row, or nothing saved). The request keeps that
     name if it is one of its own and no other request of the run was given it, so that its file
     does not move from run to run with the order requests happen to be saved in (s23 r4 3: a
-    GET's 304 turned into a 200, and its old file was left behind, named by no row)."""
+    GET's 304 turned into a 200, and its old file was left behind, named by no row).
+    row_mark: the row's saved_mark (atomic.file_mark) of that file, None when not known: in a
+    folder adopted from a dead worker process, the file still so marked is the request's own,
+    an earlier run's, not one the dead worker saved (s26 h3 1)."""
 
     key: str
     row_path: str | None = None
+    row_mark: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +293,7 @@ class _Claimant:
     own_name: bool
     kept: str | None
     kept_in: str | None  # the folder under DIR the row's file is in, as its path ends
+    kept_mark: int | None = None  # the row's saved_mark of that file (Owner.row_mark)
 
 
 def _claimant(url: str, owner: str | Owner | None, given: bool) -> _Claimant:
@@ -296,10 +301,11 @@ def _claimant(url: str, owner: str | Owner | None, given: bool) -> _Claimant:
     given: the name is the input's (``output``), which any request may take as it is."""
     key = url if owner is None else owner if isinstance(owner, str) else owner.key
     row = owner.row_path if isinstance(owner, Owner) else None
+    mark = owner.row_mark if isinstance(owner, Owner) else None
     kept = None if row is None else os.path.basename(row)
     kept_in = None if row is None else os.path.dirname(row)
     return _Claimant(url, request_hash(url, key), url_digest(key), given or key == url, kept,
-                     kept_in)  # fmt: skip
+                     kept_in, mark)  # fmt: skip
 
 
 def _candidate(name: str, claimant: _Claimant, n: int) -> str:
@@ -347,6 +353,18 @@ def _kept_name(name: str, claimant: _Claimant) -> str | None:
     count = kept[len(prefix) :]
     n = 2 if not count else int(count[1:]) if _a_count(count) else 0
     return kept if n >= 2 and _candidate(name, claimant, n) == kept else None
+
+
+def _its_own_file(claimant: _Claimant, name: str, kept_here: bool,
+                  info: os.stat_result | None) -> bool:  # fmt: skip
+    """Whether the regular file info (name, in the folder being placed into) is the one the
+    claimant's row names and still the file the row saved (its saved_mark): an earlier run's
+    file of the request's own, which a dead worker process did not save in this run (its
+    body would have a new inode: atomic.file_mark), so that an adopted folder keeps it for
+    the request's conditions (a 304) and lets the request replace it (s26 h3 1)."""
+    if not kept_here or name != claimant.kept or claimant.kept_mark is None or info is None:
+        return False
+    return _is_file(info) and file_mark(info) == claimant.kept_mark
 
 
 def _a_count(text: str) -> bool:
@@ -446,9 +464,8 @@ class OutputDir:
     by then), which it owns from then on. root is only shown, never looked up again; everything
     below DIR is reached from its descriptor without following any link.
 
-    A folder adopted (``adopt``: a worker process given the hosts of one that died) holds
-    files another process may have saved in this run: there, a regular file this object never
-    gave is never replaced, and the URL gets ``~<hash>``.
+    A folder adopted (``adopt``: the hosts of a worker process that died) may hold its files:
+    one this object never gave is not replaced (``~<hash>``) but by its row's (_its_own_file).
     """
 
     def __init__(self, root: str, descriptor: int | None = None) -> None:
@@ -570,7 +587,7 @@ class OutputDir:
         """The first of the claimant's names for name (_candidates) that fits in folder, as
         (path, name). The order is fixed for a request, and a name that did not fit never fits
         later, so a request placed again gets the same path. foreign: in an adopted folder, a
-        file this object did not give is never replaced."""
+        file this object did not give is never replaced, but by its own (_its_own_file)."""
         owner, kept_here = claimant.digest, _in_folder(claimant.kept_in, parent, self.root)
         for candidate in _candidates(name, claimant, file, kept_here):
             path = os.path.join(parent, candidate)
@@ -580,6 +597,7 @@ class OutputDir:
                 owned = self._owner.get(path, owner) == owner
                 info = _lstat(folder, candidate)
                 taken = foreign and path not in self._owner and _is_file(info)
+                taken = taken and not _its_own_file(claimant, candidate, kept_here, info)
                 fits = owned and _fits_file(info) and not taken
             else:
                 # not a file given in this run, nor a file an earlier run left
