@@ -412,6 +412,34 @@ def test_a_row_s_tilde_name_is_kept_only_in_its_own_folder(tmp_path, httpserver)
     assert moved[0]["path"] == str(tmp_path / "out" / "h" / "f"), moved
 
 
+@pytest.mark.parametrize("folder", ["", "x/g/"], ids=["at-dir-s-top", "nested"])
+def test_two_lines_of_one_output_name_keep_their_files_whatever_the_order(
+    tmp_path, httpserver, folder
+):
+    # d36c65e compared the row's folder by its text: a row's absolute path never matched a
+    # file at DIR's top, and any folder ending alike matched (s26 r6 2, 5).
+    for path in ("/u", "/v"):
+        httpserver.expect_request(path).respond_with_handler(answer_with_etag)
+    u, v = httpserver.url_for("/u"), httpserver.url_for("/v")
+    lines = [{"url": u, "output": f"{folder}f"}, {"url": v, "output": f"{folder}f"}]
+
+    def run(some: list[dict[str, str]]) -> list[dict]:  # DIR given relative, as a user does
+        (tmp_path / "jobs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in some))
+        result = run_process(["-q", "--format", "jsonl", "-j", "1", "--input-format", "jsonl",
+                              "-i", "jobs.jsonl", "-o", "out", "--state", "st.db"],
+                             cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return records(result.stdout)
+
+    first = run(lines)
+    again = run(lines[::-1])
+    assert {r["url"]: r["path"] for r in again} == {r["url"]: r["path"] for r in first}
+    assert [r["status"] for r in again] == [304, 304], again
+    if folder:
+        moved = run([{"url": v, "output": "g/f"}])
+        assert moved[0]["path"] == "out/g/f", moved
+
+
 # -- 4. A first folder de-clashed, and a line that names it --------------------------------------
 # A host's folder that is a file already (a line's output took its name) is de-clashed as
 # host~<hash>: a name another line's output can give directly. Under --processes the two were

@@ -335,13 +335,18 @@ def _candidates(name: str, claimant: _Claimant, file: bool, kept_here: bool) -> 
         yield _candidate(name, claimant, n)
 
 
-def _in_folder(row_folder: str | None, folder: str, root: str) -> bool:
-    """Whether row_folder (a row's file's folder, DIR as an earlier run spelled it) is folder
-    (DIR as this run spells it, root): equal, or the same folders under DIR."""
-    if row_folder is None:
+def _in_folder(row_folder: str | None, folder: int, file: bool) -> bool:
+    """Whether row_folder (the folder of a row's file, as an earlier run spelled its path) is
+    the open folder a file is being placed into: the same folder on disk. By text it was
+    neither for a row saved under a relative DIR nor for folders that only end alike (s26 r6
+    2, 5). A stat of the row's folder, once a file placed for a request with a row."""
+    if not file or row_folder is None:
         return False
-    under = folder[len(root) :].lstrip(os.sep) if folder.startswith(root) else ""
-    return row_folder == folder or bool(under) and row_folder.endswith(os.sep + under)
+    try:
+        there, here = os.stat(row_folder or os.curdir), os.fstat(folder)
+    except (OSError, ValueError):
+        return False
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _kept_name(name: str, claimant: _Claimant) -> str | None:
@@ -588,7 +593,7 @@ class OutputDir:
         (path, name). The order is fixed for a request, and a name that did not fit never fits
         later, so a request placed again gets the same path. foreign: in an adopted folder, a
         file this object did not give is never replaced, but by its own (_its_own_file)."""
-        owner, kept_here = claimant.digest, _in_folder(claimant.kept_in, parent, self.root)
+        owner, kept_here = claimant.digest, _in_folder(claimant.kept_in, folder, file)
         for candidate in _candidates(name, claimant, file, kept_here):
             path = os.path.join(parent, candidate)
             if file:
