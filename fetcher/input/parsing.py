@@ -106,13 +106,17 @@ def combine_headers(
     given for a list field (LIST_FIELDS) joined with ", " into one field (Cookie's with "; "),
     as requests' headers hold one value a name: the last replaced the others (s26 h1 2). A
     removal ('Name:') drops what came before it; a value after it starts again. Raises
-    ValueError naming (not showing) another field given twice, or a cookie that the Cookie
-    values name twice; variable: the one the headers came from, named too."""
+    ValueError naming (not showing) another field given twice, or a cookie that two Cookie
+    values name (one value may name one twice, as a browser's copy does: s26 r6 3); variable:
+    the one the headers came from, named too."""
     combined: dict[str, tuple[str, str | None]] = {}
     origin = "" if variable is None else f" (from {variable})"
+    cookies: list[str] = []  # the Cookie values since the last removal
     for name, value in headers:
         key = name.lower()
         first, before = combined.get(key, (name, None))
+        if key == "cookie":
+            cookies = [] if value is None else [*cookies, value]
         if value is not None and before is not None:
             if key not in LIST_FIELDS:
                 raise ValueError(
@@ -120,8 +124,8 @@ def combine_headers(
                 )
             value = f"{before}{'; ' if key == 'cookie' else ', '}{value}"
         combined[key] = (first, value)
-    first, cookie = combined.get("cookie", ("Cookie", None))
-    if cookie is not None and (twice := named_twice(cookie_names(cookie))) is not None:
+    first = combined.get("cookie", ("Cookie", None))[0]
+    if (twice := named_in_two(cookies)) is not None:
         raise ValueError(
             f"-H {first!r} gives the cookie {twice!r} twice{origin}: a server reads only one "
             "value of a cookie"
@@ -133,6 +137,13 @@ def cookie_names(text: str) -> list[str]:
     """The names of the cookies in text, a Cookie header's value ('a=1; b=2': a and b), in
     order; a piece without '=' names none."""
     return [piece.split("=", 1)[0].strip() for piece in text.split(";") if "=" in piece]
+
+
+def named_in_two(values: Sequence[str]) -> str | None:
+    """The first cookie name that two of the Cookie values give, or None: one value may give a
+    name twice (cookies of one name on several paths, most specific first, as browsers send
+    them), two values doing so are two values the user gave for one cookie."""
+    return named_twice([name for value in values for name in dict.fromkeys(cookie_names(value))])
 
 
 def named_twice(names: Sequence[str]) -> str | None:
@@ -196,10 +207,10 @@ def parse_cookie(text: str) -> tuple[str, str]:
 def check_cookie_header(cookies: Sequence[tuple[str, str]], variable: str | None = None) -> None:
     """Raise ValueError when the -b cookies make a Cookie header longer than a server takes:
     they are always sent whole (fetcher.http.cookies), so they must fit; and for a name given
-    twice, named (not its value, which may be a session's), within one -b too ('sid=A; sid=B',
-    sent as given: s26 r3 7), and the variable they came from: a server reads only one."""
-    names = [name for pair in cookies for name in cookie_names("=".join(pair))]
-    if (twice := named_twice(names)) is not None:
+    twice by two -b, named (not its value, which may be a session's), and the variable they
+    came from: a server reads only one. One -b may name it twice ('sid=A; sid=B', a browser's
+    copy: sent as given, s26 r6 3)."""
+    if (twice := named_in_two(["=".join(pair) for pair in cookies])) is not None:
         origin = "" if variable is None else f" (from {variable})"
         raise ValueError(
             f"-b {twice!r} given twice{origin}: a server reads only one value of a cookie"
