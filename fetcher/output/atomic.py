@@ -203,6 +203,7 @@ def create_temporary(
 
 # Files with no name (O_TMPFILE) are named through /proc/self/fd at their commit (linkat).
 UNNAMED_FILES = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+_FOLDER_PATH = getattr(os, "O_PATH", os.O_RDONLY)  # how a file's folder is opened (Linux)
 _UNNAMED_REFUSED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)  # by the file system, kernel
 
 
@@ -281,7 +282,9 @@ class AtomicFile:
 
     def _create_unnamed(self, folder: str, mode: int) -> int | None:
         """A file with no name in folder, set to mode; None where there are no such files."""
-        self._folder = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # O_PATH: enough to create in it and link into it, where O_RDONLY needs the right to
+        # read it, which a drop-box folder (-wx) refuses (s26 r6 4).
+        self._folder = os.open(folder, _FOLDER_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         fd = None
         try:
             fd = create_unnamed(self._folder)
