@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from fetcher.input.encodings import Readable, WideText, as_utf8, wide_encoding
-from fetcher.input.formats import iter_csv, iter_jsonl
+from fetcher.input.formats import iter_csv, iter_jsonl, last_header_row
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.parsing import BOM, over_long
 from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
@@ -358,13 +358,18 @@ def raw_rest(
     whole lines, verbatim (blank lines and comments too, which a run reading --failed skips
     again), in order, each line counted in C. A line at a time took 0.45 s for 300,000 lines,
     half of the second a hard stop has. A csv block may end inside a quoted cell: the next one
-    goes on from there, and --failed gets the bytes as the file has them."""
+    goes on from there, and --failed gets the bytes as the file has them. A csv block's label
+    is the header in force where it starts: a header row inside one (files joined with cat, a
+    --failed of several inputs) labels the blocks after it, which --failed writes under it
+    without the old header again (s26 r6 1)."""
     comments = input_format == "lines"
     carry = b""
     while chunk := stream.read(RAW_BLOCK):
         block, _, carry = (carry + chunk).rpartition(b"\n")
         if job := _raw_block(block, input_format, comments, header, maker):
             yield job
+        if input_format == "csv":
+            header = last_header_row(block) or header
     if job := _raw_block(carry, input_format, comments, header, maker):
         yield job
 

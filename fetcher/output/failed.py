@@ -4,12 +4,11 @@ read back with ``-i FILE``."""
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable
 
 from fetcher.input.encodings import wide_encoding
-from fetcher.input.formats import quotes_left_open
+from fetcher.input.formats import last_header_row, quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
 from fetcher.redact import visible
@@ -22,20 +21,6 @@ FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 # work where that cannot be seen (no /proc's syscall or schedstat).
 FAILED_WRITE = 1 << 13
 COMMIT_WAIT = 0.05  # seconds a hard exit's commit waits for another thread's add
-
-
-# A line that may be a csv header row (formats._a_header_again): a cell `url`, any case, and no
-# '://'. Searched for in a block of an input's unread rest, which a stop hands back labelled
-# with its last parsed row's header: a header row inside it changes the header of what follows.
-_HEADER_LIKE = re.compile(
-    rb'(?im)^(?![^\n]*://)(?:[^\n]*,)?[ \t]*(?:\xef\xbb\xbf)?[ \t]*"?url"?[ \t]*(?:,|\r?$)'
-)
-
-
-def may_hold_a_header(block: bytes) -> bool:
-    """Whether block has a line that may be a csv header row: a next csv line after it then
-    has its header written again (a redundant one reads back as nothing)."""
-    return _HEADER_LIKE.search(block) is not None
 
 
 class FailedLines:
@@ -72,8 +57,7 @@ class FailedLines:
         self.shown_as = encoding if os.isatty(self.file.fd) else None
         self.show: Callable[[str], None] | None = None
         self._buffer = bytearray()
-        # add, flush and commit: one thread at a time (reentrant: a signal handler's commit on
-        # the thread it interrupted).
+        # add, flush, commit: one thread at a time (reentrant: a handler's commit on its thread)
         self._lock = threading.RLock()
         self._header: bytes | None = None  # the header row written last
         self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
@@ -94,8 +78,9 @@ class FailedLines:
                 self._held_back.append((raw, header))
                 return
             self._add_line(raw, header)
-            if rest and header is not None and may_hold_a_header(raw):
-                self._header = None  # the next line's header is written again (s26 r2 1)
+            if rest and header is not None and (inner := last_header_row(raw)) is not None:
+                # The header in force after it, raw_rest's label of the next block (s26 r6 1).
+                self._header = inner if self.shown_as is None else shown_line(inner, self.shown_as)
             if len(self._buffer) >= FAILED_BUFFER:
                 self.flush()
 
