@@ -771,10 +771,13 @@ class StoppingReaderServer(FaultServer):
     Its receive buffer is a small fixed one (SO_RCVBUF 256 KiB on the listener, as r1 3 had
     it), so what fetcher could not hand it stays in fetcher's send queue."""
 
-    def __init__(self, read_first: int, pause: float) -> None:
+    def __init__(
+        self, read_first: int, pause: float, answer: bytes = OK_TAKEN, last: bytes = b""
+    ) -> None:
         super().__init__(self.serve)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
         self.read_first, self.pause = read_first, pause
+        self.answer, self.last = answer, last  # sent at once, and just before the reset
         self.go = threading.Event()
         self.acknowledged = -1  # read + FIONREAD at the reset
         self.finished = threading.Event()
@@ -782,7 +785,7 @@ class StoppingReaderServer(FaultServer):
     def serve(self, conn: socket.socket) -> None:
         try:
             head = read_request(conn)
-            conn.sendall(OK_TAKEN)
+            conn.sendall(self.answer)
             read = len(head.split(b"\r\n\r\n", 1)[1])
             while read < self.read_first and (chunk := conn.recv(min(MIB, self.read_first - read))):
                 read += len(chunk)
@@ -790,6 +793,7 @@ class StoppingReaderServer(FaultServer):
             unread = bytearray(4)
             fcntl.ioctl(conn.fileno(), termios.FIONREAD, unread)
             self.acknowledged = read + int.from_bytes(unread, sys.byteorder)
+            conn.sendall(self.last)
             reset(conn)
         finally:
             self.finished.set()
@@ -848,6 +852,37 @@ def test_an_upload_whose_last_bytes_never_left_fetcher_before_a_reset_is_cut(
     assert record["error"]["kind"] == "protocol", json.dumps(record)
     assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
     assert f"of {UPLOAD_SIZE} bytes acknowledged by its system" in record["error"]["message"]
+
+
+UNHEARD_2XX = {
+    "200-behind-a-103-of-4100": (early_hints(4100) + OK_TAKEN, b""),
+    "200-in-pieces": (b"HTTP/1.1 2", OK_TAKEN[len(b"HTTP/1.1 2") :]),
+}
+
+
+@pytest.mark.parametrize("answer, last", UNHEARD_2XX.values(), ids=UNHEARD_2XX.keys())
+def test_bytes_never_sent_behind_an_answer_not_read_whole_are_a_cut_too(
+    answer: bytes, last: bytes, upload: tuple[Path, str]
+) -> None:
+    """s26 r5 1: r1 3's server, its 200 behind a 103 longer than the 4 KiB looked at (or its
+    status line in pieces, the rest sent just before its reset), read 30 of 32 MiB, paused
+    and reset: the upload was ok, for the wait for the unsent bytes came only after a 2xx seen
+    whole during the upload. What may hide one (Seen.HEARD) is waited on alike, and the reset
+    is the same protocol cut; its message does not call the 200, read only after the cut, an
+    early one."""
+    path, _ = upload
+    server = StoppingReaderServer(30 * MIB, 1.0, answer, last)
+    with server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "10"]
+        record = put_record(server.url(), path, args)
+        assert server.finished.wait(LIFETIME)
+    outcome = (record["status"], record["ok"], record["attempts"])
+    assert outcome == (200, False, 1), json.dumps(record)
+    assert record["error"]["kind"] == "protocol", json.dumps(record)
+    assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
+    message = record["error"]["message"]
+    assert "early 200" not in message, message
+    assert "read whole only after the cut as a 200" in message, message
 
 
 def test_a_server_that_read_the_whole_body_after_an_early_2xx_and_reset_is_ok(

@@ -197,17 +197,19 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     body_stalled = False  # ... because the connection stalled (Seen.STALLED)
     answered_early = False  # the server answered before this request's body was all sent
     answered_2xx = False  # ... with a 2xx, as the last look at what came saw (Seen.ANSWERED)
+    answer_hidden = False  # ... with what may hide a final answer, as it saw (Seen.HEARD)
     body_given = 0  # bytes of this request's body given to send, the cut rest too
     body_sent = 0  # of those, the bytes that left (acknowledged, once it was cut)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.answered_early:  # the connection is a new one now: the answer closed the last
-            self.answered_early = self.answered_2xx = self.body_cut = self.body_stalled = False
+            self.answered_early = self.answered_2xx = self.answer_hidden = False
+            self.body_cut = self.body_stalled = False
             del self.response_class  # the class's again
         self.body_given = self.body_sent = 0
         try:
             super().request(*args, **kwargs)
-            if self.answered_2xx and not self.body_cut:
+            if (self.answered_2xx or self.answer_hidden) and not self.body_cut:
                 self.drained()
         finally:
             self.body_next = False
@@ -215,8 +217,10 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
     def drained(self) -> None:
         """After an early 2xx, the body all handed to the kernel: wait until the server's
         system acknowledged it (drain); a reset before is the cut (s26 r1 3: the bytes still
-        in the send queue never left, and the upload was ok). Uploads without an early answer
-        never come here: no call is added to them."""
+        in the send queue never left, and the upload was ok). So after what may hide a 2xx
+        (Seen.HEARD: interim answers past the look, a status line in pieces), whose 2xx is
+        known only to the answer's reader (s26 r5 1: such an upload was ok). Uploads without
+        an early answer never come here: no call is added to them."""
         sock = self.sock
         if type(sock) is KernelTimeoutSocket:
             unacknowledged = drain(sock, sock.gettimeout())
@@ -245,6 +249,7 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
             if seen is not Seen.ROOM:
                 self.answered_early = True
                 self.answered_2xx = seen is Seen.ANSWERED
+                self.answer_hidden = seen is Seen.HEARD
                 self.response_class = EarlyAnswerResponse
             if seen in (Seen.FINAL, Seen.STALLED):
                 self.note_cut(seen, queued(sock) or 0)
@@ -260,7 +265,7 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
         """The last request's body left unsent in part, once the request is sent, else None."""
         if not self.body_cut:
             return None
-        return Cut(self.body_sent, self.body_given, self.body_stalled)
+        return Cut(self.body_sent, self.body_given, self.body_stalled, not self.answer_hidden)
 
     def connect(self) -> None:
         super().connect()

@@ -79,21 +79,31 @@ class Cut:
     system acknowledged them) at the cut, when the connection stalled (else the server ended
     it). That is neither what the server read (its system acknowledges into a receive buffer
     it may never read, s25 r9 2) nor what reached it (the bytes still queued reach a server
-    that reads on after a graceful close, r7 4): it is said as what it is, acknowledged."""
+    that reads on after a graceful close, r7 4): it is said as what it is, acknowledged.
+    early_2xx: False when the cut came in the wait after the whole body was handed over, the
+    last look having seen only what may hide a 2xx (Seen.HEARD): the status is then known from
+    the answer's reader alone (s26 r5 1). Cuts while sending say "early" as before."""
 
     sent: int
     total: int
     stalled: bool
+    early_2xx: bool = True
 
     def failure(self, status: int) -> FetchError:
         """The record of an upload cut after an answer of status that would have passed for
         it done (a 2xx: s25 r3 1): the server did not get the body, whether it paused or
         stopped, so the URL did not end ok. Final: the server answered, and sending the request
         again is what s25 r1 4 objected to. A stall's kind is a stall's (read_timeout), an end's
-        the protocol's (a connection ended early)."""
+        the protocol's (a connection ended early). The message names what was heard at the
+        cut: an early status only if it was seen then, not one read whole only after it."""
         why = "stopped reading for --connect-timeout" if self.stalled else "ended the connection"
+        heard = (
+            f"the server's early {status}"
+            if self.early_2xx
+            else f"the start of an early answer, read whole only after the cut as a {status}"
+        )
         error = FetchError(
-            f"request body cut after the server's early {status} ({self.sent} of {self.total}"
+            f"request body cut after {heard} ({self.sent} of {self.total}"
             f" bytes acknowledged by its system): it {why}",
             ErrorKind.READ_TIMEOUT if self.stalled else ErrorKind.PROTOCOL,
         )
@@ -154,10 +164,10 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
 
 
 def drain(sock: socket.socket, timeout: float | None) -> int:
-    """After a 2xx heard during the upload and the whole body handed to the kernel, wait until
-    the kernel has sent it all; return the bytes the server's system had not acknowledged when
-    it reset the connection with some never sent (a cut: s26 r1 3, they never left fetcher and
-    are lost), else 0.
+    """After a 2xx heard during the upload (or what may hide one: s26 r5 1) and the whole body
+    handed to the kernel, wait until the kernel has sent it all; return the bytes the server's
+    system had not acknowledged when it reset the connection with some never sent (a cut: s26
+    r1 3, they never left fetcher and are lost), else 0.
 
     What is never sent is what tells (unsent, read first once the poll returns): a reset
     leaves the counts as they were, but its acknowledgement of what the server read last is
