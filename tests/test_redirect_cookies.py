@@ -195,3 +195,35 @@ def test_a_cookie_the_jar_refused_on_the_way_joins_no_given_header(tmp_path):
             result = invoke([*args, f"{secure}/login", f"{secure}/start"])
     assert result.exit_code == 0, result.output
     assert cookies_seen(tls) == [("/login", GIVEN), ("/start", GIVEN), ("/account", GIVEN)]
+
+
+DELETIONS = {
+    "rotated-then-max-age-0": ["s=new; Path=/", "s=; Max-Age=0; Path=/"],
+    "max-age-0": ["s=; Max-Age=0; Path=/"],
+    "expires-1970": ["s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"],
+}
+
+
+@pytest.mark.parametrize("set_cookies", DELETIONS.values(), ids=DELETIONS.keys())
+def test_a_name_the_chain_deleted_leaves_the_given_pair_out(set_cookies):
+    """s26 r5 2: -H 'Cookie: s=old; a=1' and a chain whose answers delete s (Max-Age=0, a past
+    Expires), after rotating it or not: the later hops sent s=old again, the stale session
+    the server had replaced, or ended, brought back. A deletion is a received Set-Cookie for
+    that name, and received cookies win by name: the given pair is left out."""
+    hops = [f"/del{number}" for number in range(1, len(set_cookies) + 1)]
+    moves = dict(zip(hops, [*hops[1:], "/here"], strict=True))
+
+    def route(path: str) -> Route:
+        if path in moves:
+            headers = {"Location": moves[path], "Set-Cookie": set_cookies[hops.index(path)]}
+            return 302, headers, b"", 0.0
+        return 200, {"Content-Type": "text/plain"}, b"welcome\n", 0.0
+
+    with counting_server(route) as server:
+        result = invoke(["-q", "-H", "Cookie: s=old; a=1", server.url("/del1")])
+        assert result.exit_code == 0, result.output
+    seen = cookies_seen(server)
+    assert seen[0] == ("/del1", "s=old; a=1")
+    assert seen[-1] == ("/here", "a=1"), seen
+    if len(hops) == 2:
+        assert seen[1] == ("/del2", "a=1; s=new"), seen

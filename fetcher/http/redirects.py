@@ -12,8 +12,10 @@ another query too: state.prior.reach)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import cookiejar
 from http.cookiejar import CookieJar
 from urllib.parse import urlsplit
 
@@ -148,6 +150,7 @@ class GivenCookie:
     value: str
     origin: Origin
     received: CookieJar
+    deleted: set[str] = field(default_factory=set)  # names the chain's answers deleted
 
     @classmethod
     def of(cls, prepared: PreparedRequest, jar: CookieJar) -> GivenCookie | None:
@@ -164,7 +167,11 @@ class GivenCookie:
         """Read the Set-Cookie of answer, a redirect of the chain followed to hop, into
         received, keeping there only what hop's jar holds alike: requests read the answer into
         that jar, which knows the Secure cookies the session held before, and refuses an http
-        answer's cookie of their name (s25 r8 1); an empty jar of the chain's own knows none."""
+        answer's cookie of their name (s25 r8 1); an empty jar of the chain's own knows none.
+        The names it deletes on the given origin's host are remembered (deleted): the jar only
+        drops its own entry, and the given pair of that name came back (s26 r5 2)."""
+        if self.origin is not None:
+            self.deleted.update(deleted_names(answer, self.origin[1]))
         extract_cookies_to_jar(self.received, answer.request, answer.raw)  # type: ignore[no-untyped-call]
         held = {(c.domain, c.path, c.name, c.value) for c in getattr(hop, "_cookies", None) or ()}
         for cookie in list(self.received):
@@ -176,23 +183,59 @@ class GivenCookie:
         the jar: the first request's rule (usage.md), neither -b's cookies nor any the jar held
         before added, but with those the chain's answers set for the hop (by the jar's rules),
         over the given ones of the same name: a redirect to itself that rotates the session
-        (session=new) must not be sent the stale one (s26 r3 3). A hop elsewhere keeps the
-        jar's."""
+        (session=new) must not be sent the stale one (s26 r3 3), nor one the chain deleted
+        (s26 r5 2). A hop elsewhere keeps the jar's; a hop left with no pair sends no Cookie."""
         if self.origin is not None and origin_of(prepared.url or "") == self.origin:
             prepared.headers.pop("Cookie", None)  # a jar adds one only where none is
             received = get_cookie_header(self.received, prepared)  # type: ignore[no-untyped-call]
-            prepared.headers["Cookie"] = joined_cookies(self.value, received)
+            joined = joined_cookies(self.value, received, self.deleted)
+            if joined:
+                prepared.headers["Cookie"] = joined
 
 
-def joined_cookies(given: str, received: str | None) -> str:
+def joined_cookies(given: str, received: str | None, deleted: set[str] | None = None) -> str:
     """A Cookie header of given's pairs and received's after them, a name in received taking
-    the place of given's pairs of that name (a server reads one value of a cookie); given as
-    it was when nothing was received."""
-    if not received:
+    the place of given's pairs of that name (a server reads one value of a cookie), and given's
+    pairs of a name in deleted left out (its server ended that cookie); given as it was when
+    nothing was received nor deleted."""
+    if not received and not deleted:
         return given
-    names = {_cookie_name(pair) for pair in received.split(";")}
+    names = {_cookie_name(pair) for pair in (received or "").split(";")} | (deleted or set())
     kept = [pair.strip() for pair in given.split(";") if pair.strip()]
-    return "; ".join([*(pair for pair in kept if _cookie_name(pair) not in names), received])
+    ours = [received] if received else []
+    return "; ".join([*(pair for pair in kept if _cookie_name(pair) not in names), *ours])
+
+
+def deleted_names(answer: Response, host: str) -> set[str]:
+    """The cookie names answer's Set-Cookie headers delete for host, read as http.cookiejar
+    reads them (parse_ns_headers): a Max-Age of 0 or less, else an Expires past (its request to
+    delete, RFC 6265 5.3). Only an answer from host (cookies ignore ports and schemes), and a
+    Domain that host domain-matches, speak for host's cookies; the Path is not weighed, for
+    the given header has none."""
+    host = host.lower()
+    if (urlsplit(answer.url or "").hostname or "") != host:
+        return set()
+    getlist = getattr(getattr(answer.raw, "headers", None), "getlist", None)
+    lines: list[str] = getlist("Set-Cookie") if getlist is not None else []
+    names: set[str] = set()
+    now = time.time()
+    said_all = cookiejar.parse_ns_headers(lines)  # type: ignore[attr-defined]  # the jar's reader
+    for (name, _value), *attributes in said_all:
+        said = dict(attributes)
+        domain = str(said.get("domain") or host).lstrip(".").lower()
+        if (host == domain or host.endswith("." + domain)) and _deletes(said, now):
+            names.add(name)
+    return names
+
+
+def _deletes(said: Mapping[str, object], now: float) -> bool:
+    """Whether a Set-Cookie's attributes (parse_ns_headers') delete its cookie: Max-Age wins
+    over Expires, as in http.cookiejar; one that does not parse says nothing."""
+    max_age = str(said.get("max-age", ""))
+    if max_age.lstrip("-").isdigit():
+        return int(max_age) <= 0
+    expires = said.get("expires")
+    return isinstance(expires, float | int) and expires <= now
 
 
 def _cookie_name(pair: str) -> str:
