@@ -841,17 +841,22 @@ def test_an_upload_whose_last_bytes_never_left_fetcher_before_a_reset_is_cut(
     After an early 2xx the connection waits until the server's system acknowledged the whole
     body; a reset with bytes still unacknowledged is the cut: a failure that keeps the 200,
     its N what the server's system took."""
-    path, _ = upload
-    server = StoppingReaderServer(30 * MIB, 1.0)
+    record = cut_at_the_reset(StoppingReaderServer(30 * MIB, 1.0), upload)
+    assert f"of {UPLOAD_SIZE} bytes acknowledged by its system" in record["error"]["message"]
+
+
+def cut_at_the_reset(server: StoppingReaderServer, upload: tuple[Path, str]) -> dict:
+    """The record of the upload to server (one that stops reading, pauses and resets), which
+    must be the protocol cut that keeps the 200, its N what the server's system took."""
     with server:
         args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "10"]
-        record = put_record(server.url(), path, args)
+        record = put_record(server.url(), upload[0], args)
         assert server.finished.wait(LIFETIME)
     outcome = (record["status"], record["ok"], record["attempts"])
     assert outcome == (200, False, 1), json.dumps(record)
     assert record["error"]["kind"] == "protocol", json.dumps(record)
     assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
-    assert f"of {UPLOAD_SIZE} bytes acknowledged by its system" in record["error"]["message"]
+    return record
 
 
 UNHEARD_2XX = {
@@ -870,16 +875,7 @@ def test_bytes_never_sent_behind_an_answer_not_read_whole_are_a_cut_too(
     whole during the upload. What may hide one (Seen.HEARD) is waited on alike, and the reset
     is the same protocol cut; its message does not call the 200, read only after the cut, an
     early one."""
-    path, _ = upload
-    server = StoppingReaderServer(30 * MIB, 1.0, answer, last)
-    with server:
-        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "10"]
-        record = put_record(server.url(), path, args)
-        assert server.finished.wait(LIFETIME)
-    outcome = (record["status"], record["ok"], record["attempts"])
-    assert outcome == (200, False, 1), json.dumps(record)
-    assert record["error"]["kind"] == "protocol", json.dumps(record)
-    assert acknowledged_said(record) == server.acknowledged, json.dumps(record)
+    record = cut_at_the_reset(StoppingReaderServer(30 * MIB, 1.0, answer, last), upload)
     message = record["error"]["message"]
     assert "early 200" not in message, message
     assert "read whole only after the cut as a 200" in message, message

@@ -189,35 +189,16 @@ def test_jobs_read_after_a_worker_died_go_to_a_live_worker(tmp_path, option):
 def test_a_dead_workers_files_are_not_replaced_by_the_worker_that_takes_its_jobs(tmp_path):
     """The worker that takes a dead worker's folders never gave its names: a later URL given
     one of them gets ``~<hash>`` (two URLs of one run never share a file). It cannot tell a
-    file the dead one saved (or kept, after a 304) from an earlier run's: neither is replaced
-    in a folder it adopted."""
+    file the dead one saved (or kept, after a 304) from an earlier run's without a row that
+    still marks it: such a file is not replaced in a folder it adopted."""
     out = tmp_path / "out"
     out.mkdir()
     with counting_server() as server:
-        process = subprocess.Popen(
-            [*FETCHER, "-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
-             "--input-format", "jsonl", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=clean_env(),
-        )  # fmt: skip
-        try:
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(
-                f'{{"url": "{server.url("/one")}", "output": "same.txt"}}\n'.encode()
-            )
-            process.stdin.flush()
-            read_lines(process.stdout, 1, 20)
-            (dead,) = [pid for pid in worker_pids(process.pid) if client_ports(pid, server.port)]
-            os.kill(dead, signal.SIGKILL)
-            wait_for(lambda: not Path(f"/proc/{dead}").exists(), "the parent to reap it", 20)
-            process.stdin.write(f'{{"url": "{server.url("/two")}", "output": "same.txt"}}\n'
-                                .encode())  # fmt: skip
-            process.stdin.close()
-            process.wait(30)
-            stdout, stderr = process.stdout.read(), process.stderr.read()
-        finally:
-            reap(process)
-    assert process.returncode == 0, stderr
+        args = ["-j", "2", "--processes", "2", "--format", "jsonl", "-o", str(out),
+                "--input-format", "jsonl"]  # fmt: skip
+        line = '{{"url": "{}", "output": "same.txt"}}\n'
+        stdout, _ = kill_between(args, server.port, line.format(server.url("/one")),
+                                 line.format(server.url("/two")))  # fmt: skip
     paths = {r["url"]: r["path"] for r in records(stdout)}
     assert (out / "same.txt").read_bytes() == b"body of /one\n"
     assert paths[server.url("/two")].startswith(str(out / "same.txt~"))

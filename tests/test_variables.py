@@ -7,18 +7,9 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import invoke
+from tests.test_option_clashes import assert_refused
 
 QUOTES_KEPT = "an env file that keeps quotes (docker --env-file) passes them on; remove them"
-
-
-def assert_refused(result, says: str, server, secret: str | None = None) -> None:
-    """Exit 2, one "Error:" line saying says, no request sent, the secret nowhere."""
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and says in errors[0], result.stderr
-    assert server.requests == 0
-    if secret is not None:
-        assert secret not in result.output
 
 
 @pytest.mark.parametrize(
