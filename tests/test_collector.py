@@ -516,7 +516,8 @@ def test_a_csv_row_after_an_unread_rest_gets_its_header_again(tmp_path):
     path = tmp_path / "failed.csv"
     failed_lines = FailedLines(str(path))
     failed_lines.add(b"http://a.test/1,t1", b"url,tag")
-    failed_lines.add(b"http://a.test/2,t2\ntag,url\nm0,http://a.test/m0", b"url,tag", 3, rest=True)
+    block = b"http://a.test/2,t2\ntag,url\nm0,http://a.test/m0"
+    failed_lines.add(block, b"url,tag", 3, True, b"tag,url")  # raw_rest's header after it
     failed_lines.add(b"http://b.test/k0,kt0", b"url,tag")  # the next input's first row
     failed_lines.commit()
     lines = path.read_bytes().splitlines()

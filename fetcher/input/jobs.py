@@ -53,6 +53,7 @@ class Job:
     # that a hard stop hands back to --failed as it is (InputReader.drain).
     lines: int = 1
     rest: bool = False  # raw is such a block (reader.raw_rest), whatever lines says
+    header_after: bytes | None = None  # such a csv block's: the header in force after it
     argument: bool = False  # raw is a command-line argument, not a line that was read
     # host_of(target) (fetcher.results), worked out by the check that split target already (a
     # worker process's job: by the parent's), so that no later step splits it again. None: not

@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
 from fetcher.input.encodings import Readable, WideText, as_utf8, wide_encoding
-from fetcher.input.formats import iter_csv, iter_jsonl, last_header_row
+from fetcher.input.formats import (
+    CSV_RECORD_START,
+    csv_state_after,
+    iter_csv,
+    iter_jsonl,
+    last_header_row,
+)
 from fetcher.input.jobs import Job, JobMaker
 from fetcher.input.parsing import BOM, over_long
 from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
@@ -362,16 +368,27 @@ def raw_rest(
     is the header in force where it starts: a header row inside one (files joined with cat, a
     --failed of several inputs) labels the blocks after it, which --failed writes under it
     without the old header again (s26 r6 1)."""
-    comments = input_format == "lines"
+    comments, quoting = input_format == "lines", CSV_RECORD_START  # after a parsed record
     carry = b""
     while chunk := stream.read(RAW_BLOCK):
         block, _, carry = (carry + chunk).rpartition(b"\n")
-        if job := _raw_block(block, input_format, comments, header, maker):
+        after, quoting = _header_after(block, input_format, header, quoting)
+        if job := _raw_block(block, input_format, comments, (header, after), maker):
             yield job
-        if input_format == "csv":
-            header = last_header_row(block) or header
-    if job := _raw_block(carry, input_format, comments, header, maker):
+        header = after
+    after, _ = _header_after(carry, input_format, header, quoting)
+    if job := _raw_block(carry, input_format, comments, (header, after), maker):
         yield job
+
+
+def _header_after(
+    block: bytes, input_format: str, header: bytes | None, quoting: int
+) -> tuple[bytes | None, int]:
+    """The csv header in force after block (its last header row outside quotes, else header),
+    found once for the reader and --failed alike (s26 r8 1), and where a parser stands then."""
+    if input_format != "csv":
+        return header, quoting
+    return last_header_row(block, quoting) or header, csv_state_after(block, quoting)
 
 
 # The lines of "\n" + block + "\n" that hold no entry: blank (and, in a plain list, a '#'
@@ -384,9 +401,14 @@ _SKIPPED_LINES = {
 
 
 def _raw_block(
-    block: bytes, input_format: str, comments: bool, header: bytes | None, maker: JobMaker
+    block: bytes,
+    input_format: str,
+    comments: bool,
+    headers: tuple[bytes | None, bytes | None],
+    maker: JobMaker,
 ) -> Job | None:
-    """A Job of the lines of block, as they are; None when none of them holds an entry."""
+    """A Job of the lines of block, as they are; None when none of them holds an entry.
+    headers: the csv header in force at its start, and after it."""
     if not block:
         return None
     skipped = len(_SKIPPED_LINES[comments].findall(b"\n" + block + b"\n"))
@@ -394,8 +416,8 @@ def _raw_block(
     if not count:
         return None
     maker.count += count
-    return Job(-1, "", "", None, block, header=header, input_format=input_format, lines=count,
-               rest=True)  # fmt: skip
+    return Job(-1, "", "", None, block, header=headers[0], input_format=input_format,
+               lines=count, rest=True, header_after=headers[1])  # fmt: skip
 
 
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:

@@ -359,7 +359,7 @@ class RetryLines:
         if job.argument:
             self.failed.add_argument(job.raw)
         else:
-            self.failed.add(job.raw, job.header, job.lines, job.rest)
+            self.failed.add(job.raw, job.header, job.lines, job.rest, job.header_after)
 
     def hold(self, job: Job) -> None:
         if self.failed is not None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from fetcher.input.encodings import wide_encoding
-from fetcher.input.formats import last_header_row, quotes_left_open
+from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
 from fetcher.redact import visible
@@ -67,20 +67,19 @@ class FailedLines:
         self.unwritable = 0  # arguments that would not read back as themselves (add_argument)
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
-    def add(
-        self, raw: bytes, header: bytes | None = None, lines: int = 1, rest: bool = False
-    ) -> None:
+    def add(self, raw: bytes, header: bytes | None = None, lines: int = 1, rest: bool = False,
+            after: bytes | None = None) -> None:  # fmt: skip
         """Keep a failed line (or, rest, lines: a block of a file's unread rest, verbatim and
-        in order, never held back); header: its csv input's header row (None: not csv)."""
+        in order, never held back); header: its csv input's header row (None: not csv);
+        after: such a block's header in force after it (raw_rest found it, s26 r8 1)."""
         with self._lock:
             self.count += lines
             if not rest and header is not None and b'"' in raw and quotes_left_open(raw):
                 self._held_back.append((raw, header))
                 return
             self._add_line(raw, header)
-            if rest and header is not None and (inner := last_header_row(raw)) is not None:
-                # The header in force after it, raw_rest's label of the next block (s26 r6 1).
-                self._header = inner if self.shown_as is None else shown_line(inner, self.shown_as)
+            if rest and after is not None and after != header:  # the next block's label (r6 1)
+                self._header = after if self.shown_as is None else shown_line(after, self.shown_as)
             if len(self._buffer) >= FAILED_BUFFER:
                 self.flush()
 
