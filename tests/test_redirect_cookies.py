@@ -201,6 +201,7 @@ DELETIONS = {
     "rotated-then-max-age-0": ["s=new; Path=/", "s=; Max-Age=0; Path=/"],
     "max-age-0": ["s=; Max-Age=0; Path=/"],
     "expires-1970": ["s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"],
+    "rotated-then-max-age-plus-0": ["s=new; Path=/", "s=; Max-Age=+0; Path=/"],  # s26 r7 2
 }
 
 

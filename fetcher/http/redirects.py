@@ -229,11 +229,14 @@ def deleted_names(answer: Response, host: str) -> set[str]:
 
 
 def _deletes(said: Mapping[str, object], now: float) -> bool:
-    """Whether a Set-Cookie's attributes (parse_ns_headers') delete its cookie: Max-Age wins
-    over Expires, as in http.cookiejar; one that does not parse says nothing."""
-    max_age = str(said.get("max-age", ""))
-    if max_age.lstrip("-").isdigit():
-        return int(max_age) <= 0
+    """Whether a Set-Cookie's attributes (parse_ns_headers') delete its cookie, as http.cookiejar
+    reads them: Max-Age by int() ('+0' too: s26 r7 2) wins over Expires, and one int() refuses
+    makes the jar refuse the whole cookie, which then deletes nothing."""
+    if "max-age" in said:
+        try:
+            return int(str(said["max-age"])) <= 0
+        except ValueError:
+            return False
     expires = said.get("expires")
     return isinstance(expires, float | int) and expires <= now
 
