@@ -262,3 +262,31 @@ def test_an_error_page_at_a_gz_path_is_decoded(httpserver: HTTPServer, content_t
     assert record["status"] == 404 and record["body"] == page.decode(), record
     result = invoke(["-q", "--body", url])
     assert result.stdout_bytes == page
+
+
+@pytest.mark.parametrize("how", ["-J report.html", "output data.html"])
+def test_a_name_given_for_the_file_decides_over_the_url_s(
+    httpserver: HTTPServer, tmp_path: Path, how: str
+) -> None:
+    """A page at /cd/file.gz saved as report.html (-J) or data.html (a line's output) was kept
+    gzip-coded: the URL's .gz counted beside the name the file is saved under (s26 r8 3)."""
+    page = coded(PACKED, "text/html")
+    page.headers["Content-Disposition"] = "attachment; filename=report.html"
+    httpserver.expect_request("/cd/file.gz").respond_with_response(page)
+    out, url = str(tmp_path / "out"), httpserver.url_for("/cd/file.gz")
+    if how.startswith("-J"):
+        [record] = fetch("-o", out, "-J", url)
+    else:
+        line = json.dumps({"url": url, "output": "data.html"})
+        [record] = fetch("-o", out, "--input-format", "jsonl", input=line + "\n")
+    assert record["ok"] and record["sha256"] == sha256(INNER), record
+    assert Path(record["path"]).read_bytes() == INNER
+
+
+def test_a_percent_encoded_gz_name_is_a_gz_name(httpserver: HTTPServer, tmp_path: Path) -> None:
+    """/a/y.tar%2Egz is saved as y.tar.gz: its bytes were decoded there (s26 r8 4)."""
+    httpserver.expect_request("/a/y.tar.gz").respond_with_response(
+        coded(PACKED, "application/octet-stream")
+    )
+    [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for("/a/") + "y.tar%2Egz")
+    assert record["path"].endswith("y.tar.gz") and record["sha256"] == sha256(PACKED), record

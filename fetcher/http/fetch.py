@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 from urllib3.util import Timeout
@@ -662,15 +662,17 @@ def _kept_as_sent(
     """Whether response's body is read as sent (codings.kept_as_sent): the user's own
     Accept-Encoding asks (request.asked_encoding), never one fetcher added (the Resumer's
     identity: s26 r4 2); or, for a body saved as the resource (bodies.saved_as_resource), it
-    is a gzip file by its type or by any name its file is saved under: the first URL's path
-    (the job's target, which names the file under -o), a line's "output", a -J name, or the
-    final URL's path. The last alone missed a .tar.gz link redirected to /dl, and a -J name,
-    each saved decoded under a .tar.gz name, where curl -O and wget keep it (s26 r4 3)."""
+    is a gzip file by its type or by its name: a line's "output" or a -J name when one names
+    the file (a report.html is a page, whatever URL it came from: s26 r8 3), else the first
+    URL's path (which names the file under -o) or the final URL's, percent-decoded as names
+    are (y.tar%2Egz is saved as y.tar.gz: r8 4). The final URL's alone missed a .tar.gz link
+    redirected to /dl, saved decoded under a .tar.gz name, where curl -O and wget keep it
+    (s26 r4 3)."""
     names = None
     if saved_as_resource(response.status_code, ok, head):
-        job = task.job
-        given = (job.output, remote.name if remote is not None else None)
-        names = [urlsplit(job.target).path, urlsplit(response.url).path, *filter(None, given)]
+        given = task.job.output or (remote.name if remote is not None else None)
+        urls = (task.job.target, response.url)
+        names = [given] if given else [unquote(urlsplit(url).path) for url in urls]
     return kept_as_sent(response.raw, asked_encoding(task.job, settings), names)
 
 
