@@ -668,6 +668,8 @@ def _kept_as_sent(
     are (y.tar%2Egz is saved as y.tar.gz: r8 4). The final URL's alone missed a .tar.gz link
     redirected to /dl, saved decoded under a .tar.gz name, where curl -O and wget keep it
     (s26 r4 3)."""
+    if not response.raw.headers.get("Content-Encoding"):
+        return False  # nothing to decode: the names are not worked out (each body's cost)
     names = None
     if saved_as_resource(response.status_code, ok, head):
         given = task.job.output or (remote.name if remote is not None else None)
