@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# Four test processes on two cores: many tests wait on servers, signals and timeouts rather
-# than compute (session 25, 3,561 tests on a quiet machine: three took 330 s, four 279 s).
+# Six test processes on two cores: many tests wait on servers, signals and timeouts rather
+# than compute (session 25, 3,561 tests on a quiet machine: three took 330 s, four 279 s;
+# session 26, 3,869 tests: four took 284 s, six 246 s).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 4
+	$(BIN)/python -m pytest -q -n 6
 
 # The long soaks: 20,000 URLs at -j 64 against the chaos server (a 400-URL one is part of test),
 # 40 interrupt storms, and a second signal at 6 moments of a 20,000-line run (test has 10 and 1).
