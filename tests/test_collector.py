@@ -353,13 +353,10 @@ def test_a_commit_of_a_full_batch_of_rows_comes_after_their_records_are_flushed(
     assert len([json.loads(line) for line in path.read_text().splitlines()]) == COMMIT_ROWS + 10
 
 
-def test_an_ok_result_after_the_state_cannot_be_written_is_not_counted_ok(tmp_path):
-    """A full disk under --state stopped the run; the ok results still coming had no record
-    and their lines went to --failed, yet the summary counted them ok: 16 more successes than
-    records, and --metrics too (s21 h2 6). They count as not finished, as the run cut them:
-    total is ok + failed + not_finished, ok the records written."""
-    import json
-
+def collector_on_a_full_state(tmp_path):
+    """A Collector writing jsonl records to a StringIO, --failed at tmp_path/failed.txt, and a
+    --state whose database is full as SQLite sees a full disk: the collector, the state, the
+    records' StringIO and the write errors it reported."""
     from fetcher.state.store import State
 
     state = State(str(tmp_path / "state.db"))
@@ -369,6 +366,17 @@ def test_an_ok_result_after_the_state_cannot_be_written_is_not_counted_ok(tmp_pa
     collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(),
                           FailedLines(str(tmp_path / "failed.txt")),
                           on_write_error=reported.append, state=state)  # fmt: skip
+    return collector, state, out, reported
+
+
+def test_an_ok_result_after_the_state_cannot_be_written_is_not_counted_ok(tmp_path):
+    """A full disk under --state stopped the run; the ok results still coming had no record
+    and their lines went to --failed, yet the summary counted them ok: 16 more successes than
+    records, and --metrics too (s21 h2 6). They count as not finished, as the run cut them:
+    total is ok + failed + not_finished, ok the records written."""
+    import json
+
+    collector, state, out, reported = collector_on_a_full_state(tmp_path)
     for n in range(200):
         collector.on_result(ok(n))
     collector.on_idle()  # the records out, then the state's commit fails
@@ -392,15 +400,8 @@ def test_a_failed_result_after_the_state_cannot_be_written_is_not_counted_failed
     records held 755 (s25 h1 6). Both are counted as what the records show: no record, its
     line in --failed, not finished."""
     from fetcher.output.metrics import metrics_text, run_families
-    from fetcher.state.store import State
 
-    state = State(str(tmp_path / "state.db"))
-    pages = state._writer.execute("PRAGMA page_count").fetchone()[0]
-    state._writer.execute(f"PRAGMA max_page_count = {pages}")  # full, as SQLite sees a disk
-    out, reported = io.StringIO(), []
-    collector = Collector(Summary(), StreamWriter(out, "jsonl"), NullDisplay(),
-                          FailedLines(str(tmp_path / "failed.txt")),
-                          on_write_error=reported.append, state=state)  # fmt: skip
+    collector, state, out, reported = collector_on_a_full_state(tmp_path)
     for n in range(200):
         collector.on_result(ok(n))
     collector.on_result(failed(200, ErrorKind.CONNECT))  # recorded: counted failed

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
 import termios
 import threading
@@ -100,6 +101,19 @@ def put_record(url: str, path: Path, args: list[str]) -> dict[str, Any]:
     done = run_process([*args, "-X", "PUT", "-d", f"@{path}", url])
     [record] = by_url(done.stdout).values()
     return record
+
+
+def cut_after_an_early_200(
+    url: str, data: str, read_timeout: str
+) -> tuple[dict[str, Any], subprocess.CompletedProcess[bytes]]:
+    """fetcher PUTting data to url (retries 2, --connect-timeout 1, -t read_timeout): its one
+    record, which must be the read_timeout that keeps the early 200, sent once; and the run."""
+    args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
+    done = run_process([*args, "-t", read_timeout, "-X", "PUT", "-d", data, url])
+    [record] = by_url(done.stdout).values()
+    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
+    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+    return record, done
 
 
 def by_url(output: bytes) -> dict[str, dict[str, Any]]:
@@ -702,11 +716,7 @@ def test_a_2xx_heard_before_the_upload_stalls_is_kept_and_not_sent_again(
     path, _ = upload
     server = CountingSilentServer(OK_TAKEN, stop)
     with server:
-        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
-        done = run_process([*args, "-t", "3", "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
-    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
-    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+        record, _ = cut_after_an_early_200(server.url(), f"@{path}", "3")
     assert "request body cut after the server's early 200" in record["error"]["message"]
     assert record["elapsed"] < 2.5, json.dumps(record)
     assert server.requests == 1
@@ -751,11 +761,7 @@ def test_an_upload_cut_after_an_early_2xx_is_a_failure_that_keeps_the_status(
     path, _ = upload
     server = PausingReaderServer(8 * MIB, 2.0, stop)
     with server:
-        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
-        done = run_process([*args, "-t", "5", "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
-    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
-    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+        record, done = cut_after_an_early_200(server.url(), f"@{path}", "5")
     assert f"of {UPLOAD_SIZE} bytes" in record["error"]["message"], json.dumps(record)
     assert "early 200" in record["error"]["message"], json.dumps(record)
     assert done.returncode == 3, done.stderr  # none ended ok
@@ -978,11 +984,7 @@ def test_a_server_that_half_closes_after_an_early_2xx_and_reads_nothing_is_a_sta
     path, _ = upload
     server = HalfClosingSilentServer(OK_TAKEN, stop)
     with server:
-        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
-        done = run_process([*args, "-t", "3", "-X", "PUT", "-d", f"@{path}", server.url()])
-    [record] = by_url(done.stdout).values()
-    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
-    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+        record, _ = cut_after_an_early_200(server.url(), f"@{path}", "3")
     assert record["elapsed"] < 2.5, json.dumps(record)
     assert server.requests == 1
 
@@ -1003,9 +1005,5 @@ def test_an_upload_whose_2xx_never_completes_is_not_sent_again(
     data = f"@{path}" if body == "whole-32MiB" else "x=1"
     server = CountingSilentServer(UNFINISHED_200, stop)
     with server:
-        args = ["--format", "jsonl", "--retries", "2", "--backoff", "0", "--connect-timeout", "1"]
-        done = run_process([*args, "-t", "1", "-X", "PUT", "-d", data, server.url()])
-    [record] = by_url(done.stdout).values()
-    outcome = (record["status"], record["ok"], record["attempts"], record["error"]["kind"])
-    assert outcome == (200, False, 1, "read_timeout"), json.dumps(record)
+        record, _ = cut_after_an_early_200(server.url(), data, "1")
     assert server.requests == 1

@@ -533,14 +533,11 @@ class ThreadClock(FakeClock):
         return self.now
 
 
-def test_a_hop_waiting_for_a_paused_host_does_not_swallow_a_waiting_takes_wake_up():
-    """A hop waits in hold() for paused host b; then a worker waits in take(), nothing due. A
-    task put for another host must reach that worker: the put's wake-up went to the oldest
-    waiter, the hop, which found b still paused and slept on, and the worker with it, up to
-    the pause (60 s) (s25 h2 1)."""
-    clock = ThreadClock()
-    scheduler = Scheduler(clock=clock)
-    scheduler.pause("b:80", 60.0)
+def a_hop_then_a_worker_waiting(
+    scheduler: Scheduler, clock: ThreadClock
+) -> tuple[threading.Thread, threading.Thread, list[Task | None]]:
+    """A hop waiting in hold() for paused host b, then a worker waiting in take(): their
+    threads, and the list the worker's task goes to."""
     hop = threading.Thread(target=scheduler.hold, args=("b:80", None), name="hop", daemon=True)
     hop.start()
     assert clock.read_by("hop").wait(10)
@@ -549,6 +546,18 @@ def test_a_hop_waiting_for_a_paused_host_does_not_swallow_a_waiting_takes_wake_u
     worker.daemon = True
     worker.start()
     assert clock.read_by("worker").wait(10)
+    return hop, worker, got
+
+
+def test_a_hop_waiting_for_a_paused_host_does_not_swallow_a_waiting_takes_wake_up():
+    """A hop waits in hold() for paused host b; then a worker waits in take(), nothing due. A
+    task put for another host must reach that worker: the put's wake-up went to the oldest
+    waiter, the hop, which found b still paused and slept on, and the worker with it, up to
+    the pause (60 s) (s25 h2 1)."""
+    clock = ThreadClock()
+    scheduler = Scheduler(clock=clock)
+    scheduler.pause("b:80", 60.0)
+    hop, worker, got = a_hop_then_a_worker_waiting(scheduler, clock)
     scheduler.put(task(0, host="c:80"))  # gets the lock once the worker waits
     worker.join(10)
     scheduler.stop()  # the hop, and a worker still waiting, must not outlive the test
@@ -566,14 +575,7 @@ def test_a_finish_that_frees_a_place_reaches_a_waiting_take_past_a_waiting_hop()
     scheduler.put(task(1, host="c:80"))
     started = scheduler.take(block=False)
     scheduler.pause("b:80", 60.0)
-    hop = threading.Thread(target=scheduler.hold, args=("b:80", None), name="hop", daemon=True)
-    hop.start()
-    assert clock.read_by("hop").wait(10)
-    got: list[Task | None] = []
-    worker = threading.Thread(target=lambda: got.append(scheduler.take()), name="worker")
-    worker.daemon = True
-    worker.start()
-    assert clock.read_by("worker").wait(10)
+    hop, worker, got = a_hop_then_a_worker_waiting(scheduler, clock)
     scheduler.finish(started)
     worker.join(10)
     scheduler.stop()

@@ -161,23 +161,24 @@ def asks_a_part(job: Job, settings: Settings) -> bool:
     """Whether -H or the line's headers ask for a Range (a last one without a value removes
     it): the state knows the resource's whole body, which a 304 to the part or a skip as
     fresh would give in place of the part asked for."""
-    asked = False
-    for name, value in (*settings.headers, *job.headers):
-        if name.lower() == "range":
-            asked = bool(value)
-    return asked
+    return bool(given_header(job, settings, "range"))
 
 
 def asked_encoding(job: Job, settings: Settings) -> str | None:
-    """The Accept-Encoding the user asked for (-H, then the line's headers: the last one
-    given; None when none is, or the last has no value, which removes it), never one fetcher
-    adds itself (--continue's identity for the rest of a partial file): what
-    codings.kept_as_sent asks, the user's wish, not fetcher's way of asking."""
-    asked = None
-    for name, value in (*settings.headers, *job.headers):
-        if name.lower() == "accept-encoding":
-            asked = value
-    return asked
+    """The Accept-Encoding the user asked for (given_header), never one fetcher adds itself
+    (--continue's identity for the rest of a partial file): what codings.kept_as_sent asks,
+    the user's wish, not fetcher's way of asking."""
+    return given_header(job, settings, "accept-encoding")
+
+
+def given_header(job: Job, settings: Settings, name: str) -> str | None:
+    """The value of the header name (lower case) the user gave job's request: -H's, then the
+    line's, the last one given; None when none is, or the last has no value, which removes it."""
+    value = None
+    for given, given_value in (*settings.headers, *job.headers):
+        if given.lower() == name:
+            value = given_value
+    return value
 
 
 def state_key(job: Job, settings: Settings) -> str:
