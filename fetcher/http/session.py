@@ -250,11 +250,9 @@ class FetcherAdapter(HTTPAdapter):
         whoever answers the handshake. curl refuses such a proxy too."""
         if conn.scheme == "https" and not url.lower().startswith("https"):
             url = f"https://{conn.host}:{conn.port}/"  # the proxy's, where the TLS goes
-        if conn.scheme == "https" and isinstance(verify, str) and not readable_bundle(verify):
-            raise SSLError(
-                f"the CA bundle {verify} is not a regular file nor a folder: not read (a FIFO "
-                "or a terminal waits for ever)"
-            )
+        if conn.scheme == "https" and isinstance(verify, str):
+            if (problem := bundle_problem(verify)) is not None:
+                raise SSLError(f"the CA bundle {verify} {problem}")
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
@@ -300,18 +298,24 @@ _send = with_globals(requests.Session.send, extract_cookies_to_jar=_extract_cook
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def readable_bundle(path: str) -> bool:
-    """Whether a CA bundle path (a variable's: --cacert's is refused at start otherwise) may be
-    opened for a connection: a regular file or OpenSSL's folder of hashed certificates, or a
-    path that is not there (requests says so). A FIFO's open, a terminal's read wait for ever
-    and held every https URL past -m (s24 r9 1, s25 r1 3); refusing the run for it stopped the
-    http URLs too, which curl fetches whatever CURL_CA_BUNDLE says (s25 r1 6). Looked at for
-    each request (a stat): one looked at once and then replaced by a FIFO hung the run (r3 9)."""
+def bundle_problem(path: str) -> str | None:
+    """What keeps a CA bundle path (a variable's: --cacert's is refused at start otherwise) from
+    being opened for a connection, or None for a regular file or OpenSSL's folder of hashed
+    certificates. A FIFO's open, a terminal's read wait for ever and held every https URL past
+    -m (s24 r9 1, s25 r1 3); refusing the run for it stopped the http URLs too, which curl
+    fetches whatever CURL_CA_BUNDLE says (s25 r1 6). A path that is not there was left to
+    requests, whose plain OSError made the failure kind other (s27 t3 1): said here, kind tls.
+    Looked at for each request (a stat): one looked at once and then replaced by a FIFO hung
+    the run (r3 9)."""
     try:
         mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist: no CA to verify with"
     except OSError:
-        return True
-    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+        return None  # requests' own open says why
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return "is not a regular file nor a folder: not read (a FIFO or a terminal waits for ever)"
 
 
 def strays_encoded(uri: str) -> str:
