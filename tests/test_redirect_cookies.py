@@ -202,6 +202,12 @@ DELETIONS = {
     "max-age-0": ["s=; Max-Age=0; Path=/"],
     "expires-1970": ["s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"],
     "rotated-then-max-age-plus-0": ["s=new; Path=/", "s=; Max-Age=+0; Path=/"],  # s26 r7 2
+    # s27 r1 3: the jar takes the first Expires (a later one is ignored), so s=new is deleted
+    "rotated-then-expires-past-then-future": [
+        "s=new; Path=/",
+        "s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Expires=Fri, 01 Jan 2038 00:00:00 GMT",
+    ],
+    "max-age-0-over-expires": ["s=; Max-Age=0; Expires=x; Expires=Fri, 01 Jan 2038 00:00:00 GMT"],
 }
 
 
@@ -228,3 +234,28 @@ def test_a_name_the_chain_deleted_leaves_the_given_pair_out(set_cookies):
     assert seen[-1] == ("/here", "a=1"), seen
     if len(hops) == 2:
         assert seen[1] == ("/del2", "a=1; s=new"), seen
+
+
+IGNORED = {
+    # the jar reads the first Domain, another site's: not this host's deletion to make
+    "another-domain-first": "s=; Max-Age=0; Domain=other.test; Domain=127.0.0.1",
+    "version-not-a-number": "s=; Max-Age=0; Version=x",  # the jar ignores the whole cookie
+}
+
+
+@pytest.mark.parametrize("set_cookie", IGNORED.values(), ids=IGNORED.keys())
+def test_a_deletion_the_jar_ignores_keeps_the_given_pair(set_cookie):
+    """s27 r1 3: a Set-Cookie is read for its deletion exactly as the jar reads it, so that
+    the two never disagree: one the jar ignores (another site's Domain, read first-wins as the
+    jar reads it; a Version it cannot read) deletes nothing, and the given pair
+    stays, as it does when nothing was received."""
+
+    def route(path: str) -> Route:
+        if path == "/del1":
+            return 302, {"Location": "/here", "Set-Cookie": set_cookie}, b"", 0.0
+        return 200, {"Content-Type": "text/plain"}, b"welcome\n", 0.0
+
+    with counting_server(route) as server:
+        result = invoke(["-q", "-H", "Cookie: s=old; a=1", server.url("/del1")])
+        assert result.exit_code == 0, result.output
+    assert cookies_seen(server) == [("/del1", "s=old; a=1"), ("/here", "s=old; a=1")]

@@ -12,10 +12,8 @@ another query too: state.prior.reach)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http import cookiejar
 from http.cookiejar import CookieJar
 from urllib.parse import urlsplit
 
@@ -23,7 +21,7 @@ from requests import PreparedRequest, Response
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar, get_cookie_header
 from requests.models import REDIRECT_STATI
 
-from fetcher.http.cookies import AnswerRulesJar, BoundedCookieJar
+from fetcher.http.cookies import AnswerRulesJar, BoundedCookieJar, HostOnlyPolicy
 from fetcher.http.request import Asked
 from fetcher.state.prior import Reach, reach
 
@@ -207,38 +205,36 @@ def joined_cookies(given: str, received: str | None, deleted: set[str] | None = 
 
 
 def deleted_names(answer: Response, host: str) -> set[str]:
-    """The cookie names answer's Set-Cookie headers delete for host, read as http.cookiejar
-    reads them (parse_ns_headers): a Max-Age of 0 or less, else an Expires past (its request to
-    delete, RFC 6265 5.3). Only an answer from host (cookies ignore ports and schemes), and a
-    Domain that host domain-matches, speak for host's cookies; the Path is not weighed, for
-    the given header has none."""
-    host = host.lower()
-    if (urlsplit(answer.url or "").hostname or "") != host:
+    """The cookie names answer's Set-Cookie headers delete for host, as the jar reads them: a
+    _DeletionProbe reads the answer, so every attribute is read by the jar's own code (the
+    first of a repeated Expires or Domain, the last Max-Age, over any Expires; a cookie it
+    cannot read deletes nothing). A dict of the attributes kept the last Expires where the
+    jar keeps the first, and the jar deleted s=new while the given s=old was sent again (s27
+    r1 3). Only an answer from host (cookies ignore ports and schemes) speaks for host's
+    cookies; the Path is not weighed, for the given header has none."""
+    if (urlsplit(answer.url or "").hostname or "") != host.lower():
         return set()
-    getlist = getattr(getattr(answer.raw, "headers", None), "getlist", None)
-    lines: list[str] = getlist("Set-Cookie") if getlist is not None else []
-    names: set[str] = set()
-    now = time.time()
-    said_all = cookiejar.parse_ns_headers(lines)  # type: ignore[attr-defined]  # the jar's reader
-    for (name, _value), *attributes in said_all:
-        said = dict(attributes)
-        domain = str(said.get("domain") or host).lstrip(".").lower()
-        if (host == domain or host.endswith("." + domain)) and _deletes(said, now):
-            names.add(name)
-    return names
+    probe = _DeletionProbe()
+    extract_cookies_to_jar(probe, answer.request, answer.raw)  # type: ignore[no-untyped-call]
+    return probe.deleted
 
 
-def _deletes(said: Mapping[str, object], now: float) -> bool:
-    """Whether a Set-Cookie's attributes (parse_ns_headers') delete its cookie, as http.cookiejar
-    reads them: Max-Age by int() ('+0' too: s26 r7 2) wins over Expires, and one int() refuses
-    makes the jar refuse the whole cookie, which then deletes nothing."""
-    if "max-age" in said:
-        try:
-            return int(str(said["max-age"])) <= 0
-        except ValueError:
-            return False
-    expires = said.get("expires")
-    return isinstance(expires, float | int) and expires <= now
+class _DeletionProbe(AnswerRulesJar):
+    """An empty jar of the session's rules that notes the names of the cookies an answer
+    read into it deletes: http.cookiejar carries out an expired Set-Cookie (a Max-Age of 0 or
+    less, a past Expires) by clear, which AnswerRulesJar allows for a domain the answering
+    host may set cookies for (may_delete) only, so each name noted is one host's cookie."""
+
+    def __init__(self) -> None:
+        super().__init__(HostOnlyPolicy())
+        self.deleted: set[str] = set()
+
+    def clear(
+        self, domain: str | None = None, path: str | None = None, name: str | None = None
+    ) -> None:
+        if domain is not None and name is not None and self.may_delete(domain, path, name):
+            self.deleted.add(name)
+        super().clear(domain, path, name)
 
 
 def _cookie_name(pair: str) -> str:
