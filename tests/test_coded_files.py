@@ -290,3 +290,38 @@ def test_a_percent_encoded_gz_name_is_a_gz_name(httpserver: HTTPServer, tmp_path
     )
     [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for("/a/") + "y.tar%2Egz")
     assert record["path"].endswith("y.tar.gz") and record["sha256"] == sha256(PACKED), record
+
+
+@pytest.mark.parametrize(
+    ("path", "output", "kept"),
+    [("/a.tar.gz", "page.html", PACKED), ("/x/page", "a.tar.gz", INNER)],
+)
+def test_a_line_s_output_names_no_file_without_o(
+    httpserver: HTTPServer, path: str, output: str, kept: bytes
+) -> None:
+    """Without -o no file is saved, so a line's "output" names none: the URL's path decides,
+    as for a line without one. It decided all the same, and --body, sha256 and bytes changed
+    with a name that named nothing (s27 r1 4)."""
+    httpserver.expect_request(path).respond_with_response(coded(PACKED, "application/octet-stream"))
+    line = json.dumps({"url": httpserver.url_for(path), "output": output}) + "\n"
+    [record] = fetch("--input-format", "jsonl", input=line)
+    assert record["ok"] and record["path"] is None, record
+    assert record["bytes"] == len(kept) and record["sha256"] == sha256(kept), record
+    result = invoke(["-q", "--body", "--input-format", "jsonl"], input=line)
+    assert result.exit_code == 0 and result.stdout_bytes == kept
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "saved_as", "kept"),
+    [("/dl", "f=a.tar.gz", "dl@f=a.tar.gz", INNER), ("/a.tar.gz", "v=1", "a.tar.gz@v=1", PACKED)],
+)
+def test_the_url_s_path_counts_not_its_query(
+    httpserver: HTTPServer, tmp_path: Path, path: str, query: str, saved_as: str, kept: bytes
+) -> None:
+    """The rule reads the URL's path, as browsers do, not the saved name with its @query: a
+    .tar.gz in the query is decoded, a .tar.gz path under a query kept as published, though
+    the file's name then ends otherwise (s27 r1 5)."""
+    httpserver.expect_request(path).respond_with_response(coded(PACKED, "application/octet-stream"))
+    [record] = fetch("-o", str(tmp_path / "out"), httpserver.url_for(path) + "?" + query)
+    assert record["ok"] and Path(record["path"]).name == saved_as, record
+    assert Path(record["path"]).read_bytes() == kept and record["sha256"] == sha256(kept)

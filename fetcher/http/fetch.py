@@ -372,7 +372,7 @@ class Exchange:
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
         result.part = kept is None and result.status == 206  # see Result.part
-        as_sent = _kept_as_sent(response, task, settings, remote, ok, head)
+        as_sent = _kept_as_sent(response, task, settings, remote, self.bodies, ok, head)
         try:
             read_body(response, result, settings, task.max_time, output, watch, length, as_sent)
         except Exception:
@@ -656,25 +656,29 @@ def _kept_as_sent(
     task: Task,
     settings: Settings,
     remote: RemoteFile | None,
+    bodies: Bodies | None,
     ok: bool,
     head: bool,
 ) -> bool:
     """Whether response's body is read as sent (codings.kept_as_sent): the user's own
     Accept-Encoding asks (request.asked_encoding), never one fetcher added (the Resumer's
     identity: s26 r4 2); or, for a body saved as the resource (bodies.saved_as_resource), it
-    is a gzip file by its type or by its name: a line's "output" or a -J name when one names
-    the file (a report.html is a page, whatever URL it came from: s26 r8 3), else the first
-    URL's path (which names the file under -o) or the final URL's, percent-decoded as names
-    are (y.tar%2Egz is saved as y.tar.gz: r8 4). The final URL's alone missed a .tar.gz link
-    redirected to /dl, saved decoded under a .tar.gz name, where curl -O and wget keep it
-    (s26 r4 3)."""
+    is a gzip file by its type or by its name. When a file is saved (bodies' -o DIR), a line's
+    "output" or a -J name counts when one names it (a report.html is a page, whatever URL it
+    came from: s26 r8 3); without -o, "output" names no file, and it changed --body and the
+    hash all the same (s27 r1 4). Else the URL's path, not its query, as browsers go by it:
+    the first URL's (which names the file under -o) or the final URL's, percent-decoded as
+    names are (y.tar%2Egz is saved as y.tar.gz: r8 4). The final URL's alone missed a .tar.gz
+    link redirected to /dl, saved decoded under a .tar.gz name, where curl -O and wget keep
+    it (s26 r4 3)."""
     if not response.raw.headers.get("Content-Encoding"):
         return False  # nothing to decode: the names are not worked out (each body's cost)
     names = None
     if saved_as_resource(response.status_code, ok, head):
         given = task.job.output or (remote.name if remote is not None else None)
+        saving = bodies is not None and bodies.folder is not None
         urls = (task.job.target, response.url)
-        names = [given] if given else [unquote(urlsplit(url).path) for url in urls]
+        names = [given] if given and saving else [unquote(urlsplit(url).path) for url in urls]
     return kept_as_sent(response.raw, asked_encoding(task.job, settings), names)
 
 
