@@ -200,3 +200,68 @@ def test_a_host_with_a_bidi_or_invisible_character_stays_refused_with_one_escapi
     message = record["error"]["message"]
     assert f"U+{ord(char):04X}" in message, message
     assert "\\" not in message, message
+
+
+# -- The case of a host: DNS ignores it, so one server is one --state row, --unique URL, file ---
+
+UPPER_CASE = "B\u00dcCHER.example"  # BÜCHER.example: UTS #46 maps it to bücher.example
+
+
+@pytest.mark.parametrize(
+    ("spellings", "mapped"),
+    [(["EXAMPLE.com", FULL_WIDTH, "example.com"], "example.com"),
+     ([UPPER_CASE, UNICODE_HOST], UNICODE_HOST)],
+    ids=["ascii-capitals", "unicode-capitals"],
+)  # fmt: skip
+@pytest.mark.parametrize("unique", [True, False], ids=["unique", "each"])
+def test_a_host_typed_in_capitals_is_one_state_row_unique_url_and_file(
+    tmp_path, spellings, mapped, unique
+):
+    """EXAMPLE.com's was a row, a --unique URL and a file of its own beside ＥＸＡＭＰＬＥ.com's
+    (mapped to example.com): the mapping skipped a host that was ASCII, or whose mapped form
+    only lower-cased it, and left its capitals in the key; the second file was named ~<hash>."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    urls = [f"http://{host}/echo" for host in spellings]
+    with serving(ProxyHost(route)) as hosts:
+        records = through(hosts, *(["--unique"] if unique else []), "--state", str(state),
+                          "-o", str(out), *urls)  # fmt: skip
+        sent = len(hosts.paths)
+    assert len(records) == sent == (1 if unique else len(urls))
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert files == [mapped, f"{mapped}/echo"]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(f"http://{mapped}/echo",)]
+
+
+@pytest.mark.parametrize("given", ["argument", "pipe"])
+@pytest.mark.parametrize("fresh", [False, True], ids=["validated", "skip-fresh"])
+def test_a_row_an_earlier_fetcher_keyed_with_capitals_is_still_the_url_s_row(
+    tmp_path, given, fresh
+):
+    """A state from before the host's case was folded holds EXAMPLE.com's row under its
+    capitals: the URL typed so again finds that row (its validators go out, or it is fresh),
+    and its answer goes to it, not to a new row with a second file (~<hash>). Looked up in a
+    batch (arguments) and one at a time (a pipe)."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    typed, folded = "http://EXAMPLE.com/echo", "http://example.com/echo"
+    with serving(ProxyHost(route)) as hosts:
+        through(hosts, "--state", str(state), "-o", str(out), folded)
+        with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
+            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (typed,))
+        args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
+                str(state), "-o", str(out), *(["--skip-fresh", "1h"] if fresh else [])]  # fmt: skip
+        if given == "pipe":
+            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
+        else:
+            result = run_process([*args, typed])
+        with hosts.lock:
+            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["ok"] and record["skipped"] is fresh, (record, result.stderr)
+    assert seen == ([None] if fresh else [None, '"v1"'])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "example.com",
+        "example.com/echo",
+    ]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(typed,)]

@@ -59,6 +59,9 @@ class Job:
     # worker process's job: by the parent's), so that no later step splits it again. None: not
     # known (a line that is no URL), or target replaced since (fetcher.input.reader).
     host: str | None = None
+    # target as typed, when its host's spelling was mapped (its case folded, UTS #46): the
+    # --state key of a row an earlier fetcher wrote, which kept the capitals (StateLookup).
+    typed: str | None = None
 
 
 # A part of the URL that urllib quotes in its message: it may be a piece of a password
@@ -138,18 +141,28 @@ def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | 
 
 
 def with_idna_spelling(target: str, parts: SplitResult) -> str:
-    """target (split as parts), a URL check passed, with its host as idna_spelling maps it
-    (ＥＸＡＭＰＬＥ.com is example.com): what is fetched, and what --state, --unique, -o and
-    --shard see. The URL as it is when it is ASCII, or its host already the mapped one."""
-    if target.isascii():
-        return target
-    hostname = parts.hostname or ""
-    mapped = idna_spelling(hostname)
-    if mapped == hostname:
-        return target
+    """target (split as parts), a URL check passed, with its host as idna_spelling maps it and
+    lower-cased (ＥＸＡＭＰＬＥ.com and EXAMPLE.com are example.com): what is fetched, and what
+    --state, --unique, -o and --shard see. DNS ignores case, and requests sends the host
+    lower-cased already; EXAMPLE.com kept its capitals here, so that it was a row, a --unique
+    URL and a file (~<hash>) of its own beside example.com's. The URL as it is when its host
+    is the mapped one, and only the host is rewritten: urlunsplit drops an empty query."""
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    _, colon, port = hostport.partition(":")  # a non-ASCII host is no IPv6 address
-    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{mapped}{colon}{port}"))
+    if target.isascii() and hostport.lower() == hostport:
+        return target  # the common case: nothing to map
+    mapped = idna_spelling(parts.hostname or "")  # urlsplit's hostname: lower-cased
+    if hostport.startswith("["):  # an IPv6 address
+        host, rest = f"[{mapped}]", hostport.partition("]")[2]
+    else:
+        host, colon, port = hostport.partition(":")
+        host, rest = mapped, colon + port
+    if host + rest == hostport:
+        return target
+    netloc = f"{userinfo}{at}{host}{rest}"
+    start = target.find("//") + 2
+    if target[start : start + len(parts.netloc)] == parts.netloc:
+        return target[:start] + netloc + target[start + len(parts.netloc) :]
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def server(hostname: str | None, port: int | None, scheme: str) -> str:
@@ -358,8 +371,9 @@ class JobMaker:
         if (problem := not_a_url(url)) is not None:
             return Job(-1, url, url, line, raw, problem)
         target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
-        problem, host, target = check(target)
-        return Job(-1, url, target, line, raw, problem, host=host)
+        problem, host, mapped = check(target)
+        typed = target if mapped != target else None
+        return Job(-1, url, mapped, line, raw, problem, host=host, typed=typed)
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
         """Number job and return it, or None when it belongs to another shard or, with dedupe

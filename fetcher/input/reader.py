@@ -439,5 +439,6 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
         if job is not None:
             job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:
-                job.target, job.host = fetched, None  # the host its check found was the line's
+                # the row's URL: the host its check found, and the URL typed, were the line's
+                job.target, job.host, job.typed = fetched, None, None
             yield job

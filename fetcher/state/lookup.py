@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from fetcher.errors import ErrorKind
 from fetcher.http.request import EMPTY_BODY
@@ -58,9 +59,10 @@ class StateLookup:
         for job in valid:
             if (refused := self._keyed(job)) is not None:
                 self._refused[job.seq] = refused
-        found = self.state.lookup_many([job.key for job in valid if job.key])
+        older = {job.seq: key for job in valid if (key := self._older_key(job)) is not None}
+        found = self.state.lookup_many([job.key for job in valid if job.key] + [*older.values()])
         for job in valid:
-            self._ahead[job.seq] = found.get(job.key or job.target)
+            self._ahead[job.seq] = _row_of(job, found, older.get(job.seq))
 
     def _keyed(self, job: Job) -> str | None:
         """Give job the key of its request's row, and return the reason it may not be sent
@@ -78,6 +80,14 @@ class StateLookup:
             "the -X and -d of the run that made it"
         )
 
+    def _older_key(self, job: Job) -> str | None:
+        """The key an earlier fetcher gave job's request, when it differs from job's: the
+        URL as typed (Job.typed), whose host kept its capitals there. None for most jobs."""
+        if job.typed is None:
+            return None
+        older = self.key(replace(job, target=job.typed))
+        return older if older != job.key else None
+
     def __call__(self, job: Job) -> Result | None:
         """Attach job's Prior; return its record now if it is fresh (ok, skipped, unchanged),
         or None when it is to be fetched."""
@@ -85,7 +95,11 @@ class StateLookup:
             prior = job.prior = self._ahead.pop(job.seq)
             refused = self._refused.pop(job.seq, None)
         elif (refused := self._keyed(job)) is None:
-            prior = job.prior = self.state.lookup(job.key or job.target)
+            if (older := self._older_key(job)) is None:
+                prior = job.prior = self.state.lookup(job.key or job.target)
+            else:  # rare: a host typed with capitals
+                found = self.state.lookup_many([job.key or job.target, older])
+                prior = job.prior = _row_of(job, found, older)
         if refused is not None:
             return Result.failure(job, ErrorKind.INVALID_URL, refused)
         if prior is None or self.skip_fresh is None:
@@ -125,6 +139,17 @@ class StateLookup:
                 job.keep = path
             return None
         return path if folder.claim(path, job.key or job.target) else None
+
+
+def _row_of(job: Job, found: dict[str, Prior], older: str | None) -> Prior | None:
+    """job's row among the rows found: its key's, or else the one under older (an earlier
+    fetcher's key of its request, _older_key), whose key job then takes, so that its answer
+    updates that row: a new row under the folded key was a second row of one URL, and its
+    file, claimed by another key, took a ~<hash> name beside the row's."""
+    prior = found.get(job.key or job.target)
+    if prior is None and older is not None and (prior := found.get(older)) is not None:
+        job.key = older
+    return prior
 
 
 def _request_of(key: str) -> str:
