@@ -10,6 +10,7 @@ more than the kernel's buffers on both sides take, so a send that nobody reads b
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import http.client
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -397,9 +399,12 @@ def early_hints(*sizes: int) -> bytes:
     )
 
 
+# Interim answers longer than the 64 KiB looked at (uploads._PEEK): what follows them is hidden
+# (Seen.HEARD). They were of 4100 and 5000 bytes while the look took 4 KiB (s27 f2 2).
+PAST_THE_LOOK = early_hints(*[5000] * 14)
 FULL_PEEK = {
-    "one-103-of-4100": early_hints(4100),
-    "two-103s-of-2000": early_hints(2000, 2000),
+    "fourteen-103s-of-5000": PAST_THE_LOOK,
+    "sixteen-103s-of-4500": early_hints(*[4500] * 16),
     "sixteen-103s": early_hints(*[300] * 16),
 }
 
@@ -408,7 +413,7 @@ FULL_PEEK = {
 def test_interim_answers_longer_than_what_is_looked_at_do_not_cut_the_upload(
     interim: bytes, upload: tuple[Path, str]
 ) -> None:
-    """r7 2: an interim block whose end is not seen yet (the look at what came takes 4 KiB)
+    """r7 2: an interim block whose end is not seen yet (the look at what came takes 64 KiB)
     is no final answer: the body goes on, the server reads it all, then says 200."""
     path, digest = upload
     taken: list[str] = []
@@ -576,12 +581,13 @@ def test_what_the_upload_watch_makes_of_a_status_line_is_what_the_reader_does(li
 def test_a_2xx_behind_a_full_look_of_interim_answers_still_ends_its_connection(
     upload: tuple[Path, str],
 ) -> None:
-    """r8 1: a 103 of 5000 bytes fills the look, so the 200 behind it is never seen: the body
-    ended with what was heard deciding nothing, and the connection was kept; the server's 413
-    after the body was then the next URL's answer. Heard is answered early too."""
+    """r8 1: 103s that fill the look (one of 5000 bytes then, 70 KB now) hide the 200 behind
+    them: the body ended with what was heard deciding nothing, and the connection was kept;
+    the server's 413 after the body was then the next URL's answer. Heard is answered early
+    too."""
     path, digest = upload
     refused = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n\r\ntoo large"
-    server = AnsweredEarlyServer(early_hints(5000) + OK_TAKEN, refused)
+    server = AnsweredEarlyServer(PAST_THE_LOOK + OK_TAKEN, refused)
     with server:
         first, take = server.url("/first"), server.url("/take")
         args = ["--format", "jsonl", "-j", "1", "--retries", "0", "--connect-timeout", "3"]
@@ -594,11 +600,12 @@ def test_a_2xx_behind_a_full_look_of_interim_answers_still_ends_its_connection(
 def test_a_refusal_behind_a_full_look_of_interim_answers_is_read_when_the_upload_stalls(
     stop: threading.Event, upload: tuple[Path, str]
 ) -> None:
-    """r8 2: a 413 behind 5000 bytes of 103, from a server that then stops reading, was never
-    read: a read_timeout, the PUT sent again at each retry. Stalled after what decided nothing,
-    the body is cut and the answer's reader reads what came: the 413, once."""
+    """r8 2: a 413 behind 103s that fill the look (5000 bytes then, 70 KB now), from a server
+    that then stops reading, was never read: a read_timeout, the PUT sent again at each retry.
+    Stalled after what decided nothing, the body is cut and the answer's reader reads what
+    came: the 413, once."""
     path, _ = upload
-    with FaultServer(interim_then_refuse(early_hints(5000), 0, stop)) as server:
+    with FaultServer(interim_then_refuse(PAST_THE_LOOK, 0, stop)) as server:
         args = ["--format", "jsonl", "--connect-timeout", "2", "-t", "4"]
         record = put_record(server.url(), path, args)
     outcome = (record["status"], record["ok"], record["attempts"])
@@ -866,7 +873,7 @@ def cut_at_the_reset(server: StoppingReaderServer, upload: tuple[Path, str]) -> 
 
 
 UNHEARD_2XX = {
-    "200-behind-a-103-of-4100": (early_hints(4100) + OK_TAKEN, b""),
+    "200-behind-103s-past-the-look": (PAST_THE_LOOK + OK_TAKEN, b""),
     "200-in-pieces": (b"HTTP/1.1 2", OK_TAKEN[len(b"HTTP/1.1 2") :]),
 }
 
@@ -875,7 +882,7 @@ UNHEARD_2XX = {
 def test_bytes_never_sent_behind_an_answer_not_read_whole_are_a_cut_too(
     answer: bytes, last: bytes, upload: tuple[Path, str]
 ) -> None:
-    """s26 r5 1: r1 3's server, its 200 behind a 103 longer than the 4 KiB looked at (or its
+    """s26 r5 1: r1 3's server, its 200 behind 103s longer than the 64 KiB looked at (or its
     status line in pieces, the rest sent just before its reset), read 30 of 32 MiB, paused
     and reset: the upload was ok, for the wait for the unsent bytes came only after a 2xx seen
     whole during the upload. What may hide one (Seen.HEARD) is waited on alike, and the reset
@@ -1007,3 +1014,88 @@ def test_an_upload_whose_2xx_never_completes_is_not_sent_again(
     with server:
         record, _ = cut_after_an_early_200(server.url(), data, "1")
     assert server.requests == 1
+
+
+def refused_behind_interims(stop: threading.Event) -> Callable[[socket.socket], None]:
+    """s27 f2 2's server: five 103s of about 1 KB each (more than the 4 KiB looked at before),
+    then a 401, then the body read slowly (64 KiB every 50 ms, some 1.3 MB/s) until the test
+    ends or 8 s pass: a 32 MiB body is never all read."""
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(early_hints(*[1000] * 5) + b"HTTP/1.1 401 X\r\nContent-Length: 2\r\n\r\nno")
+        for _ in range(160):
+            if stop.wait(0.05) or not conn.recv(64 * 1024):
+                return
+
+    return behaviour
+
+
+def test_a_refusal_behind_more_interim_answers_than_4_kib_is_the_record_at_once(
+    stop: threading.Event, upload: tuple[Path, str]
+) -> None:
+    """s27 f2 2: a 401 behind 5 KB of 103s was not seen by the look at what came (4 KiB, a
+    look full of interim answers hides what follows): the body went on at the pace of a server
+    that reads slowly, and the whole of it was waited for (drain) before the 401 was the record
+    (31 s for 6 MB). What is looked at takes 64 KiB: the 401 is seen, and the body cut."""
+    with FaultServer(refused_behind_interims(stop)) as server:
+        args = ["--format", "jsonl", "--retries", "0", "--connect-timeout", "5", "-t", "5"]
+        record = put_record(server.url("/up"), upload[0], args)
+    outcome = (record["status"], record["ok"], record["attempts"])
+    assert outcome == (401, False, 1), json.dumps(record)
+    assert record["elapsed"] < 3, json.dumps(record)
+
+
+@pytest.fixture
+def filled() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connection on 127.0.0.1 (client, server) whose client has bytes it could not send
+    yet: the server, its receive buffer small, reads nothing, and the client's queue is full."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    with client, server:
+        client.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                client.send(bytes(MIB))
+        assert uploads.unsent(client), "nothing left unsent"
+        yield client, server
+
+
+def test_the_wait_for_the_unsent_body_ends_at_a_refusal_that_was_hidden(filled) -> None:
+    """s27 f2 2: what came during the upload hid the answer (Seen.HEARD); a 401 there now is
+    the server's refusal: the wait for the unsent bytes ends at once, not after a stall."""
+    client, server = filled
+    server.sendall(b"HTTP/1.1 401 X\r\nContent-Length: 2\r\n\r\nno")
+    wait_for(lambda: bool(client.recv(1, socket.MSG_PEEK)), "the 401 to arrive")
+    started = time.monotonic()
+    assert uploads.drain(client, 5.0, hidden=True) == 0
+    assert time.monotonic() - started < 1
+    assert uploads.unsent(client), "the body was waited for"
+
+
+def test_the_wait_behind_what_decides_nothing_lasts_the_timeout_however_bytes_leave(
+    filled,
+) -> None:
+    """s27 f2 2: behind a status line still in pieces, a server reading slowly moved the
+    stall's end on at each read, and the whole body was waited for. It lasts the timeout."""
+    client, server = filled
+    server.sendall(b"HTTP/1.1 ")
+    done = threading.Event()
+
+    def read_slowly() -> None:
+        while not done.wait(0.02) and server.recv(4096):
+            pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        started = time.monotonic()
+        assert uploads.drain(client, 0.5, hidden=True) == 0
+        took = time.monotonic() - started
+    finally:
+        done.set()
+        reader.join(5)
+    assert 0.4 < took < 1.5, took
+    assert uploads.unsent(client), "the body was waited for"

@@ -219,11 +219,13 @@ class KernelTimeoutHTTPConnection(DeadlineHTTPConnection):
         system acknowledged it (drain); a reset before is the cut (s26 r1 3: the bytes still
         in the send queue never left, and the upload was ok). So after what may hide a 2xx
         (Seen.HEARD: interim answers past the look, a status line in pieces), whose 2xx is
-        known only to the answer's reader (s26 r5 1: such an upload was ok). Uploads without
-        an early answer never come here: no call is added to them."""
+        known only to the answer's reader (s26 r5 1: such an upload was ok), but looked at
+        again as it is waited for, and not waited for past the send's timeout: a refusal
+        behind it was waited on until a slow server had read the whole body (s27 f2 2).
+        Uploads without an early answer never come here: no call is added to them."""
         sock = self.sock
         if type(sock) is KernelTimeoutSocket:
-            unacknowledged = drain(sock, sock.gettimeout())
+            unacknowledged = drain(sock, sock.gettimeout(), self.answer_hidden)
             if unacknowledged:
                 self.note_cut(Seen.FINAL, unacknowledged)
 

@@ -50,7 +50,10 @@ _ENDINGS = tuple(
     )
 )
 _BLANK_LINES = (b"\r\n", b"\n")  # the end of a header block, as read_header_lines reads it
-_PEEK = 4096  # what is looked at: interim answers longer than this hide what follows (r7 2)
+# What is looked at: interim answers longer than this hide what follows (r7 2). 4 KiB hid a 401
+# behind five 1 KB 103s, and the body went on at a slow server's pace (s27 f2 2); 64 KiB holds
+# any interim answers a server means, and is parsed in well under a millisecond at each look.
+_PEEK = 64 * 1024
 _LOOKS = 10  # looks at the bytes still queued in a timeout (Stall)
 _RECHECK = 0.02  # seconds between looks at what arrived while it decides nothing
 _RESET = select.POLLERR | select.POLLHUP  # the connection's end both ways (a reset)
@@ -163,7 +166,7 @@ def send_body(sock: socket.socket, data: Buffer, timeout: float | None) -> tuple
             before = seen
 
 
-def drain(sock: socket.socket, timeout: float | None) -> int:
+def drain(sock: socket.socket, timeout: float | None, hidden: bool = False) -> int:
     """After a 2xx heard during the upload (or what may hide one: s26 r5 1) and the whole body
     handed to the kernel, wait until the kernel has sent it all; return the bytes the server's
     system had not acknowledged when it reset the connection with some never sent (a cut: s26
@@ -177,12 +180,15 @@ def drain(sock: socket.socket, timeout: float | None) -> int:
     reading: s25 r9 1), nor a stall (Stall): nothing was dropped, and the graceful close
     still hands the rest to a server that reads on, as before this wait. No poll() event says
     a send queue emptied: it is looked at every _RECHECK seconds. 0 at once where the kernel
-    cannot say."""
+    cannot say. hidden: what came may hide the answer (HEARD), looked at again at each wake: a
+    300 or more ends the wait at once, the body refused (s27 f2 2: a slow server's 401 waited
+    until it had read all 6 MB, 31 s), a 2xx is waited for as one, and while it decides
+    nothing the wait lasts timeout in all, however bytes leave: it may well be a refusal."""
     if not unsent(sock):
         return 0
-    poller = select.poll()
+    poller, stall = select.poll(), Stall(sock, timeout)
     poller.register(sock, _RESET)
-    stall = Stall(sock, timeout)
+    until = None if not hidden or timeout is None else time.monotonic() + timeout
     while True:
         events = poller.poll(stall.millis(_RECHECK))
         left = unsent(sock)
@@ -190,10 +196,27 @@ def drain(sock: socket.socket, timeout: float | None) -> int:
             return 0
         if events and events[0][1] & _RESET:
             return queued(sock) or left
+        if hidden and (seen := _hidden_answer(sock)) is not Seen.HEARD:
+            if seen is Seen.FINAL:
+                return 0  # a refusal: its answer is the record, the rest of the body in vain
+            hidden, until = False, None  # a 2xx: waited for as one
         try:
             stall.check()
         except TimeoutError:
             return 0
+        if until is not None and time.monotonic() >= until:
+            return 0  # the wait behind what decides nothing is over
+
+
+def _hidden_answer(sock: socket.socket) -> Seen:
+    """What the bytes the server sent say now (what_is): HEARD while they decide nothing, or
+    when none can be peeked (an end is the poll's to see: answer_seen would call a reset
+    FINAL, and a reset with bytes unsent is the cut)."""
+    try:
+        start = socket.socket.recv(sock, _PEEK, socket.MSG_PEEK | _NOW)
+    except OSError:
+        return Seen.HEARD
+    return what_is(start) if start else Seen.HEARD
 
 
 def cut_by(error: OSError, sock: socket.socket, before: Seen) -> Seen:
