@@ -23,7 +23,7 @@ from fetcher.http.classify import classify, describe, iter_chain
 from fetcher.http.codings import check_coding_ended, check_decodable, kept_as_sent
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
-from fetcher.http.headers import disposition_name, remote_time
+from fetcher.http.headers import disposition_name, remote_time, validator_date
 from fetcher.http.request import (
     EffectiveRequest,
     asked_encoding,
@@ -426,7 +426,7 @@ def names_another_version(response: requests.Response, prior: Prior | None) -> b
     # other URL, redirected to or not (s25 r2 5), never (it was sent none).
     where = prior.came_from(response.url, len(response.history), asked_url(response))
     headers = response.headers
-    etag, dated = headers.get("ETag"), headers.get("Last-Modified")
+    etag, dated = headers.get("ETag"), validator_date(headers)  # as the state keeps dates
     return prior.another_version(etag, dated, where) is True
 
 
@@ -506,7 +506,7 @@ def _note_answer(
     result.content_type = response.headers.get("Content-Type")
     if settings.state is not None:
         result.etag = response.headers.get("ETag")
-        result.last_modified = response.headers.get("Last-Modified")
+        result.last_modified = validator_date(response.headers)  # never a future date
         # Only a 304 to the state's conditions, which its hop was sent (Conditions).
         result.not_modified = (
             response.status_code == 304

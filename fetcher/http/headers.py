@@ -1,5 +1,6 @@
 """What a response's headers say about the file it carries, for -R and -J: Last-Modified as a
-time, and Content-Disposition's file name reduced to one safe name (RFC 6266)."""
+time, and Content-Disposition's file name reduced to one safe name (RFC 6266); for --state,
+the Last-Modified it may keep as a validator (validator_date)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime
 import email.message
 import email.utils
 import re
+import time
 from collections.abc import Mapping
 
 # Where each form of an HTTP-date (RFC 9110 5.6.7) writes its year, blanks collapsed: after the
@@ -52,6 +54,31 @@ def remote_time(headers: Mapping[str, str]) -> float | None:
         return when.timestamp()
     except (ValueError, OverflowError):
         return None
+
+
+def validator_date(headers: Mapping[str, str], now: float | None = None) -> str | None:
+    """The Last-Modified that --state keeps, sends and compares: none when it is later than
+    the answer's Date (with no readable Date, than now, the time it came: RFC 9110 6.6.1),
+    which RFC 9110 8.8.2.1 forbids a server to send. Kept, a future date (a file touched
+    ahead, a clock set ahead) went out as If-Modified-Since on every run, and a server checking
+    it with <= (Python's http.server, 13.1.3) said 304 to each edit until that day came (s27 t2
+    3). Not the Date in its place: an edit within that second would be no later. The answer is
+    then judged by its ETag, as one without a date. Unreadable: as given."""
+    modified = headers.get("Last-Modified")
+    when = http_date(modified or "")
+    if when is None:
+        return modified
+    sent = http_date(headers.get("Date") or "")
+    if sent is None:
+        sent = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.UTC)
+    return modified if when <= sent else None
+
+
+def later_than(value: str, now: float) -> bool:
+    """Whether value, an HTTP date, is later than now (POSIX seconds): a Last-Modified a row
+    kept before validator_date, which --state no longer sends. Unreadable: not later."""
+    when = http_date(value)
+    return when is not None and when.timestamp() > now
 
 
 def utf8_if_it_was(text: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar
@@ -13,6 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
+from fetcher.http.headers import later_than
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import as_utf8
 from fetcher.settings import Settings
@@ -205,11 +207,13 @@ def _body_digest(data: bytes) -> str:
 
 def conditional_headers(prior: Prior) -> dict[str, str]:
     """If-None-Match and If-Modified-Since from the last ok body's validators (RFC 9110 13.1):
-    a server that knows ETags decides by the first, others by the second."""
+    a server that knows ETags decides by the first, others by the second. Not a date later
+    than this machine's clock: a row kept it before headers.validator_date, and a server
+    that checks it with <= would say 304 to every edit until that day (s27 t2 3)."""
     headers = {}
     if prior.etag is not None:
         headers["If-None-Match"] = prior.etag
-    if prior.last_modified is not None:
+    if prior.last_modified is not None and not later_than(prior.last_modified, time.time()):
         headers["If-Modified-Since"] = prior.last_modified
     return headers
 
