@@ -26,6 +26,7 @@ from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import disposition_name, remote_time, validator_date
 from fetcher.http.request import (
     EffectiveRequest,
+    answers_no_condition,
     asked_encoding,
     asks_a_part,
     effective_request,
@@ -360,15 +361,10 @@ class Exchange:
         settings = self.settings
         _note_answer(response, result, request, settings)
         retry_after = heard_retry_after(response, result, task, settings, self.heard)
-        output = None
         ok = response.status_code in settings.ok_status or result.not_modified
         head = request.method == "HEAD"
         remote = _remote_file(response, settings)
-        if self.resumer is not None:
-            output = self.resumer.output(response, task, kept, ok, head, remote)
-        elif self.bodies is not None:
-            output = self.bodies.open(task.job.target, response.status_code, ok, task.job.output,
-                                      head, remote=remote, owner=task.owner)  # fmt: skip
+        output = _output(self.resumer, self.bodies, response, task, kept, ok, head, remote)
         watch = None if self.transfers is None else _watch(self.transfers, response, head)
         length = range_length(response) if kept is not None and result.status == 206 else None
         result.part = kept is None and result.status == 206  # see Result.part
@@ -388,6 +384,30 @@ class Exchange:
             # as the resource's (State.record); a 304 to the state's condition gets the state's.
             result.sha256 = None
         return retry_after
+
+
+def _output(
+    resumer: Resumer | None,
+    bodies: Bodies | None,
+    response: requests.Response,
+    task: Task,
+    kept: SavedFile | None,
+    ok: bool,
+    head: bool,
+    remote: RemoteFile | None,
+) -> BodyOutput | None:
+    """Where response's body goes: Resumer.output's choice under --continue, else
+    Bodies.open's; None when only its hash is kept. ok: the answer is ok. A 304 that answers
+    no condition (request.answers_no_condition) is ok, and still vouches for no copy: it names
+    no file under -o, and leaves --continue's partial file, which it removed while the run
+    said ok, to a later attempt (s27 f1 1)."""
+    vouches = ok and not answers_no_condition(response.status_code, response.request.headers)
+    if resumer is not None:
+        return resumer.output(response, task, kept, vouches, head, remote)
+    if bodies is None:
+        return None
+    return bodies.open(task.job.target, response.status_code, vouches, task.job.output, head,
+                       remote=remote, owner=task.owner)  # fmt: skip
 
 
 def heard_retry_after(

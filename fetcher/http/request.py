@@ -146,6 +146,19 @@ CONDITION_HEADERS = frozenset(
 )
 
 
+# The conditions a 304 answers (RFC 9110 15.4.5): If-Range never yields one (13.1.5), nor
+# do If-Match and If-Unmodified-Since (a 412).
+NOT_MODIFIED_CONDITIONS = ("If-None-Match", "If-Modified-Since")
+
+
+def answers_no_condition(status: int, sent: Mapping[str, str]) -> bool:
+    """Whether an answer of status to a request whose headers were sent (as sent, the last
+    hop's: any letter case) is a 304 that answers no question asked: the request carried
+    neither NOT_MODIFIED_CONDITIONS, fetcher's or the user's. It vouches for no copy, not
+    the file under -o nor --continue's partial file (s27 f1 1)."""
+    return status == 304 and not any(name in sent for name in NOT_MODIFIED_CONDITIONS)
+
+
 def _may_be_conditional(job: Job, settings: Settings, method: str) -> bool:
     """Whether --state may make job's request conditional: a GET or HEAD; not when -H or the
     line's headers set a condition of their own (sent as given: one of the state's beside it

@@ -204,9 +204,9 @@ class Resumer:
         remote: RemoteFile | None = None,
     ) -> BodyOutput | None:
         """Where this response's body goes: on into the kept file for a 206 that continues it
-        (with -R, the time this response gives); else a new file (resumable when the response
-        allows, not named by -J: a partial is found again by the URL's name, and its Partial
-        names the response's URL), the kept one removed. remote: what -J and -R take from it."""
+        (with -R, the time this response gives); else a new file (resumable when allowed, not
+        named by -J: a partial is found by the URL's name, its Partial names the response's
+        URL), the kept one removed. remote: -J's and -R's; ok: vouches for a copy (_output)."""
         status = response.status_code
         if kept is not None and task.partial is not None:
             if status == 206:  # one that continues the file (see restarts)
@@ -217,8 +217,8 @@ class Resumer:
             if (ok or 200 <= status < 300) and status not in NO_CONTENT_STATUSES:
                 kept.discard()  # the body again (changed), or a 304 ending the task: settle
                 task.partial = None  # forgets its partial, which stayed in DIR for good
-            else:  # an error page; a 204 or 205, no content, says nothing of the body (s26
-                kept.abort()  # r4 7): the partial file waits for a later attempt
+            else:  # an error page; a 204 or 205 (s26 r4 7) or a 304 to no condition (s27 f1
+                kept.abort()  # 1) says nothing of the body: the partial file waits
         # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
         get = task.request is not None and task.request.method == "GET"
         if get and task.request is not None and _asks_a_range(task.request.headers):
@@ -258,11 +258,12 @@ class Resumer:
 
     @staticmethod
     def settle(task: Task, result: Result) -> None:
-        """After an attempt: an ok body leaves no partial; a failed one, or a 204 or 205 (no
-        content: output kept the file), says how far it got, for the state, which the next
-        run reads: the row names the file still there, with its size (s26 r4 7)."""
+        """After an attempt: an ok body leaves no partial; a failed one, or an ok answer
+        without a body whose partial output kept (a 204 or 205, a 304 that answers no
+        condition; a 304 to one discarded it), says how far it got, for the state, which the
+        next run reads: the row names the file still there, with its size (s26 r4 7, s27 f1 1)."""
         partial = task.partial
-        if (result.ok and result.status not in NO_CONTENT_STATUSES) or partial is None:
+        if (result.ok and not result.bodiless) or partial is None:
             task.partial = None
             return
         try:
