@@ -403,7 +403,11 @@ def _output(
     said ok, to a later attempt (s27 f1 1)."""
     vouches = ok and not answers_no_condition(response.status_code, response.request.headers)
     if resumer is not None:
-        return resumer.output(response, task, kept, vouches, head, remote)
+        output = resumer.output(response, task, kept, vouches, head, remote)
+        # Its partial file's, for a stop to cut (books.abandoned_record): until the next
+        # answer, the one the last attempt left, which the next attempt continues.
+        task.writing = output if task.partial is not None else None
+        return output
     if bodies is None:
         return None
     return bodies.open(task.job.target, response.status_code, vouches, task.job.output, head,

@@ -11,6 +11,7 @@ from fetcher.results import Partial, Result
 if TYPE_CHECKING:  # only annotations: the scheduler imports Task without urllib3
     from fetcher.http.deadline import Deadline
     from fetcher.http.request import EffectiveRequest
+    from fetcher.output.bodies import BodyOutput
     from fetcher.output.paths import Owner
 
 
@@ -40,6 +41,9 @@ class Task:
     # (status once its headers are read, bytes as its body is): what a stop that abandons the
     # task keeps of it (fetcher.run.books.abandoned_record). Another thread's, read only then.
     answer: Result | None = None
+    # --continue: the output of the last answer's body to the partial file, which a stop that
+    # abandons the task cuts (BodyOutput.cut): its record's bytes are the file's (s27 f1 2).
+    writing: BodyOutput | None = None
 
     @property
     def deadline(self) -> float | None:

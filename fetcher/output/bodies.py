@@ -279,18 +279,43 @@ class BodyOutput:
         self.saved = saved
         self.spool = spool
         self.existing = existing  # a 304's: the file already there, named in the record
+        # Held by each write, so that a chunk is in the file and counted, or neither; cut: a
+        # stop abandoned the body (cut), which nothing writes, commits or removes from then on.
+        self._writing, self._cut = threading.Lock(), False
 
     def write(self, chunk: bytes) -> None:
-        if self.saved is not None:
-            self.saved.write(chunk)
-        if self.spool is not None:
-            self.spool.write(chunk)
+        with self._writing:
+            if self._cut:
+                raise FetchError("interrupted before it finished", ErrorKind.OTHER)
+            if self.saved is not None:
+                self.saved.write(chunk)
+            if self.spool is not None:
+                self.spool.write(chunk)
+
+    def cut(self) -> int | None:
+        """A stop abandons the body (from another thread than the writer's): no chunk is
+        written from now on (a write raises), the file is neither committed nor removed, and
+        what was written is flushed now (a hard exit, os._exit, flushes no buffer). Returns
+        the bytes the resumable file holds, kept ones included, for the body's record: the
+        bytes read count a chunk not written yet (s27 f1 2); None when no file is kept."""
+        with self._writing:
+            self._cut = True
+            saved = self.saved
+            if saved is None or not saved.resumable:
+                return None
+            with contextlib.suppress(OSError, ValueError):  # ValueError: closed, so flushed
+                saved.file.flush()
+            return saved.size
 
     def finish(self) -> tuple[str | None, IO[bytes] | None, int | None]:
         """Commit the file; return its path (or the existing file's), the spool rewound and the
-        saved file's mark (file_mark; None when nothing was saved)."""
-        if self.saved is not None:
-            self.saved.commit()
+        saved file's mark (file_mark; None when nothing was saved). Raises FetchError when
+        cut: the file stays the partial its record named."""
+        with self._writing:
+            if self._cut:
+                raise FetchError("interrupted before it finished", ErrorKind.OTHER)
+            if self.saved is not None:
+                self.saved.commit()
         if self.spool is not None:
             self.spool.seek(0)
         if self.saved is None:  # a 304's: the file already there, its mark for the state
@@ -304,9 +329,11 @@ class BodyOutput:
             self.spool.close()
 
     def discard(self) -> None:
-        """abort, and a resumable file goes too: what was read is not worth continuing."""
-        if self.saved is not None:
-            self.saved.resumable = False
+        """abort, and a resumable file goes too: what was read is not worth continuing; not
+        one cut, which its record names."""
+        with self._writing:
+            if self.saved is not None and not self._cut:
+                self.saved.resumable = False
         self.abort()
 
 

@@ -35,7 +35,10 @@ def abandoned_record(task: Task, now: float) -> Result:
     (Task.answer): status, reason, where redirects led, the bytes of the body read so far, as
     a body cut short by any other failure records them (s26 h5 2: "no response, 0 bytes" for
     megabytes read). The fetch may still be filling that Result in: its values are taken as
-    they are now, and nothing else of it (its file, its hash) is the record's."""
+    they are now, and nothing else of it (its file, its hash) is the record's. Under
+    --continue its partial file is cut (BodyOutput.cut): kept as it is now, and its bytes are
+    the record's, the bytes written, which the next run continues from; the bytes read
+    counted a chunk not written yet, or one in a buffer the exit never flushed (s27 f1 2)."""
     answer = task.answer
     record = Result.failure(
         task.job, ErrorKind.OTHER, "interrupted before it finished",
@@ -48,6 +51,9 @@ def abandoned_record(task: Task, now: float) -> Result:
         record.final_url, record.redirects = answer.final_url, answer.redirects
         record.asked_url, record.content_type = answer.asked_url, answer.content_type
         record.bytes = answer.bytes
+    kept = None if task.writing is None else task.writing.cut()
+    if kept is not None:
+        record.bytes = kept
     return record
 
 
