@@ -191,7 +191,7 @@ def report(
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
         problems.append(run.books.input_error)
-    problems += commit_failed(outputs, streams) + end_state(settings, streams, outputs)
+    problems += commit_failed(outputs, streams, settings) + end_state(settings, streams, outputs)
     problems += save_cookie_jar(settings, streams, run, outputs)
     stopped_by = stopped_by or signalled_at_the_end(run)
     summary.interrupted_by = STOP_REASONS.get(stopped_by) if stopped_by else None
@@ -360,14 +360,20 @@ def final_status(summary: Any, stopped_by: ExitStatus | None, lost_output: bool)
     return status
 
 
-def commit_failed(outputs: Outputs, streams: Streams) -> list[str]:
+def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> list[str]:
     """Rename --failed into place; the problem, if any, as a message (the old FILE is kept).
     A path is quoted as given, its URL passwords masked (`--failed $UNSET URL`), as a usage
-    error's."""
-    failed = outputs.failed
+    error's. An input it replaces is looked at first: another program may have changed it
+    (outputs.input_changes); what that finds is said, under -q too where lines are elsewhere."""
+    failed, changes = outputs.failed, outputs.input_changes
     if failed is None:
         return []
+    said = [] if changes is None else changes.before_commit()
     failed.commit()
+    said += [] if changes is None else changes.after_commit()
+    for line, always in said:
+        if always or not settings.quiet:
+            streams.say(line)
     if failed.unwritable:
         streams.say(
             f"fetcher: --failed: {failed.unwritable} command-line argument"

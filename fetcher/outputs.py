@@ -37,6 +37,7 @@ from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memo
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
 from fetcher.output.failed import FailedLines
+from fetcher.output.input_changes import InputChanges
 from fetcher.output.terminal import ConsoleWriter
 from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
@@ -87,6 +88,8 @@ class Outputs:
     lookup: StateLookup | None  # what the dispatcher asks --state about each URL
     # Called once the run's signal handlers are in place: --results emptied (empty_results).
     begin: Callable[[], None] = lambda: None
+    # The inputs --failed replaces, looked at again before its rename (s27 t2 2); or None.
+    input_changes: InputChanges | None = None
 
 
 def open_state(settings: Settings, stack: ExitStack) -> State | None:
@@ -414,9 +417,12 @@ def open_outputs(
     if bodies is not None:
         stack.callback(bodies.close)  # DIR's descriptor: no descriptor outlives main()
     failed = open_failed(settings.failed, settings.input_format == "lines", streams)
+    changes = None
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
-        keep_other_shards(settings, reader, failed)
+        replaced = [] if reader is None else replaced_sources(failed.path, reader.sources)
+        keep_other_shards(settings, replaced, failed)
+        changes = InputChanges(failed, replaced, settings.input_format)
     summary = Summary()
     display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
@@ -435,7 +441,8 @@ def open_outputs(
     on_hard_exit(collector.flush_at_exit, last=True)
     lookup = None if state is None else _state_lookup(state, settings, bodies)
     begin = functools.partial(empty_results, settings.results, writer)
-    return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup, begin)
+    return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup, begin,
+                   changes)  # fmt: skip
 
 
 def empty_results(path: str | None, writer: RecordWriter) -> None:
@@ -468,24 +475,33 @@ def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> St
     )
 
 
-def keep_other_shards(settings: Settings, reader: InputReader | None, failed: FailedLines) -> None:
+def keep_other_shards(settings: Settings, replaced: list[Source], failed: FailedLines) -> None:
     """Under --shard, a --failed that replaces an input (`-i list --failed list`, the retry loop
     run by each shard) gets that input's lines of the other shards too, as they are read: they
     were not this run's to judge. Without them, each shard's run cut the list to its own
     failures, and the next shard's found nothing left and exited 0 (s25 h3 2). Only the file
     replaced: another input's lines of other shards are still in that input."""
-    if settings.shard is None or reader is None:
+    if settings.shard is None:
         return
-    for source in reader.sources:
+    for source in replaced:
+        source.other_shards_to = failed.add
+
+
+def replaced_sources(failed: str, sources: list[Source]) -> list[Source]:
+    """The sources read from a regular file that --failed FILE replaces at the end: found as
+    the run starts, before another program can move a file to FILE's name."""
+    found = []
+    for source in sources:
         if source.stream is None:
             continue
         try:
-            found = os.fstat(source.stream.fileno())
+            stats = os.fstat(source.stream.fileno())
         except (OSError, ValueError, AttributeError):  # not backed by a descriptor
             continue
-        identity = (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
-        if replaces_input(failed.path, source.name, identity):
-            source.other_shards_to = failed.add
+        identity = (stats.st_dev, stats.st_ino) if stat.S_ISREG(stats.st_mode) else None
+        if replaces_input(failed, source.name, identity):
+            found.append(source)
+    return found
 
 
 def open_cookie_jar(path: str | None) -> CookieJar | None:

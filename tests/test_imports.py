@@ -12,6 +12,7 @@ CORE = [
     "fetcher.output.bodies",
     "fetcher.output.collector",
     "fetcher.output.failed",
+    "fetcher.output.input_changes",
     "fetcher.output.records",
     "fetcher.output.summary",
     "fetcher.output.metrics",

@@ -61,6 +61,9 @@ class Source:
     # Where its lines of other shards go (raw, csv header): --failed, when it replaces this
     # file (outputs.keep_other_shards); else they are only counted.
     other_shards_to: Callable[[bytes, bytes | None], None] | None = field(default=None, init=False)
+    # A csv stream's header in force after the last entry read: the label of lines another
+    # program appends to it during the run, which --failed keeps (output.input_changes).
+    header: bytes | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.finite = True
@@ -331,12 +334,25 @@ class InputReader:
                     yield job
             return
         stream = source.text()
-        if not isinstance(stream, WideText):
-            yield from stream_jobs(self.jobs, stream, self.input_format)
-            return
-        for job in stream_jobs(self.jobs, stream, self.input_format):
-            job.invalid = job.invalid and stream.explain(job.invalid)
-            yield job
+        jobs = stream_jobs(self.jobs, stream, self.input_format)
+        if isinstance(stream, WideText):
+            jobs = explained(jobs, stream)
+        yield from headers_kept(source, jobs) if source.csv else jobs
+
+
+def explained(jobs: Iterator[Job], stream: WideText) -> Iterator[Job]:
+    """jobs of a UTF-16 or UTF-32 stream, an invalid line's reason told in its encoding."""
+    for job in jobs:
+        job.invalid = job.invalid and stream.explain(job.invalid)
+        yield job
+
+
+def headers_kept(source: Source, jobs: Iterator[Job]) -> Iterator[Job]:
+    """jobs of a csv source, its ``header`` kept as the one in force after each (a soft stop's
+    rest is read through here too; a hard stop's raw rest is not: no end look follows it)."""
+    for job in jobs:
+        source.header = job.header
+        yield job
 
 
 def stream_jobs(maker: JobMaker, stream: Readable, input_format: str) -> Iterator[Job]:
