@@ -212,6 +212,33 @@ def trimmed_fields(
     return message
 
 
+def content_length_problem(values: list[str]) -> str | None:
+    """What is wrong with the Content-Length field lines of an answer, or None.
+
+    RFC 9110 §8.6: one number of digits; a list or repetition of one same number may be taken
+    as that number. urllib3 reads a length it cannot parse as none at all, so the body would
+    be read to the close and a short one saved as complete: such an answer is refused here.
+    """
+    numbers = {value.strip() for line in values for value in line.split(",")}
+    if not numbers:
+        return None
+    if any(not (number.isascii() and number.isdigit()) for number in numbers):
+        return f"invalid Content-Length {', '.join(values)[:40]!r}"
+    if len({int(number) for number in numbers}) > 1:
+        return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
+    return None
+
+
+def one_length(value: str) -> int | None:
+    """The one number a Content-Length field lists ('50, 50' is 50: RFC 9110 8.6, as urllib3
+    reads it), or None when it lists unequal numbers or anything but digits."""
+    numbers = {number.strip(" \t") for number in value.split(",")}
+    if not all(number.isascii() and number.isdigit() for number in numbers):
+        return None
+    lengths = {int(number) for number in numbers}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
 class ChunkFramingError(http.client.HTTPException):
     """A chunked body whose framing is not RFC 9112 7.1's: a protocol error."""
 
@@ -235,6 +262,9 @@ class HeaderParsingResponse(http.client.HTTPResponse):
 
     _begin = with_globals(http.client.HTTPResponse.begin, parse_headers=trimmed_fields)
 
+    # What is wrong with a 3xx's Content-Length, its fields taken off (_refused_length), or None.
+    framing_problem: str | None = None
+
     def begin(self) -> None:
         """http.client's own; then a 204 or a 304 has no body whatever its framing says (RFC
         9110 6.4.1): http.client sets its length to 0 but keeps 'chunked', and waited for a
@@ -243,6 +273,10 @@ class HeaderParsingResponse(http.client.HTTPResponse):
         A bare CR in the reason is a space, as in a field (bare_crs_as_spaces); before it,
         http.client's split of the line already takes one for a blank."""
         self._begin()
+        if self.length is None and not self.chunked:  # rare: most answers have a length
+            self._listed_length()
+        if 300 <= self.status < 400:
+            self._refused_length()
         if "\r" in self.reason:
             self.reason = self.reason.replace("\r", " ")
         if not self.reason.isascii():
@@ -250,6 +284,30 @@ class HeaderParsingResponse(http.client.HTTPResponse):
         if self.status in (204, 304):
             self.chunked = False
             self.length = 0
+
+    def _listed_length(self) -> None:
+        """The length of a Content-Length field that lists one number more than once ('50,50'),
+        which RFC 9110 8.6 lets a recipient read as that number, as urllib3 and curl do:
+        http.client's int() of it failed, and it read the body to the close while urllib3 held
+        50 bytes, so a server that sent more failed 'IncompleteRead(100 bytes read, -50 more
+        expected)', or held the worker -t on a connection kept open (s27 t1 2). The connection
+        is then kept as for any answer of known length."""
+        value = self.headers.get("Content-Length")
+        if value is not None and "," in value and (length := one_length(value)) is not None:
+            self.length = length
+            self.will_close = self._check_close()  # type: ignore[attr-defined]
+
+    def _refused_length(self) -> None:
+        """A redirect's Content-Length that cannot be read, kept in framing_problem and its
+        fields taken off: urllib3 refuses to build an answer of unequal numbers at all
+        (InvalidHeader), before any redirect is looked at, and the record said no answer came.
+        The session's adapter then refuses the answer, or follows the redirect unread
+        (FetcherAdapter.build_response); http.client reads no body of unknown length."""
+        problem = content_length_problem(self.msg.get_all("Content-Length") or [])
+        if problem is not None:
+            self.framing_problem = problem
+            del self.msg["Content-Length"]  # every one of them
+            self.length, self.chunked, self.will_close = None, False, True
 
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)

@@ -73,6 +73,7 @@ from fetcher.http.request import (
     form_content_type,
     proxies_for,
 )
+from fetcher.http.response_headers import content_length_problem
 from fetcher.http.sockets import KernelTimeoutHTTPPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -82,23 +83,6 @@ log = logging.getLogger("fetcher")
 # Waits while a host is paused (a Retry-After) until a time.monotonic() reading, or without end
 # (None): True once it may be sent to (fetcher.run.scheduler.Scheduler.hold).
 HostHold = Callable[[str, float | None], bool]
-
-
-def content_length_problem(values: list[str]) -> str | None:
-    """What is wrong with the Content-Length field lines of an answer, or None.
-
-    RFC 9110 §8.6: one number of digits; a list or repetition of one same number may be taken
-    as that number. urllib3 reads a length it cannot parse as none at all, so the body would
-    be read to the close and a short one saved as complete: such an answer is refused here.
-    """
-    numbers = {value.strip() for line in values for value in line.split(",")}
-    if not numbers:
-        return None
-    if any(not (number.isascii() and number.isdigit()) for number in numbers):
-        return f"invalid Content-Length {', '.join(values)[:40]!r}"
-    if len({int(number) for number in numbers}) > 1:
-        return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
-    return None
 
 
 def one_location(resp: Response) -> str | None:
@@ -263,15 +247,41 @@ class FetcherAdapter(HTTPAdapter):
         return request.path_url
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
-        """requests' Response, refused when its length cannot be known; built by requests' own
-        build_response, which extracts cookies only from an answer that sets some."""
+        """requests' Response, refused when its length cannot be known, unless it is a
+        redirect (unread_redirect); built by requests' own build_response, which extracts
+        cookies only from an answer that sets some."""
         headers = resp.headers
         problem = content_length_problem(headers.getlist("Content-Length"))
         problem = problem or transfer_coding_problem(headers.get("Transfer-Encoding"))
-        if problem is not None:
-            resp.close()  # the framing is unknown: the connection cannot be reused
+        # A 3xx's, whose fields urllib3 could not have taken (HeaderParsingResponse).
+        problem = problem or getattr(resp._original_response, "framing_problem", None)
+        if problem is None:
+            return _build_response(self, req, resp)
+        resp.close()  # the framing is unknown: the connection cannot be reused
+        response = _build_response(self, req, resp)
+        if not is_followed(response):
             raise FetchError(problem, ErrorKind.PROTOCOL)
-        return _build_response(self, req, resp)
+        return unread_redirect(response, problem)
+
+
+def unread_redirect(response: Response, problem: str) -> Response:
+    """A redirect whose framing is bad (problem), its connection closed and its body unread:
+    the status line and the Location came, and a redirect's body is never kept, so following
+    it loses nothing (curl -L follows it too); refusing it said no answer came (s27 t1 4).
+    Only when it is not followed, under --no-follow, is its body the answer, which cannot be
+    read: FetcherSession.fetch then refuses it (refuse_unread), as any answer so framed."""
+    response.framing_problem = problem  # type: ignore[attr-defined]
+    return response
+
+
+def refuse_unread(response: Response) -> Response:
+    """response, the one a request ends with, unless it is a redirect left unread
+    (unread_redirect) and not followed: its framing's protocol error."""
+    problem: str | None = getattr(response, "framing_problem", None)
+    if problem is not None:
+        response.close()
+        raise FetchError(problem, ErrorKind.PROTOCOL)
+    return response
 
 
 def _extract_cookies(jar: CookieJar, request: Any, raw: Any) -> None:
@@ -377,10 +387,13 @@ def discard_body(resp: Response) -> None:
     deadline checked after each read; a longer body closes the connection instead, and so does
     one of no known length (neither Content-Length nor chunked): it ends at the close, so the
     connection cannot be reused, and a server that kept it open held the worker -t per attempt,
-    then failed read_timeout with no status (curl too drops such a body). The response then
-    holds an empty body, which requests takes as read."""
+    then failed read_timeout with no status (curl too drops such a body). One that stalls past
+    -t is dropped too, and the redirect followed: the 3xx came, and its record said status,
+    final_url and redirects null, as if none had (s27 t1 3). The response then holds an
+    empty body, which requests takes as read."""
     raw, deadline = resp.raw, thread_deadline()
-    if raw.length_remaining is None and not raw.chunked:  # delimited by the close
+    # delimited by the close, or closed unread (unread_redirect)
+    if raw.length_remaining is None and not raw.chunked or raw.closed:
         raw.close()
         resp._content = b""
         return
@@ -394,8 +407,10 @@ def discard_body(resp: Response) -> None:
             if read > REDIRECT_BODY_READ:
                 raw.close()  # not worth reading to reuse the connection
                 break
-    except urllib3.exceptions.ProtocolError:  # cut short, bad chunks: it was to be thrown away
-        raw.close()  # as requests does, the redirect is followed; the connection is not reused
+    # Cut short, bad chunks, stalled past -t: it was to be thrown away. As requests does for
+    # the first two, the redirect is followed; the connection is not reused.
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError):
+        raw.close()
     if deadline is not None and cut_by_deadline():
         raise _cut_at(deadline, resp)
     resp._content = b""
@@ -464,7 +479,7 @@ class FetcherSession(requests.Session):
         self._proxy_authorization = prepared.headers.get("Proxy-Authorization")
         # Session.hooks holds only requests' empty defaults, which PreparedRequest starts with.
         self._following = request.follow_redirects
-        return self.send(
+        response = self.send(
             prepared,
             timeout=timeout,  # requests passes a urllib3 Timeout through
             allow_redirects=request.follow_redirects,
@@ -473,6 +488,7 @@ class FetcherSession(requests.Session):
             verify=self.verify,  # every hop's: an http URL may be redirected to https
             cert=self.cert,
         )
+        return refuse_unread(response)
 
     def send(self, request: PreparedRequest, **kwargs: Any) -> Response:
         """requests' own (see _send), for the request and each redirect's; counted (sent), a

@@ -1,0 +1,127 @@
+"""Framing lies a hostile tester found in session 27 (t1 2-4): a Content-Length listing one
+number twice in one field, a redirect whose thrown-away body stalls, and a redirect with bad
+framing. Each record says what came: the answer read by its one length, and a 3xx that came
+followed (its body is never kept), not "no answer".
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+from tests.servers import FaultServer, read_request
+from tests.test_lying_answers import FINAL, Behaviour, record_of, routes, send
+
+
+def then_stall(data: bytes) -> Behaviour:
+    """Send data, then neither more bytes nor the close until the client hangs up."""
+
+    def behaviour(conn: socket.socket) -> None:
+        conn.sendall(data)
+        conn.recv(1)
+
+    return behaviour
+
+
+def saved(folder: Path) -> list[bytes]:
+    return [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+
+
+# -- t1 2: one Content-Length field listing one number twice ---------------------------------
+
+LISTED = b"HTTP/1.1 200 OK\r\nContent-Length: 50,50\r\n\r\n" + b"x" * 50
+
+
+@pytest.mark.parametrize("end", ["close", "stall"])
+def test_a_content_length_listing_one_number_twice_is_that_number(tmp_path: Path, end: str):
+    """RFC 9110 8.6 lets '50,50' be read as 50, as urllib3 does; http.client's int('50,50')
+    failed and read to the close: 'IncompleteRead(100 bytes read, -50 more expected)', or -t
+    on a socket kept open. curl saves the 50 bytes."""
+    answer = LISTED + b"y" * 50
+    with FaultServer(routes({"/a": send(answer) if end == "close" else then_stall(answer)})) as s:
+        record = record_of(s.url("/a"), "-t", "5", "-o", str(tmp_path / "out"))
+    assert record["ok"] is True and record["bytes"] == 50, record
+    assert saved(tmp_path / "out") == [b"x" * 50]
+
+
+def test_a_connection_after_a_listed_content_length_is_reused():
+    """The body ends at its length, so the next URL of the host is asked on the same one."""
+    with FaultServer(routes({"/a": send(LISTED), "/b": send(FINAL)})) as server:
+        result = invoke(["--format", "jsonl", "-j", "1", server.url("/a"), server.url("/b")])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["ok"] for r in records] == [True, True], records
+    assert [r["bytes"] for r in records] == [50, 5], records
+    assert server.connections == 1, server.connections
+
+
+def test_unequal_numbers_in_one_content_length_field_are_still_refused():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 50,51\r\n\r\n" + b"x" * 51
+    with FaultServer(routes({"/a": send(answer)})) as server:
+        record = record_of(server.url("/a"))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+
+
+# -- t1 3: a redirect whose thrown-away body stalls ------------------------------------------
+
+
+def test_a_redirect_whose_thrown_away_body_stalls_is_followed_after_t():
+    """The 302 came; its body was only to be thrown away. A stall past -t in it left a record
+    with status, final_url and redirects null, kind read_timeout, as if no answer came. Like a
+    body cut short, it is followed on a new connection."""
+    stalled = b"HTTP/1.1 302 F\r\nLocation: /final\r\nContent-Length: 100\r\n\r\n" + b"z" * 50
+    with FaultServer(routes({"/a": then_stall(stalled), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"), "-t", "1")
+    assert record["ok"] is True and record["status"] == 200 and record["bytes"] == 5, record
+    assert record["redirects"] == 1 and record["final_url"] == server.url("/final"), record
+
+
+# -- t1 4: a redirect with bad framing --------------------------------------------------------
+
+BAD_FRAMINGS = {
+    "gzip-chunked": b"Transfer-Encoding: gzip, chunked\r\n",
+    "two-lengths": b"Content-Length: 1\r\nContent-Length: 2\r\n",
+    "listed-lengths": b"Content-Length: 1, 2\r\n",
+    "letters": b"Content-Length: abc\r\n",
+}
+
+
+@pytest.mark.parametrize("framing", BAD_FRAMINGS.values(), ids=BAD_FRAMINGS.keys())
+def test_a_redirect_with_bad_framing_is_followed_its_body_unread(framing: bytes):
+    """The status line and the Location came; a redirect's body is never kept, so the
+    connection is closed and the redirect followed (curl -L too): the record said status,
+    final_url and redirects null, kind protocol. The server keeps the socket open: the body is
+    not waited for."""
+    redirect = b"HTTP/1.1 302 Found\r\nLocation: /final\r\n" + framing + b"\r\nab"
+    with FaultServer(routes({"/a": then_stall(redirect), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"), "-t", "5")
+    assert record["ok"] is True and record["status"] == 200 and record["bytes"] == 5, record
+    assert record["redirects"] == 1 and record["final_url"] == server.url("/final"), record
+
+
+@pytest.mark.parametrize("framing", BAD_FRAMINGS.values(), ids=BAD_FRAMINGS.keys())
+@pytest.mark.parametrize(
+    ("head", "args"),
+    [
+        (b"HTTP/1.1 302 Found\r\nLocation: /final\r\n", ("--no-follow",)),
+        (b"HTTP/1.1 302 Found\r\n", ()),  # no Location: nothing to follow
+        (b"HTTP/1.1 200 OK\r\n", ()),
+    ],
+    ids=["no-follow", "no-location", "200"],
+)
+def test_bad_framing_on_an_answer_whose_body_is_the_answer_stays_protocol(
+    tmp_path: Path, framing: bytes, head: bytes, args: tuple[str, ...]
+):
+    answer = head + framing + b"Connection: close\r\n\r\nab"
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+
+    with FaultServer(behaviour) as server:
+        record = record_of(server.url("/a"), *args, "-o", str(tmp_path / "out"))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert saved(tmp_path / "out") == []
