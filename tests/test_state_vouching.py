@@ -5,7 +5,6 @@ a later run was told "not modified" about a part, or --skip-fresh kept a stale f
 
 from __future__ import annotations
 
-import os
 import socket
 import sqlite3
 import threading
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from fetcher.output.atomic import file_mark
+from fetcher.output.atomic import mark_at
 from tests.conftest import invoke
 from tests.resources import Origin, resource
 from tests.servers import FaultServer, read_request, records, wait_for
@@ -188,4 +187,4 @@ def test_a_304_about_a_file_replaced_meanwhile_does_not_vouch_for_the_new_one(
     assert again["sha256"] == on_disk == first["sha256"]
     etag, hashed, mark = row(tmp_path, "etag, lower(hex(sha256)), saved_mark")
     assert (etag, hashed) == ('"e1"', on_disk)
-    assert mark == file_mark(os.stat(first["path"]))
+    assert mark == mark_at(first["path"])

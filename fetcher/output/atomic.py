@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import stat
+import sys
 from contextlib import suppress
 
 from fetcher.owners import resolve
@@ -671,13 +672,105 @@ def _in_place_problem(path: str) -> str | None:
 FileIdentity = tuple[int, int] | str
 
 
-def file_mark(found: os.stat_result) -> int:
-    """One number for a saved file, kept by --state: its inode and its size. A file another
-    URL's body replaced under the name has another inode (across runs two URLs may map to one
-    name; a freed inode number given again would need the same size too); a rename, a hard link
-    (a backup's), a chmod or a touch keeps the mark, and a 304 keeps the file's time as it is.
-    Within SQLite's signed 64 bits."""
-    return (found.st_ino * 0x9E3779B97F4A7C15 ^ found.st_size) & (2**63 - 1)
+# FS_IOC_GETVERSION, _IOR('v', 1, long) on 64-bit Linux: the inode's generation number, which
+# the file system gives a new file (ext2/3/4, btrfs, xfs), so that a freed inode number given
+# again is another file. A rename, a hard link, a chmod or a touch keeps it.
+GET_VERSION = 0x80087601
+# A file opened only to read its mark: never blocks on a planted FIFO, never takes a terminal,
+# never follows a link at its name (a link is no regular file, as an lstat sees it).
+_MARK_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def file_mark(found: os.stat_result, generation: int | None = None) -> int:
+    """One number for a saved file, kept by --state: its inode, its size and the inode's
+    generation (None where the file system has none, as tmpfs). A file another URL's body
+    replaced under the name has another inode; a file made anew that got the freed inode number
+    (ext4 gives one back at once: a restore from a backup) has another generation (s27 t2 1); a
+    rename, a hard link (a backup's), a chmod or a touch keeps the mark, and a 304 keeps the
+    file's time as it is. Within SQLite's signed 64 bits: a mark with a generation is below 0,
+    one without (this file system's, or a row an earlier version wrote: has_generation) is not.
+    Multiplied by an odd number, two generations of one inode and size never give one mark."""
+    mark = (found.st_ino * 0x9E3779B97F4A7C15 ^ found.st_size) & (2**63 - 1)
+    if generation is None:
+        return mark
+    return -1 - ((mark ^ generation * 0xBF58476D1CE4E5B9) & (2**63 - 1))
+
+
+def has_generation(mark: int) -> bool:
+    """Whether a row's mark carries its file's generation (file_mark); one that does not was
+    written on a file system without one, or by a version before s27."""
+    return mark < 0
+
+
+def _generation(fd: int) -> int | None:
+    """The generation of the file open as fd; None where its file system keeps none (ENOTTY:
+    tmpfs) or will not say."""
+    try:
+        answer = fcntl.ioctl(fd, GET_VERSION, bytes(8))
+    except OSError:
+        return None
+    return int.from_bytes(answer[:4], sys.byteorder)  # the kernel writes an int there
+
+
+def descriptor_mark(fd: int) -> int:
+    """The mark (file_mark) of the file open as fd."""
+    return file_mark(os.fstat(fd), _generation(fd))
+
+
+def mark_at(path: str, folder: int | None = None) -> int | None:
+    """The mark (file_mark) of the regular file at path (in the folder open as folder); None
+    when there is none (_marked_file)."""
+    found = _marked_file(path, folder)
+    return None if found is None else file_mark(*found)
+
+
+def renewed_mark(mark: int, path: str) -> int | None:
+    """The mark of the file at path (mark_at) when mark, one without a generation, is still
+    that file's inode and size; else None. From one descriptor: a file swapped in between is
+    never given the mark of the one confirmed."""
+    found = _marked_file(path, None)
+    if found is None or file_mark(found[0]) != mark:
+        return None
+    return file_mark(*found)
+
+
+def _marked_file(path: str, folder: int | None) -> tuple[os.stat_result, int | None] | None:
+    """What file_mark takes of the regular file at path (in the folder open as folder): one
+    open, fstat, ioctl and close. None when there is no regular file there, or when this locale
+    cannot spell its name (a row saved under UTF-8 read under LC_ALL=C: s24 r7 1). A file this
+    user may not open (chmod 000, not root) has its inode and size only: it is the state's
+    file only for a mark without a generation (is_marked)."""
+    try:
+        fd = os.open(path, _MARK_READ, dir_fd=folder)
+    except PermissionError:
+        found = _lstat_or_none(path, folder)
+        return (found, None) if found is not None and stat.S_ISREG(found.st_mode) else None
+    except (OSError, UnicodeError, ValueError):
+        return None
+    try:
+        found = os.fstat(fd)
+        return (found, _generation(fd)) if stat.S_ISREG(found.st_mode) else None
+    finally:
+        os.close(fd)
+
+
+def _lstat_or_none(path: str, folder: int | None) -> os.stat_result | None:
+    try:
+        return os.lstat(path, dir_fd=folder)
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def is_marked(mark: int, path: str, folder: int | None = None) -> bool:
+    """Whether the regular file at path is still the one a row marked (mark: file_mark). A mark
+    without a generation is told by the inode and size, one lstat, as before s27: a row an
+    earlier version wrote, which its next 304 marks anew (upgrading: no mirror fetched whole
+    once); one with a generation needs the file's, and a file whose generation cannot be read
+    is not the row's: it is fetched whole (and replaced, with its mode kept)."""
+    if not has_generation(mark):
+        found = _lstat_or_none(path, folder)
+        return found is not None and stat.S_ISREG(found.st_mode) and file_mark(found) == mark
+    return mark_at(path, folder) == mark
 
 
 def file_identity(path: str, replaced: bool) -> FileIdentity | None:

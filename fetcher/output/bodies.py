@@ -34,9 +34,13 @@ from fetcher.output.atomic import (
     Swapped,
     create_temporary,
     create_unnamed,
+    descriptor_mark,
     file_identity,
-    file_mark,
+    has_generation,
+    is_marked,
+    mark_at,
     name_unnamed,
+    renewed_mark,
 )
 from fetcher.output.paths import (
     LinkInTheWay,
@@ -128,7 +132,7 @@ class SavedFile:
         # -R: the server's Last-Modified, set before the rename (on a kept file, by the
         # response that continues it)
         self.modified = modified
-        self.mark: int | None = None  # the file's, once committed (file_mark)
+        self.mark: int | None = None  # the file's, once committed (atomic.file_mark)
         # Created and registered under the lock, so that the exit hook sees every temporary
         # it is to remove (a resumable one is left for the next run).
         with _live_lock:
@@ -188,7 +192,7 @@ class SavedFile:
             self.file.flush()
             self._set_time()
             _keep_mode(self.file.fileno(), folder, name)  # before an unnamed file has a name
-            self.mark = file_mark(os.fstat(self.file.fileno()))
+            self.mark = descriptor_mark(self.file.fileno())
             # A name it had while written (resumable, or no unnamed files) may have been swapped
             if self.temporary is not None and not self._holds_ours(self.temporary):
                 raise Swapped()
@@ -274,11 +278,16 @@ class BodyOutput:
     """Everything one response's body is written to, besides the hash: a file, a spool, both."""
 
     def __init__(
-        self, saved: SavedFile | None, spool: IO[bytes] | None, existing: str | None = None
+        self,
+        saved: SavedFile | None,
+        spool: IO[bytes] | None,
+        existing: str | None = None,
+        row_mark: int | None = None,
     ) -> None:
         self.saved = saved
         self.spool = spool
         self.existing = existing  # a 304's: the file already there, named in the record
+        self.row_mark = row_mark  # a 304's: the mark the state's row has of it (Owner.row_mark)
         # Held by each write, so that a chunk is in the file and counted, or neither; cut: a
         # stop abandoned the body (cut), which nothing writes, commits or removes from then on.
         self._writing, self._cut = threading.Lock(), False
@@ -309,8 +318,8 @@ class BodyOutput:
 
     def finish(self) -> tuple[str | None, IO[bytes] | None, int | None]:
         """Commit the file; return its path (or the existing file's), the spool rewound and the
-        saved file's mark (file_mark; None when nothing was saved). Raises FetchError when
-        cut: the file stays the partial its record named."""
+        saved file's mark (atomic.file_mark; None when nothing was saved; a 304's: _kept_mark).
+        Raises FetchError when cut: the file stays the partial its record named."""
         with self._writing:
             if self._cut:
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
@@ -319,7 +328,7 @@ class BodyOutput:
         if self.spool is not None:
             self.spool.seek(0)
         if self.saved is None:  # a 304's: the file already there, its mark for the state
-            return self.existing, self.spool, _mark_of(self.existing)
+            return self.existing, self.spool, _kept_mark(self.existing, self.row_mark)
         return self.saved.final, self.spool, self.saved.mark
 
     def abort(self) -> None:
@@ -391,7 +400,8 @@ class Bodies:
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
-        return BodyOutput(saved, spool, existing)
+        row_mark = owner.row_mark if isinstance(owner, Owner) else None
+        return BodyOutput(saved, spool, existing, row_mark)
 
     def reopen(
         self,
@@ -452,10 +462,11 @@ class Bodies:
 
     def held(self, path: str | None, mark: int | None = None) -> str | None:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
-        the state says a body was saved) and, with mark, still that file (file_mark; not another
-        URL's saved over it): --skip-fresh keeps it. One lstat, on the dispatcher's
-        thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a second, and
-        walking DIR from its descriptor (``saved``) took 46 µs a URL."""
+        the state says a body was saved) and, with mark, still that file (atomic.is_marked; not
+        another URL's saved over it, nor a file made anew in its inode): --skip-fresh keeps it.
+        One lstat (a mark with a generation: an open, fstat, ioctl and close), on the
+        dispatcher's thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a
+        second, and walking DIR from its descriptor (``saved``) took 46 µs a URL."""
         if path is None or self.folder is None:
             return None
         root = self.folder.root
@@ -465,15 +476,16 @@ class Bodies:
             path = _respelled(path, root, self._real_root)  # DIR spelled another way, or not DIR
             if path is None:
                 return None
-        found = _mark_of(path)  # None: no regular file there
-        return None if found is None or mark not in (None, found) else path
+        held = _regular(path) if mark is None else is_marked(mark, path)
+        return path if held else None
 
     def saved(self, url: str, name: str | None, path: str | None, mark: int | None,
               owner: str | Owner | None = None) -> bool:  # fmt: skip
         """Whether url's file under -o is there and is path, where its body was saved last, and,
-        with mark, still that file (file_mark: across runs, another URL's body may have been
-        saved over it under the same name): a conditional request is only worth it then, as a
-        304 keeps that file. True without -o, where nothing is saved to lose."""
+        with mark, still that file (atomic.is_marked: across runs, another URL's body may have
+        been saved over it under the same name, or a backup restored it in a new file): a
+        conditional request is only worth it then, as a 304 keeps that file. True without -o,
+        where nothing is saved to lose."""
         if self.folder is None:
             return True
         if path is None or (existing := self.folder.existing(url, name, owner=owner)) is None:
@@ -481,7 +493,7 @@ class Bodies:
         # DIR spelled another way: the same file (existing is one; a stream's identity is None)
         if existing != path and file_identity(existing, False) != file_identity(path, False):
             return False
-        return mark is None or _mark_of(existing) == mark
+        return mark is None or is_marked(mark, existing)
 
 
 def _place(
@@ -518,14 +530,29 @@ def _keep_mode(fd: int, folder: int, name: str) -> None:
     os.fchmod(fd, kept)
 
 
-def _mark_of(path: str | None) -> int | None:
-    """The mark (file_mark) of the regular file at path; None when there is none, or when
-    this locale cannot spell its name (a row saved under UTF-8 read under LC_ALL=C: s24 r7 1)."""
+def _regular(path: str) -> bool:
+    """Whether path is a regular file (False when this locale cannot spell its name: a row
+    saved under UTF-8 read under LC_ALL=C, s24 r7 1)."""
     try:
-        found = None if path is None else os.lstat(path)
-    except (OSError, UnicodeError):
-        return None
-    return file_mark(found) if found is not None and stat.S_ISREG(found.st_mode) else None
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, UnicodeError, ValueError):
+        return False
+
+
+def _kept_mark(existing: str | None, row_mark: int | None) -> int | None:
+    """The mark a 304 leaves its row (State keeps the row's own when this is None): the kept
+    file's (atomic.mark_at) for a row with no mark (before schema 3), or with one without a
+    generation (an earlier version's, or another file system's) that is still the file's, so
+    that the 304 confirming it marks it anew; else the row's, the one the 304 was asked about
+    (a file saved over it since is not the stored body's: s24 h5 3)."""
+    if existing is None:
+        return row_mark
+    if row_mark is None:
+        return mark_at(existing)
+    if not has_generation(row_mark):
+        renewed = renewed_mark(row_mark, existing)
+        return row_mark if renewed is None else renewed
+    return row_mark
 
 
 def _respelled(path: str, root: str, real_root: str) -> str | None:

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from fetcher.output.atomic import TEMP_PREFIX, file_mark
+from fetcher.output.atomic import TEMP_PREFIX, is_marked
 from fetcher.redact import hidden, redact_text, redact_url
 from fetcher.settings import DEFAULT_PORTS
 
@@ -360,16 +360,16 @@ def _kept_name(name: str, claimant: _Claimant) -> str | None:
     return kept if n >= 2 and _candidate(name, claimant, n) == kept else None
 
 
-def _its_own_file(claimant: _Claimant, name: str, kept_here: bool,
-                  info: os.stat_result | None) -> bool:  # fmt: skip
-    """Whether the regular file info (name, in the folder being placed into) is the one the
+def _its_own_file(claimant: _Claimant, name: str, kept_here: bool, info: os.stat_result | None,
+                  folder: int) -> bool:  # fmt: skip
+    """Whether the regular file info (name, in folder, being placed into) is the one the
     claimant's row names and still the file the row saved (its saved_mark): an earlier run's
     file of the request's own, which a dead worker process did not save in this run (its
     body would have a new inode: atomic.file_mark), so that an adopted folder keeps it for
     the request's conditions (a 304) and lets the request replace it (s26 h3 1)."""
     if not kept_here or name != claimant.kept or claimant.kept_mark is None or info is None:
         return False
-    return _is_file(info) and file_mark(info) == claimant.kept_mark
+    return _is_file(info) and is_marked(claimant.kept_mark, name, folder)
 
 
 def _a_count(text: str) -> bool:
@@ -602,7 +602,7 @@ class OutputDir:
                 owned = self._owner.get(path, owner) == owner
                 info = _lstat(folder, candidate)
                 taken = foreign and path not in self._owner and _is_file(info)
-                taken = taken and not _its_own_file(claimant, candidate, kept_here, info)
+                taken = taken and not _its_own_file(claimant, candidate, kept_here, info, folder)
                 fits = owned and _fits_file(info) and not taken
             else:
                 # not a file given in this run, nor a file an earlier run left

@@ -21,6 +21,7 @@ from typing import Any
 
 from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
+from fetcher.output.atomic import has_generation
 from fetcher.output.bodies import partial_inode
 from fetcher.results import Partial, Result
 from fetcher.state import database
@@ -461,8 +462,11 @@ def _known_body(result: Result, prior: Prior | None, bodiless: bool) -> Result |
     # The record names the file this run kept (none without -o); the state, the file it knows.
     # The mark is the one the 304 was asked about: a file saved over it since (another copy of
     # the URL) is not the stored body's, and the next run fetches it whole (s24 h5 3). A row
-    # from before schema 3 gets the kept file's.
-    mark = result.saved_mark if prior.saved_mark is None else prior.saved_mark
+    # from before schema 3 gets the kept file's; one whose mark has no generation, the mark
+    # with it of the file the 304 confirmed (bodies._kept_mark: else the row's own, s27 t2 1).
+    mark = prior.saved_mark
+    if mark is None or (not has_generation(mark) and result.saved_mark is not None):
+        mark = result.saved_mark
     # Its URL is the one the validators were sent to (FetcherSession.conditions): the row's,
     # or the request's own for a row from before schema 6, which now has it.
     return replace(prior, etag=result.etag, last_modified=result.last_modified,
