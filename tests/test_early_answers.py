@@ -1075,27 +1075,24 @@ def test_the_wait_for_the_unsent_body_ends_at_a_refusal_that_was_hidden(filled) 
     assert uploads.unsent(client), "the body was waited for"
 
 
-def test_the_wait_behind_what_decides_nothing_lasts_the_timeout_however_bytes_leave(
-    filled,
-) -> None:
-    """s27 f2 2: behind a status line still in pieces, a server reading slowly moved the
-    stall's end on at each read, and the whole body was waited for. It lasts the timeout."""
+def test_the_wait_behind_what_decides_nothing_lasts_while_bytes_leave(filled) -> None:
+    """s27 r2 1: behind what decides nothing yet (interim answers past the look, a status line
+    in pieces) may be a 2xx, so the body is waited for as after one, for as long as the server
+    takes bytes: a wait capped at the timeout (ddd697b) left 1.6 MB unsent behind a 200 the
+    look could not reach, and a reset then made that upload ok."""
     client, server = filled
     server.sendall(b"HTTP/1.1 ")
     done = threading.Event()
 
-    def read_slowly() -> None:
-        while not done.wait(0.02) and server.recv(4096):
+    def read_steadily() -> None:
+        while not done.wait(0.01) and server.recv(64 * 1024):
             pass
 
-    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader = threading.Thread(target=read_steadily, daemon=True)
     reader.start()
     try:
-        started = time.monotonic()
-        assert uploads.drain(client, 0.5, hidden=True) == 0
-        took = time.monotonic() - started
+        assert uploads.drain(client, 0.2, hidden=True) == 0
     finally:
         done.set()
         reader.join(5)
-    assert 0.4 < took < 1.5, took
-    assert uploads.unsent(client), "the body was waited for"
+    assert not uploads.unsent(client), "the wait ended with bytes never sent"
