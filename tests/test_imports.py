@@ -60,6 +60,7 @@ CORE = [
     "fetcher.http.retry",
     "fetcher.http.session",
     "fetcher.http.sockets",
+    "fetcher.http.reuse",
     "fetcher.http.uploads",
     "fetcher.http.response_headers",
     "fetcher.http.codings",

@@ -362,10 +362,16 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
     interim answers: both raise InterimResponseError (http.client's begin then closes the
     connection, which is never reused). A final status line of a version other than HTTP/1.x
     raises UnsupportedVersionError (_check_version); a status code that is not three ASCII
-    digits, BadStatusLine (_status_code).
+    digits, BadStatusLine (_status_code). The end of the connection before a status line
+    raises http.client's RemoteDisconnected, after_interim saying whether an interim answer
+    came first: the answer had begun, and the request is not sent again (fetcher.http.reuse).
     """
-    for _ in range(MAX_INTERIM + 1):
-        version, status, reason = _read_status_line(response)
+    for interim in range(MAX_INTERIM + 1):
+        try:
+            version, status, reason = _read_status_line(response)
+        except http.client.RemoteDisconnected as error:
+            error.after_interim = interim > 0  # type: ignore[attr-defined] # fetcher.http.reuse
+            raise
         if not is_interim(version, status, reason):
             return version, status, reason
         read_header_lines(response.fp)

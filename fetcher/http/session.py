@@ -49,7 +49,6 @@ from fetcher.http.cookies import (
 )
 from fetcher.http.deadline import (
     Deadline,
-    DeadlineHTTPSPool,
     cut_by_deadline,
     thread_deadline,
 )
@@ -74,7 +73,7 @@ from fetcher.http.request import (
     proxies_for,
 )
 from fetcher.http.response_headers import content_length_problem
-from fetcher.http.sockets import KernelTimeoutHTTPPool
+from fetcher.http.reuse import HTTPPool, HTTPSPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
 
@@ -117,10 +116,11 @@ def transfer_coding_problem(value: str | None) -> str | None:
 
 
 # The connection pools of every session, direct or through an http(s) proxy: their answers are
-# read by response_headers.HeaderParsingResponse, their header phase cut at --max-time.
+# read by response_headers.HeaderParsingResponse, their header phase cut at --max-time; a request
+# a kept-alive connection died under before its answer sent again on a new one (reuse).
 POOL_CLASSES: Mapping[str, type[ConnectionPool]] = {
-    "http": KernelTimeoutHTTPPool,  # fewer system calls, each giving up the GIL
-    "https": DeadlineHTTPSPool,
+    "http": HTTPPool,  # fewer system calls, each giving up the GIL (sockets)
+    "https": HTTPSPool,
 }
 
 # Origins whose connection-pool key an adapter keeps; past this many it starts over.

@@ -69,12 +69,12 @@ class KernelTimeoutSocket(socket.socket):
     sent and received.
     """
 
-    __slots__ = ("_seconds", "_receive_seconds", "_send_seconds", "_received")
+    __slots__ = ("_seconds", "_receive_seconds", "_send_seconds", "received")
 
     _seconds: float | None
     _receive_seconds: float | None
     _send_seconds: float | None
-    _received: int  # bytes this socket has received since it was connected
+    received: int  # bytes this socket has received since it was connected (fetcher.http.reuse)
 
     @classmethod
     def adopting(cls, sock: socket.socket) -> KernelTimeoutSocket:
@@ -83,7 +83,7 @@ class KernelTimeoutSocket(socket.socket):
         timeout = sock.gettimeout()
         adopted = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
         adopted._receive_seconds = adopted._send_seconds = _UNSET
-        adopted._received = 0  # adopted as soon as it is connected: nothing was read yet
+        adopted.received = 0  # adopted as soon as it is connected: nothing was read yet
         adopted._seconds = None
         socket.socket.setblocking(adopted, True)  # the descriptor may be non-blocking still
         adopted.settimeout(timeout)
@@ -124,7 +124,7 @@ class KernelTimeoutSocket(socket.socket):
             count = super().recv_into(*args)
         except BlockingIOError as error:
             raise self._again(error) from None
-        self._received += count
+        self.received += count
         return count
 
     def recv(self, *args: Any) -> bytes:
@@ -133,7 +133,7 @@ class KernelTimeoutSocket(socket.socket):
             data = super().recv(*args)
         except BlockingIOError as error:
             raise self._again(error) from None
-        self._received += len(data)
+        self.received += len(data)
         return data
 
     def quiet(self) -> bool | None:
@@ -158,9 +158,9 @@ class KernelTimeoutSocket(socket.socket):
         if info[0] != _TCP_ESTABLISHED:
             return False
         received: int = struct.unpack_from("=Q", info, _BYTES_RECEIVED_AT)[0]
-        if received == 0 and self._received:
+        if received == 0 and self.received:
             return None  # a network stack that does not keep the count
-        return received == self._received
+        return received == self.received
 
     def sendall(self, *args: Any) -> None:
         self._sending()
