@@ -21,10 +21,13 @@ from typing import Any
 import pytest
 
 from fetcher.http.headers import validator_date
+from fetcher.http.request import conditional_headers
+from fetcher.state.prior import Prior
 from tests.servers import FaultServer, serving
 from tests.test_state_validators import DAY_1, answer, fetch, scripted, state_row
 
-MONTH = 30 * 24 * 3600
+DAY = 24 * 3600
+MONTH = 30 * DAY
 NOW = time.time()
 FUTURE = formatdate(NOW + MONTH, usegmt=True)
 ONE, TWO = b"version one\n", b"version TWO is here, longer\n"
@@ -80,8 +83,8 @@ def test_an_edit_after_a_future_last_modified_is_fetched(
 def test_a_future_date_a_row_kept_before_is_not_sent(
     tmp_path: Path, static: tuple[Any, Path]
 ) -> None:
-    """A row written before this rule holds the future date: it is not sent (this machine's
-    clock says it is ahead), and the answer's date replaces it."""
+    """A row written before this rule holds the future date: it is not sent (a month ahead of
+    this machine's clock, past any skew of clocks), and the answer's date replaces it."""
     server, www = static
     (www / "f.txt").write_bytes(ONE)
     fetch(tmp_path, _url(server, "f.txt"))
@@ -127,3 +130,30 @@ def test_the_etag_is_still_sent_without_the_date(tmp_path: Path, dated: bool) ->
 )
 def test_the_date_kept(headers: dict[str, str], kept: str | None) -> None:
     assert validator_date(headers, NOW) == kept
+
+
+def test_a_server_whose_clock_runs_ahead_is_still_asked_by_date(tmp_path: Path) -> None:
+    """A server an hour ahead of this machine (or this machine an hour behind): its date is no
+    later than its own Date, so it is kept, and sent, though later than this machine's clock,
+    and the next runs are 304s, not whole bodies (s27 r2 2)."""
+    ahead = formatdate(NOW + 3600, usegmt=True)
+    modified = formatdate(NOW + 1800, usegmt=True)
+    validators = [("Last-Modified", modified), ("Date", ahead)]
+    asked: list[bytes] = []
+    answers = [answer(200, validators, ONE), answer(304, validators), answer(304, validators)]
+    with FaultServer(scripted(answers, asked)) as server:
+        fetch(tmp_path, server.url("/v"))
+        again = [fetch(tmp_path, server.url("/v")) for _ in range(2)]
+    for request in asked[1:]:
+        assert f"If-Modified-Since: {modified}".encode() in request, request
+    assert [record["status"] for record in again] == [304, 304], again
+    assert state_row(tmp_path)[1] == modified
+
+
+@pytest.mark.parametrize(("ahead", "sent"), [(3600, True), (DAY - 60, True), (DAY + 60, False)])
+def test_a_stored_date_is_sent_unless_a_day_ahead_of_this_machine(ahead: int, sent: bool) -> None:
+    """A stored date later than this machine's clock by less than a day (a skew of clocks) is
+    sent; one later still (a row written before validator_date) is not."""
+    dated = formatdate(time.time() + ahead, usegmt=True)
+    prior = Prior(ok=True, fetched_at=int(NOW), last_modified=dated)
+    assert ("If-Modified-Since" in conditional_headers(prior)) is sent

@@ -76,7 +76,8 @@ def validator_date(headers: Mapping[str, str], now: float | None = None) -> str 
 
 def later_than(value: str, now: float) -> bool:
     """Whether value, an HTTP date, is later than now (POSIX seconds): a Last-Modified a row
-    kept before validator_date, which --state no longer sends. Unreadable: not later."""
+    kept before validator_date, which --state no longer sends when it is far ahead (request.
+    conditional_headers). Unreadable: not later."""
     when = http_date(value)
     return when is not None and when.timestamp() > now
 
