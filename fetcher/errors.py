@@ -43,6 +43,9 @@ class FetchError(Exception):
     kind: ErrorKind = ErrorKind.OTHER
     final: bool = False
     abandoned: bool = False  # cut by the run's stop: neither ok nor failed (not finished)
+    # This machine's own failure, met before the hop that failed was sent (a CA bundle it
+    # cannot use): no host's doing, and no attempt when that hop was the first.
+    local: bool = False
     response: Any = None  # the answer that failed, when one came (a redirect not followed)
 
     def __init__(self, message: str, kind: ErrorKind | None = None) -> None:

@@ -77,6 +77,7 @@ class Result:
     changed: bool | None = None  # set by the state for an ok result
     skipped: bool = False  # --skip-fresh: fetched ok recently, not fetched now
     final: bool = False  # a failure another attempt would meet again (FetchError.final)
+    local: bool = False  # this machine's failure, before its hop was sent (FetchError.local)
     partial: Partial | None = None  # --continue: the body's kept partial file, when cut short
 
     def close(self) -> None:
@@ -213,12 +214,18 @@ class Summary:
         group.count += 1
         if len(group.examples) < EXAMPLES_PER_KIND:
             group.examples.append(example_of(result.job))
-        # A URL that could not be fetched names no host that failed (nor one that is sure: a
-        # malformed authority is read one way by urllib, another by urllib3), nor does a
-        # failure of this machine. After redirects, the host that failed is where they led,
-        # not the one that answered the first.
+        self._count_host(result, kind)
+
+    def _count_host(self, result: Result, kind: ErrorKind) -> None:
+        """Count result's failure, of kind, against the host that failed. A URL that could not
+        be fetched names none (nor one that is sure: a malformed authority is read one way by
+        urllib, another by urllib3), nor does a failure of this machine (io; a local one, as a
+        CA bundle it cannot use, after a redirect too: the hosts that answered did nothing
+        wrong). After redirects, the host that failed is where they led, not the first's."""
+        if kind in HOSTLESS_KINDS or result.local:
+            return
         where = result.final_url if result.redirects and result.final_url else result.job.target
-        host = host_of(where) if kind not in HOSTLESS_KINDS else None
+        host = host_of(where)
         if host:
             self.failed_hosts[host] += 1
             if len(self.failed_hosts) > 2 * MAX_FAILED_HOSTS:  # the most failing ones are kept

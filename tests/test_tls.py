@@ -3,6 +3,7 @@ on by default, --cacert, -k/--insecure, client certificates, and REQUESTS_CA_BUN
 overriding what the command line asked for.
 """
 
+import errno
 import json
 import os
 import ssl
@@ -583,6 +584,79 @@ def test_a_ca_bundle_variable_that_can_wait_fails_https_at_once_and_fetches_http
     failure = found[urls[1]]
     assert failure["error"]["kind"] == "tls" and bundle in failure["error"]["message"], failure
     assert failure["elapsed"] < 2, failure
+    assert server.paths == []
+
+
+def unreachable_bundle(tmp_path, kind):
+    """A CA bundle path that cannot be looked at for another reason than its absence, and what
+    the system says of it (strerror): a file taken for a folder, a symlink loop, a name too
+    long. (A folder the user cannot search is another, which root cannot make.)"""
+    if kind == "not-a-folder":
+        (tmp_path / "file").write_bytes(b"")
+        return str(tmp_path / "file" / "ca.pem"), os.strerror(errno.ENOTDIR)
+    if kind == "loop":
+        os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+        os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+        return str(tmp_path / "loop-a"), os.strerror(errno.ELOOP)
+    return str(tmp_path / ("x" * 300)), os.strerror(errno.ENAMETOOLONG)
+
+
+@pytest.mark.parametrize("kind", ["not-a-folder", "loop", "too-long"])
+def test_a_ca_bundle_variable_that_cannot_be_looked_at_fails_https_as_tls_saying_why(
+    server, tmp_path, kind
+):
+    """Only a missing path was said (s27 t3 1): a path whose stat failed otherwise (ENOTDIR,
+    ELOOP, ENAMETOOLONG, EACCES) was left to requests, whose plain OSError made the failure
+    kind other, 'Could not find a suitable TLS CA certificate bundle' (s27 r2 3). Now kind
+    tls, naming the bundle and why, as the line at start does; http URLs are still fetched."""
+    bundle, why = unreachable_bundle(tmp_path, kind)
+    with counting_server() as plain:
+        urls = [plain.url("/plain"), server.url("/never")]
+        result = invoke(["--format", "jsonl", "--retries", "0", *urls], REQUESTS_CA_BUNDLE=bundle)
+    assert f"cannot read REQUESTS_CA_BUNDLE ({bundle}): {why}" in result.stderr, result.stderr
+    found = {record["url"]: record for record in records(result.stdout)}
+    assert found[urls[0]]["ok"] is True and plain.paths == ["/plain"]
+    error = found[urls[1]]["error"]
+    assert error["kind"] == "tls", error
+    assert f"the CA bundle {bundle} cannot be read: {why}" in error["message"], error
+    assert server.paths == []
+
+
+@pytest.mark.parametrize("through", ["direct", "https-proxy"])
+def test_an_https_url_failing_on_the_ca_bundle_made_no_attempt_and_blames_no_host(
+    server, tmp_path, through
+):
+    """Nothing was sent (the bundle is looked at before connecting), yet the record said
+    attempts 1 and the summary named the server among the failing hosts (s27 r2 4). It is
+    this machine's failure: attempts 0, no host, no request in the rate; still kind tls. The
+    same for an http URL through an https proxy, whose TLS needs the bundle too."""
+    summary = tmp_path / "summary.json"
+    url, args = server.url("/never"), ["--summary", str(summary)]
+    if through == "https-proxy":
+        url, args = f"http://127.0.0.1:{server.port}/never", [*args, "-x", server.url("")]
+    result, record = fetch(url, *args, REQUESTS_CA_BUNDLE=str(tmp_path / "gone.pem"))
+    assert_tls_failure(result, record)
+    assert record["attempts"] == 0, record
+    counts = json.loads(summary.read_text())
+    assert counts["by_host"] == {} and counts["by_kind"]["tls"]["count"] == 1, counts
+    assert counts["requests_per_second"] == 0, counts
+    assert server.paths == []
+
+
+def test_a_redirect_to_https_failing_on_the_ca_bundle_counts_its_first_hop_and_no_host(
+    httpserver, server, tmp_path
+):
+    """The first hop was sent and answered: one attempt. The failure after it is this
+    machine's, not the redirecting host's nor the target's: no host counts it."""
+    httpserver.expect_request("/start").respond_with_data(
+        "", status=302, headers={"Location": server.url("/hop")}
+    )
+    summary = tmp_path / "summary.json"
+    result, record = fetch(httpserver.url_for("/start"), "--summary", str(summary),
+                           REQUESTS_CA_BUNDLE=str(tmp_path / "gone.pem"))  # fmt: skip
+    assert_tls_failure(result, record)
+    assert record["attempts"] == 1 and record["redirects"] == 1, record
+    assert json.loads(summary.read_text())["by_host"] == {}
     assert server.paths == []
 
 

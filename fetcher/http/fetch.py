@@ -229,16 +229,23 @@ def answered_upload(result: Result, request: EffectiveRequest, settings: Setting
     )
 
 
+def _note_marks(exc: BaseException, result: Result) -> None:
+    """In result, what exc or any exception it wraps says of the failure (FetchError's marks):
+    final, abandoned, local."""
+    chain = list(iter_chain(exc))
+    result.final = any(getattr(link, "final", False) for link in chain)
+    result.abandoned = any(getattr(link, "abandoned", False) for link in chain)
+    result.local = any(getattr(link, "local", False) for link in chain)
+
+
 def _sent_nothing(result: Result) -> bool:
     """Whether result's request was refused before anything was sent: an invalid_url failure
     with no answer and no redirect (a HEAD with data, requests' InvalidURL or InvalidSchema
-    raised while preparing it). It made no attempt, so req/s does not count it (s23 r4 4); a
-    redirect to a bad Location was sent, and counts."""
-    return (
-        result.error_kind is ErrorKind.INVALID_URL
-        and result.status is None
-        and not result.redirects
-    )
+    raised while preparing it), or a local one with no redirect (an https URL this machine's
+    CA bundle cannot verify: s27 r2 4). It made no attempt, so req/s does not count it (s23 r4
+    4); a redirect to a bad Location, or to an https URL the bundle fails, was sent: counts."""
+    refused = result.error_kind is ErrorKind.INVALID_URL and result.status is None
+    return (refused or result.local) and not result.redirects
 
 
 class Exchange:
@@ -277,9 +284,8 @@ class Exchange:
         except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
             result.error_kind = classify(exc)
             result.error_message = redact_text(describe(exc))
-            result.final = any(getattr(link, "final", False) for link in iter_chain(exc))
+            _note_marks(exc, result)
             result.final = result.final or answered_upload(result, request, settings)
-            result.abandoned = any(getattr(link, "abandoned", False) for link in iter_chain(exc))
             if (
                 deadline is not None
                 and deadline.expired()

@@ -23,7 +23,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from requests.cookies import extract_cookies_to_jar, merge_cookies
-from requests.exceptions import InvalidURL, SSLError
+from requests.exceptions import InvalidURL
 from requests.models import PreparedRequest, Response
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -236,7 +236,7 @@ class FetcherAdapter(HTTPAdapter):
             url = f"https://{conn.host}:{conn.port}/"  # the proxy's, where the TLS goes
         if conn.scheme == "https" and isinstance(verify, str):
             if (problem := bundle_problem(verify)) is not None:
-                raise SSLError(f"the CA bundle {verify} {problem}")
+                raise BundleError(f"the CA bundle {verify} {problem}")
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
@@ -308,21 +308,31 @@ _send = with_globals(requests.Session.send, extract_cookies_to_jar=_extract_cook
 _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+class BundleError(FetchError):
+    """An https connection refused before it is made, for the CA bundle (bundle_problem): kind
+    tls, as the docs say, and local: this machine's failure, which no server was asked about,
+    so it is no attempt (when it is the first hop's) and counts against no host (s27 r2 4)."""
+
+    kind = ErrorKind.TLS
+    local = True
+
+
 def bundle_problem(path: str) -> str | None:
     """What keeps a CA bundle path (a variable's: --cacert's is refused at start otherwise) from
     being opened for a connection, or None for a regular file or OpenSSL's folder of hashed
     certificates. A FIFO's open, a terminal's read wait for ever and held every https URL past
     -m (s24 r9 1, s25 r1 3); refusing the run for it stopped the http URLs too, which curl
-    fetches whatever CURL_CA_BUNDLE says (s25 r1 6). A path that is not there was left to
-    requests, whose plain OSError made the failure kind other (s27 t3 1): said here, kind tls.
+    fetches whatever CURL_CA_BUNDLE says (s25 r1 6). A path that is not there, or that cannot
+    be looked at (ENOTDIR, ELOOP, EACCES), was left to requests, whose plain OSError made the
+    failure kind other (s27 t3 1, r2 3): said here, kind tls (BundleError).
     Looked at for each request (a stat): one looked at once and then replaced by a FIFO hung
     the run (r3 9)."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         return "does not exist: no CA to verify with"
-    except OSError:
-        return None  # requests' own open says why
+    except OSError as exc:  # as options.check_bundle_variable says it at start (s27 r2 3)
+        return f"cannot be read: {exc.strerror}"
     if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
         return None
     return "is not a regular file nor a folder: not read (a FIFO or a terminal waits for ever)"
