@@ -689,11 +689,28 @@ def file_mark(found: os.stat_result, generation: int | None = None) -> int:
     rename, a hard link (a backup's), a chmod or a touch keeps the mark, and a 304 keeps the
     file's time as it is. Within SQLite's signed 64 bits: a mark with a generation is below 0,
     one without (this file system's, or a row an earlier version wrote: has_generation) is not.
-    Multiplied by an odd number, two generations of one inode and size never give one mark."""
-    mark = (found.st_ino * 0x9E3779B97F4A7C15 ^ found.st_size) & (2**63 - 1)
+    A mark with a generation keeps 47 bits of the inode and size apart from 16 of the
+    generation, so that a file whose generation cannot be read (no descriptor left, chmod 000)
+    is still told by its inode and size (same_inode_and_size), as before s27."""
+    mark = _inode_and_size(found)
     if generation is None:
         return mark
-    return -1 - ((mark ^ generation * 0xBF58476D1CE4E5B9) & (2**63 - 1))
+    mixed = (generation * 0xBF58476D1CE4E5B9) >> 48 & 0xFFFF
+    return -1 - ((mark & _KEPT) << 16 | mixed)
+
+
+_KEPT = 2**47 - 1  # the bits of the inode and size a mark with a generation keeps
+
+
+def _inode_and_size(found: os.stat_result) -> int:
+    return (found.st_ino * 0x9E3779B97F4A7C15 ^ found.st_size) & (2**63 - 1)
+
+
+def same_inode_and_size(mark: int, found: os.stat_result) -> bool:
+    """Whether found has the inode and size mark (either kind) was taken of."""
+    if has_generation(mark):
+        return (-1 - mark) >> 16 == _inode_and_size(found) & _KEPT
+    return _inode_and_size(found) == mark
 
 
 def has_generation(mark: int) -> bool:
@@ -737,16 +754,17 @@ def renewed_mark(mark: int, path: str) -> int | None:
 def _marked_file(path: str, folder: int | None) -> tuple[os.stat_result, int | None] | None:
     """What file_mark takes of the regular file at path (in the folder open as folder): one
     open, fstat, ioctl and close. None when there is no regular file there, or when this locale
-    cannot spell its name (a row saved under UTF-8 read under LC_ALL=C: s24 r7 1). A file this
-    user may not open (chmod 000, not root) has its inode and size only: it is the state's
-    file only for a mark without a generation (is_marked)."""
+    cannot spell its name (a row saved under UTF-8 read under LC_ALL=C: s24 r7 1). A file that
+    cannot be opened (chmod 000 for a user not root; no descriptor left, EMFILE, which took a
+    file for another and fetched it whole: s27 r4 1) has its inode and size only (lstat), and
+    is told by those (is_marked)."""
     try:
         fd = os.open(path, _MARK_READ, dir_fd=folder)
-    except PermissionError:
+    except (UnicodeError, ValueError):
+        return None
+    except OSError:  # a link (ELOOP) or a socket (ENXIO) is no regular file for lstat either
         found = _lstat_or_none(path, folder)
         return (found, None) if found is not None and stat.S_ISREG(found.st_mode) else None
-    except (OSError, UnicodeError, ValueError):
-        return None
     try:
         found = os.fstat(fd)
         return (found, _generation(fd)) if stat.S_ISREG(found.st_mode) else None
@@ -765,12 +783,18 @@ def is_marked(mark: int, path: str, folder: int | None = None) -> bool:
     """Whether the regular file at path is still the one a row marked (mark: file_mark). A mark
     without a generation is told by the inode and size, one lstat, as before s27: a row an
     earlier version wrote, which its next 304 marks anew (upgrading: no mirror fetched whole
-    once); one with a generation needs the file's, and a file whose generation cannot be read
-    is not the row's: it is fetched whole (and replaced, with its mode kept)."""
+    once); one with a generation needs the file's, but a file whose generation cannot be read
+    (_marked_file) is told by its inode and size."""
     if not has_generation(mark):
         found = _lstat_or_none(path, folder)
         return found is not None and stat.S_ISREG(found.st_mode) and file_mark(found) == mark
-    return mark_at(path, folder) == mark
+    marked = _marked_file(path, folder)
+    if marked is None:
+        return False
+    found, generation = marked
+    if generation is None:
+        return same_inode_and_size(mark, found)
+    return file_mark(found, generation) == mark
 
 
 def file_identity(path: str, replaced: bool) -> FileIdentity | None:
