@@ -529,3 +529,36 @@ def test_a_separate_http_url_of_the_run_gets_the_jar_s_cookie_as_rfc_6265_says(c
         setting = go(f"https://127.0.0.1:{tls.port}", "/done", "sid=server; Path=/")
         fetch("--cacert", str(certs.ca_pem), "--ordered", setting, plain.url("/later"))
         assert plain.headers_seen[0].get("Cookie") == "sid=server"
+
+
+@pytest.mark.parametrize(
+    "set_cookie",
+    [
+        "s=; Max-Age=0; Secure; Path=/",
+        "s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Secure; Path=/",
+        "s=; Max-Age=0; Path=/; Secure=",  # a Secure attribute with a value is one (§5.6.5)
+        "__Secure-s=; Max-Age=0; Path=/",  # as a prefix says: Secure, or ignored (§4.1.3)
+    ],
+)
+def test_an_http_answer_s_secure_deletion_is_ignored(hosts, tmp_path, set_cookie):
+    """s27 r2 6: RFC 6265bis §5.7 ignores a Secure cookie from an http answer entirely (curl
+    and browsers do), its deletion too: http.cookiejar carried the deletion out as it read the
+    Set-Cookie, before the check that refused the same cookie when set, and the file's cookie
+    of that name (not Secure itself) was deleted and saved so."""
+    name = set_cookie.partition("=")[0]
+    jar, line = tmp_path / "cookies.txt", f"example.test\tFALSE\t/\tFALSE\t4102444800\t{name}\tP"
+    jar.write_text("# Netscape HTTP Cookie File\n" + line + "\n")
+    later = "http://example.test/later"
+    through(hosts, "-c", str(jar), go("http://example.test", "/done", set_cookie), later)
+    assert hosts.sent(later) == [f"{name}=P"]
+    assert file_lines(jar) == {line}
+
+
+def test_an_http_answer_s_plain_deletion_still_deletes(hosts, tmp_path):
+    """The rule's other side: a deletion that is no Secure cookie deletes the file's."""
+    jar, line = tmp_path / "cookies.txt", "example.test\tFALSE\t/\tFALSE\t4102444800\ts\tP"
+    jar.write_text("# Netscape HTTP Cookie File\n" + line + "\n")
+    later = "http://example.test/later"
+    through(hosts, "-c", str(jar), go("http://example.test", "/done", "s=; Max-Age=0"), later)
+    assert hosts.sent(later) == [None]
+    assert file_lines(jar) == set()

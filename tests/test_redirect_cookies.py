@@ -259,3 +259,70 @@ def test_a_deletion_the_jar_ignores_keeps_the_given_pair(set_cookie):
         result = invoke(["-q", "-H", "Cookie: s=old; a=1", server.url("/del1")])
         assert result.exit_code == 0, result.output
     assert cookies_seen(server) == [("/del1", "s=old; a=1"), ("/here", "s=old; a=1")]
+
+
+def deleting_route(set_cookie: str) -> Callable[[str], Route]:
+    """/del1 answers 302 to /here with set_cookie (a deletion of s), /login sets a Secure s;
+    anything else 200."""
+
+    def route(path: str) -> Route:
+        if path == "/del1":
+            return 302, {"Location": "/here", "Set-Cookie": set_cookie}, b"", 0.0
+        if path == "/login":
+            return 200, {"Set-Cookie": "s=secret; Secure; Path=/"}, b"", 0.0
+        return 200, {"Content-Type": "text/plain"}, b"welcome\n", 0.0
+
+    return route
+
+
+SECURE_S_LINE = "127.0.0.1\tFALSE\t/\tTRUE\t0\ts\tsecret"  # a Secure s, curl's session cookie
+
+
+def test_an_http_deletion_the_jar_refuses_for_a_secure_cookie_keeps_the_given_pair(tmp_path):
+    """s27 r2 5: the -c file holds a Secure s, so the hop's jar refuses the http answer's
+    deletion of s (RFC 6265bis: an http answer may not touch a Secure cookie). The probe that
+    reads the deletions for the given header was an empty jar that knew no Secure cookie, and
+    dropped the given s=old all the same: the two disagreed. It asks the hop's jar now."""
+    jar = tmp_path / "jar.txt"
+    jar.write_text(FILE_HEADER + SECURE_S_LINE + "\n")
+    with counting_server(deleting_route("s=; Max-Age=0; Path=/")) as server:
+        args = ["-q", "-c", str(jar), "-H", "Cookie: s=old; a=1"]
+        result = invoke([*args, server.url("/del1")])
+    assert result.exit_code == 0, result.output
+    assert cookies_seen(server) == [("/del1", "s=old; a=1"), ("/here", "s=old; a=1")]
+    assert SECURE_S_LINE in jar.read_text().splitlines()  # the jar's refusal, as before
+
+
+def test_an_http_deletion_of_a_secure_cookie_an_https_answer_set_keeps_the_given_pair(tmp_path):
+    """The same without -c (no run's changes to ask): the Secure s an earlier https answer
+    set is in the session's jar, so in the hop's, which refuses the http answer's deletion;
+    the given s=old stays as well."""
+    certs: Certificates = make_certificates(tmp_path)
+    route = deleting_route("s=; Max-Age=0; Path=/")
+    context = certs.server_context()
+    with counting_server(route) as plain, tls_server(context.wrap_socket, route) as tls:
+        args = ["-q", "-j", "1", "--ordered", "--cacert", str(certs.ca_pem)]
+        login = f"https://127.0.0.1:{tls.port}/login"
+        result = invoke([*args, "-H", "Cookie: s=old; a=1", login, plain.url("/del1")])
+    assert result.exit_code == 0, result.output
+    assert cookies_seen(plain) == [("/del1", "s=old; a=1"), ("/here", "s=old; a=1")]
+
+
+SECURE_OVER_HTTP = {
+    "secure": "s=; Max-Age=0; Secure; Path=/",
+    "secure-with-a-value": "s=; Max-Age=0; Path=/; Secure=",
+    "secure-prefix": "__Secure-s=; Max-Age=0; Path=/",
+}
+
+
+@pytest.mark.parametrize("set_cookie", SECURE_OVER_HTTP.values(), ids=SECURE_OVER_HTTP.keys())
+def test_an_http_answer_s_secure_deletion_is_ignored_and_keeps_the_given_pair(set_cookie):
+    """s27 r2 6: RFC 6265bis §5.7 ignores a Secure cookie from http entirely, a deletion too
+    (curl and browsers do): the jar carried it out before any check, and the given pair of
+    its name was left out of the later hops."""
+    name = set_cookie.partition("=")[0]
+    with counting_server(deleting_route(set_cookie)) as server:
+        result = invoke(["-q", "-H", f"Cookie: {name}=old; a=1", server.url("/del1")])
+    assert result.exit_code == 0, result.output
+    given = f"{name}=old; a=1"
+    assert cookies_seen(server) == [("/del1", given), ("/here", given)]

@@ -165,7 +165,8 @@ class HostOnlyPolicy(DefaultCookiePolicy):
 
 class AnswerRulesJar(RequestsCookieJar):
     """A RequestsCookieJar that takes from a server's answer only what RFC 6265bis lets it:
-    Secure cookies and the __Secure- and __Host- prefixes only from https; from http, nothing
+    Secure cookies and the __Secure- and __Host- prefixes only from https (from http, ignored,
+    deletions too: _normalized_cookie_tuples); from http, nothing
     that would overwrite or delete a Secure cookie the jar holds; no deletion of a cookie of a
     domain the host may not set cookies for; lifetimes cut to MAX_LIFETIME; and a cookie
     http.cookiejar cannot read ignored alone and quietly."""
@@ -220,14 +221,23 @@ class AnswerRulesJar(RequestsCookieJar):
 
     def _normalized_cookie_tuples(self, attrs_set: Any) -> list[Any]:
         """CookieJar's, with the expiry of a Max-Age or Expires cut to MAX_LIFETIME from now,
-        and without a Domain attribute that leaves the cookie host-only (_kept_attrs)."""
+        and without a Domain attribute that leaves the cookie host-only (_kept_attrs). A Secure
+        attribute is Secure whatever its value (RFC 6265bis §5.6.5; CookieJar took 'Secure='
+        for not Secure). From an http answer, a Secure cookie or a prefixed name is dropped
+        here (§5.7: ignored entirely): CookieJar carries out an expired one's deletion as it
+        reads the tuple, before _may_take could refuse it, so an http answer deleted a cookie
+        with a Set-Cookie that it could not have set (s27 r2 6)."""
         attrs_set = [[*attrs[:1], *self._kept_attrs(attrs[1:])] for attrs in attrs_set]
         tuples: list[Any] = super()._normalized_cookie_tuples(attrs_set)  # type: ignore[misc]
         latest = self._now + MAX_LIFETIME  # type: ignore[attr-defined] # make_cookies' clock
         for _name, _value, standard, _rest in tuples:
             if standard.get("expires") is not None and standard["expires"] > latest:
                 standard["expires"] = latest
-        return tuples
+            if "secure" in standard:
+                standard["secure"] = True
+        if self._answering_host is None or self._answering_secure:
+            return tuples
+        return [cookie for cookie in tuples if not _secure_only(cookie[0], cookie[2])]
 
     def _kept_attrs(self, attrs: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
         """A cookie's attributes (name, value) but a Domain that leaves it host-only: an empty
@@ -267,6 +277,14 @@ class AnswerRulesJar(RequestsCookieJar):
     def _known_secure(self, domain: str, path: str, name: str) -> bool:
         """Whether a Secure cookie an http answer may not touch is known (_holds_secure)."""
         return self._holds_secure(domain, path, name)
+
+    def guards_secure(self, domain: str, path: str, name: str) -> bool:
+        """Whether this jar would refuse an http answer's change of the cookie (domain, path,
+        name) for a Secure cookie it knows (_known_secure: its own, and a BoundedCookieJar's
+        run's): what a jar reading the same answer on its behalf asks (redirects'
+        _DeletionProbe), so that the two decide alike."""
+        with self._cookies_lock:  # type: ignore[attr-defined]
+            return self._known_secure(domain, path, name)
 
     def _holds_secure(self, domain: str, path: str, name: str) -> bool:
         """Whether a Secure cookie of this name is held whose domain matches domain (either way)
@@ -583,6 +601,12 @@ class CookieChanges:
 
 def _is_secure(cookie: Cookie | None) -> bool:
     return cookie is not None and bool(cookie.secure)
+
+
+def _secure_only(name: str, standard: dict[str, Any]) -> bool:
+    """Whether a Set-Cookie read as name and standard (CookieJar's tuple) is for https alone:
+    Secure, or of a name whose prefix asks for Secure (RFC 6265bis §4.1.3, any case)."""
+    return bool(standard.get("secure")) or name.lower().startswith((SECURE_PREFIX, HOST_PREFIX))
 
 
 @functools.lru_cache(maxsize=4096)  # asked for each cookie a request may carry

@@ -168,10 +168,11 @@ class GivenCookie:
         answer's cookie of their name (s25 r8 1); an empty jar of the chain's own knows none.
         The names it deletes on the given origin's host are remembered (deleted): the jar only
         drops its own entry, and the given pair of that name came back (s26 r5 2)."""
+        hop_jar = getattr(hop, "_cookies", None)  # requests' jar of the hop (_prepare's kind)
         if self.origin is not None:
-            self.deleted.update(deleted_names(answer, self.origin[1]))
+            self.deleted.update(deleted_names(answer, self.origin[1], hop_jar))
         extract_cookies_to_jar(self.received, answer.request, answer.raw)  # type: ignore[no-untyped-call]
-        held = {(c.domain, c.path, c.name, c.value) for c in getattr(hop, "_cookies", None) or ()}
+        held = {(c.domain, c.path, c.name, c.value) for c in hop_jar or ()}
         for cookie in list(self.received):
             if (cookie.domain, cookie.path, cookie.name, cookie.value) not in held:
                 self.received.clear(cookie.domain, cookie.path, cookie.name)
@@ -204,30 +205,40 @@ def joined_cookies(given: str, received: str | None, deleted: set[str] | None = 
     return "; ".join([*(pair for pair in kept if _cookie_name(pair) not in names), *ours])
 
 
-def deleted_names(answer: Response, host: str) -> set[str]:
-    """The cookie names answer's Set-Cookie headers delete for host, as the jar reads them: a
-    _DeletionProbe reads the answer, so every attribute is read by the jar's own code (the
-    first of a repeated Expires or Domain, the last Max-Age, over any Expires; a cookie it
-    cannot read deletes nothing). A dict of the attributes kept the last Expires where the
-    jar keeps the first, and the jar deleted s=new while the given s=old was sent again (s27
-    r1 3). Only an answer from host (cookies ignore ports and schemes) speaks for host's
-    cookies; the Path is not weighed, for the given header has none."""
+def deleted_names(answer: Response, host: str, jar: CookieJar | None = None) -> set[str]:
+    """The cookie names answer's Set-Cookie headers delete for host, as jar (the hop's, which
+    read answer) reads them: a _DeletionProbe of its rules reads the answer, so every
+    attribute is read by the jar's own code (the first of a repeated Expires or Domain, the
+    last Max-Age, over any Expires; a cookie it cannot read deletes nothing), and an http
+    answer deletes no name jar keeps for a Secure cookie. A dict of the attributes kept the
+    last Expires where the jar keeps the first, and the jar deleted s=new while the given
+    s=old was sent again (s27 r1 3). Only an answer from host (cookies ignore ports and
+    schemes) speaks for host's cookies; the Path is not weighed, for the given header has
+    none."""
     if (urlsplit(answer.url or "").hostname or "") != host.lower():
         return set()
-    probe = _DeletionProbe()
+    probe = _DeletionProbe(jar if isinstance(jar, AnswerRulesJar) else None)
     extract_cookies_to_jar(probe, answer.request, answer.raw)  # type: ignore[no-untyped-call]
     return probe.deleted
 
 
 class _DeletionProbe(AnswerRulesJar):
-    """An empty jar of the session's rules that notes the names of the cookies an answer
-    read into it deletes: http.cookiejar carries out an expired Set-Cookie (a Max-Age of 0 or
-    less, a past Expires) by clear, which AnswerRulesJar allows for a domain the answering
-    host may set cookies for (may_delete) only, so each name noted is one host's cookie."""
+    """An empty jar of rules's rules (the hop's jar; None: a bare session's) that notes the
+    names of the cookies an answer read into it deletes: http.cookiejar carries out an expired
+    Set-Cookie (a Max-Age of 0 or less, a past Expires) by clear, which AnswerRulesJar allows
+    for a domain the answering host may set cookies for (may_delete) only, so each name noted
+    is one host's cookie; and, from an http answer, not one of a Secure cookie rules knows
+    (guards_secure: its own and the run's). Empty, it knew none, and dropped the given pair of
+    a name whose deletion the hop's jar refused (s27 r2 5)."""
 
-    def __init__(self) -> None:
-        super().__init__(HostOnlyPolicy())
+    def __init__(self, rules: AnswerRulesJar | None = None) -> None:
+        super().__init__(rules.get_policy() if rules is not None else HostOnlyPolicy())
+        self._rules = rules
         self.deleted: set[str] = set()
+
+    def _known_secure(self, domain: str, path: str, name: str) -> bool:
+        """rules's Secure cookies, held or known to the run, not this empty jar's."""
+        return self._rules is not None and self._rules.guards_secure(domain, path, name)
 
     def clear(
         self, domain: str | None = None, path: str | None = None, name: str | None = None
