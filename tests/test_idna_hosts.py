@@ -265,3 +265,73 @@ def test_a_row_an_earlier_fetcher_keyed_with_capitals_is_still_the_url_s_row(
     ]
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT url FROM urls").fetchall() == [(typed,)]
+
+
+# -- The case of a scheme: RFC 3986 3.1 ignores it too --------------------------------------------
+
+
+@pytest.mark.parametrize("unique", [True, False], ids=["unique", "each"])
+def test_a_scheme_typed_in_capitals_is_one_state_row_unique_url_and_file(tmp_path, unique):
+    """s27 r2 7: HTTP://, Http:// and http:// kept their case in the job's target, so one URL
+    was three --state rows, three --unique URLs and three files (y, y~<hash>, y~<hash>). The
+    record's url stays as typed."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    urls = ["HTTP://example.com/echo", "Http://EXAMPLE.com/echo", "http://example.com/echo"]
+    with serving(ProxyHost(route)) as hosts:
+        records = through(hosts, *(["--unique"] if unique else []), "--state", str(state),
+                          "-o", str(out), *urls)  # fmt: skip
+        sent = len(hosts.paths)
+    assert len(records) == sent == (1 if unique else len(urls))
+    assert {record["url"] for record in records} <= set(urls)
+    assert records[0]["url"] == urls[0]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert files == ["example.com", "example.com/echo"]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/echo",)]
+
+
+@pytest.mark.parametrize("typed", ["HTTP://example.com/echo", "Http://EXAMPLE.com/echo"])
+@pytest.mark.parametrize("given", ["argument", "pipe"])
+def test_a_row_an_earlier_fetcher_keyed_with_a_capital_scheme_is_still_the_url_s_row(
+    tmp_path, typed, given
+):
+    """A state from before the scheme's case was folded holds the row under the scheme as
+    typed (and, before b7821a4, the host too): the URL typed so finds it again (its ETag goes
+    out) and updates it, with no second row nor second file."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    with serving(ProxyHost(route)) as hosts:
+        through(hosts, "--state", str(state), "-o", str(out), "http://example.com/echo")
+        with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
+            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (typed,))
+        args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
+                str(state), "-o", str(out)]  # fmt: skip
+        if given == "pipe":
+            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
+        else:
+            result = run_process([*args, typed])
+        with hosts.lock:
+            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["ok"] and record["url"] == typed, (record, result.stderr)
+    assert seen == [None, '"v1"']
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert files == ["example.com", "example.com/echo"]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(typed,)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "fetched"),
+    [
+        ("http://example.com/Y?", "http://example.com/Y?"),  # as it is: nothing to fold
+        ("HTTPS://USER:PW@Example.COM:8443/Y?", "https://USER:PW@example.com:8443/Y?"),
+        ("hTtP://[::FFFF:127.0.0.1]:81/Y#F", "http://[::ffff:127.0.0.1]:81/Y#F"),
+        ("Http://example.com/Y", "http://example.com/Y"),
+    ],
+)
+def test_only_the_scheme_and_host_are_folded(typed, fetched):
+    """The scheme and the host, nothing else: not the userinfo, the path, an empty '?' or the
+    fragment (urlunsplit dropped the '?')."""
+    from fetcher.input.jobs import check
+
+    assert check(typed) == (None, check(fetched)[1], fetched)

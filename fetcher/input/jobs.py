@@ -59,8 +59,9 @@ class Job:
     # worker process's job: by the parent's), so that no later step splits it again. None: not
     # known (a line that is no URL), or target replaced since (fetcher.input.reader).
     host: str | None = None
-    # target as typed, when its host's spelling was mapped (its case folded, UTS #46): the
-    # --state key of a row an earlier fetcher wrote, which kept the capitals (StateLookup).
+    # target as typed, when its scheme's or host's spelling was mapped (its case folded, UTS
+    # #46): the --state key of a row an earlier fetcher wrote, which kept the capitals
+    # (StateLookup).
     typed: str | None = None
 
 
@@ -141,28 +142,38 @@ def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | 
 
 
 def with_idna_spelling(target: str, parts: SplitResult) -> str:
-    """target (split as parts), a URL check passed, with its host as idna_spelling maps it and
-    lower-cased (ＥＸＡＭＰＬＥ.com and EXAMPLE.com are example.com): what is fetched, and what
-    --state, --unique, -o and --shard see. DNS ignores case, and requests sends the host
-    lower-cased already; EXAMPLE.com kept its capitals here, so that it was a row, a --unique
-    URL and a file (~<hash>) of its own beside example.com's. The URL as it is when its host
-    is the mapped one, and only the host is rewritten: urlunsplit drops an empty query."""
+    """target (split as parts), a URL check passed, with its scheme lower-cased and its host as
+    idna_spelling maps it, lower-cased (ＥＸＡＭＰＬＥ.com and EXAMPLE.com are example.com): what
+    is fetched, and what --state, --unique, -o and --shard see. DNS ignores a host's case and
+    RFC 3986 3.1 a scheme's, and requests sends both lower-cased already; EXAMPLE.com and
+    HTTP:// kept their capitals here, so that each was a row, a --unique URL and a file
+    (~<hash>) of its own beside example.com's (s27 r2 7). The URL as it is when both are so
+    already (one startswith more than before for the common case), and only they are
+    rewritten: urlunsplit drops an empty query."""
     userinfo, at, hostport = parts.netloc.rpartition("@")
-    if target.isascii() and hostport.lower() == hostport:
+    scheme = parts.scheme  # urlsplit's: lower-cased
+    typed_scheme = target.startswith(scheme)
+    if typed_scheme and target.isascii() and hostport.lower() == hostport:
         return target  # the common case: nothing to map
+    netloc = f"{userinfo}{at}{_mapped_hostport(parts, hostport)}"
+    if netloc == parts.netloc and typed_scheme:
+        return target
+    start = target.find("//") + 2
+    if target[start : start + len(parts.netloc)] != parts.netloc:
+        return urlunsplit(parts._replace(netloc=netloc))
+    if target[: len(scheme)].lower() == scheme:  # not so after a blank urlsplit strips
+        target = scheme + target[len(scheme) :]
+    return target[:start] + netloc + target[start + len(parts.netloc) :]
+
+
+def _mapped_hostport(parts: SplitResult, hostport: str) -> str:
+    """hostport (parts' netloc without its userinfo), its host as idna_spelling maps it and
+    lower-cased, its port as written."""
     mapped = idna_spelling(parts.hostname or "")  # urlsplit's hostname: lower-cased
     if hostport.startswith("["):  # an IPv6 address
-        host, rest = f"[{mapped}]", hostport.partition("]")[2]
-    else:
-        host, colon, port = hostport.partition(":")
-        host, rest = mapped, colon + port
-    if host + rest == hostport:
-        return target
-    netloc = f"{userinfo}{at}{host}{rest}"
-    start = target.find("//") + 2
-    if target[start : start + len(parts.netloc)] == parts.netloc:
-        return target[:start] + netloc + target[start + len(parts.netloc) :]
-    return urlunsplit(parts._replace(netloc=netloc))
+        return f"[{mapped}]{hostport.partition(']')[2]}"
+    _, colon, port = hostport.partition(":")
+    return f"{mapped}{colon}{port}"
 
 
 def server(hostname: str | None, port: int | None, scheme: str) -> str:

@@ -82,7 +82,8 @@ class StateLookup:
 
     def _older_key(self, job: Job) -> str | None:
         """The key an earlier fetcher gave job's request, when it differs from job's: the
-        URL as typed (Job.typed), whose host kept its capitals there. None for most jobs."""
+        URL as typed (Job.typed), whose scheme and host kept their capitals there. None for
+        most jobs."""
         if job.typed is None:
             return None
         older = self.key(replace(job, target=job.typed))
