@@ -16,6 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from fetcher.http.task import Task
+from fetcher.input.jobs import Job
+from fetcher.output.bodies import Bodies
+from fetcher.results import Partial
+from fetcher.run.books import abandoned_record
 from tests.conftest import (
     FETCHER,
     FETCHER_NAMED_TEMPORARIES,
@@ -623,3 +628,53 @@ def test_a_fresh_row_an_ascii_locale_cannot_spell_is_fetched_and_the_run_goes_on
     assert by_url[plain]["skipped"] is True, by_url
     assert by_url[cafe]["error"]["kind"] == "io", by_url[cafe]
     assert by_url[again]["ok"] is True, by_url[again]
+
+
+# A resumable body written up to a file-size limit (a full disk, as far as the file can
+# tell), then cut by a stop: the count the cut gives the record, and the size the file has.
+FULL_FILE = """\
+import os, resource, sys, time
+from fetcher.errors import FetchError
+from fetcher.output.bodies import Bodies
+resource.setrlimit(resource.RLIMIT_FSIZE, (8_192 + 50, 8_192 + 50))
+output = Bodies(sys.argv[1], spool=False).open("http://h/f", 200, True, resumable=True)
+try:
+    output.write(b"x" * 8_192)
+    output.write(b"x" * 100)  # a read smaller than a buffer: the file has room for 50
+except FetchError as exc:
+    print(exc, file=sys.stderr)
+cut = output.cut(time.perf_counter())
+print(cut.size, os.fstat(output.saved.file.fileno()).st_size)
+"""
+
+
+def test_a_cut_counts_what_the_file_holds_when_it_is_full(tmp_path):
+    """The record of a --continue body cut by a stop says the bytes its file holds (s27 f1 2),
+    which the next run continues. The cut flushed a buffer and ignored a failed flush (a full
+    disk): it said the bytes handed to the buffer, 50 more than the file held (s27 r3 9). A
+    resumable file has no buffer now, and a write's bytes are counted as they reach it."""
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-c", FULL_FILE, str(out)], capture_output=True,
+                          env=clean_env(), timeout=30, check=True)  # fmt: skip
+    said, holds = map(int, done.stdout.split())
+    assert said == holds == 8_192 + 50, done.stderr
+    assert b"File too large" in done.stderr  # the write that found no room failed at once
+
+
+def test_a_cut_after_the_body_was_complete_names_its_file(tmp_path):
+    """A stop's cut that comes after the body's file was committed under its final name: the
+    record said "interrupted" with no path, and named the partial, which was gone (s27 r3 9).
+    The cut says the final name and the body's size; the record names that file and no
+    partial."""
+    output = Bodies(str(tmp_path / "out"), spool=False).open("http://h/f", 200, True,
+                                                             resumable=True)  # fmt: skip
+    assert output is not None and output.saved is not None
+    output.write(b"body")
+    path, _, _ = output.finish()
+    cut = output.cut(time.perf_counter())
+    assert cut is not None and (cut.size, cut.final) == (4, path)
+    assert Path(path).read_bytes() == b"body"
+    task = Task(Job(0, "http://h/f", "http://h/f", 1, b"http://h/f"), "h")
+    task.partial, task.writing = Partial(output.saved.path, '"v1"', 0), output
+    record = abandoned_record(task, time.perf_counter())
+    assert (record.bytes, record.path, record.partial) == (4, path, None)

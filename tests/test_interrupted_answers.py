@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,16 @@ from typing import Any
 import pytest
 
 from fetcher.output.summary import human_bytes
-from tests.conftest import FETCHER, clean_env
-from tests.servers import FaultServer, is_pending, read_request, signal_twice, wait_for
+from fetcher.settings import DEFAULT_GRACE
+from tests.conftest import FETCHER, ROOT, clean_env
+from tests.servers import (
+    SECOND_AFTER,
+    FaultServer,
+    is_pending,
+    read_request,
+    signal_twice,
+    wait_for,
+)
 
 SENT = 200_000  # body bytes sent before the server goes quiet
 LENGTH = 1_000_000  # what its Content-Length promises
@@ -181,3 +191,81 @@ def test_an_answer_cut_by_an_interrupt_under_continue_counts_the_bytes_its_file_
         [row] = db.execute("SELECT partial, partial_url FROM urls").fetchall()
     db.close()
     assert row == (str(kept), record["final_url"]), (row, record)
+
+
+# A write to the partial file that never returns, as on a hung NFS or FUSE mount or a full
+# FUSE queue: in every fetcher process (a --processes worker too), once the file holds bytes,
+# the next write creates the file HUNG_MARK names and blocks for good.
+HUNG_SITE = """\
+import os, threading
+if os.environ.get("HUNG_MARK"):
+    from fetcher.output import bodies
+    written = bodies.SavedFile.write
+    def write(self, chunk):
+        if self.size:
+            open(os.environ["HUNG_MARK"], "x").close()
+            threading.Event().wait()
+        written(self, chunk)
+    bodies.SavedFile.write = write
+"""
+# The end of a first signal's grace, and a margin for a loaded machine (the exit after it
+# takes some 0.1 s on an idle one); before s27 f13 1 the run never ended.
+GRACE_EXIT = DEFAULT_GRACE + 1.5
+
+
+def stopped_while_hung(tmp_path: Path, args: list[str], twice: bool) -> tuple[int, float, str]:
+    """Run fetcher with args, its body's writes hung once the partial file holds bytes; SIGINT
+    it (twice: a hard stop) once a write hangs. Returns its exit status, the seconds from the
+    first signal's delivery to its exit, and its stderr."""
+    site, mark = tmp_path / "site", tmp_path / "hung"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(HUNG_SITE)
+    env = clean_env(PYTHONPATH=f"{ROOT}{os.pathsep}{site}", HUNG_MARK=str(mark))
+    with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
+        process = subprocess.Popen([*FETCHER, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err, env=env)  # fmt: skip
+    with process:
+        try:
+            wait_for(lambda: mark.exists() or process.poll() is not None, "a write hung", 20)
+            assert process.poll() is None, (tmp_path / "stderr").read_text()
+            process.send_signal(signal.SIGINT)
+            wait_for(lambda: not is_pending(process.pid, signal.SIGINT), "SIGINT delivered")
+            delivered = time.monotonic()
+            if twice:
+                time.sleep(SECOND_AFTER)  # two signals, not one sent twice (signal_twice)
+                process.send_signal(signal.SIGINT)
+            returncode = process.wait(timeout=20)
+            took = time.monotonic() - delivered
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return returncode, took, (tmp_path / "stderr").read_text()
+
+
+@pytest.mark.parametrize(
+    ("twice", "processes"),
+    [(False, []), (True, []), (False, ["--processes", "2"])],
+    ids=["grace-ends", "hard-stop", "processes"],
+)
+def test_a_write_that_never_returns_holds_up_no_stop(tmp_path, twice, processes):
+    """A worker blocked in a write to its partial file (a hung mount) held the lock the stop's
+    cut of that file (BodyOutput.cut) waited for, with no bound: neither the end of the first
+    signal's grace nor a second signal ended the run (s27 r3 1). The cut takes the count it
+    has, the file is kept as it is, the record says what the file holds, and the line goes to
+    --failed."""
+    out, failed = tmp_path / "out", tmp_path / "failed.txt"
+    with answering(head='ETag: "v1"\r\n') as server:
+        url = server.server.url("/big")
+        args = ["--format", "jsonl", "-j", "2", "-o", str(out), "--continue",
+                "--state", str(tmp_path / "s.db"), "--failed", str(failed), *processes,
+                url]  # fmt: skip
+        status, took, stderr = stopped_while_hung(tmp_path, args, twice)
+    assert status == 130, stderr
+    # A second signal's exit comes before the first's grace would have ended the run.
+    assert took < (DEFAULT_GRACE if twice else GRACE_EXIT), (took, stderr)
+    record = the_record(tmp_path)
+    assert record["error"]["message"].startswith("interrupted before it finished"), record
+    [kept] = list(out.rglob(".fetcher-*"))
+    assert record["bytes"] == kept.stat().st_size > 0, record
+    assert failed.read_text() == f"{url}\n"

@@ -23,7 +23,8 @@ import re
 import stat
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import IO
 
@@ -109,6 +110,21 @@ def remove_live_temporaries() -> None:
             pass
 
 
+def _writes(file: IO[bytes], chunk: bytes) -> Iterator[int]:
+    """Write chunk to file, yielding the bytes of each write as it returns: an unbuffered one
+    may write part of it (a full disk: the next raises). The count is what the file holds, so
+    a stop's cut (BodyOutput.cut) needs no flush, which is a write the calling thread must
+    not make (it may hang, on a hung mount: s27 r3 1) and a hard exit (os._exit) never makes,
+    and a failed flush left the count the bytes given to the buffer (s27 r3 9)."""
+    rest = memoryview(chunk)
+    while rest:
+        written = file.write(rest)
+        if written is None:  # O_NONBLOCK (a kept file's), which a regular file ignores
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        yield written
+        rest = rest[written:]
+
+
 def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
 
@@ -129,8 +145,7 @@ class SavedFile:
         self.final = placement.path
         self._placement = placement
         self.resumable = resumable
-        # -R: the server's Last-Modified, set before the rename (on a kept file, by the
-        # response that continues it)
+        # -R: the server's Last-Modified, set before the rename (a kept file's: by its 206)
         self.modified = modified
         self.mark: int | None = None  # the file's, once committed (atomic.file_mark)
         # Created and registered under the lock, so that the exit hook sees every temporary
@@ -157,7 +172,7 @@ class SavedFile:
             self._entry = (placement.folder, self.temporary)
         self.kept = info.st_size if kept else 0
         self.size = self.kept  # bytes in the file so far
-        self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb")
+        self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb", 0 if resumable else -1)
         self.file.seek(self.size)
 
     @property
@@ -175,9 +190,10 @@ class SavedFile:
         self.file.seek(self.kept)
 
     def write(self, chunk: bytes) -> None:
+        """Append chunk: size counts each write(2)'s bytes (_writes; resumable: no buffer)."""
         try:
-            self.file.write(chunk)
-            self.size += len(chunk)
+            for written in _writes(self.file, chunk):
+                self.size += written
         except OSError as exc:
             raise _io_error("cannot write", self.final, exc) from exc
 
@@ -274,6 +290,16 @@ class RemoteFile:
     modified: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What a stop's cut (BodyOutput.cut) leaves of a resumable body: the bytes its file
+    holds; and final, its final name when the body was complete and renamed before the cut
+    (no partial is left then), else None."""
+
+    size: int
+    final: str | None = None
+
+
 class BodyOutput:
     """Everything one response's body is written to, besides the hash: a file, a spool, both."""
 
@@ -288,9 +314,10 @@ class BodyOutput:
         self.spool = spool
         self.existing = existing  # a 304's: the file already there, named in the record
         self.row_mark = row_mark  # a 304's: the mark the state's row has of it (Owner.row_mark)
-        # Held by each write, so that a chunk is in the file and counted, or neither; cut: a
-        # stop abandoned the body (cut), which nothing writes, commits or removes from then on.
-        self._writing, self._cut = threading.Lock(), False
+        # Held by each write and by finish's commit, so that a chunk is in the file and counted,
+        # or neither; cut: a stop abandoned the body (cut), which nothing writes, commits or
+        # removes from then on; committed: finish renamed the file to its final name.
+        self._writing, self._cut, self._committed = threading.Lock(), False, False
 
     def write(self, chunk: bytes) -> None:
         with self._writing:
@@ -301,20 +328,25 @@ class BodyOutput:
             if self.spool is not None:
                 self.spool.write(chunk)
 
-    def cut(self) -> int | None:
-        """A stop abandons the body (from another thread than the writer's): no chunk is
-        written from now on (a write raises), the file is neither committed nor removed, and
-        what was written is flushed now (a hard exit, os._exit, flushes no buffer). Returns
-        the bytes the resumable file holds, kept ones included, for the body's record: the
-        bytes read count a chunk not written yet (s27 f1 2); None when no file is kept."""
-        with self._writing:
-            self._cut = True
+    def cut(self, until: float) -> Cut | None:
+        """A stop abandons the body, from another thread than the writer's: no chunk is
+        written from now on (a write raises), the file is neither committed nor removed. For
+        the body's record: the bytes the resumable file holds, kept ones included (the bytes
+        read count a chunk not written yet: s27 f1 2), and its final name if finish renamed
+        it already; None when no file is kept. Never waits past until (time.perf_counter)
+        for a write or a commit under way, which may never return (a hung NFS or FUSE mount:
+        no stop ended, s27 r3 1): cut anyway, that one ends, and nothing follows it; the
+        bytes are those before it (SavedFile.write counts them as they reach the file)."""
+        taken = self._writing.acquire(timeout=max(0.0, until - time.perf_counter()))
+        try:
+            self._cut = True  # without the lock too: seen once the write under way returns
             saved = self.saved
             if saved is None or not saved.resumable:
                 return None
-            with contextlib.suppress(OSError, ValueError):  # ValueError: closed, so flushed
-                saved.file.flush()
-            return saved.size
+            return Cut(saved.size, saved.final if taken and self._committed else None)
+        finally:
+            if taken:
+                self._writing.release()
 
     def finish(self) -> tuple[str | None, IO[bytes] | None, int | None]:
         """Commit the file; return its path (or the existing file's), the spool rewound and the
@@ -325,6 +357,7 @@ class BodyOutput:
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             if self.saved is not None:
                 self.saved.commit()
+                self._committed = True
         if self.spool is not None:
             self.spool.seek(0)
         if self.saved is None:  # a 304's: the file already there, its mark for the state

@@ -27,6 +27,9 @@ from fetcher.run.messages import (
 )
 
 log = logging.getLogger("fetcher")
+# How long, in all, a stop's cuts of the bodies in flight (abandoned_record) wait for writes
+# under way to end: a write to a hung mount never does, and the stop must not wait for it.
+CUT_WAIT = 0.05
 
 
 def abandoned_record(task: Task, now: float) -> Result:
@@ -38,7 +41,9 @@ def abandoned_record(task: Task, now: float) -> Result:
     they are now, and nothing else of it (its file, its hash) is the record's. Under
     --continue its partial file is cut (BodyOutput.cut): kept as it is now, and its bytes are
     the record's, the bytes written, which the next run continues from; the bytes read
-    counted a chunk not written yet, or one in a buffer the exit never flushed (s27 f1 2)."""
+    counted a chunk not written yet, or one in a buffer the exit never flushed (s27 f1 2).
+    The cuts wait CUT_WAIT in all for writes under way (one may never end: s27 r3 1). A body
+    completed and renamed before its cut is recorded with its file (path), not a partial."""
     answer = task.answer
     record = Result.failure(
         task.job, ErrorKind.OTHER, "interrupted before it finished",
@@ -51,9 +56,11 @@ def abandoned_record(task: Task, now: float) -> Result:
         record.final_url, record.redirects = answer.final_url, answer.redirects
         record.asked_url, record.content_type = answer.asked_url, answer.content_type
         record.bytes = answer.bytes
-    kept = None if task.writing is None else task.writing.cut()
-    if kept is not None:
-        record.bytes = kept
+    cut = None if task.writing is None else task.writing.cut(now + CUT_WAIT)
+    if cut is not None:
+        record.bytes = cut.size
+        if cut.final is not None:  # complete and renamed: its file, and no partial to name
+            record.path, record.partial = cut.final, None
     return record
 
 
