@@ -384,7 +384,8 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
     if failed.error is None:
         return []
     error = failed.error.strerror or failed.error
-    message = redact_text(f"cannot write --failed file {failed.path!r}: {error}")
+    # The name tried: beside FILE when FILE was left to the program that changed it.
+    message = redact_text(f"cannot write --failed file {failed.file.path!r}: {error}")
     streams.say(f"fetcher: {message}")
     return [message]
 

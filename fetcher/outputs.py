@@ -41,7 +41,7 @@ from fetcher.output.input_changes import InputChanges
 from fetcher.output.terminal import ConsoleWriter
 from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
-from fetcher.run.signals import on_hard_exit
+from fetcher.run.signals import on_hard_exit, say_now
 from fetcher.settings import Settings
 from fetcher.streams import Streams
 
@@ -420,9 +420,7 @@ def open_outputs(
     changes = None
     if failed is not None:
         stack.callback(failed.abort)  # a run that ends in an error keeps the old FILE
-        replaced = [] if reader is None else replaced_sources(failed.path, reader.sources)
-        keep_other_shards(settings, replaced, failed)
-        changes = InputChanges(failed, replaced, settings.input_format)
+        changes = watch_replaced(settings, reader, failed)
     summary = Summary()
     display, console = make_display(settings, streams, summary, reader)
     display.take_over_logging()
@@ -443,6 +441,25 @@ def open_outputs(
     begin = functools.partial(empty_results, settings.results, writer)
     return Outputs(summary, display, console, writer, collector, failed, bodies, jar, lookup, begin,
                    changes)  # fmt: skip
+
+
+def watch_replaced(
+    settings: Settings, reader: InputReader | None, failed: FailedLines
+) -> InputChanges:
+    """The inputs --failed replaces, found now: they get other shards' lines (--shard), and
+    are looked at again before the rename (InputChanges), also by a hard exit's hook."""
+    replaced = [] if reader is None else replaced_sources(failed.path, reader.sources)
+    keep_other_shards(settings, replaced, failed)
+    changes = InputChanges(failed, replaced, settings.input_format)
+    on_hard_exit(functools.partial(say_at_hard_exit, changes))
+    return changes
+
+
+def say_at_hard_exit(changes: InputChanges) -> None:
+    """A hard exit's hook, after --failed's commit: where it went if the end's look had it
+    beside the input it replaces (a second signal during the look: s27 r3 4)."""
+    if (message := changes.at_hard_exit()) is not None:
+        say_now(message + "\n")
 
 
 def empty_results(path: str | None, writer: RecordWriter) -> None:

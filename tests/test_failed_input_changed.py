@@ -8,6 +8,7 @@ once the first has been read to its end: no sleep, no race."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from fetcher.input.formats import iter_csv
-from fetcher.input.reader import read_pieces
+from fetcher.input.jobs import JobMaker
+from fetcher.input.reader import InputReader, Source, raw_rest, read_pieces
+from fetcher.output.failed import FailedLines
+from fetcher.output.input_changes import InputChanges
 from tests.conftest import invoke
 from tests.servers import CountingServer, Route, counting_server, default_route
 
@@ -68,14 +72,19 @@ def test_lines_appended_after_the_end_was_read_stay_in_the_file(acting, tmp_path
 
 
 def test_a_jsonl_line_appended_without_its_end_is_kept_whole(acting, tmp_path):
+    """Without its line end it may be half of one (s27 r3 3): FILE is left to its writer,
+    with the line this run read; with no failed line, nothing is written beside it."""
     server, actions = acting
     queue, trigger = tmp_path / "queue.jsonl", tmp_path / "trigger.jsonl"
     queue.write_text(f'{{"url": "{server.url("/ok1")}"}}\n')
     trigger.write_text(f'{{"url": "{server.url("/trigger")}"}}\n')
     actions.append(append(queue, f'{{"url": "{server.url("/new1")}", "meta": 1}}'))
-    status, _ = run(queue, trigger, "-q", "--input-format", "jsonl")
+    status, stderr = run(queue, trigger, "--input-format", "jsonl")
     assert status == 0
-    assert queue.read_text() == f'{{"url": "{server.url("/new1")}", "meta": 1}}\n'
+    assert queue.read_text() == (f'{{"url": "{server.url("/ok1")}"}}\n'
+                                 f'{{"url": "{server.url("/new1")}", "meta": 1}}')  # fmt: skip
+    assert sorted(os.listdir(tmp_path)) == ["queue.jsonl", "trigger.jsonl"]
+    assert "being written" in stderr and "left as it is" in stderr, stderr
 
 
 def read_back(path: Path) -> list[tuple[str | None, bytes | None]]:
@@ -166,3 +175,245 @@ def test_a_line_appended_between_the_look_and_the_rename_is_said(tmp_path):
     assert queue.read_text() == ""
     assert said == [(f"fetcher: --failed: 19 bytes appended to {str(queue)!r} while it was "
                      "replaced were lost with the old file", True)]  # fmt: skip
+
+
+def append_bytes(path: Path, data: bytes) -> Callable[[], None]:
+    def act() -> None:
+        with open(path, "ab") as file:
+            file.write(data)
+
+    return act
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "utf-32-le"])
+def test_lines_appended_to_a_wide_input_are_kept_as_utf8(acting, tmp_path, codec):
+    """s27 r3 2: the reader's decoder had seen the end; the tail was said lost in the window."""
+    server, actions = acting
+    queue, trigger = tmp_path / "queue.txt", tmp_path / "trigger.txt"
+    mark = "\ufeff".encode(codec)
+    queue.write_bytes(mark + f"{server.url('/status/404')}\n".encode(codec))
+    trigger.write_text(server.url("/trigger") + "\n")
+    actions.append(append_bytes(queue, f"{server.url('/new1')}\n".encode(codec)))
+    status, stderr = run(queue, trigger, "-q")
+    assert (status, stderr) == (1, "")
+    assert queue.read_text() == f"{server.url('/status/404')}\n{server.url('/new1')}\n"
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16-le"])
+def test_an_unfinished_last_line_leaves_the_file_to_its_writer(acting, tmp_path, codec):
+    """s27 r3 3: a tail without its line end is being written: carried, it became a URL
+    nobody gave, and the writer's rest went to the replaced file. FILE is left whole now."""
+    server, actions = acting
+    queue, trigger = tmp_path / "queue.txt", tmp_path / "trigger.txt"
+    mark = "\ufeff".encode(codec) if codec != "utf-8" else b""
+    old = mark + f"{server.url('/ok1')}\n{server.url('/status/404')}\n".encode(codec)
+    queue.write_bytes(old)
+    trigger.write_text(server.url("/trigger") + "\n")
+    added = f"{server.url('/new1')}\n{server.url('/new-par')}".encode(codec)
+    actions.append(append_bytes(queue, added))
+    status, stderr = run(queue, trigger, "-q")
+    assert status == 1
+    assert queue.read_bytes() == old + added
+    beside = [name for name in os.listdir(tmp_path) if name.startswith("queue.txt.failed-")]
+    assert len(beside) == 1, os.listdir(tmp_path)
+    assert (tmp_path / beside[0]).read_text() == server.url("/status/404") + "\n"
+    assert "being written" in stderr and beside[0] in stderr and "1 line is" in stderr, stderr
+
+
+def test_csv_rows_appended_under_a_header_with_no_row_keep_it(acting, tmp_path):
+    """s27 r3 5: no row read, no header kept: the appended rows went without one."""
+    server, actions = acting
+    queue, trigger = tmp_path / "queue.csv", tmp_path / "trigger.csv"
+    queue.write_text("url,tag\n")
+    trigger.write_text(f"url\n{server.url('/trigger')}\n")
+    actions.append(append(queue, f"{server.url('/new1')},c\n{server.url('/new2')},d\n"))
+    status, _ = run(queue, trigger, "-q", "--input-format", "csv")
+    assert status == 0
+    rows = [(server.url("/new1"), b"url,tag"), (server.url("/new2"), b"url,tag")]
+    assert read_back(queue) == rows
+
+
+def test_csv_rows_appended_after_a_last_header_row_are_under_it(acting, tmp_path):
+    """The header in force is the parser's last header row, not the last row's."""
+    server, actions = acting
+    queue, trigger = tmp_path / "queue.csv", tmp_path / "trigger.csv"
+    queue.write_text(f"url\n{server.url('/ok1')}\ntag,url\n")
+    trigger.write_text(f"url\n{server.url('/trigger')}\n")
+    actions.append(append(queue, f"c,{server.url('/new1')}\n"))
+    status, _ = run(queue, trigger, "-q", "--input-format", "csv")
+    assert status == 0
+    assert read_back(queue) == [(server.url("/new1"), b"tag,url")]
+
+
+def test_one_file_given_twice_has_its_appended_lines_carried_once(acting, tmp_path):
+    """s27 r3 6: `-i F -i F --unique --failed F` carried the tail once per -i."""
+    server, actions = acting
+    queue, trigger = tmp_path / "queue.txt", tmp_path / "trigger.txt"
+    queue.write_text(f"{server.url('/status/404')}\n")
+    trigger.write_text(server.url("/trigger") + "\n")
+    actions.append(append(queue, f"{server.url('/new1')}\n"))
+    args = ["-i", str(queue), "-i", str(queue), "-i", str(trigger), "--failed", str(queue)]
+    result = invoke([*args, "--unique"])
+    assert result.exit_code == 1
+    assert queue.read_text() == f"{server.url('/status/404')}\n{server.url('/new1')}\n"
+    assert result.stderr.count("added to") == 1, result.stderr
+
+
+def test_a_long_name_replaced_gets_a_name_beside_that_fits(acting, tmp_path):
+    """s27 r3 7: FILE.failed-<time> was longer than NAME_MAX: said to hold the lines, then
+    not written ("File name too long", naming FILE), and the lines were in no file."""
+    server, actions = acting
+    queue, trigger = tmp_path / ("q" * 236), tmp_path / "trigger.txt"
+    queue.write_text(f"{server.url('/status/404')}\n")
+    trigger.write_text(server.url("/trigger") + "\n")
+    new = tmp_path / "new.txt"
+    new.write_text(f"{server.url('/new1')}\n")
+    actions.append(lambda: os.replace(new, queue))
+    status, stderr = run(queue, trigger, "-q")
+    assert status == 1, stderr
+    assert queue.read_text() == f"{server.url('/new1')}\n"
+    beside = [name for name in os.listdir(tmp_path) if ".failed-" in name]
+    assert len(beside) == 1 and len(os.fsencode(beside[0])) <= 255, os.listdir(tmp_path)
+    assert (tmp_path / beside[0]).read_text() == server.url("/status/404") + "\n"
+    assert "cannot write" not in stderr and "1 line is in" in stderr and beside[0] in stderr
+
+
+def read_to_end(queue: Path, stream: object) -> Source:
+    source = Source(str(queue), stream=stream)  # type: ignore[arg-type]
+    assert list(InputReader([source], "http"))
+    return source
+
+
+def test_a_file_made_at_the_name_beside_is_not_overwritten(tmp_path):
+    """s27 r3 7: the name beside was looked for, then replaced: a file made there in between
+    was overwritten. Now it is kept, --failed is not said to be there, and the error names the
+    path tried."""
+    queue = tmp_path / "queue.txt"
+    queue.write_text("http://a.test/1\n")
+    with open(queue, "rb") as stream:
+        source = read_to_end(queue, stream)
+        changes = InputChanges(FailedLines(str(queue)), [source], "lines")
+        changes.failed.add(b"http://a.test/1")
+        new = tmp_path / "new.txt"
+        new.write_text("http://a.test/new\n")
+        os.replace(new, queue)
+        assert changes.before_commit() == []
+        aside = changes.failed.file.path
+        Path(aside).write_text("someone's\n")
+        changes.failed.commit()
+        said = changes.after_commit()
+    assert Path(aside).read_text() == "someone's\n"
+    assert queue.read_text() == "http://a.test/new\n"
+    assert isinstance(changes.failed.error, FileExistsError)
+    assert len(said) == 1 and " are in " not in said[0][0] and " is in " not in said[0][0]
+
+
+class HardExitInRead:
+    """A file read as the reader reads it, where a hard exit's hook commits --failed in the
+    middle of the end's carry (a second signal then: s27 r3 4)."""
+
+    def __init__(self, path: Path, hook: Callable[[], None]) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by the test
+        self.hook: Callable[[], None] | None = None
+        self._armed = hook
+
+    def arm(self) -> None:
+        self.hook = self._armed
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, *args: int) -> int:
+        return self._file.seek(*args)
+
+    def peek(self, size: int = 0) -> bytes:
+        return self._file.peek(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self._file.readline(size)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if self.hook is not None and data:
+            hook, self.hook = self.hook, None
+            hook()
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def test_a_hard_exit_during_the_carry_leaves_the_file_whole(tmp_path):
+    """s27 r3 4: the hook renamed a half-carried --failed over FILE, and the rest of the tail
+    was in no file, with no word. Now --failed goes beside FILE, said."""
+    queue = tmp_path / "queue.txt"
+    queue.write_text("http://a.test/1\n")
+    said: list[str | None] = []
+
+    def hard_exit() -> None:  # what the hard exit's hooks do (outputs.open_outputs)
+        changes.failed.commit(sync=False)
+        said.append(changes.at_hard_exit())
+
+    stream = HardExitInRead(queue, hard_exit)
+    try:
+        source = read_to_end(queue, stream)
+        changes = InputChanges(FailedLines(str(queue)), [source], "lines")
+        changes.failed.add(b"http://a.test/1")
+        tail = b"".join(b"http://a.test/%d\n" % n for n in range(200_000))
+        append_bytes(queue, tail)()
+        stream.arm()
+        changes.before_commit()
+    finally:
+        stream.close()
+    assert queue.read_bytes() == b"http://a.test/1\n" + tail
+    beside = [name for name in os.listdir(tmp_path) if name.startswith("queue.txt.failed-")]
+    assert len(beside) == 1, os.listdir(tmp_path)
+    assert (tmp_path / beside[0]).read_bytes().startswith(b"http://a.test/1\n")
+    assert said[0] is not None and beside[0] in said[0] and "left as it is" in said[0], said
+
+
+class Endless:
+    """size bytes of one line with no end, read in pieces: the stream holds none of them."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def read(self, size: int = -1) -> bytes:
+        taken = min(self.left, size)
+        self.left -= taken
+        return b"x" * taken
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+
+def test_a_long_line_of_an_unread_rest_is_streamed_through(tmp_path):
+    """s27 r3 8: a tail with no line end was copied whole at every MiB (quadratic) and held
+    whole (150 MB: 12.5 s, 478 MB). Now memory is bounded and --failed gets it verbatim."""
+    import tracemalloc
+
+    size = 24 << 20
+    failed = FailedLines(str(tmp_path / "failed.txt"))
+    tracemalloc.start()
+    try:
+        for stream in (Endless(size), io.BytesIO(b"http://a.test/2\n")):
+            for job in raw_rest(stream, "lines", None, JobMaker("http")):
+                failed.add(job.raw, job.header, job.lines, True, job.header_after)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    failed.commit()
+    assert peak < 8 << 20, peak
+    with open(tmp_path / "failed.txt", "rb") as written:
+        assert written.read(size) == b"x" * size
+        assert written.read() == b"\nhttp://a.test/2\n"
+    assert failed.count == 2

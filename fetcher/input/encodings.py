@@ -8,12 +8,13 @@ import re
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
-# The marks that name a wide encoding, UTF-32's first: UTF-32 LE's starts with UTF-16 LE's.
+# The marks that name a wide encoding, UTF-32's first: UTF-32 LE's starts with UTF-16 LE's;
+# each with the codec of its byte order, which reads on past the mark (WideText.read_on).
 _WIDE_MARKS = (
-    (codecs.BOM_UTF32_LE, "UTF-32"),
-    (codecs.BOM_UTF32_BE, "UTF-32"),
-    (codecs.BOM_UTF16_LE, "UTF-16"),
-    (codecs.BOM_UTF16_BE, "UTF-16"),
+    (codecs.BOM_UTF32_LE, "UTF-32", "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "UTF-32", "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "UTF-16", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "UTF-16", "utf-16-be"),
 )
 CHUNK = 1 << 16  # bytes decoded at a time
 # A character the wide encoding cannot hold (half of a surrogate pair, an odd last byte)
@@ -41,7 +42,12 @@ class Readable(Protocol):
 
 def wide_encoding(head: bytes) -> str | None:
     """'UTF-16' or 'UTF-32' when head, a stream's first bytes, starts with its byte-order mark."""
-    return next((name for mark, name in _WIDE_MARKS if head.startswith(mark)), None)
+    return next((name for mark, name, _ in _WIDE_MARKS if head.startswith(mark)), None)
+
+
+def byte_order(head: bytes) -> str:
+    """The codec of the byte order head's wide mark names ('utf-16-le'...); "" for none."""
+    return next((order for mark, _, order in _WIDE_MARKS if head.startswith(mark)), "")
 
 
 def not_utf8(raw: bytes, exc: UnicodeDecodeError, what: str = "line") -> str:
@@ -58,7 +64,7 @@ def not_utf8(raw: bytes, exc: UnicodeDecodeError, what: str = "line") -> str:
 
 def _may_grow_into_a_mark(head: bytes) -> bool:
     """Whether head could be the start of a longer mark (FF FE could be UTF-32 LE's too)."""
-    return len(head) < 4 and any(mark[: len(head)] == head for mark, _ in _WIDE_MARKS)
+    return len(head) < 4 and any(mark[: len(head)] == head for mark, _, _ in _WIDE_MARKS)
 
 
 def as_utf8(stream: BinaryIO) -> Readable:
@@ -75,7 +81,9 @@ def as_utf8(stream: BinaryIO) -> Readable:
         if _may_grow_into_a_mark(head) and not getattr(stream, "seekable", bool)():
             head = stream.read(4)
             encoding = wide_encoding(head)
-            return Prefixed(head, stream) if encoding is None else WideText(stream, encoding, head)
+            if encoding is None:
+                return Prefixed(head, stream)
+            return WideText(stream, encoding, head, byte_order(head))
     elif getattr(stream, "seekable", bool)():
         at = stream.tell()
         head = stream.read(4)
@@ -83,7 +91,7 @@ def as_utf8(stream: BinaryIO) -> Readable:
     else:
         return stream
     encoding = wide_encoding(head)
-    return stream if encoding is None else WideText(stream, encoding)
+    return stream if encoding is None else WideText(stream, encoding, order=byte_order(head))
 
 
 class Prefixed:
@@ -118,8 +126,10 @@ class WideText:
     and read(size) return at most size bytes, so the reader's bounds hold as for UTF-8; memory
     is what a caller asks for and one decoded chunk."""
 
-    def __init__(self, stream: BinaryIO, encoding: str, head: bytes = b"") -> None:
+    def __init__(self, stream: BinaryIO, encoding: str, head: bytes = b"", order: str = "") -> None:
+        """order: the codec of the stream's byte order, as its mark says (byte_order)."""
         self.encoding = encoding
+        self.order = order
         # read1: what one read of the stream gives, as a pipe's lines come (BinaryIO lacks it)
         self._read: Callable[[int], bytes] = getattr(stream, "read1", stream.read)
         self._decoder = codecs.getincrementaldecoder(encoding.lower())(errors=BROKEN)
@@ -155,6 +165,19 @@ class WideText:
         piece = self._text[self._at : stop]
         self._at = stop
         return piece
+
+    def read_on(self, stream: BinaryIO) -> WideText:
+        """The UTF-8 reading of stream, which goes on from where this one's stream stands, in
+        its byte order with no mark: a fresh decoder, as this one was told that its stream
+        ended, and gave nothing more of what was appended to it since (s27 r3 2)."""
+        again = WideText(stream, self.encoding, order=self.order)
+        again._decoder = codecs.getincrementaldecoder(self.order)(errors=BROKEN)
+        return again
+
+    @property
+    def line_end(self) -> bytes:
+        """A line end in the stream's own bytes."""
+        return "\n".encode(self.order)
 
     def held(self) -> int:
         """Bytes decoded and not handed out yet (UTF-8)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,17 +180,23 @@ def _jsonl_entry(entry: Entry, value: dict[str, Any]) -> Entry:
     return entry
 
 
-def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
-    """An Entry per CSV record after the header row (blank records, and those of separators and
-    blanks alone, a sheet's empty rows, are skipped).
+HeaderSeen = Callable[[bytes], None]  # told of each csv header row read (iter_csv)
 
-    The header names the columns: ``url`` (required), ``method``, ``headers`` (a JSON object in
-    its cell), ``data``, ``output``; the other columns are meta. An empty cell means absent. A
-    header that is wrong makes every row under it an error, or, with no row that could be read
-    (each unreadable one says what is wrong with it), itself one: a file of such a header alone
-    is never an empty list. A header row further on (_a_header_again: files joined with cat, a
-    --failed of several csv inputs) names the columns of the rows under it.
-    """
+
+def _told(header: bytes) -> None:
+    """iter_csv's on_header when nobody asks."""
+
+
+def iter_csv(pieces: Iterable[bytes], on_header: HeaderSeen = _told) -> Iterator[Entry]:
+    """An Entry per CSV record after the header row (blank records, and those of separators and
+    blanks alone, a sheet's empty rows, are skipped). The header names the columns: ``url``
+    (required), ``method``, ``headers`` (a JSON object in its cell), ``data``, ``output``; the
+    others are meta. An empty cell means absent. A wrong header makes every row under it an
+    error, or, with no row that could be read, itself one: a file of it alone is never an empty
+    list. A header row further on (_a_header_again: files joined with cat, a --failed of several
+    csv inputs) names the columns of the rows under it. on_header: told of each header row as
+    it is read, with or without rows under it (the header in force for lines appended later,
+    output.input_changes: the last entry's was none under a header alone, s27 r3 5)."""
     columns: list[str] | None = None
     header_error: str | None = None
     header_raw: bytes | None = None
@@ -201,6 +207,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
         except _Malformed as exc:
             if columns is None:  # the header itself: it and every record after it say so
                 columns, header_raw = [], record.raw
+                on_header(header_raw)
                 header_error = f"the csv header (line {record.line}) cannot be read: {exc}"
                 # Its own header: --failed writes it once, as the header of the rows after it.
                 yield Entry(record.line, record.raw, error=header_error, header=header_raw)
@@ -212,6 +219,7 @@ def iter_csv(pieces: Iterable[bytes]) -> Iterator[Entry]:
         if columns is None or _a_header_again(row, columns):
             yield from _header_alone(header_line, header_raw, header_error, rows)
             columns, header_raw = [_column_name(name) for name in row], record.raw
+            on_header(header_raw)
             header_error = _header_problem(columns, record.line, record.raw)
             header_line, rows = record.line, 0
             continue

@@ -61,8 +61,9 @@ class Source:
     # Where its lines of other shards go (raw, csv header): --failed, when it replaces this
     # file (outputs.keep_other_shards); else they are only counted.
     other_shards_to: Callable[[bytes, bytes | None], None] | None = field(default=None, init=False)
-    # A csv stream's header in force after the last entry read: the label of lines another
-    # program appends to it during the run, which --failed keeps (output.input_changes).
+    # A csv stream's header in force where its reading stands, the parser's last header row
+    # (take_header; a row under it or not, s27 r3 5): the label of lines another program
+    # appends to it during the run, which --failed keeps (output.input_changes).
     header: bytes | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,10 @@ class Source:
             return False
         self._pipe.stop_waiting()
         return True
+
+    def take_header(self, header: bytes) -> None:
+        """The csv parser read a header row: the one in force for what comes after it."""
+        self.header = header
 
     def start(self) -> int | None:
         """Where the stream of a regular file stands now (before the run reads it), for
@@ -334,10 +339,8 @@ class InputReader:
                     yield job
             return
         stream = source.text()
-        jobs = stream_jobs(self.jobs, stream, self.input_format)
-        if isinstance(stream, WideText):
-            jobs = explained(jobs, stream)
-        yield from headers_kept(source, jobs) if source.csv else jobs
+        jobs = stream_jobs(self.jobs, stream, self.input_format, source.take_header)
+        yield from explained(jobs, stream) if isinstance(stream, WideText) else jobs
 
 
 def explained(jobs: Iterator[Job], stream: WideText) -> Iterator[Job]:
@@ -347,16 +350,14 @@ def explained(jobs: Iterator[Job], stream: WideText) -> Iterator[Job]:
         yield job
 
 
-def headers_kept(source: Source, jobs: Iterator[Job]) -> Iterator[Job]:
-    """jobs of a csv source, its ``header`` kept as the one in force after each (a soft stop's
-    rest is read through here too; a hard stop's raw rest is not: no end look follows it)."""
-    for job in jobs:
-        source.header = job.header
-        yield job
-
-
-def stream_jobs(maker: JobMaker, stream: Readable, input_format: str) -> Iterator[Job]:
-    """The Jobs of a stream's lines (or jsonl lines, or csv records)."""
+def stream_jobs(
+    maker: JobMaker,
+    stream: Readable,
+    input_format: str,
+    on_header: Callable[[bytes], None] = lambda header: None,
+) -> Iterator[Job]:
+    """The Jobs of a stream's lines (or jsonl lines, or csv records); on_header: told of each
+    csv header row read (formats.iter_csv)."""
     if input_format == "lines":
         for number, raw, too_long in read_lines(stream):
             job = maker.line_job(number, raw, too_long)
@@ -366,7 +367,7 @@ def stream_jobs(maker: JobMaker, stream: Readable, input_format: str) -> Iterato
     if input_format == "jsonl":
         entries = iter_jsonl(read_lines(stream, MAX_RECORD_BYTES))
     else:
-        entries = iter_csv(read_pieces(stream))
+        entries = iter_csv(read_pieces(stream), on_header)
     for entry in entries:
         job = maker.entry_job(entry)
         if job is not None:
@@ -383,27 +384,44 @@ def raw_rest(
     goes on from there, and --failed gets the bytes as the file has them. A csv block's label
     is the header in force where it starts: a header row inside one (files joined with cat, a
     --failed of several inputs) labels the blocks after it, which --failed writes under it
-    without the old header again (s26 r6 1)."""
+    without the old header again (s26 r6 1). A line longer than a block is not held whole: it
+    goes on in pieces, Jobs of no line (``lines`` 0), which --failed writes with no line end
+    after them; only the new block is searched for a line end. Held whole, and copied at each
+    block, 150 MB with no line end took 12.5 s and 478 MB (s27 r3 8)."""
     comments, quoting = input_format == "lines", CSV_RECORD_START  # after a parsed record
-    carry = b""
+    carry, continued = b"", False  # continued: carry ends a line that went on in pieces
     while chunk := stream.read(RAW_BLOCK):
-        block, _, carry = (carry + chunk).rpartition(b"\n")
-        after, quoting = _header_after(block, input_format, header, quoting)
-        if job := _raw_block(block, input_format, comments, (header, after), maker):
+        cut = chunk.rfind(b"\n")
+        if cut < 0 and len(carry) + len(chunk) > RAW_BLOCK:
+            piece, carry, continued = carry + chunk, b"", True
+            quoting = _header_after(piece, input_format, None, quoting)[1]
+            yield Job(-1, "", "", None, piece, header=header, input_format=input_format,
+                      lines=0, rest=True, header_after=header)  # fmt: skip
+            continue
+        if cut < 0:
+            carry += chunk
+            continue
+        block, carry = carry + chunk[:cut], chunk[cut + 1 :]
+        after, quoting = _header_after(block, input_format, header, quoting, continued)
+        if job := _raw_block(block, input_format, comments, (header, after), maker, continued):
             yield job
-        header = after
-    after, _ = _header_after(carry, input_format, header, quoting)
-    if job := _raw_block(carry, input_format, comments, (header, after), maker):
+        header, continued = after, False
+    after, _ = _header_after(carry, input_format, header, quoting, continued)
+    if job := _raw_block(carry, input_format, comments, (header, after), maker, continued):
         yield job
 
 
 def _header_after(
-    block: bytes, input_format: str, header: bytes | None, quoting: int
+    block: bytes, input_format: str, header: bytes | None, quoting: int, continued: bool = False
 ) -> tuple[bytes | None, int]:
     """The csv header in force after block (its last header row outside quotes, else header),
-    found once for the reader and --failed alike (s26 r8 1), and where a parser stands then."""
+    found once for the reader and --failed alike (s26 r8 1), and where a parser stands then.
+    continued: block's first line is the end of one that went on in pieces: never a header."""
     if input_format != "csv":
         return header, quoting
+    if continued:
+        first, _, block = block.partition(b"\n")
+        quoting = csv_state_after(first, quoting)
     return last_header_row(block, quoting) or header, csv_state_after(block, quoting)
 
 
@@ -422,18 +440,28 @@ def _raw_block(
     comments: bool,
     headers: tuple[bytes | None, bytes | None],
     maker: JobMaker,
+    continued: bool = False,
 ) -> Job | None:
     """A Job of the lines of block, as they are; None when none of them holds an entry.
-    headers: the csv header in force at its start, and after it."""
-    if not block:
-        return None
-    skipped = len(_SKIPPED_LINES[comments].findall(b"\n" + block + b"\n"))
-    count = block.count(b"\n") + 1 - skipped
+    headers: the csv header in force at its start, and after it. continued: its first line
+    ends one that went on in pieces, a line whatever its end holds: the Job is never None,
+    as --failed must write that line's end."""
+    if continued:
+        _, ended, others = block.partition(b"\n")
+        count = 1 + (_entries(others, comments) if ended else 0)
+    else:
+        count = _entries(block, comments) if block else 0
     if not count:
         return None
     maker.count += count
     return Job(-1, "", "", None, block, header=headers[0], input_format=input_format,
                lines=count, rest=True, header_after=headers[1])  # fmt: skip
+
+
+def _entries(block: bytes, comments: bool) -> int:
+    """The lines of block that hold an entry: not blank, and not a comment when comments."""
+    skipped = len(_SKIPPED_LINES[comments].findall(b"\n" + block + b"\n"))
+    return block.count(b"\n") + 1 - skipped
 
 
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:

@@ -268,6 +268,9 @@ class AtomicFile:
         of no use till the commit, so only for a writer of ``fd``. noted: see create_temporary.
         Raises OSError when the temporary (or the stream) cannot be opened."""
         self.path = path
+        # Only a new name: the rename never replaces a file made there since its name was
+        # chosen (a name beside another file, s27 r3 7: place_new).
+        self.no_replace = False
         self.temporary: str | None = None
         self._folder = -1  # the folder of a file with no name yet, to name it at the commit
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
@@ -325,7 +328,7 @@ class AtomicFile:
         temporary = self.temporary
         if temporary is None or not _holds(temporary, self._identity):
             raise Swapped()
-        os.replace(temporary, self.path)
+        (place_new if self.no_replace else os.replace)(temporary, self.path)
         self.temporary = None
         if not _holds(self.path, self._identity):
             if not _users_file(self.path):
@@ -354,6 +357,27 @@ class AtomicFile:
         if folder >= 0:
             with suppress(OSError):
                 os.close(folder)
+
+
+# What a link where the file system has no hard links fails with (place_new then claims the
+# name with O_EXCL instead).
+_NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
+
+
+def place_new(temporary: str, path: str) -> None:
+    """Rename temporary to path, which must not exist: FileExistsError when it does, never a
+    file replaced, not even one made there an instant before. A hard link, then the temporary's
+    name removed; where the file system has no hard links, path is claimed with O_EXCL (an empty
+    file of this user's) and then replaced. Raises OSError."""
+    try:
+        os.link(temporary, path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        os.close(os.open(path, _CREATE, 0o600))
+        os.replace(temporary, path)
+        return
+    remove_quietly(temporary)
 
 
 class Swapped(OSError):

@@ -70,14 +70,15 @@ class FailedLines:
     def add(self, raw: bytes, header: bytes | None = None, lines: int = 1, rest: bool = False,
             after: bytes | None = None) -> None:  # fmt: skip
         """Keep a failed line (or, rest, lines: a block of a file's unread rest, verbatim and
-        in order, never held back); header: its csv input's header row (None: not csv);
-        after: such a block's header in force after it (raw_rest found it, s26 r8 1)."""
+        in order, never held back; of no line, a piece of a long one, which the next block
+        goes on: no line end after it, s27 r3 8); header: its csv input's header row (None:
+        not csv); after: such a block's header in force after it (raw_rest, s26 r8 1)."""
         with self._lock:
             self.count += lines
             if not rest and header is not None and b'"' in raw and quotes_left_open(raw):
                 self._held_back.append((raw, header))
                 return
-            self._add_line(raw, header)
+            self._add_line(raw, header, b"" if rest and not lines else b"\n")
             if rest and after is not None and after != header:  # the next block's label (r6 1)
                 self._header = after if self.shown_as is None else shown_line(after, self.shown_as)
             if len(self._buffer) >= FAILED_BUFFER:

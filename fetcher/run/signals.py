@@ -120,7 +120,7 @@ def _run_hooks() -> None:
         except Exception as exc:  # noqa: BLE001 - exiting anyway
             if first:  # the others' errors lose no line read (s23 r6 4)
                 failed = True
-                _say(f"fetcher: {exc}; lines read may be missing from it\n")
+                say_now(f"fetcher: {exc}; lines read may be missing from it\n")
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -128,9 +128,9 @@ def _run_hooks() -> None:
             pass
 
 
-def _say(text: str) -> None:
+def say_now(text: str) -> None:
     """Write text to stderr only if it takes it now: an exit must not wait on a reader that
-    stopped reading."""
+    stopped reading. For exit hooks."""
     with contextlib.suppress(OSError, ValueError):
         if select.select([], [2], [], 0)[1]:
             os.write(2, text.encode(errors="replace"))
