@@ -195,7 +195,8 @@ def _parse_statuses(text: str) -> frozenset[int]:
 INPUT_OPTIONS = [
     option("-i", "--input", "inputs", multiple=True, metavar="FILE",
            help="Read URLs from FILE, one per line ('-' for standard input). Repeatable."),
-    option("--default-scheme", type=click.Choice(["https", "http"]), default="https",
+    option("--default-scheme", type=click.Choice(["https", "http"], case_sensitive=False),
+           default="https",
            help="Scheme for lines that have no '://'."),
     option("--unique", is_flag=True, help="Skip URLs already seen in this run (exact match)."),
     option("--input-format", type=click.Choice(defaults.INPUT_FORMATS), default="lines",

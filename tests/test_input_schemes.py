@@ -114,8 +114,12 @@ def test_a_host_without_a_scheme_gets_the_default_scheme(text: str, target: str)
     assert (job.target, job.invalid) == (target, None)
 
 
-def test_localhost_with_a_port_is_fetched_with_the_default_scheme(server: CountingServer) -> None:
-    [record] = run("--default-scheme", "http", f"localhost:{server.port}/x")
+@pytest.mark.parametrize("scheme", ["http", "HTTP"])
+def test_localhost_with_a_port_is_fetched_with_the_default_scheme(
+    server: CountingServer, scheme: str
+) -> None:
+    """The scheme in either case, as in a URL (HTTP:// is folded: s27 r5 4)."""
+    [record] = run("--default-scheme", scheme, f"localhost:{server.port}/x")
     assert record["ok"], record
     assert server.paths == ["/x"]
 
