@@ -52,8 +52,8 @@ class Dying:
     (end: close or reset) after sending what is said (nothing by default); a connection past
     the answering ones ends so at its first request. Each request read is noted."""
 
-    def __init__(self, end="close", said=b"", answering=None):
-        self.end, self.said, self.answering = end, said, answering
+    def __init__(self, end="close", said=b"", answering=None, held=0.0):
+        self.end, self.said, self.answering, self.held = end, said, answering, held
         self.lock = threading.Lock()
         self.seen: list[bytes] = []
 
@@ -66,6 +66,7 @@ class Dying:
         self.note(read_whole_request(conn))  # the client took the connection as kept alive
         if self.said:
             conn.sendall(self.said)
+        threading.Event().wait(self.held)  # a server at work on it, then gone: no race
         reset(conn) if self.end == "reset" else conn.close()
 
     def note(self, request):
@@ -101,6 +102,23 @@ def test_a_request_the_kept_alive_connection_died_under_is_sent_again_at_once(en
     assert fault.connections == 4
     expected = [(method.encode(), f"/{n}".encode()) for n in (0, 1, 1, 2, 2, 3, 3)]
     assert dying.requests == expected  # once on the dying connection, once on a new one
+
+
+@pytest.mark.parametrize("end", ["close", "reset"])
+def test_a_request_held_past_the_race_then_dropped_is_not_sent_again(end, monkeypatch):
+    """s27 r5 2: a server that read the POST, worked on it for seconds and closed unanswered
+    had it sent twice, the record ok in one attempt: the server may have acted on it. The
+    stale race is over within a round trip; past RESEND_WINDOW the death is the server's,
+    and the retry policy's (a POST is not retried)."""
+    import fetcher.http.reuse
+
+    monkeypatch.setattr(fetcher.http.reuse, "RESEND_WINDOW", 0.2)
+    dying = Dying(end, held=0.6)
+    with FaultServer(dying) as fault:
+        result, records = run("--retries", "0", "-d", "x=1", fault.url("/0"), fault.url("/1"))
+    assert [(r["ok"], r["attempts"]) for r in records] == [(True, 1), (False, 1)], records
+    assert records[1]["error"]["kind"] == "protocol"
+    assert dying.requests == [(b"POST", b"/0"), (b"POST", b"/1")]  # /1 once
 
 
 @pytest.mark.parametrize("end", ["close", "reset"])

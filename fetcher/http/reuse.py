@@ -7,14 +7,16 @@ race of the client's reuse, not the server's failure. curl sends such a request 
 fresh connection ("Connection died, retrying a fresh connect"), whatever its method; so does
 fetcher, as part of the same attempt (no retry counted, no backoff). Never for a connection
 made for the request, never twice, never once any byte of the answer came (the server had
-the request then, and may have acted on it), never after the deadline's cut: those failures
-are left to the retry policy (fetcher.http.retry), as before.
+the request then, and may have acted on it), never after the deadline's cut, never when the
+connection died more than RESEND_WINDOW after the request went out (a server that worked on
+it, then went: s27 r5 2): those failures are left to the retry policy (fetcher.http.retry).
 """
 
 from __future__ import annotations
 
 import http.client
 import logging
+import time
 from typing import Any
 
 from urllib3.connectionpool import HTTPConnectionPool
@@ -32,8 +34,8 @@ _RESENDABLE = (bytes, bytearray, memoryview, str)
 class ResendingPool(HTTPConnectionPool):
     """A pool that sends a request again on a new connection when the kept-alive one it went
     out on died before any byte of its answer (see the module's docstring). What the normal
-    path pays is this method's frame, a look at the connection's socket and, for plain http,
-    the count of bytes it had received: no system call, no poll."""
+    path pays is this method's frame, a look at the connection's socket, a clock read and, for
+    plain http, the count of bytes it had received: no poll."""
 
     def _make_request(self, conn: Any, method: str, url: str, body: Any = None, *args: Any,
                       **kwargs: Any) -> Any:  # fmt: skip
@@ -41,15 +43,22 @@ class ResendingPool(HTTPConnectionPool):
         if sock is None or conn._tunnel_host is not None:  # a tunnel's: a CONNECT to make again
             return super()._make_request(conn, method, url, body, *args, **kwargs)
         before = sock.received if type(sock) is KernelTimeoutSocket else _UNCOUNTED
+        sent = time.monotonic()
         try:
             return super()._make_request(conn, method, url, body, *args, **kwargs)
         except (ConnectionResetError, BrokenPipeError) as error:  # RemoteDisconnected is one
-            if not died_unanswered(error, sock, before, body):
+            raced = time.monotonic() - sent < RESEND_WINDOW
+            if not raced or not died_unanswered(error, sock, before, body):
                 raise
         log.debug("kept-alive connection to %s died unanswered: sent again", self.host)
         conn.close()  # http.client's getresponse closed it already; a send's error did not
         return super()._make_request(conn, method, url, body, *args, **kwargs)  # a new one
 
+
+# Seconds after a request went out within which a death unanswered is the reuse race: a
+# server's close crosses the request within a round trip; one that read the request, worked
+# on it and closed unanswered later may have acted on it (s27 r5 2).
+RESEND_WINDOW = 1.0
 
 _UNCOUNTED = -1  # the bytes a socket received before a request, when it does not count them
 
