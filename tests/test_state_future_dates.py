@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fetcher.http.headers import validator_date
 from fetcher.http.request import conditional_headers
@@ -157,3 +159,30 @@ def test_a_stored_date_is_sent_unless_a_day_ahead_of_this_machine(ahead: int, se
     dated = formatdate(time.time() + ahead, usegmt=True)
     prior = Prior(ok=True, fetched_at=int(NOW), last_modified=dated)
     assert ("If-Modified-Since" in conditional_headers(prior)) is sent
+
+
+DAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(DAYS), st.integers(0, 39), st.sampled_from([*MONTHS, "jan", "Foo"]),
+    st.integers(900, 10000), st.integers(0, 25), st.integers(0, 61), st.integers(0, 61),
+    st.sampled_from(["GMT", "UTC", "+0200", "gmt", ""]),
+)  # fmt: skip
+def test_the_fast_reading_of_a_date_is_http_date_s(
+    day: str, date: int, month: str, year: int, hour: int, minute: int, second: int, zone: str
+) -> None:
+    """http_seconds reads IMF-fixdate itself (email.utils' parse took 20 µs, three times a URL
+    under --state: s27 t6 2): it reads every date as http_date does, the odd ones included
+    (31 Feb, hour 24, second 60, another zone or case, a year of three or five digits)."""
+    from fetcher.http.headers import http_date, http_seconds
+
+    value = f"{day}, {date:02d} {month} {year} {hour:02d}:{minute:02d}:{second:02d} {zone}".strip()
+    when = http_date(value)
+    try:
+        expected = None if when is None else when.timestamp()
+    except (ValueError, OverflowError):
+        expected = None
+    assert http_seconds(value) == expected, value
