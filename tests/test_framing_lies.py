@@ -125,3 +125,61 @@ def test_bad_framing_on_an_answer_whose_body_is_the_answer_stays_protocol(
         record = record_of(server.url("/a"), *args, "-o", str(tmp_path / "out"))
     assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
     assert saved(tmp_path / "out") == []
+
+
+# -- s27 r4 3: bad framing on an answer that has no body, and on a 3xx not followed ----------
+
+BODILESS = {
+    "head": (b"HTTP/1.1 200 OK\r\n", ("-I",)),
+    "head-302-no-follow": (b"HTTP/1.1 302 Found\r\nLocation: /final\r\n", ("-I", "--no-follow")),
+    "204": (b"HTTP/1.1 204 No Content\r\n", ()),
+    "304": (b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n', ()),
+}
+
+
+def outcome(record: dict[str, object]) -> tuple[object, ...]:
+    """What a record says of its answer, its URL aside."""
+    return record["ok"], record["status"], record["bytes"], record["error"]
+
+
+@pytest.mark.parametrize("framing", BAD_FRAMINGS.values(), ids=BAD_FRAMINGS.keys())
+@pytest.mark.parametrize(("head", "args"), BODILESS.values(), ids=BODILESS.keys())
+def test_bad_framing_on_an_answer_that_has_no_body_frames_nothing(
+    framing: bytes, head: bytes, args: tuple[str, ...]
+):
+    """The answer to a HEAD, a 204 and a 304 has no body whatever its Content-Length or
+    Transfer-Encoding says (RFC 9110 6.4.1, RFC 9112 6.3; curl ignores them): refused, its
+    record said no answer came (status null, protocol). It is read as its well-framed twin,
+    but its connection is not reused (the server may send the body it announced): the twin,
+    asked next on the same worker, comes on a new one."""
+    bad, twin = head + framing + b"\r\n", head + b"Content-Length: 0\r\n\r\n"
+    with FaultServer(routes({"/bad": send(bad), "/twin": send(twin)})) as server:
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1", "-t", "5", *args,
+                         server.url("/bad"), server.url("/twin")])  # fmt: skip
+        connections = server.connections
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["url"] for r in records] == [server.url("/bad"), server.url("/twin")], records
+    assert outcome(records[0]) == outcome(records[1]), records
+    assert connections == 2, connections
+
+
+NOT_FOLLOWED = {
+    "no-follow": (b"HTTP/1.1 302 Found\r\nLocation: /final\r\n", ("--no-follow",)),
+    "no-location": (b"HTTP/1.1 302 Found\r\n", ()),
+}
+
+
+@pytest.mark.parametrize("framing", BAD_FRAMINGS.values(), ids=BAD_FRAMINGS.keys())
+@pytest.mark.parametrize(("head", "args"), NOT_FOLLOWED.values(), ids=NOT_FOLLOWED.keys())
+def test_a_3xx_not_followed_with_bad_framing_keeps_its_status(
+    tmp_path: Path, framing: bytes, head: bytes, args: tuple[str, ...]
+):
+    """Its body is the answer and cannot be read: protocol, nothing saved. But its status line
+    came: the record said status null, as if no answer had (as a followed one did before
+    64c10ff); it keeps the 302 and where it came from."""
+    answer = head + framing + b"Connection: close\r\n\r\nab"
+    with FaultServer(routes({"/a": send(answer), "/final": send(FINAL)})) as server:
+        record = record_of(server.url("/a"), *args, "-o", str(tmp_path / "out"))
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert record["status"] == 302 and record["final_url"] == server.url("/a"), record
+    assert saved(tmp_path / "out") == []

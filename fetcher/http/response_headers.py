@@ -212,13 +212,24 @@ def trimmed_fields(
     return message
 
 
+def has_no_body(status: int, method: str | None) -> bool:
+    """Whether an answer of status to a request of method has no body whatever its framing
+    fields say (RFC 9110 6.4.1, RFC 9112 6.3): a HEAD's, a 204, a 304 (a 1xx is never the
+    answer: read_final_status skips it)."""
+    return status == 304 or status == 204 or method == "HEAD"
+
+
 def content_length_problem(values: list[str]) -> str | None:
     """What is wrong with the Content-Length field lines of an answer, or None.
 
     RFC 9110 §8.6: one number of digits; a list or repetition of one same number may be taken
     as that number. urllib3 reads a length it cannot parse as none at all, so the body would
     be read to the close and a short one saved as complete: such an answer is refused here.
+    Every answer is checked (FetcherAdapter.build_response, and a HEAD's in begin): the one
+    field of digits nearly all send is answered without splitting it into a set.
     """
+    if len(values) == 1 and values[0].isascii() and values[0].isdigit():
+        return None
     numbers = {value.strip() for line in values for value in line.split(",")}
     if not numbers:
         return None
@@ -266,24 +277,24 @@ class HeaderParsingResponse(http.client.HTTPResponse):
     framing_problem: str | None = None
 
     def begin(self) -> None:
-        """http.client's own; then a 204 or a 304 has no body whatever its framing says (RFC
-        9110 6.4.1): http.client sets its length to 0 but keeps 'chunked', and waited for a
-        chunk that never comes (a read timeout at every attempt). A reason phrase http.client
-        read as Latin-1 is UTF-8 when its bytes are (a record showed 'Ã\\x96kay' for 'Ökay').
-        A bare CR in the reason is a space, as in a field (bare_crs_as_spaces); before it,
-        http.client's split of the line already takes one for a blank."""
+        """http.client's own; then a HEAD's answer, a 204 or a 304 has no body whatever its
+        framing says (RFC 9110 6.4.1, _unframed): http.client sets its length to 0 but keeps
+        'chunked', and waited for a chunk that never comes (a read timeout at every attempt).
+        A reason phrase http.client read as Latin-1 is UTF-8 when its bytes are (a record
+        showed 'Ã\\x96kay' for 'Ökay'). A bare CR in the reason is a space, as in a field
+        (bare_crs_as_spaces); before it, http.client's split of the line already takes one
+        for a blank."""
         self._begin()
         if self.length is None and not self.chunked:  # rare: most answers have a length
             self._listed_length()
-        if 300 <= self.status < 400:
+        if has_no_body(self.status, self._method):  # type: ignore[attr-defined]
+            self._unframed()
+        elif 300 <= self.status < 400:
             self._refused_length()
         if "\r" in self.reason:
             self.reason = self.reason.replace("\r", " ")
         if not self.reason.isascii():
             self.reason = utf8_if_it_was(self.reason)
-        if self.status in (204, 304):
-            self.chunked = False
-            self.length = 0
 
     def _listed_length(self) -> None:
         """The length of a Content-Length field that lists one number more than once ('50,50'),
@@ -308,6 +319,22 @@ class HeaderParsingResponse(http.client.HTTPResponse):
             self.framing_problem = problem
             del self.msg["Content-Length"]  # every one of them
             self.length, self.chunked, self.will_close = None, False, True
+
+    def _unframed(self) -> None:
+        """An answer without a body (has_no_body), whose Content-Length frames nothing (RFC
+        9110 6.4.1, RFC 9112 6.3; curl ignores it): one that cannot be read is taken off, so
+        that urllib3 builds the answer (it refused unequal numbers, InvalidHeader, even on a
+        HEAD's answer: the record said no answer came, s27 r4 3), and the connection is not
+        reused, in case the server sends the body it announced. A 204's or a 304's 'chunked'
+        is dropped too: http.client waited for a chunk that never comes. A HEAD's is not read
+        (http.client's read returns nothing for a HEAD). The answer's other framing is
+        FetcherAdapter.build_response's, which lets such an answer be."""
+        problem = content_length_problem(self.msg.get_all("Content-Length") or [])
+        if problem is not None:
+            del self.msg["Content-Length"]  # every one of them
+            self.will_close = True
+        if self.status in (204, 304):
+            self.chunked, self.length = False, 0
 
     def _read_status(self) -> tuple[str, int, str]:
         return read_final_status(self)

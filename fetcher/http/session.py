@@ -72,7 +72,7 @@ from fetcher.http.request import (
     form_content_type,
     proxies_for,
 )
-from fetcher.http.response_headers import content_length_problem
+from fetcher.http.response_headers import content_length_problem, has_no_body
 from fetcher.http.reuse import HTTPPool, HTTPSPool
 from fetcher.results import host_of
 from fetcher.settings import CHUNK_SIZE, Settings
@@ -248,8 +248,9 @@ class FetcherAdapter(HTTPAdapter):
 
     def build_response(self, req: PreparedRequest, resp: Any) -> Response:
         """requests' Response, refused when its length cannot be known, unless it is a
-        redirect (unread_redirect); built by requests' own build_response, which extracts
-        cookies only from an answer that sets some."""
+        redirect (unread_redirect) or has no body to frame (has_no_body: its framing frames
+        nothing); built by requests' own build_response, which extracts cookies only from an
+        answer that sets some."""
         headers = resp.headers
         problem = content_length_problem(headers.getlist("Content-Length"))
         problem = problem or transfer_coding_problem(headers.get("Transfer-Encoding"))
@@ -259,8 +260,10 @@ class FetcherAdapter(HTTPAdapter):
             return _build_response(self, req, resp)
         resp.close()  # the framing is unknown: the connection cannot be reused
         response = _build_response(self, req, resp)
+        if has_no_body(resp.status, req.method):
+            return response  # read as any such answer: a HEAD's, a 204, a 304
         if not is_followed(response):
-            raise FetchError(problem, ErrorKind.PROTOCOL)
+            raise _unreadable(problem, response)
         return unread_redirect(response, problem)
 
 
@@ -280,8 +283,21 @@ def refuse_unread(response: Response) -> Response:
     problem: str | None = getattr(response, "framing_problem", None)
     if problem is not None:
         response.close()
-        raise FetchError(problem, ErrorKind.PROTOCOL)
+        raise _unreadable(problem, response)
     return response
+
+
+def _unreadable(problem: str, response: Response) -> FetchError:
+    """The protocol error of an answer whose body is the answer and whose framing (problem)
+    cannot be read. A 3xx's status line was read, whatever its framing (HeaderParsingResponse
+    takes its unreadable Content-Length off): the error holds it, so that its record keeps
+    its status and where it came from (a 302 under --no-follow, or without a Location, said
+    no answer came: s27 r4 3). Another status's is not held: urllib3 refuses unequal numbers
+    before any answer is built, so some of them would keep it and others not."""
+    error = FetchError(problem, ErrorKind.PROTOCOL)
+    if 300 <= response.status_code < 400:
+        error.response = response
+    return error
 
 
 def _extract_cookies(jar: CookieJar, request: Any, raw: Any) -> None:
