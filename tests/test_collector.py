@@ -120,7 +120,7 @@ def test_it_counts_every_result_before_the_display_sees_it():
     assert (summary.ok, summary.failed, summary.done, summary.total) == (3, 3, 6, 6)
     assert summary.bytes == 10 * (1 + 3 + 5)
     assert summary.by_kind[ErrorKind.CONNECT].count == 3
-    assert summary.failed_hosts == {"h0.test:80": 1, "h1.test:80": 1, "h2.test:80": 1}
+    assert dict(summary.top_hosts()) == {"h0.test:80": 1, "h1.test:80": 1, "h2.test:80": 1}
     display = collector.display
     assert isinstance(display, RecordingDisplay)
     assert [count for _, count in display.seen] == [1, 2, 3, 4, 5, 6]
