@@ -111,7 +111,7 @@ def test_two_processes_never_both_continue_one_partial(
     on the URL's partial (also in DIR's root) is its own, so both continued it, and one
     download was lost as io, "replaced by someone else" (s22 r4 1). A lock on the file, which
     every process sees, lets one continue it; the other fetches the body whole."""
-    from fetcher.input.shards import shard_of
+    from fetcher.run.processes import worker_of
 
     server, origin = served
     origin.resources["/f.bin"] = item = resource(BODY)
@@ -120,7 +120,7 @@ def test_two_processes_never_both_continue_one_partial(
     [cut] = run_lines(tmp_path, [{"url": url, "output": "a.bin"}], "--continue")
     assert not cut["ok"] and len(hidden(tmp_path)) == 1, cut
     names = ["a.bin", *(f"{n}.bin" for n in range(20))]
-    other = next(n for n in names if shard_of(n.encode(), 2) != shard_of(b"a.bin", 2))
+    other = next(n for n in names if worker_of(n, 2) != worker_of("a.bin", 2))
     arrived, both = [0], threading.Event()
     answer = origin.__call__
 

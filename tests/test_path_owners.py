@@ -17,7 +17,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from werkzeug import Request, Response
 
-from fetcher.input.shards import shard_of
 from fetcher.output.atomic import file_mark
 from fetcher.output.paths import (
     MAX_COMPONENT_BYTES,
@@ -29,6 +28,7 @@ from fetcher.output.paths import (
     url_hash,
     url_parts,
 )
+from fetcher.run.processes import worker_of
 from tests.conftest import invoke, run_process
 from tests.servers import Route, counting_server, default_route, records
 
@@ -454,7 +454,7 @@ def a_url_dealt_apart_from_its_host(server_url: str, host: str) -> str:
     for number in itertools.count():
         url = server_url(f"/v{number}")
         declashed = f"{host}~{url_hash(url)}"
-        if shard_of(declashed.encode(), 2) != shard_of(host.encode(), 2):
+        if worker_of(declashed, 2) != worker_of(host, 2):
             return url
     raise AssertionError("unreachable")
 

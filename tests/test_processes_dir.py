@@ -370,3 +370,48 @@ def test_a_dir_through_a_missing_folder_and_dot_dot_creates_no_such_folder(tmp_p
         result = run_process(["-q", "-o", "nothere/../D", server.url("/a")], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+
+
+# -- 4. --shard K/N with -o: the worker processes still share the shard's hosts ----------------
+# With -o DIR a job's worker is chosen by its host folder, which for a default port is the very
+# name --shard hashes: dealt by the same hash, shard 0/2 put every URL into worker 0 of 2 (and
+# of 4, or 2 of 4 under /6), leaving the others idle (s27 t5 3). Default ports need no port 80:
+# the URLs go through a proxy on 127.0.0.1 (-x), which answers them itself.
+
+
+def test_a_shard_saved_under_dir_is_dealt_to_every_worker_process(tmp_path):
+    urls = [f"http://h{n}.test/page" for n in range(40)]
+    (tmp_path / "urls.txt").write_text("".join(f"{url}\n" for url in urls))
+    both, release = threading.Event(), threading.Event()
+
+    def route_held(path: str) -> tuple[int, dict[str, str], bytes, float]:
+        """Each request waits until the test has seen two in flight at once (one a worker:
+        each has one thread) and told each worker's connection."""
+        with proxy.lock:
+            if proxy.in_flight >= 2:
+                both.set()
+        release.wait(20)
+        return 200, {"Content-Type": "text/plain"}, f"body of {path}\n".encode(), 0.0
+
+    with counting_server(route_held) as proxy:
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", "--processes", "2", "--shard", "0/2", "-x", proxy.url(""),
+             "-i", str(tmp_path / "urls.txt"), "-o", str(tmp_path / "out"), "--format",
+             "jsonl"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(both.is_set, "a request from each worker process at once", 20)
+            ports = {pid: client_ports(pid, proxy.port) for pid in worker_pids(process.pid)}
+            release.set()
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            release.set()
+            reap(process)
+        peers = list(proxy.peers)
+    got = records(stdout)
+    assert process.returncode == 0, stderr
+    assert got and all(record["ok"] for record in got), got
+    assert 10 < len(got) < 30, len(got)  # about half of the 40 hosts are in shard 0
+    counts = [sum(1 for port in peers if port in own) for own in ports.values()]
+    assert len(counts) == 2 and all(count > 0 for count in counts), (counts, len(got))

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,10 +25,11 @@ import pytest
 
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import parse_processes
+from fetcher.input.shards import Shard, shard_key
 from fetcher.options import resolve_processes
 from fetcher.output.paths import url_parts
 from fetcher.run.placement import allowed_cpus
-from fetcher.run.processes import deal_key, split_workers
+from fetcher.run.processes import deal_key, split_workers, worker_of
 from fetcher.run.signals import JOB_STOPS
 from fetcher.settings import Settings
 from tests.conftest import FETCHER, clean_env, invoke, run_process
@@ -373,6 +375,24 @@ def test_a_long_host_and_an_output_name_in_its_folder_go_to_one_process():
                 output=named)]  # fmt: skip
     keys = [deal_key(job, Settings(), "out") for job in jobs]
     assert keys[0] == keys[1] == url_parts(url)[0].partition("~")[0][:240]
+
+
+@pytest.mark.parametrize(("shard", "processes"), [("0/2", 2), ("1/2", 2), ("0/4", 2), ("3/4", 4),
+                                                 ("0/6", 4), ("5/6", 3)])  # fmt: skip
+def test_the_hosts_of_a_shard_are_dealt_to_every_worker_process(shard, processes):
+    """With -o, a default port's host folder (the deal key) is the very name --shard hashes:
+    dealt by the same hash, the shard fixed the worker whenever N and P share a factor (s27 t5
+    3). Dealt by a salted one, each worker gets a fair share of the shard's hosts."""
+    held = Shard.parse(shard)
+    urls = [f"https://h{n}.example/" for n in range(4000)]
+    jobs = [Job(seq=n, url=url, target=url, line=n, raw=url.encode()) for n, url in
+            enumerate(urls) if held.holds(shard_key(url, url.encode()))]  # fmt: skip
+    keys = [deal_key(job, Settings(), "out") for job in jobs]
+    assert keys[0] == shard_key(jobs[0].target, jobs[0].raw).decode()  # the case at stake
+    dealt = Counter(worker_of(key, processes) for key in keys if key is not None)
+    fair = len(jobs) / processes
+    assert sorted(dealt) == list(range(processes)), dealt
+    assert all(0.8 * fair < count < 1.2 * fair for count in dealt.values()), dealt
 
 
 def test_a_lost_job_claims_no_request_and_no_instant_it_cannot_know(tmp_path):

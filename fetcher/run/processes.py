@@ -90,6 +90,18 @@ def deal_key(job: Job, settings: Settings, output_dir: str | None) -> str | None
     return None
 
 
+# Prefixed to a deal key before hashing, so that the worker is independent of --shard's hash.
+DEAL_SALT = b"fetcher worker\0"
+
+
+def worker_of(key: str, count: int) -> int:
+    """The worker, out of count, that a deal key (deal_key) goes to: SHA-256 as --shard's, but
+    of the key salted. With -o the key of a default port's URL is its host folder, the very name
+    --shard hashes: unsalted, a shard's hash modulo N fixed it modulo count whenever the two
+    share a factor (shard 0/2 dealt every URL to worker 0 of 2, s27 t5 3)."""
+    return shard_of(DEAL_SALT + key.encode("utf-8", "surrogatepass"), count)
+
+
 def least_busy(workers: list[WorkerProcess], turn: int) -> int:
     """The live worker with the fewest jobs out (ties: the next after turn), so that a worker
     whose threads are all held by slow servers stops being given more."""
@@ -314,7 +326,7 @@ class ProcessExecutor:
         """The worker for job, and whether it adopts job's key from one that died."""
         key = deal_key(job, self.settings, self.output_dir)
         if key is not None:
-            index = shard_of(key.encode("utf-8", "surrogatepass"), len(self.workers))
+            index = worker_of(key, len(self.workers))
             chosen = heir(self.workers, index)
             return chosen, chosen != index
         self._turn = least_busy(self.workers, self._turn)
