@@ -290,20 +290,43 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
         if option != "--state" and (path := getattr(settings, field_name)) is not None
     ]
     outputs += records_file(settings, streams)
-    state: list[Named] = []
-    if settings.state is not None:  # SQLite opens it through links
-        state.append(("--state", settings.state, file_identity(settings.state, False)))
+    state = state_files(settings.state)
     inputs = input_files(settings, streams)
     check_read_twice(settings, inputs)
     results = [named for named in outputs if named[0] in NO_LIST]
     pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
-                  product(inputs, state))  # fmt: skip
+                  product(inputs, state[:1]))  # fmt: skip
     for (first, path, identity), (second, _, other) in pairs:
         if identity is not None and identity == other:
             why = SAME_FILE.get(second, "one would replace the other")
+            if second.startswith("--state's "):
+                why = COMPANION
             if second == "--state" and first in ("--input", "standard input"):
                 why = "the state database would be read as a list of URLs"
             raise click.UsageError(f"{first} and {second} name the same file {path!r}: {why}")
+
+
+# Why an output may not be the state's -wal, -shm or -journal (state.database.COMPANIONS).
+COMPANION = (
+    "SQLite removes that file as the state is closed, or reads it into the state as the next run "
+    "opens it: what the run wrote there would be lost"
+)
+
+
+def state_files(path: str | None) -> list[Named]:
+    """--state's file (opened through links), then its companions, by the names SQLite gives
+    them: an output named as one was removed by SQLite at the close (a -wal, a -shm) or as the
+    next run opened the state (a -journal), without a word (s27 t7 5). Missing, a companion is
+    known by its path, as a missing output is (file_identity)."""
+    if path is None:
+        return []
+    from fetcher.state.database import COMPANIONS  # only with --state: no SQLite otherwise
+
+    named: list[Named] = [("--state", path, file_identity(path, False))]
+    for suffix in COMPANIONS:
+        companion = path + suffix
+        named.append((f"--state's {suffix} file", companion, file_identity(companion, True)))
+    return named
 
 
 def check_read_twice(settings: Settings, inputs: list[Named]) -> None:

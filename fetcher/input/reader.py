@@ -26,7 +26,7 @@ from fetcher.input.formats import (
     iter_jsonl,
     last_header_row,
 )
-from fetcher.input.jobs import Job, JobMaker
+from fetcher.input.jobs import Job, JobMaker, has_scheme
 from fetcher.input.parsing import BOM, over_long
 from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
 from fetcher.input.shards import Shard
@@ -464,10 +464,26 @@ def _entries(block: bytes, comments: bool) -> int:
     return block.count(b"\n") + 1 - skipped
 
 
+def names_url(job: Job, url: str) -> bool:
+    """Whether job's line names url (a state row's), as typed or as checked, its scheme that
+    of url when the line has none (the run that wrote the row may have had another default
+    scheme)."""
+    if url in (job.target, job.typed):
+        return True
+    if has_scheme(job.url):
+        return False
+    rest = url.partition("://")[2]
+    return any(text is not None and text.partition("://")[2] == rest
+               for text in (job.target, job.typed))  # fmt: skip
+
+
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
     """Jobs of lines kept in the state, each read as its own run read it (a jsonl line with
     its options and meta, a csv record under its header), whatever --input-format says, and
     fetching the URL that run fetched (a line without a scheme got that run's default scheme).
+    A line that names another URL than its row's (a row edited by hand) is not the line of
+    that fetch: the row's URL alone is retried, and its record names it (the line's URL in a
+    record of another's fetch was a record that lied: s27 t7 7).
     They have no line number: the state is not a file the user can open at a line."""
     for input_format, line, header, fetched, key in stored:
         if input_format == "lines":
@@ -480,6 +496,8 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
                 entries = iter_csv(read_pieces(io.BytesIO(stored_text)))
             entry = next(entries, None)
             job = None if entry is None else maker.entry_job(entry)
+        if job is not None and job.invalid is None and not names_url(job, fetched):
+            job = maker.line_job(None, fetched.encode(), False)  # the row's URL alone
         if job is not None:
             job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import sqlite3
 import stat
@@ -58,6 +59,10 @@ MIGRATIONS = (
     "ALTER TABLE urls ADD COLUMN final_url TEXT",
     # 7: the URL the partial file's body came from, which alone is asked for the rest of it
     "ALTER TABLE urls ADD COLUMN partial_url TEXT",
+    # 8: no change of the table: saved_mark below 0 now holds the file's generation too
+    # (atomic.file_mark), which a fetcher of schema 7 took for another file's mark and fetched
+    # every file whole; a version of its own makes such a fetcher refuse the state (s27 t7 8)
+    "SELECT 8",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PAGE_CACHE_KIB = 8 * 1024  # per connection: memory stays flat whatever the size of the state
@@ -81,6 +86,9 @@ def connect(path: str) -> sqlite3.Connection:
     try:  # cache_size reads the file: the first statement to find it is no database
         connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_SECONDS * 1000)}")
+        # What the schema holds may call no function with side effects (_schema_version
+        # refuses a trigger or view already: this is the second lock on that door).
+        connection.execute("PRAGMA trusted_schema = OFF")
     except BaseException:
         connection.close()
         raise
@@ -321,36 +329,96 @@ def not_a_database(exc: sqlite3.Error) -> bool:
 
 def _schema_version(connection: sqlite3.Connection) -> int:
     """The state's schema version, read without a write: StateError for a database that a newer
-    fetcher wrote, or whose tables are not a state's (another program's, whatever version it
-    sets)."""
+    fetcher wrote, whose tables are not a state's (another program's, whatever version it
+    sets), that holds what fetcher never makes, or whose columns are not its version's."""
     version: int = connection.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StateError(
             f"was written by a newer fetcher (schema {version}; this one knows {SCHEMA_VERSION})"
         )
-    tables = {row[0] for row in connection.execute(_TABLES)}
-    a_state = tables == {"urls"} and _STATE_COLUMNS <= _columns(connection)
-    if a_state and version == 0:  # a copy that lost its version (sqlite3 .dump writes none)
+    objects = _objects(connection)
+    tables = {name for kind, name in objects if kind == "table"}
+    if not (tables == {"urls"} and _STATE_COLUMNS <= _columns(connection)):
+        if objects or version:  # only a new, empty database has neither
+            raise StateError("is an SQLite database, but not a fetcher state")
+        return version
+    _refuse_foreign(objects)
+    shape = (_columns(connection), objects)
+    if version and shape == _shapes(MIGRATIONS)[version - 1]:
+        return version
+    raise StateError(_misversioned(version, shape))
+
+
+def _refuse_foreign(objects: frozenset[tuple[str, str]]) -> None:
+    """Refuse a state holding a trigger, a view or an index fetcher never makes: a trigger ran
+    on fetcher's own writes (one that never ends hung the run inside SQLite, where no signal
+    handler runs, the lock held for good; one sent failed URLs to another host at
+    --retry-failed; one dropped every failure: s27 t7 2). Refused, not dropped: the user
+    may have made it, and decides."""
+    foreign = sorted(objects - _OURS)
+    if foreign:
+        kind, name = foreign[0]
         raise StateError(
-            "has a fetcher state's table but no schema version (a copy made with sqlite3's "
-            f".dump?): if it is one of this fetcher's, `PRAGMA user_version = {SCHEMA_VERSION}`"
+            f"holds the {kind} {name!r}, which fetcher never makes (in a state, a trigger "
+            "runs on fetcher's own writes): if you made it, drop it with `sqlite3 FILE "
+            f"'DROP {kind.upper()} \"{name}\"'`, else the file is not one to trust"
         )
-    if not a_state and (tables or version):  # only a new, empty database has neither
-        raise StateError("is an SQLite database, but not a fetcher state")
-    return version
 
 
-def _columns(connection: sqlite3.Connection) -> set[str]:
-    return {row[1] for row in connection.execute("PRAGMA table_info(urls)")}
+def _misversioned(version: int, shape: Shape) -> str:
+    """Why a state's table is not that of its user_version, and which version it is, told by
+    its columns: advising the newest version whatever the columns, a dump of an older state
+    given that version failed every run ("no such column": s27 t7 4)."""
+    matching = [n for n, known in enumerate(_shapes(MIGRATIONS), 1) if known == shape]
+    if version == 0:  # a copy that lost its version (sqlite3 .dump writes none)
+        said = "has a fetcher state's table but no schema version (a copy made with sqlite3's "
+        said += ".dump?)"
+    else:
+        said = f"says schema {version} (its user_version), but its table is not of that schema"
+    if not matching:
+        return f"{said}, and its columns are of no schema fetcher ever made: not a state to use"
+    return (
+        f"{said}: its columns are those of schema {matching[-1]}; if it is one of this "
+        f"fetcher's, `PRAGMA user_version = {matching[-1]}`"
+    )
 
 
-# The tables of a database but SQLite's own (sqlite_stat1, which ANALYZE and PRAGMA optimize
-# make): a state has urls and nothing else at every version (another program's database may set
-# a user_version of its own, 1 to SCHEMA_VERSION included, and have a urls table), with the
-# columns of the first version at least; a new database has none.
-_TABLES = (
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+Shape = tuple[frozenset[str], frozenset[tuple[str, str]]]  # columns; (type, name) of objects
+
+
+@functools.cache
+def _shapes(migrations: tuple[str, ...]) -> tuple[Shape, ...]:
+    """The columns and schema objects of each version, by running the steps in memory: what
+    a state of that version holds exactly (a column of another's, and its steps fail)."""
+    memory = sqlite3.connect(":memory:")
+    try:
+        shapes = []
+        for step in migrations:
+            memory.execute(step)
+            shapes.append((_columns(memory), _objects(memory)))
+        return tuple(shapes)
+    finally:
+        memory.close()
+
+
+def _columns(connection: sqlite3.Connection) -> frozenset[str]:
+    """The urls table's columns, hidden (generated) ones too."""
+    return frozenset(row[1] for row in connection.execute("PRAGMA table_xinfo(urls)"))
+
+
+def _objects(connection: sqlite3.Connection) -> frozenset[tuple[str, str]]:
+    return frozenset((kind, name) for kind, name in connection.execute(_SCHEMA_OBJECTS))
+
+
+# The schema objects of a database but SQLite's own (sqlite_stat1, which ANALYZE and PRAGMA
+# optimize make; a primary key's index): a state has the table urls and nothing else at every
+# version but urls_unmarked from 4 (another program's database may set a user_version of its
+# own, 1 to SCHEMA_VERSION included, and have a urls table), with the columns of the first
+# version at least; a new database has none.
+_SCHEMA_OBJECTS = (
+    "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
 )
+_OURS = frozenset({("table", "urls"), ("index", "urls_unmarked")})
 _STATE_COLUMNS = frozenset(
     "url ok status error_kind etag last_modified sha256 path fetched_at form line header "
     "partial partial_from partial_bytes".split()
