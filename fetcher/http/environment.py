@@ -14,14 +14,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import stat
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
-from netrc import NetrcParseError
-from urllib.parse import SplitResult
+from netrc import NetrcParseError, netrc
+from urllib.parse import ParseResult, SplitResult, urlparse
+from urllib.request import getproxies, getproxies_environment, proxy_bypass
 
-from requests.utils import get_environ_proxies, get_netrc_auth, should_bypass_proxies
+from requests.compat import proxy_bypass_environment  # type: ignore[attr-defined]
+from requests.utils import NETRC_FILES, address_in_network, is_ipv4_address, is_valid_cidr
 
 from fetcher.input.parsing import with_proxy_scheme
 
@@ -30,66 +33,130 @@ log = logging.getLogger("fetcher")
 
 
 class Environment:
-    """Thread-safe: its caches are filled idempotently under the GIL."""
+    """Thread-safe: its caches are filled idempotently under the GIL, .netrc read under a lock."""
 
     def __init__(self, environ: Mapping[str, str] = os.environ) -> None:
         found = ca_bundle_variable(environ)
         self.ca_bundle = None if found is None else found[1]
-        self._proxies = lru_cache(CACHE_SIZE)(self._origin_proxies)
+        self._variables = ProxyVariables()
         self._bypass = lru_cache(CACHE_SIZE)(self._origin_bypass)
         self._netrc = lru_cache(CACHE_SIZE)(self._host_netrc)
-        self._netrc_unreadable = threading.Event()  # said once, then not read again
+        self._netrc_lock = threading.Lock()
+        self._netrc_file: netrc | None = None
+        self._netrc_read = False  # read once, at the first URL that may use it
 
     def bypasses_proxy(self, url: SplitResult) -> bool:
         """Whether NO_PROXY covers url."""
         return self._bypass(url.scheme, url.netloc)
 
     def proxies_for(self, url: SplitResult) -> dict[str, str]:
-        """The *_PROXY proxies for url, {} when NO_PROXY covers it: what requests would merge."""
-        return self._proxies(url.scheme, url.netloc)
+        """The *_PROXY proxies for url, {} when NO_PROXY covers it: what requests would merge.
+        A copy: one dict is shared by every host now, and requests may add to what it gets."""
+        return {} if self.bypasses_proxy(url) else dict(self._variables.proxies)
 
     def netrc_auth(self, url: SplitResult) -> tuple[str, str] | None:
         """The .netrc credentials for url's host, as requests would find them."""
-        return self._netrc(url.scheme, url.hostname or "")
+        return self._netrc(url.hostname)
 
-    @staticmethod
-    def _origin_proxies(scheme: str, netloc: str) -> dict[str, str]:
-        """requests' proxies, each read as -x and the start-up check read it (with_proxy_scheme):
-        requests took 'localhost' of http_proxy=localhost:3128 for a scheme, and every URL of
-        the run failed as invalid_url. An empty one (no proxy) and NO_PROXY's are as they were."""
-        proxies = get_environ_proxies(f"{scheme}://{netloc}/", no_proxy=None)
-        return {
-            key: with_proxy_scheme(value) if value and key != "no" else value
-            for key, value in proxies.items()
-        }
+    def _origin_bypass(self, scheme: str, netloc: str) -> bool:
+        return self._variables.bypass(f"{scheme}://{netloc}/")
 
-    @staticmethod
-    def _origin_bypass(scheme: str, netloc: str) -> bool:
-        return bool(should_bypass_proxies(f"{scheme}://{netloc}/", no_proxy=None))
-
-    def _host_netrc(self, scheme: str, host: str) -> tuple[str, str] | None:
-        """requests' answer; None, said once, for a .netrc that cannot be used: bytes that are
-        not UTF-8 (requests lets that error through, which failed every URL, with a traceback
-        each), or what Python's netrc parser rejects (a token it does not know, such as curl's
-        'port'), or a file that cannot be opened: requests drops those for every host without a
-        word, and the run got 401s."""
-        if self._netrc_unreadable.is_set():
+    def _host_netrc(self, host: str | None) -> tuple[str, str] | None:
+        """requests' answer (get_netrc_auth) from the .netrc read once: it parsed the file again
+        for each new host. The login, else the account, and the password; '' for one unset."""
+        if not self._netrc_read:
+            with self._netrc_lock:
+                if not self._netrc_read:
+                    self._netrc_file = self._read_netrc()
+                    self._netrc_read = True
+        if self._netrc_file is None or host is None:
             return None
+        found = self._netrc_file.authenticators(host)
+        if not found or not any(found):
+            return None
+        return (found[0] if found[0] else found[1]) or "", found[2] or ""
+
+    def _read_netrc(self) -> netrc | None:
+        """The .netrc requests would read, parsed; None, said, for one that cannot be used:
+        bytes that are not UTF-8 (requests lets that error through, which failed every URL,
+        with a traceback each), or what Python's netrc parser rejects (a token it does not
+        know, such as curl's 'port'), or a file that cannot be opened: requests drops those for
+        every host without a word, and the run got 401s."""
         if (odd := netrc_unfit()) is not None:  # a FIFO: opening it waited for ever
             self._unusable_netrc(odd)
             return None
+        if (path := netrc_path()) is None:
+            return None
         try:
-            return get_netrc_auth(f"{scheme}://{host}/", raise_errors=True)
+            return netrc(path)
         except NetrcParseError as exc:
             self._unusable_netrc(netrc_problem(exc))
         except (UnicodeError, ValueError, OSError) as exc:
             self._unusable_netrc(str(exc))
         return None
 
-    def _unusable_netrc(self, problem: str) -> None:
-        if not self._netrc_unreadable.is_set():
-            self._netrc_unreadable.set()
-            log.warning("cannot read .netrc (%s): its credentials are not used", problem)
+    @staticmethod
+    def _unusable_netrc(problem: str) -> None:
+        log.warning("cannot read .netrc (%s): its credentials are not used", problem)
+
+
+class ProxyVariables:
+    """The *_PROXY and NO_PROXY variables, read once, and requests' decision for a URL made from
+    them alone: requests (should_bypass_proxies, get_environ_proxies) read all of os.environ
+    again, several times, for each new host, 250-1,700 µs each (s27 t5 2). The same rules: its
+    own NO_PROXY match (lower case wins, IPv4 addresses and CIDR, suffixes with and without the
+    port), then urllib's (proxy_bypass_environment: '*', case-blind suffixes) on the proxies
+    urllib read (the lower-case variable wins, HTTP_PROXY dropped under CGI's REQUEST_METHOD).
+    Where the environment names no proxy, macOS and Windows ask the system's settings (urllib's
+    proxy_bypass; requests has a registry reader of its own on Windows, to the same effect)."""
+
+    def __init__(self) -> None:
+        found = getproxies_environment()
+        self._system = not found and getproxies is not getproxies_environment
+        # Each read as -x and the start-up check read it (with_proxy_scheme): requests took
+        # 'localhost' of http_proxy=localhost:3128 for a scheme, and every URL of the run failed
+        # as invalid_url. An empty one (no proxy) and NO_PROXY's are as they were.
+        self.proxies = {
+            key: with_proxy_scheme(value) if value and key != "no" else value
+            for key, value in (getproxies() if self._system else found).items()
+        }
+        self._found = found
+        listed = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+        entries = [entry for entry in listed.replace(" ", "").split(",") if entry]
+        self._no_proxy = [(entry, is_valid_cidr(entry)) for entry in entries]
+
+    def bypass(self, url: str) -> bool:
+        """should_bypass_proxies(url, no_proxy=None), from the variables read once."""
+        parsed = urlparse(url)
+        hostname = parsed.hostname
+        if hostname is None:  # requests: a URL without a host
+            return True
+        if self._no_proxy and self._listed(hostname, parsed):
+            return True
+        try:
+            if self._system:
+                return bool(proxy_bypass(hostname))
+            return bool(proxy_bypass_environment(hostname, self._found))
+        except (TypeError, socket.gaierror):
+            return False
+
+    def _listed(self, hostname: str, parsed: ParseResult) -> bool:
+        """requests' own NO_PROXY match: an IPv4 address against addresses and CIDR blocks,
+        any other host as the name or a suffix of it, with or without the port (read only
+        then, as requests reads it: a port out of range raises there alone)."""
+        if is_ipv4_address(hostname):
+            return any(
+                address_in_network(hostname, entry) if cidr else hostname == entry
+                for entry, cidr in self._no_proxy
+            )
+        with_port = f"{hostname}:{parsed.port}" if parsed.port else hostname
+        for entry, _ in self._no_proxy:
+            name = entry.lstrip(".")
+            if name in (hostname, with_port):
+                return True
+            if hostname.endswith(f".{name}") or with_port.endswith(f".{name}"):
+                return True
+        return False
 
 
 # What requests' merge_environment_settings reads, in its order, when verify is left on.
@@ -109,24 +176,31 @@ def ca_bundle_variable(environ: Mapping[str, str] = os.environ) -> tuple[str, st
 NETRC_LIMIT = 128 * 1024
 
 
+def netrc_path() -> str | None:
+    """The .netrc requests reads, found as requests finds it: $NETRC, else ~/.netrc, else
+    ~/_netrc, the first that exists; None for none."""
+    given = os.environ.get("NETRC")
+    for name in [given] if given is not None else [f"~/{name}" for name in NETRC_FILES]:
+        path = os.path.expanduser(name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def netrc_unfit() -> str | None:
     """The .netrc requests would read, when it is not one to parse: what to say. A FIFO's open
     waited for ever and held every worker (s23 r5 5), an endless device (/dev/zero) was read
     for ever at full CPU (s24 r1 3), and so was a regular file without end (/proc/self/pagemap,
-    whose size says 0) or a huge one, parsed again for each new host (s24 r9 5): one is read
-    to one byte past NETRC_LIMIT, no further. /dev/null, a common way to turn it off, reads as
-    empty (s23 r6 5). Found as requests finds it: $NETRC, else ~/.netrc, else ~/_netrc."""
-    given = os.environ.get("NETRC")
-    for name in [given] if given is not None else ["~/.netrc", "~/_netrc"]:
-        path = os.path.expanduser(name)
-        if os.path.exists(path):
-            found = os.stat(path)
-            if _is_dev_null(found):
-                return None
-            if not stat.S_ISREG(found.st_mode):
-                return f"{path}: not a regular file"
-            return _past_limit(path)
-    return None
+    whose size says 0) or a huge one (s24 r9 5): one is read to one byte past NETRC_LIMIT, no
+    further. /dev/null, a common way to turn it off, reads as empty (s23 r6 5)."""
+    if (path := netrc_path()) is None:
+        return None
+    found = os.stat(path)
+    if _is_dev_null(found):
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return f"{path}: not a regular file"
+    return _past_limit(path)
 
 
 def _past_limit(path: str) -> str | None:
