@@ -87,6 +87,22 @@ def http_seconds(value: str) -> float | None:
         return None
 
 
+# A header value requests sends (requests.utils.check_header_validity: its first character no
+# whitespace in Python's sense, where \xa0, \x85, \x0b and \x1c-\x1f are; no CR or LF) and
+# http.client can encode (Latin-1).
+_SENDABLE = re.compile(r"\S[^\r\n]*\Z|\Z")
+
+
+def sendable(value: str | None) -> str | None:
+    """value when --state can send it back as a header value (If-None-Match, If-Modified-Since,
+    If-Range); else None. A server's ETag of \xa0"q" was kept and sent on every later run,
+    refused by requests before any request: the URL was never fetched again (s27 t7 1). One
+    match of a compiled pattern: on the path of every URL under --state."""
+    if value is None or _SENDABLE.match(value) is None:
+        return None
+    return value if value.isascii() or max(value) <= "\xff" else None
+
+
 def validator_date(headers: Mapping[str, str], now: float | None = None) -> str | None:
     """The Last-Modified that --state keeps, sends and compares: none when it is later than
     the answer's Date (with no readable Date, than now, the time it came: RFC 9110 6.6.1),

@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
-from fetcher.http.headers import later_than
+from fetcher.http.headers import later_than, sendable
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import as_utf8
 from fetcher.settings import Settings
@@ -232,13 +232,15 @@ def conditional_headers(prior: Prior) -> dict[str, str]:
     than this machine's clock plus SKEW_ALLOWED: a row kept it before validator_date, and a
     server that checks it with <= would say 304 to every edit until that day (s27 t2 3). A
     date less far ahead is sent: dropping it cost a server whose clock is ahead of this one
-    the whole body on every run (s27 r2 2); the server compares it with its own clock."""
+    the whole body on every run (s27 r2 2); the server compares it with its own clock. Not one
+    that cannot be sent (headers.sendable: kept before it was checked, or edited in), which
+    requests refused on every run, before any request (s27 t7 1)."""
     headers = {}
-    if prior.etag is not None:
-        headers["If-None-Match"] = prior.etag
-    ahead = time.time() + SKEW_ALLOWED
-    if prior.last_modified is not None and not later_than(prior.last_modified, ahead):
-        headers["If-Modified-Since"] = prior.last_modified
+    etag, modified = sendable(prior.etag), sendable(prior.last_modified)
+    if etag is not None:
+        headers["If-None-Match"] = etag
+    if modified is not None and not later_than(modified, time.time() + SKEW_ALLOWED):
+        headers["If-Modified-Since"] = modified
     return headers
 
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 import requests
 
 from fetcher.http.codings import listed_codings
-from fetcher.http.headers import http_date
+from fetcher.http.headers import http_date, sendable
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import (
@@ -47,13 +47,13 @@ _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
 def validators_of(response: requests.Response) -> list[str] | None:
     """The response's strong validators: its strong ETag and its Last-Modified when strong
     (strong_date), those it has, in that order; None when its body is encoded (a range of it
-    would count the encoded bytes)."""
+    would count the encoded bytes). Only those If-Range can carry (headers.sendable)."""
     headers = response.headers
     if listed_codings(headers.get("Content-Encoding", "")):
         return None
     etag = headers.get("ETag")
     strong = etag if etag and not etag.startswith("W/") else None
-    return [value for value in (strong, strong_date(headers)) if value]
+    return [value for value in (strong, strong_date(headers)) if value and sendable(value)]
 
 
 def strong_date(headers: Mapping[str, str]) -> str | None:
@@ -184,6 +184,9 @@ class Resumer:
         job = task.job
         kept = self.bodies.reopen(job.target, job.output, partial.path, partial.size,
                                   _recorded_ctime(task, partial), task.owner)  # fmt: skip
+        if kept is not None and sendable(partial.validator) is None:
+            kept.discard()  # If-Range cannot carry it (s27 t7 1): the body is fetched whole
+            kept = None
         if kept is None:
             task.partial = None  # never written by this task from now on
             self.release(partial.path)
