@@ -1093,6 +1093,12 @@ HAND_EDITS = {
     "short-sha256": "sha256 = x'0102'",
     "text-saved-mark": "saved_mark = 'x'",
     "text-ok": "ok = 'yes'",
+    # The mark of a path that is not UTF-8, then no hex: "reading the input failed", each
+    # run; a NUL in a path: a traceback, "embedded null byte" (s27 t7 3).
+    "mark-not-hex-path": "path = char(0) || 'zz'",
+    "mark-not-hex-partial": "partial = char(0) || 'zz', partial_from = etag",
+    "nul-in-path": "path = path || char(0) || 'x'",
+    "nul-in-hex-path": "path = char(0) || hex(path) || '00'",
 }
 
 

@@ -173,7 +173,7 @@ class State:
         by some 3 KB a URL for the whole run (s23 h2 1). It costs some 6 us more a lookup
         (16 against 10)."""
         rows = self._lookups.execute(_LOOKUP, (url,)).fetchall()
-        return _prior(rows[0]) if rows else None
+        return _prior(rows[0]) if rows else None  # None too for a path no file has
 
     def lookup_many(self, urls: list[str]) -> dict[str, Prior]:
         """The rows of urls that the state has, in one statement step: a transaction of its
@@ -181,7 +181,8 @@ class State:
         the next pinned the log: no checkpoint could start it again, and it grew by some 300
         bytes a URL for the whole run (s15 h4 2)."""
         text = self._lookups.execute(_LOOKUP_MANY, (json.dumps(urls),)).fetchone()[0]
-        return {url: _prior(row) for url, *row in json.loads(text)}
+        priors = ((url, _prior(row)) for url, *row in json.loads(text))
+        return {url: prior for url, prior in priors if prior is not None}
 
     def failed_lines(self) -> Iterator[tuple[str, bytes, bytes, str, str]]:
         """(input format, line, csv header or b"", URL fetched, the row's key) of every request
@@ -386,10 +387,17 @@ def url_of_key(key: str) -> str:
     return key.split(" ", 2)[1] if " " in key else key
 
 
-def _prior(row: Sequence[Any]) -> Prior:
+def _prior(row: Sequence[Any]) -> Prior | None:
+    """A row's Prior; None for one whose path or partial no file has (_loaded: a hand edit),
+    taken as no row, as _READABLE takes one of another type: not the run's stop ("reading the
+    input failed", each run) nor a traceback from the stat of a path with a NUL (s27 t7 3)."""
     ok, fetched_at, etag, last_modified, sha256, path, mark, partial, partial_from, *kept = row
-    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, _loaded(path), mark,
-                 _loaded(partial), partial_from, *kept)  # fmt: skip
+    try:
+        path, partial = _loaded(path), _loaded(partial)
+    except ValueError:
+        return None
+    return Prior(bool(ok), fetched_at, etag, last_modified, sha256 or None, path, mark, partial,
+                 partial_from, *kept)  # fmt: skip
 
 
 # A path that is not UTF-8 (a folder named in other bytes, held as lone surrogates), which
@@ -409,10 +417,16 @@ def _stored(path: str | None) -> str | None:
 
 
 def _loaded(value: str | None) -> str | None:
-    """A path column's value as the path it stands for (the reverse of _stored)."""
-    if value is None or not value.startswith(NOT_UTF8):
-        return value
-    return os.fsdecode(bytes.fromhex(value[len(NOT_UTF8) :]))
+    """A path column's value as the path it stands for (the reverse of _stored). Raises
+    ValueError for one fetcher never writes: the mark, then what is not hex; a NUL in the
+    path, which no path holds."""
+    if value is None:
+        return None
+    if value.startswith(NOT_UTF8):
+        value = os.fsdecode(bytes.fromhex(value[len(NOT_UTF8) :]))
+    if "\0" in value:
+        raise ValueError("a path holds no NUL")
+    return value
 
 
 def _changed(result: Result, prior: Prior | None, bodiless: bool) -> bool | None:
