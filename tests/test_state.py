@@ -1133,6 +1133,32 @@ def test_a_row_of_the_wrong_type_is_unknown_and_fetched_again(
     assert again["skipped"] is True, again  # its row is fetcher's again
 
 
+@pytest.mark.parametrize("spelling", ["../outside/x", "{host}/../../outside/x"])
+def test_a_row_whose_path_climbs_out_of_dir_is_no_row_s_file(
+    httpserver: HTTPServer, origin: Origin, tmp_path: Path, spelling: str
+) -> None:
+    """A row's path spelt DIR/../outside/x passed the text check for "under DIR": the URL was
+    skipped as fresh with a record naming a file outside DIR, and that file was opened (a
+    FIFO's writer released; as root, a device): s27 t7 6. A path with '..' is no row's file."""
+    origin.resources["/a"] = resource(b"alpha\n")
+    url, state, out = httpserver.url_for("/a"), str(tmp_path / "s.db"), tmp_path / "out"
+    args = ["--state", state, "-o", str(out), "--skip-fresh", "1h", url]
+    [first] = fetch(*args)
+    outside = tmp_path / "outside" / "x"
+    outside.parent.mkdir()
+    outside.write_bytes(b"not the mirror's\n")
+    host = Path(first["path"]).parent.name
+    climbing = os.path.join(str(out), spelling.format(host=host))
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET path = ?, saved_mark = NULL", (climbing,))
+    db.close()
+    [again] = fetch(*args)
+    assert again["ok"] and not again["skipped"], again
+    assert Path(again["path"]).resolve().is_relative_to(out.resolve()), again
+    assert Path(again["path"]).read_bytes() == b"alpha\n"
+    assert outside.read_bytes() == b"not the mirror's\n"
+
+
 def test_retry_failed_reads_a_failed_row_whose_line_was_edited_into_text(
     httpserver: HTTPServer, origin: Origin, tmp_path: Path
 ) -> None:
