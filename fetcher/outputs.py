@@ -470,10 +470,13 @@ def watch_replaced(
     settings: Settings, reader: InputReader | None, failed: FailedLines
 ) -> InputChanges:
     """The inputs --failed replaces, found now: they get other shards' lines (--shard), and
-    are looked at again before the rename (InputChanges), also by a hard exit's hook."""
+    are looked at again before the rename (InputChanges), also by a hard exit's hooks: one
+    first, before --failed's commit (registered before it: first hooks run in order), which
+    sends it beside a file changed since it was read (s27 r6 1); one after, which says so."""
     replaced = [] if reader is None else replaced_sources(failed.path, reader.sources)
     keep_other_shards(settings, replaced, failed)
     changes = InputChanges(failed, replaced, settings.input_format)
+    on_hard_exit(changes.before_hard_commit, first=True)
     on_hard_exit(functools.partial(say_at_hard_exit, changes))
     return changes
 

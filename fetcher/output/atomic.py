@@ -272,6 +272,9 @@ class AtomicFile:
         # chosen (a name beside another file, s27 r3 7: place_new).
         self.no_replace = False
         self.temporary: str | None = None
+        # The commit began to put the file at path: a hard exit's hook that runs in the signal
+        # handler in the middle of it (and the interrupted call never goes on) finishes it.
+        self._placing = False
         self._folder = -1  # the folder of a file with no name yet, to name it at the commit
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
@@ -312,7 +315,7 @@ class AtomicFile:
             # Before a file with no name is named: a SIGKILL while it waited on the disk under
             # its .part name left it there for good (s23 h2 2).
             os.fsync(self.fd)
-        if self._folder >= 0 and self.fd >= 0:  # named now, beside path, and renamed at once
+        if self._folder >= 0 and self.fd >= 0 and self.temporary is None:  # named, renamed
             name = name_unnamed(self.fd, self._folder)
             self.temporary = os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
         if self.temporary is not None and self.fd >= 0:
@@ -326,9 +329,20 @@ class AtomicFile:
         2). A swap in the instant between the check and the rename is caught after it: what
         the rename moved there goes, if it is not a file of this user's (another run's)."""
         temporary = self.temporary
-        if temporary is None or not _holds(temporary, self._identity):
+        if temporary is None:
             raise Swapped()
-        (place_new if self.no_replace else os.replace)(temporary, self.path)
+        if self._placing and _holds(self.path, self._identity):  # done by the interrupted call
+            if _holds(temporary, self._identity):
+                remove_quietly(temporary)  # the other name of place_new's link
+            self.temporary = None
+            return
+        if not _holds(temporary, self._identity):
+            raise Swapped()
+        again, self._placing = self._placing, True  # first: see _placing
+        if self.no_replace:
+            place_new(temporary, self.path, again)
+        else:
+            os.replace(temporary, self.path)
         self.temporary = None
         if not _holds(self.path, self._identity):
             if not _users_file(self.path):
@@ -364,11 +378,19 @@ class AtomicFile:
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
 
 
-def place_new(temporary: str, path: str) -> None:
+def place_new(temporary: str, path: str, again: bool = False) -> None:
     """Rename temporary to path, which must not exist: FileExistsError when it does, never a
     file replaced, not even one made there an instant before. A hard link, then the temporary's
     name removed; where the file system has no hard links, path is claimed with O_EXCL (an empty
-    file of this user's) and then replaced. Raises OSError."""
+    file of this user's) and then replaced. Raises OSError.
+
+    again: a hard exit's hook that interrupted a call for the same files (in the signal
+    handler, which that call never comes back from): an empty file of this user's at path is
+    taken for its claim and replaced. Refused, the lines were lost and an empty file left
+    (s27 r6 6); an empty file of this user's made there in that microsecond holds nothing."""
+    if again and _empty_users_file(path):
+        os.replace(temporary, path)
+        return
     try:
         os.link(temporary, path, follow_symlinks=False)
     except OSError as exc:
@@ -394,6 +416,15 @@ def _holds(name: str, identity: tuple[int, int]) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == identity
+
+
+def _empty_users_file(name: str) -> bool:
+    """Whether name is an empty regular file of this user's (not followed): place_new's claim."""
+    try:
+        found = os.lstat(name)
+    except OSError:
+        return False
+    return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid() and not found.st_size
 
 
 def _users_file(name: str) -> bool:

@@ -63,7 +63,7 @@ class FailedLines:
         self._held_back: list[tuple[bytes, bytes]] = []  # csv records left open, their headers
         self._ended = False
         self._started = False  # a line was added (a blank one may have to go first)
-        self.count = 0
+        self.count, self.copies = 0, 0  # copies: of count, lines FILE still holds (r6 2)
         self.unwritable = 0  # arguments that would not read back as themselves (add_argument)
         self.error: OSError | None = None  # a failed write: the old FILE is then kept
 
@@ -161,7 +161,7 @@ class FailedLines:
                 self.flush()
             finally:
                 self._lock.release()
-        if self.error is None:
+        if self.error is None and not only_copies_beside(self):
             try:
                 self.file.commit(sync)
             except OSError as exc:
@@ -173,6 +173,13 @@ class FailedLines:
         old FILE. Idempotent; does nothing after commit."""
         self._ended = True
         self.file.abort()
+
+
+def only_copies_beside(failed: FailedLines) -> bool:
+    """Whether failed goes beside FILE (input_changes) with no line of this run's, only lines
+    carried from FILE (``copies``), which FILE still holds: then nothing is written, as the
+    docs say. A hard exit in the end's look left an empty FILE.failed-<time> (s27 r6 2)."""
+    return failed.file.no_replace and failed.count <= failed.copies
 
 
 def shown_line(raw: bytes, encoding: str) -> bytes:

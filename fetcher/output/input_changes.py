@@ -15,6 +15,13 @@ have changed FILE while the run read it, and the rename took what it put there w
 - Until that is decided, --failed points beside FILE: a hard exit (a second signal) in the
   middle of the look or the carry puts it there, never over FILE with part of the lines
   (s27 r3 4), and its hook says where (``at_hard_exit``).
+- A hard exit before the look (a second signal during the run) carries nothing: it has a
+  second. Its first hook (``before_hard_commit``) looks at each file once (fstat, stat): one
+  that grew past what was read, was replaced or cut is left whole, --failed beside it (r6 1).
+- A tail that starts with a UTF-16 or UTF-32 byte-order mark, of a file read as UTF-8 (it was
+  empty), is a file of another kind now: left whole, never carried as bytes (r6 5).
+- A --failed beside FILE with no line of this run's (only lines carried, which FILE still
+  holds) is not written (FailedLines.copies, r6 2).
 
 The look and the rename are two steps: a line appended between them (milliseconds: --failed's
 fsync) is lost with the old file; only a lock the producer takes too could close that window,
@@ -30,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
-from fetcher.input.encodings import Readable, WideText
+from fetcher.input.encodings import Readable, WideText, wide_encoding
 from fetcher.input.jobs import JobMaker
 from fetcher.input.reader import Source, raw_rest
 from fetcher.output.failed import FailedLines
@@ -39,6 +46,10 @@ from fetcher.redact import redact_text
 Say = list[tuple[str, bool]]  # messages for stderr, each with whether -q shows it too
 NAME_MAX = 255  # bytes of a file name, where the file system does not say (pathconf)
 WRITTEN = "was being written at the end of the run (its last line had no line end yet)"
+REPLACED = "was replaced during the run"
+WIDE_TAIL = "was filled during the run with UTF-16 or UTF-32 text, which its reading was not"
+UNREAD = "had lines added to it that were not read yet when a second stop came"
+WIDE_MARK = 4  # bytes of the longest byte-order mark (UTF-32's)
 
 
 @dataclass
@@ -53,26 +64,47 @@ class InputChanges:
     _ends: list[tuple[Source, int]] = field(default_factory=list)
     _aside: str = ""  # why --failed is beside FILE, as stderr says it ("": it is not)
     _done: bool = False  # after_commit ran: a hard exit after it has nothing to say
+    _started: bool = False  # before_commit began: the look, not the hard exit's hook, decides
 
     def before_commit(self) -> Say:
         """Carry each file's appended lines into --failed, or, FILE no longer being the file
         read, leave --failed beside it (after_commit says so). The messages to say."""
+        self._started = True
         said: Say = []
         if not self.sources:
             return said
-        self._aside = "was being looked at again for lines added to it when a second stop came"
-        self.failed.file.path = beside(self.failed.path)  # the name first: see _come_back
-        self.failed.file.no_replace = True
+        self._go_aside("was being looked at again for lines added to it when a second stop came")
         for group in _by_file(self.sources):
             why, carried = self._look(group)
             said += carried
             if why:
                 self._aside = why
-                if not self.failed.count:
-                    self.failed.abort()  # nothing of this run's: the file stays whole
-                return said
+                return said  # with no line of this run's, nothing is written (commit)
         self._come_back()
         return said
+
+    def before_hard_commit(self) -> None:
+        """A hard exit's first hook, before --failed's commit, when the look has not begun (a
+        second signal during the run): a file that grew past what was read (a producer's lines
+        the run never read), was replaced or cut is left whole, --failed goes beside it, and
+        at_hard_exit says so. --failed renamed over it took those lines with no word (s27 r6
+        1). Nothing is carried: one stat and fstat a file fit the exit's second."""
+        if self._started or not self.sources:
+            return
+        for group in _by_file(self.sources):
+            source = max(group, key=_position)
+            why = _changed(source, self.failed.path)
+            if why is None and _size(source) > _position(source):
+                why = UNREAD
+            if why:
+                self._go_aside(why)
+                return
+
+    def _go_aside(self, why: str) -> None:
+        """--failed beside FILE, for why: the name first, then no replace (see _come_back)."""
+        self._aside = why
+        self.failed.file.path = beside(self.failed.path)
+        self.failed.file.no_replace = True
 
     def _come_back(self) -> None:
         """--failed goes over FILE again. The flag first: a hard exit's commit on another thread
@@ -85,15 +117,13 @@ class InputChanges:
     def _look(self, group: list[Source]) -> tuple[str, Say]:
         """Why FILE is not this file's list any more ("": it is), and what carrying said."""
         source = max(group, key=_position)  # the furthest reading: each line once (r3 6)
-        now, read, size = _stat(self.failed.path), _position(source), _size(source)
-        if now is None:
-            return "", []  # FILE gone: made anew, as ever
-        if now != _identity(source):
-            return "was replaced during the run", []
-        if size < read:
-            return "was rewritten in place during the run (shorter than it was)", []
+        read, size = _position(source), _size(source)
+        if (why := _changed(source, self.failed.path)) is not None:
+            return why, []
         said: Say = []
         if size > read:
+            if _wide_tail(source, read):
+                return WIDE_TAIL, []
             if not _line_ended(source, read, size):
                 return WRITTEN, []
             said = self._carry(source, size - read)
@@ -114,6 +144,7 @@ class InputChanges:
         try:
             for job in raw_rest(stream, self.input_format, source.header, maker):
                 self.failed.add(job.raw, job.header, job.lines, True, job.header_after)
+                self.failed.copies += job.lines  # after: a hard exit in add writes the file
         except (OSError, ValueError):  # unreadable now: _look finds it did not get to the end
             pass
         if not maker.count:
@@ -146,15 +177,21 @@ class InputChanges:
         return self._said_aside()[0]
 
     def _said_aside(self) -> tuple[str, bool]:
-        """FILE left as it is, and where this run's lines are, once they are there."""
-        where, count = redact_text(repr(self.failed.path)), self.failed.count
+        """FILE left as it is, and where this run's lines are, once they are there: counted
+        apart from the lines carried with them, which FILE still holds (r6 2: a merge of the
+        file beside, as this invites, fetched millions of them twice)."""
+        failed = self.failed
+        where, count = redact_text(repr(failed.path)), failed.count - failed.copies
         text = f"fetcher: --failed: {where} {self._aside}: it is left as it is"
-        if self._aside == WRITTEN:
+        if self._aside in (WRITTEN, UNREAD):
             text += ", with the lines this run read"
-        if count and self.failed.error is None:
+        if count > 0 and failed.error is None:
             lines, are = _lines(count, "is", "are")
-            text += f", and this run's {lines} {are} in {redact_text(repr(self.failed.file.path))}"
-        return text, bool(count)  # without, nothing is lost: the loop reads FILE again
+            text += f", and this run's {lines} {are} in {redact_text(repr(failed.file.path))}"
+            if failed.copies:  # a partial carry: the message must not count them as the run's
+                copies = _lines(failed.copies, "", "")[0]
+                text += f" (after a copy of {copies} added to {where}, which it still holds)"
+        return text, count > 0  # without, nothing is lost: the loop reads FILE again
 
 
 class _Looked:
@@ -211,6 +248,32 @@ def _by_file(sources: list[Source]) -> list[list[Source]]:
         if (identity := _identity(source)) is not None:
             files.setdefault(identity, []).append(source)
     return list(files.values())
+
+
+def _changed(source: Source, path: str) -> str | None:
+    """Why path is no longer the file source reads (replaced, or cut shorter than what was
+    read); "" when it is gone (made anew, as ever); None when it is that file still."""
+    now = _stat(path)
+    if now is None:
+        return ""
+    if now != _identity(source):
+        return REPLACED
+    if _size(source) < _position(source):
+        return "was rewritten in place during the run (shorter than it was)"
+    return None
+
+
+def _wide_tail(source: Source, start: int) -> bool:
+    """Whether the bytes from start begin with a UTF-16 or UTF-32 byte-order mark, source
+    having been read as UTF-8 (it was empty then): carried as bytes after a blank line, the
+    list read as UTF-8 and its URLs were invalid for good (s27 r6 5)."""
+    if isinstance(source.text(), WideText):
+        return False
+    try:
+        head = os.pread(source.stream.fileno(), WIDE_MARK, start)  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        return False
+    return wide_encoding(head) is not None
 
 
 def _line_ended(source: Source, start: int, size: int) -> bool:
