@@ -58,6 +58,10 @@ SPOOL_IN_MEMORY = 1 << 20  # bodies for stdout or records: larger ones spill to 
 # each spills past its share of it, between 64 KiB and SPOOL_IN_MEMORY.
 SPOOL_BUDGET = 64 << 20
 SPOOL_IN_MEMORY_LEAST = 64 << 10
+# A saved body's reads are gathered until they are this many bytes, then written in one
+# write(2): urllib3 hands over a chunked body chunk by chunk (1 KB ones made 4.5 times the
+# writes of 64 KiB reads, 15-20% more CPU, worse on a FUSE mount: s27 r6 4).
+WRITE_AT_LEAST = 64 << 10
 
 # 204 No Content and 205 Reset Content have no body by definition (RFC 9110 15.3.5, 15.3.6):
 # "no content" is not "the resource is empty", and saved, it emptied the file of an earlier run.
@@ -110,23 +114,99 @@ def remove_live_temporaries() -> None:
             pass
 
 
-def _writes(file: IO[bytes], chunk: bytes) -> Iterator[int]:
-    """Write chunk to file, yielding the bytes of each write as it returns: an unbuffered one
-    may write part of it (a full disk: the next raises). The count is what the file holds, so
-    a stop's cut (BodyOutput.cut) needs no flush, which is a write the calling thread must
-    not make (it may hang, on a hung mount: s27 r3 1) and a hard exit (os._exit) never makes,
-    and a failed flush left the count the bytes given to the buffer (s27 r3 9)."""
-    rest = memoryview(chunk)
+def _write_all(fd: int, data: bytes | bytearray, counted: Callable[[int], None]) -> None:
+    """Write data to fd with os.write, telling counted each write(2)'s bytes as it returns: one
+    may write part of it (a full disk: the next raises). So the count is what the file holds
+    at every moment, and a stop's cut (BodyOutput.cut) needs no flush, which is a write the
+    calling thread must not make (it may hang, on a hung mount: s27 r3 1) and a hard exit
+    (os._exit) never makes; a failed flush left the count the bytes given to a buffer (s27 r3
+    9). os.write raises BlockingIOError on O_NONBLOCK (a kept file's), which a regular file
+    ignores."""
+    rest = memoryview(data)
     while rest:
-        written = file.write(rest)
-        if written is None:  # O_NONBLOCK (a kept file's), which a regular file ignores
-            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        yield written
+        written = os.write(fd, rest)
+        counted(written)
         rest = rest[written:]
 
 
 def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
+
+
+class _Appender:
+    """A body's file, written at its end in pieces of at least WRITE_AT_LEAST bytes: reads
+    gather in a buffer of its own (a file object's would need a flush, a write a stop's cut must
+    not make). size: the bytes the file holds, each write(2)'s counted as it returns
+    (_write_all), so that the cut's count is what the file holds, and what the next run
+    continues; reads still in the buffer are neither."""
+
+    def __init__(self, file: IO[bytes], size: int, final: str) -> None:
+        self.file, self.size, self.final = file, size, final  # final: for a failure's message
+        self.pending = bytearray()  # reads not written yet, fewer than WRITE_AT_LEAST bytes
+        file.seek(size)
+
+    def write(self, chunk: bytes) -> None:
+        """Add chunk; a large one with nothing pending is written as it is, never copied."""
+        if not self.pending and len(chunk) >= WRITE_AT_LEAST:
+            self._write_out(chunk)
+            return
+        self.pending += chunk
+        if len(self.pending) >= WRITE_AT_LEAST:
+            self.drain()
+
+    def drain(self) -> None:
+        """Write the pending reads (at the commit, and at an abort no stop's cut counted)."""
+        if self.pending:
+            pending, self.pending = self.pending, bytearray()  # a failed write loses them
+            self._write_out(pending)
+
+    def _write_out(self, data: bytes | bytearray) -> None:
+        try:
+            _write_all(self.file.fileno(), data, self._counted)
+        except OSError as exc:
+            raise _io_error("cannot write", self.final, exc) from exc
+
+    def _counted(self, written: int) -> None:
+        self.size += written
+
+    def hash_first(self, size: int, update: Callable[[bytes], object]) -> None:
+        """Feed the file's first size bytes to update (a kept file's: nothing pending yet)."""
+        self.file.seek(0)
+        left = size
+        while left > 0 and (chunk := self.file.read(min(left, CHUNK_SIZE))):
+            update(chunk)
+            left -= len(chunk)
+        self.file.seek(size)
+
+
+class _Rename:
+    """Whether a body's commit renames it, or a stop's cut (BodyOutput.cut) came first: the
+    lock is held from the commit's last look at a cut to its rename's end, so that a cut that
+    takes it knows whether the body is renamed, and that it never will be after (s27 r6 3)."""
+
+    def __init__(self) -> None:
+        self._lock, self._stopped, self.done = threading.Lock(), False, False
+
+    def stop(self) -> bool | None:
+        """No rename from now on. Whether the body was renamed already; None when a rename is
+        under way (it may hang, on a hung mount: not waited for), which may happen or not."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._stopped = True
+            return self.done
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Around the rename: FetchError when a cut came first (the partial stays, as its
+        record says), else done once the body is renamed."""
+        with self._lock:
+            if self._stopped:
+                raise FetchError("interrupted before it finished", ErrorKind.OTHER)
+            yield
+            self.done = True
 
 
 class SavedFile:
@@ -171,9 +251,9 @@ class SavedFile:
             self.temporary = _name_by_inode(placement, self.temporary, fd, self._identity)
             self._entry = (placement.folder, self.temporary)
         self.kept = info.st_size if kept else 0
-        self.size = self.kept  # bytes in the file so far
-        self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb", 0 if resumable else -1)
-        self.file.seek(self.size)
+        self.file: IO[bytes] = os.fdopen(fd, "r+b" if kept else "wb", 0)  # buffer: appender's
+        self.appender = _Appender(self.file, self.kept, self.final)
+        self.rename = _Rename()  # a stop's cut and the commit's rename: one or the other
 
     @property
     def path(self) -> str:
@@ -182,20 +262,16 @@ class SavedFile:
 
     def hash_kept(self, update: Callable[[bytes], object]) -> None:
         """Feed the kept bytes to update (the hash of the whole body starts with them)."""
-        self.file.seek(0)
-        left = self.kept
-        while left > 0 and (chunk := self.file.read(min(left, CHUNK_SIZE))):
-            update(chunk)
-            left -= len(chunk)
-        self.file.seek(self.kept)
+        self.appender.hash_first(self.kept, update)
 
     def write(self, chunk: bytes) -> None:
-        """Append chunk: size counts each write(2)'s bytes (_writes; resumable: no buffer)."""
-        try:
-            for written in _writes(self.file, chunk):
-                self.size += written
-        except OSError as exc:
-            raise _io_error("cannot write", self.final, exc) from exc
+        """Append chunk (_Appender: size counts it once it is in the file)."""
+        self.appender.write(chunk)
+
+    @property
+    def size(self) -> int:
+        """The bytes the file holds (its reads still in the buffer are not)."""
+        return self.appender.size
 
     def commit(self) -> None:
         """Rename the temporary over the final name (a link there is replaced, not followed),
@@ -205,14 +281,14 @@ class SavedFile:
         try:
             # Still open during the checks: a file closed and unlinked by someone else frees
             # its inode number, which a link made at once may reuse and so pass for ours.
-            self.file.flush()
+            self.appender.drain()
             self._set_time()
             _keep_mode(self.file.fileno(), folder, name)  # before an unnamed file has a name
             self.mark = descriptor_mark(self.file.fileno())
             # A name it had while written (resumable, or no unnamed files) may have been swapped
             if self.temporary is not None and not self._holds_ours(self.temporary):
                 raise Swapped()
-            with _commit_lock:  # another copy of the same URL renames over the same name
+            with _commit_lock, self.rename.held():  # another copy of the URL renames over name
                 self._rename_over(folder, name)
             self.file.close()
         except OSError as exc:
@@ -248,8 +324,12 @@ class SavedFile:
         except (OSError, OverflowError, ValueError):
             pass
 
-    def abort(self) -> None:
-        """Give up: the file is removed, or, resumable, kept whole as far as it got."""
+    def abort(self, drain: bool = True) -> None:
+        """Give up: the file is removed, or, resumable, kept whole as far as it got: its
+        pending reads written first, unless a stop's cut said what it holds (not drain)."""
+        if drain and self.resumable:
+            with contextlib.suppress(FetchError):  # kept as far as it got
+                self.appender.drain()
         try:
             self.file.close()
         except OSError:
@@ -316,8 +396,8 @@ class BodyOutput:
         self.row_mark = row_mark  # a 304's: the mark the state's row has of it (Owner.row_mark)
         # Held by each write and by finish's commit, so that a chunk is in the file and counted,
         # or neither; cut: a stop abandoned the body (cut), which nothing writes, commits or
-        # removes from then on; committed: finish renamed the file to its final name.
-        self._writing, self._cut, self._committed = threading.Lock(), False, False
+        # removes from then on.
+        self._writing, self._cut = threading.Lock(), False
 
     def write(self, chunk: bytes) -> None:
         with self._writing:
@@ -336,14 +416,17 @@ class BodyOutput:
         it already; None when no file is kept. Never waits past until (time.perf_counter)
         for a write or a commit under way, which may never return (a hung NFS or FUSE mount:
         no stop ended, s27 r3 1): cut anyway, that one ends, and nothing follows it; the
-        bytes are those before it (SavedFile.write counts them as they reach the file)."""
+        bytes are those before it (SavedFile.write counts them as they reach the file, not
+        those still in its buffer, which the cut never writes). A commit waiting to rename
+        renames nothing then (_Rename.stop: s27 r6 3); one in its rename is named a partial."""
         taken = self._writing.acquire(timeout=max(0.0, until - time.perf_counter()))
         try:
             self._cut = True  # without the lock too: seen once the write under way returns
             saved = self.saved
+            renamed = saved is not None and saved.rename.stop()
             if saved is None or not saved.resumable:
                 return None
-            return Cut(saved.size, saved.final if taken and self._committed else None)
+            return Cut(saved.size, saved.final if renamed else None)
         finally:
             if taken:
                 self._writing.release()
@@ -357,7 +440,6 @@ class BodyOutput:
                 raise FetchError("interrupted before it finished", ErrorKind.OTHER)
             if self.saved is not None:
                 self.saved.commit()
-                self._committed = True
         if self.spool is not None:
             self.spool.seek(0)
         if self.saved is None:  # a 304's: the file already there, its mark for the state
@@ -365,8 +447,11 @@ class BodyOutput:
         return self.saved.final, self.spool, self.saved.mark
 
     def abort(self) -> None:
+        """Give up the body: its file removed, or, resumable, kept with what was read; what a
+        stop's cut counted, once cut (its buffered reads are not written then)."""
         if self.saved is not None:
-            self.saved.abort()
+            with self._writing:  # a cut waits for these writes as for any (until its bound)
+                self.saved.abort(drain=not self._cut)
         if self.spool is not None:
             self.spool.close()
 
