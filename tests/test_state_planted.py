@@ -50,6 +50,35 @@ def test_a_state_holding_what_fetcher_never_makes_is_refused(tmp_path: Path, nam
     assert state.read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", ["trigger", "view"])
+def test_a_trigger_or_view_under_sqlite_s_own_prefix_is_refused_too(
+    tmp_path: Path, kind: str
+) -> None:
+    """s27 r8 1: objects named sqlite_... were taken for SQLite's own, whatever their type; a
+    trigger so named (written with writable_schema, which integrity_check passes) deleted every
+    failed row on fetcher's own writes. SQLite makes tables and indexes under that prefix only."""
+    state = tmp_path / "s.db"
+    with counting_server() as server:
+        assert invoke(["-q", "--state", str(state), server.url("/status/404")]).exit_code == 3
+        body = (
+            "CREATE TRIGGER sqlite_evil AFTER INSERT ON urls BEGIN DELETE FROM urls WHERE ok=0; END"
+            if kind == "trigger"
+            else "CREATE VIEW sqlite_evil AS SELECT url FROM urls"
+        )
+        db = sqlite3.connect(state)
+        db.execute("PRAGMA writable_schema=ON")
+        db.execute(
+            "INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql) VALUES (?, ?, ?, 0, ?)",
+            (kind, "sqlite_evil", "urls" if kind == "trigger" else "sqlite_evil", body),
+        )
+        db.commit()
+        db.close()
+        result = invoke(["-q", "--state", str(state), server.url("/a")])
+        assert server.requests == 1, result.output
+    assert result.exit_code == 2, result.output
+    assert "'sqlite_evil'" in result.output and "fetcher never makes" in result.output
+
+
 def test_sqlite_s_own_tables_are_still_a_state_s(tmp_path: Path) -> None:
     state = tmp_path / "s.db"
     with counting_server() as server:

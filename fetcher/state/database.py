@@ -411,12 +411,14 @@ def _objects(connection: sqlite3.Connection) -> frozenset[tuple[str, str]]:
 
 
 # The schema objects of a database but SQLite's own (sqlite_stat1, which ANALYZE and PRAGMA
-# optimize make; a primary key's index): a state has the table urls and nothing else at every
-# version but urls_unmarked from 4 (another program's database may set a user_version of its
-# own, 1 to SCHEMA_VERSION included, and have a urls table), with the columns of the first
-# version at least; a new database has none.
+# optimize make; a primary key's index), which are tables and indexes only: a trigger or view
+# under that prefix (writable_schema writes one) is its planter's (s27 r8 1). A state has the
+# table urls and nothing else at every version but urls_unmarked from 4 (another program's
+# database may set a user_version of its own, 1 to SCHEMA_VERSION included, and have a urls
+# table), with the columns of the first version at least; a new database has none.
 _SCHEMA_OBJECTS = (
-    "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+    "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index') "
+    "OR name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
 )
 _OURS = frozenset({("table", "urls"), ("index", "urls_unmarked")})
 _STATE_COLUMNS = frozenset(
