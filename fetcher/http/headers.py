@@ -47,13 +47,7 @@ def http_date(value: str) -> datetime.datetime | None:
 
 def remote_time(headers: Mapping[str, str]) -> float | None:
     """Last-Modified as a POSIX time; None when it is missing or not an HTTP date."""
-    when = http_date(headers.get("Last-Modified") or "")
-    if when is None:
-        return None
-    try:
-        return when.timestamp()
-    except (ValueError, OverflowError):
-        return None
+    return http_seconds(headers.get("Last-Modified") or "")
 
 
 # IMF-fixdate (RFC 9110 5.6.7), the form servers send: read without email.utils, whose parse
