@@ -352,9 +352,12 @@ class HardExitInRead:
         self._file.close()
 
 
-def test_a_hard_exit_during_the_carry_leaves_the_file_whole(tmp_path):
-    """s27 r3 4: the hook renamed a half-carried --failed over FILE, and the rest of the tail
-    was in no file, with no word. Now --failed goes beside FILE, said."""
+def hard_exit_in_the_carry(
+    tmp_path: Path, stream_class: type[HardExitInRead], own: int
+) -> tuple[Path, bytes, list[str | None]]:
+    """A run that read queue.txt to its end, failed `own` lines of it, and whose end's look
+    meets a hard exit (its hooks run from stream_class's read) while it carries 200,000 lines
+    a producer appended: the queue, the tail and what the hard exit said."""
     queue = tmp_path / "queue.txt"
     queue.write_text("http://a.test/1\n")
     said: list[str | None] = []
@@ -363,17 +366,25 @@ def test_a_hard_exit_during_the_carry_leaves_the_file_whole(tmp_path):
         changes.failed.commit(sync=False)
         said.append(changes.at_hard_exit())
 
-    stream = HardExitInRead(queue, hard_exit)
+    stream = stream_class(queue, hard_exit)
     try:
         source = read_to_end(queue, stream)
         changes = InputChanges(FailedLines(str(queue)), [source], "lines")
-        changes.failed.add(b"http://a.test/1")
+        for _ in range(own):
+            changes.failed.add(b"http://a.test/1")
         tail = b"".join(b"http://a.test/%d\n" % n for n in range(200_000))
         append_bytes(queue, tail)()
         stream.arm()
         changes.before_commit()
     finally:
         stream.close()
+    return queue, tail, said
+
+
+def test_a_hard_exit_during_the_carry_leaves_the_file_whole(tmp_path):
+    """s27 r3 4: the hook renamed a half-carried --failed over FILE, and the rest of the tail
+    was in no file, with no word. Now --failed goes beside FILE, said."""
+    queue, tail, said = hard_exit_in_the_carry(tmp_path, HardExitInRead, 1)
     assert queue.read_bytes() == b"http://a.test/1\n" + tail
     beside = [name for name in os.listdir(tmp_path) if name.startswith("queue.txt.failed-")]
     assert len(beside) == 1, os.listdir(tmp_path)

@@ -18,14 +18,13 @@ import pytest
 
 from fetcher.output import atomic
 from fetcher.output.failed import FailedLines
-from fetcher.output.input_changes import InputChanges
 from tests.conftest import FETCHER, clean_env
 from tests.servers import Route, counting_server, default_route, signal_twice, wait_for
 from tests.test_failed_input_changed import (
     HardExitInRead,
     acting,  # noqa: F401 - a fixture
     append_bytes,
-    read_to_end,
+    hard_exit_in_the_carry,
     run,
 )
 
@@ -92,26 +91,7 @@ class HardExitInSecondRead(HardExitInRead):
 def test_a_hard_exit_in_the_carry_counts_this_runs_lines_apart(tmp_path, own):
     """r6 2: with no failed line, an empty FILE.failed-<time> was left; with one, the message
     said "this run's 2984409 lines", the carried ones, which FILE still holds, among them."""
-    queue = tmp_path / "queue.txt"
-    queue.write_text("http://a.test/1\n")
-    said: list[str | None] = []
-
-    def hard_exit() -> None:  # what the hard exit's hooks do (outputs.open_outputs)
-        changes.failed.commit(sync=False)
-        said.append(changes.at_hard_exit())
-
-    stream = HardExitInSecondRead(queue, hard_exit)
-    try:
-        source = read_to_end(queue, stream)
-        changes = InputChanges(FailedLines(str(queue)), [source], "lines")
-        for _ in range(own):
-            changes.failed.add(b"http://a.test/1")
-        tail = b"".join(b"http://a.test/%d\n" % n for n in range(200_000))
-        append_bytes(queue, tail)()
-        stream.arm()
-        changes.before_commit()
-    finally:
-        stream.close()
+    queue, tail, said = hard_exit_in_the_carry(tmp_path, HardExitInSecondRead, own)
     assert queue.read_bytes() == b"http://a.test/1\n" + tail
     beside = besides(tmp_path, "queue.txt")
     assert said[0] is not None and "left as it is" in said[0], said
