@@ -393,11 +393,16 @@ def test_no_pin_leaves_the_workers_scheduled_as_the_kernel_does(server):
 
 
 @two_cpus
-def test_while_a_large_body_is_read_the_threads_may_use_every_cpu():
+def test_while_a_large_body_is_read_the_threads_may_use_every_cpu(monkeypatch):
     """Copying a large body out of the kernel and onto disk needs no GIL and runs beside the
     thread running Python, on another CPU: on one CPU large downloads lost a quarter of their
-    MB/s. The threads stay spread for HOLD seconds after the last one ends."""
+    MB/s. The threads stay spread for HOLD seconds after the last one ends. Others' use of the
+    CPU is not weighed here (a busy machine spread the threads before the first record, and
+    this test failed once in a full run: s27): that rule has tests of its own."""
+    import fetcher.run.placement
     from fetcher.http.transfers import LARGE_BODY
+
+    monkeypatch.setattr(fetcher.run.placement, "CONTENDED", float("inf"))
 
     def route(path):
         size = LARGE_BODY * 2 if path == "/large" else 10
