@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -233,6 +234,27 @@ def test_a_host_typed_in_capitals_is_one_state_row_unique_url_and_file(
         assert db.execute("SELECT url FROM urls").fetchall() == [(f"http://{mapped}/echo",)]
 
 
+def typed_over_an_older_row(
+    state: Path, out: Path, typed: str, given: str, extra: list[str]
+) -> tuple[subprocess.CompletedProcess[bytes], list[str | None]]:
+    """A run of http://example.com/echo saved under -o, its row then keyed as an earlier
+    fetcher keyed it (typed, with an ETag), then a run of typed (an argument or a pipe's
+    line, with extra): that run, and the If-None-Match of each request the host saw."""
+    with serving(ProxyHost(route)) as hosts:
+        through(hosts, "--state", str(state), "-o", str(out), "http://example.com/echo")
+        with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
+            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (typed,))
+        args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
+                str(state), "-o", str(out), *extra]  # fmt: skip
+        if given == "pipe":
+            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
+        else:
+            result = run_process([*args, typed])
+        with hosts.lock:
+            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    return result, seen
+
+
 @pytest.mark.parametrize("given", ["argument", "pipe"])
 @pytest.mark.parametrize("fresh", [False, True], ids=["validated", "skip-fresh"])
 def test_a_row_an_earlier_fetcher_keyed_with_capitals_is_still_the_url_s_row(
@@ -243,19 +265,10 @@ def test_a_row_an_earlier_fetcher_keyed_with_capitals_is_still_the_url_s_row(
     and its answer goes to it, not to a new row with a second file (~<hash>). Looked up in a
     batch (arguments) and one at a time (a pipe)."""
     state, out = tmp_path / "state.db", tmp_path / "out"
-    typed, folded = "http://EXAMPLE.com/echo", "http://example.com/echo"
-    with serving(ProxyHost(route)) as hosts:
-        through(hosts, "--state", str(state), "-o", str(out), folded)
-        with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
-            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (typed,))
-        args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
-                str(state), "-o", str(out), *(["--skip-fresh", "1h"] if fresh else [])]  # fmt: skip
-        if given == "pipe":
-            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
-        else:
-            result = run_process([*args, typed])
-        with hosts.lock:
-            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    typed = "http://EXAMPLE.com/echo"
+    result, seen = typed_over_an_older_row(
+        state, out, typed, given, ["--skip-fresh", "1h"] if fresh else []
+    )
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["ok"] and record["skipped"] is fresh, (record, result.stderr)
     assert seen == ([None] if fresh else [None, '"v1"'])
@@ -299,18 +312,7 @@ def test_a_row_an_earlier_fetcher_keyed_with_a_capital_scheme_is_still_the_url_s
     typed (and, before b7821a4, the host too): the URL typed so finds it again (its ETag goes
     out) and updates it, with no second row nor second file."""
     state, out = tmp_path / "state.db", tmp_path / "out"
-    with serving(ProxyHost(route)) as hosts:
-        through(hosts, "--state", str(state), "-o", str(out), "http://example.com/echo")
-        with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
-            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (typed,))
-        args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
-                str(state), "-o", str(out)]  # fmt: skip
-        if given == "pipe":
-            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
-        else:
-            result = run_process([*args, typed])
-        with hosts.lock:
-            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    result, seen = typed_over_an_older_row(state, out, typed, given, [])
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["ok"] and record["url"] == typed, (record, result.stderr)
     assert seen == [None, '"v1"']
