@@ -8,7 +8,7 @@ import functools
 import os
 import stat
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from itertools import chain, combinations, product
@@ -293,6 +293,7 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
     state = state_files(settings.state)
     inputs = input_files(settings, streams)
     check_read_twice(settings, inputs)
+    check_read_back(settings, streams)
     results = [named for named in outputs if named[0] in NO_LIST]
     pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
                   product(inputs, state[:1]))  # fmt: skip
@@ -343,6 +344,36 @@ def check_read_twice(settings: Settings, inputs: list[Named]) -> None:
             "failed would be written twice, and the list double every run; name it once, or "
             "add --unique"
         )
+
+
+def check_read_back(settings: Settings, streams: Streams | None) -> None:
+    """Refuse a --failed that is a FIFO the run reads URLs from (by a name, a link, or as
+    standard input): --failed goes into a FIFO in place, during the run, so each failed URL
+    came back as input and was fetched again, and the run, a writer of its own input, never
+    saw its end (s27 r6: 769 requests in 19 s until `timeout`)."""
+    if settings.failed is None or (fifo := fifo_identity(settings.failed)) is None:
+        return
+    read = [path for path in settings.inputs if path != "-" and fifo_identity(path) == fifo]
+    reads_stdin = urls_from_stdin(settings.urls, settings.inputs, settings.retry_failed)
+    if reads_stdin and streams is not None and streams.stdin is not None:
+        with suppress(OSError, ValueError):
+            found = os.fstat(streams.stdin.fileno())
+            read += ["standard input"] if (found.st_dev, found.st_ino) == fifo else []
+    if read:
+        raise click.UsageError(
+            f"--failed {settings.failed!r} is a FIFO the run reads URLs from ({read[0]}): each "
+            "failed URL would be read back and fetched again, and the run would never end; "
+            "write --failed to a file"
+        )
+
+
+def fifo_identity(path: str) -> FileIdentity | None:
+    """The device and inode of the FIFO path leads to, None for anything else."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISFIFO(found.st_mode) else None
 
 
 def records_file(settings: Settings, streams: Streams | None) -> list[Named]:

@@ -444,3 +444,37 @@ def test_run_files_are_written_in_a_folder_that_can_be_written_but_not_read(serv
         assert [p.name for p in drop.iterdir()] == ["file"]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("how", ["input", "link", "stdin"])
+def test_a_fifo_read_as_input_and_written_as_failed_is_refused(server, tmp_path, how):
+    """`-i q.fifo --failed q.fifo`: --failed is written into a FIFO in place, during the run,
+    so every failed URL came back as input and was fetched again, without end (769 requests in
+    19 s until `timeout`: s27 r6), and the run, a writer of its own input, never saw its end.
+    Refused before anything is read or sent; the producer's line is still in the FIFO."""
+    fifo = tmp_path / "q.fifo"
+    os.mkfifo(fifo)
+    failed = str(fifo)
+    if how == "link":
+        (tmp_path / "sl").symlink_to(fifo)
+        failed = str(tmp_path / "sl")
+    # Held open for reading and writing by the test, the FIFO opens at once for fetcher too.
+    held = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        os.write(held, (server.url("/status/404") + "\n").encode())
+        args = [*FETCHER, "-q", "--failed", failed]
+        stdin = open(fifo, "rb") if how == "stdin" else subprocess.DEVNULL  # noqa: SIM115
+        if how != "stdin":
+            args += ["-i", str(fifo)]
+        try:
+            result = subprocess.run(args, stdin=stdin, capture_output=True, env=clean_env(),
+                                    timeout=20, check=False)  # fmt: skip
+        finally:
+            if how == "stdin":
+                stdin.close()
+        assert result.returncode == 2, result.stderr
+        assert b"FIFO" in result.stderr and b"never end" in result.stderr
+        assert server.requests == 0
+        assert os.read(held, 4096) == (server.url("/status/404") + "\n").encode()
+    finally:
+        os.close(held)
