@@ -316,8 +316,8 @@ OUTPUT_OPTIONS = [
     option("--progress/--no-progress", default=None,
            help="Show the live progress display.  [default: when stderr is a terminal]"),
     option("-q", "--quiet", is_flag=True,
-           help="Print no summary or progress: stderr only says what stops the run or loses "
-                "output."),
+           help="Print no summary or progress: stderr only says what stops the run, loses "
+                "output or is set wrong (docs/usage.md lists each)."),
     option("-v", "--verbose", count=True, help="Log to stderr; -vv adds urllib3's connection log."),
 ]  # fmt: skip
 
