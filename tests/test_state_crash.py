@@ -166,17 +166,18 @@ def test_four_shards_with_four_states_hold_what_one_run_holds(tmp_path: Path) ->
 def test_with_ordered_no_change_is_in_the_state_before_its_record_is_out(
     server: CountingServer, tmp_path: Path
 ) -> None:
-    """--ordered holds records behind a slow first URL. Their results were written to the
+    """--ordered holds records behind a slow first URL (30 s: killed long before it ends, on a
+    loaded machine too; 5 s once ended it during the checks). Their results were written to the
     state at once: a SIGKILL then lost the records, and the next run's 304 said "unchanged",
     so the change was never reported (SPEC 3; s14 state tester, 3). Now the state takes a
     result with its record: killed, the URL is fetched again."""
     fast = [server.url(f"/item/{n}") for n in range(200)]
     listing, state, results = tmp_path / "urls.txt", tmp_path / "s.db", tmp_path / "r.jsonl"
-    listing.write_text("\n".join([server.url("/slow/5/0"), *fast]) + "\n")
+    listing.write_text("\n".join([server.url("/slow/30/0"), *fast]) + "\n")
     args = ["--state", str(state), "--ordered", "-j", "8", "-q", "-i", str(listing)]
     process = run_background([*args, "--format", "jsonl", "--results", str(results)])
     try:
-        wait_for(lambda: server.requests >= 20, "the fast URLs behind the slow one", timeout=4)
+        wait_for(lambda: server.requests >= 20, "the fast URLs behind the slow one", timeout=15)
         deadline = time.monotonic() + 1.0  # ten idle commits: time for a held change to go in
         while time.monotonic() < deadline and not ok_urls(state):
             time.sleep(0.05)
