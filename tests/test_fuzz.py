@@ -71,7 +71,7 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
     """The (line number, raw line) of every line that must yield a Job, by SPEC §2.1, and the
     numbers of lines where the code is known to differ (see the xfails at the end).
 
-    A physical line ends at LF; CR before it, and a BOM at its start, are not part of it. A
+    A physical line ends at LF; CR before it, and the BOMs at its start, are not part of it. A
     line is blank when it holds only whitespace, a comment when its first visible character is
     '#'; bytes that are not UTF-8 are visible characters. A list that starts with a UTF-16 or
     UTF-32 mark is its text, a broken character in it a byte that is not UTF-8.
@@ -83,7 +83,8 @@ def expected_jobs(data: bytes) -> tuple[list[tuple[int, bytes]], set[int]]:
         physical.pop()  # the last line end closes the last line; it does not open another
     wanted, disputed = [], set()
     for number, line in enumerate(physical, start=1):
-        line = line.removeprefix(BOM)
+        while line.startswith(BOM):
+            line = line[len(BOM) :]
         line = line.rstrip(b"\r")
         first = first_visible(line.decode("utf-8", "surrogateescape"))
         if first is None:

@@ -27,7 +27,7 @@ from fetcher.input.formats import (
     last_header_row,
 )
 from fetcher.input.jobs import Job, JobMaker, has_scheme
-from fetcher.input.parsing import BOM, over_long
+from fetcher.input.parsing import BOM, over_long, unmarked
 from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
 from fetcher.input.shards import Shard
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
@@ -127,7 +127,7 @@ def read_lines(
     as too long again; cut to max_bytes, it read as a shorter, valid URL, fetched in its place.
     """
     number = 0
-    limit = len(BOM) + max_bytes + 2  # room for a BOM and CRLF around the longest line
+    limit = len(BOM) * 16 + max_bytes + 2  # room for marks (unmarked) and CRLF around it
     while True:
         raw = stream.readline(limit)
         if not raw:
@@ -142,7 +142,7 @@ def read_lines(
             after = after or rest.strip()[:1]
             visible = visible or bool(after)
             line_end_only = line_end_only and not rest.strip(b"\r\n")
-        raw = raw.removeprefix(BOM)  # any line's: files joined by cat keep their marks
+        raw = unmarked(raw)  # any line's: files joined by cat keep their marks
         if not complete and line_end_only and raw.endswith(b"\r"):
             complete = True  # a line of max_bytes whose end is CR CR LF: not cut, but ended
         line = raw.rstrip(b"\r\n") if complete else raw  # a cut line has no end to drop
@@ -165,7 +165,7 @@ def read_pieces(stream: Readable, size: int = PIECE_BYTES) -> Iterator[bytes]:
 def _holds_url(line: bytes) -> bool:
     """Whether a line becomes a job: it is not blank and not a comment (JobMaker's rule, after
     read_lines drops a byte-order mark)."""
-    visible = line.removeprefix(BOM).lstrip()
+    visible = unmarked(line).lstrip()
     return bool(visible) and visible[0] != 0x23  # '#'
 
 
@@ -192,7 +192,7 @@ def _line_start(part: bytes) -> bytes:
     h2 1: 371 MB and 32 s with the progress display on)."""
     if len(part) <= 4096:
         return part
-    visible = part.removeprefix(BOM).lstrip()
+    visible = unmarked(part).lstrip()
     return visible[:1] if visible else b" "  # blanks so far: the verdict is still open
 
 
