@@ -51,7 +51,7 @@ from fetcher.input.parsing import (
 )
 from fetcher.input.shards import Shard
 from fetcher.output.records import FORMATS
-from fetcher.redact import visible
+from fetcher.redact import MASK, redact_url, visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
 from fetcher.variables import VariableOption, command_variables, unknown_variables
@@ -171,6 +171,45 @@ class Parsed(click.ParamType):  # type: ignore[type-arg]
         return f"the {position}{suffix or 'th'} {param.opts[0]}: "
 
 
+class ClientFile(click.Path):
+    """--cert's or --key's FILE, which must exist. curl's is FILE[:PASSWORD] (its --cert
+    client.pem:pw, in a variable too): Click's "File 'client.pem:pw' does not exist" printed the
+    pass phrase (s28 t5 1). What follows the first ':' of a name that does not exist is never
+    shown, as curl splits FILE:PASSWORD there; a URL taken for the value has its password
+    masked as everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str) or ":" not in value or os.path.exists(value):
+            return super().convert(value, param, ctx)
+        named = _file_before_a_colon(value)
+        if named is not None:
+            self.fail(
+                f"{named}:PASSWORD is curl's FILE:PASSWORD (the password is not shown): a pass "
+                "phrase has no equal here, as an encrypted key cannot be read; decrypt the key "
+                f"first (openssl pkey -in {named} -out PLAIN.pem), then give the certificate "
+                "with --cert FILE and the key with --key PLAIN.pem",
+                param,
+                ctx,
+            )
+        if re.match(r"https?://", value, re.IGNORECASE):
+            shown = redact_url(value)
+        else:
+            shown = f"{value.partition(':')[0]}:{MASK}"
+        self.fail(f"File {shown!r} does not exist (what follows ':' is not shown).", param, ctx)
+
+
+def _file_before_a_colon(value: str) -> str | None:
+    """The file that value names before one of its ':' (the first such), as curl's
+    FILE:PASSWORD; None when no part of it before a ':' is a file."""
+    for at, char in enumerate(value):
+        if char == ":" and os.path.isfile(value[:at]):
+            return value[:at]
+    return None
+
+
 def parse_header_option(text: str) -> tuple[str, str | None]:
     """-H as fetcher.input.parsing.parse_header reads it. curl's -H @FILE (headers from FILE)
     gets a pointer to what does that here rather than "malformed header": no header name starts
@@ -232,9 +271,9 @@ REQUEST_OPTIONS = [
     option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
     option("--cacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
            help="Trust the CA certificates in FILE (PEM)."),
-    option("--cert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+    option("--cert", metavar="FILE", type=ClientFile(),
            help="Client TLS certificate (PEM; may include the key)."),
-    option("--key", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+    option("--key", metavar="FILE", type=ClientFile(),
            help="Private key for --cert (PEM)."),
 ]  # fmt: skip
 

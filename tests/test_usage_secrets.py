@@ -9,12 +9,13 @@ before it is cut: a cut could leave a password without the "@" that shows it is 
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from fetcher.redact import MASK
-from tests.conftest import invoke, run_process
+from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import CountingServer
 from tests.test_secrets import MARK, NOT_FETCHED, secret
 from tests.test_state_crash import state_run_changed_midway
@@ -50,7 +51,12 @@ def test_a_url_taken_as_an_options_value_is_masked_in_the_usage_error(
     monkeypatch.chdir(tmp_path)  # the output files' checks look at the folder they name
     result = invoke([option, URLS[form], NOT_FETCHED])
     assert_masked_usage_error(result.output, result.exit_code, option)
-    if (option, form) != ("--processes", "long-user"):  # quoted to its 20th character only
+    if (option, form) == ("--processes", "long-user"):  # quoted to its 20th character only
+        pass
+    elif option in ("--cert", "--key") and form == "no-scheme":
+        # curl's FILE:PASSWORD: all that follows the first ':' is hidden (t5 1)
+        assert f"'alice:{MASK}'" in result.output
+    else:
         assert f":{MASK}@" in result.output  # the value is quoted, its password masked
     assert not list(tmp_path.iterdir())
 
@@ -93,3 +99,58 @@ def test_a_state_file_removed_under_a_url_shaped_folder_is_reported_masked(
     assert b"was removed or replaced during the run" in stderr
     assert MARK.encode() not in stderr
     assert f"alice:{MASK}@".encode() in stderr
+
+
+# curl's --cert and --key take FILE[:PASSWORD] (t5 1): the pass phrase, one with a ':' in it too.
+PASSPHRASE = f"{MARK}:x{MARK}"
+CURL_FORMS = {
+    "option": lambda option, value: ([f"--{option}", value], {}),
+    "equals": lambda option, value: ([f"--{option}={value}"], {}),
+    "variable": lambda option, value: ([], {f"FETCHER_{option.upper()}": value}),
+}
+
+
+@pytest.mark.parametrize("route", sorted(CURL_FORMS))
+@pytest.mark.parametrize("option", ["cert", "key"])
+def test_curls_file_colon_password_is_refused_without_the_password(
+    tmp_path, monkeypatch, option, route
+):
+    """The file exists: curl's certificate[:password] is recognised and refused (an encrypted
+    key cannot be read here), naming the file and what to do, never the pass phrase."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "client.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    args, env = CURL_FORMS[route](option, f"client.pem:{PASSPHRASE}")
+    result = invoke([*args, NOT_FETCHED], **env)
+    assert result.exit_code == 2, result.output
+    assert MARK not in result.output
+    assert f"--{option}" in result.output
+    assert "client.pem" in result.output
+    assert "openssl pkey" in result.output  # what to do instead
+    assert "does not exist" not in result.output
+
+
+@pytest.mark.parametrize("route", sorted(CURL_FORMS))
+@pytest.mark.parametrize("option", ["cert", "key"])
+def test_a_missing_file_with_a_colon_is_named_without_what_follows(
+    tmp_path, monkeypatch, option, route
+):
+    """No such file: the usage error names the file up to its first ':' only, as curl splits
+    FILE:PASSWORD there (a pass phrase may hold ':' itself)."""
+    monkeypatch.chdir(tmp_path)
+    args, env = CURL_FORMS[route](option, f"missing.pem:{PASSPHRASE}")
+    result = invoke([*args, NOT_FETCHED], **env)
+    assert result.exit_code == 2, result.output
+    assert MARK not in result.output
+    assert f"--{option}" in result.output
+    assert f"missing.pem:{MASK}" in result.output
+
+
+def test_the_command_prints_no_pass_phrase_from_fetcher_cert(tmp_path):
+    """The real entry point, the variable usage.md gives for keeping secrets out of ps."""
+    (tmp_path / "client.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    env = clean_env(FETCHER_CERT=f"client.pem:{PASSPHRASE}")
+    done = subprocess.run([*FETCHER, NOT_FETCHED], capture_output=True, env=env, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert MARK.encode() not in done.stdout + done.stderr
+    assert b"client.pem" in done.stderr
