@@ -141,6 +141,28 @@ def test_a_redirect_to_a_host_no_name_can_be_is_the_server_s_error(host):
     assert record["final_url"] == server.url("/r1"), record
 
 
+@pytest.mark.parametrize(
+    "slashes", ["\\\\", "/\\", "\\/", "\\\t\\"], ids=["two", "slash-back", "back-slash", "tab"]
+)
+@pytest.mark.parametrize("scheme", ["http:", ""])
+def test_a_location_with_a_backslash_for_its_authoritys_slash_is_the_server_s_error(
+    scheme, slashes
+):
+    """Location: http:\\\\host/ok was joined as a path on the redirecting host, and the record
+    said ok with that host's body (t5 3): browsers go to host, curl refuses it. As an input
+    line's backslash in the host part, it cannot be fetched: protocol, the 302 named."""
+    with counting_server() as other:
+        target = f"{scheme}{slashes}{other.url('/ok').split('//', 1)[1]}"
+        with redirects_to(target) as server:
+            code, record, shown = fetch_one(server.url("/r1"))
+        assert other.requests == 0
+    assert code == 3, shown
+    assert record["error"]["kind"] == "protocol" and record["status"] == 302, record
+    assert "backslash" in record["error"]["message"], record
+    assert record["final_url"] == server.url("/r1"), record
+    assert [hit for hit in server.paths if hit != "/r1"] == [], server.paths
+
+
 @pytest.mark.parametrize("host", ["a..b", "\u00fc..example", "\u00fc.example..", "a\u3002\u3002b"])
 def test_a_url_with_an_empty_label_is_refused_before_it_is_sent(host):
     code, record, shown = fetch_one(f"http://{host}:9/x")

@@ -450,15 +450,29 @@ def _cut_at(deadline: Deadline, response: Response) -> FetchError:
     return error
 
 
+# A Location whose authority's "//" has a backslash for a slash (http:\\host/x, \\host/x,
+# http:/\host): urljoin reads a path on the redirecting host, browsers (WHATWG: "\" is "/" in
+# an http URL) the host named, curl refuses it (s28 t5 3). Refused, as such an input line is;
+# tabs and line breaks are dropped first, as urlsplit and WHATWG drop them.
+_BACKSLASHED_AUTHORITY = re.compile(r"[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?=[/\\]{2})/?\\")
+_TAB_AND_NEWLINE = str.maketrans("", "", "\t\r\n")
+
+
 def _redirect_problem(base: str, target: str) -> str | None:
     """Why the target of a redirect from base cannot be fetched, or None."""
-    from fetcher.input.jobs import malformed, validate  # imports the input parsers: when needed
+    from fetcher.input.jobs import (  # imports the input parsers: when needed
+        BACKSLASHED_HOST,
+        malformed,
+        validate,
+    )
 
     try:
         parts = urlsplit(target)
         authority = target[len(parts.scheme) + 1 if parts.scheme else 0 :].startswith("//")
         if authority and not parts.netloc:  # urljoin reads "http://" as the base URL itself
             problem: str | None = "no host"
+        elif _BACKSLASHED_AUTHORITY.match(target.translate(_TAB_AND_NEWLINE)):
+            problem = BACKSLASHED_HOST
         else:
             problem = validate(urljoin(base, target))
     except ValueError as exc:  # urljoin's own urlsplit: an unclosed IPv6 bracket

@@ -85,6 +85,9 @@ def malformed(exc: ValueError, userinfo: bool = False) -> str:
     return f"malformed URL: {_QUOTED.sub('(part of the URL)', str(exc))}"
 
 
+BACKSLASHED_HOST = "malformed URL: backslash in the host part (before the path)"
+
+
 def validate(url: str) -> str | None:
     """Return why url cannot be fetched, or None when it can.
 
@@ -107,7 +110,7 @@ def check(url: str) -> tuple[str | None, str | None, str]:
     except ValueError as exc:
         return malformed(exc), None, url
     if "\\" in parts.netloc:
-        return "malformed URL: backslash in the host part (before the path)", None, url
+        return BACKSLASHED_HOST, None, url
     try:
         port = parts.port  # raises ValueError for a port that is not a number
     except ValueError as exc:
