@@ -6,7 +6,7 @@ HEAD; any other method is sent on as it is, with its body. requests made a GET o
 either way the record said ok. No Cookie goes over http once a redirect chain has been on
 https (SPEC 2.2); a -b cookie goes on every hop to its own host and port, a Cookie header
 given on every hop to its URL's scheme, host and port, with the cookies the chain's answers
-set (GivenCookie). fetcher's own
+set (GivenCookie), and so does an Authorization header given (GivenAuthorization). fetcher's own
 conditions go to the URL whose body they are of only (a strong ETag's to its path under
 another query too: state.prior.reach)."""
 
@@ -190,6 +190,42 @@ class GivenCookie:
             joined = joined_cookies(self.value, received, self.deleted)
             if joined:
                 prepared.headers["Cookie"] = joined
+
+
+@dataclass(frozen=True, slots=True)
+class GivenAuthorization:
+    """An Authorization header the request was given (-H, a line's headers), and the Origin of
+    the URL it was given for. requests' rebuild_auth compares each hop with the one before it
+    only: on A -> C -> A (an SSO round trip) the header was dropped at C and never came back,
+    and the record was A's 401, where curl -L sends a -H Authorization again to the host it was
+    given for (s28 t5 2). It follows a given Cookie's rule (GivenCookie): on every hop to its
+    origin, never to another host, port or scheme (requests kept it from http:80 to https:443),
+    nor over http once the chain was on https (SPEC 2.2). -u's, .netrc's and a URL's keep
+    requests' rule, as curl's -u: never again once the chain left their host."""
+
+    value: str
+    origin: Origin
+
+    @classmethod
+    def of(cls, prepared: PreparedRequest, removed: frozenset[str]) -> GivenAuthorization | None:
+        """The Authorization header of prepared, a request's first hop, before -u, .netrc or
+        its URL's user:password@ are added (which are added only where none is given); None
+        when none was given, or removed (-H 'Authorization:', whose name is in removed)."""
+        value = prepared.headers.get("Authorization")
+        if value is None or "authorization" in removed:
+            return None
+        return cls(value, origin_of(prepared.url or ""))
+
+    def place(self, prepared: PreparedRequest, chain_was_on_tls: bool) -> None:
+        """Put it on prepared, a redirect's hop, when the hop goes to its origin (and not over
+        http after https); take any Authorization off a hop elsewhere: none of the request's
+        own credentials goes there, and requests' rule may have kept the last hop's."""
+        url = prepared.url or ""
+        home = self.origin is not None and origin_of(url) == self.origin
+        if home and not (chain_was_on_tls and url.lower().startswith("http:")):
+            prepared.headers["Authorization"] = self.value
+        else:
+            prepared.headers.pop("Authorization", None)
 
 
 def joined_cookies(given: str, received: str | None, deleted: set[str] | None = None) -> str:

@@ -58,6 +58,7 @@ from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import (
     NO_CONDITIONS,
     Conditions,
+    GivenAuthorization,
     GivenCookie,
     is_followed,
     redirect_location,
@@ -496,6 +497,7 @@ class FetcherSession(requests.Session):
         self._removed: frozenset[str] = frozenset()  # the request's, kept on its redirects
         self._given_cookies: CookieJar | None = None  # its -b cookies, for its redirects' hops
         self._given_header: GivenCookie | None = None  # its -H (or line's) Cookie, for them too
+        self._given_authorization: GivenAuthorization | None = None  # and Authorization
         self._proxy_authorization: str | None = None  # -H's or the line's, for every hop
         self.hold: HostHold | None = None  # the run's pauses, for redirects' hops
         self.conditions = NO_CONDITIONS  # the request's own: to their URL's hop only (fetch)
@@ -550,6 +552,7 @@ class FetcherSession(requests.Session):
         if request.headers:
             _merge_headers(prepared.headers, request.headers)
         self._given_header = GivenCookie.of(prepared, self.cookies)  # before the jar's is added
+        self._given_authorization = GivenAuthorization.of(prepared, self._removed)  # before -u's
         _prepare_cookies(prepared, self.cookies, request.cookies)
         prepared.prepare_body(request.data or {}, None, None)
         if "Authorization" not in prepared.headers:  # -H or the line's own wins, as in curl
@@ -601,16 +604,17 @@ class FetcherSession(requests.Session):
         prepared_request.method = redirect_method(prepared_request.method, response.status_code)
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """requests' own (see rebuild_proxies), for a -H Host too (curl's rule), with the
-        request's own credentials (hop_credentials); then the body requests dropped goes back on."""
+        """requests' own (no .netrc with ``trust_env`` off; -u's Authorization kept within the
+        origin or from http:80 to https:443, as curl's -u), for a -H Host too (curl's rule), with
+        the request's own credentials (hop_credentials: a given Authorization to its origin on
+        every hop); then the body requests dropped goes back on."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
         if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
             prepared_request.headers.pop("Host", None)
         if self._given_header is not None:  # what the answer set, as the hop's jar took it
             self._given_header.receive(response, prepared_request)
-        hop_credentials(
-            prepared_request, self._given_cookies, self._removed, self.on_tls, self._given_header
-        )
+        own = self._given_cookies, self._removed, self.on_tls, self._given_header
+        hop_credentials(prepared_request, *own, self._given_authorization)
         restore_body(prepared_request, response)
 
     def rebuild_proxies(
@@ -619,11 +623,7 @@ class FetcherSession(requests.Session):
         """The proxies of a redirect's target, decided as for a first URL (-x, *_PROXY and
         NO_PROXY, by proxies_for) rather than kept from the URL redirected from: a hop out of
         NO_PROXY goes through -x, and one into it goes direct, as curl decides for every URL.
-        requests' own then sets or removes the Proxy-Authorization header for the new URL.
-
-        (rebuild_auth is requests' own: with ``trust_env`` off it adds no .netrc credentials
-        on a redirect, as curl without --location-trusted sends them to the first host only,
-        and it keeps Authorization only within the origin, or from http:80 to https:443.)"""
+        requests' own then sets or removes the Proxy-Authorization header for the new URL."""
         url = urlsplit(prepared_request.url or "")
         decided = sent_proxies(proxies_for(url, self.proxy, self.environment), self._removed)
         rebuilt: dict[str, str] = _rebuild_proxies(  # type: ignore[no-untyped-call]
@@ -728,16 +728,20 @@ def hop_credentials(
     removed: frozenset[str],
     on_tls: bool,
     header: GivenCookie | None = None,
+    authorization: GivenAuthorization | None = None,
 ) -> None:
     """The credentials of prepared, a redirect's hop, as its request has them: its -b cookies
     (given) back where they go, over a server's of the same name (with_given_cookies); its
     given Cookie header (header) on a hop to its URL's origin, with the cookies the chain's
-    answers set but no other (GivenCookie.place); the headers it removed off again, Cookie
-    too, which requests built again (without_removed); no Cookie over http once the chain was
-    on https (without_cookie_off_tls)."""
+    answers set but no other (GivenCookie.place), and its given Authorization header
+    (authorization) likewise (GivenAuthorization.place); the headers it removed off again,
+    Cookie too, which requests built again (without_removed); no Cookie over http once the
+    chain was on https (without_cookie_off_tls)."""
     with_given_cookies(prepared, given)
     if header is not None:
         header.place(prepared)
+    if authorization is not None:
+        authorization.place(prepared, on_tls)
     without_removed(prepared, removed)
     without_cookie_off_tls(prepared, on_tls)
 
