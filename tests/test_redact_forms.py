@@ -222,3 +222,48 @@ def test_the_summary_shows_a_soft_hyphen_in_a_host():
     assert result.exit_code == 3, result.stderr
     assert "\u00ad" not in result.stdout + result.stderr
     assert "a\\xadb" in result.stderr
+
+
+# -- a backslash that ends the host (s28 t5 4) --------------------------------------------------
+
+BACKSLASHED = "127.0.0.1:27001\\@127.0.0.2:27003/ok"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"http://u:{secret('PW')}@{BACKSLASHED}", f"http://u:{MASK}@{BACKSLASHED}"),
+        (f"u:{secret('PW')}@{BACKSLASHED}", f"u:{MASK}@{BACKSLASHED}"),  # no scheme
+        (f"http://{secret('TOKEN')}@{BACKSLASHED}", f"http://{MASK}@{BACKSLASHED}"),
+        (
+            f"http://u:{secret('a@b')}@a.example:80\\{secret('x')}@b.example/ok",
+            f"http://u:{MASK}@a.example:80\\{MASK}@b.example/ok",
+        ),
+        (f"http://u:{secret('PW')}@[::1]:8\\@127.0.0.2/", f"http://u:{MASK}@[::1]:8\\@127.0.0.2/"),
+    ],
+    ids=["ip", "no-scheme", "token", "more-after-the-backslash", "ipv6"],
+)
+def test_a_password_before_a_backslash_is_masked_and_the_host_kept(url, expected):
+    """WHATWG and urllib3 end the host at the backslash (127.0.0.1 here), urlsplit at the last
+    '@' (127.0.0.2): masking to the last '@' showed u:***@127.0.0.2:27003/ok, the host
+    rewritten and the backslash the refusal names gone. What lies between the backslash and
+    the last '@', a password's end by urlsplit's reading, stays masked."""
+    assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize("middle", ["p@ss\\", "@ss\\w", "@a.b c\\", "@x.y:z\\q", "@a_b.c\\"])
+def test_what_is_no_host_before_a_backslash_is_all_masked(middle):
+    """A password that holds '@' and '\\' with no host between them (a single label, a blank,
+    a port that is no number, a character no host name holds) is masked whole, to the last
+    '@', as before."""
+    url = f"http://u:{secret(middle)}@h.example/x"
+    assert redact_url(url) == f"http://u:{MASK}@h.example/x"
+
+
+def test_the_refused_lines_record_names_the_host_it_was_refused_for():
+    result = invoke(["--format", "jsonl", f"http://u:{secret('PW')}@{BACKSLASHED}"])
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["error"]["kind"] == "invalid_url", record
+    assert "backslash in the host part" in record["error"]["message"], record
+    assert record["url"] == f"http://u:{MASK}@{BACKSLASHED}", record
+    assert MARK not in result.output
