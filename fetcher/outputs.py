@@ -541,9 +541,9 @@ def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> St
 
     return StateLookup(
         state,
+        lambda job: state_key(job, settings),
         settings.skip_fresh,
         bodies,
-        lambda job: state_key(job, settings),
         lambda job: asks_a_part(job, settings),
         in_workers=settings.processes > 1,  # as build_run decides
     )

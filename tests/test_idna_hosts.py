@@ -235,11 +235,13 @@ def test_a_host_typed_in_capitals_is_one_state_row_unique_url_and_file(
 
 
 def typed_over_an_older_row(
-    state: Path, out: Path, typed: str, given: str, extra: list[str]
+    state: Path, out: Path, typed: str, given: str, extra: list[str], urls: list[str] | None = None
 ) -> tuple[subprocess.CompletedProcess[bytes], list[str | None]]:
     """A run of http://example.com/echo saved under -o, its row then keyed as an earlier
-    fetcher keyed it (typed, with an ETag), then a run of typed (an argument or a pipe's
-    line, with extra): that run, and the If-None-Match of each request the host saw."""
+    fetcher keyed it (typed, with an ETag), then a run of typed, or of urls when given (as
+    arguments or a pipe's lines, with extra): that run, and the If-None-Match of each request
+    the host saw."""
+    urls = urls or [typed]
     with serving(ProxyHost(route)) as hosts:
         through(hosts, "--state", str(state), "-o", str(out), "http://example.com/echo")
         with sqlite3.connect(state) as db:  # as an earlier fetcher keyed it, with an ETag
@@ -247,9 +249,11 @@ def typed_over_an_older_row(
         args = ["-x", f"http://127.0.0.1:{hosts.port}", "--format", "jsonl", "--state",
                 str(state), "-o", str(out), *extra]  # fmt: skip
         if given == "pipe":
-            result = run_process([*args, "-i", "-"], input=f"{typed}\n".encode())
+            result = run_process(
+                [*args, "-i", "-"], input="".join(f"{url}\n" for url in urls).encode()
+            )
         else:
-            result = run_process([*args, typed])
+            result = run_process([*args, *urls])
         with hosts.lock:
             seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
     return result, seen
@@ -272,6 +276,37 @@ def test_a_row_an_earlier_fetcher_keyed_with_capitals_is_still_the_url_s_row(
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["ok"] and record["skipped"] is fresh, (record, result.stderr)
     assert seen == ([None] if fresh else [None, '"v1"'])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "example.com",
+        "example.com/echo",
+    ]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(typed,)]
+
+
+@pytest.mark.parametrize(
+    ("given", "first", "extra"),
+    [("argument", "capitals", []), ("argument", "folded", []), ("pipe", "capitals", []),
+     ("argument", "capitals", ["--processes", "2"]), ("argument", "folded", ["--processes", "2"])],
+)  # fmt: skip
+def test_both_spellings_over_a_row_an_earlier_fetcher_keyed_with_capitals_are_one_row_and_file(
+    tmp_path, given, first, extra
+):
+    """t4 1: the URL typed in capitals took the older row's key (Job.key) for its row and the
+    claim of its file, but its file's owner was worked out again (the folded key), and the URL
+    typed folded had a key of its own: with --skip-fresh, one was kept as fresh and the other
+    was fetched to a ~<hash> file and a second row. Both spellings now are the older row's
+    request: fresh, one file, one row. Read in one batch (arguments, either order), and one
+    at a time (a pipe, the capitals first: a folded line read before them has gone already)."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    typed, folded = "http://EXAMPLE.com/echo", "http://example.com/echo"
+    urls = [typed, folded] if first == "capitals" else [folded, typed]
+    result, seen = typed_over_an_older_row(
+        state, out, typed, given, ["--skip-fresh", "1h", *extra], urls
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [record["skipped"] for record in records] == [True, True], (records, result.stderr)
+    assert seen == [None]  # the first run's request only
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "example.com",
         "example.com/echo",

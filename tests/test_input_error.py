@@ -144,7 +144,9 @@ def test_a_batch_lookup_failing_leaves_the_lines_it_read_ahead_to_failed(tmp_pat
             lines = [server.url(f"/f?i={n}") for n in range(LINES)]
             with url_file(tmp_path / "urls.txt", lines) as stream:
                 records, failed, run = run_over(
-                    tmp_path, [Source("urls", stream=stream)], StateLookup(state)
+                    tmp_path,
+                    [Source("urls", stream=stream)],
+                    StateLookup(state, lambda job: job.target),
                 )
     finally:
         state.close()
@@ -161,7 +163,9 @@ def test_a_read_failing_while_a_batch_is_read_ahead_loses_none_of_it(tmp_path):
 
     state = State(str(tmp_path / "s.db"))
     try:
-        first, second, records, failed, run = run_over_a_broken_file(tmp_path, StateLookup(state))
+        first, second, records, failed, run = run_over_a_broken_file(
+            tmp_path, StateLookup(state, lambda job: job.target)
+        )
     finally:
         state.close()
     assert BREAKS_AT % 64, "the read must fail inside a batch"

@@ -515,7 +515,10 @@ def holds_its_file(bodies: Bodies | None, task: Task, prior: Prior | None = None
 
 def _owner(task: Task, settings: Settings) -> Owner:
     """Whose task's file is, under -o: its request's --state key, and the path its row names
-    with the row's mark of that file (an adopted folder keeps it for the request: s26 h3 1)."""
+    with the row's mark of that file (an adopted folder keeps it for the request: s26 h3 1).
+    The key as this fetcher works it out, not the row's (Job.key: an earlier fetcher's, with
+    capitals, for some rows): a GET's key is its URL, its file's name its own (paths._claimant),
+    and a fresh row's file is kept for this key too (StateLookup._kept, kept_as_fresh: t4 1)."""
     prior = task.job.prior
     if prior is None:
         return Owner(state_key(task.job, settings))

@@ -65,6 +65,13 @@ class Job:
     typed: str | None = None
 
 
+def row_key(job: Job) -> str:
+    """The --state row job's answer goes to: its key (Job.key), which the state's lookup gave
+    it (the request's state_key, or an earlier fetcher's key of it); else its URL, the key of
+    a GET's row, for a job no lookup saw."""
+    return job.target if job.key is None else job.key
+
+
 # A part of the URL that urllib quotes in its message: it may be a piece of a password
 # ("http://:pa][ss@host/" makes urllib quote "ss@host").
 _QUOTED = re.compile(r"'[^']*'")

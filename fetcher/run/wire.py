@@ -25,11 +25,12 @@ _BODY_AT = _FIELDS.index("body") - 1  # where the body goes back in, among RESUL
 _values_of = operator.attrgetter(*RESULT_FIELDS)
 
 # A job as sent to a worker: seq, target, method, headers, data, output, prior (--state),
-# whether its key was adopted from a worker that died, the file it keeps if fresh with the
-# key of its request (Job.keep, Job.key), or None, and its host if known (Job.host).
+# whether its key was adopted from a worker that died, the file it keeps if fresh (Job.keep),
+# claimed there for its request (request.state_key, as the worker works it out: never its
+# row's key, Job.key, an older spelling for some: t4 1), and its host if known (Job.host).
 WireJob = tuple[
     int, str, str | None, tuple[tuple[str, str | None], ...], bytes | None, str | None, Any, bool,
-    tuple[str, str] | None, str | None,
+    str | None, str | None,
 ]  # fmt: skip
 # A result as sent back: (seq, *fields), or the bare seq of a job the worker never started.
 WireResult = tuple[Any, ...] | int
@@ -37,18 +38,15 @@ WireResult = tuple[Any, ...] | int
 
 def job_to_wire(job: Job, adopted: bool = False) -> WireJob:
     """adopted: the job goes to a worker that took its key over from one that died."""
-    keep = None if job.keep is None else (job.keep, job.key or job.target)
     return (job.seq, job.target, job.method, job.headers, job.data, job.output, job.prior,
-            adopted, keep, job.host)  # fmt: skip
+            adopted, job.keep, job.host)  # fmt: skip
 
 
 def job_from_wire(wire: WireJob) -> tuple[Job, bool]:
     """The job, and whether its key was adopted from a worker that died (job_to_wire)."""
     seq, target, method, headers, data, output, prior, adopted, keep, host = wire
     job = Job(seq, target, target, None, b"", method=method, headers=headers, data=data,
-              output=output, prior=prior, host=host)  # fmt: skip
-    if keep is not None:
-        job.keep, job.key = keep
+              output=output, prior=prior, keep=keep, host=host)  # fmt: skip
     return job, adopted
 
 

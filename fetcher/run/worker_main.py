@@ -14,6 +14,7 @@ from types import FrameType
 
 from fetcher.exiting import skip_exit_collections
 from fetcher.http.cookies import jar_of
+from fetcher.http.request import state_key
 from fetcher.http.session import SessionPool
 from fetcher.input.jobs import Job
 from fetcher.logs import configure_logging
@@ -39,6 +40,7 @@ from fetcher.run.wire import (
 )
 from fetcher.run.worker_logs import send_logs_to_parent
 from fetcher.run.worker_process import EXIT_NOW
+from fetcher.settings import Settings
 from fetcher.status import ExitStatus
 
 log = logging.getLogger("fetcher")
@@ -161,7 +163,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
     jar = jar_of(setup.cookies) if setup.cookies is not None else None
     sessions = SessionPool(setup.settings, jar)  # kept: its cookie changes go to the parent
     bodies = bodies_of(setup)
-    kept = kept_as_fresh(bodies)
+    kept = kept_as_fresh(bodies, setup.settings)
     observer = WireObserver(results, kept)
     reader = WireReader(jobs, results, bodies.folder if bodies is not None else None)
     run = build_run(
@@ -198,13 +200,14 @@ def bodies_of(setup: WorkerSetup) -> Bodies | None:
     return Bodies(OutputDir(setup.output_dir, setup.output_descriptor), False)
 
 
-def kept_as_fresh(bodies: Bodies | None) -> Lookup | None:
+def kept_as_fresh(bodies: Bodies | None, settings: Settings) -> Lookup | None:
     """The worker's lookup, with -o: a job the parent found fresh (--skip-fresh) keeps the file
     of its row (Job.keep) for the run, and is skipped, unless the run gave that file to another
     request already, and then it is fetched (again), as without --processes
     (fetcher.state.lookup). Here, not in the parent: this worker gives the names of that
     file's folder (processes.deal_key), and one kept in the parent was never seen here, so
-    another URL of its name was saved over the skipped file (s24 f3 1). One dict entry a skip."""
+    another URL of its name was saved over the skipped file (s24 f3 1). One dict entry a skip.
+    Kept for its request's key (state_key), the owner fetch._owner gives the files it saves."""
     folder = None if bodies is None else bodies.folder
     if folder is None:
         return None
@@ -212,7 +215,7 @@ def kept_as_fresh(bodies: Bodies | None) -> Lookup | None:
     def keep(job: Job) -> Result | None:
         if job.keep is None or job.prior is None:
             return None
-        if not folder.claim(job.keep, job.key or job.target):
+        if not folder.claim(job.keep, state_key(job, settings)):
             return None
         return Result.fresh(job, job.prior.sha256, job.keep)
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from fetcher.errors import ErrorKind
 from fetcher.http.request import EMPTY_BODY
-from fetcher.input.jobs import Job
+from fetcher.input.jobs import Job, row_key
 from fetcher.output.bodies import Bodies
 from fetcher.output.paths import OutputDir, deal_name, deal_name_of, top_of
 from fetcher.results import Result
@@ -31,21 +31,26 @@ class StateLookup:
     def __init__(
         self,
         state: State,
+        key: Callable[[Job], str],
         skip_fresh: float | None = None,
         bodies: Bodies | None = None,
-        key: Callable[[Job], str] | None = None,
         part: Callable[[Job], bool] | None = None,
         in_workers: bool = False,
     ) -> None:
         self.state = state
+        # the row of a job's request (request.state_key): no default, as a job's URL alone is
+        # not the key of a POST's row
+        self.key = key
         self.skip_fresh = skip_fresh
         self.bodies = bodies  # with -o: a fresh URL is skipped only if its file is there
         # --processes: with -o, a worker process keeps a fresh URL's file and skips it (_kept)
         self.in_workers = in_workers
-        self.key = key or (lambda job: job.target)  # the row of a job's request (state_key)
         self.part = part  # whether a job asks for a part (asks_a_part): never skipped
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
         self._refused: dict[int, str] = {}  # by seq: why a prefetched job may not be sent
+        # key -> the older key (_older_key) a job of this run took for it: another spelling of
+        # that URL read later takes it too (rare: a few entries in a run)
+        self._adopted: dict[str, str] = {}
 
     def reading_ahead(self, source: JobSource) -> Prefetching:
         """source, read ahead so that its jobs are looked up a batch at a time."""
@@ -60,9 +65,11 @@ class StateLookup:
             if (refused := self._keyed(job)) is not None:
                 self._refused[job.seq] = refused
         older = {job.seq: key for job in valid if (key := self._older_key(job)) is not None}
-        found = self.state.lookup_many([job.key for job in valid if job.key] + [*older.values()])
-        for job in valid:
-            self._ahead[job.seq] = _row_of(job, found, older.get(job.seq))
+        found = self.state.lookup_many([row_key(job) for job in valid] + [*older.values()])
+        # those with an older key first: another spelling of their URL read before them in
+        # the batch takes the row they take
+        for job in sorted(valid, key=lambda job: job.seq not in older):
+            self._ahead[job.seq] = self._row_of(job, found, older.get(job.seq))
 
     def _keyed(self, job: Job) -> str | None:
         """Give job the key of its request's row, and return the reason it may not be sent
@@ -82,10 +89,11 @@ class StateLookup:
 
     def _older_key(self, job: Job) -> str | None:
         """The key an earlier fetcher gave job's request, when it differs from job's: the
-        URL as typed (Job.typed), whose scheme and host kept their capitals there. None for
-        most jobs."""
-        if job.typed is None:
-            return None
+        URL as typed (Job.typed), whose scheme and host kept their capitals there, or the one
+        a job of this run that typed them took (_row_of). None for most jobs."""
+        adopted = self._adopted.get(row_key(job))
+        if adopted is not None or job.typed is None:
+            return adopted
         older = self.key(replace(job, target=job.typed))
         return older if older != job.key else None
 
@@ -97,10 +105,10 @@ class StateLookup:
             refused = self._refused.pop(job.seq, None)
         elif (refused := self._keyed(job)) is None:
             if (older := self._older_key(job)) is None:
-                prior = job.prior = self.state.lookup(job.key or job.target)
+                prior = job.prior = self.state.lookup(row_key(job))
             else:  # rare: a host typed with capitals
-                found = self.state.lookup_many([job.key or job.target, older])
-                prior = job.prior = _row_of(job, found, older)
+                found = self.state.lookup_many([row_key(job), older])
+                prior = job.prior = self._row_of(job, found, older)
         if refused is not None:
             return Result.failure(job, ErrorKind.INVALID_URL, refused)
         if prior is None or self.skip_fresh is None:
@@ -129,7 +137,12 @@ class StateLookup:
         That worker must: names are given there, and one kept here was never seen there (s24 f3
         1). It gets every name of the folders dealt as job's first folder under DIR (deal_name:
         a de-clashed ``host~<hash>`` with the host), so a file in a folder dealt otherwise (a
-        row saved under a line's ``output`` name) is fetched again."""
+        row saved under a line's ``output`` name) is fetched again.
+
+        Kept for the request's key (self.key), not for the row's (Job.key): files are owned by
+        the former, which fetch._owner gives a file saved (a GET's is its URL: its file's name
+        is its own), and a row an earlier fetcher keyed with capitals kept its file for one key
+        while the run saved another spelling's body for the other, to a ~<hash> name (t4 1)."""
         assert self.bodies is not None
         path = self.bodies.held(prior.path, prior.saved_mark)
         if path is None:
@@ -139,18 +152,20 @@ class StateLookup:
             if top is not None and deal_name_of(top) == deal_name(job.target, job.output):
                 job.keep = path
             return None
-        return path if folder.claim(path, job.key or job.target) else None
+        return path if folder.claim(path, self.key(job)) else None
 
-
-def _row_of(job: Job, found: dict[str, Prior], older: str | None) -> Prior | None:
-    """job's row among the rows found: its key's, or else the one under older (an earlier
-    fetcher's key of its request, _older_key), whose key job then takes, so that its answer
-    updates that row: a new row under the folded key was a second row of one URL, and its
-    file, claimed by another key, took a ~<hash> name beside the row's."""
-    prior = found.get(job.key or job.target)
-    if prior is None and older is not None and (prior := found.get(older)) is not None:
-        job.key = older
-    return prior
+    def _row_of(self, job: Job, found: dict[str, Prior], older: str | None) -> Prior | None:
+        """job's row among the rows found: its key's, or else the one under older (an earlier
+        fetcher's key of its request, _older_key), whose key job then takes, so that its
+        answer updates that row: a new row under the folded key was a second row of one URL,
+        and its file, claimed by another key, took a ~<hash> name beside the row's. The other
+        spellings of that URL read later in the run take it too (t4 1)."""
+        key = row_key(job)
+        prior = found.get(key)
+        older = older or self._adopted.get(key)  # another job's of the batch, taken just now
+        if prior is None and older is not None and (prior := found.get(older)) is not None:
+            self._adopted[key] = job.key = older
+        return prior
 
 
 def _request_of(key: str) -> str:

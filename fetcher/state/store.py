@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from fetcher.errors import ErrorKind
-from fetcher.input.jobs import Job
+from fetcher.input.jobs import Job, row_key
 from fetcher.output.atomic import has_generation
 from fetcher.output.bodies import partial_inode
 from fetcher.results import Partial, Result
@@ -212,7 +212,7 @@ class State:
         job, prior = result.job, result.job.prior
         if result.skipped or result.error_kind is ErrorKind.INVALID_URL:
             return
-        key, bodiless = job.key or job.target, result.bodiless
+        key, bodiless = row_key(job), result.bodiless
         # Nothing says the state's body is current: an ok row stays its last body's, its age
         # too (s19 t2 D8, s22 r1 3). Asked before _known_body gives the record the row's tags.
         kept = result.ok and prior is not None and prior.ok and _silent(result, prior, bodiless)
@@ -256,7 +256,7 @@ class State:
     def partial_begun(self, job: Job, partial: Partial) -> None:
         """--continue: a download of job is being written to partial's file, resumable with
         its validator."""
-        row = (job.key or job.target, 0, int(time.time()), *_line_of(job),
+        row = (row_key(job), 0, int(time.time()), *_line_of(job),
                _stored(partial.path), partial.validator, partial.total,
                partial.url)  # fmt: skip
         self._pending.add(_PARTIAL, row)
@@ -602,5 +602,5 @@ def _line_of(job: Job, ok: bool = False) -> tuple[int, bytes | None, bytes | Non
     for an ok row: only --retry-failed reads them, of failed rows (a wide csv's line and
     header in every row came to some 500 bytes a URL)."""
     raw = job.raw
-    line = None if ok or raw == (job.key or job.target).encode() else raw  # the key: a line
+    line = None if ok or raw == row_key(job).encode() else raw  # the key: a line
     return FORMS[job.input_format], line, None if ok else job.header
