@@ -109,6 +109,30 @@ def test_a_file_that_cannot_be_read_on_leaves_the_next_ones_to_failed(tmp_path):
     assert run.books.input_error.startswith("reading the input failed: ")
 
 
+def test_a_file_that_cannot_be_drained_either_leaves_the_later_ones_to_failed(tmp_path):
+    """t4 4a: after a read failed, the rest of the input goes to --failed; when a later file's
+    read failed too, that drain stopped there, and the files after it never reached --failed,
+    unsaid. Each file is drained on its own now, and the run's message says --failed may lack
+    lines."""
+    with counting_server() as server:
+        first = [server.url(f"/a?i={n}") for n in range(LINES)]
+        second = [server.url(f"/b?i={n}") for n in range(100)]
+        third = [server.url(f"/c?i={n}") for n in range(100)]
+        for name, lines in (("one.txt", first), ("two.txt", second)):
+            url_file(tmp_path / name, lines).close()
+        with BrokenAfter(tmp_path / "one.txt", BREAKS_AT) as one, \
+                BrokenAfter(tmp_path / "two.txt", 10) as two, \
+                url_file(tmp_path / "three.txt", third) as three:  # fmt: skip
+            sources = [Source("one", stream=one), Source("two", stream=two),
+                       Source("three", stream=three)]  # fmt: skip
+            records, failed, run = run_over(tmp_path, sources)
+    assert sorted(records) == sorted(first[:BREAKS_AT])
+    assert failed == second[:10] + third  # what two held before its read failed, and three
+    assert run.books.input_error is not None
+    assert run.books.input_error.startswith("reading the input failed: ")
+    assert run.books.input_error.endswith("; --failed may lack lines read")
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/mem"), reason="Linux: opens, fails on read")
 def test_an_input_that_fails_on_read_does_not_exit_0(tmp_path):
     """/proc/self/mem opens, and its first read fails (EIO): the run cannot say that every

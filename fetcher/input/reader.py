@@ -245,20 +245,7 @@ class InputReader:
         from another thread; it returns None soon after stopped() becomes true."""
         if self.input_format != "lines" or self.jobs.unique or self.jobs.shard is not None:
             return None
-        starts = list(zip(self.sources, self._starts, strict=True))
-        if any(source.stream is not None and start is None for source, start in starts):
-            return None
-        count = 0
-        for source, start in starts:
-            if source.stream is None:
-                count += len(source.arguments)  # each one a job, even an empty one
-                continue
-            assert start is not None
-            found = count_url_lines(source.stream.fileno(), start, stopped)
-            if found is None:
-                return None
-            count += found
-        return count
+        return _count_jobs(list(zip(self.sources, self._starts, strict=True)), stopped)
 
     def __iter__(self) -> Iterator[Job]:
         while (job := self.next_job()) is not None:
@@ -297,27 +284,43 @@ class InputReader:
         and csv header count: plain lines are not parsed unless --unique or --shard need the
         URL, and after PARSE_BUDGET seconds no line is (``raw_rest``: 300,000 parsed took
         seconds, and the exit cut --failed short). Repeats and other shards' lines then go too;
-        a next run with the same options skips them again: nothing is lost."""
+        a next run with the same options skips them again: nothing is lost.
+
+        A source whose read fails is left there, and the next ones are still drained: the
+        first such failure is raised after them, so that the caller can say that --failed may
+        lack lines (t4 4a: a second failure lost the lines of every later file, unsaid)."""
         plain = lines_only and self.input_format == "lines" and not self.jobs.unique
         plain, until = plain and self.jobs.shard is None, time.monotonic() + PARSE_BUDGET
+        failure = None
         while self._position < len(self.sources):
             source = self.sources[self._position]
-            if source.finite or source.stop_waiting():
-                stream = None if source.stream is None else source.text()
-                # The stream stands after the last line read. A csv header row is parsed first.
-                late = lines_only and self.input_format != "csv" and time.monotonic() > until
-                if stream is not None and (plain or late):
-                    self._current = raw_rest(stream, self.input_format, None, self.jobs)
-                else:
-                    self._current = self._current or self._jobs(source)
-                    if lines_only and stream is not None:
-                        self._current = self._parsed_until(self._current, stream, until)
-                # Not `yield from`: a caller that drops this generator (the dispatcher, stopped
-                # after its line) would close the reader's own, which the next caller reads on.
-                while (job := next(self._current, None)) is not None:
-                    yield job
+            try:
+                if source.finite or source.stop_waiting():
+                    self._current = self._rest_of(source, lines_only, plain, until)
+                    # Not `yield from`: a caller that drops this generator (the dispatcher,
+                    # stopped after its line) would close the reader's own, read on next.
+                    while (job := next(self._current, None)) is not None:
+                        yield job
+            except Exception as exc:  # noqa: BLE001 - raised below, once the others are read
+                failure = failure or exc
             self._current = None
             self._position += 1
+        if failure is not None:
+            raise failure
+
+    def _rest_of(
+        self, source: Source, lines_only: bool, plain: bool, until: float
+    ) -> Iterator[Job]:
+        """The jobs source still holds, for drain: the stream stands after the last line read,
+        and a csv header row is parsed first."""
+        stream = None if source.stream is None else source.text()
+        late = lines_only and self.input_format != "csv" and time.monotonic() > until
+        if stream is not None and (plain or late):
+            return raw_rest(stream, self.input_format, None, self.jobs)
+        jobs = self._current or self._jobs(source)
+        if lines_only and stream is not None:
+            return self._parsed_until(jobs, stream, until)
+        return jobs
 
     def _parsed_until(self, jobs: Iterator[Job], stream: Readable, until: float) -> Iterator[Job]:
         """jobs, until the moment until; then, from the entry after, the stream as it is."""
@@ -341,6 +344,24 @@ class InputReader:
         stream = source.text()
         jobs = stream_jobs(self.jobs, stream, self.input_format, source.take_header)
         yield from explained(jobs, stream) if isinstance(stream, WideText) else jobs
+
+
+def _count_jobs(starts: list[tuple[Source, int | None]], stopped: Callable[[], bool]) -> int | None:
+    """InputReader.count_ahead's count of sources from where they stood (starts); None when
+    a stream's start is not known, or counting it gave up (count_url_lines)."""
+    if any(source.stream is not None and start is None for source, start in starts):
+        return None
+    count = 0
+    for source, start in starts:
+        if source.stream is None:
+            count += len(source.arguments)  # each one a job, even an empty one
+            continue
+        assert start is not None
+        found = count_url_lines(source.stream.fileno(), start, stopped)
+        if found is None:
+            return None
+        count += found
+    return count
 
 
 def explained(jobs: Iterator[Job], stream: WideText) -> Iterator[Job]:

@@ -3,7 +3,6 @@ than a window of lines read and not yet recorded, so memory is flat on endless i
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
@@ -20,6 +19,9 @@ from fetcher.run.shared_input import JobSource, SharedInput
 
 KNOWN_WINDOW = 4096  # records known without a fetch, read and not yet written, at most
 KNOWN_BATCH = 256  # of those, handed to the writer in one message
+# Said when lines read, or left to read, may not have reached --failed (the hard stop says it
+# too, fetcher.run.hard_stop).
+LACKS_LINES = "--failed may lack lines read"
 
 # Called for each valid job as it is read: a Result to record at once instead of fetching it
 # (--skip-fresh), or None. May attach what it knows to the job (fetcher.state.lookup).
@@ -99,15 +101,7 @@ class Dispatcher:
     def _run(self) -> None:
         error = None
         try:
-            self._dispatch()
-            if self.stopping.is_set():
-                self._drain()
-        except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
-            error = f"{failed_step(exc)} failed: {describe(exc)}; the rest was not fetched"
-            # What can still be read goes to --failed, as after an interrupt (a broken state
-            # leaves the input file readable, a broken file the next ones).
-            with contextlib.suppress(Exception):
-                self._drain()
+            error = read_all(self._dispatch, self._drain, self.stopping.is_set)
         finally:
             self._hand_on()
             self.inbox(DispatchEnd(error))
@@ -187,6 +181,28 @@ def acquire_unless_stopped(slots: threading.Semaphore, stopping: threading.Event
                 return False
             return True
     return False
+
+
+def read_all(
+    dispatch: Callable[[], None], drain: Callable[[], None], stopped: Callable[[], bool]
+) -> str | None:
+    """dispatch the input; after a stop, or a failure, drain what can still be read to
+    --failed (a broken state leaves the input file readable, a broken file the next ones).
+    Why the run could not read it all, or None."""
+    error = None
+    try:
+        dispatch()
+    except Exception as exc:  # noqa: BLE001 - reading the input failed; report, end cleanly
+        error = f"{failed_step(exc)} failed: {describe(exc)}; the rest was not fetched"
+    try:
+        if error is not None or stopped():
+            drain()
+    except Exception as exc:  # noqa: BLE001 - a file could not be read to its end
+        # The other files were drained still (InputReader.drain), not this one's rest: that
+        # was said nowhere, and a retry loop on --failed lost those lines (t4 4a).
+        error = error or f"{failed_step(exc)} failed: {describe(exc)}"
+        return f"{error}; {LACKS_LINES}"
+    return error
 
 
 def failed_step(exc: BaseException) -> str:

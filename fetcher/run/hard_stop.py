@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 
 from fetcher.observer import Observer
-from fetcher.run.dispatcher import Dispatcher
+from fetcher.run.dispatcher import LACKS_LINES, Dispatcher
 from fetcher.run.executor import start_thread
 from fetcher.run.messages import HardStop, Inbox
 from fetcher.run.signals import hard_exit, kept
@@ -65,9 +65,7 @@ QUIET_STEP = 2 * WATCH_EVERY
 # The most one look adds to the time the watchdog has waited (RunningClock): a Ctrl-Z's stop
 # is not counted, a starved watchdog's gaps of up to a second are.
 CLOCK_STEP = 1.0
-CUT_SHORT = (
-    "fetcher: the stop's accounting was {how}: exiting anyway; --failed may lack lines read\n"
-)
+CUT_SHORT = "fetcher: the stop's accounting was {how}: exiting anyway; " + LACKS_LINES + "\n"
 
 # Whether the watchdog may take the calling thread's place (it is stuck in a write, and will
 # never go on): the observer's ``take_over`` (fetcher.output.collector). Then, the hard stop's
