@@ -295,16 +295,19 @@ class SummaryAtHardExit:
 
     def __call__(self) -> None:
         from fetcher.output.atomic import written_in_place
-        from fetcher.run.signals import exiting_status
+        from fetcher.run.signals import exiting_status, say_now
 
         status = exiting_status()
         if self.done or status is None:
             return
         self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
-        for _, path, write in summary_files(self.settings):
+        for option, path, write in summary_files(self.settings):
             if not written_in_place(path):
-                with contextlib.suppress(Exception):  # exiting all the same
+                try:
                     write(self.summary, path, status)
+                except Exception as exc:  # noqa: BLE001 - exiting all the same: said, not raised
+                    # a cron monitor lost its file with no word (t4 4b)
+                    say_now(f"fetcher: {cannot_write(option, path, exc)}\n")
 
 
 def write_each(
@@ -398,10 +401,16 @@ def write_or_say(
     try:
         write()
     except OSError as exc:
-        message = redact_text(f"cannot write {option} file {path!r}: {exc.strerror or exc}")
+        message = cannot_write(option, path, exc)
         streams.say(f"fetcher: {message}")
         return [message]
     return []
+
+
+def cannot_write(option: str, path: str, exc: Exception) -> str:
+    """The message for a file of option's not written, at the run's end or at a hard exit."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return redact_text(f"cannot write {option} file {path!r}: {reason}")
 
 
 def end_state(settings: Settings, streams: Streams, outputs: Outputs) -> list[str]:

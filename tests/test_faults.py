@@ -493,3 +493,27 @@ def test_an_attempt_returns_failures_and_the_session_stays_usable(server):
         pool.close_all()
     assert len(pool.sessions) == 1
     assert server.connections == 1  # the good host's kept-alive connection survived every fault
+
+
+def test_a_bug_reading_an_error_page_is_not_taken_for_a_cut_body(httpserver, monkeypatch):
+    """t4 4c: any exception reading a non-ok answer's body made it "sha256 None, the record
+    stays the 404": a bug in the read (a TypeError) was hidden as if the page had been cut.
+    Only the failures a read can meet (FetchError, requests' and urllib3's, OSError) are."""
+    from fetcher.http import fetch
+
+    httpserver.expect_request("/missing").respond_with_data("not here", status=404)
+
+    def broken_copy(*args: object) -> int:
+        raise TypeError("a bug in the read")
+
+    monkeypatch.setattr(fetch, "_copy", broken_copy)
+    settings = Settings(retries=0)
+    pool = SessionPool(settings)
+    try:
+        url = httpserver.url_for("/missing")
+        job = Job(seq=0, url=url, target=url, line=None, raw=url.encode())
+        result = Fetcher(settings, pool).attempt(Task(job, "127.0.0.1")).result
+    finally:
+        pool.close_all()
+    assert result.error_kind is not None and result.error_kind.value == "other", result
+    assert "a bug in the read" in (result.error_message or "")

@@ -254,6 +254,25 @@ def test_a_second_signal_still_writes_summary_and_metrics_with_its_status(tmp_pa
     assert "fetcher_exit_status 130" in metrics.read_text()
 
 
+def test_a_summary_the_hard_exit_cannot_write_is_said_not_a_traceback(tmp_path, monkeypatch, capfd):
+    """t4 4b: the exit hook that writes --summary and --metrics at a hard exit swallowed any
+    failure, and a cron monitor lost its file with no word. Each file not written is now one
+    line on stderr, as write_or_say says it at a normal end; never a traceback."""
+    from fetcher import cli
+    from fetcher.results import Summary
+    from fetcher.run import signals
+    from fetcher.settings import Settings
+
+    gone = tmp_path / "gone"  # the folder was checked at the start, and removed since
+    settings = Settings(summary=str(gone / "s.json"), metrics=str(gone / "m.prom"))
+    monkeypatch.setattr(signals, "_status", [130])  # as hard_exit sets it
+    cli.SummaryAtHardExit(settings, Summary())()
+    said = capfd.readouterr().err
+    assert f"fetcher: cannot write --summary file {str(gone / 's.json')!r}: " in said, said
+    assert f"fetcher: cannot write --metrics file {str(gone / 'm.prom')!r}: " in said, said
+    assert "Traceback" not in said
+
+
 def slowed_failed(per_line: float, cap: float | None = None) -> list[str]:
     """fetcher with a --failed that takes per_line s of CPU a line handed to it, before taking
     them: a machine short of CPU, deterministically (the watchdog tells a thread that works

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
@@ -377,12 +378,13 @@ class Exchange:
         as_sent = _kept_as_sent(response, task, settings, remote, self.bodies, ok, head)
         try:
             read_body(response, result, settings, task.max_time, output, watch, length, as_sent)
-        except Exception:
+        except BODY_READ_ERRORS:
             if ok or result.not_modified:
                 raise
             # An error page past --max-size, cut short or badly encoded is not the resource:
             # the answer stays what its status says, its Retry-After too (its connection is
-            # closed, not reused). It decided the record's kind, and a 404 was retried.
+            # closed, not reused). It decided the record's kind, and a 404 was retried. Only
+            # these errors: a bug (TypeError) taken for a cut page was hidden (t4 4c).
             result.sha256 = None
         no_body = head or result.status in NO_CONTENT_STATUSES
         if no_body or (result.status == 304 and not result.not_modified):
@@ -631,6 +633,12 @@ def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Wat
         return transfers.watch(response.url, None)
     total = int(length)
     return transfers.watch(response.url, total) if total >= LARGE_BODY else None
+
+
+# What reading a body can meet: fetcher's own checks (--max-size, the deadline, a coding cut
+# short), the connection's failures as requests and urllib3 raise them, and the system's (a
+# socket, a file written).
+BODY_READ_ERRORS = (FetchError, requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
 def read_body(
