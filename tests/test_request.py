@@ -179,3 +179,20 @@ def test_every_attempt_reuses_the_first_attempts_request_and_deadline():
     assert request is not None and task.request is request  # the same object, not remade
     assert deadline is not None and task.max_time is deadline
     assert task.deadline == deadline.at  # what the scheduler reads
+
+
+def test_a_request_is_conditional_exactly_when_it_carries_conditions():
+    """t4 6: conditional was a field set beside conditions, a fact stored twice: a replace()
+    that set one of them only made a request that said it was conditional with no condition
+    sent (or the other way). It is read from conditions now."""
+    from dataclasses import replace
+
+    from fetcher.http.request import without_conditions
+    from fetcher.state.prior import Prior
+
+    prior = Prior(ok=True, fetched_at=0, etag='"v1"')
+    conditional = effective_request(job(), Settings(), Environment({}), prior)
+    assert conditional.conditional and conditional.conditions == {"If-None-Match"}
+    assert not without_conditions(conditional).conditional
+    assert not replace(conditional, conditions=frozenset()).conditional
+    assert not request(Settings()).conditional

@@ -38,7 +38,6 @@ class EffectiveRequest:
     cookies: CookieJar | None = None  # -b cookies, bound to this URL's host (and https)
     proxies: Mapping[str, str | None] | None = None
     follow_redirects: bool = True
-    conditional: bool = False  # carries the validators of a body saved before (--state)
     removed: frozenset[str] = frozenset()  # CREDENTIAL_HEADERS removed: none of them is sent
     # The headers of fetcher's own that ask about one resource's body (--state's validators,
     # --continue's Range and If-Range), and the URL it came from (None: this request's own):
@@ -50,6 +49,13 @@ class EffectiveRequest:
     # this request's own), as the state's validators go by validated_url, each by its own.
     resumes: bool = False
     partial_url: str | None = None
+
+    @property
+    def conditional(self) -> bool:
+        """Whether it carries the validators of a body saved before (--state): read from
+        conditions, never stored beside them, where a replace() of one alone made the two
+        disagree (t4 6)."""
+        return bool(self.conditions)
 
 
 # --continue's headers that ask for the rest of a partial file's body (EffectiveRequest.resumes).
@@ -131,7 +137,6 @@ def effective_request(
         cookies=host_cookies(settings.cookies, url) if settings.cookies else None,
         proxies=proxies or None,
         follow_redirects=settings.follow_redirects,
-        conditional=bool(validators),
         removed=removed_credentials(settings.headers, job.headers),
         conditions=frozenset(validators),
         validated_url=prior.final_url if validators and prior is not None else None,
@@ -250,8 +255,7 @@ def without_conditions(request: EffectiveRequest) -> EffectiveRequest:
     file (resumes) still does: --continue's Range is about that file, not the stored body."""
     kept = request.conditions
     headers = {name: value for name, value in (request.headers or {}).items() if name not in kept}
-    return replace(request, headers=headers or None, conditional=False,
-                   conditions=frozenset(), validated_url=None)  # fmt: skip
+    return replace(request, headers=headers or None, conditions=frozenset(), validated_url=None)
 
 
 def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
