@@ -11,6 +11,11 @@ from typing import Literal
 
 MASK = "***"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# Of those, the ones a request carries (Set-Cookie is an answer's): the credentials a None -H
+# removes (fetcher.http.request.CREDENTIAL_HEADERS) and a jsonl or csv line may not pass as
+# meta (fetcher.input.formats). One list, so that a header added here is hidden, removable and
+# refused alike; three lists could miss one (t4 7).
+SENT_SECRET_HEADERS = SECRET_HEADERS - {"set-cookie"}
 
 # What urllib.parse (and so requests) removes from a URL before reading it (bpo-43882), and the
 # C0 controls and blanks it strips from its start: a password hidden by them is still sent.
@@ -30,10 +35,11 @@ _LINE_STARTS = re.compile(rf"(?<=:)[/\\]+|(?<=[{_SEPARATORS}])[/\\]*(?=[^{_SEPAR
 # Where a scheme-less user:password@host may start in a free text (a message, a log line): at
 # a word that is not a URL with a scheme (_mask_authorities' first pass masked those). A word
 # ends at a separator, so that "at 10:30 bob@example.com" holds no user info; it starts with no
-# slash, so that "GET /a:b@c HTTP/1.1" holds no authority.
+# slash, so that "GET /a:b@c HTTP/1.1" holds no authority, but for exactly two: "//u:pw@h/x"
+# is a network-path reference (RFC 3986 4.2), whose authority redact_url masks too (t4 7).
 # An opening quote is not part of the word ('TOKEN@host' quoted by a usage error).
 _TEXT_WORD_STARTS = re.compile(
-    rf"(?:^|(?<=[{_SEPARATORS}]))['\"]?"
+    rf"(?:^|(?<=[{_SEPARATORS}]))['\"]?(?://)?"
     rf"(?![A-Za-z][A-Za-z0-9+.-]*:[/\\])(?=[^{_SEPARATORS}/\\?#])"
 )
 _WORD_END = re.compile(rf"[{_SEPARATORS}/?#]")

@@ -1051,3 +1051,16 @@ def test_a_line_s_byte_order_marks_are_all_dropped_and_its_failed_line_reads_bac
                 str(listing)])  # fmt: skip
     assert listing.read_bytes() == url.encode() + b"\n"
     assert server.paths == ["/status/404"] * 4
+
+
+def test_the_credential_headers_are_one_list():
+    """t4 7: the secret headers were three lists (redact's, request's, the input's): a header
+    added to one (say X-Api-Key) could be hidden in the output and still pass as a jsonl line's
+    meta, or not be removable with -H. The other two are derived from redact's now."""
+    from fetcher.http import request
+    from fetcher.input import formats
+    from fetcher.redact import SECRET_HEADERS
+
+    sent = SECRET_HEADERS - {"set-cookie"}  # an answer's header, never a request's
+    assert request.CREDENTIAL_HEADERS == sent
+    assert {name.replace("-", "") for name in sent} <= formats._CREDENTIAL_HEADERS

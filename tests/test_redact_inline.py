@@ -53,6 +53,23 @@ def test_redact_url_masks_each_word_as_if_alone(url, expected):
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"//u:{PW}@h/x", f"//u:{MASK}@h/x"),
+        (f"redirected to //u:{PW}@h/x now", f"redirected to //u:{MASK}@h/x now"),
+        (f"bad location '//u:{PW}@h'", f"bad location '//u:{MASK}@h'"),
+        (f"to\t//u:{PW}@h?q", f"to\t//u:{MASK}@h?q"),
+    ],
+)
+def test_a_network_path_reference_in_a_text_is_masked_as_redact_url_masks_it(text, expected):
+    """t4 7: a word starting with exactly '//' carries an authority (RFC 3986 4.2: requests
+    follows such a Location with its credentials). redact_url masked it, redact_text left it:
+    its words were never read from a '/'. A single '/' starts a path still."""
+    assert redact_text(text) == expected
+    assert MARK not in redact_log_text(text)
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "at 10:30 bob@example.com said",

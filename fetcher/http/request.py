@@ -17,6 +17,7 @@ from fetcher.http.environment import Environment
 from fetcher.http.headers import later_than, sendable
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import as_utf8
+from fetcher.redact import SENT_SECRET_HEADERS
 from fetcher.settings import Settings
 from fetcher.state.prior import Prior
 
@@ -78,8 +79,9 @@ def asked_conditions(request: EffectiveRequest) -> tuple[Asked, ...]:
 
 
 # The headers sent of fetcher's own from credentials: Authorization (-u, .netrc, a URL's
-# user:password@), Cookie (-b, -c's jar, a server's Set-Cookie), Proxy-Authorization (-x's).
-CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+# user:password@), Cookie (-b, -c's jar, a server's Set-Cookie), Proxy-Authorization (-x's):
+# the secret headers a request sends, as redact lists them.
+CREDENTIAL_HEADERS = SENT_SECRET_HEADERS
 
 
 def removed_credentials(*given: Headers) -> frozenset[str]:

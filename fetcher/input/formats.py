@@ -19,7 +19,7 @@ from typing import Any
 
 from fetcher.input.encodings import not_utf8
 from fetcher.input.parsing import BOM, CONTROL, TOKEN, check_framing, check_sendable, over_long
-from fetcher.redact import hidden
+from fetcher.redact import SENT_SECRET_HEADERS, hidden
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
 
 # The keys fetcher itself reads; every other key is meta.
@@ -40,11 +40,13 @@ def _like_a_key(key: str) -> bool:
     return name in _KEY_SET or name == "header"
 
 
-# The headers whose values are never printed (SPEC 2.4), spelled as _bare spells them, with
-# and without their dash ("proxy_authorization" too, once '_' goes as well), and with the
-# British 's' a user may write for the name.
+# The headers a request sends whose values are never printed (SPEC 2.4: redact's list), as
+# _names_a_credential reads a key: without its dash ("proxy_authorization" too, once '_' goes
+# as well), and with the British 's' a user may write for the name too.
 _CREDENTIAL_HEADERS = frozenset(
-    ("authorization", "proxyauthorization", "authorisation", "proxyauthorisation", "cookie")
+    spelling
+    for name in SENT_SECRET_HEADERS
+    for spelling in (name.replace("-", ""), name.replace("-", "").replace("authoriz", "authoris"))
 )
 
 
