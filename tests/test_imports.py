@@ -1,5 +1,6 @@
 """The core never imports click or rich: proven in a fresh interpreter, as click's own test does."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -82,9 +83,21 @@ CORE = [
     "fetcher.state.store",
     "fetcher.state.writes",
     "fetcher.http.resume",
-    "fetcher.run.descriptors",
 ]
 UI = ("click", "rich")
+UI_MODULES = {
+    "fetcher.asking",
+    "fetcher.cli",
+    "fetcher.command",
+    "fetcher.given",
+    "fetcher.habits",
+    "fetcher.options",
+    "fetcher.outputs",
+    "fetcher.output.progress",
+    "fetcher.output.terminal",
+    "fetcher.variables",
+    "fetcher.__main__",
+}
 
 
 def loaded_after_import(modules: list[str]) -> set[str]:
@@ -105,27 +118,36 @@ def test_core_modules_import_neither_click_nor_rich():
     assert not {name for name in loaded if name.split(".")[0] in UI}
 
 
+def test_core_modules_import_neither_click_nor_rich_even_inside_a_function():
+    """t4 8: the fresh interpreter above sees only what importing a module imports; an
+    `import rich` inside a core function (or of a UI module, which imports click) passed it.
+    Every import statement of every core module, wherever it stands, is read here."""
+    found = []
+    for name in CORE:
+        path = ROOT.joinpath(*name.split(".")).with_suffix(".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            for module in imported:
+                if module.split(".")[0] in UI or module in UI_MODULES:
+                    found.append(f"{name}:{node.lineno} imports {module}")
+    assert not found
+
+
 def test_every_package_module_is_classified():
-    """A new module must be listed as core here or be one of the UI modules."""
-    ui_modules = {
-        "fetcher.asking",
-        "fetcher.cli",
-        "fetcher.command",
-        "fetcher.given",
-        "fetcher.habits",
-        "fetcher.options",
-        "fetcher.outputs",
-        "fetcher.output.progress",
-        "fetcher.output.terminal",
-        "fetcher.variables",
-        "fetcher.__main__",
-    }
+    """A new module must be listed as core here or be one of the UI modules, once."""
     found = {
         ".".join(path.relative_to(ROOT).with_suffix("").parts)
         for path in (ROOT / "fetcher").rglob("*.py")
         if path.stem != "__init__"
     }
-    assert found == set(CORE) | ui_modules
+    assert len(CORE) == len(set(CORE)), "a module listed twice"
+    assert found == set(CORE) | UI_MODULES
 
 
 def test_report_imports_rich_only_for_terminals():

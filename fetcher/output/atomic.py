@@ -25,6 +25,7 @@ from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
 TEMP_SUFFIX = ".part"
+TEMP_HEX = 16  # hex digits of a temporary name's random part (bodies' _RESUMABLE reads them)
 FILE_MODE = 0o666  # less the umask, given by the kernel at creation, as curl and wget do
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -179,7 +180,7 @@ def create_temporary(
     moment, not even the one just after the creation. Raises OSError.
     """
     for _ in range(100):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        name = _temporary_name()
         if not isinstance(folder, int):
             name = os.path.join(folder, name)
         created = FILE_MODE if mode is None else 0o600
@@ -200,6 +201,14 @@ def create_temporary(
             _set_mode(fd, name, mode)
         return fd, name
     raise FileExistsError(errno.EEXIST, "no free temporary name")
+
+
+def _temporary_name() -> str:
+    """A new random ``.fetcher-<TEMP_HEX hex digits>.part`` name: the one form of every
+    temporary fetcher makes (create_temporary, name_unnamed), by which --continue tells a
+    partial file of its own (bodies._RESUMABLE) and -o never gives the name to a body
+    (paths: a name starting with TEMP_PREFIX is escaped)."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(TEMP_HEX // 2)}{TEMP_SUFFIX}"
 
 
 # Files with no name (O_TMPFILE) are named through /proc/self/fd at their commit (linkat).
@@ -228,7 +237,7 @@ def name_unnamed(fd: int, folder: int) -> str:
     create_temporary makes them (linkat follows /proc's link to the open file). Raises
     OSError."""
     for _ in range(100):
-        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        name = _temporary_name()
         try:
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
         except FileExistsError:

@@ -30,6 +30,7 @@ from typing import IO
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.output.atomic import (
+    TEMP_HEX,
     TEMP_PREFIX,
     TEMP_SUFFIX,
     Swapped,
@@ -83,9 +84,10 @@ def spool_in_memory(window: int) -> int:
 # A resumable temporary's name: create_temporary's, with its inode number (hex) added once it is
 # created. The only files --continue ever reopens, and only while that inode is still the file.
 _RESUMABLE = re.compile(
-    re.escape(TEMP_PREFIX) + "[0-9a-f]{16}-([0-9a-f]{1,16})" + re.escape(TEMP_SUFFIX)
+    re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{TEMP_HEX}}}-([0-9a-f]{{1,16}})" + re.escape(TEMP_SUFFIX)
 )
-# A partial named as before (schema 1): it cannot be proven fetcher's, and is removed.
+# A partial named as before (schema 1): it cannot be proven fetcher's, and is removed. Its 16
+# digits are that schema's, whatever TEMP_HEX becomes.
 _LEGACY = re.compile(re.escape(TEMP_PREFIX) + "[0-9a-f]{16}" + re.escape(TEMP_SUFFIX))
 # A FIFO never blocks, a terminal never becomes ours: checked before and after, but opened.
 _CONTINUE = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
