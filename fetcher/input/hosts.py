@@ -20,8 +20,9 @@ _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
 
 @lru_cache(maxsize=1024)
 def idna_spelling(host: str) -> str:
-    """host (urlsplit's hostname) as UTS #46 maps it, the spelling every later step uses (the
-    request, --state, --unique, -o's folder, --shard, the per-host limits): full-width letters,
+    """host (urlsplit's hostname) as UTS #46 maps it, the spelling the URL goes on with (the
+    request, --state, --unique, -o's folder; --shard and the per-host limits go on to
+    server_name's one spelling of the server, in which 127.1 is 127.0.0.1): full-width letters,
     ligatures (U+FB01) and upper case to the forms IDNA encodes, as requests' own IDNA and
     curl's libidn2 map them; urllib3's strict IDNA 2008 refused them (s26 h5 6). A real
     Unicode name stays Unicode (café.example). ASCII as it is. Raises ValueError, saying why,

@@ -154,7 +154,8 @@ def _host_problem(scheme: str, hostname: str | None, port: int | None) -> str | 
 def with_idna_spelling(target: str, parts: SplitResult) -> str:
     """target (split as parts), a URL check passed, with its scheme lower-cased and its host as
     idna_spelling maps it, lower-cased (ＥＸＡＭＰＬＥ.com and EXAMPLE.com are example.com): what
-    is fetched, and what --state, --unique, -o and --shard see. DNS ignores a host's case and
+    is fetched, and what --state, --unique and -o see (--shard and the host limits read the
+    server from it: hosts.server_name). DNS ignores a host's case and
     RFC 3986 3.1 a scheme's, and requests sends both lower-cased already; EXAMPLE.com and
     HTTP:// kept their capitals here, so that each was a row, a --unique URL and a file
     (~<hash>) of its own beside example.com's (s27 r2 7). The URL as it is when both are so
