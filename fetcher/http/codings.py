@@ -89,22 +89,23 @@ def _is_gzip_file(raw: urllib3.BaseHTTPResponse, names: Sequence[str]) -> bool:
     )
 
 
-def check_decodable(raw: urllib3.BaseHTTPResponse) -> None:
+def check_decodable(raw: urllib3.BaseHTTPResponse, max_size: int | None = None) -> None:
     """Raise FetchError (protocol, not retried) when raw has a body in a coding fetcher cannot
-    decode; set up the decoder it is read through (undecodable). Only a body is refused: what a
-    HEAD, a 204 or a 304 answers, or an empty body, has nothing to decode, and is read as it
-    is."""
-    problem = undecodable(raw)
+    decode; set up the decoder it is read through (undecodable), its bytes sent bounded by
+    max_size (--max-size: WireBound). Only a body is refused: what a HEAD, a 204 or a 304
+    answers, or an empty body, has nothing to decode, and is read as it is."""
+    problem = undecodable(raw, max_size)
     if problem is not None and raw.read1(1, decode_content=False):
         error = FetchError(problem, ErrorKind.PROTOCOL)
         error.final = True  # the server's own answer, the same at every attempt (curl: 61)
         raise error
 
 
-def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
+def undecodable(raw: urllib3.BaseHTTPResponse, max_size: int | None = None) -> str | None:
     """Why raw's body cannot be decoded (a coding fetcher has no decoder for), or None; and
-    the decoder it is read through set up, where urllib3's own would be wrong (see above). For
-    an undecodable body, none: it is read as it came, to see whether there is one at all.
+    the decoder it is read through set up: fetcher's own where urllib3's would be wrong (see
+    above), every one within WireBound's bounds. For an undecodable body, none: it is read as
+    it came, to see whether there is one at all.
 
     A coding urllib3 decodes only when its optional package is installed (br, zstd) is
     undecodable without it. requests' Accept-Encoding names only what urllib3 can decode, but a
@@ -118,8 +119,8 @@ def undecodable(raw: urllib3.BaseHTTPResponse) -> str | None:
         _use(raw, None)
         supported = ", ".join(known)
         return f"unsupported Content-Encoding {unknown[0][:40]!r} (fetcher decodes {supported})"
-    if any(c in _OWN_DECODERS for c in listed) or len(listed) != value.count(",") + 1:
-        _use(raw, _decoder(listed))  # or identity, or ", ,"
+    decoder = _decoder(listed)  # None for identity alone, or ", ,"
+    _use(raw, None if decoder is None else WireBound(decoder, max_size))
     return None
 
 
@@ -130,7 +131,8 @@ def _use(raw: urllib3.BaseHTTPResponse, decoder: ContentDecoder | None) -> None:
 
 
 def _decoder(listed: list[str]) -> ContentDecoder | None:
-    """urllib3's decoder for the codings listed (each one it knows), deflate's strict."""
+    """The decoder for the codings listed (each one urllib3 knows): urllib3's, or fetcher's
+    own where urllib3's lets a lie pass (_OWN_DECODERS)."""
     if len(listed) <= 1:
         return _one_decoder(listed[0]) if listed else None
     decoder = MultiDecoder(", ".join(listed))  # with its bound on how many there are
@@ -229,6 +231,8 @@ def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
     decoder = getattr(raw, "_decoder", None)
     if decoder is None or not raw.tell():
         return
+    if isinstance(decoder, WireBound):
+        decoder = decoder.decoder
     parts = getattr(decoder, "_decoders", [decoder])  # a MultiDecoder's, in the header's order
     for coding, part in zip(codings(raw), parts, strict=False):
         if getattr(part, "_state", None) == GzipDecoderState.SWALLOW_DATA:
@@ -239,3 +243,48 @@ def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
             # Whether its last bytes never came or its bytes are wrong, no decoder can tell.
             message = f"body cut short or corrupt: its {coding} stream does not end"
             raise FetchError(message, ErrorKind.PROTOCOL)
+
+
+# The body's bytes in a row that may decode to nothing: far more than a real coding sends so
+# (a gzip header's extra field is at most 64 KiB, zstd's skippable frames hold metadata, a
+# seekable file's table of its frames), few enough to read at once: 4 MiB of empty gzip
+# members cost a second and a half of CPU. Junk after the last member, empty members, zstd
+# skippable frames and brotli's metadata blocks could go on for ever (s28 t1 2).
+IDLE_BYTES = 4 << 20
+
+
+class WireBound(ContentDecoder):
+    """A body's decoder, bounding the bytes sent that it decodes. urllib3 reads on while a
+    read decodes to nothing, and fetcher's --max-size counts decoded bytes only
+    (fetch._copy): junk after a gzip member, endless empty members or zstd skippable frames
+    were read for ever, the run never ending without -m (s28 t1 2). Past twice --max-size sent
+    (no coding makes a body allowed that large) is too_large, as curl --max-filesize gives up;
+    IDLE_BYTES in a row that decode to nothing is protocol, with or without it. One sum and a
+    comparison per read."""
+
+    def __init__(self, decoder: ContentDecoder, max_size: int | None) -> None:
+        self.decoder = decoder
+        self.max_size = max_size
+        self.most = None if max_size is None else 2 * max_size + (64 << 10)  # a coding's frame
+        self.sent = self.idle = self.decoded = 0
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        decoded = self.decoder.decompress(data, max_length)
+        self.sent += len(data)
+        self.decoded += len(decoded)
+        self.idle = 0 if decoded else self.idle + len(data)
+        if self.most is not None and self.sent > self.most:
+            message = f"body larger than --max-size ({self.max_size} bytes) as sent:"
+            message += f" {self.sent} bytes decode to {self.decoded}"
+            raise FetchError(message, ErrorKind.TOO_LARGE)
+        if self.idle > IDLE_BYTES:
+            message = f"body goes on for {self.idle >> 20} MiB that decode to nothing"
+            raise FetchError(f"{message} (junk, or empty members or frames)", ErrorKind.PROTOCOL)
+        return decoded
+
+    @property
+    def has_unconsumed_tail(self) -> bool:
+        return self.decoder.has_unconsumed_tail
+
+    def flush(self) -> bytes:
+        return self.decoder.flush()

@@ -654,18 +654,18 @@ def read_body(
     """Read the body, decoded or as sent (as_sent: _kept_as_sent), hashing it and writing it
     to output, within --max-size, the deadline and length (the bytes a 206 continuing a kept
     file says it holds). On any failure the output is aborted (its temporary removed, a
-    resumable one kept unless what was read is _worthless) and the exception propagates; it
-    is committed after the last byte only. A watch is told the bytes now and then, and ended.
-    A 204's or 205's stray bytes are read (the connection kept in step), never written: its
-    --body and --include-body are empty (s26 r4 6). read1 returns at each read from the
-    socket, so a drip meets the deadline; urllib3 bounds a gzip bomb's inflation per read."""
+    resumable one kept unless what was read is _worthless) and the exception propagates; it is
+    committed after the last byte only. A watch is told the bytes now and then, and ended. A
+    204's or 205's stray bytes are read, never written (s26 r4 6). read1 returns at each read
+    from the socket, so a drip meets the deadline; a bomb's inflation is bounded per read."""
     digest, status = hashlib.sha256(), response.status_code
     write = None if output is None or status in NO_CONTENT_STATUSES else output.write
     kept = output.saved.kept if output is not None and output.saved is not None else 0
     try:
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
-        bounds, decoded = _Bounds(settings.max_size, kept, length), _decoding(response, as_sent)
+        bounds = _Bounds(settings.max_size, kept, length)
+        decoded = _decoding(response, as_sent, bounds.max_size)
         read1 = functools.partial(response.raw.read1, decode_content=decoded)
         read = _copy(read1, digest.update, write, bounds, deadline, result, watch)
         if decoded:
@@ -683,13 +683,14 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
-def _decoding(response: requests.Response, as_sent: bool) -> bool:
+def _decoding(response: requests.Response, as_sent: bool, max_size: int | None) -> bool:
     """Whether response's body is read decoded: unless it is kept as sent (_kept_as_sent),
     decided once, for a saved file, --body and --include-body alike. A decoded body in a
-    coding fetcher cannot decode is refused here (check_decodable)."""
+    coding fetcher cannot decode is refused here (check_decodable); its bytes as sent are
+    bounded there, by max_size too (codings.WireBound)."""
     if as_sent:
         return False
-    check_decodable(response.raw)
+    check_decodable(response.raw, max_size)
     return True
 
 
