@@ -107,8 +107,9 @@ def undecodable(raw: urllib3.BaseHTTPResponse, max_size: int | None = None) -> s
     above), every one within WireBound's bounds. For an undecodable body, none: it is read as
     it came, to see whether there is one at all.
 
-    A coding urllib3 decodes only when its optional package is installed (br, zstd) is
-    undecodable without it. requests' Accept-Encoding names only what urllib3 can decode, but a
+    So is a chain of more codings than urllib3's MultiDecoder allows (s28 t1 3). A coding
+    urllib3 decodes only when its optional package is installed (br, zstd) is undecodable
+    without it. requests' Accept-Encoding names only what urllib3 can decode, but a
     server may send any coding, and -H may ask for any."""
     value = raw.headers.get("Content-Encoding")
     if value is None:
@@ -119,6 +120,9 @@ def undecodable(raw: urllib3.BaseHTTPResponse, max_size: int | None = None) -> s
         _use(raw, None)
         supported = ", ".join(known)
         return f"unsupported Content-Encoding {unknown[0][:40]!r} (fetcher decodes {supported})"
+    if len(listed) > MultiDecoder.max_decode_links:  # a bound on the work each byte costs
+        _use(raw, None)  # not urllib3's, which refused the answer before knowing of a body
+        return f"too many content codings ({len(listed)} > {MultiDecoder.max_decode_links})"
     decoder = _decoder(listed)  # None for identity alone, or ", ,"
     _use(raw, None if decoder is None else WireBound(decoder, max_size))
     return None
