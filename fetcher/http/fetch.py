@@ -126,7 +126,7 @@ class Fetcher:
         if _sent_nothing(result):
             task.attempt -= 1  # refused before sending (final: never retried): not an attempt
         self._settle(task, result)
-        result.attempts = task.attempt
+        result.attempts = task.requests
         result.elapsed = time.perf_counter() - task.started
         time_left = None if task.max_time is None else task.max_time.remaining()
         pause = host_pause(result, retry_after, settings)
@@ -332,7 +332,8 @@ class Exchange:
                     if not self.resumer.restarts(response, kept, task.partial):
                         return self._read(response, result, asking, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
-                task.partial = kept = None
+                task.partial, kept = None, None
+                task.again += 1  # one request more, in the same attempt
             return self._whole(session, request, task, timeout, result)
         finally:
             if kept is not None:
@@ -353,6 +354,7 @@ class Exchange:
             if not asks_again(response, request, self.bodies, task):
                 return self._read(response, result, request, task, None)
         whole = without_conditions(request)
+        task.again += 1  # one request more, in the same attempt
         with session.fetch(whole, timeout) as response:
             return self._read(response, result, whole, task, None)
 
@@ -479,6 +481,7 @@ def _ask_rest(
         return response, ranged
     response.close()
     asking = without_conditions(ranged)
+    task.again += 1  # one request more, in the same attempt
     return session.fetch(asking, timeout), asking
 
 

@@ -22,7 +22,11 @@ class Task:
 
     job: Job
     host: str
-    attempt: int = 0
+    attempt: int = 0  # what --retries counts
+    # Requests made again at once within an attempt, after an answer that cannot be used (a
+    # 206 that cannot continue the partial file, a 304 that is no answer about the stored
+    # body): no retry, but requests the server saw, which `attempts` counts (s28 t1 5).
+    again: int = 0
     started: float | None = None  # perf_counter() at the first attempt
     max_time: Deadline | None = None  # --max-time, counted from the first attempt
     request: EffectiveRequest | None = None  # what every attempt sends
@@ -44,6 +48,11 @@ class Task:
     # --continue: the output of the last answer's body to the partial file, which a stop that
     # abandons the task cuts (BodyOutput.cut): its record's bytes are the file's (s27 f1 2).
     writing: BodyOutput | None = None
+
+    @property
+    def requests(self) -> int:
+        """The requests made for the URL so far: a record's ``attempts``."""
+        return self.attempt + self.again
 
     @property
     def deadline(self) -> float | None:

@@ -47,7 +47,7 @@ def abandoned_record(task: Task, now: float) -> Result:
     answer = task.answer
     record = Result.failure(
         task.job, ErrorKind.OTHER, "interrupted before it finished",
-        attempts=max(task.attempt, 1), abandoned=True,
+        attempts=max(task.requests, 1), abandoned=True,
         elapsed=0.0 if task.started is None else now - task.started,
         partial=task.partial,  # --continue: what its body was written to so far
     )  # fmt: skip

@@ -201,6 +201,6 @@ class ThreadExecutor:
         except BaseException as exc:  # noqa: BLE001 - a bug must not lose the URL's record
             log.exception("unexpected error fetching %s", redact_url(task.job.target))
             failure = Result.failure(
-                task.job, classify(exc), redact_text(describe(exc)), attempts=task.attempt
+                task.job, classify(exc), redact_text(describe(exc)), attempts=task.requests
             )
             return Attempt(failure)
