@@ -1,6 +1,7 @@
 """A record's `attempts` is the requests made for its URL (usage.md's records table): a request
 asked again at once within one attempt, after an answer that cannot be used, counts too
-(s28 t1 5), though it takes no retry of --retries."""
+(s28 t1 5), though it takes no retry of --retries. And what a request with a Range of the
+user's own asks for: the bytes as they are (s28 t1 4)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,45 @@ def test_a_304_naming_another_version_and_the_body_asked_again_counts_two_reques
         second = run(tmp_path, server.url("/v"))
     assert len(asked) == 3 and b"If-None-Match" not in asked[2], asked
     assert second["status"] == 200 and second["attempts"] == 2, second
+
+
+# -- a Range of the user's own (s28 t1 4) ------------------------------------------------------
+
+
+def ranges_of_a_gzip_file(asked: list[bytes]) -> Callable[[socket.socket], None]:
+    """nginx's gzip_static: a request that accepts gzip gets its slice of the coded
+    representation (which no one can decode), one for identity the slice of the bytes."""
+    coded = gzip.compress(WHOLE, mtime=0)
+
+    def behaviour(conn: socket.socket) -> None:
+        request = read_request(conn)
+        asked.append(request)
+        gzipped = b"gzip" in request.lower().split(b"accept-encoding:", 1)[-1].split(b"\r\n")[0]
+        piece = coded[100:200] if gzipped else WHOLE[100:200]
+        total = len(coded) if gzipped else len(WHOLE)
+        fields = [f"Content-Range: bytes 100-199/{total}", "Content-Length: 100"]
+        fields.append("Connection: close")
+        conn.sendall(head("206 Partial Content", *(["Content-Encoding: gzip"] if gzipped else []),
+                          *fields) + piece)  # fmt: skip
+
+    return behaviour
+
+
+def test_a_range_of_the_user_s_own_asks_for_the_bytes_as_they_are(tmp_path: Path):
+    """fetcher's default Accept-Encoding got a slice of the gzip representation, which cannot
+    be decoded: protocol, retried, where curl -r gets the bytes. A Range of the user's asks for
+    identity, as --continue's does."""
+    asked: list[bytes] = []
+    with FaultServer(ranges_of_a_gzip_file(asked)) as server:
+        got = invoke(["--format", "jsonl", "-H", "Range: bytes=100-199", server.url("/f")])
+    [record] = records(got.stdout)
+    assert b"accept-encoding: identity" in asked[0].lower(), asked
+    assert record["ok"] is True and record["status"] == 206 and record["bytes"] == 100, record
+
+
+def test_a_range_with_the_user_s_own_accept_encoding_sends_theirs(tmp_path: Path):
+    asked: list[bytes] = []
+    with FaultServer(ranges_of_a_gzip_file(asked)) as server:
+        invoke(["--format", "jsonl", "--retries", "0", "-H", "Range: bytes=100-199",
+                "-H", "Accept-Encoding: gzip", server.url("/f")])  # fmt: skip
+    assert b"accept-encoding: gzip\r\n" in asked[0].lower(), asked
