@@ -244,6 +244,89 @@ def full_backlog() -> Iterator[str]:
         listener.close()
 
 
+def _fill(listener: socket.socket) -> list[socket.socket]:
+    """Connections that fill listener's accept queue (backlog 0 holds one) and its SYN queue."""
+    family, (address, port) = listener.family, listener.getsockname()[:2]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket(family, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect((address, port))
+        fillers.append(filler)
+    return fillers
+
+
+@contextlib.contextmanager
+def full_backlogs() -> Iterator[int]:
+    """full_backlog's listener on 127.0.0.1 and on [::1], both on the port yielded: a dual-stack
+    host neither of whose addresses answers a connect."""
+    for _ in range(20):  # the port 127.0.0.1 was given may be taken on ::1
+        four = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        four.bind(("127.0.0.1", 0))
+        port = four.getsockname()[1]
+        six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            six.bind(("::1", port))
+        except OSError:
+            four.close()
+            six.close()
+            continue
+        break
+    else:
+        raise RuntimeError("no port free on both 127.0.0.1 and ::1")
+    four.listen(0)
+    six.listen(0)
+    fillers = _fill(four) + _fill(six)
+    try:
+        time.sleep(0.05)  # let the kernel finish the fillers' handshakes
+        yield port
+    finally:
+        for sock in [*fillers, four, six]:
+            sock.close()
+
+
+class HostsResolver:
+    """socket.getaddrinfo for this process (fetcher in process: tests.conftest.invoke), with
+    names of its own that resolve as a hosts file would say, each to its IP literals, after
+    held is set (a resolver that does not answer; at most HOLD seconds, then it answers) when
+    the name is in slow. Every other name is the system's. asked counts the lookups of each
+    name that went to the resolver (not the numeric-only ones, AI_NUMERICHOST, which it refuses
+    at once as the system does)."""
+
+    HOLD = 10.0
+
+    def __init__(self, names: dict[str, list[str]], slow: frozenset[str] = frozenset()) -> None:
+        self.names, self.slow = names, slow
+        self.held = threading.Event()
+        self.asked: dict[str, int] = {}
+        self.real = socket.getaddrinfo
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in self.names:
+            return self.real(host, port, *args, **kwargs)
+        flags = args[3] if len(args) > 3 else kwargs.get("flags", 0)
+        if flags & socket.AI_NUMERICHOST:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        self.asked[host] = self.asked.get(host, 0) + 1
+        if host in self.slow:
+            self.held.wait(self.HOLD)
+        family = args[0] if args else kwargs.get("family", 0)
+        found = []
+        for address in self.names[host]:
+            with contextlib.suppress(socket.gaierror):  # one of another family than asked
+                found += self.real(address, port, family, socket.SOCK_STREAM)
+        return found
+
+    def __enter__(self) -> HostsResolver:
+        socket.getaddrinfo = self.getaddrinfo
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        socket.getaddrinfo = self.real
+        self.held.set()  # the lookups still waiting end now
+
+
 # -- helpers for the fault, error and session tests ----------------------------------------------
 
 

@@ -70,6 +70,7 @@ CORE = [
     "fetcher.http.redirects",
     "fetcher.http.task",
     "fetcher.http.tunnel",
+    "fetcher.http.addresses",
     "fetcher.settings",
     "fetcher.input.shards",
     "fetcher.input.hosts",

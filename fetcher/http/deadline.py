@@ -14,12 +14,15 @@ import socket
 import ssl
 import threading
 import time
+import types
 from dataclasses import dataclass
 
 import urllib3
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
+from fetcher.http.addresses import create_connection
+from fetcher.http.rebind import with_globals
 from fetcher.http.response_headers import HeaderParsingResponse
 from fetcher.http.tunnel import connect_request, open_tunnel
 
@@ -205,6 +208,13 @@ def cut_by_deadline() -> bool:
     return _current.exchange is not None and _current.exchange.cut.is_set()
 
 
+# urllib3's own, connecting through fetcher.http.addresses: one connect timeout for every address.
+_new_conn = with_globals(
+    urllib3.connection.HTTPConnection._new_conn,
+    connection=types.SimpleNamespace(create_connection=create_connection),
+)
+
+
 class _DeadlineMixin:
     """Tells the thread's Exchange which socket the attempt uses, and turns what a cut made of
     a request or of the wait for its answer into the deadline's error."""
@@ -214,8 +224,10 @@ class _DeadlineMixin:
     _connecting_since = 0.0  # when the last connection began (on time.monotonic())
 
     def _new_conn(self) -> socket.socket:
+        """urllib3's, but the connect timeout (at most the time -m leaves) bounds the whole
+        connect phase, every address of the host's included (fetcher.http.addresses)."""
         self._connecting_since = time.monotonic()
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        sock: socket.socket = _new_conn(self)  # type: ignore[arg-type]
         using_socket(sock)  # before a proxy's CONNECT answer is read on it, or TLS begins
         return sock
 
