@@ -291,8 +291,9 @@ class HostsResolver:
     names of its own that resolve as a hosts file would say, each to its IP literals, after
     held is set (a resolver that does not answer; at most HOLD seconds, then it answers) when
     the name is in slow. Every other name is the system's. asked counts the lookups of each
-    name that went to the resolver (not the numeric-only ones, AI_NUMERICHOST, which it refuses
-    at once as the system does)."""
+    name that went to the resolver, and threads the threads each name (any, the system's too) was
+    so looked up on: not the numeric-only lookups (AI_NUMERICHOST), which it refuses at once for
+    its names, as the system does. A name without addresses is not known (EAI_NONAME)."""
 
     HOLD = 10.0
 
@@ -300,15 +301,21 @@ class HostsResolver:
         self.names, self.slow = names, slow
         self.held = threading.Event()
         self.asked: dict[str, int] = {}
+        self.threads: dict[str, set[str]] = {}  # each name's lookups: their threads' names
         self.real = socket.getaddrinfo
+        self.lock = threading.Lock()
 
     def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        flags = args[3] if len(args) > 3 else kwargs.get("flags", 0)
+        if flags & socket.AI_NUMERICHOST and host in self.names:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        with self.lock:
+            if not flags & socket.AI_NUMERICHOST:
+                self.threads.setdefault(host, set()).add(threading.current_thread().name)
+            if host in self.names:
+                self.asked[host] = self.asked.get(host, 0) + 1
         if host not in self.names:
             return self.real(host, port, *args, **kwargs)
-        flags = args[3] if len(args) > 3 else kwargs.get("flags", 0)
-        if flags & socket.AI_NUMERICHOST:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        self.asked[host] = self.asked.get(host, 0) + 1
         if host in self.slow:
             self.held.wait(self.HOLD)
         family = args[0] if args else kwargs.get("family", 0)
@@ -316,6 +323,8 @@ class HostsResolver:
         for address in self.names[host]:
             with contextlib.suppress(socket.gaierror):  # one of another family than asked
                 found += self.real(address, port, family, socket.SOCK_STREAM)
+        if not found:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return found
 
     def __enter__(self) -> HostsResolver:

@@ -71,6 +71,7 @@ CORE = [
     "fetcher.http.task",
     "fetcher.http.tunnel",
     "fetcher.http.addresses",
+    "fetcher.http.resolve",
     "fetcher.settings",
     "fetcher.input.shards",
     "fetcher.input.hosts",

@@ -1,4 +1,5 @@
-"""Connecting to a host's addresses in turn within one connect timeout for them all.
+"""Connecting to a host's addresses in turn within one connect timeout for them all, the name's
+lookup included (fetcher.http.resolve).
 
 urllib3's create_connection gives its whole timeout to each address the name resolves to, so a
 dual-stack host neither of whose addresses answered took twice --connect-timeout, and twice the
@@ -16,6 +17,8 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
+from fetcher.http.resolve import resolve
+
 SocketOptions = Sequence[tuple[int, int, int | bytes]]
 
 
@@ -27,7 +30,8 @@ def create_connection(
 ) -> socket.socket:
     """urllib3.util.connection.create_connection, the connect phase bounded as a whole by
     timeout (seconds, None: unbounded, urllib3's default: the socket module's): a timeout
-    (TimeoutError) once it has passed, whichever address was being tried."""
+    (TimeoutError) once it has passed, in the name's lookup (NameTimeout) or whichever address
+    was being tried."""
     host, port = address
     if host.startswith("["):
         host = host.strip("[]")
@@ -35,11 +39,10 @@ def create_connection(
         host.encode("idna")
     except UnicodeError:
         raise LocationParseError(f"'{host}', label empty or too long") from None
-    until = time.monotonic() + timeout if isinstance(timeout, (int, float)) else None
+    seconds = float(timeout) if isinstance(timeout, (int, float)) else None
+    until = None if seconds is None else time.monotonic() + seconds
     error: OSError | None = None
-    for family, kind, proto, _, peer in socket.getaddrinfo(
-        host, port, allowed_gai_family(), socket.SOCK_STREAM
-    ):
+    for family, kind, proto, _, peer in resolve(host, port, allowed_gai_family(), seconds):
         given = timeout if until is None else until - time.monotonic()
         if until is not None and given <= 0:  # type: ignore[operator]
             raise TimeoutError("timed out")  # the phase's time is spent: none for this address

@@ -23,6 +23,7 @@ from urllib3.util import Timeout
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.addresses import create_connection
 from fetcher.http.rebind import with_globals
+from fetcher.http.resolve import NameTimeout
 from fetcher.http.response_headers import HeaderParsingResponse
 from fetcher.http.tunnel import connect_request, open_tunnel
 
@@ -225,9 +226,19 @@ class _DeadlineMixin:
 
     def _new_conn(self) -> socket.socket:
         """urllib3's, but the connect timeout (at most the time -m leaves) bounds the whole
-        connect phase, every address of the host's included (fetcher.http.addresses)."""
+        connect phase, the name's lookup and every address of the host's included
+        (fetcher.http.addresses). A lookup that -m cut short is a max_time that says so."""
         self._connecting_since = time.monotonic()
-        sock: socket.socket = _new_conn(self)  # type: ignore[arg-type]
+        try:
+            sock: socket.socket = _new_conn(self)  # type: ignore[arg-type]
+        except urllib3.exceptions.ConnectTimeoutError as error:
+            deadline = thread_deadline()
+            late = error.__cause__
+            if isinstance(late, NameTimeout) and deadline is not None and deadline.expired():
+                # -m is what ran out (the connect timeout was what it left): say so, and why
+                message = f"{deadline.message}: {late.host} did not resolve in time"
+                raise FetchError(message, ErrorKind.MAX_TIME) from error
+            raise
         using_socket(sock)  # before a proxy's CONNECT answer is read on it, or TLS begins
         return sock
 

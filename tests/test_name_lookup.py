@@ -1,0 +1,145 @@
+"""--connect-timeout and --max-time bound name resolution too (s28 t2 1): getaddrinfo blocks with
+no timeout, and a resolver that did not answer held each URL 10 to 20 s past -m 2, its record
+saying "--max-time of 2 s reached". As curl's threaded resolver does, a name is looked up on a
+thread of a small pool, waited for at most what is left of the connect phase, and abandoned
+then; an IP literal costs no lookup thread.
+
+The slow names are this process's own (tests.servers.HostsResolver: the system's getaddrinfo
+with names of the test's that answer only after the test ends); the last test has the system's
+resolver itself ask a DNS server that never answers, where the machine allows it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, clean_env, invoke
+from tests.servers import CountingServer, HostsResolver, records
+
+NAME = "slow.test"
+SLOW = frozenset({NAME})
+LOOKUP_THREAD = "fetcher-lookup"
+
+
+def fetch(*args: str) -> list[dict[str, Any]]:
+    return records(invoke(["--format", "jsonl", "--retries", "0", *args]).stdout)
+
+
+def test_max_time_bounds_a_name_that_does_not_resolve(server: CountingServer) -> None:
+    with HostsResolver({NAME: ["127.0.0.1"]}, SLOW):
+        [record] = fetch("-m", "1", "--connect-timeout", "5", f"http://{NAME}:{server.port}/x")
+    assert record["error"] == {
+        "kind": "max_time",
+        "message": f"--max-time of 1 s reached: {NAME} did not resolve in time",
+    }, record
+    assert record["elapsed"] < 1.6, record  # 10 s: the resolver's own time
+    assert server.requests == 0
+
+
+def test_the_connect_timeout_bounds_a_name_that_does_not_resolve(server: CountingServer) -> None:
+    with HostsResolver({NAME: ["127.0.0.1"]}, SLOW):
+        [record] = fetch("--connect-timeout", "0.5", f"http://{NAME}:{server.port}/x")
+    assert record["error"] == {
+        "kind": "connect_timeout",
+        "message": f"{NAME} did not resolve in time (connect timeout 0.5 s)",
+    }, record
+    assert 0.4 < record["elapsed"] < 1.2, record
+
+
+def test_the_urls_of_a_silent_name_wait_for_its_one_lookup(server: CountingServer) -> None:
+    urls = "".join(f"http://{NAME}:{server.port}/{n}\n" for n in range(8))
+    with HostsResolver({NAME: ["127.0.0.1"]}, SLOW) as resolver:
+        result = invoke(
+            ["--format", "jsonl", "-j", "8", "--retries", "1", "--backoff", "0", "-i", "-",
+             "--connect-timeout", "0.3"],
+            input=urls,
+        )  # fmt: skip
+        asked = dict(resolver.asked)
+    assert {r["error"]["kind"] for r in records(result.stdout)} == {"connect_timeout"}
+    assert asked == {NAME: 1}  # 16 lookups, and threads, when each did its own
+
+
+def test_the_lookups_left_waiting_are_bounded(server: CountingServer) -> None:
+    """Past the pool's threads, the lookups of URLs that gave up before a thread was free for
+    them are never made."""
+    from fetcher.http.resolve import LOOKUP_THREADS  # noqa: PLC0415 - the fix's own constant
+
+    names = {f"n{n}.test": ["127.0.0.1"] for n in range(3 * LOOKUP_THREADS)}
+    urls = "".join(f"http://{name}:{server.port}/\n" for name in names)
+    with HostsResolver(names, frozenset(names)) as resolver:
+        invoke(
+            ["-q", "-j", str(len(names)), "--retries", "0", "--connect-timeout", "0.3", "-i", "-"],
+            input=urls,
+        )
+        lookups = [t for t in threading.enumerate() if t.name.startswith(LOOKUP_THREAD)]
+        asked = sum(resolver.asked.values())
+    assert len(lookups) <= LOOKUP_THREADS
+    assert asked <= LOOKUP_THREADS
+
+
+def test_an_ip_literal_takes_no_lookup_thread_and_a_name_does(server: CountingServer) -> None:
+    with HostsResolver({}) as resolver:
+        ok = fetch(server.url("/a"), f"http://localhost:{server.port}/b")
+    assert [r["ok"] for r in ok] == [True, True], ok
+    assert not any(t.startswith(LOOKUP_THREAD) for t in resolver.threads.get("127.0.0.1", ()))
+    assert resolver.threads["localhost"], resolver.threads
+    assert all(t.startswith(LOOKUP_THREAD) for t in resolver.threads["localhost"])
+
+
+def test_a_name_not_known_is_still_dns(server: CountingServer) -> None:
+    with HostsResolver({"gone.test": []}):
+        [record] = fetch(f"http://gone.test:{server.port}/x")
+    assert record["error"]["kind"] == "dns", record
+    assert "Name or service not known" in record["error"]["message"], record
+
+
+# Inside a mount and network namespace of its own: /etc/resolv.conf is a file of the test's,
+# naming a DNS server on the namespace's own loopback that reads queries and never answers.
+SILENT_DNS = textwrap.dedent(
+    """
+    import socket, subprocess, sys, time
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 53))
+    started = time.monotonic()
+    run = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=60)
+    print(round(time.monotonic() - started, 3))
+    print(run.stdout, end="")
+    """
+)
+
+
+def test_the_systems_own_resolver_that_never_answers(tmp_path) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs root and unshare, for a resolv.conf of the test's own")
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n")
+    script = tmp_path / "silent_dns.py"
+    script.write_text(SILENT_DNS)
+    fetcher = [sys.executable, "-m", "fetcher", "--format", "jsonl", "--retries", "0"]
+    inner = (
+        f"ip link set lo up && mount --bind {conf} /etc/resolv.conf && "
+        f"exec {sys.executable} {script} " + " ".join(fetcher) + " -m 1 http://slow.example:9/"
+    )
+    try:
+        run = subprocess.run(
+            ["unshare", "-mn", "sh", "-c", inner],
+            capture_output=True, text=True, timeout=90, env=clean_env(), cwd=ROOT,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("fetcher did not end")
+    if run.returncode != 0 and not run.stdout:
+        pytest.skip(f"no namespace of the test's own here: {run.stderr.strip()[-200:]}")
+    took, line = run.stdout.splitlines()
+    [record] = records(line)
+    assert record["error"]["kind"] == "max_time", record
+    assert "did not resolve in time" in record["error"]["message"], record
+    assert record["elapsed"] < 1.6, record  # 10 s: the resolver's own timeout
+    assert float(took) < 4, took  # the abandoned lookup holds no process's exit
