@@ -71,45 +71,11 @@ def redact_url(url: str) -> str:
     # A line without a scheme is shown as read: user:password@host/... gets one to be parsed.
     # A word after a blank or a control character is read as if alone on its line.
     prefix = "" if _SCHEME.match(url) else "x://"
-    if (backslashed := _mask_backslashed(prefix + url)) is not None:
-        return _mask_encoded(backslashed[len(prefix) :])
     masked = _mask_authorities(prefix + url, _URL_END, _LINE_STARTS)
     cleaned = prefix + _UNSAFE.sub("", masked[len(prefix) :]).lstrip(_C0_OR_SPACE)
     if _mask_authorities(cleaned, _URL_END) != cleaned:
         return f"{MASK}@{url.rpartition('@')[2]}"
     return _mask_encoded(masked[len(prefix) :])
-
-
-# A host as a URL writes it before a backslash (_mask_backslashed): a name with a dot, an IPv4
-# address, localhost or an IPv6 literal, and a port or none. A single label is not taken for one.
-_HOST_AND_PORT = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]+\]|localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\.?)(?::[0-9]{1,5})?",
-    re.IGNORECASE,
-)
-
-
-def _mask_backslashed(url: str) -> str | None:
-    """url (with its scheme and "//") masked as WHATWG and urllib3 read it when a backslash
-    ends its host: ``http://u:pw@a:1\\@b/`` goes to a, urlsplit says b, and masking to the
-    last '@' showed ``http://u:***@b/``, the host rewritten and the backslash the refusal names
-    gone (s28 t5 4); it is ``http://u:***@a:1\\@b/``. What lies between the backslash and the
-    authority's last '@', the end of urlsplit's password, is masked too. None, for the general
-    reading, unless a user info ends before the backslash at a host (_HOST_AND_PORT: else the
-    '@' and '\\' may be a password's own) and an '@' follows the backslash in the authority."""
-    scheme = _SCHEME.match(url)
-    if scheme is None or _UNSAFE.search(url):
-        return None
-    begin = scheme.end()
-    stop = _URL_END.search(url, begin)
-    finish = stop.start() if stop else len(url)
-    backslash = url.find("\\", begin, finish)
-    last_at = url.rfind("@", backslash, finish) if backslash >= 0 else -1
-    userinfo, at, host = url[begin:backslash].rpartition("@")
-    if last_at < 0 or not at or not _HOST_AND_PORT.fullmatch(host):
-        return None
-    hidden = MASK if last_at > backslash + 1 else ""
-    masked = _mask_userinfo(f"{userinfo}@{host}")
-    return f"{url[:begin]}{masked}\\{hidden}{url[last_at:]}"
 
 
 def _mask_authorities(
