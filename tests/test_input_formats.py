@@ -1064,3 +1064,26 @@ def test_the_credential_headers_are_one_list():
     sent = SECRET_HEADERS - {"set-cookie"}  # an answer's header, never a request's
     assert request.CREDENTIAL_HEADERS == sent
     assert {name.replace("-", "") for name in sent} <= formats._CREDENTIAL_HEADERS
+
+
+@pytest.mark.parametrize("marks", [17, 100, 2749])
+def test_marks_before_a_line_do_not_count_toward_its_limit(tmp_path, marks):
+    """100 marks before an 8,100-byte URL: refused as longer than 8192 bytes, and its --failed
+    line, cut after the marks, read back as a shorter URL and was fetched (s28 r2 2). Marks are
+    dropped as they are read; the URL is what counts."""
+    url = b"http://a.test/" + b"a" * (8100 - 14)
+    marked = b"\xef\xbb\xbf" * marks
+    data = marked + url + b"\n" + marked + url + b"a" * 200 + b"\n"
+    [fits, over] = jobs_of(data, "lines")[0]
+    assert (fits.raw, fits.invalid) == (url, None)
+    assert over.invalid is not None and "longer than" in over.invalid
+    [again] = jobs_of(over.raw + b"\n", "lines")[0]  # its --failed line reads back too long
+    assert again.invalid is not None and "longer than" in again.invalid
+
+
+@pytest.mark.parametrize("tail", [b"", b"#comment", b"   "])
+def test_a_long_line_of_marks_only_or_before_a_comment_is_skipped(tail):
+    """3,000 marks, then nothing or a comment: a record of url '\\xef' (the read cut inside a
+    mark), and another kind from --failed (s28 r2 3). Skipped, as with 2,000 marks."""
+    data = b"\xef\xbb\xbf" * 3000 + tail + b"\nhttp://a.test/x\n"
+    assert [job.raw for job in jobs_of(data, "lines")[0]] == [b"http://a.test/x"]
