@@ -204,7 +204,10 @@ def _line_start(part: bytes) -> bytes:
     h2 1: 371 MB and 32 s with the progress display on)."""
     if len(part) <= 4096:
         return part
-    visible = unmarked(part).lstrip()
+    rest = unmarked(part)
+    if BOM.startswith(rest):  # marks only so far (and a mark's first bytes, whose rest may come)
+        return rest
+    visible = rest.lstrip()
     return visible[:1] if visible else b" "  # blanks so far: the verdict is still open
 
 
