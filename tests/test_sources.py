@@ -478,12 +478,14 @@ def test_counting_a_file_ahead_keeps_no_more_than_a_line_s_start(tmp_path, line,
 
 @pytest.mark.parametrize("tail", [b"", b"#c", b"  ", b"h"])
 def test_counting_ahead_drops_a_long_line_s_marks_as_the_reader_does(tmp_path, tail):
-    """A line of 3,000 marks (then nothing, a comment, blanks or a URL) is what the reader
-    makes of it: the count ahead took the marks past its 4 KiB look for a URL (s28 r2 3)."""
+    """A line of marks across the count's 1 MiB reads (then nothing, a comment, blanks or a
+    URL) is what the reader makes of it: the count ahead took the marks past its 4 KiB look
+    at a line's start for a URL (s28 r2 3)."""
     from fetcher.input.reader import count_url_lines
 
     path = tmp_path / "marks.txt"
-    path.write_bytes(b"\xef\xbb\xbf" * 3000 + tail + b"\nhttp://a.test/\n")
+    # A blank line first: the first 1 MiB read then ends between two marks.
+    path.write_bytes(b"\n" + b"\xef\xbb\xbf" * 400_000 + tail + b"\nhttp://a.test/\n")
     fd = os.open(path, os.O_RDONLY)
     try:
         assert count_url_lines(fd, 0, lambda: False) == 1 + (tail == b"h")
