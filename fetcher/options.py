@@ -194,11 +194,24 @@ class ClientFile(click.Path):
                 param,
                 ctx,
             )
-        if re.match(r"https?://", value, re.IGNORECASE):
-            shown = redact_url(value)
-        else:
-            shown = f"{value.partition(':')[0]}:{MASK}"
-        self.fail(f"File {shown!r} does not exist (what follows ':' is not shown).", param, ctx)
+        self.fail(f"File {_shown(value)!r} does not exist (what follows ':' is not shown).",
+                  param, ctx)  # fmt: skip
+
+
+def _shown(value: str) -> str:
+    """A --cert or --key name that is no file, as its error may show it: cut at its first ':'
+    as curl reads FILE:PASSWORD; a URL (a URL argument taken for the value) past its scheme and
+    its masked user info, so that its host is still shown (s28 r2 4: redact_url alone left a
+    pass phrase after a URL's path or host unmasked)."""
+    if not re.match(r"https?://", value, re.IGNORECASE):
+        return f"{value.partition(':')[0]}:{MASK}"
+    shown = redact_url(value)
+    head, at, rest = shown.partition(f":{MASK}@")
+    if not at:
+        scheme, at, rest = shown.partition("://")
+        head = scheme
+    before, colon, _ = rest.partition(":")
+    return f"{head}{at}{before}:{MASK}" if colon else shown
 
 
 def _file_before_a_colon(value: str) -> str | None:

@@ -154,3 +154,17 @@ def test_the_command_prints_no_pass_phrase_from_fetcher_cert(tmp_path):
     assert done.returncode == 2, done.stderr
     assert MARK.encode() not in done.stdout + done.stderr
     assert b"client.pem" in done.stderr
+
+
+@pytest.mark.parametrize("value", ["https://vault.example/client.pem:{pw}",
+                                   "http://vault.example:{pw}",
+                                   "https://alice:x@vault.example/c.pem:{pw}"])  # fmt: skip
+@pytest.mark.parametrize("option", ["--cert", "--key"])
+def test_a_url_like_cert_value_shows_nothing_after_its_colons(tmp_path, monkeypatch, option, value):
+    """`--cert https://vault.example/client.pem:PW` printed the PW its message said it hid:
+    only a URL's user info was masked (s28 r2 4). curl reads what follows the first ':' as the
+    pass phrase; past the scheme and the user info, nothing after a ':' is shown."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([option, value.format(pw=PW), NOT_FETCHED])
+    assert result.exit_code == 2, result.output
+    assert MARK not in result.output and "vault.example" in result.output

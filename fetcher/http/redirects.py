@@ -201,7 +201,8 @@ class GivenAuthorization:
     given for (s28 t5 2). It follows a given Cookie's rule (GivenCookie): on every hop to its
     origin, never to another host, port or scheme (requests kept it from http:80 to https:443),
     nor over http once the chain was on https (SPEC 2.2). -u's, .netrc's and a URL's keep
-    requests' rule, as curl's -u: never again once the chain left their host."""
+    requests' rule: never again once the chain left their host (curl's -u neither goes on the
+    http:80 to https:443 upgrade, which requests' rule allows)."""
 
     value: str
     origin: Origin

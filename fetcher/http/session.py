@@ -453,8 +453,9 @@ def _cut_at(deadline: Deadline, response: Response) -> FetchError:
 
 # A Location whose authority's "//" has a backslash for a slash (http:\\host/x, \\host/x,
 # http:/\host): urljoin reads a path on the redirecting host, browsers (WHATWG: "\" is "/" in
-# an http URL) the host named, curl refuses it (s28 t5 3). Refused, as such an input line is;
-# tabs and line breaks are dropped first, as urlsplit and WHATWG drop them.
+# an http URL) the host named, curl refuses http:\\host and follows \\host as a path (s28 t5 3,
+# r2 5). Refused, as such an input line is; tabs and line breaks are dropped first, as urlsplit
+# and WHATWG drop them.
 _BACKSLASHED_AUTHORITY = re.compile(r"[\x00-\x20]*(?:[A-Za-z][A-Za-z0-9+.-]*:)?(?=[/\\]{2})/?\\")
 _TAB_AND_NEWLINE = str.maketrans("", "", "\t\r\n")
 
@@ -605,7 +606,7 @@ class FetcherSession(requests.Session):
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         """requests' own (no .netrc with ``trust_env`` off; -u's Authorization kept within the
-        origin or from http:80 to https:443, as curl's -u), for a -H Host too (curl's rule), with
+        origin or from http:80 to https:443, where curl's -u is not), for a -H Host too, with
         the request's own credentials (hop_credentials: a given Authorization to its origin on
         every hop); then the body requests dropped goes back on."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
