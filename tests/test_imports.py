@@ -85,6 +85,7 @@ CORE = [
     "fetcher.state.store",
     "fetcher.state.writes",
     "fetcher.http.resume",
+    "fetcher.run.window",
 ]
 UI = ("click", "rich")
 UI_MODULES = {

@@ -69,11 +69,18 @@ class Books:
     ``ordered``. A BrokenPipeError from the observer is passed to ``on_broken_pipe``."""
 
     def __init__(
-        self, observer: Observer, ordered: bool, on_broken_pipe: Callable[[], None]
+        self,
+        observer: Observer,
+        ordered: bool,
+        on_broken_pipe: Callable[[], None],
+        ended: Callable[[str], None] = lambda host: None,
     ) -> None:
         self.observer = observer
         self.ordered = ordered
         self.on_broken_pipe = on_broken_pipe
+        # Told the host of each fetch that ended (its record made or handed back): the window's
+        # count of a paused host's URLs parked (fetcher.run.window).
+        self.ended = ended
         # Every task dispatched and not yet recorded, by seq: in flight, queued, waiting for a
         # retry, or with its result on the queue. What a hard stop writes to --failed.
         self.pending: dict[int, Task] = {}
@@ -123,8 +130,11 @@ class Books:
     def accept(self, result: Result, known: bool = False) -> None:
         """A final result (known: made by the dispatcher, without a fetch). One that arrives
         after its task was abandoned is dropped: the task already has its record."""
-        if self.pending.pop(result.job.seq, None) is None:
+        task = self.pending.pop(result.job.seq, None)
+        if task is None:
             return
+        if not known:
+            self.ended(task.host)
         self.handled += 1
         self.observer.on_finished(result)
         if not self.ordered:
@@ -139,8 +149,10 @@ class Books:
         """A line never attempted. A dispatched one counts only if it is still pending (its
         record may have been written already, as abandoned)."""
         if dispatched:
-            if self.pending.pop(job.seq, None) is None:
+            task = self.pending.pop(job.seq, None)
+            if task is None:
                 return
+            self.ended(task.host)
             self.handled += 1
             self.freed += 1
         self.observer.on_skipped(job)

@@ -12,10 +12,10 @@ from fetcher.observer import Observer
 from fetcher.output.bodies import Bodies
 from fetcher.run.dispatcher import Lookup
 from fetcher.run.engine import Run
-from fetcher.run.executor import Executor
+from fetcher.run.executor import Executor, PauseListener
 from fetcher.run.placement import placement
 from fetcher.run.shared_input import JobSource
-from fetcher.run.threads import PauseListener, ThreadExecutor
+from fetcher.run.threads import ThreadExecutor
 from fetcher.settings import Settings
 
 

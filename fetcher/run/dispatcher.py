@@ -1,5 +1,6 @@
 """The dispatcher: one thread reads the input and hands each line to the executor, never more
-than a window of lines read and not yet recorded, so memory is flat on endless input."""
+than a window of lines read and not yet recorded, so memory is flat on endless input (the URLs
+of a paused host, parked, count apart: fetcher.run.window)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fetcher.run.books import Books
 from fetcher.run.executor import Executor, start_thread
 from fetcher.run.messages import DispatchEnd, Inbox, InputEnd, Known, Skipped
 from fetcher.run.shared_input import JobSource, SharedInput
+from fetcher.run.window import Window
 
 KNOWN_WINDOW = 4096  # records known without a fetch, read and not yet written, at most
 KNOWN_BATCH = 256  # of those, handed to the writer in one message
@@ -29,7 +31,7 @@ Lookup = Callable[[Job], Result | None]
 
 
 class Dispatcher:
-    """Reads jobs, admits each into the window (a semaphore the calling thread releases as
+    """Reads jobs, admits each into the window (whose places the calling thread frees as
     records are written), adds it to the books and hands it on in batches of the executor's
     size: at once before a read that may block and before waiting for room."""
 
@@ -41,6 +43,7 @@ class Dispatcher:
         inbox: Inbox,
         stopping: threading.Event,
         lookup: Lookup | None = None,
+        window: Window | None = None,
     ) -> None:
         self.source = source
         self.input = SharedInput(source)
@@ -50,9 +53,9 @@ class Dispatcher:
         self.inbox = inbox
         self.stopping = stopping
         self.hard = False  # stop after the line being read: the calling thread reads the rest
-        self._slots = threading.Semaphore(executor.window)
+        self.window = window or Window(executor.window)  # the run's hears of pauses (Run)
         # Records known without a fetch take no room from the fetches: a window of their own.
-        self._known_slots = threading.Semaphore(KNOWN_WINDOW)
+        self._known_window = Window(KNOWN_WINDOW)
         self._batch: list[Task] = []
         self._known: list[Result] = []
         self._thread = threading.Thread(target=self._run, name="fetcher-dispatch", daemon=True)
@@ -68,9 +71,9 @@ class Dispatcher:
         fetch), since the last call (calling thread)."""
         fetched, known = freed
         if fetched:
-            self._slots.release(fetched)
+            self.window.free(fetched)
         if known:
-            self._known_slots.release(known)
+            self._known_window.free(known)
 
     def stop_reading(self, limit: float) -> bool:
         """After a stop: this thread stops after its line (handed on) and is waited for, limit
@@ -127,13 +130,12 @@ class Dispatcher:
             except Exception:
                 self.input.give_back(self._skip, job)
                 raise
-            slots = self._slots if known is None else self._known_slots
-            if self.stopping.is_set() or not slots.acquire(blocking=False):
-                self._hand_on()  # waiting for room: what is batched must go now
-                if not acquire_unless_stopped(slots, self.stopping):
-                    self.input.give_back(self._skip, job)
-                    return
-            task = Task(job, host_of(job.target) if job.host is None else job.host)
+            host = host_of(job.target) if job.host is None else job.host
+            window, counted = (self.window, host) if known is None else (self._known_window, None)
+            if not take_place(window, counted, self.stopping, self._hand_on):
+                self.input.give_back(self._skip, job)
+                return
+            task = Task(job, host)
             if not self.input.admit(self.books.add, task):
                 return  # the calling thread took it, with the rest
             if known is not None:
@@ -172,15 +174,16 @@ class Dispatcher:
         self.executor.submit(batch)
 
 
-def acquire_unless_stopped(slots: threading.Semaphore, stopping: threading.Event) -> bool:
-    """Wait for a slot; False, holding none, once stopping is set."""
-    while not stopping.is_set():
-        if slots.acquire(timeout=0.25):
-            if stopping.is_set():
-                slots.release()
-                return False
-            return True
-    return False
+def take_place(
+    window: Window, host: str | None, stopping: threading.Event, hand_on: Callable[[], None]
+) -> bool:
+    """A place in window for the line in hand, a fetch of host (None: a record known without a
+    fetch, in a window of its own): at once, or after hand_on (what is batched goes now, as the
+    wait may be long). False once stopped, holding none."""
+    if not stopping.is_set() and window.take(host, 0):
+        return True
+    hand_on()
+    return window.take_unless_stopped(host, stopping)
 
 
 def read_all(

@@ -2,7 +2,8 @@
 
 Threads of a run:
 - the dispatcher (fetcher.run.dispatcher) reads the input and hands tasks to the executor,
-  never more than the executor's window of lines read and not yet recorded;
+  never more than the executor's window of lines read and not yet recorded, the URLs parked
+  behind a host's pause apart (fetcher.run.window);
 - the executor's workers (threads of this process, or worker processes) fetch them and put
   each final Result in the run's queue;
 - the calling thread (the main thread under the CLI) takes messages from the queue and, through
@@ -27,6 +28,7 @@ from fetcher.run.mailbox import Mailbox
 from fetcher.run.messages import DispatchEnd, Stop
 from fetcher.run.shared_input import JobSource
 from fetcher.run.signals import hard_exit
+from fetcher.run.window import Window
 from fetcher.settings import Settings
 from fetcher.status import ExitStatus
 
@@ -50,11 +52,12 @@ class Run:
         self.executor = executor
         self.observer = observer
         self.stopping = stopping or threading.Event()  # the executor's: no retry once set
-        self.books = Books(observer, settings.ordered, self._output_gone)
+        window = Window(executor.window)  # a paused host's URLs park apart: it hears of pauses
+        executor.listen_pauses(window.paused)  # and of the fetches ended (fetcher.run.window)
+        self.books = Books(observer, settings.ordered, self._output_gone, window.ended)
         self.mailbox = Mailbox(self._give_room, self._idle, executor.window >= 16)
-        self.dispatcher = Dispatcher(
-            source, executor, self.books, self.mailbox.put, self.stopping, lookup
-        )
+        self.dispatcher = Dispatcher(source, executor, self.books, self.mailbox.put,
+                                     self.stopping, lookup, window)  # fmt: skip
         self.hard = HardStopper(self.dispatcher, self.stopping, self.mailbox.put, observer,
                                 self._finish_hard_stop)  # fmt: skip
         self.stopped_by: ExitStatus | None = None

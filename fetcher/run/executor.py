@@ -9,6 +9,7 @@ thread, ``submit`` from the dispatcher thread, and the rest from the calling thr
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from fetcher.http.task import Task
@@ -16,6 +17,10 @@ from fetcher.run.messages import Inbox
 
 if TYPE_CHECKING:
     from fetcher.http.cookies import Change
+
+
+# Told of each host pause (host, seconds: no request to it starts for that long).
+PauseListener = Callable[[str, float], None]
 
 
 class RunStartError(Exception):
@@ -52,6 +57,11 @@ class Executor(Protocol):
     def pause(self, host: str, seconds: float) -> None:
         """No request to host starts for seconds, in any worker (a 429/503 Retry-After that a
         worker elsewhere was given)."""
+
+    def listen_pauses(self, listener: PauseListener) -> None:
+        """Tell listener of every pause of a host that this executor's workers are told of, by
+        a server or relayed (the run's window parks the URLs of a paused host: a Retry-After
+        holding them was not to stop the other hosts; fetcher.run.window)."""
 
     def close(self, stopped: bool, abandoned: bool) -> None:
         """The run is over: end the workers, without waiting for stuck ones when stopped, and

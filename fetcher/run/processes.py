@@ -32,7 +32,7 @@ from fetcher.input.shards import shard_of
 from fetcher.output.bodies import Bodies
 from fetcher.output.paths import OutputDir, deal_name
 from fetcher.results import Result, host_of
-from fetcher.run.executor import RunStartError
+from fetcher.run.executor import PauseListener, RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.placement import dealt_cpus
 from fetcher.run.signals import on_hard_exit, stop_apart, stop_together
@@ -149,6 +149,17 @@ def signal_each(workers: list[WorkerProcess], sig: int) -> None:
         worker.kill(sig)
 
 
+def relay_pause(
+    workers: list[WorkerProcess], pause: HostPause, listener: PauseListener, sender: int = -1
+) -> None:
+    """A host paused: this process's window parks its URLs too (listener), and every worker but
+    sender, the one that was told, holds the host back."""
+    listener(pause.host, pause.seconds)
+    for worker in workers:
+        if worker.index != sender:
+            worker.relay(pause)
+
+
 def end_workers(workers: list[WorkerProcess], limit: float) -> None:
     """End of input for each worker, and up to limit seconds for all to end. One still running
     then (after a stop, this process's grace is up: a worker may be in its own) is told to exit
@@ -261,6 +272,7 @@ class ProcessExecutor:
         self._turn = 0
         self._stopped = False
         self._inbox: Inbox | None = None
+        self._listener: PauseListener = lambda host, seconds: None  # the run's window
         self._received_cookies: list[list[Change]] = []
 
     def start(self, inbox: Inbox) -> None:
@@ -308,8 +320,10 @@ class ProcessExecutor:
         return []  # each worker hands back what it never started
 
     def pause(self, host: str, seconds: float) -> None:
-        for worker in self.workers:
-            worker.relay(HostPause(host, seconds))
+        relay_pause(self.workers, HostPause(host, seconds), self._listener)
+
+    def listen_pauses(self, listener: PauseListener) -> None:
+        self._listener = listener
 
     def close(self, stopped: bool, abandoned: bool) -> None:
         """Each worker closes its own sessions."""
@@ -345,9 +359,7 @@ class ProcessExecutor:
             case PartialNote(seq=seq, partial=partial) if seq in self._out:  # this thread pops
                 self._inbox(PartialBegun(self._out[seq][1].job, partial))
             case HostPause():
-                for worker in self.workers:
-                    if worker.index != index:
-                        worker.relay(message)
+                relay_pause(self.workers, message, self._listener, index)
             case list():
                 for item in message:
                     self._returned(index, item)

@@ -7,7 +7,6 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from fetcher.http.classify import classify, describe
@@ -16,7 +15,7 @@ from fetcher.http.fetch import Attempt, Fetcher, Pause
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
-from fetcher.run.executor import RunStartError
+from fetcher.run.executor import PauseListener, RunStartError
 from fetcher.run.messages import Inbox, PartialBegun
 from fetcher.run.placement import placement, schedule_as_batch
 from fetcher.run.scheduler import Scheduler
@@ -72,10 +71,6 @@ class _RunTuning:
 
 _run_tuning = _RunTuning()
 
-# Called by the worker that received a 429/503 Retry-After, once this process holds the host
-# back: a worker process relays it to its siblings.
-PauseListener = Callable[[str, float], None]
-
 
 class ThreadExecutor:
     """``settings.workers`` threads sharing one Scheduler; a retry goes back to the scheduler
@@ -95,7 +90,10 @@ class ThreadExecutor:
         self.cpu = cpu  # the CPU to keep the threads on (a worker process's), else this one
         self.fetcher = fetcher
         self.stopping = stopping  # once set, no retry is scheduled: the last result stands
+        # Called by the worker that received a 429/503 Retry-After, once this process holds
+        # the host back: a worker process relays it to its siblings.
         self.on_pause = on_pause
+        self._listener: PauseListener | None = None  # the run's window (listen_pauses)
         self.window = settings.window
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
         fetcher.sessions.hold = self.scheduler.hold  # a redirect's hop waits for its host too
@@ -127,6 +125,10 @@ class ThreadExecutor:
 
     def pause(self, host: str, seconds: float) -> None:
         self.scheduler.pause(host, seconds)
+        self._tell(host, seconds, relay=False)  # a sibling's: relayed to this one already
+
+    def listen_pauses(self, listener: PauseListener) -> None:
+        self._listener = listener
 
     def stop(self) -> None:
         self.scheduler.stop()
@@ -184,15 +186,22 @@ class ThreadExecutor:
         elif pause is not None:
             self.scheduler.pause(pause.host, pause.seconds)
         self.scheduler.finish(task, retry_in, own_pause)
-        if pause is not None and self.on_pause is not None:
-            self.on_pause(pause.host, pause.seconds)
+        if pause is not None:
+            self._tell(pause.host, pause.seconds)
 
     def _heard_pause(self, host: str, seconds: float) -> None:
         """A 429/503's Retry-After, its headers just read: the host is paused now, here and in
         the sibling processes, not once its error page has been read (s25 h2 5). _finish then
         pauses it again from the attempt's end, so that a retry of it is due as that ends."""
         self.scheduler.pause(host, seconds)
-        if self.on_pause is not None:
+        self._tell(host, seconds)
+
+    def _tell(self, host: str, seconds: float, relay: bool = True) -> None:
+        """A pause this process now holds host back for: the run's window parks its URLs, and
+        (relay) the sibling processes hold it back too."""
+        if self._listener is not None:
+            self._listener(host, seconds)
+        if relay and self.on_pause is not None:
             self.on_pause(host, seconds)
 
     def _attempt(self, task: Task) -> Attempt:

@@ -1,0 +1,88 @@
+"""URLs parked behind a Retry-After pause do not hold the run's window of lines read shut
+(SPEC 2.3: "other hosts go on"), and memory stays bounded: past a cap of parked URLs, reading
+waits as before (fetcher.run.window).
+
+The run's own tests use two real servers on 127.0.0.1: host A pauses the run with its first
+answer; host B's URLs, alternating with A's in the list, must all arrive while A is paused."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from fetcher.run.window import PARKED_PER_WINDOW, Window
+from tests.conftest import run_background
+from tests.servers import Route, counting_server, records
+
+PAUSE = 60  # seconds A asks for: --max-retry-wait's default, far longer than B's URLs take
+EACH = 16  # URLs of each host: with -j 2 (a window of 8) the old window filled with A's at 8
+B_WITHIN = 30.0  # seconds B's URLs get: they take well under one; the old run waited PAUSE
+
+
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_paused_host_in_a_mixed_list_does_not_hold_up_the_other_host(tmp_path, processes):
+    b_done = threading.Event()
+    b_seen: list[str] = []
+
+    def paused_host(path: str) -> Route:
+        return 503, {"Retry-After": str(PAUSE)}, b"busy", 0.0
+
+    def other_host(path: str) -> Route:
+        b_seen.append(path)
+        if len(b_seen) == EACH:
+            b_done.set()
+        return 200, {}, b"ok", 0.0
+
+    with counting_server(paused_host) as a, counting_server(other_host) as b:
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{a.url(f'/a{n}')}\n{b.url(f'/b{n}')}\n" for n in range(EACH)))
+        process = run_background(["-j", "2", *processes, "--format", "jsonl", "-i", str(urls)])
+        try:
+            started = time.monotonic()
+            finished = b_done.wait(B_WITHIN)
+            took = time.monotonic() - started
+            process.send_signal(signal.SIGINT)  # A's URLs would wait out the pause: stop
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+    assert finished, f"{len(b_seen)} of B's {EACH} URLs reached it in {took:.1f} s"
+    assert a.requests <= 2  # the pause held: A was asked once (by each worker process, at most)
+    done = [r for r in records(out) if r["url"].startswith(b.url("/b"))]
+    assert len(done) == EACH and all(r["ok"] for r in done), err.decode()
+
+
+def test_parked_urls_are_capped_so_an_endless_list_of_a_paused_host_is_not_read_whole():
+    window = Window(4)
+    for _ in range(4):
+        assert window.take("a", timeout=0)
+    assert not window.take("b", timeout=0)  # full, nothing paused: reading waits as before
+    window.paused("a", PAUSE)
+    taken = 0
+    while window.take("a", timeout=0):
+        taken += 1
+    assert taken == 4 * PARKED_PER_WINDOW  # every line read is A's: parked up to the cap
+    assert not window.take("b", timeout=0)  # and then even another host's waits
+    window.ended("a")
+    window.free(1)
+    assert window.take("b", timeout=0)
+
+
+def test_a_pause_that_ended_parks_nothing_more():
+    now = [0.0]
+    window = Window(2, clock=lambda: now[0])
+    assert window.take("a", timeout=0) and window.take("a", timeout=0)
+    window.paused("a", 5)
+    assert window.take("b", timeout=0) and window.take("b", timeout=0)
+    now[0] = 5.0  # A may go again: its URLs hold the window as any host's do
+    assert not window.take("b", timeout=0)
+    for _ in range(2):  # 4 read and not written, then 3, then 2: still not under the window
+        window.ended("b")
+        window.free(1)
+        assert not window.take("b", timeout=0)
+    window.ended("a")
+    window.free(1)
+    assert window.take("b", timeout=0)
