@@ -46,10 +46,32 @@ def test_retry_after_in_seconds_and_as_an_http_date():
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", "soon", "-5", "1.5", "Mon, 99 Foo 2024", "Mon, 01 Jan 0001 00:00:00 GMT"]
-)
+    "value",
+    [None, "", "soon", "-5", "1.", ".5", "1.5.2", "1e3", "Mon, 99 Foo 2024",
+     "Mon, 01 Jan 0001 00:00:00 GMT", ", ", "5, soon", "5, -5"],
+)  # fmt: skip
 def test_retry_after_that_is_not_one_is_none(value):
     assert parse_retry_after(value) is None
+
+
+def test_retry_after_sent_twice_is_the_longest_wait_of_its_values():
+    """requests joins the field's copies with ", " (a CDN adding its own): the same value twice
+    is that value, two values the longer wait, a date's own comma is kept in the date."""
+    now = 1_700_000_000.0
+    assert parse_retry_after("5, 5") == 5.0
+    assert parse_retry_after("5,5, ") == 5.0  # an empty member is dropped
+    assert parse_retry_after("1, 5") == parse_retry_after("5, 1") == 5.0
+    date = formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(f"{date}, {date}", now=now) == 30.0
+    assert parse_retry_after(f"{date}, 90", now=now) == 90.0
+    assert parse_retry_after(f"7, {date}", now=now) == 30.0
+    assert parse_retry_after("7, Tuesday, 14-Nov-23 22:13:50 GMT", now=now) == 30.0
+
+
+def test_retry_after_with_a_fraction_is_that_many_seconds():
+    """Not the floor curl takes: never sooner than the server asked."""
+    assert parse_retry_after("1.5") == 1.5
+    assert parse_retry_after(" 0.25 ") == 0.25
 
 
 def test_parse_retry_after_refuses_what_is_not_ascii_digits_or_a_date():

@@ -10,6 +10,7 @@ attempts the server saw (also when the last one raised), a ``Retry-After`` must 
 from __future__ import annotations
 
 import random
+import re
 import time
 
 from fetcher.errors import ErrorKind
@@ -23,16 +24,48 @@ RETRY_KINDS = frozenset(
 )
 # Statuses whose Retry-After pauses the whole host, not only the URL that received it.
 HOST_PAUSE_STATUSES = frozenset({429, 503})
+# delta-seconds (RFC 9110 10.2.3), and a fraction of a second after it, which servers send too
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date; None if invalid."""
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP date; None if
+    malformed.
+
+    The field sent twice comes joined by requests ("5, 5"), and a proxy or a CDN that adds its
+    own copy is a common way to get that: each member is read, and the wait is the longest of
+    them, so the same value twice is that value (as a Content-Length of "50, 50" is that
+    number) and two values are the longer wait (the politer one; curl takes the last field,
+    which may be the shorter). A member that is no wait at all makes the field malformed.
+    Seconds with a fraction ("1.5", as some servers send) are that many: never sooner than the
+    server asked, where curl reads 1. --max-retry-wait caps the wait, whatever it says."""
     if not value:
         return None
-    value = value.strip()
+    waits = [retry_after_seconds(member, now) for member in retry_after_members(value)]
+    if not waits or None in waits:
+        return None
+    return max(wait for wait in waits if wait is not None)
+
+
+def retry_after_members(value: str) -> list[str]:
+    """The values of a Retry-After field that lists several (its copies joined with commas):
+    a date's comma after its day's name ("Tue, 14 Nov 2023 ...", RFC 850's "Tuesday, 14-Nov-23
+    ...") is kept inside the date. Empty members are dropped, as in any list (RFC 9110 5.6.1)."""
+    members: list[str] = []
+    for part in value.split(","):
+        if members and members[-1].strip().isalpha():  # a day's name: the date goes on
+            members[-1] = f"{members[-1]},{part}"
+        else:
+            members.append(part)
+    return [member.strip() for member in members if member.strip()]
+
+
+def retry_after_seconds(value: str, now: float | None = None) -> float | None:
+    """Seconds to wait from one Retry-After value (stripped): ASCII digits, with a fraction or
+    not, or an HTTP date (past: 0); None if it is neither."""
     if not value.isascii():  # "²".isdigit() is true, and no HTTP date has a letter beyond ASCII
         return None
-    if value.isdigit():
+    if _SECONDS.fullmatch(value):
         return float(value)
     moment = http_date(value)  # its three forms (RFC 9110 5.6.7), a year of four digits
     if moment is None:
