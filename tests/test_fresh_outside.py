@@ -117,6 +117,35 @@ def test_a_fifo_named_past_an_empty_name_after_dir_is_never_opened(
     assert writer.by_the_run is False
 
 
+@pytest.mark.parametrize("spelling", ["relative", "absolute", "processes"])
+def test_a_symlinked_folder_in_dir_is_not_under_dir(fresh: Fresh, spelling: str) -> None:
+    """DIR/lnk -> outside: its text is under DIR, its file is not, and fetcher never saves
+    through such a link (OutputDir.place refuses it): a skip and a fetch agree (s28 r1 2)."""
+    args, outside, host = fresh
+    # in the host's folder: under --processes, one dealt to the URL's worker, which skips it
+    (host / "lnk").symlink_to(outside)
+    set_row_path("s.db", f"{host}/lnk/secret", keep_mark=False)
+    if spelling == "absolute":
+        args = [str(outside.parent / "out") if arg == "out" else arg for arg in args]
+    if spelling == "processes":
+        args = ["--processes", "2", *args]
+    check_fetched_anew(args, outside)
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_fifo_behind_a_symlinked_folder_in_dir_is_never_opened(fresh: Fresh, deep: bool) -> None:
+    args, outside, host = fresh
+    real = outside.parent / "out"
+    if deep:  # the link below a folder of DIR's own
+        real = real / "sub"
+        real.mkdir()
+    (real / "lnk").symlink_to(outside)
+    with blocked_writer(outside / "fifo") as writer:
+        set_row_path("s.db", f"{real}/lnk/fifo", keep_mark=True)
+        check_fetched_anew(args, outside)
+    assert writer.by_the_run is False
+
+
 def test_a_file_in_a_folder_of_dir_is_still_skipped(fresh: Fresh) -> None:
     """The walk from DIR's descriptor still finds a real file under it, however deep."""
     args, outside, host = fresh

@@ -51,6 +51,7 @@ from fetcher.output.paths import (
     Placement,
     Unnameable,
     folder_of,
+    reach,
 )
 from fetcher.settings import CHUNK_SIZE
 
@@ -584,10 +585,11 @@ class Bodies:
         """path, as this run spells DIR, when it is a regular file under this run's -o DIR (where
         the state says a body was saved) and, with mark, still that file (atomic.is_marked; not
         another URL's saved over it, nor a file made anew in its inode): --skip-fresh keeps it.
-        One lstat (a mark with a generation: an open, fstat, ioctl and close), on the
-        dispatcher's thread, for a decision that writes nothing: SPEC 3 wants 20,000 skips a
-        second, and walking DIR from its descriptor (``saved``) took 46 µs a URL. Never a path
-        with a '..' (_climbs) or an empty name past DIR: its text names a file outside DIR."""
+        Its folders are walked from DIR's descriptor, no link followed (_held_at: an open and
+        close a folder, then an lstat, or with a generation an open, fstat, ioctl and close),
+        on the dispatcher's thread: SPEC 3 wants 20,000 skips a second, and ``saved``'s walk,
+        which names the URL's file, took 46 µs a URL. Never a path with a '..' (_climbs) or an
+        empty name past DIR: its text names a file outside DIR."""
         if path is None or self.folder is None or _climbs(path):
             return None
         root = self.folder.root
@@ -598,8 +600,7 @@ class Bodies:
             path = _respelled(path, root, self._real_root)  # DIR spelled another way, or not DIR
         if path is None or not _below(path[len(prefix) :]):  # DIR//etc/passwd: s28 r1 1
             return None
-        held = _regular(path) if mark is None else is_marked(mark, path)
-        return path if held else None
+        return path if _held_at(self.folder, path[len(prefix) :], mark) else None
 
     def saved(self, url: str, name: str | None, path: str | None, mark: int | None,
               owner: str | Owner | None = None) -> bool:  # fmt: skip
@@ -652,11 +653,27 @@ def _keep_mode(fd: int, folder: int, name: str) -> None:
     os.fchmod(fd, kept)
 
 
-def _regular(path: str) -> bool:
-    """Whether path is a regular file (False when this locale cannot spell its name: a row
-    saved under UTF-8 read under LC_ALL=C, s24 r7 1)."""
+def _held_at(output: OutputDir, rest: str, mark: int | None) -> bool:
+    """Whether rest (a path below DIR, with no empty name) is a regular file reached from DIR's
+    descriptor with no link followed (paths.reach), and, with mark, still the file marked
+    (atomic.is_marked). A folder of DIR's that is a link to another (DIR/lnk -> /outside) was
+    taken for under DIR by its text, and the file there vouched for and opened, a FIFO's
+    writer released (s28 r1 2), where place refuses to write through it."""
+    *folders, name = rest.split(os.sep)
+    parent = reach(output, folders)
+    if parent is None:
+        return False
     try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
+        return _regular(name, parent) if mark is None else is_marked(mark, name, parent)
+    finally:
+        os.close(parent)
+
+
+def _regular(name: str, folder: int) -> bool:
+    """Whether name in folder is a regular file (False when this locale cannot spell its name:
+    a row saved under UTF-8 read under LC_ALL=C, s24 r7 1)."""
+    try:
+        return stat.S_ISREG(os.lstat(name, dir_fd=folder).st_mode)
     except (OSError, UnicodeError, ValueError):
         return False
 

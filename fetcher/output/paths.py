@@ -633,3 +633,31 @@ def folder_of(
         claimant = _claimant(url, owner, bool(name))
         return output._walk(components(url, name, None), claimant, False, claim=False)
     return None
+
+
+def reach(output: OutputDir, names: list[str]) -> int | None:
+    """The folder DIR/names... under output, open (the caller closes it), reached as place
+    reaches a folder: from DIR's descriptor, one name at a time, never through a link
+    (_open_folder); nothing created. None when a name is missing, a link or no folder, cannot
+    be spelt in this locale, or the run has ended. For a file already there (Bodies.held):
+    what place refuses to write through is not under DIR for a skip either (s28 r1 2). The
+    first name is opened under output's lock (close takes it), from DIR's descriptor itself:
+    no dup on every skip."""
+    try:
+        with output._lock:
+            if output._root_fd < 0:
+                return None
+            if not names:
+                return os.dup(output._root_fd)
+            folder = _open_folder(output._root_fd, names[0], names[0], create=False)
+        for name in names[1:]:
+            if folder is None:
+                return None
+            parent, folder = folder, None
+            try:
+                folder = _open_folder(parent, name, name, create=False)
+            finally:
+                os.close(parent)
+    except (OSError, UnicodeError, ValueError):
+        return None
+    return folder
