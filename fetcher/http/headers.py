@@ -81,20 +81,30 @@ def http_seconds(value: str) -> float | None:
         return None
 
 
-# A header value requests sends (requests.utils.check_header_validity: its first character no
-# whitespace in Python's sense, where \xa0, \x85, \x0b and \x1c-\x1f are; no CR or LF) and
-# http.client can encode (Latin-1).
-_SENDABLE = re.compile(r"\S[^\r\n]*\Z|\Z")
+# The longest validator --state keeps and sends. An ETag is mostly under 100 bytes (a quoted
+# SHA-256 in hex is 66, a SHA-512's 130, with W/ 132) and a Last-Modified is 29: this holds
+# every digest's tag with room, while a row stays near SPEC's 300 bytes a URL, and no request
+# nears a server's header limit (nginx's 8 KiB; a 30 KB ETag was kept and sent: s28 r1 3). A
+# longer one is not kept: its URL is fetched whole on every run, as one with no validator.
+MAX_VALIDATOR = 256
+# A field value (RFC 9110 5.5) of at most MAX_VALIDATOR characters that requests sends (its
+# first character no whitespace in Python's sense, where \xa0, \x85, \x0b and \x1c-\x1f are)
+# and http.client can encode (Latin-1: obs-text kept): no control character but HTAB, anywhere
+# (NUL, \x01 or DEL in an If-None-Match had a strict server answer 400 on every later run, and
+# the URL never recovered: s28 r1 3).
+_NOT_SENT = r"\x00-\x08\x0a-\x1f\x7f\u0100-\U0010ffff"
+_SENDABLE = re.compile(rf"(?:[^\s{_NOT_SENT}][^{_NOT_SENT}]{{0,{MAX_VALIDATOR - 1}}})?")
 
 
 def sendable(value: str | None) -> str | None:
     """value when --state can send it back as a header value (If-None-Match, If-Modified-Since,
-    If-Range); else None. A server's ETag of \xa0"q" was kept and sent on every later run,
-    refused by requests before any request: the URL was never fetched again (s27 t7 1). One
-    match of a compiled pattern: on the path of every URL under --state."""
-    if value is None or _SENDABLE.match(value) is None:
+    If-Range): a field value of at most MAX_VALIDATOR characters that requests and http.client
+    take (_SENDABLE); else None. A server's ETag of \xa0"q" was kept and sent on every later
+    run, refused by requests before any request: the URL was never fetched again (s27 t7 1).
+    One match of a compiled pattern: on the path of every URL under --state."""
+    if value is None or _SENDABLE.fullmatch(value) is None:
         return None
-    return value if value.isascii() or max(value) <= "\xff" else None
+    return value
 
 
 def validator_date(headers: Mapping[str, str], now: float | None = None) -> str | None:
