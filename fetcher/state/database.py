@@ -13,6 +13,7 @@ import errno
 import fcntl
 import functools
 import os
+import re
 import sqlite3
 import stat
 
@@ -342,20 +343,27 @@ def _schema_version(connection: sqlite3.Connection) -> int:
         if objects or version:  # only a new, empty database has neither
             raise StateError("is an SQLite database, but not a fetcher state")
         return version
-    _refuse_foreign(objects)
+    _refuse_foreign(objects, version)
     shape = (_columns(connection), objects)
-    if version and shape == _shapes(MIGRATIONS)[version - 1]:
-        return version
-    raise StateError(_misversioned(version, shape))
+    if not version or shape != _shapes(MIGRATIONS)[version - 1]:
+        raise StateError(_misversioned(version, shape))
+    _refuse_redefined(_definitions(connection), _defined(MIGRATIONS)[version - 1])
+    return version
 
 
-def _refuse_foreign(objects: frozenset[tuple[str, str]]) -> None:
+def _refuse_foreign(objects: frozenset[tuple[str, str]], version: int) -> None:
     """Refuse a state holding a trigger, a view or an index fetcher never makes: a trigger ran
     on fetcher's own writes (one that never ends hung the run inside SQLite, where no signal
     handler runs, the lock held for good; one sent failed URLs to another host at
     --retry-failed; one dropped every failure: s27 t7 2). Refused, not dropped: the user
     may have made it, and decides."""
     foreign = sorted(objects - _OURS)
+    if foreign == [_SHORT_LIVED] and version == 3:
+        raise StateError(
+            "is a state of schema 3 as commit 199f06c made it, for minutes of fetcher's history "
+            "(with the index 'urls_by_path'): it is one of schema 2 then, and opens as such "
+            "once `sqlite3 FILE 'DROP INDEX urls_by_path; PRAGMA user_version = 2'`"
+        )
     if foreign:
         kind, name = foreign[0]
         raise StateError(
@@ -383,6 +391,21 @@ def _misversioned(version: int, shape: Shape) -> str:
     )
 
 
+def _refuse_redefined(found: dict[str, str], known: dict[str, str]) -> None:
+    """Refuse a state whose table or index has the names of its version's but not its
+    definition (a collation, a key, a constraint of its own): url COLLATE NOCASE took /A for
+    /a, one row for two URLs; with no primary key, or a CHECK, every run failed at its first
+    write, after all its requests, exit 1 (s28 r1 4). Compared as SQLite keeps the CREATE
+    statements, normalised (_normalised): a dump keeps that text, ALTER TABLE rewrote it."""
+    for name in sorted(known):
+        if found.get(name) != known[name]:
+            raise StateError(
+                f"holds {name!r} with its version's columns, but {name!r} is not defined as "
+                "fetcher defines it (a collation, key or constraint of its own: fetcher's "
+                "lookups and writes would not do what they say): not a state to use"
+            )
+
+
 Shape = tuple[frozenset[str], frozenset[tuple[str, str]]]  # columns; (type, name) of objects
 
 
@@ -401,13 +424,43 @@ def _shapes(migrations: tuple[str, ...]) -> tuple[Shape, ...]:
         memory.close()
 
 
+@functools.cache
+def _defined(migrations: tuple[str, ...]) -> tuple[dict[str, str], ...]:
+    """Each version's CREATE statements by name (_definitions), by running the steps in
+    memory, as _shapes does."""
+    memory = sqlite3.connect(":memory:")
+    try:
+        defined = []
+        for step in migrations:
+            memory.execute(step)
+            defined.append(_definitions(memory))
+        return tuple(defined)
+    finally:
+        memory.close()
+
+
+def _definitions(connection: sqlite3.Connection) -> dict[str, str]:
+    """The CREATE statement of each schema object (_SCHEMA_OBJECTS) by name, normalised."""
+    return {name: _normalised(sql or "") for _, name, sql in connection.execute(_SCHEMA_OBJECTS)}
+
+
+def _normalised(sql: str) -> str:
+    """sql as words and marks, lower case, one space apart: what a dump or another SQLite's
+    ALTER TABLE may change (blanks, line ends, a keyword's case) does not count; a collation,
+    a constraint or a clause does."""
+    return " ".join(_TOKEN.findall(sql.lower()))
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
 def _columns(connection: sqlite3.Connection) -> frozenset[str]:
     """The urls table's columns, hidden (generated) ones too."""
     return frozenset(row[1] for row in connection.execute("PRAGMA table_xinfo(urls)"))
 
 
 def _objects(connection: sqlite3.Connection) -> frozenset[tuple[str, str]]:
-    return frozenset((kind, name) for kind, name in connection.execute(_SCHEMA_OBJECTS))
+    return frozenset((kind, name) for kind, name, _ in connection.execute(_SCHEMA_OBJECTS))
 
 
 # The schema objects of a database but SQLite's own (sqlite_stat1, which ANALYZE and PRAGMA
@@ -417,10 +470,11 @@ def _objects(connection: sqlite3.Connection) -> frozenset[tuple[str, str]]:
 # database may set a user_version of its own, 1 to SCHEMA_VERSION included, and have a urls
 # table), with the columns of the first version at least; a new database has none.
 _SCHEMA_OBJECTS = (
-    "SELECT type, name FROM sqlite_master WHERE type NOT IN ('table', 'index') "
+    "SELECT type, name, sql FROM sqlite_master WHERE type NOT IN ('table', 'index') "
     "OR name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
 )
 _OURS = frozenset({("table", "urls"), ("index", "urls_unmarked")})
+_SHORT_LIVED = ("index", "urls_by_path")  # schema 3 at 199f06c, before b650d62 rewrote step 3
 _STATE_COLUMNS = frozenset(
     "url ok status error_kind etag last_modified sha256 path fetched_at form line header "
     "partial partial_from partial_bytes".split()
