@@ -31,7 +31,9 @@ def create_connection(
     """urllib3.util.connection.create_connection, the connect phase bounded as a whole by
     timeout (seconds, None: unbounded, urllib3's default: the socket module's): a timeout
     (TimeoutError) once it has passed, in the name's lookup (NameTimeout) or whichever address
-    was being tried."""
+    was being tried. The socket keeps the whole timeout, as urllib3's did: what follows under
+    it (a TLS handshake, a proxy's CONNECT, the request's body) is not cut by what the lookup
+    and the other addresses left of it."""
     host, port = address
     if host.startswith("["):
         host = host.strip("[]")
@@ -47,9 +49,13 @@ def create_connection(
         if until is not None and given <= 0:  # type: ignore[operator]
             raise TimeoutError("timed out")  # the phase's time is spent: none for this address
         try:
-            return _connect((family, kind, proto), peer, given, source_address, socket_options)
+            sock = _connect((family, kind, proto), peer, given, source_address, socket_options)
         except OSError as failed:
             error = failed
+            continue
+        if timeout is not _DEFAULT_TIMEOUT:
+            sock.settimeout(timeout)  # type: ignore[arg-type]  # whole, for what follows (below)
+        return sock
     if error is not None:
         raise error
     raise OSError("getaddrinfo returns an empty list")
