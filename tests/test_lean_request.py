@@ -263,3 +263,57 @@ def test_the_adapter_with_a_proxy_and_an_unknown_scheme_is_requests_own():
     ):
         with pytest.raises(URLSchemeUnknown):
             method(prepared, True, {}, None)
+
+
+def _prepared_url(prepare: Any, url: str) -> str | Exception:
+    from requests.models import PreparedRequest
+
+    prepared = PreparedRequest()
+    try:
+        prepare(prepared, url)
+    except Exception as exc:  # noqa: BLE001 # compared: the same error both ways
+        return exc
+    return prepared.url or ""
+
+
+def test_a_plain_url_is_prepared_as_requests_prepares_it():
+    """session.prepare_url sets a URL of the plain shape as it is: it must be the very URL
+    requests' prepare_url (with requote) makes, and any other goes to it. Edges of the shape,
+    then random URLs from an alphabet of its characters and their near misses (seeded)."""
+    import random
+
+    def theirs(prepared: Any, url: str) -> None:
+        session_module._prepare_url(prepared, url, None)
+
+    edges = [
+        "http://127.0.0.1:35807/b/1", "https://example.org/", "http://a.b/x?y=1&z=",
+        "http://a.b", "https://a", "http://a:65535/", "http://a:65536/", "http://a:99999/",
+        "http://a:0/", "http://a:080/", "http://a:80/", "https://a:443/x", "http://a/.",
+        "http://a/./b", "http://a/b/..", "http://a/b/../c", "http://a/.well-known/x",
+        "http://a//b", "http://a/b//", "http://a/b/?", "http://a/b?#", "http://a/b#f",
+        "http://A/b", "HTTP://a/b", "http://a./b", "http://.a/b", "http://a..b/", "http://-a/",
+        "http://a_b/", "http://u@a/", "http://u:p@a/", "http://a/%41", "http://a/~x-y_z.t",
+        "http://a/b?c=d/e", "http://a/b?c", "http://a/ b", "http://a/b\t", "http://[::1]/",
+        "http://a/b;c", "http://a/b,c", "http://a/b'c", "http://a/b(c)", "http://a/é",
+    ]  # fmt: skip
+    rng = random.Random(2806)
+    pieces = ["a", "Z", "0", "9", ".", "-", "_", "~", "/", "?", "=", "&", ":", "%", "#", "@"]
+    prefixes = ["http://", "https://", "http://a", "http://127.0.0.1:8080", "https://x.y:1"]
+    plain_pieces = ["a", "b", "1", "/", "/", "."]  # half the URLs near the shape, half anything
+    generated = [
+        rng.choice(prefixes) + "/" + "".join(rng.choices(plain_pieces, k=rng.randrange(10)))
+        for _ in range(2000)
+    ] + [
+        rng.choice(prefixes) + "".join(rng.choices(pieces, k=rng.randrange(12)))
+        for _ in range(2000)
+    ]
+    plain = 0
+    for url in edges + generated:
+        expected = _prepared_url(theirs, url)
+        got = _prepared_url(session_module.prepare_url, url)
+        if isinstance(expected, Exception):
+            assert type(got) is type(expected) and got.args == expected.args, url
+        else:
+            assert got == expected, url
+        plain += session_module._PLAIN_URL.fullmatch(url) is not None
+    assert plain > 400  # the shape is met often enough to be what is compared

@@ -381,6 +381,30 @@ _rebuild_proxies = with_globals(
 _prepare_url = with_globals(PreparedRequest.prepare_url, requote_uri=requote)
 _resolve_redirects = with_globals(requests.Session.resolve_redirects, requote_uri=requote)
 
+# A URL _prepare_url gives back as it is (besides "/." in it, looked for apart): a lower-case
+# http(s) scheme and host name, no userinfo, a port of no leading zero, a path (at least "/") of
+# unreserved characters without an empty segment, a non-empty query of those and '=' and '&',
+# no fragment. parse_url lower-cases nothing, drops no default port, encodes and removes no dot
+# segment in it; requests adds no "/", and requote quotes none of its characters.
+_PLAIN_URL = re.compile(
+    r"https?://[a-z0-9-]+(?:\.[a-z0-9-]+)*(?::([1-9][0-9]{0,4}))?"
+    r"(?=/)(?:/[A-Za-z0-9._~-]+)*/?(?:\?[A-Za-z0-9._~=&-]+)?"
+)
+MAX_PORT = 65535
+
+
+def prepare_url(prepared: PreparedRequest, url: str) -> None:
+    """_prepare_url(prepared, url, None): the first hop's URL as requests' prepare_url (with
+    requote) makes it. A URL of the plain shape (_PLAIN_URL) is the very URL it makes, set
+    without its parse_url, netloc rebuild, urlunparse and quoting: 9 us a request on one thread,
+    7% of fetcher --processes 2's CPU a URL at -j 256 (0.49 -> 0.46 ms, s28 p1). Any other URL,
+    and a port past 65535 (parse_url refuses it), goes through _prepare_url itself."""
+    plain = _PLAIN_URL.fullmatch(url)
+    if plain is None or "/." in url or int(plain.group(1) or 0) > MAX_PORT:
+        _prepare_url(prepared, url, None)
+        return
+    prepared.url = url
+
 
 def pool_key(
     manager: PoolManager, pool_kwargs: dict[str, Any], scheme: str, host: str, port: int | None
@@ -547,7 +571,7 @@ class FetcherSession(requests.Session):
     def _prepare(self, request: EffectiveRequest) -> PreparedRequest:
         prepared = PreparedRequest()
         prepared.prepare_method(request.method)
-        _prepare_url(prepared, strays_encoded(request.url), None)
+        prepare_url(prepared, strays_encoded(request.url))
         url_auth = _take_userinfo(prepared)  # before the cookies are matched to its host
         prepared.headers = self._session_headers.copy()
         if request.headers:
