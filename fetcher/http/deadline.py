@@ -227,7 +227,8 @@ class _DeadlineMixin:
     def _new_conn(self) -> socket.socket:
         """urllib3's, but the connect timeout (at most the time -m leaves) bounds the whole
         connect phase, the name's lookup and every address of the host's included
-        (fetcher.http.addresses). A lookup that -m cut short is a max_time that says so."""
+        (fetcher.http.addresses). A lookup that -m cut short is a max_time that says so; one the
+        connect timeout cut, dns (s28 r3 4: a resolver's silence is no connection's fault)."""
         self._connecting_since = time.monotonic()
         try:
             sock: socket.socket = _new_conn(self)  # type: ignore[arg-type]
@@ -238,6 +239,8 @@ class _DeadlineMixin:
                 # -m is what ran out (the connect timeout was what it left): say so, and why
                 message = f"{deadline.message}: {late.host} did not resolve in time"
                 raise FetchError(message, ErrorKind.MAX_TIME) from error
+            if isinstance(late, NameTimeout):  # the resolver's fault: dns, as its own timeout was
+                raise FetchError(str(late), ErrorKind.DNS) from error
             raise
         using_socket(sock)  # before a proxy's CONNECT answer is read on it, or TLS begins
         return sock
