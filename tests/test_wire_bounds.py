@@ -61,13 +61,13 @@ def record_of(server: FaultServer, *args: str) -> dict[str, object]:
 
 @pytest.mark.parametrize("stream", STREAMS.values(), ids=STREAMS.keys())
 def test_max_size_bounds_the_bytes_sent_of_a_body_that_decodes_to_nothing(stream):
-    """curl --max-filesize gives up at once; fetcher's bound is twice --max-size of the bytes
-    sent (no coding makes a body that large), kind too_large."""
+    """curl --max-filesize gives up at once; fetcher's bound is 32 times --max-size of the
+    bytes sent and 1 MiB (3 MiB here, before the 4 MiB that decode to nothing), too_large."""
     coding, first, piece = stream
     sent: list[int] = []
     first = zstd_frame(b"x") if coding == "zstd" else first
     with endless(coding, first, piece, sent) as server:
-        record = record_of(server, "--max-size", "1M")
+        record = record_of(server, "--max-size", "64K")
     assert record["ok"] is False and record["error"]["kind"] == "too_large", record  # type: ignore[index]
     assert "--max-size" in record["error"]["message"], record  # type: ignore[index]
 
@@ -99,4 +99,21 @@ def test_an_incompressible_body_at_max_size_is_ok_though_its_coding_is_larger():
 
     with FaultServer(behaviour) as server:
         record = record_of(server, "--max-size", str(len(data)))
+    assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record
+
+
+def test_a_body_of_many_small_members_within_max_size_is_ok():
+    """A log flushed one gzip member a line: 50,000 members of 2 bytes are 1.1 MB sent for
+    100,000 decoded, and a bound of twice --max-size sent refused it at --max-size 200000 (s28
+    r3 3). A member costs at least 20 bytes of header and trailer: the bound is 32 times."""
+    data = b"x\n" * 50_000
+    body = b"".join(gzip.compress(b"x\n", mtime=0) for _ in range(50_000))
+    answer = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+    def behaviour(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer + body)
+
+    with FaultServer(behaviour) as server:
+        record = record_of(server, "--max-size", "200000")
     assert record["ok"] is True and record["sha256"] == hashlib.sha256(data).hexdigest(), record

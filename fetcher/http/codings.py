@@ -257,19 +257,25 @@ def check_coding_ended(raw: urllib3.BaseHTTPResponse) -> None:
 IDLE_BYTES = 4 << 20
 
 
+# Bytes sent a byte decoded that --max-size still allows: a gzip member costs at least 20 bytes
+# of header and trailer, so a member of one or two bytes is 11 to 21 bytes sent a byte.
+WIRE_PER_BYTE = 32
+
+
 class WireBound(ContentDecoder):
     """A body's decoder, bounding the bytes sent that it decodes. urllib3 reads on while a
     read decodes to nothing, and fetcher's --max-size counts decoded bytes only
     (fetch._copy): junk after a gzip member, endless empty members or zstd skippable frames
-    were read for ever, the run never ending without -m (s28 t1 2). Past twice --max-size sent
-    (no coding makes a body allowed that large) is too_large, as curl --max-filesize gives up;
+    were read for ever, the run never ending without -m (s28 t1 2). Past WIRE_PER_BYTE times
+    --max-size sent, and 1 MiB, is too_large, as curl --max-filesize gives up (twice refused a
+    log of one 2-byte gzip member a line, 11 bytes sent a byte: s28 r3 3);
     IDLE_BYTES in a row that decode to nothing is protocol, with or without it. One sum and a
     comparison per read."""
 
     def __init__(self, decoder: ContentDecoder, max_size: int | None) -> None:
         self.decoder = decoder
         self.max_size = max_size
-        self.most = None if max_size is None else 2 * max_size + (64 << 10)  # a coding's frame
+        self.most = None if max_size is None else WIRE_PER_BYTE * max_size + (1 << 20)
         self.sent = self.idle = self.decoded = 0
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
