@@ -15,6 +15,7 @@ from tests.conftest import invoke
 from tests.servers import FaultServer, read_request, respond
 
 SIX = {"six-gzip": "gzip, " * 5 + "gzip", "five-and-deflate": "gzip, " * 5 + "deflate"}
+NO_BODY = {**SIX, "zstd": "zstd", "br": "br", "gzip": "gzip", "deflate": "deflate"}
 
 
 def records_of(*args: str) -> list[dict[str, object]]:
@@ -28,7 +29,7 @@ def answer(status: str, coding: str, body: bytes = b"", length: int | None = Non
     return head.encode() + body
 
 
-@pytest.mark.parametrize("coding", SIX.values(), ids=SIX.keys())
+@pytest.mark.parametrize("coding", NO_BODY.values(), ids=NO_BODY.keys())
 @pytest.mark.parametrize(
     ("status", "length", "args"),
     [("200 OK", 9, ["-I"]), ("204 No Content", 0, []), ("200 OK", 0, [])],
@@ -38,7 +39,9 @@ def test_a_long_chain_on_an_answer_without_a_body_is_that_answer(
     coding: str, status: str, length: int, args: list[str]
 ):
     """urllib3 (and fetcher's own chain) refused the chain before knowing there was a body:
-    protocol, retried twice, where curl takes the 204."""
+    protocol, retried twice, where curl takes the 204. A lone zstd too: its decoder, flushed at
+    the end of no body, said "Zstandard data is incomplete" (s28 t6 3: every -I at a server
+    answering zstd, which fetcher asks for)."""
     with FaultServer(respond(answer(status, coding, length=length))) as server:
         [record] = records_of(*args, server.url("/x"))
     assert record["ok"] is True and record["attempts"] == 1, record
