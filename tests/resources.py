@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 from pytest_httpserver import HTTPServer
@@ -147,3 +148,13 @@ def origin_server() -> Iterator[tuple[HTTPServer, Origin]]:
     finally:
         server.clear()
         server.stop()
+
+
+def state_fetch(url: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """The one record of a `--state tmp_path/s.db -o tmp_path/out` run over url, no retry."""
+    from tests.conftest import invoke  # noqa: PLC0415 - conftest imports this module's users
+    from tests.servers import records  # noqa: PLC0415
+
+    args = ["--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "out"), "--retries", "0"]
+    [record] = records(invoke(["--format", "jsonl", "-q", *args, *extra, url]).stdout)
+    return record

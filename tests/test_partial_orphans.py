@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from tests.conftest import invoke
 from tests.resources import Origin, Resource, origin_server, resource
-from tests.servers import records
+from tests.resources import state_fetch as fetch
 
 SIZE = 300_000
 CUT = 100_000
@@ -30,12 +29,6 @@ BODY = (hashlib.sha256(b"the body").digest() * (SIZE // 32 + 1))[:SIZE]
 def served() -> Iterator[tuple[HTTPServer, Origin]]:
     with origin_server() as running:
         yield running
-
-
-def fetch(url: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    args = ["--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "out"), "--retries", "0"]
-    [record] = records(invoke(["--format", "jsonl", "-q", *args, *extra, url]).stdout)
-    return record
 
 
 def partial_row(tmp_path: Path) -> tuple[str | None, int | None]:

@@ -18,6 +18,7 @@ from pytest_httpserver import HTTPServer
 from fetcher.http.headers import sendable
 from tests.conftest import invoke
 from tests.resources import Origin, origin_server, resource
+from tests.resources import state_fetch as fetch
 from tests.servers import FaultServer, read_request, records, respond
 from tests.test_state_lies import SIZE, body, cut_short, ranges_asked
 
@@ -26,12 +27,6 @@ from tests.test_state_lies import SIZE, body, cut_short, ranges_asked
 def served() -> Iterator[tuple[HTTPServer, Origin]]:
     with origin_server() as running:
         yield running
-
-
-def fetch(url: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    args = ["--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "out"), "--retries", "0"]
-    [record] = records(invoke(["--format", "jsonl", "-q", *args, *extra, url]).stdout)
-    return record
 
 
 UNSENDABLE = {
