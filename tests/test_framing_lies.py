@@ -86,6 +86,11 @@ BAD_FRAMINGS = {
     "two-lengths": b"Content-Length: 1\r\nContent-Length: 2\r\n",
     "listed-lengths": b"Content-Length: 1, 2\r\n",
     "letters": b"Content-Length: abc\r\n",
+    # Past any body's length; int() refuses more than 4,300 digits (s29 t1 3): urllib3 then took
+    # the length as unknown, and a body cut at the close was saved as complete.
+    "huge": b"Content-Length: " + b"9" * 4301 + b"\r\n",
+    "huge-listed": b"Content-Length: " + b"9" * 4301 + b", " + b"9" * 4301 + b"\r\n",
+    "past-2**63": b"Content-Length: 9223372036854775808\r\n",
 }
 
 

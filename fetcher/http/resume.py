@@ -26,6 +26,7 @@ import requests
 
 from fetcher.http.codings import listed_codings
 from fetcher.http.headers import http_date, sendable
+from fetcher.http.response_headers import length_of
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.output.bodies import (
@@ -41,7 +42,8 @@ from fetcher.results import Partial, Result
 # Told when a resumable download has begun, before a byte is written: where its file is, so
 # that the state can find it even after a SIGKILL.
 PartialListener = Callable[[Job, Partial], None]
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)$")
+# Numbers of more than 19 digits are past any length (length_of), and int() refuses 4,300.
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19}|\*)$")
 
 
 def validators_of(response: requests.Response) -> list[str] | None:
@@ -94,20 +96,10 @@ def is_rest_of(response: requests.Response, kept: int) -> bool:
     )
 
 
-# A length beyond this (2**63 - 1) is none a file has, nor one the state can hold (SQLite's
-# INTEGER): not known.
-MAX_LENGTH = 2**63 - 1
-
-
-def _length(digits: str) -> int | None:
-    length = int(digits)
-    return length if length <= MAX_LENGTH else None
-
-
 def range_total(response: requests.Response) -> int | None:
     """The resource's length by a 206's Content-Range; None when it says ``*`` or has none."""
     match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-    return None if match is None or match[3] == "*" else _length(match[3])
+    return None if match is None or match[3] == "*" else length_of(match[3])
 
 
 def whole_length(response: requests.Response) -> int | None:
@@ -118,7 +110,7 @@ def whole_length(response: requests.Response) -> int | None:
         return range_total(response)
     length = response.headers.get("Content-Length", "").strip()
     identity = not listed_codings(response.headers.get("Content-Encoding", ""))  # as validators_of
-    return _length(length) if length.isdecimal() and length.isascii() and identity else None
+    return length_of(length) if length.isdecimal() and length.isascii() and identity else None
 
 
 def range_length(response: requests.Response) -> int | None:
