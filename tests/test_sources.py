@@ -137,6 +137,13 @@ def test_validate_accepts(url):
     assert validate(url) is None
 
 
+@pytest.mark.parametrize("url", ["http://[v1.localhost]/", "http://[v7.a]:80/", "http://u@[v1.x]/"])
+def test_a_bracketed_host_that_is_no_ipv6_address_is_refused(url):
+    """urlsplit takes RFC 3986's IPvFuture; urllib3 looked up what was inside as a name, so a
+    redirect to it was followed (s29 t1 5). curl refuses it too."""
+    assert validate(url) == "malformed URL: only an IPv6 address goes in brackets"
+
+
 def test_drain_never_reads_a_pipe_after_a_finite_source():
     read_fd, write_fd = os.pipe()  # kept open: reading it would block forever
     with os.fdopen(read_fd, "rb") as pipe, os.fdopen(write_fd, "wb"):
