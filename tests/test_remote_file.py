@@ -143,6 +143,17 @@ def test_header_parsing():
     assert disposition_name(header('attachment; filename="caf\xe9.txt"')) == "caf\xe9.txt"
 
 
+@pytest.mark.parametrize("charset", ["idna", "punycode", "undefined"])
+def test_a_filename_star_whose_charset_cannot_decode_it_is_no_name(charset):
+    """These three codecs raise what email's own decoding does not catch: the record of a good
+    200 said other, nothing saved, every run (s29 t1 4). A name that cannot be read is none:
+    the plain filename, else the URL's name."""
+    value = f"attachment; filename*={charset}''%FFabc"
+    assert disposition_name({"Content-Disposition": value}) is None
+    named = f'{value}; filename="plain.txt"'
+    assert disposition_name({"Content-Disposition": named}) == "plain.txt"
+
+
 def test_a_304_never_names_the_file_its_content_disposition_names(httpserver, tmp_path):
     """A lying 304 named another URL's file with its Content-Disposition: the record claimed
     that file, with the empty body's sha256 (s14 -o DIR attacker, 6). A 304 names this URL's

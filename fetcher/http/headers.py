@@ -145,7 +145,8 @@ def utf8_if_it_was(text: str) -> str:
 
 def disposition_name(headers: Mapping[str, str]) -> str | None:
     """The file name Content-Disposition suggests, as one name: ``filename*`` (RFC 6266 section
-    4.3, RFC 8187's charset'lang'%XX form) before ``filename``; only the part after the last
+    4.3, RFC 8187's charset'lang'%XX form) before ``filename`` (also when its charset cannot
+    decode it: s29 t1 4); only the part after the last
     ``/`` or ``\\``; blanks around it dropped. None when there is none, or it is empty, ``.`` or
     ``..``. What a name must not hold (controls, ``%``) is encoded later, by fetcher.output.paths,
     as for every other name."""
@@ -158,10 +159,14 @@ def disposition_name(headers: Mapping[str, str]) -> str | None:
     names = [v for key, v in params if key.lower() == "filename"]
     # email decodes filename* into a (charset, language, text) tuple, listed after filename
     extended = [v for v in names if isinstance(v, tuple)]
-    if not names:
-        return None
-    text = email.utils.collapse_rfc2231_value((extended or names)[-1])
-    if not extended:
-        text = utf8_if_it_was(text)
+    plain = [v for v in names if not isinstance(v, tuple)]
+    try:
+        text = email.utils.collapse_rfc2231_value(extended[-1]) if extended else None
+    except (UnicodeError, ValueError):  # idna, punycode, undefined: past email's LookupError
+        text = None
+    if text is None:
+        if not plain:
+            return None
+        text = utf8_if_it_was(email.utils.collapse_rfc2231_value(plain[-1]))
     name = text.replace("\\", "/").rsplit("/", 1)[-1].strip()
     return None if name in ("", ".", "..") else name
