@@ -191,12 +191,20 @@ def csv_row(result: Result, meta_column: bool = False, state: bool = False) -> l
     return row
 
 
+# What makes Excel, LibreOffice or Google Sheets read a cell as a formula, quoted or not. A server
+# writes the reason and Content-Type, a list from anywhere the URL: such a cell gets a ' first,
+# as OWASP's advice on CSV injection has it (s29 t1 1); no other cell is changed.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return csv_text(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return "'" + csv_text(value) if value.startswith(_FORMULA_STARTS) else csv_text(value)
 
 
 def csv_columns(state: bool = False) -> tuple[str, ...]:
