@@ -805,11 +805,11 @@ def mark_at(path: str, folder: int | None = None) -> int | None:
     return None if found is None else file_mark(*found)
 
 
-def renewed_mark(mark: int, path: str) -> int | None:
-    """The mark of the file at path (mark_at) when mark, one without a generation, is still
-    that file's inode and size; else None. From one descriptor: a file swapped in between is
-    never given the mark of the one confirmed."""
-    found = _marked_file(path, None)
+def renewed_mark(mark: int, path: str, folder: int | None = None) -> int | None:
+    """The mark of the file at path (in the folder open as folder: mark_at) when mark, one
+    without a generation, is still that file's inode and size; else None. From one
+    descriptor: a file swapped in between is never given the mark of the one confirmed."""
+    found = _marked_file(path, folder)
     if found is None or file_mark(found[0]) != mark:
         return None
     return file_mark(*found)

@@ -37,7 +37,6 @@ from fetcher.output.atomic import (
     create_temporary,
     create_unnamed,
     descriptor_mark,
-    file_identity,
     has_generation,
     is_marked,
     mark_at,
@@ -391,12 +390,12 @@ class BodyOutput:
         saved: SavedFile | None,
         spool: IO[bytes] | None,
         existing: str | None = None,
-        row_mark: int | None = None,
+        kept_mark: int | None = None,
     ) -> None:
         self.saved = saved
         self.spool = spool
         self.existing = existing  # a 304's: the file already there, named in the record
-        self.row_mark = row_mark  # a 304's: the mark the state's row has of it (Owner.row_mark)
+        self.kept_mark = kept_mark  # a 304's: the mark its row keeps (_kept_mark)
         # Held by each write and by finish's commit, so that a chunk is in the file and counted,
         # or neither; cut: a stop abandoned the body (cut), which nothing writes, commits or
         # removes from then on.
@@ -446,7 +445,7 @@ class BodyOutput:
         if self.spool is not None:
             self.spool.seek(0)
         if self.saved is None:  # a 304's: the file already there, its mark for the state
-            return self.existing, self.spool, _kept_mark(self.existing, self.row_mark)
+            return self.existing, self.spool, self.kept_mark
         return self.saved.final, self.spool, self.saved.mark
 
     def abort(self) -> None:
@@ -509,7 +508,7 @@ class Bodies:
         the run (OutputDir.place; None: url's). Raises FetchError (io) when the file cannot be
         created."""
         saved: SavedFile | None = None
-        existing: str | None = None
+        existing: Placement | None = None
         remote = remote or RemoteFile()
         if self.folder is not None:
             if saved_as_resource(status, ok, head):
@@ -521,8 +520,11 @@ class Bodies:
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
+        if existing is None:
+            return BodyOutput(saved, spool)
         row_mark = owner.row_mark if isinstance(owner, Owner) else None
-        return BodyOutput(saved, spool, existing, row_mark)
+        with existing:  # a 304 writes nothing: the file's mark is the same now as at its end
+            return BodyOutput(saved, spool, existing.path, _kept_mark(existing, row_mark))
 
     def reopen(
         self,
@@ -613,10 +615,10 @@ class Bodies:
             return True
         if path is None or (existing := self.folder.existing(url, name, owner=owner)) is None:
             return False
-        # DIR spelled another way: the same file (existing is one; a stream's identity is None)
-        if existing != path and file_identity(existing, False) != file_identity(path, False):
-            return False
-        return mark is None or is_marked(mark, existing)
+        with existing:  # read through its folder's descriptor (OutputDir.existing)
+            if existing.path != path and not _same_file(existing, path):
+                return False
+            return mark is None or is_marked(mark, existing.name, existing.folder)
 
 
 def _place(
@@ -678,20 +680,29 @@ def _regular(name: str, folder: int) -> bool:
         return False
 
 
-def _kept_mark(existing: str | None, row_mark: int | None) -> int | None:
+def _kept_mark(existing: Placement, row_mark: int | None) -> int | None:
     """The mark a 304 leaves its row (State keeps the row's own when this is None): the kept
     file's (atomic.mark_at) for a row with no mark (before schema 3), or with one without a
     generation (an earlier version's, or another file system's) that is still the file's, so
     that the 304 confirming it marks it anew; else the row's, the one the 304 was asked about
     (a file saved over it since is not the stored body's: s24 h5 3)."""
-    if existing is None:
-        return row_mark
     if row_mark is None:
-        return mark_at(existing)
+        return mark_at(existing.name, existing.folder)
     if not has_generation(row_mark):
-        renewed = renewed_mark(row_mark, existing)
+        renewed = renewed_mark(row_mark, existing.name, existing.folder)
         return row_mark if renewed is None else renewed
     return row_mark
+
+
+def _same_file(existing: Placement, path: str) -> bool:
+    """Whether path, where the state says a body was saved (DIR spelled another way), names
+    the file existing found; a stat of the text, which opens nothing."""
+    try:
+        found = os.stat(existing.name, dir_fd=existing.folder, follow_symlinks=False)
+        named = os.stat(path)
+    except (OSError, UnicodeError, ValueError):
+        return False
+    return (found.st_dev, found.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _climbs(path: str) -> bool:

@@ -533,10 +533,12 @@ class OutputDir:
         return placement
 
     def existing(self, url: str, name: str | None = None, remote_name: str | None = None,
-                 owner: str | Owner | None = None) -> str | None:  # fmt: skip
-        """The path the body of url's request (owner, as for place) would be saved to, if a
-        regular file is there now; else None. Creates nothing and follows no link. The file
-        counts as given to that request in this run."""
+                 owner: str | Owner | None = None) -> Placement | None:  # fmt: skip
+        """Where the body of url's request (owner, as for place) would be saved to, if a
+        regular file is there now (its folder open: the caller closes it); else None. Creates
+        nothing and follows no link. The file counts as given to that request in this run. It
+        is read through its folder's descriptor, never by its path's text again: a folder
+        swapped for a link after this walk would lead that outside DIR (s29 t2 1)."""
         parts = components(url, name, remote_name)
         try:
             placement = self._walk(parts, _claimant(url, owner, bool(name)), create=False)
@@ -544,8 +546,10 @@ class OutputDir:
             return None
         if placement is None:
             return None
-        with placement:
-            return placement.path if _is_file(_lstat(placement.folder, placement.name)) else None
+        if _is_file(_lstat(placement.folder, placement.name)):
+            return placement
+        placement.close()
+        return None
 
     def claim(self, path: str, owner: str) -> bool:
         """Keep path, a file an earlier run saved (as this run spells DIR), for the request
