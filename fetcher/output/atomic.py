@@ -354,7 +354,7 @@ class AtomicFile:
             os.replace(temporary, self.path)
         self.temporary = None
         if not _holds(self.path, self._identity):
-            if not _users_file(self.path):
+            if not users_file(self.path):
                 remove_quietly(self.path)
             raise Swapped()
 
@@ -436,10 +436,11 @@ def _empty_users_file(name: str) -> bool:
     return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid() and not found.st_size
 
 
-def _users_file(name: str) -> bool:
-    """Whether name is a regular file of this user's (not followed)."""
+def users_file(name: str, folder: int | None = None) -> bool:
+    """Whether name (in the folder open as folder) is a regular file of this user's (not
+    followed)."""
     try:
-        found = os.lstat(name)
+        found = os.lstat(name, dir_fd=folder)
     except OSError:
         return False
     return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()

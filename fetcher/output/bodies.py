@@ -42,6 +42,7 @@ from fetcher.output.atomic import (
     mark_at,
     name_unnamed,
     renewed_mark,
+    users_file,
 )
 from fetcher.output.paths import (
     LinkInTheWay,
@@ -312,7 +313,11 @@ class SavedFile:
                 _live.add(self._entry)
         os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
         if not self._holds_ours(name):
-            self._remove(name)  # what the rename moved there was not ours
+            # What the rename moved there was not ours, or another run of the user's renamed
+            # its body of the URL over ours since: that one is left (s29 t2 2), as for the
+            # run's own files (docs/choices.md); a link, another user's file, goes.
+            if not users_file(name, folder):
+                self._remove(name)
             raise Swapped()
 
     def _set_time(self) -> None:
