@@ -83,9 +83,10 @@ def test_names_that_resolve_are_not_held_behind_names_that_hang(server: Counting
     assert all(found[name]["error"]["kind"] == "dns" for name in slow)
 
 
-def test_past_the_lookup_threads_a_name_is_looked_up_on_the_callers_thread() -> None:
-    """LOOKUP_THREADS names hanging at once: another name is looked up by its caller, unbounded,
-    as before the pool, rather than failed or queued."""
+def test_past_the_lookup_threads_a_name_waits_for_one_within_its_time() -> None:
+    """LOOKUP_THREADS names hanging at once: another name was looked up by its caller,
+    unbounded, and -m no longer bounded its URL (s29 r1 1: 128 URLs held 12 s past -m 2). It
+    waits for a lookup thread instead, within what the connect phase has left."""
     from fetcher.http.resolve import NameTimeout, Resolver  # noqa: PLC0415
 
     names = {"h1.test": ["127.0.0.1"], "h2.test": ["127.0.0.1"], "ok.test": ["127.0.0.1"]}
@@ -94,8 +95,33 @@ def test_past_the_lookup_threads_a_name_is_looked_up_on_the_callers_thread() -> 
         for name in ("h1.test", "h2.test"):
             with pytest.raises(NameTimeout):
                 lookups.resolve(name, 80, 0, 0.1)
-        assert lookups.resolve("ok.test", 80, 0, 0.1)[0][4][0] == "127.0.0.1"
-        assert resolver.threads["ok.test"] == {threading.current_thread().name}
+        with pytest.raises(NameTimeout):
+            lookups.resolve("ok.test", 80, 0, 0.2)
+        assert "ok.test" not in resolver.asked  # not on the caller's thread, unbounded
+        found: list[Any] = []
+        resolve_ok = lambda: found.append(lookups.resolve("ok.test", 80, 0, 10))  # noqa: E731
+        waiting = threading.Thread(target=resolve_ok)
+        waiting.start()
+        resolver.held.set()  # the hung names answer: their threads are free
+        waiting.join(10)
+        assert found and found[0][0][4][0] == "127.0.0.1", found
+        assert resolver.threads["ok.test"] == {LOOKUP_THREAD}
+
+
+def test_names_past_the_lookup_threads_are_bounded_by_the_connect_timeout(
+    server: CountingServer,
+) -> None:
+    from fetcher.http.resolve import LOOKUP_THREADS  # noqa: PLC0415
+
+    slow = {f"s{n}.test": ["127.0.0.1"] for n in range(LOOKUP_THREADS + 8)}
+    urls = "".join(f"http://{name}:{server.port}/\n" for name in slow)
+    with HostsResolver(slow, frozenset(slow)):
+        result = invoke(["--format", "jsonl", "-j", str(len(slow)), "--retries", "0",
+                         "--connect-timeout", "0.5", "-i", "-"], input=urls)  # fmt: skip
+    found = records(result.stdout)
+    assert len(found) == len(slow)
+    assert {r["error"]["kind"] for r in found} == {"dns"}, found
+    assert max(r["elapsed"] for r in found) < 2, sorted(r["elapsed"] for r in found)[-8:]
 
 
 def test_an_ip_literal_takes_no_lookup_thread_and_a_name_does(server: CountingServer) -> None:

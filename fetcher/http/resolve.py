@@ -6,9 +6,10 @@ did not answer held each URL for the resolver's own timeout (10 to 20 s), past -
 for at most the time the connect phase has left; past it the lookup is abandoned to its thread
 (NameTimeout, kind dns, as the resolver's own timeout was). URLs of one name that wait at once
 share its one lookup. At most LOOKUP_THREADS lookups run at once in a process: past that (that
-many names hanging at once) a name is looked up on the caller's thread, unbounded, as before.
-A queue of lookups for a few threads, tried first, failed names that resolve at once behind 16
-that hung (s28 r3 1: 155 of 200 good names, where none had failed before).
+many names hanging at once) a name waits for one of them to end, within the same time. Looked
+up on the caller's thread then, unbounded, -m no longer bounded it (s29 r1 1: 128 URLs held 12
+s past -m 2). A queue of lookups for a few threads, tried first, failed names that resolve at
+once behind 16 that hung (s28 r3 1: 155 of 200 good names, where none had failed before).
 
 An IP literal is no lookup: getaddrinfo with AI_NUMERICHOST answers it on the caller's thread
 at once, as before (the hot path: a bench's 127.0.0.1), and refuses a name as fast.
@@ -19,10 +20,11 @@ from __future__ import annotations
 import copy
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-LOOKUP_THREADS = 64  # lookups running at once in a process; past it, on the caller's thread
+LOOKUP_THREADS = 64  # lookups running at once in a process; past it, a name waits for one
 
 AddressInfo = list[tuple[Any, ...]]
 _Key = tuple[str, int, int]  # host, port, family
@@ -58,42 +60,45 @@ class Resolver:
     def __init__(self, threads: int = LOOKUP_THREADS) -> None:
         self.limit = threads
         self.lock = threading.Lock()
+        self.freed = threading.Condition(self.lock)  # notified when a lookup ends
         self.pending: dict[_Key, _Lookup] = {}
 
     def resolve(self, host: str, port: int, family: int, timeout: float | None) -> AddressInfo:
         """getaddrinfo's answer for a stream connection, within timeout seconds (None: no
-        bound); NameTimeout past it. An IP literal is answered on the calling thread, and so
-        is a name while LOOKUP_THREADS lookups are running (unbounded, as before)."""
+        bound), the wait for a lookup thread included; NameTimeout past it. An IP literal is
+        answered on the calling thread."""
         try:
             return socket.getaddrinfo(
                 host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST
             )
         except socket.gaierror:
             pass  # a name
-        lookup = self._join((host, port, family))
-        if lookup is None:
-            return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-        if not lookup.done.wait(timeout):
+        ends = None if timeout is None else time.monotonic() + timeout
+        lookup = self._join((host, port, family), ends)
+        if lookup is None or not lookup.done.wait(_left(ends)):
             raise NameTimeout(host, timeout or 0.0)
         if lookup.error is not None:
             raise copy.copy(lookup.error)  # one object raised in several threads at once: not
         return lookup.found
 
-    def _join(self, key: _Key) -> _Lookup | None:
-        """The running lookup of key, or a new one started; None when LOOKUP_THREADS run, or
-        the system refuses a thread."""
+    def _join(self, key: _Key, ends: float | None) -> _Lookup | None:
+        """The running lookup of key, or a new one started, once fewer than LOOKUP_THREADS run
+        (waited for until ends, a time.monotonic() reading; None: without end); None when none
+        ended by then. When the system refuses a thread, the caller looks the name up itself,
+        unbounded, and those that joined it wait for it as for any lookup."""
         with self.lock:
-            lookup = self.pending.get(key)
+            while (lookup := self.pending.get(key)) is None and len(self.pending) >= self.limit:
+                if ends is not None and time.monotonic() >= ends:
+                    return None
+                self.freed.wait(_left(ends))
             if lookup is not None:
                 return lookup
-            if len(self.pending) >= self.limit:
-                return None
             lookup = self.pending[key] = _Lookup(key)
         thread = threading.Thread(target=self._serve, args=(lookup,), name="fetcher-lookup",
                                   daemon=True)  # fmt: skip
         try:
             thread.start()
-        except RuntimeError:  # no thread to be had: this caller looks it up, and so do those joined
+        except RuntimeError:  # no thread to be had
             self._serve(lookup)
         return lookup
 
@@ -101,7 +106,13 @@ class Resolver:
         lookup.run()
         with self.lock:
             del self.pending[lookup.key]
+            self.freed.notify_all()  # a waiter may find its name joined, the place still free
         lookup.done.set()
+
+
+def _left(ends: float | None) -> float | None:
+    """The seconds until ends (a time.monotonic() reading), none below 0; None without end."""
+    return None if ends is None else max(0.0, ends - time.monotonic())
 
 
 _resolver = Resolver()
