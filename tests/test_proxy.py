@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from tests.conftest import invoke
-from tests.servers import closed_port, counting_server
+from tests.servers import HostsResolver, closed_port, counting_server
 from tests.tls_proxy_servers import (
     basic,
     forward_proxy,
@@ -198,6 +198,17 @@ def test_unreachable_proxy_is_kind_proxy(target, tls_target, scheme, how):
     assert_failed(result, record, "proxy")
     assert record["error"]["message"], record
     assert target.paths == [] and tls_target.paths == []
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_whose_name_does_not_resolve_in_time_is_kind_proxy(target, tls_target, scheme):
+    """The connect timeout's bound on a lookup said dns, where a proxy name not known at once
+    is proxy: one proxy had two kinds by its resolver's speed (s29 r1 3)."""
+    url = target.url("/unreached") if scheme == "http" else tls_target.url("/unreached")
+    with HostsResolver({"proxy.test": ["127.0.0.1"]}, frozenset({"proxy.test"})):
+        result, record = fetch(url, "-x", "http://proxy.test:9", "--connect-timeout", "0.3")
+    assert_failed(result, record, "proxy")
+    assert "proxy.test did not resolve in time" in record["error"]["message"], record
 
 
 # -- credentials -----------------------------------------------------------------------------------

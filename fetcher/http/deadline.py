@@ -240,7 +240,9 @@ class _DeadlineMixin:
                 message = f"{deadline.message}: {late.host} did not resolve in time"
                 raise FetchError(message, ErrorKind.MAX_TIME) from error
             if isinstance(late, NameTimeout):  # the resolver's fault: dns, as its own timeout was
-                raise FetchError(str(late), ErrorKind.DNS) from error
+                # a proxy's name: proxy, as one not known at once is (s29 r1 3)
+                kind = ErrorKind.PROXY if getattr(self, "proxy", None) else ErrorKind.DNS
+                raise FetchError(str(late), kind) from error
             raise
         using_socket(sock)  # before a proxy's CONNECT answer is read on it, or TLS begins
         return sock
