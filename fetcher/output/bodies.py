@@ -313,11 +313,7 @@ class SavedFile:
                 _live.add(self._entry)
         os.replace(self.temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
         if not self._holds_ours(name):
-            # What the rename moved there was not ours, or another run of the user's renamed
-            # its body of the URL over ours since: that one is left (s29 t2 2), as for the
-            # run's own files (docs/choices.md); a link, another user's file, goes.
-            if not users_file(name, folder):
-                self._remove(name)
+            _unless_users(folder, name)  # what the rename moved there was not ours
             raise Swapped()
 
     def _set_time(self) -> None:
@@ -525,11 +521,7 @@ class Bodies:
         spool = tempfile.SpooledTemporaryFile(self.in_memory) if self.spool else None
         if saved is None and spool is None and existing is None:
             return None
-        if existing is None:
-            return BodyOutput(saved, spool)
-        row_mark = owner.row_mark if isinstance(owner, Owner) else None
-        with existing:  # a 304 writes nothing: the file's mark is the same now as at its end
-            return BodyOutput(saved, spool, existing.path, _kept_mark(existing, row_mark))
+        return _body_output(saved, spool, existing, owner)
 
     def reopen(
         self,
@@ -621,9 +613,7 @@ class Bodies:
         if path is None or (existing := self.folder.existing(url, name, owner=owner)) is None:
             return False
         with existing:  # read through its folder's descriptor (OutputDir.existing)
-            if existing.path != path and not _same_file(existing, path):
-                return False
-            return mark is None or is_marked(mark, existing.name, existing.folder)
+            return _still_saved(existing, path, mark)
 
 
 def _place(
@@ -683,6 +673,39 @@ def _regular(name: str, folder: int) -> bool:
         return stat.S_ISREG(os.lstat(name, dir_fd=folder).st_mode)
     except (OSError, UnicodeError, ValueError):
         return False
+
+
+def _unless_users(folder: int, name: str) -> None:
+    """Remove name in folder, what a body's rename moved there that is not its file, unless a
+    regular file of this user's: another run's body of the URL renamed over it since, which
+    is kept as the run's own files keep theirs (s29 t2 2, docs/choices.md). A link or another
+    user's file goes (never its target)."""
+    if not users_file(name, folder):
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=folder)
+
+
+def _body_output(
+    saved: SavedFile | None,
+    spool: IO[bytes] | None,
+    existing: Placement | None,
+    owner: str | Owner | None,
+) -> BodyOutput:
+    """The output of a body saved, spooled, or a 304's (existing: its file, whose mark a 304,
+    which writes nothing, leaves as it is now: _kept_mark)."""
+    if existing is None:
+        return BodyOutput(saved, spool)
+    row_mark = owner.row_mark if isinstance(owner, Owner) else None
+    with existing:
+        return BodyOutput(saved, spool, existing.path, _kept_mark(existing, row_mark))
+
+
+def _still_saved(existing: Placement, path: str, mark: int | None) -> bool:
+    """Whether existing, the file now where a body would be saved, is path, where the state
+    says it was saved, and with mark still that file (atomic.is_marked)."""
+    if existing.path != path and not _same_file(existing, path):
+        return False
+    return mark is None or is_marked(mark, existing.name, existing.folder)
 
 
 def _kept_mark(existing: Placement, row_mark: int | None) -> int | None:

@@ -399,6 +399,14 @@ class Placement:
         self.close()
 
 
+def _if_a_file(placement: Placement) -> Placement | None:
+    """placement when a regular file is there; else None, placement closed."""
+    if _is_file(_lstat(placement.folder, placement.name)):
+        return placement
+    placement.close()
+    return None
+
+
 def _lstat(folder: int, name: str) -> os.stat_result | None:
     try:
         return os.stat(name, dir_fd=folder, follow_symlinks=False)
@@ -544,12 +552,7 @@ class OutputDir:
             placement = self._walk(parts, _claimant(url, owner, bool(name)), create=False)
         except OSError:
             return None
-        if placement is None:
-            return None
-        if _is_file(_lstat(placement.folder, placement.name)):
-            return placement
-        placement.close()
-        return None
+        return None if placement is None else _if_a_file(placement)
 
     def claim(self, path: str, owner: str) -> bool:
         """Keep path, a file an earlier run saved (as this run spells DIR), for the request
