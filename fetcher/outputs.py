@@ -37,7 +37,7 @@ from fetcher.output.bodies import Bodies, remove_live_temporaries, spool_in_memo
 from fetcher.output.collector import Collector
 from fetcher.output.display import Display, NullDisplay
 from fetcher.output.failed import FailedLines
-from fetcher.output.input_changes import InputChanges
+from fetcher.output.input_changes import InputChanges, file_state
 from fetcher.output.terminal import ConsoleWriter
 from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.results import Summary
@@ -506,7 +506,8 @@ def watch_replaced(
     sends it beside a file changed since it was read (s27 r6 1); one after, which says so."""
     replaced = [] if reader is None else replaced_sources(failed.path, reader.sources)
     keep_other_shards(settings, replaced, failed)
-    changes = InputChanges(failed, replaced, settings.input_format)
+    at_start = None if replaced else file_state(failed.path)
+    changes = InputChanges(failed, replaced, settings.input_format, at_start)
     on_hard_exit(changes.before_hard_commit, first=True)
     on_hard_exit(functools.partial(say_at_hard_exit, changes))
     return changes

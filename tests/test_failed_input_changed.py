@@ -428,3 +428,38 @@ def test_a_long_line_of_an_unread_rest_is_streamed_through(tmp_path):
         assert written.read(size) == b"x" * size
         assert written.read() == b"\nhttp://a.test/2\n"
     assert failed.count == 2
+
+
+# -- s29 t2 3: a --failed FILE that is no input, written by another run meanwhile ------------
+
+
+@pytest.mark.parametrize("existed", [True, False])
+def test_a_failed_list_another_run_wrote_meanwhile_is_left_as_it_is(acting, tmp_path, existed):
+    """Two runs with one --failed FILE: the run that ended last renamed its list over the
+    other's, whose failed lines were lost with no word (s29 t2 3). FILE written since the run
+    began is left as it is, and this run's lines go beside it, as for a replaced input."""
+    server, actions = acting
+    failed = tmp_path / "failed.txt"
+    if existed:
+        failed.write_text("an older list\n")
+    others = f"{server.url('/other-run/404')}\n"
+    actions.append(lambda: failed.write_text(others))
+    result = invoke(["-q", "--failed", str(failed), server.url("/status/404"),
+                     server.url("/trigger")])  # fmt: skip
+    assert result.exit_code == 1
+    assert failed.read_text() == others
+    beside = [name for name in os.listdir(tmp_path) if name.startswith("failed.txt.failed-")]
+    assert len(beside) == 1, os.listdir(tmp_path)
+    assert (tmp_path / beside[0]).read_text() == server.url("/status/404") + "\n"
+    assert "during the run" in result.stderr and beside[0] in result.stderr, result.stderr
+
+
+def test_a_failed_list_left_alone_is_replaced_as_ever(acting, tmp_path):
+    server, _ = acting
+    failed = tmp_path / "failed.txt"
+    failed.write_text("an older list\n")
+    result = invoke(["-q", "--failed", str(failed), server.url("/status/404"),
+                     server.url("/trigger")])  # fmt: skip
+    assert result.exit_code == 1 and result.stderr == ""
+    assert failed.read_text() == server.url("/status/404") + "\n"
+    assert os.listdir(tmp_path) == ["failed.txt"]

@@ -49,6 +49,7 @@ WRITTEN = "was being written at the end of the run (its last line had no line en
 REPLACED = "was replaced during the run"
 WIDE_TAIL = "was filled during the run with UTF-16 or UTF-32 text, which its reading was not"
 UNREAD = "had lines added to it that were not read yet when a second stop came"
+WRITTEN_MEANWHILE = "was written during the run, by another run or program"
 WIDE_MARK = 4  # bytes of the longest byte-order mark (UTF-32's)
 
 
@@ -60,6 +61,7 @@ class InputChanges:
     failed: FailedLines
     sources: list[Source]
     input_format: str
+    at_start: FileState | None = None  # FILE as the run began, when it is no input (file_state)
     # Each file read (one of its sources) and how far it was carried: to see it grow again.
     _ends: list[tuple[Source, int]] = field(default_factory=list)
     _aside: str = ""  # why --failed is beside FILE, as stderr says it ("": it is not)
@@ -71,6 +73,8 @@ class InputChanges:
         read, leave --failed beside it (after_commit says so). The messages to say."""
         self._started = True
         said: Say = []
+        if written_meanwhile(self.failed.path, self.at_start):
+            self._go_aside(WRITTEN_MEANWHILE)
         if not self.sources:
             return said
         self._go_aside("was being looked at again for lines added to it when a second stop came")
@@ -89,6 +93,8 @@ class InputChanges:
         the run never read), was replaced or cut is left whole, --failed goes beside it, and
         at_hard_exit says so. --failed renamed over it took those lines with no word (s27 r6
         1). Nothing is carried: one stat and fstat a file fit the exit's second."""
+        if not self._started and written_meanwhile(self.failed.path, self.at_start):
+            self._go_aside(WRITTEN_MEANWHILE)
         if self._started or not self.sources:
             return
         for group in _by_file(self.sources):
@@ -290,6 +296,31 @@ def _line_ended(source: Source, start: int, size: int) -> bool:
         return os.pread(fd, len(end), size - len(end)) == end
     except (OSError, ValueError):
         return False
+
+
+# A --failed FILE that is no input as the run begins: its device, inode, size and time, or ()
+# when there is none. None: not looked at (an input, looked at as one; a FIFO, written in place).
+FileState = tuple[int, ...]
+
+
+def file_state(path: str) -> FileState | None:
+    """FILE's state (FileState), not followed: a link there is replaced, as FailedLines does."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return ()
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def written_meanwhile(path: str, at_start: FileState | None) -> bool:
+    """Whether FILE, no input, is not as the run began: another run with the same --failed
+    renamed its list there, or a program wrote it. Renamed over, that list was lost with no
+    word (s29 t2 3); it is left, and this run's lines go beside it (_go_aside)."""
+    return at_start is not None and file_state(path) != at_start
 
 
 def _stat(path: str) -> tuple[int, int] | None:
