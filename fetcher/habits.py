@@ -772,6 +772,7 @@ ONE_DASH = {
     # Read as -u WORD (Basic credentials to every server) and -o DIR (every body saved there).
     "unsafe": "not done here: each request is sent as urllib3 writes it",
     "update": "not done here: fetcher is updated as it was installed",
+    "up": "not done here: fetcher is updated as it was installed",  # -u p: credentials sent
     "oa": "--results FILE here (with --format jsonl or csv); for a folder named a, -o a",
     "ob": "what fetcher does without -o DIR or --body; for a folder named b, -o b",
 }
@@ -783,10 +784,14 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     word = argument[1:]
     if word in ONE_DASH:  # two letters too: -cl is no cluster of curl's, but -c l
         return f"{argument} (httpx's) is {ONE_DASH[word]}: an option with one dash is one letter"
-    if not re.fullmatch(r"[a-z][a-z-]{2,}", word):
-        return None
-    if "--" + word in options:
+    if len(word) > 2 and "--" + word in options:
         return f"{argument} is --{word} here: an option with one dash is one letter"
+    if re.fullmatch(r"[a-z]+(?:-[a-z0-9]+)+", word):  # httpx's -omit-body: -o 'mit-body'
+        letter = argument[:2]
+        value = "…" if letter in SECRET_VALUES else argument[2:]
+        return (f"{letter}{value} is no option here (httpx's?): an option with one dash is one "
+                f"letter, and this reads as {letter} {value}; fetcher's long options take two "
+                f"dashes (fetcher --help). For {letter} with that value, write {letter} {value}")
     return None
 
 

@@ -832,6 +832,13 @@ def test_httpx_options_read_as_c_are_refused_and_write_no_jar(server, tmp_path, 
         ["-update"],  # -u pdate
         ["-oa"],  # output-all: -o a, every body saved under ./a
         ["-ob"],  # omit-body: -o b
+        # s29 t3 1: long names with an inner dash that the list did not hold
+        ["-disable-update-check"],  # -d isable-update-check: every URL POSTed
+        ["-omit-body"],  # -o mit-body
+        ["-follow-host-redirects"],  # -f -o llow-host-redirects
+        ["-content-type"],  # -c ontent-type: a cookie jar written
+        ["-csv-output-encoding"],
+        ["-up"],  # update: -u p, Basic credentials 'p:' to every server
     ],
 )
 def test_httpx_options_read_as_a_body_a_user_or_a_folder_are_refused(
@@ -845,6 +852,13 @@ def test_httpx_options_read_as_a_body_a_user_or_a_folder_are_refused(
     result = invoke([*args, server.url("/a")], input=b"")
     assert result.exit_code == 2 and "httpx" in result.stderr, result.stderr
     assert server.paths == [] and list(tmp_path.iterdir()) == []
+
+
+def test_a_dashed_word_after_a_secret_option_letter_is_not_shown():
+    """-dkey-word reads as -d key-word: the refusal says how to give it, the value not shown."""
+    result = invoke(["-dtoken-s3cret", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "-d …" in result.stderr, result.stderr
+    assert "s3cret" not in result.stderr
 
 
 @pytest.mark.parametrize("args", [["-fd", "a=1"], ["-sd", "a=1"], ["-o", "b"], ["-fsSo", "b"]])
