@@ -142,9 +142,24 @@ def masked_errors() -> Iterator[None]:
         # Changed in place (Click types it Final): the same exception, its type, exit status
         # and context (the usage lines above it) kept.
         if not isinstance(exc, Advice):
-            vars(exc)["message"] = redact_text(exc.message, bare_words=True)
+            message = without_variable_value(exc)
+            vars(exc)["message"] = redact_text(message, bare_words=True)
         vars(exc)["show"] = functools.partial(show_or_keep_quiet, exc.show)
         raise
+
+
+def without_variable_value(exc: click.ClickException) -> str:
+    """exc's message without the value of the variable its option was read from, which Click
+    quotes (''s3cret' is not a valid integer'): FETCHER_HEAD='Authorization: Bearer ...', a
+    variable meant to be FETCHER_HEADER, put the token on stderr (s29 t3 3). The message names
+    the variable; its value is the user's to look at."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
+    message = exc.message
+    for piece in [value, *value.splitlines()] if isinstance(value, str) and value else []:
+        for quoted in (repr(piece), f"'{piece}'", f'"{piece}"'):
+            message = message.replace(quoted, "'…'")
+    return message
 
 
 def show_or_keep_quiet(show: Callable[..., None], file: Any = None) -> None:

@@ -189,6 +189,9 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
         # whose file an earlier 'fetcher -o .' may have saved right here.
         if "://" not in url and "/" not in url and os.path.isfile(url):
             raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
+        if (header := _credential_header(url)) is not None:  # -H forgotten, or --head's
+            raise click.UsageError(f"'{header}: …' is a header, not a URL: give it with -H "
+                                   f"'{header}: VALUE' (its value is not shown)")  # fmt: skip
         if url.isascii() and url.isdigit():  # https://4 is the address 0.0.0.4 (s25 h2 7)
             raise click.UsageError(
                 f"{url!r} is no URL: a number alone would be fetched as https://{url}. aria2's "
@@ -221,6 +224,16 @@ _HOST = re.compile(
     re.IGNORECASE,
 )
 JAR_OF_THAT_NAME = "for a cookie jar of that name, write -c ./{}"
+
+
+def _credential_header(argument: str) -> str | None:
+    """The name of the credential header argument is a line of (Authorization, Cookie,
+    Proxy-Authorization), or None. Fetched as a URL, its invalid_url record and the summary
+    showed the token (s29 t3 3): '--head' is -I, not -H, and -H is easily forgotten."""
+    from fetcher.redact import SENT_SECRET_HEADERS
+
+    found = re.match(r"\s*([A-Za-z-]+)\s*:", argument)
+    return found[1] if found and found[1].lower() in SENT_SECRET_HEADERS else None
 
 
 def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
@@ -789,9 +802,11 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     if re.fullmatch(r"[a-z]+(?:-[a-z0-9]+)+", word):  # httpx's -omit-body: -o 'mit-body'
         letter = argument[:2]
         value = "…" if letter in SECRET_VALUES else argument[2:]
-        return (f"{letter}{value} is no option here (httpx's?): an option with one dash is one "
-                f"letter, and this reads as {letter} {value}; fetcher's long options take two "
-                f"dashes (fetcher --help). For {letter} with that value, write {letter} {value}")
+        return (
+            f"{letter}{value} is no option here (httpx's?): an option with one dash is one "
+            f"letter, and this reads as {letter} {value}; fetcher's long options take two "
+            f"dashes (fetcher --help). For {letter} with that value, write {letter} {value}"
+        )
     return None
 
 

@@ -139,3 +139,37 @@ def test_the_test_suite_s_and_bench_s_own_variables_are_not_warned_about(server,
 def test_the_option_variables_are_not_warned_about(server):
     result = invoke(["-q", server.url("/x")], FETCHER_RETRIES="0", FETCHER_HEADER="X-A: 1")
     assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FETCHER_HEAD", "Authorization: Bearer s3cretTOK"),  # meant for FETCHER_HEADER
+        ("FETCHER_WORKERS", "s3cretTOK"),
+        ("FETCHER_FORMAT", "s3cretTOK"),
+        ("FETCHER_MAX_TIME", "x:s3cretTOK@h"),
+        ("FETCHER_QUIET", "Cookie: sid=s3cretTOK"),
+    ],
+)
+def test_a_variables_bad_value_is_not_quoted_back(server, variable, value):
+    """Click quotes a bad value in its message: FETCHER_HEAD='Authorization: Bearer ...', a
+    variable meant to be FETCHER_HEADER, put the token on stderr (s29 t3 3)."""
+    result = invoke([server.url("/a")], **{variable: value})
+    assert result.exit_code == 2, result.stderr
+    assert variable in result.stderr and "s3cretTOK" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--head", "Authorization: Bearer s3cretTOK"],  # --head is -I: the header a URL
+        ["Cookie: session=s3cretTOK"],  # -H forgotten
+        ["proxy-authorization:Basic s3cretTOK"],
+    ],
+)
+def test_a_credential_header_given_as_a_url_is_refused_unshown(server, args):
+    """It was fetched as a URL: an invalid_url record and the summary showed the token (s29 t3
+    3). A usage error names the header and says to give it with -H, its value not shown."""
+    result = invoke([*args, server.url("/a")])
+    assert result.exit_code == 2 and "-H" in result.stderr, result.stderr
+    assert "s3cretTOK" not in result.stderr + result.stdout and server.paths == []
