@@ -7,12 +7,13 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from itertools import chain, combinations, product
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import click
 
@@ -64,6 +65,7 @@ OUTPUT_FILES = (
 # The files opened where fetcher.owners.resolve's walk leads (state.database.check_folders,
 # http.cookies.jar_file), links followed before a '..' is taken: their folder is that one.
 WALKED = frozenset({"-c", "--state"})
+CLOSE_INPUT_WAIT = 0.2  # seconds an input that is no file is waited for at its close
 # What '-' is told to name instead, where /dev/stdout is refused next: the state's is a link
 # fetcher does not open, and a jar on a pipe is a FIFO, which cannot be read back and replaced.
 DASH_ADVICE = {
@@ -171,15 +173,34 @@ def open_sources(settings: Settings, streams: Streams, stack: ExitStack) -> list
             sources.append(stdin_source(streams))
             continue
         try:
-            stream = stack.enter_context(open(path, "rb"))  # noqa: SIM115 - closed by the stack
+            stream = open(path, "rb")  # noqa: SIM115 - closed by the stack
         except OSError as exc:
             raise click.UsageError(f"cannot read input file {path!r}: {exc.strerror}") from None
+        stack.callback(close_input, stream)
         sources.append(Source(path, stream=stream))
     if not sources:
         if streams.stdin_is_terminal:
             raise click.UsageError("no URL given: pass URLs, --input FILE, or pipe a list in")
         sources.append(stdin_source(streams))
     return sources
+
+
+def close_input(stream: BinaryIO) -> None:
+    """Close an -i FILE. One that is no regular file (a FIFO, <(cmd), /dev/fd/N) is closed on a
+    thread of its own, waited for a moment: after a stop, the reader blocked in it holds its
+    buffer's lock until the writer writes, and the close waited for that, the run not ending
+    until a second signal (s29 t3 2); the process exits at once after it. Read to its end
+    (the run's end), it closes at once."""
+    try:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):
+        regular = True
+    if regular:
+        stream.close()
+        return
+    closing = threading.Thread(target=stream.close, name="fetcher-close-input", daemon=True)
+    closing.start()
+    closing.join(CLOSE_INPUT_WAIT)
 
 
 def stdin_source(streams: Streams) -> Source:

@@ -289,6 +289,26 @@ def test_a_signal_while_the_run_waits_on_an_empty_pipe_is_its_status(tmp_path):
         assert "stopped by SIGINT" in output(tmp_path, "stderr")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_run_waits_on_a_fifo_given_to_i_ends_it(tmp_path, signum):
+    """-i FIFO (or <(cmd), /dev/fd/N) whose writer is quiet: the first signal printed the
+    summary, then closing the input waited for the lock of its buffer, which the reader
+    blocked in it holds until the writer writes; only a second signal ended it (s29 t3 2)."""
+    fifo = tmp_path / "urls.fifo"
+    os.mkfifo(fifo)
+    writer = os.open(fifo, os.O_RDWR)  # a writer that keeps it open and writes nothing
+    try:
+        with spawn(["-j", "4", "-i", str(fifo)], tmp_path) as process:
+            tasks = f"/proc/{process.pid}/task"
+            wait_for(lambda: len(os.listdir(tasks)) >= 5, "the run's threads")
+            process.send_signal(signum)
+            returncode, _ = wait_exit(process, timeout=10)
+    finally:
+        os.close(writer)
+    assert returncode == 128 + signum, output(tmp_path, "stderr")
+    assert f"stopped by {signal.Signals(signum).name}" in output(tmp_path, "stderr")
+
+
 def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
     """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
     URL in flight goes to --failed (it dumped core before, --failed never written)."""
