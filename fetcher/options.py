@@ -30,6 +30,7 @@ from fetcher.given import (
     warn,
 )
 from fetcher.habits import OUTPUT_HABITS, REQUEST_HABITS, fold_habits
+from fetcher.input.jobs import usable_proxy
 from fetcher.input.parsing import (
     AUTO,
     MAX_PROCESSES,
@@ -43,7 +44,6 @@ from fetcher.input.parsing import (
     parse_metrics_label,
     parse_output_dir,
     parse_processes,
-    parse_proxy,
     parse_rate,
     parse_size,
     parse_user,
@@ -279,7 +279,7 @@ REQUEST_OPTIONS = [
     option("-c", "--cookie-jar", metavar="FILE",
            help="Load cookies from FILE (Netscape format, at most 16 MiB) and save all received "
                 "ones there."),
-    option("-x", "--proxy", metavar="URL", type=Parsed("URL", parse_proxy),
+    option("-x", "--proxy", metavar="URL", type=Parsed("URL", usable_proxy),
            help="Proxy for every request (overrides *_PROXY; NO_PROXY still applies)."),
     option("-k", "--insecure", is_flag=True, help="Do not verify TLS certificates."),
     option("--cacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
@@ -837,7 +837,7 @@ def check_environment_proxies() -> None:
         if scheme == "all" and "http" in proxies and "https" in proxies:
             continue
         try:
-            parse_proxy(value)
+            usable_proxy(value)
         except ValueError as exc:
             raise click.UsageError(f"{proxy_variable(scheme)} cannot be used: {exc}") from None
 

@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
 from fetcher.input.hosts import idna_spelling, server_name
-from fetcher.input.parsing import BOM, CONTROL
+from fetcher.input.parsing import BOM, CONTROL, parse_proxy
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
@@ -106,6 +106,16 @@ def validate(url: str) -> str | None:
     refuses it.
     """
     return check(url)[0]
+
+
+def usable_proxy(text: str) -> str:
+    """-x's or a *_PROXY variable's URL (parse_proxy), its host passing a URL's own checks:
+    one that IDNA or DNS refuses (a..b, a label of 64 letters) made every record of the run
+    invalid_url, blaming the input, and never named the proxy (s29 t3 4)."""
+    url = parse_proxy(text)
+    if (problem := validate(url)) is not None:
+        raise ValueError(f"a proxy URL that cannot be used: {problem}")
+    return url
 
 
 def check(url: str) -> tuple[str | None, str | None, str]:
