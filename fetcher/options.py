@@ -786,14 +786,25 @@ def fold_records_options(params: dict[str, Any]) -> None:
 
 
 def check_retry_on(params: dict[str, Any]) -> None:
-    """Refuse a --retry-on status that counts as ok (below 400, or --ok-status): an ok answer is
-    never retried, so the option would do nothing; nor one of the statuses followed without
-    --no-follow (redirects.FOLLOWED_STATI, not 304 or 399, never followed: s26 r3 8), a
-    redirect followed being no answer: those of FETCHER_RETRY_ON are left out, said on stderr
-    (s26 r3 2). Only a list the user gave: the default one beside --ok-status 200-599 is no
-    one's mistake."""
+    """Refuse a --retry-on status that is followed without --no-follow (redirects.
+    FOLLOWED_STATI, not 304 or 399, never followed: s26 r3 8), a redirect followed being no
+    answer: those of FETCHER_RETRY_ON are left out, said on stderr (s26 r3 2), before the next
+    check, which refused them as ok (s29 t3 5). Then one that counts as ok (below 400, or
+    --ok-status): an ok answer is never retried, so the option would do nothing. Only a list
+    the user gave: the default one beside --ok-status 200-599 is no one's mistake."""
     if not (typed("retry_on") or variable_of("retry_on")):
         return
+    from fetcher.http.redirects import FOLLOWED_STATI  # requests': not for --help
+
+    followed = sorted(status for status in params["retry_on"] if status in FOLLOWED_STATI)
+    if followed and not params["no_follow"]:
+        why = "a redirect that is followed is never the answer, so never retried"
+        if typed("retry_on"):
+            listed = f"--retry-on {', '.join(map(str, followed))}"
+            raise click.UsageError(f"{listed}: {why}; give --no-follow to have it retried")
+        params["retry_on"] = frozenset(params["retry_on"]) - FOLLOWED_STATI
+        listed = f"{', '.join(map(str, followed))} of {variable_of('retry_on')} is"
+        say_not_followed(params, listed, f"without --no-follow: {why}")
     ok_status = params["ok_status"] or OkStatus()
     ok = sorted(status for status in params["retry_on"] if status in ok_status)
     if ok:
@@ -802,18 +813,6 @@ def check_retry_on(params: dict[str, Any]) -> None:
             f"{listed}: an ok answer is never retried, and these count as ok (below "
             "400, or --ok-status); give --ok-status without them to have them retried"
         )
-    from fetcher.http.redirects import FOLLOWED_STATI  # requests': not for --help
-
-    followed = sorted(status for status in params["retry_on"] if status in FOLLOWED_STATI)
-    if not followed or params["no_follow"]:
-        return
-    why = "a redirect that is followed is never the answer, so never retried"
-    if typed("retry_on"):
-        listed = f"--retry-on {', '.join(map(str, followed))}"
-        raise click.UsageError(f"{listed}: {why}; give --no-follow to have it retried")
-    params["retry_on"] = frozenset(params["retry_on"]) - FOLLOWED_STATI
-    listed = f"{', '.join(map(str, followed))} of {variable_of('retry_on')} is"
-    say_not_followed(params, listed, f"without --no-follow: {why}")
 
 
 def check_environment_proxies() -> None:

@@ -183,6 +183,9 @@ def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path,
         (["-I"], {"FETCHER_INCLUDE_BODY": "1", "FETCHER_FORMAT": "jsonl"}, "FETCHER_INCLUDE_BODY"),
         (["--body"], {"FETCHER_HEAD": "1"}, "FETCHER_HEAD"),
         ([], {"FETCHER_OK_STATUS": "200-299", "FETCHER_RETRY_ON": "301,429"}, "FETCHER_RETRY_ON"),
+        # s29 t3 5: with the default ok statuses a 3xx is ok too, and was refused as such
+        ([], {"FETCHER_RETRY_ON": "302"}, "FETCHER_RETRY_ON"),
+        ([], {"FETCHER_RETRY_ON": "301,500"}, "FETCHER_RETRY_ON"),
     ],
 )  # fmt: skip
 def test_a_variable_that_a_typed_option_makes_do_nothing_is_said_and_ignored(
