@@ -76,7 +76,19 @@ SPELLINGS = [
     'tag," url "', '"URL "', '" url",tag', '"\ufeffurl",tag', "\u00a0url\u00a0,tag",
     "\x0curl,tag", "tag,url\r", "\ufefftag,url", "m0,url", "tag,URL,x", ",url",
     "curl,tag", f"{U}/url,url", '"url,tag"', "urls,tag", "tag,url\u3000",
+    "127.0.0.1:8/b,URL", "example.com,page,url", "a@b,url",  # s29 t4 1: records, no header
 ]  # fmt: skip
+
+
+def test_a_row_whose_url_has_no_scheme_and_a_url_cell_is_a_row():
+    """A bare URL (the default scheme's) beside a cell 'URL' passed for a header row again: its
+    line had no record, and the rows after it were fetched from their 'kind' cells (s29 t4 1).
+    A cell of a header holds a name, never a '.', ':', '/', '@', '{', '}' or '='."""
+    data = b"url,kind\n127.0.0.1:8/a,page\n127.0.0.1:8/b,URL\n127.0.0.1:8/c,page\n"
+    entries = list(iter_csv(read_pieces(io.BytesIO(data))))
+    assert [e.url for e in entries] == [f"127.0.0.1:8/{x}" for x in "abc"], entries
+    assert {e.header for e in entries} == {b"url,kind"}
+    assert formats.last_header_row(data) == b"url,kind"
 
 
 @pytest.mark.parametrize("line", SPELLINGS)

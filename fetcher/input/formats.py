@@ -425,14 +425,23 @@ def _header_read(raw: bytes) -> str:
     return said
 
 
+# What a header row again holds in no cell and a record's URL does, with a scheme or without
+# (127.0.0.1:8080/a, example.com): a row of a bare URL and a cell "URL" was a header (s29 t4 1).
+_NOT_IN_A_HEADER = re.compile(r"[.:/@{}=]")
+_NOT_IN_A_HEADER_BYTES = re.compile(rb"[.:/@{}=]")
+
+
 def _a_header_again(row: list[str], columns: list[str]) -> bool:
     """Whether row, after the first header, is a header row again: a cell ``url`` (in any
-    case), no cell with a URL's ``://``, and, when it fits the columns read so far, something
-    in its url cell (a row's meta cell may say "url"; a row with a URL, or with an empty url
-    cell, keeps its own record, s26 r2 2). --failed writes each csv input's header where it
-    changes, and read with the first header's columns a later one's rows were fetched from
-    their meta cells, their own URLs never again (s25 h3 3)."""
-    if not any(_column_name(cell) == "url" for cell in row) or any("://" in c for c in row):
+    case), no cell with what a URL holds and a name does not (_NOT_IN_A_HEADER), and, when it
+    fits the columns read so far, something in its url cell (a row's meta cell may say "url";
+    a row with a URL, or with an empty url cell, keeps its own record, s26 r2 2). --failed
+    writes each csv input's header where it changes, and read with the first header's columns
+    a later one's rows were fetched from their meta cells, their own URLs never again (s25 h3
+    3)."""
+    if not any(_column_name(cell) == "url" for cell in row):
+        return False
+    if any(_NOT_IN_A_HEADER.search(cell) for cell in row):
         return False
     if "url" not in columns or len(row) != len(columns):
         return True
@@ -461,7 +470,8 @@ def _at_a_cell_start(text: bytes, at: int) -> bool:
 
 def last_header_row(block: bytes, quoting: int = _FIELD_START) -> bytes | None:
     """The last line of a raw csv block (reader.raw_rest: a stop's unread rest) that the reader
-    takes for a header row (_a_header_again: a cell ``url`` once stripped, no ``://``), as its
+    takes for a header row (_a_header_again: a cell ``url`` once stripped, no cell holding what
+    a URL does), as its
     header would be labelled (no BOM first, no line end); None: none. The blocks after it, and
     a --failed line after it, are under that header, not the last parsed row's (s26 r6 1). By
     the reader's own rule, so quotes, BOMs and Unicode blanks agree with it (s26 r6 6); a row
@@ -477,7 +487,7 @@ def last_header_row(block: bytes, quoting: int = _FIELD_START) -> bytes | None:
             continue
         end = block.find(b"\n", start)
         line = block[start : end if end >= 0 else len(block)].rstrip(b"\r").removeprefix(BOM)
-        if b"://" not in line and _names_url(line):
+        if not _NOT_IN_A_HEADER_BYTES.search(line) and _names_url(line):
             return line
     return None
 
