@@ -202,6 +202,19 @@ def test_csv_columns_empty_cells_headers_and_meta():
     assert first.header == b"url , method,headers,data,output,id,note"  # for --failed
 
 
+@pytest.mark.parametrize("name", ["Headers", "HEADERS", " Headers ", "header"])
+def test_a_csv_headers_column_in_another_case_is_neither_used_nor_shown(name):
+    """A 'Headers' column was meta: its Authorization went in every record, and the request
+    went without it, ok (s29 t4 2). As jsonl's key in another case, the row is an error naming
+    the column, its value neither used nor shown. 'URL' is read as url; 'Data' and 'Output'
+    stay a sheet's own meta."""
+    data = f'URL,{name},Data\na.test/1,"{{""Authorization"": ""Bearer S3KRIT""}}",x\n'.encode()
+    (job,), _ = jobs_of(data, "csv")
+    assert job.invalid is not None and "not used, not shown" in job.invalid, job.invalid
+    assert "S3KRIT" not in f"{job.invalid} {job.meta}" and not job.headers
+    assert meta_of(job) == {"Data": "x"}
+
+
 def test_csv_line_numbers_count_physical_lines_across_quoted_line_breaks():
     data = (
         b"url,note\n"  # 1

@@ -33,11 +33,14 @@ def _bare(key: str) -> str:
     return "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
 
 
+_HEADERS_NAMES = ("headers", "header")  # as _bare makes them: jsonl's and csv's key variants
+
+
 def _like_a_key(key: str) -> bool:
     """Whether key was meant as one of fetcher's: in another case, with blanks or invisible
     characters, or "header" for headers."""
     name = _bare(key)
-    return name in _KEY_SET or name == "header"
+    return name in _KEY_SET or name in _HEADERS_NAMES
 
 
 # The headers a request sends whose values are never printed (SPEC 2.4: redact's list), as
@@ -171,10 +174,18 @@ def _jsonl_entry(entry: Entry, value: dict[str, Any]) -> Entry:
     Authorization header or a URL's password. Such a line is an error naming the keys; their
     values are neither used nor shown."""
     variants = [key for key in value if key not in _KEY_SET and _like_a_key(key)]
+    return _without_variants(entry, value, variants, headers_as_text=False)
+
+
+def _without_variants(
+    entry: Entry, values: dict[str, Any], variants: list[str], headers_as_text: bool
+) -> Entry:
+    """The Entry of a line's values (_fill), an error naming the variants of fetcher's keys
+    among them (_jsonl_entry, _row_entry), whose values are neither used nor shown."""
     if not variants:
-        return _fill(entry, value, headers_as_text=False)
-    kept = {key: item for key, item in value.items() if key not in variants}
-    entry = _fill(entry, kept, headers_as_text=False)
+        return _fill(entry, values, headers_as_text)
+    kept = {key: item for key, item in values.items() if key not in variants}
+    entry = _fill(entry, kept, headers_as_text)
     named = ", ".join(map(repr, variants[:5])) + (", ..." if len(variants) > 5 else "")
     entry.error = (
         f"keys are lower case and exact: fetcher reads none of {named} (not used, not shown)"
@@ -582,7 +593,10 @@ def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: s
             entry.error = f"a value in column {number}, which has no name in the header"
             return entry
         values[name] = cell
-    return _fill(entry, values, headers_as_text=True)
+    # A sheet's "Headers" column, an Authorization in it, was meta: shown in every record, the
+    # request sent without it (s29 t4 2). "Data" and "Output" stay a sheet's own meta.
+    variants = [name for name in values if name != "headers" and _bare(name) in _HEADERS_NAMES]
+    return _without_variants(entry, values, variants, headers_as_text=True)
 
 
 def _fill(entry: Entry, values: dict[str, Any], headers_as_text: bool) -> Entry:
