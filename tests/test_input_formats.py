@@ -202,6 +202,21 @@ def test_csv_columns_empty_cells_headers_and_meta():
     assert first.header == b"url , method,headers,data,output,id,note"  # for --failed
 
 
+@pytest.mark.parametrize("input_format", ["jsonl", "csv"])
+def test_a_header_named_twice_in_another_case_is_an_invalid_line(input_format):
+    """{"X-Api-Key": "k1", "x-api-key": "k2"}: one value was sent, the other dropped with no
+    word (s29 t4 3), where -H given twice is a usage error."""
+    headers = {"X-Api-Key": "k1", "x-api-key": "k2"}
+    if input_format == "jsonl":
+        data = jsonl({"url": "a.test/1", "headers": headers})
+    else:
+        cell = json.dumps(headers).replace('"', '""')
+        data = f'url,headers\na.test/1,"{cell}"\n'.encode()
+    (job,), _ = jobs_of(data, input_format)
+    assert job.invalid is not None and "given twice" in job.invalid, job.invalid
+    assert "k1" not in job.invalid and "k2" not in job.invalid
+
+
 @pytest.mark.parametrize("name", ["Headers", "HEADERS", " Headers ", "header"])
 def test_a_csv_headers_column_in_another_case_is_neither_used_nor_shown(name):
     """A 'Headers' column was meta: its Authorization went in every record, and the request

@@ -661,9 +661,13 @@ def _headers(value: Any) -> tuple[tuple[str, str | None], ...]:
     if not isinstance(value, dict):
         raise _Malformed(f"'headers' must be an object, not {_json_type(value)}")
     headers: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
     for number, (name, text) in enumerate(value.items(), 1):
         if not TOKEN.fullmatch(name):  # not shown: 'Authorization: Bearer ...' as a name happens
             raise _Malformed(f"the name of header {number} is not a token (no blank, no colon)")
+        if name.lower() in seen:  # X-Key and x-key: one was dropped, unsaid (s29 t4 3), as -H
+            raise _Malformed(f"the header {name!r} is given twice (names ignore case)")
+        seen.add(name.lower())
         if text is None:
             headers.append((name, None))
             continue
