@@ -317,10 +317,15 @@ def file_state(path: str) -> FileState | None:
 
 
 def written_meanwhile(path: str, at_start: FileState | None) -> bool:
-    """Whether FILE, no input, is not as the run began: another run with the same --failed
-    renamed its list there, or a program wrote it. Renamed over, that list was lost with no
-    word (s29 t2 3); it is left, and this run's lines go beside it (_go_aside)."""
-    return at_start is not None and file_state(path) != at_start
+    """Whether FILE, no input, is a regular file that was not there as the run began: another
+    run with the same --failed renamed its list there, or a program wrote it. Renamed over,
+    that list was lost with no word (s29 t2 3); it is left, and this run's lines go beside it
+    (_go_aside). A FILE gone is made anew, and a link or a FIFO planted there is no list: it
+    is replaced, as ever (AtomicFile)."""
+    if at_start is None:
+        return False
+    now = file_state(path)
+    return bool(now) and now != at_start
 
 
 def _stat(path: str) -> tuple[int, int] | None:
