@@ -272,3 +272,30 @@ def test_a_warning_that_meets_a_stderr_full_for_a_moment_leaves_the_summary_its_
         after = rest.read()
     assert done.returncode == 0 and server.paths == ["/w"]
     assert b"fetcher: 1 ok, 0 failed" in after, after[-300:]
+
+
+# -- standard error's reader gone, under --progress (s29 t5 1) ----------------------------------
+
+
+@pytest.mark.parametrize("verbose", [[], ["-v"]])
+def test_progress_to_a_stderr_whose_reader_is_gone_keeps_the_records_and_failed(tmp_path, verbose):
+    """Rich's own answer to a broken pipe pointed standard output (fd 1), whichever stream
+    broke, at /dev/null and raised SystemExit(1): the records of a healthy stdout were lost,
+    --failed and --summary never written, exit 120. A broken stderr now stops only what is
+    shown there."""
+    failed, summary, out = tmp_path / "failed.txt", tmp_path / "s.json", tmp_path / "out"
+    read, write = os.pipe()
+    os.close(read)  # stderr's reader is gone before the first frame
+    with counting_server() as server, out.open("wb") as stdout:
+        urls = [server.url(f"/status/404?n={n}") for n in range(200)]
+        run = subprocess.run(
+            [*FETCHER, "--progress", *verbose, "--failed", str(failed), "--summary",
+             str(summary), "-i", "-"],
+            input="\n".join(urls).encode(), stdout=stdout, stderr=write, env=clean_env(),
+            timeout=60, check=False,
+        )  # fmt: skip
+    os.close(write)
+    assert run.returncode == 3, run.returncode
+    assert len(out.read_text().splitlines()) == 200
+    assert sorted(failed.read_text().splitlines()) == sorted(urls)
+    assert summary.exists()

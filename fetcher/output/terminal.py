@@ -8,6 +8,7 @@ on a log file, should not pay for it.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -37,7 +38,6 @@ def make_console(**options: Any) -> Console:
     at its word, as Rich takes it: it drew nothing at all, not even a record (s15 h3 10). The
     terminal's own width then, or 80. A terminal it writes to in an encoding that is not
     ASCII-compatible (PYTHONIOENCODING=utf-16) is written in UTF-8 (readable_on_terminal)."""
-    from rich.console import Console
 
     target = options.get("file") or (sys.stderr if options.get("stderr") else sys.stdout)
     if target is not None:  # Rich's own stderr console reads sys.stderr at each write
@@ -47,7 +47,24 @@ def make_console(**options: Any) -> Console:
     if columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
         width = shutil.get_terminal_size().columns  # which asks the terminal when COLUMNS is 0
         options["width"] = width if width >= MIN_COLUMNS else 80
-    return Console(**options)
+    return _console_class()(**options)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
+    """Rich's Console, whose broken pipe is a BrokenPipeError, which fetcher's writers handle
+    (the display stops; a reader gone from the records is 141). Rich's own on_broken_pipe
+    pointed standard output (fd 1), whichever stream broke, at /dev/null and raised
+    SystemExit(1): a stderr's reader gone under --progress lost the records of a healthy
+    stdout, --failed, --summary and the exit status (120) with them (s29 t5 1)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # as Rich's: nothing more is written to it
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return PipeConsole
 
 
 def terminal_record(result: Result) -> Text:
