@@ -7,8 +7,10 @@ stream on /dev/null, so that what is meant for it is dropped, and ``stdout_close
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -127,6 +129,22 @@ def discarding() -> TextIO:
     return open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
 
 
+@functools.cache
+def blocking(stream: BinaryIO) -> BinaryIO:
+    """stream, or, a pipe left non-blocking (O_NONBLOCK: ssh or node may leave standard input
+    so), a blocking open of its own (/proc/self/fd/N: a new open of the pipe, the parent's
+    left as it is). Read as it was, its "no data yet" was taken for the end: a half-written
+    line was fetched as a URL nobody gave and the rest dropped, exit 0 (s29 t5 2). One open
+    a stream, however often asked (``-i - -i -``)."""
+    try:
+        descriptor = stream.fileno()
+        if os.get_blocking(descriptor) or not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
+            return stream
+        return open(f"/proc/self/fd/{descriptor}", "rb")  # noqa: SIM115 - stdin's, never closed
+    except (OSError, ValueError):  # io.UnsupportedOperation is one: a test's BytesIO
+        return stream
+
+
 @dataclass
 class Streams:
     stdin: TextIO | None = field(default_factory=lambda: sys.stdin)
@@ -149,7 +167,7 @@ class Streams:
 
     def stdin_binary(self) -> BinaryIO:
         assert self.stdin is not None
-        return self.stdin.buffer
+        return blocking(self.stdin.buffer)
 
     def same_terminal(self, descriptor: int | None = None) -> bool:
         """Whether stdout (or descriptor: --results, --failed on a terminal) and stderr are one

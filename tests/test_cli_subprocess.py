@@ -309,6 +309,27 @@ def test_a_signal_while_the_run_waits_on_a_fifo_given_to_i_ends_it(tmp_path, sig
     assert f"stopped by {signal.Signals(signum).name}" in output(tmp_path, "stderr")
 
 
+def test_a_non_blocking_stdin_pipe_is_read_to_its_end(server, tmp_path):
+    """A pipe left O_NONBLOCK (ssh or node may leave stdin so): its "no data yet" was taken for
+    the end. A half-written line was fetched as a URL nobody gave, the rest dropped, exit 0
+    (s29 t5 2)."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    first, second = server.url("/first"), server.url("/second")
+    with (tmp_path / "out").open("wb") as out:
+        process = subprocess.Popen([*FETCHER, "--format", "jsonl"], stdin=read, stdout=out,
+                                   stderr=subprocess.DEVNULL, env=clean_env())  # fmt: skip
+    os.close(read)
+    with process:
+        os.write(write, f"{first}\n{second[:-3]}".encode())
+        wait_for(lambda: server.requests >= 1, "the first request")
+        os.write(write, f"{second[-3:]}\n".encode())
+        os.close(write)
+        returncode, _ = wait_exit(process, timeout=30)
+    urls = [json.loads(line)["url"] for line in output(tmp_path, "out").splitlines()]
+    assert (returncode, urls) == (0, [first, second]), urls
+
+
 def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
     """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
     URL in flight goes to --failed (it dumped core before, --failed never written)."""
