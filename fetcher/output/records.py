@@ -184,7 +184,7 @@ def csv_row(result: Result, meta_column: bool = False, state: bool = False) -> l
     error = record.pop("error")
     record["error_kind"] = error["kind"] if error else None
     record["error_message"] = error["message"] if error else None
-    row = [_cell(record[name]) for name in csv_columns(state)]
+    row = [_cell(record[name], name in _FOREIGN_CELLS) for name in csv_columns(state)]
     if meta_column:
         meta = record.get("meta")
         row.append("" if meta is None else to_json(meta))
@@ -192,19 +192,23 @@ def csv_row(result: Result, meta_column: bool = False, state: bool = False) -> l
 
 
 # What makes Excel, LibreOffice or Google Sheets read a cell as a formula, quoted or not. A server
-# writes the reason and Content-Type, a list from anywhere the URL: such a cell gets a ' first,
-# as OWASP's advice on CSV injection has it (s29 t1 1); no other cell is changed.
+# writes the reason, the Content-Type and where a redirect led, a list from anywhere the URL:
+# such a cell gets a ' first, as OWASP's advice on CSV injection has it (s29 t1 1). The cells
+# fetcher writes (an error message, '--max-time of 2 s reached'; a path under -o +dl) are exact.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FOREIGN_CELLS = frozenset({"url", "final_url", "reason", "content_type"})
 
 
-def _cell(value: Any) -> Any:
+def _cell(value: Any, foreign: bool = False) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if not isinstance(value, str):
         return value
-    return "'" + csv_text(value) if value.startswith(_FORMULA_STARTS) else csv_text(value)
+    if foreign and value.startswith(_FORMULA_STARTS):
+        return "'" + csv_text(value)
+    return csv_text(value)
 
 
 def csv_columns(state: bool = False) -> tuple[str, ...]:
