@@ -11,6 +11,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
@@ -155,11 +156,13 @@ def without_variable_value(exc: click.ClickException) -> str:
     the variable; its value is the user's to look at."""
     param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
     value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
-    message = exc.message
-    for piece in [value, *value.splitlines()] if isinstance(value, str) and value else []:
-        for quoted in (repr(piece), f"'{piece}'", f'"{piece}"'):
-            message = message.replace(quoted, "'…'")
-    return message
+    if not isinstance(value, str) or not value:
+        return exc.message
+    # Any quoted piece of it: stripped, one of a list ('tok,1'), one line (s29 r2 7).
+    return _QUOTED.sub(lambda m: "'…'" if m[2] in value else m[0], exc.message)
+
+
+_QUOTED = re.compile(r"""(['"])(.+?)\1""")
 
 
 def show_or_keep_quiet(show: Callable[..., None], file: Any = None) -> None:

@@ -232,7 +232,7 @@ def _credential_header(argument: str) -> str | None:
     showed the token (s29 t3 3): '--head' is -I, not -H, and -H is easily forgotten."""
     from fetcher.redact import SENT_SECRET_HEADERS
 
-    found = re.match(r"\s*([A-Za-z-]+)\s*:", argument)
+    found = re.match(r"\s*([A-Za-z-]+)\s*:(?!\d*(?:[/?#]|$))", argument)  # cookie:8080/x: a host
     return found[1] if found and found[1].lower() in SENT_SECRET_HEADERS else None
 
 
@@ -800,12 +800,10 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     if len(word) > 2 and "--" + word in options:
         return f"{argument} is --{word} here: an option with one dash is one letter"
     if re.fullmatch(r"[a-z]+(?:-[a-z0-9]+)+", word):  # httpx's -omit-body: -o 'mit-body'
-        letter = argument[:2]
-        value = "…" if letter in SECRET_VALUES else argument[2:]
-        return (
-            f"{letter}{value} is no option here (httpx's?): an option with one dash is one "
-            f"letter, and this reads as {letter} {value}; fetcher's long options take two "
-            f"dashes (fetcher --help). For {letter} with that value, write {letter} {value}"
+        return (  # its value not shown: -kuapi-token is -k -u api-token (s29 r2 3)
+            f"{argument[:2]}… is no option here (httpx's?): an option with one dash is one "
+            "letter, so this reads as letters and a value; fetcher's long options take two "
+            "dashes (fetcher --help). For a letter with a value, give the value apart: -o DIR"
         )
     return None
 

@@ -802,7 +802,10 @@ def check_retry_on(params: dict[str, Any]) -> None:
         why = "a redirect that is followed is never the answer, so never retried"
         if typed("retry_on"):
             listed = f"--retry-on {', '.join(map(str, followed))}"
-            raise click.UsageError(f"{listed}: {why}; give --no-follow to have it retried")
+            raise click.UsageError(
+                f"{listed}: {why}; give --no-follow, and an --ok-status without it, to have it "
+                "retried"
+            )
         params["retry_on"] = frozenset(params["retry_on"]) - FOLLOWED_STATI
         listed = f"{', '.join(map(str, followed))} of {variable_of('retry_on')} is"
         say_not_followed(params, listed, f"without --no-follow: {why}")

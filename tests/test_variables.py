@@ -149,6 +149,9 @@ def test_the_option_variables_are_not_warned_about(server):
         ("FETCHER_FORMAT", "s3cretTOK"),
         ("FETCHER_MAX_TIME", "x:s3cretTOK@h"),
         ("FETCHER_QUIET", "Cookie: sid=s3cretTOK"),
+        ("FETCHER_OK_STATUS", " s3cretTOK "),  # s29 r2 7: stripped, or one of a list
+        ("FETCHER_RETRY_ON", "s3cretTOK,1"),
+        ("FETCHER_PROCESSES", " s3cretTOK"),
     ],
 )
 def test_a_variables_bad_value_is_not_quoted_back(server, variable, value):
@@ -157,6 +160,12 @@ def test_a_variables_bad_value_is_not_quoted_back(server, variable, value):
     result = invoke([server.url("/a")], **{variable: value})
     assert result.exit_code == 2, result.stderr
     assert variable in result.stderr and "s3cretTOK" not in result.stderr, result.stderr
+
+
+def test_a_host_named_like_a_header_with_its_port_is_a_url(server):
+    """cookie:8080/x is the host cookie, port 8080 (s29 r2 8): not refused as a header."""
+    result = invoke(["--format", "jsonl", "--retries", "0", "-x", server.url(""), "cookie:8080/x"])
+    assert result.exit_code != 2, result.stderr
 
 
 @pytest.mark.parametrize(
