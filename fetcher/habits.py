@@ -205,6 +205,37 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
                 "the status and content type)"
             )
     check_urls_given_as_values(params, urls)
+    check_header_split(params, urls)
+
+
+# The first word of an Authorization value (IANA's registry, and the common others): a -H that
+# ends with one of them left its credentials to the next argument. Lower case.
+AUTH_SCHEMES = frozenset({
+    "basic", "bearer", "digest", "dpop", "gnap", "hoba", "mutual", "negotiate", "ntlm", "oauth",
+    "privatetoken", "scram-sha-1", "scram-sha-256", "vapid", "token", "bot", "apikey",
+    "api-key", "key", "jwt", "sso-key", "ssws", "aws4-hmac-sha256",
+})  # fmt: skip
+
+
+def check_header_split(params: dict[str, Any], urls: tuple[str, ...]) -> None:
+    """Unquoted, -H Authorization: Bearer TOKEN URL is -H 'Authorization:' (a removal), then
+    'Bearer' and the token as URLs: the token was looked up as a host and printed in its record
+    and the summary (s29 r2 4). A credential -H with no value, or with a scheme word alone, and a
+    URL argument without '://' (the token; a URL written whole is no piece of a value) is that
+    split: refused, no argument shown. A removal before whole URLs stands (netrc's)."""
+    from fetcher.redact import SENT_SECRET_HEADERS
+
+    if not typed("headers") or all("://" in url for url in urls):
+        return
+    for name, value in params.get("headers") or ():
+        key = name.lower()
+        scheme_alone = key.endswith("authorization") and (value or "").lower() in AUTH_SCHEMES
+        if key in SENT_SECRET_HEADERS and (value is None or scheme_alone):
+            raise click.UsageError(
+                f"-H '{name}:' is followed by arguments that look like the rest of its value "
+                f"(the shell splits at blanks): quote it, -H '{name}: …', and write the URLs "
+                "with their scheme (https://…). The arguments are not shown"
+            )
 
 
 # What -c's value is when another tool's habit gave it: httpx's -fc (filter-code) STATUSES, read as

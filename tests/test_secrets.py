@@ -157,6 +157,36 @@ def test_usage_error_never_prints_a_header_cookie_or_password(args, named):
     assert named in result.output  # which one is wrong, by its name or its position
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-H", "Authorization:", "Bearer", MARK],
+        ["-H", "Authorization:Bearer", MARK],
+        ["-H", "authorization:", "token", f"{MARK}.{MARK}"],  # GitHub's word; a JWT's dots
+        ["-H", "Proxy-Authorization:", "Basic", MARK],
+        ["-H", "Authorization:", MARK],  # a token with no scheme word
+        ["-H", "Cookie:", f"sid={MARK}"],
+    ],
+    ids=["bearer", "no-blank", "token-jwt", "proxy-basic", "bare-token", "cookie"],
+)
+def test_a_credential_header_the_shell_split_is_refused_unshown(args):
+    """s29 r2 4: unquoted, -H Authorization: Bearer TOKEN URL gave -H 'Authorization:' (a
+    removal) and made 'Bearer' and the token URLs: the token was looked up as a host name and
+    printed in its record and the summary. The split is refused, no piece of it shown."""
+    result = invoke([*args, NOT_FETCHED])
+    assert result.exit_code == 2, result.output
+    assert MARK not in result.output
+    assert "quote" in result.output
+
+
+def test_a_credential_header_removed_before_urls_with_their_scheme_is_a_removal(httpserver):
+    """-H 'Authorization:' removes the header (netrc's, say): with URLs written whole nothing
+    can be a split value, and the run goes on."""
+    httpserver.expect_request("/x").respond_with_data("ok")
+    result = invoke(["-H", "Authorization:", "-H", "Cookie:", httpserver.url_for("/x")])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_url_that_urllib_cannot_split_quotes_no_part_of_its_password():
     """Found by the property above: with "][" in a password urllib's message quoted the rest of
     it ("'Qz7Kw@127.0.0.1:1' does not appear to be an IPv4 or IPv6 address")."""
