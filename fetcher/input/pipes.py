@@ -6,6 +6,10 @@ those were read (SPEC 2.5: nothing read is lost). ``PipeInput`` reads the pipe a
 ``stop_waiting``; from then on it gives only what it had already taken, up to the end of the
 last whole record (a line; for csv, a line end outside quotes), with the rest of the record
 that cuts when the pipe holds it now: what follows stays in the pipe, for whoever reads it next.
+
+The pipe itself is read through a ``GatedPipe``: a read waits in poll, having taken nothing, so
+that a stop can end the wait (``PipeInput.shut``) knowing that nothing comes out of the pipe
+after it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import select
 import stat
 import threading
 import time
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from fetcher.input.formats import CSV_RECORD_START, csv_record_ends
 from fetcher.input.parsing import BOM
@@ -65,6 +69,72 @@ def record_end(data: bytes, csv: bool, quoting: int = CSV_RECORD_START) -> tuple
     return data.rfind(b"\n") + 1, CSV_RECORD_START
 
 
+class InputAbandoned(Exception):
+    """The run let go of the pipe (a stop, GatedPipe.shut): nothing more is taken from it."""
+
+
+class GatedPipe(io.RawIOBase):
+    """A pipe's descriptor (the stream's it was made from, which closes it), read only once poll
+    says it has bytes or its end, and not at all once shut. A read blocked in the pipe itself
+    took the line a writer wrote as the run stopped: the run, done waiting for it, had ended,
+    and the line was neither recorded nor in --failed nor in the pipe (s29 r2 5). A read here
+    waits in poll instead, beside a wake-up pipe that ``shut`` writes to."""
+
+    def __init__(self, descriptor: int) -> None:
+        super().__init__()
+        self._descriptor = descriptor
+        self._wake, self._waker = os.pipe()  # two descriptors, for the process's life
+        self._watch = select.poll()  # not select(): it refuses a descriptor numbered past 1023
+        self._watch.register(descriptor, select.POLLIN)
+        self._watch.register(self._wake, select.POLLIN)
+        self._state = threading.Condition()
+        self._shut = False
+        self._taking = False  # a read of the pipe, which poll said has bytes, is under way
+        self.waits = True  # False: a read gives what the pipe has now, or None (_taken)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._descriptor
+
+    def readinto(self, buffer: Any) -> int | None:
+        while True:
+            ready = self._watch.poll(None if self.waits else 0)
+            with self._state:
+                if self._shut:
+                    raise InputAbandoned
+                if not ready:
+                    return None
+                self._taking = True
+            try:
+                return os.readv(self._descriptor, [buffer])
+            except BlockingIOError:  # another reader of the pipe took it first: wait again
+                if not self.waits:
+                    return None
+            finally:
+                with self._state:
+                    self._taking = False
+                    self._state.notify_all()
+
+    def close(self) -> None:
+        """When the reader over it goes (no read is under way then: a read holds the reader)."""
+        if not self.closed:
+            os.close(self._wake)
+            os.close(self._waker)
+        super().close()
+
+    def shut(self, limit: float) -> bool:
+        """Nothing is taken from the pipe from now on: a read waiting on it raises
+        InputAbandoned. A read under way (the pipe had bytes) is waited for, limit seconds:
+        whether none is under way now (what it took is then the reader's, handed back)."""
+        with self._state:
+            if not self._shut:
+                self._shut = True
+                os.write(self._waker, b"\0")
+            return self._state.wait_for(lambda: not self._taking, limit)
+
+
 class PipeInput:
     """A buffered reader of a pipe, read as it is until ``stop_waiting``, then only what it held.
 
@@ -75,8 +145,11 @@ class PipeInput:
     while the rest is awaited knows what it had (and says what it cannot give)."""
 
     def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self._peek = getattr(stream, "peek", None)
+        # Made before anything reads stream (Source, as it is opened): its buffer is empty.
+        self._gate = GatedPipe(stream.fileno())
+        reader = io.BufferedReader(self._gate)
+        self._stream: BinaryIO = cast(BinaryIO, reader)
+        self._peek = reader.peek
         self._held: io.BytesIO | None = None
         self._lock = threading.Lock()
         self.taking = b""  # the start of a line whose rest is awaited
@@ -89,7 +162,11 @@ class PipeInput:
         with self._lock:
             if self._held is not None:
                 return self._held.readline(size)
-            line = self._next_line(size)
+            try:
+                line = self._next_line(size)
+            except InputAbandoned:  # let go of while it waited for the rest of a line: said
+                self.left_out(self.pending + len(self.taking))
+                raise
             if self.csv:  # as the parser reads it: a byte-order mark at a record's start dropped
                 read = line.removeprefix(BOM) if not self.pending else line
                 end, self.quoting = csv_record_ends(read, self.quoting)
@@ -97,8 +174,6 @@ class PipeInput:
             return line
 
     def _next_line(self, size: int) -> bytes:
-        if self._peek is None:
-            return self._stream.readline(size)
         if self.pending:
             _AWAITING.add(self)  # a record's first lines are given out, its end awaited
         buffered = self._peek(1)  # may wait for the pipe: nothing is taken yet
@@ -111,7 +186,6 @@ class PipeInput:
     def _line_in_pieces(self, size: int) -> bytes:
         """A line whose end is not in the buffer yet: each piece of it the buffer holds is
         taken (a read within the buffer), then the next is waited for, with nothing taken."""
-        assert self._peek is not None
         _AWAITING.add(self)
         try:
             while buffered := self._peek(1):
@@ -140,13 +214,18 @@ class PipeInput:
         with self._lock:
             if self._held is not None:
                 return self._held.getvalue()[self._held.tell() :]
-            return b"" if self._peek is None else bytes(self._peek(size))
+            return bytes(self._peek(size))
 
     def seekable(self) -> bool:
         return False
 
     def fileno(self) -> int:
         return self._stream.fileno()
+
+    def shut(self, limit: float) -> bool:
+        """After a stop: a read waiting on the pipe ends (InputAbandoned), and nothing more is
+        taken from it (GatedPipe.shut); limit: seconds for a read under way to end."""
+        return self._gate.shut(limit)
 
     def stop_waiting(self) -> None:
         """From now on, give what the reader held, up to the end of a whole record, and then
@@ -158,6 +237,7 @@ class PipeInput:
             return
         try:
             if self._held is None:
+                self._gate.waits = False  # what the pipe has now, if it is not shut
                 self._held = io.BytesIO(self._whole_records(_taken(self._stream)))
         finally:
             self._lock.release()
@@ -193,7 +273,7 @@ def _taken(stream: BinaryIO) -> bytes:
     try:
         read1 = getattr(stream, "read1", stream.read)
         return bytes(read1(HELD_MAX) or b"")
-    except (OSError, ValueError):  # BlockingIOError among them
+    except (OSError, ValueError, InputAbandoned):  # BlockingIOError among them
         return b""
     finally:
         os.set_blocking(descriptor, blocking)

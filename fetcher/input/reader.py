@@ -100,6 +100,12 @@ class Source:
         self._pipe.stop_waiting()
         return True
 
+    def let_go(self, limit: float) -> bool:
+        """After a stop: whether a read of this source cannot wait any more. A file's ends by
+        itself; a pipe's waiting ends, nothing more taken from it (PipeInput.shut: limit
+        seconds for a read under way); a terminal's cannot be made to end."""
+        return self.finite or (self._pipe is not None and self._pipe.shut(limit))
+
     def take_header(self, header: bytes) -> None:
         """The csv parser read a header row: the one in force for what comes after it."""
         self.header = header
@@ -213,11 +219,9 @@ def _line_start(part: bytes) -> bytes:
 
 class InputReader:
     """Iterates the Jobs of all sources in order; reading stops where the caller stops.
-
     ``drain()`` continues after an interrupt, yielding only what finite sources still hold, so
     that the lines never attempted can be handed back to the user. input_format applies to
-    streams; command-line arguments are always plain URLs.
-    """
+    streams; command-line arguments are always plain URLs."""
 
     def __init__(
         self,
@@ -289,6 +293,10 @@ class InputReader:
         if self._position >= len(self.sources):
             return True
         return self.sources[self._position].finite
+
+    def let_go(self, limit: float) -> bool:
+        """Source.let_go of this source and the next ones (the dispatcher may be moving on)."""
+        return all([source.let_go(limit) for source in self.sources[self._position :]])
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
         """Yield the jobs left in the current and later sources that are finite (a pipe or

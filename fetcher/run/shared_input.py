@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol, TypeVar
 
 from fetcher.input.jobs import Job
+from fetcher.input.pipes import InputAbandoned
 
 T = TypeVar("T")
 
@@ -32,6 +33,11 @@ class JobSource(Protocol):
         """Every line still to read comes from files."""
 
     def next_job(self) -> Job | None: ...
+
+    def let_go(self, limit: float) -> bool:
+        """After a stop: make a read that waits on a pipe end, taking nothing more from it
+        (fetcher.input.pipes.InputAbandoned), limit seconds for one under way; whether no read
+        can wait any more (not when it waits on a terminal, or on the parent's pipe)."""
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
 
@@ -57,6 +63,8 @@ class SharedInput:
                     return None, False
                 self._in_hand = self.source.next_job()
                 return self._in_hand, True
+        except InputAbandoned:  # the run let go of the pipe: nothing was taken from it
+            return None, False
         finally:
             self.reading = False
 

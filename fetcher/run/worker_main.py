@@ -63,6 +63,9 @@ class WireReader:
         self._buffer: list[Job] = []
         self._started = False
 
+    def let_go(self, limit: float) -> bool:
+        return False  # the parent's pipe: its dispatcher stops, and the pipe then ends
+
     def next_job(self) -> Job | None:
         if not self._started:
             self._started = True

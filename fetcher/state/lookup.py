@@ -198,6 +198,9 @@ class Prefetching:
     def rest_is_finite(self) -> bool:
         return self.source.rest_is_finite
 
+    def let_go(self, limit: float) -> bool:
+        return self.source.let_go(limit)
+
     def next_job(self) -> Job | None:
         if not self._ahead:
             first = self.source.next_job()  # may wait on a pipe, as without a state
