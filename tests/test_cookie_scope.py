@@ -339,14 +339,16 @@ def test_a_real_local_domain_keeps_its_name_in_the_cookie_file() -> None:
     """Only the name http.cookiejar gives a dotless host loses '.local' in the file: an mDNS
     host 'printer.local' keeps it, and '.local' never becomes an empty domain (found on
     review). A host without a dot other than localhost keeps http.cookiejar's name."""
-    from fetcher.http.cookies import file_domain, jar_domain
+    from fetcher.http.cookies import file_domain, format_jar_line, jar_domain, parse_jar_line
 
     assert file_domain(jar_domain("localhost")) == "localhost"
     assert file_domain(jar_domain("[::1]")) == "::1"  # as curl writes it (s26 r1 2)
     assert file_domain("printer.local") == "printer.local"
     assert file_domain(".local") == ".local"
     assert file_domain("localhost.local") == "localhost"
-    assert file_domain(jar_domain("intranet")) == "intranet"  # a file's line round-trips
+    for line in ("intranet\tFALSE\t/\tFALSE\t0\ta\tb", "intranet.local\tFALSE\t/\tFALSE\t0\ta\tb"):
+        cookie = parse_jar_line(line)  # each keeps the host it names (s30 t3 1)
+        assert cookie is not None and format_jar_line(cookie) == f"{line}\n"  # round-trips
 
 
 def file_lines(jar: Path) -> set[str]:

@@ -71,6 +71,9 @@ HTTP_ONLY = "#HttpOnly_"
 # Where a cookie read from a wget line 'host:PORT' keeps PORT (Cookie.rest, as HttpOnly): no
 # attribute a server sets can have this name (http.cookiejar splits its name at the first '=').
 WGET_PORT = "=wget-port"
+# Where a host-only cookie of a domain http.cookiejar gives two hosts (_local_twin) keeps the one
+# it belongs to (Cookie.rest, named as WGET_PORT is, so that no server sets it).
+ORIGIN = "=origin"
 # What a jar file's first line says, in curl's files and in older ones (curl and wget read both).
 FILE_MARKS = ("# Netscape HTTP Cookie File", "# HTTP Cookie File")
 UTF8_BOM = "\xef\xbb\xbf"  # as the file is read: one Latin-1 character per byte
@@ -147,7 +150,10 @@ class HostOnlyPolicy(DefaultCookiePolicy):
         fetcher saved, to every address ending in .0.1."""
         if not super().return_ok_domain(cookie, request):
             return False
-        host = cookiejar.eff_request_host(request)[1]  # type: ignore[attr-defined]
+        named: str
+        named, host = cookiejar.eff_request_host(request)  # type: ignore[attr-defined]
+        if not cookie.domain_specified and _local_twin(cookie.domain):
+            return origin_of(cookie) == named  # intranet's is not intranet.local's (s30 t3 1)
         return not _is_ip(host) or cookie.domain.lstrip(".") == host
 
     def return_ok_port(self, cookie: Cookie, request: Any) -> bool:
@@ -205,8 +211,11 @@ class AnswerRulesJar(RequestsCookieJar):
                 cookies = [cookie for cookie in cookies if self._may_take(cookie)]
             finally:
                 self._answering_host, self._answering_secure = None, False
+        origin = cookiejar.request_host(request)  # type: ignore[attr-defined]
         for cookie in cookies:
             cookie.port, cookie.port_specified = None, False
+            if not cookie.domain_specified and _local_twin(cookie.domain):
+                cookie.set_nonstandard_attr(ORIGIN, origin)
         return cookies
 
     def _cookies_from_attrs_set(self, attrs_set: Any, request: Any) -> list[Cookie]:
@@ -722,8 +731,10 @@ def parse_jar_line(line: str) -> Cookie | None:
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
     domain, port = wget_port(domain)
     whole_domain = whole_domain and not _is_ip(domain.lstrip("."))  # jar_domain: host-only
-    domain = jar_domain(domain, whole_domain)
+    written, domain = domain, jar_domain(domain, whole_domain)
     rest = {"HttpOnly": ""} if http_only else {}
+    if not whole_domain and _local_twin(domain):
+        rest[ORIGIN] = written.lower()  # 'intranet' or 'intranet.local': two hosts
     if port is not None:
         rest[WGET_PORT] = port  # written back (format_jar_line), for wget to read as it wrote
     return with_expiry(Cookie(
@@ -776,6 +787,8 @@ def set_file_cookie(jar: OrderedCookieJar, cookie: Cookie) -> None:
         cookie = as_written(cookie)  # one port's line twice is one cookie, the later (r9 6)
     elif held is not None and port is None and held.has_nonstandard_attr(WGET_PORT):
         jar.set_cookie(as_written(held))  # before cookie takes its key: the file's order kept
+    elif held is not None and origin_of(held) != origin_of(cookie):
+        cookie = as_written(cookie)  # 'intranet' and 'intranet.local' lines, one key: both kept
     jar.set_cookie(cookie)
 
 
@@ -785,7 +798,7 @@ def as_written(cookie: Cookie) -> Cookie:
     wget_port's reading did before the port was read."""
     port = cookie.get_nonstandard_attr(WGET_PORT)
     rest = {"HttpOnly": ""} if cookie.has_nonstandard_attr("HttpOnly") else {}
-    domain = f"{file_domain(cookie.domain, port=True)}:{port}"
+    domain = file_host(cookie, True) + ("" if port is None else f":{port}")
     return with_expiry(Cookie(
         version=0, name=cookie.name, value=cookie.value, port=None, port_specified=False,
         domain=domain, domain_specified=cookie.domain_specified,
@@ -835,11 +848,36 @@ def jar_domain(domain: str, whole_domain: bool = False) -> str:
         if not bare.startswith("[") and _may_be_wget_port(bare):
             return domain  # a guess either way: sent nowhere, written back as it is
         return f"[{address}]" if "." in address else f"[{address}].local"
-    if domain == "localhost" or domain.startswith("["):
-        return f"{domain}.local"
+    if (
+        domain == "localhost"
+        or domain.startswith("[")
+        or (domain and "." not in domain and not whole_domain)
+    ):
+        return f"{domain}.local"  # http.cookiejar's name, the host kept apart (ORIGIN)
     if _is_ip(bare):
         return bare
     return f".{domain}" if whole_domain and domain and not domain.startswith(".") else domain
+
+
+def _local_twin(domain: str) -> bool:
+    """Whether a host-only cookie's domain is one http.cookiejar gives two hosts: 'NAME.local'
+    is its name of NAME (no dot: it adds '.local') and of the mDNS name NAME.local, which anyone
+    on the local network may answer for. A -b cookie, a server's and a file's line went from
+    one to the other (s30 t3 1): such a cookie keeps its host (ORIGIN)."""
+    return domain.endswith(".local") and not domain.startswith("[")
+
+
+def origin_of(cookie: Cookie) -> str:
+    """The host a host-only cookie belongs to where its domain names two (_local_twin)."""
+    return str(cookie.get_nonstandard_attr(ORIGIN) or cookie.domain)
+
+
+def file_host(cookie: Cookie, port: bool = False) -> str:
+    """The domain field of cookie's line: the host it belongs to, as curl writes it."""
+    origin = cookie.get_nonstandard_attr(ORIGIN)
+    if origin is not None and not cookie.domain_specified:
+        return str(origin)
+    return file_domain(cookie.domain, port)
 
 
 def file_domain(domain: str, port: bool = False) -> str:
@@ -917,7 +955,7 @@ def format_jar_line(cookie: Cookie) -> str:
     prefix = HTTP_ONLY if cookie.has_nonstandard_attr("HttpOnly") else ""
     port = cookie.get_nonstandard_attr(WGET_PORT)
     fields = [
-        file_domain(cookie.domain, port is not None) + (f":{port}" if port is not None else ""),
+        file_host(cookie, port is not None) + (f":{port}" if port is not None else ""),
         "TRUE" if cookie.domain_specified or cookie.domain.startswith(".") else "FALSE",
         cookie.path,
         "TRUE" if cookie.secure else "FALSE",
@@ -1160,7 +1198,7 @@ def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> Reques
             version=0, name=name, value=value, port=str(_port(url)), port_specified=True,
             domain=domain, domain_specified=False, domain_initial_dot=False, path="/",
             path_specified=True, secure=url.scheme == "https", expires=None, discard=True,
-            comment=None, comment_url=None, rest={},
+            comment=None, comment_url=None, rest={ORIGIN: host} if _local_twin(domain) else {},
         )  # fmt: skip
         jar.set_cookie(cookie)
     return jar
