@@ -107,7 +107,7 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
-        if cut and "@" not in authority and _not_a_port(authority):
+        if cut and _no_host(authority):
             finish = _past_cut_userinfo(text, begin, finish, end, words)
             authority = text[begin:finish]
         masked = _mask_userinfo(authority, bare_user)
@@ -118,6 +118,17 @@ def _mask_authorities(
         # backslashes at its end (x://http:\/u:pw@h).
         slashes = starts.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
+
+
+def _no_host(authority: str) -> bool:
+    """Whether authority, cut at a raw '/', '?' or '#', names no host a request could go to:
+    ``u:pa`` (a port that is no number), or past an '@' of the user info (an e-mail address as
+    user name, an '@' in the password: s30 t3 2) an empty host, or one with such a port. Its
+    password then goes on past the cut."""
+    if "@" not in authority:
+        return _not_a_port(authority)
+    host = authority.rpartition("@")[2]
+    return not host or _not_a_port(host)
 
 
 def _not_a_port(authority: str) -> bool:

@@ -21,6 +21,26 @@ def test_a_password_cut_by_a_slash_question_mark_or_hash_is_masked(cut):
     assert MARK not in redact_text(f"cannot fetch {url}: refused")
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            f"http://me@corp.test:pa#{MARK}@127.0.0.1:8000/x",
+            f"http://me@corp.test:{MASK}@127.0.0.1:8000/x",
+        ),
+        (f"https://deploy:Tr0ub4dor@#{MARK}@127.0.0.1/x", f"https://deploy:{MASK}@127.0.0.1/x"),
+        (f"http://me@corp.test:p/a?{MARK}@127.0.0.1/", f"http://me@corp.test:{MASK}@127.0.0.1/"),
+    ],
+    ids=["email-user", "at-in-password", "email-user-slash"],
+)
+def test_a_cut_password_after_an_at_of_the_user_info_is_masked(url, shown):
+    """s30 t3 2: an '@' in the user info (an e-mail address as user name, or in the password)
+    before the raw '#', '?' or '/' turned the rule above off: the rest of the password showed.
+    The host part before the cut is no host there (empty, or a port that is no number)."""
+    assert redact_url(url) == shown
+    assert MARK not in redact_text(f"cannot fetch {url}: refused")
+
+
 def test_a_cut_password_is_masked_up_to_the_last_at_before_a_blank():
     text = f"see http://u:p/{MARK}@x@h/x other@y"
     assert redact_text(text) == f"see http://u:{MASK}@h/x other@y"
