@@ -61,3 +61,13 @@ def test_a_file_s_local_line_stays_on_the_local_host(hosts, tmp_path: Path):
     assert hosts.sent("http://printer.local/a") == ["sid=mdns"]
     assert hosts.sent("http://printer/b") == [None]
     assert file_lines(jar) == {line}
+
+
+@pytest.mark.parametrize("host", ["a.test", "a.test:8080", "A.TEST"])
+def test_a_b_cookie_goes_with_a_host_header_given(hosts, host):
+    """s30 t3 3: requests shows its cookie jar the Host header's name, and the -b cookie,
+    bound to the URL's host, was not sent, with no word (curl sends it). usage.md gives
+    -H 'Host: NAME' for curl's --resolve."""
+    url = "http://example.test/page"
+    through(hosts, "-H", f"Host: {host}", "-b", f"session={SECRET}", url)
+    assert hosts.sent(url) == [f"session={SECRET}"]

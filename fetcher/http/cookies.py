@@ -1183,11 +1183,18 @@ def _jar_now(path: str, where: str) -> CookieJar | None:
     return _read_jar(path, where, say_skipped=False)
 
 
-def host_cookies(pairs: tuple[tuple[str, str], ...], url: SplitResult) -> RequestsCookieJar:
+def host_cookies(
+    pairs: tuple[tuple[str, str], ...], url: SplitResult, named: str | None = None
+) -> RequestsCookieJar:
     """Command-line cookies bound to url's host (not its subdomains) and port, and to https when
     url is https, so that a redirect to another host or port, or from https to http, never
-    carries them (HostOnlyPolicy)."""
-    host = idna_host((url.hostname or "").lower())  # the name the request is sent to
+    carries them (HostOnlyPolicy). named: a Host header's value given for the request, the
+    host requests shows the jar (its MockRequest's URL): the cookie went nowhere (s30 t3 3)."""
+    hostname = url.hostname
+    if named is not None:
+        with contextlib.suppress(ValueError):  # '[::1' (an unclosed bracket): the URL's host
+            hostname = urlsplit(f"//{named}").hostname
+    host = idna_host((hostname or "").lower())  # the name the request is sent to
     if ":" in host:  # IPv6: http.cookiejar's host is the URL's, brackets and all, as
         host = f"[{_ipv6_spelling(host) or host}]"  # spelled_request spells it
     # http.cookiejar knows a host without a dot (localhost) as host.local.

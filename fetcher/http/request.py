@@ -141,7 +141,9 @@ def effective_request(
         data=data,
         headers=headers,
         auth=environment.netrc_auth(url) if settings.auth is None else None,
-        cookies=host_cookies(settings.cookies, url) if settings.cookies else None,
+        cookies=host_cookies(settings.cookies, url, _named_host(job, settings))
+        if settings.cookies
+        else None,
         proxies=proxies or None,
         follow_redirects=settings.follow_redirects,
         removed=removed_credentials(settings.headers, job.headers),
@@ -268,6 +270,15 @@ def without_conditions(request: EffectiveRequest) -> EffectiveRequest:
     kept = request.conditions
     headers = {name: value for name, value in (request.headers or {}).items() if name not in kept}
     return replace(request, headers=headers or None, conditions=frozenset(), validated_url=None)
+
+
+def _named_host(job: Job, settings: Settings) -> str | None:
+    """The Host header's value given for job (its line's, else -H's), or None: requests shows its
+    cookie jar that name, to which -b cookies are then bound (host_cookies)."""
+    for name, value in (*job.headers, *settings.headers):
+        if name.lower() == "host":
+            return value
+    return None
 
 
 def _job_headers(job: Job, settings: Settings) -> dict[str, str | None] | None:
