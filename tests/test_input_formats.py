@@ -103,7 +103,6 @@ def test_jsonl_skips_blank_lines_but_not_hash_lines_and_counts_physical_lines():
         (b'{"url": "a.test", "headers": {"X A": "1"}}', "the name of header 1 is not a token"),
         (b'{"url": "a.test", "headers": {"X-A": "1\\r\\nX-B: 2"}}', "line break"),
         (b'{"url": "a.test", "data": {"a": 1}}', "'data' must be a string, not an object"),
-        (b'{"url": "a.test", "output": ""}', "'output' is empty"),
         (b'{"url": "a.test", "output": 3}', "'output' must be a non-empty string, not a number"),
         (b'{"url": "a.test", "n": NaN}', "NaN is not a JSON number"),
         (b'{"url": "a.test", "s": "\\ud800"}', "lone surrogate"),
@@ -117,6 +116,11 @@ def test_malformed_jsonl_line_is_an_invalid_job_and_the_next_line_is_read(line, 
     assert bad.line == 2 and bad.invalid is not None and reason in bad.invalid, bad.invalid
     assert bad.raw == line
     assert (good.line, good.url, good.invalid) == (3, "ok.test", None)
+
+
+def test_an_empty_output_is_no_output_as_an_empty_csv_cell():
+    (job,), _ = jobs_of(jsonl({"url": "a.test/x", "output": ""}), "jsonl")
+    assert job.invalid is None and job.output is None
 
 
 def test_malformed_object_keeps_its_url_and_meta():
