@@ -527,7 +527,7 @@ REFUSED["-U"] = (
     "would send them to every server); wget's --user-agent is -A here"
 )
 REFUSED["--parallel"] = REFUSED["-Z"]
-REFUSED["--post-data"] = REFUSED["--body-data"]
+REFUSED["--post-data"] = "--post-data (wget's) is -d/--data here (-d @FILE for a file)"
 REFUSED["--directory-prefix"] = REFUSED["-P"]
 REFUSED["--timestamping"] = REFUSED["-N"]
 REFUSED["--no-clobber"] = REFUSED["-n"]

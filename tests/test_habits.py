@@ -965,3 +965,13 @@ def test_a_folder_named_tilde_that_exists_is_used_as_any_folder(server, tmp_path
     assert result.exit_code == 0, result.output
     assert (tmp_path / "~" / "dl" / f"127.0.0.1_{server.port}" / "a").is_file()
     assert (tmp_path / "~" / "r.txt").is_file()
+
+
+def test_each_refusal_names_the_option_typed():
+    """s30 t1 9: --post-data was refused with --body-data's message, naming an option the user
+    never typed. A few options share the message of the one they go with."""
+    from fetcher.habits import REFUSED
+
+    shared = {"--remote-name-all", "--parallel-max", "--parallel-immediate"}
+    unnamed = {name for name, message in REFUSED.items() if name not in message}
+    assert unnamed == shared, unnamed - shared
