@@ -242,6 +242,15 @@ def test_b_naming_a_file_points_at_c(tmp_path):
     assert "-c FILE" in stderr, stderr
 
 
+def test_b_naming_a_file_not_made_yet_points_at_c(tmp_path):
+    """curl's -b jar -c jar on a first run, before the jar exists (s30 t1 8): 'malformed
+    cookie', not the pointer at -c that usage.md promises."""
+    jar = str(tmp_path / "jar.txt")
+    status, _, stderr = run("-b", jar, "-c", jar, "http://127.0.0.1:9/")
+    assert status == 2
+    assert "-c FILE" in stderr and jar not in stderr, stderr
+
+
 def test_a_b_cookie_with_a_tab_is_still_sent_as_given():
     """The user's own: checked as -H is (no CR, LF or NUL), never saved, sent as typed."""
     with answering(b"") as server:

@@ -203,7 +203,12 @@ def parse_cookie(text: str) -> tuple[str, str]:
     name = name.strip()
     if not equals and os.path.isfile(text):
         raise ValueError("names a file: fetcher reads a cookie file with -c FILE (curl's -b FILE)")
-    if not equals or not TOKEN.fullmatch(name):
+    if not equals:  # curl's -b FILE -c FILE before the file is made, too (s30 t1 8)
+        raise ValueError(
+            f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN}); a cookie file is read and "
+            "saved with -c FILE (curl's -b FILE)"
+        )
+    if not TOKEN.fullmatch(name):
         raise ValueError(f"malformed cookie, expected NAME=VALUE ({NOT_SHOWN})")
     value = value.strip()
     if len(name) + len(value) > MAX_COOKIE_BYTES:  # no server keeps it, no jar holds it
