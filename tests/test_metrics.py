@@ -82,7 +82,8 @@ def test_special_values_are_spelled_as_the_format_spells_them():
 
 def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
     summary = Summary(ok=5, failed=3, bytes=1234, not_attempted=2, duplicates=4, other_shards=6,
-                      changed=1, not_modified=2, skipped=1, not_finished=7)  # fmt: skip
+                      changed=1, not_modified=2, skipped=1, not_finished=7,
+                      requested=6)  # fmt: skip
     summary.by_kind = {ErrorKind.DNS: KindGroup(2), ErrorKind.HTTP: KindGroup(1)}
     summary.finished = summary.started + 2.5
     path = tmp_path / "fetcher.prom"
@@ -98,6 +99,7 @@ def test_every_outcome_kind_and_reason_has_a_sample_zeros_included(tmp_path):
     assert by_label(samples, "fetcher_state_urls_total", "state") == {
         "changed": 1, "not_modified": 2, "skipped": 1}  # fmt: skip
     assert value(samples, "fetcher_bytes_total") == 1234
+    assert value(samples, "fetcher_requested_urls_total") == 6  # the summary's req/s (s30 t1 4)
     assert value(samples, "fetcher_duration_seconds") == pytest.approx(2.5)
     assert value(samples, "fetcher_exit_status") == 1
     assert value(samples, "fetcher_last_run_end_timestamp_seconds") == 1718000000.25

@@ -61,6 +61,9 @@ def run_families(summary: Summary, exit_status: int, end_time: float) -> list[Fa
         Family.by("fetcher_skipped_lines_total", "Input lines not fetched by design: duplicates "
                   "(--unique) and lines left to the other shards (--shard).", "reason",
                   [("duplicate", summary.duplicates), ("other_shard", summary.other_shards)]),
+        Family.single("fetcher_requested_urls_total", "counter", "URLs of the run that made a "
+                      "request (ok or failed): the summary's req/s is this over the duration.",
+                      summary.requested),
         Family.single("fetcher_bytes_total", "counter", "Body bytes received by the run.",
                       summary.bytes),
         Family.single("fetcher_duration_seconds", "gauge", "Wall time of the run in seconds.",
