@@ -237,6 +237,20 @@ def test_a_closed_reader_raises_broken_pipe_once_and_nothing_is_lost(tmp_path, c
     assert committed(collector) == b"line 2\nline 3\n"
 
 
+def test_an_ok_result_after_the_reader_went_is_not_counted_ok(tmp_path, closed_pipe):
+    """s30 t1 3: its record went nowhere, and the summary counted it ok: the summary's ok counts
+    records. It is not finished (nor in --failed: what the reader never read is no failure)."""
+    collector, _ = collector_with(StreamWriter(closed_pipe, "text"), str(tmp_path / "f.txt"))
+    collector.on_result(ok(1))
+    with pytest.raises(BrokenPipeError):
+        collector.on_idle()
+    collector.on_result(ok(2))
+    collector.on_idle()
+    collector.close_writer()
+    assert (collector.summary.ok, collector.summary.not_finished) == (1, 1)
+    assert committed(collector) == b""
+
+
 class RaisingStream(io.StringIO):
     """A stream whose write raises the given error: a reader gone mid-record."""
 

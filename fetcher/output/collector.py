@@ -116,8 +116,11 @@ class Collector:
         return not self.output_broken and self.write_error is None
 
     def _keep(self, result: Result) -> None:
-        """Count; the line to --failed if not ok or its record lost, else held; show, last."""
-        self.summary.add(result, recorded=self.write_error is None)
+        """Count; the line to --failed if not ok or its record lost, else held; show, last.
+        An ok result whose record its reader, gone, never got is counted not finished: the
+        summary's ok counted records nobody had (s30 t1 3). A failure is one still (--failed)."""
+        unread = self.output_broken and result.ok
+        self.summary.add(result, recorded=self.write_error is None and not unread)
         if not result.ok or self.write_error is not None:
             self.retry.add(result.job)
         elif not self.output_broken:  # a reader gone: what it never read is not a failure
