@@ -26,7 +26,8 @@ or still buffered, perhaps cut mid-line) and no row is taken after: the next run
 their change again. With --body, a result's row is taken after
 its body, as delivered (ok, or io: not taken whole) and as its record says. A hard exit's
 --failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
-it never read is no failure.
+it never read is no failure. Nor is it ok: an ok result that comes after its reader went away is
+counted not finished (``_keep``), as the summary counts records (s30 t1 3).
 """
 
 from __future__ import annotations
@@ -116,11 +117,8 @@ class Collector:
         return not self.output_broken and self.write_error is None
 
     def _keep(self, result: Result) -> None:
-        """Count; the line to --failed if not ok or its record lost, else held; show, last.
-        An ok result whose record its reader, gone, never got is counted not finished: the
-        summary's ok counted records nobody had (s30 t1 3). A failure is one still (--failed)."""
-        unread = self.output_broken and result.ok
-        self.summary.add(result, recorded=self.write_error is None and not unread)
+        """Count; the line to --failed if not ok or its record lost, else held; show, last."""
+        self.summary.add(result, self.writes or not (result.ok or self.write_error))  # s30 t1 3
         if not result.ok or self.write_error is not None:
             self.retry.add(result.job)
         elif not self.output_broken:  # a reader gone: what it never read is not a failure
