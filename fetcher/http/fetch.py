@@ -109,7 +109,7 @@ class Fetcher:
         works out the task's request and starts its --max-time; later ones reuse both."""
         session = self.sessions.get()
         if task.last is not None and task.max_time is not None and task.max_time.expired():
-            return Attempt(_given_up(task, task.max_time))
+            return Attempt(given_up(task, task.max_time))
         settings = self.settings
         task.attempt += 1
         if task.started is None:
@@ -199,7 +199,7 @@ def answering_host(task: Task, result: Result) -> str:
     return task.host if idna_host(final) == idna_host(task.host) else final
 
 
-def _given_up(task: Task, deadline: Deadline) -> Result:
+def given_up(task: Task, deadline: Deadline) -> Result:
     """The record of a task whose --max-time ran out while it waited for a retry: its last
     attempt's outcome, real attempt count included, saying why no other attempt was made.
     ``max_time`` stays the kind of a request that the deadline cut."""

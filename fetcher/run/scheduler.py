@@ -5,7 +5,9 @@ Workers pull: each asks ``take()`` for any task that may start now, so a host th
 holds back only its own tasks, and a worker that is free takes another host's task instead of
 waiting. --rate spaces the starts of all requests. A task that must be retried later goes back
 in with a time before which it may not start; it does not keep a worker asleep. A retry whose
---max-time runs out while its host holds it back goes to a worker at that moment, to be ended.
+--max-time runs out while its host holds it back, or while every worker is busy, is handed at
+that moment to the thread that ends such retries (``take(expired_only=True)``: s30 t2 1; a worker
+can end one too), on a condition of its own, so that it never takes a worker's wake-up.
 A redirect's hop to a paused host waits in ``hold()`` on a condition of its own, on the same
 lock: ``put`` and ``finish`` wake one waiter, and a hop that took that wake-up slept on, its
 host still paused, leaving an idle worker asleep with a task to start (s25 h2 1). A pause is
@@ -48,19 +50,15 @@ class Scheduler:
     """Thread-safe. ``put`` and ``retry`` add tasks, ``take`` blocks until one may start (or
     the scheduler is stopped: None), ``finish`` is called after every attempt."""
 
-    def __init__(
-        self,
-        per_host: int | None = None,
-        rate: float | None = None,
-        host_rate: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, per_host: int | None = None, rate: float | None = None,
+                 host_rate: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 ) -> None:  # fmt: skip
         self.per_host = per_host
         self.spacing = spacing(rate)
         self.host_spacing = spacing(host_rate)
         self.clock = clock
-        lock = threading.Lock()  # one for both: take() waits on _cond, hold() on _holds
-        self._cond, self._holds = threading.Condition(lock), threading.Condition(lock)
+        lock = threading.Lock()  # one for all: take() waits on _cond or _expiries, hold() on _holds
+        self._cond, self._holds, self._expiries = (threading.Condition(lock) for _ in range(3))
         self._hosts: dict[str, _Host] = {}
         self._waiting: OrderedDict[str, None] = OrderedDict()  # hosts with queued tasks, in turn
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
@@ -96,11 +94,9 @@ class Scheduler:
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
         """An attempt of task ended: its host has one request fewer in flight; with pause, no
         request to the host starts for that many seconds; with retry_in, task is queued again
-        to start no sooner than that.
-
-        One clock reading serves all three: a retry that waits out its host's Retry-After is
-        due as the pause ends, before the host's untried tasks (two readings let those win by
-        microseconds, each round renewing the pause while the retries starved)."""
+        to start no sooner than that. One clock reading serves all three: a retry that waits
+        out its host's Retry-After is due as the pause ends, before the host's untried tasks
+        (two readings let those win by microseconds, the pause renewed, the retries starved)."""
         with self._cond:
             state = self._hosts[task.host]
             state.in_flight -= 1
@@ -110,6 +106,7 @@ class Scheduler:
             if retry_in is not None:
                 task.due, task.waits_pause = now + retry_in, bool(pause)
                 heapq.heappush(self._later, (task.due, next(self._order), task))
+                self._expiries.notify()
             self._idle.retire(task.host, now)
             self._cond.notify()
 
@@ -117,8 +114,8 @@ class Scheduler:
         """Every ``take``, waiting or to come, returns None."""
         with self._cond:
             self._stopped = True
-            self._cond.notify_all()
-            self._holds.notify_all()
+            for condition in (self._cond, self._holds, self._expiries):
+                condition.notify_all()
 
     def drain(self) -> list[Task]:
         """Remove and return every task not started, retries included."""
@@ -132,20 +129,22 @@ class Scheduler:
             self._waiting.clear()
             return tasks
 
-    def take(self, block: bool = True) -> Task | None:
+    def take(self, block: bool = True, expired_only: bool = False) -> Task | None:
         """Block until a task may start, count it as started and return it; None once stopped
-        (or, without block, when no task may start right now)."""
-        with self._cond:
+        (or, without block, when no task may start right now). expired_only: only a retry
+        whose --max-time ran out, which sends nothing: for the thread that ends them."""
+        condition = self._expiries if expired_only else self._cond
+        with condition:
             while not self._stopped:
                 now = self.clock()
                 self._idle.forget(now)
                 while self._later and self._later[0][0] <= now:
                     self._queue(heapq.heappop(self._later)[2], front=True)
-                task, wake = self._eligible(now)
+                task, wake = self._eligible(now, expired_only)
                 if task is not None or not block:
                     return task
                 wake = min(wake, _next_due(self._later), self._expiring.next_at())
-                self._cond.wait(_wait_seconds(wake, now))
+                condition.wait(_wait_seconds(wake, now))
             return None
 
     def _queue(self, task: Task, front: bool) -> None:
@@ -157,13 +156,15 @@ class Scheduler:
             state.queue.append(task)
         self._waiting[task.host] = None
 
-    def _eligible(self, now: float) -> tuple[Task | None, float]:
+    def _eligible(self, now: float, expired_only: bool = False) -> tuple[Task | None, float]:
         """The first task, in turn by host, that may start now; else when to look again."""
         expired = self._expiring.take(now, self._hosts)
-        if expired is not None:  # it sends no request: a worker ends it, whatever holds its host
+        if expired is not None:  # it sends no request: whatever holds its host does not hold it
             state = self._hosts[expired.host]
             return self._start(expired.host, state, expired, now, limited=False), now
         wake = float("inf")
+        if expired_only:
+            return None, wake
         if self._waiting and self.spacing and now < self._next_start:
             return None, self._next_start
         for host in self._waiting:

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fetcher.http.classify import classify, describe
 from fetcher.http.cookies import Change
-from fetcher.http.fetch import Attempt, Fetcher, Pause
+from fetcher.http.fetch import Attempt, Fetcher, Pause, given_up
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
-from fetcher.run.executor import PauseListener, RunStartError
+from fetcher.run.executor import PauseListener, RunStartError, start_thread
 from fetcher.run.messages import Inbox, PartialBegun
 from fetcher.run.placement import placement, schedule_as_batch
 from fetcher.run.scheduler import Scheduler
@@ -118,6 +118,9 @@ class ThreadExecutor:
                 raise RunStartError(
                     f"cannot start worker thread {index + 1} of {workers} ({exc}): try a lower -j"
                 ) from None
+        ender = threading.Thread(target=end_expired, args=(self.scheduler, inbox), daemon=True,
+                                 name="fetcher-expired-retries")  # fmt: skip
+        start_thread(ender)
 
     def submit(self, tasks: list[Task]) -> None:
         for task in tasks:
@@ -213,3 +216,15 @@ class ThreadExecutor:
                 task.job, classify(exc), redact_text(describe(exc)), attempts=task.requests
             )
             return Attempt(failure)
+
+
+def end_expired(scheduler: Scheduler, inbox: Inbox) -> None:
+    """End each retry whose --max-time runs out, at that moment, until the scheduler stops: a
+    worker ends one only when it is free, and with every worker on a long request the record
+    came when one freed, up to another -m late (s30 t2 1). It sends nothing; its last
+    attempt's record says why."""
+    while (task := scheduler.take(expired_only=True)) is not None:
+        assert task.max_time is not None  # an expiring retry has one (_retry_expiry)
+        result = given_up(task, task.max_time)
+        scheduler.finish(task)
+        inbox(result)
