@@ -280,3 +280,21 @@ def test_a_url_ending_in_url_is_not_parsed_as_a_header_candidate(monkeypatch):
     monkeypatch.setattr(formats, "_names_url", counted)
     assert last_header_row(rows) is None
     assert calls == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["id,Date/Time,url", "No.,url", "url,Notes: internal", "url,a=b", "{x},url", "url,e-mail"],
+)
+def test_a_later_header_with_a_dot_colon_or_slash_in_a_name_is_a_header(header):
+    """s30 r1 2: a sheet's column names hold '.', ':', '/' (No., Date/Time): the later file's
+    header row was read as a row, its rows with the first file's columns: the meta cell's URL
+    fetched, the row's own never retried. A cell that is a URL (a host's '.', ':', '@' with more
+    host after it) is still a row's."""
+    later = header.encode()
+    row = ",".join("http://127.0.0.1:8/b" if cell == "url" else "x" for cell in header.split(","))
+    data = b"url,id\nhttp://127.0.0.1:8/a,1\n" + later + b"\n" + row.encode() + b"\n"
+    entries = list(iter_csv(read_pieces(io.BytesIO(data))))
+    assert [(e.url, e.header) for e in entries] == [
+        ("http://127.0.0.1:8/a", b"url,id"), ("http://127.0.0.1:8/b", later)], entries  # fmt: skip
+    assert formats.last_header_row(data) == later

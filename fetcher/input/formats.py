@@ -436,15 +436,17 @@ def _header_read(raw: bytes) -> str:
     return said
 
 
-# What a header row again holds in no cell and a record's URL does, with a scheme or without
-# (127.0.0.1:8080/a, example.com): a row of a bare URL and a cell "URL" was a header (s29 t4 1).
-_NOT_IN_A_HEADER = re.compile(r"[.:/@{}=]")
-_NOT_IN_A_HEADER_BYTES = re.compile(rb"[.:/@{}=]")
+# A cell that is a URL, with a scheme or without (127.0.0.1:8080/a, example.com, u@host): a
+# '://', or a host's '.', ':' or '@' with more of the host after it, before any '/', '?', '#'
+# or blank. A row of a bare URL and a cell "URL" was a header again (s29 t4 1); a sheet's names
+# hold a '.', ':' or '/' too (No., Date/Time, Notes: internal), which made a later file's header
+# row a row (s30 r1 2): only a name like a host's (source.page) is still taken for a URL.
+_URL_LIKE = re.compile(r"://|^\s*[^\s/?#]*[.:@][^\s/?#:]")
 
 
 def _a_header_again(row: list[str], columns: list[str]) -> bool:
     """Whether row, after the first header, is a header row again: a cell ``url`` (in any
-    case), no cell with what a URL holds and a name does not (_NOT_IN_A_HEADER), and, when it
+    case), no cell that is a URL (_URL_LIKE), and, when it
     fits the columns read so far, something in its url cell (a row's meta cell may say "url";
     a row with a URL, or with an empty url cell, keeps its own record, s26 r2 2). --failed
     writes each csv input's header where it changes, and read with the first header's columns
@@ -452,7 +454,7 @@ def _a_header_again(row: list[str], columns: list[str]) -> bool:
     3)."""
     if not any(_column_name(cell) == "url" for cell in row):
         return False
-    if any(_NOT_IN_A_HEADER.search(cell) for cell in row):
+    if any(_URL_LIKE.search(cell) for cell in row):
         return False
     if "url" not in columns or len(row) != len(columns):
         return True
@@ -481,15 +483,15 @@ def _at_a_cell_start(text: bytes, at: int) -> bool:
 
 def last_header_row(block: bytes, quoting: int = _FIELD_START) -> bytes | None:
     """The last line of a raw csv block (reader.raw_rest: a stop's unread rest) that the reader
-    takes for a header row (_a_header_again: a cell ``url`` once stripped, no cell holding what
-    a URL does), as its
-    header would be labelled (no BOM first, no line end); None: none. The blocks after it, and
-    a --failed line after it, are under that header, not the last parsed row's (s26 r6 1). By
-    the reader's own rule, so quotes, BOMs and Unicode blanks agree with it (s26 r6 6); a row
-    whose empty url cell fits the columns in force (``,url``) is taken for one too: a header
-    written once more reads back as nothing. quoting: where a csv parser stands at the block's
-    start (csv_state_after of the blocks before): a line inside a quoted cell is none (s26 r8 2).
-    The block is read once for all the candidates (s27 r1 1: each one re-read all before it).
+    takes for a header row (_a_header_again: a cell ``url`` once stripped, no cell that is a
+    URL), as its header would be labelled (no BOM first, no line end); None: none. The blocks
+    after it, and a --failed line after it, are under that header, not the last parsed row's
+    (s26 r6 1). By the reader's own rule, so quotes, BOMs and Unicode blanks agree with it (s26
+    r6 6); a row whose empty url cell fits the columns in force (``,url``) is taken for one too:
+    a header written once more reads back as nothing. quoting: where a csv parser stands at the
+    block's start (csv_state_after of the blocks before): a line inside a quoted cell is none
+    (s26 r8 2). The block is read once for all the candidates (s27 r1 1: each one re-read all
+    before it).
     """
     starts = _header_candidates(block.lower())
     inside = _inside_quotes_at(block, quoting, starts)
@@ -498,7 +500,7 @@ def last_header_row(block: bytes, quoting: int = _FIELD_START) -> bytes | None:
             continue
         end = block.find(b"\n", start)
         line = block[start : end if end >= 0 else len(block)].rstrip(b"\r").removeprefix(BOM)
-        if not _NOT_IN_A_HEADER_BYTES.search(line) and _names_url(line):
+        if _names_url(line):
             return line
     return None
 
@@ -570,12 +572,14 @@ def _rfc_quotes(block: bytes, quoting: int) -> bool:
 
 
 def _names_url(line: bytes) -> bool:
-    """Whether a csv line has a cell that _column_name makes ``url``."""
+    """Whether a csv line has a cell that _column_name makes ``url``, and none that is a URL
+    (_URL_LIKE): _a_header_again's rule for a row whatever the columns in force."""
     try:
         row = next(csv.reader([line.decode("utf-8")], strict=True), [])
     except (UnicodeDecodeError, csv.Error):
         return False
-    return any(_column_name(cell) == "url" for cell in row)
+    named = any(_column_name(cell) == "url" for cell in row)
+    return named and not any(_URL_LIKE.search(cell) for cell in row)
 
 
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:
