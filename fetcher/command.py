@@ -158,11 +158,23 @@ def without_variable_value(exc: click.ClickException) -> str:
     value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
     if not isinstance(value, str) or not value:
         return exc.message
-    # Any quoted piece of it: stripped, one of a list ('tok,1'), one line (s29 r2 7).
-    return _QUOTED.sub(lambda m: "'…'" if m[2] in value else m[0], exc.message)
+    # Any quoted piece of it: stripped, one of a list ('tok,1'), one line (s29 r2 7), read as
+    # Click writes it, repr()'s escapes and all ('a\\nb': s30 r1 1).
+    return _QUOTED.sub(lambda m: "'…'" if _unquoted(m) in value else m[0], exc.message)
 
 
-_QUOTED = re.compile(r"""(['"])(.+?)\1""")
+_QUOTED = re.compile(r"""(['"])((?:\\.|(?!\1).)+)\1""", re.DOTALL)
+
+
+def _unquoted(quoted: re.Match[str]) -> str:
+    """The text a quoted piece of a message stands for: repr()'s reading of it, else as it is."""
+    import ast  # a usage error's: not on every run's start
+
+    try:
+        text = ast.literal_eval(quoted[0])
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return quoted[2]
+    return text if isinstance(text, str) and text else quoted[2]
 
 
 def show_or_keep_quiet(show: Callable[..., None], file: Any = None) -> None:

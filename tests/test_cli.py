@@ -415,3 +415,26 @@ def test_a_line_refused_before_sending_made_no_attempt(tmp_path, httpserver):
     assert [(r["error"]["kind"], r["attempts"]) for r in got] == [("invalid_url", 0)] * 5, got
     assert json.loads(summary.read_text())["requests_per_second"] == 0.0
     assert ", 0.0 req/s" in result.stderr.splitlines()[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FETCHER_HEAD", "Accept: text/html\nAuthorization: Bearer s3cretTOK"),
+        ("FETCHER_HEAD", "Bearer s3cretTOK\tx"),
+        ("FETCHER_HEAD", "Bearer s3cret\\TOK"),
+        ("FETCHER_HEAD", 'it\'s "s3cretTOK"'),
+        ("FETCHER_WORKERS", "s3cretTOK\n"),
+        ("FETCHER_FORMAT", "s3cret\\TOK"),
+        ("FETCHER_MAX_TIME", "a\tb s3cretTOK"),
+    ],
+    ids=["line-break", "tab", "backslash", "both-quotes", "int", "choice", "float"],
+)
+def test_a_refused_variable_s_value_with_escapes_is_not_shown(variable, value):
+    """s30 r1 1: Click quotes the value as repr() does (\\n, \\t, \\\\, escaped quotes), which the
+    mask compared with the raw value and never found: FETCHER_HEAD's two lines, token and all,
+    went to stderr."""
+    result = invoke(["http://a.test/"], **{variable: value})
+    assert result.exit_code == 2
+    assert variable in result.stderr
+    assert "s3cret" not in result.stderr and "TOK" not in result.stderr, result.stderr
