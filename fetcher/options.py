@@ -54,7 +54,7 @@ from fetcher.output.records import FORMATS
 from fetcher.redact import MASK, redact_url, visible
 from fetcher.run.placement import allowed_cpus
 from fetcher.settings import OkStatus, Settings
-from fetcher.streams import blocking
+from fetcher.streams import read_whole
 from fetcher.variables import VariableOption, command_variables, unknown_variables
 
 ENV_PREFIX = "FETCHER_"
@@ -510,7 +510,7 @@ def read_stdin_data(
     if sys.stdin is None:
         raise click.UsageError(f"cannot read {given}: standard input is closed")
     try:
-        return blocking(sys.stdin.buffer).read(MAX_DATA_FILE_BYTES + 1)  # whole: s29 t5 2
+        return read_whole(sys.stdin.buffer, MAX_DATA_FILE_BYTES + 1)  # whole: s29 t5 2
     except OSError as exc:
         raise click.UsageError(f"cannot read {given} from standard input: {exc.strerror}") from None
 

@@ -7,10 +7,9 @@ stream on /dev/null, so that what is meant for it is dropped, and ``stdout_close
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
-import stat
+import select
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -129,20 +128,32 @@ def discarding() -> TextIO:
     return open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
 
 
-@functools.cache
-def blocking(stream: BinaryIO) -> BinaryIO:
-    """stream, or, a pipe left non-blocking (O_NONBLOCK: ssh or node may leave standard input
-    so), a blocking open of its own (/proc/self/fd/N: a new open of the pipe, the parent's
-    left as it is). Read as it was, its "no data yet" was taken for the end: a half-written
-    line was fetched as a URL nobody gave and the rest dropped, exit 0 (s29 t5 2). One open
-    a stream, however often asked (``-i - -i -``)."""
+def read_whole(stream: BinaryIO, limit: int) -> bytes:
+    """Up to limit bytes of stream, to its end, waiting for each as a blocking read would when
+    its descriptor was left non-blocking (O_NONBLOCK: ssh or node may leave standard input so):
+    read as it was, "no data yet" was taken for the end, a body cut short (s29 t5 2). Not by
+    a new open of it, which waited for ever on a FIFO whose writer had gone, or was refused one
+    of another user's (s30 r1 3, 5); a list of URLs is read so by fetcher.input.pipes."""
     try:
         descriptor = stream.fileno()
-        if os.get_blocking(descriptor) or not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-            return stream
-        return open(f"/proc/self/fd/{descriptor}", "rb")  # noqa: SIM115 - stdin's, never closed
+        waits = not os.get_blocking(descriptor)
     except (OSError, ValueError):  # io.UnsupportedOperation is one: a test's BytesIO
-        return stream
+        waits = False
+    if not waits:
+        return stream.read(limit)
+    data = bytearray(stream.read1(limit) if hasattr(stream, "read1") else b"")  # its buffer
+    watch = select.poll()
+    watch.register(descriptor, select.POLLIN)
+    while len(data) < limit:
+        try:
+            piece = os.read(descriptor, min(limit - len(data), 1 << 20))
+        except BlockingIOError:
+            watch.poll()
+            continue
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
 
 
 @dataclass
@@ -167,7 +178,7 @@ class Streams:
 
     def stdin_binary(self) -> BinaryIO:
         assert self.stdin is not None
-        return blocking(self.stdin.buffer)
+        return self.stdin.buffer
 
     def same_terminal(self, descriptor: int | None = None) -> bool:
         """Whether stdout (or descriptor: --results, --failed on a terminal) and stderr are one

@@ -330,6 +330,62 @@ def test_a_non_blocking_stdin_pipe_is_read_to_its_end(server, tmp_path):
     assert (returncode, urls) == (0, [first, second]), urls
 
 
+def test_a_non_blocking_fifo_whose_writer_has_gone_is_read_to_its_end(server, tmp_path):
+    """s30 r1 3: a FIFO opened O_NONBLOCK (its writer gone) was opened again to be read
+    blocking, and that open waited for a writer for ever: no record, nothing said."""
+    fifo = tmp_path / "urls.fifo"
+    os.mkfifo(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    write = os.open(fifo, os.O_WRONLY)
+    os.write(write, f"{server.url('/a')}\n{server.url('/b')}\n".encode())
+    os.close(write)
+    try:
+        done = subprocess.run([*FETCHER, "--format", "jsonl"], stdin=read, capture_output=True,
+                              env=clean_env(), timeout=30)  # fmt: skip
+    finally:
+        os.close(read)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 2
+
+
+def test_a_non_blocking_stdin_socket_is_read_to_its_end(server, tmp_path):
+    """s30 r1 5: a socket as standard input, left non-blocking, fetched half a line as a URL."""
+    mine, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    first, second = server.url("/first"), server.url("/second")
+    with (tmp_path / "out").open("wb") as out:
+        process = subprocess.Popen([*FETCHER, "--format", "jsonl"], stdin=theirs, stdout=out,
+                                   stderr=subprocess.DEVNULL, env=clean_env())  # fmt: skip
+    theirs.close()
+    with process, mine:
+        mine.sendall(f"{first}\n{second[:-3]}".encode())
+        wait_for(lambda: server.requests >= 1, "the first request")
+        mine.sendall(f"{second[-3:]}\n".encode())
+        mine.shutdown(socket.SHUT_WR)
+        returncode, _ = wait_exit(process, timeout=30)
+    urls = [json.loads(line)["url"] for line in output(tmp_path, "out").splitlines()]
+    assert (returncode, urls) == (0, [first, second]), urls
+
+
+def test_a_body_from_a_non_blocking_stdin_is_sent_whole(httpserver):
+    """-d @- from a pipe left non-blocking: its "no data yet" was taken for the body's end."""
+    httpserver.expect_request("/post", method="POST").respond_with_data("ok")
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    process = subprocess.Popen([*FETCHER, "-d", "@-", httpserver.url_for("/post")], stdin=read,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=clean_env())  # fmt: skip
+    os.close(read)
+    with process:
+        os.write(write, b"first-half,")
+        time.sleep(0.3)  # the reader finds the pipe empty, not ended: no event to wait on
+        os.write(write, b"second-half")
+        os.close(write)
+        returncode, _ = wait_exit(process, timeout=30)
+    assert returncode == 0
+    assert httpserver.log[0][0].get_data() == b"first-half,second-half"
+
+
 def test_sigquit_exits_at_once_and_still_writes_failed(tmp_path):
     """Ctrl-\\ means now: the process exits within a second, as after a second signal, and the
     URL in flight goes to --failed (it dumped core before, --failed never written)."""
