@@ -11,6 +11,7 @@ resolver itself ask a DNS server that never answers, where the machine allows it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, clean_env, invoke
-from tests.servers import CountingServer, HostsResolver, records
+from tests.servers import CountingServer, HostsResolver, records, wait_for
 
 NAME = "slow.test"
 SLOW = frozenset({NAME})
@@ -108,6 +109,46 @@ def test_past_the_lookup_threads_a_name_waits_for_one_within_its_time() -> None:
         waiting.join(10)
         assert found and found[0][0][4][0] == "127.0.0.1", found
         assert resolver.threads["ok.test"] == {LOOKUP_THREAD}
+
+
+def test_a_place_freed_by_joining_an_abandoned_lookup_again_wakes_a_waiter() -> None:
+    """s30 r1 6: a URL of a hung name joins its abandoned lookup again (a retry), which frees a
+    place of the cap; a name waiting for one was not told, and failed at its deadline."""
+    from fetcher.http.resolve import NameTimeout, Resolver  # noqa: PLC0415
+
+    names = {"h1.test": ["127.0.0.1"], "h2.test": ["127.0.0.1"], "ok.test": ["127.0.0.1"]}
+    with HostsResolver(names, frozenset({"h1.test", "h2.test"})):
+        lookups = Resolver(threads=2)
+        for name in ("h1.test", "h2.test"):
+            with pytest.raises(NameTimeout):
+                lookups.resolve(name, 80, 0, 0.1)
+        found: list[Any] = []
+        waiting = threading.Thread(target=_look_up, args=(lookups, found), daemon=True)
+        waiting.start()
+        # Condition's own list of the threads waiting on it: ok.test waits for a place.
+        wait_for(lambda: lookups.freed._waiters, "ok.test to wait for a place")
+        freed_at = time.monotonic()
+        threading.Thread(target=_rejoin, args=(lookups,), daemon=True).start()
+        waiting.join(10)  # within the stub: past it, a name would go to the system's resolver
+    assert found and found[0] != "timeout", found
+    assert found[1] - freed_at < 2.5, found  # at once, not at its deadline (4 s)
+
+
+def _look_up(lookups: Any, found: list[Any]) -> None:
+    from fetcher.http.resolve import NameTimeout  # noqa: PLC0415
+
+    try:
+        found += [lookups.resolve("ok.test", 80, 0, 4), time.monotonic()]
+    except NameTimeout:
+        found += ["timeout", time.monotonic()]
+
+
+def _rejoin(lookups: Any) -> None:
+    """h1.test again: it joins the abandoned lookup (its place freed), and times out."""
+    from fetcher.http.resolve import NameTimeout  # noqa: PLC0415
+
+    with contextlib.suppress(NameTimeout):
+        lookups.resolve("h1.test", 80, 0, 8)
 
 
 def test_names_that_resolve_slowly_are_not_failed_by_the_cap(monkeypatch) -> None:

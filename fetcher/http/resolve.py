@@ -97,10 +97,13 @@ class Resolver:
                     return None
                 self.freed.wait(_left(ends))
             if lookup is not None:
-                if lookup.waiting == 0:  # abandoned, waited for again
+                if lookup.waiting == 0:  # abandoned, waited for again: its place is free
                     self.abandoned -= 1
+                    self.freed.notify_all()  # a name waiting for one was not told (s30 r1 6)
                 lookup.waiting += 1
                 return lookup
+            if ends is not None and time.monotonic() >= ends:
+                return None  # a place came as the time ran out: no lookup with 0 s left
             lookup = self.pending[key] = _Lookup(key, waiting=1)
         thread = threading.Thread(target=self._serve, args=(lookup,), name="fetcher-lookup",
                                   daemon=True)  # fmt: skip
