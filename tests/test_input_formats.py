@@ -230,6 +230,7 @@ def test_a_csv_headers_column_in_another_case_is_neither_used_nor_shown(name):
     data = f'URL,{name},Data\na.test/1,"{{""Authorization"": ""Bearer S3KRIT""}}",x\n'.encode()
     (job,), _ = jobs_of(data, "csv")
     assert job.invalid is not None and "not used, not shown" in job.invalid, job.invalid
+    assert "rename such a column" in job.invalid  # a sheet's own, not keys (s30 r1 8)
     assert "S3KRIT" not in f"{job.invalid} {job.meta}" and not job.headers
     assert meta_of(job) == {"Data": "x"}
 

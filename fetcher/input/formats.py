@@ -187,6 +187,10 @@ def _without_variants(
     kept = {key: item for key, item in values.items() if key not in variants}
     entry = _fill(entry, kept, headers_as_text)
     named = ", ".join(map(repr, variants[:5])) + (", ..." if len(variants) > 5 else "")
+    if headers_as_text:  # a csv row: a sheet's own column may be named so (s30 r1 8)
+        entry.error = (f"column names are lower case and exact: fetcher reads none of {named} "
+                       "(not used, not shown): rename such a column of your own")  # fmt: skip
+        return entry
     entry.error = (
         f"keys are lower case and exact: fetcher reads none of {named} (not used, not shown)"
     )
