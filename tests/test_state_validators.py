@@ -274,3 +274,27 @@ def test_a_get_and_a_head_agree_on_whether_a_304_names_another_version(
         assert get["status"] == 200 and Path(get["path"]).read_bytes() == B, get
     else:
         assert get["status"] == 304 and Path(get["path"]).read_bytes() == A, get
+
+
+@pytest.mark.parametrize("etag", ["*", "", "W/", '"a", "b"', 'W/"a", "b"', "a b", '"open'])
+def test_an_etag_that_is_no_entity_tag_is_not_kept(tmp_path: Path, etag: str) -> None:
+    """s30 t4 2: 'ETag: *' was kept and sent back as If-None-Match: *, which matches any version:
+    every later run was told 304 and kept the first body for good. Only one entity-tag is kept
+    ("x", W/"x", or an unquoted token as some servers send); the date still serves."""
+    asked: list[bytes] = []
+    answers = [answer(200, [("ETag", etag), ("Last-Modified", DAY_1)], A),
+               answer(200, [("ETag", '"v2"'), ("Last-Modified", DAY_2)], A + b"2")]  # fmt: skip
+    with FaultServer(scripted(answers, asked)) as server:
+        fetch(tmp_path, server.url("/v"))
+        assert state_row(tmp_path)[0] is None
+        record = fetch(tmp_path, server.url("/v"))
+    assert b"if-none-match" not in asked[1].lower(), asked[1]
+    assert f"If-Modified-Since: {DAY_1}".encode() in asked[1]
+    assert record["status"] == 200 and record["changed"] is True, record
+
+
+@pytest.mark.parametrize("etag", ['"x"', 'W/"x"', "unquoted-token", '""'])
+def test_an_entity_tag_is_kept(tmp_path: Path, etag: str) -> None:
+    with FaultServer(scripted([answer(200, [("ETag", etag)], A)], [])) as server:
+        fetch(tmp_path, server.url("/v"))
+    assert state_row(tmp_path)[0] == etag

@@ -24,7 +24,13 @@ from fetcher.http.classify import classify, describe, iter_chain
 from fetcher.http.codings import check_coding_ended, check_decodable, kept_as_sent
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
-from fetcher.http.headers import disposition_name, remote_time, sendable, validator_date
+from fetcher.http.headers import (
+    disposition_name,
+    entity_tag,
+    remote_time,
+    sendable,
+    validator_date,
+)
 from fetcher.http.request import (
     EffectiveRequest,
     answers_no_condition,
@@ -544,7 +550,7 @@ def _note_answer(
     result.content_type = response.headers.get("Content-Type")
     if settings.state is not None:
         # None for one that could not be sent back: the URL would fail each run (s27 t7 1).
-        result.etag = sendable(response.headers.get("ETag"))
+        result.etag = entity_tag(response.headers.get("ETag"))
         result.last_modified = sendable(validator_date(response.headers))  # never in future
         # Only a 304 to the state's conditions, which its hop was sent (Conditions).
         result.not_modified = (

@@ -107,6 +107,19 @@ def sendable(value: str | None) -> str | None:
     return value
 
 
+# One entity-tag (RFC 9110 8.8.3): "x" or W/"x"; or, as some servers send one, an unquoted
+# token, which a server compares as it sent it. Not "*" (If-None-Match: * matches any version:
+# every later run was told 304, s30 t4 2), a list, an empty value or a lone W/.
+_ENTITY_TAG = re.compile(r'(?:W/)?"[^"]*"|(?!W/)[^\s",*]+')
+
+
+def entity_tag(value: str | None) -> str | None:
+    """value when --state may keep it as an ETag and send it back (sendable, and one
+    entity-tag: _ENTITY_TAG); else None, the answer then judged by its date."""
+    value = sendable(value)
+    return value if value is not None and _ENTITY_TAG.fullmatch(value) else None
+
+
 def validator_date(headers: Mapping[str, str], now: float | None = None) -> str | None:
     """The Last-Modified that --state keeps, sends and compares: none when it is later than
     the answer's Date (with no readable Date, than now, the time it came: RFC 9110 6.6.1),

@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
-from fetcher.http.headers import later_than, sendable
+from fetcher.http.headers import entity_tag, later_than, sendable
 from fetcher.input.jobs import Job
 from fetcher.input.parsing import as_utf8
 from fetcher.redact import SENT_SECRET_HEADERS
@@ -255,7 +255,7 @@ def conditional_headers(prior: Prior) -> dict[str, str]:
     that cannot be sent (headers.sendable: kept before it was checked, or edited in), which
     requests refused on every run, before any request (s27 t7 1)."""
     headers = {}
-    etag, modified = sendable(prior.etag), sendable(prior.last_modified)
+    etag, modified = entity_tag(prior.etag), sendable(prior.last_modified)
     if etag is not None:
         headers["If-None-Match"] = etag
     if modified is not None and not later_than(modified, time.time() + SKEW_ALLOWED):
