@@ -185,18 +185,7 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
                      *(text for _, _, text in values_as_typed(params)))
     )  # fmt: skip
     for url in () if swallowed else urls:
-        # 'fetcher urls.txt': a DNS lookup. Not a URL with a path (example.com/robots.txt),
-        # whose file an earlier 'fetcher -o .' may have saved right here.
-        if "://" not in url and "/" not in url and os.path.isfile(url):
-            raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
-        if (header := _credential_header(url)) is not None:  # -H forgotten, or --head's
-            raise click.UsageError(f"'{header}: …' is a header, not a URL: give it with -H "
-                                   f"'{header}: VALUE' (its value is not shown)")  # fmt: skip
-        if url.isascii() and url.isdigit():  # https://4 is the address 0.0.0.4 (s25 h2 7)
-            raise click.UsageError(
-                f"{url!r} is no URL: a number alone would be fetched as https://{url}. aria2's "
-                "-s N (pieces of one download) has no equal here; -j N fetches N URLs at once"
-            )
+        check_url_argument(url)
     for path in params.get("inputs", ()):
         if "://" in path and not os.path.lexists(path):
             raise click.UsageError(
@@ -238,6 +227,28 @@ def check_header_split(params: dict[str, Any], urls: tuple[str, ...]) -> None:
             )
 
 
+def check_url_argument(url: str) -> None:
+    """A URL argument that another habit gave: a file of URLs, a header, a command's word, a
+    number. Refused before anything is fetched (each would be looked up as a host)."""
+    # 'fetcher urls.txt': a DNS lookup. Not a URL with a path (example.com/robots.txt),
+    # whose file an earlier 'fetcher -o .' may have saved right here.
+    if "://" not in url and "/" not in url and os.path.isfile(url):
+        raise click.UsageError(f"{url!r} is a file here: to read URLs from it, use -i {url}")
+    if (header := _credential_header(url)) is not None:  # -H forgotten, or --head's
+        raise click.UsageError(f"'{header}: …' is a header, not a URL: give it with -H "
+                               f"'{header}: VALUE' (its value is not shown)")  # fmt: skip
+    if url.lower() in _COMMAND_WORDS:  # 'fetcher help' looked up the host help (s30 t1 7)
+        raise click.UsageError(
+            f"{url!r} is no URL: fetcher --help shows the options, fetcher --version the "
+            f"version (a host named so is fetched as http://{url}/)"
+        )
+    if url.isascii() and url.isdigit():  # https://4 is the address 0.0.0.4 (s25 h2 7)
+        raise click.UsageError(
+            f"{url!r} is no URL: a number alone would be fetched as https://{url}. aria2's "
+            "-s N (pieces of one download) has no equal here; -j N fetches N URLs at once"
+        )
+
+
 # What -c's value is when another tool's habit gave it: httpx's -fc (filter-code) STATUSES, read as
 # -f -c; wget's -c (continue) HOST, a name with one of these last labels, an address or a port.
 # A status (three digits, 1xx to 5xx), or a list or range of them, blanks around ',' and '-'
@@ -255,6 +266,10 @@ _HOST = re.compile(
     re.IGNORECASE,
 )
 JAR_OF_THAT_NAME = "for a cookie jar of that name, write -c ./{}"
+
+
+# Words a new user types for a command's help or version, not a host: `fetcher help`.
+_COMMAND_WORDS = frozenset({"help", "version", "usage", "man"})
 
 
 def _credential_header(argument: str) -> str | None:

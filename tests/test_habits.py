@@ -975,3 +975,11 @@ def test_each_refusal_names_the_option_typed():
     shared = {"--remote-name-all", "--parallel-max", "--parallel-immediate"}
     unnamed = {name for name, message in REFUSED.items() if name not in message}
     assert unnamed == shared, unnamed - shared
+
+
+@pytest.mark.parametrize("word", ["help", "version", "Help", "usage"])
+def test_a_command_word_given_as_the_url_is_a_usage_error(word):
+    """s30 t1 7: `fetcher help` looked the host 'help' up and recorded a dns failure."""
+    result = invoke([word])
+    assert result.exit_code == 2, result.output
+    assert "--help" in result.stderr and "--version" in result.stderr
