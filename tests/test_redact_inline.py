@@ -126,11 +126,12 @@ def test_no_text_leaves_a_password_in_a_word(before, separator, user, middle):
 
 def test_a_long_line_of_words_is_masked_in_linear_time():
     """Each word is read once: 100,000 words (a quadratic reading took minutes) in well under
-    the bound."""
+    the bound. CPU time, this process's: a shared machine's load stretched the wall time of
+    its 0.3 s past 5 s in one CI run (s30)."""
     line = "http://h/ " + "a " * 100_000 + f"u:{PW}@h/"
-    started = time.perf_counter()
+    started = time.process_time()
     assert MARK not in redact_url(line) and MARK not in redact_text(line)
-    assert time.perf_counter() - started < 5
+    assert time.process_time() - started < 5
 
 
 # -- through the command: records (text, jsonl, csv), the summary, --summary, -v -------------------
