@@ -96,16 +96,12 @@ def test_last_header_row_agrees_with_the_reader(line):
     """A header row is what the csv reader takes for one (_a_header_again), whatever its
     quotes, blanks or marks: a regular expression missed `tag," url "`, NBSP and others, and
     the next input's rows were read from their meta cells (s26 r6 6). Where the reader's own
-    columns decide (an empty url cell under them: `,url`), it is taken for a header: a header
-    written once more reads back as nothing."""
+    columns decide (an empty url cell under them: `,url`), they decide for it too (s30 r2 1)."""
     head = f"url,tag\n{U}/1,t\n"
     data = f"{head}{line}\nx,{U}/m\n".encode()
     entries = list(iter_csv(read_pieces(io.BytesIO(data))))
     found = formats.last_header_row(data)
-    if line == ",url":
-        assert entries[-1].header == b"url,tag" and found == b",url"
-    else:
-        assert found == entries[-1].header, (found, entries[-1].header)
+    assert found == entries[-1].header, (found, entries[-1].header)
 
 
 def test_last_header_row_is_the_last_one():
@@ -270,21 +266,21 @@ def test_a_url_ending_in_url_is_not_parsed_as_a_header_candidate(monkeypatch):
     300,000 such csv lines took 1.9 s (s26 r8 1). Only a cell that is `url` is a candidate."""
     rows = b"".join(b"127.0.0.1:9/q/%d/url,%d\n" % (n, n) for n in range(20_000))
     calls = 0
-    real = formats._names_url
+    real = formats._cells
 
-    def counted(line: bytes) -> bool:
+    def counted(line: bytes) -> list[str] | None:
         nonlocal calls
         calls += 1
         return real(line)
 
-    monkeypatch.setattr(formats, "_names_url", counted)
+    monkeypatch.setattr(formats, "_cells", counted)
     assert last_header_row(rows) is None
     assert calls == 0
 
 
 @pytest.mark.parametrize(
     "header",
-    ["id,Date/Time,url", "No.,url", "url,Notes: internal", "url,a=b", "{x},url", "url,e-mail"],
+    ["id,Date/Time,url", "id,No.,url", "url,Notes: internal", "url,a=b", "{x},url", "url,e-mail"],
 )
 def test_a_later_header_with_a_dot_colon_or_slash_in_a_name_is_a_header(header):
     """s30 r1 2: a sheet's column names hold '.', ':', '/' (No., Date/Time): the later file's
@@ -298,3 +294,15 @@ def test_a_later_header_with_a_dot_colon_or_slash_in_a_name_is_a_header(header):
     assert [(e.url, e.header) for e in entries] == [
         ("http://127.0.0.1:8/a", b"url,id"), ("http://127.0.0.1:8/b", later)], entries  # fmt: skip
     assert formats.last_header_row(data) == later
+
+
+@pytest.mark.parametrize("bare", ["intranet/a", "localhost/x", "intranet?q=1", "h#frag"])
+def test_a_row_of_a_dotless_host_with_a_path_beside_a_url_cell_is_a_row(bare):
+    """s30 r2 1: bd70c90's rule let `intranet/a,URL` pass for a header again: its line had no
+    record and the rows after it were fetched from their meta cells. A row that fits the
+    columns is a header only when its cell under url holds nothing a URL does."""
+    data = f"url,kind\n{U}/a,page\n{bare},URL\n{U}/c,page\n".encode()
+    entries = list(iter_csv(read_pieces(io.BytesIO(data))))
+    assert [e.url for e in entries] == [f"{U}/a", bare, f"{U}/c"], entries
+    assert {e.header for e in entries} == {b"url,kind"}
+    assert formats.last_header_row(data) == b"url,kind"

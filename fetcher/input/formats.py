@@ -446,23 +446,26 @@ def _header_read(raw: bytes) -> str:
 # hold a '.', ':' or '/' too (No., Date/Time, Notes: internal), which made a later file's header
 # row a row (s30 r1 2): only a name like a host's (source.page) is still taken for a URL.
 _URL_LIKE = re.compile(r"://|^\s*[^\s/?#]*[.:@][^\s/?#:]")
+# What a url cell holds, with a scheme or without, and a column name seldom does: a row that
+# fits the columns is a header again only when its cell under url holds none of these, so that
+# intranet/a beside a cell "URL" is a row (s30 r2 1); "No." there is then read as a URL too.
+_IN_A_URL = re.compile(r"[.:/@?#=]")
 
 
 def _a_header_again(row: list[str], columns: list[str]) -> bool:
     """Whether row, after the first header, is a header row again: a cell ``url`` (in any
-    case), no cell that is a URL (_URL_LIKE), and, when it
-    fits the columns read so far, something in its url cell (a row's meta cell may say "url";
+    case), and no cell that is a URL (_URL_LIKE); when it fits the columns read so far, a url
+    cell that holds nothing a URL does (_IN_A_URL) but something (a row's meta cell may say "url";
     a row with a URL, or with an empty url cell, keeps its own record, s26 r2 2). --failed
     writes each csv input's header where it changes, and read with the first header's columns
     a later one's rows were fetched from their meta cells, their own URLs never again (s25 h3
     3)."""
     if not any(_column_name(cell) == "url" for cell in row):
         return False
-    if any(_URL_LIKE.search(cell) for cell in row):
-        return False
     if "url" not in columns or len(row) != len(columns):
-        return True
-    return row[columns.index("url")].strip() != ""
+        return not any(_URL_LIKE.search(cell) for cell in row)
+    under_url = row[columns.index("url")].strip()
+    return under_url != "" and not _IN_A_URL.search(under_url)
 
 
 # Where a cell `url` may end, searched for in a lowered block (only ASCII letters lower to
@@ -485,28 +488,31 @@ def _at_a_cell_start(text: bytes, at: int) -> bool:
     return at == 0 or text[at - 1] in b',"\n'
 
 
-def last_header_row(block: bytes, quoting: int = _FIELD_START) -> bytes | None:
+def last_header_row(
+    block: bytes, quoting: int = _FIELD_START, header: bytes | None = None
+) -> bytes | None:
     """The last line of a raw csv block (reader.raw_rest: a stop's unread rest) that the reader
-    takes for a header row (_a_header_again: a cell ``url`` once stripped, no cell that is a
-    URL), as its header would be labelled (no BOM first, no line end); None: none. The blocks
-    after it, and a --failed line after it, are under that header, not the last parsed row's
-    (s26 r6 1). By the reader's own rule, so quotes, BOMs and Unicode blanks agree with it (s26
-    r6 6); a row whose empty url cell fits the columns in force (``,url``) is taken for one too:
-    a header written once more reads back as nothing. quoting: where a csv parser stands at the
-    block's start (csv_state_after of the blocks before): a line inside a quoted cell is none
-    (s26 r8 2). The block is read once for all the candidates (s27 r1 1: each one re-read all
-    before it).
+    takes for a header row, as its header would be labelled (no BOM first, no line end); None:
+    none. The blocks after it, and a --failed line after it, are under that header, not the last
+    parsed row's (s26 r6 1). By the reader's own rule (_a_header_again), each candidate under the
+    header in force before it, header at the block's start (s30 r2 1: a rule of its own that
+    knew no columns disagreed with the reader's), so that quotes, BOMs and Unicode blanks agree
+    with it (s26 r6 6). quoting: where a csv parser stands at the block's start
+    (csv_state_after of the blocks before): a line inside a quoted cell is none (s26 r8 2). The
+    block is read once for all the candidates (s27 r1 1: each one re-read all before it).
     """
     starts = _header_candidates(block.lower())
     inside = _inside_quotes_at(block, quoting, starts)
-    for start, quoted in zip(reversed(starts), reversed(inside), strict=True):
+    columns, found = (None if header is None else _cells(header)), None
+    for start, quoted in zip(starts, inside, strict=True):  # in order: each under the last
         if quoted:
             continue
         end = block.find(b"\n", start)
         line = block[start : end if end >= 0 else len(block)].rstrip(b"\r").removeprefix(BOM)
-        if _names_url(line):
-            return line
-    return None
+        row = _cells(line)
+        if row and _a_header_again(row, columns or []):
+            columns, found = [_column_name(cell) for cell in row], line
+    return found
 
 
 def _header_candidates(lowered: bytes) -> list[int]:
@@ -575,15 +581,14 @@ def _rfc_quotes(block: bytes, quoting: int) -> bool:
     return pattern is not None and pattern.fullmatch(block.replace(b'""', b"")) is not None
 
 
-def _names_url(line: bytes) -> bool:
-    """Whether a csv line has a cell that _column_name makes ``url``, and none that is a URL
-    (_URL_LIKE): _a_header_again's rule for a row whatever the columns in force."""
+def _cells(line: bytes) -> list[str] | None:
+    """A csv line's cells, each header row's; None when it is none (not UTF-8, bad quoting),
+    or has no cell that _column_name makes ``url``."""
     try:
-        row = next(csv.reader([line.decode("utf-8")], strict=True), [])
+        row = next(csv.reader([line.decode("utf-8").removeprefix("\ufeff")], strict=True), [])
     except (UnicodeDecodeError, csv.Error):
-        return False
-    named = any(_column_name(cell) == "url" for cell in row)
-    return named and not any(_URL_LIKE.search(cell) for cell in row)
+        return None
+    return row if any(_column_name(cell) == "url" for cell in row) else None
 
 
 def _row_entry(entry: Entry, row: list[str], columns: list[str], header_error: str | None) -> Entry:

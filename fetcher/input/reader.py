@@ -466,7 +466,7 @@ def _header_after(
     if continued:
         first, _, block = block.partition(b"\n")
         quoting = csv_state_after(first, quoting)
-    return last_header_row(block, quoting) or header, csv_state_after(block, quoting)
+    return last_header_row(block, quoting, header) or header, csv_state_after(block, quoting)
 
 
 # The lines of "\n" + block + "\n" that hold no entry: blank (and, in a plain list, a '#'
