@@ -123,12 +123,11 @@ def _mask_authorities(
 def _no_host(authority: str) -> bool:
     """Whether authority, cut at a raw '/', '?' or '#', names no host a request could go to:
     ``u:pa`` (a port that is no number), or past an '@' of the user info (an e-mail address as
-    user name, an '@' in the password: s30 t3 2) an empty host, or one with such a port. Its
-    password then goes on past the cut."""
-    if "@" not in authority:
-        return _not_a_port(authority)
+    user name, an '@' in the password: s30 t3 2) an empty host, a port alone (':12', s30 r2
+    3), or a host with such a port. Its password then goes on past the cut."""
     host = authority.rpartition("@")[2]
-    return not host or _not_a_port(host)
+    name = host if "]" in host else host.partition(":")[0]
+    return not name or _not_a_port(host)
 
 
 def _not_a_port(authority: str) -> bool:

@@ -41,6 +41,16 @@ def test_a_cut_password_after_an_at_of_the_user_info_is_masked(url, shown):
     assert MARK not in redact_text(f"cannot fetch {url}: refused")
 
 
+@pytest.mark.parametrize(
+    "url", [f"http://u:p@:12/{MARK}@127.0.0.1/", f"http://:12/{MARK}@127.0.0.1/x"]
+)
+def test_a_cut_password_before_an_empty_host_with_a_port_is_masked(url):
+    """s30 r2 3: ':12' (a port, no host) passed for a host: no request can go there either."""
+    shown = redact_url(url)
+    assert MARK not in shown and shown.endswith("@127.0.0.1/" + url.rpartition("/")[2]), shown
+    assert MARK not in redact_text(f"cannot fetch {url}: refused")
+
+
 def test_a_cut_password_is_masked_up_to_the_last_at_before_a_blank():
     text = f"see http://u:p/{MARK}@x@h/x other@y"
     assert redact_text(text) == f"see http://u:{MASK}@h/x other@y"
