@@ -986,11 +986,11 @@ def with_password(settings: Settings) -> Settings:
     name = settings.password_for
     if name is None:
         return settings
-    password = password_from_terminal(f"password for {name}: ")
+    password = password_from_terminal(f"password for {visible(name)}: ")
     if password is None:
         password = ""
-        warn(
-            f"fetcher: -u {name} without a password, and no terminal to ask for one on: an "
-            "empty password is sent"
+        warn(  # the name as it shows: an escape in it drove the terminal (s30 r2 4)
+            f"fetcher: -u {visible(name)} without a password, and no terminal to ask for one "
+            "on: an empty password is sent"
         )
     return dataclasses.replace(settings, auth=(name, password), password_for=None)

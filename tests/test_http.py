@@ -207,6 +207,16 @@ def test_an_authorization_header_given_wins_over_credentials_as_in_curl(
     assert seen.requests[0].headers["Authorization"] == "Bearer T1"
 
 
+def test_a_user_name_s_control_characters_never_reach_the_terminal(httpserver):
+    """s30 r2 4: the warning printed the -u name raw: an escape sequence in it (a title set, a
+    screen cleared) drove the terminal of whoever read stderr."""
+    serve(httpserver, "/a")
+    done = run_process(["-u", "Q7\x1b]0;TITLE\x07W9", httpserver.url_for("/a")],
+                       start_new_session=True)  # fmt: skip
+    assert b"\x1b" not in done.stderr and b"\x07" not in done.stderr, done.stderr
+    assert b"-u Q7\\x1b]0;TITLE\\x07W9 without a password" in done.stderr, done.stderr
+
+
 def test_user_without_password_off_a_terminal_sends_an_empty_password(httpserver):
     """With no terminal to ask on (a session of its own: no /dev/tty, as under cron), an empty
     password, said on stderr (it was sent without a word)."""
