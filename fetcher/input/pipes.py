@@ -75,10 +75,12 @@ class InputAbandoned(Exception):
 
 class GatedPipe(io.RawIOBase):
     """A pipe's descriptor (the stream's it was made from, which closes it), read only once poll
-    says it has bytes or its end, and not at all once shut. A read blocked in the pipe itself
+    says it has bytes or its end; once shut, never waited on. A read blocked in the pipe itself
     took the line a writer wrote as the run stopped: the run, done waiting for it, had ended,
     and the line was neither recorded nor in --failed nor in the pipe (s29 r2 5). A read here
-    waits in poll instead, beside a wake-up pipe that ``shut`` writes to."""
+    waits in poll instead, beside a wake-up pipe that ``shut`` writes to: woken, it takes what
+    the pipe holds at that moment (the rest of a csv record being read, which its reader hands
+    on, s30 CI), else raises InputAbandoned, having taken nothing."""
 
     def __init__(self, descriptor: int) -> None:
         super().__init__()
@@ -87,9 +89,7 @@ class GatedPipe(io.RawIOBase):
         self._watch = select.poll()  # not select(): it refuses a descriptor numbered past 1023
         self._watch.register(descriptor, select.POLLIN)
         self._watch.register(self._wake, select.POLLIN)
-        self._state = threading.Condition()
         self._shut = False
-        self._taking = False  # a read of the pipe, which poll said has bytes, is under way
         self.waits = True  # False: a read gives what the pipe has now, or None (_taken)
 
     def readable(self) -> bool:
@@ -100,22 +100,16 @@ class GatedPipe(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int | None:
         while True:
-            ready = self._watch.poll(None if self.waits else 0)
-            with self._state:
-                if self._shut:
+            events = self._watch.poll(None if self.waits and not self._shut else 0)
+            if not any(descriptor == self._descriptor for descriptor, _ in events):
+                if self._shut:  # woken, or shut before: nothing waits, nothing is taken
                     raise InputAbandoned
-                if not ready:
-                    return None
-                self._taking = True
+                return None  # not waiting (_taken): nothing now
             try:
                 return os.readv(self._descriptor, [buffer])
-            except BlockingIOError:  # another reader of the pipe took it first: wait again
+            except BlockingIOError:  # another reader of the pipe took it first: poll again
                 if not self.waits:
                     return None
-            finally:
-                with self._state:
-                    self._taking = False
-                    self._state.notify_all()
 
     def close(self) -> None:
         """When the reader over it goes (no read is under way then: a read holds the reader)."""
@@ -124,15 +118,12 @@ class GatedPipe(io.RawIOBase):
             os.close(self._waker)
         super().close()
 
-    def shut(self, limit: float) -> bool:
-        """Nothing is taken from the pipe from now on: a read waiting on it raises
-        InputAbandoned. A read under way (the pipe had bytes) is waited for, limit seconds:
-        whether none is under way now (what it took is then the reader's, handed back)."""
-        with self._state:
-            if not self._shut:
-                self._shut = True
-                os.write(self._waker, b"\0")
-            return self._state.wait_for(lambda: not self._taking, limit)
+    def shut(self) -> None:
+        """From now on a read never waits on the pipe: one waiting wakes. The caller waits for
+        the reader, which hands on what it took (Dispatcher.stop_reading)."""
+        if not self._shut:
+            self._shut = True
+            os.write(self._waker, b"\0")
 
 
 class PipeInput:
@@ -222,10 +213,9 @@ class PipeInput:
     def fileno(self) -> int:
         return self._stream.fileno()
 
-    def shut(self, limit: float) -> bool:
-        """After a stop: a read waiting on the pipe ends (InputAbandoned), and nothing more is
-        taken from it (GatedPipe.shut); limit: seconds for a read under way to end."""
-        return self._gate.shut(limit)
+    def shut(self) -> None:
+        """After a stop: a read no longer waits on the pipe (GatedPipe.shut)."""
+        self._gate.shut()
 
     def stop_waiting(self) -> None:
         """From now on, give what the reader held, up to the end of a whole record, and then

@@ -100,11 +100,12 @@ class Source:
         self._pipe.stop_waiting()
         return True
 
-    def let_go(self, limit: float) -> bool:
+    def let_go(self) -> bool:
         """After a stop: whether a read of this source cannot wait any more. A file's ends by
-        itself; a pipe's waiting ends, nothing more taken from it (PipeInput.shut: limit
-        seconds for a read under way); a terminal's cannot be made to end."""
-        return self.finite or (self._pipe is not None and self._pipe.shut(limit))
+        itself; a pipe's no longer waits (PipeInput.shut); a terminal's cannot be made to."""
+        if self._pipe is not None:
+            self._pipe.shut()
+        return self.finite or self._pipe is not None
 
     def take_header(self, header: bytes) -> None:
         """The csv parser read a header row: the one in force for what comes after it."""
@@ -294,9 +295,9 @@ class InputReader:
             return True
         return self.sources[self._position].finite
 
-    def let_go(self, limit: float) -> bool:
+    def let_go(self) -> bool:
         """Source.let_go of this source and the next ones (the dispatcher may be moving on)."""
-        return all([source.let_go(limit) for source in self.sources[self._position :]])
+        return all([source.let_go() for source in self.sources[self._position :]])
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]:
         """Yield the jobs left in the current and later sources that are finite (a pipe or

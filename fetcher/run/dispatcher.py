@@ -78,11 +78,11 @@ class Dispatcher:
     def stop_reading(self, limit: float) -> bool:
         """After a stop: this thread stops after its line (handed on) and is waited for, limit
         seconds, unless it is blocked on a terminal. A pipe is let go of first, so that its
-        read ends with nothing more taken: the calling thread, seeing it wait there, ended
-        the run as the line the read then returned went unrecorded (s29 r2 5). Whether it
-        ended (see ``take_unread``)."""
+        read waits no more, and then waited for, so that the line it takes is handed on: the
+        calling thread, seeing it wait there, ended the run at once, as the line the read then
+        returned went unrecorded (s29 r2 5). Whether it ended (see ``take_unread``)."""
         self.hard = True
-        if self.source.let_go(limit) or not self.blocked_on_pipe():
+        if self.source.let_go() or not self.blocked_on_pipe():
             self._thread.join(limit)
         return not self.is_alive()
 

@@ -34,10 +34,10 @@ class JobSource(Protocol):
 
     def next_job(self) -> Job | None: ...
 
-    def let_go(self, limit: float) -> bool:
-        """After a stop: make a read that waits on a pipe end, taking nothing more from it
-        (fetcher.input.pipes.InputAbandoned), limit seconds for one under way; whether no read
-        can wait any more (not when it waits on a terminal, or on the parent's pipe)."""
+    def let_go(self) -> bool:
+        """After a stop: make a read that waits on a pipe end (it takes what the pipe holds
+        then, else raises fetcher.input.pipes.InputAbandoned, having taken nothing); whether no
+        read can wait any more (not when it waits on a terminal, or on the parent's pipe)."""
 
     def drain(self, lines_only: bool = False) -> Iterator[Job]: ...
 

@@ -63,7 +63,7 @@ class WireReader:
         self._buffer: list[Job] = []
         self._started = False
 
-    def let_go(self, limit: float) -> bool:
+    def let_go(self) -> bool:
         return False  # the parent's pipe: its dispatcher stops, and the pipe then ends
 
     def next_job(self) -> Job | None:

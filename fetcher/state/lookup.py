@@ -198,8 +198,8 @@ class Prefetching:
     def rest_is_finite(self) -> bool:
         return self.source.rest_is_finite
 
-    def let_go(self, limit: float) -> bool:
-        return self.source.let_go(limit)
+    def let_go(self) -> bool:
+        return self.source.let_go()
 
     def next_job(self) -> Job | None:
         if not self._ahead:
