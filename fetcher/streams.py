@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import select
 import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, TextIO
@@ -133,7 +132,8 @@ def read_whole(stream: BinaryIO, limit: int) -> bytes:
     its descriptor was left non-blocking (O_NONBLOCK: ssh or node may leave standard input so):
     read as it was, "no data yet" was taken for the end, a body cut short (s29 t5 2). Not by
     a new open of it, which waited for ever on a FIFO whose writer had gone, or was refused one
-    of another user's (s30 r1 3, 5); a list of URLs is read so by fetcher.input.pipes."""
+    of another user's (s30 r1 3, 5), but through the poll-gated reader a list of URLs on a pipe
+    is read with (fetcher.input.pipes.GatedPipe)."""
     try:
         descriptor = stream.fileno()
         waits = not os.get_blocking(descriptor)
@@ -141,19 +141,10 @@ def read_whole(stream: BinaryIO, limit: int) -> bytes:
         waits = False
     if not waits:
         return stream.read(limit)
-    data = bytearray(stream.read1(limit) if hasattr(stream, "read1") else b"")  # its buffer
-    watch = select.poll()
-    watch.register(descriptor, select.POLLIN)
-    while len(data) < limit:
-        try:
-            piece = os.read(descriptor, min(limit - len(data), 1 << 20))
-        except BlockingIOError:
-            watch.poll()
-            continue
-        if not piece:
-            break
-        data += piece
-    return bytes(data)
+    from fetcher.input.pipes import GatedPipe  # a read that waits in poll: the list's reader's
+
+    with io.BufferedReader(GatedPipe(descriptor)) as reader:  # stream has read nothing yet
+        return reader.read(limit)
 
 
 @dataclass

@@ -8,8 +8,8 @@ last whole record (a line; for csv, a line end outside quotes), with the rest of
 that cuts when the pipe holds it now: what follows stays in the pipe, for whoever reads it next.
 
 The pipe itself is read through a ``GatedPipe``: a read waits in poll, having taken nothing, so
-that a stop can end the wait (``PipeInput.shut``) knowing that nothing comes out of the pipe
-after it.
+that a stop can end the wait (``PipeInput.shut``): the read then takes what the pipe holds at
+that moment, which the stop waits for its reader to hand on, or nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def record_end(data: bytes, csv: bool, quoting: int = CSV_RECORD_START) -> tuple
 
 
 class InputAbandoned(Exception):
-    """The run let go of the pipe (a stop, GatedPipe.shut): nothing more is taken from it."""
+    """The run let go of the pipe (a stop, GatedPipe.shut) and it held nothing: none was taken."""
 
 
 class GatedPipe(io.RawIOBase):
