@@ -55,6 +55,46 @@ def test_a_paused_host_in_a_mixed_list_does_not_hold_up_the_other_host(tmp_path,
     assert len(done) == EACH and all(r["ok"] for r in done), err.decode()
 
 
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_urls_waiting_out_a_backoff_do_not_hold_up_the_other_host(tmp_path, processes):
+    """A host that fails without a Retry-After (a 500, a refused connection) has its retries
+    wait a --backoff: they held their window places, and with the window full of them no other
+    host's URL was read, every worker idle for the backoff (s30 t2 3). They park as a paused
+    host's do."""
+    b_done = threading.Event()
+    b_seen: list[str] = []
+
+    def failing_host(path: str) -> Route:
+        return 500, {}, b"down", 0.0
+
+    def other_host(path: str) -> Route:
+        b_seen.append(path)
+        if len(b_seen) == EACH:
+            b_done.set()
+        return 200, {}, b"ok", 0.0
+
+    with counting_server(failing_host) as a, counting_server(other_host) as b:
+        urls = tmp_path / "urls.txt"
+        # A's URLs first: the window (4 x -j) fills with them before B's first line.
+        urls.write_text("".join(f"{a.url(f'/a{n}')}\n" for n in range(EACH))
+                        + "".join(f"{b.url(f'/b{n}')}\n" for n in range(EACH)))  # fmt: skip
+        args = ["-j", "2", *processes, "--backoff", str(PAUSE), "--max-retry-wait", str(PAUSE)]
+        process = run_background([*args, "--format", "jsonl", "-i", str(urls)])
+        try:
+            started = time.monotonic()
+            finished = b_done.wait(B_WITHIN)
+            took = time.monotonic() - started
+            process.send_signal(signal.SIGINT)  # A's retries would wait out the backoff: stop
+            out, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+    assert finished, f"{len(b_seen)} of B's {EACH} URLs reached it in {took:.1f} s"
+    assert a.requests == EACH  # each of A's URLs tried once, its retry still waiting
+    done = [r for r in records(out) if r["url"].startswith(b.url("/b"))]
+    assert len(done) == EACH and all(r["ok"] for r in done), err.decode()
+
+
 def test_parked_urls_are_capped_so_an_endless_list_of_a_paused_host_is_not_read_whole():
     window = Window(4)
     for _ in range(4):

@@ -27,6 +27,7 @@ def build_run(
     bodies: Bodies | None = None,
     jar: CookieJar | None = None,
     on_pause: PauseListener | None = None,
+    on_backoff: PauseListener | None = None,
     sessions: SessionPool | None = None,
     lookup: Lookup | None = None,
     transfers: Transfers | None = None,
@@ -56,5 +57,5 @@ def build_run(
         transfers = transfers or Transfers()
         transfers.listener = placement
         fetcher = Fetcher(settings, sessions, bodies, transfers)
-        executor = ThreadExecutor(settings, fetcher, stopping, on_pause, cpu)
+        executor = ThreadExecutor(settings, fetcher, stopping, on_pause, cpu, on_backoff)
     return Run(settings, source, executor, observer, stopping, lookup)

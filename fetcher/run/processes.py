@@ -153,10 +153,10 @@ def relay_pause(
     workers: list[WorkerProcess], pause: HostPause, listener: PauseListener, sender: int = -1
 ) -> None:
     """A host paused: this process's window parks its URLs too (listener), and every worker but
-    sender, the one that was told, holds the host back."""
+    sender, the one that was told, holds the host back; only the window hears of a backoff."""
     listener(pause.host, pause.seconds)
     for worker in workers:
-        if worker.index != sender:
+        if worker.index != sender and not pause.backoff:
             worker.relay(pause)
 
 

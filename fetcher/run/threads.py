@@ -85,6 +85,7 @@ class ThreadExecutor:
         stopping: threading.Event,
         on_pause: PauseListener | None = None,
         cpu: int | None = None,
+        on_backoff: PauseListener | None = None,
     ) -> None:
         self.settings = settings
         self.cpu = cpu  # the CPU to keep the threads on (a worker process's), else this one
@@ -93,6 +94,7 @@ class ThreadExecutor:
         # Called by the worker that received a 429/503 Retry-After, once this process holds
         # the host back: a worker process relays it to its siblings.
         self.on_pause = on_pause
+        self.on_backoff = on_backoff  # a retry of host waits out a backoff: told as on_pause
         self._listener: PauseListener | None = None  # the run's window (listen_pauses)
         self.window = settings.window
         self.scheduler = Scheduler(settings.per_host, settings.rate, settings.host_rate)
@@ -128,7 +130,7 @@ class ThreadExecutor:
 
     def pause(self, host: str, seconds: float) -> None:
         self.scheduler.pause(host, seconds)
-        self._tell(host, seconds, relay=False)  # a sibling's: relayed to this one already
+        self._tell(host, seconds, None)  # a sibling's: relayed to this one already
 
     def listen_pauses(self, listener: PauseListener) -> None:
         self._listener = listener
@@ -190,22 +192,25 @@ class ThreadExecutor:
             self.scheduler.pause(pause.host, pause.seconds)
         self.scheduler.finish(task, retry_in, own_pause)
         if pause is not None:
-            self._tell(pause.host, pause.seconds)
+            self._tell(pause.host, pause.seconds, self.on_pause)
+        if retry_in is not None and own_pause is None:  # a backoff: its host's URLs park too
+            self._tell(task.host, retry_in, self.on_backoff)
 
     def _heard_pause(self, host: str, seconds: float) -> None:
         """A 429/503's Retry-After, its headers just read: the host is paused now, here and in
         the sibling processes, not once its error page has been read (s25 h2 5). _finish then
         pauses it again from the attempt's end, so that a retry of it is due as that ends."""
         self.scheduler.pause(host, seconds)
-        self._tell(host, seconds)
+        self._tell(host, seconds, self.on_pause)
 
-    def _tell(self, host: str, seconds: float, relay: bool = True) -> None:
-        """A pause this process now holds host back for: the run's window parks its URLs, and
-        (relay) the sibling processes hold it back too."""
+    def _tell(self, host: str, seconds: float, relay: PauseListener | None) -> None:
+        """A pause this process now holds host back for, or a retry of it waiting out a backoff
+        (whose places filled the window, no other host's URL read: s30 t2 3): the run's window
+        parks its URLs, and relay tells the parent (a pause: the siblings hold it back too)."""
         if self._listener is not None:
             self._listener(host, seconds)
-        if relay and self.on_pause is not None:
-            self.on_pause(host, seconds)
+        if relay is not None:
+            relay(host, seconds)
 
     def _attempt(self, task: Task) -> Attempt:
         try:

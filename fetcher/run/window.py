@@ -1,6 +1,7 @@
 """The window of lines read and not yet recorded, which keeps memory flat on endless input. A
-host's URLs parked behind its Retry-After pause do not hold it shut for the other hosts, up to a
-cap of PARKED_PER_WINDOW windows more: past that, reading waits, as for any full window."""
+host's URLs parked behind its Retry-After pause, or while a retry of it waits out a backoff, do
+not hold it shut for the other hosts, up to a cap of PARKED_PER_WINDOW windows more: past that,
+reading waits, as for any full window."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ class Window:
                 self._hosts.pop(host, None)
 
     def paused(self, host: str, seconds: float) -> None:
-        """No request to host starts for seconds: its lines read park until then."""
+        """No request to host starts for seconds (a Retry-After), or a retry of it waits that
+        long (a backoff): its lines read park until then."""
         with self._cond:
             until = self.clock() + seconds
             if until > self._pauses.get(host, 0.0):

@@ -101,10 +101,13 @@ class PartialNote:
 @dataclass(slots=True)
 class HostPause:
     """A host asked to wait (429/503 Retry-After): from the worker that was told, relayed by
-    the parent to every other worker, so that the pause holds for all of them."""
+    the parent to every other worker, so that the pause holds for all of them. backoff: only a
+    retry of host waits that long; the parent's window parks the host's URLs, and nothing is
+    relayed."""
 
     host: str
     seconds: float
+    backoff: bool = False
 
 
 @dataclass(slots=True)

@@ -173,6 +173,7 @@ def worker_main(setup: WorkerSetup, jobs: Connection, results: Outbox, control: 
         setup.settings, reader, observer, sessions=sessions,
         bodies=bodies, lookup=kept,
         on_pause=lambda host, seconds: _send_report(results, HostPause(host, seconds)),
+        on_backoff=lambda host, seconds: _send_report(results, HostPause(host, seconds, True)),
         cpu=setup.cpu,
     )  # fmt: skip
     try:
