@@ -10,7 +10,7 @@ import heapq
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from fetcher.errors import ErrorKind
@@ -203,6 +203,19 @@ class HostCounts:
         self._buckets.setdefault(count, OrderedDict())[host] = None
 
 
+class OkCounted(NamedTuple):
+    """How ``Summary.add`` counted an ok result, to take it back (``Summary.unread``)."""
+
+    requested: bool
+    changed: bool
+    not_modified: bool
+    skipped: bool
+
+    @classmethod
+    def of(cls, result: Result) -> OkCounted:
+        return cls(result.attempts != 0, bool(result.changed), result.not_modified, result.skipped)
+
+
 @dataclass
 class Summary:
     """Counts everything a run did. ``add`` is called once per record, from one thread."""
@@ -276,6 +289,20 @@ class Summary:
         if len(group.examples) < EXAMPLES_PER_KIND:
             group.examples.append(example_of(result.job))
         self._count_host(result, kind)
+
+    def unread(self, counted: OkCounted) -> None:
+        """An ok result, counted, whose record its reader went away without reading (it was
+        in the pipe, or not yet flushed there): not finished, as an ok result that comes
+        after the reader went is (s30 r2 2)."""
+        self.ok -= 1
+        self.not_finished += 1
+        self.requested -= counted.requested
+        if counted.changed:
+            self.changed -= 1
+        elif counted.not_modified:
+            self.not_modified -= 1
+        elif counted.skipped:
+            self.skipped -= 1
 
     def _count_host(self, result: Result, kind: ErrorKind) -> None:
         """Count result's failure, of kind, against the host that failed. A URL that could not

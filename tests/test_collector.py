@@ -7,9 +7,11 @@ for EPIPE.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import os
+import select
 import stat
 from collections.abc import Iterator
 from typing import BinaryIO, TextIO
@@ -249,6 +251,65 @@ def test_an_ok_result_after_the_reader_went_is_not_counted_ok(tmp_path, closed_p
     collector.close_writer()
     assert (collector.summary.ok, collector.summary.not_finished) == (1, 1)
     assert committed(collector) == b""
+
+
+def read_one_line(descriptor: int) -> bytes:
+    """Exactly one line from a pipe, a byte at a time: a reader that takes no more."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(descriptor, 1)
+        assert byte, f"the pipe ended after {line!r}"
+        line += byte
+    return line
+
+
+def test_ok_records_the_pipe_held_unread_when_its_reader_went_are_not_finished(tmp_path):
+    """s30 r2 2: records written to the pipe, which its reader left unread when it went away,
+    stayed counted ok: the summary's ok counts records somebody has. Only the one it read is
+    ok; the failure stays failed, its line in --failed."""
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 - the writer closes it
+    collector, _ = collector_with(StreamWriter(stream, "text", close_stream=True),
+                                  str(tmp_path / "f.txt"))  # fmt: skip
+    collector.on_result(ok(1))
+    collector.on_idle()
+    assert read_one_line(read_end).endswith(b"/1\n")
+    for result in (ok(2), failed(3), dataclasses.replace(ok(4), attempts=1)):
+        collector.on_result(result)
+    collector.on_idle()  # in the pipe, unread
+    os.close(read_end)
+    collector.on_result(ok(5))
+    with pytest.raises(BrokenPipeError):
+        collector.on_idle()
+    collector.on_result(ok(6))
+    collector.close_writer()
+    summary = collector.summary
+    assert (summary.ok, summary.failed, summary.not_finished) == (1, 1, 4)
+    assert summary.requested == 0  # ok(4) made one (the others none): taken back with it
+    assert committed(collector) == b"line 3\n"
+
+
+def test_ok_records_all_read_leave_nothing_unread(tmp_path):
+    """The ok records kept until read are let go of as their reader reads them: after
+    thousands read, none is taken for unread when the reader then goes."""
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 - the writer closes it
+    collector, _ = collector_with(StreamWriter(stream, "text", close_stream=True))
+    for n in range(3000):
+        collector.on_result(ok(n))
+        if n % 100 == 99:
+            collector.on_idle()
+            while os.read(read_end, 1 << 16) and select_readable(read_end):
+                pass
+    os.close(read_end)
+    with pytest.raises(BrokenPipeError):
+        collector.on_idle()
+    collector.close_writer()
+    assert (collector.summary.ok, collector.summary.not_finished) == (3000, 0)
+
+
+def select_readable(descriptor: int) -> bool:
+    return bool(select.select([descriptor], [], [], 0)[0])
 
 
 class RaisingStream(io.StringIO):

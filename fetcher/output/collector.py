@@ -27,7 +27,8 @@ their change again. With --body, a result's row is taken after
 its body, as delivered (ok, or io: not taken whole) and as its record says. A hard exit's
 --failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
 it never read is no failure. Nor is it ok: an ok result that comes after its reader went away is
-counted not finished (``_keep``), as the summary counts records (s30 t1 3).
+counted not finished (``_keep``), as the summary counts records (s30 t1 3), and so is one whose
+record the pipe held unread (or the buffer, unflushed) when it went (``reader_went``, s30 r2 2).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
 from fetcher.output.writers import RecordWriter, nothing
-from fetcher.results import Partial, Result, Summary
+from fetcher.results import OkCounted, Partial, Result, Summary
 
 if TYPE_CHECKING:
     from fetcher.state.store import State
@@ -98,8 +99,7 @@ class Collector:
             kept = True
             self._keep(result)
             if self.writes:
-                self._guard(record, "records")
-                mark_record(self.state, self.writer)
+                write_record(self, record, result)
             if gone is not None:
                 raise gone
         except BrokenPipeError:
@@ -198,8 +198,7 @@ class Collector:
             self._writes.call(write, *args)
         except BrokenPipeError:
             if what != "bodies":  # a body's own result says it was not taken (undelivered)
-                self.output_broken = True
-                self.unread += forget_lost_results(self.state, what, self.writer)
+                reader_went(self, what)
             raise
         except Exception as exc:  # OSError; or MemoryError, a bug: what was written is unknown
             write_failed(self, what, cannot_write(what, exc, self.records_to, self.state))
@@ -239,10 +238,35 @@ def forget_unread(state: State | None, writer: RecordWriter, stopped: Callable[[
     return state.forget_results(writer.ledger.taken())
 
 
-def mark_record(state: State | None, writer: RecordWriter) -> None:
-    """On a pipe, the rows of the record just written wait for its reader to read it whole."""
-    if state is not None and writer.ledger is not None:
-        state.mark(writer.ledger.written)
+def write_record(collector: Collector, record: Callable[[], None], result: Result) -> None:
+    """Write result's record. On a pipe, what waits for its reader to read it whole: the rows
+    of the state, and an ok result's count: once the reader goes, one it never read is not
+    finished (``reader_went``), as is this one if its own write finds the reader gone."""
+    ledger = collector.writer.ledger
+    counted = OkCounted.of(result) if result.ok and ledger is not None else None
+    try:
+        collector._guard(record, "records")
+    except BrokenPipeError:
+        if counted is not None:
+            collector.summary.unread(counted)
+        raise
+    if ledger is not None:
+        if collector.state is not None:
+            collector.state.mark(ledger.written)
+        if counted is not None:
+            ledger.ok_written(counted)
+
+
+def reader_went(collector: Collector, what: str) -> None:
+    """The records' reader went away: no record is written from now on, the state's rows of
+    those it did not read whole are dropped, and the ok results among them count as not
+    finished: what a reader never read is neither ok nor a failure (s30 r2 2)."""
+    collector.output_broken = True
+    collector.unread += forget_lost_results(collector.state, what, collector.writer)
+    ledger = collector.writer.ledger
+    if ledger is not None:
+        for counted in ledger.unread_oks():
+            collector.summary.unread(counted)
 
 
 def read_upto(writer: RecordWriter, writes: bool) -> int | None:

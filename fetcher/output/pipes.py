@@ -14,7 +14,10 @@ import select
 import stat
 import termios
 import time
+from collections import deque
 from typing import TYPE_CHECKING, TextIO
+
+from fetcher.results import OkCounted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,6 +32,7 @@ DRAIN_IDLE = 1.0
 DRAIN_MOST = 10.0
 DRAIN_STEP = 0.01  # how often the pipe is looked at meanwhile
 PIPE_BUFFERING = 1 << 16  # as fetcher's own standard output (Streams.buffered_stdout)
+OKS_SLACK = 256  # ok records kept past twice those still unread at the last look, at most
 
 
 class PipeLedger:
@@ -39,9 +43,34 @@ class PipeLedger:
         self.descriptor = descriptor
         self.written = 0  # bytes handed to the stream: where the last record ends
         self.in_pipe = 0  # of them, those the pipe took (``CountingRaw``), flushed or not
+        self._oks: deque[tuple[int, OkCounted]] = deque()  # by where their records end
+        self._kept = 0  # ok records still unread at the last look
 
     def wrote(self, size: int) -> None:
         self.written += size
+
+    def ok_written(self, counted: OkCounted) -> None:
+        """The record just written is an ok result's, counted so: kept until its reader has
+        read it (``unread_oks``). Those read are let go whenever the number kept has doubled
+        since the last look (one FIONREAD), so the number kept is bounded by the records a
+        full pipe and its buffer hold, even under a reader that never reads."""
+        self._oks.append((self.written, counted))
+        if len(self._oks) > 2 * self._kept + OKS_SLACK:
+            self._let_go(self.taken())
+
+    def unread_oks(self) -> list[OkCounted]:
+        """The ok results whose records the reader has not read whole (after it went: never
+        will), let go of."""
+        self._let_go(self.taken())
+        unread = [counted for _, counted in self._oks]
+        self._oks.clear()
+        self._kept = 0
+        return unread
+
+    def _let_go(self, taken: int) -> None:
+        while self._oks and self._oks[0][0] <= taken:
+            self._oks.popleft()
+        self._kept = len(self._oks)
 
     def taken(self) -> int:
         """The bytes the reader has read: those the pipe took less those still in it. Another

@@ -49,7 +49,7 @@ class StreamWriter:
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.close_stream = close_stream
         self.ledger: PipeLedger | None = None
-        if state and close_stream:  # a row waits until a pipe's reader has read its record
+        if close_stream:  # a record counts (a row, ok) once a pipe's reader has read it
             stream, self.ledger = pipe_stream(stream)
         self.stream = stream
         if header:
