@@ -16,7 +16,7 @@ from rich.console import Console
 from fetcher.http.fetch import Fetcher
 from fetcher.http.session import SessionPool
 from fetcher.http.task import Task
-from fetcher.http.transfers import LARGE_BODY, REPORT_EVERY, Transfers
+from fetcher.http.transfers import LARGE_BODY, REPORT_EVERY, Transfer, Transfers
 from fetcher.input.jobs import Job
 from fetcher.input.reader import InputReader, Source
 from fetcher.input.shards import Shard
@@ -236,3 +236,42 @@ def test_the_display_counts_only_the_urls_requested_in_its_requests_a_second() -
     summary.finished = 2.0
     frame.finished = True
     assert " 0.5 req/s " in shown_frame(frame, 2.0)
+
+
+def latin1_console() -> Console:
+    """A terminal's console in latin-1, which has none of the display's UTF marks: what it
+    cannot encode goes out escaped, as Python writes to such a terminal."""
+    file = io.TextIOWrapper(io.BytesIO(), encoding="latin-1", errors="backslashreplace")
+    return Console(file=file, width=100, color_system=None, force_terminal=True)
+
+
+def written(console: Console) -> bytes:
+    console.file.flush()
+    return console.file.buffer.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_display_on_a_terminal_that_is_not_utf_8_draws_in_ascii() -> None:
+    """s31 t4 1: the spinner, the marks and the download arrow went out as \\u escapes, six
+    cells each where Rich counted one: every frame wrapped, and each redraw left a stale line."""
+    from fetcher.output.progress import RichProgress
+
+    console = latin1_console()
+    progress = RichProgress(Summary(started=0.0), console)
+    assert progress.transfers is not None
+    progress.transfers.add(Transfer("http://h.test/big", 10 * LARGE_BODY, LARGE_BODY))
+    frame = progress.frame
+    for finished, stopped in ((False, False), (True, False), (True, True)):
+        frame.finished, frame.stopped = finished, stopped
+        console.print(frame.render(1.0, 100))
+    shown = written(console)
+    assert shown.isascii() and b"\\u" not in shown, shown
+
+
+def test_a_redirected_record_on_a_terminal_that_is_not_utf_8_has_an_ascii_arrow() -> None:
+    from fetcher.output.terminal import ConsoleWriter
+
+    console = latin1_console()
+    job = Job(seq=0, url="http://h.test/", target="http://h.test/", line=1, raw=b"")
+    result = Result(job=job, ok=True, status=200, redirects=1, final_url="http://h.test/x")
+    ConsoleWriter(console, "text").prepare(result)()
+    assert b"http://h.test/ -> http://h.test/x" in written(console)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
+from typing import NamedTuple
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
@@ -23,7 +24,7 @@ from rich.text import Text
 
 from fetcher.http.transfers import Transfer, Transfers
 from fetcher.output.summary import human_bytes
-from fetcher.output.terminal import make_console
+from fetcher.output.terminal import ascii_only, make_console
 from fetcher.redact import redact_url, visible
 from fetcher.results import Result, Summary
 
@@ -37,6 +38,19 @@ BAR_WIDTH = 30
 MIN_BAR_WIDTH = 8
 NAME_WIDTH = 40
 MIN_NAME_WIDTH = 16
+
+
+class Marks(NamedTuple):
+    """The live display's own characters: Rich's spinner's name, and the run's marks."""
+
+    spinner: str
+    stopped: str
+    finished: str
+    download: str
+
+
+MARKS = Marks("dots", "■", "✓", "↓")
+PLAIN_MARKS = Marks("line", "#", "*", "v")  # Rich's "line" spinner: - \ | /
 TotalCounter = Callable[[Callable[[], bool]], int | None]
 
 
@@ -92,13 +106,15 @@ class Frame:
     drawn from the figures of the moment each time Rich renders it (on its timer, and when a
     record is printed above it, so that the two always agree). Thread-safe."""
 
-    def __init__(self, summary: Summary, transfers: Transfers) -> None:
+    def __init__(self, summary: Summary, transfers: Transfers, plain: bool = False) -> None:
         self.summary = summary
         self.transfers = transfers
+        # plain: a terminal whose encoding is not UTF (terminal.ascii_only) gets ASCII marks.
+        self.marks = PLAIN_MARKS if plain else MARKS
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
         self.stopped = False  # finished by a stop (a signal, a closed output), not complete
-        self.spinner = Spinner("dots")
+        self.spinner = Spinner(self.marks.spinner)
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
         # URLs done, requests and bytes a second, as of the last sample: the ETA goes by URLs
@@ -151,8 +167,8 @@ class Frame:
         """The spinner while the run goes; a tick once complete. A stopped run's last frame
         must not look complete: it read "✓ ... eta 0:00:00" above "not attempted: 26"."""
         if self.stopped:
-            return Text("■", style="yellow")
-        return Text("✓", style="green") if self.finished else self.spinner
+            return Text(self.marks.stopped, style="yellow")
+        return Text(self.marks.finished, style="green") if self.finished else self.spinner
 
     def _sample(self, now: float, done: int, downloads: list[Transfer]) -> None:
         """Take the rates' samples: at most every SAMPLE_EVERY seconds, however often drawn."""
@@ -173,7 +189,7 @@ class Frame:
             speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
             size = human_bytes(transfer.done)
             grid.add_row(
-                Text("  ↓"),
+                Text(f"  {self.marks.download}"),
                 Text(short_name(transfer.url, name_width).ljust(name_width)),
                 ProgressBar(total, transfer.done, BAR_WIDTH // 2, pulse=total is None),
                 Text(size if total is None else f"{size} / {human_bytes(total)}"),
@@ -203,7 +219,7 @@ class RichProgress:
         self.summary = summary
         self.console = console or make_console(stderr=True)
         self.transfers: Transfers | None = Transfers()
-        self.frame = Frame(summary, self.transfers)
+        self.frame = Frame(summary, self.transfers, ascii_only(self.console))
         self.count_total = count_total
         self.total_known = False  # the input has ended: its count beats the one counted ahead
         self.total_lock = threading.Lock()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fetcher.output.pipes import PipeLedger
 
 REDIRECTED = "→"
+REDIRECTED_ASCII = "->"  # on a terminal whose encoding has no arrow (ascii_only)
 MIN_COLUMNS = 10  # a COLUMNS below this is taken for a mistake, not a terminal's width
 
 
@@ -50,6 +51,14 @@ def make_console(**options: Any) -> Console:
     return _console_class()(**options)
 
 
+def ascii_only(console: Console) -> bool:
+    """Whether console writes in an encoding that is not UTF (ASCII, latin-1, cp437): a
+    character it cannot encode goes out as an escape, ``\u2713``, six cells where Rich counts
+    one, and the live display's lines wrapped: each redraw left a stale line (s31 t4 1)."""
+    encoding = (getattr(console.file, "encoding", None) or "utf-8").lower().replace("-", "")
+    return not encoding.startswith("utf")
+
+
 @functools.cache
 def _console_class() -> type[Console]:
     """Rich's Console, whose broken pipe is a BrokenPipeError, which fetcher's writers handle
@@ -67,7 +76,7 @@ def _console_class() -> type[Console]:
     return PipeConsole
 
 
-def terminal_record(result: Result) -> Text:
+def terminal_record(result: Result, arrow: str = REDIRECTED) -> Text:
     """A record of the text format for a person at a terminal: status, size, seconds and URL in
     aligned columns, ``→ final URL`` after a redirect, then ``kind: message`` for a failure;
     what a server or a URL list said has its control characters made visible. (Piped, the
@@ -83,7 +92,7 @@ def terminal_record(result: Result) -> Text:
         visible(shown_url(result)),
     )
     if result.redirects and result.final_url:
-        line.append(f" {REDIRECTED} {visible(redact_url(result.final_url))}", style="cyan")
+        line.append(f" {arrow} {visible(redact_url(result.final_url))}", style="cyan")
     if result.error_kind is not None:
         line.append(f"  {result.error_kind}: {visible(result.error_message or '')}", style="red")
     elif result.skipped:
@@ -122,14 +131,15 @@ class ConsoleWriter:
         self.format, header = make_formatter(format_name, include_body, meta_column, state)
         self.aligned = format_name == "text"
         self.json = format_name == "jsonl"  # its escapes must be JSON's: the line still parses
-        encoding = (getattr(console.file, "encoding", None) or "utf-8").lower().replace("-", "")
-        self.ascii_only = not encoding.startswith("utf")
+        self.ascii_only = ascii_only(console)
+        self.arrow = REDIRECTED_ASCII if self.ascii_only else REDIRECTED
         if header:
             self._print(header, "")
 
     def prepare(self, result: Result) -> Callable[[], None]:
         """The record built (as Rich text, made visible), and the call that prints it."""
-        text = terminal_record(result) if self.aligned else self._shown(self.format(result), "")
+        text = (terminal_record(result, self.arrow) if self.aligned
+                else self._shown(self.format(result), ""))  # fmt: skip
         return functools.partial(self.console.print, text, soft_wrap=True, highlight=False)
 
     def _print(self, line: str, style: str) -> None:
