@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from fetcher.redact import visible
+
 ENV_PREFIX = "FETCHER_"
 
 # FETCHER_ names read by the test suite and the benchmarks' experiments, never by fetcher: a
@@ -78,7 +80,9 @@ def _in_one_pair_of_quotes(value: str) -> bool:
 
 def unknown_variables(known: Iterable[str], environ: Mapping[str, str] = os.environ) -> list[str]:
     """One warning line for each FETCHER_ variable of environ that is no option's (known) nor
-    the suite's own, with the closest known name: what the user set believing it applied."""
+    the suite's own, with the closest known name: what the user set believing it applied. The
+    name shown as it shows: a control character in it drove the terminal, a line break forged
+    a line of stderr (s31 t4 2)."""
     names = set(known)
     lines = []
     for variable in sorted(environ):
@@ -86,7 +90,7 @@ def unknown_variables(known: Iterable[str], environ: Mapping[str, str] = os.envi
             continue
         guess = GUESSED.get(variable) or closest(variable, names)
         hint = "" if guess is None else f" (did you mean {guess}?)"
-        lines.append(f"fetcher: {variable} is not a fetcher variable and is ignored{hint}")
+        lines.append(f"fetcher: {visible(variable)} is not a fetcher variable and is ignored{hint}")
     return lines
 
 

@@ -126,6 +126,17 @@ def test_an_unknown_variable_like_none_is_said_without_a_guess(server):
     ]
 
 
+def test_an_unknown_variable_s_name_is_shown_as_it_shows(server):
+    """s31 t4 2: printed raw, an escape sequence in the name drove the terminal (a window
+    title set by OSC 0) and a line break forged a line of a quiet cron job's stderr."""
+    hostile = {"FETCHER_OUT\x1b]0;PWNED\x07PUT": "x", "FETCHER_X\nfetcher: 9 ok": "1"}
+    result = invoke(["-q", server.url("/x")], **hostile)
+    assert result.stderr.splitlines() == [
+        "fetcher: FETCHER_OUT\\x1b]0;PWNED\\x07PUT is not a fetcher variable and is ignored",
+        "fetcher: FETCHER_X\\nfetcher: 9 ok is not a fetcher variable and is ignored",
+    ]
+
+
 @pytest.mark.parametrize(
     "variable",
     ["FETCHER_SOAK_URLS", "FETCHER_STORM_RUNS", "FETCHER_HARD_STOP_PLANS", "FETCHER_SCALE",
