@@ -1,6 +1,6 @@
 """``python -m fetcher`` and the ``fetcher`` command.
 
-SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled before the heavy imports (requests, click): a
+SIGINT, SIGTERM, SIGHUP and SIGQUIT are handled before any import of fetcher's own: a
 Ctrl-C in the first tenth of a second exits with 130 like any other, not with a
 KeyboardInterrupt traceback, and a SIGTERM with 143 (SPEC 2.5), not killed by the signal.
 Nothing has been read yet, and no file changed: --results is emptied, and --failed, --summary
@@ -15,9 +15,6 @@ of a write a signal cut short (``fetcher.streams.whole_writes``).
 import os
 import signal
 import sys
-
-from fetcher.exiting import skip_exit_collections
-from fetcher.streams import buffer_standard_streams
 
 
 def _interrupted_early(signum: int, frame: object) -> None:
@@ -42,13 +39,15 @@ def _fill_closed_standard_descriptors() -> None:
 
 
 def run() -> None:
-    from fetcher.streams import note_given_descriptors
-
-    note_given_descriptors()  # before the closed ones are filled
-    _fill_closed_standard_descriptors()
+    # First: a Ctrl-C in fetcher's own imports, even the next two, was a traceback (s31 t4 3).
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):  # not killed
         if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's, `cmd &`'s: they stay
             signal.signal(signum, _interrupted_early)
+    from fetcher.exiting import skip_exit_collections
+    from fetcher.streams import buffer_standard_streams, note_given_descriptors
+
+    note_given_descriptors()  # before the closed ones are filled
+    _fill_closed_standard_descriptors()
     buffer_standard_streams()
     from fetcher.cli import main
 

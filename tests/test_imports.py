@@ -195,3 +195,14 @@ def test_a_run_without_a_state_does_not_load_sqlite():
     """--state's modules, and SQLite with them, are imported only when --state is given."""
     loaded = loaded_after_import(["fetcher.cli", "fetcher.outputs", "fetcher.run.build"])
     assert "sqlite3" not in loaded and "fetcher.state.store" not in loaded
+
+
+def test_the_command_imports_nothing_of_its_own_before_its_signal_handlers():
+    """s31 t4 3: `fetcher` imported fetcher.exiting and fetcher.streams as it loaded, before
+    run() installed the handlers that make an early Ctrl-C exit 130: a Ctrl-C in the first
+    fifth of a second on a loaded machine printed a KeyboardInterrupt traceback."""
+    loaded = loaded_after_import(["fetcher.__main__"])
+    assert {name for name in loaded if name.split(".")[0] == "fetcher"} == {
+        "fetcher",
+        "fetcher.__main__",
+    }
