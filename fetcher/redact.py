@@ -90,14 +90,13 @@ def _mask_authorities(
     _mask_userinfo's; cut: a password cut by a raw ``/``, ``?`` or ``#`` is read on to the
     last '@' of its word (_WordAts: "line", "text"), or "": not looked for.
 
-    The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``:
-    path normalisation makes these, curl reads them as URLs). Each ``:`` before a slash is
+    The slashes may be any number of ``/`` and ``\\`` (``http:/u:pw@h``, ``http:///u:pw@h``,
+    made by path normalisation, which curl reads as URLs). Each ``:`` before a slash is
     looked at, whatever precedes it: a control character (``x://\x01http://u:pw@h``) or the
     authority before it (``x://http:/u:pw@h``, ``x://http:\\/u:pw@h``). Once an authority is
     read the search goes on after it, so the text is read once: a later ``:\\`` inside it
-    would change nothing, as its user info would lie inside the one already masked, or hold
-    no ``@``; nor would a word starting inside it, whose user info would be a part of its own.
-    """
+    would change nothing (its user info would lie inside the one masked, or hold no ``@``),
+    nor would a word starting inside it, whose user info would be a part of its own."""
     pieces: list[str] = []
     done = 0
     words = _WordAts(text, quoted=cut == "text")
@@ -107,10 +106,11 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
-        if cut and _no_host(authority):
+        read_on = bool(cut) and _no_host(authority)
+        if read_on:
             finish = _past_cut_userinfo(text, begin, finish, end, words)
             authority = text[begin:finish]
-        masked = _mask_userinfo(authority, bare_user)
+        masked = _mask_userinfo(authority, bare_user, read_on)
         if masked != authority:
             pieces += [text[done:begin], masked]
             done = finish
@@ -193,7 +193,7 @@ def _opener(text: str, begin: int) -> str:
 _IPV6_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]*\]")
 
 
-def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
+def _mask_userinfo(authority: str, bare_user: bool = True, read_on: bool = False) -> str:
     """user:password@host -> user:***@host; the user info ends at the authority's last '@'
     (a user name may be an e-mail address), the password starts at its first ':', past an
     IPv6 literal that starts it: that is a host whose port was no number, read on to an '@'
@@ -203,6 +203,11 @@ def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     the credential (an API key, a token: requests sends it as Basic ``TOKEN:``), so the whole
     user info is ``***@host``, as git shows it. bare_user False leaves ``word@host`` (no ``:``)
     as it is: in a free text, an e-mail address. An empty user info (``@host``) sends nothing.
+
+    read_on: the user info was read on past a cut (_no_host). If its first ':' then comes past
+    an '@', that '@' ended the user name as a URL's reader reads it, and what was before it is
+    all masked: ``https://TOKEN@:443/a@b`` showed ``TOKEN@:***@b`` (s31 r1 1), and
+    ``me@corp.test:pa#X@h`` is ``***@h``, a bare user name, the credential, as parsers read it.
     """
     userinfo, at, host = authority.rpartition("@")
     literal = _IPV6_LITERAL.match(userinfo)
@@ -211,7 +216,7 @@ def _mask_userinfo(authority: str, bare_user: bool = True) -> str:
     user = userinfo[:skip] + user
     if not at or not userinfo or not (colon or bare_user):
         return authority
-    if password:
+    if password and not (read_on and "@" in user):
         return f"{user}:{MASK}@{host}"
     return f"{MASK}@{host}"
 

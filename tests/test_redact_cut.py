@@ -24,19 +24,25 @@ def test_a_password_cut_by_a_slash_question_mark_or_hash_is_masked(cut):
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (
-            f"http://me@corp.test:pa#{MARK}@127.0.0.1:8000/x",
-            f"http://me@corp.test:{MASK}@127.0.0.1:8000/x",
-        ),
+        (f"http://me@corp.test:pa#{MARK}@127.0.0.1:8000/x", f"http://{MASK}@127.0.0.1:8000/x"),
         (f"https://deploy:Tr0ub4dor@#{MARK}@127.0.0.1/x", f"https://deploy:{MASK}@127.0.0.1/x"),
-        (f"http://me@corp.test:p/a?{MARK}@127.0.0.1/", f"http://me@corp.test:{MASK}@127.0.0.1/"),
+        (f"http://me@corp.test:p/a?{MARK}@127.0.0.1/", f"http://{MASK}@127.0.0.1/"),
+        (f"https://{MARK}@:443/a@b", f"https://{MASK}@b"),
+        (f"https://{MARK}@:8443/owner/repo.git@main", f"https://{MASK}@main"),
+        (f"https://{MARK}@:/a@b", f"https://{MASK}@b"),
+        (f"https://{MARK}@:443?x=a@b", f"https://{MASK}@b"),
+        (f"https://{MARK}@:443#a@b", f"https://{MASK}@b"),
+        (f"https://{MARK}@h:x/a@b", f"https://{MASK}@b"),
     ],
-    ids=["email-user", "at-in-password", "email-user-slash"],
-)
+    ids=["email-user", "at-in-password", "email-user-slash", "token-port", "token-git",
+         "token-colon", "token-query", "token-fragment", "token-host-bad-port"],
+)  # fmt: skip
 def test_a_cut_password_after_an_at_of_the_user_info_is_masked(url, shown):
     """s30 t3 2: an '@' in the user info (an e-mail address as user name, or in the password)
     before the raw '#', '?' or '/' turned the rule above off: the rest of the password showed.
-    The host part before the cut is no host there (empty, or a port that is no number)."""
+    The host part before the cut is no host there (empty, or a port that is no number). The
+    user name a URL's reader sees there ends at the first '@', and is all masked: a token
+    before a port alone showed whole (s31 r1 1)."""
     assert redact_url(url) == shown
     assert MARK not in redact_text(f"cannot fetch {url}: refused")
 
