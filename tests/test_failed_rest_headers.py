@@ -104,6 +104,16 @@ def test_last_header_row_agrees_with_the_reader(line):
     assert found == entries[-1].header, (found, entries[-1].header)
 
 
+@pytest.mark.parametrize("line", ["intranet/a,url", "source.page,url", "note,url", "x,URL"])
+def test_last_header_row_agrees_with_the_reader_under_a_header_spelled_otherwise(line):
+    """s31 r1 4: the header in force was taken as written (`URL,note`), not as the reader
+    names its columns (`url`): the two disagreed on rows that fit it."""
+    rest = f"{U}/1,t\n{line}\nx,{U}/m\n".encode()  # a block after the header, as raw_rest's
+    entries = list(iter_csv(read_pieces(io.BytesIO(b"URL,note\n" + rest))))
+    found = formats.last_header_row(rest, header=b"URL,note")
+    assert (found or b"URL,note") == entries[-1].header, (found, entries[-1].header)
+
+
 def test_last_header_row_is_the_last_one():
     data = f"url,tag\n{U}/1,t\ntag,url\nm,{U}/m\nURL,x\n{U}/2,y\n".encode()
     assert formats.last_header_row(data) == b"URL,x"

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from fetcher.input.formats import last_header_row
 from fetcher.input.reader import InputReader, Source
 from fetcher.output.records import CSV_FIELDS, to_json
 from fetcher.settings import MAX_LINE_BYTES, MAX_RECORD_BYTES
@@ -382,6 +383,31 @@ def test_a_later_header_is_told_from_a_row_whose_meta_says_url():
     assert [(j.target, j.meta and j.meta.text) for j in jobs] == [
         ("http://a.test/", '{"kind":"url"}'), ("https://b.test", '{"kind":"x"}'),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["Date/Time", "No.", "Notes: internal", "source.page", "a=b"])
+def test_joined_csv_files_of_the_same_columns_in_another_order_keep_their_headers(name):
+    """s31 r1 2: a later header whose name under the first header's url column held a '.',
+    ':', '/' or '=' was read as a row: fetched as a URL, and every row after it from its meta
+    cell. The same names in another order are a header, whatever they hold."""
+    quoted = f'"{name}"'
+    data = f"url,{quoted}\na.test/1,x\n{quoted},url\ny,b.test/2\nz,b.test/3\n".encode()
+    jobs, _ = jobs_of(data, "csv")
+    assert [j.target for j in jobs] == [
+        f"https://{t}" for t in ("a.test/1", "b.test/2", "b.test/3")
+    ]
+    header, _, rest = data.partition(b"\n")
+    assert last_header_row(rest, header=header) == f"{quoted},url".encode()
+
+
+def test_a_row_that_fits_the_columns_with_a_cell_that_is_a_url_is_a_row():
+    """s31 r1 3: a row fitting the columns was judged by its url cell alone: intranet there,
+    a cell 'url' and a mirror's URL beside it made a header, the next row fetched as 'page'."""
+    data = b"kind,url,mirror\nurl,intranet,http://mirror.test/x\npage,b.test/2,\n"
+    jobs, _ = jobs_of(data, "csv")
+    assert [j.target for j in jobs] == ["https://intranet", "https://b.test/2"]
+    header, _, rest = data.partition(b"\n")
+    assert last_header_row(rest, header=header) is None
 
 
 def test_failed_of_csv_inputs_with_the_url_column_in_other_places_is_read_back(

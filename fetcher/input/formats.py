@@ -454,16 +454,23 @@ _IN_A_URL = re.compile(r"[.:/@?#=]")
 
 def _a_header_again(row: list[str], columns: list[str]) -> bool:
     """Whether row, after the first header, is a header row again: a cell ``url`` (in any
-    case), and no cell that is a URL (_URL_LIKE); when it fits the columns read so far, a url
-    cell that holds nothing a URL does (_IN_A_URL) but something (a row's meta cell may say "url";
-    a row with a URL, or with an empty url cell, keeps its own record, s26 r2 2). --failed
-    writes each csv input's header where it changes, and read with the first header's columns
-    a later one's rows were fetched from their meta cells, their own URLs never again (s25 h3
-    3)."""
-    if not any(_column_name(cell) == "url" for cell in row):
+    case), and the names of the columns read so far in another order (a joined file's header
+    of the same columns, whatever its names hold: `Date/Time,url` after `url,Date/Time` was
+    read as a row, s31 r1 2); else no cell that is a URL (_URL_LIKE, s31 r1 3: a fitting row's
+    other cells went unlooked at) and, when it fits the columns read so far, a url cell that
+    holds nothing a URL does (_IN_A_URL) but something (a row's meta cell may say "url"; a row
+    with a URL, or with an empty url cell, keeps its own record, s26 r2 2). --failed writes
+    each csv input's header where it changes, and read with the first header's columns a later
+    one's rows were fetched from their meta cells, their own URLs never again (s25 h3 3)."""
+    names = [_column_name(cell) for cell in row]
+    if "url" not in names:
+        return False
+    if sorted(names) == sorted(columns):
+        return True
+    if any(_URL_LIKE.search(cell) for cell in row):
         return False
     if "url" not in columns or len(row) != len(columns):
-        return not any(_URL_LIKE.search(cell) for cell in row)
+        return True
     under_url = row[columns.index("url")].strip()
     return under_url != "" and not _IN_A_URL.search(under_url)
 
@@ -503,7 +510,8 @@ def last_header_row(
     """
     starts = _header_candidates(block.lower())
     inside = _inside_quotes_at(block, quoting, starts)
-    columns, found = (None if header is None else _cells(header)), None
+    columns = None if header is None else [_column_name(cell) for cell in _cells(header) or []]
+    found = None
     for start, quoted in zip(starts, inside, strict=True):  # in order: each under the last
         if quoted:
             continue
