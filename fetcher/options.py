@@ -982,15 +982,17 @@ def with_password(settings: Settings) -> Settings:
     password typed for a run then refused is typed in vain), but before the --state lock is
     taken (a prompt left open would hold it), on the controlling terminal (/dev/tty: standard
     input may be the URL list itself), as curl asks; Ctrl-D is an empty password. With no
-    terminal at all (cron), an empty password, said on stderr."""
+    terminal at all (cron), an empty password, said on stderr without the name: a user name
+    alone may be the credential (a token, sent as Basic ``TOKEN:``), which records mask, and a
+    cron job's log kept it (s31 r1 5). The prompt, on the terminal, names it, as curl's does."""
     name = settings.password_for
     if name is None:
         return settings
     password = password_from_terminal(f"password for {visible(name)}: ")
     if password is None:
         password = ""
-        warn(  # the name as it shows: an escape in it drove the terminal (s30 r2 4)
-            f"fetcher: -u {visible(name)} without a password, and no terminal to ask for one "
-            "on: an empty password is sent"
+        warn(
+            "fetcher: -u USER without a password (the name not shown: it may be a token), and "
+            "no terminal to ask for one on: an empty password is sent"
         )
     return dataclasses.replace(settings, auth=(name, password), password_for=None)
