@@ -245,10 +245,11 @@ class PipeInput:
         return held[:end]
 
     def left_out(self, count: int, what: str = UNFINISHED) -> None:
-        """Say, once, that count bytes (of what) are not handed back."""
+        """Say, once, that count bytes (of what) are not handed back: under -q too, which says
+        what loses input (s31 r1 6: a warning, it hid the loss)."""
         if count and not self._said:
             self._said = True
-            log.warning("%d bytes %s are not in --failed", count, what)
+            log.error("%d bytes %s are not in --failed", count, what)
 
 
 def _taken(stream: BinaryIO) -> bytes:
