@@ -62,6 +62,7 @@ def test_no_content_creates_no_file(httpserver: HTTPServer, tmp_path: Path, stat
     out = tmp_path / "out"
     [record] = fetch("-o", str(out), httpserver.url_for("/none"))
     assert record["ok"] and record["path"] is None and record["sha256"] is None, record
+    assert record["bytes"] == 0, record  # as a 204's: none has a body (s31 t3 1: 5)
     assert [p for p in out.rglob("*") if p.is_file()] == []
 
 

@@ -399,6 +399,8 @@ class Exchange:
             # No body, none read: not the hash of an empty one, which the state would vouch for
             # as the resource's (State.record); a 304 to the state's condition gets the state's.
             result.sha256 = None
+        if result.status in NO_CONTENT_STATUSES:
+            result.bytes = 0  # a 205's stray bytes, read and dropped, are no body (s31 t3 1)
         return retry_after
 
 
