@@ -99,3 +99,13 @@ def test_answers_that_end_http_on_the_connection_are_not_retried() -> None:
             connections = fault.connections
         assert record["error"]["kind"] == "protocol", record
         assert record["attempts"] == 1 and connections == 1, record
+
+
+def test_a_close_after_an_interim_answer_says_an_answer_had_begun() -> None:
+    """s31 t3 2: the record said http.client's "Remote end closed connection without
+    response", where a 103 had come: the answer had begun (and is not sent again)."""
+    with FaultServer(respond(EARLY_HINTS, end="close")) as fault:
+        status, [record] = run(fault.url())
+    assert status == 3 and record["error"]["kind"] == "protocol", record
+    message = record["error"]["message"]
+    assert "without response" not in message and "after an interim 103" in message, message

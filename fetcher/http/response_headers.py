@@ -412,10 +412,14 @@ def read_final_status(response: http.client.HTTPResponse) -> tuple[str, int, str
     raises http.client's RemoteDisconnected, after_interim saying whether an interim answer
     came first: the answer had begun, and the request is not sent again (fetcher.http.reuse).
     """
+    status = 0
     for interim in range(MAX_INTERIM + 1):
         try:
             version, status, reason = _read_status_line(response)
         except http.client.RemoteDisconnected as error:
+            if interim:  # not "without response" (s31 t3 2)
+                error.args = (f"connection closed after an interim {status} answer, before the "
+                              "final one",)  # fmt: skip
             error.after_interim = interim > 0  # type: ignore[attr-defined] # fetcher.http.reuse
             raise
         if not is_interim(version, status, reason):
