@@ -116,6 +116,18 @@ def test_a_control_character_in_a_remote_name_is_encoded(httpserver, tmp_path):
     assert os.path.basename(record["path"]) == "a%1B[2Jb.txt"
 
 
+def test_remote_names_of_bytes_that_are_not_utf_8_keep_them_apart(httpserver, tmp_path):
+    """s31 t1 1: email replaced each byte UTF-8 could not decode with U+FFFD: two servers'
+    names were one, `\ufffd\ufffd\ufffd\ufffd` and its `~hash` twin. Each byte is kept, %-encoded
+    as received, as a URL path's is."""
+    named = "attachment; filename*=UTF-8''"
+    first = serve(httpserver, "/n1", b"1", **{"Content-Disposition": named + "%C0%AE%C0%AE"})
+    second = serve(httpserver, "/n2", b"2", **{"Content-Disposition": named + "%FF%FE%FDok"})
+    result = invoke(["--format", "jsonl", "-J", "-o", str(tmp_path), first, second])
+    names = {url: os.path.basename(r["path"]) for url, r in by_url(result).items()}
+    assert names == {first: "%C0%AE%C0%AE", second: "%FF%FE%FDok"}, names
+
+
 def test_the_inputs_output_field_wins_over_the_remote_name(httpserver, tmp_path):
     url = serve(httpserver, "/f", b"x", **{"Content-Disposition": 'attachment; filename="r.txt"'})
     line = f'{{"url": "{url}", "output": "mine.txt"}}\n'

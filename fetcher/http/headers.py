@@ -174,7 +174,10 @@ def disposition_name(headers: Mapping[str, str]) -> str | None:
     extended = [v for v in names if isinstance(v, tuple)]
     plain = [v for v in names if not isinstance(v, tuple)]
     try:
-        text = email.utils.collapse_rfc2231_value(extended[-1]) if extended else None
+        # A byte its charset cannot decode stays that byte (U+DC80 to U+DCFF), which the name
+        # shows %-encoded, as a URL path's: replaced, two names of such bytes were one (s31 t1 1).
+        text = (email.utils.collapse_rfc2231_value(extended[-1], "surrogateescape")
+                if extended else None)  # fmt: skip
     except (UnicodeError, ValueError):  # idna, punycode, undefined: past email's LookupError
         text = None
     if text is None:

@@ -110,16 +110,19 @@ def _percent(data: bytes) -> str:
     return "".join(f"%{b:02X}" for b in data)
 
 
-def _encode(text: str) -> str:
+def _encode(text: str, escaped_bytes: bool = False) -> str:
     """Percent-encode, as UTF-8, what a name must not hold, and what does not show as itself
     (a bidi override made 'ls' show invoice<RLO>fdp.exe as invoiceexe.pdf); unquote() gives
-    the text back."""
+    the text back. escaped_bytes: text was decoded with surrogateescape (a -J name), and a
+    byte it could not decode (U+DC80 to U+DCFF) is that byte, as received (``caf%E9``), as
+    _decode leaves one."""
     return "".join(
-        _percent(c.encode("utf-8", "surrogatepass"))
+        (_percent(bytes([ord(c) - 0xDC00])) if escaped_bytes and "\udc80" <= c <= "\udcff"
+         else _percent(c.encode("utf-8", "surrogatepass")))
         if c in _UNSAFE or (c > "\x7f" and hidden(c))
         else c
         for c in text
-    )
+    )  # fmt: skip
 
 
 def _decode(text: str) -> str:
@@ -225,7 +228,7 @@ def name_parts(name: str, url: str) -> list[str]:
 def remote_name_parts(filename: str, url: str) -> list[str]:
     """-J: a Content-Disposition file name (one name, no folder: fetcher.http.headers) in the
     URL's host folder, made as safe as a URL's path."""
-    return [host_folder(url), _fit(_not_dots(_encode(filename)), url)]
+    return [host_folder(url), _fit(_not_dots(_encode(filename, escaped_bytes=True)), url)]
 
 
 def components(url: str, name: str | None, remote_name: str | None) -> list[str]:
