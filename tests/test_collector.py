@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import io
+import json
 import os
 import select
 import stat
@@ -221,6 +222,26 @@ def test_a_body_stream_that_fails_is_reported_as_bodies(tmp_path):
         collector, reported = collector_with(NullWriter(), bodies=bodies)
         collector.on_result(ok(1, b"x" * 10))
     assert reported == ["cannot write bodies to <stdout>: No space left on device"]
+
+
+def test_a_body_stream_that_fails_leaves_the_records_of_results_their_own_io(tmp_path):
+    """s31 t4 5: --body to a full disk stopped every record, --results' too, which could still
+    be written: the URLs had none, only a not finished count. The body's output failing is its
+    URL's io failure, with a record, as a body's reader gone is; the run is still stopped."""
+    records = io.StringIO()
+    with open("/dev/full", "wb", buffering=0) as bodies:
+        collector, reported = collector_with(StreamWriter(records, "jsonl"),
+                                             str(tmp_path / "f.txt"), bodies)  # fmt: skip
+        collector.on_result(ok(1, b"x" * 10))
+        collector.on_result(ok(2, b"y" * 10))  # in flight as the run stopped: as the first
+        collector.on_idle()
+        collector.close_writer()
+    assert reported == ["cannot write bodies to <stdout>: No space left on device"]
+    written = [json.loads(line) for line in records.getvalue().splitlines()]
+    assert [(r["ok"], r["error"]["kind"]) for r in written] == [(False, "io")] * 2, written
+    assert all("No space left on device" in r["error"]["message"] for r in written), written
+    assert (collector.summary.failed, collector.summary.not_finished) == (2, 0)
+    assert committed(collector) == b"line 1\nline 2\n"
 
 
 def test_a_closed_reader_raises_broken_pipe_once_and_nothing_is_lost(tmp_path, closed_pipe):

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -207,8 +208,14 @@ class Collector:
 def write_failed(collector: Collector, what: str, message: str) -> None:
     """A write of what failed (message says so): no record is written from now on, the lines
     of the records lost go to --failed and their rows are dropped; the run is told. Outside
-    the class, which is at its size limit."""
-    collector.write_error = message
+    the class, which is at its size limit. --body's output failing ends the bodies only: the
+    result whose body was being written, and each after it, is an io failure with a record
+    (BodyStream.fail), as when their reader goes; --results could still be written, and the
+    records of every result went nowhere (s31 t4 5)."""
+    if what == "bodies" and collector.bodies is not None:
+        collector.bodies.fail(message)
+    else:
+        collector.write_error = message
     collector.retry.hand_back()  # a body being written: its line goes with its result
     forget_lost_results(collector.state, what, collector.writer)
     if collector.on_write_error is not None:
@@ -448,6 +455,7 @@ class BodyStream:
         self.terminal = _is_terminal(stream)  # a body with a NUL is not written to one
         self.say = say  # a line on stderr, once, for the first binary body not written
         self.said = False
+        self.failure = UNDELIVERED  # why a body is not delivered once broken
 
     def deliver(
         self, guard: Guard, result: Result, retry: RetryLines, writes: bool = True
@@ -469,7 +477,7 @@ class BodyStream:
             gone = self.write(guard, result.body)
         finally:
             retry.writing = None
-        return (undelivered(result, UNDELIVERED) if self.broken else result), gone
+        return (undelivered(result, self.failure) if self.broken else result), gone
 
     def write(self, guard: Guard, body: IO[bytes]) -> BrokenPipeError | None:
         """Write body whole and flush it (so that ``broken`` says whether its reader was there
@@ -485,6 +493,18 @@ class BodyStream:
 
     def flush(self, guard: Guard) -> BrokenPipeError | None:
         return self._call(guard, self.stream.flush)
+
+    def fail(self, message: str) -> None:
+        """A write failed (a full disk): nothing more is written here, and what was buffered
+        is dropped (it would fail again at exit, with a traceback); each body since is not
+        delivered, the record saying why."""
+        self.broken, self.failure = True, f"body not written whole: {message}"
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self.stream.fileno())
+            finally:
+                os.close(devnull)
 
     def _call(
         self, guard: Guard, write: Callable[..., object], *args: Any
