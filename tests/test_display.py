@@ -275,3 +275,18 @@ def test_a_redirected_record_on_a_terminal_that_is_not_utf_8_has_an_ascii_arrow(
     result = Result(job=job, ok=True, status=200, redirects=1, final_url="http://h.test/x")
     ConsoleWriter(console, "text").prepare(result)()
     assert b"http://h.test/ -> http://h.test/x" in written(console)
+
+
+@pytest.mark.parametrize("term", ["dumb", "xterm"])
+def test_the_last_frame_ends_its_line_once(term: str) -> None:
+    """s31 t4 6: on a dumb terminal (TERM=dumb) Rich ends the last frame's line itself, and
+    fetcher ended it again: a blank line before the summary."""
+    from fetcher.output.progress import RichProgress
+
+    console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=True,
+                      _environ={"TERM": term})  # fmt: skip
+    progress = RichProgress(Summary(), console)
+    with progress:
+        progress.on_finish(Summary())
+    shown = console.file.getvalue().replace("\x1b[?25h", "")  # type: ignore[attr-defined]
+    assert shown.endswith("\n") and not shown.rstrip(" ").endswith("\n\n"), repr(shown[-60:])

@@ -248,8 +248,8 @@ class RichProgress:
         self.stop_counting.set()
         try:
             self.live.stop()  # its last frame
-            if not self.console.is_interactive:  # the one frame of --progress on a file: end it
-                self.console.line()
+            if not self.console.is_terminal:  # the one frame of --progress on a file: end it
+                self.console.line()  # (Rich ends it on a terminal, a dumb one too: s31 t4 6)
         except OSError:
             # A terminal closed under the run (EIO), a full disk: the display is lost, and only
             # it. Raised from here, it took --failed, --summary and the exit status with it.
