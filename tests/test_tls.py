@@ -506,11 +506,13 @@ def test_bytes_past_an_answer_over_tls_never_reach_the_next_one(certs, first):
 # -- a scheme fetcher assumed ---------------------------------------------------------------------
 
 
-def test_a_tls_failure_of_an_assumed_https_says_so_and_how_to_ask_for_http():
+@pytest.mark.parametrize("processes", [[], ["--processes", "2"]], ids=["threads", "processes"])
+def test_a_tls_failure_of_an_assumed_https_says_so_and_how_to_ask_for_http(processes):
     """'127.0.0.1:8080/a' is fetched as https (the default scheme), as curl would not: against a
-    plain server the handshake fails, and the message names the https fetcher chose (s17 h3 4)."""
+    plain server the handshake fails, and the message names the https fetcher chose (s17 h3 4),
+    under --processes too, whose worker knows only the URL with its scheme (s31 t2 2)."""
     with counting_server() as plain:
-        result, record = fetch(f"127.0.0.1:{plain.port}/a")
+        result, record = fetch(f"127.0.0.1:{plain.port}/a", *processes)
         assert_tls_failure(result, record)
         assert record["error"]["message"].endswith(
             "(https:// assumed: give http:// or --default-scheme http)"

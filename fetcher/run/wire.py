@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from fetcher.http.cookies import Change
+from fetcher.http.fetch import note_assumed_https
 from fetcher.input.jobs import Job
 from fetcher.results import Partial, Result
 from fetcher.settings import Settings
@@ -55,8 +56,12 @@ def result_to_wire(result: Result) -> WireResult:
 
 
 def result_from_wire(job: Job, wire: tuple[Any, ...]) -> Result:
+    """The parent's Result of its job. The hint that https was assumed is added here: the
+    worker's job has only the URL with its scheme (target), not the line as read (s31 t2 2)."""
     values = (*wire[1 : _BODY_AT + 1], None, *wire[_BODY_AT + 1 :])  # None: the body
-    return Result(job, *values)
+    result = Result(job, *values)
+    note_assumed_https(result)
+    return result
 
 
 @dataclass(slots=True)
