@@ -294,12 +294,13 @@ class SummaryAtHardExit:
         self.settings, self.summary, self.done = settings, summary, False
 
     def __call__(self) -> None:
-        from fetcher.output.atomic import written_in_place
+        from fetcher.output.atomic import no_waiting_on_the_disk, written_in_place
         from fetcher.run.signals import exiting_status, say_now
 
         status = exiting_status()
         if self.done or status is None:
             return
+        no_waiting_on_the_disk()
         self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
         for option, path, write in summary_files(self.settings):
             if not written_in_place(path):

@@ -273,6 +273,54 @@ def test_a_summary_the_hard_exit_cannot_write_is_said_not_a_traceback(tmp_path, 
     assert "Traceback" not in said
 
 
+def test_the_hard_exit_writes_its_summary_without_waiting_on_the_disk(tmp_path, monkeypatch):
+    """s31 t2 1: its hooks have about a second in all, and an fsync on a loaded machine ran it
+    out: --summary never written, nothing said. The files are renamed into place unsynced."""
+    from fetcher import cli
+    from fetcher.output import atomic
+    from fetcher.results import Summary
+    from fetcher.run import signals
+    from fetcher.settings import Settings
+
+    def no_disk(descriptor: int) -> None:
+        raise OSError(5, "the disk did not answer")
+
+    monkeypatch.setattr(atomic, "_sync", [True])  # this process's writes after the test sync
+    monkeypatch.setattr(os, "fsync", no_disk)
+    settings = Settings(summary=str(tmp_path / "s.json"), metrics=str(tmp_path / "m.prom"))
+    monkeypatch.setattr(signals, "_status", [143])
+    cli.SummaryAtHardExit(settings, Summary())()
+    assert json.loads((tmp_path / "s.json").read_text())["exit_status"] == 143
+    assert "fetcher_exit_status 143" in (tmp_path / "m.prom").read_text()
+
+
+def test_an_exit_whose_hooks_are_cut_short_says_what_may_be_missing():
+    """s31 t2 1: the watchdog's exit gives the hooks a bounded time, and one that had not run
+    by then (--summary's) left nothing and said nothing."""
+    code = (
+        "import time\n"
+        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
+        "on_hard_exit(lambda: time.sleep(30))\n"
+        "hard_exit(143, wait=0.2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
+    assert done.returncode == 143
+    assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
+
+
+def test_an_exit_cut_in_its_last_hooks_says_nothing():
+    """A last hook (a flush to a reader that stopped reading) is cut without a word: the
+    files were written before it."""
+    code = (
+        "import time\n"
+        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
+        "on_hard_exit(lambda: time.sleep(30), last=True)\n"
+        "hard_exit(143, wait=0.2)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
+    assert (done.returncode, done.stderr) == (143, b"")
+
+
 def slowed_failed(per_line: float, cap: float | None = None) -> list[str]:
     """fetcher with a --failed that takes per_line s of CPU a line handed to it, before taking
     them: a machine short of CPU, deterministically (the watchdog tells a thread that works

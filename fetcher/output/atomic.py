@@ -466,6 +466,18 @@ def abort_unfinished() -> None:
         remove_quietly(name)
 
 
+# Whether write_atomically waits for the disk (fsync) before the rename: not once a hard exit
+# writes its files (``no_waiting_on_the_disk``), whose hooks have a second or so in all (s31 t2
+# 1: an fsync on a loaded machine ran the time out, --summary never written, nothing said).
+_sync = [True]
+
+
+def no_waiting_on_the_disk() -> None:
+    """From now on (a hard exit) write_atomically's files are renamed into place unsynced:
+    whole to every reader, and on the disk once the system writes them back."""
+    _sync[0] = False
+
+
 def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
     """Write data to path whole (an AtomicFile: mode as mode_for says), or append it to a
     stream (``written_in_place``): written through the descriptor the temporary was created
@@ -480,7 +492,7 @@ def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(file.fd, view) :]
-        file.commit()
+        file.commit(sync=_sync[0])
     finally:
         file.abort()
         if temporary is not None:

@@ -56,6 +56,7 @@ _first_hooks: list[Callable[[], None]] = []  # before every other: they keep wha
 _exit_hooks: list[Callable[[], None]] = []
 _last_hooks: list[Callable[[], None]] = []  # after every other: they may wait on a reader
 _kept = threading.Event()  # the first hooks ran: the rest may be cut without a line read lost
+_ran = threading.Event()  # every hook ran but the last ones, which may wait on a reader
 
 
 def on_hard_exit(hook: Callable[[], None], last: bool = False, first: bool = False) -> None:
@@ -93,8 +94,8 @@ def hard_exit(status: int, wait: float | None = None) -> None:
     if not _exiting.acquire(blocking=False):
         if wait is None:
             threading.Event().wait()  # the first caller ends the process
-        time.sleep(wait or 0.0)
-        os._exit(status)
+        _ran.wait(wait)
+        _exit_cut_short(status)
     _status.append(status)
     if wait is None:
         _run_hooks()
@@ -102,6 +103,16 @@ def hard_exit(status: int, wait: float | None = None) -> None:
         runner = threading.Thread(target=_run_hooks, name="fetcher-exit-hooks", daemon=True)
         runner.start()
         runner.join(wait)
+    _exit_cut_short(status)
+
+
+def _exit_cut_short(status: int) -> None:
+    """End the process now; first say so if the hooks have not all run (but the last ones, cut
+    without a word: a flush to a reader that stopped reading): --summary, --metrics or -c may
+    then be missing, which went unsaid (s31 t2 1)."""
+    if not _ran.is_set():
+        say_now("fetcher: exiting before the exit's last steps ended: --summary, --metrics or "
+                "-c may not be written\n")  # fmt: skip
     os._exit(status)
 
 
@@ -109,7 +120,7 @@ def _run_hooks() -> None:
     """Run every hook; once the first ones ran without an error, what was read is kept. A
     first one's error is said on stderr (--failed not written: s23 r3 2), if it has room."""
     failed, first = False, True
-    for hook in [*_first_hooks, None, *_exit_hooks, *_last_hooks]:
+    for hook in [*_first_hooks, None, *_exit_hooks, _ran.set, *_last_hooks]:
         if hook is None:
             first = False
             if not failed:  # --failed could not be written: its lines are not kept (s23 r2 4)
