@@ -6,6 +6,7 @@ click or rich.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import logging
@@ -288,22 +289,33 @@ class SummaryAtHardExit:
     """The exit hook that writes --summary and --metrics when a second signal (or SIGQUIT)
     ends the run at once, with the status it exits with: the last run's files stayed, saying
     0, and a cron job's alert on them said nothing. Files only: a stream may wait on a reader
-    that is gone. Once report() has written them, it does nothing (``done``)."""
+    that is gone. Once report() has written them, it does nothing (``done``).
+
+    What writes them is imported as it is made, not at the exit: the hook may run in the
+    signal handler, in the main thread, which the signal may have caught in the middle of
+    importing the very same modules (report writes them too) or the codec current_umask opens
+    /proc with: seen half done, the import failed, and there was no file and, but once, no word
+    (s31 t2 1: "unknown encoding: ascii")."""
 
     def __init__(self, settings: Settings, summary: Summary) -> None:
         self.settings, self.summary, self.done = settings, summary, False
+        self.files = summary_files(settings) if settings.summary or settings.metrics else []
+        if self.files:
+            from fetcher.output.atomic import no_waiting_on_the_disk, written_in_place
+
+            self.in_place, self.no_sync = written_in_place, no_waiting_on_the_disk
+            codecs.lookup("ascii")
 
     def __call__(self) -> None:
-        from fetcher.output.atomic import no_waiting_on_the_disk, written_in_place
-        from fetcher.run.signals import exiting_status, say_now
+        from fetcher.run.signals import exiting_status, say_now  # imported at the start
 
         status = exiting_status()
-        if self.done or status is None:
+        if self.done or status is None or not self.files:
             return
-        no_waiting_on_the_disk()
+        self.no_sync()
         self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
-        for option, path, write in summary_files(self.settings):
-            if not written_in_place(path):
+        for option, path, write in self.files:
+            if not self.in_place(path):
                 try:
                     write(self.summary, path, status)
                 except Exception as exc:  # noqa: BLE001 - exiting all the same: said, not raised

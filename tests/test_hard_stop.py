@@ -294,6 +294,25 @@ def test_the_hard_exit_writes_its_summary_without_waiting_on_the_disk(tmp_path, 
     assert "fetcher_exit_status 143" in (tmp_path / "m.prom").read_text()
 
 
+def test_the_hard_exit_s_summary_writers_are_imported_before_any_signal():
+    """s31 t2 1: the hook ran in the signal handler, which had caught the main thread in the
+    middle of importing the same modules (report writes the files too): an import seen half
+    done failed ("unknown encoding: ascii", or nothing said), and --summary was never written.
+    They are imported as the hook is made, before the run."""
+    code = (
+        "import sys\n"
+        "from fetcher import cli\n"
+        "from fetcher.results import Summary\n"
+        "from fetcher.settings import Settings\n"
+        "names = ('fetcher.output.summary', 'fetcher.output.metrics')\n"
+        "before = [m for m in names if m in sys.modules]\n"
+        "cli.SummaryAtHardExit(Settings(summary='s.json', metrics='m.prom'), Summary())\n"
+        "print(before, all(m in sys.modules for m in (*names, 'encodings.ascii')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[] True", (done.stdout, done.stderr)
+
+
 def test_an_exit_whose_hooks_are_cut_short_says_what_may_be_missing():
     """s31 t2 1: the watchdog's exit gives the hooks a bounded time, and one that had not run
     by then (--summary's) left nothing and said nothing."""
