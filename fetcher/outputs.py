@@ -315,6 +315,7 @@ def check_same_files(settings: Settings, streams: Streams | None = None) -> None
     inputs = input_files(settings, streams)
     check_read_twice(settings, inputs)
     check_read_back(settings, streams)
+    check_records_apart_from_bodies(settings, streams)
     results = [named for named in outputs if named[0] in NO_LIST]
     pairs = chain(combinations(outputs, 2), product(outputs, state), product(results, inputs),
                   product(inputs, state[:1]))  # fmt: skip
@@ -395,6 +396,23 @@ def fifo_identity(path: str) -> FileIdentity | None:
     except (OSError, ValueError):
         return None
     return (found.st_dev, found.st_ino) if stat.S_ISFIFO(found.st_mode) else None
+
+
+def check_records_apart_from_bodies(settings: Settings, streams: Streams | None) -> None:
+    """--body writes the bodies to standard output: a --results that names it too (/dev/stdout,
+    or the file stdout goes to) had the records written over the bodies' start, through an
+    offset of its own, and exited 0 (s31 r2 3). Refused, as a usage error."""
+    if not settings.body or settings.results is None or streams is None or streams.stdout_closed:
+        return
+    try:
+        same = os.path.samestat(os.stat(settings.results), os.fstat(streams.stdout.fileno()))
+    except (OSError, ValueError):  # not there yet, or no descriptor (a test runner's output)
+        return
+    if same:
+        raise click.UsageError(
+            f"--results {settings.results!r} is standard output, where --body writes the "
+            "bodies: give --results a file of its own"
+        )
 
 
 def records_file(settings: Settings, streams: Streams | None) -> list[Named]:

@@ -93,6 +93,22 @@ def test_with_stdout_closed_body_is_refused_even_with_results(httpserver, tmp_pa
     assert httpserver.log == []
 
 
+@pytest.mark.parametrize("results", ["/dev/stdout", "same"], ids=["dev-stdout", "same-file"])
+def test_body_with_results_naming_standard_output_is_refused(httpserver, tmp_path, results):
+    """s31 r2 3: --results /dev/stdout was opened again by its name, with an offset of its
+    own: the records were written over the start of the bodies in the file stdout went to,
+    and the run exited 0."""
+    out = tmp_path / "out.txt"
+    named = str(out) if results == "same" else results
+    with out.open("wb") as stdout:
+        command = [*FETCHER, "--body", "--results", named, *urls_of(httpserver, 2)]
+        done = subprocess.run(command, stdout=stdout, stderr=subprocess.PIPE, env=clean_env(),
+                              timeout=60)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert b"is standard output, where --body writes the bodies" in done.stderr
+    assert httpserver.log == [] and out.read_bytes() == b""
+
+
 @pytest.mark.parametrize("redirections", [">&-", ">&- 2>&-"])
 def test_with_stdout_closed_results_file_gets_the_records(httpserver, tmp_path, redirections):
     results = tmp_path / "records.jsonl"
