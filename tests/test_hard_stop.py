@@ -327,6 +327,26 @@ def test_an_exit_whose_hooks_are_cut_short_says_what_may_be_missing():
     assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
 
 
+def test_a_signal_while_the_last_exit_runs_its_hooks_on_the_same_thread_exits():
+    """s31 r2 2: the run's own last exit runs its hooks on the main thread; a second signal's
+    handler, on that thread, called the exit again and waited for the first caller for ever:
+    a hang until SIGKILL. Once --failed is kept (no first hook here), it exits at once."""
+    code = (
+        "import os, signal, threading, time\n"
+        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
+        "on_hard_exit(lambda: time.sleep(30))\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: hard_exit(143))\n"
+        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "hard_exit(0)\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the second exit waited for the first, on the same thread, for ever")
+    assert done.returncode == 143
+    assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
+
+
 def test_an_exit_cut_in_its_last_hooks_says_nothing():
     """A last hook (a flush to a reader that stopped reading) is cut without a word: the
     files were written before it."""

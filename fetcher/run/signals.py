@@ -77,6 +77,7 @@ def kept() -> bool:
 # One thread runs the hooks: they write files that are not safe to write from two at once.
 _exiting = threading.Lock()
 _status: list[int] = []  # the status the process is exiting with, once hard_exit was called
+_runner: list[int] = []  # the thread that runs the hooks, once hard_exit was called
 
 
 def exiting_status() -> int | None:
@@ -92,10 +93,19 @@ def hard_exit(status: int, wait: float | None = None) -> None:
     caller while one is exiting leaves it to the first, waiting at most wait seconds itself.
     """
     if not _exiting.acquire(blocking=False):
+        if _runner[:1] == [threading.get_ident()]:
+            # A signal's handler on the very thread that runs the hooks (the run's own last
+            # exit): they cannot go on while it waits, and it waited for ever (s31 r2 2). Once
+            # what was read is kept, the exit is now; before, it goes back to the hooks.
+            if kept():
+                _exit_cut_short(status)
+            return
         if wait is None:
             threading.Event().wait()  # the first caller ends the process
         _ran.wait(wait)
         _exit_cut_short(status)
+    if wait is None:
+        _runner.append(threading.get_ident())
     _status.append(status)
     if wait is None:
         _run_hooks()
