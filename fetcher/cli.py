@@ -204,7 +204,7 @@ def report(
         run.hard.decided = status
 
     status = write_summary_files(settings, streams, summary, ended_by, status, decide)
-    at_hard_exit.done = True
+    at_hard_exit.written()
     if not settings.quiet or (settings.show_error and status != ExitStatus.OK):  # curl -sS
         say_unread(streams, outputs.collector)
         print_human_summary(streams, outputs)
@@ -305,6 +305,14 @@ class SummaryAtHardExit:
 
             self.in_place, self.no_sync = written_in_place, no_waiting_on_the_disk
             codecs.lookup("ascii")
+
+    def written(self) -> None:
+        """report() wrote the files: the hook writes none, nor does an exit cut short say them
+        missing."""
+        from fetcher.run.signals import files_written
+
+        self.done = True
+        files_written()
 
     def __call__(self) -> None:
         from fetcher.run.signals import exiting_status, say_now  # imported at the start

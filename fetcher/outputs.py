@@ -401,11 +401,13 @@ def fifo_identity(path: str) -> FileIdentity | None:
 def check_records_apart_from_bodies(settings: Settings, streams: Streams | None) -> None:
     """--body writes the bodies to standard output: a --results that names it too (/dev/stdout,
     or the file stdout goes to) had the records written over the bodies' start, through an
-    offset of its own, and exited 0 (s31 r2 3). Refused, as a usage error."""
+    offset of its own, and exited 0 (s31 r2 3). Refused, as a usage error, when stdout is a
+    regular file: a pipe, a terminal or /dev/null has no offset, and takes both in turn."""
     if not settings.body or settings.results is None or streams is None or streams.stdout_closed:
         return
     try:
-        same = os.path.samestat(os.stat(settings.results), os.fstat(streams.stdout.fileno()))
+        stdout = os.fstat(streams.stdout.fileno())
+        same = stat.S_ISREG(stdout.st_mode) and os.path.samestat(os.stat(settings.results), stdout)
     except (OSError, ValueError):  # not there yet, or no descriptor (a test runner's output)
         return
     if same:

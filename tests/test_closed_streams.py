@@ -109,6 +109,15 @@ def test_body_with_results_naming_standard_output_is_refused(httpserver, tmp_pat
     assert httpserver.log == [] and out.read_bytes() == b""
 
 
+def test_body_with_results_naming_standard_output_on_a_pipe_takes_both(httpserver):
+    """A pipe has no offset: bodies and records go through it in turn, as before (s31 r3 1: the
+    refusal above refused a pipe, a terminal and /dev/null too)."""
+    command = [*FETCHER, "--body", "--results", "/dev/stdout", "-j", "1", *urls_of(httpserver, 3)]
+    done = subprocess.run(command, capture_output=True, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(b"200\t") == 3 and done.stdout.count(b"x") == 3, done.stdout
+
+
 @pytest.mark.parametrize("redirections", [">&-", ">&- 2>&-"])
 def test_with_stdout_closed_results_file_gets_the_records(httpserver, tmp_path, redirections):
     results = tmp_path / "records.jsonl"

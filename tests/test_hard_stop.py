@@ -347,6 +347,22 @@ def test_a_signal_while_the_last_exit_runs_its_hooks_on_the_same_thread_exits():
     assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
 
 
+def test_an_exit_cut_after_the_run_wrote_its_files_says_nothing():
+    """s31 r3 2: a second signal during the run's own last exit, --summary written by then,
+    said the files might be missing: a cron wrapper reading stderr took it for a lost file."""
+    code = (
+        "import os, signal, threading, time\n"
+        "from fetcher.run.signals import files_written, hard_exit, on_hard_exit\n"
+        "on_hard_exit(lambda: time.sleep(30))\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: hard_exit(143))\n"
+        "files_written()\n"
+        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "hard_exit(0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=15)
+    assert (done.returncode, done.stderr) == (143, b"")
+
+
 def test_an_exit_cut_in_its_last_hooks_says_nothing():
     """A last hook (a flush to a reader that stopped reading) is cut without a word: the
     files were written before it."""

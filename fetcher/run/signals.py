@@ -57,6 +57,7 @@ _exit_hooks: list[Callable[[], None]] = []
 _last_hooks: list[Callable[[], None]] = []  # after every other: they may wait on a reader
 _kept = threading.Event()  # the first hooks ran: the rest may be cut without a line read lost
 _ran = threading.Event()  # every hook ran but the last ones, which may wait on a reader
+_files_written = threading.Event()  # the run wrote its end files itself (``files_written``)
 
 
 def on_hard_exit(hook: Callable[[], None], last: bool = False, first: bool = False) -> None:
@@ -116,11 +117,16 @@ def hard_exit(status: int, wait: float | None = None) -> None:
     _exit_cut_short(status)
 
 
+def files_written() -> None:
+    """The run wrote --summary, --metrics and -c itself: an exit cut short leaves none unwritten."""
+    _files_written.set()
+
+
 def _exit_cut_short(status: int) -> None:
     """End the process now; first say so if the hooks have not all run (but the last ones, cut
     without a word: a flush to a reader that stopped reading): --summary, --metrics or -c may
-    then be missing, which went unsaid (s31 t2 1)."""
-    if not _ran.is_set():
+    then be missing, which went unsaid (s31 t2 1); not once the run wrote them (s31 r3 2)."""
+    if not (_ran.is_set() or _files_written.is_set()):
         say_now("fetcher: exiting before the exit's last steps ended: --summary, --metrics or "
                 "-c may not be written\n")  # fmt: skip
     os._exit(status)
