@@ -305,8 +305,8 @@ def test_a_body_write_error_keeps_the_rows_of_records_the_results_reader_read(tm
         read_exactly(reader, in_pipe(reader))  # both records read whole, no commit since
         collector.on_result(ok(3, body=b"three"))  # not even flushed
         bodies.full = True
-        collector.on_result(ok(4, body=b"four"))  # ENOSPC: the run stops
-        assert collector.write_error is not None
+        collector.on_result(ok(4, body=b"four"))  # ENOSPC: the bodies end, the run stops
+        assert collector.bodies is not None and collector.bodies.broken
         collector.close_writer()
     finally:
         os.close(reader)

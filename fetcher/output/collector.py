@@ -211,13 +211,14 @@ def write_failed(collector: Collector, what: str, message: str) -> None:
     the class, which is at its size limit. --body's output failing ends the bodies only: the
     result whose body was being written, and each after it, is an io failure with a record
     (BodyStream.fail), as when their reader goes; --results could still be written, and the
-    records of every result went nowhere (s31 t4 5)."""
+    records of every result went nowhere (s31 t4 5). Their rows wait for their records as
+    before: dropping them here, as for lost records, dropped the rows of records read too."""
     if what == "bodies" and collector.bodies is not None:
-        collector.bodies.fail(message)
+        collector.bodies.fail(message)  # the result, io, goes to --failed with its record
     else:
         collector.write_error = message
-    collector.retry.hand_back()  # a body being written: its line goes with its result
-    forget_lost_results(collector.state, what, collector.writer)
+        collector.retry.hand_back()  # a body being written: its line goes with its result
+        forget_lost_results(collector.state, what, collector.writer)
     if collector.on_write_error is not None:
         collector.on_write_error(message)
 
