@@ -313,66 +313,55 @@ def test_the_hard_exit_s_summary_writers_are_imported_before_any_signal():
     assert done.stdout.strip() == "[] True", (done.stdout, done.stderr)
 
 
+MAY_BE_MISSING = b"--summary, --metrics or -c may not be written"
+
+
+def exiting(*lines: str, second_signal: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """A process that runs lines (the exit's functions imported), then, with second_signal, a
+    SIGTERM whose handler exits (143) half a second into the exit (0) it makes on its main
+    thread, as the run's own last exit and a signal during it do."""
+    head = [
+        "import os, signal, threading, time",
+        "from fetcher.run.signals import files_written, hard_exit, on_hard_exit",
+        *lines,
+    ]
+    if second_signal:
+        head += ["signal.signal(signal.SIGTERM, lambda signum, frame: hard_exit(143))",
+                 "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()",
+                 "hard_exit(0)"]  # fmt: skip
+    code = "\n".join(head) + "\n"
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the exit waited for ever")
+
+
 def test_an_exit_whose_hooks_are_cut_short_says_what_may_be_missing():
     """s31 t2 1: the watchdog's exit gives the hooks a bounded time, and one that had not run
     by then (--summary's) left nothing and said nothing."""
-    code = (
-        "import time\n"
-        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
-        "on_hard_exit(lambda: time.sleep(30))\n"
-        "hard_exit(143, wait=0.2)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
-    assert done.returncode == 143
-    assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
+    done = exiting("on_hard_exit(lambda: time.sleep(30))", "hard_exit(143, wait=0.2)")
+    assert done.returncode == 143 and MAY_BE_MISSING in done.stderr, done.stderr
 
 
 def test_a_signal_while_the_last_exit_runs_its_hooks_on_the_same_thread_exits():
     """s31 r2 2: the run's own last exit runs its hooks on the main thread; a second signal's
     handler, on that thread, called the exit again and waited for the first caller for ever:
     a hang until SIGKILL. Once --failed is kept (no first hook here), it exits at once."""
-    code = (
-        "import os, signal, threading, time\n"
-        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
-        "on_hard_exit(lambda: time.sleep(30))\n"
-        "signal.signal(signal.SIGTERM, lambda signum, frame: hard_exit(143))\n"
-        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
-        "hard_exit(0)\n"
-    )
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=15)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the second exit waited for the first, on the same thread, for ever")
-    assert done.returncode == 143
-    assert b"--summary, --metrics or -c may not be written" in done.stderr, done.stderr
+    done = exiting("on_hard_exit(lambda: time.sleep(30))", second_signal=True)
+    assert done.returncode == 143 and MAY_BE_MISSING in done.stderr, done.stderr
 
 
 def test_an_exit_cut_after_the_run_wrote_its_files_says_nothing():
     """s31 r3 2: a second signal during the run's own last exit, --summary written by then,
     said the files might be missing: a cron wrapper reading stderr took it for a lost file."""
-    code = (
-        "import os, signal, threading, time\n"
-        "from fetcher.run.signals import files_written, hard_exit, on_hard_exit\n"
-        "on_hard_exit(lambda: time.sleep(30))\n"
-        "signal.signal(signal.SIGTERM, lambda signum, frame: hard_exit(143))\n"
-        "files_written()\n"
-        "threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
-        "hard_exit(0)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=15)
+    done = exiting("on_hard_exit(lambda: time.sleep(30))", "files_written()", second_signal=True)
     assert (done.returncode, done.stderr) == (143, b"")
 
 
 def test_an_exit_cut_in_its_last_hooks_says_nothing():
     """A last hook (a flush to a reader that stopped reading) is cut without a word: the
     files were written before it."""
-    code = (
-        "import time\n"
-        "from fetcher.run.signals import hard_exit, on_hard_exit\n"
-        "on_hard_exit(lambda: time.sleep(30), last=True)\n"
-        "hard_exit(143, wait=0.2)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)
+    done = exiting("on_hard_exit(lambda: time.sleep(30), last=True)", "hard_exit(143, wait=0.2)")
     assert (done.returncode, done.stderr) == (143, b"")
 
 
