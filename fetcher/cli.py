@@ -272,14 +272,15 @@ def write_summary_files(
     return final
 
 
-def summary_files(settings: Settings) -> list[SummaryFile]:
-    """--summary and --metrics, those given, each with what writes it."""
+def summary_files(settings: Settings, sync: bool = True) -> list[SummaryFile]:
+    """--summary and --metrics, those given, each with what writes it (sync: as
+    write_atomically's)."""
     from fetcher.output.metrics import write_metrics
     from fetcher.output.summary import write_summary_json
 
-    metrics = functools.partial(write_metrics, labels=settings.metrics_labels)
+    metrics = functools.partial(write_metrics, labels=settings.metrics_labels, sync=sync)
     named: list[tuple[str, str | None, Callable[[Summary, str, int], None]]] = [
-        ("--summary", settings.summary, write_summary_json),
+        ("--summary", settings.summary, functools.partial(write_summary_json, sync=sync)),
         ("--metrics", settings.metrics, metrics),
     ]
     return [(option, path, write) for option, path, write in named if path]
@@ -299,11 +300,13 @@ class SummaryAtHardExit:
 
     def __init__(self, settings: Settings, summary: Summary) -> None:
         self.settings, self.summary, self.done = settings, summary, False
-        self.files = summary_files(settings) if settings.summary or settings.metrics else []
+        # Unsynced: the exit's hooks have a second or so in all (s31 t2 1).
+        self.files = (summary_files(settings, sync=False)
+                      if settings.summary or settings.metrics else [])  # fmt: skip
         if self.files:
-            from fetcher.output.atomic import no_waiting_on_the_disk, written_in_place
+            from fetcher.output.atomic import written_in_place
 
-            self.in_place, self.no_sync = written_in_place, no_waiting_on_the_disk
+            self.in_place = written_in_place
             codecs.lookup("ascii")
 
     def written(self) -> None:
@@ -320,7 +323,6 @@ class SummaryAtHardExit:
         status = exiting_status()
         if self.done or status is None or not self.files:
             return
-        self.no_sync()
         self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
         for option, path, write in self.files:
             if not self.in_place(path):

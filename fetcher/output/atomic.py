@@ -466,33 +466,23 @@ def abort_unfinished() -> None:
         remove_quietly(name)
 
 
-# Whether write_atomically waits for the disk (fsync) before the rename: not once a hard exit
-# writes its files (``no_waiting_on_the_disk``), whose hooks have a second or so in all (s31 t2
-# 1: an fsync on a loaded machine ran the time out, --summary never written, nothing said).
-_sync = [True]
-
-
-def no_waiting_on_the_disk() -> None:
-    """From now on (a hard exit) write_atomically's files are renamed into place unsynced:
-    whole to every reader, and on the disk once the system writes them back."""
-    _sync[0] = False
-
-
-def write_atomically(path: str, data: bytes, mode: int | None = None) -> None:
+def write_atomically(path: str, data: bytes, mode: int | None = None, sync: bool = True) -> None:
     """Write data to path whole (an AtomicFile: mode as mode_for says), or append it to a
     stream (``written_in_place``): written through the descriptor the temporary was created
     as, never through its name, which whoever can write in the folder may have swapped for a
     link to a file of theirs (s24 h4 2: the cookie jar went into it). With no name till the
     commit where the file system allows (a SIGKILL while it waited on the disk left a .part
-    beside --summary, --metrics or -c for good, s26 h3 2). Raises OSError (Swapped, see
-    AtomicFile.commit), path then left as it was."""
+    beside --summary, --metrics or -c for good, s26 h3 2). sync False: renamed into place
+    without waiting for the disk (a hard exit's, whose hooks have a second or so in all: an
+    fsync on a loaded machine ran it out, s31 t2 1), whole to every reader all the same. Raises
+    OSError (Swapped, see AtomicFile.commit), path then left as it was."""
     file = AtomicFile(path, mode, unnamed=True, noted=_unfinished)
     temporary = file.temporary
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(file.fd, view) :]
-        file.commit(sync=_sync[0])
+        file.commit(sync=sync)
     finally:
         file.abort()
         if temporary is not None:

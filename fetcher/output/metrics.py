@@ -124,9 +124,11 @@ def write_metrics(
     exit_status: int,
     end_time: float | None = None,
     labels: Labels = (),
+    sync: bool = True,
 ) -> None:
     """Write the --metrics file atomically: the collector never reads half of it (it reads only
-    ``*.prom`` files, and the temporary is ``.fetcher-*.part``). Raises OSError."""
+    ``*.prom`` files, and the temporary is ``.fetcher-*.part``; sync: as write_atomically's).
+    Raises OSError."""
     ended = time.time() if end_time is None else end_time
     text = metrics_text(run_families(summary, exit_status, ended), labels)
-    write_atomically(path, text.encode())
+    write_atomically(path, text.encode(), sync=sync)

@@ -55,7 +55,8 @@ def summary_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def write_summary_json(summary: Summary, path: str, exit_status: int) -> None:
-    """Write the --summary file atomically: a monitor never reads half of it. Raises OSError."""
+def write_summary_json(summary: Summary, path: str, exit_status: int, sync: bool = True) -> None:
+    """Write the --summary file atomically: a monitor never reads half of it (sync: as
+    write_atomically's). Raises OSError."""
     text = json.dumps(summary.as_dict(exit_status), indent=2) + "\n"
-    write_atomically(path, text.encode())
+    write_atomically(path, text.encode(), sync=sync)
