@@ -269,13 +269,7 @@ class Summary:
         if result.attempts != 0 and (result.ok or not result.abandoned):  # ok or failed below
             self.requested += 1
         if result.ok:
-            self.ok += 1
-            if result.changed:
-                self.changed += 1
-            elif result.not_modified:
-                self.not_modified += 1
-            elif result.skipped:
-                self.skipped += 1
+            self._count_ok(1, bool(result.changed), result.not_modified, result.skipped)
             return
         if result.abandoned:
             self.not_finished += 1
@@ -294,15 +288,19 @@ class Summary:
         """An ok result, counted, whose record its reader went away without reading (it was
         in the pipe, or not yet flushed there): not finished, as an ok result that comes
         after the reader went is (s30 r2 2)."""
-        self.ok -= 1
+        self._count_ok(-1, counted.changed, counted.not_modified, counted.skipped)
         self.not_finished += 1
         self.requested -= counted.requested
-        if counted.changed:
-            self.changed -= 1
-        elif counted.not_modified:
-            self.not_modified -= 1
-        elif counted.skipped:
-            self.skipped -= 1
+
+    def _count_ok(self, step: int, changed: bool, not_modified: bool, skipped: bool) -> None:
+        """Count an ok result (step 1), or take it back (-1), with what --state knew of it."""
+        self.ok += step
+        if changed:
+            self.changed += step
+        elif not_modified:
+            self.not_modified += step
+        elif skipped:
+            self.skipped += step
 
     def _count_host(self, result: Result, kind: ErrorKind) -> None:
         """Count result's failure, of kind, against the host that failed. A URL that could not
