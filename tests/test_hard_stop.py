@@ -316,6 +316,49 @@ def test_the_hard_exit_s_summary_writers_are_imported_before_any_signal():
     assert done.stdout.strip() == "[] True", (done.stdout, done.stderr)
 
 
+# fetcher, its exit hooks watched: every module the hooks import is written to the file
+# WATCHED_HOOK_IMPORTS names, one name a line (a finder first on sys.meta_path sees each module
+# not imported yet, an encoding's codec too).
+FETCHER_WATCHING_HOOK_IMPORTS = [
+    sys.executable, "-c",
+    "import os, sys, runpy, fetcher.run.signals as signals\n"
+    "class Seen:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        with open(os.environ['WATCHED_HOOK_IMPORTS'], 'a') as seen:\n"
+    "            seen.write(name + '\\n')\n"
+    "run_hooks = signals._run_hooks\n"
+    "def watched():\n"
+    "    sys.meta_path.insert(0, Seen())\n"
+    "    run_hooks()\n"
+    "signals._run_hooks = watched\n"
+    "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [(), ("--processes", "2")], ids=["threads", "processes"])
+def test_no_exit_hook_imports_a_module(tmp_path, extra, monkeypatch):
+    """The hooks run in the second signal's handler, on the main thread, which it may have
+    caught importing a module: a hook's import of the same module then sees it half done and
+    fails (s31 t2 1: --summary never written). Every module a hook needs is imported before
+    the run: with every output that has a hook, none imports one."""
+    imports, state, jar = tmp_path / "imports.txt", tmp_path / "state.db", tmp_path / "jar.txt"
+    imports.write_text("")
+    monkeypatch.setenv("WATCHED_HOOK_IMPORTS", str(imports))
+    summary, metrics = tmp_path / "s.json", tmp_path / "m.prom"
+    with counting_server(route) as server:
+        base = server.url("").rstrip("/")
+        lines = [f"{base}/{'slower' if n % 2 else 'q'}/{n}" for n in range(40)]
+        extra = (*extra, "--summary", str(summary), "--metrics", str(metrics), "--state",
+                 str(state), "-c", str(jar), "-o", str(tmp_path / "bodies"))  # fmt: skip
+        status, _, records, failed = interrupt_twice(
+            tmp_path, lines, server, 30, 0.3, extra, command=FETCHER_WATCHING_HOOK_IMPORTS
+        )
+    assert status == 130
+    check_each_line_once(lines, records, failed)
+    assert json.loads(summary.read_text())["exit_status"] == 130
+    assert imports.read_text() == ""
+
+
 MAY_BE_MISSING = b"--summary, --metrics or -c may not be written"
 
 
