@@ -11,6 +11,7 @@ from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from rich.cells import cell_len
 from rich.console import Console
 
 from fetcher.http.fetch import Fetcher
@@ -290,3 +291,22 @@ def test_the_last_frame_ends_its_line_once(term: str) -> None:
         progress.on_finish(Summary())
     shown = console.file.getvalue().replace("\x1b[?25h", "")  # type: ignore[attr-defined]
     assert shown.endswith("\n") and not shown.rstrip(" ").endswith("\n\n"), repr(shown[-60:])
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120])
+def test_no_frame_line_reaches_the_terminal_s_last_column(width: int) -> None:
+    """s31 t4 4: on a narrow terminal the download's row filled every column, leaving the
+    cursor in the last one, where the tty's echo of a typed ^C wrapped to a new line: the live
+    display's redraw then went up a line too few, and a stale frame line stayed on the screen.
+    Every line of a frame leaves the last column free."""
+    summary = Summary(started=0.0)
+    frame = Frame(summary, Transfers())
+    frame.total = 1000
+    url = "http://a-rather-long-host-name.test/with/a/long/path/to/a/large/file.iso"
+    frame.transfers.add(Transfer(url, 10 * LARGE_BODY, LARGE_BODY))
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=True)
+    for finished, stopped in ((False, False), (False, True), (True, False)):
+        frame.finished, frame.stopped = finished, stopped
+        console.print(frame)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert lines and max(map(cell_len, lines)) < width, lines

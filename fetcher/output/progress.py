@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import NamedTuple
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.constrain import Constrain
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.spinner import Spinner
@@ -126,8 +127,12 @@ class Frame:
         self.bytes_shown = 0
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """The frame one column short of the terminal's width: a line that filled it left the
+        cursor in the last column, where the tty's echo of a typed ^C wrapped to a line of its
+        own, and the next redraw, going up a line too few, left a stale frame line (s31 t4 4)."""
+        width = max(1, options.max_width - 1)
         with self.lock:
-            yield self.render(time.monotonic(), options.max_width)
+            yield Constrain(self.render(time.monotonic(), width), width)
 
     def render(self, now: float, width: int = 120) -> RenderableType:
         summary, done = self.summary, self.summary.done
