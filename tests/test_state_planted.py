@@ -170,14 +170,25 @@ def test_a_run_file_named_as_the_state_s_companion_is_refused(
     [(1, b'{"url": "http://127.0.0.1:9/steal"}', None),
      (2, b"x", b"url"),
      (0, b"http://127.0.0.1:9/other", None),
-     (0, b"http://127.0.0.1:9/one\nhttp://127.0.0.1:9/two", None)],
-    ids=["jsonl", "csv", "lines", "lines-with-a-line-end"],
+     (0, b"http://127.0.0.1:9/one\nhttp://127.0.0.1:9/two", None),
+     (0, b"not a url at all", None),
+     (0, b"mailto:x@y", None),
+     (0, b"   ", None),
+     (0, b"# a comment", None),
+     (0, b"\0" * 9000, None),
+     (1, b'{"url": "http://127.0.0.1:9/x", "headers": 5}', None),
+     (2, b"", b"url")],
+    ids=["jsonl", "csv", "lines", "lines-with-a-line-end", "text", "mailto", "blank",
+         "comment", "nul-bytes", "jsonl-invalid", "csv-empty"],
 )  # fmt: skip
 def test_a_failed_row_whose_line_names_another_url_retries_its_key_s(
     tmp_path: Path, form: int, line: bytes, header: bytes | None
 ) -> None:
     """--retry-failed fetched the key's URL, but the record named the line's: a record that
-    lies. The row is retried as its key's URL alone, and its record and --failed say that."""
+    lies. The row is retried as its key's URL alone, and its record and --failed say that. A
+    line that is no URL's at all (blank, a comment, text, an invalid jsonl line) was never
+    fetched: an invalid record of the line, or none at all, and the row failed for good (s32
+    t1 1)."""
     state, failed = tmp_path / "s.db", tmp_path / "failed.txt"
     with counting_server() as server:
         url = server.url("/a")

@@ -26,7 +26,7 @@ from fetcher.input.formats import (
     iter_jsonl,
     last_header_row,
 )
-from fetcher.input.jobs import Job, JobMaker, has_scheme
+from fetcher.input.jobs import Job, JobMaker, has_scheme, skipped_line
 from fetcher.input.parsing import BOM, over_long, unmarked
 from fetcher.input.pipes import DECODED_AHEAD, PipeInput, is_pipe
 from fetcher.input.shards import Shard
@@ -533,6 +533,7 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
     for input_format, line, header, fetched, key in stored:
         if input_format == "lines":
             job = maker.line_job(None, line, len(line) > MAX_LINE_BYTES)
+            no_line = skipped_line(line)
         else:
             if input_format == "jsonl":
                 entries = iter_jsonl([(1, line, False)])
@@ -541,9 +542,15 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
                 entries = iter_csv(read_pieces(io.BytesIO(stored_text)))
             entry = next(entries, None)
             job = None if entry is None else maker.entry_job(entry)
-        if job is not None and job.invalid is None and not names_url(job, fetched):
-            job = maker.line_job(None, fetched.encode(), False)  # the row's URL alone
-        if job is not None:
+            no_line = entry is None
+        if no_line or (
+            job is not None and (job.invalid is not None or not names_url(job, fetched))
+        ):
+            # the row's URL alone: its line names another, or none (a row edited by hand: only
+            # a fetched URL has a row, so a line that is blank, a comment or no URL was never
+            # the line of this fetch; it gave no record, or an invalid one: s32 t1 1)
+            job = maker.line_job(None, fetched.encode(), False)
+        if job is not None:  # None: --unique or --shard leave it out
             job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:
                 # the row's URL: the host its check found, and the URL typed, were the line's
