@@ -93,6 +93,19 @@ def test_a_url_in_quotes_or_parentheses_is_no_host_to_look_up(line: str) -> None
     assert_invalid(record, "no host name holds")
 
 
+@pytest.mark.parametrize(
+    "line",
+    ["url,campaign,notes", "name;url;x", "$home!", "bob;bob@corp.test;https://x.test/",
+     "http://a&b.test/", "http://a+b.test/", "http://a=b.test/", "http://a*b.test/"],
+)  # fmt: skip
+def test_a_host_holding_a_sub_delimiter_is_no_host_to_look_up(line: str) -> None:
+    """s32 t3 2: a spreadsheet's rows given as a list of lines sent their header and cells
+    (names, e-mail domains) to the resolver as hosts: `url,campaign,notes`, `corp.test;https`.
+    No DNS name holds , ; $ ! & + = or * (curl: bad hostname), as none holds a quote."""
+    [record] = run(line)
+    assert_invalid(record, "no host name holds")
+
+
 # -- a host without a scheme still gets the default one ------------------------------------------
 
 

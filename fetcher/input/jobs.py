@@ -245,9 +245,11 @@ def _bad_label(host: str) -> bool:
 # What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
 # in DNS, or through -x an assertion inside http.client (kind other, message "b''"). And the
 # invisible byte-order mark, U+FEFF, which IDNA refuses only once a request is on its way; and
-# of the sub-delims, the quote and parentheses that wrap a URL pasted from Python, SQL or
-# Markdown ('http://h/x' became the host 'http, looked up: s24 h3 1), which DNS names never hold.
-_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"\'()<>^`{|}\ufeff]')
+# the sub-delims, which RFC 3986 lets a registered name hold but no DNS name does (curl refuses
+# them: bad hostname): the quote and parentheses that wrap a URL pasted from Python, SQL or
+# Markdown ('http://h/x' became the host 'http, looked up: s24 h3 1), and the , ; $ ! & + = * of
+# a spreadsheet's rows given as lines, whose header and cells went to the resolver (s32 t3 2).
+_NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"\'()<>^`{|}\ufeff!$&*+,;=]')
 
 
 # A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
