@@ -55,6 +55,24 @@ def run() -> None:
         main(prog_name="fetcher")
     finally:
         skip_exit_collections()
+        _ignore_stop_signals()
+
+
+def _ignore_stop_signals() -> None:
+    """The process ends now, with its status: the interpreter's end sets Python's handlers
+    back to the system's, and a signal then killed it, while --summary said the status it was
+    ending with (s32 t4 1). Ignored, it changes nothing, as one after the summary is written.
+    The end is quick: no collection, and the one wait it may have, a flush of what stdout or
+    stderr still hold to a reader that does not read, is made first, while a signal still
+    ends it."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the interpreter's own flush will say it, as before
+                pass
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def fetch(settings: Settings) -> int:
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
         at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
         on_hard_exit(at_hard_exit)
-        with stop_on_signals(run.request_stop, run.hard_stop):
+        with stop_on_signals(run.request_stop, run.hard_stop, lambda: run.hard.decided):
             outputs.begin()  # --results emptied only now: an early signal leaves it as it was
             with job_stops(outputs.display), outputs.display:
                 try:

@@ -711,6 +711,40 @@ def test_a_sigquit_as_the_run_ends_exits_with_the_status_the_summary_says(tmp_pa
     assert said == result.returncode == 131, (said, result.returncode)
 
 
+@pytest.mark.parametrize("moment", ["closing", "exiting"])
+def test_a_signal_after_the_summary_is_written_exits_with_its_status(tmp_path, moment):
+    """s32 t4 1: a SIGINT once the run's signal handlers were gone, as its files closed or as
+    the interpreter ended (3 and 4 of 30 runs with --processes 2), exited 130 or died by the
+    signal, while --summary and --metrics said 1. Once they are written, a signal changes
+    nothing: the process exits with the status they say."""
+    summary = tmp_path / "s.json"
+    signal_now = "os.kill(os.getpid(), signal.SIGINT); time.sleep(1)"
+    code = (
+        "import contextlib, os, runpy, signal, time\n"
+        "import fetcher.run.signals as signals\n"
+        "stop_on_signals = signals.stop_on_signals\n"
+        "@contextlib.contextmanager\n"
+        "def then_a_signal(*args, **kwargs):\n"
+        "    with stop_on_signals(*args, **kwargs):\n"
+        "        yield\n"
+        f"    {signal_now if moment == 'closing' else 'pass'}\n"
+        "signals.stop_on_signals = then_a_signal\n"
+        "try:\n"
+        "    runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
+        "finally:\n"
+        f"    {signal_now if moment == 'exiting' else 'pass'}\n"
+    )
+    with counting_server(route) as server:
+        result = subprocess.run(
+            [sys.executable, "-c", code, "-q", "--summary", str(summary), server.url("/q/1"),
+             server.url("/s404/2")],
+            stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(), timeout=30,
+        )  # fmt: skip
+    assert b"Traceback" not in result.stderr, result.stderr.decode()
+    said = json.loads(summary.read_text())["exit_status"]
+    assert said == result.returncode == 1, (said, result.returncode)
+
+
 def test_the_hooks_that_never_wait_run_before_failed_s_commit_which_may(tmp_path):
     """s23 r2 2: --failed's commit (first, since session 23) ran before the state's log was
     moved to where the state was moved and before the temporaries were removed; a commit that

@@ -15,6 +15,7 @@ signal's hard stop: ``_Overdue`` acts on the wakeup socket's bytes in the handle
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import signal
@@ -464,13 +465,17 @@ class _Handler:
 def stop_on_signals(
     request_stop: Callable[[ExitStatus], None],
     hard_stop: Callable[[ExitStatus], None] = hard_exit,
+    decided: Callable[[], int | None] = lambda: None,
 ) -> Iterator[None]:
     """Within the block, the first SIGINT, SIGTERM or SIGHUP calls request_stop; a second, or
     SIGQUIT, calls hard_stop, which must end the process within a second (by default: at
     once). From the main thread. Deliveries are counted, not calls of the handler (see
     ``_Deliveries``): two signals that came before it ran are a first and a second, unless
     they came less than ONE_STOP apart. A hard stop whose handler cannot run (the main thread
-    blocked in C) is made by a thread of its own (``_Overdue``): hard_stop may be called on it."""
+    blocked in C) is made by a thread of its own (``_Overdue``): hard_stop may be called on it.
+
+    After the block, once decided() gives the status the run's files say, a signal exits
+    with it at once (``exit_with_on_signals``); else the handlers before are back."""
     deliveries = _Deliveries()
     handler = _Handler(request_stop, hard_stop, deliveries.read)
     previous = {
@@ -484,5 +489,22 @@ def stop_on_signals(
     finally:
         for sig, handler_before in previous.items():
             signal.signal(sig, handler_before)
+        if (status := decided()) is not None:
+            exit_with_on_signals(status)
         overdue.close()
         deliveries.close()
+
+
+def _exit_with(status: int, signum: int, frame: object) -> None:
+    os._exit(status)
+
+
+def exit_with_on_signals(status: int) -> None:
+    """From the main thread, once --summary and --metrics say status: SIGINT, SIGTERM, SIGHUP
+    or SIGQUIT exits with it at once (the files closed after are closed as a crash would leave
+    them: the state's log, a descriptor). A signal ignored at start stays so. The run's handlers
+    gone, the early ones exited 130, or, once the interpreter had set them back, the signal
+    killed the process, while the files said 1 (s32 t4 1)."""
+    for sig in STATUS_BY_SIGNAL:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, functools.partial(_exit_with, status))
