@@ -441,27 +441,39 @@ def read_data(
                 f"-d {value} reads the body from the FIFO or socket that -i {other} reads the "
                 "URLs from: what one of them takes, the other never sees; give one a file"
             )
-    pieces = [read_data_piece(value, urls_on_stdin, inputs) for value in values]
-    data = b"&".join(pieces)
-    if len(data) > MAX_DATA_FILE_BYTES:
-        raise click.UsageError(f"-d: the body is larger than {MAX_DATA_FILE_BYTES // 2**20} MiB")
-    return data
+    # Each piece is read up to the room the ones before left: read whole, then joined, 8 of
+    # a 60 MiB file held 1 GB before the total was refused (s32 t3 1).
+    pieces, size = [], -1  # size: the body so far, with the '&' before each piece but the first
+    for value in values:
+        piece = read_data_piece(value, urls_on_stdin, inputs, MAX_DATA_FILE_BYTES - size - 1)
+        pieces.append(piece)
+        size += 1 + len(piece)
+        if size > MAX_DATA_FILE_BYTES:
+            limit = MAX_DATA_FILE_BYTES // 2**20
+            raise click.UsageError(f"-d: the body is larger than {limit} MiB")
+    return b"&".join(pieces)
 
 
-def read_data_piece(value: str, urls_on_stdin: bool = False, inputs: tuple[str, ...] = ()) -> bytes:
+def read_data_piece(
+    value: str,
+    urls_on_stdin: bool = False,
+    inputs: tuple[str, ...] = (),
+    room: int = MAX_DATA_FILE_BYTES,
+) -> bytes:
     """-d TEXT, -d @FILE or -d @- (standard input, as in curl; refused when urls_on_stdin, the
-    -i of inputs that reads them named). Raises click.UsageError for what cannot be read, or
-    is larger than MAX_DATA_FILE_BYTES."""
+    -i of inputs that reads them named): at most room + 1 bytes of a file. Raises
+    click.UsageError for what cannot be read, or is larger than MAX_DATA_FILE_BYTES."""
     if not value.startswith("@"):
         return os.fsencode(value)  # the bytes given: Click decodes them with surrogateescape
     path = value[1:]
     if path == "-" or names_stdin_pipe(path):
         given = as_given("data", f"-d {value}")  # FETCHER_DATA=@- is named (s26 h1 6)
-        data, what = read_stdin_data(urls_on_stdin, given, inputs), f"{given} (standard input)"
+        data = read_stdin_data(urls_on_stdin, given, inputs, room)
+        what = f"{given} (standard input)"
     else:
         try:
             with open(path, "rb") as file:
-                data = file.read(MAX_DATA_FILE_BYTES + 1)
+                data = file.read(room + 1)
         except OSError as exc:
             raise click.UsageError(f"cannot read -d file {path!r}: {exc.strerror}") from None
         what = f"-d file {path!r}"
@@ -489,12 +501,15 @@ def read_by_an_input(path: str, inputs: tuple[str, ...]) -> str | None:
 
 
 def read_stdin_data(
-    urls_on_stdin: bool, given: str = "-d @-", inputs: tuple[str, ...] = ()
+    urls_on_stdin: bool,
+    given: str = "-d @-",
+    inputs: tuple[str, ...] = (),
+    room: int = MAX_DATA_FILE_BYTES,
 ) -> bytes:
-    """-d @- (given: as the user gave it): standard input, up to one byte past
-    MAX_DATA_FILE_BYTES. Refused when the URLs come from there too: the body would swallow the
-    list. An -i of inputs that reads them there is named, from FETCHER_INPUT too: the user who
-    gave the URLs as arguments was told to give them as arguments (s26 h1 6)."""
+    """-d @- (given: as the user gave it): standard input, up to one byte past room. Refused
+    when the URLs come from there too: the body would swallow the list. An -i of inputs that
+    reads them there is named, from FETCHER_INPUT too: the user who gave the URLs as arguments
+    was told to give them as arguments (s26 h1 6)."""
     reader = next((path for path in inputs if path == "-" or names_stdin_pipe(path)), None)
     if urls_on_stdin and reader is not None:
         raise click.UsageError(
@@ -510,7 +525,7 @@ def read_stdin_data(
     if sys.stdin is None:
         raise click.UsageError(f"cannot read {given}: standard input is closed")
     try:
-        return read_whole(sys.stdin.buffer, MAX_DATA_FILE_BYTES + 1)  # whole: s29 t5 2
+        return read_whole(sys.stdin.buffer, room + 1)  # whole: s29 t5 2
     except OSError as exc:
         raise click.UsageError(f"cannot read {given} from standard input: {exc.strerror}") from None
 

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -386,6 +387,30 @@ def test_data_from_standard_input_over_the_limit_is_a_usage_error(server):
                          input=b"x" * (MAX_DATA_FILE_BYTES + 1))  # fmt: skip
     assert result.returncode == 2
     assert b"-d @-" in result.stderr and b"larger than 100 MiB" in result.stderr
+    assert server.requests == 0
+
+
+def test_data_pieces_over_the_limit_are_refused_before_they_are_all_read(server, tmp_path):
+    """s32 t3 1: each -d @FILE was read whole (up to 100 MiB) before the total was weighed and
+    the pieces joined: 8 of a 60 MiB file held 1 GB, and under a memory limit the join ended
+    in a MemoryError traceback. Each piece is read up to the room the ones before it left."""
+    piece, peak = tmp_path / "piece", tmp_path / "peak"
+    with piece.open("wb") as file:
+        file.truncate(40 * 2**20)  # sparse: 40 MiB of zeros that take no disk
+    code = (
+        "import atexit, resource, runpy, sys\n"
+        "def peak():\n"
+        f"    with open({str(peak)!r}, 'w') as file:\n"
+        "        file.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        "atexit.register(peak)\n"
+        "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
+    )
+    pieces = [argument for _ in range(4) for argument in ("-d", f"@{piece}")]
+    result = subprocess.run([sys.executable, "-c", code, "-q", *pieces, server.url("/x")],
+                            capture_output=True, env=clean_env(), timeout=60)  # fmt: skip
+    assert result.returncode == 2 and b"larger than 100 MiB" in result.stderr, result.stderr
+    # Read whole and joined: 4 x 40 MiB, then 160 more. Now 40 + 40 + 20 MiB at most.
+    assert int(peak.read_text()) < 150 * 1024, peak.read_text()  # KiB
     assert server.requests == 0
 
 
