@@ -81,7 +81,7 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
         # A profile's FETCHER_REMOTE_TIME refused every run without -o (s26 r3 2).
         ignore_variables(params, ["remote_time"], "without -o DIR: no file is saved")
     if params["output_dir"] is not None:
-        problem = output_dir_problem(params["output_dir"])
+        problem = output_dir_problem(params["output_dir"], urls)
         if problem is not None:
             raise click.UsageError(problem)
     check_urls_given_as_files(params, urls)
@@ -425,11 +425,12 @@ def _dangling_link_in(folder: str) -> str | None:
     return None
 
 
-def output_dir_problem(folder: str) -> str | None:
+def output_dir_problem(folder: str, urls: tuple[str, ...] = ()) -> str | None:
     """Why -o FOLDER is refused, or None. -o takes a folder (curl's -o takes a file): a folder
-    that exists is always fine; '-', a URL and a new name that looks like a file name are
-    refused, with what to use instead. A trailing '/' says "a folder, whatever its name".
-    Each message names FETCHER_OUTPUT_DIR when the folder came from it (s26 h1 6)."""
+    that exists is always fine; '-', a URL and a new name that looks like a file name, or is
+    the file name of one of urls (the arguments), are refused, with what to use instead. A
+    trailing '/' says "a folder, whatever its name". Each message names FETCHER_OUTPUT_DIR
+    when the folder came from it (s26 h1 6)."""
     option = as_given("output_dir", "-o")
     if folder == "-":
         return f"{option} takes a folder, not '-' (curl's standard output): {BODY_TO_STDOUT}"
@@ -456,10 +457,20 @@ def output_dir_problem(folder: str) -> str | None:
         return f"{option} {folder!r}: {home}"
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
-    return new_output_dir_problem(folder, option)
+    return new_output_dir_problem(folder, option, urls)
 
 
-def new_output_dir_problem(folder: str, option: str) -> str | None:
+def _file_name(url: str) -> str:
+    """The last name of url's path ('' when the path ends in '/': a folder's)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        return unquote(urlsplit(url).path.rpartition("/")[2])
+    except ValueError:
+        return ""
+
+
+def new_output_dir_problem(folder: str, option: str, urls: tuple[str, ...] = ()) -> str | None:
     """output_dir_problem's for a folder that is not there yet, option naming -o as given."""
     long = as_given("output_dir", "--output-dir")
     if folder.startswith("-"):  # -o -i list.txt: -o took '-i' for its folder
@@ -469,11 +480,19 @@ def new_output_dir_problem(folder: str, option: str) -> str | None:
         )
     if os.path.lexists(folder):
         return f"{long} {folder!r} is a file, not a folder (-o takes one): {TO_A_FILE}"
-    if FILE_SUFFIX.fullmatch(os.path.basename(folder)):
+    name = os.path.basename(folder)
+    # curl's install line, `curl -fsSLo kubectl URL/kubectl`: a folder kubectl/ and exit 0,
+    # and the script's next step, far from the cause, failed (s32 t5 1)
+    url = next((url for url in urls if name and _file_name(url) == name), None)
+    if url is not None or FILE_SUFFIX.fullmatch(name):
+        from fetcher.redact import redact_url
+
+        named = "looks like a file name"
+        if url is not None:
+            named = f"is the file name of {redact_url(url)}"
         return (
             f"{option} takes a folder (each body is saved as DIR/<host>/<path>), and {folder!r} "
-            f"looks like a file name: {TO_A_FILE}; for a new folder of that name, write it "
-            f"{folder}/"
+            f"{named}: {TO_A_FILE}; for a new folder of that name, write it {folder}/"
         )
     return None
 

@@ -383,6 +383,21 @@ def test_o_with_a_new_file_name_is_refused_and_creates_nothing(server, tmp_path,
     assert not target.exists() and server.requests == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "path"), [("kubectl", "/bin/kubectl"), ("tool", "/tool?v=2"), ("jq", "/dl/jq#x")]
+)
+def test_o_named_as_a_url_s_file_is_refused_and_creates_nothing(server, tmp_path, name, path):
+    """s32 t5 1: curl's install line, `curl -fsSLo kubectl URL/kubectl`, made the folder
+    kubectl/ with the file deep in it, exit 0, and the script's next step (chmod +x kubectl)
+    failed far from the cause. A new -o name that is the last name of a URL's path is curl's
+    -o FILE. (A path that ends in '/' names a folder: -o docs for /docs/ is fine.)"""
+    target = tmp_path / name
+    result = invoke(["-fsSLo", str(target), server.url(path)])
+    assert result.exit_code == 2, result.output
+    assert "--body > FILE" in result.stderr and f"{name}/" in result.stderr, result.stderr
+    assert not target.exists() and server.requests == 0
+
+
 def test_o_dash_is_refused(server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke(["-o", "-", server.url("/a")])
