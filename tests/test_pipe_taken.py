@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -262,11 +263,13 @@ def test_a_record_that_adds_no_row_leaves_no_mark(tmp_path):
     assert set(rows(path)) >= {"http://127.0.0.1:9/changed"}
 
 
-def test_a_reader_gone_during_the_end_s_wait_after_the_pipe_took_everything_is_no_141(tmp_path):
+def test_a_reader_gone_during_the_end_s_wait_leaving_records_unread_is_a_reader_gone(tmp_path):
     """The run is over, every record in the pipe; its reader took one byte and leaves while
-    fetcher waits for it to read (``PipeLedger.drain``). Nothing was left to write: no reader
-    gone is reported (exit 0, as without --state), and the records it did not read leave no
-    row (s24 r3 4: the close's flush said the reader had gone, exit 141)."""
+    fetcher waits for it to read (``PipeLedger.drain``). Its records it never read are lost as
+    surely as those of a reader gone mid-run: their rows are dropped, their ok results are not
+    finished, and the exit is 141 (s32 r1 1: the summary, --summary and --metrics counted them
+    ok beside stderr's "2 records were not read"; s24 r3 4 had made it no 141, when a reader's
+    unread ok records still counted ok)."""
     from fetcher.state.store import State
 
     state = State(str(tmp_path / "s.db"))
@@ -285,8 +288,53 @@ def test_a_reader_gone_during_the_end_s_wait_after_the_pipe_took_everything_is_n
         closer.join(10)
         state.close()
     assert not closer.is_alive()
-    assert not collector.reader_gone and collector.write_error is None
+    assert collector.reader_gone and collector.write_error is None
+    assert (collector.summary.ok, collector.summary.not_finished) == (0, 2)
     assert rows(tmp_path / "s.db") == {}
+
+
+def test_records_a_reader_gone_at_the_end_never_read_are_not_finished(tmp_path):
+    """s32 r1 1: `fetcher --state S ... | { sleep 2; head -c N; }`, the reader gone while
+    fetcher waited for it at the end: what it never read was counted ok in the summary and
+    --summary, exit 0, beside stderr's "8 records were not read". Those records are not
+    finished, the exit 141, as when the reader goes before the last flush."""
+    summary, said_so_far = tmp_path / "s.json", bytearray()
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(10)]
+        process, reader = start_on_a_pipe([*FETCHER, "-v", "--no-progress", "--format", "jsonl",
+                                           "--summary", str(summary), "--state",
+                                           str(tmp_path / "s.db"), *urls])  # fmt: skip
+        assert process.stderr is not None
+        err = process.stderr.fileno()
+        stderr = threading.Thread(
+            target=lambda: [said_so_far.extend(c) for c in iter(lambda: os.read(err, 4096), b"")]
+        )
+        stderr.start()
+        try:
+            wait_for(lambda: b"waiting for the reader of the records" in said_so_far,
+                     "the end's wait for the reader")  # fmt: skip
+            taken = read_exactly(reader, 450)
+        finally:
+            os.close(reader)
+            stderr.join(30)
+            finish(process)
+    said = json.loads(summary.read_text())
+    read = taken.count(b"\n")
+    assert process.returncode == said["exit_status"] == 141, said
+    assert (said["ok"], said["not_finished"]) == (read, 10 - read), said
+
+
+def test_a_reader_gone_by_the_close_without_state_leaves_its_records_not_finished():
+    """Without --state nothing waits for the reader; one already gone as the records' output
+    is closed, records left unread in the pipe, is gone as under --state."""
+    collector, reader, _ = piped_collector(None, drain=False)
+    collector.on_result(ok(1))
+    collector.on_result(ok(2))
+    collector.on_idle()
+    os.close(reader)
+    collector.close_writer()
+    assert collector.reader_gone
+    assert (collector.summary.ok, collector.summary.not_finished) == (0, 2)
 
 
 def test_a_body_write_error_keeps_the_rows_of_records_the_results_reader_read(tmp_path):
@@ -360,7 +408,7 @@ class FillingBodies(io.BytesIO):
 
 
 def piped_collector(
-    state: State, drain: bool = True, bodies: BinaryIO | None = None
+    state: State | None, drain: bool = True, bodies: BinaryIO | None = None
 ) -> tuple[Collector, int, threading.Thread]:
     """A collector writing jsonl records to a pipe, under state; the pipe's read end; and a
     thread that reads it to its end (drain), or one that does nothing."""

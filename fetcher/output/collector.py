@@ -157,7 +157,7 @@ class Collector:
         if self.writes:
             with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
-                self.unread += forget_unread(self.state, self.writer, stopped)
+                forget_unread(self, stopped)
                 self._guard(self.writer.close)
             return
         with contextlib.suppress(OSError):  # already reported: only release what is left
@@ -234,16 +234,23 @@ def forget_lost_results(state: State | None, what: str, writer: RecordWriter) ->
     return state.forget_results(None if writer.ledger is None else writer.ledger.taken())
 
 
-def forget_unread(state: State | None, writer: RecordWriter, stopped: Callable[[], bool]) -> int:
-    """At the end of a run, the records all flushed to a pipe: its reader is waited for while
-    it reads (``PipeLedger.drain``, cut short once stopped()), and the rows of the records it
-    has not read whole then are dropped, as when a reader goes. One that stays but stopped
-    reading (`| less`) may never read them: their change is reported again by the next run,
-    twice rather than never (s24 r3 3). Returns how many were dropped, for the run to say."""
-    if state is None or writer.ledger is None:
-        return 0
-    writer.ledger.drain(stopped)
-    return state.forget_results(writer.ledger.taken())
+def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
+    """At the end of a run under --state, the records all flushed to a pipe: its reader is
+    waited for while it reads (``PipeLedger.drain``, cut short once stopped()), and the rows
+    of the records it has not read whole then are dropped (``Collector.unread`` counts them,
+    for the run to say). One that stays but stopped reading (`| less`) may never read them:
+    their change is reported again by the next run, twice rather than never (s24 r3 3). One
+    that went, leaving records unread, went as at a flush (``reader_went``): their ok results
+    are not finished and the exit 141; they counted ok beside "8 records were not read"
+    (s32 r1 1)."""
+    state, ledger = collector.state, collector.writer.ledger
+    if state is None or ledger is None:
+        return
+    ledger.drain(stopped)
+    if ledger.left_unread():
+        reader_went(collector, "records")
+    else:
+        collector.unread += state.forget_results(ledger.taken())
 
 
 def write_record(collector: Collector, record: Callable[[], None], result: Result) -> None:

@@ -78,6 +78,10 @@ class PipeLedger:
         its change is reported again rather than never)."""
         return max(0, self.in_pipe - unread(self.descriptor))
 
+    def left_unread(self) -> bool:
+        """Whether the reader has gone, leaving bytes in the pipe it never read."""
+        return reader_left(self.descriptor) and unread(self.descriptor) > 0
+
     def drain(
         self,
         stopped: Callable[[], bool] = lambda: False,

@@ -79,9 +79,9 @@ class StreamWriter:
 
     def close(self) -> None:
         """Flush what is left and close. A reader gone once everything was flushed is no error
-        here: the caller flushed just before (``flush``), and a reader that leaves while the
-        end waits for it to read (``PipeLedger.drain``) lost nothing fetcher still had (exit
-        0, as without --state, s24 r3 4); what it did not read is the state's to drop."""
+        here: the caller flushed just before (``flush``), and asked the pipe whether a reader
+        that left while the end waited for it to read (``PipeLedger.drain``) left records
+        unread (fetcher.output.collector.forget_unread)."""
         self._flush()
         if self.close_stream:
             self.stream.close()
