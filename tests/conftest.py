@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import ipaddress
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +54,42 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if changes_a_run(name):
             monkeypatch.delenv(name)
+
+
+_SYSTEM_GETADDRINFO = socket.getaddrinfo
+
+
+def _is_local(host: Any) -> bool:
+    """Whether looking host up needs no name server: no host, localhost, an address literal in
+    any form the system reads without one (127.1, 0x7f.1, ::1, with a zone)."""
+    if host is None:
+        return True
+    name = host.decode("ascii", "replace") if isinstance(host, bytes) else str(host)
+    if name.lower().rstrip(".") in ("localhost", ""):
+        return True
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(name.partition("%")[0])
+        return True
+    with contextlib.suppress(OSError, ValueError):
+        socket.inet_aton(name)
+        return True
+    return False
+
+
+def _loopback_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    """socket.getaddrinfo for the tests run in this process: a name a test did not stub is
+    never sent to a name server (a test of junk input, failing, once sent a spreadsheet's rows
+    there: s32); it is not known, as the resolver of a machine with no network would say."""
+    if not _is_local(host):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    return _SYSTEM_GETADDRINFO(host, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def no_name_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test in this process looks names up on this machine only (_loopback_getaddrinfo);
+    a test's own resolver (tests.servers.HostsResolver) stands in front of it."""
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_getaddrinfo)
 
 
 @pytest.fixture
