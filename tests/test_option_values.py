@@ -405,12 +405,13 @@ def test_data_pieces_over_the_limit_are_refused_before_they_are_all_read(server,
         "atexit.register(peak)\n"
         "runpy.run_module('fetcher', run_name='__main__', alter_sys=True)\n"
     )
-    pieces = [argument for _ in range(4) for argument in ("-d", f"@{piece}")]
+    pieces = [argument for _ in range(6) for argument in ("-d", f"@{piece}")]
     result = subprocess.run([sys.executable, "-c", code, "-q", *pieces, server.url("/x")],
                             capture_output=True, env=clean_env(), timeout=60)  # fmt: skip
     assert result.returncode == 2 and b"larger than 100 MiB" in result.stderr, result.stderr
-    # Read whole and joined: 4 x 40 MiB, then 160 more. Now 40 + 40 + 20 MiB at most.
-    assert int(peak.read_text()) < 150 * 1024, peak.read_text()  # KiB
+    # Read whole and joined: 6 x 40 MiB, then 240 more. Now 40 + 40 + 20 MiB at most, with
+    # the interpreter's own 30 or so (a loaded run of the suite once saw 217 MiB in all).
+    assert int(peak.read_text()) < 260 * 1024, peak.read_text()  # KiB
     assert server.requests == 0
 
 
