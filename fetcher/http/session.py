@@ -45,6 +45,7 @@ from fetcher.http.cookies import (
     CookieChanges,
     bounded_copy,
     copy_into,
+    first_hop_jar,
     idna_host,
 )
 from fetcher.http.deadline import (
@@ -918,27 +919,16 @@ def _prepare_cookies(
     prepared: PreparedRequest, session_jar: CookieJar, given: CookieJar | None
 ) -> None:
     """Give prepared, a request's first hop, its jar as requests' prepare_request would: the
-    session's cookies, and the request's -b cookies (given) over them; requests builds a Cookie
-    header of it unless one was given, and each redirect's from it."""
-    empty = _request_jar(session_jar)
-    if given or session_jar:
-        jar = merge_cookies(  # type: ignore[no-untyped-call]
-            merge_cookies(empty, session_jar),  # type: ignore[no-untyped-call]
-            given or {},
-        )
-        prepared.prepare_cookies(jar)
+    session's cookies (those its host may be sent: first_hop_jar), and the request's -b
+    cookies (given) over them; requests builds a Cookie header of it unless one was given, and
+    each redirect's from it, reading each hop's Set-Cookie into (a copy of) it. It asks the
+    run's changes which Secure cookies an http answer may not touch (for_request), also when
+    the session's jar is still empty."""
+    jar = first_hop_jar(session_jar, prepared)
+    if given or jar:
+        prepared.prepare_cookies(merge_cookies(jar, given or {}))  # type: ignore[no-untyped-call]
     else:
-        prepared._cookies = empty  # type: ignore[attr-defined] # as requests'
-
-
-def _request_jar(session_jar: CookieJar) -> BoundedCookieJar:
-    """An empty bounded jar for a request of the session whose jar is session_jar: requests
-    builds the Cookie header, and each redirect's, from it, and reads each hop's Set-Cookie
-    into (a copy of) it. It asks the run's changes which Secure cookies an http answer may not
-    touch (BoundedCookieJar.for_request), also when the session's jar is still empty."""
-    if isinstance(session_jar, BoundedCookieJar):
-        return session_jar.for_request()
-    return BoundedCookieJar()
+        prepared._cookies = jar  # type: ignore[attr-defined] # as requests'
 
 
 def _unfollowable(problem: str, response: Any) -> FetchError:
