@@ -231,6 +231,28 @@ def test_a_saved_jar_is_never_larger_than_fetcher_reads(tmp_path, monkeypatch):
     assert status == 0, stderr
 
 
+def test_a_full_jar_gives_up_the_cookies_of_the_site_that_holds_the_most_first(
+    tmp_path, monkeypatch
+):
+    """s32 t2 2: a site that sets many large cookies, run after run, filled the file, and the
+    least recently set went first: the user's own login, set long ago, was dropped, said only
+    as a warning that -q hid. The site whose cookies take the most room gives up its oldest
+    first, and -q still says it."""
+    monkeypatch.setattr(cookies, "MAX_JAR_FILE_BYTES", 2000)
+    jar = tmp_path / "jar.txt"
+    login = b"a.test\tFALSE\t/\tTRUE\t0\tlogin\tmine\n"
+    line = b"127.0.0.1\tFALSE\t/\tFALSE\t0\tc%03d\t" + b"v" * 60 + b"\n"
+    flood = b"".join(line % n for n in range(40))
+    jar.write_bytes(HEADER + login + flood[: 2000 - len(HEADER) - len(login)])
+    with answering(b"Set-Cookie: new=" + b"n" * 100 + b"\r\n") as server:
+        status, _, stderr = run("-q", "-c", str(jar), server.url("/"))
+    assert status == 0, stderr
+    assert len(jar.read_bytes()) <= 2000
+    assert "not saved" in stderr, stderr
+    names = [line.split(b"\t")[5] for line in cookie_lines(jar)]
+    assert names[0] == b"login" and names[-1] == b"new" and b"c000" not in names, names
+
+
 # -- 18: curl's -b FILE -----------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import heapq
 import ipaddress
 import logging
 import os
@@ -48,7 +49,7 @@ import stat
 import threading
 import time
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import cookiejar
 from http.cookiejar import Cookie, CookieJar, CookiePolicy, DefaultCookiePolicy
@@ -1190,28 +1191,53 @@ def save_jar(path: str, loaded: Iterable[Cookie], lists: Iterable[list[Change]])
     (loaded), and what that run changed (a rotated token, a logout, new cookies) must stay
     unless this run changed the same cookie. A file gone since, or never made, is loaded.
     Nothing is evicted (the changes are bounded already) but to keep the file within the
-    MAX_JAR_FILE_BYTES the next run reads: then the least recently set go first (the file's
-    first lines), and a warning says how many. OSError if the file cannot be read now."""
+    MAX_JAR_FILE_BYTES the next run reads (_within_the_file_s_room), said under -q too: a
+    cookie lost. OSError if the file cannot be read now."""
     try:  # as load_jar found it: only the folders' owners (the user, root) could change that
         where = jar_file(path)
         current = _jar_now(path, where)
     except ValueError as exc:
         raise OSError(str(exc)) from None
     jar, now = changed_jar(current if current is not None else loaded, lists), int(time.time())
-    lines = [format_jar_line(c).encode(ENCODING) for c in jar if not c.is_expired(now)]
+    kept = [c for c in jar if not c.is_expired(now)]
     head = (HEADER + "\n").encode(ENCODING)
-    room, first = MAX_JAR_FILE_BYTES - len(head), len(lines)
-    while first > 0 and len(lines[first - 1]) <= room:
-        first -= 1
-        room -= len(lines[first])
-    if first:
+    lines = _within_the_file_s_room(kept, MAX_JAR_FILE_BYTES - len(head))
+    if len(lines) < len(kept):
         limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
-        log.warning(
-            "cookie jar %r: the %d least recently set cookies not saved, to keep the file "
-            "within the %d MiB fetcher reads", path, first, limit,
+        log.error(
+            "cookie jar %r: %d cookies not saved, the oldest of the sites whose cookies took "
+            "the most room, to keep the file within the %d MiB fetcher reads",
+            path, len(kept) - len(lines), limit,
         )  # fmt: skip
-    write_atomically(where, b"".join([head, *lines[first:]]), mode=0o600)
-    return len(lines) - first
+    write_atomically(where, b"".join([head, *lines]), mode=0o600)
+    return len(lines)
+
+
+def _within_the_file_s_room(cookies: list[Cookie], room: int) -> list[bytes]:
+    """The file's lines of cookies (least recently set first), as many as room holds: while
+    they take more, the domain whose lines take the most gives up its least recently set. The
+    oldest of all went first, and a site that set large cookies run after run pushed out the
+    user's own login, set long ago (s32 t2 2)."""
+    lines = [format_jar_line(cookie).encode(ENCODING) for cookie in cookies]
+    size = sum(map(len, lines))
+    if size <= room:
+        return lines
+    by_domain: dict[str, deque[int]] = {}
+    for index, cookie in enumerate(cookies):
+        by_domain.setdefault(cookie.domain.lstrip("."), deque()).append(index)
+    held = {domain: sum(len(lines[i]) for i in indexes) for domain, indexes in by_domain.items()}
+    largest = [(-taken, domain) for domain, taken in held.items()]
+    heapq.heapify(largest)
+    dropped = set()
+    while size > room and largest:
+        _, domain = heapq.heappop(largest)
+        index = by_domain[domain].popleft()
+        dropped.add(index)
+        size -= len(lines[index])
+        held[domain] -= len(lines[index])
+        if by_domain[domain]:
+            heapq.heappush(largest, (-held[domain], domain))
+    return [line for index, line in enumerate(lines) if index not in dropped]
 
 
 def _jar_now(path: str, where: str) -> CookieJar | None:
