@@ -407,6 +407,12 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
             "line break, or beside --input-format jsonl or csv, they would not read back as "
             "themselves (see their records)"
         )
+    if retry := outputs.collector.retry.as_url:
+        streams.say(
+            f"fetcher: --failed: {retry} line{'s' if retry > 1 else ''} of another input format "
+            f"than its first written as {'their' if retry > 1 else 'its'} URL alone (options "
+            f"and meta not kept): read it back with --input-format {outputs.collector.retry.form}"
+        )
     if failed.error is None:
         return []
     error = failed.error.strerror or failed.error

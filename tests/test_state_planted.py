@@ -347,3 +347,32 @@ def test_a_state_of_the_short_lived_schema_3_is_told_how_to_open_it(tmp_path: Pa
             db.executescript("DROP INDEX urls_by_path; PRAGMA user_version = 2")
         db.close()
         assert invoke(["-q", "--state", str(state), server.url("/a")]).exit_code == 0
+
+
+# -- --failed of a --retry-failed run over rows of several input formats (s32 t1 2) -------------
+
+
+def test_retry_failed_over_rows_of_several_formats_writes_a_failed_file_of_one(
+    tmp_path: Path,
+) -> None:
+    """Two jobs sharing a state (a URL list's, a jsonl job's, a csv job's) and then
+    `--retry-failed --failed FILE`: FILE held a bare URL, a jsonl line and a csv header and
+    row, which no --input-format reads back (the csv reader took the URL for the header, the
+    plain one looked the csv row up as a host). FILE is in the form of its first line; a
+    line of another form is written as its URL alone, and stderr says how to read it back."""
+    state, failed = str(tmp_path / "s.db"), tmp_path / "failed.txt"
+    with counting_server() as server:
+        plain, jsonl, csv = (server.url(f"/status/404/{n}") for n in ("a", "b", "c"))
+        invoke(["-q", "--state", state, plain])
+        invoke(["-q", "--state", state, "--input-format", "jsonl", "-i", "-"],
+               input=json.dumps({"url": jsonl, "k": 1}) + "\n")  # fmt: skip
+        invoke(["-q", "--state", state, "--input-format", "csv", "-i", "-"],
+               input=f"note,url\nx,{csv}\n")  # fmt: skip
+        result = invoke(["--state", state, "--retry-failed", "--failed", str(failed)])
+        assert result.exit_code == 3, result.output
+        said = [line for line in result.stderr.splitlines() if "--failed:" in line]
+        assert len(said) == 1 and "2 lines" in said[0], result.stderr
+        form = said[0].split("--input-format ")[1].split()[0].strip(")")
+        again = invoke(["-q", "--format", "jsonl", "--input-format", form, "-i", str(failed)])
+    assert {record["url"] for record in records(again.stdout)} == {plain, jsonl, csv}
+    assert all(record["error"]["kind"] == "http" for record in records(again.stdout))

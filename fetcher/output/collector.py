@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -382,6 +383,12 @@ def undelivered(result: Result, why: str) -> Result:
 Line = tuple[bytes, bytes | None]  # an input line and its csv header
 
 
+def _csv_cell(text: str) -> str:
+    """text as one cell of a csv row: quoted (its quotes doubled) when it holds a separator."""
+    quoted = text.replace('"', '""')
+    return f'"{quoted}"' if any(c in text for c in ',"\r\n') else text
+
+
 class RetryLines:
     """What the collector hands to --failed (when there is one): the lines that did not end
     ok, and, held back, the lines of ok records not yet flushed to their reader and of the body
@@ -390,20 +397,39 @@ class RetryLines:
 
     def __init__(self, failed: FailedLines | None) -> None:
         self.failed = failed
-        self.held: list[Line] = []
-        self.writing: Line | None = None  # set by the writer only while it writes a body
+        self.held: list[Job] = []
+        self.writing: Job | None = None  # set by the writer only while it writes a body
+        self.form: str | None = None  # the input format of the first line --failed took
+        self.as_url = 0  # lines of another one, written as their URL alone (_line)
 
     def add(self, job: Job) -> None:
         if self.failed is None:
             return
         if job.argument:
             self.failed.add_argument(job.raw)
+        elif job.key is not None:
+            self.failed.add(*self._line(job))
         else:
             self.failed.add(job.raw, job.header, job.lines, job.rest, job.header_after)
 
     def hold(self, job: Job) -> None:
         if self.failed is not None:
-            self.held.append((job.raw, job.header))
+            self.held.append(job)
+
+    def _line(self, job: Job) -> Line:
+        """job's line and csv header, in the form of the first line --failed took: a run's
+        input has one, but --retry-failed takes each row's line as its own run read it, and
+        jobs of several sharing a state left a file no --input-format reads back, a csv row
+        looked up as a host (s32 t1 2). A line of another form is its URL alone."""
+        self.form = self.form or job.input_format
+        if job.input_format == self.form or job.key is None:
+            return job.raw, job.header
+        self.as_url += 1
+        if self.form == "jsonl":
+            return json.dumps({"url": job.target}, ensure_ascii=False).encode(), None
+        if self.form == "csv":
+            return _csv_cell(job.target).encode(), b"url"
+        return job.target.encode(), None
 
     def flushed(self) -> None:
         self.held.clear()
@@ -416,14 +442,14 @@ class RetryLines:
         """The held lines to --failed; writing: with the body's line (its writer will never go
         on: it is stopped for good, or the process exits). Whether there was a body's line."""
         held, self.held = self.held, []
-        body_line = self.writing if writing else None
-        if body_line is not None:
-            held.append(body_line)
+        body_job = self.writing if writing else None
+        if body_job is not None:
+            held.append(body_job)
             self.writing = None
-        for raw, header in held:
+        for job in held:
             if self.failed is not None:
-                self.failed.add(raw, header)
-        return body_line is not None
+                self.failed.add(*self._line(job))
+        return body_job is not None
 
     def commit_now(self, hand_back: bool) -> None:
         """A hard exit: --failed renamed into place (with the held lines, if hand_back)."""
@@ -480,7 +506,7 @@ class BodyStream:
                 self.said = True
                 self.say(f"fetcher: {BINARY_ON_A_TERMINAL}; its URL fails (io), as any such")
             return undelivered(result, BINARY_ON_A_TERMINAL), None
-        retry.writing = (result.job.raw, result.job.header)
+        retry.writing = result.job
         try:
             gone = self.write(guard, result.body)
         finally:
