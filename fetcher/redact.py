@@ -208,6 +208,7 @@ def _mask_userinfo(authority: str, bare_user: bool = True, read_on: bool = False
     an '@', that '@' ended the user name as a URL's reader reads it, and what was before it is
     all masked: ``https://TOKEN@:443/a@b`` showed ``TOKEN@:***@b`` (s31 r1 1), and
     ``me@corp.test:pa#X@h`` is ``***@h``, a bare user name, the credential, as parsers read it.
+    So is one whose password, as they read it, is empty (``TOKEN:@h:x/a@b``: s32 r1 2).
     """
     userinfo, at, host = authority.rpartition("@")
     literal = _IPV6_LITERAL.match(userinfo)
@@ -216,7 +217,7 @@ def _mask_userinfo(authority: str, bare_user: bool = True, read_on: bool = False
     user = userinfo[:skip] + user
     if not at or not userinfo or not (colon or bare_user):
         return authority
-    if password and not (read_on and "@" in user):
+    if password and not (read_on and ("@" in user or password.startswith("@"))):
         return f"{user}:{MASK}@{host}"
     return f"{MASK}@{host}"
 

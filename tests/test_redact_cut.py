@@ -33,16 +33,20 @@ def test_a_password_cut_by_a_slash_question_mark_or_hash_is_masked(cut):
         (f"https://{MARK}@:443?x=a@b", f"https://{MASK}@b"),
         (f"https://{MARK}@:443#a@b", f"https://{MASK}@b"),
         (f"https://{MARK}@h:x/a@b", f"https://{MASK}@b"),
+        (f"http://{MARK}:@a.test:x/x:y@z", f"http://{MASK}@z"),
+        (f"http://%40{MARK}:@a.test:x?q=1@x", f"http://{MASK}@x"),
     ],
     ids=["email-user", "at-in-password", "email-user-slash", "token-port", "token-git",
-         "token-colon", "token-query", "token-fragment", "token-host-bad-port"],
+         "token-colon", "token-query", "token-fragment", "token-host-bad-port",
+         "token-empty-password", "token-empty-password-query"],
 )  # fmt: skip
 def test_a_cut_password_after_an_at_of_the_user_info_is_masked(url, shown):
     """s30 t3 2: an '@' in the user info (an e-mail address as user name, or in the password)
     before the raw '#', '?' or '/' turned the rule above off: the rest of the password showed.
     The host part before the cut is no host there (empty, or a port that is no number). The
     user name a URL's reader sees there ends at the first '@', and is all masked: a token
-    before a port alone showed whole (s31 r1 1)."""
+    before a port alone showed whole (s31 r1 1), and so did one with an empty password (as
+    `TOKEN:@host`, Basic TOKEN:), read on past its cut (s32 r1 2)."""
     assert redact_url(url) == shown
     assert MARK not in redact_text(f"cannot fetch {url}: refused")
 
