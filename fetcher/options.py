@@ -675,6 +675,8 @@ def check_ca_file(given: str, path: str, load: bool = True) -> None:
     system's (a Debian image sets both variables), whose loading took 23 ms of every run."""
     import ssl  # only when a bundle is given: loading OpenSSL is a start-up cost
 
+    from fetcher.http.environment import pem_certificate_in
+
     no_pem = click.UsageError(
         f"{given} holds no PEM certificate: give the CA's certificate in PEM "
         "(openssl x509 -inform DER -in FILE -out FILE.pem converts a DER one)"
@@ -682,7 +684,7 @@ def check_ca_file(given: str, path: str, load: bool = True) -> None:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise click.UsageError(f"{given} is not a regular file: read for every connection")
-        if not load and not _pem_certificate_in(path):
+        if not load and not pem_certificate_in(path):
             raise no_pem
         if load:
             ssl.create_default_context(cafile=path)
@@ -693,23 +695,6 @@ def check_ca_file(given: str, path: str, load: bool = True) -> None:
         raise click.UsageError(f"{given} cannot be used (OpenSSL: {reason})") from None
     except OSError as exc:
         raise click.UsageError(f"cannot read {given}: {exc.strerror}") from None
-
-
-def _pem_certificate_in(path: str) -> bool:
-    """Whether the file at path holds a PEM certificate's first line, read 1 MiB at a time to
-    the first one (64 MiB read whole took 60 MB of memory: s24 r9 4); past 64 MiB, it is taken
-    to (a bundle that large is no mistake of a path)."""
-    marks = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN TRUSTED")
-    tail = b""
-    with open(path, "rb") as file:
-        for _ in range(64):
-            piece = file.read(1 << 20)
-            if not piece:
-                return False
-            if any(mark in tail + piece for mark in marks):
-                return True
-            tail = piece[-32:]
-    return True
 
 
 # Options that Settings holds in the form the code uses (see build_settings).

@@ -192,6 +192,30 @@ def test_missing_client_certificate_is_tls(certs):
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in server.tls_errors[0]
 
 
+def test_a_client_certificate_gone_during_the_run_is_this_machine_s_failure(
+    mtls_server, certs, tmp_path
+):
+    """s32 t2 4: --cert removed while the run went on: the next connection's record was
+    'other: Could not find the TLS certificate file', attempt 1, its host blamed. It is tls,
+    no attempt, and names the file, as a CA bundle gone is."""
+    cert = tmp_path / "client.pem"
+    cert.write_bytes(certs.client_combined_pem.read_bytes())
+
+    def route(path):
+        cert.unlink()  # the first URL, plain http, is answered once the file is gone
+        return 200, {}, b"plain", 0.0
+
+    with counting_server(route) as plain:
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1", "--ordered",
+                         "--cacert", str(certs.ca_pem), "--cert", str(cert),
+                         plain.url("/first"), mtls_server.url("/after")])  # fmt: skip
+    first, after = records(result.stdout)
+    assert first["ok"] is True, first
+    assert after["error"]["kind"] == "tls" and after["attempts"] == 0, after
+    assert str(cert) in after["error"]["message"], after
+    assert mtls_server.paths == [] and "most failures" not in result.stderr, result.stderr
+
+
 def test_client_certificate_from_another_ca_is_tls(certs, tmp_path):
     """A client certificate the server does not trust is refused like a missing one."""
     stranger = make_certificates(tmp_path)
@@ -397,6 +421,11 @@ def test_a_ca_bundle_variable_that_cannot_be_used_is_said_once_and_named(
     [record] = records(result.stdout)
     assert record["ok"] is False and result.exit_code == 3, (record, result.stderr)
     assert server.paths == []
+    # This machine's failure, not the server's (s32 t2 3: an empty or DER one was attempt 1,
+    # OpenSSL's words without the bundle's name, and the host was blamed in the summary).
+    if kind != "unsearchable":
+        assert record["attempts"] == 0 and bad in record["error"]["message"], record
+        assert "most failures" not in result.stderr, result.stderr
 
 
 def test_a_bad_ca_bundle_variable_does_not_stop_a_run_of_http_urls(tmp_path):
@@ -666,13 +695,13 @@ def test_a_redirect_to_https_failing_on_the_ca_bundle_counts_its_first_hop_and_n
 def test_a_pem_certificate_is_found_wherever_it_starts(tmp_path, before):
     """Read a MiB at a time (64 MiB at once cost 60 MB of memory: s24 r9 4), a mark across two
     reads included."""
-    from fetcher.options import _pem_certificate_in
+    from fetcher.http.environment import pem_certificate_in
 
     bundle = tmp_path / "late.pem"
     with bundle.open("wb") as file:
         file.write(
             b"#" * before + b"\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
         )
-    assert _pem_certificate_in(str(bundle))
+    assert pem_certificate_in(str(bundle))
     (tmp_path / "none.pem").write_bytes(b"#" * before + b"\n")
-    assert not _pem_certificate_in(str(tmp_path / "none.pem"))
+    assert not pem_certificate_in(str(tmp_path / "none.pem"))

@@ -53,7 +53,7 @@ from fetcher.http.deadline import (
     cut_by_deadline,
     thread_deadline,
 )
-from fetcher.http.environment import Environment
+from fetcher.http.environment import Environment, pem_certificate_in
 from fetcher.http.proxy_auth import auth_from_url, basic_auth
 from fetcher.http.rebind import with_globals
 from fetcher.http.redirects import (
@@ -239,6 +239,10 @@ class FetcherAdapter(HTTPAdapter):
         if conn.scheme == "https" and isinstance(verify, str):
             if (problem := bundle_problem(verify)) is not None:
                 raise BundleError(f"the CA bundle {verify} {problem}")
+        if conn.scheme == "https" and cert:
+            for path in (cert,) if isinstance(cert, str) else cert:
+                if (problem := file_problem(path)) is not None:
+                    raise BundleError(f"the client certificate file {path} {problem}")
         super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
 
     def request_url(self, request: PreparedRequest, proxies: Mapping[str, str] | None) -> str:
@@ -327,9 +331,11 @@ _STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 class BundleError(FetchError):
-    """An https connection refused before it is made, for the CA bundle (bundle_problem): kind
-    tls, as the docs say, and local: this machine's failure, which no server was asked about,
-    so it is no attempt (when it is the first hop's) and counts against no host (s27 r2 4)."""
+    """An https connection refused before it is made, for the CA bundle (bundle_problem) or a
+    client certificate's file (file_problem): kind tls, as the docs say, and local: this
+    machine's failure, which no server was asked about, so it is no attempt (when it is the
+    first hop's) and counts against no host (s27 r2 4; a --cert removed during the run was
+    other, its host blamed: s32 t2 4)."""
 
     kind = ErrorKind.TLS
     local = True
@@ -346,14 +352,50 @@ def bundle_problem(path: str) -> str | None:
     Looked at for each request (a stat): one looked at once and then replaced by a FIFO hung
     the run (r3 9)."""
     try:
-        mode = os.stat(path).st_mode
+        found = os.stat(path)
     except FileNotFoundError:
         return "does not exist: no CA to verify with"
     except OSError as exc:  # as options.check_bundle_variable says it at start (s27 r2 3)
         return f"cannot be read: {exc.strerror}"
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    if stat.S_ISDIR(found.st_mode):
         return None
-    return "is not a regular file nor a folder: not read (a FIFO or a terminal waits for ever)"
+    if not stat.S_ISREG(found.st_mode):
+        return "is not a regular file nor a folder: not read (a FIFO or a terminal waits for ever)"
+    if not _holds_a_certificate(path, found):
+        return "holds no PEM certificate: no CA to verify with"
+    return None
+
+
+# Each CA bundle file looked at, by path: its inode, size and time, and whether a PEM
+# certificate was found in it; read again only once the file changed.
+_BUNDLES_SEEN: dict[str, tuple[tuple[int, int, int], bool]] = {}
+
+
+def _holds_a_certificate(path: str, found: os.stat_result) -> bool:
+    """Whether the regular file at path (found: its stat) holds a PEM certificate: an empty or
+    DER bundle made each https URL a tls failure of attempt 1, in OpenSSL's words without the
+    bundle's name, its host blamed (s32 t2 3). A file that cannot be read is left to OpenSSL."""
+    version = (found.st_ino, found.st_size, found.st_mtime_ns)
+    seen = _BUNDLES_SEEN.get(path)
+    if seen is None or seen[0] != version:
+        try:
+            holds = pem_certificate_in(path)
+        except OSError:
+            holds = True
+        _BUNDLES_SEEN[path] = seen = (version, holds)
+    return seen[1]
+
+
+def file_problem(path: str) -> str | None:
+    """What keeps a client certificate's or key's file from being read for a connection (it
+    was checked at start: it may have gone since), or None."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return "does not exist (any more)"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}"
+    return None if stat.S_ISREG(found.st_mode) else "is not a regular file any more"
 
 
 def strays_encoded(uri: str) -> str:
