@@ -250,6 +250,8 @@ def test_a_netrc_that_cannot_be_read_is_said_once_and_every_url_is_fetched(https
     assert len(seen.requests) == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.count(".netrc") == 1 and "not used" in result.stderr, result.stderr
+    # The file and line, as for a parse error (s32 t2 5: the codec's words alone).
+    assert f"{netrc}, line 1: not UTF-8" in result.stderr, result.stderr
 
 
 def test_a_netrc_python_cannot_parse_is_said_once_naming_the_file_and_no_secret(

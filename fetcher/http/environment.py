@@ -91,6 +91,8 @@ class Environment:
             return netrc(path)
         except NetrcParseError as exc:
             self._unusable_netrc(netrc_problem(exc))
+        except UnicodeDecodeError:  # the file and line, as a parse error's (s32 t2 5)
+            self._unusable_netrc(f"{path}, line {_first_line_not_utf8(path)}: not UTF-8")
         except (UnicodeError, ValueError, OSError) as exc:
             self._unusable_netrc(str(exc))
         return None
@@ -244,6 +246,20 @@ def _is_dev_null(found: os.stat_result) -> bool:
 # A token the netrc parser quotes in its message ('bad follower token %r'): it may be a piece
 # of a password written with a space in it.
 _QUOTED = re.compile(r"""(['"]).*\1""")
+
+
+def _first_line_not_utf8(path: str) -> int | str:
+    """The number of the first line of path (a .netrc, 128 KiB at most: _past_limit) that is
+    not UTF-8: the codec's offset counts from the piece it decoded, not the file's start."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        data.decode("utf-8")
+    except OSError:
+        return "?"
+    except UnicodeDecodeError as exc:
+        return data[: exc.start].count(b"\n") + 1
+    return "?"
 
 
 def netrc_problem(exc: NetrcParseError) -> str:
