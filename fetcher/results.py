@@ -79,6 +79,7 @@ class Result:
     skipped: bool = False  # --skip-fresh: fetched ok recently, not fetched now
     final: bool = False  # a failure another attempt would meet again (FetchError.final)
     local: bool = False  # this machine's failure, before its hop was sent (FetchError.local)
+    via: str | None = None  # a proxy's failure: the proxy (host:port), counted against it
     partial: Partial | None = None  # --continue: the body's kept partial file, when cut short
 
     def close(self) -> None:
@@ -307,11 +308,12 @@ class Summary:
         be fetched names none (nor one that is sure: a malformed authority is read one way by
         urllib, another by urllib3), nor does a failure of this machine (io; a local one, as a
         CA bundle it cannot use, after a redirect too: the hosts that answered did nothing
-        wrong). After redirects, the host that failed is where they led, not the first's."""
+        wrong). After redirects, the host that failed is where they led, not the first's; a
+        proxy's failure, the proxy (via)."""
         if kind in HOSTLESS_KINDS or result.local:
             return
         where = result.final_url if result.redirects and result.final_url else result.job.target
-        host = host_of(where)
+        host = result.via or host_of(where)
         if host:
             self.failed_hosts.add(host)
 

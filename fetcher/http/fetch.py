@@ -38,6 +38,7 @@ from fetcher.http.request import (
     asks_a_part,
     effective_request,
     method_of,
+    proxies_for,
     state_key,
     without_conditions,
 )
@@ -310,6 +311,7 @@ class Exchange:
                 # A 407 is always the proxy's answer, for http URLs as for https ones (RFC 9110).
                 result.error_kind = ErrorKind.PROXY if result.status == 407 else ErrorKind.HTTP
                 result.error_message = f"{result.status} {result.reason or ''}".strip()
+        note_proxy(session, result)
         return result, retry_after
 
     def _exchange(
@@ -583,6 +585,19 @@ _NOT_TLS = re.compile(
     r"http request|unexpected eof|eof occurred|handshake operation timed out",
     re.IGNORECASE,
 )
+
+
+def note_proxy(session: FetcherSession, result: Result) -> None:
+    """A proxy's failure names the proxy the failed hop went through, and is counted against
+    it (Result.via), not against the URL's host, which it never reached: a dead -x made every
+    record say 'Connection refused', and the summary blamed the sites (s32 t2 7)."""
+    if result.error_kind is not ErrorKind.PROXY:
+        return
+    parts = urlsplit(session.sent_url or result.job.target)
+    proxy = proxies_for(parts, session.proxy, session.environment).get(parts.scheme.lower())
+    if proxy and (via := host_of(proxy)):
+        result.via = via
+        result.error_message = f"proxy {via}: {result.error_message}"
 
 
 def note_assumed_https(result: Result) -> None:
