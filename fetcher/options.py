@@ -268,9 +268,9 @@ REQUEST_OPTIONS = [
                 "body. Repeated, the pieces are joined with '&', as curl joins them."),
     option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
            type=Parsed("HEADER", parse_header_option),
-           help="Add a header; 'NAME:' removes one. Repeatable: a list field (Accept, "
-                "Cache-Control, X-Forwarded-For...) given twice sends both values joined with "
-                "', ' ('; ' for Cookie); any other field given twice is refused."),
+           help="Add a header; 'NAME:' removes one, 'NAME;' sends it empty. Repeatable: a list "
+                "field (Accept, Cache-Control, X-Forwarded-For...) given twice sends both values "
+                "joined with ', ' ('; ' for Cookie); any other field given twice is refused."),
     option("-A", "--user-agent", default=defaults.DEFAULT_USER_AGENT,
            type=Parsed("TEXT", parse_user_agent), help="User-Agent header."),
     option("-u", "--user", type=Parsed("USER[:PASSWORD]", parse_user), metavar="USER[:PASSWORD]",

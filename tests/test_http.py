@@ -103,6 +103,18 @@ def test_repeated_headers_default_and_custom_user_agent(httpserver):
     assert "Accept" not in second.headers  # 'Name:' removes a header, as in curl
 
 
+def test_a_header_ended_by_a_semicolon_is_sent_empty_as_curl_sends_it(httpserver):
+    """s32 t5 4: curl's -H 'X-Empty;' sends the header with no value ('X-Empty:' removes
+    it): fetcher refused it as malformed, and no -H could send an empty header."""
+    seen = serve(httpserver, "/h")
+    result = invoke(["-q", "-H", "X-Empty;", "-H", "Accept ;", httpserver.url_for("/h")])
+    assert result.exit_code == 0, result.stderr
+    [request] = seen.requests
+    assert request.headers["X-Empty"] == "" and request.headers["Accept"] == ""
+    refused = invoke(["-H", "Content-Length;", httpserver.url_for("/h")])
+    assert refused.exit_code == 2 and "Content-Length" in refused.stderr, refused.stderr
+
+
 def test_an_empty_user_agent_sends_none_as_curl_does(httpserver):
     seen = serve(httpserver, "/h")
     invoke(["-A", "", httpserver.url_for("/h")])

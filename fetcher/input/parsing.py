@@ -85,9 +85,13 @@ def check_framing(name: str) -> None:
 
 def parse_header(text: str) -> tuple[str, str | None]:
     """``Name: value`` to (name, value). ``Name:`` with nothing after it removes the header
-    (value None), as in curl."""
+    (value None), and ``Name;`` sends it with an empty value (""), as in curl (refused as
+    malformed, no -H could send an empty header: s32 t5 4)."""
     name, colon, value = text.partition(":")
     name = name.strip()
+    if not colon and name.endswith(";") and TOKEN.fullmatch(empty := name[:-1].rstrip()):
+        check_framing(empty)
+        return empty, ""
     if not colon or not TOKEN.fullmatch(name):
         # Not repeated: 'Authorization Bearer TOKEN' (no colon) is the usual mistake.
         raise ValueError(f"malformed header, expected 'Name: value' ({NOT_SHOWN})")
