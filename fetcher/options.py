@@ -560,6 +560,7 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     fold_habits(params, urls)
     fold_records_options(params)
     check_retry_on(params)  # before check_combinations: it may drop a variable's statuses
+    say_unretried_method(params)
     headers = given_headers(params)
     resolve_processes(params)
     check_combinations({**params, "urls": urls})
@@ -784,6 +785,19 @@ def fold_records_options(params: dict[str, Any]) -> None:
             f"and with {as_given('body', '--body')} they go only to --results FILE: give "
             "--results FILE, or no --format"
         )
+
+
+def say_unretried_method(params: dict[str, Any]) -> None:
+    """A typed --retry beside a method it does not retry (-d's POST, -X PATCH) without
+    --retry-all-methods: curl's --retry retries any, fetcher's only those that may be sent
+    twice (SPEC 2.2), and `--retry 3 -d x=1` made one request, nothing said why (s32 t5 2).
+    Said once, with the option that does; not under -q."""
+    if not typed("retries") or not params["retries"] or params["retry_all_methods"]:
+        return
+    method = params["method"] or ("POST" if params["data"] else "GET")
+    if method.upper() not in defaults.IDEMPOTENT_METHODS and not params["quiet"]:
+        warn(f"fetcher: --retry does not retry a {method.upper()}, which may not be sent twice: "
+             "--retry-all-methods does, as curl's --retry")  # fmt: skip
 
 
 def check_retry_on(params: dict[str, Any]) -> None:
