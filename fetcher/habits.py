@@ -14,7 +14,7 @@ from typing import Any
 import click
 from click.decorators import FC
 
-from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of
+from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of, warn
 from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
@@ -85,6 +85,24 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
         if problem is not None:
             raise click.UsageError(problem)
     check_urls_given_as_files(params, urls)
+    say_globs(urls, params)
+
+
+# What curl expands in a URL (its globbing): a set {a,b} and a range [1-3], [a-z], [01-10:2].
+CURL_GLOB = re.compile(r"\{[^{}]*,[^{}]*\}|\[(?:\d+-\d+|[a-z]-[a-z]|[A-Z]-[A-Z])(?::\d+)?\]")
+
+
+def say_globs(urls: tuple[str, ...], params: dict[str, Any]) -> None:
+    """Say, once, that a URL argument holding what curl expands into several URLs is fetched
+    as written: img[1-3].jpg went out as one request for img%5B1-3%5D.jpg, ok on a server that
+    answers any path, nothing said (s32 t5 3). Not under -q."""
+    globbed = sum(1 for url in urls if CURL_GLOB.search(url.partition("://")[2].partition("/")[2]))
+    if globbed and not params["quiet"]:
+        warn(
+            f"fetcher: {globbed} URL argument{'s hold' if globbed > 1 else ' holds'} a curl glob "
+            "([1-3], {a,b}), fetched as written, one URL (curl -g): let the shell expand braces, "
+            "or give the URLs one a line (seq, printf)"
+        )
 
 
 def check_contradictions(params: dict[str, Any]) -> None:

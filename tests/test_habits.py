@@ -1015,3 +1015,17 @@ def test_retry_beside_a_method_it_does_not_retry_says_so(args, said):
         assert hint == [], result.stderr
     else:
         assert len(hint) == 1 and f"does not retry a {said}" in hint[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "glob"),
+    [("http://127.0.0.1:9/img[1-3].jpg", True), ("http://127.0.0.1:9/{a,b}.html", True),
+     ("http://127.0.0.1:9/p[a-z]/x", True), ("http://[::1]:9/x", False),
+     ("http://127.0.0.1:9/a?x={y}", False), ("http://127.0.0.1:9/a[1]", False)],
+)  # fmt: skip
+def test_a_curl_glob_in_a_url_argument_is_said_to_be_fetched_as_written(url, glob):
+    """s32 t5 3: curl expands img[1-3].jpg and {a,b}.html into several URLs; fetcher fetched
+    the one literal URL (%5B1-3%5D), ok on a server that answers any path, nothing said."""
+    result = invoke(["--max-time", "1", url])
+    said = [line for line in result.stderr.splitlines() if "curl glob" in line]
+    assert len(said) == (1 if glob else 0), result.stderr
