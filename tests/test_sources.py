@@ -317,6 +317,19 @@ def test_a_utf16_or_utf32_list_with_its_byte_order_mark_is_read_as_its_text(data
     assert reader.count == 2
 
 
+@pytest.mark.parametrize(("first", "second"), [("le", "be"), ("be", "le")])
+def test_a_wide_list_of_the_other_byte_order_joined_with_cat_names_its_mark(first, second):
+    """s32 t3 3: a UTF-16 LE list joined after a BE one, or the reverse: read in the first's
+    byte order, the second's mark is U+FFFE and its lines one line of garbage, "whitespace
+    inside the URL", 50 URLs in one record that never said why. Its mark is named."""
+    marks = {"le": b"\xff\xfe", "be": b"\xfe\xff"}
+    data = marks[first] + "http://a.test/\n".encode(f"utf-16-{first}")
+    data += marks[second] + "http://b.test/\nhttp://c.test/\n".encode(f"utf-16-{second}")
+    jobs, _ = jobs_of(data)
+    assert jobs[0].invalid is None and len(jobs) == 2, [(j.target, j.invalid) for j in jobs]
+    assert "byte-order mark of the other byte order" in (jobs[1].invalid or ""), jobs[1].invalid
+
+
 def test_a_utf16_list_keeps_the_line_rules_bound_and_broken_characters():
     """The 8 KiB bound holds for the line as UTF-8; a character UTF-16 cannot hold (a lone
     surrogate) makes its line invalid, not the next one."""

@@ -242,6 +242,15 @@ def _bad_label(host: str) -> bool:
     return any(not label or (len(label) > 63 and label.isascii()) for label in labels)
 
 
+# A UTF-16 or UTF-32 byte-order mark read in the other byte order: a list of one byte order
+# joined with cat after one of the other, whose lines then decode as one line of garbage,
+# "whitespace inside the URL" or an invalid host, its mark never named (s32 t3 3).
+REVERSED_MARK = "\ufffe"
+OTHER_BYTE_ORDER = (
+    "a byte-order mark of the other byte order inside the list (UTF-16 or UTF-32 files of both "
+    "byte orders joined with cat?): convert each file to UTF-8 (iconv -f UTF-16 -t UTF-8)"
+)
+
 # What no host name holds (RFC 3986: neither unreserved, sub-delims nor pct-encoded): looked up
 # in DNS, or through -x an assertion inside http.client (kind other, message "b''"). And the
 # invisible byte-order mark, U+FEFF, which IDNA refuses only once a request is on its way; and
@@ -397,6 +406,8 @@ class JobMaker:
             return self._admit(Job(-1, text, text, line, raw, not_utf8(raw, exc)))
         if not text:
             return self._admit(Job(-1, text, text, line, raw, "empty URL"))
+        if text.startswith(REVERSED_MARK):
+            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         return self._admit(self.url_job(text, line, raw), dedupe=True)
 
     def entry_job(self, entry: Entry) -> Job | None:
