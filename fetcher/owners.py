@@ -24,8 +24,7 @@ def resolve(path: str) -> Resolved:
     folder), each link followed where it is met and a '..' taken from where the walk is: by
     text (os.path.abspath), `/tmp/L/../s.db` was /tmp/s.db, and neither another user's link L
     nor their folder it led to, where the file was made, was seen (s25 r2 1). Its last name is
-    kept as given (the state is opened O_NOFOLLOW; a jar's link, the user's, is saved through,
-    its target checked alike: cookies._through_own_links), but a
+    kept as given (the state is opened O_NOFOLLOW; a jar's link is replaced on save), but a
     link there is walked too, for the reader that follows it.
 
     Every folder the walk is in, and so each one above it, must be this user's or root's and

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import time
@@ -252,24 +251,6 @@ def test_a_full_jar_gives_up_the_cookies_of_the_site_that_holds_the_most_first(
     assert "not saved" in stderr, stderr
     names = [line.split(b"\t")[5] for line in cookie_lines(jar)]
     assert names[0] == b"login" and names[-1] == b"new" and b"c000" not in names, names
-
-
-def test_a_jar_that_is_the_user_s_own_link_is_saved_through_it(tmp_path):
-    """s32 t2 6: -c NAME, NAME the user's link to their jar (kept with their dotfiles): the
-    save replaced the link with a file, and the two drifted apart from then on. curl writes
-    through the link; so does fetcher, to a target the same checks pass."""
-    real = tmp_path / "dotfiles" / "cookies.txt"
-    real.parent.mkdir()
-    real.write_bytes(HEADER + b"a.test\tFALSE\t/\tFALSE\t0\tmine\t1\n")
-    real.chmod(0o600)
-    link = tmp_path / "jar.txt"
-    link.symlink_to(os.path.relpath(real, tmp_path))
-    with answering(b"Set-Cookie: new=2\r\n") as server:
-        status, _, stderr = run("-c", str(link), server.url("/"))
-    assert status == 0, stderr
-    assert link.is_symlink() and link.resolve() == real.resolve()
-    names = [line.split(b"\t")[5] for line in cookie_lines(real)]
-    assert names == [b"mine", b"new"], names
 
 
 # -- 18: curl's -b FILE -----------------------------------------------------------------------

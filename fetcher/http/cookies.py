@@ -61,7 +61,7 @@ from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
 from fetcher.output.atomic import write_atomically
-from fetcher.owners import MAX_LINKS, resolve
+from fetcher.owners import resolve
 from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
 log = logging.getLogger("fetcher")
@@ -1194,7 +1194,7 @@ def save_jar(path: str, loaded: Iterable[Cookie], lists: Iterable[list[Change]])
     MAX_JAR_FILE_BYTES the next run reads (_within_the_file_s_room), said under -q too: a
     cookie lost. OSError if the file cannot be read now."""
     try:  # as load_jar found it: only the folders' owners (the user, root) could change that
-        where = _through_own_links(jar_file(path))
+        where = jar_file(path)
         current = _jar_now(path, where)
     except ValueError as exc:
         raise OSError(str(exc)) from None
@@ -1238,18 +1238,6 @@ def _within_the_file_s_room(cookies: list[Cookie], room: int) -> list[bytes]:
         if by_domain[domain]:
             heapq.heappush(largest, (-held[domain], domain))
     return [line for index, line in enumerate(lines) if index not in dropped]
-
-
-def _through_own_links(where: str) -> str:
-    """The file a link at where (jar_file's: one only the user or root made, in folders only
-    they write) leads to, under the same checks, for the save to replace that file and keep
-    the link: replaced by a file, the user's link to their jar (kept with their dotfiles)
-    drifted apart from it, where curl writes through it (s32 t2 6). ValueError as jar_file."""
-    for _ in range(MAX_LINKS):
-        if not os.path.islink(where):
-            return where
-        where = jar_file(os.path.join(os.path.dirname(where), os.readlink(where)))
-    raise ValueError(f"cannot save cookie jar {where!r}: too many links")
 
 
 def _jar_now(path: str, where: str) -> CookieJar | None:
