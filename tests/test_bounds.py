@@ -232,3 +232,53 @@ def test_a_request_s_jar_holds_the_cookies_its_host_may_be_sent_not_the_whole_ja
     assert sorted(cookie.name for cookie in prepared._cookies) == ["mine", "wide"]
     assert sorted(prepared.headers["Cookie"].split("; ")) == ["mine=1", "wide=2"]
     assert six.headers["Cookie"] == "six=4"
+
+
+def test_a_redirect_hop_s_jar_holds_the_cookies_its_host_may_be_sent(tmp_path):
+    """s32 r2 1: requests merged the whole session jar into every redirect hop's jar, 75 ms of
+    CPU a hop with 3,000 cookies. A hop takes the session's cookies its host may be sent, as
+    a first request does; the Cookie header it sends is the same."""
+    from fetcher.http.environment import Environment
+    from fetcher.http.request import EffectiveRequest
+    from fetcher.http.session import make_session
+    from tests.servers import counting_server
+
+    def route(path):
+        if path.startswith("/r"):
+            return 302, {"Location": f"http://localhost:{port[0]}/x"}, b"", 0.0
+        return 200, {}, b"ok", 0.0
+
+    lines = [f".site{n}.example\tTRUE\t/\tFALSE\t0\tc\tv\n" for n in range(300)]
+    lines += [
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tfirst\t1\n",
+        "localhost\tFALSE\t/\tFALSE\t0\thop\t2\n",
+    ]
+    path = tmp_path / "jar.txt"
+    path.write_text("# Netscape HTTP Cookie File\n" + "".join(lines))
+    port = [0]
+    with counting_server(route) as server:
+        port[0] = server.port
+        session = make_session(Settings(), load_jar(str(path)), Environment())
+        with session.fetch(EffectiveRequest("GET", server.url("/r")), timeout=(5, 5)) as response:
+            hop = response.request
+        session.close()
+    assert [cookie.name for cookie in hop._cookies] == ["first", "hop"]
+    assert server.headers_seen[-1].get("Cookie") == "hop=2", server.headers_seen
+
+
+def test_a_jar_line_of_no_domain_is_sent_nowhere_as_curl_sends_it(tmp_path):
+    """s32 r2 4: a -c line with an empty domain went to every host named with a trailing dot
+    once the request's jar took only the domains its host may be sent (to every name before
+    07f5c2e); curl sends it nowhere."""
+    from fetcher.http.request import EffectiveRequest
+
+    path = tmp_path / "jar.txt"
+    path.write_text("# Netscape HTTP Cookie File\n\tTRUE\t/\tFALSE\t0\tempty\tv\n")
+    pool = SessionPool(Settings(), load_jar(str(path)))
+    try:
+        session = pool.get()
+        sent = [session._prepare(EffectiveRequest("GET", url)).headers.get("Cookie")
+                for url in ("http://a.test./x", "http://a.test/x")]  # fmt: skip
+    finally:
+        pool.close_all()
+    assert sent == [None, None]

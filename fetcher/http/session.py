@@ -47,6 +47,7 @@ from fetcher.http.cookies import (
     copy_into,
     first_hop_jar,
     idna_host,
+    merge_hop_cookies,
 )
 from fetcher.http.deadline import (
     Deadline,
@@ -422,7 +423,9 @@ _rebuild_proxies = with_globals(
 
 # requests' own steps, with requote for requote_uri: the first URL's and each redirect's.
 _prepare_url = with_globals(PreparedRequest.prepare_url, requote_uri=requote)
-_resolve_redirects = with_globals(requests.Session.resolve_redirects, requote_uri=requote)
+_resolve_redirects = with_globals(
+    requests.Session.resolve_redirects, requote_uri=requote, merge_cookies=merge_hop_cookies
+)
 
 # A URL _prepare_url gives back as it is (besides "/." in it, looked for apart): a lower-case
 # http(s) scheme and host name, no userinfo, a port of no leading zero, a path (at least "/") of
@@ -668,8 +671,9 @@ class FetcherSession(requests.Session):
         return _resolve_redirects(self, resp, req, *args, **kwargs)
 
     def rebuild_method(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """redirect_method's rule, not requests' (fetcher.http.redirects)."""
+        """redirect_method's rule (fetcher.http.redirects); the hop, for merge_hop_cookies."""
         prepared_request.method = redirect_method(prepared_request.method, response.status_code)
+        self.cookies.hop = prepared_request  # type: ignore[attr-defined] # the jar's, merged next
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
         """requests' own (no .netrc with ``trust_env`` off; -u's Authorization kept within the
