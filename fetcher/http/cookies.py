@@ -679,6 +679,19 @@ def _is_others_suffix(host: str, domain: str) -> bool:
     return is_public_suffix(domain) and domain.lstrip(".") != host
 
 
+def site_of(domain: str) -> str:
+    """The site a cookie's domain belongs to: its registrable name, the public suffix fetcher
+    knows (is_public_suffix) and one label more (s1.tracker.test and .tracker.test are
+    tracker.test, a.b.co.uk is b.co.uk); an IP address, or a name with no such suffix, whole."""
+    labels = domain.strip(".").lower().split(".")
+    if _is_ip(domain.strip(".").removesuffix(".local").strip("[]")):
+        return domain.strip(".")
+    for start in range(len(labels) - 1, 0, -1):
+        if not is_public_suffix(".".join(labels[start:])):
+            return ".".join(labels[start:])
+    return ".".join(labels)
+
+
 def is_public_suffix(domain: str) -> bool:
     """Whether domain is a public suffix fetcher knows: a top-level domain, a country code's
     registry (co.uk, com.au: _COUNTRY_SECOND_LEVELS) or a shared host (_SHARED_HOSTING). The
@@ -1236,16 +1249,17 @@ def save_jar(path: str, loaded: Iterable[Cookie], lists: Iterable[list[Change]])
 
 def _within_the_file_s_room(cookies: list[Cookie], room: int) -> list[bytes]:
     """The file's lines of cookies (least recently set first), as many as room holds: while
-    they take more, the domain whose lines take the most gives up its least recently set. The
-    oldest of all went first, and a site that set large cookies run after run pushed out the
-    user's own login, set long ago (s32 t2 2)."""
+    they take more, the site (site_of) whose lines take the most gives up its least recently
+    set. The oldest of all went first, and a site that set large cookies run after run pushed
+    out the user's own login, set long ago (s32 t2 2); weighed by exact domain, a site's many
+    subdomains did (s32 r2 2)."""
     lines = [format_jar_line(cookie).encode(ENCODING) for cookie in cookies]
     size = sum(map(len, lines))
     if size <= room:
         return lines
     by_domain: dict[str, deque[int]] = {}
     for index, cookie in enumerate(cookies):
-        by_domain.setdefault(cookie.domain.lstrip("."), deque()).append(index)
+        by_domain.setdefault(site_of(cookie.domain), deque()).append(index)
     held = {domain: sum(len(lines[i]) for i in indexes) for domain, indexes in by_domain.items()}
     largest = [(-taken, domain) for domain, taken in held.items()]
     heapq.heapify(largest)
