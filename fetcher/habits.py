@@ -501,7 +501,8 @@ def new_output_dir_problem(folder: str, option: str, urls: tuple[str, ...] = ())
     name = os.path.basename(folder)
     # curl's install line, `curl -fsSLo kubectl URL/kubectl`: a folder kubectl/ and exit 0,
     # and the script's next step, far from the cause, failed (s32 t5 1)
-    url = next((url for url in urls if name and _file_name(url) == name), None)
+    # curl's -o FILE takes one URL: among several, a name is a folder's (s32 r2 3)
+    url = urls[0] if len(urls) == 1 and name and _file_name(urls[0]) == name else None
     if url is not None or FILE_SUFFIX.fullmatch(name):
         from fetcher.redact import redact_url
 

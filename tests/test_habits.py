@@ -398,6 +398,18 @@ def test_o_named_as_a_url_s_file_is_refused_and_creates_nothing(server, tmp_path
     assert not target.exists() and server.requests == 0
 
 
+@pytest.mark.parametrize(
+    "paths", [["/docs", "/docs/intro.html"], ["/a.html", "/b/site"]], ids=["mirror", "second"]
+)
+def test_o_named_as_a_url_s_file_among_several_urls_is_a_folder(server, tmp_path, paths):
+    """s32 r2 3: -o docs beside URLs of /docs and /docs/intro.html was refused as curl's -o
+    FILE, which takes one URL: among several, a name is a folder's."""
+    name = paths[-1].rsplit("/", 1)[1] if paths[1] == "/b/site" else "docs"
+    result = invoke(["-q", "-o", str(tmp_path / name), *(server.url(p) for p in paths)])
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / name).is_dir()
+
+
 def test_o_dash_is_refused(server, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke(["-o", "-", server.url("/a")])
