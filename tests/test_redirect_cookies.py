@@ -326,3 +326,19 @@ def test_an_http_answer_s_secure_deletion_is_ignored_and_keeps_the_given_pair(se
     assert result.exit_code == 0, result.output
     given = f"{name}=old; a=1"
     assert cookies_seen(server) == [("/del1", given), ("/here", given)]
+
+
+def test_a_given_host_s_cookies_do_not_follow_a_redirect_to_another_host(tmp_path):
+    """s32 r3 1: with -H 'Host: a.test', a redirect to another host was sent a.test's -b and
+    -c cookies: the hop's cookies were chosen by the Host header it still carried, which
+    rebuild_auth dropped only after. It is dropped first."""
+    jar = tmp_path / "jar.txt"
+    jar.write_text(FILE_HEADER + "a.test\tFALSE\t/\tFALSE\t2000000000\tlogin\tSECRET_A\n")
+    with counting_server() as other, counting_server() as first:
+        first.route = redirecting({"/r": f"http://localhost:{other.port}/x"})
+        result = invoke(["--format", "jsonl", "-H", "Host: a.test", "-b", GIVEN, "-c", str(jar),
+                         first.url("/r")])  # fmt: skip
+    [record] = records(result.stdout)
+    assert record["ok"] is True and record["redirects"] == 1, record
+    assert cookies_seen(first) == [("/r", f"login=SECRET_A; {GIVEN}")]
+    assert cookies_seen(other) == [("/x", None)]

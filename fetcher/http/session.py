@@ -671,18 +671,18 @@ class FetcherSession(requests.Session):
         return _resolve_redirects(self, resp, req, *args, **kwargs)
 
     def rebuild_method(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """redirect_method's rule (fetcher.http.redirects); the hop, for merge_hop_cookies."""
+        """redirect_method's rule; a -H Host dropped on a hop to another host before its cookies
+        are chosen by the host it names (s32 r3 1: by a.test's); the hop, for merge_hop_cookies."""
         prepared_request.method = redirect_method(prepared_request.method, response.status_code)
+        if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
+            prepared_request.headers.pop("Host", None)
         self.cookies.hop = prepared_request  # type: ignore[attr-defined] # the jar's, merged next
 
     def rebuild_auth(self, prepared_request: PreparedRequest, response: Response) -> None:
-        """requests' own (no .netrc with ``trust_env`` off; -u's Authorization kept within the
-        origin or from http:80 to https:443, where curl's -u is not), for a -H Host too, with
-        the request's own credentials (hop_credentials: a given Authorization to its origin on
-        every hop); then the body requests dropped goes back on."""
+        """requests' own (no .netrc: ``trust_env`` off; -u's Authorization kept within the origin
+        or from http:80 to https:443), with the request's own credentials (hop_credentials: a
+        given Authorization to its origin on every hop); then the dropped body goes back."""
         super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
-        if self.should_strip_auth(response.request.url, prepared_request.url):  # type: ignore[no-untyped-call]
-            prepared_request.headers.pop("Host", None)
         if self._given_header is not None:  # what the answer set, as the hop's jar took it
             self._given_header.receive(response, prepared_request)
         own = self._given_cookies, self._removed, self.on_tls, self._given_header
