@@ -342,3 +342,35 @@ def test_a_given_host_s_cookies_do_not_follow_a_redirect_to_another_host(tmp_pat
     assert record["ok"] is True and record["redirects"] == 1, record
     assert cookies_seen(first) == [("/r", f"login=SECRET_A; {GIVEN}")]
     assert cookies_seen(other) == [("/x", None)]
+
+
+def test_a_hop_sends_its_cookies_in_the_order_a_first_request_sends_them(tmp_path):
+    """s32 r3 2: two cookies of one name, one host-only and one of its domain, of equal paths:
+    sent directly in the jar's order (RFC 6265 5.4: the earlier first), but on a redirect hop
+    the domain new to the hop's jar came last, and a server that keeps the first value of a
+    name saw the stale one."""
+    from fetcher.http.cookies import first_hop_jar, load_jar, merge_hop_cookies
+
+    jar = tmp_path / "jar.txt"
+    jar.write_text(FILE_HEADER + "a.x.test\tFALSE\t/\tFALSE\t0\tsid\tLOGIN\n"
+                   ".x.test\tTRUE\t/\tFALSE\t0\tsid\tOLD\n")  # fmt: skip
+    from requests.cookies import get_cookie_header
+
+    from fetcher.http.cookies import BoundedCookieJar
+
+    session = BoundedCookieJar()
+    session.update(load_jar(str(jar)))
+
+    def prepared(url: str) -> PreparedRequest:
+        request = PreparedRequest()
+        request.prepare(method="GET", url=url)
+        return request
+
+    direct = get_cookie_header(first_hop_jar(session, prepared("http://a.x.test/")),
+                               prepared("http://a.x.test/"))  # fmt: skip
+    first = first_hop_jar(session, prepared("http://c.x.test/"))  # .x.test's only
+    hop = prepared("http://a.x.test/")
+    session.hop = hop
+    merged = merge_hop_cookies(first.copy(), session)
+    assert direct == "sid=LOGIN; sid=OLD"
+    assert get_cookie_header(merged, hop) == direct

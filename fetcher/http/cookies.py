@@ -911,6 +911,15 @@ def merge_hop_cookies(hop_jar: CookieJar, session_jar: CookieJar) -> CookieJar:
     session_jar.hop = None
     for cookie in sent_cookies(session_jar, hop):
         hop_jar.set_cookie(copy.copy(cookie))
+    # The domains in the session's order, as a copy of it had them: a domain new to the hop's
+    # jar came last, and two cookies of one name and path went out in the other order, the
+    # stale one first (s32 r3 2; RFC 6265 5.4). Those the session does not hold go after.
+    rank = {domain: place for place, domain in enumerate(session_jar._cookies)}  # type: ignore[attr-defined]
+    index: dict[str, Any] = hop_jar._cookies  # type: ignore[attr-defined]
+    with hop_jar._cookies_lock:  # type: ignore[attr-defined]
+        ordered = sorted(index.items(), key=lambda item: rank.get(item[0], len(rank)))
+        index.clear()
+        index.update(ordered)
     return hop_jar
 
 
