@@ -81,7 +81,8 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
         # A profile's FETCHER_REMOTE_TIME refused every run without -o (s26 r3 2).
         ignore_variables(params, ["remote_time"], "without -o DIR: no file is saved")
     if params["output_dir"] is not None:
-        problem = output_dir_problem(params["output_dir"], urls)
+        # the URL arguments: beside an -i, a run of several URLs, no curl -o FILE (s32 r3 7)
+        problem = output_dir_problem(params["output_dir"], () if params["inputs"] else urls)
         if problem is not None:
             raise click.UsageError(problem)
     check_urls_given_as_files(params, urls)
@@ -96,7 +97,8 @@ def say_globs(urls: tuple[str, ...], params: dict[str, Any]) -> None:
     """Say, once, that a URL argument holding what curl expands into several URLs is fetched
     as written: img[1-3].jpg went out as one request for img%5B1-3%5D.jpg, ok on a server that
     answers any path, nothing said (s32 t5 3). Not under -q."""
-    globbed = sum(1 for url in urls if CURL_GLOB.search(url.partition("://")[2].partition("/")[2]))
+    paths = (url.split("://", 1)[-1].partition("/")[2] for url in urls)  # a scheme or none
+    globbed = sum(1 for path in paths if CURL_GLOB.search(path))
     if globbed and not params["quiet"]:
         warn(
             f"fetcher: {globbed} URL argument{'s hold' if globbed > 1 else ' holds'} a curl glob "

@@ -398,6 +398,16 @@ def test_o_named_as_a_url_s_file_is_refused_and_creates_nothing(server, tmp_path
     assert not target.exists() and server.requests == 0
 
 
+def test_o_named_as_a_url_s_file_beside_an_input_is_a_folder(server, tmp_path):
+    """s32 r3 7: -o releases -i list.txt URL/releases fetches several URLs: no curl -o FILE."""
+    listed = tmp_path / "list.txt"
+    listed.write_text(server.url("/a") + "\n")
+    result = invoke(["-q", "-o", str(tmp_path / "releases"), "-i", str(listed),
+                     server.url("/owner/releases")])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "releases").is_dir()
+
+
 @pytest.mark.parametrize(
     "paths", [["/docs", "/docs/intro.html"], ["/a.html", "/b/site"]], ids=["mirror", "second"]
 )
@@ -1033,7 +1043,8 @@ def test_retry_beside_a_method_it_does_not_retry_says_so(args, said):
     ("url", "glob"),
     [("http://127.0.0.1:9/img[1-3].jpg", True), ("http://127.0.0.1:9/{a,b}.html", True),
      ("http://127.0.0.1:9/p[a-z]/x", True), ("http://[::1]:9/x", False),
-     ("http://127.0.0.1:9/a?x={y}", False), ("http://127.0.0.1:9/a[1]", False)],
+     ("http://127.0.0.1:9/a?x={y}", False), ("http://127.0.0.1:9/a[1]", False),
+     ("127.0.0.1:9/img[1-3].jpg", True)],
 )  # fmt: skip
 def test_a_curl_glob_in_a_url_argument_is_said_to_be_fetched_as_written(url, glob):
     """s32 t5 3: curl expands img[1-3].jpg and {a,b}.html into several URLs; fetcher fetched
