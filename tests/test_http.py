@@ -111,6 +111,13 @@ def test_a_header_ended_by_a_semicolon_is_sent_empty_as_curl_sends_it(httpserver
     assert result.exit_code == 0, result.stderr
     [request] = seen.requests
     assert request.headers["X-Empty"] == "" and request.headers["Accept"] == ""
+    joined = invoke(["-q", "-H", "Accept;", "-H", "Accept: text/html", "-H",
+                     "X-Forwarded-For: 1.2.3.4", "-H", "X-Forwarded-For;",
+                     httpserver.url_for("/h")])  # fmt: skip
+    assert joined.exit_code == 0, joined.stderr
+    # An empty value adds no empty element to a list (RFC 9110 5.6.1: s32 r3 5).
+    assert seen.requests[1].headers["Accept"] == "text/html"
+    assert seen.requests[1].headers["X-Forwarded-For"] == "1.2.3.4"
     refused = invoke(["-H", "Content-Length;", httpserver.url_for("/h")])
     assert refused.exit_code == 2 and "Content-Length" in refused.stderr, refused.stderr
 

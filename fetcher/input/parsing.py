@@ -136,7 +136,12 @@ def combine_headers(
                 raise ValueError(
                     f"-H {first!r} given twice{origin}: a server reads one value; give it once"
                 )
-            value = f"{before}{'; ' if key == 'cookie' else ', '}{value}"
+            # an empty one ('Name;') adds no element (RFC 9110 5.6.1: none empty; s32 r3 5)
+            value = (
+                f"{before}{'; ' if key == 'cookie' else ', '}{value}"
+                if before and value
+                else (before or value)
+            )
         combined[key] = (first, value)
     first = combined.get("cookie", ("Cookie", None))[0]
     if (twice := named_in_two(cookies)) is not None:
