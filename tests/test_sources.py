@@ -317,14 +317,19 @@ def test_a_utf16_or_utf32_list_with_its_byte_order_mark_is_read_as_its_text(data
     assert reader.count == 2
 
 
-@pytest.mark.parametrize(("first", "second"), [("le", "be"), ("be", "le")])
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("16-le", "16-be"), ("16-be", "16-le"), ("32-le", "32-be"), ("32-be", "32-le")],
+)
 def test_a_wide_list_of_the_other_byte_order_joined_with_cat_names_its_mark(first, second):
     """s32 t3 3: a UTF-16 LE list joined after a BE one, or the reverse: read in the first's
     byte order, the second's mark is U+FFFE and its lines one line of garbage, "whitespace
-    inside the URL", 50 URLs in one record that never said why. Its mark is named."""
-    marks = {"le": b"\xff\xfe", "be": b"\xfe\xff"}
-    data = marks[first] + "http://a.test/\n".encode(f"utf-16-{first}")
-    data += marks[second] + "http://b.test/\nhttp://c.test/\n".encode(f"utf-16-{second}")
+    inside the URL", 50 URLs in one record that never said why. Its mark is named, a UTF-32
+    one's too (s32 r3 4: "not valid UTF-32")."""
+    marks = {"16-le": b"\xff\xfe", "16-be": b"\xfe\xff", "32-le": b"\xff\xfe\x00\x00",
+             "32-be": b"\x00\x00\xfe\xff"}  # fmt: skip
+    data = marks[first] + "http://a.test/\n".encode(f"utf-{first}")
+    data += marks[second] + "http://b.test/\nhttp://c.test/\n".encode(f"utf-{second}")
     jobs, _ = jobs_of(data)
     assert jobs[0].invalid is None and len(jobs) == 2, [(j.target, j.invalid) for j in jobs]
     assert "byte-order mark of the other byte order" in (jobs[1].invalid or ""), jobs[1].invalid

@@ -23,8 +23,12 @@ BROKEN = "fetcher.broken-wide-character"
 
 
 def _broken(exc: UnicodeError) -> tuple[str, int]:
-    """A lone surrogate, which surrogateescape encodes as the byte 0xFF, for what exc covers."""
+    """A lone surrogate, which surrogateescape encodes as the byte 0xFF, for what exc covers;
+    U+FFFE for a UTF-32 mark of the other byte order (0xFFFE0000, no character), as a UTF-16
+    one reads, for its line's record to name it (s32 r3 4)."""
     assert isinstance(exc, UnicodeDecodeError)
+    if exc.object[exc.start : exc.end] in (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE):
+        return "\ufffe", exc.end
     return "\udcff", exc.end
 
 

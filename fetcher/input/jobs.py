@@ -245,7 +245,7 @@ def _bad_label(host: str) -> bool:
 # A UTF-16 or UTF-32 byte-order mark read in the other byte order: a list of one byte order
 # joined with cat after one of the other, whose lines then decode as one line of garbage,
 # "whitespace inside the URL" or an invalid host, its mark never named (s32 t3 3).
-REVERSED_MARK = "\ufffe"
+REVERSED_MARK = "\ufffe".encode()  # as a wide list's line is handed on: UTF-8
 OTHER_BYTE_ORDER = (
     "a byte-order mark of the other byte order inside the list (UTF-16 or UTF-32 files of both "
     "byte orders joined with cat?): convert each file to UTF-8 (iconv -f UTF-16 -t UTF-8)"
@@ -399,6 +399,9 @@ class JobMaker:
             return self._admit(
                 Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
             )
+        if raw.lstrip().startswith(REVERSED_MARK):  # before the rest: garbage, or no UTF-8
+            text = raw.decode("utf-8", "backslashreplace").strip()
+            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
@@ -406,8 +409,6 @@ class JobMaker:
             return self._admit(Job(-1, text, text, line, raw, not_utf8(raw, exc)))
         if not text:
             return self._admit(Job(-1, text, text, line, raw, "empty URL"))
-        if text.startswith(REVERSED_MARK):
-            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         return self._admit(self.url_job(text, line, raw), dedupe=True)
 
     def entry_job(self, entry: Entry) -> Job | None:
