@@ -253,17 +253,19 @@ def test_a_full_jar_gives_up_the_cookies_of_the_site_that_holds_the_most_first(
     assert names[0] == b"login" and names[-1] == b"new" and b"c000" not in names, names
 
 
-def test_a_full_jar_weighs_a_site_s_subdomains_as_one_site(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flood", ["s%d.tracker.test", "2001:db8::%x", "10.0.0.%d"])
+def test_a_full_jar_weighs_a_site_s_subdomains_as_one_site(tmp_path, monkeypatch, flood):
     """s32 r2 2: weighed by exact domain, a site whose cookies came from many subdomains (or
     many small sites) took less room each than the user's one site of a few logins: the
-    login went first. A site is its registrable name (s1.tracker.test: tracker.test)."""
+    login went first. A site is its registrable name (s1.tracker.test: tracker.test), an
+    address's its network (IPv4 /24, IPv6 /64, whose holder has every host: s32 r3 3)."""
     monkeypatch.setattr(cookies, "MAX_JAR_FILE_BYTES", 2000)
     jar = tmp_path / "jar.txt"
     logins = b"".join(
         b"bank.test\tFALSE\t/\tTRUE\t0\tlogin%d\t" % n + b"s" * 60 + b"\n" for n in range(3)
     )
-    tracker = b"".join(b"s%d.tracker.test\tFALSE\t/\tFALSE\t0\tt\t" % n + b"v" * 50 + b"\n"
-                       for n in range(40))  # fmt: skip
+    tracker = b"".join((flood % (n + 1)).encode() + b"\tFALSE\t/\tFALSE\t0\tt\t" + b"v" * 50
+                       + b"\n" for n in range(40))  # fmt: skip
     jar.write_bytes(HEADER + logins + tracker[: 2000 - len(HEADER) - len(logins)])
     with answering(b"Set-Cookie: new=" + b"n" * 100 + b"\r\n") as server:
         status, _, stderr = run("-q", "-c", str(jar), server.url("/"))

@@ -682,10 +682,13 @@ def _is_others_suffix(host: str, domain: str) -> bool:
 def site_of(domain: str) -> str:
     """The site a cookie's domain belongs to: its registrable name, the public suffix fetcher
     knows (is_public_suffix) and one label more (s1.tracker.test and .tracker.test are
-    tracker.test, a.b.co.uk is b.co.uk); an IP address, or a name with no such suffix, whole."""
+    tracker.test, a.b.co.uk is b.co.uk); an IP address's network (IPv4 /24, IPv6 /64); a name
+    with no such suffix, whole."""
     labels = domain.strip(".").lower().split(".")
-    if _is_ip(domain.strip(".").removesuffix(".local").strip("[]")):
-        return domain.strip(".")
+    bare = domain.strip(".").removesuffix(".local").strip("[]")
+    if _is_ip(bare):  # a network, as one holder has it: an IPv6 /64 gives any host free (r3 3)
+        address = ipaddress.ip_address(bare)
+        return str(ipaddress.ip_network(f"{address}/{64 if address.version == 6 else 24}", False))
     for start in range(len(labels) - 1, 0, -1):
         if not is_public_suffix(".".join(labels[start:])):
             return ".".join(labels[start:])
