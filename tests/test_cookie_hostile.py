@@ -253,12 +253,30 @@ def test_a_full_jar_gives_up_the_cookies_of_the_site_that_holds_the_most_first(
     assert names[0] == b"login" and names[-1] == b"new" and b"c000" not in names, names
 
 
-@pytest.mark.parametrize("flood", ["s%d.tracker.test", "2001:db8::%x", "10.0.0.%d"])
+def test_a_full_jar_weighs_each_ipv4_address_alone(tmp_path, monkeypatch):
+    """s32 r4 1: weighed by /24, a device's large cookies on a home network pushed out the
+    router's logins, another owner's on the same /24. Each IPv4 address is a site of its own."""
+    monkeypatch.setattr(cookies, "MAX_JAR_FILE_BYTES", 2000)
+    jar = tmp_path / "jar.txt"
+    logins = b"".join(b"127.0.0.2\tFALSE\t/\tFALSE\t0\tlogin%d\t" % n + b"s" * 60 + b"\n"
+                      for n in range(3))  # fmt: skip
+    filler = b"".join(b"f%d.test\tFALSE\t/\tFALSE\t0\tt%d\t" % (n // 4, n) + b"v" * 70 + b"\n"
+                      for n in range(40))  # fmt: skip # sites of 4, each larger than the logins'
+    jar.write_bytes(HEADER + logins + filler[: 2000 - len(HEADER) - len(logins)])
+    with answering(b"".join(b"Set-Cookie: big%d=" % n + b"n" * 300 + b"\r\n" for n in range(4))
+                   ) as server:  # fmt: skip
+        status, _, stderr = run("-q", "-c", str(jar), server.url("/"))  # 127.0.0.1
+    assert status == 0, stderr
+    names = [line.split(b"\t")[5] for line in cookie_lines(jar)]
+    assert names[:3] == [b"login0", b"login1", b"login2"], names
+
+
+@pytest.mark.parametrize("flood", ["s%d.tracker.test", "2a00:1450::%x"])
 def test_a_full_jar_weighs_a_site_s_subdomains_as_one_site(tmp_path, monkeypatch, flood):
     """s32 r2 2: weighed by exact domain, a site whose cookies came from many subdomains (or
     many small sites) took less room each than the user's one site of a few logins: the
     login went first. A site is its registrable name (s1.tracker.test: tracker.test), an
-    address's its network (IPv4 /24, IPv6 /64, whose holder has every host: s32 r3 3)."""
+    global IPv6 address's its /64, whose holder has every host (s32 r3 3)."""
     monkeypatch.setattr(cookies, "MAX_JAR_FILE_BYTES", 2000)
     jar = tmp_path / "jar.txt"
     logins = b"".join(

@@ -679,16 +679,25 @@ def _is_others_suffix(host: str, domain: str) -> bool:
     return is_public_suffix(domain) and domain.lstrip(".") != host
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses, each another's
+
+
 def site_of(domain: str) -> str:
     """The site a cookie's domain belongs to: its registrable name, the public suffix fetcher
     knows (is_public_suffix) and one label more (s1.tracker.test and .tracker.test are
-    tracker.test, a.b.co.uk is b.co.uk); an IP address's network (IPv4 /24, IPv6 /64); a name
-    with no such suffix, whole."""
+    tracker.test, a.b.co.uk is b.co.uk); a global IPv6 address's /64; any other address, or a
+    name with no such suffix, whole."""
     labels = domain.strip(".").lower().split(".")
     bare = domain.strip(".").removesuffix(".local").strip("[]")
-    if _is_ip(bare):  # a network, as one holder has it: an IPv6 /64 gives any host free (r3 3)
+    if _is_ip(bare):
         address = ipaddress.ip_address(bare)
-        return str(ipaddress.ip_network(f"{address}/{64 if address.version == 6 else 24}", False))
+        # A global IPv6 address's /64, which one holder has whole (every host of it was a free
+        # site: s32 r3 3); any other address alone: a /24 is a home network's router and its
+        # devices, whose owners differ (s32 r4 1), and ::/96, ::ffff:0:0/96, 64:ff9b::/96 map
+        # other addresses.
+        if address.version == 6 and address.is_global and address not in _NAT64:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
     for start in range(len(labels) - 1, 0, -1):
         if not is_public_suffix(".".join(labels[start:])):
             return ".".join(labels[start:])
