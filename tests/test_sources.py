@@ -330,6 +330,11 @@ def test_a_wide_list_of_the_other_byte_order_joined_with_cat_names_its_mark(firs
              "32-be": b"\x00\x00\xfe\xff"}  # fmt: skip
     data = marks[first] + "http://a.test/\n".encode(f"utf-{first}")
     data += marks[second] + "http://b.test/\nhttp://c.test/\n".encode(f"utf-{second}")
+    many = marks[second] + "".join(f"http://b.test/{n}\n" for n in range(400)).encode(
+        f"utf-{second}"
+    )  # one line past 8 KiB read in the first's order (s32 r4 2)
+    jobs_many, _ = jobs_of(marks[first] + "http://a.test/\n".encode(f"utf-{first}") + many)
+    assert "byte-order mark of the other byte order" in (jobs_many[1].invalid or "")
     jobs, _ = jobs_of(data)
     assert jobs[0].invalid is None and len(jobs) == 2, [(j.target, j.invalid) for j in jobs]
     assert "byte-order mark of the other byte order" in (jobs[1].invalid or ""), jobs[1].invalid

@@ -394,14 +394,15 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
+        if raw[:MAX_LINE_BYTES].lstrip().startswith(REVERSED_MARK):  # first: garbage, no UTF-8,
+            # and a whole file in one line, longer than 8 KiB (s32 r4 2)
+            text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
+            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
             return self._admit(
                 Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
             )
-        if raw.lstrip().startswith(REVERSED_MARK):  # before the rest: garbage, or no UTF-8
-            text = raw.decode("utf-8", "backslashreplace").strip()
-            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
