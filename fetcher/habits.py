@@ -89,6 +89,7 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     say_globs(urls, params)
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # What curl expands in a URL (its globbing): a set {a,b} and a range [1-3], [a-z], [01-10:2].
 CURL_GLOB = re.compile(r"\{[^{}]*,[^{}]*\}|\[(?:\d+-\d+|[a-z]-[a-z]|[A-Z]-[A-Z])(?::\d+)?\]")
 
@@ -97,7 +98,9 @@ def say_globs(urls: tuple[str, ...], params: dict[str, Any]) -> None:
     """Say, once, that a URL argument holding what curl expands into several URLs is fetched
     as written: img[1-3].jpg went out as one request for img%5B1-3%5D.jpg, ok on a server that
     answers any path, nothing said (s32 t5 3). Not under -q."""
-    paths = (url.split("://", 1)[-1].partition("/")[2] for url in urls)  # a scheme or none
+    # the path and what follows, past a scheme if the URL starts with one ("://" in a query
+    # is no scheme's: s32 r4 3)
+    paths = (_SCHEME.sub("", url, count=1).partition("/")[2] for url in urls)
     globbed = sum(1 for path in paths if CURL_GLOB.search(path))
     if globbed and not params["quiet"]:
         warn(

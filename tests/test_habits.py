@@ -1044,7 +1044,7 @@ def test_retry_beside_a_method_it_does_not_retry_says_so(args, said):
     [("http://127.0.0.1:9/img[1-3].jpg", True), ("http://127.0.0.1:9/{a,b}.html", True),
      ("http://127.0.0.1:9/p[a-z]/x", True), ("http://[::1]:9/x", False),
      ("http://127.0.0.1:9/a?x={y}", False), ("http://127.0.0.1:9/a[1]", False),
-     ("127.0.0.1:9/img[1-3].jpg", True)],
+     ("127.0.0.1:9/img[1-3].jpg", True), ("127.0.0.1:9/img[1-3].jpg?next=http://a.test/", True)],
 )  # fmt: skip
 def test_a_curl_glob_in_a_url_argument_is_said_to_be_fetched_as_written(url, glob):
     """s32 t5 3: curl expands img[1-3].jpg and {a,b}.html into several URLs; fetcher fetched
