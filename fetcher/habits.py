@@ -15,6 +15,7 @@ import click
 from click.decorators import FC
 
 from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of, warn
+from fetcher.input.parsing import SCHEME_SLASHES
 from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
@@ -89,7 +90,6 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     say_globs(urls, params)
 
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # What curl expands in a URL (its globbing): a set {a,b} and a range [1-3], [a-z], [01-10:2].
 CURL_GLOB = re.compile(r"\{[^{}]*,[^{}]*\}|\[(?:\d+-\d+|[a-z]-[a-z]|[A-Z]-[A-Z])(?::\d+)?\]")
 
@@ -100,7 +100,8 @@ def say_globs(urls: tuple[str, ...], params: dict[str, Any]) -> None:
     answers any path, nothing said (s32 t5 3). Not under -q."""
     # the path and what follows, past a scheme if the URL starts with one ("://" in a query
     # is no scheme's: s32 r4 3)
-    paths = (_SCHEME.sub("", url, count=1).partition("/")[2] for url in urls)
+    starts = ((url, SCHEME_SLASHES.match(url)) for url in urls)
+    paths = (url[scheme.end() if scheme else 0 :].partition("/")[2] for url, scheme in starts)
     globbed = sum(1 for path in paths if CURL_GLOB.search(path))
     if globbed and not params["quiet"]:
         warn(

@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
 from fetcher.input.hosts import idna_spelling, server_name
-from fetcher.input.parsing import BOM, CONTROL, parse_proxy
+from fetcher.input.parsing import BOM, CONTROL, SCHEME_SLASHES, parse_proxy
 from fetcher.input.shards import Shard, shard_key
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
@@ -264,9 +264,6 @@ _NOT_IN_A_HOST = re.compile(r'[\x00-\x20\x7f"\'()<>^`{|}\ufeff!$&*+,;=]')
 # A name and a colon at the start of a line ("mailto:", "localhost:"), and what may follow it
 # when the name is a host: a port, possibly empty, then the path, query or fragment or nothing.
 _NAME_COLON = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-# A line that starts with a scheme and "://" (RFC 3986's scheme characters); "://" further on
-# (a redirect target in a query, an archived URL in a path) is no scheme of the line's.
-_SCHEME_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r"\d*(?=[/?#]|$)")
 _WHITESPACE = re.compile(r"\s")
 # Schemes whose URLs have no "//" and may hold an "@" ("mailto:a@b.org"): never read as
@@ -279,7 +276,7 @@ _OPAQUE_SCHEMES = frozenset(
 
 def has_scheme(text: str) -> bool:
     """Whether text starts with a scheme and "://"."""
-    return _SCHEME_SLASHES.match(text) is not None
+    return SCHEME_SLASHES.match(text) is not None
 
 
 def _scheme_of(text: str) -> str | None:

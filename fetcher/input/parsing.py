@@ -19,6 +19,9 @@ TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+# A scheme (RFC 3986's characters) and "://" at a text's start: a URL's, not one further on (a
+# redirect target in a query, an archived URL in a path).
+SCHEME_SLASHES = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, dropped at the start of any line read (unmarked)
 _VISIBLE_BYTE = re.compile(rb"\S")  # what makes a line more than blank, to read_lines too
 
