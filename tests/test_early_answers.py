@@ -764,9 +764,11 @@ def test_an_upload_cut_after_an_early_2xx_is_a_failure_that_keeps_the_status(
     got its body cut, and the record was a clean ok: --state and --skip-fresh took the upload
     for done. The body was not all sent: the record is a failure (read_timeout, the stall's
     kind) that keeps the 200 and says where the body was cut, and it is not sent again (the
-    server answered it, s25 r1 4)."""
+    server answered it, s25 r1 4). The server pauses until the test ends: paused 2 s and
+    reading on after, it was heard again before a loaded run's fetcher, slow to fill the
+    kernel's buffers, had waited the 1 s of nothing leaving (an ok record, twice in s32)."""
     path, _ = upload
-    server = PausingReaderServer(8 * MIB, 2.0, stop)
+    server = PausingReaderServer(8 * MIB, LIFETIME, stop)
     with server:
         record, done = cut_after_an_early_200(server.url(), f"@{path}", "5")
     assert f"of {UPLOAD_SIZE} bytes" in record["error"]["message"], json.dumps(record)
