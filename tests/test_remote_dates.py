@@ -63,6 +63,29 @@ def test_a_year_not_written_with_four_digits_is_not_a_date(value):
     assert at(value) is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sun, 06 Nov 1994 08:49:37 GMT trailing words",
+        "Sun, 06 Nov 1994 08:49:37 GMT\xff",
+        "Sun, 06 Nov 1994 08:49:37 XYZ",  # a zone email.utils does not know: it said GMT
+        "Sun, 06 Nov 1994 08:49:37 GMT GMT",
+        "Sun Nov  6 08:49:37 1994 GMT extra",
+        "Sun, 06 Nov 1994",
+    ],
+)
+def test_a_date_with_words_past_its_end_or_an_unknown_zone_is_not_a_date(value):
+    """s33 t2 1: email.utils reads past trailing words and takes a zone it does not know for
+    GMT, so -R dated a file from a Last-Modified that is no HTTP-date (usage.md: such a file
+    keeps its download time). curl refuses both."""
+    assert at(value) is None
+
+
+def test_a_named_zone_is_read_as_curl_reads_it():
+    assert at("Sun, 06 Nov 1994 00:49:37 PST") == NOV_6_1994
+    assert at("Sun, 06 Nov 1994 03:49:37 EST") == NOV_6_1994
+
+
 def test_remote_time_leaves_a_year_0001_file_at_its_download_time(httpserver, tmp_path):
     response = Response(b"old", headers={"Last-Modified": "Mon, 01 Jan 0001 00:00:00 GMT"})
     httpserver.expect_request("/ancient").respond_with_response(response)

@@ -11,30 +11,25 @@ import re
 import time
 from collections.abc import Mapping
 
-# Where each form of an HTTP-date (RFC 9110 5.6.7) writes its year, blanks collapsed: after the
-# day and the month in IMF-fixdate ("06 Nov 1994 ...") and in the obsolete RFC 850 form
-# ("06-Nov-94 ..."), last in asctime's ("Sun Nov 6 08:49:37 1994").
-_YEAR = re.compile(r"[0-9]( |-)[a-z]+\1([0-9]+)\b|\s([0-9]+)$", re.IGNORECASE)
-
-
-def _year_is_http(value: str) -> bool:
-    """Whether the date's year is written as an HTTP-date writes it: four digits from 1000, or
-    two after the day and month (RFC 850's form, and old RFC 1123 dates, which curl reads too).
-    email.utils takes any year below 100 for a two-digit one, so that "0001" would be 2001; and
-    a date without a year where one belongs is no HTTP-date."""
-    found = _YEAR.search(" ".join(value.split()))
-    if found is None:
-        return False
-    after_month, year = found[2] is not None, found[2] or found[3]
-    if len(year) == 2:
-        return after_month
-    return len(year) == 4 and not year.startswith("0")
+# The shape of an HTTP-date (RFC 9110 5.6.7), blanks collapsed, as curl reads one: IMF-fixdate
+# and the obsolete RFC 850 form (weekday, day, month and year joined by blanks or by dashes, a
+# time, a zone: GMT, another name email.utils knows or a numeric one, as curl takes them), or
+# asctime's (its year last). The year has four digits from 1000, or two after the day and month
+# (RFC 850's form, and old RFC 1123 dates, which curl reads too): email.utils takes any year
+# below 100 for a two-digit one, so that "0001" would be 2001. Nothing else: email.utils reads
+# past trailing words and takes a zone it does not know for GMT (s33 t2 1).
+_HTTP_DATE = re.compile(
+    r"(?:[a-z]+,? )?[0-9]{1,2}( |-)[a-z]{3}\1(?:[1-9][0-9]{3}|[0-9]{2}) [0-9]{1,2}:[0-9]{2}"
+    r"(?::[0-9]{2})?(?: (?:[+-][0-9]{4}|gmt|ut|utc|z|[ecmp][sd]t|a[sd]t))?"
+    r"|[a-z]{3} [a-z]{3} [0-9]{1,2} [0-9]{1,2}:[0-9]{2}:[0-9]{2} [1-9][0-9]{3}",
+    re.IGNORECASE,
+)
 
 
 def http_date(value: str) -> datetime.datetime | None:
-    """An HTTP-date as an aware datetime; None when it is not one. Lenient as email.utils is
-    (case, blanks, a numeric zone), but for the year (``_year_is_http``)."""
-    if not _year_is_http(value):
+    """An HTTP-date as an aware datetime; None when it is not one. Lenient as curl is (case,
+    blanks, a numeric or named zone), but of its shape (``_HTTP_DATE``)."""
+    if _HTTP_DATE.fullmatch(" ".join(value.split())) is None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(value)
