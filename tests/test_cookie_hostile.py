@@ -271,6 +271,24 @@ def test_a_full_jar_weighs_each_ipv4_address_alone(tmp_path, monkeypatch):
     assert names[:3] == [b"login0", b"login1", b"login2"], names
 
 
+@pytest.mark.parametrize(
+    ("domain", "site"),
+    [
+        ("::ffff:1.2.3.4", "::ffff:102:304"),  # an IPv4 address written as IPv6: its own
+        ("[::ffff:5.6.7.8]", "::ffff:506:708"),
+        ("::1.2.3.4", "::102:304"),  # IPv4-compatible (::/96)
+        ("64:ff9b::102:304", "64:ff9b::102:304"),  # NAT64
+        ("2a00:1450::1", "2a00:1450::/64"),  # global: its /64, one holder's
+        ("1.2.3.4", "1.2.3.4"),
+    ],
+)
+def test_an_address_that_maps_an_ipv4_one_is_a_site_of_its_own(domain, site):
+    """s33 r1 1: is_global answers for the IPv4 address a mapped one holds, so every
+    ::ffff:a.b.c.d (and ::a.b.c.d) was weighed in one '::/64': a mapped address's large cookies
+    pushed out another owner's logins."""
+    assert cookies.site_of(domain) == site
+
+
 @pytest.mark.parametrize("flood", ["s%d.tracker.test", "2a00:1450::%x"])
 def test_a_full_jar_weighs_a_site_s_subdomains_as_one_site(tmp_path, monkeypatch, flood):
     """s32 r2 2: weighed by exact domain, a site whose cookies came from many subdomains (or

@@ -679,7 +679,9 @@ def _is_others_suffix(host: str, domain: str) -> bool:
     return is_public_suffix(domain) and domain.lstrip(".") != host
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # IPv4 addresses, each another's
+# IPv6 addresses that hold an IPv4 one, each another's (is_global answers for what they hold):
+# IPv4-mapped, IPv4-compatible and NAT64's.
+_HOLDING_IPV4 = tuple(map(ipaddress.ip_network, ("::ffff:0:0/96", "::/96", "64:ff9b::/96")))
 
 
 def site_of(domain: str) -> str:
@@ -693,9 +695,10 @@ def site_of(domain: str) -> str:
         address = ipaddress.ip_address(bare)
         # A global IPv6 address's /64, which one holder has whole (every host of it was a free
         # site: s32 r3 3); any other address alone: a /24 is a home network's router and its
-        # devices, whose owners differ (s32 r4 1), and ::/96, ::ffff:0:0/96, 64:ff9b::/96 map
-        # other addresses.
-        if address.version == 6 and address.is_global and address not in _NAT64:
+        # devices, whose owners differ (s32 r4 1), and an IPv4 address held in an IPv6 one is
+        # alone as it is (s33 r1 1: all were one '::/64').
+        holds_ipv4 = any(address in held for held in _HOLDING_IPV4)
+        if address.version == 6 and address.is_global and not holds_ipv4:
             return str(ipaddress.ip_network(f"{address}/64", strict=False))
         return str(address)
     for start in range(len(labels) - 1, 0, -1):
