@@ -15,7 +15,6 @@ import click
 from click.decorators import FC
 
 from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of, warn
-from fetcher.input.parsing import SCHEME_SLASHES
 from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
@@ -98,11 +97,9 @@ def say_globs(urls: tuple[str, ...], params: dict[str, Any]) -> None:
     """Say, once, that a URL argument holding what curl expands into several URLs is fetched
     as written: img[1-3].jpg went out as one request for img%5B1-3%5D.jpg, ok on a server that
     answers any path, nothing said (s32 t5 3). Not under -q."""
-    # the path and what follows, past a scheme if the URL starts with one ("://" in a query
-    # is no scheme's: s32 r4 3)
-    starts = ((url, SCHEME_SLASHES.match(url)) for url in urls)
-    paths = (url[scheme.end() if scheme else 0 :].partition("/")[2] for url, scheme in starts)
-    globbed = sum(1 for path in paths if CURL_GLOB.search(path))
+    # curl globs the whole URL, its host and query too (s33 r1 2): an IPv6 literal is no glob
+    # (it has no '-' or ','), nor is a scheme
+    globbed = sum(1 for url in urls if CURL_GLOB.search(url))
     if globbed and not params["quiet"]:
         warn(
             f"fetcher: {globbed} URL argument{'s hold' if globbed > 1 else ' holds'} a curl glob "

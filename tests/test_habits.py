@@ -1044,11 +1044,14 @@ def test_retry_beside_a_method_it_does_not_retry_says_so(args, said):
     [("http://127.0.0.1:9/img[1-3].jpg", True), ("http://127.0.0.1:9/{a,b}.html", True),
      ("http://127.0.0.1:9/p[a-z]/x", True), ("http://[::1]:9/x", False),
      ("http://127.0.0.1:9/a?x={y}", False), ("http://127.0.0.1:9/a[1]", False),
-     ("127.0.0.1:9/img[1-3].jpg", True), ("127.0.0.1:9/img[1-3].jpg?next=http://a.test/", True)],
+     ("127.0.0.1:9/img[1-3].jpg", True), ("127.0.0.1:9/img[1-3].jpg?next=http://a.test/", True),
+     ("http://127.0.0.1:9?q=img[1-3]", True), ("127.0.0.1:9?x=[1-3]", True),
+     ("http://{a,b}.test/", True), ("http://[::1]:9?x=[a]", False)],
 )  # fmt: skip
 def test_a_curl_glob_in_a_url_argument_is_said_to_be_fetched_as_written(url, glob):
     """s32 t5 3: curl expands img[1-3].jpg and {a,b}.html into several URLs; fetcher fetched
-    the one literal URL (%5B1-3%5D), ok on a server that answers any path, nothing said."""
+    the one literal URL (%5B1-3%5D), ok on a server that answers any path, nothing said. curl
+    globs the whole URL, its host and query too (s33 r1 2)."""
     result = invoke(["--max-time", "1", url])
     said = [line for line in result.stderr.splitlines() if "curl glob" in line]
     assert len(said) == (1 if glob else 0), result.stderr
