@@ -205,16 +205,19 @@ class HostCounts:
 
 
 class OkCounted(NamedTuple):
-    """How ``Summary.add`` counted an ok result, to take it back (``Summary.unread``)."""
+    """How ``Summary.add`` counted an ok result, to take it back (``Summary.unread``), and its
+    job, whose line then goes to --failed: a record nobody read is not finished (s33 t1 1)."""
 
     requested: bool
     changed: bool
     not_modified: bool
     skipped: bool
+    job: Job
 
     @classmethod
     def of(cls, result: Result) -> OkCounted:
-        return cls(result.attempts != 0, bool(result.changed), result.not_modified, result.skipped)
+        requested, changed = result.attempts != 0, bool(result.changed)
+        return cls(requested, changed, result.not_modified, result.skipped, result.job)
 
 
 @dataclass

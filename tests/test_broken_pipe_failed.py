@@ -5,9 +5,12 @@ docs/usage.md: --failed)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import time
+
+import pytest
 
 from tests.conftest import FETCHER, clean_env
 from tests.servers import Route, check_each_line_once, counting_server, records
@@ -61,3 +64,36 @@ def test_with_body_a_closed_output_still_gets_every_record_into_results(tmp_path
     assert written, "no record at all"
     not_attempted = check_each_line_once(lines, written, failed.read_text().splitlines())
     assert not_attempted, "the run fetched everything: nothing was tested"
+
+
+@pytest.mark.parametrize("executor", [["-j", "8"], ["-j", "8", "--processes", "2"]],
+                         ids=["threads", "processes"])  # fmt: skip
+def test_ok_records_the_reader_never_read_go_to_failed(tmp_path, executor):
+    """s33 t1 1: a reader that took one record and left (`| { read -r first; }`, which reads
+    byte by byte) left ok records unread in the pipe: the summary counted them not finished,
+    but --failed never got their lines, and a retry loop lost those URLs for good. Every line
+    is now either in the record read or in --failed, once; and the summary's not finished and
+    not attempted are the lines --failed got."""
+    urls, failed, taken = tmp_path / "u.txt", tmp_path / "retry.txt", tmp_path / "taken.jsonl"
+    summary = tmp_path / "s.json"
+
+    def quick(path: str) -> Route:
+        return 200, {"Content-Type": "text/plain"}, b"ok", 0.02
+
+    with counting_server(quick) as server:
+        lines = [server.url(f"/p{n}") for n in range(120)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        command = [*FETCHER, *executor, "-q", "--format", "jsonl", "-i", str(urls),
+                   "--failed", str(failed), "--summary", str(summary)]  # fmt: skip
+        reader = f"{{ IFS= read -r first; printf '%s\\n' \"$first\" > {shlex.quote(str(taken))}; }}"
+        line = f"set -o pipefail; {shlex.join(command)} | {reader}"
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                                timeout=60, env=clean_env(), check=False)  # fmt: skip
+    assert result.returncode == 141, result.stderr
+    read = records(taken.read_text())
+    assert len(read) == 1 and read[0]["ok"], read
+    handed_back = failed.read_text().splitlines()
+    check_each_line_once(lines, read, handed_back)
+    data = json.loads(summary.read_text())
+    assert data["ok"] == 1 and data["failed"] == 0, data
+    assert data["not_finished"] + data["not_attempted"] == len(handed_back), data

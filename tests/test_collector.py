@@ -262,7 +262,8 @@ def test_a_closed_reader_raises_broken_pipe_once_and_nothing_is_lost(tmp_path, c
 
 def test_an_ok_result_after_the_reader_went_is_not_counted_ok(tmp_path, closed_pipe):
     """s30 t1 3: its record went nowhere, and the summary counted it ok: the summary's ok counts
-    records. It is not finished (nor in --failed: what the reader never read is no failure)."""
+    records. It is not finished, and its line goes to --failed, as the abandoned requests'
+    (s33 t1 1: a retry loop lost what the reader never read)."""
     collector, _ = collector_with(StreamWriter(closed_pipe, "text"), str(tmp_path / "f.txt"))
     collector.on_result(ok(1))
     with pytest.raises(BrokenPipeError):
@@ -271,7 +272,7 @@ def test_an_ok_result_after_the_reader_went_is_not_counted_ok(tmp_path, closed_p
     collector.on_idle()
     collector.close_writer()
     assert (collector.summary.ok, collector.summary.not_finished) == (1, 1)
-    assert committed(collector) == b""
+    assert committed(collector) == b"line 2\n"
 
 
 def read_one_line(descriptor: int) -> bytes:
@@ -287,7 +288,8 @@ def read_one_line(descriptor: int) -> bytes:
 def test_ok_records_the_pipe_held_unread_when_its_reader_went_are_not_finished(tmp_path):
     """s30 r2 2: records written to the pipe, which its reader left unread when it went away,
     stayed counted ok: the summary's ok counts records somebody has. Only the one it read is
-    ok; the failure stays failed, its line in --failed."""
+    ok; the failure stays failed, its line in --failed, and so are the lines of those not
+    finished (s33 t1 1)."""
     read_end, write_end = os.pipe()
     stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 - the writer closes it
     collector, _ = collector_with(StreamWriter(stream, "text", close_stream=True),
@@ -307,7 +309,7 @@ def test_ok_records_the_pipe_held_unread_when_its_reader_went_are_not_finished(t
     summary = collector.summary
     assert (summary.ok, summary.failed, summary.not_finished) == (1, 1, 4)
     assert summary.requested == 0  # ok(4) made one (the others none): taken back with it
-    assert committed(collector) == b"line 3\n"
+    assert committed(collector) == b"line 3\nline 2\nline 4\nline 5\nline 6\n"
 
 
 def test_ok_records_all_read_leave_nothing_unread(tmp_path):

@@ -121,10 +121,10 @@ class Collector:
     def _keep(self, result: Result) -> None:
         """Count; the line to --failed if not ok or its record lost, else held; show, last."""
         self.summary.add(result, self.writes or not (result.ok or self.write_error))  # s30 t1 3
-        if not result.ok or self.write_error is not None:
-            self.retry.add(result.job)
-        elif not self.output_broken:  # a reader gone: what it never read is not a failure
+        if result.ok and self.writes:
             self.retry.hold(result.job)
+        else:  # a failure, or a record lost or no reader left to read it: not finished
+            self.retry.add(result.job)
         self.display.on_result(result)
 
     def on_skipped(self, job: Job) -> None:
@@ -264,7 +264,7 @@ def write_record(collector: Collector, record: Callable[[], None], result: Resul
         collector._guard(record, "records")
     except BrokenPipeError:
         if counted is not None:
-            collector.summary.unread(counted)
+            taken_back(collector, counted)
         raise
     if ledger is not None:
         if collector.state is not None:
@@ -282,7 +282,15 @@ def reader_went(collector: Collector, what: str) -> None:
     ledger = collector.writer.ledger
     if ledger is not None:
         for counted in ledger.unread_oks():
-            collector.summary.unread(counted)
+            taken_back(collector, counted)
+
+
+def taken_back(collector: Collector, counted: OkCounted) -> None:
+    """An ok result whose record its reader went away without reading: not finished, and its
+    line to --failed, as those of the requests the run abandons (s33 t1 1: a retry loop lost
+    them, the summary saying not finished)."""
+    collector.summary.unread(counted)
+    collector.retry.add(counted.job)
 
 
 def read_upto(writer: RecordWriter, writes: bool) -> int | None:
