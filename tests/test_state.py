@@ -1196,3 +1196,32 @@ def test_a_run_that_skipped_every_url_as_fresh_made_no_request_a_second(
     assert len(origin.requests_for("/a")) == 1
     assert json.loads(summary.read_text())["requests_per_second"] == 0.0
     assert ", 0.0 req/s" in result.stderr.splitlines()[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "edited",
+    ["{url}\r\nX-Injected: 1", "{url}\nb", "GET {url} notahash", "{url} 1 2"],
+)
+def test_a_failed_row_whose_key_was_edited_to_hold_a_blank_names_no_other_url(
+    tmp_path: Path, edited: str
+) -> None:
+    """s33 t4 1: a key holding a blank was read as 'METHOD URL HASH' whatever it held, so a
+    row set by hand to 'URL\\r\\nX-Injected: 1' was retried as the URL '1' (its --failed line
+    '1', https://1 to the next run), under a message about another body. Only a key of that
+    shape is a request's; any other is the row's URL as written (a line end a blank), an
+    invalid one here, its record naming it and its --failed line one line."""
+    url, state = "http://127.0.0.1:9/fail/z", str(tmp_path / "s.db")
+    fetch("--state", state, "--retries", "0", "--connect-timeout", "1", url)
+    with sqlite3.connect(state) as db:
+        db.execute("UPDATE urls SET url = ?, line = NULL", (edited.format(url=url),))
+    db.close()
+    failed = tmp_path / "again.txt"
+    result = invoke(["--format", "jsonl", "-q", "--state", state, "--retry-failed",
+                     "--failed", str(failed)])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    [retried] = records(result.stdout)
+    key = edited.format(url=url).replace("\r", " ").replace("\n", " ")
+    assert retried["url"] == key, retried
+    assert retried["error"]["kind"] == "invalid_url", retried
+    assert "another body" not in retried["error"]["message"], retried
+    assert failed.read_text() == key + "\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -198,8 +199,9 @@ class State:
             page = self._failed.execute(_FAILED, (after, FAILED_PAGE)).fetchall()
             for key, form, line, header in page:
                 name = FORM_NAMES.get(form, "lines")
-                text = line if _one_line(name, line) else key.encode()
-                yield name, text, header or b"", url_of_key(key), key
+                url = _one_lined(url_of_key(key))
+                text = line if _one_line(name, line) else url.encode()
+                yield name, text, header or b"", url, key
             if len(page) < FAILED_PAGE:
                 return
             after = page[-1][0]
@@ -380,11 +382,23 @@ def _one_line(input_format: str, line: bytes | None) -> bool:
     return input_format == "csv" or not (b"\n" in line or b"\r" in line)
 
 
+# The key of a request other than a GET or HEAD without a body: 'POST URL HASH' (a method, a
+# token; a URL, which holds no blank; 16 hex digits: fetcher.http.request.state_key).
+_REQUEST_KEY = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+ (\S+) [0-9a-f]{16}")
+
+
 def url_of_key(key: str) -> str:
-    """The URL of a row's key: the key itself, or its second word for a request other than a
-    GET or HEAD without a body ('POST URL HASH': fetcher.http.request.state_key; a URL holds no
-    blank)."""
-    return key.split(" ", 2)[1] if " " in key else key
+    """The URL of a row's key: the second word of a request's (_REQUEST_KEY), else the key
+    itself. Any key holding a blank was read as a request's: one set by hand to
+    'URL\r\nX-Injected: 1' was retried as the URL '1' (s33 t4 1)."""
+    found = _REQUEST_KEY.fullmatch(key)
+    return key if found is None else found[1]
+
+
+def _one_lined(url: str) -> str:
+    """A row's URL as one line: a line end in it (a hand edit) is a blank, so that its
+    --failed line is one (the URL, invalid either way, wrote two)."""
+    return url.replace("\r", " ").replace("\n", " ")
 
 
 def _prior(row: Sequence[Any]) -> Prior | None:
