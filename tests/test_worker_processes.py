@@ -974,3 +974,40 @@ def test_a_background_stop_met_after_fg_does_not_stop_the_run(name):
         os.close(master)
     assert process.returncode == 0, stderr
     assert stdout.strip() == b"[]"  # nothing stopped: the workers neither
+
+
+@pytest.mark.parametrize(
+    "shown", [["--processes", "2"], ["--progress"]], ids=["processes", "display"]
+)
+def test_a_ctrl_z_in_the_grace_of_a_ctrl_c_and_fg_still_end_the_grace(tmp_path, shown):
+    """s33 t3 1: Ctrl-C, then Ctrl-Z within its grace, then fg: the run went on until an answer
+    came (a 50 MB download to its end). The stop is made in a signal handler (installed for
+    worker processes, or the display) that ran inside the calling thread's
+    SimpleQueue.get(timeout), and CPython waits on after such a handler outlasted the
+    timeout, with a negative one: for ever, until a message comes. The display is drawn on
+    a pipe as on a terminal (Rich's TTY_INTERACTIVE)."""
+    with counting_server() as server:
+        urls = [server.url(f"/slow/40/{n}") for n in range(2)]
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "2", *shown, "--format", "jsonl", *urls],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+            env={**clean_env(), "TTY_INTERACTIVE": "1"},
+        )  # fmt: skip
+        workers: list[int] = []
+        try:
+            wait_for(lambda: server.requests >= 2, "both requests", 20)
+            workers = worker_pids(process.pid)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.1)  # the point: a Ctrl-Z this soon after the Ctrl-C
+            process.send_signal(signal.SIGTSTP)
+            wait_for(lambda: process_state(process.pid) == "T", "the run to stop", 10)
+            time.sleep(2.5)  # longer than the grace
+            process.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+            stdout, stderr = process.communicate(timeout=60)
+            took = time.monotonic() - resumed
+        finally:
+            resume_and_reap(process, workers)
+    assert process.returncode == 130, stderr
+    assert took < 10, f"{took:.1f} s after fg"
+    assert len(records(stdout)) == len(urls)

@@ -27,7 +27,7 @@ from fetcher.run.hard_stop import HARD_STOP_LIMIT, HardStopper
 from fetcher.run.mailbox import Mailbox
 from fetcher.run.messages import DispatchEnd, Stop
 from fetcher.run.shared_input import JobSource
-from fetcher.run.signals import hard_exit
+from fetcher.run.signals import hard_exit, waking_after_stops
 from fetcher.run.window import Window
 from fetcher.settings import Settings
 from fetcher.status import ExitStatus
@@ -75,14 +75,14 @@ class Run:
         self.hard.arm(reason)
 
     def run(self) -> ExitStatus | None:
-        """Fetch everything; return the reason the run was stopped, or None if it was not.
-        Raises RunStartError, with no line read and whatever had started ended, when the system
-        refuses a thread or a process the run needs."""
+        """Fetch everything; return why the run was stopped, or None. Raises RunStartError (no
+        line read, whatever had started ended) when the system refuses a thread or a process."""
         try:
             self.executor.start(self.mailbox.put)
             self.hard.start_watching()
             self.dispatcher.start()  # last: once it reads, the run must go on to the end
-            self._collect()
+            with waking_after_stops(self.mailbox.wake):  # a Ctrl-Z's stop ends a wait in get
+                self._collect()
             if self.hard.reason is not None:  # came as the loop ended: its HardStop unread
                 self._finish_hard_stop(self.hard.reason)
         finally:

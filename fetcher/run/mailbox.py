@@ -15,6 +15,7 @@ FLUSH_EVERY = 0.1  # and at least this often while results keep coming
 IDLE_CHECK = 0.5  # while idle: how often the output is flushed again (a reader gone is found)
 # Seconds the writer lets results gather while they keep coming (see Mailbox.next).
 COLLECT_NAP = 0.002
+_WAKE = object()  # no message: a wait in get is to end (Mailbox.wake)
 
 
 class Mailbox:
@@ -42,7 +43,7 @@ class Mailbox:
             self.on_idle()  # a steady stream still reaches its reader promptly
             self._flushed = time.monotonic()
         try:
-            message = self._queue.get(block=False)
+            message = self._get(0)
             self._batch += 1
             return message
         except queue.Empty:
@@ -57,16 +58,31 @@ class Mailbox:
             time.sleep(self.nap)
             return self.next()
         try:
-            return self._queue.get(timeout=FLUSH_LINGER)
+            return self._get(FLUSH_LINGER)
         except queue.Empty:
             self.on_idle()
         while True:  # idle, now and then again: a reader gone is noticed while answers wait
             try:
-                message = self._queue.get(timeout=IDLE_CHECK)
+                message = self._get(IDLE_CHECK)
                 self._flushed = time.monotonic()
                 return message
             except queue.Empty:
                 self.on_idle()
+
+    def wake(self) -> None:
+        """End the calling thread's wait, from a signal handler that ran long (a Ctrl-Z's stop,
+        fetcher.run.signals). CPython's SimpleQueue.get(timeout) whose handler outlasted its
+        timeout then waits with a negative one, for ever, until a message comes (3.11's
+        _queuemodule.c): after Ctrl-C, Ctrl-Z and fg, the grace never ended (s33 t3 1)."""
+        self._queue.put(_WAKE)
+
+    def _get(self, timeout: float) -> object:
+        """The next message within timeout seconds (0: one waiting now), else queue.Empty, as
+        after a wake."""
+        message = self._queue.get(timeout=timeout)
+        if message is _WAKE:
+            raise queue.Empty
+        return message
 
     def next_before(self, deadline: float, give_up: Callable[[], bool]) -> object | None:
         """The next message, or None once deadline passes or give_up() says nothing is left
@@ -77,7 +93,7 @@ class Mailbox:
             if remaining <= 0 or give_up():
                 return None
             try:
-                return self._queue.get(timeout=min(remaining, 0.05))
+                return self._get(min(remaining, 0.05))
             except queue.Empty:
                 continue
 
@@ -85,6 +101,8 @@ class Mailbox:
         """Every message on the queue now, without waiting for more."""
         while True:
             try:
-                yield self._queue.get(block=False)
+                message = self._queue.get(block=False)
             except queue.Empty:
                 return
+            if message is not _WAKE:
+                yield message

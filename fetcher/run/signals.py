@@ -170,6 +170,20 @@ _suspend_relays: dict[int, Callable[[int], None]] = {}
 # from the terminal or (under `stty tostop`) write to it.
 JOB_STOPS = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _resumed = [0.0]  # when the last such stop ended (monotonic)
+# Called from the stop's handler once the process goes on: its wait in the handler outlasted
+# any timeout the main thread was waiting with (Mailbox.wake).
+_wakers: list[Callable[[], None]] = []
+
+
+@contextmanager
+def waking_after_stops(wake: Callable[[], None]) -> Iterator[None]:
+    """Call wake when a job-control stop this module makes (``stop_together``) ends, for the
+    duration of the block."""
+    _wakers.append(wake)
+    try:
+        yield
+    finally:
+        _wakers.remove(wake)
 
 
 def stop_together(key: object, relay: Callable[[int], None]) -> None:
@@ -254,6 +268,8 @@ def _stop_together(signum: int, frame: FrameType | None) -> None:
         _resumed[0] = time.monotonic()
         for relay in list(_suspend_relays.values()):
             relay(signal.SIGCONT)
+        for wake in list(_wakers):
+            wake()
 
 
 def _stop_this_process(signum: int) -> None:

@@ -198,8 +198,7 @@ class State:
         while True:
             page = self._failed.execute(_FAILED, (after, FAILED_PAGE)).fetchall()
             for key, form, line, header in page:
-                name = FORM_NAMES.get(form, "lines")
-                url = _one_lined(url_of_key(key))
+                name, url = FORM_NAMES.get(form, "lines"), _one_lined(url_of_key(key))
                 text = line if _one_line(name, line) else url.encode()
                 yield name, text, header or b"", url, key
             if len(page) < FAILED_PAGE:
