@@ -310,3 +310,26 @@ def test_no_frame_line_reaches_the_terminal_s_last_column(width: int) -> None:
         console.print(frame)
     lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
     assert lines and max(map(cell_len, lines)) < width, lines
+
+
+@pytest.mark.parametrize("width", [40, 58, 59, 80])
+def test_a_frame_of_large_counts_keeps_its_counts_whole_on_one_line(width: int) -> None:
+    """s33 t3 3: at 80 columns a run of 4,000 URLs drew '4000/40…' and wrapped its rates to a
+    second line; at 40 the frame was two lines of fragments. The figures that do not fit are
+    left out (the rates and the clock first), the counts kept whole, on one line; a
+    download's row that would wrap drops its bar, and is left out where its name would not
+    fit (here under 59 columns)."""
+    summary = Summary(started=0.0)
+    job = Job(seq=0, url="http://h.test/", target="http://h.test/", line=1, raw=b"")
+    for _ in range(4000):
+        summary.add(Result(job=job, ok=True, status=200, attempts=1, bytes=123_456))
+    frame = Frame(summary, Transfers())
+    frame.total = 40000
+    url = "http://a-rather-long-host-name.test/with/a/long/path/to/a/large/file.iso"
+    frame.transfers.add(Transfer(url, 900 * LARGE_BODY, 300 * LARGE_BODY))
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=True)
+    console.print(frame)
+    lines = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert "4000/40000" in lines[0] and "4000 ok" in lines[0] and "0 failed" in lines[0], lines
+    assert len(lines) == (1 if width < 59 else 2), lines
+    assert max(map(cell_len, lines)) < width, lines

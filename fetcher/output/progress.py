@@ -161,12 +161,14 @@ class Frame:
         if not self.stopped:  # a stopped run has no time left: the rest was never to be done
             figures.append(Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"))
         head = [self._mark(), Text("stopped" if self.stopped else "fetching")]
-        room = width - sum(len(text) + 1 for text in figures) - 12  # spinner, "fetching", gaps
+        figures = fitted(figures, width - 11)  # the mark, "fetching", their gaps
+        room = width - sum(len(text) + 1 for text in figures) - 12
         if room >= MIN_BAR_WIDTH:  # a narrow terminal drops the bar rather than wrap the line
             head.append(ProgressBar(total, done, min(BAR_WIDTH, room), pulse=total is None))
         grid = Table.grid(padding=(0, 1))
         grid.add_row(*head, *figures)
-        return Group(grid, self._transfer_rows(downloads, width)) if downloads else grid
+        rows = self._transfer_rows(downloads, width) if downloads else None
+        return grid if rows is None else Group(grid, rows)
 
     def _mark(self) -> RenderableType:
         """The spinner while the run goes; a tick once complete. A stopped run's last frame
@@ -187,21 +189,48 @@ class Frame:
         speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
         return None if total is None or speed <= 0 else max(total - transfer.done, 0) / speed
 
-    def _transfer_rows(self, downloads: list[Transfer], width: int) -> Table:
+    def _transfer_rows(self, downloads: list[Transfer], width: int) -> Table | None:
+        """A row for each download: its name takes what the other cells leave, from
+        MIN_NAME_WIDTH to NAME_WIDTH, then the bar; a row that would wrap drops its bar, and
+        where MIN_NAME_WIDTH does not fit, there are none (they wrapped: s33 t3 3)."""
         grid = Table.grid(padding=(0, 1))
-        name_width = max(MIN_NAME_WIDTH, min(NAME_WIDTH, width - 75))
+        cells = []
         for transfer in downloads:
-            speed, total = self.speeds.get(id(transfer), 0.0), transfer.total
+            rate, total = self.speeds.get(id(transfer), 0.0), transfer.total
             size = human_bytes(transfer.done)
-            grid.add_row(
-                Text(f"  {self.marks.download}"),
-                Text(short_name(transfer.url, name_width).ljust(name_width)),
-                ProgressBar(total, transfer.done, BAR_WIDTH // 2, pulse=total is None),
-                Text(size if total is None else f"{size} / {human_bytes(total)}"),
-                Text(f"{human_bytes(speed)}/s"),
-                Text(f"eta {clock(self._eta(transfer))}", style="cyan"),
-            )
+            size = size if total is None else f"{size} / {human_bytes(total)}"
+            cells.append((transfer, size, f"{human_bytes(rate)}/s", clock(self._eta(transfer))))
+        # what the name (and the bar, with its gap) may take: the width less "  ↓", the size,
+        # the speed, "eta ..." and the gaps between them
+        left = width - max((len(c[1]) + len(c[2]) + len(c[3]) + 11 for c in cells), default=0)
+        if left < MIN_NAME_WIDTH:
+            return None
+        bar = BAR_WIDTH // 2 if left - MIN_NAME_WIDTH > BAR_WIDTH // 2 else 0
+        name_width = max(MIN_NAME_WIDTH, min(NAME_WIDTH, left - (bar + 1 if bar else 0)))
+        for transfer, size, speed, eta in cells:
+            name = Text(short_name(transfer.url, name_width).ljust(name_width))
+            shown = [ProgressBar(transfer.total, transfer.done, bar, pulse=transfer.total is None)]
+            grid.add_row(Text(f"  {self.marks.download}"), name, *(shown if bar else []),
+                         Text(size), Text(speed), Text(f"eta {eta}", style="cyan"))  # fmt: skip
         return grid
+
+
+# The figures a narrow frame drops first, by their place in Frame.render's list: bytes a
+# second, the clock, requests a second, the bytes, then the ETA. The counts stay.
+DROPPED_FIRST = (5, 6, 3, 4, 7)
+
+
+def fitted(figures: list[Text], room: int) -> list[Text]:
+    """figures, those DROPPED_FIRST left out one by one until the rest, a blank between each,
+    take at most room columns: at 80 columns, a run of 4,000 URLs wrapped its line and cut its
+    total (s33 t3 3)."""
+    kept: list[Text | None] = list(figures)
+    for place in DROPPED_FIRST:
+        if sum(len(text) + 1 for text in kept if text is not None) <= room:
+            break
+        if place < len(kept):
+            kept[place] = None
+    return [text for text in kept if text is not None]
 
 
 class RichProgress:
