@@ -333,3 +333,23 @@ def test_a_frame_of_large_counts_keeps_its_counts_whole_on_one_line(width: int) 
     assert "4000/40000" in lines[0] and "4000 ok" in lines[0] and "0 failed" in lines[0], lines
     assert len(lines) == (1 if width < 59 else 2), lines
     assert max(map(cell_len, lines)) < width, lines
+
+
+def test_bytes_of_downloads_abandoned_in_flight_are_counted_once() -> None:
+    """s33 t3 2: once the grace ended, the records of the downloads cut in flight counted their
+    bytes, and the frame added the bodies their threads still read: 22.3 MB on the screen
+    for 11.3 MB in the records, kept by a second Ctrl-C."""
+    from fetcher.output.progress import RichProgress
+
+    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
+    progress = RichProgress(Summary(started=0.0), console)
+    assert progress.transfers is not None
+    progress.transfers.add(Transfer("http://h.test/big", 50 * LARGE_BODY, 6 * LARGE_BODY))
+    frame, summary = progress.frame, progress.frame.summary
+    assert frame.render(1.0) and frame.bytes_shown == 6 * LARGE_BODY
+    job = Job(seq=0, url="http://h.test/big", target="http://h.test/big", line=1, raw=b"")
+    cut = Result(job=job, ok=False, status=200, attempts=1, bytes=6 * LARGE_BODY, abandoned=True)
+    summary.add(cut)
+    progress.on_result(cut)
+    frame.render(1.5)
+    assert frame.bytes_shown == 6 * LARGE_BODY, frame.bytes_shown

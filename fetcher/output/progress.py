@@ -115,6 +115,9 @@ class Frame:
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
         self.stopped = False  # finished by a stop (a signal, a closed output), not complete
+        # Results in flight were abandoned with their bytes (the grace ended, a second signal):
+        # the bodies their threads still read are counted, and no longer in flight.
+        self.abandoned = False
         self.spinner = Spinner(self.marks.spinner)
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
@@ -136,14 +139,16 @@ class Frame:
 
     def render(self, now: float, width: int = 120) -> RenderableType:
         summary, done = self.summary, self.summary.done
-        downloads = [] if self.finished else self.transfers.largest(TRANSFERS_SHOWN)
-        # Bytes of downloads in flight count at once; never backwards as one of them ends.
-        self.bytes_shown = max(self.bytes_shown, summary.bytes + self.transfers.bytes_in_flight())
+        cut = self.finished or self.abandoned
+        downloads = [] if cut else self.transfers.largest(TRANSFERS_SHOWN)
+        # Bytes of downloads in flight count at once; never backwards as one of them ends. Once
+        # abandoned, they are the records' (s33 t3 2: counted twice, 22.3 MB for 11.3).
+        counted = summary.bytes + self.transfers.bytes_in_flight()
+        self.bytes_shown = summary.bytes if cut else max(self.bytes_shown, counted)
         if now - self.sampled >= SAMPLE_EVERY:
             self._sample(now, done, downloads)
         per_second, requests_per_second, bytes_per_second = self.rates
         if self.finished:  # the last frame: the whole run's figures, as in the summary
-            self.bytes_shown = summary.bytes
             requests_per_second, bytes_per_second = summary.rate, summary.bytes / summary.elapsed
         total = None if self.total is None else max(self.total, done)
         eta = None if total is None or per_second <= 0 else (total - done) / per_second
@@ -342,7 +347,9 @@ class RichProgress:
             self.frame.total = count
 
     def on_result(self, result: Result) -> None:
-        """Nothing to do: the next redraw reads the Summary, already updated."""
+        """Nothing to do but note an abandoned result: the next redraw reads the Summary."""
+        if result.abandoned:
+            self.frame.abandoned = True
 
     def on_finish(self, summary: Summary, stopped: bool = False) -> None:
         self.frame.finished = True
