@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from rich.cells import cell_len
 
 from tests.conftest import FETCHER, clean_env, invoke, run_process
 from tests.servers import Route, counting_server, default_route, slow_urls
@@ -69,10 +70,12 @@ def run_on_terminal(
     timeout: float = 30.0,
     columns: str = str(COLUMNS),
     env: dict[str, str] | None = None,
+    size: int = COLUMNS,
 ) -> TerminalRun:
-    """Run fetcher with stdout and/or stderr on a pty (the others go to files); read it all."""
+    """Run fetcher with stdout and/or stderr on a pty of size columns (the others go to
+    files), COLUMNS=columns in its environment; read it all."""
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, size, 0, 0))
     try:
         with (tmp_path / "stdout").open("wb") as out, (tmp_path / "stderr").open("wb") as err:
             process = subprocess.Popen(
@@ -724,3 +727,18 @@ def test_a_content_length_no_body_has_is_not_shown_as_its_size(tmp_path):
     shown = [piece for piece in run.fragments if "/big" in piece]
     assert shown, run.terminal[-2000:]
     assert not any("0" * 12 in piece for piece in run.fragments), shown
+
+
+@pytest.mark.parametrize("exported", ["120", "99999999"])
+def test_a_terminal_s_own_width_beats_an_exported_columns(tmp_path, exported):
+    """s33 t3 4: COLUMNS=120 exported on a narrower terminal: Rich drew frames of 120 columns,
+    each wrapped, and every redraw left a stale line. A terminal that tells its size is drawn
+    at it; COLUMNS counts where none is told."""
+    with counting_server() as server:
+        urls = [server.url(f"/slow/0.4/{n}") for n in range(3)]
+        run = run_on_terminal(["--progress", "-j", "1", *urls], tmp_path, stdout_on_terminal=False,
+                              stderr_on_terminal=True, columns=exported, size=50)  # fmt: skip
+    assert run.status == 0, run.terminal
+    drawn = strip_escapes(run.terminal).replace("\r", "\n").splitlines()
+    assert any("fetching" in line for line in drawn), run.terminal
+    assert max(map(cell_len, drawn)) <= 50, [line for line in drawn if cell_len(line) > 50]

@@ -48,7 +48,19 @@ def make_console(**options: Any) -> Console:
     if columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
         width = shutil.get_terminal_size().columns  # which asks the terminal when COLUMNS is 0
         options["width"] = width if width >= MIN_COLUMNS else 80
+    elif columns and "width" not in options and _knows_its_size(target):
+        # A terminal's own width beats an exported COLUMNS, and follows its resizes: one wider
+        # than the terminal wrapped every frame, each redraw leaving a stale line (s33 t3 4).
+        options["_environ"] = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return _console_class()(**options)
+
+
+def _knows_its_size(stream: object) -> bool:
+    """Whether stream is a terminal that tells its size (TIOCGWINSZ), of at least MIN_COLUMNS."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns >= MIN_COLUMNS  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def ascii_only(console: Console) -> bool:
