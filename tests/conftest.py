@@ -22,6 +22,19 @@ from tests.resources import Origin
 from tests.servers import CountingServer, counting_server
 
 ROOT = Path(__file__).resolve().parent.parent
+# tests/long.txt: the test functions `make test-long` runs and `make test` leaves out (-m long).
+LONG_TESTS = frozenset(
+    line for line in (ROOT / "tests" / "long.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the long tests (tests/long.txt): the default suite stays under five minutes on
+    two cores, and CI runs both."""
+    for item in items:
+        if f"{item.nodeid.split('[')[0]}" in LONG_TESTS:
+            item.add_marker(pytest.mark.long)
 
 
 FETCHER = [sys.executable, "-m", "fetcher"]
