@@ -135,6 +135,15 @@ def give_up_at_max_time(result: Result, max_time: float | None, wait: float | No
     return note
 
 
+def give_up_at_stop(result: Result) -> str:
+    """Say in result's message that the retry it waited for was not made, the run stopped
+    (s33 t5 2: the record of one cut so said nothing, its elapsed its first attempt's), as
+    give_up_at_max_time says so for --max-time. Returns what was added."""
+    note = "retry not made: the run was stopped"
+    result.error_message = f"{result.error_message} ({note})" if result.error_message else note
+    return note
+
+
 def host_pause(result: Result, retry_after: float | None, settings: Settings) -> float | None:
     """Seconds (capped by --max-retry-wait) that the host asked every client to wait: the
     Retry-After of a 429 or 503. None otherwise."""

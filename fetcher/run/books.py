@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from fetcher.errors import ErrorKind
+from fetcher.http.retry import give_up_at_stop
 from fetcher.http.task import Task
 from fetcher.input.jobs import Job
 from fetcher.observer import Observer
@@ -30,6 +31,15 @@ log = logging.getLogger("fetcher")
 # How long, in all, a stop's cuts of the bodies in flight (abandoned_record) wait for writes
 # under way to end: a write to a hung mount never does, and the stop must not wait for it.
 CUT_WAIT = 0.05
+
+
+def not_retried(task: Task, last: Result) -> Result:
+    """The record of task, whose retry waited when the run stopped: its last attempt's
+    outcome, with the time it ran until now, saying the retry was not made."""
+    if task.started is not None:
+        last.elapsed = time.perf_counter() - task.started
+    give_up_at_stop(last)
+    return last
 
 
 def abandoned_record(task: Task, now: float) -> Result:
@@ -162,9 +172,9 @@ class Books:
 
     def settle(self, task: Task) -> None:
         """A task taken back from the executor after a stop: it ends with its last attempt's
-        result if it was waiting for a retry, else as never attempted."""
+        result if it was waiting for a retry (not_retried), else as never attempted."""
         if task.last is not None:
-            self.accept(task.last)
+            self.accept(not_retried(task, task.last))
         else:
             self.skip(task.job)
 
