@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FETCHER
 from tests.servers import serving, signal_twice, wait_for
 from tests.test_terminal import COLUMNS, strip_escapes, terminal_env
@@ -310,3 +312,21 @@ def test_the_last_frame_of_a_run_cut_by_an_input_error_does_not_look_complete(tm
         last = frames[-1]
         assert last["word"] == "stopped" and last["head"] != "✓", shown
         assert "eta" not in last.string and "reading the input failed" in shown, shown
+
+
+@pytest.mark.parametrize("variable", ["FORCE_COLOR", "TTY_COMPATIBLE"])
+def test_progress_to_a_file_is_one_frame_whatever_colours_are_forced(tmp_path, variable):
+    """s33 t3 6: FORCE_COLOR=1 (a CI log's colours) made Rich take the file for a terminal,
+    and `--progress 2>log` got every frame, four a second. A file gets the last frame only;
+    TTY_INTERACTIVE=1 still asks for them all."""
+    from tests.conftest import clean_env
+    from tests.servers import counting_server
+
+    with counting_server() as server, (tmp_path / "log").open("wb") as log:
+        done = subprocess.run(
+            [*FETCHER, "--progress", server.url("/slow/1.5/x")], stdout=subprocess.DEVNULL,
+            stderr=log, env={**clean_env(), variable: "1"}, timeout=60, check=False,
+        )  # fmt: skip
+    shown = (tmp_path / "log").read_text(errors="replace")
+    assert done.returncode == 0, shown
+    assert shown.count("fetching") == 1, shown  # each frame says it

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -220,6 +221,13 @@ class Frame:
         return grid
 
 
+def _stderr_is_a_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (OSError, ValueError):  # closed
+        return False
+
+
 # The figures a narrow frame drops first, by their place in Frame.render's list: bytes a
 # second, the clock, requests a second, the bytes, then the ETA. The counts stay.
 DROPPED_FIRST = (5, 6, 3, 4, 7)
@@ -256,7 +264,11 @@ class RichProgress:
         count_total: TotalCounter | None = None,
     ) -> None:
         self.summary = summary
-        self.console = console or make_console(stderr=True)
+        # Drawn in place only on a terminal: FORCE_COLOR (a CI log's colours) made Rich take a
+        # file for one, and every frame went into `--progress 2>log` (s33 t3 6); not when
+        # TTY_INTERACTIVE asks for it.
+        drawn = None if "TTY_INTERACTIVE" in os.environ or _stderr_is_a_terminal() else False
+        self.console = console or make_console(stderr=True, force_interactive=drawn)
         self.transfers: Transfers | None = Transfers()
         self.frame = Frame(summary, self.transfers, ascii_only(self.console))
         self.count_total = count_total
