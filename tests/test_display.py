@@ -353,3 +353,25 @@ def test_bytes_of_downloads_abandoned_in_flight_are_counted_once() -> None:
     progress.on_result(cut)
     frame.render(1.5)
     assert frame.bytes_shown == 6 * LARGE_BODY, frame.bytes_shown
+
+
+def test_a_result_abandoned_early_hides_no_other_download() -> None:
+    """s33 r2 2: an abandoned result can come at the first Ctrl-C (a redirect's hop waiting
+    for a paused host, which the stop ends), long before the grace ends: the frame then hid
+    every download still running and showed the recorded bytes alone ('4 B')."""
+    from fetcher.output.progress import RichProgress
+
+    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
+    progress = RichProgress(Summary(started=0.0), console)
+    assert progress.transfers is not None
+    progress.transfers.add(Transfer("http://c.test/slow", 50 * LARGE_BODY, 2 * LARGE_BODY))
+    frame, summary = progress.frame, progress.frame.summary
+    job = Job(seq=0, url="http://b.test/redir", target="http://b.test/redir", line=1, raw=b"")
+    hop = Result(job=job, ok=False, attempts=1, bytes=4, abandoned=True,
+                 final_url="http://a.test/pause")  # fmt: skip
+    summary.add(hop)
+    progress.on_result(hop)
+    frame.render(1.0)
+    assert frame.bytes_shown == 2 * LARGE_BODY + 4, frame.bytes_shown
+    console.print(frame)
+    assert "c.test/slow" in console.file.getvalue()  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,14 +91,14 @@ class Transfers:
         if removed is not None and self.listener is not None:
             self.listener.large_ended()
 
-    def largest(self, count: int) -> list[Transfer]:
+    def largest(self, count: int, leaving: AbstractSet[str] = frozenset()) -> list[Transfer]:
         """Up to count transfers in flight, the largest first (a known size before an unknown
-        one, then by bytes read)."""
+        one, then by bytes read), but those of the URLs leaving (recorded already)."""
         with self._lock:
-            live = list(self._live.values())
+            live = [t for t in self._live.values() if t.url not in leaving]
         live.sort(key=lambda t: (t.total is not None, t.total or 0, t.done), reverse=True)
         return live[:count]
 
-    def bytes_in_flight(self) -> int:
+    def bytes_in_flight(self, leaving: AbstractSet[str] = frozenset()) -> int:
         with self._lock:
-            return sum(t.done for t in self._live.values())
+            return sum(t.done for t in self._live.values() if t.url not in leaving)

@@ -116,9 +116,10 @@ class Frame:
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
         self.stopped = False  # finished by a stop (a signal, a closed output), not complete
-        # Results in flight were abandoned with their bytes (the grace ended, a second signal):
-        # the bodies their threads still read are counted, and no longer in flight.
-        self.abandoned = False
+        # The URLs of results abandoned in flight (the grace ended, a second signal, a hop cut
+        # by a stop), recorded with their bytes: the bodies their threads may still read are
+        # counted, no longer in flight. Replaced whole, never changed: Rich's thread reads it.
+        self.abandoned: frozenset[str] = frozenset()
         self.spinner = Spinner(self.marks.spinner)
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
@@ -140,12 +141,12 @@ class Frame:
 
     def render(self, now: float, width: int = 120) -> RenderableType:
         summary, done = self.summary, self.summary.done
-        cut = self.finished or self.abandoned
-        downloads = [] if cut else self.transfers.largest(TRANSFERS_SHOWN)
+        gone = self.abandoned
+        downloads = [] if self.finished else self.transfers.largest(TRANSFERS_SHOWN, gone)
         # Bytes of downloads in flight count at once; never backwards as one of them ends. Once
         # abandoned, they are the records' (s33 t3 2: counted twice, 22.3 MB for 11.3).
-        counted = summary.bytes + self.transfers.bytes_in_flight()
-        self.bytes_shown = summary.bytes if cut else max(self.bytes_shown, counted)
+        counted = summary.bytes + self.transfers.bytes_in_flight(gone)
+        self.bytes_shown = summary.bytes if self.finished else max(self.bytes_shown, counted)
         if now - self.sampled >= SAMPLE_EVERY:
             self._sample(now, done, downloads)
         per_second, requests_per_second, bytes_per_second = self.rates
@@ -361,7 +362,8 @@ class RichProgress:
     def on_result(self, result: Result) -> None:
         """Nothing to do but note an abandoned result: the next redraw reads the Summary."""
         if result.abandoned:
-            self.frame.abandoned = True
+            urls = {url for url in (result.job.target, result.final_url) if url}
+            self.frame.abandoned = self.frame.abandoned | urls
 
     def on_finish(self, summary: Summary, stopped: bool = False) -> None:
         self.frame.finished = True
