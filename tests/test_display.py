@@ -312,13 +312,14 @@ def test_no_frame_line_reaches_the_terminal_s_last_column(width: int) -> None:
     assert lines and max(map(cell_len, lines)) < width, lines
 
 
-@pytest.mark.parametrize("width", [40, 58, 59, 80])
+@pytest.mark.parametrize("width", [30, 37, 40, 58, 59, 80])
 def test_a_frame_of_large_counts_keeps_its_counts_whole_on_one_line(width: int) -> None:
     """s33 t3 3: at 80 columns a run of 4,000 URLs drew '4000/40…' and wrapped its rates to a
     second line; at 40 the frame was two lines of fragments. The figures that do not fit are
     left out (the rates and the clock first), the counts kept whole, on one line; a
     download's row that would wrap drops its bar, and is left out where its name would not
-    fit (here under 59 columns)."""
+    fit (here under 59 columns). Where the counts alone do not fit beside it, the word
+    'fetching' goes too (s33 r2 3: they folded under 38 columns)."""
     summary = Summary(started=0.0)
     job = Job(seq=0, url="http://h.test/", target="http://h.test/", line=1, raw=b"")
     for _ in range(4000):

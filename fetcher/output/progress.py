@@ -169,6 +169,8 @@ class Frame:
             figures.append(Text(f"eta {clock(0.0 if self.finished else eta)}", style="cyan"))
         head = [self._mark(), Text("stopped" if self.stopped else "fetching")]
         figures = fitted(figures, width - 11)  # the mark, "fetching", their gaps
+        if sum(len(text) + 1 for text in figures) > width - 11:  # nor the counts with it
+            head.pop()  # the word goes; past that, the counts fold (s33 r2 3)
         room = width - sum(len(text) + 1 for text in figures) - 12
         if room >= MIN_BAR_WIDTH:  # a narrow terminal drops the bar rather than wrap the line
             head.append(ProgressBar(total, done, min(BAR_WIDTH, room), pulse=total is None))
