@@ -45,13 +45,14 @@ def make_console(**options: Any) -> Console:
         readable_on_terminal(target)
 
     columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
+    if columns and "width" not in options and _knows_its_size(target):
+        # A terminal's own width beats an exported COLUMNS, and follows its resizes: one wider
+        # than the terminal wrapped every frame, each redraw leaving a stale line (s33 t3 4);
+        # one of 0 was a width fixed at the start (s33 r2 4).
+        options["_environ"] = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    elif columns.isdigit() and int(columns) < MIN_COLUMNS and "width" not in options:
         width = shutil.get_terminal_size().columns  # which asks the terminal when COLUMNS is 0
         options["width"] = width if width >= MIN_COLUMNS else 80
-    elif columns and "width" not in options and _knows_its_size(target):
-        # A terminal's own width beats an exported COLUMNS, and follows its resizes: one wider
-        # than the terminal wrapped every frame, each redraw leaving a stale line (s33 t3 4).
-        options["_environ"] = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return _console_class()(**options)
 
 
