@@ -490,9 +490,9 @@ def test_a_state_that_cannot_be_committed_at_the_end_is_one_line_not_a_traceback
     the state is closed before the status is decided: one line more, no traceback, exit 1."""
     failed, summary = tmp_path / "failed.txt", tmp_path / "summary.json"
     # The failures' rows stay when those of the records lost are dropped: the close commits.
-    # An ok URL first, failures among the first in flight: the status is 1 only if an ok
-    # result is counted before the first flush fails, which, behind 20 failures, a loaded
-    # machine's first idle moment came before (3).
+    # An ok URL first, failures among the first in flight: the status is 1 if an ok result
+    # is counted before the first flush fails, 3 if a 404 came first and the flush failed at
+    # once (a loaded CI run, s33): either way the one the summary says, with no traceback.
     urls = [server.url(f"/ok/{n}") for n in range(50)]
     for n in range(20):
         urls.insert(2 * n + 1, server.url(f"/status/404?{n}"))
@@ -509,7 +509,7 @@ def test_a_state_that_cannot_be_committed_at_the_end_is_one_line_not_a_traceback
         assert noise not in stderr, stderr
     assert stderr.count("fetcher: cannot write state to 'st.db': SQLite: disk I/O error") == 1
     assert " ok, " in stderr, "no summary"
-    assert done.returncode == json.loads(summary.read_text())["exit_status"] == 1, stderr
+    assert done.returncode == json.loads(summary.read_text())["exit_status"] in (1, 3), stderr
     assert stderr.count("fetcher: cannot write records to <stdout>: No space left") == 1
     assert sorted(failed.read_text().splitlines()) == sorted(urls)
 
