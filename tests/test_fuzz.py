@@ -192,7 +192,11 @@ def test_parse_header_returns_a_token_and_a_one_line_value_or_raises_value_error
         return
     assert name and set(name) <= TCHAR, name
     before, colon, after = text.partition(":")
-    assert colon and name == before.strip()
+    if not colon:  # curl's 'Name;': the header with an empty value (s32 t5 4)
+        assert before.strip().endswith(";") and name == before.strip()[:-1].rstrip()
+        assert value == "", value
+        return
+    assert name == before.strip()
     assert value is None or ("\r" not in value and "\n" not in value), value
     assert value == (after.strip() or None)
 
