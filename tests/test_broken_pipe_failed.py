@@ -97,3 +97,51 @@ def test_ok_records_the_reader_never_read_go_to_failed(tmp_path, executor):
     data = json.loads(summary.read_text())
     assert data["ok"] == 1 and data["failed"] == 0, data
     assert data["not_finished"] + data["not_attempted"] == len(handed_back), data
+
+
+@pytest.mark.parametrize("state", [False, True], ids=["plain", "state"])
+def test_ok_bodies_the_reader_never_read_go_to_failed(tmp_path, state):
+    """s33 r2 1: with --body, a body the pipe took whole counted as delivered, its URL ok and
+    its line kept out of --failed, even when the reader left without reading it (26 of 120
+    URLs in the reviewer's run): the retry loop lost them, and with --state the next run sent
+    a conditional request and never delivered them. Bodies are weighed against what their
+    reader read, as records are: every line is a body read or in --failed, once. The reader
+    reads three bodies, waits while others fill the pipe, and leaves."""
+    urls, failed, taken = tmp_path / "u.txt", tmp_path / "retry.txt", tmp_path / "taken.txt"
+    summary, results = tmp_path / "s.json", tmp_path / "r.jsonl"
+
+    def named(path: str) -> Route:  # each body one line, its own path: the reader tells which
+        return 200, {"Content-Type": "text/plain", "ETag": '"v1"'}, f"{path}\n".encode(), 0.1
+
+    with counting_server(named) as server:
+        lines = [server.url(f"/p{n}") for n in range(120)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        command = [*FETCHER, "-j", "8", "-q", "--body", "--results", str(results),
+                   "--format", "jsonl", "-i", str(urls), "--failed", str(failed),
+                   "--summary", str(summary)]  # fmt: skip
+        if state:
+            command += ["--state", str(tmp_path / "s.db")]
+        keep = shlex.quote(str(taken))
+        three = f"for n in 1 2 3; do IFS= read -r b; printf '%s\\n' \"$b\" >> {keep}; done"
+        reader = f"{{ {three}; sleep 0.5; }}"  # bodies fill the pipe meanwhile
+        line = f"set -o pipefail; {shlex.join(command)} | {reader}"
+        result = subprocess.run(["bash", "-c", line], capture_output=True, text=True,
+                                timeout=60, env=clean_env(), check=False)  # fmt: skip
+        read_paths = taken.read_text().splitlines()
+        assert len(read_paths) == 3, read_paths
+        read = {server.url(path) for path in read_paths}
+        handed_back = failed.read_text().splitlines()
+        assert len(handed_back) == len(set(handed_back)), "a line is twice in --failed"
+        assert not read & set(handed_back), "a body read is in --failed too"
+        lost = set(lines) - read - set(handed_back)
+        assert not lost, f"{len(lost)} lines neither read nor in --failed"
+        data = json.loads(summary.read_text())
+        assert data["ok"] == 3, data
+        if state:  # what the state holds as fetched ok is what the reader read, no more
+            again = subprocess.run([*FETCHER, "-q", "--state", str(tmp_path / "s.db"),
+                                    "--skip-fresh", "1h", "--format", "jsonl", "-i", str(urls)],
+                                   capture_output=True, text=True, timeout=60,
+                                   env=clean_env(), check=False)  # fmt: skip
+            skipped = {record["url"] for record in records(again.stdout) if record["skipped"]}
+            assert skipped == read, "the state holds as fetched what the reader never read"
+    assert result.returncode == 141, result.stderr

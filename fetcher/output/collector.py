@@ -23,8 +23,9 @@ counts as reported once flushed to a file; on a pipe, once its reader has read i
 (``PipeLedger``: till then its rows wait, ``State.mark``). The records' reader gone, as a
 write error, drops the rows not committed of the records it did not read whole (in the pipe
 or still buffered, perhaps cut mid-line) and no row is taken after: the next run reports
-their change again. With --body, a result's row is taken after
-its body, as delivered (ok, or io: not taken whole) and as its record says. A hard exit's
+their change again. With --body, a result's row is taken after its body, as delivered (ok,
+or io: not taken whole) and as its record says; on a pipe, the bodies' reader is the one
+weighed so (``delivery``, s33 r2 1), the records going to --results. A hard exit's
 --failed gets the lines the exit may cut off (``RetryLines``), unless their reader is gone: what
 it never read is no failure. Nor is it ok: an ok result that comes after its reader went away is
 counted not finished (``_keep``), as the summary counts records (s30 t1 3), and so is one whose
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -47,6 +49,7 @@ from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
+from fetcher.output.pipes import PipeLedger, pipe_binary
 from fetcher.output.writers import RecordWriter, nothing
 from fetcher.results import OkCounted, Partial, Result, Summary
 
@@ -74,7 +77,8 @@ class Collector:
         self.writer = writer
         self.display = display
         self.failed = failed
-        self.bodies = BodyStream(bodies, display.say) if bodies is not None else None  # --body
+        went = functools.partial(bodies_went, self)  # its reader gone: what it left unread
+        self.bodies = None if bodies is None else BodyStream(bodies, display.say, went)
         self.records_to = records_to  # for the message: where records go
         self.on_write_error = on_write_error
         self.state = state  # --state: written before the record, which says what changed
@@ -150,7 +154,7 @@ class Collector:
             if self.write_error is None:
                 self.retry.flushed()
         if self.state is not None:
-            self._guard(self.state.commit, "state", read_upto(self.writer, self.writes))
+            self._guard(self.state.commit, "state", read_upto(delivery(self), self.writes))
 
     def close_writer(self, stopped: Callable[[], bool] = lambda: False) -> None:
         """Flush and close the records' output at the end of the run, with the same care; on
@@ -219,20 +223,48 @@ def write_failed(collector: Collector, what: str, message: str) -> None:
     else:
         collector.write_error = message
         collector.retry.hand_back()  # a body being written: its line goes with its result
-        forget_lost_results(collector.state, what, collector.writer)
+        forget_lost_results(collector.state, what, delivery(collector))
     if collector.on_write_error is not None:
         collector.on_write_error(message)
 
 
-def forget_lost_results(state: State | None, what: str, writer: RecordWriter) -> int:
+def forget_lost_results(state: State | None, what: str, ledger: PipeLedger | None) -> int:
     """After a write error (but the state's own) or the records' reader gone, the state's
     results not committed yet: their records are lost, or were never read whole; committed,
     a retry of a changed body would say unchanged (see State.forget_results). Those of the
-    records a pipe's reader did read (``PipeLedger.taken``) stay, to be committed. Returns
-    how many were dropped."""
+    records (or bodies: ``delivery``) a pipe's reader did read (``PipeLedger.taken``) stay,
+    to be committed. Returns how many were dropped."""
     if state is None or what == "state":  # also a --body error: --results' reader
         return 0
-    return state.forget_results(None if writer.ledger is None else writer.ledger.taken())
+    return state.forget_results(None if ledger is None else ledger.taken())
+
+
+def delivery(collector: Collector) -> PipeLedger | None:
+    """The ledger of the pipe that delivers each result to its reader: an ok result counts,
+    and its state's row is committed, once its reader has read it there. --body's, when the
+    bodies go to a pipe (s33 r2 1: a body the pipe took counted as read), until its reader
+    goes (``bodies_went`` settles what it left); else the records'. (Both to pipes, the
+    bodies' alone is weighed.) None: a file or a terminal, where what is flushed is taken."""
+    bodies = collector.bodies
+    if bodies is not None and bodies.ledger is not None and not bodies.broken:
+        return bodies.ledger
+    return collector.writer.ledger
+
+
+def bodies_went(collector: Collector) -> None:
+    """--body's reader went away: each body after is not delivered (``BodyStream.deliver``),
+    and those it left in the pipe unread are neither: their ok results are not finished,
+    their lines go to --failed and their state's rows are dropped, as when the records'
+    reader goes (``reader_went``). The records go on to --results."""
+    assert collector.bodies is not None
+    ledger = delivery(collector)
+    collector.bodies.broken = True
+    if ledger is not collector.bodies.ledger or ledger is None:
+        return  # not a pipe, or gone already
+    if collector.state is not None:
+        collector.unread += collector.state.forget_results(ledger.taken())
+    for counted in ledger.unread_oks():
+        taken_back(collector, counted)
 
 
 def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
@@ -244,11 +276,13 @@ def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
     that went, leaving records unread, went as at a flush (``reader_went``): their ok results
     are not finished and the exit 141; they counted ok beside "8 records were not read"
     (s32 r1 1)."""
-    state, ledger = collector.state, collector.writer.ledger
+    state, ledger = collector.state, delivery(collector)
     if state is None or ledger is None:
         return
     ledger.drain(stopped)
-    if ledger.left_unread():
+    if ledger.left_unread() and collector.bodies is not None and ledger is collector.bodies.ledger:
+        bodies_went(collector)
+    elif ledger.left_unread():
         reader_went(collector, "records")
     else:
         collector.unread += state.forget_results(ledger.taken())
@@ -258,7 +292,7 @@ def write_record(collector: Collector, record: Callable[[], None], result: Resul
     """Write result's record. On a pipe, what waits for its reader to read it whole: the rows
     of the state, and an ok result's count: once the reader goes, one it never read is not
     finished (``reader_went``), as is this one if its own write finds the reader gone."""
-    ledger = collector.writer.ledger
+    ledger = delivery(collector)
     counted = OkCounted.of(result) if result.ok and ledger is not None else None
     try:
         collector._guard(record, "records")
@@ -278,8 +312,8 @@ def reader_went(collector: Collector, what: str) -> None:
     those it did not read whole are dropped, and the ok results among them count as not
     finished: what a reader never read is neither ok nor a failure (s30 r2 2)."""
     collector.output_broken = True
-    collector.unread += forget_lost_results(collector.state, what, collector.writer)
-    ledger = collector.writer.ledger
+    ledger = delivery(collector)
+    collector.unread += forget_lost_results(collector.state, what, ledger)
     if ledger is not None:
         for counted in ledger.unread_oks():
             taken_back(collector, counted)
@@ -293,13 +327,14 @@ def taken_back(collector: Collector, counted: OkCounted) -> None:
     collector.retry.add(counted.job)
 
 
-def read_upto(writer: RecordWriter, writes: bool) -> int | None:
-    """The bytes of the records' pipe its reader has read (one FIONREAD): the state commits
-    the rows of those records only. None, all rows: not a pipe, where a record flushed is
-    taken; or no record written any more, those not read being dropped already."""
-    if writer.ledger is None or not writes:
+def read_upto(ledger: PipeLedger | None, writes: bool) -> int | None:
+    """The bytes of the records' (or bodies': ``delivery``) pipe its reader has read (one
+    FIONREAD): the state commits the rows of those results only. None, all rows: not a
+    pipe, where what was flushed is taken; or nothing written any more, the rows of what
+    was not read being dropped already."""
+    if ledger is None or not writes:
         return None
-    return writer.ledger.taken()
+    return ledger.taken()
 
 
 def cannot_write(what: str, exc: Exception, records_to: str, state: State | None) -> str:
@@ -491,8 +526,11 @@ class BodyStream:
     """--body's standard output, where whole bodies go one after another. Its reader going
     away ends only this: the records go to their own file (--results) and go on."""
 
-    def __init__(self, stream: BinaryIO, say: Callable[[str], None]) -> None:
-        self.stream = stream
+    def __init__(
+        self, stream: BinaryIO, say: Callable[[str], None], went: Callable[[], None]
+    ) -> None:
+        self.stream, self.ledger = pipe_binary(stream)  # a body counts once its reader read it
+        self.went = went  # its reader gone: what it left unread is settled (bodies_went)
         self.broken = False
         self.terminal = _is_terminal(stream)  # a body with a NUL is not written to one
         self.say = say  # a line on stderr, once, for the first binary body not written
@@ -531,6 +569,8 @@ class BodyStream:
         while piece := body.read(BODY_PIECE):
             if (gone := self._call(guard, self.stream.write, piece)) or self.broken:
                 return gone
+            if self.ledger is not None:
+                self.ledger.wrote(len(piece))
         return self._call(guard, self.stream.flush)
 
     def flush(self, guard: Guard) -> BrokenPipeError | None:
@@ -556,7 +596,7 @@ class BodyStream:
         try:
             guard(write, "bodies", *args)
         except BrokenPipeError as exc:
-            self.broken = True
+            self.went()
             return exc
         return None
 

@@ -15,7 +15,7 @@ import stat
 import termios
 import time
 from collections import deque
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from fetcher.results import OkCounted
 
@@ -141,22 +141,39 @@ def pipe_stream(stream: TextIO) -> tuple[TextIO, PipeLedger | None]:
     """stream, and None when it is no pipe (a file, a terminal, a socket: a record written
     there counts as taken) or not a buffered text stream of fetcher's own; else the same
     descriptor, buffered as stream was, through a ``CountingRaw``, and its ledger."""
-    try:
-        descriptor = stream.fileno()
-        if not stat.S_ISFIFO(os.fstat(descriptor).st_mode):
-            return stream, None
-    except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
-        return stream, None
     buffer = getattr(stream, "buffer", None)
-    if not isinstance(stream, io.TextIOWrapper) or not isinstance(buffer, io.BufferedWriter):
+    if not _on_a_pipe(stream) or not isinstance(stream, io.TextIOWrapper):
+        return stream, None
+    if not isinstance(buffer, io.BufferedWriter):
         return stream, None
     encoding, errors = stream.encoding, stream.errors
     stream.detach()  # flushed first: nothing lost; it is unusable from now on
-    raw = buffer.detach()  # the descriptor's own, closing it only if stream would have
-    ledger = PipeLedger(descriptor)
-    counted = io.BufferedWriter(CountingRaw(raw, ledger), buffer_size=PIPE_BUFFERING)
+    counted, ledger = _counting(buffer)
     text = io.TextIOWrapper(counted, encoding=encoding, errors=errors, newline="")
     return text, ledger
+
+
+def pipe_binary(stream: BinaryIO) -> tuple[BinaryIO, PipeLedger | None]:
+    """As ``pipe_stream``, for --body's binary stream: a body counts as delivered once its
+    reader has read it whole, not once the pipe took it (s33 r2 1)."""
+    if not _on_a_pipe(stream) or not isinstance(stream, io.BufferedWriter):
+        return stream, None
+    return _counting(stream)
+
+
+def _on_a_pipe(stream: IO[Any]) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
+        return False
+
+
+def _counting(buffer: io.BufferedWriter) -> tuple[io.BufferedWriter, PipeLedger]:
+    """buffer's descriptor, buffered again through a ``CountingRaw``, and its ledger."""
+    descriptor = buffer.fileno()
+    raw = buffer.detach()  # flushed first; the descriptor's own, closing it only if it would
+    ledger = PipeLedger(descriptor)
+    return io.BufferedWriter(CountingRaw(raw, ledger), buffer_size=PIPE_BUFFERING), ledger
 
 
 def unread(descriptor: int) -> int:
