@@ -262,6 +262,26 @@ def redact_start(text: str, limit: int) -> str:
     return redact_url(text)[:limit]
 
 
+# A URL's authority that runs to the end of a text cut short: its '@' may be past the cut.
+_OPEN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*\Z")
+_FIRST_PART_END = re.compile(r"[/?#]")
+
+
+def redact_cut(text: str, limit: int) -> str:
+    """The first limit characters of a line or argument too long to be read as a URL, for its
+    record: its password masked first (redact_start), then, as the cut may fall before the
+    '@' that shows one (a file's line is cut by its reader: s34 t3 1), an authority the cut
+    leaves open masked whole, and in a line without '://' (--default-scheme's
+    ``user:password@host``) all after its first ':' when no '/', '?' or '#' ends its first
+    part."""
+    cut = redact_start(text, limit)
+    if (open_authority := _OPEN_AUTHORITY.search(cut)) is not None:
+        return cut[: cut.index("://", open_authority.start()) + 3] + MASK
+    if "://" not in cut and ":" in cut and _FIRST_PART_END.search(cut) is None:
+        return cut[: cut.index(":") + 1] + MASK
+    return cut
+
+
 def redact_text(text: str, bare_words: bool = False) -> str:
     """Mask every URL password found anywhere in a free text such as an error message: those of
     URLs with a scheme (a user name alone too), and of scheme-less words user:password@host.

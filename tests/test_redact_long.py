@@ -96,3 +96,41 @@ def test_a_long_location_costs_the_record_writer_no_time(httpserver):
 def test_an_encoded_password_is_masked_wherever_the_search_found_it(url, shown):
     assert redact_url(url) == shown
     assert redact_text(f"at {url} now") == f"at {shown} now"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "http://alice:TOPSECRET" + "x" * 8200 + "@127.0.0.1:9/p",  # the tester's
+        "http://TOPSECRET" + "x" * 8200 + "@127.0.0.1:9/p",  # a token as the user name
+        "http://h.test/?next=http://bob:TOPSECRET" + "x" * 8200 + "@h.test/",  # embedded
+        "alice:TOPSECRET" + "x" * 8200 + "@127.0.0.1:9/p",  # no scheme: --default-scheme's
+    ],
+    ids=["password", "user", "embedded", "no-scheme"],
+)
+@pytest.mark.parametrize("given", ["line", "argument"])
+def test_a_line_longer_than_8_kib_shows_no_part_of_its_password(tmp_path, line, given):
+    """s34 t3 1: a line (or argument) over 8 KiB is shown cut to its first 8 KiB, and the cut
+    fell before the '@' that shows a password to the mask: the record, the summary and
+    --summary showed `http://alice:TOPSECRETxxx…` whole. Now the authority a cut leaves open
+    is masked."""
+    urls, summary = tmp_path / "u.txt", tmp_path / "s.json"
+    urls.write_text(line + "\n")
+    source = ["-i", str(urls)] if given == "line" else ["--", line]
+    result = invoke(["--format", "jsonl", "--summary", str(summary), *source])
+    (record,) = records(result.stdout)
+    assert "longer than" in record["error"]["message"], record
+    shown = result.stdout + result.stderr + summary.read_text()
+    assert "TOPSECRET" not in shown
+    assert "***" in record["url"], record["url"][:80]
+
+
+def test_a_cut_line_keeps_its_host_when_no_authority_is_left_open():
+    """The mask of a cut line (redact_cut) hides only what may be a credential: a long path's
+    line keeps its scheme, host and path start, as before."""
+    from fetcher.redact import redact_cut
+
+    line = "http://h.test/" + "x" * 9000
+    assert redact_cut(line, 8192) == line[:8192]
+    assert redact_cut("h.test:8080/" + "x" * 9000, 8192).startswith("h.test:8080/xx")
+    assert redact_cut("http://h.test:8080" + "x" * 9000, 8192) == "http://***"

@@ -16,6 +16,7 @@ from fetcher.input.formats import Entry, JsonText
 from fetcher.input.hosts import idna_spelling, server_name
 from fetcher.input.parsing import BOM, CONTROL, SCHEME_SLASHES, parse_proxy
 from fetcher.input.shards import Shard, shard_key
+from fetcher.redact import redact_cut
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
 if TYPE_CHECKING:
@@ -340,6 +341,14 @@ def reads_back_as_itself(raw: bytes) -> bool:
     return b"\n" not in raw and not raw.startswith(BOM) and not skipped_line(raw)
 
 
+def _cut_shown(raw: bytes) -> str:
+    """What the record of a line or argument longer than MAX_LINE_BYTES shows: its start, its
+    password masked before the cut (redact_cut: the '@' may be past it, s34 t3 1). Only so
+    much is decoded as the mask may need: a 1 MiB argument costs no more than a line."""
+    text = raw[: 4 * MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
+    return redact_cut(text, MAX_LINE_BYTES).strip()
+
+
 def skipped_line(raw: bytes, too_long: bool = False) -> bool:
     """Whether a line read is no job: a '#' comment, whatever its encoding and the blanks
     before it ("\xa0# caf\xe9" too), or a blank line, Unicode blanks included (a line too long
@@ -393,10 +402,10 @@ class JobMaker:
         the cut may fall inside a character."""
         if raw[:MAX_LINE_BYTES].lstrip().startswith(REVERSED_MARK):  # first: garbage, no UTF-8,
             # and a whole file in one line, longer than 8 KiB (s32 r4 2)
-            text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
+            text = _cut_shown(raw)
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
-            text = raw[:MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
+            text = _cut_shown(raw)
             return self._admit(
                 Job(-1, text, text, line, raw, f"line longer than {MAX_LINE_BYTES} bytes")
             )
