@@ -127,7 +127,7 @@ def fetch(settings: Settings) -> int:
                         jar=outputs.jar, lookup=outputs.lookup,
                         transfers=outputs.display.transfers)  # fmt: skip
         outputs.collector.on_write_error = functools.partial(stop_on_write_error, run, outputs)
-        at_hard_exit = SummaryAtHardExit(settings, outputs.summary)
+        at_hard_exit = SummaryAtHardExit(settings, outputs.summary, reader)
         on_hard_exit(at_hard_exit)
         with stop_on_signals(run.request_stop, run.hard_stop, lambda: run.hard.decided):
             outputs.begin()  # --results emptied only now: an early signal leaves it as it was
@@ -186,8 +186,7 @@ def report(
     them with the status it exits with (at_hard_exit); once that status is known, a signal
     exits with it."""
     summary = outputs.summary
-    summary.duplicates = reader.duplicates  # first: a hard exit's --summary says them too
-    summary.other_shards = reader.other_shards
+    count_left_out(summary, reader)
     outputs.collector.close_writer(run.stopping.is_set)  # a stop cuts the wait for a reader
     problems = [] if outputs.collector.write_error is None else [outputs.collector.write_error]
     if run.books.input_error is not None:  # the rest of the input was never fetched
@@ -298,8 +297,11 @@ class SummaryAtHardExit:
     /proc with: seen half done, the import failed, and there was no file and, but once, no word
     (s31 t2 1: "unknown encoding: ascii")."""
 
-    def __init__(self, settings: Settings, summary: Summary) -> None:
+    def __init__(
+        self, settings: Settings, summary: Summary, reader: InputReader | None = None
+    ) -> None:
         self.settings, self.summary, self.done = settings, summary, False
+        self.reader = reader  # the lines --unique and --shard left out, counted as it exits
         # Unsynced: the exit's hooks have a second or so in all (s31 t2 1).
         self.files = (summary_files(settings, sync=False)
                       if settings.summary or settings.metrics else [])  # fmt: skip
@@ -324,6 +326,8 @@ class SummaryAtHardExit:
         if self.done or status is None or not self.files:
             return
         self.summary.interrupted_by = STOP_REASONS.get(ExitStatus(status))
+        if self.reader is not None:  # said 0 of each (s34 t2 1)
+            count_left_out(self.summary, self.reader)
         for option, path, write in self.files:
             if not self.in_place(path):
                 try:
@@ -331,6 +335,13 @@ class SummaryAtHardExit:
                 except Exception as exc:  # noqa: BLE001 - exiting all the same: said, not raised
                     # a cron monitor lost its file with no word (t4 4b)
                     say_now(f"fetcher: {cannot_write(option, path, exc)}\n")
+
+
+def count_left_out(summary: Summary, reader: InputReader) -> None:
+    """The summary's count of the lines read that --unique and --shard left out, which only
+    the reader knows: at the end, and at a hard exit."""
+    summary.duplicates = reader.duplicates
+    summary.other_shards = reader.other_shards
 
 
 def write_each(

@@ -239,18 +239,26 @@ def test_a_second_signal_over_300000_lines_read_by_the_parser_loses_none(tmp_pat
 def test_a_second_signal_still_writes_summary_and_metrics_with_its_status(tmp_path):
     """usage.md: --summary and --metrics are written after an interrupt too, with the status
     the process exits with; after a second signal the last run's files stayed, saying 0 (s15
-    h3 5), and a cron alert on them said nothing."""
+    h3 5), and a cron alert on them said nothing. They count the lines --unique and --shard
+    left out too: a hard exit's files said 0 of each (s34 t2 1)."""
+    from fetcher.input.shards import shard_of
+
     summary, metrics = tmp_path / "s.json", tmp_path / "m.prom"
     summary.write_text('{"exit_status": 0}\n')
+    ours = shard_of(b"127.0.0.1", 2)
+    other = next(f"o{n}.test" for n in range(100) if shard_of(f"o{n}.test".encode(), 2) != ours)
     with counting_server(route) as server:
         base = server.url("").rstrip("/")
         lines = [f"{base}/slower/{n}" for n in range(40)]
-        extra = ("--summary", str(summary), "--metrics", str(metrics))
-        status, _, records, failed = interrupt_twice(tmp_path, lines, server, 16, 0.3, extra)
+        given = [*lines[:3], *lines[:3], f"http://{other}/never", *lines[3:]]
+        extra = ("--summary", str(summary), "--metrics", str(metrics), "--unique",
+                 "--shard", f"{ours}/2")  # fmt: skip
+        status, _, records, failed = interrupt_twice(tmp_path, given, server, 16, 0.3, extra)
     assert status == 130
     check_each_line_once(lines, records, failed)
     written = json.loads(summary.read_text())
     assert written["exit_status"] == 130 and written["interrupted_by"] == "SIGINT"
+    assert (written["duplicates"], written["other_shards"]) == (3, 1), written
     assert "fetcher_exit_status 130" in metrics.read_text()
 
 
