@@ -240,8 +240,11 @@ def start_slow_run(
 
 
 def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
+    """Its jobs are failures of this machine, counted against no host: the summary pointed at
+    a healthy server, for jobs it never received too (s34 t2 2)."""
+    summary = tmp_path / "s.json"
     with counting_server() as server:
-        process = start_slow_run(server, tmp_path, 24)
+        process = start_slow_run(server, tmp_path, 24, "--summary", str(summary))
         try:
             wait_for(lambda: server.requests >= 4, "the first requests", 20)
             workers = worker_pids(process.pid)
@@ -273,6 +276,7 @@ def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
     failed = (tmp_path / "failed.txt").read_text().splitlines()
     assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
     assert check_each_line_once(every, got, failed) == set()  # every line has its record
+    assert json.loads(summary.read_text())["by_host"] == {}, "a host blamed for a lost worker"
 
 
 @pytest.mark.parametrize(

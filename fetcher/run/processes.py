@@ -194,9 +194,13 @@ def lost(task: Task, message: str = LOST + UNKNOWN, attempts: int | None = None)
     attempts: None (null, not known) when the worker may have requested it, or not, or retried
     it: a worker tells of a job only when it ends, since a message per start would cost every
     job; 0 when it surely never reached a server. elapsed: since it was dealt, as far as this
-    process knows (as for a record cut by the grace period)."""
+    process knows (as for a record cut by the grace period). A failure of this machine (local):
+    no host is counted for it, as for io (s34 t2 2: a dead worker's jobs, some never sent,
+    were the server's failures in the summary's by_host)."""
     elapsed = 0.0 if task.started is None else time.perf_counter() - task.started
-    return Result.failure(task.job, ErrorKind.OTHER, message, attempts=attempts, elapsed=elapsed)
+    return Result.failure(
+        task.job, ErrorKind.OTHER, message, attempts=attempts, elapsed=elapsed, local=True
+    )
 
 
 UNSENT = LOST + " before it was sent"
