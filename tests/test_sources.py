@@ -101,6 +101,23 @@ def test_sequence_numbers_span_sources_and_arguments_have_no_line():
     assert [j.line for j in jobs] == [None, None, 1]
 
 
+def test_an_argument_drops_its_byte_order_marks_as_a_line_does(tmp_path):
+    """s34 t3 2: `xargs fetcher < list.txt` of a file saved with a byte-order mark gave its
+    first URL the mark: "a character no host name holds", where `-i list.txt` fetched it, and
+    kept out of --failed (read back, the mark is dropped). The mark is dropped as a line's is."""
+    from tests.conftest import invoke
+    from tests.servers import records
+
+    reader = InputReader([Source("arguments", arguments=("\ufeff\ufeffhttp://a.test/x",))], "https")
+    (job,) = list(reader)
+    assert (job.url, job.invalid) == ("http://a.test/x", None)
+    failed = tmp_path / "retry.txt"
+    result = invoke(["--format", "jsonl", "--failed", str(failed), "\ufeffftp://a.test/"])
+    (record,) = records(result.stdout)
+    assert "unsupported scheme" in record["error"]["message"], record
+    assert failed.read_text() == "ftp://a.test/\n"
+
+
 def test_reading_is_lazy():
     """The first job is available before the rest of the input exists."""
     read_fd, write_fd = os.pipe()

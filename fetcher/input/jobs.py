@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from fetcher.input.encodings import not_utf8
 from fetcher.input.formats import Entry, JsonText
 from fetcher.input.hosts import idna_spelling, server_name
-from fetcher.input.parsing import BOM, CONTROL, SCHEME_SLASHES, parse_proxy
+from fetcher.input.parsing import BOM, CONTROL, SCHEME_SLASHES, parse_proxy, unmarked
 from fetcher.input.shards import Shard, shard_key
 from fetcher.redact import redact_cut
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
@@ -387,8 +387,9 @@ class JobMaker:
         """The Job of a command-line argument, None only when --unique or --shard leave it out.
         Unlike a file's line, nothing is skipped: the user gave it explicitly, so an empty
         argument is an invalid URL and one starting with '#' is read as a URL. The 8 KiB limit
-        of a line holds for it too (_text_job measures it)."""
-        job = self._text_job(None, os.fsencode(argument), False)
+        of a line holds for it too (_text_job measures it). Its byte-order marks go, as a
+        line's do (`xargs fetcher < list.txt` of a file saved with one: s34 t3 2)."""
+        job = self._text_job(None, unmarked(os.fsencode(argument)), False)
         if job is not None:
             job.argument = True
         return job
