@@ -280,3 +280,40 @@ def test_a_retry_after_pauses_its_host_when_its_headers_come_not_when_its_body_e
     assert len(others) == 20
     during = [round(t, 3) for t in others if SLACK < t < RETRY_AFTER + 1 - SLACK]
     assert during == [], f"{len(during)} requests to the paused host, at {during} s"
+
+
+def test_a_retry_after_holds_its_host_while_its_error_page_is_read_past_the_wait():
+    """s33 t5 1: a 429/503 whose page took longer to read than its Retry-After left the host
+    free between the pause heard with its headers and the pause from the page's end: with
+    "Retry-After: 1" and a page dripped over 2.5 s, the host's other URLs went at 1.0 s. The
+    host is now held while the page is read, then paused again from its end. (Threads: a
+    sibling process is told the pause alone, not the hold: docs/usage.md.)"""
+    from tests.servers import FaultServer, read_request
+
+    drip, wait = 2.5, 1  # the page takes longer than the wait the server asked for
+    lock = threading.Lock()
+    seen: list[tuple[float, str]] = []
+    told: list[float] = []
+
+    def behaviour(conn) -> None:
+        path = read_request(conn).split(b" ")[1].decode()
+        with lock:
+            seen.append((time.monotonic(), path))
+        if path != "/drip":
+            time.sleep(0.1)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            return
+        head = f"HTTP/1.1 429 Busy\r\nRetry-After: {wait}\r\nContent-Length: 4\r\n"
+        conn.sendall(f"{head}Connection: close\r\n\r\nbu".encode())
+        told.append(time.monotonic())
+        time.sleep(drip)  # the server's behaviour under test, not a synchronisation
+        conn.sendall(b"sy")
+
+    with FaultServer(behaviour) as server:
+        urls = [server.url("/drip"), *(server.url(f"/other/{n}") for n in range(8))]
+        result = run_process(["-q", "-j", "2", "--retries", "0", *urls], timeout=30)
+    assert result.returncode == 1, result.stderr  # the 429
+    others = sorted(t - told[0] for t, path in seen if path.startswith("/other/"))
+    assert len(others) == 8
+    during = [round(t, 3) for t in others if SLACK < t < drip + wait - SLACK]
+    assert during == [], f"{len(during)} requests to the held host, at {during} s"

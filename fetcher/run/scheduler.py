@@ -53,10 +53,8 @@ class Scheduler:
     def __init__(self, per_host: int | None = None, rate: float | None = None,
                  host_rate: float | None = None, clock: Callable[[], float] = time.monotonic,
                  ) -> None:  # fmt: skip
-        self.per_host = per_host
-        self.spacing = spacing(rate)
-        self.host_spacing = spacing(host_rate)
-        self.clock = clock
+        self.per_host, self.clock = per_host, clock
+        self.spacing, self.host_spacing = spacing(rate), spacing(host_rate)
         lock = threading.Lock()  # one for all: take() waits on _cond or _expiries, hold() on _holds
         self._cond, self._holds, self._expiries = (threading.Condition(lock) for _ in range(3))
         self._hosts: dict[str, _Host] = {}
@@ -64,43 +62,46 @@ class Scheduler:
         self._later: list[tuple[float, int, Task]] = []  # retries, by the time they are due
         self._expiring = _Expiring()  # due retries in their hosts' queues
         self._idle = _IdleHosts(self._hosts)
+        self._held = _HeldHosts(self._cond, self._holds)
         self._order = itertools.count()
-        self._next_start = 0.0  # --rate
-        self._stopped = False
+        self._next_start, self._stopped = 0.0, False  # _next_start: --rate's turn
 
     def put(self, task: Task) -> None:
         with self._cond:
             self._queue(task, front=False)
             self._cond.notify()
 
-    def pause(self, host: str, seconds: float) -> None:
-        """No request to host starts before seconds from now, from any worker."""
+    def pause(self, host: str, seconds: float, held: bool = False) -> None:
+        """No request to host starts for seconds (held: till the calling worker's attempt ends)."""
         with self._cond:
             state = self._idle.revive(host)
             _pause(state, self.clock(), seconds)
             self._idle.retire(host, self.clock())
+            if held:
+                self._held.hold(host)
 
     def hold(self, host: str, until: float | None) -> bool:
         """Wait, holding no place, while host is paused (for a redirect's hop to it): True once
         it may be sent to, False when the scheduler stops or until (on its clock) comes first."""
         with self._holds:
             while not self._stopped:
-                end, now = self._idle.paused_until(host), self.clock()
+                end, now = self._held.until(host, self._idle.paused_until(host)), self.clock()
                 if end <= now or (until is not None and until <= now):
                     return end <= now
                 self._holds.wait(_wait_seconds(end if until is None else min(end, until), now))
             return False
 
     def finish(self, task: Task, retry_in: float | None = None, pause: float | None = None) -> None:
-        """An attempt of task ended: its host has one request fewer in flight; with pause, no
-        request to the host starts for that many seconds; with retry_in, task is queued again
-        to start no sooner than that. One clock reading serves all three: a retry that waits
-        out its host's Retry-After is due as the pause ends, before the host's untried tasks
-        (two readings let those win by microseconds, the pause renewed, the retries starved)."""
+        """An attempt of task ended: one request fewer in flight to its host, which the calling
+        thread holds no more; with pause, paused that long; with retry_in, task queued again to
+        start no sooner. One clock reading serves all: a retry that waits out its host's pause
+        is due as it ends, before untried tasks (two readings let those win by microseconds,
+        the pause renewed, the retries starved)."""
         with self._cond:
             state = self._hosts[task.host]
             state.in_flight -= 1
             now = self.clock()
+            self._held.release()
             if pause:
                 _pause(state, now, pause)
             if retry_in is not None:
@@ -131,8 +132,8 @@ class Scheduler:
 
     def take(self, block: bool = True, expired_only: bool = False) -> Task | None:
         """Block until a task may start, count it as started and return it; None once stopped
-        (or, without block, when no task may start right now). expired_only: only a retry
-        whose --max-time ran out, which sends nothing: for the thread that ends them."""
+        (without block: when none may start now). expired_only: only a retry whose --max-time
+        ran out, which sends nothing: for the thread that ends them."""
         condition = self._expiries if expired_only else self._cond
         with condition:
             while not self._stopped:
@@ -160,8 +161,7 @@ class Scheduler:
         """The first task, in turn by host, that may start now; else when to look again."""
         expired = self._expiring.take(now, self._hosts)
         if expired is not None:  # it sends no request: whatever holds its host does not hold it
-            state = self._hosts[expired.host]
-            return self._start(expired.host, state, expired, now, limited=False), now
+            return self._start(expired.host, self._hosts[expired.host], expired, now, False), now
         wake = float("inf")
         if expired_only:
             return None, wake
@@ -169,6 +169,8 @@ class Scheduler:
             return None, self._next_start
         for host in self._waiting:
             state = self._hosts[host]
+            if host in self._held.count:  # finish() lets it go, and wakes the workers
+                continue
             if state.paused_until > now and not _waited_out(state):
                 wake = min(wake, state.paused_until)
             elif self.per_host is not None and state.in_flight >= self.per_host:
@@ -183,8 +185,7 @@ class Scheduler:
         return None, wake
 
     def _start(self, host: str, state: _Host, task: Task, now: float, limited: bool = True) -> Task:
-        """Count task, just taken from its host's queue, in flight (and, if it is to send a
-        request, against the rates)."""
+        """Count task, just taken from its queue, in flight (limited: against the rates too)."""
         if state.queue:
             self._waiting.move_to_end(host)
         else:
@@ -195,6 +196,40 @@ class Scheduler:
         if limited and self.spacing:
             self._next_start = max(now, self._next_start) + self.spacing
         return task
+
+
+class _HeldHosts:
+    """Hosts held while a 429 or 503 that paused them is still being read (s33 t5 1): its page
+    may take longer to come than the wait it asked for, and the pause from its headers ran out
+    before the one from its end began, the host's other URLs going in between. Held by the
+    worker thread reading it (each reads one answer at a time), let go when that thread ends
+    the attempt (``Scheduler.finish``), however it ended. Under the scheduler's lock."""
+
+    def __init__(self, *waiting: threading.Condition) -> None:
+        self.count: dict[str, int] = {}  # by host, the attempts holding it
+        self._by_thread: dict[int, str] = {}
+        self._waiting = waiting  # woken when a host is let go: none of them knew when
+
+    def hold(self, host: str) -> None:
+        self.release()
+        self._by_thread[threading.get_ident()] = host
+        self.count[host] = self.count.get(host, 0) + 1
+
+    def until(self, host: str, paused_until: float) -> float:
+        """When host may be sent to: never while held (its release wakes the waiters)."""
+        return float("inf") if host in self.count else paused_until
+
+    def release(self) -> None:
+        """Let go of the host the calling thread holds, if any."""
+        host = self._by_thread.pop(threading.get_ident(), None)
+        if host is None:
+            return
+        if left := self.count[host] - 1:
+            self.count[host] = left
+        else:
+            del self.count[host]
+        for condition in self._waiting:
+            condition.notify_all()
 
 
 class _IdleHosts:

@@ -198,9 +198,10 @@ class ThreadExecutor:
 
     def _heard_pause(self, host: str, seconds: float) -> None:
         """A 429/503's Retry-After, its headers just read: the host is paused now, here and in
-        the sibling processes, not once its error page has been read (s25 h2 5). _finish then
-        pauses it again from the attempt's end, so that a retry of it is due as that ends."""
-        self.scheduler.pause(host, seconds)
+        the sibling processes, not once its error page has been read (s25 h2 5), and here held
+        until the attempt ends (a page slower than the wait: s33 t5 1). _finish then pauses it
+        again from the attempt's end, so that a retry of it is due as that ends."""
+        self.scheduler.pause(host, seconds, held=True)  # held until the attempt ends
         self._tell(host, seconds, self.on_pause)
 
     def _tell(self, host: str, seconds: float, relay: PauseListener | None) -> None:
