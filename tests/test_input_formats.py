@@ -1146,3 +1146,16 @@ def test_a_long_line_of_marks_only_or_before_a_comment_is_skipped(tail):
     mark), and another kind from --failed (s28 r2 3). Skipped, as with 2,000 marks."""
     data = b"\xef\xbb\xbf" * 3000 + tail + b"\nhttp://a.test/x\n"
     assert [job.raw for job in jobs_of(data, "lines")[0]] == [b"http://a.test/x"]
+
+
+def test_a_head_line_with_a_body_names_where_the_body_came_from(tmp_path):
+    """A jsonl line's HEAD cannot carry a body; the record blamed "the line's data" for -d's
+    body too, of a line that had none (s34 t1 1)."""
+    url = "http://127.0.0.1:9/k"  # refused before anything is sent
+    own = json.dumps({"url": url, "method": "HEAD", "data": "x"})
+    given = json.dumps({"url": url, "method": "HEAD"})
+    lines = f"{own}\n{given}\n"
+    result = invoke(["--input-format", "jsonl", "--format", "jsonl", "-d", "a=1"], input=lines)
+    messages = [record["error"]["message"] for record in records(result.stdout)]
+    assert messages == ["a HEAD has no body: the line's data cannot go with it",
+                        "a HEAD has no body: -d's body cannot go with it"], messages  # fmt: skip

@@ -324,8 +324,9 @@ class Exchange:
     ) -> float | None:
         if request.method == "HEAD" and request.data is not None:  # -I or the line's HEAD
             # A server that reads no body on a HEAD took it for the next request's start.
+            whose = "the line's data" if task.job.data is not None else "-d's body"  # s34 t1 1
             error = FetchError(
-                "a HEAD has no body: the line's data cannot go with it", ErrorKind.INVALID_URL
+                f"a HEAD has no body: {whose} cannot go with it", ErrorKind.INVALID_URL
             )
             error.final = True
             raise error
