@@ -345,7 +345,7 @@ def test_bytes_of_downloads_abandoned_in_flight_are_counted_once() -> None:
     console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
     progress = RichProgress(Summary(started=0.0), console)
     assert progress.transfers is not None
-    progress.transfers.add(Transfer("http://h.test/big", 50 * LARGE_BODY, 6 * LARGE_BODY))
+    progress.transfers.add(Transfer("http://h.test/big", 50 * LARGE_BODY, 6 * LARGE_BODY, seq=0))
     frame, summary = progress.frame, progress.frame.summary
     assert frame.render(1.0) and frame.bytes_shown == 6 * LARGE_BODY
     job = Job(seq=0, url="http://h.test/big", target="http://h.test/big", line=1, raw=b"")
@@ -376,3 +376,26 @@ def test_a_result_abandoned_early_hides_no_other_download() -> None:
     assert frame.bytes_shown == 2 * LARGE_BODY + 4, frame.bytes_shown
     console.print(frame)
     assert "c.test/slow" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_result_abandoned_with_the_url_of_a_running_download_hides_it_not() -> None:
+    """s34 r1 1: a redirect's hop waiting for a paused host, abandoned at the first Ctrl-C, led
+    to the very URL another line was downloading: the frame, leaving out the abandoned
+    results' downloads by URL, hid that running download and froze its bytes. It leaves out
+    the abandoned results' own now (by their job)."""
+    from fetcher.output.progress import RichProgress
+
+    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
+    progress = RichProgress(Summary(started=0.0), console)
+    assert progress.transfers is not None
+    big = "http://p.test/big"
+    progress.transfers.add(Transfer(big, 50 * LARGE_BODY, 2 * LARGE_BODY, seq=0))
+    frame, summary = progress.frame, progress.frame.summary
+    job = Job(seq=2, url="http://r.test/redir", target="http://r.test/redir", line=3, raw=b"")
+    hop = Result(job=job, ok=False, attempts=1, bytes=4, abandoned=True, final_url=big)
+    summary.add(hop)
+    progress.on_result(hop)
+    frame.render(1.0)
+    assert frame.bytes_shown == 2 * LARGE_BODY + 4, frame.bytes_shown
+    console.print(frame)
+    assert "p.test/big" in console.file.getvalue()  # type: ignore[attr-defined]

@@ -383,7 +383,7 @@ class Exchange:
         head = request.method == "HEAD"
         remote = _remote_file(response, settings)
         output = _output(self.resumer, self.bodies, response, task, kept, ok, head, remote)
-        watch = None if self.transfers is None else _watch(self.transfers, response, head)
+        watch = None if self.transfers is None else _watch(self.transfers, response, head, task)
         length = range_length(response) if kept is not None and result.status == 206 else None
         result.part = kept is None and result.status == 206  # see Result.part
         as_sent = _kept_as_sent(response, task, settings, remote, self.bodies, ok, head)
@@ -647,7 +647,9 @@ def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile 
     )
 
 
-def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Watch | None:
+def _watch(
+    transfers: Transfers, response: requests.Response, head: bool, task: Task
+) -> Watch | None:
     """A watch on the body about to be read, or None when it is known to be small. Its size
     is known only when it is not encoded (Content-Length counts the bytes on the wire, the
     watch counts decoded bytes), and then urllib3 holds the body to it. The answer to a HEAD,
@@ -657,9 +659,9 @@ def _watch(transfers: Transfers, response: requests.Response, head: bool) -> Wat
     length = response.headers.get("Content-Length", "")
     # 16 digits and more (1 PB): a size no disk holds, shown as unknown, not as its digits.
     if "Content-Encoding" in response.headers or not length.isdigit() or len(length) > 15:
-        return transfers.watch(response.url, None)
+        return transfers.watch(response.url, None, task.job.seq)
     total = int(length)
-    return transfers.watch(response.url, total) if total >= LARGE_BODY else None
+    return transfers.watch(response.url, total, task.job.seq) if total >= LARGE_BODY else None
 
 
 # What reading a body can meet: fetcher's own checks (--max-size, the deadline, a coding cut

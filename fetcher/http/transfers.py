@@ -18,12 +18,14 @@ REPORT_EVERY = 256 * 1024
 @dataclass(eq=False, slots=True)
 class Transfer:
     """One body being read: its URL (as fetched, not redacted), its size when known, and the
-    bytes read so far (stored by the reading thread, read by the display)."""
+    bytes read so far (stored by the reading thread, read by the display); seq, its job's
+    (Job.seq), tells it apart from another line's body of the same URL."""
 
     url: str
     total: int | None
     done: int = 0
     started: float = field(default_factory=time.monotonic)
+    seq: int | None = None
 
 
 class Watch:
@@ -31,12 +33,13 @@ class Watch:
     is large, and stores its count now and then. Only that thread calls it; a small body costs
     this object and nothing else."""
 
-    __slots__ = ("registry", "url", "total", "transfer", "next_report")
+    __slots__ = ("registry", "url", "total", "seq", "transfer", "next_report")
 
-    def __init__(self, registry: Transfers, url: str, total: int | None) -> None:
+    def __init__(self, registry: Transfers, url: str, total: int | None, seq: int | None) -> None:
         self.registry = registry
         self.url = url
         self.total = total
+        self.seq = seq
         self.transfer: Transfer | None = None
         self.next_report = LARGE_BODY  # the size at which the reader calls update
         if total is not None and total >= LARGE_BODY:
@@ -45,7 +48,7 @@ class Watch:
     def update(self, size: int) -> int:
         """size bytes have been read: store it; return the size at which to call again."""
         if self.transfer is None:
-            self.transfer = Transfer(self.url, self.total)
+            self.transfer = Transfer(self.url, self.total, seq=self.seq)
             self.registry.add(self.transfer)
         self.transfer.done = size
         self.next_report = size + REPORT_EVERY
@@ -75,9 +78,10 @@ class Transfers:
         self._live: dict[int, Transfer] = {}
         self.listener = listener
 
-    def watch(self, url: str, total: int | None) -> Watch:
-        """A Watch for one body about to be read; total is its decoded size, if known."""
-        return Watch(self, url, total)
+    def watch(self, url: str, total: int | None, seq: int | None = None) -> Watch:
+        """A Watch for one body about to be read; total is its decoded size, if known; seq, its
+        job's."""
+        return Watch(self, url, total, seq)
 
     def add(self, transfer: Transfer) -> None:
         with self._lock:
@@ -91,14 +95,15 @@ class Transfers:
         if removed is not None and self.listener is not None:
             self.listener.large_ended()
 
-    def largest(self, count: int, leaving: AbstractSet[str] = frozenset()) -> list[Transfer]:
+    def largest(self, count: int, leaving: AbstractSet[int] = frozenset()) -> list[Transfer]:
         """Up to count transfers in flight, the largest first (a known size before an unknown
-        one, then by bytes read), but those of the URLs leaving (recorded already)."""
+        one, then by bytes read), but those of the jobs leaving (their seqs: recorded already,
+        abandoned; by URL, another line's body of that URL was left out too: s34 r1 1)."""
         with self._lock:
-            live = [t for t in self._live.values() if t.url not in leaving]
+            live = [t for t in self._live.values() if t.seq not in leaving]
         live.sort(key=lambda t: (t.total is not None, t.total or 0, t.done), reverse=True)
         return live[:count]
 
-    def bytes_in_flight(self, leaving: AbstractSet[str] = frozenset()) -> int:
+    def bytes_in_flight(self, leaving: AbstractSet[int] = frozenset()) -> int:
         with self._lock:
-            return sum(t.done for t in self._live.values() if t.url not in leaving)
+            return sum(t.done for t in self._live.values() if t.seq not in leaving)

@@ -116,10 +116,10 @@ class Frame:
         self.total: int | None = None  # set by the display, from any thread
         self.finished = False
         self.stopped = False  # finished by a stop (a signal, a closed output), not complete
-        # The URLs of results abandoned in flight (the grace ended, a second signal, a hop cut
-        # by a stop), recorded with their bytes: the bodies their threads may still read are
-        # counted, no longer in flight. Replaced whole, never changed: Rich's thread reads it.
-        self.abandoned: frozenset[str] = frozenset()
+        # The jobs (seqs) of results abandoned in flight (the grace ended, a second signal, a
+        # hop cut by a stop), recorded with their bytes: the bodies their threads may still read
+        # are counted, no longer in flight. Replaced whole, never changed: Rich's thread reads it.
+        self.abandoned: frozenset[int] = frozenset()
         self.spinner = Spinner(self.marks.spinner)
         self.lock = threading.Lock()  # Rich's timer thread and the thread printing records
         self.rate = SlidingRate()
@@ -364,8 +364,7 @@ class RichProgress:
     def on_result(self, result: Result) -> None:
         """Nothing to do but note an abandoned result: the next redraw reads the Summary."""
         if result.abandoned:
-            urls = {url for url in (result.job.target, result.final_url) if url}
-            self.frame.abandoned = self.frame.abandoned | urls
+            self.frame.abandoned = self.frame.abandoned | {result.job.seq}
 
     def on_finish(self, summary: Summary, stopped: bool = False) -> None:
         self.frame.finished = True
