@@ -36,3 +36,29 @@ def test_a_url_waiting_for_its_retry_at_a_stop_says_so_with_the_time_it_ran() ->
     assert "retry not made: the run was stopped" in record["error"]["message"], record
     assert record["elapsed"] >= 0.5, record
     assert record["elapsed"] <= waited + 5, record
+
+
+def test_a_retryable_failure_that_comes_in_the_grace_says_its_retry_was_not_made() -> None:
+    """s34 r1 2: a 500 that came after the stop, in the grace, had its retry dropped with no
+    word: "500 Internal Server Error", where one that came before the stop said "retry not
+    made"."""
+
+    def late_500(path: str):
+        return 500, {"Content-Type": "text/plain"}, b"late", 1.5  # the server's behaviour
+
+    with counting_server(late_500) as server:
+        command = [*FETCHER, "--format", "jsonl", "--backoff", "20", server.url("/late")]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env=clean_env())  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 1, "the first attempt", 20)
+            process.send_signal(signal.SIGTERM)  # its answer comes 1.5 s later, in the grace
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 143, stderr
+    [record] = [json.loads(line) for line in stdout.splitlines()]
+    assert (record["status"], record["attempts"], record["ok"]) == (500, 1, False), record
+    assert "retry not made: the run was stopped" in record["error"]["message"], record

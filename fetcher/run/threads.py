@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fetcher.http.classify import classify, describe
 from fetcher.http.cookies import Change
 from fetcher.http.fetch import Attempt, Fetcher, Pause, given_up
+from fetcher.http.retry import give_up_at_stop
 from fetcher.http.task import Task
 from fetcher.redact import redact_text, redact_url
 from fetcher.results import Result
@@ -172,7 +173,7 @@ class ThreadExecutor:
         # calling thread gets to the Stop message, maybe behind a backlog of results (s23 f2).
         while not stopping.is_set() and (task := scheduler.take()) is not None:
             outcome = self._attempt(task)
-            retry_in = None if self.stopping.is_set() else outcome.retry_in
+            retry_in = retry_unless_stopping(outcome, self.stopping)
             if retry_in is not None:
                 outcome.result.close()
                 task.last = outcome.result
@@ -222,6 +223,16 @@ class ThreadExecutor:
                 task.job, classify(exc), redact_text(describe(exc)), attempts=task.requests
             )
             return Attempt(failure)
+
+
+def retry_unless_stopping(outcome: Attempt, stopping: threading.Event) -> float | None:
+    """The wait before outcome's retry; None once the run is stopping, its record then saying
+    the retry was not made, as one that waited when the stop came says (Books.not_retried):
+    one whose answer came in the grace said nothing (s34 r1 2)."""
+    if outcome.retry_in is not None and stopping.is_set():
+        give_up_at_stop(outcome.result)
+        return None
+    return outcome.retry_in
 
 
 def end_expired(scheduler: Scheduler, inbox: Inbox) -> None:
