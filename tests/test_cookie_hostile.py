@@ -279,6 +279,8 @@ def test_a_full_jar_weighs_each_ipv4_address_alone(tmp_path, monkeypatch):
         ("::1.2.3.4", "::102:304"),  # IPv4-compatible (::/96)
         ("64:ff9b::102:304", "64:ff9b::102:304"),  # NAT64
         ("[64:ff9b:1:102:3:400::]", "64:ff9b:1:102:3:400::"),  # NAT64, local use (RFC 8215)
+        ("[::ffff:0:1.2.3.4]", "::ffff:0:102:304"),  # IPv4-translated, SIIT (s34 r1 3)
+        ("::1:1.2.3.4", "::1:102:304"),  # anything else in the reserved ::/8
         ("2a00:1450::1", "2a00:1450::/64"),  # global: its /64, one holder's
         ("1.2.3.4", "1.2.3.4"),
     ],

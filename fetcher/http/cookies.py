@@ -680,11 +680,10 @@ def _is_others_suffix(host: str, domain: str) -> bool:
 
 
 # IPv6 addresses that hold an IPv4 one, each another's (is_global answers for what they hold):
-# IPv4-mapped, IPv4-compatible, NAT64's well-known prefix and its local-use one (RFC 8215,
-# whose /64 held a whole IPv4 /16: s33 r2 5).
-_HOLDING_IPV4 = tuple(
-    map(ipaddress.ip_network, ("::ffff:0:0/96", "::/96", "64:ff9b::/96", "64:ff9b:1::/48"))
-)
+# the IETF's reserved ::/8, which holds the IPv4-mapped, IPv4-compatible and IPv4-translated
+# (SIIT: s34 r1 3) ones and no global network; NAT64's well-known prefix and its local-use one
+# (RFC 8215, whose /64 held a whole IPv4 /16: s33 r2 5).
+_HOLDING_IPV4 = tuple(map(ipaddress.ip_network, ("::/8", "64:ff9b::/96", "64:ff9b:1::/48")))
 
 
 def site_of(domain: str) -> str:
