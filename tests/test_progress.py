@@ -330,3 +330,20 @@ def test_progress_to_a_file_is_one_frame_whatever_colours_are_forced(tmp_path, v
     shown = (tmp_path / "log").read_text(errors="replace")
     assert done.returncode == 0, shown
     assert shown.count("fetching") == 1, shown  # each frame says it
+
+
+def test_tty_interactive_asks_for_every_frame_in_a_file(tmp_path):
+    """usage.md: `--progress 2>log` gets the last frame only, unless TTY_INTERACTIVE=1 asks for
+    the live frames; alone it gave one (s34 r1 4): Rich redraws only what it takes for a
+    terminal."""
+    from tests.conftest import clean_env
+    from tests.servers import counting_server
+
+    with counting_server() as server, (tmp_path / "log").open("wb") as log:
+        done = subprocess.run(
+            [*FETCHER, "--progress", server.url("/slow/1.5/x")], stdout=subprocess.DEVNULL,
+            stderr=log, env={**clean_env(), "TTY_INTERACTIVE": "1"}, timeout=60, check=False,
+        )  # fmt: skip
+    shown = (tmp_path / "log").read_text(errors="replace")
+    assert done.returncode == 0, shown
+    assert shown.count("fetching") >= 3, shown  # four frames a second for 1.5 s

@@ -268,10 +268,13 @@ class RichProgress:
     ) -> None:
         self.summary = summary
         # Drawn in place only on a terminal: FORCE_COLOR (a CI log's colours) made Rich take a
-        # file for one, and every frame went into `--progress 2>log` (s33 t3 6); not when
-        # TTY_INTERACTIVE asks for it.
-        drawn = None if "TTY_INTERACTIVE" in os.environ or _stderr_is_a_terminal() else False
-        self.console = console or make_console(stderr=True, force_interactive=drawn)
+        # file for one, and every frame went into `--progress 2>log` (s33 t3 6); but where
+        # TTY_INTERACTIVE=1 asks for it, which alone Rich, drawing only on what it takes for a
+        # terminal, did not do (s34 r1 4).
+        asked = os.environ.get("TTY_INTERACTIVE", "") not in ("", "0")
+        drawn = None if asked or _stderr_is_a_terminal() else False
+        options = {"force_terminal": True} if asked else {}
+        self.console = console or make_console(stderr=True, force_interactive=drawn, **options)
         self.transfers: Transfers | None = Transfers()
         self.frame = Frame(summary, self.transfers, ascii_only(self.console))
         self.count_total = count_total
