@@ -152,12 +152,17 @@ def test_failed_takes_no_argument_that_would_read_back_as_other_lines(server, tm
 def test_failed_takes_no_argument_that_unicode_blanks_or_a_bom_would_change(server, tmp_path):
     """The reader strips Unicode blanks and drops a byte-order mark at a line's start: an
     argument after a BOM was read back as another URL (fetched, ok), one of U+3000 or
-    NBSP-then-# as blank or a comment (s16 r1 2)."""
+    NBSP-then-# as blank or a comment (s16 r1 2). An argument drops its marks too now, as a
+    line does (s34 t3 2): it is that URL, fetched."""
     failed = tmp_path / "failed.txt"
-    odd = ["\ufeff" + server.url("/ok"), "\u00a0#" + server.url("/ok"), "\x1c", "\u3000"]
-    result = invoke(["--failed", str(failed), *odd, server.url("/status/404")])
+    odd = ["\u00a0#" + server.url("/ok"), "\x1c", "\u3000"]
+    marked = "\ufeff" + server.url("/ok")
+    result = invoke(["--failed", str(failed), "--format", "jsonl", marked, *odd,
+                     server.url("/status/404")])  # fmt: skip
     assert failed.read_text() == server.url("/status/404") + "\n"
-    assert "--failed: 4 command-line arguments not written" in result.stderr, result.stderr
+    assert "--failed: 3 command-line arguments not written" in result.stderr, result.stderr
+    fetched = {record["url"]: record["ok"] for record in records(result.stdout)}
+    assert fetched[server.url("/ok")], result.stdout
 
 
 @pytest.mark.parametrize("input_format", ["jsonl", "csv"])

@@ -226,7 +226,9 @@ def test_an_answer_without_a_body_is_not_a_large_body_whatever_its_length():
     import requests
 
     from fetcher.http.fetch import _watch
+    from fetcher.http.task import Task
     from fetcher.http.transfers import Transfers
+    from fetcher.input.jobs import Job
 
     heard = []
 
@@ -243,6 +245,7 @@ def test_an_answer_without_a_body_is_not_a_large_body_whatever_its_length():
         response.status_code = status
         response.url = "http://127.0.0.1/big"
         response.headers["Content-Length"] = "5000000"
-        watch = _watch(transfers, response, head=False)
+        job = Job(seq=0, url=response.url, target=response.url, line=1, raw=b"")
+        watch = _watch(transfers, response, False, Task(job, "127.0.0.1:80"))
         assert (watch is None) == (status != 200)
     assert heard == ["started"]  # the 200's, told at once: its length is known
