@@ -183,3 +183,33 @@ def test_the_run_s_changes_know_a_secure_cookie_of_the_same_host_domain_or_not(h
     assert not changes.note((changed, "/", "sid"), None, over_http=True)
     assert not changes.holds_secure("other.test", "/", "sid")
     assert not changes.holds_secure("xample.test", "/", "sid")  # a suffix, not a subdomain
+
+
+class _CountedIndex(dict):
+    """A jar's index that counts the walks over its domains."""
+
+    walks = 0
+
+    def items(self):
+        type(self).walks += 1
+        return super().items()
+
+
+def test_a_jar_walks_its_domains_for_a_secure_cookie_only_of_a_name_it_held_secure():
+    """s34 t4 1: each cookie of an http answer walked every domain of the worker's jar for a
+    Secure cookie of its name: 3.3 ms a cookie with 3,000 domains held, under the GIL. The walk
+    is made only for a name some Secure cookie held here has had, and still finds it."""
+    from fetcher.http.cookies import BoundedCookieJar
+
+    jar = BoundedCookieJar()
+    for n in range(300):
+        plain = secure_sid(f"h{n}.test")
+        plain.secure = False
+        jar.set_cookie(plain)
+    jar._cookies = _CountedIndex(jar._cookies)
+    assert not jar._holds_secure("h1.test", "/", "sid")
+    assert _CountedIndex.walks == 0
+    jar.set_cookie(secure_sid("s.test"))
+    assert jar._holds_secure("www.s.test", "/", "sid")
+    assert not jar._holds_secure("h1.test", "/", "sid")
+    assert _CountedIndex.walks == 2
