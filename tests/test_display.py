@@ -360,22 +360,29 @@ def test_a_result_abandoned_early_hides_no_other_download() -> None:
     """s33 r2 2: an abandoned result can come at the first Ctrl-C (a redirect's hop waiting
     for a paused host, which the stop ends), long before the grace ends: the frame then hid
     every download still running and showed the recorded bytes alone ('4 B')."""
+    shown = abandoned_beside("http://c.test/slow", 0, "http://a.test/pause")
+    assert "c.test/slow" in shown, shown
+
+
+def abandoned_beside(running: str, seq: int, final_url: str) -> str:
+    """The frame drawn once a download of running (job seq) has 2 * LARGE_BODY read and a
+    redirect's hop of job 7, having read 4 bytes and led to final_url, is abandoned: its
+    bytes are those two, the download's counted once."""
     from fetcher.output.progress import RichProgress
 
     console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
     progress = RichProgress(Summary(started=0.0), console)
     assert progress.transfers is not None
-    progress.transfers.add(Transfer("http://c.test/slow", 50 * LARGE_BODY, 2 * LARGE_BODY))
+    progress.transfers.add(Transfer(running, 50 * LARGE_BODY, 2 * LARGE_BODY, seq=seq))
     frame, summary = progress.frame, progress.frame.summary
-    job = Job(seq=0, url="http://b.test/redir", target="http://b.test/redir", line=1, raw=b"")
-    hop = Result(job=job, ok=False, attempts=1, bytes=4, abandoned=True,
-                 final_url="http://a.test/pause")  # fmt: skip
+    job = Job(seq=7, url="http://r.test/redir", target="http://r.test/redir", line=8, raw=b"")
+    hop = Result(job=job, ok=False, attempts=1, bytes=4, abandoned=True, final_url=final_url)
     summary.add(hop)
     progress.on_result(hop)
     frame.render(1.0)
     assert frame.bytes_shown == 2 * LARGE_BODY + 4, frame.bytes_shown
     console.print(frame)
-    assert "c.test/slow" in console.file.getvalue()  # type: ignore[attr-defined]
+    return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def test_a_result_abandoned_with_the_url_of_a_running_download_hides_it_not() -> None:
@@ -383,19 +390,5 @@ def test_a_result_abandoned_with_the_url_of_a_running_download_hides_it_not() ->
     to the very URL another line was downloading: the frame, leaving out the abandoned
     results' downloads by URL, hid that running download and froze its bytes. It leaves out
     the abandoned results' own now (by their job)."""
-    from fetcher.output.progress import RichProgress
-
-    console = Console(file=io.StringIO(), width=120, color_system=None, force_terminal=True)
-    progress = RichProgress(Summary(started=0.0), console)
-    assert progress.transfers is not None
-    big = "http://p.test/big"
-    progress.transfers.add(Transfer(big, 50 * LARGE_BODY, 2 * LARGE_BODY, seq=0))
-    frame, summary = progress.frame, progress.frame.summary
-    job = Job(seq=2, url="http://r.test/redir", target="http://r.test/redir", line=3, raw=b"")
-    hop = Result(job=job, ok=False, attempts=1, bytes=4, abandoned=True, final_url=big)
-    summary.add(hop)
-    progress.on_result(hop)
-    frame.render(1.0)
-    assert frame.bytes_shown == 2 * LARGE_BODY + 4, frame.bytes_shown
-    console.print(frame)
-    assert "p.test/big" in console.file.getvalue()  # type: ignore[attr-defined]
+    shown = abandoned_beside("http://p.test/big", 0, "http://p.test/big")
+    assert "p.test/big" in shown, shown
