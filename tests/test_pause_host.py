@@ -304,3 +304,12 @@ def test_a_retry_after_holds_its_host_while_its_error_page_is_read_past_the_wait
     others = others_while_dripping(tmp_path, "429 Busy", wait, drip, 8, [])
     during = [round(t, 3) for t in others if SLACK < t < drip + wait - SLACK]
     assert during == [], f"{len(during)} requests to the held host, at {during} s"
+
+
+def test_a_retry_after_of_0_holds_nothing_while_its_page_is_read(tmp_path):
+    """s34 r2 1: a 429 saying "Retry-After: 0" (or a wait --max-retry-wait cuts to 0) held
+    its host for the whole of its slow page: runs took 3 to 6 times as long. A wait of 0
+    asks for nothing, and holds nothing."""
+    others = others_while_dripping(tmp_path, "429 Busy", 0, 1.5, 8, [])
+    during = [t for t in others if SLACK < t < 1.5 - SLACK]
+    assert during, f"no request to the host while the page dripped: {others}"

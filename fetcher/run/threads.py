@@ -202,7 +202,7 @@ class ThreadExecutor:
         the sibling processes, not once its error page has been read (s25 h2 5), and here held
         until the attempt ends (a page slower than the wait: s33 t5 1). _finish then pauses it
         again from the attempt's end, so that a retry of it is due as that ends."""
-        self.scheduler.pause(host, seconds, held=True)  # held until the attempt ends
+        self.scheduler.pause(host, seconds, held=seconds > 0)  # 0: nothing asked (s34 r2 1)
         self._tell(host, seconds, self.on_pause)
 
     def _tell(self, host: str, seconds: float, relay: PauseListener | None) -> None:
