@@ -262,8 +262,9 @@ def redact_start(text: str, limit: int) -> str:
     return redact_url(text)[:limit]
 
 
-# A URL's authority that runs to the end of a text cut short: its '@' may be past the cut.
-_OPEN_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*\Z")
+# What ends a URL's authority, as written and %-encoded in a query (_open_authority).
+_AUTHORITY_ENDS = re.compile(r"[/?#]")
+_ENCODED_AUTHORITY_ENDS = re.compile(r"(?i)[/?#&]|%2F|%3F|%23")
 _FIRST_PART_END = re.compile(r"[/?#]")
 
 
@@ -275,11 +276,26 @@ def redact_cut(text: str, limit: int) -> str:
     ``user:password@host``) all after its first ':' when no '/', '?' or '#' ends its first
     part."""
     cut = redact_start(text, limit)
-    if (open_authority := _OPEN_AUTHORITY.search(cut)) is not None:
-        return cut[: cut.index("://", open_authority.start()) + 3] + MASK
+    opened = _open_authority(cut, "://", _AUTHORITY_ENDS)
+    if opened is None:  # `?next=http%3A%2F%2Falice%3ASECRET`, its '%40' past the cut (s34 r2 2)
+        opened = _open_authority(cut, "%3A%2F%2F", _ENCODED_AUTHORITY_ENDS)
+    if opened is not None:
+        return cut[:opened] + MASK
     if "://" not in cut and ":" in cut and _FIRST_PART_END.search(cut) is None:
         return cut[: cut.index(":") + 1] + MASK
     return cut
+
+
+def _open_authority(cut: str, opener: str, ends: re.Pattern[str]) -> int | None:
+    """Where the authority starts that runs to cut's end, after the last opener (any case)
+    that follows a scheme's character; None if there is none. The last one only: an earlier
+    one's authority would hold the later opener's '/'. No pattern of a scheme then an
+    authority to the end: searched at each start, a run of letters made it quadratic."""
+    at = cut.upper().rfind(opener)
+    if at < 1 or not (cut[at - 1].isalnum() or cut[at - 1] in "+.-"):
+        return None
+    start = at + len(opener)
+    return None if ends.search(cut, start) else start
 
 
 def redact_text(text: str, bare_words: bool = False) -> str:
