@@ -357,6 +357,19 @@ def test_a_wide_list_of_the_other_byte_order_joined_with_cat_names_its_mark(firs
     assert "byte-order mark of the other byte order" in (jobs[1].invalid or ""), jobs[1].invalid
 
 
+@pytest.mark.parametrize(("first", "second"), [("16-le", "16-be"), ("16-be", "16-le")])
+def test_a_line_of_the_other_byte_order_shows_its_url_readable_and_masked(first, second):
+    """s34 r2 3: shown as read in the first's byte order, such a line's password was there,
+    each character's bytes swapped (`愀氀椀挀攀㨀吀伀倀匀`): no mask sees it, and anyone swaps it
+    back. Its URL is shown swapped back, masked."""
+    marks = {"16-le": b"\xff\xfe", "16-be": b"\xfe\xff"}
+    data = marks[first] + "http://a.test/\n".encode(f"utf-{first}")
+    data += marks[second] + "http://alice:TOPSECRET@b.test/x\n".encode(f"utf-{second}")
+    jobs, _ = jobs_of(data)
+    assert "other byte order" in (jobs[1].invalid or ""), jobs[1].invalid
+    assert jobs[1].url == "http://alice:***@b.test/x", jobs[1].url
+
+
 def test_a_utf16_list_keeps_the_line_rules_bound_and_broken_characters():
     """The 8 KiB bound holds for the line as UTF-8; a character UTF-16 cannot hold (a lone
     surrogate) makes its line invalid, not the next one."""

@@ -349,6 +349,16 @@ def _cut_shown(raw: bytes) -> str:
     return redact_cut(text, MAX_LINE_BYTES).strip()
 
 
+def _swapped(raw: bytes) -> bytes:
+    """A wide list's line of the other byte order (it starts with a reversed mark), as UTF-8,
+    each of its UTF-16 code units' bytes swapped back: read as it came, its password was shown
+    byte-swapped, which the mask cannot see and anyone can swap back (s34 r2 3)."""
+    units = raw.decode("utf-8", "replace").encode("utf-16-le", "surrogatepass")
+    swapped = bytearray(units)
+    swapped[0::2], swapped[1::2] = units[1::2], units[0::2]
+    return unmarked(bytes(swapped).decode("utf-16-le", "replace").encode().lstrip())
+
+
 def skipped_line(raw: bytes, too_long: bool = False) -> bool:
     """Whether a line read is no job: a '#' comment, whatever its encoding and the blanks
     before it ("\xa0# caf\xe9" too), or a blank line, Unicode blanks included (a line too long
@@ -403,7 +413,7 @@ class JobMaker:
         the cut may fall inside a character."""
         if raw[:MAX_LINE_BYTES].lstrip().startswith(REVERSED_MARK):  # first: garbage, no UTF-8,
             # and a whole file in one line, longer than 8 KiB (s32 r4 2)
-            text = _cut_shown(raw)
+            text = _cut_shown(_swapped(raw[: 4 * MAX_LINE_BYTES]))  # readable, so maskable
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = _cut_shown(raw)
