@@ -6,6 +6,7 @@ docs/usage.md: --failed)."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import time
@@ -145,3 +146,35 @@ def test_ok_bodies_the_reader_never_read_go_to_failed(tmp_path, state):
             skipped = {record["url"] for record in records(again.stdout) if record["skipped"]}
             assert skipped == read, "the state holds as fetched what the reader never read"
     assert result.returncode == 141, result.stderr
+
+
+def test_bodies_read_keep_their_rows_when_a_slow_records_reader_lags(tmp_path):
+    """s34 r2 4: --body to a pipe whose reader left, --results to a FIFO read slowly, --state:
+    once the bodies' reader went, the records' ledger dropped the rows of bodies that were
+    read (a rerun fetched them again). The bodies' reader alone is weighed, as it went too."""
+    urls, failed, fifo = tmp_path / "u.txt", tmp_path / "retry.txt", tmp_path / "records"
+    state, bodies, taken = tmp_path / "s.db", tmp_path / "bodies", tmp_path / "taken.jsonl"
+    os.mkfifo(fifo)
+
+    def sized(path: str) -> Route:  # 1000 bytes each, its path first: the reader tells which
+        return 200, {"Content-Type": "text/plain"}, f"{path}\n".encode().ljust(1000, b"."), 0.01
+
+    with counting_server(sized) as server:
+        lines = [server.url(f"/b{n}") for n in range(120)]
+        urls.write_text("".join(f"{line}\n" for line in lines))
+        command = [*FETCHER, "-j", "4", "-q", "--body", "--results", str(fifo),
+                   "--format", "jsonl", "-i", str(urls), "--failed", str(failed),
+                   "--state", str(state)]  # fmt: skip
+        slow = f"{{ head -c 3000; sleep 3; cat; }} < {shlex.quote(str(fifo))} > {taken}"
+        line = f"{slow} & {shlex.join(command)} | head -c 50000 > {bodies}; wait"
+        subprocess.run(["bash", "-c", line], capture_output=True, timeout=60, env=clean_env(),
+                       check=False)  # fmt: skip
+        data = bodies.read_bytes()
+        read = {server.url(data[at : at + 1000].split(b"\n")[0].decode())
+                for at in range(0, len(data) - 999, 1000)}  # fmt: skip
+        assert len(read) == 50, len(read)
+        again = subprocess.run([*FETCHER, "-q", "--state", str(state), "--skip-fresh", "1h",
+                                "--format", "jsonl", "-i", str(urls)], capture_output=True,
+                               timeout=60, env=clean_env(), check=False)  # fmt: skip
+    skipped = {record["url"] for record in records(again.stdout) if record["skipped"]}
+    assert skipped == read, (len(skipped), len(read), sorted(read - skipped)[:3])

@@ -242,13 +242,14 @@ def forget_lost_results(state: State | None, what: str, ledger: PipeLedger | Non
 def delivery(collector: Collector) -> PipeLedger | None:
     """The ledger of the pipe that delivers each result to its reader: an ok result counts,
     and its state's row is committed, once its reader has read it there. --body's, when the
-    bodies go to a pipe (s33 r2 1: a body the pipe took counted as read), until its reader
-    goes (``bodies_went`` settles what it left); else the records'. (Both to pipes, the
-    bodies' alone is weighed.) None: a file or a terminal, where what is flushed is taken."""
+    bodies go to a pipe (s33 r2 1: a body the pipe took counted as read); else the records'.
+    None: a file or a terminal, where what is flushed is taken; or the bodies' reader gone
+    (``bodies_went`` settled what it left). Both to pipes, the bodies' alone is weighed, also
+    once their reader went: the records' ledger then dropped rows of bodies read (s34 r2 4)."""
     bodies = collector.bodies
-    if bodies is not None and bodies.ledger is not None and not bodies.broken:
-        return bodies.ledger
-    return collector.writer.ledger
+    if bodies is None or bodies.ledger is None:
+        return collector.writer.ledger
+    return None if bodies.broken else bodies.ledger  # the records' reader is not weighed
 
 
 def bodies_went(collector: Collector) -> None:
@@ -256,10 +257,11 @@ def bodies_went(collector: Collector) -> None:
     and those it left in the pipe unread are neither: their ok results are not finished,
     their lines go to --failed and their state's rows are dropped, as when the records'
     reader goes (``reader_went``). The records go on to --results."""
-    assert collector.bodies is not None
-    ledger = delivery(collector)
-    collector.bodies.broken = True
-    if ledger is not collector.bodies.ledger or ledger is None:
+    bodies = collector.bodies
+    assert bodies is not None
+    ledger = None if bodies.broken else bodies.ledger
+    bodies.broken = True
+    if ledger is None:
         return  # not a pipe, or gone already
     if collector.state is not None:
         collector.unread += collector.state.forget_results(ledger.taken())
