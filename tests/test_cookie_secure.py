@@ -207,9 +207,9 @@ def test_a_jar_walks_its_domains_for_a_secure_cookie_only_of_a_name_it_held_secu
         plain.secure = False
         jar.set_cookie(plain)
     jar._cookies = _CountedIndex(jar._cookies)
-    assert not jar._holds_secure("h1.test", "/", "sid")
+    assert not jar._known_secure("h1.test", "/", "sid")
     assert _CountedIndex.walks == 0
     jar.set_cookie(secure_sid("s.test"))
-    assert jar._holds_secure("www.s.test", "/", "sid")
-    assert not jar._holds_secure("h1.test", "/", "sid")
+    assert jar._known_secure("www.s.test", "/", "sid")
+    assert not jar._known_secure("h1.test", "/", "sid")
     assert _CountedIndex.walks == 2
