@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,34 @@ def test_a_3xx_not_followed_with_bad_framing_keeps_its_status(
     assert record["ok"] is False and record["error"]["kind"] == "protocol", record  # type: ignore[index]
     assert record["status"] == 302 and record["final_url"] == server.url("/a"), record
     assert saved(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize(
+    ("head", "late"),
+    [
+        (b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", b"0\r\n\r\n"),
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 2\r\n\r\n", b"{}"),
+        (b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\nTransfer-Encoding: chunked\r\n\r\n',
+         b"0\r\n\r\n"),
+    ],
+    ids=["204-chunked", "204-length", "304-chunked"],
+)  # fmt: skip
+def test_a_bodiless_answer_that_announces_a_body_leaves_its_connection(head, late):
+    """s34 t5 1: a 204 that announced a body (a length, or chunked) or a 304 that said chunked
+    kept its connection; the body it then sent, a moment later, was read as the next answer
+    on it: the next URL's record said "bad status line '0'" (a POST's answer lost; a GET's
+    too, but for a retry)."""
+
+    def late_body(conn: socket.socket) -> None:
+        conn.sendall(head)
+        time.sleep(0.05)  # the server's behaviour: the body in a segment of its own
+        conn.sendall(late)
+
+    twin = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with FaultServer(routes({"/bodiless": late_body, "/next": send(twin)})) as server:
+        result = invoke(["--format", "jsonl", "--retries", "0", "-j", "1",
+                         server.url("/bodiless"), server.url("/next")])  # fmt: skip
+        connections = server.connections
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["ok"] for r in records] == [True, True], records
+    assert connections == 2, connections

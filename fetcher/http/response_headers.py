@@ -353,6 +353,13 @@ class HeaderParsingResponse(http.client.HTTPResponse):
             del self.msg["Content-Length"]  # every one of them
             self.will_close = True
         if self.status in (204, 304):
+            # A 204 that announces a body (RFC 9110 8.6 and 9112 6.1 forbid both), or a 304
+            # that says 'chunked': its body, coming late, was read as the next answer on the
+            # connection, an innocent POST's lost (s34 t5 1). A 304's length is the stored
+            # body's (RFC 9110 8.6): it frames nothing, and the connection is kept.
+            announced = self.status == 204 and self.msg.get("Content-Length", "0").strip() != "0"
+            if self.chunked or announced:
+                self.will_close = True
             self.chunked, self.length = False, 0
 
     def _read_status(self) -> tuple[str, int, str]:
