@@ -220,3 +220,29 @@ def test_a_bodiless_answer_that_announces_a_body_leaves_its_connection(head, lat
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["ok"] for r in records] == [True, True], records
     assert connections == 2, connections
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+         "body cut short: the connection closed before its last chunk"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab",
+         "body cut short: the connection closed before its last chunk"),
+        (b"\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+         "a blank line where the status line goes"),
+    ],
+    ids=["after-a-chunk", "inside-a-chunk", "blank-line-first"],
+)  # fmt: skip
+def test_a_cut_chunked_body_or_a_blank_status_line_says_so(answer, said):
+    """s34 t5 2: "IncompleteRead(0 bytes read)" beside a record of 3 bytes, and "bad status
+    line ''" for a blank line before the status line: http.client's words, which said
+    nothing true."""
+
+    def then_close(conn: socket.socket) -> None:
+        read_request(conn)
+        conn.sendall(answer)
+
+    with FaultServer(then_close) as server:
+        record = record_of(server.url("/a"))
+    assert record["error"] == {"kind": "protocol", "message": said}, record

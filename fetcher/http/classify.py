@@ -153,6 +153,11 @@ def _text(link: BaseException) -> str:
     if isinstance(link, uex.LocationParseError) and "://" not in str(link):
         # urllib3 quotes the part it could not parse, which may be half of a password.
         return "malformed URL (check the URL and any *_PROXY variable)"
+    if isinstance(link, http.client.IncompleteRead) and link.partial == b"" and not link.expected:
+        # http.client's, in a chunked body: "IncompleteRead(0 bytes read)" beside a record of
+        # the bytes that came (s34 t5 2)
+        return "body cut short: the connection closed before its last chunk"
     if type(link) is http.client.BadStatusLine:
-        return f"bad status line {str(link.args[0] if link.args else '').strip()!r}"
+        line = str(link.args[0] if link.args else "").strip()
+        return f"bad status line {line!r}" if line else "a blank line where the status line goes"
     return _OBJECT_REPR.sub("", str(link)).strip()
