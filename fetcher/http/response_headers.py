@@ -269,6 +269,12 @@ def one_length(value: str) -> int | None:
     return lengths.pop() if len(lengths) == 1 else None
 
 
+def _announces(fields: http.client.HTTPMessage) -> bool:
+    """Whether fields give a Content-Length above 0 ('00' and '0, 0' are 0: s34 r3 3)."""
+    values = fields.get_all("Content-Length") or []
+    return bool(values) and one_length(",".join(values)) != 0
+
+
 class ChunkFramingError(http.client.HTTPException):
     """A chunked body whose framing is not RFC 9112 7.1's: a protocol error."""
 
@@ -353,12 +359,11 @@ class HeaderParsingResponse(http.client.HTTPResponse):
             del self.msg["Content-Length"]  # every one of them
             self.will_close = True
         if self.status in (204, 304):
-            # A 204 that announces a body (RFC 9110 8.6 and 9112 6.1 forbid both), or a 304
-            # that says 'chunked': its body, coming late, was read as the next answer on the
-            # connection, an innocent POST's lost (s34 t5 1). A 304's length is the stored
-            # body's (RFC 9110 8.6): it frames nothing, and the connection is kept.
-            announced = self.status == 204 and self.msg.get("Content-Length", "0").strip() != "0"
-            if self.chunked or announced:
+            # A 204 that announces a body (RFC 9110 8.6 and 9112 6.1 forbid both): its body,
+            # coming late, was read as the next answer on the connection, an innocent POST's
+            # lost (s34 t5 1). A 304's length is the stored body's, and its 'chunked' the
+            # coding a GET would have had (RFC 9110 8.6, RFC 9112 6.1): the connection is kept.
+            if self.status == 204 and (self.chunked or _announces(self.msg)):
                 self.will_close = True
             self.chunked, self.length = False, 0
 
