@@ -262,7 +262,10 @@ def redact_start(text: str, limit: int) -> str:
     return redact_url(text)[:limit]
 
 
-# What ends a URL's authority, as written and %-encoded in a query (_open_authority).
+# What opens and what ends a URL's authority, as written and %-encoded in a query
+# (_open_authority).
+_OPENER = re.compile("://")
+_ENCODED_OPENER = re.compile("(?i)%3A%2F%2F")
 _AUTHORITY_ENDS = re.compile(r"[/?#]")
 _ENCODED_AUTHORITY_ENDS = re.compile(r"(?i)[/?#&]|%2F|%3F|%23")
 _FIRST_PART_END = re.compile(r"[/?#]")
@@ -276,9 +279,9 @@ def redact_cut(text: str, limit: int) -> str:
     ``user:password@host``) all after its first ':' when no '/', '?' or '#' ends its first
     part."""
     cut = redact_start(text, limit)
-    opened = _open_authority(cut, "://", _AUTHORITY_ENDS)
+    opened = _open_authority(cut, _OPENER, _AUTHORITY_ENDS)
     if opened is None:  # `?next=http%3A%2F%2Falice%3ASECRET`, its '%40' past the cut (s34 r2 2)
-        opened = _open_authority(cut, "%3A%2F%2F", _ENCODED_AUTHORITY_ENDS)
+        opened = _open_authority(cut, _ENCODED_OPENER, _ENCODED_AUTHORITY_ENDS)
     if opened is not None:
         return cut[:opened] + MASK
     if "://" not in cut and ":" in cut and _FIRST_PART_END.search(cut) is None:
@@ -286,16 +289,22 @@ def redact_cut(text: str, limit: int) -> str:
     return cut
 
 
-def _open_authority(cut: str, opener: str, ends: re.Pattern[str]) -> int | None:
-    """Where the authority starts that runs to cut's end, after the last opener (any case)
-    that follows a scheme's character; None if there is none. The last one only: an earlier
-    one's authority would hold the later opener's '/'. No pattern of a scheme then an
-    authority to the end: searched at each start, a run of letters made it quadratic."""
-    at = cut.upper().rfind(opener)
-    if at < 1 or not (cut[at - 1].isalnum() or cut[at - 1] in "+.-"):
+def _open_authority(cut: str, opener: re.Pattern[str], ends: re.Pattern[str]) -> int | None:
+    """Where the authority starts that runs to cut's end, after the last opener that follows
+    a scheme's character; None if there is none. The last one only: an earlier one's
+    authority would hold the later opener's '/'. No pattern of a scheme then an authority to
+    the end: searched at each start, a run of letters made it quadratic. Found in cut itself,
+    not in cut.upper(), whose 'ß' is 'SS': every such character moved the mask one place
+    (s34 r3 1: the whole password shown)."""
+    last = None
+    for last in opener.finditer(cut):  # noqa: B007 - the last one is wanted
+        pass
+    if last is None or last.start() < 1:
         return None
-    start = at + len(opener)
-    return None if ends.search(cut, start) else start
+    before = cut[last.start() - 1]
+    if not (before.isalnum() or before in "+.-"):
+        return None
+    return None if ends.search(cut, last.end()) else last.end()
 
 
 def redact_text(text: str, bare_words: bool = False) -> str:

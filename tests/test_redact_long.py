@@ -107,8 +107,10 @@ def test_an_encoded_password_is_masked_wherever_the_search_found_it(url, shown):
         "http://h.test/?next=http://bob:TOPSECRET" + "x" * 8200 + "@h.test/",  # embedded
         "alice:TOPSECRET" + "x" * 8200 + "@127.0.0.1:9/p",  # no scheme: --default-scheme's
         "http://h.test/?next=http%3A%2F%2Falice%3ATOPSECRET" + "S" * 9000 + "%40b.test%2F",
+        "https://straße.test/?next=http://bob:TOPSECRET" + "x" * 9000 + "@h.test/",  # s34 r3 1
+        "http://h.test/ß?next=http%3A%2F%2Falice%3ATOPSECRET" + "S" * 9000 + "%40b.test%2F",
     ],
-    ids=["password", "user", "embedded", "no-scheme", "encoded"],
+    ids=["password", "user", "embedded", "no-scheme", "encoded", "eszett", "eszett-encoded"],
 )
 @pytest.mark.parametrize("given", ["line", "argument"])
 def test_a_line_longer_than_8_kib_shows_no_part_of_its_password(tmp_path, line, given):
