@@ -213,3 +213,20 @@ def test_a_jar_walks_its_domains_for_a_secure_cookie_only_of_a_name_it_held_secu
     assert jar._known_secure("www.s.test", "/", "sid")
     assert not jar._known_secure("h1.test", "/", "sid")
     assert _CountedIndex.walks == 2
+
+
+def test_the_names_a_jar_keeps_for_its_walk_stay_bounded_by_what_it_holds():
+    """s34 r3 2: every fresh Secure cookie name stayed in the set that spares the walk, past
+    its cookie's eviction: 240 KB an answer of 60 long names, the session's memory growing
+    without end. The set is made again of the names held as it outgrows twice as many."""
+    from fetcher.http.cookies import NAMES_ROOM, BoundedCookieJar
+
+    jar = BoundedCookieJar()
+    for n in range(2000):
+        cookie = secure_sid("s.test")
+        cookie.name = f"c{n}"
+        jar.set_cookie(cookie)
+    held = sum(len(names) for paths in jar._cookies.values() for names in paths.values())
+    assert held == MAX_COOKIES_PER_DOMAIN
+    assert len(jar._secure_names) <= 2 * held + NAMES_ROOM + 1, len(jar._secure_names)
+    assert jar._known_secure("www.s.test", "/", "c1999")  # held: still found

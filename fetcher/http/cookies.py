@@ -171,6 +171,11 @@ class HostOnlyPolicy(DefaultCookiePolicy):
         return given_for_http and cookie.port == "80" and request.type == "https" and port == 443
 
 
+# Names of Secure cookies a jar keeps past twice those it holds before it makes the set again
+# of those (AnswerRulesJar._secure_names): a server's fresh names grew it without end.
+NAMES_ROOM = 64
+
+
 class AnswerRulesJar(RequestsCookieJar):
     """A RequestsCookieJar that takes from a server's answer only what RFC 6265bis lets it:
     Secure cookies and the __Secure- and __Host- prefixes only from https (from http, ignored,
@@ -185,12 +190,18 @@ class AnswerRulesJar(RequestsCookieJar):
 
     def __init__(self, policy: CookiePolicy | None = None) -> None:
         super().__init__(policy)
-        # The names of every Secure cookie this jar has held, never fewer (_known_secure).
+        # The names of the Secure cookies this jar holds, and perhaps of some it held: never
+        # fewer (_known_secure); made again of those it holds as it outgrows twice as many.
         self._secure_names: set[str] = set()
+        self._names_room = NAMES_ROOM
 
     def set_cookie(self, cookie: Cookie, *args: Any, **kwargs: Any) -> None:
-        if cookie.secure:
-            self._secure_names.add(cookie.name)
+        if cookie.secure and cookie.name not in self._secure_names:
+            with self._cookies_lock:  # type: ignore[attr-defined]
+                if len(self._secure_names) >= self._names_room:  # s34 r3 2: 240 KB an answer
+                    self._secure_names = held_secure_names(self._cookies)  # type: ignore[attr-defined]
+                    self._names_room = 2 * len(self._secure_names) + NAMES_ROOM
+                self._secure_names.add(cookie.name)
         super().set_cookie(cookie, *args, **kwargs)
 
     def add_cookie_header(self, request: Any) -> None:
@@ -308,6 +319,17 @@ class AnswerRulesJar(RequestsCookieJar):
         _DeletionProbe), so that the two decide alike."""
         with self._cookies_lock:  # type: ignore[attr-defined]
             return self._known_secure(domain, path, name)
+
+
+def held_secure_names(index: dict[str, dict[str, dict[str, Cookie]]]) -> set[str]:
+    """The names of the Secure cookies a jar's index holds."""
+    return {
+        name
+        for paths in index.values()
+        for names in paths.values()
+        for name, cookie in names.items()
+        if cookie.secure
+    }
 
 
 def holds_secure(
