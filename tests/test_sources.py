@@ -554,3 +554,14 @@ def test_counting_ahead_drops_a_long_line_s_marks_as_the_reader_does(tmp_path, t
     with path.open("rb") as stream:
         jobs = list(InputReader([Source("marks", stream=stream)], "https"))
     assert len(jobs) == 1 + (tail == b"h")
+
+
+def test_a_mark_of_the_other_byte_order_mid_line_makes_the_line_invalid_and_masked():
+    """s34 r3 4: a wide list whose last line has no line end, joined with `cat` to one of the
+    other byte order: the mark came mid-line, the line was fetched (a.test, its path the
+    second file's first URL swapped), and shown with that URL's password byte-swapped."""
+    data = b"\xff\xfe" + "http://a.test:9/x".encode("utf-16-le")
+    data += b"\xfe\xff" + "http://alice:FIRSTSECRET@b.test:9/x\n".encode("utf-16-be")
+    jobs, _ = jobs_of(data)
+    assert "other byte order" in (jobs[0].invalid or ""), jobs[0].invalid
+    assert "FIRSTSECRET" not in jobs[0].url and "alice:***@b.test" in jobs[0].url, jobs[0].url

@@ -411,9 +411,12 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
-        if raw[:MAX_LINE_BYTES].lstrip().startswith(REVERSED_MARK):  # first: garbage, no UTF-8,
-            # and a whole file in one line, longer than 8 KiB (s32 r4 2)
-            text = _cut_shown(_swapped(raw[: 4 * MAX_LINE_BYTES]))  # readable, so maskable
+        if (turned := raw.find(REVERSED_MARK, 0, MAX_LINE_BYTES)) >= 0:  # first: garbage, no
+            # UTF-8, a whole file in one line (s32 r4 2); from the mark on, each character's
+            # bytes swapped: shown swapped back, so maskable (s34 r2 3), also where the mark
+            # comes mid-line, after a last line with no line end (s34 r3 4: it was fetched)
+            shown = raw[:turned] + _swapped(raw[turned : 4 * MAX_LINE_BYTES])
+            text = _cut_shown(shown)
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = _cut_shown(raw)
