@@ -264,7 +264,8 @@ def redact_start(text: str, limit: int) -> str:
 
 # What opens and what ends a URL's authority, as written and %-encoded in a query
 # (_open_authority).
-_OPENER = re.compile("://")
+_OPENER = re.compile(r":[/\\]+")  # `http://`, and `http:/` or `http:\\`, as redact_url reads
+_WORD_BREAK = re.compile(r"[\s\x00-\x1f\x7f]")  # a word after one is read as alone on its line
 _ENCODED_OPENER = re.compile("(?i)%3A%2F%2F")
 _AUTHORITY_ENDS = re.compile(r"[/?#]")
 _ENCODED_AUTHORITY_ENDS = re.compile(r"(?i)[/?#&]|%2F|%3F|%23")
@@ -275,17 +276,22 @@ def redact_cut(text: str, limit: int) -> str:
     """The first limit characters of a line or argument too long to be read as a URL, for its
     record: its password masked first (redact_start), then, as the cut may fall before the
     '@' that shows one (a file's line is cut by its reader: s34 t3 1), an authority the cut
-    leaves open masked whole, and in a line without '://' (--default-scheme's
-    ``user:password@host``) all after its first ':' when no '/', '?' or '#' ends its first
-    part."""
+    leaves open masked whole; and of a last word (or the whole cut) that no '/', '?' or '#'
+    ends, a scheme-less ``user:password@host`` or ``token@host`` --default-scheme would send,
+    all after its first ':', or all of it without one (s34 r4 2: each shown whole when long,
+    masked when short, by redact_url)."""
     cut = redact_start(text, limit)
     opened = _open_authority(cut, _OPENER, _AUTHORITY_ENDS)
     if opened is None:  # `?next=http%3A%2F%2Falice%3ASECRET`, its '%40' past the cut (s34 r2 2)
         opened = _open_authority(cut, _ENCODED_OPENER, _ENCODED_AUTHORITY_ENDS)
     if opened is not None:
         return cut[:opened] + MASK
-    if "://" not in cut and ":" in cut and _FIRST_PART_END.search(cut) is None:
-        return cut[: cut.index(":") + 1] + MASK
+    word = 0
+    for word_break in _WORD_BREAK.finditer(cut):
+        word = word_break.end()
+    if word < len(cut) and _FIRST_PART_END.search(cut, word) is None:
+        colon = cut.find(":", word)
+        return cut[: word if colon < 0 else colon + 1] + MASK
     return cut
 
 

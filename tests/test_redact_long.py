@@ -109,8 +109,22 @@ def test_an_encoded_password_is_masked_wherever_the_search_found_it(url, shown):
         "http://h.test/?next=http%3A%2F%2Falice%3ATOPSECRET" + "S" * 9000 + "%40b.test%2F",
         "https://straße.test/?next=http://bob:TOPSECRET" + "x" * 9000 + "@h.test/",  # s34 r3 1
         "http://h.test/ß?next=http%3A%2F%2Falice%3ATOPSECRET" + "S" * 9000 + "%40b.test%2F",
+        "TOKENTOPSECRET" + "x" * 8200 + "@h.test/",  # s34 r4 2: a token --default-scheme sends
+        "http://a.test/ alice:TOPSECRET" + "x" * 8200 + "@h.test/p",  # a second word
+        "http:/alice:TOPSECRET" + "x" * 8200 + "@h.test/",  # one slash, as requests reads it
     ],
-    ids=["password", "user", "embedded", "no-scheme", "encoded", "eszett", "eszett-encoded"],
+    ids=[
+        "password",
+        "user",
+        "embedded",
+        "no-scheme",
+        "encoded",
+        "eszett",
+        "eszett-encoded",
+        "token",
+        "second-word",
+        "one-slash",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("given", ["line", "argument"])
 def test_a_line_longer_than_8_kib_shows_no_part_of_its_password(tmp_path, line, given):
