@@ -565,3 +565,24 @@ def test_a_mark_of_the_other_byte_order_mid_line_makes_the_line_invalid_and_mask
     jobs, _ = jobs_of(data)
     assert "other byte order" in (jobs[0].invalid or ""), jobs[0].invalid
     assert "FIRSTSECRET" not in jobs[0].url and "alice:***@b.test" in jobs[0].url, jobs[0].url
+
+
+def test_three_wide_lists_joined_show_each_part_in_its_own_order_masked():
+    """s34 r4 1: LE, BE and LE lists joined with `cat`, the first two with no last line end:
+    swapped back from the mark to the line's end, the third list's URL, read in its own order,
+    was swapped into garbage, and its password shown byte-swapped."""
+    data = b"\xff\xfe" + "http://a.test:9/x".encode("utf-16-le")
+    data += b"\xfe\xff" + "http://bob:BOBSECRET@b.test:9/x".encode("utf-16-be")
+    data += b"\xff\xfe" + "http://carol:CAROLSECRET@c.test:9/x\n".encode("utf-16-le")
+    jobs, _ = jobs_of(data)
+    shown = jobs[0].url
+    assert "other byte order" in (jobs[0].invalid or ""), jobs[0].invalid
+    assert "bob:***@b.test" in shown and "carol:***@c.test" in shown, shown
+    assert "SECRET" not in shown, shown
+
+
+def test_a_utf8_line_holding_u_fffe_is_read_as_it_is():
+    """s34 r4 3: a UTF-8 line with U+FFFE after its start (a noncharacter, not a byte-order
+    mark of a wide list joined mid-line) was refused as one."""
+    (job,), _ = jobs_of("http://a.test/caf\u00e9\ufffe\n".encode())
+    assert job.invalid is None, job.invalid

@@ -349,14 +349,42 @@ def _cut_shown(raw: bytes) -> str:
     return redact_cut(text, MAX_LINE_BYTES).strip()
 
 
-def _swapped(raw: bytes) -> bytes:
-    """A wide list's line of the other byte order (it starts with a reversed mark), as UTF-8,
-    each of its UTF-16 code units' bytes swapped back: read as it came, its password was shown
-    byte-swapped, which the mask cannot see and anyone can swap back (s34 r2 3)."""
-    units = raw.decode("utf-8", "replace").encode("utf-16-le", "surrogatepass")
-    swapped = bytearray(units)
-    swapped[0::2], swapped[1::2] = units[1::2], units[0::2]
-    return unmarked(bytes(swapped).decode("utf-16-le", "replace").encode().lstrip())
+def _in_its_order(raw: bytes) -> bytes:
+    """A wide list's line that holds text of the other byte order, as UTF-8, each run of that
+    text (from a reversed mark to a mark of the reader's own order, the next file's) with its
+    UTF-16 code units' bytes swapped back, the marks dropped: read as it came, its password
+    was shown byte-swapped, which the mask cannot see and anyone can swap back (s34 r2 3);
+    swapped to the line's end, a third file's, in the reader's order, was (s34 r4 1)."""
+    pieces, swapped = [], False
+    for piece in _MARKS.split(raw.decode("utf-8", "replace")):
+        if piece in ("\ufeff", "\ufffe"):
+            swapped = piece == "\ufffe"
+        elif swapped:
+            units = bytearray(piece.encode("utf-16-le", "surrogatepass"))
+            units[0::2], units[1::2] = units[1::2], units[0::2]
+            pieces.append(units.decode("utf-16-le", "replace"))
+        else:
+            pieces.append(piece)
+    return "".join(pieces).encode()
+
+
+def _turned(raw: bytes) -> bool:
+    """Whether raw holds text of the other byte order: it starts with a reversed mark, or one
+    comes later, followed by an ASCII character's bytes swapped (a list with no last line
+    end joined with `cat` to one of the other order: s34 r3 4); a UTF-8 line that merely
+    holds U+FFFE, a noncharacter, is read as it is (s34 r4 3)."""
+    head = raw[:MAX_LINE_BYTES]
+    if head.lstrip().startswith(REVERSED_MARK):
+        return True
+    text = head.decode("utf-8", "replace")
+    return any(
+        0 < (code := ord(text[mark.end()])) >> 8 < 0x80 and not code & 0xFF
+        for mark in _REVERSED.finditer(text, 0, len(text) - 1)
+    )
+
+
+_MARKS = re.compile("([\ufeff\ufffe])")
+_REVERSED = re.compile("\ufffe")
 
 
 def skipped_line(raw: bytes, too_long: bool = False) -> bool:
@@ -411,12 +439,9 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
-        if (turned := raw.find(REVERSED_MARK, 0, MAX_LINE_BYTES)) >= 0:  # first: garbage, no
-            # UTF-8, a whole file in one line (s32 r4 2); from the mark on, each character's
-            # bytes swapped: shown swapped back, so maskable (s34 r2 3), also where the mark
-            # comes mid-line, after a last line with no line end (s34 r3 4: it was fetched)
-            shown = raw[:turned] + _swapped(raw[turned : 4 * MAX_LINE_BYTES])
-            text = _cut_shown(shown)
+        if REVERSED_MARK in raw[:MAX_LINE_BYTES] and _turned(raw):  # first: garbage, no
+            # UTF-8, a whole file in one line (s32 r4 2); shown in its order, so maskable
+            text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]))
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = _cut_shown(raw)
