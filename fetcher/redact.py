@@ -267,9 +267,7 @@ def redact_start(text: str, limit: int) -> str:
 _OPENER = re.compile(r":[/\\]+")  # `http://`, and `http:/` or `http:\\`, as redact_url reads
 _WORD_BREAK = re.compile(r"[\s\x00-\x1f\x7f]")  # a word after one is read as alone on its line
 _ENCODED_OPENER = re.compile("(?i)%3A%2F%2F")
-_AUTHORITY_ENDS = re.compile(r"[/?#]")
 _ENCODED_AUTHORITY_ENDS = re.compile(r"(?i)[/?#&]|%2F|%3F|%23")
-_FIRST_PART_END = re.compile(r"[/?#]")
 
 
 def redact_cut(text: str, limit: int) -> str:
@@ -281,15 +279,14 @@ def redact_cut(text: str, limit: int) -> str:
     all after its first ':', or all of it without one (s34 r4 2: each shown whole when long,
     masked when short, by redact_url)."""
     cut = redact_start(text, limit)
-    opened = _open_authority(cut, _OPENER, _AUTHORITY_ENDS)
+    opened = _open_authority(cut, _OPENER, _URL_END)
     if opened is None:  # `?next=http%3A%2F%2Falice%3ASECRET`, its '%40' past the cut (s34 r2 2)
         opened = _open_authority(cut, _ENCODED_OPENER, _ENCODED_AUTHORITY_ENDS)
     if opened is not None:
         return cut[:opened] + MASK
-    word = 0
-    for word_break in _WORD_BREAK.finditer(cut):
-        word = word_break.end()
-    if word < len(cut) and _FIRST_PART_END.search(cut, word) is None:
+    word_break = _last(_WORD_BREAK, cut)
+    word = 0 if word_break is None else word_break.end()
+    if word < len(cut) and _URL_END.search(cut, word) is None:
         colon = cut.find(":", word)
         return cut[: word if colon < 0 else colon + 1] + MASK
     return cut
@@ -302,15 +299,21 @@ def _open_authority(cut: str, opener: re.Pattern[str], ends: re.Pattern[str]) ->
     the end: searched at each start, a run of letters made it quadratic. Found in cut itself,
     not in cut.upper(), whose 'ß' is 'SS': every such character moved the mask one place
     (s34 r3 1: the whole password shown)."""
-    last = None
-    for last in opener.finditer(cut):  # noqa: B007 - the last one is wanted
-        pass
+    last = _last(opener, cut)
     if last is None or last.start() < 1:
         return None
     before = cut[last.start() - 1]
     if not (before.isalnum() or before in "+.-"):
         return None
     return None if ends.search(cut, last.end()) else last.end()
+
+
+def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """pattern's last match in text, in one pass (no pattern searched from each start)."""
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - the last one is wanted
+        pass
+    return last
 
 
 def redact_text(text: str, bare_words: bool = False) -> str:

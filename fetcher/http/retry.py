@@ -131,15 +131,18 @@ def give_up_at_max_time(result: Result, max_time: float | None, wait: float | No
         note = f"retry given up: {limit} reached"
     else:
         note = f"retry given up: a wait of {wait:.3g} s would pass {limit}"
-    result.error_message = f"{result.error_message} ({note})" if result.error_message else note
-    return note
+    return _noted(result, note)
 
 
 def give_up_at_stop(result: Result) -> str:
     """Say in result's message that the retry it waited for was not made, the run stopped
     (s33 t5 2: the record of one cut so said nothing, its elapsed its first attempt's), as
     give_up_at_max_time says so for --max-time. Returns what was added."""
-    note = "retry not made: the run was stopped"
+    return _noted(result, "retry not made: the run was stopped")
+
+
+def _noted(result: Result, note: str) -> str:
+    """Add note to result's message, in brackets after what it says already; return it."""
     result.error_message = f"{result.error_message} ({note})" if result.error_message else note
     return note
 

@@ -439,8 +439,9 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
-        if REVERSED_MARK in raw[:MAX_LINE_BYTES] and _turned(raw):  # first: garbage, no
-            # UTF-8, a whole file in one line (s32 r4 2); shown in its order, so maskable
+        if raw.find(REVERSED_MARK, 0, MAX_LINE_BYTES) >= 0 and _turned(raw):  # first: no
+            # UTF-8, garbage, a whole file in one line (s32 r4 2); shown in its order, so
+            # maskable; found without a copy of each line
             text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]))
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:

@@ -282,12 +282,12 @@ def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
     if state is None or ledger is None:
         return
     ledger.drain(stopped)
-    if ledger.left_unread() and collector.bodies is not None and ledger is collector.bodies.ledger:
-        bodies_went(collector)
-    elif ledger.left_unread():
-        reader_went(collector, "records")
-    else:
+    if not ledger.left_unread():
         collector.unread += state.forget_results(ledger.taken())
+    elif collector.bodies is not None and ledger is collector.bodies.ledger:
+        bodies_went(collector)
+    else:
+        reader_went(collector, "records")
 
 
 def write_record(collector: Collector, record: Callable[[], None], result: Result) -> None:
