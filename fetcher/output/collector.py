@@ -49,7 +49,7 @@ from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
-from fetcher.output.pipes import PipeLedger, pipe_binary
+from fetcher.output.pipes import DRAIN_IDLE, DRAIN_MOST, PipeLedger, pipe_binary
 from fetcher.output.writers import RecordWriter, nothing
 from fetcher.results import OkCounted, Partial, Result, Summary
 
@@ -158,7 +158,7 @@ class Collector:
 
     def close_writer(self, stopped: Callable[[], bool] = lambda: False) -> None:
         """Flush and close the records' output at the end of the run, with the same care; on
-        a pipe, under --state, after the wait for its reader (``forget_unread``)."""
+        a pipe, after the wait for its reader (``forget_unread``)."""
         if self.writes:
             with contextlib.suppress(BrokenPipeError):  # output_broken says it
                 self._guard(self.writer.flush, "records")
@@ -270,20 +270,23 @@ def bodies_went(collector: Collector) -> None:
 
 
 def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
-    """At the end of a run under --state, the records all flushed to a pipe: its reader is
-    waited for while it reads (``PipeLedger.drain``, cut short once stopped()), and the rows
-    of the records it has not read whole then are dropped (``Collector.unread`` counts them,
-    for the run to say). One that stays but stopped reading (`| less`) may never read them:
-    their change is reported again by the next run, twice rather than never (s24 r3 3). One
-    that went, leaving records unread, went as at a flush (``reader_went``): their ok results
-    are not finished and the exit 141; they counted ok beside "8 records were not read"
-    (s32 r1 1)."""
+    """At the end of a run, everything flushed to a pipe: its reader is waited for while it
+    reads (``PipeLedger.drain``, cut short once stopped()), under --state for up to 10 s, else
+    a second at most. One that went, leaving records (or --body's bodies) unread, went as at a
+    flush (``reader_went``): their ok results are not finished and the exit 141; they counted
+    ok beside "8 records were not read" (s32 r1 1), and without --state, as ok with no line in
+    --failed (s34 r2 5: `| head -c N` leaves as the run ends). Under --state, the rows of the
+    records a reader still there has not read whole are dropped (``Collector.unread`` counts
+    them, for the run to say). One that stays but stopped reading (`| less`) may never read
+    them: their change is reported again by the next run, twice rather than never (s24 r3
+    3)."""
     state, ledger = collector.state, delivery(collector)
-    if state is None or ledger is None:
+    if ledger is None:
         return
-    ledger.drain(stopped)
+    ledger.drain(stopped, most=DRAIN_MOST if state is not None else DRAIN_IDLE)
     if not ledger.left_unread():
-        collector.unread += state.forget_results(ledger.taken())
+        if state is not None:
+            collector.unread += state.forget_results(ledger.taken())
     elif collector.bodies is not None and ledger is collector.bodies.ledger:
         bodies_went(collector)
     else:

@@ -100,7 +100,7 @@ class PipeLedger:
         left = unread(self.descriptor)
         progressed = began if left < self.in_pipe else None  # None: it has read nothing yet
         if left:
-            log.info("waiting for the reader of the records: %d bytes not read yet", left)
+            log.info("waiting for the reader of standard output: %d bytes not read yet", left)
         while left and not reader_left(self.descriptor) and not stopped():
             now = time.monotonic()
             if now - began >= most or (progressed is not None and now - progressed >= idle):
