@@ -166,3 +166,53 @@ def test_a_partial_left_by_an_earlier_version_is_removed_and_the_body_fetched_wh
     assert_fetched_whole(record, served[1])
     assert not legacy.exists()
     assert not list((tmp_path / "out").rglob(".fetcher-*"))
+
+
+@pytest.fixture
+def group_umask() -> Iterator[None]:
+    """umask 002, Ubuntu's for users with a group of their own: new files 0664."""
+    old = os.umask(0o002)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.usefixtures("group_umask")
+def test_a_partial_is_writable_by_no_one_else_till_its_commit(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """s35 t1 1: a resumable partial, named at once, had the umask's mode: 0664 under umask
+    002, in a host folder that whoever may write in DIR made setgid to a group of theirs,
+    theirs to write into, and the next run continued it, spliced, ok. It is 0600 till its
+    commit, which gives the body the umask's mode, as any new file."""
+    out = tmp_path / "out"
+    partial = cut_short(served, tmp_path, str(out))
+    assert partial.stat().st_mode & 0o777 == 0o600
+    record = fetch(served[0].url_for("/f"), tmp_path / "s.db", str(out))
+    assert record["ok"] and record["status"] == 206, record
+    assert Path(record["path"]).stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.parametrize(
+    ("mode", "resumed"),
+    [(0o600, True), (0o620, False), (0o602, False)],
+    ids=["own", "group", "all"],
+)
+def test_a_partial_others_may_write_to_is_not_resumed(
+    served: tuple[HTTPServer, Origin], tmp_path: Path, mode: int, resumed: bool
+) -> None:
+    """A partial that its group or others may write to (one an earlier version left under
+    umask 002) may hold their bytes: after a SIGKILL the state knows neither its size nor its
+    ctime, and the inode, one link and the owner were all that was checked (s35 t1 1). It is
+    not continued, and the body is fetched whole; one of this user's alone is."""
+    partial = cut_short(served, tmp_path, str(tmp_path / "out"))
+    partial.chmod(mode)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # as a SIGKILL leaves it: nothing known
+        db.execute("UPDATE urls SET partial_bytes = NULL, partial_changed = NULL")
+    record = fetch(served[0].url_for("/f"), tmp_path / "s.db", str(tmp_path / "out"))
+    if resumed:
+        assert ranges_asked(served[1])[-1] == f"bytes={CUT}-"
+        assert record["ok"] and record["status"] == 206, record
+    else:
+        assert_fetched_whole(record, served[1])

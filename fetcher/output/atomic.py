@@ -149,18 +149,23 @@ def current_umask() -> int:
 
 
 def mode_for(path: str, mode: int | None = None) -> int:
-    """The mode a file written to path gets: mode if given; else the permissions of the regular
-    file of this user's it replaces (a 0600 summary stays 0600); else 0666 & ~umask, as curl
-    and wget do. Another user's file there (planted by whoever may write in the folder, 0666)
-    may only narrow that, never widen it, as a body's (bodies._keep_mode): s24 h4 4."""
+    """The mode a file written to path gets: mode if given; else ``mode_over`` the file there."""
     if mode is not None:
         return mode
-    new = 0o666 & ~current_umask()
     try:
         existing = os.lstat(path)
     except OSError:
-        return new
-    if not stat.S_ISREG(existing.st_mode):
+        return mode_over(None)
+    return mode_over(existing)
+
+
+def mode_over(existing: os.stat_result | None) -> int:
+    """The mode a file written over existing (not followed; None: nothing there) gets: the
+    permissions of a regular file of this user's it replaces (a 0600 summary stays 0600); else
+    0666 & ~umask, as curl and wget do. Another user's file there (planted by whoever may write
+    in the folder, 0666) may only narrow that, never widen it: s24 h4 4."""
+    new = FILE_MODE & ~current_umask()
+    if existing is None or not stat.S_ISREG(existing.st_mode):
         return new
     kept = stat.S_IMODE(existing.st_mode) & 0o777
     return kept if existing.st_uid == os.geteuid() else kept & new
@@ -173,24 +178,24 @@ def create_temporary(
     file, never through a link); returns its descriptor (write-only) and its name.
 
     folder is a path (the name returned is then joined to it) or a folder's descriptor (the name
-    is then relative to it, as bodies under -o are reached). With mode, the file is created 0600
-    and then set to mode by its descriptor; without, it gets FILE_MODE less the umask from the
-    kernel and nothing is chmod-ed. noted: a set the name is added to before the file is created
-    (and taken from again if it is not): a hard exit that removes what is in it then misses no
-    moment, not even the one just after the creation. Raises OSError.
-    """
+    is then relative to it, as bodies under -o are reached). It is created 0600, and with mode
+    then set to mode by its descriptor; without, it stays 0600 till its owner's commit gives it
+    its mode (a body's, bodies._keep_mode): named while written, it is no one else's to write
+    into, even in a setgid folder of another group's under umask 002 (s35 t1 1). noted: a set
+    the name is added to before the file is created (and taken from again if it is not): a
+    hard exit that removes what is in it then misses no moment, not even the one just after
+    the creation. Raises OSError."""
     for _ in range(100):
         name = _temporary_name()
         if not isinstance(folder, int):
             name = os.path.join(folder, name)
-        created = FILE_MODE if mode is None else 0o600
         if noted is not None:
             noted.add(name)
         try:
             if isinstance(folder, int):
-                fd = os.open(name, _CREATE, created, dir_fd=folder)
+                fd = os.open(name, _CREATE, 0o600, dir_fd=folder)
             else:
-                fd = os.open(name, _CREATE, created)
+                fd = os.open(name, _CREATE, 0o600)
         except OSError as error:
             if noted is not None:
                 noted.discard(name)  # never someone else's file of that name

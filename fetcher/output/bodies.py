@@ -40,6 +40,7 @@ from fetcher.output.atomic import (
     has_generation,
     is_marked,
     mark_at,
+    mode_over,
     name_unnamed,
     renewed_mark,
     users_file,
@@ -286,7 +287,7 @@ class SavedFile:
             # its inode number, which a link made at once may reuse and so pass for ours.
             self.appender.drain()
             self._set_time()
-            _keep_mode(self.file.fileno(), folder, name)  # before an unnamed file has a name
+            _keep_mode(self.file.fileno(), folder, name, self.temporary is not None)
             self.mark = descriptor_mark(self.file.fileno())
             # A name it had while written (resumable, or no unnamed files) may have been swapped
             if self.temporary is not None and not self._holds_ours(self.temporary):
@@ -632,22 +633,19 @@ def _place(
         raise _io_error("cannot create a folder for", url, exc) from exc
 
 
-def _keep_mode(fd: int, folder: int, name: str) -> None:
+def _keep_mode(fd: int, folder: int, name: str, private: bool) -> None:
     """The body about to replace a regular file of this user's gets that file's mode: one made
     private (chmod 600) stays so, as curl -o keeps it. Another user's file (root replacing it,
     or one planted by whoever may write in DIR) may only narrow the umask's mode, never widen
-    it; a new file keeps the umask's mode. Before the body has a name: an unnamed one is
-    readable by nobody until then."""
+    it; a new file gets the umask's mode (atomic.mode_over). Before the body has a name: an
+    unnamed one is readable by nobody until then, and one named while written (private) was
+    0600 till now (atomic.create_temporary); an unnamed one the kernel gave the umask's mode."""
     try:
-        old = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        old: os.stat_result | None = os.stat(name, dir_fd=folder, follow_symlinks=False)
     except OSError:
-        return
-    if not stat.S_ISREG(old.st_mode):
-        return
-    kept = stat.S_IMODE(old.st_mode) & 0o777
-    if old.st_uid != os.geteuid():
-        kept &= stat.S_IMODE(os.fstat(fd).st_mode)
-    os.fchmod(fd, kept)
+        old = None
+    if private or (old is not None and stat.S_ISREG(old.st_mode)):
+        os.fchmod(fd, mode_over(old))
 
 
 def _held_at(output: OutputDir, rest: str, mark: int | None) -> bool:
@@ -830,16 +828,18 @@ class _Left:
     changed: int | None = None
 
     def matches(self, info: os.stat_result) -> bool:
-        """Whether info is of that file: that inode on that file system (a link to another
-        file has the other's), a regular file with one name (no way out of DIR), owned by this
-        user (another user's file recreated under the name may get the freed inode number, not
-        the owner), of that size, and unchanged since (a file recreated by this very user gets
-        a new ctime, which no one can set)."""
+        """Whether info is of that file: that inode on that file system (a link to another file
+        has the other's), a regular file with one name (no way out of DIR), owned by this user
+        (another user's file recreated under the name may get the freed inode number, not the
+        owner) and writable by no one else (one an earlier version left 0664 may hold another's
+        bytes, s35 t1 1), of that size, and unchanged since (a file recreated by this very user
+        gets a new ctime, which no one can set)."""
         return (
             stat.S_ISREG(info.st_mode)
             and (info.st_dev, info.st_ino) == (self.device, self.inode)
             and info.st_nlink == 1
             and info.st_uid == os.geteuid()
+            and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
             and (not self.size or info.st_size == self.size)
             and (self.changed is None or info.st_ctime_ns == self.changed)
         )
