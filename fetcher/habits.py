@@ -472,10 +472,12 @@ def output_dir_problem(folder: str, urls: tuple[str, ...] = ()) -> str | None:
             f"{named} a symbolic link to {os.readlink(link)!r}, which does not exist: make that "
             "folder first, or give -o another one"
         )
-    from fetcher.output.atomic import unexpanded_home  # its secrets module: not for --help
+    from fetcher.output.atomic import planted_folder, unexpanded_home  # not for --help
 
     if (home := unexpanded_home(folder)) is not None:  # FETCHER_OUTPUT_DIR='~/dl' (cron)
         return f"{option} {folder!r}: {home}"
+    if (planted := planted_folder(folder)) is not None:
+        return f"{option} {folder!r}: {planted}"
     if os.path.isdir(folder) or folder.endswith(("/", os.sep)):
         return None
     return new_output_dir_problem(folder, option, urls)

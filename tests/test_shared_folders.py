@@ -247,6 +247,55 @@ def test_results_into_a_file_of_another_user_s_in_a_shared_folder_is_refused(
     assert results.read_text() == "theirs\n" and server.requests == 0
 
 
+# -- 3b. -o DIR: no link nor another user's folder planted in a folder others can write in ---
+
+
+@pytest.mark.parametrize("given", ["dl", "dl/", "dl/sub"])
+def test_output_dir_through_a_link_in_a_folder_others_can_write_in_is_refused(
+    server: CountingServer, tmp_path: Path, given: str
+) -> None:
+    """`/tmp/dl -> ~/private`, planted before the run: -o /tmp/dl saved the bodies into the
+    user's private folder, an "output" field's name replacing a file of theirs there (s35 t1
+    2), where --results and --state refused such a link."""
+    private = tmp_path / "private"
+    (private / "sub").mkdir(parents=True, mode=0o700)
+    (private / "report.pdf").write_text("mine\n")
+    (shared_folder(tmp_path) / "dl").symlink_to(private)
+    result = invoke(["-q", "-o", str(tmp_path / "shared" / given), server.url("/report.pdf")])
+    assert result.exit_code == 2, result.output
+    assert "symbolic link in a folder others can write in" in result.output, result.output
+    assert server.requests == 0
+    assert sorted(p.name for p in private.rglob("*")) == ["report.pdf", "sub"]
+
+
+def test_output_dir_through_the_user_s_own_link_in_their_folder_is_followed(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """As --results: a link of the user's in a folder of theirs is their choice."""
+    target = shared_folder(tmp_path, 0o700) / "dl"
+    target.mkdir()
+    link = tmp_path / "dl"
+    link.symlink_to(target)
+    result = invoke(["-q", "-o", str(link), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert len(list(target.rglob("a"))) == 1
+
+
+@AS_ROOT
+def test_output_dir_of_another_user_s_in_a_shared_folder_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """A folder another user made first at DIR's name, in a folder anyone may write in: the
+    bodies went into it, theirs to read and replace (s35 t1 2)."""
+    theirs = shared_folder(tmp_path) / "dl"
+    theirs.mkdir(mode=0o777)
+    os.chown(theirs, ANOTHER_USER, ANOTHER_USER)
+    result = invoke(["-q", "-o", str(theirs), server.url("/a?token=abc")])
+    assert result.exit_code == 2, result.output
+    assert f"uid {ANOTHER_USER}" in result.output, result.output
+    assert list(theirs.iterdir()) == [] and server.requests == 0
+
+
 # -- 4. --summary, --metrics: another user's file may only narrow the umask's mode ------------
 
 

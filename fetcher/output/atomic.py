@@ -604,10 +604,11 @@ def empty_in_place(fd: int) -> None:
         os.ftruncate(fd, 0)
 
 
-def _planted_link(path: str) -> str | None:
+def _planted_link(path: str, what: str = "file") -> str | None:
     """Why the link at path is not to be followed, or None: it is in a folder others may write
     in (others_may_write), unless it is this user's in a folder of this user's or root's with
-    the sticky bit, where no one else can replace it (theirs in /tmp is still refused)."""
+    the sticky bit, where no one else can replace it (theirs in /tmp is still refused). what:
+    the link stands for a file, or a folder (-o DIR)."""
     folder = _folder_of(os.path.abspath(path))
     if folder is None or not others_may_write(folder):
         return None if folder is not None else "its folder cannot be looked at"
@@ -619,7 +620,41 @@ def _planted_link(path: str) -> str | None:
         return None
     return (
         "it is a symbolic link in a folder others can write in, who could have put it there "
-        "or replaced it, to have fetcher write over a file of yours: name the file itself"
+        f"or replaced it, to have fetcher write {'into' if what == 'folder' else 'over'} a {what} "
+        f"of yours: name the {what} itself"
+    )
+
+
+def planted_folder(path: str) -> str | None:
+    """Why the folder path (-o DIR) may lead where another user chose, or None: a link on the
+    way to it, DIR's own or a folder's above it as given, in a folder others may write in
+    (``_planted_link``: `/tmp/dl -> ~/private`, made before the run, had the bodies replace
+    the user's files there, s35 t1 2, where --results and --state refused such a link); or
+    DIR there already, another user's in a folder others may write in, who may have made it
+    first to read the bodies and swap them. A name not there yet ends the look: this run
+    makes the rest."""
+    names = path.split(os.sep)
+    for end in range(1, len(names) + 1):
+        prefix = os.sep.join(names[:end])
+        if names[end - 1] in ("", os.curdir, os.pardir):
+            continue
+        try:
+            found = os.lstat(prefix)
+        except OSError:
+            return None
+        if stat.S_ISLNK(found.st_mode) and (why := _planted_link(prefix, "folder")) is not None:
+            return why if prefix == path.rstrip(os.sep) else f"{prefix!r}, on its way: {why}"
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    if found.st_uid in (os.geteuid(), 0) or not others_may_write(
+        _folder_of(os.path.realpath(path))
+    ):
+        return None
+    return (
+        f"it is a folder of another user's (uid {found.st_uid}), in a folder others could have "
+        "made it in: what fetcher saves there would be theirs to read and replace"
     )
 
 

@@ -493,7 +493,8 @@ class OutputDir:
             # makedirs walking it created x, outside DIR).
             real = os.path.realpath(root)
             os.makedirs(real, exist_ok=True)
-            descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # No link there but one made since realpath read the path (planted: s35 t1 2).
+            descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
         self._root_fd = descriptor
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
