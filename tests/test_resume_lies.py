@@ -189,6 +189,30 @@ def test_a_close_delimited_206_that_holds_the_rest_still_continues_the_file(
     assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
 
 
+@pytest.mark.parametrize("framing", ["length", "close"])
+def test_a_206_whose_range_ends_before_it_begins_is_not_the_rest(
+    origin: tuple[RawOrigin, str], tmp_path: Path, framing: str
+) -> None:
+    """``bytes 40000-39999/40000`` (RFC 9110 14.4: invalid, its last before its first) to the
+    Range of a partial whose length no first answer told (chunked): it was taken for the rest,
+    and the cut partial saved as the whole body, ok; close-delimited, with what followed it
+    appended (s35 t5 1). It is no rest: the body is fetched whole."""
+    raw, url = origin
+    chunked = {"Transfer-Encoding": "chunked", "Connection": "close", **STRONG}
+    head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in chunked.items())
+    raw.plain = lambda headers: f"{head}\r\n{SIZE:x}\r\n".encode() + OLD[:CUT]  # cut short
+    _, [record] = fetch(tmp_path, url)
+    assert not record["ok"] and partial_bytes(tmp_path) == CUT, record
+    invalid = {**STRONG, "Content-Range": f"bytes {CUT}-{CUT - 1}/{CUT}"}
+    junk = b"" if framing == "length" else b"JUNK" * 5000  # Content-Length: 0; or 20 kB
+    raw.ranged = lambda headers: answer("206 Partial Content", invalid, junk, framing)
+    raw.plain = lambda headers: whole(STRONG, OLD)
+    code, [record] = fetch(tmp_path, url)
+    assert raw.ranges()[-2:] == [f"bytes={CUT}-", None]  # the rest; then the whole
+    assert record["ok"] and record["status"] == 200 and code == 0, record
+    assert [p.read_bytes() for p in saved_files(tmp_path)] == [OLD]
+
+
 @pytest.mark.parametrize("total", ["*", "9" * 4301], ids=["star", "4301-digits"])
 @pytest.mark.parametrize("last", [CUT + 19_999, SIZE - 1], ids=["short-of-the-end", "to-the-end"])
 def test_a_206_of_unknown_total_is_not_the_rest_and_the_body_is_fetched_whole(

@@ -81,7 +81,9 @@ def validator_of(response: requests.Response) -> str | None:
 def is_rest_of(response: requests.Response, kept: int) -> bool:
     """Whether a 206's Content-Range (and Content-Length) says it holds the bytes from kept to
     the end of the resource, exactly. ``bytes N-M/*`` never does: a server may send less than
-    asked, and whether M is the last byte cannot be known."""
+    asked, and whether M is the last byte cannot be known. Nor does one whose last byte comes
+    before its first (RFC 9110 14.4: invalid), which held no byte and was taken for the rest of
+    a partial whose whole length no answer had told (s35 t5 1)."""
     headers = response.headers
     match = _CONTENT_RANGE.match(headers.get("Content-Range", "").strip())
     if match is None:
@@ -89,7 +91,7 @@ def is_rest_of(response: requests.Response, kept: int) -> bool:
     first, last, total = int(match[1]), int(match[2]), match[3]
     length = headers.get("Content-Length")
     return (
-        first == kept
+        first == kept <= last
         and total != "*"
         and last == int(total) - 1
         and (length is None or length.strip() == str(last - first + 1))
