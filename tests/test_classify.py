@@ -104,8 +104,20 @@ def test_latin1_location_under_no_follow_is_the_3xx_itself():
         b"http://127.0.0.1:0/",
         b"http://[v1.localhost]/x",  # IPvFuture: followed, and looked up as v1.localhost (s29 t1 5)
         b"http://[localhost]/x",
+        b"http://[::1]8443/x",  # followed to [::1]:80, the 8443 dropped (s35 t2 1)
+        b"http://[::1]x:8443/x",
     ],
-    ids=["file", "javascript", "port-out-of-range", "bad-ipv6", "port-0", "ipvfuture", "name"],
+    ids=[
+        "file",
+        "javascript",
+        "port-out-of-range",
+        "bad-ipv6",
+        "port-0",
+        "ipvfuture",
+        "name",
+        "no-colon-before-the-port",
+        "junk-after-the-bracket",
+    ],  # fmt: skip
 )
 def test_redirect_to_a_url_that_cannot_be_fetched_is_protocol_not_invalid_url(location):
     # invalid_url says "fix this line of your list"; here the line was fine, the server was not.

@@ -161,6 +161,13 @@ def test_a_bracketed_host_that_is_no_ipv6_address_is_refused(url):
     assert validate(url) == "malformed URL: only an IPv6 address goes in brackets"
 
 
+@pytest.mark.parametrize("url", ["http://[::1]8443/p", "http://[::1]x:8443/", "http://u@[::1]]/"])
+def test_a_bracketed_host_followed_by_anything_but_a_port_is_refused(url):
+    """urlsplit drops what follows ']' unless it starts with ':': a redirect to
+    http://[::1]8443/p went to [::1]:80, recorded ok (s35 t2 1). curl refuses it."""
+    assert validate(url) == "malformed URL: only ':' and a port may follow an IPv6 address's ']'"
+
+
 def test_drain_never_reads_a_pipe_after_a_finite_source():
     read_fd, write_fd = os.pipe()  # kept open: reading it would block forever
     with os.fdopen(read_fd, "rb") as pipe, os.fdopen(write_fd, "wb"):

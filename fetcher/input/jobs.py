@@ -135,11 +135,23 @@ def check(url: str) -> tuple[str | None, str | None, str]:
     except ValueError as exc:
         return malformed(exc, "@" in url and "@" not in parts.netloc), None, url
     hostname = parts.hostname  # a property that parses the netloc again: read once
-    if hostname and "[" in parts.netloc and not _is_ipv6(hostname):  # urlsplit's IPvFuture
-        return "malformed URL: only an IPv6 address goes in brackets", None, url
+    if hostname and "[" in parts.netloc and (problem := _bracket_problem(parts.netloc, hostname)):
+        return problem, None, url
     if (problem := _host_problem(parts.scheme, hostname, port)) is not None:
         return problem, None, url
     return None, server(hostname, port, parts.scheme), with_idna_spelling(url, parts)
+
+
+def _bracket_problem(netloc: str, hostname: str) -> str | None:
+    """Why a netloc whose host is in brackets cannot be fetched: what is inside is no IPv6
+    address (urlsplit's IPvFuture), or something but ':' and a port follows the ']', which
+    urlsplit drops: a redirect to http://[::1]8443/p went to [::1]:80 (s35 t2 1)."""
+    if not _is_ipv6(hostname):
+        return "malformed URL: only an IPv6 address goes in brackets"
+    after = netloc.rpartition("@")[2].partition("]")[2]
+    if after and not after.startswith(":"):
+        return "malformed URL: only ':' and a port may follow an IPv6 address's ']'"
+    return None
 
 
 def _is_ipv6(host: str) -> bool:
