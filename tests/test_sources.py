@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from fetcher.input.jobs import validate
+from fetcher.input.jobs import JobMaker, validate
 from fetcher.input.parsing import BOM
 from fetcher.input.reader import InputReader, Source
 from fetcher.settings import MAX_LINE_BYTES
@@ -588,8 +588,48 @@ def test_three_wide_lists_joined_show_each_part_in_its_own_order_masked():
     assert "SECRET" not in shown, shown
 
 
-def test_a_utf8_line_holding_u_fffe_is_read_as_it_is():
-    """s34 r4 3: a UTF-8 line with U+FFFE after its start (a noncharacter, not a byte-order
-    mark of a wide list joined mid-line) was refused as one."""
+def test_a_utf8_line_holding_u_fffe_is_refused_and_shown_as_it_is():
+    """s34 r4 3 had a UTF-8 line with U+FFFE after its start (a noncharacter) read as it is,
+    unless an ASCII character's bytes swapped followed it; a join of wide lists whose second
+    began with a character not ASCII was then fetched (s35 r1 1). A line is no one's URL with
+    a reversed mark anywhere: refused, its text before the mark shown as it is."""
     (job,), _ = jobs_of("http://a.test/caf\u00e9\ufffe\n".encode())
-    assert job.invalid is None, job.invalid
+    assert "other byte order" in (job.invalid or ""), job.invalid
+    assert job.url == "http://a.test/caf\u00e9", job.url
+
+
+@pytest.mark.parametrize("start", ["\u00fcser", "\u4f8b\u3048.test/a", "\u00a0x", "\U0001f600x"])
+def test_a_join_whose_other_order_begins_with_no_ascii_is_refused_and_masked(start):
+    """s35 r1 1: a reversed mark mid-line followed by a character that is not ASCII swapped
+    (ü, 例, a no-break space, an emoji) let the line be fetched: the second list, byte-swapped,
+    went in the path of a request to the first list's host, its passwords in it."""
+    data = b"\xff\xfe" + "http://a.test:9/x".encode("utf-16-le")
+    data += b"\xfe\xff" + f"{start}\nhttp://bob:BOBSECRET@b.test:9/x\r\n".encode("utf-16-be")
+    data += "carol:CAROLSECRET@c.test:9/\n".encode("utf-16-be")
+    jobs, _ = jobs_of(data)
+    assert "other byte order" in (jobs[0].invalid or ""), jobs[0].invalid
+    shown = jobs[0].url
+    assert "SECRET" not in shown and "bob:***@b.test" in shown and "carol:***@" in shown, shown
+
+
+def test_a_third_list_of_the_reader_s_order_with_no_mark_is_shown_masked():
+    """s35 r1 2: LE (a mark), BE (a mark) and LE with none (`iconv -t UTF-16LE` writes none),
+    no last line ends: swapped back to the next mark, the third list's URL was swapped into
+    garbage, its password shown byte-swapped in the record and the summary."""
+    data = b"\xff\xfe" + "http://a.test:9/x".encode("utf-16-le")
+    data += b"\xfe\xff" + "http://bob:BOBSECRET@b.test:9/x".encode("utf-16-be")
+    data += "http://carol:CAROLSECRET@c.test:9/x\n".encode("utf-16-le")
+    jobs, _ = jobs_of(data)
+    shown = jobs[0].url
+    assert "bob:***@b.test" in shown and "carol:***@c.test" in shown, shown
+
+
+@pytest.mark.parametrize("at", range(MAX_LINE_BYTES - 6, MAX_LINE_BYTES))
+def test_a_reversed_mark_at_the_8_kib_edge_of_an_argument_is_seen(at):
+    """s35 r1 6: a mark whose bytes end past the first 8 KiB was not looked for, and the
+    argument was refused as too long, its second URL's password shown byte-swapped."""
+    first = "http://a.test/" + "x" * (at - len("http://a.test/"))
+    swapped = "".join(chr(ord(c) << 8) for c in "http://bob:BOBSECRET@b.test/x")
+    job = JobMaker("https").argument_job(first + "\ufffe" + swapped)
+    assert job is not None and "other byte order" in (job.invalid or ""), job and job.invalid
+    assert "SECRET" not in job.url, job.url

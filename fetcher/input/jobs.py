@@ -259,6 +259,8 @@ def _bad_label(host: str) -> bool:
 # joined with cat after one of the other, whose lines then decode as one line of garbage,
 # "whitespace inside the URL" or an invalid host, its mark never named (s32 t3 3).
 REVERSED_MARK = "\ufffe".encode()  # as a wide list's line is handed on: UTF-8
+# A reversed mark that starts in a line's first MAX_LINE_BYTES, its last byte the cut's (s35 r1 6)
+_MARK_SEEN = MAX_LINE_BYTES + len(REVERSED_MARK) - 1
 OTHER_BYTE_ORDER = (
     "a byte-order mark of the other byte order inside the list (UTF-16 or UTF-32 files of both "
     "byte orders joined with cat?): convert each file to UTF-8 (iconv -f UTF-16 -t UTF-8)"
@@ -362,41 +364,25 @@ def _cut_shown(raw: bytes) -> str:
 
 
 def _in_its_order(raw: bytes) -> bytes:
-    """A wide list's line that holds text of the other byte order, as UTF-8, each run of that
-    text (from a reversed mark to a mark of the reader's own order, the next file's) with its
-    UTF-16 code units' bytes swapped back, the marks dropped: read as it came, its password
-    was shown byte-swapped, which the mask cannot see and anyone can swap back (s34 r2 3);
-    swapped to the line's end, a third file's, in the reader's order, was (s34 r4 1)."""
-    pieces, swapped = [], False
-    for piece in _MARKS.split(raw.decode("utf-8", "replace")):
-        if piece in ("\ufeff", "\ufffe"):
-            swapped = piece == "\ufffe"
-        elif swapped:
-            units = bytearray(piece.encode("utf-16-le", "surrogatepass"))
-            units[0::2], units[1::2] = units[1::2], units[0::2]
-            pieces.append(units.decode("utf-16-le", "replace"))
-        else:
-            pieces.append(piece)
-    return "".join(pieces).encode()
+    """A line that holds a reversed mark (text of the other byte order: a wide list joined
+    with `cat` to one of the other order), as UTF-8 to show, its password readable to the
+    mask: read as it came, it was shown byte-swapped (`愀氀椀挀攀㨀…`), which no mask sees and
+    anyone swaps back (s34 r2 3). From the first reversed mark on, each character whose low
+    byte is 0 is taken for a swapped one of Latin-1 (`栀` is 'h'): by character, not by run
+    between marks, so that a third list in the reader's order, with or without a mark of its
+    own, is shown as it is (s34 r4 1, s35 r1 2), and in time linear in the line with no
+    piece copied (s35 r1 7). Other characters of the other order stay as they came: the
+    line is refused, and only shown."""
+    text = raw.decode("utf-8", "replace")
+    before, mark, after = text.partition("\ufffe")
+    return f"{before} {after.translate(_UNSWAPPED)}".encode() if mark else raw
 
 
-def _turned(raw: bytes) -> bool:
-    """Whether raw holds text of the other byte order: it starts with a reversed mark, or one
-    comes later, followed by an ASCII character's bytes swapped (a list with no last line
-    end joined with `cat` to one of the other order: s34 r3 4); a UTF-8 line that merely
-    holds U+FFFE, a noncharacter, is read as it is (s34 r4 3)."""
-    head = raw[:MAX_LINE_BYTES]
-    if head.lstrip().startswith(REVERSED_MARK):
-        return True
-    text = head.decode("utf-8", "replace")
-    return any(
-        0 < (code := ord(text[mark.end()])) >> 8 < 0x80 and not code & 0xFF
-        for mark in _REVERSED.finditer(text, 0, len(text) - 1)
-    )
-
-
-_MARKS = re.compile("([\ufeff\ufffe])")
-_REVERSED = re.compile("\ufffe")
+# From a reversed mark on: U+xx00 is the Latin-1 character xx, but a control character is a
+# blank (its line ends, read in the other order, end no line); a mark of either order, where
+# one list ends and the next begins, is a blank too, for the mask to see each list's words.
+_UNSWAPPED = {code << 8: code if code > 0x20 and not 0x7F <= code < 0xA0 else 0x20
+              for code in range(1, 256)} | {0xFEFF: 0x20, 0xFFFE: 0x20}  # fmt: skip
 
 
 def skipped_line(raw: bytes, too_long: bool = False) -> bool:
@@ -451,9 +437,10 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
-        if raw.find(REVERSED_MARK, 0, MAX_LINE_BYTES) >= 0 and _turned(raw):  # first: no
-            # UTF-8, garbage, a whole file in one line (s32 r4 2); shown in its order, so
-            # maskable; found without a copy of each line
+        if raw.find(REVERSED_MARK, 0, _MARK_SEEN) >= 0:  # first: no UTF-8, garbage, a whole
+            # file in one line (s32 r4 2); anywhere in the line, even followed by a character
+            # that is not ASCII swapped, its URL is no one's (s35 r1 1: a join's fetched, the
+            # second list's passwords in its path); shown in its order, so maskable
             text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]))
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
