@@ -262,58 +262,38 @@ def redact_start(text: str, limit: int) -> str:
     return redact_url(text)[:limit]
 
 
-# What opens and what ends a URL's authority, as written and %-encoded in a query
-# (_open_authority).
-_OPENER = re.compile(r":[/\\]+")  # `http://`, and `http:/` or `http:\\`, as redact_url reads
-_WORD_BREAK = re.compile(r"[\s\x00-\x1f\x7f]")  # a word after one is read as alone on its line
-_ENCODED_OPENER = re.compile("(?i)%3A%2F%2F")
-_ENCODED_AUTHORITY_ENDS = re.compile(r"(?i)[/?#&]|%2F|%3F|%23")
+# A cut line's parts (redact_cut): its scheme and slashes, as requests reads `http:/` and
+# `http:\\`; an authority that may be shown (a user masked or none, a host, a port of digits);
+# and, past it, where a credential whose end the cut hid may begin.
+_CUT_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[/\\]+")
+_SHOWN_AUTHORITY = re.compile(
+    rf"(?:[^/?#@:\s]*(?::{re.escape(MASK)})?@)?(?:\[[0-9A-Fa-f:.]*\]|[^/?#@:\[\]\s\\]*)(?::\d*)?"
+)
+_MAY_HIDE = re.compile(r"[:@\s\x00-\x1f\x7f]|%3[Aa]|%40")
 
 
 def redact_cut(text: str, limit: int) -> str:
     """The first limit characters of a line or argument too long to be read as a URL, for its
-    record: its password masked first (redact_start), then, as the cut may fall before the
-    '@' that shows one (a file's line is cut by its reader: s34 t3 1), an authority the cut
-    leaves open masked whole; and of a last word (or the whole cut) that no '/', '?' or '#'
-    ends, a scheme-less ``user:password@host`` or ``token@host`` --default-scheme would send,
-    all after its first ':', or all of it without one (s34 r4 2: each shown whole when long,
-    masked when short, by redact_url)."""
+    record: its passwords masked first (redact_start), then, as the cut may fall before the
+    '@' that shows one (a file's line is cut by its reader: s34 t3 1), all from where a
+    credential whose end the cut hid may begin: an authority the cut leaves open, after its
+    first ':' (or whole: a token); one that is more than a host and a port, after its first
+    ':' or '@' (`alice:pa/SECRET`); and past it, the first ':', '@', blank or control
+    character, or %-encoded ':' or '@' (a second word, a URL in the query). It over-masks a
+    line that cannot be fetched anyway: each narrower rule before had a form it missed (s34
+    r2 2, r3 1, r4 2; s35 r1 4, 5: a password holding '/', a word after '//', a passphrase
+    with blanks)."""
     cut = redact_start(text, limit)
-    opened = _open_authority(cut, _OPENER, _URL_END)
-    if opened is None:  # `?next=http%3A%2F%2Falice%3ASECRET`, its '%40' past the cut (s34 r2 2)
-        opened = _open_authority(cut, _ENCODED_OPENER, _ENCODED_AUTHORITY_ENDS)
-    if opened is not None:
-        return cut[:opened] + MASK
-    word_break = _last(_WORD_BREAK, cut)
-    word = 0 if word_break is None else word_break.end()
-    if word < len(cut) and _URL_END.search(cut, word) is None:
-        colon = cut.find(":", word)
-        return cut[: word if colon < 0 else colon + 1] + MASK
-    return cut
-
-
-def _open_authority(cut: str, opener: re.Pattern[str], ends: re.Pattern[str]) -> int | None:
-    """Where the authority starts that runs to cut's end, after the last opener that follows
-    a scheme's character; None if there is none. The last one only: an earlier one's
-    authority would hold the later opener's '/'. No pattern of a scheme then an authority to
-    the end: searched at each start, a run of letters made it quadratic. Found in cut itself,
-    not in cut.upper(), whose 'ß' is 'SS': every such character moved the mask one place
-    (s34 r3 1: the whole password shown)."""
-    last = _last(opener, cut)
-    if last is None or last.start() < 1:
-        return None
-    before = cut[last.start() - 1]
-    if not (before.isalnum() or before in "+.-"):
-        return None
-    return None if ends.search(cut, last.end()) else last.end()
-
-
-def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    """pattern's last match in text, in one pass (no pattern searched from each start)."""
-    last = None
-    for last in pattern.finditer(text):  # noqa: B007 - the last one is wanted
-        pass
-    return last
+    scheme = _CUT_SCHEME.match(cut)
+    start = 0 if scheme is None else scheme.end()
+    end = _URL_END.search(cut, start)
+    authority = cut[start : len(cut) if end is None else end.start()]
+    if end is None or not _SHOWN_AUTHORITY.fullmatch(authority):  # a user's name is shown
+        first = _MAY_HIDE.search(authority)
+        shown = first.end() if first is not None and first[0] == ":" else 0
+        return cut[: start + shown] + MASK
+    hidden = _MAY_HIDE.search(cut, end.start())
+    return cut if hidden is None else cut[: hidden.start()] + MASK
 
 
 def redact_text(text: str, bare_words: bool = False) -> str:

@@ -112,6 +112,15 @@ def test_an_encoded_password_is_masked_wherever_the_search_found_it(url, shown):
         "TOKENTOPSECRET" + "x" * 8200 + "@h.test/",  # s34 r4 2: a token --default-scheme sends
         "http://a.test/ alice:TOPSECRET" + "x" * 8200 + "@h.test/p",  # a second word
         "http:/alice:TOPSECRET" + "x" * 8200 + "@h.test/",  # one slash, as requests reads it
+        "http://alice:pa/TOPSECRET" + "x" * 8200 + "@h.test/",  # s35 r1 4: '/' in a password
+        "alice:pa#TOPSECRET" + "x" * 8200 + "@h.test/",
+        "http://a.test/ alice:pa/TOPSECRET" + "x" * 8200 + "@h.test/",
+        "//alice:TOPSECRET" + "x" * 8200 + "@h.test/",  # a word after slashes
+        "http://a.test/ //bob:TOPSECRET" + "x" * 8200 + "@h.test/",
+        "http://a.test/\t//bob:TOPSECRET" + "x" * 8200 + "@h.test/",
+        "_://alice:TOPSECRET" + "x" * 8200 + "@h.test/",  # no scheme's character before ':'
+        '"\u200b:/alice:TOPSECRET' + "x" * 8200 + "@h.test/",
+        "alice:correct horse TOPSECRET staple" + "x" * 8200 + "@h.test/",  # s35 r1 5
     ],
     ids=[
         "password",
@@ -124,6 +133,15 @@ def test_an_encoded_password_is_masked_wherever_the_search_found_it(url, shown):
         "token",
         "second-word",
         "one-slash",
+        "slash-in-password",
+        "hash-in-password",
+        "second-word-slash",
+        "slashes-first",
+        "second-word-slashes",
+        "tab-slashes",
+        "underscore-scheme",
+        "quote-colon-slash",
+        "passphrase",
     ],  # fmt: skip
 )
 @pytest.mark.parametrize("given", ["line", "argument"])
@@ -144,9 +162,12 @@ def test_a_line_longer_than_8_kib_shows_no_part_of_its_password(tmp_path, line, 
 
 
 def test_a_cut_line_keeps_its_host_when_no_authority_is_left_open():
-    """The mask of a cut line (redact_cut) hides only what may be a credential: a long path's
-    line keeps its scheme, host and path start, as before."""
+    """The mask of a cut line (redact_cut) keeps a long path's line whole, its scheme, host
+    and port with it; from where a credential may begin whose end the cut hid (an open
+    authority's ':', a ':' or a blank past it, a %-encoded ':'), it masks."""
     line = "http://h.test/" + "x" * 9000
     assert redact_cut(line, 8192) == line[:8192]
     assert redact_cut("h.test:8080/" + "x" * 9000, 8192).startswith("h.test:8080/xx")
-    assert redact_cut("http://h.test:8080" + "x" * 9000, 8192) == "http://***"
+    assert redact_cut("http://[::1]:80/" + "x" * 9000, 8192).startswith("http://[::1]:80/xx")
+    assert redact_cut("http://h.test:8080" + "x" * 9000, 8192) == "http://h.test:***"
+    assert redact_cut("http://h.test/a?t=12:30&" + "x" * 9000, 8192) == "http://h.test/a?t=12***"

@@ -16,7 +16,7 @@ from fetcher.input.formats import Entry, JsonText
 from fetcher.input.hosts import idna_spelling, server_name
 from fetcher.input.parsing import BOM, CONTROL, SCHEME_SLASHES, parse_proxy, unmarked
 from fetcher.input.shards import Shard, shard_key
-from fetcher.redact import redact_cut
+from fetcher.redact import redact_cut, redact_url
 from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES
 
 if TYPE_CHECKING:
@@ -355,12 +355,13 @@ def reads_back_as_itself(raw: bytes) -> bool:
     return b"\n" not in raw and not raw.startswith(BOM) and not skipped_line(raw)
 
 
-def _cut_shown(raw: bytes) -> str:
-    """What the record of a line or argument longer than MAX_LINE_BYTES shows: its start, its
-    password masked before the cut (redact_cut: the '@' may be past it, s34 t3 1). Only so
-    much is decoded as the mask may need: a 1 MiB argument costs no more than a line."""
+def _cut_shown(raw: bytes, cut: bool = True) -> str:
+    """What the record of a line or argument longer than MAX_LINE_BYTES shows (cut): its
+    start, its password masked before the cut (redact_cut: the '@' may be past it, s34 t3 1);
+    else (an invalid line read whole) all of it, masked as any URL. Only so much is decoded as
+    the mask may need: a 1 MiB argument costs no more than a line."""
     text = raw[: 4 * MAX_LINE_BYTES].decode("utf-8", "backslashreplace").strip()
-    return redact_cut(text, MAX_LINE_BYTES).strip()
+    return (redact_cut(text, MAX_LINE_BYTES) if cut else redact_url(text)).strip()
 
 
 def _in_its_order(raw: bytes) -> bytes:
@@ -441,7 +442,8 @@ class JobMaker:
             # file in one line (s32 r4 2); anywhere in the line, even followed by a character
             # that is not ASCII swapped, its URL is no one's (s35 r1 1: a join's fetched, the
             # second list's passwords in its path); shown in its order, so maskable
-            text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]))
+            cut = too_long or len(raw) > MAX_LINE_BYTES
+            text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]), cut)
             return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = _cut_shown(raw)
