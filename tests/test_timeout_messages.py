@@ -12,13 +12,17 @@ import pytest
 from fetcher.errors import ErrorKind
 from fetcher.http.classify import classify, describe, iter_chain
 from tests.conftest import invoke
-from tests.servers import FaultServer, respond, silent
+from tests.servers import FaultServer, full_backlog, respond, silent
 
 HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
 
 
 def fetch_one(server: FaultServer) -> dict[str, str]:
-    result = invoke(["--format", "jsonl", "--retries", "0", "-t", "0.3", server.url("/x")])
+    return fetch_one_url(server.url("/x"), "-t", "0.3")
+
+
+def fetch_one_url(url: str, *options: str) -> dict[str, str]:
+    result = invoke(["--format", "jsonl", "--retries", "0", *options, url])
     [line] = result.stdout.splitlines()
     error: dict[str, str] = json.loads(line)["error"]
     return error
@@ -35,6 +39,26 @@ def test_a_read_timeout_says_it_timed_out(behaviour):
     assert error["kind"] == "read_timeout"
     assert "timed out" in error["message"], error
     assert "Errno" not in error["message"] and "temporarily" not in error["message"]
+    assert "nothing for -t's 0.3 s" in error["message"], error  # which limit (s35 t3 1)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_connect_timeout_names_its_limit(scheme):
+    """s35 t3 1, 2: a connection that did not come said "timed out", naming neither limit to
+    a user who set -t and --connect-timeout; a TLS handshake's said CPython's
+    "_ssl.c:989: The handshake operation timed out"."""
+    if scheme == "http":
+        with full_backlog() as url:
+            error = fetch_one_url(url, "--connect-timeout", "0.3")
+        what = "no connection"
+    else:
+        with FaultServer(silent) as server:  # accepts, and never says a word of TLS
+            error = fetch_one_url(server.url("/x").replace("http:", "https:", 1),
+                                  "--connect-timeout", "0.3", "-k")  # fmt: skip
+        what = "TLS handshake"
+    assert error["kind"] == "connect_timeout", error
+    assert what in error["message"] and "--connect-timeout's 0.3 s" in error["message"], error
+    assert "_ssl.c" not in error["message"], error
 
 
 def raised_from_none() -> TimeoutError:

@@ -120,6 +120,31 @@ def classify(exc: BaseException) -> ErrorKind:
     return ErrorKind.OTHER
 
 
+def timeout_said(exc: BaseException, kind: ErrorKind, connect: float, read: float) -> str | None:
+    """What the record of a timeout says (kind, classify's), None for another kind: which
+    limit ended it, and how long it was. The socket's own "timed out" named neither, to a user
+    who set both -t and --connect-timeout (s35 t3 1), and a TLS handshake's was CPython's
+    "_ssl.c:989: The handshake operation timed out" (t3 2). A request the server stopped
+    reading is bounded by --connect-timeout, as urllib3 sends it (classify: read_timeout)."""
+    chain = list(iter_chain(exc))
+    if any(isinstance(link, FetchError) for link in chain):
+        return None  # ours, which says what happened already (an upload cut by an answer)
+    if kind is ErrorKind.CONNECT_TIMEOUT:
+        what = (
+            "the TLS handshake was not done"
+            if any(map(_is_handshake_timeout, chain))
+            else ("no connection")
+        )
+        return f"timed out: {what} within --connect-timeout's {connect:g} s"
+    if kind is not ErrorKind.READ_TIMEOUT:
+        return None
+    if any(isinstance(link, uex.ProtocolError) for link in chain):
+        return (
+            f"timed out: the server read none of the request for --connect-timeout's {connect:g} s"
+        )
+    return f"timed out: the server sent nothing for -t's {read:g} s"
+
+
 def _is_handshake_timeout(link: BaseException) -> bool:
     return isinstance(link, TimeoutError) and "handshake operation timed out" in str(link)
 

@@ -20,7 +20,7 @@ import urllib3
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
-from fetcher.http.classify import classify, describe, iter_chain
+from fetcher.http.classify import classify, describe, iter_chain, timeout_said
 from fetcher.http.codings import check_coding_ended, check_decodable, kept_as_sent
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
@@ -290,8 +290,9 @@ class Exchange:
             set_thread_deadline(deadline)  # the attempt is cut where it is when it runs out
             retry_after = self._exchange(session, request, task, timeout, result)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
-            result.error_kind = classify(exc)
-            result.error_message = redact_text(describe(exc))
+            result.error_kind = kind = classify(exc)
+            said = timeout_said(exc, kind, settings.connect_timeout, settings.read_timeout)
+            result.error_message = said or redact_text(describe(exc))
             _note_marks(exc, result)
             result.final = result.final or answered_upload(result, request, settings)
             if (
@@ -583,7 +584,8 @@ ASSUMED_HTTPS = "(https:// assumed: give http:// or --default-scheme http)"
 # advising http there would send the request, credentials and all, in clear text.
 _NOT_TLS = re.compile(
     r"wrong version number|record layer failure|packet length too long|unknown protocol|"
-    r"http request|unexpected eof|eof occurred|handshake operation timed out",
+    r"http request|unexpected eof|eof occurred|handshake operation timed out|"
+    r"TLS handshake was not done",  # classify.timeout_said's
     re.IGNORECASE,
 )
 
