@@ -290,20 +290,7 @@ class Exchange:
             set_thread_deadline(deadline)  # the attempt is cut where it is when it runs out
             retry_after = self._exchange(session, request, task, timeout, result)
         except Exception as exc:  # noqa: BLE001 - every failure becomes this URL's record
-            result.error_kind = kind = classify(exc)
-            said = timeout_said(exc, kind, settings.connect_timeout, settings.read_timeout)
-            result.error_message = said or redact_text(describe(exc))
-            _note_marks(exc, result)
-            result.final = result.final or answered_upload(result, request, settings)
-            if (
-                deadline is not None
-                and deadline.expired()
-                and result.error_kind is not ErrorKind.MAX_TIME  # one that says why, kept
-            ):
-                result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
-                result.error_message = deadline.message
-            note_where_redirects_led(exc, session, result)
-            note_assumed_https(result)
+            failed_attempt(exc, settings, session, request, result, deadline)
         finally:
             set_thread_deadline(None)
         if result.error_kind is None and result.status is not None:
@@ -754,6 +741,32 @@ def _kept_as_sent(
         urls = (task.job.target, response.url)
         names = [given] if given and saving else [unquote(urlsplit(url).path) for url in urls]
     return kept_as_sent(response.raw, asked_encoding(task.job, settings), names)
+
+
+def failed_attempt(
+    exc: Exception,
+    settings: Settings,
+    session: FetcherSession,
+    request: EffectiveRequest,
+    result: Result,
+    deadline: Deadline | None,
+) -> None:
+    """Fill result in with what exc, an attempt's failure, says: its kind and message (a
+    timeout's naming its limit), what an upload's answer kept, where redirects led."""
+    result.error_kind = kind = classify(exc)
+    said = timeout_said(exc, kind, settings.connect_timeout, settings.read_timeout)
+    result.error_message = said or redact_text(describe(exc))
+    _note_marks(exc, result)
+    result.final = result.final or answered_upload(result, request, settings)
+    if (
+        deadline is not None
+        and deadline.expired()
+        and result.error_kind is not ErrorKind.MAX_TIME  # one that says why, kept
+    ):
+        result.error_kind = ErrorKind.MAX_TIME  # a timeout shortened by the deadline
+        result.error_message = deadline.message
+    note_where_redirects_led(exc, session, result)
+    note_assumed_https(result)
 
 
 class PastItsRange(FetchError):
