@@ -22,8 +22,11 @@ SENT_SECRET_HEADERS = SECRET_HEADERS - {"set-cookie"}
 _UNSAFE = re.compile(r"[\t\r\n]")
 _C0_OR_SPACE = "".join(map(chr, range(0x21)))
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-# Where an authority starts: after the slashes (any number, either way) that follow a ":".
-_AFTER_SCHEME = re.compile(r"(?<=:)[/\\]+")
+# A network-path reference (RFC 3986 4.2) as a query's value, `?next=//u:pw@h/` (s35 t6 1).
+_QUERY_NET_PATH = r"(?<=[=?&])//(?=[^/\\?#])"
+# Where an authority starts: after the slashes (any number, either way) that follow a ":", or
+# at such a reference.
+_AFTER_SCHEME = re.compile(rf"(?<=:)[/\\]+|{_QUERY_NET_PATH}")
 _URL_END = re.compile(r"[/?#]")  # what ends the authority of a URL (RFC 3986 §3.2)
 _TEXT_END = re.compile(r"[/?#\n]")  # and, in a text, a line end: a URL never spans two lines
 # What separates the words of a line or a text: blanks (Unicode's too) and control characters.
@@ -31,7 +34,9 @@ _SEPARATORS = r"\s\x00-\x1f\x7f"
 # Where an authority starts in a line: after a scheme, or at a word after a separator (the
 # second column of a list, a NUL-separated list), read as if alone on its line: past any
 # slashes, to the end of the authority, blanks included.
-_LINE_STARTS = re.compile(rf"(?<=:)[/\\]+|(?<=[{_SEPARATORS}])[/\\]*(?=[^{_SEPARATORS}/\\?#])")
+_LINE_STARTS = re.compile(
+    rf"(?<=:)[/\\]+|{_QUERY_NET_PATH}|(?<=[{_SEPARATORS}])[/\\]*(?=[^{_SEPARATORS}/\\?#])"
+)
 # Where a scheme-less user:password@host may start in a free text (a message, a log line): at
 # a word that is not a URL with a scheme (_mask_authorities' first pass masked those). A word
 # ends at a separator, so that "at 10:30 bob@example.com" holds no user info; it starts with no
@@ -229,7 +234,8 @@ def _mask_userinfo(authority: str, bare_user: bool = True, read_on: bool = False
 # "+", "." or "-" (as an unanchored search found it): tried at every start of a long run, the
 # scheme was read to the run's end each time, and a 60,000-character query took 9 s.
 _ENCODED_USERINFO = re.compile(
-    r"(?:(?<![A-Za-z0-9+.-])|(?<=%40))([0-9+.-]*[A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff])"
+    r"(?:(?<![A-Za-z0-9+.-])|(?<=%40))([0-9+.-]*[A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff]"
+    r"|(?<=[=?&])%2[Ff]%2[Ff])"  # or a network-path reference as a query's value (s35 t6 1)
     r"((?:(?!%2[Ff]|%3[Ff]|%23|[/?#&\s]).)*)%40"
 )
 _ENCODED_COLON = re.compile(r"%3[Aa]|:")

@@ -97,6 +97,12 @@ def test_legitimate_urls_are_left_as_they_are(url):
         ),
         ("http://h/?n=http%3A%2F%2FTOKEN%40o%2F", f"http://h/?n=http%3A%2F%2F{MASK}%40o%2F"),
         ("http://h/?next=http://u:PW@o/x", f"http://h/?next=http://u:{MASK}@o/x"),
+        # a network-path reference as a query's value (s35 t6 1: shown in records and -vv)
+        ("http://h/p?next=//u:PW@o/", f"http://h/p?next=//u:{MASK}@o/"),
+        ("http://h/p?a=1&next=//TOKEN@o/", f"http://h/p?a=1&next=//{MASK}@o/"),
+        ("http://h/p?next=%2F%2Fu%3APW%40o%2F", f"http://h/p?next=%2F%2Fu%3A{MASK}%40o%2F"),
+        ("/loc?to=%2f%2fu%3aPW%40o", f"/loc?to=%2f%2fu%3a{MASK}%40o"),
+        ("http://h/a//b:c@d", "http://h/a//b:c@d"),  # a path's '//' is no reference
     ],
 )
 def test_a_url_with_a_password_in_a_query_is_masked_encoded_or_not(url, shown):
