@@ -321,6 +321,12 @@ def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
         )
     if not typed("cookie_jar"):
         return
+    if jar.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its jar (s35 t6 2)
+        raise click.UsageError(
+            f"-c takes the cookie FILE (as curl's -c), not {jar!r}, which looks like an option: "
+            "wget's -c, which continues downloads, is --continue here (with --state and -o); "
+            f"for a jar of that name, write ./{jar}"
+        )
     if _STATUSES.fullmatch(jar) and not _is_now(jar):
         raise click.UsageError(
             f"-c takes the cookie FILE (as curl's -c), not the statuses {jar!r}: httpx's -fc "

@@ -180,6 +180,8 @@ def test_an_output_file_named_like_an_option_is_a_usage_error(
     result = invoke(["-q", option, "-i", "list.txt"])
     assert_refused(result, option, server)
     assert "looks like an option" in result.stderr and "./-i" in result.stderr
+    if option == "-c":  # what wget's -c is here (s35 t6 2: the message did not say)
+        assert "--continue" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["list.txt"]
     result = invoke(["-q", option, "./-i", server.url("/x")])
     assert result.exit_code == 0, result.output
