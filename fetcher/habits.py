@@ -595,7 +595,13 @@ REFUSED["--post-data"] = "--post-data (wget's) is -d/--data here (-d @FILE for a
 REFUSED["--directory-prefix"] = REFUSED["-P"]
 REFUSED["--timestamping"] = REFUSED["-N"]
 REFUSED["--no-clobber"] = REFUSED["-n"]
-REFUSED["--remote-name"] = REFUSED["--remote-name-all"] = REFUSED["-O"]
+REFUSED["--remote-name"] = REFUSED["-O"]
+REFUSED["--remote-name-all"] = REFUSED["-O"].replace("-O (curl's --remote-name)",
+                                                    "--remote-name-all (curl's)", 1)  # fmt: skip
+REFUSED["-#"] = REFUSED["--progress-bar"] = (
+    "-# (curl's --progress-bar) is what fetcher shows on a terminal already: --progress and "
+    "--no-progress turn it on and off"
+)
 REFUSED["--write-out"] = REFUSED["-w"]
 REFUSED["--continue-at"] = REFUSED["-C"]
 

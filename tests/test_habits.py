@@ -300,6 +300,9 @@ def test_a_combination_error_of_typed_options_names_no_variable(server):
         (["--no-check-certificate"], "-k"),
         (["--tries", "3"], "--retries"),
         (["--spider"], "-I"),
+        (["-#"], "--progress"),  # Click's bare "No such option" (s35 t6 3)
+        (["--progress-bar"], "--progress"),  # Click guessed --processes
+        (["--remote-name-all"], "--remote-name-all (curl's)"),  # was answered about -O (t6 4)
         # Click guessed these wrong: '--url' got "did you mean --user", which sent the URL as
         # a password; wget's had no hint or a wrong one (s17 h3 9, 11).
         (["--url", "http://127.0.0.1:9/x"], "as arguments"),
