@@ -440,6 +440,43 @@ def test_a_site_under_a_public_suffix_sets_cookies_for_its_own_domain(hosts):
     assert hosts.sent(landing) == ["t=1"]
 
 
+@pytest.mark.parametrize(
+    ("origin", "victim"),
+    [
+        ("http://co.uk", "http://shop.co.uk/x"),
+        ("http://github.io", "http://victim.github.io/x"),
+        ("http://intranet", "http://a.intranet/x"),
+        ("http://localhost", "http://a.localhost/x"),
+    ],
+)
+def test_a_public_suffix_host_s_cookie_for_its_own_name_is_host_only(
+    hosts, tmp_path, origin, victim
+):
+    """RFC 6265 5.3 step 5: a Domain that names the answering host, a public suffix, leaves the
+    cookie host-only. co.uk's and github.io's were domain cookies, sent to every site under
+    them (s35 t8 2); localhost's (a dev server's login) and intranet's were dropped, http.cookiejar
+    naming the host 'localhost.local' (t8 1)."""
+    domain = urlsplit(origin).hostname
+    jar, later = tmp_path / "cookies.txt", f"{origin}/later"
+    through(hosts, "-c", str(jar), go(origin, "/done", f"t=1; Domain={domain}; Path=/"), later)
+    through(hosts, "-c", str(jar), victim, later)
+    assert hosts.sent(later) == ["t=1", "t=1"], hosts.sent(later)
+    assert hosts.sent(victim) == [None]
+    assert {line.split("\t")[1] for line in file_lines(jar)} == {"FALSE"}
+
+
+@pytest.mark.parametrize("host", ["localhost", "intranet", "co.uk"])
+def test_a_curl_file_s_domain_line_of_a_public_suffix_is_its_host_s_cookie(hosts, tmp_path, host):
+    """curl writes `.localhost TRUE` for localhost's Domain=localhost: a domain line that
+    http.cookiejar matched to no host (it names the host 'localhost.local'), never sent (s35
+    t8 1); one of co.uk went to every site under it. Read as the host's own cookie."""
+    jar = tmp_path / "cookies.txt"
+    jar.write_text(f".{host}\tTRUE\t/\tFALSE\t4102444800\tt\t1\n")
+    jar.chmod(0o600)
+    through(hosts, "-c", str(jar), f"http://{host}/x", f"http://a.{host}/x")
+    assert (hosts.sent(f"http://{host}/x"), hosts.sent(f"http://a.{host}/x")) == (["t=1"], [None])
+
+
 # -- the Cookie header's bound ---------------------------------------------------------------------
 
 

@@ -279,8 +279,7 @@ class AnswerRulesJar(RequestsCookieJar):
         it clears from the same attributes). Any other Domain of an IP host is refused
         (HostOnlyPolicy.set_ok_domain, _may_set)."""
         host = self._answering_host
-        address = host if host is not None and _is_ip(host) else None
-        return [(k, v) for k, v in attrs if not _is_void_domain(k, v, address)]
+        return [(k, v) for k, v in attrs if not _is_void_domain(k, v, host)]
 
     def _may_take(self, cookie: Cookie) -> bool:
         """Whether the answer being read may set cookie (RFC 6265bis §5.6 steps 14-20)."""
@@ -670,15 +669,21 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def _is_void_domain(attribute: str, value: str | None, address: str | None) -> bool:
+def _is_void_domain(attribute: str, value: str | None, host: str | None) -> bool:
     """Whether the cookie attribute is a Domain that leaves the cookie host-only: empty ('.'
-    too, empty without its dot) or, from the IP address address, that address, dot or not."""
+    too, empty without its dot) or, from host (http.cookiejar's name of the answering host:
+    'localhost.local' for localhost), that host itself, dot or not, when it is an IP address
+    or a public suffix (RFC 6265 5.3 step 5: co.uk's Domain=co.uk went to every site under
+    it, s35 t8 2; localhost's Domain=localhost was dropped, named against 'localhost.local',
+    t8 1)."""
     if attribute.lower() != "domain":
         return False
-    named = (value or "").strip().lower()
-    if not named.removeprefix("."):
+    named = (value or "").strip().lower().lstrip(".")
+    if not named:
         return True
-    return address is not None and named.lstrip(".") in (address, address.removesuffix(".local"))
+    if host is None or named not in (host, host.removesuffix(".local")):
+        return False
+    return _is_ip(host) or is_public_suffix(named)
 
 
 def _key(cookie: Cookie) -> _Key:
@@ -800,7 +805,10 @@ def parse_jar_line(line: str) -> Cookie | None:
     # http.cookiejar would match no host to it), one for the subdomains too.
     whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
     domain, port = wget_port(domain)
-    whole_domain = whole_domain and not _is_ip(domain.lstrip("."))  # jar_domain: host-only
+    # jar_domain: host-only. So is a public suffix's line (curl's `.localhost TRUE`), as RFC
+    # 6265 5.3 makes its Domain: matched to no host, or sent to every site under it (s35 t8 1).
+    if whole_domain and (_is_ip(domain.lstrip(".")) or is_public_suffix(domain)):
+        whole_domain, domain = False, domain.lstrip(".")
     written, domain = domain, jar_domain(domain, whole_domain)
     rest = {"HttpOnly": ""} if http_only else {}
     if not whole_domain and _local_twin(domain):
