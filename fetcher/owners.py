@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from typing import NamedTuple
 
 MAX_LINKS = 40  # as the kernel's own limit on the links followed to resolve one name
@@ -45,12 +46,23 @@ def resolve(path: str) -> Resolved:
     return Resolved(found, why)
 
 
-def _walk(path: str) -> tuple[str, str | None]:
+# What a walk asks of each folder it is in and each link it meets (a stat of it, not
+# followed): why another user could change where the walk leads, or None.
+Rule = Callable[[str, os.stat_result], "str | None"]
+
+
+def _walk(
+    path: str, folder_rule: Rule | None = None, link_rule: Rule | None = None
+) -> tuple[str, str | None]:
     """(path with every link followed, why the walk is not this user's alone, or None). A
     name missing, or not to be looked at, ends the walk: the rest is kept as given, and the
-    open fails on it."""
+    open fails on it. The rules: StrictModes' (_folder_problem, _link_problem) unless given;
+    a folder rule given is asked of the folders the walk goes through only, not of those
+    above where it starts."""
+    folder_rule = folder_rule or _folder_problem
+    link_rule = link_rule or _link_problem
     current = os.sep if os.path.isabs(path) else os.getcwd()
-    why = _folders_problem(current)
+    why = _folders_problem(current) if folder_rule is _folder_problem else None
     todo = [part for part in reversed(path.split(os.sep)) if part not in ("", os.curdir)]
     links = 0
     while todo and why is None:
@@ -64,7 +76,7 @@ def _walk(path: str) -> tuple[str, str | None]:
         except OSError:
             return os.path.join(step, *reversed(todo)), None
         if stat.S_ISLNK(info.st_mode):
-            why, links = _link_problem(step, info), links + 1
+            why, links = link_rule(step, info), links + 1
             if links > MAX_LINKS:
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
             target = os.readlink(step)
@@ -72,8 +84,15 @@ def _walk(path: str) -> tuple[str, str | None]:
             todo.extend(part for part in reversed(target.split(os.sep)) if part not in ("", "."))
             continue
         current = step
-        why = _folder_problem(step, info) if stat.S_ISDIR(info.st_mode) else None
+        why = folder_rule(step, info) if stat.S_ISDIR(info.st_mode) else None
     return current, why
+
+
+def links_problem(path: str, link_rule: Rule) -> str | None:
+    """Why a link met on the way to path, as the system walks it (every link followed where
+    it is met, those the links lead through too), is not to be followed, by link_rule; None
+    when none is so. Folders are not judged: -o DIR may be in a folder a group shares."""
+    return _walk(path, lambda step, info: None, link_rule)[1]
 
 
 def _last_link(path: str) -> str | None:

@@ -221,6 +221,23 @@ def test_results_through_a_link_in_a_folder_others_can_write_in_is_refused(
     assert notes.read_text() == "my precious\n" and server.requests == 0
 
 
+def test_results_through_the_user_s_own_link_to_a_planted_one_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """s35 r2 2: the user's own link led to one planted in a folder anyone may write in, which
+    led to a file of the user's: only the first link was looked at, and the records replaced
+    the file."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my precious\n")
+    planted = shared_folder(tmp_path) / "x"
+    planted.symlink_to(notes)
+    (tmp_path / "res.jsonl").symlink_to(planted)
+    result = invoke(["-q", "--results", str(tmp_path / "res.jsonl"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "link" in result.output
+    assert notes.read_text() == "my precious\n" and server.requests == 0
+
+
 def test_results_through_the_user_s_own_link_in_their_folder_is_followed(
     server: CountingServer, tmp_path: Path
 ) -> None:
@@ -279,6 +296,39 @@ def test_output_dir_through_the_user_s_own_link_in_their_folder_is_followed(
     result = invoke(["-q", "-o", str(link), server.url("/a")])
     assert result.exit_code == 0, result.output
     assert len(list(target.rglob("a"))) == 1
+
+
+def test_output_dir_through_the_user_s_own_link_to_a_planted_one_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """s35 r2 2: `~/dl -> /tmp/x`, the user's own link, and /tmp/x -> ~/private, planted:
+    only the names as written were looked at, and the bodies replaced the user's files."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "report.pdf").write_text("mine\n")
+    planted = shared_folder(tmp_path) / "x"
+    planted.symlink_to(private)
+    (tmp_path / "dl").symlink_to(planted)
+    result = invoke(["-q", "-o", str(tmp_path / "dl"), server.url("/report.pdf")])
+    assert result.exit_code == 2, result.output
+    assert "on its way" in result.output and "symbolic link" in result.output, result.output
+    assert server.requests == 0 and sorted(p.name for p in private.iterdir()) == ["report.pdf"]
+
+
+@AS_ROOT
+def test_output_dir_of_another_user_s_in_a_group_s_shared_folder_is_used(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """A team's folder (group-writable, setgid) holding a colleague's: theirs to share, not a
+    name anyone could have made first (s35 r2 7: refused since ef4ebe8)."""
+    team = shared_folder(tmp_path, 0o2775)
+    mirror = team / "mirror"
+    mirror.mkdir()
+    os.chown(mirror, ANOTHER_USER, -1)
+    mirror.chmod(0o2775)
+    result = invoke(["-q", "-o", str(mirror), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert len(list(mirror.rglob("a"))) == 1
 
 
 @AS_ROOT

@@ -20,7 +20,7 @@ import stat
 import sys
 from contextlib import suppress
 
-from fetcher.owners import resolve
+from fetcher.owners import links_problem, resolve
 from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
@@ -570,8 +570,8 @@ def open_in_place(path: str, empty: bool = True) -> int:
     except OSError as exc:
         if exc.errno != errno.ELOOP:
             raise
-        if (why := _planted_link(path)) is not None:
-            raise OSError(errno.EACCES, why, path) from None
+        if (why := links_problem(path, lambda step, _: _planted_link(step))) is not None:
+            raise OSError(errno.EACCES, why, path) from None  # a chain's too (s35 r2 2)
         fd = os.open(path, _IN_PLACE, FILE_MODE)
     try:
         _check_ours(fd, path)
@@ -626,35 +626,37 @@ def _planted_link(path: str, what: str = "file") -> str | None:
 
 
 def planted_folder(path: str) -> str | None:
-    """Why the folder path (-o DIR) may lead where another user chose, or None: a link on the
-    way to it, DIR's own or a folder's above it as given, in a folder others may write in
+    """Why the folder path (-o DIR) may lead where another user chose, or None: a link met on
+    the way to it as the system walks it, DIR's own, a folder's above it, or one another link
+    leads through (`~/dl -> /tmp/x -> ~/private`: s35 r2 2), in a folder others may write in
     (``_planted_link``: `/tmp/dl -> ~/private`, made before the run, had the bodies replace
     the user's files there, s35 t1 2, where --results and --state refused such a link); or
-    DIR there already, another user's in a folder others may write in, who may have made it
-    first to read the bodies and swap them. A name not there yet ends the look: this run
-    makes the rest."""
-    names = path.split(os.sep)
-    for end in range(1, len(names) + 1):
-        prefix = os.sep.join(names[:end])
-        if names[end - 1] in ("", os.curdir, os.pardir):
-            continue
-        try:
-            found = os.lstat(prefix)
-        except OSError:
-            return None
-        if stat.S_ISLNK(found.st_mode) and (why := _planted_link(prefix, "folder")) is not None:
-            return why if prefix == path.rstrip(os.sep) else f"{prefix!r}, on its way: {why}"
+    DIR there already, another user's in a folder anyone may write in (/tmp), who may have
+    made it first to read the bodies and swap them (a group's shared folder is the group's
+    to use: s35 r2 7). A name not there yet ends the walk: this run makes the rest."""
+    given = path.rstrip(os.sep) or path
+
+    def link_rule(step: str, info: os.stat_result) -> str | None:
+        why = _planted_link(step, "folder")
+        return (
+            why if why is None or step == os.path.abspath(given) else f"{step!r}, on its way: {why}"
+        )
+
+    if (why := links_problem(path, link_rule)) is not None:
+        return why
     try:
         found = os.stat(path)
     except OSError:
         return None
-    if found.st_uid in (os.geteuid(), 0) or not others_may_write(
-        _folder_of(os.path.realpath(path))
+    parent = _folder_of(os.path.realpath(path))
+    if found.st_uid in (os.geteuid(), 0) or (
+        parent is not None and not parent.st_mode & stat.S_IWOTH
     ):
         return None
     return (
-        f"it is a folder of another user's (uid {found.st_uid}), in a folder others could have "
-        "made it in: what fetcher saves there would be theirs to read and replace"
+        f"it is a folder of another user's (uid {found.st_uid}), in a folder anyone may write "
+        "in: they could have made it first, and what fetcher saves there would be theirs to "
+        "read and replace"
     )
 
 
