@@ -272,10 +272,14 @@ def redact_start(text: str, limit: int) -> str:
 # `http:\\`; an authority that may be shown (a user masked or none, a host, a port of digits);
 # and, past it, where a credential whose end the cut hid may begin.
 _CUT_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[/\\]+")
+# A host: an IPv6 literal, or a name of RFC 3986's reg-name characters (and those past ASCII,
+# an IDN's): not '<http' (s35 r2 3: `<http://TOKEN…` read as a host and a port), nor empty
+# (`u:***@` and a '#' in the password, r2 4).
 _SHOWN_AUTHORITY = re.compile(
-    rf"(?:[^/?#@:\s]*(?::{re.escape(MASK)})?@)?(?:\[[0-9A-Fa-f:.]*\]|[^/?#@:\[\]\s\\]*)(?::\d*)?"
+    rf"(?:[^/?#@:\s]*(?::{re.escape(MASK)})?@)?"
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=\-\u0080-\U0010ffff]+)(?::\d*)?"
 )
-_MAY_HIDE = re.compile(r"[:@\s\x00-\x1f\x7f]|%3[Aa]|%40")
+_MAY_HIDE = re.compile(r"[:@\s\x00-\x1f\x7f]|%3[Aa]|%40|//")  # '//': an authority's opener
 
 
 def redact_cut(text: str, limit: int) -> str:

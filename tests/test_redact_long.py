@@ -171,3 +171,19 @@ def test_a_cut_line_keeps_its_host_when_no_authority_is_left_open():
     assert redact_cut("http://[::1]:80/" + "x" * 9000, 8192).startswith("http://[::1]:80/xx")
     assert redact_cut("http://h.test:8080" + "x" * 9000, 8192) == "http://h.test:***"
     assert redact_cut("http://h.test/a?t=12:30&" + "x" * 9000, 8192) == "http://h.test/a?t=12***"
+
+
+@pytest.mark.parametrize("before", ["<", '"', "(", "1", "\x01", "x "])
+def test_a_cut_url_after_another_character_shows_no_token(before):
+    """s35 r2 3: `<http://TOKEN…` read `<http` as a host and ':' as a port, and the token after
+    '//' was shown whole, where the short line masks it."""
+    line = f"{before}http://" + "SECRETTOKEN" * 900 + "@h.test:9/>"
+    assert "SECRETTOKEN" not in redact_cut(line[:8193], 8192)  # as a file's reader cuts it
+
+
+@pytest.mark.parametrize("after", ["#", "?", "/"])
+def test_a_cut_password_holding_an_at_then_an_end_shows_nothing_past_it(after):
+    """s35 r2 4: `u:p@#SECRET…@h/`, its '@#' before the cut: masked as `u:***@` with an empty
+    host, which passed for an authority to show, and what followed was shown."""
+    line = "http://" + "u" * 8175 + f":p@{after}QZXQZXQZ" + "x" * 100 + "@h.test/"
+    assert "QZXQ" not in redact_cut(line[:8193], 8192)  # as a file's reader cuts it
