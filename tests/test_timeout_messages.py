@@ -6,13 +6,15 @@ follow a context its raiser suppressed.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 import pytest
 
 from fetcher.errors import ErrorKind
 from fetcher.http.classify import classify, describe, iter_chain
 from tests.conftest import invoke
-from tests.servers import FaultServer, full_backlog, respond, silent
+from tests.servers import FaultServer, full_backlog, read_request, respond, silent
 
 HEAD_100K = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
 
@@ -103,3 +105,25 @@ def test_a_host_that_is_not_idna_still_says_why(host, why):
     error = json.loads(line)["error"]
     assert error["kind"] == "invalid_url"
     assert why in error["message"], error
+
+
+def test_an_upload_the_server_stops_reading_names_the_limit_that_bounds_it(tmp_path):
+    """urllib3 sends a request under --connect-timeout: a server that stops reading an upload
+    ends it after that limit, not -t's (s35 t3 1, r2 5: "none of the request" was wrong when
+    it had read some)."""
+    body = tmp_path / "big.bin"
+    body.write_bytes(b"x" * (32 << 20))  # past what the two sockets' buffers hold
+    done = threading.Event()
+
+    def stops_reading(conn: socket.socket) -> None:  # the head, and then nothing more
+        read_request(conn)
+        done.wait(30)
+
+    with FaultServer(stops_reading) as server:
+        try:
+            error = fetch_one_url(server.url("/x"), "--connect-timeout", "0.5", "-t", "30",
+                                  "-d", f"@{body}")  # fmt: skip
+        finally:
+            done.set()
+    assert error["kind"] == "read_timeout", error
+    assert "read no more of the request for --connect-timeout's 0.5 s" in error["message"], error

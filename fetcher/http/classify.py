@@ -140,7 +140,7 @@ def timeout_said(exc: BaseException, kind: ErrorKind, connect: float, read: floa
         return None
     if any(isinstance(link, uex.ProtocolError) for link in chain):
         return (
-            f"timed out: the server read none of the request for --connect-timeout's {connect:g} s"
+            f"timed out: the server read no more of the request for --connect-timeout's {connect:g} s"
         )
     return f"timed out: the server sent nothing for -t's {read:g} s"
 
