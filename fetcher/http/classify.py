@@ -139,9 +139,8 @@ def timeout_said(exc: BaseException, kind: ErrorKind, connect: float, read: floa
     if kind is not ErrorKind.READ_TIMEOUT:
         return None
     if any(isinstance(link, uex.ProtocolError) for link in chain):
-        return (
-            f"timed out: the server read no more of the request for --connect-timeout's {connect:g} s"
-        )
+        limit = f"--connect-timeout's {connect:g} s"
+        return f"timed out: the server read no more of the request for {limit}"
     return f"timed out: the server sent nothing for -t's {read:g} s"
 
 
