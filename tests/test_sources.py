@@ -633,3 +633,30 @@ def test_a_reversed_mark_at_the_8_kib_edge_of_an_argument_is_seen(at):
     job = JobMaker("https").argument_job(first + "\ufffe" + swapped)
     assert job is not None and "other byte order" in (job.invalid or ""), job and job.invalid
     assert "SECRET" not in job.url, job.url
+
+
+@pytest.mark.parametrize(("first", "second"), [("le", "be"), ("be", "le")])
+@pytest.mark.parametrize("ended", [False, True], ids=["joined-mid-line", "line-ended"])
+def test_a_list_of_the_other_byte_order_with_no_mark_is_refused_and_masked(first, second, ended):
+    """s35 r2 1: a wide list joined with cat to one of the other byte order that has no mark
+    of its own (iconv -t UTF-16BE writes none): read in the first's order, its text is swapped
+    ASCII (`栀琀琀瀀`), its line ends too, one line that was fetched (the passwords in the path
+    of a request to the first list's host), or shown byte-swapped. A run of swapped ASCII is
+    text of the other byte order: refused, shown turned back, masked."""
+    marks = {"le": b"\xff\xfe", "be": b"\xfe\xff"}
+    data = marks[first] + ("http://a.test:9/first" + "\n" * ended).encode(f"utf-16-{first}")
+    data += "http://alice:S3CRETpw@b.test:9/x\nhttps://bob:HUNTER2@c.test/y\n".encode(
+        f"utf-16-{second}"
+    )
+    jobs, _ = jobs_of(data)
+    turned = jobs[-1]
+    assert "other byte order" in (turned.invalid or ""), [(j.url, j.invalid) for j in jobs]
+    assert "S3CRET" not in turned.url and "HUNTER" not in turned.url, turned.url
+    assert "alice:***@b.test" in turned.url and "bob:***@c.test" in turned.url, turned.url
+    assert [j.invalid for j in jobs[:-1]] == [None] * ended
+
+
+def test_a_utf8_line_of_cjk_is_not_taken_for_swapped_text():
+    """The control: real CJK text (one U+xx00 character among others) is read as it is."""
+    (job,), _ = jobs_of("http://a.test/\u4e00\u4e2d\u6587\u4e00/\u4f00\u5000x\n".encode())
+    assert job.invalid is None, job.invalid

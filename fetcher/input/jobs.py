@@ -261,6 +261,11 @@ def _bad_label(host: str) -> bool:
 REVERSED_MARK = "\ufffe".encode()  # as a wide list's line is handed on: UTF-8
 # A reversed mark that starts in a line's first MAX_LINE_BYTES, its last byte the cut's (s35 r1 6)
 _MARK_SEEN = MAX_LINE_BYTES + len(REVERSED_MARK) - 1
+OTHER_ORDER_TEXT = (
+    "text of the other byte order inside the list (UTF-16 files of both byte orders joined "
+    "with cat, the second without a byte-order mark?): convert each file to UTF-8 (iconv -f "
+    "UTF-16LE or UTF-16BE -t UTF-8)"
+)
 OTHER_BYTE_ORDER = (
     "a byte-order mark of the other byte order inside the list (UTF-16 or UTF-32 files of both "
     "byte orders joined with cat?): convert each file to UTF-8 (iconv -f UTF-16 -t UTF-8)"
@@ -364,21 +369,36 @@ def _cut_shown(raw: bytes, cut: bool = True) -> str:
     return (redact_cut(text, MAX_LINE_BYTES) if cut else redact_url(text)).strip()
 
 
-def _in_its_order(raw: bytes) -> bytes:
-    """A line that holds a reversed mark (text of the other byte order: a wide list joined
-    with `cat` to one of the other order), as UTF-8 to show, its password readable to the
-    mask: read as it came, it was shown byte-swapped (`愀氀椀挀攀㨀…`), which no mask sees and
-    anyone swaps back (s34 r2 3). From the first reversed mark on, each character whose low
-    byte is 0 is taken for a swapped one of Latin-1 (`栀` is 'h'): by character, not by run
-    between marks, so that a third list in the reader's order, with or without a mark of its
-    own, is shown as it is (s34 r4 1, s35 r1 2), and in time linear in the line with no
-    piece copied (s35 r1 7). Other characters of the other order stay as they came: the
-    line is refused, and only shown."""
-    text = raw.decode("utf-8", "replace")
-    before, mark, after = text.partition("\ufffe")
-    return f"{before} {after.translate(_UNSWAPPED)}".encode() if mark else raw
+def _turned_at(raw: bytes) -> int:
+    """Where text of the other byte order starts in a line (a wide list joined with `cat` to
+    one of the other order), -1 for none: at a reversed mark that starts in its first
+    MAX_LINE_BYTES, or, for such a list with no mark of its own (`iconv -t UTF-16BE` writes
+    none: s35 r2 1, a URL fetched with the second list's passwords in its path), at a run of
+    four characters of swapped ASCII (`栀琀琀瀀`, "http"), which no text of a language holds."""
+    if raw.isascii():
+        return -1
+    mark = raw.find(REVERSED_MARK, 0, _MARK_SEEN)
+    run = _SWAPPED_RUN.search(raw, 0, mark if mark >= 0 else _MARK_SEEN)
+    return mark if run is None else run.start()
 
 
+def _in_its_order(raw: bytes, at: int) -> bytes:
+    """A line that holds text of the other byte order from at (_turned_at) on, as UTF-8 to
+    show, its password readable to the mask: read as it came, it was shown byte-swapped
+    (`愀氀椀挀攀㨀…`), which no mask sees and anyone swaps back (s34 r2 3). From at on, each
+    character whose low byte is 0 is taken for a swapped one of Latin-1 (`栀` is 'h'): by
+    character, not by run between marks, so that a third list in the reader's order, with or
+    without a mark of its own, is shown as it is (s34 r4 1, s35 r1 2), and in time linear in
+    the line (s35 r1 7). Other characters of the other order stay as they came: the line is
+    refused, and only shown."""
+    before = raw[:at].decode("utf-8", "replace")
+    return f"{before} {raw[at:].decode('utf-8', 'replace').translate(_UNSWAPPED)}".encode()
+
+
+# Four characters U+2000 to U+7E00 whose low byte is 0, in UTF-8: ASCII text's swapped.
+_SWAPPED_RUN = re.compile(
+    rb"(?:[\xe2-\xe7][\x80\x84\x88\x8c\x90\x94\x98\x9c\xa0\xa4\xa8\xac\xb0\xb4\xb8\xbc]\x80){4}"
+)
 # From a reversed mark on: U+xx00 is the Latin-1 character xx, but a control character is a
 # blank (its line ends, read in the other order, end no line); a mark of either order, where
 # one list ends and the next begins, is a blank too, for the mask to see each list's words.
@@ -438,13 +458,16 @@ class JobMaker:
         MAX_LINE_BYTES is too long as well (an argument, a line kept in the state). Its record
         shows the first MAX_LINE_BYTES, as for a cut line, and is checked before the encoding:
         the cut may fall inside a character."""
-        if raw.find(REVERSED_MARK, 0, _MARK_SEEN) >= 0:  # first: no UTF-8, garbage, a whole
-            # file in one line (s32 r4 2); anywhere in the line, even followed by a character
-            # that is not ASCII swapped, its URL is no one's (s35 r1 1: a join's fetched, the
-            # second list's passwords in its path); shown in its order, so maskable
+        if (turned := _turned_at(raw)) >= 0:  # first: no UTF-8, garbage, a whole file in one
+            # line (s32 r4 2); anywhere in the line, even followed by a character that is not
+            # ASCII swapped, its URL is no one's (s35 r1 1: a join's fetched, the second
+            # list's passwords in its path); shown in its order, so maskable
             cut = too_long or len(raw) > MAX_LINE_BYTES
-            text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES]), cut)
-            return self._admit(Job(-1, text, text, line, raw, OTHER_BYTE_ORDER))
+            text = _cut_shown(_in_its_order(raw[: 4 * MAX_LINE_BYTES], turned), cut)
+            marked = raw.startswith(REVERSED_MARK, turned)
+            return self._admit(
+                Job(-1, text, text, line, raw, OTHER_BYTE_ORDER if marked else OTHER_ORDER_TEXT)
+            )
         if too_long or len(raw) > MAX_LINE_BYTES:
             text = _cut_shown(raw)
             return self._admit(
