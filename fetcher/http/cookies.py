@@ -803,12 +803,9 @@ def parse_jar_line(line: str) -> Cookie | None:
         return None
     # FALSE is a host-only cookie; TRUE, or a leading dot (".example.com FALSE", hand-written:
     # http.cookiejar would match no host to it), one for the subdomains too.
-    whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
     domain, port = wget_port(domain)
-    # jar_domain: host-only. So is a public suffix's line (curl's `.localhost TRUE`), as RFC
-    # 6265 5.3 makes its Domain: matched to no host, or sent to every site under it (s35 t8 1).
-    if whole_domain and (_is_ip(domain.lstrip(".")) or is_public_suffix(domain)):
-        whole_domain, domain = False, domain.lstrip(".")
+    whole_domain = domain_flag.upper() == "TRUE" or domain.startswith(".")
+    whole_domain, domain = _line_scope(domain, whole_domain)
     written, domain = domain, jar_domain(domain, whole_domain)
     rest = {"HttpOnly": ""} if http_only else {}
     if not whole_domain and _local_twin(domain):
@@ -821,6 +818,15 @@ def parse_jar_line(line: str) -> Cookie | None:
         path=path, path_specified=True, secure=secure.upper() == "TRUE", expires=expires,
         discard=expires is None, comment=None, comment_url=None, rest=rest,
     ), expires)  # fmt: skip
+
+
+def _line_scope(domain: str, whole_domain: bool) -> tuple[bool, str]:
+    """A jar line's (whether for the subdomains too, domain): an IP address's is host-only
+    (jar_domain), and so is a public suffix's (curl's `.localhost TRUE`), as RFC 6265 5.3
+    makes its Domain: matched to no host, or sent to every site under it (s35 t8 1)."""
+    if whole_domain and (_is_ip(domain.lstrip(".")) or is_public_suffix(domain)):
+        return False, domain.lstrip(".")
+    return whole_domain, domain
 
 
 def with_expiry(cookie: Cookie, expires: int | None) -> Cookie:
