@@ -321,17 +321,18 @@ def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
         )
     if not typed("cookie_jar"):
         return
-    if jar.startswith("-"):  # wget's `-c -i list.txt`: -c took '-i' for its jar (s35 t6 2)
-        raise click.UsageError(
-            f"-c takes the cookie FILE (as curl's -c), not {jar!r}, which looks like an option: "
-            "wget's -c, which continues downloads, is --continue here (with --state and -o); "
-            f"for a jar of that name, write ./{jar}"
-        )
     if _STATUSES.fullmatch(jar) and not _is_now(jar):
         raise click.UsageError(
             f"-c takes the cookie FILE (as curl's -c), not the statuses {jar!r}: httpx's -fc "
             "(filter-code), read here as -f -c, has no equal: every URL gets a record (--format "
             "jsonl and jq's select(.status != N) leave some out); " + JAR_OF_THAT_NAME.format(jar)
+        )
+    if jar.startswith("-") and jar != "-":  # wget's `-c -i list.txt`: -c took '-i' for its
+        # jar (s35 t6 2); '-', curl's standard output, has its own message (s35 r3 8)
+        raise click.UsageError(
+            f"-c takes the cookie FILE (as curl's -c), not {jar!r}, which looks like an option: "
+            "wget's -c, which continues downloads, is --continue here (with --state and -o); "
+            f"for a jar of that name, write ./{jar}"
         )
     nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
     if nothing_else and _HOST.fullmatch(jar):

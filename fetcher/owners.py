@@ -88,11 +88,14 @@ def _walk(
     return current, why
 
 
-def links_problem(path: str, link_rule: Rule) -> str | None:
-    """Why a link met on the way to path, as the system walks it (every link followed where
-    it is met, those the links lead through too), is not to be followed, by link_rule; None
-    when none is so. Folders are not judged: -o DIR may be in a folder a group shares."""
-    return _walk(path, lambda step, info: None, link_rule)[1]
+def walk_links(path: str, link_rule: Rule) -> Resolved:
+    """path as the system walks it (every link followed where it is met, those the links lead
+    through too; what is not there yet kept as given, normalised as text), and why a link met
+    on the way is not to be followed, by link_rule (None when none is so). Folders are not
+    judged: -o DIR may be in a folder a group shares. Open the path returned, its last name
+    not followed: a link planted since the walk is then refused, not followed (s35 r3 3, 4)."""
+    found, why = _walk(path, lambda step, info: None, link_rule)
+    return Resolved(os.path.normpath(found), why)
 
 
 def _last_link(path: str) -> str | None:

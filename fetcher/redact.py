@@ -234,9 +234,9 @@ def _mask_userinfo(authority: str, bare_user: bool = True, read_on: bool = False
 # "+", "." or "-" (as an unanchored search found it): tried at every start of a long run, the
 # scheme was read to the run's end each time, and a 60,000-character query took 9 s.
 _ENCODED_USERINFO = re.compile(
-    r"(?:(?<![A-Za-z0-9+.-])|(?<=%40))([0-9+.-]*[A-Za-z][A-Za-z0-9+.-]*%3[Aa]%2[Ff]%2[Ff]"
-    r"|(?<=[=?&])%2[Ff]%2[Ff])"  # or a network-path reference as a query's value (s35 t6 1)
-    r"((?:(?!%2[Ff]|%3[Ff]|%23|[/?#&\s]).)*)%40"
+    r"(?:(?<![A-Za-z0-9+.-])|(?<=%40))([0-9+.-]*[A-Za-z][A-Za-z0-9+.-]*%3[Aa](?:%2[Ff]|/){2}"
+    r"|(?<=[=?&])(?:%2[Ff]|/){2})"  # or a network-path reference as a query's value (s35 t6 1)
+    r"((?:(?!%2[Ff]|%3[Ff]|%23|[/?#&\s]).)*)(%40|@)"  # quote()'s keeps '/' (s35 r3 6)
 )
 _ENCODED_COLON = re.compile(r"%3[Aa]|:")
 
@@ -246,7 +246,7 @@ def _mask_encoded(text: str) -> str:
     (``http%3A%2F%2Fu%3A***%40host``), and a user name alone whole, as redact_url masks
     them raw. Only the clear form, with its scheme and slashes: a scheme-less
     ``user:pw@host`` in a query may be anything (curl masks neither)."""
-    if "%40" not in text:
+    if "%40" not in text and ("@" not in text or "%" not in text):
         return text
     return _ENCODED_USERINFO.sub(_masked_encoded, text)
 
@@ -258,7 +258,7 @@ def _masked_encoded(match: re.Match[str]) -> str:
     colon = _ENCODED_COLON.search(userinfo)
     has_password = colon is not None and colon.end() < len(userinfo)
     shown = f"{userinfo[: colon.end()]}{MASK}" if colon is not None and has_password else MASK
-    return f"{match[1]}{shown}%40"
+    return f"{match[1]}{shown}{match[3]}"
 
 
 def redact_start(text: str, limit: int) -> str:

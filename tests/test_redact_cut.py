@@ -103,6 +103,12 @@ def test_legitimate_urls_are_left_as_they_are(url):
         ("http://h/p?next=%2F%2Fu%3APW%40o%2F", f"http://h/p?next=%2F%2Fu%3A{MASK}%40o%2F"),
         ("/loc?to=%2f%2fu%3aPW%40o", f"/loc?to=%2f%2fu%3a{MASK}%40o"),
         ("http://h/a//b:c@d", "http://h/a//b:c@d"),  # a path's '//' is no reference
+        # as urllib.parse.quote() writes them, '/' kept (s35 r3 6), and mixed forms
+        ("http://h/?n=https%3A//u%3APW%40o/x", f"http://h/?n=https%3A//u%3A{MASK}%40o/x"),
+        ("http://h/?n=//u%3APW%40o/x", f"http://h/?n=//u%3A{MASK}%40o/x"),
+        ("http://h/?n=%2f%2fu:PW@o", f"http://h/?n=%2f%2fu:{MASK}@o"),
+        ("http://h/?n=%2F%2Fu%3APW@o", f"http://h/?n=%2F%2Fu%3A{MASK}@o"),
+        ("http://h/?n=//u:PW%40o", f"http://h/?n=//u:{MASK}%40o"),
     ],
 )
 def test_a_url_with_a_password_in_a_query_is_masked_encoded_or_not(url, shown):

@@ -331,6 +331,55 @@ def test_output_dir_of_another_user_s_in_a_group_s_shared_folder_is_used(
     assert len(list(mirror.rglob("a"))) == 1
 
 
+@pytest.mark.parametrize("option", ["--results", "--summary", "--failed", "--metrics"])
+def test_an_output_file_below_a_planted_link_is_refused(
+    server: CountingServer, tmp_path: Path, option: str
+) -> None:
+    """s35 r3 1: a link planted in a folder anyone may write in, on the way to the file (not
+    its last name): `--results /tmp/x/r.jsonl`, /tmp/x -> ~/private, replaced the user's
+    private/r.jsonl with the records, --summary, --failed and --metrics too."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "r.jsonl").write_text("SECRET-KEEP\n")
+    (shared_folder(tmp_path) / "x").symlink_to(private)
+    result = invoke(["-q", option, str(tmp_path / "shared" / "x" / "r.jsonl"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert "symbolic link" in result.output, result.output
+    assert (private / "r.jsonl").read_text() == "SECRET-KEEP\n" and server.requests == 0
+
+
+def test_output_dir_through_the_user_s_own_links_in_their_own_group_s_folder_is_used(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """umask 002 makes a user's folders 0775, of the user's own group: a chain of the user's
+    own links through one (`dl2 -> proj/current -> data`) was refused (s35 r3 7)."""
+    proj = tmp_path / "proj"
+    (proj / "data").mkdir(parents=True)
+    os.chown(proj, -1, os.getegid())
+    proj.chmod(0o775)
+    (proj / "current").symlink_to("data")
+    (tmp_path / "dl2").symlink_to(proj / "current")
+    result = invoke(["-q", "-o", str(tmp_path / "dl2"), server.url("/a")])
+    assert result.exit_code == 0, result.output
+    assert len(list((proj / "data").rglob("a"))) == 1
+
+
+@AS_ROOT
+def test_output_dir_of_another_user_s_in_a_folder_of_theirs_is_refused(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """s35 r3 2: /tmp/build (theirs, 0755) holding out (theirs, 0777): used since 6043299
+    asked only whether DIR's parent was anyone's to write in."""
+    build = shared_folder(tmp_path) / "build"
+    (build / "out").mkdir(parents=True)
+    for folder, mode in ((build, 0o755), (build / "out", 0o777)):
+        os.chown(folder, ANOTHER_USER, ANOTHER_USER)
+        folder.chmod(mode)
+    result = invoke(["-q", "-o", str(build / "out"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert f"uid {ANOTHER_USER}" in result.output and server.requests == 0
+
+
 @AS_ROOT
 def test_output_dir_of_another_user_s_in_a_shared_folder_is_refused(
     server: CountingServer, tmp_path: Path

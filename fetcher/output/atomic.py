@@ -20,7 +20,7 @@ import stat
 import sys
 from contextlib import suppress
 
-from fetcher.owners import links_problem, resolve
+from fetcher.owners import Resolved, resolve, walk_links
 from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
@@ -565,14 +565,10 @@ def open_in_place(path: str, empty: bool = True) -> int:
     waits for the run's signal handlers: s25 h3 4)."""
     if _stream_name(path) is not None:  # this process's own stream (/dev/stdout)
         return os.open(path, _IN_PLACE | (os.O_TRUNC if empty else 0), FILE_MODE)
-    try:
-        fd = os.open(path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        if (why := links_problem(path, lambda step, _: _planted_link(step))) is not None:
-            raise OSError(errno.EACCES, why, path) from None  # a chain's too (s35 r2 2)
-        fd = os.open(path, _IN_PLACE, FILE_MODE)
+    walked = planted_on_the_way(path)
+    if walked.why is not None:  # a chain's too (s35 r2 2), a folder's on the way (r3 1)
+        raise OSError(errno.EACCES, walked.why, path)
+    fd = os.open(walked.path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)  # not one planted since
     try:
         _check_ours(fd, path)
         if empty:
@@ -613,16 +609,30 @@ def _planted_link(path: str, what: str = "file") -> str | None:
     if folder is None or not others_may_write(folder):
         return None if folder is not None else "its folder cannot be looked at"
     try:
-        ours = os.lstat(path).st_uid == os.geteuid()
+        ours = os.lstat(path).st_uid in (os.geteuid(), 0)  # root's too, as owners' rule has it
     except OSError:
         ours = False
     if ours and folder.st_mode & stat.S_ISVTX and folder.st_uid in (os.geteuid(), 0):
         return None
+    if ours and folder.st_uid == os.geteuid() and _own_group_only(folder):
+        return None  # umask 002's folders of a user's own group (s35 r3 7)
     return (
         "it is a symbolic link in a folder others can write in, who could have put it there "
         f"or replaced it, to have fetcher write {'into' if what == 'folder' else 'over'} a {what} "
         f"of yours: name the {what} itself"
     )
+
+
+def _own_group_only(folder: os.stat_result) -> bool:
+    """Whether folder (a stat) is writable by its group alone, the user's own primary group,
+    as umask 002 makes folders where each user has a group of their own."""
+    return folder.st_gid == os.getegid() and not folder.st_mode & stat.S_IWOTH
+
+
+def planted_on_the_way(path: str) -> Resolved:
+    """path's file as the system walks to it, and why a link on the way may have been
+    planted by another user (``_planted_link``), or None."""
+    return walk_links(path, lambda step, _: _planted_link(step))
 
 
 def planted_folder(path: str) -> str | None:
@@ -642,22 +652,49 @@ def planted_folder(path: str) -> str | None:
             why if why is None or step == os.path.abspath(given) else f"{step!r}, on its way: {why}"
         )
 
-    if (why := links_problem(path, link_rule)) is not None:
-        return why
+    walked = walk_links(path, link_rule)
+    if walked.why is not None:
+        return walked.why
     try:
-        found = os.stat(path)
+        found = os.stat(walked.path)
     except OSError:
         return None
-    parent = _folder_of(os.path.realpath(path))
-    if found.st_uid in (os.geteuid(), 0) or (
-        parent is not None and not parent.st_mode & stat.S_IWOTH
-    ):
+    parent = _folder_of(walked.path)
+    if found.st_uid in (os.geteuid(), 0) or not (
+        parent is None or parent.st_uid not in (os.geteuid(), 0) or parent.st_mode & stat.S_IWOTH
+    ):  # a folder of another user's in one of theirs too (s35 r3 2)
         return None
     return (
         f"it is a folder of another user's (uid {found.st_uid}), in a folder anyone may write "
         "in: they could have made it first, and what fetcher saves there would be theirs to "
         "read and replace"
     )
+
+
+def open_output_dir(root: str) -> int:
+    """DIR made and opened for a run (paths.OutputDir): where the system's walk of root leads,
+    its links judged as planted_folder judges them, its last name not followed, and looked at
+    again once open, so that a link, or another user's folder, planted between the check at
+    the start and the open is refused, not followed (s35 r3 4). Raises OSError."""
+    if (why := planted_folder(root)) is not None:
+        raise OSError(errno.EACCES, why, root)
+    # As the system resolves it where it can (link/.. is the parent of the link's target), and
+    # as text past a folder that is not there (x/.. is where x would be: makedirs walking it
+    # created x, outside DIR).
+    real = walk_links(root, lambda step, info: None).path
+    os.makedirs(real, exist_ok=True)
+    fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        opened, there = os.fstat(fd), os.stat(real)
+        why = planted_folder(root)
+        if why is None and (opened.st_dev, opened.st_ino) != (there.st_dev, there.st_ino):
+            why = "it was replaced while it was opened"
+        if why is not None:
+            raise OSError(errno.EACCES, why, root)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 # What a '-' (curl's standard output) is told to name instead, where /dev/stdout works.
@@ -679,6 +716,12 @@ def output_problem(
     """
     if (problem := _name_problem(path, dash)) is not None:
         return problem
+    if not walked and _stream_name(path) is None:  # --state's and -c's walks judge their own
+        # A link another user could have planted on the way: a folder's (s35 r3 1), or the
+        # file's own where it is written in place (a replaced file's link is replaced).
+        at = path if not replaced or is_stream(path) else os.path.dirname(os.path.abspath(path))
+        if (planted := planted_on_the_way(at).why) is not None:
+            return planted
     try:
         found: os.stat_result | None = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from fetcher.output.atomic import TEMP_PREFIX, is_marked
+from fetcher.output.atomic import TEMP_PREFIX, is_marked, open_output_dir
 from fetcher.redact import hidden, redact_text, redact_url
 from fetcher.settings import DEFAULT_PORTS
 
@@ -488,13 +488,7 @@ class OutputDir:
         self.root = shown_root(root)
         self._adopted: set[str] = set()  # first components (see adopt)
         if descriptor is None:
-            # As the system resolves it where it can (link/.. is the parent of the link's
-            # target), and as text past a folder that is not there (x/.. is where x would be:
-            # makedirs walking it created x, outside DIR).
-            real = os.path.realpath(root)
-            os.makedirs(real, exist_ok=True)
-            # No link there but one made since realpath read the path (planted: s35 t1 2).
-            descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            descriptor = open_output_dir(root)  # no link planted since the start's check
         self._root_fd = descriptor
         self._closer = weakref.finalize(self, os.close, self._root_fd)
         self._lock = threading.Lock()
