@@ -269,18 +269,20 @@ def bodies_went(collector: Collector) -> None:
         taken_back(collector, counted)
 
 
+STOPPED_IDLE = 0.25  # s a stopped run's end waits for a pipe's reader that has stopped reading
+
+
 def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
-    """At the end of a run, everything flushed to a pipe: its reader is waited for while it
-    reads (``PipeLedger.drain``, cut short once stopped(): what the pipe then holds is not
-    read), under --state for up to 10 s, else a second at most, and not at all for one that
-    has read nothing yet. One that went, leaving records (or --body's bodies) unread, went as at a
-    flush (``reader_went``): their ok results are not finished and the exit 141; they counted
-    ok beside "8 records were not read" (s32 r1 1), and without --state, as ok with no line in
-    --failed (s34 r2 5: `| head -c N` leaves as the run ends). Under --state, the rows of the
-    records a reader still there has not read whole are dropped (``Collector.unread`` counts
-    them, for the run to say). One that stays but stopped reading (`| less`) may never read
-    them: their change is reported again by the next run, twice rather than never (s24 r3
-    3)."""
+    """At the end of a run, everything flushed to a pipe: its reader is waited for while it reads
+    (``PipeLedger.drain``), under --state for up to 10 s, else a second at most, and not at all for
+    one that has read nothing yet; after a stop, only while it reads, and what the pipe then holds
+    is not read. One that went, leaving records (or --body's bodies) unread, went as at a flush
+    (``reader_went``): their ok results are not finished and the exit 141; they counted ok beside "8
+    records were not read" (s32 r1 1), and without --state, as ok with no line in --failed (s34 r2
+    5: `| head -c N` leaves as the run ends). Under --state, the rows of the records a reader still
+    there has not read whole are dropped (``Collector.unread`` counts them, for the run to say). One
+    that stays but stopped reading (`| less`) may never read them: their change is reported again by
+    the next run, twice rather than never (s24 r3 3)."""
     state, ledger = collector.state, delivery(collector)
     if ledger is None:
         return
@@ -288,8 +290,11 @@ def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
     # reads the output once fetcher has ended (Popen, wait, read) lost a second (s35 t7 2).
     if state is not None or ledger.taken():
         ledger.drain(stopped, most=DRAIN_MOST if state is not None else DRAIN_IDLE)
-    # A stop cut the wait: what the pipe holds unread counts as not read, whether or not its
-    # reader goes (the same Ctrl-C kills it a moment later): s35 t7 1, 37 of 40 records lost.
+    if stopped() and ledger.taken():
+        # A stop: the reader, killed by the same Ctrl-C, goes a moment later (s35 t7 1: 37 of
+        # 40 records counted read), or reads on (a slow one, sent no signal): waited for only
+        # while it reads. What it then leaves unread counts as not read, gone or not.
+        ledger.drain(idle=STOPPED_IDLE, most=DRAIN_MOST)
     if not ledger.left_unread() and not (stopped() and unread(ledger.descriptor)):
         if state is not None:
             collector.unread += state.forget_results(ledger.taken())
