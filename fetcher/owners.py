@@ -95,7 +95,17 @@ def walk_links(path: str, link_rule: Rule) -> Resolved:
     judged: -o DIR may be in a folder a group shares. Open the path returned, its last name
     not followed: a link planted since the walk is then refused, not followed (s35 r3 3, 4)."""
     found, why = _walk(path, lambda step, info: None, link_rule)
+    rest = found[len(_walked_part(found)) :] if why is None else ""
+    if os.pardir in rest.split(os.sep):  # `nosuch/../L`: L unjudged, and followed (s35 r4 1)
+        why = f"it goes up ('..') past {_walked_part(found)!r}, a folder that is not there"
     return Resolved(os.path.normpath(found), why)
+
+
+def _walked_part(path: str) -> str:
+    """The longest start of path (the walk's: its links resolved) that is there."""
+    while path != os.path.dirname(path) and not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
 
 
 def _last_link(path: str) -> str | None:

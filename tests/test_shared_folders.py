@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import invoke
-from tests.servers import CountingServer
+from tests.conftest import FETCHER, clean_env, invoke
+from tests.servers import CountingServer, counting_server, wait_for
 
 ANOTHER_USER = 65534  # nobody
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
@@ -348,6 +349,53 @@ def test_an_output_file_below_a_planted_link_is_refused(
     assert (private / "r.jsonl").read_text() == "SECRET-KEEP\n" and server.requests == 0
 
 
+@pytest.mark.parametrize("option", ["--results", "--summary", "-o"])
+def test_a_planted_link_after_a_missing_name_and_dotdot_is_refused(
+    server: CountingServer, tmp_path: Path, option: str
+) -> None:
+    """s35 r4 1: `shr/nosuch/../L/r.jsonl`: the walk stopped at nosuch, kept the rest as text
+    and normalised it to shr/L/r.jsonl, L never judged and then followed (the shell's `>`
+    says "No such file or directory")."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "r.jsonl").write_text("SECRET-KEEP\n")
+    (shared_folder(tmp_path) / "L").symlink_to(private)
+    target = tmp_path / "shared" / "nosuch" / ".." / "L" / ("dl" if option == "-o" else "r.jsonl")
+    result = invoke(["-q", option, str(target), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in private.iterdir()) == ["r.jsonl"]
+    assert (private / "r.jsonl").read_text() == "SECRET-KEEP\n" and server.requests == 0
+
+
+def test_a_summary_s_folder_swapped_for_a_link_during_the_run_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    """s35 r4 2: the start's check passed, and a folder on the way swapped for a link during
+    the run led --summary, written at the end, into the user's private folder."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "s.json").write_text("SECRET-KEEP\n")
+    folder = shared_folder(tmp_path) / "x"
+    folder.mkdir(mode=0o777)
+    with counting_server() as server:
+        process = subprocess.Popen(
+            [*FETCHER, "-q", "--summary", str(folder / "s.json"), server.url("/slow/1/a")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=clean_env(),
+        )  # fmt: skip
+        try:
+            wait_for(lambda: server.requests >= 1, "the request")
+            folder.rename(folder.with_name("x.old"))
+            folder.symlink_to(private)
+            said = process.communicate(timeout=30)[1].decode()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 1, said
+    assert (private / "s.json").read_text() == "SECRET-KEEP\n"
+
+
 def test_output_dir_through_the_user_s_own_links_in_their_own_group_s_folder_is_used(
     server: CountingServer, tmp_path: Path
 ) -> None:
@@ -365,6 +413,21 @@ def test_output_dir_through_the_user_s_own_links_in_their_own_group_s_folder_is_
 
 
 @AS_ROOT
+def test_output_dir_of_a_colleague_in_their_group_s_folder_is_used(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """s35 r4 4: team (a colleague's, 2775) holding mirror (theirs, 2775), in a folder no one
+    else may write in: refused since r3 2's fix, saying "in a folder anyone may write in"."""
+    team = tmp_path / "team"
+    (team / "mirror").mkdir(parents=True)
+    for folder in (team, team / "mirror"):
+        os.chown(folder, ANOTHER_USER, ANOTHER_USER)
+        folder.chmod(0o2775)
+    result = invoke(["-q", "-o", str(team / "mirror" / "new"), server.url("/a")])
+    assert result.exit_code == 0, result.output
+
+
+@AS_ROOT
 def test_output_dir_of_another_user_s_in_a_folder_of_theirs_is_refused(
     server: CountingServer, tmp_path: Path
 ) -> None:
@@ -375,9 +438,10 @@ def test_output_dir_of_another_user_s_in_a_folder_of_theirs_is_refused(
     for folder, mode in ((build, 0o755), (build / "out", 0o777)):
         os.chown(folder, ANOTHER_USER, ANOTHER_USER)
         folder.chmod(mode)
-    result = invoke(["-q", "-o", str(build / "out"), server.url("/a")])
-    assert result.exit_code == 2, result.output
-    assert f"uid {ANOTHER_USER}" in result.output and server.requests == 0
+    for dir_ in (build / "out", build / "out" / "new"):  # there, or made by the run
+        result = invoke(["-q", "-o", str(dir_), server.url("/a")])
+        assert result.exit_code == 2, result.output
+        assert f"uid {ANOTHER_USER}" in result.output and server.requests == 0
 
 
 @AS_ROOT

@@ -293,7 +293,14 @@ class AtomicFile:
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
             return
-        folder = os.path.dirname(os.path.abspath(path))
+        # Its folder where the system's walk leads now, no link on the way planted: at the end
+        # of a run, one swapped in since the start's check led --summary into a folder of the
+        # user's (s35 r4 2). The file is made and renamed there, by that path.
+        walked = planted_on_the_way(os.path.dirname(os.path.abspath(path)))
+        if walked.why is not None:
+            raise OSError(errno.EACCES, walked.why, path)
+        folder = walked.path
+        self.path = path = os.path.join(folder, os.path.basename(path))
         if unnamed and (fd := self._create_unnamed(folder, mode_for(path, mode))) is not None:
             self.fd = fd
         else:
@@ -536,6 +543,15 @@ def fifo_of_another(found: os.stat_result, path: str) -> str | None:
     )
 
 
+def _stat_of(path: str) -> os.stat_result | None:
+    """A stat of path (followed), None when it cannot be had: not there, or the root's own
+    parent asked for (the walk up ends at '/')."""
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def _folder_of(path: str) -> os.stat_result | None:
     """A stat of path's folder; None when it cannot be had (counted as others')."""
     try:
@@ -563,13 +579,15 @@ def open_in_place(path: str, empty: bool = True) -> int:
     and the file of theirs received the records, bodies included. Raises OSError (EACCES with
     why for those). empty=False: checked, but emptied only by ``empty_in_place`` (--results
     waits for the run's signal handlers: s25 h3 4)."""
-    if _stream_name(path) is not None:  # this process's own stream (/dev/stdout)
-        return os.open(path, _IN_PLACE | (os.O_TRUNC if empty else 0), FILE_MODE)
+    if (stream := _stream_name(path)) is not None:  # this process's own (/dev/stdout): the
+        # name the links led to, not the links again, which may lead elsewhere by now (s35 r4 3)
+        return os.open(stream, _IN_PLACE | (os.O_TRUNC if empty else 0), FILE_MODE)
     walked = planted_on_the_way(path)
     if walked.why is not None:  # a chain's too (s35 r2 2), a folder's on the way (r3 1)
         raise OSError(errno.EACCES, walked.why, path)
     fd = os.open(walked.path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)  # not one planted since
     try:
+        _walked_to(fd, path)  # nor a folder on the way swapped since the walk (s35 r4 3)
         _check_ours(fd, path)
         if empty:
             empty_in_place(fd)
@@ -577,6 +595,21 @@ def open_in_place(path: str, empty: bool = True) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _walked_to(fd: int, path: str) -> None:
+    """OSError (EACCES) unless fd, just opened, is the file a walk of path finds now, with no
+    planted link on the way: a folder swapped for a link between the walk and the open led
+    the open elsewhere. Before anything is written or emptied."""
+    again, opened = planted_on_the_way(path), os.fstat(fd)
+    there = _stat_of(again.path)
+    if again.why is None and there is not None and _same(there, opened):
+        return
+    raise OSError(errno.EACCES, again.why or "it was replaced while it was opened", path)
+
+
+def _same(one: os.stat_result, other: os.stat_result) -> bool:
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
 
 
 def _check_ours(fd: int, path: str) -> None:
@@ -655,19 +688,22 @@ def planted_folder(path: str) -> str | None:
     walked = walk_links(path, link_rule)
     if walked.why is not None:
         return walked.why
-    try:
-        found = os.stat(walked.path)
-    except OSError:
+    # Another user's folders from DIR up, the top one in a folder anyone may write in: they
+    # could have made them first (/tmp/build/out, both theirs: s35 r3 2). A colleague's in a
+    # group's folder, theirs or root's, is not so (s35 r2 7, r4 4).
+    folder, theirs = walked.path, None
+    while _stat_of(folder) is None and folder != os.path.dirname(folder):  # made by this run
+        folder = os.path.dirname(folder)
+    while (found := _stat_of(folder)) is not None and found.st_uid not in (os.geteuid(), 0):
+        folder, theirs = os.path.dirname(folder), (folder, found.st_uid)
+    if theirs is None or (found is not None and not found.st_mode & stat.S_IWOTH):
         return None
-    parent = _folder_of(walked.path)
-    if found.st_uid in (os.geteuid(), 0) or not (
-        parent is None or parent.st_uid not in (os.geteuid(), 0) or parent.st_mode & stat.S_IWOTH
-    ):  # a folder of another user's in one of theirs too (s35 r3 2)
-        return None
+    top, uid = theirs
+    named = "it is" if top == walked.path else f"{top!r}, on its way, is"
     return (
-        f"it is a folder of another user's (uid {found.st_uid}), in a folder anyone may write "
-        "in: they could have made it first, and what fetcher saves there would be theirs to "
-        "read and replace"
+        f"{named} a folder of another user's (uid {uid}), in a folder anyone may write in: "
+        "they could have made it first, and what fetcher saves there would be theirs to read "
+        "and replace"
     )
 
 
@@ -685,9 +721,8 @@ def open_output_dir(root: str) -> int:
     os.makedirs(real, exist_ok=True)
     fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        opened, there = os.fstat(fd), os.stat(real)
         why = planted_folder(root)
-        if why is None and (opened.st_dev, opened.st_ino) != (there.st_dev, there.st_ino):
+        if why is None and not _same(os.fstat(fd), os.stat(real)):
             why = "it was replaced while it was opened"
         if why is not None:
             raise OSError(errno.EACCES, why, root)

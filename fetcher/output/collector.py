@@ -49,7 +49,7 @@ from fetcher.errors import ErrorKind
 from fetcher.input.jobs import Job
 from fetcher.output.display import Display
 from fetcher.output.failed import FailedLines
-from fetcher.output.pipes import DRAIN_IDLE, DRAIN_MOST, PipeLedger, pipe_binary, unread
+from fetcher.output.pipes import DRAIN_IDLE, DRAIN_MOST, PipeLedger, pipe_binary
 from fetcher.output.writers import RecordWriter, nothing
 from fetcher.results import OkCounted, Partial, Result, Summary
 
@@ -274,15 +274,16 @@ STOPPED_IDLE = 0.25  # s a stopped run's end waits for a pipe's reader that has 
 
 def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
     """At the end of a run, everything flushed to a pipe: its reader is waited for while it reads
-    (``PipeLedger.drain``), under --state for up to 10 s, else a second at most, and not at all for
-    one that has read nothing yet; after a stop, only while it reads, and what the pipe then holds
-    is not read. One that went, leaving records (or --body's bodies) unread, went as at a flush
-    (``reader_went``): their ok results are not finished and the exit 141; they counted ok beside "8
-    records were not read" (s32 r1 1), and without --state, as ok with no line in --failed (s34 r2
-    5: `| head -c N` leaves as the run ends). Under --state, the rows of the records a reader still
-    there has not read whole are dropped (``Collector.unread`` counts them, for the run to say). One
-    that stays but stopped reading (`| less`) may never read them: their change is reported again by
-    the next run, twice rather than never (s24 r3 3)."""
+    (``PipeLedger.drain``), under --state for up to 10 s, else a second at most, and not at all
+    for one that has read nothing yet; after a stop, only while it reads (a moment for one that
+    has read nothing yet), so that one the same Ctrl-C kills goes first. One that went, leaving
+    records (or --body's bodies) unread, went as at a flush (``reader_went``): their ok results
+    are not finished and the exit 141; they counted ok beside "8 records were not read" (s32 r1
+    1), and without --state, as ok with no line in --failed (s34 r2 5: `| head -c N` leaves as
+    the run ends). Under --state, the rows of the records a reader still there has not read
+    whole are dropped (``Collector.unread`` counts them, for the run to say). One that stays but
+    stopped reading (`| less`) may never read them: their change is reported again by the next
+    run, twice rather than never (s24 r3 3)."""
     state, ledger = collector.state, delivery(collector)
     if ledger is None:
         return
@@ -290,12 +291,12 @@ def forget_unread(collector: Collector, stopped: Callable[[], bool]) -> None:
     # reads the output once fetcher has ended (Popen, wait, read) lost a second (s35 t7 2).
     if state is not None or ledger.taken():
         ledger.drain(stopped, most=DRAIN_MOST if state is not None else DRAIN_IDLE)
-    if stopped() and ledger.taken():
+    if stopped():
         # A stop: the reader, killed by the same Ctrl-C, goes a moment later (s35 t7 1: 37 of
-        # 40 records counted read), or reads on (a slow one, sent no signal): waited for only
-        # while it reads. What it then leaves unread counts as not read, gone or not.
-        ledger.drain(idle=STOPPED_IDLE, most=DRAIN_MOST)
-    if not ledger.left_unread() and not (stopped() and unread(ledger.descriptor)):
+        # 40 records counted read), or reads on (sent no signal: `timeout`, kill PID), waited
+        # for while it reads; one that has read nothing yet, a moment (s35 r4 5).
+        ledger.drain(idle=STOPPED_IDLE, most=DRAIN_MOST if ledger.taken() else STOPPED_IDLE)
+    if not ledger.left_unread():
         if state is not None:
             collector.unread += state.forget_results(ledger.taken())
     elif collector.bodies is not None and ledger is collector.bodies.ledger:
