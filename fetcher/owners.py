@@ -96,8 +96,9 @@ def walk_links(path: str, link_rule: Rule) -> Resolved:
     not followed: a link planted since the walk is then refused, not followed (s35 r3 3, 4)."""
     found, why = _walk(path, lambda step, info: None, link_rule)
     rest = found[len(_walked_part(found)) :] if why is None else ""
-    if os.pardir in rest.split(os.sep):  # `nosuch/../L`: L unjudged, and followed (s35 r4 1)
-        why = f"it goes up ('..') past {_walked_part(found)!r}, a folder that is not there"
+    if os.pardir in rest.split(os.sep):  # `nosuch/../L`, as text L, is walked again: it was
+        # left unjudged, and followed (s35 r4 1); `-o nothere/../D` makes D alone (s14 r2 4)
+        found, why = _walk(os.path.normpath(found), lambda step, info: None, link_rule)
     return Resolved(os.path.normpath(found), why)
 
 
