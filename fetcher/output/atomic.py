@@ -554,10 +554,7 @@ def _stat_of(path: str) -> os.stat_result | None:
 
 def _folder_of(path: str) -> os.stat_result | None:
     """A stat of path's folder; None when it cannot be had (counted as others')."""
-    try:
-        return os.stat(os.path.dirname(path))
-    except OSError:
-        return None
+    return _stat_of(os.path.dirname(path))
 
 
 def others_may_write(folder: os.stat_result | None) -> bool:
