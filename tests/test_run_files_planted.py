@@ -153,17 +153,22 @@ def test_a_second_signal_before_the_summary_is_written_still_writes_it_with_the_
     assert said["duplicates"] == 2
 
 
-def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(tmp_path: Path) -> None:
+def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The hard exit's clean-up ran between bytecodes: a signal just after the temporary's
     os.open returned, before the file was noted, left it behind (CI, session 21: the test above
     failed under load). The name is noted before the file is created, so every moment is
-    covered; this test runs the clean-up at exactly that moment."""
+    covered; this test runs the clean-up at exactly that moment: the first os.open to return
+    with a temporary noted (a file system with no unnamed files, where it has a name)."""
+    from fetcher.output import atomic
     from fetcher.output.atomic import abort_unfinished, write_atomically
 
+    monkeypatch.setattr(atomic, "UNNAMED_FILES", False)
     left: list[list[str]] = []
 
     def at_return(frame: object, event: str, arg: object) -> None:
-        if event == "c_return" and arg is os.open and not left:
+        if event == "c_return" and arg is os.open and atomic._unfinished and not left:
             abort_unfinished()  # what a second signal's hard exit does
             left.append([p.name for p in tmp_path.iterdir()])
 

@@ -396,6 +396,66 @@ def test_a_summary_s_folder_swapped_for_a_link_during_the_run_is_not_followed(
     assert (private / "s.json").read_text() == "SECRET-KEEP\n"
 
 
+def _private_and_shared_x(tmp_path: Path) -> tuple[Path, Path]:
+    """A private folder holding s.json, and a folder x in a folder anyone may write in."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "s.json").write_text("SECRET-KEEP\n")
+    folder = shared_folder(tmp_path) / "x"
+    folder.mkdir(mode=0o777)
+    return private, folder
+
+
+def _swap_for_link(folder: Path, target: Path) -> None:
+    """What an attacker does in a folder they may write in: folder aside, a link in its place."""
+    folder.rename(folder.with_name("x.old"))
+    folder.symlink_to(target)
+
+
+def test_a_folder_swapped_for_a_link_after_the_walk_is_not_written_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s35 r5 1: AtomicFile walked its folder, then opened it and renamed in it by name: a
+    folder swapped for a link between the two (1 in 1,388 tries, by a loop of renames) had
+    --summary replace a private file, and left a .part of it there more often."""
+    from fetcher.output import atomic
+
+    private, folder = _private_and_shared_x(tmp_path)
+    real_walk = atomic.planted_on_the_way
+
+    def walk_then_swap(path: str) -> object:
+        walked = real_walk(path)
+        _swap_for_link(folder, private)
+        return walked
+
+    monkeypatch.setattr(atomic, "planted_on_the_way", walk_then_swap)
+    with pytest.raises(OSError):
+        atomic.write_atomically(str(folder / "s.json"), b"SUMMARY\n")
+    assert sorted(p.name for p in private.iterdir()) == ["s.json"]
+    assert (private / "s.json").read_text() == "SECRET-KEEP\n"
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_a_folder_swapped_for_a_link_while_written_gets_the_file_where_it_was(
+    tmp_path: Path, unnamed: bool
+) -> None:
+    """s35 r5 1: the commit named and renamed by the folder's name, which a link put there
+    since led into the private folder (the rename refused, the .part left there). The file
+    goes where its folder went, and nothing is left beside."""
+    from fetcher.output.atomic import AtomicFile
+
+    private, folder = _private_and_shared_x(tmp_path)
+    file = AtomicFile(str(folder / "s.json"), unnamed=unnamed)
+    os.write(file.fd, b"SUMMARY\n")
+    _swap_for_link(folder, private)
+    file.commit()
+    assert sorted(p.name for p in private.iterdir()) == ["s.json"]
+    assert (private / "s.json").read_text() == "SECRET-KEEP\n"
+    moved = folder.with_name("x.old")
+    assert sorted(p.name for p in moved.iterdir()) == ["s.json"]
+    assert (moved / "s.json").read_text() == "SUMMARY\n"
+
+
 def test_output_dir_through_the_user_s_own_links_in_their_own_group_s_folder_is_used(
     server: CountingServer, tmp_path: Path
 ) -> None:

@@ -171,39 +171,38 @@ def mode_over(existing: os.stat_result | None) -> int:
     return kept if existing.st_uid == os.geteuid() else kept & new
 
 
-def create_temporary(
-    folder: str | int, mode: int | None = None, noted: set[str] | None = None
-) -> tuple[int, str]:
-    """A new file ``.fetcher-<random>.part`` in folder, created exclusively (never an existing
-    file, never through a link); returns its descriptor (write-only) and its name.
+# A file's name in the folder open as the descriptor: what is created, renamed and removed
+# there is reached through the folder, never again through the folder's path (s35 r5 1).
+InFolder = tuple[int, str]
 
-    folder is a path (the name returned is then joined to it) or a folder's descriptor (the name
-    is then relative to it, as bodies under -o are reached). It is created 0600, and with mode
-    then set to mode by its descriptor; without, it stays 0600 till its owner's commit gives it
-    its mode (a body's, bodies._keep_mode): named while written, it is no one else's to write
-    into, even in a setgid folder of another group's under umask 002 (s35 t1 1). noted: a set
-    the name is added to before the file is created (and taken from again if it is not): a
-    hard exit that removes what is in it then misses no moment, not even the one just after
-    the creation. Raises OSError."""
+
+def create_temporary(
+    folder: int, mode: int | None = None, noted: set[InFolder] | None = None
+) -> tuple[int, str]:
+    """A new file ``.fetcher-<random>.part`` in the folder open as folder, created exclusively
+    (never an existing file, never through a link); returns its descriptor (write-only) and
+    its name, relative to folder.
+
+    It is created 0600, and with mode then set to mode by its descriptor; without, it stays
+    0600 till its owner's commit gives it its mode (a body's, bodies._keep_mode): named while
+    written, it is no one else's to write into, even in a setgid folder of another group's
+    under umask 002 (s35 t1 1). noted: a set the (folder, name) is added to before the file is
+    created (and taken from again if it is not): a hard exit that removes what is in it then
+    misses no moment, not even the one just after the creation. Raises OSError."""
     for _ in range(100):
         name = _temporary_name()
-        if not isinstance(folder, int):
-            name = os.path.join(folder, name)
         if noted is not None:
-            noted.add(name)
+            noted.add((folder, name))
         try:
-            if isinstance(folder, int):
-                fd = os.open(name, _CREATE, 0o600, dir_fd=folder)
-            else:
-                fd = os.open(name, _CREATE, 0o600)
+            fd = os.open(name, _CREATE, 0o600, dir_fd=folder)
         except OSError as error:
             if noted is not None:
-                noted.discard(name)  # never someone else's file of that name
+                noted.discard((folder, name))  # never someone else's file of that name
             if isinstance(error, FileExistsError):
                 continue
             raise
         if mode is not None:
-            _set_mode(fd, name, mode)
+            _set_mode(fd, (folder, name), mode)
         return fd, name
     raise FileExistsError(errno.EEXIST, "no free temporary name")
 
@@ -251,19 +250,45 @@ def name_unnamed(fd: int, folder: int) -> str:
     raise FileExistsError(errno.EEXIST, "no free temporary name")
 
 
-def _set_mode(fd: int, name: str, mode: int) -> None:
-    """fchmod a path-named temporary just created; on failure close and remove it, and raise."""
+def _set_mode(fd: int, name: InFolder | None, mode: int) -> None:
+    """fchmod a file just created (name: its name, None for one with none); on failure close
+    and remove it, and raise."""
     try:
         os.fchmod(fd, mode)
     except OSError:
         os.close(fd)
-        remove_quietly(name)
+        if name is not None:
+            remove_quietly(name[1], name[0])
         raise
 
 
+def open_folder(path: str) -> int:
+    """The folder at path (absolute, normalised, no link on it: a walk's ``path``) opened
+    name by name from '/', none of them followed; its descriptor (O_PATH where there is one:
+    enough to create and rename in it, where O_RDONLY needs the right to read it, which a
+    drop-box folder, -wx, refuses: s26 r6 4). A folder on the way swapped for a link since
+    the walk is refused (OSError: ELOOP or ENOTDIR), not followed, and what is done in the
+    folder once open is done there, wherever its name goes meanwhile (s35 r5 1)."""
+    flags = _FOLDER_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    folder = os.open(os.sep, flags)
+    for name in path.split(os.sep):
+        if name:
+            try:
+                inner = os.open(name, flags, dir_fd=folder)
+            finally:
+                os.close(folder)
+            folder = inner
+    return folder
+
+
 class AtomicFile:
-    """path's new content, written to ``fd`` (or to the file ``name``) and renamed over path by
-    ``commit``: a reader, or a run killed outright, finds the old file or the new one, never half.
+    """path's new content, written to ``fd`` and renamed over path by ``commit``: a reader, or
+    a run killed outright, finds the old file or the new one, never half.
+
+    Made, named, renamed and removed in path's folder as the descriptor it was opened as at
+    the start (``open_folder``), never by the folder's path again: a folder on the way swapped
+    for a link meanwhile led the file into a folder of the user's (s35 r5 1). ``path`` may be
+    changed to another name in that folder before the commit (a file beside: input_changes).
 
     A stream at path (``is_stream``) is opened and written in place instead. ``fd`` may be used
     with ``os.write``, which unlike a Python file is safe in a signal handler. ``commit`` and
@@ -275,70 +300,59 @@ class AtomicFile:
         path: str,
         mode: int | None = None,
         unnamed: bool = False,
-        noted: set[str] | None = None,
+        noted: set[InFolder] | None = None,
     ) -> None:
         """unnamed: written with no name (O_TMPFILE) where the file system allows, and named at
-        the commit, so that a run killed outright leaves nothing beside path; ``name`` is then
-        of no use till the commit, so only for a writer of ``fd``. noted: see create_temporary.
-        Raises OSError when the temporary (or the stream) cannot be opened."""
+        the commit, so that a run killed outright leaves nothing beside path. noted: see
+        create_temporary; the temporary is taken from it once renamed or removed. Raises
+        OSError when the folder, the temporary (or the stream) cannot be opened."""
         self.path = path
         # Only a new name: the rename never replaces a file made there since its name was
         # chosen (a name beside another file, s27 r3 7: place_new).
         self.no_replace = False
-        self.temporary: str | None = None
+        self.temporary: str | None = None  # its name in the folder, once it has one
         # The commit began to put the file at path: a hard exit's hook that runs in the signal
         # handler in the middle of it (and the interrupted call never goes on) finishes it.
         self._placing = False
-        self._folder = -1  # the folder of a file with no name yet, to name it at the commit
+        self._folder, self._noted = -1, noted
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
             return
         # Its folder where the system's walk leads now, no link on the way planted: at the end
         # of a run, one swapped in since the start's check led --summary into a folder of the
-        # user's (s35 r4 2). The file is made and renamed there, by that path.
+        # user's (s35 r4 2).
         walked = planted_on_the_way(os.path.dirname(os.path.abspath(path)))
         if walked.why is not None:
             raise OSError(errno.EACCES, walked.why, path)
-        folder = walked.path
-        self.path = path = os.path.join(folder, os.path.basename(path))
-        if unnamed and (fd := self._create_unnamed(folder, mode_for(path, mode))) is not None:
-            self.fd = fd
-        else:
-            self.fd, self.temporary = create_temporary(folder, mode_for(path, mode), noted)
+        self.path = path = os.path.join(walked.path, os.path.basename(path))
+        self._folder = open_folder(walked.path)
+        try:
+            self.fd = self._create(unnamed, mode_for(path, mode))
+        except OSError:
+            self._close_folder()
+            raise
         found = os.fstat(self.fd)
         self._identity = (found.st_dev, found.st_ino)  # what the names must hold (commit)
 
-    def _create_unnamed(self, folder: str, mode: int) -> int | None:
-        """A file with no name in folder, set to mode; None where there are no such files."""
-        # O_PATH: enough to create in it and link into it, where O_RDONLY needs the right to
-        # read it, which a drop-box folder (-wx) refuses (s26 r6 4).
-        self._folder = os.open(folder, _FOLDER_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fd = None
-        try:
-            fd = create_unnamed(self._folder)
-            if fd is not None:
-                os.fchmod(fd, mode)
-                return fd
-        except OSError:
-            if fd is not None:
-                os.close(fd)
-            raise
-        finally:
-            if fd is None:
-                self._close_folder()
-        return None
+    def _create(self, unnamed: bool, mode: int) -> int:
+        """The new file in the folder, with no name if unnamed and the file system allows."""
+        fd = create_unnamed(self._folder) if unnamed else None
+        if fd is None:
+            fd, self.temporary = create_temporary(self._folder, mode, self._noted)
+        else:
+            _set_mode(fd, None, mode)
+        return fd
 
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
         must not wait on the disk), and close. Raises OSError (Swapped: the temporary's name no
         longer held this file, and path is left as it was); abort then removes the temporary."""
-        if sync and self.fd >= 0 and (self._folder >= 0 or self.temporary is not None):
+        if sync and self.fd >= 0 and self._folder >= 0:
             # Before a file with no name is named: a SIGKILL while it waited on the disk under
             # its .part name left it there for good (s23 h2 2).
             os.fsync(self.fd)
         if self._folder >= 0 and self.fd >= 0 and self.temporary is None:  # named, renamed
-            name = name_unnamed(self.fd, self._folder)
-            self.temporary = os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
+            self.temporary = name_unnamed(self.fd, self._folder)
         if self.temporary is not None and self.fd >= 0:
             self._rename_over()
         self.close()
@@ -349,42 +363,50 @@ class AtomicFile:
         the link became the run's file, and the next run read the cookies they chose (s24 h4
         2). A swap in the instant between the check and the rename is caught after it: what
         the rename moved there goes, if it is not a file of this user's (another run's)."""
-        temporary = self.temporary
+        temporary, folder, name = self.temporary, self._folder, os.path.basename(self.path)
         if temporary is None:
             raise Swapped()
-        if self._placing and _holds(self.path, self._identity):  # done by the interrupted call
-            if _holds(temporary, self._identity):
-                remove_quietly(temporary)  # the other name of place_new's link
-            self.temporary = None
+        if self._placing and holds(folder, name, self._identity):  # done by the interrupted call
+            if holds(folder, temporary, self._identity):
+                remove_quietly(temporary, folder)  # the other name of place_new's link
+            self._forget_temporary()
             return
-        if not _holds(temporary, self._identity):
+        if not holds(folder, temporary, self._identity):
             raise Swapped()
         again, self._placing = self._placing, True  # first: see _placing
         if self.no_replace:
-            place_new(temporary, self.path, again)
+            place_new(temporary, name, folder, again)
         else:
-            os.replace(temporary, self.path)
-        self.temporary = None
-        if not _holds(self.path, self._identity):
-            if not users_file(self.path):
-                remove_quietly(self.path)
+            os.replace(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+        self._forget_temporary()
+        if not holds(folder, name, self._identity):
+            if not users_file(name, folder):
+                remove_quietly(name, folder)
             raise Swapped()
+
+    def _forget_temporary(self) -> None:
+        """The temporary's name no longer this file's to remove: renamed, or removed."""
+        if self._noted is not None and self.temporary is not None:
+            self._noted.discard((self._folder, self.temporary))
+        self.temporary = None
 
     def abort(self) -> None:
         """Close and remove the temporary: path is left as it was. Never raises; after a commit,
         does nothing."""
-        self.close()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with suppress(OSError):
+                os.close(fd)
         if self.temporary is not None:
-            remove_quietly(self.temporary)
-            self.temporary = None
+            remove_quietly(self.temporary, self._folder)
+            self._forget_temporary()
+        self.close()
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1  # first: a reentrant call must never close a reused number
         if fd >= 0:
-            try:
+            with suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._close_folder()
 
     def _close_folder(self) -> None:
@@ -399,7 +421,7 @@ class AtomicFile:
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
 
 
-def place_new(temporary: str, path: str, again: bool = False) -> None:
+def place_new(temporary: str, path: str, folder: int, again: bool = False) -> None:
     """Rename temporary to path, which must not exist: FileExistsError when it does, never a
     file replaced, not even one made there an instant before. A hard link, then the temporary's
     name removed; where the file system has no hard links, path is claimed with O_EXCL (an empty
@@ -408,19 +430,21 @@ def place_new(temporary: str, path: str, again: bool = False) -> None:
     again: a hard exit's hook that interrupted a call for the same files (in the signal
     handler, which that call never comes back from): an empty file of this user's at path is
     taken for its claim and replaced. Refused, the lines were lost and an empty file left
-    (s27 r6 6); an empty file of this user's made there in that microsecond holds nothing."""
-    if again and _empty_users_file(path):
-        os.replace(temporary, path)
+    (s27 r6 6); an empty file of this user's made there in that microsecond holds nothing.
+    Both names are in the folder open as folder."""
+    at = {"src_dir_fd": folder, "dst_dir_fd": folder}
+    if again and _empty_users_file(path, folder):
+        os.replace(temporary, path, **at)
         return
     try:
-        os.link(temporary, path, follow_symlinks=False)
+        os.link(temporary, path, **at, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        os.close(os.open(path, _CREATE, 0o600))
-        os.replace(temporary, path)
+        os.close(os.open(path, _CREATE, 0o600, dir_fd=folder))
+        os.replace(temporary, path, **at)
         return
-    remove_quietly(temporary)
+    remove_quietly(temporary, folder)
 
 
 class Swapped(OSError):
@@ -430,19 +454,21 @@ class Swapped(OSError):
         super().__init__(errno.EEXIST, "the file was replaced by someone else while it was written")
 
 
-def _holds(name: str, identity: tuple[int, int]) -> bool:
-    """Whether name is the regular file identity (device, inode), not followed."""
+def holds(folder: int, name: str, identity: tuple[int, int]) -> bool:
+    """Whether name in the folder open as folder is the regular file identity (device, inode),
+    not followed."""
     try:
-        found = os.lstat(name)
+        found = os.lstat(name, dir_fd=folder)
     except OSError:
         return False
     return stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == identity
 
 
-def _empty_users_file(name: str) -> bool:
-    """Whether name is an empty regular file of this user's (not followed): place_new's claim."""
+def _empty_users_file(name: str, folder: int) -> bool:
+    """Whether name (in folder) is an empty regular file of this user's (not followed):
+    place_new's claim."""
     try:
-        found = os.lstat(name)
+        found = os.lstat(name, dir_fd=folder)
     except OSError:
         return False
     return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid() and not found.st_size
@@ -458,24 +484,26 @@ def users_file(name: str, folder: int | None = None) -> bool:
     return stat.S_ISREG(found.st_mode) and found.st_uid == os.geteuid()
 
 
-def remove_quietly(path: str) -> None:
+def remove_quietly(path: str, folder: int | None = None) -> None:
+    """Remove path (in the folder open as folder), if it can be."""
     try:
-        os.unlink(path)
+        os.unlink(path, dir_fd=folder)
     except OSError:
         pass
 
 
-# The temporaries of write_atomically's files being written (the cookie jar, --summary, --metrics at
-# the end), by name, noted before each is created: a second signal exits with os._exit, past
-# every ``finally``, and its handler may run at any moment, even just after the creation.
-_unfinished: set[str] = set()
+# The temporaries of write_atomically's files being written (the cookie jar, --summary,
+# --metrics at the end), in their folders, noted before each is created: a second signal exits
+# with os._exit, past every ``finally``, and its handler may run at any moment, even just after
+# the creation. Taken out before the folder is closed (AtomicFile._forget_temporary).
+_unfinished: set[InFolder] = set()
 
 
 def abort_unfinished() -> None:
     """Remove the temporary of every file write_atomically is writing: before an immediate exit. A
     name whose file was renamed into place meanwhile is gone, and removing it does nothing."""
-    for name in list(_unfinished):
-        remove_quietly(name)
+    for folder, name in list(_unfinished):
+        remove_quietly(name, folder)
 
 
 def write_atomically(path: str, data: bytes, mode: int | None = None, sync: bool = True) -> None:
@@ -489,7 +517,6 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, sync: bool
     fsync on a loaded machine ran it out, s31 t2 1), whole to every reader all the same. Raises
     OSError (Swapped, see AtomicFile.commit), path then left as it was."""
     file = AtomicFile(path, mode, unnamed=True, noted=_unfinished)
-    temporary = file.temporary
     try:
         view = memoryview(data)
         while view:
@@ -497,8 +524,6 @@ def write_atomically(path: str, data: bytes, mode: int | None = None, sync: bool
         file.commit(sync=sync)
     finally:
         file.abort()
-        if temporary is not None:
-            _unfinished.discard(temporary)
 
 
 def foreign_fifo(path: str, follow: bool = False) -> str | None:

@@ -38,6 +38,7 @@ from fetcher.output.atomic import (
     create_unnamed,
     descriptor_mark,
     has_generation,
+    holds,
     is_marked,
     mark_at,
     mode_over,
@@ -348,7 +349,7 @@ class SavedFile:
         self.abort()
 
     def _holds_ours(self, name: str) -> bool:
-        return _holds(self._placement.folder, name, self._identity)
+        return holds(self._placement.folder, name, self._identity)
 
     def _remove(self, name: str) -> None:
         """Unlink name in the folder: a link there goes, never its target."""
@@ -777,15 +778,6 @@ def partial_inode(path: str) -> int | None:
     return None if match is None else int(match[1], 16)
 
 
-def _holds(folder: int, name: str, identity: tuple[int, int]) -> bool:
-    """Whether name in folder is the regular file identity (device, inode), not followed."""
-    try:
-        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == identity
-
-
 def _create(folder: int, resumable: bool) -> tuple[int, str | None]:
     """A new file for a body in folder, and its name: none (create_unnamed) until its commit,
     so that a run killed outright leaves nothing in DIR; a resumable one is named at once, to
@@ -803,12 +795,12 @@ def _name_by_inode(placement: Placement, name: str, fd: int, identity: tuple[int
     named = f"{name[: -len(TEMP_SUFFIX)]}-{identity[1]:x}{TEMP_SUFFIX}"
     try:
         os.rename(name, named, src_dir_fd=folder, dst_dir_fd=folder)
-        if not _holds(folder, named, identity):
+        if not holds(folder, named, identity):
             os.unlink(named, dir_fd=folder)  # what the rename moved there was not ours
             raise Swapped()
     except OSError as exc:
         os.close(fd)
-        if _holds(folder, name, identity):  # still under its first name: ours, removed
+        if holds(folder, name, identity):  # still under its first name: ours, removed
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=folder)
         where = os.path.dirname(placement.path)
