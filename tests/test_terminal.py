@@ -743,3 +743,31 @@ def test_a_terminal_s_own_width_beats_an_exported_columns(tmp_path, exported):
     drawn = strip_escapes(run.terminal).replace("\r", "\n").splitlines()
     assert any("fetching" in line for line in drawn), run.terminal
     assert max(map(cell_len, drawn)) <= 50, [line for line in drawn if cell_len(line) > 50]
+
+
+@pytest.mark.parametrize("input_format", ["lines", "jsonl", "csv"])
+def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format: str) -> None:
+    """s36 t4 1: --failed naming a terminal is for eyes, not to be read back, and it printed
+    URL passwords and jsonl's Authorization and Cookie values in clear beside the records
+    that masked them."""
+    from tests.servers import closed_port
+
+    url = f"http://user:SECRETPW@127.0.0.1:{closed_port()}/x"
+    headers = {"Authorization": 'Digest a="b", response="SECRETTOKEN"', "Cookie": "s=SECRETCOOKIE"}
+    cell = json.dumps(headers).replace('"', '""')
+    lines = {
+        "lines": url,
+        "jsonl": json.dumps({"url": url, "note": "kept", "headers": headers}),
+        "csv": f'url,note,headers\n"{url}",kept,"{cell}"',
+    }
+    (tmp_path / "list").write_text(lines[input_format] + "\n")
+    format_option = [] if input_format == "lines" else ["--input-format", input_format]
+    run = run_on_terminal(
+        ["-q", "--retries", "0", *format_option, "-i", str(tmp_path / "list"),
+         "--failed", "/dev/stderr"],
+        tmp_path, stdout_on_terminal=False, stderr_on_terminal=True,
+    )  # fmt: skip
+    assert run.status == 3, run.terminal
+    assert "127.0.0.1" in run.terminal and "SECRET" not in run.terminal, run.terminal
+    if input_format != "lines":
+        assert "kept" in run.terminal, run.terminal

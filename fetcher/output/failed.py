@@ -3,7 +3,9 @@ read back with ``-i FILE``."""
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import threading
 from collections.abc import Callable
 
@@ -11,7 +13,7 @@ from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
-from fetcher.redact import visible
+from fetcher.redact import MASK, redact_text, visible
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 # Bytes of whole lines a write takes at most: a write to a pipe returns once all of it is read,
@@ -98,7 +100,8 @@ class FailedLines:
 
     def _add_line(self, raw: bytes, header: bytes | None, end: bytes = b"\n") -> None:
         if self.shown_as is not None:
-            raw, end = shown_line(raw, self.shown_as), b"\n"
+            fields = None if self.plain_lines else header or b""
+            raw, end = shown_line(raw, self.shown_as, fields), b"\n"
             header = None if header is None else shown_line(header, self.shown_as)
         if not self._started:
             self._started = True
@@ -182,10 +185,36 @@ def only_copies_beside(failed: FailedLines) -> bool:
     return failed.file.no_replace and failed.count <= failed.copies
 
 
-def shown_line(raw: bytes, encoding: str) -> bytes:
+def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
     """A failed line as a terminal shows it, for eyes: what is not UTF-8 as \\x escapes, every
     control and format character made visible (the text form's ``visible``: a URL list's
     ESC[2J or OSC 52 must not clear the screen or set the clipboard), in the terminal's
-    encoding, what it lacks escaped. A csv record's own line end is one escape more."""
-    text = raw.removesuffix(b"\n").decode("utf-8", "backslashreplace")
+    encoding, what it lacks escaped. A csv record's own line end is one escape more.
+
+    Its secrets masked, as the records mask them (s36 t4 1: a terminal's copy cannot be read
+    back, and it showed them beside the records that did not): a URL's password, and in a
+    jsonl object or a csv row (fields: its header row, b"" for jsonl), all from where a
+    credential header's value may begin (``_credentials_masked``)."""
+    text = redact_text(raw.removesuffix(b"\n").decode("utf-8", "backslashreplace"))
+    if fields is not None:
+        text = _credentials_masked(text, fields.decode("utf-8", "backslashreplace"))
     return visible(text).encode(encoding, "backslashreplace")
+
+
+# A name that carries a credential, as a key, a header line or a csv column spells it
+# (`"Authorization":`, `HTTP_COOKIE=`, `Proxy-Authorisation`, `Cookies`), and its separator.
+_CREDENTIAL_NAME = re.compile(r"(?i)(?:authori[sz]ation|cookie)s?")
+_CREDENTIAL_NAMED = re.compile(_CREDENTIAL_NAME.pattern + r"\W{0,4}?[:=]")
+
+
+def _credentials_masked(text: str, header: str) -> str:
+    """A jsonl or csv line (under header, a csv's header row) masked from the first cell of a
+    column the header names a credential, and from a credential's name followed by ':' or '='
+    (a 'headers' object's `"Cookie": "...`). It over-masks, as redact_cut does: a value's
+    own quotes (Digest's `response=\\"...\\"`) end no mask."""
+    columns = next(csv.reader([header]), []) if header else []
+    first = next((n for n, name in enumerate(columns) if _CREDENTIAL_NAME.search(name)), None)
+    if first is not None:
+        text = ",".join([*next(csv.reader([text]), [])[:first], MASK])
+    named = _CREDENTIAL_NAMED.search(text)
+    return text if named is None else f"{text[: named.end()]} {MASK}"
