@@ -44,9 +44,8 @@ class FailedLines:
     Python file object would raise "reentrant call", or in a hard exit's hook on another
     thread, which renames the file between two writes: it never ends in the middle of a line.
 
-    A terminal (/dev/stderr, /dev/tty) gets its lines for eyes, not to be read back: made
-    visible (``shown_line``) in its encoding, shown_as, and through ``show`` (the live
-    display's console, above it) when the display is on that terminal.
+    A terminal (/dev/stderr, /dev/tty) gets its lines for eyes (``shown_line``: visible and
+    masked), in its encoding, shown_as, through ``show`` when the live display is on it.
     """
 
     def __init__(self, path: str, plain_lines: bool = True, encoding: str = "utf-8") -> None:
