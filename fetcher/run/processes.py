@@ -47,7 +47,7 @@ from fetcher.run.wire import (
     job_to_wire,
     result_from_wire,
 )
-from fetcher.run.worker_process import EXIT_NOW, WorkerProcess
+from fetcher.run.worker_process import EXIT_NOW, SIGNAL_SIBLINGS, WorkerProcess
 from fetcher.settings import Settings
 
 log = logging.getLogger("fetcher")
@@ -221,6 +221,26 @@ def still_fresh(job: Job, bodies: Bodies | None) -> Result | None:
     return None if path is None else Result.fresh(job, job.prior.sha256, path)
 
 
+class RunStop:
+    """Whether the run is stopping, as a worker's results thread asks when the worker hands
+    jobs back or is gone. When this process did not stop it, after a moment's wait (one moment
+    for all threads) for the stop that a signal reaching every process (pkill's SIGTERM)
+    brings here too: the worker's unstarted jobs were failures, the whole run being stopped
+    by that signal (s36 t2 2)."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping  # the run's: set by a stop
+        self.by_this_process = False  # ProcessExecutor.stop: it told the workers to stop
+        self._until: float | None = None
+
+    def seen(self) -> bool:
+        if not self.by_this_process:
+            if self._until is None:  # the first to ask: every results thread waits till then
+                self._until = time.monotonic() + SIGNAL_SIBLINGS
+            self.stopping.wait(max(0.0, self._until - time.monotonic()))
+        return self.by_this_process or self.stopping.is_set()
+
+
 def handed_back(task: Task, stopped: bool) -> Skipped | Result:
     """A job a worker never started: not attempted when the run is stopping; else a record, as
     lost with no attempt (the worker was stopped by a SIGTERM that was not ours)."""
@@ -274,7 +294,7 @@ class ProcessExecutor:
         # worker's results thread removes: each task gets one record.
         self._out: dict[int, tuple[int, Task]] = {}
         self._turn = 0
-        self._stopped = False
+        self._stopped = RunStop(self.stopping)
         self._inbox: Inbox | None = None
         self._listener: PauseListener = lambda host, seconds: None  # the run's window
         self._received_cookies: list[list[Change]] = []
@@ -317,7 +337,7 @@ class ProcessExecutor:
                 self._lose(index)
 
     def stop(self) -> None:
-        self._stopped = True
+        self._stopped.by_this_process = True
         signal_each(self.workers, signal.SIGTERM)
 
     def drain(self) -> list[Task]:
@@ -377,7 +397,7 @@ class ProcessExecutor:
         self.workers[index].back += 1
         task = entry[1]
         if isinstance(item, int):  # never started
-            self._inbox(handed_back(task, self._stopped))
+            self._inbox(handed_back(task, self._stopped.seen()))
         else:
             self._inbox(result_from_wire(task.job, item))
 
@@ -387,8 +407,9 @@ class ProcessExecutor:
         a record, unless the run was stopped: it abandons them when its grace ends."""
         assert self._inbox is not None
         graceful = self.workers[index].ended_cleanly(EXIT_NOW_WAIT)
-        if self._stopped and not graceful:
+        stopped = self._stopped.seen()
+        if stopped and not graceful:
             return
         for seq, (owner, task) in sorted(list(self._out.items())):
             if owner == index and self._out.pop(seq, None) is not None:
-                self._inbox(ended_with(task, graceful, self._stopped, self.bodies))
+                self._inbox(ended_with(task, graceful, stopped, self.bodies))

@@ -31,6 +31,10 @@ EXIT_NOW = signal.SIGUSR1
 # Seconds a worker process may take to say that its threads run (it takes about 0.25 s).
 START_LIMIT = 60.0
 START_POLL = 0.05  # how often a wait for the start looks at the run's stop
+# Seconds to wait, once, for this process's own stop when a worker was stopped by a signal that
+# was not this process's: pkill's or systemd's SIGTERM reaches every process, a moment apart.
+SIGNAL_SIBLINGS = 0.5
+ENDED_FIRST = "it ended before it could start"
 
 # Called by the listening thread with each message, and None when the pipe ends.
 Listener = Callable[[int, object], None]
@@ -77,7 +81,7 @@ class WorkerProcess:
         self._jobs_closed = threading.Lock()
         self._listener: threading.Thread | None = None
         self._reported = threading.Event()  # its StartReport came, or its pipe ended first
-        self._start_problem: str | None = "it ended before it could start"
+        self._start_problem: str | None = ENDED_FIRST
         with contextlib.suppress(OSError):  # it ended already: its listener will find out
             self.jobs.send(setup)
 
@@ -98,13 +102,18 @@ class WorkerProcess:
         """Wait until the worker's threads all run (None) or it says why they cannot (listening
         thread started first), at most START_LIMIT seconds (not counting a Ctrl-Z's stop of the
         run, which stops the workers too); None at once when stopping is set
-        (a stop does not wait for a worker that is stopped, or slow, to start)."""
+        (a stop does not wait for a worker that is stopped, or slow, to start); and for one a
+        signal ended first: a worker gone, not a refused run (s36 t2 1: pkill's SIGTERM made
+        the run exit 2, a usage error, with no --failed, --summary nor --metrics)."""
         deadline = time.monotonic() + START_LIMIT
         while not self._reported.wait(START_POLL):
             if stopping.is_set():
                 return None
             if time.monotonic() > max(deadline, resumed_at() + START_LIMIT):  # not a Ctrl-Z's
                 return f"it did not start within {START_LIMIT:g} s"
+        if self._start_problem == ENDED_FIRST and ended_by_a_signal(self):
+            stopping.wait(SIGNAL_SIBLINGS)
+            return None
         return self._start_problem
 
     def send(self, batch: list[WireJob]) -> None:
@@ -176,6 +185,14 @@ class WorkerProcess:
             self.alive = False
             self._reported.set()
             listener(self.index, None)
+
+
+def ended_by_a_signal(worker: WorkerProcess) -> bool:
+    """Whether worker, whose pipe ended, was killed by a signal, or exited with the status of a
+    stop by one (128 + its number: its own handler's)."""
+    worker.wait(SIGNAL_SIBLINGS)
+    status = worker.process.returncode
+    return status is not None and (status < 0 or status > 128)
 
 
 def shared(setup: WorkerSetup) -> tuple[int, ...]:
