@@ -325,7 +325,7 @@ def redact_text(text: str, bare_words: bool = False) -> str:
 # joiner, the BOM, the soft hyphen, tags) and the Unicode line and paragraph separators (Zl, Zp).
 # (Lone surrogates, bytes that were not UTF-8, stay: the text is written with surrogateescape,
 # so they are the bytes as read.)
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Zl", "Zp"})
 # And what Python counts as printable but shows as nothing: the default-ignorable code points
 # outside Cf (the combining grapheme joiner, Hangul fillers, Mongolian and Unicode variation
 # selectors, Khmer inherent vowels) and the braille blank.

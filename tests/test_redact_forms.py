@@ -197,6 +197,28 @@ def test_visible_escapes_blank_marks_and_fillers(char):
     assert visible(f"/ad{char}min") == f"/ad{escaped}min"
 
 
+@pytest.mark.parametrize(
+    "char",
+    ["\u2065", "\ufff0", "\U000e0000", "\U000e0002", "\U000e0080", "\U000e01f0", "\U0010ffff"],
+    ids=lambda char: f"U+{ord(char):04X}",
+)
+def test_visible_escapes_unassigned_code_points(char):
+    """s36 t4 2: unassigned (Cn) code points, the default-ignorable ones drawn as nothing
+    (U+2065, U+FFF0..FFF8, U+E0000...), went to the terminal and into saved names raw:
+    `/ad<U+2065>min` read as /admin. A file's name %-encodes them as it does U+200B."""
+    from fetcher.output.paths import url_parts
+
+    assert visible(f"/ad{char}min") == f"/ad{_escaped(char)}min"
+    assert not [part for part in url_parts(f"http://h.test/ad{char}min") if char in part]
+
+
+def _escaped(char: str) -> str:
+    beyond = ord(char) - 0x10000
+    if beyond < 0:
+        return char.encode("unicode_escape").decode()
+    return f"\\u{0xD800 + (beyond >> 10):04x}\\u{0xDC00 + (beyond & 0x3FF):04x}"
+
+
 def test_visible_keeps_what_shows_as_itself():
     text = "café ✓ 日本 \u00a0 a\\b \U0001f600 ﷺ"
     assert visible(text) == text
