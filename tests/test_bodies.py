@@ -2,6 +2,7 @@
 under their final name or absent, whatever happens to the run."""
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -759,3 +760,31 @@ def test_a_commit_waiting_when_the_cut_stops_waiting_leaves_the_partial(tmp_path
     assert [str(exc) for exc in failure] == ["interrupted before it finished"], failure
     assert Path(output.saved.path).read_bytes() == b"x" * (64 << 10)
     assert not Path(output.saved.final).exists()
+
+
+@pytest.mark.parametrize(
+    ("coding", "kind", "read"),
+    [("", "too_large", 0), ("Content-Encoding: identity\r\n", "too_large", 0),
+     ("Content-Encoding: gzip\r\n", "read_timeout", None)],
+    ids=["none", "identity", "gzip"],
+)  # fmt: skip
+def test_a_content_length_past_max_size_is_refused_before_the_body(tmp_path, coding, kind, read):
+    """s36 t5 1: a Content-Length of 5 MB past --max-size 1M was read till the server stalled
+    (read_timeout) or a whole MiB came; curl's --max-filesize refuses it at once. A coded body's
+    length is not the body's: that one is read, and bounded as it is decoded."""
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n{coding}\r\n".encode()
+
+    def stalling(conn):
+        read_request(conn)
+        conn.sendall(head + (gzip.compress(b"x" * 10_000)[:40] if "gzip" in coding else b"x" * 100))
+        time.sleep(3)
+
+    out = tmp_path / "out"
+    with FaultServer(stalling) as server:
+        result = invoke(["--format", "jsonl", "--retries", "0", "-t", "1", "--max-size", "1M",
+                         "-o", str(out), server.url("/big")])  # fmt: skip
+    (record,) = records(result.stdout)
+    assert record["error"]["kind"] == kind, record
+    if read is not None:
+        assert record["bytes"] == read and "5000000" in record["error"]["message"], record
+    assert files_under(out) == []

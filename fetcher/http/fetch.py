@@ -21,7 +21,7 @@ from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
 from fetcher.http.classify import classify, describe, iter_chain, timeout_said
-from fetcher.http.codings import check_coding_ended, check_decodable, kept_as_sent
+from fetcher.http.codings import check_coding_ended, check_decodable, codings, kept_as_sent
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import (
@@ -683,7 +683,7 @@ def read_body(
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
         bounds = _Bounds(settings.max_size, kept, length)
-        decoded = _decoding(response, as_sent, bounds.max_size)
+        decoded = _decoding(response, as_sent, bounds)
         read1 = functools.partial(response.raw.read1, decode_content=decoded)
         read = _copy(read1, digest.update, write, bounds, deadline, result, watch)
         if decoded:
@@ -701,15 +701,16 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
-def _decoding(response: requests.Response, as_sent: bool, max_size: int | None) -> bool:
+def _decoding(response: requests.Response, as_sent: bool, bounds: _Bounds) -> bool:
     """Whether response's body is read decoded: unless it is kept as sent (_kept_as_sent),
     decided once, for a saved file, --body and --include-body alike. A decoded body in a
     coding fetcher cannot decode is refused here (check_decodable); its bytes as sent are
-    bounded there, by max_size too (codings.WireBound)."""
-    if as_sent:
-        return False
-    check_decodable(response.raw, max_size)
-    return True
+    bounded there, by --max-size too (codings.WireBound). One whose length, told, passes
+    --max-size is refused too (_check_told_size)."""
+    if not as_sent:
+        check_decodable(response.raw, bounds.max_size)
+    _check_told_size(response.raw, not as_sent, bounds)
+    return not as_sent
 
 
 def _kept_as_sent(
@@ -793,6 +794,20 @@ class _Bounds:
     max_size: int | None
     kept: int = 0
     length: int | None = None
+
+
+def _check_told_size(raw: urllib3.BaseHTTPResponse, decoded: bool, bounds: _Bounds) -> None:
+    """FetchError (too_large) before a byte is read when the body's Content-Length passes
+    --max-size, and is its length: read as sent, or in no coding to decode. As curl's
+    --max-filesize: fetcher read a MiB of it first, or, the server stalling, ended it as a
+    read_timeout (s36 t5 1)."""
+    told = raw.length_remaining
+    if bounds.max_size is None or told is None or told <= bounds.max_size - bounds.kept:
+        return
+    if decoded and codings(raw):
+        return  # decoded as it is read, and bounded so
+    message = f"body larger than --max-size ({bounds.max_size} bytes): its Content-Length is {told}"
+    raise FetchError(message, ErrorKind.TOO_LARGE)
 
 
 def _copy(
