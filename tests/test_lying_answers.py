@@ -785,6 +785,21 @@ def test_a_reason_phrase_in_utf_8_is_read_as_utf_8(reason: bytes, read: str):
     assert record["ok"] is True and record["reason"] == read, record
 
 
+@pytest.mark.parametrize(
+    ("title", "read"),
+    [("Café".encode(), "Café"), (b"Caf\xe9", "Café")],
+    ids=["utf-8", "latin-1"],
+)
+def test_a_content_type_in_utf_8_is_read_as_utf_8(title: bytes, read: str):
+    """s36 t4 5: the reason and a -J name were read as UTF-8 when they were, the Content-Type
+    as http.client's Latin-1: 'title="CafÃ©"' beside the reason's 'Café'."""
+    answer = (b'HTTP/1.1 200 OK\r\nContent-Type: text/plain; title="' + title
+              + b'"\r\nContent-Length: 2\r\n\r\nok')  # fmt: skip
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["content_type"] == f'text/plain; title="{read}"', record
+
+
 # -- the same answers through a proxy ----------------------------------------------------------
 
 THROUGH_A_PROXY = {

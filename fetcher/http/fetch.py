@@ -25,6 +25,7 @@ from fetcher.http.codings import check_coding_ended, check_decodable, codings, k
 from fetcher.http.cookies import idna_host
 from fetcher.http.deadline import Deadline, cut_by_deadline, set_thread_deadline
 from fetcher.http.headers import (
+    content_type,
     disposition_name,
     entity_tag,
     remote_time,
@@ -540,7 +541,7 @@ def _note_answer(
     result.final_url = response.url
     result.redirects = len(response.history)
     result.asked_url = asked_url(response)
-    result.content_type = response.headers.get("Content-Type")
+    result.content_type = content_type(response.headers)
     if settings.state is not None:
         # None for one that could not be sent back: the URL would fail each run (s27 t7 1).
         result.etag = entity_tag(response.headers.get("ETag"))
@@ -622,7 +623,7 @@ def note_where_redirects_led(exc: BaseException, session: FetcherSession, result
         # status (as curl's) and its type; the first URL's too (final_url null said "no answer").
         result.final_url = result.final_url or last.url
         result.status, result.reason = last.status_code, last.reason
-        result.content_type = last.headers.get("Content-Type")
+        result.content_type = content_type(last.headers)
 
 
 def _remote_file(response: requests.Response, settings: Settings) -> RemoteFile | None:

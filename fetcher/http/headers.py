@@ -145,10 +145,19 @@ def utf8_if_it_was(text: str) -> str:
     """A header value (or reason phrase) http.client read as Latin-1 that is valid UTF-8 read as
     such: servers send raw UTF-8 in filename="..." (browsers and curl -J read it so) and in a
     reason; else as it was."""
+    if text.isascii():
+        return text
     try:
         return text.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return text
+
+
+def content_type(headers: Mapping[str, str]) -> str | None:
+    """The Content-Type, read as UTF-8 when it is (utf8_if_it_was), as the reason and a -J name
+    are: a title="Café" in it was recorded as CafÃ© (s36 t4 5)."""
+    value = headers.get("Content-Type")
+    return None if value is None else utf8_if_it_was(value)
 
 
 def disposition_name(headers: Mapping[str, str]) -> str | None:
