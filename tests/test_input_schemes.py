@@ -95,7 +95,7 @@ def test_a_url_in_quotes_or_parentheses_is_no_host_to_look_up(line: str) -> None
 
 @pytest.mark.parametrize(
     "line",
-    ["url,campaign,notes", "name;url;x", "$home!", "bob;bob@corp.test;https://x.test/",
+    ["$home!", "bob;bob@corp.test;https://x.test/",
      "http://a&b.test/", "http://a+b.test/", "http://a=b.test/", "http://a*b.test/"],
 )  # fmt: skip
 def test_a_host_holding_a_sub_delimiter_is_no_host_to_look_up(line: str) -> None:
@@ -104,6 +104,19 @@ def test_a_host_holding_a_sub_delimiter_is_no_host_to_look_up(line: str) -> None
     No DNS name holds , ; $ ! & + = or * (curl: bad hostname), as none holds a quote."""
     [record] = run(line)
     assert_invalid(record, "no host name holds")
+
+
+@pytest.mark.parametrize(
+    ("line", "form"),
+    [('{"url":"http://127.0.0.1:9/j1"}', "jsonl"), ('{"url": "http://127.0.0.1:9/j", "id": 3}',
+     "jsonl"), ("url,campaign,notes", "csv"), ("name;url;x", "csv"), ('"URL",id', "csv")],
+)  # fmt: skip
+def test_a_jsonl_or_csv_line_read_as_a_url_says_which_option_reads_it(line: str, form: str) -> None:
+    """s36 t3 2: a JSON Lines or csv file given without --input-format had its lines called
+    malformed URLs ("the port is not a number", "whitespace inside the URL"), none naming the
+    option that reads them."""
+    [record] = run(line)
+    assert_invalid(record, f"--input-format {form}")
 
 
 # -- a host without a scheme still gets the default one ------------------------------------------

@@ -329,6 +329,8 @@ def not_a_url(text: str) -> str | None:
         return "a NUL inside the line (a NUL-separated list, as find -print0 writes, is one line)"
     if "\r" in text:  # lines are split at LF only, as wget -i and xargs split them
         return "a carriage return inside the URL (in a file, CR-only line ends make one line)"
+    if (form := _other_form(text)) is not None:
+        return form
     if _WHITESPACE.search(text):
         return "whitespace inside the URL"
     if CONTROL.search(text):
@@ -351,6 +353,21 @@ def not_a_url(text: str) -> str | None:
     if scheme.lower() in SCHEMES:  # "http:", "https:example.org": a typo, not another scheme
         return f"malformed URL: no '//' after {scheme}:"
     return f"unsupported scheme {scheme!r} (only http and https are fetched)"
+
+
+# A csv header row's cell naming the url column, as formats reads one: quoted or not.
+_URL_CELL = re.compile(r'(?i)(?:^|[,;])\s*"?url"?\s*(?:[,;]|$)')
+
+
+def _other_form(text: str) -> str | None:
+    """Why text, read as a URL, is a line of JSON Lines or a csv header row: those were called
+    malformed URLs ("the port is not a number"), none of the messages naming the option that
+    reads them (s36 t3 2). A URL holds no '{' first, nor a ',' or ';' in its host."""
+    if text.startswith("{") and text.endswith("}"):
+        return "a JSON object, not a URL: a JSON Lines list is read with --input-format jsonl"
+    if "://" not in text and _URL_CELL.search(text):
+        return "a csv header row, not a URL: a csv list is read with --input-format csv"
+    return None
 
 
 def reads_back_as_itself(raw: bytes) -> bool:
