@@ -76,3 +76,31 @@ def test_a_sigterm_to_the_workers_and_then_fetcher_is_one_stop(
     check_each_line_once(lines, records, failed)
     stopped_first = [r for r in records if "stopped first" in json.dumps(r)]
     assert stopped_first == []
+
+
+def test_a_run_nobody_stops_ends_without_waiting_for_a_stop(
+    server: CountingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s36 r1 5: each worker's pipe ending at a run's end asked whether the run was stopping,
+    and waited SIGNAL_SIBLINGS for a stop that never came: every --processes run ended up to
+    half a second late. A worker with no job out is asked nothing."""
+    from fetcher.input.reader import InputReader, Source
+    from fetcher.run import processes
+    from fetcher.run.build import build_run
+    from fetcher.settings import Settings
+    from tests.test_sessions import MemoryObserver
+
+    asked: list[bool] = []
+    seen = processes.RunStop.seen
+
+    def counted(self: processes.RunStop) -> bool:
+        asked.append(True)
+        return seen(self)
+
+    monkeypatch.setattr(processes.RunStop, "seen", counted)
+    observer = MemoryObserver()
+    urls = (server.url("/a"), server.url("/b"))
+    reader = InputReader([Source("arguments", arguments=urls)], "http", False)
+    build_run(Settings(workers=2, processes=2), reader, observer).run()
+    assert sorted(result.ok for result in observer.results) == [True, True]
+    assert asked == []

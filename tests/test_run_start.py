@@ -107,6 +107,23 @@ def test_a_process_run_whose_worker_ends_before_it_starts_says_so(monkeypatch):
     assert run.source.count == 0
 
 
+def test_a_worker_process_a_signal_ends_as_it_starts_refuses_the_run_naming_it(
+    monkeypatch, tmp_path
+):
+    """s36 r1 1: a worker that crashed, or the OOM killer killed, as it started was taken for
+    one pkill's SIGTERM ended (a stop of this run to follow, s36 t2 1): the run went on with
+    the rest without a word, or, every worker gone, ended as an outage (exit 3). With no stop
+    after it, it refuses the run, as before, saying what ended it."""
+    crashing = tmp_path / "crashing"
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crashing))
+    run, observer = run_of(Settings(workers=2, processes=2))
+    with pytest.raises(RunStartError, match="worker process 1: it was killed by SIGSEGV before"):
+        run.run()
+    assert observer.results == [] and run.source.count == 0
+
+
 def test_the_command_with_processes_exits_2_when_a_worker_cannot_start_its_threads(tmp_path):
     """Each worker process of 512 threads is refused some of them under the limit: the run is
     refused as a whole, as without --processes. Before, the run went on and the URLs dealt

@@ -405,11 +405,11 @@ class ProcessExecutor:
         """Worker index is gone. After a clean stop its jobs still out never reached it (it
         answers every job it read): handed back, or a record if the run goes on. Else they get
         a record, unless the run was stopped: it abandons them when its grace ends."""
-        assert self._inbox is not None
         graceful = self.workers[index].ended_cleanly(EXIT_NOW_WAIT)
-        stopped = self._stopped.seen()
+        out = [seq for seq, (owner, _) in sorted(list(self._out.items())) if owner == index]
+        stopped = bool(out) and self._stopped.seen()  # none out (a run's end): no wait (r1 5)
         if stopped and not graceful:
             return
-        for seq, (owner, task) in sorted(list(self._out.items())):
-            if owner == index and self._out.pop(seq, None) is not None:
-                self._inbox(ended_with(task, graceful, stopped, self.bodies))
+        for seq in out:
+            if (entry := self._out.pop(seq, None)) is not None and self._inbox is not None:
+                self._inbox(ended_with(entry[1], graceful, stopped, self.bodies))

@@ -102,18 +102,19 @@ class WorkerProcess:
         """Wait until the worker's threads all run (None) or it says why they cannot (listening
         thread started first), at most START_LIMIT seconds (not counting a Ctrl-Z's stop of the
         run, which stops the workers too); None at once when stopping is set
-        (a stop does not wait for a worker that is stopped, or slow, to start); and for one a
-        signal ended first: a worker gone, not a refused run (s36 t2 1: pkill's SIGTERM made
-        the run exit 2, a usage error, with no --failed, --summary nor --metrics)."""
+        (a stop does not wait for a worker that is stopped, or slow, to start); and when a
+        signal ended it and then this run's stop came, within SIGNAL_SIBLINGS: pkill's SIGTERM
+        reaching every process made the run exit 2, a usage error, with no --failed,
+        --summary nor --metrics (s36 t2 1). A signal with no stop after it (a crash, the OOM
+        killer) still refuses the run, naming the signal (s36 r1 1)."""
         deadline = time.monotonic() + START_LIMIT
         while not self._reported.wait(START_POLL):
             if stopping.is_set():
                 return None
             if time.monotonic() > max(deadline, resumed_at() + START_LIMIT):  # not a Ctrl-Z's
                 return f"it did not start within {START_LIMIT:g} s"
-        if self._start_problem == ENDED_FIRST and ended_by_a_signal(self):
-            stopping.wait(SIGNAL_SIBLINGS)
-            return None
+        if self._start_problem == ENDED_FIRST and (ended := ended_by(self)) is not None:
+            return None if stopping.wait(SIGNAL_SIBLINGS) else f"{ended} before it could start"
         return self._start_problem
 
     def send(self, batch: list[WireJob]) -> None:
@@ -187,12 +188,19 @@ class WorkerProcess:
             listener(self.index, None)
 
 
-def ended_by_a_signal(worker: WorkerProcess) -> bool:
-    """Whether worker, whose pipe ended, was killed by a signal, or exited with the status of a
-    stop by one (128 + its number: its own handler's)."""
+def ended_by(worker: WorkerProcess) -> str | None:
+    """How a signal ended worker, whose pipe ended: killed by it, or exited with the status of
+    a stop by it (128 + its number: its own handler's); None when no signal did."""
     worker.wait(SIGNAL_SIBLINGS)
     status = worker.process.returncode
-    return status is not None and (status < 0 or status > 128)
+    if status is None or 0 <= status <= 128:
+        return None
+    number = -status if status < 0 else status - 128
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return f"it was killed by {name}" if status < 0 else f"it was stopped by {name}"
 
 
 def shared(setup: WorkerSetup) -> tuple[int, ...]:
