@@ -25,7 +25,7 @@ import pytest
 from rich.cells import cell_len
 
 from tests.conftest import FETCHER, clean_env, invoke, run_process
-from tests.servers import Route, counting_server, default_route, slow_urls
+from tests.servers import Route, closed_port, counting_server, default_route, slow_urls
 from tests.terminals import controlling_terminal, tostop_pty
 
 COLUMNS = 120
@@ -750,8 +750,6 @@ def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format:
     """s36 t4 1: --failed naming a terminal is for eyes, not to be read back, and it printed
     URL passwords and jsonl's Authorization and Cookie values in clear beside the records
     that masked them."""
-    from tests.servers import closed_port
-
     url = f"http://user:SECRETPW@127.0.0.1:{closed_port()}/x"
     headers = {"Authorization": 'Digest a="b", response="SECRETTOKEN"', "Cookie": "s=SECRETCOOKIE"}
     cell = json.dumps(headers).replace('"', '""')
@@ -771,3 +769,33 @@ def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format:
     assert "127.0.0.1" in run.terminal and "SECRET" not in run.terminal, run.terminal
     if input_format != "lines":
         assert "kept" in run.terminal, run.terminal
+
+
+@pytest.mark.parametrize(
+    ("input_format", "text", "shown"),
+    [
+        ("jsonl", '{"url":"URL","headers":{"Cookie"     :  "s=SECRETSPACE"}}', "URL"),
+        ("jsonl", '{"url":"URL","headers":{"\\u0041uthorization":"Bearer SECRETESC"}}', "URL"),
+        ("jsonl", '{"headers":{"Cookie":"a=SECRET"},"url":"URL"}', "URL"),
+        ("jsonl", '{"url":"URL?cookie=1&id=2"}', "cookie=1&id=2"),
+        ("jsonl", '{"url":"URL", "HTTP_COOKIE": "SECRETTOP"', "URL"),  # not JSON: never sent
+        ("csv", "url,Cookie\nURL\rzz,s=SECRET\nURL,s=SECRET2", "URL,"),
+    ],
+    ids=["blanks", "escaped-name", "url-last", "cookie-in-query", "unparsed", "bad-csv-row"],
+)
+def test_failed_lines_on_a_terminal_are_masked_in_every_spelling(
+    tmp_path: Path, input_format: str, text: str, shown: str
+) -> None:
+    """s36 r1 2-4: the mask missed blanks before ':' and a name written with JSON escapes (sent
+    as Authorization all the same), hid the URL of a line whose headers came first, and a csv
+    row its reader could not split stopped the run ("cannot write records")."""
+    url = f"http://127.0.0.1:{closed_port()}/x"
+    (tmp_path / "list").write_text(text.replace("URL", url) + "\n")
+    run = run_on_terminal(
+        ["--retries", "0", "--no-progress", "--input-format", input_format,
+         "-i", str(tmp_path / "list"), "--failed", "/dev/stderr"],
+        tmp_path, stdout_on_terminal=False, stderr_on_terminal=True,
+    )  # fmt: skip
+    assert run.status == 3, run.terminal
+    assert "SECRET" not in run.terminal and "SECRET" not in run.stdout, run.terminal
+    assert shown.replace("URL", url) in run.terminal and "cannot write" not in run.terminal

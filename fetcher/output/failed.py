@@ -3,7 +3,10 @@ read back with ``-i FILE``."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import json
 import os
 import re
 import threading
@@ -13,7 +16,7 @@ from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
-from fetcher.redact import MASK, redact_text, visible
+from fetcher.redact import MASK, redact_text, redact_url, visible
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
 # Bytes of whole lines a write takes at most: a write to a pipe returns once all of it is read,
@@ -201,19 +204,63 @@ def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
 
 
 # A name that carries a credential, as a key, a header line or a csv column spells it
-# (`"Authorization":`, `HTTP_COOKIE=`, `Proxy-Authorisation`, `Cookies`), and its separator.
+# (`"Authorization":`, `HTTP_COOKIE=`, `Proxy-Authorisation`, `Cookies`); with what may stand
+# between it and its value's start (blanks, quotes, a JSON escape's backslash) and ':' or '='.
 _CREDENTIAL_NAME = re.compile(r"(?i)(?:authori[sz]ation|cookie)s?")
-_CREDENTIAL_NAMED = re.compile(_CREDENTIAL_NAME.pattern + r"\W{0,4}?[:=]")
+_CREDENTIAL_NAMED = re.compile(_CREDENTIAL_NAME.pattern + r"[\s\"'\\]*[:=]")
 
 
 def _credentials_masked(text: str, header: str) -> str:
-    """A jsonl or csv line (under header, a csv's header row) masked from the first cell of a
-    column the header names a credential, and from a credential's name followed by ':' or '='
-    (a 'headers' object's `"Cookie": "...`). It over-masks, as redact_cut does: a value's
-    own quotes (Digest's `response=\\"...\\"`) end no mask."""
-    columns = next(csv.reader([header]), []) if header else []
-    first = next((n for n, name in enumerate(columns) if _CREDENTIAL_NAME.search(name)), None)
-    if first is not None:
-        text = ",".join([*next(csv.reader([text]), [])[:first], MASK])
+    """A jsonl object or a csv row (under header, its header row) with every credential
+    masked: a value named like one (at any depth, escapes decoded: `"\\u0041uthorization"`
+    is sent as Authorization), every cell of a column so named, and in any other text from a
+    credential's name followed by ':' or '=' on (a csv 'headers' cell, a line that is not
+    JSON: `Cookie: ...`). The url is masked as the records mask it, and kept in its place. A
+    line not read as either form is masked from such a name on, or whole, for a csv row its
+    reader refuses (s36 r1 2: that stopped the run)."""
+    if not header:
+        try:
+            found = json.loads(text)
+        except (ValueError, RecursionError):
+            return _masked_text(text)
+        return json.dumps(_masked_value(found), ensure_ascii=False)
+    try:
+        columns, cells = (next(csv.reader([row]), []) for row in (header, text))
+    except csv.Error:
+        return MASK
+    secret = [bool(_CREDENTIAL_NAME.search(name)) for name in columns]
+    shown = [
+        MASK if n < len(secret) and secret[n] and cell else _masked_cell(cell)
+        for n, cell in enumerate(cells)
+    ]
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow(shown)
+    return out.getvalue()
+
+
+def _masked_value(value: object, key: str = "") -> object:
+    """A jsonl line's value (under key) with its credentials masked (_credentials_masked)."""
+    if isinstance(value, dict):
+        return {
+            name: MASK if _CREDENTIAL_NAME.search(name) and inner not in (None, "")
+            else _masked_value(inner, name)
+            for name, inner in value.items()
+        }  # fmt: skip
+    if isinstance(value, list):
+        return [_masked_value(inner) for inner in value]
+    if isinstance(value, str):
+        return redact_url(value) if key == "url" else _masked_text(value)
+    return value
+
+
+def _masked_cell(cell: str) -> str:
+    """A csv cell: a JSON object (a 'headers' cell) masked as a jsonl line is, else as text."""
+    if cell.startswith("{"):
+        with contextlib.suppress(ValueError, RecursionError):
+            return json.dumps(_masked_value(json.loads(cell)), ensure_ascii=False)
+    return _masked_text(cell)
+
+
+def _masked_text(text: str) -> str:
     named = _CREDENTIAL_NAMED.search(text)
     return text if named is None else f"{text[: named.end()]} {MASK}"
