@@ -181,6 +181,29 @@ def test_a_hard_exit_the_moment_the_temporary_is_created_removes_it(
     assert left == [[]]
 
 
+def test_a_hard_exit_the_moment_a_file_with_no_name_is_named_removes_it(tmp_path: Path) -> None:
+    """s36 r1 6: --summary, --metrics and -c are written with no name, named at the commit and
+    renamed: the name was not noted, and a hard exit between the two left the .part for good."""
+    from fetcher.output import atomic
+
+    if not atomic.UNNAMED_FILES:
+        pytest.skip("no files with no name here")
+    left: list[list[str]] = []
+
+    def at_return(frame: object, event: str, arg: object) -> None:
+        if event == "c_return" and arg is os.link and not left:
+            atomic.abort_unfinished()  # what a second signal's hard exit does
+            left.append([p.name for p in tmp_path.iterdir()])
+
+    sys.setprofile(at_return)
+    try:
+        with suppress(OSError):  # Swapped: the temporary is gone when the rename comes
+            atomic.write_atomically(str(tmp_path / "summary.json"), b"{}\n")
+    finally:
+        sys.setprofile(None)
+    assert left == [[]]
+
+
 def test_a_run_file_waiting_on_the_disk_has_no_name_beside_it(tmp_path, monkeypatch):
     """--summary, --metrics and -c were written under a .fetcher-….part name and synced under
     it: a SIGKILL while the disk was slow left that file there for good, the jar's cookies in

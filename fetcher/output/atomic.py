@@ -236,16 +236,22 @@ def create_unnamed(folder: int) -> int | None:
         raise
 
 
-def name_unnamed(fd: int, folder: int) -> str:
+def name_unnamed(fd: int, folder: int, noted: set[InFolder] | None = None) -> str:
     """Give the file with no name open at fd a new temporary name in folder, as
-    create_temporary makes them (linkat follows /proc's link to the open file). Raises
-    OSError."""
+    create_temporary makes them (linkat follows /proc's link to the open file). noted: as
+    create_temporary's, the name noted before it is made (s36 r1 6). Raises OSError."""
     for _ in range(100):
         name = _temporary_name()
+        if noted is not None:
+            noted.add((folder, name))
         try:
             os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=folder, follow_symlinks=True)
-        except FileExistsError:
-            continue
+        except OSError as error:
+            if noted is not None:
+                noted.discard((folder, name))
+            if isinstance(error, FileExistsError):
+                continue
+            raise
         return name
     raise FileExistsError(errno.EEXIST, "no free temporary name")
 
@@ -352,7 +358,7 @@ class AtomicFile:
             # its .part name left it there for good (s23 h2 2).
             os.fsync(self.fd)
         if self._folder >= 0 and self.fd >= 0 and self.temporary is None:  # named, renamed
-            self.temporary = name_unnamed(self.fd, self._folder)
+            self.temporary = name_unnamed(self.fd, self._folder, self._noted)
         if self.temporary is not None and self.fd >= 0:
             self._rename_over()
         self.close()
