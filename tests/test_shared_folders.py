@@ -396,6 +396,24 @@ def test_a_summary_s_folder_swapped_for_a_link_during_the_run_is_not_followed(
     assert (private / "s.json").read_text() == "SECRET-KEEP\n"
 
 
+def test_a_planted_results_link_that_reads_as_dev_stdout_by_text_is_not_followed(
+    server: CountingServer, tmp_path: Path
+) -> None:
+    """s35 r3 5: `s -> d/../../dev/stdout`, d a link to a folder two levels down, reads as
+    /dev/stdout when '..' is taken as text; the system's walk leads to the user's own
+    dev/stdout file, which was emptied and given the records."""
+    user = tmp_path / "u"
+    (user / "a" / "b").mkdir(parents=True)
+    (user / "dev").mkdir()
+    (user / "dev" / "stdout").write_text("KEEP\n")
+    shared = shared_folder(tmp_path)
+    (shared / "d").symlink_to(user / "a" / "b")
+    (shared / "s").symlink_to("d/../../dev/stdout")
+    result = invoke(["-q", "--results", str(shared / "s"), server.url("/a")])
+    assert result.exit_code == 2, result.output
+    assert (user / "dev" / "stdout").read_text() == "KEEP\n" and server.requests == 0
+
+
 def _private_and_shared_x(tmp_path: Path) -> tuple[Path, Path]:
     """A private folder holding s.json, and a folder x in a folder anyone may write in."""
     private = tmp_path / "private"
