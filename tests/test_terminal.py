@@ -780,8 +780,21 @@ def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format:
         ("jsonl", '{"url":"URL?cookie=1&id=2"}', "cookie=1&id=2"),
         ("jsonl", '{"url":"URL", "HTTP_COOKIE": "SECRETTOP"', "URL"),  # not JSON: never sent
         ("csv", "url,Cookie\nURL\rzz,s=SECRET\nURL,s=SECRET2", "URL,"),
+        ("csv", 'url,headers\nURL, {"Coo\\u006bie": "s=SECRET"}', "URL,"),
+        ("csv", 'url,Authorization\nURL,Digest username="u", realm="r", response="SECRET"', "URL"),
+        ("jsonl", '{"url":"URL","Referer":"http://u:SECRET\\u0040h.test/"}', "URL"),
     ],
-    ids=["blanks", "escaped-name", "url-last", "cookie-in-query", "unparsed", "bad-csv-row"],
+    ids=[
+        "blanks",
+        "escaped-name",
+        "url-last",
+        "cookie-in-query",
+        "unparsed",
+        "bad-csv-row",
+        "blank-cell",
+        "split-column",
+        "escaped-at",
+    ],  # fmt: skip
 )
 def test_failed_lines_on_a_terminal_are_masked_in_every_spelling(
     tmp_path: Path, input_format: str, text: str, shown: str
@@ -799,3 +812,21 @@ def test_failed_lines_on_a_terminal_are_masked_in_every_spelling(
     assert run.status == 3, run.terminal
     assert "SECRET" not in run.terminal and "SECRET" not in run.stdout, run.terminal
     assert shown.replace("URL", url) in run.terminal and "cannot write" not in run.terminal
+
+
+@pytest.mark.parametrize("fields", [b"", b"url,Cookie"], ids=["jsonl", "csv"])
+def test_a_block_of_the_unread_rest_on_a_terminal_is_masked_line_by_line(fields: bytes) -> None:
+    """s36 r2 3: a stop's unread rest comes as blocks of many lines; masked as one line, a csv
+    block became one ***, and a jsonl block was masked from its first line's Cookie on."""
+    from fetcher.output.failed import shown_line
+
+    if fields:
+        block = b"".join(b"http://h.test/%d,s=SECRET\n" % n for n in range(3))
+    else:
+        block = b"".join(
+            b'{"url": "http://h.test/%d", "headers": {"Cookie": "s=SECRET"}}\n' % n
+            for n in range(3)
+        )
+    shown = shown_line(block, "utf-8", fields).decode().split("\n")
+    assert len(shown) == 3 and "SECRET" not in "".join(shown), shown
+    assert all(f"http://h.test/{n}" in line for n, line in enumerate(shown)), shown

@@ -191,16 +191,20 @@ def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
     """A failed line as a terminal shows it, for eyes: what is not UTF-8 as \\x escapes, every
     control and format character made visible (the text form's ``visible``: a URL list's
     ESC[2J or OSC 52 must not clear the screen or set the clipboard), in the terminal's
-    encoding, what it lacks escaped. A csv record's own line end is one escape more.
+    encoding, what it lacks escaped. A csv record's own line end is one escape more; a block
+    of a file's unread rest is shown line by line (record by record: s36 r2 3).
 
     Its secrets masked, as the records mask them (s36 t4 1: a terminal's copy cannot be read
     back, and it showed them beside the records that did not): a URL's password, and in a
-    jsonl object or a csv row (fields: its header row, b"" for jsonl), all from where a
-    credential header's value may begin (``_credentials_masked``)."""
-    text = redact_text(raw.removesuffix(b"\n").decode("utf-8", "backslashreplace"))
-    if fields is not None:
-        text = _credentials_masked(text, fields.decode("utf-8", "backslashreplace"))
-    return visible(text).encode(encoding, "backslashreplace")
+    jsonl object or a csv row (fields: its header row, b"" for jsonl) every credential
+    (``_object_masked``, ``_rows_masked``)."""
+    text = raw.removesuffix(b"\n").decode("utf-8", "backslashreplace")
+    if fields:
+        rows = _rows_masked(text, fields.decode("utf-8", "backslashreplace"))
+    else:
+        mask = redact_text if fields is None else _object_masked
+        rows = [mask(line) for line in text.split("\n")]
+    return "\n".join(map(visible, rows)).encode(encoding, "backslashreplace")
 
 
 # A name that carries a credential, as a key, a header line or a csv column spells it
@@ -208,34 +212,44 @@ def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
 # between it and its value's start (blanks, quotes, a JSON escape's backslash) and ':' or '='.
 _CREDENTIAL_NAME = re.compile(r"(?i)(?:authori[sz]ation|cookie)s?")
 _CREDENTIAL_NAMED = re.compile(_CREDENTIAL_NAME.pattern + r"[\s\"'\\]*[:=]")
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
-def _credentials_masked(text: str, header: str) -> str:
-    """A jsonl object or a csv row (under header, its header row) with every credential
-    masked: a value named like one (at any depth, escapes decoded: `"\\u0041uthorization"`
-    is sent as Authorization), every cell of a column so named, and in any other text from a
-    credential's name followed by ':' or '=' on (a csv 'headers' cell, a line that is not
-    JSON: `Cookie: ...`). The url is masked as the records mask it, and kept in its place. A
-    line not read as either form is masked from such a name on, or whole, for a csv row its
-    reader refuses (s36 r1 2: that stopped the run)."""
-    if not header:
-        try:
-            found = json.loads(text)
-        except (ValueError, RecursionError):
-            return _masked_text(text)
-        return json.dumps(_masked_value(found), ensure_ascii=False)
+def _object_masked(line: str) -> str:
+    """A jsonl line with every credential masked: read as JSON, a value named like one (at any
+    depth, its name's escapes decoded: `"\\u0041uthorization"` is sent as Authorization), and
+    in every other string what _masked_text masks; the url masked as the records mask it, in
+    its place. A line that is not JSON, as _masked_text masks it."""
     try:
-        columns, cells = (next(csv.reader([row]), []) for row in (header, text))
+        found = json.loads(line)
+    except (ValueError, RecursionError):
+        return _masked_text(line)
+    return json.dumps(_masked_value(found), ensure_ascii=False)
+
+
+def _rows_masked(text: str, header: str) -> list[str]:
+    """The csv rows of text (one record, or a block of a file's unread rest), under header,
+    each with every cell from the first column the header names a credential on masked (such
+    a value with a ',' in it is split over the cells after it: s36 r2 5), and every other
+    cell as _masked_cell masks it. Rows the csv module cannot split (it raised, and stopped
+    the run: s36 r1 2) are masked line by line, whole under such a column."""
+    try:
+        columns = next(csv.reader([header]), [])
+        rows = list(csv.reader(io.StringIO(text)))
     except csv.Error:
-        return MASK
-    secret = [bool(_CREDENTIAL_NAME.search(name)) for name in columns]
-    shown = [
-        MASK if n < len(secret) and secret[n] and cell else _masked_cell(cell)
-        for n, cell in enumerate(cells)
-    ]
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(shown)
-    return out.getvalue()
+        rows = None
+    first = next((n for n, name in enumerate(columns) if _CREDENTIAL_NAME.search(name)), None)
+    if rows is None:
+        return [MASK if first is not None else _masked_text(line) for line in text.split("\n")]
+    shown = []
+    for cells in rows:
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(
+            MASK if first is not None and n >= first and cell else _masked_cell(cell)
+            for n, cell in enumerate(cells)
+        )
+        shown.append(out.getvalue())
+    return shown
 
 
 def _masked_value(value: object, key: str = "") -> object:
@@ -254,13 +268,17 @@ def _masked_value(value: object, key: str = "") -> object:
 
 
 def _masked_cell(cell: str) -> str:
-    """A csv cell: a JSON object (a 'headers' cell) masked as a jsonl line is, else as text."""
-    if cell.startswith("{"):
+    """A csv cell: a JSON object (a 'headers' cell, blanks around it: s36 r2 1) masked as a
+    jsonl line is, else as text."""
+    if cell.strip().startswith("{"):
         with contextlib.suppress(ValueError, RecursionError):
             return json.dumps(_masked_value(json.loads(cell)), ensure_ascii=False)
     return _masked_text(cell)
 
 
 def _masked_text(text: str) -> str:
+    """text with its JSON escapes decoded (a name or an '@' so written is seen: s36 r2 1, 6),
+    its URL passwords masked, and all from a credential's name followed by ':' or '=' on."""
+    text = redact_text(_JSON_ESCAPE.sub(lambda escape: chr(int(escape[1], 16)), text))
     named = _CREDENTIAL_NAMED.search(text)
     return text if named is None else f"{text[: named.end()]} {MASK}"
