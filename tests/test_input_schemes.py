@@ -119,6 +119,16 @@ def test_a_jsonl_or_csv_line_read_as_a_url_says_which_option_reads_it(line: str,
     assert_invalid(record, f"--input-format {form}")
 
 
+@pytest.mark.parametrize(
+    "text", ["a.test/items?fields=id,url,title", "a.test/a;url", "http://a.test/,url", "a.test/url"]
+)
+def test_a_url_holding_url_between_commas_is_still_a_url(text: str) -> None:
+    """s36 r2 2: c7c30bd took any line with a cell `url` between ',' or ';' for a csv header:
+    these real URLs, fetched before, were refused. A header row is names alone."""
+    job = JobMaker("https").url_job(text, None, text.encode())
+    assert job.invalid is None
+
+
 # -- a host without a scheme still gets the default one ------------------------------------------
 
 

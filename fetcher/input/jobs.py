@@ -355,17 +355,28 @@ def not_a_url(text: str) -> str | None:
     return f"unsupported scheme {scheme!r} (only http and https are fetched)"
 
 
-# A csv header row's cell naming the url column, as formats reads one: quoted or not.
-_URL_CELL = re.compile(r'(?i)(?:^|[,;])\s*"?url"?\s*(?:[,;]|$)')
+# A csv header row's cell, stripped: a name, quoted or not.
+_HEADER_CELL = re.compile(r'"?[\w .-]*"?')
+
+
+def _header_row(text: str) -> bool:
+    """Whether text is a csv header row with a url column: names alone, between ',' or ';'."""
+    if "," not in text and ";" not in text and text.strip('" ').lower() != "url":
+        return False  # a URL's line, nearly always: no split
+    cells = [cell.strip() for cell in re.split("[,;]", text)]
+    return "url" in (cell.strip('"').lower() for cell in cells) and all(
+        _HEADER_CELL.fullmatch(cell) for cell in cells
+    )
 
 
 def _other_form(text: str) -> str | None:
     """Why text, read as a URL, is a line of JSON Lines or a csv header row: those were called
     malformed URLs ("the port is not a number"), none of the messages naming the option that
-    reads them (s36 t3 2). A URL holds no '{' first, nor a ',' or ';' in its host."""
+    reads them (s36 t3 2). A URL holds no '{' first, and a header row is names alone: a URL
+    with `,url,` in its query or `;url` in its path is one (s36 r2 2)."""
     if text.startswith("{") and text.endswith("}"):
         return "a JSON object, not a URL: a JSON Lines list is read with --input-format jsonl"
-    if "://" not in text and _URL_CELL.search(text):
+    if _header_row(text):
         return "a csv header row, not a URL: a csv list is read with --input-format csv"
     return None
 
