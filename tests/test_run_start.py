@@ -124,6 +124,18 @@ def test_a_worker_process_a_signal_ends_as_it_starts_refuses_the_run_naming_it(
     assert observer.results == [] and run.source.count == 0
 
 
+def test_a_worker_process_exiting_255_as_it_starts_is_not_called_signalled(monkeypatch, tmp_path):
+    """s36 r2 8: a status over 128 that is no signal's (255) was called 'stopped by signal
+    127'."""
+    exiting = tmp_path / "exiting"
+    exiting.write_text("#!/bin/sh\nexit 255\n")
+    exiting.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(exiting))
+    run, _ = run_of(Settings(workers=2, processes=2))
+    with pytest.raises(RunStartError, match="worker process 1: it ended before it could start"):
+        run.run()
+
+
 def test_the_command_with_processes_exits_2_when_a_worker_cannot_start_its_threads(tmp_path):
     """Each worker process of 512 threads is refused some of them under the limit: the run is
     refused as a whole, as without --processes. Before, the run went on and the URLs dealt

@@ -20,9 +20,13 @@ from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerLog,
 from fetcher.run.worker_logs import log_here
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
+# A terminal's signals are ignored from its first line, as worker_process ignores them: one
+# sent to every process during its imports printed a KeyboardInterrupt traceback (s36 r2 9).
 WORKER_CODE = (
-    "import sys; sys.path[:0] = {path!r}; from fetcher.run.worker_main import worker_process; "
-    "worker_process({jobs}, {results}, {control})"
+    "import signal; [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGHUP, "
+    "signal.SIGQUIT)]; import sys; sys.path[:0] = {path!r}; "
+    "from fetcher.run.worker_main import worker_process; worker_process({jobs}, {results}, "
+    "{control})"
 )
 # Tells a worker to remove its temporaries and exit at once (SIGTERM is the graceful stop, and
 # two SIGTERMs sent together may arrive as one).
@@ -195,11 +199,10 @@ def ended_by(worker: WorkerProcess) -> str | None:
     status = worker.process.returncode
     if status is None or 0 <= status <= 128:
         return None
-    number = -status if status < 0 else status - 128
     try:
-        name = signal.Signals(number).name
+        name = signal.Signals(-status if status < 0 else status - 128).name
     except ValueError:
-        name = f"signal {number}"
+        return None  # a status of its own (255), not a signal's (s36 r2 8)
     return f"it was killed by {name}" if status < 0 else f"it was stopped by {name}"
 
 
