@@ -325,13 +325,16 @@ def redact_text(text: str, bare_words: bool = False) -> str:
 # joiner, the BOM, the soft hyphen, tags) and the Unicode line and paragraph separators (Zl, Zp).
 # (Lone surrogates, bytes that were not UTF-8, stay: the text is written with surrogateescape,
 # so they are the bytes as read.)
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Zl", "Zp"})
-# And what Python counts as printable but shows as nothing: the default-ignorable code points
-# outside Cf (the combining grapheme joiner, Hangul fillers, Mongolian and Unicode variation
-# selectors, Khmer inherent vowels) and the braille blank.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# And what shows as nothing though it is not Cf: the default-ignorable code points outside Cf
+# (Unicode's DerivedCoreProperties; renderers draw them as nothing): the combining grapheme
+# joiner, Hangul fillers, Mongolian and Unicode variation selectors, Khmer inherent vowels, and
+# those not assigned yet (U+2065, U+FFF0..FFF8, the tag block's: s36 t4 2); and the braille
+# blank. Not every unassigned code point: an emoji newer than this Python's Unicode is one,
+# and a saved name's spelling must not change with the interpreter (s36 r2 4).
 _BLANK = re.compile(
-    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0"
-    "\U000e0100-\U000e01ef]"
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2060-\u206f\u2800\u3164\ufe00-\ufe0f"
+    "\uffa0\ufff0-\ufff8\U000e0000-\U000e0fff]"
 )
 
 
