@@ -311,6 +311,21 @@ def test_max_size_after_a_resume_names_the_users_limit(
     assert saved_files(tmp_path) == []
 
 
+def test_a_rest_whose_length_passes_max_size_with_the_kept_bytes_says_so(
+    origin: tuple[RawOrigin, str], tmp_path: Path
+) -> None:
+    """s36 r2 7: the rest's 60,000 bytes are under --max-size 80000, the 40,000 kept with them
+    over it: refused before the body, the message named the 60,000 alone, and bytes was 0
+    where the record counts the kept bytes."""
+    raw, url = origin
+    cut_short(origin, tmp_path, STRONG)
+    raw.ranged = lambda headers: rest(STRONG, OLD)
+    _, [record] = fetch(tmp_path, url, "--max-size", "80000")
+    assert record["error"]["kind"] == "too_large", record
+    assert f"is {SIZE - CUT}, after {CUT} kept" in record["error"]["message"], record
+    assert record["bytes"] == CUT and saved_files(tmp_path) == []
+
+
 def head_answer(headers: dict[str, str]) -> bytes:
     """A HEAD's 200: the whole body's length, no body."""
     return answer("200 OK", {**STRONG, "Content-Length": str(SIZE)}, b"", framing="close")

@@ -684,7 +684,7 @@ def read_body(
         if kept:
             output.saved.hash_kept(digest.update)  # type: ignore[union-attr] # kept: a file
         bounds = _Bounds(settings.max_size, kept, length)
-        decoded = _decoding(response, as_sent, bounds)
+        decoded = _decoding(response, as_sent, bounds, result)
         read1 = functools.partial(response.raw.read1, decode_content=decoded)
         read = _copy(read1, digest.update, write, bounds, deadline, result, watch)
         if decoded:
@@ -702,14 +702,15 @@ def read_body(
     result.sha256 = digest.hexdigest()
 
 
-def _decoding(response: requests.Response, as_sent: bool, bounds: _Bounds) -> bool:
+def _decoding(response: requests.Response, as_sent: bool, bounds: _Bounds, result: Result) -> bool:
     """Whether response's body is read decoded: unless it is kept as sent (_kept_as_sent),
     decided once, for a saved file, --body and --include-body alike. A decoded body in a
     coding fetcher cannot decode is refused here (check_decodable); its bytes as sent are
     bounded there, by --max-size too (codings.WireBound). One whose length, told, passes
-    --max-size is refused too (_check_told_size)."""
+    --max-size is refused too (_check_told_size), result then counting the kept bytes alone."""
     if not as_sent:
         check_decodable(response.raw, bounds.max_size)
+    result.bytes = bounds.kept
     _check_told_size(response.raw, not as_sent, bounds)
     return not as_sent
 
@@ -807,8 +808,10 @@ def _check_told_size(raw: urllib3.BaseHTTPResponse, decoded: bool, bounds: _Boun
         return
     if decoded and codings(raw):
         return  # decoded as it is read, and bounded so
-    message = f"body larger than --max-size ({bounds.max_size} bytes): its Content-Length is {told}"
-    raise FetchError(message, ErrorKind.TOO_LARGE)
+    said = f"its Content-Length is {told}" + (f", after {bounds.kept} kept" if bounds.kept else "")
+    raise FetchError(
+        f"body larger than --max-size ({bounds.max_size} bytes): {said}", ErrorKind.TOO_LARGE
+    )
 
 
 def _copy(
