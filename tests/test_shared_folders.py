@@ -414,6 +414,31 @@ def test_a_planted_results_link_that_reads_as_dev_stdout_by_text_is_not_followed
     assert (user / "dev" / "stdout").read_text() == "KEEP\n" and server.requests == 0
 
 
+def test_output_dir_made_after_its_check_follows_no_link_planted_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s36 t6 1: -o shared/a/b/c, a missing at the check; a link `a -> private` planted
+    before os.makedirs had root make private/b (51 runs of a race). The folders are made
+    one by one, each opened with no link followed."""
+    from fetcher.output import atomic
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    shared = shared_folder(tmp_path)
+    real_walk = atomic.walk_links
+
+    def walk_then_plant(path: str, rule: object) -> object:
+        walked = real_walk(path, rule)  # type: ignore[arg-type]
+        if not (shared / "a").is_symlink():
+            (shared / "a").symlink_to(private)
+        return walked
+
+    monkeypatch.setattr(atomic, "walk_links", walk_then_plant)
+    with pytest.raises(OSError):
+        os.close(atomic.open_output_dir(str(shared / "a" / "b" / "c")))
+    assert list(private.iterdir()) == []
+
+
 def _private_and_shared_x(tmp_path: Path) -> tuple[Path, Path]:
     """A private folder holding s.json, and a folder x in a folder anyone may write in."""
     private = tmp_path / "private"

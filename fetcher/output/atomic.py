@@ -268,23 +268,42 @@ def _set_mode(fd: int, name: InFolder | None, mode: int) -> None:
         raise
 
 
-def open_folder(path: str) -> int:
+def open_folder(path: str, make: bool = False, readable: bool = False) -> int:
     """The folder at path (absolute, normalised, no link on it: a walk's ``path``) opened
     name by name from '/', none of them followed; its descriptor (O_PATH where there is one:
     enough to create and rename in it, where O_RDONLY needs the right to read it, which a
-    drop-box folder, -wx, refuses: s26 r6 4). A folder on the way swapped for a link since
-    the walk is refused (OSError: ELOOP or ENOTDIR), not followed, and what is done in the
-    folder once open is done there, wherever its name goes meanwhile (s35 r5 1)."""
+    drop-box folder, -wx, refuses: s26 r6 4; readable: O_RDONLY). A folder on the way
+    swapped for a link since the walk is refused (OSError: ELOOP or ENOTDIR), not followed,
+    and what is done in the folder once open is done there, wherever its name goes meanwhile
+    (s35 r5 1). make: the folders not there are made, as os.makedirs would, but in the
+    folder just opened, never through a link (s36 t6 1)."""
     flags = _FOLDER_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    folder = os.open(os.sep, flags)
-    for name in path.split(os.sep):
-        if name:
-            try:
-                inner = os.open(name, flags, dir_fd=folder)
-            finally:
-                os.close(folder)
-            folder = inner
+    names = [name for name in path.split(os.sep) if name]
+    folder = os.open(os.sep, flags if names or not readable else _READ_FOLDER)
+    for number, name in enumerate(names, 1):
+        try:
+            inner = _open_in(folder, name, _READ_FOLDER if readable and number == len(names)
+                             else flags, make)  # fmt: skip
+        finally:
+            os.close(folder)
+        folder = inner
     return folder
+
+
+_READ_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_in(folder: int, name: str, flags: int, make: bool) -> int:
+    """name in the folder open as folder, opened with flags; made first if make and not there
+    (a folder someone made meanwhile is used, as makedirs' exist_ok)."""
+    try:
+        return os.open(name, flags, dir_fd=folder)
+    except FileNotFoundError:
+        if not make:
+            raise
+    with suppress(FileExistsError):
+        os.mkdir(name, 0o777, dir_fd=folder)
+    return os.open(name, flags, dir_fd=folder)
 
 
 class AtomicFile:
@@ -705,6 +724,11 @@ def planted_folder(path: str) -> str | None:
     DIR there already, another user's in a folder anyone may write in (/tmp), who may have
     made it first to read the bodies and swap them (a group's shared folder is the group's
     to use: s35 r2 7). A name not there yet ends the walk: this run makes the rest."""
+    return _folder_walk(path).why
+
+
+def _folder_walk(path: str) -> Resolved:
+    """planted_folder's walk of path: where it leads, and why not to go there, or None."""
     given = path.rstrip(os.sep) or path
 
     def link_rule(step: str, info: os.stat_result) -> str | None:
@@ -715,7 +739,7 @@ def planted_folder(path: str) -> str | None:
 
     walked = walk_links(path, link_rule)
     if walked.why is not None:
-        return walked.why
+        return walked
     # Another user's folders from DIR up, the top one in a folder anyone may write in: they
     # could have made them first (/tmp/build/out, both theirs: s35 r3 2). A colleague's in a
     # group's folder, theirs or root's, is not so (s35 r2 7, r4 4).
@@ -725,29 +749,30 @@ def planted_folder(path: str) -> str | None:
     while (found := _stat_of(folder)) is not None and found.st_uid not in (os.geteuid(), 0):
         folder, theirs = os.path.dirname(folder), (folder, found.st_uid)
     if theirs is None or (found is not None and not found.st_mode & stat.S_IWOTH):
-        return None
+        return walked
     top, uid = theirs
     named = "it is" if top == walked.path else f"{top!r}, on its way, is"
-    return (
+    return Resolved(walked.path, (
         f"{named} a folder of another user's (uid {uid}), in a folder anyone may write in: "
         "they could have made it first, and what fetcher saves there would be theirs to read "
         "and replace"
-    )
+    ))  # fmt: skip
 
 
 def open_output_dir(root: str) -> int:
     """DIR made and opened for a run (paths.OutputDir): where the system's walk of root leads,
     its links judged as planted_folder judges them, its last name not followed, and looked at
     again once open, so that a link, or another user's folder, planted between the check at
-    the start and the open is refused, not followed (s35 r3 4). Raises OSError."""
-    if (why := planted_folder(root)) is not None:
-        raise OSError(errno.EACCES, why, root)
+    the start and the open is refused, not followed (s35 r3 4). The folders not there yet
+    are made one by one where that one walk led, none through a link: os.makedirs followed one
+    planted since the walk, and made folders in the user's own (s36 t6 1). Raises OSError."""
     # As the system resolves it where it can (link/.. is the parent of the link's target), and
     # as text past a folder that is not there (x/.. is where x would be: makedirs walking it
     # created x, outside DIR).
-    real = walk_links(root, lambda step, info: None).path
-    os.makedirs(real, exist_ok=True)
-    fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    real, why = _folder_walk(root)
+    if why is not None:
+        raise OSError(errno.EACCES, why, root)
+    fd = open_folder(real, make=True, readable=True)
     try:
         why = planted_folder(root)
         if why is None and not _same(os.fstat(fd), os.stat(real)):
