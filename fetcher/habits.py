@@ -82,7 +82,12 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
         ignore_variables(params, ["remote_time"], "without -o DIR: no file is saved")
     if params["output_dir"] is not None:
         # the URL arguments: beside an -i, a run of several URLs, no curl -o FILE (s32 r3 7)
-        problem = output_dir_problem(params["output_dir"], () if params["inputs"] else urls)
+        try:
+            problem = output_dir_problem(params["output_dir"], () if params["inputs"] else urls)
+        except OSError as error:
+            from fetcher.owners import changed_while_looked_at
+
+            problem = changed_while_looked_at(error)
         if problem is not None:
             raise click.UsageError(problem)
     check_urls_given_as_files(params, urls)

@@ -41,6 +41,7 @@ from fetcher.output.failed import FailedLines
 from fetcher.output.input_changes import InputChanges, file_state
 from fetcher.output.terminal import ConsoleWriter
 from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
+from fetcher.owners import changed_while_looked_at
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit, say_now
 from fetcher.settings import Settings
@@ -212,7 +213,15 @@ def stdin_source(streams: Streams) -> Source:
 
 def check_output_files(settings: Settings, streams: Streams | None = None) -> None:
     """A file inside -o DIR, a missing or unwritable folder, a directory, no name, or two
-    options naming one file where one would destroy the other's data: a usage error now."""
+    options naming one file where one would destroy the other's data: a usage error now; a
+    path whose links changed while they were looked at too (changed_while_looked_at)."""
+    try:
+        _check_output_files(settings, streams)
+    except OSError as error:
+        raise click.UsageError(changed_while_looked_at(error)) from None
+
+
+def _check_output_files(settings: Settings, streams: Streams | None) -> None:
     check_outside_output_dir(settings, streams)
     paths = []
     for option, field_name, replaced in OUTPUT_FILES:

@@ -79,7 +79,11 @@ def _walk(
             why, links = link_rule(step, info), links + 1
             if links > MAX_LINKS:
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
-            target = os.readlink(step)
+            try:
+                target = os.readlink(step)
+            except OSError:  # no longer a link since the lstat (s36 t6 4): look at it again
+                todo.append(part)
+                continue
             current = os.sep if os.path.isabs(target) else current
             todo.extend(part for part in reversed(target.split(os.sep)) if part not in ("", "."))
             continue
@@ -152,3 +156,14 @@ def _others_write(info: os.stat_result) -> str | None:
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
         return "which another user can write in (group or others may write, no sticky bit)"
     return None
+
+
+def changed_while_looked_at(error: OSError) -> str:
+    """The usage error's message for a path whose links changed while the start's checks
+    walked it (a link gone or swapped between its lstat and its readlink, or a loop made):
+    the run is refused, not ended by a traceback (s36 t6 4)."""
+    where = f" {error.filename!r}" if error.filename else ""
+    return (
+        f"cannot check{where}: {error.strerror or error}; a folder or link on its way changed "
+        "while it was looked at (another user's doing, in a folder others may write in?)"
+    )

@@ -832,3 +832,26 @@ def test_a_hot_journal_planted_after_the_check_is_not_played_back(
     connection.close()
     assert urls == [server.url("/a")]
     assert sorted(os.listdir(state.parent)) == ["s.db"]
+
+
+@pytest.mark.parametrize("option", ["-o", "--summary"])
+def test_a_link_that_changes_while_the_start_looks_at_it_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """s36 t6 4: a link gone (or swapped for a folder) between its lstat and its readlink, a
+    second user's doing, ended the start's checks with a traceback (exit 1)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+
+    def vanished(path: object, *args: object, **kwargs: object) -> str:
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(os, "readlink", vanished)
+    target = tmp_path / "link" / ("dl" if option == "-o" else "s.json")
+    result = invoke(["-q", option, str(target), "http://127.0.0.1:9/"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "Traceback" not in result.output
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    ), result.exception

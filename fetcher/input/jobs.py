@@ -195,33 +195,48 @@ def with_idna_spelling(target: str, parts: SplitResult) -> str:
     server from it: hosts.server_name). DNS ignores a host's case and
     RFC 3986 3.1 a scheme's, and requests sends both lower-cased already; EXAMPLE.com and
     HTTP:// kept their capitals here, so that each was a row, a --unique URL and a file
-    (~<hash>) of its own beside example.com's (s27 r2 7). The URL as it is when both are so
-    already (one startswith more than before for the common case), and only they are
-    rewritten: urlunsplit drops an empty query."""
+    (~<hash>) of its own beside example.com's (s27 r2 7). So are a port as the request uses
+    it (none for the scheme's default, no leading zeros) and no fragment, which is never sent:
+    `doc#intro`, `doc#usage`, `:80/doc` and `:080/doc` were four rows of one resource, each
+    fetched whole at every run, `changed` each time (s36 t1 1). The URL as it is when all are
+    so already (the common case pays a few text tests), and only they are rewritten:
+    urlunsplit drops an empty query."""
     userinfo, at, hostport = parts.netloc.rpartition("@")
     scheme = parts.scheme  # urlsplit's: lower-cased
     typed_scheme = target.startswith(scheme)
-    if typed_scheme and target.isascii() and hostport.lower() == hostport:
-        return target  # the common case: nothing to map
-    netloc = f"{userinfo}{at}{_mapped_hostport(parts, hostport)}"
+    port = _port_text(hostport)
+    plain_port = (
+        port is None or port[:1] not in ("", "0") and int(port) != DEFAULT_PORTS.get(scheme)
+    )
+    if typed_scheme and target.isascii() and hostport.lower() == hostport and plain_port:
+        return target.partition("#")[0]  # the common case: nothing to map
+    netloc = f"{userinfo}{at}{_mapped_hostport(parts, hostport, scheme)}"
     if netloc == parts.netloc and typed_scheme:
-        return target
+        return target.partition("#")[0]
     start = target.find("//") + 2
     if target[start : start + len(parts.netloc)] != parts.netloc:
-        return urlunsplit(parts._replace(netloc=netloc))
+        return urlunsplit(parts._replace(netloc=netloc, fragment=""))
     if target[: len(scheme)].lower() == scheme:  # not so after a blank urlsplit strips
         target = scheme + target[len(scheme) :]
-    return target[:start] + netloc + target[start + len(parts.netloc) :]
+    return (target[:start] + netloc + target[start + len(parts.netloc) :]).partition("#")[0]
 
 
-def _mapped_hostport(parts: SplitResult, hostport: str) -> str:
+def _port_text(hostport: str) -> str | None:
+    """The port hostport (a netloc without its userinfo) spells after its ':', None without."""
+    colon = hostport.rfind(":")
+    return None if colon < 0 or "]" in hostport[colon:] else hostport[colon + 1 :]
+
+
+def _mapped_hostport(parts: SplitResult, hostport: str, scheme: str) -> str:
     """hostport (parts' netloc without its userinfo), its host as idna_spelling maps it and
-    lower-cased, its port as written."""
+    lower-cased, its port as the request uses it: none for scheme's default or an empty one,
+    else its number."""
     mapped = idna_spelling(parts.hostname or "")  # urlsplit's hostname: lower-cased
-    if hostport.startswith("["):  # an IPv6 address
-        return f"[{mapped}]{hostport.partition(']')[2]}"
-    _, colon, port = hostport.partition(":")
-    return f"{mapped}{colon}{port}"
+    host = f"[{mapped}]" if hostport.startswith("[") else mapped  # an IPv6 address
+    port = _port_text(hostport)
+    if not port or int(port) == DEFAULT_PORTS.get(scheme):
+        return host
+    return f"{host}:{int(port)}"
 
 
 def server(hostname: str | None, port: int | None, scheme: str) -> str:

@@ -77,9 +77,11 @@ def _stream_name(path: str) -> str | None:
     if STREAM_NAMES.fullmatch(path):
         return path
     for _ in range(MAX_LINKS):
-        if not os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:  # not a link (or no longer: s36 t6 4)
             return None
-        path = os.path.abspath(os.path.join(os.path.dirname(path), os.readlink(path)))
+        path = os.path.abspath(os.path.join(os.path.dirname(path), target))
         if own_descriptor(path) in (1, 2):
             return path
     return None
