@@ -855,3 +855,20 @@ def test_a_link_that_changes_while_the_start_looks_at_it_is_a_usage_error(
         and result.exception is None
         or isinstance(result.exception, SystemExit)
     ), result.exception
+
+
+@AS_ROOT
+def test_another_user_s_fifo_planted_at_results_with_no_reader_does_not_hang_the_run(
+    tmp_path: Path,
+) -> None:
+    """s36 t6 2: a FIFO planted at --results after the start's check, with no reader, held the
+    open for good (Ctrl-C too: the open is retried). It is opened without waiting, and
+    refused; the user's own FIFO is still waited on, as the shell's `>` waits."""
+    fifo = shared_folder(tmp_path) / "res.jsonl"
+    os.mkfifo(fifo)
+    os.chown(fifo, ANOTHER_USER, ANOTHER_USER)
+    code = "from fetcher.output.atomic import open_in_place; import sys; open_in_place(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(fifo)], capture_output=True, timeout=30, env=clean_env()
+    )
+    assert done.returncode == 1 and b"PermissionError" in done.stderr, done.stderr

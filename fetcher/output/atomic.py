@@ -634,7 +634,7 @@ def open_in_place(path: str, empty: bool = True) -> int:
     walked = planted_on_the_way(path)
     if walked.why is not None:  # a chain's too (s35 r2 2), a folder's on the way (r3 1)
         raise OSError(errno.EACCES, walked.why, path)
-    fd = os.open(walked.path, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)  # not one planted since
+    fd = _open_not_waiting(walked.path, path)  # not a link planted since, nor a FIFO
     try:
         _walked_to(fd, path)  # nor a folder on the way swapped since the walk (s35 r4 3)
         _check_ours(fd, path)
@@ -643,6 +643,23 @@ def open_in_place(path: str, empty: bool = True) -> int:
     except OSError:
         os.close(fd)
         raise
+    return fd
+
+
+def _open_not_waiting(walked: str, path: str) -> int:
+    """walked (path's file, as the walk found it) opened to write, its last name not followed,
+    without waiting for a FIFO's reader unless the FIFO is this user's: one planted since the
+    start's check, with no reader, held the open for good, a Ctrl-C retrying it (s36 t6 2).
+    The descriptor is left blocking, as ever. Raises OSError (EACCES: another's FIFO)."""
+    try:
+        fd = os.open(walked, _IN_PLACE | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+    except OSError as error:
+        if error.errno != errno.ENXIO:  # a FIFO no process reads
+            raise
+        if (why := foreign_fifo(walked)) is not None:
+            raise OSError(errno.EACCES, why, path) from None
+        fd = os.open(walked, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)  # the user's: wait, as `>`
+    os.set_blocking(fd, True)
     return fd
 
 
