@@ -22,6 +22,7 @@ from tests.servers import CountingServer, counting_server, wait_for
 
 ANOTHER_USER = 65534  # nobody
 AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+JAR_HEADER = "# Netscape HTTP Cookie File\n"
 JAR_LINE = "127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tsession\t{value}\n"
 
 
@@ -872,3 +873,30 @@ def test_another_user_s_fifo_planted_at_results_with_no_reader_does_not_hang_the
         [sys.executable, "-c", code, str(fifo)], capture_output=True, timeout=30, env=clean_env()
     )
     assert done.returncode == 1 and b"PermissionError" in done.stderr, done.stderr
+
+
+def test_a_cookie_jar_swapped_for_a_link_after_its_check_is_not_read_through_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s36 t6 3: -c shared/jar.txt (new, in a sticky folder) was checked, then opened through a
+    link to the user's private jar planted since: its session cookie was sent to the servers
+    and saved into the shared jar (13 runs of a race)."""
+    from fetcher.http import cookies
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "cookies.txt").write_text(JAR_HEADER + JAR_LINE.format(value="VICTIMSECRET"))
+    jar = shared_folder(tmp_path, 0o1777) / "jar.txt"
+    real_resolve = cookies.resolve
+
+    def resolve_then_plant(path: str) -> object:
+        found = real_resolve(path)
+        jar.symlink_to(private / "cookies.txt")
+        return found
+
+    monkeypatch.setattr(cookies, "resolve", resolve_then_plant)
+    try:
+        loaded = cookies.load_jar(str(jar))
+    except ValueError:
+        return
+    assert "VICTIMSECRET" not in [cookie.value for cookie in loaded]

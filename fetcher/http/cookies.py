@@ -60,7 +60,7 @@ from requests.cookies import MockRequest, RequestsCookieJar, merge_cookies
 from requests.models import PreparedRequest
 
 from fetcher.input.parsing import CONTROL  # in a cookie: a tab splits the file's line, CR a header
-from fetcher.output.atomic import write_atomically
+from fetcher.output.atomic import open_folder, write_atomically
 from fetcher.owners import resolve
 from fetcher.settings import DEFAULT_PORTS, MAX_COOKIE_BYTES, MAX_COOKIE_HEADER_BYTES
 
@@ -1187,8 +1187,7 @@ def _read_jar_file(path: str, where: str) -> bytes | None:
     """The bytes of the -c file path (read at where: jar_file), None if there is none;
     ValueError if it cannot be read."""
     try:
-        # Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
-        with os.fdopen(os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as file:
+        with os.fdopen(_open_jar(where), "rb") as file:
             _check_jar(os.fstat(file.fileno()), path)
             data = file.read(MAX_JAR_FILE_BYTES + 1)  # /dev/zero must not fill the memory
     except FileNotFoundError:
@@ -1199,6 +1198,21 @@ def _read_jar_file(path: str, where: str) -> bytes | None:
         limit = MAX_JAR_FILE_BYTES // (1024 * 1024)
         raise ValueError(f"cannot read cookie jar {path!r}: larger than {limit} MiB")
     return data
+
+
+def _open_jar(where: str) -> int:
+    """The -c file at where (jar_file's: no link in it) opened to read in the folder opened
+    name by name, its last name not followed either: a link planted there since the check
+    (a new jar's name, in /tmp) had the user's private jar read and its session sent (s36 t6
+    3). Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
+    Raises OSError."""
+    where = os.path.abspath(where)
+    folder = open_folder(os.path.dirname(where))
+    try:
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+        return os.open(os.path.basename(where), flags, dir_fd=folder)
+    finally:
+        os.close(folder)
 
 
 def _check_jar(found: os.stat_result, path: str) -> None:
