@@ -788,3 +788,29 @@ def test_a_content_length_past_max_size_is_refused_before_the_body(tmp_path, cod
     if read is not None:
         assert record["bytes"] == read and "5000000" in record["error"]["message"], record
     assert files_under(out) == []
+
+
+def test_a_full_temporary_folder_for_a_held_body_is_an_io_failure(tmp_path):
+    """s36 t7 2: a body held for --include-body spills to TMPDIR past 1 MiB; a full one (here
+    a file size limit) was kind other, a bare errno, and the server counted as failing."""
+    body = b"x" * (4 << 20)
+
+    def big(conn):
+        read_request(conn)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    code = (
+        "import resource, runpy, sys; "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
+        "sys.argv[0] = 'fetcher'; runpy.run_module('fetcher', run_name='__main__')"
+    )
+    with FaultServer(big) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", code, "--include-body", "--format", "jsonl", "--retries", "0",
+             server.url("/big")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+            env={**clean_env(), "TMPDIR": str(tmp_path)},
+        )  # fmt: skip
+    (record,) = records(done.stdout.decode())
+    assert record["error"]["kind"] == "io", record
+    assert str(tmp_path) in record["error"]["message"], record

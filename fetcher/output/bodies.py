@@ -138,6 +138,12 @@ def _io_error(action: str, path: str, exc: OSError) -> FetchError:
     return FetchError(f"{action} {path}: {exc.strerror or exc}", ErrorKind.IO)
 
 
+def _spool_folder() -> str:
+    """Where a body held for standard output or the record spills past SPOOL_IN_MEMORY: the
+    temporary folder (TMPDIR), named in an io record, so that a full one says where."""
+    return f"a temporary file in {tempfile.gettempdir()} (TMPDIR)"
+
+
 class _Appender:
     """A body's file, written at its end in pieces of at least WRITE_AT_LEAST bytes: reads
     gather in a buffer of its own (a file object's would need a flush, a write a stop's cut must
@@ -411,7 +417,10 @@ class BodyOutput:
             if self.saved is not None:
                 self.saved.write(chunk)
             if self.spool is not None:
-                self.spool.write(chunk)
+                try:
+                    self.spool.write(chunk)
+                except OSError as exc:  # TMPDIR full: this machine's, not the server's (s36 t7 2)
+                    raise _io_error("cannot hold the body in", _spool_folder(), exc) from exc
 
     def cut(self, until: float) -> Cut | None:
         """A stop abandons the body, from another thread than the writer's: no chunk is
