@@ -230,3 +230,40 @@ def test_a_look_that_finds_the_writer_running_keeps_what_the_last_one_saw(monkey
         next_look()
         verdicts.append(progress.moved())
     assert verdicts == [False, False, True]
+
+
+def test_a_second_signal_cuts_a_body_its_reader_takes_slowly_but_steadily(tmp_path):
+    """s36 t7 1: a --body to a reader taking 2 MB/s wrote each 64 KiB piece in ~32 ms, never
+    'stuck' (STUCK_WRITE), so the watchdog waited HARD_STOP_CAP (10 s) after the second Ctrl-C,
+    said the accounting was still going, and left --results empty. The body's write is taken
+    over at once; its line goes to --failed."""
+    body = b"b" * (40 << 20)
+    with counting_server(lambda path: (200, {}, body, 0.0)) as server:
+        read_end, write_end = os.pipe()
+        with (tmp_path / "stderr").open("wb") as stderr:
+            process = subprocess.Popen(
+                [*FETCHER, "-q", "--body", "--failed", "retry.txt", "--results", "r.jsonl",
+                 "--format", "jsonl", server.url("/big")],
+                stdin=subprocess.DEVNULL, stdout=write_end, stderr=stderr,
+                env=clean_env(), cwd=tmp_path,
+            )  # fmt: skip
+        os.close(write_end)
+        reader = SlowReader(read_end, 2_000_000, piece=1 << 16).start()
+        try:
+            wait_for(lambda: len(reader.taken) > (1 << 20), "the body under way", timeout=30)
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.3)  # the second Ctrl-C, as a user's
+            process.send_signal(signal.SIGINT)
+            second = time.monotonic()
+            process.wait(timeout=30)
+            took = time.monotonic() - second
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            reader.join()
+            os.close(read_end)
+    said = (tmp_path / "stderr").read_text()
+    assert process.returncode == 130, said[-2000:]
+    assert took < 3.0, (took, said[-2000:])  # HARD_STOP_CAP (10 s) before
+    assert (tmp_path / "retry.txt").read_text() == server.url("/big") + "\n", said[-2000:]

@@ -173,8 +173,9 @@ class Collector:
         """A reader of standard output went away: of the records or, with --body, the bodies."""
         return self.output_broken or (self.bodies is not None and self.bodies.broken)
 
-    def take_over(self, stuck_for: float) -> bool:
+    def take_over(self, stuck_for: float, body_at_once: bool = False) -> bool:
         """A hard stop's watchdog: a write stuck for stuck_for s is stopped, its place taken."""
+        stuck_for = 0.0 if body_at_once and self.retry.writing else stuck_for  # s36 t7 1
         if not self._writes.stop_if_stuck(stuck_for):
             return False
         self.write_error = self.write_error or "records not written: the output was stuck"

@@ -70,7 +70,7 @@ CUT_SHORT = "fetcher: the stop's accounting was {how}: exiting anyway; " + LACKS
 # Whether the watchdog may take the calling thread's place (it is stuck in a write, and will
 # never go on): the observer's ``take_over`` (fetcher.output.collector). Then, the hard stop's
 # accounting, on the watchdog, with the seconds its exit hooks may take.
-TakeOver = Callable[[float], bool]
+TakeOver = Callable[[float, bool], bool]
 Finish = Callable[[ExitStatus, float], None]
 
 
@@ -172,7 +172,9 @@ class HardStopper:
         must come first, how the accounting was cut short ("stuck", "still going")."""
         clock, quiet, taken = RunningClock(), Quiet(self._calling), False
         while (waited := clock.seconds()) < HARD_STOP_CAP and not kept():
-            if not taken and self._took_over():
+            # A body's write at once: a reader that is slow but reads took its 64 KiB pieces
+            # for all of HARD_STOP_CAP, never one write STUCK_WRITE long (s36 t7 1).
+            if not taken and self._took_over(body_at_once=True):
                 taken, finishing = True, start_finishing(self.finish, reason)
                 if finishing is None:
                     break
@@ -203,11 +205,12 @@ class HardStopper:
                     return
             self._no_grace.wait(WATCH_EVERY)
 
-    def _took_over(self, stuck_for: float = STUCK_WRITE) -> bool:
-        """The calling thread is stuck in a write and stopped for good: this one goes on."""
+    def _took_over(self, stuck_for: float = STUCK_WRITE, body_at_once: bool = False) -> bool:
+        """The calling thread is stuck in a write and stopped for good: this one goes on.
+        body_at_once: a body's write is taken at once (the collector's take_over)."""
         if self.take_over is None or self.finish is None:
             return False
-        return self.take_over(stuck_for)
+        return self.take_over(stuck_for, body_at_once)
 
 
 def hand_back_input(dispatcher: Dispatcher, observer: Observer) -> None:
