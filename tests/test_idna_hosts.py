@@ -362,13 +362,47 @@ def test_a_row_an_earlier_fetcher_keyed_with_a_capital_scheme_is_still_the_url_s
     [
         ("http://example.com/Y?", "http://example.com/Y?"),  # as it is: nothing to fold
         ("HTTPS://USER:PW@Example.COM:8443/Y?", "https://USER:PW@example.com:8443/Y?"),
-        ("hTtP://[::FFFF:127.0.0.1]:81/Y#F", "http://[::ffff:127.0.0.1]:81/Y#F"),
+        ("hTtP://[::FFFF:127.0.0.1]:81/Y#F", "http://[::ffff:127.0.0.1]:81/Y"),
         ("Http://example.com/Y", "http://example.com/Y"),
+        ("http://[::1]:0080/Y#F", "http://[::1]/Y"),
+        ("HTTP://U@EXAMPLE.COM:08443/Y?#", "http://U@example.com:8443/Y?"),
     ],
 )
 def test_only_the_scheme_and_host_are_folded(typed, fetched):
-    """The scheme and the host, nothing else: not the userinfo, the path, an empty '?' or the
-    fragment (urlunsplit dropped the '?')."""
+    """The scheme and the host, and the port as sent (s36 t1 1), nothing else: not the
+    userinfo, the path or an empty '?' (urlunsplit dropped the '?'). The fragment, never
+    sent, goes (s36 t1 1)."""
     from fetcher.input.jobs import check
 
     assert check(typed) == (None, check(fetched)[1], fetched)
+
+
+def test_fragments_and_port_spellings_of_one_resource_are_one_state_row(tmp_path):
+    """s36 t1 1: the key kept the fragment (never sent) and the port as typed: `#intro`,
+    `#usage`, `:80` and `:080` were four rows of one resource, each fetched whole and
+    `changed` at every run, never a 304."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    urls = [f"http://example.com{port}/echo{fragment}" for port, fragment in
+            [("", "#intro"), ("", "#usage"), (":80", ""), (":080", "#x")]]  # fmt: skip
+    with serving(ProxyHost(route)) as hosts:
+        records = through(hosts, "--state", str(state), "-o", str(out), *urls)
+    assert [record["url"] for record in records] == urls  # as typed, in the records
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "example.com",
+        "example.com/echo",
+    ]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/echo",)]
+
+
+def test_a_row_an_earlier_fetcher_keyed_with_a_fragment_is_still_the_url_s_row(tmp_path):
+    """A state from before s36 t1 1 holds a URL's row under its fragment: the URL typed so
+    again finds it (its validators go out), as the capitals' older rows are found."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    typed = "http://example.com/echo#intro"
+    result, seen = typed_over_an_older_row(state, out, typed, "argument", [])
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["ok"], (record, result.stderr)
+    assert seen == [None, '"v1"']
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(typed,)]

@@ -137,9 +137,9 @@ def test_a_url_holding_url_between_commas_is_still_a_url(text: str) -> None:
     [
         ("example.org/x", "https://example.org/x"),
         ("example.org:8443", "https://example.org:8443"),
-        ("example.org:", "https://example.org:"),  # an empty port: the default one, as in curl
-        ("example.org:/x", "https://example.org:/x"),
-        ("127.0.0.1:", "https://127.0.0.1:"),
+        ("example.org:", "https://example.org"),  # an empty port: the default one, as in curl
+        ("example.org:/x", "https://example.org/x"),
+        ("127.0.0.1:", "https://127.0.0.1"),
         ("localhost:8080/x", "https://localhost:8080/x"),
         ("localhost:8080", "https://localhost:8080"),
         ("javascript:80", "https://javascript:80"),  # digits after the colon: a port
