@@ -27,6 +27,7 @@ from fetcher.output.atomic import (
     abort_unfinished,
     empty_in_place,
     file_identity,
+    is_own_stream,
     is_stream,
     note_files_at_start,
     open_in_place,
@@ -575,7 +576,7 @@ def empty_results(path: str | None, writer: RecordWriter) -> None:
     handlers are in place: before them, a signal exits at once (__main__), and an emptied FILE
     then went with no summary, no --failed and no word (s25 h3 4). The records' first bytes (a
     csv header) are still in the writer's buffer: nothing was written to the file yet."""
-    if path is None or not isinstance(writer, StreamWriter):
+    if path is None or not isinstance(writer, StreamWriter) or is_own_stream(path):
         return
     try:
         empty_in_place(writer.stream.fileno())

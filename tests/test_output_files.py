@@ -688,3 +688,29 @@ def test_an_unnamed_file_is_synced_before_it_is_named(tmp_path, monkeypatch):
     assert seen == [[]]
     assert sorted(os.listdir(tmp_path)) == ["failed.txt"]
     assert (tmp_path / "failed.txt").read_bytes() == b"line\n"
+
+
+@pytest.mark.parametrize("redirect", ["truncate", "append"])
+def test_results_to_dev_stderr_on_a_file_keeps_records_summary_and_log(
+    tmp_path: Path, redirect: str
+) -> None:
+    """s36 t7 3: --results /dev/stderr reopened the file behind it with O_TRUNC and an offset of
+    its own: the summary, written through descriptor 2, overwrote the records, and a
+    `2>>cron.log` lost its earlier lines. It writes through descriptor 2 itself now, as >&2."""
+    log = tmp_path / "cron.log"
+    log.write_text("an earlier line\n")
+    with counting_server() as server:
+        urls = [server.url(f"/{n}") for n in range(4)]
+        with log.open("a" if redirect == "append" else "w") as stderr:
+            done = subprocess.run(
+                [*FETCHER, "--no-progress", "--format", "jsonl", "--results", "/dev/stderr",
+                 *urls],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                env=clean_env(), timeout=60,
+            )  # fmt: skip
+    lines = log.read_text().splitlines()
+    assert done.returncode == 0, lines
+    assert (lines[0] == "an earlier line") is (redirect == "append"), lines
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert sorted(record["url"] for record in records) == sorted(urls), lines
+    assert any(line.startswith("fetcher: 4 ok") for line in lines), lines

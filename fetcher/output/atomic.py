@@ -630,6 +630,8 @@ def open_in_place(path: str, empty: bool = True) -> int:
     waits for the run's signal handlers: s25 h3 4)."""
     if (stream := _stream_name(path)) is not None:  # this process's own (/dev/stdout): the
         # name the links led to, not the links again, which may lead elsewhere by now (s35 r4 3)
+        if (number := own_descriptor(stream)) is not None:  # the descriptor itself, as >&2:
+            return os.dup(number)  # reopened, a file behind it had two offsets (s36 t7 3)
         return os.open(stream, _IN_PLACE | (os.O_TRUNC if empty else 0), FILE_MODE)
     walked = planted_on_the_way(path)
     if walked.why is not None:  # a chain's too (s35 r2 2), a folder's on the way (r3 1)
@@ -661,6 +663,12 @@ def _open_not_waiting(walked: str, path: str) -> int:
         fd = os.open(walked, _IN_PLACE | os.O_NOFOLLOW, FILE_MODE)  # the user's: wait, as `>`
     os.set_blocking(fd, True)
     return fd
+
+
+def is_own_stream(path: str) -> bool:
+    """Whether path names one of this process's descriptors (/dev/stderr, /dev/fd/N): written
+    through it, as `>&2` writes, never emptied (a `2>>cron.log` lost its lines: s36 t7 3)."""
+    return own_descriptor(_stream_name(path) or "") is not None
 
 
 def _walked_to(fd: int, path: str) -> None:
