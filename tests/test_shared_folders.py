@@ -875,6 +875,7 @@ def test_another_user_s_fifo_planted_at_results_with_no_reader_does_not_hang_the
     assert done.returncode == 1 and b"PermissionError" in done.stderr, done.stderr
 
 
+@AS_ROOT
 def test_a_cookie_jar_swapped_for_a_link_after_its_check_is_not_read_through_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -891,7 +892,9 @@ def test_a_cookie_jar_swapped_for_a_link_after_its_check_is_not_read_through_it(
 
     def resolve_then_plant(path: str) -> object:
         found = real_resolve(path)
-        jar.symlink_to(private / "cookies.txt")
+        if not jar.is_symlink():
+            jar.symlink_to(private / "cookies.txt")
+            os.lchown(jar, ANOTHER_USER, ANOTHER_USER)  # a second user's link
         return found
 
     monkeypatch.setattr(cookies, "resolve", resolve_then_plant)
@@ -900,3 +903,15 @@ def test_a_cookie_jar_swapped_for_a_link_after_its_check_is_not_read_through_it(
     except ValueError:
         return
     assert "VICTIMSECRET" not in [cookie.value for cookie in loaded]
+
+
+def test_a_cookie_jar_that_is_the_user_s_own_link_is_read_through_it(tmp_path: Path) -> None:
+    """s36 r3 1: ecc86b1 opened the jar's last name with O_NOFOLLOW alone, and refused the
+    user's own link (`-c jarlink`, ELOOP), which usage.md says is read through."""
+    from fetcher.http import cookies
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "jar.txt").write_text(JAR_HEADER + JAR_LINE.format(value="MINE"))
+    (tmp_path / "jarlink").symlink_to("real/jar.txt")
+    loaded = cookies.load_jar(str(tmp_path / "jarlink"))
+    assert [cookie.value for cookie in loaded] == ["MINE"]

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import functools
 import heapq
 import ipaddress
@@ -1207,10 +1208,20 @@ def _open_jar(where: str) -> int:
     3). Not blocking: a FIFO (opened without a writer) is refused, not waited on for ever.
     Raises OSError."""
     where = os.path.abspath(where)
-    folder = open_folder(os.path.dirname(where))
+    folder, name = open_folder(os.path.dirname(where)), os.path.basename(where)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
-        return os.open(os.path.basename(where), flags, dir_fd=folder)
+        try:
+            return os.open(name, flags | os.O_NOFOLLOW, dir_fd=folder)
+        except OSError as error:
+            if error.errno != errno.ELOOP:
+                raise
+        # A link there: followed if it is one the check allows now, the user's own (usage.md:
+        # read through it, saved as a file in its place: s36 r3 1); another user's planted
+        # since (in /tmp, a name not there yet is anyone's to make) is refused.
+        if (why := resolve(where).why) is not None:
+            raise OSError(errno.EACCES, f"it {why}", where)
+        return os.open(name, flags, dir_fd=folder)
     finally:
         os.close(folder)
 
