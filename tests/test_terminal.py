@@ -783,6 +783,7 @@ def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format:
         ("csv", 'url,headers\nURL, {"Coo\\u006bie": "s=SECRET"}', "URL,"),
         ("csv", 'url,Authorization\nURL,Digest username="u", realm="r", response="SECRET"', "URL"),
         ("jsonl", '{"url":"URL","Referer":"http://u:SECRET\\u0040h.test/"}', "URL"),
+        ("jsonl", '{"url":"URL","headers":[["Cookie","s=SECRET"]]}', "URL"),
     ],
     ids=[
         "blanks",
@@ -794,6 +795,7 @@ def test_failed_lines_on_a_terminal_show_no_secret(tmp_path: Path, input_format:
         "blank-cell",
         "split-column",
         "escaped-at",
+        "header-pairs",
     ],  # fmt: skip
 )
 def test_failed_lines_on_a_terminal_are_masked_in_every_spelling(

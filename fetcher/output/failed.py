@@ -260,7 +260,9 @@ def _masked_value(value: object, key: str = "") -> object:
             else _masked_value(inner, name)
             for name, inner in value.items()
         }  # fmt: skip
-    if isinstance(value, list):
+    if isinstance(value, list):  # a [name, value] pair named like a credential: its value
+        if len(value) == 2 and isinstance(value[0], str) and _CREDENTIAL_NAME.search(value[0]):
+            return [value[0], MASK]  # (headers as pairs, refused, shown all the same: s36 r3 2)
         return [_masked_value(inner) for inner in value]
     if isinstance(value, str):
         return redact_url(value) if key == "url" else _masked_text(value)
