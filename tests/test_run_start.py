@@ -107,33 +107,28 @@ def test_a_process_run_whose_worker_ends_before_it_starts_says_so(monkeypatch):
     assert run.source.count == 0
 
 
-def test_a_worker_process_a_signal_ends_as_it_starts_refuses_the_run_naming_it(
-    monkeypatch, tmp_path
+@pytest.mark.parametrize(
+    ("script", "said"),
+    [("kill -SEGV $$", "it was killed by SIGSEGV before it could start"),
+     ("exit 255", "it ended before it could start")],
+    ids=["crashed", "exit-255"],
+)  # fmt: skip
+def test_a_worker_process_that_ends_as_it_starts_refuses_the_run_saying_how(
+    monkeypatch, tmp_path, script, said
 ):
     """s36 r1 1: a worker that crashed, or the OOM killer killed, as it started was taken for
     one pkill's SIGTERM ended (a stop of this run to follow, s36 t2 1): the run went on with
     the rest without a word, or, every worker gone, ended as an outage (exit 3). With no stop
-    after it, it refuses the run, as before, saying what ended it."""
-    crashing = tmp_path / "crashing"
-    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")
-    crashing.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(crashing))
+    after it, it refuses the run, as before, saying what ended it. r2 8: a status over 128
+    that is no signal's (255) was called 'stopped by signal 127'."""
+    worker = tmp_path / "worker"
+    worker.write_text(f"#!/bin/sh\n{script}\n")
+    worker.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(worker))
     run, observer = run_of(Settings(workers=2, processes=2))
-    with pytest.raises(RunStartError, match="worker process 1: it was killed by SIGSEGV before"):
+    with pytest.raises(RunStartError, match=f"worker process 1: {said}"):
         run.run()
     assert observer.results == [] and run.source.count == 0
-
-
-def test_a_worker_process_exiting_255_as_it_starts_is_not_called_signalled(monkeypatch, tmp_path):
-    """s36 r2 8: a status over 128 that is no signal's (255) was called 'stopped by signal
-    127'."""
-    exiting = tmp_path / "exiting"
-    exiting.write_text("#!/bin/sh\nexit 255\n")
-    exiting.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(exiting))
-    run, _ = run_of(Settings(workers=2, processes=2))
-    with pytest.raises(RunStartError, match="worker process 1: it ended before it could start"):
-        run.run()
 
 
 def test_the_command_with_processes_exits_2_when_a_worker_cannot_start_its_threads(tmp_path):
