@@ -40,7 +40,7 @@ from fetcher.input.parsing import (
 from fetcher.input.reader import InputReader, Source
 from fetcher.input.shards import Shard
 from fetcher.redact import MASK, redact_text, redact_url
-from fetcher.settings import MAX_LINE_BYTES, OkStatus
+from fetcher.settings import DEFAULT_PORTS, MAX_LINE_BYTES, OkStatus
 from tests.conftest import invoke
 from tests.servers import counting_server
 
@@ -460,13 +460,20 @@ def test_redact_url_masks_the_whole_password(scheme, user, password, host, port,
 def test_a_well_formed_url_line_is_a_job_to_fetch_as_written(scheme, host, port, rest):
     with_scheme, without = f"{scheme}://{host}{port}{rest}", f"{host}{port}{rest}"
     jobs = read_all(f"  {with_scheme}\r\n{without}\n".encode())
-    # The scheme's case is folded in the target (RFC 3986 3.1: s27 r2 7), the url as read.
-    fetched = f"{scheme.lower()}://{host}{port}{rest}"
+    # The scheme's case is folded in the target (RFC 3986 3.1: s27 r2 7), the url as read; the
+    # port is the one sent (none for the scheme's default) and the fragment goes (s36 t1 1).
+    sent = rest.partition("#")[0]
+    fetched = f"{scheme.lower()}://{host}{port_as_sent(scheme, port)}{sent}"
     assert (jobs[0].url, jobs[0].target, jobs[0].invalid) == (with_scheme, fetched, None)
     if "://" not in rest:  # else "://" later in the line is taken for its scheme's (known)
         # The reader's default scheme, for a line without one.
-        assert (jobs[1].url, jobs[1].target, jobs[1].invalid) == (without, f"https://{without}",
-                                                                  None)  # fmt: skip
+        target = f"https://{host}{port_as_sent('https', port)}{sent}"
+        assert (jobs[1].url, jobs[1].target, jobs[1].invalid) == (without, target, None)
+
+
+def port_as_sent(scheme: str, port: str) -> str:
+    """port_part's text as the target has it: none for the scheme's default (s36 t1 1)."""
+    return "" if port == f":{DEFAULT_PORTS[scheme.lower()]}" else port
 
 
 json_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=20)
