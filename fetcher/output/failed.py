@@ -253,7 +253,7 @@ def _rows_masked(text: str, header: str) -> list[str]:
 
 
 def _masked_value(value: object, key: str = "") -> object:
-    """A jsonl line's value (under key) with its credentials masked (_credentials_masked)."""
+    """A jsonl line's value (under key) with its credentials masked (_object_masked)."""
     if isinstance(value, dict):
         return {
             name: MASK if _CREDENTIAL_NAME.search(name) and inner not in (None, "")

@@ -294,7 +294,7 @@ class ProcessExecutor:
         # worker's results thread removes: each task gets one record.
         self._out: dict[int, tuple[int, Task]] = {}
         self._turn = 0
-        self._stopped = RunStop(self.stopping)
+        self._run_stop = RunStop(self.stopping)
         self._inbox: Inbox | None = None
         self._listener: PauseListener = lambda host, seconds: None  # the run's window
         self._received_cookies: list[list[Change]] = []
@@ -337,7 +337,7 @@ class ProcessExecutor:
                 self._lose(index)
 
     def stop(self) -> None:
-        self._stopped.by_this_process = True
+        self._run_stop.by_this_process = True
         signal_each(self.workers, signal.SIGTERM)
 
     def drain(self) -> list[Task]:
@@ -397,7 +397,7 @@ class ProcessExecutor:
         self.workers[index].back += 1
         task = entry[1]
         if isinstance(item, int):  # never started
-            self._inbox(handed_back(task, self._stopped.seen()))
+            self._inbox(handed_back(task, self._run_stop.seen()))
         else:
             self._inbox(result_from_wire(task.job, item))
 
@@ -407,7 +407,7 @@ class ProcessExecutor:
         a record, unless the run was stopped: it abandons them when its grace ends."""
         graceful = self.workers[index].ended_cleanly(EXIT_NOW_WAIT)
         out = [seq for seq, (owner, _) in sorted(list(self._out.items())) if owner == index]
-        stopped = bool(out) and self._stopped.seen()  # none out (a run's end): no wait (r1 5)
+        stopped = bool(out) and self._run_stop.seen()  # none out (a run's end): no wait (r1 5)
         if stopped and not graceful:
             return
         for seq in out:
