@@ -1159,3 +1159,19 @@ def test_a_head_line_with_a_body_names_where_the_body_came_from(tmp_path):
     messages = [record["error"]["message"] for record in records(result.stdout)]
     assert messages == ["a HEAD has no body: the line's data cannot go with it",
                         "a HEAD has no body: -d's body cannot go with it"], messages  # fmt: skip
+
+
+def test_a_keys_ascii_shortcut_reads_keys_as_the_character_rule_does():
+    """s36 t3 1: a line of 10,000 keys cost 60 ms, formats._bare judging each character in
+    Python. An ASCII key that prints now takes a shortcut; it must read every key as the
+    character rule does: blanks and controls gone, capitals lowered."""
+    from fetcher.input import formats
+    from fetcher.redact import hidden
+
+    def by_character(key: str) -> str:
+        return "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
+
+    keys = [f"U{chr(code)}rL" for code in range(128)]
+    keys += [" URL ", "Head ers", "\ufeffurl", "a\u200bb"]
+    assert [formats._bare(key) for key in keys] == [by_character(key) for key in keys]
+    assert formats._bare(" U r\tL\x7f") == "url"

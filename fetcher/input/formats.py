@@ -29,7 +29,11 @@ _KEY_SET = frozenset(KEYS)
 
 def _bare(key: str) -> str:
     """key in lower case without blanks or invisible characters: a sheet's "url ", a BOM'd
-    csv's "\ufeffurl" as csv.DictReader gives it."""
+    csv's "\ufeffurl" as csv.DictReader gives it. An ASCII key that prints (no control, no
+    blank but the space) is the common case, done at C speed: per character, a line of 10,000
+    keys cost 60 ms (s36 t3 1)."""
+    if key.isascii() and key.isprintable():
+        return key.replace(" ", "").lower()
     return "".join(char for char in key if not char.isspace() and not hidden(char)).lower()
 
 
