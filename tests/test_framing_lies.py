@@ -266,3 +266,20 @@ def test_a_bodiless_answer_that_announces_no_body_keeps_its_connection(head):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["ok"] for r in records] == [True, True], records
     assert connections == 1, connections
+
+
+# -- s36 t5 3: an HTTP/1.0 answer in chunks ---------------------------------------------------
+
+
+def test_an_http_1_0_answer_in_chunks_is_read_and_its_connection_not_reused():
+    """RFC 9112 6.1: a recipient of an HTTP/1.0 message with Transfer-Encoding must treat its
+    framing as faulty and close the connection after it. It was read as chunked and the
+    connection kept, as 'Connection: keep-alive' asked, so the next URL went out on a
+    connection whose framing a 1.0 server (or a proxy between) may read otherwise."""
+    answer = (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5\r\nhello\r\n0\r\n\r\n")  # fmt: skip
+    with FaultServer(routes({"/a": send(answer), "/b": send(FINAL)})) as server:
+        result = invoke(["--format", "jsonl", "-j", "1", server.url("/a"), server.url("/b")])
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["ok"], r["bytes"]) for r in records] == [(True, 5), (True, 5)], records
+    assert server.connections == 2, server.connections

@@ -308,8 +308,12 @@ class HeaderParsingResponse(http.client.HTTPResponse):
         A reason phrase http.client read as Latin-1 is UTF-8 when its bytes are (a record
         showed 'Ã\\x96kay' for 'Ökay'). A bare CR in the reason is a space, as in a field
         (bare_crs_as_spaces); before it, http.client's split of the line already takes one
-        for a blank."""
+        for a blank. An HTTP/1.0 answer with Transfer-Encoding is read as it says, and its
+        connection is closed after it (RFC 9112 6.1: its framing is faulty), whatever its
+        'Connection: keep-alive' asks (s36 t5 3)."""
         self._begin()
+        if self.version == 10 and "Transfer-Encoding" in self.msg:
+            self.will_close = True
         if self.length is None and not self.chunked:  # rare: most answers have a length
             self._listed_length()
         if has_no_body(self.status, self._method):  # type: ignore[attr-defined]
