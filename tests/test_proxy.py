@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from tests.conftest import invoke
-from tests.servers import HostsResolver, closed_port, counting_server
+from tests.servers import HostsResolver, closed_port, counting_server, full_backlog
 from tests.tls_proxy_servers import (
     basic,
     forward_proxy,
@@ -201,6 +201,20 @@ def test_unreachable_proxy_is_kind_proxy(target, tls_target, scheme, how):
     proxy_host = dead.removeprefix("http://")
     assert record["error"]["message"].startswith(f"proxy {proxy_host}: "), record
     assert f"most failures: {proxy_host} (1)" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_does_not_accept_in_time_names_the_connect_timeout(target, tls_target, scheme):
+    """A proxy whose backlog is full: its record said 'proxy ...: timed out', naming neither
+    the limit nor what was not done (s35 r2 6), where a website's says both."""
+    url = target.url("/unreached") if scheme == "http" else tls_target.url("/unreached")
+    with full_backlog() as proxy_url:
+        result, record = fetch(url, "-x", proxy_url, "--connect-timeout", "0.5")
+    assert_failed(result, record, "proxy")
+    proxy_host = proxy_url.removeprefix("http://").rstrip("/")
+    said = "timed out: no connection with the proxy within --connect-timeout's 0.5 s"
+    said = f"proxy {proxy_host}: {said}"
+    assert record["error"]["message"] == said, record
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])

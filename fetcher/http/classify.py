@@ -125,17 +125,21 @@ def timeout_said(exc: BaseException, kind: ErrorKind, connect: float, read: floa
     limit ended it, and how long it was. The socket's own "timed out" named neither, to a user
     who set both -t and --connect-timeout (s35 t3 1), and a TLS handshake's was CPython's
     "_ssl.c:989: The handshake operation timed out" (t3 2). A request the server stopped
-    reading is bounded by --connect-timeout, as urllib3 sends it (classify: read_timeout)."""
+    reading is bounded by --connect-timeout, as urllib3 sends it (classify: read_timeout). A
+    proxy that timed out (kind proxy) is one not reached, or whose TLS handshake was not done,
+    within the connect timeout: its CONNECT's answer is fetcher.http.tunnel's, which says so."""
     chain = list(iter_chain(exc))
     if any(isinstance(link, FetchError) for link in chain):
         return None  # ours, which says what happened already (an upload cut by an answer)
-    if kind is ErrorKind.CONNECT_TIMEOUT:
+    proxy = kind is ErrorKind.PROXY and any(isinstance(link, TimeoutError) for link in chain)
+    if kind is ErrorKind.CONNECT_TIMEOUT or proxy:  # a proxy's: "timed out" alone (s35 r2 6)
         what = (
             "the TLS handshake was not done"
             if any(map(_is_handshake_timeout, chain))
             else ("no connection")
         )
-        return f"timed out: {what} within --connect-timeout's {connect:g} s"
+        to = " with the proxy" if proxy else ""
+        return f"timed out: {what}{to} within --connect-timeout's {connect:g} s"
     if kind is not ErrorKind.READ_TIMEOUT:
         return None
     if any(isinstance(link, uex.ProtocolError) for link in chain):

@@ -7,8 +7,9 @@ alone: a proxy that sent header lines without end, or a byte at a time, held the
 long as it liked and burnt its CPU, whatever --connect-timeout said (s24 h1 1). Here, as in
 curl, the CONNECT is part of connecting: the exchange must be over by the instant the connect
 timeout gives, and the answer's header section is refused past http.client's own limits for an
-answer (100 lines, 64 KiB). Both are the proxy's failures (kind proxy), and so is an answer that
-never comes: the website was never reached, and read_timeout blamed it (s24 h1 8).
+answer (100 lines, 64 KiB). Both are the proxy's failures (kind proxy), and so are an answer
+that never comes, one cut short and one that is no HTTP answer: the website was never reached,
+and read_timeout (s24 h1 8), tls or protocol (s36 t4 3) blamed it.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ _MAXLINE: int = http.client._MAXLINE  # type: ignore[attr-defined]
 
 
 class ProxyAnswerError(FetchError):
-    """A proxy's answer to CONNECT that did not end in time or in bounds."""
+    """A proxy's answer to CONNECT that did not end in time or in bounds, was cut short or was
+    no HTTP answer: the proxy's failure, not retried, as a proxy that refuses is not. A cut was
+    a protocol error, retried and counted against the website (s36 t4 3); before that,
+    http.client took the end for the blank line, and the TLS handshake that followed failed as
+    'EOF occurred in violation of protocol'."""
 
     kind = ErrorKind.PROXY
 
 
-class TunnelCutShort(http.client.HTTPException):
-    """The proxy closed the connection inside its answer to CONNECT: a protocol error (retried,
-    as an answer cut inside its header block is). http.client took the end for the blank line,
-    and the TLS handshake that followed failed as 'EOF occurred in violation of protocol'."""
+_CUT_SHORT = "the proxy closed the connection inside its answer to CONNECT"
 
 
 class _Until(io.RawIOBase):
@@ -84,12 +86,12 @@ def open_tunnel(
     """Send request (a CONNECT) on sock and read the proxy's answer up to the end of its header
     section (of a 200: a refusal's status line is enough), by until; return its status and
     reason. sock's timeout is put back afterwards (the TLS handshake's). Raises
-    ProxyAnswerError when the time (seconds of --connect-timeout) runs out or the section is
-    past its bounds, TunnelCutShort when the connection ends inside it."""
+    ProxyAnswerError when the time (seconds of --connect-timeout) runs out, the section is past
+    its bounds, the connection ends or is reset inside it, or it is no HTTP answer."""
     timeout = sock.gettimeout()
-    sock.sendall(request)
     reader = io.BufferedReader(_Until(sock, until))
     try:
+        sock.sendall(request)
         status, reason = _read_status(reader)
         if status == 200:  # a refusal is said by its status line: what follows is no matter
             _skip_header_section(reader)  # (cut, stalled or too long: s24 r4 4)
@@ -97,6 +99,9 @@ def open_tunnel(
         within = "" if seconds is None else f" ({seconds:g} s)"
         message = f"no whole answer from the proxy to CONNECT within --connect-timeout{within}"
         raise ProxyAnswerError(message) from None
+    except ConnectionError as error:  # a reset, a broken pipe: the proxy's end
+        message = f"the proxy ended the connection during CONNECT: {error.strerror or error}"
+        raise ProxyAnswerError(message) from error
     finally:
         sock.settimeout(timeout)
     return status, reason
@@ -107,14 +112,15 @@ def _read_status(reader: BinaryIO) -> tuple[int, str]:
     any answer: fetcher.http.response_headers._status_code)."""
     line = reader.readline(_MAXLINE + 1)
     if len(line) > _MAXLINE:
-        raise http.client.LineTooLong("status line")
+        raise ProxyAnswerError(f"the proxy's status line to CONNECT is over {_MAXLINE} bytes")
     if not line.endswith(b"\n"):
-        raise TunnelCutShort("the proxy closed the connection inside its answer to CONNECT")
+        raise ProxyAnswerError(_CUT_SHORT)
     parts = line.decode("iso-8859-1").split(None, 2) + ["", ""]
     version, code, reason = parts[:3]
     digits = len(code) == 3 and code.isascii() and code.isdigit()
     if not version.startswith("HTTP/") or not digits:
-        raise http.client.BadStatusLine(line.decode("iso-8859-1"))
+        shown = line.decode("iso-8859-1").strip()[:80]
+        raise ProxyAnswerError(f"the proxy's answer to CONNECT is no HTTP answer: {shown!r}")
     return int(code), reason
 
 
@@ -129,7 +135,7 @@ def _skip_header_section(reader: BinaryIO) -> None:
             message = f"the proxy's answer to CONNECT has a header section over {MAX_BYTES} bytes"
             raise ProxyAnswerError(message)
         if not line.endswith(b"\n"):
-            raise TunnelCutShort("the proxy closed the connection inside its answer to CONNECT")
+            raise ProxyAnswerError(_CUT_SHORT)
         if line in (b"\r\n", b"\n"):
             return
         lines += 1
