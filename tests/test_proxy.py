@@ -186,12 +186,16 @@ def test_certificate_is_verified_through_the_tunnel(proxy, tls_target):
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-@pytest.mark.parametrize("how", ["option", "variable"])
+@pytest.mark.parametrize("how", ["option", "variable", "ALL_PROXY"])
 def test_unreachable_proxy_is_kind_proxy(target, tls_target, scheme, how):
+    """ALL_PROXY's failures were counted against the websites, and did not name the proxy:
+    the proxy was looked up by the URL's scheme alone, not as requests chooses it (s37 t1 1)."""
     url = target.url("/unreached") if scheme == "http" else tls_target.url("/unreached")
     dead = dead_proxy()
     if how == "option":
         result, record = fetch(url, "-x", dead)
+    elif how == "ALL_PROXY":
+        result, record = fetch(url, ALL_PROXY=dead)
     else:
         result, record = fetch(url, **{f"{scheme.upper()}_PROXY": dead})
 

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3
+from requests.utils import select_proxy
 from urllib3.util import Timeout
 
 from fetcher.errors import ErrorKind, FetchError
@@ -581,11 +582,13 @@ _NOT_TLS = re.compile(
 def note_proxy(session: FetcherSession, result: Result) -> None:
     """A proxy's failure names the proxy the failed hop went through, and is counted against
     it (Result.via), not against the URL's host, which it never reached: a dead -x made every
-    record say 'Connection refused', and the summary blamed the sites (s32 t2 7)."""
+    record say 'Connection refused', and the summary blamed the sites (s32 t2 7). The proxy is
+    the one requests chose (select_proxy): ALL_PROXY's, under 'all', was not found by the
+    scheme alone, and the sites were blamed again (s37 t1 1)."""
     if result.error_kind is not ErrorKind.PROXY:
         return
-    parts = urlsplit(session.sent_url or result.job.target)
-    proxy = proxies_for(parts, session.proxy, session.environment).get(parts.scheme.lower())
+    url = session.sent_url or result.job.target
+    proxy = select_proxy(url, proxies_for(urlsplit(url), session.proxy, session.environment))
     if proxy and (via := host_of(proxy)):
         result.via = via
         result.error_message = f"proxy {via}: {result.error_message}"
