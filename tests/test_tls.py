@@ -192,6 +192,24 @@ def test_missing_client_certificate_is_tls(certs):
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in server.tls_errors[0]
 
 
+def test_a_missing_client_certificate_is_said_by_the_server_s_alert_without_the_http_hint(certs):
+    """s37 t1 2: the request's write failed first, 'EOF occurred in violation of protocol',
+    the server's alert unread; for a URL typed without a scheme that read as a peer that
+    does not speak TLS, and the record advised http, which sends the request, -u's password
+    with it, in clear. The alert is read after the failed write, as curl reads it."""
+    with https_server(certs.server_context(require_client_cert=True)) as server:
+        url = server.url("/no-cert").removeprefix("https://")
+        # In a process of its own: the server's thread then answers at once, as a real one does,
+        # and its alert comes before the request's write, which it failed.
+        done = run_process(["--format", "jsonl", "--retries", "0", "--cacert", str(certs.ca_pem),
+                            url, url, "https://" + url])  # fmt: skip
+    assert len(records(done.stdout)) == 3, done.stderr
+    for record in records(done.stdout):
+        assert record["error"]["kind"] == "tls", record
+        assert "alert certificate required" in record["error"]["message"], record
+        assert "assumed" not in record["error"]["message"], record
+
+
 def test_a_client_certificate_gone_during_the_run_is_this_machine_s_failure(
     mtls_server, certs, tmp_path
 ):

@@ -317,6 +317,39 @@ class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection
         connected: bool = super().is_connected
         return connected
 
+    def request(self, *args: object, **kwargs: object) -> None:
+        """The mixin's, and a write the server's end failed read for the alert it sent first
+        (_alert_before_end)."""
+        try:
+            super().request(*args, **kwargs)
+        except ssl.SSLEOFError as error:
+            raise _alert_before_end(self.sock, error) from None
+
+
+# Seconds a failed write waits for the alert the server sent before its end: it came before,
+# and waits in this machine's buffer; an end without one is read at once too.
+_ALERT_WAIT = 0.5
+
+
+def _alert_before_end(sock: socket.socket | None, error: ssl.SSLEOFError) -> ssl.SSLError:
+    """What a server said, by a TLS alert, before the end that failed a request's write: a
+    server that wants a client certificate (TLS 1.3) checks it after the client's handshake
+    is over, sends 'certificate required' and closes, and the write said 'EOF occurred in
+    violation of protocol'. Read as a peer that does not speak TLS, that advised http, which
+    sends the request, credentials and all, in clear (s37 t1 2). curl reads the alert; this
+    reads it after the write, else says the end came after the handshake."""
+    if isinstance(sock, ssl.SSLSocket):
+        try:
+            sock.settimeout(_ALERT_WAIT)
+            sock.recv(1)
+        except ssl.SSLError as alert:
+            if not isinstance(alert, ssl.SSLEOFError):
+                return alert
+        except OSError:
+            pass
+    message = "the server ended the TLS connection after the handshake, before it took the request"
+    return ssl.SSLError(error.errno, message)
+
 
 class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
     ConnectionCls = DeadlineHTTPConnection  # type: ignore[assignment]
