@@ -99,9 +99,8 @@ def _mask_authorities(
     made by path normalisation, which curl reads as URLs). Each ``:`` before a slash is
     looked at, whatever precedes it: a control character (``x://\x01http://u:pw@h``) or the
     authority before it (``x://http:/u:pw@h``, ``x://http:\\/u:pw@h``). Once an authority is
-    read the search goes on after it, so the text is read once: a later ``:\\`` inside it
-    would change nothing (its user info would lie inside the one masked, or hold no ``@``),
-    nor would a word starting inside it, whose user info would be a part of its own."""
+    read the search goes on after it, so the text is read once: a later ``:\\`` or word inside
+    it would change nothing (its user info would lie inside the one masked, or hold no ``@``)."""
     pieces: list[str] = []
     done = 0
     words = _WordAts(text, quoted=cut == "text")
@@ -111,8 +110,9 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
-        read_on = bool(cut) and _no_host(authority)
-        if read_on:
+        if cut == "text":
+            authority, finish = _whole_before_blank(authority, finish)
+        if read_on := bool(cut) and _no_host(authority):
             finish = _past_cut_userinfo(text, begin, finish, end, words)
             authority = text[begin:finish]
         masked = _mask_userinfo(authority, bare_user, read_on)
@@ -123,6 +123,19 @@ def _mask_authorities(
         # backslashes at its end (x://http:\/u:pw@h).
         slashes = starts.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
+
+
+def _whole_before_blank(authority: str, finish: int) -> tuple[str, int]:
+    """authority (and finish, where it ends) cut at its first blank, when what comes before is a
+    host and port with no user info: a free text's URL ends there (urllib3's -vv line,
+    'http://127.0.0.1:8080 "GET /a?next=http://u:pw@h/ HTTP/1.1"', read from the port on to
+    the query's '@' as a cut password, named another host and no request: s37 t1 3). Else
+    unchanged: 'u:p w' and 'u:12 34@h' may be passwords with a blank ('/' cutting the first)."""
+    blank = _BLANK_END.search(authority)
+    head = authority[: blank.start()] if blank else ""
+    if not head or "@" in authority or _no_host(head):
+        return authority, finish
+    return head, finish - (len(authority) - len(head))
 
 
 def _no_host(authority: str) -> bool:

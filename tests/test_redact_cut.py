@@ -204,3 +204,19 @@ def test_a_port_typo_keeps_the_host_written_and_says_the_port_first():
 def test_no_password_hint_without_an_at_after_the_port(line):
     [record] = records(invoke(["--format", "jsonl", line]).stdout)
     assert record["error"]["message"] == "malformed URL: the port is not a number"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'http://127.0.0.1:18480 "GET /a?next=http://x:{} HTTP/1.1" 200 11',
+        'http://127.0.0.1:18490 "GET http://127.0.0.1:18480/r?to=http://u2:{} HTTP/1.1" 302 0',
+        'http://[::1]:8080 "GET /a?next=http://x:{} HTTP/1.1" 200 11',
+    ],
+)
+def test_a_host_and_port_before_a_blank_is_no_cut_password(line):
+    """urllib3's -vv line for a URL whose query holds scheme://user:password@: everything from
+    the pool's 'http://127.0.0.1:' up to the query's '@' was read as a cut password, and the
+    line named another host and no request (s37 t1 3). A host and port that a blank ends are
+    an authority whole; the query's own password is masked where it is."""
+    assert redact_text(line.format(f"{MARK}@h/")) == line.format(f"{MASK}@h/")
