@@ -10,6 +10,7 @@ import codecs
 import contextlib
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from fetcher.input.reader import InputReader
     from fetcher.output.collector import Collector
     from fetcher.output.display import Display
+    from fetcher.output.failed import FailedLines
     from fetcher.outputs import Outputs
     from fetcher.results import Summary
     from fetcher.run.engine import Run
@@ -397,6 +399,14 @@ def final_status(summary: Any, stopped_by: ExitStatus | None, lost_output: bool)
     return status
 
 
+def failed_moved_to(failed: FailedLines) -> str | None:
+    """fetcher.output.failed.moved_to, imported where a run needs it, as the run's modules
+    are: --version and --help pay only for click."""
+    from fetcher.output.failed import moved_to
+
+    return moved_to(failed)
+
+
 def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> list[str]:
     """Rename --failed into place; the problem, if any, as a message (the old FILE is kept).
     A path is quoted as given, its URL passwords masked (`--failed $UNSET URL`), as a usage
@@ -406,6 +416,7 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
     if failed is None:
         return []
     said = [] if changes is None else changes.before_commit()
+    moved = failed_moved_to(failed)
     failed.commit()
     said += [] if changes is None else changes.after_commit()
     for line, always in said:
@@ -424,6 +435,9 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
             f"than its first written as {'their' if retry > 1 else 'its'} URL alone (options "
             f"and meta not kept): read it back with --input-format {outputs.collector.retry.form}"
         )
+    if failed.error is None and moved is not None:  # kept, not where it was asked (t6 5)
+        streams.say(redact_text(f"fetcher: --failed: {os.path.dirname(failed.file.path)!r} was "
+                                f"moved during the run: its list is at {moved!r}"))  # fmt: skip
     if failed.error is None:
         return []
     error = failed.error.strerror or failed.error

@@ -463,3 +463,23 @@ def test_a_failed_list_left_alone_is_replaced_as_ever(acting, tmp_path):
     assert result.exit_code == 1 and result.stderr == ""
     assert failed.read_text() == server.url("/status/404") + "\n"
     assert os.listdir(tmp_path) == ["failed.txt"]
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_failed_list_whose_folder_moved_during_the_run_says_where_it_is(acting, tmp_path, quiet):
+    """s36 t6 5: --failed is made in its folder as opened at the start, and a folder moved
+    during the run took the list with it, without a word: the retry loop's next run read no
+    list where it looked. The list is still kept (nothing lost), and stderr says where it is,
+    even under -q, as it says a list written beside FILE."""
+    server, actions = acting
+    folder, moved = tmp_path / "lists", tmp_path / "moved"
+    folder.mkdir()
+    queue = tmp_path / "queue.txt"
+    queue.write_text(f"{server.url('/status/404')}\n{server.url('/trigger')}\n")
+    actions.append(lambda: folder.rename(moved))
+    result = invoke(["-j", "1", "--ordered", "-i", str(queue), "--failed",
+                     str(folder / "retry.txt"), *(["-q"] if quiet else [])])  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert (moved / "retry.txt").read_text() == server.url("/status/404") + "\n"
+    assert f"{folder}' was moved during the run" in result.stderr, result.stderr
+    assert f"{moved / 'retry.txt'}" in result.stderr, result.stderr

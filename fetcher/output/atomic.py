@@ -370,6 +370,23 @@ class AtomicFile:
             _set_mode(fd, None, mode)
         return fd
 
+    def moved_to(self) -> str | None:
+        """Where the folder is now, when it is no longer the one at path's folder: moved during
+        the run, the descriptor followed it, and commit puts the file there (nothing lost), not
+        at path (s36 t6 5: without a word). None: still there, or a stream."""
+        if self._folder < 0:
+            return None
+        there = _stat_of(os.path.dirname(self.path))
+        if there is not None and _same(there, os.fstat(self._folder)):
+            return None
+        with suppress(OSError):  # Linux names what a descriptor is open as
+            return os.path.join(os.readlink(f"/proc/self/fd/{self._folder}"), self.name)
+        return os.path.join("?", self.name)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
         must not wait on the disk), and close. Raises OSError (Swapped: the temporary's name no

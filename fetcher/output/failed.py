@@ -187,6 +187,13 @@ def only_copies_beside(failed: FailedLines) -> bool:
     return failed.file.no_replace and failed.count <= failed.copies
 
 
+def moved_to(failed: FailedLines) -> str | None:
+    """Where FILE will be, when its folder was moved during the run (AtomicFile.moved_to): the
+    list is made there, not lost, and the run says where (s36 t6 5). Asked before the commit,
+    which closes the folder; None when nothing is to be written."""
+    return None if only_copies_beside(failed) else failed.file.moved_to()
+
+
 def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
     """A failed line as a terminal shows it, for eyes: what is not UTF-8 as \\x escapes, every
     control and format character made visible (the text form's ``visible``: a URL list's
