@@ -172,6 +172,27 @@ def test_netrc_credentials_stay_on_a_redirect_within_the_origin(netrc):
     assert [seen.get("Authorization") for seen in server.headers_seen] == [expected, expected]
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "sent"),
+    [
+        ("urluser:urlpw@", basic("urluser", "urlpw")),
+        ("TOKEN_abc@", basic("TOKEN_abc", "")),
+        ("nora:other@", basic("nora", "other")),
+        ("", basic("nora", "fromnetrc")),  # none in the URL: .netrc's
+        ("@", basic("nora", "fromnetrc")),  # an empty user info gives none either
+    ],
+)
+def test_a_url_s_own_credentials_win_over_netrc(netrc, userinfo, sent):
+    """s37 t4 1: a .netrc entry for the host replaced the credentials the URL gave, requests'
+    order (its auth before the URL's): a DELETE from a list that named a service account ran
+    as the .netrc one, and the record, showing the URL, said nothing. The URL's go, as curl
+    sends them; .netrc is for a URL that gives none."""
+    with counting_server() as server:
+        result, record = fetch(server.url("/a").replace("://", f"://{userinfo}"), NETRC=netrc)
+    assert_ok(result, record)
+    assert server.headers_seen[0].get("Authorization") == sent, server.headers_seen[0]
+
+
 # -- 3. each redirect hop is proxied as a first URL ---------------------------------------------
 
 

@@ -140,7 +140,9 @@ def effective_request(
         url=job.target,
         data=data,
         headers=headers,
-        auth=environment.netrc_auth(url) if settings.auth is None else None,
+        auth=environment.netrc_auth(url)
+        if settings.auth is None and not _gives_user(url)
+        else None,
         cookies=host_cookies(settings.cookies, url, _named_host(job, settings))
         if settings.cookies
         else None,
@@ -150,6 +152,13 @@ def effective_request(
         conditions=frozenset(validators),
         validated_url=prior.final_url if validators and prior is not None else None,
     )
+
+
+def _gives_user(url: SplitResult) -> bool:
+    """Whether url carries credentials of its own (a user name, a password or both): they are
+    sent, as curl sends them, and .netrc is not looked at. requests lets .netrc win, and a list
+    that named a service account ran as the .netrc one (s37 t4 1)."""
+    return bool(url.username or url.password)
 
 
 # The methods --state makes conditional (RFC 9110 13.1.2): for any other, a false condition
