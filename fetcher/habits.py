@@ -220,7 +220,28 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
                 "the status and content type)"
             )
     check_urls_given_as_values(params, urls)
+    check_urls_given_as_written_files(params, urls)
     check_header_split(params, urls)
+
+
+def check_urls_given_as_written_files(params: dict[str, Any], urls: tuple[str, ...]) -> None:
+    """cron's `--results $OUT example.org/feed.xml`, OUT empty: the URL was the file's name,
+    standard input (an empty one) was read, and the run ended 0 having fetched nothing, a file
+    named after the URL made or emptied (a wget mirror's copy of that very URL: s37 t2 1). A
+    value written as a URL without its scheme is refused when no URL is given, as wget's
+    -c HOST is; ./NAME names such a file."""
+    from fetcher.redact import redact_url
+
+    if urls or params.get("inputs") or params.get("retry_failed"):
+        return
+    for name, shown in _WRITTEN_FILES:
+        value = params.get(name)
+        if value and typed(name) and _SCHEME_LESS_URL.fullmatch(value):
+            raise click.UsageError(
+                f"{shown} takes a FILE, and no URL is given: {redact_url(value)!r} looks like a "
+                f"URL meant to be fetched. Give the URLs as arguments, or on standard input "
+                f"with -i -; for a file of that name, write {shown} ./{redact_url(value)}"
+            )
 
 
 # The first word of an Authorization value (IANA's registry, and the common others): a -H that
@@ -292,6 +313,12 @@ _HOST = re.compile(
     re.IGNORECASE,
 )
 JAR_OF_THAT_NAME = "for a cookie jar of that name, write -c ./{}"
+# A URL written without its scheme, as fetcher reads one (SPEC 2.1): such a host, then its path,
+# query or fragment, or nothing (example.org/feed.xml, localhost:9100).
+_SCHEME_LESS_URL = re.compile(rf"(?:{_HOST.pattern})(?:[/?#].*)?", re.IGNORECASE | re.DOTALL)
+# The options that name a file fetcher writes, as their parameters are called and shown.
+_WRITTEN_FILES = (("results", "--results"), ("summary", "--summary"), ("metrics", "--metrics"),
+                  ("failed", "--failed"), ("state", "--state"))  # fmt: skip
 
 
 # Words a new user types for a command's help or version, not a host: `fetcher help`.
@@ -377,7 +404,11 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
     nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
     for name, shown, text in typed_values:
         always = name in ("proxy", "headers", "user")
-        if (always or nothing_else) and _is_url(text, path_needed=name == "proxy"):
+        # Written without its scheme too (s37 t2 2): -u example.org/x sent Basic credentials
+        # of that name; a user's own needs a path to be taken for one.
+        bare = name not in ("headers", "proxy") and _SCHEME_LESS_URL.fullmatch(text) is not None
+        bare = bare and (name != "user" or "/" in text)
+        if (always or nothing_else) and (bare or _is_url(text, path_needed=name == "proxy")):
             given = "" if always else ", and no URL is given"
             raise click.UsageError(
                 f"{shown} took {redact_url(text)!r} as its value{given}: put the URLs after "

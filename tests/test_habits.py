@@ -1058,3 +1058,54 @@ def test_a_curl_glob_in_a_url_argument_is_said_to_be_fetched_as_written(url, glo
     result = invoke(["--max-time", "1", url])
     said = [line for line in result.stderr.splitlines() if "curl glob" in line]
     assert len(said) == (1 if glob else 0), result.stderr
+
+
+@pytest.mark.parametrize("option", ["--results", "--summary", "--metrics", "--failed", "--state"])
+@pytest.mark.parametrize("value", ["example.org/feed.xml", "localhost:9100", "example.com"])
+def test_a_scheme_less_url_taken_as_a_file_option_s_value_writes_nothing(
+    tmp_path, monkeypatch, option, value
+):
+    """s37 t2 1: cron's `--results $OUT example.org/feed.xml` with OUT empty: the URL was the
+    file's name, standard input (empty) was read, the run ended 0 having fetched nothing, and a
+    file named after the URL was made, or emptied (a wget mirror's copy of that very URL). As
+    wget's -c HOST is, such a value is refused when no URL is given; ./NAME names a file."""
+    monkeypatch.chdir(tmp_path)
+    site = tmp_path / "example.org"
+    site.mkdir()
+    (site / "feed.xml").write_text("<rss>mirrored</rss>")
+    result = invoke([option, value], input=b"")
+    assert result.exit_code == 2, result.stderr
+    assert f"./{value}" in result.stderr and "-i -" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["example.org", "feed.xml"]
+    assert (site / "feed.xml").read_text() == "<rss>mirrored</rss>"
+
+
+@pytest.mark.parametrize("option", ["--results", "--state"])
+def test_a_file_option_named_like_a_url_with_dot_slash_or_beside_urls_is_a_file(
+    server, tmp_path, monkeypatch, option
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "example.org").mkdir()
+    given = invoke(["-q", option, "./example.org/out", server.url("/a")])
+    assert given.exit_code == 0 and (tmp_path / "example.org" / "out").is_file(), given.stderr
+    beside = invoke(["-q", option, "example.org/out2"], input=f"{server.url('/b')}\n".encode())
+    assert beside.exit_code == 2, beside.stderr  # standard input alone: refused
+    piped = invoke(
+        ["-q", option, "example.org/out3", "-i", "-"], input=f"{server.url('/c')}\n".encode()
+    )
+    assert piped.exit_code == 0 and (tmp_path / "example.org" / "out3").is_file(), piped.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "always"),
+    [(["-u", "example.org/x"], True), (["-d", "example.org/x"], False),
+     (["-A", "example.org/x"], False), (["-d", "localhost:8080/a"], False)],
+)  # fmt: skip
+def test_a_scheme_less_url_taken_as_u_d_or_a_s_value_is_refused(server, args, always):
+    """s37 t2 2: only 'http://' values were caught. -u example.org/x sent Basic
+    'example.org/x:' to the next URL and never fetched example.org/x; -d and -A with nothing
+    else read an empty standard input and ended 0."""
+    alone = invoke(args, input=b"")
+    assert alone.exit_code == 2 and "as its value" in alone.stderr, alone.stderr
+    beside = invoke(["-q", *args, server.url("/a")])
+    assert (beside.exit_code == 2) is always, beside.stderr
