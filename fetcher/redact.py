@@ -99,8 +99,9 @@ def _mask_authorities(
     made by path normalisation, which curl reads as URLs). Each ``:`` before a slash is
     looked at, whatever precedes it: a control character (``x://\x01http://u:pw@h``) or the
     authority before it (``x://http:/u:pw@h``, ``x://http:\\/u:pw@h``). Once an authority is
-    read the search goes on after it, so the text is read once: a later ``:\\`` or word inside
-    it would change nothing (its user info would lie inside the one masked, or hold no ``@``)."""
+    read the search goes on after it, so the text is read once: a later ``:\\`` inside it
+    would change nothing (its user info would lie inside the one masked, or hold no ``@``),
+    nor would a word starting inside it, whose user info would be a part of its own."""
     pieces: list[str] = []
     done = 0
     words = _WordAts(text, quoted=cut == "text")
@@ -110,9 +111,8 @@ def _mask_authorities(
         stop = end.search(text, begin)
         finish = stop.start() if stop else len(text)
         authority = text[begin:finish]
-        if cut == "text":
-            authority, finish = _whole_before_blank(authority, finish)
-        if read_on := bool(cut) and _no_host(authority):
+        read_on = bool(cut) and _no_host(authority)
+        if read_on:
             finish = _past_cut_userinfo(text, begin, finish, end, words)
             authority = text[begin:finish]
         masked = _mask_userinfo(authority, bare_user, read_on)
@@ -123,19 +123,6 @@ def _mask_authorities(
         # backslashes at its end (x://http:\/u:pw@h).
         slashes = starts.search(text, begin + len(authority.rstrip("\\")))
     return "".join(pieces) + text[done:] if pieces else text
-
-
-def _whole_before_blank(authority: str, finish: int) -> tuple[str, int]:
-    """authority (and finish, where it ends) cut at its first blank, when what comes before is a
-    host and port with no user info: a free text's URL ends there (urllib3's -vv line,
-    'http://127.0.0.1:8080 "GET /a?next=http://u:pw@h/ HTTP/1.1"', read from the port on to
-    the query's '@' as a cut password, named another host and no request: s37 t1 3). Else
-    unchanged: 'u:p w' and 'u:12 34@h' may be passwords with a blank ('/' cutting the first)."""
-    blank = _BLANK_END.search(authority)
-    head = authority[: blank.start()] if blank else ""
-    if not head or "@" in authority or _no_host(head):
-        return authority, finish
-    return head, finish - (len(authority) - len(head))
 
 
 def _no_host(authority: str) -> bool:
@@ -411,6 +398,9 @@ class RedactingFormatter(logging.Formatter):
 
     urllib3's debug log (-vv) prints request lines, so the mask is applied to the final text.
     A line break in a message is escaped too (it would forge a log line); a traceback keeps its.
+    urllib3's own messages are masked argument by argument (_by_arguments): read as one text,
+    its request line for a URL whose query holds scheme://user:password@ was taken, from the
+    pool's 'http://127.0.0.1:' on to the query's '@', for a cut password (s37 t1 3).
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
@@ -418,7 +408,30 @@ class RedactingFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
-        return visible(redact_log_text(super().format(record)), keep="\n")
+        message = _by_arguments(record)
+        if message is None:
+            return visible(redact_log_text(super().format(record)), keep="\n")
+        framed = logging.makeLogRecord({**record.__dict__, "msg": _IN_ITS_PLACE, "args": None})
+        text = visible(redact_log_text(super().format(framed)), keep="\n")
+        return text.replace(_IN_ITS_PLACE, visible(message), 1)
+
+
+_IN_ITS_PLACE = "FETCHERLOGMESSAGE"  # where a message masked by its arguments goes: no mask's
+
+
+def _by_arguments(record: logging.LogRecord) -> str | None:
+    """urllib3's message with each argument masked alone (its format strings hold no secret),
+    or None: not urllib3's, no arguments, or arguments the format does not take."""
+    if not (record.name.startswith("urllib3.") and isinstance(record.args, tuple) and record.args):
+        return None
+    masked = tuple(
+        value if isinstance(value, (int, float)) else redact_log_text(str(value))
+        for value in record.args
+    )
+    try:
+        return str(record.msg) % masked
+    except (TypeError, ValueError):
+        return None
 
 
 _HEADER_LINE = re.compile(
