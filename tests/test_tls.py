@@ -8,6 +8,7 @@ import json
 import os
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -208,6 +209,96 @@ def test_a_missing_client_certificate_is_said_by_the_server_s_alert_without_the_
         assert record["error"]["kind"] == "tls", record
         assert "alert certificate required" in record["error"]["message"], record
         assert "assumed" not in record["error"]["message"], record
+
+
+def tls_fault_server(certs, behaviour):
+    """A FaultServer speaking TLS: behaviour gets the TLS socket, once the handshake is done."""
+    context = certs.server_context()
+
+    def serve(conn):
+        with context.wrap_socket(conn, server_side=True) as tls:
+            behaviour(tls)
+
+    return FaultServer(serve)
+
+
+def head_of(conn) -> bytes:
+    """Read up to the end of a request's header block (its body, if any, left unread)."""
+    data = b""
+    while b"\r\n\r\n" not in data and (piece := conn.recv(65536)):
+        data += piece
+    return data
+
+
+def run_https(certs, *args):
+    done = run_process(
+        ["--format", "jsonl", "--retries", "0", "--cacert", str(certs.ca_pem), *args]
+    )
+    return done, records(done.stdout)
+
+
+def test_an_early_refusal_of_an_https_upload_is_its_record(certs, tmp_path):
+    """s37 r1 2: a server that answers 413 to a request's head and closes without reading the
+    body failed the upload's write (SSLEOFError): the record said tls, 'EOF occurred in
+    violation of protocol', the 413 unread. What the server said before its end is read as
+    the answer, as curl reads it, and over plain http fetcher does."""
+    refusal = b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig"
+
+    def behaviour(tls):
+        head_of(tls)
+        tls.sendall(refusal)
+        time.sleep(0.5)  # the server's pace: its answer arrives well before its end (a reset)
+
+    body = tmp_path / "big.bin"
+    body.write_bytes(b"x" * 8_000_000)
+    with tls_fault_server(certs, behaviour) as server:
+        _, [record] = run_https(certs, "-X", "PUT", "-d", f"@{body}",
+                                f"https://127.0.0.1:{server.port}/up")  # fmt: skip
+    assert record["status"] == 413 and record["error"]["kind"] == "http", record
+
+
+def test_an_https_upload_on_a_kept_alive_connection_the_server_ended_is_sent_again(certs, tmp_path):
+    """s37 r1 3: a kept-alive TLS connection the server ended as the next request went out
+    (here it reads that request's head and closes, as an idle timeout that crossed it on the
+    wire): the upload's write failed with SSLEOFError, which the resend of a request that died
+    unanswered (reuse.py, as curl does) did not know, and the record said tls. It is sent again
+    on a new connection, as over plain http."""
+
+    def read_whole(tls, head):
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        rest = len(head.split(b"\r\n\r\n", 1)[1])
+        while rest < length and (piece := tls.recv(65536)):
+            rest += len(piece)
+
+    def behaviour(tls):
+        read_whole(tls, head_of(tls))
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        head_of(tls)  # the next request on this connection: its body unread, no answer
+
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"x" * 8_000_000)
+    with tls_fault_server(certs, behaviour) as server:
+        urls = [f"https://127.0.0.1:{server.port}/{n}" for n in (1, 2)]
+        _, found = run_https(certs, "-j", "1", "-X", "PUT", "-d", f"@{body}", *urls)
+    assert [(r["ok"], r["attempts"]) for r in found] == [(True, 1), (True, 1)], found
+    assert server.connections == 2
+
+
+def test_an_early_200_then_the_end_of_an_https_upload_is_no_whole_upload(certs, tmp_path):
+    """The other side of reading what came before the end: a 2xx to a body that did not all
+    leave is no ok record (an upload cut, as over plain http), and is not sent again."""
+
+    def behaviour(tls):
+        head_of(tls)
+        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    body = tmp_path / "big.bin"
+    body.write_bytes(b"x" * 8_000_000)
+    with tls_fault_server(certs, behaviour) as server:
+        _, [record] = run_https(certs, "--retries", "2", "-X", "PUT", "-d", f"@{body}",
+                                f"https://127.0.0.1:{server.port}/up")  # fmt: skip
+    assert record["ok"] is False and record["error"]["kind"] == "protocol", record
+    assert record["attempts"] == 1 and server.connections == 1, record
 
 
 def test_a_client_certificate_gone_during_the_run_is_this_machine_s_failure(

@@ -16,6 +16,7 @@ import threading
 import time
 import types
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 from urllib3.util import Timeout
@@ -302,7 +303,7 @@ class DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
     response_class = HeaderParsingResponse
 
 
-class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):  # type: ignore[misc]
+class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):
     response_class = HeaderParsingResponse
 
     @property
@@ -317,38 +318,53 @@ class DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection
         connected: bool = super().is_connected
         return connected
 
+    # The write the server's end failed, for getresponse to read what it said before it.
+    _write_ended: ssl.SSLEOFError | None = None
+    _body_given = False
+
     def request(self, *args: object, **kwargs: object) -> None:
-        """The mixin's, and a write the server's end failed read for the alert it sent first
-        (_alert_before_end)."""
+        """The mixin's. A write that the server's end failed (SSLEOFError, which a TLS socket
+        says where a plain one says reset or broken pipe) is left to getresponse, which reads
+        what the server said before its end."""
+        self._write_ended = None
+        self._body_given = (args[2] if len(args) > 2 else kwargs.get("body")) is not None
         try:
             super().request(*args, **kwargs)
         except ssl.SSLEOFError as error:
-            raise _alert_before_end(self.sock, error) from None
+            self._write_ended = error
 
-
-# Seconds a failed write waits for the alert the server sent before its end: it came before,
-# and waits in this machine's buffer; an end without one is read at once too.
-_ALERT_WAIT = 0.5
-
-
-def _alert_before_end(sock: socket.socket | None, error: ssl.SSLEOFError) -> ssl.SSLError:
-    """What a server said, by a TLS alert, before the end that failed a request's write: a
-    server that wants a client certificate (TLS 1.3) checks it after the client's handshake
-    is over, sends 'certificate required' and closes, and the write said 'EOF occurred in
-    violation of protocol'. Read as a peer that does not speak TLS, that advised http, which
-    sends the request, credentials and all, in clear (s37 t1 2). curl reads the alert; this
-    reads it after the write, else says the end came after the handshake."""
-    if isinstance(sock, ssl.SSLSocket):
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        """The mixin's. After a write the server's end failed (request), the answer the server
+        sent before that end, as curl reads it: a TLS alert ('certificate required': a server
+        that wants a client certificate checks it after the client's handshake, then closes;
+        the write said 'EOF occurred in violation of protocol', which advised http for a URL
+        typed without a scheme, s37 t1 2) is raised as it is, an early refusal of an upload (a
+        413) is the answer (s37 r1 2). None came: RemoteDisconnected, so that a kept-alive
+        connection's request is sent again, as over plain http (reuse.py, s37 r1 3). A 2xx to
+        a body that did not all leave is no whole upload: a cut, not sent again."""
+        ended, self._write_ended = self._write_ended, None
+        if ended is None:
+            return super().getresponse(*args, **kwargs)
         try:
-            sock.settimeout(_ALERT_WAIT)
-            sock.recv(1)
-        except ssl.SSLError as alert:
-            if not isinstance(alert, ssl.SSLEOFError):
-                return alert
-        except OSError:
-            pass
-    message = "the server ended the TLS connection after the handshake, before it took the request"
-    return ssl.SSLError(error.errno, message)
+            response: Any = super().getresponse(*args, **kwargs)
+        except (ssl.SSLEOFError, ConnectionError):  # RemoteDisconnected is one
+            raise http.client.RemoteDisconnected(_ENDED_UNANSWERED) from None
+        if self._body_given and 200 <= response.status < 300:
+            response.close()
+            raise _cut_by_its_end(response.status)
+        return response
+
+
+def _cut_by_its_end(status: int) -> FetchError:
+    """A request whose body's write the server's end failed after it answered status, a 2xx:
+    the upload was cut (protocol, as over plain http), and the server answered: not resent."""
+    cut = FetchError(f"request body cut: the server answered {status} and ended the TLS "
+                     "connection before it took the whole body", ErrorKind.PROTOCOL)  # fmt: skip
+    cut.final = True
+    return cut
+
+
+_ENDED_UNANSWERED = "the server ended the TLS connection before it answered"
 
 
 class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
@@ -356,4 +372,4 @@ class DeadlineHTTPPool(urllib3.HTTPConnectionPool):
 
 
 class DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = DeadlineHTTPSConnection  # type: ignore[assignment]
+    ConnectionCls = DeadlineHTTPSConnection
