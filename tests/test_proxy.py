@@ -216,7 +216,7 @@ def test_a_proxy_that_does_not_accept_in_time_names_the_connect_timeout(target, 
         result, record = fetch(url, "-x", proxy_url, "--connect-timeout", "0.5")
     assert_failed(result, record, "proxy")
     proxy_host = proxy_url.removeprefix("http://").rstrip("/")
-    said = "timed out: no connection with the proxy within --connect-timeout's 0.5 s"
+    said = "timed out: no connection within --connect-timeout's 0.5 s"
     said = f"proxy {proxy_host}: {said}"
     assert record["error"]["message"] == said, record
 

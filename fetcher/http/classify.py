@@ -138,8 +138,7 @@ def timeout_said(exc: BaseException, kind: ErrorKind, connect: float, read: floa
             if any(map(_is_handshake_timeout, chain))
             else ("no connection")
         )
-        to = " with the proxy" if proxy else ""
-        return f"timed out: {what}{to} within --connect-timeout's {connect:g} s"
+        return f"timed out: {what} within --connect-timeout's {connect:g} s"  # the proxy named
     if kind is not ErrorKind.READ_TIMEOUT:
         return None
     if any(isinstance(link, uex.ProtocolError) for link in chain):
