@@ -27,6 +27,7 @@ class Resource:
     fail_next: int = 0  # answer this many requests with a 503 first
     disposition: str | None = None  # a Content-Disposition header to send (-J)
     cut_at: int | None = None  # end the connection after this many bytes of the next body
+    cut_every: int | None = None  # ... of every body, while set
     # How a lying server answers a Range: "ignore-if-range" (the range whatever If-Range says),
     # "range-from-0" (the rest, labelled as from byte 0), "short-range" (less than the rest),
     # "always-206" (a 206 of a few bytes, asked for a range or not); and "always-304" (a 304
@@ -126,6 +127,7 @@ def _chunks(body: bytes, item: Resource) -> Any:
     """The body in 64 KiB chunks, item.chunk_delay apart (read at each chunk: a test may make
     a download that is under way fast again)."""
     cut, item.cut_at = item.cut_at, None
+    cut = item.cut_every if cut is None else cut
     for start in range(0, len(body), 65536):
         if cut is not None and start + 65536 > cut:
             yield body[start:cut]

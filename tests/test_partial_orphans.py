@@ -121,3 +121,36 @@ def test_a_partial_that_is_no_longer_the_file_fetcher_kept_is_left_alone(
     after = os.lstat(partial)
     assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
     assert (tmp_path / "precious").exists() or change is not linked
+
+
+def twice(url: str, tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
+    """The records of a --continue run over url listed twice (-j 2: both at once)."""
+    from tests.conftest import invoke
+    from tests.servers import records
+
+    args = ["--state", str(tmp_path / "s.db"), "-o", str(tmp_path / "out"), "--retries", "0"]
+    return records(invoke(["--format", "jsonl", "-q", "-j", "2", "--continue", *args, *extra,
+                           url, url]).stdout)  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_url_listed_twice_keeps_one_partial_file_and_leaves_none(
+    served: tuple[HTTPServer, Origin], tmp_path: Path, processes: str
+) -> None:
+    """s37 t3 1: both tasks of a URL listed twice wrote a resumable file; a cut kept both, the
+    row could name one, and each cut run left one more hidden file that no run removed (five
+    after a week of a cron job's timeouts). One task of the run keeps a partial file; the
+    other fetches the body whole, as without --continue, and its cut drops it."""
+    server, origin = served
+    origin.resources["/f.bin"] = item = resource(BODY)
+    url = server.url_for("/f.bin")
+    item.cut_every = CUT
+    for run in range(2):  # each cut at CUT: the partial grows by CUT a run, the other task's goes
+        found = twice(url, tmp_path, "--processes", processes)
+        assert [r["ok"] for r in found] == [False, False], (run, found)
+        partial, kept = partial_row(tmp_path)
+        assert kept == CUT * (run + 1) and hidden(tmp_path) == [Path(partial or "")], run
+    item.cut_every = None
+    assert [r["ok"] for r in twice(url, tmp_path, "--processes", processes)] == [True] * 2
+    assert hidden(tmp_path) == [] and partial_row(tmp_path) == (None, None)
+    assert (tmp_path / "out").rglob("f.bin").__next__().read_bytes() == BODY

@@ -44,7 +44,7 @@ from fetcher.http.request import (
     state_key,
     without_conditions,
 )
-from fetcher.http.resume import Resumer, range_length
+from fetcher.http.resume import Resumer, range_length, restarts
 from fetcher.http.retry import (
     HOST_PAUSE_STATUSES,
     give_up_at_max_time,
@@ -162,6 +162,7 @@ class Fetcher:
             # Range the rest of the file's replaced: its own is sent, the file left to another.
             resumes = method_of(job, self.settings) == "GET" and not asks_a_part(job, self.settings)
             if resumes and self.resumer.claim(prior.partial):  # else another task continues it
+                self.resumer.keepers.keeps(task)  # the first to claim: no other task's is kept
                 task.partial = Partial(prior.partial, prior.partial_from, prior.partial_bytes or 0,
                                        prior.partial_total, prior.partial_url)  # fmt: skip
             return None  # the rest of a partial body is asked for, not whether it changed
@@ -328,7 +329,7 @@ class Exchange:
                                  resumes=True, partial_url=task.partial.url)  # fmt: skip
                 response, asking = _ask_rest(session, ranged, task, timeout, self.bodies)
                 with response:
-                    if not self.resumer.restarts(response, kept, task.partial):
+                    if not restarts(response, kept, task.partial):
                         return self._read(response, result, asking, task, kept)
                 kept.discard()  # not the rest of this file: the whole body, now
                 task.partial, kept = None, None

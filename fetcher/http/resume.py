@@ -142,6 +142,7 @@ class Resumer:
         self.on_partial = on_partial
         self._claimed: set[str] = set()  # the state's partial files a task of this run took
         self._claim_lock = threading.Lock()
+        self.keepers = Keepers()
 
     def claim(self, path: str) -> bool:
         """Whether the task asking is the one that continues the partial file at path: the
@@ -216,13 +217,7 @@ class Resumer:
                 task.partial = None  # forgets its partial, which stayed in DIR for good
             else:  # an error page; a 204 or 205 (s26 r4 7) or a 304 to no condition (s27 f1
                 kept.abort()  # 1) says nothing of the body: the partial file waits
-        # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
-        get = task.request is not None and task.request.method == "GET"
-        if get and task.request is not None and _asks_a_range(task.request.headers):
-            get = False  # a part of the user's choosing: its offset is not the file's size
-        validator = validator_of(response) if ok and 200 <= status < 300 and get else None
-        if remote is not None and remote.name is not None and task.job.output is None:
-            validator = None  # named by -J: its folder may not be the URL's, where reopen looks
+        validator = self._resumable_by(response, task, ok, remote)
         output, url = self.bodies.open(task.job.target, status, ok, task.job.output, head,
                                   resumable=validator is not None, remote=remote,
                                   owner=task.owner), response.url  # fmt: skip
@@ -232,33 +227,34 @@ class Resumer:
                 self.on_partial(task.job, task.partial)
         return output
 
-    @staticmethod
-    def restarts(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
-        """Whether the answer to a Range request must be dropped and the body asked for whole:
-        a 416, or a 206 that is not the rest of the kept file, or that does not carry the
-        validator the file began with (another or a weak ETag, another date, none at all: the
-        server may have ignored If-Range, and nothing says the range is of the same version).
-        Any other answer is taken as it comes."""
-        status = response.status_code
-        if status == 416:
-            return True
-        if status != 206:
-            return False
-        encoded = validators_of(response) is None  # the range counts encoded bytes
-        total = range_total(response)
-        return (
-            encoded
-            or not carries(response, partial.validator)
-            or not is_rest_of(response, kept.kept)
-            or (partial.total is not None and total != partial.total)
-        )
+    def _resumable_by(
+        self, response: requests.Response, task: Task, ok: bool, remote: RemoteFile | None
+    ) -> str | None:
+        """The validator a new file for response's body is resumable by, or None: it is not."""
+        # Only a GET's body is the resource a later GET may continue (a POST's answer is not).
+        request = task.request
+        if request is None or request.method != "GET" or _asks_a_range(request.headers):
+            return None  # not a GET, or a part of the user's choosing: no offset of the file's
+        if not (ok and 200 <= response.status_code < 300):
+            return None
+        if remote is not None and remote.name is not None and task.job.output is None:
+            return None  # named by -J: its folder may not be the URL's, where reopen looks
+        validator = validator_of(response)
+        if validator is None or not self.keepers.keeps(task):
+            return None  # another task of its request keeps a partial file
+        return validator
 
-    @staticmethod
-    def settle(task: Task, result: Result) -> None:
+    def settle(self, task: Task, result: Result) -> None:
         """After an attempt: an ok body leaves no partial; a failed one, or an ok answer
         without a body whose partial output kept (a 204 or 205, a 304 that answers no
         condition; a 304 to one discarded it), says how far it got, for the state, which the
-        next run reads: the row names the file still there, with its size (s26 r4 7, s27 f1 1)."""
+        next run reads: the row names the file still there, with its size (s26 r4 7, s27 f1 1).
+        The task lets its request's partial file go when it keeps none, and an ok body of
+        another task removes the one it left, which the row then forgets (Keepers)."""
+        if (gone := self.keepers.let_go(task, result)) is not None:
+            job = task.job
+            self.bodies.remove_partial(job.target, job.output, gone.path, gone.size, None,
+                                       owner=task.owner)  # fmt: skip
         partial = task.partial
         if (result.ok and not result.bodiless) or partial is None:
             task.partial = None
@@ -272,6 +268,70 @@ class Resumer:
             task.partial = None  # its name holds another file now: not ours to continue
             return
         result.partial = task.partial = replace(partial, size=info.st_size)
+        self.keepers.left(task, task.partial)
+
+
+def restarts(response: requests.Response, kept: SavedFile, partial: Partial) -> bool:
+    """Whether the answer to a Range request must be dropped and the body asked for whole:
+    a 416, or a 206 that is not the rest of the kept file, or that does not carry the
+    validator the file began with (another or a weak ETag, another date, none at all: the
+    server may have ignored If-Range, and nothing says the range is of the same version).
+    Any other answer is taken as it comes."""
+    status = response.status_code
+    if status == 416:
+        return True
+    if status != 206:
+        return False
+    encoded = validators_of(response) is None  # the range counts encoded bytes
+    total = range_total(response)
+    return (
+        encoded
+        or not carries(response, partial.validator)
+        or not is_rest_of(response, kept.kept)
+        or (partial.total is not None and total != partial.total)
+    )
+
+
+class Keepers:
+    """Per request (its state key), the one task of a run whose body may be kept as a partial
+    file, and the file an attempt of it left. A URL listed twice had both tasks write resumable
+    files; a cut kept both, the row could name one, and each cut run left one more hidden in
+    DIR for good (s37 t3 1). The other tasks fetch the body whole into files of their own, as
+    without --continue, dropped when cut. Thread-safe; one per Resumer (a worker process's)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: dict[str, Task] = {}
+        self._left: dict[str, tuple[Task, Partial]] = {}
+
+    def keeps(self, task: Task) -> bool:
+        """Whether task is its request's keeper: the first to ask, until it lets go."""
+        with self._lock:
+            return self._tasks.setdefault(_request_of(task), task) is task
+
+    def left(self, task: Task, partial: Partial) -> None:
+        """An attempt of task (the keeper) ended with its body kept in partial's file."""
+        with self._lock:
+            self._left[_request_of(task)] = (task, partial)
+
+    def let_go(self, task: Task, result: Result) -> Partial | None:
+        """After an attempt of task: done with its request's partial file (an ok body, or none
+        kept), it lets it go. The file another task left, when this result is an ok body: the
+        caller removes it, if it is still as left (Bodies.remove_partial), for the row, which
+        keeps the last result, forgets it; and bounded books, whatever the run's length."""
+        key, whole = _request_of(task), result.ok and not result.bodiless
+        with self._lock:
+            left = self._left.get(key)
+            if left is not None and (left[0] is task or whole):
+                del self._left[key]
+            if self._tasks.get(key) is task and (whole or task.partial is None):
+                del self._tasks[key]
+        return left[1] if left is not None and left[0] is not task and whole else None
+
+
+def _request_of(task: Task) -> str:
+    """The request task makes, as the state keys it (Owner.key; -o is there under --continue)."""
+    return task.owner.key if task.owner is not None else task.job.target
 
 
 def _asks_a_range(headers: Mapping[str, str | None] | None) -> bool:
