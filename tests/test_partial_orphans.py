@@ -154,3 +154,30 @@ def test_a_url_listed_twice_keeps_one_partial_file_and_leaves_none(
     assert [r["ok"] for r in twice(url, tmp_path, "--processes", processes)] == [True] * 2
     assert hidden(tmp_path) == [] and partial_row(tmp_path) == (None, None)
     assert (tmp_path / "out").rglob("f.bin").__next__().read_bytes() == BODY
+
+
+def test_a_body_whose_write_failed_keeps_no_partial_file(
+    served: tuple[HTTPServer, Origin], tmp_path: Path
+) -> None:
+    """s37 t3 2: a body that filled the disk kept its partial under --continue: the space stayed
+    taken between runs, every later run failed it again (io), and other changed files that
+    would have fit failed too. A write error drops the file, as without --continue; here the
+    limit is the process's own (RLIMIT_FSIZE: the write fails with EFBIG, as a full disk's
+    with ENOSPC)."""
+    import resource as limits
+
+    from tests.conftest import run_process
+    from tests.servers import records
+
+    server, origin = served
+    origin.resources["/f.bin"] = resource(BODY)
+
+    def small_files() -> None:
+        limits.setrlimit(limits.RLIMIT_FSIZE, (CUT, CUT))
+
+    args = ["--format", "jsonl", "--retries", "0", "--continue", "--state", str(tmp_path / "s.db"),
+            "-o", str(tmp_path / "out"), server.url_for("/f.bin")]  # fmt: skip
+    done = run_process(args, preexec_fn=small_files)
+    [record] = records(done.stdout)
+    assert record["error"]["kind"] == "io", record
+    assert hidden(tmp_path) == [], hidden(tmp_path)

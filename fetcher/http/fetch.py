@@ -784,11 +784,13 @@ class PastItsRange(FetchError):
 
 def _worthless(exc: BaseException) -> bool:
     """Whether a body cut off by exc is not worth keeping to be continued: past --max-size, or
-    past its Content-Range (which of its bytes were the range's cannot be known). A 206 that
-    ends short of its range is kept: a dropped connection ends a close-delimited body so, and
-    the next attempt asks for the rest from where it ended."""
-    too_large = isinstance(exc, FetchError) and exc.kind is ErrorKind.TOO_LARGE
-    return too_large or isinstance(exc, PastItsRange)
+    past its Content-Range (which of its bytes were the range's cannot be known), or its write
+    failed (io: a full disk's partial held the space between runs, and every later run failed
+    it and other files that would have fit, s37 t3 2). A 206 that ends short of its range is
+    kept: a dropped connection ends a close-delimited body so, and the next attempt asks for
+    the rest from where it ended."""
+    ours = isinstance(exc, FetchError) and exc.kind in (ErrorKind.TOO_LARGE, ErrorKind.IO)
+    return ours or isinstance(exc, PastItsRange)
 
 
 @dataclass(frozen=True, slots=True)
