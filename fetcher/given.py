@@ -68,10 +68,31 @@ def ignore_variables(params: dict[str, Any], names: Iterable[str], why: str) -> 
     variables = []
     for param in context.command.params:
         if param.name in names:
-            params[param.name] = param.get_default(context)
+            params[param.name] = _default_of(param, context)
             variables.append(str(param.envvar))
     verb = "is" if len(variables) == 1 else "are"
     say_not_followed(params, f"{' and '.join(variables)} {verb}", why)
+
+
+def _default_of(param: click.Parameter, context: click.Context) -> Any:
+    """param's default as the command gets it when the option is not given: Click 8.2 and
+    later answer get_default with a sentinel (UNSET) for one with none, which the command
+    receives as None, or () for a repeatable option."""
+    value = param.get_default(context)
+    if type(value).__name__ == "Sentinel":
+        return () if param.multiple else None
+    return value
+
+
+def refuse_or_ignore(params: dict[str, Any], name: str, refusal: str, why: str) -> None:
+    """The option called name, given where it does nothing (refusal says so, naming it as
+    given): a usage error when typed; from its variable, not followed, and said so (why). A
+    profile's default never refuses a run: FETCHER_REMOTE_HEADER_NAME, _METRICS_LABEL,
+    _INCLUDE_BODY, _CONTINUE, _SKIP_FRESH and _KEY refused every run without the option each
+    needs (s37 t2 3), as FETCHER_REMOTE_TIME once did (s26 r3 2)."""
+    if variable_of(name) is None:
+        raise click.UsageError(refusal)
+    ignore_variables(params, [name], why)
 
 
 def say_not_followed(params: dict[str, Any], what: str, why: str) -> None:

@@ -14,7 +14,15 @@ from typing import Any
 import click
 from click.decorators import FC
 
-from fetcher.given import as_given, ignore_variables, typed, typed_wins, variable_of, warn
+from fetcher.given import (
+    as_given,
+    ignore_variables,
+    refuse_or_ignore,
+    typed,
+    typed_wins,
+    variable_of,
+    warn,
+)
 from fetcher.variables import VariableOption
 
 ENV_PREFIX = "FETCHER_"
@@ -69,10 +77,12 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     fold_quiet(params)
     fold_head(params)
     if params["remote_header_name"] and params["output_dir"] is None:
-        raise click.UsageError(
+        refuse_or_ignore(
+            params, "remote_header_name",
             f"{as_given('remote_header_name', '-J')} names the files saved under -o DIR: give "
-            "-o DIR too (fetcher never writes a file named by a server into the current folder)"
-        )
+            "-o DIR too (fetcher never writes a file named by a server into the current folder)",
+            "without -o DIR: no file is saved",
+        )  # fmt: skip
     if params["remote_time"] and params["output_dir"] is None:  # as -J: else it does nothing
         if typed("remote_time"):
             raise click.UsageError(

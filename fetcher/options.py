@@ -24,6 +24,7 @@ from fetcher.asking import password_from_terminal
 from fetcher.given import (
     as_given,
     ignore_variables,
+    refuse_or_ignore,
     say_not_followed,
     typed,
     variable_of,
@@ -730,16 +731,19 @@ def usable_cpus() -> int:
 
 def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
-        raise click.UsageError(f"{as_given('key', '--key')} needs --cert")
+        refuse_or_ignore(params, "key", f"{as_given('key', '--key')} needs --cert",
+                         "without --cert")  # fmt: skip
     check_client_key(params)
     if params["processes"] > 1 and (given := one_process_options(params)):
         processes = as_given("processes", f"--processes {params['processes']}")
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1, not {processes}")
     if params["include_body"] and params["format"] != "jsonl":
-        raise click.UsageError(
+        refuse_or_ignore(
+            params, "include_body",
             f"{as_given('include_body', '--include-body')} needs --format jsonl, not "
-            f"{as_given('format', '--format ' + params['format'])}"
-        )
+            f"{as_given('format', '--format ' + params['format'])}",
+            f"beside --format {params['format']}: only jsonl records hold a body",
+        )  # fmt: skip
     check_metrics_labels(params)
     try:
         check_cookie_header(params["cookies"], variable_of("cookies"))
@@ -948,9 +952,10 @@ def read_pem_file(option: str, path: str) -> bytes:
 def check_metrics_labels(params: dict[str, Any]) -> None:
     labels: tuple[tuple[str, str], ...] = params["metrics_labels"]
     if labels and not params["metrics"]:
-        raise click.UsageError(
-            f"{as_given('metrics_labels', '--metrics-label')} needs --metrics FILE"
-        )
+        refuse_or_ignore(params, "metrics_labels",
+                         f"{as_given('metrics_labels', '--metrics-label')} needs --metrics FILE",
+                         "without --metrics FILE")  # fmt: skip
+        labels = params["metrics_labels"]
     if not labels:
         return
     from fetcher.output.metrics import OWN_LABELS
@@ -967,6 +972,10 @@ def check_metrics_labels(params: dict[str, Any]) -> None:
 
 
 def check_state_options(params: dict[str, Any]) -> None:
+    if not params["state"]:
+        for name in ("skip_fresh", "retry_failed", "resume"):
+            if params[name] not in (None, False) and variable_of(name) is not None:
+                ignore_variables(params, [name], "without --state FILE")
     needs_state = {
         as_given("skip_fresh", "--skip-fresh"): params["skip_fresh"] is not None,
         as_given("retry_failed", "--retry-failed"): params["retry_failed"],
@@ -976,7 +985,8 @@ def check_state_options(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{', '.join(given)} needs --state FILE")
     resume = as_given("resume", "--continue")
     if params["resume"] and not params["output_dir"]:
-        raise click.UsageError(f"{resume} needs -o DIR: it resumes saved files")
+        refuse_or_ignore(params, "resume", f"{resume} needs -o DIR: it resumes saved files",
+                         "without -o DIR: no file is saved")  # fmt: skip
     if params["resume"] and (params["body"] or params["include_body"]):
         raise click.UsageError(f"{resume} resumes files under -o, not --body or --include-body")
     if params["resume"] and any(name.lower() == "range" for name, _ in params["headers"]):

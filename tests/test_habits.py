@@ -251,29 +251,17 @@ def test_progress_asked_for_where_s_is_given_still_shows(server):
         (["-I"], {"FETCHER_DATA": "x"}, "cannot go with -d (from FETCHER_DATA)"),
         (["-I"], {"FETCHER_METHOD": "POST"}, "-X POST (from FETCHER_METHOD)"),
         (["-d", "x"], {"FETCHER_METHOD": "head"}, "-X HEAD (from FETCHER_METHOD) has no body"),
-        ([], {"FETCHER_INCLUDE_BODY": "1"}, "--include-body (from FETCHER_INCLUDE_BODY) needs"),
-        ([], {"FETCHER_REMOTE_HEADER_NAME": "1"}, "-J (from FETCHER_REMOTE_HEADER_NAME) names"),
-        ([], {"FETCHER_CONTINUE": "1"}, "--continue (from FETCHER_CONTINUE) needs --state"),
-        (
-            [],
-            {"FETCHER_RETRY_FAILED": "1", "FETCHER_SKIP_FRESH": "1h"},
-            "--skip-fresh (from FETCHER_SKIP_FRESH), --retry-failed (from FETCHER_RETRY_FAILED) "
-            "needs --state",
-        ),
         (
             ["--rate", "5"],
             {"FETCHER_PROCESSES": "2"},
             "--rate works only with --processes 1, not --processes 2 (from FETCHER_PROCESSES)",
         ),
-        (
-            [],
-            {"FETCHER_METRICS_LABEL": "a=b"},
-            "--metrics-label (from FETCHER_METRICS_LABEL) needs --metrics",
-        ),
         ([], {"FETCHER_RETRY_ON": "200"}, "--retry-on 200 (from FETCHER_RETRY_ON): an ok"),
     ],
 )
 def test_a_combination_error_says_which_option_came_from_a_variable(server, args, env, says):
+    """An option that needs another, from its variable alone, is not followed, not refused
+    (s37 t2 3: test_option_clashes); these are refusals of two options that clash."""
     result = invoke([*args, server.url("/a")], **env)
     assert result.exit_code == 2 and says in result.stderr, result.stderr
 

@@ -186,6 +186,16 @@ def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path,
         # s29 t3 5: with the default ok statuses a 3xx is ok too, and was refused as such
         ([], {"FETCHER_RETRY_ON": "302"}, "FETCHER_RETRY_ON"),
         ([], {"FETCHER_RETRY_ON": "301,500"}, "FETCHER_RETRY_ON"),
+        # s37 t2 3: a profile's variable for an option that needs another refused every run
+        # without that other, where the docs say a profile's default never refuses a run
+        ([], {"FETCHER_REMOTE_HEADER_NAME": "1"}, "FETCHER_REMOTE_HEADER_NAME"),
+        ([], {"FETCHER_METRICS_LABEL": "host=web1"}, "FETCHER_METRICS_LABEL"),
+        ([], {"FETCHER_INCLUDE_BODY": "1"}, "FETCHER_INCLUDE_BODY"),
+        (["--format", "csv"], {"FETCHER_INCLUDE_BODY": "1"}, "FETCHER_INCLUDE_BODY"),
+        ([], {"FETCHER_CONTINUE": "1"}, "FETCHER_CONTINUE"),
+        ([], {"FETCHER_SKIP_FRESH": "6h"}, "FETCHER_SKIP_FRESH"),
+        ([], {"FETCHER_RETRY_FAILED": "1"}, "FETCHER_RETRY_FAILED"),
+        ([], {"FETCHER_KEY": "/etc/hostname"}, "FETCHER_KEY"),
     ],
 )  # fmt: skip
 def test_a_variable_that_a_typed_option_makes_do_nothing_is_said_and_ignored(

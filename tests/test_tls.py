@@ -250,7 +250,7 @@ def test_an_early_refusal_of_an_https_upload_is_its_record(certs, tmp_path):
         time.sleep(0.5)  # the server's pace: its answer arrives well before its end (a reset)
 
     body = tmp_path / "big.bin"
-    body.write_bytes(b"x" * 8_000_000)
+    body.write_bytes(b"x" * 24_000_000)  # more than the system's buffers take at once
     with tls_fault_server(certs, behaviour) as server:
         _, [record] = run_https(certs, "-X", "PUT", "-d", f"@{body}",
                                 f"https://127.0.0.1:{server.port}/up")  # fmt: skip
@@ -276,7 +276,7 @@ def test_an_https_upload_on_a_kept_alive_connection_the_server_ended_is_sent_aga
         head_of(tls)  # the next request on this connection: its body unread, no answer
 
     body = tmp_path / "body.bin"
-    body.write_bytes(b"x" * 8_000_000)
+    body.write_bytes(b"x" * 24_000_000)  # more than the system's buffers take at once
     with tls_fault_server(certs, behaviour) as server:
         urls = [f"https://127.0.0.1:{server.port}/{n}" for n in (1, 2)]
         _, found = run_https(certs, "-j", "1", "-X", "PUT", "-d", f"@{body}", *urls)
@@ -291,9 +291,10 @@ def test_an_early_200_then_the_end_of_an_https_upload_is_no_whole_upload(certs, 
     def behaviour(tls):
         head_of(tls)
         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        time.sleep(0.5)  # as the 413's: its answer well before its end
 
     body = tmp_path / "big.bin"
-    body.write_bytes(b"x" * 8_000_000)
+    body.write_bytes(b"x" * 24_000_000)  # more than the system's buffers take at once
     with tls_fault_server(certs, behaviour) as server:
         _, [record] = run_https(certs, "--retries", "2", "-X", "PUT", "-d", f"@{body}",
                                 f"https://127.0.0.1:{server.port}/up")  # fmt: skip
