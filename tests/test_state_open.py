@@ -54,15 +54,22 @@ def text_file(path: Path) -> None:
     path.write_text("http://127.0.0.1:9/a\nhttp://127.0.0.1:9/b\n" * 20)
 
 
+def one_byte(path: Path) -> None:
+    """s37 t2 9: SQLite takes a file shorter than its header for an empty database: a one-byte
+    file was made a state without a word, where two bytes were refused."""
+    path.write_bytes(b"\n")
+
+
 @pytest.mark.parametrize(
     ("make", "said"),
     [(foreign_database, "is an SQLite database, but not a fetcher state"),
      (newer_state, "written by a newer fetcher"),
      (text_file, "not a fetcher state database"),
+     (one_byte, "not a fetcher state database"),
      (versioned_database(1), "is an SQLite database, but not a fetcher state"),
      (versioned_database(SCHEMA_VERSION), "is an SQLite database, but not a fetcher state"),
      (urls_of_another_program, "is an SQLite database, but not a fetcher state")],
-    ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls",
+    ids=["another-program-s-database", "a-newer-fetcher-s-state", "a-list-of-urls", "one-byte",
          "another-program-s-database-of-version-1", "another-program-s-of-our-version",
          "another-program-s-urls-table"],
 )  # fmt: skip

@@ -304,6 +304,7 @@ def prepare(connection: sqlite3.Connection, fd: int, path: str) -> None:
     became mode 0600; another program's database, or a newer fetcher's, was put in WAL mode,
     with a -wal and -shm). Raises StateError for an SQLite database that is not a fetcher state
     or that a newer fetcher wrote, sqlite3.Error for the rest (see not_a_database)."""
+    _check_header(fd)
     version = _schema_version(connection)
     keep_private(fd, path)
     if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
@@ -318,6 +319,18 @@ def prepare(connection: sqlite3.Connection, fd: int, path: str) -> None:
 
 # SQLite's result code for a file that holds no database (a list of URLs named by mistake).
 SQLITE_NOTADB = 26
+# What every SQLite database file begins with (its file format's header string).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_header(fd: int) -> None:
+    """StateError for a file of some bytes that does not begin as an SQLite database does.
+    SQLite takes a file shorter than its header for an empty database, so a one-byte file a
+    user named by mistake became a state without a word (s37 t2 9). An empty file is a new
+    state (a new database in WAL mode stays empty until its first checkpoint)."""
+    head = os.pread(fd, len(SQLITE_HEADER), 0)
+    if head and head != SQLITE_HEADER:
+        raise StateError("is not a fetcher state database (not an SQLite file)")
 
 
 def not_a_database(exc: sqlite3.Error) -> bool:
