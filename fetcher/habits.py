@@ -945,7 +945,7 @@ def one_dash_word(argument: str, options: set[str]) -> str | None:
     word = argument[1:]
     if word in ONE_DASH:  # two letters too: -cl is no cluster of curl's, but -c l
         return f"{argument} (httpx's) is {ONE_DASH[word]}: an option with one dash is one letter"
-    if len(word) > 2 and "--" + word in options:
+    if len(word) > 2 and ("--" + word in options or word == "help"):  # Click's own --help
         return f"{argument} is --{word} here: an option with one dash is one letter"
     if re.fullmatch(r"[a-z]+(?:-[a-z0-9]+)+", word):  # httpx's -omit-body: -o 'mit-body'
         return (  # its value not shown: -kuapi-token is -k -u api-token (s29 r2 3)

@@ -98,7 +98,9 @@ def closest(variable: str, names: Iterable[str]) -> str | None:
     """The name of names closest to variable by difflib, FETCHER_ left out of both: the prefix
     they share would make any short name "close" to another."""
     by_rest = {name.removeprefix(ENV_PREFIX): name for name in names}
-    found = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX), by_rest, 1)
+    # In capitals: FETCHER_quiet is FETCHER_QUIET's (s37 t2 7); an env file's slips are often
+    # of case.
+    found = difflib.get_close_matches(variable.removeprefix(ENV_PREFIX).upper(), by_rest, 1)
     return by_rest[found[0]] if found else None
 
 

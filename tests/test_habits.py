@@ -648,6 +648,7 @@ def test_an_option_that_took_the_next_option_says_so(option, tmp_path, monkeypat
         (["-threads", "8"], "-j"),
         (["-status-code"], "status"),
         (["-retries", "2"], "--retries"),  # any fetcher option given one dash
+        (["-help"], "-help is --help"),  # s37 t2 6: it said '-e: curl's --referer ...'
     ],
 )
 def test_other_tools_habits_say_what_to_use(args, says):

@@ -110,6 +110,8 @@ def test_a_typed_path_with_a_blank_is_left_as_it_is(server, tmp_path, monkeypatc
         ("FETCHER_HEADERS", "FETCHER_HEADER"),
         ("FETCHER_COOKIES", "FETCHER_COOKIE"),
         ("FETCHER_WROKERS", "FETCHER_WORKERS"),
+        ("FETCHER_quiet", "FETCHER_QUIET"),  # s37 t2 7: no guess for another case
+        ("FETCHER_Output_Dir", "FETCHER_OUTPUT_DIR"),
     ],
 )
 def test_an_unknown_variable_is_said_once_even_under_q(server, variable, meant):
