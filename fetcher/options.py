@@ -297,7 +297,8 @@ TIMING_OPTIONS = [
            metavar="S", help="Seconds to wait for a connection."),
     option("-t", "--timeout", "read_timeout", type=POSITIVE_SECONDS,
            default=defaults.DEFAULT_READ_TIMEOUT, metavar="S",
-           help="Seconds to wait for each read from the server."),
+           help="Seconds to wait for each read from the server (wget's -t N, tries, is "
+                "--retries here)."),
     option("-m", "--max-time", type=POSITIVE_SECONDS, metavar="S",
            help="Seconds one URL may take in all, redirects and retries included."),
     option("--retries", "--retry", type=click.IntRange(0, 100), default=defaults.DEFAULT_RETRIES,
