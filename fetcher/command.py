@@ -158,9 +158,19 @@ def without_variable_value(exc: click.ClickException) -> str:
     value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
     if not isinstance(value, str) or not value:
         return exc.message
+    # The choices a Choice lists are the option's, never the value's, though it may hold one
+    # (' jsonl': s37 t2 4); a number out of range is unquoted at the start of Click's message.
+    choices = getattr(param.type, "choices", ()) if param is not None else ()
+    message = _OUT_OF_RANGE.sub("'…'", exc.message)
     # Any quoted piece of it: stripped, one of a list ('tok,1'), one line (s29 r2 7), read as
     # Click writes it, repr()'s escapes and all ('a\\nb': s30 r1 1).
-    return _QUOTED.sub(lambda m: "'…'" if _unquoted(m) in value else m[0], exc.message)
+    return _QUOTED.sub(
+        lambda m: "'…'" if (piece := _unquoted(m)) in value and piece not in choices else m[0],
+        message,
+    )
+
+
+_OUT_OF_RANGE = re.compile(r"^\S+(?= is not in the range )")
 
 
 _QUOTED = re.compile(r"""(['"])((?:\\.|(?!\1).)+)\1""", re.DOTALL)

@@ -195,3 +195,21 @@ def test_a_credential_header_given_as_a_url_is_refused_unshown(server, args):
     result = invoke([*args, server.url("/a")])
     assert result.exit_code == 2 and "-H" in result.stderr, result.stderr
     assert "s3cretTOK" not in result.stderr + result.stdout and server.paths == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("FETCHER_WORKERS", "48213377", "'…' is not in the range 1<=x<=1024"),
+        ("FETCHER_TIMEOUT", "-4821337.5", "'…' is not in the range 0<x<=1000000000"),
+        ("FETCHER_FORMAT", " jsonl", "'…' is not one of 'text', 'jsonl', 'csv'"),
+        ("FETCHER_FORMAT", "csv ", "'…' is not one of 'text', 'jsonl', 'csv'"),
+    ],
+)
+def test_a_variables_refused_value_is_masked_and_the_choices_are_not(
+    server, variable, value, shown
+):
+    """s37 t2 4: a number out of range was shown whole, against usage.md; a value holding a
+    choice word masked that word in the list of choices, the one that would fix it."""
+    result = invoke([server.url("/a")], **{variable: value})
+    assert result.exit_code == 2 and shown in result.stderr, result.stderr
