@@ -463,6 +463,8 @@ def test_a_well_formed_url_line_is_a_job_to_fetch_as_written(scheme, host, port,
     # The scheme's case is folded in the target (RFC 3986 3.1: s27 r2 7), the url as read; the
     # port is the one sent (none for the scheme's default) and the fragment goes (s36 t1 1).
     sent = rest.partition("#")[0]
+    if not sent.startswith("/"):  # an empty path is sent as '/' (s37 t5 1)
+        sent = "/" + sent
     fetched = f"{scheme.lower()}://{host}{port_as_sent(scheme, port)}{sent}"
     assert (jobs[0].url, jobs[0].target, jobs[0].invalid) == (with_scheme, fetched, None)
     if "://" not in rest:  # else "://" later in the line is taken for its scheme's (known)

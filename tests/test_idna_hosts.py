@@ -395,6 +395,23 @@ def test_fragments_and_port_spellings_of_one_resource_are_one_state_row(tmp_path
         assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/echo",)]
 
 
+def test_an_empty_path_and_a_slash_are_one_state_row(tmp_path):
+    """s37 t5 1: `http://h` is sent as `GET /`, as `http://h/` is, yet the two were two rows,
+    two --unique URLs and two files (index.html and index.html~<hash>): a list that spells a
+    home page both ways (or changes its spelling) got no 304 and `changed` each time."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    urls = ["http://example.com", "http://example.com/", "http://example.com#top"]
+    with serving(ProxyHost(route)) as hosts:
+        records = through(hosts, "--state", str(state), "-o", str(out), "--unique", *urls)
+    assert [record["url"] for record in records] == urls[:1], records  # repeats skipped
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
+        "example.com",
+        "example.com/index.html",
+    ]
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/",)]
+
+
 def test_a_row_an_earlier_fetcher_keyed_with_a_fragment_is_still_the_url_s_row(tmp_path):
     """A state from before s36 t1 1 holds a URL's row under its fragment: the URL typed so
     again finds it (its validators go out), as the capitals' older rows are found."""

@@ -373,7 +373,7 @@ def test_csv_files_joined_by_cat_keep_their_rows_and_the_second_header_names_its
     data = b"url,id\na.test,1\n" + mark + b"id,URL\n" + mark + b"2,b.test\n"
     jobs, _ = jobs_of(data, "csv")
     assert [(j.line, j.target, j.meta and j.meta.text) for j in jobs] == [
-        (2, "https://a.test", '{"id":"1"}'), (4, "https://b.test", '{"id":"2"}'),
+        (2, "https://a.test/", '{"id":"1"}'), (4, "https://b.test/", '{"id":"2"}'),
     ]  # fmt: skip
 
 
@@ -381,7 +381,7 @@ def test_a_later_header_is_told_from_a_row_whose_meta_says_url():
     # A row whose url cell is a URL is a row, whatever its other cells say.
     jobs, _ = jobs_of(b"url,kind\nhttp://a.test/,url\nurl,kind\nb.test,x\n", "csv")
     assert [(j.target, j.meta and j.meta.text) for j in jobs] == [
-        ("http://a.test/", '{"kind":"url"}'), ("https://b.test", '{"kind":"x"}'),
+        ("http://a.test/", '{"kind":"url"}'), ("https://b.test/", '{"kind":"x"}'),
     ]  # fmt: skip
 
 
@@ -405,7 +405,7 @@ def test_a_row_that_fits_the_columns_with_a_cell_that_is_a_url_is_a_row():
     a cell 'url' and a mirror's URL beside it made a header, the next row fetched as 'page'."""
     data = b"kind,url,mirror\nurl,intranet,http://mirror.test/x\npage,b.test/2,\n"
     jobs, _ = jobs_of(data, "csv")
-    assert [j.target for j in jobs] == ["https://intranet", "https://b.test/2"]
+    assert [j.target for j in jobs] == ["https://intranet/", "https://b.test/2"]
     header, _, rest = data.partition(b"\n")
     assert last_header_row(rest, header=header) is None
 
@@ -926,7 +926,7 @@ def test_a_utf16_jsonl_or_csv_list_is_read_as_its_text(input_format, text):
     jobs, _ = jobs_of(text.encode("utf-16"), input_format)
     assert [(job.line, job.target, job.invalid) for job in jobs] == [
         (2 if input_format == "csv" else 1, "https://a.test/é", None),
-        (3 if input_format == "csv" else 2, "https://b.test", None),
+        (3 if input_format == "csv" else 2, "https://b.test/", None),
     ]
     assert meta_of(jobs[0]) == ({"id": 1} if input_format == "jsonl" else {"id": "1"})
 
@@ -1069,7 +1069,7 @@ def test_reading_csv_from_quote_to_quote_stands_where_reading_byte_by_byte_does(
 def test_a_wrong_later_header_with_no_row_under_it_gets_a_record():
     jobs, _ = jobs_of(b"url,id\na.test,1\nURL,url\n", "csv")
     assert [(j.line, j.target if j.invalid is None else None) for j in jobs] == [
-        (2, "https://a.test"), (3, None),
+        (2, "https://a.test/"), (3, None),
     ]  # fmt: skip
     assert "column 'url' twice" in jobs[1].invalid, jobs[1].invalid
 

@@ -136,13 +136,13 @@ def test_a_url_holding_url_between_commas_is_still_a_url(text: str) -> None:
     ("text", "target"),
     [
         ("example.org/x", "https://example.org/x"),
-        ("example.org:8443", "https://example.org:8443"),
-        ("example.org:", "https://example.org"),  # an empty port: the default one, as in curl
+        ("example.org:8443", "https://example.org:8443/"),  # the path as sent: '/' (s37 t5 1)
+        ("example.org:", "https://example.org/"),  # an empty port: the default one, as in curl
         ("example.org:/x", "https://example.org/x"),
-        ("127.0.0.1:", "https://127.0.0.1"),
+        ("127.0.0.1:", "https://127.0.0.1/"),
         ("localhost:8080/x", "https://localhost:8080/x"),
-        ("localhost:8080", "https://localhost:8080"),
-        ("javascript:80", "https://javascript:80"),  # digits after the colon: a port
+        ("localhost:8080", "https://localhost:8080/"),
+        ("javascript:80", "https://javascript:80/"),  # digits after the colon: a port
     ],
 )
 def test_a_host_without_a_scheme_gets_the_default_scheme(text: str, target: str) -> None:

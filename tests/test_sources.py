@@ -22,7 +22,7 @@ def test_strips_whitespace_and_skips_blank_and_comment_lines():
     jobs, _ = jobs_of(b"  http://a.test/x  \n\n   \n# comment\n   # indented comment\nb.test\n")
     assert [(j.url, j.target, j.line) for j in jobs] == [
         ("http://a.test/x", "http://a.test/x", 1),
-        ("b.test", "https://b.test", 6),
+        ("b.test", "https://b.test/", 6),
     ]
     assert all(j.invalid is None for j in jobs)
 
@@ -84,7 +84,7 @@ def test_last_line_without_newline():
 
 def test_unique_skips_exact_repeats_and_counts_them():
     jobs, reader = jobs_of(b"a.test\nhttps://a.test\na.test\nhttp://a.test\n", unique=True)
-    assert [j.target for j in jobs] == ["https://a.test", "http://a.test"]
+    assert [j.target for j in jobs] == ["https://a.test/", "http://a.test/"]
     assert reader.duplicates == 2
 
 
@@ -204,8 +204,8 @@ def test_other_schemes_without_slashes_and_inner_whitespace_are_not_urls(line):
     ("line", "target"),
     [
         (b"localhost:8080/x", "https://localhost:8080/x"),
-        (b"localhost:8080", "https://localhost:8080"),
-        (b"a.test:443?q=1", "https://a.test?q=1"),  # the port as sent: none (s36 t1 1)
+        (b"localhost:8080", "https://localhost:8080/"),  # the path as sent: '/' (s37 t5 1)
+        (b"a.test:443?q=1", "https://a.test/?q=1"),  # the port as sent: none (s36 t1 1)
         (b"user@a.test/x", "https://user@a.test/x"),
         (b"a.test/path:with:colons", "https://a.test/path:with:colons"),
         (b"a.test/x?y=1#frag", "https://a.test/x?y=1"),  # never sent (s36 t1 1)
@@ -239,8 +239,8 @@ def test_a_byte_order_mark_starting_a_later_line_is_dropped_as_the_first_lines_i
         input_format="jsonl",
     )
     assert [(job.target, job.invalid) for job in reader] == [
-        ("https://a.test", None),
-        ("https://b.test", None),
+        ("https://a.test/", None),
+        ("https://b.test/", None),
     ]
 
 

@@ -198,9 +198,10 @@ def with_idna_spelling(target: str, parts: SplitResult) -> str:
     (~<hash>) of its own beside example.com's (s27 r2 7). So are a port as the request uses
     it (none for the scheme's default, no leading zeros) and no fragment, which is never sent:
     `doc#intro`, `doc#usage`, `:80/doc` and `:080/doc` were four rows of one resource, each
-    fetched whole at every run, `changed` each time (s36 t1 1). The URL as it is when all are
-    so already (the common case pays a few text tests), and only they are rewritten:
-    urlunsplit drops an empty query."""
+    fetched whole at every run, `changed` each time (s36 t1 1). So is an empty path, sent as
+    '/': `http://h` and `http://h/` were two rows, --unique URLs and files (s37 t5 1). The URL
+    as it is when all are so already (the common case pays a few text tests), and only they are
+    rewritten: urlunsplit drops an empty query."""
     userinfo, at, hostport = parts.netloc.rpartition("@")
     scheme = parts.scheme  # urlsplit's: lower-cased
     typed_scheme = target.startswith(scheme)
@@ -208,6 +209,13 @@ def with_idna_spelling(target: str, parts: SplitResult) -> str:
     plain_port = (
         port is None or port[:1] not in ("", "0") and int(port) != DEFAULT_PORTS.get(scheme)
     )
+    if not parts.path:  # 'http://h', 'http://h?q': '/' as requests sends it
+        netloc = f"{userinfo}{at}{_mapped_hostport(parts, hostport, scheme)}"
+        start = target.find("//") + 2
+        if target[start : start + len(parts.netloc)] != parts.netloc:
+            return urlunsplit(parts._replace(netloc=netloc, path="/", fragment=""))
+        query = target[start + len(parts.netloc) :].partition("#")[0]  # '?q', '?' or ''
+        return f"{scheme}://{netloc}/{query}"
     if typed_scheme and target.isascii() and hostport.lower() == hostport and plain_port:
         return target.partition("#")[0]  # the common case: nothing to map
     netloc = f"{userinfo}{at}{_mapped_hostport(parts, hostport, scheme)}"
