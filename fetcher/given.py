@@ -84,17 +84,6 @@ def _default_of(param: click.Parameter, context: click.Context) -> Any:
     return value
 
 
-def refuse_or_ignore(params: dict[str, Any], name: str, refusal: str, why: str) -> None:
-    """The option called name, given where it does nothing (refusal says so, naming it as
-    given): a usage error when typed; from its variable, not followed, and said so (why). A
-    profile's default never refuses a run: FETCHER_REMOTE_HEADER_NAME, _METRICS_LABEL,
-    _INCLUDE_BODY, _CONTINUE, _SKIP_FRESH and _KEY refused every run without the option each
-    needs (s37 t2 3), as FETCHER_REMOTE_TIME once did (s26 r3 2)."""
-    if variable_of(name) is None:
-        raise click.UsageError(refusal)
-    ignore_variables(params, [name], why)
-
-
 def say_not_followed(params: dict[str, Any], what: str, why: str) -> None:
     """One stderr line: what ("FETCHER_X is", or part of its value) not followed, and why. Not
     under -q or -s, as for FETCHER_INSECURE beside a typed --cacert: it neither stops the run

@@ -5,8 +5,11 @@ here, refused with what to use instead.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import stat
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +20,6 @@ from click.decorators import FC
 from fetcher.given import (
     as_given,
     ignore_variables,
-    refuse_or_ignore,
     typed,
     typed_wins,
     variable_of,
@@ -77,12 +79,10 @@ def fold_habits(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
     fold_quiet(params)
     fold_head(params)
     if params["remote_header_name"] and params["output_dir"] is None:
-        refuse_or_ignore(
-            params, "remote_header_name",
+        raise click.UsageError(
             f"{as_given('remote_header_name', '-J')} names the files saved under -o DIR: give "
-            "-o DIR too (fetcher never writes a file named by a server into the current folder)",
-            "without -o DIR: no file is saved",
-        )  # fmt: skip
+            "-o DIR too (fetcher never writes a file named by a server into the current folder)"
+        )
     if params["remote_time"] and params["output_dir"] is None:  # as -J: else it does nothing
         if typed("remote_time"):
             raise click.UsageError(
@@ -234,6 +234,22 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
     check_header_split(params, urls)
 
 
+def nothing_to_fetch(params: dict[str, Any], urls: tuple[str, ...]) -> bool:
+    """Whether the run would fetch nothing: no URL argument, no -i, no --retry-failed, and a
+    standard input that can give none (an empty file, /dev/null as cron's, a closed one).
+    `producer | fetcher --results results.de` is a run: a pipe or a socket may give URLs, and
+    the checks that a value was meant as a URL held such a name for one (s37 r2 3)."""
+    if urls or params.get("inputs") or params.get("retry_failed"):
+        return False
+    try:
+        found = os.fstat(sys.stdin.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return True  # closed, or no descriptor (a test's stand-in): nothing comes
+    if stat.S_ISFIFO(found.st_mode) or stat.S_ISSOCK(found.st_mode):
+        return False
+    return not (stat.S_ISREG(found.st_mode) and found.st_size > 0)
+
+
 def check_urls_given_as_written_files(params: dict[str, Any], urls: tuple[str, ...]) -> None:
     """cron's `--results $OUT example.org/feed.xml`, OUT empty: the URL was the file's name,
     standard input (an empty one) was read, and the run ended 0 having fetched nothing, a file
@@ -242,7 +258,7 @@ def check_urls_given_as_written_files(params: dict[str, Any], urls: tuple[str, .
     -c HOST is; ./NAME names such a file."""
     from fetcher.redact import redact_url
 
-    if urls or params.get("inputs") or params.get("retry_failed"):
+    if not nothing_to_fetch(params, urls):
         return
     for name, shown in _WRITTEN_FILES:
         value = params.get(name)
@@ -376,8 +392,7 @@ def check_cookie_jar(params: dict[str, Any], urls: tuple[str, ...]) -> None:
             "wget's -c, which continues downloads, is --continue here (with --state and -o); "
             f"for a jar of that name, write ./{jar}"
         )
-    nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
-    if nothing_else and _HOST.fullmatch(jar):
+    if nothing_to_fetch(params, urls) and _HOST.fullmatch(jar):
         raise click.UsageError(
             f"-c takes the cookie FILE (as curl's -c), and no URL is given: {jar!r} looks like "
             "a host meant for wget's -c, which continues downloads (--continue here, with --state "
@@ -411,13 +426,15 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
             raise click.UsageError(
                 f"{shown} took {text!r} for its value: give {shown} its value before {text}"
             )
-    nothing_else = not (urls or params.get("inputs") or params.get("retry_failed"))
+    nothing_else = nothing_to_fetch(params, urls)
     for name, shown, text in typed_values:
         always = name in ("proxy", "headers", "user")
         # Written without its scheme too (s37 t2 2): -u example.org/x sent Basic credentials
-        # of that name; a user's own needs a path to be taken for one.
+        # of that name. A user's own needs a path and no password to be taken for one:
+        # alice:1234/abcd read as a host, a port and a path, was refused, and the message
+        # showed the password (s37 r2 1).
         bare = name not in ("headers", "proxy") and _SCHEME_LESS_URL.fullmatch(text) is not None
-        bare = bare and (name != "user" or "/" in text)
+        bare = bare and (name != "user" or ("/" in text and ":" not in text))
         if (always or nothing_else) and (bare or _is_url(text, path_needed=name == "proxy")):
             given = "" if always else ", and no URL is given"
             raise click.UsageError(

@@ -24,7 +24,6 @@ from fetcher.asking import password_from_terminal
 from fetcher.given import (
     as_given,
     ignore_variables,
-    refuse_or_ignore,
     say_not_followed,
     typed,
     variable_of,
@@ -559,13 +558,15 @@ def names_stdin_pipe(path: str) -> bool:
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
     warn_of_unknown_variables()
+    drop_idle_variables(params)
     fold_habits(params, urls)
     fold_records_options(params)
     check_retry_on(params)  # before check_combinations: it may drop a variable's statuses
     say_unretried_method(params)
     headers = given_headers(params)
     resolve_processes(params)
-    check_combinations({**params, "urls": urls})
+    params["urls"] = urls  # for check_combinations; the same in Settings
+    check_combinations(params)
     fields = {name: value for name, value in params.items() if name not in DERIVED}
     cert, key = params["cert"], params["key"]
     verify = resolve_verify(params)
@@ -590,6 +591,30 @@ def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
         metrics_labels=tuple(params["metrics_labels"]),
     )
     return Settings(**fields)
+
+
+# The options that do nothing without another: (name, whether that other is missing, what the
+# line that drops a variable of it says). Looked at before anything reads them.
+_IDLE_ALONE: tuple[tuple[str, Callable[[dict[str, Any]], bool], str], ...] = (
+    ("remote_header_name", lambda p: p["output_dir"] is None, "without -o DIR: no file is saved"),
+    ("metrics_labels", lambda p: not p["metrics"], "without --metrics FILE"),
+    ("include_body", lambda p: p["format"] != "jsonl", "beside a --format other than jsonl"),
+    ("key", lambda p: not p["cert"], "without --cert"),
+    ("skip_fresh", lambda p: not p["state"], "without --state FILE"),
+    ("retry_failed", lambda p: not p["state"], "without --state FILE"),
+    ("resume", lambda p: not (p["state"] and p["output_dir"]), "without --state FILE and -o DIR"),
+)
+
+
+def drop_idle_variables(params: dict[str, Any]) -> None:
+    """A FETCHER_ variable whose option does nothing without another that is not given is not
+    followed, said once (not under -q), before any check or setting reads it: a profile's
+    default never refuses a run (s37 t2 3). Dropped from a copy of the options, it still took
+    effect (s37 r2 2: FETCHER_KEY made every https URL fail, FETCHER_RETRY_FAILED turned off
+    the checks of a cron line's empty variable). The option typed is refused by the checks."""
+    for name, idle, why in _IDLE_ALONE:
+        if params[name] not in (None, False, ()) and variable_of(name) and idle(params):
+            ignore_variables(params, [name], why)
 
 
 def given_headers(params: dict[str, Any]) -> tuple[tuple[str, str | None], ...]:
@@ -732,19 +757,16 @@ def usable_cpus() -> int:
 
 def check_combinations(params: dict[str, Any]) -> None:
     if params["key"] and not params["cert"]:
-        refuse_or_ignore(params, "key", f"{as_given('key', '--key')} needs --cert",
-                         "without --cert")  # fmt: skip
+        raise click.UsageError(f"{as_given('key', '--key')} needs --cert")
     check_client_key(params)
     if params["processes"] > 1 and (given := one_process_options(params)):
         processes = as_given("processes", f"--processes {params['processes']}")
         raise click.UsageError(f"{', '.join(given)} works only with --processes 1, not {processes}")
     if params["include_body"] and params["format"] != "jsonl":
-        refuse_or_ignore(
-            params, "include_body",
+        raise click.UsageError(
             f"{as_given('include_body', '--include-body')} needs --format jsonl, not "
-            f"{as_given('format', '--format ' + params['format'])}",
-            f"beside --format {params['format']}: only jsonl records hold a body",
-        )  # fmt: skip
+            f"{as_given('format', '--format ' + params['format'])}"
+        )
     check_metrics_labels(params)
     try:
         check_cookie_header(params["cookies"], variable_of("cookies"))
@@ -953,10 +975,9 @@ def read_pem_file(option: str, path: str) -> bytes:
 def check_metrics_labels(params: dict[str, Any]) -> None:
     labels: tuple[tuple[str, str], ...] = params["metrics_labels"]
     if labels and not params["metrics"]:
-        refuse_or_ignore(params, "metrics_labels",
-                         f"{as_given('metrics_labels', '--metrics-label')} needs --metrics FILE",
-                         "without --metrics FILE")  # fmt: skip
-        labels = params["metrics_labels"]
+        raise click.UsageError(
+            f"{as_given('metrics_labels', '--metrics-label')} needs --metrics FILE"
+        )
     if not labels:
         return
     from fetcher.output.metrics import OWN_LABELS
@@ -973,10 +994,6 @@ def check_metrics_labels(params: dict[str, Any]) -> None:
 
 
 def check_state_options(params: dict[str, Any]) -> None:
-    if not params["state"]:
-        for name in ("skip_fresh", "retry_failed", "resume"):
-            if params[name] not in (None, False) and variable_of(name) is not None:
-                ignore_variables(params, [name], "without --state FILE")
     needs_state = {
         as_given("skip_fresh", "--skip-fresh"): params["skip_fresh"] is not None,
         as_given("retry_failed", "--retry-failed"): params["retry_failed"],
@@ -986,8 +1003,7 @@ def check_state_options(params: dict[str, Any]) -> None:
         raise click.UsageError(f"{', '.join(given)} needs --state FILE")
     resume = as_given("resume", "--continue")
     if params["resume"] and not params["output_dir"]:
-        refuse_or_ignore(params, "resume", f"{resume} needs -o DIR: it resumes saved files",
-                         "without -o DIR: no file is saved")  # fmt: skip
+        raise click.UsageError(f"{resume} needs -o DIR: it resumes saved files")
     if params["resume"] and (params["body"] or params["include_body"]):
         raise click.UsageError(f"{resume} resumes files under -o, not --body or --include-body")
     if params["resume"] and any(name.lower() == "range" for name, _ in params["headers"]):

@@ -1098,3 +1098,34 @@ def test_a_scheme_less_url_taken_as_u_d_or_a_s_value_is_refused(server, args, al
     assert alone.exit_code == 2 and "as its value" in alone.stderr, alone.stderr
     beside = invoke(["-q", *args, server.url("/a")])
     assert (beside.exit_code == 2) is always, beside.stderr
+
+
+def test_a_file_named_like_a_host_is_a_file_when_urls_come_down_a_pipe(server, tmp_path):
+    """s37 r2 3: `producer | fetcher --results results.de` was refused as 'no URL is given':
+    a pipe may give URLs (SPEC 2.1), and only a standard input that can give none (cron's
+    /dev/null, a closed one) makes such a name a URL taken for the option's value."""
+    from tests.conftest import run_process
+
+    url = f"{server.url('/a')}\n".encode()
+    for option, name in (("--results", "results.de"), ("--failed", "urls.in"),
+                         ("--summary", "out-12:30:00")):  # fmt: skip
+        done = run_process(["-q", option, name], input=url, cwd=tmp_path)
+        assert done.returncode == 0 and (tmp_path / name).exists(), (option, done.stderr)
+    (tmp_path / "results.de").unlink()
+    done = subprocess.run([*FETCHER, "-q", "--results", "results.de"], cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(),
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2 and b"looks like a URL" in done.stderr, done.stderr
+    assert not (tmp_path / "results.de").exists()
+
+
+@pytest.mark.parametrize("user", ["alice:1234/abcd", "deploy:2024/Winter", "acme.io/bot:tok"])
+def test_a_user_whose_password_looks_like_a_port_and_path_is_sent(server, user):
+    """s37 r2 1: -u alice:1234/abcd read as host alice, port 1234, path /abcd: the run was
+    refused, and the message showed the password. A user's value with a password is a user."""
+    import base64
+
+    result = invoke(["-q", "-u", user, server.url("/a")])
+    assert result.exit_code == 0 and user.split(":")[1] not in result.stderr, result.stderr
+    sent = server.headers_seen[-1].get("Authorization")
+    assert sent == "Basic " + base64.b64encode(user.encode()).decode()

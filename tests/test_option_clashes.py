@@ -213,6 +213,41 @@ def test_a_variable_that_a_typed_option_makes_do_nothing_is_said_and_ignored(
     assert len(httpserver.log) == 1
 
 
+@pytest.mark.parametrize(
+    ("env", "field", "default"),
+    [
+        ({"FETCHER_KEY": "/etc/hostname"}, "client_cert", None),
+        ({"FETCHER_INCLUDE_BODY": "1"}, "include_body", False),
+        ({"FETCHER_METRICS_LABEL": "host=web1"}, "metrics_labels", ()),
+        ({"FETCHER_CONTINUE": "1"}, "resume", False),
+        ({"FETCHER_SKIP_FRESH": "6h"}, "skip_fresh", None),
+        ({"FETCHER_RETRY_FAILED": "1"}, "retry_failed", False),
+        ({"FETCHER_REMOTE_HEADER_NAME": "1"}, "remote_header_name", False),
+    ],
+)
+def test_a_variable_not_followed_takes_no_effect(monkeypatch, env, field, default):
+    """s37 r2 2: the variable was said not followed, but dropped from a copy of the options:
+    the run's settings kept it (FETCHER_KEY without --cert made every https URL fail 'other',
+    FETCHER_RETRY_FAILED turned off the checks of a cron line's empty variable)."""
+    from fetcher.cli import main
+    from fetcher.options import build_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with main.make_context("fetcher", ["http://127.0.0.1:9/"]) as context:
+        params = dict(context.params)
+        urls = params.pop("urls")
+        settings = build_settings(tuple(urls), params)
+    assert getattr(settings, field) == default
+
+
+def test_a_retry_failed_variable_not_followed_leaves_the_cron_checks_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(["--results", "example.org"], input=b"", FETCHER_RETRY_FAILED="1")
+    assert result.exit_code == 2 and "looks like a URL" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_typed_option_is_the_one_that_stands(server):
     result = invoke(["-q", "--body", server.url("/x")], FETCHER_HEAD="1", FETCHER_FORMAT="jsonl")
     assert result.exit_code == 0, result.stderr
