@@ -179,6 +179,8 @@ def test_netrc_credentials_stay_on_a_redirect_within_the_origin(netrc):
         ("TOKEN_abc@", basic("TOKEN_abc", "")),
         ("nora:other@", basic("nora", "other")),
         ("", basic("nora", "fromnetrc")),  # none in the URL: .netrc's
+        ("nora@", basic("nora", "fromnetrc")),  # its user alone: that login's password (curl)
+        ("nora:@", basic("nora", "")),  # an empty password given is given
         ("@", basic("nora", "fromnetrc")),  # an empty user info gives none either
     ],
 )

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from http.cookiejar import CookieJar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from fetcher.http.cookies import host_cookies
 from fetcher.http.environment import Environment
@@ -140,9 +140,7 @@ def effective_request(
         url=job.target,
         data=data,
         headers=headers,
-        auth=environment.netrc_auth(url)
-        if settings.auth is None and not _gives_user(url)
-        else None,
+        auth=None if settings.auth is not None else _netrc_auth(url, environment),
         cookies=host_cookies(settings.cookies, url, _named_host(job, settings))
         if settings.cookies
         else None,
@@ -154,11 +152,18 @@ def effective_request(
     )
 
 
-def _gives_user(url: SplitResult) -> bool:
-    """Whether url carries credentials of its own (a user name, a password or both): they are
-    sent, as curl sends them, and .netrc is not looked at. requests lets .netrc win, and a list
-    that named a service account ran as the .netrc one (s37 t4 1)."""
-    return bool(url.username or url.password)
+def _netrc_auth(url: SplitResult, environment: Environment) -> tuple[str, str] | None:
+    """.netrc's credentials for url, as curl takes them: a URL's own (a user name, a password
+    or both) are sent and .netrc not looked at, but for a user name alone, whose password the
+    entry for that very login gives. requests lets .netrc win, and a list that named a service
+    account ran as the .netrc one (s37 t4 1); taking none for a user alone, a 'user@host' list
+    that .netrc completed got 401s (s37 r2 6)."""
+    if not (url.username or url.password):
+        return environment.netrc_auth(url)
+    if url.password is not None:  # given, an empty one too ('user:@')
+        return None
+    found = environment.netrc_auth(url)
+    return found if found is not None and found[0] == unquote(url.username or "") else None
 
 
 # The methods --state makes conditional (RFC 9110 13.1.2): for any other, a false condition
