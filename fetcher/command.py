@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 import click
+from click.core import ParameterSource
 from click.decorators import FC
 
 from fetcher.habits import glued_to_equals, one_dash_word, option_words, refusal, times_given
@@ -158,6 +159,9 @@ def without_variable_value(exc: click.ClickException) -> str:
     value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
     if not isinstance(value, str) or not value:
         return exc.message
+    if param is not None and param.name and ctx is not None:  # a typed value is the user's
+        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+            return exc.message
     # The choices a Choice lists are the option's, never the value's, though it may hold one
     # (' jsonl': s37 t2 4); a number out of range is unquoted at the start of Click's message.
     choices = getattr(param.type, "choices", ()) if param is not None else ()

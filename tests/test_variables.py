@@ -213,3 +213,9 @@ def test_a_variables_refused_value_is_masked_and_the_choices_are_not(
     choice word masked that word in the list of choices, the one that would fix it."""
     result = invoke([server.url("/a")], **{variable: value})
     assert result.exit_code == 2 and shown in result.stderr, result.stderr
+
+
+def test_a_typed_value_out_of_range_is_shown_beside_a_variable_of_the_option(server):
+    """s37 r2 7: the variable's value is masked, not a typed one's, though both are set."""
+    result = invoke(["-j", "48213377", server.url("/a")], FETCHER_WORKERS="4")
+    assert result.exit_code == 2 and "48213377 is not in the range" in result.stderr, result.stderr
