@@ -10,7 +10,6 @@ import codecs
 import contextlib
 import functools
 import logging
-import os
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -436,8 +435,8 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
             f"and meta not kept): read it back with --input-format {outputs.collector.retry.form}"
         )
     if failed.error is None and moved is not None:  # kept, not where it was asked (t6 5)
-        streams.say(redact_text(f"fetcher: --failed: {os.path.dirname(failed.file.path)!r} was "
-                                f"moved during the run: its list is at {moved!r}"))  # fmt: skip
+        streams.say(redact_text(f"fetcher: --failed: {failed.file.folder_path!r} was moved "
+                                f"during the run: its list is at {moved!r}"))  # fmt: skip
     if failed.error is None:
         return []
     error = failed.error.strerror or failed.error

@@ -483,3 +483,15 @@ def test_a_failed_list_whose_folder_moved_during_the_run_says_where_it_is(acting
     assert (moved / "retry.txt").read_text() == server.url("/status/404") + "\n"
     assert f"{folder}' was moved during the run" in result.stderr, result.stderr
     assert f"{moved / 'retry.txt'}" in result.stderr, result.stderr
+
+
+def test_the_retry_loop_with_a_bare_name_says_nothing_under_q(acting, tmp_path, monkeypatch):
+    """s37 t6 1: README's `fetcher -q -i retry.txt --failed retry.txt` printed "--failed: ''
+    was moved during the run" at every run: the list's path, set back to the name as typed,
+    had no folder, which read as one moved."""
+    server, _ = acting
+    monkeypatch.chdir(tmp_path)
+    Path("retry.txt").write_text(f"{server.url('/status/404')}\n")
+    result = invoke(["-q", "-i", "retry.txt", "--failed", "retry.txt"])
+    assert result.exit_code == 3 and result.stderr == "", result.stderr
+    assert Path("retry.txt").read_text() == f"{server.url('/status/404')}\n"

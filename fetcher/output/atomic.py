@@ -342,6 +342,7 @@ class AtomicFile:
         # handler in the middle of it (and the interrupted call never goes on) finishes it.
         self._placing = False
         self._folder, self._noted = -1, noted
+        self.folder_path = ""  # a stream's: none
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
             return
@@ -352,6 +353,7 @@ class AtomicFile:
         if walked.why is not None:
             raise OSError(errno.EACCES, walked.why, path)
         self.path = path = os.path.join(walked.path, os.path.basename(path))
+        self.folder_path = walked.path  # where the folder was at the start (moved_to)
         self._folder = open_folder(walked.path)
         try:
             self.fd = self._create(unnamed, mode_for(path, mode))
@@ -369,23 +371,6 @@ class AtomicFile:
         else:
             _set_mode(fd, None, mode)
         return fd
-
-    def moved_to(self) -> str | None:
-        """Where the folder is now, when it is no longer the one at path's folder: moved during
-        the run, the descriptor followed it, and commit puts the file there (nothing lost), not
-        at path (s36 t6 5: without a word). None: still there, or a stream."""
-        if self._folder < 0:
-            return None
-        there = _stat_of(os.path.dirname(self.path))
-        if there is not None and _same(there, os.fstat(self._folder)):
-            return None
-        with suppress(OSError):  # Linux names what a descriptor is open as
-            return os.path.join(os.readlink(f"/proc/self/fd/{self._folder}"), self.name)
-        return os.path.join("?", self.name)
-
-    @property
-    def name(self) -> str:
-        return os.path.basename(self.path)
 
     def commit(self, sync: bool = True) -> None:
         """Rename the temporary over path, after an fsync unless sync is False (a hard-exit hook
@@ -458,6 +443,23 @@ class AtomicFile:
         if folder >= 0:
             with suppress(OSError):
                 os.close(folder)
+
+
+def moved_to(file: AtomicFile) -> str | None:
+    """Where file's folder is now, when it is no longer the one at the path it was opened from:
+    moved during the run, the descriptor followed it, and commit puts the file there (nothing
+    lost), not where it was asked (s36 t6 5: without a word). None: still there, or a stream.
+    Not the folder of file.path, which may be set back to a name as typed (input_changes),
+    whose folder, '', read as one moved (s37 t6 1)."""
+    if file._folder < 0:
+        return None
+    name = os.path.basename(file.path)
+    there = _stat_of(file.folder_path)
+    if there is not None and _same(there, os.fstat(file._folder)):
+        return None
+    with suppress(OSError):  # Linux names what a descriptor is open as
+        return os.path.join(os.readlink(f"/proc/self/fd/{file._folder}"), name)
+    return os.path.join("?", name)
 
 
 # What a link where the file system has no hard links fails with (place_new then claims the

@@ -16,6 +16,7 @@ from fetcher.input.encodings import wide_encoding
 from fetcher.input.formats import quotes_left_open
 from fetcher.input.jobs import reads_back_as_itself
 from fetcher.output.atomic import AtomicFile
+from fetcher.output.atomic import moved_to as folder_moved_to
 from fetcher.redact import MASK, redact_text, redact_url, visible
 
 FAILED_BUFFER = 1 << 16  # bytes of --failed lines held before they are written
@@ -191,7 +192,7 @@ def moved_to(failed: FailedLines) -> str | None:
     """Where FILE will be, when its folder was moved during the run (AtomicFile.moved_to): the
     list is made there, not lost, and the run says where (s36 t6 5). Asked before the commit,
     which closes the folder; None when nothing is to be written."""
-    return None if only_copies_beside(failed) else failed.file.moved_to()
+    return None if only_copies_beside(failed) else folder_moved_to(failed.file)
 
 
 def shown_line(raw: bytes, encoding: str, fields: bytes | None = None) -> bytes:
