@@ -412,6 +412,30 @@ def test_an_empty_path_and_a_slash_are_one_state_row(tmp_path):
         assert db.execute("SELECT url FROM urls").fetchall() == [("http://example.com/",)]
 
 
+@pytest.mark.parametrize(
+    "typed", ["HTTP://example.com", "http://EXAMPLE.com", "http://example.com#x",
+              "http://example.com:80", "http://Example.com?q=1"],
+)  # fmt: skip
+def test_a_row_the_last_fetcher_keyed_without_the_root_s_slash_is_still_found(tmp_path, typed):
+    """s37 r3 2: an earlier fetcher keyed such a URL with its spelling mapped and no '/'
+    (`http://example.com`); d47323a added the '/', and the lookup tried the URL as typed alone:
+    the row was lost, no conditional request, `changed`, a second row."""
+    state, out = tmp_path / "state.db", tmp_path / "out"
+    sent = typed.lower().split("#")[0].replace(":80", "").replace("?", "/?")
+    sent = sent if "/?" in sent else sent + "/"
+    older = sent.replace("/?", "?").removesuffix("/")  # as the last fetcher keyed it
+    with serving(ProxyHost(route)) as hosts:
+        through(hosts, "--state", str(state), "-o", str(out), sent)
+        with sqlite3.connect(state) as db:
+            db.execute("UPDATE urls SET url = ?, etag = '\"v1\"'", (older,))
+        through(hosts, "--state", str(state), "-o", str(out), typed)
+        with hosts.lock:
+            seen = [headers.get("If-None-Match") for headers in hosts.headers_seen]
+    assert seen == [None, '"v1"'], seen
+    with sqlite3.connect(state) as db:
+        assert db.execute("SELECT url FROM urls").fetchall() == [(older,)]
+
+
 def test_a_row_an_earlier_fetcher_keyed_with_a_fragment_is_still_the_url_s_row(tmp_path):
     """A state from before s36 t1 1 holds a URL's row under its fragment: the URL typed so
     again finds it (its validators go out), as the capitals' older rows are found."""

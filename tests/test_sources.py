@@ -660,3 +660,15 @@ def test_a_utf8_line_of_cjk_is_not_taken_for_swapped_text():
     """The control: real CJK text (one U+xx00 character among others) is read as it is."""
     (job,), _ = jobs_of("http://a.test/\u4e00\u4e2d\u6587\u4e00/\u4f00\u5000x\n".encode())
     assert job.invalid is None, job.invalid
+
+
+def test_a_row_the_last_fetcher_keyed_without_the_root_s_slash_names_its_line():
+    """s37 r3 2: --retry-failed took a stored line whose row an earlier fetcher keyed
+    `http://localhost:18099` (its spelling mapped, no '/') for one edited by hand, and
+    retried the bare URL, the line's headers, data and meta lost."""
+    from fetcher.input.reader import names_url
+
+    job = JobMaker("https").url_job("http://LOCALHOST:18099", None, b"http://LOCALHOST:18099")
+    assert job.target == "http://localhost:18099/"
+    assert names_url(job, "http://localhost:18099") and names_url(job, job.target)
+    assert not names_url(job, "http://localhost:18099/other")

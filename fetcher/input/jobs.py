@@ -65,6 +65,9 @@ class Job:
     # #46): the --state key of a row an earlier fetcher wrote, which kept the capitals
     # (StateLookup).
     typed: str | None = None
+    # target as fetchers before s37 mapped it, without the '/' of an empty path, when that is
+    # neither target nor typed: the key of their rows (s37 r3 2: `HTTP://h`'s row, `http://h`).
+    was: str | None = None
 
 
 def row_key(job: Job) -> str:
@@ -227,6 +230,18 @@ def with_idna_spelling(target: str, parts: SplitResult) -> str:
     if target[: len(scheme)].lower() == scheme:  # not so after a blank urlsplit strips
         target = scheme + target[len(scheme) :]
     return (target[:start] + netloc + target[start + len(parts.netloc) :]).partition("#")[0]
+
+
+def without_the_root(target: str) -> str:
+    """target as with_idna_spelling made it before s37: its empty path without the '/' added
+    (`http://h/?q` is `http://h?q`); any other target as it is. What an earlier fetcher keyed
+    its row under (Job.was)."""
+    start = target.find("//") + 2
+    slash = target.find("/", start)
+    end = slash + 1
+    if slash < 0 or end < len(target) and target[end] != "?":
+        return target
+    return target[:slash] + target[end:]
 
 
 def _port_text(hostport: str) -> str | None:
@@ -555,7 +570,9 @@ class JobMaker:
         target = url if has_scheme(url) else f"{self.default_scheme}://{url}"
         problem, host, mapped = check(target)
         typed = target if mapped != target else None
-        return Job(-1, url, mapped, line, raw, problem, host=host, typed=typed)
+        was = without_the_root(mapped) if typed is not None else None
+        was = None if was in (mapped, target) else was
+        return Job(-1, url, mapped, line, raw, problem, host=host, typed=typed, was=was)
 
     def _admit(self, job: Job, dedupe: bool = False) -> Job | None:
         """Number job and return it, or None when it belongs to another shard or, with dedupe

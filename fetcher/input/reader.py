@@ -513,13 +513,13 @@ def names_url(job: Job, url: str) -> bool:
     """Whether job's line names url (a state row's), as typed or as checked, its scheme that
     of url when the line has none (the run that wrote the row may have had another default
     scheme)."""
-    if url in (job.target, job.typed):
+    if url in (job.target, job.typed, job.was):
         return True
     if has_scheme(job.url):
         return False
     rest = url.partition("://")[2]
     return any(text is not None and text.partition("://")[2] == rest
-               for text in (job.target, job.typed))  # fmt: skip
+               for text in (job.target, job.typed, job.was))  # fmt: skip
 
 
 def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
@@ -554,5 +554,5 @@ def stored_jobs(maker: JobMaker, stored: Iterable[StoredLine]) -> Iterator[Job]:
             job.line, job.key = None, key  # its result goes to the row it came from
             if job.invalid is None:
                 # the row's URL: the host its check found, and the URL typed, were the line's
-                job.target, job.host, job.typed = fetched, None, None
+                job.target, job.host, job.typed, job.was = fetched, None, None, None
             yield job

@@ -48,7 +48,7 @@ class StateLookup:
         self.part = part  # whether a job asks for a part (asks_a_part): never skipped
         self._ahead: dict[int, Prior | None] = {}  # by seq: what a prefetch found
         self._refused: dict[int, str] = {}  # by seq: why a prefetched job may not be sent
-        # key -> the older key (_older_key) a job of this run took for it: another spelling of
+        # key -> the older key (_older_keys) a job of this run took for it: another spelling of
         # that URL read later takes it too (rare: a few entries in a run)
         self._adopted: dict[str, str] = {}
 
@@ -64,12 +64,14 @@ class StateLookup:
         for job in valid:
             if (refused := self._keyed(job)) is not None:
                 self._refused[job.seq] = refused
-        older = {job.seq: key for job in valid if (key := self._older_key(job)) is not None}
-        found = self.state.lookup_many([row_key(job) for job in valid] + [*older.values()])
+        older = {job.seq: keys for job in valid if (keys := self._older_keys(job))}
+        found = self.state.lookup_many(
+            [row_key(job) for job in valid] + [key for keys in older.values() for key in keys]
+        )
         # those with an older key first: another spelling of their URL read before them in
         # the batch takes the row they take
         for job in sorted(valid, key=lambda job: job.seq not in older):
-            self._ahead[job.seq] = self._row_of(job, found, older.get(job.seq))
+            self._ahead[job.seq] = self._row_of(job, found, older.get(job.seq, []))
 
     def _keyed(self, job: Job) -> str | None:
         """Give job the key of its request's row, and return the reason it may not be sent
@@ -87,15 +89,19 @@ class StateLookup:
             "the -X and -d of the run that made it"
         )
 
-    def _older_key(self, job: Job) -> str | None:
-        """The key an earlier fetcher gave job's request, when it differs from job's: the
-        URL as typed (Job.typed), whose scheme and host kept their capitals there, or the one
-        a job of this run that typed them took (_row_of). None for most jobs."""
+    def _older_keys(self, job: Job) -> list[str]:
+        """The keys earlier fetchers gave job's request, where they differ from job's: the
+        URL as typed (Job.typed), whose scheme and host kept their capitals there, and the
+        target as fetchers before s37 mapped it (Job.was: an empty path without its '/'), or
+        the one a job of this run that typed them took (_row_of). None for most jobs."""
         adopted = self._adopted.get(row_key(job))
-        if adopted is not None or job.typed is None:
-            return adopted
-        older = self.key(replace(job, target=job.typed))
-        return older if older != job.key else None
+        if adopted is not None:
+            return [adopted]
+        keys: list[str] = []
+        for text in (job.typed, job.was):
+            if text is not None and (older := self.key(replace(job, target=text))) != job.key:
+                keys += [] if older in keys else [older]
+        return keys
 
     def __call__(self, job: Job) -> Result | None:
         """Attach job's Prior; return its record now if it is fresh (ok, skipped, unchanged),
@@ -104,10 +110,10 @@ class StateLookup:
             prior = job.prior = self._ahead.pop(job.seq)
             refused = self._refused.pop(job.seq, None)
         elif (refused := self._keyed(job)) is None:
-            if (older := self._older_key(job)) is None:
+            if not (older := self._older_keys(job)):
                 prior = job.prior = self.state.lookup(row_key(job))
             else:  # rare: a host typed with capitals
-                found = self.state.lookup_many([row_key(job), older])
+                found = self.state.lookup_many([row_key(job), *older])
                 prior = job.prior = self._row_of(job, found, older)
         if refused is not None:
             return Result.failure(job, ErrorKind.INVALID_URL, refused)
@@ -154,17 +160,18 @@ class StateLookup:
             return None
         return path if folder.claim(path, self.key(job)) else None
 
-    def _row_of(self, job: Job, found: dict[str, Prior], older: str | None) -> Prior | None:
-        """job's row among the rows found: its key's, or else the one under older (an earlier
-        fetcher's key of its request, _older_key), whose key job then takes, so that its
-        answer updates that row: a new row under the folded key was a second row of one URL,
-        and its file, claimed by another key, took a ~<hash> name beside the row's. The other
-        spellings of that URL read later in the run take it too (t4 1)."""
+    def _row_of(self, job: Job, found: dict[str, Prior], older: list[str]) -> Prior | None:
+        """job's row among the rows found: its key's, or else the first one under older (the
+        keys earlier fetchers gave its request, _older_keys), whose key job then takes, so that
+        its answer updates that row: a new row under the folded key was a second row of one
+        URL, and its file, claimed by another key, took a ~<hash> name beside the row's. The
+        other spellings of that URL read later in the run take it too (t4 1)."""
         key = row_key(job)
         prior = found.get(key)
-        older = older or self._adopted.get(key)  # another job's of the batch, taken just now
-        if prior is None and older is not None and (prior := found.get(older)) is not None:
-            self._adopted[key] = job.key = older
+        adopted = self._adopted.get(key)  # another job's of the batch, taken just now
+        for other in older or ([] if adopted is None else [adopted]):
+            if prior is None and (prior := found.get(other)) is not None:
+                self._adopted[key] = job.key = other
         return prior
 
 
