@@ -5,11 +5,8 @@ here, refused with what to use instead.
 
 from __future__ import annotations
 
-import io
 import os
 import re
-import stat
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -235,34 +232,26 @@ def check_urls_given_as_files(params: dict[str, Any], urls: tuple[str, ...] = ()
 
 
 def nothing_to_fetch(params: dict[str, Any], urls: tuple[str, ...]) -> bool:
-    """Whether the run would fetch nothing: no URL argument, no -i, no --retry-failed, and a
-    standard input that can give none (an empty file, /dev/null as cron's, a closed one).
-    `producer | fetcher --results results.de` is a run: a pipe or a socket may give URLs, and
-    the checks that a value was meant as a URL held such a name for one (s37 r2 3)."""
-    if urls or params.get("inputs") or params.get("retry_failed"):
-        return False
-    try:
-        found = os.fstat(sys.stdin.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return True  # closed, or no descriptor (a test's stand-in): nothing comes
-    if stat.S_ISFIFO(found.st_mode) or stat.S_ISSOCK(found.st_mode):
-        return False
-    return not (stat.S_ISREG(found.st_mode) and found.st_size > 0)
+    """Whether no URL argument, -i or --retry-failed is given: standard input is read then, from
+    cron an empty one. Not told by what standard input is: cron's is a pipe, which it closes
+    (s37 r3 1 took back a look at it, which let the cron lines these checks are for through)."""
+    return not (urls or params.get("inputs") or params.get("retry_failed"))
 
 
 def check_urls_given_as_written_files(params: dict[str, Any], urls: tuple[str, ...]) -> None:
     """cron's `--results $OUT example.org/feed.xml`, OUT empty: the URL was the file's name,
     standard input (an empty one) was read, and the run ended 0 having fetched nothing, a file
     named after the URL made or emptied (a wget mirror's copy of that very URL: s37 t2 1). A
-    value written as a URL without its scheme is refused when no URL is given, as wget's
-    -c HOST is; ./NAME names such a file."""
+    value written as a URL without its scheme, a host and a path (not a name alone:
+    results.de, urls.in, out-12:30:00 are names of files: s37 r2 3), is refused when no URL is
+    given, as wget's -c HOST is; ./NAME names such a file."""
     from fetcher.redact import redact_url
 
     if not nothing_to_fetch(params, urls):
         return
     for name, shown in _WRITTEN_FILES:
         value = params.get(name)
-        if value and typed(name) and _SCHEME_LESS_URL.fullmatch(value):
+        if value and typed(name) and _URL_WITH_A_PATH.fullmatch(value):
             raise click.UsageError(
                 f"{shown} takes a FILE, and no URL is given: {redact_url(value)!r} looks like a "
                 f"URL meant to be fetched. Give the URLs as arguments, or on standard input "
@@ -339,9 +328,10 @@ _HOST = re.compile(
     re.IGNORECASE,
 )
 JAR_OF_THAT_NAME = "for a cookie jar of that name, write -c ./{}"
-# A URL written without its scheme, as fetcher reads one (SPEC 2.1): such a host, then its path,
-# query or fragment, or nothing (example.org/feed.xml, localhost:9100).
-_SCHEME_LESS_URL = re.compile(rf"(?:{_HOST.pattern})(?:[/?#].*)?", re.IGNORECASE | re.DOTALL)
+# A URL written without its scheme, as fetcher reads one (SPEC 2.1), with a path, a query or a
+# fragment after its host (example.org/feed.xml, localhost:9100/metrics): a host alone
+# (results.de) or a name with a colon (out-12:30:00) is as likely a file's name, a body, a user.
+_URL_WITH_A_PATH = re.compile(rf"(?:{_HOST.pattern})[/?#].*", re.IGNORECASE | re.DOTALL)
 # The options that name a file fetcher writes, as their parameters are called and shown.
 _WRITTEN_FILES = (("results", "--results"), ("summary", "--summary"), ("metrics", "--metrics"),
                   ("failed", "--failed"), ("state", "--state"))  # fmt: skip
@@ -429,12 +419,12 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
     nothing_else = nothing_to_fetch(params, urls)
     for name, shown, text in typed_values:
         always = name in ("proxy", "headers", "user")
-        # Written without its scheme too (s37 t2 2): -u example.org/x sent Basic credentials
-        # of that name. A user's own needs a path and no password to be taken for one:
-        # alice:1234/abcd read as a host, a port and a path, was refused, and the message
-        # showed the password (s37 r2 1).
-        bare = name not in ("headers", "proxy") and _SCHEME_LESS_URL.fullmatch(text) is not None
-        bare = bare and (name != "user" or ("/" in text and ":" not in text))
+        # Written without its scheme too, with a path (s37 t2 2): -u example.org/x sent Basic
+        # credentials of that name. Not -A's (bot.io/1.0 is a user agent), nor a user's with a
+        # password (alice:1234/abcd read as host, port and path was refused, the message
+        # showing the password: s37 r2 1).
+        bare = name in ("user", "data") and _URL_WITH_A_PATH.fullmatch(text) is not None
+        bare = bare and (name != "user" or ":" not in text)
         if (always or nothing_else) and (bare or _is_url(text, path_needed=name == "proxy")):
             given = "" if always else ", and no URL is given"
             raise click.UsageError(

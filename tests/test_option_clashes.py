@@ -243,7 +243,7 @@ def test_a_variable_not_followed_takes_no_effect(monkeypatch, env, field, defaul
 
 def test_a_retry_failed_variable_not_followed_leaves_the_cron_checks_on(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = invoke(["--results", "example.org"], input=b"", FETCHER_RETRY_FAILED="1")
+    result = invoke(["--results", "example.org/feed.xml"], input=b"", FETCHER_RETRY_FAILED="1")
     assert result.exit_code == 2 and "looks like a URL" in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
 
