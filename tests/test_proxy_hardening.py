@@ -237,3 +237,21 @@ def test_a_redirect_into_no_proxy_goes_direct(proxy: ForwardProxy, how):
     assert first.paths == ["/go"]  # relayed by the proxy
     assert landing.paths == ["/landing"]  # and only once: directly
     assert landing.requests == 1
+
+
+@pytest.mark.parametrize(("user", "password"), [("alice", "PA"), ("bob", "PB"), ("dora", "PD")])
+def test_a_url_s_user_alone_takes_the_password_of_its_own_login_among_several(
+    tmp_path, user, password
+):
+    """s37 r3 3: Python's netrc keeps a host's last entry alone; a URL naming the first of two
+    logins of one host got an empty password, where curl sends that login's. A default entry
+    of that login gives it too."""
+    path = tmp_path / "netrc"
+    path.write_text("machine 127.0.0.1 login alice password PA\n"
+                    "machine 127.0.0.1 login bob password PB\n"
+                    "default login dora password PD\n")  # fmt: skip
+    path.chmod(0o600)
+    with counting_server() as server:
+        result, record = fetch(server.url("/a").replace("://", f"://{user}@"), NETRC=str(path))
+    assert_ok(result, record)
+    assert server.headers_seen[0].get("Authorization") == basic(user, password)

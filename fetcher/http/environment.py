@@ -32,6 +32,47 @@ CACHE_SIZE = 4096
 log = logging.getLogger("fetcher")
 
 
+class _Recorded(dict[str, tuple[str, str, str]]):
+    """netrc's hosts, which keep each host's last entry, recording every entry as it is read."""
+
+    def __init__(self, entries: dict[str, list[tuple[str, str, str]]]) -> None:
+        super().__init__()
+        self.entries = entries
+
+    def __setitem__(self, host: str, entry: tuple[str, str, str]) -> None:
+        if isinstance(entry, tuple) and len(entry) == 3:  # not the {} it sets an entry's start to
+            self.entries.setdefault(host, []).append(entry)
+        super().__setitem__(host, entry)
+
+
+class EveryLogin(netrc):
+    """Python's netrc, and every entry of each host (entry_of), not only its last: curl takes
+    the entry of the URL's host and user name. netrc's parser sets self.hosts, then an entry
+    at a time (CPython 3.8 to 3.13); a parser that did otherwise records none, and entry_of
+    finds none (the last entry's login still is one)."""
+
+    def __init__(self, file: str) -> None:
+        self.entries: dict[str, list[tuple[str, str, str]]] = {}
+        super().__init__(file)
+
+    @property
+    def hosts(self) -> dict[str, tuple[str, str, str]]:
+        return self._hosts
+
+    @hosts.setter
+    def hosts(self, value: dict[str, tuple[str, str, str]]) -> None:
+        self._hosts = _Recorded(self.entries)
+        self._hosts.update(value)
+
+    def entry_of(self, host: str, login: str) -> tuple[str, str] | None:
+        """(login, password) of host's entry for login, else of the default entry's."""
+        for name in (host, "default"):
+            for found_login, _, password in reversed(self.entries.get(name, [])):
+                if found_login == login:
+                    return login, password or ""
+        return None
+
+
 class Environment:
     """Thread-safe: its caches are filled idempotently under the GIL, .netrc read under a lock."""
 
@@ -57,6 +98,15 @@ class Environment:
     def netrc_auth(self, url: SplitResult) -> tuple[str, str] | None:
         """The .netrc credentials for url's host, as requests would find them."""
         return self._netrc(url.hostname)
+
+    def netrc_login(self, url: SplitResult, login: str) -> tuple[str, str] | None:
+        """The .netrc credentials of login for url's host, as curl finds them: the entry of
+        that host and login (Python's netrc keeps the host's last entry alone, and a URL that
+        named the first of two logins got an empty password: s37 r3 3), else the default
+        entry's when it is that login's."""
+        if self._netrc(url.hostname) is None or not isinstance(self._netrc_file, EveryLogin):
+            return None
+        return self._netrc_file.entry_of(url.hostname or "", login)
 
     def _origin_bypass(self, scheme: str, netloc: str) -> bool:
         return self._variables.bypass(f"{scheme}://{netloc}/")
@@ -88,7 +138,7 @@ class Environment:
         if (path := netrc_path()) is None:
             return None
         try:
-            return netrc(path)
+            return EveryLogin(path)
         except NetrcParseError as exc:
             self._unusable_netrc(netrc_problem(exc))
         except UnicodeDecodeError:  # the file and line, as a parse error's (s32 t2 5)

@@ -162,8 +162,11 @@ def _netrc_auth(url: SplitResult, environment: Environment) -> tuple[str, str] |
         return environment.netrc_auth(url)
     if url.password is not None:  # given, an empty one too ('user:@')
         return None
-    found = environment.netrc_auth(url)
-    return found if found is not None and found[0] == unquote(url.username or "") else None
+    login = unquote(url.username or "")
+    found = environment.netrc_login(url, login)
+    if found is None and (last := environment.netrc_auth(url)) is not None and last[0] == login:
+        return last  # a parser that records no entry: the host's last one, if it is login's
+    return found
 
 
 # The methods --state makes conditional (RFC 9110 13.1.2): for any other, a false condition
