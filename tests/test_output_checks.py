@@ -478,3 +478,13 @@ def test_a_fifo_read_as_input_and_written_as_failed_is_refused(server, tmp_path,
         assert os.read(held, 4096) == (server.url("/status/404") + "\n").encode()
     finally:
         os.close(held)
+
+
+@pytest.mark.parametrize("option", ["--failed", "--results", "--summary", "--metrics"])
+def test_a_missing_folder_named_like_user_info_shows_no_password(tmp_path, monkeypatch, option):
+    """s37 r3 4: the message masked the name given ('u:***@example.org/f') but not its folder,
+    written absolute: "its folder '/…/u:hunter2@example.org' does not exist"."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([option, "u:hunter2@example.org/f", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2 and "does not exist" in result.stderr, result.stderr
+    assert "hunter2" not in result.stderr, result.stderr
