@@ -156,12 +156,15 @@ def without_variable_value(exc: click.ClickException) -> str:
     variable meant to be FETCHER_HEADER, put the token on stderr (s29 t3 3). The message names
     the variable; its value is the user's to look at."""
     param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
-    value = None if param is None or ctx is None else param.resolve_envvar_value(ctx)
+    if param is None or ctx is None:
+        return exc.message
+    # A typed value is the user's, and asked first: the variable's may be refused as it is
+    # read (in quotes), which replaced the typed value's message (s37 r3 6).
+    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        return exc.message
+    value = param.resolve_envvar_value(ctx)
     if not isinstance(value, str) or not value:
         return exc.message
-    if param is not None and param.name and ctx is not None:  # a typed value is the user's
-        if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
-            return exc.message
     # The choices a Choice lists are the option's, never the value's, though it may hold one
     # (' jsonl': s37 t2 4); a number out of range is unquoted at the start of Click's message.
     choices = getattr(param.type, "choices", ()) if param is not None else ()

@@ -219,3 +219,9 @@ def test_a_typed_value_out_of_range_is_shown_beside_a_variable_of_the_option(ser
     """s37 r2 7: the variable's value is masked, not a typed one's, though both are set."""
     result = invoke(["-j", "48213377", server.url("/a")], FETCHER_WORKERS="4")
     assert result.exit_code == 2 and "48213377 is not in the range" in result.stderr, result.stderr
+
+
+def test_a_typed_bad_value_is_said_though_its_variable_is_in_quotes(server):
+    """s37 r3 6: the variable's own complaint (in quotes) replaced the typed value's."""
+    result = invoke(["-j", "48213377", server.url("/a")], FETCHER_WORKERS='"4"')
+    assert result.exit_code == 2 and "48213377 is not in the range" in result.stderr, result.stderr
