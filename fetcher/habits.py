@@ -407,8 +407,6 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
     or -A's text may be meant: refused only when nothing else gives URLs, since the list is
     then read from standard input (from cron or ssh an empty one, and the run ended 0 having
     fetched nothing). aria2's -d DIR (its download folder) POSTed DIR's name to every URL."""
-    from fetcher.redact import redact_url
-
     names = _option_names()
     typed_values = values_as_typed(params)
     for _, shown, text in typed_values:
@@ -428,7 +426,7 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
         if (always or nothing_else) and (bare or _is_url(text, path_needed=name == "proxy")):
             given = "" if always else ", and no URL is given"
             raise click.UsageError(
-                f"{shown} took {redact_url(text)!r} as its value{given}: put the URLs after "
+                f"{shown} took {_quoted(shown, text)} as its value{given}: put the URLs after "
                 f"{shown}'s value"
                 + ("" if always else ", or give them on standard input with -i -")
             )
@@ -438,6 +436,17 @@ def check_urls_given_as_values(params: dict[str, Any], urls: tuple[str, ...]) ->
                 "folder here: aria2's -d DIR is -o DIR here (to send that text, put it in a "
                 "file and give -d @FILE)"
             )
+
+
+def _quoted(shown: str, text: str) -> str:
+    """text, a value taken for a URL, as a refusal quotes it: a URL written whole (its scheme
+    says it is one), and a proxy's and a user agent's value, with any URL password masked; a
+    body's, a header's or a user's read as a URL without its scheme not at all ('…': a -d body
+    of 'token:31337/secret' read as host, port and path was shown whole, s37 r4 1)."""
+    from fetcher.redact import redact_url
+
+    bare = "://" not in text and shown in SECRET_VALUES and shown != "-x"
+    return "'…'" if bare else repr(redact_url(text))
 
 
 def _names_a_folder(text: str) -> bool:

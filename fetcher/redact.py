@@ -306,6 +306,15 @@ def redact_cut(text: str, limit: int) -> str:
     return cut if hidden is None else cut[: hidden.start()] + MASK
 
 
+def redact_path(path: str) -> str:
+    """path with the password of any of its names that reads as a URL's user info masked
+    ('u:hunter2@example.org', a URL given without its scheme as a file's name: s37 r3 4, r4
+    3). redact_text reads no name after a '/' so, and a path is often written absolute."""
+    if "@" not in path:
+        return path
+    return "/".join(redact_url(name) if "@" in name else name for name in path.split("/"))
+
+
 def redact_text(text: str, bare_words: bool = False) -> str:
     """Mask every URL password found anywhere in a free text such as an error message: those of
     URLs with a scheme (a user name alone too), and of scheme-less words user:password@host.

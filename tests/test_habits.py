@@ -1137,3 +1137,11 @@ def test_a_user_whose_password_looks_like_a_port_and_path_is_sent(server, user):
     assert result.exit_code == 0 and user.split(":")[1] not in result.stderr, result.stderr
     sent = server.headers_seen[-1].get("Authorization")
     assert sent == "Basic " + base64.b64encode(user.encode()).decode()
+
+
+def test_a_body_taken_for_a_url_is_not_quoted_back():
+    """s37 r4 1: -d token:31337/s3cretBody read as host, port and path was refused with the
+    body quoted whole; a body, a header, a user may be secrets (SECRET_VALUES)."""
+    result = invoke(["-q", "-d", "token:31337/s3cretBody"], input=b"")
+    assert result.exit_code == 2 and "-d took '…' as its value" in result.stderr, result.stderr
+    assert "s3cret" not in result.stderr

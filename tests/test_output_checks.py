@@ -485,6 +485,7 @@ def test_a_missing_folder_named_like_user_info_shows_no_password(tmp_path, monke
     """s37 r3 4: the message masked the name given ('u:***@example.org/f') but not its folder,
     written absolute: "its folder '/…/u:hunter2@example.org' does not exist"."""
     monkeypatch.chdir(tmp_path)
-    result = invoke([option, "u:hunter2@example.org/f", "http://127.0.0.1:9/"])
-    assert result.exit_code == 2 and "does not exist" in result.stderr, result.stderr
-    assert "hunter2" not in result.stderr, result.stderr
+    for name in ("u:hunter2@example.org/f", "sub/u:hunter2@example.org/f"):  # r4 3: not first
+        result = invoke([option, name, "http://127.0.0.1:9/"])
+        assert result.exit_code == 2 and "does not exist" in result.stderr, result.stderr
+        assert "hunter2" not in result.stderr, result.stderr

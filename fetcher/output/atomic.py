@@ -21,6 +21,7 @@ import sys
 from contextlib import suppress
 
 from fetcher.owners import Resolved, resolve, walk_links
+from fetcher.redact import redact_path
 from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
@@ -882,23 +883,12 @@ def _folder_problem(path: str, replaced: bool, walked: bool) -> str | None:
     except OSError as exc:  # more links than the walk follows
         return exc.strerror or str(exc)
     if not os.path.exists(folder):
-        return f"its folder {_shown(folder)!r} does not exist"
+        return f"its folder {redact_path(folder)!r} does not exist"
     if not os.path.isdir(folder):
-        return f"{_shown(folder)!r} is not a folder"
+        return f"{redact_path(folder)!r} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write in its folder {_shown(folder)!r}"
+        return f"cannot write in its folder {redact_path(folder)!r}"
     return None
-
-
-def _shown(folder: str) -> str:
-    """folder with the password of any of its names that reads as a URL's user info masked
-    ('u:hunter2@example.org', a URL given without its scheme: s37 r3 4). The message's own
-    mask reads no name after a '/' so: an absolute path is no URL."""
-    if "@" not in folder:
-        return folder
-    from fetcher.redact import redact_url  # a message's: not on every run's start
-
-    return "/".join(redact_url(name) if "@" in name else name for name in folder.split("/"))
 
 
 def _made_at(path: str, replaced: bool, walked: bool) -> str:
