@@ -558,7 +558,7 @@ def names_stdin_pipe(path: str) -> bool:
 def build_settings(urls: tuple[str, ...], params: dict[str, Any]) -> Settings:
     """Settings from the parsed options. Raises click.UsageError for inconsistent ones."""
     warn_of_unknown_variables()
-    drop_idle_variables(params)
+    drop_idle_variables(params, urls)
     fold_habits(params, urls)
     fold_records_options(params)
     check_retry_on(params)  # before check_combinations: it may drop a variable's statuses
@@ -606,14 +606,37 @@ _IDLE_ALONE: tuple[tuple[str, Callable[[dict[str, Any]], bool], str], ...] = (
 )
 
 
-def drop_idle_variables(params: dict[str, Any]) -> None:
-    """A FETCHER_ variable whose option does nothing without another that is not given is not
-    followed, said once (not under -q), before any check or setting reads it: a profile's
-    default never refuses a run (s37 t2 3). Dropped from a copy of the options, it still took
-    effect (s37 r2 2: FETCHER_KEY made every https URL fail, FETCHER_RETRY_FAILED turned off
-    the checks of a cron line's empty variable). The option typed is refused by the checks."""
-    for name, idle, why in _IDLE_ALONE:
-        if params[name] not in (None, False, ()) and variable_of(name) and idle(params):
+def _processes_typed(params: dict[str, Any]) -> bool:
+    return typed("processes") and params["processes"] != AUTO and params["processes"] > 1
+
+
+def _range_typed(params: dict[str, Any]) -> bool:
+    return typed("headers") and any(name.lower() == "range" for name, _ in params["headers"])
+
+
+# The options that a typed one makes do nothing (s37 r3 5): as _IDLE_ALONE, the other typed.
+_IDLE_BESIDE: tuple[tuple[str, Callable[[dict[str, Any]], bool], str], ...] = (
+    ("resume", lambda p: typed("body") and p["body"] or typed("include_body") and p["include_body"],
+     "beside --body or --include-body typed on the command line"),
+    ("resume", _range_typed, "beside -H 'Range: ...' typed on the command line"),
+    # Not FETCHER_RATE (a limit the servers are owed) nor FETCHER_BODY (what the run writes):
+    # beside --processes typed, those still refuse the run.
+    ("include_body", _processes_typed, "beside --processes typed on the command line"),
+    ("retry_failed", lambda p: bool(p["urls"] or typed("inputs") and p["inputs"]),
+     "beside URLs or -i given on the command line"),
+)  # fmt: skip
+
+
+def drop_idle_variables(params: dict[str, Any], urls: tuple[str, ...] = ()) -> None:
+    """A FETCHER_ variable whose option does nothing without another that is not given, or
+    beside one typed (_IDLE_BESIDE), is not followed, said once (not under -q), before any
+    check or setting reads it: a profile's default never refuses a run (s37 t2 3, r3 5).
+    Dropped from a copy of the options, it still took effect (s37 r2 2: FETCHER_KEY made every
+    https URL fail, FETCHER_RETRY_FAILED turned off the checks of a cron line's empty
+    variable). The option typed is refused by the checks."""
+    for name, idle, why in (*_IDLE_ALONE, *_IDLE_BESIDE):
+        given = params[name] not in (None, False, ())
+        if given and variable_of(name) and idle({**params, "urls": urls}):
             ignore_variables(params, [name], why)
 
 

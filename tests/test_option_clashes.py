@@ -196,6 +196,14 @@ def test_the_same_options_where_they_do_something_are_accepted(server, tmp_path,
         ([], {"FETCHER_SKIP_FRESH": "6h"}, "FETCHER_SKIP_FRESH"),
         ([], {"FETCHER_RETRY_FAILED": "1"}, "FETCHER_RETRY_FAILED"),
         ([], {"FETCHER_KEY": "/etc/hostname"}, "FETCHER_KEY"),
+        # s37 r3 5: a typed option that makes the variable's do nothing wins
+        (["--body"], {"FETCHER_CONTINUE": "1", "FETCHER_STATE": "s.db", "FETCHER_OUTPUT_DIR": "o"},
+         "FETCHER_CONTINUE"),
+        (["-H", "Range: bytes=0-1"], {"FETCHER_CONTINUE": "1", "FETCHER_STATE": "s.db",
+                                      "FETCHER_OUTPUT_DIR": "o"}, "FETCHER_CONTINUE"),
+        (["--processes", "2"], {"FETCHER_INCLUDE_BODY": "1", "FETCHER_FORMAT": "jsonl"},
+         "FETCHER_INCLUDE_BODY"),
+        ([], {"FETCHER_RETRY_FAILED": "1", "FETCHER_STATE": "s.db"}, "FETCHER_RETRY_FAILED"),
     ],
 )  # fmt: skip
 def test_a_variable_that_a_typed_option_makes_do_nothing_is_said_and_ignored(
