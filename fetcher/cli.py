@@ -22,7 +22,7 @@ from fetcher.command import SectionedCommand, version_option
 from fetcher.input.parsing import AUTO
 from fetcher.logs import configure_logging
 from fetcher.options import all_options, build_settings, help_sections
-from fetcher.redact import redact_text
+from fetcher.redact import redact_quoted_paths, redact_text
 from fetcher.status import ExitStatus, exit_status
 
 if TYPE_CHECKING:
@@ -435,13 +435,15 @@ def commit_failed(outputs: Outputs, streams: Streams, settings: Settings) -> lis
             f"and meta not kept): read it back with --input-format {outputs.collector.retry.form}"
         )
     if failed.error is None and moved is not None:  # kept, not where it was asked (t6 5)
-        streams.say(redact_text(f"fetcher: --failed: {failed.file.folder_path!r} was moved "
-                                f"during the run: its list is at {moved!r}"))  # fmt: skip
+        streams.say(redact_quoted_paths(redact_text(
+            f"fetcher: --failed: {failed.file.folder_path!r} was moved during the run: its "
+            f"list is at {moved!r}")))  # fmt: skip
     if failed.error is None:
         return []
     error = failed.error.strerror or failed.error
     # The name tried: beside FILE when FILE was left to the program that changed it.
-    message = redact_text(f"cannot write --failed file {failed.file.path!r}: {error}")
+    text = f"cannot write --failed file {failed.file.path!r}: {error}"
+    message = redact_quoted_paths(redact_text(text))
     streams.say(f"fetcher: {message}")
     return [message]
 
@@ -463,7 +465,7 @@ def write_or_say(
 def cannot_write(option: str, path: str, exc: Exception) -> str:
     """The message for a file of option's not written, at the run's end or at a hard exit."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-    return redact_text(f"cannot write {option} file {path!r}: {reason}")
+    return redact_quoted_paths(redact_text(f"cannot write {option} file {path!r}: {reason}"))
 
 
 def end_state(settings: Settings, streams: Streams, outputs: Outputs) -> list[str]:
@@ -487,7 +489,8 @@ def close_state(streams: Streams, outputs: Outputs) -> list[str]:
         state.close()
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        message = redact_text(f"cannot write state to {state.given!r}: {reason}")
+        text = f"cannot write state to {state.given!r}: {reason}"
+        message = redact_quoted_paths(redact_text(text))
         if message != outputs.collector.write_error:
             streams.say(f"fetcher: {message}")
         return [message]
@@ -504,9 +507,11 @@ def state_moved(settings: Settings, streams: Streams, outputs: Outputs) -> list[
 
     if not unlinked(state):
         return []
-    message = redact_text(
-        f"--state file {settings.state!r} was removed or replaced during the run: "
-        "its results are lost"
+    message = redact_quoted_paths(
+        redact_text(
+            f"--state file {settings.state!r} was removed or replaced during the run: "
+            "its results are lost"
+        )
     )
     streams.say(f"fetcher: {message}")
     return [message]

@@ -21,7 +21,7 @@ from click.core import ParameterSource
 from click.decorators import FC
 
 from fetcher.habits import glued_to_equals, one_dash_word, option_words, refusal, times_given
-from fetcher.redact import redact_text
+from fetcher.redact import redact_quoted_paths, redact_text
 from fetcher.status import ExitStatus
 from fetcher.streams import Streams
 
@@ -145,7 +145,7 @@ def masked_errors() -> Iterator[None]:
         # and context (the usage lines above it) kept.
         if not isinstance(exc, Advice):
             message = without_variable_value(exc)
-            vars(exc)["message"] = redact_text(message, bare_words=True)
+            vars(exc)["message"] = redact_quoted_paths(redact_text(message, bare_words=True))
         vars(exc)["show"] = functools.partial(show_or_keep_quiet, exc.show)
         raise
 

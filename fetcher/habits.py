@@ -445,7 +445,8 @@ def _quoted(shown: str, text: str) -> str:
     of 'token:31337/secret' read as host, port and path was shown whole, s37 r4 1)."""
     from fetcher.redact import redact_url
 
-    bare = "://" not in text and shown in SECRET_VALUES and shown != "-x"
+    whole = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", text) is not None  # not '://' later (r5 1)
+    bare = not whole and shown in SECRET_VALUES and shown != "-x"
     return "'…'" if bare else repr(redact_url(text))
 
 

@@ -312,7 +312,27 @@ def redact_path(path: str) -> str:
     3). redact_text reads no name after a '/' so, and a path is often written absolute."""
     if "@" not in path:
         return path
+    names = path.split("/")
+    for start in range(len(names)):  # read from each name on: a password may hold a '/' (r5 3)
+        rest = "/".join(names[start:])
+        if "@" not in rest:
+            break
+        if (masked := redact_url(rest)) != rest:
+            path = "/".join([*names[:start], masked])
+            break
     return "/".join(redact_url(name) if "@" in name else name for name in path.split("/"))
+
+
+def redact_quoted_paths(message: str) -> str:
+    """message with every quoted piece masked as a path (redact_path): a usage error quotes a
+    file's name as given, 'sub/u:hunter2@h/list', whose user info redact_text reads only at a
+    word's start (s37 r5 2: -i, --cacert, --state, -c, -o)."""
+    if "@" not in message:
+        return message
+    return _QUOTED_PIECE.sub(lambda m: m[1] + redact_path(m[2]) + m[1], message)
+
+
+_QUOTED_PIECE = re.compile(r"""(['"])([^'"\n]*@[^'"\n]*)\1""")
 
 
 def redact_text(text: str, bare_words: bool = False) -> str:

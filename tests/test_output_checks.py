@@ -489,3 +489,17 @@ def test_a_missing_folder_named_like_user_info_shows_no_password(tmp_path, monke
         result = invoke([option, name, "http://127.0.0.1:9/"])
         assert result.exit_code == 2 and "does not exist" in result.stderr, result.stderr
         assert "hunter2" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-i", "sub/u:hunter2@h/nolist"], ["--cacert", "sub/u:hunter2@example.org/f"],
+     ["--results", "u:hunter2/@h/f"], ["-d", "token:31337/hunter2?next=http://x"]],
+)  # fmt: skip
+def test_a_usage_error_shows_no_password_in_a_path_or_a_value(tmp_path, monkeypatch, args):
+    """s37 r5 1-3: user info not first in a path (-i, --cacert), a password holding a '/', and
+    a body with '://' later in it were printed in clear."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke([*args, "http://127.0.0.1:9/"] if args[0] != "-d" else args, input=b"")
+    assert result.exit_code == 2, result.stderr
+    assert "hunter2" not in result.stderr, result.stderr
