@@ -43,7 +43,6 @@ from fetcher.output.input_changes import InputChanges, file_state
 from fetcher.output.terminal import ConsoleWriter
 from fetcher.output.writers import NullWriter, RecordWriter, StreamWriter
 from fetcher.owners import changed_while_looked_at
-from fetcher.redact import redact_path
 from fetcher.results import Summary
 from fetcher.run.signals import on_hard_exit, say_now
 from fetcher.settings import Settings
@@ -233,7 +232,7 @@ def _check_output_files(settings: Settings, streams: Streams | None) -> None:
         walked = option in WALKED  # opened where the owners walk leads
         problem = output_problem(path, replaced, DASH_ADVICE.get(option, TO_STDOUT), walked)
         if problem is not None:
-            raise click.UsageError(f"cannot write {option} file {redact_path(path)!r}: {problem}")
+            raise click.UsageError(f"cannot write {option} file {path!r}: {problem}")
         paths.append(path)
     check_same_files(settings, streams)
     note_files_at_start(paths)
@@ -582,9 +581,7 @@ def empty_results(path: str | None, writer: RecordWriter) -> None:
     try:
         empty_in_place(writer.stream.fileno())
     except OSError as exc:
-        raise click.UsageError(
-            f"cannot write --results file {redact_path(path)!r}: {exc.strerror}"
-        ) from None
+        raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
 
 
 def _state_lookup(state: State, settings: Settings, bodies: Bodies | None) -> StateLookup:
@@ -648,9 +645,7 @@ def open_failed(path: str | None, plain_lines: bool, streams: Streams) -> Failed
     try:
         return FailedLines(path, plain_lines, streams.terminal_encoding())
     except OSError as exc:
-        raise click.UsageError(
-            f"cannot write --failed file {redact_path(path)!r}: {exc.strerror}"
-        ) from None
+        raise click.UsageError(f"cannot write --failed file {path!r}: {exc.strerror}") from None
 
 
 def show_failed_above(
@@ -740,15 +735,13 @@ def open_results(path: str, streams: Streams) -> TextIO:
     try:
         fd = open_in_place(path, empty=False)
     except OSError as exc:
-        raise click.UsageError(
-            f"cannot write --results file {redact_path(path)!r}: {exc.strerror}"
-        ) from None
+        raise click.UsageError(f"cannot write --results file {path!r}: {exc.strerror}") from None
     encoding = streams.terminal_encoding() if os.isatty(fd) else "utf-8"
     # backslashreplace: whatever text a format lets through, a record is always written.
     stream = open(fd, "w", encoding=encoding, errors="backslashreplace", newline="")  # noqa: SIM115
     if (foreign := opened_fifo_problem(stream.fileno(), path, follow=True)) is not None:
         stream.close()
-        raise click.UsageError(f"cannot write --results file {redact_path(path)!r}: {foreign}")
+        raise click.UsageError(f"cannot write --results file {path!r}: {foreign}")
     return stream
 
 

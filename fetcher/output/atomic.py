@@ -21,7 +21,6 @@ import sys
 from contextlib import suppress
 
 from fetcher.owners import Resolved, resolve, walk_links
-from fetcher.redact import redact_path
 from fetcher.streams import given_at_start
 
 TEMP_PREFIX = ".fetcher-"
@@ -883,11 +882,11 @@ def _folder_problem(path: str, replaced: bool, walked: bool) -> str | None:
     except OSError as exc:  # more links than the walk follows
         return exc.strerror or str(exc)
     if not os.path.exists(folder):
-        return f"its folder {redact_path(folder)!r} does not exist"
+        return f"its folder {folder!r} does not exist"
     if not os.path.isdir(folder):
-        return f"{redact_path(folder)!r} is not a folder"
+        return f"{folder!r} is not a folder"
     if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write in its folder {redact_path(folder)!r}"
+        return f"cannot write in its folder {folder!r}"
     return None
 
 
