@@ -485,6 +485,43 @@ def test_a_failed_list_whose_folder_moved_during_the_run_says_where_it_is(acting
     assert f"{moved / 'retry.txt'}" in result.stderr, result.stderr
 
 
+def test_a_failed_list_whose_folder_link_was_repointed_says_where_it_is(acting, tmp_path):
+    """s37 r3 F7: a --failed folder that is a link (`lists -> run-1`) repointed during the run
+    (`ln -sfn run-2 lists`) kept the list in run-1, without a word: the folder as the system
+    walked it at the start was still there. The link as given is looked at instead."""
+    server, actions = acting
+    first, second, link = tmp_path / "run-1", tmp_path / "run-2", tmp_path / "lists"
+    first.mkdir()
+    second.mkdir()
+    link.symlink_to(first)
+
+    def repoint() -> None:
+        link.unlink()
+        link.symlink_to(second)
+
+    actions.append(repoint)
+    result = invoke(["-q", "-j", "1", "--ordered", "--failed", str(link / "retry.txt"),
+                     server.url("/status/404"), server.url("/trigger")])  # fmt: skip
+    assert result.exit_code == 1, result.stderr
+    assert (first / "retry.txt").read_text() == server.url("/status/404") + "\n"
+    assert f"{link}' was moved during the run" in result.stderr, result.stderr
+    assert f"{first / 'retry.txt'}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("given", ["lists/../retry.txt", "lists/retry.txt"])
+def test_a_failed_list_through_a_link_left_alone_says_nothing(acting, tmp_path, monkeypatch, given):
+    """The other side of F7: a link left as it was is no folder moved, nor is one a '..'
+    leads back out of (read as text, as usage.md says of --failed's folder)."""
+    server, _ = acting
+    (tmp_path / "deep" / "run").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    Path("lists").symlink_to(tmp_path / "deep" / "run")
+    result = invoke(["-q", "--failed", given, server.url("/status/404"), server.url("/trigger")])
+    assert result.exit_code == 1 and result.stderr == "", result.stderr
+    listed = tmp_path / "retry.txt" if ".." in given else tmp_path / "deep" / "run" / "retry.txt"
+    assert listed.read_text() == server.url("/status/404") + "\n"
+
+
 def test_the_retry_loop_with_a_bare_name_says_nothing_under_q(acting, tmp_path, monkeypatch):
     """s37 t6 1: README's `fetcher -q -i retry.txt --failed retry.txt` printed "--failed: ''
     was moved during the run" at every run: the list's path, set back to the name as typed,

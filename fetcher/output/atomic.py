@@ -346,14 +346,13 @@ class AtomicFile:
         if written_in_place(path):  # appended to: a file behind /dev/stdout holds the records
             self.fd = open_stream(path)
             return
-        # Its folder where the system's walk leads now, no link on the way planted: at the end
-        # of a run, one swapped in since the start's check led --summary into a folder of the
-        # user's (s35 r4 2).
-        walked = planted_on_the_way(os.path.dirname(os.path.abspath(path)))
+        # Its folder where the system's walk leads now, no link on the way planted (s35 r4 2);
+        # folder_path as given, its links unresolved, for moved_to (s37 r3 F7).
+        self.folder_path = os.path.dirname(os.path.abspath(path))
+        walked = planted_on_the_way(self.folder_path)
         if walked.why is not None:
             raise OSError(errno.EACCES, walked.why, path)
         self.path = path = os.path.join(walked.path, os.path.basename(path))
-        self.folder_path = walked.path  # where the folder was at the start (moved_to)
         self._folder = open_folder(walked.path)
         try:
             self.fd = self._create(unnamed, mode_for(path, mode))
@@ -449,8 +448,9 @@ def moved_to(file: AtomicFile) -> str | None:
     """Where file's folder is now, when it is no longer the one at the path it was opened from:
     moved during the run, the descriptor followed it, and commit puts the file there (nothing
     lost), not where it was asked (s36 t6 5: without a word). None: still there, or a stream.
-    Not the folder of file.path, which may be set back to a name as typed (input_changes),
-    whose folder, '', read as one moved (s37 t6 1)."""
+    The path as given (folder_path), its links followed now: a link repointed during the run
+    leads elsewhere (s37 r3 F7). Not the folder of file.path, which may be set back to a name
+    as typed (input_changes), whose folder, '', read as one moved (s37 t6 1)."""
     if file._folder < 0:
         return None
     name = os.path.basename(file.path)
