@@ -251,6 +251,7 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
              for option, name, replaced in OUTPUT_FILES]  # fmt: skip
     files += [("-i", path, True) for path in settings.inputs]
     files += [("standard input", path, True) for path in stdin_file(settings, streams)]
+    files += [(option, path, True) for option, path in tls_files(settings)]
     for option, path, through_links in files:
         if path is None or path == "-":
             continue
@@ -259,6 +260,22 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
             places.append(os.path.dirname(os.path.realpath(path)))
         for place in places:
             check_not_inside(option, path, place, folder, settings.input_format == "lines")
+
+
+def tls_files(settings: Settings) -> list[tuple[str, str]]:
+    """The files the run trusts or proves itself with, by option (or variable): each is read
+    again for every new connection, so a body saved over one (a line's output, a -J name)
+    chose whom the rest of the run trusted (s38 t1 1)."""
+    files = [("--cacert", settings.verify)] if isinstance(settings.verify, str) else []
+    if settings.verify is True:
+        from fetcher.http.environment import ca_bundle_variable
+
+        files += [found] if (found := ca_bundle_variable()) is not None else []
+    cert = settings.client_cert
+    pair = (cert, None) if isinstance(cert, str) else cert or (None, None)
+    options = ("--cert", "--key")
+    files += [(option, path) for option, path in zip(options, pair, strict=True) if path]
+    return files
 
 
 def check_not_inside(option: str, path: str, place: str, folder: str, lines: bool) -> None:

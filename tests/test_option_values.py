@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+import trustme
 import urllib3
 
 from fetcher.http.deadline import Deadline, DeadlineHTTPPool, set_thread_deadline
@@ -429,6 +430,37 @@ def test_an_input_file_inside_the_output_dir_is_a_usage_error(server, tmp_path, 
     assert_refused(result, "-i", server)
     assert "inside -o DIR" in result.stderr
     assert listing.read_text() == server.url("/x") + "\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "where"),
+    [("--cacert", "out/127.0.0.1_1/ca.pem"), ("--cacert", "out/ca.pem"),
+     ("REQUESTS_CA_BUNDLE", "out"), ("--cert", "out/127.0.0.1_1/me.pem"), ("--key", "out/me.key"),
+     ("REQUESTS_CA_BUNDLE", "out/ca.pem"), ("CURL_CA_BUNDLE", "out/127.0.0.1_1/ca.pem")],
+)  # fmt: skip
+def test_a_tls_file_inside_the_output_dir_is_a_usage_error(
+    server, tmp_path, monkeypatch, option, where
+):
+    """s38 t1 1: a body saved as --cacert's file (a line's output, a -J name, a URL's path)
+    replaced the user's CA during the run, and every later connection trusted the server's CA:
+    the bundle is read for each new connection. Refused before any request, as a run file
+    inside DIR is; a CA bundle variable's too. --cert and --key are read so as well."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out" / "127.0.0.1_1").mkdir(parents=True)
+    authority = trustme.CA()
+    leaf = authority.issue_cert("client.example")
+    pem = {"--cert": leaf.private_key_and_cert_chain_pem.bytes(),
+           "--key": leaf.private_key_pem.bytes()}.get(option,
+                                                      authority.cert_pem.bytes())  # fmt: skip
+    (tmp_path / ("out/0a1b2c3d.0" if where == "out" else where)).write_bytes(pem)
+    variable = {option: str(tmp_path / where)} if option.isupper() else {}
+    flags = [] if variable else [option, where]
+    if option == "--key":
+        leaf.cert_chain_pems[0].write_to_path(str(tmp_path / "me.pem"))
+        flags = ["--cert", str(tmp_path / "me.pem"), *flags]
+    result = invoke(["-q", "-o", "out", *flags, server.url("/x")], **variable)
+    assert_refused(result, option, server)
+    assert "-o DIR" in result.stderr and where in result.stderr, result.stderr
 
 
 def test_a_url_list_at_the_top_of_the_output_dir_is_fine_unless_its_lines_name_files(
