@@ -126,11 +126,14 @@ def test_a_state_on_a_full_disk_is_one_that_cannot_be_opened_not_one_that_is_not
     assert result.returncode == 2, stderr
     assert "cannot open --state file 'ex.db': disk I/O error" in stderr, stderr
     assert "not a fetcher state" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "ex.db"
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT count(*) FROM urls WHERE NOT ok").fetchone() == (1,)
 
 
-def test_a_new_state_on_a_full_disk_cannot_be_opened(tmp_path: Path) -> None:
+def test_a_new_state_on_a_full_disk_cannot_be_opened_and_leaves_nothing(tmp_path: Path) -> None:
+    """s38 t1 2: the refused new state left its half-made database, -wal and -shm (60 KiB on a
+    disk already full): a file this open made, and the lock held, is all its own."""
     with counting_server() as server:
         result = run_limited(tmp_path, "--state", "new.db", server.url("/a"))
         assert server.requests == 0
@@ -138,6 +141,7 @@ def test_a_new_state_on_a_full_disk_cannot_be_opened(tmp_path: Path) -> None:
     assert result.returncode == 2, stderr
     assert "cannot open --state file 'new.db': " in stderr, stderr
     assert "not a fetcher state" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_state_sqlite_analyzed_is_still_a_state(tmp_path: Path) -> None:

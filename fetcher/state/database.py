@@ -114,7 +114,7 @@ def open_locked(path: str) -> tuple[int, sqlite3.Connection]:
     except BaseException as exc:
         if connection is not None:
             connection.close()  # before the descriptor: closing it drops SQLite's locks too
-        _remove_made(made)  # the lock still held: no other run has them
+        _remove_made(made, path)  # the lock still held: no other run has them
         os.close(fd)
         if isinstance(exc, sqlite3.DatabaseError) and not_a_database(exc):
             raise StateError(f"is not a fetcher state database ({exc})") from None
@@ -148,7 +148,7 @@ def _lock(path: str) -> tuple[int, list[str]]:
     try:
         check_plain(fd, path)
     except BaseException:
-        _remove_made(made)
+        _remove_made(made, path)
         os.close(fd)
         raise
     return fd, made
@@ -169,11 +169,15 @@ def _open_state(path: str) -> tuple[int, list[str]]:
         raise
 
 
-def _remove_made(names: list[str]) -> None:
-    """Remove the files a refused open made (still empty: nothing was written in them)."""
+def _remove_made(names: list[str], path: str) -> None:
+    """Remove the files a refused open made: still empty (nothing was written in them), or
+    all of them when the database at path is one of them (a new state a full disk refused left
+    60 KiB of its pages: s38 t1 2). A -wal made beside an older database is kept if written:
+    it may hold what a checkpoint was copying into it."""
+    new = path in names
     for name in names:
         with contextlib.suppress(OSError):
-            if os.lstat(name).st_size == 0:
+            if new or os.lstat(name).st_size == 0:
                 os.unlink(name)
 
 
