@@ -617,11 +617,39 @@ def test_malformed_chunk_framing_is_protocol_and_the_connection_is_not_reused(
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["next"]
 
 
+def test_a_chunk_size_past_any_body_is_malformed_at_once():
+    """s38 t2 2: a size of 24 hex digits (past 2^64) was taken as a size, the framing after it
+    read as data (bytes 12), and a connection kept open held the URL for all of -t. curl
+    refuses it at once ("Too long hexadecimal number"): so does fetcher, before any data."""
+    size_line = b"f" * 24 + b"\r\nhello\r\n0\r\n\r\n"
+    with FaultServer(routes({"/x": send(CHUNKED_HEAD + size_line)})) as server:
+        started = time.monotonic()
+        record = record_of(server.url("/x"), "-t", "3")
+    assert time.monotonic() - started < 2.5, record  # not the wait for -t
+    assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert "malformed chunk size line 'ffff" in record["error"]["message"], record  # type: ignore[index]
+    assert record["bytes"] == 0, record
+
+
+def test_a_non_ascii_framing_value_is_shown_as_its_bytes():
+    """s38 t2 3: an Arabic-Indic digit five (UTF-8 d9 a5) as Content-Length was shown as 'Ù¥',
+    its bytes read as Latin-1: the message now shows the bytes that came."""
+    answer = "HTTP/1.1 200 OK\r\nContent-Length: \u0665\r\n\r\nhello".encode()
+    with FaultServer(respond(answer)) as server:
+        record = record_of(server.url("/x"))
+    assert record["error"]["kind"] == "protocol", record  # type: ignore[index]
+    assert "invalid Content-Length '\\xd9\\xa5'" in record["error"]["message"], record  # type: ignore[index]
+    with FaultServer(respond(CHUNKED_HEAD + "\u0665\r\nhello".encode())) as server:
+        record = record_of(server.url("/x"))
+    assert "malformed chunk size line '\\xd9\\xa5'" in record["error"]["message"], record  # type: ignore[index]
+
+
 WELL_FORMED_CHUNKS = {
     "extension": b"5;name=value\r\nhello\r\n0;last\r\n\r\n",
     "blanks-before-the-extension": b"5 \t;x=1\r\nhello\r\n0\r\n\r\n",
     "blanks-before-the-line-end": b"5  \r\nhello\r\n0\t\r\n\r\n",
     "upper-case-and-leading-zeros": b"0005\r\nhello\r\n000\r\n\r\n",
+    "leading-zeros-past-16-digits": b"0" * 30 + b"5\r\nhello\r\n0\r\n\r\n",
     "lf-alone": b"2\nhe\n3\r\nllo\n0\n\n",
     "many": b"1\r\nh\r\n" * 3000 + b"4\r\nello\r\n0\r\n\r\n",
 }

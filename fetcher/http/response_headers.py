@@ -234,12 +234,12 @@ def content_length_problem(values: list[str]) -> str | None:
     if not numbers:
         return None
     if any(not (number.isascii() and number.isdigit()) for number in numbers):
-        return f"invalid Content-Length {', '.join(values)[:40]!r}"
+        return f"invalid Content-Length {ascii(', '.join(values)[:40])}"
     lengths = {length_of(number) for number in numbers}
     if None in lengths:
-        return f"Content-Length {', '.join(values)[:40]!r} is longer than any body"
+        return f"Content-Length {ascii(', '.join(values)[:40])} is longer than any body"
     if len(lengths) > 1:
-        return f"conflicting Content-Length values {', '.join(values)[:40]!r}"
+        return f"conflicting Content-Length values {ascii(', '.join(values)[:40])}"
     return None
 
 
@@ -285,11 +285,13 @@ class ChunkFramingError(http.client.HTTPException):
 # and ' 5' for 5: what followed was read in a framing the server never sent.
 _CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]++)[ \t]*+(?:;[^\r\n]*+)?\r?\n")
 _CHUNK_DATA_ENDS = (b"\r\n", b"\n")
+_CHUNK_SIZE_LIMIT = 1 << 63
 
 
 def _shown(line: bytes) -> str:
-    """A chunk line for a message: quoted, its line end dropped, at most 40 characters."""
-    return repr(line.rstrip(b"\r\n")[:40].decode("iso-8859-1"))
+    """A chunk line for a message: quoted, its line end dropped, at most 40 characters, a byte
+    past ASCII as its escape (s38 t2 3)."""
+    return ascii(line.rstrip(b"\r\n")[:40].decode("iso-8859-1"))
 
 
 class HeaderParsingResponse(http.client.HTTPResponse):
@@ -402,8 +404,10 @@ class HeaderParsingResponse(http.client.HTTPResponse):
         if len(line) > http.client._MAXLINE:  # type: ignore[attr-defined]
             raise http.client.LineTooLong("chunk size")
         found = _CHUNK_SIZE_LINE.fullmatch(line)
-        if found is not None:
-            return int(found[1], 16)
+        # Past 2^63, as curl's 16 hex digits (s38 t2 2): no body is so large, and the framing
+        # after it was read as data until the connection closed or -t ran out.
+        if found is not None and (size := int(found[1], 16)) < _CHUNK_SIZE_LIMIT:
+            return size
         self._close_conn()  # type: ignore[attr-defined]
         if not line.endswith(b"\n"):  # the stream ended
             raise http.client.IncompleteRead(b"")
