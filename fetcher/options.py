@@ -841,11 +841,13 @@ def say_unretried_method(params: dict[str, Any]) -> None:
     """A typed --retry beside a method it does not retry (-d's POST, -X PATCH) without
     --retry-all-methods: curl's --retry retries any, fetcher's only those that may be sent
     twice (SPEC 2.2), and `--retry 3 -d x=1` made one request, nothing said why (s32 t5 2).
-    Said once, with the option that does; not under -q."""
+    Said once, with the option that does; not under -q, unless with -S: `curl -sS --retry 3
+    -d ...` is the cron line it is for (s38 t4 3)."""
     if not typed("retries") or not params["retries"] or params["retry_all_methods"]:
         return
     method = params["method"] or ("POST" if params["data"] else "GET")
-    if method.upper() not in defaults.IDEMPOTENT_METHODS and not params["quiet"]:
+    said = not params["quiet"] or params["show_error"]
+    if method.upper() not in defaults.IDEMPOTENT_METHODS and said:
         warn(f"fetcher: --retry does not retry a {method.upper()}, which may not be sent twice: "
              "--retry-all-methods does, as curl's --retry")  # fmt: skip
 

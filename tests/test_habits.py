@@ -1019,11 +1019,14 @@ def test_a_command_word_given_as_the_url_is_a_usage_error(word):
     ("args", "said"),
     [(["--retry", "3", "-d", "x=1"], "POST"), (["--retry", "2", "-X", "PATCH"], "PATCH"),
      (["--retry", "3", "-d", "x", "--retry-all-methods"], None), (["-d", "x"], None),
-     (["--retry", "3"], None), (["-s", "--retry", "3", "-d", "x"], None)],
+     (["--retry", "3"], None), (["-s", "--retry", "3", "-d", "x"], None),
+     (["-sS", "--retry", "3", "-d", "x"], "POST"),
+     (["-q", "-S", "--retry", "2", "-d", "x"], "POST")],
 )  # fmt: skip
 def test_retry_beside_a_method_it_does_not_retry_says_so(args, said):
     """s32 t5 2: curl's --retry retries a POST; fetcher's (SPEC 2.2) retries only methods that
-    may be sent twice, and a typed --retry 3 -d x=1 made one request and nothing said why."""
+    may be sent twice, and a typed --retry 3 -d x=1 made one request and nothing said why.
+    Said under -sS too, curl's cron line (s38 t4 3), not under -s alone."""
     result = invoke([*args, "--max-time", "1", "http://127.0.0.1:9/x"])
     hint = [line for line in result.stderr.splitlines() if "--retry-all-methods" in line]
     if said is None:

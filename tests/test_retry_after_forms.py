@@ -53,3 +53,20 @@ def test_a_retry_after_sent_twice_or_with_a_fraction_is_the_wait(fields, wait):
     assert (record["status"], record["attempts"]) == (503, 1)
     message = record["error"]["message"]
     assert f"retry given up: a wait of {wait} s would pass --max-time of 2 s" in message
+
+
+@pytest.mark.parametrize(("asked", "cut"), [("0.3", False), ("86400", True)], ids=["kept", "cut"])
+def test_v_says_which_host_a_retry_after_paused_and_for_how_long(asked, cut):
+    """s38 t4 2: nothing, even at -vv, said that a host was paused or that its Retry-After was
+    cut to --max-retry-wait: the run went quiet for a minute at a time, and the user debugging
+    it had no way to see why. -v says the host, the wait, and what the server asked."""
+    server, seen = answering([asked])
+    with server:
+        done = run_process(["-v", "-q", "--retries", "1", "--max-retry-wait", "0.5",
+                            server.url("/x")])  # fmt: skip
+    stderr = done.stderr.decode()
+    assert done.returncode == 0 and seen[0] == 2, stderr
+    host = server.url("/").split("/")[2]
+    wait = "0.5" if cut else "0.3"
+    assert f"{host} paused for {wait} s after 503" in stderr, stderr
+    assert ("Retry-After of 86400 s cut to --max-retry-wait" in stderr) is cut, stderr

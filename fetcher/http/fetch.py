@@ -145,11 +145,7 @@ class Fetcher:
             None if pause is None else Pause(answering_host(task, result), pause),
         )
         if log.isEnabledFor(logging.INFO):  # -v: not worth a redaction per URL otherwise
-            url, said = redact_url(request.url), _outcome(result)
-            if outcome.retry_in is not None:
-                log.info("retrying %s in %.2f s after %s", url, outcome.retry_in, said)
-            else:
-                log.info("%s %s", said, url)
+            _log_outcome(redact_url(request.url), result, outcome, retry_after)
         return outcome
 
     def _prior(self, task: Task) -> Prior | None:
@@ -219,6 +215,25 @@ def given_up(task: Task, deadline: Deadline) -> Result:
     note = give_up_at_max_time(result, deadline.seconds)
     log.info("%s %s (%s)", _outcome(result), redact_url(task.job.target), note)
     return result
+
+
+def _log_outcome(url: str, result: Result, outcome: Attempt, retry_after: float | None) -> None:
+    """-v's lines for an attempt: its outcome, the retry it gets, and the host it paused, for
+    how long and what the server asked, if more (s38 t4 2: the run went quiet for a minute at
+    a time, and nothing said why)."""
+    said = _outcome(result)
+    if outcome.pause is not None:
+        wait = outcome.pause.seconds
+        cut = (
+            ""
+            if retry_after is None or retry_after <= wait
+            else (f" (its Retry-After of {retry_after:g} s cut to --max-retry-wait)")
+        )
+        log.info("%s paused for %g s after %s%s", outcome.pause.host, wait, said, cut)
+    if outcome.retry_in is not None:
+        log.info("retrying %s in %.2f s after %s", url, outcome.retry_in, said)
+    else:
+        log.info("%s %s", said, url)
 
 
 def _outcome(result: Result) -> str:
