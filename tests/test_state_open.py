@@ -169,3 +169,31 @@ def test_a_state_that_lost_its_version_says_how_to_give_it_back(tmp_path: Path) 
         with sqlite3.connect(copy) as dumped:
             dumped.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         assert invoke(["-q", "--state", str(copy), server.url("/b")]).exit_code == 0
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm", "-journal"])
+@pytest.mark.parametrize("given", ["-i", "--state"])
+def test_a_file_of_the_user_s_named_as_the_state_s_companion_is_refused_and_kept(
+    tmp_path: Path, suffix: str, given: str
+) -> None:
+    """s38 t5 2: SQLite takes a file at the state's -wal, -shm or -journal name for its own:
+    a URL list given as `-i urls.txt-wal` beside `--state urls.txt` had SQLite's log written
+    into it (131 invalid_url records of the state's pages), or was read as an empty journal
+    (exit 0, nothing fetched), and was removed at the close; a second state so named was
+    removed by the next run on the first. A companion that is not SQLite's is refused."""
+    state = tmp_path / "urls.txt"
+    companion = tmp_path / f"urls.txt{suffix}"
+    with counting_server() as server:
+        if given == "-i":
+            companion.write_text(server.url("/a") + "\n")
+            args = ["-i", str(companion)]
+        else:
+            other = invoke(["-q", "--state", str(companion), server.url("/b")])
+            assert other.exit_code == 0, other.output
+            args = [server.url("/a")]
+        before = companion.read_bytes()
+        result = invoke(["-q", "--state", str(state), *args])
+        assert server.requests == (0 if given == "-i" else 1)
+    assert result.exit_code == 2, result.output
+    assert f"{suffix} file" in result.stderr and "not SQLite's" in result.stderr, result.stderr
+    assert companion.read_bytes() == before

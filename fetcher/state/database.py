@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 import stat
+import struct
 
 from fetcher.owners import resolve
 
@@ -261,6 +262,37 @@ def check_plain(fd: int, path: str) -> None:
         if not stat.S_ISREG(other.st_mode) or other.st_nlink != 1:
             raise StateError(f"has a {suffix} file that is a link or not a plain file: {NOT_OURS}")
         _check_owner(other, suffix)
+        if other.st_size and not _sqlites(path + suffix, suffix):
+            raise StateError(
+                f"has a {suffix} file that is not SQLite's (a file of yours so named?): SQLite "
+                "would write in it and remove it; move it, or give the state another name"
+            )
+
+
+# How each companion SQLite writes begins (its file formats' magic numbers): a WAL header, the
+# wal-index's version (3007000, in the machine's byte order), a rollback journal's header.
+_COMPANION_STARTS = {
+    "-wal": (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83"),
+    "-shm": (struct.pack("<I", 3007000), struct.pack(">I", 3007000)),
+    "-journal": (b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7",),
+}
+
+
+def _sqlites(path: str, suffix: str) -> bool:
+    """Whether the file at path begins as SQLite's suffix file does, or with zeros (a journal
+    SQLite zeroed to end it, a header torn by a crash): a URL list, a body or another state so
+    named had SQLite's log written into it, or was read as an empty journal, and was then
+    removed (s38 t5 2). Unreadable: taken as SQLite's, for SQLite to say what is wrong."""
+    starts = _COMPANION_STARTS[suffix]
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        first = os.read(descriptor, len(starts[0]))
+    finally:
+        os.close(descriptor)
+    return first.startswith(starts) or not first.strip(b"\0")
 
 
 def _check_owner(info: os.stat_result, suffix: str) -> None:
