@@ -122,9 +122,10 @@ def validator_date(headers: Mapping[str, str], now: float | None = None) -> str 
     ahead, a clock set ahead) went out as If-Modified-Since on every run, and a server checking
     it with <= (Python's http.server, 13.1.3) said 304 to each edit until that day came (s27 t2
     3). Not the Date in its place: an edit within that second would be no later. The answer is
-    then judged by its ETag, as one without a date. Unreadable: as given."""
+    then judged by its ETag, as one without a date. A date read as servers read it, not as
+    an HTTP-date (any_date_seconds), is judged so too. Unreadable: as given."""
     modified = headers.get("Last-Modified")
-    when = http_seconds(modified or "")
+    when = any_date_seconds(modified or "")
     if when is None:
         return modified
     sent = http_seconds(headers.get("Date") or "")
@@ -136,9 +137,27 @@ def validator_date(headers: Mapping[str, str], now: float | None = None) -> str 
 def later_than(value: str, now: float) -> bool:
     """Whether value, an HTTP date, is later than now (POSIX seconds): a Last-Modified a row
     kept before validator_date, which --state no longer sends when it is far ahead (request.
-    conditional_headers). Unreadable: not later."""
-    when = http_seconds(value)
+    conditional_headers). Read as any_date_seconds; unreadable: not later."""
+    when = any_date_seconds(value)
     return when is not None and when > now
+
+
+def any_date_seconds(value: str) -> float | None:
+    """A date as POSIX seconds, read as an HTTP-date (http_seconds) or else as servers' lenient
+    readers do (email.utils: Python's http.server, werkzeug): fields not padded, a zone's name,
+    the field sent twice (`X, X`). Such a date in the future was kept and sent back as
+    If-Modified-Since, and a server reading it so said 304 to every edit (s38 t5 1). None when
+    neither reads it."""
+    when = http_seconds(value)
+    if when is not None or not value:
+        return when
+    try:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        return float(email.utils.mktime_tz((*parsed[:9], parsed[9] or 0)))  # no zone: UTC's
+    except (ValueError, IndexError, TypeError, OverflowError):
+        return None
 
 
 def utf8_if_it_was(text: str) -> str:
