@@ -251,7 +251,8 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
              for option, name, replaced in OUTPUT_FILES]  # fmt: skip
     files += [("-i", path, True) for path in settings.inputs]
     files += [("standard input", path, True) for path in stdin_file(settings, streams)]
-    files += [(option, path, True) for option, path in tls_files(settings)]
+    tls = tls_files(settings)
+    files += [(option, path, True) for option, path in tls]
     for option, path, through_links in files:
         if path is None or path == "-":
             continue
@@ -259,7 +260,10 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
         if through_links:  # /dev/stdin too: it leads to the file standard input is
             places.append(os.path.dirname(os.path.realpath(path)))
         for place in places:
-            check_not_inside(option, path, place, folder, settings.input_format == "lines")
+            read_only = option in ("-i", "standard input") or (option, path) in tls
+            check_not_inside(
+                option, path, place, folder, settings.input_format == "lines", read_only
+            )
 
 
 def tls_files(settings: Settings) -> list[tuple[str, str]]:
@@ -278,10 +282,13 @@ def tls_files(settings: Settings) -> list[tuple[str, str]]:
     return files
 
 
-def check_not_inside(option: str, path: str, place: str, folder: str, lines: bool) -> None:
+def check_not_inside(
+    option: str, path: str, place: str, folder: str, lines: bool, read_only: bool = False
+) -> None:
     """Refuse path (given as option) if it is DIR (folder, resolved) or above it, or if place,
-    its folder, is inside DIR. A list of plain URLs (lines) may be at DIR's top: from it a body
-    goes into a host's folder only (-o . -i urls.txt), unlike a jsonl or csv line's output."""
+    its folder, is inside DIR. A file the run only reads (read_only: a list, a CA) may be at
+    DIR's top beside a list of plain URLs (lines): from it a body goes into a host's folder only
+    (-o . -i urls.txt, -o . --cacert ca.pem: s38 r1 1), unlike a jsonl or csv line's output."""
     itself = os.path.realpath(path)
     if itself == folder or folder.startswith(itself + os.sep):
         raise click.UsageError(
@@ -289,7 +296,7 @@ def check_not_inside(option: str, path: str, place: str, folder: str, lines: boo
             "under: give it a file of its own, outside DIR"
         )
     where = os.path.realpath(place)  # link/.. as the system finds it
-    top_is_safe = lines and option in ("-i", "standard input")
+    top_is_safe = lines and read_only
     if (where == folder and not top_is_safe) or where.startswith(folder + os.sep):
         raise click.UsageError(
             f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "

@@ -434,9 +434,9 @@ def test_an_input_file_inside_the_output_dir_is_a_usage_error(server, tmp_path, 
 
 @pytest.mark.parametrize(
     ("option", "where"),
-    [("--cacert", "out/127.0.0.1_1/ca.pem"), ("--cacert", "out/ca.pem"),
-     ("REQUESTS_CA_BUNDLE", "out"), ("--cert", "out/127.0.0.1_1/me.pem"), ("--key", "out/me.key"),
-     ("REQUESTS_CA_BUNDLE", "out/ca.pem"), ("CURL_CA_BUNDLE", "out/127.0.0.1_1/ca.pem")],
+    [("--cacert", "out/127.0.0.1_1/ca.pem"), ("--cacert", "out/ca/ca.pem"),
+     ("REQUESTS_CA_BUNDLE", "out"), ("--cert", "out/127.0.0.1_1/me.pem"), ("--key", "out/k/me.key"),
+     ("REQUESTS_CA_BUNDLE", "out/ca/ca.pem"), ("CURL_CA_BUNDLE", "out/127.0.0.1_1/ca.pem")],
 )  # fmt: skip
 def test_a_tls_file_inside_the_output_dir_is_a_usage_error(
     server, tmp_path, monkeypatch, option, where
@@ -452,7 +452,9 @@ def test_a_tls_file_inside_the_output_dir_is_a_usage_error(
     pem = {"--cert": leaf.private_key_and_cert_chain_pem.bytes(),
            "--key": leaf.private_key_pem.bytes()}.get(option,
                                                       authority.cert_pem.bytes())  # fmt: skip
-    (tmp_path / ("out/0a1b2c3d.0" if where == "out" else where)).write_bytes(pem)
+    written = tmp_path / ("out/0a1b2c3d.0" if where == "out" else where)
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_bytes(pem)
     variable = {option: str(tmp_path / where)} if option.isupper() else {}
     flags = [] if variable else [option, where]
     if option == "--key":
@@ -461,6 +463,25 @@ def test_a_tls_file_inside_the_output_dir_is_a_usage_error(
     result = invoke(["-q", "-o", "out", *flags, server.url("/x")], **variable)
     assert_refused(result, option, server)
     assert "-o DIR" in result.stderr and where in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("option", ["--cacert", "REQUESTS_CA_BUNDLE"])
+def test_a_ca_file_at_the_top_of_the_output_dir_is_fine_unless_lines_name_files(
+    server, tmp_path, monkeypatch, option
+):
+    """s38 r1 1: `-o . --cacert ca.pem` was refused by the check for TLS files inside DIR,
+    where a plain list's bodies go into a host's folder only, as for `-o . -i urls.txt`. A
+    jsonl line's output may name any file in DIR: beside such a list it is still refused."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ca.pem").write_bytes(trustme.CA().cert_pem.bytes())
+    variable = {option: str(tmp_path / "ca.pem")} if option.isupper() else {}
+    flags = [] if variable else [option, "ca.pem"]
+    result = invoke(["-q", "-o", ".", *flags, server.url("/x")], **variable)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "in.jsonl").write_text(json.dumps({"url": server.url("/x")}) + "\n")
+    result = invoke(["-q", "-o", ".", *flags, "--input-format", "jsonl", "-i", "in.jsonl"],
+                    **variable)  # fmt: skip
+    assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output
 
 
 def test_a_url_list_at_the_top_of_the_output_dir_is_fine_unless_its_lines_name_files(
