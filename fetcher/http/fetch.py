@@ -222,18 +222,26 @@ def _log_outcome(url: str, result: Result, outcome: Attempt, retry_after: float 
     how long and what the server asked, if more (s38 t4 2: the run went quiet for a minute at
     a time, and nothing said why)."""
     said = _outcome(result)
-    if outcome.pause is not None:
+    if outcome.pause is not None and outcome.pause.seconds > 0:  # a date past: no pause
         wait = outcome.pause.seconds
         cut = (
             ""
             if retry_after is None or retry_after <= wait
-            else (f" (its Retry-After of {retry_after:g} s cut to --max-retry-wait)")
+            else f" (its Retry-After of {_seconds(retry_after)} s cut to --max-retry-wait)"
         )
-        log.info("%s paused for %g s after %s%s", outcome.pause.host, wait, said, cut)
+        log.info("%s paused for %s s after %s%s", outcome.pause.host, _seconds(wait), said, cut)
     if outcome.retry_in is not None:
         log.info("retrying %s in %.2f s after %s", url, outcome.retry_in, said)
     else:
         log.info("%s %s", said, url)
+
+
+def _seconds(seconds: float) -> str:
+    """Seconds for -v, as a person writes them: 0.5, 60, 1234567 (not 1.23457e+06); a number
+    past any float (400 digits of Retry-After) as "over 1e308" (s38 r1 4)."""
+    if seconds == float("inf"):
+        return "over 1e308"
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
 def _outcome(result: Result) -> str:
