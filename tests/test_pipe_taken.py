@@ -648,3 +648,44 @@ def test_a_reader_that_starts_reading_late_has_its_records_counted_as_read(tmp_p
            for url in command[-URLS:]}  # fmt: skip
     assert rows(state) == new
     assert "not read by the reader" not in stderr
+
+
+def test_a_socket_reader_that_goes_leaves_the_rows_of_what_it_did_not_read(tmp_path):
+    """s38 t5 3: standard output on a socket (socat's EXEC:, systemd's StandardOutput=socket,
+    inetd) counted a record taken once its socket's buffer had it: a reader that read 1,000
+    bytes and went left every row committed, exit 0, and the next run said unchanged. A
+    socket's unread bytes are its output queue (TIOCOUTQ), which Linux counts in whole
+    buffers: a record read may count as unread (its change reported twice), never the other
+    way."""
+    import socket
+
+    state, version = tmp_path / "s.db", [1]
+
+    def route(path: str) -> Route:
+        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
+
+    with counting_server(route) as server:
+        urls = [server.url(f"/{n}") for n in range(URLS)]
+        base = [*FETCHER, "-j", "4", "-q", "--state", str(state), "--format", "jsonl"]
+        run_to_the_end([*base, *urls])
+        old = rows(state)
+        version[0] = 2
+        ours, theirs = socket.socketpair()
+        process = subprocess.Popen(base + urls, stdin=subprocess.DEVNULL, stdout=theirs,
+                                   stderr=subprocess.PIPE, env=clean_env())  # fmt: skip
+        theirs.close()
+        try:
+            wait_for(lambda: server.requests >= 2 * URLS, "the second run's requests", 60)
+            ours.settimeout(30)
+            taken = b""
+            while len(taken) < 1000:
+                taken += ours.recv(1000 - len(taken))
+        finally:
+            ours.close()
+        stderr = finish(process)
+    assert process.returncode == 141, stderr
+    whole = {str(record["url"]) for record in records(taken[: taken.rindex(b"\n") + 1])}
+    assert whole and len(whole) < URLS
+    after = rows(state)
+    assert all(after[url] == old[url] for url in urls if url not in whole), stderr
+    assert "were not read by the reader of standard output" not in stderr  # -q

@@ -45,6 +45,10 @@ class PipeLedger:
         self.in_pipe = 0  # of them, those the pipe took (``CountingRaw``), flushed or not
         self._oks: deque[tuple[int, OkCounted]] = deque()  # by where their records end
         self._kept = 0  # ok records still unread at the last look
+        # A socket's queue is emptied as its reader goes (a pipe keeps its bytes): what that
+        # reader had taken is what the last look before it went saw (s38 t5 3).
+        self._socket = stat.S_ISSOCK(os.fstat(descriptor).st_mode)
+        self._seen_taken = 0
 
     def wrote(self, size: int) -> None:
         self.written += size
@@ -75,12 +79,26 @@ class PipeLedger:
     def taken(self) -> int:
         """The bytes the reader has read: those the pipe took less those still in it. Another
         writer's bytes in the pipe only make it smaller (a record then counts as not taken:
-        its change is reported again rather than never)."""
-        return max(0, self.in_pipe - unread(self.descriptor))
+        its change is reported again rather than never). A socket whose reader has gone: as
+        the last look saw, before its queue was emptied."""
+        left = self._unread()
+        return self._seen_taken if left is None else max(0, self.in_pipe - left)
 
     def left_unread(self) -> bool:
         """Whether the reader has gone, leaving bytes in the pipe it never read."""
-        return reader_left(self.descriptor) and unread(self.descriptor) > 0
+        if not reader_left(self.descriptor):
+            return False
+        left = self._unread()
+        return self.in_pipe > self._seen_taken if left is None else left > 0
+
+    def _unread(self) -> int | None:
+        """unread(descriptor), noting what it says was taken; None for a socket whose reader
+        has gone (its queue, emptied, says nothing)."""
+        left = unread(self.descriptor)
+        if self._socket and reader_left(self.descriptor):
+            return None
+        self._seen_taken = max(0, self.in_pipe - left)
+        return left
 
     def drain(
         self,
@@ -97,7 +115,7 @@ class PipeLedger:
         ssh that reads once its session is open): only most bounds the wait for its first
         read (s24 r8 4: a second, and the whole run's changes were dropped)."""
         began = time.monotonic()
-        left = unread(self.descriptor)
+        left = self._unread() or 0
         progressed = began if left < self.in_pipe else None  # None: it has read nothing yet
         if left:
             log.info("waiting for the reader of standard output: %d bytes not read yet", left)
@@ -106,7 +124,7 @@ class PipeLedger:
             if now - began >= most or (progressed is not None and now - progressed >= idle):
                 return
             time.sleep(DRAIN_STEP)  # nothing wakes a writer when its pipe is emptied
-            before, left = left, unread(self.descriptor)
+            before, left = left, self._unread() or 0
             if left < before:
                 progressed = time.monotonic()
 
@@ -138,7 +156,7 @@ class CountingRaw(io.RawIOBase):
 
 
 def pipe_stream(stream: TextIO) -> tuple[TextIO, PipeLedger | None]:
-    """stream, and None when it is no pipe (a file, a terminal, a socket: a record written
+    """stream, and None when it is no pipe nor socket (a file, a terminal: a record written
     there counts as taken) or not a buffered text stream of fetcher's own; else the same
     descriptor, buffered as stream was, through a ``CountingRaw``, and its ledger."""
     buffer = getattr(stream, "buffer", None)
@@ -162,10 +180,13 @@ def pipe_binary(stream: BinaryIO) -> tuple[BinaryIO, PipeLedger | None]:
 
 
 def _on_a_pipe(stream: IO[Any]) -> bool:
+    """Whether stream is a pipe, a FIFO or a socket (socat's EXEC:, systemd's
+    StandardOutput=socket, inetd: s38 t5 3), whose reader may leave what it holds unread."""
     try:
-        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+        mode = os.fstat(stream.fileno()).st_mode
     except (OSError, ValueError, AttributeError):  # closed, or a test runner's capture
         return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _counting(buffer: io.BufferedWriter) -> tuple[io.BufferedWriter, PipeLedger]:
@@ -178,10 +199,14 @@ def _counting(buffer: io.BufferedWriter) -> tuple[io.BufferedWriter, PipeLedger]
 
 def unread(descriptor: int) -> int:
     """The bytes in the pipe not read yet; 0 when it cannot be told (what was flushed then
-    counts as taken, as before there was a ledger)."""
+    counts as taken, as before there was a ledger). A socket's are its output queue (TIOCOUTQ,
+    Linux's SIOCOUTQ): a Unix socket's counts whole buffers, overhead and all, freed only when
+    read to their end, so a record read may count as unread, never one unread as read; a TCP
+    socket's, the bytes its peer has not acknowledged."""
     count = array.array("i", [0])
     try:
-        fcntl.ioctl(descriptor, termios.FIONREAD, count, True)
+        socket = stat.S_ISSOCK(os.fstat(descriptor).st_mode)
+        fcntl.ioctl(descriptor, termios.TIOCOUTQ if socket else termios.FIONREAD, count, True)
     except OSError:
         return 0
     return count[0]
