@@ -241,10 +241,11 @@ def start_slow_run(
 
 def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
     """Its jobs are failures of this machine, counted against no host: the summary pointed at
-    a healthy server, for jobs it never received too (s34 t2 2)."""
+    a healthy server, for jobs it never received too (s34 t2 2). -v says which worker died and
+    how (s38 t6 3: only the records told, as if a server had failed them)."""
     summary = tmp_path / "s.json"
     with counting_server() as server:
-        process = start_slow_run(server, tmp_path, 24, "--summary", str(summary))
+        process = start_slow_run(server, tmp_path, 24, "--summary", str(summary), "-v")
         try:
             wait_for(lambda: server.requests >= 4, "the first requests", 20)
             workers = worker_pids(process.pid)
@@ -277,6 +278,8 @@ def test_a_worker_that_dies_costs_only_its_own_jobs(tmp_path):
     assert {r["line"]: r["url"] for r in got} == dict(enumerate(every, start=1))
     assert check_each_line_once(every, got, failed) == set()  # every line has its record
     assert json.loads(summary.read_text())["by_host"] == {}, "a host blamed for a lost worker"
+    said = f"(pid {workers[0]}) ended unexpectedly (it was killed by SIGKILL)"
+    assert said in stderr.decode(), stderr
 
 
 @pytest.mark.parametrize(
@@ -1013,3 +1016,35 @@ def test_a_ctrl_z_in_the_grace_of_a_ctrl_c_and_fg_still_end_the_grace(tmp_path):
     assert process.returncode == 130, stderr
     assert took < 10, f"{took:.1f} s after fg"
     assert len(records(stdout)) == len(urls)
+
+
+def test_a_stop_with_a_frozen_worker_says_its_jobs_attempts_are_not_known(tmp_path):
+    """s38 t6 1: a worker process frozen (SIGSTOP), then a SIGTERM: after the grace period
+    its jobs were each "interrupted before it finished" with attempts 1, where most had never
+    been sent (the worker's threads had taken two of them). The parent cannot know which:
+    attempts null, and the message says so, as for a worker that died."""
+    with counting_server() as server:
+        urls = [server.url(f"/slow/0.3/{n}") for n in range(40)]
+        process = subprocess.Popen(
+            [*FETCHER, "-j", "4", "--processes", "2", "--format", "jsonl", *urls],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            env=clean_env(), start_new_session=True,
+        )  # fmt: skip
+        frozen: list[int] = []
+        try:
+            wait_for(lambda: server.requests >= 4, "the first requests", 20)
+            frozen = worker_pids(process.pid)[:1]
+            os.kill(frozen[0], signal.SIGSTOP)
+            process.terminate()
+            stdout, stderr = process.communicate(timeout=30)
+        finally:
+            for pid in frozen:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGCONT)
+            reap(process)
+    assert process.returncode == 143, stderr
+    cut = [r for r in records(stdout) if r["error"] and "interrupted" in r["error"]["message"]]
+    assert cut, stderr
+    for record in cut:
+        assert record["attempts"] is None, record
+        assert "whether it was requested is not known" in record["error"]["message"], record

@@ -31,6 +31,9 @@ log = logging.getLogger("fetcher")
 # How long, in all, a stop's cuts of the bodies in flight (abandoned_record) wait for writes
 # under way to end: a write to a hung mount never does, and the stop must not wait for it.
 CUT_WAIT = 0.05
+# What a record says of a job a worker process may or may not have sent: it says nothing of a
+# job until it ends (fetcher.run.processes).
+NOT_KNOWN_IF_SENT = "; whether it was requested is not known"
 
 
 def not_retried(task: Task, last: Result) -> Result:
@@ -55,9 +58,14 @@ def abandoned_record(task: Task, now: float) -> Result:
     The cuts wait CUT_WAIT in all for writes under way (one may never end: s27 r3 1). A body
     completed and renamed before its cut is recorded with its file (path), not a partial."""
     answer = task.answer
+    # None made here: a job dealt to a worker process that never answered for it (frozen),
+    # sent or still queued there, which this process cannot tell (s38 t6 1: "attempts 1" for
+    # jobs never sent). Said so, as of a worker that died (fetcher.run.processes.lost).
+    known = task.requests > 0
+    message = "interrupted before it finished" + ("" if known else NOT_KNOWN_IF_SENT)
     record = Result.failure(
-        task.job, ErrorKind.OTHER, "interrupted before it finished",
-        attempts=max(task.requests, 1), abandoned=True,
+        task.job, ErrorKind.OTHER, message,
+        attempts=task.requests if known else None, abandoned=True,
         elapsed=0.0 if task.started is None else now - task.started,
         partial=task.partial,  # --continue: what its body was written to so far
     )  # fmt: skip

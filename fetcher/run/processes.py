@@ -32,6 +32,7 @@ from fetcher.input.shards import shard_of
 from fetcher.output.bodies import Bodies
 from fetcher.output.paths import OutputDir, deal_name
 from fetcher.results import Result, host_of
+from fetcher.run.books import NOT_KNOWN_IF_SENT
 from fetcher.run.executor import PauseListener, RunStartError
 from fetcher.run.messages import Inbox, PartialBegun, Skipped
 from fetcher.run.placement import dealt_cpus
@@ -55,7 +56,6 @@ log = logging.getLogger("fetcher")
 EXIT_NOW_WAIT = 1.0  # seconds this process waits for its workers to have exited at once
 GRACE_MARGIN = 0.3  # seconds of this process's grace kept for a worker's last records
 LOST = "the worker process for it ended unexpectedly"
-UNKNOWN = "; whether it was requested is not known"  # a worker says nothing of a job until it ends
 # A job sent to keep its fresh file (Job.keep) whose file another request of the run replaced:
 # its worker was to fetch it, not to skip it (still_fresh).
 REPLACED = "; fresh in --state, but its file was replaced in this run: it was to be fetched again"
@@ -189,7 +189,9 @@ def wait_until_started(workers: list[WorkerProcess], stopping: threading.Event) 
             raise RunStartError(f"worker process {worker.index + 1}: {problem}")
 
 
-def lost(task: Task, message: str = LOST + UNKNOWN, attempts: int | None = None) -> Result:
+def lost(
+    task: Task, message: str = LOST + NOT_KNOWN_IF_SENT, attempts: int | None = None
+) -> Result:
     """The record of a task its worker process cannot answer for: only what this process knows.
     attempts: None (null, not known) when the worker may have requested it, or not, or retried
     it: a worker tells of a job only when it ends, since a message per start would cost every
@@ -260,7 +262,7 @@ def ended_with(
         return fresh
     if graceful:
         return handed_back(task, stopped)
-    return lost(task, LOST + (UNKNOWN if task.job.keep is None else REPLACED))
+    return lost(task, LOST + (NOT_KNOWN_IF_SENT if task.job.keep is None else REPLACED))
 
 
 class ProcessExecutor:

@@ -4,6 +4,7 @@ that listens to it, and ending it."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
@@ -18,6 +19,8 @@ from fetcher.run.executor import RunStartError, start_thread
 from fetcher.run.signals import resumed_at
 from fetcher.run.wire import HostPause, Outbox, StartReport, WireJob, WorkerLog, WorkerSetup
 from fetcher.run.worker_logs import log_here
+
+log = logging.getLogger("fetcher")
 
 # What a worker process runs: fetcher.run.worker_main, found where this process found it.
 # A terminal's signals are ignored from its first line, as worker_process ignores them: one
@@ -145,6 +148,8 @@ class WorkerProcess:
         it carried out, having sent a record or a hand-back for every job it read. Jobs dealt
         after that sat unread in its pipe: never started, so not interrupted."""
         self.wait(timeout)
+        if self.process.returncode != 0:
+            say_ended(self)
         return self.process.returncode == 0
 
     def end_jobs(self) -> None:
@@ -190,6 +195,14 @@ class WorkerProcess:
             self.alive = False
             self._reported.set()
             listener(self.index, None)
+
+
+def say_ended(worker: WorkerProcess) -> None:
+    """-v: worker ended unexpectedly, and how: one killed (the OOM killer) is no server's
+    failures, which only its jobs' records told (s38 t6 3)."""
+    how = ended_by(worker) or f"its exit status {worker.process.returncode}"
+    log.info("worker process %d (pid %d) ended unexpectedly (%s)", worker.index + 1,
+             worker.process.pid, how)  # fmt: skip
 
 
 def ended_by(worker: WorkerProcess) -> str | None:
