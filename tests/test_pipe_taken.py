@@ -69,6 +69,15 @@ def read_exactly(reader: int, count: int) -> bytes:
     return taken
 
 
+def versioned(version: list[int]) -> Callable[[str], Route]:
+    """A route answering each path with a body of the version now in version[0]."""
+
+    def route(path: str) -> Route:
+        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
+
+    return route
+
+
 def finish(process: subprocess.Popen[bytes]) -> str:
     try:
         return process.communicate(timeout=30)[1].decode()
@@ -134,10 +143,7 @@ def test_a_reader_that_stays_but_stops_reading_leaves_no_row_of_what_it_did_not_
     they were committed as reported, 28 of 30 changes never reported)."""
     state, version = tmp_path / "s.db", [1]
 
-    def route(path: str) -> Route:
-        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
-
-    with counting_server(route) as server:
+    with counting_server(versioned(version)) as server:
         urls = [server.url(f"/{n}") for n in range(URLS)]
         base = [*FETCHER, "-j", "4", "-q", "--state", str(state), "--format", "jsonl"]
         run_to_the_end([*base, *urls])  # every row says v1
@@ -592,10 +598,7 @@ def test_records_left_unread_at_the_end_are_said_once_on_stderr(tmp_path):
     whose "changed: 30" the state does not keep (s24 r8 4: nothing said so)."""
     state, version = tmp_path / "s.db", [1]
 
-    def route(path: str) -> Route:
-        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
-
-    with counting_server(route) as server:
+    with counting_server(versioned(version)) as server:
         command = changed_run(state, server.url, [])
         version[0] = 2
         process, reader = start_on_a_pipe(command)
@@ -621,10 +624,7 @@ def test_a_reader_that_starts_reading_late_has_its_records_counted_as_read(tmp_p
     reader's lateness, past that second: the wait's beginning is the -v line that says it."""
     state, version = tmp_path / "s.db", [1]
 
-    def route(path: str) -> Route:
-        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
-
-    with counting_server(route) as server:
+    with counting_server(versioned(version)) as server:
         command = changed_run(state, server.url, ["-v"])
         version[0] = 2
         process, reader = start_on_a_pipe(command)
@@ -661,10 +661,7 @@ def test_a_socket_reader_that_goes_leaves_the_rows_of_what_it_did_not_read(tmp_p
 
     state, version = tmp_path / "s.db", [1]
 
-    def route(path: str) -> Route:
-        return 200, {"Content-Type": "text/plain"}, f"v{version[0]} {path}".encode(), 0.0
-
-    with counting_server(route) as server:
+    with counting_server(versioned(version)) as server:
         urls = [server.url(f"/{n}") for n in range(URLS)]
         base = [*FETCHER, "-j", "4", "-q", "--state", str(state), "--format", "jsonl"]
         run_to_the_end([*base, *urls])
