@@ -253,6 +253,9 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
     files += [("standard input", path, True) for path in stdin_file(settings, streams)]
     tls = tls_files(settings)
     files += [(option, path, True) for option, path in tls]
+    # --retry-failed's lines come from the state, a jsonl line's output with them, whatever
+    # --input-format says (s38 r2 1: a retried line replaced a CA at DIR's top).
+    lines = settings.input_format == "lines" and not settings.retry_failed
     for option, path, through_links in files:
         if path is None or path == "-":
             continue
@@ -261,9 +264,7 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
             places.append(os.path.dirname(os.path.realpath(path)))
         for place in places:
             read_only = option in ("-i", "standard input") or (option, path) in tls
-            check_not_inside(
-                option, path, place, folder, settings.input_format == "lines", read_only
-            )
+            check_not_inside(option, path, place, folder, lines, read_only)
 
 
 def tls_files(settings: Settings) -> list[tuple[str, str]]:

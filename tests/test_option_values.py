@@ -484,6 +484,27 @@ def test_a_ca_file_at_the_top_of_the_output_dir_is_fine_unless_lines_name_files(
     assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output
 
 
+def test_a_ca_file_at_the_top_of_the_output_dir_is_refused_for_retry_failed(
+    server, tmp_path, monkeypatch
+):
+    """s38 r2 1: --retry-failed's jobs come from the state, a jsonl line's output with them,
+    while --input-format stays lines: a CA at DIR's top passed a365448's check, and a retried
+    line whose output named it replaced the CA with its body."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    pem = trustme.CA().cert_pem.bytes()
+    (tmp_path / "out" / "ca.pem").write_bytes(pem)
+    line = json.dumps({"url": server.url("/status/404"), "output": "ca.pem"})
+    (tmp_path / "in.jsonl").write_text(line + "\n")
+    first = invoke(["-q", "-o", "out", "--state", "st.db", "--input-format", "jsonl", "-i",
+                    "in.jsonl"])  # fmt: skip
+    assert first.exit_code == 3, first.output
+    result = invoke(["-q", "-o", "out", "--state", "st.db", "--retry-failed", "--cacert",
+                     "out/ca.pem"])  # fmt: skip
+    assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output
+    assert (tmp_path / "out" / "ca.pem").read_bytes() == pem
+
+
 def test_a_url_list_at_the_top_of_the_output_dir_is_fine_unless_its_lines_name_files(
     server, tmp_path, monkeypatch
 ):
