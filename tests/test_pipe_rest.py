@@ -236,3 +236,39 @@ def test_a_long_record_of_many_lines_across_the_buffer_is_handed_back_whole():
         got, stderr = csv_urls_after_a_stop(rows, server)
     assert got == urls, (stderr, [url[:40] for url in got][:20])
     assert "bytes of a line" not in stderr
+
+
+def test_the_rest_of_a_line_from_a_writer_that_keeps_the_pipe_full_is_given_up_soon():
+    """s38 r2 2: once a wait was bounded and a read of what is there was not, a writer that
+    kept the pipe full held a stop while 1 MiB was read a byte at a time, each copied whole
+    (56 s). The reading is bounded too (REST_MOST), and the line is then not whole."""
+    import threading
+
+    from fetcher.input.pipes import _rest_of_record
+
+    reader, writer = os.pipe()
+    done = threading.Event()
+
+    def fill() -> None:
+        while not done.is_set():
+            select.select([], [writer], [], 0.1)
+            try:
+                os.write(writer, b"a" * 4096)
+            except BlockingIOError:
+                pass
+
+    os.set_blocking(writer, False)
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        with open(reader, "rb", buffering=0) as stream:
+            started = time.monotonic()
+            rest, whole = _rest_of_record(stream, False, 0)
+            took = time.monotonic() - started
+            done.set()
+            thread.join(5)
+    finally:
+        done.set()
+        os.close(writer)
+    assert not whole and rest.count(b"a") == len(rest) > 0
+    assert took < 3, took  # REST_MOST, 0.5 s; 56 s before
