@@ -683,6 +683,23 @@ def test_a_cut_after_the_body_was_complete_names_its_file(tmp_path):
     assert (record.bytes, record.path, record.partial) == (4, path, None)
 
 
+@pytest.mark.parametrize(
+    ("attempt", "dealt", "attempts", "unknown"),
+    [(2, True, 2, False), (0, True, None, True), (0, False, 0, False)],
+    ids=["made", "dealt-to-a-worker-process", "never-begun-here"],
+)
+def test_an_abandoned_record_says_the_attempts_it_knows(attempt, dealt, attempts, unknown):
+    """s38 t6 1, r2: a job dealt to a worker process (started: when dealt) and answered for by
+    none, a frozen worker's, is not known to have been sent: attempts null, said so. One of
+    this process with no attempt begun was never sent: 0, not the 1 it was given before."""
+    task = Task(Job(0, "http://h/f", "http://h/f", 1, b"http://h/f"), "h")
+    task.attempt, task.started = attempt, time.perf_counter() if dealt or attempt else None
+    record = abandoned_record(task, time.perf_counter())
+    assert record.attempts == attempts
+    assert record.error_message is not None
+    assert ("whether it was requested is not known" in record.error_message) is unknown
+
+
 def write_calls() -> int:
     """The write(2) calls this thread has made (the kernel's count, /proc/thread-self/io)."""
     for line in Path("/proc/thread-self/io").read_text().splitlines():
