@@ -238,13 +238,17 @@ def test_a_long_record_of_many_lines_across_the_buffer_is_handed_back_whole():
     assert "bytes of a line" not in stderr
 
 
-def test_the_rest_of_a_line_from_a_writer_that_keeps_the_pipe_full_is_given_up_soon():
+def test_the_rest_of_a_line_from_a_writer_that_keeps_the_pipe_full_is_given_up_soon(monkeypatch):
     """s38 r2 2: once a wait was bounded and a read of what is there was not, a writer that
     kept the pipe full held a stop while 1 MiB was read a byte at a time, each copied whole
-    (56 s). The reading is bounded too (REST_MOST), and the line is then not whole."""
+    (56 s). The reading is bounded too (REST_MOST, 5 s: here 0.5), and the line is then not
+    whole."""
     import threading
 
+    from fetcher.input import pipes
     from fetcher.input.pipes import _rest_of_record
+
+    monkeypatch.setattr(pipes, "REST_MOST", 0.5, raising=False)
 
     reader, writer = os.pipe()
     done = threading.Event()

@@ -30,7 +30,10 @@ log = logging.getLogger("fetcher")
 
 HELD_MAX = 1 << 20  # more than any reader's buffer: all it holds, in one piece
 REST_WAIT = 0.1  # seconds the rest of a cut record may take to come, at the most
-REST_MOST = 0.5  # seconds it may take to read, all of it there (a byte at a time), at the most
+# Seconds the rest may take to read, all of it there, a byte at a time, at the most: a record
+# of 128 KiB (jsonl's, csv's most) takes 0.2 s idle and 1.5 s on a loaded machine (s38 r3 1);
+# a writer that keeps the pipe full holds the stop no longer (r2 2: a minute).
+REST_MOST = 5.0
 UNFINISHED = (
     "of a line the input pipe had not finished when the run stopped (a line cut short would "
     "fetch another URL)"
@@ -289,7 +292,7 @@ def _rest_of_record(stream: BinaryIO, csv: bool, quoting: int) -> tuple[bytes, b
         while len(rest) < HELD_MAX and time.monotonic() < most:
             # A wait is bounded by REST_WAIT, reading what is there by REST_MOST: loaded, 4 KB
             # took more than REST_WAIT, and the record was cut in two (a make test beside
-            # three others); a writer keeping the pipe full held the stop a minute (r2 2).
+            # three others).
             if not watch.poll(0) and not watch.poll(max(deadline - time.monotonic(), 0) * 1000):
                 break
             try:
