@@ -299,9 +299,11 @@ def check_not_inside(
     where = os.path.realpath(place)  # link/.. as the system finds it
     top_is_safe = lines and read_only
     if (where == folder and not top_is_safe) or where.startswith(folder + os.sep):
+        # At the top, where it passes beside plain URLs: say what its neighbours may name.
+        beside = " (beside lines that may name any file in it)" if read_only else ""
         raise click.UsageError(
-            f"{option} {path!r} is inside -o DIR, where a saved body could replace it (or "
-            "it a body): give it a place outside DIR"
+            f"{option} {path!r} is inside -o DIR{beside if where == folder else ''}, where a "
+            "saved body could replace it (or it a body): give it a place outside DIR"
         )
 
 

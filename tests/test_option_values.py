@@ -502,6 +502,7 @@ def test_a_ca_file_at_the_top_of_the_output_dir_is_refused_for_retry_failed(
     result = invoke(["-q", "-o", "out", "--state", "st.db", "--retry-failed", "--cacert",
                      "out/ca.pem"])  # fmt: skip
     assert result.exit_code == 2 and "inside -o DIR" in result.stderr, result.output
+    assert "beside lines that may name any file in it" in result.stderr  # why, at the top
     assert (tmp_path / "out" / "ca.pem").read_bytes() == pem
 
 
