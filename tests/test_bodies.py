@@ -689,11 +689,12 @@ def test_a_cut_after_the_body_was_complete_names_its_file(tmp_path):
     ids=["made", "dealt-to-a-worker-process", "never-begun-here"],
 )
 def test_an_abandoned_record_says_the_attempts_it_knows(attempt, dealt, attempts, unknown):
-    """s38 t6 1, r2: a job dealt to a worker process (started: when dealt) and answered for by
-    none, a frozen worker's, is not known to have been sent: attempts null, said so. One of
-    this process with no attempt begun was never sent: 0, not the 1 it was given before."""
+    """s38 t6 1, r2, r3 3: a job dealt to a worker process and answered for by none, a frozen
+    worker's, is not known to have been sent: attempts null, said so. One of this process with
+    no attempt made was never sent: 0, not the 1 it was given before."""
     task = Task(Job(0, "http://h/f", "http://h/f", 1, b"http://h/f"), "h")
-    task.attempt, task.started = attempt, time.perf_counter() if dealt or attempt else None
+    task.attempt, task.dealt = attempt, dealt
+    task.started = time.perf_counter() if dealt or attempt else None
     record = abandoned_record(task, time.perf_counter())
     assert record.attempts == attempts
     assert record.error_message is not None

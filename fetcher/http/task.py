@@ -28,6 +28,9 @@ class Task:
     # body): no retry, but requests the server saw, which `attempts` counts (s28 t1 5).
     again: int = 0
     started: float | None = None  # perf_counter() at the first attempt
+    # Dealt to a worker process, which tells of it only when it ends: this process does not
+    # know whether it was sent (fetcher.run.books.abandoned_record).
+    dealt: bool = False
     max_time: Deadline | None = None  # --max-time, counted from the first attempt
     request: EffectiveRequest | None = None  # what every attempt sends
     last: Result | None = None  # the previous attempt's result, while a retry is pending

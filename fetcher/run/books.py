@@ -61,7 +61,7 @@ def abandoned_record(task: Task, now: float) -> Result:
     # None made here: a job dealt to a worker process that never answered for it (frozen),
     # sent or still queued there, which this process cannot tell (s38 t6 1: "attempts 1" for
     # jobs never sent). Said so, as of a worker that died (fetcher.run.processes.lost).
-    known = task.requests > 0 or task.started is None  # None: this process's, never sent
+    known = task.requests > 0 or not task.dealt
     message = "interrupted before it finished" + ("" if known else NOT_KNOWN_IF_SENT)
     record = Result.failure(
         task.job, ErrorKind.OTHER, message,

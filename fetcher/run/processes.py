@@ -322,7 +322,7 @@ class ProcessExecutor:
         assert self._inbox is not None
         batches: dict[int, list[WireJob]] = {}
         for task in tasks:
-            task.started = time.perf_counter()  # as far as this process knows: when dealt
+            task.started, task.dealt = time.perf_counter(), True  # started: as this knows
             index, adopted = self._choose(task.job)
             worker = self.workers[index]
             if not worker.alive:  # no live worker at all: never sent (s24 r6 3: still_fresh)
