@@ -247,23 +247,22 @@ def check_outside_output_dir(settings: Settings, streams: Streams | None = None)
     if not settings.output_dir:
         return
     folder = os.path.realpath(settings.output_dir)
-    files = [(option, getattr(settings, name), not replaced)
+    # (option, path, read through links, only read): a file only read may be at DIR's top.
+    files = [(option, getattr(settings, name), not replaced, False)
              for option, name, replaced in OUTPUT_FILES]  # fmt: skip
-    files += [("-i", path, True) for path in settings.inputs]
-    files += [("standard input", path, True) for path in stdin_file(settings, streams)]
-    tls = tls_files(settings)
-    files += [(option, path, True) for option, path in tls]
+    files += [("-i", path, True, True) for path in settings.inputs]
+    files += [("standard input", path, True, True) for path in stdin_file(settings, streams)]
+    files += [(option, path, True, True) for option, path in tls_files(settings)]
     # --retry-failed's lines come from the state, a jsonl line's output with them, whatever
     # --input-format says (s38 r2 1: a retried line replaced a CA at DIR's top).
     lines = settings.input_format == "lines" and not settings.retry_failed
-    for option, path, through_links in files:
+    for option, path, through_links, read_only in files:
         if path is None or path == "-":
             continue
         places = [] if is_stream(path) else [os.path.dirname(path) or os.curdir]
         if through_links:  # /dev/stdin too: it leads to the file standard input is
             places.append(os.path.dirname(os.path.realpath(path)))
         for place in places:
-            read_only = option in ("-i", "standard input") or (option, path) in tls
             check_not_inside(option, path, place, folder, lines, read_only)
 
 

@@ -94,7 +94,7 @@ class PipeLedger:
     def _unread(self) -> int | None:
         """unread(descriptor), noting what it says was taken; None for a socket whose reader
         has gone (its queue, emptied, says nothing)."""
-        left = unread(self.descriptor)
+        left = unread(self.descriptor, self._socket)
         if self._socket and reader_left(self.descriptor):
             return None
         self._seen_taken = max(0, self.in_pipe - left)
@@ -197,15 +197,15 @@ def _counting(buffer: io.BufferedWriter) -> tuple[io.BufferedWriter, PipeLedger]
     return io.BufferedWriter(CountingRaw(raw, ledger), buffer_size=PIPE_BUFFERING), ledger
 
 
-def unread(descriptor: int) -> int:
+def unread(descriptor: int, socket: bool = False) -> int:
     """The bytes in the pipe not read yet; 0 when it cannot be told (what was flushed then
     counts as taken, as before there was a ledger). A socket's are its output queue (TIOCOUTQ,
     Linux's SIOCOUTQ): a Unix socket's counts whole buffers, overhead and all, freed only when
     read to their end, so a record read may count as unread, never one unread as read; a TCP
-    socket's, the bytes its peer has not acknowledged."""
+    socket's, the bytes its peer has not acknowledged. socket: descriptor is one (its ledger
+    knows: no fstat at each look)."""
     count = array.array("i", [0])
     try:
-        socket = stat.S_ISSOCK(os.fstat(descriptor).st_mode)
         fcntl.ioctl(descriptor, termios.TIOCOUTQ if socket else termios.FIONREAD, count, True)
     except OSError:
         return 0

@@ -199,7 +199,10 @@ class WorkerProcess:
 
 def say_ended(worker: WorkerProcess) -> None:
     """-v: worker ended unexpectedly, and how: one killed (the OOM killer) is no server's
-    failures, which only its jobs' records told (s38 t6 3)."""
+    failures, which only its jobs' records told (s38 t6 3). Only under -v: ended_by may wait
+    for the exit."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     how = ended_by(worker) or f"its exit status {worker.process.returncode}"
     log.info("worker process %d (pid %d) ended unexpectedly (%s)", worker.index + 1,
              worker.process.pid, how)  # fmt: skip
